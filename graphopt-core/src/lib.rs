@@ -1,1 +1,20 @@
+//! graphopt-core: everything about TensorFlow graphs that graphopt does.
+//!
+//! - [`proto`]: TensorFlow's wire types (GraphDef, NodeDef, TensorProto, SavedModel, ...),
+//!   generated from `proto/` with BTreeMap maps so encoding is deterministic.
+//! - [`io`]: reading binary or text GraphDefs without copying weights, deterministic writing.
+//! - [`graph`]: input parsing, the name/consumer index, validation, execution order.
+//! - [`ops`]: output counts and required attributes of the ops graphopt knows.
+//! - [`transforms`]: the transform-string grammar, the registry and the transforms.
+//! - [`summary`]: what `graphopt summarize` reports.
+
+pub mod error;
+pub mod graph;
+pub mod io;
+pub mod ops;
 pub mod proto;
+pub mod summary;
+pub mod text_format;
+pub mod transforms;
+
+pub use error::{Error, Result};

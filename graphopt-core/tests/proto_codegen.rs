@@ -26,6 +26,7 @@ fn generate() -> (Vec<u8>, String) {
     let mut config = prost_build::Config::new();
     config
         .btree_map(["."])
+        .enable_type_names()
         .bytes(["."])
         .out_dir(out.path())
         .compile_fds(descriptors)

@@ -4,6 +4,16 @@ pub struct SerializedDType {
     #[prost(enumeration = "DataType", tag = "1")]
     pub datatype: i32,
 }
+impl ::prost::Name for SerializedDType {
+    const NAME: &'static str = "SerializedDType";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SerializedDType".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SerializedDType".into()
+    }
+}
 /// A shape; a dimension of size -1 is unknown, `unknown_rank` means even the rank is unknown.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TensorShapeProto {
@@ -20,6 +30,26 @@ pub mod tensor_shape_proto {
         pub size: i64,
         #[prost(string, tag = "2")]
         pub name: ::prost::alloc::string::String,
+    }
+    impl ::prost::Name for Dim {
+        const NAME: &'static str = "Dim";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.TensorShapeProto.Dim".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.TensorShapeProto.Dim".into()
+        }
+    }
+}
+impl ::prost::Name for TensorShapeProto {
+    const NAME: &'static str = "TensorShapeProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TensorShapeProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TensorShapeProto".into()
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -47,6 +77,26 @@ pub mod resource_handle_proto {
         pub dtype: i32,
         #[prost(message, optional, tag = "2")]
         pub shape: ::core::option::Option<super::TensorShapeProto>,
+    }
+    impl ::prost::Name for DtypeAndShape {
+        const NAME: &'static str = "DtypeAndShape";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.ResourceHandleProto.DtypeAndShape".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.ResourceHandleProto.DtypeAndShape".into()
+        }
+    }
+}
+impl ::prost::Name for ResourceHandleProto {
+    const NAME: &'static str = "ResourceHandleProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.ResourceHandleProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.ResourceHandleProto".into()
     }
 }
 /// A tensor value. Either `tensor_content` (raw little-endian bytes) or the typed `*_val`
@@ -95,6 +145,16 @@ pub struct TensorProto {
     #[prost(bytes = "bytes", tag = "18")]
     pub float8_val: ::prost::bytes::Bytes,
 }
+impl ::prost::Name for TensorProto {
+    const NAME: &'static str = "TensorProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TensorProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TensorProto".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct VariantTensorDataProto {
     #[prost(string, tag = "1")]
@@ -103,6 +163,16 @@ pub struct VariantTensorDataProto {
     pub metadata: ::prost::bytes::Bytes,
     #[prost(message, repeated, tag = "3")]
     pub tensors: ::prost::alloc::vec::Vec<TensorProto>,
+}
+impl ::prost::Name for VariantTensorDataProto {
+    const NAME: &'static str = "VariantTensorDataProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.VariantTensorDataProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.VariantTensorDataProto".into()
+    }
 }
 /// An attribute value; list(...) attributes use `list`.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -131,6 +201,16 @@ pub mod attr_value {
         #[prost(message, repeated, tag = "9")]
         pub func: ::prost::alloc::vec::Vec<super::NameAttrList>,
     }
+    impl ::prost::Name for ListValue {
+        const NAME: &'static str = "ListValue";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.AttrValue.ListValue".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.AttrValue.ListValue".into()
+        }
+    }
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Value {
         #[prost(message, tag = "1")]
@@ -156,6 +236,16 @@ pub mod attr_value {
         Func(super::NameAttrList),
     }
 }
+impl ::prost::Name for AttrValue {
+    const NAME: &'static str = "AttrValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.AttrValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.AttrValue".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NameAttrList {
     #[prost(string, tag = "1")]
@@ -165,6 +255,16 @@ pub struct NameAttrList {
         ::prost::alloc::string::String,
         AttrValue,
     >,
+}
+impl ::prost::Name for NameAttrList {
+    const NAME: &'static str = "NameAttrList";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.NameAttrList".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.NameAttrList".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct FullTypeDef {
@@ -183,6 +283,16 @@ pub mod full_type_def {
         S(::prost::alloc::string::String),
         #[prost(int64, tag = "4")]
         I(i64),
+    }
+}
+impl ::prost::Name for FullTypeDef {
+    const NAME: &'static str = "FullTypeDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.FullTypeDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.FullTypeDef".into()
     }
 }
 /// One operation in a graph. Inputs are "node", "node:port" or "^node" (control edge).
@@ -218,6 +328,26 @@ pub mod node_def {
         pub original_func_names: ::prost::alloc::vec::Vec<
             ::prost::alloc::string::String,
         >,
+    }
+    impl ::prost::Name for ExperimentalDebugInfo {
+        const NAME: &'static str = "ExperimentalDebugInfo";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.NodeDef.ExperimentalDebugInfo".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.NodeDef.ExperimentalDebugInfo".into()
+        }
+    }
+}
+impl ::prost::Name for NodeDef {
+    const NAME: &'static str = "NodeDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.NodeDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.NodeDef".into()
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -274,6 +404,16 @@ pub mod op_def {
         #[prost(message, optional, tag = "17")]
         pub experimental_full_type: ::core::option::Option<super::FullTypeDef>,
     }
+    impl ::prost::Name for ArgDef {
+        const NAME: &'static str = "ArgDef";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.OpDef.ArgDef".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.OpDef.ArgDef".into()
+        }
+    }
     #[derive(Clone, PartialEq, ::prost::Message)]
     pub struct AttrDef {
         #[prost(string, tag = "1")]
@@ -291,6 +431,26 @@ pub mod op_def {
         #[prost(message, optional, tag = "7")]
         pub allowed_values: ::core::option::Option<super::AttrValue>,
     }
+    impl ::prost::Name for AttrDef {
+        const NAME: &'static str = "AttrDef";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.OpDef.AttrDef".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.OpDef.AttrDef".into()
+        }
+    }
+}
+impl ::prost::Name for OpDef {
+    const NAME: &'static str = "OpDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.OpDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.OpDef".into()
+    }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct OpDeprecation {
@@ -299,10 +459,30 @@ pub struct OpDeprecation {
     #[prost(string, tag = "2")]
     pub explanation: ::prost::alloc::string::String,
 }
+impl ::prost::Name for OpDeprecation {
+    const NAME: &'static str = "OpDeprecation";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.OpDeprecation".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.OpDeprecation".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct OpList {
     #[prost(message, repeated, tag = "1")]
     pub op: ::prost::alloc::vec::Vec<OpDef>,
+}
+impl ::prost::Name for OpList {
+    const NAME: &'static str = "OpList";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.OpList".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.OpList".into()
+    }
 }
 /// A function: its signature, its body (`node_def`) and how outputs map to body tensors.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -341,6 +521,26 @@ pub mod function_def {
             super::AttrValue,
         >,
     }
+    impl ::prost::Name for ArgAttrs {
+        const NAME: &'static str = "ArgAttrs";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.FunctionDef.ArgAttrs".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.FunctionDef.ArgAttrs".into()
+        }
+    }
+}
+impl ::prost::Name for FunctionDef {
+    const NAME: &'static str = "FunctionDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.FunctionDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.FunctionDef".into()
+    }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GradientDef {
@@ -349,12 +549,32 @@ pub struct GradientDef {
     #[prost(string, tag = "2")]
     pub gradient_func: ::prost::alloc::string::String,
 }
+impl ::prost::Name for GradientDef {
+    const NAME: &'static str = "GradientDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.GradientDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.GradientDef".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RegisteredGradient {
     #[prost(string, tag = "1")]
     pub gradient_func: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub registered_op_type: ::prost::alloc::string::String,
+}
+impl ::prost::Name for RegisteredGradient {
+    const NAME: &'static str = "RegisteredGradient";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.RegisteredGradient".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.RegisteredGradient".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct FunctionDefLibrary {
@@ -365,6 +585,16 @@ pub struct FunctionDefLibrary {
     #[prost(message, repeated, tag = "3")]
     pub registered_gradients: ::prost::alloc::vec::Vec<RegisteredGradient>,
 }
+impl ::prost::Name for FunctionDefLibrary {
+    const NAME: &'static str = "FunctionDefLibrary";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.FunctionDefLibrary".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.FunctionDefLibrary".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct VersionDef {
     #[prost(int32, tag = "1")]
@@ -373,6 +603,16 @@ pub struct VersionDef {
     pub min_consumer: i32,
     #[prost(int32, repeated, tag = "3")]
     pub bad_consumers: ::prost::alloc::vec::Vec<i32>,
+}
+impl ::prost::Name for VersionDef {
+    const NAME: &'static str = "VersionDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.VersionDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.VersionDef".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GraphDebugInfo {
@@ -414,12 +654,42 @@ pub mod graph_debug_info {
         #[prost(string, tag = "5")]
         pub code: ::prost::alloc::string::String,
     }
+    impl ::prost::Name for FileLineCol {
+        const NAME: &'static str = "FileLineCol";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.GraphDebugInfo.FileLineCol".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.GraphDebugInfo.FileLineCol".into()
+        }
+    }
     #[derive(Clone, PartialEq, ::prost::Message)]
     pub struct StackTrace {
         #[prost(message, repeated, tag = "1")]
         pub file_line_cols: ::prost::alloc::vec::Vec<FileLineCol>,
         #[prost(fixed64, repeated, tag = "2")]
         pub frame_id: ::prost::alloc::vec::Vec<u64>,
+    }
+    impl ::prost::Name for StackTrace {
+        const NAME: &'static str = "StackTrace";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.GraphDebugInfo.StackTrace".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.GraphDebugInfo.StackTrace".into()
+        }
+    }
+}
+impl ::prost::Name for GraphDebugInfo {
+    const NAME: &'static str = "GraphDebugInfo";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.GraphDebugInfo".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.GraphDebugInfo".into()
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -435,6 +705,16 @@ pub struct GraphDef {
     pub versions: ::core::option::Option<VersionDef>,
     #[prost(message, optional, tag = "5")]
     pub debug_info: ::core::option::Option<GraphDebugInfo>,
+}
+impl ::prost::Name for GraphDef {
+    const NAME: &'static str = "GraphDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.GraphDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.GraphDef".into()
+    }
 }
 /// Element type of a tensor. `*_REF` values mark reference-typed (TF1 variable) edges and are
 /// the plain value plus 100.
@@ -788,6 +1068,16 @@ pub struct SavedModel {
     #[prost(message, repeated, tag = "2")]
     pub meta_graphs: ::prost::alloc::vec::Vec<MetaGraphDef>,
 }
+impl ::prost::Name for SavedModel {
+    const NAME: &'static str = "SavedModel";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedModel".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedModel".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct MetaGraphDef {
     #[prost(message, optional, tag = "1")]
@@ -835,6 +1125,26 @@ pub mod meta_graph_def {
             ::prost::alloc::string::String,
         >,
     }
+    impl ::prost::Name for MetaInfoDef {
+        const NAME: &'static str = "MetaInfoDef";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.MetaGraphDef.MetaInfoDef".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.MetaGraphDef.MetaInfoDef".into()
+        }
+    }
+}
+impl ::prost::Name for MetaGraphDef {
+    const NAME: &'static str = "MetaGraphDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.MetaGraphDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.MetaGraphDef".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CollectionDef {
@@ -848,25 +1158,75 @@ pub mod collection_def {
         #[prost(string, repeated, tag = "1")]
         pub value: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     }
+    impl ::prost::Name for NodeList {
+        const NAME: &'static str = "NodeList";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.CollectionDef.NodeList".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.CollectionDef.NodeList".into()
+        }
+    }
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct BytesList {
         #[prost(bytes = "bytes", repeated, tag = "1")]
         pub value: ::prost::alloc::vec::Vec<::prost::bytes::Bytes>,
+    }
+    impl ::prost::Name for BytesList {
+        const NAME: &'static str = "BytesList";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.CollectionDef.BytesList".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.CollectionDef.BytesList".into()
+        }
     }
     #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
     pub struct Int64List {
         #[prost(int64, repeated, tag = "1")]
         pub value: ::prost::alloc::vec::Vec<i64>,
     }
+    impl ::prost::Name for Int64List {
+        const NAME: &'static str = "Int64List";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.CollectionDef.Int64List".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.CollectionDef.Int64List".into()
+        }
+    }
     #[derive(Clone, PartialEq, ::prost::Message)]
     pub struct FloatList {
         #[prost(float, repeated, tag = "1")]
         pub value: ::prost::alloc::vec::Vec<f32>,
     }
+    impl ::prost::Name for FloatList {
+        const NAME: &'static str = "FloatList";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.CollectionDef.FloatList".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.CollectionDef.FloatList".into()
+        }
+    }
     #[derive(Clone, PartialEq, ::prost::Message)]
     pub struct AnyList {
         #[prost(message, repeated, tag = "1")]
         pub value: ::prost::alloc::vec::Vec<::prost_types::Any>,
+    }
+    impl ::prost::Name for AnyList {
+        const NAME: &'static str = "AnyList";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.CollectionDef.AnyList".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.CollectionDef.AnyList".into()
+        }
     }
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Kind {
@@ -880,6 +1240,16 @@ pub mod collection_def {
         FloatList(FloatList),
         #[prost(message, tag = "5")]
         AnyList(AnyList),
+    }
+}
+impl ::prost::Name for CollectionDef {
+    const NAME: &'static str = "CollectionDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.CollectionDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.CollectionDef".into()
     }
 }
 /// Where a signature's tensor lives in the graph ("node:port"), with its type and shape.
@@ -903,12 +1273,32 @@ pub mod tensor_info {
         #[prost(string, tag = "3")]
         pub dense_shape_tensor_name: ::prost::alloc::string::String,
     }
+    impl ::prost::Name for CooSparse {
+        const NAME: &'static str = "CooSparse";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.TensorInfo.CooSparse".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.TensorInfo.CooSparse".into()
+        }
+    }
     #[derive(Clone, PartialEq, ::prost::Message)]
     pub struct CompositeTensor {
         #[prost(message, optional, tag = "1")]
         pub type_spec: ::core::option::Option<super::TypeSpecProto>,
         #[prost(message, repeated, tag = "2")]
         pub components: ::prost::alloc::vec::Vec<super::TensorInfo>,
+    }
+    impl ::prost::Name for CompositeTensor {
+        const NAME: &'static str = "CompositeTensor";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.TensorInfo.CompositeTensor".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.TensorInfo.CompositeTensor".into()
+        }
     }
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Encoding {
@@ -918,6 +1308,16 @@ pub mod tensor_info {
         CooSparse(CooSparse),
         #[prost(message, tag = "5")]
         CompositeTensor(CompositeTensor),
+    }
+}
+impl ::prost::Name for TensorInfo {
+    const NAME: &'static str = "TensorInfo";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TensorInfo".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TensorInfo".into()
     }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -940,12 +1340,32 @@ pub struct SignatureDef {
         TensorProto,
     >,
 }
+impl ::prost::Name for SignatureDef {
+    const NAME: &'static str = "SignatureDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SignatureDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SignatureDef".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AssetFileDef {
     #[prost(message, optional, tag = "1")]
     pub tensor_info: ::core::option::Option<TensorInfo>,
     #[prost(string, tag = "2")]
     pub filename: ::prost::alloc::string::String,
+}
+impl ::prost::Name for AssetFileDef {
+    const NAME: &'static str = "AssetFileDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.AssetFileDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.AssetFileDef".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SaverDef {
@@ -1006,6 +1426,16 @@ pub mod saver_def {
         }
     }
 }
+impl ::prost::Name for SaverDef {
+    const NAME: &'static str = "SaverDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SaverDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SaverDef".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct VariableDef {
     #[prost(string, tag = "1")]
@@ -1027,6 +1457,16 @@ pub struct VariableDef {
     #[prost(enumeration = "VariableAggregation", tag = "9")]
     pub aggregation: i32,
 }
+impl ::prost::Name for VariableDef {
+    const NAME: &'static str = "VariableDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.VariableDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.VariableDef".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SaveSliceInfoDef {
     #[prost(string, tag = "1")]
@@ -1037,6 +1477,16 @@ pub struct SaveSliceInfoDef {
     pub var_offset: ::prost::alloc::vec::Vec<i64>,
     #[prost(int64, repeated, tag = "4")]
     pub var_shape: ::prost::alloc::vec::Vec<i64>,
+}
+impl ::prost::Name for SaveSliceInfoDef {
+    const NAME: &'static str = "SaveSliceInfoDef";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SaveSliceInfoDef".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SaveSliceInfoDef".into()
+    }
 }
 /// Python-side structure of function signatures (nested lists, dicts, tensor specs).
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1085,17 +1535,57 @@ pub mod structured_value {
         NumpyValue(super::TensorProto),
     }
 }
+impl ::prost::Name for StructuredValue {
+    const NAME: &'static str = "StructuredValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.StructuredValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.StructuredValue".into()
+    }
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct NoneValue {}
+impl ::prost::Name for NoneValue {
+    const NAME: &'static str = "NoneValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.NoneValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.NoneValue".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListValue {
     #[prost(message, repeated, tag = "1")]
     pub values: ::prost::alloc::vec::Vec<StructuredValue>,
 }
+impl ::prost::Name for ListValue {
+    const NAME: &'static str = "ListValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.ListValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.ListValue".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TupleValue {
     #[prost(message, repeated, tag = "1")]
     pub values: ::prost::alloc::vec::Vec<StructuredValue>,
+}
+impl ::prost::Name for TupleValue {
+    const NAME: &'static str = "TupleValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TupleValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TupleValue".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DictValue {
@@ -1105,6 +1595,16 @@ pub struct DictValue {
         StructuredValue,
     >,
 }
+impl ::prost::Name for DictValue {
+    const NAME: &'static str = "DictValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.DictValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.DictValue".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct PairValue {
     #[prost(string, tag = "1")]
@@ -1112,12 +1612,32 @@ pub struct PairValue {
     #[prost(message, optional, tag = "2")]
     pub value: ::core::option::Option<StructuredValue>,
 }
+impl ::prost::Name for PairValue {
+    const NAME: &'static str = "PairValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.PairValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.PairValue".into()
+    }
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NamedTupleValue {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(message, repeated, tag = "2")]
     pub values: ::prost::alloc::vec::Vec<PairValue>,
+}
+impl ::prost::Name for NamedTupleValue {
+    const NAME: &'static str = "NamedTupleValue";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.NamedTupleValue".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.NamedTupleValue".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TensorSpecProto {
@@ -1127,6 +1647,16 @@ pub struct TensorSpecProto {
     pub shape: ::core::option::Option<TensorShapeProto>,
     #[prost(enumeration = "DataType", tag = "3")]
     pub dtype: i32,
+}
+impl ::prost::Name for TensorSpecProto {
+    const NAME: &'static str = "TensorSpecProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TensorSpecProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TensorSpecProto".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct BoundedTensorSpecProto {
@@ -1140,6 +1670,16 @@ pub struct BoundedTensorSpecProto {
     pub minimum: ::core::option::Option<TensorProto>,
     #[prost(message, optional, tag = "5")]
     pub maximum: ::core::option::Option<TensorProto>,
+}
+impl ::prost::Name for BoundedTensorSpecProto {
+    const NAME: &'static str = "BoundedTensorSpecProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.BoundedTensorSpecProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.BoundedTensorSpecProto".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TypeSpecProto {
@@ -1224,6 +1764,16 @@ pub mod type_spec_proto {
         }
     }
 }
+impl ::prost::Name for TypeSpecProto {
+    const NAME: &'static str = "TypeSpecProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TypeSpecProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TypeSpecProto".into()
+    }
+}
 /// The object graph a TF2 SavedModel stores beside its MetaGraphDef.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SavedObjectGraph {
@@ -1234,6 +1784,16 @@ pub struct SavedObjectGraph {
         ::prost::alloc::string::String,
         SavedConcreteFunction,
     >,
+}
+impl ::prost::Name for SavedObjectGraph {
+    const NAME: &'static str = "SavedObjectGraph";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedObjectGraph".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedObjectGraph".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SavedObject {
@@ -1285,6 +1845,16 @@ pub mod saved_object {
         CapturedTensor(super::CapturedTensor),
     }
 }
+impl ::prost::Name for SavedObject {
+    const NAME: &'static str = "SavedObject";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedObject".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedObject".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SavedUserObject {
     #[prost(string, tag = "1")]
@@ -1294,10 +1864,30 @@ pub struct SavedUserObject {
     #[prost(string, tag = "3")]
     pub metadata: ::prost::alloc::string::String,
 }
+impl ::prost::Name for SavedUserObject {
+    const NAME: &'static str = "SavedUserObject";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedUserObject".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedUserObject".into()
+    }
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SavedAsset {
     #[prost(int32, tag = "1")]
     pub asset_file_def_index: i32,
+}
+impl ::prost::Name for SavedAsset {
+    const NAME: &'static str = "SavedAsset";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedAsset".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedAsset".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SavedFunction {
@@ -1306,12 +1896,32 @@ pub struct SavedFunction {
     #[prost(message, optional, tag = "2")]
     pub function_spec: ::core::option::Option<FunctionSpec>,
 }
+impl ::prost::Name for SavedFunction {
+    const NAME: &'static str = "SavedFunction";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedFunction".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedFunction".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CapturedTensor {
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub concrete_function: ::prost::alloc::string::String,
+}
+impl ::prost::Name for CapturedTensor {
+    const NAME: &'static str = "CapturedTensor";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.CapturedTensor".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.CapturedTensor".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SavedConcreteFunction {
@@ -1321,6 +1931,16 @@ pub struct SavedConcreteFunction {
     pub canonicalized_input_signature: ::core::option::Option<StructuredValue>,
     #[prost(message, optional, tag = "4")]
     pub output_signature: ::core::option::Option<StructuredValue>,
+}
+impl ::prost::Name for SavedConcreteFunction {
+    const NAME: &'static str = "SavedConcreteFunction";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedConcreteFunction".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedConcreteFunction".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SavedBareConcreteFunction {
@@ -1333,10 +1953,30 @@ pub struct SavedBareConcreteFunction {
     #[prost(message, optional, tag = "4")]
     pub function_spec: ::core::option::Option<FunctionSpec>,
 }
+impl ::prost::Name for SavedBareConcreteFunction {
+    const NAME: &'static str = "SavedBareConcreteFunction";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedBareConcreteFunction".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedBareConcreteFunction".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SavedConstant {
     #[prost(string, tag = "1")]
     pub operation: ::prost::alloc::string::String,
+}
+impl ::prost::Name for SavedConstant {
+    const NAME: &'static str = "SavedConstant";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedConstant".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedConstant".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SavedVariable {
@@ -1358,6 +1998,16 @@ pub struct SavedVariable {
     pub experimental_distributed_variable_components: ::prost::alloc::vec::Vec<
         SavedVariable,
     >,
+}
+impl ::prost::Name for SavedVariable {
+    const NAME: &'static str = "SavedVariable";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedVariable".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedVariable".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct FunctionSpec {
@@ -1412,10 +2062,30 @@ pub mod function_spec {
         }
     }
 }
+impl ::prost::Name for FunctionSpec {
+    const NAME: &'static str = "FunctionSpec";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.FunctionSpec".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.FunctionSpec".into()
+    }
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SavedResource {
     #[prost(string, tag = "1")]
     pub device: ::prost::alloc::string::String,
+}
+impl ::prost::Name for SavedResource {
+    const NAME: &'static str = "SavedResource";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SavedResource".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SavedResource".into()
+    }
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SaveableObject {
@@ -1423,6 +2093,16 @@ pub struct SaveableObject {
     pub save_function: i32,
     #[prost(int32, tag = "3")]
     pub restore_function: i32,
+}
+impl ::prost::Name for SaveableObject {
+    const NAME: &'static str = "SaveableObject";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.SaveableObject".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.SaveableObject".into()
+    }
 }
 /// The object graph stored in a checkpoint under the key `_CHECKPOINTABLE_OBJECT_GRAPH`.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1456,6 +2136,16 @@ pub mod trackable_object_graph {
             #[prost(string, tag = "2")]
             pub local_name: ::prost::alloc::string::String,
         }
+        impl ::prost::Name for ObjectReference {
+            const NAME: &'static str = "ObjectReference";
+            const PACKAGE: &'static str = "tensorflow";
+            fn full_name() -> ::prost::alloc::string::String {
+                "tensorflow.TrackableObjectGraph.TrackableObject.ObjectReference".into()
+            }
+            fn type_url() -> ::prost::alloc::string::String {
+                "/tensorflow.TrackableObjectGraph.TrackableObject.ObjectReference".into()
+            }
+        }
         #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
         pub struct SerializedTensor {
             #[prost(string, tag = "1")]
@@ -1464,6 +2154,17 @@ pub mod trackable_object_graph {
             pub full_name: ::prost::alloc::string::String,
             #[prost(string, tag = "3")]
             pub checkpoint_key: ::prost::alloc::string::String,
+        }
+        impl ::prost::Name for SerializedTensor {
+            const NAME: &'static str = "SerializedTensor";
+            const PACKAGE: &'static str = "tensorflow";
+            fn full_name() -> ::prost::alloc::string::String {
+                "tensorflow.TrackableObjectGraph.TrackableObject.SerializedTensor".into()
+            }
+            fn type_url() -> ::prost::alloc::string::String {
+                "/tensorflow.TrackableObjectGraph.TrackableObject.SerializedTensor"
+                    .into()
+            }
         }
         #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
         pub struct SlotVariableReference {
@@ -1474,6 +2175,38 @@ pub mod trackable_object_graph {
             #[prost(int32, tag = "3")]
             pub slot_variable_node_id: i32,
         }
+        impl ::prost::Name for SlotVariableReference {
+            const NAME: &'static str = "SlotVariableReference";
+            const PACKAGE: &'static str = "tensorflow";
+            fn full_name() -> ::prost::alloc::string::String {
+                "tensorflow.TrackableObjectGraph.TrackableObject.SlotVariableReference"
+                    .into()
+            }
+            fn type_url() -> ::prost::alloc::string::String {
+                "/tensorflow.TrackableObjectGraph.TrackableObject.SlotVariableReference"
+                    .into()
+            }
+        }
+    }
+    impl ::prost::Name for TrackableObject {
+        const NAME: &'static str = "TrackableObject";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.TrackableObjectGraph.TrackableObject".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.TrackableObjectGraph.TrackableObject".into()
+        }
+    }
+}
+impl ::prost::Name for TrackableObjectGraph {
+    const NAME: &'static str = "TrackableObjectGraph";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TrackableObjectGraph".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TrackableObjectGraph".into()
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1482,6 +2215,16 @@ pub struct RegisteredSaver {
     pub name: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub object_name: ::prost::alloc::string::String,
+}
+impl ::prost::Name for RegisteredSaver {
+    const NAME: &'static str = "RegisteredSaver";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.RegisteredSaver".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.RegisteredSaver".into()
+    }
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1596,6 +2339,16 @@ pub mod bundle_header_proto {
         }
     }
 }
+impl ::prost::Name for BundleHeaderProto {
+    const NAME: &'static str = "BundleHeaderProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.BundleHeaderProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.BundleHeaderProto".into()
+    }
+}
 /// Where one tensor's bytes are: shard, offset and size in that shard, and their CRC32C.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct BundleEntryProto {
@@ -1613,6 +2366,16 @@ pub struct BundleEntryProto {
     pub crc32c: u32,
     #[prost(message, repeated, tag = "7")]
     pub slices: ::prost::alloc::vec::Vec<TensorSliceProto>,
+}
+impl ::prost::Name for BundleEntryProto {
+    const NAME: &'static str = "BundleEntryProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.BundleEntryProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.BundleEntryProto".into()
+    }
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TensorSliceProto {
@@ -1635,5 +2398,25 @@ pub mod tensor_slice_proto {
             #[prost(int64, tag = "2")]
             Length(i64),
         }
+    }
+    impl ::prost::Name for Extent {
+        const NAME: &'static str = "Extent";
+        const PACKAGE: &'static str = "tensorflow";
+        fn full_name() -> ::prost::alloc::string::String {
+            "tensorflow.TensorSliceProto.Extent".into()
+        }
+        fn type_url() -> ::prost::alloc::string::String {
+            "/tensorflow.TensorSliceProto.Extent".into()
+        }
+    }
+}
+impl ::prost::Name for TensorSliceProto {
+    const NAME: &'static str = "TensorSliceProto";
+    const PACKAGE: &'static str = "tensorflow";
+    fn full_name() -> ::prost::alloc::string::String {
+        "tensorflow.TensorSliceProto".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "/tensorflow.TensorSliceProto".into()
     }
 }

@@ -1,0 +1,62 @@
+//! The error type of graphopt-core: every failure names the file, transform and node it is about.
+
+use std::path::PathBuf;
+
+use crate::graph::GraphError;
+use crate::transforms::spec::SpecError;
+
+/// Result alias used throughout graphopt-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in graphopt-core. `Display` is one readable line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: the file is empty; expected a GraphDef in binary or text format", path.display())]
+    EmptyFile { path: PathBuf },
+    #[error(
+        "{}: not a GraphDef: as binary protobuf: {binary}; as text format: {text}",
+        path.display()
+    )]
+    NotAGraph {
+        path: PathBuf,
+        binary: String,
+        text: String,
+    },
+    #[error("{}: invalid graph: {source}", path.display())]
+    InvalidGraph { path: PathBuf, source: GraphError },
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("invalid --transforms string: {0}")]
+    Spec(#[from] SpecError),
+    #[error("transform '{transform}': {message}")]
+    Transform { transform: String, message: String },
+    #[error("transform '{transform}' left an invalid graph: {source}")]
+    TransformBrokeGraph {
+        transform: String,
+        source: GraphError,
+    },
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: String, message: String },
+}
+
+impl Error {
+    /// A transform failure with a message; callers include the node name in `message`.
+    pub fn transform(transform: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Transform {
+            transform: transform.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

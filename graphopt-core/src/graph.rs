@@ -1,0 +1,353 @@
+//! The graph model: `name:port` / `^control` input parsing, a name index with consumer lists,
+//! validation, and TensorFlow's execution order (which lets while-loop back edges through).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use crate::ops;
+use crate::proto::{GraphDef, NodeDef};
+
+/// One parsed entry of `NodeDef.input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InputRef<'a> {
+    /// Name of the producing node.
+    pub node: &'a str,
+    /// Output index of the producer (0 when written without `:N`; 0 for control edges).
+    pub port: u32,
+    /// A `^node` control dependency rather than a data edge.
+    pub control: bool,
+}
+
+impl<'a> InputRef<'a> {
+    /// Parses `node`, `node:N` or `^node`. A suffix after the last `:` that is not a number is
+    /// part of the name (as in TensorFlow, which only treats digits as a port).
+    pub fn parse(input: &'a str) -> Self {
+        if let Some(node) = input.strip_prefix('^') {
+            return InputRef {
+                node,
+                port: 0,
+                control: true,
+            };
+        }
+        if let Some((node, port)) = input.rsplit_once(':') {
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(port) = port.parse() {
+                    return InputRef {
+                        node,
+                        port,
+                        control: false,
+                    };
+                }
+            }
+        }
+        InputRef {
+            node: input,
+            port: 0,
+            control: false,
+        }
+    }
+}
+
+impl fmt::Display for InputRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.control {
+            write!(f, "^{}", self.node)
+        } else if self.port == 0 {
+            f.write_str(self.node)
+        } else {
+            write!(f, "{}:{}", self.node, self.port)
+        }
+    }
+}
+
+/// Node name of an input or tensor string: strips `^` and a numeric `:N`.
+pub fn node_name(input: &str) -> &str {
+    InputRef::parse(input).node
+}
+
+/// Canonical tensor name `node:N` for an input or tensor string.
+pub fn tensor_name(input: &str) -> String {
+    let r = InputRef::parse(input);
+    format!("{}:{}", r.node, r.port)
+}
+
+/// What is wrong with a graph. Each variant names the node concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    #[error("node #{index} has an empty name")]
+    EmptyName { index: usize },
+    #[error("node '{name}' is defined more than once")]
+    DuplicateName { name: String },
+    #[error("node '{node}' has input '{input}', but there is no node '{missing}'")]
+    DanglingInput {
+        node: String,
+        input: String,
+        missing: String,
+    },
+    #[error("node '{node}' has data input '{input}' after a control input; control inputs must come last")]
+    DataAfterControl { node: String, input: String },
+    #[error("node '{node}' has input '{input}', but '{producer}' ({op}) has only {outputs} output(s)")]
+    BadPort {
+        node: String,
+        input: String,
+        producer: String,
+        op: String,
+        outputs: usize,
+    },
+    #[error("node '{node}' ({op}) is missing required attribute '{attr}'")]
+    MissingAttr {
+        node: String,
+        op: String,
+        attr: String,
+    },
+    #[error("{count} node(s) form a cycle that is not a while loop: {}", path.join(" -> "))]
+    Cycle { count: usize, path: Vec<String> },
+}
+
+/// Where a node's output is consumed: consumer node index and the position in its input list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumer {
+    pub node: usize,
+    pub slot: usize,
+}
+
+/// Name index and consumer lists over a borrowed GraphDef; built in one pass.
+#[derive(Debug)]
+pub struct GraphIndex<'g> {
+    graph: &'g GraphDef,
+    by_name: HashMap<&'g str, usize>,
+    consumers: Vec<Vec<Consumer>>,
+}
+
+impl<'g> GraphIndex<'g> {
+    /// Indexes `graph`. Duplicate names keep the first node; `validate` reports them.
+    pub fn new(graph: &'g GraphDef) -> Self {
+        let mut by_name = HashMap::with_capacity(graph.node.len());
+        for (i, node) in graph.node.iter().enumerate() {
+            by_name.entry(node.name.as_str()).or_insert(i);
+        }
+        let mut consumers = vec![Vec::new(); graph.node.len()];
+        for (i, node) in graph.node.iter().enumerate() {
+            for (slot, input) in node.input.iter().enumerate() {
+                if let Some(&producer) = by_name.get(node_name(input)) {
+                    if let Some(list) = consumers.get_mut(producer) {
+                        list.push(Consumer { node: i, slot });
+                    }
+                }
+            }
+        }
+        GraphIndex {
+            graph,
+            by_name,
+            consumers,
+        }
+    }
+
+    pub fn graph(&self) -> &'g GraphDef {
+        self.graph
+    }
+
+    /// Index of the node called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Option<&'g NodeDef> {
+        self.index_of(name).and_then(|i| self.graph.node.get(i))
+    }
+
+    /// Every (node, input slot) that reads from node `index`, control edges included.
+    pub fn consumers(&self, index: usize) -> &[Consumer] {
+        self.consumers.get(index).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Checks what every later step relies on: unique non-empty names, inputs that exist, control
+/// inputs after data inputs, ports within a known op's output count, required attributes of
+/// known ops, and no cycles other than while loops.
+pub fn validate(graph: &GraphDef) -> Result<(), GraphError> {
+    let mut seen = HashSet::with_capacity(graph.node.len());
+    for (index, node) in graph.node.iter().enumerate() {
+        if node.name.is_empty() {
+            return Err(GraphError::EmptyName { index });
+        }
+        if !seen.insert(node.name.as_str()) {
+            return Err(GraphError::DuplicateName {
+                name: node.name.clone(),
+            });
+        }
+    }
+    let index = GraphIndex::new(graph);
+    for node in &graph.node {
+        let mut saw_control = false;
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            let Some(producer) = index.node(parsed.node) else {
+                return Err(GraphError::DanglingInput {
+                    node: node.name.clone(),
+                    input: input.clone(),
+                    missing: parsed.node.to_string(),
+                });
+            };
+            if parsed.control {
+                saw_control = true;
+                continue;
+            }
+            if saw_control {
+                return Err(GraphError::DataAfterControl {
+                    node: node.name.clone(),
+                    input: input.clone(),
+                });
+            }
+            if let Some(outputs) = ops::output_count(producer) {
+                if parsed.port as usize >= outputs {
+                    return Err(GraphError::BadPort {
+                        node: node.name.clone(),
+                        input: input.clone(),
+                        producer: producer.name.clone(),
+                        op: producer.op.clone(),
+                        outputs,
+                    });
+                }
+            }
+        }
+        if let Some(attr) = ops::missing_required_attr(node) {
+            return Err(GraphError::MissingAttr {
+                node: node.name.clone(),
+                op: node.op.clone(),
+                attr: attr.to_string(),
+            });
+        }
+    }
+    execution_order(graph).map(|_| ())
+}
+
+/// Merge nodes start a while-loop iteration: they may run once any one data input is ready,
+/// which is what lets the NextIteration back edge close the loop.
+fn is_merge(node: &NodeDef) -> bool {
+    matches!(node.op.as_str(), "Merge" | "RefMerge")
+}
+
+/// TensorFlow's execution order (the one `sort_by_execution_order` writes): Kahn's algorithm
+/// with a LIFO ready stack seeded with input-less nodes in file order. A Merge is ready once
+/// all its control inputs and at least one data input are done. Errors on dangling inputs and on
+/// cycles that do not pass through a Merge, naming the nodes of one such cycle.
+pub fn execution_order(graph: &GraphDef) -> Result<Vec<usize>, GraphError> {
+    let n = graph.node.len();
+    let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(n);
+    for (i, node) in graph.node.iter().enumerate() {
+        by_name.entry(node.name.as_str()).or_insert(i);
+    }
+    // pending[i]: inputs still to run (for a Merge: control inputs plus one data input).
+    let mut pending = vec![0usize; n];
+    let mut merge_waiting_data = vec![false; n];
+    let mut outputs: Vec<Vec<(usize, bool)>> = vec![Vec::new(); n];
+    let mut ready = Vec::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        let merge = is_merge(node);
+        let mut count = 0;
+        let mut has_data = false;
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            let Some(&producer) = by_name.get(parsed.node) else {
+                return Err(GraphError::DanglingInput {
+                    node: node.name.clone(),
+                    input: input.clone(),
+                    missing: parsed.node.to_string(),
+                });
+            };
+            if let Some(list) = outputs.get_mut(producer) {
+                list.push((i, parsed.control));
+            }
+            if !merge || parsed.control {
+                count += 1;
+            } else {
+                has_data = true;
+            }
+        }
+        if merge && has_data {
+            count += 1;
+            merge_waiting_data[i] = true;
+        }
+        pending[i] = count;
+        if count == 0 {
+            ready.push(i);
+        }
+    }
+    // LIFO, as in TensorFlow: the most recently readied node runs next.
+    let mut order = Vec::with_capacity(n);
+    while let Some(current) = ready.pop() {
+        order.push(current);
+        let consumers = outputs.get(current).cloned().unwrap_or_default();
+        for (consumer, control) in consumers {
+            let merge_data = !control && merge_waiting_data.get(consumer).copied() == Some(true);
+            if merge_data {
+                // Only the first data input of a Merge counts.
+                merge_waiting_data[consumer] = false;
+            } else if !control && graph.node.get(consumer).is_some_and(is_merge) {
+                continue;
+            }
+            if let Some(p) = pending.get_mut(consumer) {
+                *p = p.saturating_sub(1);
+                if *p == 0 {
+                    ready.push(consumer);
+                }
+            }
+        }
+    }
+    if order.len() < n {
+        return Err(cycle_error(graph, &by_name, &order));
+    }
+    Ok(order)
+}
+
+/// Finds one cycle among the nodes the sort could not reach, for the error message.
+fn cycle_error(graph: &GraphDef, by_name: &HashMap<&str, usize>, order: &[usize]) -> GraphError {
+    let n = graph.node.len();
+    let mut done = vec![false; n];
+    for &i in order {
+        done[i] = true;
+    }
+    let count = done.iter().filter(|d| !**d).count();
+    let Some(start) = done.iter().position(|d| !*d) else {
+        return GraphError::Cycle {
+            count,
+            path: Vec::new(),
+        };
+    };
+    // Walk backwards along unfinished inputs; in a finite graph we must revisit a node.
+    let mut position_in_walk: HashMap<usize, usize> = HashMap::new();
+    let mut walk = vec![start];
+    let mut current = start;
+    loop {
+        position_in_walk.insert(current, walk.len() - 1);
+        let next = graph.node.get(current).and_then(|node| {
+            node.input
+                .iter()
+                .filter_map(|input| by_name.get(node_name(input)).copied())
+                .find(|&p| !done[p])
+        });
+        let Some(next) = next else { break };
+        if let Some(&at) = position_in_walk.get(&next) {
+            let mut path: Vec<String> = walk[at..]
+                .iter()
+                .rev()
+                .filter_map(|&i| graph.node.get(i).map(|node| node.name.clone()))
+                .collect();
+            if let Some(first) = path.first().cloned() {
+                path.push(first);
+            }
+            return GraphError::Cycle { count, path };
+        }
+        walk.push(next);
+        current = next;
+    }
+    GraphError::Cycle {
+        count,
+        path: walk
+            .iter()
+            .filter_map(|&i| graph.node.get(i).map(|node| node.name.clone()))
+            .collect(),
+    }
+}

@@ -1,0 +1,226 @@
+//! What graphopt knows about TensorFlow ops without linking TensorFlow: how many outputs an op
+//! has and which attributes it cannot do without (those with no default in its OpDef).
+//! Unknown ops are passed through unchecked.
+
+use crate::proto::{attr_value, NodeDef};
+
+/// How an op's output count is determined.
+#[derive(Debug, Clone, Copy)]
+enum Outputs {
+    Fixed(usize),
+    /// The integer attribute with this name.
+    IntAttr(&'static str),
+    /// The length of the type-list attribute with this name.
+    TypeListAttr(&'static str),
+}
+
+struct OpInfo {
+    name: &'static str,
+    outputs: Outputs,
+    required_attrs: &'static [&'static str],
+}
+
+const fn op(name: &'static str, outputs: usize, required_attrs: &'static [&'static str]) -> OpInfo {
+    OpInfo {
+        name,
+        outputs: Outputs::Fixed(outputs),
+        required_attrs,
+    }
+}
+
+const fn op_n(name: &'static str, outputs: Outputs, required_attrs: &'static [&'static str]) -> OpInfo {
+    OpInfo {
+        name,
+        outputs,
+        required_attrs,
+    }
+}
+
+const T: &[&str] = &["T"];
+const CONV: &[&str] = &["T", "strides", "padding"];
+const POOL: &[&str] = &["ksize", "strides", "padding"];
+
+/// Sorted by name (checked by a test) so lookups can binary-search.
+static OPS: &[OpInfo] = &[
+    op("Abs", 1, T),
+    op("Add", 1, T),
+    op("AddN", 1, &["N", "T"]),
+    op("AddV2", 1, T),
+    op("All", 1, &[]),
+    op("Any", 1, &[]),
+    op("ArgMax", 1, T),
+    op("ArgMin", 1, T),
+    op("Assert", 0, &["T"]),
+    op("Assign", 1, T),
+    op("AvgPool", 1, &["ksize", "strides", "padding", "T"]),
+    op("BatchMatMulV2", 1, T),
+    op("BatchNormWithGlobalNormalization", 1, &["T", "variance_epsilon", "scale_after_normalization"]),
+    op("BatchToSpaceND", 1, T),
+    op("BiasAdd", 1, T),
+    op("BroadcastTo", 1, T),
+    op("Cast", 1, &["SrcT", "DstT"]),
+    op("CheckNumerics", 1, &["T", "message"]),
+    op("Concat", 1, &["N", "T"]),
+    op("ConcatV2", 1, &["N", "T"]),
+    op("Const", 1, &["value", "dtype"]),
+    op("Conv2D", 1, CONV),
+    op("DepthwiseConv2dNative", 1, CONV),
+    op("Dequantize", 1, T),
+    op("Div", 1, T),
+    op("Elu", 1, T),
+    op("Enter", 1, &["T", "frame_name"]),
+    op("Equal", 1, T),
+    op("Erf", 1, T),
+    op("Exit", 1, T),
+    op("Exp", 1, T),
+    op("ExpandDims", 1, T),
+    op("Fill", 1, T),
+    op("FloorDiv", 1, T),
+    op("FloorMod", 1, T),
+    op("FusedBatchNorm", 5, T),
+    op("FusedBatchNormV2", 5, &["T", "U"]),
+    op("FusedBatchNormV3", 6, &["T", "U"]),
+    op("GatherNd", 1, &["Tparams", "Tindices"]),
+    op("GatherV2", 1, &["Tparams", "Tindices", "Taxis"]),
+    op("Greater", 1, T),
+    op("GreaterEqual", 1, T),
+    op("Identity", 1, T),
+    op_n("IdentityN", Outputs::TypeListAttr("T"), &["T"]),
+    op("LeakyRelu", 1, T),
+    op("Less", 1, T),
+    op("LessEqual", 1, T),
+    op("Log", 1, T),
+    op("LogSoftmax", 1, T),
+    op("LogicalAnd", 1, &[]),
+    op("LogicalNot", 1, &[]),
+    op("LogicalOr", 1, &[]),
+    op("LoopCond", 1, &[]),
+    op("MatMul", 1, T),
+    op("Max", 1, T),
+    op("MaxPool", 1, POOL),
+    op("Maximum", 1, T),
+    op("Mean", 1, T),
+    op("Merge", 2, &["T", "N"]),
+    op("Min", 1, T),
+    op("Minimum", 1, T),
+    op("MirrorPad", 1, &["T", "mode"]),
+    op("Mul", 1, T),
+    op("Neg", 1, T),
+    op("NextIteration", 1, T),
+    op("NoOp", 0, &[]),
+    op("NotEqual", 1, T),
+    op("OneHot", 1, &["T"]),
+    op("OnesLike", 1, T),
+    op("Pack", 1, &["N", "T"]),
+    op("Pad", 1, T),
+    op("PadV2", 1, T),
+    op_n("PartitionedCall", Outputs::TypeListAttr("Tout"), &["Tin", "Tout", "f"]),
+    op("Placeholder", 1, &["dtype"]),
+    op("PlaceholderWithDefault", 1, &["dtype", "shape"]),
+    op("Pow", 1, T),
+    op("Prod", 1, T),
+    op("Range", 1, &[]),
+    op("Rank", 1, T),
+    op("ReadVariableOp", 1, &["dtype"]),
+    op("RealDiv", 1, T),
+    op("Relu", 1, T),
+    op("Relu6", 1, T),
+    op("Reshape", 1, T),
+    op("ResizeBilinear", 1, T),
+    op("Rsqrt", 1, T),
+    op("Select", 1, T),
+    op("SelectV2", 1, T),
+    op("Selu", 1, T),
+    op("Shape", 1, T),
+    op_n("ShapeN", Outputs::IntAttr("N"), &["N", "T"]),
+    op("Sigmoid", 1, T),
+    op("Size", 1, T),
+    op("Slice", 1, &["T", "Index"]),
+    op("Snapshot", 1, T),
+    op("Softmax", 1, T),
+    op("Softplus", 1, T),
+    op("SpaceToBatchND", 1, T),
+    op_n("Split", Outputs::IntAttr("num_split"), &["num_split", "T"]),
+    op_n("SplitV", Outputs::IntAttr("num_split"), &["num_split", "T"]),
+    op("Sqrt", 1, T),
+    op("Square", 1, T),
+    op("SquaredDifference", 1, T),
+    op("Squeeze", 1, T),
+    op_n("StatefulPartitionedCall", Outputs::TypeListAttr("Tout"), &["Tin", "Tout", "f"]),
+    op("StopGradient", 1, T),
+    op("StridedSlice", 1, &["T", "Index"]),
+    op("Sub", 1, T),
+    op("Sum", 1, T),
+    op("Switch", 2, T),
+    op("Tanh", 1, T),
+    op("Tile", 1, T),
+    op("Transpose", 1, T),
+    op_n("Unpack", Outputs::IntAttr("num"), &["num", "T"]),
+    op("VarHandleOp", 1, &["dtype", "shape"]),
+    op("VariableV2", 1, &["shape", "dtype"]),
+    op("ZerosLike", 1, T),
+];
+
+fn lookup(op: &str) -> Option<&'static OpInfo> {
+    OPS.binary_search_by(|info| info.name.cmp(op))
+        .ok()
+        .and_then(|i| OPS.get(i))
+}
+
+/// Number of outputs of `node` if graphopt knows its op and the attributes that decide it.
+pub fn output_count(node: &NodeDef) -> Option<usize> {
+    match lookup(&node.op)?.outputs {
+        Outputs::Fixed(n) => Some(n),
+        Outputs::IntAttr(attr) => match node.attr.get(attr)?.value.as_ref()? {
+            attr_value::Value::I(n) => usize::try_from(*n).ok(),
+            _ => None,
+        },
+        Outputs::TypeListAttr(attr) => match node.attr.get(attr)?.value.as_ref()? {
+            attr_value::Value::List(list) => Some(list.r#type.len()),
+            _ => None,
+        },
+    }
+}
+
+/// The first attribute a known op requires that `node` lacks.
+pub fn missing_required_attr(node: &NodeDef) -> Option<&'static str> {
+    lookup(&node.op)?
+        .required_attrs
+        .iter()
+        .copied()
+        .find(|attr| !node.attr.contains_key(*attr))
+}
+
+/// Whether graphopt has a description of `op`.
+pub fn is_known(op: &str) -> bool {
+    lookup(op).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        for pair in OPS.windows(2) {
+            assert!(pair[0].name < pair[1].name, "{} >= {}", pair[0].name, pair[1].name);
+        }
+    }
+
+    #[test]
+    fn split_outputs_follow_num_split() {
+        let mut node = NodeDef {
+            op: "Split".into(),
+            ..Default::default()
+        };
+        assert_eq!(output_count(&node), None);
+        node.attr.insert(
+            "num_split".into(),
+            crate::proto::AttrValue {
+                value: Some(attr_value::Value::I(3)),
+            },
+        );
+        assert_eq!(output_count(&node), Some(3));
+        assert_eq!(missing_required_attr(&node), Some("T"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Protobuf text format for the TensorFlow types: parsing (via prost-reflect) and a
+//! deterministic writer that TensorFlow's own `TextFormat` parser accepts.
+//!
+//! The writer is our own because the output has to be byte-stable: fields in field-number
+//! order, map entries sorted by key (as TensorFlow's C++ printer does), bytes as C escapes
+//! with octal for anything non-printable, and floats in a form both parsers read back exactly.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
+    ReflectMessage, Value,
+};
+
+use crate::proto::FILE_DESCRIPTOR_SET;
+
+/// Why a text-format document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TextFormatError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("text format describes a message graphopt cannot convert: {0}")]
+    Convert(String),
+}
+
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        // The descriptor set is generated from proto/ and checked by tests/proto_codegen.rs.
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap_or_default()
+    })
+}
+
+fn descriptor(full_name: &str) -> Result<MessageDescriptor, TextFormatError> {
+    pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| TextFormatError::Convert(format!("no descriptor for {full_name}")))
+}
+
+/// Parses `text` as the text format of message type `T` (e.g. a GraphDef).
+pub fn parse<T: prost::Message + prost::Name + Default>(text: &str) -> Result<T, TextFormatError> {
+    let desc = descriptor(&T::full_name())?;
+    let dynamic = DynamicMessage::parse_text_format(desc, text)
+        .map_err(|e| TextFormatError::Parse(describe_parse_error(text, &e)))?;
+    dynamic
+        .transcode_to::<T>()
+        .map_err(|e| TextFormatError::Convert(e.to_string()))
+}
+
+fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseError) -> String {
+    use miette::Diagnostic;
+    let message = error.to_string();
+    let offset = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    match offset {
+        Some(offset) => {
+            let before = text.get(..offset).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Writes `message` in text format, deterministically.
+pub fn to_text<T: prost::Message + prost::Name>(message: &T) -> Result<String, TextFormatError> {
+    let desc = descriptor(&T::full_name())?;
+    let mut dynamic = DynamicMessage::new(desc);
+    dynamic
+        .transcode_from(message)
+        .map_err(|e| TextFormatError::Convert(e.to_string()))?;
+    let mut out = String::new();
+    write_message(&mut out, &dynamic, 0);
+    Ok(out)
+}
+
+fn write_message(out: &mut String, message: &DynamicMessage, indent: usize) {
+    let desc = message.descriptor();
+    let mut fields: Vec<FieldDescriptor> = desc.fields().collect();
+    fields.sort_by_key(FieldDescriptor::number);
+    for field in fields {
+        if !message.has_field(&field) {
+            continue;
+        }
+        let value = message.get_field(&field);
+        match value.as_ref() {
+            Value::List(items) => {
+                for item in items {
+                    write_field(out, &field, item, indent);
+                }
+            }
+            Value::Map(map) => {
+                let mut entries: Vec<(&MapKey, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                let value_field = match field.kind() {
+                    Kind::Message(entry) => entry.map_entry_value_field(),
+                    _ => continue,
+                };
+                for (key, entry_value) in entries {
+                    push_indent(out, indent);
+                    out.push_str(field.name());
+                    out.push_str(" {\n");
+                    push_indent(out, indent + 2);
+                    out.push_str("key: ");
+                    write_map_key(out, key);
+                    out.push('\n');
+                    write_field(out, &value_field, entry_value, indent + 2);
+                    push_indent(out, indent);
+                    out.push_str("}\n");
+                }
+            }
+            single => write_field(out, &field, single, indent),
+        }
+    }
+}
+
+fn write_field(out: &mut String, field: &FieldDescriptor, value: &Value, indent: usize) {
+    push_indent(out, indent);
+    out.push_str(field.name());
+    match value {
+        Value::Message(inner) => {
+            out.push_str(" {\n");
+            write_message(out, inner, indent + 2);
+            push_indent(out, indent);
+            out.push_str("}\n");
+        }
+        scalar => {
+            out.push_str(": ");
+            write_scalar(out, scalar, &field.kind());
+            out.push('\n');
+        }
+    }
+}
+
+fn write_scalar(out: &mut String, value: &Value, kind: &Kind) {
+    match value {
+        Value::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+        Value::I32(v) => push_display(out, v),
+        Value::I64(v) => push_display(out, v),
+        Value::U32(v) => push_display(out, v),
+        Value::U64(v) => push_display(out, v),
+        Value::F32(v) => write_float(out, f64::from(*v), v.to_string(), format!("{v:e}")),
+        Value::F64(v) => write_float(out, *v, v.to_string(), format!("{v:e}")),
+        Value::String(s) => write_quoted(out, s.as_bytes()),
+        Value::Bytes(b) => write_quoted(out, b),
+        Value::EnumNumber(number) => match kind {
+            Kind::Enum(desc) => match desc.get_value(*number) {
+                Some(v) => out.push_str(v.name()),
+                None => push_display(out, number),
+            },
+            _ => push_display(out, number),
+        },
+        // Lists, maps and messages are handled by the callers.
+        Value::Message(_) | Value::List(_) | Value::Map(_) => {}
+    }
+}
+
+/// Shortest round-trip digits; exponent form for very large or small magnitudes, because
+/// TensorFlow's tokenizer reads a long digit run without a dot as an (overflowing) integer.
+fn write_float(out: &mut String, value: f64, plain: String, exponent: String) {
+    if value.is_nan() {
+        out.push_str("nan");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "inf" } else { "-inf" });
+    } else if value != 0.0 && !(1e-4..1e15).contains(&value.abs()) {
+        out.push_str(&exponent);
+    } else if plain.contains('.') {
+        out.push_str(&plain);
+    } else {
+        out.push_str(&plain);
+        out.push_str(".0");
+    }
+}
+
+fn write_map_key(out: &mut String, key: &MapKey) {
+    match key {
+        MapKey::Bool(v) => out.push_str(if *v { "true" } else { "false" }),
+        MapKey::I32(v) => push_display(out, v),
+        MapKey::I64(v) => push_display(out, v),
+        MapKey::U32(v) => push_display(out, v),
+        MapKey::U64(v) => push_display(out, v),
+        MapKey::String(s) => write_quoted(out, s.as_bytes()),
+    }
+}
+
+fn write_quoted(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    for &byte in bytes {
+        match byte {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b'"' => out.push_str("\\\""),
+            b'\'' => out.push_str("\\'"),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(byte)),
+            _ => {
+                let _ = write!(out, "\\{byte:03o}");
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn push_display(out: &mut String, value: impl std::fmt::Display) {
+    let _ = write!(out, "{value}");
+}
+
+fn push_indent(out: &mut String, indent: usize) {
+    out.extend(std::iter::repeat_n(' ', indent));
+}

@@ -1,0 +1,314 @@
+//! Graph transforms: the [`Transform`] trait, the [`Registry`] of named transforms, typed access
+//! to parameters, and [`run`], which applies a parsed transform list like `transform_graph`.
+//!
+//! Adding a transform is one file in this folder plus one line in [`Registry::with_builtins`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::graph;
+use crate::proto::GraphDef;
+
+pub mod spec;
+
+mod remove_attribute;
+mod remove_control_dependencies;
+mod remove_device;
+mod rename_attribute;
+mod rename_node;
+mod rename_op;
+mod set_device;
+mod sort_by_execution_order;
+
+pub use spec::{parse, SpecError, TransformSpec};
+
+/// A named graph rewrite. Implementations edit the graph in place and return a typed error
+/// naming the node concerned; the runner validates the graph afterwards.
+pub trait Transform: Send + Sync {
+    /// The name used in transform strings, e.g. `remove_device`.
+    fn name(&self) -> &str;
+    /// One line saying what the transform does (shown by `graphopt transform --help`).
+    fn summary(&self) -> &str;
+    /// The parameter names this transform accepts (besides `ignore_errors`); `None` accepts any.
+    fn params(&self) -> Option<&[&str]> {
+        Some(&[])
+    }
+    /// Applies the transform.
+    fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()>;
+}
+
+/// What a transform sees besides the graph: the declared inputs/outputs and its parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformContext<'a> {
+    /// The transform's name, for error messages.
+    pub transform: &'a str,
+    /// `--inputs`, as given (may carry `:N`).
+    pub inputs: &'a [String],
+    /// `--outputs`, as given (may carry `:N`).
+    pub outputs: &'a [String],
+    pub params: Params<'a>,
+}
+
+impl TransformContext<'_> {
+    /// A transform error naming this transform.
+    pub fn error(&self, message: impl Into<String>) -> Error {
+        Error::transform(self.transform, message)
+    }
+}
+
+/// Typed access to a transform's parameters, with TensorFlow's rules: an absent parameter
+/// takes its default, a repeated one is an error where a single value is expected.
+#[derive(Debug, Clone, Copy)]
+pub struct Params<'a> {
+    transform: &'a str,
+    values: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(transform: &'a str, values: &'a BTreeMap<String, Vec<String>>) -> Self {
+        Params { transform, values }
+    }
+
+    /// Every value given for `name` (empty if absent).
+    pub fn list(&self, name: &str) -> &'a [String] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The single value of `name`, if given.
+    pub fn optional(&self, name: &str) -> Result<Option<&'a str>> {
+        match self.list(name) {
+            [] => Ok(None),
+            [one] => Ok(Some(one.as_str())),
+            many => Err(Error::transform(
+                self.transform,
+                format!(
+                    "expected a single '{name}' parameter, but found {} occurrences",
+                    many.len()
+                ),
+            )),
+        }
+    }
+
+    /// The single value of `name`, which must be given.
+    pub fn required(&self, name: &str) -> Result<&'a str> {
+        self.optional(name)?.ok_or_else(|| {
+            Error::transform(
+                self.transform,
+                format!("the parameter '{name}' is required, e.g. {}({name}=...)", self.transform),
+            )
+        })
+    }
+
+    /// `name` as a string, or `default`.
+    pub fn string(&self, name: &str, default: &'a str) -> Result<&'a str> {
+        Ok(self.optional(name)?.unwrap_or(default))
+    }
+
+    /// `name` as a bool (`true`, `false`, `1`, `0`, any case), or `default`.
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
+        match self.optional(name)? {
+            None => Ok(default),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                Error::transform(
+                    self.transform,
+                    format!("parameter '{name}' must be true or false, not '{v}'"),
+                )
+            }),
+        }
+    }
+
+    /// `name` as an integer, or `default`.
+    pub fn int(&self, name: &str, default: i64) -> Result<i64> {
+        match self.optional(name)? {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                Error::transform(
+                    self.transform,
+                    format!("parameter '{name}' must be an integer, not '{v}'"),
+                )
+            }),
+        }
+    }
+
+    /// `name` as a float, or `default`.
+    pub fn float(&self, name: &str, default: f64) -> Result<f64> {
+        match self.optional(name)? {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                Error::transform(
+                    self.transform,
+                    format!("parameter '{name}' must be a number, not '{v}'"),
+                )
+            }),
+        }
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Named transforms. [`Registry::with_builtins`] has every transform graphopt ships; an
+/// application adds its own with [`Registry::register`].
+#[derive(Clone, Default)]
+pub struct Registry {
+    transforms: BTreeMap<String, Arc<dyn Transform>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.transforms.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every built-in transform.
+    pub fn with_builtins() -> Self {
+        let mut registry = Registry::new();
+        registry.register(remove_attribute::RemoveAttribute);
+        registry.register(remove_control_dependencies::RemoveControlDependencies);
+        registry.register(remove_device::RemoveDevice);
+        registry.register(rename_attribute::RenameAttribute);
+        registry.register(rename_node::RenameNode);
+        registry.register(rename_op::RenameOp);
+        registry.register(set_device::SetDevice);
+        registry.register(sort_by_execution_order::SortByExecutionOrder);
+        registry
+    }
+
+    /// Adds (or replaces) a transform under its name.
+    pub fn register(&mut self, transform: impl Transform + 'static) -> &mut Self {
+        self.transforms
+            .insert(transform.name().to_string(), Arc::new(transform));
+        self
+    }
+
+    /// The transform called `name`.
+    pub fn get(&self, name: &str) -> Option<&dyn Transform> {
+        self.transforms.get(name).map(|t| t.as_ref())
+    }
+
+    /// All transforms, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Transform> {
+        self.transforms.values().map(|t| t.as_ref())
+    }
+
+    /// Checks that every transform in `specs` exists and gets only parameters it knows,
+    /// before anything runs.
+    pub fn check(&self, specs: &[TransformSpec]) -> Result<()> {
+        for spec in specs {
+            let Some(transform) = self.get(&spec.name) else {
+                let known: Vec<&str> = self.transforms.keys().map(String::as_str).collect();
+                return Err(Error::transform(
+                    &spec.name,
+                    format!(
+                        "not a known transform (column {}); known transforms: {}",
+                        spec.column,
+                        known.join(", ")
+                    ),
+                ));
+            };
+            for (param, values) in &spec.params {
+                if param == "ignore_errors" {
+                    if values.len() != 1 || values.iter().any(|v| parse_bool(v).is_none()) {
+                        return Err(Error::transform(
+                            &spec.name,
+                            "ignore_errors takes a single value, true or false",
+                        ));
+                    }
+                    continue;
+                }
+                if let Some(accepted) = transform.params() {
+                    if !accepted.contains(&param.as_str()) {
+                        let expected = if accepted.is_empty() {
+                            "it takes no parameters besides ignore_errors".to_string()
+                        } else {
+                            format!("it takes: {}", accepted.join(", "))
+                        };
+                        return Err(Error::transform(
+                            &spec.name,
+                            format!("unknown parameter '{param}' (column {}); {expected}", spec.column),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What happened to one transform of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformOutcome {
+    /// Canonical text of the invocation.
+    pub transform: String,
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    /// Set when the transform failed, `ignore_errors=true` was given and its changes were undone.
+    pub ignored_error: Option<String>,
+}
+
+/// Applies `specs` to `graph` in order, validating the graph after each. A transform that fails
+/// aborts the run, unless it was given `ignore_errors=true`: then its changes are undone and the
+/// error is recorded in its outcome.
+pub fn run(
+    registry: &Registry,
+    graph: &mut GraphDef,
+    specs: &[TransformSpec],
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<Vec<TransformOutcome>> {
+    registry.check(specs)?;
+    let mut outcomes = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let Some(transform) = registry.get(&spec.name) else {
+            continue; // `check` has ruled this out.
+        };
+        let ignore_errors = spec
+            .params
+            .get("ignore_errors")
+            .and_then(|v| v.first())
+            .and_then(|v| parse_bool(v))
+            .unwrap_or(false);
+        let context = TransformContext {
+            transform: &spec.name,
+            inputs,
+            outputs,
+            params: Params::new(&spec.name, &spec.params),
+        };
+        let nodes_before = graph.node.len();
+        // Only a run that may be undone pays for a copy (weights are shared, not copied).
+        let backup = ignore_errors.then(|| graph.clone());
+        let result = transform.apply(graph, &context).and_then(|()| {
+            graph::validate(graph).map_err(|source| Error::TransformBrokeGraph {
+                transform: spec.name.clone(),
+                source,
+            })
+        });
+        let ignored_error = match (result, backup) {
+            (Ok(()), _) => None,
+            (Err(error), Some(backup)) => {
+                *graph = backup;
+                Some(error.to_string())
+            }
+            (Err(error), None) => return Err(error),
+        };
+        outcomes.push(TransformOutcome {
+            transform: spec.to_string(),
+            nodes_before,
+            nodes_after: graph.node.len(),
+            ignored_error,
+        });
+    }
+    Ok(outcomes)
+}

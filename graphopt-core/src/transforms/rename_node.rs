@@ -1,0 +1,50 @@
+//! `rename_node(old_node_name, new_node_name)`: renames one node and every reference to it,
+//! keeping ports and control markers (`old:1` becomes `new:1`, `^old` becomes `^new`).
+
+use super::{Transform, TransformContext};
+use crate::error::Result;
+use crate::graph::InputRef;
+use crate::proto::GraphDef;
+
+pub struct RenameNode;
+
+impl Transform for RenameNode {
+    fn name(&self) -> &str {
+        "rename_node"
+    }
+
+    fn summary(&self) -> &str {
+        "rename a node and every input that refers to it"
+    }
+
+    fn params(&self) -> Option<&[&str]> {
+        Some(&["old_node_name", "new_node_name"])
+    }
+
+    fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
+        let old = context.params.required("old_node_name")?;
+        let new = context.params.required("new_node_name")?;
+        if new.is_empty() || new.starts_with('^') {
+            return Err(context.error(format!("'{new}' is not a valid node name")));
+        }
+        if old == new {
+            return Ok(());
+        }
+        if graph.node.iter().any(|n| n.name == new) {
+            return Err(context.error(format!("a node called '{new}' already exists")));
+        }
+        let Some(node) = graph.node.iter_mut().find(|n| n.name == old) else {
+            return Err(context.error(format!("there is no node called '{old}'")));
+        };
+        node.name = new.to_string();
+        for node in &mut graph.node {
+            for input in &mut node.input {
+                let parsed = InputRef::parse(input);
+                if parsed.node == old {
+                    *input = InputRef { node: new, ..parsed }.to_string();
+                }
+            }
+        }
+        Ok(())
+    }
+}
