@@ -1,1 +1,184 @@
-fn main() {}
+//! The `graphopt` command. Exit codes: 0 success, 1 error (one line on stderr naming the file,
+//! transform and node), 2 usage error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use graphopt_core::io::{self, GraphFormat};
+use graphopt_core::transforms::{self, Registry};
+use graphopt_core::{graph, summary, Error};
+
+#[derive(Parser)]
+#[command(
+    name = "graphopt",
+    version,
+    about = "Optimize TensorFlow GraphDefs for deployment, without Python or libtensorflow."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply a transform list to a graph, with transform_graph's flags and grammar.
+    Transform(TransformArgs),
+    /// Report likely inputs and outputs, parameter counts, op types and sizes of a graph.
+    Summarize(SummarizeArgs),
+    /// List the available transforms and their parameters.
+    Transforms,
+}
+
+#[derive(Args)]
+struct TransformArgs {
+    /// Graph to read, binary (.pb) or text (.pbtxt).
+    #[arg(long = "in_graph", value_name = "FILE")]
+    in_graph: PathBuf,
+    /// Where to write the result; text format for .pbtxt or with --output_as_text.
+    #[arg(long = "out_graph", value_name = "FILE")]
+    out_graph: PathBuf,
+    /// Comma-separated input node names.
+    #[arg(long, default_value = "", value_name = "NAMES")]
+    inputs: String,
+    /// Comma-separated output node names.
+    #[arg(long, default_value = "", value_name = "NAMES")]
+    outputs: String,
+    /// Transform list, e.g. 'remove_device sort_by_execution_order'.
+    #[arg(long, value_name = "TRANSFORMS")]
+    transforms: String,
+    /// Write text format whatever the output extension.
+    #[arg(
+        long = "output_as_text",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    output_as_text: bool,
+}
+
+#[derive(Args)]
+struct SummarizeArgs {
+    /// Graph to read, binary (.pb) or text (.pbtxt).
+    #[arg(value_name = "GRAPH", required_unless_present = "in_graph")]
+    graph: Option<PathBuf>,
+    /// The same, as summarize_graph spells it.
+    #[arg(long = "in_graph", value_name = "FILE", conflicts_with = "graph")]
+    in_graph: Option<PathBuf>,
+    /// Also list every node with its op and inputs, in execution order.
+    #[arg(long = "print_structure")]
+    print_structure: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Transform(args) => transform(&args),
+        Command::Summarize(args) => summarize(&args),
+        Command::Transforms => {
+            list_transforms();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("graphopt: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--inputs`/`--outputs`: comma-separated, blanks trimmed, empty pieces dropped.
+fn split_names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn load_valid(path: &Path) -> Result<io::LoadedGraph, Error> {
+    let loaded = io::read_graph(path)?;
+    graph::validate(&loaded.graph).map_err(|source| Error::InvalidGraph {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(loaded)
+}
+
+fn transform(args: &TransformArgs) -> Result<(), Error> {
+    let specs = transforms::parse(&args.transforms)?;
+    let registry = Registry::with_builtins();
+    registry.check(&specs)?;
+    let inputs = split_names(&args.inputs);
+    let outputs = split_names(&args.outputs);
+    let mut loaded = load_valid(&args.in_graph)?;
+    for (flag, names) in [("--inputs", &inputs), ("--outputs", &outputs)] {
+        let index = graph::GraphIndex::new(&loaded.graph);
+        if let Some(missing) = names.iter().find(|n| index.node(graph::node_name(n)).is_none()) {
+            return Err(Error::UnknownName {
+                path: args.in_graph.clone(),
+                flag: flag.to_string(),
+                name: missing.clone(),
+            });
+        }
+    }
+    let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
+    for outcome in &outcomes {
+        match &outcome.ignored_error {
+            Some(error) => eprintln!(
+                "graphopt: warning: {} failed and was skipped (ignore_errors=true): {error}",
+                outcome.transform
+            ),
+            None => eprintln!(
+                "graphopt: {}: {} -> {} nodes",
+                outcome.transform, outcome.nodes_before, outcome.nodes_after
+            ),
+        }
+    }
+    let format = GraphFormat::for_output(&args.out_graph, args.output_as_text);
+    io::write_graph(&args.out_graph, &loaded.graph, format)
+}
+
+fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
+    // clap requires one of the two.
+    let Some(path) = args.graph.as_ref().or(args.in_graph.as_ref()) else {
+        return Ok(());
+    };
+    let loaded = io::read_graph(path)?;
+    let report = summary::summarize(&loaded.graph, Some(loaded.file_size));
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Encode {
+            what: "summary as JSON".into(),
+            message: e.to_string(),
+        })?;
+        println!("{json}");
+    } else {
+        print!("{}", report.to_text(&path.display().to_string()));
+    }
+    if args.print_structure {
+        print!("{}", summary::structure(&loaded.graph));
+    }
+    // Report problems after the summary, as summarize_graph does, and fail.
+    graph::validate(&loaded.graph).map_err(|source| Error::InvalidGraph {
+        path: path.clone(),
+        source,
+    })
+}
+
+fn list_transforms() {
+    let registry = Registry::with_builtins();
+    for t in registry.iter() {
+        let params = match t.params() {
+            Some([]) => String::new(),
+            Some(params) => format!("({})", params.join(", ")),
+            None => "(any parameters)".into(),
+        };
+        println!("{}{params}\n    {}", t.name(), t.summary());
+    }
+}

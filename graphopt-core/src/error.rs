@@ -40,6 +40,12 @@ pub enum Error {
         transform: String,
         source: GraphError,
     },
+    #[error("{}: {flag} names '{name}', which is not a node of the graph", path.display())]
+    UnknownName {
+        path: PathBuf,
+        flag: String,
+        name: String,
+    },
     #[error("cannot encode {what}: {message}")]
     Encode { what: String, message: String },
 }

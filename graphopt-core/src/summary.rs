@@ -1,1 +1,432 @@
-//! placeholder
+//! What `graphopt summarize` reports: everything TensorFlow's `summarize_graph` prints (likely
+//! inputs and outputs, variables, parameter counts, control edges, devices, op histogram, the
+//! benchmark_model hint) plus file size and the largest constants, as a stable JSON document.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::graph::{self, InputRef};
+use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto};
+
+/// How many constants `largest_constants` lists.
+pub const LARGEST_CONSTANTS: usize = 10;
+
+/// A placeholder or variable: name, element type and shape as the graph declares them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorDecl {
+    pub name: String,
+    pub op: String,
+    /// TensorFlow's type name, e.g. `float`.
+    pub dtype: String,
+    /// `DataType` enum number.
+    pub dtype_enum: i32,
+    /// Dimensions (-1 unknown); `None` when the node has no shape attribute or the rank is unknown.
+    pub shape: Option<Vec<i64>>,
+    /// The shape attribute says the rank is unknown.
+    pub unknown_rank: bool,
+}
+
+/// A node nothing consumes: a likely output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputDecl {
+    pub name: String,
+    pub op: String,
+}
+
+/// One op type and how many nodes use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpCount {
+    pub op: String,
+    pub count: usize,
+}
+
+/// A constant and the bytes its value takes in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConstantSize {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    pub elements: u64,
+    pub bytes: u64,
+}
+
+/// The summary of one graph. Field order and sorting are fixed, so the JSON is stable.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub file_size: Option<u64>,
+    pub node_count: usize,
+    pub function_count: usize,
+    /// `Placeholder` nodes, as TensorFlow counts them.
+    pub inputs: Vec<TensorDecl>,
+    /// `Variable`/`VariableV2`/`VarHandleOp` nodes.
+    pub variables: Vec<TensorDecl>,
+    /// Nodes nothing consumes, except Const, Assign, NoOp and Placeholder.
+    pub outputs: Vec<OutputDecl>,
+    /// Elements in all `Const` values.
+    pub const_parameters: u64,
+    /// Elements in all variables' declared shapes.
+    pub variable_parameters: u64,
+    pub control_edges: usize,
+    /// Nodes per non-empty device string.
+    pub devices: BTreeMap<String, usize>,
+    /// Op types of the main graph and function bodies, most used first (ties by name).
+    pub op_counts: Vec<OpCount>,
+    pub largest_constants: Vec<ConstantSize>,
+    /// Arguments for TensorFlow's benchmark_model tool.
+    pub benchmark_model_args: String,
+}
+
+/// TensorFlow's name for a dtype: `DT_FLOAT` -> `float`, `DT_INT32_REF` -> `int32_ref`.
+pub fn dtype_name(dtype: i32) -> String {
+    match DataType::try_from(dtype) {
+        Ok(DataType::DtInvalid) | Err(_) => format!("unknown({dtype})"),
+        Ok(t) => t
+            .as_str_name()
+            .trim_start_matches("DT_")
+            .to_ascii_lowercase(),
+    }
+}
+
+/// Shape dimensions, or `None` for an unknown rank.
+pub fn shape_dims(shape: &TensorShapeProto) -> Option<Vec<i64>> {
+    (!shape.unknown_rank).then(|| shape.dim.iter().map(|d| d.size).collect())
+}
+
+fn attr<'a>(node: &'a NodeDef, name: &str) -> Option<&'a attr_value::Value> {
+    node.attr.get(name).and_then(|a: &AttrValue| a.value.as_ref())
+}
+
+fn attr_type(node: &NodeDef, name: &str) -> i32 {
+    match attr(node, name) {
+        Some(attr_value::Value::Type(t)) => *t,
+        _ => 0,
+    }
+}
+
+fn attr_shape<'a>(node: &'a NodeDef, name: &str) -> Option<&'a TensorShapeProto> {
+    match attr(node, name) {
+        Some(attr_value::Value::Shape(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn attr_tensor<'a>(node: &'a NodeDef, name: &str) -> Option<&'a TensorProto> {
+    match attr(node, name) {
+        Some(attr_value::Value::Tensor(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// Number of elements of a fully known shape; unknown or negative dimensions count as 0 and
+/// absurd products saturate instead of overflowing.
+pub fn element_count(dims: &[i64]) -> u64 {
+    dims.iter().fold(1u64, |acc, &d| {
+        acc.saturating_mul(u64::try_from(d).unwrap_or(0))
+    })
+}
+
+fn tensor_decl(node: &NodeDef, type_attr: &str) -> TensorDecl {
+    let shape = attr_shape(node, "shape");
+    let dtype = attr_type(node, type_attr);
+    TensorDecl {
+        name: node.name.clone(),
+        op: node.op.clone(),
+        dtype: dtype_name(dtype),
+        dtype_enum: dtype,
+        shape: shape.and_then(shape_dims),
+        unknown_rank: shape.is_some_and(|s| s.unknown_rank),
+    }
+}
+
+/// Bytes a tensor value occupies in the file: its raw content, or its typed values.
+fn tensor_bytes(t: &TensorProto) -> u64 {
+    let typed = t.float_val.len() * 4
+        + t.double_val.len() * 8
+        + t.int_val.len() * 4
+        + t.string_val.iter().map(|s| s.len()).sum::<usize>()
+        + t.scomplex_val.len() * 4
+        + t.int64_val.len() * 8
+        + t.bool_val.len()
+        + t.dcomplex_val.len() * 8
+        + t.half_val.len() * 2
+        + t.uint32_val.len() * 4
+        + t.uint64_val.len() * 8
+        + t.float8_val.len();
+    (t.tensor_content.len() + typed) as u64
+}
+
+/// Summarizes `graph`; `file_size` is reported as given.
+pub fn summarize(graph: &GraphDef, file_size: Option<u64>) -> Summary {
+    let mut consumed: HashSet<&str> = HashSet::new();
+    let mut control_edges = 0;
+    for node in &graph.node {
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            if parsed.control {
+                control_edges += 1;
+            }
+            consumed.insert(parsed.node);
+        }
+    }
+
+    let mut inputs = Vec::new();
+    let mut variables = Vec::new();
+    let mut outputs = Vec::new();
+    let mut const_parameters = 0u64;
+    let mut variable_parameters = 0u64;
+    let mut devices: BTreeMap<String, usize> = BTreeMap::new();
+    let mut constants = Vec::new();
+    for node in &graph.node {
+        match node.op.as_str() {
+            "Placeholder" => inputs.push(tensor_decl(node, "dtype")),
+            "Variable" | "VariableV2" | "VarHandleOp" => {
+                let decl = tensor_decl(node, "dtype");
+                variable_parameters = variable_parameters
+                    .saturating_add(decl.shape.as_deref().map_or(0, element_count));
+                variables.push(decl);
+            }
+            "Const" => {
+                if let Some(value) = attr_tensor(node, "value") {
+                    let dims = value.tensor_shape.as_ref().and_then(shape_dims).unwrap_or_default();
+                    let elements = element_count(&dims);
+                    const_parameters = const_parameters.saturating_add(elements);
+                    constants.push(ConstantSize {
+                        name: node.name.clone(),
+                        dtype: dtype_name(value.dtype),
+                        shape: dims,
+                        elements,
+                        bytes: tensor_bytes(value),
+                    });
+                }
+            }
+            _ => {}
+        }
+        if !consumed.contains(node.name.as_str())
+            && !matches!(node.op.as_str(), "Const" | "Assign" | "NoOp" | "Placeholder")
+        {
+            outputs.push(OutputDecl {
+                name: node.name.clone(),
+                op: node.op.clone(),
+            });
+        }
+        if !node.device.is_empty() {
+            *devices.entry(node.device.clone()).or_default() += 1;
+        }
+    }
+
+    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+    let library_nodes = graph
+        .library
+        .iter()
+        .flat_map(|lib| lib.function.iter())
+        .flat_map(|f| f.node_def.iter());
+    for node in graph.node.iter().chain(library_nodes) {
+        *histogram.entry(node.op.as_str()).or_default() += 1;
+    }
+    let mut op_counts: Vec<OpCount> = histogram
+        .into_iter()
+        .map(|(op, count)| OpCount {
+            op: op.to_string(),
+            count,
+        })
+        .collect();
+    op_counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.op.cmp(&b.op)));
+
+    constants.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    constants.truncate(LARGEST_CONSTANTS);
+
+    let benchmark_model_args = benchmark_args(&inputs, &variables, &outputs);
+    Summary {
+        file_size,
+        node_count: graph.node.len(),
+        function_count: graph.library.as_ref().map_or(0, |l| l.function.len()),
+        inputs,
+        variables,
+        outputs,
+        const_parameters,
+        variable_parameters,
+        control_edges,
+        devices,
+        op_counts,
+        largest_constants: constants,
+        benchmark_model_args,
+    }
+}
+
+fn benchmark_args(inputs: &[TensorDecl], variables: &[TensorDecl], outputs: &[OutputDecl]) -> String {
+    let layers: Vec<&TensorDecl> = inputs.iter().chain(variables).collect();
+    let names: Vec<&str> = layers.iter().map(|d| d.name.as_str()).collect();
+    let types: Vec<&str> = layers.iter().map(|d| d.dtype.as_str()).collect();
+    let shapes: Vec<String> = layers
+        .iter()
+        .map(|d| match &d.shape {
+            Some(dims) => dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            None => String::new(),
+        })
+        .collect();
+    let output_names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+    format!(
+        "--input_layer={} --input_layer_type={} --input_layer_shape={} --output_layer={}",
+        names.join(","),
+        types.join(","),
+        shapes.join(":"),
+        output_names.join(",")
+    )
+}
+
+/// TensorFlow's compact count: below 1000 as is, then `k`, `M`, `B`, `T` with two decimals.
+pub fn human_readable(value: u64) -> String {
+    if value < 1000 {
+        return value.to_string();
+    }
+    let units = ['k', 'M', 'B', 'T'];
+    let mut scale = 1000.0;
+    let mut unit = 0;
+    while (value as f64) >= scale * 1000.0 && unit + 1 < units.len() {
+        scale *= 1000.0;
+        unit += 1;
+    }
+    format!("{:.2}{}", value as f64 / scale, units.get(unit).copied().unwrap_or('T'))
+}
+
+fn shape_text(decl: &TensorDecl) -> String {
+    match (&decl.shape, decl.unknown_rank) {
+        (_, true) => "<unknown>".into(),
+        (None, false) => "None".into(),
+        (Some(dims), false) => {
+            let dims: Vec<String> = dims
+                .iter()
+                .map(|&d| if d < 0 { "?".to_string() } else { d.to_string() })
+                .collect();
+            format!("[{}]", dims.join(","))
+        }
+    }
+}
+
+impl Summary {
+    /// The report in summarize_graph's layout, with graphopt's additions at the end.
+    pub fn to_text(&self, graph_path: &str) -> String {
+        let mut out = String::new();
+        let decls = |out: &mut String, what: &str, none: &str, list: &[TensorDecl]| {
+            if list.is_empty() {
+                let _ = writeln!(out, "{none}");
+                return;
+            }
+            let _ = write!(out, "Found {} {what}: ", list.len());
+            for d in list {
+                let _ = write!(
+                    out,
+                    "(name={}, type={}({}), shape={}) ",
+                    d.name,
+                    d.dtype,
+                    d.dtype_enum,
+                    shape_text(d)
+                );
+            }
+            out.push('\n');
+        };
+        decls(&mut out, "possible inputs", "No inputs spotted.", &self.inputs);
+        decls(&mut out, "variables", "No variables spotted.", &self.variables);
+        if self.outputs.is_empty() {
+            out.push_str("No outputs spotted.\n");
+        } else {
+            let _ = write!(out, "Found {} possible outputs: ", self.outputs.len());
+            for o in &self.outputs {
+                let _ = write!(out, "(name={}, op={}) ", o.name, o.op);
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "Found {} ({}) const parameters, {} ({}) variable parameters, and {} control_edges",
+            self.const_parameters,
+            human_readable(self.const_parameters),
+            self.variable_parameters,
+            human_readable(self.variable_parameters),
+            self.control_edges
+        );
+        for (device, count) in &self.devices {
+            let _ = writeln!(out, "{count} nodes assigned to device '{device}'");
+        }
+        let ops: Vec<String> = self
+            .op_counts
+            .iter()
+            .map(|c| format!("{} {}", c.count, c.op))
+            .collect();
+        let _ = writeln!(out, "Op types used: {}", ops.join(", "));
+        let _ = writeln!(
+            out,
+            "To use with tensorflow/tools/benchmark:benchmark_model try these arguments:"
+        );
+        let _ = writeln!(
+            out,
+            "bazel run tensorflow/tools/benchmark:benchmark_model -- --graph={graph_path} --show_flops {}",
+            self.benchmark_model_args
+        );
+        if let Some(size) = self.file_size {
+            let _ = writeln!(out, "File size: {size} bytes ({})", human_bytes(size));
+        }
+        let _ = writeln!(
+            out,
+            "Nodes: {} in the main graph, {} function(s) in the library",
+            self.node_count, self.function_count
+        );
+        if !self.largest_constants.is_empty() {
+            out.push_str("Largest constants:\n");
+            for c in &self.largest_constants {
+                let dims: Vec<String> = c.shape.iter().map(ToString::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "  {} ({}[{}]): {}",
+                    c.name,
+                    c.dtype,
+                    dims.join(","),
+                    human_bytes(c.bytes)
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Bytes with a binary unit, e.g. `1.50 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", units.get(unit).copied().unwrap_or("TiB"))
+    }
+}
+
+/// `--print_structure`: nodes in execution order as `name (op): [inputs]`, with a short
+/// description of each constant's value. Falls back to file order if the graph has a cycle.
+pub fn structure(graph: &GraphDef) -> String {
+    let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
+    let mut out = String::new();
+    for node in order.into_iter().filter_map(|i| graph.node.get(i)) {
+        let _ = write!(out, "{} ({}): [{}]", node.name, node.op, node.input.join(", "));
+        if node.op == "Const" {
+            if let Some(value) = attr_tensor(node, "value") {
+                let dims = value.tensor_shape.as_ref().and_then(shape_dims).unwrap_or_default();
+                let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
+                let _ = write!(
+                    out,
+                    ", value=Tensor<type: {} shape: [{}]>",
+                    dtype_name(value.dtype),
+                    dims.join(",")
+                );
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
