@@ -44,7 +44,7 @@ impl fmt::Display for TransformSpec {
                     f.write_str(", ")?;
                 }
                 first = false;
-                if !value.is_empty() && value.chars().all(is_bare_value_char) {
+                if !value.is_empty() && value.chars().all(is_tensorflow_bare_char) {
                     write!(f, "{name}={value}")?;
                 } else {
                     write!(f, "{name}=\"{value}\"")?;
@@ -77,6 +77,12 @@ pub struct SpecError {
 
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// What TensorFlow's parser takes unquoted; the canonical form quotes everything else so
+/// TensorFlow can read it too.
+fn is_tensorflow_bare_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-')
 }
 
 fn is_bare_value_char(c: char) -> bool {
@@ -192,8 +198,13 @@ pub fn parse(text: &str) -> Result<Vec<TransformSpec>, SpecError> {
         } else if let Some(c) = scanner.peek() {
             let at_continuation = c == '\\';
             if !c.is_whitespace() && !at_continuation {
+                let hint = if c == ',' {
+                    "; transforms are separated by spaces, not commas"
+                } else {
+                    ""
+                };
                 return Err(scanner.error(format!(
-                    "expected '(', white space or the end after transform name '{name}', found '{c}'"
+                    "expected '(', white space or the end after transform name '{name}', found '{c}'{hint}"
                 )));
             }
         }

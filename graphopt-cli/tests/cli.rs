@@ -1,0 +1,274 @@
+//! End-to-end tests of the `graphopt` binary: the transform and summarize commands on the
+//! fixtures, and bad input, which must give exit code 1 and one line naming the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+}
+
+fn graphopt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graphopt"))
+        .args(args)
+        .output()
+        .expect("run graphopt")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit code 1 and exactly one line on stderr, which mentions every `needle`.
+fn assert_clean_failure(output: &Output, needles: &[&str]) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.starts_with("graphopt: error: "), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{err:?} does not mention {needle:?}");
+    }
+}
+
+#[test]
+fn summarize_prints_what_summarize_graph_prints() {
+    let path = fixture("tf1_conv_bn.pb");
+    let output = graphopt(&["summarize", path.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("Found 1 possible inputs: (name=input, type=float(1), shape=[1,16,16,3])"), "{text}");
+    assert!(text.contains("No variables spotted."), "{text}");
+    assert!(text.contains("Found 1 possible outputs: (name=probs, op=Softmax)"), "{text}");
+    assert!(text.contains("Found 5250 (5.25k) const parameters, 0 (0) variable parameters, and 0 control_edges"), "{text}");
+    assert!(text.contains("nodes assigned to device '/device:CPU:0'"), "{text}");
+    assert!(text.contains("--input_layer=input --input_layer_type=float --input_layer_shape=1,16,16,3 --output_layer=probs"), "{text}");
+    assert!(text.contains("Largest constants:"), "{text}");
+}
+
+#[test]
+fn summarize_json_is_machine_readable_and_stable() {
+    let path = fixture("keras_cnn.pb");
+    let first = graphopt(&["summarize", "--json", path.to_str().unwrap()]);
+    let second = graphopt(&["summarize", "--json", &format!("--in_graph={}", path.display())]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(first.stdout, second.stdout);
+    let json: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(json["inputs"][0]["name"], "input");
+    assert_eq!(json["inputs"][0]["shape"], serde_json::json!([1, 32, 32, 3]));
+    assert_eq!(json["outputs"][0]["name"], "Identity");
+    assert_eq!(json["node_count"], 72);
+    assert!(json["file_size"].as_u64().unwrap() > 10_000);
+    assert!(json["op_counts"].as_array().unwrap().len() > 5);
+}
+
+#[test]
+fn print_structure_lists_nodes_in_execution_order() {
+    let output = graphopt(&["summarize", "--print_structure", fixture("tf1_conv_bn.pb").to_str().unwrap()]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+    assert!(position("input (Placeholder): []") < position("conv/Conv2D (Conv2D): [input"));
+    assert!(position("conv/Conv2D (Conv2D)") < position("probs (Softmax)"));
+    assert!(text.contains("value=Tensor<type: float shape: [3,3,3,4]>"), "{text}");
+}
+
+#[test]
+fn transform_writes_binary_and_text_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("tf1_conv_bn.pb");
+    let out_a = dir.path().join("a.pb");
+    let out_b = dir.path().join("b.pb");
+    let out_text = dir.path().join("c.pbtxt");
+    let transforms = "remove_device sort_by_execution_order";
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "transform".to_string(),
+            format!("--in_graph={}", input.display()),
+            format!("--out_graph={}", out.display()),
+            "--inputs=input".into(),
+            "--outputs=probs".into(),
+        ];
+        args.push(format!("--transforms={transforms}"));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        graphopt(&refs)
+    };
+    assert!(run(&out_a, &[]).status.success());
+    assert!(run(&out_b, &[]).status.success());
+    assert_eq!(std::fs::read(&out_a).unwrap(), std::fs::read(&out_b).unwrap());
+    let output = run(&out_text, &[]);
+    assert!(output.status.success());
+    let text = std::fs::read_to_string(&out_text).unwrap();
+    assert!(text.starts_with("node {\n  name: "), "{text}");
+    assert!(text.contains("  name: \"input\"\n  op: \"Placeholder\"\n"), "{text}");
+    assert!(!text.contains("device:"), "remove_device left a device");
+
+    // `--flag value` spelling and --output_as_text with a .pb name.
+    let out_d = dir.path().join("d.pb");
+    let output = graphopt(&[
+        "transform",
+        "--in_graph",
+        input.to_str().unwrap(),
+        "--out_graph",
+        out_d.to_str().unwrap(),
+        "--transforms",
+        transforms,
+        "--output_as_text",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&out_d).unwrap(), text);
+    let summary = graphopt(&["summarize", "--json", out_d.to_str().unwrap()]);
+    assert!(summary.status.success(), "text output must read back: {}", stderr(&summary));
+}
+
+#[test]
+fn ignore_errors_skips_a_failing_transform_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let output = graphopt(&[
+        "transform",
+        &format!("--in_graph={}", fixture("tf1_conv_bn.pb").display()),
+        &format!("--out_graph={}", out.display()),
+        "--transforms=rename_node(old_node_name=nope, new_node_name=x, ignore_errors=true) remove_device",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("warning: rename_node(") && err.contains("there is no node called 'nope'"), "{err}");
+    assert!(out.exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = graphopt(&["transform", "--in_graph=x.pb"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = graphopt(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn transform_args(input: &Path, out: &Path, transforms: &str) -> Vec<String> {
+    vec![
+        "transform".into(),
+        format!("--in_graph={}", input.display()),
+        format!("--out_graph={}", out.display()),
+        format!("--transforms={transforms}"),
+    ]
+}
+
+fn run_transform(input: &Path, out: &Path, transforms: &str) -> Output {
+    let args = transform_args(input, out, transforms);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    graphopt(&refs)
+}
+
+#[test]
+fn bad_files_fail_with_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let good = std::fs::read(fixture("keras_cnn.pb")).unwrap();
+
+    let empty = write(dir.path(), "empty.pb", b"");
+    assert_clean_failure(&run_transform(&empty, &out, "remove_device"), &["empty.pb", "empty"]);
+
+    let truncated = write(dir.path(), "truncated.pb", &good[..good.len() / 2 + 7]);
+    assert_clean_failure(&run_transform(&truncated, &out, "remove_device"), &["truncated.pb", "not a GraphDef"]);
+
+    let mut flipped = good.clone();
+    for byte in flipped.iter_mut().step_by(97) {
+        *byte ^= 0xA5;
+    }
+    let corrupted = write(dir.path(), "corrupted.pb", &flipped);
+    let output = run_transform(&corrupted, &out, "remove_device");
+    assert_clean_failure(&output, &["corrupted.pb"]);
+
+    let garbage = write(dir.path(), "garbage.pb", &[0xff; 64]);
+    assert_clean_failure(&run_transform(&garbage, &out, "remove_device"), &["garbage.pb", "not a GraphDef"]);
+
+    let hostile_length = write(dir.path(), "hostile.pb", &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a]);
+    assert_clean_failure(&run_transform(&hostile_length, &out, "remove_device"), &["hostile.pb"]);
+
+    let missing = dir.path().join("missing.pb");
+    assert_clean_failure(&run_transform(&missing, &out, "remove_device"), &["missing.pb"]);
+    assert_clean_failure(&graphopt(&["summarize", missing.to_str().unwrap()]), &["missing.pb"]);
+    assert!(!out.exists(), "no output may be written on failure");
+}
+
+const CYCLE: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "a" op: "Add" input: "x" input: "c" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "b" op: "Relu" input: "a" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "c" op: "Relu" input: "b" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+const DANGLING: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Relu" input: "nowhere:0" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+const DUPLICATE: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+"#;
+
+const BAD_PORT: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Relu" input: "x:3" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+const MISSING_ATTR: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Relu" input: "x" }
+"#;
+
+const BAD_TEXT: &str = "node { name: \"x\" op: \"Placeholder\"\n  atr { key: \"dtype\" }\n}\n";
+
+#[test]
+fn invalid_graphs_fail_with_one_line_naming_file_and_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("cycle.pbtxt", CYCLE, &["cycle.pbtxt", "3 node(s) form a cycle", "b -> c -> a -> b"]),
+        ("dangling.pbtxt", DANGLING, &["dangling.pbtxt", "'y'", "'nowhere'"]),
+        ("duplicate.pbtxt", DUPLICATE, &["duplicate.pbtxt", "'x' is defined more than once"]),
+        ("bad_port.pbtxt", BAD_PORT, &["bad_port.pbtxt", "'y'", "x:3", "1 output"]),
+        ("missing_attr.pbtxt", MISSING_ATTR, &["missing_attr.pbtxt", "'y' (Relu)", "'T'"]),
+        ("bad_text.pbtxt", BAD_TEXT, &["bad_text.pbtxt", "line 2", "atr"]),
+    ];
+    for (name, text, needles) in cases {
+        let path = write(dir.path(), name, text.as_bytes());
+        assert_clean_failure(&run_transform(&path, &out, "sort_by_execution_order"), needles);
+    }
+    // summarize still reports what it can, then fails on the invalid graph.
+    let path = write(dir.path(), "dangling2.pbtxt", DANGLING.as_bytes());
+    let output = graphopt(&["summarize", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Found 1 possible inputs"));
+}
+
+#[test]
+fn bad_transform_strings_and_names_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let input = fixture("tf1_conv_bn.pb");
+    assert_clean_failure(&run_transform(&input, &out, "remove_device frobnicate"), &["frobnicate", "not a known transform"]);
+    assert_clean_failure(&run_transform(&input, &out, "strip_unused_nodes(type=float"), &["column 30", "not closed"]);
+    assert_clean_failure(&run_transform(&input, &out, "rename_op(old_op_name=Relu)"), &["rename_op", "new_op_name"]);
+    assert_clean_failure(
+        &run_transform(&input, &out, "remove_attribute(attribute_name=T, op_name=Relu)"),
+        &["remove_attribute", "'relu' (Relu)", "'T'"],
+    );
+    assert_clean_failure(
+        &run_transform(&input, &out, "rename_node(old_node_name=relu, new_node_name=probs)"),
+        &["rename_node", "'probs' already exists"],
+    );
+    let mut args = transform_args(&input, &out, "remove_device");
+    args.push("--outputs=probs,logits:0".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_clean_failure(&graphopt(&refs), &["tf1_conv_bn.pb", "--outputs", "'logits:0'"]);
+    assert!(!out.exists());
+}
