@@ -104,10 +104,8 @@ fn split_names(list: &str) -> Vec<String> {
 
 fn load_valid(path: &Path) -> Result<io::LoadedGraph, Error> {
     let loaded = io::read_graph(path)?;
-    graph::validate(&loaded.graph).map_err(|source| Error::InvalidGraph {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    graph::validate(&loaded.graph)
+        .map_err(|source| Error::invalid_graph(path.to_path_buf(), source))?;
     Ok(loaded)
 }
 
@@ -120,7 +118,10 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let mut loaded = load_valid(&args.in_graph)?;
     for (flag, names) in [("--inputs", &inputs), ("--outputs", &outputs)] {
         let index = graph::GraphIndex::new(&loaded.graph);
-        if let Some(missing) = names.iter().find(|n| index.node(graph::node_name(n)).is_none()) {
+        if let Some(missing) = names
+            .iter()
+            .find(|n| index.node(graph::node_name(n)).is_none())
+        {
             return Err(Error::UnknownName {
                 path: args.in_graph.clone(),
                 flag: flag.to_string(),
@@ -165,10 +166,7 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
         print!("{}", summary::structure(&loaded.graph));
     }
     // Report problems after the summary, as summarize_graph does, and fail.
-    graph::validate(&loaded.graph).map_err(|source| Error::InvalidGraph {
-        path: path.clone(),
-        source,
-    })
+    graph::validate(&loaded.graph).map_err(|source| Error::invalid_graph(path.clone(), source))
 }
 
 fn list_transforms() {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/models")
+        .join(name)
 }
 
 fn graphopt(args: &[&str]) -> Output {
@@ -36,11 +38,25 @@ fn summarize_prints_what_summarize_graph_prints() {
     let output = graphopt(&["summarize", path.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("Found 1 possible inputs: (name=input, type=float(1), shape=[1,16,16,3])"), "{text}");
+    assert!(
+        text.contains("Found 1 possible inputs: (name=input, type=float(1), shape=[1,16,16,3])"),
+        "{text}"
+    );
     assert!(text.contains("No variables spotted."), "{text}");
-    assert!(text.contains("Found 1 possible outputs: (name=probs, op=Softmax)"), "{text}");
-    assert!(text.contains("Found 5250 (5.25k) const parameters, 0 (0) variable parameters, and 0 control_edges"), "{text}");
-    assert!(text.contains("nodes assigned to device '/device:CPU:0'"), "{text}");
+    assert!(
+        text.contains("Found 1 possible outputs: (name=probs, op=Softmax)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Found 5250 (5.25k) const parameters, 0 (0) variable parameters, and 0 control_edges"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("nodes assigned to device '/device:CPU:0'"),
+        "{text}"
+    );
     assert!(text.contains("--input_layer=input --input_layer_type=float --input_layer_shape=1,16,16,3 --output_layer=probs"), "{text}");
     assert!(text.contains("Largest constants:"), "{text}");
 }
@@ -49,12 +65,19 @@ fn summarize_prints_what_summarize_graph_prints() {
 fn summarize_json_is_machine_readable_and_stable() {
     let path = fixture("keras_cnn.pb");
     let first = graphopt(&["summarize", "--json", path.to_str().unwrap()]);
-    let second = graphopt(&["summarize", "--json", &format!("--in_graph={}", path.display())]);
+    let second = graphopt(&[
+        "summarize",
+        "--json",
+        &format!("--in_graph={}", path.display()),
+    ]);
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(first.stdout, second.stdout);
     let json: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(json["inputs"][0]["name"], "input");
-    assert_eq!(json["inputs"][0]["shape"], serde_json::json!([1, 32, 32, 3]));
+    assert_eq!(
+        json["inputs"][0]["shape"],
+        serde_json::json!([1, 32, 32, 3])
+    );
     assert_eq!(json["outputs"][0]["name"], "Identity");
     assert_eq!(json["node_count"], 72);
     assert!(json["file_size"].as_u64().unwrap() > 10_000);
@@ -63,13 +86,23 @@ fn summarize_json_is_machine_readable_and_stable() {
 
 #[test]
 fn print_structure_lists_nodes_in_execution_order() {
-    let output = graphopt(&["summarize", "--print_structure", fixture("tf1_conv_bn.pb").to_str().unwrap()]);
+    let output = graphopt(&[
+        "summarize",
+        "--print_structure",
+        fixture("tf1_conv_bn.pb").to_str().unwrap(),
+    ]);
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    let position = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+    let position = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing"))
+    };
     assert!(position("input (Placeholder): []") < position("conv/Conv2D (Conv2D): [input"));
     assert!(position("conv/Conv2D (Conv2D)") < position("probs (Softmax)"));
-    assert!(text.contains("value=Tensor<type: float shape: [3,3,3,4]>"), "{text}");
+    assert!(
+        text.contains("value=Tensor<type: float shape: [3,3,3,4]>"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -95,12 +128,18 @@ fn transform_writes_binary_and_text_deterministically() {
     };
     assert!(run(&out_a, &[]).status.success());
     assert!(run(&out_b, &[]).status.success());
-    assert_eq!(std::fs::read(&out_a).unwrap(), std::fs::read(&out_b).unwrap());
+    assert_eq!(
+        std::fs::read(&out_a).unwrap(),
+        std::fs::read(&out_b).unwrap()
+    );
     let output = run(&out_text, &[]);
     assert!(output.status.success());
     let text = std::fs::read_to_string(&out_text).unwrap();
     assert!(text.starts_with("node {\n  name: "), "{text}");
-    assert!(text.contains("  name: \"input\"\n  op: \"Placeholder\"\n"), "{text}");
+    assert!(
+        text.contains("  name: \"input\"\n  op: \"Placeholder\"\n"),
+        "{text}"
+    );
     assert!(!text.contains("device:"), "remove_device left a device");
 
     // `--flag value` spelling and --output_as_text with a .pb name.
@@ -118,7 +157,11 @@ fn transform_writes_binary_and_text_deterministically() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(std::fs::read_to_string(&out_d).unwrap(), text);
     let summary = graphopt(&["summarize", "--json", out_d.to_str().unwrap()]);
-    assert!(summary.status.success(), "text output must read back: {}", stderr(&summary));
+    assert!(
+        summary.status.success(),
+        "text output must read back: {}",
+        stderr(&summary)
+    );
 }
 
 #[test]
@@ -133,7 +176,10 @@ fn ignore_errors_skips_a_failing_transform_with_a_warning() {
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let err = stderr(&output);
-    assert!(err.contains("warning: rename_node(") && err.contains("there is no node called 'nope'"), "{err}");
+    assert!(
+        err.contains("warning: rename_node(") && err.contains("there is no node called 'nope'"),
+        "{err}"
+    );
     assert!(out.exists());
 }
 
@@ -173,10 +219,16 @@ fn bad_files_fail_with_one_line_naming_the_file() {
     let good = std::fs::read(fixture("keras_cnn.pb")).unwrap();
 
     let empty = write(dir.path(), "empty.pb", b"");
-    assert_clean_failure(&run_transform(&empty, &out, "remove_device"), &["empty.pb", "empty"]);
+    assert_clean_failure(
+        &run_transform(&empty, &out, "remove_device"),
+        &["empty.pb", "empty"],
+    );
 
     let truncated = write(dir.path(), "truncated.pb", &good[..good.len() / 2 + 7]);
-    assert_clean_failure(&run_transform(&truncated, &out, "remove_device"), &["truncated.pb", "not a GraphDef"]);
+    assert_clean_failure(
+        &run_transform(&truncated, &out, "remove_device"),
+        &["truncated.pb", "not a GraphDef"],
+    );
 
     let mut flipped = good.clone();
     for byte in flipped.iter_mut().step_by(97) {
@@ -187,14 +239,30 @@ fn bad_files_fail_with_one_line_naming_the_file() {
     assert_clean_failure(&output, &["corrupted.pb"]);
 
     let garbage = write(dir.path(), "garbage.pb", &[0xff; 64]);
-    assert_clean_failure(&run_transform(&garbage, &out, "remove_device"), &["garbage.pb", "not a GraphDef"]);
+    assert_clean_failure(
+        &run_transform(&garbage, &out, "remove_device"),
+        &["garbage.pb", "not a GraphDef"],
+    );
 
-    let hostile_length = write(dir.path(), "hostile.pb", &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a]);
-    assert_clean_failure(&run_transform(&hostile_length, &out, "remove_device"), &["hostile.pb"]);
+    let hostile_length = write(
+        dir.path(),
+        "hostile.pb",
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a],
+    );
+    assert_clean_failure(
+        &run_transform(&hostile_length, &out, "remove_device"),
+        &["hostile.pb"],
+    );
 
     let missing = dir.path().join("missing.pb");
-    assert_clean_failure(&run_transform(&missing, &out, "remove_device"), &["missing.pb"]);
-    assert_clean_failure(&graphopt(&["summarize", missing.to_str().unwrap()]), &["missing.pb"]);
+    assert_clean_failure(
+        &run_transform(&missing, &out, "remove_device"),
+        &["missing.pb"],
+    );
+    assert_clean_failure(
+        &graphopt(&["summarize", missing.to_str().unwrap()]),
+        &["missing.pb"],
+    );
     assert!(!out.exists(), "no output may be written on failure");
 }
 
@@ -232,16 +300,43 @@ fn invalid_graphs_fail_with_one_line_naming_file_and_node() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.pb");
     let cases: &[(&str, &str, &[&str])] = &[
-        ("cycle.pbtxt", CYCLE, &["cycle.pbtxt", "3 node(s) form a cycle", "b -> c -> a -> b"]),
-        ("dangling.pbtxt", DANGLING, &["dangling.pbtxt", "'y'", "'nowhere'"]),
-        ("duplicate.pbtxt", DUPLICATE, &["duplicate.pbtxt", "'x' is defined more than once"]),
-        ("bad_port.pbtxt", BAD_PORT, &["bad_port.pbtxt", "'y'", "x:3", "1 output"]),
-        ("missing_attr.pbtxt", MISSING_ATTR, &["missing_attr.pbtxt", "'y' (Relu)", "'T'"]),
-        ("bad_text.pbtxt", BAD_TEXT, &["bad_text.pbtxt", "line 2", "atr"]),
+        (
+            "cycle.pbtxt",
+            CYCLE,
+            &["cycle.pbtxt", "3 node(s) form a cycle", "b -> c -> a -> b"],
+        ),
+        (
+            "dangling.pbtxt",
+            DANGLING,
+            &["dangling.pbtxt", "'y'", "'nowhere'"],
+        ),
+        (
+            "duplicate.pbtxt",
+            DUPLICATE,
+            &["duplicate.pbtxt", "'x' is defined more than once"],
+        ),
+        (
+            "bad_port.pbtxt",
+            BAD_PORT,
+            &["bad_port.pbtxt", "'y'", "x:3", "1 output"],
+        ),
+        (
+            "missing_attr.pbtxt",
+            MISSING_ATTR,
+            &["missing_attr.pbtxt", "'y' (Relu)", "'T'"],
+        ),
+        (
+            "bad_text.pbtxt",
+            BAD_TEXT,
+            &["bad_text.pbtxt", "line 2", "atr"],
+        ),
     ];
     for (name, text, needles) in cases {
         let path = write(dir.path(), name, text.as_bytes());
-        assert_clean_failure(&run_transform(&path, &out, "sort_by_execution_order"), needles);
+        assert_clean_failure(
+            &run_transform(&path, &out, "sort_by_execution_order"),
+            needles,
+        );
     }
     // summarize still reports what it can, then fails on the invalid graph.
     let path = write(dir.path(), "dangling2.pbtxt", DANGLING.as_bytes());
@@ -255,20 +350,40 @@ fn bad_transform_strings_and_names_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.pb");
     let input = fixture("tf1_conv_bn.pb");
-    assert_clean_failure(&run_transform(&input, &out, "remove_device frobnicate"), &["frobnicate", "not a known transform"]);
-    assert_clean_failure(&run_transform(&input, &out, "strip_unused_nodes(type=float"), &["column 30", "not closed"]);
-    assert_clean_failure(&run_transform(&input, &out, "rename_op(old_op_name=Relu)"), &["rename_op", "new_op_name"]);
     assert_clean_failure(
-        &run_transform(&input, &out, "remove_attribute(attribute_name=T, op_name=Relu)"),
+        &run_transform(&input, &out, "remove_device frobnicate"),
+        &["frobnicate", "not a known transform"],
+    );
+    assert_clean_failure(
+        &run_transform(&input, &out, "strip_unused_nodes(type=float"),
+        &["column 30", "not closed"],
+    );
+    assert_clean_failure(
+        &run_transform(&input, &out, "rename_op(old_op_name=Relu)"),
+        &["rename_op", "new_op_name"],
+    );
+    assert_clean_failure(
+        &run_transform(
+            &input,
+            &out,
+            "remove_attribute(attribute_name=T, op_name=Relu)",
+        ),
         &["remove_attribute", "'relu' (Relu)", "'T'"],
     );
     assert_clean_failure(
-        &run_transform(&input, &out, "rename_node(old_node_name=relu, new_node_name=probs)"),
+        &run_transform(
+            &input,
+            &out,
+            "rename_node(old_node_name=relu, new_node_name=probs)",
+        ),
         &["rename_node", "'probs' already exists"],
     );
     let mut args = transform_args(&input, &out, "remove_device");
     args.push("--outputs=probs,logits:0".into());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_clean_failure(&graphopt(&refs), &["tf1_conv_bn.pb", "--outputs", "'logits:0'"]);
+    assert_clean_failure(
+        &graphopt(&refs),
+        &["tf1_conv_bn.pb", "--outputs", "'logits:0'"],
+    );
     assert!(!out.exists());
 }

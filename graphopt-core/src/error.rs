@@ -18,19 +18,15 @@ pub enum Error {
     },
     #[error("{}: the file is empty; expected a GraphDef in binary or text format", path.display())]
     EmptyFile { path: PathBuf },
-    #[error(
-        "{}: not a GraphDef: as binary protobuf: {binary}; as text format: {text}",
-        path.display()
-    )]
-    NotAGraph {
-        path: PathBuf,
-        binary: String,
-        text: String,
-    },
+    #[error("{}: not a GraphDef: {detail}", path.display())]
+    NotAGraph { path: PathBuf, detail: String },
     #[error("{}: invalid graph: {source}", path.display())]
-    InvalidGraph { path: PathBuf, source: GraphError },
+    InvalidGraph {
+        path: PathBuf,
+        source: Box<GraphError>,
+    },
     #[error("{0}")]
-    Graph(#[from] GraphError),
+    Graph(Box<GraphError>),
     #[error("invalid --transforms string: {0}")]
     Spec(#[from] SpecError),
     #[error("transform '{transform}': {message}")]
@@ -38,7 +34,7 @@ pub enum Error {
     #[error("transform '{transform}' left an invalid graph: {source}")]
     TransformBrokeGraph {
         transform: String,
-        source: GraphError,
+        source: Box<GraphError>,
     },
     #[error("{}: {flag} names '{name}', which is not a node of the graph", path.display())]
     UnknownName {
@@ -50,7 +46,21 @@ pub enum Error {
     Encode { what: String, message: String },
 }
 
+impl From<GraphError> for Error {
+    fn from(error: GraphError) -> Self {
+        Error::Graph(Box::new(error))
+    }
+}
+
 impl Error {
+    /// The graph at `path` failed validation.
+    pub fn invalid_graph(path: impl Into<PathBuf>, source: GraphError) -> Self {
+        Error::InvalidGraph {
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+
     /// A transform failure with a message; callers include the node name in `message`.
     pub fn transform(transform: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Transform {

@@ -86,7 +86,9 @@ pub enum GraphError {
     },
     #[error("node '{node}' has data input '{input}' after a control input; control inputs must come last")]
     DataAfterControl { node: String, input: String },
-    #[error("node '{node}' has input '{input}', but '{producer}' ({op}) has only {outputs} output(s)")]
+    #[error(
+        "node '{node}' has input '{input}', but '{producer}' ({op}) has only {outputs} output(s)"
+    )]
     BadPort {
         node: String,
         input: String,

@@ -67,20 +67,38 @@ pub fn decode_graph(data: Bytes, path: &Path) -> Result<(GraphDef, GraphFormat)>
     let binary_error = match GraphDef::decode(data.clone()) {
         Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Binary)),
         Ok(_) => "decoded to a message with no nodes, functions or versions".to_string(),
+        Err(e) if e.to_string().contains("buffer underflow") => {
+            format!("{e} (the file ends in the middle of a field: truncated?)")
+        }
         Err(e) => e.to_string(),
     };
-    let text_error = match std::str::from_utf8(&data) {
-        Ok(text) => match text_format::parse::<GraphDef>(text) {
-            Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Text)),
-            Ok(_) => "parsed to a graph with no nodes, functions or versions".to_string(),
-            Err(e) => e.to_string(),
-        },
-        Err(e) => format!("not UTF-8 ({e})"),
+    let text = match std::str::from_utf8(&data) {
+        Ok(text) => text,
+        // Not text at all: only the binary failure is worth reporting.
+        Err(_) => {
+            return Err(Error::NotAGraph {
+                path: path.to_path_buf(),
+                detail: format!("as binary protobuf: {binary_error}"),
+            })
+        }
+    };
+    let text_error = match text_format::parse::<GraphDef>(text) {
+        Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Text)),
+        Ok(_) => "parsed to a graph with no nodes, functions or versions".to_string(),
+        Err(e) => e.to_string(),
+    };
+    // A file that reads as text (a field name first) was meant as text.
+    let meant_as_text = text
+        .trim_start()
+        .starts_with(|c: char| c.is_ascii_alphabetic() || c == '#');
+    let detail = if meant_as_text {
+        format!("as text format: {text_error}")
+    } else {
+        format!("as binary protobuf: {binary_error}; as text format: {text_error}")
     };
     Err(Error::NotAGraph {
         path: path.to_path_buf(),
-        binary: binary_error,
-        text: text_error,
+        detail,
     })
 }
 

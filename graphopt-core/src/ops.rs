@@ -28,7 +28,11 @@ const fn op(name: &'static str, outputs: usize, required_attrs: &'static [&'stat
     }
 }
 
-const fn op_n(name: &'static str, outputs: Outputs, required_attrs: &'static [&'static str]) -> OpInfo {
+const fn op_n(
+    name: &'static str,
+    outputs: Outputs,
+    required_attrs: &'static [&'static str],
+) -> OpInfo {
     OpInfo {
         name,
         outputs,
@@ -54,7 +58,11 @@ static OPS: &[OpInfo] = &[
     op("Assign", 1, T),
     op("AvgPool", 1, &["ksize", "strides", "padding", "T"]),
     op("BatchMatMulV2", 1, T),
-    op("BatchNormWithGlobalNormalization", 1, &["T", "variance_epsilon", "scale_after_normalization"]),
+    op(
+        "BatchNormWithGlobalNormalization",
+        1,
+        &["T", "variance_epsilon", "scale_after_normalization"],
+    ),
     op("BatchToSpaceND", 1, T),
     op("BiasAdd", 1, T),
     op("BroadcastTo", 1, T),
@@ -114,7 +122,11 @@ static OPS: &[OpInfo] = &[
     op("Pack", 1, &["N", "T"]),
     op("Pad", 1, T),
     op("PadV2", 1, T),
-    op_n("PartitionedCall", Outputs::TypeListAttr("Tout"), &["Tin", "Tout", "f"]),
+    op_n(
+        "PartitionedCall",
+        Outputs::TypeListAttr("Tout"),
+        &["Tin", "Tout", "f"],
+    ),
     op("Placeholder", 1, &["dtype"]),
     op("PlaceholderWithDefault", 1, &["dtype", "shape"]),
     op("Pow", 1, T),
@@ -146,7 +158,11 @@ static OPS: &[OpInfo] = &[
     op("Square", 1, T),
     op("SquaredDifference", 1, T),
     op("Squeeze", 1, T),
-    op_n("StatefulPartitionedCall", Outputs::TypeListAttr("Tout"), &["Tin", "Tout", "f"]),
+    op_n(
+        "StatefulPartitionedCall",
+        Outputs::TypeListAttr("Tout"),
+        &["Tin", "Tout", "f"],
+    ),
     op("StopGradient", 1, T),
     op("StridedSlice", 1, &["T", "Index"]),
     op("Sub", 1, T),
@@ -203,7 +219,12 @@ mod tests {
     #[test]
     fn table_is_sorted_and_unique() {
         for pair in OPS.windows(2) {
-            assert!(pair[0].name < pair[1].name, "{} >= {}", pair[0].name, pair[1].name);
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} >= {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
     }
 

@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::graph::{self, InputRef};
-use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto};
+use crate::proto::{
+    attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto,
+};
 
 /// How many constants `largest_constants` lists.
 pub const LARGEST_CONSTANTS: usize = 10;
@@ -95,7 +97,9 @@ pub fn shape_dims(shape: &TensorShapeProto) -> Option<Vec<i64>> {
 }
 
 fn attr<'a>(node: &'a NodeDef, name: &str) -> Option<&'a attr_value::Value> {
-    node.attr.get(name).and_then(|a: &AttrValue| a.value.as_ref())
+    node.attr
+        .get(name)
+        .and_then(|a: &AttrValue| a.value.as_ref())
 }
 
 fn attr_type(node: &NodeDef, name: &str) -> i32 {
@@ -189,7 +193,11 @@ pub fn summarize(graph: &GraphDef, file_size: Option<u64>) -> Summary {
             }
             "Const" => {
                 if let Some(value) = attr_tensor(node, "value") {
-                    let dims = value.tensor_shape.as_ref().and_then(shape_dims).unwrap_or_default();
+                    let dims = value
+                        .tensor_shape
+                        .as_ref()
+                        .and_then(shape_dims)
+                        .unwrap_or_default();
                     let elements = element_count(&dims);
                     const_parameters = const_parameters.saturating_add(elements);
                     constants.push(ConstantSize {
@@ -204,7 +212,10 @@ pub fn summarize(graph: &GraphDef, file_size: Option<u64>) -> Summary {
             _ => {}
         }
         if !consumed.contains(node.name.as_str())
-            && !matches!(node.op.as_str(), "Const" | "Assign" | "NoOp" | "Placeholder")
+            && !matches!(
+                node.op.as_str(),
+                "Const" | "Assign" | "NoOp" | "Placeholder"
+            )
         {
             outputs.push(OutputDecl {
                 name: node.name.clone(),
@@ -255,14 +266,22 @@ pub fn summarize(graph: &GraphDef, file_size: Option<u64>) -> Summary {
     }
 }
 
-fn benchmark_args(inputs: &[TensorDecl], variables: &[TensorDecl], outputs: &[OutputDecl]) -> String {
+fn benchmark_args(
+    inputs: &[TensorDecl],
+    variables: &[TensorDecl],
+    outputs: &[OutputDecl],
+) -> String {
     let layers: Vec<&TensorDecl> = inputs.iter().chain(variables).collect();
     let names: Vec<&str> = layers.iter().map(|d| d.name.as_str()).collect();
     let types: Vec<&str> = layers.iter().map(|d| d.dtype.as_str()).collect();
     let shapes: Vec<String> = layers
         .iter()
         .map(|d| match &d.shape {
-            Some(dims) => dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            Some(dims) => dims
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             None => String::new(),
         })
         .collect();
@@ -288,7 +307,11 @@ pub fn human_readable(value: u64) -> String {
         scale *= 1000.0;
         unit += 1;
     }
-    format!("{:.2}{}", value as f64 / scale, units.get(unit).copied().unwrap_or('T'))
+    format!(
+        "{:.2}{}",
+        value as f64 / scale,
+        units.get(unit).copied().unwrap_or('T')
+    )
 }
 
 fn shape_text(decl: &TensorDecl) -> String {
@@ -298,7 +321,13 @@ fn shape_text(decl: &TensorDecl) -> String {
         (Some(dims), false) => {
             let dims: Vec<String> = dims
                 .iter()
-                .map(|&d| if d < 0 { "?".to_string() } else { d.to_string() })
+                .map(|&d| {
+                    if d < 0 {
+                        "?".to_string()
+                    } else {
+                        d.to_string()
+                    }
+                })
                 .collect();
             format!("[{}]", dims.join(","))
         }
@@ -327,8 +356,18 @@ impl Summary {
             }
             out.push('\n');
         };
-        decls(&mut out, "possible inputs", "No inputs spotted.", &self.inputs);
-        decls(&mut out, "variables", "No variables spotted.", &self.variables);
+        decls(
+            &mut out,
+            "possible inputs",
+            "No inputs spotted.",
+            &self.inputs,
+        );
+        decls(
+            &mut out,
+            "variables",
+            "No variables spotted.",
+            &self.variables,
+        );
         if self.outputs.is_empty() {
             out.push_str("No outputs spotted.\n");
         } else {
@@ -413,10 +452,20 @@ pub fn structure(graph: &GraphDef) -> String {
     let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
     let mut out = String::new();
     for node in order.into_iter().filter_map(|i| graph.node.get(i)) {
-        let _ = write!(out, "{} ({}): [{}]", node.name, node.op, node.input.join(", "));
+        let _ = write!(
+            out,
+            "{} ({}): [{}]",
+            node.name,
+            node.op,
+            node.input.join(", ")
+        );
         if node.op == "Const" {
             if let Some(value) = attr_tensor(node, "value") {
-                let dims = value.tensor_shape.as_ref().and_then(shape_dims).unwrap_or_default();
+                let dims = value
+                    .tensor_shape
+                    .as_ref()
+                    .and_then(shape_dims)
+                    .unwrap_or_default();
                 let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
                 let _ = write!(
                     out,

@@ -54,7 +54,8 @@ fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseErr
     let offset = error
         .labels()
         .and_then(|mut labels| labels.next())
-        .map(|label| label.offset());
+        .map(|label| label.offset())
+        .or_else(|| message.contains("end of input").then_some(text.len()));
     match offset {
         Some(offset) => {
             let before = text.get(..offset).unwrap_or(text);

@@ -26,7 +26,11 @@ fn summary_agrees_with_tensorflow() {
         let ours = summary::summarize(&graph, None);
         let expected = &common::expected(name)["summary"];
 
-        assert_eq!(json!(ours.node_count), expected["node_count"], "{name}: node count");
+        assert_eq!(
+            json!(ours.node_count),
+            expected["node_count"],
+            "{name}: node count"
+        );
         let inputs: Vec<Value> = ours
             .inputs
             .iter()
@@ -38,11 +42,26 @@ fn summary_agrees_with_tensorflow() {
             .iter()
             .map(|o| json!({"name": o.name, "op": o.op}))
             .collect();
-        assert_eq!(Value::Array(outputs), expected["outputs"], "{name}: outputs");
-        assert_eq!(json!(ours.const_parameters), expected["const_parameters"], "{name}: const parameters");
-        assert_eq!(json!(ours.control_edges), expected["control_edges"], "{name}: control edges");
-        let op_counts: BTreeMap<&str, usize> =
-            ours.op_counts.iter().map(|c| (c.op.as_str(), c.count)).collect();
+        assert_eq!(
+            Value::Array(outputs),
+            expected["outputs"],
+            "{name}: outputs"
+        );
+        assert_eq!(
+            json!(ours.const_parameters),
+            expected["const_parameters"],
+            "{name}: const parameters"
+        );
+        assert_eq!(
+            json!(ours.control_edges),
+            expected["control_edges"],
+            "{name}: control edges"
+        );
+        let op_counts: BTreeMap<&str, usize> = ours
+            .op_counts
+            .iter()
+            .map(|c| (c.op.as_str(), c.count))
+            .collect();
         assert_eq!(json!(op_counts), expected["op_counts"], "{name}: op counts");
     }
 }
@@ -85,10 +104,16 @@ fn structural_transforms_match_the_graph_transform_tool() {
             let theirs = result["nodes"].as_array().unwrap();
             assert_eq!(ours.len(), theirs.len(), "{name} {key}: node count");
             for (a, b) in ours.iter().zip(theirs) {
-                assert_eq!(a, b, "{name} `{transform_string}`: node differs from TensorFlow's");
+                assert_eq!(
+                    a, b,
+                    "{name} `{transform_string}`: node differs from TensorFlow's"
+                );
             }
             compared += 1;
         }
     }
-    assert!(compared >= 4 * 8, "compared only {compared} transform results");
+    assert!(
+        compared >= 4 * 8,
+        "compared only {compared} transform results"
+    );
 }

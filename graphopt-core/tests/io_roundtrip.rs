@@ -18,10 +18,20 @@ fn binary_round_trip_keeps_every_byte_of_content() {
         let encoded = io::encode_graph(&loaded.graph);
         // TensorFlow's Python writer emits map entries in insertion order and we sort them, so
         // the bytes may be permuted, but nothing may be lost or added.
-        assert_eq!(encoded.len(), original.len(), "{name}: a field was dropped or added");
+        assert_eq!(
+            encoded.len(),
+            original.len(),
+            "{name}: a field was dropped or added"
+        );
         let again = GraphDef::decode(encoded.as_slice()).unwrap();
-        assert!(again == loaded.graph, "{name}: binary round trip changed the graph");
-        assert!(encoded == io::encode_graph(&again), "{name}: encoding is not stable");
+        assert!(
+            again == loaded.graph,
+            "{name}: binary round trip changed the graph"
+        );
+        assert!(
+            encoded == io::encode_graph(&again),
+            "{name}: encoding is not stable"
+        );
     }
 }
 
@@ -31,8 +41,14 @@ fn tensorflow_text_parses_to_the_same_graph() {
         let from_binary = common::load(name);
         let loaded = io::read_graph(common::model_path(name, "pbtxt")).unwrap();
         assert_eq!(loaded.format, GraphFormat::Text, "{name}");
-        assert!(loaded.graph == from_binary, "{name}: TF's text and binary disagree");
-        assert!(io::encode_graph(&loaded.graph) == io::encode_graph(&from_binary), "{name}");
+        assert!(
+            loaded.graph == from_binary,
+            "{name}: TF's text and binary disagree"
+        );
+        assert!(
+            io::encode_graph(&loaded.graph) == io::encode_graph(&from_binary),
+            "{name}"
+        );
     }
 }
 
@@ -43,11 +59,18 @@ fn our_text_round_trips_and_is_deterministic() {
     for name in common::MODELS {
         let graph = common::load(name);
         let text = io::graph_to_text(&graph).unwrap();
-        assert_eq!(text, io::graph_to_text(&graph).unwrap(), "{name}: text not stable");
+        assert_eq!(
+            text,
+            io::graph_to_text(&graph).unwrap(),
+            "{name}: text not stable"
+        );
         let (reparsed, format) =
             io::decode_graph(Bytes::from(text.clone().into_bytes()), name.as_ref()).unwrap();
         assert_eq!(format, GraphFormat::Text);
-        assert!(reparsed == graph, "{name}: our text does not read back to the same graph");
+        assert!(
+            reparsed == graph,
+            "{name}: our text does not read back to the same graph"
+        );
         // Left for tests/fixtures/check_tf_reads_our_text.py, which parses these with TensorFlow.
         std::fs::write(out_dir.join(format!("{name}.pbtxt")), text).unwrap();
     }
@@ -75,14 +98,35 @@ fn text_writer_escapes_and_formats_floats_readably() {
     );
     graph.node.push(node);
     let text = io::graph_to_text(&graph).unwrap();
-    assert!(text.contains(r#"tensor_content: "\000\377\"\'\\\n""#), "{text}");
-    for expected in ["float_val: 1.0\n", "float_val: 0.1\n", "float_val: 1e30\n", "float_val: -2.5e-7\n", "float_val: inf\n", "float_val: nan\n"] {
+    assert!(
+        text.contains(r#"tensor_content: "\000\377\"\'\\\n""#),
+        "{text}"
+    );
+    for expected in [
+        "float_val: 1.0\n",
+        "float_val: 0.1\n",
+        "float_val: 1e30\n",
+        "float_val: -2.5e-7\n",
+        "float_val: inf\n",
+        "float_val: nan\n",
+    ] {
         assert!(text.contains(expected), "missing {expected:?} in {text}");
     }
     let back = graphopt_core::text_format::parse::<GraphDef>(&text).unwrap();
-    let original_bits: Vec<u32> = graph.node[0].attr["value"].encode_to_vec().iter().map(|&b| u32::from(b)).collect();
-    let back_bits: Vec<u32> = back.node[0].attr["value"].encode_to_vec().iter().map(|&b| u32::from(b)).collect();
-    assert_eq!(original_bits, back_bits, "floats must read back bit-exactly (NaN included)");
+    let original_bits: Vec<u32> = graph.node[0].attr["value"]
+        .encode_to_vec()
+        .iter()
+        .map(|&b| u32::from(b))
+        .collect();
+    let back_bits: Vec<u32> = back.node[0].attr["value"]
+        .encode_to_vec()
+        .iter()
+        .map(|&b| u32::from(b))
+        .collect();
+    assert_eq!(
+        original_bits, back_bits,
+        "floats must read back bit-exactly (NaN included)"
+    );
 }
 
 #[test]
@@ -111,7 +155,11 @@ fn weights_are_not_copied_when_loading() {
             node.attr.get("value").and_then(|a| a.value.as_ref())
         {
             if !t.tensor_content.is_empty() {
-                assert!(range.contains(&t.tensor_content.as_ptr()), "{}: weights copied", node.name);
+                assert!(
+                    range.contains(&t.tensor_content.as_ptr()),
+                    "{}: weights copied",
+                    node.name
+                );
                 shared += 1;
             }
         }

@@ -47,7 +47,10 @@ fn every_documentation_example_parses() {
         names[0],
         ["strip_unused_nodes", "remove_nodes", "fold_old_batch_norms"]
     );
-    assert_eq!(names[1].last().map(String::as_str), Some("fold_old_batch_norms"));
+    assert_eq!(
+        names[1].last().map(String::as_str),
+        Some("fold_old_batch_norms")
+    );
     assert_eq!(names[6].len(), 7);
     assert_eq!(names[7], ["insert_logging"]);
 }
@@ -109,11 +112,15 @@ fn tensorflow_corner_cases() {
 
 #[test]
 fn columns_are_recorded_and_canonical_form_round_trips() {
-    let specs = parse("  remove_device   set_device(device=\"/device:CPU:0\", if_default=true)").unwrap();
+    let specs =
+        parse("  remove_device   set_device(device=\"/device:CPU:0\", if_default=true)").unwrap();
     assert_eq!(specs[0].column, 3);
     assert_eq!(specs[1].column, 19);
     let text = canonical(&specs);
-    assert_eq!(text, "remove_device set_device(device=\"/device:CPU:0\", if_default=true)");
+    assert_eq!(
+        text,
+        "remove_device set_device(device=\"/device:CPU:0\", if_default=true)"
+    );
     let reparsed = parse(&text).unwrap();
     assert_eq!(reparsed.len(), specs.len());
     for (a, b) in reparsed.iter().zip(&specs) {
@@ -140,19 +147,41 @@ fn malformed_strings_fail_with_a_position() {
         let error = parse(text).expect_err(text);
         assert_eq!(error.column, *column, "{text:?}: {error}");
         assert!(error.to_string().contains(message), "{text:?}: {error}");
-        assert!(error.to_string().contains(&format!("column {column}")), "{error}");
+        assert!(
+            error.to_string().contains(&format!("column {column}")),
+            "{error}"
+        );
     }
 }
 
 #[test]
 fn unknown_transforms_and_parameters_are_rejected_before_running() {
     let registry = Registry::with_builtins();
-    let error = registry.check(&parse("remove_device frobnicate").unwrap()).unwrap_err();
-    assert!(error.to_string().contains("'frobnicate': not a known transform (column 15)"), "{error}");
-    let error = registry.check(&parse("set_device(devcie=x)").unwrap()).unwrap_err();
-    assert!(error.to_string().contains("unknown parameter 'devcie'"), "{error}");
-    assert!(error.to_string().contains("it takes: device, if_default"), "{error}");
-    let error = registry.check(&parse("remove_device(ignore_errors=maybe)").unwrap()).unwrap_err();
+    let error = registry
+        .check(&parse("remove_device frobnicate").unwrap())
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("'frobnicate': not a known transform (column 15)"),
+        "{error}"
+    );
+    let error = registry
+        .check(&parse("set_device(devcie=x)").unwrap())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("unknown parameter 'devcie'"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("it takes: device, if_default"),
+        "{error}"
+    );
+    let error = registry
+        .check(&parse("remove_device(ignore_errors=maybe)").unwrap())
+        .unwrap_err();
     assert!(error.to_string().contains("true or false"), "{error}");
-    assert!(registry.check(&parse("remove_device(ignore_errors=TRUE)").unwrap()).is_ok());
+    assert!(registry
+        .check(&parse("remove_device(ignore_errors=TRUE)").unwrap())
+        .is_ok());
 }

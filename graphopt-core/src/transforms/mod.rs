@@ -95,7 +95,10 @@ impl<'a> Params<'a> {
         self.optional(name)?.ok_or_else(|| {
             Error::transform(
                 self.transform,
-                format!("the parameter '{name}' is required, e.g. {}({name}=...)", self.transform),
+                format!(
+                    "the parameter '{name}' is required, e.g. {}({name}=...)",
+                    self.transform
+                ),
             )
         })
     }
@@ -237,7 +240,10 @@ impl Registry {
                         };
                         return Err(Error::transform(
                             &spec.name,
-                            format!("unknown parameter '{param}' (column {}); {expected}", spec.column),
+                            format!(
+                                "unknown parameter '{param}' (column {}); {expected}",
+                                spec.column
+                            ),
                         ));
                     }
                 }
@@ -292,7 +298,7 @@ pub fn run(
         let result = transform.apply(graph, &context).and_then(|()| {
             graph::validate(graph).map_err(|source| Error::TransformBrokeGraph {
                 transform: spec.name.clone(),
-                source,
+                source: Box::new(source),
             })
         });
         let ignored_error = match (result, backup) {

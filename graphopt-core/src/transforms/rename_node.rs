@@ -41,7 +41,11 @@ impl Transform for RenameNode {
             for input in &mut node.input {
                 let parsed = InputRef::parse(input);
                 if parsed.node == old {
-                    *input = InputRef { node: new, ..parsed }.to_string();
+                    *input = InputRef {
+                        node: new,
+                        ..parsed
+                    }
+                    .to_string();
                 }
             }
         }

@@ -19,7 +19,10 @@ impl Transform for SortByExecutionOrder {
 
     fn apply(&self, graph: &mut GraphDef, _context: &TransformContext<'_>) -> Result<()> {
         let order = graph::execution_order(graph)?;
-        let mut slots: Vec<Option<_>> = std::mem::take(&mut graph.node).into_iter().map(Some).collect();
+        let mut slots: Vec<Option<_>> = std::mem::take(&mut graph.node)
+            .into_iter()
+            .map(Some)
+            .collect();
         graph.node = order
             .into_iter()
             .filter_map(|i| slots.get_mut(i).and_then(Option::take))

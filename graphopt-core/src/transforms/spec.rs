@@ -113,7 +113,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn error(&self, message: impl Into<String>) -> SpecError {
-        let byte = self.chars.get(self.pos).map_or(self.text.len(), |&(b, _)| b);
+        let byte = self
+            .chars
+            .get(self.pos)
+            .map_or(self.text.len(), |&(b, _)| b);
         let rest = self.text.get(byte..).unwrap_or("");
         let mut excerpt: String = rest.chars().take(24).collect();
         if excerpt.is_empty() {
@@ -283,7 +286,11 @@ fn parse_params(
     }
 }
 
-fn parse_quoted(scanner: &mut Scanner<'_>, transform: &str, param: &str) -> Result<String, SpecError> {
+fn parse_quoted(
+    scanner: &mut Scanner<'_>,
+    transform: &str,
+    param: &str,
+) -> Result<String, SpecError> {
     let start = scanner.pos;
     let mut value = String::new();
     loop {

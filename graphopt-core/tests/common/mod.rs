@@ -14,7 +14,9 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn model_path(name: &str, extension: &str) -> PathBuf {
-    fixtures().join("models").join(format!("{name}.{extension}"))
+    fixtures()
+        .join("models")
+        .join(format!("{name}.{extension}"))
 }
 
 pub fn load(name: &str) -> GraphDef {
