@@ -104,6 +104,7 @@ fn split_names(list: &str) -> Vec<String> {
 
 fn load_valid(path: &Path) -> Result<io::LoadedGraph, Error> {
     let loaded = io::read_graph(path)?;
+    print_warnings(&loaded.warnings);
     graph::validate(&loaded.graph)
         .map_err(|source| Error::invalid_graph(path.to_path_buf(), source))?;
     Ok(loaded)
@@ -152,6 +153,7 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
         return Ok(());
     };
     let loaded = io::read_graph(path)?;
+    print_warnings(&loaded.warnings);
     let report = summary::summarize(&loaded.graph, Some(loaded.file_size));
     if args.json {
         let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Encode {
@@ -167,6 +169,12 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     }
     // Report problems after the summary, as summarize_graph does, and fail.
     graph::validate(&loaded.graph).map_err(|source| Error::invalid_graph(path.clone(), source))
+}
+
+fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("graphopt: warning: {warning}");
+    }
 }
 
 fn list_transforms() {

@@ -42,6 +42,8 @@ pub struct LoadedGraph {
     pub graph: GraphDef,
     pub format: GraphFormat,
     pub file_size: u64,
+    /// Things worth telling the user that did not stop the load.
+    pub warnings: Vec<String>,
 }
 
 /// Reads a GraphDef from `path`, binary or text.
@@ -50,10 +52,22 @@ pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let data = fs::read(path).map_err(|e| Error::io(path, e))?;
     let file_size = data.len() as u64;
     let (graph, format) = decode_graph(Bytes::from(data), path)?;
+    let mut warnings = Vec::new();
+    // Every field TensorFlow 2.21 writes is in our schema, and prost's encoding is canonical,
+    // so a size difference means fields from a newer TensorFlow (or a non-canonical writer).
+    let canonical_size = graph.encoded_len() as u64;
+    if format == GraphFormat::Binary && canonical_size < file_size {
+        warnings.push(format!(
+            "{}: {} byte(s) of fields unknown to graphopt (or non-canonical encoding) will not be written back",
+            path.display(),
+            file_size - canonical_size
+        ));
+    }
     Ok(LoadedGraph {
         graph,
         format,
         file_size,
+        warnings,
     })
 }
 
@@ -122,18 +136,53 @@ pub fn graph_to_text(graph: &GraphDef) -> Result<String> {
 }
 
 /// Writes `graph` to `path` in `format`, atomically (temporary file, then rename), so a
-/// concurrent reader never sees a partial graph.
+/// concurrent reader never sees a partial graph. Binary output is streamed node by node, so
+/// writing needs no second copy of the weights in memory.
 pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat) -> Result<()> {
     let path = path.as_ref();
-    let bytes = match format {
-        GraphFormat::Binary => encode_graph(graph),
-        GraphFormat::Text => graph_to_text(graph)?.into_bytes(),
-    };
-    write_atomically(path, &bytes)
+    match format {
+        GraphFormat::Binary => write_atomically_with(path, |out| stream_graph(graph, out)),
+        GraphFormat::Text => {
+            let text = graph_to_text(graph)?;
+            write_atomically_with(path, |out| out.write_all(text.as_bytes()))
+        }
+    }
+}
+
+/// Writes the same bytes as [`encode_graph`]: prost emits fields in number order, and `node`
+/// (field 1) comes first, so nodes can go out one at a time followed by everything else.
+fn stream_graph(graph: &GraphDef, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let mut buffer = Vec::new();
+    for node in &graph.node {
+        buffer.clear();
+        prost::encoding::message::encode(1, node, &mut buffer);
+        out.write_all(&buffer)?;
+    }
+    out.write_all(&graph.clone_without_nodes().encode_to_vec())
+}
+
+impl GraphDef {
+    /// The graph's library, versions and debug info, without its nodes.
+    fn clone_without_nodes(&self) -> GraphDef {
+        GraphDef {
+            node: Vec::new(),
+            library: self.library.clone(),
+            version: self.version,
+            versions: self.versions.clone(),
+            debug_info: self.debug_info.clone(),
+        }
+    }
 }
 
 /// Writes `bytes` to a sibling temporary file and renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(path, |out| out.write_all(bytes))
+}
+
+fn write_atomically_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -144,8 +193,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_else(|| "graph".into());
     let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = fs::File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            fill(&mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()
         })
         .and_then(|()| fs::rename(&temp, path));

@@ -166,3 +166,44 @@ fn weights_are_not_copied_when_loading() {
     }
     assert!(shared >= 3, "expected several weight tensors, saw {shared}");
 }
+
+#[test]
+fn fields_unknown_to_graphopt_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(common::model_path("tf1_conv_bn", "pb")).unwrap();
+    let clean = io::read_graph(common::model_path("tf1_conv_bn", "pb")).unwrap();
+    assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
+    // Field 99 (varint) of GraphDef: unknown to TensorFlow 2.21 and to graphopt.
+    bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
+    let path = dir.path().join("future.pb");
+    std::fs::write(&path, &bytes).unwrap();
+    let loaded = io::read_graph(&path).unwrap();
+    assert_eq!(loaded.graph, clean.graph);
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded.warnings[0].contains("3 byte(s) of fields unknown"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn streamed_file_equals_the_in_memory_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in common::MODELS {
+        let graph = common::load(name);
+        let path = dir.path().join(format!("{name}.pb"));
+        io::write_graph(&path, &graph, GraphFormat::Binary).unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == io::encode_graph(&graph),
+            "{name}"
+        );
+    }
+    // Library, versions and the deprecated version field after the nodes.
+    let mut graph = common::load("tf1_conv_bn");
+    graph.version = 7;
+    graph.library = Some(Default::default());
+    let path = dir.path().join("with_library.pb");
+    io::write_graph(&path, &graph, GraphFormat::Binary).unwrap();
+    assert!(std::fs::read(&path).unwrap() == io::encode_graph(&graph));
+}
