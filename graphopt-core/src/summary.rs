@@ -123,6 +123,15 @@ fn attr_tensor<'a>(node: &'a NodeDef, name: &str) -> Option<&'a TensorProto> {
     }
 }
 
+/// Dimensions of a tensor value (a missing shape is a scalar).
+fn tensor_dims(tensor: &TensorProto) -> Vec<i64> {
+    tensor
+        .tensor_shape
+        .as_ref()
+        .and_then(shape_dims)
+        .unwrap_or_default()
+}
+
 /// Number of elements of a fully known shape; unknown or negative dimensions count as 0 and
 /// absurd products saturate instead of overflowing.
 pub fn element_count(dims: &[i64]) -> u64 {
@@ -193,11 +202,7 @@ pub fn summarize(graph: &GraphDef, file_size: Option<u64>) -> Summary {
             }
             "Const" => {
                 if let Some(value) = attr_tensor(node, "value") {
-                    let dims = value
-                        .tensor_shape
-                        .as_ref()
-                        .and_then(shape_dims)
-                        .unwrap_or_default();
+                    let dims = tensor_dims(value);
                     let elements = element_count(&dims);
                     const_parameters = const_parameters.saturating_add(elements);
                     constants.push(ConstantSize {
@@ -461,12 +466,8 @@ pub fn structure(graph: &GraphDef) -> String {
         );
         if node.op == "Const" {
             if let Some(value) = attr_tensor(node, "value") {
-                let dims = value
-                    .tensor_shape
-                    .as_ref()
-                    .and_then(shape_dims)
-                    .unwrap_or_default();
-                let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
+                let dims: Vec<String> =
+                    tensor_dims(value).iter().map(ToString::to_string).collect();
                 let _ = write!(
                     out,
                     ", value=Tensor<type: {} shape: [{}]>",

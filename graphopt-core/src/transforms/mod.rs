@@ -110,38 +110,32 @@ impl<'a> Params<'a> {
 
     /// `name` as a bool (`true`, `false`, `1`, `0`, any case), or `default`.
     pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
-        match self.optional(name)? {
-            None => Ok(default),
-            Some(v) => parse_bool(v).ok_or_else(|| {
-                Error::transform(
-                    self.transform,
-                    format!("parameter '{name}' must be true or false, not '{v}'"),
-                )
-            }),
-        }
+        self.typed(name, default, "true or false", parse_bool)
     }
 
     /// `name` as an integer, or `default`.
     pub fn int(&self, name: &str, default: i64) -> Result<i64> {
-        match self.optional(name)? {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                Error::transform(
-                    self.transform,
-                    format!("parameter '{name}' must be an integer, not '{v}'"),
-                )
-            }),
-        }
+        self.typed(name, default, "an integer", |v| v.parse().ok())
     }
 
     /// `name` as a float, or `default`.
     pub fn float(&self, name: &str, default: f64) -> Result<f64> {
+        self.typed(name, default, "a number", |v| v.parse().ok())
+    }
+
+    fn typed<T>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T> {
         match self.optional(name)? {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
+            Some(v) => parse(v).ok_or_else(|| {
                 Error::transform(
                     self.transform,
-                    format!("parameter '{name}' must be a number, not '{v}'"),
+                    format!("parameter '{name}' must be {expected}, not '{v}'"),
                 )
             }),
         }
