@@ -281,7 +281,8 @@ pub fn execution_order(graph: &GraphDef) -> Result<Vec<usize>, GraphError> {
     let mut order = Vec::with_capacity(n);
     while let Some(current) = ready.pop() {
         order.push(current);
-        let consumers = outputs.get(current).cloned().unwrap_or_default();
+        // Each node is popped once, so its consumer list can be moved out.
+        let consumers = outputs.get_mut(current).map(std::mem::take).unwrap_or_default();
         for (consumer, control) in consumers {
             let merge_data = !control && merge_waiting_data.get(consumer).copied() == Some(true);
             if merge_data {
