@@ -282,7 +282,10 @@ pub fn execution_order(graph: &GraphDef) -> Result<Vec<usize>, GraphError> {
     while let Some(current) = ready.pop() {
         order.push(current);
         // Each node is popped once, so its consumer list can be moved out.
-        let consumers = outputs.get_mut(current).map(std::mem::take).unwrap_or_default();
+        let consumers = outputs
+            .get_mut(current)
+            .map(std::mem::take)
+            .unwrap_or_default();
         for (consumer, control) in consumers {
             let merge_data = !control && merge_waiting_data.get(consumer).copied() == Some(true);
             if merge_data {

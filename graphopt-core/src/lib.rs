@@ -14,6 +14,7 @@ pub mod io;
 pub mod ops;
 pub mod proto;
 pub mod summary;
+pub mod tensor;
 pub mod text_format;
 pub mod transforms;
 

@@ -1,0 +1,568 @@
+//! Tensors: `TensorProto` <-> typed n-dimensional arrays for every numeric dtype, bool and
+//! string, in both of TensorFlow's encodings (`tensor_content` bytes and the typed `*_val`
+//! fields, including the shorthand where fewer values than elements repeat the last one).
+//!
+//! Decoding is bounded: a shape whose element count or byte size exceeds [`Limits`] is an
+//! error before anything is allocated, so a hostile `TensorProto` cannot exhaust memory.
+
+use bytes::Bytes;
+use half::{bf16, f16};
+use ndarray::{ArrayD, IxDyn};
+
+use crate::proto::{tensor_shape_proto, DataType, TensorProto, TensorShapeProto};
+
+/// Why a tensor could not be decoded or built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TensorError {
+    #[error("dtype {0} is not supported by graphopt's tensors")]
+    UnsupportedDtype(String),
+    #[error("dimension {index} is {size}; dimensions must be known and non-negative")]
+    BadDimension { index: usize, size: i64 },
+    #[error(
+        "the shape holds {elements} elements ({bytes} bytes), over the limit of {limit} bytes"
+    )]
+    TooLarge {
+        elements: u128,
+        bytes: u128,
+        limit: u64,
+    },
+    #[error("tensor_content has {actual} bytes, but {expected} are needed for the shape")]
+    ContentSize { actual: usize, expected: usize },
+    #[error("{count} values given for a shape of {elements} elements")]
+    TooManyValues { count: usize, elements: usize },
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// Bounds on what decoding may allocate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 4 GiB: more than any real weight tensor, far less than a hostile shape asks for.
+    fn default() -> Self {
+        Limits { max_bytes: 4 << 30 }
+    }
+}
+
+/// Element storage. Quantized dtypes share the storage of their integer type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    F16(ArrayD<f16>),
+    BF16(ArrayD<bf16>),
+    I8(ArrayD<i8>),
+    I16(ArrayD<i16>),
+    I32(ArrayD<i32>),
+    I64(ArrayD<i64>),
+    U8(ArrayD<u8>),
+    U16(ArrayD<u16>),
+    U32(ArrayD<u32>),
+    U64(ArrayD<u64>),
+    Bool(ArrayD<bool>),
+    Str(ArrayD<Bytes>),
+    /// Interleaved (real, imaginary).
+    C64(ArrayD<[f32; 2]>),
+    C128(ArrayD<[f64; 2]>),
+}
+
+/// Applies `$body` to the array inside any `Data` variant, binding it as `$a`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! for_each_data {
+    ($data:expr, $a:ident => $body:expr) => {
+        match $data {
+            $crate::tensor::Data::F32($a) => $body,
+            $crate::tensor::Data::F64($a) => $body,
+            $crate::tensor::Data::F16($a) => $body,
+            $crate::tensor::Data::BF16($a) => $body,
+            $crate::tensor::Data::I8($a) => $body,
+            $crate::tensor::Data::I16($a) => $body,
+            $crate::tensor::Data::I32($a) => $body,
+            $crate::tensor::Data::I64($a) => $body,
+            $crate::tensor::Data::U8($a) => $body,
+            $crate::tensor::Data::U16($a) => $body,
+            $crate::tensor::Data::U32($a) => $body,
+            $crate::tensor::Data::U64($a) => $body,
+            $crate::tensor::Data::Bool($a) => $body,
+            $crate::tensor::Data::Str($a) => $body,
+            $crate::tensor::Data::C64($a) => $body,
+            $crate::tensor::Data::C128($a) => $body,
+        }
+    };
+}
+
+/// Same as [`for_each_data!`], rebuilding a `Data` of the same variant from `$body`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! map_data {
+    ($data:expr, $a:ident => $body:expr) => {
+        match $data {
+            $crate::tensor::Data::F32($a) => $crate::tensor::Data::F32($body),
+            $crate::tensor::Data::F64($a) => $crate::tensor::Data::F64($body),
+            $crate::tensor::Data::F16($a) => $crate::tensor::Data::F16($body),
+            $crate::tensor::Data::BF16($a) => $crate::tensor::Data::BF16($body),
+            $crate::tensor::Data::I8($a) => $crate::tensor::Data::I8($body),
+            $crate::tensor::Data::I16($a) => $crate::tensor::Data::I16($body),
+            $crate::tensor::Data::I32($a) => $crate::tensor::Data::I32($body),
+            $crate::tensor::Data::I64($a) => $crate::tensor::Data::I64($body),
+            $crate::tensor::Data::U8($a) => $crate::tensor::Data::U8($body),
+            $crate::tensor::Data::U16($a) => $crate::tensor::Data::U16($body),
+            $crate::tensor::Data::U32($a) => $crate::tensor::Data::U32($body),
+            $crate::tensor::Data::U64($a) => $crate::tensor::Data::U64($body),
+            $crate::tensor::Data::Bool($a) => $crate::tensor::Data::Bool($body),
+            $crate::tensor::Data::Str($a) => $crate::tensor::Data::Str($body),
+            $crate::tensor::Data::C64($a) => $crate::tensor::Data::C64($body),
+            $crate::tensor::Data::C128($a) => $crate::tensor::Data::C128($body),
+        }
+    };
+}
+
+/// A typed tensor value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    dtype: DataType,
+    data: Data,
+}
+
+/// Bytes per element in `tensor_content`, for fixed-size dtypes.
+pub fn dtype_size(dtype: DataType) -> Option<usize> {
+    use DataType as D;
+    Some(match dtype {
+        D::DtBool | D::DtInt8 | D::DtUint8 | D::DtQint8 | D::DtQuint8 => 1,
+        D::DtInt16 | D::DtUint16 | D::DtQint16 | D::DtQuint16 | D::DtHalf | D::DtBfloat16 => 2,
+        D::DtFloat | D::DtInt32 | D::DtUint32 | D::DtQint32 => 4,
+        D::DtDouble | D::DtInt64 | D::DtUint64 | D::DtComplex64 => 8,
+        D::DtComplex128 => 16,
+        _ => return None,
+    })
+}
+
+/// The value type of a reference dtype (`DT_FLOAT_REF` -> `DT_FLOAT`).
+pub fn base_dtype(dtype: i32) -> i32 {
+    if dtype > 100 {
+        dtype - 100
+    } else {
+        dtype
+    }
+}
+
+fn dtype_of(value: i32) -> Result<DataType, TensorError> {
+    DataType::try_from(base_dtype(value))
+        .map_err(|_| TensorError::UnsupportedDtype(value.to_string()))
+}
+
+fn dtype_label(dtype: DataType) -> String {
+    crate::summary::dtype_name(dtype as i32)
+}
+
+/// Dimensions of a shape proto, checked.
+pub fn dims_of(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, TensorError> {
+    let Some(shape) = shape else {
+        return Ok(Vec::new());
+    };
+    if shape.unknown_rank {
+        return Err(TensorError::Shape(
+            "a tensor value cannot have an unknown rank".into(),
+        ));
+    }
+    shape
+        .dim
+        .iter()
+        .enumerate()
+        .map(|(index, d)| {
+            usize::try_from(d.size).map_err(|_| TensorError::BadDimension {
+                index,
+                size: d.size,
+            })
+        })
+        .collect()
+}
+
+/// Shape proto for `dims`.
+pub fn shape_proto(dims: &[usize]) -> TensorShapeProto {
+    TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&d| tensor_shape_proto::Dim {
+                size: d as i64,
+                name: String::new(),
+            })
+            .collect(),
+        unknown_rank: false,
+    }
+}
+
+/// Element count of `dims`, refusing shapes whose bytes exceed `limits`.
+pub fn checked_elements(
+    dims: &[usize],
+    element_size: usize,
+    limits: Limits,
+) -> Result<usize, TensorError> {
+    let elements = dims
+        .iter()
+        .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
+    let bytes = elements.saturating_mul(element_size.max(1) as u128);
+    if bytes > u128::from(limits.max_bytes) {
+        return Err(TensorError::TooLarge {
+            elements,
+            bytes,
+            limit: limits.max_bytes,
+        });
+    }
+    usize::try_from(elements).map_err(|_| TensorError::TooLarge {
+        elements,
+        bytes,
+        limit: limits.max_bytes,
+    })
+}
+
+fn array<T>(dims: &[usize], values: Vec<T>) -> Result<ArrayD<T>, TensorError> {
+    ArrayD::from_shape_vec(IxDyn(dims), values).map_err(|e| TensorError::Shape(e.to_string()))
+}
+
+/// Expands typed values to `n` elements: none -> `zero`, fewer -> repeat the last.
+fn fill<T: Clone>(mut values: Vec<T>, n: usize, zero: T) -> Result<Vec<T>, TensorError> {
+    if values.len() > n {
+        return Err(TensorError::TooManyValues {
+            count: values.len(),
+            elements: n,
+        });
+    }
+    let last = values.last().cloned().unwrap_or(zero);
+    values.resize(n, last);
+    Ok(values)
+}
+
+fn from_le<T, const N: usize>(
+    content: &[u8],
+    n: usize,
+    convert: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, TensorError> {
+    if content.len() != n * N {
+        return Err(TensorError::ContentSize {
+            actual: content.len(),
+            expected: n * N,
+        });
+    }
+    Ok(content
+        .chunks_exact(N)
+        .map(|chunk| {
+            let mut bytes = [0u8; N];
+            bytes.copy_from_slice(chunk);
+            convert(bytes)
+        })
+        .collect())
+}
+
+impl Tensor {
+    /// A tensor of `dtype` over `data`; the storage must match the dtype.
+    pub fn new(dtype: DataType, data: Data) -> Result<Self, TensorError> {
+        let expected = storage_kind(dtype)?;
+        if std::mem::discriminant(&expected) != std::mem::discriminant(&data) {
+            return Err(TensorError::Shape(format!(
+                "storage does not match dtype {}",
+                dtype_label(dtype)
+            )));
+        }
+        Ok(Tensor { dtype, data })
+    }
+
+    /// A tensor whose dtype follows from the storage.
+    pub fn from_data(data: Data) -> Self {
+        let dtype = match &data {
+            Data::F32(_) => DataType::DtFloat,
+            Data::F64(_) => DataType::DtDouble,
+            Data::F16(_) => DataType::DtHalf,
+            Data::BF16(_) => DataType::DtBfloat16,
+            Data::I8(_) => DataType::DtInt8,
+            Data::I16(_) => DataType::DtInt16,
+            Data::I32(_) => DataType::DtInt32,
+            Data::I64(_) => DataType::DtInt64,
+            Data::U8(_) => DataType::DtUint8,
+            Data::U16(_) => DataType::DtUint16,
+            Data::U32(_) => DataType::DtUint32,
+            Data::U64(_) => DataType::DtUint64,
+            Data::Bool(_) => DataType::DtBool,
+            Data::Str(_) => DataType::DtString,
+            Data::C64(_) => DataType::DtComplex64,
+            Data::C128(_) => DataType::DtComplex128,
+        };
+        Tensor { dtype, data }
+    }
+
+    pub fn dtype(&self) -> DataType {
+        self.dtype
+    }
+
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    pub fn into_data(self) -> Data {
+        self.data
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        for_each_data!(&self.data, a => a.shape())
+    }
+
+    pub fn len(&self) -> usize {
+        for_each_data!(&self.data, a => a.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the elements take (strings: their lengths).
+    pub fn byte_size(&self) -> usize {
+        match &self.data {
+            Data::Str(a) => a.iter().map(Bytes::len).sum(),
+            _ => self.len() * dtype_size(self.dtype).unwrap_or(0),
+        }
+    }
+
+    /// Decodes a `TensorProto` with the default [`Limits`].
+    pub fn from_proto(proto: &TensorProto) -> Result<Self, TensorError> {
+        Self::from_proto_with_limits(proto, Limits::default())
+    }
+
+    /// Decodes a `TensorProto`, refusing shapes over `limits`.
+    pub fn from_proto_with_limits(
+        proto: &TensorProto,
+        limits: Limits,
+    ) -> Result<Self, TensorError> {
+        let dtype = dtype_of(proto.dtype)?;
+        let dims = dims_of(proto.tensor_shape.as_ref())?;
+        let size = dtype_size(dtype).unwrap_or(1);
+        let n = checked_elements(&dims, size, limits)?;
+        let raw = &proto.tensor_content;
+        let packed = !raw.is_empty() || n == 0;
+        macro_rules! decode {
+            ($variant:ident, $ty:ty, $typed:expr, $zero:expr) => {{
+                let values: Vec<$ty> = if packed {
+                    from_le(raw, n, <$ty>::from_le_bytes)?
+                } else {
+                    fill($typed, n, $zero)?
+                };
+                Data::$variant(array(&dims, values)?)
+            }};
+        }
+        use DataType as D;
+        let data = match dtype {
+            D::DtFloat => decode!(F32, f32, proto.float_val.clone(), 0.0),
+            D::DtDouble => decode!(F64, f64, proto.double_val.clone(), 0.0),
+            D::DtInt32 | D::DtQint32 => decode!(I32, i32, proto.int_val.clone(), 0),
+            D::DtInt16 | D::DtQint16 => decode!(
+                I16,
+                i16,
+                proto.int_val.iter().map(|&v| v as i16).collect(),
+                0
+            ),
+            D::DtInt8 | D::DtQint8 => {
+                decode!(I8, i8, proto.int_val.iter().map(|&v| v as i8).collect(), 0)
+            }
+            D::DtUint8 | D::DtQuint8 => {
+                decode!(U8, u8, proto.int_val.iter().map(|&v| v as u8).collect(), 0)
+            }
+            D::DtUint16 | D::DtQuint16 => decode!(
+                U16,
+                u16,
+                proto.int_val.iter().map(|&v| v as u16).collect(),
+                0
+            ),
+            D::DtInt64 => decode!(I64, i64, proto.int64_val.clone(), 0),
+            D::DtUint32 => decode!(U32, u32, proto.uint32_val.clone(), 0),
+            D::DtUint64 => decode!(U64, u64, proto.uint64_val.clone(), 0),
+            D::DtHalf => {
+                let values: Vec<f16> = if packed {
+                    from_le(raw, n, |b: [u8; 2]| f16::from_bits(u16::from_le_bytes(b)))?
+                } else {
+                    fill(
+                        proto
+                            .half_val
+                            .iter()
+                            .map(|&v| f16::from_bits(v as u16))
+                            .collect(),
+                        n,
+                        f16::ZERO,
+                    )?
+                };
+                Data::F16(array(&dims, values)?)
+            }
+            D::DtBfloat16 => {
+                let values: Vec<bf16> = if packed {
+                    from_le(raw, n, |b: [u8; 2]| bf16::from_bits(u16::from_le_bytes(b)))?
+                } else {
+                    fill(
+                        proto
+                            .half_val
+                            .iter()
+                            .map(|&v| bf16::from_bits(v as u16))
+                            .collect(),
+                        n,
+                        bf16::ZERO,
+                    )?
+                };
+                Data::BF16(array(&dims, values)?)
+            }
+            D::DtBool => {
+                let values: Vec<bool> = if packed {
+                    from_le(raw, n, |b: [u8; 1]| b[0] != 0)?
+                } else {
+                    fill(proto.bool_val.clone(), n, false)?
+                };
+                Data::Bool(array(&dims, values)?)
+            }
+            D::DtComplex64 => {
+                let values: Vec<[f32; 2]> = if packed {
+                    from_le(raw, n, |b: [u8; 8]| {
+                        let (re, im) = b.split_at(4);
+                        [le_f32(re), le_f32(im)]
+                    })?
+                } else {
+                    fill(
+                        proto
+                            .scomplex_val
+                            .chunks_exact(2)
+                            .map(|c| [c[0], c[1]])
+                            .collect(),
+                        n,
+                        [0.0; 2],
+                    )?
+                };
+                Data::C64(array(&dims, values)?)
+            }
+            D::DtComplex128 => {
+                let values: Vec<[f64; 2]> = if packed {
+                    from_le(raw, n, |b: [u8; 16]| {
+                        let (re, im) = b.split_at(8);
+                        [le_f64(re), le_f64(im)]
+                    })?
+                } else {
+                    fill(
+                        proto
+                            .dcomplex_val
+                            .chunks_exact(2)
+                            .map(|c| [c[0], c[1]])
+                            .collect(),
+                        n,
+                        [0.0; 2],
+                    )?
+                };
+                Data::C128(array(&dims, values)?)
+            }
+            D::DtString => {
+                // Strings are never packed into tensor_content in a TensorProto.
+                Data::Str(array(
+                    &dims,
+                    fill(proto.string_val.clone(), n, Bytes::new())?,
+                )?)
+            }
+            other => return Err(TensorError::UnsupportedDtype(dtype_label(other))),
+        };
+        Ok(Tensor { dtype, data })
+    }
+
+    /// Encodes to a compact canonical `TensorProto`: no values for an empty tensor, a single
+    /// typed value when every element is the same (TensorFlow's fill shorthand), raw
+    /// little-endian `tensor_content` otherwise; strings always as `string_val`.
+    pub fn to_proto(&self) -> TensorProto {
+        let dims = self.shape().to_vec();
+        let mut proto = TensorProto {
+            dtype: self.dtype as i32,
+            tensor_shape: Some(shape_proto(&dims)),
+            ..Default::default()
+        };
+        if self.is_empty() {
+            return proto;
+        }
+        macro_rules! encode {
+            ($a:expr, $field:ident, $to_field:expr, $to_bytes:expr) => {{
+                let first = $a.iter().next().cloned();
+                let uniform = match &first {
+                    Some(f) => $a.iter().all(|v| $to_bytes(v) == $to_bytes(f)),
+                    None => false,
+                };
+                match first {
+                    Some(f) if uniform => proto.$field = vec![$to_field(f)],
+                    _ => {
+                        let mut content = Vec::with_capacity(self.byte_size());
+                        for v in $a.iter() {
+                            content.extend_from_slice(&$to_bytes(v));
+                        }
+                        proto.tensor_content = Bytes::from(content);
+                    }
+                }
+            }};
+        }
+        match &self.data {
+            Data::F32(a) => encode!(a, float_val, |v| v, |v: &f32| v.to_le_bytes()),
+            Data::F64(a) => encode!(a, double_val, |v| v, |v: &f64| v.to_le_bytes()),
+            Data::I32(a) => encode!(a, int_val, |v| v, |v: &i32| v.to_le_bytes()),
+            Data::I16(a) => encode!(a, int_val, i32::from, |v: &i16| v.to_le_bytes()),
+            Data::I8(a) => encode!(a, int_val, i32::from, |v: &i8| v.to_le_bytes()),
+            Data::U8(a) => encode!(a, int_val, i32::from, |v: &u8| v.to_le_bytes()),
+            Data::U16(a) => encode!(a, int_val, i32::from, |v: &u16| v.to_le_bytes()),
+            Data::I64(a) => encode!(a, int64_val, |v| v, |v: &i64| v.to_le_bytes()),
+            Data::U32(a) => encode!(a, uint32_val, |v| v, |v: &u32| v.to_le_bytes()),
+            Data::U64(a) => encode!(a, uint64_val, |v| v, |v: &u64| v.to_le_bytes()),
+            Data::F16(a) => encode!(a, half_val, |v: f16| i32::from(v.to_bits()), |v: &f16| v
+                .to_bits()
+                .to_le_bytes()),
+            Data::BF16(a) => encode!(a, half_val, |v: bf16| i32::from(v.to_bits()), |v: &bf16| v
+                .to_bits()
+                .to_le_bytes()),
+            Data::Bool(a) => encode!(a, bool_val, |v| v, |v: &bool| [u8::from(*v)]),
+            Data::C64(a) => {
+                proto.scomplex_val = a.iter().flat_map(|c| *c).collect();
+            }
+            Data::C128(a) => {
+                proto.dcomplex_val = a.iter().flat_map(|c| *c).collect();
+            }
+            Data::Str(a) => proto.string_val = a.iter().cloned().collect(),
+        }
+        proto
+    }
+}
+
+fn le_f32(bytes: &[u8]) -> f32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(bytes);
+    f32::from_le_bytes(b)
+}
+
+fn le_f64(bytes: &[u8]) -> f64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(bytes);
+    f64::from_le_bytes(b)
+}
+
+/// An empty storage of the kind `dtype` uses (for checking a dtype/storage pair).
+fn storage_kind(dtype: DataType) -> Result<Data, TensorError> {
+    use DataType as D;
+    let empty = IxDyn(&[0]);
+    Ok(match dtype {
+        D::DtFloat => Data::F32(ArrayD::default(empty)),
+        D::DtDouble => Data::F64(ArrayD::default(empty)),
+        D::DtHalf => Data::F16(ArrayD::default(empty)),
+        D::DtBfloat16 => Data::BF16(ArrayD::default(empty)),
+        D::DtInt8 | D::DtQint8 => Data::I8(ArrayD::default(empty)),
+        D::DtInt16 | D::DtQint16 => Data::I16(ArrayD::default(empty)),
+        D::DtInt32 | D::DtQint32 => Data::I32(ArrayD::default(empty)),
+        D::DtInt64 => Data::I64(ArrayD::default(empty)),
+        D::DtUint8 | D::DtQuint8 => Data::U8(ArrayD::default(empty)),
+        D::DtUint16 | D::DtQuint16 => Data::U16(ArrayD::default(empty)),
+        D::DtUint32 => Data::U32(ArrayD::default(empty)),
+        D::DtUint64 => Data::U64(ArrayD::default(empty)),
+        D::DtBool => Data::Bool(ArrayD::default(empty)),
+        D::DtString => Data::Str(ArrayD::default(empty)),
+        D::DtComplex64 => Data::C64(ArrayD::default(empty)),
+        D::DtComplex128 => Data::C128(ArrayD::default(empty)),
+        other => return Err(TensorError::UnsupportedDtype(dtype_label(other))),
+    })
+}
