@@ -9,6 +9,7 @@
 //! - [`summary`]: what `graphopt summarize` reports.
 
 pub mod error;
+pub mod eval;
 pub mod graph;
 pub mod io;
 pub mod ops;

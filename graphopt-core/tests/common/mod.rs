@@ -30,3 +30,62 @@ pub fn expected(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A TensorProto file of the fixture data folder as a tensor.
+pub fn tensor(model: &str, file: &str) -> graphopt_core::tensor::Tensor {
+    use prost::Message;
+    let path = fixtures().join("data").join(model).join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let proto = graphopt_core::proto::TensorProto::decode(bytes.as_slice()).unwrap();
+    graphopt_core::tensor::Tensor::from_proto(&proto).unwrap()
+}
+
+/// Names of a fixture's inputs and outputs, from its expectations.
+pub fn io_names(model: &str) -> (Vec<String>, Vec<String>) {
+    let expected = expected(model);
+    let names = |key: &str| -> Vec<String> {
+        expected[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    (names("inputs"), names("outputs"))
+}
+
+/// Largest |a - b| / max(|b|, 1e-3) over two float tensors of one shape, and the largest |a - b|.
+pub fn relative_error(
+    a: &graphopt_core::tensor::Tensor,
+    b: &graphopt_core::tensor::Tensor,
+) -> (f64, f64) {
+    use graphopt_core::tensor::Data;
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    let (Data::F32(x), Data::F32(y)) = (a.data(), b.data()) else {
+        panic!(
+            "expected float32 tensors, got {:?} and {:?}",
+            a.dtype(),
+            b.dtype()
+        );
+    };
+    let mut rel = 0f64;
+    let mut abs = 0f64;
+    for (p, q) in x.iter().zip(y.iter()) {
+        let d = f64::from((p - q).abs());
+        abs = abs.max(d);
+        rel = rel.max(d / f64::from(q.abs()).max(1e-3));
+    }
+    (rel, abs)
+}
+
+/// Runs a fixture with graphopt's evaluator on TensorFlow's inputs.
+pub fn run_fixture(model: &str, graph: &GraphDef) -> Vec<graphopt_core::tensor::Tensor> {
+    let (inputs, outputs) = io_names(model);
+    let feeds = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, name)| (name.clone(), tensor(model, &format!("input_{k}.pb"))))
+        .collect();
+    graphopt_core::eval::evaluate(graph, &feeds, &outputs, Default::default())
+        .unwrap_or_else(|e| panic!("{model}: {e}"))
+}

@@ -1,0 +1,422 @@
+//! Elementwise kernels: binary arithmetic and comparisons with broadcasting, unary math,
+//! Select. float16/bfloat16 compute in float32 and round back, as TensorFlow's CPU kernels do.
+
+use ndarray::ArrayD;
+use num_traits::Float;
+
+use super::broadcast::{zip2, zip3};
+use super::cast::{from_f32, to_f32};
+use super::{attrs, fail, KernelContext, KernelError};
+use crate::tensor::{Data, Tensor};
+
+/// Floats with the special functions the kernels need.
+pub trait Real: Float + Copy + 'static {
+    fn erf(self) -> Self;
+    fn erfc(self) -> Self;
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
+    fn erfc(self) -> Self {
+        libm::erfcf(self)
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn erf(self) -> Self {
+        libm::erf(self)
+    }
+    fn erfc(self) -> Self {
+        libm::erfc(self)
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
+    Some(match op {
+        "Add" | "AddV2" => |x, y| x + y,
+        "Sub" => |x, y| x - y,
+        "Mul" => |x, y| x * y,
+        "RealDiv" | "Div" | "TruncateDiv" => |x, y| x / y,
+        "DivNoNan" => |x, y| if y == T::zero() { T::zero() } else { x / y },
+        "MulNoNan" => |x, y| if y == T::zero() { T::zero() } else { x * y },
+        // Eigen's max/min: NaN in the first operand wins, as in TensorFlow.
+        "Maximum" => |x, y| if x < y { y } else { x },
+        "Minimum" => |x, y| if y < x { y } else { x },
+        "Pow" => |x, y| x.powf(y),
+        "SquaredDifference" => |x, y| (x - y) * (x - y),
+        "FloorDiv" => |x, y| (x / y).floor(),
+        "FloorMod" => |x, y| {
+            let r = x % y;
+            if r != T::zero() && ((r < T::zero()) != (y < T::zero())) {
+                r + y
+            } else {
+                r
+            }
+        },
+        "TruncateMod" => |x, y| x % y,
+        "Atan2" => |x, y| x.atan2(y),
+        "BiasAdd" => |x, y| x + y,
+        _ => return None,
+    })
+}
+
+trait Int:
+    num_traits::PrimInt
+    + num_traits::WrappingAdd
+    + num_traits::WrappingSub
+    + num_traits::WrappingMul
+    + num_traits::CheckedRem
+    + 'static
+{
+}
+impl<T> Int for T where
+    T: num_traits::PrimInt
+        + num_traits::WrappingAdd
+        + num_traits::WrappingSub
+        + num_traits::WrappingMul
+        + num_traits::CheckedRem
+        + 'static
+{
+}
+
+fn int_binary<T: Int>(op: &str, x: T, y: T) -> Result<T, KernelError> {
+    let zero = T::zero();
+    let div_check = |y: T| {
+        if y == zero {
+            fail("integer division by zero")
+        } else {
+            Ok(())
+        }
+    };
+    Ok(match op {
+        "Add" | "AddV2" | "BiasAdd" => x.wrapping_add(&y),
+        "Sub" => x.wrapping_sub(&y),
+        "Mul" => x.wrapping_mul(&y),
+        "Div" | "TruncateDiv" => {
+            div_check(y)?;
+            x.checked_div(&y).unwrap_or(x)
+        }
+        "FloorDiv" => {
+            div_check(y)?;
+            let q = x.checked_div(&y).unwrap_or(x);
+            if (x % y != zero) && ((x < zero) != (y < zero)) {
+                q - T::one()
+            } else {
+                q
+            }
+        }
+        "FloorMod" => {
+            div_check(y)?;
+            let r = x.checked_rem(&y).unwrap_or(zero);
+            if r != zero && ((r < zero) != (y < zero)) {
+                r + y
+            } else {
+                r
+            }
+        }
+        "TruncateMod" => {
+            div_check(y)?;
+            x.checked_rem(&y).unwrap_or(zero)
+        }
+        "Maximum" => x.max(y),
+        "Minimum" => x.min(y),
+        "SquaredDifference" => (x.wrapping_sub(&y)).wrapping_mul(&x.wrapping_sub(&y)),
+        "Pow" => {
+            if y < zero {
+                return fail("integers to negative powers are not allowed");
+            }
+            let mut result = T::one();
+            let mut base = x;
+            let mut exp = y;
+            while exp > zero {
+                if exp & T::one() == T::one() {
+                    result = result.wrapping_mul(&base);
+                }
+                base = base.wrapping_mul(&base);
+                exp = exp >> 1;
+            }
+            result
+        }
+        "BitwiseAnd" => x & y,
+        "BitwiseOr" => x | y,
+        "BitwiseXor" => x ^ y,
+        _ => return fail(format!("{op} is not defined for integers")),
+    })
+}
+
+fn int_zip<T: Int>(op: &str, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, KernelError> {
+    let error = std::cell::RefCell::new(None);
+    let out = zip2(a, b, |&x, &y| match int_binary(op, x, y) {
+        Ok(v) => v,
+        Err(e) => {
+            error.borrow_mut().get_or_insert(e);
+            T::zero()
+        }
+    })?;
+    match error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn float_zip<T: Real>(op: &str, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, KernelError> {
+    let f = float_binary::<T>(op)
+        .ok_or_else(|| KernelError(format!("{op} is not a float operation")))?;
+    zip2(a, b, |&x, &y| f(x, y))
+}
+
+/// Runs a float computation on float16/bfloat16 by widening to float32.
+fn via_f32(
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(&Tensor, &Tensor) -> Result<Tensor, KernelError>,
+) -> Result<Tensor, KernelError> {
+    let wide = f(&to_f32(a)?, &to_f32(b)?)?;
+    if wide.dtype() == crate::proto::DataType::DtFloat {
+        from_f32(&wide, a.dtype())
+    } else {
+        Ok(wide)
+    }
+}
+
+/// Binary arithmetic with broadcasting.
+pub fn arithmetic(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, KernelError> {
+    let data = match (a.data(), b.data()) {
+        (Data::F32(x), Data::F32(y)) => Data::F32(float_zip(op, x, y)?),
+        (Data::F64(x), Data::F64(y)) => Data::F64(float_zip(op, x, y)?),
+        (Data::F16(_), Data::F16(_)) | (Data::BF16(_), Data::BF16(_)) => {
+            return via_f32(a, b, |x, y| arithmetic(op, x, y));
+        }
+        (Data::I8(x), Data::I8(y)) => Data::I8(int_zip(op, x, y)?),
+        (Data::I16(x), Data::I16(y)) => Data::I16(int_zip(op, x, y)?),
+        (Data::I32(x), Data::I32(y)) => Data::I32(int_zip(op, x, y)?),
+        (Data::I64(x), Data::I64(y)) => Data::I64(int_zip(op, x, y)?),
+        (Data::U8(x), Data::U8(y)) => Data::U8(int_zip(op, x, y)?),
+        (Data::U16(x), Data::U16(y)) => Data::U16(int_zip(op, x, y)?),
+        (Data::U32(x), Data::U32(y)) => Data::U32(int_zip(op, x, y)?),
+        (Data::U64(x), Data::U64(y)) => Data::U64(int_zip(op, x, y)?),
+        (Data::Str(x), Data::Str(y)) if matches!(op, "Add" | "AddV2") => {
+            Data::Str(zip2(x, y, |p, q| {
+                let mut joined = p.to_vec();
+                joined.extend_from_slice(q);
+                bytes::Bytes::from(joined)
+            })?)
+        }
+        _ => {
+            return fail(format!(
+                "{op} needs two inputs of one numeric type, got {:?} and {:?}",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    };
+    Tensor::new(a.dtype(), data).map_err(Into::into)
+}
+
+/// Comparisons and logical binary ops, producing bool.
+pub fn compare(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, KernelError> {
+    macro_rules! cmp {
+        ($x:expr, $y:expr) => {
+            match op {
+                "Equal" => zip2($x, $y, |p, q| p == q)?,
+                "NotEqual" => zip2($x, $y, |p, q| p != q)?,
+                "Less" => zip2($x, $y, |p, q| p < q)?,
+                "LessEqual" => zip2($x, $y, |p, q| p <= q)?,
+                "Greater" => zip2($x, $y, |p, q| p > q)?,
+                "GreaterEqual" => zip2($x, $y, |p, q| p >= q)?,
+                _ => return fail(format!("unknown comparison {op}")),
+            }
+        };
+    }
+    let out = match (a.data(), b.data()) {
+        (Data::Bool(x), Data::Bool(y)) => match op {
+            "LogicalAnd" => zip2(x, y, |p, q| *p && *q)?,
+            "LogicalOr" => zip2(x, y, |p, q| *p || *q)?,
+            _ => cmp!(x, y),
+        },
+        (Data::F32(x), Data::F32(y)) => cmp!(x, y),
+        (Data::F64(x), Data::F64(y)) => cmp!(x, y),
+        (Data::F16(x), Data::F16(y)) => cmp!(x, y),
+        (Data::BF16(x), Data::BF16(y)) => cmp!(x, y),
+        (Data::I8(x), Data::I8(y)) => cmp!(x, y),
+        (Data::I16(x), Data::I16(y)) => cmp!(x, y),
+        (Data::I32(x), Data::I32(y)) => cmp!(x, y),
+        (Data::I64(x), Data::I64(y)) => cmp!(x, y),
+        (Data::U8(x), Data::U8(y)) => cmp!(x, y),
+        (Data::U16(x), Data::U16(y)) => cmp!(x, y),
+        (Data::U32(x), Data::U32(y)) => cmp!(x, y),
+        (Data::U64(x), Data::U64(y)) => cmp!(x, y),
+        (Data::Str(x), Data::Str(y)) if matches!(op, "Equal" | "NotEqual") => cmp!(x, y),
+        _ => {
+            return fail(format!(
+                "{op} needs two inputs of one type, got {:?} and {:?}",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    };
+    Ok(Tensor::from_data(Data::Bool(out)))
+}
+
+fn float_unary<T: Real>(op: &str, ctx: &KernelContext<'_>) -> Option<Box<dyn Fn(T) -> T>> {
+    let c = T::from_f64;
+    let alpha = T::from_f64(f64::from(attrs::float(ctx.node, "alpha").unwrap_or(0.2)));
+    Some(match op {
+        "Neg" => Box::new(|x: T| -x),
+        "Abs" => Box::new(|x: T| x.abs()),
+        "Sqrt" => Box::new(|x: T| x.sqrt()),
+        "Rsqrt" => Box::new(|x: T| T::one() / x.sqrt()),
+        "Square" => Box::new(|x: T| x * x),
+        "Exp" => Box::new(|x: T| x.exp()),
+        "Expm1" => Box::new(|x: T| x.exp_m1()),
+        "Log" => Box::new(|x: T| x.ln()),
+        "Log1p" => Box::new(|x: T| x.ln_1p()),
+        "Tanh" => Box::new(|x: T| x.tanh()),
+        "Sigmoid" => Box::new(|x: T| T::one() / (T::one() + (-x).exp())),
+        "Erf" => Box::new(|x: T| x.erf()),
+        "Erfc" => Box::new(|x: T| x.erfc()),
+        "Relu" => Box::new(|x: T| {
+            if x > T::zero() || x.is_nan() {
+                x
+            } else {
+                T::zero()
+            }
+        }),
+        "Relu6" => Box::new(move |x: T| x.max(T::zero()).min(c(6.0))),
+        "Elu" => Box::new(|x: T| if x < T::zero() { x.exp_m1() } else { x }),
+        "Selu" => Box::new(move |x: T| {
+            let scale = c(1.050_700_987_355_480_5);
+            let alpha = c(1.673_263_242_354_377_3);
+            if x < T::zero() {
+                scale * alpha * x.exp_m1()
+            } else {
+                scale * x
+            }
+        }),
+        "LeakyRelu" => Box::new(move |x: T| if x > T::zero() { x } else { x * alpha }),
+        "Softplus" => Box::new(|x: T| {
+            // log(1 + e^x), stable for large |x|.
+            if x > T::zero() {
+                x + (-x).exp().ln_1p()
+            } else {
+                x.exp().ln_1p()
+            }
+        }),
+        "Softsign" => Box::new(|x: T| x / (T::one() + x.abs())),
+        "Reciprocal" | "Inv" => Box::new(|x: T| T::one() / x),
+        "Floor" => Box::new(|x: T| x.floor()),
+        "Ceil" => Box::new(|x: T| x.ceil()),
+        // Banker's rounding, as TensorFlow's Round.
+        "Round" | "Rint" => Box::new(move |x: T| {
+            let r = x.round();
+            if (x - x.trunc()).abs() == c(0.5) {
+                c(2.0) * (x / c(2.0)).round()
+            } else {
+                r
+            }
+        }),
+        "Sign" => Box::new(|x: T| {
+            if x > T::zero() {
+                T::one()
+            } else if x < T::zero() {
+                -T::one()
+            } else {
+                x
+            }
+        }),
+        "Sin" => Box::new(|x: T| x.sin()),
+        "Cos" => Box::new(|x: T| x.cos()),
+        "Tan" => Box::new(|x: T| x.tan()),
+        "Asin" => Box::new(|x: T| x.asin()),
+        "Acos" => Box::new(|x: T| x.acos()),
+        "Atan" => Box::new(|x: T| x.atan()),
+        "Sinh" => Box::new(|x: T| x.sinh()),
+        "Cosh" => Box::new(|x: T| x.cosh()),
+        "Asinh" => Box::new(|x: T| x.asinh()),
+        "Acosh" => Box::new(|x: T| x.acosh()),
+        "Atanh" => Box::new(|x: T| x.atanh()),
+        _ => return None,
+    })
+}
+
+fn int_unary<
+    T: num_traits::PrimInt + num_traits::WrappingNeg + num_traits::WrappingMul + 'static,
+>(
+    op: &str,
+) -> Option<fn(T) -> T> {
+    Some(match op {
+        "Neg" => |x: T| x.wrapping_neg(),
+        "Abs" => |x: T| if x < T::zero() { x.wrapping_neg() } else { x },
+        "Square" => |x: T| x.wrapping_mul(&x),
+        "Sign" => |x: T| {
+            if x > T::zero() {
+                T::one()
+            } else if x < T::zero() {
+                T::zero() - T::one()
+            } else {
+                x
+            }
+        },
+        "Relu" => |x: T| x.max(T::zero()),
+        "Invert" => |x: T| !x,
+        _ => return None,
+    })
+}
+
+/// Unary math on floats (and the integer ops that make sense on integers).
+pub fn unary(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError> {
+    let op = ctx.node.op.as_str();
+    let unsupported = || KernelError(format!("{op} is not defined for {:?}", x.dtype()));
+    macro_rules! ints {
+        ($a:expr, $v:ident) => {
+            Data::$v($a.mapv(int_unary(op).ok_or_else(unsupported)?))
+        };
+    }
+    let data = match x.data() {
+        Data::F32(a) => Data::F32(a.mapv(float_unary::<f32>(op, ctx).ok_or_else(unsupported)?)),
+        Data::F64(a) => Data::F64(a.mapv(float_unary::<f64>(op, ctx).ok_or_else(unsupported)?)),
+        Data::F16(_) | Data::BF16(_) => return from_f32(&unary(ctx, &to_f32(x)?)?, x.dtype()),
+        Data::I8(a) => ints!(a, I8),
+        Data::I16(a) => ints!(a, I16),
+        Data::I32(a) => ints!(a, I32),
+        Data::I64(a) => ints!(a, I64),
+        Data::Bool(a) if op == "LogicalNot" => Data::Bool(a.mapv(|v| !v)),
+        _ => return Err(unsupported()),
+    };
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// Select / SelectV2: `cond ? t : e`. Select's rank-1 condition picks whole rows.
+pub fn select(v2: bool, cond: &Tensor, t: &Tensor, e: &Tensor) -> Result<Tensor, KernelError> {
+    let Data::Bool(c) = cond.data() else {
+        return fail("the condition must be bool");
+    };
+    let c = if !v2 && c.ndim() == 1 && t.shape().len() > 1 {
+        // Select broadcasts a vector condition along the first dimension.
+        let mut shape = vec![1; t.shape().len()];
+        shape[0] = c.len();
+        c.clone().into_shape_with_order(ndarray::IxDyn(&shape))?
+    } else {
+        c.clone()
+    };
+    macro_rules! pick {
+        ($($v:ident),*) => {
+            match (t.data(), e.data()) {
+                $((Data::$v(a), Data::$v(b)) => Data::$v(zip3(&c, a, b, |c, a, b| if *c { a.clone() } else { b.clone() })?),)*
+                _ => return fail("both branches must have one type"),
+            }
+        };
+    }
+    let data =
+        pick!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, Str, C64, C128);
+    Tensor::new(t.dtype(), data).map_err(Into::into)
+}

@@ -1,0 +1,138 @@
+//! MatMul and BatchMatMul(V2/V3) on matrixmultiply's GEMM (through ndarray's `dot`).
+
+use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar};
+
+use super::broadcast::broadcast_shape;
+use super::cast::{from_f32, to_f32};
+use super::{fail, KernelError};
+use crate::tensor::{Data, Tensor};
+
+trait MatElem: Clone + 'static {
+    fn matmul(a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Array2<Self>;
+}
+
+impl<T: LinalgScalar> MatElem for T {
+    fn matmul(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
+        a.dot(&b)
+    }
+}
+
+/// Batched product of `a` [..., m, k] and `b` [..., k, n] with broadcast batch dimensions.
+fn batched<T: MatElem + Copy>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    adj_a: bool,
+    adj_b: bool,
+) -> Result<ArrayD<T>, KernelError> {
+    let (ra, rb) = (a.ndim(), b.ndim());
+    if ra < 2 || rb < 2 {
+        return fail("matrix multiplication needs inputs of rank >= 2");
+    }
+    let (am, ak) = if adj_a {
+        (a.shape()[ra - 1], a.shape()[ra - 2])
+    } else {
+        (a.shape()[ra - 2], a.shape()[ra - 1])
+    };
+    let (bk, bn) = if adj_b {
+        (b.shape()[rb - 1], b.shape()[rb - 2])
+    } else {
+        (b.shape()[rb - 2], b.shape()[rb - 1])
+    };
+    if ak != bk {
+        return fail(format!(
+            "inner dimensions differ: {:?} x {:?}",
+            a.shape(),
+            b.shape()
+        ));
+    }
+    let batch = broadcast_shape(&a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let count: usize = batch.iter().product();
+    let broadcast = |x: &ArrayD<T>, rank: usize| -> Result<ArrayD<T>, KernelError> {
+        let mut dims = batch.clone();
+        dims.extend_from_slice(&x.shape()[rank - 2..]);
+        let view = x
+            .broadcast(IxDyn(&dims))
+            .ok_or_else(|| KernelError(format!("cannot broadcast {:?}", x.shape())))?;
+        let rows = x.shape()[rank - 2];
+        let cols = x.shape()[rank - 1];
+        Ok(ArrayD::from_shape_vec(
+            IxDyn(&[count, rows, cols]),
+            view.iter().copied().collect(),
+        )?)
+    };
+    let a3 = broadcast(a, ra)?;
+    let b3 = broadcast(b, rb)?;
+    let mut out = Vec::with_capacity(count * am * bn);
+    for i in 0..count {
+        let mut x = a3.index_axis(Axis(0), i).into_dimensionality::<Ix2>()?;
+        let mut y = b3.index_axis(Axis(0), i).into_dimensionality::<Ix2>()?;
+        if adj_a {
+            x = x.reversed_axes();
+        }
+        if adj_b {
+            y = y.reversed_axes();
+        }
+        out.extend(T::matmul(x, y).iter().copied());
+    }
+    let mut dims = batch;
+    dims.extend([am, bn]);
+    Ok(ArrayD::from_shape_vec(IxDyn(&dims), out)?)
+}
+
+fn int_matmul<T>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T>
+where
+    T: Copy + num_traits::WrappingAdd + num_traits::WrappingMul + num_traits::Zero,
+{
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    Array2::from_shape_fn((m, n), |(i, j)| {
+        (0..k).fold(T::zero(), |acc, p| {
+            acc.wrapping_add(&a[[i, p]].wrapping_mul(&b[[p, j]]))
+        })
+    })
+}
+
+/// MatMul (rank 2) and BatchMatMul (any rank >= 2): `adj_a`/`adj_b` transpose the last two axes.
+pub fn matmul(a: &Tensor, b: &Tensor, adj_a: bool, adj_b: bool) -> Result<Tensor, KernelError> {
+    let data = match (a.data(), b.data()) {
+        (Data::F32(x), Data::F32(y)) => Data::F32(batched(x, y, adj_a, adj_b)?),
+        (Data::F64(x), Data::F64(y)) => Data::F64(batched(x, y, adj_a, adj_b)?),
+        (Data::F16(_), Data::F16(_)) | (Data::BF16(_), Data::BF16(_)) => {
+            return from_f32(&matmul(&to_f32(a)?, &to_f32(b)?, adj_a, adj_b)?, a.dtype());
+        }
+        (Data::I32(x), Data::I32(y)) => Data::I32(batched_int(x, y, adj_a, adj_b)?),
+        (Data::I64(x), Data::I64(y)) => Data::I64(batched_int(x, y, adj_a, adj_b)?),
+        _ => {
+            return fail(format!(
+                "matrix multiplication of {:?} and {:?} is not supported",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    };
+    Tensor::new(a.dtype(), data).map_err(Into::into)
+}
+
+/// Integers go through the same batching with a plain triple loop.
+fn batched_int<T>(
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    adj_a: bool,
+    adj_b: bool,
+) -> Result<ArrayD<T>, KernelError>
+where
+    T: Copy + num_traits::WrappingAdd + num_traits::WrappingMul + num_traits::Zero + 'static,
+{
+    #[derive(Clone, Copy)]
+    struct W<T>(T);
+    impl<T> MatElem for W<T>
+    where
+        T: Copy + num_traits::WrappingAdd + num_traits::WrappingMul + num_traits::Zero + 'static,
+    {
+        fn matmul(a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Array2<Self> {
+            int_matmul(a.mapv(|v| v.0).view(), b.mapv(|v| v.0).view()).mapv(W)
+        }
+    }
+    let out = batched(&a.mapv(W), &b.mapv(W), adj_a, adj_b)?;
+    Ok(out.mapv(|v| v.0))
+}

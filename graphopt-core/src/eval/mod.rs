@@ -1,0 +1,534 @@
+//! The reference evaluator: runs a GraphDef (or the part of it a fetch needs) on given inputs.
+//!
+//! It is a dataflow executor in TensorFlow's model: every value carries a frame and an iteration,
+//! so lowered control flow (Switch/Merge/Enter/Exit/NextIteration) runs as TensorFlow runs it,
+//! including dead branches of `tf.cond` and loop-invariant `Enter(is_constant=true)` inputs.
+//! Kernels live in the submodules, one family per file; [`kernels::lookup`] maps op names.
+//!
+//! Used for constant folding, for `graphopt verify`, and by the tests that compare graphopt's
+//! results with TensorFlow's.
+
+// Kernels are written once over every element type through `map_data!`; for Copy types the
+// generic `.clone()` calls are what clippy's clone_on_copy flags.
+#![allow(clippy::clone_on_copy)]
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use crate::graph::InputRef;
+use crate::proto::{GraphDef, NodeDef};
+use crate::tensor::{Limits, Tensor, TensorError};
+
+pub mod attrs;
+mod broadcast;
+mod cast;
+mod conv;
+mod einsum;
+mod elementwise;
+pub mod kernels;
+mod matmul;
+mod nn;
+mod reduce;
+mod shape_ops;
+mod slicing;
+
+/// A failure while evaluating, naming the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("node '{node}' ({op}): {message}")]
+pub struct EvalError {
+    pub node: String,
+    pub op: String,
+    pub message: String,
+}
+
+/// A kernel's own error; the executor adds the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KernelError(pub String);
+
+impl From<TensorError> for KernelError {
+    fn from(e: TensorError) -> Self {
+        KernelError(e.to_string())
+    }
+}
+
+impl From<ndarray::ShapeError> for KernelError {
+    fn from(e: ndarray::ShapeError) -> Self {
+        KernelError(e.to_string())
+    }
+}
+
+/// Result of a kernel.
+pub type KernelResult = Result<Vec<Tensor>, KernelError>;
+
+/// Shorthand for a kernel error.
+pub fn fail<T>(message: impl Into<String>) -> Result<T, KernelError> {
+    Err(KernelError(message.into()))
+}
+
+/// What a kernel sees: the node (for attributes) and the evaluation limits.
+pub struct KernelContext<'a> {
+    pub node: &'a NodeDef,
+    pub limits: Limits,
+}
+
+/// Bounds for one evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// No kernel may produce a tensor larger than this.
+    pub limits: Limits,
+    /// A while loop running more iterations than this is an error, not a hang.
+    pub max_iterations: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            max_iterations: 1_000_000,
+        }
+    }
+}
+
+/// A value flowing along an edge; `None` is TensorFlow's "dead" (untaken branch).
+type Value = Option<Rc<Tensor>>;
+
+/// One execution context: the root frame, or one activation of a while loop.
+struct Frame {
+    /// (parent frame, parent iteration); `None` for the root.
+    parent: Option<(usize, u64)>,
+    /// Loop invariants: (Enter node, value), delivered to every iteration.
+    invariants: Vec<(usize, Value)>,
+    /// Iterations started so far (0..started).
+    started: u64,
+}
+
+#[derive(Default)]
+struct PendingNode {
+    inputs: Vec<Option<Value>>,
+    arrived: usize,
+    any_dead: bool,
+}
+
+struct Executor<'g> {
+    graph: &'g GraphDef,
+    options: Options,
+    needed: Vec<bool>,
+    feeds: HashMap<usize, Rc<Tensor>>,
+    /// Per node: (consumer index, input slot, is_control).
+    consumers: Vec<Vec<(usize, usize, bool)>>,
+    /// Per node: count of data and control inputs.
+    input_counts: Vec<usize>,
+    frames: Vec<Frame>,
+    frame_ids: HashMap<(usize, u64, String), usize>,
+    pending: HashMap<(usize, usize, u64), PendingNode>,
+    fired_merges: HashSet<(usize, usize, u64)>,
+    ready: VecDeque<(usize, usize, u64, Vec<Value>)>,
+    fetched: HashMap<usize, Vec<Value>>,
+    fetch_nodes: HashSet<usize>,
+}
+
+/// Evaluates `fetches` ("node" or "node:port") with `feeds` (node name -> value for output 0).
+pub fn evaluate(
+    graph: &GraphDef,
+    feeds: &BTreeMap<String, Tensor>,
+    fetches: &[String],
+    options: Options,
+) -> Result<Vec<Tensor>, EvalError> {
+    let mut by_name = HashMap::with_capacity(graph.node.len());
+    for (i, node) in graph.node.iter().enumerate() {
+        by_name.entry(node.name.as_str()).or_insert(i);
+    }
+    let lookup_error = |name: &str, what: &str| EvalError {
+        node: name.to_string(),
+        op: String::new(),
+        message: format!("{what} '{name}' is not a node of the graph"),
+    };
+    let mut feed_index = HashMap::new();
+    for (name, value) in feeds {
+        let parsed = InputRef::parse(name);
+        let &i = by_name
+            .get(parsed.node)
+            .ok_or_else(|| lookup_error(parsed.node, "feed"))?;
+        feed_index.insert(i, Rc::new(value.clone()));
+    }
+    let mut fetch_refs = Vec::with_capacity(fetches.len());
+    for fetch in fetches {
+        let parsed = InputRef::parse(fetch);
+        let &i = by_name
+            .get(parsed.node)
+            .ok_or_else(|| lookup_error(parsed.node, "fetch"))?;
+        fetch_refs.push((i, parsed.port as usize));
+    }
+
+    // Only what the fetches depend on runs; feeds cut the graph.
+    let n = graph.node.len();
+    let mut needed = vec![false; n];
+    let mut stack: Vec<usize> = fetch_refs.iter().map(|&(i, _)| i).collect();
+    while let Some(i) = stack.pop() {
+        if std::mem::replace(&mut needed[i], true) || feed_index.contains_key(&i) {
+            continue;
+        }
+        for input in graph
+            .node
+            .get(i)
+            .map(|n| n.input.as_slice())
+            .unwrap_or_default()
+        {
+            let parsed = InputRef::parse(input);
+            match by_name.get(parsed.node) {
+                Some(&p) => stack.push(p),
+                None => {
+                    return Err(EvalError {
+                        node: graph
+                            .node
+                            .get(i)
+                            .map(|n| n.name.clone())
+                            .unwrap_or_default(),
+                        op: graph.node.get(i).map(|n| n.op.clone()).unwrap_or_default(),
+                        message: format!("input '{input}' does not exist"),
+                    })
+                }
+            }
+        }
+    }
+
+    let mut consumers = vec![Vec::new(); n];
+    let mut input_counts = vec![0; n];
+    for (i, node) in graph.node.iter().enumerate() {
+        if !needed[i] || feed_index.contains_key(&i) {
+            continue;
+        }
+        input_counts[i] = node.input.len();
+        for (slot, input) in node.input.iter().enumerate() {
+            let parsed = InputRef::parse(input);
+            if let Some(&p) = by_name.get(parsed.node) {
+                consumers[p].push((i, slot, parsed.control));
+            }
+        }
+    }
+
+    let mut executor = Executor {
+        graph,
+        options,
+        fetch_nodes: fetch_refs.iter().map(|&(i, _)| i).collect(),
+        needed,
+        feeds: feed_index,
+        consumers,
+        input_counts,
+        frames: vec![Frame {
+            parent: None,
+            invariants: Vec::new(),
+            started: 1,
+        }],
+        frame_ids: HashMap::new(),
+        pending: HashMap::new(),
+        fired_merges: HashSet::new(),
+        ready: VecDeque::new(),
+        fetched: HashMap::new(),
+    };
+    executor.run()?;
+
+    fetch_refs
+        .iter()
+        .map(|&(i, port)| {
+            let node = &graph.node[i];
+            let error = |message: String| EvalError {
+                node: node.name.clone(),
+                op: node.op.clone(),
+                message,
+            };
+            let outputs = executor.fetched.get(&i).ok_or_else(|| {
+                error("was never computed (its inputs never became available)".into())
+            })?;
+            match outputs.get(port) {
+                Some(Some(value)) => Ok(value.as_ref().clone()),
+                Some(None) => Err(error(format!("output {port} is dead (an untaken branch)"))),
+                None => Err(error(format!("has no output {port}"))),
+            }
+        })
+        .collect()
+}
+
+impl Executor<'_> {
+    fn node_error(&self, i: usize, message: impl Into<String>) -> EvalError {
+        let node = &self.graph.node[i];
+        EvalError {
+            node: node.name.clone(),
+            op: node.op.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn run(&mut self) -> Result<(), EvalError> {
+        for i in 0..self.graph.node.len() {
+            if !self.needed[i] {
+                continue;
+            }
+            if let Some(value) = self.feeds.get(&i).cloned() {
+                self.emit(i, 0, 0, vec![Some(value)])?;
+            } else if self.input_counts[i] == 0 {
+                self.ready.push_back((i, 0, 0, Vec::new()));
+            }
+        }
+        while let Some((i, frame, iter, inputs)) = self.ready.pop_front() {
+            let outputs = self.fire(i, frame, iter, inputs)?;
+            self.emit(i, frame, iter, outputs)?;
+        }
+        Ok(())
+    }
+
+    /// Runs node `i` on its inputs (dead inputs make dead outputs, except for Merge).
+    fn fire(
+        &mut self,
+        i: usize,
+        _frame: usize,
+        _iter: u64,
+        inputs: Vec<Value>,
+    ) -> Result<Vec<Value>, EvalError> {
+        let node = &self.graph.node[i];
+        let data: Vec<&Value> = node
+            .input
+            .iter()
+            .zip(&inputs)
+            .filter(|(name, _)| !name.starts_with('^'))
+            .map(|(_, v)| v)
+            .collect();
+        let op = node.op.as_str();
+        match op {
+            "Merge" | "RefMerge" => {
+                let outputs = match data.iter().position(|v| v.is_some()) {
+                    Some(k) => {
+                        let index = Tensor::from_data(crate::tensor::Data::I32(
+                            ndarray::arr0(k as i32).into_dyn(),
+                        ));
+                        vec![data[k].clone(), Some(Rc::new(index))]
+                    }
+                    None => vec![None, None],
+                };
+                return Ok(outputs);
+            }
+            _ => {}
+        }
+        let control_dead = node
+            .input
+            .iter()
+            .zip(&inputs)
+            .any(|(name, v)| name.starts_with('^') && v.is_none());
+        if control_dead || data.iter().any(|v| v.is_none()) {
+            let count = crate::ops::output_count(node).unwrap_or(1).max(1);
+            return Ok(vec![None; count]);
+        }
+        let tensors: Vec<&Tensor> = data.iter().filter_map(|v| v.as_deref()).collect();
+        match op {
+            "Switch" | "RefSwitch" => {
+                let pred = tensors
+                    .get(1)
+                    .and_then(|t| kernels::scalar_bool(t))
+                    .ok_or_else(|| self.node_error(i, "predicate must be a scalar bool"))?;
+                let value = data.first().and_then(|v| (*v).clone());
+                return Ok(if pred {
+                    vec![None, value]
+                } else {
+                    vec![value, None]
+                });
+            }
+            "Enter" | "RefEnter" | "Exit" | "RefExit" | "NextIteration" | "RefNextIteration"
+            | "LoopCond" => {
+                return Ok(vec![data.first().and_then(|v| (*v).clone())]);
+            }
+            "Placeholder" => {
+                return Err(self.node_error(i, "is an input of the graph and was not fed"));
+            }
+            _ => {}
+        }
+        let kernel = kernels::lookup(op)
+            .ok_or_else(|| self.node_error(i, "graphopt's evaluator has no kernel for this op"))?;
+        let context = KernelContext {
+            node,
+            limits: self.options.limits,
+        };
+        let outputs = kernel(&context, &tensors).map_err(|e| self.node_error(i, e.0))?;
+        for output in &outputs {
+            if output.byte_size() as u64 > self.options.limits.max_bytes {
+                return Err(self.node_error(i, "output exceeds the evaluation size limit"));
+            }
+        }
+        Ok(outputs.into_iter().map(|t| Some(Rc::new(t))).collect())
+    }
+
+    fn frame_for_enter(&mut self, parent: usize, iter: u64, name: &str) -> usize {
+        let key = (parent, iter, name.to_string());
+        if let Some(&id) = self.frame_ids.get(&key) {
+            return id;
+        }
+        let id = self.frames.len();
+        self.frames.push(Frame {
+            parent: Some((parent, iter)),
+            invariants: Vec::new(),
+            started: 1,
+        });
+        self.frame_ids.insert(key, id);
+        id
+    }
+
+    /// Routes node `i`'s outputs to its consumers in the right frame and iteration.
+    fn emit(
+        &mut self,
+        i: usize,
+        frame: usize,
+        iter: u64,
+        outputs: Vec<Value>,
+    ) -> Result<(), EvalError> {
+        if self.fetch_nodes.contains(&i) && frame == 0 {
+            self.fetched.insert(i, outputs.clone());
+        }
+        let node = &self.graph.node[i];
+        match node.op.as_str() {
+            "Enter" | "RefEnter" => {
+                let frame_name = attrs::string(node, "frame_name").unwrap_or_default();
+                let child = self.frame_for_enter(frame, iter, &frame_name);
+                let value = outputs.into_iter().next().flatten();
+                if attrs::bool(node, "is_constant").unwrap_or(false) {
+                    self.frames[child].invariants.push((i, value.clone()));
+                    for it in 0..self.frames[child].started {
+                        self.deliver(i, child, it, std::slice::from_ref(&value))?;
+                    }
+                    Ok(())
+                } else {
+                    self.deliver(i, child, 0, &[value])
+                }
+            }
+            "NextIteration" | "RefNextIteration" => {
+                // A dead NextIteration ends the loop instead of starting an iteration.
+                if outputs.first().is_some_and(|v| v.is_some()) {
+                    let next = iter + 1;
+                    if next > self.options.max_iterations {
+                        return Err(self.node_error(
+                            i,
+                            format!(
+                                "the loop ran more than {} iterations",
+                                self.options.max_iterations
+                            ),
+                        ));
+                    }
+                    self.start_iteration(frame, next)?;
+                    self.deliver(i, frame, next, &outputs)?;
+                }
+                Ok(())
+            }
+            "Exit" | "RefExit" => {
+                // Dead exits of the iterations that continued are dropped.
+                if outputs.first().is_some_and(|v| v.is_some()) {
+                    let (parent, parent_iter) = self.frames[frame].parent.unwrap_or((0, 0));
+                    if self.fetch_nodes.contains(&i) && parent == 0 {
+                        self.fetched.insert(i, outputs.clone());
+                    }
+                    self.deliver(i, parent, parent_iter, &outputs)?;
+                }
+                Ok(())
+            }
+            _ => self.deliver(i, frame, iter, &outputs),
+        }
+    }
+
+    fn start_iteration(&mut self, frame: usize, iter: u64) -> Result<(), EvalError> {
+        while self.frames[frame].started <= iter {
+            let it = self.frames[frame].started;
+            self.frames[frame].started += 1;
+            let invariants = self.frames[frame].invariants.clone();
+            for (enter, value) in invariants {
+                self.deliver(enter, frame, it, &[value])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(
+        &mut self,
+        producer: usize,
+        frame: usize,
+        iter: u64,
+        outputs: &[Value],
+    ) -> Result<(), EvalError> {
+        let consumers = self.consumers[producer].clone();
+        for (consumer, slot, control) in consumers {
+            let input = &self.graph.node[consumer].input[slot];
+            let value = if control {
+                // A control edge carries only liveness.
+                let live = outputs.iter().any(|v| v.is_some()) || outputs.is_empty();
+                live.then(|| {
+                    Rc::new(Tensor::from_data(crate::tensor::Data::Bool(
+                        ndarray::arr0(true).into_dyn(),
+                    )))
+                })
+            } else {
+                let port = InputRef::parse(input).port as usize;
+                match outputs.get(port) {
+                    Some(v) => v.clone(),
+                    // A dead node's outputs are all dead, however many it has.
+                    None if outputs.iter().all(Option::is_none) && !outputs.is_empty() => None,
+                    None => {
+                        return Err(self.node_error(
+                            producer,
+                            format!(
+                                "has no output {port} (read by '{}')",
+                                self.graph.node[consumer].name
+                            ),
+                        ))
+                    }
+                }
+            };
+            self.arrive(consumer, frame, iter, slot, value);
+        }
+        Ok(())
+    }
+
+    fn arrive(&mut self, consumer: usize, frame: usize, iter: u64, slot: usize, value: Value) {
+        let key = (consumer, frame, iter);
+        if self.fired_merges.contains(&key) {
+            return;
+        }
+        let count = self.input_counts[consumer];
+        let is_merge = matches!(self.graph.node[consumer].op.as_str(), "Merge" | "RefMerge");
+        let state = self.pending.entry(key).or_insert_with(|| PendingNode {
+            inputs: vec![None; count],
+            ..Default::default()
+        });
+        if let Some(slot_value) = state.inputs.get_mut(slot) {
+            if slot_value.is_none() {
+                state.arrived += 1;
+            }
+            if value.is_none() {
+                state.any_dead = true;
+            }
+            *slot_value = Some(value.clone());
+        }
+        let ready = if is_merge {
+            // Fires once its control inputs are in and any data input is live, or once every
+            // input has arrived (all dead).
+            let node = &self.graph.node[consumer];
+            let mut controls_in = true;
+            let mut live_data = false;
+            for (name, v) in node.input.iter().zip(&state.inputs) {
+                if name.starts_with('^') {
+                    controls_in &= v.is_some();
+                } else {
+                    live_data |= matches!(v, Some(Some(_)));
+                }
+            }
+            (controls_in && live_data) || state.arrived == count
+        } else {
+            state.arrived == count
+        };
+        if ready {
+            if let Some(state) = self.pending.remove(&key) {
+                let inputs = state.inputs.into_iter().map(Option::flatten).collect();
+                if is_merge {
+                    self.fired_merges.insert(key);
+                }
+                self.ready.push_back((consumer, frame, iter, inputs));
+            }
+        }
+    }
+}

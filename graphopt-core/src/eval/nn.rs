@@ -1,0 +1,225 @@
+//! Neural-network kernels: BiasAdd, MaxPool, AvgPool, FusedBatchNorm (all versions, inference),
+//! BatchNormWithGlobalNormalization, Softmax, LogSoftmax, AddN.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::cast::cast;
+use super::conv::Spatial;
+use super::elementwise::arithmetic;
+use super::shape_ops::reshape;
+use super::{attrs, fail, KernelContext, KernelError, KernelResult};
+use crate::proto::DataType;
+use crate::tensor::{Data, Tensor};
+
+/// `v` reshaped so it broadcasts along `axis` of a rank-`rank` tensor.
+fn along_axis(v: &Tensor, axis: usize, rank: usize) -> Result<Tensor, KernelError> {
+    let mut dims = vec![1i64; rank];
+    if let Some(d) = dims.get_mut(axis) {
+        *d = v.len() as i64;
+    }
+    let shape = Tensor::from_data(Data::I64(ndarray::Array1::from(dims).into_dyn()));
+    reshape(v, &shape)
+}
+
+fn channel_axis(ctx: &KernelContext<'_>, rank: usize) -> usize {
+    let nchw = attrs::string(ctx.node, "data_format").is_some_and(|f| f.starts_with("NC"));
+    if nchw && rank >= 3 {
+        1
+    } else {
+        rank.saturating_sub(1)
+    }
+}
+
+pub fn bias_add(ctx: &KernelContext<'_>, x: &Tensor, bias: &Tensor) -> Result<Tensor, KernelError> {
+    let rank = x.shape().len();
+    if rank < 2 || bias.shape().len() != 1 {
+        return fail("BiasAdd needs an input of rank >= 2 and a 1-D bias");
+    }
+    let axis = channel_axis(ctx, rank);
+    if x.shape()[axis] != bias.len() {
+        return fail(format!(
+            "bias of {} does not match {} channels",
+            bias.len(),
+            x.shape()[axis]
+        ));
+    }
+    arithmetic("Add", x, &along_axis(bias, axis, rank)?)
+}
+
+/// MaxPool and AvgPool (AvgPool divides by the number of in-bounds taps, as TensorFlow does).
+pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelError> {
+    let max = ctx.node.op == "MaxPool";
+    let spatial = Spatial::from_node(ctx, "strides")?;
+    let ksize = attrs::ints(ctx.node, "ksize").unwrap_or_default();
+    let (kh, kw) = match ksize.as_slice() {
+        [_, b, c, d] => {
+            if spatial.nchw {
+                (*c, *d)
+            } else {
+                (*b, *c)
+            }
+        }
+        _ => return fail("ksize must have 4 entries"),
+    };
+    let (kh, kw) = (
+        usize::try_from(kh).unwrap_or(0),
+        usize::try_from(kw).unwrap_or(0),
+    );
+    if kh == 0 || kw == 0 {
+        return fail("ksize must be positive");
+    }
+    let x = spatial.to_nhwc(&cast(input, DataType::DtDouble)?)?;
+    let Data::F64(a) = x.data() else {
+        return fail("pooling needs a numeric input");
+    };
+    let (n, h, w, c) = (a.shape()[0], a.shape()[1], a.shape()[2], a.shape()[3]);
+    let (wh, ww) = spatial.windows(h, w, kh, kw)?;
+    let mut out = ArrayD::<f64>::zeros(IxDyn(&[n, wh.out, ww.out, c]));
+    for b in 0..n {
+        for oy in 0..wh.out {
+            for ox in 0..ww.out {
+                for ch in 0..c {
+                    let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
+                    let mut taps = 0usize;
+                    for ky in 0..kh {
+                        let Some(iy) = wh.source(oy, ky) else {
+                            continue;
+                        };
+                        for kx in 0..kw {
+                            let Some(ix) = ww.source(ox, kx) else {
+                                continue;
+                            };
+                            let v = a[[b, iy, ix, ch]];
+                            acc = if max { acc.max(v) } else { acc + v };
+                            taps += 1;
+                        }
+                    }
+                    out[[b, oy, ox, ch]] = if max { acc } else { acc / taps.max(1) as f64 };
+                }
+            }
+        }
+    }
+    let y = spatial.to_data_format(Tensor::from_data(Data::F64(out)))?;
+    cast(&y, input.dtype())
+}
+
+/// Batch normalization at inference: `(x - mean) * scale / sqrt(var + eps) + offset`.
+fn normalize(
+    x: &Tensor,
+    axis: usize,
+    scale: &Tensor,
+    offset: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    epsilon: f64,
+) -> Result<Tensor, KernelError> {
+    let rank = x.shape().len();
+    let f64_of = |t: &Tensor| -> Result<Tensor, KernelError> {
+        along_axis(&cast(t, DataType::DtDouble)?, axis, rank)
+    };
+    let eps = Tensor::from_data(Data::F64(ndarray::arr0(epsilon).into_dyn()));
+    let inv = super::elementwise::unary(
+        &KernelContext {
+            node: &crate::proto::NodeDef {
+                op: "Rsqrt".into(),
+                ..Default::default()
+            },
+            limits: crate::tensor::Limits::default(),
+        },
+        &arithmetic("Add", &f64_of(var)?, &eps)?,
+    )?;
+    let factor = arithmetic("Mul", &f64_of(scale)?, &inv)?;
+    let centered = arithmetic("Sub", &cast(x, DataType::DtDouble)?, &f64_of(mean)?)?;
+    let y = arithmetic(
+        "Add",
+        &arithmetic("Mul", &centered, &factor)?,
+        &f64_of(offset)?,
+    )?;
+    cast(&y, x.dtype())
+}
+
+/// FusedBatchNorm, V2 and V3 with `is_training=false`; outputs y, mean, variance and the
+/// reserve outputs (copies of mean and variance).
+pub fn fused_batch_norm(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {
+    let [x, scale, offset, mean, var] = inputs else {
+        return fail("FusedBatchNorm needs 5 inputs");
+    };
+    if attrs::bool(ctx.node, "is_training").unwrap_or(true) {
+        return fail("batch norm in training mode computes batch statistics; only is_training=false is evaluated");
+    }
+    let epsilon = f64::from(attrs::float(ctx.node, "epsilon").unwrap_or(1e-4));
+    let axis = channel_axis(ctx, x.shape().len());
+    let y = normalize(x, axis, scale, offset, mean, var, epsilon)?;
+    let count = if ctx.node.op == "FusedBatchNormV3" {
+        6
+    } else {
+        5
+    };
+    let mut outputs = vec![
+        y,
+        (*mean).clone(),
+        (*var).clone(),
+        (*mean).clone(),
+        (*var).clone(),
+    ];
+    if count == 6 {
+        outputs.push((*mean).clone());
+    }
+    Ok(outputs)
+}
+
+/// The pre-2016 batch norm op: inputs x, mean, variance, beta, gamma.
+pub fn batch_norm_global(
+    ctx: &KernelContext<'_>,
+    inputs: &[&Tensor],
+) -> Result<Tensor, KernelError> {
+    let [x, mean, var, beta, gamma] = inputs else {
+        return fail("BatchNormWithGlobalNormalization needs 5 inputs");
+    };
+    let epsilon = f64::from(attrs::float(ctx.node, "variance_epsilon").unwrap_or(1e-3));
+    let scale = if attrs::bool(ctx.node, "scale_after_normalization").unwrap_or(false) {
+        (*gamma).clone()
+    } else {
+        super::shape_ops::constant_like(gamma, true)?
+    };
+    normalize(
+        x,
+        x.shape().len().saturating_sub(1),
+        &scale,
+        beta,
+        mean,
+        var,
+        epsilon,
+    )
+}
+
+/// Softmax and LogSoftmax over the last axis, computed in f64.
+pub fn softmax(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError> {
+    let log = ctx.node.op == "LogSoftmax";
+    let Data::F64(mut a) = cast(x, DataType::DtDouble)?.into_data() else {
+        return fail("softmax needs a float input");
+    };
+    let Some(last) = a.ndim().checked_sub(1) else {
+        return fail("softmax needs an input of rank >= 1");
+    };
+    for mut lane in a.lanes_mut(Axis(last)) {
+        let max = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = lane.iter().map(|v| (v - max).exp()).sum();
+        lane.mapv_inplace(|v| {
+            if log {
+                v - max - sum.ln()
+            } else {
+                (v - max).exp() / sum
+            }
+        });
+    }
+    cast(&Tensor::from_data(Data::F64(a)), x.dtype())
+}
+
+pub fn add_n(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    let (first, rest) = inputs
+        .split_first()
+        .ok_or_else(|| KernelError("AddN needs inputs".into()))?;
+    rest.iter()
+        .try_fold((*first).clone(), |acc, t| arithmetic("Add", &acc, t))
+}

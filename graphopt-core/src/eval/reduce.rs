@@ -1,0 +1,138 @@
+//! Reductions: Sum, Prod, Mean, Max, Min, All, Any (with keep_dims) and ArgMax/ArgMin.
+//! Floats accumulate in f64 and round once, so results are at least as exact as TensorFlow's.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::cast::{cast, to_i64_vec};
+use super::shape_ops::{normalize_axis, scalar_int};
+use super::{attrs, fail, KernelContext, KernelError};
+use crate::proto::DataType;
+use crate::tensor::{Data, Tensor};
+
+fn axes(x: &Tensor, axes: &Tensor) -> Result<Vec<usize>, KernelError> {
+    let rank = x.shape().len();
+    let mut list = to_i64_vec(axes)?
+        .into_iter()
+        .map(|a| normalize_axis(a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    list.sort_unstable();
+    list.dedup();
+    Ok(list)
+}
+
+fn reduce_array<T: Clone>(
+    a: &ArrayD<T>,
+    axes: &[usize],
+    init: T,
+    f: impl Fn(&T, &T) -> T,
+) -> ArrayD<T> {
+    let mut current = a.clone();
+    for &axis in axes.iter().rev() {
+        current = current.fold_axis(Axis(axis), init.clone(), |acc, v| f(acc, v));
+    }
+    current
+}
+
+fn kept_dims(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect()
+}
+
+/// Sum, Prod, Mean, Max, Min, All, Any.
+pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tensor, KernelError> {
+    let op = ctx.node.op.as_str();
+    let axes = axes(x, axis)?;
+    let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    let keep = attrs::bool(ctx.node, "keep_dims").unwrap_or(false);
+    let reduced = match x.data() {
+        Data::Bool(a) => {
+            let out = match op {
+                "All" => reduce_array(a, &axes, true, |p, q| *p && *q),
+                "Any" => reduce_array(a, &axes, false, |p, q| *p || *q),
+                _ => return fail(format!("{op} is not defined for bool")),
+            };
+            Tensor::from_data(Data::Bool(out))
+        }
+        Data::F32(_) | Data::F64(_) | Data::F16(_) | Data::BF16(_) => {
+            let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
+                return fail("cast failed");
+            };
+            let out = match op {
+                "Sum" => reduce_array(&a, &axes, 0.0, |p, q| p + q),
+                "Mean" => reduce_array(&a, &axes, 0.0, |p, q| p + q).mapv(|v| v / count as f64),
+                "Prod" => reduce_array(&a, &axes, 1.0, |p, q| p * q),
+                "Max" => reduce_array(&a, &axes, f64::NEG_INFINITY, |p, q| {
+                    if q.is_nan() || *q > *p {
+                        *q
+                    } else {
+                        *p
+                    }
+                }),
+                "Min" => reduce_array(&a, &axes, f64::INFINITY, |p, q| {
+                    if q.is_nan() || *q < *p {
+                        *q
+                    } else {
+                        *p
+                    }
+                }),
+                _ => return fail(format!("{op} is not defined for floats")),
+            };
+            cast(&Tensor::from_data(Data::F64(out)), x.dtype())?
+        }
+        _ => {
+            let Data::I64(a) = cast(x, DataType::DtInt64)?.into_data() else {
+                return fail(format!("{op} is not defined for {:?}", x.dtype()));
+            };
+            let out = match op {
+                "Sum" => reduce_array(&a, &axes, 0, |p, q| p.wrapping_add(*q)),
+                "Mean" => {
+                    let n = count.max(1) as i64;
+                    reduce_array(&a, &axes, 0, |p, q| p.wrapping_add(*q)).mapv(|v| v / n)
+                }
+                "Prod" => reduce_array(&a, &axes, 1, |p, q| p.wrapping_mul(*q)),
+                "Max" => reduce_array(&a, &axes, i64::MIN, |p, q| *p.max(q)),
+                "Min" => reduce_array(&a, &axes, i64::MAX, |p, q| *p.min(q)),
+                _ => return fail(format!("{op} is not defined for integers")),
+            };
+            cast(&Tensor::from_data(Data::I64(out)), x.dtype())?
+        }
+    };
+    if keep {
+        let dims = kept_dims(x.shape(), &axes);
+        let data =
+            crate::map_data!(reduced.data(), a => a.clone().into_shape_with_order(IxDyn(&dims))?);
+        return Tensor::new(reduced.dtype(), data).map_err(Into::into);
+    }
+    Ok(reduced)
+}
+
+/// ArgMax / ArgMin along one axis; ties pick the first index.
+pub fn arg_reduce(
+    ctx: &KernelContext<'_>,
+    x: &Tensor,
+    axis: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let max = ctx.node.op == "ArgMax";
+    let axis = normalize_axis(scalar_int(axis)?, x.shape().len())?;
+    if x.shape()[axis] == 0 {
+        return fail("cannot take an arg-reduction over an empty dimension");
+    }
+    let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
+        return fail("ArgMax/ArgMin need a numeric input");
+    };
+    let out = a.map_axis(Axis(axis), |lane| {
+        let mut best = 0usize;
+        for (i, &v) in lane.iter().enumerate() {
+            let current = lane[best];
+            if (max && v > current) || (!max && v < current) {
+                best = i;
+            }
+        }
+        best as i64
+    });
+    let dtype = attrs::dtype(ctx.node, "output_type").unwrap_or(DataType::DtInt64);
+    cast(&Tensor::from_data(Data::I64(out)), dtype)
+}

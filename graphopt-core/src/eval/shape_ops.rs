@@ -1,0 +1,461 @@
+//! Shape-manipulating kernels that move elements without computing on them.
+
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+use super::cast::{cast, to_i64_vec};
+use super::{attrs, fail, KernelContext, KernelError, KernelResult};
+use crate::map_data;
+use crate::proto::DataType;
+use crate::tensor::{checked_elements, Data, Tensor};
+
+/// `axis` counted from the end when negative, checked against `rank`.
+pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, KernelError> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        fail(format!("axis {axis} is out of range for rank {rank}"))
+    }
+}
+
+/// A scalar integer input (e.g. an axis).
+pub fn scalar_int(t: &Tensor) -> Result<i64, KernelError> {
+    match to_i64_vec(t)?.as_slice() {
+        [v] => Ok(*v),
+        other => fail(format!("expected a scalar, got {} values", other.len())),
+    }
+}
+
+fn int_tensor(values: Vec<i64>, dims: &[usize], dtype: DataType) -> Result<Tensor, KernelError> {
+    let t = Tensor::from_data(Data::I64(ArrayD::from_shape_vec(IxDyn(dims), values)?));
+    cast(&t, dtype)
+}
+
+fn out_type(ctx: &KernelContext<'_>) -> DataType {
+    attrs::dtype(ctx.node, "out_type").unwrap_or(DataType::DtInt32)
+}
+
+pub fn shape(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {
+    inputs
+        .iter()
+        .map(|x| {
+            let dims: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
+            let n = dims.len();
+            int_tensor(dims, &[n], out_type(ctx))
+        })
+        .collect()
+}
+
+pub fn size(ctx: &KernelContext<'_>, x: &Tensor) -> KernelResult {
+    Ok(vec![int_tensor(vec![x.len() as i64], &[], out_type(ctx))?])
+}
+
+pub fn rank(x: &Tensor) -> KernelResult {
+    Ok(vec![int_tensor(
+        vec![x.shape().len() as i64],
+        &[],
+        DataType::DtInt32,
+    )?])
+}
+
+fn reshape_data(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
+    let data = map_data!(x.data(), a => a.to_owned().into_shape_with_order(IxDyn(dims))?);
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// Reshape with at most one -1 inferred.
+pub fn reshape(x: &Tensor, shape: &Tensor) -> Result<Tensor, KernelError> {
+    let requested = to_i64_vec(shape)?;
+    let mut known = 1usize;
+    let mut unknown = None;
+    for (i, &d) in requested.iter().enumerate() {
+        match d {
+            -1 if unknown.is_none() => unknown = Some(i),
+            d if d >= 0 => known = known.saturating_mul(d as usize),
+            _ => return fail(format!("bad target shape {requested:?}")),
+        }
+    }
+    let mut dims: Vec<usize> = requested.iter().map(|&d| d.max(0) as usize).collect();
+    if let Some(i) = unknown {
+        if known == 0 || x.len() % known != 0 {
+            return fail(format!("cannot reshape {:?} to {requested:?}", x.shape()));
+        }
+        dims[i] = x.len() / known;
+    }
+    if dims.iter().product::<usize>() != x.len() {
+        return fail(format!(
+            "cannot reshape {:?} ({} elements) to {requested:?}",
+            x.shape(),
+            x.len()
+        ));
+    }
+    reshape_data(x, &dims)
+}
+
+pub fn expand_dims(x: &Tensor, dim: &Tensor) -> Result<Tensor, KernelError> {
+    let axis = normalize_axis(scalar_int(dim)?, x.shape().len() + 1)?;
+    let mut dims = x.shape().to_vec();
+    dims.insert(axis, 1);
+    reshape_data(x, &dims)
+}
+
+pub fn squeeze(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError> {
+    let rank = x.shape().len();
+    let axes = attrs::ints(ctx.node, "squeeze_dims")
+        .or_else(|| attrs::ints(ctx.node, "axis"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| normalize_axis(a, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut dims = Vec::new();
+    for (i, &d) in x.shape().iter().enumerate() {
+        if axes.is_empty() && d == 1 {
+            continue;
+        }
+        if axes.contains(&i) {
+            if d != 1 {
+                return fail(format!("cannot squeeze dimension {i} of size {d}"));
+            }
+            continue;
+        }
+        dims.push(d);
+    }
+    reshape_data(x, &dims)
+}
+
+pub fn transpose(x: &Tensor, perm: &Tensor) -> Result<Tensor, KernelError> {
+    let rank = x.shape().len();
+    let perm = to_i64_vec(perm)?
+        .into_iter()
+        .map(|p| normalize_axis(p, rank))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = vec![false; rank];
+    if perm.len() != rank || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
+        return fail(format!(
+            "{perm:?} is not a permutation of {rank} dimensions"
+        ));
+    }
+    permute(x, &perm)
+}
+
+/// Reorders axes (contiguous copy).
+pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor, KernelError> {
+    let data = map_data!(x.data(), a => {
+        let view = a.view().permuted_axes(IxDyn(perm));
+        ArrayD::from_shape_vec(view.raw_dim(), view.iter().cloned().collect())?
+    });
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+fn dims_from(
+    ctx: &KernelContext<'_>,
+    t: &Tensor,
+    element_size: usize,
+) -> Result<Vec<usize>, KernelError> {
+    let dims = to_i64_vec(t)?
+        .into_iter()
+        .map(|d| usize::try_from(d).map_err(|_| KernelError(format!("negative dimension {d}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    checked_elements(&dims, element_size, ctx.limits)?;
+    Ok(dims)
+}
+
+pub fn fill(ctx: &KernelContext<'_>, dims: &Tensor, value: &Tensor) -> Result<Tensor, KernelError> {
+    if !value.shape().is_empty() {
+        return fail("the fill value must be a scalar");
+    }
+    let dims = dims_from(
+        ctx,
+        dims,
+        crate::tensor::dtype_size(value.dtype()).unwrap_or(8),
+    )?;
+    let data = map_data!(value.data(), a => ArrayD::from_elem(IxDyn(&dims), first_element(a)?));
+    Tensor::new(value.dtype(), data).map_err(Into::into)
+}
+
+pub fn broadcast_to(
+    ctx: &KernelContext<'_>,
+    x: &Tensor,
+    shape: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let dims = dims_from(
+        ctx,
+        shape,
+        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
+    )?;
+    let data = map_data!(x.data(), a => a
+        .broadcast(IxDyn(&dims))
+        .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {dims:?}", a.shape())))?
+        .to_owned());
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// A scalar zero (empty string for strings) of `dtype`.
+pub fn zero_scalar(dtype: DataType) -> Result<Tensor, KernelError> {
+    if dtype == DataType::DtString {
+        return Ok(Tensor::from_data(Data::Str(
+            ndarray::arr0(bytes::Bytes::new()).into_dyn(),
+        )));
+    }
+    cast(
+        &Tensor::from_data(Data::F64(ndarray::arr0(0.0).into_dyn())),
+        dtype,
+    )
+}
+
+/// Zeros (or ones) shaped like `x`.
+pub fn constant_like(x: &Tensor, one: bool) -> Result<Tensor, KernelError> {
+    let value = Tensor::from_data(Data::F64(
+        ndarray::arr0(if one { 1.0 } else { 0.0 }).into_dyn(),
+    ));
+    let value = cast(&value, x.dtype())?;
+    let data = map_data!(value.data(), a => ArrayD::from_elem(IxDyn(x.shape()), first_element(a)?));
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+pub fn range(
+    ctx: &KernelContext<'_>,
+    start: &Tensor,
+    limit: &Tensor,
+    delta: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let get = |t: &Tensor| -> Result<f64, KernelError> {
+        match super::cast::to_f64_vec(t)?.as_slice() {
+            [v] => Ok(*v),
+            _ => fail("range arguments must be scalars"),
+        }
+    };
+    let (s, l, d) = (get(start)?, get(limit)?, get(delta)?);
+    if d == 0.0 || (d > 0.0 && s > l) || (d < 0.0 && s < l) {
+        return fail(format!("invalid range start={s} limit={l} delta={d}"));
+    }
+    let is_int = matches!(start.dtype(), DataType::DtInt32 | DataType::DtInt64);
+    let count = if is_int {
+        // Integer ranges count with integer ceil division, as TensorFlow does.
+        let (s, l, d) = (s as i64, l as i64, d as i64);
+        ((l - s).abs() + d.abs() - 1) / d.abs()
+    } else {
+        ((l - s) / d).abs().ceil() as i64
+    };
+    let count = usize::try_from(count).unwrap_or(0);
+    checked_elements(&[count], 8, ctx.limits)?;
+    let values: Vec<f64> = (0..count).map(|i| s + i as f64 * d).collect();
+    let t = Tensor::from_data(Data::F64(ArrayD::from_shape_vec(IxDyn(&[count]), values)?));
+    let dtype = attrs::dtype(ctx.node, "Tidx").unwrap_or(start.dtype());
+    cast(&t, dtype)
+}
+
+pub fn pack(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    let first = inputs
+        .first()
+        .ok_or_else(|| KernelError("Pack needs inputs".into()))?;
+    let axis = normalize_axis(
+        attrs::int(ctx.node, "axis").unwrap_or(0),
+        first.shape().len() + 1,
+    )?;
+    let expanded = inputs
+        .iter()
+        .map(|t| {
+            let mut dims = t.shape().to_vec();
+            dims.insert(axis, 1);
+            reshape_data(t, &dims)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<&Tensor> = expanded.iter().collect();
+    concat(&refs, axis)
+}
+
+pub fn unpack(ctx: &KernelContext<'_>, x: &Tensor) -> KernelResult {
+    let rank = x.shape().len();
+    let axis = normalize_axis(attrs::int(ctx.node, "axis").unwrap_or(0), rank)?;
+    let count = x.shape()[axis];
+    (0..count)
+        .map(|i| {
+            let data = map_data!(x.data(), a => a.index_axis(Axis(axis), i).to_owned());
+            Tensor::new(x.dtype(), data).map_err(Into::into)
+        })
+        .collect()
+}
+
+/// Concatenates tensors of one dtype along `axis`.
+pub fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, KernelError> {
+    let first = inputs
+        .first()
+        .ok_or_else(|| KernelError("nothing to concatenate".into()))?;
+    macro_rules! join {
+        ($($v:ident),*) => {
+            match first.data() {
+                $(Data::$v(_) => {
+                    let mut views = Vec::with_capacity(inputs.len());
+                    for t in inputs {
+                        match t.data() {
+                            Data::$v(a) => views.push(a.view()),
+                            _ => return fail("inputs to concatenate must share a dtype"),
+                        }
+                    }
+                    Data::$v(ndarray::concatenate(Axis(axis), &views)?)
+                })*
+            }
+        };
+    }
+    let data =
+        join!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, Str, C64, C128);
+    Tensor::new(first.dtype(), data).map_err(Into::into)
+}
+
+/// ConcatV2 (axis last) and Concat (axis first).
+pub fn concat_op(v2: bool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    let (axis, values) = if v2 {
+        let (axis, values) = inputs
+            .split_last()
+            .ok_or_else(|| KernelError("no inputs".into()))?;
+        (*axis, values)
+    } else {
+        let (axis, values) = inputs
+            .split_first()
+            .ok_or_else(|| KernelError("no inputs".into()))?;
+        (*axis, values)
+    };
+    let rank = values.first().map_or(0, |t| t.shape().len());
+    let axis = normalize_axis(scalar_int(axis)?, rank)?;
+    concat(values, axis)
+}
+
+fn split_sizes(x: &Tensor, axis: usize, sizes: &[usize]) -> KernelResult {
+    let mut start = 0;
+    let mut outputs = Vec::with_capacity(sizes.len());
+    for &size in sizes {
+        let data = map_data!(x.data(), a => a.slice_axis(Axis(axis), Slice::from(start..start + size)).to_owned());
+        outputs.push(Tensor::new(x.dtype(), data)?);
+        start += size;
+    }
+    Ok(outputs)
+}
+
+pub fn split(ctx: &KernelContext<'_>, axis: &Tensor, x: &Tensor) -> KernelResult {
+    let axis = normalize_axis(scalar_int(axis)?, x.shape().len())?;
+    let n = usize::try_from(attrs::int(ctx.node, "num_split").unwrap_or(1))
+        .unwrap_or(1)
+        .max(1);
+    let dim = x.shape()[axis];
+    if dim % n != 0 {
+        return fail(format!(
+            "dimension {dim} does not split into {n} equal parts"
+        ));
+    }
+    split_sizes(x, axis, &vec![dim / n; n])
+}
+
+pub fn split_v(x: &Tensor, sizes: &Tensor, axis: &Tensor) -> KernelResult {
+    let axis = normalize_axis(scalar_int(axis)?, x.shape().len())?;
+    let dim = x.shape()[axis] as i64;
+    let mut sizes = to_i64_vec(sizes)?;
+    let known: i64 = sizes.iter().filter(|&&s| s >= 0).sum();
+    if let Some(unknown) = sizes.iter_mut().find(|s| **s < 0) {
+        *unknown = dim - known;
+    }
+    if sizes.iter().sum::<i64>() != dim || sizes.iter().any(|&s| s < 0) {
+        return fail(format!("split sizes {sizes:?} do not add up to {dim}"));
+    }
+    let sizes: Vec<usize> = sizes.into_iter().map(|s| s as usize).collect();
+    split_sizes(x, axis, &sizes)
+}
+
+pub fn tile(
+    ctx: &KernelContext<'_>,
+    x: &Tensor,
+    multiples: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let multiples = to_i64_vec(multiples)?;
+    if multiples.len() != x.shape().len() || multiples.iter().any(|&m| m < 0) {
+        return fail(format!(
+            "multiples {multiples:?} do not fit shape {:?}",
+            x.shape()
+        ));
+    }
+    let out_dims: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(&multiples)
+        .map(|(&d, &m)| d * m as usize)
+        .collect();
+    checked_elements(
+        &out_dims,
+        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
+        ctx.limits,
+    )?;
+    let mut current = x.clone();
+    for (axis, &m) in multiples.iter().enumerate() {
+        if m == 0 {
+            let data = map_data!(current.data(), a => a.slice_axis(Axis(axis), Slice::from(0..0)).to_owned());
+            current = Tensor::new(current.dtype(), data)?;
+        } else if m != 1 {
+            let copies: Vec<&Tensor> = std::iter::repeat_n(&current, m as usize).collect();
+            current = concat(&copies, axis)?;
+        }
+    }
+    Ok(current)
+}
+
+pub fn one_hot(
+    ctx: &KernelContext<'_>,
+    indices: &Tensor,
+    depth: &Tensor,
+    on: &Tensor,
+    off: &Tensor,
+) -> Result<Tensor, KernelError> {
+    if on.dtype() != off.dtype() {
+        return fail("on_value and off_value must share a dtype");
+    }
+    let depth = usize::try_from(scalar_int(depth)?)
+        .map_err(|_| KernelError("depth must be non-negative".into()))?;
+    let index_values = to_i64_vec(indices)?;
+    let rank = indices.shape().len();
+    let axis = match attrs::int(ctx.node, "axis").unwrap_or(-1) {
+        -1 => rank,
+        a => normalize_axis(a, rank + 1)?,
+    };
+    let mut dims = indices.shape().to_vec();
+    dims.insert(axis, depth);
+    checked_elements(&dims, 8, ctx.limits)?;
+    let outer: usize = indices.shape()[..axis].iter().product();
+    let inner: usize = indices.shape()[axis..].iter().product();
+    let data = map_data!(on.data(), a => {
+        let on_value = first_element(a)?;
+        let off_value = same_typed_scalar(a, off)?;
+        let mut out = Vec::with_capacity(outer * depth * inner);
+        for o in 0..outer {
+            for d in 0..depth {
+                for i in 0..inner {
+                    let hit = index_values.get(o * inner + i) == Some(&(d as i64));
+                    out.push(if hit { on_value.clone() } else { off_value.clone() });
+                }
+            }
+        }
+        ArrayD::from_shape_vec(IxDyn(&dims), out)?
+    });
+    Tensor::new(on.dtype(), data).map_err(Into::into)
+}
+
+/// The first element of an array, or an error for an empty one.
+pub fn first_element<T: Clone>(a: &ArrayD<T>) -> Result<T, KernelError> {
+    a.iter()
+        .next()
+        .cloned()
+        .ok_or_else(|| KernelError("expected a non-empty tensor".into()))
+}
+
+/// The first element of `t`, whose storage must be `ArrayD<T>` like `_like`.
+pub fn same_typed_scalar<T: Clone + 'static>(
+    _like: &ArrayD<T>,
+    t: &Tensor,
+) -> Result<T, KernelError> {
+    crate::for_each_data!(t.data(), b => {
+        let any: &dyn std::any::Any = b;
+        match any.downcast_ref::<ArrayD<T>>() {
+            Some(a) => first_element(a),
+            None => fail("operands must share a dtype"),
+        }
+    })
+}

@@ -1,0 +1,305 @@
+//! Kernels that pick elements by position: Slice, StridedSlice (every mask), Pad, PadV2,
+//! MirrorPad, GatherV2, GatherNd.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::cast::to_i64_vec;
+use super::shape_ops::{normalize_axis, same_typed_scalar, scalar_int};
+use super::{attrs, fail, KernelContext, KernelError};
+use crate::map_data;
+use crate::tensor::{checked_elements, Tensor};
+
+/// Selects `indices[axis]` along every axis, then reshapes to `out_dims`.
+fn gather_axes(
+    x: &Tensor,
+    indices: &[Vec<usize>],
+    out_dims: &[usize],
+) -> Result<Tensor, KernelError> {
+    let data = map_data!(x.data(), a => {
+        let mut current = a.to_owned();
+        for (axis, idx) in indices.iter().enumerate() {
+            let full = idx.len() == current.shape()[axis] && idx.iter().enumerate().all(|(i, &v)| i == v);
+            if !full {
+                current = current.select(Axis(axis), idx);
+            }
+        }
+        current.into_shape_with_order(IxDyn(out_dims))?
+    });
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+pub fn slice(x: &Tensor, begin: &Tensor, size: &Tensor) -> Result<Tensor, KernelError> {
+    let begin = to_i64_vec(begin)?;
+    let size = to_i64_vec(size)?;
+    let dims = x.shape();
+    if begin.len() != dims.len() || size.len() != dims.len() {
+        return fail(format!(
+            "begin {begin:?} and size {size:?} must have one entry per dimension of {dims:?}"
+        ));
+    }
+    let mut indices = Vec::with_capacity(dims.len());
+    for ((&b, &s), &d) in begin.iter().zip(&size).zip(dims) {
+        let d = d as i64;
+        let s = if s == -1 { d - b } else { s };
+        if b < 0 || s < 0 || b + s > d {
+            return fail(format!(
+                "slice begin {b} size {s} is outside a dimension of {d}"
+            ));
+        }
+        indices.push((b..b + s).map(|i| i as usize).collect::<Vec<_>>());
+    }
+    let out: Vec<usize> = indices.iter().map(Vec::len).collect();
+    gather_axes(x, &indices, &out)
+}
+
+pub fn strided_slice(
+    ctx: &KernelContext<'_>,
+    x: &Tensor,
+    begin: &Tensor,
+    end: &Tensor,
+    strides: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let begin = to_i64_vec(begin)?;
+    let end = to_i64_vec(end)?;
+    let strides = to_i64_vec(strides)?;
+    let n = begin.len();
+    if end.len() != n || strides.len() != n {
+        return fail("begin, end and strides must have the same length");
+    }
+    let mask = |name: &str| attrs::int(ctx.node, name).unwrap_or(0);
+    let (begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_mask) = (
+        mask("begin_mask"),
+        mask("end_mask"),
+        mask("ellipsis_mask"),
+        mask("new_axis_mask"),
+        mask("shrink_axis_mask"),
+    );
+    let bit = |m: i64, i: usize| i < 63 && (m >> i) & 1 == 1;
+    let dims = x.shape();
+    let rank = dims.len();
+    let ellipsis = (0..n).find(|&i| bit(ellipsis_mask, i));
+    let new_axes = (0..n)
+        .filter(|&i| bit(new_axis_mask, i) && Some(i) != ellipsis)
+        .count();
+    let real_entries = n - new_axes - usize::from(ellipsis.is_some());
+    if real_entries > rank {
+        return fail(format!(
+            "{real_entries} slice entries for a tensor of rank {rank}"
+        ));
+    }
+    let ellipsis_dims = rank - real_entries;
+
+    let mut indices: Vec<Vec<usize>> = Vec::with_capacity(rank);
+    let mut out_dims = Vec::new();
+    let mut dim = 0;
+    let full = |d: usize| (0..d).collect::<Vec<_>>();
+    for i in 0..n {
+        if Some(i) == ellipsis {
+            for _ in 0..ellipsis_dims {
+                indices.push(full(dims[dim]));
+                out_dims.push(dims[dim]);
+                dim += 1;
+            }
+            continue;
+        }
+        if bit(new_axis_mask, i) {
+            out_dims.push(1);
+            continue;
+        }
+        let d = dims[dim] as i64;
+        let stride = strides[i];
+        if stride == 0 {
+            return fail("strides must be non-zero");
+        }
+        if bit(shrink_mask, i) {
+            let b = if begin[i] < 0 { begin[i] + d } else { begin[i] };
+            if !(0..d).contains(&b) {
+                return fail(format!(
+                    "index {} is out of range for a dimension of {d}",
+                    begin[i]
+                ));
+            }
+            indices.push(vec![b as usize]);
+            dim += 1;
+            continue;
+        }
+        let (lo, hi) = if stride > 0 { (0, d) } else { (-1, d - 1) };
+        let resolve = |v: i64, masked: bool, default: i64| {
+            if masked {
+                default
+            } else {
+                let v = if v < 0 { v + d } else { v };
+                v.clamp(lo, hi)
+            }
+        };
+        let b = resolve(
+            begin[i],
+            bit(begin_mask, i),
+            if stride > 0 { 0 } else { d - 1 },
+        );
+        let e = resolve(end[i], bit(end_mask, i), if stride > 0 { d } else { -1 });
+        let mut picked = Vec::new();
+        let mut k = b;
+        while (stride > 0 && k < e) || (stride < 0 && k > e) {
+            picked.push(k as usize);
+            k += stride;
+        }
+        out_dims.push(picked.len());
+        indices.push(picked);
+        dim += 1;
+    }
+    while dim < rank {
+        indices.push(full(dims[dim]));
+        out_dims.push(dims[dim]);
+        dim += 1;
+    }
+    gather_axes(x, &indices, &out_dims)
+}
+
+fn paddings(p: &Tensor, rank: usize) -> Result<Vec<(usize, usize)>, KernelError> {
+    let values = to_i64_vec(p)?;
+    if values.len() != rank * 2 {
+        return fail(format!("paddings must be [{rank}, 2]"));
+    }
+    values
+        .chunks_exact(2)
+        .map(|c| match (usize::try_from(c[0]), usize::try_from(c[1])) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => fail("paddings must be non-negative"),
+        })
+        .collect()
+}
+
+/// Pad and PadV2: surrounds `x` with a constant (zero unless given).
+pub fn pad(
+    ctx: &KernelContext<'_>,
+    x: &Tensor,
+    p: &Tensor,
+    value: Option<&Tensor>,
+) -> Result<Tensor, KernelError> {
+    let pads = paddings(p, x.shape().len())?;
+    let out_dims: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(&pads)
+        .map(|(&d, &(a, b))| d + a + b)
+        .collect();
+    checked_elements(
+        &out_dims,
+        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
+        ctx.limits,
+    )?;
+    let zero = super::shape_ops::zero_scalar(x.dtype())?;
+    let fill_value = value.unwrap_or(&zero);
+    let data = map_data!(x.data(), a => {
+        let v = same_typed_scalar(a, fill_value)?;
+        let mut out = ArrayD::from_elem(IxDyn(&out_dims), v);
+        let mut view = out.view_mut();
+        for (axis, &(before, _)) in pads.iter().enumerate() {
+            view.slice_axis_inplace(Axis(axis), ndarray::Slice::from(before..before + a.shape()[axis]));
+        }
+        view.assign(a);
+        out
+    });
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+pub fn mirror_pad(ctx: &KernelContext<'_>, x: &Tensor, p: &Tensor) -> Result<Tensor, KernelError> {
+    let pads = paddings(p, x.shape().len())?;
+    let mode = attrs::string(ctx.node, "mode").unwrap_or_default();
+    let offset = match mode.as_str() {
+        "REFLECT" => 1,
+        "SYMMETRIC" => 0,
+        other => return fail(format!("unknown MirrorPad mode '{other}'")),
+    };
+    let mut indices = Vec::new();
+    for (&d, &(before, after)) in x.shape().iter().zip(&pads) {
+        if before + offset > d || after + offset > d {
+            return fail(format!(
+                "padding ({before}, {after}) is too large for a dimension of {d} in {mode} mode"
+            ));
+        }
+        let mut idx: Vec<usize> = (0..before).map(|i| before - 1 - i + offset).collect();
+        idx.extend(0..d);
+        idx.extend((0..after).map(|i| d - 1 - i - offset));
+        indices.push(idx);
+    }
+    let out: Vec<usize> = indices.iter().map(Vec::len).collect();
+    checked_elements(
+        &out,
+        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
+        ctx.limits,
+    )?;
+    gather_axes(x, &indices, &out)
+}
+
+pub fn gather_v2(
+    ctx: &KernelContext<'_>,
+    params: &Tensor,
+    indices: &Tensor,
+    axis: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let rank = params.shape().len();
+    let axis = normalize_axis(scalar_int(axis)?, rank)?;
+    if attrs::int(ctx.node, "batch_dims").unwrap_or(0) != 0 {
+        return fail("GatherV2 with batch_dims is not supported by graphopt's evaluator");
+    }
+    let limit = params.shape()[axis] as i64;
+    let idx = to_i64_vec(indices)?
+        .into_iter()
+        .map(|i| {
+            let j = if i < 0 { i + limit } else { i };
+            if (0..limit).contains(&j) {
+                Ok(j as usize)
+            } else {
+                fail(format!("index {i} is out of range [0, {limit})"))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out_dims = params.shape()[..axis].to_vec();
+    out_dims.extend_from_slice(indices.shape());
+    out_dims.extend_from_slice(&params.shape()[axis + 1..]);
+    let data = map_data!(params.data(), a => a.select(Axis(axis), &idx).into_shape_with_order(IxDyn(&out_dims))?);
+    Tensor::new(params.dtype(), data).map_err(Into::into)
+}
+
+pub fn gather_nd(params: &Tensor, indices: &Tensor) -> Result<Tensor, KernelError> {
+    let index_dims = indices.shape();
+    let k = *index_dims
+        .last()
+        .ok_or_else(|| KernelError("indices must have rank >= 1".into()))?;
+    let dims = params.shape();
+    if k > dims.len() {
+        return fail(format!(
+            "index depth {k} exceeds params rank {}",
+            dims.len()
+        ));
+    }
+    let values = to_i64_vec(indices)?;
+    let mut flat = Vec::with_capacity(values.len() / k.max(1));
+    for tuple in values.chunks(k.max(1)) {
+        let mut linear = 0usize;
+        for (j, &i) in tuple.iter().enumerate().take(k) {
+            let d = dims[j] as i64;
+            if !(0..d).contains(&i) {
+                return fail(format!("index {i} is out of range [0, {d})"));
+            }
+            linear = linear * dims[j] + i as usize;
+        }
+        flat.push(linear);
+    }
+    if k == 0 {
+        flat = vec![0; values.len()];
+    }
+    let outer: usize = dims[..k].iter().product();
+    let mut flat_dims = vec![outer];
+    flat_dims.extend_from_slice(&dims[k..]);
+    let mut out_dims = index_dims[..index_dims.len() - 1].to_vec();
+    out_dims.extend_from_slice(&dims[k..]);
+    let data = map_data!(params.data(), a => a
+        .to_owned()
+        .into_shape_with_order(IxDyn(&flat_dims))?
+        .select(Axis(0), &flat)
+        .into_shape_with_order(IxDyn(&out_dims))?);
+    Tensor::new(params.dtype(), data).map_err(Into::into)
+}

@@ -1,0 +1,20 @@
+//! graphopt's reference evaluator reproduces TensorFlow's outputs on every fixture model.
+
+mod common;
+
+#[test]
+fn fixtures_match_tensorflow_outputs() {
+    for name in common::MODELS {
+        let graph = common::load(name);
+        let ours = common::run_fixture(name, &graph);
+        for (k, value) in ours.iter().enumerate() {
+            let theirs = common::tensor(name, &format!("output_{k}.pb"));
+            let (rel, abs) = common::relative_error(value, &theirs);
+            println!("{name} output {k}: max relative error {rel:.3e}, max absolute {abs:.3e}");
+            assert!(
+                rel <= 1e-5,
+                "{name} output {k}: relative error {rel:e} (absolute {abs:e})"
+            );
+        }
+    }
+}
