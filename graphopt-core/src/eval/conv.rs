@@ -220,7 +220,10 @@ fn conv_nhwc<T: LinalgScalar + Float>(
         std::mem::size_of::<T>(),
         ctx.limits,
     )?;
-    let filter = f.view().into_shape_with_order((kh * kw * c, out_c))?;
+    let filter = f
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((kh * kw * c, out_c))?;
     let mut out = Vec::with_capacity(n * wh.out * ww.out * out_c);
     let rows = wh.out * ww.out;
     for b in 0..n {

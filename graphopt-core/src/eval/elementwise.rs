@@ -404,7 +404,7 @@ pub fn select(v2: bool, cond: &Tensor, t: &Tensor, e: &Tensor) -> Result<Tensor,
         // Select broadcasts a vector condition along the first dimension.
         let mut shape = vec![1; t.shape().len()];
         shape[0] = c.len();
-        c.clone().into_shape_with_order(ndarray::IxDyn(&shape))?
+        super::shape_ops::reshaped(c, &shape)?
     } else {
         c.clone()
     };

@@ -102,8 +102,7 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
     };
     if keep {
         let dims = kept_dims(x.shape(), &axes);
-        let data =
-            crate::map_data!(reduced.data(), a => a.clone().into_shape_with_order(IxDyn(&dims))?);
+        let data = crate::map_data!(reduced.data(), a => super::shape_ops::reshaped(a, &dims)?);
         return Tensor::new(reduced.dtype(), data).map_err(Into::into);
     }
     Ok(reduced)

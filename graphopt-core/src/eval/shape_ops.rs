@@ -59,8 +59,15 @@ pub fn rank(x: &Tensor) -> KernelResult {
     )?])
 }
 
+/// `a` with new dimensions (copied into row-major order first if it is not).
+pub fn reshaped<T: Clone>(a: &ArrayD<T>, dims: &[usize]) -> Result<ArrayD<T>, KernelError> {
+    Ok(a.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order(IxDyn(dims))?)
+}
+
 fn reshape_data(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
-    let data = map_data!(x.data(), a => a.to_owned().into_shape_with_order(IxDyn(dims))?);
+    let data = map_data!(x.data(), a => reshaped(a, dims)?);
     Tensor::new(x.dtype(), data).map_err(Into::into)
 }
 

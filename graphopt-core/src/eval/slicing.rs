@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::cast::to_i64_vec;
-use super::shape_ops::{normalize_axis, same_typed_scalar, scalar_int};
+use super::shape_ops::{normalize_axis, reshaped, same_typed_scalar, scalar_int};
 use super::{attrs, fail, KernelContext, KernelError};
 use crate::map_data;
 use crate::tensor::{checked_elements, Tensor};
@@ -23,7 +23,7 @@ fn gather_axes(
                 current = current.select(Axis(axis), idx);
             }
         }
-        current.into_shape_with_order(IxDyn(out_dims))?
+        reshaped(&current, out_dims)?
     });
     Tensor::new(x.dtype(), data).map_err(Into::into)
 }
@@ -248,9 +248,9 @@ pub fn gather_v2(
     let idx = to_i64_vec(indices)?
         .into_iter()
         .map(|i| {
-            let j = if i < 0 { i + limit } else { i };
-            if (0..limit).contains(&j) {
-                Ok(j as usize)
+            // TensorFlow's CPU kernel rejects negative indices too.
+            if (0..limit).contains(&i) {
+                Ok(i as usize)
             } else {
                 fail(format!("index {i} is out of range [0, {limit})"))
             }
@@ -259,7 +259,7 @@ pub fn gather_v2(
     let mut out_dims = params.shape()[..axis].to_vec();
     out_dims.extend_from_slice(indices.shape());
     out_dims.extend_from_slice(&params.shape()[axis + 1..]);
-    let data = map_data!(params.data(), a => a.select(Axis(axis), &idx).into_shape_with_order(IxDyn(&out_dims))?);
+    let data = map_data!(params.data(), a => reshaped(&a.select(Axis(axis), &idx), &out_dims)?);
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
 
@@ -296,10 +296,6 @@ pub fn gather_nd(params: &Tensor, indices: &Tensor) -> Result<Tensor, KernelErro
     flat_dims.extend_from_slice(&dims[k..]);
     let mut out_dims = index_dims[..index_dims.len() - 1].to_vec();
     out_dims.extend_from_slice(&dims[k..]);
-    let data = map_data!(params.data(), a => a
-        .to_owned()
-        .into_shape_with_order(IxDyn(&flat_dims))?
-        .select(Axis(0), &flat)
-        .into_shape_with_order(IxDyn(&out_dims))?);
+    let data = map_data!(params.data(), a => reshaped(&reshaped(a, &flat_dims)?.select(Axis(0), &flat), &out_dims)?);
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
