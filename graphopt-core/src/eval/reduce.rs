@@ -1,7 +1,7 @@
 //! Reductions: Sum, Prod, Mean, Max, Min, All, Any (with keep_dims) and ArgMax/ArgMin.
 //! Floats accumulate in f64 and round once, so results are at least as exact as TensorFlow's.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis};
 
 use super::cast::{cast, to_i64_vec};
 use super::shape_ops::{normalize_axis, scalar_int};
