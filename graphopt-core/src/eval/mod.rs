@@ -30,6 +30,9 @@ mod matmul;
 mod nn;
 mod reduce;
 mod shape_ops;
+pub mod shapes;
+
+pub use cast::cast as cast_tensor;
 mod slicing;
 
 /// A failure while evaluating, naming the node.

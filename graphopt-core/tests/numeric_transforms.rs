@@ -1,0 +1,168 @@
+//! fold_constants and the batch-norm folds: outputs stay TensorFlow's, graphs get smaller.
+
+mod common;
+
+use graphopt_core::transforms::{self, Registry};
+
+fn apply(model: &str, transform_string: &str) -> graphopt_core::proto::GraphDef {
+    let (inputs, outputs) = common::io_names(model);
+    let mut graph = common::load(model);
+    let specs = transforms::parse(transform_string).unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &inputs,
+        &outputs,
+    )
+    .unwrap_or_else(|e| panic!("{model}: {e}"));
+    graph
+}
+
+fn assert_matches_tensorflow(model: &str, graph: &graphopt_core::proto::GraphDef, tolerance: f64) {
+    for (k, value) in common::run_fixture(model, graph).iter().enumerate() {
+        let theirs = common::tensor(model, &format!("output_{k}.pb"));
+        let (rel, abs) = common::relative_error(value, &theirs);
+        assert!(
+            rel <= tolerance,
+            "{model} output {k}: relative error {rel:e} (absolute {abs:e})"
+        );
+    }
+}
+
+fn count(graph: &graphopt_core::proto::GraphDef, op: &str) -> usize {
+    graph.node.iter().filter(|n| n.op == op).count()
+}
+
+#[test]
+fn fold_constants_keeps_outputs_and_shrinks_graphs() {
+    for name in common::MODELS {
+        let before = common::load(name);
+        let after = apply(name, "fold_constants");
+        assert_matches_tensorflow(name, &after, 1e-5);
+        assert!(
+            after.node.len() <= before.node.len(),
+            "{name}: {} -> {}",
+            before.node.len(),
+            after.node.len()
+        );
+        println!(
+            "{name}: {} -> {} nodes",
+            before.node.len(),
+            after.node.len()
+        );
+    }
+}
+
+fn graph_from_text(text: &str) -> graphopt_core::proto::GraphDef {
+    graphopt_core::text_format::parse(text).unwrap()
+}
+
+fn run_on(
+    graph: &mut graphopt_core::proto::GraphDef,
+    transform_string: &str,
+    outputs: &[&str],
+) -> graphopt_core::Result<()> {
+    let specs = transforms::parse(transform_string).unwrap();
+    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    transforms::run(&Registry::with_builtins(), graph, &specs, &[], &outputs).map(|_| ())
+}
+
+const SHAPE_ARITHMETIC: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "shape" value { shape { dim { size: 2 } dim { size: 3 } dim { size: 4 } } } } }
+node { name: "shape" op: "Shape" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "two" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 2 } } } }
+node { name: "doubled" op: "Mul" input: "shape" input: "two" attr { key: "T" value { type: DT_INT32 } } }
+node { name: "rank" op: "Rank" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "t" op: "Transpose" input: "x" input: "perm" attr { key: "T" value { type: DT_FLOAT } } attr { key: "Tperm" value { type: DT_INT32 } } }
+node { name: "perm" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 3 } } tensor_content: "\002\000\000\000\000\000\000\000\001\000\000\000" } } } }
+node { name: "t_size" op: "Size" input: "t" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "split_dim" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 0 } } } }
+node { name: "split" op: "Split" input: "split_dim" input: "doubled" attr { key: "T" value { type: DT_INT32 } } attr { key: "num_split" value { i: 3 } } }
+node { name: "use_second" op: "Squeeze" input: "split:1" input: "^rank" attr { key: "T" value { type: DT_INT32 } } }
+node { name: "out" op: "Pack" input: "use_second" input: "t_size_i" attr { key: "T" value { type: DT_INT32 } } attr { key: "N" value { i: 2 } } }
+node { name: "t_size_i" op: "Identity" input: "t_size" attr { key: "T" value { type: DT_INT32 } } }
+"#;
+
+#[test]
+fn shapes_known_statically_fold_and_names_survive() {
+    let mut graph = graph_from_text(SHAPE_ARITHMETIC);
+    run_on(&mut graph, "fold_constants", &["out"]).unwrap();
+    let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+    // Everything derived from x's static shape folds into the output constant.
+    let out = graph.node.iter().find(|n| n.name == "out").unwrap();
+    assert_eq!(out.op, "Const", "{names:?}");
+    let value = graphopt_core::tensor::Tensor::from_proto(
+        graphopt_core::eval::attrs::tensor(out, "value").unwrap(),
+    )
+    .unwrap();
+    // shape*2 = [4, 6, 8]; split -> second = [6]; Size(transpose(x)) = 24.
+    let expected = graphopt_core::tensor::Data::I32(ndarray::arr1(&[6, 24]).into_dyn());
+    assert_eq!(value.data(), &expected);
+    assert!(
+        !names.contains(&"shape") && !names.contains(&"split"),
+        "{names:?}"
+    );
+    // x and the transpose are not constant and stay.
+    assert!(names.contains(&"x") && names.contains(&"t"), "{names:?}");
+}
+
+const HOSTILE_FILL: &str = r#"
+node { name: "dims" op: "Const" attr { key: "dtype" value { type: DT_INT64 } }
+       attr { key: "value" value { tensor { dtype: DT_INT64 tensor_shape { dim { size: 2 } } int64_val: 1000000000 int64_val: 1000000 } } } }
+node { name: "v" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 1 } } } }
+node { name: "huge" op: "Fill" input: "dims" input: "v" attr { key: "T" value { type: DT_FLOAT } } attr { key: "index_type" value { type: DT_INT64 } } }
+node { name: "axes" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 2 } } int_val: 0 int_val: 1 } } } }
+node { name: "total" op: "Sum" input: "huge" input: "axes" attr { key: "T" value { type: DT_FLOAT } } attr { key: "Tidx" value { type: DT_INT32 } } }
+"#;
+
+#[test]
+fn a_hostile_fill_is_left_alone_without_allocating() {
+    let mut graph = graph_from_text(HOSTILE_FILL);
+    run_on(&mut graph, "fold_constants", &["total"]).unwrap();
+    let ops: Vec<(&str, &str)> = graph
+        .node
+        .iter()
+        .map(|n| (n.name.as_str(), n.op.as_str()))
+        .collect();
+    assert!(
+        ops.contains(&("huge", "Fill")) && ops.contains(&("total", "Sum")),
+        "{ops:?}"
+    );
+    // And the evaluator refuses it outright.
+    let error = graphopt_core::eval::evaluate(
+        &graph,
+        &Default::default(),
+        &["total".into()],
+        Default::default(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("'huge' (Fill)"), "{error}");
+}
+
+#[test]
+fn excluded_ops_and_nodes_stay() {
+    let mut graph = graph_from_text(SHAPE_ARITHMETIC);
+    run_on(
+        &mut graph,
+        "fold_constants(exclude_op=Mul, exclude_node=rank)",
+        &["out"],
+    )
+    .unwrap();
+    let ops: Vec<(&str, &str)> = graph
+        .node
+        .iter()
+        .map(|n| (n.name.as_str(), n.op.as_str()))
+        .collect();
+    assert!(
+        ops.contains(&("doubled", "Mul")) && ops.contains(&("rank", "Rank")),
+        "{ops:?}"
+    );
+    assert!(ops.contains(&("shape", "Const")), "{ops:?}");
+}
