@@ -8,6 +8,7 @@
 //! - [`transforms`]: the transform-string grammar, the registry and the transforms.
 //! - [`summary`]: what `graphopt summarize` reports.
 
+pub mod edit;
 pub mod error;
 pub mod eval;
 pub mod graph;
@@ -18,5 +19,6 @@ pub mod summary;
 pub mod tensor;
 pub mod text_format;
 pub mod transforms;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -166,3 +166,23 @@ fn excluded_ops_and_nodes_stay() {
     );
     assert!(ops.contains(&("shape", "Const")), "{ops:?}");
 }
+
+#[test]
+fn fold_batch_norms_removes_keras3_decomposed_batch_norm() {
+    let graph = apply("keras_cnn", "fold_constants fold_batch_norms");
+    assert_matches_tensorflow("keras_cnn", &graph, 1e-5);
+    for op in ["Mul", "AddV2", "Rsqrt", "Sub", "FusedBatchNormV3"] {
+        assert_eq!(
+            count(&graph, op),
+            0,
+            "{op} left: {:?}",
+            graph
+                .node
+                .iter()
+                .map(|n| (&n.name, &n.op))
+                .collect::<Vec<_>>()
+        );
+    }
+    // Conv -> BiasAdd -> activation, three times, plus the dense layer's BiasAdd.
+    assert_eq!(count(&graph, "BiasAdd"), 4);
+}

@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::eval::shapes::{self, Input};
 use crate::eval::{kernels, KernelContext};
 use crate::graph::{self, InputRef};
-use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use crate::proto::{DataType, GraphDef, NodeDef};
 use crate::tensor::{Data, Limits, Tensor};
 
 pub struct FoldConstants;
@@ -284,7 +284,7 @@ fn materialize(
         let device = node.device.clone();
         if keep_self {
             if let Some(value) = outputs.first() {
-                new_nodes.push(const_node(name.clone(), device.clone(), value));
+                new_nodes.push(crate::edit::const_node(name.clone(), device.clone(), value));
             }
         }
         for port in ports {
@@ -299,7 +299,7 @@ fn materialize(
             }
             existing.insert(candidate.clone());
             renames.insert(format!("{name}:{port}"), candidate.clone());
-            new_nodes.push(const_node(candidate, device.clone(), value));
+            new_nodes.push(crate::edit::const_node(candidate, device.clone(), value));
         }
     }
     for node in &mut new_nodes {
@@ -314,26 +314,4 @@ fn materialize(
     }
     graph.node = new_nodes;
     Ok(())
-}
-
-fn const_node(name: String, device: String, value: &Tensor) -> NodeDef {
-    let mut node = NodeDef {
-        name,
-        op: "Const".into(),
-        device,
-        ..Default::default()
-    };
-    node.attr.insert(
-        "dtype".into(),
-        AttrValue {
-            value: Some(attr_value::Value::Type(value.dtype() as i32)),
-        },
-    );
-    node.attr.insert(
-        "value".into(),
-        AttrValue {
-            value: Some(attr_value::Value::Tensor(value.to_proto())),
-        },
-    );
-    node
 }

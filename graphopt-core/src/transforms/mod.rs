@@ -12,6 +12,7 @@ use crate::proto::GraphDef;
 
 pub mod spec;
 
+mod fold_batch_norms;
 mod fold_constants;
 mod remove_attribute;
 mod remove_control_dependencies;
@@ -173,6 +174,7 @@ impl Registry {
     /// Every built-in transform.
     pub fn with_builtins() -> Self {
         let mut registry = Registry::new();
+        registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(remove_attribute::RemoveAttribute);
         registry.register(remove_control_dependencies::RemoveControlDependencies);

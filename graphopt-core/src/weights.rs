@@ -1,0 +1,154 @@
+//! Per-output-channel arithmetic on the weights of convolutions and matrix products: what the
+//! batch-norm folds need to move a per-channel scale and shift into a layer.
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::eval::attrs;
+use crate::proto::{DataType, NodeDef};
+use crate::tensor::{Data, Tensor};
+
+/// A layer whose output channels can absorb a per-channel scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Filter [kh, kw, in, out]; output channel = filter's last index.
+    Conv2D,
+    /// Filter [kh, kw, in, multiplier]; output channel = in * multiplier + m.
+    Depthwise,
+    /// Weights [in, out], or [out, in] with `transpose_b`.
+    MatMul { transpose_b: bool },
+}
+
+impl Layer {
+    /// The layer kind of `node`, if it is one.
+    pub fn of(node: &NodeDef) -> Option<Layer> {
+        match node.op.as_str() {
+            "Conv2D" => Some(Layer::Conv2D),
+            "DepthwiseConv2dNative" => Some(Layer::Depthwise),
+            "MatMul" if !attrs::bool(node, "transpose_a").unwrap_or(false) => Some(Layer::MatMul {
+                transpose_b: attrs::bool(node, "transpose_b").unwrap_or(false),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Rank of the layer's output and the axis its channels are on.
+    pub fn output_layout(self, node: &NodeDef) -> (usize, usize) {
+        match self {
+            Layer::MatMul { .. } => (2, 1),
+            _ => {
+                let nchw = attrs::string(node, "data_format").is_some_and(|f| f == "NCHW");
+                (4, if nchw { 1 } else { 3 })
+            }
+        }
+    }
+
+    /// Number of output channels given the weights.
+    pub fn channels(self, weights: &Tensor) -> Option<usize> {
+        let s = weights.shape();
+        match (self, s) {
+            (Layer::Conv2D, [_, _, _, out]) => Some(*out),
+            (Layer::Depthwise, [_, _, c, m]) => Some(c * m),
+            (Layer::MatMul { transpose_b: false }, [_, out]) => Some(*out),
+            (Layer::MatMul { transpose_b: true }, [out, _]) => Some(*out),
+            _ => None,
+        }
+    }
+
+    /// The output channel that flat weight element `i` contributes to.
+    fn channel_of(self, shape: &[usize], i: usize) -> usize {
+        match (self, shape) {
+            (Layer::MatMul { transpose_b: true }, [_, cols]) => i / (*cols).max(1),
+            (_, [.., last]) => i % (*last).max(1),
+            _ => 0,
+        }
+    }
+
+    /// Weights with every output channel `c` multiplied by `scale[c]`, in the weights' dtype.
+    pub fn scale(self, weights: &Tensor, scale: &[f64]) -> Option<Tensor> {
+        if self.channels(weights)? != scale.len() {
+            return None;
+        }
+        // Depthwise channels are in * multiplier + m, which is the flat index modulo in*m.
+        let shape = weights.shape().to_vec();
+        let flat_len = match self {
+            Layer::Depthwise => shape.get(2)? * shape.get(3)?,
+            _ => 0,
+        };
+        let channel = |i: usize| {
+            if self == Layer::Depthwise {
+                i % flat_len.max(1)
+            } else {
+                self.channel_of(&shape, i)
+            }
+        };
+        map_floats(weights, |i, v| {
+            v * scale.get(channel(i)).copied().unwrap_or(1.0)
+        })
+    }
+}
+
+/// Applies `f(flat index, value)` to every element of a float tensor, keeping its dtype.
+pub fn map_floats(t: &Tensor, f: impl Fn(usize, f64) -> f64) -> Option<Tensor> {
+    let data = match t.data() {
+        Data::F32(a) => Data::F32(indexed(a, |i, v: f32| f(i, f64::from(v)) as f32)),
+        Data::F64(a) => Data::F64(indexed(a, |i, v: f64| f(i, v))),
+        Data::F16(a) => Data::F16(indexed(a, |i, v: half::f16| {
+            half::f16::from_f64(f(i, v.to_f64()))
+        })),
+        Data::BF16(a) => Data::BF16(indexed(a, |i, v: half::bf16| {
+            half::bf16::from_f64(f(i, v.to_f64()))
+        })),
+        _ => return None,
+    };
+    Tensor::new(t.dtype(), data).ok()
+}
+
+fn indexed<T: Copy>(a: &ArrayD<T>, f: impl Fn(usize, T) -> T) -> ArrayD<T> {
+    let values: Vec<T> = a.iter().enumerate().map(|(i, &v)| f(i, v)).collect();
+    ArrayD::from_shape_vec(a.raw_dim(), values).unwrap_or_else(|_| a.clone())
+}
+
+/// Elements of a float tensor as f64.
+pub fn floats(t: &Tensor) -> Option<Vec<f64>> {
+    Some(match t.data() {
+        Data::F32(a) => a.iter().map(|&v| f64::from(v)).collect(),
+        Data::F64(a) => a.iter().copied().collect(),
+        Data::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
+        Data::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
+        _ => return None,
+    })
+}
+
+/// The `channels` per-channel values of `value` when it broadcasts against a rank-`rank`
+/// output only along `axis` (a scalar repeats); `None` if it varies along any other axis.
+pub fn per_channel(value: &Tensor, channels: usize, axis: usize, rank: usize) -> Option<Vec<f64>> {
+    let values = floats(value)?;
+    let shape = value.shape();
+    if shape.len() > rank {
+        return None;
+    }
+    if values.len() == 1 {
+        return Some(vec![values[0]; channels]);
+    }
+    // Align trailing dimensions: only the channel axis may be larger than one.
+    let offset = rank - shape.len();
+    for (i, &d) in shape.iter().enumerate() {
+        let out_axis = i + offset;
+        if out_axis == axis {
+            if d != channels {
+                return None;
+            }
+        } else if d != 1 {
+            return None;
+        }
+    }
+    (values.len() == channels).then_some(values)
+}
+
+/// A 1-D tensor of `dtype` holding `values`.
+pub fn vector(values: &[f64], dtype: DataType) -> Option<Tensor> {
+    let wide = Tensor::from_data(Data::F64(
+        ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).ok()?,
+    ));
+    crate::eval::cast_tensor(&wide, dtype).ok()
+}
