@@ -186,3 +186,15 @@ fn fold_batch_norms_removes_keras3_decomposed_batch_norm() {
     // Conv -> BiasAdd -> activation, three times, plus the dense layer's BiasAdd.
     assert_eq!(count(&graph, "BiasAdd"), 4);
 }
+
+#[test]
+fn fold_old_batch_norms_folds_fused_v3_after_conv_and_bias() {
+    let graph = apply("tf1_conv_bn", "fold_constants fold_old_batch_norms");
+    assert_matches_tensorflow("tf1_conv_bn", &graph, 1e-5);
+    assert_eq!(count(&graph, "FusedBatchNormV3"), 0);
+    // Conv2D -> BiasAdd -> BatchNorm became Conv2D -> one BiasAdd named after the norm.
+    assert_eq!(count(&graph, "BiasAdd"), 1);
+    let bias_add = graph.node.iter().find(|n| n.op == "BiasAdd").unwrap();
+    assert_eq!(bias_add.name, "bn/FusedBatchNormV3");
+    assert_eq!(bias_add.input[0], "conv/Conv2D");
+}

@@ -15,10 +15,10 @@
 //! multiply is never folded into a layer whose output something else reads, and no node named
 //! in --inputs/--outputs loses its name.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
-use crate::edit::{const_node, const_value, data_inputs, set_const_value, unique_name, Uses};
+use crate::edit::{const_value, data_inputs, Edits, Uses};
 use crate::error::Result;
 use crate::graph;
 use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
@@ -45,110 +45,6 @@ impl Transform for FoldBatchNorms {
             .collect();
         while sweep(graph, &protected) {}
         Ok(())
-    }
-}
-
-/// Staged changes of one sweep: nodes to drop and Const nodes to insert before a node.
-#[derive(Default)]
-pub(crate) struct Edits {
-    pub touched: HashSet<usize>,
-    pub removed: HashSet<usize>,
-    pub inserts: HashMap<usize, Vec<NodeDef>>,
-    pub taken: HashSet<String>,
-}
-
-impl Edits {
-    pub fn new(graph: &GraphDef) -> Self {
-        Edits {
-            taken: graph.node.iter().map(|n| n.name.clone()).collect(),
-            ..Default::default()
-        }
-    }
-
-    pub fn free(&self, nodes: &[usize]) -> bool {
-        nodes.iter().all(|i| !self.touched.contains(i))
-    }
-
-    pub fn touch(&mut self, nodes: &[usize]) {
-        self.touched.extend(nodes.iter().copied());
-    }
-
-    /// Gives input `slot` of `consumer` the value `value`: in place if `constant` has no other
-    /// reader, else through a new Const inserted before the consumer.
-    pub fn set_input_value(
-        &mut self,
-        graph: &mut GraphDef,
-        uses: &Uses,
-        consumer: usize,
-        slot: usize,
-        constant: usize,
-        value: &Tensor,
-    ) {
-        if uses.count(constant) == 1 {
-            if let Some(node) = graph.node.get_mut(constant) {
-                set_const_value(node, value);
-            }
-            self.touched.insert(constant);
-            return;
-        }
-        let base = graph
-            .node
-            .get(constant)
-            .map(|n| format!("{}_bn_folded", n.name))
-            .unwrap_or_default();
-        let device = graph
-            .node
-            .get(consumer)
-            .map(|n| n.device.clone())
-            .unwrap_or_default();
-        let name = unique_name(&base, &mut self.taken);
-        self.inserts
-            .entry(consumer)
-            .or_default()
-            .push(const_node(name.clone(), device, value));
-        if let Some(input) = graph
-            .node
-            .get_mut(consumer)
-            .and_then(|n| n.input.get_mut(slot))
-        {
-            *input = name;
-        }
-    }
-
-    /// Adds a new Const before `consumer` and returns its name.
-    pub fn new_const(
-        &mut self,
-        graph: &GraphDef,
-        consumer: usize,
-        base: &str,
-        value: &Tensor,
-    ) -> String {
-        let name = unique_name(base, &mut self.taken);
-        let device = graph
-            .node
-            .get(consumer)
-            .map(|n| n.device.clone())
-            .unwrap_or_default();
-        self.inserts
-            .entry(consumer)
-            .or_default()
-            .push(const_node(name.clone(), device, value));
-        name
-    }
-
-    /// Applies removals and insertions, keeping the original order otherwise.
-    pub fn finish(mut self, graph: &mut GraphDef) -> bool {
-        let changed = !self.touched.is_empty();
-        let old = std::mem::take(&mut graph.node);
-        for (i, node) in old.into_iter().enumerate() {
-            if let Some(new) = self.inserts.remove(&i) {
-                graph.node.extend(new);
-            }
-            if !self.removed.contains(&i) {
-                graph.node.push(node);
-            }
-        }
-        changed
     }
 }
 

@@ -14,6 +14,7 @@ pub mod spec;
 
 mod fold_batch_norms;
 mod fold_constants;
+mod fold_old_batch_norms;
 mod remove_attribute;
 mod remove_control_dependencies;
 mod remove_device;
@@ -176,6 +177,7 @@ impl Registry {
         let mut registry = Registry::new();
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
+        registry.register(fold_old_batch_norms::FoldOldBatchNorms);
         registry.register(remove_attribute::RemoveAttribute);
         registry.register(remove_control_dependencies::RemoveControlDependencies);
         registry.register(remove_device::RemoveDevice);
