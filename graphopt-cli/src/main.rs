@@ -132,6 +132,9 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     }
     let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
     for outcome in &outcomes {
+        for warning in &outcome.warnings {
+            eprintln!("graphopt: warning: {}: {warning}", outcome.transform);
+        }
         match &outcome.ignored_error {
             Some(error) => eprintln!(
                 "graphopt: warning: {} failed and was skipped (ignore_errors=true): {error}",

@@ -137,12 +137,15 @@ pub struct Edits {
     pub removed: HashSet<usize>,
     pub inserts: HashMap<usize, Vec<NodeDef>>,
     pub taken: HashSet<String>,
+    /// Names that must survive even when nothing reads them.
+    pub protected: HashSet<String>,
 }
 
 impl Edits {
-    pub fn new(graph: &GraphDef) -> Self {
+    pub fn new(graph: &GraphDef, protected: &HashSet<String>) -> Self {
         Edits {
             taken: graph.node.iter().map(|n| n.name.clone()).collect(),
+            protected: protected.clone(),
             ..Default::default()
         }
     }
@@ -218,9 +221,17 @@ impl Edits {
         name
     }
 
-    /// Applies removals and insertions, keeping the original order otherwise.
+    /// Applies removals and insertions, keeping the original order otherwise, and drops the
+    /// touched Consts that nothing reads any more (parameters folded into other constants).
     pub fn finish(mut self, graph: &mut GraphDef) -> bool {
         let changed = !self.touched.is_empty();
+        let touched_consts: HashSet<String> = self
+            .touched
+            .iter()
+            .filter_map(|&i| graph.node.get(i))
+            .filter(|n| n.op == "Const" && !self.protected.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
         let old = std::mem::take(&mut graph.node);
         for (i, node) in old.into_iter().enumerate() {
             if let Some(new) = self.inserts.remove(&i) {
@@ -229,6 +240,17 @@ impl Edits {
             if !self.removed.contains(&i) {
                 graph.node.push(node);
             }
+        }
+        if !touched_consts.is_empty() {
+            let read: HashSet<String> = graph
+                .node
+                .iter()
+                .flat_map(|n| n.input.iter())
+                .map(|input| InputRef::parse(input).node.to_string())
+                .collect();
+            graph
+                .node
+                .retain(|n| !touched_consts.contains(&n.name) || read.contains(&n.name));
         }
         changed
     }

@@ -198,3 +198,87 @@ fn fold_old_batch_norms_folds_fused_v3_after_conv_and_bias() {
     assert_eq!(bias_add.name, "bn/FusedBatchNormV3");
     assert_eq!(bias_add.input[0], "conv/Conv2D");
 }
+
+/// The CNN fixtures with batch norms, on which graphopt must beat the Graph Transform Tool.
+const CNNS_WITH_BATCH_NORM: &[&str] = &["keras_cnn", "tf1_conv_bn", "bn_patterns"];
+
+#[test]
+fn standard_pipeline_keeps_outputs_and_beats_the_graph_transform_tool() {
+    for name in common::MODELS {
+        let expected = common::expected(name);
+        let pipeline = expected["gtt_pipeline"]["transforms"].as_str().unwrap();
+        let gtt_nodes = expected["gtt_pipeline"]["node_count"].as_u64().unwrap() as usize;
+        let graph = apply(name, pipeline);
+        assert_matches_tensorflow(name, &graph, 1e-5);
+        println!(
+            "{name}: graphopt {} nodes, TensorFlow's GTT {gtt_nodes}",
+            graph.node.len()
+        );
+        if CNNS_WITH_BATCH_NORM.contains(name) {
+            assert!(
+                graph.node.len() < gtt_nodes,
+                "{name}: {} nodes, GTT {gtt_nodes}",
+                graph.node.len()
+            );
+            for op in [
+                "Rsqrt",
+                "FusedBatchNorm",
+                "FusedBatchNormV2",
+                "FusedBatchNormV3",
+                "BatchNormWithGlobalNormalization",
+            ] {
+                assert_eq!(count(&graph, op), 0, "{name}: {op} left");
+            }
+            // No Mul or Add is left reading a convolution or matrix product.
+            for node in &graph.node {
+                if matches!(node.op.as_str(), "Mul" | "Add" | "AddV2" | "Sub") {
+                    for input in &node.input {
+                        let producer = graph
+                            .node
+                            .iter()
+                            .find(|n| n.name == graphopt_core::graph::node_name(input))
+                            .unwrap();
+                        assert!(
+                            !matches!(
+                                producer.op.as_str(),
+                                "Conv2D" | "DepthwiseConv2dNative" | "MatMul" | "BiasAdd"
+                            ),
+                            "{name}: {} ({}) still follows {} ({})",
+                            node.name,
+                            node.op,
+                            producer.name,
+                            producer.op
+                        );
+                    }
+                }
+            }
+        } else {
+            assert!(
+                graph.node.len() <= gtt_nodes,
+                "{name}: {} nodes, GTT {gtt_nodes}",
+                graph.node.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn shared_weights_are_copied_not_scaled_twice() {
+    // bn_patterns' `shared/weights` feed two convolutions with different batch norms.
+    let graph = apply(
+        "bn_patterns",
+        "fold_constants fold_batch_norms fold_old_batch_norms",
+    );
+    let a = graph.node.iter().find(|n| n.name == "a/bn").unwrap();
+    let b_conv = graph
+        .node
+        .iter()
+        .find(|n| n.op == "Conv2D" && n.input[0].starts_with("mul"))
+        .unwrap();
+    let a_conv = graph.node.iter().find(|n| n.name == a.input[0]).unwrap();
+    assert_ne!(
+        a_conv.input[1], b_conv.input[1],
+        "both convolutions read the same scaled weights"
+    );
+    assert_matches_tensorflow("bn_patterns", &graph, 1e-5);
+}

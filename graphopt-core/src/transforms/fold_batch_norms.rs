@@ -109,7 +109,7 @@ fn bias_values(c: &Tensor, channels: usize, layout: (usize, usize)) -> Option<Ve
 /// One pass over the graph; true if anything changed.
 fn sweep(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
     let uses = Uses::new(graph);
-    let mut edits = Edits::new(graph);
+    let mut edits = Edits::new(graph, protected);
     for i in 0..graph.node.len() {
         if !edits.free(&[i]) {
             continue;

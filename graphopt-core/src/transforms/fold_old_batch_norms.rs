@@ -47,7 +47,7 @@ impl Transform for FoldOldBatchNorms {
 
 fn sweep(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
     let uses = Uses::new(graph);
-    let mut edits = Edits::new(graph);
+    let mut edits = Edits::new(graph, protected);
     for i in 0..graph.node.len() {
         if matches!(
             graph.node[i].op.as_str(),

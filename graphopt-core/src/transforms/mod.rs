@@ -18,11 +18,13 @@ mod fold_old_batch_norms;
 mod remove_attribute;
 mod remove_control_dependencies;
 mod remove_device;
+mod remove_nodes;
 mod rename_attribute;
 mod rename_node;
 mod rename_op;
 mod set_device;
 mod sort_by_execution_order;
+mod strip_unused_nodes;
 
 pub use spec::{parse, SpecError, TransformSpec};
 
@@ -51,12 +53,19 @@ pub struct TransformContext<'a> {
     /// `--outputs`, as given (may carry `:N`).
     pub outputs: &'a [String],
     pub params: Params<'a>,
+    /// Where [`TransformContext::warn`] collects messages for the run's outcome.
+    pub warnings: &'a std::cell::RefCell<Vec<String>>,
 }
 
 impl TransformContext<'_> {
     /// A transform error naming this transform.
     pub fn error(&self, message: impl Into<String>) -> Error {
         Error::transform(self.transform, message)
+    }
+
+    /// Records something the user should know that does not stop the transform.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.warnings.borrow_mut().push(message.into());
     }
 }
 
@@ -181,11 +190,13 @@ impl Registry {
         registry.register(remove_attribute::RemoveAttribute);
         registry.register(remove_control_dependencies::RemoveControlDependencies);
         registry.register(remove_device::RemoveDevice);
+        registry.register(remove_nodes::RemoveNodes);
         registry.register(rename_attribute::RenameAttribute);
         registry.register(rename_node::RenameNode);
         registry.register(rename_op::RenameOp);
         registry.register(set_device::SetDevice);
         registry.register(sort_by_execution_order::SortByExecutionOrder);
+        registry.register(strip_unused_nodes::StripUnusedNodes);
         registry
     }
 
@@ -262,6 +273,8 @@ pub struct TransformOutcome {
     pub nodes_after: usize,
     /// Set when the transform failed, `ignore_errors=true` was given and its changes were undone.
     pub ignored_error: Option<String>,
+    /// What the transform had to say without failing.
+    pub warnings: Vec<String>,
 }
 
 /// Applies `specs` to `graph` in order, validating the graph after each. A transform that fails
@@ -286,11 +299,13 @@ pub fn run(
             .and_then(|v| v.first())
             .and_then(|v| parse_bool(v))
             .unwrap_or(false);
+        let warnings = std::cell::RefCell::new(Vec::new());
         let context = TransformContext {
             transform: &spec.name,
             inputs,
             outputs,
             params: Params::new(&spec.name, &spec.params),
+            warnings: &warnings,
         };
         let nodes_before = graph.node.len();
         // Only a run that may be undone pays for a copy (weights are shared, not copied).
@@ -314,6 +329,7 @@ pub fn run(
             nodes_before,
             nodes_after: graph.node.len(),
             ignored_error,
+            warnings: warnings.into_inner(),
         });
     }
     Ok(outcomes)
