@@ -28,6 +28,36 @@ enum Command {
     Summarize(SummarizeArgs),
     /// List the available transforms and their parameters.
     Transforms,
+    /// Run two graphs on the same seeded inputs and report how far their outputs differ.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The reference graph.
+    #[arg(value_name = "ORIGINAL")]
+    original: PathBuf,
+    /// The graph to check against it.
+    #[arg(value_name = "OPTIMIZED")]
+    optimized: PathBuf,
+    /// Seed of the input generator.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Comma-separated inputs to feed (default: the original's Placeholders).
+    #[arg(long, default_value = "", value_name = "NAMES")]
+    inputs: String,
+    /// Comma-separated outputs to compare (default: the original's likely outputs).
+    #[arg(long, default_value = "", value_name = "NAMES")]
+    outputs: String,
+    /// Largest acceptable error relative to the output's magnitude.
+    #[arg(long, default_value_t = 1e-5)]
+    tolerance: f64,
+    /// Size used for dimensions the inputs leave unknown.
+    #[arg(long = "unknown_dim", default_value_t = 1)]
+    unknown_dim: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -83,6 +113,7 @@ fn main() -> ExitCode {
             list_transforms();
             Ok(())
         }
+        Command::Verify(args) => verify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +203,74 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     }
     // Report problems after the summary, as summarize_graph does, and fail.
     graph::validate(&loaded.graph).map_err(|source| Error::invalid_graph(path.clone(), source))
+}
+
+fn verify(args: &VerifyArgs) -> Result<(), Error> {
+    let original = load_valid(&args.original)?;
+    let optimized = load_valid(&args.optimized)?;
+    let options = graphopt_core::verify::VerifyOptions {
+        inputs: split_names(&args.inputs),
+        outputs: split_names(&args.outputs),
+        seed: args.seed,
+        unknown_dim: args.unknown_dim,
+    };
+    let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Encode {
+            what: "verify report as JSON".into(),
+            message: e.to_string(),
+        })?;
+        println!("{json}");
+    } else {
+        println!("seed {}, inputs: {}", report.seed, report.inputs.join(", "));
+        println!(
+            "{:<40} {:<16} {:>14} {:>14}",
+            "output", "shape", "max abs error", "max rel error"
+        );
+        for o in &report.outputs {
+            let shape = format!("{:?}", o.shape);
+            match o.exact_match {
+                Some(same) => println!(
+                    "{:<40} {:<16} {:>29}",
+                    o.name,
+                    shape,
+                    if same { "equal" } else { "DIFFERENT" }
+                ),
+                None => println!(
+                    "{:<40} {:<16} {:>14.3e} {:>14.3e}",
+                    o.name, shape, o.max_abs_error, o.max_rel_error
+                ),
+            }
+        }
+    }
+    let worst = report
+        .outputs
+        .iter()
+        .find(|o| o.exact_match == Some(false) || o.max_rel_error > args.tolerance);
+    match worst {
+        Some(o) => Err(Error::OverTolerance {
+            original: args.original.display().to_string(),
+            optimized: args.optimized.display().to_string(),
+            output: o.name.clone(),
+            error: if o.exact_match == Some(false) {
+                f64::INFINITY
+            } else {
+                o.max_rel_error
+            },
+            absolute: o.max_abs_error,
+            tolerance: args.tolerance,
+        }),
+        None => {
+            if !args.json {
+                println!(
+                    "worst relative error {:.3e} is within the tolerance {:e}",
+                    report.worst(),
+                    args.tolerance
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 fn print_warnings(warnings: &[String]) {

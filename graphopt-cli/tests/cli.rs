@@ -387,3 +387,53 @@ fn bad_transform_strings_and_names_fail_with_one_line() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn verify_accepts_an_exact_rewrite_and_rejects_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("tf1_conv_bn.pb");
+    let good = dir.path().join("good.pb");
+    let bad = dir.path().join("bad.pb");
+    let pipeline = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants fold_batch_norms fold_old_batch_norms sort_by_execution_order";
+    let mut args = transform_args(&input, &good, pipeline);
+    args.extend(["--inputs=input".to_string(), "--outputs=probs".to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(graphopt(&refs).status.success());
+    let output = graphopt(&[
+        "verify",
+        input.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--seed",
+        "7",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("probs") && text.contains("within the tolerance"),
+        "{text}"
+    );
+    // JSON report.
+    let output = graphopt(&[
+        "verify",
+        "--json",
+        input.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(json["outputs"][0]["max_rel_error"].as_f64().unwrap() < 1e-5);
+
+    assert!(
+        run_transform(&input, &bad, "rename_op(old_op_name=Relu, new_op_name=Elu)")
+            .status
+            .success()
+    );
+    let output = graphopt(&["verify", input.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_clean_failure(
+        &output,
+        &[
+            "bad.pb differs from",
+            "output 'probs'",
+            "over the tolerance",
+        ],
+    );
+}

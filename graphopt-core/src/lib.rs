@@ -19,6 +19,7 @@ pub mod summary;
 pub mod tensor;
 pub mod text_format;
 pub mod transforms;
+pub mod verify;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -36,13 +36,25 @@ pub use cast::cast as cast_tensor;
 mod slicing;
 
 /// A failure while evaluating, naming the node.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node '{node}' ({op}): {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalError {
     pub node: String,
+    /// Empty when the problem is a name that is not in the graph.
     pub op: String,
     pub message: String,
 }
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.op.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "node '{}' ({}): {}", self.node, self.op, self.message)
+        }
+    }
+}
+
+impl std::error::Error for EvalError {}
 
 /// A kernel's own error; the executor adds the node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
