@@ -1,7 +1,9 @@
 //! The op-name -> kernel table. Each entry checks its input count and delegates to the family
 //! module that implements it.
 
-use super::{attrs, cast, conv, einsum, elementwise, fail, matmul, nn, reduce, shape_ops, slicing};
+use super::{
+    attrs, cast, conv, einsum, elementwise, fail, matmul, nn, quantized, reduce, shape_ops, slicing,
+};
 use super::{KernelContext, KernelError, KernelResult};
 use crate::tensor::{Data, Tensor};
 
@@ -311,6 +313,10 @@ pub fn lookup(op: &str) -> Option<Kernel> {
             }
         },
         "Einsum" => |ctx, inputs| one(einsum::einsum(ctx, inputs)),
+        "Dequantize" => |ctx, inputs| {
+            let [q, lo, hi] = take(inputs)?;
+            one(quantized::dequantize(ctx, q, lo, hi))
+        },
         "Conv2D" | "DepthwiseConv2dNative" => |ctx, inputs| {
             let [x, f] = take(inputs)?;
             one(conv::conv2d(ctx, x, f))

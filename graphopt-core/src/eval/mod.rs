@@ -28,6 +28,7 @@ mod elementwise;
 pub mod kernels;
 mod matmul;
 mod nn;
+mod quantized;
 mod reduce;
 mod shape_ops;
 pub mod shapes;

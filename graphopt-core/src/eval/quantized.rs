@@ -1,0 +1,68 @@
+//! Dequantize (MIN_FIRST and MIN_COMBINED), the op `quantize_weights` leaves in a graph.
+
+use ndarray::ArrayD;
+
+use super::{attrs, cast::to_f64_vec, fail, KernelContext, KernelError};
+use crate::proto::DataType;
+use crate::tensor::{Data, Tensor};
+
+fn scalar(t: &Tensor) -> Result<f32, KernelError> {
+    match to_f64_vec(t)?.as_slice() {
+        [v] => Ok(*v as f32),
+        _ => fail("min_range and max_range must be scalars"),
+    }
+}
+
+/// Codes as i64 with the type's lowest value and number of bits.
+fn codes(t: &Tensor) -> Result<(ArrayD<i64>, i64, u32), KernelError> {
+    Ok(match (t.dtype(), t.data()) {
+        (DataType::DtQuint8, Data::U8(a)) => (a.mapv(i64::from), 0, 8),
+        (DataType::DtQint8, Data::I8(a)) => (a.mapv(i64::from), -128, 8),
+        (DataType::DtQuint16, Data::U16(a)) => (a.mapv(i64::from), 0, 16),
+        (DataType::DtQint16, Data::I16(a)) => (a.mapv(i64::from), -32768, 16),
+        _ => return fail(format!("Dequantize of {:?} is not supported", t.dtype())),
+    })
+}
+
+pub fn dequantize(
+    ctx: &KernelContext<'_>,
+    input: &Tensor,
+    min: &Tensor,
+    max: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let (q, lowest, bits) = codes(input)?;
+    let (min, max) = (scalar(min)?, scalar(max)?);
+    let mode = attrs::string(ctx.node, "mode").unwrap_or_else(|| "MIN_COMBINED".into());
+    if attrs::int(ctx.node, "axis").unwrap_or(-1) != -1 {
+        return fail("per-axis Dequantize is not supported by graphopt's evaluator");
+    }
+    let steps = (1i64 << bits) as f64;
+    let out = match mode.as_str() {
+        // TensorFlow's Eigen path: float arithmetic with the minimum rounded to a step.
+        "MIN_FIRST" => {
+            let scale = (f64::from(max - min) / (steps - 1.0)) as f32;
+            let min_rounded = if max == min {
+                min
+            } else {
+                (min / scale).round() * scale
+            };
+            let lowest = lowest as f32;
+            q.mapv(|v| (v as f32 - lowest) * scale + min_rounded)
+        }
+        "MIN_COMBINED" => {
+            let half = if lowest < 0 {
+                (steps / 2.0) as f32
+            } else {
+                0.0
+            };
+            let span = ((steps - 1.0) as f32).max(1.0);
+            q.mapv(|v| ((v as f32 + half) * (max - min)) / span + min)
+        }
+        other => {
+            return fail(format!(
+                "Dequantize mode {other} is not supported by graphopt's evaluator"
+            ))
+        }
+    };
+    Ok(Tensor::from_data(Data::F32(out)))
+}

@@ -1,0 +1,174 @@
+//! quantize_weights and round_weights against TensorFlow's Graph Transform Tool output
+//! (tests/fixtures/expected/NAME.quantize_weights.pb and NAME.round_weights.pb).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use graphopt_core::edit::const_value;
+use graphopt_core::proto::GraphDef;
+use graphopt_core::tensor::Data;
+use graphopt_core::transforms::{self, Registry};
+use graphopt_core::{io, weights};
+
+fn apply(model: &str, transform_string: &str) -> GraphDef {
+    let (inputs, outputs) = common::io_names(model);
+    let mut graph = common::load(model);
+    let specs = transforms::parse(transform_string).unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &inputs,
+        &outputs,
+    )
+    .unwrap();
+    graph
+}
+
+fn tensorflow_result(model: &str, key: &str) -> GraphDef {
+    io::read_graph(
+        common::fixtures()
+            .join("expected")
+            .join(format!("{model}.{key}.pb")),
+    )
+    .unwrap()
+    .graph
+}
+
+fn consts(graph: &GraphDef) -> HashMap<&str, graphopt_core::tensor::Tensor> {
+    graph
+        .node
+        .iter()
+        .filter_map(|n| const_value(n).map(|v| (n.name.as_str(), v)))
+        .collect()
+}
+
+fn gzip_size(graph: &GraphDef) -> usize {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&io::encode_graph(graph)).unwrap();
+    encoder.finish().unwrap().len()
+}
+
+#[test]
+fn quantized_codes_are_bit_exact_with_tensorflow() {
+    let mut compared = 0;
+    for name in common::MODELS {
+        let ours = apply(name, "quantize_weights(minimum_size=16)");
+        let theirs = tensorflow_result(name, "quantize_weights");
+        let ours_ops: Vec<(&str, &str)> = ours
+            .node
+            .iter()
+            .map(|n| (n.name.as_str(), n.op.as_str()))
+            .collect();
+        let theirs_ops: Vec<(&str, &str)> = theirs
+            .node
+            .iter()
+            .map(|n| (n.name.as_str(), n.op.as_str()))
+            .collect();
+        let mut sorted_ours = ours_ops.clone();
+        let mut sorted_theirs = theirs_ops.clone();
+        sorted_ours.sort();
+        sorted_theirs.sort();
+        assert_eq!(sorted_ours, sorted_theirs, "{name}: different nodes");
+        let (our_consts, their_consts) = (consts(&ours), consts(&theirs));
+        for node in theirs.node.iter().filter(|n| n.op == "Dequantize") {
+            let base = &node.name;
+            let their_max = &their_consts[format!("{base}_quantized_max").as_str()];
+            let their_max = weights::floats(their_max).unwrap()[0];
+            let our_codes = &our_consts[format!("{base}_quantized_const").as_str()];
+            if their_max <= f64::from(f32::MIN_POSITIVE) {
+                // TensorFlow's FLT_MIN maximum: its range is degenerate and dequantizes to NaN;
+                // ours must dequantize to finite values.
+                continue;
+            }
+            for suffix in ["_quantized_const", "_quantized_min", "_quantized_max"] {
+                let key = format!("{base}{suffix}");
+                assert_eq!(
+                    our_consts[key.as_str()],
+                    their_consts[key.as_str()],
+                    "{name}: {key} differs from TensorFlow"
+                );
+            }
+            assert!(matches!(our_codes.data(), Data::U8(_)));
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} quantized tensors compared");
+}
+
+#[test]
+fn quantized_graphs_stay_close_and_small() {
+    for name in common::MODELS {
+        let original = common::load(name);
+        let ours = apply(name, "quantize_weights(minimum_size=16)");
+        // Every weight moves by at most half a quantization step (plus float rounding).
+        let originals = consts(&original);
+        let our_consts = consts(&ours);
+        let dequantized: Vec<_> = ours.node.iter().filter(|n| n.op == "Dequantize").collect();
+        for node in &dequantized {
+            let before = weights::floats(&originals[node.name.as_str()]).unwrap();
+            let min = weights::floats(&our_consts[format!("{}_quantized_min", node.name).as_str()])
+                .unwrap()[0];
+            let max = weights::floats(&our_consts[format!("{}_quantized_max", node.name).as_str()])
+                .unwrap()[0];
+            let after = graphopt_core::eval::evaluate(
+                &ours,
+                &Default::default(),
+                &[node.name.clone()],
+                Default::default(),
+            )
+            .unwrap();
+            let after = weights::floats(&after[0]).unwrap();
+            let half_step = (max - min) / 255.0 / 2.0;
+            for (b, a) in before.iter().zip(&after) {
+                assert!(
+                    a.is_finite() && (a - b).abs() <= half_step * 1.001 + 1e-7,
+                    "{name} {}: {b} -> {a} (half step {half_step})",
+                    node.name
+                );
+            }
+        }
+        // Outputs stay close to TensorFlow's, and where TensorFlow's own quantized graph
+        // produced numbers, no worse than it.
+        let outputs = common::run_fixture(name, &ours);
+        let expected = common::expected(name);
+        for (k, value) in outputs.iter().enumerate() {
+            let theirs = common::tensor(name, &format!("output_{k}.pb"));
+            let (rel, abs) = common::relative_error(value, &theirs);
+            let tf_error = expected["quantize_weights"]["tensorflow_max_abs_error"][k].as_f64();
+            println!("{name}: quantized output error {abs:.3e} (relative {rel:.3e}); TensorFlow's own: {tf_error:?}");
+            assert!(rel < 0.02, "{name}: relative error {rel}");
+            if let Some(tf_error) = tf_error {
+                assert!(
+                    abs <= tf_error * 1.01 + 1e-6,
+                    "{name}: {abs} worse than TensorFlow's {tf_error}"
+                );
+            }
+        }
+    }
+    let original = io::encode_graph(&common::load("dense_mlp")).len();
+    let quantized = io::encode_graph(&apply("dense_mlp", "quantize_weights")).len();
+    let ratio = quantized as f64 / original as f64;
+    println!("dense_mlp: {original} -> {quantized} bytes ({ratio:.3}x)");
+    assert!(ratio <= 0.27, "quantized size ratio {ratio}");
+}
+
+#[test]
+fn rounded_weights_compress_at_least_as_well_as_tensorflows() {
+    for name in common::MODELS {
+        let ours = apply(name, "round_weights(num_steps=256)");
+        let mut theirs = tensorflow_result(name, "round_weights");
+        // TensorFlow's tool drops `versions` (and adds an empty library); compare weights only.
+        theirs.versions = ours.versions.clone();
+        theirs.library = ours.library.clone();
+        let original = common::load(name);
+        let (a, b, o) = (gzip_size(&ours), gzip_size(&theirs), gzip_size(&original));
+        println!("{name}: gzip original {o}, TensorFlow {b}, graphopt {a}");
+        assert!(a <= b, "{name}: ours {a} > TensorFlow's {b} bytes gzipped");
+        let outputs = common::run_fixture(name, &ours);
+        let (rel, _) = common::relative_error(&outputs[0], &common::tensor(name, "output_0.pb"));
+        assert!(rel < 0.02, "{name}: relative error {rel}");
+    }
+}
