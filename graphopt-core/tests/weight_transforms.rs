@@ -116,7 +116,7 @@ fn quantized_graphs_stay_close_and_small() {
             let after = graphopt_core::eval::evaluate(
                 &ours,
                 &Default::default(),
-                &[node.name.clone()],
+                std::slice::from_ref(&node.name),
                 Default::default(),
             )
             .unwrap();
