@@ -282,3 +282,21 @@ fn shared_weights_are_copied_not_scaled_twice() {
     );
     assert_matches_tensorflow("bn_patterns", &graph, 1e-5);
 }
+
+#[test]
+fn flatten_atrous_conv_makes_one_dilated_convolution() {
+    let graph = apply("atrous_conv", "fold_constants flatten_atrous_conv");
+    assert_matches_tensorflow("atrous_conv", &graph, 1e-5);
+    assert_eq!(count(&graph, "SpaceToBatchND"), 0);
+    assert_eq!(count(&graph, "BatchToSpaceND"), 0);
+    let paddings: Vec<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op.contains("Conv"))
+        .map(|n| graphopt_core::eval::attrs::string(n, "padding").unwrap())
+        .collect();
+    assert!(
+        paddings.contains(&"SAME".to_string()) && paddings.contains(&"VALID".to_string()),
+        "{paddings:?}"
+    );
+}

@@ -313,6 +313,14 @@ pub fn lookup(op: &str) -> Option<Kernel> {
             }
         },
         "Einsum" => |ctx, inputs| one(einsum::einsum(ctx, inputs)),
+        "SpaceToBatchND" => |ctx, inputs| {
+            let [x, b, p] = take(inputs)?;
+            one(slicing::space_to_batch(ctx, x, b, p))
+        },
+        "BatchToSpaceND" => |_, inputs| {
+            let [x, b, c] = take(inputs)?;
+            one(slicing::batch_to_space(x, b, c))
+        },
         "Dequantize" => |ctx, inputs| {
             let [q, lo, hi] = take(inputs)?;
             one(quantized::dequantize(ctx, q, lo, hi))

@@ -66,6 +66,11 @@ pub fn reshaped<T: Clone>(a: &ArrayD<T>, dims: &[usize]) -> Result<ArrayD<T>, Ke
         .into_shape_with_order(IxDyn(dims))?)
 }
 
+/// `x` with new dimensions.
+pub fn reshape_to(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
+    reshape_data(x, dims)
+}
+
 fn reshape_data(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
     let data = map_data!(x.data(), a => reshaped(a, dims)?);
     Tensor::new(x.dtype(), data).map_err(Into::into)

@@ -140,6 +140,7 @@ fn roles(op: &str, count: usize) -> Option<Vec<Role>> {
         }
         "Squeeze" | "Unpack" => vec![data],
         "Slice" => vec![data, Const, Const],
+        "SpaceToBatchND" | "BatchToSpaceND" => vec![data, Const, Const],
         "StridedSlice" => vec![data, Const, Const, Const],
         "PadV2" => vec![data, Const, data],
         "GatherV2" => vec![data, D(i32_dummy), Const],

@@ -299,3 +299,114 @@ pub fn gather_nd(params: &Tensor, indices: &Tensor) -> Result<Tensor, KernelErro
     let data = map_data!(params.data(), a => reshaped(&reshaped(a, &flat_dims)?.select(Axis(0), &flat), &out_dims)?);
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
+
+fn block_args(
+    block: &Tensor,
+    pads: &Tensor,
+    rank: usize,
+) -> Result<(Vec<usize>, Vec<(usize, usize)>), KernelError> {
+    let block: Vec<usize> = to_i64_vec(block)?
+        .into_iter()
+        .map(|b| usize::try_from(b).ok().filter(|&b| b > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| KernelError("block_shape must be positive".into()))?;
+    if block.is_empty() || block.len() + 1 > rank {
+        return fail(format!(
+            "block_shape of {} dimensions does not fit rank {rank}",
+            block.len()
+        ));
+    }
+    let pads = paddings(pads, block.len())?;
+    Ok((block, pads))
+}
+
+/// SpaceToBatchND: zero-pads the spatial dimensions and moves blocks of them into the batch.
+pub fn space_to_batch(
+    ctx: &KernelContext<'_>,
+    x: &Tensor,
+    block: &Tensor,
+    pads: &Tensor,
+) -> Result<Tensor, KernelError> {
+    let dims = x.shape().to_vec();
+    let (block, pads) = block_args(block, pads, dims.len())?;
+    let m = block.len();
+    let mut full_pads = vec![(0, 0); dims.len()];
+    full_pads[1..=m].copy_from_slice(&pads);
+    let flat: Vec<i64> = full_pads
+        .iter()
+        .flat_map(|&(a, b)| [a as i64, b as i64])
+        .collect();
+    let pad_tensor = Tensor::from_data(crate::tensor::Data::I64(ArrayD::from_shape_vec(
+        IxDyn(&[dims.len(), 2]),
+        flat,
+    )?));
+    let padded = pad(ctx, x, &pad_tensor, None)?;
+    let p = padded.shape().to_vec();
+    // [N, H/bh, bh, W/bw, bw, rest] -> [bh, bw, N, H/bh, W/bw, rest] -> [bh*bw*N, H/bh, W/bw, rest]
+    let mut split = vec![p[0]];
+    for (i, &b) in block.iter().enumerate() {
+        if p[i + 1] % b != 0 {
+            return fail(format!(
+                "padded dimension {} is not a multiple of the block {b}",
+                p[i + 1]
+            ));
+        }
+        split.extend([p[i + 1] / b, b]);
+    }
+    split.extend_from_slice(&p[m + 1..]);
+    let reshaped_x = super::shape_ops::reshape_to(&padded, &split)?;
+    let mut perm: Vec<usize> = (0..m).map(|i| 2 + 2 * i).collect();
+    perm.push(0);
+    perm.extend((0..m).map(|i| 1 + 2 * i));
+    perm.extend(2 * m + 1..split.len());
+    let moved = super::shape_ops::permute(&reshaped_x, &perm)?;
+    let mut out = vec![p[0] * block.iter().product::<usize>()];
+    out.extend((0..m).map(|i| p[i + 1] / block[i]));
+    out.extend_from_slice(&p[m + 1..]);
+    super::shape_ops::reshape_to(&moved, &out)
+}
+
+/// BatchToSpaceND: the inverse, moving batch blocks back into space, then cropping.
+pub fn batch_to_space(x: &Tensor, block: &Tensor, crops: &Tensor) -> Result<Tensor, KernelError> {
+    let dims = x.shape().to_vec();
+    let (block, crops) = block_args(block, crops, dims.len())?;
+    let m = block.len();
+    let prod: usize = block.iter().product();
+    if dims[0] % prod != 0 {
+        return fail(format!(
+            "batch {} is not a multiple of the block size {prod}",
+            dims[0]
+        ));
+    }
+    let n = dims[0] / prod;
+    // [bh, bw, N, H, W, rest] -> [N, H, bh, W, bw, rest] -> [N, H*bh, W*bw, rest]
+    let mut split = block.clone();
+    split.push(n);
+    split.extend_from_slice(&dims[1..]);
+    let reshaped_x = super::shape_ops::reshape_to(x, &split)?;
+    let mut perm = vec![m];
+    for i in 0..m {
+        perm.extend([m + 1 + i, i]);
+    }
+    perm.extend(2 * m + 1..split.len());
+    let moved = super::shape_ops::permute(&reshaped_x, &perm)?;
+    let mut full = vec![n];
+    full.extend((0..m).map(|i| dims[i + 1] * block[i]));
+    full.extend_from_slice(&dims[m + 1..]);
+    let spread = super::shape_ops::reshape_to(&moved, &full)?;
+    let mut begin = vec![0i64; full.len()];
+    let mut size: Vec<i64> = full.iter().map(|&d| d as i64).collect();
+    for (i, &(a, b)) in crops.iter().enumerate() {
+        if a + b > full[i + 1] {
+            return fail("crops are larger than the output");
+        }
+        begin[i + 1] = a as i64;
+        size[i + 1] = (full[i + 1] - a - b) as i64;
+    }
+    let vector = |v: Vec<i64>| {
+        Tensor::from_data(crate::tensor::Data::I64(
+            ndarray::Array1::from(v).into_dyn(),
+        ))
+    };
+    slice(&spread, &vector(begin), &vector(size))
+}

@@ -12,6 +12,7 @@ use crate::proto::GraphDef;
 
 pub mod spec;
 
+mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
@@ -186,6 +187,7 @@ impl Registry {
     /// Every built-in transform.
     pub fn with_builtins() -> Self {
         let mut registry = Registry::new();
+        registry.register(flatten_atrous_conv::FlattenAtrousConv);
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(fold_old_batch_norms::FoldOldBatchNorms);
