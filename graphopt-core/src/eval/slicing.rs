@@ -300,11 +300,10 @@ pub fn gather_nd(params: &Tensor, indices: &Tensor) -> Result<Tensor, KernelErro
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
 
-fn block_args(
-    block: &Tensor,
-    pads: &Tensor,
-    rank: usize,
-) -> Result<(Vec<usize>, Vec<(usize, usize)>), KernelError> {
+/// Block sizes and per-dimension (before, after) amounts of SpaceToBatchND/BatchToSpaceND.
+type BlockArgs = (Vec<usize>, Vec<(usize, usize)>);
+
+fn block_args(block: &Tensor, pads: &Tensor, rank: usize) -> Result<BlockArgs, KernelError> {
     let block: Vec<usize> = to_i64_vec(block)?
         .into_iter()
         .map(|b| usize::try_from(b).ok().filter(|&b| b > 0))
