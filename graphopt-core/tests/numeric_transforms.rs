@@ -300,3 +300,237 @@ fn flatten_atrous_conv_makes_one_dilated_convolution() {
         "{paddings:?}"
     );
 }
+
+mod synthetic {
+    //! Forms TensorFlow's CPU build cannot run (NCHW convolutions, the deprecated
+    //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the
+    //! unfolded graph, whose kernels the TensorFlow vectors cover in NHWC.
+
+    use graphopt_core::edit::const_node;
+    use graphopt_core::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+    use graphopt_core::tensor::{Data, Tensor};
+    use ndarray::{ArrayD, IxDyn};
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32
+                    / 500.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    pub fn constant(name: &str, dims: &[usize], seed: u32, positive: bool) -> NodeDef {
+        let n = dims.iter().product();
+        let mut v = values(n, seed);
+        if positive {
+            v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+        }
+        let t = Tensor::from_data(Data::F32(ArrayD::from_shape_vec(IxDyn(dims), v).unwrap()));
+        const_node(name.into(), String::new(), &t)
+    }
+
+    pub fn node(
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        attrs: &[(&str, attr_value::Value)],
+    ) -> NodeDef {
+        let mut n = NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        n.attr.insert(
+            "T".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
+            },
+        );
+        for (k, v) in attrs {
+            n.attr.insert(
+                k.to_string(),
+                AttrValue {
+                    value: Some(v.clone()),
+                },
+            );
+        }
+        n
+    }
+
+    pub fn s(v: &str) -> attr_value::Value {
+        attr_value::Value::S(bytes::Bytes::from(v.as_bytes().to_vec()))
+    }
+
+    pub fn ints(v: &[i64]) -> attr_value::Value {
+        attr_value::Value::List(attr_value::ListValue {
+            i: v.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    pub fn placeholder(name: &str, dims: &[i64]) -> NodeDef {
+        let mut n = NodeDef {
+            name: name.into(),
+            op: "Placeholder".into(),
+            ..Default::default()
+        };
+        n.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
+            },
+        );
+        n.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Shape(
+                    graphopt_core::proto::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&size| graphopt_core::proto::tensor_shape_proto::Dim {
+                                size,
+                                name: String::new(),
+                            })
+                            .collect(),
+                        unknown_rank: false,
+                    },
+                )),
+            },
+        );
+        n
+    }
+
+    pub fn graph(nodes: Vec<NodeDef>) -> GraphDef {
+        GraphDef {
+            node: nodes,
+            ..Default::default()
+        }
+    }
+}
+
+fn fold_and_compare(graph: graphopt_core::proto::GraphDef, output: &str, removed_op: &str) {
+    let mut folded = graph.clone();
+    run_on(
+        &mut folded,
+        "fold_constants fold_batch_norms fold_old_batch_norms",
+        &[output],
+    )
+    .unwrap();
+    assert_eq!(
+        count(&folded, removed_op),
+        0,
+        "{removed_op} left: {:?}",
+        folded
+            .node
+            .iter()
+            .map(|n| (&n.name, &n.op))
+            .collect::<Vec<_>>()
+    );
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec![output.to_string()],
+        seed: 3,
+        unknown_dim: 1,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&graph, &folded, &options).unwrap();
+    assert!(report.worst() < 1e-5, "{report:?}");
+}
+
+#[test]
+fn nchw_fused_batch_norm_after_conv_folds() {
+    use graphopt_core::proto::attr_value;
+    use synthetic::*;
+    let nchw = s("NCHW");
+    let g = graph(vec![
+        placeholder("x", &[1, 3, 7, 6]),
+        constant("w", &[3, 3, 3, 4], 1, false),
+        node(
+            "conv",
+            "Conv2D",
+            &["x", "w"],
+            &[
+                ("data_format", nchw.clone()),
+                ("strides", ints(&[1, 1, 2, 1])),
+                ("padding", s("SAME")),
+            ],
+        ),
+        constant("bias", &[4], 2, false),
+        node(
+            "bias_add",
+            "BiasAdd",
+            &["conv", "bias"],
+            &[("data_format", nchw.clone())],
+        ),
+        constant("gamma", &[4], 3, true),
+        constant("beta", &[4], 4, false),
+        constant("mean", &[4], 5, false),
+        constant("var", &[4], 6, true),
+        node(
+            "bn",
+            "FusedBatchNormV3",
+            &["bias_add", "gamma", "beta", "mean", "var"],
+            &[
+                ("data_format", nchw),
+                ("epsilon", attr_value::Value::F(1e-3)),
+                ("is_training", attr_value::Value::B(false)),
+                ("U", attr_value::Value::Type(1)),
+            ],
+        ),
+        node("relu", "Relu", &["bn"], &[]),
+    ]);
+    fold_and_compare(g, "relu", "FusedBatchNormV3");
+}
+
+#[test]
+fn batch_norm_with_global_normalization_folds() {
+    use graphopt_core::proto::attr_value;
+    use synthetic::*;
+    let g = graph(vec![
+        placeholder("x", &[1, 5, 5, 2]),
+        constant("w", &[3, 3, 2, 3], 7, false),
+        node(
+            "conv",
+            "DepthwiseConv2dNative",
+            &["x", "w"],
+            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("VALID"))],
+        ),
+        constant("mean", &[6], 8, false),
+        constant("var", &[6], 9, true),
+        constant("beta", &[6], 10, false),
+        constant("gamma", &[6], 11, true),
+        node(
+            "bn",
+            "BatchNormWithGlobalNormalization",
+            &["conv", "mean", "var", "beta", "gamma"],
+            &[
+                ("variance_epsilon", attr_value::Value::F(1e-3)),
+                ("scale_after_normalization", attr_value::Value::B(true)),
+            ],
+        ),
+    ]);
+    fold_and_compare(g, "bn", "BatchNormWithGlobalNormalization");
+}
+
+#[test]
+fn matmul_transpose_b_with_per_channel_mul_and_add_folds() {
+    use graphopt_core::proto::attr_value;
+    use synthetic::*;
+    let g = graph(vec![
+        placeholder("x", &[2, 6]),
+        constant("w", &[4, 6], 12, false),
+        node(
+            "mm",
+            "MatMul",
+            &["x", "w"],
+            &[("transpose_b", attr_value::Value::B(true))],
+        ),
+        constant("scale", &[4], 13, true),
+        node("mul", "Mul", &["scale", "mm"], &[]),
+        constant("shift", &[1, 4], 14, false),
+        node("sub", "Sub", &["mul", "shift"], &[]),
+    ]);
+    fold_and_compare(g, "sub", "Mul");
+}
