@@ -534,3 +534,42 @@ fn matmul_transpose_b_with_per_channel_mul_and_add_folds() {
     ]);
     fold_and_compare(g, "sub", "Mul");
 }
+
+const HOSTILE_OUTER_PRODUCT: &str = r#"
+node { name: "column" op: "Fill" input: "column_dims" input: "one" attr { key: "T" value { type: DT_FLOAT } } attr { key: "index_type" value { type: DT_INT32 } } }
+node { name: "row" op: "Fill" input: "row_dims" input: "one" attr { key: "T" value { type: DT_FLOAT } } attr { key: "index_type" value { type: DT_INT32 } } }
+node { name: "column_dims" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 2 } } int_val: 200000 int_val: 1 } } } }
+node { name: "row_dims" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+       attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 2 } } int_val: 1 int_val: 200000 } } } }
+node { name: "one" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 1 } } } }
+node { name: "outer" op: "Mul" input: "column" input: "row" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "matrix" op: "MatMul" input: "column" input: "row" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+#[test]
+fn broadcasting_and_matmul_blowups_are_refused_before_allocating() {
+    // 200000 x 200000 floats would be 160 GB.
+    let mut graph = graph_from_text(HOSTILE_OUTER_PRODUCT);
+    run_on(&mut graph, "fold_constants", &["outer", "matrix"]).unwrap();
+    let ops: Vec<(&str, &str)> = graph
+        .node
+        .iter()
+        .map(|n| (n.name.as_str(), n.op.as_str()))
+        .collect();
+    assert!(
+        ops.contains(&("outer", "Mul")) && ops.contains(&("matrix", "MatMul")),
+        "{ops:?}"
+    );
+    for fetch in ["outer", "matrix"] {
+        let error = graphopt_core::eval::evaluate(
+            &graph,
+            &Default::default(),
+            &[fetch.into()],
+            Default::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("over the limit"), "{error}");
+    }
+}

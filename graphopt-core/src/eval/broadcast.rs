@@ -1,8 +1,35 @@
 //! NumPy/TensorFlow broadcasting for elementwise kernels.
 
+use std::cell::Cell;
+
 use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::{fail, KernelError};
+use crate::tensor::{checked_elements, Limits};
+
+thread_local! {
+    /// The byte limit of the kernel running on this thread (see [`with_limits`]).
+    static LIMIT: Cell<u64> = Cell::new(Limits::default().max_bytes);
+}
+
+/// Runs `f` with `limits` as the allocation bound of every kernel helper it calls, so
+/// broadcasting or a matrix product cannot build an output larger than the caller allows.
+pub fn with_limits<T>(limits: Limits, f: impl FnOnce() -> T) -> T {
+    let previous = LIMIT.with(|l| l.replace(limits.max_bytes));
+    let result = f();
+    LIMIT.with(|l| l.set(previous));
+    result
+}
+
+/// Refuses an output of `dims` with `element_size`-byte elements over the current limit.
+pub fn check_output(dims: &[usize], element_size: usize) -> Result<(), KernelError> {
+    let limits = Limits {
+        max_bytes: LIMIT.with(Cell::get),
+    };
+    checked_elements(dims, element_size, limits)
+        .map(|_| ())
+        .map_err(Into::into)
+}
 
 /// The shape two shapes broadcast to, or an error naming both.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, KernelError> {
@@ -40,6 +67,7 @@ pub fn zip2<A, B, C>(
     f: impl Fn(&A, &B) -> C,
 ) -> Result<ArrayD<C>, KernelError> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
+    check_output(&shape, std::mem::size_of::<C>())?;
     let av = a
         .broadcast(IxDyn(&shape))
         .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {shape:?}", a.shape())))?;
@@ -57,6 +85,7 @@ pub fn zip3<A, B, C, D>(
     f: impl Fn(&A, &B, &C) -> D,
 ) -> Result<ArrayD<D>, KernelError> {
     let shape = broadcast_shape(&broadcast_shape(a.shape(), b.shape())?, c.shape())?;
+    check_output(&shape, std::mem::size_of::<D>())?;
     let dim = IxDyn(&shape);
     let err = |s: &[usize]| KernelError(format!("cannot broadcast {s:?} to {shape:?}"));
     let av = a.broadcast(dim.clone()).ok_or_else(|| err(a.shape()))?;

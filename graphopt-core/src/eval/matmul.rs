@@ -46,6 +46,9 @@ fn batched<T: MatElem + Copy>(
         ));
     }
     let batch = broadcast_shape(&a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let mut out_dims = batch.clone();
+    out_dims.extend([am, ak.max(bn)]);
+    super::broadcast::check_output(&out_dims, std::mem::size_of::<T>().max(4))?;
     let count: usize = batch.iter().product();
     let broadcast = |x: &ArrayD<T>, rank: usize| -> Result<ArrayD<T>, KernelError> {
         let mut dims = batch.clone();

@@ -33,6 +33,7 @@ mod reduce;
 mod shape_ops;
 pub mod shapes;
 
+pub use broadcast::with_limits;
 pub use cast::cast as cast_tensor;
 mod slicing;
 
@@ -364,7 +365,8 @@ impl Executor<'_> {
             node,
             limits: self.options.limits,
         };
-        let outputs = kernel(&context, &tensors).map_err(|e| self.node_error(i, e.0))?;
+        let outputs = broadcast::with_limits(self.options.limits, || kernel(&context, &tensors))
+            .map_err(|e| self.node_error(i, e.0))?;
         for output in &outputs {
             if output.byte_size() as u64 > self.options.limits.max_bytes {
                 return Err(self.node_error(i, "output exceeds the evaluation size limit"));

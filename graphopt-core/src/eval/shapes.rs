@@ -313,6 +313,6 @@ fn by_dummy_run(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
             max_bytes: (MAX_DUMMY_ELEMENTS * 8) as u64,
         },
     };
-    let outputs = kernel(&ctx, &refs).ok()?;
+    let outputs = super::with_limits(ctx.limits, || kernel(&ctx, &refs)).ok()?;
     Some(outputs.iter().map(|t| Some(t.shape().to_vec())).collect())
 }

@@ -181,7 +181,9 @@ pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> Result<()> {
                         node,
                         limits: options.limits,
                     };
-                    if let Ok(outputs) = kernel(&ctx, &refs) {
+                    if let Ok(outputs) =
+                        crate::eval::with_limits(options.limits, || kernel(&ctx, &refs))
+                    {
                         if outputs
                             .iter()
                             .all(|t| t.byte_size() as u64 <= options.limits.max_bytes)
