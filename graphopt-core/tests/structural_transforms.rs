@@ -1,0 +1,169 @@
+//! strip_unused_nodes and remove_nodes on the cases where TensorFlow's versions break graphs.
+
+mod common;
+
+use graphopt_core::eval::attrs;
+use graphopt_core::proto::GraphDef;
+use graphopt_core::transforms::{self, Registry, TransformOutcome};
+
+fn run(graph: &mut GraphDef, transform_string: &str, inputs: &[&str], outputs: &[&str]) -> graphopt_core::Result<Vec<TransformOutcome>> {
+    let specs = transforms::parse(transform_string).unwrap();
+    let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    transforms::run(&Registry::with_builtins(), graph, &specs, &inputs, &outputs)
+}
+
+fn text(t: &str) -> GraphDef {
+    graphopt_core::text_format::parse(t).unwrap()
+}
+
+fn names(graph: &GraphDef) -> Vec<&str> {
+    graph.node.iter().map(|n| n.name.as_str()).collect()
+}
+
+fn node<'a>(graph: &'a GraphDef, name: &str) -> &'a graphopt_core::proto::NodeDef {
+    graph.node.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}: {:?}", names(graph)))
+}
+
+#[test]
+fn remove_nodes_keeps_the_while_loop_fixture_correct() {
+    let (inputs, outputs) = common::io_names("while_rnn");
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let mut graph = common::load("while_rnn");
+    let before = graph.node.len();
+    run(&mut graph, "remove_nodes(op=Identity, op=CheckNumerics)", &inputs, &outputs).unwrap();
+    assert!(graph.node.len() < before);
+    let value = &common::run_fixture("while_rnn", &graph)[0];
+    let (rel, _) = common::relative_error(value, &common::tensor("while_rnn", "output_0.pb"));
+    assert!(rel < 1e-6, "relative error {rel}");
+}
+
+const COND: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape {} } } }
+node { name: "p" op: "Placeholder" attr { key: "dtype" value { type: DT_BOOL } } attr { key: "shape" value { shape {} } } }
+node { name: "switch" op: "Switch" input: "x" input: "p" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "switch_t" op: "Identity" input: "switch:1" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "switch_f" op: "Identity" input: "switch:0" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "ten" op: "Const" input: "^switch_t" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 10 } } } }
+node { name: "then" op: "Mul" input: "switch_t" input: "ten" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "else" op: "Neg" input: "switch_f" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "merge" op: "Merge" input: "then" input: "else" attr { key: "T" value { type: DT_FLOAT } } attr { key: "N" value { i: 2 } } }
+node { name: "out" op: "Identity" input: "merge" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+fn run_cond(graph: &GraphDef, p: bool) -> f32 {
+    use graphopt_core::tensor::{Data, Tensor};
+    let feeds = [
+        ("x".to_string(), Tensor::from_data(Data::F32(ndarray::arr0(3.0f32).into_dyn()))),
+        ("p".to_string(), Tensor::from_data(Data::Bool(ndarray::arr0(p).into_dyn()))),
+    ]
+    .into_iter()
+    .collect();
+    let out = graphopt_core::eval::evaluate(graph, &feeds, &["out".into()], Default::default()).unwrap();
+    match out[0].data() {
+        Data::F32(a) => a.iter().copied().next().unwrap(),
+        _ => panic!(),
+    }
+}
+
+#[test]
+fn remove_nodes_keeps_the_identity_that_anchors_a_cond_branch() {
+    let original = text(COND);
+    assert_eq!((run_cond(&original, true), run_cond(&original, false)), (30.0, -3.0));
+    let mut graph = original.clone();
+    run(&mut graph, "remove_nodes(op=Identity)", &["x", "p"], &["out"]).unwrap();
+    // switch_t pins `ten` to the true branch; moving that control edge onto the Switch would
+    // make `ten` live on both branches. switch_f is a plain data hop and goes.
+    let kept = names(&graph);
+    assert!(kept.contains(&"switch_t") && !kept.contains(&"switch_f"), "{kept:?}");
+    assert_eq!(node(&graph, "else").input, ["switch:0"]);
+    assert_eq!((run_cond(&graph, true), run_cond(&graph, false)), (30.0, -3.0));
+}
+
+#[test]
+fn remove_nodes_moves_control_inputs_to_consumers() {
+    let mut graph = text(r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "init" op: "NoOp" }
+node { name: "id" op: "Identity" input: "x" input: "^init" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "y" op: "Relu" input: "id" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "z" op: "Relu" input: "x" input: "^id" attr { key: "T" value { type: DT_FLOAT } } }
+"#);
+    run(&mut graph, "remove_nodes(op=Identity)", &[], &["y", "z"]).unwrap();
+    assert!(!names(&graph).contains(&"id"));
+    assert_eq!(node(&graph, "y").input, ["x", "^init"]);
+    // ^id became ^x, which duplicates the data input x and is dropped; ^init moves over.
+    assert_eq!(node(&graph, "z").input, ["x", "^init"]);
+}
+
+#[test]
+fn outputs_are_protected_however_they_are_spelled() {
+    let mut graph = text(r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "Mul" op: "Identity" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "check" op: "CheckNumerics" input: "Mul" attr { key: "T" value { type: DT_FLOAT } } attr { key: "message" value { s: "m" } } }
+"#);
+    run(&mut graph, "remove_nodes(op=Identity, op=CheckNumerics)", &["x:0"], &["Mul:0", "check:0"]).unwrap();
+    assert_eq!(names(&graph), ["x", "Mul", "check"]);
+}
+
+const STRIP: &str = r#"
+node { name: "image" op: "Placeholder" attr { key: "dtype" value { type: DT_UINT8 } } attr { key: "shape" value { shape { dim { size: -1 } dim { size: 4 } } } } }
+node { name: "decoded" op: "Cast" input: "image" attr { key: "SrcT" value { type: DT_UINT8 } } attr { key: "DstT" value { type: DT_FLOAT } }
+       attr { key: "_output_shapes" value { list { shape { dim { size: -1 } dim { size: 4 } } } } } }
+node { name: "scaled" op: "Mul" input: "decoded" input: "scale" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "scale" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "mask" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { dim { size: -1 } dim { size: 4 } } } } }
+node { name: "out" op: "Add" input: "scaled" input: "mask" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "unused" op: "Relu" input: "mask" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+#[test]
+fn strip_unused_nodes_never_invents_a_scalar_shape() {
+    let mut graph = text(STRIP);
+    let outcomes = run(&mut graph, "strip_unused_nodes", &["decoded", "mask"], &["out"]).unwrap();
+    assert_eq!(names(&graph), ["decoded", "scaled", "scale", "mask", "out"]);
+    let decoded = node(&graph, "decoded");
+    assert_eq!(decoded.op, "Placeholder");
+    // The replaced input keeps its dtype and its recorded shape; TensorFlow's would be a
+    // float scalar.
+    assert_eq!(attrs::dtype(decoded, "dtype"), Some(graphopt_core::proto::DataType::DtFloat));
+    let dims: Vec<i64> = attrs::shape(decoded, "shape").unwrap().dim.iter().map(|d| d.size).collect();
+    assert_eq!(dims, [-1, 4]);
+    assert!(outcomes[0].warnings.is_empty());
+}
+
+#[test]
+fn strip_unused_nodes_refines_compatible_shapes_and_warns_on_conflicts() {
+    let mut graph = text(STRIP);
+    run(&mut graph, r#"strip_unused_nodes(type=float, shape="1,4")"#, &["decoded", "mask"], &["out"]).unwrap();
+    let dims = |name: &str, g: &GraphDef| -> Vec<i64> { attrs::shape(node(g, name), "shape").unwrap().dim.iter().map(|d| d.size).collect() };
+    assert_eq!(dims("mask", &graph), [1, 4]);
+    assert_eq!(dims("decoded", &graph), [1, 4]);
+
+    let mut graph = text(STRIP);
+    let outcomes = run(&mut graph, r#"strip_unused_nodes(shape="1,3")"#, &["decoded", "mask"], &["out"]).unwrap();
+    assert_eq!(dims("mask", &graph), [-1, 4], "a conflicting shape must not be applied silently");
+    assert!(outcomes[0].warnings.iter().any(|w| w.contains("'mask' keeps its shape [?,4]; shape=[1,3] disagrees")), "{:?}", outcomes[0].warnings);
+
+    let mut graph = text(STRIP);
+    let outcomes = run(&mut graph, r#"strip_unused_nodes(name=mask, type_for_name=half, shape_for_name="2,4")"#, &["decoded", "mask"], &["out"]).unwrap();
+    assert_eq!(dims("mask", &graph), [2, 4]);
+    assert_eq!(attrs::dtype(node(&graph, "mask"), "dtype"), Some(graphopt_core::proto::DataType::DtHalf));
+    assert!(outcomes[0].warnings.iter().any(|w| w.contains("changes type")), "{:?}", outcomes[0].warnings);
+}
+
+#[test]
+fn strip_unused_nodes_reports_bad_names_and_ports() {
+    let mut graph = text(STRIP);
+    let error = run(&mut graph, "strip_unused_nodes", &["nope"], &["out"]).unwrap_err();
+    assert!(error.to_string().contains("'nope'"), "{error}");
+    let mut graph = text(STRIP);
+    let error = run(&mut graph, "strip_unused_nodes", &["mask"], &[]).unwrap_err();
+    assert!(error.to_string().contains("needs --outputs"), "{error}");
+    let mut graph = text(STRIP);
+    let error = run(&mut graph, r#"strip_unused_nodes(name=out)"#, &["mask"], &["out"]).unwrap_err();
+    assert!(error.to_string().contains("not one of --inputs"), "{error}");
+}
