@@ -14,6 +14,7 @@ pub mod eval;
 pub mod graph;
 pub mod io;
 pub mod ops;
+pub mod pattern;
 pub mod proto;
 pub mod summary;
 pub mod tensor;

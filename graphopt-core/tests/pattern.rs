@@ -1,0 +1,106 @@
+//! The pattern API, and an application-defined transform built on it, registered by name.
+
+use std::collections::HashSet;
+
+use graphopt_core::pattern::{self, Pattern};
+use graphopt_core::proto::{GraphDef, NodeDef};
+use graphopt_core::transforms::{self, Registry, Transform, TransformContext};
+
+fn text(t: &str) -> GraphDef {
+    graphopt_core::text_format::parse(t).unwrap()
+}
+
+const CHAIN: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 1 } dim { size: 1 } } float_val: 2 } } } }
+node { name: "conv" op: "Conv2D" input: "x" input: "w" attr { key: "T" value { type: DT_FLOAT } } attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "SAME" } } }
+node { name: "r1" op: "Relu" input: "conv" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "r2" op: "Relu" input: "r1" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "r3" op: "Relu" input: "r2" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "side" op: "Tanh" input: "r1" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+#[test]
+fn patterns_parse_and_print() {
+    let p = Pattern::parse("Relu|Relu6( Conv2D|DepthwiseConv2dNative(*, Const) )").unwrap();
+    assert_eq!(p.to_string(), "Relu|Relu6(Conv2D|DepthwiseConv2dNative(*, Const))");
+    assert_eq!(p, Pattern::with_inputs("Relu|Relu6", vec![Pattern::with_inputs("Conv2D|DepthwiseConv2dNative", vec![Pattern::any(), Pattern::op("Const")])]));
+    assert!(Pattern::parse("Relu(").is_err());
+    assert!(Pattern::parse("Relu(x,,y)").is_err());
+    assert!(Pattern::parse("Relu)x").is_err());
+}
+
+#[test]
+fn matches_respect_alternatives_input_counts_and_never_overlap() {
+    let graph = text(CHAIN);
+    let names = |ms: Vec<pattern::Match>| -> Vec<Vec<String>> {
+        ms.iter().map(|m| m.nodes().iter().map(|&i| graph.node[i].name.clone()).collect()).collect()
+    };
+    let conv = Pattern::parse("Relu|Relu6(Conv2D(*, Const))").unwrap();
+    assert_eq!(names(pattern::find(&graph, &conv)), [["r1", "conv", "x", "w"]]);
+    // Two Relus in a row: r1-r2 matches, r2 cannot start a second overlapping match, r3 can't
+    // pair with the already used r2.
+    let double = Pattern::parse("Relu(Relu)").unwrap();
+    assert_eq!(names(pattern::find(&graph, &double)), [["r2", "r1"]]);
+    // Input counts must match exactly.
+    assert!(pattern::find(&graph, &Pattern::parse("Conv2D(*)").unwrap()).is_empty());
+}
+
+#[test]
+fn replacement_refuses_to_drop_a_node_read_outside_the_match() {
+    let mut graph = text(CHAIN);
+    let double = Pattern::parse("Relu(Relu)").unwrap();
+    // Collapsing r2(r1(x)) into one Relu named r2 would drop r1, which `side` reads.
+    let result = pattern::replace(&mut graph, &double, &HashSet::new(), |g, m| {
+        let outer = &g.node[m.node];
+        let inner = &g.node[m.inputs[0].node];
+        Some(vec![NodeDef { input: inner.input.clone(), ..outer.clone() }])
+    });
+    assert_eq!(result.count, 0);
+    assert_eq!(result.refused.len(), 1, "{result:?}");
+    assert!(result.refused[0].contains("'r1'"));
+    assert_eq!(graph, text(CHAIN), "a refused replacement must leave the graph as it was");
+}
+
+/// An application's own transform: collapse chains of Relu, which are idempotent.
+struct CollapseRelus;
+
+impl Transform for CollapseRelus {
+    fn name(&self) -> &str {
+        "collapse_relus"
+    }
+
+    fn summary(&self) -> &str {
+        "Relu(Relu(x)) -> Relu(x)"
+    }
+
+    fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> graphopt_core::Result<()> {
+        let keep: HashSet<String> = context.outputs.iter().map(|o| graphopt_core::graph::node_name(o).to_string()).collect();
+        let pattern = Pattern::parse("Relu(Relu)").map_err(|e| context.error(e))?;
+        let result = pattern::replace_until_stable(graph, &pattern, &keep, |g, m| {
+            let outer = &g.node[m.node];
+            let inner = &g.node[m.inputs[0].node];
+            Some(vec![NodeDef { input: inner.input.clone(), ..outer.clone() }])
+        });
+        for refusal in result.refused {
+            context.warn(refusal);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_application_transform_runs_by_name_from_a_transform_string() {
+    let mut graph = text(CHAIN);
+    graph.node.retain(|n| n.name != "side");
+    let mut registry = Registry::with_builtins();
+    registry.register(CollapseRelus);
+    let specs = transforms::parse("collapse_relus sort_by_execution_order").unwrap();
+    let outcomes = transforms::run(&registry, &mut graph, &specs, &["x".into()], &["r3".into()]).unwrap();
+    let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with('r')).count(), 1, "{names:?}");
+    let relu = graph.node.iter().find(|n| n.op == "Relu").unwrap();
+    assert_eq!((relu.name.as_str(), relu.input.as_slice()), ("r3", ["conv".to_string()].as_slice()));
+    assert!(outcomes[0].warnings.is_empty());
+    assert!(registry.check(&transforms::parse("collapse_relus(x=1)").unwrap()).is_err());
+}
