@@ -36,18 +36,28 @@ pub struct Pattern {
 impl Pattern {
     /// Any node, any inputs.
     pub fn any() -> Self {
-        Pattern { ops: Vec::new(), inputs: None }
+        Pattern {
+            ops: Vec::new(),
+            inputs: None,
+        }
     }
 
     /// A node of `op` (`*`, `A`, or `A|B`) with any inputs.
     pub fn op(op: &str) -> Self {
-        let ops = if op == "*" { Vec::new() } else { op.split('|').map(str::to_string).collect() };
+        let ops = if op == "*" {
+            Vec::new()
+        } else {
+            op.split('|').map(str::to_string).collect()
+        };
         Pattern { ops, inputs: None }
     }
 
     /// A node of `op` whose data inputs match `inputs` exactly.
     pub fn with_inputs(op: &str, inputs: Vec<Pattern>) -> Self {
-        Pattern { inputs: Some(inputs), ..Pattern::op(op) }
+        Pattern {
+            inputs: Some(inputs),
+            ..Pattern::op(op)
+        }
     }
 
     /// Parses `Op(Input, Other(*, Const))`, with `*` and `A|B` for ops.
@@ -68,7 +78,9 @@ impl Pattern {
 
 fn parse_pattern(tokens: &[char], pos: &mut usize) -> Result<Pattern, String> {
     let start = *pos;
-    while *pos < tokens.len() && (tokens[*pos].is_ascii_alphanumeric() || matches!(tokens[*pos], '_' | '|' | '*')) {
+    while *pos < tokens.len()
+        && (tokens[*pos].is_ascii_alphanumeric() || matches!(tokens[*pos], '_' | '|' | '*'))
+    {
         *pos += 1;
     }
     if start == *pos {
@@ -133,13 +145,22 @@ impl Match {
     }
 }
 
-fn match_at(graph: &GraphDef, index: &HashMap<&str, usize>, pattern: &Pattern, i: usize, used: &HashSet<usize>) -> Option<Match> {
+fn match_at(
+    graph: &GraphDef,
+    index: &HashMap<&str, usize>,
+    pattern: &Pattern,
+    i: usize,
+    used: &HashSet<usize>,
+) -> Option<Match> {
     let node = graph.node.get(i)?;
     if used.contains(&i) || !pattern.accepts(&node.op) {
         return None;
     }
     let Some(input_patterns) = &pattern.inputs else {
-        return Some(Match { node: i, inputs: Vec::new() });
+        return Some(Match {
+            node: i,
+            inputs: Vec::new(),
+        });
     };
     let inputs = data_inputs(node);
     if inputs.len() != input_patterns.len() {
@@ -151,12 +172,20 @@ fn match_at(graph: &GraphDef, index: &HashMap<&str, usize>, pattern: &Pattern, i
         matched.push(match_at(graph, index, p, producer, used)?);
     }
     // A node may appear twice inside one match (x*x), but not in two matches.
-    Some(Match { node: i, inputs: matched })
+    Some(Match {
+        node: i,
+        inputs: matched,
+    })
 }
 
 /// Every non-overlapping match of `pattern`, roots in execution order.
 pub fn find(graph: &GraphDef, pattern: &Pattern) -> Vec<Match> {
-    let index: HashMap<&str, usize> = graph.node.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
     let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
     let mut used = HashSet::new();
     let mut matches = Vec::new();
@@ -191,24 +220,34 @@ pub fn replace(
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (c, node) in graph.node.iter().enumerate() {
         for input in &node.input {
-            readers.entry(InputRef::parse(input).node).or_default().push(c);
+            readers
+                .entry(InputRef::parse(input).node)
+                .or_default()
+                .push(c);
         }
     }
     let mut result = Replaced::default();
     let mut removed: HashSet<usize> = HashSet::new();
     let mut inserted: HashMap<usize, Vec<NodeDef>> = HashMap::new();
     for m in &matches {
-        let Some(new_nodes) = rewrite(graph, m) else { continue };
+        let Some(new_nodes) = rewrite(graph, m) else {
+            continue;
+        };
         let members: HashSet<usize> = m.nodes().into_iter().collect();
         let provided: HashSet<&str> = new_nodes.iter().map(|n| n.name.as_str()).collect();
         let dropped = members.iter().find_map(|&i| {
             let name = graph.node[i].name.as_str();
             let outside = keep.contains(name)
-                || readers.get(name).is_some_and(|r| r.iter().any(|c| !members.contains(c)));
+                || readers
+                    .get(name)
+                    .is_some_and(|r| r.iter().any(|c| !members.contains(c)));
             (outside && !provided.contains(name)).then_some(name)
         });
         if let Some(name) = dropped {
-            result.refused.push(format!("replacing the match at '{}' would drop '{name}', which is still read", graph.node[m.node].name));
+            result.refused.push(format!(
+                "replacing the match at '{}' would drop '{name}', which is still read",
+                graph.node[m.node].name
+            ));
             continue;
         }
         removed.extend(members);

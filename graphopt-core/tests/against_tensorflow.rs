@@ -102,6 +102,16 @@ fn structural_transforms_match_the_graph_transform_tool() {
                 .unwrap_or_else(|e| panic!("{name} {key}: {e}"));
             let ours: Vec<Value> = graph.node.iter().map(signature).collect();
             let theirs = result["nodes"].as_array().unwrap();
+            if key == "remove_control_dependencies" && result["tensorflow_runs_it"] == false {
+                // TensorFlow's output no longer runs (loop constants lose their frame); ours
+                // keeps those edges on purpose, and structural_transforms.rs checks it runs.
+                assert_ne!(
+                    &ours, theirs,
+                    "{name}: expected to keep frame-anchoring control inputs"
+                );
+                compared += 1;
+                continue;
+            }
             assert_eq!(ours.len(), theirs.len(), "{name} {key}: node count");
             for (a, b) in ours.iter().zip(theirs) {
                 assert_eq!(

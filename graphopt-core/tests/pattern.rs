@@ -23,8 +23,20 @@ node { name: "side" op: "Tanh" input: "r1" attr { key: "T" value { type: DT_FLOA
 #[test]
 fn patterns_parse_and_print() {
     let p = Pattern::parse("Relu|Relu6( Conv2D|DepthwiseConv2dNative(*, Const) )").unwrap();
-    assert_eq!(p.to_string(), "Relu|Relu6(Conv2D|DepthwiseConv2dNative(*, Const))");
-    assert_eq!(p, Pattern::with_inputs("Relu|Relu6", vec![Pattern::with_inputs("Conv2D|DepthwiseConv2dNative", vec![Pattern::any(), Pattern::op("Const")])]));
+    assert_eq!(
+        p.to_string(),
+        "Relu|Relu6(Conv2D|DepthwiseConv2dNative(*, Const))"
+    );
+    assert_eq!(
+        p,
+        Pattern::with_inputs(
+            "Relu|Relu6",
+            vec![Pattern::with_inputs(
+                "Conv2D|DepthwiseConv2dNative",
+                vec![Pattern::any(), Pattern::op("Const")]
+            )]
+        )
+    );
     assert!(Pattern::parse("Relu(").is_err());
     assert!(Pattern::parse("Relu(x,,y)").is_err());
     assert!(Pattern::parse("Relu)x").is_err());
@@ -34,10 +46,20 @@ fn patterns_parse_and_print() {
 fn matches_respect_alternatives_input_counts_and_never_overlap() {
     let graph = text(CHAIN);
     let names = |ms: Vec<pattern::Match>| -> Vec<Vec<String>> {
-        ms.iter().map(|m| m.nodes().iter().map(|&i| graph.node[i].name.clone()).collect()).collect()
+        ms.iter()
+            .map(|m| {
+                m.nodes()
+                    .iter()
+                    .map(|&i| graph.node[i].name.clone())
+                    .collect()
+            })
+            .collect()
     };
     let conv = Pattern::parse("Relu|Relu6(Conv2D(*, Const))").unwrap();
-    assert_eq!(names(pattern::find(&graph, &conv)), [["r1", "conv", "x", "w"]]);
+    assert_eq!(
+        names(pattern::find(&graph, &conv)),
+        [["r1", "conv", "x", "w"]]
+    );
     // Two Relus in a row: r1-r2 matches, r2 cannot start a second overlapping match, r3 can't
     // pair with the already used r2.
     let double = Pattern::parse("Relu(Relu)").unwrap();
@@ -54,12 +76,19 @@ fn replacement_refuses_to_drop_a_node_read_outside_the_match() {
     let result = pattern::replace(&mut graph, &double, &HashSet::new(), |g, m| {
         let outer = &g.node[m.node];
         let inner = &g.node[m.inputs[0].node];
-        Some(vec![NodeDef { input: inner.input.clone(), ..outer.clone() }])
+        Some(vec![NodeDef {
+            input: inner.input.clone(),
+            ..outer.clone()
+        }])
     });
     assert_eq!(result.count, 0);
     assert_eq!(result.refused.len(), 1, "{result:?}");
     assert!(result.refused[0].contains("'r1'"));
-    assert_eq!(graph, text(CHAIN), "a refused replacement must leave the graph as it was");
+    assert_eq!(
+        graph,
+        text(CHAIN),
+        "a refused replacement must leave the graph as it was"
+    );
 }
 
 /// An application's own transform: collapse chains of Relu, which are idempotent.
@@ -74,13 +103,24 @@ impl Transform for CollapseRelus {
         "Relu(Relu(x)) -> Relu(x)"
     }
 
-    fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> graphopt_core::Result<()> {
-        let keep: HashSet<String> = context.outputs.iter().map(|o| graphopt_core::graph::node_name(o).to_string()).collect();
+    fn apply(
+        &self,
+        graph: &mut GraphDef,
+        context: &TransformContext<'_>,
+    ) -> graphopt_core::Result<()> {
+        let keep: HashSet<String> = context
+            .outputs
+            .iter()
+            .map(|o| graphopt_core::graph::node_name(o).to_string())
+            .collect();
         let pattern = Pattern::parse("Relu(Relu)").map_err(|e| context.error(e))?;
         let result = pattern::replace_until_stable(graph, &pattern, &keep, |g, m| {
             let outer = &g.node[m.node];
             let inner = &g.node[m.inputs[0].node];
-            Some(vec![NodeDef { input: inner.input.clone(), ..outer.clone() }])
+            Some(vec![NodeDef {
+                input: inner.input.clone(),
+                ..outer.clone()
+            }])
         });
         for refusal in result.refused {
             context.warn(refusal);
@@ -96,11 +136,21 @@ fn an_application_transform_runs_by_name_from_a_transform_string() {
     let mut registry = Registry::with_builtins();
     registry.register(CollapseRelus);
     let specs = transforms::parse("collapse_relus sort_by_execution_order").unwrap();
-    let outcomes = transforms::run(&registry, &mut graph, &specs, &["x".into()], &["r3".into()]).unwrap();
+    let outcomes =
+        transforms::run(&registry, &mut graph, &specs, &["x".into()], &["r3".into()]).unwrap();
     let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(names.iter().filter(|n| n.starts_with('r')).count(), 1, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with('r')).count(),
+        1,
+        "{names:?}"
+    );
     let relu = graph.node.iter().find(|n| n.op == "Relu").unwrap();
-    assert_eq!((relu.name.as_str(), relu.input.as_slice()), ("r3", ["conv".to_string()].as_slice()));
+    assert_eq!(
+        (relu.name.as_str(), relu.input.as_slice()),
+        ("r3", ["conv".to_string()].as_slice())
+    );
     assert!(outcomes[0].warnings.is_empty());
-    assert!(registry.check(&transforms::parse("collapse_relus(x=1)").unwrap()).is_err());
+    assert!(registry
+        .check(&transforms::parse("collapse_relus(x=1)").unwrap())
+        .is_err());
 }

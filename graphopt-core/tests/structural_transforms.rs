@@ -6,7 +6,12 @@ use graphopt_core::eval::attrs;
 use graphopt_core::proto::GraphDef;
 use graphopt_core::transforms::{self, Registry, TransformOutcome};
 
-fn run(graph: &mut GraphDef, transform_string: &str, inputs: &[&str], outputs: &[&str]) -> graphopt_core::Result<Vec<TransformOutcome>> {
+fn run(
+    graph: &mut GraphDef,
+    transform_string: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+) -> graphopt_core::Result<Vec<TransformOutcome>> {
     let specs = transforms::parse(transform_string).unwrap();
     let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
     let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
@@ -22,7 +27,11 @@ fn names(graph: &GraphDef) -> Vec<&str> {
 }
 
 fn node<'a>(graph: &'a GraphDef, name: &str) -> &'a graphopt_core::proto::NodeDef {
-    graph.node.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}: {:?}", names(graph)))
+    graph
+        .node
+        .iter()
+        .find(|n| n.name == name)
+        .unwrap_or_else(|| panic!("no node {name}: {:?}", names(graph)))
 }
 
 #[test]
@@ -32,7 +41,13 @@ fn remove_nodes_keeps_the_while_loop_fixture_correct() {
     let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     let mut graph = common::load("while_rnn");
     let before = graph.node.len();
-    run(&mut graph, "remove_nodes(op=Identity, op=CheckNumerics)", &inputs, &outputs).unwrap();
+    run(
+        &mut graph,
+        "remove_nodes(op=Identity, op=CheckNumerics)",
+        &inputs,
+        &outputs,
+    )
+    .unwrap();
     assert!(graph.node.len() < before);
     let value = &common::run_fixture("while_rnn", &graph)[0];
     let (rel, _) = common::relative_error(value, &common::tensor("while_rnn", "output_0.pb"));
@@ -56,12 +71,19 @@ node { name: "out" op: "Identity" input: "merge" attr { key: "T" value { type: D
 fn run_cond(graph: &GraphDef, p: bool) -> f32 {
     use graphopt_core::tensor::{Data, Tensor};
     let feeds = [
-        ("x".to_string(), Tensor::from_data(Data::F32(ndarray::arr0(3.0f32).into_dyn()))),
-        ("p".to_string(), Tensor::from_data(Data::Bool(ndarray::arr0(p).into_dyn()))),
+        (
+            "x".to_string(),
+            Tensor::from_data(Data::F32(ndarray::arr0(3.0f32).into_dyn())),
+        ),
+        (
+            "p".to_string(),
+            Tensor::from_data(Data::Bool(ndarray::arr0(p).into_dyn())),
+        ),
     ]
     .into_iter()
     .collect();
-    let out = graphopt_core::eval::evaluate(graph, &feeds, &["out".into()], Default::default()).unwrap();
+    let out =
+        graphopt_core::eval::evaluate(graph, &feeds, &["out".into()], Default::default()).unwrap();
     match out[0].data() {
         Data::F32(a) => a.iter().copied().next().unwrap(),
         _ => panic!(),
@@ -71,26 +93,43 @@ fn run_cond(graph: &GraphDef, p: bool) -> f32 {
 #[test]
 fn remove_nodes_keeps_the_identity_that_anchors_a_cond_branch() {
     let original = text(COND);
-    assert_eq!((run_cond(&original, true), run_cond(&original, false)), (30.0, -3.0));
+    assert_eq!(
+        (run_cond(&original, true), run_cond(&original, false)),
+        (30.0, -3.0)
+    );
     let mut graph = original.clone();
-    run(&mut graph, "remove_nodes(op=Identity)", &["x", "p"], &["out"]).unwrap();
+    run(
+        &mut graph,
+        "remove_nodes(op=Identity)",
+        &["x", "p"],
+        &["out"],
+    )
+    .unwrap();
     // switch_t pins `ten` to the true branch; moving that control edge onto the Switch would
     // make `ten` live on both branches. switch_f is a plain data hop and goes.
     let kept = names(&graph);
-    assert!(kept.contains(&"switch_t") && !kept.contains(&"switch_f"), "{kept:?}");
+    assert!(
+        kept.contains(&"switch_t") && !kept.contains(&"switch_f"),
+        "{kept:?}"
+    );
     assert_eq!(node(&graph, "else").input, ["switch:0"]);
-    assert_eq!((run_cond(&graph, true), run_cond(&graph, false)), (30.0, -3.0));
+    assert_eq!(
+        (run_cond(&graph, true), run_cond(&graph, false)),
+        (30.0, -3.0)
+    );
 }
 
 #[test]
 fn remove_nodes_moves_control_inputs_to_consumers() {
-    let mut graph = text(r#"
+    let mut graph = text(
+        r#"
 node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
 node { name: "init" op: "NoOp" }
 node { name: "id" op: "Identity" input: "x" input: "^init" attr { key: "T" value { type: DT_FLOAT } } }
 node { name: "y" op: "Relu" input: "id" attr { key: "T" value { type: DT_FLOAT } } }
 node { name: "z" op: "Relu" input: "x" input: "^id" attr { key: "T" value { type: DT_FLOAT } } }
-"#);
+"#,
+    );
     run(&mut graph, "remove_nodes(op=Identity)", &[], &["y", "z"]).unwrap();
     assert!(!names(&graph).contains(&"id"));
     assert_eq!(node(&graph, "y").input, ["x", "^init"]);
@@ -100,12 +139,20 @@ node { name: "z" op: "Relu" input: "x" input: "^id" attr { key: "T" value { type
 
 #[test]
 fn outputs_are_protected_however_they_are_spelled() {
-    let mut graph = text(r#"
+    let mut graph = text(
+        r#"
 node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
 node { name: "Mul" op: "Identity" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
 node { name: "check" op: "CheckNumerics" input: "Mul" attr { key: "T" value { type: DT_FLOAT } } attr { key: "message" value { s: "m" } } }
-"#);
-    run(&mut graph, "remove_nodes(op=Identity, op=CheckNumerics)", &["x:0"], &["Mul:0", "check:0"]).unwrap();
+"#,
+    );
+    run(
+        &mut graph,
+        "remove_nodes(op=Identity, op=CheckNumerics)",
+        &["x:0"],
+        &["Mul:0", "check:0"],
+    )
+    .unwrap();
     assert_eq!(names(&graph), ["x", "Mul", "check"]);
 }
 
@@ -123,14 +170,28 @@ node { name: "unused" op: "Relu" input: "mask" attr { key: "T" value { type: DT_
 #[test]
 fn strip_unused_nodes_never_invents_a_scalar_shape() {
     let mut graph = text(STRIP);
-    let outcomes = run(&mut graph, "strip_unused_nodes", &["decoded", "mask"], &["out"]).unwrap();
+    let outcomes = run(
+        &mut graph,
+        "strip_unused_nodes",
+        &["decoded", "mask"],
+        &["out"],
+    )
+    .unwrap();
     assert_eq!(names(&graph), ["decoded", "scaled", "scale", "mask", "out"]);
     let decoded = node(&graph, "decoded");
     assert_eq!(decoded.op, "Placeholder");
     // The replaced input keeps its dtype and its recorded shape; TensorFlow's would be a
     // float scalar.
-    assert_eq!(attrs::dtype(decoded, "dtype"), Some(graphopt_core::proto::DataType::DtFloat));
-    let dims: Vec<i64> = attrs::shape(decoded, "shape").unwrap().dim.iter().map(|d| d.size).collect();
+    assert_eq!(
+        attrs::dtype(decoded, "dtype"),
+        Some(graphopt_core::proto::DataType::DtFloat)
+    );
+    let dims: Vec<i64> = attrs::shape(decoded, "shape")
+        .unwrap()
+        .dim
+        .iter()
+        .map(|d| d.size)
+        .collect();
     assert_eq!(dims, [-1, 4]);
     assert!(outcomes[0].warnings.is_empty());
 }
@@ -138,21 +199,67 @@ fn strip_unused_nodes_never_invents_a_scalar_shape() {
 #[test]
 fn strip_unused_nodes_refines_compatible_shapes_and_warns_on_conflicts() {
     let mut graph = text(STRIP);
-    run(&mut graph, r#"strip_unused_nodes(type=float, shape="1,4")"#, &["decoded", "mask"], &["out"]).unwrap();
-    let dims = |name: &str, g: &GraphDef| -> Vec<i64> { attrs::shape(node(g, name), "shape").unwrap().dim.iter().map(|d| d.size).collect() };
+    run(
+        &mut graph,
+        r#"strip_unused_nodes(type=float, shape="1,4")"#,
+        &["decoded", "mask"],
+        &["out"],
+    )
+    .unwrap();
+    let dims = |name: &str, g: &GraphDef| -> Vec<i64> {
+        attrs::shape(node(g, name), "shape")
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| d.size)
+            .collect()
+    };
     assert_eq!(dims("mask", &graph), [1, 4]);
     assert_eq!(dims("decoded", &graph), [1, 4]);
 
     let mut graph = text(STRIP);
-    let outcomes = run(&mut graph, r#"strip_unused_nodes(shape="1,3")"#, &["decoded", "mask"], &["out"]).unwrap();
-    assert_eq!(dims("mask", &graph), [-1, 4], "a conflicting shape must not be applied silently");
-    assert!(outcomes[0].warnings.iter().any(|w| w.contains("'mask' keeps its shape [?,4]; shape=[1,3] disagrees")), "{:?}", outcomes[0].warnings);
+    let outcomes = run(
+        &mut graph,
+        r#"strip_unused_nodes(shape="1,3")"#,
+        &["decoded", "mask"],
+        &["out"],
+    )
+    .unwrap();
+    assert_eq!(
+        dims("mask", &graph),
+        [-1, 4],
+        "a conflicting shape must not be applied silently"
+    );
+    assert!(
+        outcomes[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("'mask' keeps its shape [?,4]; shape=[1,3] disagrees")),
+        "{:?}",
+        outcomes[0].warnings
+    );
 
     let mut graph = text(STRIP);
-    let outcomes = run(&mut graph, r#"strip_unused_nodes(name=mask, type_for_name=half, shape_for_name="2,4")"#, &["decoded", "mask"], &["out"]).unwrap();
+    let outcomes = run(
+        &mut graph,
+        r#"strip_unused_nodes(name=mask, type_for_name=half, shape_for_name="2,4")"#,
+        &["decoded", "mask"],
+        &["out"],
+    )
+    .unwrap();
     assert_eq!(dims("mask", &graph), [2, 4]);
-    assert_eq!(attrs::dtype(node(&graph, "mask"), "dtype"), Some(graphopt_core::proto::DataType::DtHalf));
-    assert!(outcomes[0].warnings.iter().any(|w| w.contains("changes type")), "{:?}", outcomes[0].warnings);
+    assert_eq!(
+        attrs::dtype(node(&graph, "mask"), "dtype"),
+        Some(graphopt_core::proto::DataType::DtHalf)
+    );
+    assert!(
+        outcomes[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("changes type")),
+        "{:?}",
+        outcomes[0].warnings
+    );
 }
 
 #[test]
@@ -164,6 +271,84 @@ fn strip_unused_nodes_reports_bad_names_and_ports() {
     let error = run(&mut graph, "strip_unused_nodes", &["mask"], &[]).unwrap_err();
     assert!(error.to_string().contains("needs --outputs"), "{error}");
     let mut graph = text(STRIP);
-    let error = run(&mut graph, r#"strip_unused_nodes(name=out)"#, &["mask"], &["out"]).unwrap_err();
+    let error = run(
+        &mut graph,
+        r#"strip_unused_nodes(name=out)"#,
+        &["mask"],
+        &["out"],
+    )
+    .unwrap_err();
     assert!(error.to_string().contains("not one of --inputs"), "{error}");
+}
+
+#[test]
+fn structural_transforms_keep_every_fixtures_outputs() {
+    let transforms_to_check = [
+        "remove_nodes(op=Identity, op=CheckNumerics, op=StopGradient, op=Snapshot)",
+        "strip_unused_nodes",
+        "merge_duplicate_nodes",
+        "obfuscate_names",
+        "remove_control_dependencies",
+        "remove_device",
+        "sort_by_execution_order",
+        "fold_constants merge_duplicate_nodes obfuscate_names",
+    ];
+    for name in common::MODELS {
+        let (inputs, outputs) = common::io_names(name);
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        for transform_string in transforms_to_check {
+            let mut graph = common::load(name);
+            let before = graph.node.len();
+            run(&mut graph, transform_string, &inputs, &outputs)
+                .unwrap_or_else(|e| panic!("{name} `{transform_string}`: {e}"));
+            for (k, value) in common::run_fixture(name, &graph).iter().enumerate() {
+                let (rel, _) =
+                    common::relative_error(value, &common::tensor(name, &format!("output_{k}.pb")));
+                assert!(
+                    rel <= 1e-6,
+                    "{name} `{transform_string}` output {k}: relative error {rel}"
+                );
+            }
+            println!(
+                "{name} `{transform_string}`: {before} -> {} nodes",
+                graph.node.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn merge_duplicate_nodes_merges_in_full_and_never_merges_placeholders() {
+    let mut graph = text(
+        r#"
+node { name: "a" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "b" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "c1" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "c2" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "c3" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 3 } } } }
+node { name: "m1" op: "Mul" input: "a" input: "c1" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "m2" op: "Mul" input: "a" input: "c2" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "m3" op: "Mul" input: "a" input: "c3" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "out" op: "AddN" input: "m1" input: "m2" input: "m3" input: "b" attr { key: "T" value { type: DT_FLOAT } } attr { key: "N" value { i: 4 } } }
+"#,
+    );
+    run(&mut graph, "merge_duplicate_nodes", &["a", "b"], &["out"]).unwrap();
+    assert_eq!(names(&graph), ["a", "b", "c1", "c3", "m1", "m3", "out"]);
+    assert_eq!(node(&graph, "out").input, ["m1", "m1", "m3", "b"]);
+}
+
+#[test]
+fn obfuscate_names_keeps_inputs_and_outputs_with_ports() {
+    let mut graph = common::load("tf1_conv_bn");
+    run(&mut graph, "obfuscate_names", &["input:0"], &["probs:0"]).unwrap();
+    let kept = names(&graph);
+    assert!(kept.contains(&"input") && kept.contains(&"probs"));
+    assert!(
+        kept.iter()
+            .filter(|n| **n != "input" && **n != "probs")
+            .all(|n| n.len() <= 2),
+        "{kept:?}"
+    );
+    graphopt_core::graph::validate(&graph).unwrap();
 }

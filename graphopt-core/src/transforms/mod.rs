@@ -16,6 +16,8 @@ mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
+mod merge_duplicate_nodes;
+mod obfuscate_names;
 mod quantize_weights;
 mod remove_attribute;
 mod remove_control_dependencies;
@@ -191,6 +193,8 @@ impl Registry {
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(fold_old_batch_norms::FoldOldBatchNorms);
+        registry.register(merge_duplicate_nodes::MergeDuplicateNodes);
+        registry.register(obfuscate_names::ObfuscateNames);
         registry.register(quantize_weights::QuantizeWeights);
         registry.register(remove_attribute::RemoveAttribute);
         registry.register(remove_control_dependencies::RemoveControlDependencies);
