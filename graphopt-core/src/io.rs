@@ -51,17 +51,18 @@ pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let path = path.as_ref();
     let data = fs::read(path).map_err(|e| Error::io(path, e))?;
     let file_size = data.len() as u64;
-    let (graph, format) = decode_graph(Bytes::from(data), path)?;
+    let data = Bytes::from(data);
+    let (graph, format) = decode_graph(data.clone(), path)?;
     let mut warnings = Vec::new();
-    // Every field TensorFlow 2.21 writes is in our schema, and prost's encoding is canonical,
-    // so a size difference means fields from a newer TensorFlow (or a non-canonical writer).
-    let canonical_size = graph.encoded_len() as u64;
-    if format == GraphFormat::Binary && canonical_size < file_size {
-        warnings.push(format!(
-            "{}: {} byte(s) of fields unknown to graphopt (or non-canonical encoding) will not be written back",
-            path.display(),
-            file_size - canonical_size
-        ));
+    // prost drops fields it does not know. A shorter re-encoding can also just be a canonical
+    // form of the same content (map entries with a default key), so look closer before warning.
+    if format == GraphFormat::Binary && (graph.encoded_len() as u64) < file_size {
+        if let Some((bytes, first)) = text_format::unknown_fields::<GraphDef>(&data) {
+            warnings.push(format!(
+                "{}: {bytes} byte(s) of fields unknown to graphopt (first: {first}) will not be written back",
+                path.display()
+            ));
+        }
     }
     Ok(LoadedGraph {
         graph,

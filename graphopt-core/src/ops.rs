@@ -245,3 +245,57 @@ mod tests {
         assert_eq!(missing_required_attr(&node), Some("T"));
     }
 }
+
+/// Output arguments of ops with more than one, in order: (name, how many tensors).
+fn output_args(node: &NodeDef) -> Option<Vec<(&'static str, usize)>> {
+    let list_len = |attr: &str| -> usize {
+        match node.attr.get(attr).and_then(|a| a.value.as_ref()) {
+            Some(attr_value::Value::I(n)) => usize::try_from(*n).unwrap_or(0),
+            Some(attr_value::Value::List(l)) => l.r#type.len(),
+            _ => 0,
+        }
+    };
+    Some(match node.op.as_str() {
+        "FusedBatchNorm" | "FusedBatchNormV2" => vec![
+            ("y", 1),
+            ("batch_mean", 1),
+            ("batch_variance", 1),
+            ("reserve_space_1", 1),
+            ("reserve_space_2", 1),
+        ],
+        "FusedBatchNormV3" => vec![
+            ("y", 1),
+            ("batch_mean", 1),
+            ("batch_variance", 1),
+            ("reserve_space_1", 1),
+            ("reserve_space_2", 1),
+            ("reserve_space_3", 1),
+        ],
+        "Switch" | "RefSwitch" => vec![("output_false", 1), ("output_true", 1)],
+        "Merge" | "RefMerge" => vec![("output", 1), ("value_index", 1)],
+        "Unique" => vec![("y", 1), ("idx", 1)],
+        "TopKV2" => vec![("values", 1), ("indices", 1)],
+        "Split" | "SplitV" => vec![("output", list_len("num_split"))],
+        "Unpack" => vec![("output", list_len("num"))],
+        "ShapeN" => vec![("output", list_len("N"))],
+        "IdentityN" => vec![("output", list_len("T"))],
+        "PartitionedCall" | "StatefulPartitionedCall" => vec![("output", list_len("Tout"))],
+        _ => return None,
+    })
+}
+
+/// The flat output port of `node` for function-body notation `node:arg:index`. Ops graphopt
+/// does not describe are taken to have a single output argument.
+pub fn output_port(node: &NodeDef, arg: &str, index: usize) -> Option<usize> {
+    let Some(args) = output_args(node) else {
+        return Some(index);
+    };
+    let mut offset = 0;
+    for (name, count) in args {
+        if name == arg {
+            return (index < count.max(1)).then_some(offset + index);
+        }
+        offset += count;
+    }
+    None
+}

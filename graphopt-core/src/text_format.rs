@@ -214,3 +214,47 @@ fn push_display(out: &mut String, value: impl std::fmt::Display) {
 fn push_indent(out: &mut String, indent: usize) {
     out.extend(std::iter::repeat_n(' ', indent));
 }
+
+/// Bytes of fields in `bytes` (an encoded `T`) that graphopt's schema does not know, with the
+/// path of the first one; `None` when there are none.
+pub fn unknown_fields<T: prost::Name>(bytes: &[u8]) -> Option<(usize, String)> {
+    let desc = descriptor(&T::full_name()).ok()?;
+    let message = DynamicMessage::decode(desc, bytes).ok()?;
+    let mut total = 0;
+    let mut first = None;
+    walk_unknown(&message, T::NAME, &mut total, &mut first);
+    first.map(|path| (total, path))
+}
+
+fn walk_unknown(
+    message: &DynamicMessage,
+    path: &str,
+    total: &mut usize,
+    first: &mut Option<String>,
+) {
+    for field in message.unknown_fields() {
+        *total += field.encoded_len();
+        first.get_or_insert_with(|| format!("{path} field {}", field.number()));
+    }
+    for (field, value) in message.fields() {
+        let here = format!("{path}.{}", field.name());
+        match value {
+            Value::Message(inner) => walk_unknown(inner, &here, total, first),
+            Value::List(items) => {
+                for item in items {
+                    if let Value::Message(inner) = item {
+                        walk_unknown(inner, &here, total, first);
+                    }
+                }
+            }
+            Value::Map(map) => {
+                for item in map.values() {
+                    if let Value::Message(inner) = item {
+                        walk_unknown(inner, &here, total, first);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -352,3 +352,62 @@ fn obfuscate_names_keeps_inputs_and_outputs_with_ports() {
     );
     graphopt_core::graph::validate(&graph).unwrap();
 }
+
+#[test]
+fn inline_partitionedcall_inlines_nested_calls_and_keeps_outputs() {
+    let (inputs, outputs) = common::io_names("function_calls");
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let mut graph = common::load("function_calls");
+    assert!(graph.node.iter().any(|n| n.op == "PartitionedCall"));
+    run(&mut graph, "inline_partitionedcall", &inputs, &outputs).unwrap();
+    assert!(
+        !graph.node.iter().any(|n| n.op.ends_with("PartitionedCall")),
+        "{:?}",
+        names(&graph)
+    );
+    let value = &common::run_fixture("function_calls", &graph)[0];
+    let (rel, _) = common::relative_error(value, &common::tensor("function_calls", "output_0.pb"));
+    assert!(rel < 1e-6, "relative error {rel}");
+    // The seams go away with the usual cleanup, and the result still matches.
+    run(
+        &mut graph,
+        "remove_nodes(op=Identity, op=IdentityN) fold_constants sort_by_execution_order",
+        &inputs,
+        &outputs,
+    )
+    .unwrap();
+    let value = &common::run_fixture("function_calls", &graph)[0];
+    let (rel, _) = common::relative_error(value, &common::tensor("function_calls", "output_0.pb"));
+    assert!(rel < 1e-6, "relative error {rel}");
+}
+
+#[test]
+fn inline_partitionedcall_keeps_control_edges_valid() {
+    let mut graph = common::load("function_calls");
+    let call = graph
+        .node
+        .iter()
+        .position(|n| n.op == "PartitionedCall")
+        .unwrap();
+    let call_name = graph.node[call].name.clone();
+    graph
+        .node
+        .push(text(r#"node { name: "before" op: "NoOp" }"#).node.remove(0));
+    graph.node[call].input.push("^before".into());
+    let mut after = text(r#"node { name: "after" op: "NoOp" }"#).node.remove(0);
+    after.input.push(format!("^{call_name}"));
+    graph.node.push(after);
+    run(
+        &mut graph,
+        "inline_partitionedcall",
+        &["input"],
+        &["Identity", "after"],
+    )
+    .unwrap();
+    graphopt_core::graph::validate(&graph).unwrap();
+    let control = node(&graph, &format!("{call_name}/input_control_node"));
+    assert_eq!(control.input, ["^before"]);
+    assert_eq!(node(&graph, "after").input, [format!("^{call_name}")]);
+    assert_eq!(node(&graph, &call_name).op, "IdentityN");
+}

@@ -16,6 +16,7 @@ mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
+mod inline_partitionedcall;
 mod merge_duplicate_nodes;
 mod obfuscate_names;
 mod quantize_weights;
@@ -193,6 +194,7 @@ impl Registry {
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(fold_old_batch_norms::FoldOldBatchNorms);
+        registry.register(inline_partitionedcall::InlinePartitionedCall);
         registry.register(merge_duplicate_nodes::MergeDuplicateNodes);
         registry.register(obfuscate_names::ObfuscateNames);
         registry.register(quantize_weights::QuantizeWeights);
