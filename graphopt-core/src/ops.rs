@@ -212,40 +212,6 @@ pub fn is_known(op: &str) -> bool {
     lookup(op).is_some()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_is_sorted_and_unique() {
-        for pair in OPS.windows(2) {
-            assert!(
-                pair[0].name < pair[1].name,
-                "{} >= {}",
-                pair[0].name,
-                pair[1].name
-            );
-        }
-    }
-
-    #[test]
-    fn split_outputs_follow_num_split() {
-        let mut node = NodeDef {
-            op: "Split".into(),
-            ..Default::default()
-        };
-        assert_eq!(output_count(&node), None);
-        node.attr.insert(
-            "num_split".into(),
-            crate::proto::AttrValue {
-                value: Some(attr_value::Value::I(3)),
-            },
-        );
-        assert_eq!(output_count(&node), Some(3));
-        assert_eq!(missing_required_attr(&node), Some("T"));
-    }
-}
-
 /// Output arguments of ops with more than one, in order: (name, how many tensors).
 fn output_args(node: &NodeDef) -> Option<Vec<(&'static str, usize)>> {
     let list_len = |attr: &str| -> usize {
@@ -298,4 +264,38 @@ pub fn output_port(node: &NodeDef, arg: &str, index: usize) -> Option<usize> {
         offset += count;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_and_unique() {
+        for pair in OPS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} >= {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn split_outputs_follow_num_split() {
+        let mut node = NodeDef {
+            op: "Split".into(),
+            ..Default::default()
+        };
+        assert_eq!(output_count(&node), None);
+        node.attr.insert(
+            "num_split".into(),
+            crate::proto::AttrValue {
+                value: Some(attr_value::Value::I(3)),
+            },
+        );
+        assert_eq!(output_count(&node), Some(3));
+        assert_eq!(missing_required_attr(&node), Some("T"));
+    }
 }
