@@ -292,6 +292,9 @@ fn structural_transforms_keep_every_fixtures_outputs() {
         "remove_device",
         "sort_by_execution_order",
         "fold_constants merge_duplicate_nodes obfuscate_names",
+        "backport_concatv2",
+        "insert_logging(op=Conv2D, op=MatMul, show_name=true, message=\"value:\")",
+        "insert_logging(prefix=functional)",
     ];
     for name in common::MODELS {
         let (inputs, outputs) = common::io_names(name);

@@ -12,11 +12,13 @@ use crate::proto::GraphDef;
 
 pub mod spec;
 
+mod backport_concatv2;
 mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
 mod inline_partitionedcall;
+mod insert_logging;
 mod merge_duplicate_nodes;
 mod obfuscate_names;
 mod quantize_weights;
@@ -190,11 +192,13 @@ impl Registry {
     /// Every built-in transform.
     pub fn with_builtins() -> Self {
         let mut registry = Registry::new();
+        registry.register(backport_concatv2::BackportConcatV2);
         registry.register(flatten_atrous_conv::FlattenAtrousConv);
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(fold_old_batch_norms::FoldOldBatchNorms);
         registry.register(inline_partitionedcall::InlinePartitionedCall);
+        registry.register(insert_logging::InsertLogging);
         registry.register(merge_duplicate_nodes::MergeDuplicateNodes);
         registry.register(obfuscate_names::ObfuscateNames);
         registry.register(quantize_weights::QuantizeWeights);
