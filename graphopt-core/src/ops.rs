@@ -2,7 +2,27 @@
 //! has and which attributes it cannot do without (those with no default in its OpDef).
 //! Unknown ops are passed through unchecked.
 
-use crate::proto::{attr_value, NodeDef};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use prost::Message;
+
+use crate::proto::{attr_value, NodeDef, OpDef, OpList};
+
+/// TensorFlow's OpDefs (descriptions dropped) for the ops graphopt knows, written by
+/// tests/fixtures/dump_op_defs.py from TensorFlow 2.21.
+const OP_DEFS: &[u8] = include_bytes!("op_defs.pb");
+
+/// TensorFlow's definition of `op`, if graphopt carries it.
+pub fn op_def(op: &str) -> Option<&'static OpDef> {
+    static DEFS: OnceLock<HashMap<String, OpDef>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        OpList::decode(OP_DEFS)
+            .map(|list| list.op.into_iter().map(|d| (d.name.clone(), d)).collect())
+            .unwrap_or_default()
+    })
+    .get(op)
+}
 
 /// How an op's output count is determined.
 #[derive(Debug, Clone, Copy)]

@@ -27,8 +27,15 @@ impl Transform for BackportConcatV2 {
             node.op = "Concat".into();
             if let Some(tidx) = node.attr.remove("Tidx") {
                 // Concat's axis is always int32.
-                if tidx.value != Some(crate::proto::attr_value::Value::Type(crate::proto::DataType::DtInt32 as i32)) {
-                    return Err(context.error(format!("ConcatV2 '{}' has a non-int32 axis, which Concat cannot take", node.name)));
+                if tidx.value
+                    != Some(crate::proto::attr_value::Value::Type(
+                        crate::proto::DataType::DtInt32 as i32,
+                    ))
+                {
+                    return Err(context.error(format!(
+                        "ConcatV2 '{}' has a non-int32 axis, which Concat cannot take",
+                        node.name
+                    )));
                 }
             }
         }

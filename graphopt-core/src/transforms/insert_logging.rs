@@ -26,7 +26,15 @@ impl Transform for InsertLogging {
     }
 
     fn params(&self) -> Option<&[&str]> {
-        Some(&["op", "prefix", "show_op", "show_name", "message", "first_n", "summarize"])
+        Some(&[
+            "op",
+            "prefix",
+            "show_op",
+            "show_name",
+            "message",
+            "first_n",
+            "summarize",
+        ])
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
@@ -43,15 +51,22 @@ impl Transform for InsertLogging {
             for input in &node.input {
                 let parsed = InputRef::parse(input);
                 if !parsed.control {
-                    read_ports.entry(parsed.node.to_string()).or_default().insert(parsed.port);
+                    read_ports
+                        .entry(parsed.node.to_string())
+                        .or_default()
+                        .insert(parsed.port);
                 }
             }
         }
         let mut prints = Vec::new();
         let mut rewire: HashMap<String, String> = HashMap::new();
         for node in &graph.node {
-            let wanted = (ops.is_empty() || ops.contains(&node.op)) && (prefixes.is_empty() || prefixes.iter().any(|p| node.name.starts_with(p.as_str())));
-            let Some(ports) = read_ports.get(&node.name) else { continue };
+            let wanted = (ops.is_empty() || ops.contains(&node.op))
+                && (prefixes.is_empty()
+                    || prefixes.iter().any(|p| node.name.starts_with(p.as_str())));
+            let Some(ports) = read_ports.get(&node.name) else {
+                continue;
+            };
             if !wanted || !ports.contains(&0) {
                 continue;
             }
@@ -65,19 +80,39 @@ impl Transform for InsertLogging {
                 text.push_str(&format!(";{};", name));
             }
             text.push_str(message);
-            let mut print = NodeDef { name: name.clone(), op: "Print".into(), device: node.device.clone(), ..Default::default() };
+            let mut print = NodeDef {
+                name: name.clone(),
+                op: "Print".into(),
+                device: node.device.clone(),
+                ..Default::default()
+            };
             print.input.push(node.name.clone());
             let mut types = Vec::new();
             for &port in ports {
-                print.input.push(if port == 0 { node.name.clone() } else { format!("{}:{port}", node.name) });
+                print.input.push(if port == 0 {
+                    node.name.clone()
+                } else {
+                    format!("{}:{port}", node.name)
+                });
                 types.push(dtype as i32);
             }
             let set = |p: &mut NodeDef, k: &str, v: attr_value::Value| {
                 p.attr.insert(k.into(), AttrValue { value: Some(v) });
             };
             set(&mut print, "T", attr_value::Value::Type(dtype as i32));
-            set(&mut print, "U", attr_value::Value::List(attr_value::ListValue { r#type: types, ..Default::default() }));
-            set(&mut print, "message", attr_value::Value::S(bytes::Bytes::from(text.into_bytes())));
+            set(
+                &mut print,
+                "U",
+                attr_value::Value::List(attr_value::ListValue {
+                    r#type: types,
+                    ..Default::default()
+                }),
+            );
+            set(
+                &mut print,
+                "message",
+                attr_value::Value::S(bytes::Bytes::from(text.into_bytes())),
+            );
             set(&mut print, "first_n", attr_value::Value::I(first_n));
             set(&mut print, "summarize", attr_value::Value::I(summarize));
             rewire.insert(node.name.clone(), name);

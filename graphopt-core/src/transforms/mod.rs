@@ -12,6 +12,7 @@ use crate::proto::GraphDef;
 
 pub mod spec;
 
+mod add_default_attributes;
 mod backport_concatv2;
 mod flatten_atrous_conv;
 mod fold_batch_norms;
@@ -192,6 +193,7 @@ impl Registry {
     /// Every built-in transform.
     pub fn with_builtins() -> Self {
         let mut registry = Registry::new();
+        registry.register(add_default_attributes::AddDefaultAttributes);
         registry.register(backport_concatv2::BackportConcatV2);
         registry.register(flatten_atrous_conv::FlattenAtrousConv);
         registry.register(fold_batch_norms::FoldBatchNorms);
