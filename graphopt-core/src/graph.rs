@@ -1,7 +1,7 @@
 //! The graph model: `name:port` / `^control` input parsing, a name index with consumer lists,
 //! validation, and TensorFlow's execution order (which lets while-loop back edges through).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use crate::ops;
@@ -356,4 +356,54 @@ fn cycle_error(graph: &GraphDef, by_name: &HashMap<&str, usize>, order: &[usize]
             .filter_map(|&i| graph.node.get(i).map(|node| node.name.clone()))
             .collect(),
     }
+}
+
+/// Names of nodes that run inside a loop frame or a cond branch: everything downstream of an
+/// Enter or Switch, up to the Exit or the branch-joining Merge.
+pub fn inside_control_flow(graph: &GraphDef) -> HashSet<String> {
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for input in &node.input {
+            consumers
+                .entry(InputRef::parse(input).node)
+                .or_default()
+                .push(i);
+        }
+    }
+    let is_loop_merge = |i: usize| {
+        graph.node[i].input.iter().any(|input| {
+            let producer = InputRef::parse(input).node;
+            graph
+                .node
+                .iter()
+                .any(|n| n.name == producer && n.op == "NextIteration")
+        })
+    };
+    let mut framed = HashSet::new();
+    let mut queue: VecDeque<usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op.as_str(), "Enter" | "RefEnter" | "Switch" | "RefSwitch"))
+        .map(|(i, _)| i)
+        .collect();
+    while let Some(i) = queue.pop_front() {
+        let node = &graph.node[i];
+        if !framed.insert(node.name.clone()) {
+            continue;
+        }
+        for &c in consumers
+            .get(node.name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let op = graph.node[c].op.as_str();
+            let leaves = matches!(op, "Exit" | "RefExit")
+                || (matches!(op, "Merge" | "RefMerge") && !is_loop_merge(c));
+            if !leaves {
+                queue.push_back(c);
+            }
+        }
+    }
+    framed
 }

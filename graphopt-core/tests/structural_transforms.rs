@@ -414,3 +414,29 @@ fn inline_partitionedcall_keeps_control_edges_valid() {
     assert_eq!(node(&graph, "after").input, [format!("^{call_name}")]);
     assert_eq!(node(&graph, &call_name).op, "IdentityN");
 }
+
+#[test]
+fn remove_training_nodes_resolves_the_learning_phase_cond_and_asserts() {
+    let (inputs, outputs) = common::io_names("training_leftovers");
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let mut graph = common::load("training_leftovers");
+    run(
+        &mut graph,
+        "remove_training_nodes strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants",
+        &inputs,
+        &outputs,
+    )
+    .unwrap();
+    let ops: Vec<&str> = graph.node.iter().map(|n| n.op.as_str()).collect();
+    assert_eq!(
+        ops,
+        ["Placeholder", "Const", "MatMul", "Relu"],
+        "{:?}",
+        names(&graph)
+    );
+    let value = &common::run_fixture("training_leftovers", &graph)[0];
+    let (rel, _) =
+        common::relative_error(value, &common::tensor("training_leftovers", "output_0.pb"));
+    assert!(rel < 1e-6, "relative error {rel}");
+}

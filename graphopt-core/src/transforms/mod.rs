@@ -27,6 +27,7 @@ mod remove_attribute;
 mod remove_control_dependencies;
 mod remove_device;
 mod remove_nodes;
+mod remove_training_nodes;
 mod rename_attribute;
 mod rename_node;
 mod rename_op;
@@ -208,6 +209,7 @@ impl Registry {
         registry.register(remove_control_dependencies::RemoveControlDependencies);
         registry.register(remove_device::RemoveDevice);
         registry.register(remove_nodes::RemoveNodes);
+        registry.register(remove_training_nodes::RemoveTrainingNodes);
         registry.register(rename_attribute::RenameAttribute);
         registry.register(rename_node::RenameNode);
         registry.register(rename_op::RenameOp);

@@ -13,6 +13,7 @@ pub const MODELS: &[&str] = &[
     "while_rnn",
     "tf1_conv_bn",
     "bn_patterns",
+    "training_leftovers",
 ];
 
 pub fn fixtures() -> PathBuf {
