@@ -12,9 +12,10 @@
 //! Semantics: an op pattern is `*` (any op), one op, or alternatives `A|B`. A pattern with
 //! inputs matches a node with exactly that many data inputs (control inputs are ignored), each
 //! matching in order; a pattern without inputs matches whatever the node's inputs are. Matches
-//! never overlap. [`replace`] hands each match to a callback and splices in what it returns,
-//! refusing (and reporting) a replacement that would drop a matched node something outside the
-//! match still reads, so a careless rewrite cannot dangle an edge. [`replace_until_stable`]
+//! never overlap. [`replace`] hands each match to a callback and splices in what it returns:
+//! matched nodes the replacement still reads (its weights, the subgraph's inputs) stay, the
+//! rest go — and a replacement that would drop a matched node something outside the match
+//! still reads is refused and reported, so a careless rewrite cannot dangle an edge. [`replace_until_stable`]
 //! repeats until nothing matches, bounded by the graph's size.
 
 use std::collections::{HashMap, HashSet};
@@ -132,9 +133,24 @@ pub struct Match {
     /// Index of the node in the graph the match was made on.
     pub node: usize,
     pub inputs: Vec<Match>,
+    /// Matched by a pattern without inputs: a boundary that other matches may share.
+    pub leaf: bool,
 }
 
 impl Match {
+    /// The matched nodes that are not leaves (root included): what no other match may claim.
+    pub fn interior(&self) -> Vec<usize> {
+        let mut out = if self.leaf && !self.inputs.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.node]
+        };
+        for m in self.inputs.iter().filter(|m| !m.leaf) {
+            out.extend(m.interior());
+        }
+        out
+    }
+
     /// Every matched node, root first.
     pub fn nodes(&self) -> Vec<usize> {
         let mut out = vec![self.node];
@@ -153,15 +169,20 @@ fn match_at(
     used: &HashSet<usize>,
 ) -> Option<Match> {
     let node = graph.node.get(i)?;
-    if used.contains(&i) || !pattern.accepts(&node.op) {
+    if !pattern.accepts(&node.op) {
         return None;
     }
     let Some(input_patterns) = &pattern.inputs else {
+        // Leaves are boundaries: several matches may share them.
         return Some(Match {
             node: i,
             inputs: Vec::new(),
+            leaf: true,
         });
     };
+    if used.contains(&i) {
+        return None;
+    }
     let inputs = data_inputs(node);
     if inputs.len() != input_patterns.len() {
         return None;
@@ -175,6 +196,7 @@ fn match_at(
     Some(Match {
         node: i,
         inputs: matched,
+        leaf: false,
     })
 }
 
@@ -191,7 +213,7 @@ pub fn find(graph: &GraphDef, pattern: &Pattern) -> Vec<Match> {
     let mut matches = Vec::new();
     for i in order {
         if let Some(m) = match_at(graph, &index, pattern, i, &used) {
-            used.extend(m.nodes());
+            used.extend(m.interior());
             matches.push(m);
         }
     }
@@ -230,19 +252,47 @@ pub fn replace(
     let mut removed: HashSet<usize> = HashSet::new();
     let mut inserted: HashMap<usize, Vec<NodeDef>> = HashMap::new();
     for m in &matches {
+        // A match touching what an earlier replacement of this round removes waits for the
+        // next round (matches may share leaves).
+        if m.nodes().iter().any(|i| removed.contains(i)) {
+            continue;
+        }
         let Some(new_nodes) = rewrite(graph, m) else {
             continue;
         };
-        let members: HashSet<usize> = m.nodes().into_iter().collect();
+        // Matched nodes the replacement still reads (weights, the subgraph's inputs) stay.
         let provided: HashSet<&str> = new_nodes.iter().map(|n| n.name.as_str()).collect();
-        let dropped = members.iter().find_map(|&i| {
+        let referenced: HashSet<&str> = new_nodes
+            .iter()
+            .flat_map(|n| n.input.iter())
+            .map(|i| InputRef::parse(i).node)
+            .collect();
+        let doomed: HashSet<usize> = m
+            .nodes()
+            .into_iter()
+            .filter(|&i| {
+                let name = graph.node[i].name.as_str();
+                provided.contains(name) || !referenced.contains(name)
+            })
+            .collect();
+        let dropped = doomed.iter().find_map(|&i| {
             let name = graph.node[i].name.as_str();
             let outside = keep.contains(name)
                 || readers
                     .get(name)
-                    .is_some_and(|r| r.iter().any(|c| !members.contains(c)));
+                    .is_some_and(|r| r.iter().any(|c| !doomed.contains(c)));
             (outside && !provided.contains(name)).then_some(name)
         });
+        let needs_removed = referenced.iter().any(|name| {
+            graph
+                .node
+                .iter()
+                .position(|n| n.name == *name)
+                .is_some_and(|i| removed.contains(&i))
+        });
+        if needs_removed {
+            continue;
+        }
         if let Some(name) = dropped {
             result.refused.push(format!(
                 "replacing the match at '{}' would drop '{name}', which is still read",
@@ -250,7 +300,7 @@ pub fn replace(
             ));
             continue;
         }
-        removed.extend(members);
+        removed.extend(doomed);
         inserted.insert(m.node, new_nodes);
         result.count += 1;
     }

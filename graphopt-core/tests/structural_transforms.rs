@@ -440,3 +440,40 @@ fn remove_training_nodes_resolves_the_learning_phase_cond_and_asserts() {
         common::relative_error(value, &common::tensor("training_leftovers", "output_0.pb"));
     assert!(rel < 1e-6, "relative error {rel}");
 }
+
+#[test]
+fn fuse_convolutions_fold_resize_and_pad_and_keep_outputs() {
+    let (inputs, outputs) = common::io_names("resize_pad_conv");
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    let mut graph = common::load("resize_pad_conv");
+    let outcomes = run(
+        &mut graph,
+        "fuse_resize_pad_and_conv fuse_resize_and_conv fuse_pad_and_conv",
+        &inputs,
+        &outputs,
+    )
+    .unwrap();
+    let count = |op: &str| graph.node.iter().filter(|n| n.op == op).count();
+    assert_eq!(
+        (
+            count("FusedResizeAndPadConv2D"),
+            count("FusedPadConv2D"),
+            count("Conv2D")
+        ),
+        (2, 1, 1),
+        "{:?}",
+        names(&graph)
+    );
+    // The half-pixel-centers resize is not fused, and says why.
+    assert!(
+        outcomes[1]
+            .warnings
+            .iter()
+            .any(|w| w.contains("'d/conv' not fused") && w.contains("half_pixel_centers")),
+        "{outcomes:?}"
+    );
+    let value = &common::run_fixture("resize_pad_conv", &graph)[0];
+    let (rel, _) = common::relative_error(value, &common::tensor("resize_pad_conv", "output_0.pb"));
+    assert!(rel < 1e-5, "relative error {rel}");
+}

@@ -2,7 +2,8 @@
 //! module that implements it.
 
 use super::{
-    attrs, cast, conv, einsum, elementwise, fail, matmul, nn, quantized, reduce, shape_ops, slicing,
+    attrs, cast, conv, einsum, elementwise, fail, image, matmul, nn, quantized, reduce, shape_ops,
+    slicing,
 };
 use super::{KernelContext, KernelError, KernelResult};
 use crate::tensor::{Data, Tensor};
@@ -313,6 +314,13 @@ pub fn lookup(op: &str) -> Option<Kernel> {
             }
         },
         "Einsum" => |ctx, inputs| one(einsum::einsum(ctx, inputs)),
+        "ResizeBilinear" => |ctx, inputs| {
+            let [x, size] = take(inputs)?;
+            one(image::resize_bilinear(ctx, x, size))
+        },
+        "FusedPadConv2D" | "FusedResizeAndPadConv2D" => {
+            |ctx, inputs| one(image::fused_conv(ctx, inputs))
+        }
         "SpaceToBatchND" => |ctx, inputs| {
             let [x, b, p] = take(inputs)?;
             one(slicing::space_to_batch(ctx, x, b, p))

@@ -25,6 +25,7 @@ mod cast;
 mod conv;
 mod einsum;
 mod elementwise;
+mod image;
 pub mod kernels;
 mod matmul;
 mod nn;

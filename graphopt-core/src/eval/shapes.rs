@@ -316,3 +316,51 @@ fn by_dummy_run(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
     let outputs = super::with_limits(ctx.limits, || kernel(&ctx, &refs)).ok()?;
     Some(outputs.iter().map(|t| Some(t.shape().to_vec())).collect())
 }
+
+/// Output shapes of every node that can be known statically (Const values and the rules
+/// above, from Placeholder shapes), by node name.
+pub fn infer_graph(graph: &crate::proto::GraphDef) -> std::collections::HashMap<String, Shapes> {
+    use crate::graph::InputRef;
+    let order =
+        crate::graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
+    let mut known: std::collections::HashMap<String, Shapes> = std::collections::HashMap::new();
+    let mut values: std::collections::HashMap<String, Tensor> = std::collections::HashMap::new();
+    for i in order {
+        let Some(node) = graph.node.get(i) else {
+            continue;
+        };
+        if let Some(value) = crate::edit::const_value(node) {
+            known.insert(node.name.clone(), vec![Some(value.shape().to_vec())]);
+            values.insert(node.name.clone(), value);
+            continue;
+        }
+        let inputs: Vec<(Option<Vec<usize>>, Option<&Tensor>)> = node
+            .input
+            .iter()
+            .filter(|i| !i.starts_with('^'))
+            .map(|input| {
+                let parsed = InputRef::parse(input);
+                let shape = known
+                    .get(parsed.node)
+                    .and_then(|s| s.get(parsed.port as usize).cloned().flatten());
+                let value = if parsed.port == 0 {
+                    values.get(parsed.node)
+                } else {
+                    None
+                };
+                (shape, value)
+            })
+            .collect();
+        let view: Vec<Input<'_>> = inputs
+            .iter()
+            .map(|(s, v)| Input {
+                shape: s.as_deref(),
+                value: *v,
+            })
+            .collect();
+        if let Some(shapes) = infer(node, &view) {
+            known.insert(node.name.clone(), shapes);
+        }
+    }
+    known
+}

@@ -18,6 +18,7 @@ mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
+mod fuse_convolutions;
 mod inline_partitionedcall;
 mod insert_logging;
 mod merge_duplicate_nodes;
@@ -200,6 +201,9 @@ impl Registry {
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(fold_old_batch_norms::FoldOldBatchNorms);
+        registry.register(fuse_convolutions::FusePadAndConv);
+        registry.register(fuse_convolutions::FuseResizeAndConv);
+        registry.register(fuse_convolutions::FuseResizePadAndConv);
         registry.register(inline_partitionedcall::InlinePartitionedCall);
         registry.register(insert_logging::InsertLogging);
         registry.register(merge_duplicate_nodes::MergeDuplicateNodes);

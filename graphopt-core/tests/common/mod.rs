@@ -14,6 +14,7 @@ pub const MODELS: &[&str] = &[
     "tf1_conv_bn",
     "bn_patterns",
     "training_leftovers",
+    "resize_pad_conv",
 ];
 
 pub fn fixtures() -> PathBuf {
