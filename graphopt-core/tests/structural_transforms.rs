@@ -295,6 +295,12 @@ fn structural_transforms_keep_every_fixtures_outputs() {
         "backport_concatv2",
         "insert_logging(op=Conv2D, op=MatMul, show_name=true, message=\"value:\")",
         "insert_logging(prefix=functional)",
+        "add_default_attributes",
+        "set_device(device=\"/device:CPU:0\")",
+        "fuse_resize_pad_and_conv fuse_resize_and_conv fuse_pad_and_conv",
+        "remove_training_nodes",
+        "inline_partitionedcall",
+        "backport_tensor_array_v3",
     ];
     for name in common::MODELS {
         let (inputs, outputs) = common::io_names(name);
@@ -475,5 +481,49 @@ fn fuse_convolutions_fold_resize_and_pad_and_keep_outputs() {
     );
     let value = &common::run_fixture("resize_pad_conv", &graph)[0];
     let (rel, _) = common::relative_error(value, &common::tensor("resize_pad_conv", "output_0.pb"));
-    assert!(rel < 1e-5, "relative error {rel}");
+    assert!(rel < 1e-6, "relative error {rel}");
+}
+
+#[test]
+fn backport_tensor_array_v3_rewires_the_flow_output() {
+    let mut graph = text(
+        r#"
+node { name: "size" op: "Const" attr { key: "dtype" value { type: DT_INT32 } } attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 2 } } } }
+node { name: "ta" op: "TensorArrayV3" input: "size" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "identical_element_shapes" value { b: true } } }
+node { name: "index" op: "Const" attr { key: "dtype" value { type: DT_INT32 } } attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 0 } } } }
+node { name: "read" op: "TensorArrayReadV3" input: "ta" input: "index" input: "ta:1" attr { key: "dtype" value { type: DT_FLOAT } } }
+"#,
+    );
+    run(&mut graph, "backport_tensor_array_v3", &[], &["read"]).unwrap();
+    assert_eq!(node(&graph, "ta").op, "TensorArrayV2");
+    assert!(!node(&graph, "ta")
+        .attr
+        .contains_key("identical_element_shapes"));
+    assert_eq!(node(&graph, "read").op, "TensorArrayReadV2");
+    assert_eq!(
+        node(&graph, "read").input,
+        ["ta", "index", "ta/replacement_flow_node"]
+    );
+    assert_eq!(node(&graph, "ta/replacement_flow_node").op, "Const");
+}
+
+#[test]
+fn strip_unused_nodes_cuts_a_queue_input_pipeline_at_the_inputs() {
+    let mut graph = text(
+        r#"
+node { name: "queue" op: "FIFOQueueV2" attr { key: "component_types" value { list { type: DT_FLOAT } } } }
+node { name: "batch" op: "QueueDequeueV2" input: "queue" attr { key: "component_types" value { list { type: DT_FLOAT } } } }
+node { name: "images" op: "Identity" input: "batch" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "out" op: "Relu" input: "images" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    run(
+        &mut graph,
+        r#"strip_unused_nodes(type=float, shape="1,8")"#,
+        &["images"],
+        &["out"],
+    )
+    .unwrap();
+    assert_eq!(names(&graph), ["images", "out"]);
+    assert_eq!(node(&graph, "images").op, "Placeholder");
 }

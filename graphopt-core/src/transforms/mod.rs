@@ -14,6 +14,7 @@ pub mod spec;
 
 mod add_default_attributes;
 mod backport_concatv2;
+mod backport_tensor_array_v3;
 mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
@@ -197,6 +198,7 @@ impl Registry {
         let mut registry = Registry::new();
         registry.register(add_default_attributes::AddDefaultAttributes);
         registry.register(backport_concatv2::BackportConcatV2);
+        registry.register(backport_tensor_array_v3::BackportTensorArrayV3);
         registry.register(flatten_atrous_conv::FlattenAtrousConv);
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
