@@ -527,3 +527,33 @@ node { name: "out" op: "Relu" input: "images" attr { key: "T" value { type: DT_F
     assert_eq!(names(&graph), ["images", "out"]);
     assert_eq!(node(&graph, "images").op, "Placeholder");
 }
+
+#[test]
+fn every_transform_writes_the_same_bytes_every_time() {
+    let pipelines = [
+        "remove_training_nodes strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms merge_duplicate_nodes sort_by_execution_order",
+        "inline_partitionedcall add_default_attributes insert_logging(op=Relu) obfuscate_names",
+        "quantize_weights(minimum_size=16) round_weights remove_control_dependencies backport_concatv2",
+        "fuse_resize_pad_and_conv fuse_resize_and_conv fuse_pad_and_conv flatten_atrous_conv",
+    ];
+    for name in common::MODELS
+        .iter()
+        .chain(&["function_calls", "atrous_conv", "dense_mlp"])
+    {
+        let (inputs, outputs) = common::io_names(name);
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        for pipeline in pipelines {
+            let encode = || {
+                let mut graph = common::load(name);
+                run(&mut graph, pipeline, &inputs, &outputs)
+                    .unwrap_or_else(|e| panic!("{name} `{pipeline}`: {e}"));
+                graphopt_core::io::encode_graph(&graph)
+            };
+            assert!(
+                encode() == encode(),
+                "{name} `{pipeline}`: output differs between runs"
+            );
+        }
+    }
+}

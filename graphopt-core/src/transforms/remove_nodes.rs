@@ -116,7 +116,10 @@ fn splice(
     if removed.is_empty() {
         return false;
     }
-    for &r in &removed {
+    // Sorted, so the order control inputs are moved in is the same on every run.
+    let mut ordered: Vec<usize> = removed.iter().copied().collect();
+    ordered.sort_unstable();
+    for r in ordered {
         let node = graph.node[r].clone();
         let data: Vec<String> = data_inputs(&node).iter().map(|s| s.to_string()).collect();
         let controls: Vec<String> = node
