@@ -1,11 +1,24 @@
 //! graphopt: TensorFlow models optimized at compile time for Rust apps.
 //!
-//! A `build.rs` declares a model and a transform list; graphopt freezes, optimizes, hashes and
-//! caches it, and `include_model!` (arriving with the build integration) embeds the result with
-//! typed constants for its inputs and outputs. This facade crate is what apps depend on: it is
-//! `no_std` and tiny, holding the types those constants use — [`DType`] and [`TensorSpec`].
-//! The graph machinery lives in `graphopt-core`, the command-line tool in `graphopt-cli`.
-#![no_std]
+//! A `build.rs` declares a model and a transform list with `graphopt-build`; graphopt
+//! optimizes, hashes and caches it, and [`include_model!`] embeds the result with typed
+//! constants for its inputs and outputs:
+//!
+//! ```ignore
+//! graphopt::include_model!(digits);
+//! let bytes: &[u8] = digits::GRAPH_DEF;
+//! let input: graphopt::TensorSpec = digits::inputs::IMAGE;
+//! ```
+//!
+//! This facade is what apps depend on. With default features it is `no_std` and holds only
+//! [`include_model!`], [`DType`] and [`TensorSpec`]. The `eval` feature adds [`eval::Model`],
+//! which runs an embedded graph with graphopt's reference evaluator.
+#![cfg_attr(not(feature = "eval"), no_std)]
+
+pub use graphopt_macros::include_model;
+
+#[cfg(feature = "eval")]
+pub mod eval;
 
 /// Element type of a tensor, numbered as TensorFlow's `DataType` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,250 @@
-//! graphopt-macros: the `include_model!` proc-macro, re-exported by the `graphopt` crate.
+//! graphopt-macros: `include_model!`, re-exported by the `graphopt` crate.
 //!
-//! `include_model!(name)` will read the artifact manifest `$OUT_DIR/graphopt/NAME.json` that
-//! `graphopt-build` writes and expand to `pub mod NAME` with `GRAPH_DEF` (via `include_bytes!`),
-//! `SHA256`, `TRANSFORMS`, `INPUTS`/`OUTPUTS` and one constant per tensor. It reads only the
-//! manifest and never links graphopt-core. The macro lands with the build-integration work;
-//! until then this crate exports nothing.
+//! `include_model!(digits)` reads the manifest `$OUT_DIR/graphopt/digits.json` that
+//! `graphopt-build` wrote in the package's build script and expands to:
+//!
+//! ```ignore
+//! pub mod digits {
+//!     pub static GRAPH_DEF: &[u8];          // the optimized GraphDef, via include_bytes!, 16-byte aligned
+//!     pub const SHA256: &str;               // hex SHA-256 of GRAPH_DEF
+//!     pub const TRANSFORMS: &str;           // the transform list, canonical form
+//!     pub const INPUTS: &[graphopt::TensorSpec];
+//!     pub const OUTPUTS: &[graphopt::TensorSpec];
+//!     pub mod inputs { pub const IMAGE: graphopt::TensorSpec; }
+//!     pub mod outputs { pub const PROBS: graphopt::TensorSpec; }
+//! }
+//! ```
+//!
+//! It reads only the manifest and never links graphopt-core. A name no build script declared
+//! is a compile error listing the declared ones.
+
+use std::path::{Path, PathBuf};
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::{format_ident, quote};
+use serde::Deserialize;
+use syn::{parse_macro_input, Ident};
+
+#[derive(Deserialize)]
+struct Tensor {
+    name: String,
+    tensor: String,
+    dtype: String,
+    shape: Option<Vec<i64>>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    sha256: String,
+    size_bytes: u64,
+    transforms: String,
+    inputs: Vec<Tensor>,
+    outputs: Vec<Tensor>,
+    node_count: usize,
+    ops: std::collections::BTreeMap<String, usize>,
+}
+
+fn error(message: String) -> TokenStream {
+    quote!(::core::compile_error!(#message);).into()
+}
+
+fn declared(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".json"))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// UPPER_SNAKE constant name for a tensor name like `serving_default/probs:0`.
+fn const_name(name: &str) -> String {
+    let mut out = String::new();
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && previous_lower {
+            out.push('_');
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_uppercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+        previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+    }
+    let out = out.trim_matches('_').to_string();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("T_{out}")
+    } else {
+        out
+    }
+}
+
+fn dtype_variant(dtype: &str) -> Option<&'static str> {
+    Some(match dtype {
+        "float" => "Float",
+        "double" => "Double",
+        "int32" => "Int32",
+        "uint8" => "UInt8",
+        "int16" => "Int16",
+        "int8" => "Int8",
+        "string" => "String",
+        "complex64" => "Complex64",
+        "int64" => "Int64",
+        "bool" => "Bool",
+        "qint8" => "QInt8",
+        "quint8" => "QUInt8",
+        "qint32" => "QInt32",
+        "bfloat16" => "BFloat16",
+        "qint16" => "QInt16",
+        "quint16" => "QUInt16",
+        "uint16" => "UInt16",
+        "complex128" => "Complex128",
+        "half" => "Half",
+        "resource" => "Resource",
+        "variant" => "Variant",
+        "uint32" => "UInt32",
+        "uint64" => "UInt64",
+        _ => return None,
+    })
+}
+
+fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
+    let (name, tensor) = (&t.name, &t.tensor);
+    let variant = dtype_variant(&t.dtype).ok_or_else(|| {
+        format!(
+            "tensor '{}' has dtype '{}', which graphopt::DType lacks",
+            t.name, t.dtype
+        )
+    })?;
+    let variant = Ident::new(variant, Span::call_site());
+    let shape = t.shape.clone().unwrap_or_default();
+    Ok(quote! {
+        ::graphopt::TensorSpec { name: #name, tensor: #tensor, dtype: ::graphopt::DType::#variant, shape: &[#(#shape),*] }
+    })
+}
+
+/// Embeds the model a build script built with graphopt-build. See the crate docs.
+#[proc_macro]
+pub fn include_model(input: TokenStream) -> TokenStream {
+    let module = parse_macro_input!(input as Ident);
+    let name = module.to_string();
+    let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+        return error("include_model! needs OUT_DIR: build the model with graphopt-build in this package's build.rs".into());
+    };
+    let dir = out_dir.join("graphopt");
+    let manifest_path = dir.join(format!("{name}.json"));
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(_) => {
+            let known = declared(&dir);
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            return error(format!(
+                "no model '{name}' was built by this package's build.rs; declared models: {known}"
+            ));
+        }
+    };
+    let manifest: Manifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => return error(format!("{}: {e}", manifest_path.display())),
+    };
+    let graph_path = dir.join(format!("{name}.pb"));
+    let graph_path = graph_path.to_string_lossy().into_owned();
+    let manifest_str = manifest_path.to_string_lossy().into_owned();
+    let specs = |list: &[Tensor]| list.iter().map(spec).collect::<Result<Vec<_>, _>>();
+    let (inputs, outputs) = match (specs(&manifest.inputs), specs(&manifest.outputs)) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) | (_, Err(e)) => return error(e),
+    };
+    let input_consts = manifest.inputs.iter().zip(&inputs).map(|(t, s)| {
+        let ident = format_ident!("{}", const_name(&t.name));
+        let doc = format!(
+            "Input `{}`: {}{:?}.",
+            t.tensor,
+            t.dtype,
+            t.shape.clone().unwrap_or_default()
+        );
+        quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
+    });
+    let output_consts = manifest.outputs.iter().zip(&outputs).map(|(t, s)| {
+        let ident = format_ident!("{}", const_name(&t.name));
+        let doc = format!(
+            "Output `{}`: {}{:?}.",
+            t.tensor,
+            t.dtype,
+            t.shape.clone().unwrap_or_default()
+        );
+        quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
+    });
+    let mut ops: Vec<(&String, &usize)> = manifest.ops.iter().collect();
+    ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let op_summary = ops
+        .iter()
+        .map(|(op, n)| format!("{n} {op}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let doc = format!(
+        "The `{name}` model, optimized at build time by graphopt: {} nodes ({op_summary}), {} bytes, sha256 `{}`.\n\nTransforms: `{}`",
+        manifest.node_count, manifest.size_bytes, manifest.sha256, manifest.transforms
+    );
+    let (sha, transforms, size) = (
+        &manifest.sha256,
+        &manifest.transforms,
+        manifest.size_bytes as usize,
+    );
+    quote! {
+        #[doc = #doc]
+        pub mod #module {
+            #[repr(C, align(16))]
+            struct Aligned<T: ?Sized>(T);
+            // Rebuild when the manifest changes, not only the graph.
+            const _MANIFEST: &[u8] = include_bytes!(#manifest_str);
+            static ALIGNED: &Aligned<[u8; #size]> = &Aligned(*include_bytes!(#graph_path));
+            /// The optimized GraphDef, 16-byte aligned.
+            pub static GRAPH_DEF: &[u8] = &ALIGNED.0;
+            /// Hex SHA-256 of [`GRAPH_DEF`].
+            pub const SHA256: &str = #sha;
+            /// The transforms applied, in canonical form.
+            pub const TRANSFORMS: &str = #transforms;
+            /// Every input, in declaration order.
+            pub const INPUTS: &[::graphopt::TensorSpec] = &[#(#inputs),*];
+            /// Every output, in declaration order.
+            pub const OUTPUTS: &[::graphopt::TensorSpec] = &[#(#outputs),*];
+            /// One constant per input.
+            pub mod inputs { #(#input_consts)* }
+            /// One constant per output.
+            pub mod outputs { #(#output_consts)* }
+        }
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::const_name;
+
+    #[test]
+    fn constant_names_are_upper_snake() {
+        assert_eq!(const_name("image"), "IMAGE");
+        assert_eq!(
+            const_name("serving_default/probs:0"),
+            "SERVING_DEFAULT_PROBS_0"
+        );
+        assert_eq!(const_name("inputLayer"), "INPUT_LAYER");
+        assert_eq!(const_name("0bad"), "T_0BAD");
+    }
+}

@@ -1,0 +1,42 @@
+//! The artifact manifest `$OUT_DIR/graphopt/NAME.json` that `include_model!` reads.
+
+use serde::{Deserialize, Serialize};
+
+/// One input or output tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorManifest {
+    /// Node name, e.g. `image`.
+    pub name: String,
+    /// Tensor name, e.g. `image:0`.
+    pub tensor: String,
+    /// TensorFlow's type name, e.g. `float`.
+    pub dtype: String,
+    /// Dimensions, -1 where unknown; `None` when even the rank is unknown.
+    pub shape: Option<Vec<i64>>,
+}
+
+/// Everything about a built model an app or a reviewer needs. Fields are in a fixed order
+/// and maps are sorted, so the file is stable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Module name given to `Model::new`.
+    pub name: String,
+    /// SHA-256 of the optimized GraphDef bytes (the `.pb` next to this file).
+    pub sha256: String,
+    /// Size of those bytes.
+    pub size_bytes: u64,
+    /// SHA-256 over every input byte (the source model).
+    pub source_sha256: String,
+    /// The cache key.
+    pub key: String,
+    pub tool_version: String,
+    /// The transform list in canonical form.
+    pub transforms: String,
+    pub inputs: Vec<TensorManifest>,
+    pub outputs: Vec<TensorManifest>,
+    pub node_count: usize,
+    /// Op types of the optimized graph and how often they occur, by name.
+    pub ops: std::collections::BTreeMap<String, usize>,
+    /// `hit` when the artifact came from the cache, `miss` when it was built.
+    pub cache: String,
+}
