@@ -1,0 +1,277 @@
+//! End to end: a fresh app crate in a temp dir, built with cargo against the path
+//! dependencies, the way a user's project uses graphopt.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+const MAIN: &str = r#"
+graphopt::include_model!(tiny);
+
+fn main() {
+    println!("sha256 {}", tiny::SHA256);
+    println!("bytes {}", tiny::GRAPH_DEF.len());
+    println!("aligned {}", tiny::GRAPH_DEF.as_ptr() as usize % 16 == 0);
+    println!("input {} {:?} {:?}", tiny::inputs::INPUT.tensor, tiny::inputs::INPUT.dtype, tiny::inputs::INPUT.shape);
+    println!("output {} {:?} {:?}", tiny::outputs::PROBS.tensor, tiny::outputs::PROBS.dtype, tiny::outputs::PROBS.shape);
+    println!("counts {} {}", tiny::INPUTS.len(), tiny::OUTPUTS.len());
+    println!("transforms {}", tiny::TRANSFORMS);
+}
+"#;
+
+struct App {
+    dir: tempfile::TempDir,
+    target: PathBuf,
+    cache: PathBuf,
+}
+
+impl App {
+    fn new() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let root = workspace();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::copy(
+            root.join("tests/fixtures/models/tf1_conv_bn.pb"),
+            dir.path().join("models/tiny.pb"),
+        )
+        .unwrap();
+        let toml = format!(
+            "[package]\nname = \"tiny-app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+             [dependencies]\ngraphopt = {{ path = {:?} }}\n\n[build-dependencies]\ngraphopt-build = {{ path = {:?} }}\n",
+            root.display().to_string(),
+            root.join("graphopt-build").display().to_string()
+        );
+        std::fs::write(dir.path().join("Cargo.toml"), toml).unwrap();
+        std::fs::write(dir.path().join("src/main.rs"), MAIN).unwrap();
+        // Shared across runs so the dependencies compile once.
+        let target = root.join("target/graphopt-app-test");
+        let cache = dir.path().join("cache");
+        let app = App { dir, target, cache };
+        app.set_transforms("remove_device sort_by_execution_order", None);
+        app
+    }
+
+    fn set_transforms(&self, transforms: &str, lock: Option<&str>) {
+        let lock = lock
+            .map(|l| format!(".lock_file({l:?})"))
+            .unwrap_or_default();
+        let build = format!(
+            "fn main() -> Result<(), graphopt_build::Error> {{\n    graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\")\n        \
+             .inputs([\"input\"]).outputs([\"probs\"]).transforms({transforms:?}){lock}.build()?;\n    Ok(())\n}}\n"
+        );
+        std::fs::write(self.dir.path().join("build.rs"), build).unwrap();
+    }
+
+    fn cargo(&self, args: &[&str], cache: &Path) -> Output {
+        Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CARGO_TARGET_DIR", &self.target)
+            .env("GRAPHOPT_CACHE_DIR", cache)
+            .env_remove("GRAPHOPT_UPDATE_LOCK")
+            .output()
+            .unwrap()
+    }
+
+    fn build(&self) -> Output {
+        self.cargo(&["build", "--quiet"], &self.cache)
+    }
+
+    fn run(&self) -> String {
+        let out = self.cargo(&["run", "--quiet"], &self.cache);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The manifest and artifact of the last build.
+    fn artifacts(&self) -> (serde_json::Value, Vec<u8>) {
+        let build_dir = self.target.join("debug/build");
+        let newest = std::fs::read_dir(&build_dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("out/graphopt/tiny.json"))
+            .filter(|p| p.exists())
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
+            .expect("a manifest");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&newest).unwrap()).unwrap();
+        let bytes = std::fs::read(newest.with_extension("pb")).unwrap();
+        (manifest, bytes)
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_fresh_app_builds_embeds_and_caches_its_model() {
+    let app = App::new();
+    let out = app.build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (manifest, bytes) = app.artifacts();
+    assert_eq!(manifest["cache"], "miss");
+    assert_eq!(manifest["sha256"], sha256(&bytes));
+
+    let stdout = app.run();
+    assert!(
+        stdout.contains(&format!("sha256 {}", sha256(&bytes))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("bytes {}", bytes.len())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("aligned true"), "{stdout}");
+    assert!(
+        stdout.contains("input input:0 Float [1, 16, 16, 3]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("output probs:0 Float [1, 5]"), "{stdout}");
+    assert!(stdout.contains("counts 1 1"), "{stdout}");
+    assert!(
+        stdout.contains("transforms remove_device sort_by_execution_order"),
+        "{stdout}"
+    );
+
+    // Touching build.rs re-runs it: a cache hit, no transform runs, same bytes.
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    assert!(app.build().status.success());
+    let (manifest, again) = app.artifacts();
+    assert_eq!(manifest["cache"], "hit");
+    assert!(again == bytes);
+
+    // Clearing the cache rebuilds byte-identical output.
+    std::fs::remove_dir_all(&app.cache).unwrap();
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    assert!(app.build().status.success());
+    let (manifest, rebuilt) = app.artifacts();
+    assert_eq!(manifest["cache"], "miss");
+    assert!(
+        rebuilt == bytes,
+        "a rebuild from an empty cache must give the same bytes"
+    );
+
+    // A different transform list gives a different artifact.
+    app.set_transforms(
+        "strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order",
+        None,
+    );
+    assert!(app.build().status.success());
+    let (manifest, folded) = app.artifacts();
+    assert_ne!(manifest["sha256"], sha256(&bytes));
+    assert_eq!(manifest["sha256"], sha256(&folded));
+    assert!(folded.len() < bytes.len());
+
+    // The lock file records the artifact, then refuses a build whose artifact would differ.
+    app.set_transforms(
+        "remove_device sort_by_execution_order",
+        Some("graphopt.lock"),
+    );
+    assert!(app.build().status.success());
+    let lock_path = app.dir.path().join("graphopt.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    assert!(lock.contains(&sha256(&bytes)), "{lock}");
+    std::fs::write(&lock_path, lock.replace(&sha256(&bytes), &"0".repeat(64))).unwrap();
+    app.set_transforms(
+        "remove_device sort_by_execution_order",
+        Some("graphopt.lock"),
+    );
+    let out = app.build();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("graphopt: model 'tiny': the artifact's sha256")
+            && err.contains("not reproducible"),
+        "{err}"
+    );
+
+    // A bad transform string fails with one readable line and no backtrace.
+    app.set_transforms("remove_device frobnicate", None);
+    let out = app.build();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("graphopt: model 'tiny': transform 'frobnicate': not a known transform"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+
+    // An undeclared model is a compile error listing the declared ones.
+    app.set_transforms("remove_device", None);
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(nope);\nfn main() {}\n",
+    )
+    .unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "no model 'nope' was built by this package's build.rs; declared models: tiny"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn concurrent_builds_sharing_a_cache_agree() {
+    // Two processes run the same build at once against one cache directory.
+    let first = App::new();
+    let second = App::new();
+    let shared = first.dir.path().join("shared-cache");
+    // Separate target dirs so cargo's lock does not serialize the two builds.
+    let spawn = |app: &App, target: &Path| {
+        Command::new(env!("CARGO"))
+            .args(["build", "--quiet"])
+            .current_dir(app.dir.path())
+            .env("CARGO_TARGET_DIR", target)
+            .env("GRAPHOPT_CACHE_DIR", &shared)
+            .spawn()
+            .unwrap()
+    };
+    let targets = [
+        workspace().join("target/graphopt-app-test"),
+        workspace().join("target/graphopt-app-test-2"),
+    ];
+    let mut a = spawn(&first, &targets[0]);
+    let mut b = spawn(&second, &targets[1]);
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let read = |target: &Path| -> Vec<u8> {
+        let dir = target.join("debug/build");
+        let path = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("out/graphopt/tiny.pb"))
+            .filter(|p| p.exists())
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
+            .unwrap();
+        std::fs::read(path).unwrap()
+    };
+    assert!(read(&targets[0]) == read(&targets[1]));
+}
