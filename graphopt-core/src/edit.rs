@@ -12,6 +12,8 @@ use crate::tensor::Tensor;
 pub struct Uses {
     index: HashMap<String, usize>,
     uses: Vec<usize>,
+    /// Data (non-control) reads per node.
+    data_uses: Vec<usize>,
     /// Outputs other than 0 that something reads, per node.
     high_ports: Vec<bool>,
 }
@@ -25,12 +27,16 @@ impl Uses {
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
         let mut uses = vec![0; graph.node.len()];
+        let mut data_uses = vec![0; graph.node.len()];
         let mut high_ports = vec![false; graph.node.len()];
         for node in &graph.node {
             for input in &node.input {
                 let parsed = InputRef::parse(input);
                 if let Some(&p) = index.get(parsed.node) {
                     uses[p] += 1;
+                    if !parsed.control {
+                        data_uses[p] += 1;
+                    }
                     high_ports[p] |= parsed.port > 0;
                 }
             }
@@ -38,6 +44,7 @@ impl Uses {
         Uses {
             index,
             uses,
+            data_uses,
             high_ports,
         }
     }
@@ -50,6 +57,11 @@ impl Uses {
     /// How many input entries (data and control) read node `i`.
     pub fn count(&self, i: usize) -> usize {
         self.uses.get(i).copied().unwrap_or(0)
+    }
+
+    /// How many data inputs (control edges not counted) read node `i`.
+    pub fn data_count(&self, i: usize) -> usize {
+        self.data_uses.get(i).copied().unwrap_or(0)
     }
 
     /// Whether anything reads an output of node `i` other than output 0.
@@ -169,7 +181,8 @@ impl Edits {
         constant: usize,
         value: &Tensor,
     ) {
-        if uses.count(constant) == 1 {
+        // Control edges read no value, so only data readers force a copy.
+        if uses.data_count(constant) == 1 {
             if let Some(node) = graph.node.get_mut(constant) {
                 set_const_value(node, value);
             }

@@ -222,6 +222,14 @@ fn standard_pipeline_keeps_outputs_and_beats_the_graph_transform_tool() {
             "{name}: graphopt {} nodes, TensorFlow's GTT {gtt_nodes}",
             graph.node.len()
         );
+        if *name != "bn_patterns" {
+            // Only bn_patterns shares weights between layers; elsewhere no weight is copied
+            // (control edges to a weight do not count as readers).
+            assert!(
+                !graph.node.iter().any(|n| n.name.ends_with("_bn_folded")),
+                "{name}: weights were copied"
+            );
+        }
         if CNNS_WITH_BATCH_NORM.contains(name) {
             assert!(
                 graph.node.len() < gtt_nodes,
