@@ -51,11 +51,15 @@ impl App {
             dir.path().join("models/tiny.pb"),
         )
         .unwrap();
+        // Cargo derives OUT_DIR from the package name relative to its workspace, so every app
+        // in the shared target directory needs a name of its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let toml = format!(
-            "[package]\nname = \"tiny-app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+            "[package]\nname = \"tiny-app-{id}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
              [dependencies]\ngraphopt = {{ path = {:?} }}\n\n[build-dependencies]\ngraphopt-build = {{ path = {:?} }}\n",
             root.display().to_string(),
-            root.join("graphopt-build").display().to_string()
+            root.join("graphopt-build").display().to_string(),
         );
         std::fs::write(dir.path().join("Cargo.toml"), toml).unwrap();
         std::fs::write(dir.path().join("src/main.rs"), MAIN).unwrap();
@@ -71,8 +75,11 @@ impl App {
         let lock = lock
             .map(|l| format!(".lock_file({l:?})"))
             .unwrap_or_default();
+        // The build script also leaves its OUT_DIR behind, so the test finds its artifacts.
         let build = format!(
-            "fn main() -> Result<(), graphopt_build::Error> {{\n    graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\")\n        \
+            "fn main() -> Result<(), graphopt_build::Error> {{\n    \
+             std::fs::write(\"out_dir.txt\", std::env::var(\"OUT_DIR\").unwrap_or_default()).ok();\n    \
+             graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\")\n        \
              .inputs([\"input\"]).outputs([\"probs\"]).transforms({transforms:?}){lock}.build()?;\n    Ok(())\n}}\n"
         );
         std::fs::write(self.dir.path().join("build.rs"), build).unwrap();
@@ -105,18 +112,12 @@ impl App {
 
     /// The manifest and artifact of the last build.
     fn artifacts(&self) -> (serde_json::Value, Vec<u8>) {
-        let build_dir = self.target.join("debug/build");
-        let newest = std::fs::read_dir(&build_dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("out/graphopt/tiny.json"))
-            .filter(|p| p.exists())
-            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
-            .expect("a manifest");
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&newest).unwrap()).unwrap();
-        let bytes = std::fs::read(newest.with_extension("pb")).unwrap();
-        (manifest, bytes)
+        let out_dir = std::fs::read_to_string(self.dir.path().join("out_dir.txt")).unwrap();
+        let manifest = Path::new(&out_dir).join("graphopt/tiny.json");
+        let manifest_json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        let bytes = std::fs::read(manifest.with_extension("pb")).unwrap();
+        (manifest_json, bytes)
     }
 }
 
@@ -160,6 +161,27 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
     let (manifest, again) = app.artifacts();
     assert_eq!(manifest["cache"], "hit");
     assert!(again == bytes);
+
+    // A corrupted cache entry is noticed, reported and rebuilt.
+    let entry = std::fs::read_dir(&app.cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(entry.join("model.pb"), b"garbage").unwrap();
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    // Without --quiet, so cargo shows the build script's warning.
+    let out = app.cargo(&["build"], &app.cache);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match its recorded hash; rebuilding"),
+        "{}",
+        stderr(&out)
+    );
+    let (manifest, repaired) = app.artifacts();
+    assert_eq!(manifest["cache"], "miss");
+    assert!(repaired == bytes);
 
     // Clearing the cache rebuilds byte-identical output.
     std::fs::remove_dir_all(&app.cache).unwrap();
@@ -274,4 +296,24 @@ fn concurrent_builds_sharing_a_cache_agree() {
         std::fs::read(path).unwrap()
     };
     assert!(read(&targets[0]) == read(&targets[1]));
+}
+
+#[test]
+fn models_declared_in_cargo_toml_metadata_build() {
+    let app = App::new();
+    let toml_path = app.dir.path().join("Cargo.toml");
+    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
+    toml.push_str(
+        "\n[package.metadata.graphopt.models.tiny]\npath = \"models/tiny.pb\"\ninputs = [\"input\"]\noutputs = [\"probs\"]\n\
+         transforms = \"strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order\"\n",
+    );
+    std::fs::write(&toml_path, toml).unwrap();
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    graphopt_build::build_from_manifest()?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    let stdout = app.run();
+    assert!(stdout.contains("transforms strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order"), "{stdout}");
+    assert!(stdout.contains("output probs:0 Float [1, 5]"), "{stdout}");
 }
