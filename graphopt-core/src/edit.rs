@@ -111,18 +111,7 @@ pub fn const_node(name: String, device: String, value: &Tensor) -> NodeDef {
         device,
         ..Default::default()
     };
-    node.attr.insert(
-        "dtype".into(),
-        AttrValue {
-            value: Some(attr_value::Value::Type(value.dtype() as i32)),
-        },
-    );
-    node.attr.insert(
-        "value".into(),
-        AttrValue {
-            value: Some(attr_value::Value::Tensor(value.to_proto())),
-        },
-    );
+    set_const_value(&mut node, value);
     node
 }
 

@@ -29,7 +29,7 @@ pub fn scalar_bool(t: &Tensor) -> Option<bool> {
     }
 }
 
-const ELEMENTWISE_BINARY: &[&str] = &[
+pub(crate) const ELEMENTWISE_BINARY: &[&str] = &[
     "Add",
     "AddV2",
     "Sub",
@@ -51,7 +51,7 @@ const ELEMENTWISE_BINARY: &[&str] = &[
     "BitwiseOr",
     "BitwiseXor",
 ];
-const COMPARISONS: &[&str] = &[
+pub(crate) const COMPARISONS: &[&str] = &[
     "Equal",
     "NotEqual",
     "Less",
@@ -61,7 +61,7 @@ const COMPARISONS: &[&str] = &[
     "LogicalAnd",
     "LogicalOr",
 ];
-const UNARY: &[&str] = &[
+pub(crate) const UNARY: &[&str] = &[
     "Neg",
     "Abs",
     "Sqrt",
@@ -103,7 +103,7 @@ const UNARY: &[&str] = &[
     "LogicalNot",
     "Invert",
 ];
-const IDENTITIES: &[&str] = &[
+pub(crate) const IDENTITIES: &[&str] = &[
     "Identity",
     "StopGradient",
     "Snapshot",

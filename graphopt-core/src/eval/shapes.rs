@@ -28,48 +28,14 @@ pub type Shapes = Vec<Option<Vec<usize>>>;
 /// Dummy tensors are capped so inference never costs more than a small allocation.
 const MAX_DUMMY_ELEMENTS: usize = 1 << 22;
 
+/// Shape-preserving ops besides the kernels' unary and identity families.
 const SAME_AS_FIRST: &[&str] = &[
-    "Identity",
-    "StopGradient",
-    "Snapshot",
-    "PreventGradient",
     "CheckNumerics",
     "Cast",
     "BiasAdd",
     "BiasAddV1",
     "Softmax",
     "LogSoftmax",
-    "Neg",
-    "Abs",
-    "Sqrt",
-    "Rsqrt",
-    "Square",
-    "Exp",
-    "Expm1",
-    "Log",
-    "Log1p",
-    "Tanh",
-    "Sigmoid",
-    "Erf",
-    "Erfc",
-    "Relu",
-    "Relu6",
-    "Elu",
-    "Selu",
-    "LeakyRelu",
-    "Softplus",
-    "Softsign",
-    "Reciprocal",
-    "Inv",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Rint",
-    "Sign",
-    "Sin",
-    "Cos",
-    "Tan",
-    "LogicalNot",
     "AddN",
     "ZerosLike",
     "OnesLike",
@@ -77,36 +43,6 @@ const SAME_AS_FIRST: &[&str] = &[
     "Exit",
     "NextIteration",
     "LoopCond",
-    "EnsureShape",
-];
-
-const BROADCASTING: &[&str] = &[
-    "Add",
-    "AddV2",
-    "Sub",
-    "Mul",
-    "RealDiv",
-    "Div",
-    "DivNoNan",
-    "MulNoNan",
-    "Maximum",
-    "Minimum",
-    "Pow",
-    "SquaredDifference",
-    "FloorDiv",
-    "FloorMod",
-    "TruncateDiv",
-    "TruncateMod",
-    "Atan2",
-    "Equal",
-    "NotEqual",
-    "Less",
-    "LessEqual",
-    "Greater",
-    "GreaterEqual",
-    "LogicalAnd",
-    "LogicalOr",
-    "SelectV2",
 ];
 
 /// How a dummy stands in for an input when running a kernel for its output shape.
@@ -204,10 +140,16 @@ pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
             .collect::<Option<Vec<_>>>()?;
         return Some(vec![Some(dims)]);
     }
-    if SAME_AS_FIRST.contains(&op) {
+    if SAME_AS_FIRST.contains(&op)
+        || kernels::UNARY.contains(&op)
+        || kernels::IDENTITIES.contains(&op)
+    {
         return Some(vec![Some(shape(0)?.to_vec())]);
     }
-    if BROADCASTING.contains(&op) {
+    if kernels::ELEMENTWISE_BINARY.contains(&op)
+        || kernels::COMPARISONS.contains(&op)
+        || op == "SelectV2"
+    {
         let mut out = shape(0)?.to_vec();
         for i in 1..data_inputs.len() {
             out = broadcast_shape(&out, shape(i)?).ok()?;

@@ -17,7 +17,7 @@ use super::{Transform, TransformContext};
 use crate::edit::{const_value, data_inputs, Edits, Uses};
 use crate::error::Result;
 use crate::eval::attrs;
-use crate::graph;
+
 use crate::proto::{attr_value, AttrValue, GraphDef};
 use crate::tensor::Tensor;
 
@@ -33,12 +33,7 @@ impl Transform for FlattenAtrousConv {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        let protected: HashSet<String> = context
-            .inputs
-            .iter()
-            .chain(context.outputs)
-            .map(|n| graph::node_name(n).to_string())
-            .collect();
+        let protected = context.protected_names();
         let uses = Uses::new(graph);
         let mut edits = Edits::new(graph, &protected);
         for i in 0..graph.node.len() {

@@ -37,12 +37,7 @@ impl Transform for FoldBatchNorms {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        let protected: HashSet<String> = context
-            .inputs
-            .iter()
-            .chain(context.outputs)
-            .map(|n| graph::node_name(n).to_string())
-            .collect();
+        let protected = context.protected_names();
         while sweep(graph, &protected) {}
         Ok(())
     }

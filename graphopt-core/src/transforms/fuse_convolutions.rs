@@ -12,8 +12,6 @@
 //!   attributes);
 //! - a MirrorPad or ResizeBilinear that something else also reads stays (pattern API rule).
 
-use std::collections::HashSet;
-
 use super::{Transform, TransformContext};
 use crate::edit::{const_node, data_inputs};
 use crate::error::Result;
@@ -41,12 +39,7 @@ fn apply_kind(kind: Kind, graph: &mut GraphDef, context: &TransformContext<'_>) 
         Kind::ResizePad => "Conv2D(MirrorPad(ResizeBilinear(*, Const), Const), *)",
     };
     let pattern = Pattern::parse(pattern_text).map_err(|e| context.error(e))?;
-    let keep: HashSet<String> = context
-        .inputs
-        .iter()
-        .chain(context.outputs)
-        .map(|n| graph::node_name(n).to_string())
-        .collect();
+    let keep = context.protected_names();
     let static_shapes = shapes::infer_graph(graph);
     let mut skipped = Vec::new();
     let result = pattern::replace(graph, &pattern, &keep, |g, m| {

@@ -13,7 +13,7 @@ use prost::Message;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::{self, InputRef};
+use crate::graph::InputRef;
 use crate::proto::{GraphDef, NodeDef};
 
 pub struct MergeDuplicateNodes;
@@ -28,12 +28,7 @@ impl Transform for MergeDuplicateNodes {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        let protected: HashSet<String> = context
-            .inputs
-            .iter()
-            .chain(context.outputs)
-            .map(|n| graph::node_name(n).to_string())
-            .collect();
+        let protected = context.protected_names();
         while merge_once(graph, &protected) {}
         Ok(())
     }

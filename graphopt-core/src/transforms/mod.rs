@@ -75,6 +75,16 @@ impl TransformContext<'_> {
         Error::transform(self.transform, message)
     }
 
+    /// Node names of --inputs and --outputs (ports and `^` stripped): nodes a transform must
+    /// neither remove nor rename.
+    pub fn protected_names(&self) -> std::collections::HashSet<String> {
+        self.inputs
+            .iter()
+            .chain(self.outputs)
+            .map(|n| graph::node_name(n).to_string())
+            .collect()
+    }
+
     /// Records something the user should know that does not stop the transform.
     pub fn warn(&self, message: impl Into<String>) {
         self.warnings.borrow_mut().push(message.into());

@@ -5,11 +5,11 @@
 //! Difference from TensorFlow's transform: names given with a port (`Mul:0`) still protect the
 //! node; TensorFlow compares raw strings and renames it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::{self, InputRef};
+use crate::graph::InputRef;
 use crate::proto::GraphDef;
 
 pub struct ObfuscateNames;
@@ -39,12 +39,7 @@ impl Transform for ObfuscateNames {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        let protected: HashSet<String> = context
-            .inputs
-            .iter()
-            .chain(context.outputs)
-            .map(|n| graph::node_name(n).to_string())
-            .collect();
+        let protected = context.protected_names();
         let mut renames: HashMap<String, String> = HashMap::new();
         let mut counter = 0;
         for node in &graph.node {

@@ -49,12 +49,7 @@ impl Transform for RemoveNodes {
         }
         let max_inputs = usize::try_from(context.params.int("max_inputs", 1)?)
             .map_err(|_| context.error("max_inputs must not be negative"))?;
-        let protected: HashSet<String> = context
-            .inputs
-            .iter()
-            .chain(context.outputs)
-            .map(|n| graph::node_name(n).to_string())
-            .collect();
+        let protected = context.protected_names();
         while splice(graph, &ops, max_inputs, &protected) {}
         Ok(())
     }

@@ -44,12 +44,7 @@ impl Transform for RemoveTrainingNodes {
         if pins.is_empty() {
             pins.push("keras_learning_phase".into());
         }
-        let protected: HashSet<String> = context
-            .inputs
-            .iter()
-            .chain(context.outputs)
-            .map(|n| graph::node_name(n).to_string())
-            .collect();
+        let protected = context.protected_names();
         pin_flags(graph, &pins, &protected);
         remove_asserts(graph);
         resolve_constant_conds(graph, &protected);
