@@ -11,6 +11,7 @@
 pub mod edit;
 pub mod error;
 pub mod eval;
+pub mod freeze;
 pub mod graph;
 pub mod io;
 pub mod ops;

@@ -1,0 +1,3 @@
+//! Freezing without TensorFlow: checkpoints, TF1 graphs with variables, TF2 SavedModels.
+
+pub mod checkpoint;

@@ -1,0 +1,102 @@
+//! Checkpoints and freezing against TensorFlow's fixtures (tests/fixtures/generate_saved_models.py).
+
+use std::path::PathBuf;
+
+use graphopt_core::freeze::checkpoint::{Checkpoint, CheckpointError};
+use graphopt_core::tensor::Data;
+
+fn saved() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/saved")
+}
+
+#[test]
+fn tf1_checkpoint_reads_every_variable() {
+    let ckpt = Checkpoint::open(saved().join("tf1/model.ckpt")).unwrap();
+    let keys: Vec<&str> = ckpt.keys().collect();
+    assert_eq!(
+        keys,
+        ["conv/bias", "conv/weights", "dense/weights", "global_step"]
+    );
+    let weights = ckpt.read("conv/weights").unwrap();
+    assert_eq!(weights.shape(), [3, 3, 2, 4]);
+    let step = ckpt.read("global_step").unwrap();
+    assert_eq!(step.data(), &Data::I64(ndarray::arr0(7i64).into_dyn()));
+}
+
+#[test]
+fn savedmodel_checkpoints_read() {
+    for name in ["keras_cnn", "while_embedding"] {
+        let ckpt = Checkpoint::open(saved().join(name).join("variables/variables")).unwrap();
+        assert!(
+            ckpt.keys().any(|k| k == "_CHECKPOINTABLE_OBJECT_GRAPH"),
+            "{name}"
+        );
+        for key in ckpt.keys().collect::<Vec<_>>() {
+            ckpt.read(key)
+                .unwrap_or_else(|e| panic!("{name} {key}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn damaged_checkpoints_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = saved().join("tf1/model.ckpt");
+    let index = std::fs::read(format!("{}.index", base.display())).unwrap();
+    let data = std::fs::read(format!("{}.data-00000-of-00001", base.display())).unwrap();
+    let prefix = dir.path().join("m");
+    let write = |index: &[u8], data: &[u8]| {
+        std::fs::write(format!("{}.index", prefix.display()), index).unwrap();
+        std::fs::write(format!("{}.data-00000-of-00001", prefix.display()), data).unwrap();
+    };
+    // Wrong prefix.
+    let error = Checkpoint::open(dir.path().join("nope")).unwrap_err();
+    assert!(
+        error.to_string().contains("the checkpoint prefix?"),
+        "{error}"
+    );
+    // Truncated index.
+    write(&index[..index.len() / 2], &data);
+    let error = Checkpoint::open(&prefix).unwrap_err();
+    assert!(matches!(error, CheckpointError::File { .. }), "{error}");
+    // Corrupted index block.
+    let mut bad = index.clone();
+    bad[5] ^= 0xff;
+    write(&bad, &data);
+    assert!(Checkpoint::open(&prefix)
+        .unwrap_err()
+        .to_string()
+        .contains("checksum"));
+    // Corrupted and truncated data.
+    let mut bad = data.clone();
+    bad[10] ^= 0xff;
+    write(&index, &bad);
+    let ckpt = Checkpoint::open(&prefix).unwrap();
+    let errors: Vec<String> = ckpt
+        .keys()
+        .map(|k| {
+            ckpt.read(k)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        errors.iter().any(|e| e.contains("checksum mismatch")),
+        "{errors:?}"
+    );
+    write(&index, &data[..100]);
+    let ckpt = Checkpoint::open(&prefix).unwrap();
+    assert!(ckpt.keys().any(|k| ckpt
+        .read(k)
+        .err()
+        .is_some_and(|e| e.to_string().contains("truncated"))));
+    // Missing shard.
+    std::fs::remove_file(format!("{}.data-00000-of-00001", prefix.display())).unwrap();
+    let ckpt = Checkpoint::open(&prefix).unwrap();
+    assert!(ckpt
+        .read("conv/bias")
+        .unwrap_err()
+        .to_string()
+        .contains("missing shard"));
+}
