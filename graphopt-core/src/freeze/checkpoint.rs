@@ -50,8 +50,11 @@ fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+/// Key/value pairs of a table, in order.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Reads an SSTable file: every key/value of every data block, in order.
-fn read_table(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn read_table(data: &[u8]) -> Result<Entries, String> {
     if data.len() < FOOTER {
         return Err("too short for a table footer; truncated?".into());
     }
@@ -110,7 +113,7 @@ fn read_block(data: &[u8], (offset, size): (usize, usize)) -> Result<Vec<u8>, St
     }
 }
 
-fn block_entries(block: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn block_entries(block: &[u8]) -> Result<Entries, String> {
     if block.len() < 4 {
         return Err("block too short".into());
     }
