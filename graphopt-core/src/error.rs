@@ -42,6 +42,8 @@ pub enum Error {
         flag: String,
         name: String,
     },
+    #[error("freeze: {0}")]
+    Freeze(String),
     #[error("verify: {0}")]
     Verify(#[from] crate::verify::VerifyError),
     #[error("{optimized} differs from {original}: output '{output}' has relative error {error:.3e} (absolute {absolute:.3e}), over the tolerance {tolerance:e}")]
