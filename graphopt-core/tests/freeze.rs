@@ -104,28 +104,78 @@ fn damaged_checkpoints_fail_clearly() {
 fn io_tensor(name: &str, file: &str) -> graphopt_core::tensor::Tensor {
     use prost::Message;
     let bytes = std::fs::read(saved().join(format!("{name}.io")).join(file)).unwrap();
-    graphopt_core::tensor::Tensor::from_proto(&graphopt_core::proto::TensorProto::decode(bytes.as_slice()).unwrap()).unwrap()
+    graphopt_core::tensor::Tensor::from_proto(
+        &graphopt_core::proto::TensorProto::decode(bytes.as_slice()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn max_error(a: &graphopt_core::tensor::Tensor, b: &graphopt_core::tensor::Tensor) -> f64 {
-    let (Data::F32(x), Data::F32(y)) = (a.data(), b.data()) else { panic!("float outputs expected") };
+    let (Data::F32(x), Data::F32(y)) = (a.data(), b.data()) else {
+        panic!("float outputs expected")
+    };
     assert_eq!(x.shape(), y.shape());
     let scale = y.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
-    x.iter().zip(y.iter()).fold(0f64, |m, (p, q)| m.max(f64::from((p - q).abs()))) / scale
+    x.iter()
+        .zip(y.iter())
+        .fold(0f64, |m, (p, q)| m.max(f64::from((p - q).abs())))
+        / scale
 }
 
 #[test]
 fn tf1_graph_and_checkpoint_freeze_to_tensorflows_outputs() {
-    let graph = graphopt_core::io::read_graph(saved().join("tf1/graph.pb")).unwrap().graph;
+    let graph = graphopt_core::io::read_graph(saved().join("tf1/graph.pb"))
+        .unwrap()
+        .graph;
     let ckpt = Checkpoint::open(saved().join("tf1/model.ckpt")).unwrap();
     let frozen = graphopt_core::freeze::freeze_graph(&graph, &ckpt, &["probs".into()]).unwrap();
-    assert!(!frozen.node.iter().any(|n| n.op.starts_with("Variable") || n.op == "Assign"), "variables left");
+    assert!(
+        !frozen
+            .node
+            .iter()
+            .any(|n| n.op.starts_with("Variable") || n.op == "Assign"),
+        "variables left"
+    );
     graphopt_core::graph::validate(&frozen).unwrap();
-    let feeds = [("input".to_string(), io_tensor("tf1", "input_0.pb"))].into_iter().collect();
-    let out = graphopt_core::eval::evaluate(&frozen, &feeds, &["probs".into()], Default::default()).unwrap();
+    let feeds = [("input".to_string(), io_tensor("tf1", "input_0.pb"))]
+        .into_iter()
+        .collect();
+    let out = graphopt_core::eval::evaluate(&frozen, &feeds, &["probs".into()], Default::default())
+        .unwrap();
     let error = max_error(&out[0], &io_tensor("tf1", "output_0.pb"));
     assert!(error < 1e-6, "relative error {error}");
     // Unknown outputs and missing variables are named.
     let error = graphopt_core::freeze::freeze_graph(&graph, &ckpt, &["nope".into()]).unwrap_err();
     assert!(error.to_string().contains("'nope'"), "{error}");
+}
+
+#[test]
+fn keras_savedmodel_freezes_to_tensorflows_outputs() {
+    let frozen =
+        graphopt_core::freeze::freeze_saved_model(&saved().join("keras_cnn"), &Default::default())
+            .unwrap();
+    assert_eq!(frozen.inputs, ["image"]);
+    assert_eq!(frozen.outputs, ["output_0"]);
+    assert!(
+        !frozen
+            .graph
+            .node
+            .iter()
+            .any(|n| n.op.contains("Variable") || n.op.contains("PartitionedCall")),
+        "{:?}",
+        frozen.graph.node.iter().map(|n| &n.op).collect::<Vec<_>>()
+    );
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    let feeds = [("image".to_string(), io_tensor("keras_cnn", "input_0.pb"))]
+        .into_iter()
+        .collect();
+    let out = graphopt_core::eval::evaluate(
+        &frozen.graph,
+        &feeds,
+        &["output_0".into()],
+        Default::default(),
+    )
+    .unwrap();
+    let error = max_error(&out[0], &io_tensor("keras_cnn", "output_0.pb"));
+    assert!(error < 1e-6, "relative error {error}");
 }

@@ -2,8 +2,10 @@
 //! SavedModels, into frozen GraphDefs whose variables are Consts.
 
 pub mod checkpoint;
+pub mod saved_model;
 mod tf1;
 
+pub use saved_model::{freeze_saved_model, Frozen, SavedModelOptions};
 pub use tf1::freeze_graph;
 
 /// Why a model could not be frozen. Each variant names what is missing or wrong.
@@ -16,7 +18,11 @@ pub enum FreezeError {
     #[error("variable '{variable}' has no value in the checkpoint (looked for '{key}')")]
     NoValue { variable: String, key: String },
     #[error("variable '{variable}': the checkpoint holds {found}, the graph declares {declared}")]
-    Mismatch { variable: String, found: String, declared: String },
+    Mismatch {
+        variable: String,
+        found: String,
+        declared: String,
+    },
     #[error("{0}")]
     SavedModel(String),
 }

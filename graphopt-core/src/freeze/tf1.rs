@@ -17,12 +17,21 @@ const VARIABLE_OPS: &[&str] = &["Variable", "VariableV2", "VarHandleOp"];
 
 /// Nodes the outputs need (data and control inputs followed), in graph order.
 pub(crate) fn reachable(graph: &GraphDef, outputs: &[String]) -> Result<Vec<bool>, FreezeError> {
-    let index: HashMap<&str, usize> = graph.node.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
     let mut keep = vec![false; graph.node.len()];
     let mut queue = VecDeque::new();
     for output in outputs {
         let name = graph::node_name(output);
-        queue.push_back(*index.get(name).ok_or_else(|| FreezeError::NoOutput(name.to_string()))?);
+        queue.push_back(
+            *index
+                .get(name)
+                .ok_or_else(|| FreezeError::NoOutput(name.to_string()))?,
+        );
     }
     while let Some(i) = queue.pop_front() {
         if std::mem::replace(&mut keep[i], true) {
@@ -38,13 +47,20 @@ pub(crate) fn reachable(graph: &GraphDef, outputs: &[String]) -> Result<Vec<bool
 }
 
 fn type_attr(dtype: i32) -> AttrValue {
-    AttrValue { value: Some(attr_value::Value::Type(dtype)) }
+    AttrValue {
+        value: Some(attr_value::Value::Type(dtype)),
+    }
 }
 
 /// Turns the variable node `node` into a Const holding `value`.
 pub(crate) fn variable_to_const(node: &mut NodeDef, value: &Tensor) {
     let device = std::mem::take(&mut node.device);
-    *node = NodeDef { name: std::mem::take(&mut node.name), op: "Const".into(), device, ..Default::default() };
+    *node = NodeDef {
+        name: std::mem::take(&mut node.name),
+        op: "Const".into(),
+        device,
+        ..Default::default()
+    };
     set_const_value(node, value);
 }
 
@@ -53,8 +69,16 @@ pub(crate) fn variable_to_const(node: &mut NodeDef, value: &Tensor) {
 pub(crate) fn rewrite_resource_reads(graph: &mut GraphDef, frozen: &HashMap<String, i32>) {
     let mut axes = Vec::new();
     for node in &mut graph.node {
-        let Some(handle) = node.input.first().map(|i| InputRef::parse(i).node.to_string()) else { continue };
-        let Some(&dtype) = frozen.get(&handle) else { continue };
+        let Some(handle) = node
+            .input
+            .first()
+            .map(|i| InputRef::parse(i).node.to_string())
+        else {
+            continue;
+        };
+        let Some(&dtype) = frozen.get(&handle) else {
+            continue;
+        };
         match node.op.as_str() {
             "ReadVariableOp" => {
                 node.op = "Identity".into();
@@ -62,17 +86,33 @@ pub(crate) fn rewrite_resource_reads(graph: &mut GraphDef, frozen: &HashMap<Stri
                 node.attr.insert("T".into(), type_attr(dtype));
             }
             "ResourceGather" if attrs::int(node, "batch_dims").unwrap_or(0) == 0 => {
-                let indices_type = node.attr.get("Tindices").cloned().unwrap_or_else(|| type_attr(crate::proto::DataType::DtInt32 as i32));
+                let indices_type = node
+                    .attr
+                    .get("Tindices")
+                    .cloned()
+                    .unwrap_or_else(|| type_attr(crate::proto::DataType::DtInt32 as i32));
                 let axis = format!("{}/axis", node.name);
                 node.op = "GatherV2".into();
                 node.attr.clear();
                 node.attr.insert("Tparams".into(), type_attr(dtype));
                 node.attr.insert("Tindices".into(), indices_type);
-                node.attr.insert("Taxis".into(), type_attr(crate::proto::DataType::DtInt32 as i32));
-                node.attr.insert("batch_dims".into(), AttrValue { value: Some(attr_value::Value::I(0)) });
+                node.attr.insert(
+                    "Taxis".into(),
+                    type_attr(crate::proto::DataType::DtInt32 as i32),
+                );
+                node.attr.insert(
+                    "batch_dims".into(),
+                    AttrValue {
+                        value: Some(attr_value::Value::I(0)),
+                    },
+                );
                 let data_count = node.input.iter().filter(|i| !i.starts_with('^')).count();
                 node.input.insert(data_count, axis.clone());
-                axes.push(crate::edit::const_node(axis, node.device.clone(), &Tensor::from_data(Data::I32(ndarray::arr0(0).into_dyn()))));
+                axes.push(crate::edit::const_node(
+                    axis,
+                    node.device.clone(),
+                    &Tensor::from_data(Data::I32(ndarray::arr0(0).into_dyn())),
+                ));
             }
             _ => {}
         }
@@ -82,20 +122,37 @@ pub(crate) fn rewrite_resource_reads(graph: &mut GraphDef, frozen: &HashMap<Stri
 
 /// Freezes a TF1 graph: keeps what `outputs` need and replaces each variable with its value
 /// from `checkpoint`.
-pub fn freeze_graph(graph: &GraphDef, checkpoint: &Checkpoint, outputs: &[String]) -> Result<GraphDef, FreezeError> {
+pub fn freeze_graph(
+    graph: &GraphDef,
+    checkpoint: &Checkpoint,
+    outputs: &[String],
+) -> Result<GraphDef, FreezeError> {
     let keep = reachable(graph, outputs)?;
-    let mut frozen = GraphDef { library: graph.library.clone(), versions: graph.versions.clone(), ..Default::default() };
+    let mut frozen = GraphDef {
+        library: graph.library.clone(),
+        versions: graph.versions.clone(),
+        ..Default::default()
+    };
     let mut handles: HashMap<String, i32> = HashMap::new();
     for (node, _) in graph.node.iter().zip(&keep).filter(|(_, k)| **k) {
         let mut node = node.clone();
         if VARIABLE_OPS.contains(&node.op.as_str()) {
             // Resource variables created with a shared_name are saved under it.
             let key = match attrs::string(&node, "shared_name") {
-                Some(shared) if node.op == "VarHandleOp" && !shared.is_empty() && checkpoint.entry(&shared).is_some() => shared,
+                Some(shared)
+                    if node.op == "VarHandleOp"
+                        && !shared.is_empty()
+                        && checkpoint.entry(&shared).is_some() =>
+                {
+                    shared
+                }
                 _ => node.name.clone(),
             };
             if checkpoint.entry(&key).is_none() {
-                return Err(FreezeError::NoValue { variable: node.name.clone(), key });
+                return Err(FreezeError::NoValue {
+                    variable: node.name.clone(),
+                    key,
+                });
             }
             let value = checkpoint.read(&key)?;
             let declared = attrs::dtype(&node, "dtype").map(|d| base_dtype(d as i32));
@@ -116,9 +173,14 @@ pub fn freeze_graph(graph: &GraphDef, checkpoint: &Checkpoint, outputs: &[String
     rewrite_resource_reads(&mut frozen, &handles);
     // Ref-typed attributes of readers (Identity of a VariableV2 is `T: float`, fine) need no
     // change; anything else the outputs reach that writes variables is an error.
-    let writers: HashSet<&str> = ["Assign", "AssignAdd", "AssignSub", "AssignVariableOp"].into_iter().collect();
+    let writers: HashSet<&str> = ["Assign", "AssignAdd", "AssignSub", "AssignVariableOp"]
+        .into_iter()
+        .collect();
     if let Some(node) = frozen.node.iter().find(|n| writers.contains(n.op.as_str())) {
-        return Err(FreezeError::SavedModel(format!("the outputs depend on '{}' ({}), which writes a variable", node.name, node.op)));
+        return Err(FreezeError::SavedModel(format!(
+            "the outputs depend on '{}' ({}), which writes a variable",
+            node.name, node.op
+        )));
     }
     Ok(frozen)
 }

@@ -1,0 +1,344 @@
+//! TF2 SavedModel freezing: pick the MetaGraph by tag set and the signature by key, replace
+//! the variables the signature's function captures with their checkpoint values (mapped through
+//! the SavedObjectGraph's bound inputs and the checkpoint's object graph), inline the function
+//! calls, turn variable reads into plain tensors, and name inputs and outputs after the
+//! signature's keys.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use super::checkpoint::Checkpoint;
+use super::tf1::{reachable, rewrite_resource_reads, variable_to_const};
+use super::FreezeError;
+use crate::graph::{self, InputRef};
+use crate::proto::{
+    attr_value, AttrValue, GraphDef, MetaGraphDef, NodeDef, SavedModel, SignatureDef,
+    TrackableObjectGraph,
+};
+use crate::tensor::Data;
+use crate::transforms::{self, Registry};
+
+/// Which MetaGraph and signature to freeze.
+#[derive(Debug, Clone)]
+pub struct SavedModelOptions {
+    /// Comma-separated tags, `serve` by default.
+    pub tag_set: String,
+    /// Signature key, `serving_default` by default.
+    pub signature: String,
+}
+
+impl Default for SavedModelOptions {
+    fn default() -> Self {
+        SavedModelOptions {
+            tag_set: "serve".into(),
+            signature: "serving_default".into(),
+        }
+    }
+}
+
+/// A frozen signature: the graph and its input and output node names (the signature's keys).
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    pub graph: GraphDef,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+fn fail(message: impl Into<String>) -> FreezeError {
+    FreezeError::SavedModel(message.into())
+}
+
+/// Reads `DIR/saved_model.pb`.
+pub fn read_saved_model(dir: &Path) -> Result<SavedModel, FreezeError> {
+    let path = dir.join("saved_model.pb");
+    let bytes = std::fs::read(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    SavedModel::decode(bytes.as_slice())
+        .map_err(|e| fail(format!("{}: not a SavedModel ({e})", path.display())))
+}
+
+/// The MetaGraph whose tags are exactly `tag_set`.
+pub fn meta_graph<'a>(
+    model: &'a SavedModel,
+    tag_set: &str,
+) -> Result<&'a MetaGraphDef, FreezeError> {
+    let mut wanted: Vec<&str> = tag_set
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    wanted.sort_unstable();
+    let tags_of = |m: &MetaGraphDef| -> Vec<String> {
+        let mut tags = m
+            .meta_info_def
+            .as_ref()
+            .map(|i| i.tags.clone())
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    };
+    model
+        .meta_graphs
+        .iter()
+        .find(|m| {
+            tags_of(m)
+                .iter()
+                .map(String::as_str)
+                .eq(wanted.iter().copied())
+        })
+        .ok_or_else(|| {
+            let available: Vec<String> = model
+                .meta_graphs
+                .iter()
+                .map(|m| tags_of(m).join(","))
+                .collect();
+            fail(format!(
+                "no MetaGraph with tags '{tag_set}'; available: {}",
+                available.join(" | ")
+            ))
+        })
+}
+
+fn signature<'a>(meta: &'a MetaGraphDef, key: &str) -> Result<&'a SignatureDef, FreezeError> {
+    meta.signature_def.get(key).ok_or_else(|| {
+        let keys: Vec<&str> = meta
+            .signature_def
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !k.starts_with("__"))
+            .collect();
+        fail(format!(
+            "no signature '{key}'; available: {}",
+            keys.join(", ")
+        ))
+    })
+}
+
+fn tensor_name(info: &crate::proto::TensorInfo) -> Option<&str> {
+    match info.encoding.as_ref()? {
+        crate::proto::tensor_info::Encoding::Name(name) => Some(name),
+        _ => None,
+    }
+}
+
+/// Checkpoint key of each object-graph node that is a variable.
+fn variable_keys(checkpoint: &Checkpoint) -> Result<HashMap<usize, String>, FreezeError> {
+    let tensor = checkpoint.read("_CHECKPOINTABLE_OBJECT_GRAPH")?;
+    let Data::Str(values) = tensor.data() else {
+        return Err(fail("the checkpoint's object graph is not a string"));
+    };
+    let bytes = values
+        .iter()
+        .next()
+        .ok_or_else(|| fail("empty object graph"))?;
+    let graph = TrackableObjectGraph::decode(bytes.as_ref())
+        .map_err(|e| fail(format!("bad object graph: {e}")))?;
+    Ok(graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| {
+            node.attributes
+                .iter()
+                .find(|a| a.name == "VARIABLE_VALUE")
+                .map(|a| (i, a.checkpoint_key.clone()))
+        })
+        .collect())
+}
+
+/// Freezes one signature of the SavedModel in `dir`.
+pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Frozen, FreezeError> {
+    let model = read_saved_model(dir)?;
+    let meta = meta_graph(&model, &options.tag_set)?;
+    let sig = signature(meta, &options.signature)?;
+    let mut graph = meta
+        .graph_def
+        .clone()
+        .ok_or_else(|| fail("the MetaGraph has no graph"))?;
+    let checkpoint = Checkpoint::open(variables_prefix(dir))?;
+    let keys = variable_keys(&checkpoint)?;
+    let object_graph = meta.object_graph_def.as_ref();
+
+    // Replace the variables each signature call captures with their values.
+    let outputs: BTreeMap<&String, &str> = sig
+        .outputs
+        .iter()
+        .filter_map(|(k, v)| tensor_name(v).map(|t| (k, t)))
+        .collect();
+    let inputs: BTreeMap<&String, &str> = sig
+        .inputs
+        .iter()
+        .filter_map(|(k, v)| tensor_name(v).map(|t| (k, t)))
+        .collect();
+    let index: HashMap<String, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
+    let mut frozen_handles: HashMap<String, i32> = HashMap::new();
+    let calls: Vec<usize> = outputs
+        .values()
+        .filter_map(|t| index.get(graph::node_name(t)).copied())
+        .collect();
+    for call in calls {
+        let node = graph.node[call].clone();
+        let Some(attr_value::Value::Func(f)) = node.attr.get("f").and_then(|a| a.value.as_ref())
+        else {
+            continue;
+        };
+        let bound = object_graph
+            .and_then(|o| o.concrete_functions.get(&f.name))
+            .map(|c| c.bound_inputs.clone())
+            .unwrap_or_default();
+        let data: Vec<String> = node
+            .input
+            .iter()
+            .filter(|i| !i.starts_with('^'))
+            .cloned()
+            .collect();
+        let first_captured = data.len().saturating_sub(bound.len());
+        for (input, &object) in data[first_captured..].iter().zip(&bound) {
+            let handle = graph::node_name(input).to_string();
+            if frozen_handles.contains_key(&handle) {
+                continue;
+            }
+            let Some(key) = usize::try_from(object).ok().and_then(|o| keys.get(&o)) else {
+                return Err(fail(format!("captured input '{handle}' of '{}' is not a variable in the checkpoint's object graph", f.name)));
+            };
+            let value = checkpoint.read(key)?;
+            let &h = index
+                .get(&handle)
+                .ok_or_else(|| fail(format!("no node '{handle}'")))?;
+            if graph.node[h].op != "VarHandleOp" {
+                return Err(fail(format!(
+                    "captured input '{handle}' is a {}, not a variable",
+                    graph.node[h].op
+                )));
+            }
+            frozen_handles.insert(handle, value.dtype() as i32);
+            variable_to_const(&mut graph.node[h], &value);
+        }
+    }
+
+    // Keep what the outputs need, inline every call, and follow the frozen handles through.
+    let output_tensors: Vec<String> = outputs.values().map(|t| t.to_string()).collect();
+    let keep = reachable(&graph, &output_tensors)?;
+    let nodes = std::mem::take(&mut graph.node);
+    graph.node = nodes
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(n, _)| n)
+        .collect();
+    let specs = transforms::parse("inline_partitionedcall").map_err(|e| fail(e.to_string()))?;
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &[],
+        &output_tensors,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    propagate_handles(&mut graph, &mut frozen_handles);
+    rewrite_resource_reads(&mut graph, &frozen_handles);
+
+    // Inputs and outputs take the signature's names.
+    let mut input_names = Vec::new();
+    for (key, tensor) in &inputs {
+        let name = graph::node_name(tensor).to_string();
+        if graph.node.iter().any(|n| n.name == **key) && name != **key {
+            return Err(fail(format!(
+                "cannot rename input '{name}' to '{key}': the name is taken"
+            )));
+        }
+        for node in &mut graph.node {
+            if node.name == name {
+                node.name = (*key).clone();
+            }
+            for input in &mut node.input {
+                let parsed = InputRef::parse(input);
+                if parsed.node == name {
+                    *input = InputRef {
+                        node: key,
+                        ..parsed
+                    }
+                    .to_string();
+                }
+            }
+        }
+        input_names.push((*key).clone());
+    }
+    let mut output_names = Vec::new();
+    for (key, tensor) in &outputs {
+        if graph.node.iter().any(|n| n.name == **key) {
+            return Err(fail(format!(
+                "cannot name output '{key}': a node of that name exists"
+            )));
+        }
+        let dtype = sig.outputs.get(*key).map_or(1, |i| i.dtype);
+        let mut identity = NodeDef {
+            name: (*key).clone(),
+            op: "Identity".into(),
+            input: vec![(*tensor).to_string()],
+            ..Default::default()
+        };
+        identity.attr.insert(
+            "T".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(dtype)),
+            },
+        );
+        graph.node.push(identity);
+        output_names.push((*key).clone());
+    }
+    let specs = transforms::parse("strip_unused_nodes sort_by_execution_order")
+        .map_err(|e| fail(e.to_string()))?;
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &input_names,
+        &output_names,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    graph.library = None;
+    Ok(Frozen {
+        graph,
+        inputs: input_names,
+        outputs: output_names,
+    })
+}
+
+/// `DIR/variables/variables`.
+pub fn variables_prefix(dir: &Path) -> PathBuf {
+    dir.join("variables").join("variables")
+}
+
+/// Identities of frozen handles (left by inlining, typed as resources) carry the value now.
+fn propagate_handles(graph: &mut GraphDef, frozen: &mut HashMap<String, i32>) {
+    let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
+    for i in order {
+        let node = &mut graph.node[i];
+        if node.op != "Identity" {
+            continue;
+        }
+        let Some(source) = node
+            .input
+            .first()
+            .map(|s| InputRef::parse(s).node.to_string())
+        else {
+            continue;
+        };
+        if let Some(&dtype) = frozen.get(&source) {
+            node.attr.insert(
+                "T".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::Type(dtype)),
+                },
+            );
+            frozen.insert(node.name.clone(), dtype);
+        }
+    }
+}
