@@ -179,3 +179,41 @@ fn keras_savedmodel_freezes_to_tensorflows_outputs() {
     let error = max_error(&out[0], &io_tensor("keras_cnn", "output_0.pb"));
     assert!(error < 1e-6, "relative error {error}");
 }
+
+#[test]
+fn while_loop_and_embedding_savedmodel_freezes_to_tensorflows_outputs() {
+    let frozen = graphopt_core::freeze::freeze_saved_model(
+        &saved().join("while_embedding"),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (frozen.inputs.as_slice(), frozen.outputs.as_slice()),
+        (
+            ["tokens".to_string()].as_slice(),
+            ["logits".to_string()].as_slice()
+        )
+    );
+    let ops: std::collections::BTreeSet<&str> =
+        frozen.graph.node.iter().map(|n| n.op.as_str()).collect();
+    assert!(
+        !ops.iter()
+            .any(|o| o.contains("Variable") || o.starts_with("Resource")),
+        "{ops:?}"
+    );
+    let feeds = [(
+        "tokens".to_string(),
+        io_tensor("while_embedding", "input_0.pb"),
+    )]
+    .into_iter()
+    .collect();
+    let out = graphopt_core::eval::evaluate(
+        &frozen.graph,
+        &feeds,
+        &["logits".into()],
+        Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}; ops {ops:?}"));
+    let error = max_error(&out[0], &io_tensor("while_embedding", "output_0.pb"));
+    assert!(error < 1e-6, "relative error {error}");
+}

@@ -25,6 +25,7 @@ mod cast;
 mod conv;
 mod einsum;
 mod elementwise;
+mod functional;
 mod image;
 pub mod kernels;
 mod matmul;
@@ -144,6 +145,8 @@ struct Executor<'g> {
     ready: VecDeque<(usize, usize, u64, Vec<Value>)>,
     fetched: HashMap<usize, Vec<Value>>,
     fetch_nodes: HashSet<usize>,
+    /// Library functions as runnable graphs, built once each.
+    function_cache: HashMap<String, functional::FunctionGraph>,
 }
 
 /// Evaluates `fetches` ("node" or "node:port") with `feeds` (node name -> value for output 0).
@@ -244,6 +247,7 @@ pub fn evaluate(
         fired_merges: HashSet::new(),
         ready: VecDeque::new(),
         fetched: HashMap::new(),
+        function_cache: HashMap::new(),
     };
     executor.run()?;
 
@@ -361,6 +365,21 @@ impl Executor<'_> {
             // Logging ops pass their first input through; the evaluator does not print.
             "Print" => return Ok(vec![data.first().and_then(|v| (*v).clone())]),
             _ => {}
+        }
+        if matches!(
+            op,
+            "While" | "StatelessWhile" | "If" | "StatelessIf" | "Case" | "StatelessCase"
+        ) {
+            let inputs: Vec<Tensor> = tensors.iter().map(|t| (*t).clone()).collect();
+            let outputs = functional::run(
+                self.graph,
+                node,
+                inputs,
+                self.options,
+                &mut self.function_cache,
+            )
+            .map_err(|e| self.node_error(i, e))?;
+            return Ok(outputs.into_iter().map(|t| Some(Rc::new(t))).collect());
         }
         let kernel = kernels::lookup(op)
             .ok_or_else(|| self.node_error(i, "graphopt's evaluator has no kernel for this op"))?;

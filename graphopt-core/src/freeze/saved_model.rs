@@ -303,7 +303,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         &output_names,
     )
     .map_err(|e| fail(e.to_string()))?;
-    graph.library = None;
+    // Functional control flow (While, If) keeps calling library functions.
     Ok(Frozen {
         graph,
         inputs: input_names,

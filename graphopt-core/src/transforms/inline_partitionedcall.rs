@@ -92,7 +92,10 @@ fn has_placeholder(value: &AttrValue) -> bool {
 }
 
 /// The nodes replacing `call`.
-fn inline(call: &NodeDef, function: &FunctionDef) -> std::result::Result<Vec<NodeDef>, String> {
+pub(crate) fn inline(
+    call: &NodeDef,
+    function: &FunctionDef,
+) -> std::result::Result<Vec<NodeDef>, String> {
     let prefix = &call.name;
     let signature = function
         .signature

@@ -1,0 +1,190 @@
+//! Functional control flow — While/StatelessWhile, If/StatelessIf, Case/StatelessCase — run by
+//! calling their library functions: each function becomes a small graph (Placeholders feeding
+//! a call that is inlined), built once and evaluated per call.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{evaluate, kernels, Options};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::tensor::{Data, Tensor};
+
+/// A function ready to evaluate: its graph and the names to feed and fetch.
+pub struct FunctionGraph {
+    graph: GraphDef,
+    args: Vec<String>,
+    results: Vec<String>,
+}
+
+fn func_name(node: &NodeDef, attr: &str) -> Option<String> {
+    match node.attr.get(attr)?.value.as_ref()? {
+        attr_value::Value::Func(f) => Some(f.name.clone()),
+        _ => None,
+    }
+}
+
+fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
+    let function = library
+        .library
+        .as_ref()
+        .and_then(|l| {
+            l.function
+                .iter()
+                .find(|f| f.signature.as_ref().is_some_and(|s| s.name == name))
+        })
+        .ok_or_else(|| format!("function '{name}' is not in the graph's library"))?;
+    let signature = function
+        .signature
+        .as_ref()
+        .ok_or("function without a signature")?;
+    let mut graph = GraphDef {
+        library: library.library.clone(),
+        ..Default::default()
+    };
+    let mut call = NodeDef {
+        name: "call".into(),
+        op: "PartitionedCall".into(),
+        ..Default::default()
+    };
+    let mut args = Vec::new();
+    let mut tin = Vec::new();
+    for (k, arg) in signature.input_arg.iter().enumerate() {
+        let placeholder = format!("arg_{k}");
+        let mut p = NodeDef {
+            name: placeholder.clone(),
+            op: "Placeholder".into(),
+            ..Default::default()
+        };
+        p.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(arg.r#type)),
+            },
+        );
+        graph.node.push(p);
+        call.input.push(placeholder.clone());
+        args.push(placeholder);
+        tin.push(arg.r#type);
+    }
+    let tout: Vec<i32> = signature.output_arg.iter().map(|a| a.r#type).collect();
+    let list = |types: Vec<i32>| AttrValue {
+        value: Some(attr_value::Value::List(attr_value::ListValue {
+            r#type: types,
+            ..Default::default()
+        })),
+    };
+    call.attr.insert("Tin".into(), list(tin));
+    call.attr.insert("Tout".into(), list(tout.clone()));
+    graph
+        .node
+        .extend(crate::transforms::inline_partitionedcall::inline(
+            &call, function,
+        )?);
+    let results = (0..tout.len()).map(|k| format!("call:{k}")).collect();
+    Ok(FunctionGraph {
+        graph,
+        args,
+        results,
+    })
+}
+
+fn call(
+    library: &GraphDef,
+    name: &str,
+    inputs: &[Tensor],
+    options: Options,
+    cache: &mut HashMap<String, FunctionGraph>,
+) -> Result<Vec<Tensor>, String> {
+    if !cache.contains_key(name) {
+        let built = build(library, name)?;
+        cache.insert(name.to_string(), built);
+    }
+    let function = cache.get(name).ok_or("function cache")?;
+    if function.args.len() != inputs.len() {
+        return Err(format!(
+            "'{name}' takes {} inputs, got {}",
+            function.args.len(),
+            inputs.len()
+        ));
+    }
+    let feeds: BTreeMap<String, Tensor> = function
+        .args
+        .iter()
+        .cloned()
+        .zip(inputs.iter().cloned())
+        .collect();
+    // Nested functional ops evaluate with their own caches.
+    evaluate(&function.graph, &feeds, &function.results, options)
+        .map_err(|e| format!("in '{name}': {e}"))
+}
+
+fn truth(t: &Tensor) -> Result<bool, String> {
+    if let Some(b) = kernels::scalar_bool(t) {
+        return Ok(b);
+    }
+    match crate::eval::cast_tensor(t, crate::proto::DataType::DtBool).map(Tensor::into_data) {
+        Ok(Data::Bool(a)) if a.len() == 1 => Ok(a.iter().any(|v| *v)),
+        _ => Err("a condition must be a scalar".into()),
+    }
+}
+
+/// Runs the functional control-flow op `node` on `inputs`.
+pub fn run(
+    graph: &GraphDef,
+    node: &NodeDef,
+    inputs: Vec<Tensor>,
+    options: Options,
+    cache: &mut HashMap<String, FunctionGraph>,
+) -> Result<Vec<Tensor>, String> {
+    match node.op.as_str() {
+        "While" | "StatelessWhile" => {
+            let cond = func_name(node, "cond").ok_or("While without a cond function")?;
+            let body = func_name(node, "body").ok_or("While without a body function")?;
+            let mut vars = inputs;
+            for _ in 0..options.max_iterations {
+                let c = call(graph, &cond, &vars, options, cache)?;
+                if !truth(c.first().ok_or("cond returned nothing")?)? {
+                    return Ok(vars);
+                }
+                vars = call(graph, &body, &vars, options, cache)?;
+            }
+            Err(format!(
+                "the loop ran more than {} iterations",
+                options.max_iterations
+            ))
+        }
+        "If" | "StatelessIf" => {
+            let (cond, args) = inputs.split_first().ok_or("If without a condition")?;
+            let branch = if truth(cond)? {
+                "then_branch"
+            } else {
+                "else_branch"
+            };
+            let f = func_name(node, branch).ok_or("If without a branch function")?;
+            call(graph, &f, args, options, cache)
+        }
+        _ => {
+            let (index, args) = inputs.split_first().ok_or("Case without a branch index")?;
+            let index = crate::eval::cast_tensor(index, crate::proto::DataType::DtInt64)
+                .ok()
+                .and_then(|t| match t.into_data() {
+                    Data::I64(a) => a.iter().next().copied(),
+                    _ => None,
+                })
+                .ok_or("Case needs a scalar integer branch index")?;
+            let branches: Vec<String> =
+                match node.attr.get("branches").and_then(|a| a.value.as_ref()) {
+                    Some(attr_value::Value::List(l)) => {
+                        l.func.iter().map(|f| f.name.clone()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+            // Out-of-range indices take the last branch, as in TensorFlow.
+            let chosen = usize::try_from(index)
+                .ok()
+                .filter(|&i| i < branches.len())
+                .unwrap_or(branches.len().saturating_sub(1));
+            let f = branches.get(chosen).ok_or("Case without branches")?;
+            call(graph, f, args, options, cache)
+        }
+    }
+}
