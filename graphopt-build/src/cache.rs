@@ -9,8 +9,48 @@ use crate::manifest::Manifest;
 
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A listing of every file under `dir` (sorted relative paths, sizes and sha256s), so a
+/// directory source is keyed by its whole content. Files are hashed as streams; symlinked
+/// directories are not followed, so a link cycle cannot make the walk endless.
+pub fn directory_digest(dir: &Path) -> Result<Vec<u8>, (PathBuf, std::io::Error)> {
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let path = dir.join(&relative);
+        let entries = std::fs::read_dir(&path).map_err(|e| (path.clone(), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| (path.clone(), e))?;
+            let kind = entry.file_type().map_err(|e| (entry.path(), e))?;
+            let child = relative.join(entry.file_name());
+            if kind.is_dir() {
+                pending.push(child);
+            } else {
+                files.push(child);
+            }
+        }
+    }
+    files.sort();
+    let mut listing = Vec::new();
+    for relative in files {
+        let path = dir.join(&relative);
+        let mut file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(|e| (path.clone(), e))?;
+        let name: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let digest = hex(&hasher.finalize());
+        listing.extend_from_slice(format!("{} {size} {digest}\n", name.join("/")).as_bytes());
+    }
+    Ok(listing)
 }
 
 /// Builds a cache key from labelled parts; each part is length-prefixed so no two different

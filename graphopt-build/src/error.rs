@@ -22,8 +22,6 @@ pub enum Error {
         "graphopt: model '{model}': '{name}' is not a valid Rust identifier for a model module"
     )]
     BadName { model: String, name: String },
-    #[error("graphopt: model '{model}': {} is a SavedModel directory; freezing SavedModels is not available yet, so give a frozen .pb or .pbtxt", path.display())]
-    SavedModel { model: String, path: PathBuf },
     #[error("graphopt: model '{model}': {message}")]
     Model { model: String, message: String },
     #[error(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use graphopt_core::eval::{attrs, shapes};
+use graphopt_core::freeze::{self, SavedModelOptions};
 use graphopt_core::proto::{GraphDef, NodeDef};
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::{graph, io, summary};
@@ -14,6 +15,12 @@ use crate::manifest::{Manifest, TensorManifest};
 
 /// The version that goes into every cache key: a new graphopt never reuses an old artifact.
 const TOOL_VERSION: &str = concat!("graphopt-build ", env!("CARGO_PKG_VERSION"));
+
+/// Where a model comes from: a GraphDef file's bytes, or a SavedModel directory to freeze.
+enum Source {
+    Graph(Vec<u8>),
+    SavedModel,
+}
 
 /// A model to optimize at build time.
 #[derive(Debug, Clone)]
@@ -139,17 +146,23 @@ impl Model {
         println!("cargo::rerun-if-changed={}", source.display());
         println!("cargo::rerun-if-env-changed=GRAPHOPT_CACHE_DIR");
         println!("cargo::rerun-if-env-changed=GRAPHOPT_UPDATE_LOCK");
-        if source.is_dir() {
-            return Err(Error::SavedModel {
+        // A SavedModel directory is keyed by every file in it, so a retrained checkpoint
+        // invalidates the cache even when saved_model.pb is unchanged.
+        let (source_kind, source_key) = if source.is_dir() {
+            let digest = cache::directory_digest(&source).map_err(|(path, e)| Error::Io {
+                model: self.name.clone(),
+                path,
+                source: e,
+            })?;
+            (Source::SavedModel, digest)
+        } else {
+            let bytes = std::fs::read(&source).map_err(|e| Error::Io {
                 model: self.name.clone(),
                 path: self.path.clone(),
-            });
-        }
-        let bytes = std::fs::read(&source).map_err(|e| Error::Io {
-            model: self.name.clone(),
-            path: self.path.clone(),
-            source: e,
-        })?;
+                source: e,
+            })?;
+            (Source::Graph(bytes.clone()), bytes)
+        };
 
         let specs = transforms::parse(&self.transforms).map_err(|e| self.core(e.into()))?;
         let registry = self
@@ -158,7 +171,7 @@ impl Model {
             .unwrap_or_else(Registry::with_builtins);
         registry.check(&specs).map_err(|e| self.core(e))?;
         let canonical = transforms::spec::canonical(&specs);
-        let source_sha256 = cache::sha256_hex(&bytes);
+        let source_sha256 = cache::sha256_hex(&source_key);
 
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
@@ -171,7 +184,7 @@ impl Model {
                 self.signature.as_deref().unwrap_or("").as_bytes(),
             )
             .part("tag_set", self.tag_set.as_deref().unwrap_or("").as_bytes())
-            .part("source", &bytes);
+            .part("source", &source_key);
         let key = key.finish();
 
         let cache_dir = cache::cache_dir(&out_dir);
@@ -190,7 +203,7 @@ impl Model {
             None => {
                 let (model_bytes, manifest) = self.optimize(
                     &source,
-                    bytes,
+                    source_kind,
                     &specs,
                     &registry,
                     &canonical,
@@ -242,7 +255,7 @@ impl Model {
     fn optimize(
         &self,
         source: &Path,
-        bytes: Vec<u8>,
+        source_kind: Source,
         specs: &[transforms::TransformSpec],
         registry: &Registry,
         canonical: &str,
@@ -250,11 +263,38 @@ impl Model {
         key: &str,
     ) -> Result<(Vec<u8>, Manifest), Error> {
         let display = self.path.clone();
-        let (mut graph, _) = io::decode_graph(bytes.into(), &display).map_err(|e| self.core(e))?;
+        let (mut graph, inputs, outputs) = match source_kind {
+            Source::Graph(bytes) => {
+                let (graph, _) =
+                    io::decode_graph(bytes.into(), &display).map_err(|e| self.core(e))?;
+                (graph, self.inputs.clone(), self.outputs.clone())
+            }
+            Source::SavedModel => {
+                let defaults = SavedModelOptions::default();
+                let options = SavedModelOptions {
+                    tag_set: self.tag_set.clone().unwrap_or(defaults.tag_set),
+                    signature: self.signature.clone().unwrap_or(defaults.signature),
+                };
+                let frozen = freeze::freeze_saved_model(source, &options).map_err(|e| {
+                    self.fail(format!("freezing SavedModel {}: {e}", display.display()))
+                })?;
+                // Declared names win; otherwise the signature's own keys are the interface.
+                let pick = |declared: &Vec<String>, signature: Vec<String>| {
+                    if declared.is_empty() {
+                        signature
+                    } else {
+                        declared.clone()
+                    }
+                };
+                let inputs = pick(&self.inputs, frozen.inputs);
+                let outputs = pick(&self.outputs, frozen.outputs);
+                (frozen.graph, inputs, outputs)
+            }
+        };
         graph::validate(&graph)
             .map_err(|e| self.core(graphopt_core::Error::invalid_graph(&display, e)))?;
         let index = graph::GraphIndex::new(&graph);
-        for (flag, names) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+        for (flag, names) in [("inputs", &inputs), ("outputs", &outputs)] {
             if let Some(missing) = names
                 .iter()
                 .find(|n| index.node(graph::node_name(n)).is_none())
@@ -265,10 +305,10 @@ impl Model {
                 )));
             }
         }
-        if self.outputs.is_empty() {
+        if outputs.is_empty() {
             return Err(self.fail("declare the model's outputs with .outputs([...])"));
         }
-        let outcomes = transforms::run(registry, &mut graph, specs, &self.inputs, &self.outputs)
+        let outcomes = transforms::run(registry, &mut graph, specs, &inputs, &outputs)
             .map_err(|e| self.core(e))?;
         for outcome in &outcomes {
             for warning in &outcome.warnings {
@@ -293,14 +333,12 @@ impl Model {
             key: key.to_string(),
             tool_version: TOOL_VERSION.into(),
             transforms: canonical.to_string(),
-            inputs: self
-                .inputs
+            inputs: inputs
                 .iter()
                 .map(|n| tensor_manifest(&graph, n))
                 .collect::<Result<_, _>>()
                 .map_err(|m| self.fail(m))?,
-            outputs: self
-                .outputs
+            outputs: outputs
                 .iter()
                 .map(|n| tensor_manifest(&graph, n))
                 .collect::<Result<_, _>>()

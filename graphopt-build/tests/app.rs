@@ -317,3 +317,101 @@ fn models_declared_in_cargo_toml_metadata_build() {
     assert!(stdout.contains("transforms strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order"), "{stdout}");
     assert!(stdout.contains("output probs:0 Float [1, 5]"), "{stdout}");
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn fixture_tensor(path: &Path) -> graphopt_core::tensor::Tensor {
+    use prost::Message;
+    let bytes = std::fs::read(path).unwrap();
+    graphopt_core::tensor::Tensor::from_proto(
+        &graphopt_core::proto::TensorProto::decode(bytes.as_slice()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
+    let app = App::new();
+    let saved = workspace().join("tests/fixtures/saved");
+    copy_tree(&saved.join("keras_cnn"), &app.dir.path().join("models/cnn"));
+    // No inputs or outputs declared: the signature's keys become the interface.
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         std::fs::write(\"out_dir.txt\", std::env::var(\"OUT_DIR\").unwrap_or_default()).ok();\n    \
+         graphopt_build::Model::new(\"tiny\", \"models/cnn\").signature(\"serving_default\")\n        \
+         .transforms(\"strip_unused_nodes fold_constants fold_batch_norms remove_nodes(op=Identity) sort_by_execution_order\")\n        \
+         .build()?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(tiny);\nfn main() {\n    \
+         println!(\"input {} {:?}\", tiny::inputs::IMAGE.tensor, tiny::inputs::IMAGE.dtype);\n    \
+         println!(\"output {} {:?}\", tiny::outputs::OUTPUT_0.tensor, tiny::outputs::OUTPUT_0.dtype);\n}\n",
+    )
+    .unwrap();
+    let stdout = app.run();
+    assert!(stdout.contains("input image:0 Float"), "{stdout}");
+    assert!(stdout.contains("output output_0:0 Float"), "{stdout}");
+
+    // The embedded graph computes what TensorFlow computed for the SavedModel.
+    let (manifest, bytes) = app.artifacts();
+    let (graph, _) = graphopt_core::io::decode_graph(bytes.into(), Path::new("tiny.pb")).unwrap();
+    assert!(!graph.node.iter().any(|n| n.op.contains("Variable")));
+    let feeds = [(
+        "image".to_string(),
+        fixture_tensor(&saved.join("keras_cnn.io/input_0.pb")),
+    )]
+    .into_iter()
+    .collect();
+    let out =
+        graphopt_core::eval::evaluate(&graph, &feeds, &["output_0".into()], Default::default())
+            .unwrap();
+    let expected = fixture_tensor(&saved.join("keras_cnn.io/output_0.pb"));
+    let (graphopt_core::tensor::Data::F32(got), graphopt_core::tensor::Data::F32(want)) =
+        (out[0].data(), expected.data())
+    else {
+        panic!("float outputs expected");
+    };
+    assert_eq!(got.shape(), want.shape());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want.iter())
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst / scale < 1e-5, "relative error {}", worst / scale);
+
+    // Any file of the directory is part of the key: a changed asset means a new artifact.
+    std::fs::write(app.dir.path().join("models/cnn/assets/vocab.txt"), "a\n").unwrap();
+    let out = app.build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (changed, _) = app.artifacts();
+    assert_ne!(manifest["source_sha256"], changed["source_sha256"]);
+    assert_ne!(manifest["key"], changed["key"]);
+
+    // A wrong signature is one clear line naming the model and the directory.
+    let build = std::fs::read_to_string(app.dir.path().join("build.rs"))
+        .unwrap()
+        .replace("serving_default", "predict");
+    std::fs::write(app.dir.path().join("build.rs"), build).unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(
+        message.contains("model 'tiny': freezing SavedModel models/cnn")
+            && message.contains("predict"),
+        "{message}"
+    );
+}
