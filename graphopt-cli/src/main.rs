@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use graphopt_core::io::{self, GraphFormat};
 use graphopt_core::transforms::{self, Registry};
-use graphopt_core::{graph, summary, Error};
+use graphopt_core::{freeze, graph, summary, Error};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +30,62 @@ enum Command {
     Transforms,
     /// Run two graphs on the same seeded inputs and report how far their outputs differ.
     Verify(VerifyArgs),
+    /// Freeze a TF2 SavedModel signature, or a TF1 graph plus checkpoint, into a GraphDef.
+    Freeze(FreezeArgs),
+    /// Show a SavedModel's tag sets and signatures with their inputs' and outputs' dtypes and shapes.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["saved_model_dir", "in_graph"])))]
+struct FreezeArgs {
+    /// SavedModel directory (holding saved_model.pb and variables/).
+    #[arg(long = "saved_model_dir", value_name = "DIR")]
+    saved_model_dir: Option<PathBuf>,
+    /// Comma-separated tags of the MetaGraph to freeze.
+    #[arg(
+        long = "tag_set",
+        default_value = "serve",
+        value_name = "TAGS",
+        requires = "saved_model_dir"
+    )]
+    tag_set: String,
+    /// Key of the signature to freeze.
+    #[arg(
+        long = "signature_def",
+        default_value = "serving_default",
+        value_name = "KEY",
+        requires = "saved_model_dir"
+    )]
+    signature_def: String,
+    /// TF1 graph: binary or text GraphDef, or a .meta MetaGraphDef.
+    #[arg(long = "in_graph", value_name = "FILE", requires_all = ["checkpoint", "outputs"])]
+    in_graph: Option<PathBuf>,
+    /// TF1 checkpoint prefix (the path before .index).
+    #[arg(long, value_name = "PREFIX", requires = "in_graph")]
+    checkpoint: Option<PathBuf>,
+    /// Comma-separated output node names of the TF1 graph.
+    #[arg(long, value_name = "NAMES", requires = "in_graph")]
+    outputs: Option<String>,
+    /// Where to write the frozen graph; text format for .pbtxt or with --output_as_text.
+    #[arg(long = "out_graph", value_name = "FILE")]
+    out_graph: PathBuf,
+    /// Write text format whatever the output extension.
+    #[arg(
+        long = "output_as_text",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    output_as_text: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// SavedModel directory.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -114,6 +170,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Verify(args) => verify(&args),
+        Command::Freeze(args) => freeze(&args),
+        Command::Inspect(args) => inspect(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -271,6 +329,61 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+fn freeze(args: &FreezeArgs) -> Result<(), Error> {
+    let (graph, inputs, outputs) = match (&args.saved_model_dir, &args.in_graph) {
+        (Some(dir), _) => {
+            let options = freeze::SavedModelOptions {
+                tag_set: args.tag_set.clone(),
+                signature: args.signature_def.clone(),
+            };
+            let frozen = freeze::freeze_saved_model(dir, &options)
+                .map_err(|e| Error::Freeze(format!("{}: {e}", dir.display())))?;
+            (frozen.graph, frozen.inputs, frozen.outputs)
+        }
+        (None, Some(path)) => {
+            let graph = if path.extension().is_some_and(|e| e == "meta") {
+                freeze::read_meta_graph(path)
+                    .map_err(|e| Error::Freeze(format!("{}: {e}", path.display())))?
+            } else {
+                load_valid(path)?.graph
+            };
+            let prefix = args.checkpoint.clone().unwrap_or_default();
+            let checkpoint = freeze::checkpoint::Checkpoint::open(&prefix)
+                .map_err(|e| Error::Freeze(e.to_string()))?;
+            let outputs = split_names(args.outputs.as_deref().unwrap_or_default());
+            let frozen = freeze::freeze_graph(&graph, &checkpoint, &outputs)
+                .map_err(|e| Error::Freeze(format!("{}: {e}", path.display())))?;
+            let inputs = frozen
+                .node
+                .iter()
+                .filter(|n| n.op == "Placeholder")
+                .map(|n| n.name.clone())
+                .collect();
+            (frozen, inputs, outputs)
+        }
+        // clap requires one of the two.
+        (None, None) => return Ok(()),
+    };
+    graph::validate(&graph)
+        .map_err(|source| Error::invalid_graph(args.out_graph.clone(), source))?;
+    let constants = graph.node.iter().filter(|n| n.op == "Const").count();
+    eprintln!(
+        "graphopt: frozen: {} nodes ({constants} constants); inputs: {}; outputs: {}",
+        graph.node.len(),
+        inputs.join(", "),
+        outputs.join(", ")
+    );
+    let format = GraphFormat::for_output(&args.out_graph, args.output_as_text);
+    io::write_graph(&args.out_graph, &graph, format)
+}
+
+fn inspect(args: &InspectArgs) -> Result<(), Error> {
+    let model = freeze::saved_model::read_saved_model(&args.dir)
+        .map_err(|e| Error::Freeze(e.to_string()))?;
+    print!("{}", freeze::saved_model::describe(&model));
+    Ok(())
 }
 
 fn print_warnings(warnings: &[String]) {

@@ -437,3 +437,148 @@ fn verify_accepts_an_exact_rewrite_and_rejects_a_wrong_one() {
         ],
     );
 }
+
+fn saved(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/saved")
+        .join(name)
+}
+
+fn saved_tensor(path: &Path) -> graphopt_core::tensor::Tensor {
+    use prost::Message;
+    let bytes = std::fs::read(path).unwrap();
+    graphopt_core::tensor::Tensor::from_proto(
+        &graphopt_core::proto::TensorProto::decode(bytes.as_slice()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Runs `graph` on the fixture's TF input and returns the worst error relative to TF's output.
+fn relative_error_against_tensorflow(
+    graph: &Path,
+    fixture: &str,
+    input: &str,
+    output: &str,
+) -> f32 {
+    let graph = graphopt_core::io::read_graph(graph).unwrap().graph;
+    let io = saved(&format!("{fixture}.io"));
+    let feeds = [(input.to_string(), saved_tensor(&io.join("input_0.pb")))]
+        .into_iter()
+        .collect();
+    let out =
+        graphopt_core::eval::evaluate(&graph, &feeds, &[output.to_string()], Default::default())
+            .unwrap();
+    let expected = saved_tensor(&io.join("output_0.pb"));
+    let (graphopt_core::tensor::Data::F32(got), graphopt_core::tensor::Data::F32(want)) =
+        (out[0].data(), expected.data())
+    else {
+        panic!("float outputs expected");
+    };
+    assert_eq!(got.shape(), want.shape());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want.iter())
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
+#[test]
+fn freeze_turns_savedmodels_and_tf1_checkpoints_into_graphs_tensorflow_agrees_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cnn.pb");
+    let dir_arg = format!("--saved_model_dir={}", saved("keras_cnn").display());
+    let out_arg = format!("--out_graph={}", out.display());
+    let output = graphopt(&["freeze", &dir_arg, &out_arg]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("inputs: image; outputs: output_0"));
+    let first = std::fs::read(&out).unwrap();
+    let error = relative_error_against_tensorflow(&out, "keras_cnn", "image", "output_0");
+    assert!(error < 1e-6, "relative error {error}");
+    // Deterministic: the same SavedModel freezes to the same bytes.
+    let output = graphopt(&[
+        "freeze",
+        &dir_arg,
+        &out_arg,
+        "--signature_def=serving_default",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+
+    let text = dir.path().join("tf1.pbtxt");
+    let output = graphopt(&[
+        "freeze",
+        &format!("--in_graph={}", saved("tf1/graph.pb").display()),
+        &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
+        "--outputs=probs",
+        &format!("--out_graph={}", text.display()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let error = relative_error_against_tensorflow(&text, "tf1", "input", "probs");
+    assert!(error < 1e-6, "relative error {error}");
+}
+
+#[test]
+fn freeze_errors_name_the_directory_signature_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("--out_graph={}", dir.path().join("x.pb").display());
+    let model = saved("keras_cnn");
+    let output = graphopt(&[
+        "freeze",
+        &format!("--saved_model_dir={}", model.display()),
+        "--signature_def=predict",
+        &out,
+    ]);
+    assert_clean_failure(
+        &output,
+        &["keras_cnn", "no signature 'predict'", "serving_default"],
+    );
+    let output = graphopt(&[
+        "freeze",
+        &format!("--saved_model_dir={}", model.display()),
+        "--tag_set=train",
+        &out,
+    ]);
+    assert_clean_failure(&output, &["no MetaGraph with tags 'train'", "serve"]);
+    let output = graphopt(&[
+        "freeze",
+        &format!("--in_graph={}", saved("tf1/graph.pb").display()),
+        &format!("--checkpoint={}", dir.path().join("missing").display()),
+        "--outputs=probs",
+        &out,
+    ]);
+    assert_clean_failure(&output, &["missing.index", "checkpoint prefix"]);
+    let output = graphopt(&[
+        "freeze",
+        &format!("--in_graph={}", saved("tf1/graph.pb").display()),
+        &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
+        "--outputs=nope",
+        &out,
+    ]);
+    assert_clean_failure(&output, &["graph.pb", "output 'nope'"]);
+    // A truncated saved_model.pb.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let bytes = std::fs::read(model.join("saved_model.pb")).unwrap();
+    std::fs::write(broken.join("saved_model.pb"), &bytes[..bytes.len() / 3]).unwrap();
+    let output = graphopt(&[
+        "freeze",
+        &format!("--saved_model_dir={}", broken.display()),
+        &out,
+    ]);
+    assert_clean_failure(&output, &["broken", "saved_model.pb"]);
+    // Neither a SavedModel nor a TF1 graph is a usage error.
+    assert_eq!(graphopt(&["freeze", &out]).status.code(), Some(2));
+}
+
+#[test]
+fn inspect_lists_tag_sets_and_signatures_with_dtypes_and_shapes() {
+    let output = graphopt(&["inspect", saved("while_embedding").to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("MetaGraph with tag set 'serve'"), "{text}");
+    assert!(text.contains("signature 'serving_default'"), "{text}");
+    assert!(text.contains("tokens: int32 [-1, 5]"), "{text}");
+    assert!(text.contains("logits: float [-1, 3]"), "{text}");
+    let output = graphopt(&["inspect", saved("tf1").to_str().unwrap()]);
+    assert_clean_failure(&output, &["saved_model.pb"]);
+}

@@ -6,7 +6,7 @@ pub mod saved_model;
 mod tf1;
 
 pub use saved_model::{freeze_saved_model, Frozen, SavedModelOptions};
-pub use tf1::freeze_graph;
+pub use tf1::{freeze_graph, read_meta_graph};
 
 /// Why a model could not be frozen. Each variant names what is missing or wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -342,3 +342,59 @@ fn propagate_handles(graph: &mut GraphDef, frozen: &mut HashMap<String, i32>) {
         }
     }
 }
+
+/// What `graphopt inspect` prints: each MetaGraph's tags, and each signature's method and
+/// inputs and outputs with dtype, shape (-1 unknown) and the graph tensor they name.
+pub fn describe(model: &SavedModel) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    for meta in &model.meta_graphs {
+        let tags = meta
+            .meta_info_def
+            .as_ref()
+            .map(|i| i.tags.join(","))
+            .unwrap_or_default();
+        let _ = writeln!(text, "MetaGraph with tag set '{tags}':");
+        let functions = meta
+            .graph_def
+            .as_ref()
+            .and_then(|g| g.library.as_ref())
+            .map_or(0, |l| l.function.len());
+        let nodes = meta.graph_def.as_ref().map_or(0, |g| g.node.len());
+        let _ = writeln!(text, "  graph: {nodes} nodes, {functions} functions");
+        for (key, signature) in meta
+            .signature_def
+            .iter()
+            .filter(|(k, _)| !k.starts_with("__"))
+        {
+            let _ = writeln!(
+                text,
+                "  signature '{key}' (method {}):",
+                signature.method_name
+            );
+            for (title, tensors) in [
+                ("inputs", &signature.inputs),
+                ("outputs", &signature.outputs),
+            ] {
+                let _ = writeln!(text, "    {title}:");
+                for (name, info) in tensors {
+                    let shape = match info
+                        .tensor_shape
+                        .as_ref()
+                        .and_then(crate::summary::shape_dims)
+                    {
+                        Some(dims) => format!("{dims:?}"),
+                        None => "unknown rank".into(),
+                    };
+                    let _ = writeln!(
+                        text,
+                        "      {name}: {} {shape} ({})",
+                        crate::summary::dtype_name(info.dtype),
+                        tensor_name(info).unwrap_or("composite tensor")
+                    );
+                }
+            }
+        }
+    }
+    text
+}

@@ -120,6 +120,16 @@ pub(crate) fn rewrite_resource_reads(graph: &mut GraphDef, frozen: &HashMap<Stri
     graph.node.extend(axes);
 }
 
+/// The GraphDef inside a `.meta` file (a MetaGraphDef, as `tf.compat.v1.train.Saver` writes).
+pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> {
+    use prost::Message;
+    let bytes = std::fs::read(path).map_err(|e| FreezeError::SavedModel(e.to_string()))?;
+    let meta = crate::proto::MetaGraphDef::decode(bytes.as_slice())
+        .map_err(|e| FreezeError::SavedModel(format!("not a MetaGraphDef ({e})")))?;
+    meta.graph_def
+        .ok_or_else(|| FreezeError::SavedModel("the MetaGraphDef holds no graph".into()))
+}
+
 /// Freezes a TF1 graph: keeps what `outputs` need and replaces each variable with its value
 /// from `checkpoint`.
 pub fn freeze_graph(
