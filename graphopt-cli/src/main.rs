@@ -344,8 +344,11 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
         }
         (None, Some(path)) => {
             let graph = if path.extension().is_some_and(|e| e == "meta") {
-                freeze::read_meta_graph(path)
-                    .map_err(|e| Error::Freeze(format!("{}: {e}", path.display())))?
+                let graph = freeze::read_meta_graph(path)
+                    .map_err(|e| Error::Freeze(format!("{}: {e}", path.display())))?;
+                graph::validate(&graph)
+                    .map_err(|source| Error::invalid_graph(path.clone(), source))?;
+                graph
             } else {
                 load_valid(path)?.graph
             };

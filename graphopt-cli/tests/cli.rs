@@ -515,6 +515,18 @@ fn freeze_turns_savedmodels_and_tf1_checkpoints_into_graphs_tensorflow_agrees_wi
     assert!(output.status.success(), "{}", stderr(&output));
     let error = relative_error_against_tensorflow(&text, "tf1", "input", "probs");
     assert!(error < 1e-6, "relative error {error}");
+    // The Saver's .meta file (a MetaGraphDef) is accepted in place of the GraphDef.
+    let from_meta = dir.path().join("tf1_meta.pb");
+    let output = graphopt(&[
+        "freeze",
+        &format!("--in_graph={}", saved("tf1/model.ckpt.meta").display()),
+        &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
+        "--outputs=probs",
+        &format!("--out_graph={}", from_meta.display()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let error = relative_error_against_tensorflow(&from_meta, "tf1", "input", "probs");
+    assert!(error < 1e-6, "relative error {error}");
 }
 
 #[test]
