@@ -282,8 +282,9 @@ impl Checkpoint {
         Ok(bytes)
     }
 
-    /// A tensor's value.
-    pub fn read(&self, key: &str) -> Result<Tensor, CheckpointError> {
+    /// A tensor's value as a TensorProto. Numeric contents are a slice of the shard buffer
+    /// (no copy), so freezing a large model holds its weights once.
+    pub fn read_proto(&self, key: &str) -> Result<TensorProto, CheckpointError> {
         let entry = self
             .entries
             .get(key)
@@ -298,18 +299,42 @@ impl Checkpoint {
         };
         let raw = self.raw(key)?;
         let dims = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| fail("the shape's element count overflows".into()))?;
         let mut proto = TensorProto {
             dtype: entry.dtype,
             tensor_shape: Some(shape_proto(&dims)),
             ..Default::default()
         };
         if entry.dtype == DataType::DtString as i32 {
-            proto.string_val = decode_strings(&raw, dims.iter().product())
+            proto.string_val = decode_strings(&raw, count)
                 .ok_or_else(|| fail("bad string tensor encoding".into()))?;
         } else {
+            let element = DataType::try_from(entry.dtype)
+                .ok()
+                .and_then(crate::tensor::dtype_size)
+                .ok_or_else(|| fail(format!("unsupported dtype {}", entry.dtype)))?;
+            if count.checked_mul(element) != Some(raw.len()) {
+                return Err(fail(format!(
+                    "{} bytes stored for {count} elements of {element} bytes",
+                    raw.len()
+                )));
+            }
             proto.tensor_content = raw;
         }
-        Tensor::from_proto(&proto).map_err(|e| fail(e.to_string()))
+        Ok(proto)
+    }
+
+    /// A tensor's value.
+    pub fn read(&self, key: &str) -> Result<Tensor, CheckpointError> {
+        let proto = self.read_proto(key)?;
+        Tensor::from_proto(&proto).map_err(|e| CheckpointError::Tensor {
+            prefix: self.prefix.clone(),
+            key: key.to_string(),
+            message: e.to_string(),
+        })
     }
 }
 

@@ -207,7 +207,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
             let Some(key) = usize::try_from(object).ok().and_then(|o| keys.get(&o)) else {
                 return Err(fail(format!("captured input '{handle}' of '{}' is not a variable in the checkpoint's object graph", f.name)));
             };
-            let value = checkpoint.read(key)?;
+            let value = checkpoint.read_proto(key)?;
             let &h = index
                 .get(&handle)
                 .ok_or_else(|| fail(format!("no node '{handle}'")))?;
@@ -217,8 +217,8 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
                     graph.node[h].op
                 )));
             }
-            frozen_handles.insert(handle, value.dtype() as i32);
-            variable_to_const(&mut graph.node[h], &value);
+            frozen_handles.insert(handle, value.dtype);
+            variable_to_const(&mut graph.node[h], value);
         }
     }
 

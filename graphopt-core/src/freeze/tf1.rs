@@ -7,10 +7,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::checkpoint::Checkpoint;
 use super::FreezeError;
-use crate::edit::set_const_value;
 use crate::eval::attrs;
 use crate::graph::{self, InputRef};
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto};
 use crate::tensor::{base_dtype, Data, Tensor};
 
 const VARIABLE_OPS: &[&str] = &["Variable", "VariableV2", "VarHandleOp"];
@@ -53,7 +52,7 @@ fn type_attr(dtype: i32) -> AttrValue {
 }
 
 /// Turns the variable node `node` into a Const holding `value`.
-pub(crate) fn variable_to_const(node: &mut NodeDef, value: &Tensor) {
+pub(crate) fn variable_to_const(node: &mut NodeDef, value: TensorProto) {
     let device = std::mem::take(&mut node.device);
     *node = NodeDef {
         name: std::mem::take(&mut node.name),
@@ -61,7 +60,13 @@ pub(crate) fn variable_to_const(node: &mut NodeDef, value: &Tensor) {
         device,
         ..Default::default()
     };
-    set_const_value(node, value);
+    node.attr.insert("dtype".into(), type_attr(value.dtype));
+    node.attr.insert(
+        "value".into(),
+        AttrValue {
+            value: Some(attr_value::Value::Tensor(value)),
+        },
+    );
 }
 
 /// Rewrites readers of frozen resource handles: ReadVariableOp becomes Identity, and
@@ -164,19 +169,19 @@ pub fn freeze_graph(
                     key,
                 });
             }
-            let value = checkpoint.read(&key)?;
+            let value = checkpoint.read_proto(&key)?;
             let declared = attrs::dtype(&node, "dtype").map(|d| base_dtype(d as i32));
-            if declared.is_some_and(|d| d != value.dtype() as i32) {
+            if let Some(declared) = declared.filter(|&d| d != value.dtype) {
                 return Err(FreezeError::Mismatch {
                     variable: node.name.clone(),
-                    found: format!("{:?}", value.dtype()),
-                    declared: format!("{declared:?}"),
+                    found: crate::summary::dtype_name(value.dtype),
+                    declared: crate::summary::dtype_name(declared),
                 });
             }
             if node.op == "VarHandleOp" {
-                handles.insert(node.name.clone(), value.dtype() as i32);
+                handles.insert(node.name.clone(), value.dtype);
             }
-            variable_to_const(&mut node, &value);
+            variable_to_const(&mut node, value);
         }
         frozen.node.push(node);
     }
