@@ -217,3 +217,56 @@ fn while_loop_and_embedding_savedmodel_freezes_to_tensorflows_outputs() {
     let error = max_error(&out[0], &io_tensor("while_embedding", "output_0.pb"));
     assert!(error < 1e-6, "relative error {error}");
 }
+
+#[test]
+fn partitioned_tf1_variables_freeze_from_their_sliced_checkpoint_entries() {
+    let dir = saved().join("tf1_partitioned");
+    let graph = graphopt_core::io::read_graph(dir.join("graph.pb"))
+        .unwrap()
+        .graph;
+    let ckpt = Checkpoint::open(dir.join("model.ckpt")).unwrap();
+    // The parts are not keys of their own; each whole tensor is, and reads assembled.
+    assert_eq!(
+        ckpt.keys().collect::<Vec<_>>(),
+        ["dense/kernel", "embedding"]
+    );
+    assert_eq!(ckpt.read("embedding").unwrap().shape(), [200, 6]);
+    let frozen =
+        graphopt_core::freeze::freeze_graph(&graph, &ckpt, &["logits".to_string()]).unwrap();
+    let feeds = [(
+        "ids".to_string(),
+        io_tensor("tf1_partitioned", "input_0.pb"),
+    )]
+    .into_iter()
+    .collect();
+    let out =
+        graphopt_core::eval::evaluate(&frozen, &feeds, &["logits".into()], Default::default())
+            .unwrap();
+    let error = max_error(&out[0], &io_tensor("tf1_partitioned", "output_0.pb"));
+    assert!(error < 1e-6, "relative error {error}");
+    // The parts TensorFlow restores are the checkpoint's own slices: rows 67.. of the
+    // embedding (a start that needs OrderedCode's two-byte form) equal the whole tensor's.
+    let whole = ckpt.read("embedding").unwrap();
+    let part = graphopt_core::tensor::Tensor::from_proto(
+        &ckpt.read_slice("embedding", &[(67, 67), (0, -1)]).unwrap(),
+    )
+    .unwrap();
+    let (Data::F32(whole), Data::F32(part)) = (whole.data(), part.data()) else {
+        panic!("float tensors expected");
+    };
+    assert_eq!(part.shape(), [67, 6]);
+    assert_eq!(
+        part.iter().copied().collect::<Vec<_>>(),
+        whole
+            .iter()
+            .skip(67 * 6)
+            .take(67 * 6)
+            .copied()
+            .collect::<Vec<_>>()
+    );
+    // A slice that does not fit is an error naming the key.
+    let error = ckpt
+        .read_slice("embedding", &[(190, 20), (0, -1)])
+        .unwrap_err();
+    assert!(error.to_string().contains("embedding"), "{error}");
+}

@@ -282,6 +282,13 @@ pub fn lookup(op: &str) -> Option<Kernel> {
             let zero = Tensor::from_data(Data::I32(ndarray::arr0(0).into_dyn()));
             one(slicing::gather_v2(ctx, p, i, &zero))
         },
+        "DynamicPartition" => |ctx, inputs| {
+            let [data, partitions] = take(inputs)?;
+            slicing::dynamic_partition(ctx, data, partitions)
+        },
+        "DynamicStitch" | "ParallelDynamicStitch" => {
+            |_, inputs| one(slicing::dynamic_stitch(inputs))
+        }
         "GatherNd" => |_, inputs| {
             let [p, i] = take(inputs)?;
             one(slicing::gather_nd(p, i))

@@ -409,3 +409,111 @@ pub fn batch_to_space(x: &Tensor, block: &Tensor, crops: &Tensor) -> Result<Tens
     };
     slice(&spread, &vector(begin), &vector(size))
 }
+
+/// A tensor as rows: its first `outer_rank` dimensions flattened into one.
+fn as_rows(x: &Tensor, outer_rank: usize) -> Result<Tensor, KernelError> {
+    let dims = x.shape();
+    let Some(inner) = dims.get(outer_rank..) else {
+        return fail(format!("rank {} is below {outer_rank}", dims.len()));
+    };
+    let mut flat = vec![dims[..outer_rank].iter().product::<usize>()];
+    flat.extend_from_slice(inner);
+    let data = map_data!(x.data(), a => reshaped(a, &flat)?);
+    Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// DynamicPartition: output `p` holds the rows of `data` whose `partitions` entry is `p`, in
+/// order. `partitions`' shape is a prefix of `data`'s.
+pub fn dynamic_partition(
+    ctx: &KernelContext<'_>,
+    data: &Tensor,
+    partitions: &Tensor,
+) -> Result<Vec<Tensor>, KernelError> {
+    let count = attrs::int(ctx.node, "num_partitions")
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| KernelError("num_partitions must be a non-negative integer".into()))?;
+    let outer = partitions.shape();
+    if !data.shape().starts_with(outer) {
+        return fail(format!(
+            "partitions of shape {outer:?} do not prefix data of shape {:?}",
+            data.shape()
+        ));
+    }
+    let rows = as_rows(data, outer.len())?;
+    let mut chosen = vec![Vec::new(); count];
+    for (row, p) in to_i64_vec(partitions)?.into_iter().enumerate() {
+        let list = usize::try_from(p)
+            .ok()
+            .and_then(|p| chosen.get_mut(p))
+            .ok_or_else(|| KernelError(format!("partition {p} is outside [0, {count})")))?;
+        list.push(row);
+    }
+    chosen
+        .iter()
+        .map(|selected| {
+            let data = map_data!(rows.data(), a => a.select(Axis(0), selected));
+            Tensor::new(rows.dtype(), data).map_err(Into::into)
+        })
+        .collect()
+}
+
+/// DynamicStitch and ParallelDynamicStitch: `merged[indices[m][i]] = data[m][i]`, later
+/// writes winning. Every position up to the largest index must be written.
+pub fn dynamic_stitch(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    let n = inputs.len() / 2;
+    if inputs.len() != 2 * n || n == 0 {
+        return fail(format!(
+            "expected pairs of indices and data, got {} inputs",
+            inputs.len()
+        ));
+    }
+    let (indices, data) = inputs.split_at(n);
+    let mut row_lists = Vec::with_capacity(n);
+    let mut inner: Option<Vec<usize>> = None;
+    for (index, value) in indices.iter().zip(data) {
+        let rows = as_rows(value, index.shape().len())?;
+        if !value.shape().starts_with(index.shape()) {
+            return fail(format!(
+                "data of shape {:?} does not start with its indices' shape {:?}",
+                value.shape(),
+                index.shape()
+            ));
+        }
+        let rest = rows.shape().get(1..).unwrap_or_default().to_vec();
+        if inner.get_or_insert_with(|| rest.clone()) != &rest {
+            return fail("data pieces must agree on the shape after their indices");
+        }
+        row_lists.push(rows);
+    }
+    let mut source: Vec<Option<usize>> = Vec::new();
+    let mut offset = 0usize;
+    for (index, rows) in indices.iter().zip(&row_lists) {
+        for (i, position) in to_i64_vec(index)?.into_iter().enumerate() {
+            let position = usize::try_from(position)
+                .map_err(|_| KernelError(format!("index {position} is negative")))?;
+            if position >= source.len() {
+                // Positions beyond the rows given are uncovered anyway; refuse before growing.
+                let total: usize = row_lists.iter().map(|r| r.shape()[0]).sum();
+                if position >= total {
+                    return fail(format!(
+                        "index {position} leaves positions unwritten ({total} rows given)"
+                    ));
+                }
+                source.resize(position + 1, None);
+            }
+            source[position] = Some(offset + i);
+        }
+        offset += rows.shape()[0];
+    }
+    let order = source
+        .iter()
+        .enumerate()
+        .map(|(position, s)| {
+            s.ok_or_else(|| KernelError(format!("position {position} is never written")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pieces: Vec<&Tensor> = row_lists.iter().collect();
+    let all = super::shape_ops::concat(&pieces, 0)?;
+    let data = map_data!(all.data(), a => a.select(Axis(0), &order));
+    Tensor::new(all.dtype(), data).map_err(Into::into)
+}

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 
-use crate::proto::{BundleEntryProto, BundleHeaderProto, DataType, TensorProto};
+use crate::proto::{
+    tensor_slice_proto, BundleEntryProto, BundleHeaderProto, DataType, TensorProto,
+    TensorSliceProto,
+};
 use crate::tensor::{dims_of, shape_proto, Tensor};
 
 /// Why a checkpoint cannot be read.
@@ -149,6 +152,8 @@ pub struct Checkpoint {
     prefix: PathBuf,
     header: BundleHeaderProto,
     entries: BTreeMap<String, BundleEntryProto>,
+    /// Parts of partitioned tensors, under TF's binary slice keys (see `slice_key`).
+    slice_entries: BTreeMap<Vec<u8>, BundleEntryProto>,
     /// Shard files, read once each; tensors are slices of them.
     shards: std::sync::Mutex<BTreeMap<i32, Bytes>>,
 }
@@ -170,6 +175,7 @@ impl Checkpoint {
         })?;
         let mut header = None;
         let mut entries = BTreeMap::new();
+        let mut slice_entries = BTreeMap::new();
         for (key, value) in read_table(&data).map_err(file_error)? {
             if key.is_empty() {
                 header = Some(
@@ -181,7 +187,11 @@ impl Checkpoint {
             let name = String::from_utf8_lossy(&key).into_owned();
             let entry = BundleEntryProto::decode(value.as_slice())
                 .map_err(|e| file_error(format!("entry '{name}': {e}")))?;
-            entries.insert(name, entry);
+            if key.first() == Some(&0) {
+                slice_entries.insert(key, entry);
+            } else {
+                entries.insert(name, entry);
+            }
         }
         let header = header.ok_or_else(|| file_error("no bundle header".into()))?;
         if header.endianness != 0 {
@@ -193,6 +203,7 @@ impl Checkpoint {
             prefix,
             header,
             entries,
+            slice_entries,
             shards: Default::default(),
         })
     }
@@ -207,25 +218,33 @@ impl Checkpoint {
         self.entries.get(key)
     }
 
+    fn lookup(&self, key: &str) -> Result<&BundleEntryProto, CheckpointError> {
+        self.entries.get(key).ok_or_else(|| CheckpointError::NoKey {
+            prefix: self.prefix.clone(),
+            key: key.to_string(),
+        })
+    }
+
     /// Raw bytes of a tensor, checksum verified.
     pub fn raw(&self, key: &str) -> Result<Bytes, CheckpointError> {
-        let entry = self
-            .entries
-            .get(key)
-            .ok_or_else(|| CheckpointError::NoKey {
+        let entry = self.lookup(key)?;
+        if !entry.slices.is_empty() {
+            return Err(CheckpointError::Tensor {
                 prefix: self.prefix.clone(),
                 key: key.to_string(),
-            })?;
+                message: "a partitioned tensor has no bytes of its own; read it with read_proto"
+                    .into(),
+            });
+        }
+        self.raw_of(entry, key)
+    }
+
+    fn raw_of(&self, entry: &BundleEntryProto, key: &str) -> Result<Bytes, CheckpointError> {
         let fail = |message: String| CheckpointError::Tensor {
             prefix: self.prefix.clone(),
             key: key.to_string(),
             message,
         };
-        if !entry.slices.is_empty() {
-            return Err(fail(
-                "partitioned (sliced) variables are not supported yet".into(),
-            ));
-        }
         let shard = PathBuf::from(format!(
             "{}.data-{:05}-of-{:05}",
             self.prefix.display(),
@@ -285,19 +304,114 @@ impl Checkpoint {
     /// A tensor's value as a TensorProto. Numeric contents are a slice of the shard buffer
     /// (no copy), so freezing a large model holds its weights once.
     pub fn read_proto(&self, key: &str) -> Result<TensorProto, CheckpointError> {
-        let entry = self
-            .entries
-            .get(key)
-            .ok_or_else(|| CheckpointError::NoKey {
-                prefix: self.prefix.clone(),
-                key: key.to_string(),
-            })?;
+        let entry = self.lookup(key)?;
+        if entry.slices.is_empty() {
+            self.proto_of(entry, key)
+        } else {
+            self.assemble(entry, key)
+        }
+    }
+
+    /// The part `extents` (start and length per dimension, length -1 for all of it) of the
+    /// tensor `key`, as a TF1 partitioned variable restores it. A stored slice with exactly
+    /// these extents is returned without a copy.
+    pub fn read_slice(
+        &self,
+        key: &str,
+        extents: &[(i64, i64)],
+    ) -> Result<TensorProto, CheckpointError> {
+        let entry = self.lookup(key)?;
         let fail = |message: String| CheckpointError::Tensor {
             prefix: self.prefix.clone(),
             key: key.to_string(),
             message,
         };
-        let raw = self.raw(key)?;
+        let full = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
+        let (start, size) = resolve_extents(extents, &full)
+            .ok_or_else(|| fail(format!("slice {extents:?} does not fit the shape {full:?}")))?;
+        let stored = entry
+            .slices
+            .iter()
+            .find(|slice| resolve_slice(slice, &full) == Some((start.clone(), size.clone())));
+        if let Some(slice) = stored {
+            let slice_key = slice_key(key, &stored_extents(slice));
+            let part = self
+                .slice_entries
+                .get(&slice_key)
+                .ok_or_else(|| fail(format!("the part {extents:?} is listed but not stored")))?;
+            return self.proto_of(part, key);
+        }
+        let whole = self.read_proto(key)?;
+        cut(&whole, &full, &start, &size).ok_or_else(|| fail("bad tensor layout".into()))
+    }
+
+    /// A partitioned tensor put together from its stored parts.
+    fn assemble(
+        &self,
+        entry: &BundleEntryProto,
+        key: &str,
+    ) -> Result<TensorProto, CheckpointError> {
+        let fail = |message: String| CheckpointError::Tensor {
+            prefix: self.prefix.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let full = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
+        let element = DataType::try_from(entry.dtype)
+            .ok()
+            .filter(|&d| d != DataType::DtString)
+            .and_then(crate::tensor::dtype_size)
+            .ok_or_else(|| {
+                fail(format!(
+                    "partitioned tensors of dtype {} are not supported",
+                    entry.dtype
+                ))
+            })?;
+        let mut parts = Vec::with_capacity(entry.slices.len());
+        let mut covered = 0usize;
+        for slice in &entry.slices {
+            let (start, size) = resolve_slice(slice, &full)
+                .ok_or_else(|| fail(format!("a stored part does not fit the shape {full:?}")))?;
+            let part_entry = self
+                .slice_entries
+                .get(&slice_key(key, &stored_extents(slice)))
+                .ok_or_else(|| fail(format!("the part at {start:?} is listed but not stored")))?;
+            let part = self.raw_of(part_entry, key)?;
+            covered = covered.saturating_add(part.len());
+            parts.push((start, size, part));
+        }
+        // The parts are real bytes in the shard, so their total bounds the allocation.
+        let total = full.iter().try_fold(element, |n, &d| n.checked_mul(d));
+        if total != Some(covered) {
+            return Err(fail(format!(
+                "the stored parts hold {covered} bytes, the shape {full:?} needs {total:?}"
+            )));
+        }
+        let mut content = vec![0u8; covered];
+        for (start, size, part) in &parts {
+            let zero = vec![0; full.len()];
+            copy_box(part, size, &zero, &mut content, &full, start, size, element)
+                .ok_or_else(|| fail(format!("the part at {start:?} has the wrong size")))?;
+        }
+        Ok(TensorProto {
+            dtype: entry.dtype,
+            tensor_shape: Some(shape_proto(&full)),
+            tensor_content: Bytes::from(content),
+            ..Default::default()
+        })
+    }
+
+    fn proto_of(
+        &self,
+        entry: &BundleEntryProto,
+        key: &str,
+    ) -> Result<TensorProto, CheckpointError> {
+        let fail = |message: String| CheckpointError::Tensor {
+            prefix: self.prefix.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let raw = self.raw_of(entry, key)?;
         let dims = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
         let count = dims
             .iter()
@@ -338,6 +452,199 @@ impl Checkpoint {
     }
 }
 
+/// Extents as stored: (start, length) with -1 for a whole dimension.
+fn stored_extents(slice: &TensorSliceProto) -> Vec<(i64, i64)> {
+    slice
+        .extent
+        .iter()
+        .map(|e| {
+            let length = match e.has_length {
+                Some(tensor_slice_proto::extent::HasLength::Length(l)) => l,
+                None => -1,
+            };
+            (e.start, length)
+        })
+        .collect()
+}
+
+fn resolve_slice(slice: &TensorSliceProto, full: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
+    resolve_extents(&stored_extents(slice), full)
+}
+
+/// Start and size per dimension, checked against the full shape. TF writes no extents for a
+/// slice that is the whole tensor.
+fn resolve_extents(extents: &[(i64, i64)], full: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
+    if extents.is_empty() {
+        return Some((vec![0; full.len()], full.to_vec()));
+    }
+    if extents.len() != full.len() {
+        return None;
+    }
+    let mut start = Vec::with_capacity(full.len());
+    let mut size = Vec::with_capacity(full.len());
+    for (&(s, l), &d) in extents.iter().zip(full) {
+        let (s, l) = if l == -1 {
+            (0, d)
+        } else {
+            (usize::try_from(s).ok()?, usize::try_from(l).ok()?)
+        };
+        if s.checked_add(l)? > d {
+            return None;
+        }
+        start.push(s);
+        size.push(l);
+    }
+    Some((start, size))
+}
+
+/// TF's key for one stored part of a partitioned tensor: OrderedCode of 0, the name, the rank,
+/// then each dimension's start and length (-1 for all of it) as signed numbers.
+fn slice_key(name: &str, extents: &[(i64, i64)]) -> Vec<u8> {
+    let mut key = vec![0u8]; // the number 0: a zero-length big-endian body
+    for &byte in name.as_bytes() {
+        match byte {
+            0x00 => key.extend_from_slice(&[0x00, 0xff]),
+            0xff => key.extend_from_slice(&[0xff, 0x00]),
+            b => key.push(b),
+        }
+    }
+    key.extend_from_slice(&[0x00, 0x01]);
+    let rank = extents.len() as u64;
+    let body: Vec<u8> = rank
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|&b| b == 0)
+        .collect();
+    key.push(body.len() as u8);
+    key.extend_from_slice(&body);
+    for &(start, length) in extents {
+        write_signed_increasing(&mut key, start);
+        write_signed_increasing(&mut key, length);
+    }
+    key
+}
+
+/// OrderedCode's signed-number encoding: the value's big-endian two's complement in the
+/// fewest bytes, with a unary length prefix in the leading bits (ones for non-negative
+/// values, zeros for negative ones, after XOR with the sign).
+fn write_signed_increasing(out: &mut Vec<u8>, value: i64) {
+    const HEADER: [[u8; 2]; 11] = [
+        [0, 0],
+        [0x80, 0],
+        [0xc0, 0],
+        [0xe0, 0],
+        [0xf0, 0],
+        [0xf8, 0],
+        [0xfc, 0],
+        [0xfe, 0],
+        [0xff, 0],
+        [0xff, 0x80],
+        [0xff, 0xc0],
+    ];
+    let magnitude = if value < 0 { !value } else { value } as u64;
+    let bits = 64 - magnitude.leading_zeros() as usize;
+    // Each byte carries 7 bits of the value beside its share of the header, and one bit is
+    // the sign.
+    let len = (bits + 1).div_ceil(7).clamp(1, 10);
+    if len == 1 {
+        out.push(HEADER[1][0] ^ (value as u8));
+        return;
+    }
+    let sign = if value < 0 { 0xff } else { 0x00 };
+    let mut buffer = [sign; 10];
+    buffer[2..].copy_from_slice(&value.to_be_bytes());
+    let begin = 10 - len;
+    buffer[begin] ^= HEADER[len][0];
+    buffer[begin + 1] ^= HEADER[len][1];
+    out.extend_from_slice(&buffer[begin..]);
+}
+
+/// Copies the box of `size` elements at `src_start` in `src` (shape `src_dims`) to
+/// `dst_start` in `dst` (shape `dst_dims`), row by row. `None` if a buffer is too small.
+#[allow(clippy::too_many_arguments)]
+fn copy_box(
+    src: &[u8],
+    src_dims: &[usize],
+    src_start: &[usize],
+    dst: &mut [u8],
+    dst_dims: &[usize],
+    dst_start: &[usize],
+    size: &[usize],
+    element: usize,
+) -> Option<()> {
+    let rank = size.len();
+    if size.contains(&0) {
+        return Some(());
+    }
+    let strides = |dims: &[usize]| -> Vec<usize> {
+        let mut strides = vec![element; dims.len()];
+        for d in (0..dims.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * dims[d + 1];
+        }
+        strides
+    };
+    let (src_strides, dst_strides) = (strides(src_dims), strides(dst_dims));
+    let row = size.last().map_or(element, |&n| n * element);
+    let mut index = vec![0usize; rank.saturating_sub(1)];
+    loop {
+        let offset = |start: &[usize], strides: &[usize]| -> usize {
+            (0..rank)
+                .map(|d| (start[d] + index.get(d).copied().unwrap_or(0)) * strides[d])
+                .sum()
+        };
+        let (from, to) = (
+            offset(src_start, &src_strides),
+            offset(dst_start, &dst_strides),
+        );
+        dst.get_mut(to..to + row)?
+            .copy_from_slice(src.get(from..from + row)?);
+        // Advance the row counter over the outer dimensions.
+        let mut d = index.len();
+        loop {
+            if d == 0 {
+                return Some(());
+            }
+            d -= 1;
+            index[d] += 1;
+            if index[d] < size[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+/// The box at `start` of `size` from a whole tensor of shape `full`.
+fn cut(
+    whole: &TensorProto,
+    full: &[usize],
+    start: &[usize],
+    size: &[usize],
+) -> Option<TensorProto> {
+    let element = DataType::try_from(whole.dtype)
+        .ok()
+        .and_then(crate::tensor::dtype_size)?;
+    let bytes = size.iter().try_fold(element, |n, &d| n.checked_mul(d))?;
+    let mut content = vec![0u8; bytes];
+    let zero = vec![0; size.len()];
+    copy_box(
+        &whole.tensor_content,
+        full,
+        start,
+        &mut content,
+        size,
+        &zero,
+        size,
+        element,
+    )?;
+    Some(TensorProto {
+        dtype: whole.dtype,
+        tensor_shape: Some(shape_proto(size)),
+        tensor_content: Bytes::from(content),
+        ..Default::default()
+    })
+}
+
 /// A string tensor's checksum, which TensorFlow computes over each length as a little-endian
 /// u32 (u64 past 4 GiB; not the varints stored), the stored length checksum, then the bytes.
 fn string_checksum(raw: &[u8], count: usize) -> Option<u32> {
@@ -369,4 +676,26 @@ fn decode_strings(raw: &[u8], count: usize) -> Option<Vec<Bytes>> {
         pos += len;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod slice_key_tests {
+    use super::*;
+
+    #[test]
+    fn slice_keys_match_the_bytes_tensorflow_writes() {
+        // From a TF 2.21 index: "embedding" rows 0..67 of [200, 6], and "dense/kernel"
+        // columns 0..3 of [6, 5].
+        let mut expected = b"\x00embedding\x00\x01\x01\x02".to_vec();
+        expected.extend_from_slice(b"\x80\xc0\x43\x80\x86");
+        assert_eq!(slice_key("embedding", &[(0, 67), (0, 6)]), expected);
+        let mut expected = b"\x00dense/kernel\x00\x01\x01\x02".to_vec();
+        expected.extend_from_slice(b"\x80\x86\x80\x83");
+        assert_eq!(slice_key("dense/kernel", &[(0, 6), (0, 3)]), expected);
+        // A whole dimension is length -1; NUL and 0xff in names are escaped.
+        let mut out = Vec::new();
+        write_signed_increasing(&mut out, -1);
+        assert_eq!(out, [0x7f]);
+        assert_eq!(&slice_key("a\0b", &[])[..6], b"\x00a\x00\xffb\x00");
+    }
 }

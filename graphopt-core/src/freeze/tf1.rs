@@ -135,6 +135,95 @@ pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> 
         .ok_or_else(|| FreezeError::SavedModel("the MetaGraphDef holds no graph".into()))
 }
 
+/// Where a Saver restores each variable from: its checkpoint key and, for a part of a
+/// partitioned variable, the part's extents. Read from the graph's RestoreV2 nodes (their
+/// `tensor_names` and `shape_and_slices` Consts) and the Assigns that consume them.
+fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>)> {
+    let index: HashMap<&str, &NodeDef> = graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
+    let strings = |input: Option<&String>| -> Option<Vec<String>> {
+        let node = index.get(graph::node_name(input?))?;
+        let tensor = attrs::tensor(node, "value")?;
+        Some(
+            tensor
+                .string_val
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect(),
+        )
+    };
+    let mut restores = HashMap::new();
+    for node in graph.node.iter().filter(|n| n.op == "RestoreV2") {
+        let (Some(names), Some(specs)) = (strings(node.input.get(1)), strings(node.input.get(2)))
+        else {
+            continue;
+        };
+        // A single string stands for every tensor (TF's fill shorthand).
+        let spec_of = |i: usize| specs.get(i).or(specs.first().filter(|_| specs.len() == 1));
+        let parsed: Vec<(String, Vec<(i64, i64)>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let extents = spec_of(i)
+                    .and_then(|s| parse_slice_spec(s))
+                    .unwrap_or_default();
+                (name.clone(), extents)
+            })
+            .collect();
+        restores.insert(node.name.as_str(), parsed);
+    }
+    let mut sources = HashMap::new();
+    for assign in graph
+        .node
+        .iter()
+        .filter(|n| n.op == "Assign" || n.op == "AssignVariableOp")
+    {
+        let (Some(variable), Some(value)) = (assign.input.first(), assign.input.get(1)) else {
+            continue;
+        };
+        let value = InputRef::parse(value);
+        let Some(source) = restores
+            .get(value.node)
+            .and_then(|tensors| tensors.get(usize::try_from(value.port).ok()?))
+        else {
+            continue;
+        };
+        sources.insert(graph::node_name(variable).to_string(), source.clone());
+    }
+    sources
+}
+
+/// `shape_and_slices` of a Saver: "" for a whole tensor, else the full shape's dimensions and
+/// a slice `start,length:...` (`-` for a whole dimension).
+fn parse_slice_spec(spec: &str) -> Option<Vec<(i64, i64)>> {
+    let mut tokens: Vec<&str> = spec.split_whitespace().collect();
+    let Some(slice) = tokens.pop() else {
+        return Some(Vec::new());
+    };
+    slice
+        .split(':')
+        .map(|extent| {
+            if extent == "-" {
+                return Some((0, -1));
+            }
+            let (start, length) = extent.split_once(',')?;
+            Some((start.parse().ok()?, length.parse().ok()?))
+        })
+        .collect()
+}
+
+fn default_key(node: &NodeDef, checkpoint: &Checkpoint) -> String {
+    match attrs::string(node, "shared_name") {
+        Some(shared)
+            if node.op == "VarHandleOp"
+                && !shared.is_empty()
+                && checkpoint.entry(&shared).is_some() =>
+        {
+            shared
+        }
+        _ => node.name.clone(),
+    }
+}
+
 /// Freezes a TF1 graph: keeps what `outputs` need and replaces each variable with its value
 /// from `checkpoint`.
 pub fn freeze_graph(
@@ -149,19 +238,16 @@ pub fn freeze_graph(
         ..Default::default()
     };
     let mut handles: HashMap<String, i32> = HashMap::new();
+    let sources = restore_sources(graph);
     for (node, _) in graph.node.iter().zip(&keep).filter(|(_, k)| **k) {
         let mut node = node.clone();
         if VARIABLE_OPS.contains(&node.op.as_str()) {
-            // Resource variables created with a shared_name are saved under it.
-            let key = match attrs::string(&node, "shared_name") {
-                Some(shared)
-                    if node.op == "VarHandleOp"
-                        && !shared.is_empty()
-                        && checkpoint.entry(&shared).is_some() =>
-                {
-                    shared
-                }
-                _ => node.name.clone(),
+            // The Saver's restore ops say where each variable comes from; without a Saver,
+            // resource variables created with a shared_name are saved under it, others under
+            // their node name.
+            let (key, extents) = match sources.get(&node.name) {
+                Some((key, extents)) => (key.clone(), extents.clone()),
+                None => (default_key(&node, checkpoint), Vec::new()),
             };
             if checkpoint.entry(&key).is_none() {
                 return Err(FreezeError::NoValue {
@@ -169,7 +255,11 @@ pub fn freeze_graph(
                     key,
                 });
             }
-            let value = checkpoint.read_proto(&key)?;
+            let value = if extents.is_empty() {
+                checkpoint.read_proto(&key)?
+            } else {
+                checkpoint.read_slice(&key, &extents)?
+            };
             let declared = attrs::dtype(&node, "dtype").map(|d| base_dtype(d as i32));
             if let Some(declared) = declared.filter(|&d| d != value.dtype) {
                 return Err(FreezeError::Mismatch {
