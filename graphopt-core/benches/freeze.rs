@@ -56,6 +56,7 @@ fn main() {
         }
     };
     let freeze_time = start.elapsed();
+    let peak_after_freeze = peak_rss_mb();
     let start = Instant::now();
     let valid = graph::validate(&frozen.graph).is_ok();
     let validate_time = start.elapsed();
@@ -82,8 +83,10 @@ fn main() {
         }
     );
     println!("validate {:.1} ms", validate_time.as_secs_f64() * 1e3);
-    match peak_rss_mb() {
-        Some(mb) => println!("peak resident memory {mb:.0} MiB"),
-        None => println!("peak resident memory unavailable (no /proc/self/status)"),
+    match (peak_after_freeze, peak_rss_mb()) {
+        (Some(frozen), Some(written)) => println!(
+            "peak resident memory {frozen:.0} MiB after freezing, {written:.0} MiB after writing"
+        ),
+        _ => println!("peak resident memory unavailable (no /proc/self/status)"),
     }
 }
