@@ -36,6 +36,8 @@ fn main() {
 
 struct App {
     dir: tempfile::TempDir,
+    /// Cargo package name, unique within the test process.
+    package: String,
     target: PathBuf,
     cache: PathBuf,
 }
@@ -66,7 +68,12 @@ impl App {
         // Shared across runs so the dependencies compile once.
         let target = root.join("target/graphopt-app-test");
         let cache = dir.path().join("cache");
-        let app = App { dir, target, cache };
+        let app = App {
+            dir,
+            package: format!("tiny-app-{id}"),
+            target,
+            cache,
+        };
         app.set_transforms("remove_device sort_by_execution_order", None);
         app
     }
@@ -112,8 +119,12 @@ impl App {
 
     /// The manifest and artifact of the last build.
     fn artifacts(&self) -> (serde_json::Value, Vec<u8>) {
+        self.artifacts_of("tiny")
+    }
+
+    fn artifacts_of(&self, model: &str) -> (serde_json::Value, Vec<u8>) {
         let out_dir = std::fs::read_to_string(self.dir.path().join("out_dir.txt")).unwrap();
-        let manifest = Path::new(&out_dir).join("graphopt/tiny.json");
+        let manifest = Path::new(&out_dir).join(format!("graphopt/{model}.json"));
         let manifest_json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
         let bytes = std::fs::read(manifest.with_extension("pb")).unwrap();
@@ -284,18 +295,21 @@ fn concurrent_builds_sharing_a_cache_agree() {
     let mut b = spawn(&second, &targets[1]);
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
-    let read = |target: &Path| -> Vec<u8> {
+    // Other tests build apps in the same target directory: look only at this app's build dirs.
+    let read = |app: &App, target: &Path| -> Vec<u8> {
         let dir = target.join("debug/build");
+        let prefix = format!("{}-", app.package);
         let path = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .map(|e| e.path().join("out/graphopt/tiny.pb"))
             .filter(|p| p.exists())
             .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).unwrap())
             .unwrap();
         std::fs::read(path).unwrap()
     };
-    assert!(read(&targets[0]) == read(&targets[1]));
+    assert!(read(&first, &targets[0]) == read(&second, &targets[1]));
 }
 
 #[test]
@@ -350,16 +364,16 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
         app.dir.path().join("build.rs"),
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          std::fs::write(\"out_dir.txt\", std::env::var(\"OUT_DIR\").unwrap_or_default()).ok();\n    \
-         graphopt_build::Model::new(\"tiny\", \"models/cnn\").signature(\"serving_default\")\n        \
+         graphopt_build::Model::new(\"cnn\", \"models/cnn\").signature(\"serving_default\")\n        \
          .transforms(\"strip_unused_nodes fold_constants fold_batch_norms remove_nodes(op=Identity) sort_by_execution_order\")\n        \
          .build()?;\n    Ok(())\n}\n",
     )
     .unwrap();
     std::fs::write(
         app.dir.path().join("src/main.rs"),
-        "graphopt::include_model!(tiny);\nfn main() {\n    \
-         println!(\"input {} {:?}\", tiny::inputs::IMAGE.tensor, tiny::inputs::IMAGE.dtype);\n    \
-         println!(\"output {} {:?}\", tiny::outputs::OUTPUT_0.tensor, tiny::outputs::OUTPUT_0.dtype);\n}\n",
+        "graphopt::include_model!(cnn);\nfn main() {\n    \
+         println!(\"input {} {:?}\", cnn::inputs::IMAGE.tensor, cnn::inputs::IMAGE.dtype);\n    \
+         println!(\"output {} {:?}\", cnn::outputs::OUTPUT_0.tensor, cnn::outputs::OUTPUT_0.dtype);\n}\n",
     )
     .unwrap();
     let stdout = app.run();
@@ -367,8 +381,8 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
     assert!(stdout.contains("output output_0:0 Float"), "{stdout}");
 
     // The embedded graph computes what TensorFlow computed for the SavedModel.
-    let (manifest, bytes) = app.artifacts();
-    let (graph, _) = graphopt_core::io::decode_graph(bytes.into(), Path::new("tiny.pb")).unwrap();
+    let (manifest, bytes) = app.artifacts_of("cnn");
+    let (graph, _) = graphopt_core::io::decode_graph(bytes.into(), Path::new("cnn.pb")).unwrap();
     assert!(!graph.node.iter().any(|n| n.op.contains("Variable")));
     let feeds = [(
         "image".to_string(),
@@ -394,10 +408,12 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
     assert!(worst / scale < 1e-5, "relative error {}", worst / scale);
 
     // Any file of the directory is part of the key: a changed asset means a new artifact.
+    // (git keeps no empty directories, so assets/ may be missing from a checkout.)
+    std::fs::create_dir_all(app.dir.path().join("models/cnn/assets")).unwrap();
     std::fs::write(app.dir.path().join("models/cnn/assets/vocab.txt"), "a\n").unwrap();
     let out = app.build();
     assert!(out.status.success(), "{}", stderr(&out));
-    let (changed, _) = app.artifacts();
+    let (changed, _) = app.artifacts_of("cnn");
     assert_ne!(manifest["source_sha256"], changed["source_sha256"]);
     assert_ne!(manifest["key"], changed["key"]);
 
@@ -410,7 +426,7 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
     assert!(!out.status.success());
     let message = stderr(&out);
     assert!(
-        message.contains("model 'tiny': freezing SavedModel models/cnn")
+        message.contains("model 'cnn': freezing SavedModel models/cnn")
             && message.contains("predict"),
         "{message}"
     );
