@@ -67,7 +67,14 @@ struct FreezeArgs {
     /// Comma-separated output node names of the TF1 graph.
     #[arg(long, value_name = "NAMES", requires = "in_graph")]
     outputs: Option<String>,
-    /// Where to write the frozen graph; text format for .pbtxt or with --output_as_text.
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Where and how a command writes its graph.
+#[derive(Args)]
+struct OutputArgs {
+    /// Where to write the graph; text format for .pbtxt or with --output_as_text.
     #[arg(long = "out_graph", value_name = "FILE")]
     out_graph: PathBuf,
     /// Write text format whatever the output extension.
@@ -79,6 +86,13 @@ struct FreezeArgs {
         value_name = "BOOL"
     )]
     output_as_text: bool,
+}
+
+impl OutputArgs {
+    fn write(&self, graph: &graphopt_core::proto::GraphDef) -> Result<(), Error> {
+        let format = GraphFormat::for_output(&self.out_graph, self.output_as_text);
+        io::write_graph(&self.out_graph, graph, format)
+    }
 }
 
 #[derive(Args)]
@@ -121,9 +135,8 @@ struct TransformArgs {
     /// Graph to read, binary (.pb) or text (.pbtxt).
     #[arg(long = "in_graph", value_name = "FILE")]
     in_graph: PathBuf,
-    /// Where to write the result; text format for .pbtxt or with --output_as_text.
-    #[arg(long = "out_graph", value_name = "FILE")]
-    out_graph: PathBuf,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Comma-separated input node names.
     #[arg(long, default_value = "", value_name = "NAMES")]
     inputs: String,
@@ -133,15 +146,6 @@ struct TransformArgs {
     /// Transform list, e.g. 'remove_device sort_by_execution_order'.
     #[arg(long, value_name = "TRANSFORMS")]
     transforms: String,
-    /// Write text format whatever the output extension.
-    #[arg(
-        long = "output_as_text",
-        num_args = 0..=1,
-        default_value = "false",
-        default_missing_value = "true",
-        value_name = "BOOL"
-    )]
-    output_as_text: bool,
 }
 
 #[derive(Args)]
@@ -235,8 +239,7 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
             ),
         }
     }
-    let format = GraphFormat::for_output(&args.out_graph, args.output_as_text);
-    io::write_graph(&args.out_graph, &loaded.graph, format)
+    args.output.write(&loaded.graph)
 }
 
 fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
@@ -370,7 +373,7 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
         (None, None) => return Ok(()),
     };
     graph::validate(&graph)
-        .map_err(|source| Error::invalid_graph(args.out_graph.clone(), source))?;
+        .map_err(|source| Error::invalid_graph(args.output.out_graph.clone(), source))?;
     let constants = graph.node.iter().filter(|n| n.op == "Const").count();
     eprintln!(
         "graphopt: frozen: {} nodes ({constants} constants); inputs: {}; outputs: {}",
@@ -378,8 +381,7 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
         inputs.join(", "),
         outputs.join(", ")
     );
-    let format = GraphFormat::for_output(&args.out_graph, args.output_as_text);
-    io::write_graph(&args.out_graph, &graph, format)
+    args.output.write(&graph)
 }
 
 fn inspect(args: &InspectArgs) -> Result<(), Error> {

@@ -218,6 +218,14 @@ impl Checkpoint {
         self.entries.get(key)
     }
 
+    fn tensor_error(&self, key: &str, message: String) -> CheckpointError {
+        CheckpointError::Tensor {
+            prefix: self.prefix.clone(),
+            key: key.to_string(),
+            message,
+        }
+    }
+
     fn lookup(&self, key: &str) -> Result<&BundleEntryProto, CheckpointError> {
         self.entries.get(key).ok_or_else(|| CheckpointError::NoKey {
             prefix: self.prefix.clone(),
@@ -229,22 +237,16 @@ impl Checkpoint {
     pub fn raw(&self, key: &str) -> Result<Bytes, CheckpointError> {
         let entry = self.lookup(key)?;
         if !entry.slices.is_empty() {
-            return Err(CheckpointError::Tensor {
-                prefix: self.prefix.clone(),
-                key: key.to_string(),
-                message: "a partitioned tensor has no bytes of its own; read it with read_proto"
-                    .into(),
-            });
+            return Err(self.tensor_error(
+                key,
+                "a partitioned tensor has no bytes of its own; read it with read_proto".into(),
+            ));
         }
         self.raw_of(entry, key)
     }
 
     fn raw_of(&self, entry: &BundleEntryProto, key: &str) -> Result<Bytes, CheckpointError> {
-        let fail = |message: String| CheckpointError::Tensor {
-            prefix: self.prefix.clone(),
-            key: key.to_string(),
-            message,
-        };
+        let fail = |message: String| self.tensor_error(key, message);
         let shard = PathBuf::from(format!(
             "{}.data-{:05}-of-{:05}",
             self.prefix.display(),
@@ -321,11 +323,7 @@ impl Checkpoint {
         extents: &[(i64, i64)],
     ) -> Result<TensorProto, CheckpointError> {
         let entry = self.lookup(key)?;
-        let fail = |message: String| CheckpointError::Tensor {
-            prefix: self.prefix.clone(),
-            key: key.to_string(),
-            message,
-        };
+        let fail = |message: String| self.tensor_error(key, message);
         let full = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
         let (start, size) = resolve_extents(extents, &full)
             .ok_or_else(|| fail(format!("slice {extents:?} does not fit the shape {full:?}")))?;
@@ -351,11 +349,7 @@ impl Checkpoint {
         entry: &BundleEntryProto,
         key: &str,
     ) -> Result<TensorProto, CheckpointError> {
-        let fail = |message: String| CheckpointError::Tensor {
-            prefix: self.prefix.clone(),
-            key: key.to_string(),
-            message,
-        };
+        let fail = |message: String| self.tensor_error(key, message);
         let full = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
         let element = DataType::try_from(entry.dtype)
             .ok()
@@ -406,11 +400,7 @@ impl Checkpoint {
         entry: &BundleEntryProto,
         key: &str,
     ) -> Result<TensorProto, CheckpointError> {
-        let fail = |message: String| CheckpointError::Tensor {
-            prefix: self.prefix.clone(),
-            key: key.to_string(),
-            message,
-        };
+        let fail = |message: String| self.tensor_error(key, message);
         let raw = self.raw_of(entry, key)?;
         let dims = dims_of(entry.shape.as_ref()).map_err(|e| fail(e.to_string()))?;
         let count = dims
@@ -444,11 +434,7 @@ impl Checkpoint {
     /// A tensor's value.
     pub fn read(&self, key: &str) -> Result<Tensor, CheckpointError> {
         let proto = self.read_proto(key)?;
-        Tensor::from_proto(&proto).map_err(|e| CheckpointError::Tensor {
-            prefix: self.prefix.clone(),
-            key: key.to_string(),
-            message: e.to_string(),
-        })
+        Tensor::from_proto(&proto).map_err(|e| self.tensor_error(key, e.to_string()))
     }
 }
 
