@@ -16,10 +16,20 @@ use crate::manifest::{Manifest, TensorManifest};
 /// The version that goes into every cache key: a new graphopt never reuses an old artifact.
 const TOOL_VERSION: &str = concat!("graphopt-build ", env!("CARGO_PKG_VERSION"));
 
-/// Where a model comes from: a GraphDef file's bytes, or a SavedModel directory to freeze.
+/// Where a model comes from: a GraphDef file, or a SavedModel directory to freeze.
 enum Source {
+    /// The file's bytes (also its cache-key content).
     Graph(Vec<u8>),
-    SavedModel,
+    /// The directory's digest (its cache-key content).
+    SavedModel(Vec<u8>),
+}
+
+impl Source {
+    fn key_content(&self) -> &[u8] {
+        match self {
+            Source::Graph(bytes) | Source::SavedModel(bytes) => bytes,
+        }
+    }
 }
 
 /// A model to optimize at build time.
@@ -148,20 +158,20 @@ impl Model {
         println!("cargo::rerun-if-env-changed=GRAPHOPT_UPDATE_LOCK");
         // A SavedModel directory is keyed by every file in it, so a retrained checkpoint
         // invalidates the cache even when saved_model.pb is unchanged.
-        let (source_kind, source_key) = if source.is_dir() {
+        let source_kind = if source.is_dir() {
             let digest = cache::directory_digest(&source).map_err(|(path, e)| Error::Io {
                 model: self.name.clone(),
                 path,
                 source: e,
             })?;
-            (Source::SavedModel, digest)
+            Source::SavedModel(digest)
         } else {
             let bytes = std::fs::read(&source).map_err(|e| Error::Io {
                 model: self.name.clone(),
                 path: self.path.clone(),
                 source: e,
             })?;
-            (Source::Graph(bytes.clone()), bytes)
+            Source::Graph(bytes)
         };
 
         let specs = transforms::parse(&self.transforms).map_err(|e| self.core(e.into()))?;
@@ -171,7 +181,7 @@ impl Model {
             .unwrap_or_else(Registry::with_builtins);
         registry.check(&specs).map_err(|e| self.core(e))?;
         let canonical = transforms::spec::canonical(&specs);
-        let source_sha256 = cache::sha256_hex(&source_key);
+        let source_sha256 = cache::sha256_hex(source_kind.key_content());
 
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
@@ -184,7 +194,7 @@ impl Model {
                 self.signature.as_deref().unwrap_or("").as_bytes(),
             )
             .part("tag_set", self.tag_set.as_deref().unwrap_or("").as_bytes())
-            .part("source", &source_key);
+            .part("source", source_kind.key_content());
         let key = key.finish();
 
         let cache_dir = cache::cache_dir(&out_dir);
@@ -269,7 +279,7 @@ impl Model {
                     io::decode_graph(bytes.into(), &display).map_err(|e| self.core(e))?;
                 (graph, self.inputs.clone(), self.outputs.clone())
             }
-            Source::SavedModel => {
+            Source::SavedModel(_) => {
                 let defaults = SavedModelOptions::default();
                 let options = SavedModelOptions {
                     tag_set: self.tag_set.clone().unwrap_or(defaults.tag_set),
