@@ -270,3 +270,36 @@ fn partitioned_tf1_variables_freeze_from_their_sliced_checkpoint_entries() {
         .unwrap_err();
     assert!(error.to_string().contains("embedding"), "{error}");
 }
+
+#[test]
+fn tf1_style_savedmodels_freeze_through_their_saver() {
+    let frozen = graphopt_core::freeze::freeze_saved_model(
+        &saved().join("tf1_saved_model"),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (frozen.inputs.as_slice(), frozen.outputs.as_slice()),
+        (
+            ["x".to_string()].as_slice(),
+            ["probabilities".to_string()].as_slice()
+        )
+    );
+    assert!(!frozen
+        .graph
+        .node
+        .iter()
+        .any(|n| n.op.contains("Var") || n.op == "RestoreV2" || n.op == "ReadVariableOp"));
+    let feeds = [("x".to_string(), io_tensor("tf1_saved_model", "input_0.pb"))]
+        .into_iter()
+        .collect();
+    let out = graphopt_core::eval::evaluate(
+        &frozen.graph,
+        &feeds,
+        &["probabilities".into()],
+        Default::default(),
+    )
+    .unwrap();
+    let error = max_error(&out[0], &io_tensor("tf1_saved_model", "output_0.pb"));
+    assert!(error < 1e-6, "relative error {error}");
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 use super::checkpoint::Checkpoint;
-use super::tf1::{reachable, rewrite_resource_reads, variable_to_const};
+use super::tf1::{freeze_graph, reachable, rewrite_resource_reads, variable_to_const};
 use super::FreezeError;
 use crate::graph::{self, InputRef};
 use crate::proto::{
@@ -45,6 +45,9 @@ pub struct Frozen {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
 }
+
+/// The checkpoint key of TF2's object graph; TF1 checkpoints have none.
+const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
 
 fn fail(message: impl Into<String>) -> FreezeError {
     FreezeError::SavedModel(message.into())
@@ -124,7 +127,7 @@ fn tensor_name(info: &crate::proto::TensorInfo) -> Option<&str> {
 
 /// Checkpoint key of each object-graph node that is a variable.
 fn variable_keys(checkpoint: &Checkpoint) -> Result<HashMap<usize, String>, FreezeError> {
-    let tensor = checkpoint.read("_CHECKPOINTABLE_OBJECT_GRAPH")?;
+    let tensor = checkpoint.read(OBJECT_GRAPH_KEY)?;
     let Data::Str(values) = tensor.data() else {
         return Err(fail("the checkpoint's object graph is not a string"));
     };
@@ -157,8 +160,6 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .clone()
         .ok_or_else(|| fail("the MetaGraph has no graph"))?;
     let checkpoint = Checkpoint::open(variables_prefix(dir))?;
-    let keys = variable_keys(&checkpoint)?;
-    let object_graph = meta.object_graph_def.as_ref();
 
     // Replace the variables each signature call captures with their values.
     let outputs: BTreeMap<&String, &str> = sig
@@ -178,48 +179,57 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .map(|(i, n)| (n.name.clone(), i))
         .collect();
     let mut frozen_handles: HashMap<String, i32> = HashMap::new();
-    let calls: Vec<usize> = outputs
-        .values()
-        .filter_map(|t| index.get(graph::node_name(t)).copied())
-        .collect();
-    for call in calls {
-        let node = graph.node[call].clone();
-        let Some(attr_value::Value::Func(f)) = node.attr.get("f").and_then(|a| a.value.as_ref())
-        else {
-            continue;
-        };
-        let bound = object_graph
-            .and_then(|o| o.concrete_functions.get(&f.name))
-            .map(|c| c.bound_inputs.clone())
-            .unwrap_or_default();
-        let data: Vec<String> = node
-            .input
-            .iter()
-            .filter(|i| !i.starts_with('^'))
-            .cloned()
+    if checkpoint.entry(OBJECT_GRAPH_KEY).is_some() {
+        let keys = variable_keys(&checkpoint)?;
+        let object_graph = meta.object_graph_def.as_ref();
+        let calls: Vec<usize> = outputs
+            .values()
+            .filter_map(|t| index.get(graph::node_name(t)).copied())
             .collect();
-        let first_captured = data.len().saturating_sub(bound.len());
-        for (input, &object) in data[first_captured..].iter().zip(&bound) {
-            let handle = graph::node_name(input).to_string();
-            if frozen_handles.contains_key(&handle) {
+        for call in calls {
+            let node = graph.node[call].clone();
+            let Some(attr_value::Value::Func(f)) =
+                node.attr.get("f").and_then(|a| a.value.as_ref())
+            else {
                 continue;
-            }
-            let Some(key) = usize::try_from(object).ok().and_then(|o| keys.get(&o)) else {
-                return Err(fail(format!("captured input '{handle}' of '{}' is not a variable in the checkpoint's object graph", f.name)));
             };
-            let value = checkpoint.read_proto(key)?;
-            let &h = index
-                .get(&handle)
-                .ok_or_else(|| fail(format!("no node '{handle}'")))?;
-            if graph.node[h].op != "VarHandleOp" {
-                return Err(fail(format!(
-                    "captured input '{handle}' is a {}, not a variable",
-                    graph.node[h].op
-                )));
+            let bound = object_graph
+                .and_then(|o| o.concrete_functions.get(&f.name))
+                .map(|c| c.bound_inputs.clone())
+                .unwrap_or_default();
+            let data: Vec<String> = node
+                .input
+                .iter()
+                .filter(|i| !i.starts_with('^'))
+                .cloned()
+                .collect();
+            let first_captured = data.len().saturating_sub(bound.len());
+            for (input, &object) in data[first_captured..].iter().zip(&bound) {
+                let handle = graph::node_name(input).to_string();
+                if frozen_handles.contains_key(&handle) {
+                    continue;
+                }
+                let Some(key) = usize::try_from(object).ok().and_then(|o| keys.get(&o)) else {
+                    return Err(fail(format!("captured input '{handle}' of '{}' is not a variable in the checkpoint's object graph", f.name)));
+                };
+                let value = checkpoint.read_proto(key)?;
+                let &h = index
+                    .get(&handle)
+                    .ok_or_else(|| fail(format!("no node '{handle}'")))?;
+                if graph.node[h].op != "VarHandleOp" {
+                    return Err(fail(format!(
+                        "captured input '{handle}' is a {}, not a variable",
+                        graph.node[h].op
+                    )));
+                }
+                frozen_handles.insert(handle, value.dtype);
+                variable_to_const(&mut graph.node[h], value);
             }
-            frozen_handles.insert(handle, value.dtype);
-            variable_to_const(&mut graph.node[h], value);
         }
+    } else {
+        // A TF1 SavedModel: plain variables in the graph, restored by its Saver.
+        let wanted: Vec<String> = outputs.values().map(|t| t.to_string()).collect();
+        graph = freeze_graph(&graph, &checkpoint, &wanted)?;
     }
 
     // Keep what the outputs need, inline every call, and follow the frozen handles through.
