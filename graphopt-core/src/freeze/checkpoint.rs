@@ -261,10 +261,8 @@ impl Checkpoint {
             match shards.get(&entry.shard_id) {
                 Some(data) => data.clone(),
                 None => {
-                    let data =
-                        Bytes::from(std::fs::read(&shard).map_err(|e| {
-                            fail(format!("{}: {e} (missing shard?)", shard.display()))
-                        })?);
+                    let data = map_shard(&shard)
+                        .map_err(|e| fail(format!("{}: {e} (missing shard?)", shard.display())))?;
                     shards.insert(entry.shard_id, data.clone());
                     data
                 }
@@ -436,6 +434,20 @@ impl Checkpoint {
         let proto = self.read_proto(key)?;
         Tensor::from_proto(&proto).map_err(|e| self.tensor_error(key, e.to_string()))
     }
+}
+
+/// A shard's bytes, memory-mapped: only the pages of the tensors read become resident, and
+/// the frozen graph's constants point into the mapping.
+fn map_shard(path: &Path) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: the mapping is read-only. It is sound as long as no other process truncates or
+    // rewrites the shard while graphopt runs (the same contract TensorFlow's own mmap-based
+    // readers have); changes made before a tensor is read are caught by its CRC32C.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Bytes::from_owner(map))
 }
 
 /// Extents as stored: (start, length) with -1 for a whole dimension.
