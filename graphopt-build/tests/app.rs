@@ -44,6 +44,13 @@ struct App {
 
 impl App {
     fn new() -> App {
+        App::named("tiny-app")
+    }
+
+    /// An app whose package is `PREFIX-N`. Cargo reuses a package's OUT_DIR across test runs,
+    /// so apps that build different models need different prefixes, or one would see the
+    /// other's artifacts from an earlier run.
+    fn named(prefix: &str) -> App {
         let dir = tempfile::tempdir().unwrap();
         let root = workspace();
         std::fs::create_dir_all(dir.path().join("src")).unwrap();
@@ -58,7 +65,7 @@ impl App {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let toml = format!(
-            "[package]\nname = \"tiny-app-{id}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
+            "[package]\nname = \"{prefix}-{id}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n\
              [dependencies]\ngraphopt = {{ path = {:?} }}\n\n[build-dependencies]\ngraphopt-build = {{ path = {:?} }}\n",
             root.display().to_string(),
             root.join("graphopt-build").display().to_string(),
@@ -70,7 +77,7 @@ impl App {
         let cache = dir.path().join("cache");
         let app = App {
             dir,
-            package: format!("tiny-app-{id}"),
+            package: format!("{prefix}-{id}"),
             target,
             cache,
         };
@@ -356,7 +363,7 @@ fn fixture_tensor(path: &Path) -> graphopt_core::tensor::Tensor {
 
 #[test]
 fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
-    let app = App::new();
+    let app = App::named("cnn-app");
     let saved = workspace().join("tests/fixtures/saved");
     copy_tree(&saved.join("keras_cnn"), &app.dir.path().join("models/cnn"));
     // No inputs or outputs declared: the signature's keys become the interface.

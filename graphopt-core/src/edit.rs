@@ -74,6 +74,26 @@ impl Uses {
     }
 }
 
+/// Renames node `old` to `new` and every input that refers to it, keeping ports and control
+/// markers. The caller checks that `new` is free.
+pub fn rename_node(graph: &mut GraphDef, old: &str, new: &str) {
+    for node in &mut graph.node {
+        if node.name == old {
+            node.name = new.to_string();
+        }
+        for input in &mut node.input {
+            let parsed = InputRef::parse(input);
+            if parsed.node == old {
+                *input = InputRef {
+                    node: new,
+                    ..parsed
+                }
+                .to_string();
+            }
+        }
+    }
+}
+
 /// The value of a Const node.
 pub fn const_value(node: &NodeDef) -> Option<Tensor> {
     if node.op != "Const" {

@@ -263,21 +263,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
                 "cannot rename input '{name}' to '{key}': the name is taken"
             )));
         }
-        for node in &mut graph.node {
-            if node.name == name {
-                node.name = (*key).clone();
-            }
-            for input in &mut node.input {
-                let parsed = InputRef::parse(input);
-                if parsed.node == name {
-                    *input = InputRef {
-                        node: key,
-                        ..parsed
-                    }
-                    .to_string();
-                }
-            }
-        }
+        crate::edit::rename_node(&mut graph, &name, key);
         input_names.push((*key).clone());
     }
     let mut output_names = Vec::new();

@@ -16,19 +16,14 @@ const VARIABLE_OPS: &[&str] = &["Variable", "VariableV2", "VarHandleOp"];
 
 /// Nodes the outputs need (data and control inputs followed), in graph order.
 pub(crate) fn reachable(graph: &GraphDef, outputs: &[String]) -> Result<Vec<bool>, FreezeError> {
-    let index: HashMap<&str, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = graph::GraphIndex::new(graph);
     let mut keep = vec![false; graph.node.len()];
     let mut queue = VecDeque::new();
     for output in outputs {
         let name = graph::node_name(output);
         queue.push_back(
-            *index
-                .get(name)
+            index
+                .index_of(name)
                 .ok_or_else(|| FreezeError::NoOutput(name.to_string()))?,
         );
     }
@@ -37,7 +32,7 @@ pub(crate) fn reachable(graph: &GraphDef, outputs: &[String]) -> Result<Vec<bool
             continue;
         }
         for input in &graph.node[i].input {
-            if let Some(&p) = index.get(InputRef::parse(input).node) {
+            if let Some(p) = index.index_of(InputRef::parse(input).node) {
                 queue.push_back(p);
             }
         }
@@ -139,9 +134,9 @@ pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> 
 /// partitioned variable, the part's extents. Read from the graph's RestoreV2 nodes (their
 /// `tensor_names` and `shape_and_slices` Consts) and the Assigns that consume them.
 fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>)> {
-    let index: HashMap<&str, &NodeDef> = graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
+    let index = graph::GraphIndex::new(graph);
     let strings = |input: Option<&String>| -> Option<Vec<String>> {
-        let node = index.get(graph::node_name(input?))?;
+        let node = index.node(graph::node_name(input?))?;
         let tensor = attrs::tensor(node, "value")?;
         Some(
             tensor

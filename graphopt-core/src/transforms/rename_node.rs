@@ -3,7 +3,6 @@
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::InputRef;
 use crate::proto::GraphDef;
 
 pub struct RenameNode;
@@ -33,22 +32,10 @@ impl Transform for RenameNode {
         if graph.node.iter().any(|n| n.name == new) {
             return Err(context.error(format!("a node called '{new}' already exists")));
         }
-        let Some(node) = graph.node.iter_mut().find(|n| n.name == old) else {
+        if !graph.node.iter().any(|n| n.name == old) {
             return Err(context.error(format!("there is no node called '{old}'")));
-        };
-        node.name = new.to_string();
-        for node in &mut graph.node {
-            for input in &mut node.input {
-                let parsed = InputRef::parse(input);
-                if parsed.node == old {
-                    *input = InputRef {
-                        node: new,
-                        ..parsed
-                    }
-                    .to_string();
-                }
-            }
         }
+        crate::edit::rename_node(graph, old, new);
         Ok(())
     }
 }
