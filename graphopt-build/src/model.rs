@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use graphopt_core::eval::{attrs, shapes};
+use graphopt_core::analysis::shapes;
 use graphopt_core::freeze::{self, SavedModelOptions};
+use graphopt_core::graph::attrs;
 use graphopt_core::proto::{GraphDef, NodeDef};
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::{graph, io, summary};
@@ -471,7 +472,7 @@ fn tensor_manifest(graph: &GraphDef, name: &str) -> Result<TensorManifest, Strin
             format!("'{name}' is not in the optimized graph (did a transform remove or rename it?)")
         })?;
     let dtype = output_dtype(node)
-        .map(|d| summary::dtype_name(d as i32))
+        .map(|d| graphopt_core::dtype::dtype_name(d as i32))
         .unwrap_or_else(|| "unknown".into());
     let shape = if node.op == "Placeholder" {
         attrs::shape(node, "shape")

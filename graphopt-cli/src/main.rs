@@ -7,7 +7,46 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use graphopt_core::io::{self, GraphFormat};
 use graphopt_core::transforms::{self, Registry};
-use graphopt_core::{freeze, graph, summary, Error};
+use graphopt_core::verify::VerifyError;
+use graphopt_core::{freeze, graph, summary};
+
+/// What a command can fail with: graphopt-core's errors, and the CLI's own.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Core(#[from] graphopt_core::Error),
+    #[error("verify: {0}")]
+    Verify(#[from] VerifyError),
+    #[error("{optimized} differs from {original}: output '{output}' has relative error {error:.3e} (absolute {absolute:.3e}), over the tolerance {tolerance:e}")]
+    OverTolerance {
+        original: String,
+        optimized: String,
+        output: String,
+        error: f64,
+        absolute: f64,
+        tolerance: f64,
+    },
+}
+
+impl From<graphopt_core::transforms::SpecError> for Error {
+    fn from(error: graphopt_core::transforms::SpecError) -> Self {
+        Error::Core(error.into())
+    }
+}
+
+impl From<graphopt_core::graph::GraphError> for Error {
+    fn from(error: graphopt_core::graph::GraphError) -> Self {
+        Error::Core(error.into())
+    }
+}
+
+/// The one-line error for a JSON encoding failure.
+fn json_error(what: &str, error: serde_json::Error) -> Error {
+    Error::Core(graphopt_core::Error::Encode {
+        what: what.into(),
+        message: error.to_string(),
+    })
+}
 
 #[derive(Parser)]
 #[command(
@@ -91,7 +130,7 @@ struct OutputArgs {
 impl OutputArgs {
     fn write(&self, graph: &graphopt_core::proto::GraphDef) -> Result<(), Error> {
         let format = GraphFormat::for_output(&self.out_graph, self.output_as_text);
-        io::write_graph(&self.out_graph, graph, format)
+        Ok(io::write_graph(&self.out_graph, graph, format)?)
     }
 }
 
@@ -199,7 +238,7 @@ fn load_valid(path: &Path) -> Result<io::LoadedGraph, Error> {
     let loaded = io::read_graph(path)?;
     print_warnings(&loaded.warnings);
     graph::validate(&loaded.graph)
-        .map_err(|source| Error::invalid_graph(path.to_path_buf(), source))?;
+        .map_err(|source| graphopt_core::Error::invalid_graph(path.to_path_buf(), source))?;
     Ok(loaded)
 }
 
@@ -216,11 +255,11 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
             .iter()
             .find(|n| index.node(graph::node_name(n)).is_none())
         {
-            return Err(Error::UnknownName {
+            return Err(Error::Core(graphopt_core::Error::UnknownName {
                 path: args.in_graph.clone(),
                 flag: flag.to_string(),
                 name: missing.clone(),
-            });
+            }));
         }
     }
     let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
@@ -251,10 +290,8 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     print_warnings(&loaded.warnings);
     let report = summary::summarize(&loaded.graph, Some(loaded.file_size));
     if args.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Encode {
-            what: "summary as JSON".into(),
-            message: e.to_string(),
-        })?;
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| json_error("summary as JSON", e))?;
         println!("{json}");
     } else {
         print!("{}", report.to_text(&path.display().to_string()));
@@ -263,7 +300,8 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
         print!("{}", summary::structure(&loaded.graph));
     }
     // Report problems after the summary, as summarize_graph does, and fail.
-    graph::validate(&loaded.graph).map_err(|source| Error::invalid_graph(path.clone(), source))
+    graph::validate(&loaded.graph)
+        .map_err(|source| graphopt_core::Error::invalid_graph(path.clone(), source).into())
 }
 
 fn verify(args: &VerifyArgs) -> Result<(), Error> {
@@ -277,10 +315,8 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
     };
     let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)?;
     if args.json {
-        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Encode {
-            what: "verify report as JSON".into(),
-            message: e.to_string(),
-        })?;
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| json_error("verify report as JSON", e))?;
         println!("{json}");
     } else {
         println!("seed {}, inputs: {}", report.seed, report.inputs.join(", "));
@@ -342,25 +378,26 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
                 signature: args.signature_def.clone(),
             };
             let frozen = freeze::freeze_saved_model(dir, &options)
-                .map_err(|e| Error::Freeze(format!("{}: {e}", dir.display())))?;
+                .map_err(|e| graphopt_core::Error::Freeze(format!("{}: {e}", dir.display())))?;
             (frozen.graph, frozen.inputs, frozen.outputs)
         }
         (None, Some(path)) => {
             let graph = if path.extension().is_some_and(|e| e == "meta") {
-                let graph = freeze::read_meta_graph(path)
-                    .map_err(|e| Error::Freeze(format!("{}: {e}", path.display())))?;
+                let graph = freeze::read_meta_graph(path).map_err(|e| {
+                    graphopt_core::Error::Freeze(format!("{}: {e}", path.display()))
+                })?;
                 graph::validate(&graph)
-                    .map_err(|source| Error::invalid_graph(path.clone(), source))?;
+                    .map_err(|source| graphopt_core::Error::invalid_graph(path.clone(), source))?;
                 graph
             } else {
                 load_valid(path)?.graph
             };
             let prefix = args.checkpoint.clone().unwrap_or_default();
             let checkpoint = freeze::checkpoint::Checkpoint::open(&prefix)
-                .map_err(|e| Error::Freeze(e.to_string()))?;
+                .map_err(|e| graphopt_core::Error::Freeze(e.to_string()))?;
             let outputs = split_names(args.outputs.as_deref().unwrap_or_default());
             let frozen = freeze::freeze_graph(&graph, &checkpoint, &outputs)
-                .map_err(|e| Error::Freeze(format!("{}: {e}", path.display())))?;
+                .map_err(|e| graphopt_core::Error::Freeze(format!("{}: {e}", path.display())))?;
             let inputs = frozen
                 .node
                 .iter()
@@ -372,8 +409,9 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
         // clap requires one of the two.
         (None, None) => return Ok(()),
     };
-    graph::validate(&graph)
-        .map_err(|source| Error::invalid_graph(args.output.out_graph.clone(), source))?;
+    graph::validate(&graph).map_err(|source| {
+        graphopt_core::Error::invalid_graph(args.output.out_graph.clone(), source)
+    })?;
     let constants = graph.node.iter().filter(|n| n.op == "Const").count();
     eprintln!(
         "graphopt: frozen: {} nodes ({constants} constants); inputs: {}; outputs: {}",
@@ -386,7 +424,7 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
 
 fn inspect(args: &InspectArgs) -> Result<(), Error> {
     let model = freeze::saved_model::read_saved_model(&args.dir)
-        .map_err(|e| Error::Freeze(e.to_string()))?;
+        .map_err(|e| graphopt_core::Error::Freeze(e.to_string()))?;
     print!("{}", freeze::saved_model::describe(&model));
     Ok(())
 }

@@ -44,17 +44,6 @@ pub enum Error {
     },
     #[error("freeze: {0}")]
     Freeze(String),
-    #[error("verify: {0}")]
-    Verify(#[from] crate::verify::VerifyError),
-    #[error("{optimized} differs from {original}: output '{output}' has relative error {error:.3e} (absolute {absolute:.3e}), over the tolerance {tolerance:e}")]
-    OverTolerance {
-        original: String,
-        optimized: String,
-        output: String,
-        error: f64,
-        absolute: f64,
-        tolerance: f64,
-    },
     #[error("cannot encode {what}: {message}")]
     Encode { what: String, message: String },
 }

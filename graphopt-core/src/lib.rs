@@ -1,27 +1,34 @@
 //! graphopt-core: everything about TensorFlow graphs that graphopt does.
 //!
-//! - [`proto`]: TensorFlow's wire types (GraphDef, NodeDef, TensorProto, SavedModel, ...),
-//!   generated from `proto/` with BTreeMap maps so encoding is deterministic.
-//! - [`io`]: reading binary or text GraphDefs without copying weights, deterministic writing.
-//! - [`graph`]: input parsing, the name/consumer index, validation, execution order.
-//! - [`ops`]: output counts and required attributes of the ops graphopt knows.
-//! - [`transforms`]: the transform-string grammar, the registry and the transforms.
-//! - [`summary`]: what `graphopt summarize` reports.
+//! The modules form layers; each uses only the layers below it (the tidy test in
+//! `tests/tidy.rs` holds this):
+//!
+//! 1. data: [`proto`] (TensorFlow's wire types, generated with BTreeMap maps so encoding is
+//!    deterministic), [`dtype`] (type names), [`tensor`] (TensorProto <-> typed arrays),
+//!    [`text_format`], [`io`] (reading without copying weights, deterministic writing),
+//!    [`error`] (the crate error, which wraps the modules' own errors);
+//! 2. [`graph`]: the graph model, attributes, edits, op knowledge, function inlining;
+//! 3. [`analysis`]: static shape inference;
+//! 4. [`eval`]: the reference evaluator's kernels and executor;
+//! 5. [`rewrite`]: the shared rewrite layer, plain functions that transforms and pipelines
+//!    compose (batch-norm folding, constant folding, leftover removal, pattern matching, ...);
+//! 6. [`transforms`]: the transform-string grammar, the registry, one thin wrapper per
+//!    transform;
+//! 7. [`freeze`], [`verify`], [`summary`]: what the CLI and build integration call.
 
-pub mod edit;
+pub mod analysis;
+pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod freeze;
 pub mod graph;
 pub mod io;
-pub mod ops;
-pub mod pattern;
 pub mod proto;
+pub mod rewrite;
 pub mod summary;
 pub mod tensor;
 pub mod text_format;
 pub mod transforms;
 pub mod verify;
-pub mod weights;
 
 pub use error::{Error, Result};

@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::dtype::{dtype_name, element_count, shape_dims};
 use crate::graph::{self, InputRef};
-use crate::proto::{
-    attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto,
-};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto, TensorShapeProto};
 
 /// How many constants `largest_constants` lists.
 pub const LARGEST_CONSTANTS: usize = 10;
@@ -80,22 +79,6 @@ pub struct Summary {
     pub benchmark_model_args: String,
 }
 
-/// TensorFlow's name for a dtype: `DT_FLOAT` -> `float`, `DT_INT32_REF` -> `int32_ref`.
-pub fn dtype_name(dtype: i32) -> String {
-    match DataType::try_from(dtype) {
-        Ok(DataType::DtInvalid) | Err(_) => format!("unknown({dtype})"),
-        Ok(t) => t
-            .as_str_name()
-            .trim_start_matches("DT_")
-            .to_ascii_lowercase(),
-    }
-}
-
-/// Shape dimensions, or `None` for an unknown rank.
-pub fn shape_dims(shape: &TensorShapeProto) -> Option<Vec<i64>> {
-    (!shape.unknown_rank).then(|| shape.dim.iter().map(|d| d.size).collect())
-}
-
 fn attr<'a>(node: &'a NodeDef, name: &str) -> Option<&'a attr_value::Value> {
     node.attr
         .get(name)
@@ -130,14 +113,6 @@ fn tensor_dims(tensor: &TensorProto) -> Vec<i64> {
         .as_ref()
         .and_then(shape_dims)
         .unwrap_or_default()
-}
-
-/// Number of elements of a fully known shape; unknown or negative dimensions count as 0 and
-/// absurd products saturate instead of overflowing.
-pub fn element_count(dims: &[i64]) -> u64 {
-    dims.iter().fold(1u64, |acc, &d| {
-        acc.saturating_mul(u64::try_from(d).unwrap_or(0))
-    })
 }
 
 fn tensor_decl(node: &NodeDef, type_attr: &str) -> TensorDecl {

@@ -156,7 +156,7 @@ fn dtype_of(value: i32) -> Result<DataType, TensorError> {
 }
 
 fn dtype_label(dtype: DataType) -> String {
-    crate::summary::dtype_name(dtype as i32)
+    crate::dtype::dtype_name(dtype as i32)
 }
 
 /// Dimensions of a shape proto, checked.
@@ -327,6 +327,33 @@ impl Tensor {
     }
 
     /// Decodes a `TensorProto` with the default [`Limits`].
+    /// The values of a floating-point tensor as f64 (any shape, flattened), or `None` for
+    /// other element types.
+    pub fn floats(&self) -> Option<Vec<f64>> {
+        Some(match &self.data {
+            Data::F32(a) => a.iter().map(|&v| f64::from(v)).collect(),
+            Data::F64(a) => a.iter().copied().collect(),
+            Data::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
+            Data::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
+            _ => return None,
+        })
+    }
+
+    /// The values of an integer tensor as i64 (any shape, flattened), or `None` for other
+    /// element types.
+    pub fn integers(&self) -> Option<Vec<i64>> {
+        match &self.data {
+            Data::I32(a) => Some(a.iter().map(|&v| i64::from(v)).collect()),
+            Data::I64(a) => Some(a.iter().copied().collect()),
+            Data::I16(a) => Some(a.iter().map(|&v| i64::from(v)).collect()),
+            Data::I8(a) => Some(a.iter().map(|&v| i64::from(v)).collect()),
+            Data::U8(a) => Some(a.iter().map(|&v| i64::from(v)).collect()),
+            Data::U16(a) => Some(a.iter().map(|&v| i64::from(v)).collect()),
+            Data::U32(a) => Some(a.iter().map(|&v| i64::from(v)).collect()),
+            _ => None,
+        }
+    }
+
     pub fn from_proto(proto: &TensorProto) -> Result<Self, TensorError> {
         Self::from_proto_with_limits(proto, Limits::default())
     }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
 
-use crate::eval::{self, attrs, Options};
+use crate::eval::{self, Options};
+use crate::graph::attrs;
 use crate::proto::{DataType, GraphDef};
 use crate::tensor::{Data, Tensor};
 use crate::{graph, summary};
@@ -134,7 +135,7 @@ fn seeded_input(dtype: DataType, dims: &[usize], rng: &mut SplitMix) -> Option<T
 }
 
 fn as_f64(t: &Tensor) -> Option<Vec<f64>> {
-    crate::weights::floats(t)
+    t.floats()
 }
 
 /// Runs `original` and `optimized` on the same seeded inputs and measures the difference.

@@ -97,7 +97,7 @@ fn shapes_known_statically_fold_and_names_survive() {
     let out = graph.node.iter().find(|n| n.name == "out").unwrap();
     assert_eq!(out.op, "Const", "{names:?}");
     let value = graphopt_core::tensor::Tensor::from_proto(
-        graphopt_core::eval::attrs::tensor(out, "value").unwrap(),
+        graphopt_core::graph::attrs::tensor(out, "value").unwrap(),
     )
     .unwrap();
     // shape*2 = [4, 6, 8]; split -> second = [6]; Size(transpose(x)) = 24.
@@ -309,7 +309,7 @@ fn flatten_atrous_conv_makes_one_dilated_convolution() {
         .node
         .iter()
         .filter(|n| n.op.contains("Conv"))
-        .map(|n| graphopt_core::eval::attrs::string(n, "padding").unwrap())
+        .map(|n| graphopt_core::graph::attrs::string(n, "padding").unwrap())
         .collect();
     assert!(
         paddings.contains(&"SAME".to_string()) && paddings.contains(&"VALID".to_string()),
@@ -322,7 +322,7 @@ mod synthetic {
     //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the
     //! unfolded graph, whose kernels the TensorFlow vectors cover in NHWC.
 
-    use graphopt_core::edit::const_node;
+    use graphopt_core::graph::edit::const_node;
     use graphopt_core::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
     use graphopt_core::tensor::{Data, Tensor};
     use ndarray::{ArrayD, IxDyn};

@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
-use graphopt_core::pattern::{self, Pattern};
 use graphopt_core::proto::{GraphDef, NodeDef};
+use graphopt_core::rewrite::pattern::{self, Pattern};
 use graphopt_core::transforms::{self, Registry, Transform, TransformContext};
 
 fn text(t: &str) -> GraphDef {

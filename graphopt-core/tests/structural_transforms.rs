@@ -2,7 +2,7 @@
 
 mod common;
 
-use graphopt_core::eval::attrs;
+use graphopt_core::graph::attrs;
 use graphopt_core::proto::GraphDef;
 use graphopt_core::transforms::{self, Registry, TransformOutcome};
 

@@ -6,11 +6,12 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 
-use graphopt_core::edit::const_value;
+use graphopt_core::graph::edit::const_value;
+use graphopt_core::io;
 use graphopt_core::proto::GraphDef;
+use graphopt_core::rewrite::weights;
 use graphopt_core::tensor::Data;
 use graphopt_core::transforms::{self, Registry};
-use graphopt_core::{io, weights};
 
 fn apply(model: &str, transform_string: &str) -> GraphDef {
     let (inputs, outputs) = common::io_names(model);

@@ -23,10 +23,9 @@ use std::path::{Path, PathBuf};
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::{format_ident, quote};
-use serde::Deserialize;
+use serde_json::Value;
 use syn::{parse_macro_input, Ident};
 
-#[derive(Deserialize)]
 struct Tensor {
     name: String,
     tensor: String,
@@ -34,7 +33,6 @@ struct Tensor {
     shape: Option<Vec<i64>>,
 }
 
-#[derive(Deserialize)]
 struct Manifest {
     sha256: String,
     size_bytes: u64,
@@ -43,6 +41,83 @@ struct Manifest {
     outputs: Vec<Tensor>,
     node_count: usize,
     ops: std::collections::BTreeMap<String, usize>,
+}
+
+// The manifest is read as JSON values rather than through serde's derive, so the macro crate
+// (and every app using it) compiles one syn major version.
+fn field<'a>(value: &'a Value, key: &str) -> Result<&'a Value, String> {
+    value
+        .get(key)
+        .ok_or_else(|| format!("the manifest has no '{key}'"))
+}
+
+fn text(value: &Value, key: &str) -> Result<String, String> {
+    field(value, key)?
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("the manifest's '{key}' is not a string"))
+}
+
+fn number(value: &Value, key: &str) -> Result<u64, String> {
+    field(value, key)?
+        .as_u64()
+        .ok_or_else(|| format!("the manifest's '{key}' is not a number"))
+}
+
+impl Tensor {
+    fn from_json(value: &Value) -> Result<Tensor, String> {
+        let shape = match value.get("shape") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(dims)) => Some(
+                dims.iter()
+                    .map(|d| d.as_i64().ok_or("a shape dimension is not an integer"))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err("a tensor's 'shape' is not a list".into()),
+        };
+        Ok(Tensor {
+            name: text(value, "name")?,
+            tensor: text(value, "tensor")?,
+            dtype: text(value, "dtype")?,
+            shape,
+        })
+    }
+}
+
+impl Manifest {
+    fn from_json(text_of_file: &str) -> Result<Manifest, String> {
+        let value: Value = serde_json::from_str(text_of_file).map_err(|e| e.to_string())?;
+        let tensors = |key: &str| -> Result<Vec<Tensor>, String> {
+            field(&value, key)?
+                .as_array()
+                .ok_or_else(|| format!("the manifest's '{key}' is not a list"))?
+                .iter()
+                .map(Tensor::from_json)
+                .collect()
+        };
+        let ops = field(&value, "ops")?
+            .as_object()
+            .ok_or("the manifest's 'ops' is not an object")?
+            .iter()
+            .map(|(op, count)| {
+                let count = count.as_u64().ok_or("an op count is not a number")?;
+                Ok((
+                    op.clone(),
+                    usize::try_from(count).map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Manifest {
+            sha256: text(&value, "sha256")?,
+            size_bytes: number(&value, "size_bytes")?,
+            transforms: text(&value, "transforms")?,
+            inputs: tensors("inputs")?,
+            outputs: tensors("outputs")?,
+            node_count: usize::try_from(number(&value, "node_count")?)
+                .map_err(|e| e.to_string())?,
+            ops,
+        })
+    }
 }
 
 fn error(message: String) -> TokenStream {
@@ -91,32 +166,7 @@ fn const_name(name: &str) -> String {
 }
 
 fn dtype_variant(dtype: &str) -> Option<&'static str> {
-    Some(match dtype {
-        "float" => "Float",
-        "double" => "Double",
-        "int32" => "Int32",
-        "uint8" => "UInt8",
-        "int16" => "Int16",
-        "int8" => "Int8",
-        "string" => "String",
-        "complex64" => "Complex64",
-        "int64" => "Int64",
-        "bool" => "Bool",
-        "qint8" => "QInt8",
-        "quint8" => "QUInt8",
-        "qint32" => "QInt32",
-        "bfloat16" => "BFloat16",
-        "qint16" => "QInt16",
-        "quint16" => "QUInt16",
-        "uint16" => "UInt16",
-        "complex128" => "Complex128",
-        "half" => "Half",
-        "resource" => "Resource",
-        "variant" => "Variant",
-        "uint32" => "UInt32",
-        "uint64" => "UInt64",
-        _ => return None,
-    })
+    graphopt_types::DType::from_name(dtype).map(graphopt_types::DType::variant_name)
 }
 
 fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
@@ -158,7 +208,7 @@ pub fn include_model(input: TokenStream) -> TokenStream {
             ));
         }
     };
-    let manifest: Manifest = match serde_json::from_str(&text) {
+    let manifest: Manifest = match Manifest::from_json(&text) {
         Ok(m) => m,
         Err(e) => return error(format!("{}: {e}", manifest_path.display())),
     };

@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{fail, KernelError};
+use super::KernelError;
 use crate::tensor::{checked_elements, Limits};
 
 thread_local! {
@@ -33,31 +33,7 @@ pub fn check_output(dims: &[usize], element_size: usize) -> Result<(), KernelErr
 
 /// The shape two shapes broadcast to, or an error naming both.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, KernelError> {
-    let rank = a.len().max(b.len());
-    let mut out = vec![0; rank];
-    for i in 0..rank {
-        let da = if i + a.len() >= rank {
-            a[i + a.len() - rank]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= rank {
-            b[i + b.len() - rank]
-        } else {
-            1
-        };
-        out[i] = match (da, db) {
-            (x, y) if x == y => x,
-            (1, y) => y,
-            (x, 1) => x,
-            _ => {
-                return fail(format!(
-                    "shapes {a:?} and {b:?} are not broadcast-compatible"
-                ))
-            }
-        };
-    }
-    Ok(out)
+    crate::analysis::geometry::broadcast_shape(a, b).map_err(Into::into)
 }
 
 /// Applies `f` elementwise over `a` and `b` broadcast together.

@@ -103,14 +103,6 @@ pub fn to_f64_vec(x: &Tensor) -> Result<Vec<f64>, KernelError> {
 
 /// All elements of an integer tensor as i64 (shapes, axes, indices).
 pub fn to_i64_vec(x: &Tensor) -> Result<Vec<i64>, KernelError> {
-    match x.data() {
-        Data::I32(a) => Ok(a.iter().map(|&v| i64::from(v)).collect()),
-        Data::I64(a) => Ok(a.iter().copied().collect()),
-        Data::I16(a) => Ok(a.iter().map(|&v| i64::from(v)).collect()),
-        Data::I8(a) => Ok(a.iter().map(|&v| i64::from(v)).collect()),
-        Data::U8(a) => Ok(a.iter().map(|&v| i64::from(v)).collect()),
-        Data::U16(a) => Ok(a.iter().map(|&v| i64::from(v)).collect()),
-        Data::U32(a) => Ok(a.iter().map(|&v| i64::from(v)).collect()),
-        _ => fail(format!("expected an integer tensor, got {:?}", x.dtype())),
-    }
+    x.integers()
+        .ok_or_else(|| KernelError(format!("expected an integer tensor, got {:?}", x.dtype())))
 }

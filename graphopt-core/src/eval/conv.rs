@@ -6,188 +6,29 @@ use num_traits::Float;
 
 use super::cast::{from_f32, to_f32};
 use super::shape_ops::permute;
-use super::{attrs, fail, KernelContext, KernelError};
+use super::{fail, KernelContext, KernelError};
 use crate::tensor::{checked_elements, Data, Tensor};
 
-/// Output size and leading padding along one spatial axis.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub input: usize,
-    pub stride: usize,
-    pub dilation: usize,
-    pub out: usize,
-    pub pad_before: usize,
-}
+pub use crate::analysis::geometry::Spatial;
 
-/// Geometry of one spatial axis for `padding` ("SAME", "VALID" or "EXPLICIT").
-pub fn window(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    padding: &str,
-    explicit: (usize, usize),
-) -> Result<Window, KernelError> {
-    if stride == 0 || dilation == 0 {
-        return fail("strides and dilations must be positive");
+/// Input in NHWC (permuted from NCHW when needed).
+pub fn to_nhwc(spatial: &Spatial, x: &Tensor) -> Result<Tensor, KernelError> {
+    if x.shape().len() != 4 {
+        return fail(format!("expected a 4-D input, got {:?}", x.shape()));
     }
-    let effective = (kernel.max(1) - 1) * dilation + 1;
-    let (out, pad_before) = match padding {
-        "SAME" => {
-            let out = input.div_ceil(stride);
-            let needed = ((out.max(1) - 1) * stride + effective).saturating_sub(input);
-            (out, needed / 2)
-        }
-        "VALID" => (
-            if input >= effective {
-                (input - effective) / stride + 1
-            } else {
-                0
-            },
-            0,
-        ),
-        "EXPLICIT" => {
-            let padded = input + explicit.0 + explicit.1;
-            (
-                if padded >= effective {
-                    (padded - effective) / stride + 1
-                } else {
-                    0
-                },
-                explicit.0,
-            )
-        }
-        other => return fail(format!("unknown padding '{other}'")),
-    };
-    Ok(Window {
-        input,
-        stride,
-        dilation,
-        out,
-        pad_before,
-    })
-}
-
-impl Window {
-    /// Input index for output position `o` and kernel tap `k`, if inside the input.
-    pub fn source(&self, o: usize, k: usize) -> Option<usize> {
-        let position = (o * self.stride + k * self.dilation) as i64 - self.pad_before as i64;
-        (0..self.input as i64)
-            .contains(&position)
-            .then_some(position as usize)
+    if spatial.nchw {
+        permute(x, &[0, 2, 3, 1])
+    } else {
+        Ok(x.clone())
     }
 }
 
-/// Spatial parameters common to convolutions and pooling, in NHWC order.
-pub struct Spatial {
-    pub nchw: bool,
-    pub strides: (usize, usize),
-    pub dilations: (usize, usize),
-    pub padding: String,
-    pub explicit: [(usize, usize); 2],
-}
-
-fn pick_hw(values: &[i64], nchw: bool, name: &str) -> Result<(usize, usize), KernelError> {
-    match values {
-        [] => Ok((1, 1)),
-        [a, b, c, d] => {
-            let (h, w) = if nchw { (*c, *d) } else { (*b, *c) };
-            let batch_channel = if nchw { (*a, *b) } else { (*a, *d) };
-            if batch_channel != (1, 1) {
-                return fail(format!(
-                    "{name} on the batch or channel dimension is not supported"
-                ));
-            }
-            Ok((
-                usize::try_from(h).unwrap_or(0),
-                usize::try_from(w).unwrap_or(0),
-            ))
-        }
-        other => fail(format!("{name} must have 4 entries, got {other:?}")),
-    }
-}
-
-impl Spatial {
-    pub fn from_node(ctx: &KernelContext<'_>, strides_attr: &str) -> Result<Self, KernelError> {
-        let nchw = attrs::string(ctx.node, "data_format").is_some_and(|f| f == "NCHW");
-        let strides = pick_hw(
-            &attrs::ints(ctx.node, strides_attr).unwrap_or_default(),
-            nchw,
-            strides_attr,
-        )?;
-        let dilations = pick_hw(
-            &attrs::ints(ctx.node, "dilations").unwrap_or_default(),
-            nchw,
-            "dilations",
-        )?;
-        let padding = attrs::string(ctx.node, "padding").unwrap_or_else(|| "VALID".into());
-        let mut explicit = [(0, 0); 2];
-        if padding == "EXPLICIT" {
-            let p = attrs::ints(ctx.node, "explicit_paddings").unwrap_or_default();
-            if p.len() != 8 || p.iter().any(|&v| v < 0) {
-                return fail("explicit_paddings must have 8 non-negative entries");
-            }
-            let (h, w) = if nchw { (4, 6) } else { (2, 4) };
-            explicit = [
-                (p[h] as usize, p[h + 1] as usize),
-                (p[w] as usize, p[w + 1] as usize),
-            ];
-        }
-        Ok(Spatial {
-            nchw,
-            strides,
-            dilations,
-            padding,
-            explicit,
-        })
-    }
-
-    /// Input in NHWC (permuted from NCHW when needed).
-    pub fn to_nhwc(&self, x: &Tensor) -> Result<Tensor, KernelError> {
-        if x.shape().len() != 4 {
-            return fail(format!("expected a 4-D input, got {:?}", x.shape()));
-        }
-        if self.nchw {
-            permute(x, &[0, 2, 3, 1])
-        } else {
-            Ok(x.clone())
-        }
-    }
-
-    /// Output back in the node's data format.
-    pub fn to_data_format(&self, y: Tensor) -> Result<Tensor, KernelError> {
-        if self.nchw {
-            permute(&y, &[0, 3, 1, 2])
-        } else {
-            Ok(y)
-        }
-    }
-
-    pub fn windows(
-        &self,
-        h: usize,
-        w: usize,
-        kh: usize,
-        kw: usize,
-    ) -> Result<(Window, Window), KernelError> {
-        Ok((
-            window(
-                h,
-                kh,
-                self.strides.0,
-                self.dilations.0,
-                &self.padding,
-                self.explicit[0],
-            )?,
-            window(
-                w,
-                kw,
-                self.strides.1,
-                self.dilations.1,
-                &self.padding,
-                self.explicit[1],
-            )?,
-        ))
+/// Output back in the node's data format.
+pub fn to_data_format(spatial: &Spatial, y: Tensor) -> Result<Tensor, KernelError> {
+    if spatial.nchw {
+        permute(&y, &[0, 3, 1, 2])
+    } else {
+        Ok(y)
     }
 }
 
@@ -313,8 +154,8 @@ pub fn conv2d(
         let y = conv2d(ctx, &to_f32(input)?, &to_f32(filter)?)?;
         return from_f32(&y, input.dtype());
     }
-    let spatial = Spatial::from_node(ctx, "strides")?;
-    let x = spatial.to_nhwc(input)?;
+    let spatial = Spatial::from_node(ctx.node, "strides")?;
+    let x = to_nhwc(&spatial, input)?;
     let y = match (x.data(), filter.data()) {
         (Data::F32(a), Data::F32(f)) if depthwise => {
             Data::F32(depthwise_nhwc(ctx, a, f, &spatial)?)
@@ -332,5 +173,5 @@ pub fn conv2d(
             ))
         }
     };
-    spatial.to_data_format(Tensor::new(input.dtype(), y)?)
+    to_data_format(&spatial, Tensor::new(input.dtype(), y)?)
 }

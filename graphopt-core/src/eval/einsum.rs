@@ -6,7 +6,8 @@
 use super::matmul::matmul;
 use super::reduce::reduce;
 use super::shape_ops::{permute, reshape};
-use super::{attrs, fail, KernelContext, KernelError};
+use super::{fail, KernelContext, KernelError};
+use crate::graph::attrs;
 use crate::tensor::{Data, Tensor};
 
 fn int_vector(values: &[usize]) -> Tensor {

@@ -6,7 +6,8 @@ use num_traits::Float;
 
 use super::broadcast::{zip2, zip3};
 use super::cast::{from_f32, to_f32};
-use super::{attrs, fail, KernelContext, KernelError};
+use super::{fail, KernelContext, KernelError};
+use crate::graph::attrs;
 use crate::tensor::{Data, Tensor};
 
 /// Floats with the special functions the kernels need.

@@ -76,9 +76,7 @@ fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
     call.attr.insert("Tout".into(), list(tout.clone()));
     graph
         .node
-        .extend(crate::transforms::inline_partitionedcall::inline(
-            &call, function,
-        )?);
+        .extend(crate::graph::inline::inline_call(&call, function).map_err(|e| e.to_string())?);
     let results = (0..tout.len()).map(|k| format!("call:{k}")).collect();
     Ok(FunctionGraph {
         graph,

@@ -3,7 +3,8 @@
 use ndarray::{ArrayD, IxDyn};
 
 use super::cast::to_f32;
-use super::{attrs, cast::to_i64_vec, conv, fail, slicing, KernelContext, KernelError};
+use super::{cast::to_i64_vec, conv, fail, slicing, KernelContext, KernelError};
+use crate::graph::attrs;
 use crate::tensor::{Data, Tensor};
 
 /// Source coordinate mapping of one axis.

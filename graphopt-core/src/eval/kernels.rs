@@ -2,10 +2,11 @@
 //! module that implements it.
 
 use super::{
-    attrs, cast, conv, einsum, elementwise, fail, image, matmul, nn, quantized, reduce, shape_ops,
-    slicing,
+    cast, conv, einsum, elementwise, fail, image, matmul, nn, quantized, reduce, shape_ops, slicing,
 };
 use super::{KernelContext, KernelError, KernelResult};
+use crate::graph::attrs;
+use crate::graph::ops::{COMPARISONS, ELEMENTWISE_BINARY, IDENTITIES, UNARY};
 use crate::tensor::{Data, Tensor};
 
 /// A kernel: node context and input tensors in, output tensors out.
@@ -29,88 +30,6 @@ pub fn scalar_bool(t: &Tensor) -> Option<bool> {
     }
 }
 
-pub(crate) const ELEMENTWISE_BINARY: &[&str] = &[
-    "Add",
-    "AddV2",
-    "Sub",
-    "Mul",
-    "RealDiv",
-    "Div",
-    "DivNoNan",
-    "MulNoNan",
-    "Maximum",
-    "Minimum",
-    "Pow",
-    "SquaredDifference",
-    "FloorDiv",
-    "FloorMod",
-    "TruncateDiv",
-    "TruncateMod",
-    "Atan2",
-    "BitwiseAnd",
-    "BitwiseOr",
-    "BitwiseXor",
-];
-pub(crate) const COMPARISONS: &[&str] = &[
-    "Equal",
-    "NotEqual",
-    "Less",
-    "LessEqual",
-    "Greater",
-    "GreaterEqual",
-    "LogicalAnd",
-    "LogicalOr",
-];
-pub(crate) const UNARY: &[&str] = &[
-    "Neg",
-    "Abs",
-    "Sqrt",
-    "Rsqrt",
-    "Square",
-    "Exp",
-    "Expm1",
-    "Log",
-    "Log1p",
-    "Tanh",
-    "Sigmoid",
-    "Erf",
-    "Erfc",
-    "Relu",
-    "Relu6",
-    "Elu",
-    "Selu",
-    "LeakyRelu",
-    "Softplus",
-    "Softsign",
-    "Reciprocal",
-    "Inv",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Rint",
-    "Sign",
-    "Sin",
-    "Cos",
-    "Tan",
-    "Asin",
-    "Acos",
-    "Atan",
-    "Sinh",
-    "Cosh",
-    "Asinh",
-    "Acosh",
-    "Atanh",
-    "LogicalNot",
-    "Invert",
-];
-pub(crate) const IDENTITIES: &[&str] = &[
-    "Identity",
-    "StopGradient",
-    "Snapshot",
-    "PreventGradient",
-    "EnsureShape",
-    "PlaceholderWithDefault",
-];
 const REDUCTIONS: &[&str] = &["Sum", "Prod", "Mean", "Max", "Min", "All", "Any"];
 
 fn binary(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {

@@ -15,11 +15,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
-use crate::graph::InputRef;
+use crate::graph::{attrs, InputRef};
 use crate::proto::{GraphDef, NodeDef};
 use crate::tensor::{Limits, Tensor, TensorError};
 
-pub mod attrs;
 mod broadcast;
 mod cast;
 mod conv;
@@ -33,7 +32,6 @@ mod nn;
 mod quantized;
 mod reduce;
 mod shape_ops;
-pub mod shapes;
 
 pub use broadcast::with_limits;
 pub use cast::cast as cast_tensor;
@@ -68,6 +66,12 @@ pub struct KernelError(pub String);
 impl From<TensorError> for KernelError {
     fn from(e: TensorError) -> Self {
         KernelError(e.to_string())
+    }
+}
+
+impl From<crate::analysis::geometry::GeometryError> for KernelError {
+    fn from(e: crate::analysis::geometry::GeometryError) -> Self {
+        KernelError(e.0)
     }
 }
 
@@ -338,7 +342,7 @@ impl Executor<'_> {
             .zip(&inputs)
             .any(|(name, v)| name.starts_with('^') && v.is_none());
         if control_dead || data.iter().any(|v| v.is_none()) {
-            let count = crate::ops::output_count(node).unwrap_or(1).max(1);
+            let count = crate::graph::ops::output_count(node).unwrap_or(1).max(1);
             return Ok(vec![None; count]);
         }
         let tensors: Vec<&Tensor> = data.iter().filter_map(|v| v.as_deref()).collect();

@@ -7,7 +7,8 @@ use super::cast::cast;
 use super::conv::Spatial;
 use super::elementwise::arithmetic;
 use super::shape_ops::reshape;
-use super::{attrs, fail, KernelContext, KernelError, KernelResult};
+use super::{fail, KernelContext, KernelError, KernelResult};
+use crate::graph::attrs;
 use crate::proto::DataType;
 use crate::tensor::{Data, Tensor};
 
@@ -49,7 +50,7 @@ pub fn bias_add(ctx: &KernelContext<'_>, x: &Tensor, bias: &Tensor) -> Result<Te
 /// MaxPool and AvgPool (AvgPool divides by the number of in-bounds taps, as TensorFlow does).
 pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelError> {
     let max = ctx.node.op == "MaxPool";
-    let spatial = Spatial::from_node(ctx, "strides")?;
+    let spatial = Spatial::from_node(ctx.node, "strides")?;
     let ksize = attrs::ints(ctx.node, "ksize").unwrap_or_default();
     let (kh, kw) = match ksize.as_slice() {
         [_, b, c, d] => {
@@ -68,7 +69,7 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     if kh == 0 || kw == 0 {
         return fail("ksize must be positive");
     }
-    let x = spatial.to_nhwc(&cast(input, DataType::DtDouble)?)?;
+    let x = super::conv::to_nhwc(&spatial, &cast(input, DataType::DtDouble)?)?;
     let Data::F64(a) = x.data() else {
         return fail("pooling needs a numeric input");
     };
@@ -99,7 +100,7 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
             }
         }
     }
-    let y = spatial.to_data_format(Tensor::from_data(Data::F64(out)))?;
+    let y = super::conv::to_data_format(&spatial, Tensor::from_data(Data::F64(out)))?;
     cast(&y, input.dtype())
 }
 

@@ -2,7 +2,8 @@
 
 use ndarray::ArrayD;
 
-use super::{attrs, cast::to_f64_vec, fail, KernelContext, KernelError};
+use super::{cast::to_f64_vec, fail, KernelContext, KernelError};
+use crate::graph::attrs;
 use crate::proto::DataType;
 use crate::tensor::{Data, Tensor};
 

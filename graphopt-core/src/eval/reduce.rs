@@ -5,7 +5,8 @@ use ndarray::{ArrayD, Axis};
 
 use super::cast::{cast, to_i64_vec};
 use super::shape_ops::{normalize_axis, scalar_int};
-use super::{attrs, fail, KernelContext, KernelError};
+use super::{fail, KernelContext, KernelError};
+use crate::graph::attrs;
 use crate::proto::DataType;
 use crate::tensor::{Data, Tensor};
 

@@ -3,7 +3,8 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::cast::{cast, to_i64_vec};
-use super::{attrs, fail, KernelContext, KernelError, KernelResult};
+use super::{fail, KernelContext, KernelError, KernelResult};
+use crate::graph::attrs;
 use crate::map_data;
 use crate::proto::DataType;
 use crate::tensor::{checked_elements, Data, Tensor};

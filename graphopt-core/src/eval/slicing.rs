@@ -5,7 +5,9 @@ use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::cast::to_i64_vec;
 use super::shape_ops::{normalize_axis, reshaped, same_typed_scalar, scalar_int};
-use super::{attrs, fail, KernelContext, KernelError};
+use super::{fail, KernelContext, KernelError};
+use crate::analysis::geometry::{strided_slice_plan, SliceMasks};
+use crate::graph::attrs;
 use crate::map_data;
 use crate::tensor::{checked_elements, Tensor};
 
@@ -39,9 +41,9 @@ pub fn slice(x: &Tensor, begin: &Tensor, size: &Tensor) -> Result<Tensor, Kernel
     }
     let mut indices = Vec::with_capacity(dims.len());
     for ((&b, &s), &d) in begin.iter().zip(&size).zip(dims) {
-        let d = d as i64;
-        let s = if s == -1 { d - b } else { s };
-        if b < 0 || s < 0 || b + s > d {
+        let d = i64::try_from(d).map_err(|_| KernelError("dimension too large".into()))?;
+        let s = if s == -1 { d.saturating_sub(b) } else { s };
+        if b < 0 || s < 0 || b.checked_add(s).is_none_or(|e| e > d) {
             return fail(format!(
                 "slice begin {b} size {s} is outside a dimension of {d}"
             ));
@@ -59,101 +61,38 @@ pub fn strided_slice(
     end: &Tensor,
     strides: &Tensor,
 ) -> Result<Tensor, KernelError> {
-    let begin = to_i64_vec(begin)?;
-    let end = to_i64_vec(end)?;
-    let strides = to_i64_vec(strides)?;
-    let n = begin.len();
-    if end.len() != n || strides.len() != n {
-        return fail("begin, end and strides must have the same length");
+    let plan = strided_slice_plan(
+        x.shape(),
+        &to_i64_vec(begin)?,
+        &to_i64_vec(end)?,
+        &to_i64_vec(strides)?,
+        SliceMasks::of(ctx.node),
+    )?;
+    let out_dims: Vec<usize> = plan.iter().filter(|a| a.kept).map(|a| a.len).collect();
+    if x.is_empty() || out_dims.contains(&0) {
+        // Nothing to pick: no index list sized by a (possibly huge) dimension is built.
+        return empty_like(x, &out_dims);
     }
-    let mask = |name: &str| attrs::int(ctx.node, name).unwrap_or(0);
-    let (begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_mask) = (
-        mask("begin_mask"),
-        mask("end_mask"),
-        mask("ellipsis_mask"),
-        mask("new_axis_mask"),
-        mask("shrink_axis_mask"),
-    );
-    let bit = |m: i64, i: usize| i < 63 && (m >> i) & 1 == 1;
-    let dims = x.shape();
-    let rank = dims.len();
-    let ellipsis = (0..n).find(|&i| bit(ellipsis_mask, i));
-    let new_axes = (0..n)
-        .filter(|&i| bit(new_axis_mask, i) && Some(i) != ellipsis)
-        .count();
-    let real_entries = n - new_axes - usize::from(ellipsis.is_some());
-    if real_entries > rank {
-        return fail(format!(
-            "{real_entries} slice entries for a tensor of rank {rank}"
-        ));
-    }
-    let ellipsis_dims = rank - real_entries;
-
-    let mut indices: Vec<Vec<usize>> = Vec::with_capacity(rank);
-    let mut out_dims = Vec::new();
-    let mut dim = 0;
-    let full = |d: usize| (0..d).collect::<Vec<_>>();
-    for i in 0..n {
-        if Some(i) == ellipsis {
-            for _ in 0..ellipsis_dims {
-                indices.push(full(dims[dim]));
-                out_dims.push(dims[dim]);
-                dim += 1;
-            }
-            continue;
-        }
-        if bit(new_axis_mask, i) {
-            out_dims.push(1);
-            continue;
-        }
-        let d = dims[dim] as i64;
-        let stride = strides[i];
-        if stride == 0 {
-            return fail("strides must be non-zero");
-        }
-        if bit(shrink_mask, i) {
-            let b = if begin[i] < 0 { begin[i] + d } else { begin[i] };
-            if !(0..d).contains(&b) {
-                return fail(format!(
-                    "index {} is out of range for a dimension of {d}",
-                    begin[i]
-                ));
-            }
-            indices.push(vec![b as usize]);
-            dim += 1;
-            continue;
-        }
-        let (lo, hi) = if stride > 0 { (0, d) } else { (-1, d - 1) };
-        let resolve = |v: i64, masked: bool, default: i64| {
-            if masked {
-                default
-            } else {
-                let v = if v < 0 { v + d } else { v };
-                v.clamp(lo, hi)
-            }
-        };
-        let b = resolve(
-            begin[i],
-            bit(begin_mask, i),
-            if stride > 0 { 0 } else { d - 1 },
-        );
-        let e = resolve(end[i], bit(end_mask, i), if stride > 0 { d } else { -1 });
-        let mut picked = Vec::new();
-        let mut k = b;
-        while (stride > 0 && k < e) || (stride < 0 && k > e) {
-            picked.push(k as usize);
-            k += stride;
-        }
-        out_dims.push(picked.len());
-        indices.push(picked);
-        dim += 1;
-    }
-    while dim < rank {
-        indices.push(full(dims[dim]));
-        out_dims.push(dims[dim]);
-        dim += 1;
-    }
+    // The input has elements, so every dimension (and every index list) is bounded by its size.
+    let indices: Vec<Vec<usize>> = plan
+        .iter()
+        .filter(|a| a.input_axis.is_some())
+        .map(|a| {
+            (0..a.len)
+                .map(|k| {
+                    let offset = (k as i128) * i128::from(a.stride);
+                    (a.start as i128 + offset) as usize
+                })
+                .collect()
+        })
+        .collect();
     gather_axes(x, &indices, &out_dims)
+}
+
+/// An empty tensor of `x`'s type with `dims` (which hold a 0).
+fn empty_like(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
+    let data = map_data!(x.data(), _a => ArrayD::from_shape_vec(IxDyn(dims), Vec::new())?);
+    Tensor::new(x.dtype(), data).map_err(Into::into)
 }
 
 fn paddings(p: &Tensor, rank: usize) -> Result<Vec<(usize, usize)>, KernelError> {

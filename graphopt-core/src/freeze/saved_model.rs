@@ -12,13 +12,15 @@ use prost::Message;
 use super::checkpoint::Checkpoint;
 use super::tf1::{freeze_graph, reachable, rewrite_resource_reads, variable_to_const};
 use super::FreezeError;
+use crate::graph::inline;
 use crate::graph::{self, InputRef};
 use crate::proto::{
     attr_value, AttrValue, GraphDef, MetaGraphDef, NodeDef, SavedModel, SignatureDef,
     TrackableObjectGraph,
 };
+use crate::rewrite::order::sort_by_execution_order;
+use crate::rewrite::strip::{strip_unused, StripOptions};
 use crate::tensor::Data;
-use crate::transforms::{self, Registry};
 
 /// Which MetaGraph and signature to freeze.
 #[derive(Debug, Clone)]
@@ -242,15 +244,8 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .filter(|(_, k)| *k)
         .map(|(n, _)| n)
         .collect();
-    let specs = transforms::parse("inline_partitionedcall").map_err(|e| fail(e.to_string()))?;
-    transforms::run(
-        &Registry::with_builtins(),
-        &mut graph,
-        &specs,
-        &[],
-        &output_tensors,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    inline::inline_all_calls(&mut graph, inline::Limits::default())
+        .map_err(|e| fail(e.to_string()))?;
     propagate_handles(&mut graph, &mut frozen_handles);
     rewrite_resource_reads(&mut graph, &frozen_handles);
 
@@ -263,7 +258,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
                 "cannot rename input '{name}' to '{key}': the name is taken"
             )));
         }
-        crate::edit::rename_node(&mut graph, &name, key);
+        crate::graph::edit::rename_node(&mut graph, &name, key);
         input_names.push((*key).clone());
     }
     let mut output_names = Vec::new();
@@ -289,16 +284,13 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         graph.node.push(identity);
         output_names.push((*key).clone());
     }
-    let specs = transforms::parse("strip_unused_nodes sort_by_execution_order")
-        .map_err(|e| fail(e.to_string()))?;
-    transforms::run(
-        &Registry::with_builtins(),
-        &mut graph,
-        &specs,
-        &input_names,
-        &output_names,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let strip = StripOptions {
+        inputs: input_names.clone(),
+        outputs: output_names.clone(),
+        ..Default::default()
+    };
+    strip_unused(&mut graph, &strip).map_err(|e| fail(e.to_string()))?;
+    sort_by_execution_order(&mut graph).map_err(|e| fail(e.to_string()))?;
     // Functional control flow (While, If) keeps calling library functions.
     Ok(Frozen {
         graph,
@@ -377,7 +369,7 @@ pub fn describe(model: &SavedModel) -> String {
                     let shape = match info
                         .tensor_shape
                         .as_ref()
-                        .and_then(crate::summary::shape_dims)
+                        .and_then(crate::dtype::shape_dims)
                     {
                         Some(dims) => format!("{dims:?}"),
                         None => "unknown rank".into(),
@@ -385,7 +377,7 @@ pub fn describe(model: &SavedModel) -> String {
                     let _ = writeln!(
                         text,
                         "      {name}: {} {shape} ({})",
-                        crate::summary::dtype_name(info.dtype),
+                        crate::dtype::dtype_name(info.dtype),
                         tensor_name(info).unwrap_or("composite tensor")
                     );
                 }

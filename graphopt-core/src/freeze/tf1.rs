@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::checkpoint::Checkpoint;
 use super::FreezeError;
-use crate::eval::attrs;
+use crate::graph::attrs;
 use crate::graph::{self, InputRef};
 use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto};
 use crate::tensor::{base_dtype, Data, Tensor};
@@ -108,7 +108,7 @@ pub(crate) fn rewrite_resource_reads(graph: &mut GraphDef, frozen: &HashMap<Stri
                 );
                 let data_count = node.input.iter().filter(|i| !i.starts_with('^')).count();
                 node.input.insert(data_count, axis.clone());
-                axes.push(crate::edit::const_node(
+                axes.push(crate::graph::edit::const_node(
                     axis,
                     node.device.clone(),
                     &Tensor::from_data(Data::I32(ndarray::arr0(0).into_dyn())),
@@ -259,8 +259,8 @@ pub fn freeze_graph(
             if let Some(declared) = declared.filter(|&d| d != value.dtype) {
                 return Err(FreezeError::Mismatch {
                     variable: node.name.clone(),
-                    found: crate::summary::dtype_name(value.dtype),
-                    declared: crate::summary::dtype_name(declared),
+                    found: crate::dtype::dtype_name(value.dtype),
+                    declared: crate::dtype::dtype_name(declared),
                 });
             }
             if node.op == "VarHandleOp" {

@@ -1,11 +1,11 @@
 //! `add_default_attributes`: writes out every attribute a node leaves to its op's default, using
 //! TensorFlow 2.21's op definitions for the ops graphopt carries (about 200; see
-//! `src/op_defs.pb`). Nodes of other ops are left as they are, so the result is exactly what
+//! `src/graph/op_defs.pb`). Nodes of other ops are left as they are, so the result is exactly what
 //! TensorFlow would fill in for every op graphopt knows.
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::ops;
+use crate::graph::ops;
 use crate::proto::GraphDef;
 
 pub struct AddDefaultAttributes;

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use super::{Transform, TransformContext};
-use crate::edit::const_node;
 use crate::error::Result;
+use crate::graph::edit::const_node;
 use crate::graph::InputRef;
 use crate::proto::GraphDef;
 use crate::tensor::{Data, Tensor};

@@ -14,9 +14,9 @@
 use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
-use crate::edit::{const_value, data_inputs, Edits, Uses};
 use crate::error::Result;
-use crate::eval::attrs;
+use crate::graph::attrs;
+use crate::graph::edit::{const_value, data_inputs, Edits, Uses};
 
 use crate::proto::{attr_value, AttrValue, GraphDef};
 use crate::tensor::Tensor;

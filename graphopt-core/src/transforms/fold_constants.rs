@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::{Transform, TransformContext};
+use crate::analysis::shapes::{self, Input};
 use crate::error::Result;
-use crate::eval::shapes::{self, Input};
 use crate::eval::{kernels, KernelContext};
 use crate::graph::{self, InputRef};
 use crate::proto::{DataType, GraphDef, NodeDef};
@@ -95,7 +95,7 @@ pub struct FoldOptions {
 
 /// The shape-reading ops that fold from a statically known shape.
 fn shape_value(node: &NodeDef, shapes: &[Option<&[usize]>]) -> Option<Vec<Rc<Tensor>>> {
-    let int_type = crate::eval::attrs::dtype(node, "out_type").unwrap_or(DataType::DtInt32);
+    let int_type = crate::graph::attrs::dtype(node, "out_type").unwrap_or(DataType::DtInt32);
     let int_tensor = |values: Vec<i64>, dims: &[usize]| -> Option<Rc<Tensor>> {
         let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values).ok()?;
         let t = crate::eval::cast_tensor(&Tensor::from_data(Data::I64(array)), int_type).ok()?;
@@ -286,7 +286,11 @@ fn materialize(
         let device = node.device.clone();
         if keep_self {
             if let Some(value) = outputs.first() {
-                new_nodes.push(crate::edit::const_node(name.clone(), device.clone(), value));
+                new_nodes.push(crate::graph::edit::const_node(
+                    name.clone(),
+                    device.clone(),
+                    value,
+                ));
             }
         }
         for port in ports {
@@ -301,7 +305,11 @@ fn materialize(
             }
             existing.insert(candidate.clone());
             renames.insert(format!("{name}:{port}"), candidate.clone());
-            new_nodes.push(crate::edit::const_node(candidate, device.clone(), value));
+            new_nodes.push(crate::graph::edit::const_node(
+                candidate,
+                device.clone(),
+                value,
+            ));
         }
     }
     for node in &mut new_nodes {

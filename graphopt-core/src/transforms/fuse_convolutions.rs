@@ -13,12 +13,13 @@
 //! - a MirrorPad or ResizeBilinear that something else also reads stays (pattern API rule).
 
 use super::{Transform, TransformContext};
-use crate::edit::{const_node, data_inputs};
+use crate::analysis::shapes;
 use crate::error::Result;
-use crate::eval::{attrs, shapes};
 use crate::graph;
-use crate::pattern::{self, Match, Pattern};
+use crate::graph::attrs;
+use crate::graph::edit::{const_node, data_inputs};
 use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::rewrite::pattern::{self, Match, Pattern};
 use crate::tensor::{Data, Tensor};
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::eval::attrs;
+use crate::graph::attrs;
 use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 

@@ -20,7 +20,7 @@ mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
 mod fuse_convolutions;
-pub(crate) mod inline_partitionedcall;
+mod inline_partitionedcall;
 mod insert_logging;
 mod merge_duplicate_nodes;
 mod obfuscate_names;

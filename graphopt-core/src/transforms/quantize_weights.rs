@@ -14,11 +14,11 @@
 use ndarray::ArrayD;
 
 use super::{Transform, TransformContext};
-use crate::edit::{const_node, unique_name};
 use crate::error::Result;
+use crate::graph::edit::{const_node, unique_name};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use crate::rewrite::weights::floats;
 use crate::tensor::{Data, Tensor};
-use crate::weights::floats;
 
 pub struct QuantizeWeights;
 
@@ -52,7 +52,7 @@ impl Transform for QuantizeWeights {
 
 /// The float values of a Const worth quantizing.
 fn quantizable(node: &NodeDef, minimum_size: usize) -> Option<(Vec<f32>, Vec<usize>)> {
-    let value = crate::edit::const_value(node)?;
+    let value = crate::graph::edit::const_value(node)?;
     if value.dtype() != DataType::DtFloat || value.len() < minimum_size.max(1) {
         return None;
     }

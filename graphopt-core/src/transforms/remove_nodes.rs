@@ -15,8 +15,8 @@
 use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
-use crate::edit::{data_inputs, Uses};
 use crate::error::Result;
+use crate::graph::edit::{data_inputs, Uses};
 use crate::graph::{self, InputRef};
 use crate::proto::GraphDef;
 
@@ -117,12 +117,7 @@ fn splice(
     for r in ordered {
         let node = graph.node[r].clone();
         let data: Vec<String> = data_inputs(&node).iter().map(|s| s.to_string()).collect();
-        let controls: Vec<String> = node
-            .input
-            .iter()
-            .filter(|i| i.starts_with('^'))
-            .cloned()
-            .collect();
+        let controls = crate::graph::edit::control_inputs(&node);
         for &c in &consumers[r] {
             let consumer = &mut graph.node[c];
             let mut moved_controls = false;

@@ -18,8 +18,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Transform, TransformContext};
-use crate::edit::{const_node, const_value, data_inputs};
 use crate::error::Result;
+use crate::graph::edit::{const_node, const_value, data_inputs};
 use crate::graph::{self, InputRef};
 use crate::proto::{DataType, GraphDef, NodeDef};
 use crate::tensor::{Data, Tensor};
@@ -64,7 +64,7 @@ fn bool_const(name: &str, value: bool) -> NodeDef {
 fn pin_flags(graph: &mut GraphDef, pins: &[String], protected: &HashSet<String>) {
     for node in &mut graph.node {
         let is_flag = matches!(node.op.as_str(), "Placeholder" | "PlaceholderWithDefault")
-            && crate::eval::attrs::dtype(node, "dtype") == Some(DataType::DtBool)
+            && crate::graph::attrs::dtype(node, "dtype") == Some(DataType::DtBool)
             && pins.iter().any(|p| node.name.contains(p.as_str()))
             && !protected.contains(&node.name);
         if is_flag {
@@ -194,12 +194,7 @@ fn resolve_constant_conds(graph: &mut GraphDef, protected: &HashSet<String>) {
             continue;
         }
         if let Some((input, k)) = merges.get(&node.name) {
-            let controls: Vec<String> = node
-                .input
-                .iter()
-                .filter(|i| i.starts_with('^'))
-                .cloned()
-                .collect();
+            let controls = crate::graph::edit::control_inputs(&node);
             let t = node.attr.get("T").cloned();
             let mut identity = NodeDef {
                 name: node.name.clone(),

@@ -35,7 +35,7 @@ impl Transform for RenameNode {
         if !graph.node.iter().any(|n| n.name == old) {
             return Err(context.error(format!("there is no node called '{old}'")));
         }
-        crate::edit::rename_node(graph, old, new);
+        crate::graph::edit::rename_node(graph, old, new);
         Ok(())
     }
 }

@@ -9,10 +9,10 @@
 //! Every value moves by at most half a step, (max - min) / num_steps / 2.
 
 use super::{Transform, TransformContext};
-use crate::edit::{const_value, set_const_value};
 use crate::error::Result;
+use crate::graph::edit::{const_value, set_const_value};
 use crate::proto::{DataType, GraphDef};
-use crate::weights::{floats, map_floats};
+use crate::rewrite::weights::{floats, map_floats};
 
 pub struct RoundWeights;
 

@@ -1,10 +1,11 @@
 //! `sort_by_execution_order`: reorders nodes so every node comes after its inputs, in the
-//! order TensorFlow's transform writes (while-loop back edges into Merge are allowed).
+//! order TensorFlow's transform writes (while-loop back edges into Merge are allowed); see
+//! [`crate::rewrite::order`].
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph;
 use crate::proto::GraphDef;
+use crate::rewrite::order::sort_by_execution_order;
 
 pub struct SortByExecutionOrder;
 
@@ -18,15 +19,7 @@ impl Transform for SortByExecutionOrder {
     }
 
     fn apply(&self, graph: &mut GraphDef, _context: &TransformContext<'_>) -> Result<()> {
-        let order = graph::execution_order(graph)?;
-        let mut slots: Vec<Option<_>> = std::mem::take(&mut graph.node)
-            .into_iter()
-            .map(Some)
-            .collect();
-        graph.node = order
-            .into_iter()
-            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
-            .collect();
+        sort_by_execution_order(graph)?;
         Ok(())
     }
 }

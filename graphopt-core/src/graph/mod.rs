@@ -1,10 +1,17 @@
-//! The graph model: `name:port` / `^control` input parsing, a name index with consumer lists,
-//! validation, and TensorFlow's execution order (which lets while-loop back edges through).
+//! The graph layer: the graph model (`name:port` / `^control` input parsing, a name index with
+//! consumer lists, validation, TensorFlow's execution order, which lets while-loop back edges
+//! through), and in submodules what every layer above needs to read and edit a graph:
+//! [`attrs`] (typed NodeDef attributes), [`edit`] (use counts, Const values, renaming, batched
+//! edits), [`ops`] (op knowledge from TensorFlow's OpDefs) and [`inline`] (function inlining).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
-use crate::ops;
+pub mod attrs;
+pub mod edit;
+pub mod inline;
+pub mod ops;
+
 use crate::proto::{GraphDef, NodeDef};
 
 /// One parsed entry of `NodeDef.input`.

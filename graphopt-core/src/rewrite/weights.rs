@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use crate::eval::attrs;
+use crate::graph::attrs;
 use crate::proto::{DataType, NodeDef};
 use crate::tensor::{Data, Tensor};
 
@@ -110,13 +110,7 @@ fn indexed<T: Copy>(a: &ArrayD<T>, f: impl Fn(usize, T) -> T) -> ArrayD<T> {
 
 /// Elements of a float tensor as f64.
 pub fn floats(t: &Tensor) -> Option<Vec<f64>> {
-    Some(match t.data() {
-        Data::F32(a) => a.iter().map(|&v| f64::from(v)).collect(),
-        Data::F64(a) => a.iter().copied().collect(),
-        Data::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
-        Data::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
-        _ => return None,
-    })
+    t.floats()
 }
 
 /// The `channels` per-channel values of `value` when it broadcasts against a rank-`rank`

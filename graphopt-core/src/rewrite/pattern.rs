@@ -3,7 +3,7 @@
 //! removed).
 //!
 //! ```
-//! use graphopt_core::pattern::Pattern;
+//! use graphopt_core::rewrite::pattern::Pattern;
 //! // Conv2D or DepthwiseConv2dNative whose second input is a Const, feeding a BiasAdd of a Const.
 //! let p = Pattern::parse("BiasAdd(Conv2D|DepthwiseConv2dNative(*, Const), Const)").unwrap();
 //! assert_eq!(p.to_string(), "BiasAdd(Conv2D|DepthwiseConv2dNative(*, Const), Const)");
@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::edit::data_inputs;
+use crate::graph::edit::data_inputs;
 use crate::graph::{self, InputRef};
 use crate::proto::{GraphDef, NodeDef};
 

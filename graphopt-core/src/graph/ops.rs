@@ -286,6 +286,93 @@ pub fn output_port(node: &NodeDef, arg: &str, index: usize) -> Option<usize> {
     None
 }
 
+/// Binary elementwise ops that broadcast (the evaluator has a kernel for each).
+pub const ELEMENTWISE_BINARY: &[&str] = &[
+    "Add",
+    "AddV2",
+    "Sub",
+    "Mul",
+    "RealDiv",
+    "Div",
+    "DivNoNan",
+    "MulNoNan",
+    "Maximum",
+    "Minimum",
+    "Pow",
+    "SquaredDifference",
+    "FloorDiv",
+    "FloorMod",
+    "TruncateDiv",
+    "TruncateMod",
+    "Atan2",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+];
+/// Comparisons and logical binary ops (broadcasting, bool output).
+pub const COMPARISONS: &[&str] = &[
+    "Equal",
+    "NotEqual",
+    "Less",
+    "LessEqual",
+    "Greater",
+    "GreaterEqual",
+    "LogicalAnd",
+    "LogicalOr",
+];
+/// Elementwise unary ops.
+pub const UNARY: &[&str] = &[
+    "Neg",
+    "Abs",
+    "Sqrt",
+    "Rsqrt",
+    "Square",
+    "Exp",
+    "Expm1",
+    "Log",
+    "Log1p",
+    "Tanh",
+    "Sigmoid",
+    "Erf",
+    "Erfc",
+    "Relu",
+    "Relu6",
+    "Elu",
+    "Selu",
+    "LeakyRelu",
+    "Softplus",
+    "Softsign",
+    "Reciprocal",
+    "Inv",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Rint",
+    "Sign",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "LogicalNot",
+    "Invert",
+];
+/// Ops that pass their first input through unchanged at inference.
+pub const IDENTITIES: &[&str] = &[
+    "Identity",
+    "StopGradient",
+    "Snapshot",
+    "PreventGradient",
+    "EnsureShape",
+    "PlaceholderWithDefault",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

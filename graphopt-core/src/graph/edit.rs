@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::eval::attrs;
+use crate::graph::attrs;
 use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
 use crate::tensor::Tensor;
@@ -108,6 +108,15 @@ pub fn data_inputs(node: &NodeDef) -> Vec<&str> {
         .iter()
         .filter(|i| !i.starts_with('^'))
         .map(String::as_str)
+        .collect()
+}
+
+/// The control inputs (`^name`) of `node`, in order.
+pub fn control_inputs(node: &NodeDef) -> Vec<String> {
+    node.input
+        .iter()
+        .filter(|i| i.starts_with('^'))
+        .cloned()
         .collect()
 }
 

@@ -1,0 +1,507 @@
+//! Batch-norm folding: per-channel scales and shifts moved into the weights of the layer before
+//! them and one BiasAdd.
+//!
+//! [`fold_scales_and_shifts`] (the `fold_batch_norms` transform):
+//! - `Mul(layer(x, W), m)` -> `layer(x, W*m)` (GTT's rule; the layer takes the Mul's name).
+//! - `Mul(BiasAdd(layer(x, W), b), m)` -> `BiasAdd(layer(x, W*m), b*m)` (TF1's unfused
+//!   `tf.nn.batch_normalization` after a biased conv: the bias is scaled too).
+//! - `Add|AddV2(layer, c)`, `Sub(layer, c)` -> `BiasAdd(layer, ±c)`: the add half of Keras 3's
+//!   decomposed batch norm, which TensorFlow's tool leaves in place.
+//! - `Add|AddV2|Sub(BiasAdd(y, b), c)` and `BiasAdd(BiasAdd(y, b), c)` -> `BiasAdd(y, b±c)`.
+//!
+//! [`fold_batch_norm_ops`] (the `fold_old_batch_norms` transform): FusedBatchNorm, V2, V3
+//! (inference) and BatchNormWithGlobalNormalization after a layer become scaled weights and a
+//! BiasAdd named after the norm. Differences from TensorFlow's transform, all deliberate:
+//! - V2 and V3 are folded (TensorFlow's transform only knows FusedBatchNorm, though every
+//!   graph since TF 1.14 uses V3);
+//! - a BiasAdd or Add of a Const between the layer and the norm is folded too, with the bias
+//!   scaled and shifted (`Conv2D -> BiasAdd -> BatchNorm`, Keras' `use_bias=True`);
+//! - NCHW is honoured: the norm's data format must match the layer's;
+//! - a norm whose other outputs (batch mean, variance) are read is left alone.
+//!
+//! Both: `layer` is Conv2D, DepthwiseConv2dNative or MatMul with Const weights; scales and
+//! shifts are Consts that vary only along the output channels (or are scalars). Weights that
+//! another node also reads are copied (`NAME_bn_folded`) rather than scaled under the other
+//! reader. A multiply is never folded into a layer whose output something else reads, and no
+//! protected node loses its name. Run after constant folding, so the parameters are Consts.
+
+use std::collections::HashSet;
+
+use crate::graph;
+use crate::graph::attrs;
+use crate::graph::edit::{const_value, control_inputs, data_inputs, Edits, Uses};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::rewrite::weights::{floats, per_channel, vector, Layer};
+use crate::tensor::Tensor;
+
+/// Folds per-channel Mul/Add/Sub/BiasAdd after layers into their weights and one BiasAdd,
+/// until nothing changes; `protected` nodes keep their names.
+pub fn fold_scales_and_shifts(graph: &mut GraphDef, protected: &HashSet<String>) {
+    while sweep_scales(graph, protected) {}
+}
+
+/// Folds FusedBatchNorm(V2/V3) and BatchNormWithGlobalNormalization after layers into their
+/// weights and a BiasAdd, until nothing changes; `protected` nodes keep their names.
+pub fn fold_batch_norm_ops(graph: &mut GraphDef, protected: &HashSet<String>) {
+    while sweep_norms(graph, protected) {}
+}
+
+/// Turns `node` into `BiasAdd(input, bias)` with the given data format (NHWC when `None`),
+/// keeping its control inputs and its `T`.
+fn become_bias_add(
+    node: &mut NodeDef,
+    input: String,
+    bias: String,
+    data_format: Option<AttrValue>,
+) {
+    let controls = control_inputs(node);
+    node.op = "BiasAdd".into();
+    node.input = vec![input, bias];
+    node.input.extend(controls);
+    let t = node.attr.get("T").cloned();
+    node.attr.clear();
+    if let Some(t) = t {
+        node.attr.insert("T".into(), t);
+    }
+    node.attr.insert(
+        "data_format".into(),
+        data_format.unwrap_or(AttrValue {
+            value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"NHWC"))),
+        }),
+    );
+}
+
+/// Position of the one Const among two data inputs, with the other input's producer.
+fn split_operands(
+    graph: &GraphDef,
+    uses: &Uses,
+    node: &NodeDef,
+    const_second_only: bool,
+) -> Option<(usize, usize, usize)> {
+    let inputs = data_inputs(node);
+    let [a, b] = inputs.as_slice() else {
+        return None;
+    };
+    let pa = uses.producer(a)?;
+    let pb = uses.producer(b)?;
+    let a_const = graph.node.get(pa)?.op == "Const";
+    let b_const = graph.node.get(pb)?.op == "Const";
+    let plain = |s: &str| graph::InputRef::parse(s).port == 0;
+    match (a_const, b_const) {
+        (false, true) if plain(a) => Some((pa, pb, 1)),
+        (true, false) if plain(b) && !const_second_only => Some((pb, pa, 0)),
+        _ => None,
+    }
+}
+
+/// (rank, channel axis) of a BiasAdd's output, given its bias length.
+fn bias_layout(node: &NodeDef) -> (usize, usize) {
+    let nchw = attrs::string(node, "data_format").is_some_and(|f| f == "NCHW");
+    if nchw {
+        (4, 1)
+    } else {
+        (0, usize::MAX)
+    }
+}
+
+/// Per-channel values of `c` for a BiasAdd-like output; NHWC accepts any trailing layout.
+fn bias_values(c: &Tensor, channels: usize, layout: (usize, usize)) -> Option<Vec<f64>> {
+    match layout {
+        (0, _) => {
+            let rank = c.shape().len().max(1);
+            per_channel(c, channels, rank - 1, rank)
+        }
+        (rank, axis) => per_channel(c, channels, axis, rank),
+    }
+}
+
+/// One pass over the graph; true if anything changed.
+fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
+    let uses = Uses::new(graph);
+    let mut edits = Edits::new(graph, protected);
+    for i in 0..graph.node.len() {
+        if !edits.free(&[i]) {
+            continue;
+        }
+        let op = graph.node[i].op.clone();
+        match op.as_str() {
+            "Mul" => fold_mul(graph, &uses, &mut edits, protected, i),
+            "Add" | "AddV2" | "Sub" | "BiasAdd" => fold_add(graph, &uses, &mut edits, protected, i),
+            _ => {}
+        }
+    }
+    edits.finish(graph)
+}
+
+/// Layer node `l` with its Const weights: (weights node, weights value, layer kind).
+fn layer_with_weights(graph: &GraphDef, uses: &Uses, l: usize) -> Option<(usize, Tensor, Layer)> {
+    let node = graph.node.get(l)?;
+    let layer = Layer::of(node)?;
+    let w_input = data_inputs(node).get(1).copied()?;
+    let w = uses.producer(w_input)?;
+    let value = const_value(graph.node.get(w)?)?;
+    floats(&value)?;
+    Some((w, value, layer))
+}
+
+fn fold_mul(
+    graph: &mut GraphDef,
+    uses: &Uses,
+    edits: &mut Edits,
+    protected: &HashSet<String>,
+    mul: usize,
+) {
+    let Some((x, m, _)) = split_operands(graph, uses, &graph.node[mul], false) else {
+        return;
+    };
+    let Some(m_value) = const_value(&graph.node[m]) else {
+        return;
+    };
+    if uses.count(x) != 1 || protected.contains(&graph.node[x].name) || uses.reads_other_outputs(x)
+    {
+        return;
+    }
+    if graph.node[x].op == "BiasAdd" {
+        // Mul(BiasAdd(layer, b), m): scale weights and bias.
+        let inputs: Vec<String> = data_inputs(&graph.node[x])
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let [y, b] = inputs.as_slice() else { return };
+        let (Some(l), Some(bn)) = (uses.producer(y), uses.producer(b)) else {
+            return;
+        };
+        let Some(b_value) = const_value(&graph.node[bn]) else {
+            return;
+        };
+        if uses.count(l) != 1
+            || protected.contains(&graph.node[l].name)
+            || !edits.free(&[x, l, bn, m])
+        {
+            return;
+        }
+        let Some((w, w_value, layer)) = layer_with_weights(graph, uses, l) else {
+            return;
+        };
+        let Some(channels) = layer.channels(&w_value) else {
+            return;
+        };
+        let (rank, axis) = layer.output_layout(&graph.node[l]);
+        let (Some(scale), Some(bias)) = (
+            per_channel(&m_value, channels, axis, rank),
+            floats(&b_value),
+        ) else {
+            return;
+        };
+        if bias.len() != channels {
+            return;
+        }
+        let Some(new_w) = layer.scale(&w_value, &scale) else {
+            return;
+        };
+        let scaled_bias: Vec<f64> = bias.iter().zip(&scale).map(|(b, s)| b * s).collect();
+        let Some(new_b) = vector(&scaled_bias, b_value.dtype()) else {
+            return;
+        };
+        edits.touch(&[mul, x, l, w, bn, m]);
+        edits.set_input_value(graph, uses, l, 1, w, &new_w);
+        edits.set_input_value(graph, uses, x, 1, bn, &new_b);
+        graph.node[x].name = graph.node[mul].name.clone();
+        edits.removed.insert(mul);
+        return;
+    }
+    // Mul(layer, m).
+    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+        return;
+    };
+    if !edits.free(&[x, w, m]) {
+        return;
+    }
+    let Some(channels) = layer.channels(&w_value) else {
+        return;
+    };
+    let (rank, axis) = layer.output_layout(&graph.node[x]);
+    let Some(scale) = per_channel(&m_value, channels, axis, rank) else {
+        return;
+    };
+    let Some(new_w) = layer.scale(&w_value, &scale) else {
+        return;
+    };
+    edits.touch(&[mul, x, w, m]);
+    edits.set_input_value(graph, uses, x, 1, w, &new_w);
+    graph.node[x].name = graph.node[mul].name.clone();
+    edits.removed.insert(mul);
+}
+
+fn fold_add(
+    graph: &mut GraphDef,
+    uses: &Uses,
+    edits: &mut Edits,
+    protected: &HashSet<String>,
+    add: usize,
+) {
+    let op = graph.node[add].op.clone();
+    let is_bias_add = op == "BiasAdd";
+    let Some((x, c, c_slot)) =
+        split_operands(graph, uses, &graph.node[add], op == "Sub" || is_bias_add)
+    else {
+        return;
+    };
+    let Some(c_value) = const_value(&graph.node[c]) else {
+        return;
+    };
+    let sign = if op == "Sub" { -1.0 } else { 1.0 };
+    let x_input = data_inputs(&graph.node[add])
+        .get(1 - c_slot)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+
+    if graph.node[x].op == "BiasAdd" {
+        // (y + b) + c -> y + (b + c).
+        if uses.count(x) != 1 || protected.contains(&graph.node[x].name) || !edits.free(&[x, c]) {
+            return;
+        }
+        let inputs: Vec<String> = data_inputs(&graph.node[x])
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let [y, b] = inputs.as_slice() else { return };
+        let Some(bn) = uses.producer(b) else { return };
+        let Some(b_value) = const_value(&graph.node[bn]) else {
+            return;
+        };
+        let Some(bias) = floats(&b_value) else { return };
+        let layout = bias_layout(&graph.node[x]);
+        if is_bias_add && bias_layout(&graph.node[add]) != layout {
+            return;
+        }
+        let Some(extra) = bias_values(&c_value, bias.len(), layout) else {
+            return;
+        };
+        let merged: Vec<f64> = bias.iter().zip(&extra).map(|(b, e)| b + sign * e).collect();
+        let Some(new_b) = vector(&merged, b_value.dtype()) else {
+            return;
+        };
+        if !edits.free(&[bn]) {
+            return;
+        }
+        edits.touch(&[add, x, c, bn]);
+        let base = format!("{}/bias", graph.node[add].name);
+        let bias_name = edits.new_const(graph, add, &base, &new_b);
+        let data_format = graph.node[x].attr.get("data_format").cloned();
+        become_bias_add(&mut graph.node[add], y.clone(), bias_name, data_format);
+        edits.removed.insert(x);
+        return;
+    }
+    if is_bias_add {
+        return;
+    }
+    // layer + c -> BiasAdd(layer, c).
+    let Some((_, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+        return;
+    };
+    let Some(channels) = layer.channels(&w_value) else {
+        return;
+    };
+    let (rank, axis) = layer.output_layout(&graph.node[x]);
+    let Some(values) = per_channel(&c_value, channels, axis, rank) else {
+        return;
+    };
+    let values: Vec<f64> = values.iter().map(|v| sign * v).collect();
+    let Some(bias) = vector(&values, c_value.dtype()) else {
+        return;
+    };
+    if !edits.free(&[c]) {
+        return;
+    }
+    edits.touch(&[add, c]);
+    let base = format!("{}/bias", graph.node[add].name);
+    let bias_name = edits.new_const(graph, add, &base, &bias);
+    let data_format = match layer {
+        Layer::MatMul { .. } => None,
+        _ => graph.node[x].attr.get("data_format").cloned(),
+    };
+    become_bias_add(&mut graph.node[add], x_input, bias_name, data_format);
+}
+
+fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
+    let uses = Uses::new(graph);
+    let mut edits = Edits::new(graph, protected);
+    for i in 0..graph.node.len() {
+        if matches!(
+            graph.node[i].op.as_str(),
+            "FusedBatchNorm"
+                | "FusedBatchNormV2"
+                | "FusedBatchNormV3"
+                | "BatchNormWithGlobalNormalization"
+        ) && edits.free(&[i])
+        {
+            fold_norm(graph, &uses, &mut edits, protected, i);
+        }
+    }
+    edits.finish(graph)
+}
+
+/// Per-channel (scale, offset) of a batch norm node, from its Const parameters.
+fn norm_parameters(
+    graph: &GraphDef,
+    uses: &Uses,
+    bn: usize,
+) -> Option<(Vec<f64>, Vec<f64>, Vec<usize>)> {
+    let node = &graph.node[bn];
+    let inputs = data_inputs(node);
+    let producers: Vec<usize> = inputs
+        .iter()
+        .skip(1)
+        .map(|s| uses.producer(s))
+        .collect::<Option<_>>()?;
+    let values: Vec<Vec<f64>> = producers
+        .iter()
+        .map(|&p| floats(&const_value(graph.node.get(p)?)?))
+        .collect::<Option<_>>()?;
+    let (gamma, beta, mean, var, epsilon) = if node.op == "BatchNormWithGlobalNormalization" {
+        let [mean, var, beta, gamma] = values.as_slice() else {
+            return None;
+        };
+        let gamma = if attrs::bool(node, "scale_after_normalization").unwrap_or(false) {
+            gamma.clone()
+        } else {
+            vec![1.0; mean.len()]
+        };
+        (
+            gamma,
+            beta.clone(),
+            mean.clone(),
+            var.clone(),
+            attrs::float(node, "variance_epsilon")?,
+        )
+    } else {
+        if attrs::bool(node, "is_training").unwrap_or(true) {
+            return None;
+        }
+        let [scale, offset, mean, var] = values.as_slice() else {
+            return None;
+        };
+        (
+            scale.clone(),
+            offset.clone(),
+            mean.clone(),
+            var.clone(),
+            attrs::float(node, "epsilon").unwrap_or(1e-4),
+        )
+    };
+    let c = mean.len();
+    if [gamma.len(), beta.len(), var.len()].iter().any(|&l| l != c) {
+        return None;
+    }
+    let epsilon = f64::from(epsilon);
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + epsilon).sqrt())
+        .collect();
+    let offset: Vec<f64> = beta
+        .iter()
+        .zip(&mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    Some((scale, offset, producers))
+}
+
+fn fold_norm(
+    graph: &mut GraphDef,
+    uses: &Uses,
+    edits: &mut Edits,
+    protected: &HashSet<String>,
+    bn: usize,
+) {
+    if uses.reads_other_outputs(bn) {
+        return;
+    }
+    let Some((scale, mut offset, params)) = norm_parameters(graph, uses, bn) else {
+        return;
+    };
+    let Some(x_input) = data_inputs(&graph.node[bn]).first().map(|s| s.to_string()) else {
+        return;
+    };
+    if graph::InputRef::parse(&x_input).port != 0 {
+        return;
+    }
+    let Some(mut x) = uses.producer(&x_input) else {
+        return;
+    };
+    let mut between = None;
+    // An optional BiasAdd/Add of a Const between the layer and the norm.
+    if matches!(graph.node[x].op.as_str(), "BiasAdd" | "Add" | "AddV2") {
+        let inputs: Vec<String> = data_inputs(&graph.node[x])
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let [y, b] = inputs.as_slice() else { return };
+        let (Some(l), Some(bp)) = (uses.producer(y), uses.producer(b)) else {
+            return;
+        };
+        let Some(bias) = const_value(&graph.node[bp]).and_then(|v| floats(&v)) else {
+            return;
+        };
+        if uses.count(x) != 1
+            || protected.contains(&graph.node[x].name)
+            || bias.len() != offset.len()
+        {
+            return;
+        }
+        for (o, (b, s)) in offset.iter_mut().zip(bias.iter().zip(&scale)) {
+            *o += b * s;
+        }
+        between = Some(x);
+        x = l;
+    }
+    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+        return;
+    };
+    let layer_node = &graph.node[x];
+    if uses.count(x) != 1 || protected.contains(&layer_node.name) {
+        return;
+    }
+    let bn_nchw = attrs::string(&graph.node[bn], "data_format").is_some_and(|f| f == "NCHW");
+    let layer_nchw = attrs::string(layer_node, "data_format").is_some_and(|f| f == "NCHW");
+    if matches!(layer, Layer::MatMul { .. }) && bn_nchw
+        || !matches!(layer, Layer::MatMul { .. }) && bn_nchw != layer_nchw
+    {
+        return;
+    }
+    if layer.channels(&w_value) != Some(scale.len()) {
+        return;
+    }
+    let mut involved = vec![bn, x, w];
+    involved.extend(&params);
+    involved.extend(between);
+    if !edits.free(&involved) {
+        return;
+    }
+    let Some(new_w) = layer.scale(&w_value, &scale) else {
+        return;
+    };
+    let Some(bias) = vector(&offset, w_value.dtype()) else {
+        return;
+    };
+    edits.touch(&involved);
+    edits.set_input_value(graph, uses, x, 1, w, &new_w);
+    let base = format!("{}/bias", graph.node[bn].name);
+    let bias_name = edits.new_const(graph, bn, &base, &bias);
+    let layer_output = graph.node[x].name.clone();
+    let format: &'static [u8] = if bn_nchw { b"NCHW" } else { b"NHWC" };
+    let data_format = AttrValue {
+        value: Some(attr_value::Value::S(bytes::Bytes::from_static(format))),
+    };
+    become_bias_add(
+        &mut graph.node[bn],
+        layer_output,
+        bias_name,
+        Some(data_format),
+    );
+    if let Some(b) = between {
+        edits.removed.insert(b);
+    }
+}
