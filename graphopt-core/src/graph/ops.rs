@@ -24,6 +24,33 @@ pub fn op_def(op: &str) -> Option<&'static OpDef> {
     .get(op)
 }
 
+/// Ops that must never be merged or moved even though their OpDef says stateless: the lowered
+/// control-flow primitives, whose identity is their frame and iteration, and graph inputs.
+const CONTROL_FLOW_AND_INPUTS: &[&str] = &[
+    "Switch",
+    "RefSwitch",
+    "Merge",
+    "RefMerge",
+    "Enter",
+    "RefEnter",
+    "Exit",
+    "RefExit",
+    "NextIteration",
+    "RefNextIteration",
+    "LoopCond",
+    "ControlTrigger",
+    "Placeholder",
+    "PlaceholderWithDefault",
+    "PlaceholderV2",
+];
+
+/// Whether two nodes of `op` with equal inputs and attributes are interchangeable: the op's
+/// OpDef (bundled from TensorFlow) says it is not stateful, and it is not a control-flow
+/// primitive or a graph input. Ops graphopt has no OpDef for count as stateful.
+pub fn is_pure(op: &str) -> bool {
+    !CONTROL_FLOW_AND_INPUTS.contains(&op) && op_def(op).is_some_and(|def| !def.is_stateful)
+}
+
 /// How an op's output count is determined.
 #[derive(Debug, Clone, Copy)]
 enum Outputs {

@@ -8,8 +8,11 @@
 //! - [`weights`]: reading and scaling layer weights and per-channel vectors.
 
 pub mod batch_norms;
+pub mod constants;
+pub mod duplicates;
 pub mod order;
 pub mod pattern;
+pub mod remove;
 pub mod strip;
 pub mod weights;
 

@@ -1,0 +1,255 @@
+//! Constant folding: every node whose inputs are all constant is evaluated and the subgraph
+//! replaced with Const nodes; Shape, Size, Rank and ShapeN of tensors whose shape is statically
+//! known become constants too, so shape arithmetic collapses once input shapes are fixed (the
+//! `fold_constants` transform).
+//!
+//! - Only ops graphopt's evaluator has a kernel for are folded; all of them are stateless.
+//!   Control flow, Placeholders, variables and graph inputs are never folded.
+//! - No output larger than the byte limit is computed, let alone kept: a Fill asking for
+//!   10^15 elements stays a Fill.
+//! - A node whose kernel fails on its constant inputs is left as it is, as TensorFlow does.
+//! - A folded node keeps its name (output 0); other used outputs become `NAME/folded_K`.
+//!   TensorFlow renames folded nodes; keeping names keeps outputs valid.
+//! - Unlike TensorFlow, nodes unreachable from the outputs are not removed here (that is
+//!   stripping's job); constants left without consumers by folding are.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use crate::analysis::shapes::{self, Input};
+use crate::eval::{kernels, KernelContext};
+use crate::graph::{self, GraphError, GraphIndex, InputRef};
+use crate::proto::{DataType, GraphDef, NodeDef};
+use crate::tensor::{Data, Limits, Tensor};
+
+/// Settings of one folding pass.
+pub struct FoldOptions {
+    pub limits: Limits,
+    pub exclude_ops: HashSet<String>,
+    pub exclude_nodes: HashSet<String>,
+    /// Graph inputs: never constant, even if they are Const nodes.
+    pub inputs: HashSet<String>,
+    /// Nodes that must keep their names (outputs).
+    pub protected: HashSet<String>,
+}
+
+/// The shape-reading ops that fold from a statically known shape.
+fn shape_value(node: &NodeDef, shapes: &[Option<&[usize]>]) -> Option<Vec<Rc<Tensor>>> {
+    let int_type = crate::graph::attrs::dtype(node, "out_type").unwrap_or(DataType::DtInt32);
+    let int_tensor = |values: Vec<i64>, dims: &[usize]| -> Option<Rc<Tensor>> {
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values).ok()?;
+        let t = crate::eval::cast_tensor(&Tensor::from_data(Data::I64(array)), int_type).ok()?;
+        Some(Rc::new(t))
+    };
+    match node.op.as_str() {
+        "Shape" | "ShapeN" => shapes
+            .iter()
+            .map(|s| {
+                let dims: Vec<i64> = s.as_ref()?.iter().map(|&d| d as i64).collect();
+                let n = dims.len();
+                int_tensor(dims, &[n])
+            })
+            .collect(),
+        "Size" => {
+            let dims = shapes.first().copied().flatten()?;
+            Some(vec![int_tensor(
+                vec![dims.iter().product::<usize>() as i64],
+                &[],
+            )?])
+        }
+        "Rank" => {
+            let dims = shapes.first().copied().flatten()?;
+            let rank = Tensor::from_data(Data::I32(ndarray::arr0(dims.len() as i32).into_dyn()));
+            Some(vec![Rc::new(rank)])
+        }
+        _ => None,
+    }
+}
+
+/// Folds `graph` in place.
+pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> Result<(), GraphError> {
+    let order = graph::execution_order(graph)?;
+    let n = graph.node.len();
+    let index = GraphIndex::new(graph);
+    let mut values: Vec<Option<Vec<Rc<Tensor>>>> = vec![None; n];
+    let mut shapes_of: Vec<Option<shapes::Shapes>> = vec![None; n];
+
+    for &i in &order {
+        let node = &graph.node[i];
+        let mut data = Vec::new();
+        let mut controls_constant = true;
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            let Some(p) = index.index_of(parsed.node) else {
+                continue;
+            };
+            if parsed.control {
+                controls_constant &= values[p].is_some();
+            } else {
+                data.push((p, parsed.port as usize));
+            }
+        }
+        let value_of =
+            |&(p, port): &(usize, usize)| values[p].as_ref().and_then(|v| v.get(port)).cloned();
+        let shape_of = |&(p, port): &(usize, usize)| -> Option<Vec<usize>> {
+            if let Some(v) = value_of(&(p, port)) {
+                return Some(v.shape().to_vec());
+            }
+            shapes_of[p]
+                .as_ref()
+                .and_then(|s| s.get(port).cloned().flatten())
+        };
+        let input_values: Vec<Option<Rc<Tensor>>> = data.iter().map(value_of).collect();
+        let input_shapes: Vec<Option<Vec<usize>>> = data.iter().map(shape_of).collect();
+
+        let eligible = !options.exclude_ops.contains(&node.op)
+            && !options.exclude_nodes.contains(&node.name)
+            && !options.inputs.contains(&node.name)
+            && controls_constant;
+        let mut folded = None;
+        if eligible {
+            if input_values.iter().all(Option::is_some) {
+                if let Some(kernel) = kernels::lookup(&node.op) {
+                    let refs: Vec<&Tensor> =
+                        input_values.iter().flatten().map(|t| t.as_ref()).collect();
+                    let ctx = KernelContext {
+                        node,
+                        limits: options.limits,
+                    };
+                    if let Ok(outputs) =
+                        crate::eval::with_limits(options.limits, || kernel(&ctx, &refs))
+                    {
+                        if outputs
+                            .iter()
+                            .all(|t| t.byte_size() as u64 <= options.limits.max_bytes)
+                        {
+                            folded = Some(outputs.into_iter().map(Rc::new).collect());
+                        }
+                    }
+                }
+            } else {
+                let shapes: Vec<Option<&[usize]>> =
+                    input_shapes.iter().map(|s| s.as_deref()).collect();
+                folded = shape_value(node, &shapes);
+            }
+        }
+        if folded.is_none() {
+            let inputs: Vec<Input<'_>> = input_shapes
+                .iter()
+                .zip(&input_values)
+                .map(|(s, v)| Input {
+                    shape: s.as_deref(),
+                    value: v.as_deref(),
+                })
+                .collect();
+            shapes_of[i] = shapes::infer(node, &inputs);
+        }
+        values[i] = folded;
+    }
+    drop(index);
+    materialize(graph, &values, options);
+    Ok(())
+}
+
+/// Replaces the frontier of each constant subgraph with Const nodes and drops the interior.
+fn materialize(graph: &mut GraphDef, values: &[Option<Vec<Rc<Tensor>>>], options: &FoldOptions) {
+    let n = graph.node.len();
+    let index = GraphIndex::new(graph);
+    let is_const = |i: usize| values[i].is_some();
+    // For each constant node: which outputs non-constant consumers read, and whether anything
+    // reads it at all.
+    let mut used_ports: Vec<HashSet<usize>> = vec![HashSet::new(); n];
+    let mut control_used = vec![false; n];
+    let mut consumed = vec![false; n];
+    for (c, node) in graph.node.iter().enumerate() {
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            let Some(p) = index.index_of(parsed.node) else {
+                continue;
+            };
+            consumed[p] = true;
+            if !is_const(c) && is_const(p) {
+                if parsed.control {
+                    control_used[p] = true;
+                } else {
+                    used_ports[p].insert(parsed.port as usize);
+                }
+            }
+        }
+    }
+    drop(index);
+    let mut existing: HashSet<String> = graph.node.iter().map(|node| node.name.clone()).collect();
+    let mut renames: HashMap<String, String> = HashMap::new();
+    let mut new_nodes = Vec::with_capacity(n);
+    for (i, node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        let Some(outputs) = &values[i] else {
+            new_nodes.push(node);
+            continue;
+        };
+        let protected = options.protected.contains(&node.name);
+        let frontier = protected || control_used[i] || !used_ports[i].is_empty();
+        if !frontier {
+            // Interior of a folded subgraph (or an unused constant that was already there).
+            if !consumed[i] {
+                new_nodes.push(node);
+            }
+            continue;
+        }
+        if node.op == "Const" {
+            new_nodes.push(node);
+            continue;
+        }
+        if outputs.is_empty() {
+            // A NoOp that only waited on constants: keep it for its consumers, without the
+            // (now meaningless) control inputs.
+            new_nodes.push(NodeDef {
+                input: Vec::new(),
+                ..node
+            });
+            continue;
+        }
+        let keep_self = protected || control_used[i] || used_ports[i].contains(&0);
+        let mut ports: Vec<usize> = used_ports[i].iter().copied().filter(|&p| p != 0).collect();
+        ports.sort_unstable();
+        let name = node.name.clone();
+        let device = node.device.clone();
+        if keep_self {
+            if let Some(value) = outputs.first() {
+                new_nodes.push(crate::graph::edit::const_node(
+                    name.clone(),
+                    device.clone(),
+                    value,
+                ));
+            }
+        }
+        for port in ports {
+            let Some(value) = outputs.get(port) else {
+                continue;
+            };
+            let mut candidate = format!("{name}/folded_{port}");
+            let mut suffix = 1;
+            while existing.contains(&candidate) {
+                candidate = format!("{name}/folded_{port}_{suffix}");
+                suffix += 1;
+            }
+            existing.insert(candidate.clone());
+            renames.insert(format!("{name}:{port}"), candidate.clone());
+            new_nodes.push(crate::graph::edit::const_node(
+                candidate,
+                device.clone(),
+                value,
+            ));
+        }
+    }
+    for node in &mut new_nodes {
+        for input in &mut node.input {
+            if input.starts_with('^') {
+                continue;
+            }
+            if let Some(new) = renames.get(&graph::tensor_name(input)) {
+                *input = new.clone();
+            }
+        }
+    }
+    graph.node = new_nodes;
+}

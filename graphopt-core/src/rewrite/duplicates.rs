@@ -1,0 +1,227 @@
+//! Merging identical nodes: [`merge_duplicates`] keeps one of every group of nodes with the
+//! same op, inputs, device and attributes and points the others' readers at it (the
+//! `merge_duplicate_nodes` transform, and constant sharing in the deployment pipelines).
+//!
+//! Nodes are visited in execution order with their inputs already redirected, so a merge of
+//! two constants makes their readers identical in the same pass: one pass merges everything,
+//! and every node (every weight) is hashed once. Equal hashes are confirmed by comparing the
+//! nodes in full. Only pure ops merge (see [`crate::graph::ops::is_pure`]): never two random
+//! number generators, variables, control-flow primitives or graph inputs. Protected names
+//! survive: when a protected node duplicates another, the protected one is kept; otherwise the
+//! one first in the file is.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hasher;
+
+use prost::Message;
+
+use crate::graph::{self, ops, GraphError, InputRef};
+use crate::proto::{GraphDef, NodeDef};
+
+/// A hash of everything but the name (DefaultHasher::new() has fixed keys: same on every run).
+fn content_hash(node: &NodeDef) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    hasher.write(node.op.as_bytes());
+    hasher.write_u8(0);
+    for input in &node.input {
+        hasher.write(input.as_bytes());
+        hasher.write_u8(0);
+    }
+    hasher.write(node.device.as_bytes());
+    hasher.write_u8(0);
+    for (key, value) in &node.attr {
+        hasher.write(key.as_bytes());
+        hasher.write(&value.encode_to_vec());
+    }
+    hasher.finish()
+}
+
+fn same_content(a: &NodeDef, b: &NodeDef) -> bool {
+    a.op == b.op
+        && a.input == b.input
+        && a.device == b.device
+        && a.attr == b.attr
+        && a.experimental_debug_info == b.experimental_debug_info
+        && a.experimental_type == b.experimental_type
+}
+
+/// Where `name` ends up after the merges recorded in `replace` (chains followed).
+fn resolve<'a>(replace: &'a HashMap<String, String>, name: &'a str) -> &'a str {
+    let mut current = name;
+    // A chain is at most as long as the map; the bound guards against a cycle.
+    for _ in 0..=replace.len() {
+        match replace.get(current) {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    current
+}
+
+fn redirect(input: &mut String, replace: &HashMap<String, String>) {
+    let parsed = InputRef::parse(input);
+    let target = resolve(replace, parsed.node);
+    if target != parsed.node {
+        *input = InputRef {
+            node: target,
+            ..parsed
+        }
+        .to_string();
+    }
+}
+
+/// Merges identical pure nodes of `graph`; returns how many nodes were removed.
+pub fn merge_duplicates(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+) -> Result<usize, GraphError> {
+    let order = graph::execution_order(graph)?;
+    let mut replace: HashMap<String, String> = HashMap::new();
+    let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut removed = vec![false; graph.node.len()];
+    for i in order {
+        for input in &mut graph.node[i].input {
+            redirect(input, &replace);
+        }
+        let node = &graph.node[i];
+        if !ops::is_pure(&node.op) {
+            continue;
+        }
+        let candidates = groups.entry(content_hash(node)).or_default();
+        let Some(slot) = candidates
+            .iter()
+            .position(|&k| same_content(&graph.node[k], node))
+        else {
+            candidates.push(i);
+            continue;
+        };
+        let keep = candidates[slot];
+        let (kept, new) = (&graph.node[keep], &graph.node[i]);
+        let (kept_protected, new_protected) = (
+            protected.contains(&kept.name),
+            protected.contains(&new.name),
+        );
+        if kept_protected && new_protected {
+            continue;
+        }
+        // A protected name stays; otherwise the node first in the file does.
+        if new_protected || (!kept_protected && i < keep) {
+            replace.insert(kept.name.clone(), new.name.clone());
+            removed[keep] = true;
+            candidates[slot] = i;
+        } else {
+            replace.insert(new.name.clone(), kept.name.clone());
+            removed[i] = true;
+        }
+    }
+    let count = removed.iter().filter(|&&r| r).count();
+    if count == 0 {
+        return Ok(0);
+    }
+    let old = std::mem::take(&mut graph.node);
+    for (i, mut node) in old.into_iter().enumerate() {
+        if removed[i] {
+            continue;
+        }
+        // Readers visited before a protected swap still name the dropped node.
+        for input in &mut node.input {
+            redirect(input, &replace);
+        }
+        // Two control inputs may now name the same node, or a node also read as data.
+        let data: HashSet<String> = node
+            .input
+            .iter()
+            .filter(|i| !i.starts_with('^'))
+            .map(|i| graph::node_name(i).to_string())
+            .collect();
+        let mut seen = HashSet::new();
+        node.input.retain(|input| match input.strip_prefix('^') {
+            Some(name) => !data.contains(name) && seen.insert(name.to_string()),
+            None => true,
+        });
+        graph.node.push(node);
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{attr_value, AttrValue};
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        let mut node = NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let type_attr = if op == "Placeholder" { "dtype" } else { "T" };
+        node.attr.insert(
+            type_attr.into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(1)),
+            },
+        );
+        node
+    }
+
+    #[test]
+    fn three_identical_with_the_last_protected() {
+        let mut graph = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                node("a", "Relu", &["x"]),
+                node("b", "Relu", &["x"]),
+                node("c", "Relu", &["x"]),
+                node("ra", "Neg", &["a"]),
+                node("rb", "Sqrt", &["b"]),
+            ],
+            ..Default::default()
+        };
+        let protected: HashSet<String> = ["c".to_string()].into();
+        assert_eq!(merge_duplicates(&mut graph, &protected), Ok(2));
+        let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["x", "c", "ra", "rb"]);
+        for reader in &graph.node[2..] {
+            assert_eq!(reader.input, ["c"], "{} reads a removed node", reader.name);
+        }
+        assert_eq!(crate::graph::validate(&graph), Ok(()));
+    }
+
+    #[test]
+    fn stateful_ops_never_merge() {
+        let mut graph = GraphDef {
+            node: vec![
+                node("s", "Const", &[]),
+                node("r1", "RandomUniform", &["s"]),
+                node("r2", "RandomUniform", &["s"]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(0));
+    }
+
+    #[test]
+    fn merged_constants_make_their_readers_merge_in_one_pass() {
+        let mut graph = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                node("c1", "Const", &[]),
+                node("c2", "Const", &[]),
+                node("m1", "Mul", &["x", "c1"]),
+                node("m2", "Mul", &["x", "c2"]),
+                node("out", "AddV2", &["m1", "m2"]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(2));
+        let out = graph
+            .node
+            .iter()
+            .find(|n| n.name == "out")
+            .map(|n| n.input.clone());
+        assert_eq!(out, Some(vec!["m1".to_string(), "m1".to_string()]));
+    }
+}
