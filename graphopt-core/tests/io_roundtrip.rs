@@ -15,14 +15,25 @@ fn binary_round_trip_keeps_every_byte_of_content() {
         let loaded = io::read_graph(common::model_path(name, "pb")).unwrap();
         assert_eq!(loaded.format, GraphFormat::Binary, "{name}");
         assert!(!loaded.graph.node.is_empty(), "{name}");
+        assert_eq!(
+            loaded.warnings,
+            Vec::<String>::new(),
+            "{name}: fields dropped"
+        );
         let encoded = io::encode_graph(&loaded.graph);
         // TensorFlow's Python writer emits map entries in insertion order and we sort them, so
-        // the bytes may be permuted, but nothing may be lost or added.
-        assert_eq!(
-            encoded.len(),
-            original.len(),
-            "{name}: a field was dropped or added"
-        );
+        // the bytes may be permuted, but nothing may be lost or added. The one exception is
+        // map entries with a default value (function_calls' `resource_arg_unique_id`, `arg_attr`):
+        // TensorFlow spells out the zero value, prost leaves it implicit; both decode the same.
+        if *name == "function_calls" {
+            assert_eq!(original.len() - encoded.len(), 4, "{name}");
+        } else {
+            assert_eq!(
+                encoded.len(),
+                original.len(),
+                "{name}: a field was dropped or added"
+            );
+        }
         let again = GraphDef::decode(encoded.as_slice()).unwrap();
         assert!(
             again == loaded.graph,
@@ -37,7 +48,18 @@ fn binary_round_trip_keeps_every_byte_of_content() {
 
 #[test]
 fn tensorflow_text_parses_to_the_same_graph() {
+    // generate.py writes no text form of graphs over 100 kB.
+    let without_text = ["dense_mlp"];
     for name in common::MODELS {
+        let has_text = common::model_path(name, "pbtxt").exists();
+        assert_eq!(
+            has_text,
+            !without_text.contains(name),
+            "{name}: text fixture"
+        );
+        if !has_text {
+            continue;
+        }
         let from_binary = common::load(name);
         let loaded = io::read_graph(common::model_path(name, "pbtxt")).unwrap();
         assert_eq!(loaded.format, GraphFormat::Text, "{name}");

@@ -20,14 +20,7 @@ fn apply(model: &str, transform_string: &str) -> graphopt_core::proto::GraphDef 
 }
 
 fn assert_matches_tensorflow(model: &str, graph: &graphopt_core::proto::GraphDef, tolerance: f64) {
-    for (k, value) in common::run_fixture(model, graph).iter().enumerate() {
-        let theirs = common::tensor(model, &format!("output_{k}.pb"));
-        let (rel, abs) = common::relative_error(value, &theirs);
-        assert!(
-            rel <= tolerance,
-            "{model} output {k}: relative error {rel:e} (absolute {abs:e})"
-        );
-    }
+    common::assert_matches_tensorflow(model, graph, tolerance, 1e-6);
 }
 
 fn count(graph: &graphopt_core::proto::GraphDef, op: &str) -> usize {

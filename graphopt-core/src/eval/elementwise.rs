@@ -14,6 +14,9 @@ use crate::tensor::{Data, Tensor};
 pub trait Real: Float + Copy + 'static {
     fn erf(self) -> Self;
     fn erfc(self) -> Self;
+    /// libm's acosh and asinh, which take huge inputs to log(2x) where `Float`'s overflow.
+    fn acosh(self) -> Self;
+    fn asinh(self) -> Self;
     fn from_f64(v: f64) -> Self;
 }
 
@@ -23,6 +26,12 @@ impl Real for f32 {
     }
     fn erfc(self) -> Self {
         libm::erfcf(self)
+    }
+    fn acosh(self) -> Self {
+        libm::acoshf(self)
+    }
+    fn asinh(self) -> Self {
+        libm::asinhf(self)
     }
     fn from_f64(v: f64) -> Self {
         v as f32
@@ -35,6 +44,12 @@ impl Real for f64 {
     }
     fn erfc(self) -> Self {
         libm::erfc(self)
+    }
+    fn acosh(self) -> Self {
+        libm::acosh(self)
+    }
+    fn asinh(self) -> Self {
+        libm::asinh(self)
     }
     fn from_f64(v: f64) -> Self {
         v
@@ -342,8 +357,8 @@ fn float_unary<T: Real>(op: &str, ctx: &KernelContext<'_>) -> Option<Box<dyn Fn(
         "Atan" => Box::new(|x: T| x.atan()),
         "Sinh" => Box::new(|x: T| x.sinh()),
         "Cosh" => Box::new(|x: T| x.cosh()),
-        "Asinh" => Box::new(|x: T| x.asinh()),
-        "Acosh" => Box::new(|x: T| x.acosh()),
+        "Asinh" => Box::new(|x: T| Real::asinh(x)),
+        "Acosh" => Box::new(|x: T| Real::acosh(x)),
         "Atanh" => Box::new(|x: T| x.atanh()),
         _ => return None,
     })
@@ -390,6 +405,10 @@ pub fn unary(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError>
         Data::I16(a) => ints!(a, I16),
         Data::I32(a) => ints!(a, I32),
         Data::I64(a) => ints!(a, I64),
+        Data::U8(a) => ints!(a, U8),
+        Data::U16(a) => ints!(a, U16),
+        Data::U32(a) => ints!(a, U32),
+        Data::U64(a) => ints!(a, U64),
         Data::Bool(a) if op == "LogicalNot" => Data::Bool(a.mapv(|v| !v)),
         _ => return Err(unsupported()),
     };

@@ -1,4 +1,5 @@
-//! Functional control flow — While/StatelessWhile, If/StatelessIf, Case/StatelessCase — run by
+//! Functional control flow — While/StatelessWhile, If/StatelessIf, Case/StatelessCase — and
+//! function calls ((Stateful)PartitionedCall), run by
 //! calling their library functions: each function becomes a small graph (Placeholders feeding
 //! a call that is inlined), built once and evaluated per call.
 
@@ -85,7 +86,34 @@ fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
     })
 }
 
+/// Calls nested deeper than this are an error (a function calling itself), not a stack
+/// overflow.
+const MAX_CALL_DEPTH: usize = 64;
+
+thread_local! {
+    static CALL_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn call(
+    library: &GraphDef,
+    name: &str,
+    inputs: &[Tensor],
+    options: Options,
+    cache: &mut HashMap<String, FunctionGraph>,
+) -> Result<Vec<Tensor>, String> {
+    let depth = CALL_DEPTH.with(|d| d.get());
+    if depth >= MAX_CALL_DEPTH {
+        return Err(format!(
+            "function calls nested more than {MAX_CALL_DEPTH} deep at '{name}'; is a function recursive?"
+        ));
+    }
+    CALL_DEPTH.with(|d| d.set(depth + 1));
+    let result = call_once(library, name, inputs, options, cache);
+    CALL_DEPTH.with(|d| d.set(depth));
+    result
+}
+
+fn call_once(
     library: &GraphDef,
     name: &str,
     inputs: &[Tensor],
@@ -149,6 +177,10 @@ pub fn run(
                 "the loop ran more than {} iterations",
                 options.max_iterations
             ))
+        }
+        "PartitionedCall" | "StatefulPartitionedCall" => {
+            let f = func_name(node, "f").ok_or("a call without a function 'f'")?;
+            call(graph, &f, &inputs, options, cache)
         }
         "If" | "StatelessIf" => {
             let (cond, args) = inputs.split_first().ok_or("If without a condition")?;

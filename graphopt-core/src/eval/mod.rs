@@ -35,6 +35,7 @@ mod shape_ops;
 
 pub use broadcast::with_limits;
 pub use cast::cast as cast_tensor;
+pub use elementwise::arithmetic as binary_arithmetic;
 mod slicing;
 
 /// A failure while evaluating, naming the node.
@@ -372,7 +373,14 @@ impl Executor<'_> {
         }
         if matches!(
             op,
-            "While" | "StatelessWhile" | "If" | "StatelessIf" | "Case" | "StatelessCase"
+            "While"
+                | "StatelessWhile"
+                | "If"
+                | "StatelessIf"
+                | "Case"
+                | "StatelessCase"
+                | "PartitionedCall"
+                | "StatefulPartitionedCall"
         ) {
             let inputs: Vec<Tensor> = tensors.iter().map(|t| (*t).clone()).collect();
             let outputs = functional::run(

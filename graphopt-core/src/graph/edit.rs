@@ -286,3 +286,42 @@ impl Edits {
         changed
     }
 }
+
+/// Removes the `candidates` that nothing reads (unprotected Consts and pure ops: a rewrite
+/// bypassed them), then the producers only they read, and so on.
+pub fn remove_unread(
+    graph: &mut GraphDef,
+    mut candidates: HashSet<String>,
+    protected: &HashSet<String>,
+) {
+    while !candidates.is_empty() {
+        let read: HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter())
+            .map(|i| crate::graph::node_name(i))
+            .collect();
+        let gone: HashMap<String, Vec<String>> = graph
+            .node
+            .iter()
+            .filter(|n| {
+                candidates.contains(&n.name)
+                    && !read.contains(n.name.as_str())
+                    && !protected.contains(&n.name)
+                    && (n.op == "Const" || crate::graph::ops::is_pure(&n.op))
+            })
+            .map(|n| {
+                let inputs = n
+                    .input
+                    .iter()
+                    .map(|i| crate::graph::node_name(i).to_string());
+                (n.name.clone(), inputs.collect())
+            })
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        graph.node.retain(|n| !gone.contains_key(&n.name));
+        candidates = gone.into_values().flatten().collect();
+    }
+}

@@ -377,14 +377,17 @@ pub fn inside_control_flow(graph: &GraphDef) -> HashSet<String> {
                 .push(i);
         }
     }
+    let next_iterations: HashSet<&str> = graph
+        .node
+        .iter()
+        .filter(|n| matches!(n.op.as_str(), "NextIteration" | "RefNextIteration"))
+        .map(|n| n.name.as_str())
+        .collect();
     let is_loop_merge = |i: usize| {
-        graph.node[i].input.iter().any(|input| {
-            let producer = InputRef::parse(input).node;
-            graph
-                .node
-                .iter()
-                .any(|n| n.name == producer && n.op == "NextIteration")
-        })
+        graph.node[i]
+            .input
+            .iter()
+            .any(|input| next_iterations.contains(InputRef::parse(input).node))
     };
     let mut framed = HashSet::new();
     let mut queue: VecDeque<usize> = graph

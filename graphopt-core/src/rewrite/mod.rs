@@ -7,13 +7,16 @@
 //! - [`pattern`]: op-type pattern matching and replacement, for writing rewrites.
 //! - [`weights`]: reading and scaling layer weights and per-channel vectors.
 
+pub mod arithmetic;
 pub mod batch_norms;
 pub mod constants;
 pub mod duplicates;
+pub mod leftovers;
 pub mod order;
 pub mod pattern;
 pub mod remove;
 pub mod strip;
+pub mod training;
 pub mod weights;
 
 /// Why a rewrite could not be applied; the transform or pipeline calling it adds its name.

@@ -15,6 +15,7 @@ pub mod spec;
 mod add_default_attributes;
 mod backport_concatv2;
 mod backport_tensor_array_v3;
+mod deploy;
 mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
@@ -28,6 +29,7 @@ mod quantize_weights;
 mod remove_attribute;
 mod remove_control_dependencies;
 mod remove_device;
+mod remove_leftovers;
 mod remove_nodes;
 mod remove_training_nodes;
 mod rename_attribute;
@@ -35,6 +37,7 @@ mod rename_node;
 mod rename_op;
 mod round_weights;
 mod set_device;
+mod simplify_arithmetic;
 mod sort_by_execution_order;
 mod strip_unused_nodes;
 
@@ -209,6 +212,7 @@ impl Registry {
         registry.register(add_default_attributes::AddDefaultAttributes);
         registry.register(backport_concatv2::BackportConcatV2);
         registry.register(backport_tensor_array_v3::BackportTensorArrayV3);
+        registry.register(deploy::Deploy);
         registry.register(flatten_atrous_conv::FlattenAtrousConv);
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
@@ -224,6 +228,7 @@ impl Registry {
         registry.register(remove_attribute::RemoveAttribute);
         registry.register(remove_control_dependencies::RemoveControlDependencies);
         registry.register(remove_device::RemoveDevice);
+        registry.register(remove_leftovers::RemoveLeftovers);
         registry.register(remove_nodes::RemoveNodes);
         registry.register(remove_training_nodes::RemoveTrainingNodes);
         registry.register(rename_attribute::RenameAttribute);
@@ -231,6 +236,7 @@ impl Registry {
         registry.register(rename_op::RenameOp);
         registry.register(round_weights::RoundWeights);
         registry.register(set_device::SetDevice);
+        registry.register(simplify_arithmetic::SimplifyArithmetic);
         registry.register(sort_by_execution_order::SortByExecutionOrder);
         registry.register(strip_unused_nodes::StripUnusedNodes);
         registry

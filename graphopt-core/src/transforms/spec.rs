@@ -182,7 +182,15 @@ pub fn parse(text: &str) -> Result<Vec<TransformSpec>, SpecError> {
             return Ok(specs);
         }
         let column = scanner.pos + 1;
-        let name = scanner.take_while(is_name_char);
+        // `@name` names a pipeline, such as `@deploy`.
+        let pipeline = scanner.peek() == Some('@');
+        if pipeline {
+            scanner.pos += 1;
+        }
+        let mut name = scanner.take_while(is_name_char);
+        if pipeline && !name.is_empty() {
+            name.insert(0, '@');
+        }
         if name.is_empty() {
             let hint = if scanner.peek() == Some(',') {
                 "; transforms are separated by spaces, not commas"
@@ -190,7 +198,7 @@ pub fn parse(text: &str) -> Result<Vec<TransformSpec>, SpecError> {
                 ""
             };
             return Err(scanner.error(format!(
-                "expected a transform name (letters, digits, '_'), found {}{hint}",
+                "expected a transform name (letters, digits, '_'; '@' first for a pipeline), found {}{hint}",
                 scanner.describe_here()
             )));
         }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use graphopt_core::io;
 use graphopt_core::proto::GraphDef;
 
-/// The fixture models the generator writes (tests/fixtures/generate.py).
+/// Every fixture model the generators write (tests/fixtures/generate.py and
+/// generate_more.py); `every_fixture_is_listed` keeps this list complete.
 pub const MODELS: &[&str] = &[
     "keras_cnn",
     "transformer_block",
@@ -15,7 +16,27 @@ pub const MODELS: &[&str] = &[
     "bn_patterns",
     "training_leftovers",
     "resize_pad_conv",
+    "atrous_conv",
+    "dense_mlp",
+    "function_calls",
+    "efficientnet_block",
+    "densenet_block",
+    "bert_encoder",
 ];
+
+/// The fixtures' names as found in tests/fixtures/models.
+pub fn fixture_files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures().join("models"))
+        .expect("fixtures/models")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_suffix(".pb").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names
+}
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -104,4 +125,48 @@ pub fn run_fixture(model: &str, graph: &GraphDef) -> Vec<graphopt_core::tensor::
         .collect();
     graphopt_core::eval::evaluate(graph, &feeds, &outputs, Default::default())
         .unwrap_or_else(|e| panic!("{model}: {e}"))
+}
+
+/// Element-wise closeness, as numpy's `allclose`: every |a - b| <= atol + rtol * |b|
+/// (b is TensorFlow's), NaN matching NaN. Returns the first element that is not close.
+pub fn first_not_close(
+    a: &graphopt_core::tensor::Tensor,
+    b: &graphopt_core::tensor::Tensor,
+    rtol: f64,
+    atol: f64,
+) -> Option<(usize, f64, f64)> {
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    assert_eq!(a.dtype(), b.dtype(), "dtypes differ");
+    let (x, y) = match (a.floats(), b.floats()) {
+        (Some(x), Some(y)) => (x, y),
+        _ => {
+            let ints = |t: &graphopt_core::tensor::Tensor| {
+                t.integers()
+                    .map(|v| v.into_iter().map(|i| i as f64).collect::<Vec<_>>())
+            };
+            (ints(a).expect("numeric"), ints(b).expect("numeric"))
+        }
+    };
+    x.iter().zip(&y).enumerate().find_map(|(i, (&p, &q))| {
+        let close = (p.is_nan() && q.is_nan()) || p == q || (p - q).abs() <= atol + rtol * q.abs();
+        (!close).then_some((i, p, q))
+    })
+}
+
+/// Runs `graph` on the fixture's TensorFlow inputs and checks every output against
+/// TensorFlow's: relative to the output's magnitude (`relative_error`) within `tolerance`, and
+/// element-wise within `tolerance` relative plus `atol` absolute, so small outputs cannot hide
+/// an error behind a large one.
+pub fn assert_matches_tensorflow(model: &str, graph: &GraphDef, tolerance: f64, atol: f64) {
+    for (k, value) in run_fixture(model, graph).iter().enumerate() {
+        let theirs = tensor(model, &format!("output_{k}.pb"));
+        let (rel, abs) = relative_error(value, &theirs);
+        assert!(
+            rel <= tolerance,
+            "{model} output {k}: relative error {rel:e} (absolute {abs:e})"
+        );
+        if let Some((i, ours, tf)) = first_not_close(value, &theirs, tolerance, atol) {
+            panic!("{model} output {k} element {i}: {ours}, TensorFlow {tf} (rtol {tolerance:e}, atol {atol:e})");
+        }
+    }
 }

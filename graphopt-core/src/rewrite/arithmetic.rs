@@ -1,0 +1,274 @@
+//! Arithmetic simplification: exact rewrites in the spirit of Grappler's arithmetic optimizer,
+//! each keeping results within floating-point rounding (1e-5 relative) of the original.
+//!
+//! [`simplify_arithmetic`] applies, until nothing changes:
+//! - neutral elements: `x + 0`, `0 + x`, `x - 0`, `BiasAdd(x, 0)`, `x * 1`, `1 * x`, `x / 1`,
+//!   and a Transpose by the identity permutation become `x` (only when the constant cannot
+//!   change `x`'s shape by broadcasting);
+//! - `Neg(Neg(x))` becomes `x`;
+//! - chains of constant operands fold together: `(x * c1) * c2` -> `x * (c1 * c2)` and
+//!   `(x ± c1) ± c2` -> `x + (±c1 ± c2)`, when the inner node has no other reader.
+//!
+//! Nodes become Identities here; leftover removal splices them out.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::analysis::geometry::broadcast_shape;
+use crate::analysis::shapes;
+use crate::eval::binary_arithmetic;
+use crate::graph::edit::{
+    const_node, const_value, control_inputs, data_inputs, remove_unread, unique_name, Uses,
+};
+use crate::graph::InputRef;
+use crate::proto::{GraphDef, NodeDef};
+use crate::tensor::Tensor;
+
+/// Every element equals `target` (numeric tensors only).
+fn all_equal(t: &Tensor, target: f64) -> bool {
+    let values = t.floats().or_else(|| {
+        t.integers()
+            .map(|v| v.into_iter().map(|i| i as f64).collect())
+    });
+    values.is_some_and(|v| v.iter().all(|&x| x == target))
+}
+
+/// What a node becomes.
+enum Rewrite {
+    /// An Identity of this input.
+    Identity(String),
+    /// The same op on `x` and a new constant (the folded chain), dropping the inner node.
+    Chain {
+        op: &'static str,
+        x: String,
+        constant: Tensor,
+        /// The inner node of the chain, unread afterwards.
+        inner: String,
+    },
+}
+
+/// Simplifies the arithmetic of `graph` (see the module docs); `protected` nodes keep their
+/// op. Returns how many nodes were rewritten.
+pub fn simplify_arithmetic(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let mut total = 0;
+    // Each round rewrites at least one node of a finite graph; the bound is a guard.
+    for _ in 0..graph.node.len().max(1) {
+        let rewritten = one_round(graph, protected);
+        if rewritten == 0 {
+            break;
+        }
+        total += rewritten;
+    }
+    total
+}
+
+fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let known = shapes::infer_graph(graph);
+    let shape_of = |input: &str| -> Option<Vec<usize>> {
+        let parsed = InputRef::parse(input);
+        known.get(parsed.node)?.get(parsed.port as usize)?.clone()
+    };
+    let uses = Uses::new(graph);
+    let constant = |input: &str| -> Option<Tensor> {
+        if InputRef::parse(input).port != 0 {
+            return None;
+        }
+        const_value(graph.node.get(uses.producer(input)?)?)
+    };
+    let mut rewrites: Vec<(usize, Rewrite)> = Vec::new();
+    let mut claimed: HashSet<usize> = HashSet::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if protected.contains(&node.name) || claimed.contains(&i) {
+            continue;
+        }
+        let inputs = data_inputs(node);
+        let op = node.op.as_str();
+        // x OP c with c constant: (x, c, c is second).
+        let operands = || -> Option<(&str, Tensor, bool)> {
+            let [a, b] = inputs.as_slice() else {
+                return None;
+            };
+            match (constant(a), constant(b)) {
+                (None, Some(c)) => Some((*a, c, true)),
+                (Some(c), None) => Some((*b, c, false)),
+                _ => None,
+            }
+        };
+        // The constant leaves x's shape alone.
+        let keeps_shape = |x: &str, c: &Tensor| {
+            c.shape().is_empty()
+                || shape_of(x).is_some_and(|s| broadcast_shape(&s, c.shape()).ok() == Some(s))
+        };
+        let rewrite = match op {
+            "Add" | "AddV2" | "Sub" | "BiasAdd" | "Mul" | "Div" | "RealDiv" => {
+                operands().and_then(|(x, c, second)| {
+                    let neutral = match op {
+                        "Add" | "AddV2" => all_equal(&c, 0.0),
+                        "Sub" | "BiasAdd" => second && all_equal(&c, 0.0),
+                        "Mul" => all_equal(&c, 1.0),
+                        _ => second && all_equal(&c, 1.0),
+                    };
+                    if neutral && (op == "BiasAdd" || keeps_shape(x, &c)) {
+                        return Some(Rewrite::Identity(x.to_string()));
+                    }
+                    chain(graph, &uses, protected, op, x, &c, second, &constant).map(|(p, r)| {
+                        claimed.insert(p);
+                        r
+                    })
+                })
+            }
+            "Transpose" => {
+                let perm = inputs
+                    .get(1)
+                    .and_then(|p| constant(p))
+                    .and_then(|p| p.integers());
+                perm.filter(|p| p.iter().enumerate().all(|(k, &v)| v == k as i64))
+                    .map(|_| Rewrite::Identity(inputs[0].to_string()))
+            }
+            "Neg" => inputs
+                .first()
+                .and_then(|&x| {
+                    let p = uses.producer(x)?;
+                    let inner = graph.node.get(p)?;
+                    let private = uses.count(p) == 1 && !protected.contains(&inner.name);
+                    (inner.op == "Neg" && private && InputRef::parse(x).port == 0)
+                        .then(|| data_inputs(inner).first().map(|s| s.to_string()))
+                        .flatten()
+                })
+                .map(Rewrite::Identity),
+            _ => None,
+        };
+        if let Some(rewrite) = rewrite {
+            claimed.insert(i);
+            rewrites.push((i, rewrite));
+        }
+    }
+    let count = rewrites.len();
+    apply(graph, rewrites, protected);
+    count
+}
+
+/// `(x op1 c1) op2 c2` with the inner node private: the outer node takes `x` and the combined
+/// constant. Returns the inner node's index and the rewrite.
+#[allow(clippy::too_many_arguments)]
+fn chain(
+    graph: &GraphDef,
+    uses: &Uses,
+    protected: &HashSet<String>,
+    op: &str,
+    inner_input: &str,
+    c2: &Tensor,
+    c2_second: bool,
+    constant: &dyn Fn(&str) -> Option<Tensor>,
+) -> Option<(usize, Rewrite)> {
+    let additive = |op: &str| matches!(op, "Add" | "AddV2" | "Sub");
+    if !(op == "Mul" || additive(op)) || (op == "Sub" && !c2_second) {
+        return None;
+    }
+    let p = uses.producer(inner_input)?;
+    let inner = graph.node.get(p)?;
+    if uses.count(p) != 1
+        || uses.reads_other_outputs(p)
+        || protected.contains(&inner.name)
+        || InputRef::parse(inner_input).port != 0
+    {
+        return None;
+    }
+    let same_family = (op == "Mul" && inner.op == "Mul") || (additive(op) && additive(&inner.op));
+    if !same_family {
+        return None;
+    }
+    let [a, b] = data_inputs(inner)[..] else {
+        return None;
+    };
+    let (x, c1, c1_second) = match (constant(a), constant(b)) {
+        (None, Some(c)) => (a, c, true),
+        (Some(c), None) => (b, c, false),
+        _ => return None,
+    };
+    if inner.op == "Sub" && !c1_second {
+        return None; // c - x: the sign of x would flip
+    }
+    if c1.dtype() != c2.dtype() {
+        return None;
+    }
+    let combined = if op == "Mul" {
+        binary_arithmetic("Mul", &c1, c2).ok()?
+    } else {
+        // x + s1*c1 + s2*c2 with s = -1 for a subtracted constant.
+        let signed = |op: &str, c: &Tensor| -> Option<Tensor> {
+            if op == "Sub" {
+                binary_arithmetic("Sub", &zero_like(c)?, c).ok()
+            } else {
+                Some(c.clone())
+            }
+        };
+        binary_arithmetic("AddV2", &signed(&inner.op, &c1)?, &signed(op, c2)?).ok()?
+    };
+    let new_op = if op == "Mul" { "Mul" } else { "AddV2" };
+    Some((
+        p,
+        Rewrite::Chain {
+            op: new_op,
+            x: x.to_string(),
+            constant: combined,
+            inner: inner.name.clone(),
+        },
+    ))
+}
+
+/// A scalar zero of `t`'s type.
+fn zero_like(t: &Tensor) -> Option<Tensor> {
+    binary_arithmetic("Sub", t, t)
+        .ok()
+        .and_then(|z| Tensor::from_proto(&z.to_proto()).ok())
+}
+
+fn apply(graph: &mut GraphDef, rewrites: Vec<(usize, Rewrite)>, protected: &HashSet<String>) {
+    if rewrites.is_empty() {
+        return;
+    }
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut new_consts: HashMap<usize, NodeDef> = HashMap::new();
+    let mut bypassed = HashSet::new();
+    for (i, rewrite) in rewrites {
+        let node = &mut graph.node[i];
+        let controls = control_inputs(node);
+        let t = node.attr.get("T").cloned();
+        match rewrite {
+            Rewrite::Identity(x) => {
+                node.op = "Identity".into();
+                node.input = vec![x];
+                node.attr.clear();
+                if let Some(t) = t {
+                    node.attr.insert("T".into(), t);
+                }
+            }
+            Rewrite::Chain {
+                op,
+                x,
+                constant,
+                inner,
+            } => {
+                bypassed.insert(inner);
+                let name = unique_name(&format!("{}/folded_constant", node.name), &mut taken);
+                new_consts.insert(i, const_node(name.clone(), node.device.clone(), &constant));
+                node.op = op.into();
+                node.input = vec![x, name];
+                node.attr.clear();
+                if let Some(t) = t {
+                    node.attr.insert("T".into(), t);
+                }
+            }
+        }
+        node.input.extend(controls);
+    }
+    // The inner nodes of folded chains and the constants they read are now unread.
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        if let Some(c) = new_consts.remove(&i) {
+            graph.node.push(c);
+        }
+        graph.node.push(node);
+    }
+    remove_unread(graph, bypassed, protected);
+}

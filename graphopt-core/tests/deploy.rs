@@ -1,0 +1,116 @@
+//! The recommended pipeline `@deploy` on every fixture: TensorFlow's outputs kept, graphs no
+//! larger than Grappler's (its arithmetic, constant-folding, dependency, shape, loop, common
+//! subexpression and pruning optimizers, recorded by tests/fixtures/record_grappler.py), and
+//! none of the leftovers it promises to remove.
+
+mod common;
+
+use std::collections::HashSet;
+
+use graphopt_core::graph::edit::const_value;
+use graphopt_core::proto::GraphDef;
+use graphopt_core::transforms::{self, Registry};
+
+/// Main-graph node counts of `@deploy` per fixture. A change to the pipeline that moves one
+/// must update it here and in the README's table.
+const DEPLOY_NODES: &[(&str, usize)] = &[
+    ("atrous_conv", 24),
+    ("bert_encoder", 151),
+    ("bn_patterns", 46),
+    ("dense_mlp", 10),
+    ("densenet_block", 46),
+    ("efficientnet_block", 69),
+    ("function_calls", 6),
+    ("keras_cnn", 22),
+    ("resize_pad_conv", 26),
+    ("tf1_conv_bn", 11),
+    ("training_leftovers", 4),
+    ("transformer_block", 65),
+    ("while_rnn", 55),
+];
+
+fn deploy(model: &str) -> GraphDef {
+    let (inputs, outputs) = common::io_names(model);
+    let mut graph = common::load(model);
+    let specs = transforms::parse("@deploy").unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &inputs,
+        &outputs,
+    )
+    .unwrap_or_else(|e| panic!("{model}: {e}"));
+    graph
+}
+
+fn grappler() -> serde_json::Value {
+    let path = common::fixtures().join("expected/grappler.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_fixture_is_listed() {
+    let mut listed: Vec<String> = common::MODELS.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, common::fixture_files());
+    let mut counted: Vec<&str> = DEPLOY_NODES.iter().map(|(n, _)| *n).collect();
+    counted.sort();
+    assert_eq!(counted, listed);
+}
+
+#[test]
+fn deploy_keeps_outputs_and_is_no_larger_than_grappler() {
+    let grappler = grappler();
+    let mut report = Vec::new();
+    for &(model, expected_nodes) in DEPLOY_NODES {
+        let graph = deploy(model);
+        common::assert_matches_tensorflow(model, &graph, 1e-5, 1e-6);
+        let ours = graph.node.len();
+        let theirs = grappler["fixtures"][model]["grappler"]["node_count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{model}: no Grappler count recorded"))
+            as usize;
+        assert!(
+            ours <= theirs,
+            "{model}: @deploy {ours} nodes, Grappler {theirs}"
+        );
+        report.push(format!("{model}: {ours} (Grappler {theirs})"));
+        assert_eq!(ours, expected_nodes, "{model}: @deploy node count changed");
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[test]
+fn deploy_leaves_no_leftovers_and_no_duplicate_constants() {
+    for &(model, _) in DEPLOY_NODES {
+        let (_, outputs) = common::io_names(model);
+        let outputs: HashSet<&str> = outputs.iter().map(String::as_str).collect();
+        let graph = deploy(model);
+        // Inside a loop or branch, Identities and NoOps pin nodes to their frame: not leftovers.
+        let framed = graphopt_core::graph::inside_control_flow(&graph);
+        for node in &graph.node {
+            let leftover = match node.op.as_str() {
+                "IdentityN" | "StopGradient" | "Snapshot" | "PreventGradient" | "CheckNumerics" => {
+                    true
+                }
+                "NoOp" => !framed.contains(&node.name),
+                "Identity" => !outputs.contains(node.name.as_str()) && !framed.contains(&node.name),
+                _ => false,
+            };
+            assert!(!leftover, "{model}: {} ({}) left", node.name, node.op);
+        }
+        // Consts pinned to different loop frames (by their control inputs) are different nodes.
+        let mut constants: Vec<(&str, Vec<u8>)> = Vec::new();
+        for node in graph.node.iter().filter(|n| n.op == "Const") {
+            let value = const_value(node).unwrap().to_proto();
+            let mut key = prost::Message::encode_to_vec(&value);
+            key.extend(node.input.join(",").as_bytes());
+            key.extend(node.device.as_bytes());
+            if let Some((other, _)) = constants.iter().find(|(_, k)| *k == key) {
+                panic!("{model}: Consts {other} and {} are identical", node.name);
+            }
+            constants.push((node.name.as_str(), key));
+        }
+    }
+}
