@@ -582,3 +582,63 @@ fn broadcasting_and_matmul_blowups_are_refused_before_allocating() {
         assert!(error.to_string().contains("over the limit"), "{error}");
     }
 }
+
+/// `Mul(x, s) -> AddV2(b) -> ACT -> Conv2D` with per-channel `s` (positive or not).
+fn pre_activation(act: &str, positive_scale: bool) -> graphopt_core::proto::GraphDef {
+    use synthetic::*;
+    let mut scale = constant("s", &[4], 11, positive_scale);
+    if !positive_scale {
+        // One negative channel is enough to forbid the move.
+        let value = graphopt_core::graph::edit::const_value(&scale).unwrap();
+        let mut v = value.floats().unwrap();
+        v[2] = -0.75;
+        let t = graphopt_core::rewrite::weights::vector(&v, value.dtype()).unwrap();
+        graphopt_core::graph::edit::set_const_value(&mut scale, &t);
+    }
+    graph(vec![
+        placeholder("x", &[1, 6, 6, 4]),
+        scale,
+        constant("b", &[4], 12, false),
+        constant("w", &[3, 3, 4, 5], 13, false),
+        node("mul", "Mul", &["x", "s"], &[]),
+        node("add", "AddV2", &["mul", "b"], &[]),
+        node("act", act, &["add"], &[]),
+        node(
+            "conv",
+            "Conv2D",
+            &["act", "w"],
+            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("SAME"))],
+        ),
+    ])
+}
+
+#[test]
+fn positive_scales_move_through_relu_into_the_next_convolution() {
+    for act in ["Relu", "LeakyRelu"] {
+        let graph = pre_activation(act, true);
+        let mut folded = graph.clone();
+        run_on(&mut folded, "fold_scale_axis", &["conv"]).unwrap();
+        assert_eq!(count(&folded, "Mul"), 0, "{act}: the scale is still a Mul");
+        assert_eq!(count(&folded, "AddV2"), 1);
+        let options = graphopt_core::verify::VerifyOptions {
+            outputs: vec!["conv".into()],
+            seed: 5,
+            ..Default::default()
+        };
+        let report = graphopt_core::verify::compare(&graph, &folded, &options).unwrap();
+        assert!(report.worst() < 1e-6, "{act}: {report:?}");
+    }
+}
+
+#[test]
+fn negative_scales_and_relu6_stop_the_move() {
+    for (act, positive) in [("Relu", false), ("Relu6", true)] {
+        let mut graph = pre_activation(act, positive);
+        run_on(&mut graph, "fold_scale_axis", &["conv"]).unwrap();
+        assert_eq!(
+            count(&graph, "Mul"),
+            1,
+            "{act} (positive scale: {positive}) moved"
+        );
+    }
+}

@@ -15,6 +15,7 @@ pub mod leftovers;
 pub mod order;
 pub mod pattern;
 pub mod remove;
+pub mod scale_axis;
 pub mod strip;
 pub mod training;
 pub mod weights;

@@ -87,6 +87,39 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// Number of input channels given the weights.
+    pub fn input_channels(self, weights: &Tensor) -> Option<usize> {
+        match (self, weights.shape()) {
+            (Layer::Conv2D | Layer::Depthwise, [_, _, c, _]) => Some(*c),
+            (Layer::MatMul { transpose_b: false }, [rows, _]) => Some(*rows),
+            (Layer::MatMul { transpose_b: true }, [_, cols]) => Some(*cols),
+            _ => None,
+        }
+    }
+
+    /// Weights with every input channel `c` multiplied by `scale[c]`: the layer applied to `x`
+    /// then equals the original layer applied to `x * scale` (per channel).
+    pub fn scale_inputs(self, weights: &Tensor, scale: &[f64]) -> Option<Tensor> {
+        if self.input_channels(weights)? != scale.len() {
+            return None;
+        }
+        let shape = weights.shape().to_vec();
+        let channel = |i: usize| -> usize {
+            match (self, shape.as_slice()) {
+                // [kh, kw, in, k]: the input channel is the third index.
+                (Layer::Conv2D | Layer::Depthwise, [_, _, c, k]) => (i / (*k).max(1)) % (*c).max(1),
+                (Layer::MatMul { transpose_b: false }, [_, cols]) => i / (*cols).max(1),
+                (Layer::MatMul { transpose_b: true }, [_, cols]) => i % (*cols).max(1),
+                _ => 0,
+            }
+        };
+        map_floats(weights, |i, v| {
+            v * scale.get(channel(i)).copied().unwrap_or(1.0)
+        })
+    }
+}
+
 /// Applies `f(flat index, value)` to every element of a float tensor, keeping its dtype.
 pub fn map_floats(t: &Tensor, f: impl Fn(usize, f64) -> f64) -> Option<Tensor> {
     let data = match t.data() {

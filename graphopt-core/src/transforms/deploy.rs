@@ -4,7 +4,8 @@
 //! 1. cut to what --outputs need (when outputs are given), --inputs becoming Placeholders;
 //! 2. training leftovers: learning-phase flags pinned, Asserts dropped, constant conds resolved;
 //! 3. constant folding (skipped, with a warning, if it fails);
-//! 4. batch-norm folding, both the fused ops and Keras 3's decomposed Mul/Add;
+//! 4. batch-norm folding, both the fused ops and Keras 3's decomposed Mul/Add, and positive
+//!    per-channel scales moved forward through activations into the next layer's weights;
 //! 5. arithmetic simplification (`x*1`, `x+0`, constant chains, identity transposes);
 //! 6. leftover removal: identity-like ops, CheckNumerics, same-type casts, shape no-ops,
 //!    control edges that order nothing, idle NoOps;
@@ -20,7 +21,9 @@ use crate::graph;
 use crate::proto::GraphDef;
 use crate::rewrite::constants::{fold, FoldOptions};
 use crate::rewrite::strip::{strip_unused, StripOptions};
-use crate::rewrite::{arithmetic, batch_norms, duplicates, leftovers, order, remove, training};
+use crate::rewrite::{
+    arithmetic, batch_norms, duplicates, leftovers, order, remove, scale_axis, training,
+};
 use crate::tensor::Limits;
 
 pub struct Deploy;
@@ -78,6 +81,7 @@ impl Transform for Deploy {
         }
         batch_norms::fold_batch_norm_ops(graph, &protected);
         batch_norms::fold_scales_and_shifts(graph, &protected);
+        scale_axis::fold_scales_forward(graph, &protected);
         arithmetic::simplify_arithmetic(graph, &protected);
         leftovers::remove_leftovers(graph, &protected);
         duplicates::merge_duplicates(graph, &protected)?;

@@ -20,6 +20,7 @@ mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
 mod fold_old_batch_norms;
+mod fold_scale_axis;
 mod fuse_convolutions;
 mod inline_partitionedcall;
 mod insert_logging;
@@ -217,6 +218,7 @@ impl Registry {
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);
         registry.register(fold_old_batch_norms::FoldOldBatchNorms);
+        registry.register(fold_scale_axis::FoldScaleAxis);
         registry.register(fuse_convolutions::FusePadAndConv);
         registry.register(fuse_convolutions::FuseResizeAndConv);
         registry.register(fuse_convolutions::FuseResizePadAndConv);
