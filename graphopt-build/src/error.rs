@@ -22,6 +22,8 @@ pub enum Error {
         "graphopt: model '{model}': '{name}' is not a valid Rust identifier for a model module"
     )]
     BadName { model: String, name: String },
+    #[error("graphopt: model '{model}' is built twice by this build script; give each Model::new a name of its own")]
+    Duplicate { model: String },
     #[error("graphopt: model '{model}': {message}")]
     Model { model: String, message: String },
     #[error(

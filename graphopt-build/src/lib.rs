@@ -26,6 +26,7 @@
 
 mod cache;
 mod error;
+mod index;
 mod manifest;
 mod model;
 

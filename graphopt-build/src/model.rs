@@ -12,6 +12,7 @@ use graphopt_core::{graph, io, summary};
 
 use crate::cache::{self, KeyBuilder};
 use crate::error::Error;
+use crate::index;
 use crate::manifest::{Manifest, TensorManifest};
 
 /// The version that goes into every cache key: a new graphopt never reuses an old artifact.
@@ -149,6 +150,17 @@ impl Model {
                 name: self.name.clone(),
             });
         }
+        let dir = out_dir.join("graphopt");
+        index::begin(&dir, &self.name).map_err(|e| match e {
+            index::BeginError::Duplicate => Error::Duplicate {
+                model: self.name.clone(),
+            },
+            index::BeginError::Io(source) => Error::Io {
+                model: self.name.clone(),
+                path: dir.clone(),
+                source,
+            },
+        })?;
         let source = if self.path.is_absolute() {
             self.path.clone()
         } else {
@@ -238,7 +250,6 @@ impl Model {
             self.check_lock(&manifest_dir.join(lock), &manifest)?;
         }
 
-        let dir = out_dir.join("graphopt");
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
             model: self.name.clone(),
             path: dir.clone(),
@@ -255,6 +266,7 @@ impl Model {
         let json = serde_json::to_string_pretty(&manifest).map_err(|e| self.fail(e.to_string()))?;
         cache::write_atomically(&manifest_path, json.as_bytes())
             .map_err(|e| io_error(&manifest_path, e))?;
+        index::record(&dir, &self.name).map_err(|e| io_error(&dir, e))?;
         Ok(BuiltModel {
             graph_path,
             manifest_path,

@@ -438,3 +438,72 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
         "{message}"
     );
 }
+
+#[test]
+fn a_renamed_or_removed_model_is_no_longer_embeddable() {
+    let app = App::named("rename-app");
+    let out = app.build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out_dir =
+        PathBuf::from(std::fs::read_to_string(app.dir.path().join("out_dir.txt")).unwrap());
+    assert!(out_dir.join("graphopt/tiny.pb").exists());
+
+    // Renamed in build.rs: the old name is a compile error listing the current models, and
+    // the old artifacts are gone.
+    let renamed = std::fs::read_to_string(app.dir.path().join("build.rs"))
+        .unwrap()
+        .replace("Model::new(\"tiny\"", "Model::new(\"small\"");
+    std::fs::write(app.dir.path().join("build.rs"), renamed).unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "no model 'tiny' was built by this package's build.rs; declared models: small"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_dir.join("graphopt/tiny.pb").exists());
+    assert!(!out_dir.join("graphopt/tiny.json").exists());
+    assert!(out_dir.join("graphopt/small.pb").exists());
+    let index = std::fs::read_to_string(out_dir.join("graphopt/index.json")).unwrap();
+    assert!(
+        index.contains("\"small\"") && !index.contains("tiny"),
+        "{index}"
+    );
+
+    // Removed: a build script that builds no model leaves nothing embeddable.
+    std::fs::write(app.dir.path().join("build.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(small);\nfn main() {}\n",
+    )
+    .unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "no model 'small' was built by this package's build.rs; declared models: none"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same name twice in one run is an error.
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         for _ in 0..2 {\n        \
+         graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").outputs([\"probs\"]).build()?;\n    }\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "graphopt: model 'tiny' is built twice by this build script; give each Model::new a name of its own"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -18,7 +18,7 @@
 //! It reads only the manifest and never links graphopt-core. A name no build script declared
 //! is a compile error listing the declared ones.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -124,20 +124,18 @@ fn error(message: String) -> TokenStream {
     quote!(::core::compile_error!(#message);).into()
 }
 
-fn declared(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.strip_suffix(".json"))
-                        .map(str::to_string)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+/// The variable graphopt-build sets for the package's compilation: the models its last
+/// build-script run built, comma-separated. Artifacts of other runs are not embeddable.
+const MODELS_VAR: &str = "GRAPHOPT_MODELS";
+
+/// The models the build script's last run declared.
+fn declared() -> Vec<String> {
+    let mut names: Vec<String> = std::env::var(MODELS_VAR)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
     names.sort();
     names
 }
@@ -194,19 +192,20 @@ pub fn include_model(input: TokenStream) -> TokenStream {
     };
     let dir = out_dir.join("graphopt");
     let manifest_path = dir.join(format!("{name}.json"));
+    let known = declared();
+    if !known.contains(&name) {
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        return error(format!(
+            "no model '{name}' was built by this package's build.rs; declared models: {known}"
+        ));
+    }
     let text = match std::fs::read_to_string(&manifest_path) {
         Ok(text) => text,
-        Err(_) => {
-            let known = declared(&dir);
-            let known = if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            };
-            return error(format!(
-                "no model '{name}' was built by this package's build.rs; declared models: {known}"
-            ));
-        }
+        Err(e) => return error(format!("{}: {e}", manifest_path.display())),
     };
     let manifest: Manifest = match Manifest::from_json(&text) {
         Ok(m) => m,
