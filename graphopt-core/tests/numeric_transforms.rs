@@ -195,6 +195,23 @@ fn fold_old_batch_norms_folds_fused_v3_after_conv_and_bias() {
 /// The CNN fixtures with batch norms, on which graphopt must beat the Graph Transform Tool.
 const CNNS_WITH_BATCH_NORM: &[&str] = &["keras_cnn", "tf1_conv_bn", "bn_patterns"];
 
+/// Node counts of the standard pipeline per fixture, as the README's table gives them.
+const STANDARD_NODES: &[(&str, usize)] = &[
+    ("keras_cnn", 25),
+    ("transformer_block", 91),
+    ("while_rnn", 72),
+    ("tf1_conv_bn", 12),
+    ("bn_patterns", 53),
+    ("training_leftovers", 4),
+    ("resize_pad_conv", 29),
+    ("atrous_conv", 33),
+    ("dense_mlp", 17),
+    ("function_calls", 6),
+    ("efficientnet_block", 97),
+    ("densenet_block", 48),
+    ("bert_encoder", 179),
+];
+
 #[test]
 fn standard_pipeline_keeps_outputs_and_beats_the_graph_transform_tool() {
     for name in common::MODELS {
@@ -214,6 +231,12 @@ fn standard_pipeline_keeps_outputs_and_beats_the_graph_transform_tool() {
         println!(
             "{name}: graphopt {} nodes, TensorFlow's GTT {gtt_nodes}",
             graph.node.len()
+        );
+        let recorded = STANDARD_NODES.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
+        assert_eq!(
+            Some(graph.node.len()),
+            recorded,
+            "{name}: node count changed (update the README's table)"
         );
         if *name != "bn_patterns" {
             // Only bn_patterns shares weights between layers; elsewhere no weight is copied

@@ -1,0 +1,87 @@
+//! Output bytes are fixed: the SHA-256 of every pipeline's output on every fixture is committed
+//! (tests/fixtures/expected/output_sha256.json), so a different machine, compiler, hash seed or
+//! dependency version that changes one byte fails here, not in a user's cache.
+//!
+//! After an intended change to a transform, regenerate the file with
+//! `GRAPHOPT_BLESS=1 cargo test -p graphopt-core --test determinism` and commit it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use graphopt_core::io;
+use graphopt_core::transforms::{self, Registry};
+use sha2::{Digest, Sha256};
+
+const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms sort_by_execution_order";
+
+/// The pipelines whose outputs are pinned.
+const PIPELINES: &[&str] = &[
+    STANDARD,
+    "@deploy",
+    "quantize_weights(minimum_size=16)",
+    "round_weights(num_steps=256)",
+    "merge_duplicate_nodes sort_by_execution_order",
+    "obfuscate_names",
+];
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn digests() -> BTreeMap<String, String> {
+    let registry = Registry::with_builtins();
+    let mut out = BTreeMap::new();
+    for name in common::MODELS {
+        let (inputs, outputs) = common::io_names(name);
+        for pipeline in PIPELINES {
+            let mut graph = common::load(name);
+            let specs = transforms::parse(pipeline).unwrap();
+            transforms::run(&registry, &mut graph, &specs, &inputs, &outputs)
+                .unwrap_or_else(|e| panic!("{name} `{pipeline}`: {e}"));
+            out.insert(
+                format!("{name} | {pipeline}"),
+                hex(&io::encode_graph(&graph)),
+            );
+            if *pipeline == "@deploy" {
+                let text = graphopt_core::text_format::to_text(&graph).unwrap();
+                out.insert(format!("{name} | {pipeline} | text"), hex(text.as_bytes()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pipeline_outputs_have_the_committed_digests() {
+    let path = common::fixtures().join("expected/output_sha256.json");
+    let ours = digests();
+    if std::env::var_os("GRAPHOPT_BLESS").is_some() {
+        let text = serde_json::to_string_pretty(&ours).unwrap() + "\n";
+        std::fs::write(&path, text).unwrap();
+    }
+    let committed: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let differing: Vec<&String> = ours
+        .keys()
+        .filter(|k| committed.get(*k) != ours.get(*k))
+        .collect();
+    assert_eq!(
+        committed.len(),
+        ours.len(),
+        "the committed digests cover other pipelines or fixtures; bless them again"
+    );
+    assert!(
+        differing.is_empty(),
+        "{} outputs changed bytes (GRAPHOPT_BLESS=1 after an intended change):\n{}",
+        differing.len(),
+        differing
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
