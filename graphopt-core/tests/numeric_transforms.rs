@@ -232,7 +232,10 @@ fn standard_pipeline_keeps_outputs_and_beats_the_graph_transform_tool() {
             "{name}: graphopt {} nodes, TensorFlow's GTT {gtt_nodes}",
             graph.node.len()
         );
-        let recorded = STANDARD_NODES.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
+        let recorded = STANDARD_NODES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| *c);
         assert_eq!(
             Some(graph.node.len()),
             recorded,
