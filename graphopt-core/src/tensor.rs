@@ -498,6 +498,57 @@ impl Tensor {
     /// Encodes to a compact canonical `TensorProto`: no values for an empty tensor, a single
     /// typed value when every element is the same (TensorFlow's fill shorthand), raw
     /// little-endian `tensor_content` otherwise; strings always as `string_val`.
+    /// The proto with every value in `tensor_content` (little-endian, as TensorFlow lays it
+    /// out), even where [`Tensor::to_proto`] would use a compact `*_val` field: some importers
+    /// (OpenCV's) read certain Consts only through `tensor_content`. Strings have no
+    /// `tensor_content` form and keep `string_val`.
+    pub fn to_proto_as_content(&self) -> TensorProto {
+        let mut proto = self.to_proto();
+        let mut content: Vec<u8> = Vec::with_capacity(self.byte_size());
+        macro_rules! bytes_of {
+            ($a:expr, $to_bytes:expr) => {
+                for v in $a.iter() {
+                    content.extend_from_slice(&$to_bytes(v));
+                }
+            };
+        }
+        match &self.data {
+            Data::F32(a) => bytes_of!(a, |v: &f32| v.to_le_bytes()),
+            Data::F64(a) => bytes_of!(a, |v: &f64| v.to_le_bytes()),
+            Data::F16(a) => bytes_of!(a, |v: &f16| v.to_bits().to_le_bytes()),
+            Data::BF16(a) => bytes_of!(a, |v: &bf16| v.to_bits().to_le_bytes()),
+            Data::I8(a) => bytes_of!(a, |v: &i8| v.to_le_bytes()),
+            Data::I16(a) => bytes_of!(a, |v: &i16| v.to_le_bytes()),
+            Data::I32(a) => bytes_of!(a, |v: &i32| v.to_le_bytes()),
+            Data::I64(a) => bytes_of!(a, |v: &i64| v.to_le_bytes()),
+            Data::U8(a) => bytes_of!(a, |v: &u8| v.to_le_bytes()),
+            Data::U16(a) => bytes_of!(a, |v: &u16| v.to_le_bytes()),
+            Data::U32(a) => bytes_of!(a, |v: &u32| v.to_le_bytes()),
+            Data::U64(a) => bytes_of!(a, |v: &u64| v.to_le_bytes()),
+            Data::Bool(a) => bytes_of!(a, |v: &bool| [u8::from(*v)]),
+            Data::C64(a) => bytes_of!(a, |v: &[f32; 2]| {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&v[0].to_le_bytes());
+                b[4..].copy_from_slice(&v[1].to_le_bytes());
+                b
+            }),
+            Data::C128(a) => bytes_of!(a, |v: &[f64; 2]| {
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&v[0].to_le_bytes());
+                b[8..].copy_from_slice(&v[1].to_le_bytes());
+                b
+            }),
+            Data::Str(_) => return proto,
+        }
+        let dims = proto.tensor_shape.take();
+        TensorProto {
+            dtype: proto.dtype,
+            tensor_shape: dims,
+            tensor_content: Bytes::from(content),
+            ..Default::default()
+        }
+    }
+
     pub fn to_proto(&self) -> TensorProto {
         let dims = self.shape().to_vec();
         let mut proto = TensorProto {

@@ -668,3 +668,108 @@ fn negative_scales_and_relu6_stop_the_move() {
         );
     }
 }
+
+#[test]
+fn fixed_input_shapes_fold_the_shape_arithmetic() {
+    // The EfficientNet-style fixture has a batch of -1: its Tensordot shape arithmetic
+    // (Shape, GatherV2, Prod, Pack) stays until the batch is fixed.
+    let before = apply("efficientnet_block", "@deploy");
+    assert!(count(&before, "Shape") > 0);
+    let graph = apply(
+        "efficientnet_block",
+        "@deploy fix_input_shapes(shape=\"1,32,32,3\") @deploy",
+    );
+    for op in ["Shape", "GatherV2", "Prod", "Pack", "ConcatV2"] {
+        assert_eq!(
+            count(&graph, op),
+            0,
+            "{op} left after fixing the input shape"
+        );
+    }
+    assert!(graph.node.len() < before.node.len());
+    assert_matches_tensorflow("efficientnet_block", &graph, 1e-5);
+    let input = graph.node.iter().find(|n| n.name == "input").unwrap();
+    let shape = graphopt_core::graph::attrs::shape(input, "shape").unwrap();
+    let dims: Vec<i64> = shape.dim.iter().map(|d| d.size).collect();
+    assert_eq!(dims, [1, 32, 32, 3]);
+}
+
+#[test]
+fn fixing_input_shapes_refuses_what_contradicts_the_graph() {
+    let cases = [
+        (
+            "fix_input_shapes(shape=\"1,32,32\")",
+            "has rank 4, but 3 dimensions were given",
+        ),
+        (
+            "fix_input_shapes(shape=\"1,31,32,3\")",
+            "dimension 1 is 32; it cannot become 31",
+        ),
+        (
+            "fix_input_shapes(name=Identity, shape=\"1,10\")",
+            "'Identity' is a Identity, not a Placeholder",
+        ),
+        (
+            "fix_input_shapes(name=input)",
+            "give name and shape once per input",
+        ),
+    ];
+    for (transform, message) in cases {
+        let mut graph = common::load("efficientnet_block");
+        let specs = transforms::parse(transform).unwrap();
+        let error = transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &["input".to_string()],
+            &["Identity".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains(message), "{transform}: {error}");
+    }
+}
+
+#[test]
+fn add_shapes_writes_the_shapes_the_evaluator_computes() {
+    let graph = apply("keras_cnn", "@deploy add_shapes");
+    let (inputs, _) = common::io_names("keras_cnn");
+    let feeds = inputs
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            (
+                name.clone(),
+                common::tensor("keras_cnn", &format!("input_{k}.pb")),
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    for node in &graph.node {
+        let Some(graphopt_core::proto::attr_value::Value::List(list)) = node
+            .attr
+            .get("_output_shapes")
+            .and_then(|a| a.value.as_ref())
+        else {
+            panic!("{} has no _output_shapes", node.name);
+        };
+        let Some(first) = list.shape.first() else {
+            continue; // no outputs
+        };
+        if first.unknown_rank {
+            continue;
+        }
+        let value = graphopt_core::eval::evaluate(
+            &graph,
+            &feeds,
+            std::slice::from_ref(&node.name),
+            Default::default(),
+        )
+        .unwrap();
+        let dims: Vec<i64> = first.dim.iter().map(|d| d.size).collect();
+        let actual: Vec<i64> = value[0].shape().iter().map(|&d| d as i64).collect();
+        assert_eq!(dims, actual, "{}", node.name);
+        checked += 1;
+    }
+    assert_eq!(checked, graph.node.len(), "every node's shape is known");
+}

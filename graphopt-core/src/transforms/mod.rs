@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph;
-use crate::proto::GraphDef;
+use crate::proto::{DataType, GraphDef};
 
 pub mod spec;
 
 mod add_default_attributes;
+mod add_shapes;
 mod backport_concatv2;
 mod backport_tensor_array_v3;
 mod deploy;
+mod fix_input_shapes;
 mod flatten_atrous_conv;
 mod fold_batch_norms;
 mod fold_constants;
@@ -54,6 +56,14 @@ pub trait Transform: Send + Sync {
     /// The parameter names this transform accepts (besides `ignore_errors`); `None` accepts any.
     fn params(&self) -> Option<&[&str]> {
         Some(&[])
+    }
+    /// The version of what this transform computes, for caches of its results: change it
+    /// whenever the transform's output changes. graphopt-build keys its cache on the name and
+    /// version of every application transform a model uses, and does not cache a model whose
+    /// transform list uses one without a version (`None`, the default). Built-in transforms
+    /// have none: graphopt-core's source fingerprint ([`crate::SOURCE_SHA256`]) covers them.
+    fn version(&self) -> Option<&str> {
+        None
     }
     /// Applies the transform.
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()>;
@@ -180,6 +190,46 @@ impl<'a> Params<'a> {
     }
 }
 
+impl Params<'_> {
+    /// A TensorFlow type name as a parameter value: `float`, `DT_FLOAT`, `int32`, `float32`.
+    pub fn parse_type(&self, text: &str) -> Result<DataType> {
+        let upper = text.to_ascii_uppercase();
+        let candidates = [format!("DT_{upper}"), upper.clone()];
+        let alias = match upper.as_str() {
+            "FLOAT32" => Some("DT_FLOAT"),
+            "FLOAT64" => Some("DT_DOUBLE"),
+            "FLOAT16" => Some("DT_HALF"),
+            _ => None,
+        };
+        candidates
+            .iter()
+            .map(String::as_str)
+            .chain(alias)
+            .find_map(DataType::from_str_name)
+            .ok_or_else(|| {
+                Error::transform(self.transform, format!(
+                    "'{text}' is not a TensorFlow type (e.g. float, int32, uint8)"
+                ))
+            })
+    }
+
+    /// A shape as a parameter value: `"1,224,224,3"`, `?` or `-1` for an unknown dimension,
+    /// empty for a scalar.
+    pub fn parse_shape(&self, text: &str) -> Result<Vec<i64>> {
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        text.split(',')
+            .map(|d| match d.trim() {
+                "?" | "-1" => Ok(-1),
+                d => d.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                    Error::transform(self.transform, format!("'{text}' is not a shape like \"1,224,224,3\""))
+                }),
+            })
+            .collect()
+    }
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Some(true),
@@ -211,9 +261,11 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut registry = Registry::new();
         registry.register(add_default_attributes::AddDefaultAttributes);
+        registry.register(add_shapes::AddShapes);
         registry.register(backport_concatv2::BackportConcatV2);
         registry.register(backport_tensor_array_v3::BackportTensorArrayV3);
         registry.register(deploy::Deploy);
+        registry.register(fix_input_shapes::FixInputShapes);
         registry.register(flatten_atrous_conv::FlattenAtrousConv);
         registry.register(fold_batch_norms::FoldBatchNorms);
         registry.register(fold_constants::FoldConstants);

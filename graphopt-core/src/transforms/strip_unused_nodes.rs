@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::proto::{DataType, GraphDef};
+use crate::proto::GraphDef;
 use crate::rewrite::strip::{strip_unused, StripOptions};
 
 pub struct StripUnusedNodes;
@@ -28,12 +28,12 @@ impl Transform for StripUnusedNodes {
         let default_type = context
             .params
             .optional("type")?
-            .map(|t| parse_type(context, t))
+            .map(|t| context.params.parse_type(t))
             .transpose()?;
         let default_shape = context
             .params
             .optional("shape")?
-            .map(|s| parse_shape(context, s))
+            .map(|s| context.params.parse_shape(s))
             .transpose()?;
         let names = context.params.list("name");
         let types = context.params.list("type_for_name");
@@ -47,8 +47,8 @@ impl Transform for StripUnusedNodes {
         }
         let mut per_name = HashMap::new();
         for (k, name) in names.iter().enumerate() {
-            let t = types.get(k).map(|t| parse_type(context, t)).transpose()?;
-            let s = shapes.get(k).map(|s| parse_shape(context, s)).transpose()?;
+            let t = types.get(k).map(|t| context.params.parse_type(t)).transpose()?;
+            let s = shapes.get(k).map(|s| context.params.parse_shape(s)).transpose()?;
             per_name.insert(name.clone(), (t, s));
         }
 
@@ -68,39 +68,4 @@ impl Transform for StripUnusedNodes {
         }
         Ok(())
     }
-}
-
-fn parse_type(context: &TransformContext<'_>, text: &str) -> Result<DataType> {
-    let upper = text.to_ascii_uppercase();
-    let candidates = [format!("DT_{upper}"), upper.clone()];
-    let alias = match upper.as_str() {
-        "FLOAT32" => Some("DT_FLOAT"),
-        "FLOAT64" => Some("DT_DOUBLE"),
-        "FLOAT16" => Some("DT_HALF"),
-        _ => None,
-    };
-    candidates
-        .iter()
-        .map(String::as_str)
-        .chain(alias)
-        .find_map(DataType::from_str_name)
-        .ok_or_else(|| {
-            context.error(format!(
-                "'{text}' is not a TensorFlow type (e.g. float, int32, uint8)"
-            ))
-        })
-}
-
-fn parse_shape(context: &TransformContext<'_>, text: &str) -> Result<Vec<i64>> {
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .map(|d| match d.trim() {
-            "?" | "-1" => Ok(-1),
-            d => d.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-                context.error(format!("'{text}' is not a shape like \"1,224,224,3\""))
-            }),
-        })
-        .collect()
 }

@@ -1,0 +1,123 @@
+//! Static shapes: [`fix_input_shapes`] gives graph inputs fixed dimensions (a `-1` or `?`
+//! becomes a size), after which constant folding collapses the shape arithmetic that depended
+//! on them; [`add_output_shapes`] writes every node's inferred output shapes into the
+//! `_output_shapes` attribute that TVM's importer (and TensorFlow's own `add_shapes`) uses.
+
+use crate::analysis::shapes;
+use crate::graph::{attrs, ops};
+use crate::proto::{attr_value, tensor_shape_proto, AttrValue, GraphDef, TensorShapeProto};
+use crate::rewrite::RewriteError;
+
+fn shape_proto(dims: &[i64]) -> TensorShapeProto {
+    TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&size| tensor_shape_proto::Dim {
+                size,
+                name: String::new(),
+            })
+            .collect(),
+        unknown_rank: false,
+    }
+}
+
+/// Sets the `shape` of each named Placeholder to the given dims, which must agree with the
+/// dims it already knows (a `-1` in the graph takes the given size; a `-1` given keeps the
+/// dimension unknown).
+pub fn fix_input_shapes(
+    graph: &mut GraphDef,
+    shapes: &[(String, Vec<i64>)],
+) -> Result<(), RewriteError> {
+    for (name, dims) in shapes {
+        let node = graph
+            .node
+            .iter_mut()
+            .find(|n| n.name == *name)
+            .ok_or_else(|| RewriteError(format!("there is no input called '{name}'")))?;
+        if !matches!(node.op.as_str(), "Placeholder" | "PlaceholderWithDefault") {
+            return Err(RewriteError(format!(
+                "'{name}' is a {}, not a Placeholder; cut the graph there with strip_unused_nodes first",
+                node.op
+            )));
+        }
+        if dims.iter().any(|&d| d < -1) {
+            return Err(RewriteError(format!(
+                "'{name}': dimensions must be sizes or -1, got {dims:?}"
+            )));
+        }
+        let fixed = match attrs::shape(node, "shape") {
+            Some(existing) if !existing.unknown_rank => {
+                if existing.dim.len() != dims.len() {
+                    return Err(RewriteError(format!(
+                        "'{name}' has rank {}, but {} dimensions were given",
+                        existing.dim.len(),
+                        dims.len()
+                    )));
+                }
+                let mut out = Vec::with_capacity(dims.len());
+                for (k, (e, &g)) in existing.dim.iter().zip(dims).enumerate() {
+                    out.push(match (e.size, g) {
+                        (e, g) if e == g => e,
+                        (-1, g) => g,
+                        (e, -1) => e,
+                        (e, g) => {
+                            return Err(RewriteError(format!(
+                                "'{name}' dimension {k} is {e}; it cannot become {g}"
+                            )))
+                        }
+                    });
+                }
+                out
+            }
+            _ => dims.clone(),
+        };
+        node.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Shape(shape_proto(&fixed))),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Writes `_output_shapes` on every node whose output count is known: the inferred shape of
+/// each output, unknown rank where inference cannot tell. Returns how many nodes got one.
+pub fn add_output_shapes(graph: &mut GraphDef) -> usize {
+    let known = shapes::infer_graph(graph);
+    let mut count = 0;
+    for node in &mut graph.node {
+        let inferred = known.get(&node.name);
+        let outputs = ops::output_count(node).or_else(|| inferred.map(Vec::len));
+        let Some(outputs) = outputs else {
+            continue;
+        };
+        let list: Vec<TensorShapeProto> = (0..outputs)
+            .map(
+                |k| match inferred.and_then(|s| s.get(k)).cloned().flatten() {
+                    Some(dims) => shape_proto(
+                        &dims
+                            .iter()
+                            .map(|&d| i64::try_from(d).unwrap_or(-1))
+                            .collect::<Vec<_>>(),
+                    ),
+                    None => TensorShapeProto {
+                        dim: Vec::new(),
+                        unknown_rank: true,
+                    },
+                },
+            )
+            .collect();
+        node.attr.insert(
+            "_output_shapes".into(),
+            AttrValue {
+                value: Some(attr_value::Value::List(attr_value::ListValue {
+                    shape: list,
+                    ..Default::default()
+                })),
+            },
+        );
+        count += 1;
+    }
+    count
+}
