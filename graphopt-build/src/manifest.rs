@@ -30,6 +30,8 @@ pub struct Manifest {
     /// The cache key.
     pub key: String,
     pub tool_version: String,
+    /// Fingerprint of the code that built the artifact (graphopt's own sources).
+    pub code_sha256: String,
     /// The transform list in canonical form.
     pub transforms: String,
     pub inputs: Vec<TensorManifest>,
@@ -37,6 +39,7 @@ pub struct Manifest {
     pub node_count: usize,
     /// Op types of the optimized graph and how often they occur, by name.
     pub ops: std::collections::BTreeMap<String, usize>,
-    /// `hit` when the artifact came from the cache, `miss` when it was built.
+    /// `hit` when the artifact came from the cache, `miss` when it was built, `off (...)`
+    /// when the model is not cached.
     pub cache: String,
 }

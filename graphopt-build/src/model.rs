@@ -18,6 +18,20 @@ use crate::manifest::{Manifest, TensorManifest};
 /// The version that goes into every cache key: a new graphopt never reuses an old artifact.
 const TOOL_VERSION: &str = concat!("graphopt-build ", env!("CARGO_PKG_VERSION"));
 
+/// SHA-256 of graphopt-build's own sources, from its build script.
+const BUILD_SOURCE_SHA256: &str = env!("GRAPHOPT_BUILD_SOURCE_SHA256");
+
+/// A fingerprint of all the code that produces an artifact: graphopt-core's, graphopt-build's
+/// and graphopt-types' sources, so graphopt from git or a path with changed code at an
+/// unchanged version never reuses an old artifact.
+fn code_fingerprint() -> String {
+    let mut key = KeyBuilder::default();
+    key.part("graphopt-core", graphopt_core::SOURCE_SHA256.as_bytes())
+        .part("graphopt-build", BUILD_SOURCE_SHA256.as_bytes())
+        .part("graphopt-types", graphopt_types::SOURCE.as_bytes());
+    key.finish()
+}
+
 /// Where a model comes from: a GraphDef file, or a SavedModel directory to freeze.
 enum Source {
     /// The file's bytes (also its cache-key content).
@@ -45,7 +59,9 @@ pub struct Model {
     signature: Option<String>,
     tag_set: Option<String>,
     lock_file: Option<PathBuf>,
-    registry: Option<Registry>,
+    registry: Registry,
+    /// Names of the application transforms registered with [`Model::transform`].
+    custom: Vec<String>,
 }
 
 /// What `build()` produced.
@@ -71,7 +87,8 @@ impl Model {
             signature: None,
             tag_set: None,
             lock_file: None,
-            registry: None,
+            registry: Registry::with_builtins(),
+            custom: Vec::new(),
         }
     }
 
@@ -120,9 +137,24 @@ impl Model {
         self
     }
 
-    /// Use this registry instead of graphopt's built-in transforms (to add your own).
-    pub fn registry(mut self, registry: Registry) -> Self {
-        self.registry = Some(registry);
+    /// Registers an application transform next to graphopt's built-in ones (replacing one of
+    /// the same name), for use by name in [`Model::transforms`]. It implements
+    /// `graphopt_core::transforms::Transform`: add `graphopt-core` at graphopt-build's version
+    /// to `[build-dependencies]`.
+    ///
+    /// The cache key holds the name and [`version`](graphopt_core::transforms::Transform::version)
+    /// of every application transform the model uses: change the version whenever the
+    /// transform's output changes. A model that uses an application transform without a
+    /// version is not cached; it is rebuilt whenever the build script runs.
+    pub fn transform(
+        mut self,
+        transform: impl graphopt_core::transforms::Transform + 'static,
+    ) -> Self {
+        let name = transform.name().to_string();
+        self.registry.register(transform);
+        if !self.custom.contains(&name) {
+            self.custom.push(name);
+        }
         self
     }
 
@@ -188,16 +220,32 @@ impl Model {
         };
 
         let specs = transforms::parse(&self.transforms).map_err(|e| self.core(e.into()))?;
-        let registry = self
-            .registry
-            .clone()
-            .unwrap_or_else(Registry::with_builtins);
+        let registry = &self.registry;
         registry.check(&specs).map_err(|e| self.core(e))?;
         let canonical = transforms::spec::canonical(&specs);
         let source_sha256 = cache::sha256_hex(source_kind.key_content());
 
+        // Application transforms the list uses: their names and versions are part of the key;
+        // one without a version turns the cache off for this model.
+        let mut unversioned = None;
+        let mut custom_versions = Vec::new();
+        for spec in &specs {
+            if !self.custom.contains(&spec.name) {
+                continue;
+            }
+            match registry.get(&spec.name).and_then(|t| t.version()) {
+                Some(version) => custom_versions.push(format!("{}={version}", spec.name)),
+                None => unversioned = Some(spec.name.clone()),
+            }
+        }
+        let code = code_fingerprint();
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
+            .part("code", code.as_bytes())
+            .part(
+                "application transforms",
+                custom_versions.join(",").as_bytes(),
+            )
             .part("name", self.name.as_bytes())
             .part("transforms", canonical.as_bytes())
             .part("inputs", self.inputs.join(",").as_bytes())
@@ -212,6 +260,7 @@ impl Model {
 
         let cache_dir = cache::cache_dir(&out_dir);
         let cached = match cache::lookup(&cache_dir, &key) {
+            _ if unversioned.is_some() => None,
             Ok(entry) => entry,
             Err(warning) => {
                 println!("cargo::warning=graphopt: model '{}': {warning}", self.name);
@@ -224,16 +273,20 @@ impl Model {
                 (model_bytes, manifest)
             }
             None => {
-                let (model_bytes, manifest) = self.optimize(
+                let (model_bytes, mut manifest) = self.optimize(
                     &source,
                     source_kind,
                     &specs,
-                    &registry,
+                    registry,
                     &canonical,
                     &source_sha256,
                     &key,
                 )?;
-                if let Err(e) = cache::store(&cache_dir, &key, &model_bytes, &manifest) {
+                manifest.code_sha256 = code.clone();
+                if let Some(transform) = &unversioned {
+                    // Not cached: the transform cannot say when its output changes.
+                    manifest.cache = format!("off (transform '{transform}' has no version)");
+                } else if let Err(e) = cache::store(&cache_dir, &key, &model_bytes, &manifest) {
                     println!(
                         "cargo::warning=graphopt: model '{}': could not write the cache at {}: {e}",
                         self.name,
@@ -355,6 +408,7 @@ impl Model {
             source_sha256: source_sha256.to_string(),
             key: key.to_string(),
             tool_version: TOOL_VERSION.into(),
+            code_sha256: String::new(),
             transforms: canonical.to_string(),
             inputs: inputs
                 .iter()

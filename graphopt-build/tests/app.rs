@@ -100,14 +100,23 @@ impl App {
     }
 
     fn cargo(&self, args: &[&str], cache: &Path) -> Output {
-        Command::new(env!("CARGO"))
+        self.cargo_with(args, cache, &[])
+    }
+
+    /// Cargo with extra environment variables.
+    fn cargo_with(&self, args: &[&str], cache: &Path, vars: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("CARGO_TARGET_DIR", &self.target)
             .env("GRAPHOPT_CACHE_DIR", cache)
             .env_remove("GRAPHOPT_UPDATE_LOCK")
-            .output()
-            .unwrap()
+            .env_remove("GRAPHOPT_BUILD_TEST_FINGERPRINT");
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        command.output().unwrap()
     }
 
     fn build(&self) -> Output {
@@ -506,4 +515,103 @@ fn a_renamed_or_removed_model_is_no_longer_embeddable() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A build script with an application transform `mark` that tags the output node with MARK.
+const CUSTOM_BUILD: &str = r#"
+use graphopt_core::proto::{attr_value, AttrValue, GraphDef};
+use graphopt_core::transforms::{Transform, TransformContext};
+
+const MARK: &str = "one";
+const VERSION: Option<&str> = Some("1");
+
+struct Mark;
+
+impl Transform for Mark {
+    fn name(&self) -> &str { "mark" }
+    fn summary(&self) -> &str { "tags the output node" }
+    fn version(&self) -> Option<&str> { VERSION }
+    fn apply(&self, graph: &mut GraphDef, _: &TransformContext<'_>) -> graphopt_core::Result<()> {
+        for node in graph.node.iter_mut().filter(|n| n.name == "probs") {
+            let value = attr_value::Value::S(MARK.as_bytes().to_vec().into());
+            node.attr.insert("_mark".into(), AttrValue { value: Some(value) });
+        }
+        Ok(())
+    }
+}
+
+fn main() -> Result<(), graphopt_build::Error> {
+    std::fs::write("out_dir.txt", std::env::var("OUT_DIR").unwrap_or_default()).ok();
+    graphopt_build::Model::new("tiny", "models/tiny.pb")
+        .inputs(["input"])
+        .outputs(["probs"])
+        .transforms("remove_device mark")
+        .transform(Mark)
+        .build()?;
+    Ok(())
+}
+"#;
+
+#[test]
+fn changed_application_transforms_and_changed_code_miss_the_cache() {
+    let app = App::named("custom-app");
+    let toml_path = app.dir.path().join("Cargo.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap().replace(
+        "[build-dependencies]\n",
+        &format!(
+            "[build-dependencies]\ngraphopt-core = {{ path = {:?} }}\n",
+            workspace().join("graphopt-core").display().to_string()
+        ),
+    );
+    std::fs::write(&toml_path, toml).unwrap();
+    let build = |mark: &str, version: &str, vars: &[(&str, &str)]| {
+        let script = CUSTOM_BUILD
+            .replace("\"one\"", &format!("{mark:?}"))
+            .replace("Some(\"1\")", version);
+        std::fs::write(app.dir.path().join("build.rs"), script).unwrap();
+        let out = app.cargo_with(&["build", "--quiet"], &app.cache, vars);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let (manifest, bytes) = app.artifacts();
+        assert_eq!(manifest["sha256"], sha256(&bytes));
+        (
+            manifest["cache"].as_str().unwrap().to_string(),
+            manifest["key"].clone(),
+            bytes,
+        )
+    };
+    let entries = || std::fs::read_dir(&app.cache).map_or(0, |d| d.count());
+
+    let (cache, key, first) = build("one", "Some(\"1\")", &[]);
+    assert_eq!(cache, "miss");
+    let (cache, _, again) = build("one", "Some(\"1\")", &[]);
+    assert_eq!(cache, "hit");
+    assert!(again == first);
+
+    // A new version of the transform: a miss, and the new output.
+    let (cache, key2, second) = build("two", "Some(\"2\")", &[]);
+    assert_eq!(cache, "miss");
+    assert_ne!(key2, key);
+    assert!(second != first);
+    // The version is the transform's identity: changed output under an old version is a hit.
+    let (cache, _, stale) = build("three", "Some(\"2\")", &[]);
+    assert_eq!(cache, "hit");
+    assert!(stale == second);
+
+    // Without a version the model is not cached at all.
+    let stored = entries();
+    let (cache, _, unversioned) = build("three", "None", &[]);
+    assert_eq!(cache, "off (transform 'mark' has no version)");
+    assert!(unversioned != second);
+    assert_eq!(entries(), stored);
+
+    // Changed graphopt code at the same version (simulated): a miss with the same bytes, then
+    // a hit.
+    let changed = [("GRAPHOPT_BUILD_TEST_FINGERPRINT", "changed")];
+    let (cache, key3, rebuilt) = build("two", "Some(\"2\")", &changed);
+    assert_eq!(cache, "miss");
+    assert_ne!(key3, key2);
+    assert!(rebuilt == second);
+    let (cache, _, again) = build("two", "Some(\"2\")", &changed);
+    assert_eq!(cache, "hit");
+    assert!(again == second);
 }

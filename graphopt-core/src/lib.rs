@@ -32,3 +32,7 @@ pub mod transforms;
 pub mod verify;
 
 pub use error::{Error, Result};
+
+/// SHA-256 of this crate's sources (`src/`, `Cargo.toml`, `build.rs`), computed by its build
+/// script: graphopt-build keys its cache on it, so changed code never reuses an old artifact.
+pub const SOURCE_SHA256: &str = env!("GRAPHOPT_CORE_SOURCE_SHA256");

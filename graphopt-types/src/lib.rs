@@ -2,6 +2,11 @@
 //! macro and graphopt-core all read: numbers (`DataType` enum values), names and sizes.
 #![no_std]
 
+/// This file's text: graphopt-build hashes it into its cache key, since these names end up
+/// in artifacts' manifests.
+#[doc(hidden)]
+pub const SOURCE: &str = include_str!("lib.rs");
+
 /// Element type of a tensor, numbered as TensorFlow's `DataType` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
