@@ -79,6 +79,12 @@ pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
     }
     match op {
         "Select" => one(shape(1)?.to_vec()),
+        // Each output is its input (Keras' custom-gradient wrapper, inlined calls).
+        "IdentityN" => Some(
+            (0..inputs.len())
+                .map(|i| shape(i).map(<[usize]>::to_vec))
+                .collect(),
+        ),
         "Shape" => one(vec![shape(0)?.len()]),
         "ShapeN" => Some(
             (0..inputs.len())

@@ -9,7 +9,9 @@
 //! - [`constants_as_tensor_content`]: every fixed-size Const's values in `tensor_content`;
 //! - [`resource_gathers_to_gather_v2`]: `ResourceGather` of a frozen (Const) table becomes
 //!   `GatherV2` with a Const axis 0;
-//! - [`strip_attributes`]: attributes an importer refuses, per op.
+//! - [`strip_attributes`]: attributes an importer refuses, per op;
+//! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder (the app
+//!   always feeds its inputs; some importers lack the op).
 
 use std::collections::HashSet;
 
@@ -166,22 +168,23 @@ pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
     count
 }
 
-/// Every fixed-size Const's values in `tensor_content`.
+/// Every fixed-size Const of rank 1 or more keeps its values in `tensor_content` (graphopt's
+/// writer otherwise stores a uniform tensor as one `*_val`, as TensorFlow allows); scalars keep
+/// their single value, which is how TensorFlow writes them.
 pub fn constants_as_tensor_content(graph: &mut GraphDef) -> usize {
     let mut count = 0;
     for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
         let Some(value) = const_value(node) else {
             continue;
         };
-        let proto = value.to_proto_as_content();
-        if proto.tensor_content.is_empty() && value.len() > 0 {
-            continue; // strings
-        }
-        let current = attrs::tensor(node, "value");
-        if current.is_some_and(|c| {
-            c.tensor_content == proto.tensor_content && c.tensor_content.len() == value.byte_size()
-        }) {
+        if value.shape().is_empty() || value.is_empty() {
             continue;
+        }
+        let proto = value.to_proto_as_content();
+        let unchanged = attrs::tensor(node, "value")
+            .is_some_and(|current| current.tensor_content == proto.tensor_content);
+        if proto.tensor_content.is_empty() || unchanged {
+            continue; // strings, or already there
         }
         node.attr.insert(
             "value".into(),
@@ -250,6 +253,22 @@ pub fn strip_attributes(graph: &mut GraphDef, op: &str, names: &[&str]) -> usize
         for name in names {
             count += usize::from(node.attr.remove(*name).is_some());
         }
+    }
+    count
+}
+
+/// PlaceholderWithDefault becomes a Placeholder of the same dtype and shape; its default input
+/// is dropped (and with it, anything only the default read, once unused nodes are stripped).
+pub fn placeholders_without_defaults(graph: &mut GraphDef) -> usize {
+    let mut count = 0;
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "PlaceholderWithDefault")
+    {
+        node.op = "Placeholder".into();
+        node.input.clear();
+        count += 1;
     }
     count
 }

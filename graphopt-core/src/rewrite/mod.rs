@@ -8,6 +8,7 @@
 //! - [`weights`]: reading and scaling layer weights and per-channel vectors.
 
 pub mod arithmetic;
+pub mod atrous;
 pub mod batch_norms;
 pub mod constants;
 pub mod duplicates;

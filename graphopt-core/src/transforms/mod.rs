@@ -26,6 +26,7 @@ mod fold_scale_axis;
 mod fuse_convolutions;
 mod inline_partitionedcall;
 mod insert_logging;
+mod legalize;
 mod merge_duplicate_nodes;
 mod obfuscate_names;
 mod quantize_weights;
@@ -207,9 +208,10 @@ impl Params<'_> {
             .chain(alias)
             .find_map(DataType::from_str_name)
             .ok_or_else(|| {
-                Error::transform(self.transform, format!(
-                    "'{text}' is not a TensorFlow type (e.g. float, int32, uint8)"
-                ))
+                Error::transform(
+                    self.transform,
+                    format!("'{text}' is not a TensorFlow type (e.g. float, int32, uint8)"),
+                )
             })
     }
 
@@ -223,7 +225,10 @@ impl Params<'_> {
             .map(|d| match d.trim() {
                 "?" | "-1" => Ok(-1),
                 d => d.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-                    Error::transform(self.transform, format!("'{text}' is not a shape like \"1,224,224,3\""))
+                    Error::transform(
+                        self.transform,
+                        format!("'{text}' is not a shape like \"1,224,224,3\""),
+                    )
                 }),
             })
             .collect()
@@ -276,6 +281,7 @@ impl Registry {
         registry.register(fuse_convolutions::FuseResizePadAndConv);
         registry.register(inline_partitionedcall::InlinePartitionedCall);
         registry.register(insert_logging::InsertLogging);
+        registry.register(legalize::Legalize);
         registry.register(merge_duplicate_nodes::MergeDuplicateNodes);
         registry.register(obfuscate_names::ObfuscateNames);
         registry.register(quantize_weights::QuantizeWeights);

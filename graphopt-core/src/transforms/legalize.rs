@@ -1,0 +1,117 @@
+//! `legalize(target=NAME)`: rewrites a graph into the forms a deployment target's importer
+//! loads, composed from the shared rewrite layer, and reports (as warnings) what no rewrite can
+//! fix; `graphopt check --target=NAME` lists those as errors. Run it last, after the
+//! optimization pipeline (`@deploy legalize(target=opencv)`).
+//!
+//! Per target, besides leftover removal (identity-like ops, idle NoOps, control edges that order
+//! nothing), which every target gets:
+//! - `opencv`: TF1 atrous patterns become dilated convolutions, every Const's values move to
+//!   `tensor_content` (OpenCV reads some Consts only there);
+//! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
+//!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2;
+//! - `tvm`: ResourceGather becomes GatherV2, `_output_shapes` written (fix input shapes first);
+//! - `tensorrt`: AddV2 becomes Add, FusedBatchNormV2/V3 become FusedBatchNorm;
+//! - `ascend`, `graphopt`: leftover removal only.
+
+use super::{Transform, TransformContext};
+use crate::error::Result;
+use crate::proto::GraphDef;
+use crate::rewrite::{atrous, leftovers, legalize, static_shapes};
+
+pub struct Legalize;
+
+/// What legalization does for one target.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    flatten_atrous: bool,
+    tensor_content: bool,
+    decompose_batch_norms: bool,
+    downgrade_batch_norms: bool,
+    add_v2_to_add: bool,
+    placeholders_without_defaults: bool,
+    resource_gathers: bool,
+    output_shapes: bool,
+}
+
+/// The targets `legalize` knows, with their plans.
+const TARGETS: &[&str] = &["ascend", "graphopt", "opencv", "tensorrt", "tract", "tvm"];
+
+fn plan(target: &str) -> Option<Plan> {
+    let none = Plan::default();
+    Some(match target {
+        "opencv" => Plan {
+            flatten_atrous: true,
+            tensor_content: true,
+            ..none
+        },
+        "tract" => Plan {
+            decompose_batch_norms: true,
+            placeholders_without_defaults: true,
+            resource_gathers: true,
+            ..none
+        },
+        "tvm" => Plan {
+            resource_gathers: true,
+            output_shapes: true,
+            ..none
+        },
+        "tensorrt" => Plan {
+            add_v2_to_add: true,
+            downgrade_batch_norms: true,
+            ..none
+        },
+        "ascend" | "graphopt" => none,
+        _ => return None,
+    })
+}
+
+impl Transform for Legalize {
+    fn name(&self) -> &str {
+        "legalize"
+    }
+
+    fn summary(&self) -> &str {
+        "rewrite into the forms a target's importer loads (target=opencv, tract, tvm, tensorrt, ascend, graphopt)"
+    }
+
+    fn params(&self) -> Option<&[&str]> {
+        Some(&["target"])
+    }
+
+    fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
+        let target = context.params.required("target")?;
+        let plan = plan(target).ok_or_else(|| {
+            context.error(format!(
+                "unknown target '{target}'; targets: {}",
+                TARGETS.join(", ")
+            ))
+        })?;
+        let protected = context.protected_names();
+        if plan.flatten_atrous {
+            atrous::flatten_atrous_convolutions(graph, &protected);
+        }
+        if plan.decompose_batch_norms {
+            legalize::decompose_batch_norms(graph, "AddV2", &protected);
+        }
+        if plan.downgrade_batch_norms {
+            legalize::downgrade_batch_norms(graph);
+        }
+        if plan.placeholders_without_defaults {
+            legalize::placeholders_without_defaults(graph);
+        }
+        if plan.resource_gathers {
+            legalize::resource_gathers_to_gather_v2(graph);
+        }
+        leftovers::remove_leftovers(graph, &protected);
+        if plan.add_v2_to_add {
+            legalize::rename_ops(graph, "AddV2", "Add");
+        }
+        if plan.tensor_content {
+            legalize::constants_as_tensor_content(graph);
+        }
+        if plan.output_shapes {
+            static_shapes::add_output_shapes(graph);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+"""Judges graphopt's legalized graphs with the real consumer: OpenCV's dnn TensorFlow importer.
+
+For every CNN fixture, runs `graphopt transform` with the pipeline below, loads the result with
+`cv2.dnn.readNetFromTensorflow`, runs it on TensorFlow's recorded inputs and compares with
+TensorFlow's recorded outputs. Writes tests/fixtures/expected/opencv.json with, per fixture, the
+pipeline, the SHA-256 of the graph judged, whether it loaded, and the errors. The Rust test
+`graphopt-core/tests/consumers.rs` legalizes the fixtures afresh and fails when a judged
+graph's bytes no longer match this record, so the record always speaks of today's output.
+
+    cargo build -p graphopt-cli
+    /tmp/tfvenv/bin/python tests/consumers/check_opencv.py [path/to/graphopt]
+
+Needs opencv-python-headless==4.10.0.84 and tensorflow-cpu (only to decode the recorded
+TensorProtos, in a separate process: OpenCV and TensorFlow each bundle protobuf).
+"""
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+STANDARD = ("strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) "
+            "fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms "
+            "sort_by_execution_order")
+# Every CNN fixture, with the pipeline a user would run for OpenCV. OpenCV's importer has no
+# Shape arithmetic, so a graph with an unknown batch gets its input shape fixed first.
+CASES = {
+    "keras_cnn": f"{STANDARD} legalize(target=opencv)",
+    "tf1_conv_bn": f"{STANDARD} legalize(target=opencv)",
+    "bn_patterns": f"{STANDARD} legalize(target=opencv)",
+    "resize_pad_conv": f"{STANDARD} legalize(target=opencv)",
+    "atrous_conv": f"{STANDARD} legalize(target=opencv)",
+    "densenet_block": f"{STANDARD} legalize(target=opencv)",
+    "efficientnet_block": f'fix_input_shapes(shape="1,32,32,3") {STANDARD} legalize(target=opencv)',
+    "keras_cnn@deploy": "@deploy legalize(target=opencv)",
+    "densenet_block@deploy": "@deploy legalize(target=opencv)",
+    "efficientnet_block@deploy": '@deploy fix_input_shapes(shape="1,32,32,3") @deploy legalize(target=opencv)',
+}
+TOLERANCE = 1e-4
+
+DECODE = r"""
+import sys, numpy as np, os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    t = tensor_pb2.TensorProto(); t.ParseFromString(open(src, "rb").read())
+    np.save(dst, tf.make_ndarray(t))
+"""
+
+
+def io_names(name):
+    spec = json.loads((FIXTURES / "expected" / f"{name}.json").read_text())
+    return [i["name"] for i in spec["inputs"]], [o["name"] for o in spec["outputs"]]
+
+
+def main():
+    graphopt = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "debug" / "graphopt")
+    import cv2
+    import numpy as np
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for case, pipeline in CASES.items():
+            name = case.split("@")[0]
+            inputs, outputs = io_names(name)
+            out = tmp / f"{case}.pb"
+            subprocess.run([graphopt, "transform", f"--in_graph={FIXTURES / 'models' / (name + '.pb')}",
+                            f"--out_graph={out}", f"--inputs={','.join(inputs)}",
+                            f"--outputs={','.join(outputs)}", f"--transforms={pipeline}"],
+                           check=True, capture_output=True)
+            data = FIXTURES / "data" / name
+            files = []
+            for k in range(len(inputs)):
+                files += [str(data / f"input_{k}.pb"), str(tmp / f"{case}_in{k}.npy")]
+            for k in range(len(outputs)):
+                files += [str(data / f"output_{k}.pb"), str(tmp / f"{case}_out{k}.npy")]
+            subprocess.run([sys.executable, "-c", DECODE, *files], check=True, capture_output=True)
+            record = {"pipeline": pipeline, "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+            try:
+                net = cv2.dnn.readNetFromTensorflow(str(out))
+                x = np.load(tmp / f"{case}_in0.npy")
+                net.setInput(np.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x)
+                got = net.forward()
+                want = np.load(tmp / f"{case}_out0.npy")
+                if got.ndim == 4 and want.ndim == 4:
+                    got = np.transpose(got, (0, 2, 3, 1))  # OpenCV answers in NCHW
+                record["loaded"] = True
+                if got.shape != want.shape:
+                    record["error"] = f"output shape {list(got.shape)}, TensorFlow {list(want.shape)}"
+                else:
+                    diff = np.abs(got.astype(np.float64) - want)
+                    scale = max(float(np.abs(want).max()), 1e-30)
+                    record["max_abs_error"] = float(diff.max())
+                    record["max_rel_error"] = float(diff.max()) / scale
+                    record["matches_tensorflow"] = record["max_rel_error"] <= TOLERANCE
+            except cv2.error as e:
+                record["loaded"] = False
+                record["error"] = str(e).strip().splitlines()[-1]
+            results[case] = record
+            print(case, json.dumps(record))
+    report = {"opencv_version": cv2.__version__, "tolerance": TOLERANCE, "cases": results}
+    (FIXTURES / "expected" / "opencv.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
