@@ -60,6 +60,12 @@ const MAY_USE: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "targets",
+        &[
+            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval", "rewrite",
+        ],
+    ),
+    (
         "summary",
         &["proto", "dtype", "tensor", "error", "graph", "analysis"],
     ),

@@ -14,7 +14,7 @@
 //!    compose (batch-norm folding, constant folding, leftover removal, pattern matching, ...);
 //! 6. [`transforms`]: the transform-string grammar, the registry, one thin wrapper per
 //!    transform;
-//! 7. [`freeze`], [`verify`], [`summary`]: what the CLI and build integration call.
+//! 7. [`freeze`], [`verify`], [`summary`], [`targets`]: what the CLI and build integration call.
 
 pub mod analysis;
 pub mod dtype;
@@ -26,6 +26,7 @@ pub mod io;
 pub mod proto;
 pub mod rewrite;
 pub mod summary;
+pub mod targets;
 pub mod tensor;
 pub mod text_format;
 pub mod transforms;

@@ -1,0 +1,1584 @@
+//! Deployment targets: what each consumer of a frozen GraphDef can load, and a checker that
+//! names every node a target cannot load.
+//!
+//! A [`Target`] is data: one JSON profile per consumer in `targets/profiles/` (embedded with
+//! `include_str!`), naming the source it was read from, the version, the op lists with their
+//! counts, and the [`Constraint`]s beyond op names (Const inputs, Const encodings, static
+//! shapes, attributes, ...). graphopt's own evaluator is a target too ([`GRAPHOPT`]), built
+//! from the kernel table rather than from a file.
+//!
+//! [`check`] returns one [`Problem`] per node and reason, in graph order, then the nodes inside
+//! called functions where the target converts function bodies. A problem is *blocking* when the
+//! target fails on it; the others are advice (a missing `_output_shapes`) or an op the profile
+//! cannot vouch for (a target whose op list could only partly be read). Legalization composes
+//! rewrites until [`check`] has nothing blocking left; [`Problem::kind`] tells it which rewrite
+//! applies.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{attrs, InputRef};
+use crate::proto::{attr_value, DataType, FunctionDef, GraphDef, NodeDef, TensorProto};
+
+/// Name of the target that stands for graphopt's own evaluator.
+pub const GRAPHOPT: &str = "graphopt";
+
+/// The profiles shipped with graphopt, in the order `graphopt targets` lists them.
+const PROFILES: &[(&str, &str)] = &[
+    ("opencv.json", include_str!("profiles/opencv.json")),
+    ("tract.json", include_str!("profiles/tract.json")),
+    ("tvm.json", include_str!("profiles/tvm.json")),
+    ("tensorrt.json", include_str!("profiles/tensorrt.json")),
+    ("ascend.json", include_str!("profiles/ascend.json")),
+];
+
+/// Ops graphopt's executor runs itself rather than through the kernel table (`eval/mod.rs`,
+/// `Executor::fire` and `emit`): TF1 control flow, feeds, logging, functional ops and calls.
+pub const EXECUTOR_OPS: &[&str] = &[
+    "Placeholder",
+    "Print",
+    "Switch",
+    "RefSwitch",
+    "Merge",
+    "RefMerge",
+    "Enter",
+    "RefEnter",
+    "Exit",
+    "RefExit",
+    "NextIteration",
+    "RefNextIteration",
+    "LoopCond",
+    "While",
+    "StatelessWhile",
+    "If",
+    "StatelessIf",
+    "Case",
+    "StatelessCase",
+    "PartitionedCall",
+    "StatefulPartitionedCall",
+];
+
+/// What can go wrong finding or reading a target profile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("unknown target '{name}'; the targets are: {}", known.join(", "))]
+    Unknown { name: String, known: Vec<String> },
+    #[error("target profile {file}: {message}")]
+    BadProfile { file: String, message: String },
+    #[error("target profile {file}: op list '{list}' says {said} ops but has {has}")]
+    CountMismatch {
+        file: String,
+        list: String,
+        said: usize,
+        has: usize,
+    },
+}
+
+/// Where a profile's facts were read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// `owner/name` of the repository.
+    pub repository: String,
+    /// Tag and commit (or other pin) that was read.
+    pub revision: String,
+    /// File path inside the repository.
+    pub path: String,
+    /// What was read there.
+    pub read: String,
+}
+
+/// One list of op names a target accepts, as its source spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpList {
+    pub name: String,
+    pub what: String,
+    /// The number of ops, as recorded when the list was read (checked against `ops`).
+    pub count: usize,
+    pub ops: Vec<String>,
+}
+
+/// Input positions per op; negative positions count from the last data input (-1 = last).
+pub type InputPositions = BTreeMap<String, Vec<i64>>;
+
+/// A rule beyond op names. Each carries the reason reported with its problems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Constraint {
+    /// These ops fail whatever their op list says (variables, functional control flow, ...).
+    RejectedOps { ops: Vec<String>, why: String },
+    /// These nodes must have at least one input.
+    InputlessNodes { ops: Vec<String>, why: String },
+    /// These ops load only inside a fused pattern the target's importer recognizes; the
+    /// patterns graphopt recognizes too are named in `recognized`.
+    FusedOnly {
+        ops: Vec<String>,
+        #[serde(default)]
+        recognized: Vec<String>,
+        why: String,
+    },
+    /// The inputs must be Const nodes (looking through the `through` ops).
+    ConstInputs {
+        inputs: InputPositions,
+        #[serde(default)]
+        through: Vec<String>,
+        why: String,
+    },
+    /// The inputs must be Consts holding their value in `int_val` (not `tensor_content`).
+    ConstIntVal {
+        inputs: InputPositions,
+        #[serde(default)]
+        through: Vec<String>,
+        why: String,
+    },
+    /// The inputs must be Consts holding their values in `tensor_content`.
+    ConstTensorContent {
+        inputs: InputPositions,
+        #[serde(default)]
+        through: Vec<String>,
+        why: String,
+    },
+    /// Every Const read by an op of the `readers` op lists must have one of `dtypes` and
+    /// store every element (no empty value list, no one-value splat).
+    ConstValuesReadable {
+        readers: Vec<String>,
+        dtypes: Vec<String>,
+        #[serde(default)]
+        through: Vec<String>,
+        why: String,
+    },
+    /// These ops (graph inputs) must declare a fully known shape.
+    StaticInputShapes { ops: Vec<String>, why: String },
+    /// Nodes should carry `_output_shapes` (advice, not blocking).
+    OutputShapes { why: String },
+    /// `attr` of these ops must be one of `allowed` (`default` when absent).
+    AttrValues {
+        ops: Vec<String>,
+        attr: String,
+        allowed: Vec<serde_json::Value>,
+        #[serde(default)]
+        default: Option<serde_json::Value>,
+        #[serde(default = "yes")]
+        blocking: bool,
+        why: String,
+    },
+    /// These ops must not carry these attributes.
+    AttrsAbsent {
+        ops: Vec<String>,
+        attrs: Vec<String>,
+        why: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A deployment target: a consumer of frozen GraphDefs, what it loads and where that was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Short name used on the command line (`--target=opencv`).
+    pub name: String,
+    pub title: String,
+    /// The version whose sources were read.
+    pub version: String,
+    /// Whether the consumer installs here (its tests then run it for real).
+    pub installs_here: bool,
+    pub sources: Vec<Source>,
+    /// Whether `op_lists` are the target's whole op list. When not, an op outside them is
+    /// reported as unverified rather than as a failure.
+    pub ops_complete: bool,
+    pub op_lists: Vec<OpList>,
+    /// Why an op outside every list fails.
+    pub unknown_op_why: String,
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// Whether the target converts the bodies of called functions (then they are checked too).
+    #[serde(default)]
+    pub check_functions: bool,
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// What this profile could not verify.
+    #[serde(default)]
+    pub unverified: Vec<String>,
+}
+
+impl Target {
+    /// The target called `name`.
+    pub fn by_name(name: &str) -> Result<&'static Target, TargetError> {
+        let targets = all()?;
+        targets
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| TargetError::Unknown {
+                name: name.to_string(),
+                known: targets.iter().map(|t| t.name.clone()).collect(),
+            })
+    }
+
+    /// Whether some op list of the target names `op`.
+    pub fn lists_op(&self, op: &str) -> bool {
+        self.op_lists.iter().any(|l| l.ops.iter().any(|o| o == op))
+    }
+
+    /// Every op named by the target's op lists, sorted, each once.
+    pub fn ops(&self) -> BTreeSet<&str> {
+        self.op_lists
+            .iter()
+            .flat_map(|l| l.ops.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The ops of the op lists called `names`.
+    fn ops_of_lists(&self, names: &[String]) -> BTreeSet<&str> {
+        self.op_lists
+            .iter()
+            .filter(|l| names.contains(&l.name))
+            .flat_map(|l| l.ops.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Parses one JSON profile and checks its recorded counts and its references.
+    pub fn from_json(file: &str, text: &str) -> Result<Target, TargetError> {
+        let bad = |message: String| TargetError::BadProfile {
+            file: file.to_string(),
+            message,
+        };
+        let target: Target = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        for list in &target.op_lists {
+            if list.count != list.ops.len() {
+                return Err(TargetError::CountMismatch {
+                    file: file.to_string(),
+                    list: list.name.clone(),
+                    said: list.count,
+                    has: list.ops.len(),
+                });
+            }
+        }
+        for constraint in &target.constraints {
+            match constraint {
+                Constraint::ConstValuesReadable {
+                    readers, dtypes, ..
+                } => {
+                    if let Some(r) = readers
+                        .iter()
+                        .find(|r| !target.op_lists.iter().any(|l| &l.name == *r))
+                    {
+                        return Err(bad(format!("constraint names no op list '{r}'")));
+                    }
+                    if let Some(d) = dtypes.iter().find(|d| DataType::from_str_name(d).is_none()) {
+                        return Err(bad(format!("unknown dtype '{d}'")));
+                    }
+                }
+                Constraint::FusedOnly { recognized, .. } => {
+                    if let Some(p) = recognized.iter().find(|p| !PATTERNS.contains(&p.as_str())) {
+                        return Err(bad(format!("unknown fused pattern '{p}'")));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(target)
+    }
+
+    /// graphopt's own evaluator as a target: the ops its kernel table has plus the ones its
+    /// executor runs itself; called functions are checked too, since it runs them.
+    pub fn graphopt() -> Target {
+        let kernels: Vec<String> = crate::eval::kernels::registered_ops()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let executor: Vec<String> = EXECUTOR_OPS.iter().map(|s| s.to_string()).collect();
+        Target {
+            name: GRAPHOPT.into(),
+            title: "graphopt's reference evaluator (graphopt::eval, the `eval` feature)".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            installs_here: true,
+            sources: vec![
+                Source {
+                    repository: "graphopt".into(),
+                    revision: format!("graphopt-core {}", env!("CARGO_PKG_VERSION")),
+                    path: "graphopt-core/src/eval/kernels.rs".into(),
+                    read: "kernels::registered_ops(), the kernel table itself".into(),
+                },
+                Source {
+                    repository: "graphopt".into(),
+                    revision: format!("graphopt-core {}", env!("CARGO_PKG_VERSION")),
+                    path: "graphopt-core/src/eval/mod.rs".into(),
+                    read: "the ops Executor::fire and emit run without a kernel".into(),
+                },
+            ],
+            ops_complete: true,
+            op_lists: vec![
+                OpList {
+                    name: "kernels".into(),
+                    what: "ops graphopt's kernel table has a kernel for".into(),
+                    count: kernels.len(),
+                    ops: kernels,
+                },
+                OpList {
+                    name: "executor".into(),
+                    what: "ops the executor runs itself: feeds, TF1 control flow, functional control flow and calls".into(),
+                    count: executor.len(),
+                    ops: executor,
+                },
+            ],
+            unknown_op_why: "graphopt's evaluator has no kernel for this op: an app running the graph with the `eval` feature would fail here at run time".into(),
+            constraints: Vec::new(),
+            check_functions: true,
+            notes: vec!["The ops inside called functions (While/If/Case bodies, PartitionedCall) are checked too: the evaluator runs them.".into()],
+            unverified: Vec::new(),
+        }
+    }
+}
+
+/// Every target: graphopt's evaluator, then the shipped profiles.
+pub fn all() -> Result<&'static [Target], TargetError> {
+    static TARGETS: OnceLock<Result<Vec<Target>, TargetError>> = OnceLock::new();
+    TARGETS
+        .get_or_init(|| {
+            let mut targets = vec![Target::graphopt()];
+            for (file, text) in PROFILES {
+                targets.push(Target::from_json(file, text)?);
+            }
+            Ok(targets)
+        })
+        .as_ref()
+        .map(Vec::as_slice)
+        .map_err(Clone::clone)
+}
+
+/// Why a node cannot be loaded; tells a legalizer which rewrite applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The op is in none of the target's op lists.
+    UnknownOp,
+    /// The op is outside the part of an incomplete op list that could be read (not blocking).
+    UnverifiedOp,
+    /// The target rejects this op whatever its op lists say.
+    RejectedOp,
+    /// The node has no inputs, and the target needs some.
+    InputlessNode,
+    /// The op loads only inside a fused pattern this node is not part of.
+    FusedOnly,
+    /// An input must be a Const and is not.
+    NonConstInput,
+    /// A Const input is stored in a form the target does not read.
+    ConstEncoding,
+    /// A graph input has unknown dimensions.
+    DynamicInputShape,
+    /// Nodes lack `_output_shapes` (advice, not blocking).
+    MissingOutputShapes,
+    /// An attribute has a value the target does not support.
+    AttrValue,
+    /// An attribute the target rejects is present.
+    RejectedAttr,
+}
+
+/// One node a target cannot load (or, when not blocking, one it may mishandle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The node's name; inside a function body, `function/node`.
+    pub node: String,
+    pub op: String,
+    pub why: String,
+    pub kind: ProblemKind,
+    /// Whether the target fails on it (false: advice, or an op the profile cannot vouch for).
+    pub blocking: bool,
+}
+
+/// Every node of `graph` that `target` cannot load, in graph order, then the nodes of called
+/// function bodies when the target converts them.
+pub fn check(graph: &GraphDef, target: &Target) -> Vec<Problem> {
+    let mut problems = check_nodes(&graph.node, target, None);
+    if let Some(problem) = output_shapes_advice(&graph.node, target) {
+        problems.push(problem);
+    }
+    if target.check_functions {
+        let library: HashMap<&str, &FunctionDef> = graph
+            .library
+            .iter()
+            .flat_map(|l| l.function.iter())
+            .filter_map(|f| f.signature.as_ref().map(|s| (s.name.as_str(), f)))
+            .collect();
+        let mut seen = BTreeSet::new();
+        let mut pending: Vec<(String, String)> = graph
+            .node
+            .iter()
+            .filter(|n| target.lists_op(&n.op))
+            .flat_map(|n| called_functions(n).into_iter().map(|f| (f, n.name.clone())))
+            .collect();
+        while let Some((name, caller)) = pending.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(function) = library.get(name.as_str()) else {
+                problems.push(Problem {
+                    node: caller.clone(),
+                    op: String::new(),
+                    why: format!(
+                        "calls function '{name}', which the graph's library does not define"
+                    ),
+                    kind: ProblemKind::UnknownOp,
+                    blocking: true,
+                });
+                continue;
+            };
+            let scope = Scope {
+                function: &name,
+                caller: &caller,
+            };
+            problems.extend(check_nodes(&function.node_def, target, Some(scope)));
+            for node in &function.node_def {
+                if target.lists_op(&node.op) {
+                    for called in called_functions(node) {
+                        pending.push((called, format!("{name}/{}", node.name)));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Whether `problems` contain one the target fails on.
+pub fn any_blocking(problems: &[Problem]) -> bool {
+    problems.iter().any(|p| p.blocking)
+}
+
+/// The function body a node belongs to, for naming.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    function: &'a str,
+    caller: &'a str,
+}
+
+/// Names of the functions a node calls (`f`, `then_branch`, `body`, `branches`, ...).
+fn called_functions(node: &NodeDef) -> Vec<String> {
+    let mut names = Vec::new();
+    for value in node.attr.values() {
+        match &value.value {
+            Some(attr_value::Value::Func(f)) => names.push(f.name.clone()),
+            Some(attr_value::Value::List(list)) => {
+                names.extend(list.func.iter().map(|f| f.name.clone()));
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// The fused patterns graphopt recognizes, by the name profiles use.
+const PATTERNS: &[&str] = &["clip_by_value"];
+
+struct Nodes<'a> {
+    nodes: &'a [NodeDef],
+    by_name: HashMap<&'a str, usize>,
+    consumers: Vec<Vec<usize>>,
+}
+
+impl<'a> Nodes<'a> {
+    fn new(nodes: &'a [NodeDef]) -> Self {
+        let mut by_name = HashMap::with_capacity(nodes.len());
+        for (i, n) in nodes.iter().enumerate() {
+            by_name.entry(n.name.as_str()).or_insert(i);
+        }
+        let mut consumers = vec![Vec::new(); nodes.len()];
+        for (i, n) in nodes.iter().enumerate() {
+            for input in &n.input {
+                if let Some(&p) = by_name.get(InputRef::parse(input).node) {
+                    if let Some(list) = consumers.get_mut(p) {
+                        list.push(i);
+                    }
+                }
+            }
+        }
+        Nodes {
+            nodes,
+            by_name,
+            consumers,
+        }
+    }
+
+    fn producer(&self, input: &str) -> Option<&'a NodeDef> {
+        self.by_name
+            .get(InputRef::parse(input).node)
+            .and_then(|&i| self.nodes.get(i))
+    }
+
+    /// The node feeding `input`, looking through `through` ops (their first data input).
+    fn source(&self, input: &str, through: &[String]) -> Option<&'a NodeDef> {
+        let mut node = self.producer(input)?;
+        let mut steps = 0;
+        while through.contains(&node.op) && steps < self.nodes.len() {
+            let next = data_inputs(node).first().and_then(|i| self.producer(i))?;
+            node = next;
+            steps += 1;
+        }
+        Some(node)
+    }
+}
+
+/// A node's data inputs (control inputs dropped).
+fn data_inputs(node: &NodeDef) -> Vec<&str> {
+    node.input
+        .iter()
+        .filter(|i| !i.starts_with('^'))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The data input at `position` (negative: from the end).
+fn input_at<'n>(inputs: &[&'n str], position: i64) -> Option<(usize, &'n str)> {
+    let index = if position < 0 {
+        inputs.len().checked_sub(position.unsigned_abs() as usize)?
+    } else {
+        usize::try_from(position).ok()?
+    };
+    inputs.get(index).map(|i| (index, *i))
+}
+
+/// Whether `ops` names `op`.
+fn has(ops: &[String], op: &str) -> bool {
+    ops.iter().any(|o| o == op)
+}
+
+fn check_nodes(nodes: &[NodeDef], target: &Target, scope: Option<Scope<'_>>) -> Vec<Problem> {
+    let index = Nodes::new(nodes);
+    let recognized = recognized_patterns(&index, target);
+    let mut problems = Vec::new();
+    for node in nodes {
+        let mut report = |kind: ProblemKind, why: String, blocking: bool| {
+            let (name, why) = match scope {
+                Some(s) => (
+                    format!("{}/{}", s.function, node.name),
+                    format!(
+                        "{why} (inside function '{}', called by '{}')",
+                        s.function, s.caller
+                    ),
+                ),
+                None => (node.name.clone(), why),
+            };
+            problems.push(Problem {
+                node: name,
+                op: node.op.clone(),
+                why,
+                kind,
+                blocking,
+            });
+        };
+        if let Some((kind, why)) = op_problem(node, target, &recognized) {
+            let blocking = kind != ProblemKind::UnverifiedOp;
+            report(kind, why, blocking);
+            if blocking {
+                continue;
+            }
+        }
+        for constraint in &target.constraints {
+            for (kind, why, blocking) in
+                node_problems(node, constraint, target, &index, scope.is_some())
+            {
+                report(kind, why, blocking);
+            }
+        }
+    }
+    problems
+}
+
+/// The op-level problem of a node: rejected, fused-only outside a pattern, or unknown.
+fn op_problem(
+    node: &NodeDef,
+    target: &Target,
+    recognized: &BTreeSet<&str>,
+) -> Option<(ProblemKind, String)> {
+    let op = node.op.as_str();
+    for constraint in &target.constraints {
+        match constraint {
+            Constraint::RejectedOps { ops, why } if has(ops, op) => {
+                return Some((ProblemKind::RejectedOp, why.clone()));
+            }
+            Constraint::FusedOnly { ops, why, .. }
+                if has(ops, op) && !recognized.contains(node.name.as_str()) =>
+            {
+                return Some((ProblemKind::FusedOnly, why.clone()));
+            }
+            Constraint::FusedOnly { ops, .. } if has(ops, op) => return None,
+            _ => {}
+        }
+    }
+    if target.lists_op(op) {
+        return None;
+    }
+    let kind = if target.ops_complete {
+        ProblemKind::UnknownOp
+    } else {
+        ProblemKind::UnverifiedOp
+    };
+    Some((kind, target.unknown_op_why.clone()))
+}
+
+/// Names of the nodes that are part of a fused pattern the target's importer recognizes.
+fn recognized_patterns<'a>(index: &Nodes<'a>, target: &Target) -> BTreeSet<&'a str> {
+    let mut names = BTreeSet::new();
+    let wanted: BTreeSet<&str> = target
+        .constraints
+        .iter()
+        .flat_map(|c| match c {
+            Constraint::FusedOnly { recognized, .. } => recognized.as_slice(),
+            _ => &[],
+        })
+        .map(String::as_str)
+        .collect();
+    if wanted.contains("clip_by_value") {
+        // Minimum(x, Const) read only by Maximum(that, Const): OpenCV's ClipByValue fusion.
+        for (i, node) in index.nodes.iter().enumerate() {
+            if node.op != "Minimum" {
+                continue;
+            }
+            let is_const = |input: Option<&&str>| {
+                input
+                    .and_then(|i| index.producer(i))
+                    .is_some_and(|p| p.op == "Const")
+            };
+            let inputs = data_inputs(node);
+            if inputs.len() != 2 || !is_const(inputs.get(1)) {
+                continue;
+            }
+            let consumers = index.consumers.get(i).map_or(&[][..], Vec::as_slice);
+            let [maximum] = consumers else {
+                continue;
+            };
+            let Some(max_node) = index.nodes.get(*maximum) else {
+                continue;
+            };
+            let max_inputs = data_inputs(max_node);
+            if max_node.op == "Maximum"
+                && max_inputs.len() == 2
+                && index.producer(max_inputs[0]).map(|p| p.name.as_str()) == Some(&node.name)
+                && is_const(max_inputs.get(1))
+            {
+                names.insert(node.name.as_str());
+                names.insert(max_node.name.as_str());
+            }
+        }
+    }
+    names
+}
+
+/// Problems of one node under one constraint (op-level constraints are handled by
+/// [`op_problem`]; Const checks skip function bodies, whose inputs name function outputs).
+fn node_problems(
+    node: &NodeDef,
+    constraint: &Constraint,
+    target: &Target,
+    index: &Nodes<'_>,
+    in_function: bool,
+) -> Vec<(ProblemKind, String, bool)> {
+    let op = node.op.as_str();
+    let inputs = data_inputs(node);
+    let mut out = Vec::new();
+    match constraint {
+        Constraint::InputlessNodes { ops, why } if has(ops, op) && node.input.is_empty() => {
+            out.push((ProblemKind::InputlessNode, why.clone(), true));
+        }
+        Constraint::ConstInputs {
+            inputs: positions,
+            through,
+            why,
+        } if !in_function => {
+            for &position in positions.get(op).map_or(&[][..], Vec::as_slice) {
+                let Some((k, input)) = input_at(&inputs, position) else {
+                    continue;
+                };
+                match index.source(input, through) {
+                    Some(p) if p.op == "Const" => {}
+                    source => out.push((
+                        ProblemKind::NonConstInput,
+                        format!("input {k} ('{input}') {}: {why}", described(source)),
+                        true,
+                    )),
+                }
+            }
+        }
+        Constraint::ConstIntVal {
+            inputs: positions,
+            through,
+            why,
+        } if !in_function => {
+            for &position in positions.get(op).map_or(&[][..], Vec::as_slice) {
+                let Some((k, input)) = input_at(&inputs, position) else {
+                    continue;
+                };
+                match index.source(input, through) {
+                    Some(p) if p.op == "Const" => {
+                        let tensor = attrs::tensor(p, "value");
+                        let ok = tensor
+                            .is_some_and(|t| !t.int_val.is_empty() && t.tensor_content.is_empty());
+                        if !ok {
+                            out.push((
+                                ProblemKind::ConstEncoding,
+                                format!("input {k} ('{input}') is a Const without its value in int_val: {why}"),
+                                true,
+                            ));
+                        }
+                    }
+                    source => out.push((
+                        ProblemKind::NonConstInput,
+                        format!("input {k} ('{input}') {}: {why}", described(source)),
+                        true,
+                    )),
+                }
+            }
+        }
+        Constraint::ConstTensorContent {
+            inputs: positions,
+            through,
+            why,
+        } if !in_function => {
+            for &position in positions.get(op).map_or(&[][..], Vec::as_slice) {
+                let Some((k, input)) = input_at(&inputs, position) else {
+                    continue;
+                };
+                match index.source(input, through) {
+                    Some(p) if p.op == "Const" => {
+                        let ok =
+                            attrs::tensor(p, "value").is_some_and(|t| !t.tensor_content.is_empty());
+                        if !ok {
+                            out.push((
+                                ProblemKind::ConstEncoding,
+                                format!("input {k} ('{input}') is a Const without tensor_content: {why}"),
+                                true,
+                            ));
+                        }
+                    }
+                    source => out.push((
+                        ProblemKind::NonConstInput,
+                        format!("input {k} ('{input}') {}: {why}", described(source)),
+                        true,
+                    )),
+                }
+            }
+        }
+        Constraint::ConstValuesReadable {
+            readers,
+            dtypes,
+            through,
+            why,
+        } if !in_function && target.ops_of_lists(readers).contains(op) && op != "Const" => {
+            let int_val_slots = int_val_slots(target, op, inputs.len());
+            let dtypes: Vec<i32> = dtypes
+                .iter()
+                .filter_map(|d| DataType::from_str_name(d))
+                .map(|d| d as i32)
+                .collect();
+            for (k, input) in inputs.iter().enumerate() {
+                if int_val_slots.contains(&k) {
+                    continue;
+                }
+                let Some(p) = index.source(input, through).filter(|p| p.op == "Const") else {
+                    continue;
+                };
+                let Some(tensor) = attrs::tensor(p, "value") else {
+                    continue;
+                };
+                if let Some(problem) = unreadable_const(tensor, &dtypes) {
+                    out.push((
+                        ProblemKind::ConstEncoding,
+                        format!("input {k} ('{input}') {problem}: {why}"),
+                        true,
+                    ));
+                }
+            }
+        }
+        Constraint::StaticInputShapes { ops, why } if has(ops, op) => {
+            let shape = attrs::shape(node, "shape");
+            let unknown = match shape {
+                None => Some("declares no shape".to_string()),
+                Some(s) if s.unknown_rank => Some("has an unknown rank".to_string()),
+                Some(s) if s.dim.iter().any(|d| d.size < 0) => Some(format!(
+                    "has unknown dimensions [{}]",
+                    s.dim
+                        .iter()
+                        .map(|d| d.size.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )),
+                Some(_) => None,
+            };
+            if let Some(unknown) = unknown {
+                out.push((
+                    ProblemKind::DynamicInputShape,
+                    format!("the input {unknown}: {why}"),
+                    true,
+                ));
+            }
+        }
+        Constraint::AttrValues {
+            ops,
+            attr,
+            allowed,
+            default,
+            blocking,
+            why,
+        } if has(ops, op) => {
+            let value = attr_json(node, attr).or_else(|| default.clone());
+            if let Some(value) = value {
+                if !allowed.contains(&value) {
+                    out.push((
+                        ProblemKind::AttrValue,
+                        format!("{attr} is {value}: {why}"),
+                        *blocking,
+                    ));
+                }
+            }
+        }
+        Constraint::AttrsAbsent {
+            ops,
+            attrs: names,
+            why,
+        } if has(ops, op) => {
+            for name in names {
+                if node.attr.contains_key(name) {
+                    out.push((
+                        ProblemKind::RejectedAttr,
+                        format!("has attribute '{name}': {why}"),
+                        true,
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// "comes from OP 'name', not a Const" or "has no producer".
+fn described(source: Option<&NodeDef>) -> String {
+    match source {
+        Some(p) => format!("comes from {} '{}', not a Const", p.op, p.name),
+        None => "has no producer in the graph, so it is not a Const".into(),
+    }
+}
+
+/// Input slots of `op` that a ConstIntVal constraint covers (they are read from int_val).
+fn int_val_slots(target: &Target, op: &str, count: usize) -> BTreeSet<usize> {
+    let mut slots = BTreeSet::new();
+    for constraint in &target.constraints {
+        if let Constraint::ConstIntVal { inputs, .. } = constraint {
+            for &position in inputs.get(op).map_or(&[][..], Vec::as_slice) {
+                let index = if position < 0 {
+                    count.checked_sub(position.unsigned_abs() as usize)
+                } else {
+                    usize::try_from(position).ok()
+                };
+                slots.extend(index);
+            }
+        }
+    }
+    slots
+}
+
+/// Why a Const's stored values are not readable by an importer that takes `dtypes`, reads
+/// `tensor_content` or else the typed value list, and never expands a one-value splat.
+fn unreadable_const(tensor: &TensorProto, dtypes: &[i32]) -> Option<String> {
+    let dtype_name = DataType::try_from(tensor.dtype)
+        .map(|d| d.as_str_name().to_string())
+        .unwrap_or_else(|_| tensor.dtype.to_string());
+    if !dtypes.contains(&tensor.dtype) {
+        return Some(format!("is a Const of type {dtype_name}"));
+    }
+    if !tensor.tensor_content.is_empty() {
+        return None;
+    }
+    let elements: Option<i64> = tensor
+        .tensor_shape
+        .as_ref()
+        .map(|s| s.dim.iter().map(|d| d.size).product());
+    let stored = stored_values(tensor);
+    match elements {
+        Some(n) if stored == 0 => Some(format!(
+            "is a {dtype_name} Const with {n} element(s) and no stored values"
+        )),
+        Some(n) if n >= 0 && stored as i64 != n => Some(format!(
+            "is a {dtype_name} Const of {n} elements stored as {stored} value(s) (TensorFlow's splat form)"
+        )),
+        _ => None,
+    }
+}
+
+/// How many values a TensorProto stores in its typed value list.
+fn stored_values(tensor: &TensorProto) -> usize {
+    match DataType::try_from(tensor.dtype) {
+        Ok(DataType::DtFloat) => tensor.float_val.len(),
+        Ok(DataType::DtDouble) => tensor.double_val.len(),
+        Ok(DataType::DtHalf | DataType::DtBfloat16) => tensor.half_val.len(),
+        Ok(DataType::DtInt64) => tensor.int64_val.len(),
+        Ok(DataType::DtBool) => tensor.bool_val.len(),
+        Ok(DataType::DtString) => tensor.string_val.len(),
+        _ => tensor.int_val.len(),
+    }
+}
+
+/// An attribute as JSON, for comparison with a profile's allowed values (strings, ints and
+/// bools; other kinds are not compared).
+fn attr_json(node: &NodeDef, name: &str) -> Option<serde_json::Value> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::S(s) => Some(serde_json::Value::String(
+            String::from_utf8_lossy(s).into_owned(),
+        )),
+        attr_value::Value::I(i) => Some(serde_json::Value::from(*i)),
+        attr_value::Value::B(b) => Some(serde_json::Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+/// One advice problem when nodes lack `_output_shapes` and the target asks for them.
+fn output_shapes_advice(nodes: &[NodeDef], target: &Target) -> Option<Problem> {
+    let why = target.constraints.iter().find_map(|c| match c {
+        Constraint::OutputShapes { why } => Some(why),
+        _ => None,
+    })?;
+    let missing: Vec<&NodeDef> = nodes
+        .iter()
+        .filter(|n| !n.attr.contains_key("_output_shapes"))
+        .collect();
+    let first = missing.first()?;
+    Some(Problem {
+        node: first.name.clone(),
+        op: first.op.clone(),
+        why: format!(
+            "{} of {} nodes (this one first) have no `_output_shapes`: {why}",
+            missing.len(),
+            nodes.len()
+        ),
+        kind: ProblemKind::MissingOutputShapes,
+        blocking: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{tensor_shape_proto, AttrValue, FunctionDefLibrary, NameAttrList, OpDef};
+    use crate::proto::{TensorProto, TensorShapeProto};
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn with_attr(mut node: NodeDef, name: &str, value: attr_value::Value) -> NodeDef {
+        node.attr
+            .insert(name.into(), AttrValue { value: Some(value) });
+        node
+    }
+
+    fn shape(dims: &[i64]) -> TensorShapeProto {
+        TensorShapeProto {
+            dim: dims
+                .iter()
+                .map(|&size| tensor_shape_proto::Dim {
+                    size,
+                    ..Default::default()
+                })
+                .collect(),
+            unknown_rank: false,
+        }
+    }
+
+    fn placeholder(name: &str, dims: &[i64]) -> NodeDef {
+        let n = with_attr(
+            node(name, "Placeholder", &[]),
+            "dtype",
+            attr_value::Value::Type(DataType::DtFloat as i32),
+        );
+        with_attr(n, "shape", attr_value::Value::Shape(shape(dims)))
+    }
+
+    fn constant(name: &str, tensor: TensorProto) -> NodeDef {
+        let n = with_attr(
+            node(name, "Const", &[]),
+            "dtype",
+            attr_value::Value::Type(tensor.dtype),
+        );
+        with_attr(n, "value", attr_value::Value::Tensor(tensor))
+    }
+
+    /// An int32 Const with its values in int_val.
+    fn int_val(name: &str, values: &[i32], dims: &[i64]) -> NodeDef {
+        constant(
+            name,
+            TensorProto {
+                dtype: DataType::DtInt32 as i32,
+                tensor_shape: Some(shape(dims)),
+                int_val: values.to_vec(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// An int32 Const with its values in tensor_content.
+    fn int_content(name: &str, values: &[i32], dims: &[i64]) -> NodeDef {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        constant(
+            name,
+            TensorProto {
+                dtype: DataType::DtInt32 as i32,
+                tensor_shape: Some(shape(dims)),
+                tensor_content: bytes.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn float_content(name: &str, values: &[f32], dims: &[i64]) -> NodeDef {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        constant(
+            name,
+            TensorProto {
+                dtype: DataType::DtFloat as i32,
+                tensor_shape: Some(shape(dims)),
+                tensor_content: bytes.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn float_val(name: &str, values: &[f32], dims: &[i64]) -> NodeDef {
+        constant(
+            name,
+            TensorProto {
+                dtype: DataType::DtFloat as i32,
+                tensor_shape: Some(shape(dims)),
+                float_val: values.to_vec(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn graph(nodes: Vec<NodeDef>) -> GraphDef {
+        GraphDef {
+            node: nodes,
+            ..Default::default()
+        }
+    }
+
+    fn target(name: &str) -> &'static Target {
+        Target::by_name(name).unwrap()
+    }
+
+    fn blocking(graph: &GraphDef, name: &str) -> Vec<Problem> {
+        check(graph, target(name))
+            .into_iter()
+            .filter(|p| p.blocking)
+            .collect()
+    }
+
+    fn kinds(problems: &[Problem]) -> Vec<(String, ProblemKind)> {
+        problems.iter().map(|p| (p.node.clone(), p.kind)).collect()
+    }
+
+    #[test]
+    fn every_profile_loads_with_its_recorded_counts() {
+        let targets = all().unwrap();
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["graphopt", "opencv", "tract", "tvm", "tensorrt", "ascend"]
+        );
+        let count = |t: &str, list: &str| {
+            target(t)
+                .op_lists
+                .iter()
+                .find(|l| l.name == list)
+                .map(|l| l.ops.len())
+        };
+        assert_eq!(count("opencv", "dispatch"), Some(62));
+        assert_eq!(count("opencv", "layer_registry"), Some(22));
+        assert_eq!(count("tract", "registered"), Some(71));
+        assert_eq!(count("tvm", "convert_map"), Some(178));
+        assert_eq!(count("tensorrt", "registered"), Some(69));
+        assert_eq!(count("ascend", "tensorflow_op_map"), Some(40));
+        for t in targets {
+            assert!(!t.sources.is_empty(), "{} names no source", t.name);
+            assert!(!t.version.is_empty());
+            for list in &t.op_lists {
+                let unique: BTreeSet<&String> = list.ops.iter().collect();
+                assert_eq!(unique.len(), list.ops.len(), "{}/{}", t.name, list.name);
+            }
+        }
+        assert!(!target("opencv").lists_op("FusedBatchNormV2"));
+        assert!(target("tensorrt").lists_op("FusedBatchNorm"));
+        assert!(!target("tensorrt").lists_op("AddV2"));
+        assert!(!target("tract").lists_op("FusedBatchNormV3"));
+    }
+
+    #[test]
+    fn an_unknown_target_lists_the_known_ones() {
+        let error = Target::by_name("coreml").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("unknown target 'coreml'"), "{text}");
+        assert!(
+            text.contains("graphopt, opencv, tract, tvm, tensorrt, ascend"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_profile_whose_count_is_wrong_does_not_load() {
+        let text = PROFILES[0].1.replacen("\"count\": 62", "\"count\": 63", 1);
+        assert!(matches!(
+            Target::from_json("opencv.json", &text),
+            Err(TargetError::CountMismatch {
+                said: 63,
+                has: 62,
+                ..
+            })
+        ));
+        let text = PROFILES[0].1.replacen("\"DT_HALF\"", "\"DT_HALFWAY\"", 1);
+        assert!(Target::from_json("opencv.json", &text).is_err());
+    }
+
+    #[test]
+    fn graphopt_target_is_the_kernel_table_plus_the_executor() {
+        let t = target(GRAPHOPT);
+        for op in crate::eval::kernels::registered_ops() {
+            assert!(t.lists_op(op), "{op}");
+        }
+        // Every executor op is one the executor in eval/mod.rs names.
+        let executor = include_str!("../eval/mod.rs");
+        for op in EXECUTOR_OPS {
+            assert!(
+                executor.contains(&format!("\"{op}\"")),
+                "{op} not in eval/mod.rs"
+            );
+            assert!(t.lists_op(op));
+        }
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("a", "Relu", &["x"]),
+            node("b", "MatrixInverse", &["a"]),
+        ]);
+        let problems = check(&g, t);
+        assert_eq!(
+            kinds(&problems),
+            [("b".to_string(), ProblemKind::UnknownOp)]
+        );
+        assert!(problems[0].why.contains("no kernel"));
+    }
+
+    fn call_graph(call_op: &str, body_op: &str) -> GraphDef {
+        let call = with_attr(
+            node("call", call_op, &["x"]),
+            "f",
+            attr_value::Value::Func(NameAttrList {
+                name: "body_fn".into(),
+                ..Default::default()
+            }),
+        );
+        let mut g = graph(vec![placeholder("x", &[1, 4]), call]);
+        g.library = Some(FunctionDefLibrary {
+            function: vec![FunctionDef {
+                signature: Some(OpDef {
+                    name: "body_fn".into(),
+                    ..Default::default()
+                }),
+                node_def: vec![node("inner", body_op, &["x"])],
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        g
+    }
+
+    #[test]
+    fn called_function_bodies_are_checked_where_the_target_runs_them() {
+        let problems = blocking(&call_graph("PartitionedCall", "MatrixInverse"), GRAPHOPT);
+        assert_eq!(
+            kinds(&problems),
+            [("body_fn/inner".to_string(), ProblemKind::UnknownOp)]
+        );
+        assert!(problems[0].why.contains("called by 'call'"));
+        assert!(blocking(&call_graph("PartitionedCall", "Relu"), GRAPHOPT).is_empty());
+        // TVM converts PartitionedCall bodies op by op.
+        let problems = blocking(
+            &call_graph("StatefulPartitionedCall", "MatrixInverse"),
+            "tvm",
+        );
+        assert!(
+            problems.iter().any(|p| p.node == "body_fn/inner"),
+            "{problems:?}"
+        );
+        // OpenCV rejects the call itself and never looks inside.
+        let problems = blocking(&call_graph("PartitionedCall", "MatrixInverse"), "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("call".to_string(), ProblemKind::RejectedOp)]
+        );
+    }
+
+    #[test]
+    fn unknown_ops_fail_and_listed_ones_pass() {
+        let g = graph(vec![placeholder("x", &[1, 4]), node("r", "Rsqrt", &["x"])]);
+        assert_eq!(
+            kinds(&blocking(&g, "opencv")),
+            [("r".to_string(), ProblemKind::FusedOnly)]
+        );
+        let g = graph(vec![placeholder("x", &[1, 4]), node("e", "Expm1", &["x"])]);
+        let problems = blocking(&g, "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("e".to_string(), ProblemKind::UnknownOp)]
+        );
+        assert!(problems[0].why.contains("Can't create layer"));
+        // A dispatch op, and a registry op that loads through a same-name layer.
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("r", "Relu", &["x"]),
+            node("s", "Sqrt", &["r"]),
+        ]);
+        assert!(check(&g, target("opencv")).is_empty());
+    }
+
+    #[test]
+    fn an_incomplete_op_list_reports_unverified_ops_without_blocking() {
+        let g = graph(vec![placeholder("x", &[1, 4]), node("r", "Relu", &["x"])]);
+        let problems = check(&g, target("ascend"));
+        assert_eq!(
+            kinds(&problems),
+            [("r".to_string(), ProblemKind::UnverifiedOp)]
+        );
+        assert!(!any_blocking(&problems));
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("i", "Identity", &["x"]),
+        ]);
+        assert!(check(&g, target("ascend")).is_empty());
+    }
+
+    #[test]
+    fn rejected_ops_fail_with_their_reason() {
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            int_content("p", &[0, 0, 1, 1], &[2, 2]),
+            node("pad", "Pad", &["x", "p"]),
+        ]);
+        let problems = blocking(&g, "tract");
+        assert_eq!(
+            kinds(&problems),
+            [("pad".to_string(), ProblemKind::RejectedOp)]
+        );
+        assert!(problems[0].why.contains("TDim"));
+        assert!(blocking(&g, "opencv").is_empty());
+        let g = graph(vec![
+            node("v", "VarHandleOp", &[]),
+            node("r", "ReadVariableOp", &["v"]),
+        ]);
+        let problems = blocking(&g, "tvm");
+        assert_eq!(problems.len(), 2);
+        assert!(problems
+            .iter()
+            .all(|p| p.why.contains("Graph is not frozen")));
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("a", "AddV2", &["x", "x"]),
+        ]);
+        assert_eq!(
+            kinds(&blocking(&g, "tensorrt")),
+            [("a".to_string(), ProblemKind::RejectedOp)]
+        );
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("a", "Add", &["x", "x"]),
+        ]);
+        assert!(blocking(&g, "tensorrt").is_empty());
+    }
+
+    #[test]
+    fn opencv_rejects_input_less_noops() {
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("noop", "NoOp", &[]),
+            node("out", "Relu", &["x", "^noop"]),
+        ]);
+        let problems = blocking(&g, "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("noop".to_string(), ProblemKind::InputlessNode)]
+        );
+        assert!(problems[0].why.contains("removePhaseSwitches"));
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("noop", "NoOp", &["^x"]),
+            node("out", "Relu", &["x", "^noop"]),
+        ]);
+        assert!(blocking(&g, "opencv").is_empty());
+        // tract takes an input-less NoOp.
+        let g = graph(vec![placeholder("x", &[1, 4]), node("noop", "NoOp", &[])]);
+        assert!(blocking(&g, "tract").is_empty());
+    }
+
+    #[test]
+    fn opencv_fused_only_ops_pass_inside_a_recognized_pattern() {
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            float_val("hi", &[6.0], &[]),
+            float_val("lo", &[0.0], &[]),
+            node("min", "Minimum", &["x", "hi"]),
+            node("max", "Maximum", &["min", "lo"]),
+        ]);
+        assert!(
+            blocking(&g, "opencv").is_empty(),
+            "{:?}",
+            blocking(&g, "opencv")
+        );
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            float_val("lo", &[0.0], &[]),
+            node("max", "Maximum", &["x", "lo"]),
+        ]);
+        assert_eq!(
+            kinds(&blocking(&g, "opencv")),
+            [("max".to_string(), ProblemKind::FusedOnly)]
+        );
+    }
+
+    #[test]
+    fn const_inputs_fail_when_computed_and_pass_through_identity() {
+        let perm = |g: Vec<NodeDef>| graph(g);
+        let g = perm(vec![
+            placeholder("x", &[1, 4]),
+            placeholder("p", &[2]),
+            node("t", "Transpose", &["x", "p"]),
+        ]);
+        let problems = blocking(&g, "tensorrt");
+        assert_eq!(
+            kinds(&problems),
+            [("t".to_string(), ProblemKind::NonConstInput)]
+        );
+        assert!(
+            problems[0].why.contains("comes from Placeholder 'p'"),
+            "{}",
+            problems[0].why
+        );
+        let g = perm(vec![
+            placeholder("x", &[1, 4]),
+            int_content("p", &[1, 0], &[2]),
+            node("id", "Identity", &["p"]),
+            node("t", "Transpose", &["x", "id"]),
+        ]);
+        assert!(blocking(&g, "tensorrt").is_empty());
+        // TVM: a reduction axis from Shape arithmetic.
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("shape", "Shape", &["x"]),
+            node("m", "Mean", &["x", "shape"]),
+        ]);
+        assert_eq!(
+            kinds(&blocking(&g, "tvm")),
+            [("m".to_string(), ProblemKind::NonConstInput)]
+        );
+    }
+
+    #[test]
+    fn opencv_reads_concat_axes_from_int_val_only() {
+        let concat = |axis: NodeDef| {
+            graph(vec![
+                placeholder("x", &[1, 4]),
+                axis,
+                node("c", "ConcatV2", &["x", "x", "axis"]),
+            ])
+        };
+        let problems = blocking(&concat(int_content("axis", &[1], &[])), "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("c".to_string(), ProblemKind::ConstEncoding)]
+        );
+        assert!(problems[0].why.contains("int_val"));
+        assert!(blocking(&concat(int_val("axis", &[1], &[])), "opencv").is_empty());
+    }
+
+    #[test]
+    fn opencv_reads_batch_norm_scale_and_offset_from_tensor_content_only() {
+        let bn = |gamma: NodeDef| {
+            graph(vec![
+                placeholder("x", &[1, 2, 2, 2]),
+                gamma,
+                float_content("beta", &[0.5, 0.5], &[2]),
+                float_content("mean", &[0.0, 0.1], &[2]),
+                float_content("var", &[1.0, 2.0], &[2]),
+                node(
+                    "bn",
+                    "FusedBatchNormV3",
+                    &["x", "gamma", "beta", "mean", "var"],
+                ),
+            ])
+        };
+        let problems = blocking(&bn(float_val("gamma", &[1.0, 2.0], &[2])), "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("bn".to_string(), ProblemKind::ConstEncoding)]
+        );
+        assert!(problems[0].why.contains("silently dropped"));
+        assert!(blocking(&bn(float_content("gamma", &[1.0, 2.0], &[2])), "opencv").is_empty());
+    }
+
+    #[test]
+    fn opencv_needs_every_const_value_stored_in_a_type_it_reads() {
+        let conv = |bias: NodeDef| {
+            graph(vec![
+                placeholder("x", &[1, 4]),
+                bias,
+                node("b", "BiasAdd", &["x", "bias"]),
+            ])
+        };
+        // TensorFlow's splat form: one value for four elements.
+        let problems = blocking(&conv(float_val("bias", &[0.0], &[4])), "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("b".to_string(), ProblemKind::ConstEncoding)]
+        );
+        assert!(problems[0].why.contains("splat"), "{}", problems[0].why);
+        // No values at all: OpenCV's "!field.empty()" assertion.
+        let problems = blocking(&conv(float_val("bias", &[], &[4])), "opencv");
+        assert!(problems[0].why.contains("no stored values"));
+        // int64 is not a type getTensorContentRef_ decodes.
+        let int64 = constant(
+            "bias",
+            TensorProto {
+                dtype: DataType::DtInt64 as i32,
+                tensor_shape: Some(shape(&[1])),
+                int64_val: vec![3],
+                ..Default::default()
+            },
+        );
+        assert!(blocking(&conv(int64), "opencv")[0].why.contains("DT_INT64"));
+        assert!(blocking(
+            &conv(float_val("bias", &[1.0, 2.0, 3.0, 4.0], &[4])),
+            "opencv"
+        )
+        .is_empty());
+        assert!(blocking(&conv(float_content("bias", &[1.0; 4], &[4])), "opencv").is_empty());
+    }
+
+    #[test]
+    fn tvm_wants_static_input_shapes_and_output_shapes() {
+        let g = graph(vec![placeholder("x", &[-1, 4]), node("r", "Relu", &["x"])]);
+        let problems = check(&g, target("tvm"));
+        assert_eq!(
+            kinds(&problems),
+            [
+                ("x".to_string(), ProblemKind::DynamicInputShape),
+                ("x".to_string(), ProblemKind::MissingOutputShapes)
+            ]
+        );
+        assert!(problems[0].blocking && !problems[1].blocking);
+        assert!(problems[1].why.contains("2 of 2 nodes"));
+        let shapes = |n: NodeDef, dims: &[i64]| {
+            with_attr(
+                n,
+                "_output_shapes",
+                attr_value::Value::List(attr_value::ListValue {
+                    shape: vec![shape(dims)],
+                    ..Default::default()
+                }),
+            )
+        };
+        let g = graph(vec![
+            shapes(placeholder("x", &[1, 4]), &[1, 4]),
+            shapes(node("r", "Relu", &["x"]), &[1, 4]),
+        ]);
+        assert!(check(&g, target("tvm")).is_empty());
+        // tract takes input facts at load time: no static shapes needed.
+        let g = graph(vec![placeholder("x", &[-1, 4]), node("r", "Relu", &["x"])]);
+        assert!(check(&g, target("tract")).is_empty());
+    }
+
+    #[test]
+    fn attribute_values_outside_the_supported_ones_fail() {
+        let slice = |mask: i64| {
+            let n = node("s", "StridedSlice", &["x", "b", "e", "st"]);
+            let n = with_attr(n, "ellipsis_mask", attr_value::Value::I(mask));
+            graph(vec![
+                placeholder("x", &[1, 4]),
+                int_content("b", &[0], &[1]),
+                int_content("e", &[1], &[1]),
+                int_content("st", &[1], &[1]),
+                n,
+            ])
+        };
+        let problems = blocking(&slice(1), "tensorrt");
+        assert_eq!(
+            kinds(&problems),
+            [("s".to_string(), ProblemKind::AttrValue)]
+        );
+        assert!(problems[0].why.contains("ellipsis_mask is 1"));
+        assert!(blocking(&slice(0), "tensorrt").is_empty());
+        // keep_dims=false is advice for UFF (it loads with another shape).
+        let mean = |keep: bool| {
+            graph(vec![
+                placeholder("x", &[1, 4]),
+                int_content("axes", &[1], &[1]),
+                with_attr(
+                    node("m", "Mean", &["x", "axes"]),
+                    "keep_dims",
+                    attr_value::Value::B(keep),
+                ),
+            ])
+        };
+        let problems = check(&mean(false), target("tensorrt"));
+        assert_eq!(
+            kinds(&problems),
+            [("m".to_string(), ProblemKind::AttrValue)]
+        );
+        assert!(!problems[0].blocking);
+        assert!(check(&mean(true), target("tensorrt")).is_empty());
+        // tract parses only SAME and VALID padding.
+        let conv = |padding: &str| {
+            graph(vec![
+                placeholder("x", &[1, 4, 4, 1]),
+                float_content("w", &[1.0], &[1, 1, 1, 1]),
+                with_attr(
+                    node("c", "Conv2D", &["x", "w"]),
+                    "padding",
+                    attr_value::Value::S(padding.as_bytes().to_vec().into()),
+                ),
+            ])
+        };
+        assert_eq!(
+            kinds(&blocking(&conv("EXPLICIT"), "tract")),
+            [("c".to_string(), ProblemKind::AttrValue)]
+        );
+        assert!(blocking(&conv("SAME"), "tract").is_empty());
+    }
+
+    #[test]
+    fn rejected_attributes_fail_where_present() {
+        let bn = |attr: bool| {
+            let mut n = node("bn", "FusedBatchNormV3", &["x", "g", "b", "m", "v"]);
+            if attr {
+                n = with_attr(n, "exponential_avg_factor", attr_value::Value::F(1.0));
+            }
+            let mut nodes = vec![placeholder("x", &[1, 2, 2, 2])];
+            for c in ["g", "b", "m", "v"] {
+                nodes.push(float_content(c, &[1.0, 1.0], &[2]));
+            }
+            nodes.push(n);
+            graph(nodes)
+        };
+        let problems = blocking(&bn(true), "tvm");
+        assert_eq!(
+            kinds(&problems),
+            [("bn".to_string(), ProblemKind::RejectedAttr)]
+        );
+        assert!(problems[0].why.contains("exponential_avg_factor"));
+        assert!(blocking(&bn(false), "tvm").is_empty());
+    }
+}
