@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use graphopt_core::io::{self, GraphFormat};
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::verify::VerifyError;
-use graphopt_core::{freeze, graph, summary};
+use graphopt_core::{freeze, graph, summary, targets};
 
 /// What a command can fail with: graphopt-core's errors, and the CLI's own.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,14 @@ enum Error {
         error: f64,
         absolute: f64,
         tolerance: f64,
+    },
+    #[error(transparent)]
+    Target(#[from] targets::TargetError),
+    #[error("{path}: {count} node(s) that {target} cannot load")]
+    NotLoadable {
+        path: String,
+        target: String,
+        count: usize,
     },
 }
 
@@ -73,6 +81,30 @@ enum Command {
     Freeze(FreezeArgs),
     /// Show a SavedModel's tag sets and signatures with their inputs' and outputs' dtypes and shapes.
     Inspect(InspectArgs),
+    /// List every node a deployment target cannot load (node, op, why); exit 1 if there is one.
+    Check(CheckArgs),
+    /// List the deployment targets `check` knows, with their versions and sources.
+    Targets,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Deployment target (see `graphopt targets`).
+    #[arg(long, value_name = "NAME", value_parser = target_name)]
+    target: String,
+    /// Graph to check, binary (.pb) or text (.pbtxt).
+    #[arg(value_name = "GRAPH")]
+    graph: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--target`: a known target's name, else a usage error listing them.
+fn target_name(name: &str) -> Result<String, String> {
+    targets::Target::by_name(name)
+        .map(|t| t.name.clone())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -215,6 +247,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify(&args),
         Command::Freeze(args) => freeze(&args),
         Command::Inspect(args) => inspect(&args),
+        Command::Check(args) => check(&args),
+        Command::Targets => list_targets(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -445,4 +479,79 @@ fn list_transforms() {
         };
         println!("{}{params}\n    {}", t.name(), t.summary());
     }
+}
+
+fn check(args: &CheckArgs) -> Result<(), Error> {
+    let target = targets::Target::by_name(&args.target)?;
+    let loaded = load_valid(&args.graph)?;
+    let problems = targets::check(&loaded.graph, target);
+    let blocking = problems.iter().filter(|p| p.blocking).count();
+    let path = args.graph.display().to_string();
+    if args.json {
+        let report = serde_json::json!({
+            "graph": path,
+            "target": target.name,
+            "version": target.version,
+            "nodes": loaded.graph.node.len(),
+            "loadable": blocking == 0,
+            "problems": problems,
+        });
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| json_error("check report as JSON", e))?;
+        println!("{json}");
+    } else {
+        for p in &problems {
+            let label = match (p.blocking, p.kind) {
+                (true, _) => "",
+                (false, targets::ProblemKind::UnverifiedOp) => "unverified: ",
+                (false, _) => "advice: ",
+            };
+            println!("{label}{} ({}): {}", p.node, p.op, p.why);
+        }
+        if blocking == 0 {
+            println!(
+                "{path}: {} {} loads all {} nodes",
+                target.name,
+                target.version,
+                loaded.graph.node.len()
+            );
+        }
+    }
+    if blocking > 0 {
+        return Err(Error::NotLoadable {
+            path,
+            target: format!("{} {}", target.name, target.version),
+            count: blocking,
+        });
+    }
+    Ok(())
+}
+
+fn list_targets() -> Result<(), Error> {
+    for t in targets::all()? {
+        let lists: Vec<String> = t
+            .op_lists
+            .iter()
+            .map(|l| format!("{} {}", l.name, l.count))
+            .collect();
+        println!("{} {}: {}", t.name, t.version, t.title);
+        println!(
+            "    ops: {}{}; {}",
+            lists.join(", "),
+            if t.ops_complete {
+                ""
+            } else {
+                " (partial list)"
+            },
+            if t.installs_here {
+                "installs here"
+            } else {
+                "profile only (does not install here)"
+            }
+        );
+        for s in &t.sources {
+            println!("    source: {} @ {}: {}", s.repository, s.revision, s.path);
+        }
+    }
+    Ok(())
 }

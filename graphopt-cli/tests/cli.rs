@@ -594,3 +594,142 @@ fn inspect_lists_tag_sets_and_signatures_with_dtypes_and_shapes() {
     let output = graphopt(&["inspect", saved("tf1").to_str().unwrap()]);
     assert_clean_failure(&output, &["saved_model.pb"]);
 }
+
+#[test]
+fn check_names_every_node_a_target_cannot_load_and_exits_1() {
+    let path = fixture("while_rnn.pb");
+    let output = graphopt(&["check", "--target=opencv", path.to_str().unwrap()]);
+    assert_clean_failure(&output, &["while_rnn.pb", "cannot load", "opencv 4.10.0"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    for op in ["(Enter)", "(Exit)", "(NextIteration)", "(LoopCond)"] {
+        assert!(text.contains(op), "{op} not named:\n{text}");
+    }
+    assert!(
+        text.contains("while/LoopCond/_18 (LoopCond): a TF1 while loop"),
+        "{text}"
+    );
+    // TensorRT's UFF converter has no FusedBatchNormV3.
+    let path = fixture("tf1_conv_bn.pb");
+    let output = graphopt(&["check", "--target", "tensorrt", path.to_str().unwrap()]);
+    assert_clean_failure(&output, &["tf1_conv_bn.pb", "tensorrt"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("bn/FusedBatchNormV3 (FusedBatchNormV3): UFF registers only FusedBatchNorm"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_exits_0_on_a_graph_the_target_loads() {
+    use graphopt_core::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+    use prost::Message;
+    let node = |name: &str, op: &str, inputs: &[&str]| NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let float = |mut n: NodeDef, attr: &str| {
+        n.attr.insert(
+            attr.into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(1)),
+            },
+        );
+        n
+    };
+    let graph = GraphDef {
+        node: vec![
+            float(node("input", "Placeholder", &[]), "dtype"),
+            float(node("relu", "Relu", &["input"]), "T"),
+            float(node("out", "Sigmoid", &["relu"]), "T"),
+        ],
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "small.pb", &graph.encode_to_vec());
+    for target in ["opencv", "tract", "tensorrt", "graphopt"] {
+        let output = graphopt(&[
+            "check",
+            &format!("--target={target}"),
+            path.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{target}: {}", stderr(&output));
+        let text = String::from_utf8(output.stdout).unwrap();
+        assert!(text.contains("loads all 3 nodes"), "{target}: {text}");
+    }
+    // graphopt's evaluator runs the fixtures, while loop included.
+    let output = graphopt(&[
+        "check",
+        "--target=graphopt",
+        fixture("while_rnn.pb").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn check_json_reports_node_op_and_why() {
+    let path = fixture("tf1_conv_bn.pb");
+    let output = graphopt(&["check", "--target=tract", "--json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["target"], "tract");
+    assert_eq!(json["loadable"], false);
+    let problems = json["problems"].as_array().unwrap();
+    assert!(!problems.is_empty());
+    for p in problems {
+        assert!(
+            p["node"].is_string() && p["op"].is_string() && p["why"].is_string(),
+            "{p}"
+        );
+    }
+    let path = fixture("keras_cnn.pb");
+    let output = graphopt(&[
+        "check",
+        "--target=graphopt",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["loadable"], true);
+    assert_eq!(json["problems"], serde_json::json!([]));
+}
+
+#[test]
+fn check_with_an_unknown_target_is_a_usage_error_listing_the_targets() {
+    let path = fixture("keras_cnn.pb");
+    let output = graphopt(&["check", "--target=coreml", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("unknown target 'coreml'"), "{err}");
+    assert!(
+        err.contains("graphopt, opencv, tract, tvm, tensorrt, ascend"),
+        "{err}"
+    );
+    let output = graphopt(&["check", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn targets_lists_every_target_with_version_and_source() {
+    let output = graphopt(&["targets"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    for line in [
+        "opencv 4.10.0: OpenCV dnn TensorFlow importer",
+        "tract 0.23.5: tract-tensorflow",
+        "tvm 0.19.0: TVM Relay TensorFlow frontend",
+        "tensorrt uff 0.6.3",
+        "ascend Ascend/parser at fc02ad76",
+        "graphopt 0.1.0",
+        "source: opencv/opencv @ 4.10.0",
+        "source: sonos/tract @ tag v0.23.5",
+        "source: apache/tvm @ tag v0.19.0",
+        "ops: convert_map 178",
+        "ops: dispatch 62",
+        "profile only (does not install here)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+}

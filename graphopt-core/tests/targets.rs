@@ -94,13 +94,23 @@ fn opencv_check_agrees_with_real_opencv_on_every_judged_graph() {
         let (inputs, outputs) = common::io_names(name);
         let mut graph = common::load(name);
         let specs = transforms::parse(judged["pipeline"].as_str().unwrap()).unwrap();
-        transforms::run(&Registry::with_builtins(), &mut graph, &specs, &inputs, &outputs)
-            .unwrap();
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &outputs,
+        )
+        .unwrap();
         let sha: String = Sha256::digest(graphopt_core::io::encode_graph(&graph))
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(sha, judged["sha256"].as_str().unwrap(), "{case}: not the judged graph");
+        assert_eq!(
+            sha,
+            judged["sha256"].as_str().unwrap(),
+            "{case}: not the judged graph"
+        );
         let problems = targets::check(&graph, target);
         let loads = !targets::any_blocking(&problems);
         assert_eq!(
