@@ -1114,6 +1114,17 @@ mod tests {
                 assert_eq!(unique.len(), list.ops.len(), "{}/{}", t.name, list.name);
             }
         }
+        for (name, installs) in [
+            ("graphopt", true),
+            ("opencv", true),
+            ("tract", true),
+            ("tvm", false),
+            ("tensorrt", false),
+            ("ascend", false),
+        ] {
+            assert_eq!(target(name).installs_here, installs, "{name}");
+        }
+        assert!(!target("ascend").ops_complete);
         assert!(!target("opencv").lists_op("FusedBatchNormV2"));
         assert!(target("tensorrt").lists_op("FusedBatchNorm"));
         assert!(!target("tensorrt").lists_op("AddV2"));
