@@ -54,16 +54,10 @@ impl Model {
                     name: spec.name.into(),
                     message: e.to_string(),
                 })?;
-            let matches = spec.shape.len() == dims.len()
-                && spec
-                    .shape
-                    .iter()
-                    .zip(dims.iter())
-                    .all(|(&s, &d)| s < 0 || s as usize == d);
-            if !matches {
+            if !spec.shape.accepts(dims) {
                 return Err(Error::Input {
                     name: spec.name.into(),
-                    message: format!("shape {dims:?} does not fit {:?}", spec.shape),
+                    message: format!("shape {dims:?} does not fit {}", spec.shape),
                 });
             }
             feeds.insert(spec.name.to_string(), Tensor::from_data(Data::F32(array)));

@@ -18,45 +18,52 @@ use std::path::{Path, PathBuf};
 const MAY_USE: &[(&str, &[&str])] = &[
     // data
     ("proto", &[]),
+    // the memory and work budget: consulted by every layer above, uses nothing
+    ("budget", &[]),
     ("dtype", &["proto"]),
-    ("tensor", &["proto", "dtype"]),
+    ("tensor", &["proto", "dtype", "budget"]),
     ("text_format", &["proto"]),
     ("error", &["proto"]),
-    ("io", &["proto", "text_format", "error"]),
+    ("io", &["proto", "text_format", "error", "budget"]),
     // graph: the model, attributes, edits, op knowledge, functions and inlining
-    ("graph", &["proto", "dtype", "tensor", "error"]),
+    ("graph", &["proto", "dtype", "tensor", "error", "budget"]),
     // analysis
-    ("analysis", &["proto", "dtype", "tensor", "error", "graph"]),
+    (
+        "analysis",
+        &["proto", "dtype", "tensor", "error", "budget", "graph"],
+    ),
     // eval: kernels and the executor
     (
         "eval",
-        &["proto", "dtype", "tensor", "error", "graph", "analysis"],
+        &[
+            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis",
+        ],
     ),
     // the shared rewrite layer: plain functions that transforms and composites call
     (
         "rewrite",
         &[
-            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval",
+            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval",
         ],
     ),
     // transforms: thin registered wrappers over rewrite
     (
         "transforms",
         &[
-            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval", "rewrite",
+            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "rewrite",
         ],
     ),
     // users of the transforms
     (
         "freeze",
         &[
-            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval", "rewrite",
+            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "rewrite",
         ],
     ),
     (
         "verify",
         &[
-            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval", "summary",
+            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "summary",
         ],
     ),
     (
@@ -67,13 +74,22 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ),
     (
         "summary",
-        &["proto", "dtype", "tensor", "error", "graph", "analysis"],
+        &[
+            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis",
+        ],
     ),
 ];
 
 /// The umbrella error wraps the errors of the modules below it: it may name their `*Error`
 /// types, and nothing else of theirs.
-const ERROR_MAY_WRAP: &[&str] = &["graph", "transforms", "io", "tensor", "text_format"];
+const ERROR_MAY_WRAP: &[&str] = &[
+    "graph",
+    "transforms",
+    "io",
+    "tensor",
+    "text_format",
+    "budget",
+];
 
 /// Files allowed to contain `unsafe`, with how many times: memory-mapping a checkpoint shard.
 const UNSAFE_ALLOWED: &[(&str, usize)] = &[("graphopt-core/src/freeze/checkpoint.rs", 1)];

@@ -36,9 +36,17 @@ pub struct Manifest {
     pub transforms: String,
     pub inputs: Vec<TensorManifest>,
     pub outputs: Vec<TensorManifest>,
+    /// Nodes of the optimized main graph.
     pub node_count: usize,
-    /// Op types of the optimized graph and how often they occur, by name.
+    /// Op types of the optimized main graph and how often they occur, by name.
     pub ops: std::collections::BTreeMap<String, usize>,
+    /// The library functions the main graph calls (While/If/Case bodies), sorted; the others
+    /// are not shipped.
+    pub functions: Vec<String>,
+    /// Nodes in those functions' bodies.
+    pub function_node_count: usize,
+    /// Op types in those functions' bodies, apart from the main graph's.
+    pub function_ops: std::collections::BTreeMap<String, usize>,
     /// `hit` when the artifact came from the cache, `miss` when it was built, `off (...)`
     /// when the model is not cached.
     pub cache: String,

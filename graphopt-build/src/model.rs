@@ -8,7 +8,7 @@ use graphopt_core::freeze::{self, SavedModelOptions};
 use graphopt_core::graph::attrs;
 use graphopt_core::proto::{GraphDef, NodeDef};
 use graphopt_core::transforms::{self, Registry};
-use graphopt_core::{graph, io, summary};
+use graphopt_core::{graph, io};
 
 use crate::cache::{self, KeyBuilder};
 use crate::error::Error;
@@ -339,11 +339,16 @@ impl Model {
         key: &str,
     ) -> Result<(Vec<u8>, Manifest), Error> {
         let display = self.path.clone();
-        let (mut graph, inputs, outputs) = match source_kind {
+        let (mut graph, inputs, outputs, declared_shapes) = match source_kind {
             Source::Graph(bytes) => {
                 let (graph, _) =
                     io::decode_graph(bytes.into(), &display).map_err(|e| self.core(e))?;
-                (graph, self.inputs.clone(), self.outputs.clone())
+                (
+                    graph,
+                    self.inputs.clone(),
+                    self.outputs.clone(),
+                    BTreeMap::new(),
+                )
             }
             Source::SavedModel(_) => {
                 let defaults = SavedModelOptions::default();
@@ -364,7 +369,7 @@ impl Model {
                 };
                 let inputs = pick(&self.inputs, frozen.inputs);
                 let outputs = pick(&self.outputs, frozen.outputs);
-                (frozen.graph, inputs, outputs)
+                (frozen.graph, inputs, outputs, frozen.shapes)
             }
         };
         graph::validate(&graph)
@@ -400,6 +405,12 @@ impl Model {
                 );
             }
         }
+        // Functions nothing calls any more (a SavedModel's save and restore functions, calls
+        // that were inlined) are not shipped.
+        graph::functions::prune_library(&mut graph);
+        let functions: &[graphopt_core::proto::FunctionDef] =
+            graph.library.as_ref().map_or(&[], |l| &l.function);
+        let function_nodes: Vec<&NodeDef> = functions.iter().flat_map(|f| &f.node_def).collect();
         let model_bytes = io::encode_graph(&graph);
         let manifest = Manifest {
             name: self.name.clone(),
@@ -412,20 +423,24 @@ impl Model {
             transforms: canonical.to_string(),
             inputs: inputs
                 .iter()
-                .map(|n| tensor_manifest(&graph, n))
+                .map(|n| tensor_manifest(&graph, n, &declared_shapes))
                 .collect::<Result<_, _>>()
                 .map_err(|m| self.fail(m))?,
             outputs: outputs
                 .iter()
-                .map(|n| tensor_manifest(&graph, n))
+                .map(|n| tensor_manifest(&graph, n, &declared_shapes))
                 .collect::<Result<_, _>>()
                 .map_err(|m| self.fail(m))?,
             node_count: graph.node.len(),
-            ops: summary::summarize(&graph, None)
-                .op_counts
+            ops: op_counts(graph.node.iter()),
+            functions: functions
+                .iter()
+                .filter_map(|f| f.signature.as_ref().map(|s| s.name.clone()))
+                .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
-                .map(|c| (c.op, c.count))
                 .collect(),
+            function_node_count: function_nodes.len(),
+            function_ops: op_counts(function_nodes.into_iter()),
             cache: "miss".into(),
         };
         Ok((model_bytes, manifest))
@@ -528,7 +543,14 @@ fn static_shape(graph: &GraphDef, tensor: &str) -> Option<Vec<i64>> {
     )
 }
 
-fn tensor_manifest(graph: &GraphDef, name: &str) -> Result<TensorManifest, String> {
+/// The manifest entry of an input or output. Its shape is what the SavedModel signature
+/// declares (`declared`, by node name), refined by shape inference where the signature leaves
+/// a dimension unknown; `None` when neither knows the rank.
+fn tensor_manifest(
+    graph: &GraphDef,
+    name: &str,
+    declared: &BTreeMap<String, Option<Vec<i64>>>,
+) -> Result<TensorManifest, String> {
     let parsed = graph::InputRef::parse(name);
     let node = graph
         .node
@@ -540,18 +562,46 @@ fn tensor_manifest(graph: &GraphDef, name: &str) -> Result<TensorManifest, Strin
     let dtype = output_dtype(node)
         .map(|d| graphopt_core::dtype::dtype_name(d as i32))
         .unwrap_or_else(|| "unknown".into());
-    let shape = if node.op == "Placeholder" {
-        attrs::shape(node, "shape")
-            .and_then(|s| (!s.unknown_rank).then(|| s.dim.iter().map(|d| d.size).collect()))
+    let inferred = if node.op == "Placeholder" {
+        attrs::shape(node, "shape").and_then(graphopt_core::dtype::shape_dims)
     } else {
         static_shape(graph, name)
+    };
+    let declared = if parsed.port == 0 {
+        declared.get(parsed.node).cloned().flatten()
+    } else {
+        None
     };
     Ok(TensorManifest {
         name: parsed.node.to_string(),
         tensor: format!("{}:{}", parsed.node, parsed.port),
         dtype,
-        shape,
+        shape: merge_shapes(declared, inferred),
     })
+}
+
+/// How often each op occurs among `nodes`.
+fn op_counts<'a>(nodes: impl Iterator<Item = &'a NodeDef>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for node in nodes {
+        *counts.entry(node.op.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A declared shape with its unknown dimensions filled from an inferred one of the same rank.
+fn merge_shapes(declared: Option<Vec<i64>>, inferred: Option<Vec<i64>>) -> Option<Vec<i64>> {
+    match (declared, inferred) {
+        (Some(declared), Some(inferred)) if declared.len() == inferred.len() => Some(
+            declared
+                .iter()
+                .zip(&inferred)
+                .map(|(&d, &i)| if d >= 0 { d } else { i })
+                .collect(),
+        ),
+        (Some(declared), _) => Some(declared),
+        (None, inferred) => inferred,
+    }
 }
 
 /// Builds every model declared under `[package.metadata.graphopt.models.NAME]` in the

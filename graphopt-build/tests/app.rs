@@ -27,8 +27,8 @@ fn main() {
     println!("sha256 {}", tiny::SHA256);
     println!("bytes {}", tiny::GRAPH_DEF.len());
     println!("aligned {}", tiny::GRAPH_DEF.as_ptr() as usize % 16 == 0);
-    println!("input {} {:?} {:?}", tiny::inputs::INPUT.tensor, tiny::inputs::INPUT.dtype, tiny::inputs::INPUT.shape);
-    println!("output {} {:?} {:?}", tiny::outputs::PROBS.tensor, tiny::outputs::PROBS.dtype, tiny::outputs::PROBS.shape);
+    println!("input {} {:?} {}", tiny::inputs::INPUT.tensor, tiny::inputs::INPUT.dtype, tiny::inputs::INPUT.shape);
+    println!("output {} {:?} {}", tiny::outputs::PROBS.tensor, tiny::outputs::PROBS.dtype, tiny::outputs::PROBS.shape);
     println!("counts {} {}", tiny::INPUTS.len(), tiny::OUTPUTS.len());
     println!("transforms {}", tiny::TRANSFORMS);
 }
@@ -389,15 +389,22 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
         app.dir.path().join("src/main.rs"),
         "graphopt::include_model!(cnn);\nfn main() {\n    \
          println!(\"input {} {:?}\", cnn::inputs::IMAGE.tensor, cnn::inputs::IMAGE.dtype);\n    \
-         println!(\"output {} {:?}\", cnn::outputs::OUTPUT_0.tensor, cnn::outputs::OUTPUT_0.dtype);\n}\n",
+         println!(\"output {} {:?} {:?}\", cnn::outputs::OUTPUT_0.tensor, cnn::outputs::OUTPUT_0.dtype, cnn::outputs::OUTPUT_0.shape);\n}\n",
     )
     .unwrap();
     let stdout = app.run();
     assert!(stdout.contains("input image:0 Float"), "{stdout}");
-    assert!(stdout.contains("output output_0:0 Float"), "{stdout}");
+    // The signature's shape, though shape inference cannot see through the frozen graph's
+    // batch dimension.
+    assert!(
+        stdout.contains("output output_0:0 Float Known([-1, 4])"),
+        "{stdout}"
+    );
 
     // The embedded graph computes what TensorFlow computed for the SavedModel.
     let (manifest, bytes) = app.artifacts_of("cnn");
+    // Every call was inlined: no function is shipped.
+    assert_eq!(manifest["functions"], serde_json::json!([]));
     let (graph, _) = graphopt_core::io::decode_graph(bytes.into(), Path::new("cnn.pb")).unwrap();
     assert!(!graph.node.iter().any(|n| n.op.contains("Variable")));
     let feeds = [(
@@ -614,4 +621,112 @@ fn changed_application_transforms_and_changed_code_miss_the_cache() {
     let (cache, _, again) = build("two", "Some(\"2\")", &changed);
     assert_eq!(cache, "hit");
     assert!(again == second);
+}
+
+/// A graph with an input of unknown rank and a scalar input, each passed through a Relu.
+const SHAPES_PBTXT: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { unknown_rank: true } } } }
+node { name: "s" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { } } } }
+node { name: "y" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "t" op: "Relu" input: "s" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+#[test]
+fn outputs_of_unknown_shape_are_not_scalars() {
+    let app = App::named("shapes-app");
+    std::fs::write(app.dir.path().join("models/shapes.pbtxt"), SHAPES_PBTXT).unwrap();
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         graphopt_build::Model::new(\"shapes\", \"models/shapes.pbtxt\")\n        \
+         .inputs([\"x\", \"s\"]).outputs([\"y\", \"t\"]).build()?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(shapes);\nfn main() {\n    \
+         for spec in shapes::INPUTS.iter().chain(shapes::OUTPUTS) {\n        \
+         println!(\"{} {:?} rank {:?} elements {:?}\", spec.name, spec.shape, spec.shape.rank(), spec.element_count());\n    }\n}\n",
+    )
+    .unwrap();
+    let stdout = app.run();
+    assert_eq!(
+        stdout,
+        "x Unknown rank None elements None\n\
+         s Known([]) rank Some(0) elements Some(1)\n\
+         y Unknown rank None elements None\n\
+         t Known([]) rank Some(0) elements Some(1)\n"
+    );
+}
+
+#[test]
+fn a_savedmodel_artifact_ships_only_the_functions_its_graph_calls() {
+    let app = App::named("rnn-app");
+    let saved = workspace().join("tests/fixtures/saved");
+    copy_tree(
+        &saved.join("while_embedding"),
+        &app.dir.path().join("models/rnn"),
+    );
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         std::fs::write(\"out_dir.txt\", std::env::var(\"OUT_DIR\").unwrap_or_default()).ok();\n    \
+         graphopt_build::Model::new(\"rnn\", \"models/rnn\").transforms(\"sort_by_execution_order\").build()?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(rnn);\nfn main() {\n    \
+         println!(\"{} {:?} {}\", rnn::inputs::TOKENS.tensor, rnn::inputs::TOKENS.dtype, rnn::inputs::TOKENS.shape);\n    \
+         println!(\"{} {:?} {}\", rnn::outputs::LOGITS.tensor, rnn::outputs::LOGITS.dtype, rnn::outputs::LOGITS.shape);\n}\n",
+    )
+    .unwrap();
+    let stdout = app.run();
+    assert_eq!(
+        stdout, "tokens:0 Int32 [-1, 5]\nlogits:0 Float [-1, 3]\n",
+        "{stdout}"
+    );
+
+    let (manifest, bytes) = app.artifacts_of("rnn");
+    let (graph, _) = graphopt_core::io::decode_graph(bytes.into(), Path::new("rnn.pb")).unwrap();
+    let library = graph.library.unwrap_or_default();
+    let mut shipped: Vec<String> = library
+        .function
+        .iter()
+        .map(|f| f.signature.as_ref().unwrap().name.clone())
+        .collect();
+    shipped.sort();
+    // The While loop's body and condition, not the SavedModel's save and restore functions
+    // nor the inlined signature function.
+    assert_eq!(shipped, ["while_body_946", "while_cond_945"]);
+    assert_eq!(manifest["functions"], serde_json::json!(shipped));
+
+    // Op counts: the main graph's and the shipped functions', apart.
+    let count = |ops: &serde_json::Value| -> u64 {
+        ops.as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(count(&manifest["ops"]), graph.node.len() as u64);
+    assert_eq!(manifest["node_count"], graph.node.len());
+    let function_nodes: usize = library.function.iter().map(|f| f.node_def.len()).sum();
+    assert_eq!(count(&manifest["function_ops"]), function_nodes as u64);
+    assert_eq!(manifest["function_node_count"], function_nodes);
+    let ops = manifest["ops"].as_object().unwrap();
+    let function_ops = manifest["function_ops"].as_object().unwrap();
+    assert!(ops.keys().any(|op| op.ends_with("While")), "{ops:?}");
+    assert!(!function_ops.keys().any(|op| op.ends_with("While")));
+    for op in [
+        "SaveV2",
+        "RestoreV2",
+        "AssignVariableOp",
+        "MergeV2Checkpoints",
+    ] {
+        assert!(
+            !ops.contains_key(op) && !function_ops.contains_key(op),
+            "{op}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::budget::BudgetError;
 use crate::graph::GraphError;
 use crate::transforms::spec::SpecError;
 
@@ -46,6 +47,9 @@ pub enum Error {
     Freeze(String),
     #[error("cannot encode {what}: {message}")]
     Encode { what: String, message: String },
+    /// The command's memory or work budget refused what a node needed.
+    #[error("node '{node}': {source}")]
+    Budget { node: String, source: BudgetError },
 }
 
 impl From<GraphError> for Error {

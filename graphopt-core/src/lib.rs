@@ -4,7 +4,8 @@
 //! `tests/tidy.rs` holds this):
 //!
 //! 1. data: [`proto`] (TensorFlow's wire types, generated with BTreeMap maps so encoding is
-//!    deterministic), [`dtype`] (type names), [`tensor`] (TensorProto <-> typed arrays),
+//!    deterministic), [`budget`] (the memory and work budget every layer above consults),
+//!    [`dtype`] (type names), [`tensor`] (TensorProto <-> typed arrays),
 //!    [`text_format`], [`io`] (reading without copying weights, deterministic writing),
 //!    [`error`] (the crate error, which wraps the modules' own errors);
 //! 2. [`graph`]: the graph model, attributes, edits, op knowledge, function inlining;
@@ -17,6 +18,7 @@
 //! 7. [`freeze`], [`verify`], [`summary`], [`targets`]: what the CLI and build integration call.
 
 pub mod analysis;
+pub mod budget;
 pub mod dtype;
 pub mod error;
 pub mod eval;

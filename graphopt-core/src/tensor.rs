@@ -2,13 +2,15 @@
 //! string, in both of TensorFlow's encodings (`tensor_content` bytes and the typed `*_val`
 //! fields, including the shorthand where fewer values than elements repeat the last one).
 //!
-//! Decoding is bounded: a shape whose element count or byte size exceeds [`Limits`] is an
-//! error before anything is allocated, so a hostile `TensorProto` cannot exhaust memory.
+//! Decoding is bounded: a shape whose element count or in-memory size exceeds [`Limits`] (one
+//! tensor) or the command's [`budget`](crate::budget) is an error before anything is
+//! allocated, so a hostile `TensorProto` cannot exhaust memory.
 
 use bytes::Bytes;
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 
+use crate::budget::{self, BudgetError};
 use crate::proto::{tensor_shape_proto, DataType, TensorProto, TensorShapeProto};
 
 /// Why a tensor could not be decoded or built.
@@ -32,9 +34,12 @@ pub enum TensorError {
     TooManyValues { count: usize, elements: usize },
     #[error("{0}")]
     Shape(String),
+    #[error("{0}")]
+    Budget(#[from] BudgetError),
 }
 
-/// Bounds on what decoding may allocate.
+/// The largest one tensor may be, in bytes of memory (the command's budget bounds them all
+/// together, see [`crate::budget`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_bytes: u64,
@@ -139,6 +144,15 @@ pub fn dtype_size(dtype: DataType) -> Option<usize> {
         D::DtComplex128 => 16,
         _ => return None,
     })
+}
+
+/// Bytes one element takes in memory, in graphopt's storage for `dtype`: the fixed size for
+/// numbers, and for strings the `Bytes` handle (its contents count separately).
+pub fn memory_element_size(dtype: DataType) -> usize {
+    match dtype {
+        DataType::DtString => std::mem::size_of::<Bytes>(),
+        other => dtype_size(other).unwrap_or(std::mem::size_of::<Bytes>()),
+    }
 }
 
 /// The value type of a reference dtype (`DT_FLOAT_REF` -> `DT_FLOAT`).
@@ -318,6 +332,19 @@ impl Tensor {
         self.len() == 0
     }
 
+    /// What the tensor costs in memory: elements times their in-memory size, plus string
+    /// contents and [`budget::VALUE_OVERHEAD`].
+    pub fn memory_bytes(&self) -> u64 {
+        let elements = (self.len() as u64).saturating_mul(memory_element_size(self.dtype) as u64);
+        let contents = match &self.data {
+            Data::Str(a) => a.iter().map(|b| b.len() as u64).sum(),
+            _ => 0,
+        };
+        elements
+            .saturating_add(contents)
+            .saturating_add(budget::VALUE_OVERHEAD)
+    }
+
     /// Bytes the elements take (strings: their lengths).
     pub fn byte_size(&self) -> usize {
         match &self.data {
@@ -326,7 +353,6 @@ impl Tensor {
         }
     }
 
-    /// Decodes a `TensorProto` with the default [`Limits`].
     /// The values of a floating-point tensor as f64 (any shape, flattened), or `None` for
     /// other element types.
     pub fn floats(&self) -> Option<Vec<f64>> {
@@ -354,19 +380,22 @@ impl Tensor {
         }
     }
 
+    /// Decodes a `TensorProto` with the default [`Limits`].
     pub fn from_proto(proto: &TensorProto) -> Result<Self, TensorError> {
         Self::from_proto_with_limits(proto, Limits::default())
     }
 
-    /// Decodes a `TensorProto`, refusing shapes over `limits`.
+    /// Decodes a `TensorProto`, refusing shapes over `limits` and over the current budget.
     pub fn from_proto_with_limits(
         proto: &TensorProto,
         limits: Limits,
     ) -> Result<Self, TensorError> {
         let dtype = dtype_of(proto.dtype)?;
         let dims = dims_of(proto.tensor_shape.as_ref())?;
-        let size = dtype_size(dtype).unwrap_or(1);
+        let size = memory_element_size(dtype);
         let n = checked_elements(&dims, size, limits)?;
+        budget::alloc_items(n, size, "a tensor")?;
+        budget::work(n as u64)?;
         let raw = &proto.tensor_content;
         let packed = !raw.is_empty() || n == 0;
         macro_rules! decode {

@@ -68,6 +68,8 @@ impl Report {
 pub enum VerifyError {
     #[error("input '{0}' is not a Placeholder with a known dtype in the original graph")]
     BadInput(String),
+    #[error("input '{name}': {message}")]
+    Input { name: String, message: String },
     #[error("the original graph: {0}")]
     Original(eval::EvalError),
     #[error("the optimized graph: {0}")]
@@ -107,8 +109,21 @@ impl SplitMix {
     }
 }
 
-fn seeded_input(dtype: DataType, dims: &[usize], rng: &mut SplitMix) -> Option<Tensor> {
-    let n: usize = dims.iter().product();
+/// A seeded input of `dims`, asked of the budget first (the dims come from the model).
+fn seeded_input(
+    dtype: DataType,
+    dims: &[usize],
+    rng: &mut SplitMix,
+) -> Result<Option<Tensor>, String> {
+    let n = crate::analysis::geometry::element_count(dims).map_err(|e| e.to_string())?;
+    // The values are generated as f64, then cast.
+    let element = crate::tensor::memory_element_size(dtype).max(8);
+    crate::budget::alloc_items(n, element * 2, "a seeded input").map_err(|e| e.to_string())?;
+    crate::budget::work(n as u64).map_err(|e| e.to_string())?;
+    Ok(seeded_values(dtype, dims, n, rng))
+}
+
+fn seeded_values(dtype: DataType, dims: &[usize], n: usize, rng: &mut SplitMix) -> Option<Tensor> {
     let shape = IxDyn(dims);
     let data = match dtype {
         DataType::DtBool => Data::Bool(
@@ -138,8 +153,19 @@ fn as_f64(t: &Tensor) -> Option<Vec<f64>> {
     t.floats()
 }
 
-/// Runs `original` and `optimized` on the same seeded inputs and measures the difference.
+/// Runs `original` and `optimized` on the same seeded inputs and measures the difference,
+/// under the current budget (or a default one for both graphs' size).
 pub fn compare(
+    original: &GraphDef,
+    optimized: &GraphDef,
+    options: &VerifyOptions,
+) -> Result<Report, VerifyError> {
+    use prost::Message as _;
+    let size = (original.encoded_len() as u64).saturating_add(optimized.encoded_len() as u64);
+    crate::budget::enter_or_default(|| size, || compare_in(original, optimized, options))
+}
+
+fn compare_in(
     original: &GraphDef,
     optimized: &GraphDef,
     options: &VerifyOptions,
@@ -176,6 +202,10 @@ pub fn compare(
             _ => vec![options.unknown_dim.max(1)],
         };
         let value = seeded_input(dtype, &dims, &mut rng)
+            .map_err(|message| VerifyError::Input {
+                name: name.clone(),
+                message,
+            })?
             .ok_or_else(|| VerifyError::BadInput(name.clone()))?;
         feeds.insert(name.clone(), value);
     }

@@ -65,6 +65,14 @@ fn number(value: &Value, key: &str) -> Result<u64, String> {
 }
 
 impl Tensor {
+    /// The shape as `graphopt::Shape` prints it.
+    fn shape_text(&self) -> String {
+        match &self.shape {
+            Some(dims) => format!("{dims:?}"),
+            None => "unknown".into(),
+        }
+    }
+
     fn from_json(value: &Value) -> Result<Tensor, String> {
         let shape = match value.get("shape") {
             None | Some(Value::Null) => None,
@@ -176,9 +184,12 @@ fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
         )
     })?;
     let variant = Ident::new(variant, Span::call_site());
-    let shape = t.shape.clone().unwrap_or_default();
+    let shape = match &t.shape {
+        Some(dims) => quote!(::graphopt::Shape::Known(&[#(#dims),*])),
+        None => quote!(::graphopt::Shape::Unknown),
+    };
     Ok(quote! {
-        ::graphopt::TensorSpec { name: #name, tensor: #tensor, dtype: ::graphopt::DType::#variant, shape: &[#(#shape),*] }
+        ::graphopt::TensorSpec { name: #name, tensor: #tensor, dtype: ::graphopt::DType::#variant, shape: #shape }
     })
 }
 
@@ -221,22 +232,12 @@ pub fn include_model(input: TokenStream) -> TokenStream {
     };
     let input_consts = manifest.inputs.iter().zip(&inputs).map(|(t, s)| {
         let ident = format_ident!("{}", const_name(&t.name));
-        let doc = format!(
-            "Input `{}`: {}{:?}.",
-            t.tensor,
-            t.dtype,
-            t.shape.clone().unwrap_or_default()
-        );
+        let doc = format!("Input `{}`: {} {}.", t.tensor, t.dtype, t.shape_text());
         quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
     });
     let output_consts = manifest.outputs.iter().zip(&outputs).map(|(t, s)| {
         let ident = format_ident!("{}", const_name(&t.name));
-        let doc = format!(
-            "Output `{}`: {}{:?}.",
-            t.tensor,
-            t.dtype,
-            t.shape.clone().unwrap_or_default()
-        );
+        let doc = format!("Output `{}`: {} {}.", t.tensor, t.dtype, t.shape_text());
         quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
     });
     let mut ops: Vec<(&String, &usize)> = manifest.ops.iter().collect();

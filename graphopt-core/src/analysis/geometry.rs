@@ -26,8 +26,18 @@ pub fn mul(a: usize, b: usize, what: &str) -> Result<usize, GeometryError> {
         .ok_or_else(|| GeometryError(format!("{what} overflows ({a} * {b})")))
 }
 
-/// The number of elements of `dims`, checked.
+/// `a - b`, or an error naming what went below zero.
+pub fn sub(a: usize, b: usize, what: &str) -> Result<usize, GeometryError> {
+    a.checked_sub(b)
+        .ok_or_else(|| GeometryError(format!("{what} is negative ({a} - {b})")))
+}
+
+/// The number of elements of `dims`, checked (a shape with a 0 has none, however large its
+/// other dimensions).
 pub fn element_count(dims: &[usize]) -> Result<usize, GeometryError> {
+    if dims.contains(&0) {
+        return Ok(0);
+    }
     dims.iter()
         .try_fold(1usize, |acc, &d| mul(acc, d, "the element count"))
 }
@@ -36,6 +46,21 @@ pub fn element_count(dims: &[usize]) -> Result<usize, GeometryError> {
 pub fn dim(value: i64, what: &str) -> Result<usize, GeometryError> {
     usize::try_from(value)
         .map_err(|_| GeometryError(format!("{what} must be a non-negative size, not {value}")))
+}
+
+/// A dimension as TensorFlow's int64 (Shape, Size): an error past `i64::MAX`.
+pub fn dim_i64(value: usize) -> Result<i64, GeometryError> {
+    i64::try_from(value)
+        .map_err(|_| GeometryError(format!("dimension {value} does not fit in int64")))
+}
+
+/// Row-major strides (in elements) of `dims`, checked.
+pub fn strides(dims: &[usize]) -> Result<Vec<usize>, GeometryError> {
+    let mut strides = vec![1usize; dims.len()];
+    for d in (0..dims.len().saturating_sub(1)).rev() {
+        strides[d] = mul(strides[d + 1], dims[d + 1], "a stride")?;
+    }
+    Ok(strides)
 }
 
 /// An axis in `-rank..rank`, made non-negative.
@@ -146,6 +171,31 @@ impl Window {
             .checked_add(k.checked_mul(self.dilation)?)?
             .checked_sub(self.pad_before)?;
         (position < self.input).then_some(position)
+    }
+
+    /// The taps `k` in `0..kernel` whose [`Window::source`] for output position `o` lies inside
+    /// the input: a window far larger than the input (a hostile ksize) costs what the input
+    /// holds, not what the window spans.
+    pub fn taps(&self, o: usize, kernel: usize) -> std::ops::Range<usize> {
+        // position(k) = o * stride + k * dilation - pad_before, wanted in 0..input.
+        let start = o as u128 * self.stride as u128;
+        let pad = self.pad_before as u128;
+        let dilation = self.dilation.max(1) as u128;
+        let first = if start >= pad {
+            0
+        } else {
+            (pad - start).div_ceil(dilation)
+        };
+        // Largest k with start + k * dilation < pad + input.
+        let limit = pad + self.input as u128;
+        let end = if limit > start {
+            (limit - start).div_ceil(dilation)
+        } else {
+            0
+        };
+        let end = end.min(kernel as u128) as usize;
+        let first = first.min(end as u128) as usize;
+        first..end
     }
 }
 
@@ -448,6 +498,29 @@ mod tests {
         assert_eq!(plan.map(|p| p[0].len), Ok(1));
         let plan = strided_slice_plan(&[10], &[i64::MIN], &[i64::MAX], &[3], SliceMasks::default());
         assert_eq!(plan.map(|p| (p[0].start, p[0].len)), Ok((0, 4)));
+    }
+
+    #[test]
+    fn taps_are_the_ones_inside_the_input() {
+        for (input, kernel, stride, dilation, padding) in [
+            (5, 3, 1, 1, "SAME"),
+            (7, 4, 2, 2, "SAME"),
+            (4, 9, 1, 1, "SAME"),
+            (6, 2, 3, 1, "VALID"),
+        ] {
+            let w = window(input, kernel, stride, dilation, padding, (0, 0)).expect("window");
+            for o in 0..w.out {
+                let expected: Vec<usize> =
+                    (0..kernel).filter(|&k| w.source(o, k).is_some()).collect();
+                let taps: Vec<usize> = w.taps(o, kernel).collect();
+                assert_eq!(
+                    taps, expected,
+                    "{input} {kernel} {stride} {dilation} {padding} o={o}"
+                );
+            }
+        }
+        let huge = window(3, usize::MAX / 4, 1, 1, "SAME", (0, 0)).expect("window");
+        assert!(huge.taps(0, usize::MAX / 4).len() <= 3);
     }
 
     #[test]

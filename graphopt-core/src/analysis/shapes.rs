@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use super::geometry::{self, broadcast_shape, strided_slice_plan, SliceMasks, Spatial};
 use crate::graph::{attrs, edit, ops, InputRef};
-use crate::proto::{GraphDef, NodeDef};
-use crate::tensor::Tensor;
+use crate::proto::{DataType, GraphDef, NodeDef};
+use crate::tensor::{dims_of, Tensor};
 
 /// What is known about one input of a node.
 #[derive(Debug, Clone, Copy)]
@@ -540,8 +540,40 @@ fn einsum(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Vec<usize>> {
     rhs.trim().chars().map(|l| sizes.get(&l).copied()).collect()
 }
 
+/// Const values with more elements than this are not decoded for inference: the rules only
+/// read integer shapes, axes, paddings and sizes, never weights.
+const MAX_VALUE_ELEMENTS: usize = 1 << 16;
+
+/// A Const's shape, read from its TensorProto without decoding it, and its value when it is
+/// a small integer tensor (the only values the rules read).
+fn const_shape_and_value(node: &NodeDef) -> Option<(Vec<usize>, Option<Tensor>)> {
+    if node.op != "Const" {
+        return None;
+    }
+    let proto = attrs::tensor(node, "value")?;
+    let dims = dims_of(proto.tensor_shape.as_ref()).ok()?;
+    let integer = matches!(
+        DataType::try_from(crate::tensor::base_dtype(proto.dtype)),
+        Ok(DataType::DtInt32
+            | DataType::DtInt64
+            | DataType::DtInt16
+            | DataType::DtInt8
+            | DataType::DtUint8
+            | DataType::DtUint16
+            | DataType::DtUint32)
+    );
+    let small = geometry::element_count(&dims).is_ok_and(|n| n <= MAX_VALUE_ELEMENTS);
+    let value = if integer && small {
+        edit::const_value(node)
+    } else {
+        None
+    };
+    Some((dims, value))
+}
+
 /// Output shapes of every node that can be known statically (Const values and the rules
-/// above, from Placeholder shapes), by node name.
+/// above, from Placeholder shapes), by node name. Weights are never decoded: Const shapes come
+/// from their protos, and only small integer values are read.
 pub fn infer_graph(graph: &GraphDef) -> HashMap<String, Shapes> {
     let order =
         crate::graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
@@ -551,9 +583,11 @@ pub fn infer_graph(graph: &GraphDef) -> HashMap<String, Shapes> {
         let Some(node) = graph.node.get(i) else {
             continue;
         };
-        if let Some(value) = edit::const_value(node) {
-            known.insert(node.name.clone(), vec![Some(value.shape().to_vec())]);
-            values.insert(node.name.clone(), value);
+        if let Some((dims, value)) = const_shape_and_value(node) {
+            known.insert(node.name.clone(), vec![Some(dims)]);
+            if let Some(value) = value {
+                values.insert(node.name.clone(), value);
+            }
             continue;
         }
         let inputs: Vec<(Option<Vec<usize>>, Option<&Tensor>)> = edit::data_inputs(node)

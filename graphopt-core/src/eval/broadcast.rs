@@ -5,30 +5,40 @@ use std::cell::Cell;
 use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::KernelError;
+use crate::budget;
 use crate::tensor::{checked_elements, Limits};
 
 thread_local! {
-    /// The byte limit of the kernel running on this thread (see [`with_limits`]).
+    /// The per-tensor byte limit of the kernel running on this thread (see [`with_limits`]).
     static LIMIT: Cell<u64> = Cell::new(Limits::default().max_bytes);
 }
 
-/// Runs `f` with `limits` as the allocation bound of every kernel helper it calls, so
-/// broadcasting or a matrix product cannot build an output larger than the caller allows.
+/// Runs `f` with `limits` as the per-tensor bound of every kernel helper it calls, so
+/// broadcasting or a matrix product cannot build an output larger than the caller allows (the
+/// command's budget bounds them all together).
 pub fn with_limits<T>(limits: Limits, f: impl FnOnce() -> T) -> T {
     let previous = LIMIT.with(|l| l.replace(limits.max_bytes));
-    let result = f();
-    LIMIT.with(|l| l.set(previous));
-    result
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LIMIT.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(previous);
+    f()
 }
 
-/// Refuses an output of `dims` with `element_size`-byte elements over the current limit.
-pub fn check_output(dims: &[usize], element_size: usize) -> Result<(), KernelError> {
+/// Asks for an output of `dims` with `element_size`-byte elements: refused over the current
+/// per-tensor limit or the budget's memory; its elements are charged as work. Returns the
+/// element count.
+pub fn check_output(dims: &[usize], element_size: usize) -> Result<usize, KernelError> {
     let limits = Limits {
         max_bytes: LIMIT.with(Cell::get),
     };
-    checked_elements(dims, element_size, limits)
-        .map(|_| ())
-        .map_err(Into::into)
+    let elements = checked_elements(dims, element_size, limits)?;
+    budget::alloc_items(elements, element_size, "an output")?;
+    budget::work(elements as u64)?;
+    Ok(elements)
 }
 
 /// The shape two shapes broadcast to, or an error naming both.
@@ -43,7 +53,7 @@ pub fn zip2<A, B, C>(
     f: impl Fn(&A, &B) -> C,
 ) -> Result<ArrayD<C>, KernelError> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
-    check_output(&shape, std::mem::size_of::<C>())?;
+    check_output(&shape, std::mem::size_of::<C>().max(1))?;
     let av = a
         .broadcast(IxDyn(&shape))
         .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {shape:?}", a.shape())))?;
@@ -61,7 +71,7 @@ pub fn zip3<A, B, C, D>(
     f: impl Fn(&A, &B, &C) -> D,
 ) -> Result<ArrayD<D>, KernelError> {
     let shape = broadcast_shape(&broadcast_shape(a.shape(), b.shape())?, c.shape())?;
-    check_output(&shape, std::mem::size_of::<D>())?;
+    check_output(&shape, std::mem::size_of::<D>().max(1))?;
     let dim = IxDyn(&shape);
     let err = |s: &[usize]| KernelError(format!("cannot broadcast {s:?} to {shape:?}"));
     let av = a.broadcast(dim.clone()).ok_or_else(|| err(a.shape()))?;

@@ -21,7 +21,13 @@ where
 /// Casts to `to`. Bool -> number gives 0/1; number -> bool is `!= 0`.
 pub fn cast(x: &Tensor, to: DataType) -> Result<Tensor, KernelError> {
     if x.dtype() == to {
+        super::broadcast::check_output(x.shape(), crate::tensor::memory_element_size(to))?;
         return Ok(x.clone());
+    }
+    super::broadcast::check_output(x.shape(), crate::tensor::memory_element_size(to))?;
+    if matches!(x.data(), Data::F16(_) | Data::BF16(_) | Data::Bool(_)) {
+        // The widened copy below.
+        super::broadcast::check_output(x.shape(), 4)?;
     }
     // Sources widened to a primitive storage first.
     let widened;
@@ -77,7 +83,10 @@ pub fn cast(x: &Tensor, to: DataType) -> Result<Tensor, KernelError> {
         D::DtUint16 | D::DtQuint16 => Data::U16(to_prim!(u16)),
         D::DtUint32 => Data::U32(to_prim!(u32)),
         D::DtUint64 => Data::U64(to_prim!(u64)),
-        D::DtBool => Data::Bool(to_prim!(f64).mapv(|v| v != 0.0)),
+        D::DtBool => {
+            super::broadcast::check_output(x.shape(), 8)?;
+            Data::Bool(to_prim!(f64).mapv(|v| v != 0.0))
+        }
         other => return fail(format!("cannot cast to {other:?}")),
     };
     Tensor::new(to, data).map_err(Into::into)
@@ -95,6 +104,7 @@ pub fn from_f32(x: &Tensor, dtype: DataType) -> Result<Tensor, KernelError> {
 
 /// All elements as f64 (for shape arguments, axes, scalars).
 pub fn to_f64_vec(x: &Tensor) -> Result<Vec<f64>, KernelError> {
+    super::alloc::items::<f64>(x.len(), "a list of values")?;
     match cast(x, DataType::DtDouble)?.into_data() {
         Data::F64(a) => Ok(a.iter().copied().collect()),
         _ => fail("expected a numeric tensor"),
@@ -103,6 +113,7 @@ pub fn to_f64_vec(x: &Tensor) -> Result<Vec<f64>, KernelError> {
 
 /// All elements of an integer tensor as i64 (shapes, axes, indices).
 pub fn to_i64_vec(x: &Tensor) -> Result<Vec<i64>, KernelError> {
+    super::alloc::items::<i64>(x.len(), "a list of values")?;
     x.integers()
         .ok_or_else(|| KernelError(format!("expected an integer tensor, got {:?}", x.dtype())))
 }

@@ -4,9 +4,11 @@
 use ndarray::{Array2, ArrayD, IxDyn, LinalgScalar};
 use num_traits::Float;
 
+use super::alloc;
 use super::cast::{from_f32, to_f32};
 use super::shape_ops::permute;
 use super::{fail, KernelContext, KernelError};
+use crate::analysis::geometry;
 use crate::tensor::{checked_elements, Data, Tensor};
 
 pub use crate::analysis::geometry::Spatial;
@@ -51,32 +53,33 @@ fn conv_nhwc<T: LinalgScalar + Float>(
         return fail("grouped convolutions are not supported by graphopt's evaluator");
     }
     let (wh, ww) = spatial.windows(h, w, kh, kw)?;
-    checked_elements(
-        &[n, wh.out, ww.out, out_c],
-        std::mem::size_of::<T>(),
-        ctx.limits,
-    )?;
-    checked_elements(
-        &[wh.out * ww.out, kh * kw * c],
-        std::mem::size_of::<T>(),
-        ctx.limits,
-    )?;
+    let out_dims = [n, wh.out, ww.out, out_c];
+    checked_elements(&out_dims, std::mem::size_of::<T>(), ctx.limits)?;
+    let outputs = alloc::output::<T>(&out_dims)?;
+    if outputs == 0 {
+        return Ok(ArrayD::zeros(IxDyn(&out_dims)));
+    }
+    // With outputs, every factor below is bounded by an input's or the output's size.
+    let rows = geometry::mul(wh.out, ww.out, "the convolution's rows")?;
+    let columns = geometry::element_count(&[kh, kw, c])?;
+    checked_elements(&[rows, columns], std::mem::size_of::<T>(), ctx.limits)?;
+    alloc::output::<T>(&[rows, columns])?;
+    alloc::work(alloc::loops(&[n, rows, columns, out_c]))?;
     let filter = f
         .as_standard_layout()
         .into_owned()
-        .into_shape_with_order((kh * kw * c, out_c))?;
-    let mut out = Vec::with_capacity(n * wh.out * ww.out * out_c);
-    let rows = wh.out * ww.out;
+        .into_shape_with_order((columns, out_c))?;
+    let mut out = Vec::with_capacity(outputs);
     for b in 0..n {
-        let mut patches = Array2::<T>::zeros((rows, kh * kw * c));
+        let mut patches = Array2::<T>::zeros((rows, columns));
         for oy in 0..wh.out {
             for ox in 0..ww.out {
                 let row = oy * ww.out + ox;
-                for ky in 0..kh {
+                for ky in wh.taps(oy, kh) {
                     let Some(iy) = wh.source(oy, ky) else {
                         continue;
                     };
-                    for kx in 0..kw {
+                    for kx in ww.taps(ox, kw) {
                         let Some(ix) = ww.source(ox, kx) else {
                             continue;
                         };
@@ -111,23 +114,30 @@ fn depthwise_nhwc<T: LinalgScalar + Float>(
     }
     let (kh, kw, mult) = (f.shape()[0], f.shape()[1], f.shape()[3]);
     let (wh, ww) = spatial.windows(h, w, kh, kw)?;
-    checked_elements(
-        &[n, wh.out, ww.out, c * mult],
-        std::mem::size_of::<T>(),
-        ctx.limits,
-    )?;
-    let mut out = ArrayD::<T>::zeros(IxDyn(&[n, wh.out, ww.out, c * mult]));
+    let out_dims = [
+        n,
+        wh.out,
+        ww.out,
+        geometry::mul(c, mult, "the depthwise channels")?,
+    ];
+    checked_elements(&out_dims, std::mem::size_of::<T>(), ctx.limits)?;
+    let outputs = alloc::output::<T>(&out_dims)?;
+    let mut out = ArrayD::<T>::zeros(IxDyn(&out_dims));
+    if outputs == 0 {
+        return Ok(out);
+    }
+    alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
     for b in 0..n {
         for oy in 0..wh.out {
             for ox in 0..ww.out {
                 for ci in 0..c {
                     for m in 0..mult {
                         let mut acc = T::zero();
-                        for ky in 0..kh {
+                        for ky in wh.taps(oy, kh) {
                             let Some(iy) = wh.source(oy, ky) else {
                                 continue;
                             };
-                            for kx in 0..kw {
+                            for kx in ww.taps(ox, kw) {
                                 let Some(ix) = ww.source(ox, kx) else {
                                     continue;
                                 };

@@ -10,13 +10,15 @@ use super::{fail, KernelContext, KernelError};
 use crate::graph::attrs;
 use crate::tensor::{Data, Tensor};
 
-fn int_vector(values: &[usize]) -> Tensor {
-    let values: Vec<i64> = values.iter().map(|&v| v as i64).collect();
-    Tensor::from_data(Data::I64(ndarray::Array1::from(values).into_dyn()))
+fn int_vector(values: &[usize]) -> Result<Tensor, KernelError> {
+    let values = super::shape_ops::dims_i64(values)?;
+    Ok(Tensor::from_data(Data::I64(
+        ndarray::Array1::from(values).into_dyn(),
+    )))
 }
 
 fn reshaped(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
-    reshape(x, &int_vector(dims))
+    reshape(x, &int_vector(dims)?)
 }
 
 /// Sums away the listed labels of one operand.
@@ -43,7 +45,7 @@ fn sum_labels(
         },
         limits: ctx.limits,
     };
-    reduce(&sum_ctx, &x, &int_vector(&axes))
+    reduce(&sum_ctx, &x, &int_vector(&axes)?)
 }
 
 fn positions(labels: &[char], wanted: &[char]) -> Vec<usize> {
@@ -142,12 +144,15 @@ pub fn einsum(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, Ker
         .collect();
     let free_a: Vec<char> = la.iter().copied().filter(|l| !lb.contains(l)).collect();
     let free_b: Vec<char> = lb.iter().copied().filter(|l| !la.contains(l)).collect();
-    let product = |labels: &[char]| labels.iter().map(|&l| size_of(l)).product::<usize>();
+    let product = |labels: &[char]| -> Result<usize, KernelError> {
+        let dims: Vec<usize> = labels.iter().map(|&l| size_of(l)).collect();
+        super::alloc::count(&dims)
+    };
     let (nb, nm, nk, nn) = (
-        product(&batch),
-        product(&free_a),
-        product(&contract),
-        product(&free_b),
+        product(&batch)?,
+        product(&free_a)?,
+        product(&contract)?,
+        product(&free_b)?,
     );
 
     let order_a: Vec<char> = batch

@@ -221,6 +221,13 @@ pub fn arithmetic(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, KernelErro
         (Data::U32(x), Data::U32(y)) => Data::U32(int_zip(op, x, y)?),
         (Data::U64(x), Data::U64(y)) => Data::U64(int_zip(op, x, y)?),
         (Data::Str(x), Data::Str(y)) if matches!(op, "Add" | "AddV2") => {
+            // Each joined string is new memory: at most the longest of each side, per element.
+            let longest = |a: &ArrayD<bytes::Bytes>| a.iter().map(bytes::Bytes::len).max();
+            let shape = super::broadcast::broadcast_shape(x.shape(), y.shape())?;
+            let per_element = longest(x).unwrap_or(0) as u128 + longest(y).unwrap_or(0) as u128;
+            let total = per_element.saturating_mul(super::alloc::count(&shape)? as u128);
+            crate::budget::alloc(u64::try_from(total).unwrap_or(u64::MAX))?;
+            super::alloc::work(total)?;
             Data::Str(zip2(x, y, |p, q| {
                 let mut joined = p.to_vec();
                 joined.extend_from_slice(q);
@@ -391,6 +398,7 @@ fn int_unary<
 /// Unary math on floats (and the integer ops that make sense on integers).
 pub fn unary(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError> {
     let op = ctx.node.op.as_str();
+    super::broadcast::check_output(x.shape(), crate::tensor::memory_element_size(x.dtype()))?;
     let unsupported = || KernelError(format!("{op} is not defined for {:?}", x.dtype()));
     macro_rules! ints {
         ($a:expr, $v:ident) => {
@@ -426,6 +434,7 @@ pub fn select(v2: bool, cond: &Tensor, t: &Tensor, e: &Tensor) -> Result<Tensor,
         shape[0] = c.len();
         super::shape_ops::reshaped(c, &shape)?
     } else {
+        super::alloc::output::<bool>(c.shape())?;
         c.clone()
     };
     macro_rules! pick {

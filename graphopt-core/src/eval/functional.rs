@@ -1,12 +1,17 @@
 //! Functional control flow — While/StatelessWhile, If/StatelessIf, Case/StatelessCase — and
 //! function calls ((Stateful)PartitionedCall), run by
 //! calling their library functions: each function becomes a small graph (Placeholders feeding
-//! a call that is inlined), built once and evaluated per call.
+//! a call that is inlined), built once per evaluation (nested calls share the cache, and no
+//! function graph copies the library) and evaluated per call.
+//!
+//! Calls nest at most [`MAX_CALL_DEPTH`] deep (a function calling itself is an error, not a
+//! stack overflow); their work and memory count against the caller's budget.
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
-use super::{evaluate, kernels, Options};
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use super::{evaluate_in, kernels, Options};
+use crate::proto::{attr_value, AttrValue, FunctionDefLibrary, GraphDef, NodeDef};
 use crate::tensor::{Data, Tensor};
 
 /// A function ready to evaluate: its graph and the names to feed and fetch.
@@ -16,6 +21,9 @@ pub struct FunctionGraph {
     results: Vec<String>,
 }
 
+/// Function graphs by name, built once per evaluation.
+pub type Cache = HashMap<String, Rc<FunctionGraph>>;
+
 fn func_name(node: &NodeDef, attr: &str) -> Option<String> {
     match node.attr.get(attr)?.value.as_ref()? {
         attr_value::Value::Func(f) => Some(f.name.clone()),
@@ -23,10 +31,8 @@ fn func_name(node: &NodeDef, attr: &str) -> Option<String> {
     }
 }
 
-fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
+fn build(library: Option<&FunctionDefLibrary>, name: &str) -> Result<FunctionGraph, String> {
     let function = library
-        .library
-        .as_ref()
         .and_then(|l| {
             l.function
                 .iter()
@@ -37,10 +43,7 @@ fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
         .signature
         .as_ref()
         .ok_or("function without a signature")?;
-    let mut graph = GraphDef {
-        library: library.library.clone(),
-        ..Default::default()
-    };
+    let mut graph = GraphDef::default();
     let mut call = NodeDef {
         name: "call".into(),
         op: "PartitionedCall".into(),
@@ -75,9 +78,10 @@ fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
     };
     call.attr.insert("Tin".into(), list(tin));
     call.attr.insert("Tout".into(), list(tout.clone()));
-    graph
-        .node
-        .extend(crate::graph::inline::inline_call(&call, function).map_err(|e| e.to_string())?);
+    let body = crate::graph::inline::inline_call(&call, function).map_err(|e| e.to_string())?;
+    let memory: u64 = body.iter().map(crate::graph::node_memory).sum();
+    crate::budget::alloc(memory).map_err(|e| e.to_string())?;
+    graph.node.extend(body);
     let results = (0..tout.len()).map(|k| format!("call:{k}")).collect();
     Ok(FunctionGraph {
         graph,
@@ -88,18 +92,18 @@ fn build(library: &GraphDef, name: &str) -> Result<FunctionGraph, String> {
 
 /// Calls nested deeper than this are an error (a function calling itself), not a stack
 /// overflow.
-const MAX_CALL_DEPTH: usize = 64;
+pub const MAX_CALL_DEPTH: usize = 64;
 
 thread_local! {
     static CALL_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn call(
-    library: &GraphDef,
+    library: Option<&FunctionDefLibrary>,
     name: &str,
     inputs: &[Tensor],
     options: Options,
-    cache: &mut HashMap<String, FunctionGraph>,
+    cache: &mut Cache,
 ) -> Result<Vec<Tensor>, String> {
     let depth = CALL_DEPTH.with(|d| d.get());
     if depth >= MAX_CALL_DEPTH {
@@ -108,23 +112,32 @@ fn call(
         ));
     }
     CALL_DEPTH.with(|d| d.set(depth + 1));
-    let result = call_once(library, name, inputs, options, cache);
-    CALL_DEPTH.with(|d| d.set(depth));
-    result
+    // Restored even if the call unwinds.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CALL_DEPTH.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(depth);
+    call_once(library, name, inputs, options, cache)
 }
 
 fn call_once(
-    library: &GraphDef,
+    library: Option<&FunctionDefLibrary>,
     name: &str,
     inputs: &[Tensor],
     options: Options,
-    cache: &mut HashMap<String, FunctionGraph>,
+    cache: &mut Cache,
 ) -> Result<Vec<Tensor>, String> {
-    if !cache.contains_key(name) {
-        let built = build(library, name)?;
-        cache.insert(name.to_string(), built);
-    }
-    let function = cache.get(name).ok_or("function cache")?;
+    let function = match cache.get(name) {
+        Some(function) => Rc::clone(function),
+        None => {
+            let built = Rc::new(build(library, name)?);
+            cache.insert(name.to_string(), Rc::clone(&built));
+            built
+        }
+    };
     if function.args.len() != inputs.len() {
         return Err(format!(
             "'{name}' takes {} inputs, got {}",
@@ -138,9 +151,15 @@ fn call_once(
         .cloned()
         .zip(inputs.iter().cloned())
         .collect();
-    // Nested functional ops evaluate with their own caches.
-    evaluate(&function.graph, &feeds, &function.results, options)
-        .map_err(|e| format!("in '{name}': {e}"))
+    evaluate_in(
+        &function.graph,
+        library,
+        cache,
+        &feeds,
+        &function.results,
+        options,
+    )
+    .map_err(|e| format!("in '{name}': {e}"))
 }
 
 fn truth(t: &Tensor) -> Result<bool, String> {
@@ -155,11 +174,11 @@ fn truth(t: &Tensor) -> Result<bool, String> {
 
 /// Runs the functional control-flow op `node` on `inputs`.
 pub fn run(
-    graph: &GraphDef,
+    graph: Option<&FunctionDefLibrary>,
     node: &NodeDef,
     inputs: Vec<Tensor>,
     options: Options,
-    cache: &mut HashMap<String, FunctionGraph>,
+    cache: &mut Cache,
 ) -> Result<Vec<Tensor>, String> {
     match node.op.as_str() {
         "While" | "StatelessWhile" => {

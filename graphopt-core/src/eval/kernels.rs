@@ -49,6 +49,7 @@ fn unary(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {
 
 fn identity(_ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {
     let [x] = take(inputs)?;
+    super::alloc::output::<u8>(&[x.memory_bytes() as usize])?;
     Ok(vec![x.clone()])
 }
 
@@ -111,7 +112,11 @@ single_op_kernels! {
         one(Tensor::from_proto_with_limits(value, ctx.limits).map_err(Into::into))
     },
     "NoOp" => |_, _| Ok(Vec::new()),
-    "IdentityN" => |_, inputs| Ok(inputs.iter().map(|t| (*t).clone()).collect()),
+    "IdentityN" => |_, inputs| {
+        let bytes: u64 = inputs.iter().map(|t| t.memory_bytes()).sum();
+        crate::budget::alloc(bytes)?;
+        Ok(inputs.iter().map(|t| (*t).clone()).collect())
+    },
     "CheckNumerics" => |ctx, inputs| {
         let [x] = take(inputs)?;
         let finite = match x.data() {

@@ -2,6 +2,7 @@
 
 use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar};
 
+use super::alloc;
 use super::broadcast::broadcast_shape;
 use super::cast::{from_f32, to_f32};
 use super::{fail, KernelError};
@@ -47,9 +48,16 @@ fn batched<T: MatElem + Copy>(
     }
     let batch = broadcast_shape(&a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
     let mut out_dims = batch.clone();
-    out_dims.extend([am, ak.max(bn)]);
-    super::broadcast::check_output(&out_dims, std::mem::size_of::<T>().max(4))?;
-    let count: usize = batch.iter().product();
+    out_dims.extend([am, bn]);
+    let outputs = alloc::output::<T>(&out_dims)?;
+    let count = alloc::count(&batch)?;
+    if outputs == 0 {
+        return Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), Vec::new())?);
+    }
+    // The broadcast copies of both operands, and one multiply-add per output and inner index.
+    alloc::output::<T>(&[count, am, ak])?;
+    alloc::output::<T>(&[count, bk, bn])?;
+    alloc::work(alloc::loops(&[count, am, bn, ak]))?;
     let broadcast = |x: &ArrayD<T>, rank: usize| -> Result<ArrayD<T>, KernelError> {
         let mut dims = batch.clone();
         dims.extend_from_slice(&x.shape()[rank - 2..]);
@@ -136,6 +144,9 @@ where
             int_matmul(a.mapv(|v| v.0).view(), b.mapv(|v| v.0).view()).mapv(W)
         }
     }
+    alloc::output::<T>(a.shape())?;
+    alloc::output::<T>(b.shape())?;
     let out = batched(&a.mapv(W), &b.mapv(W), adj_a, adj_b)?;
+    alloc::output::<T>(out.shape())?;
     Ok(out.mapv(|v| v.0))
 }

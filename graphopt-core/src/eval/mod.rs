@@ -7,6 +7,11 @@
 //!
 //! Used for constant folding, for `graphopt verify`, and by the tests that compare graphopt's
 //! results with TensorFlow's.
+//!
+//! Bounded by the current [`budget`](crate::budget) (a default one sized by the graph when the
+//! caller entered none): every value the executor keeps is held on it, every kernel asks it
+//! before allocating and charges its work, so a hostile graph ends in an error naming the node,
+//! not in an abort, a hang or a runaway allocation.
 
 // Kernels are written once over every element type through `map_data!`; for Copy types the
 // generic `.clone()` calls are what clippy's clone_on_copy flags.
@@ -15,10 +20,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
+use crate::budget::{self, BudgetError, Charge};
 use crate::graph::{attrs, InputRef};
-use crate::proto::{GraphDef, NodeDef};
+use crate::proto::{FunctionDefLibrary, GraphDef, NodeDef};
 use crate::tensor::{Limits, Tensor, TensorError};
 
+mod alloc;
 mod broadcast;
 mod cast;
 mod conv;
@@ -33,7 +40,7 @@ mod quantized;
 mod reduce;
 mod shape_ops;
 
-pub use broadcast::with_limits;
+pub use broadcast::{check_output, with_limits};
 pub use cast::cast as cast_tensor;
 pub use elementwise::arithmetic as binary_arithmetic;
 mod slicing;
@@ -76,6 +83,12 @@ impl From<crate::analysis::geometry::GeometryError> for KernelError {
     }
 }
 
+impl From<BudgetError> for KernelError {
+    fn from(e: BudgetError) -> Self {
+        KernelError(e.to_string())
+    }
+}
+
 impl From<ndarray::ShapeError> for KernelError {
     fn from(e: ndarray::ShapeError) -> Self {
         KernelError(e.to_string())
@@ -114,8 +127,29 @@ impl Default for Options {
     }
 }
 
+/// A value the executor keeps, held on the budget until its last reference is dropped.
+#[derive(Debug)]
+struct Held {
+    tensor: Tensor,
+    _charge: Charge,
+}
+
+impl Held {
+    fn new(tensor: Tensor) -> Result<Rc<Held>, BudgetError> {
+        let charge = budget::hold(tensor.memory_bytes())?;
+        Ok(Rc::new(Held {
+            tensor,
+            _charge: charge,
+        }))
+    }
+}
+
 /// A value flowing along an edge; `None` is TensorFlow's "dead" (untaken branch).
-type Value = Option<Rc<Tensor>>;
+type Value = Option<Rc<Held>>;
+
+/// Memory the executor's bookkeeping takes per entry (frames, fired merges), charged so that a
+/// loop running many iterations cannot grow it without bound.
+const BOOKKEEPING_BYTES: u64 = 96;
 
 /// One execution context: the root frame, or one activation of a while loop.
 struct Frame {
@@ -136,9 +170,11 @@ struct PendingNode {
 
 struct Executor<'g> {
     graph: &'g GraphDef,
+    /// Where functional ops find their functions: the library of the outermost graph.
+    library: Option<&'g FunctionDefLibrary>,
     options: Options,
     needed: Vec<bool>,
-    feeds: HashMap<usize, Rc<Tensor>>,
+    feeds: HashMap<usize, Rc<Held>>,
     /// Per node: (consumer index, input slot, is_control).
     consumers: Vec<Vec<(usize, usize, bool)>>,
     /// Per node: count of data and control inputs.
@@ -150,13 +186,54 @@ struct Executor<'g> {
     ready: VecDeque<(usize, usize, u64, Vec<Value>)>,
     fetched: HashMap<usize, Vec<Value>>,
     fetch_nodes: HashSet<usize>,
-    /// Library functions as runnable graphs, built once each.
-    function_cache: HashMap<String, functional::FunctionGraph>,
+    /// Library functions as runnable graphs, built once each (shared with nested calls).
+    function_cache: &'g mut functional::Cache,
 }
 
 /// Evaluates `fetches` ("node" or "node:port") with `feeds` (node name -> value for output 0).
+///
+/// Runs under the current budget, or a default one for the graph's and the feeds' size when
+/// none is entered.
 pub fn evaluate(
     graph: &GraphDef,
+    feeds: &BTreeMap<String, Tensor>,
+    fetches: &[String],
+    options: Options,
+) -> Result<Vec<Tensor>, EvalError> {
+    let input_bytes = || {
+        use prost::Message as _;
+        let fed: u64 = feeds.values().map(Tensor::memory_bytes).sum();
+        (graph.encoded_len() as u64).saturating_add(fed)
+    };
+    budget::enter_or_default(input_bytes, || {
+        let mut cache = functional::Cache::default();
+        evaluate_in(
+            graph,
+            graph.library.as_ref(),
+            &mut cache,
+            feeds,
+            fetches,
+            options,
+        )
+    })
+}
+
+/// A refusal of the budget, for a node.
+fn budget_error(graph: &GraphDef, i: usize, error: BudgetError) -> EvalError {
+    let node = graph.node.get(i);
+    EvalError {
+        node: node.map(|n| n.name.clone()).unwrap_or_default(),
+        op: node.map_or_else(|| "?".into(), |n| n.op.clone()),
+        message: error.to_string(),
+    }
+}
+
+/// [`evaluate`] for a graph whose functional ops call into `library`, with a function cache
+/// shared by nested calls.
+fn evaluate_in(
+    graph: &GraphDef,
+    library: Option<&FunctionDefLibrary>,
+    cache: &mut functional::Cache,
     feeds: &BTreeMap<String, Tensor>,
     fetches: &[String],
     options: Options,
@@ -176,7 +253,8 @@ pub fn evaluate(
         let &i = by_name
             .get(parsed.node)
             .ok_or_else(|| lookup_error(parsed.node, "feed"))?;
-        feed_index.insert(i, Rc::new(value.clone()));
+        let held = Held::new(value.clone()).map_err(|e| budget_error(graph, i, e))?;
+        feed_index.insert(i, held);
     }
     let mut fetch_refs = Vec::with_capacity(fetches.len());
     for fetch in fetches {
@@ -236,6 +314,7 @@ pub fn evaluate(
 
     let mut executor = Executor {
         graph,
+        library,
         options,
         fetch_nodes: fetch_refs.iter().map(|&(i, _)| i).collect(),
         needed,
@@ -252,7 +331,7 @@ pub fn evaluate(
         fired_merges: HashSet::new(),
         ready: VecDeque::new(),
         fetched: HashMap::new(),
-        function_cache: HashMap::new(),
+        function_cache: cache,
     };
     executor.run()?;
 
@@ -269,12 +348,31 @@ pub fn evaluate(
                 error("was never computed (its inputs never became available)".into())
             })?;
             match outputs.get(port) {
-                Some(Some(value)) => Ok(value.as_ref().clone()),
+                Some(Some(value)) => Ok(value.tensor.clone()),
                 Some(None) => Err(error(format!("output {port} is dead (an untaken branch)"))),
+                // A dead node's outputs are all dead, however many it has.
+                None if outputs.iter().all(Option::is_none) && !outputs.is_empty() => {
+                    Err(error(format!("output {port} is dead (an untaken branch)")))
+                }
                 None => Err(error(format!("has no output {port}"))),
             }
         })
         .collect()
+}
+
+/// Runs one kernel: its scratch memory is released afterwards, its outputs' memory and
+/// elements are charged, and no output over the per-tensor limit is kept.
+pub fn run_kernel(
+    kernel: kernels::Kernel,
+    context: &KernelContext<'_>,
+    inputs: &[&Tensor],
+) -> Result<Vec<Tensor>, KernelError> {
+    let outputs = budget::scratch_scope(|| {
+        broadcast::with_limits(context.limits, || kernel(context, inputs))
+    })?;
+    let elements: u64 = outputs.iter().map(|t| t.len() as u64).sum();
+    budget::work(elements.saturating_add(outputs.len() as u64))?;
+    Ok(outputs)
 }
 
 impl Executor<'_> {
@@ -285,6 +383,15 @@ impl Executor<'_> {
             op: node.op.clone(),
             message: message.into(),
         }
+    }
+
+    fn budget_error(&self, i: usize, error: BudgetError) -> EvalError {
+        budget_error(self.graph, i, error)
+    }
+
+    /// Charges the bookkeeping of one more frame or fired merge.
+    fn bookkeeping(&self, i: usize) -> Result<(), EvalError> {
+        budget::alloc(BOOKKEEPING_BYTES).map_err(|e| self.budget_error(i, e))
     }
 
     fn run(&mut self) -> Result<(), EvalError> {
@@ -299,6 +406,7 @@ impl Executor<'_> {
             }
         }
         while let Some((i, frame, iter, inputs)) = self.ready.pop_front() {
+            budget::work(1).map_err(|e| self.budget_error(i, e))?;
             let outputs = self.fire(i, frame, iter, inputs)?;
             self.emit(i, frame, iter, outputs)?;
         }
@@ -326,10 +434,13 @@ impl Executor<'_> {
             "Merge" | "RefMerge" => {
                 let outputs = match data.iter().position(|v| v.is_some()) {
                     Some(k) => {
+                        let k =
+                            i32::try_from(k).map_err(|_| self.node_error(i, "too many inputs"))?;
                         let index = Tensor::from_data(crate::tensor::Data::I32(
-                            ndarray::arr0(k as i32).into_dyn(),
+                            ndarray::arr0(k).into_dyn(),
                         ));
-                        vec![data[k].clone(), Some(Rc::new(index))]
+                        let index = Held::new(index).map_err(|e| self.budget_error(i, e))?;
+                        vec![data.get(k as usize).and_then(|v| (*v).clone()), Some(index)]
                     }
                     None => vec![None, None],
                 };
@@ -343,10 +454,15 @@ impl Executor<'_> {
             .zip(&inputs)
             .any(|(name, v)| name.starts_with('^') && v.is_none());
         if control_dead || data.iter().any(|v| v.is_none()) {
-            let count = crate::graph::ops::output_count(node).unwrap_or(1).max(1);
-            return Ok(vec![None; count]);
+            // All outputs dead: one dead entry stands for any number of them (an attribute such
+            // as num_split must not size anything here).
+            return Ok(vec![None]);
         }
-        let tensors: Vec<&Tensor> = data.iter().filter_map(|v| v.as_deref()).collect();
+        let tensors: Vec<&Tensor> = data
+            .iter()
+            .filter_map(|v| v.as_deref())
+            .map(|h| &h.tensor)
+            .collect();
         match op {
             "Switch" | "RefSwitch" => {
                 let pred = tensors
@@ -369,6 +485,11 @@ impl Executor<'_> {
             }
             // Logging ops pass their first input through; the evaluator does not print.
             "Print" => return Ok(vec![data.first().and_then(|v| (*v).clone())]),
+            // Identities pass their values on without a copy.
+            "IdentityN" => return Ok(data.iter().map(|v| (*v).clone()).collect()),
+            _ if crate::graph::ops::IDENTITIES.contains(&op) && data.len() == 1 => {
+                return Ok(vec![data.first().and_then(|v| (*v).clone())]);
+            }
             _ => {}
         }
         if matches!(
@@ -384,14 +505,14 @@ impl Executor<'_> {
         ) {
             let inputs: Vec<Tensor> = tensors.iter().map(|t| (*t).clone()).collect();
             let outputs = functional::run(
-                self.graph,
+                self.library,
                 node,
                 inputs,
                 self.options,
-                &mut self.function_cache,
+                self.function_cache,
             )
             .map_err(|e| self.node_error(i, e))?;
-            return Ok(outputs.into_iter().map(|t| Some(Rc::new(t))).collect());
+            return self.keep(i, outputs);
         }
         let kernel = kernels::lookup(op)
             .ok_or_else(|| self.node_error(i, "graphopt's evaluator has no kernel for this op"))?;
@@ -399,21 +520,37 @@ impl Executor<'_> {
             node,
             limits: self.options.limits,
         };
-        let outputs = broadcast::with_limits(self.options.limits, || kernel(&context, &tensors))
-            .map_err(|e| self.node_error(i, e.0))?;
-        for output in &outputs {
-            if output.byte_size() as u64 > self.options.limits.max_bytes {
-                return Err(self.node_error(i, "output exceeds the evaluation size limit"));
-            }
-        }
-        Ok(outputs.into_iter().map(|t| Some(Rc::new(t))).collect())
+        let outputs =
+            run_kernel(kernel, &context, &tensors).map_err(|e| self.node_error(i, e.0))?;
+        self.keep(i, outputs)
     }
 
-    fn frame_for_enter(&mut self, parent: usize, iter: u64, name: &str) -> usize {
+    /// Holds a node's outputs on the budget.
+    fn keep(&self, i: usize, outputs: Vec<Tensor>) -> Result<Vec<Value>, EvalError> {
+        outputs
+            .into_iter()
+            .map(|t| {
+                if t.memory_bytes() > self.options.limits.max_bytes {
+                    return Err(self.node_error(i, "output exceeds the evaluation size limit"));
+                }
+                Held::new(t).map(Some).map_err(|e| self.budget_error(i, e))
+            })
+            .collect()
+    }
+
+    fn frame_for_enter(
+        &mut self,
+        enter: usize,
+        parent: usize,
+        iter: u64,
+        name: &str,
+    ) -> Result<usize, EvalError> {
         let key = (parent, iter, name.to_string());
         if let Some(&id) = self.frame_ids.get(&key) {
-            return id;
+            return Ok(id);
         }
+        self.bookkeeping(enter)?;
+        budget::alloc(name.len() as u64).map_err(|e| self.budget_error(enter, e))?;
         let id = self.frames.len();
         self.frames.push(Frame {
             parent: Some((parent, iter)),
@@ -421,7 +558,7 @@ impl Executor<'_> {
             started: 1,
         });
         self.frame_ids.insert(key, id);
-        id
+        Ok(id)
     }
 
     /// Routes node `i`'s outputs to its consumers in the right frame and iteration.
@@ -439,7 +576,7 @@ impl Executor<'_> {
         match node.op.as_str() {
             "Enter" | "RefEnter" => {
                 let frame_name = attrs::string(node, "frame_name").unwrap_or_default();
-                let child = self.frame_for_enter(frame, iter, &frame_name);
+                let child = self.frame_for_enter(i, frame, iter, &frame_name)?;
                 let value = outputs.into_iter().next().flatten();
                 if attrs::bool(node, "is_constant").unwrap_or(false) {
                     self.frames[child].invariants.push((i, value.clone()));
@@ -503,17 +640,38 @@ impl Executor<'_> {
         iter: u64,
         outputs: &[Value],
     ) -> Result<(), EvalError> {
-        let consumers = self.consumers[producer].clone();
-        for (consumer, slot, control) in consumers {
+        let consumers = std::mem::take(&mut self.consumers[producer]);
+        let result = self.deliver_to(producer, &consumers, frame, iter, outputs);
+        self.consumers[producer] = consumers;
+        result
+    }
+
+    fn deliver_to(
+        &mut self,
+        producer: usize,
+        consumers: &[(usize, usize, bool)],
+        frame: usize,
+        iter: u64,
+        outputs: &[Value],
+    ) -> Result<(), EvalError> {
+        budget::work(consumers.len() as u64).map_err(|e| self.budget_error(producer, e))?;
+        let mut liveness = None;
+        for &(consumer, slot, control) in consumers {
             let input = &self.graph.node[consumer].input[slot];
             let value = if control {
                 // A control edge carries only liveness.
                 let live = outputs.iter().any(|v| v.is_some()) || outputs.is_empty();
-                live.then(|| {
-                    Rc::new(Tensor::from_data(crate::tensor::Data::Bool(
+                if live && liveness.is_none() {
+                    let token = Tensor::from_data(crate::tensor::Data::Bool(
                         ndarray::arr0(true).into_dyn(),
-                    )))
-                })
+                    ));
+                    liveness = Some(Held::new(token).map_err(|e| self.budget_error(producer, e))?);
+                }
+                if live {
+                    liveness.clone()
+                } else {
+                    None
+                }
             } else {
                 let port = InputRef::parse(input).port as usize;
                 match outputs.get(port) {
@@ -531,15 +689,22 @@ impl Executor<'_> {
                     }
                 }
             };
-            self.arrive(consumer, frame, iter, slot, value);
+            self.arrive(consumer, frame, iter, slot, value)?;
         }
         Ok(())
     }
 
-    fn arrive(&mut self, consumer: usize, frame: usize, iter: u64, slot: usize, value: Value) {
+    fn arrive(
+        &mut self,
+        consumer: usize,
+        frame: usize,
+        iter: u64,
+        slot: usize,
+        value: Value,
+    ) -> Result<(), EvalError> {
         let key = (consumer, frame, iter);
         if self.fired_merges.contains(&key) {
-            return;
+            return Ok(());
         }
         let count = self.input_counts[consumer];
         let is_merge = matches!(self.graph.node[consumer].op.as_str(), "Merge" | "RefMerge");
@@ -577,10 +742,12 @@ impl Executor<'_> {
             if let Some(state) = self.pending.remove(&key) {
                 let inputs = state.inputs.into_iter().map(Option::flatten).collect();
                 if is_merge {
+                    self.bookkeeping(consumer)?;
                     self.fired_merges.insert(key);
                 }
                 self.ready.push_back((consumer, frame, iter, inputs));
             }
         }
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
+use super::alloc;
 use super::cast::cast;
 use super::conv::Spatial;
 use super::elementwise::arithmetic;
@@ -16,7 +17,7 @@ use crate::tensor::{Data, Tensor};
 fn along_axis(v: &Tensor, axis: usize, rank: usize) -> Result<Tensor, KernelError> {
     let mut dims = vec![1i64; rank];
     if let Some(d) = dims.get_mut(axis) {
-        *d = v.len() as i64;
+        *d = crate::analysis::geometry::dim_i64(v.len())?;
     }
     let shape = Tensor::from_data(Data::I64(ndarray::Array1::from(dims).into_dyn()));
     reshape(v, &shape)
@@ -75,27 +76,34 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     };
     let (n, h, w, c) = (a.shape()[0], a.shape()[1], a.shape()[2], a.shape()[3]);
     let (wh, ww) = spatial.windows(h, w, kh, kw)?;
-    let mut out = ArrayD::<f64>::zeros(IxDyn(&[n, wh.out, ww.out, c]));
-    for b in 0..n {
-        for oy in 0..wh.out {
-            for ox in 0..ww.out {
-                for ch in 0..c {
-                    let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
-                    let mut taps = 0usize;
-                    for ky in 0..kh {
-                        let Some(iy) = wh.source(oy, ky) else {
-                            continue;
-                        };
-                        for kx in 0..kw {
-                            let Some(ix) = ww.source(ox, kx) else {
+    let out_dims = [n, wh.out, ww.out, c];
+    let outputs = alloc::output::<f64>(&out_dims)?;
+    // Only the taps inside the input are visited: a ksize far beyond the input costs what the
+    // input holds.
+    alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
+    let mut out = ArrayD::<f64>::zeros(IxDyn(&out_dims));
+    if outputs > 0 {
+        for b in 0..n {
+            for oy in 0..wh.out {
+                for ox in 0..ww.out {
+                    for ch in 0..c {
+                        let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
+                        let mut taps = 0usize;
+                        for ky in wh.taps(oy, kh) {
+                            let Some(iy) = wh.source(oy, ky) else {
                                 continue;
                             };
-                            let v = a[[b, iy, ix, ch]];
-                            acc = if max { acc.max(v) } else { acc + v };
-                            taps += 1;
+                            for kx in ww.taps(ox, kw) {
+                                let Some(ix) = ww.source(ox, kx) else {
+                                    continue;
+                                };
+                                let v = a[[b, iy, ix, ch]];
+                                acc = if max { acc.max(v) } else { acc + v };
+                                taps += 1;
+                            }
                         }
+                        out[[b, oy, ox, ch]] = if max { acc } else { acc / taps.max(1) as f64 };
                     }
-                    out[[b, oy, ox, ch]] = if max { acc } else { acc / taps.max(1) as f64 };
                 }
             }
         }
@@ -125,7 +133,9 @@ fn normalize(
                 op: "Rsqrt".into(),
                 ..Default::default()
             },
-            limits: crate::tensor::Limits::default(),
+            limits: crate::tensor::Limits {
+                max_bytes: u64::MAX,
+            },
         },
         &arithmetic("Add", &f64_of(var)?, &eps)?,
     )?;
@@ -151,6 +161,12 @@ pub fn fused_batch_norm(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelRe
     let epsilon = f64::from(attrs::float(ctx.node, "epsilon").unwrap_or(1e-4));
     let axis = channel_axis(ctx, x.shape().len());
     let y = normalize(x, axis, scale, offset, mean, var, epsilon)?;
+    // The statistics outputs are copies.
+    crate::budget::alloc(
+        mean.memory_bytes()
+            .saturating_mul(3)
+            .saturating_add(var.memory_bytes().saturating_mul(2)),
+    )?;
     let count = if ctx.node.op == "FusedBatchNormV3" {
         6
     } else {
@@ -203,6 +219,9 @@ pub fn softmax(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelErro
     let Some(last) = a.ndim().checked_sub(1) else {
         return fail("softmax needs an input of rank >= 1");
     };
+    if a.is_empty() {
+        return cast(&Tensor::from_data(Data::F64(a)), x.dtype());
+    }
     for mut lane in a.lanes_mut(Axis(last)) {
         let max = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = lane.iter().map(|v| (v - max).exp()).sum();

@@ -31,6 +31,8 @@ pub fn dequantize(
     min: &Tensor,
     max: &Tensor,
 ) -> Result<Tensor, KernelError> {
+    super::alloc::output::<i64>(input.shape())?;
+    super::alloc::output::<f32>(input.shape())?;
     let (q, lowest, bits) = codes(input)?;
     let (min, max) = (scalar(min)?, scalar(max)?);
     let mode = attrs::string(ctx.node, "mode").unwrap_or_else(|| "MIN_COMBINED".into());

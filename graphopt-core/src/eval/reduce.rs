@@ -3,6 +3,7 @@
 
 use ndarray::{ArrayD, Axis};
 
+use super::alloc;
 use super::cast::{cast, to_i64_vec};
 use super::shape_ops::{normalize_axis, scalar_int};
 use super::{fail, KernelContext, KernelError};
@@ -27,8 +28,22 @@ fn reduce_array<T: Clone>(
     init: T,
     f: impl Fn(&T, &T) -> T,
 ) -> ArrayD<T> {
-    let mut current = a.clone();
-    for &axis in axes.iter().rev() {
+    if a.is_empty() {
+        // Every output is the initial value; folding axis by axis could build intermediates
+        // larger than the output (the other dimensions of an empty tensor may be huge).
+        let dims: Vec<usize> = (0..a.ndim())
+            .filter(|i| !axes.contains(i))
+            .map(|i| a.shape()[i])
+            .collect();
+        return ArrayD::from_elem(ndarray::IxDyn(&dims), init);
+    }
+    // With elements, every intermediate is smaller than the input.
+    let mut axes = axes.iter().rev();
+    let Some(&first) = axes.next() else {
+        return a.clone();
+    };
+    let mut current = a.fold_axis(Axis(first), init.clone(), |acc, v| f(acc, v));
+    for &axis in axes {
         current = current.fold_axis(Axis(axis), init.clone(), |acc, v| f(acc, v));
     }
     current
@@ -46,8 +61,16 @@ fn kept_dims(shape: &[usize], axes: &[usize]) -> Vec<usize> {
 pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tensor, KernelError> {
     let op = ctx.node.op.as_str();
     let axes = axes(x, axis)?;
-    let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
+    // An empty input may have huge dimensions: the reduced count and the output are checked.
+    let reduced_dims: Vec<usize> = axes.iter().map(|&a| x.shape()[a]).collect();
+    let count = alloc::count(&reduced_dims).unwrap_or(usize::MAX);
     let keep = attrs::bool(ctx.node, "keep_dims").unwrap_or(false);
+    let out_dims: Vec<usize> = (0..x.shape().len())
+        .filter(|i| !axes.contains(i))
+        .map(|i| x.shape()[i])
+        .collect();
+    alloc::output::<f64>(&out_dims)?;
+    alloc::work(x.len() as u128)?;
     let reduced = match x.data() {
         Data::Bool(a) => {
             let out = match op {
@@ -120,6 +143,9 @@ pub fn arg_reduce(
     if x.shape()[axis] == 0 {
         return fail("cannot take an arg-reduction over an empty dimension");
     }
+    let mut out_dims = x.shape().to_vec();
+    out_dims.remove(axis);
+    alloc::output::<i64>(&out_dims)?;
     let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
         return fail("ArgMax/ArgMin need a numeric input");
     };

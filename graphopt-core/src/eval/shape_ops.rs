@@ -1,9 +1,15 @@
 //! Shape-manipulating kernels that move elements without computing on them.
+//!
+//! Every output size is computed with checked arithmetic and asked for first (see
+//! [`super::alloc`]); a tensor without elements may have huge dimensions, so nothing is sized
+//! or looped over by a dimension alone.
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
+use super::alloc;
 use super::cast::{cast, to_i64_vec};
 use super::{fail, KernelContext, KernelError, KernelResult};
+use crate::analysis::geometry;
 use crate::graph::attrs;
 use crate::map_data;
 use crate::proto::DataType;
@@ -11,13 +17,7 @@ use crate::tensor::{checked_elements, Data, Tensor};
 
 /// `axis` counted from the end when negative, checked against `rank`.
 pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, KernelError> {
-    let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) {
-        Ok(a as usize)
-    } else {
-        fail(format!("axis {axis} is out of range for rank {rank}"))
-    }
+    Ok(geometry::axis(axis, rank)?)
 }
 
 /// A scalar integer input (e.g. an axis).
@@ -37,11 +37,18 @@ fn out_type(ctx: &KernelContext<'_>) -> DataType {
     attrs::dtype(ctx.node, "out_type").unwrap_or(DataType::DtInt32)
 }
 
+/// Dims as int64 values (Shape's output), checked.
+pub fn dims_i64(dims: &[usize]) -> Result<Vec<i64>, KernelError> {
+    dims.iter()
+        .map(|&d| geometry::dim_i64(d).map_err(Into::into))
+        .collect()
+}
+
 pub fn shape(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {
     inputs
         .iter()
         .map(|x| {
-            let dims: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
+            let dims = dims_i64(x.shape())?;
             let n = dims.len();
             int_tensor(dims, &[n], out_type(ctx))
         })
@@ -49,19 +56,33 @@ pub fn shape(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> KernelResult {
 }
 
 pub fn size(ctx: &KernelContext<'_>, x: &Tensor) -> KernelResult {
-    Ok(vec![int_tensor(vec![x.len() as i64], &[], out_type(ctx))?])
+    let n = geometry::dim_i64(x.len())?;
+    let out = int_tensor(vec![n], &[], out_type(ctx))?;
+    // Values that do not fit the output type (Size of 2^31 elements as int32) are an error,
+    // not a wrap.
+    if out.integers().as_deref() != Some(&[n][..]) {
+        return fail(format!("{n} elements do not fit in {:?}", out.dtype()));
+    }
+    Ok(vec![out])
 }
 
 pub fn rank(x: &Tensor) -> KernelResult {
-    Ok(vec![int_tensor(
-        vec![x.shape().len() as i64],
-        &[],
-        DataType::DtInt32,
-    )?])
+    let rank = geometry::dim_i64(x.shape().len())?;
+    Ok(vec![int_tensor(vec![rank], &[], DataType::DtInt32)?])
 }
 
 /// `a` with new dimensions (copied into row-major order first if it is not).
 pub fn reshaped<T: Clone>(a: &ArrayD<T>, dims: &[usize]) -> Result<ArrayD<T>, KernelError> {
+    if alloc::count(dims)? != a.len() {
+        return fail(format!(
+            "cannot reshape {:?} ({} elements) to {dims:?}",
+            a.shape(),
+            a.len()
+        ));
+    }
+    if !a.is_standard_layout() {
+        alloc::output::<T>(a.shape())?;
+    }
     Ok(a.as_standard_layout()
         .into_owned()
         .into_shape_with_order(IxDyn(dims))?)
@@ -80,23 +101,25 @@ fn reshape_data(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
 /// Reshape with at most one -1 inferred.
 pub fn reshape(x: &Tensor, shape: &Tensor) -> Result<Tensor, KernelError> {
     let requested = to_i64_vec(shape)?;
-    let mut known = 1usize;
+    let mut dims = Vec::with_capacity(requested.len());
     let mut unknown = None;
     for (i, &d) in requested.iter().enumerate() {
         match d {
-            -1 if unknown.is_none() => unknown = Some(i),
-            d if d >= 0 => known = known.saturating_mul(d as usize),
-            _ => return fail(format!("bad target shape {requested:?}")),
+            -1 if unknown.is_none() => {
+                unknown = Some(i);
+                dims.push(1);
+            }
+            d => dims.push(geometry::dim(d, "a target dimension")?),
         }
     }
-    let mut dims: Vec<usize> = requested.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(i) = unknown {
+        let known = alloc::count(&dims)?;
         if known == 0 || x.len() % known != 0 {
             return fail(format!("cannot reshape {:?} to {requested:?}", x.shape()));
         }
         dims[i] = x.len() / known;
     }
-    if dims.iter().product::<usize>() != x.len() {
+    if alloc::count(&dims)? != x.len() {
         return fail(format!(
             "cannot reshape {:?} ({} elements) to {requested:?}",
             x.shape(),
@@ -156,6 +179,7 @@ pub fn transpose(x: &Tensor, perm: &Tensor) -> Result<Tensor, KernelError> {
 pub fn permute(x: &Tensor, perm: &[usize]) -> Result<Tensor, KernelError> {
     let data = map_data!(x.data(), a => {
         let view = a.view().permuted_axes(IxDyn(perm));
+        alloc::output_like(&view, view.shape())?;
         ArrayD::from_shape_vec(view.raw_dim(), view.iter().cloned().collect())?
     });
     Tensor::new(x.dtype(), data).map_err(Into::into)
@@ -171,6 +195,7 @@ fn dims_from(
         .map(|d| usize::try_from(d).map_err(|_| KernelError(format!("negative dimension {d}"))))
         .collect::<Result<Vec<_>, _>>()?;
     checked_elements(&dims, element_size, ctx.limits)?;
+    super::broadcast::check_output(&dims, element_size)?;
     Ok(dims)
 }
 
@@ -178,11 +203,7 @@ pub fn fill(ctx: &KernelContext<'_>, dims: &Tensor, value: &Tensor) -> Result<Te
     if !value.shape().is_empty() {
         return fail("the fill value must be a scalar");
     }
-    let dims = dims_from(
-        ctx,
-        dims,
-        crate::tensor::dtype_size(value.dtype()).unwrap_or(8),
-    )?;
+    let dims = dims_from(ctx, dims, crate::tensor::memory_element_size(value.dtype()))?;
     let data = map_data!(value.data(), a => ArrayD::from_elem(IxDyn(&dims), first_element(a)?));
     Tensor::new(value.dtype(), data).map_err(Into::into)
 }
@@ -192,11 +213,7 @@ pub fn broadcast_to(
     x: &Tensor,
     shape: &Tensor,
 ) -> Result<Tensor, KernelError> {
-    let dims = dims_from(
-        ctx,
-        shape,
-        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
-    )?;
+    let dims = dims_from(ctx, shape, crate::tensor::memory_element_size(x.dtype()))?;
     let data = map_data!(x.data(), a => a
         .broadcast(IxDyn(&dims))
         .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {dims:?}", a.shape())))?
@@ -223,7 +240,10 @@ pub fn constant_like(x: &Tensor, one: bool) -> Result<Tensor, KernelError> {
         ndarray::arr0(if one { 1.0 } else { 0.0 }).into_dyn(),
     ));
     let value = cast(&value, x.dtype())?;
-    let data = map_data!(value.data(), a => ArrayD::from_elem(IxDyn(x.shape()), first_element(a)?));
+    let data = map_data!(value.data(), a => {
+        alloc::output_like(a, x.shape())?;
+        ArrayD::from_elem(IxDyn(x.shape()), first_element(a)?)
+    });
     Tensor::new(x.dtype(), data).map_err(Into::into)
 }
 
@@ -240,19 +260,28 @@ pub fn range(
         }
     };
     let (s, l, d) = (get(start)?, get(limit)?, get(delta)?);
+    if !(s.is_finite() && l.is_finite() && d.is_finite()) {
+        return fail(format!("invalid range start={s} limit={l} delta={d}"));
+    }
     if d == 0.0 || (d > 0.0 && s > l) || (d < 0.0 && s < l) {
         return fail(format!("invalid range start={s} limit={l} delta={d}"));
     }
     let is_int = matches!(start.dtype(), DataType::DtInt32 | DataType::DtInt64);
-    let count = if is_int {
-        // Integer ranges count with integer ceil division, as TensorFlow does.
-        let (s, l, d) = (s as i64, l as i64, d as i64);
-        ((l - s).abs() + d.abs() - 1) / d.abs()
+    let count: u128 = if is_int {
+        // Integer ranges count with integer ceil division, as TensorFlow does; i128 keeps
+        // the span of any two int64 values exact.
+        let (s, l, d) = (s as i64 as i128, l as i64 as i128, d as i64 as i128);
+        if d == 0 {
+            return fail("delta must not be zero");
+        }
+        ((l - s).abs() + d.abs() - 1).unsigned_abs() / d.unsigned_abs()
     } else {
-        ((l - s) / d).abs().ceil() as i64
+        ((l - s) / d).abs().ceil() as u128
     };
-    let count = usize::try_from(count).unwrap_or(0);
+    let count = usize::try_from(count)
+        .map_err(|_| KernelError(format!("a range of {count} elements is too large")))?;
     checked_elements(&[count], 8, ctx.limits)?;
+    alloc::output::<f64>(&[count])?;
     let values: Vec<f64> = (0..count).map(|i| s + i as f64 * d).collect();
     let t = Tensor::from_data(Data::F64(ArrayD::from_shape_vec(IxDyn(&[count]), values)?));
     let dtype = attrs::dtype(ctx.node, "Tidx").unwrap_or(start.dtype());
@@ -283,6 +312,9 @@ pub fn unpack(ctx: &KernelContext<'_>, x: &Tensor) -> KernelResult {
     let rank = x.shape().len();
     let axis = normalize_axis(attrs::int(ctx.node, "axis").unwrap_or(0), rank)?;
     let count = x.shape()[axis];
+    // One output per entry of a dimension that may be huge when the tensor has no elements.
+    alloc::items::<Tensor>(count, "Unpack's outputs")?;
+    alloc::work(crate::budget::VALUE_OVERHEAD as u128 * count as u128)?;
     (0..count)
         .map(|i| {
             let data = map_data!(x.data(), a => a.index_axis(Axis(axis), i).to_owned());
@@ -296,6 +328,21 @@ pub fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, KernelError> {
     let first = inputs
         .first()
         .ok_or_else(|| KernelError("nothing to concatenate".into()))?;
+    let mut out_dims = first.shape().to_vec();
+    let Some(along) = out_dims.get_mut(axis) else {
+        return fail(format!(
+            "axis {axis} is out of range for {:?}",
+            first.shape()
+        ));
+    };
+    *along = 0;
+    for t in inputs {
+        if t.shape().len() != first.shape().len() {
+            return fail("inputs to concatenate must have the same rank");
+        }
+        out_dims[axis] = geometry::add(out_dims[axis], t.shape()[axis], "the concatenation")?;
+    }
+    super::broadcast::check_output(&out_dims, crate::tensor::memory_element_size(first.dtype()))?;
     macro_rules! join {
         ($($v:ident),*) => {
             match first.data() {
@@ -336,12 +383,19 @@ pub fn concat_op(v2: bool, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
 }
 
 fn split_sizes(x: &Tensor, axis: usize, sizes: &[usize]) -> KernelResult {
-    let mut start = 0;
+    alloc::items::<Tensor>(sizes.len(), "the split's outputs")?;
+    alloc::work(crate::budget::VALUE_OVERHEAD as u128 * sizes.len() as u128)?;
+    let mut start = 0usize;
     let mut outputs = Vec::with_capacity(sizes.len());
     for &size in sizes {
-        let data = map_data!(x.data(), a => a.slice_axis(Axis(axis), Slice::from(start..start + size)).to_owned());
+        let end = geometry::add(start, size, "the split")?;
+        if end > x.shape()[axis] {
+            return fail("split sizes exceed the dimension");
+        }
+        let data =
+            map_data!(x.data(), a => a.slice_axis(Axis(axis), Slice::from(start..end)).to_owned());
         outputs.push(Tensor::new(x.dtype(), data)?);
-        start += size;
+        start = end;
     }
     Ok(outputs)
 }
@@ -357,22 +411,34 @@ pub fn split(ctx: &KernelContext<'_>, axis: &Tensor, x: &Tensor) -> KernelResult
             "dimension {dim} does not split into {n} equal parts"
         ));
     }
+    // num_split sizes the output list: ask before building it.
+    alloc::items::<usize>(n, "num_split")?;
     split_sizes(x, axis, &vec![dim / n; n])
 }
 
 pub fn split_v(x: &Tensor, sizes: &Tensor, axis: &Tensor) -> KernelResult {
     let axis = normalize_axis(scalar_int(axis)?, x.shape().len())?;
-    let dim = x.shape()[axis] as i64;
-    let mut sizes = to_i64_vec(sizes)?;
-    let known: i64 = sizes.iter().filter(|&&s| s >= 0).sum();
-    if let Some(unknown) = sizes.iter_mut().find(|s| **s < 0) {
-        *unknown = dim - known;
+    let dim = x.shape()[axis];
+    let sizes = to_i64_vec(sizes)?;
+    let unknown: Vec<usize> = (0..sizes.len()).filter(|&i| sizes[i] < 0).collect();
+    if unknown.len() > 1 || unknown.iter().any(|&i| sizes[i] != -1) {
+        return fail(format!("split sizes {sizes:?}: at most one may be -1"));
     }
-    if sizes.iter().sum::<i64>() != dim || sizes.iter().any(|&s| s < 0) {
+    let mut known = 0usize;
+    let mut resolved = Vec::with_capacity(sizes.len());
+    for &s in &sizes {
+        let s = usize::try_from(s).unwrap_or(0);
+        known = geometry::add(known, s, "the split sizes")?;
+        resolved.push(s);
+    }
+    if let Some(&k) = unknown.first() {
+        resolved[k] = dim.checked_sub(known).ok_or_else(|| {
+            KernelError(format!("split sizes {sizes:?} exceed the dimension {dim}"))
+        })?;
+    } else if known != dim {
         return fail(format!("split sizes {sizes:?} do not add up to {dim}"));
     }
-    let sizes: Vec<usize> = sizes.into_iter().map(|s| s as usize).collect();
-    split_sizes(x, axis, &sizes)
+    split_sizes(x, axis, &resolved)
 }
 
 pub fn tile(
@@ -387,24 +453,28 @@ pub fn tile(
             x.shape()
         ));
     }
+    let multiples: Vec<usize> = multiples
+        .iter()
+        .map(|&m| geometry::dim(m, "multiples"))
+        .collect::<Result<_, _>>()?;
     let out_dims: Vec<usize> = x
         .shape()
         .iter()
         .zip(&multiples)
-        .map(|(&d, &m)| d * m as usize)
-        .collect();
-    checked_elements(
-        &out_dims,
-        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
-        ctx.limits,
-    )?;
+        .map(|(&d, &m)| geometry::mul(d, m, "Tile's output"))
+        .collect::<Result<_, _>>()?;
+    let element = crate::tensor::memory_element_size(x.dtype());
+    checked_elements(&out_dims, element, ctx.limits)?;
+    super::broadcast::check_output(&out_dims, element)?;
+    if alloc::count(&out_dims)? == 0 {
+        // Nothing to copy (and no list of copies sized by a multiple).
+        let data = map_data!(x.data(), _a => ArrayD::from_shape_vec(IxDyn(&out_dims), Vec::new())?);
+        return Tensor::new(x.dtype(), data).map_err(Into::into);
+    }
     let mut current = x.clone();
     for (axis, &m) in multiples.iter().enumerate() {
-        if m == 0 {
-            let data = map_data!(current.data(), a => a.slice_axis(Axis(axis), Slice::from(0..0)).to_owned());
-            current = Tensor::new(current.dtype(), data)?;
-        } else if m != 1 {
-            let copies: Vec<&Tensor> = std::iter::repeat_n(&current, m as usize).collect();
+        if m != 1 {
+            let copies: Vec<&Tensor> = std::iter::repeat_n(&current, m).collect();
             current = concat(&copies, axis)?;
         }
     }
@@ -431,18 +501,23 @@ pub fn one_hot(
     };
     let mut dims = indices.shape().to_vec();
     dims.insert(axis, depth);
-    checked_elements(&dims, 8, ctx.limits)?;
-    let outer: usize = indices.shape()[..axis].iter().product();
-    let inner: usize = indices.shape()[axis..].iter().product();
+    let element = crate::tensor::memory_element_size(on.dtype());
+    checked_elements(&dims, element, ctx.limits)?;
+    let total = super::broadcast::check_output(&dims, element)?;
     let data = map_data!(on.data(), a => {
         let on_value = first_element(a)?;
         let off_value = same_typed_scalar(a, off)?;
-        let mut out = Vec::with_capacity(outer * depth * inner);
-        for o in 0..outer {
-            for d in 0..depth {
-                for i in 0..inner {
-                    let hit = index_values.get(o * inner + i) == Some(&(d as i64));
-                    out.push(if hit { on_value.clone() } else { off_value.clone() });
+        let mut out = Vec::with_capacity(total);
+        if total > 0 {
+            // With elements, every factor is bounded by the output's size.
+            let outer = alloc::count(&indices.shape()[..axis])?;
+            let inner = alloc::count(&indices.shape()[axis..])?;
+            for o in 0..outer {
+                for d in 0..depth {
+                    for i in 0..inner {
+                        let hit = index_values.get(o * inner + i) == Some(&(d as i64));
+                        out.push(if hit { on_value.clone() } else { off_value.clone() });
+                    }
                 }
             }
         }

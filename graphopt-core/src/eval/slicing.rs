@@ -1,33 +1,53 @@
 //! Kernels that pick elements by position: Slice, StridedSlice (every mask), Pad, PadV2,
-//! MirrorPad, GatherV2, GatherNd.
+//! MirrorPad, GatherV2, GatherNd, SpaceToBatchND, BatchToSpaceND, DynamicPartition,
+//! DynamicStitch.
+//!
+//! Index lists are built only for tensors that have elements (then every dimension is bounded
+//! by the tensor's size); an empty input or output short-cuts to an empty result, whatever its
+//! dimensions. Index arithmetic is checked.
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
+use super::alloc;
 use super::cast::to_i64_vec;
 use super::shape_ops::{normalize_axis, reshaped, same_typed_scalar, scalar_int};
 use super::{fail, KernelContext, KernelError};
-use crate::analysis::geometry::{strided_slice_plan, SliceMasks};
+use crate::analysis::geometry::{self, strided_slice_plan, SliceMasks};
 use crate::graph::attrs;
 use crate::map_data;
-use crate::tensor::{checked_elements, Tensor};
+use crate::tensor::{checked_elements, memory_element_size, Tensor};
 
-/// Selects `indices[axis]` along every axis, then reshapes to `out_dims`.
+/// Selects `indices[axis]` along every axis, then reshapes to `out_dims`. The caller has
+/// checked that the input has elements (so the index lists are bounded).
 fn gather_axes(
     x: &Tensor,
     indices: &[Vec<usize>],
     out_dims: &[usize],
 ) -> Result<Tensor, KernelError> {
+    if x.is_empty() || alloc::count(out_dims)? == 0 {
+        return empty_like(x, out_dims);
+    }
     let data = map_data!(x.data(), a => {
         let mut current = a.to_owned();
         for (axis, idx) in indices.iter().enumerate() {
             let full = idx.len() == current.shape()[axis] && idx.iter().enumerate().all(|(i, &v)| i == v);
             if !full {
+                let mut dims = current.shape().to_vec();
+                dims[axis] = idx.len();
+                alloc::output_like(&current, &dims)?;
                 current = current.select(Axis(axis), idx);
             }
         }
         reshaped(&current, out_dims)?
     });
     Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// `count` consecutive indices from `begin`, after asking for the list.
+fn index_range(begin: usize, count: usize) -> Result<Vec<usize>, KernelError> {
+    alloc::items::<usize>(count, "an index list")?;
+    let end = geometry::add(begin, count, "an index")?;
+    Ok((begin..end).collect())
 }
 
 pub fn slice(x: &Tensor, begin: &Tensor, size: &Tensor) -> Result<Tensor, KernelError> {
@@ -39,7 +59,7 @@ pub fn slice(x: &Tensor, begin: &Tensor, size: &Tensor) -> Result<Tensor, Kernel
             "begin {begin:?} and size {size:?} must have one entry per dimension of {dims:?}"
         ));
     }
-    let mut indices = Vec::with_capacity(dims.len());
+    let mut ranges = Vec::with_capacity(dims.len());
     for ((&b, &s), &d) in begin.iter().zip(&size).zip(dims) {
         let d = i64::try_from(d).map_err(|_| KernelError("dimension too large".into()))?;
         let s = if s == -1 { d.saturating_sub(b) } else { s };
@@ -48,9 +68,16 @@ pub fn slice(x: &Tensor, begin: &Tensor, size: &Tensor) -> Result<Tensor, Kernel
                 "slice begin {b} size {s} is outside a dimension of {d}"
             ));
         }
-        indices.push((b..b + s).map(|i| i as usize).collect::<Vec<_>>());
+        ranges.push((b as usize, s as usize));
     }
-    let out: Vec<usize> = indices.iter().map(Vec::len).collect();
+    let out: Vec<usize> = ranges.iter().map(|&(_, s)| s).collect();
+    if x.is_empty() || alloc::count(&out)? == 0 {
+        return empty_like(x, &out);
+    }
+    let indices = ranges
+        .iter()
+        .map(|&(b, s)| index_range(b, s))
+        .collect::<Result<Vec<_>, _>>()?;
     gather_axes(x, &indices, &out)
 }
 
@@ -69,28 +96,33 @@ pub fn strided_slice(
         SliceMasks::of(ctx.node),
     )?;
     let out_dims: Vec<usize> = plan.iter().filter(|a| a.kept).map(|a| a.len).collect();
-    if x.is_empty() || out_dims.contains(&0) {
+    if x.is_empty() || alloc::count(&out_dims)? == 0 {
         // Nothing to pick: no index list sized by a (possibly huge) dimension is built.
         return empty_like(x, &out_dims);
     }
     // The input has elements, so every dimension (and every index list) is bounded by its size.
-    let indices: Vec<Vec<usize>> = plan
-        .iter()
-        .filter(|a| a.input_axis.is_some())
-        .map(|a| {
-            (0..a.len)
-                .map(|k| {
-                    let offset = (k as i128) * i128::from(a.stride);
-                    (a.start as i128 + offset) as usize
-                })
-                .collect()
-        })
-        .collect();
+    let mut indices = Vec::with_capacity(plan.len());
+    for a in plan.iter().filter(|a| a.input_axis.is_some()) {
+        alloc::items::<usize>(a.len, "an index list")?;
+        let list = (0..a.len)
+            .map(|k| {
+                let index = a.start as i128 + (k as i128) * i128::from(a.stride);
+                usize::try_from(index)
+                    .map_err(|_| KernelError(format!("index {index} is out of range")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        indices.push(list);
+    }
     gather_axes(x, &indices, &out_dims)
 }
 
 /// An empty tensor of `x`'s type with `dims` (which hold a 0).
 fn empty_like(x: &Tensor, dims: &[usize]) -> Result<Tensor, KernelError> {
+    if alloc::count(dims)? != 0 {
+        return fail(format!(
+            "cannot take elements of an empty tensor into {dims:?}"
+        ));
+    }
     let data = map_data!(x.data(), _a => ArrayD::from_shape_vec(IxDyn(dims), Vec::new())?);
     Tensor::new(x.dtype(), data).map_err(Into::into)
 }
@@ -121,13 +153,17 @@ pub fn pad(
         .shape()
         .iter()
         .zip(&pads)
-        .map(|(&d, &(a, b))| d + a + b)
-        .collect();
-    checked_elements(
-        &out_dims,
-        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
-        ctx.limits,
-    )?;
+        .map(|(&d, &(a, b))| {
+            geometry::add(
+                geometry::add(d, a, "the padded size")?,
+                b,
+                "the padded size",
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let element = memory_element_size(x.dtype());
+    checked_elements(&out_dims, element, ctx.limits)?;
+    super::broadcast::check_output(&out_dims, element)?;
     let zero = super::shape_ops::zero_scalar(x.dtype())?;
     let fill_value = value.unwrap_or(&zero);
     let data = map_data!(x.data(), a => {
@@ -151,24 +187,30 @@ pub fn mirror_pad(ctx: &KernelContext<'_>, x: &Tensor, p: &Tensor) -> Result<Ten
         "SYMMETRIC" => 0,
         other => return fail(format!("unknown MirrorPad mode '{other}'")),
     };
-    let mut indices = Vec::new();
+    let mut out = Vec::with_capacity(pads.len());
     for (&d, &(before, after)) in x.shape().iter().zip(&pads) {
-        if before + offset > d || after + offset > d {
+        if before.saturating_add(offset) > d || after.saturating_add(offset) > d {
             return fail(format!(
                 "padding ({before}, {after}) is too large for a dimension of {d} in {mode} mode"
             ));
         }
+        // before, after <= d, so the sum cannot wrap.
+        out.push(geometry::add(d, before + after, "the padded size")?);
+    }
+    let element = memory_element_size(x.dtype());
+    checked_elements(&out, element, ctx.limits)?;
+    if x.is_empty() || alloc::count(&out)? == 0 {
+        return empty_like(x, &out);
+    }
+    super::broadcast::check_output(&out, element)?;
+    let mut indices = Vec::with_capacity(out.len());
+    for ((&d, &(before, after)), &n) in x.shape().iter().zip(&pads).zip(&out) {
+        alloc::items::<usize>(n, "an index list")?;
         let mut idx: Vec<usize> = (0..before).map(|i| before - 1 - i + offset).collect();
         idx.extend(0..d);
         idx.extend((0..after).map(|i| d - 1 - i - offset));
         indices.push(idx);
     }
-    let out: Vec<usize> = indices.iter().map(Vec::len).collect();
-    checked_elements(
-        &out,
-        crate::tensor::dtype_size(x.dtype()).unwrap_or(8),
-        ctx.limits,
-    )?;
     gather_axes(x, &indices, &out)
 }
 
@@ -183,7 +225,7 @@ pub fn gather_v2(
     if attrs::int(ctx.node, "batch_dims").unwrap_or(0) != 0 {
         return fail("GatherV2 with batch_dims is not supported by graphopt's evaluator");
     }
-    let limit = params.shape()[axis] as i64;
+    let limit = geometry::dim_i64(params.shape()[axis])?;
     let idx = to_i64_vec(indices)?
         .into_iter()
         .map(|i| {
@@ -198,7 +240,13 @@ pub fn gather_v2(
     let mut out_dims = params.shape()[..axis].to_vec();
     out_dims.extend_from_slice(indices.shape());
     out_dims.extend_from_slice(&params.shape()[axis + 1..]);
-    let data = map_data!(params.data(), a => reshaped(&a.select(Axis(axis), &idx), &out_dims)?);
+    if params.is_empty() || alloc::count(&out_dims)? == 0 {
+        return empty_like(params, &out_dims);
+    }
+    let data = map_data!(params.data(), a => {
+        alloc::output_like(a, &out_dims)?;
+        reshaped(&a.select(Axis(axis), &idx), &out_dims)?
+    });
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
 
@@ -214,28 +262,38 @@ pub fn gather_nd(params: &Tensor, indices: &Tensor) -> Result<Tensor, KernelErro
             dims.len()
         ));
     }
-    let values = to_i64_vec(indices)?;
-    let mut flat = Vec::with_capacity(values.len() / k.max(1));
-    for tuple in values.chunks(k.max(1)) {
-        let mut linear = 0usize;
-        for (j, &i) in tuple.iter().enumerate().take(k) {
-            let d = dims[j] as i64;
-            if !(0..d).contains(&i) {
-                return fail(format!("index {i} is out of range [0, {d})"));
-            }
-            linear = linear * dims[j] + i as usize;
-        }
-        flat.push(linear);
-    }
-    if k == 0 {
-        flat = vec![0; values.len()];
-    }
-    let outer: usize = dims[..k].iter().product();
-    let mut flat_dims = vec![outer];
-    flat_dims.extend_from_slice(&dims[k..]);
     let mut out_dims = index_dims[..index_dims.len() - 1].to_vec();
     out_dims.extend_from_slice(&dims[k..]);
-    let data = map_data!(params.data(), a => reshaped(&reshaped(a, &flat_dims)?.select(Axis(0), &flat), &out_dims)?);
+    if params.is_empty() || alloc::count(&out_dims)? == 0 {
+        return empty_like(params, &out_dims);
+    }
+    // params has elements: its dims, and products of them, are bounded by its size.
+    let values = to_i64_vec(indices)?;
+    let tuples = alloc::count(&index_dims[..index_dims.len() - 1])?;
+    alloc::items::<usize>(tuples, "GatherNd's rows")?;
+    let mut flat = Vec::with_capacity(tuples);
+    if k == 0 {
+        flat = vec![0; tuples];
+    } else {
+        for tuple in values.chunks(k) {
+            let mut linear = 0usize;
+            for (j, &i) in tuple.iter().enumerate() {
+                let d = geometry::dim_i64(dims[j])?;
+                if !(0..d).contains(&i) {
+                    return fail(format!("index {i} is out of range [0, {d})"));
+                }
+                linear = linear * dims[j] + i as usize;
+            }
+            flat.push(linear);
+        }
+    }
+    let outer = alloc::count(&dims[..k])?;
+    let mut flat_dims = vec![outer];
+    flat_dims.extend_from_slice(&dims[k..]);
+    let data = map_data!(params.data(), a => {
+        alloc::output_like(a, &out_dims)?;
+        reshaped(&reshaped(a, &flat_dims)?.select(Axis(0), &flat), &out_dims)?
+    });
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
 
@@ -272,8 +330,8 @@ pub fn space_to_batch(
     full_pads[1..=m].copy_from_slice(&pads);
     let flat: Vec<i64> = full_pads
         .iter()
-        .flat_map(|&(a, b)| [a as i64, b as i64])
-        .collect();
+        .flat_map(|&(a, b)| [geometry::dim_i64(a), geometry::dim_i64(b)])
+        .collect::<Result<_, _>>()?;
     let pad_tensor = Tensor::from_data(crate::tensor::Data::I64(ArrayD::from_shape_vec(
         IxDyn(&[dims.len(), 2]),
         flat,
@@ -292,15 +350,22 @@ pub fn space_to_batch(
         split.extend([p[i + 1] / b, b]);
     }
     split.extend_from_slice(&p[m + 1..]);
+    let mut out = vec![geometry::mul(
+        p[0],
+        alloc::count(&block)?,
+        "SpaceToBatchND's batch",
+    )?];
+    out.extend((0..m).map(|i| p[i + 1] / block[i]));
+    out.extend_from_slice(&p[m + 1..]);
+    if padded.is_empty() {
+        return empty_like(x, &out);
+    }
     let reshaped_x = super::shape_ops::reshape_to(&padded, &split)?;
     let mut perm: Vec<usize> = (0..m).map(|i| 2 + 2 * i).collect();
     perm.push(0);
     perm.extend((0..m).map(|i| 1 + 2 * i));
     perm.extend(2 * m + 1..split.len());
     let moved = super::shape_ops::permute(&reshaped_x, &perm)?;
-    let mut out = vec![p[0] * block.iter().product::<usize>()];
-    out.extend((0..m).map(|i| p[i + 1] / block[i]));
-    out.extend_from_slice(&p[m + 1..]);
     super::shape_ops::reshape_to(&moved, &out)
 }
 
@@ -309,14 +374,33 @@ pub fn batch_to_space(x: &Tensor, block: &Tensor, crops: &Tensor) -> Result<Tens
     let dims = x.shape().to_vec();
     let (block, crops) = block_args(block, crops, dims.len())?;
     let m = block.len();
-    let prod: usize = block.iter().product();
-    if dims[0] % prod != 0 {
+    let prod = alloc::count(&block)?;
+    if prod == 0 || dims[0] % prod != 0 {
         return fail(format!(
             "batch {} is not a multiple of the block size {prod}",
             dims[0]
         ));
     }
     let n = dims[0] / prod;
+    let mut full = vec![n];
+    for i in 0..m {
+        full.push(geometry::mul(
+            dims[i + 1],
+            block[i],
+            "BatchToSpaceND's output",
+        )?);
+    }
+    full.extend_from_slice(&dims[m + 1..]);
+    let mut out = full.clone();
+    for (i, &(a, b)) in crops.iter().enumerate() {
+        let cropped = geometry::add(a, b, "the crops")?;
+        out[i + 1] = full[i + 1]
+            .checked_sub(cropped)
+            .ok_or_else(|| KernelError("crops are larger than the output".into()))?;
+    }
+    if x.is_empty() {
+        return empty_like(x, &out);
+    }
     // [bh, bw, N, H, W, rest] -> [N, H, bh, W, bw, rest] -> [N, H*bh, W*bw, rest]
     let mut split = block.clone();
     split.push(n);
@@ -328,18 +412,12 @@ pub fn batch_to_space(x: &Tensor, block: &Tensor, crops: &Tensor) -> Result<Tens
     }
     perm.extend(2 * m + 1..split.len());
     let moved = super::shape_ops::permute(&reshaped_x, &perm)?;
-    let mut full = vec![n];
-    full.extend((0..m).map(|i| dims[i + 1] * block[i]));
-    full.extend_from_slice(&dims[m + 1..]);
     let spread = super::shape_ops::reshape_to(&moved, &full)?;
     let mut begin = vec![0i64; full.len()];
-    let mut size: Vec<i64> = full.iter().map(|&d| d as i64).collect();
-    for (i, &(a, b)) in crops.iter().enumerate() {
-        if a + b > full[i + 1] {
-            return fail("crops are larger than the output");
-        }
-        begin[i + 1] = a as i64;
-        size[i + 1] = (full[i + 1] - a - b) as i64;
+    let mut size = super::shape_ops::dims_i64(&full)?;
+    for (i, &(a, _)) in crops.iter().enumerate() {
+        begin[i + 1] = geometry::dim_i64(a)?;
+        size[i + 1] = geometry::dim_i64(out[i + 1])?;
     }
     let vector = |v: Vec<i64>| {
         Tensor::from_data(crate::tensor::Data::I64(
@@ -355,8 +433,11 @@ fn as_rows(x: &Tensor, outer_rank: usize) -> Result<Tensor, KernelError> {
     let Some(inner) = dims.get(outer_rank..) else {
         return fail(format!("rank {} is below {outer_rank}", dims.len()));
     };
-    let mut flat = vec![dims[..outer_rank].iter().product::<usize>()];
+    let mut flat = vec![alloc::count(&dims[..outer_rank])?];
     flat.extend_from_slice(inner);
+    if x.is_empty() {
+        return empty_like(x, &flat);
+    }
     let data = map_data!(x.data(), a => reshaped(a, &flat)?);
     Tensor::new(x.dtype(), data).map_err(Into::into)
 }
@@ -378,6 +459,9 @@ pub fn dynamic_partition(
             data.shape()
         ));
     }
+    // num_partitions sizes the output list.
+    alloc::items::<Tensor>(count, "num_partitions")?;
+    alloc::work(crate::budget::VALUE_OVERHEAD as u128 * count as u128)?;
     let rows = as_rows(data, outer.len())?;
     let mut chosen = vec![Vec::new(); count];
     for (row, p) in to_i64_vec(partitions)?.into_iter().enumerate() {
@@ -390,7 +474,15 @@ pub fn dynamic_partition(
     chosen
         .iter()
         .map(|selected| {
-            let data = map_data!(rows.data(), a => a.select(Axis(0), selected));
+            let mut dims = rows.shape().to_vec();
+            dims[0] = selected.len();
+            if rows.is_empty() {
+                return empty_like(&rows, &dims);
+            }
+            let data = map_data!(rows.data(), a => {
+                alloc::output_like(a, &dims)?;
+                a.select(Axis(0), selected)
+            });
             Tensor::new(rows.dtype(), data).map_err(Into::into)
         })
         .collect()
@@ -410,7 +502,6 @@ pub fn dynamic_stitch(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     let mut row_lists = Vec::with_capacity(n);
     let mut inner: Option<Vec<usize>> = None;
     for (index, value) in indices.iter().zip(data) {
-        let rows = as_rows(value, index.shape().len())?;
         if !value.shape().starts_with(index.shape()) {
             return fail(format!(
                 "data of shape {:?} does not start with its indices' shape {:?}",
@@ -418,12 +509,17 @@ pub fn dynamic_stitch(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
                 index.shape()
             ));
         }
+        let rows = as_rows(value, index.shape().len())?;
         let rest = rows.shape().get(1..).unwrap_or_default().to_vec();
         if inner.get_or_insert_with(|| rest.clone()) != &rest {
             return fail("data pieces must agree on the shape after their indices");
         }
         row_lists.push(rows);
     }
+    let total = row_lists.iter().try_fold(0usize, |sum, r| {
+        geometry::add(sum, r.shape()[0], "DynamicStitch's rows")
+    })?;
+    alloc::items::<Option<usize>>(total, "DynamicStitch's rows")?;
     let mut source: Vec<Option<usize>> = Vec::new();
     let mut offset = 0usize;
     for (index, rows) in indices.iter().zip(&row_lists) {
@@ -432,7 +528,6 @@ pub fn dynamic_stitch(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
                 .map_err(|_| KernelError(format!("index {position} is negative")))?;
             if position >= source.len() {
                 // Positions beyond the rows given are uncovered anyway; refuse before growing.
-                let total: usize = row_lists.iter().map(|r| r.shape()[0]).sum();
                 if position >= total {
                     return fail(format!(
                         "index {position} leaves positions unwritten ({total} rows given)"
@@ -453,6 +548,14 @@ pub fn dynamic_stitch(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         .collect::<Result<Vec<_>, _>>()?;
     let pieces: Vec<&Tensor> = row_lists.iter().collect();
     let all = super::shape_ops::concat(&pieces, 0)?;
-    let data = map_data!(all.data(), a => a.select(Axis(0), &order));
+    let mut dims = all.shape().to_vec();
+    dims[0] = order.len();
+    if all.is_empty() {
+        return empty_like(&all, &dims);
+    }
+    let data = map_data!(all.data(), a => {
+        alloc::output_like(a, &dims)?;
+        a.select(Axis(0), &order)
+    });
     Tensor::new(all.dtype(), data).map_err(Into::into)
 }

@@ -46,6 +46,9 @@ pub struct Frozen {
     pub graph: GraphDef,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    /// The shape the signature declares for each input and output, by node name: -1 for an
+    /// unknown dimension, `None` for an unknown rank.
+    pub shapes: BTreeMap<String, Option<Vec<i64>>>,
 }
 
 /// The checkpoint key of TF2's object graph; TF1 checkpoints have none.
@@ -291,11 +294,26 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
     };
     strip_unused(&mut graph, &strip).map_err(|e| fail(e.to_string()))?;
     sort_by_execution_order(&mut graph).map_err(|e| fail(e.to_string()))?;
-    // Functional control flow (While, If) keeps calling library functions.
+    // Functional control flow (While, If, Case) keeps calling library functions; the rest of
+    // the library (the SavedModel's save and restore functions, the inlined calls) goes.
+    crate::graph::functions::prune_library(&mut graph);
+    let shapes = sig
+        .inputs
+        .iter()
+        .chain(&sig.outputs)
+        .map(|(key, info)| {
+            let dims = info
+                .tensor_shape
+                .as_ref()
+                .and_then(crate::dtype::shape_dims);
+            (key.clone(), dims)
+        })
+        .collect();
     Ok(Frozen {
         graph,
         inputs: input_names,
         outputs: output_names,
+        shapes,
     })
 }
 

@@ -282,5 +282,7 @@ pub fn freeze_graph(
             node.name, node.op
         )));
     }
+    // Functions only the removed nodes called (the Saver's, training's) go too.
+    crate::graph::functions::prune_library(&mut frozen);
     Ok(frozen)
 }

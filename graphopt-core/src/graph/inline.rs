@@ -10,10 +10,12 @@
 //!
 //! Bounded: nesting deeper than [`Limits::max_depth`] is an error (a recursive function), and so
 //! is a graph that inlining would grow past [`Limits::max_nodes`] (a function calling itself
-//! twice doubles per level).
+//! twice doubles per level) or past the memory [`budget`](crate::budget): every inlined node
+//! is charged before it is added.
 
 use std::collections::HashMap;
 
+use crate::budget::{self, BudgetError};
 use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, FunctionDef, GraphDef, NodeDef};
 
@@ -26,6 +28,8 @@ pub enum InlineError {
     TooDeep(usize),
     #[error("inlining would grow the graph past {limit} nodes (at call '{call}'); a function that calls itself several times grows exponentially")]
     TooLarge { limit: usize, call: String },
+    #[error("inlining call '{call}': {source}")]
+    Budget { call: String, source: BudgetError },
 }
 
 /// Bounds for inlining.
@@ -66,6 +70,12 @@ fn callee<'f>(
 /// Inlines every (Stateful)PartitionedCall of a library function in `graph`, and the calls in
 /// the inlined bodies, until none is left. The library is kept.
 pub fn inline_all_calls(graph: &mut GraphDef, limits: Limits) -> Result<(), InlineError> {
+    use prost::Message as _;
+    let size = graph.encoded_len() as u64;
+    budget::enter_or_default(|| size, || inline_all_calls_in(graph, limits))
+}
+
+fn inline_all_calls_in(graph: &mut GraphDef, limits: Limits) -> Result<(), InlineError> {
     let functions: HashMap<String, FunctionDef> = graph
         .library
         .iter()
@@ -79,6 +89,15 @@ pub fn inline_all_calls(graph: &mut GraphDef, limits: Limits) -> Result<(), Inli
         for node in old {
             match callee(&node, &functions) {
                 Some(function) => {
+                    // The body's size is known before it is built: refuse a growth past the
+                    // node limit without building it.
+                    let grown = count.saturating_add(function.node_def.len());
+                    if grown > limits.max_nodes {
+                        return Err(InlineError::TooLarge {
+                            limit: limits.max_nodes,
+                            call: node.name.clone(),
+                        });
+                    }
                     let body = inline_call(&node, function)?;
                     count = count.saturating_add(body.len()).saturating_sub(1);
                     if count > limits.max_nodes {
@@ -87,6 +106,11 @@ pub fn inline_all_calls(graph: &mut GraphDef, limits: Limits) -> Result<(), Inli
                             call: node.name.clone(),
                         });
                     }
+                    let memory: u64 = body.iter().map(crate::graph::node_memory).sum();
+                    budget::alloc(memory).map_err(|source| InlineError::Budget {
+                        call: node.name.clone(),
+                        source,
+                    })?;
                     graph.node.extend(body);
                     inlined_any = true;
                 }

@@ -9,6 +9,7 @@ use std::fmt;
 
 pub mod attrs;
 pub mod edit;
+pub mod functions;
 pub mod inline;
 pub mod ops;
 
@@ -67,6 +68,36 @@ impl fmt::Display for InputRef<'_> {
     }
 }
 
+/// An estimate of the memory `node` takes once decoded: the struct, its strings and inputs,
+/// and its attribute map (values at up to 8 bytes per encoded byte, as packed varints widen;
+/// tensor contents are shared with the file buffer and not counted). Budgets charge it for
+/// every node a step creates (inlining, function graphs) and decoding uses it per node.
+pub fn node_memory(node: &NodeDef) -> u64 {
+    use prost::Message as _;
+    use std::mem::size_of;
+    let strings = node.name.len() + node.op.len() + node.device.len();
+    let inputs: usize = node
+        .input
+        .iter()
+        .map(|i| i.len() + size_of::<String>())
+        .sum();
+    let attrs: usize = node
+        .attr
+        .iter()
+        .map(|(key, value)| {
+            let content = match &value.value {
+                Some(crate::proto::attr_value::Value::Tensor(t)) => t.tensor_content.len(),
+                _ => 0,
+            };
+            key.len()
+                + size_of::<String>()
+                + size_of::<crate::proto::AttrValue>()
+                + 8 * value.encoded_len().saturating_sub(content)
+        })
+        .sum();
+    (size_of::<NodeDef>() + strings + inputs + attrs) as u64
+}
+
 /// Node name of an input or tensor string: strips `^` and a numeric `:N`.
 pub fn node_name(input: &str) -> &str {
     InputRef::parse(input).node
@@ -111,6 +142,16 @@ pub enum GraphError {
     },
     #[error("{count} node(s) form a cycle that is not a while loop: {}", path.join(" -> "))]
     Cycle { count: usize, path: Vec<String> },
+}
+
+/// Node name to index, owning its keys, for passes that edit the graph while they look names up
+/// (a borrowing [`GraphIndex`] serves everything else). Duplicate names keep the first node.
+pub fn owned_name_index(graph: &GraphDef) -> HashMap<String, usize> {
+    let mut index = HashMap::with_capacity(graph.node.len());
+    for (i, node) in graph.node.iter().enumerate() {
+        index.entry(node.name.clone()).or_insert(i);
+    }
+    index
 }
 
 /// Where a node's output is consumed: consumer node index and the position in its input list.

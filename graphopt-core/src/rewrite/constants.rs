@@ -16,9 +16,11 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use crate::analysis::geometry;
 use crate::analysis::shapes::{self, Input};
+use crate::budget::{self, Charge};
 use crate::eval::{kernels, KernelContext};
-use crate::graph::{self, GraphError, GraphIndex, InputRef};
+use crate::graph::{self, GraphIndex, InputRef};
 use crate::proto::{DataType, GraphDef, NodeDef};
 use crate::tensor::{Data, Limits, Tensor};
 
@@ -36,26 +38,30 @@ pub struct FoldOptions {
 /// The shape-reading ops that fold from a statically known shape.
 fn shape_value(node: &NodeDef, shapes: &[Option<&[usize]>]) -> Option<Vec<Rc<Tensor>>> {
     let int_type = crate::graph::attrs::dtype(node, "out_type").unwrap_or(DataType::DtInt32);
+    // Values that do not fit (a dimension past 2^31 as int32, an element count past 2^63)
+    // leave the node unfolded rather than wrap.
     let int_tensor = |values: Vec<i64>, dims: &[usize]| -> Option<Rc<Tensor>> {
-        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values).ok()?;
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.clone()).ok()?;
         let t = crate::eval::cast_tensor(&Tensor::from_data(Data::I64(array)), int_type).ok()?;
-        Some(Rc::new(t))
+        (t.integers()? == values).then(|| Rc::new(t))
     };
     match node.op.as_str() {
         "Shape" | "ShapeN" => shapes
             .iter()
             .map(|s| {
-                let dims: Vec<i64> = s.as_ref()?.iter().map(|&d| d as i64).collect();
+                let dims: Vec<i64> = s
+                    .as_ref()?
+                    .iter()
+                    .map(|&d| geometry::dim_i64(d).ok())
+                    .collect::<Option<_>>()?;
                 let n = dims.len();
                 int_tensor(dims, &[n])
             })
             .collect(),
         "Size" => {
             let dims = shapes.first().copied().flatten()?;
-            Some(vec![int_tensor(
-                vec![dims.iter().product::<usize>() as i64],
-                &[],
-            )?])
+            let count = geometry::element_count(dims).ok()?;
+            Some(vec![int_tensor(vec![geometry::dim_i64(count).ok()?], &[])?])
         }
         "Rank" => {
             let dims = shapes.first().copied().flatten()?;
@@ -66,12 +72,23 @@ fn shape_value(node: &NodeDef, shapes: &[Option<&[usize]>]) -> Option<Vec<Rc<Ten
     }
 }
 
-/// Folds `graph` in place.
-pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> Result<(), GraphError> {
+/// Folds `graph` in place, under the current budget (or a default one for the graph's size):
+/// every value kept while folding is held on it. A node the budget refuses stops folding with
+/// an error naming it (the refusal also stays on the budget, for the transform runner): the
+/// result never depends on the budget, only whether there is one.
+pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
+    use prost::Message as _;
+    let size = graph.encoded_len() as u64;
+    budget::enter_or_default(|| size, || fold_in(graph, options))
+}
+
+fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
     let order = graph::execution_order(graph)?;
     let n = graph.node.len();
     let index = GraphIndex::new(graph);
     let mut values: Vec<Option<Vec<Rc<Tensor>>>> = vec![None; n];
+    // The memory of the values above, held until folding ends.
+    let mut held: Vec<Charge> = Vec::new();
     let mut shapes_of: Vec<Option<shapes::Shapes>> = vec![None; n];
 
     for &i in &order {
@@ -116,15 +133,23 @@ pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> Result<(), GraphErro
                         node,
                         limits: options.limits,
                     };
-                    if let Ok(outputs) =
-                        crate::eval::with_limits(options.limits, || kernel(&ctx, &refs))
-                    {
-                        if outputs
+                    if let Ok(outputs) = crate::eval::run_kernel(kernel, &ctx, &refs) {
+                        let bytes: u64 = outputs.iter().map(Tensor::memory_bytes).sum();
+                        let fits = outputs
                             .iter()
-                            .all(|t| t.byte_size() as u64 <= options.limits.max_bytes)
-                        {
-                            folded = Some(outputs.into_iter().map(Rc::new).collect());
+                            .all(|t| t.byte_size() as u64 <= options.limits.max_bytes);
+                        if fits {
+                            if let Ok(charge) = budget::hold(bytes) {
+                                held.push(charge);
+                                folded = Some(outputs.into_iter().map(Rc::new).collect());
+                            }
                         }
+                    }
+                    if let Some(source) = budget::current().and_then(|b| b.failure()) {
+                        return Err(crate::Error::Budget {
+                            node: node.name.clone(),
+                            source,
+                        });
                     }
                 }
             } else {
@@ -148,6 +173,7 @@ pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> Result<(), GraphErro
     }
     drop(index);
     materialize(graph, &values, options);
+    drop(held);
     Ok(())
 }
 

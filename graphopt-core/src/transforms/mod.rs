@@ -382,7 +382,23 @@ pub struct TransformOutcome {
 /// Applies `specs` to `graph` in order, validating the graph after each. A transform that fails
 /// aborts the run, unless it was given `ignore_errors=true`: then its changes are undone and the
 /// error is recorded in its outcome.
+///
+/// Runs under the current [`budget`](crate::budget) (a default one for the graph's size when
+/// none is entered). A transform during which the budget refused anything fails, even if it
+/// worked around the refusal: a transform's result never depends on the budget.
 pub fn run(
+    registry: &Registry,
+    graph: &mut GraphDef,
+    specs: &[TransformSpec],
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<Vec<TransformOutcome>> {
+    use prost::Message as _;
+    let size = graph.encoded_len() as u64;
+    crate::budget::enter_or_default(|| size, || run_in(registry, graph, specs, inputs, outputs))
+}
+
+fn run_in(
     registry: &Registry,
     graph: &mut GraphDef,
     specs: &[TransformSpec],
@@ -412,12 +428,26 @@ pub fn run(
         let nodes_before = graph.node.len();
         // Only a run that may be undone pays for a copy (weights are shared, not copied).
         let backup = ignore_errors.then(|| graph.clone());
-        let result = transform.apply(graph, &context).and_then(|()| {
-            graph::validate(graph).map_err(|source| Error::TransformBrokeGraph {
-                transform: spec.name.clone(),
-                source: Box::new(source),
+        let _ = crate::budget::take_failure();
+        let result = transform
+            .apply(graph, &context)
+            .and_then(|()| match crate::budget::take_failure() {
+                Some(refused) => Err(Error::transform(&spec.name, refused.to_string())),
+                None => Ok(()),
             })
-        });
+            .map_err(|error| match error {
+                Error::Budget { .. } => {
+                    let _ = crate::budget::take_failure();
+                    Error::transform(&spec.name, error.to_string())
+                }
+                other => other,
+            })
+            .and_then(|()| {
+                graph::validate(graph).map_err(|source| Error::TransformBrokeGraph {
+                    transform: spec.name.clone(),
+                    source: Box::new(source),
+                })
+            });
         let ignored_error = match (result, backup) {
             (Ok(()), _) => None,
             (Err(error), Some(backup)) => {
