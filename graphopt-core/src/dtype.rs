@@ -28,6 +28,20 @@ pub fn shape_dims(shape: &TensorShapeProto) -> Option<Vec<i64>> {
     (!shape.unknown_rank).then(|| shape.dim.iter().map(|d| d.size).collect())
 }
 
+/// A shape proto of `dims` (`-1` for an unknown dimension).
+pub fn shape_from_dims(dims: &[i64]) -> TensorShapeProto {
+    TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&size| crate::proto::tensor_shape_proto::Dim {
+                size,
+                name: String::new(),
+            })
+            .collect(),
+        unknown_rank: false,
+    }
+}
+
 /// Number of elements of a fully known shape; unknown or negative dimensions count as 0 and
 /// absurd products saturate instead of overflowing.
 pub fn element_count(dims: &[i64]) -> u64 {

@@ -9,7 +9,6 @@ use std::collections::HashSet;
 
 use graphopt_core::graph::edit::const_value;
 use graphopt_core::proto::GraphDef;
-use graphopt_core::transforms::{self, Registry};
 
 /// Main-graph node counts of `@deploy` per fixture. A change to the pipeline that moves one
 /// must update it here and in the README's table.
@@ -30,18 +29,7 @@ const DEPLOY_NODES: &[(&str, usize)] = &[
 ];
 
 fn deploy(model: &str) -> GraphDef {
-    let (inputs, outputs) = common::io_names(model);
-    let mut graph = common::load(model);
-    let specs = transforms::parse("@deploy").unwrap();
-    transforms::run(
-        &Registry::with_builtins(),
-        &mut graph,
-        &specs,
-        &inputs,
-        &outputs,
-    )
-    .unwrap_or_else(|e| panic!("{model}: {e}"));
-    graph
+    common::apply(model, "@deploy")
 }
 
 fn grappler() -> serde_json::Value {

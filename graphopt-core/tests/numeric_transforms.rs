@@ -4,20 +4,7 @@ mod common;
 
 use graphopt_core::transforms::{self, Registry};
 
-fn apply(model: &str, transform_string: &str) -> graphopt_core::proto::GraphDef {
-    let (inputs, outputs) = common::io_names(model);
-    let mut graph = common::load(model);
-    let specs = transforms::parse(transform_string).unwrap();
-    transforms::run(
-        &Registry::with_builtins(),
-        &mut graph,
-        &specs,
-        &inputs,
-        &outputs,
-    )
-    .unwrap_or_else(|e| panic!("{model}: {e}"));
-    graph
-}
+use common::apply;
 
 fn assert_matches_tensorflow(model: &str, graph: &graphopt_core::proto::GraphDef, tolerance: f64) {
     common::assert_matches_tensorflow(model, graph, tolerance, 1e-6);
@@ -772,4 +759,69 @@ fn add_shapes_writes_the_shapes_the_evaluator_computes() {
         checked += 1;
     }
     assert_eq!(checked, graph.node.len(), "every node's shape is known");
+}
+
+#[test]
+fn nchw_conversion_keeps_outputs_and_one_transpose() {
+    for name in ["keras_cnn", "densenet_block"] {
+        let graph = apply(name, "@deploy convert_to_nchw");
+        assert_matches_tensorflow(name, &graph, 1e-5);
+        // The input's Transpose is all that is left; global pooling leaves 4-D in both layouts.
+        assert_eq!(count(&graph, "Transpose"), 1, "{name}");
+        for node in graph.node.iter().filter(|n| {
+            matches!(
+                n.op.as_str(),
+                "Conv2D" | "DepthwiseConv2dNative" | "AvgPool" | "MaxPool"
+            )
+        }) {
+            let format = graphopt_core::graph::attrs::string(node, "data_format");
+            assert_eq!(format.as_deref(), Some("NCHW"), "{name} {}", node.name);
+        }
+    }
+}
+
+#[test]
+fn nchw_inputs_when_asked() {
+    let graph = apply("keras_cnn", "@deploy convert_to_nchw(keep_io_layout=false)");
+    assert_eq!(count(&graph, "Transpose"), 0);
+    let input = graph.node.iter().find(|n| n.name == "input").unwrap();
+    let dims: Vec<i64> = graphopt_core::graph::attrs::shape(input, "shape")
+        .unwrap()
+        .dim
+        .iter()
+        .map(|d| d.size)
+        .collect();
+    assert_eq!(dims, [1, 3, 32, 32]);
+    // TensorFlow's NHWC input, transposed by hand, gives TensorFlow's output.
+    let x = common::tensor("keras_cnn", "input_0.pb");
+    let perm = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::I32(
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[4]), vec![0, 3, 1, 2]).unwrap(),
+    ));
+    let mut transpose = graphopt_core::proto::GraphDef::default();
+    transpose
+        .node
+        .push(synthetic::placeholder("x", &[1, 32, 32, 3]));
+    transpose.node.push(graphopt_core::graph::edit::const_node(
+        "p".into(),
+        String::new(),
+        &perm,
+    ));
+    let mut t = synthetic::node("t", "Transpose", &["x", "p"], &[]);
+    t.attr.insert(
+        "Tperm".into(),
+        graphopt_core::proto::AttrValue {
+            value: Some(graphopt_core::proto::attr_value::Value::Type(3)),
+        },
+    );
+    transpose.node.push(t);
+    let feeds = [("x".to_string(), x)].into_iter().collect();
+    let x_nchw =
+        graphopt_core::eval::evaluate(&transpose, &feeds, &["t".into()], Default::default())
+            .unwrap()
+            .remove(0);
+    let feeds = [("input".to_string(), x_nchw)].into_iter().collect();
+    let (_, outputs) = common::io_names("keras_cnn");
+    let ours = graphopt_core::eval::evaluate(&graph, &feeds, &outputs, Default::default()).unwrap();
+    let theirs = common::tensor("keras_cnn", "output_0.pb");
+    assert_eq!(common::first_not_close(&ours[0], &theirs, 1e-5, 1e-6), None);
 }

@@ -11,22 +11,8 @@ use graphopt_core::io;
 use graphopt_core::proto::GraphDef;
 use graphopt_core::rewrite::weights;
 use graphopt_core::tensor::Data;
-use graphopt_core::transforms::{self, Registry};
 
-fn apply(model: &str, transform_string: &str) -> GraphDef {
-    let (inputs, outputs) = common::io_names(model);
-    let mut graph = common::load(model);
-    let specs = transforms::parse(transform_string).unwrap();
-    transforms::run(
-        &Registry::with_builtins(),
-        &mut graph,
-        &specs,
-        &inputs,
-        &outputs,
-    )
-    .unwrap();
-    graph
-}
+use common::apply;
 
 fn tensorflow_result(model: &str, key: &str) -> GraphDef {
     io::read_graph(

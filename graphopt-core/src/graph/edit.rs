@@ -20,12 +20,7 @@ pub struct Uses {
 
 impl Uses {
     pub fn new(graph: &GraphDef) -> Self {
-        let index: HashMap<String, usize> = graph
-            .node
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
-            .collect();
+        let index = crate::graph::owned_name_index(graph);
         let mut uses = vec![0; graph.node.len()];
         let mut data_uses = vec![0; graph.node.len()];
         let mut high_ports = vec![false; graph.node.len()];

@@ -11,7 +11,7 @@
 //! Used by the `remove_leftovers` transform, the deployment pipeline and the targets'
 //! legalization.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::analysis::shapes;
 use crate::graph::attrs;
@@ -230,12 +230,7 @@ pub fn has_side_effects(op: &str) -> bool {
 /// or their ancestors), except those that place a source node inside a loop or branch.
 pub fn drop_pure_control_edges(graph: &mut GraphDef) {
     let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
-    let index: HashMap<String, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let index = crate::graph::owned_name_index(graph);
     let mut impure = vec![false; graph.node.len()];
     for &i in &order {
         let node = &graph.node[i];

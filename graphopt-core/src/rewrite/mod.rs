@@ -12,6 +12,7 @@ pub mod atrous;
 pub mod batch_norms;
 pub mod constants;
 pub mod duplicates;
+pub mod layout;
 pub mod leftovers;
 pub mod legalize;
 pub mod order;

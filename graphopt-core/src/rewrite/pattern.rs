@@ -163,7 +163,7 @@ impl Match {
 
 fn match_at(
     graph: &GraphDef,
-    index: &HashMap<&str, usize>,
+    index: &crate::graph::GraphIndex<'_>,
     pattern: &Pattern,
     i: usize,
     used: &HashSet<usize>,
@@ -189,7 +189,7 @@ fn match_at(
     }
     let mut matched = Vec::with_capacity(inputs.len());
     for (input, p) in inputs.iter().zip(input_patterns) {
-        let &producer = index.get(InputRef::parse(input).node)?;
+        let producer = index.index_of(InputRef::parse(input).node)?;
         matched.push(match_at(graph, index, p, producer, used)?);
     }
     // A node may appear twice inside one match (x*x), but not in two matches.
@@ -202,12 +202,7 @@ fn match_at(
 
 /// Every non-overlapping match of `pattern`, roots in execution order.
 pub fn find(graph: &GraphDef, pattern: &Pattern) -> Vec<Match> {
-    let index: HashMap<&str, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = crate::graph::GraphIndex::new(graph);
     let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
     let mut used = HashSet::new();
     let mut matches = Vec::new();

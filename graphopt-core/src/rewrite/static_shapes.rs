@@ -4,22 +4,10 @@
 //! `_output_shapes` attribute that TVM's importer (and TensorFlow's own `add_shapes`) uses.
 
 use crate::analysis::shapes;
+use crate::dtype::shape_from_dims;
 use crate::graph::{attrs, ops};
-use crate::proto::{attr_value, tensor_shape_proto, AttrValue, GraphDef, TensorShapeProto};
+use crate::proto::{attr_value, AttrValue, GraphDef, TensorShapeProto};
 use crate::rewrite::RewriteError;
-
-fn shape_proto(dims: &[i64]) -> TensorShapeProto {
-    TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|&size| tensor_shape_proto::Dim {
-                size,
-                name: String::new(),
-            })
-            .collect(),
-        unknown_rank: false,
-    }
-}
 
 /// Sets the `shape` of each named Placeholder to the given dims, which must agree with the
 /// dims it already knows (a `-1` in the graph takes the given size; a `-1` given keeps the
@@ -74,7 +62,7 @@ pub fn fix_input_shapes(
         node.attr.insert(
             "shape".into(),
             AttrValue {
-                value: Some(attr_value::Value::Shape(shape_proto(&fixed))),
+                value: Some(attr_value::Value::Shape(shape_from_dims(&fixed))),
             },
         );
     }
@@ -95,7 +83,7 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> usize {
         let list: Vec<TensorShapeProto> = (0..outputs)
             .map(
                 |k| match inferred.and_then(|s| s.get(k)).cloned().flatten() {
-                    Some(dims) => shape_proto(
+                    Some(dims) => shape_from_dims(
                         &dims
                             .iter()
                             .map(|&d| i64::try_from(d).unwrap_or(-1))

@@ -16,11 +16,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::RewriteError;
+use crate::dtype::shape_from_dims;
 use crate::graph::attrs;
 use crate::graph::{self, InputRef};
-use crate::proto::{
-    attr_value, tensor_shape_proto, AttrValue, DataType, GraphDef, NodeDef, TensorShapeProto,
-};
+use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorShapeProto};
 
 /// What to keep and how inputs become Placeholders.
 #[derive(Debug, Clone, Default)]
@@ -47,12 +46,7 @@ pub fn strip_unused(
         return Err(RewriteError("needs outputs to know what to keep".into()));
     }
     let mut warnings = Vec::new();
-    let index: HashMap<&str, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = crate::graph::GraphIndex::new(graph);
     let inputs: HashSet<&str> = options.inputs.iter().map(|n| graph::node_name(n)).collect();
     for name in inputs.iter().chain(
         options
@@ -62,7 +56,7 @@ pub fn strip_unused(
             .collect::<Vec<_>>()
             .iter(),
     ) {
-        if !index.contains_key(name) {
+        if index.index_of(name).is_none() {
             return Err(RewriteError(format!(
                 "node '{name}' (from --inputs/--outputs) is not in the graph"
             )));
@@ -79,7 +73,7 @@ pub fn strip_unused(
     let mut queue: VecDeque<usize> = options
         .outputs
         .iter()
-        .filter_map(|n| index.get(graph::node_name(n)).copied())
+        .filter_map(|n| index.index_of(graph::node_name(n)))
         .collect();
     while let Some(i) = queue.pop_front() {
         if std::mem::replace(&mut keep[i], true) {
@@ -90,7 +84,7 @@ pub fn strip_unused(
             continue;
         }
         for input in &node.input {
-            if let Some(&p) = index.get(InputRef::parse(input).node) {
+            if let Some(p) = index.index_of(InputRef::parse(input).node) {
                 queue.push_back(p);
             }
         }
@@ -144,19 +138,6 @@ pub fn strip_unused(
     Ok(warnings)
 }
 
-fn shape_proto(dims: &[i64]) -> TensorShapeProto {
-    TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|&size| tensor_shape_proto::Dim {
-                size,
-                name: String::new(),
-            })
-            .collect(),
-        unknown_rank: false,
-    }
-}
-
 fn describe(shape: Option<&TensorShapeProto>) -> String {
     match shape {
         None => "unknown".into(),
@@ -179,7 +160,7 @@ fn describe(shape: Option<&TensorShapeProto>) -> String {
 /// `given` refines `existing` if every known dimension agrees.
 fn refine(existing: &TensorShapeProto, given: &[i64]) -> Option<TensorShapeProto> {
     if existing.unknown_rank {
-        return Some(shape_proto(given));
+        return Some(shape_from_dims(given));
     }
     if existing.dim.len() != given.len() {
         return None;
@@ -195,7 +176,7 @@ fn refine(existing: &TensorShapeProto, given: &[i64]) -> Option<TensorShapeProto
             _ => None,
         })
         .collect();
-    dims.map(|d| shape_proto(&d))
+    dims.map(|d| shape_from_dims(&d))
 }
 
 fn placeholder_for(
@@ -253,12 +234,12 @@ fn placeholder_for(
                 warnings.push(format!(
                     "input '{name}' changes shape from {} to {} as shape_for_name asks",
                     describe(Some(&existing)),
-                    describe(Some(&shape_proto(&given)))
+                    describe(Some(&shape_from_dims(&given)))
                 ));
             }
-            Some(shape_proto(&given))
+            Some(shape_from_dims(&given))
         }
-        (Some(given), None) => Some(shape_proto(&given)),
+        (Some(given), None) => Some(shape_from_dims(&given)),
         (None, Some(existing)) => match default_shape {
             Some(given) => match refine(&existing, given) {
                 Some(refined) => Some(refined),
@@ -266,14 +247,14 @@ fn placeholder_for(
                     warnings.push(format!(
                         "input '{name}' keeps its shape {}; shape={} disagrees",
                         describe(Some(&existing)),
-                        describe(Some(&shape_proto(given)))
+                        describe(Some(&shape_from_dims(given)))
                     ));
                     Some(existing)
                 }
             },
             None => Some(existing),
         },
-        (None, None) => default_shape.map(shape_proto),
+        (None, None) => default_shape.map(shape_from_dims),
     };
     placeholder.attr.insert(
         "dtype".into(),

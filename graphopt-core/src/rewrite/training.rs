@@ -99,12 +99,7 @@ fn constant_predicate(
 }
 
 fn resolve_constant_conds(graph: &mut GraphDef, protected: &HashSet<String>) {
-    let index: HashMap<String, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let index = crate::graph::owned_name_index(graph);
     // Which Switch outputs are dead, and what a live output stands for.
     let mut dead_ports: HashSet<(String, u32)> = HashSet::new();
     let mut live_source: HashMap<String, String> = HashMap::new();

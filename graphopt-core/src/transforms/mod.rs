@@ -16,6 +16,7 @@ mod add_default_attributes;
 mod add_shapes;
 mod backport_concatv2;
 mod backport_tensor_array_v3;
+mod convert_to_nchw;
 mod deploy;
 mod fix_input_shapes;
 mod flatten_atrous_conv;
@@ -269,6 +270,7 @@ impl Registry {
         registry.register(add_shapes::AddShapes);
         registry.register(backport_concatv2::BackportConcatV2);
         registry.register(backport_tensor_array_v3::BackportTensorArrayV3);
+        registry.register(convert_to_nchw::ConvertToNchw);
         registry.register(deploy::Deploy);
         registry.register(fix_input_shapes::FixInputShapes);
         registry.register(flatten_atrous_conv::FlattenAtrousConv);

@@ -115,6 +115,23 @@ pub fn relative_error(
     (abs / scale, abs)
 }
 
+/// The fixture after `transform_string`, run with the fixture's inputs and outputs.
+pub fn apply(model: &str, transform_string: &str) -> GraphDef {
+    use graphopt_core::transforms::{self, Registry};
+    let (inputs, outputs) = io_names(model);
+    let mut graph = load(model);
+    let specs = transforms::parse(transform_string).unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &inputs,
+        &outputs,
+    )
+    .unwrap_or_else(|e| panic!("{model} `{transform_string}`: {e}"));
+    graph
+}
+
 /// Runs a fixture with graphopt's evaluator on TensorFlow's inputs.
 pub fn run_fixture(model: &str, graph: &GraphDef) -> Vec<graphopt_core::tensor::Tensor> {
     let (inputs, outputs) = io_names(model);

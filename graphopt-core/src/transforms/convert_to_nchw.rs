@@ -1,0 +1,31 @@
+//! `convert_to_nchw(keep_io_layout=true)`: runs convolutions, pooling, bias adds and batch
+//! norms channels-first, with the Transposes between them sunk and cancelled, so a CNN keeps
+//! one at its input and one where it leaves 4-D; `keep_io_layout=false` makes 4-D inputs NCHW
+//! too. See [`crate::rewrite::layout`].
+
+use super::{Transform, TransformContext};
+use crate::error::Result;
+use crate::proto::GraphDef;
+use crate::rewrite::layout::to_nchw;
+
+pub struct ConvertToNchw;
+
+impl Transform for ConvertToNchw {
+    fn name(&self) -> &str {
+        "convert_to_nchw"
+    }
+
+    fn summary(&self) -> &str {
+        "run convolutions, pooling, bias adds and batch norms in NCHW, Transposes sunk and cancelled"
+    }
+
+    fn params(&self) -> Option<&[&str]> {
+        Some(&["keep_io_layout"])
+    }
+
+    fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
+        let keep = context.params.bool("keep_io_layout", true)?;
+        to_nchw(graph, &context.protected_names(), keep);
+        Ok(())
+    }
+}
