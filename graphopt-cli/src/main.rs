@@ -506,7 +506,7 @@ fn check(args: &CheckArgs) -> Result<(), Error> {
                 (false, targets::ProblemKind::UnverifiedOp) => "unverified: ",
                 (false, _) => "advice: ",
             };
-            println!("{label}{} ({}): {}", p.node, p.op, p.why);
+            println!("{label}{p}");
         }
         if blocking == 0 {
             println!(

@@ -390,6 +390,18 @@ pub struct Problem {
     pub blocking: bool,
 }
 
+impl std::fmt::Display for Problem {
+    /// `node (op): why`, as `graphopt check` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.node, self.op, self.why)
+    }
+}
+
+/// [`check`] against the target called `name`.
+pub fn check_target(graph: &GraphDef, name: &str) -> Result<Vec<Problem>, TargetError> {
+    Ok(check(graph, Target::by_name(name)?))
+}
+
 /// Every node of `graph` that `target` cannot load, in graph order, then the nodes of called
 /// function bodies when the target converts them.
 pub fn check(graph: &GraphDef, target: &Target) -> Vec<Problem> {
@@ -1177,12 +1189,15 @@ mod tests {
             node("a", "Relu", &["x"]),
             node("b", "MatrixInverse", &["a"]),
         ]);
-        let problems = check(&g, t);
+        let problems = check_target(&g, GRAPHOPT).unwrap();
         assert_eq!(
             kinds(&problems),
             [("b".to_string(), ProblemKind::UnknownOp)]
         );
-        assert!(problems[0].why.contains("no kernel"));
+        assert!(problems[0]
+            .to_string()
+            .starts_with("b (MatrixInverse): graphopt's evaluator has no kernel"));
+        assert!(check_target(&g, "coreml").is_err());
     }
 
     fn call_graph(call_op: &str, body_op: &str) -> GraphDef {
