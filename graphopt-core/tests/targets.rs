@@ -120,3 +120,42 @@ fn opencv_check_agrees_with_real_opencv_on_every_judged_graph() {
         );
     }
 }
+
+/// A FusedBatchNormV3 graph fails the TensorRT check and passes once legalized for it; tract's
+/// legalized CNN fixtures pass tract's check.
+#[test]
+fn legalized_fixtures_pass_their_targets_check() {
+    use graphopt_core::transforms::{self, Registry};
+    const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms sort_by_execution_order";
+    let legalized = |name: &str, target: &str| {
+        let (inputs, outputs) = common::io_names(name);
+        let mut graph = common::load(name);
+        let specs = transforms::parse(&format!("{STANDARD} legalize(target={target})")).unwrap();
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &outputs,
+        )
+        .unwrap();
+        graph
+    };
+    let raw = targets::check_target(&common::load("tf1_conv_bn"), "tensorrt").unwrap();
+    assert!(
+        raw.iter().any(|p| p.op == "FusedBatchNormV3" && p.blocking),
+        "{raw:#?}"
+    );
+    for (name, target) in [
+        ("tf1_conv_bn", "tensorrt"),
+        ("keras_cnn", "tract"),
+        ("tf1_conv_bn", "tract"),
+        ("keras_cnn", "opencv"),
+    ] {
+        let problems = targets::check_target(&legalized(name, target), target).unwrap();
+        assert!(
+            !targets::any_blocking(&problems),
+            "{name} for {target}: {problems:#?}"
+        );
+    }
+}
