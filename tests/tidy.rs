@@ -615,9 +615,16 @@ fn facade_and_macros_never_link_core() {
             deps.join("\n")
         );
     }
-    // The eval feature is the one way in.
+    // The eval feature is the one way in, and it brings neither the text-format parser nor
+    // the checkpoint reader.
     let with_eval = normal_dependencies("graphopt", &["eval"]);
     assert_eq!(crate_versions(&with_eval, "graphopt-core").len(), 1);
+    for heavy in ["miette", "logos", "snap", "crc32c", "memmap2"] {
+        assert!(
+            crate_versions(&with_eval, heavy).is_empty(),
+            "graphopt with `eval` compiles {heavy}"
+        );
+    }
 }
 
 #[test]

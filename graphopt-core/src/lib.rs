@@ -22,6 +22,7 @@ pub mod budget;
 pub mod dtype;
 pub mod error;
 pub mod eval;
+#[cfg(feature = "freeze")]
 pub mod freeze;
 pub mod graph;
 pub mod io;

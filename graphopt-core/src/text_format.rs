@@ -39,6 +39,7 @@ fn descriptor(full_name: &str) -> Result<MessageDescriptor, TextFormatError> {
 }
 
 /// Parses `text` as the text format of message type `T` (e.g. a GraphDef).
+#[cfg(feature = "text")]
 pub fn parse<T: prost::Message + prost::Name + Default>(text: &str) -> Result<T, TextFormatError> {
     let desc = descriptor(&T::full_name())?;
     let dynamic = DynamicMessage::parse_text_format(desc, text)
@@ -48,6 +49,15 @@ pub fn parse<T: prost::Message + prost::Name + Default>(text: &str) -> Result<T,
         .map_err(|e| TextFormatError::Convert(e.to_string()))
 }
 
+/// Without the `text` feature, text format cannot be read.
+#[cfg(not(feature = "text"))]
+pub fn parse<T: prost::Message + prost::Name + Default>(_text: &str) -> Result<T, TextFormatError> {
+    Err(TextFormatError::Parse(
+        "reading text format needs graphopt-core's `text` feature".into(),
+    ))
+}
+
+#[cfg(feature = "text")]
 fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseError) -> String {
     use miette::Diagnostic;
     let message = error.to_string();
