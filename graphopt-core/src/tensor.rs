@@ -380,6 +380,78 @@ impl Tensor {
         }
     }
 
+    /// The dtype and dims of `proto` when [`Tensor::from_proto_with_limits`] would decode it
+    /// (the budget aside), checked without decoding: every check decoding makes on a
+    /// fixed-size dtype (known dtype, valid dims, size within `limits`, `tensor_content` of
+    /// exactly the right length or no more typed values than elements). `None` when it would
+    /// fail, and for strings and other dtypes only decoding can check.
+    pub fn check_proto(proto: &TensorProto, limits: Limits) -> Option<(DataType, Vec<usize>)> {
+        use DataType as D;
+        let dtype = dtype_of(proto.dtype).ok()?;
+        let width = dtype_size(dtype)?;
+        storage_kind(dtype).ok()?;
+        let dims = dims_of(proto.tensor_shape.as_ref()).ok()?;
+        let n = checked_elements(&dims, memory_element_size(dtype), limits).ok()?;
+        if !proto.tensor_content.is_empty() || n == 0 {
+            return (proto.tensor_content.len() == n.checked_mul(width)?).then_some((dtype, dims));
+        }
+        let typed = match dtype {
+            D::DtFloat => proto.float_val.len(),
+            D::DtDouble => proto.double_val.len(),
+            D::DtInt64 => proto.int64_val.len(),
+            D::DtUint32 => proto.uint32_val.len(),
+            D::DtUint64 => proto.uint64_val.len(),
+            D::DtHalf | D::DtBfloat16 => proto.half_val.len(),
+            D::DtBool => proto.bool_val.len(),
+            D::DtComplex64 => proto.scomplex_val.len() / 2,
+            D::DtComplex128 => proto.dcomplex_val.len() / 2,
+            _ => proto.int_val.len(),
+        };
+        (typed <= n).then_some((dtype, dims))
+    }
+
+    /// Whether `proto` is exactly what [`Tensor::to_proto`] writes for its own value, so a
+    /// folded copy of it can share its bytes instead of being decoded and encoded again: a
+    /// non-empty, non-uniform little-endian `tensor_content` of a plain number dtype, the
+    /// canonical shape, and no other field set. (Other forms are re-encoded when copied.)
+    pub fn proto_is_canonical(proto: &TensorProto) -> bool {
+        use DataType as D;
+        let Ok(dtype) = DataType::try_from(proto.dtype) else {
+            return false;
+        };
+        let width = match dtype {
+            D::DtFloat | D::DtInt32 | D::DtUint32 => 4,
+            D::DtDouble | D::DtInt64 | D::DtUint64 => 8,
+            D::DtHalf | D::DtBfloat16 | D::DtInt16 | D::DtUint16 => 2,
+            D::DtInt8 | D::DtUint8 => 1,
+            _ => return false,
+        };
+        let Ok(dims) = dims_of(proto.tensor_shape.as_ref()) else {
+            return false;
+        };
+        let Ok(n) = checked_elements(&dims, width, Limits::default()) else {
+            return false;
+        };
+        let content = &proto.tensor_content;
+        if n == 0 || n.checked_mul(width) != Some(content.len()) {
+            return false;
+        }
+        if proto.tensor_shape.as_ref() != Some(&shape_proto(&dims)) {
+            return false;
+        }
+        let rest = TensorProto {
+            dtype: 0,
+            tensor_shape: None,
+            tensor_content: Bytes::new(),
+            ..proto.clone()
+        };
+        if rest != TensorProto::default() {
+            return false;
+        }
+        let first = &content[..width];
+        !content.chunks_exact(width).all(|chunk| chunk == first)
+    }
+
     /// Decodes a `TensorProto` with the default [`Limits`].
     pub fn from_proto(proto: &TensorProto) -> Result<Self, TensorError> {
         Self::from_proto_with_limits(proto, Limits::default())

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::graph::attrs;
 use crate::graph::InputRef;
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto};
 use crate::tensor::Tensor;
 
 /// A snapshot of a graph's names and how often each node is read.
@@ -139,18 +139,36 @@ pub fn const_node(name: String, device: String, value: &Tensor) -> NodeDef {
     node
 }
 
+/// A Const node holding `proto`, with `proto.dtype` as its dtype: the same node as
+/// [`const_node`] gives for a tensor whose [`Tensor::to_proto`] is `proto`, without decoding.
+pub fn const_node_from_proto(name: String, device: String, proto: TensorProto) -> NodeDef {
+    let mut node = NodeDef {
+        name,
+        op: "Const".into(),
+        device,
+        ..Default::default()
+    };
+    set_const_proto(&mut node, proto);
+    node
+}
+
 /// Replaces the value of Const node `node` in place.
 pub fn set_const_value(node: &mut NodeDef, value: &Tensor) {
+    set_const_proto(node, value.to_proto());
+}
+
+/// Replaces the value of Const node `node` with `proto` (and its dtype with `proto.dtype`).
+pub fn set_const_proto(node: &mut NodeDef, proto: TensorProto) {
     node.attr.insert(
         "dtype".into(),
         AttrValue {
-            value: Some(attr_value::Value::Type(value.dtype() as i32)),
+            value: Some(attr_value::Value::Type(proto.dtype)),
         },
     );
     node.attr.insert(
         "value".into(),
         AttrValue {
-            value: Some(attr_value::Value::Tensor(value.to_proto())),
+            value: Some(attr_value::Value::Tensor(proto)),
         },
     );
 }
@@ -194,10 +212,23 @@ impl Edits {
         constant: usize,
         value: &Tensor,
     ) {
+        self.set_input_proto(graph, uses, consumer, slot, constant, value.to_proto());
+    }
+
+    /// [`Edits::set_input_value`] with the value already encoded.
+    pub fn set_input_proto(
+        &mut self,
+        graph: &mut GraphDef,
+        uses: &Uses,
+        consumer: usize,
+        slot: usize,
+        constant: usize,
+        proto: TensorProto,
+    ) {
         // Control edges read no value, so only data readers force a copy.
         if uses.data_count(constant) == 1 {
             if let Some(node) = graph.node.get_mut(constant) {
-                set_const_value(node, value);
+                set_const_proto(node, proto);
             }
             self.touched.insert(constant);
             return;
@@ -216,7 +247,7 @@ impl Edits {
         self.inserts
             .entry(consumer)
             .or_default()
-            .push(const_node(name.clone(), device, value));
+            .push(const_node_from_proto(name.clone(), device, proto));
         if let Some(input) = graph
             .node
             .get_mut(consumer)

@@ -30,9 +30,9 @@ use std::collections::HashSet;
 use crate::graph;
 use crate::graph::attrs;
 use crate::graph::edit::{const_value, control_inputs, data_inputs, Edits, Uses};
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
 use crate::rewrite::weights::{floats, per_channel, vector, Layer};
-use crate::tensor::Tensor;
+use crate::tensor::{Limits, Tensor};
 
 /// Folds per-channel Mul/Add/Sub/BiasAdd after layers into their weights and one BiasAdd,
 /// until nothing changes; `protected` nodes keep their names.
@@ -133,15 +133,44 @@ fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
     edits.finish(graph)
 }
 
-/// Layer node `l` with its Const weights: (weights node, weights value, layer kind).
-fn layer_with_weights(graph: &GraphDef, uses: &Uses, l: usize) -> Option<(usize, Tensor, Layer)> {
+/// A layer's Const weights, read from their encoding without decoding them: only a fold
+/// that goes ahead computes new weights, straight from the encoded ones.
+struct Weights {
+    proto: TensorProto,
+    dims: Vec<usize>,
+    dtype: DataType,
+}
+
+impl Weights {
+    fn channels(&self, layer: Layer) -> Option<usize> {
+        layer.channels_of_dims(&self.dims)
+    }
+}
+
+/// Layer node `l` with its float Const weights: (weights node, weights, layer kind).
+fn layer_with_weights(graph: &GraphDef, uses: &Uses, l: usize) -> Option<(usize, Weights, Layer)> {
     let node = graph.node.get(l)?;
     let layer = Layer::of(node)?;
     let w_input = data_inputs(node).get(1).copied()?;
     let w = uses.producer(w_input)?;
-    let value = const_value(graph.node.get(w)?)?;
-    floats(&value)?;
-    Some((w, value, layer))
+    let w_node = graph.node.get(w)?;
+    if w_node.op != "Const" {
+        return None;
+    }
+    let proto = attrs::tensor(w_node, "value")?;
+    let (dtype, dims) = Tensor::check_proto(proto, Limits::default())?;
+    if !matches!(
+        dtype,
+        DataType::DtFloat | DataType::DtDouble | DataType::DtHalf | DataType::DtBfloat16
+    ) {
+        return None;
+    }
+    let weights = Weights {
+        proto: proto.clone(),
+        dims,
+        dtype,
+    };
+    Some((w, weights, layer))
 }
 
 fn fold_mul(
@@ -183,7 +212,7 @@ fn fold_mul(
         let Some((w, w_value, layer)) = layer_with_weights(graph, uses, l) else {
             return;
         };
-        let Some(channels) = layer.channels(&w_value) else {
+        let Some(channels) = w_value.channels(layer) else {
             return;
         };
         let (rank, axis) = layer.output_layout(&graph.node[l]);
@@ -196,7 +225,7 @@ fn fold_mul(
         if bias.len() != channels {
             return;
         }
-        let Some(new_w) = layer.scale(&w_value, &scale) else {
+        let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
             return;
         };
         let scaled_bias: Vec<f64> = bias.iter().zip(&scale).map(|(b, s)| b * s).collect();
@@ -204,7 +233,7 @@ fn fold_mul(
             return;
         };
         edits.touch(&[mul, x, l, w, bn, m]);
-        edits.set_input_value(graph, uses, l, 1, w, &new_w);
+        edits.set_input_proto(graph, uses, l, 1, w, new_w);
         edits.set_input_value(graph, uses, x, 1, bn, &new_b);
         graph.node[x].name = graph.node[mul].name.clone();
         edits.removed.insert(mul);
@@ -217,18 +246,18 @@ fn fold_mul(
     if !edits.free(&[x, w, m]) {
         return;
     }
-    let Some(channels) = layer.channels(&w_value) else {
+    let Some(channels) = w_value.channels(layer) else {
         return;
     };
     let (rank, axis) = layer.output_layout(&graph.node[x]);
     let Some(scale) = per_channel(&m_value, channels, axis, rank) else {
         return;
     };
-    let Some(new_w) = layer.scale(&w_value, &scale) else {
+    let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
         return;
     };
     edits.touch(&[mul, x, w, m]);
-    edits.set_input_value(graph, uses, x, 1, w, &new_w);
+    edits.set_input_proto(graph, uses, x, 1, w, new_w);
     graph.node[x].name = graph.node[mul].name.clone();
     edits.removed.insert(mul);
 }
@@ -300,7 +329,7 @@ fn fold_add(
     let Some((_, w_value, layer)) = layer_with_weights(graph, uses, x) else {
         return;
     };
-    let Some(channels) = layer.channels(&w_value) else {
+    let Some(channels) = w_value.channels(layer) else {
         return;
     };
     let (rank, axis) = layer.output_layout(&graph.node[x]);
@@ -471,7 +500,7 @@ fn fold_norm(
     {
         return;
     }
-    if layer.channels(&w_value) != Some(scale.len()) {
+    if w_value.channels(layer) != Some(scale.len()) {
         return;
     }
     let mut involved = vec![bn, x, w];
@@ -480,14 +509,14 @@ fn fold_norm(
     if !edits.free(&involved) {
         return;
     }
-    let Some(new_w) = layer.scale(&w_value, &scale) else {
+    let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
         return;
     };
-    let Some(bias) = vector(&offset, w_value.dtype()) else {
+    let Some(bias) = vector(&offset, w_value.dtype) else {
         return;
     };
     edits.touch(&involved);
-    edits.set_input_value(graph, uses, x, 1, w, &new_w);
+    edits.set_input_proto(graph, uses, x, 1, w, new_w);
     let base = format!("{}/bias", graph.node[bn].name);
     let bias_name = edits.new_const(graph, bn, &base, &bias);
     let layer_output = graph.node[x].name.clone();

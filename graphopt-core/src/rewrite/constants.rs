@@ -21,7 +21,7 @@ use crate::analysis::shapes::{self, Input};
 use crate::budget::{self, Charge};
 use crate::eval::{kernels, KernelContext};
 use crate::graph::{self, GraphIndex, InputRef};
-use crate::proto::{DataType, GraphDef, NodeDef};
+use crate::proto::{DataType, GraphDef, NodeDef, TensorProto};
 use crate::tensor::{Data, Limits, Tensor};
 
 /// Settings of one folding pass.
@@ -82,17 +82,135 @@ pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
     budget::enter_or_default(|| size, || fold_in(graph, options))
 }
 
+/// A constant output known while folding.
+#[derive(Clone)]
+enum Known {
+    /// The value of Const node `.0`, not decoded: a weight only a foldable node's kernel
+    /// reads is decoded, once, and most weights never are (a copy of a Const through an
+    /// identity shares it too, when its encoding is the canonical one).
+    Encoded(usize),
+    Decoded(Rc<Tensor>),
+}
+
+/// Folding state: what is known of every node, and the decoded Consts.
+struct Folder<'g> {
+    graph: &'g GraphDef,
+    options: &'g FoldOptions,
+    /// Per node: its outputs, when constant.
+    values: Vec<Option<Vec<Known>>>,
+    /// Per Const node: its decoded value, once a kernel or shape rule has needed it (`None`
+    /// inside when decoding failed).
+    decoded: Vec<Option<Option<Rc<Tensor>>>>,
+    /// The memory of the decoded and computed values, held until folding ends.
+    held: Vec<Charge>,
+}
+
+impl Folder<'_> {
+    /// The decoded value of `known` (decoding a Const on first use, like its kernel would).
+    fn value(&mut self, known: &Known) -> crate::Result<Option<Rc<Tensor>>> {
+        let c = match known {
+            Known::Decoded(t) => return Ok(Some(t.clone())),
+            Known::Encoded(c) => *c,
+        };
+        if let Some(done) = &self.decoded[c] {
+            return Ok(done.clone());
+        }
+        let node = &self.graph.node[c];
+        let value = match kernels::lookup(&node.op) {
+            Some(kernel) => self.run(node, kernel, &[])?.and_then(|mut v| v.pop()),
+            None => None,
+        }
+        .map(Rc::new);
+        self.decoded[c] = Some(value.clone());
+        Ok(value)
+    }
+
+    /// Runs `kernel` for `node` as folding does: its outputs if it succeeds and they fit,
+    /// held on the budget; an error only when the budget refused something.
+    fn run(
+        &mut self,
+        node: &NodeDef,
+        kernel: kernels::Kernel,
+        inputs: &[&Tensor],
+    ) -> crate::Result<Option<Vec<Tensor>>> {
+        let ctx = KernelContext {
+            node,
+            limits: self.options.limits,
+        };
+        let mut result = None;
+        if let Ok(outputs) = crate::eval::run_kernel(kernel, &ctx, inputs) {
+            let bytes: u64 = outputs.iter().map(Tensor::memory_bytes).sum();
+            let fits = outputs
+                .iter()
+                .all(|t| t.byte_size() as u64 <= self.options.limits.max_bytes);
+            if fits {
+                if let Ok(charge) = budget::hold(bytes) {
+                    self.held.push(charge);
+                    result = Some(outputs);
+                }
+            }
+        }
+        if let Some(source) = budget::current().and_then(|b| b.failure()) {
+            return Err(crate::Error::Budget {
+                node: node.name.clone(),
+                source,
+            });
+        }
+        Ok(result)
+    }
+
+    /// Whether `known` is an integer tensor (the only values shape rules read).
+    fn is_integer(&self, known: &Known) -> bool {
+        let dtype = match known {
+            Known::Decoded(t) => t.dtype(),
+            Known::Encoded(c) => {
+                match crate::graph::attrs::tensor(&self.graph.node[*c], "value")
+                    .and_then(|p| DataType::try_from(crate::tensor::base_dtype(p.dtype)).ok())
+                {
+                    Some(dtype) => dtype,
+                    None => return true,
+                }
+            }
+        };
+        !matches!(
+            dtype,
+            DataType::DtFloat
+                | DataType::DtDouble
+                | DataType::DtHalf
+                | DataType::DtBfloat16
+                | DataType::DtComplex64
+                | DataType::DtComplex128
+        )
+    }
+}
+
+/// The dims of Const `node`'s value when decoding it is certain to succeed (the budget
+/// aside) and to fit in `limits`: such a Const is constant without being decoded.
+fn lazy_const_dims(node: &NodeDef, limits: Limits) -> Option<Vec<usize>> {
+    if node.op != "Const" {
+        return None;
+    }
+    let proto = crate::graph::attrs::tensor(node, "value")?;
+    let (_, dims) = Tensor::check_proto(proto, limits)?;
+    Some(dims)
+}
+
 fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
     let order = graph::execution_order(graph)?;
     let n = graph.node.len();
     let index = GraphIndex::new(graph);
-    let mut values: Vec<Option<Vec<Rc<Tensor>>>> = vec![None; n];
-    // The memory of the values above, held until folding ends.
-    let mut held: Vec<Charge> = Vec::new();
+    let mut folder = Folder {
+        graph: &*graph,
+        options,
+        values: vec![None; n],
+        decoded: vec![None; n],
+        held: Vec::new(),
+    };
     let mut shapes_of: Vec<Option<shapes::Shapes>> = vec![None; n];
 
     for &i in &order {
-        let node = &graph.node[i];
+        let g = folder.graph;
+        let node = &g.node[i];
         let mut data = Vec::new();
         let mut controls_constant = true;
         for input in &node.input {
@@ -101,64 +219,106 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
                 continue;
             };
             if parsed.control {
-                controls_constant &= values[p].is_some();
+                controls_constant &= folder.values[p].is_some();
             } else {
                 data.push((p, parsed.port as usize));
             }
         }
-        let value_of =
-            |&(p, port): &(usize, usize)| values[p].as_ref().and_then(|v| v.get(port)).cloned();
-        let shape_of = |&(p, port): &(usize, usize)| -> Option<Vec<usize>> {
-            if let Some(v) = value_of(&(p, port)) {
-                return Some(v.shape().to_vec());
-            }
-            shapes_of[p]
-                .as_ref()
-                .and_then(|s| s.get(port).cloned().flatten())
-        };
-        let input_values: Vec<Option<Rc<Tensor>>> = data.iter().map(value_of).collect();
-        let input_shapes: Vec<Option<Vec<usize>>> = data.iter().map(shape_of).collect();
+        let known: Vec<Option<Known>> = data
+            .iter()
+            .map(|&(p, port)| folder.values[p].as_ref().and_then(|v| v.get(port)).cloned())
+            .collect();
+        let mut input_shapes: Vec<Option<Vec<usize>>> = data
+            .iter()
+            .zip(&known)
+            .map(|(&(p, port), k)| {
+                if let Some(Known::Decoded(v)) = k {
+                    return Some(v.shape().to_vec());
+                }
+                shapes_of[p]
+                    .as_ref()
+                    .and_then(|s| s.get(port).cloned().flatten())
+            })
+            .collect();
 
         let eligible = !options.exclude_ops.contains(&node.op)
             && !options.exclude_nodes.contains(&node.name)
             && !options.inputs.contains(&node.name)
             && controls_constant;
-        let mut folded = None;
+        let mut folded: Option<Vec<Known>> = None;
+        // Values decoded for this node (kernel inputs, or integers for the shape rules).
+        let mut input_values: Vec<Option<Rc<Tensor>>> = vec![None; data.len()];
         if eligible {
-            if input_values.iter().all(Option::is_some) {
+            if let Some(dims) = lazy_const_dims(node, options.limits) {
+                folded = Some(vec![Known::Encoded(i)]);
+                shapes_of[i] = Some(vec![Some(dims)]);
+            } else if known.iter().all(Option::is_some) {
                 if let Some(kernel) = kernels::lookup(&node.op) {
-                    let refs: Vec<&Tensor> =
-                        input_values.iter().flatten().map(|t| t.as_ref()).collect();
-                    let ctx = KernelContext {
-                        node,
-                        limits: options.limits,
+                    let alias = match known.as_slice() {
+                        [Some(Known::Encoded(c))]
+                            if graph::ops::IDENTITIES.contains(&node.op.as_str()) =>
+                        {
+                            crate::graph::attrs::tensor(&g.node[*c], "value")
+                                .filter(|p| Tensor::proto_is_canonical(p))
+                                .map(|_| *c)
+                        }
+                        _ => None,
                     };
-                    if let Ok(outputs) = crate::eval::run_kernel(kernel, &ctx, &refs) {
-                        let bytes: u64 = outputs.iter().map(Tensor::memory_bytes).sum();
-                        let fits = outputs
-                            .iter()
-                            .all(|t| t.byte_size() as u64 <= options.limits.max_bytes);
-                        if fits {
-                            if let Ok(charge) = budget::hold(bytes) {
-                                held.push(charge);
-                                folded = Some(outputs.into_iter().map(Rc::new).collect());
+                    if let Some(c) = alias {
+                        folded = Some(vec![Known::Encoded(c)]);
+                        shapes_of[i] = shapes_of[c].clone();
+                    } else {
+                        for (slot, k) in known.iter().enumerate() {
+                            if let Some(k) = k {
+                                input_values[slot] = folder.value(k)?;
                             }
                         }
-                    }
-                    if let Some(source) = budget::current().and_then(|b| b.failure()) {
-                        return Err(crate::Error::Budget {
-                            node: node.name.clone(),
-                            source,
-                        });
+                        if input_values.iter().all(Option::is_some) {
+                            let refs: Vec<&Tensor> =
+                                input_values.iter().flatten().map(|t| t.as_ref()).collect();
+                            folded = folder.run(node, kernel, &refs)?.map(|outputs| {
+                                outputs
+                                    .into_iter()
+                                    .map(|t| Known::Decoded(Rc::new(t)))
+                                    .collect()
+                            });
+                        } else {
+                            // A Const failed to decode: not a constant after all.
+                            for (slot, v) in input_values.iter().enumerate() {
+                                if v.is_none() {
+                                    if let Some((p, _)) = data.get(slot) {
+                                        folder.values[*p] = None;
+                                    }
+                                }
+                            }
+                            let shapes: Vec<Option<&[usize]>> =
+                                input_shapes.iter().map(|s| s.as_deref()).collect();
+                            folded = shape_value(node, &shapes)
+                                .map(|v| v.into_iter().map(Known::Decoded).collect());
+                        }
                     }
                 }
             } else {
                 let shapes: Vec<Option<&[usize]>> =
                     input_shapes.iter().map(|s| s.as_deref()).collect();
-                folded = shape_value(node, &shapes);
+                folded =
+                    shape_value(node, &shapes).map(|v| v.into_iter().map(Known::Decoded).collect());
             }
         }
         if folded.is_none() {
+            // The shape rules read integer values only.
+            for (slot, k) in known.iter().enumerate() {
+                if let Some(k) = k {
+                    if input_values[slot].is_none() && folder.is_integer(k) {
+                        input_values[slot] = folder.value(k)?;
+                    }
+                }
+            }
+            for (slot, v) in input_values.iter().enumerate() {
+                if let (Some(v), Some(shape)) = (v, input_shapes.get_mut(slot)) {
+                    *shape = Some(v.shape().to_vec());
+                }
+            }
             let inputs: Vec<Input<'_>> = input_shapes
                 .iter()
                 .zip(&input_values)
@@ -169,16 +329,27 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
                 .collect();
             shapes_of[i] = shapes::infer(node, &inputs);
         }
-        values[i] = folded;
+        folder.values[i] = folded;
     }
     drop(index);
-    materialize(graph, &values, options);
+    let Folder {
+        values,
+        decoded,
+        held,
+        ..
+    } = folder;
+    materialize(graph, &values, &decoded, options);
     drop(held);
     Ok(())
 }
 
 /// Replaces the frontier of each constant subgraph with Const nodes and drops the interior.
-fn materialize(graph: &mut GraphDef, values: &[Option<Vec<Rc<Tensor>>>], options: &FoldOptions) {
+fn materialize(
+    graph: &mut GraphDef,
+    values: &[Option<Vec<Known>>],
+    decoded: &[Option<Option<Rc<Tensor>>>],
+    options: &FoldOptions,
+) {
     let n = graph.node.len();
     let index = GraphIndex::new(graph);
     let is_const = |i: usize| values[i].is_some();
@@ -207,6 +378,44 @@ fn materialize(graph: &mut GraphDef, values: &[Option<Vec<Rc<Tensor>>>], options
     let mut existing: HashSet<String> = graph.node.iter().map(|node| node.name.clone()).collect();
     let mut renames: HashMap<String, String> = HashMap::new();
     let mut new_nodes = Vec::with_capacity(n);
+    // The protos of the Consts that folded identities copy (cheap: the bytes are shared).
+    let sources: HashMap<usize, TensorProto> = values
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| graph.node[i].op != "Const")
+        .flat_map(|(_, v)| v.iter().flatten())
+        .filter_map(|k| match k {
+            Known::Encoded(c) => Some(*c),
+            Known::Decoded(_) => None,
+        })
+        .filter_map(|c| {
+            Some((
+                c,
+                crate::graph::attrs::tensor(&graph.node[c], "value")?.clone(),
+            ))
+        })
+        .collect();
+    // A Const holding `known`, named `name`: the source Const's proto shared when it is
+    // canonical (the encoding its decoded value would get), else the value encoded.
+    let const_of = |known: &Known, name: String, device: String| -> Option<NodeDef> {
+        let c = match known {
+            Known::Decoded(t) => return Some(crate::graph::edit::const_node(name, device, t)),
+            Known::Encoded(c) => *c,
+        };
+        let proto = sources.get(&c)?;
+        if Tensor::proto_is_canonical(proto) {
+            return Some(crate::graph::edit::const_node_from_proto(
+                name,
+                device,
+                proto.clone(),
+            ));
+        }
+        let value = match decoded.get(c) {
+            Some(Some(Some(t))) => t.clone(),
+            _ => Rc::new(Tensor::from_proto_with_limits(proto, options.limits).ok()?),
+        };
+        Some(crate::graph::edit::const_node(name, device, &value))
+    };
     for (i, node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
         let Some(outputs) = &values[i] else {
             new_nodes.push(node);
@@ -241,11 +450,7 @@ fn materialize(graph: &mut GraphDef, values: &[Option<Vec<Rc<Tensor>>>], options
         let device = node.device.clone();
         if keep_self {
             if let Some(value) = outputs.first() {
-                new_nodes.push(crate::graph::edit::const_node(
-                    name.clone(),
-                    device.clone(),
-                    value,
-                ));
+                new_nodes.extend(const_of(value, name.clone(), device.clone()));
             }
         }
         for port in ports {
@@ -260,11 +465,7 @@ fn materialize(graph: &mut GraphDef, values: &[Option<Vec<Rc<Tensor>>>], options
             }
             existing.insert(candidate.clone());
             renames.insert(format!("{name}:{port}"), candidate.clone());
-            new_nodes.push(crate::graph::edit::const_node(
-                candidate,
-                device.clone(),
-                value,
-            ));
+            new_nodes.extend(const_of(value, candidate, device.clone()));
         }
     }
     for node in &mut new_nodes {

@@ -3,9 +3,11 @@
 
 use ndarray::{ArrayD, IxDyn};
 
+use bytes::Bytes;
+
 use crate::graph::attrs;
-use crate::proto::{DataType, NodeDef};
-use crate::tensor::{Data, Tensor};
+use crate::proto::{DataType, NodeDef, TensorProto};
+use crate::tensor::{shape_proto, Data, Limits, Tensor};
 
 /// A layer whose output channels can absorb a per-channel scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,11 @@ impl Layer {
 
     /// Number of output channels given the weights.
     pub fn channels(self, weights: &Tensor) -> Option<usize> {
-        let s = weights.shape();
+        self.channels_of_dims(weights.shape())
+    }
+
+    /// Number of output channels given the weights' dims.
+    pub fn channels_of_dims(self, s: &[usize]) -> Option<usize> {
         match (self, s) {
             (Layer::Conv2D, [_, _, _, out]) => Some(*out),
             (Layer::Depthwise, [_, _, c, m]) => Some(c * m),
@@ -65,25 +71,74 @@ impl Layer {
 
     /// Weights with every output channel `c` multiplied by `scale[c]`, in the weights' dtype.
     pub fn scale(self, weights: &Tensor, scale: &[f64]) -> Option<Tensor> {
-        if self.channels(weights)? != scale.len() {
+        let channel = self.output_channel_fn(weights.shape(), scale.len())?;
+        map_floats(weights, |i, v| {
+            v * scale.get(channel(i)).copied().unwrap_or(1.0)
+        })
+    }
+
+    /// The output channel of each flat weight index, for weights of `shape` with `channels`
+    /// output channels (`None` if they do not have that many).
+    fn output_channel_fn(
+        self,
+        shape: &[usize],
+        channels: usize,
+    ) -> Option<impl Fn(usize) -> usize> {
+        if self.channels_of_dims(shape)? != channels {
             return None;
         }
         // Depthwise channels are in * multiplier + m, which is the flat index modulo in*m.
-        let shape = weights.shape().to_vec();
         let flat_len = match self {
             Layer::Depthwise => shape.get(2)? * shape.get(3)?,
             _ => 0,
         };
-        let channel = |i: usize| {
+        let shape = shape.to_vec();
+        Some(move |i: usize| {
             if self == Layer::Depthwise {
                 i % flat_len.max(1)
             } else {
                 self.channel_of(&shape, i)
             }
-        };
-        map_floats(weights, |i, v| {
-            v * scale.get(channel(i)).copied().unwrap_or(1.0)
         })
+    }
+
+    /// [`Layer::scale`] on an encoded Const value, giving the encoded result: exactly
+    /// `scale(decoded).to_proto()`, computed straight from and into little-endian bytes for
+    /// float32 `tensor_content` (the weights of every real model), with no decoded copy.
+    pub fn scale_proto(self, weights: &TensorProto, scale: &[f64]) -> Option<TensorProto> {
+        let Some((DataType::DtFloat, dims)) = Tensor::check_proto(weights, Limits::default())
+        else {
+            return self.scale_decoded(weights, scale);
+        };
+        let packed = &weights.tensor_content;
+        if weights.dtype != DataType::DtFloat as i32 || packed.is_empty() {
+            return self.scale_decoded(weights, scale);
+        }
+        let channel = self.output_channel_fn(&dims, scale.len())?;
+        let mut content = Vec::with_capacity(packed.len());
+        for (i, chunk) in packed.chunks_exact(4).enumerate() {
+            let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            let s = scale.get(channel(i)).copied().unwrap_or(1.0);
+            content.extend_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
+        }
+        let mut proto = TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(shape_proto(&dims)),
+            ..Default::default()
+        };
+        // As `Tensor::to_proto`: one value when every element is the same.
+        let first = [content[0], content[1], content[2], content[3]];
+        if content.chunks_exact(4).all(|c| c == first) {
+            proto.float_val = vec![f32::from_le_bytes(first)];
+        } else {
+            proto.tensor_content = Bytes::from(content);
+        }
+        Some(proto)
+    }
+
+    fn scale_decoded(self, weights: &TensorProto, scale: &[f64]) -> Option<TensorProto> {
+        let value = Tensor::from_proto(weights).ok()?;
+        Some(self.scale(&value, scale)?.to_proto())
     }
 }
 
