@@ -1,7 +1,13 @@
 //! The content-addressed artifact cache: `<cache dir>/<key>/model.pb` and `manifest.json`,
-//! written atomically so concurrent builds never see a partial entry.
+//! written atomically so concurrent builds never see a partial entry, and a `used` file whose
+//! modification time says when a build last used the entry.
+//!
+//! Pruning keeps the cache within a size and an age ([`Limits`]); it never removes an entry
+//! used in the last [`IN_USE`] (a concurrent build may be reading it), and removes an entry by
+//! first renaming it, so a reader finds the whole entry or none.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -19,7 +25,8 @@ fn hex(bytes: &[u8]) -> String {
 /// A listing of every file under `dir` (sorted relative paths, sizes and sha256s), so a
 /// directory source is keyed by its whole content. Files are hashed as streams; symlinked
 /// directories are not followed, so a link cycle cannot make the walk endless.
-pub fn directory_digest(dir: &Path) -> Result<Vec<u8>, (PathBuf, std::io::Error)> {
+/// Also returns the total size of the files.
+pub fn directory_digest(dir: &Path) -> Result<(Vec<u8>, u64), (PathBuf, std::io::Error)> {
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
@@ -38,11 +45,13 @@ pub fn directory_digest(dir: &Path) -> Result<Vec<u8>, (PathBuf, std::io::Error)
     }
     files.sort();
     let mut listing = Vec::new();
+    let mut total = 0u64;
     for relative in files {
         let path = dir.join(&relative);
         let mut file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
         let mut hasher = Sha256::new();
         let size = std::io::copy(&mut file, &mut hasher).map_err(|e| (path.clone(), e))?;
+        total = total.saturating_add(size);
         let name: Vec<String> = relative
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -50,7 +59,7 @@ pub fn directory_digest(dir: &Path) -> Result<Vec<u8>, (PathBuf, std::io::Error)
         let digest = hex(&hasher.finalize());
         listing.extend_from_slice(format!("{} {size} {digest}\n", name.join("/")).as_bytes());
     }
-    Ok(listing)
+    Ok((listing, total))
 }
 
 /// Builds a cache key from labelled parts; each part is length-prefixed so no two different
@@ -118,7 +127,15 @@ pub fn lookup(dir: &Path, key: &str) -> Result<Option<(Vec<u8>, Manifest)>, Stri
             entry.display()
         ));
     }
+    touch(&entry);
     Ok(Some((bytes, manifest)))
+}
+
+/// Records that a build uses the entry now (best effort: a failure only makes the entry look
+/// older to pruning, and in-use protection also looks at the directory's own time).
+fn touch(entry: &Path) {
+    let marker = entry.join("used");
+    let _ = std::fs::File::create(&marker).and_then(|f| f.set_modified(SystemTime::now()));
 }
 
 /// Stores an entry (bytes first, manifest last, each atomically).
@@ -127,11 +144,184 @@ pub fn store(dir: &Path, key: &str, bytes: &[u8], manifest: &Manifest) -> std::i
     std::fs::create_dir_all(&entry)?;
     let json = serde_json::to_string_pretty(manifest).map_err(std::io::Error::other)?;
     write_atomically(&entry.join("model.pb"), bytes)?;
-    write_atomically(&entry.join("manifest.json"), json.as_bytes())
+    write_atomically(&entry.join("manifest.json"), json.as_bytes())?;
+    touch(&entry);
+    Ok(())
 }
 
 /// Temporary sibling file, then rename: readers see the old file or the whole new one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     graphopt_core::io::write_atomically(path, bytes)
         .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// How long after its last use an entry counts as in use by a build and is never removed.
+pub const IN_USE: Duration = Duration::from_secs(10 * 60);
+
+/// How large and how old the cache may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Total bytes of all entries.
+    pub max_size: u64,
+    /// Time since an entry's last use.
+    pub max_age: Duration,
+}
+
+/// The size limit's variable: bytes, or a number with a K, M or G suffix (powers of 1024).
+pub const MAX_SIZE_VAR: &str = "GRAPHOPT_CACHE_MAX_SIZE";
+/// The age limit's variable: days.
+pub const MAX_AGE_VAR: &str = "GRAPHOPT_CACHE_MAX_AGE_DAYS";
+
+impl Limits {
+    /// 1 GiB and 30 days, unless `GRAPHOPT_CACHE_MAX_SIZE` / `GRAPHOPT_CACHE_MAX_AGE_DAYS` say
+    /// otherwise. A value that does not parse is an error naming the variable.
+    pub fn from_env() -> Result<Limits, String> {
+        let mut limits = Limits {
+            max_size: 1 << 30,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+        };
+        if let Some(text) = std::env::var(MAX_SIZE_VAR).ok().filter(|v| !v.is_empty()) {
+            limits.max_size = parse_size(&text).ok_or_else(|| {
+                format!("{MAX_SIZE_VAR}={text} is not a size like 500M, 2G or 1048576")
+            })?;
+        }
+        if let Some(text) = std::env::var(MAX_AGE_VAR).ok().filter(|v| !v.is_empty()) {
+            let days: u64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{MAX_AGE_VAR}={text} is not a number of days"))?;
+            limits.max_age = Duration::from_secs(days.saturating_mul(24 * 3600));
+        }
+        Ok(limits)
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
+/// One entry as pruning sees it.
+struct Entry {
+    path: PathBuf,
+    size: u64,
+    last_use: SystemTime,
+}
+
+fn entry_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|files| {
+            files
+                .filter_map(|f| f.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn is_key(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Removes entries unused for longer than `limits.max_age`, then the least recently used ones
+/// until the rest fit in `limits.max_size`; entries used within [`IN_USE`] stay whatever the
+/// limits. Returns the removed keys. Failures to remove are skipped (another build may have
+/// removed the entry first).
+pub fn prune(dir: &Path, limits: Limits) -> Vec<String> {
+    let now = SystemTime::now();
+    let age = |time: SystemTime| now.duration_since(time).unwrap_or_default();
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for item in listing.filter_map(|e| e.ok()) {
+        let name = item.file_name().to_string_lossy().into_owned();
+        let path = item.path();
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        if name.contains(".removing-") {
+            // Left by a build that stopped while removing it.
+            if modified(&path).is_some_and(|t| age(t) > IN_USE) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            continue;
+        }
+        if !is_key(&name) {
+            continue;
+        }
+        let last_use = [modified(&path.join("used")), modified(&path)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(now);
+        entries.push(Entry {
+            size: entry_size(&path),
+            path,
+            last_use,
+        });
+    }
+    // Oldest first.
+    entries.sort_by_key(|e| e.last_use);
+    let mut total: u64 = entries.iter().map(|e| e.size).sum();
+    let mut removed = Vec::new();
+    for entry in &entries {
+        let idle = age(entry.last_use);
+        if idle <= IN_USE || (idle <= limits.max_age && total <= limits.max_size) {
+            continue;
+        }
+        if remove_entry(&entry.path) {
+            total = total.saturating_sub(entry.size);
+            if let Some(name) = entry.path.file_name() {
+                removed.push(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    removed
+}
+
+/// Renames the entry out of the way (readers then miss it as a whole), then deletes it.
+fn remove_entry(path: &Path) -> bool {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut doomed = path.as_os_str().to_owned();
+    doomed.push(format!(".removing-{}-{n}", std::process::id()));
+    let doomed = PathBuf::from(doomed);
+    if std::fs::rename(path, &doomed).is_err() {
+        return false;
+    }
+    let _ = std::fs::remove_dir_all(&doomed);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Some(1 << 20));
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("1X"), None);
+    }
 }

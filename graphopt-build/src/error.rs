@@ -1,31 +1,80 @@
-//! Errors of graphopt-build: one line each, naming the model and what went wrong. `Debug`
-//! prints the same line, so a build script's `main` returning `Result` shows no struct dump.
+//! Errors of graphopt-build: one line each, naming the model and what went wrong, and where
+//! there is one, the way out. `Debug` prints the same line, so a build script's `main`
+//! returning `Result` shows no struct dump.
 
 use std::path::PathBuf;
 
+/// Why a model could not be built. Each variant displays as one line starting with
+/// `graphopt:`; new variants may be added.
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// A variable cargo sets for build scripts is missing.
     #[error("graphopt: {0} is not set; graphopt_build must run inside a build script")]
     NotInBuildScript(&'static str),
+    /// A file could not be read or written.
     #[error("graphopt: model '{model}': {}: {source}", path.display())]
     Io {
         model: String,
         path: PathBuf,
         source: std::io::Error,
     },
+    /// graphopt-core refused the model: a graph that does not decode or validate, a transform
+    /// that failed.
     #[error("graphopt: model '{model}': {source}")]
     Core {
         model: String,
         source: Box<graphopt_core::Error>,
     },
+    /// The transform list does not parse.
+    #[error("graphopt: model '{model}': .transforms(\"{transforms}\") does not parse: {message}")]
+    Transforms {
+        model: String,
+        transforms: String,
+        message: String,
+    },
+    /// The model's name cannot name a Rust module.
     #[error(
-        "graphopt: model '{model}': '{name}' is not a valid Rust identifier for a model module"
+        "graphopt: model '{model}': '{model}' is not a valid Rust identifier for a model module; use letters, digits and '_'"
     )]
-    BadName { model: String, name: String },
+    BadName { model: String },
+    /// Two models of one build script share a name.
     #[error("graphopt: model '{model}' is built twice by this build script; give each Model::new a name of its own")]
     Duplicate { model: String },
+    /// The path names a SavedModel's `saved_model.pb` rather than its directory.
+    #[error(
+        "graphopt: model '{model}': {} is the graph of a SavedModel; give its directory instead: Model::new(\"{model}\", \"{}\")",
+        path.display(), dir.display()
+    )]
+    SavedModelFile {
+        model: String,
+        path: PathBuf,
+        dir: PathBuf,
+    },
+    /// A declared input or output is not a node of the graph.
+    #[error(
+        "graphopt: model '{model}': .{list}([...]) names '{name}', which is not a node of {}; {}",
+        path.display(), likely_names(likely, list)
+    )]
+    UnknownName {
+        model: String,
+        /// `inputs` or `outputs`.
+        list: &'static str,
+        name: String,
+        path: PathBuf,
+        /// The graph's likely inputs or outputs (Placeholders; nodes nothing reads).
+        likely: Vec<String>,
+    },
+    /// No outputs were declared and none come from a SavedModel signature.
+    #[error(
+        "graphopt: model '{model}': no outputs declared; name them with .outputs([...]) ({})",
+        likely_names(likely, "outputs")
+    )]
+    NoOutputs { model: String, likely: Vec<String> },
+    /// Anything else about one model.
     #[error("graphopt: model '{model}': {message}")]
     Model { model: String, message: String },
+    /// The lock file records a different artifact.
     #[error(
         "graphopt: model '{model}': the artifact's sha256 {actual} differs from {expected} recorded in {}; \
          the build is not reproducible (set GRAPHOPT_UPDATE_LOCK=1 to record the new hash)",
@@ -37,8 +86,20 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// `[package.metadata.graphopt]` is malformed.
     #[error("graphopt: [package.metadata.graphopt] in {}: {message}", path.display())]
     Metadata { path: PathBuf, message: String },
+    /// The cache limits in the environment do not parse.
+    #[error("graphopt: {0}")]
+    CacheLimits(String),
+}
+
+fn likely_names(names: &[String], list: &str) -> String {
+    if names.is_empty() {
+        format!("the graph has no likely {list}")
+    } else {
+        format!("likely {list}: {}", names.join(", "))
+    }
 }
 
 impl std::fmt::Debug for Error {

@@ -12,28 +12,55 @@
 //! }
 //! ```
 //!
-//! `build()` reads the model, runs the transform list with graphopt-core, and writes
-//! `$OUT_DIR/graphopt/NAME.pb` plus a manifest `NAME.json` that `graphopt::include_model!`
-//! turns into constants. Results are cached under a SHA-256 key of the tool version, the
-//! canonical transform list, the names, the options and every input byte
-//! (`$GRAPHOPT_CACHE_DIR`, else `graphopt-cache` in the target directory), so an unchanged
-//! model costs a hash and a copy, and the same key gives byte-identical output on any machine.
-//! Errors are one line naming the model, file, transform and node; a `main` returning
-//! `Result<(), graphopt_build::Error>` prints exactly that line.
+//! and in the crate, `graphopt::include_model!(digits);` embeds the result as a module
+//! `digits` (see the `graphopt` crate).
+//!
+//! [`Model::build`] reads the model (a binary or text GraphDef, or a SavedModel directory,
+//! which it freezes first), runs the transform list, and writes `$OUT_DIR/graphopt/NAME.pb`
+//! plus a manifest `NAME.json` that `include_model!` turns into constants. `include_model!`
+//! sees exactly the models the build script's last run built: a model removed or renamed in
+//! `build.rs` is a compile error listing the current ones.
+//!
+//! # Cache
+//!
+//! Results are cached under a SHA-256 key of the tool version, a fingerprint of graphopt's
+//! own source code, the name and version of each application transform used, the canonical
+//! transform list, the names, the options and every input byte, in `$GRAPHOPT_CACHE_DIR`, else
+//! `graphopt-cache` in the target directory. An unchanged model costs a hash and a copy; the
+//! same key gives byte-identical output on any machine. After each build the cache is pruned
+//! to `GRAPHOPT_CACHE_MAX_SIZE` (default `1G`; a number of bytes with an optional `K`, `M` or
+//! `G` suffix) and `GRAPHOPT_CACHE_MAX_AGE_DAYS` (default 30 days since last use), least
+//! recently used first; an entry used in the last ten minutes is never removed, since a
+//! concurrent build may be reading it. `GRAPHOPT_CACHE_MAX_SIZE=0 cargo build` empties the
+//! cache of everything not in use; `cargo clean` removes the default cache folder.
+//!
+//! # Application transforms
+//!
+//! [`Model::transform`] registers a transform written against
+//! [`graphopt_core::transforms::Transform`] (add `graphopt-core` to `[build-dependencies]`).
+//! Its name and [`version`](graphopt_core::transforms::Transform::version) are part of the
+//! cache key; a model that uses one without a version is not cached.
+//!
+//! # Reporting and errors
+//!
+//! Each model prints one line: cache hit or miss, nodes and size before and after, time
+//! (`cargo build -vv` shows it). Warnings (`cargo:warning`) are only for problems: a
+//! transform's warning, a skipped transform, a damaged cache entry. Errors are one line naming
+//! the model and what to do; a `main` returning `Result<(), graphopt_build::Error>` prints
+//! exactly that line.
 //!
 //! [`build_from_manifest`] does the same for every `[package.metadata.graphopt.models.NAME]`
-//! table (`path`, `inputs`, `outputs`, `transforms`, optional `signature`, `tag_set`).
+//! table of the package's Cargo.toml.
 
 mod cache;
 mod error;
 mod index;
+mod interface;
 mod manifest;
+mod metadata;
 mod model;
+mod pipeline;
 
 pub use error::Error;
-pub use manifest::{Manifest, TensorManifest};
-pub use model::{build_from_manifest, BuiltModel, Model};
-
-/// graphopt-core, for build scripts that want to load, check or transform graphs themselves
-/// (for example to register their own transform on a `Registry`).
-pub use graphopt_core as core;
+pub use metadata::build_from_manifest;
+pub use model::{BuiltModel, CacheStatus, Model};

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One input or output tensor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TensorManifest {
+pub(crate) struct TensorManifest {
     /// Node name, e.g. `image`.
     pub name: String,
     /// Tensor name, e.g. `image:0`.
@@ -18,7 +18,7 @@ pub struct TensorManifest {
 /// Everything about a built model an app or a reviewer needs. Fields are in a fixed order
 /// and maps are sorted, so the file is stable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// Module name given to `Model::new`.
     pub name: String,
     /// SHA-256 of the optimized GraphDef bytes (the `.pb` next to this file).
@@ -27,6 +27,10 @@ pub struct Manifest {
     pub size_bytes: u64,
     /// SHA-256 over every input byte (the source model).
     pub source_sha256: String,
+    /// Size of the source: the file, or every file of a SavedModel directory.
+    pub source_size_bytes: u64,
+    /// Nodes of the main graph before the transforms (after freezing, for a SavedModel).
+    pub source_node_count: usize,
     /// The cache key.
     pub key: String,
     pub tool_version: String,

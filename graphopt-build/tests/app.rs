@@ -730,3 +730,227 @@ fn a_savedmodel_artifact_ships_only_the_functions_its_graph_calls() {
         );
     }
 }
+
+/// A build script that tries each mistake in turn and writes the error lines to errors.txt.
+const MISTAKES_BUILD: &str = r#"
+use graphopt_build::Model;
+
+fn main() {
+    let tiny = || Model::new("tiny", "models/tiny.pb").inputs(["input"]).outputs(["probs"]);
+    let cases = [
+        ("savedmodel file", Model::new("cnn", "models/cnn/saved_model.pb").build().map(|_| ())),
+        ("output", tiny().outputs(["prob"]).build().map(|_| ())),
+        ("input", tiny().inputs(["image"]).build().map(|_| ())),
+        ("no outputs", Model::new("tiny", "models/tiny.pb").build().map(|_| ())),
+        ("transforms", tiny().transforms("fold_constants(").build().map(|_| ())),
+        ("name", Model::new("my-model", "models/tiny.pb").build().map(|_| ())),
+        ("missing", Model::new("gone", "models/gone.pb").outputs(["x"]).build().map(|_| ())),
+        ("metadata", graphopt_build::build_from_manifest().map(|_| ())),
+    ];
+    let mut lines: Vec<String> = cases
+        .into_iter()
+        .map(|(case, result)| format!("{case}: {:?}", result.err()))
+        .collect();
+    std::env::set_var("GRAPHOPT_CACHE_MAX_SIZE", "lots");
+    lines.push(format!("limits: {:?}", tiny().build().err()));
+    std::fs::write("errors.txt", lines.join("\n")).unwrap();
+}
+"#;
+
+#[test]
+fn build_errors_say_what_to_do() {
+    let app = App::named("mistakes-app");
+    copy_tree(
+        &workspace().join("tests/fixtures/saved/keras_cnn"),
+        &app.dir.path().join("models/cnn"),
+    );
+    let toml_path = app.dir.path().join("Cargo.toml");
+    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
+    // `transform` for `transforms`: refused, not silently shipped unoptimized.
+    toml.push_str(
+        "\n[package.metadata.graphopt.models.tiny]\npath = \"models/tiny.pb\"\noutputs = [\"probs\"]\ntransform = \"fold_constants\"\n",
+    );
+    std::fs::write(&toml_path, toml).unwrap();
+    std::fs::write(app.dir.path().join("build.rs"), MISTAKES_BUILD).unwrap();
+    std::fs::write(app.dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let out = app.build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let errors = std::fs::read_to_string(app.dir.path().join("errors.txt")).unwrap();
+    let toml = app.dir.path().join("Cargo.toml").display().to_string();
+    let expected = [
+        "savedmodel file: Some(graphopt: model 'cnn': models/cnn/saved_model.pb is the graph of a SavedModel; give its directory instead: Model::new(\"cnn\", \"models/cnn\"))".to_string(),
+        "output: Some(graphopt: model 'tiny': .outputs([...]) names 'prob', which is not a node of models/tiny.pb; likely outputs: probs)".into(),
+        "input: Some(graphopt: model 'tiny': .inputs([...]) names 'image', which is not a node of models/tiny.pb; likely inputs: input)".into(),
+        "no outputs: Some(graphopt: model 'tiny': no outputs declared; name them with .outputs([...]) (likely outputs: probs))".into(),
+        "transforms: Some(graphopt: model 'tiny': .transforms(\"fold_constants(\") does not parse: column 16: the parameter list of 'fold_constants' is not closed with ')' (at `end of string`))".into(),
+        "name: Some(graphopt: model 'my-model': 'my-model' is not a valid Rust identifier for a model module; use letters, digits and '_')".into(),
+        "missing: Some(graphopt: model 'gone': models/gone.pb: No such file or directory (os error 2))".into(),
+        format!("metadata: Some(graphopt: [package.metadata.graphopt] in {toml}: models.tiny has an unknown key 'transform'; known keys: path, inputs, outputs, transforms, signature, tag_set, lock_file)"),
+        "limits: Some(graphopt: GRAPHOPT_CACHE_MAX_SIZE=lots is not a size like 500M, 2G or 1048576)".into(),
+    ];
+    for (line, want) in errors.lines().zip(&expected) {
+        assert_eq!(line, want);
+    }
+    assert_eq!(errors.lines().count(), expected.len(), "{errors}");
+
+    // As cargo shows it: the one line, no backtrace.
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").outputs([\"prob\"]).build()?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Error: graphopt: model 'tiny': .outputs([...]) names 'prob', which is not a node of models/tiny.pb; likely outputs: probs\n"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("stack backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
+    let app = App::named("report-app");
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        r#"fn main() -> Result<(), graphopt_build::Error> {
+    let built = graphopt_build::Model::new("tiny", "models/tiny.pb")
+        .inputs(["input"])
+        .outputs(["probs"])
+        .transforms("strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order")
+        .build()?;
+    let report = format!(
+        "{} {:?} {} {} {} {} {} {} {}",
+        built.name(), built.cache(), built.source_node_count(), built.source_size_bytes(),
+        built.node_count(), built.size_bytes(), built.sha256(),
+        built.graph_path().display(), built.manifest_path().display()
+    );
+    std::fs::write("built.txt", report).ok();
+    Ok(())
+}
+"#,
+    )
+    .unwrap();
+    let out = app.cargo(&["build", "-vv"], &app.cache);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built = std::fs::read_to_string(app.dir.path().join("built.txt")).unwrap();
+    let fields: Vec<&str> = built.split(' ').collect();
+    let [name, cache, source_nodes, source_size, nodes, size, sha, graph_path, manifest_path] =
+        fields[..]
+    else {
+        panic!("{built}");
+    };
+    assert_eq!((name, cache), ("tiny", "Miss"));
+    assert_eq!(source_nodes, "26");
+    assert_eq!(
+        source_size.parse::<u64>().unwrap(),
+        std::fs::metadata(app.dir.path().join("models/tiny.pb"))
+            .unwrap()
+            .len()
+    );
+    let bytes = std::fs::read(graph_path).unwrap();
+    assert_eq!(size.parse::<usize>().unwrap(), bytes.len());
+    assert_eq!(sha, sha256(&bytes));
+    assert!(manifest_path.ends_with("graphopt/tiny.json"));
+    let (graph, _) =
+        graphopt_core::io::decode_graph(bytes.clone().into(), Path::new("tiny.pb")).unwrap();
+    assert_eq!(nodes.parse::<usize>().unwrap(), graph.node.len());
+
+    // -vv shows the build script's one line about the model.
+    let human = graphopt_core::summary::human_bytes;
+    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    let line = all
+        .lines()
+        .find_map(|l| {
+            l.split_once("] graphopt: model 'tiny': ")
+                .map(|(_, rest)| rest)
+        })
+        .unwrap_or_else(|| panic!("{all}"));
+    let (head, tail) = line.split_once(" s: ").unwrap();
+    assert!(head.starts_with("optimized (cache miss) in "), "{line}");
+    assert_eq!(
+        tail,
+        format!(
+            "26 nodes, {} -> {nodes} nodes, {}; {graph_path}",
+            human(source_size.parse().unwrap()),
+            human(bytes.len() as u64)
+        )
+    );
+    // A plain build prints nothing: warnings are for problems only.
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        std::fs::read_to_string(app.dir.path().join("build.rs")).unwrap(),
+    )
+    .unwrap();
+    let out = app.cargo(&["build"], &app.cache);
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let built = std::fs::read_to_string(app.dir.path().join("built.txt")).unwrap();
+    assert!(built.starts_with("tiny Hit 26 "), "{built}");
+}
+
+/// A fake cache entry of `size` bytes last used `age` ago.
+fn fake_entry(cache: &Path, name: &str, size: usize, age: std::time::Duration) {
+    let entry = cache.join(name);
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::write(entry.join("model.pb"), vec![0u8; size]).unwrap();
+    std::fs::write(entry.join("used"), b"").unwrap();
+    let then = std::time::SystemTime::now() - age;
+    for path in [entry.join("used"), entry.clone()] {
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_cache_is_pruned_by_age_and_size_but_never_of_entries_in_use() {
+    let app = App::named("prune-app");
+    let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
+    let key = |c: char| c.to_string().repeat(64);
+    assert!(app.build().status.success());
+    let own: Vec<_> = std::fs::read_dir(&app.cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(own.len(), 1);
+    fake_entry(&app.cache, &key('a'), 10, minutes(40 * 24 * 60)); // older than 30 days
+    fake_entry(&app.cache, &key('b'), 3 << 20, minutes(2 * 24 * 60));
+    fake_entry(&app.cache, &key('c'), 3 << 20, minutes(20));
+    fake_entry(&app.cache, &key('e'), 3 << 20, minutes(1)); // in use
+    let present = |c: char| app.cache.join(key(c)).exists();
+
+    // Over 7 MiB: the 40-day-old entry goes for its age, then the least recently used until
+    // the rest fit.
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    let out = app.cargo_with(
+        &["build", "--quiet"],
+        &app.cache,
+        &[("GRAPHOPT_CACHE_MAX_SIZE", "7M")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!present('a') && !present('b'));
+    assert!(present('c') && present('e'));
+    assert!(app.cache.join(&own[0]).exists());
+
+    // A size of 0 empties the cache of everything not in use: the entry used a minute ago
+    // stays, though the cache is over the limit.
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    let out = app.cargo_with(
+        &["build", "--quiet"],
+        &app.cache,
+        &[("GRAPHOPT_CACHE_MAX_SIZE", "0")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!present('c'));
+    assert!(present('e'));
+    assert!(app.cache.join(&own[0]).exists());
+    let (manifest, _) = app.artifacts();
+    assert_eq!(manifest["cache"], "hit");
+}

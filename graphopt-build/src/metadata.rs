@@ -1,0 +1,118 @@
+//! `build_from_manifest`: models declared in Cargo.toml under
+//! `[package.metadata.graphopt.models.NAME]`.
+
+use crate::error::Error;
+use crate::model::{BuiltModel, Model};
+
+/// The keys a `[package.metadata.graphopt.models.NAME]` table may hold.
+const KEYS: &[&str] = &[
+    "path",
+    "inputs",
+    "outputs",
+    "transforms",
+    "signature",
+    "tag_set",
+    "lock_file",
+];
+
+/// Builds every model declared under `[package.metadata.graphopt.models.NAME]` in the
+/// package's Cargo.toml, in name order, as [`Model::build`] would:
+///
+/// ```toml
+/// [package.metadata.graphopt.models.digits]
+/// path = "models/digits.pb"          # required: a GraphDef or a SavedModel directory
+/// inputs = ["image"]                 # optional for a SavedModel
+/// outputs = ["probs"]                # optional for a SavedModel
+/// transforms = "strip_unused_nodes fold_constants fold_batch_norms"
+/// # signature = "serving_default"    # SavedModel only
+/// # tag_set = "serve"                # SavedModel only
+/// # lock_file = "graphopt.lock"
+/// ```
+///
+/// A key not in this list is an error naming the known ones, so a misspelled key never
+/// ships a model unoptimized.
+pub fn build_from_manifest() -> Result<Vec<BuiltModel>, Error> {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .ok_or(Error::NotInBuildScript("CARGO_MANIFEST_DIR"))?;
+    let toml = manifest_dir.join("Cargo.toml");
+    println!("cargo::rerun-if-changed={}", toml.display());
+    let metadata_error = |message: String| Error::Metadata {
+        path: toml.clone(),
+        message,
+    };
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(&toml)
+        .no_deps()
+        .exec()
+        .map_err(|e| metadata_error(e.to_string()))?;
+    let package = metadata
+        .packages
+        .iter()
+        .find(|p| p.manifest_path.as_std_path() == toml)
+        .ok_or_else(|| metadata_error("package not found by cargo metadata".into()))?;
+    let models = package
+        .metadata
+        .get("graphopt")
+        .and_then(|g| g.get("models"))
+        .and_then(|m| m.as_object());
+    let Some(models) = models else {
+        return Err(metadata_error(
+            "no [package.metadata.graphopt.models.NAME] tables".into(),
+        ));
+    };
+    let strings = |v: &serde_json::Value, key: &str, name: &str| -> Result<Vec<String>, Error> {
+        match v.get(key) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(str::to_string).ok_or_else(|| {
+                        metadata_error(format!("models.{name}.{key} must be a list of strings"))
+                    })
+                })
+                .collect(),
+            Some(_) => Err(metadata_error(format!(
+                "models.{name}.{key} must be a list of strings"
+            ))),
+        }
+    };
+    let string = |v: &serde_json::Value, key: &str, name: &str| -> Result<Option<String>, Error> {
+        match v.get(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(metadata_error(format!(
+                "models.{name}.{key} must be a string"
+            ))),
+        }
+    };
+    let mut built = Vec::new();
+    for (name, table) in models {
+        let Some(entries) = table.as_object() else {
+            return Err(metadata_error(format!("models.{name} must be a table")));
+        };
+        if let Some(unknown) = entries.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(metadata_error(format!(
+                "models.{name} has an unknown key '{unknown}'; known keys: {}",
+                KEYS.join(", ")
+            )));
+        }
+        let path = string(table, "path", name)?
+            .ok_or_else(|| metadata_error(format!("models.{name}.path is required")))?;
+        let mut model = Model::new(name.clone(), path)
+            .inputs(strings(table, "inputs", name)?)
+            .outputs(strings(table, "outputs", name)?)
+            .transforms(string(table, "transforms", name)?.unwrap_or_default());
+        if let Some(s) = string(table, "signature", name)? {
+            model = model.signature(s);
+        }
+        if let Some(t) = string(table, "tag_set", name)? {
+            model = model.tag_set(t);
+        }
+        if let Some(l) = string(table, "lock_file", name)? {
+            model = model.lock_file(l);
+        }
+        built.push(model.build()?);
+    }
+    Ok(built)
+}

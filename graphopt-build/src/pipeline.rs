@@ -1,0 +1,450 @@
+//! `Model::build`: read, key, look up the cache, optimize, write the artifacts, report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use graphopt_core::freeze::{self, SavedModelOptions};
+use graphopt_core::proto::{FunctionDef, GraphDef, NodeDef};
+use graphopt_core::summary::human_bytes;
+use graphopt_core::transforms::{self, TransformSpec};
+use graphopt_core::{graph, io};
+
+use crate::cache::{self, KeyBuilder};
+use crate::error::Error;
+use crate::index;
+use crate::interface::{op_counts, tensor_manifest};
+use crate::manifest::Manifest;
+use crate::model::{BuiltModel, CacheStatus, Model};
+
+/// The version that goes into every cache key: a new graphopt never reuses an old artifact.
+const TOOL_VERSION: &str = concat!("graphopt-build ", env!("CARGO_PKG_VERSION"));
+
+/// SHA-256 of graphopt-build's own sources, from its build script.
+const BUILD_SOURCE_SHA256: &str = env!("GRAPHOPT_BUILD_SOURCE_SHA256");
+
+/// A fingerprint of all the code that produces an artifact: graphopt-core's, graphopt-build's
+/// and graphopt-types' sources, so graphopt from git or a path with changed code at an
+/// unchanged version never reuses an old artifact.
+fn code_fingerprint() -> String {
+    let mut key = KeyBuilder::default();
+    key.part("graphopt-core", graphopt_core::SOURCE_SHA256.as_bytes())
+        .part("graphopt-build", BUILD_SOURCE_SHA256.as_bytes())
+        .part("graphopt-types", graphopt_types::SOURCE.as_bytes());
+    key.finish()
+}
+
+/// Where a model comes from: a GraphDef file, or a SavedModel directory to freeze.
+enum Source {
+    /// The file's bytes (also its cache-key content).
+    Graph(Vec<u8>),
+    /// The directory's digest (its cache-key content).
+    SavedModel(Vec<u8>),
+}
+
+impl Source {
+    fn key_content(&self) -> &[u8] {
+        match self {
+            Source::Graph(bytes) | Source::SavedModel(bytes) => bytes,
+        }
+    }
+}
+
+fn env_path(name: &'static str) -> Result<PathBuf, Error> {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .ok_or(Error::NotInBuildScript(name))
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Model {
+    fn fail(&self, message: impl Into<String>) -> Error {
+        Error::Model {
+            model: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn core(&self, source: graphopt_core::Error) -> Error {
+        Error::Core {
+            model: self.name.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn io(&self, path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            model: self.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Optimizes the model, or takes it from the cache, and writes `$OUT_DIR/graphopt/NAME.pb`
+    /// and `NAME.json` for `include_model!`. Prints one line about it (shown by `cargo build
+    /// -vv`) and tells cargo to re-run the build script when the model or a variable it read
+    /// changes. Errors are one line naming the model.
+    pub fn build(self) -> Result<BuiltModel, Error> {
+        let started = Instant::now();
+        let out_dir = env_path("OUT_DIR")?;
+        let manifest_dir = env_path("CARGO_MANIFEST_DIR")?;
+        if !is_identifier(&self.name) {
+            return Err(Error::BadName {
+                model: self.name.clone(),
+            });
+        }
+        let dir = out_dir.join("graphopt");
+        index::begin(&dir, &self.name).map_err(|e| match e {
+            index::BeginError::Duplicate => Error::Duplicate {
+                model: self.name.clone(),
+            },
+            index::BeginError::Io(source) => self.io(&dir, source),
+        })?;
+        let source = if self.path.is_absolute() {
+            self.path.clone()
+        } else {
+            manifest_dir.join(&self.path)
+        };
+        println!("cargo::rerun-if-changed={}", source.display());
+        for var in [
+            "GRAPHOPT_CACHE_DIR",
+            "GRAPHOPT_UPDATE_LOCK",
+            cache::MAX_SIZE_VAR,
+            cache::MAX_AGE_VAR,
+        ] {
+            println!("cargo::rerun-if-env-changed={var}");
+        }
+        let limits = cache::Limits::from_env().map_err(Error::CacheLimits)?;
+        if source.file_name().is_some_and(|n| n == "saved_model.pb") && source.is_file() {
+            return Err(Error::SavedModelFile {
+                model: self.name.clone(),
+                path: self.path.clone(),
+                dir: self
+                    .path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            });
+        }
+        // A SavedModel directory is keyed by every file in it, so a retrained checkpoint
+        // invalidates the cache even when saved_model.pb is unchanged.
+        let (source_kind, source_size) = if source.is_dir() {
+            let (digest, size) =
+                cache::directory_digest(&source).map_err(|(path, e)| self.io(&path, e))?;
+            (Source::SavedModel(digest), size)
+        } else {
+            let bytes = std::fs::read(&source).map_err(|e| self.io(&self.path, e))?;
+            let size = bytes.len() as u64;
+            (Source::Graph(bytes), size)
+        };
+
+        let specs = transforms::parse(&self.transforms).map_err(|e| Error::Transforms {
+            model: self.name.clone(),
+            transforms: self.transforms.clone(),
+            message: e.to_string(),
+        })?;
+        self.registry.check(&specs).map_err(|e| self.core(e))?;
+        let canonical = transforms::spec::canonical(&specs);
+        let source_sha256 = cache::sha256_hex(source_kind.key_content());
+
+        // Application transforms the list uses: their names and versions are part of the key;
+        // one without a version turns the cache off for this model.
+        let mut unversioned = None;
+        let mut custom_versions = Vec::new();
+        for spec in &specs {
+            if !self.custom.contains(&spec.name) {
+                continue;
+            }
+            match self.registry.get(&spec.name).and_then(|t| t.version()) {
+                Some(version) => custom_versions.push(format!("{}={version}", spec.name)),
+                None => unversioned = Some(spec.name.clone()),
+            }
+        }
+        let code = code_fingerprint();
+        let mut key = KeyBuilder::default();
+        key.part("tool", TOOL_VERSION.as_bytes())
+            .part("code", code.as_bytes())
+            .part(
+                "application transforms",
+                custom_versions.join(",").as_bytes(),
+            )
+            .part("name", self.name.as_bytes())
+            .part("transforms", canonical.as_bytes())
+            .part("inputs", self.inputs.join(",").as_bytes())
+            .part("outputs", self.outputs.join(",").as_bytes())
+            .part(
+                "signature",
+                self.signature.as_deref().unwrap_or("").as_bytes(),
+            )
+            .part("tag_set", self.tag_set.as_deref().unwrap_or("").as_bytes())
+            .part("source", source_kind.key_content());
+        let key = key.finish();
+
+        let cache_dir = cache::cache_dir(&out_dir);
+        let cached = match cache::lookup(&cache_dir, &key) {
+            _ if unversioned.is_some() => None,
+            Ok(entry) => entry,
+            Err(warning) => {
+                println!("cargo::warning=graphopt: model '{}': {warning}", self.name);
+                None
+            }
+        };
+        let (model_bytes, manifest, status) = match cached {
+            Some((model_bytes, mut manifest)) => {
+                manifest.cache = "hit".into();
+                (model_bytes, manifest, CacheStatus::Hit)
+            }
+            None => {
+                let (model_bytes, mut manifest) =
+                    self.optimize(&source, source_kind, &specs, &canonical)?;
+                manifest.source_sha256 = source_sha256;
+                manifest.source_size_bytes = source_size;
+                manifest.key = key.clone();
+                manifest.code_sha256 = code;
+                let status = if let Some(transform) = &unversioned {
+                    // Not cached: the transform cannot say when its output changes.
+                    manifest.cache = format!("off (transform '{transform}' has no version)");
+                    CacheStatus::Off
+                } else {
+                    if let Err(e) = cache::store(&cache_dir, &key, &model_bytes, &manifest) {
+                        println!(
+                            "cargo::warning=graphopt: model '{}': could not write the cache at {}: {e}",
+                            self.name,
+                            cache_dir.display()
+                        );
+                    }
+                    CacheStatus::Miss
+                };
+                (model_bytes, manifest, status)
+            }
+        };
+        cache::prune(&cache_dir, limits);
+        if let Some(lock) = &self.lock_file {
+            self.check_lock(&manifest_dir.join(lock), &manifest)?;
+        }
+
+        std::fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
+        let graph_path = dir.join(format!("{}.pb", self.name));
+        let manifest_path = dir.join(format!("{}.json", self.name));
+        cache::write_atomically(&graph_path, &model_bytes).map_err(|e| self.io(&graph_path, e))?;
+        let json = serde_json::to_string_pretty(&manifest).map_err(|e| self.fail(e.to_string()))?;
+        cache::write_atomically(&manifest_path, json.as_bytes())
+            .map_err(|e| self.io(&manifest_path, e))?;
+        index::record(&dir, &self.name).map_err(|e| self.io(&dir, e))?;
+
+        // One line per model; cargo shows a build script's output with -vv.
+        let what = match status {
+            CacheStatus::Hit => "taken from the cache".to_string(),
+            CacheStatus::Miss => "optimized (cache miss)".to_string(),
+            CacheStatus::Off => format!("optimized (not cached: {})", manifest.cache),
+        };
+        println!(
+            "graphopt: model '{}': {what} in {:.2} s: {} nodes, {} -> {} nodes, {}; {}",
+            self.name,
+            started.elapsed().as_secs_f64(),
+            manifest.source_node_count,
+            human_bytes(manifest.source_size_bytes),
+            manifest.node_count,
+            human_bytes(manifest.size_bytes),
+            graph_path.display()
+        );
+        Ok(BuiltModel {
+            name: self.name.clone(),
+            graph_path,
+            manifest_path,
+            sha256: manifest.sha256,
+            size_bytes: manifest.size_bytes,
+            node_count: manifest.node_count,
+            source_size_bytes: manifest.source_size_bytes,
+            source_node_count: manifest.source_node_count,
+            cache: status,
+        })
+    }
+
+    /// Reads (freezing a SavedModel), checks the interface, runs the transforms and describes
+    /// the result. The caller fills in the manifest's source and key fields.
+    fn optimize(
+        &self,
+        source: &Path,
+        source_kind: Source,
+        specs: &[TransformSpec],
+        canonical: &str,
+    ) -> Result<(Vec<u8>, Manifest), Error> {
+        let display = self.path.clone();
+        let (mut graph, inputs, outputs, declared_shapes) = match source_kind {
+            Source::Graph(bytes) => {
+                let (graph, _) =
+                    io::decode_graph(bytes.into(), &display).map_err(|e| self.core(e))?;
+                (
+                    graph,
+                    self.inputs.clone(),
+                    self.outputs.clone(),
+                    BTreeMap::new(),
+                )
+            }
+            Source::SavedModel(_) => {
+                let defaults = SavedModelOptions::default();
+                let options = SavedModelOptions {
+                    tag_set: self.tag_set.clone().unwrap_or(defaults.tag_set),
+                    signature: self.signature.clone().unwrap_or(defaults.signature),
+                };
+                let frozen = freeze::freeze_saved_model(source, &options).map_err(|e| {
+                    self.fail(format!("freezing SavedModel {}: {e}", display.display()))
+                })?;
+                // Declared names win; otherwise the signature's own keys are the interface.
+                let pick = |declared: &Vec<String>, signature: Vec<String>| {
+                    if declared.is_empty() {
+                        signature
+                    } else {
+                        declared.clone()
+                    }
+                };
+                let inputs = pick(&self.inputs, frozen.inputs);
+                let outputs = pick(&self.outputs, frozen.outputs);
+                (frozen.graph, inputs, outputs, frozen.shapes)
+            }
+        };
+        graph::validate(&graph)
+            .map_err(|e| self.core(graphopt_core::Error::invalid_graph(&display, e)))?;
+        self.check_interface(&graph, &inputs, &outputs)?;
+        let source_node_count = graph.node.len();
+        let outcomes = transforms::run(&self.registry, &mut graph, specs, &inputs, &outputs)
+            .map_err(|e| self.core(e))?;
+        for outcome in &outcomes {
+            for warning in &outcome.warnings {
+                println!(
+                    "cargo::warning=graphopt: model '{}': {}: {warning}",
+                    self.name, outcome.transform
+                );
+            }
+            if let Some(error) = &outcome.ignored_error {
+                println!(
+                    "cargo::warning=graphopt: model '{}': {} skipped: {error}",
+                    self.name, outcome.transform
+                );
+            }
+        }
+        // Functions nothing calls any more (a SavedModel's save and restore functions, calls
+        // that were inlined) are not shipped.
+        graph::functions::prune_library(&mut graph);
+        let model_bytes = io::encode_graph(&graph);
+        let describe = |names: &[String]| -> Result<Vec<_>, Error> {
+            names
+                .iter()
+                .map(|n| tensor_manifest(&graph, n, &declared_shapes))
+                .collect::<Result<_, _>>()
+                .map_err(|m| self.fail(m))
+        };
+        let functions: &[FunctionDef] = graph.library.as_ref().map_or(&[], |l| &l.function);
+        let function_nodes: Vec<&NodeDef> = functions.iter().flat_map(|f| &f.node_def).collect();
+        let manifest = Manifest {
+            name: self.name.clone(),
+            sha256: cache::sha256_hex(&model_bytes),
+            size_bytes: model_bytes.len() as u64,
+            source_sha256: String::new(),
+            source_size_bytes: 0,
+            source_node_count,
+            key: String::new(),
+            tool_version: TOOL_VERSION.into(),
+            code_sha256: String::new(),
+            transforms: canonical.to_string(),
+            inputs: describe(&inputs)?,
+            outputs: describe(&outputs)?,
+            node_count: graph.node.len(),
+            ops: op_counts(graph.node.iter()),
+            functions: functions
+                .iter()
+                .filter_map(|f| f.signature.as_ref().map(|s| s.name.clone()))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            function_node_count: function_nodes.len(),
+            function_ops: op_counts(function_nodes.into_iter()),
+            cache: "miss".into(),
+        };
+        Ok((model_bytes, manifest))
+    }
+
+    /// Every declared name is a node, and there are outputs; errors list the likely ones.
+    fn check_interface(
+        &self,
+        graph: &GraphDef,
+        inputs: &[String],
+        outputs: &[String],
+    ) -> Result<(), Error> {
+        let index = graph::GraphIndex::new(graph);
+        let summary = || graphopt_core::summary::summarize(graph, None);
+        for (list, names) in [("inputs", inputs), ("outputs", outputs)] {
+            if let Some(missing) = names
+                .iter()
+                .find(|n| index.node(graph::node_name(n)).is_none())
+            {
+                let summary = summary();
+                let likely = if list == "inputs" {
+                    summary.inputs.into_iter().map(|t| t.name).collect()
+                } else {
+                    summary.outputs.into_iter().map(|t| t.name).collect()
+                };
+                return Err(Error::UnknownName {
+                    model: self.name.clone(),
+                    list,
+                    name: missing.clone(),
+                    path: self.path.clone(),
+                    likely,
+                });
+            }
+        }
+        if outputs.is_empty() {
+            return Err(Error::NoOutputs {
+                model: self.name.clone(),
+                likely: summary().outputs.into_iter().map(|t| t.name).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_lock(&self, lock: &Path, manifest: &Manifest) -> Result<(), Error> {
+        println!("cargo::rerun-if-changed={}", lock.display());
+        let mut entries: BTreeMap<String, BTreeMap<String, String>> =
+            match std::fs::read_to_string(lock) {
+                Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| serde_json::from_value(v.get("models")?.clone()).ok())
+                    .ok_or_else(|| {
+                        self.fail(format!("{} is not a graphopt lock file", lock.display()))
+                    })?,
+                Err(_) => BTreeMap::new(),
+            };
+        let update = std::env::var_os("GRAPHOPT_UPDATE_LOCK").is_some_and(|v| v == "1");
+        if let Some(recorded) = entries.get(&self.name) {
+            if recorded.get("sha256") == Some(&manifest.sha256)
+                && recorded.get("source_sha256") == Some(&manifest.source_sha256)
+            {
+                return Ok(());
+            }
+            if !update {
+                return Err(Error::LockMismatch {
+                    model: self.name.clone(),
+                    lock: lock.to_path_buf(),
+                    expected: recorded.get("sha256").cloned().unwrap_or_default(),
+                    actual: manifest.sha256.clone(),
+                });
+            }
+        }
+        let entry = BTreeMap::from([
+            ("sha256".to_string(), manifest.sha256.clone()),
+            ("source_sha256".to_string(), manifest.source_sha256.clone()),
+        ]);
+        entries.insert(self.name.clone(), entry);
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "models": entries }))
+            .map_err(|e| self.fail(e.to_string()))?;
+        cache::write_atomically(lock, format!("{json}\n").as_bytes()).map_err(|e| self.io(lock, e))
+    }
+}
