@@ -47,8 +47,14 @@ impl Transform for StripUnusedNodes {
         }
         let mut per_name = HashMap::new();
         for (k, name) in names.iter().enumerate() {
-            let t = types.get(k).map(|t| context.params.parse_type(t)).transpose()?;
-            let s = shapes.get(k).map(|s| context.params.parse_shape(s)).transpose()?;
+            let t = types
+                .get(k)
+                .map(|t| context.params.parse_type(t))
+                .transpose()?;
+            let s = shapes
+                .get(k)
+                .map(|s| context.params.parse_shape(s))
+                .transpose()?;
             per_name.insert(name.clone(), (t, s));
         }
 
