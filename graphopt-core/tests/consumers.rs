@@ -45,8 +45,14 @@ fn opencv_judged_todays_graphs() {
         let (inputs, outputs) = common::io_names(name);
         let mut graph = common::load(name);
         let specs = transforms::parse(judged["pipeline"].as_str().unwrap()).unwrap();
-        transforms::run(&Registry::with_builtins(), &mut graph, &specs, &inputs, &outputs)
-            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &outputs,
+        )
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(
             sha256_hex(&io::encode_graph(&graph)),
             judged["sha256"].as_str().unwrap(),
@@ -55,7 +61,10 @@ fn opencv_judged_todays_graphs() {
     }
     for case in OPENCV_MUST_MATCH {
         let judged = &cases[*case];
-        assert_eq!(judged["loaded"], true, "{case}: OpenCV did not load it: {judged}");
+        assert_eq!(
+            judged["loaded"], true,
+            "{case}: OpenCV did not load it: {judged}"
+        );
         assert_eq!(
             judged["matches_tensorflow"], true,
             "{case}: OpenCV's outputs differ from TensorFlow's: {judged}"
