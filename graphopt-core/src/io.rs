@@ -159,15 +159,22 @@ fn stream_graph(graph: &GraphDef, out: &mut impl std::io::Write) -> std::io::Res
         prost::encoding::message::encode(1, node, &mut buffer);
         out.write_all(&buffer)?;
     }
-    out.write_all(&graph.clone_without_nodes().encode_to_vec())
+    // The library (field 2) from where it is, not from a copy: a large one costs about as
+    // much memory as the nodes.
+    if let Some(library) = &graph.library {
+        buffer.clear();
+        prost::encoding::message::encode(2, library, &mut buffer);
+        out.write_all(&buffer)?;
+    }
+    out.write_all(&graph.clone_without_nodes_or_library().encode_to_vec())
 }
 
 impl GraphDef {
-    /// The graph's library, versions and debug info, without its nodes.
-    fn clone_without_nodes(&self) -> GraphDef {
+    /// The graph's version fields and debug info, without its nodes and library.
+    fn clone_without_nodes_or_library(&self) -> GraphDef {
         GraphDef {
             node: Vec::new(),
-            library: self.library.clone(),
+            library: None,
             version: self.version,
             versions: self.versions.clone(),
             debug_info: self.debug_info.clone(),

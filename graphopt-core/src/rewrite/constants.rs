@@ -75,7 +75,8 @@ fn shape_value(node: &NodeDef, shapes: &[Option<&[usize]>]) -> Option<Vec<Rc<Ten
 /// Folds `graph` in place, under the current budget (or a default one for the graph's size):
 /// every value kept while folding is held on it. A node the budget refuses stops folding with
 /// an error naming it (the refusal also stays on the budget, for the transform runner): the
-/// result never depends on the budget, only whether there is one.
+/// result never depends on the budget, only whether there is one. On an error the graph is
+/// unchanged: it is rewritten only after every value is known.
 pub fn fold(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
     use prost::Message as _;
     let size = graph.encoded_len() as u64;

@@ -114,12 +114,40 @@ impl Layer {
         if weights.dtype != DataType::DtFloat as i32 || packed.is_empty() {
             return self.scale_decoded(weights, scale);
         }
-        let channel = self.output_channel_fn(&dims, scale.len())?;
-        let mut content = Vec::with_capacity(packed.len());
-        for (i, chunk) in packed.chunks_exact(4).enumerate() {
-            let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            let s = scale.get(channel(i)).copied().unwrap_or(1.0);
-            content.extend_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
+        if self.channels_of_dims(&dims)? != scale.len() {
+            return None;
+        }
+        // Output channels run along the rows of the flat weights (cyclically), except for
+        // MatMul with transpose_b, where each row is one channel.
+        let (row, per_row) = match (self, dims.as_slice()) {
+            (Layer::MatMul { transpose_b: true }, [_, cols]) => (*cols, true),
+            (Layer::Depthwise, [_, _, c, m]) => (c * m, false),
+            (_, [.., last]) => (*last, false),
+            _ => return self.scale_decoded(weights, scale),
+        };
+        if !per_row && scale.len() != row {
+            return self.scale_decoded(weights, scale);
+        }
+        let mut content = vec![0u8; packed.len()];
+        let scale_one = |out: &mut [u8], input: &[u8], s: f64| {
+            let v = f32::from_le_bytes([input[0], input[1], input[2], input[3]]);
+            out.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
+        };
+        let rows = content
+            .chunks_exact_mut(row.max(1) * 4)
+            .zip(packed.chunks_exact(row.max(1) * 4));
+        for (r, (out_row, in_row)) in rows.enumerate() {
+            let values = out_row.chunks_exact_mut(4).zip(in_row.chunks_exact(4));
+            if per_row {
+                let s = scale.get(r).copied().unwrap_or(1.0);
+                for (out, input) in values {
+                    scale_one(out, input, s);
+                }
+            } else {
+                for ((out, input), &s) in values.zip(scale) {
+                    scale_one(out, input, s);
+                }
+            }
         }
         let mut proto = TensorProto {
             dtype: DataType::DtFloat as i32,
@@ -210,6 +238,9 @@ pub fn per_channel(value: &Tensor, channels: usize, axis: usize, rank: usize) ->
         return None;
     }
     if values.len() == 1 {
+        // The channel count comes from the weights' dims, which an empty tensor may have huge.
+        crate::budget::alloc_items(channels, std::mem::size_of::<f64>(), "per-channel values")
+            .ok()?;
         return Some(vec![values[0]; channels]);
     }
     // Align trailing dimensions: only the channel axis may be larger than one.
@@ -233,4 +264,54 @@ pub fn vector(values: &[f64], dtype: DataType) -> Option<Tensor> {
         ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).ok()?,
     ));
     crate::eval::cast_tensor(&wide, dtype).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(dims: &[usize], uniform: bool) -> Tensor {
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|i| {
+                if uniform {
+                    0.5
+                } else {
+                    (i as f32 * 0.37).sin() * 3.0
+                }
+            })
+            .collect();
+        let array = ArrayD::from_shape_vec(IxDyn(dims), values).unwrap_or_default();
+        Tensor::from_data(Data::F32(array))
+    }
+
+    /// The byte path gives exactly the decode-scale-encode result, for every layer kind.
+    #[test]
+    fn scale_proto_matches_decoded_scaling() {
+        let cases = [
+            (Layer::Conv2D, vec![3, 3, 4, 5]),
+            (Layer::Depthwise, vec![3, 3, 4, 2]),
+            (Layer::MatMul { transpose_b: false }, vec![6, 7]),
+            (Layer::MatMul { transpose_b: true }, vec![7, 6]),
+        ];
+        for (layer, dims) in cases {
+            for uniform in [false, true] {
+                let w = weights(&dims, uniform);
+                let channels = layer.channels(&w).unwrap_or(0);
+                let scale: Vec<f64> = (0..channels).map(|c| 0.1 + c as f64 * 0.77).collect();
+                let ones = vec![1.0; channels];
+                for scale in [&scale, &ones] {
+                    let expected = layer.scale(&w, scale).map(|t| t.to_proto());
+                    let packed = w.to_proto_as_content();
+                    assert_eq!(
+                        layer.scale_proto(&packed, scale),
+                        expected,
+                        "{layer:?} {dims:?}"
+                    );
+                    assert_eq!(layer.scale_proto(&w.to_proto(), scale), expected);
+                }
+                assert_eq!(layer.scale_proto(&w.to_proto(), &[1.0]), None);
+            }
+        }
+    }
 }

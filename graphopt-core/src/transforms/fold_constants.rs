@@ -44,6 +44,11 @@ impl Transform for FoldConstants {
         ])
     }
 
+    /// Parameters are read first and folding changes the graph only once nothing can fail.
+    fn keeps_graph_on_error(&self) -> bool {
+        true
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let max_bytes = context
             .params
@@ -70,12 +75,43 @@ impl Transform for FoldConstants {
                 .map(|n| graph::node_name(n).to_string())
                 .collect(),
         };
+        let clear_output_shapes = context.params.bool("clear_output_shapes", true)?;
         fold(graph, &options)?;
-        if context.params.bool("clear_output_shapes", true)? {
+        if clear_output_shapes {
             for node in &mut graph.node {
                 node.attr.remove("_output_shapes");
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::proto::{GraphDef, NodeDef};
+    use crate::transforms::{parse, run, Registry};
+
+    /// A fold that fails (here: a cycle) is skipped under ignore_errors=true without a copy
+    /// of the graph, and leaves it exactly as it was.
+    #[test]
+    fn failed_fold_with_ignore_errors_leaves_the_graph_alone() {
+        let node = |name: &str, input: &str| NodeDef {
+            name: name.into(),
+            op: "Identity".into(),
+            input: vec![input.into()],
+            ..Default::default()
+        };
+        let mut graph = GraphDef {
+            node: vec![node("a", "b"), node("b", "a")],
+            ..Default::default()
+        };
+        let before = graph.clone();
+        let registry = Registry::with_builtins();
+        let specs = parse("fold_constants(ignore_errors=true)").unwrap_or_default();
+        let outcomes = run(&registry, &mut graph, &specs, &[], &[]);
+        assert!(matches!(&outcomes, Ok(o) if o.len() == 1 && o[0].ignored_error.is_some()));
+        assert_eq!(graph, before);
+        let specs = parse("fold_constants").unwrap_or_default();
+        assert!(run(&registry, &mut graph, &specs, &[], &[]).is_err());
     }
 }

@@ -69,6 +69,12 @@ pub trait Transform: Send + Sync {
     }
     /// Applies the transform.
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()>;
+    /// Whether `apply` leaves the graph exactly as it was whenever it returns an error. The
+    /// runner then keeps no copy of the graph for `ignore_errors=true` (a copy of a large
+    /// graph's nodes, attributes and library costs about as much memory as decoding it).
+    fn keeps_graph_on_error(&self) -> bool {
+        false
+    }
 }
 
 /// What a transform sees besides the graph: the declared inputs/outputs and its parameters.
@@ -428,11 +434,14 @@ fn run_in(
             warnings: &warnings,
         };
         let nodes_before = graph.node.len();
-        // Only a run that may be undone pays for a copy (weights are shared, not copied).
-        let backup = ignore_errors.then(|| graph.clone());
+        // Only a run that may have to be undone pays for a copy (weights are shared, not
+        // copied); a transform that fails without changing anything needs none.
+        let keeps_graph = transform.keeps_graph_on_error();
+        let backup = (ignore_errors && !keeps_graph).then(|| graph.clone());
         let _ = crate::budget::take_failure();
-        let result = transform
-            .apply(graph, &context)
+        let applied = transform.apply(graph, &context);
+        let untouched = keeps_graph && applied.is_err();
+        let result = applied
             .and_then(|()| match crate::budget::take_failure() {
                 Some(refused) => Err(Error::transform(&spec.name, refused.to_string())),
                 None => Ok(()),
@@ -456,6 +465,7 @@ fn run_in(
                 *graph = backup;
                 Some(error.to_string())
             }
+            (Err(error), None) if ignore_errors && untouched => Some(error.to_string()),
             (Err(error), None) => return Err(error),
         };
         outcomes.push(TransformOutcome {
