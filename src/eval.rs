@@ -1,28 +1,140 @@
 //! Running an embedded graph with graphopt's reference evaluator (feature `eval`).
+//!
+//! ```ignore
+//! graphopt::include_model!(digits);
+//! use graphopt::eval::{Model, Tensor};
+//!
+//! let model = Model::from_bytes(digits::GRAPH_DEF)?;       // borrows the embedded bytes
+//! // f32 in, f32 out:
+//! let outputs = model.run_f32(&[(digits::inputs::IMAGE, &pixels, &[1, 8, 8, 1])], &[digits::outputs::PROBS])?;
+//! let (probs, shape) = &outputs[0];
+//! // Any element type:
+//! let tokens = Tensor::new(&[3i32, 1, 4, 1, 5], &[1, 5])?;
+//! let logits = model.run(&[(rnn::inputs::TOKENS, tokens)], &[rnn::outputs::LOGITS])?;
+//! let values: Vec<f32> = logits[0].to_vec()?;
+//! ```
+//!
+//! The evaluator is a reference implementation, checked against TensorFlow: exact, not fast.
 
 use std::collections::BTreeMap;
 
-use graphopt_core::proto::GraphDef;
-use graphopt_core::tensor::{Data, Tensor};
+use graphopt_core::proto::{DataType, GraphDef};
+use graphopt_core::tensor::Data;
+use ndarray::{ArrayD, IxDyn};
 
-use crate::TensorSpec;
+use crate::{DType, TensorSpec};
 
-pub use graphopt_core::eval::EvalError;
-pub use graphopt_core::tensor::{Data as TensorData, Tensor as Value};
-
-/// Why a model could not be loaded or run.
+/// Why a model could not be loaded or run. One line each.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// The bytes are not a GraphDef graphopt can read.
     #[error("the embedded graph does not decode: {0}")]
     Decode(String),
+    /// A flat buffer does not have as many values as its dimensions need.
+    #[error("{count} values do not fill {dims:?}")]
+    Fill { count: usize, dims: Vec<usize> },
+    /// An input does not fit the model's input.
     #[error("input '{name}': {message}")]
     Input { name: String, message: String },
+    /// An output is not of the type asked for.
+    #[error("output '{name}': {message}")]
+    Output { name: String, message: String },
+    /// The evaluator failed (an op it lacks, a missing input, a limit).
     #[error("{0}")]
-    Eval(#[from] EvalError),
+    Eval(String),
 }
 
 /// A float output: its values, flat and row-major, and its shape.
 pub type FloatOutput = (Vec<f32>, Vec<usize>);
+
+mod private {
+    pub trait Sealed: Sized {
+        fn wrap(array: ndarray::ArrayD<Self>) -> graphopt_core::tensor::Data;
+        fn unwrap(data: &graphopt_core::tensor::Data) -> Option<&ndarray::ArrayD<Self>>;
+    }
+}
+
+/// An element type a [`Tensor`] can hold: `f32`, `f64`, `i8`, `i16`, `i32`, `i64`, `u8`,
+/// `u16`, `u32`, `u64`, `bool`.
+pub trait Element: Copy + private::Sealed {
+    /// The TensorFlow type of such elements.
+    const DTYPE: DType;
+}
+
+macro_rules! elements {
+    ($($t:ty => $variant:ident, $dtype:ident;)*) => {$(
+        impl private::Sealed for $t {
+            fn wrap(array: ArrayD<Self>) -> Data {
+                Data::$variant(array)
+            }
+            fn unwrap(data: &Data) -> Option<&ArrayD<Self>> {
+                match data {
+                    Data::$variant(array) => Some(array),
+                    _ => None,
+                }
+            }
+        }
+        impl Element for $t {
+            const DTYPE: DType = DType::$dtype;
+        }
+    )*};
+}
+
+elements! {
+    f32 => F32, Float;
+    f64 => F64, Double;
+    i8 => I8, Int8;
+    i16 => I16, Int16;
+    i32 => I32, Int32;
+    i64 => I64, Int64;
+    u8 => U8, UInt8;
+    u16 => U16, UInt16;
+    u32 => U32, UInt32;
+    u64 => U64, UInt64;
+    bool => Bool, Bool;
+}
+
+/// A tensor to feed to or read from a model: typed values with a shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor(graphopt_core::tensor::Tensor);
+
+impl Tensor {
+    /// A tensor of `dims` from flat row-major `values`, which must fill it exactly
+    /// (`&[]` dims for a scalar of one value).
+    pub fn new<T: Element>(values: &[T], dims: &[usize]) -> Result<Tensor, Error> {
+        let fill = || Error::Fill {
+            count: values.len(),
+            dims: dims.to_vec(),
+        };
+        let needed = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(fill)?;
+        if needed != values.len() {
+            return Err(fill());
+        }
+        let array = ArrayD::from_shape_vec(IxDyn(dims), values.to_vec()).map_err(|_| fill())?;
+        Ok(Tensor(graphopt_core::tensor::Tensor::from_data(T::wrap(
+            array,
+        ))))
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        DType::from_tf_enum(self.0.dtype() as i32).unwrap_or(DType::Variant)
+    }
+
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+
+    /// The values, flat and row-major, if the elements are `T`s; no conversion.
+    pub fn to_vec<T: Element>(&self) -> Option<Vec<T>> {
+        T::unwrap(self.0.data()).map(|a| a.iter().copied().collect())
+    }
+}
 
 /// A decoded graph, ready to run.
 #[derive(Debug, Clone)]
@@ -31,55 +143,259 @@ pub struct Model {
 }
 
 impl Model {
-    /// Decodes GraphDef bytes, such as a module's `GRAPH_DEF`.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        let (graph, _) =
-            graphopt_core::io::decode_graph(bytes.to_vec().into(), "GRAPH_DEF".as_ref())
-                .map_err(|e| Error::Decode(e.to_string()))?;
+    /// Decodes GraphDef bytes such as a module's `GRAPH_DEF`. The model borrows them: weights
+    /// are read in place, not copied.
+    pub fn from_bytes(bytes: &'static [u8]) -> Result<Self, Error> {
+        Self::decode(bytes::Bytes::from_static(bytes))
+    }
+
+    /// Decodes GraphDef bytes the model takes over (read from a file, say), without copying
+    /// the weights again.
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Self, Error> {
+        Self::decode(bytes::Bytes::from(bytes))
+    }
+
+    fn decode(bytes: bytes::Bytes) -> Result<Self, Error> {
+        let (graph, _) = graphopt_core::io::decode_graph(bytes, "GRAPH_DEF".as_ref())
+            .map_err(|e| Error::Decode(e.to_string()))?;
         Ok(Model { graph })
     }
 
-    /// Runs the graph on float inputs (one flat row-major buffer per input, shaped by `dims`,
-    /// where -1 dimensions of the spec are taken from the buffer length) and returns the
-    /// requested outputs as flat f32 buffers with their shapes.
+    /// Runs the graph: each input tensor must have the spec's dtype and fit its shape (same
+    /// rank, equal where the spec knows a dimension). Returns the requested outputs, in
+    /// order.
+    pub fn run(
+        &self,
+        inputs: &[(TensorSpec, Tensor)],
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<Tensor>, Error> {
+        let mut feeds = BTreeMap::new();
+        for (spec, tensor) in inputs {
+            let input = |message: String| Error::Input {
+                name: spec.name.into(),
+                message,
+            };
+            if tensor.dtype() != spec.dtype {
+                return Err(input(format!(
+                    "got {} values, the model takes {}",
+                    tensor.dtype().name(),
+                    spec.dtype.name()
+                )));
+            }
+            if !spec.shape.accepts(tensor.shape()) {
+                return Err(input(format!(
+                    "shape {:?} does not fit {}",
+                    tensor.shape(),
+                    spec.shape
+                )));
+            }
+            feeds.insert(spec.name.to_string(), tensor.0.clone());
+        }
+        let fetches: Vec<String> = outputs.iter().map(|o| o.tensor.to_string()).collect();
+        let values =
+            graphopt_core::eval::evaluate(&self.graph, &feeds, &fetches, Default::default())
+                .map_err(|e| Error::Eval(e.to_string()))?;
+        Ok(values.into_iter().map(Tensor).collect())
+    }
+
+    /// Runs the graph on f32 inputs, each a flat row-major buffer with its dimensions (every
+    /// dimension given, also where the spec's is -1), and returns the outputs as flat f32
+    /// buffers with their shapes. Outputs of other numeric types are converted to f32; one
+    /// that cannot be (a string, say) is an error.
     pub fn run_f32(
         &self,
         inputs: &[(TensorSpec, &[f32], &[usize])],
         outputs: &[TensorSpec],
     ) -> Result<Vec<FloatOutput>, Error> {
-        let mut feeds = BTreeMap::new();
-        for (spec, values, dims) in inputs {
-            let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.to_vec())
-                .map_err(|e| Error::Input {
-                    name: spec.name.into(),
-                    message: e.to_string(),
-                })?;
-            if !spec.shape.accepts(dims) {
-                return Err(Error::Input {
-                    name: spec.name.into(),
-                    message: format!("shape {dims:?} does not fit {}", spec.shape),
-                });
-            }
-            feeds.insert(spec.name.to_string(), Tensor::from_data(Data::F32(array)));
-        }
-        let fetches: Vec<String> = outputs.iter().map(|o| o.tensor.to_string()).collect();
-        let values =
-            graphopt_core::eval::evaluate(&self.graph, &feeds, &fetches, Default::default())?;
-        Ok(values
-            .into_iter()
-            .map(|t| {
-                let shape = t.shape().to_vec();
-                let flat = match graphopt_core::eval::cast_tensor(
-                    &t,
-                    graphopt_core::proto::DataType::DtFloat,
-                )
-                .map(Tensor::into_data)
-                {
-                    Ok(Data::F32(a)) => a.iter().copied().collect(),
-                    _ => Vec::new(),
-                };
-                (flat, shape)
+        let tensors = inputs
+            .iter()
+            .map(|(spec, values, dims)| {
+                Tensor::new(values, dims)
+                    .map(|t| (*spec, t))
+                    .map_err(|e| Error::Input {
+                        name: spec.name.into(),
+                        message: e.to_string(),
+                    })
             })
-            .collect())
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = self.run(&tensors, outputs)?;
+        values
+            .into_iter()
+            .zip(outputs)
+            .map(|(t, spec)| {
+                let shape = t.shape().to_vec();
+                match graphopt_core::eval::cast_tensor(&t.0, DataType::DtFloat)
+                    .map(graphopt_core::tensor::Tensor::into_data)
+                {
+                    Ok(Data::F32(a)) => Ok((a.iter().copied().collect(), shape)),
+                    _ => Err(Error::Output {
+                        name: spec.tensor.into(),
+                        message: format!("{} values do not convert to f32", t.dtype().name()),
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Shape;
+
+    /// y = x * 2 with x: float [-1, 2], and a string constant `label`.
+    fn model() -> Model {
+        use graphopt_core::proto::{attr_value::Value, AttrValue, NodeDef};
+        let node = |name: &str, op: &str, input: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: input.iter().map(|i| i.to_string()).collect(),
+            attr: attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
+                .collect(),
+            ..Default::default()
+        };
+        let float = DataType::DtFloat as i32;
+        let x_shape = graphopt_core::proto::TensorShapeProto {
+            dim: [-1, 2]
+                .into_iter()
+                .map(|size| graphopt_core::proto::tensor_shape_proto::Dim {
+                    size,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let constant =
+            |data: Data| Value::Tensor(graphopt_core::tensor::Tensor::from_data(data).to_proto());
+        let two = ArrayD::from_shape_vec(IxDyn(&[]), vec![2.0f32]).unwrap();
+        let label =
+            ArrayD::from_shape_vec(IxDyn(&[]), vec![bytes::Bytes::from_static(b"a")]).unwrap();
+        let graph = GraphDef {
+            node: vec![
+                node(
+                    "x",
+                    "Placeholder",
+                    &[],
+                    vec![
+                        ("dtype", Value::Type(float)),
+                        ("shape", Value::Shape(x_shape)),
+                    ],
+                ),
+                node(
+                    "two",
+                    "Const",
+                    &[],
+                    vec![
+                        ("dtype", Value::Type(float)),
+                        ("value", constant(Data::F32(two))),
+                    ],
+                ),
+                node("y", "Mul", &["x", "two"], vec![("T", Value::Type(float))]),
+                node(
+                    "label",
+                    "Const",
+                    &[],
+                    vec![
+                        ("dtype", Value::Type(DataType::DtString as i32)),
+                        ("value", constant(Data::Str(label))),
+                    ],
+                ),
+            ],
+            ..Default::default()
+        };
+        Model::from_vec(graphopt_core::io::encode_graph(&graph)).unwrap()
+    }
+
+    const X: TensorSpec = TensorSpec {
+        name: "x",
+        tensor: "x:0",
+        dtype: DType::Float,
+        shape: Shape::Known(&[-1, 2]),
+    };
+    const Y: TensorSpec = TensorSpec {
+        name: "y",
+        tensor: "y:0",
+        dtype: DType::Float,
+        shape: Shape::Known(&[-1, 2]),
+    };
+    const LABEL: TensorSpec = TensorSpec {
+        name: "label",
+        tensor: "label:0",
+        dtype: DType::String,
+        shape: Shape::Known(&[]),
+    };
+
+    #[test]
+    fn embedded_bytes_are_borrowed_not_copied() {
+        static GRAPH: &[u8] = include_bytes!("../tests/fixtures/models/tf1_conv_bn.pb");
+        let model = Model::from_bytes(GRAPH).unwrap();
+        let range = GRAPH.as_ptr_range();
+        let weights: Vec<&[u8]> = model
+            .graph
+            .node
+            .iter()
+            .filter_map(|n| match n.attr.get("value")?.value.as_ref()? {
+                graphopt_core::proto::attr_value::Value::Tensor(t) => Some(&t.tensor_content[..]),
+                _ => None,
+            })
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert!(!weights.is_empty());
+        assert!(weights.iter().all(|w| range.contains(&w.as_ptr())));
+    }
+
+    #[test]
+    fn runs_f32_and_typed_tensors() {
+        let out = model()
+            .run_f32(&[(X, &[1.0, 2.0, 3.0, 4.0], &[2, 2])], &[Y])
+            .unwrap();
+        assert_eq!(out, vec![(vec![2.0, 4.0, 6.0, 8.0], vec![2, 2])]);
+        let x = Tensor::new(&[0.5f32, -1.0], &[1, 2]).unwrap();
+        let y = model().run(&[(X, x)], &[Y]).unwrap();
+        assert_eq!(y[0].dtype(), DType::Float);
+        assert_eq!(y[0].shape(), &[1, 2]);
+        assert_eq!(y[0].to_vec::<f32>(), Some(vec![1.0, -2.0]));
+        assert_eq!(y[0].to_vec::<i32>(), None);
+    }
+
+    #[test]
+    fn wrong_inputs_and_outputs_are_one_line_errors() {
+        let error = |e: Error| e.to_string();
+        assert_eq!(
+            error(Tensor::new(&[0f32; 3072], &[1, 32, 32, 4]).unwrap_err()),
+            "3072 values do not fill [1, 32, 32, 4]"
+        );
+        assert_eq!(
+            error(
+                model()
+                    .run_f32(&[(X, &[1.0; 3], &[2, 2])], &[Y])
+                    .unwrap_err()
+            ),
+            "input 'x': 3 values do not fill [2, 2]"
+        );
+        assert_eq!(
+            error(
+                model()
+                    .run_f32(&[(X, &[1.0; 6], &[2, 3])], &[Y])
+                    .unwrap_err()
+            ),
+            "input 'x': shape [2, 3] does not fit [-1, 2]"
+        );
+        let ints = Tensor::new(&[1i32, 2], &[1, 2]).unwrap();
+        assert_eq!(
+            error(model().run(&[(X, ints)], &[Y]).unwrap_err()),
+            "input 'x': got int32 values, the model takes float"
+        );
+        // A string output cannot become f32: an error, not an empty vector.
+        assert_eq!(
+            model().run(&[], &[LABEL]).unwrap()[0].dtype(),
+            DType::String
+        );
+        assert_eq!(
+            error(model().run_f32(&[], &[LABEL]).unwrap_err()),
+            "output 'label:0': string values do not convert to f32"
+        );
     }
 }

@@ -11,13 +11,77 @@
 //! ```
 //!
 //! This facade is what apps depend on. With default features it is `no_std` and holds only
-//! [`include_model!`], [`DType`] and [`TensorSpec`]. The `eval` feature adds [`eval::Model`],
-//! which runs an embedded graph with graphopt's reference evaluator.
+//! [`include_model!`], [`DType`], [`TensorSpec`] and [`Shape`].
+#![cfg_attr(
+    feature = "eval",
+    doc = "The `eval` feature adds [`eval::Model`], which runs an embedded graph with graphopt's reference evaluator."
+)]
+#![cfg_attr(
+    not(feature = "eval"),
+    doc = "The `eval` feature adds `eval::Model`, which runs an embedded graph with graphopt's reference evaluator."
+)]
 #![cfg_attr(not(feature = "eval"), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Embeds a model that this package's build script built with `graphopt-build`, as a module
+/// of constants.
+///
+/// `graphopt::include_model!(digits);` reads `$OUT_DIR/graphopt/digits.json`, which
+/// `graphopt_build::Model::new("digits", ...).build()` wrote in `build.rs`, and expands to a
+/// module `digits`:
+///
+/// ```ignore
+/// pub mod digits {
+///     //! The `digits` model ...: node and op counts, sizes, transforms, and a list of the
+///     //! input and output constants with their tensors, dtypes and shapes.
+///
+///     /// The optimized GraphDef (binary protobuf), 16-byte aligned, via include_bytes!.
+///     pub static GRAPH_DEF: &[u8];
+///     /// Hex SHA-256 of GRAPH_DEF.
+///     pub const SHA256: &str;
+///     /// The transforms applied, in canonical transform_graph syntax.
+///     pub const TRANSFORMS: &str;
+///     /// Nodes of the optimized main graph, and before the transforms.
+///     pub const NODE_COUNT: usize;
+///     pub const SOURCE_NODE_COUNT: usize;
+///     /// Size of the source model (its file, or every file of its SavedModel directory).
+///     pub const SOURCE_SIZE_BYTES: u64;
+///     /// Every input and every output, in declaration order.
+///     pub const INPUTS: &[graphopt::TensorSpec];
+///     pub const OUTPUTS: &[graphopt::TensorSpec];
+///     /// One constant per input and per output.
+///     pub mod inputs { pub const IMAGE: graphopt::TensorSpec; }
+///     pub mod outputs { pub const PROBS: graphopt::TensorSpec; }
+/// }
+/// ```
+///
+/// The bytes come through `include_bytes!`, so rustc rebuilds the crate when the artifact
+/// changes. `cargo doc` on the app shows the generated module with its constants listed.
+///
+/// # Constant names
+///
+/// Each input and output is a [`TensorSpec`] constant named after its node in UPPER_SNAKE
+/// case: every character other than an ASCII letter or digit becomes `_` (runs of them one
+/// `_`), a lowercase letter or digit followed by an uppercase letter gets a `_` between them,
+/// and `_` at either end is dropped. `functional_1/dense_1/Softmax` becomes
+/// `FUNCTIONAL_1_DENSE_1_SOFTMAX`, `inputLayer` becomes `INPUT_LAYER`, a name starting with a
+/// digit gets a `T_` prefix (`0bad` becomes `T_0BAD`), and an output other than the node's
+/// first appends its index (`split:1` becomes `SPLIT_1`). A mistyped constant is an ordinary
+/// "cannot find value" error, with rustc's suggestion of the closest name; the module's
+/// `INPUTS` and `OUTPUTS` hold them all.
+///
+/// # Compile errors
+///
+/// - A model the build script's last run did not build, including one since removed or
+///   renamed in `build.rs`: `no model 'digits' was built by this package's build.rs;
+///   declared models: mnist` (or `none`).
+/// - Two inputs (or two outputs) whose names make the same constant, naming both:
+///   `include_model!(m): outputs 'a/b:0' and 'a_b:0' both become the constant
+///   m::outputs::A_B; ...`. Rename one of the nodes with the `rename_node` transform.
 pub use graphopt_macros::include_model;
 
 #[cfg(feature = "eval")]
+#[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
 pub mod eval;
 
 pub use graphopt_types::DType;

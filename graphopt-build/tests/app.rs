@@ -954,3 +954,52 @@ fn the_cache_is_pruned_by_age_and_size_but_never_of_entries_in_use() {
     let (manifest, _) = app.artifacts();
     assert_eq!(manifest["cache"], "hit");
 }
+
+/// Two outputs whose names make one constant.
+const COLLIDING_PBTXT: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { dim { size: 2 } } } } }
+node { name: "a/b" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "a_b" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+#[test]
+fn colliding_constants_are_an_error_and_typos_get_suggestions() {
+    let app = App::named("names-app");
+    std::fs::write(app.dir.path().join("models/pair.pbtxt"), COLLIDING_PBTXT).unwrap();
+    std::fs::write(
+        app.dir.path().join("build.rs"),
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         graphopt_build::Model::new(\"pair\", \"models/pair.pbtxt\").inputs([\"x\"]).outputs([\"a/b\", \"a_b\"]).build()?;\n    \
+         graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").inputs([\"input\"]).outputs([\"probs\"]).build()?;\n    Ok(())\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(pair);\nfn main() {}\n",
+    )
+    .unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "include_model!(pair): outputs 'a/b:0' and 'a_b:0' both become the constant pair::outputs::A_B; \
+             rename one of the nodes in build.rs (the rename_node transform) and declare it by its new name"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        app.dir.path().join("src/main.rs"),
+        "graphopt::include_model!(tiny);\nfn main() {\n    let _ = tiny::inputs::INPT;\n}\n",
+    )
+    .unwrap();
+    let out = app.build();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot find value `INPT` in module `tiny::inputs`")
+            && err.contains("a constant with a similar name exists"),
+        "{err}"
+    );
+}

@@ -1,22 +1,9 @@
-//! graphopt-macros: `include_model!`, re-exported by the `graphopt` crate.
+//! graphopt-macros: the proc-macro behind `graphopt::include_model!`, which documents it.
+//! Apps depend on the `graphopt` crate, which re-exports it.
 //!
-//! `include_model!(digits)` reads the manifest `$OUT_DIR/graphopt/digits.json` that
-//! `graphopt-build` wrote in the package's build script and expands to:
-//!
-//! ```ignore
-//! pub mod digits {
-//!     pub static GRAPH_DEF: &[u8];          // the optimized GraphDef, via include_bytes!, 16-byte aligned
-//!     pub const SHA256: &str;               // hex SHA-256 of GRAPH_DEF
-//!     pub const TRANSFORMS: &str;           // the transform list, canonical form
-//!     pub const INPUTS: &[graphopt::TensorSpec];
-//!     pub const OUTPUTS: &[graphopt::TensorSpec];
-//!     pub mod inputs { pub const IMAGE: graphopt::TensorSpec; }
-//!     pub mod outputs { pub const PROBS: graphopt::TensorSpec; }
-//! }
-//! ```
-//!
-//! It reads only the manifest and never links graphopt-core. A name no build script declared
-//! is a compile error listing the declared ones.
+//! It reads only the artifact manifest `$OUT_DIR/graphopt/NAME.json` that graphopt-build
+//! wrote, and the list of models the build script's last run built (`GRAPHOPT_MODELS`); it
+//! never links graphopt-core.
 
 use std::path::PathBuf;
 
@@ -36,11 +23,15 @@ struct Tensor {
 struct Manifest {
     sha256: String,
     size_bytes: u64,
+    source_size_bytes: u64,
+    source_node_count: usize,
     transforms: String,
     inputs: Vec<Tensor>,
     outputs: Vec<Tensor>,
     node_count: usize,
     ops: std::collections::BTreeMap<String, usize>,
+    functions: usize,
+    function_node_count: usize,
 }
 
 // The manifest is read as JSON values rather than through serde's derive, so the macro crate
@@ -115,14 +106,23 @@ impl Manifest {
                 ))
             })
             .collect::<Result<_, String>>()?;
+        let count = |key: &str| -> Result<usize, String> {
+            usize::try_from(number(&value, key)?).map_err(|e| e.to_string())
+        };
         Ok(Manifest {
             sha256: text(&value, "sha256")?,
             size_bytes: number(&value, "size_bytes")?,
+            source_size_bytes: number(&value, "source_size_bytes")?,
+            source_node_count: count("source_node_count")?,
+            functions: field(&value, "functions")?
+                .as_array()
+                .ok_or("the manifest's 'functions' is not a list")?
+                .len(),
+            function_node_count: count("function_node_count")?,
             transforms: text(&value, "transforms")?,
             inputs: tensors("inputs")?,
             outputs: tensors("outputs")?,
-            node_count: usize::try_from(number(&value, "node_count")?)
-                .map_err(|e| e.to_string())?,
+            node_count: count("node_count")?,
             ops,
         })
     }
@@ -171,6 +171,40 @@ fn const_name(name: &str) -> String {
     }
 }
 
+/// The constant of a tensor `node:port`: the node's constant name, with `_PORT` appended for
+/// a port other than 0.
+fn tensor_const_name(tensor: &Tensor) -> String {
+    let port = tensor
+        .tensor
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u32>().ok())
+        .unwrap_or(0);
+    let base = const_name(&tensor.name);
+    if port == 0 {
+        base
+    } else {
+        format!("{base}_{port}")
+    }
+}
+
+/// The constants of `tensors`, or an error naming two tensors that would share one.
+fn const_names(tensors: &[Tensor], module: &str, list: &str) -> Result<Vec<String>, String> {
+    let mut seen: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
+    let mut names = Vec::new();
+    for tensor in tensors {
+        let name = tensor_const_name(tensor);
+        if let Some(first) = seen.insert(name.clone(), &tensor.tensor) {
+            return Err(format!(
+                "include_model!({module}): {list} '{first}' and '{}' both become the constant {module}::{list}::{name}; \
+                 rename one of the nodes in build.rs (the rename_node transform) and declare it by its new name",
+                tensor.tensor
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
 fn dtype_variant(dtype: &str) -> Option<&'static str> {
     graphopt_types::DType::from_name(dtype).map(graphopt_types::DType::variant_name)
 }
@@ -193,7 +227,7 @@ fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
     })
 }
 
-/// Embeds the model a build script built with graphopt-build. See the crate docs.
+// Documented where apps see it: `graphopt::include_model!`.
 #[proc_macro]
 pub fn include_model(input: TokenStream) -> TokenStream {
     let module = parse_macro_input!(input as Ident);
@@ -230,16 +264,47 @@ pub fn include_model(input: TokenStream) -> TokenStream {
         (Ok(i), Ok(o)) => (i, o),
         (Err(e), _) | (_, Err(e)) => return error(e),
     };
-    let input_consts = manifest.inputs.iter().zip(&inputs).map(|(t, s)| {
-        let ident = format_ident!("{}", const_name(&t.name));
-        let doc = format!("Input `{}`: {} {}.", t.tensor, t.dtype, t.shape_text());
-        quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
-    });
-    let output_consts = manifest.outputs.iter().zip(&outputs).map(|(t, s)| {
-        let ident = format_ident!("{}", const_name(&t.name));
-        let doc = format!("Output `{}`: {} {}.", t.tensor, t.dtype, t.shape_text());
-        quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
-    });
+    let (input_names, output_names) = match (
+        const_names(&manifest.inputs, &name, "inputs"),
+        const_names(&manifest.outputs, &name, "outputs"),
+    ) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) | (_, Err(e)) => return error(e),
+    };
+    let constants =
+        |tensors: &[Tensor], names: &[String], specs: &[proc_macro2::TokenStream], what: &str| {
+            tensors
+                .iter()
+                .zip(names)
+                .zip(specs)
+                .map(|((t, n), s)| {
+                    let ident = format_ident!("{}", n);
+                    let doc = format!(
+                        "{what} `{}`: {}, shape {}.",
+                        t.tensor,
+                        t.dtype,
+                        t.shape_text()
+                    );
+                    quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
+                })
+                .collect::<Vec<_>>()
+        };
+    let input_consts = constants(&manifest.inputs, &input_names, &inputs, "Input");
+    let output_consts = constants(&manifest.outputs, &output_names, &outputs, "Output");
+    let listing = |tensors: &[Tensor], names: &[String], list: &str| {
+        tensors
+            .iter()
+            .zip(names)
+            .map(|(t, n)| {
+                format!(
+                    "- [`{list}::{n}`]({list}::{n}): `{}`, {}, shape {}\n",
+                    t.tensor,
+                    t.dtype,
+                    t.shape_text()
+                )
+            })
+            .collect::<String>()
+    };
     let mut ops: Vec<(&String, &usize)> = manifest.ops.iter().collect();
     ops.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let op_summary = ops
@@ -247,29 +312,58 @@ pub fn include_model(input: TokenStream) -> TokenStream {
         .map(|(op, n)| format!("{n} {op}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let functions = if manifest.functions == 0 {
+        String::new()
+    } else {
+        format!(
+            ", plus {} functions of {} nodes",
+            manifest.functions, manifest.function_node_count
+        )
+    };
     let doc = format!(
-        "The `{name}` model, optimized at build time by graphopt: {} nodes ({op_summary}), {} bytes, sha256 `{}`.\n\nTransforms: `{}`",
-        manifest.node_count, manifest.size_bytes, manifest.sha256, manifest.transforms
+        "The `{name}` model, optimized at build time by graphopt: {} nodes ({op_summary}){functions}, \
+         {} bytes (from {} nodes, {} bytes), sha256 `{}`.\n\n\
+         Transforms: `{}`\n\n\
+         # Inputs\n\n{}\n# Outputs\n\n{}",
+        manifest.node_count,
+        manifest.size_bytes,
+        manifest.source_node_count,
+        manifest.source_size_bytes,
+        manifest.sha256,
+        manifest.transforms,
+        listing(&manifest.inputs, &input_names, "inputs"),
+        listing(&manifest.outputs, &output_names, "outputs"),
     );
     let (sha, transforms, size) = (
         &manifest.sha256,
         &manifest.transforms,
         manifest.size_bytes as usize,
     );
+    let (nodes, source_nodes, source_size) = (
+        manifest.node_count,
+        manifest.source_node_count,
+        manifest.source_size_bytes,
+    );
     quote! {
-        #[doc = #doc]
         pub mod #module {
+            #![doc = #doc]
             #[repr(C, align(16))]
             struct Aligned<T: ?Sized>(T);
             // Rebuild when the manifest changes, not only the graph.
             const _MANIFEST: &[u8] = include_bytes!(#manifest_str);
             static ALIGNED: &Aligned<[u8; #size]> = &Aligned(*include_bytes!(#graph_path));
-            /// The optimized GraphDef, 16-byte aligned.
+            /// The optimized GraphDef (binary protobuf), 16-byte aligned.
             pub static GRAPH_DEF: &[u8] = &ALIGNED.0;
             /// Hex SHA-256 of [`GRAPH_DEF`].
             pub const SHA256: &str = #sha;
             /// The transforms applied, in canonical form.
             pub const TRANSFORMS: &str = #transforms;
+            /// Nodes of the optimized main graph.
+            pub const NODE_COUNT: usize = #nodes;
+            /// Nodes of the main graph before the transforms (after freezing, for a SavedModel).
+            pub const SOURCE_NODE_COUNT: usize = #source_nodes;
+            /// Size of the source model: its file, or every file of its SavedModel directory.
+            pub const SOURCE_SIZE_BYTES: u64 = #source_size;
             /// Every input, in declaration order.
             pub const INPUTS: &[::graphopt::TensorSpec] = &[#(#inputs),*];
             /// Every output, in declaration order.
@@ -296,5 +390,14 @@ mod tests {
         );
         assert_eq!(const_name("inputLayer"), "INPUT_LAYER");
         assert_eq!(const_name("0bad"), "T_0BAD");
+        assert_eq!(
+            const_name("functional_1/dense_1/Softmax"),
+            "FUNCTIONAL_1_DENSE_1_SOFTMAX"
+        );
+        assert_eq!(
+            const_name("StatefulPartitionedCall"),
+            "STATEFUL_PARTITIONED_CALL"
+        );
+        assert_eq!(const_name("a//b__c"), "A_B_C");
     }
 }

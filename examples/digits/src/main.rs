@@ -40,17 +40,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|rest| rest.split([',', '}']).next())
         .and_then(|v| v.trim().parse::<f64>().ok());
+    // What build.rs did, from the module's constants.
     println!(
-        "model: {} bytes after graphopt's transforms, sha256 {}",
+        "optimized at build time: {} nodes, {} bytes -> {} nodes, {} bytes, embedded (sha256 {})",
+        digits::SOURCE_NODE_COUNT,
+        digits::SOURCE_SIZE_BYTES,
+        digits::NODE_COUNT,
         digits::GRAPH_DEF.len(),
         digits::SHA256
     );
     println!("transforms: {}", digits::TRANSFORMS);
     println!(
-        "input {} {:?}, output {} {:?}",
+        "input {} {:?} {}, output {} {:?} {}",
         digits::inputs::IMAGE.tensor,
+        digits::inputs::IMAGE.dtype,
         digits::inputs::IMAGE.shape,
         digits::outputs::PROBS.tensor,
+        digits::outputs::PROBS.dtype,
         digits::outputs::PROBS.shape
     );
     println!(
