@@ -11,17 +11,37 @@
 //!   `GatherV2` with a Const axis 0;
 //! - [`strip_attributes`]: attributes an importer refuses, per op;
 //! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder (the app
-//!   always feeds its inputs; some importers lack the op).
+//!   always feeds its inputs; some importers lack the op);
+//! - [`pads_into_convolutions`]: a constant zero `Pad` read only by VALID convolutions whose
+//!   `SAME` padding would add exactly those zeros disappears, the convolutions becoming `SAME`
+//!   (Keras' `ZeroPadding2D` before a strided convolution, as in MobileNet and EfficientNet);
+//! - [`pads_as_concats`]: any other `Pad`/`PadV2` with constant paddings and value, on a tensor
+//!   of known shape, becomes `ConcatV2`s of the input with constant blocks of the pad value
+//!   (for importers whose Pad is missing or broken);
+//! - [`non_negative_axes`]: a negative `ConcatV2` axis (a Const) or `Pack` axis (an attribute)
+//!   becomes the same axis counted from the front;
+//! - [`constants_with_explicit_values`]: a float/double/int32/int64 Const in TensorFlow's
+//!   shorthands (no values meaning zeros, or fewer values than elements, the last repeated)
+//!   spells its values out (for importers that read only one value or all of them);
+//! - [`unpacks_as_slices`]: `Unpack` becomes one `StridedSlice` per output, each taking one
+//!   index of the axis and dropping it;
+//! - [`space_to_batch_paddings_apart`]: `SpaceToBatchND` paddings become a `Pad` before it and
+//!   `BatchToSpaceND` crops a `StridedSlice` after it, both ops then padding and cropping
+//!   nothing.
 
 use std::collections::HashSet;
 
+use ndarray::{ArrayD, IxDyn};
+
+use crate::analysis::{geometry, shapes};
 use crate::graph::attrs;
 use crate::graph::edit::{
     const_node, const_value, control_inputs, data_inputs, remove_unread, unique_name, Uses,
 };
+use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use crate::rewrite::weights::{floats, vector};
-use crate::tensor::Tensor;
+use crate::tensor::{Data, Tensor};
 
 const FUSED_BATCH_NORMS: &[&str] = &["FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"];
 
@@ -269,6 +289,829 @@ pub fn placeholders_without_defaults(graph: &mut GraphDef) -> usize {
         node.op = "Placeholder".into();
         node.input.clear();
         count += 1;
+    }
+    count
+}
+
+/// A padding node's constant operands: the input tensor, `(before, after)` per dimension, and
+/// the pad value as a scalar of the input's dtype (zero for `Pad`).
+struct ConstantPad {
+    input: String,
+    paddings: Vec<(usize, usize)>,
+    value: Tensor,
+}
+
+/// Reads a `Pad` or `PadV2` whose paddings (and value) are Consts; `None` for anything else.
+fn constant_pad(graph: &GraphDef, uses: &Uses, node: &NodeDef) -> Option<ConstantPad> {
+    if !matches!(node.op.as_str(), "Pad" | "PadV2") {
+        return None;
+    }
+    let inputs = data_inputs(node);
+    let constant = |k: usize| {
+        inputs
+            .get(k)
+            .and_then(|s| uses.producer(s))
+            .and_then(|p| graph.node.get(p))
+            .and_then(const_value)
+    };
+    let paddings = constant(1)?;
+    let flat = paddings.integers()?;
+    if paddings.shape().len() != 2 || paddings.shape()[1] != 2 {
+        return None;
+    }
+    let paddings: Option<Vec<(usize, usize)>> = flat
+        .chunks(2)
+        .map(|p| Some((usize::try_from(p[0]).ok()?, usize::try_from(p[1]).ok()?)))
+        .collect();
+    let dtype = attrs::dtype(node, "T")?;
+    let value = match node.op.as_str() {
+        "PadV2" => {
+            let v = constant(2)?;
+            (v.shape().is_empty() && v.dtype() == dtype).then_some(v)?
+        }
+        _ => zero(dtype)?,
+    };
+    Some(ConstantPad {
+        input: inputs.first()?.to_string(),
+        paddings: paddings?,
+        value,
+    })
+}
+
+/// The scalar zero of a numeric or boolean dtype.
+fn zero(dtype: DataType) -> Option<Tensor> {
+    use half::{bf16, f16};
+    let data = match dtype {
+        DataType::DtFloat => Data::F32(ArrayD::from_elem(IxDyn(&[]), 0.0)),
+        DataType::DtDouble => Data::F64(ArrayD::from_elem(IxDyn(&[]), 0.0)),
+        DataType::DtHalf => Data::F16(ArrayD::from_elem(IxDyn(&[]), f16::ZERO)),
+        DataType::DtBfloat16 => Data::BF16(ArrayD::from_elem(IxDyn(&[]), bf16::ZERO)),
+        DataType::DtInt8 => Data::I8(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtInt16 => Data::I16(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtInt32 => Data::I32(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtInt64 => Data::I64(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtUint8 => Data::U8(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtUint16 => Data::U16(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtUint32 => Data::U32(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtUint64 => Data::U64(ArrayD::from_elem(IxDyn(&[]), 0)),
+        DataType::DtBool => Data::Bool(ArrayD::from_elem(IxDyn(&[]), false)),
+        _ => return None,
+    };
+    Tensor::new(dtype, data).ok()
+}
+
+/// A tensor of `dims` whose every element is the scalar `value`.
+fn filled(value: &Tensor, dims: &[usize]) -> Option<Tensor> {
+    let data =
+        crate::map_data!(value.data(), a => ArrayD::from_elem(IxDyn(dims), a.first().cloned()?));
+    Tensor::new(value.dtype(), data).ok()
+}
+
+/// Whether `x` is the scalar zero of its dtype (bitwise: `-0.0` pads differently under some
+/// consumers, so it is not taken for zero).
+fn is_zero(x: &Tensor) -> bool {
+    zero(x.dtype()).is_some_and(|z| z.to_proto() == x.to_proto())
+}
+
+/// The padded tensor's static shape by tensor name, from shape inference.
+fn static_shape<'a>(
+    known: &'a std::collections::HashMap<String, shapes::Shapes>,
+    tensor: &str,
+) -> Option<&'a [usize]> {
+    let parsed = InputRef::parse(tensor);
+    known
+        .get(parsed.node)?
+        .get(parsed.port as usize)?
+        .as_deref()
+}
+
+/// Whether padding a `[n, h, w, c]` input by `pads` and convolving with `consumer` (VALID) is
+/// what `consumer` computes with `SAME` padding on the unpadded input.
+fn same_padding_matches(
+    known: &std::collections::HashMap<String, shapes::Shapes>,
+    consumer: &NodeDef,
+    input: &[usize],
+    pads: &[(usize, usize)],
+) -> bool {
+    if !matches!(consumer.op.as_str(), "Conv2D" | "DepthwiseConv2dNative") {
+        return false;
+    }
+    let Ok(spatial) = geometry::Spatial::from_node(consumer, "strides") else {
+        return false;
+    };
+    if spatial.nchw || spatial.padding != "VALID" || spatial.dilations != (1, 1) {
+        return false;
+    }
+    let filter = data_inputs(consumer)
+        .get(1)
+        .and_then(|f| static_shape(known, f));
+    let Some(&[kh, kw, _, _]) = filter else {
+        return false;
+    };
+    let [_, h, w, _] = input else {
+        return false;
+    };
+    let expect = |size: usize, kernel: usize, stride: usize| -> Option<(usize, usize)> {
+        let window = geometry::window(size, kernel, stride, 1, "SAME", (0, 0)).ok()?;
+        let span = (window.out.max(1) - 1)
+            .checked_mul(stride)?
+            .checked_add(kernel)?;
+        let total = span.saturating_sub(size);
+        Some((window.pad_before, total - window.pad_before))
+    };
+    pads.len() == 4
+        && pads[0] == (0, 0)
+        && pads[3] == (0, 0)
+        && expect(*h, kh, spatial.strides.0) == Some(pads[1])
+        && expect(*w, kw, spatial.strides.1) == Some(pads[2])
+}
+
+/// A zero `Pad` (or `PadV2` of zero) of an NHWC tensor whose every reader is a VALID
+/// `Conv2D`/`DepthwiseConv2dNative` for which `SAME` padding adds exactly these zeros is
+/// removed; its readers read the unpadded tensor with `padding = "SAME"`. Exact: `SAME` is
+/// defined as that zero padding. Needs the input's static shape. Returns how many.
+pub fn pads_into_convolutions(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let uses = Uses::new(graph);
+    let known = shapes::infer_graph(graph);
+    let mut readers: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            readers.entry(parsed.node).or_default().push(i);
+        }
+    }
+    let mut folds: Vec<(usize, String, Vec<usize>)> = Vec::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if protected.contains(&node.name) || uses.reads_other_outputs(i) {
+            continue;
+        }
+        let Some(pad) = constant_pad(graph, &uses, node) else {
+            continue;
+        };
+        let Some(input) = static_shape(&known, &pad.input) else {
+            continue;
+        };
+        let consumers = readers.get(node.name.as_str()).cloned().unwrap_or_default();
+        let fits = !consumers.is_empty()
+            && is_zero(&pad.value)
+            && uses.count(i) == uses.data_count(i)
+            && consumers.iter().all(|&c| {
+                let consumer = &graph.node[c];
+                // Read as the convolution's input (slot 0) and nowhere else.
+                data_inputs(consumer)
+                    .iter()
+                    .enumerate()
+                    .all(|(slot, s)| (slot == 0) == (InputRef::parse(s).node == node.name))
+                    && same_padding_matches(&known, consumer, input, &pad.paddings)
+            });
+        if fits {
+            let mut unique = consumers;
+            unique.dedup();
+            folds.push((i, pad.input, unique));
+        }
+    }
+    let mut parameters = HashSet::new();
+    let mut removed = HashSet::new();
+    for (i, input, consumers) in &folds {
+        for &c in consumers {
+            let consumer = &mut graph.node[c];
+            if let Some(first) = consumer.input.first_mut() {
+                *first = input.clone();
+            }
+            consumer.attr.insert(
+                "padding".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"SAME"))),
+                },
+            );
+        }
+        let pad = &graph.node[*i];
+        parameters.extend(
+            data_inputs(pad)
+                .iter()
+                .skip(1)
+                .map(|p| crate::graph::node_name(p).to_string()),
+        );
+        removed.insert(pad.name.clone());
+    }
+    graph.node.retain(|n| !removed.contains(&n.name));
+    remove_unread(graph, parameters, protected);
+    folds.len()
+}
+
+/// Every `Pad`/`PadV2` with constant paddings and value whose input shape is static becomes
+/// one `ConcatV2` per padded dimension: the blocks of the pad value before and after, the
+/// tensor between. The last concat takes the pad's name. Exact (the same elements, copied).
+/// Returns how many pads.
+pub fn pads_as_concats(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let uses = Uses::new(graph);
+    let known = shapes::infer_graph(graph);
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut replacements: std::collections::HashMap<usize, Vec<NodeDef>> =
+        std::collections::HashMap::new();
+    let mut parameters = HashSet::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if uses.reads_other_outputs(i) {
+            continue;
+        }
+        let Some(pad) = constant_pad(graph, &uses, node) else {
+            continue;
+        };
+        let Some(input) = static_shape(&known, &pad.input) else {
+            continue;
+        };
+        if input.len() != pad.paddings.len() {
+            continue;
+        }
+        let Some(nodes) = concat_chain(node, &pad, input, &mut taken) else {
+            continue;
+        };
+        parameters.extend(
+            data_inputs(node)
+                .iter()
+                .skip(1)
+                .map(|p| crate::graph::node_name(p).to_string()),
+        );
+        replacements.insert(i, nodes);
+    }
+    let count = replacements.len();
+    if count == 0 {
+        return 0;
+    }
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        match replacements.remove(&i) {
+            Some(nodes) => graph.node.extend(nodes),
+            None => graph.node.push(node),
+        }
+    }
+    remove_unread(graph, parameters, protected);
+    count
+}
+
+/// The nodes replacing `node` (a constant pad of a `dims`-shaped tensor): per padded
+/// dimension, the value blocks and a ConcatV2 along it; `None` when nothing is padded or a
+/// block cannot be made.
+fn concat_chain(
+    node: &NodeDef,
+    pad: &ConstantPad,
+    dims: &[usize],
+    taken: &mut HashSet<String>,
+) -> Option<Vec<NodeDef>> {
+    let padded: Vec<usize> = (0..dims.len())
+        .filter(|&d| pad.paddings[d] != (0, 0))
+        .collect();
+    let last = *padded.last()?;
+    let mut out = Vec::new();
+    let mut current = pad.input.clone();
+    let mut shape = dims.to_vec();
+    let controls = control_inputs(node);
+    let device = node.device.clone();
+    let t = node.attr.get("T").cloned();
+    for &d in &padded {
+        let (before, after) = pad.paddings[d];
+        let mut parts = Vec::new();
+        for (amount, side) in [(before, "before"), (after, "after")] {
+            if amount == 0 {
+                continue;
+            }
+            let mut block_dims = shape.clone();
+            block_dims[d] = amount;
+            let block = filled(&pad.value, &block_dims)?;
+            let name = unique_name(&format!("{}/{side}_{d}", node.name), taken);
+            out.push(const_node(name.clone(), device.clone(), &block));
+            parts.push((side, name));
+        }
+        let mut inputs: Vec<String> = Vec::new();
+        inputs.extend(
+            parts
+                .iter()
+                .filter(|p| p.0 == "before")
+                .map(|p| p.1.clone()),
+        );
+        inputs.push(current.clone());
+        inputs.extend(parts.iter().filter(|p| p.0 == "after").map(|p| p.1.clone()));
+        let n = i64::try_from(inputs.len()).ok()?;
+        let axis_name = unique_name(&format!("{}/axis_{d}", node.name), taken);
+        let axis = i32::try_from(d).ok()?;
+        let axis = Tensor::from_data(Data::I32(ArrayD::from_elem(IxDyn(&[]), axis)));
+        out.push(const_node(axis_name.clone(), device.clone(), &axis));
+        inputs.push(axis_name);
+        let name = if d == last {
+            node.name.clone()
+        } else {
+            unique_name(&format!("{}/concat_{d}", node.name), taken)
+        };
+        if d == padded[0] {
+            inputs.extend(controls.iter().cloned());
+        }
+        let mut concat = NodeDef {
+            name: name.clone(),
+            op: "ConcatV2".into(),
+            input: inputs,
+            device: device.clone(),
+            ..Default::default()
+        };
+        if let Some(t) = &t {
+            concat.attr.insert("T".into(), t.clone());
+        }
+        concat.attr.insert(
+            "N".into(),
+            AttrValue {
+                value: Some(attr_value::Value::I(n)),
+            },
+        );
+        concat
+            .attr
+            .insert("Tidx".into(), type_attr(DataType::DtInt32 as i32));
+        out.push(concat);
+        shape[d] = shape[d].checked_add(before)?.checked_add(after)?;
+        current = name;
+    }
+    Some(out)
+}
+
+/// Rank of a tensor from shape inference.
+fn static_rank(
+    known: &std::collections::HashMap<String, shapes::Shapes>,
+    tensor: &str,
+) -> Option<usize> {
+    static_shape(known, tensor).map(<[usize]>::len)
+}
+
+/// A scalar int32 Const value or a new one: `node`'s data input `slot` (a Const) gets `value`,
+/// in place when nothing else reads the Const, else through a new Const. `added` collects new
+/// nodes.
+fn set_const_input(
+    graph: &mut GraphDef,
+    uses: &Uses,
+    node: usize,
+    slot: usize,
+    value: &Tensor,
+    taken: &mut HashSet<String>,
+    added: &mut Vec<NodeDef>,
+) -> Option<()> {
+    let input = data_inputs(&graph.node[node]).get(slot)?.to_string();
+    let producer = uses.producer(&input)?;
+    if uses.count(producer) == 1 && InputRef::parse(&input).port == 0 {
+        crate::graph::edit::set_const_value(&mut graph.node[producer], value);
+        return Some(());
+    }
+    let name = unique_name(&format!("{}/{}", graph.node[node].name, "axis"), taken);
+    let device = graph.node[node].device.clone();
+    added.push(const_node(name.clone(), device, value));
+    let position = graph.node[node]
+        .input
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !i.starts_with('^'))
+        .nth(slot)?
+        .0;
+    graph.node[node].input[position] = name;
+    Some(())
+}
+
+/// A negative `ConcatV2` axis (its last input, a Const) or `Pack` axis (attribute `axis`)
+/// becomes `axis + rank` (for Pack, the output's rank), which means the same; needs the
+/// inputs' rank from shape inference. Returns how many nodes changed.
+pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
+    let uses = Uses::new(graph);
+    let known = shapes::infer_graph(graph);
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut added = Vec::new();
+    let mut count = 0;
+    for i in 0..graph.node.len() {
+        let node = &graph.node[i];
+        let inputs = data_inputs(node);
+        let Some(rank) = inputs.first().and_then(|x| static_rank(&known, x)) else {
+            continue;
+        };
+        match node.op.as_str() {
+            "ConcatV2" => {
+                let slot = inputs.len() - 1;
+                let axis = uses
+                    .producer(inputs[slot])
+                    .and_then(|p| graph.node.get(p))
+                    .and_then(const_value);
+                let Some(axis) = axis.filter(|a| a.shape().is_empty()) else {
+                    continue;
+                };
+                let Some(value) = axis.integers().and_then(|v| v.first().copied()) else {
+                    continue;
+                };
+                let Ok(rank) = i64::try_from(rank) else {
+                    continue;
+                };
+                if value >= 0 || value < -rank {
+                    continue;
+                }
+                let fixed = match axis.data() {
+                    Data::I64(_) => Data::I64(ArrayD::from_elem(IxDyn(&[]), value + rank)),
+                    _ => match i32::try_from(value + rank) {
+                        Ok(v) => Data::I32(ArrayD::from_elem(IxDyn(&[]), v)),
+                        Err(_) => continue,
+                    },
+                };
+                let fixed = Tensor::from_data(fixed);
+                if set_const_input(graph, &uses, i, slot, &fixed, &mut taken, &mut added).is_some()
+                {
+                    count += 1;
+                }
+            }
+            "Pack" => {
+                let Some(axis) = attrs::int(node, "axis") else {
+                    continue;
+                };
+                let Ok(out_rank) = i64::try_from(rank + 1) else {
+                    continue;
+                };
+                if axis >= 0 || axis < -out_rank {
+                    continue;
+                }
+                graph.node[i].attr.insert(
+                    "axis".into(),
+                    AttrValue {
+                        value: Some(attr_value::Value::I(axis + out_rank)),
+                    },
+                );
+                count += 1;
+            }
+            _ => {}
+        }
+    }
+    graph.node.extend(added);
+    count
+}
+
+fn int32_tensor(dims: &[usize], values: Vec<i32>) -> Option<Tensor> {
+    Some(Tensor::from_data(Data::I32(
+        ArrayD::from_shape_vec(IxDyn(dims), values).ok()?,
+    )))
+}
+
+fn attr_i(v: i64) -> AttrValue {
+    AttrValue {
+        value: Some(attr_value::Value::I(v)),
+    }
+}
+
+/// `SpaceToBatchND(x, block, paddings)` becomes `SpaceToBatchND(Pad(x, paddings'), block, 0)`
+/// and `BatchToSpaceND(y, block, crops)` becomes `StridedSlice(BatchToSpaceND(y, block, 0))`:
+/// what the two ops are defined to do, spelled apart. For importers that fuse the TF1 atrous
+/// pattern into a dilated convolution while ignoring its paddings and crops (tract). Needs
+/// Const paddings/crops and, for the crops, the output's static shape. Returns how many.
+pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let uses = Uses::new(graph);
+    let known = shapes::infer_graph(graph);
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
+        std::collections::HashMap::new();
+    let mut parameters = HashSet::new();
+    let mut count = 0;
+    for i in 0..graph.node.len() {
+        let node = &graph.node[i];
+        if !matches!(node.op.as_str(), "SpaceToBatchND" | "BatchToSpaceND") {
+            continue;
+        }
+        let inputs = data_inputs(node);
+        let Some(amounts) = inputs
+            .get(2)
+            .and_then(|p| uses.producer(p))
+            .and_then(|p| graph.node.get(p))
+            .and_then(const_value)
+        else {
+            continue;
+        };
+        let Some(flat) = amounts.integers() else {
+            continue;
+        };
+        if amounts.shape().len() != 2 || amounts.shape()[1] != 2 || flat.iter().all(|&v| v == 0) {
+            continue;
+        }
+        let Some(pairs) = flat
+            .chunks(2)
+            .map(|p| Some((i32::try_from(p[0]).ok()?, i32::try_from(p[1]).ok()?)))
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        if pairs.iter().any(|&(a, b)| a < 0 || b < 0) {
+            continue;
+        }
+        let name = node.name.clone();
+        let device = node.device.clone();
+        let t = node.attr.get("T").cloned();
+        let x = inputs[0].to_string();
+        let old_amounts = crate::graph::node_name(inputs[2]).to_string();
+        let Some(zeros) = int32_tensor(amounts.shape(), vec![0; flat.len()]) else {
+            continue;
+        };
+        let mut new = Vec::new();
+        if node.op == "SpaceToBatchND" {
+            let Some(rank) = static_rank(&known, &x) else {
+                continue;
+            };
+            if rank < pairs.len() + 1 {
+                continue;
+            }
+            let mut full = vec![0i32; 2 * rank];
+            for (m, &(a, b)) in pairs.iter().enumerate() {
+                full[2 * (m + 1)] = a;
+                full[2 * (m + 1) + 1] = b;
+            }
+            let Some(full) = int32_tensor(&[rank, 2], full) else {
+                continue;
+            };
+            let paddings_name = unique_name(&format!("{name}/explicit_paddings"), &mut taken);
+            let pad_name = unique_name(&format!("{name}/padded"), &mut taken);
+            let zeros_name = unique_name(&format!("{name}/no_paddings"), &mut taken);
+            new.push(const_node(paddings_name.clone(), device.clone(), &full));
+            let mut pad = NodeDef {
+                name: pad_name.clone(),
+                op: "Pad".into(),
+                input: vec![x, paddings_name],
+                device: device.clone(),
+                ..Default::default()
+            };
+            if let Some(t) = &t {
+                pad.attr.insert("T".into(), t.clone());
+            }
+            pad.attr
+                .insert("Tpaddings".into(), type_attr(DataType::DtInt32 as i32));
+            new.push(pad);
+            new.push(const_node(zeros_name.clone(), device, &zeros));
+            let node = &mut graph.node[i];
+            node.input[0] = pad_name;
+            node.input[2] = zeros_name;
+            node.attr
+                .insert("Tpaddings".into(), type_attr(DataType::DtInt32 as i32));
+            inserts.entry(i).or_default().extend(new);
+            parameters.insert(old_amounts);
+        } else {
+            let Some(out) = static_shape(&known, &name).map(<[usize]>::to_vec) else {
+                continue;
+            };
+            if out.len() < pairs.len() + 1 || uses.reads_other_outputs(i) {
+                continue;
+            }
+            let mut begin = vec![0i32; out.len()];
+            let mut end = Vec::with_capacity(out.len());
+            for (d, &size) in out.iter().enumerate() {
+                if let Some(&(a, _)) = d.checked_sub(1).and_then(|m| pairs.get(m)) {
+                    begin[d] = a;
+                }
+                let Some(e) = i32::try_from(size)
+                    .ok()
+                    .and_then(|s| s.checked_add(begin[d]))
+                else {
+                    continue;
+                };
+                end.push(e);
+            }
+            if end.len() != out.len() {
+                continue;
+            }
+            let rank = out.len();
+            let (Some(begin), Some(end), Some(strides)) = (
+                int32_tensor(&[rank], begin),
+                int32_tensor(&[rank], end),
+                int32_tensor(&[rank], vec![1; rank]),
+            ) else {
+                continue;
+            };
+            let uncropped = unique_name(&format!("{name}/uncropped"), &mut taken);
+            let names: Vec<String> = ["begin", "end", "strides"]
+                .iter()
+                .map(|k| unique_name(&format!("{name}/{k}"), &mut taken))
+                .collect();
+            let zeros_name = unique_name(&format!("{name}/no_crops"), &mut taken);
+            let mut b2s = graph.node[i].clone();
+            b2s.name = uncropped.clone();
+            b2s.input = vec![
+                b2s.input[0].clone(),
+                b2s.input[1].clone(),
+                zeros_name.clone(),
+            ];
+            b2s.input.extend(control_inputs(&graph.node[i]));
+            b2s.attr
+                .insert("Tcrops".into(), type_attr(DataType::DtInt32 as i32));
+            new.push(const_node(zeros_name, device.clone(), &zeros));
+            new.push(b2s);
+            for (n, value) in names.iter().zip([&begin, &end, &strides]) {
+                new.push(const_node(n.clone(), device.clone(), value));
+            }
+            let slice = &mut graph.node[i];
+            slice.op = "StridedSlice".into();
+            slice.input = vec![uncropped];
+            slice.input.extend(names);
+            slice.attr.clear();
+            if let Some(t) = t {
+                slice.attr.insert("T".into(), t);
+            }
+            slice
+                .attr
+                .insert("Index".into(), type_attr(DataType::DtInt32 as i32));
+            for mask in [
+                "begin_mask",
+                "end_mask",
+                "ellipsis_mask",
+                "new_axis_mask",
+                "shrink_axis_mask",
+            ] {
+                slice.attr.insert(mask.into(), attr_i(0));
+            }
+            inserts.entry(i).or_default().extend(new);
+            parameters.insert(old_amounts);
+        }
+        count += 1;
+    }
+    if count > 0 {
+        let old = std::mem::take(&mut graph.node);
+        for (i, node) in old.into_iter().enumerate() {
+            if let Some(new) = inserts.remove(&i) {
+                graph.node.extend(new);
+            }
+            graph.node.push(node);
+        }
+        remove_unread(graph, parameters, protected);
+    }
+    count
+}
+
+/// Every float, double, int32 and int64 Const whose proto relies on TensorFlow's shorthands
+/// (no values at all for zeros, or fewer values than elements with the last one repeated)
+/// gets explicit values: one typed value when every element is the same (zeros included),
+/// else `tensor_content`. Returns how many.
+/// Returns how many.
+pub fn constants_with_explicit_values(graph: &mut GraphDef) -> usize {
+    let mut count = 0;
+    for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
+        let Some(proto) = attrs::tensor(node, "value") else {
+            continue;
+        };
+        if !proto.tensor_content.is_empty() {
+            continue;
+        }
+        let given = match DataType::try_from(proto.dtype) {
+            Ok(DataType::DtFloat) => proto.float_val.len(),
+            Ok(DataType::DtDouble) => proto.double_val.len(),
+            Ok(DataType::DtInt32) => proto.int_val.len(),
+            Ok(DataType::DtInt64) => proto.int64_val.len(),
+            _ => continue,
+        };
+        let Some(value) = const_value(node) else {
+            continue;
+        };
+        let n = value.len();
+        if n == 0 || given == n || given == 1 {
+            continue;
+        }
+        // Canonical form: one value when all elements are equal (zeros included), else
+        // tensor_content.
+        let proto = value.to_proto();
+        node.attr.insert(
+            "value".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Tensor(proto)),
+            },
+        );
+        count += 1;
+    }
+    count
+}
+
+/// Every `Unpack` of a tensor of known rank becomes one `StridedSlice` per output (index `k`
+/// of the axis, the axis shrunk): output 0 keeps the node's name, output `k` is `NAME/k` and
+/// its readers are rewired. Exact (the same elements). Returns how many.
+pub fn unpacks_as_slices(graph: &mut GraphDef) -> usize {
+    let known = shapes::infer_graph(graph);
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
+        std::collections::HashMap::new();
+    let mut renames: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    for i in 0..graph.node.len() {
+        let node = &graph.node[i];
+        if node.op != "Unpack" {
+            continue;
+        }
+        let Some(x) = data_inputs(node).first().map(|x| x.to_string()) else {
+            continue;
+        };
+        let (Some(dims), Some(num)) = (static_shape(&known, &x), attrs::int(node, "num")) else {
+            continue;
+        };
+        let rank = dims.len();
+        let axis = attrs::int(node, "axis").unwrap_or(0);
+        let Ok(signed_rank) = i64::try_from(rank) else {
+            continue;
+        };
+        let axis = if axis < 0 { axis + signed_rank } else { axis };
+        let (Ok(axis), Ok(num)) = (usize::try_from(axis), usize::try_from(num)) else {
+            continue;
+        };
+        if axis >= rank || dims[axis] != num || rank >= 63 {
+            continue;
+        }
+        let all = (1i64 << rank) - 1;
+        let others = all & !(1i64 << axis);
+        let name = node.name.clone();
+        let device = node.device.clone();
+        let t = node.attr.get("T").cloned();
+        let controls = control_inputs(node);
+        let mut new = Vec::new();
+        let mut outputs = Vec::with_capacity(num);
+        let mut slices = Vec::with_capacity(num);
+        for k in 0..num {
+            let Ok(index) = i32::try_from(k) else {
+                break;
+            };
+            let mut begin = vec![0i32; rank];
+            let mut end = vec![0i32; rank];
+            begin[axis] = index;
+            end[axis] = index + 1;
+            let (Some(begin), Some(end), Some(strides)) = (
+                int32_tensor(&[rank], begin),
+                int32_tensor(&[rank], end),
+                int32_tensor(&[rank], vec![1; rank]),
+            ) else {
+                break;
+            };
+            let out = if k == 0 {
+                name.clone()
+            } else {
+                unique_name(&format!("{name}/{k}"), &mut taken)
+            };
+            let consts: Vec<String> = ["begin", "end", "strides"]
+                .iter()
+                .map(|c| unique_name(&format!("{name}/{c}_{k}"), &mut taken))
+                .collect();
+            for (c, value) in consts.iter().zip([&begin, &end, &strides]) {
+                new.push(const_node(c.clone(), device.clone(), value));
+            }
+            let mut slice = NodeDef {
+                name: out.clone(),
+                op: "StridedSlice".into(),
+                input: vec![x.clone()],
+                device: device.clone(),
+                ..Default::default()
+            };
+            slice.input.extend(consts);
+            slice.input.extend(controls.iter().cloned());
+            if let Some(t) = &t {
+                slice.attr.insert("T".into(), t.clone());
+            }
+            slice
+                .attr
+                .insert("Index".into(), type_attr(DataType::DtInt32 as i32));
+            for (mask, value) in [
+                ("begin_mask", others),
+                ("end_mask", others),
+                ("ellipsis_mask", 0),
+                ("new_axis_mask", 0),
+                ("shrink_axis_mask", 1i64 << axis),
+            ] {
+                slice.attr.insert(mask.into(), attr_i(value));
+            }
+            outputs.push(out);
+            slices.push(slice);
+        }
+        if slices.len() != num {
+            continue;
+        }
+        // The first slice replaces the Unpack in place; the rest go before it.
+        let mut slices = slices.into_iter();
+        if let Some(first) = slices.next() {
+            graph.node[i] = first;
+        }
+        new.extend(slices);
+        inserts.insert(i, new);
+        renames.insert(name, outputs);
+    }
+    let count = renames.len();
+    if count == 0 {
+        return 0;
+    }
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        if let Some(new) = inserts.remove(&i) {
+            graph.node.extend(new);
+        }
+        graph.node.push(node);
+    }
+    for node in &mut graph.node {
+        for input in &mut node.input {
+            let parsed = InputRef::parse(input);
+            if parsed.control || parsed.port == 0 {
+                continue;
+            }
+            if let Some(out) = renames
+                .get(parsed.node)
+                .and_then(|o| o.get(parsed.port as usize))
+            {
+                *input = out.clone();
+            }
+        }
     }
     count
 }

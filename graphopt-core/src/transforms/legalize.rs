@@ -8,13 +8,23 @@
 //! - `opencv`: TF1 atrous patterns become dilated convolutions, every Const's values move to
 //!   `tensor_content` (OpenCV reads some Consts only there);
 //! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
-//!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2;
+//!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2, and every
+//!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
+//!   into the convolutions after it as `SAME` padding where that is the same zeros, else into
+//!   `ConcatV2`s with constant blocks (which needs the input's static shape: fix input shapes
+//!   first); SpaceToBatchND/BatchToSpaceND paddings and crops become a Pad (then concats) and a
+//!   StridedSlice (tract fuses the atrous pattern into a dilated convolution that ignores them);
+//!   negative ConcatV2 and Pack axes count from the front (tract casts them to unsigned);
+//!   function calls are inlined (tract has no PartitionedCall), Unpack becomes StridedSlices
+//!   (tract has no Unpack), and Consts in TensorFlow's
+//!   value shorthands spell their values out (tract reads one value or all of them);
 //! - `tvm`: ResourceGather becomes GatherV2, `_output_shapes` written (fix input shapes first);
 //! - `tensorrt`: AddV2 becomes Add, FusedBatchNormV2/V3 become FusedBatchNorm;
 //! - `ascend`, `graphopt`: leftover removal only.
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
+use crate::graph::inline;
 use crate::proto::GraphDef;
 use crate::rewrite::{atrous, leftovers, legalize, static_shapes};
 
@@ -31,6 +41,9 @@ struct Plan {
     placeholders_without_defaults: bool,
     resource_gathers: bool,
     output_shapes: bool,
+    pads: bool,
+    explicit_values: bool,
+    inline_calls: bool,
 }
 
 /// The targets `legalize` knows, with their plans.
@@ -48,6 +61,9 @@ fn plan(target: &str) -> Option<Plan> {
             decompose_batch_norms: true,
             placeholders_without_defaults: true,
             resource_gathers: true,
+            pads: true,
+            explicit_values: true,
+            inline_calls: true,
             ..none
         },
         "tvm" => Plan {
@@ -87,6 +103,10 @@ impl Transform for Legalize {
             ))
         })?;
         let protected = context.protected_names();
+        if plan.inline_calls {
+            inline::inline_all_calls(graph, inline::Limits::default())
+                .map_err(|e| context.error(e.to_string()))?;
+        }
         if plan.flatten_atrous {
             atrous::flatten_atrous_convolutions(graph, &protected);
         }
@@ -102,12 +122,22 @@ impl Transform for Legalize {
         if plan.resource_gathers {
             legalize::resource_gathers_to_gather_v2(graph);
         }
+        if plan.pads {
+            legalize::space_to_batch_paddings_apart(graph, &protected);
+            legalize::pads_into_convolutions(graph, &protected);
+            legalize::pads_as_concats(graph, &protected);
+            legalize::non_negative_axes(graph);
+            legalize::unpacks_as_slices(graph);
+        }
         leftovers::remove_leftovers(graph, &protected);
         if plan.add_v2_to_add {
             legalize::rename_ops(graph, "AddV2", "Add");
         }
         if plan.tensor_content {
             legalize::constants_as_tensor_content(graph);
+        }
+        if plan.explicit_values {
+            legalize::constants_with_explicit_values(graph);
         }
         if plan.output_shapes {
             static_shapes::add_output_shapes(graph);
