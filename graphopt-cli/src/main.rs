@@ -17,6 +17,19 @@ enum Error {
     Core(#[from] graphopt_core::Error),
     #[error("verify: {0}")]
     Verify(#[from] VerifyError),
+    #[error("{}: is a SavedModel directory, not a graph file; freeze it first (graphopt freeze --saved_model_dir={} --out_graph=frozen.pb) or list its signatures (graphopt inspect {})", path.display(), path.display(), path.display())]
+    SavedModelDir { path: PathBuf },
+    #[error("{}: is a directory, not a graph file", path.display())]
+    Directory { path: PathBuf },
+    #[error("{}: is a SavedModel's graph, not a frozen GraphDef; freeze its directory first (graphopt freeze --saved_model_dir={} --out_graph=frozen.pb)", path.display(), dir.display())]
+    SavedModelFile { path: PathBuf, dir: PathBuf },
+    #[error("{}: {flag} names '{name}', which is not a node of the graph; {likely}", path.display())]
+    UnknownName {
+        path: PathBuf,
+        flag: String,
+        name: String,
+        likely: String,
+    },
     #[error("{optimized} differs from {original}: output '{output}' has relative error {error:.3e} (absolute {absolute:.3e}), over the tolerance {tolerance:e}")]
     OverTolerance {
         original: String,
@@ -162,7 +175,20 @@ struct OutputArgs {
 impl OutputArgs {
     fn write(&self, graph: &graphopt_core::proto::GraphDef) -> Result<(), Error> {
         let format = GraphFormat::for_output(&self.out_graph, self.output_as_text);
-        Ok(io::write_graph(&self.out_graph, graph, format)?)
+        io::write_graph(&self.out_graph, graph, format)?;
+        let size = std::fs::metadata(&self.out_graph).map_or(0, |m| m.len());
+        let functions = graph.library.as_ref().map_or(0, |l| l.function.len());
+        eprintln!(
+            "graphopt: wrote {} ({}, {size} bytes): {} nodes, {functions} functions",
+            self.out_graph.display(),
+            if format == GraphFormat::Text {
+                "text"
+            } else {
+                "binary"
+            },
+            graph.node.len()
+        );
+        Ok(())
     }
 }
 
@@ -184,11 +210,21 @@ struct VerifyArgs {
     /// Seed of the input generator.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Comma-separated inputs to feed (default: the original's Placeholders).
-    #[arg(long, default_value = "", value_name = "NAMES")]
+    /// Comma-separated inputs to feed [default: the original's Placeholders].
+    #[arg(
+        long,
+        default_value = "",
+        hide_default_value = true,
+        value_name = "NAMES"
+    )]
     inputs: String,
-    /// Comma-separated outputs to compare (default: the original's likely outputs).
-    #[arg(long, default_value = "", value_name = "NAMES")]
+    /// Comma-separated outputs to compare [default: the original's likely outputs].
+    #[arg(
+        long,
+        default_value = "",
+        hide_default_value = true,
+        value_name = "NAMES"
+    )]
     outputs: String,
     /// Largest acceptable error relative to the output's magnitude.
     #[arg(long, default_value_t = 1e-5)]
@@ -196,7 +232,9 @@ struct VerifyArgs {
     /// Size used for dimensions the inputs leave unknown.
     #[arg(long = "unknown_dim", default_value_t = 1)]
     unknown_dim: usize,
-    /// Print the report as JSON.
+    /// Print the report as JSON. Floating-point outputs are compared by their errors and
+    /// have "exact_match": null; other outputs (integers, bools, strings) are compared exactly,
+    /// "exact_match" true or false.
     #[arg(long)]
     json: bool,
 }
@@ -209,10 +247,20 @@ struct TransformArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Comma-separated input node names.
-    #[arg(long, default_value = "", value_name = "NAMES")]
+    #[arg(
+        long,
+        default_value = "",
+        hide_default_value = true,
+        value_name = "NAMES"
+    )]
     inputs: String,
     /// Comma-separated output node names.
-    #[arg(long, default_value = "", value_name = "NAMES")]
+    #[arg(
+        long,
+        default_value = "",
+        hide_default_value = true,
+        value_name = "NAMES"
+    )]
     outputs: String,
     /// Transform list, e.g. 'remove_device sort_by_execution_order'.
     #[arg(long, value_name = "TRANSFORMS")]
@@ -268,7 +316,32 @@ fn split_names(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// A path a graph can be read from: not a (SavedModel) directory, not a SavedModel's own
+/// `saved_model.pb`; those get an error pointing to `freeze` and `inspect`.
+fn graph_file(path: &Path) -> Result<(), Error> {
+    let path_buf = path.to_path_buf();
+    if path.is_dir() {
+        return Err(if path.join("saved_model.pb").is_file() {
+            Error::SavedModelDir { path: path_buf }
+        } else {
+            Error::Directory { path: path_buf }
+        });
+    }
+    if path.file_name().is_some_and(|n| n == "saved_model.pb") {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        return Err(Error::SavedModelFile {
+            path: path_buf,
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 fn load_valid(path: &Path) -> Result<io::LoadedGraph, Error> {
+    graph_file(path)?;
     let loaded = io::read_graph(path)?;
     print_warnings(&loaded.warnings);
     graph::validate(&loaded.graph)
@@ -289,11 +362,23 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
             .iter()
             .find(|n| index.node(graph::node_name(n)).is_none())
         {
-            return Err(Error::Core(graphopt_core::Error::UnknownName {
+            let summary = summary::summarize(&loaded.graph, None);
+            let likely: Vec<String> = if flag == "--inputs" {
+                summary.inputs.into_iter().map(|t| t.name).collect()
+            } else {
+                summary.outputs.into_iter().map(|t| t.name).collect()
+            };
+            let what = flag.trim_start_matches('-');
+            return Err(Error::UnknownName {
                 path: args.in_graph.clone(),
                 flag: flag.to_string(),
                 name: missing.clone(),
-            }));
+                likely: if likely.is_empty() {
+                    format!("the graph has no likely {what}")
+                } else {
+                    format!("likely {what}: {}", likely.join(", "))
+                },
+            });
         }
     }
     let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
@@ -320,6 +405,7 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     let Some(path) = args.graph.as_ref().or(args.in_graph.as_ref()) else {
         return Ok(());
     };
+    graph_file(path)?;
     let loaded = io::read_graph(path)?;
     print_warnings(&loaded.warnings);
     let report = summary::summarize(&loaded.graph, Some(loaded.file_size));

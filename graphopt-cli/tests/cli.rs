@@ -733,3 +733,136 @@ fn targets_lists_every_target_with_version_and_source() {
         assert!(text.contains(line), "{line:?} missing:\n{text}");
     }
 }
+
+#[test]
+fn savedmodel_paths_and_wrong_names_point_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let out_arg = format!("--out_graph={}", out.display());
+    let saved = saved("keras_cnn");
+    let s = saved.display();
+    let to_savedmodel = format!(
+        "graphopt: error: {s}: is a SavedModel directory, not a graph file; freeze it first \
+         (graphopt freeze --saved_model_dir={s} --out_graph=frozen.pb) or list its signatures (graphopt inspect {s})\n"
+    );
+    let in_graph = format!("--in_graph={s}");
+    for args in [
+        vec![
+            "transform",
+            &in_graph,
+            &out_arg,
+            "--transforms=remove_device",
+        ],
+        vec!["summarize", &in_graph],
+        vec!["summarize", s.to_string().leak()],
+    ] {
+        let output = graphopt(&args);
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(stderr(&output), to_savedmodel);
+    }
+    let graph_file = saved.join("saved_model.pb");
+    let output = graphopt(&["summarize", graph_file.to_str().unwrap()]);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "graphopt: error: {}: is a SavedModel's graph, not a frozen GraphDef; freeze its directory first \
+             (graphopt freeze --saved_model_dir={s} --out_graph=frozen.pb)\n",
+            graph_file.display()
+        )
+    );
+    let plain = dir.path().display().to_string();
+    let output = graphopt(&["summarize", &plain]);
+    assert_eq!(
+        stderr(&output),
+        format!("graphopt: error: {plain}: is a directory, not a graph file\n")
+    );
+
+    // Wrong names list the likely ones.
+    let input = fixture("tf1_conv_bn.pb");
+    for (flag, likely) in [
+        ("--outputs=prob", "likely outputs: probs"),
+        ("--inputs=image", "likely inputs: input"),
+    ] {
+        let mut args = transform_args(&input, &out, "remove_device");
+        args.push(flag.into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = graphopt(&refs);
+        let (flag, name) = flag.split_once('=').unwrap();
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "graphopt: error: {}: {flag} names '{name}', which is not a node of the graph; {likely}\n",
+                input.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn transform_says_what_it_wrote_and_freeze_keeps_only_called_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let output = run_transform(&fixture("tf1_conv_bn.pb"), &out, "remove_device");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(&out).unwrap();
+    let (graph, _) =
+        graphopt_core::io::decode_graph(bytes.clone().into(), Path::new("out.pb")).unwrap();
+    assert!(
+        stderr(&output).ends_with(&format!(
+            "graphopt: wrote {} (binary, {} bytes): {} nodes, 0 functions\n",
+            out.display(),
+            bytes.len(),
+            graph.node.len()
+        )),
+        "{}",
+        stderr(&output)
+    );
+
+    // The while loop's body and condition stay; the SavedModel's save/restore functions and
+    // the inlined signature function go.
+    let frozen = dir.path().join("frozen.pbtxt");
+    let output = graphopt(&[
+        "freeze",
+        &format!("--saved_model_dir={}", saved("while_embedding").display()),
+        &format!("--out_graph={}", frozen.display()),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let loaded = graphopt_core::io::read_graph(&frozen).unwrap();
+    let mut names: Vec<String> = loaded
+        .graph
+        .library
+        .unwrap_or_default()
+        .function
+        .iter()
+        .map(|f| f.signature.as_ref().unwrap().name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["while_body_946", "while_cond_945"]);
+    assert!(
+        stderr(&output).contains("nodes, 2 functions\n"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn verify_help_states_each_default_once_and_explains_exact_match() {
+    let output = graphopt(&["verify", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !help.contains("[default: ]") && !help.contains("[default: \"\"]"),
+        "{help}"
+    );
+    assert_eq!(
+        help.matches("default: the original's Placeholders").count(),
+        1,
+        "{help}"
+    );
+    assert_eq!(
+        help.matches("default: the original's likely outputs")
+            .count(),
+        1,
+        "{help}"
+    );
+    assert!(help.contains("\"exact_match\": null"), "{help}");
+}
