@@ -1,8 +1,9 @@
 //! What the real consumers did with graphopt's legalized graphs, as recorded by the committed
-//! scripts in tests/consumers/ (OpenCV's dnn importer, run from Python), tied to today's
+//! judges (tests/consumers/check_opencv.py runs OpenCV's dnn importer from Python;
+//! consumers/tract, a crate outside the workspace, runs tract-tensorflow), tied to today's
 //! output: each record carries the SHA-256 of the graph it judged, and this test legalizes the
 //! fixture afresh and fails when the bytes differ, so a record can never speak of an older
-//! graph. Re-run the script after an intended change (see its docstring).
+//! graph. Re-run the judge after an intended change (see its docs).
 
 mod common;
 
@@ -36,9 +37,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-#[test]
-fn opencv_judged_todays_graphs() {
-    let report = record("opencv");
+/// Re-runs every recorded pipeline and checks that its output is the graph the consumer
+/// judged; `rerun` names the command that refreshes the record.
+fn assert_records_are_todays(report: &serde_json::Value, rerun: &str) {
     let cases = report["cases"].as_object().unwrap();
     for (case, judged) in cases {
         let name = case.split('@').next().unwrap();
@@ -56,9 +57,16 @@ fn opencv_judged_todays_graphs() {
         assert_eq!(
             sha256_hex(&io::encode_graph(&graph)),
             judged["sha256"].as_str().unwrap(),
-            "{case}: the graph OpenCV judged is not today's output; run tests/consumers/check_opencv.py"
+            "{case}: the graph the consumer judged is not today's output; run {rerun}"
         );
     }
+}
+
+#[test]
+fn opencv_judged_todays_graphs() {
+    let report = record("opencv");
+    assert_records_are_todays(&report, "tests/consumers/check_opencv.py");
+    let cases = report["cases"].as_object().unwrap();
     for case in OPENCV_MUST_MATCH {
         let judged = &cases[*case];
         assert_eq!(
@@ -71,4 +79,67 @@ fn opencv_judged_todays_graphs() {
         );
     }
     assert_eq!(report["opencv_version"], "4.10.0");
+}
+
+/// Fixtures tract-tensorflow 0.23 must load and run within the record's tolerance of
+/// TensorFlow after `legalize(target=tract)` (the deploy-targets issue's acceptance, and every
+/// other fixture the tract legalization makes loadable).
+const TRACT_MUST_MATCH: &[&str] = &[
+    "keras_cnn",
+    "tf1_conv_bn",
+    "efficientnet_block",
+    "bn_patterns",
+    "atrous_conv",
+    "atrous_conv@dilated",
+    "densenet_block",
+    "dense_mlp",
+    "function_calls",
+    "training_leftovers@deploy",
+    "keras_cnn@deploy",
+    "tf1_conv_bn@deploy",
+    "densenet_block@deploy",
+    "efficientnet_block@deploy",
+];
+
+#[test]
+fn tract_judged_todays_graphs() {
+    let report = record("tract");
+    assert_records_are_todays(
+        &report,
+        "`cargo run --release --manifest-path consumers/tract/Cargo.toml`",
+    );
+    let cases = report["cases"].as_object().unwrap();
+    for case in TRACT_MUST_MATCH {
+        let judged = &cases[*case];
+        assert_eq!(
+            judged["loaded"], true,
+            "{case}: tract did not load it: {judged}"
+        );
+        assert_eq!(
+            judged["matches_tensorflow"], true,
+            "{case}: tract's outputs differ from TensorFlow's: {judged}"
+        );
+        assert!(judged["max_rel_error"].as_f64().unwrap() <= 1e-4, "{case}");
+    }
+    // The fixtures tract cannot run are recorded as failing, with tract's reason: ops it does
+    // not register (ResizeBilinear, BatchMatMulV2) and its own while-loop import, whose
+    // NextIteration sink fails analysis.
+    for (case, op) in [
+        ("resize_pad_conv", "ResizeBilinear"),
+        ("transformer_block", "BatchMatMulV2"),
+        ("bert_encoder", "BatchMatMulV2"),
+        ("while_rnn", "next_iteration"),
+    ] {
+        let judged = &cases[case];
+        assert_eq!(judged["matches_tensorflow"], false, "{case}");
+        assert!(
+            judged["errors"].to_string().contains(op),
+            "{case}: expected tract to name {op}: {judged}"
+        );
+    }
+    assert_eq!(report["tolerance"], 1e-4);
+    assert!(report["tract_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("0.23."));
 }

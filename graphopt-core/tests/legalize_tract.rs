@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use graphopt_core::graph::edit::const_node;
 use graphopt_core::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use graphopt_core::rewrite::legalize::{
-    constants_with_explicit_values, non_negative_axes, pads_as_concats, pads_into_convolutions,
-    space_to_batch_paddings_apart, unpacks_as_slices,
+    constants_with_explicit_values, dilated_convolutions_as_space_to_batch, non_negative_axes,
+    pads_as_concats, pads_into_convolutions, space_to_batch_paddings_apart, unpacks_as_slices,
 };
 use graphopt_core::tensor::{Data, Tensor};
 use graphopt_core::transforms::{self, Registry};
@@ -531,6 +531,42 @@ fn shorthand_constants_spell_their_values_out() {
     assert_eq!(constants_with_explicit_values(&mut after), 0);
 }
 
+#[test]
+fn dilated_convolutions_become_space_to_batch() {
+    for (padding, h, w, dilations) in [
+        ("SAME", 7, 9, [1, 2, 2, 1]),
+        ("SAME", 8, 5, [1, 3, 2, 1]),
+        ("VALID", 11, 9, [1, 2, 3, 1]),
+    ] {
+        let mut conv = conv("out", "Conv2D", "x", "filter", 1);
+        conv.attr.insert("padding".into(), attr(s(padding)));
+        conv.attr.insert("dilations".into(), attr(ints(&dilations)));
+        let before = graph(vec![
+            placeholder("x", &[1, h, w, 2]),
+            floats("filter", &[3, 3, 2, 4], 6),
+            conv,
+        ]);
+        let mut after = before.clone();
+        assert_eq!(dilated_convolutions_as_space_to_batch(&mut after), 1);
+        let ops = ops(&after);
+        assert!(ops.contains(&"SpaceToBatchND") && ops.contains(&"BatchToSpaceND"));
+        for n in after.node.iter().filter(|n| n.op == "Conv2D") {
+            assert_eq!(
+                graphopt_core::graph::attrs::ints(n, "dilations"),
+                Some(vec![1, 1, 1, 1])
+            );
+        }
+        graphopt_core::graph::validate(&after).unwrap();
+        let x = input(&[1, h as usize, w as usize, 2], 19);
+        let want = evaluate(&before, &x, &["out"]);
+        assert_eq!(want, evaluate(&after, &x, &["out"]), "{padding} {h}x{w}");
+        // And as legalize(target=tract) leaves it: no paddings or crops in the atrous ops.
+        let legal = legalize_for_tract(before.clone(), &["out"]);
+        assert!(!legal.node.iter().any(|n| n.op == "Pad"));
+        assert_eq!(want, evaluate(&legal, &x, &["out"]), "{padding} {h}x{w}");
+    }
+}
+
 fn legalize_for_tract(mut g: GraphDef, outputs: &[&str]) -> GraphDef {
     let specs = transforms::parse("legalize(target=tract)").unwrap();
     let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
@@ -593,6 +629,10 @@ fn legalized_fixtures_match_tensorflow() {
         ),
         ("bn_patterns", format!("{STANDARD} legalize(target=tract)")),
         ("atrous_conv", format!("{STANDARD} legalize(target=tract)")),
+        (
+            "atrous_conv",
+            format!("{STANDARD} flatten_atrous_conv legalize(target=tract)"),
+        ),
         (
             "densenet_block",
             format!("{STANDARD} legalize(target=tract)"),

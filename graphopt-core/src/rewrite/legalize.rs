@@ -25,6 +25,9 @@
 //!   spells its values out (for importers that read only one value or all of them);
 //! - [`unpacks_as_slices`]: `Unpack` becomes one `StridedSlice` per output, each taking one
 //!   index of the axis and dropping it;
+//! - [`dilated_convolutions_as_space_to_batch`]: a dilated `Conv2D` becomes
+//!   `SpaceToBatchND -> Conv2D -> BatchToSpaceND`, TensorFlow's own atrous decomposition (for
+//!   importers that ignore a Conv2D's `dilations`);
 //! - [`space_to_batch_paddings_apart`]: `SpaceToBatchND` paddings become a `Pad` before it and
 //!   `BatchToSpaceND` crops a `StridedSlice` after it, both ops then padding and cropping
 //!   nothing.
@@ -1111,6 +1114,167 @@ pub fn unpacks_as_slices(graph: &mut GraphDef) -> usize {
             {
                 *input = out.clone();
             }
+        }
+    }
+    count
+}
+
+/// Every NHWC `Conv2D` with dilations above 1 (strides 1, as TensorFlow requires), SAME or
+/// VALID, on an input of known height and width, becomes `SpaceToBatchND(x, dilations,
+/// paddings) -> Conv2D(undilated, VALID) -> BatchToSpaceND(dilations, crops)`, the
+/// decomposition TensorFlow's `with_space_to_batch` uses: paddings are SAME's zeros plus what
+/// makes each size a multiple of the dilation, the crops take that back. The convolution keeps
+/// its name. Exact. Returns how many.
+pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
+    let known = shapes::infer_graph(graph);
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
+        std::collections::HashMap::new();
+    let mut renames: Vec<(usize, String)> = Vec::new();
+    for i in 0..graph.node.len() {
+        let node = &graph.node[i];
+        if node.op != "Conv2D" {
+            continue;
+        }
+        let Ok(spatial) = geometry::Spatial::from_node(node, "strides") else {
+            continue;
+        };
+        if spatial.nchw
+            || spatial.strides != (1, 1)
+            || spatial.dilations == (1, 1)
+            || !matches!(spatial.padding.as_str(), "SAME" | "VALID")
+        {
+            continue;
+        }
+        let inputs = data_inputs(node);
+        let (Some(x), Some(f)) = (inputs.first(), inputs.get(1)) else {
+            continue;
+        };
+        let (Some(&[_, h, w, _]), Some(&[kh, kw, _, _])) =
+            (static_shape(&known, x), static_shape(&known, f))
+        else {
+            continue;
+        };
+        // Per spatial axis: (pad before, pad after, crop after).
+        let axis = |size: usize, kernel: usize, dilation: usize| -> Option<[i32; 3]> {
+            let window =
+                geometry::window(size, kernel, 1, dilation, &spatial.padding, (0, 0)).ok()?;
+            let span = kernel
+                .checked_sub(1)?
+                .checked_mul(dilation)?
+                .checked_add(1)?;
+            let total = if spatial.padding == "SAME" {
+                span - 1
+            } else {
+                0
+            };
+            let before = window.pad_before;
+            let padded = size.checked_add(total)?;
+            let extra = (dilation - padded % dilation) % dilation;
+            let after = total - before + extra;
+            Some([
+                i32::try_from(before).ok()?,
+                i32::try_from(after).ok()?,
+                i32::try_from(extra).ok()?,
+            ])
+        };
+        let (Some(ah), Some(aw)) = (
+            axis(h, kh, spatial.dilations.0),
+            axis(w, kw, spatial.dilations.1),
+        ) else {
+            continue;
+        };
+        let (Ok(dh), Ok(dw)) = (
+            i32::try_from(spatial.dilations.0),
+            i32::try_from(spatial.dilations.1),
+        ) else {
+            continue;
+        };
+        let (Some(block), Some(paddings), Some(crops)) = (
+            int32_tensor(&[2], vec![dh, dw]),
+            int32_tensor(&[2, 2], vec![ah[0], ah[1], aw[0], aw[1]]),
+            int32_tensor(&[2, 2], vec![0, ah[2], 0, aw[2]]),
+        ) else {
+            continue;
+        };
+        let name = node.name.clone();
+        let device = node.device.clone();
+        let t = node.attr.get("T").cloned();
+        let names: Vec<String> = ["block", "paddings", "crops", "space_to_batch", "conv"]
+            .iter()
+            .map(|k| unique_name(&format!("{name}/{k}"), &mut taken))
+            .collect();
+        let [block_name, paddings_name, crops_name, s2b_name, conv_name] = names.as_slice() else {
+            continue;
+        };
+        let typed = |op: &str, name: &str, inputs: Vec<String>| {
+            let mut n = NodeDef {
+                name: name.to_string(),
+                op: op.into(),
+                input: inputs,
+                device: device.clone(),
+                ..Default::default()
+            };
+            if let Some(t) = &t {
+                n.attr.insert("T".into(), t.clone());
+            }
+            n.attr
+                .insert("Tblock_shape".into(), type_attr(DataType::DtInt32 as i32));
+            n
+        };
+        let mut s2b = typed(
+            "SpaceToBatchND",
+            s2b_name,
+            vec![x.to_string(), block_name.clone(), paddings_name.clone()],
+        );
+        s2b.attr
+            .insert("Tpaddings".into(), type_attr(DataType::DtInt32 as i32));
+        let mut conv = graph.node[i].clone();
+        conv.name = conv_name.clone();
+        conv.input[0] = s2b_name.clone();
+        conv.attr.insert(
+            "dilations".into(),
+            AttrValue {
+                value: Some(attr_value::Value::List(attr_value::ListValue {
+                    i: vec![1, 1, 1, 1],
+                    ..Default::default()
+                })),
+            },
+        );
+        conv.attr.insert(
+            "padding".into(),
+            AttrValue {
+                value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"VALID"))),
+            },
+        );
+        let mut b2s = typed(
+            "BatchToSpaceND",
+            &name,
+            vec![conv_name.clone(), block_name.clone(), crops_name.clone()],
+        );
+        b2s.attr
+            .insert("Tcrops".into(), type_attr(DataType::DtInt32 as i32));
+        inserts.insert(
+            i,
+            vec![
+                const_node(block_name.clone(), device.clone(), &block),
+                const_node(paddings_name.clone(), device.clone(), &paddings),
+                const_node(crops_name.clone(), device.clone(), &crops),
+                s2b,
+                conv,
+            ],
+        );
+        renames.push((i, name));
+        graph.node[i] = b2s;
+    }
+    let count = renames.len();
+    if count > 0 {
+        let old = std::mem::take(&mut graph.node);
+        for (i, node) in old.into_iter().enumerate() {
+            if let Some(new) = inserts.remove(&i) {
+                graph.node.extend(new);
+            }
+            graph.node.push(node);
         }
     }
     count

@@ -12,8 +12,10 @@
 //!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
 //!   into the convolutions after it as `SAME` padding where that is the same zeros, else into
 //!   `ConcatV2`s with constant blocks (which needs the input's static shape: fix input shapes
-//!   first); SpaceToBatchND/BatchToSpaceND paddings and crops become a Pad (then concats) and a
-//!   StridedSlice (tract fuses the atrous pattern into a dilated convolution that ignores them);
+//!   first); a dilated Conv2D becomes SpaceToBatchND -> Conv2D -> BatchToSpaceND (tract's
+//!   Conv2D ignores `dilations`); SpaceToBatchND/BatchToSpaceND paddings and crops become a Pad
+//!   (then concats) and a StridedSlice (tract fuses the atrous pattern into a dilated
+//!   convolution that ignores them);
 //!   negative ConcatV2 and Pack axes count from the front (tract casts them to unsigned);
 //!   function calls are inlined (tract has no PartitionedCall), Unpack becomes StridedSlices
 //!   (tract has no Unpack), and Consts in TensorFlow's
@@ -123,6 +125,7 @@ impl Transform for Legalize {
             legalize::resource_gathers_to_gather_v2(graph);
         }
         if plan.pads {
+            legalize::dilated_convolutions_as_space_to_batch(graph);
             legalize::space_to_batch_paddings_apart(graph, &protected);
             legalize::pads_into_convolutions(graph, &protected);
             legalize::pads_as_concats(graph, &protected);
