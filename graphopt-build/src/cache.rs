@@ -173,13 +173,16 @@ pub const MAX_SIZE_VAR: &str = "GRAPHOPT_CACHE_MAX_SIZE";
 pub const MAX_AGE_VAR: &str = "GRAPHOPT_CACHE_MAX_AGE_DAYS";
 
 impl Limits {
+    /// 1 GiB, 30 days.
+    pub const DEFAULT: Limits = Limits {
+        max_size: 1 << 30,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+    };
+
     /// 1 GiB and 30 days, unless `GRAPHOPT_CACHE_MAX_SIZE` / `GRAPHOPT_CACHE_MAX_AGE_DAYS` say
     /// otherwise. A value that does not parse is an error naming the variable.
     pub fn from_env() -> Result<Limits, String> {
-        let mut limits = Limits {
-            max_size: 1 << 30,
-            max_age: Duration::from_secs(30 * 24 * 3600),
-        };
+        let mut limits = Limits::DEFAULT;
         if let Some(text) = std::env::var(MAX_SIZE_VAR).ok().filter(|v| !v.is_empty()) {
             limits.max_size = parse_size(&text).ok_or_else(|| {
                 format!("{MAX_SIZE_VAR}={text} is not a size like 500M, 2G or 1048576")
@@ -312,6 +315,12 @@ fn remove_entry(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_limits_are_one_gib_and_thirty_days() {
+        assert_eq!(Limits::DEFAULT.max_size, parse_size("1G").unwrap_or(0));
+        assert_eq!(Limits::DEFAULT.max_age, Duration::from_secs(30 * 86400));
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {

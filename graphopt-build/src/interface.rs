@@ -109,3 +109,26 @@ fn merge_shapes(declared: Option<Vec<i64>>, inferred: Option<Vec<i64>>) -> Optio
         (None, inferred) => inferred,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::merge_shapes;
+
+    #[test]
+    fn signature_shapes_are_refined_by_inference() {
+        let shape = |d: &[i64]| Some(d.to_vec());
+        assert_eq!(
+            merge_shapes(shape(&[-1, 4]), shape(&[-1, 4])),
+            shape(&[-1, 4])
+        );
+        assert_eq!(
+            merge_shapes(shape(&[-1, -1]), shape(&[-1, 4])),
+            shape(&[-1, 4])
+        );
+        // The signature wins over an inference of another rank, and alone.
+        assert_eq!(merge_shapes(shape(&[-1, 4]), shape(&[4])), shape(&[-1, 4]));
+        assert_eq!(merge_shapes(shape(&[-1, 4]), None), shape(&[-1, 4]));
+        assert_eq!(merge_shapes(None, shape(&[1, 5])), shape(&[1, 5]));
+        assert_eq!(merge_shapes(None, None), None);
+    }
+}

@@ -335,7 +335,8 @@ fn models_declared_in_cargo_toml_metadata_build() {
     let mut toml = std::fs::read_to_string(&toml_path).unwrap();
     toml.push_str(
         "\n[package.metadata.graphopt.models.tiny]\npath = \"models/tiny.pb\"\ninputs = [\"input\"]\noutputs = [\"probs\"]\n\
-         transforms = \"strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order\"\n",
+         transforms = \"strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order\"\n\
+         lock_file = \"graphopt.lock\"\n",
     );
     std::fs::write(&toml_path, toml).unwrap();
     std::fs::write(
@@ -346,6 +347,8 @@ fn models_declared_in_cargo_toml_metadata_build() {
     let stdout = app.run();
     assert!(stdout.contains("transforms strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order"), "{stdout}");
     assert!(stdout.contains("output probs:0 Float [1, 5]"), "{stdout}");
+    let lock = std::fs::read_to_string(app.dir.path().join("graphopt.lock")).unwrap();
+    assert!(lock.contains("\"tiny\""), "{lock}");
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -5,7 +5,7 @@
 //! wrote, and the list of models the build script's last run built (`GRAPHOPT_MODELS`); it
 //! never links graphopt-core.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -231,46 +231,46 @@ fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
 #[proc_macro]
 pub fn include_model(input: TokenStream) -> TokenStream {
     let module = parse_macro_input!(input as Ident);
-    let name = module.to_string();
     let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return error("include_model! needs OUT_DIR: build the model with graphopt-build in this package's build.rs".into());
     };
+    match expand(&module, &out_dir, &declared()) {
+        Ok(tokens) => tokens.into(),
+        Err(message) => error(message),
+    }
+}
+
+/// The module for `module`, from the manifest in `out_dir`, if the build script's last run
+/// built it (`known`).
+fn expand(
+    module: &Ident,
+    out_dir: &Path,
+    known: &[String],
+) -> Result<proc_macro2::TokenStream, String> {
+    let name = module.to_string();
     let dir = out_dir.join("graphopt");
     let manifest_path = dir.join(format!("{name}.json"));
-    let known = declared();
     if !known.contains(&name) {
         let known = if known.is_empty() {
             "none".to_string()
         } else {
             known.join(", ")
         };
-        return error(format!(
+        return Err(format!(
             "no model '{name}' was built by this package's build.rs; declared models: {known}"
         ));
     }
-    let text = match std::fs::read_to_string(&manifest_path) {
-        Ok(text) => text,
-        Err(e) => return error(format!("{}: {e}", manifest_path.display())),
-    };
-    let manifest: Manifest = match Manifest::from_json(&text) {
-        Ok(m) => m,
-        Err(e) => return error(format!("{}: {e}", manifest_path.display())),
-    };
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let manifest =
+        Manifest::from_json(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
     let graph_path = dir.join(format!("{name}.pb"));
     let graph_path = graph_path.to_string_lossy().into_owned();
     let manifest_str = manifest_path.to_string_lossy().into_owned();
     let specs = |list: &[Tensor]| list.iter().map(spec).collect::<Result<Vec<_>, _>>();
-    let (inputs, outputs) = match (specs(&manifest.inputs), specs(&manifest.outputs)) {
-        (Ok(i), Ok(o)) => (i, o),
-        (Err(e), _) | (_, Err(e)) => return error(e),
-    };
-    let (input_names, output_names) = match (
-        const_names(&manifest.inputs, &name, "inputs"),
-        const_names(&manifest.outputs, &name, "outputs"),
-    ) {
-        (Ok(i), Ok(o)) => (i, o),
-        (Err(e), _) | (_, Err(e)) => return error(e),
-    };
+    let (inputs, outputs) = (specs(&manifest.inputs)?, specs(&manifest.outputs)?);
+    let input_names = const_names(&manifest.inputs, &name, "inputs")?;
+    let output_names = const_names(&manifest.outputs, &name, "outputs")?;
     let constants =
         |tensors: &[Tensor], names: &[String], specs: &[proc_macro2::TokenStream], what: &str| {
             tensors
@@ -344,7 +344,7 @@ pub fn include_model(input: TokenStream) -> TokenStream {
         manifest.source_node_count,
         manifest.source_size_bytes,
     );
-    quote! {
+    Ok(quote! {
         pub mod #module {
             #![doc = #doc]
             #[repr(C, align(16))]
@@ -373,13 +373,68 @@ pub fn include_model(input: TokenStream) -> TokenStream {
             /// One constant per output.
             pub mod outputs { #(#output_consts)* }
         }
-    }
-    .into()
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::const_name;
+    use super::*;
+
+    const MANIFEST: &str = r#"{
+        "name": "digits", "sha256": "ab12", "size_bytes": 2048, "source_sha256": "cd34",
+        "source_size_bytes": 4096, "source_node_count": 52, "key": "k", "tool_version": "t",
+        "code_sha256": "c", "transforms": "fold_constants",
+        "inputs": [{"name": "image", "tensor": "image:0", "dtype": "float", "shape": [-1, 8, 8, 1]}],
+        "outputs": [{"name": "functional_1/dense_1/Softmax", "tensor": "functional_1/dense_1/Softmax:0", "dtype": "float", "shape": null},
+                    {"name": "split", "tensor": "split:1", "dtype": "int32", "shape": []}],
+        "node_count": 20, "ops": {"Conv2D": 2, "Relu": 2}, "functions": [],
+        "function_node_count": 0, "function_ops": {}, "cache": "miss"
+    }"#;
+
+    fn expand_digits(known: &[&str]) -> Result<String, String> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let out =
+            std::env::temp_dir().join(format!("graphopt-macros-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(out.join("graphopt")).map_err(|e| e.to_string())?;
+        std::fs::write(out.join("graphopt/digits.json"), MANIFEST).map_err(|e| e.to_string())?;
+        let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
+        let tokens = expand(&Ident::new("digits", Span::call_site()), &out, &known);
+        let _ = std::fs::remove_dir_all(&out);
+        tokens.map(|t| t.to_string())
+    }
+
+    #[test]
+    fn the_module_doc_lists_the_constants_and_the_build() {
+        let code = expand_digits(&["digits"]).unwrap();
+        for wanted in [
+            "The `digits` model, optimized at build time by graphopt: 20 nodes (2 Conv2D, 2 Relu), 2048 bytes (from 52 nodes, 4096 bytes), sha256 `ab12`.",
+            "- [`inputs::IMAGE`](inputs::IMAGE): `image:0`, float, shape [-1, 8, 8, 1]",
+            "- [`outputs::FUNCTIONAL_1_DENSE_1_SOFTMAX`](outputs::FUNCTIONAL_1_DENSE_1_SOFTMAX): `functional_1/dense_1/Softmax:0`, float, shape unknown",
+            "- [`outputs::SPLIT_1`](outputs::SPLIT_1): `split:1`, int32, shape []",
+            "pub const NODE_COUNT : usize = 20usize",
+            "pub const SOURCE_NODE_COUNT : usize = 52usize",
+            "pub const SOURCE_SIZE_BYTES : u64 = 4096u64",
+            ":: graphopt :: Shape :: Unknown",
+        ] {
+            assert!(code.contains(wanted), "{wanted}\nnot in\n{code}");
+        }
+    }
+
+    #[test]
+    fn a_model_not_built_by_the_last_run_is_an_error_listing_the_current_ones() {
+        assert_eq!(
+            expand_digits(&["mnist", "text"]),
+            Err("no model 'digits' was built by this package's build.rs; declared models: mnist, text".into())
+        );
+        assert_eq!(
+            expand_digits(&[]),
+            Err(
+                "no model 'digits' was built by this package's build.rs; declared models: none"
+                    .into()
+            )
+        );
+    }
 
     #[test]
     fn constant_names_are_upper_snake() {
