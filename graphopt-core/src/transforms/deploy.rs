@@ -74,9 +74,8 @@ impl Transform for Deploy {
                 .collect(),
             protected: protected.clone(),
         };
-        let backup = graph.clone();
+        // Folding changes nothing when it fails, so no copy of the graph is kept for that.
         if let Err(error) = fold(graph, &folding) {
-            *graph = backup;
             context.warn(format!("constant folding skipped: {error}"));
         }
         batch_norms::fold_batch_norm_ops(graph, &protected);
