@@ -57,7 +57,8 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "freeze",
         &[
-            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "rewrite",
+            "proto", "dtype", "tensor", "error", "budget", "io", "graph", "analysis", "eval",
+            "rewrite",
         ],
     ),
     (

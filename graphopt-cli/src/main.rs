@@ -1,10 +1,16 @@
 //! The `graphopt` command. Exit codes: 0 success, 1 error (one line on stderr naming the file,
 //! transform and node), 2 usage error.
+//!
+//! Every command runs under one memory and work budget (`--memory_budget`, `--work_budget`, or
+//! `GRAPHOPT_MEMORY_BUDGET` / `GRAPHOPT_WORK_BUDGET`; by default scaled to the input's size), so
+//! a hostile model ends in an error line, not in an exhausted machine.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use graphopt_core::budget::{self, Settings};
+use graphopt_core::error::one_line;
 use graphopt_core::io::{self, GraphFormat};
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::verify::VerifyError;
@@ -78,6 +84,57 @@ fn json_error(what: &str, error: serde_json::Error) -> Error {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Memory the command may hold at once: bytes, with an optional K/M/G/T suffix, or
+    /// 'unlimited' [default: $GRAPHOPT_MEMORY_BUDGET, else max(256M, 8 x the input's size)].
+    #[arg(long = "memory_budget", global = true, value_name = "SIZE", value_parser = size_arg)]
+    memory_budget: Option<u64>,
+    /// Element operations the command may do (evaluation, folding): a count with an optional
+    /// K/M/G/T suffix, or 'unlimited' [default: $GRAPHOPT_WORK_BUDGET, else max(128M, 256 x the
+    /// input's size)].
+    #[arg(long = "work_budget", global = true, value_name = "COUNT", value_parser = size_arg)]
+    work_budget: Option<u64>,
+}
+
+/// `--memory_budget` and `--work_budget` values.
+fn size_arg(text: &str) -> Result<u64, String> {
+    budget::parse_size(text)
+        .ok_or_else(|| format!("'{text}' is not a size (e.g. 512M, 2G, unlimited)"))
+}
+
+impl Command {
+    /// The files and directories the command reads, whose size scales its default budget.
+    fn inputs(&self) -> Vec<&Path> {
+        match self {
+            Command::Transform(a) => vec![&a.in_graph],
+            Command::Summarize(a) => a
+                .graph
+                .iter()
+                .chain(&a.in_graph)
+                .map(|p| p.as_path())
+                .collect(),
+            Command::Verify(a) => vec![&a.original, &a.optimized],
+            Command::Freeze(a) => {
+                let mut paths: Vec<&Path> = a
+                    .saved_model_dir
+                    .iter()
+                    .chain(&a.in_graph)
+                    .map(|p| p.as_path())
+                    .collect();
+                // A checkpoint prefix names files beside it: count the directory.
+                if let Some(dir) = a.checkpoint.as_deref().and_then(Path::parent) {
+                    paths.push(if dir.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        dir
+                    });
+                }
+                paths
+            }
+            Command::Inspect(a) => vec![&a.dir],
+            Command::Check(a) => vec![&a.graph],
+            Command::Transforms | Command::Targets => Vec::new(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -285,7 +342,36 @@ struct SummarizeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let flags = Settings {
+        memory: cli.memory_budget,
+        work: cli.work_budget,
+    };
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings.overridden_by(flags),
+        Err(error) => {
+            eprintln!("graphopt: error: {}", one_line(&error.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let input_size = cli
+        .command
+        .inputs()
+        .iter()
+        .map(|p| io::input_size(p))
+        .fold(0u64, u64::saturating_add);
+    let budget = settings.budget_for(input_size);
+    let result = budget.enter(|| run(cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("graphopt: error: {}", one_line(&error.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Error> {
+    match command {
         Command::Transform(args) => transform(&args),
         Command::Summarize(args) => summarize(&args),
         Command::Transforms => {
@@ -297,13 +383,6 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(&args),
         Command::Check(args) => check(&args),
         Command::Targets => list_targets(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("graphopt: error: {error}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -384,12 +463,17 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
     for outcome in &outcomes {
         for warning in &outcome.warnings {
-            eprintln!("graphopt: warning: {}: {warning}", outcome.transform);
+            eprintln!(
+                "graphopt: warning: {}: {}",
+                outcome.transform,
+                one_line(warning)
+            );
         }
         match &outcome.ignored_error {
             Some(error) => eprintln!(
-                "graphopt: warning: {} failed and was skipped (ignore_errors=true): {error}",
-                outcome.transform
+                "graphopt: warning: {} failed and was skipped (ignore_errors=true): {}",
+                outcome.transform,
+                one_line(error)
             ),
             None => eprintln!(
                 "graphopt: {}: {} -> {} nodes",
@@ -551,7 +635,7 @@ fn inspect(args: &InspectArgs) -> Result<(), Error> {
 
 fn print_warnings(warnings: &[String]) {
     for warning in warnings {
-        eprintln!("graphopt: warning: {warning}");
+        eprintln!("graphopt: warning: {}", one_line(warning));
     }
 }
 

@@ -866,3 +866,35 @@ fn verify_help_states_each_default_once_and_explains_exact_match() {
     );
     assert!(help.contains("\"exact_match\": null"), "{help}");
 }
+
+#[test]
+fn verify_json_compares_floats_by_error_and_other_outputs_exactly() {
+    let float = fixture("tf1_conv_bn.pb");
+    let output = graphopt(&[
+        "verify",
+        float.to_str().unwrap(),
+        float.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["outputs"][0]["exact_match"], serde_json::Value::Null);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ints = write(
+        dir.path(),
+        "ints.pbtxt",
+        br#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_INT32 } } attr { key: "shape" value { shape { dim { size: 2 } } } } }
+node { name: "y" op: "Identity" input: "x" attr { key: "T" value { type: DT_INT32 } } }
+"#,
+    );
+    let output = graphopt(&[
+        "verify",
+        ints.to_str().unwrap(),
+        ints.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["outputs"][0]["exact_match"], true);
+}

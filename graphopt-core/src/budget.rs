@@ -18,9 +18,13 @@
 //!   module consult the budget entered on the current thread. Library entry points
 //!   (evaluation, folding, freezing, verifying) enter a default one, sized by their input,
 //!   when the caller entered none ([`enter_or_default`]).
-//! - Defaults: memory `max(256 MiB, 8 x the input size)`, work `max(2^32, 256 x the input
-//!   size)`; [`Settings`] reads overrides from `GRAPHOPT_MEMORY_BUDGET` and
-//!   `GRAPHOPT_WORK_BUDGET` (the CLI and graphopt-build add their own flags and options).
+//! - Defaults: memory `max(256 MiB, 8 x the input size)` for the whole process
+//!   ([`PROCESS_RESERVE`] of it set aside for what requests do not count), work `max(2^27,
+//!   256 x the input size)` element operations (2^27 is a few seconds of the evaluator even in
+//!   the dev profile build scripts run in; a real model's work scales with its weights);
+//!   [`Settings`] reads
+//!   overrides from `GRAPHOPT_MEMORY_BUDGET` and `GRAPHOPT_WORK_BUDGET` (the CLI and
+//!   graphopt-build add their own flags and options).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +40,12 @@ pub const MIN_MEMORY: u64 = 256 << 20;
 /// Default memory budget per byte of input, above [`MIN_MEMORY`].
 pub const MEMORY_PER_INPUT_BYTE: u64 = 8;
 /// The smallest default work budget, in element operations.
-pub const MIN_WORK: u64 = 1 << 32;
+pub const MIN_WORK: u64 = 1 << 27;
+
+/// What a process needs besides the memory requests count (its code, stacks, allocator
+/// slack, the decoded graph's bookkeeping): a budget from [`Settings`] covers the whole
+/// process, so this much of it is set aside.
+pub const PROCESS_RESERVE: u64 = 32 << 20;
 /// Default work budget per byte of input, above [`MIN_WORK`].
 pub const WORK_PER_INPUT_BYTE: u64 = 256;
 
@@ -152,11 +161,19 @@ impl Settings {
         }
     }
 
-    /// The budget for a command whose input is `input_bytes` long.
+    /// The budget for a command whose input is `input_bytes` long: the memory limit is the
+    /// whole process's, [`PROCESS_RESERVE`] of it set aside.
     pub fn budget_for(self, input_bytes: u64) -> Budget {
-        Budget::new(
-            self.memory.unwrap_or_else(|| default_memory(input_bytes)),
+        let memory = self.memory.unwrap_or_else(|| default_memory(input_bytes));
+        let reserve = if memory >= 4 * PROCESS_RESERVE {
+            PROCESS_RESERVE
+        } else {
+            0
+        };
+        Budget::with_reserve(
+            memory,
             self.work.unwrap_or_else(|| default_work(input_bytes)),
+            reserve,
         )
     }
 }
@@ -174,6 +191,8 @@ pub fn default_work(input_bytes: u64) -> u64 {
 #[derive(Debug)]
 struct Inner {
     memory: u64,
+    /// Part of `memory` that requests cannot have (see [`PROCESS_RESERVE`]).
+    reserve: u64,
     work: u64,
     held: AtomicU64,
     peak: AtomicU64,
@@ -197,8 +216,15 @@ impl Budget {
     /// A budget of `memory` bytes held at once and `work` element operations (`u64::MAX`:
     /// unlimited).
     pub fn new(memory: u64, work: u64) -> Self {
+        Budget::with_reserve(memory, work, 0)
+    }
+
+    /// [`Budget::new`] with `reserve` bytes of `memory` set aside for what requests do not
+    /// count.
+    pub fn with_reserve(memory: u64, work: u64, reserve: u64) -> Self {
         Budget(Arc::new(Inner {
             memory,
+            reserve: reserve.min(memory),
             work,
             held: AtomicU64::new(0),
             peak: AtomicU64::new(0),
@@ -261,7 +287,10 @@ impl Budget {
     }
 
     fn check_memory(&self, requested: u64, scratch: u64) -> Result<u64, BudgetError> {
-        let in_use = self.held().saturating_add(scratch);
+        let in_use = self
+            .held()
+            .saturating_add(scratch)
+            .saturating_add(self.0.reserve);
         let total = in_use.saturating_add(requested);
         if total > self.0.memory {
             return Err(self.refuse(BudgetError::Memory {
@@ -497,6 +526,10 @@ mod tests {
     #[test]
     fn defaults_scale_with_the_input() {
         assert_eq!(Budget::for_input(0).memory_limit(), MIN_MEMORY);
+        // The process reserve is set aside from the default.
+        assert!(Budget::for_input(0)
+            .enter(|| alloc(MIN_MEMORY - PROCESS_RESERVE / 2))
+            .is_err());
         assert_eq!(Budget::for_input(1 << 30).memory_limit(), 8 << 30);
         let settings = Settings {
             memory: Some(5),

@@ -21,6 +21,17 @@ pub enum Error {
     EmptyFile { path: PathBuf },
     #[error("{}: not a GraphDef: {detail}", path.display())]
     NotAGraph { path: PathBuf, detail: String },
+    /// A file that does not decode as the message it should hold.
+    #[error("{}: not a {what} ({message})", path.display())]
+    Decode {
+        path: PathBuf,
+        what: String,
+        message: String,
+    },
+    /// Decoding the file would take more than the budget allows (or more nodes than graphopt
+    /// handles); nothing was decoded.
+    #[error("{}: {detail}", path.display())]
+    TooLarge { path: PathBuf, detail: String },
     #[error("{}: invalid graph: {source}", path.display())]
     InvalidGraph {
         path: PathBuf,
@@ -52,6 +63,30 @@ pub enum Error {
     Budget { node: String, source: BudgetError },
 }
 
+/// `text` made safe to print as one line on a terminal: line breaks, other control characters
+/// (terminal escape sequences start with one) and Unicode's bidirectional overrides, which
+/// names from a model file may hold, are shown escaped (`\n`, `\u{1b}`).
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl From<GraphError> for Error {
     fn from(error: GraphError) -> Self {
         Error::Graph(Box::new(error))
@@ -75,10 +110,35 @@ impl Error {
         }
     }
 
+    /// The message without the file's path, for callers that name the file themselves.
+    pub fn without_path(&self) -> String {
+        match self {
+            Error::Decode { what, message, .. } => format!("not a {what} ({message})"),
+            Error::TooLarge { detail, .. } | Error::NotAGraph { detail, .. } => detail.clone(),
+            Error::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_print_on_one_line() {
+        assert_eq!(one_line("plain 'name'"), "plain 'name'");
+        assert_eq!(
+            one_line("a\nb\x1b[31mred\u{202e}"),
+            "a\\nb\\u{1b}[31mred\\u{202e}"
+        );
+        assert!(!one_line("x\r\ty\u{7}").contains(['\r', '\t', '\u{7}']));
     }
 }

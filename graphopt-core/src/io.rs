@@ -1,17 +1,186 @@
 //! Reading and writing GraphDefs: binary `.pb` and text `.pbtxt`, detected like TensorFlow's
 //! `transform_graph` does (binary first, then text). Weight bytes are not copied on load: the
 //! file is read once into a shared buffer and every `tensor_content` is a slice of it.
+//!
+//! Reading is bounded: only regular files are read (a FIFO or a device, also behind a symlink,
+//! is refused before it is opened), never past their size; what decoding will take in memory is
+//! estimated from the encoded bytes first ([`wire`]) and asked of the
+//! [`budget`](crate::budget), together with a node-count limit, so a small file cannot expand
+//! into gigabytes. Writing is atomic, and leftovers of killed writers are cleaned up.
 
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use prost::Message;
 
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::proto::GraphDef;
 use crate::text_format;
+
+pub mod wire;
+
+/// More NodeDefs than this (in the graph and its functions together) are refused at decode.
+pub const MAX_NODES: u64 = 1 << 21;
+
+/// Memory set aside per node for what every command builds over a graph (name index,
+/// consumer lists, execution order, validation), charged with the decoded size.
+pub const PROCESSING_BYTES_PER_NODE: u64 = 512;
+
+/// Memory per byte of text format that the parser's intermediate message takes (prost-reflect
+/// builds a dynamic message before the typed one), charged before parsing; the typed graph is
+/// charged after, by its estimate.
+pub const TEXT_BYTES_PER_BYTE: u64 = 24;
+
+/// The size of the regular file at `path`; anything else (a FIFO would block, a device never
+/// ends, a directory) is an error, checked after following symlinks and before anything opens
+/// the file.
+pub fn regular_file(path: &Path) -> std::io::Result<u64> {
+    let metadata = fs::metadata(path)?;
+    if metadata.is_file() {
+        return Ok(metadata.len());
+    }
+    let what = if metadata.is_dir() {
+        "a directory"
+    } else {
+        let kind = metadata.file_type();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt as _;
+            if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = kind;
+            "not a regular file"
+        }
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{what}; graphopt reads only regular files"),
+    ))
+}
+
+/// The bytes of the regular file at `path` (symlinks followed and checked), read up to the
+/// size it had when opened: a FIFO, a device or a file that keeps growing is an error, never
+/// a hang or an endless read. The buffer is charged to the current budget.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let expected = regular_file(path)?;
+    let file = fs::File::open(path)?;
+    // The file opened may not be the one checked (a swap in between): check what is open.
+    let size = file.metadata()?;
+    if !size.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file; graphopt reads only regular files",
+        ));
+    }
+    let size = size.len();
+    if size != expected {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file changed while it was opened",
+        ));
+    }
+    budget::alloc(size).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let capacity = usize::try_from(size).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the file is too large")
+    })?;
+    let mut data = Vec::with_capacity(capacity);
+    file.take(size.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file changed while it was read ({size} bytes expected, {} read)",
+                data.len()
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// Bytes of input at `path`: a regular file's size, or the sum over the regular files of a
+/// directory tree (symlinks followed, at most 16 levels and 100000 entries deep; anything else
+/// counts nothing). Budgets scale with it.
+pub fn input_size(path: &Path) -> u64 {
+    fn walk(path: &Path, depth: usize, entries: &mut usize) -> u64 {
+        let Ok(metadata) = fs::metadata(path) else {
+            return 0;
+        };
+        if metadata.is_file() {
+            return metadata.len();
+        }
+        if !metadata.is_dir() || depth == 0 {
+            return 0;
+        }
+        let Ok(listing) = fs::read_dir(path) else {
+            return 0;
+        };
+        let mut total = 0u64;
+        for entry in listing.flatten() {
+            *entries += 1;
+            if *entries > 100_000 {
+                break;
+            }
+            total = total.saturating_add(walk(&entry.path(), depth - 1, entries));
+        }
+        total
+    }
+    walk(path, 16, &mut 0)
+}
+
+/// Refuses to decode what the estimate says would not fit: more than [`MAX_NODES`] nodes, or
+/// more memory (decoded messages plus [`PROCESSING_BYTES_PER_NODE`] per node) than the budget
+/// has left. The memory is charged otherwise: the graph lives as long as the command.
+fn check_estimate(estimate: &wire::Estimate, file_bytes: usize, path: &Path) -> Result<()> {
+    if estimate.nodes > MAX_NODES {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            detail: format!(
+                "{} nodes, more than graphopt decodes ({MAX_NODES})",
+                estimate.nodes
+            ),
+        });
+    }
+    let memory = estimate
+        .memory
+        .saturating_add(estimate.nodes.saturating_mul(PROCESSING_BYTES_PER_NODE));
+    budget::alloc(memory).map_err(|e| Error::TooLarge {
+        path: path.to_path_buf(),
+        detail: format!(
+            "decoding {} nodes from {} would take about {} ({:.0} bytes per file byte): {e}",
+            estimate.nodes,
+            budget::size(file_bytes as u64),
+            budget::size(memory),
+            memory as f64 / file_bytes.max(1) as f64
+        ),
+    })
+}
+
+/// Decodes `data` as message `T` (e.g. a SavedModel or MetaGraphDef) after the same checks as
+/// a GraphDef: the memory estimate and node count against the budget. `path` names the file in
+/// errors.
+pub fn decode_message<T: Message + prost::Name + Default>(data: Bytes, path: &Path) -> Result<T> {
+    if let Some(estimate) = wire::estimate(&data, &T::full_name()) {
+        check_estimate(&estimate, data.len(), path)?;
+    }
+    T::decode(data).map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        what: T::NAME.to_string(),
+        message: e.to_string(),
+    })
+}
 
 /// On-disk encoding of a GraphDef.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -49,15 +218,19 @@ pub struct LoadedGraph {
 /// Reads a GraphDef from `path`, binary or text.
 pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let path = path.as_ref();
-    let data = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let data = read_regular(path).map_err(|e| Error::io(path, e))?;
     let file_size = data.len() as u64;
     let data = Bytes::from(data);
     let (graph, format) = decode_graph(data.clone(), path)?;
     let mut warnings = Vec::new();
-    // prost drops fields it does not know. A shorter re-encoding can also just be a canonical
-    // form of the same content (map entries with a default key), so look closer before warning.
-    if format == GraphFormat::Binary && (graph.encoded_len() as u64) < file_size {
-        if let Some((bytes, first)) = text_format::unknown_fields::<GraphDef>(&data) {
+    // prost drops fields it does not know; the estimate counted them on the way.
+    if format == GraphFormat::Binary {
+        if let Some(wire::Estimate {
+            unknown_bytes: bytes @ 1..,
+            first_unknown: Some(first),
+            ..
+        }) = wire::estimate(&data, "tensorflow.GraphDef")
+        {
             warnings.push(format!(
                 "{}: {bytes} byte(s) of fields unknown to graphopt (first: {first}) will not be written back",
                 path.display()
@@ -79,6 +252,9 @@ pub fn decode_graph(data: Bytes, path: &Path) -> Result<(GraphDef, GraphFormat)>
             path: path.to_path_buf(),
         });
     }
+    if let Some(estimate) = wire::estimate(&data, "tensorflow.GraphDef") {
+        check_estimate(&estimate, data.len(), path)?;
+    }
     let binary_error = match GraphDef::decode(data.clone()) {
         Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Binary)),
         Ok(_) => "decoded to a message with no nodes, functions or versions".to_string(),
@@ -97,7 +273,7 @@ pub fn decode_graph(data: Bytes, path: &Path) -> Result<(GraphDef, GraphFormat)>
             })
         }
     };
-    let text_error = match text_format::parse::<GraphDef>(text) {
+    let text_error = match text_parse(text, path)? {
         Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Text)),
         Ok(_) => "parsed to a graph with no nodes, functions or versions".to_string(),
         Err(e) => e.to_string(),
@@ -115,6 +291,43 @@ pub fn decode_graph(data: Bytes, path: &Path) -> Result<(GraphDef, GraphFormat)>
         path: path.to_path_buf(),
         detail,
     })
+}
+
+/// Parses text format after asking the budget for its parsing memory; the outer `Result` is a
+/// refusal, the inner one the parser's verdict.
+fn text_parse(
+    text: &str,
+    path: &Path,
+) -> Result<std::result::Result<GraphDef, text_format::TextFormatError>> {
+    if let Err(e) = text_format::check_nesting(text) {
+        return Ok(Err(e));
+    }
+    let memory = (text.len() as u64).saturating_mul(TEXT_BYTES_PER_BYTE);
+    let refused = |e: budget::BudgetError, what: &str, memory: u64| Error::TooLarge {
+        path: path.to_path_buf(),
+        detail: format!(
+            "{what} {} of text format would take about {}: {e}",
+            budget::size(text.len() as u64),
+            budget::size(memory)
+        ),
+    };
+    // The parser's intermediate message is gone once it returns; the graph stays.
+    let parsed = budget::scratch_scope(|| {
+        budget::alloc(memory).map_err(|e| refused(e, "parsing", memory))?;
+        Ok::<_, Error>(text_format::parse::<GraphDef>(text))
+    })?;
+    if let Ok(graph) = &parsed {
+        // The typed graph, sized like a binary one (its encoding is smaller than the text).
+        let encoded = budget::scratch_scope(|| {
+            budget::alloc(graph.encoded_len() as u64).map(|()| graph.encode_to_vec())
+        })
+        .map_err(|e| refused(e, "the graph in", graph.encoded_len() as u64))?;
+        if let Some(estimate) = wire::estimate(&encoded, "tensorflow.GraphDef") {
+            drop(encoded);
+            check_estimate(&estimate, text.len(), path)?;
+        }
+    }
+    Ok(parsed)
 }
 
 /// prost skips fields it does not know, so arbitrary bytes can "decode" to an empty message;
@@ -187,6 +400,52 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically_with(path, |out| out.write_all(bytes))
 }
 
+/// A temporary file left this long without a write is stale even if its writer's process id is
+/// alive (the id may have been reused); a live writer writes more often than this.
+pub const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Removes the `.NAME.<pid>.tmp` files a killed writer of `NAME` left in `dir`: those whose
+/// process is gone (where that can be told: Linux) or that nobody wrote to for
+/// [`STALE_TEMPORARY_AGE`]. A live concurrent writer's file is never removed, and neither is
+/// this process's own.
+pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.");
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    let own = std::process::id();
+    for entry in listing.flatten().take(100_000) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        // symlink_metadata: a symlink named like a temporary is not followed or removed.
+        let Ok(metadata) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if !metadata.is_file() {
+            continue;
+        }
+        let idle = metadata
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= STALE_TEMPORARY_AGE);
+        let gone = Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists();
+        if gone || idle {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn write_atomically_with(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
@@ -199,6 +458,7 @@ fn write_atomically_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "graph".into());
+    remove_stale_temporaries(&dir, &file_name);
     let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = fs::File::create(&temp)
         .and_then(|file| {
@@ -213,4 +473,49 @@ fn write_atomically_with(
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_go() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.pb");
+        // A process id that cannot be alive (Linux caps ids at 2^22).
+        let dead = dir.path().join(".out.pb.4294967294.tmp");
+        let live = dir
+            .path()
+            .join(format!(".out.pb.{}.tmp", std::process::id()));
+        let other = dir.path().join(".other.pb.4294967294.tmp");
+        for f in [&dead, &live, &other] {
+            fs::write(f, b"partial").expect("write");
+        }
+        write_atomically(&path, b"graph").expect("write");
+        assert_eq!(fs::read(&path).expect("read"), b"graph");
+        if Path::new("/proc/self").exists() {
+            assert!(!dead.exists(), "a dead writer's temporary is removed");
+        }
+        assert!(other.exists(), "another file's temporary is left alone");
+        // Our own id is this process: the file was ours, replaced by the rename.
+        let _ = live;
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(read_regular(dir.path()).is_err());
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("zero");
+            std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
+            let error = read_regular(&link).expect_err("a device");
+            assert!(error.to_string().contains("a device"), "{error}");
+        }
+        let file = dir.path().join("f");
+        fs::write(&file, b"abc").expect("write");
+        assert_eq!(read_regular(&file).expect("read"), b"abc");
+        assert_eq!(input_size(dir.path()), 3);
+    }
 }

@@ -41,6 +41,7 @@ fn descriptor(full_name: &str) -> Result<MessageDescriptor, TextFormatError> {
 /// Parses `text` as the text format of message type `T` (e.g. a GraphDef).
 #[cfg(feature = "text")]
 pub fn parse<T: prost::Message + prost::Name + Default>(text: &str) -> Result<T, TextFormatError> {
+    check_nesting(text)?;
     let desc = descriptor(&T::full_name())?;
     let dynamic = DynamicMessage::parse_text_format(desc, text)
         .map_err(|e| TextFormatError::Parse(describe_parse_error(text, &e)))?;
@@ -266,5 +267,85 @@ fn walk_unknown(
             }
             _ => {}
         }
+    }
+}
+
+/// Messages nested deeper than this are refused before parsing: the parser recurses once per
+/// level (binary decoding has the same limit).
+pub const MAX_NESTING: usize = 100;
+
+/// Refuses text whose `{}`/`<>` message blocks nest deeper than [`MAX_NESTING`], before any
+/// parser sees it.
+pub fn check_nesting(text: &str) -> Result<(), TextFormatError> {
+    match nesting_depth(text, MAX_NESTING) {
+        Ok(_) => Ok(()),
+        Err(offset) => {
+            let before = text.get(..offset).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            Err(TextFormatError::Parse(format!(
+                "line {line}: messages are nested more than {MAX_NESTING} deep"
+            )))
+        }
+    }
+}
+
+/// The deepest nesting of `{}`/`<>` message blocks in `text`, outside strings and comments, or
+/// the byte offset where it first exceeds `limit`.
+fn nesting_depth(text: &str, limit: usize) -> Result<usize, usize> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'<' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(i);
+                }
+                deepest = deepest.max(depth);
+            }
+            b'}' | b'>' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(deepest)
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_comments() {
+        assert_eq!(nesting_depth("a { b { } } c < d { } >", 10), Ok(2));
+        assert_eq!(nesting_depth("s: \"{{{{\" # {{{{\n", 1), Ok(0));
+        assert_eq!(nesting_depth("s: '\\'{' t { }", 10), Ok(1));
+        assert_eq!(nesting_depth(&"a {".repeat(5), 3), Err(11));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let text = format!(
+            "{}{}",
+            "library { function { ".repeat(2000),
+            "} }".repeat(2000)
+        );
+        let error = check_nesting(&text);
+        assert!(
+            matches!(&error, Err(TextFormatError::Parse(m)) if m.contains("nested more than")),
+            "{error:?}"
+        );
+        assert!(check_nesting("node { attr { key: \"T\" value { type: DT_FLOAT } } }").is_ok());
     }
 }

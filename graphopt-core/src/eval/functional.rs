@@ -94,6 +94,9 @@ fn build(library: Option<&FunctionDefLibrary>, name: &str) -> Result<FunctionGra
 /// overflow.
 pub const MAX_CALL_DEPTH: usize = 64;
 
+/// How the depth error starts; it is passed up unwrapped (one line, not one level per call).
+pub const TOO_DEEP: &str = "function calls nested more than";
+
 thread_local! {
     static CALL_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
@@ -108,7 +111,7 @@ fn call(
     let depth = CALL_DEPTH.with(|d| d.get());
     if depth >= MAX_CALL_DEPTH {
         return Err(format!(
-            "function calls nested more than {MAX_CALL_DEPTH} deep at '{name}'; is a function recursive?"
+            "{TOO_DEEP} {MAX_CALL_DEPTH} deep at '{name}'; is a function recursive?"
         ));
     }
     CALL_DEPTH.with(|d| d.set(depth + 1));
@@ -159,7 +162,13 @@ fn call_once(
         &function.results,
         options,
     )
-    .map_err(|e| format!("in '{name}': {e}"))
+    .map_err(|e| {
+        if e.message.starts_with(TOO_DEEP) {
+            e.message
+        } else {
+            format!("in '{name}': {e}")
+        }
+    })
 }
 
 fn truth(t: &Tensor) -> Result<bool, String> {

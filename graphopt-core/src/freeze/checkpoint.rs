@@ -2,6 +2,13 @@
 //! mapping tensor names to `BundleEntryProto`s (where the bytes are), and data shards
 //! `PREFIX.data-NNNNN-of-NNNNN`. Block checksums and tensor checksums (masked CRC32C) are
 //! verified; snappy-compressed blocks are supported.
+//!
+//! Every offset and length read from the files is checked arithmetic; only regular files are
+//! read (the index up to its size, shards memory-mapped); what a block, a key or a tensor
+//! would allocate is asked of the [`budget`](crate::budget) first, a snappy block's claimed
+//! length is checked against the most snappy can expand, and the stored parts of a
+//! partitioned tensor must not overlap in the shard (aliased parts could otherwise make a
+//! small checkpoint assemble into gigabytes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +16,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 
+use crate::budget;
 use crate::proto::{
     tensor_slice_proto, BundleEntryProto, BundleHeaderProto, DataType, TensorProto,
     TensorSliceProto,
@@ -90,28 +98,53 @@ fn read_table(data: &[u8]) -> Result<Entries, String> {
     Ok(entries)
 }
 
+/// Snappy's largest expansion: a 3-byte copy element writes at most 64 bytes.
+const SNAPPY_MAX_RATIO: usize = 22;
+
 /// A block's contents, checksum verified and decompressed.
 fn read_block(data: &[u8], (offset, size): (usize, usize)) -> Result<Vec<u8>, String> {
     let end = offset
         .checked_add(size)
-        .filter(|&e| e + 5 <= data.len())
+        .filter(|&e| {
+            e.checked_add(5)
+                .is_some_and(|trailer| trailer <= data.len())
+        })
         .ok_or("a block lies outside the file; truncated?")?;
     let contents = &data[offset..end];
     let kind = data[end];
     let mut stored = [0u8; 4];
     stored.copy_from_slice(&data[end + 1..end + 5]);
-    let mut checked = contents.to_vec();
-    checked.push(kind);
-    if masked_crc32c(&checked) != u32::from_le_bytes(stored) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(contents), &[kind]);
+    if crc.rotate_right(15).wrapping_add(0xa282_ead8) != u32::from_le_bytes(stored) {
         return Err(format!(
             "block at offset {offset} fails its checksum; the file is corrupted"
         ));
     }
     match kind {
-        0 => Ok(contents.to_vec()),
-        1 => snap::raw::Decoder::new()
-            .decompress_vec(contents)
-            .map_err(|e| format!("bad snappy block: {e}")),
+        0 => {
+            budget::alloc(contents.len() as u64).map_err(|e| e.to_string())?;
+            Ok(contents.to_vec())
+        }
+        1 => {
+            // The length a snappy block claims is allocated before anything is decoded.
+            let claimed = snap::raw::decompress_len(contents)
+                .map_err(|e| format!("bad snappy block: {e}"))?;
+            if claimed
+                > contents
+                    .len()
+                    .saturating_mul(SNAPPY_MAX_RATIO)
+                    .saturating_add(64)
+            {
+                return Err(format!(
+                    "a snappy block of {} bytes claims {claimed} bytes, more than snappy can expand to",
+                    contents.len()
+                ));
+            }
+            budget::alloc(claimed as u64).map_err(|e| e.to_string())?;
+            snap::raw::Decoder::new()
+                .decompress_vec(contents)
+                .map_err(|e| format!("bad snappy block: {e}"))
+        }
         other => Err(format!("unknown block compression {other}")),
     }
 }
@@ -130,18 +163,30 @@ fn block_entries(block: &[u8]) -> Result<Entries, String> {
     let mut pos = 0;
     let mut key: Vec<u8> = Vec::new();
     let mut out = Vec::new();
+    let length = |pos: &mut usize| -> Result<usize, String> {
+        varint(block, pos)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| "bad entry".to_string())
+    };
     while pos < end {
-        let shared = varint(block, &mut pos).ok_or("bad entry")? as usize;
-        let unshared = varint(block, &mut pos).ok_or("bad entry")? as usize;
-        let value_len = varint(block, &mut pos).ok_or("bad entry")? as usize;
-        if shared > key.len() || pos + unshared + value_len > end {
+        let shared = length(&mut pos)?;
+        let unshared = length(&mut pos)?;
+        let value_len = length(&mut pos)?;
+        let key_end = pos.checked_add(unshared);
+        let value_end = key_end.and_then(|k| k.checked_add(value_len));
+        let (Some(key_end), Some(value_end)) = (key_end, value_end) else {
+            return Err("bad entry lengths".into());
+        };
+        if shared > key.len() || value_end > end {
             return Err("bad entry lengths".into());
         }
+        // Keys share prefixes, so a small block can describe long keys: each copy is charged.
+        let entry_bytes = (shared + unshared + value_len) as u64 + 64;
+        budget::alloc(entry_bytes).map_err(|e| e.to_string())?;
         key.truncate(shared);
-        key.extend_from_slice(&block[pos..pos + unshared]);
-        pos += unshared;
-        out.push((key.clone(), block[pos..pos + value_len].to_vec()));
-        pos += value_len;
+        key.extend_from_slice(&block[pos..key_end]);
+        out.push((key.clone(), block[key_end..value_end].to_vec()));
+        pos = value_end;
     }
     Ok(out)
 }
@@ -167,7 +212,7 @@ impl Checkpoint {
             path: index.clone(),
             message,
         };
-        let data = std::fs::read(&index).map_err(|e| {
+        let data = crate::io::read_regular(&index).map_err(|e| {
             file_error(format!(
                 "{e} (is '{}' the checkpoint prefix?)",
                 prefix.display()
@@ -283,12 +328,11 @@ impl Checkpoint {
             })?;
         let bytes = data.slice(offset..end);
         let checksum = if entry.dtype == DataType::DtString as i32 {
-            string_checksum(
-                &bytes,
-                dims_of(entry.shape.as_ref())
-                    .map(|d| d.iter().product())
-                    .unwrap_or(0),
-            )
+            let count = dims_of(entry.shape.as_ref())
+                .ok()
+                .and_then(|d| d.iter().try_fold(1usize, |n, &d| n.checked_mul(d)))
+                .ok_or_else(|| fail("the shape's element count overflows".into()))?;
+            string_checksum(&bytes, count)
         } else {
             Some(masked_crc32c(&bytes))
         };
@@ -361,6 +405,8 @@ impl Checkpoint {
             })?;
         let mut parts = Vec::with_capacity(entry.slices.len());
         let mut covered = 0usize;
+        // (shard, offset, end) of every part: parts must not share bytes.
+        let mut spans = Vec::with_capacity(entry.slices.len());
         for slice in &entry.slices {
             let (start, size) = resolve_slice(slice, &full)
                 .ok_or_else(|| fail(format!("a stored part does not fit the shape {full:?}")))?;
@@ -370,7 +416,21 @@ impl Checkpoint {
                 .ok_or_else(|| fail(format!("the part at {start:?} is listed but not stored")))?;
             let part = self.raw_of(part_entry, key)?;
             covered = covered.saturating_add(part.len());
+            spans.push((
+                part_entry.shard_id,
+                part_entry.offset,
+                part_entry.offset.saturating_add(part_entry.size),
+            ));
             parts.push((start, size, part));
+        }
+        spans.sort_unstable();
+        if spans
+            .windows(2)
+            .any(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2 && w[1].2 > w[1].1)
+        {
+            return Err(fail(
+                "the stored parts overlap in the shard; the checkpoint is corrupted".into(),
+            ));
         }
         // The parts are real bytes in the shard, so their total bounds the allocation.
         let total = full.iter().try_fold(element, |n, &d| n.checked_mul(d));
@@ -379,6 +439,7 @@ impl Checkpoint {
                 "the stored parts hold {covered} bytes, the shape {full:?} needs {total:?}"
             )));
         }
+        budget::alloc(covered as u64).map_err(|e| fail(e.to_string()))?;
         let mut content = vec![0u8; covered];
         for (start, size, part) in &parts {
             let zero = vec![0; full.len()];
@@ -411,6 +472,16 @@ impl Checkpoint {
             ..Default::default()
         };
         if entry.dtype == DataType::DtString as i32 {
+            // Each string is a copy and a handle; there are at most as many as bytes.
+            if count > raw.len() {
+                return Err(fail(format!(
+                    "{} bytes cannot hold {count} strings",
+                    raw.len()
+                )));
+            }
+            budget::alloc_items(count, std::mem::size_of::<Bytes>(), "a string tensor")
+                .and_then(|()| budget::alloc(raw.len() as u64))
+                .map_err(|e| fail(e.to_string()))?;
             proto.string_val = decode_strings(&raw, count)
                 .ok_or_else(|| fail("bad string tensor encoding".into()))?;
         } else {
@@ -439,8 +510,17 @@ impl Checkpoint {
 /// A shard's bytes, memory-mapped: only the pages of the tensors read become resident, and
 /// the frozen graph's constants point into the mapping.
 fn map_shard(path: &Path) -> std::io::Result<Bytes> {
+    // A FIFO would block the open, a device has no end: only regular files are mapped.
+    crate::io::regular_file(path)?;
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() == 0 {
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file; graphopt reads only regular files",
+        ));
+    }
+    if metadata.len() == 0 {
         return Ok(Bytes::new());
     }
     // SAFETY: the mapping is read-only. It is sound as long as no other process truncates or
@@ -623,6 +703,7 @@ fn cut(
         .ok()
         .and_then(crate::tensor::dtype_size)?;
     let bytes = size.iter().try_fold(element, |n, &d| n.checked_mul(d))?;
+    budget::alloc(bytes as u64).ok()?;
     let mut content = vec![0u8; bytes];
     let zero = vec![0; size.len()];
     copy_box(

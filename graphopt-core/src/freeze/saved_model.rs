@@ -61,9 +61,9 @@ fn fail(message: impl Into<String>) -> FreezeError {
 /// Reads `DIR/saved_model.pb`.
 pub fn read_saved_model(dir: &Path) -> Result<SavedModel, FreezeError> {
     let path = dir.join("saved_model.pb");
-    let bytes = std::fs::read(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-    SavedModel::decode(bytes.as_slice())
-        .map_err(|e| fail(format!("{}: not a SavedModel ({e})", path.display())))
+    let bytes =
+        crate::io::read_regular(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    crate::io::decode_message::<SavedModel>(bytes.into(), &path).map_err(|e| fail(e.to_string()))
 }
 
 /// The MetaGraph whose tags are exactly `tag_set`.

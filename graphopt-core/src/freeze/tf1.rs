@@ -122,10 +122,10 @@ pub(crate) fn rewrite_resource_reads(graph: &mut GraphDef, frozen: &HashMap<Stri
 
 /// The GraphDef inside a `.meta` file (a MetaGraphDef, as `tf.compat.v1.train.Saver` writes).
 pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> {
-    use prost::Message;
-    let bytes = std::fs::read(path).map_err(|e| FreezeError::SavedModel(e.to_string()))?;
-    let meta = crate::proto::MetaGraphDef::decode(bytes.as_slice())
-        .map_err(|e| FreezeError::SavedModel(format!("not a MetaGraphDef ({e})")))?;
+    let bytes =
+        crate::io::read_regular(path).map_err(|e| FreezeError::SavedModel(e.to_string()))?;
+    let meta = crate::io::decode_message::<crate::proto::MetaGraphDef>(bytes.into(), path)
+        .map_err(|e| FreezeError::SavedModel(e.without_path()))?;
     meta.graph_def
         .ok_or_else(|| FreezeError::SavedModel("the MetaGraphDef holds no graph".into()))
 }

@@ -81,7 +81,7 @@ pub fn node_memory(node: &NodeDef) -> u64 {
         .iter()
         .map(|i| i.len() + size_of::<String>())
         .sum();
-    let attrs: usize = node
+    let values: usize = node
         .attr
         .iter()
         .map(|(key, value)| {
@@ -89,13 +89,18 @@ pub fn node_memory(node: &NodeDef) -> u64 {
                 Some(crate::proto::attr_value::Value::Tensor(t)) => t.tensor_content.len(),
                 _ => 0,
             };
-            key.len()
-                + size_of::<String>()
-                + size_of::<crate::proto::AttrValue>()
-                + 8 * value.encoded_len().saturating_sub(content)
+            key.len() + 8 * value.encoded_len().saturating_sub(content)
         })
         .sum();
-    (size_of::<NodeDef>() + strings + inputs + attrs) as u64
+    // A BTreeMap allocates leaves of 11 entries, at least half full past the first.
+    let entries = node.attr.len();
+    let slots = match entries {
+        0 => 0,
+        1..=11 => 11,
+        n => n * 11 / 5 + 11,
+    };
+    let map = slots * (size_of::<String>() + size_of::<crate::proto::AttrValue>());
+    (size_of::<NodeDef>() + strings + inputs + values + map) as u64
 }
 
 /// Node name of an input or tensor string: strips `^` and a numeric `:N`.
@@ -424,12 +429,18 @@ pub fn inside_control_flow(graph: &GraphDef) -> HashSet<String> {
         .filter(|n| matches!(n.op.as_str(), "NextIteration" | "RefNextIteration"))
         .map(|n| n.name.as_str())
         .collect();
-    let is_loop_merge = |i: usize| {
-        graph.node[i]
-            .input
-            .iter()
-            .any(|input| next_iterations.contains(InputRef::parse(input).node))
-    };
+    // Decided once per node: asking per consumer edge would read a Merge's whole input list
+    // once per input (quadratic for a Merge of thousands of inputs).
+    let loop_merge: Vec<bool> = graph
+        .node
+        .iter()
+        .map(|n| {
+            n.input
+                .iter()
+                .any(|input| next_iterations.contains(InputRef::parse(input).node))
+        })
+        .collect();
+    let is_loop_merge = |i: usize| loop_merge.get(i).copied().unwrap_or(false);
     let mut framed = HashSet::new();
     let mut queue: VecDeque<usize> = graph
         .node

@@ -422,7 +422,10 @@ fn materialize(
             new_nodes.push(node);
             continue;
         };
-        let protected = options.protected.contains(&node.name);
+        // A folded node nothing reads is a sink of the graph, an output even when none was
+        // named: it becomes a Const like a protected one (dropping it would leave its
+        // readers-to-be, and the graph's results, dangling).
+        let protected = options.protected.contains(&node.name) || !consumed[i];
         let frontier = protected || control_used[i] || !used_ports[i].is_empty();
         if !frontier {
             // Interior of a folded subgraph (or an unused constant that was already there).

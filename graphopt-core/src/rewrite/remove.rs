@@ -40,10 +40,17 @@ fn splice_once(
 ) -> bool {
     let uses = Uses::new(graph);
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); graph.node.len()];
+    // Nodes something reads through a control edge (an anchor), found in the same pass: asking
+    // each consumer's whole input list per removable node is quadratic (an AddN of 60000
+    // Identities).
+    let mut control_read = vec![false; graph.node.len()];
     for (c, node) in graph.node.iter().enumerate() {
         for input in &node.input {
             if let Some(p) = uses.producer(input) {
                 consumers[p].push(c);
+                if input.starts_with('^') {
+                    control_read[p] = true;
+                }
             }
         }
     }
@@ -69,12 +76,7 @@ fn splice_once(
         let feeds_frame_boundary = consumers[i]
             .iter()
             .any(|&c| matches!(op_of(c), "Merge" | "RefMerge" | "Enter" | "RefEnter"));
-        let is_anchor = consumers[i].iter().any(|&c| {
-            graph.node[c]
-                .input
-                .iter()
-                .any(|input| input.strip_prefix('^') == Some(node.name.as_str()))
-        });
+        let is_anchor = control_read[i];
         let has_controls = node.input.iter().any(|input| input.starts_with('^'));
         if (fed_by_switch && is_anchor) || (feeds_frame_boundary && has_controls) {
             continue;
@@ -122,8 +124,10 @@ fn rewire_around(graph: &mut GraphDef, removed: &HashSet<usize>) {
         }
         let mut new_inputs = Vec::with_capacity(consumer.input.len());
         let mut new_controls = Vec::new();
-        // Control inputs move in the order their removed nodes are read, so runs agree.
+        // Control inputs move in the order their removed nodes are read, so runs agree (the
+        // set keeps the membership test constant-time for consumers of thousands of them).
         let mut moved: Vec<&str> = Vec::new();
+        let mut moved_set: HashSet<&str> = HashSet::new();
         for input in &consumer.input {
             let parsed = InputRef::parse(input);
             let Some(splice) = splices.get(parsed.node) else {
@@ -134,7 +138,7 @@ fn rewire_around(graph: &mut GraphDef, removed: &HashSet<usize>) {
                 }
                 continue;
             };
-            if !moved.contains(&parsed.node) {
+            if moved_set.insert(parsed.node) {
                 moved.push(parsed.node);
             }
             if parsed.control {

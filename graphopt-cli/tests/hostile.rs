@@ -1,0 +1,505 @@
+//! The hostile corpus (`tests/hostile/`, written by `hostile/cases.rs`): crafted models that
+//! once made graphopt panic, abort, overflow its stack, hang or exhaust memory. Every case runs
+//! through the library (an `Err`, or `Ok` where the right answer is cheap — never a panic) and
+//! through the `graphopt` binary (exit 1 and exactly one line on stderr, or exit 0), each in a
+//! child process under `ulimit -v 4000000`, killed after 20 s, with its peak RSS measured by
+//! `/usr/bin/time` where it exists: no command on these (sub-MB) inputs may peak over 256 MiB.
+//!
+//! Run in both profiles (build scripts run the dev profile):
+//!
+//! ```sh
+//! cargo test -p graphopt-cli --test hostile
+//! cargo test -p graphopt-cli --test hostile --release
+//! ```
+//!
+//! `GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test hostile corpus_is_current` rewrites
+//! the committed corpus from the generator.
+
+#[path = "hostile/cases.rs"]
+mod cases;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cases::{Case, Expect, Special};
+
+/// No case may run longer than this.
+const TIME_LIMIT: Duration = Duration::from_secs(20);
+/// Address space of every child, in KiB (`ulimit -v`).
+const ADDRESS_SPACE_KIB: u64 = 4_000_000;
+/// Peak resident memory allowed for a command on an input under 1 MB.
+const PEAK_RSS_KIB: u64 = 256 * 1024;
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("graphopt-cli sits in the workspace")
+        .join("tests/hostile")
+}
+
+fn readme(cases: &[Case]) -> String {
+    let mut text = String::from(
+        "# Hostile corpus\n\n\
+         Crafted models, one per way a model file from the internet has broken graphopt (the\n\
+         classes of issue 11). Written by `graphopt-cli/tests/hostile/cases.rs`; run by\n\
+         `graphopt-cli/tests/hostile.rs` through the library and the CLI, under\n\
+         `ulimit -v 4000000`, in both profiles:\n\n\
+         ```sh\n\
+         cargo test -p graphopt-cli --test hostile\n\
+         cargo test -p graphopt-cli --test hostile --release\n\
+         GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test hostile corpus_is_current   # regenerate\n\
+         ```\n\n\
+         FIFOs, symlinks to devices and stale temporaries cannot be committed: the test makes them.\n\n\
+         | case | class | expected | what it does |\n| --- | --- | --- | --- |\n",
+    );
+    for case in cases {
+        let expect = match case.expect {
+            Expect::Error => "exit 1, one line",
+            Expect::Success => "exit 0",
+        };
+        text.push_str(&format!(
+            "| `{}` | {} | {expect} | {} (`graphopt {}`) |\n",
+            case.name,
+            case.class,
+            case.about,
+            case.args.join(" ")
+        ));
+    }
+    text
+}
+
+#[test]
+fn corpus_is_current() {
+    let cases = cases::all();
+    let dir = corpus_dir();
+    let bless = std::env::var_os("GRAPHOPT_BLESS").is_some();
+    if bless {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let mut stale = Vec::new();
+    for case in &cases {
+        for (path, bytes) in &case.files {
+            let file = dir.join(case.name).join(path);
+            if bless {
+                std::fs::create_dir_all(file.parent().expect("a parent")).expect("mkdir");
+                std::fs::write(&file, bytes).expect("write case file");
+            } else if std::fs::read(&file).ok().as_deref() != Some(bytes.as_slice()) {
+                stale.push(file.display().to_string());
+            }
+        }
+        if case.files.is_empty() && bless {
+            std::fs::create_dir_all(dir.join(case.name)).expect("mkdir");
+            std::fs::write(dir.join(case.name).join(".keep"), b"").expect("write");
+        }
+    }
+    let text = readme(&cases);
+    if bless {
+        std::fs::write(dir.join("README.md"), &text).expect("write README");
+    } else if std::fs::read_to_string(dir.join("README.md"))
+        .ok()
+        .as_deref()
+        != Some(&text)
+    {
+        stale.push("README.md".into());
+    }
+    assert!(
+        stale.is_empty(),
+        "the committed hostile corpus differs from the generator ({}); regenerate with \
+         GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test hostile corpus_is_current",
+        stale.join(", ")
+    );
+    // Every class of the issue has a case.
+    for class in 1..=14 {
+        assert!(
+            cases.iter().any(|c| c.class == class),
+            "no case for class {class}"
+        );
+    }
+}
+
+/// A case's files, copied from the committed corpus into a fresh directory, with the files
+/// that cannot be committed made; and an empty output directory.
+struct Prepared {
+    _root: tempfile::TempDir,
+    dir: PathBuf,
+    out: PathBuf,
+}
+
+fn prepare(case: &Case) -> Prepared {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("case");
+    let out = root.path().join("out");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    for (path, _) in &case.files {
+        let from = corpus_dir().join(case.name).join(path);
+        let to = dir.join(path);
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
+        std::fs::copy(&from, &to).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; regenerate the corpus with GRAPHOPT_BLESS=1",
+                from.display()
+            )
+        });
+    }
+    for special in &case.special {
+        match special {
+            Special::Fifo(path) => {
+                let path = dir.join(path);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+                let status = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+                assert!(status.success(), "mkfifo {}", path.display());
+            }
+            Special::Symlink(path, target) => {
+                let path = dir.join(path);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+                std::os::unix::fs::symlink(target, &path).expect("symlink");
+            }
+            Special::DeadTemporary(name) => {
+                std::fs::write(out.join(name), b"partial").expect("temporary");
+            }
+        }
+    }
+    Prepared {
+        _root: root,
+        dir,
+        out,
+    }
+}
+
+fn arguments(case: &Case, prepared: &Prepared) -> Vec<String> {
+    case.args
+        .iter()
+        .map(|a| {
+            a.replace("{dir}", &prepared.dir.display().to_string())
+                .replace("{out}", &prepared.out.display().to_string())
+        })
+        .collect()
+}
+
+/// What a child process did.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+    peak_rss_kib: Option<u64>,
+}
+
+/// Runs `program args` under the address-space cap (and `/usr/bin/time` when present), killed
+/// after [`TIME_LIMIT`].
+fn run_capped(program: &Path, args: &[String], envs: &[(&str, String)]) -> Run {
+    let rss_file = tempfile::NamedTempFile::new().expect("temp file");
+    let time = Path::new("/usr/bin/time");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -v {ADDRESS_SPACE_KIB} && exec \"$@\""))
+        .arg("sh");
+    if time.exists() {
+        command
+            .arg(time)
+            .args(["-f", "%M", "-o"])
+            .arg(rss_file.path());
+    }
+    command
+        .arg(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = command.spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let (out_reader, err_reader) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if start.elapsed() > TIME_LIMIT {
+            // Our own child, by its id.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let peak_rss_kib = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()));
+    Run {
+        code: status.and_then(|s| s.code()),
+        stdout,
+        stderr,
+        elapsed,
+        peak_rss_kib,
+    }
+}
+
+fn post_checks(case: &Case, prepared: &Prepared) -> Result<(), String> {
+    match case.name {
+        "c12_constant_sink_without_outputs" => {
+            let written = prepared.out.join("out.pb");
+            let loaded = graphopt_core::io::read_graph(&written).map_err(|e| e.to_string())?;
+            graphopt_core::graph::validate(&loaded.graph).map_err(|e| e.to_string())
+        }
+        "c13_stale_temporary" => {
+            for special in &case.special {
+                if let Special::DeadTemporary(name) = special {
+                    if prepared.out.join(name).exists() {
+                        return Err(format!("the stale temporary {name} is still there"));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn cli_on_every_case() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_graphopt"));
+    let mut failures = Vec::new();
+    for case in cases::all() {
+        let prepared = prepare(&case);
+        let args = arguments(&case, &prepared);
+        let run = run_capped(&binary, &args, &[]);
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        let mut problems = Vec::new();
+        match (case.expect, run.code) {
+            (_, None) => problems.push(format!("killed after {:?}", run.elapsed)),
+            (Expect::Error, Some(1)) => {
+                if lines.len() != 1 || !lines[0].starts_with("graphopt: error: ") {
+                    problems.push(format!("stderr is not one error line: {:?}", run.stderr));
+                }
+            }
+            (Expect::Success, Some(0)) => {
+                if let Err(e) = post_checks(&case, &prepared) {
+                    problems.push(e);
+                }
+            }
+            (_, Some(code)) => problems.push(format!(
+                "exit {code}, expected {:?}; stderr: {}",
+                case.expect,
+                run.stderr.trim()
+            )),
+        }
+        if run.stderr.contains("panicked") || run.stderr.contains("stack overflow") {
+            problems.push(format!("panicked: {}", run.stderr.trim()));
+        }
+        if let Some(rss) = run.peak_rss_kib {
+            if rss > PEAK_RSS_KIB {
+                problems.push(format!("peak RSS {} MiB over 256 MiB", rss / 1024));
+            }
+        }
+        eprintln!(
+            "{:<45} exit {:?} {:>6.2} s {:>6} KiB  {}",
+            case.name,
+            run.code,
+            run.elapsed.as_secs_f64(),
+            run.peak_rss_kib.unwrap_or(0),
+            lines.last().copied().unwrap_or("")
+        );
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn library_on_every_case() {
+    let exe = std::env::current_exe().expect("own path");
+    let mut failures = Vec::new();
+    for case in cases::all() {
+        let prepared = prepare(&case);
+        let run = run_capped(
+            &exe,
+            &[
+                "library_one_case".into(),
+                "--exact".into(),
+                "--nocapture".into(),
+                "--test-threads=1".into(),
+            ],
+            &[("HOSTILE_ARGS", arguments(&case, &prepared).join("\u{1f}"))],
+        );
+        let result = run
+            .stdout
+            .lines()
+            .find_map(|l| l.split_once("HOSTILE-RESULT: ").map(|(_, r)| r.to_string()));
+        let mut problems = Vec::new();
+        match (&result, case.expect) {
+            (None, _) => problems.push(format!(
+                "no result (exit {:?} after {:?}): {}",
+                run.code,
+                run.elapsed,
+                run.stderr.trim().lines().last().unwrap_or("")
+            )),
+            (Some(r), Expect::Error) if r.starts_with("err: ") => {}
+            (Some(r), Expect::Success) if r == "ok" => {
+                if let Err(e) = post_checks(&case, &prepared) {
+                    problems.push(e);
+                }
+            }
+            (Some(r), _) => problems.push(format!("expected {:?}, got {r}", case.expect)),
+        }
+        eprintln!(
+            "{:<45} {:>6.2} s {:>6} KiB  {}",
+            case.name,
+            run.elapsed.as_secs_f64(),
+            run.peak_rss_kib.unwrap_or(0),
+            result.as_deref().unwrap_or("-")
+        );
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// The library side of one case, in the child process `library_on_every_case` starts (a no-op
+/// otherwise): runs what the CLI command would, on a thread with the main thread's stack size,
+/// under the default budget for its input, and prints the outcome.
+#[test]
+fn library_one_case() {
+    let Ok(args) = std::env::var("HOSTILE_ARGS") else {
+        return;
+    };
+    let args: Vec<String> = args.split('\u{1f}').map(str::to_string).collect();
+    let worker = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || library::run(&args))
+        .expect("spawn");
+    match worker.join() {
+        Ok(Ok(())) => println!("HOSTILE-RESULT: ok"),
+        Ok(Err(message)) => println!("HOSTILE-RESULT: err: {}", message.replace('\n', "\\n")),
+        Err(_) => println!("HOSTILE-RESULT: panicked"),
+    }
+}
+
+/// What the CLI's commands do, through the library.
+mod library {
+    use std::path::{Path, PathBuf};
+
+    use graphopt_core::budget::Settings;
+    use graphopt_core::{freeze, graph, io, transforms, verify};
+
+    fn flag(args: &[String], name: &str) -> Option<String> {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_string))
+    }
+
+    fn positional(args: &[String]) -> Vec<PathBuf> {
+        args.iter()
+            .skip(1)
+            .filter(|a| !a.starts_with("--"))
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    fn names(list: Option<String>) -> Vec<String> {
+        list.unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn load(path: &Path) -> Result<graphopt_core::proto::GraphDef, String> {
+        let loaded = io::read_graph(path).map_err(|e| e.to_string())?;
+        graph::validate(&loaded.graph).map_err(|e| e.to_string())?;
+        Ok(loaded.graph)
+    }
+
+    pub fn run(args: &[String]) -> Result<(), String> {
+        let inputs: Vec<PathBuf> = positional(args)
+            .into_iter()
+            .chain(flag(args, "in_graph").map(PathBuf::from))
+            .chain(flag(args, "saved_model_dir").map(PathBuf::from))
+            .collect();
+        let size = inputs.iter().map(|p| io::input_size(p)).sum();
+        let budget = Settings::default().budget_for(size);
+        budget.enter(|| command(args))
+    }
+
+    fn command(args: &[String]) -> Result<(), String> {
+        match args.first().map(String::as_str) {
+            Some("transform") => {
+                let specs = transforms::parse(&flag(args, "transforms").unwrap_or_default())
+                    .map_err(|e| e.to_string())?;
+                let path = PathBuf::from(flag(args, "in_graph").unwrap_or_default());
+                let mut graph = load(&path)?;
+                let registry = transforms::Registry::with_builtins();
+                transforms::run(
+                    &registry,
+                    &mut graph,
+                    &specs,
+                    &names(flag(args, "inputs")),
+                    &names(flag(args, "outputs")),
+                )
+                .map_err(|e| e.to_string())?;
+                let out = PathBuf::from(flag(args, "out_graph").unwrap_or_default());
+                io::write_graph(&out, &graph, io::GraphFormat::Binary).map_err(|e| e.to_string())
+            }
+            Some("summarize") => {
+                let path = positional(args).into_iter().next().unwrap_or_default();
+                let loaded = io::read_graph(&path).map_err(|e| e.to_string())?;
+                let _ = graphopt_core::summary::summarize(&loaded.graph, Some(loaded.file_size));
+                graph::validate(&loaded.graph).map_err(|e| e.to_string())
+            }
+            Some("verify") => {
+                let paths = positional(args);
+                let (original, optimized) = (load(&paths[0])?, load(&paths[1])?);
+                let options = verify::VerifyOptions {
+                    outputs: names(flag(args, "outputs")),
+                    unknown_dim: 1,
+                    ..Default::default()
+                };
+                let report =
+                    verify::compare(&original, &optimized, &options).map_err(|e| e.to_string())?;
+                if report.worst() > 1e-5 {
+                    return Err(format!("over the tolerance: {}", report.worst()));
+                }
+                Ok(())
+            }
+            Some("freeze") => {
+                let graph = if let Some(dir) = flag(args, "saved_model_dir") {
+                    freeze::freeze_saved_model(Path::new(&dir), &Default::default())
+                        .map_err(|e| e.to_string())?
+                        .graph
+                } else {
+                    let path = PathBuf::from(flag(args, "in_graph").unwrap_or_default());
+                    let graph = load(&path)?;
+                    let checkpoint = freeze::checkpoint::Checkpoint::open(
+                        flag(args, "checkpoint").unwrap_or_default(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    freeze::freeze_graph(&graph, &checkpoint, &names(flag(args, "outputs")))
+                        .map_err(|e| e.to_string())?
+                };
+                graph::validate(&graph).map_err(|e| e.to_string())
+            }
+            Some("inspect") => {
+                let dir = positional(args).into_iter().next().unwrap_or_default();
+                freeze::saved_model::read_saved_model(&dir)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("unknown command {other:?}")),
+        }
+    }
+}

@@ -1,0 +1,1585 @@
+//! The hostile corpus: small crafted models, one per way a model file from the internet has
+//! broken graphopt (issue 11's classes), written by [`all`] and committed under
+//! `tests/hostile/` (regenerate with `GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test
+//! hostile`). Each case names its class, what it attacks, the command that runs it and the
+//! outcome expected: an error (exit 1, one line) or, where the right answer exists and is
+//! cheap, success.
+
+use graphopt_core::freeze::checkpoint::masked_crc32c;
+use graphopt_core::proto::{
+    attr_value, meta_graph_def, op_def, tensor_info, tensor_shape_proto, AttrValue,
+    BundleEntryProto, BundleHeaderProto, DataType, FunctionDef, FunctionDefLibrary, GraphDef,
+    MetaGraphDef, NameAttrList, NodeDef, OpDef, SavedModel, SignatureDef, TensorInfo, TensorProto,
+    TensorShapeProto, TensorSliceProto, VersionDef,
+};
+use prost::Message;
+
+/// What a case must end in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Exit 1 with one line on stderr; `Err` from the library.
+    Error,
+    /// Exit 0; `Ok` from the library (the right answer exists and is cheap).
+    Success,
+}
+
+/// Files that cannot be committed, made when the case runs.
+#[derive(Debug, Clone)]
+pub enum Special {
+    /// A FIFO at this path (relative to the case directory).
+    Fifo(&'static str),
+    /// A symlink at this path to that target.
+    Symlink(&'static str, &'static str),
+    /// A leftover temporary of a writer whose process is gone.
+    DeadTemporary(&'static str),
+}
+
+pub struct Case {
+    pub name: &'static str,
+    /// The issue's class (0: the transform-string parser).
+    pub class: u32,
+    pub about: &'static str,
+    pub files: Vec<(&'static str, Vec<u8>)>,
+    pub special: Vec<Special>,
+    /// CLI arguments; `{dir}` is the case's directory, `{out}` a fresh output directory.
+    pub args: Vec<String>,
+    pub expect: Expect,
+}
+
+const GIB: i64 = 1 << 30;
+
+fn attr(value: attr_value::Value) -> AttrValue {
+    AttrValue { value: Some(value) }
+}
+
+fn dtype(t: DataType) -> AttrValue {
+    attr(attr_value::Value::Type(t as i32))
+}
+
+fn int(i: i64) -> AttrValue {
+    attr(attr_value::Value::I(i))
+}
+
+fn string(s: &str) -> AttrValue {
+    attr(attr_value::Value::S(s.as_bytes().to_vec().into()))
+}
+
+fn ints(values: &[i64]) -> AttrValue {
+    attr(attr_value::Value::List(attr_value::ListValue {
+        i: values.to_vec(),
+        ..Default::default()
+    }))
+}
+
+fn func(name: &str) -> AttrValue {
+    attr(attr_value::Value::Func(NameAttrList {
+        name: name.into(),
+        ..Default::default()
+    }))
+}
+
+fn types(values: &[DataType]) -> AttrValue {
+    attr(attr_value::Value::List(attr_value::ListValue {
+        r#type: values.iter().map(|&t| t as i32).collect(),
+        ..Default::default()
+    }))
+}
+
+fn shape(dims: &[i64]) -> TensorShapeProto {
+    TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&size| tensor_shape_proto::Dim {
+                size,
+                name: String::new(),
+            })
+            .collect(),
+        unknown_rank: false,
+    }
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, AttrValue)>) -> NodeDef {
+    NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        attr: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        ..Default::default()
+    }
+}
+
+/// A Const from a TensorProto.
+fn constant(name: &str, tensor: TensorProto) -> NodeDef {
+    let t = DataType::try_from(tensor.dtype).unwrap_or(DataType::DtFloat);
+    node(
+        name,
+        "Const",
+        &[],
+        vec![
+            ("dtype", dtype(t)),
+            ("value", attr(attr_value::Value::Tensor(tensor))),
+        ],
+    )
+}
+
+fn floats(name: &str, dims: &[i64], values: &[f32]) -> NodeDef {
+    constant(
+        name,
+        TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(shape(dims)),
+            float_val: values.to_vec(),
+            ..Default::default()
+        },
+    )
+}
+
+fn int64s(name: &str, dims: &[i64], values: &[i64]) -> NodeDef {
+    constant(
+        name,
+        TensorProto {
+            dtype: DataType::DtInt64 as i32,
+            tensor_shape: Some(shape(dims)),
+            int64_val: values.to_vec(),
+            ..Default::default()
+        },
+    )
+}
+
+fn int32s(name: &str, dims: &[i64], values: &[i32]) -> NodeDef {
+    constant(
+        name,
+        TensorProto {
+            dtype: DataType::DtInt32 as i32,
+            tensor_shape: Some(shape(dims)),
+            int_val: values.to_vec(),
+            ..Default::default()
+        },
+    )
+}
+
+fn placeholder(name: &str, t: DataType, dims: &[i64]) -> NodeDef {
+    node(
+        name,
+        "Placeholder",
+        &[],
+        vec![
+            ("dtype", dtype(t)),
+            ("shape", attr(attr_value::Value::Shape(shape(dims)))),
+        ],
+    )
+}
+
+fn graph(nodes: Vec<NodeDef>) -> GraphDef {
+    GraphDef {
+        node: nodes,
+        versions: Some(VersionDef {
+            producer: 1205,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pb(g: &GraphDef) -> Vec<u8> {
+    g.encode_to_vec()
+}
+
+fn t(dtype: DataType) -> (&'static str, AttrValue) {
+    ("T", self::dtype(dtype))
+}
+
+/// `verify m.pb m.pb`: the evaluator runs the model (twice).
+fn verify() -> Vec<String> {
+    vec![
+        "verify".into(),
+        "{dir}/model.pb".into(),
+        "{dir}/model.pb".into(),
+    ]
+}
+
+fn transform(transforms: &str, outputs: &str) -> Vec<String> {
+    let mut args = vec![
+        "transform".into(),
+        "--in_graph={dir}/model.pb".into(),
+        "--out_graph={out}/out.pb".into(),
+        format!("--transforms={transforms}"),
+    ];
+    if !outputs.is_empty() {
+        args.push(format!("--outputs={outputs}"));
+    }
+    args
+}
+
+fn model_case(
+    name: &'static str,
+    class: u32,
+    about: &'static str,
+    g: GraphDef,
+    args: Vec<String>,
+    expect: Expect,
+) -> Case {
+    Case {
+        name,
+        class,
+        about,
+        files: vec![("model.pb", pb(&g))],
+        special: Vec::new(),
+        args,
+        expect,
+    }
+}
+
+/// A function `name` with one float input `x` and one output, whose body is `nodes` (reading
+/// `x`) and returns `ret` (function notation, e.g. `call:output:0`).
+fn function(name: &str, nodes: Vec<NodeDef>, ret: &str) -> FunctionDef {
+    let arg = |n: &str| op_def::ArgDef {
+        name: n.into(),
+        r#type: DataType::DtFloat as i32,
+        ..Default::default()
+    };
+    FunctionDef {
+        signature: Some(OpDef {
+            name: name.into(),
+            input_arg: vec![arg("x")],
+            output_arg: vec![arg("y")],
+            ..Default::default()
+        }),
+        node_def: nodes,
+        ret: [("y".to_string(), ret.to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn call(name: &str, input: &str, f: &str) -> NodeDef {
+    node(
+        name,
+        "PartitionedCall",
+        &[input],
+        vec![
+            ("f", func(f)),
+            ("Tin", types(&[DataType::DtFloat])),
+            ("Tout", types(&[DataType::DtFloat])),
+        ],
+    )
+}
+
+/// A function that calls `callee` twice and adds the results.
+fn calls_twice(name: &str, callee: &str) -> FunctionDef {
+    function(
+        name,
+        vec![
+            call("a", "x", callee),
+            call("b", "x", callee),
+            node(
+                "sum",
+                "AddV2",
+                &["a:output:0", "b:output:0"],
+                vec![t(DataType::DtFloat)],
+            ),
+        ],
+        "sum:z:0",
+    )
+}
+
+fn with_library(mut g: GraphDef, functions: Vec<FunctionDef>) -> GraphDef {
+    g.library = Some(FunctionDefLibrary {
+        function: functions,
+        ..Default::default()
+    });
+    g
+}
+
+// --- checkpoints: TensorFlow's table format, written the way TF does it ---
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One table block from (key, value) pairs, with its 5-byte trailer (kind, masked crc).
+fn block(entries: &[(Vec<u8>, Vec<u8>)], kind: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        varint(&mut out, 0);
+        varint(&mut out, key.len() as u64);
+        varint(&mut out, value.len() as u64);
+        out.extend_from_slice(key);
+        out.extend_from_slice(value);
+    }
+    out.extend_from_slice(&0u32.to_le_bytes()); // restart at 0
+    out.extend_from_slice(&1u32.to_le_bytes()); // one restart
+    trailer(out, kind)
+}
+
+fn trailer(mut contents: Vec<u8>, kind: u8) -> Vec<u8> {
+    let mut checked = contents.clone();
+    checked.push(kind);
+    let crc = masked_crc32c(&checked);
+    contents.push(kind);
+    contents.extend_from_slice(&crc.to_le_bytes());
+    contents
+}
+
+fn footer(metaindex: (u64, u64), index: (u64, u64)) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in [metaindex.0, metaindex.1, index.0, index.1] {
+        varint(&mut out, v);
+    }
+    out.resize(40, 0);
+    out.extend_from_slice(&0xdb47_7524_8b80_fb57u64.to_le_bytes());
+    out
+}
+
+/// A checkpoint index holding `entries` (sorted by key) in one data block.
+fn index_file(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let data = block(entries, 0);
+    let data_size = data.len() as u64 - 5;
+    let mut handle = Vec::new();
+    varint(&mut handle, 0);
+    varint(&mut handle, data_size);
+    let last = entries.last().map(|e| e.0.clone()).unwrap_or_default();
+    let index = block(&[(last, handle)], 0);
+    let meta = block(&[], 0);
+    let mut file = data;
+    let index_offset = file.len() as u64;
+    file.extend_from_slice(&index);
+    let meta_offset = file.len() as u64;
+    file.extend_from_slice(&meta);
+    file.extend_from_slice(&footer(
+        (meta_offset, meta.len() as u64 - 5),
+        (index_offset, index.len() as u64 - 5),
+    ));
+    file
+}
+
+fn header_entry() -> (Vec<u8>, Vec<u8>) {
+    (
+        Vec::new(),
+        BundleHeaderProto {
+            num_shards: 1,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// A TF1 graph with one variable `v` of `dims`, read by `out`.
+fn variable_graph(dims: &[i64]) -> GraphDef {
+    graph(vec![
+        node(
+            "v",
+            "VariableV2",
+            &[],
+            vec![
+                ("dtype", dtype(DataType::DtFloat)),
+                ("shape", attr(attr_value::Value::Shape(shape(dims)))),
+            ],
+        ),
+        node("out", "Identity", &["v"], vec![t(DataType::DtFloat)]),
+    ])
+}
+
+fn freeze_tf1() -> Vec<String> {
+    vec![
+        "freeze".into(),
+        "--in_graph={dir}/model.pb".into(),
+        "--checkpoint={dir}/ckpt".into(),
+        "--outputs=out".into(),
+        "--out_graph={out}/frozen.pb".into(),
+    ]
+}
+
+/// A TF1-style SavedModel (no object graph) of `g`, whose signature returns `output`.
+fn saved_model(g: GraphDef, output: &str) -> Vec<u8> {
+    let signature = SignatureDef {
+        outputs: [(
+            "output".to_string(),
+            TensorInfo {
+                encoding: Some(tensor_info::Encoding::Name(format!("{output}:0"))),
+                dtype: DataType::DtFloat as i32,
+                ..Default::default()
+            },
+        )]
+        .into(),
+        method_name: "tensorflow/serving/predict".into(),
+        ..Default::default()
+    };
+    SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![MetaGraphDef {
+            meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                tags: vec!["serve".into()],
+                ..Default::default()
+            }),
+            graph_def: Some(g),
+            signature_def: [("serving_default".to_string(), signature)].into(),
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn freeze_saved_model() -> Vec<String> {
+    vec![
+        "freeze".into(),
+        "--saved_model_dir={dir}/model".into(),
+        "--out_graph={out}/frozen.pb".into(),
+    ]
+}
+
+/// The lowered while loop `i = 0; while i < 1e9: i += sign(sum(fill([1000, 1000], 1.0)))`:
+/// each iteration is cheap to write and a million elements of work.
+fn heavy_while_loop() -> GraphDef {
+    let enter = |name: &str, input: &str, constant: bool, t: DataType| {
+        node(
+            name,
+            "Enter",
+            &[input],
+            vec![
+                self::t(t),
+                ("frame_name", string("loop")),
+                ("is_constant", attr(attr_value::Value::B(constant))),
+            ],
+        )
+    };
+    let i32t = DataType::DtInt32;
+    graph(vec![
+        int32s("zero", &[], &[0]),
+        int32s("limit", &[], &[1_000_000_000]),
+        int32s("dims", &[2], &[1000, 1000]),
+        floats("one", &[], &[1.0]),
+        int32s("axes", &[2], &[0, 1]),
+        enter("i_enter", "zero", false, i32t),
+        enter("limit_enter", "limit", true, i32t),
+        enter("dims_enter", "dims", true, i32t),
+        enter("one_enter", "one", true, DataType::DtFloat),
+        enter("axes_enter", "axes", true, i32t),
+        node(
+            "merge",
+            "Merge",
+            &["i_enter", "next"],
+            vec![t(i32t), ("N", int(2))],
+        ),
+        node("less", "Less", &["merge", "limit_enter"], vec![t(i32t)]),
+        node("cond", "LoopCond", &["less"], vec![]),
+        node("switch", "Switch", &["merge", "cond"], vec![t(i32t)]),
+        node("body", "Identity", &["switch:1"], vec![t(i32t)]),
+        node(
+            "fill",
+            "Fill",
+            &["dims_enter", "one_enter"],
+            vec![t(DataType::DtFloat), ("index_type", dtype(i32t))],
+        ),
+        node(
+            "sum",
+            "Sum",
+            &["fill", "axes_enter"],
+            vec![t(DataType::DtFloat), ("Tidx", dtype(i32t))],
+        ),
+        node(
+            "cast",
+            "Cast",
+            &["sum"],
+            vec![("SrcT", dtype(DataType::DtFloat)), ("DstT", dtype(i32t))],
+        ),
+        node("step", "Sign", &["cast"], vec![t(i32t)]),
+        node("add", "AddV2", &["body", "step"], vec![t(i32t)]),
+        node("next", "NextIteration", &["add"], vec![t(i32t)]),
+        node("exit", "Exit", &["switch"], vec![t(i32t)]),
+        node("out", "Identity", &["exit"], vec![t(i32t)]),
+    ])
+}
+
+/// Every case of the corpus.
+// One push per case keeps each case next to the comment naming its class.
+#[allow(clippy::vec_init_then_push)]
+pub fn all() -> Vec<Case> {
+    use DataType::{DtFloat, DtInt32, DtInt64};
+    let f = DtFloat;
+    let mut cases = Vec::new();
+
+    // 0: the transform-string parser.
+    cases.push(model_case(
+        "c00_unclosed_transform",
+        0,
+        "a transform string with an unclosed parenthesis",
+        graph(vec![floats("x", &[], &[1.0])]),
+        transform("fold_constants(exclude_op=Fill", "x"),
+        Expect::Error,
+    ));
+
+    // 1: unchecked arithmetic on dims, attributes and values.
+    cases.push(model_case(
+        "c01_pad_huge_paddings",
+        1,
+        "Pad by 2^62 on each side: the padded size overflows",
+        graph(vec![
+            floats("x", &[2, 2], &[1.0]),
+            int64s("p", &[2, 2], &[1 << 62, 1 << 62, 0, 0]),
+            node(
+                "out",
+                "Pad",
+                &["x", "p"],
+                vec![t(f), ("Tpaddings", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_batch_to_space_block_wraps",
+        1,
+        "BatchToSpaceND whose block product wraps to 0 (a division by zero)",
+        graph(vec![
+            floats("x", &[4, 1, 1, 1], &[1.0]),
+            int64s("block", &[2], &[1 << 32, 1 << 32]),
+            int64s("crops", &[2, 2], &[0, 0, 0, 0]),
+            node(
+                "out",
+                "BatchToSpaceND",
+                &["x", "block", "crops"],
+                vec![
+                    t(f),
+                    ("Tblock_shape", dtype(DtInt64)),
+                    ("Tcrops", dtype(DtInt64)),
+                ],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_splitv_sizes_wrap",
+        1,
+        "SplitV sizes whose sum wraps around to the dimension",
+        graph(vec![
+            floats("x", &[4], &[1.0]),
+            int64s("sizes", &[3], &[i64::MAX, i64::MAX, 6]),
+            int32s("axis", &[], &[0]),
+            node(
+                "out",
+                "SplitV",
+                &["x", "sizes", "axis"],
+                vec![t(f), ("Tlen", dtype(DtInt64)), ("num_split", int(3))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_conv_explicit_padding",
+        1,
+        "Conv2D with EXPLICIT paddings of 2^32: the output would be 2^66 elements",
+        graph(vec![
+            floats("x", &[1, 2, 2, 1], &[1.0]),
+            floats("w", &[1, 1, 1, 1], &[1.0]),
+            node(
+                "out",
+                "Conv2D",
+                &["x", "w"],
+                vec![
+                    t(f),
+                    ("strides", ints(&[1, 1, 1, 1])),
+                    ("padding", string("EXPLICIT")),
+                    (
+                        "explicit_paddings",
+                        ints(&[0, 0, 1 << 32, 1 << 32, 1 << 32, 1 << 32, 0, 0]),
+                    ),
+                ],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_maxpool_explicit_padding",
+        1,
+        "MaxPool with EXPLICIT paddings near 2^40",
+        graph(vec![
+            floats("x", &[1, 2, 2, 1], &[1.0]),
+            node(
+                "out",
+                "MaxPool",
+                &["x"],
+                vec![
+                    t(f),
+                    ("ksize", ints(&[1, 1, 1, 1])),
+                    ("strides", ints(&[1, 1, 1, 1])),
+                    ("padding", string("EXPLICIT")),
+                    (
+                        "explicit_paddings",
+                        ints(&[0, 0, 1 << 40, 1 << 40, 1 << 40, 1 << 40, 0, 0]),
+                    ),
+                ],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_range_wraps",
+        1,
+        "Range from i64::MIN to i64::MAX: the count wraps",
+        graph(vec![
+            int64s("start", &[], &[i64::MIN]),
+            int64s("limit", &[], &[i64::MAX]),
+            int64s("delta", &[], &[1]),
+            node(
+                "out",
+                "Range",
+                &["start", "limit", "delta"],
+                vec![("Tidx", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_slice_bounds_wrap",
+        1,
+        "Slice whose begin + size wraps",
+        graph(vec![
+            floats("x", &[4], &[1.0]),
+            int64s("begin", &[1], &[i64::MAX]),
+            int64s("size", &[1], &[2]),
+            node(
+                "out",
+                "Slice",
+                &["x", "begin", "size"],
+                vec![t(f), ("Index", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    let huge_placeholder = graph(vec![
+        placeholder("x", f, &[1 << 32, 1 << 32]),
+        node(
+            "out",
+            "Size",
+            &["x"],
+            vec![t(f), ("out_type", dtype(DtInt64))],
+        ),
+    ]);
+    cases.push(model_case(
+        "c01_size_of_huge_placeholder_folds",
+        1,
+        "Size of a [2^32, 2^32] placeholder: 2^64 does not fit, so it is not folded (it folded to 0)",
+        huge_placeholder.clone(),
+        transform("fold_constants", "out"),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c01_size_of_huge_placeholder_verify",
+        1,
+        "verify seeds a [2^32, 2^32] input: the element count overflows",
+        huge_placeholder,
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_strided_slice_huge_stride",
+        1,
+        "StridedSlice with a stride of i64::MAX takes one element (the index wrapped)",
+        graph(vec![
+            floats("x", &[10], &[1.0, 2.0]),
+            int64s("begin", &[1], &[0]),
+            int64s("end", &[1], &[10]),
+            int64s("strides", &[1], &[i64::MAX]),
+            node(
+                "out",
+                "StridedSlice",
+                &["x", "begin", "end", "strides"],
+                vec![t(f), ("Index", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c01_tile_multiples_wrap",
+        1,
+        "Tile by 2^62 x 2^62: the output dims overflow",
+        graph(vec![
+            floats("x", &[2, 2], &[1.0]),
+            int64s("m", &[2], &[1 << 62, 1 << 62]),
+            node(
+                "out",
+                "Tile",
+                &["x", "m"],
+                vec![t(f), ("Tmultiples", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_concat_dims_wrap",
+        1,
+        "ConcatV2 of empty tensors whose concatenated dimension overflows",
+        graph(vec![
+            floats("a", &[i64::MAX, 0], &[]),
+            floats("b", &[i64::MAX, 0], &[]),
+            floats("c", &[4, 0], &[]),
+            int32s("axis", &[], &[0]),
+            node(
+                "out",
+                "ConcatV2",
+                &["a", "b", "c", "axis"],
+                vec![t(f), ("N", int(3)), ("Tidx", dtype(DtInt32))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c01_one_hot_depth",
+        1,
+        "OneHot with a depth of 2^62",
+        graph(vec![
+            int32s("i", &[3], &[0, 1, 2]),
+            int32s("depth", &[], &[i32::MAX]),
+            floats("on", &[], &[1.0]),
+            floats("off", &[], &[0.0]),
+            node(
+                "out",
+                "OneHot",
+                &["i", "depth", "on", "off"],
+                vec![t(f), ("TI", dtype(DtInt32)), ("axis", int(-1))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+
+    // 2: allocations sized by an attribute or a dim.
+    cases.push(model_case(
+        "c02_tile_multiples",
+        2,
+        "Tile a 1000-element tensor a million times (4 GB)",
+        graph(vec![
+            floats("x", &[1000], &[1.0]),
+            int32s("m", &[1], &[1_000_000]),
+            node("out", "Tile", &["x", "m"], vec![t(f)]),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c02_split_num_split",
+        2,
+        "Split an empty tensor into 2^40 parts",
+        graph(vec![
+            int32s("axis", &[], &[0]),
+            floats("x", &[0], &[]),
+            node(
+                "out",
+                "Split",
+                &["axis", "x"],
+                vec![t(f), ("num_split", int(1 << 40))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c02_dynamic_partition_count",
+        2,
+        "DynamicPartition into 2^40 partitions",
+        graph(vec![
+            floats("x", &[2], &[1.0]),
+            int32s("p", &[2], &[0, 1]),
+            node(
+                "out",
+                "DynamicPartition",
+                &["x", "p"],
+                vec![t(f), ("num_partitions", int(1 << 40))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c02_dead_branch_outputs",
+        2,
+        "a Split with num_split 2^60 on the untaken branch of a Switch",
+        graph(vec![
+            floats("x", &[2], &[1.0]),
+            constant(
+                "pred",
+                TensorProto {
+                    dtype: DataType::DtBool as i32,
+                    tensor_shape: Some(shape(&[])),
+                    bool_val: vec![false],
+                    ..Default::default()
+                },
+            ),
+            int32s("axis", &[], &[0]),
+            node("switch", "Switch", &["x", "pred"], vec![t(f)]),
+            node(
+                "out",
+                "Split",
+                &["axis", "switch:1"],
+                vec![t(f), ("num_split", int(1 << 60))],
+            ),
+        ]),
+        vec![
+            "verify".into(),
+            "{dir}/model.pb".into(),
+            "{dir}/model.pb".into(),
+            "--outputs=out:7".into(),
+        ],
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c02_verify_seeded_input",
+        2,
+        "verify seeds a [2^20, 2^20] float input (4 TB)",
+        graph(vec![
+            placeholder("x", f, &[1 << 20, 1 << 20]),
+            node("out", "Relu", &["x"], vec![t(f)]),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c02_batch_matmul_broadcast",
+        2,
+        "BatchMatMulV2 whose broadcast batch copies are 10^10 elements",
+        graph(vec![
+            floats("a", &[1000, 1, 100, 1], &[1.0]),
+            floats("b", &[1, 1000, 1, 100], &[1.0]),
+            node("out", "BatchMatMulV2", &["a", "b"], vec![t(f)]),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c02_fill_huge",
+        2,
+        "Fill [2^20, 2^20]",
+        graph(vec![
+            int64s("dims", &[2], &[1 << 20, 1 << 20]),
+            floats("v", &[], &[1.0]),
+            node(
+                "out",
+                "Fill",
+                &["dims", "v"],
+                vec![t(f), ("index_type", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+
+    // 3: zero-element tensors with huge dims.
+    let empty_huge = |name: &str| floats(name, &[1 << 40, 0], &[]);
+    cases.push(model_case(
+        "c03_sum_of_empty_huge",
+        3,
+        "Sum over the empty axis of a [2^40, 0] tensor: the output has 2^40 elements",
+        graph(vec![
+            empty_huge("x"),
+            int32s("axes", &[1], &[1]),
+            node(
+                "out",
+                "Sum",
+                &["x", "axes"],
+                vec![t(f), ("Tidx", dtype(DtInt32))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c03_slice_of_empty_huge",
+        3,
+        "Slice of a [2^40, 0] tensor: an empty result, no index list of 2^40",
+        graph(vec![
+            empty_huge("x"),
+            int64s("begin", &[2], &[0, 0]),
+            int64s("size", &[2], &[-1, -1]),
+            node(
+                "out",
+                "Slice",
+                &["x", "begin", "size"],
+                vec![t(f), ("Index", dtype(DtInt64))],
+            ),
+        ]),
+        verify(),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c03_mirror_pad_of_empty_huge",
+        3,
+        "MirrorPad (SYMMETRIC) of a [2^40, 0] tensor: an empty result, no index lists",
+        graph(vec![
+            empty_huge("x"),
+            int32s("p", &[2, 2], &[1, 1, 0, 0]),
+            node(
+                "out",
+                "MirrorPad",
+                &["x", "p"],
+                vec![
+                    t(f),
+                    ("mode", string("SYMMETRIC")),
+                    ("Tpaddings", dtype(DtInt32)),
+                ],
+            ),
+        ]),
+        verify(),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c03_strided_slice_ellipsis_of_empty_huge",
+        3,
+        "StridedSlice with an ellipsis of a [2^40, 0, 3] tensor",
+        graph(vec![
+            floats("x", &[1 << 40, 0, 3], &[]),
+            int32s("begin", &[2], &[0, 1]),
+            int32s("end", &[2], &[0, 2]),
+            int32s("strides", &[2], &[1, 1]),
+            node(
+                "out",
+                "StridedSlice",
+                &["x", "begin", "end", "strides"],
+                vec![t(f), ("Index", dtype(DtInt32)), ("ellipsis_mask", int(1))],
+            ),
+        ]),
+        verify(),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c03_unpack_of_empty_huge",
+        3,
+        "Unpack a [2^40, 0] tensor into 2^40 outputs",
+        graph(vec![
+            empty_huge("x"),
+            node(
+                "out",
+                "Unpack",
+                &["x"],
+                vec![t(f), ("num", int(1 << 40)), ("axis", int(0))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c03_batch_norm_of_empty_huge",
+        3,
+        "fold_batch_norms scaling an empty [1, 1, 0, 2^40] filter: 2^40 per-channel values",
+        graph(vec![
+            placeholder("x", f, &[1, 2, 2, 0]),
+            floats("w", &[1, 1, 0, 1 << 40], &[]),
+            node(
+                "conv",
+                "Conv2D",
+                &["x", "w"],
+                vec![
+                    t(f),
+                    ("strides", ints(&[1, 1, 1, 1])),
+                    ("padding", string("SAME")),
+                ],
+            ),
+            floats("m", &[], &[2.0]),
+            node("out", "Mul", &["conv", "m"], vec![t(f)]),
+        ]),
+        transform("fold_batch_norms", "out"),
+        Expect::Error,
+    ));
+
+    // 4: shape inference on non-constant graphs.
+    cases.push(model_case(
+        "c04_shape_inference_of_placeholders",
+        4,
+        "fold_constants infers shapes through Tile(2^30) of a [2^40, 0] placeholder and Size",
+        graph(vec![
+            placeholder("x", f, &[1 << 40, 0]),
+            int64s("m", &[2], &[1 << 30, 1 << 40]),
+            node(
+                "tile",
+                "Tile",
+                &["x", "m"],
+                vec![t(f), ("Tmultiples", dtype(DtInt64))],
+            ),
+            node(
+                "shape",
+                "Shape",
+                &["tile"],
+                vec![t(f), ("out_type", dtype(DtInt64))],
+            ),
+            node(
+                "size",
+                "Size",
+                &["tile"],
+                vec![t(f), ("out_type", dtype(DtInt32))],
+            ),
+            node(
+                "out",
+                "Pack",
+                &["shape", "shape"],
+                vec![t(DtInt64), ("N", int(2))],
+            ),
+        ]),
+        transform("fold_constants", "out,size"),
+        Expect::Success,
+    ));
+
+    // 5: small TensorProtos that decode into gigabytes.
+    cases.push(model_case(
+        "c05_float_val_expands",
+        5,
+        "one float_val with shape [2^30]: 16 bytes on disk, 4 GiB decoded",
+        graph(vec![
+            floats("x", &[GIB], &[1.0]),
+            node("out", "Identity", &["x"], vec![t(f)]),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c05_strings_expand",
+        5,
+        "one string_val with shape [2^24]: each element costs a 32-byte handle",
+        graph(vec![
+            constant(
+                "x",
+                TensorProto {
+                    dtype: DataType::DtString as i32,
+                    tensor_shape: Some(shape(&[1 << 24])),
+                    string_val: vec![b"x".to_vec().into()],
+                    ..Default::default()
+                },
+            ),
+            node("out", "Identity", &["x"], vec![t(DataType::DtString)]),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+
+    // 6: recursion.
+    let recursive_while = with_library(
+        graph(vec![
+            floats("x", &[], &[1.0]),
+            node(
+                "out",
+                "While",
+                &["x"],
+                vec![
+                    ("T", types(&[f])),
+                    ("cond", func("cond")),
+                    ("body", func("body")),
+                ],
+            ),
+        ]),
+        vec![
+            function(
+                "cond",
+                vec![
+                    floats("limit", &[], &[10.0]),
+                    node("less", "Less", &["x", "limit:output:0"], vec![t(f)]),
+                ],
+                "less:z:0",
+            ),
+            function(
+                "body",
+                vec![node(
+                    "again",
+                    "While",
+                    &["x"],
+                    vec![
+                        ("T", types(&[f])),
+                        ("cond", func("cond")),
+                        ("body", func("body")),
+                    ],
+                )],
+                "again:output:0",
+            ),
+        ],
+    );
+    cases.push(model_case(
+        "c06_while_body_contains_itself",
+        6,
+        "a While whose body runs the same While",
+        recursive_while,
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(Case {
+        name: "c06_text_nesting",
+        class: 6,
+        about: "text format nested 5000 deep (the parser recursed per level)",
+        files: vec![("model.pbtxt", {
+            let mut text = String::from(
+                "node { name: \"x\" op: \"NoOp\" attr { key: \"a\" value { func { name: \"f\" ",
+            );
+            for _ in 0..5000 {
+                text.push_str("attr { key: \"a\" value { func { name: \"f\" ");
+            }
+            text.push_str(&"} } } ".repeat(5001));
+            text.push_str("}\n");
+            text.into_bytes()
+        })],
+        special: Vec::new(),
+        args: vec!["summarize".into(), "{dir}/model.pbtxt".into()],
+        expect: Expect::Error,
+    });
+    cases.push(model_case(
+        "c06_inline_calls_itself_twice",
+        6,
+        "inline_partitionedcall of a function that calls itself twice (375 bytes)",
+        with_library(
+            graph(vec![floats("x", &[], &[1.0]), call("out", "x", "f")]),
+            vec![calls_twice("f", "f")],
+        ),
+        transform("inline_partitionedcall", "out"),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c06_inline_call_dag",
+        6,
+        "inline_partitionedcall of a 40-level call DAG, each level calling the next twice",
+        with_library(
+            graph(vec![floats("x", &[], &[1.0]), call("out", "x", "f0")]),
+            (0..40)
+                .map(|i| calls_twice(&format!("f{i}"), &format!("f{}", i + 1)))
+                .chain([function(
+                    "f40",
+                    vec![node("y", "Identity", &["x"], vec![t(f)])],
+                    "y:output:0",
+                )])
+                .collect(),
+        ),
+        transform("inline_partitionedcall", "out"),
+        Expect::Error,
+    ));
+    cases.push(Case {
+        name: "c06_freeze_calls_itself_twice",
+        class: 6,
+        about: "freezing a SavedModel whose signature calls a function that calls itself twice",
+        files: vec![
+            (
+                "model/saved_model.pb",
+                saved_model(
+                    with_library(
+                        graph(vec![placeholder("x", f, &[]), call("call", "x", "f")]),
+                        vec![calls_twice("f", "f")],
+                    ),
+                    "call",
+                ),
+            ),
+            (
+                "model/variables/variables.index",
+                index_file(&[header_entry()]),
+            ),
+            ("model/variables/variables.data-00000-of-00001", Vec::new()),
+        ],
+        special: Vec::new(),
+        args: freeze_saved_model(),
+        expect: Expect::Error,
+    });
+
+    // 7: work without a bound.
+    cases.push(model_case(
+        "c07_while_loop_heavy_body",
+        7,
+        "a while loop of a billion iterations, each filling and summing a million elements",
+        heavy_while_loop(),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c07_int_matmul_of_fills",
+        7,
+        "an int32 MatMul of two 4096x4096 Fills (7 * 10^10 multiply-adds)",
+        graph(vec![
+            int32s("dims", &[2], &[4096, 4096]),
+            int32s("one", &[], &[1]),
+            node("a", "Fill", &["dims", "one"], vec![t(DtInt32)]),
+            node("b", "Fill", &["dims", "one"], vec![t(DtInt32)]),
+            node("out", "MatMul", &["a", "b"], vec![t(DtInt32)]),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c07_maxpool_huge_ksize",
+        7,
+        "MaxPool with a 2^30 x 2^30 window over a 1000 x 1000 image",
+        graph(vec![
+            int32s("dims", &[4], &[1, 1000, 1000, 1]),
+            floats("one", &[], &[1.0]),
+            node("x", "Fill", &["dims", "one"], vec![t(f)]),
+            node(
+                "out",
+                "MaxPool",
+                &["x"],
+                vec![
+                    t(f),
+                    ("ksize", ints(&[1, GIB, GIB, 1])),
+                    ("strides", ints(&[1, 1, 1, 1])),
+                    ("padding", string("SAME")),
+                ],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+
+    // 8: super-linear transforms.
+    let mut merge_graph = vec![
+        floats("x", &[], &[1.0]),
+        placeholder("p", DataType::DtBool, &[]),
+    ];
+    let mut merge_inputs = Vec::new();
+    for i in 0..5000 {
+        merge_graph.push(node(&format!("s{i}"), "Switch", &["x", "p"], vec![t(f)]));
+        merge_inputs.push(format!("s{i}:1"));
+    }
+    let refs: Vec<&str> = merge_inputs.iter().map(String::as_str).collect();
+    merge_graph.push(node("out", "Merge", &refs, vec![t(f), ("N", int(5000))]));
+    cases.push(model_case(
+        "c08_merge_of_5000_inputs",
+        8,
+        "remove_control_dependencies and remove_training_nodes on a Merge of 5000 inputs",
+        graph(merge_graph),
+        transform("remove_control_dependencies remove_training_nodes", "out"),
+        Expect::Success,
+    ));
+
+    // 9: memory per input byte.
+    cases.push(Case {
+        name: "c09_empty_nodes",
+        class: 9,
+        about: "400000 empty nodes: 800 KB on disk, about 100 MB decoded and far more processed",
+        files: vec![("model.pb", {
+            let mut bytes = Vec::with_capacity(800_000);
+            for _ in 0..400_000 {
+                bytes.extend_from_slice(&[0x0a, 0x00]);
+            }
+            bytes
+        })],
+        special: Vec::new(),
+        args: vec!["summarize".into(), "{dir}/model.pb".into()],
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c09_attribute_list_of_tensors",
+        class: 9,
+        about: "one attribute listing 400000 empty tensors: 2 bytes each on disk, 416 in memory",
+        files: vec![("model.pb", {
+            let list = attr_value::ListValue {
+                tensor: vec![TensorProto::default(); 400_000],
+                ..Default::default()
+            };
+            pb(&graph(vec![node(
+                "x",
+                "NoOp",
+                &[],
+                vec![("list", attr(attr_value::Value::List(list)))],
+            )]))
+        })],
+        special: Vec::new(),
+        args: vec!["summarize".into(), "{dir}/model.pb".into()],
+        expect: Expect::Error,
+    });
+
+    // 10: checkpoints.
+    let sliced_entry = |dims: &[i64], slices: usize| {
+        // Every part claims the same 4 bytes of the shard.
+        let mut entries = vec![header_entry()];
+        let part = BundleEntryProto {
+            dtype: DtFloat as i32,
+            shape: Some(shape(&[1])),
+            shard_id: 0,
+            offset: 0,
+            size: 4,
+            crc32c: masked_crc32c(&[0, 0, 128, 63]),
+            ..Default::default()
+        };
+        let mut parts = Vec::new();
+        let mut keys = Vec::new();
+        for i in 0..slices as i64 {
+            let extents = [(i, 1), (0, -1)];
+            let mut key = vec![0u8];
+            key.extend_from_slice(b"v");
+            key.extend_from_slice(&[0x00, 0x01]);
+            key.push(1);
+            key.push(2);
+            for (start, length) in extents.iter().copied() {
+                write_signed(&mut key, start);
+                write_signed(&mut key, length);
+            }
+            keys.push((key, part.encode_to_vec()));
+            parts.push(TensorSliceProto {
+                extent: vec![
+                    graphopt_core::proto::tensor_slice_proto::Extent {
+                        start: i,
+                        has_length: Some(
+                            graphopt_core::proto::tensor_slice_proto::extent::HasLength::Length(1),
+                        ),
+                    },
+                    Default::default(),
+                ],
+            });
+        }
+        entries.push((
+            b"v".to_vec(),
+            BundleEntryProto {
+                dtype: DtFloat as i32,
+                shape: Some(shape(dims)),
+                slices: parts,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ));
+        entries.extend(keys);
+        entries.sort();
+        index_file(&entries)
+    };
+    cases.push(Case {
+        name: "c10_aliased_slices",
+        class: 10,
+        about: "a partitioned variable whose 4096 parts all point at the same 4 shard bytes",
+        files: vec![
+            ("model.pb", pb(&variable_graph(&[4096, 1]))),
+            ("ckpt.index", sliced_entry(&[4096, 1], 4096)),
+            ("ckpt.data-00000-of-00001", vec![0, 0, 128, 63]),
+        ],
+        special: Vec::new(),
+        args: freeze_tf1(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c10_footer_lengths",
+        class: 10,
+        about: "a checkpoint index whose footer block handle is near 2^64",
+        files: vec![
+            ("model.pb", pb(&variable_graph(&[1]))),
+            ("ckpt.index", {
+                let mut file = block(&[header_entry()], 0);
+                file.extend_from_slice(&footer((0, 0), (u64::MAX - 2, u64::MAX - 2)));
+                file
+            }),
+            ("ckpt.data-00000-of-00001", vec![0; 4]),
+        ],
+        special: Vec::new(),
+        args: freeze_tf1(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c10_snappy_claims_1gib",
+        class: 10,
+        about: "a checkpoint index block compressed with snappy that claims 1 GiB from 16 bytes",
+        files: vec![
+            ("model.pb", pb(&variable_graph(&[1]))),
+            ("ckpt.index", {
+                let mut contents = Vec::new();
+                varint(&mut contents, 1 << 30);
+                contents.extend_from_slice(&[0u8; 16]);
+                let data = trailer(contents, 1);
+                let size = data.len() as u64 - 5;
+                let mut file = data;
+                file.extend_from_slice(&footer((0, size), (0, size)));
+                file
+            }),
+            ("ckpt.data-00000-of-00001", vec![0; 4]),
+        ],
+        special: Vec::new(),
+        args: freeze_tf1(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c10_keys_grow_quadratically",
+        class: 10,
+        about: "an index block whose keys each extend the last by 100 bytes (a 500 KB block, 1.25 GB of keys)",
+        files: vec![
+            ("model.pb", pb(&variable_graph(&[1]))),
+            ("ckpt.index", {
+                let mut contents = Vec::new();
+                let mut shared = 0u64;
+                for _ in 0..5_000 {
+                    varint(&mut contents, shared);
+                    varint(&mut contents, 100);
+                    varint(&mut contents, 0);
+                    contents.extend_from_slice(&[b'k'; 100]);
+                    shared += 100;
+                }
+                contents.extend_from_slice(&0u32.to_le_bytes());
+                contents.extend_from_slice(&1u32.to_le_bytes());
+                let data = trailer(contents, 0);
+                let size = data.len() as u64 - 5;
+                let mut handle = Vec::new();
+                varint(&mut handle, 0);
+                varint(&mut handle, size);
+                let index = block(&[(b"k".to_vec(), handle)], 0);
+                let mut file = data;
+                let index_offset = file.len() as u64;
+                file.extend_from_slice(&index);
+                file.extend_from_slice(&footer((0, 0), (index_offset, index.len() as u64 - 5)));
+                file
+            }),
+            ("ckpt.data-00000-of-00001", vec![0; 4]),
+        ],
+        special: Vec::new(),
+        args: freeze_tf1(),
+        expect: Expect::Error,
+    });
+
+    // 11: model directories.
+    let small_saved_model = saved_model(graph(vec![floats("c", &[], &[1.0])]), "c");
+    cases.push(Case {
+        name: "c11_fifo_saved_model",
+        class: 11,
+        about: "saved_model.pb is a FIFO (reading it blocked forever)",
+        files: vec![
+            (
+                "model/variables/variables.index",
+                index_file(&[header_entry()]),
+            ),
+            ("model/variables/variables.data-00000-of-00001", Vec::new()),
+        ],
+        special: vec![Special::Fifo("model/saved_model.pb")],
+        args: freeze_saved_model(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c11_dev_zero_saved_model",
+        class: 11,
+        about: "saved_model.pb is a symlink to /dev/zero (read until memory ran out)",
+        files: vec![(
+            "model/variables/variables.index",
+            index_file(&[header_entry()]),
+        )],
+        special: vec![Special::Symlink("model/saved_model.pb", "/dev/zero")],
+        args: vec!["inspect".into(), "{dir}/model".into()],
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c11_dev_zero_index",
+        class: 11,
+        about: "the checkpoint index is a symlink to /dev/zero",
+        files: vec![("model/saved_model.pb", small_saved_model.clone())],
+        special: vec![Special::Symlink(
+            "model/variables/variables.index",
+            "/dev/zero",
+        )],
+        args: freeze_saved_model(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c11_fifo_shard",
+        class: 11,
+        about: "a checkpoint data shard is a FIFO",
+        files: vec![
+            ("model.pb", pb(&variable_graph(&[1]))),
+            (
+                "ckpt.index",
+                index_file(&[
+                    header_entry(),
+                    (
+                        b"v".to_vec(),
+                        BundleEntryProto {
+                            dtype: DtFloat as i32,
+                            shape: Some(shape(&[1])),
+                            size: 4,
+                            ..Default::default()
+                        }
+                        .encode_to_vec(),
+                    ),
+                ]),
+            ),
+        ],
+        special: vec![Special::Fifo("ckpt.data-00000-of-00001")],
+        args: freeze_tf1(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c11_fifo_graph",
+        class: 11,
+        about: "the graph given to summarize is a FIFO",
+        files: Vec::new(),
+        special: vec![Special::Fifo("model.pb")],
+        args: vec!["summarize".into(), "{dir}/model.pb".into()],
+        expect: Expect::Error,
+    });
+
+    // 12: fold_constants without outputs.
+    cases.push(model_case(
+        "c12_constant_sink_without_outputs",
+        12,
+        "fold_constants without --outputs on a graph whose sink is fully constant",
+        graph(vec![
+            floats("a", &[], &[1.0]),
+            floats("b", &[], &[2.0]),
+            node("sum", "AddV2", &["a", "b"], vec![t(f)]),
+            node("out", "Identity", &["sum"], vec![t(f)]),
+        ]),
+        transform("fold_constants", ""),
+        Expect::Success,
+    ));
+
+    // 13: leftovers of killed writers.
+    cases.push(Case {
+        name: "c13_stale_temporary",
+        class: 13,
+        about: "the output directory holds the temporary file of a writer that was killed",
+        files: vec![("model.pb", pb(&graph(vec![floats("out", &[], &[1.0])])))],
+        special: vec![Special::DeadTemporary(".out.pb.4294967294.tmp")],
+        args: transform("sort_by_execution_order", "out"),
+        expect: Expect::Success,
+    });
+
+    // 14: names that break error lines.
+    cases.push(model_case(
+        "c14_name_with_control_characters",
+        14,
+        "a node name holding a newline and a terminal escape sequence, in an error",
+        graph(vec![node(
+            "bad\nname\u{1b}[2J",
+            "Identity",
+            &["missing\n\u{1b}[31m"],
+            vec![t(f)],
+        )]),
+        vec!["summarize".into(), "{dir}/model.pb".into()],
+        Expect::Error,
+    ));
+
+    cases
+}
+
+/// OrderedCode's signed-number encoding, as checkpoint slice keys use it.
+fn write_signed(out: &mut Vec<u8>, value: i64) {
+    const HEADER: [[u8; 2]; 11] = [
+        [0, 0],
+        [0x80, 0],
+        [0xc0, 0],
+        [0xe0, 0],
+        [0xf0, 0],
+        [0xf8, 0],
+        [0xfc, 0],
+        [0xfe, 0],
+        [0xff, 0],
+        [0xff, 0x80],
+        [0xff, 0xc0],
+    ];
+    let magnitude = if value < 0 { !value } else { value } as u64;
+    let bits = 64 - magnitude.leading_zeros() as usize;
+    let len = (bits + 1).div_ceil(7).clamp(1, 10);
+    if len == 1 {
+        out.push(HEADER[1][0] ^ (value as u8));
+        return;
+    }
+    let sign = if value < 0 { 0xff } else { 0x00 };
+    let mut buffer = [sign; 10];
+    buffer[2..].copy_from_slice(&value.to_be_bytes());
+    let begin = 10 - len;
+    buffer[begin] ^= HEADER[len][0];
+    buffer[begin + 1] ^= HEADER[len][1];
+    out.extend_from_slice(&buffer[begin..]);
+}
