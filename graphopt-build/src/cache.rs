@@ -11,22 +11,26 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::fingerprint::Memo;
 use crate::manifest::Manifest;
 
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex(&crate::sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A listing of every file under `dir` (sorted relative paths, sizes and sha256s), so a
-/// directory source is keyed by its whole content. Files are hashed as streams; symlinked
-/// directories are not followed, so a link cycle cannot make the walk endless.
-/// Also returns the total size of the files.
-pub fn directory_digest(dir: &Path) -> Result<(Vec<u8>, u64), (PathBuf, std::io::Error)> {
+/// directory source is keyed by its whole content. Files are hashed as streams, or their hash
+/// taken from `memo` when they are unchanged; symlinked directories are not followed, so a link
+/// cycle cannot make the walk endless. Also returns the total size of the files.
+pub fn directory_digest(
+    dir: &Path,
+    memo: &mut Memo,
+) -> Result<(Vec<u8>, u64), (PathBuf, std::io::Error)> {
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(relative) = pending.pop() {
@@ -48,16 +52,17 @@ pub fn directory_digest(dir: &Path) -> Result<(Vec<u8>, u64), (PathBuf, std::io:
     let mut total = 0u64;
     for relative in files {
         let path = dir.join(&relative);
-        let mut file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
-        let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut file, &mut hasher).map_err(|e| (path.clone(), e))?;
-        total = total.saturating_add(size);
+        let hashed = memo
+            .hash_file(&path, false)
+            .map_err(|e| (path.clone(), e))?;
+        total = total.saturating_add(hashed.size);
         let name: Vec<String> = relative
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        let digest = hex(&hasher.finalize());
-        listing.extend_from_slice(format!("{} {size} {digest}\n", name.join("/")).as_bytes());
+        listing.extend_from_slice(
+            format!("{} {} {}\n", name.join("/"), hashed.size, hashed.sha256).as_bytes(),
+        );
     }
     Ok((listing, total))
 }
@@ -102,14 +107,17 @@ pub fn cache_dir(out_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| out_dir.join("graphopt-cache"))
 }
 
-/// A cache entry, if present and intact: the model bytes and its manifest. An entry whose
-/// bytes no longer match its recorded hash is reported and ignored.
-pub fn lookup(dir: &Path, key: &str) -> Result<Option<(Vec<u8>, Manifest)>, String> {
+/// A cache entry, if present and intact: the path of its model bytes and its manifest. An
+/// entry whose bytes no longer match its recorded hash is reported and ignored; the bytes are
+/// hashed only when their stamp changed since `memo` last saw them intact.
+pub fn lookup(
+    dir: &Path,
+    key: &str,
+    memo: &mut Memo,
+) -> Result<Option<(PathBuf, Manifest)>, String> {
     let entry = dir.join(key);
-    let (Ok(bytes), Ok(text)) = (
-        std::fs::read(entry.join("model.pb")),
-        std::fs::read_to_string(entry.join("manifest.json")),
-    ) else {
+    let model = entry.join("model.pb");
+    let Ok(text) = std::fs::read_to_string(entry.join("manifest.json")) else {
         return Ok(None);
     };
     let manifest: Manifest = match serde_json::from_str(&text) {
@@ -121,14 +129,18 @@ pub fn lookup(dir: &Path, key: &str) -> Result<Option<(Vec<u8>, Manifest)>, Stri
             ))
         }
     };
-    if sha256_hex(&bytes) != manifest.sha256 {
-        return Err(format!(
-            "cache entry {} does not match its recorded hash; rebuilding",
-            entry.display()
-        ));
+    match memo.has_sha256(&model, &manifest.sha256) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(format!(
+                "cache entry {} does not match its recorded hash; rebuilding",
+                entry.display()
+            ))
+        }
+        Err(_) => return Ok(None),
     }
     touch(&entry);
-    Ok(Some((bytes, manifest)))
+    Ok(Some((model, manifest)))
 }
 
 /// Records that a build uses the entry now (best effort: a failure only makes the entry look
@@ -138,15 +150,17 @@ fn touch(entry: &Path) {
     let _ = std::fs::File::create(&marker).and_then(|f| f.set_modified(SystemTime::now()));
 }
 
-/// Stores an entry (bytes first, manifest last, each atomically).
-pub fn store(dir: &Path, key: &str, bytes: &[u8], manifest: &Manifest) -> std::io::Result<()> {
+/// Stores an entry (bytes first, manifest last, each atomically) and returns the path of its
+/// model bytes.
+pub fn store(dir: &Path, key: &str, bytes: &[u8], manifest: &Manifest) -> std::io::Result<PathBuf> {
     let entry = dir.join(key);
     std::fs::create_dir_all(&entry)?;
     let json = serde_json::to_string_pretty(manifest).map_err(std::io::Error::other)?;
-    write_atomically(&entry.join("model.pb"), bytes)?;
+    let model = entry.join("model.pb");
+    write_atomically(&model, bytes)?;
     write_atomically(&entry.join("manifest.json"), json.as_bytes())?;
     touch(&entry);
-    Ok(())
+    Ok(model)
 }
 
 /// Temporary sibling file, then rename: readers see the old file or the whole new one.

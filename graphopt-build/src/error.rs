@@ -86,6 +86,33 @@ pub enum Error {
         expected: String,
         actual: String,
     },
+    /// [`Model::verify`](crate::Model::verify): an output of the optimized graph is over the
+    /// tolerance.
+    #[error(
+        "graphopt: model '{model}': output '{output}' of the optimized graph differs from the original's by {error:.2e} (relative to its largest value), over .verify({tolerance:e}); \
+         a transform changed what the model computes: `graphopt verify ORIGINAL OPTIMIZED` shows every output, and removing transforms from the list finds which"
+    )]
+    Verify {
+        model: String,
+        output: String,
+        /// The output's largest relative error (infinite for a mismatch of integers).
+        error: f64,
+        tolerance: f64,
+    },
+    /// [`Model::target`](crate::Model::target): the legalized graph still has nodes the
+    /// target cannot load.
+    #[error(
+        "graphopt: model '{model}': target '{target}' cannot load {} node(s) after legalize(target={target}): {}{}; `graphopt check --target={target}` lists them",
+        problems.len() + more, problems.join("; "), if *more > 0 { format!("; and {more} more") } else { String::new() }
+    )]
+    Target {
+        model: String,
+        target: String,
+        /// The first few, `node (op): why`.
+        problems: Vec<String>,
+        /// How many more there are.
+        more: usize,
+    },
     /// `[package.metadata.graphopt]` is malformed.
     #[error("graphopt: [package.metadata.graphopt] in {}: {message}", path.display())]
     Metadata { path: PathBuf, message: String },

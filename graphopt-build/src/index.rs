@@ -1,15 +1,19 @@
 //! The index of the models one build-script run declared, so `include_model!` sees exactly
 //! those and never an artifact an earlier run left in OUT_DIR.
 //!
-//! The first model a build-script process builds empties `$OUT_DIR/graphopt/` (cargo keeps
-//! OUT_DIR across runs, so it holds every artifact ever written there). Each model built then
+//! The first model a build-script process builds sets aside everything in `$OUT_DIR/graphopt/`
+//! into `.previous/` (cargo keeps OUT_DIR across runs, so it holds every artifact ever written
+//! there); each model then takes its unchanged artifacts back from there, untouched, so their
+//! modification times stay and nothing downstream sees a new file. Each model built then
 //! adds its name to the run's list, rewrites `$OUT_DIR/graphopt/index.json` and passes the list
 //! to the package's compilation as `cargo::rustc-env=GRAPHOPT_MODELS=a,b`: cargo keeps the last
 //! value, which names every model of the run. The macro trusts that variable alone, so a build
 //! script that builds no model at all leaves nothing embeddable either.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use crate::fingerprint::Stamp;
 
 /// The variable `include_model!` reads; keep in sync with graphopt-macros.
 pub const MODELS_VAR: &str = "GRAPHOPT_MODELS";
@@ -25,7 +29,7 @@ pub fn begin(dir: &Path, name: &str) -> Result<(), BeginError> {
         Some(models) if models.iter().any(|m| m == name) => Err(BeginError::Duplicate),
         Some(_) => Ok(()),
         None => {
-            clear(dir).map_err(BeginError::Io)?;
+            set_aside(dir).map_err(BeginError::Io)?;
             *run = Some(Vec::new());
             Ok(())
         }
@@ -39,20 +43,71 @@ pub enum BeginError {
     Io(std::io::Error),
 }
 
-/// Removes every file in `dir` (artifacts and index of an earlier run).
-fn clear(dir: &Path) -> std::io::Result<()> {
+/// Where the files of the previous run wait to be taken back.
+fn previous(dir: &Path) -> PathBuf {
+    dir.join(".previous")
+}
+
+/// Moves every file in `dir` (artifacts and index of an earlier run) into `.previous/`,
+/// emptied first: a model not declared again stays there, out of the macro's reach.
+fn set_aside(dir: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    let previous = previous(dir);
+    match std::fs::remove_dir_all(&previous) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir(&previous)?;
     for entry in entries {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            std::fs::remove_file(entry.path())?;
+            std::fs::rename(entry.path(), previous.join(entry.file_name()))?;
         }
     }
     Ok(())
+}
+
+/// Puts the cache entry's file `from` at `dir/file_name`: the previous run's file back when it
+/// is a link to the same file, else a new hard link (a copy where links are impossible, such
+/// as across file systems).
+pub fn place_linked(dir: &Path, file_name: &str, from: &Path) -> std::io::Result<()> {
+    let dest = dir.join(file_name);
+    let earlier = previous(dir).join(file_name);
+    let stamp = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Stamp::of(&m));
+    if let (Some(a), Some(b)) = (stamp(&earlier), stamp(from)) {
+        if a.same_file(&b) {
+            return std::fs::rename(&earlier, &dest);
+        }
+    }
+    match std::fs::remove_file(&dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if std::fs::hard_link(from, &dest).is_ok() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(from)?;
+    crate::cache::write_atomically(&dest, &bytes)
+}
+
+/// Writes `bytes` at `dir/file_name`, or takes back the previous run's file when it holds
+/// the same bytes.
+pub fn place_bytes(dir: &Path, file_name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let dest = dir.join(file_name);
+    let earlier = previous(dir).join(file_name);
+    let same = std::fs::metadata(&earlier)
+        .is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64)
+        && std::fs::read(&earlier).is_ok_and(|old| old == bytes);
+    if same {
+        return std::fs::rename(&earlier, &dest);
+    }
+    crate::cache::write_atomically(&dest, bytes)
 }
 
 /// Adds `name` to the run, rewrites `dir/index.json` and tells cargo the run's models.

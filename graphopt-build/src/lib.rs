@@ -26,8 +26,11 @@
 //! Results are cached under a SHA-256 key of the tool version, a fingerprint of graphopt's
 //! own source code, the name and version of each application transform used, the canonical
 //! transform list, the names, the options and every input byte, in `$GRAPHOPT_CACHE_DIR`, else
-//! `graphopt-cache` in the target directory. An unchanged model costs a hash and a copy; the
-//! same key gives byte-identical output on any machine. After each build the cache is pruned
+//! `graphopt-cache` in the target directory. An unchanged model costs a few file stats: a
+//! file's SHA-256 is reused while its size, times, inode and device are unchanged (a memo in
+//! `$OUT_DIR/graphopt-fingerprints.json`), cache entries are verified when first used and
+//! whenever their fingerprint changes, and the artifact is a hard link to the cache entry,
+//! left untouched when unchanged. The same key gives byte-identical output on any machine. After each build the cache is pruned
 //! to `GRAPHOPT_CACHE_MAX_SIZE` (default `1G`; a number of bytes with an optional `K`, `M` or
 //! `G` suffix) and `GRAPHOPT_CACHE_MAX_AGE_DAYS` (default 30 days since last use), least
 //! recently used first; an entry used in the last ten minutes is never removed, since a
@@ -40,6 +43,13 @@
 //! [`graphopt_core::transforms::Transform`] (add `graphopt-core` to `[build-dependencies]`).
 //! Its name and [`version`](graphopt_core::transforms::Transform::version) are part of the
 //! cache key; a model that uses one without a version is not cached.
+//!
+//! # Guards
+//!
+//! [`Model::verify`] fails the build when the optimized graph's outputs drift from the
+//! original's, [`Model::target`] when the result does not load in the named consumer, and
+//! [`Model::memory_budget`] / [`Model::work_budget`] bound what a hostile model can make the
+//! build take.
 //!
 //! # Reporting and errors
 //!
@@ -54,12 +64,14 @@
 
 mod cache;
 mod error;
+mod fingerprint;
 mod index;
 mod interface;
 mod manifest;
 mod metadata;
 mod model;
 mod pipeline;
+mod sha256;
 
 pub use error::Error;
 pub use metadata::build_from_manifest;

@@ -13,6 +13,10 @@ const KEYS: &[&str] = &[
     "signature",
     "tag_set",
     "lock_file",
+    "verify",
+    "target",
+    "memory_budget",
+    "work_budget",
 ];
 
 /// Builds every model declared under `[package.metadata.graphopt.models.NAME]` in the
@@ -27,6 +31,10 @@ const KEYS: &[&str] = &[
 /// # signature = "serving_default"    # SavedModel only
 /// # tag_set = "serve"                # SavedModel only
 /// # lock_file = "graphopt.lock"
+/// # verify = 1e-5                    # Model::verify: fail over this relative error
+/// # target = "opencv"                # Model::target: legalize, then fail on what remains
+/// # memory_budget = "2G"             # Model::memory_budget: bytes, K/M/G/T suffixes
+/// # work_budget = "10G"              # Model::work_budget
 /// ```
 ///
 /// A key not in this list is an error naming the known ones, so a misspelled key never
@@ -111,6 +119,39 @@ pub fn build_from_manifest() -> Result<Vec<BuiltModel>, Error> {
         }
         if let Some(l) = string(table, "lock_file", name)? {
             model = model.lock_file(l);
+        }
+        match table.get("verify") {
+            None => {}
+            Some(value) => match value.as_f64() {
+                Some(tolerance) => model = model.verify(tolerance),
+                None => {
+                    return Err(metadata_error(format!(
+                        "models.{name}.verify must be a number, the relative tolerance (e.g. 1e-5)"
+                    )))
+                }
+            },
+        }
+        if let Some(t) = string(table, "target", name)? {
+            model = model.target(t);
+        }
+        let size = |key: &str| -> Result<Option<u64>, Error> {
+            let parsed = match table.get(key) {
+                None => return Ok(None),
+                Some(serde_json::Value::Number(n)) => n.as_u64(),
+                Some(serde_json::Value::String(s)) => graphopt_core::budget::parse_size(s),
+                Some(_) => None,
+            };
+            parsed.map(Some).ok_or_else(|| {
+                metadata_error(format!(
+                    "models.{name}.{key} must be a count, or a string with a K/M/G/T suffix or 'unlimited'"
+                ))
+            })
+        };
+        if let Some(bytes) = size("memory_budget")? {
+            model = model.memory_budget(bytes);
+        }
+        if let Some(operations) = size("work_budget")? {
+            model = model.work_budget(operations);
         }
         built.push(model.build()?);
     }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use graphopt_core::budget::Settings;
 use graphopt_core::transforms::{Registry, Transform};
 
 /// A TensorFlow model to optimize at build time, declared with a builder and built with
@@ -31,6 +32,12 @@ pub struct Model {
     pub(crate) registry: Registry,
     /// Names of the application transforms registered with [`Model::transform`].
     pub(crate) custom: Vec<String>,
+    /// Largest relative error the optimized graph may show against the original.
+    pub(crate) verify: Option<f64>,
+    /// The deployment target the artifact must load in.
+    pub(crate) target: Option<String>,
+    /// Budget overrides (the environment's, else defaults scaled to the model, otherwise).
+    pub(crate) budget: Settings,
 }
 
 impl Model {
@@ -49,6 +56,9 @@ impl Model {
             lock_file: None,
             registry: Registry::with_builtins(),
             custom: Vec::new(),
+            verify: None,
+            target: None,
+            budget: Settings::default(),
         }
     }
 
@@ -99,6 +109,44 @@ impl Model {
     /// the recorded one; `GRAPHOPT_UPDATE_LOCK=1` records the new one instead.
     pub fn lock_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.lock_file = Some(path.into());
+        self
+    }
+
+    /// Fails the build when the optimized graph computes something else than the original:
+    /// both run through graphopt's evaluator on the same seeded inputs (as `graphopt verify`
+    /// does: values in [-1, 1), unknown dimensions 1), and any output whose largest error,
+    /// relative to the output's largest magnitude, is over `tolerance` (say `1e-5`), or any
+    /// integer output that differs at all, is an error naming the output. Runs only when the
+    /// model is optimized, not on a cache hit (the tolerance is part of the cache key).
+    pub fn verify(mut self, tolerance: f64) -> Self {
+        self.verify = Some(tolerance);
+        self
+    }
+
+    /// The consumer the artifact is for (`opencv`, `tract`, `tvm`, `tensorrt`, `ascend`, or
+    /// `graphopt` for the `eval` feature; `graphopt targets` lists them with their versions):
+    /// `legalize(target=NAME)` runs after the transforms, then the build fails when the result
+    /// still has nodes the target cannot load, listing them, as `graphopt check
+    /// --target=NAME` would.
+    pub fn target(mut self, name: impl Into<String>) -> Self {
+        self.target = Some(name.into());
+        self
+    }
+
+    /// The memory the model's optimization may hold at once, in bytes (default:
+    /// `$GRAPHOPT_MEMORY_BUDGET`, else the larger of 256 MiB and 8 times the model's size).
+    /// Past it, the build fails with an error naming the node, rather than exhausting the
+    /// machine on a hostile model.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.budget.memory = Some(bytes);
+        self
+    }
+
+    /// The element operations the model's optimization may do (constant folding, evaluation
+    /// for [`Model::verify`]); default `$GRAPHOPT_WORK_BUDGET`, else the larger of 2^27 and
+    /// 256 per byte of the model.
+    pub fn work_budget(mut self, operations: u64) -> Self {
+        self.budget.work = Some(operations);
         self
     }
 

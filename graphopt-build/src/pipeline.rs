@@ -4,14 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use graphopt_core::budget::{self, Settings};
 use graphopt_core::freeze::{self, SavedModelOptions};
 use graphopt_core::proto::{FunctionDef, GraphDef, NodeDef};
 use graphopt_core::summary::human_bytes;
+use graphopt_core::targets::{self, Target};
 use graphopt_core::transforms::{self, TransformSpec};
+use graphopt_core::verify::{self, VerifyOptions};
 use graphopt_core::{graph, io};
 
 use crate::cache::{self, KeyBuilder};
 use crate::error::Error;
+use crate::fingerprint::Memo;
 use crate::index;
 use crate::interface::{op_counts, tensor_manifest};
 use crate::manifest::Manifest;
@@ -36,8 +40,12 @@ fn code_fingerprint() -> String {
 
 /// Where a model comes from: a GraphDef file, or a SavedModel directory to freeze.
 enum Source {
-    /// The file's bytes (also its cache-key content).
-    Graph(Vec<u8>),
+    /// The file's SHA-256 (its cache-key content), and its bytes when they were read to hash
+    /// it (an unchanged file is not read until a cache miss needs it).
+    Graph {
+        sha256: String,
+        bytes: Option<Vec<u8>>,
+    },
     /// The directory's digest (its cache-key content).
     SavedModel(Vec<u8>),
 }
@@ -45,7 +53,16 @@ enum Source {
 impl Source {
     fn key_content(&self) -> &[u8] {
         match self {
-            Source::Graph(bytes) | Source::SavedModel(bytes) => bytes,
+            Source::Graph { sha256, .. } => sha256.as_bytes(),
+            Source::SavedModel(listing) => listing,
+        }
+    }
+
+    /// SHA-256 over the source's bytes: the file's, or that of the directory's listing.
+    fn sha256(&self) -> String {
+        match self {
+            Source::Graph { sha256, .. } => sha256.clone(),
+            Source::SavedModel(listing) => cache::sha256_hex(listing),
         }
     }
 }
@@ -100,6 +117,18 @@ impl Model {
                 model: self.name.clone(),
             });
         }
+        // Declarations are checked before any work.
+        if let Some(tolerance) = self.verify {
+            if !(tolerance.is_finite() && tolerance >= 0.0) {
+                return Err(self.fail(format!(
+                    ".verify({tolerance}): the tolerance is a finite relative error of at least 0, such as 1e-5"
+                )));
+            }
+        }
+        if let Some(target) = &self.target {
+            Target::by_name(target)
+                .map_err(|e| self.fail(format!(".target(\"{target}\"): {e}")))?;
+        }
         let dir = out_dir.join("graphopt");
         index::begin(&dir, &self.name).map_err(|e| match e {
             index::BeginError::Duplicate => Error::Duplicate {
@@ -114,6 +143,8 @@ impl Model {
         };
         println!("cargo::rerun-if-changed={}", source.display());
         for var in [
+            budget::MEMORY_ENV,
+            budget::WORK_ENV,
             "GRAPHOPT_CACHE_DIR",
             "GRAPHOPT_UPDATE_LOCK",
             cache::MAX_SIZE_VAR,
@@ -133,26 +164,40 @@ impl Model {
                     .unwrap_or_default(),
             });
         }
+        // Unchanged files are not read again: their hashes come from the fingerprint memo.
+        let mut memo = Memo::load(out_dir.join("graphopt-fingerprints.json"));
         // A SavedModel directory is keyed by every file in it, so a retrained checkpoint
         // invalidates the cache even when saved_model.pb is unchanged.
         let (source_kind, source_size) = if source.is_dir() {
-            let (digest, size) =
-                cache::directory_digest(&source).map_err(|(path, e)| self.io(&path, e))?;
+            let (digest, size) = cache::directory_digest(&source, &mut memo)
+                .map_err(|(path, e)| self.io(&path, e))?;
             (Source::SavedModel(digest), size)
         } else {
-            let bytes = std::fs::read(&source).map_err(|e| self.io(&self.path, e))?;
-            let size = bytes.len() as u64;
-            (Source::Graph(bytes), size)
+            let hashed = memo
+                .hash_file(&source, true)
+                .map_err(|e| self.io(&self.path, e))?;
+            let source = Source::Graph {
+                sha256: hashed.sha256,
+                bytes: hashed.bytes,
+            };
+            (source, hashed.size)
         };
 
-        let specs = transforms::parse(&self.transforms).map_err(|e| Error::Transforms {
+        let mut specs = transforms::parse(&self.transforms).map_err(|e| Error::Transforms {
             model: self.name.clone(),
             transforms: self.transforms.clone(),
             message: e.to_string(),
         })?;
+        if let Some(target) = &self.target {
+            specs.push(TransformSpec {
+                name: "legalize".into(),
+                params: [("target".to_string(), vec![target.clone()])].into(),
+                column: 0,
+            });
+        }
         self.registry.check(&specs).map_err(|e| self.core(e))?;
         let canonical = transforms::spec::canonical(&specs);
-        let source_sha256 = cache::sha256_hex(source_kind.key_content());
+        let source_sha256 = source_kind.sha256();
 
         // Application transforms the list uses: their names and versions are part of the key;
         // one without a version turns the cache off for this model.
@@ -184,11 +229,19 @@ impl Model {
                 self.signature.as_deref().unwrap_or("").as_bytes(),
             )
             .part("tag_set", self.tag_set.as_deref().unwrap_or("").as_bytes())
+            .part(
+                "verify",
+                self.verify
+                    .map(|t| format!("{t:e}"))
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )
+            .part("target", self.target.as_deref().unwrap_or("").as_bytes())
             .part("source", source_kind.key_content());
         let key = key.finish();
 
         let cache_dir = cache::cache_dir(&out_dir);
-        let cached = match cache::lookup(&cache_dir, &key) {
+        let cached = match cache::lookup(&cache_dir, &key, &mut memo) {
             _ if unversioned.is_some() => None,
             Ok(entry) => entry,
             Err(warning) => {
@@ -196,46 +249,71 @@ impl Model {
                 None
             }
         };
-        let (model_bytes, manifest, status) = match cached {
-            Some((model_bytes, mut manifest)) => {
+        std::fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
+        let graph_path = dir.join(format!("{}.pb", self.name));
+        let manifest_path = dir.join(format!("{}.json", self.name));
+        let place_error = |e| self.io(&graph_path, e);
+        let (manifest, status) = match cached {
+            Some((entry_model, mut manifest)) => {
                 manifest.cache = "hit".into();
-                (model_bytes, manifest, CacheStatus::Hit)
+                index::place_linked(&dir, &format!("{}.pb", self.name), &entry_model)
+                    .map_err(place_error)?;
+                (manifest, CacheStatus::Hit)
             }
             None => {
-                let (model_bytes, mut manifest) =
-                    self.optimize(&source, source_kind, &specs, &canonical)?;
+                // One budget for the whole optimization: Model's settings, else the
+                // environment's, else defaults scaled to the source.
+                let settings = Settings::from_env()
+                    .map_err(|e| self.fail(e.to_string()))?
+                    .overridden_by(self.budget);
+                let (model_bytes, mut manifest) = settings
+                    .budget_for(source_size)
+                    .enter(|| self.optimize(&source, source_kind, &specs, &canonical))?;
                 manifest.source_sha256 = source_sha256;
                 manifest.source_size_bytes = source_size;
                 manifest.key = key.clone();
                 manifest.code_sha256 = code;
-                let status = if let Some(transform) = &unversioned {
+                let stored = if let Some(transform) = &unversioned {
                     // Not cached: the transform cannot say when its output changes.
                     manifest.cache = format!("off (transform '{transform}' has no version)");
+                    None
+                } else {
+                    match cache::store(&cache_dir, &key, &model_bytes, &manifest) {
+                        Ok(entry_model) => {
+                            memo.written(&entry_model, &manifest.sha256);
+                            Some(entry_model)
+                        }
+                        Err(e) => {
+                            println!(
+                                "cargo::warning=graphopt: model '{}': could not write the cache at {}: {e}",
+                                self.name,
+                                cache_dir.display()
+                            );
+                            None
+                        }
+                    }
+                };
+                let file_name = format!("{}.pb", self.name);
+                match &stored {
+                    Some(entry_model) => index::place_linked(&dir, &file_name, entry_model),
+                    None => index::place_bytes(&dir, &file_name, &model_bytes),
+                }
+                .map_err(place_error)?;
+                let status = if unversioned.is_some() {
                     CacheStatus::Off
                 } else {
-                    if let Err(e) = cache::store(&cache_dir, &key, &model_bytes, &manifest) {
-                        println!(
-                            "cargo::warning=graphopt: model '{}': could not write the cache at {}: {e}",
-                            self.name,
-                            cache_dir.display()
-                        );
-                    }
                     CacheStatus::Miss
                 };
-                (model_bytes, manifest, status)
+                (manifest, status)
             }
         };
+        memo.save();
         cache::prune(&cache_dir, limits);
         if let Some(lock) = &self.lock_file {
             self.check_lock(&manifest_dir.join(lock), &manifest)?;
         }
-
-        std::fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
-        let graph_path = dir.join(format!("{}.pb", self.name));
-        let manifest_path = dir.join(format!("{}.json", self.name));
-        cache::write_atomically(&graph_path, &model_bytes).map_err(|e| self.io(&graph_path, e))?;
         let json = serde_json::to_string_pretty(&manifest).map_err(|e| self.fail(e.to_string()))?;
-        cache::write_atomically(&manifest_path, json.as_bytes())
+        index::place_bytes(&dir, &format!("{}.json", self.name), json.as_bytes())
             .map_err(|e| self.io(&manifest_path, e))?;
         index::record(&dir, &self.name).map_err(|e| self.io(&dir, e))?;
 
@@ -279,7 +357,21 @@ impl Model {
     ) -> Result<(Vec<u8>, Manifest), Error> {
         let display = self.path.clone();
         let (mut graph, inputs, outputs, declared_shapes) = match source_kind {
-            Source::Graph(bytes) => {
+            Source::Graph { sha256, bytes } => {
+                let bytes = match bytes {
+                    Some(bytes) => bytes,
+                    None => {
+                        // Known to the memo, read now that the cache missed.
+                        let bytes = io::read_regular(source).map_err(|e| self.io(&display, e))?;
+                        if cache::sha256_hex(&bytes) != sha256 {
+                            return Err(self.fail(format!(
+                                "{} changed while it was being built; build again",
+                                display.display()
+                            )));
+                        }
+                        bytes
+                    }
+                };
                 let (graph, _) =
                     io::decode_graph(bytes.into(), &display).map_err(|e| self.core(e))?;
                 (
@@ -315,6 +407,7 @@ impl Model {
             .map_err(|e| self.core(graphopt_core::Error::invalid_graph(&display, e)))?;
         self.check_interface(&graph, &inputs, &outputs)?;
         let source_node_count = graph.node.len();
+        let original = self.verify.map(|_| graph.clone());
         let outcomes = transforms::run(&self.registry, &mut graph, specs, &inputs, &outputs)
             .map_err(|e| self.core(e))?;
         for outcome in &outcomes {
@@ -334,6 +427,12 @@ impl Model {
         // Functions nothing calls any more (a SavedModel's save and restore functions, calls
         // that were inlined) are not shipped.
         graph::functions::prune_library(&mut graph);
+        if let (Some(tolerance), Some(original)) = (self.verify, &original) {
+            self.check_outputs(original, &graph, &inputs, &outputs, tolerance)?;
+        }
+        if let Some(target) = &self.target {
+            self.check_target(&graph, target)?;
+        }
         let model_bytes = io::encode_graph(&graph);
         let describe = |names: &[String]| -> Result<Vec<_>, Error> {
             names
@@ -370,6 +469,72 @@ impl Model {
             cache: "miss".into(),
         };
         Ok((model_bytes, manifest))
+    }
+
+    /// [`Model::verify`]: the optimized graph's outputs within `tolerance` of the original's.
+    fn check_outputs(
+        &self,
+        original: &GraphDef,
+        optimized: &GraphDef,
+        inputs: &[String],
+        outputs: &[String],
+        tolerance: f64,
+    ) -> Result<(), Error> {
+        let options = VerifyOptions {
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+            seed: 0,
+            unknown_dim: 1,
+        };
+        let report = verify::compare(original, optimized, &options).map_err(|e| {
+            self.fail(format!(
+                ".verify({tolerance:e}) could not compare the graphs: {e}"
+            ))
+        })?;
+        let over = report
+            .outputs
+            .iter()
+            // A NaN error is over any tolerance.
+            .find(|o| {
+                o.exact_match == Some(false)
+                    || o.max_rel_error.is_nan()
+                    || o.max_rel_error > tolerance
+            });
+        match over {
+            None => Ok(()),
+            Some(output) => Err(Error::Verify {
+                model: self.name.clone(),
+                output: output.name.clone(),
+                error: if output.exact_match == Some(false) {
+                    f64::INFINITY
+                } else {
+                    output.max_rel_error
+                },
+                tolerance,
+            }),
+        }
+    }
+
+    /// [`Model::target`]: nothing left that the target cannot load.
+    fn check_target(&self, graph: &GraphDef, target: &str) -> Result<(), Error> {
+        /// Problems named in the error; the rest are counted.
+        const SHOWN: usize = 5;
+        let problems = targets::check_target(graph, target)
+            .map_err(|e| self.fail(format!(".target(\"{target}\"): {e}")))?;
+        let blocking: Vec<String> = problems
+            .iter()
+            .filter(|p| p.blocking)
+            .map(ToString::to_string)
+            .collect();
+        if blocking.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Target {
+            model: self.name.clone(),
+            target: target.to_string(),
+            more: blocking.len().saturating_sub(SHOWN),
+            problems: blocking.into_iter().take(SHOWN).collect(),
+        })
     }
 
     /// Every declared name is a node, and there are outputs; errors list the likely ones.

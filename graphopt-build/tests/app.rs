@@ -189,6 +189,41 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
     assert_eq!(manifest["cache"], "hit");
     assert!(again == bytes);
 
+    // Another cached run: the artifact is the cache entry's file (a hard link), left untouched
+    // (same modification time), and the unchanged source is hashed from the fingerprint memo.
+    let out_dir =
+        PathBuf::from(std::fs::read_to_string(app.dir.path().join("out_dir.txt")).unwrap());
+    let artifact = out_dir.join("graphopt/tiny.pb");
+    let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    assert!(app.build().status.success());
+    assert_eq!(app.artifacts().0["cache"], "hit");
+    assert_eq!(
+        std::fs::metadata(&artifact).unwrap().modified().unwrap(),
+        modified,
+        "an unchanged artifact is not rewritten"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let entry = std::fs::read_dir(&app.cache)
+            .unwrap()
+            .map(|e| e.unwrap().path().join("model.pb"))
+            .find(|p| p.exists())
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&artifact).unwrap().ino(),
+            std::fs::metadata(&entry).unwrap().ino(),
+            "the artifact is a hard link to the cache entry"
+        );
+    }
+    let memo = std::fs::read_to_string(out_dir.join("graphopt-fingerprints.json")).unwrap();
+    assert!(
+        memo.contains("tiny.pb")
+            && memo.contains(&manifest["source_sha256"].as_str().unwrap()[..16]),
+        "{memo}"
+    );
+
     // A corrupted cache entry is noticed, reported and rebuilt.
     let entry = std::fs::read_dir(&app.cache)
         .unwrap()
@@ -788,7 +823,7 @@ fn build_errors_say_what_to_do() {
         "transforms: Some(graphopt: model 'tiny': .transforms(\"fold_constants(\") does not parse: column 16: the parameter list of 'fold_constants' is not closed with ')' (at `end of string`))".into(),
         "name: Some(graphopt: model 'my-model': 'my-model' is not a valid Rust identifier for a model module; use letters, digits and '_')".into(),
         "missing: Some(graphopt: model 'gone': models/gone.pb: No such file or directory (os error 2))".into(),
-        format!("metadata: Some(graphopt: [package.metadata.graphopt] in {toml}: models.tiny has an unknown key 'transform'; known keys: path, inputs, outputs, transforms, signature, tag_set, lock_file)"),
+        format!("metadata: Some(graphopt: [package.metadata.graphopt] in {toml}: models.tiny has an unknown key 'transform'; known keys: path, inputs, outputs, transforms, signature, tag_set, lock_file, verify, target, memory_budget, work_budget)"),
         "limits: Some(graphopt: GRAPHOPT_CACHE_MAX_SIZE=lots is not a size like 500M, 2G or 1048576)".into(),
     ];
     for (line, want) in errors.lines().zip(&expected) {
@@ -1005,4 +1040,109 @@ fn colliding_constants_are_an_error_and_typos_get_suggestions() {
             && err.contains("a constant with a similar name exists"),
         "{err}"
     );
+}
+
+/// A build script that builds the guarded models in turn and writes each outcome to
+/// guards.txt.
+const GUARDS_BUILD: &str = r#"
+use graphopt_build::Model;
+
+fn main() {
+    let tiny = || Model::new("tiny", "models/tiny.pb").inputs(["input"]).outputs(["probs"]);
+    let cases = [
+        ("verified", tiny().transforms("@deploy").verify(1e-5).build().map(|_| ())),
+        ("rounded", Model::new("rounded", "models/tiny.pb").inputs(["input"]).outputs(["probs"])
+            .transforms("round_weights(num_steps=2)").verify(1e-5).build().map(|_| ())),
+        ("bad tolerance", tiny().verify(f64::NAN).build().map(|_| ())),
+        ("opencv", Model::new("for_opencv", "models/tiny.pb").inputs(["input"]).outputs(["probs"])
+            .transforms("@deploy").target("opencv").build().map(|_| ())),
+        ("loop", Model::new("rnn", "models/rnn.pb").outputs(["Identity"]).target("opencv").build().map(|_| ())),
+        ("unknown target", tiny().target("onnx").build().map(|_| ())),
+        ("budget", Model::new("starved", "models/tiny.pb").inputs(["input"]).outputs(["probs"])
+            .transforms("fold_constants").memory_budget(4096).build().map(|_| ())),
+        ("metadata", graphopt_build::build_from_manifest().map(|_| ())),
+    ];
+    let lines: Vec<String> = cases
+        .into_iter()
+        .map(|(case, result)| format!("{case}: {:?}", result.err()))
+        .collect();
+    std::fs::write("guards.txt", lines.join("\n")).unwrap();
+}
+"#;
+
+#[test]
+fn verify_target_and_budget_guard_the_build() {
+    let app = App::named("guards-app");
+    std::fs::copy(
+        workspace().join("tests/fixtures/models/while_rnn.pb"),
+        app.dir.path().join("models/rnn.pb"),
+    )
+    .unwrap();
+    let toml_path = app.dir.path().join("Cargo.toml");
+    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
+    toml.push_str(
+        "\n[package.metadata.graphopt.models.listed]\npath = \"models/tiny.pb\"\ninputs = [\"input\"]\noutputs = [\"probs\"]\n\
+         transforms = \"round_weights(num_steps=2)\"\nverify = 1e-5\ntarget = \"opencv\"\nmemory_budget = \"1G\"\n",
+    );
+    std::fs::write(&toml_path, toml).unwrap();
+    std::fs::write(app.dir.path().join("build.rs"), GUARDS_BUILD).unwrap();
+    std::fs::write(app.dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let out = app.build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(app.dir.path().join("guards.txt")).unwrap();
+    eprintln!("{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let expect = |case: &str, parts: &[&str]| {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{case}: ")))
+            .unwrap_or_else(|| panic!("no line for {case}: {text}"));
+        for part in parts {
+            assert!(line.contains(part), "{case}: {part:?} not in {line}");
+        }
+    };
+    // @deploy computes what the original does, and the result loads in OpenCV.
+    expect("verified", &["None"]);
+    expect("opencv", &["None"]);
+    // Two-level weights do not: the output that moved is named, with the tolerance.
+    expect(
+        "rounded",
+        &[
+            "graphopt: model 'rounded': output 'probs' of the optimized graph differs from the original's by ",
+            "over .verify(1e-5)",
+            "graphopt verify ORIGINAL OPTIMIZED",
+        ],
+    );
+    expect(
+        "bad tolerance",
+        &[".verify(NaN): the tolerance is a finite relative error"],
+    );
+    // A while loop stays one after legalize: the nodes OpenCV cannot load are listed.
+    expect(
+        "loop",
+        &[
+            "graphopt: model 'rnn': target 'opencv' cannot load ",
+            "node(s) after legalize(target=opencv): ",
+            "(Enter): a TF1 while loop",
+            "more; `graphopt check --target=opencv` lists them",
+        ],
+    );
+    expect(
+        "unknown target",
+        &[
+            ".target(\"onnx\"): unknown target 'onnx'; the targets are: ",
+            "opencv",
+            "tract",
+        ],
+    );
+    expect("budget", &["graphopt: model 'starved': ", "budget"]);
+    // The metadata keys reach the same guards.
+    expect(
+        "metadata",
+        &[
+            "graphopt: model 'listed': output 'probs' of the optimized graph differs",
+            "over .verify(1e-5)",
+        ],
+    );
+    assert_eq!(lines.len(), 8, "{text}");
 }

@@ -57,7 +57,7 @@ pub const VALUE_OVERHEAD: u64 = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BudgetError {
     #[error(
-        "needs {} more memory with {} in use, over the memory budget of {} (raise {MEMORY_ENV} or --memory_budget for a model you trust)",
+        "needs {} more memory with {} in use, over the memory budget of {} (for a model you trust, raise {MEMORY_ENV}, --memory_budget or Model::memory_budget)",
         size(*requested), size(*in_use), size(*limit)
     )]
     Memory {
@@ -66,7 +66,7 @@ pub enum BudgetError {
         limit: u64,
     },
     #[error(
-        "needs {requested} more element operations after {spent}, over the work budget of {limit} (raise {WORK_ENV} or --work_budget for a model you trust)"
+        "needs {requested} more element operations after {spent}, over the work budget of {limit} (for a model you trust, raise {WORK_ENV}, --work_budget or Model::work_budget)"
     )]
     Work {
         requested: u64,

@@ -1,0 +1,334 @@
+//! A memo of file fingerprints, so an unchanged input is never read again: like cargo's
+//! fingerprints, a file's SHA-256 is reused while its size, nanosecond modification and change
+//! times, inode and device are all unchanged, and computed afresh whenever any of them changes.
+//!
+//! The memo lives in `$OUT_DIR/graphopt-fingerprints.json`, one per package build, so two
+//! builds never write one memo. Losing it only costs a rehash.
+//!
+//! Like git's index, a file modified within [`RACY`] of being hashed is not memoized: a write
+//! in the same clock tick as the hash would leave its fingerprint unchanged.
+//!
+//! Cache entries are checked without their change time: graphopt hard-links them into
+//! OUT_DIR and renames those links, which changes the change time of the entry's file too;
+//! entries are only ever replaced by a rename, never written in place, and a write in place
+//! changes the modification time.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// Files modified less than this before they were hashed are hashed again next time.
+pub const RACY: Duration = Duration::from_secs(2);
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    size: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+    inode: u64,
+    device: u64,
+}
+
+impl Stamp {
+    /// The stamp of a regular file; `None` for anything else.
+    pub fn of(metadata: &std::fs::Metadata) -> Option<Stamp> {
+        if !metadata.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+            Some(Stamp {
+                size: metadata.len(),
+                modified_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+                changed_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+                inode: metadata.ino(),
+                device: metadata.dev(),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let modified = metadata
+                .modified()
+                .ok()?
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()?
+                .as_nanos() as i128;
+            Some(Stamp {
+                size: metadata.len(),
+                modified_ns: modified,
+                changed_ns: modified,
+                inode: 0,
+                device: 0,
+            })
+        }
+    }
+
+    /// Whether the file was modified within [`RACY`] of `now`.
+    fn is_racy(&self, now: SystemTime) -> bool {
+        let now_ns = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now_ns - self.modified_ns < RACY.as_nanos() as i128
+    }
+
+    /// Whether `self` matches `other`, the change time compared only for [`Scope::Input`].
+    fn matches(&self, other: &Stamp, scope: Scope) -> bool {
+        match scope {
+            Scope::Input => self == other,
+            Scope::CacheEntry => {
+                Stamp {
+                    changed_ns: other.changed_ns,
+                    ..*self
+                } == *other
+            }
+        }
+    }
+
+    /// Whether two stamps are of one file on disk (hard links share it).
+    pub fn same_file(&self, other: &Stamp) -> bool {
+        cfg!(unix) && self.inode == other.inode && self.device == other.device
+    }
+}
+
+/// What a file is to the memo, which decides what its stamp must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// A model's source: every part of the stamp.
+    Input,
+    /// A cache entry's artifact: all but the change time.
+    CacheEntry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    stamp: Stamp,
+    sha256: String,
+}
+
+/// The memo: file path to (stamp, SHA-256).
+#[derive(Debug, Default)]
+pub struct Memo {
+    file: Option<PathBuf>,
+    entries: BTreeMap<PathBuf, Entry>,
+    changed: bool,
+}
+
+/// A file's SHA-256 and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    pub sha256: String,
+    pub size: u64,
+    /// The bytes, when they had to be read (the memo did not know the file).
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl Memo {
+    /// The memo stored at `file`; an empty one when it is missing or unreadable.
+    pub fn load(file: PathBuf) -> Memo {
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Vec<(PathBuf, Entry)>>(&bytes).ok())
+            .map(|list| list.into_iter().collect())
+            .unwrap_or_default();
+        Memo {
+            file: Some(file),
+            entries,
+            changed: false,
+        }
+    }
+
+    /// Writes the memo back if it changed (best effort: a lost memo only costs a rehash).
+    pub fn save(&mut self) {
+        let Some(file) = &self.file else { return };
+        if !self.changed {
+            return;
+        }
+        let list: Vec<(&PathBuf, &Entry)> = self.entries.iter().collect();
+        if let Ok(json) = serde_json::to_vec(&list) {
+            if crate::cache::write_atomically(file, &json).is_ok() {
+                self.changed = false;
+            }
+        }
+    }
+
+    fn remember(&mut self, path: &Path, stamp: Stamp, sha256: &str) {
+        if stamp.is_racy(SystemTime::now()) {
+            self.forget(path);
+            return;
+        }
+        let entry = Entry {
+            stamp,
+            sha256: sha256.to_string(),
+        };
+        self.entries.insert(path.to_path_buf(), entry);
+        self.changed = true;
+    }
+
+    fn forget(&mut self, path: &Path) {
+        if self.entries.remove(path).is_some() {
+            self.changed = true;
+        }
+    }
+
+    /// The SHA-256 the memo holds for `path` if the file is unchanged since it was hashed.
+    fn known(&self, path: &Path, stamp: &Stamp, scope: Scope) -> Option<&str> {
+        self.entries
+            .get(path)
+            .filter(|e| e.stamp.matches(stamp, scope))
+            .map(|e| e.sha256.as_str())
+    }
+
+    /// The SHA-256 and size of the regular file at `path`: from the memo when its stamp is
+    /// unchanged, otherwise by reading it (then the bytes come back too, so a caller that
+    /// needs them reads the file once). `keep_bytes` false hashes as a stream.
+    pub fn hash_file(&mut self, path: &Path, keep_bytes: bool) -> std::io::Result<Hashed> {
+        self.hash(path, keep_bytes, Scope::Input)
+    }
+
+    fn hash(&mut self, path: &Path, keep_bytes: bool, scope: Scope) -> std::io::Result<Hashed> {
+        // regular_file refuses FIFOs and devices before anything opens them.
+        graphopt_core::io::regular_file(path)?;
+        let before = Stamp::of(&std::fs::metadata(path)?)
+            .ok_or_else(|| std::io::Error::other("not a regular file"))?;
+        if let Some(sha256) = self.known(path, &before, scope) {
+            return Ok(Hashed {
+                sha256: sha256.to_string(),
+                size: before.size,
+                bytes: None,
+            });
+        }
+        let (sha256, bytes) = if keep_bytes {
+            let bytes = graphopt_core::io::read_regular(path)?;
+            (crate::cache::sha256_hex(&bytes), Some(bytes))
+        } else {
+            let mut file = std::fs::File::open(path)?;
+            let mut hasher = crate::sha256::Hasher::default();
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+            }
+            (crate::cache::hex(&hasher.finalize()), None)
+        };
+        // A file that changed while it was read is hashed again next time.
+        let after = std::fs::metadata(path).ok().and_then(|m| Stamp::of(&m));
+        if after == Some(before) {
+            self.remember(path, before, &sha256);
+        } else {
+            self.forget(path);
+        }
+        let size = bytes.as_ref().map_or(before.size, |b| b.len() as u64);
+        Ok(Hashed {
+            sha256,
+            size,
+            bytes,
+        })
+    }
+
+    /// Records that the cache entry's file at `path`, which this process just wrote
+    /// atomically, has the SHA-256 `sha256`: the next run need not hash it. (No racy check: the
+    /// file appeared whole by a rename, and a later write changes its modification time.)
+    pub fn written(&mut self, path: &Path, sha256: &str) {
+        match std::fs::metadata(path).ok().and_then(|m| Stamp::of(&m)) {
+            Some(stamp) => {
+                let entry = Entry {
+                    stamp,
+                    sha256: sha256.to_string(),
+                };
+                self.entries.insert(path.to_path_buf(), entry);
+                self.changed = true;
+            }
+            None => self.forget(path),
+        }
+    }
+
+    /// Whether the cache entry's file at `path` has the SHA-256 `expected`: from the memo when
+    /// the file is unchanged since it was last found so, otherwise by hashing it.
+    pub fn has_sha256(&mut self, path: &Path, expected: &str) -> std::io::Result<bool> {
+        Ok(self.hash(path, false, Scope::CacheEntry)?.sha256 == expected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets a file's modification time into the past so it is not racy.
+    fn age(path: &Path) {
+        let past = SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_read_again_and_a_changed_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"first").unwrap();
+        age(&file);
+        let memo_path = dir.path().join("memo.json");
+        let mut memo = Memo::load(memo_path.clone());
+        let first = memo.hash_file(&file, true).unwrap();
+        assert_eq!(first.sha256, crate::cache::sha256_hex(b"first"));
+        assert!(first.bytes.is_some(), "read the first time");
+        memo.save();
+
+        let mut memo = Memo::load(memo_path.clone());
+        let again = memo.hash_file(&file, true).unwrap();
+        assert_eq!(again.sha256, first.sha256);
+        assert!(again.bytes.is_none(), "taken from the memo");
+
+        // Same size, new content: the times change, so it is hashed again.
+        std::fs::write(&file, b"other").unwrap();
+        let changed = memo.hash_file(&file, true).unwrap();
+        assert_eq!(changed.sha256, crate::cache::sha256_hex(b"other"));
+        assert!(changed.bytes.is_some());
+    }
+
+    #[test]
+    fn a_file_written_just_now_is_not_memoized() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"fresh").unwrap();
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        memo.hash_file(&file, false).unwrap();
+        let again = memo.hash_file(&file, true).unwrap();
+        assert!(again.bytes.is_some(), "a racy file is read every time");
+    }
+
+    #[test]
+    fn a_corrupted_cache_entry_is_caught_after_its_stamp_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"artifact").unwrap();
+        age(&file);
+        let expected = crate::cache::sha256_hex(b"artifact");
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        assert!(memo.has_sha256(&file, &expected).unwrap());
+        std::fs::write(&file, b"corrupt!").unwrap();
+        age(&file);
+        assert!(!memo.has_sha256(&file, &expected).unwrap());
+    }
+
+    #[test]
+    fn an_unreadable_memo_is_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let memo_path = dir.path().join("memo.json");
+        std::fs::write(&memo_path, b"{not json").unwrap();
+        let memo = Memo::load(memo_path);
+        assert!(memo.entries.is_empty());
+    }
+}
