@@ -15,9 +15,14 @@
 //! ```
 //!
 //! The evaluator is a reference implementation, checked against TensorFlow: exact, not fast.
+//!
+//! A run is unbounded by default: the embedded model is the app's own, built and checked at
+//! compile time. An app that runs graphs it did not build can bound each run with
+//! [`Model::with_limits`]; past a limit the run is an [`Error::Eval`] naming the node.
 
 use std::collections::BTreeMap;
 
+use graphopt_core::budget::Budget;
 use graphopt_core::proto::{DataType, GraphDef};
 use graphopt_core::tensor::Data;
 use ndarray::{ArrayD, IxDyn};
@@ -140,6 +145,8 @@ impl Tensor {
 #[derive(Debug, Clone)]
 pub struct Model {
     graph: GraphDef,
+    /// Memory bytes and element operations one run may take; `None`: unbounded.
+    limits: Option<(u64, u64)>,
 }
 
 impl Model {
@@ -158,7 +165,19 @@ impl Model {
     fn decode(bytes: bytes::Bytes) -> Result<Self, Error> {
         let (graph, _) = graphopt_core::io::decode_graph(bytes, "GRAPH_DEF".as_ref())
             .map_err(|e| Error::Decode(e.to_string()))?;
-        Ok(Model { graph })
+        Ok(Model {
+            graph,
+            limits: None,
+        })
+    }
+
+    /// Bounds each run to `memory_bytes` held at once and `operations` element operations
+    /// (a multiply-add, a copied element, a loop iteration): a run past either is an
+    /// [`Error::Eval`] naming the node, not an exhausted machine. For graphs from elsewhere;
+    /// the embedded model is unbounded by default.
+    pub fn with_limits(mut self, memory_bytes: u64, operations: u64) -> Self {
+        self.limits = Some((memory_bytes, operations));
+        self
     }
 
     /// Runs the graph: each input tensor must have the spec's dtype and fit its shape (same
@@ -192,9 +211,15 @@ impl Model {
             feeds.insert(spec.name.to_string(), tensor.0.clone());
         }
         let fetches: Vec<String> = outputs.iter().map(|o| o.tensor.to_string()).collect();
-        let values =
-            graphopt_core::eval::evaluate(&self.graph, &feeds, &fetches, Default::default())
-                .map_err(|e| Error::Eval(e.to_string()))?;
+        let budget = match self.limits {
+            Some((memory, operations)) => Budget::new(memory, operations),
+            None => Budget::unlimited(),
+        };
+        let values = budget
+            .enter(|| {
+                graphopt_core::eval::evaluate(&self.graph, &feeds, &fetches, Default::default())
+            })
+            .map_err(|e| Error::Eval(e.to_string()))?;
         Ok(values.into_iter().map(Tensor).collect())
     }
 
@@ -358,6 +383,32 @@ mod tests {
         assert_eq!(y[0].shape(), &[1, 2]);
         assert_eq!(y[0].to_vec::<f32>(), Some(vec![1.0, -2.0]));
         assert_eq!(y[0].to_vec::<i32>(), None);
+    }
+
+    #[test]
+    fn runs_are_unbounded_unless_limited() {
+        // 2^20 inputs: past a 64 KiB limit, well within the default's.
+        let x = Tensor::new(&vec![1.0f32; 1 << 20], &[1 << 19, 2]).unwrap();
+        // The environment's budget, which graphopt's commands obey, does not reach an app.
+        std::env::set_var(graphopt_core::budget::MEMORY_ENV, "64K");
+        let y = model().run(&[(X, x.clone())], &[Y]);
+        std::env::remove_var(graphopt_core::budget::MEMORY_ENV);
+        assert_eq!(y.unwrap()[0].shape(), &[1 << 19, 2]);
+        let error = model()
+            .with_limits(64 << 10, u64::MAX)
+            .run(&[(X, x.clone())], &[Y])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("memory budget") && error.contains('y'),
+            "{error}"
+        );
+        let error = model()
+            .with_limits(u64::MAX, 1000)
+            .run(&[(X, x)], &[Y])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("work budget"), "{error}");
     }
 
     #[test]
