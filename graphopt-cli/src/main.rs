@@ -642,9 +642,18 @@ fn print_warnings(warnings: &[String]) {
 fn list_transforms() {
     let registry = Registry::with_builtins();
     for t in registry.iter() {
+        let defaults = t.param_defaults();
+        let shown = |param: &&str| match defaults.iter().find(|(name, _)| name == param) {
+            Some((_, "")) => format!("{param}=\"\""),
+            Some((_, value)) => format!("{param}={value}"),
+            None => param.to_string(),
+        };
         let params = match t.params() {
             Some([]) => String::new(),
-            Some(params) => format!("({})", params.join(", ")),
+            Some(params) => format!(
+                "({})",
+                params.iter().map(shown).collect::<Vec<_>>().join(", ")
+            ),
             None => "(any parameters)".into(),
         };
         println!("{}{params}\n    {}", t.name(), t.summary());

@@ -898,3 +898,18 @@ node { name: "y" op: "Identity" input: "x" attr { key: "T" value { type: DT_INT3
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["outputs"][0]["exact_match"], true);
 }
+
+#[test]
+fn transforms_lists_parameters_with_their_defaults() {
+    let output = graphopt(&["transforms"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "round_weights(num_steps=256)\n",
+        "fold_constants(exclude_op, exclude_node, max_constant_size_in_bytes=10485760, clear_output_shapes=true)\n",
+        "set_device(device=\"\", if_default=false)\n",
+        "legalize(target)\n",
+    ] {
+        assert!(listing.contains(line), "{line:?} not in {listing}");
+    }
+}

@@ -23,6 +23,10 @@ impl Transform for ConvertToNchw {
         Some(&["keep_io_layout"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("keep_io_layout", "true")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let keep = context.params.bool("keep_io_layout", true)?;
         to_nchw(graph, &context.protected_names(), keep);

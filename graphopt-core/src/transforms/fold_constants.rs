@@ -44,6 +44,13 @@ impl Transform for FoldConstants {
         ])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[
+            ("max_constant_size_in_bytes", "10485760"),
+            ("clear_output_shapes", "true"),
+        ]
+    }
+
     /// Parameters are read first and folding changes the graph only once nothing can fail.
     fn keeps_graph_on_error(&self) -> bool {
         true

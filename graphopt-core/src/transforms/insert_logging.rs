@@ -37,6 +37,16 @@ impl Transform for InsertLogging {
         ])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[
+            ("show_op", "false"),
+            ("show_name", "false"),
+            ("message", ""),
+            ("first_n", "-1"),
+            ("summarize", "1024"),
+        ]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let ops = context.params.list("op");
         let prefixes = context.params.list("prefix");

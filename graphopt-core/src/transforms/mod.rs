@@ -59,6 +59,12 @@ pub trait Transform: Send + Sync {
     fn params(&self) -> Option<&[&str]> {
         Some(&[])
     }
+    /// Each optional parameter's default as written in a transform string, for `graphopt
+    /// transforms` to show (`num_steps=256`). For built-in transforms a test checks that these
+    /// are the defaults `apply` uses.
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[]
+    }
     /// The version of what this transform computes, for caches of its results: change it
     /// whenever the transform's output changes. graphopt-build keys its cache on the name and
     /// version of every application transform a model uses, and does not cache a model whose
@@ -119,11 +125,25 @@ impl TransformContext<'_> {
 pub struct Params<'a> {
     transform: &'a str,
     values: &'a BTreeMap<String, Vec<String>>,
+    /// Where the defaults `apply` falls back to are noted, to test them against
+    /// [`Transform::param_defaults`].
+    defaults_used: Option<&'a std::cell::RefCell<BTreeMap<String, String>>>,
 }
 
 impl<'a> Params<'a> {
     pub fn new(transform: &'a str, values: &'a BTreeMap<String, Vec<String>>) -> Self {
-        Params { transform, values }
+        Params {
+            transform,
+            values,
+            defaults_used: None,
+        }
+    }
+
+    fn note_default(&self, name: &str, default: impl std::fmt::Display) {
+        if let Some(used) = self.defaults_used {
+            used.borrow_mut()
+                .insert(name.to_string(), default.to_string());
+        }
     }
 
     /// Every value given for `name` (empty if absent).
@@ -161,6 +181,7 @@ impl<'a> Params<'a> {
 
     /// `name` as a string, or `default`.
     pub fn string(&self, name: &str, default: &'a str) -> Result<&'a str> {
+        self.note_default(name, default);
         Ok(self.optional(name)?.unwrap_or(default))
     }
 
@@ -185,7 +206,11 @@ impl<'a> Params<'a> {
         default: T,
         expected: &str,
         parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<T> {
+    ) -> Result<T>
+    where
+        T: std::fmt::Display,
+    {
+        self.note_default(name, &default);
         match self.optional(name)? {
             None => Ok(default),
             Some(v) => parse(v).ok_or_else(|| {
@@ -477,4 +502,73 @@ fn run_in(
         });
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each built-in transform needs to get past its required parameters.
+    fn required(name: &str) -> &'static [(&'static str, &'static str)] {
+        match name {
+            "legalize" => &[("target", "opencv")],
+            "remove_attribute" => &[("attribute_name", "_class")],
+            "rename_attribute" => &[
+                ("old_attribute_name", "data_format"),
+                ("new_attribute_name", "layout"),
+            ],
+            "rename_node" => &[("old_node_name", "probs"), ("new_node_name", "p")],
+            "rename_op" => &[("old_op_name", "Relu"), ("new_op_name", "Relu6")],
+            "remove_nodes" => &[("op", "Identity")],
+            "fix_input_shapes" => &[("shape", "1,16,16,3")],
+            "insert_logging" => &[("op", "Relu")],
+            _ => &[],
+        }
+    }
+
+    /// `graphopt transforms` shows `param_defaults`: each must be the default `apply` falls
+    /// back to, and every default `apply` uses must be declared.
+    #[test]
+    fn declared_parameter_defaults_are_the_ones_apply_uses() {
+        let bytes = include_bytes!("../../../tests/fixtures/models/tf1_conv_bn.pb");
+        let registry = Registry::with_builtins();
+        let mut mismatches = Vec::new();
+        for transform in registry.iter() {
+            let name = transform.name();
+            let (mut graph, _) =
+                crate::io::decode_graph(bytes::Bytes::from_static(bytes), "fixture".as_ref())
+                    .expect("the fixture decodes");
+            let values: BTreeMap<String, Vec<String>> = required(name)
+                .iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect();
+            let used = std::cell::RefCell::new(BTreeMap::new());
+            let warnings = std::cell::RefCell::new(Vec::new());
+            let inputs = vec!["input".to_string()];
+            let outputs = vec!["probs".to_string()];
+            let context = TransformContext {
+                transform: name,
+                inputs: &inputs,
+                outputs: &outputs,
+                params: Params {
+                    defaults_used: Some(&used),
+                    ..Params::new(name, &values)
+                },
+                warnings: &warnings,
+            };
+            if let Err(e) = transform.apply(&mut graph, &context) {
+                mismatches.push(format!("{name} failed: {e}"));
+                continue;
+            }
+            let declared: BTreeMap<String, String> = transform
+                .param_defaults()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if used.into_inner() != declared {
+                mismatches.push(format!("{name}: declared {declared:?}"));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
 }

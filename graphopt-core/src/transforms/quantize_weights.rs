@@ -35,6 +35,10 @@ impl Transform for QuantizeWeights {
         Some(&["minimum_size"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("minimum_size", "1024")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let minimum_size = usize::try_from(context.params.int("minimum_size", 1024)?)
             .map_err(|_| context.error("minimum_size must not be negative"))?;

@@ -21,6 +21,10 @@ impl Transform for RemoveAttribute {
         Some(&["attribute_name", "op_name"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("op_name", "*")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let attribute = context.params.required("attribute_name")?;
         let op = context.params.string("op_name", "*")?;

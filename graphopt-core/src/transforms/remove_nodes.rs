@@ -35,6 +35,10 @@ impl Transform for RemoveNodes {
         Some(&["op", "max_inputs"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("max_inputs", "1")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let ops: HashSet<&str> = context
             .params

@@ -23,6 +23,10 @@ impl Transform for RenameAttribute {
         Some(&["old_attribute_name", "new_attribute_name", "op_name"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("op_name", "*")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let old = context.params.required("old_attribute_name")?;
         let new = context.params.required("new_attribute_name")?;

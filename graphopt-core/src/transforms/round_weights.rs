@@ -32,6 +32,10 @@ impl Transform for RoundWeights {
         Some(&["num_steps"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("num_steps", "256")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let steps = context.params.int("num_steps", 256)?;
         if !(1..=1 << 24).contains(&steps) {

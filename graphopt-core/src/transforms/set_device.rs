@@ -20,6 +20,10 @@ impl Transform for SetDevice {
         Some(&["device", "if_default"])
     }
 
+    fn param_defaults(&self) -> &[(&str, &str)] {
+        &[("device", ""), ("if_default", "false")]
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let device = context.params.string("device", "")?;
         let only_unplaced = context.params.bool("if_default", false)?;
