@@ -272,6 +272,57 @@ fn from_le<T, const N: usize>(
         .collect())
 }
 
+/// Where a decoded tensor's `n` values come from: the little-endian `content` when it holds
+/// any bytes (or there are no values to read), else the dtype's typed `*_val` field.
+struct Values<'a> {
+    content: &'a [u8],
+    n: usize,
+}
+
+impl Values<'_> {
+    /// The values: each element's content bytes through `from_bytes`, or `typed()` (called only
+    /// when the content is empty) expanded to `n` as [`fill`] does.
+    fn read<T: Clone, const N: usize>(
+        &self,
+        from_bytes: impl Fn([u8; N]) -> T,
+        typed: impl FnOnce() -> Vec<T>,
+        zero: T,
+    ) -> Result<Vec<T>, TensorError> {
+        if !self.content.is_empty() || self.n == 0 {
+            from_le(self.content, self.n, from_bytes)
+        } else {
+            fill(typed(), self.n, zero)
+        }
+    }
+
+    /// f16 or bf16 values: two content bytes each, or the low 16 bits of each `half_val`.
+    fn half_floats<T: Clone>(
+        &self,
+        half_val: &[i32],
+        from_bits: fn(u16) -> T,
+    ) -> Result<Vec<T>, TensorError> {
+        self.read(
+            |b: [u8; 2]| from_bits(u16::from_le_bytes(b)),
+            || half_val.iter().map(|&v| from_bits(v as u16)).collect(),
+            from_bits(0),
+        )
+    }
+
+    /// complex64 or complex128 values: `from_bytes` over each element's content bytes, or
+    /// (real, imaginary) pairs of the typed field, which interleaves them.
+    fn complexes<T: Copy + Default, const N: usize>(
+        &self,
+        interleaved: &[T],
+        from_bytes: impl Fn([u8; N]) -> [T; 2],
+    ) -> Result<Vec<[T; 2]>, TensorError> {
+        self.read(
+            from_bytes,
+            || interleaved.chunks_exact(2).map(|c| [c[0], c[1]]).collect(),
+            [T::default(); 2],
+        )
+    }
+}
+
 impl Tensor {
     /// A tensor of `dtype` over `data`; the storage must match the dtype.
     pub fn new(dtype: DataType, data: Data) -> Result<Self, TensorError> {
@@ -468,17 +519,17 @@ impl Tensor {
         let n = checked_elements(&dims, size, limits)?;
         budget::alloc_items(n, size, "a tensor")?;
         budget::work(n as u64)?;
-        let raw = &proto.tensor_content;
-        let packed = !raw.is_empty() || n == 0;
+        let source = Values {
+            content: &proto.tensor_content,
+            n,
+        };
         macro_rules! decode {
-            ($variant:ident, $ty:ty, $typed:expr, $zero:expr) => {{
-                let values: Vec<$ty> = if packed {
-                    from_le(raw, n, <$ty>::from_le_bytes)?
-                } else {
-                    fill($typed, n, $zero)?
-                };
-                Data::$variant(array(&dims, values)?)
-            }};
+            ($variant:ident, $ty:ty, $typed:expr, $zero:expr) => {
+                Data::$variant(array(
+                    &dims,
+                    source.read(<$ty>::from_le_bytes, || $typed, $zero)?,
+                )?)
+            };
         }
         use DataType as D;
         let data = match dtype {
@@ -506,84 +557,30 @@ impl Tensor {
             D::DtInt64 => decode!(I64, i64, proto.int64_val.clone(), 0),
             D::DtUint32 => decode!(U32, u32, proto.uint32_val.clone(), 0),
             D::DtUint64 => decode!(U64, u64, proto.uint64_val.clone(), 0),
-            D::DtHalf => {
-                let values: Vec<f16> = if packed {
-                    from_le(raw, n, |b: [u8; 2]| f16::from_bits(u16::from_le_bytes(b)))?
-                } else {
-                    fill(
-                        proto
-                            .half_val
-                            .iter()
-                            .map(|&v| f16::from_bits(v as u16))
-                            .collect(),
-                        n,
-                        f16::ZERO,
-                    )?
-                };
-                Data::F16(array(&dims, values)?)
-            }
-            D::DtBfloat16 => {
-                let values: Vec<bf16> = if packed {
-                    from_le(raw, n, |b: [u8; 2]| bf16::from_bits(u16::from_le_bytes(b)))?
-                } else {
-                    fill(
-                        proto
-                            .half_val
-                            .iter()
-                            .map(|&v| bf16::from_bits(v as u16))
-                            .collect(),
-                        n,
-                        bf16::ZERO,
-                    )?
-                };
-                Data::BF16(array(&dims, values)?)
-            }
-            D::DtBool => {
-                let values: Vec<bool> = if packed {
-                    from_le(raw, n, |b: [u8; 1]| b[0] != 0)?
-                } else {
-                    fill(proto.bool_val.clone(), n, false)?
-                };
-                Data::Bool(array(&dims, values)?)
-            }
-            D::DtComplex64 => {
-                let values: Vec<[f32; 2]> = if packed {
-                    from_le(raw, n, |b: [u8; 8]| {
-                        let (re, im) = b.split_at(4);
-                        [le_f32(re), le_f32(im)]
-                    })?
-                } else {
-                    fill(
-                        proto
-                            .scomplex_val
-                            .chunks_exact(2)
-                            .map(|c| [c[0], c[1]])
-                            .collect(),
-                        n,
-                        [0.0; 2],
-                    )?
-                };
-                Data::C64(array(&dims, values)?)
-            }
-            D::DtComplex128 => {
-                let values: Vec<[f64; 2]> = if packed {
-                    from_le(raw, n, |b: [u8; 16]| {
-                        let (re, im) = b.split_at(8);
-                        [le_f64(re), le_f64(im)]
-                    })?
-                } else {
-                    fill(
-                        proto
-                            .dcomplex_val
-                            .chunks_exact(2)
-                            .map(|c| [c[0], c[1]])
-                            .collect(),
-                        n,
-                        [0.0; 2],
-                    )?
-                };
-                Data::C128(array(&dims, values)?)
-            }
+            D::DtHalf => Data::F16(array(
+                &dims,
+                source.half_floats(&proto.half_val, f16::from_bits)?,
+            )?),
+            D::DtBfloat16 => Data::BF16(array(
+                &dims,
+                source.half_floats(&proto.half_val, bf16::from_bits)?,
+            )?),
+            D::DtBool => Data::Bool(array(
+                &dims,
+                source.read(|b: [u8; 1]| b[0] != 0, || proto.bool_val.clone(), false)?,
+            )?),
+            D::DtComplex64 => Data::C64(array(
+                &dims,
+                source.complexes(&proto.scomplex_val, |b: [u8; 8]| {
+                    complex_parts(b).map(f32::from_le_bytes)
+                })?,
+            )?),
+            D::DtComplex128 => Data::C128(array(
+                &dims,
+                source.complexes(&proto.dcomplex_val, |b: [u8; 16]| {
+                    complex_parts(b).map(f64::from_le_bytes)
+                })?,
+            )?),
             D::DtString => {
                 // Strings are never packed into tensor_content in a TensorProto.
                 Data::Str(array(
@@ -596,9 +593,6 @@ impl Tensor {
         Ok(Tensor { dtype, data })
     }
 
-    /// Encodes to a compact canonical `TensorProto`: no values for an empty tensor, a single
-    /// typed value when every element is the same (TensorFlow's fill shorthand), raw
-    /// little-endian `tensor_content` otherwise; strings always as `string_val`.
     /// The proto with every value in `tensor_content` (little-endian, as TensorFlow lays it
     /// out), even where [`Tensor::to_proto`] would use a compact `*_val` field: some importers
     /// (OpenCV's) read certain Consts only through `tensor_content`. Strings have no
@@ -607,38 +601,29 @@ impl Tensor {
         let mut proto = self.to_proto();
         let mut content: Vec<u8> = Vec::with_capacity(self.byte_size());
         macro_rules! bytes_of {
-            ($a:expr, $to_bytes:expr) => {
-                for v in $a.iter() {
+            ($values:expr, $to_bytes:expr) => {
+                for v in $values {
                     content.extend_from_slice(&$to_bytes(v));
                 }
             };
         }
         match &self.data {
-            Data::F32(a) => bytes_of!(a, |v: &f32| v.to_le_bytes()),
-            Data::F64(a) => bytes_of!(a, |v: &f64| v.to_le_bytes()),
-            Data::F16(a) => bytes_of!(a, |v: &f16| v.to_bits().to_le_bytes()),
-            Data::BF16(a) => bytes_of!(a, |v: &bf16| v.to_bits().to_le_bytes()),
-            Data::I8(a) => bytes_of!(a, |v: &i8| v.to_le_bytes()),
-            Data::I16(a) => bytes_of!(a, |v: &i16| v.to_le_bytes()),
-            Data::I32(a) => bytes_of!(a, |v: &i32| v.to_le_bytes()),
-            Data::I64(a) => bytes_of!(a, |v: &i64| v.to_le_bytes()),
-            Data::U8(a) => bytes_of!(a, |v: &u8| v.to_le_bytes()),
-            Data::U16(a) => bytes_of!(a, |v: &u16| v.to_le_bytes()),
-            Data::U32(a) => bytes_of!(a, |v: &u32| v.to_le_bytes()),
-            Data::U64(a) => bytes_of!(a, |v: &u64| v.to_le_bytes()),
-            Data::Bool(a) => bytes_of!(a, |v: &bool| [u8::from(*v)]),
-            Data::C64(a) => bytes_of!(a, |v: &[f32; 2]| {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&v[0].to_le_bytes());
-                b[4..].copy_from_slice(&v[1].to_le_bytes());
-                b
-            }),
-            Data::C128(a) => bytes_of!(a, |v: &[f64; 2]| {
-                let mut b = [0u8; 16];
-                b[..8].copy_from_slice(&v[0].to_le_bytes());
-                b[8..].copy_from_slice(&v[1].to_le_bytes());
-                b
-            }),
+            Data::F32(a) => bytes_of!(a.iter(), |v: &f32| v.to_le_bytes()),
+            Data::F64(a) => bytes_of!(a.iter(), |v: &f64| v.to_le_bytes()),
+            Data::F16(a) => bytes_of!(a.iter(), |v: &f16| v.to_bits().to_le_bytes()),
+            Data::BF16(a) => bytes_of!(a.iter(), |v: &bf16| v.to_bits().to_le_bytes()),
+            Data::I8(a) => bytes_of!(a.iter(), |v: &i8| v.to_le_bytes()),
+            Data::I16(a) => bytes_of!(a.iter(), |v: &i16| v.to_le_bytes()),
+            Data::I32(a) => bytes_of!(a.iter(), |v: &i32| v.to_le_bytes()),
+            Data::I64(a) => bytes_of!(a.iter(), |v: &i64| v.to_le_bytes()),
+            Data::U8(a) => bytes_of!(a.iter(), |v: &u8| v.to_le_bytes()),
+            Data::U16(a) => bytes_of!(a.iter(), |v: &u16| v.to_le_bytes()),
+            Data::U32(a) => bytes_of!(a.iter(), |v: &u32| v.to_le_bytes()),
+            Data::U64(a) => bytes_of!(a.iter(), |v: &u64| v.to_le_bytes()),
+            Data::Bool(a) => bytes_of!(a.iter(), |v: &bool| [u8::from(*v)]),
+            // Real part, then imaginary part.
+            Data::C64(a) => bytes_of!(a.iter().flatten(), |v: &f32| v.to_le_bytes()),
+            Data::C128(a) => bytes_of!(a.iter().flatten(), |v: &f64| v.to_le_bytes()),
             Data::Str(_) => return proto,
         }
         let dims = proto.tensor_shape.take();
@@ -650,6 +635,9 @@ impl Tensor {
         }
     }
 
+    /// Encodes to a compact canonical `TensorProto`: no values for an empty tensor, a single
+    /// typed value when every element is the same (TensorFlow's fill shorthand), raw
+    /// little-endian `tensor_content` otherwise; strings always as `string_val`.
     pub fn to_proto(&self) -> TensorProto {
         let dims = self.shape().to_vec();
         let mut proto = TensorProto {
@@ -709,16 +697,12 @@ impl Tensor {
     }
 }
 
-fn le_f32(bytes: &[u8]) -> f32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(bytes);
-    f32::from_le_bytes(b)
-}
-
-fn le_f64(bytes: &[u8]) -> f64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(bytes);
-    f64::from_le_bytes(b)
+/// A complex number's content bytes split into its real and imaginary parts' bytes.
+fn complex_parts<const N: usize, const W: usize>(bytes: [u8; N]) -> [[u8; W]; 2] {
+    let mut parts = [[0u8; W]; 2];
+    parts[0].copy_from_slice(&bytes[..W]);
+    parts[1].copy_from_slice(&bytes[W..]);
+    parts
 }
 
 /// An empty storage of the kind `dtype` uses (for checking a dtype/storage pair).
