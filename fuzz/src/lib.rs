@@ -1,0 +1,105 @@
+//! Shared pieces of graphopt's fuzz targets: the budget every target runs under, a splitter for
+//! inputs made of several files, a scratch directory per process, and a structural generator of
+//! small GraphDefs (see [`gen`]) so that fuzzing reaches the kernels, shape inference and the
+//! transforms with attributes of the right types.
+
+use std::path::PathBuf;
+
+use graphopt_core::budget::Budget;
+
+pub mod gen;
+
+/// Memory a target may ask the budget for: over it is a refusal (an `Err`), far below
+/// libFuzzer's `-rss_limit_mb=2048`, so an out-of-memory report means something was allocated
+/// without asking.
+pub const MEMORY: u64 = 512 << 20;
+
+/// Work (element operations) per input: the CLI's default minimum, a few seconds at worst.
+pub const WORK: u64 = 1 << 27;
+
+/// The budget one fuzz input runs under.
+pub fn budget() -> Budget {
+    Budget::new(MEMORY, WORK)
+}
+
+/// Memory for the targets that generate graphs (eval, pipeline): a generated graph reaches a
+/// legitimate 500 MB computation in a few bytes, and running it to the end is slow without
+/// finding anything that a refusal at 64 MiB does not.
+pub const GENERATED_MEMORY: u64 = 64 << 20;
+
+/// Work for the targets that generate graphs.
+pub const GENERATED_WORK: u64 = 1 << 24;
+
+/// The budget a generated graph runs under.
+pub fn generated_budget() -> Budget {
+    Budget::new(GENERATED_MEMORY, GENERATED_WORK)
+}
+
+/// Splits `data` into at most `max` files: each but the last is a little-endian u32 length
+/// followed by that many bytes (cut short at the end of the input); the last takes the rest.
+pub fn sections(data: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while out.len() + 1 < max && rest.len() >= 4 {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let body = &rest[4..];
+        let len = len.min(body.len());
+        out.push(&body[..len]);
+        rest = &body[len..];
+    }
+    out.push(rest);
+    out
+}
+
+/// The inverse of [`sections`], for writing seeds.
+pub fn join_sections(files: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        if i + 1 < files.len() {
+            out.extend_from_slice(&(file.len() as u32).to_le_bytes());
+        }
+        out.extend_from_slice(file);
+    }
+    out
+}
+
+/// A directory of this process's own for the files a target writes (in memory when
+/// `/dev/shm` exists), created on first use and emptied by the caller as needed.
+pub fn scratch_dir(target: &str) -> PathBuf {
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("graphopt-fuzz-{target}-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Writes `bytes` to `path`, or removes `path` when there are none.
+pub fn put(path: &std::path::Path, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            std::fs::write(path, bytes).expect("writing a scratch file");
+        }
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_round_trip() {
+        let files: [&[u8]; 3] = [b"index", b"", b"data bytes"];
+        assert_eq!(sections(&join_sections(&files), 3), files.to_vec());
+        assert_eq!(sections(b"ab", 3), vec![&b"ab"[..]]);
+        assert_eq!(sections(&[9, 0, 0, 0, 1, 2], 2), vec![&[1, 2][..], &[][..]]);
+    }
+}
