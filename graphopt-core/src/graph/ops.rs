@@ -24,9 +24,8 @@ pub fn op_def(op: &str) -> Option<&'static OpDef> {
     .get(op)
 }
 
-/// Ops that must never be merged or moved even though their OpDef says stateless: the lowered
-/// control-flow primitives, whose identity is their frame and iteration, and graph inputs.
-const CONTROL_FLOW_AND_INPUTS: &[&str] = &[
+/// TF1's lowered control-flow primitives, with the Ref forms of those that have one.
+pub const CONTROL_FLOW_PRIMITIVES: &[&str] = &[
     "Switch",
     "RefSwitch",
     "Merge",
@@ -38,6 +37,12 @@ const CONTROL_FLOW_AND_INPUTS: &[&str] = &[
     "NextIteration",
     "RefNextIteration",
     "LoopCond",
+];
+
+/// Ops that must never be merged or moved even though their OpDef says stateless, besides the
+/// [`CONTROL_FLOW_PRIMITIVES`] (whose identity is their frame and iteration): the trigger and
+/// the graph inputs.
+const TRIGGER_AND_INPUTS: &[&str] = &[
     "ControlTrigger",
     "Placeholder",
     "PlaceholderWithDefault",
@@ -48,7 +53,9 @@ const CONTROL_FLOW_AND_INPUTS: &[&str] = &[
 /// OpDef (bundled from TensorFlow) says it is not stateful, and it is not a control-flow
 /// primitive or a graph input. Ops graphopt has no OpDef for count as stateful.
 pub fn is_pure(op: &str) -> bool {
-    !CONTROL_FLOW_AND_INPUTS.contains(&op) && op_def(op).is_some_and(|def| !def.is_stateful)
+    !CONTROL_FLOW_PRIMITIVES.contains(&op)
+        && !TRIGGER_AND_INPUTS.contains(&op)
+        && op_def(op).is_some_and(|def| !def.is_stateful)
 }
 
 /// How an op's output count is determined.

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::graph::ops::CONTROL_FLOW_PRIMITIVES;
 use crate::graph::{attrs, InputRef};
 use crate::proto::{attr_value, DataType, FunctionDef, GraphDef, NodeDef, TensorProto};
 
@@ -35,30 +36,24 @@ const PROFILES: &[(&str, &str)] = &[
 ];
 
 /// Ops graphopt's executor runs itself rather than through the kernel table (`eval/mod.rs`,
-/// `Executor::fire` and `emit`): TF1 control flow, feeds, logging, functional ops and calls.
-pub const EXECUTOR_OPS: &[&str] = &[
-    "Placeholder",
-    "Print",
-    "Switch",
-    "RefSwitch",
-    "Merge",
-    "RefMerge",
-    "Enter",
-    "RefEnter",
-    "Exit",
-    "RefExit",
-    "NextIteration",
-    "RefNextIteration",
-    "LoopCond",
-    "While",
-    "StatelessWhile",
-    "If",
-    "StatelessIf",
-    "Case",
-    "StatelessCase",
-    "PartitionedCall",
-    "StatefulPartitionedCall",
-];
+/// `Executor::fire` and `emit`): feeds, logging, TF1 control flow, functional ops and calls.
+pub fn executor_ops() -> impl Iterator<Item = &'static str> {
+    let feeds_and_logging = ["Placeholder", "Print"];
+    let functional_and_calls = [
+        "While",
+        "StatelessWhile",
+        "If",
+        "StatelessIf",
+        "Case",
+        "StatelessCase",
+        "PartitionedCall",
+        "StatefulPartitionedCall",
+    ];
+    feeds_and_logging
+        .into_iter()
+        .chain(CONTROL_FLOW_PRIMITIVES.iter().copied())
+        .chain(functional_and_calls)
+}
 
 /// What can go wrong finding or reading a target profile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -290,7 +285,7 @@ impl Target {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let executor: Vec<String> = EXECUTOR_OPS.iter().map(|s| s.to_string()).collect();
+        let executor: Vec<String> = executor_ops().map(str::to_string).collect();
         Target {
             name: GRAPHOPT.into(),
             title: "graphopt's reference evaluator (graphopt::eval, the `eval` feature)".into(),
@@ -700,79 +695,20 @@ fn node_problems(
             inputs: positions,
             through,
             why,
-        } if !in_function => {
-            for &position in positions.get(op).map_or(&[][..], Vec::as_slice) {
-                let Some((k, input)) = input_at(&inputs, position) else {
-                    continue;
-                };
-                match index.source(input, through) {
-                    Some(p) if p.op == "Const" => {}
-                    source => out.push((
-                        ProblemKind::NonConstInput,
-                        format!("input {k} ('{input}') {}: {why}", described(source)),
-                        true,
-                    )),
-                }
-            }
         }
-        Constraint::ConstIntVal {
+        | Constraint::ConstIntVal {
+            inputs: positions,
+            through,
+            why,
+        }
+        | Constraint::ConstTensorContent {
             inputs: positions,
             through,
             why,
         } if !in_function => {
-            for &position in positions.get(op).map_or(&[][..], Vec::as_slice) {
-                let Some((k, input)) = input_at(&inputs, position) else {
-                    continue;
-                };
-                match index.source(input, through) {
-                    Some(p) if p.op == "Const" => {
-                        let tensor = attrs::tensor(p, "value");
-                        let ok = tensor
-                            .is_some_and(|t| !t.int_val.is_empty() && t.tensor_content.is_empty());
-                        if !ok {
-                            out.push((
-                                ProblemKind::ConstEncoding,
-                                format!("input {k} ('{input}') is a Const without its value in int_val: {why}"),
-                                true,
-                            ));
-                        }
-                    }
-                    source => out.push((
-                        ProblemKind::NonConstInput,
-                        format!("input {k} ('{input}') {}: {why}", described(source)),
-                        true,
-                    )),
-                }
-            }
-        }
-        Constraint::ConstTensorContent {
-            inputs: positions,
-            through,
-            why,
-        } if !in_function => {
-            for &position in positions.get(op).map_or(&[][..], Vec::as_slice) {
-                let Some((k, input)) = input_at(&inputs, position) else {
-                    continue;
-                };
-                match index.source(input, through) {
-                    Some(p) if p.op == "Const" => {
-                        let ok =
-                            attrs::tensor(p, "value").is_some_and(|t| !t.tensor_content.is_empty());
-                        if !ok {
-                            out.push((
-                                ProblemKind::ConstEncoding,
-                                format!("input {k} ('{input}') is a Const without tensor_content: {why}"),
-                                true,
-                            ));
-                        }
-                    }
-                    source => out.push((
-                        ProblemKind::NonConstInput,
-                        format!("input {k} ('{input}') {}: {why}", described(source)),
-                        true,
-                    )),
-                }
-            }
+            let positions = positions.get(op).map_or(&[][..], Vec::as_slice);
+            let encoding = ConstEncoding::wanted_by(constraint);
+            const_input_problems(&mut out, index, &inputs, positions, through, why, encoding);
         }
         Constraint::ConstValuesReadable {
             readers,
@@ -865,6 +801,68 @@ fn node_problems(
         _ => {}
     }
     out
+}
+
+/// How a Const-input constraint wants the Const's value stored: `holds` accepts the value,
+/// `lacks` ends "is a Const without ..." for one that does not.
+struct ConstEncoding {
+    holds: fn(&TensorProto) -> bool,
+    lacks: &'static str,
+}
+
+impl ConstEncoding {
+    /// The encoding `constraint` asks of its Consts; `None` takes any.
+    fn wanted_by(constraint: &Constraint) -> Option<Self> {
+        match constraint {
+            Constraint::ConstIntVal { .. } => Some(ConstEncoding {
+                holds: |t| !t.int_val.is_empty() && t.tensor_content.is_empty(),
+                lacks: "its value in int_val",
+            }),
+            Constraint::ConstTensorContent { .. } => Some(ConstEncoding {
+                holds: |t| !t.tensor_content.is_empty(),
+                lacks: "tensor_content",
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Problems of the inputs at `positions` under a Const-input constraint: each must come from a
+/// Const (looking through the `through` ops) whose value, given an `encoding`, is stored so.
+fn const_input_problems(
+    out: &mut Vec<(ProblemKind, String, bool)>,
+    index: &Nodes<'_>,
+    inputs: &[&str],
+    positions: &[i64],
+    through: &[String],
+    why: &str,
+    encoding: Option<ConstEncoding>,
+) {
+    for &position in positions {
+        let Some((k, input)) = input_at(inputs, position) else {
+            continue;
+        };
+        match index.source(input, through) {
+            Some(p) if p.op == "Const" => {
+                let Some(encoding) = &encoding else { continue };
+                if !attrs::tensor(p, "value").is_some_and(encoding.holds) {
+                    out.push((
+                        ProblemKind::ConstEncoding,
+                        format!(
+                            "input {k} ('{input}') is a Const without {}: {why}",
+                            encoding.lacks
+                        ),
+                        true,
+                    ));
+                }
+            }
+            source => out.push((
+                ProblemKind::NonConstInput,
+                format!("input {k} ('{input}') {}: {why}", described(source)),
+                true,
+            )),
+        }
+    }
 }
 
 /// "comes from OP 'name', not a Const" or "has no producer".
@@ -1177,7 +1175,7 @@ mod tests {
         }
         // Every executor op is one the executor in eval/mod.rs names.
         let executor = include_str!("../eval/mod.rs");
-        for op in EXECUTOR_OPS {
+        for op in executor_ops() {
             assert!(
                 executor.contains(&format!("\"{op}\"")),
                 "{op} not in eval/mod.rs"
