@@ -145,6 +145,22 @@ impl Weights {
     fn channels(&self, layer: Layer) -> Option<usize> {
         layer.channels_of_dims(&self.dims)
     }
+
+    /// `value` as one number per output channel of `layer` (node `node`, these its weights):
+    /// `None` when it varies along any other axis of the output.
+    fn per_output_channel(&self, layer: Layer, node: &NodeDef, value: &Tensor) -> Option<Vec<f64>> {
+        let channels = self.channels(layer)?;
+        let (rank, axis) = layer.output_layout(node);
+        per_channel(value, channels, axis, rank)
+    }
+}
+
+/// A node's two data inputs, owned so the graph can be edited while they are held.
+fn two_data_inputs(node: &NodeDef) -> Option<[String; 2]> {
+    match data_inputs(node).as_slice() {
+        [a, b] => Some([a.to_string(), b.to_string()]),
+        _ => None,
+    }
 }
 
 /// Layer node `l` with its float Const weights: (weights node, weights, layer kind).
@@ -192,12 +208,10 @@ fn fold_mul(
     }
     if graph.node[x].op == "BiasAdd" {
         // Mul(BiasAdd(layer, b), m): scale weights and bias.
-        let inputs: Vec<String> = data_inputs(&graph.node[x])
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let [y, b] = inputs.as_slice() else { return };
-        let (Some(l), Some(bn)) = (uses.producer(y), uses.producer(b)) else {
+        let Some([y, b]) = two_data_inputs(&graph.node[x]) else {
+            return;
+        };
+        let (Some(l), Some(bn)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
         let Some(b_value) = const_value(&graph.node[bn]) else {
@@ -212,17 +226,13 @@ fn fold_mul(
         let Some((w, w_value, layer)) = layer_with_weights(graph, uses, l) else {
             return;
         };
-        let Some(channels) = w_value.channels(layer) else {
-            return;
-        };
-        let (rank, axis) = layer.output_layout(&graph.node[l]);
         let (Some(scale), Some(bias)) = (
-            per_channel(&m_value, channels, axis, rank),
+            w_value.per_output_channel(layer, &graph.node[l], &m_value),
             floats(&b_value),
         ) else {
             return;
         };
-        if bias.len() != channels {
+        if bias.len() != scale.len() {
             return;
         }
         let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
@@ -246,11 +256,7 @@ fn fold_mul(
     if !edits.free(&[x, w, m]) {
         return;
     }
-    let Some(channels) = w_value.channels(layer) else {
-        return;
-    };
-    let (rank, axis) = layer.output_layout(&graph.node[x]);
-    let Some(scale) = per_channel(&m_value, channels, axis, rank) else {
+    let Some(scale) = w_value.per_output_channel(layer, &graph.node[x], &m_value) else {
         return;
     };
     let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
@@ -290,12 +296,10 @@ fn fold_add(
         if uses.count(x) != 1 || protected.contains(&graph.node[x].name) || !edits.free(&[x, c]) {
             return;
         }
-        let inputs: Vec<String> = data_inputs(&graph.node[x])
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let [y, b] = inputs.as_slice() else { return };
-        let Some(bn) = uses.producer(b) else { return };
+        let Some([y, b]) = two_data_inputs(&graph.node[x]) else {
+            return;
+        };
+        let Some(bn) = uses.producer(&b) else { return };
         let Some(b_value) = const_value(&graph.node[bn]) else {
             return;
         };
@@ -318,7 +322,7 @@ fn fold_add(
         let base = format!("{}/bias", graph.node[add].name);
         let bias_name = edits.new_const(graph, add, &base, &new_b);
         let data_format = graph.node[x].attr.get("data_format").cloned();
-        become_bias_add(&mut graph.node[add], y.clone(), bias_name, data_format);
+        become_bias_add(&mut graph.node[add], y, bias_name, data_format);
         edits.removed.insert(x);
         return;
     }
@@ -329,11 +333,7 @@ fn fold_add(
     let Some((_, w_value, layer)) = layer_with_weights(graph, uses, x) else {
         return;
     };
-    let Some(channels) = w_value.channels(layer) else {
-        return;
-    };
-    let (rank, axis) = layer.output_layout(&graph.node[x]);
-    let Some(values) = per_channel(&c_value, channels, axis, rank) else {
+    let Some(values) = w_value.per_output_channel(layer, &graph.node[x], &c_value) else {
         return;
     };
     let values: Vec<f64> = values.iter().map(|v| sign * v).collect();
@@ -463,12 +463,10 @@ fn fold_norm(
     let mut between = None;
     // An optional BiasAdd/Add of a Const between the layer and the norm.
     if matches!(graph.node[x].op.as_str(), "BiasAdd" | "Add" | "AddV2") {
-        let inputs: Vec<String> = data_inputs(&graph.node[x])
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let [y, b] = inputs.as_slice() else { return };
-        let (Some(l), Some(bp)) = (uses.producer(y), uses.producer(b)) else {
+        let Some([y, b]) = two_data_inputs(&graph.node[x]) else {
+            return;
+        };
+        let (Some(l), Some(bp)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
         let Some(bias) = const_value(&graph.node[bp]).and_then(|v| floats(&v)) else {
