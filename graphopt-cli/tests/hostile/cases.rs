@@ -5,7 +5,7 @@
 //! outcome expected: an error (exit 1, one line) or, where the right answer exists and is
 //! cheap, success.
 
-use graphopt_core::freeze::checkpoint::masked_crc32c;
+use graphopt_core::freeze::checkpoint::{masked_crc32c, slice_key};
 use graphopt_core::proto::{
     attr_value, meta_graph_def, op_def, tensor_info, tensor_shape_proto, AttrValue,
     BundleEntryProto, BundleHeaderProto, DataType, FunctionDef, FunctionDefLibrary, GraphDef,
@@ -1305,17 +1305,7 @@ pub fn all() -> Vec<Case> {
         let mut parts = Vec::new();
         let mut keys = Vec::new();
         for i in 0..slices as i64 {
-            let extents = [(i, 1), (0, -1)];
-            let mut key = vec![0u8];
-            key.extend_from_slice(b"v");
-            key.extend_from_slice(&[0x00, 0x01]);
-            key.push(1);
-            key.push(2);
-            for (start, length) in extents.iter().copied() {
-                write_signed(&mut key, start);
-                write_signed(&mut key, length);
-            }
-            keys.push((key, part.encode_to_vec()));
+            keys.push((slice_key("v", &[(i, 1), (0, -1)]), part.encode_to_vec()));
             parts.push(TensorSliceProto {
                 extent: vec![
                     graphopt_core::proto::tensor_slice_proto::Extent {
@@ -1551,35 +1541,4 @@ pub fn all() -> Vec<Case> {
     ));
 
     cases
-}
-
-/// OrderedCode's signed-number encoding, as checkpoint slice keys use it.
-fn write_signed(out: &mut Vec<u8>, value: i64) {
-    const HEADER: [[u8; 2]; 11] = [
-        [0, 0],
-        [0x80, 0],
-        [0xc0, 0],
-        [0xe0, 0],
-        [0xf0, 0],
-        [0xf8, 0],
-        [0xfc, 0],
-        [0xfe, 0],
-        [0xff, 0],
-        [0xff, 0x80],
-        [0xff, 0xc0],
-    ];
-    let magnitude = if value < 0 { !value } else { value } as u64;
-    let bits = 64 - magnitude.leading_zeros() as usize;
-    let len = (bits + 1).div_ceil(7).clamp(1, 10);
-    if len == 1 {
-        out.push(HEADER[1][0] ^ (value as u8));
-        return;
-    }
-    let sign = if value < 0 { 0xff } else { 0x00 };
-    let mut buffer = [sign; 10];
-    buffer[2..].copy_from_slice(&value.to_be_bytes());
-    let begin = 10 - len;
-    buffer[begin] ^= HEADER[len][0];
-    buffer[begin + 1] ^= HEADER[len][1];
-    out.extend_from_slice(&buffer[begin..]);
 }

@@ -576,8 +576,9 @@ fn resolve_extents(extents: &[(i64, i64)], full: &[usize]) -> Option<(Vec<usize>
 }
 
 /// TF's key for one stored part of a partitioned tensor: OrderedCode of 0, the name, the rank,
-/// then each dimension's start and length (-1 for all of it) as signed numbers.
-fn slice_key(name: &str, extents: &[(i64, i64)]) -> Vec<u8> {
+/// then each dimension's start and length (-1 for all of it) as signed numbers. Public so
+/// tests can write checkpoints of partitioned variables.
+pub fn slice_key(name: &str, extents: &[(i64, i64)]) -> Vec<u8> {
     let mut key = vec![0u8]; // the number 0: a zero-length big-endian body
     for &byte in name.as_bytes() {
         match byte {
