@@ -268,21 +268,11 @@ struct VerifyArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Comma-separated inputs to feed [default: the original's Placeholders].
-    #[arg(
-        long,
-        default_value = "",
-        hide_default_value = true,
-        value_name = "NAMES"
-    )]
-    inputs: String,
+    #[arg(long, value_name = "NAMES")]
+    inputs: Option<String>,
     /// Comma-separated outputs to compare [default: the original's likely outputs].
-    #[arg(
-        long,
-        default_value = "",
-        hide_default_value = true,
-        value_name = "NAMES"
-    )]
-    outputs: String,
+    #[arg(long, value_name = "NAMES")]
+    outputs: Option<String>,
     /// Largest acceptable error relative to the output's magnitude.
     #[arg(long, default_value_t = 1e-5)]
     tolerance: f64,
@@ -304,21 +294,11 @@ struct TransformArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Comma-separated input node names.
-    #[arg(
-        long,
-        default_value = "",
-        hide_default_value = true,
-        value_name = "NAMES"
-    )]
-    inputs: String,
+    #[arg(long, value_name = "NAMES")]
+    inputs: Option<String>,
     /// Comma-separated output node names.
-    #[arg(
-        long,
-        default_value = "",
-        hide_default_value = true,
-        value_name = "NAMES"
-    )]
-    outputs: String,
+    #[arg(long, value_name = "NAMES")]
+    outputs: Option<String>,
     /// Transform list, e.g. 'remove_device sort_by_execution_order'.
     #[arg(long, value_name = "TRANSFORMS")]
     transforms: String,
@@ -386,9 +366,10 @@ fn run(command: Command) -> Result<(), Error> {
     }
 }
 
-/// `--inputs`/`--outputs`: comma-separated, blanks trimmed, empty pieces dropped.
-fn split_names(list: &str) -> Vec<String> {
-    list.split(',')
+/// `--inputs`/`--outputs`: comma-separated, blanks trimmed, empty pieces dropped; none if absent.
+fn split_names(list: Option<&str>) -> Vec<String> {
+    list.unwrap_or_default()
+        .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
@@ -432,8 +413,8 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let specs = transforms::parse(&args.transforms)?;
     let registry = Registry::with_builtins();
     registry.check(&specs)?;
-    let inputs = split_names(&args.inputs);
-    let outputs = split_names(&args.outputs);
+    let inputs = split_names(args.inputs.as_deref());
+    let outputs = split_names(args.outputs.as_deref());
     let mut loaded = load_valid(&args.in_graph)?;
     for (flag, names) in [("--inputs", &inputs), ("--outputs", &outputs)] {
         let index = graph::GraphIndex::new(&loaded.graph);
@@ -512,8 +493,8 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
     let original = load_valid(&args.original)?;
     let optimized = load_valid(&args.optimized)?;
     let options = graphopt_core::verify::VerifyOptions {
-        inputs: split_names(&args.inputs),
-        outputs: split_names(&args.outputs),
+        inputs: split_names(args.inputs.as_deref()),
+        outputs: split_names(args.outputs.as_deref()),
         seed: args.seed,
         unknown_dim: args.unknown_dim,
     };
@@ -599,7 +580,7 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
             let prefix = args.checkpoint.clone().unwrap_or_default();
             let checkpoint = freeze::checkpoint::Checkpoint::open(&prefix)
                 .map_err(|e| graphopt_core::Error::Freeze(e.to_string()))?;
-            let outputs = split_names(args.outputs.as_deref().unwrap_or_default());
+            let outputs = split_names(args.outputs.as_deref());
             let frozen = freeze::freeze_graph(&graph, &checkpoint, &outputs)
                 .map_err(|e| graphopt_core::Error::Freeze(format!("{}: {e}", path.display())))?;
             let inputs = frozen
