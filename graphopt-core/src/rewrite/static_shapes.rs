@@ -4,7 +4,9 @@
 //! `_output_shapes` attribute that TVM's importer (and TensorFlow's own `add_shapes`) uses.
 
 use crate::analysis::shapes;
+use crate::budget;
 use crate::dtype::shape_from_dims;
+use crate::error::Error;
 use crate::graph::{attrs, ops};
 use crate::proto::{attr_value, AttrValue, GraphDef, TensorShapeProto};
 use crate::rewrite::RewriteError;
@@ -71,7 +73,10 @@ pub fn fix_input_shapes(
 
 /// Writes `_output_shapes` on every node whose output count is known: the inferred shape of
 /// each output, unknown rank where inference cannot tell. Returns how many nodes got one.
-pub fn add_output_shapes(graph: &mut GraphDef) -> usize {
+///
+/// The output count may come from an attribute (Split's `num_split`, Unpack's `num`), so each
+/// list is asked of the budget first: a node claiming 2^40 outputs is an error naming it.
+pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
     let known = shapes::infer_graph(graph);
     let mut count = 0;
     for node in &mut graph.node {
@@ -80,6 +85,15 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> usize {
         let Some(outputs) = outputs else {
             continue;
         };
+        budget::alloc_items(
+            outputs,
+            std::mem::size_of::<TensorShapeProto>(),
+            "the output shape list",
+        )
+        .map_err(|source| Error::Budget {
+            node: node.name.clone(),
+            source,
+        })?;
         let list: Vec<TensorShapeProto> = (0..outputs)
             .map(
                 |k| match inferred.and_then(|s| s.get(k)).cloned().flatten() {
@@ -107,5 +121,5 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> usize {
         );
         count += 1;
     }
-    count
+    Ok(count)
 }

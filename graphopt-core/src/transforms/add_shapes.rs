@@ -19,7 +19,7 @@ impl Transform for AddShapes {
     }
 
     fn apply(&self, graph: &mut GraphDef, _context: &TransformContext<'_>) -> Result<()> {
-        add_output_shapes(graph);
+        add_output_shapes(graph)?;
         Ok(())
     }
 }

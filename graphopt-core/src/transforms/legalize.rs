@@ -5,8 +5,12 @@
 //!
 //! Per target, besides leftover removal (identity-like ops, idle NoOps, control edges that order
 //! nothing), which every target gets:
-//! - `opencv`: TF1 atrous patterns become dilated convolutions, every Const's values move to
-//!   `tensor_content` (OpenCV reads some Consts only there);
+//! - `opencv`: TF1 atrous patterns become dilated convolutions, then every dilated convolution
+//!   becomes the atrous pattern in the form OpenCV reads right (its Conv2D ignores `dilations`;
+//!   its fusion of the pattern pads symmetrically by the paddings before and ignores the
+//!   crops), a `SYMMETRIC` MirrorPad becomes slices and concats (OpenCV pads every MirrorPad as
+//!   `REFLECT`), every Const's values move to `tensor_content` (OpenCV reads some Consts only
+//!   there);
 //! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
 //!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2, and every
 //!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
@@ -36,6 +40,8 @@ pub struct Legalize;
 #[derive(Debug, Clone, Copy, Default)]
 struct Plan {
     flatten_atrous: bool,
+    symmetric_atrous: bool,
+    symmetric_mirror_pads: bool,
     tensor_content: bool,
     decompose_batch_norms: bool,
     downgrade_batch_norms: bool,
@@ -56,6 +62,8 @@ fn plan(target: &str) -> Option<Plan> {
     Some(match target {
         "opencv" => Plan {
             flatten_atrous: true,
+            symmetric_atrous: true,
+            symmetric_mirror_pads: true,
             tensor_content: true,
             ..none
         },
@@ -112,6 +120,12 @@ impl Transform for Legalize {
         if plan.flatten_atrous {
             atrous::flatten_atrous_convolutions(graph, &protected);
         }
+        if plan.symmetric_atrous {
+            legalize::dilated_convolutions_as_symmetric_atrous(graph);
+        }
+        if plan.symmetric_mirror_pads {
+            legalize::symmetric_mirror_pads_as_slices(graph, &protected);
+        }
         if plan.decompose_batch_norms {
             legalize::decompose_batch_norms(graph, "AddV2", &protected);
         }
@@ -143,7 +157,7 @@ impl Transform for Legalize {
             legalize::constants_with_explicit_values(graph);
         }
         if plan.output_shapes {
-            static_shapes::add_output_shapes(graph);
+            static_shapes::add_output_shapes(graph)?;
         }
         Ok(())
     }

@@ -1,0 +1,56 @@
+//! What the `cargo fuzz` targets in `fuzz/` found, one case each, as small as the minimized
+//! input allowed: each must end in an `Err` or an `Ok`, never a panic, an abort or a runaway
+//! allocation. docs/robustness.md lists the findings and their fixes.
+
+use graphopt_core::budget::Budget;
+use graphopt_core::proto::GraphDef;
+use graphopt_core::{graph, text_format, transforms};
+
+/// The budget the fuzz targets run under.
+fn budget() -> Budget {
+    Budget::new(512 << 20, 1 << 27)
+}
+
+fn parse(text: &str) -> GraphDef {
+    let graph: GraphDef = text_format::parse(text).expect("the case parses");
+    graph::validate(&graph).expect("the case is a valid graph");
+    graph
+}
+
+/// Runs `transforms` on `graph` as `graphopt transform` does, under the fuzz targets' budget.
+fn transform(graph: &GraphDef, transforms: &str, outputs: &[&str]) -> Result<GraphDef, String> {
+    let specs = transforms::parse(transforms).map_err(|e| e.to_string())?;
+    let registry = transforms::Registry::with_builtins();
+    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    let mut graph = graph.clone();
+    budget()
+        .enter(|| transforms::run(&registry, &mut graph, &specs, &[], &outputs))
+        .map_err(|e| e.to_string())?;
+    Ok(graph)
+}
+
+const HUGE_SPLIT: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "axis" op: "Const"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 0 } } } }
+node { name: "split" op: "Split" input: "axis" input: "x"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "num_split" value { i: 1099511627776 } } }
+"#;
+
+/// pipeline: `add_shapes` wrote one `_output_shapes` entry per output, and a Split's output
+/// count is its `num_split` attribute: 2^40 entries were allocated before anything was asked
+/// (an abort on a 35 TB allocation). The list is now asked of the budget.
+#[test]
+fn add_shapes_of_a_split_into_2_40_parts_is_refused() {
+    let graph = parse(HUGE_SPLIT);
+    for transforms in ["add_shapes", "legalize(target=tvm)"] {
+        let error = transform(&graph, transforms, &["split"]).unwrap_err();
+        assert!(error.contains("'split'"), "{transforms}: {error}");
+    }
+    // A Split into a few parts still gets its shapes.
+    let few = HUGE_SPLIT.replace("1099511627776", "2");
+    let shaped = transform(&parse(&few), "add_shapes", &["split"]).unwrap();
+    assert!(shaped.node[2].attr.contains_key("_output_shapes"));
+}
