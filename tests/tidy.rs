@@ -102,6 +102,7 @@ const LIBRARY_SOURCES: &[&str] = &[
     "graphopt-build/src",
     "graphopt-macros/src",
     "graphopt-cli/src",
+    "graphopt-source-hash/src",
 ];
 
 /// Generated code, exempt from the source rules.
