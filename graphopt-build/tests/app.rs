@@ -96,7 +96,7 @@ impl App {
              graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\")\n        \
              .inputs([\"input\"]).outputs([\"probs\"]).transforms({transforms:?}){lock}.build()?;\n    Ok(())\n}}\n"
         );
-        std::fs::write(self.dir.path().join("build.rs"), build).unwrap();
+        self.write("build.rs", build);
     }
 
     fn cargo(&self, args: &[&str], cache: &Path) -> Output {
@@ -123,6 +123,48 @@ impl App {
         self.cargo(&["build", "--quiet"], &self.cache)
     }
 
+    /// Builds, failing the test with cargo's stderr if the build fails.
+    fn build_ok(&self) {
+        let out = self.build();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    /// Builds expecting failure; cargo's stderr.
+    fn build_error(&self) -> String {
+        let out = self.build();
+        assert!(!out.status.success(), "the build succeeded");
+        stderr(&out)
+    }
+
+    /// Builds expecting failure with `message` in cargo's stderr.
+    fn build_fails_saying(&self, message: &str) {
+        let err = self.build_error();
+        assert!(err.contains(message), "{err}");
+    }
+
+    /// A path in the app's directory.
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.path(relative)).unwrap()
+    }
+
+    fn write(&self, relative: &str, contents: impl AsRef<[u8]>) {
+        std::fs::write(self.path(relative), contents).unwrap();
+    }
+
+    /// Appends `toml` to the app's Cargo.toml.
+    fn add_to_manifest(&self, toml: &str) {
+        self.write("Cargo.toml", self.read("Cargo.toml") + toml);
+    }
+
+    /// The OUT_DIR of the last build, which the build script leaves in out_dir.txt.
+    fn out_dir(&self) -> PathBuf {
+        PathBuf::from(self.read("out_dir.txt"))
+    }
+
     fn run(&self) -> String {
         let out = self.cargo(&["run", "--quiet"], &self.cache);
         assert!(
@@ -139,8 +181,7 @@ impl App {
     }
 
     fn artifacts_of(&self, model: &str) -> (serde_json::Value, Vec<u8>) {
-        let out_dir = std::fs::read_to_string(self.dir.path().join("out_dir.txt")).unwrap();
-        let manifest = Path::new(&out_dir).join(format!("graphopt/{model}.json"));
+        let manifest = self.out_dir().join(format!("graphopt/{model}.json"));
         let manifest_json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
         let bytes = std::fs::read(manifest.with_extension("pb")).unwrap();
@@ -155,8 +196,7 @@ fn stderr(out: &Output) -> String {
 #[test]
 fn a_fresh_app_builds_embeds_and_caches_its_model() {
     let app = App::new();
-    let out = app.build();
-    assert!(out.status.success(), "{}", stderr(&out));
+    app.build_ok();
     let (manifest, bytes) = app.artifacts();
     assert_eq!(manifest["cache"], "miss");
     assert_eq!(manifest["sha256"], sha256(&bytes));
@@ -184,19 +224,18 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
 
     // Touching build.rs re-runs it: a cache hit, no transform runs, same bytes.
     app.set_transforms("remove_device sort_by_execution_order", None);
-    assert!(app.build().status.success());
+    app.build_ok();
     let (manifest, again) = app.artifacts();
     assert_eq!(manifest["cache"], "hit");
     assert!(again == bytes);
 
     // Another cached run: the artifact is the cache entry's file (a hard link), left untouched
     // (same modification time), and the unchanged source is hashed from the fingerprint memo.
-    let out_dir =
-        PathBuf::from(std::fs::read_to_string(app.dir.path().join("out_dir.txt")).unwrap());
+    let out_dir = app.out_dir();
     let artifact = out_dir.join("graphopt/tiny.pb");
     let modified = std::fs::metadata(&artifact).unwrap().modified().unwrap();
     app.set_transforms("remove_device sort_by_execution_order", None);
-    assert!(app.build().status.success());
+    app.build_ok();
     assert_eq!(app.artifacts().0["cache"], "hit");
     assert_eq!(
         std::fs::metadata(&artifact).unwrap().modified().unwrap(),
@@ -248,7 +287,7 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
     // Clearing the cache rebuilds byte-identical output.
     std::fs::remove_dir_all(&app.cache).unwrap();
     app.set_transforms("remove_device sort_by_execution_order", None);
-    assert!(app.build().status.success());
+    app.build_ok();
     let (manifest, rebuilt) = app.artifacts();
     assert_eq!(manifest["cache"], "miss");
     assert!(
@@ -261,7 +300,7 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
         "strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order",
         None,
     );
-    assert!(app.build().status.success());
+    app.build_ok();
     let (manifest, folded) = app.artifacts();
     assert_ne!(manifest["sha256"], sha256(&bytes));
     assert_eq!(manifest["sha256"], sha256(&folded));
@@ -272,18 +311,18 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
         "remove_device sort_by_execution_order",
         Some("graphopt.lock"),
     );
-    assert!(app.build().status.success());
-    let lock_path = app.dir.path().join("graphopt.lock");
-    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    app.build_ok();
+    let lock = app.read("graphopt.lock");
     assert!(lock.contains(&sha256(&bytes)), "{lock}");
-    std::fs::write(&lock_path, lock.replace(&sha256(&bytes), &"0".repeat(64))).unwrap();
+    app.write(
+        "graphopt.lock",
+        lock.replace(&sha256(&bytes), &"0".repeat(64)),
+    );
     app.set_transforms(
         "remove_device sort_by_execution_order",
         Some("graphopt.lock"),
     );
-    let out = app.build();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = app.build_error();
     assert!(
         err.contains("graphopt: model 'tiny': the artifact's sha256")
             && err.contains("not reproducible"),
@@ -292,9 +331,7 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
 
     // A bad transform string fails with one readable line and no backtrace.
     app.set_transforms("remove_device frobnicate", None);
-    let out = app.build();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = app.build_error();
     assert!(
         err.contains("graphopt: model 'tiny': transform 'frobnicate': not a known transform"),
         "{err}"
@@ -306,19 +343,12 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
 
     // An undeclared model is a compile error listing the declared ones.
     app.set_transforms("remove_device", None);
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(nope);\nfn main() {}\n",
-    )
-    .unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "no model 'nope' was built by this package's build.rs; declared models: tiny"
-        ),
-        "{}",
-        stderr(&out)
+    );
+    app.build_fails_saying(
+        "no model 'nope' was built by this package's build.rs; declared models: tiny",
     );
 }
 
@@ -366,23 +396,19 @@ fn concurrent_builds_sharing_a_cache_agree() {
 #[test]
 fn models_declared_in_cargo_toml_metadata_build() {
     let app = App::new();
-    let toml_path = app.dir.path().join("Cargo.toml");
-    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
-    toml.push_str(
+    app.add_to_manifest(
         "\n[package.metadata.graphopt.models.tiny]\npath = \"models/tiny.pb\"\ninputs = [\"input\"]\noutputs = [\"probs\"]\n\
          transforms = \"strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order\"\n\
          lock_file = \"graphopt.lock\"\n",
     );
-    std::fs::write(&toml_path, toml).unwrap();
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    graphopt_build::build_from_manifest()?;\n    Ok(())\n}\n",
-    )
-    .unwrap();
+    );
     let stdout = app.run();
     assert!(stdout.contains("transforms strip_unused_nodes fold_constants fold_old_batch_norms sort_by_execution_order"), "{stdout}");
     assert!(stdout.contains("output probs:0 Float [1, 5]"), "{stdout}");
-    let lock = std::fs::read_to_string(app.dir.path().join("graphopt.lock")).unwrap();
+    let lock = app.read("graphopt.lock");
     assert!(lock.contains("\"tiny\""), "{lock}");
 }
 
@@ -412,24 +438,22 @@ fn fixture_tensor(path: &Path) -> graphopt_core::tensor::Tensor {
 fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
     let app = App::named("cnn-app");
     let saved = workspace().join("tests/fixtures/saved");
-    copy_tree(&saved.join("keras_cnn"), &app.dir.path().join("models/cnn"));
+    copy_tree(&saved.join("keras_cnn"), &app.path("models/cnn"));
     // No inputs or outputs declared: the signature's keys become the interface.
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          std::fs::write(\"out_dir.txt\", std::env::var(\"OUT_DIR\").unwrap_or_default()).ok();\n    \
          graphopt_build::Model::new(\"cnn\", \"models/cnn\").signature(\"serving_default\")\n        \
          .transforms(\"strip_unused_nodes fold_constants fold_batch_norms remove_nodes(op=Identity) sort_by_execution_order\")\n        \
          .build()?;\n    Ok(())\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    );
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(cnn);\nfn main() {\n    \
          println!(\"input {} {:?}\", cnn::inputs::IMAGE.tensor, cnn::inputs::IMAGE.dtype);\n    \
          println!(\"output {} {:?} {:?}\", cnn::outputs::OUTPUT_0.tensor, cnn::outputs::OUTPUT_0.dtype, cnn::outputs::OUTPUT_0.shape);\n}\n",
-    )
-    .unwrap();
+    );
     let stdout = app.run();
     assert!(stdout.contains("input image:0 Float"), "{stdout}");
     // The signature's shape, though shape inference cannot see through the frozen graph's
@@ -470,22 +494,17 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
 
     // Any file of the directory is part of the key: a changed asset means a new artifact.
     // (git keeps no empty directories, so assets/ may be missing from a checkout.)
-    std::fs::create_dir_all(app.dir.path().join("models/cnn/assets")).unwrap();
-    std::fs::write(app.dir.path().join("models/cnn/assets/vocab.txt"), "a\n").unwrap();
-    let out = app.build();
-    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::create_dir_all(app.path("models/cnn/assets")).unwrap();
+    app.write("models/cnn/assets/vocab.txt", "a\n");
+    app.build_ok();
     let (changed, _) = app.artifacts_of("cnn");
     assert_ne!(manifest["source_sha256"], changed["source_sha256"]);
     assert_ne!(manifest["key"], changed["key"]);
 
     // A wrong signature is one clear line naming the model and the directory.
-    let build = std::fs::read_to_string(app.dir.path().join("build.rs"))
-        .unwrap()
-        .replace("serving_default", "predict");
-    std::fs::write(app.dir.path().join("build.rs"), build).unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    let message = stderr(&out);
+    let build = app.read("build.rs").replace("serving_default", "predict");
+    app.write("build.rs", build);
+    let message = app.build_error();
     assert!(
         message.contains("model 'cnn': freezing SavedModel models/cnn")
             && message.contains("predict"),
@@ -496,26 +515,18 @@ fn a_savedmodel_directory_is_frozen_optimized_and_named_after_its_signature() {
 #[test]
 fn a_renamed_or_removed_model_is_no_longer_embeddable() {
     let app = App::named("rename-app");
-    let out = app.build();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out_dir =
-        PathBuf::from(std::fs::read_to_string(app.dir.path().join("out_dir.txt")).unwrap());
+    app.build_ok();
+    let out_dir = app.out_dir();
     assert!(out_dir.join("graphopt/tiny.pb").exists());
 
     // Renamed in build.rs: the old name is a compile error listing the current models, and
     // the old artifacts are gone.
-    let renamed = std::fs::read_to_string(app.dir.path().join("build.rs"))
-        .unwrap()
+    let renamed = app
+        .read("build.rs")
         .replace("Model::new(\"tiny\"", "Model::new(\"small\"");
-    std::fs::write(app.dir.path().join("build.rs"), renamed).unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "no model 'tiny' was built by this package's build.rs; declared models: small"
-        ),
-        "{}",
-        stderr(&out)
+    app.write("build.rs", renamed);
+    app.build_fails_saying(
+        "no model 'tiny' was built by this package's build.rs; declared models: small",
     );
     assert!(!out_dir.join("graphopt/tiny.pb").exists());
     assert!(!out_dir.join("graphopt/tiny.json").exists());
@@ -527,38 +538,24 @@ fn a_renamed_or_removed_model_is_no_longer_embeddable() {
     );
 
     // Removed: a build script that builds no model leaves nothing embeddable.
-    std::fs::write(app.dir.path().join("build.rs"), "fn main() {}\n").unwrap();
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    app.write("build.rs", "fn main() {}\n");
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(small);\nfn main() {}\n",
-    )
-    .unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "no model 'small' was built by this package's build.rs; declared models: none"
-        ),
-        "{}",
-        stderr(&out)
+    );
+    app.build_fails_saying(
+        "no model 'small' was built by this package's build.rs; declared models: none",
     );
 
     // The same name twice in one run is an error.
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          for _ in 0..2 {\n        \
          graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").outputs([\"probs\"]).build()?;\n    }\n    Ok(())\n}\n",
-    )
-    .unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "graphopt: model 'tiny' is built twice by this build script; give each Model::new a name of its own"
-        ),
-        "{}",
-        stderr(&out)
+    );
+    app.build_fails_saying(
+        "graphopt: model 'tiny' is built twice by this build script; give each Model::new a name of its own",
     );
 }
 
@@ -600,20 +597,19 @@ fn main() -> Result<(), graphopt_build::Error> {
 #[test]
 fn changed_application_transforms_and_changed_code_miss_the_cache() {
     let app = App::named("custom-app");
-    let toml_path = app.dir.path().join("Cargo.toml");
-    let toml = std::fs::read_to_string(&toml_path).unwrap().replace(
+    let toml = app.read("Cargo.toml").replace(
         "[build-dependencies]\n",
         &format!(
             "[build-dependencies]\ngraphopt-core = {{ path = {:?} }}\n",
             workspace().join("graphopt-core").display().to_string()
         ),
     );
-    std::fs::write(&toml_path, toml).unwrap();
+    app.write("Cargo.toml", toml);
     let build = |mark: &str, version: &str, vars: &[(&str, &str)]| {
         let script = CUSTOM_BUILD
             .replace("\"one\"", &format!("{mark:?}"))
             .replace("Some(\"1\")", version);
-        std::fs::write(app.dir.path().join("build.rs"), script).unwrap();
+        app.write("build.rs", script);
         let out = app.cargo_with(&["build", "--quiet"], &app.cache, vars);
         assert!(out.status.success(), "{}", stderr(&out));
         let (manifest, bytes) = app.artifacts();
@@ -672,21 +668,19 @@ node { name: "t" op: "Relu" input: "s" attr { key: "T" value { type: DT_FLOAT } 
 #[test]
 fn outputs_of_unknown_shape_are_not_scalars() {
     let app = App::named("shapes-app");
-    std::fs::write(app.dir.path().join("models/shapes.pbtxt"), SHAPES_PBTXT).unwrap();
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write("models/shapes.pbtxt", SHAPES_PBTXT);
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          graphopt_build::Model::new(\"shapes\", \"models/shapes.pbtxt\")\n        \
          .inputs([\"x\", \"s\"]).outputs([\"y\", \"t\"]).build()?;\n    Ok(())\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    );
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(shapes);\nfn main() {\n    \
          for spec in shapes::INPUTS.iter().chain(shapes::OUTPUTS) {\n        \
          println!(\"{} {:?} rank {:?} elements {:?}\", spec.name, spec.shape, spec.shape.rank(), spec.element_count());\n    }\n}\n",
-    )
-    .unwrap();
+    );
     let stdout = app.run();
     assert_eq!(
         stdout,
@@ -701,24 +695,19 @@ fn outputs_of_unknown_shape_are_not_scalars() {
 fn a_savedmodel_artifact_ships_only_the_functions_its_graph_calls() {
     let app = App::named("rnn-app");
     let saved = workspace().join("tests/fixtures/saved");
-    copy_tree(
-        &saved.join("while_embedding"),
-        &app.dir.path().join("models/rnn"),
-    );
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    copy_tree(&saved.join("while_embedding"), &app.path("models/rnn"));
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          std::fs::write(\"out_dir.txt\", std::env::var(\"OUT_DIR\").unwrap_or_default()).ok();\n    \
          graphopt_build::Model::new(\"rnn\", \"models/rnn\").transforms(\"sort_by_execution_order\").build()?;\n    Ok(())\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    );
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(rnn);\nfn main() {\n    \
          println!(\"{} {:?} {}\", rnn::inputs::TOKENS.tensor, rnn::inputs::TOKENS.dtype, rnn::inputs::TOKENS.shape);\n    \
          println!(\"{} {:?} {}\", rnn::outputs::LOGITS.tensor, rnn::outputs::LOGITS.dtype, rnn::outputs::LOGITS.shape);\n}\n",
-    )
-    .unwrap();
+    );
     let stdout = app.run();
     assert_eq!(
         stdout, "tokens:0 Int32 [-1, 5]\nlogits:0 Float [-1, 3]\n",
@@ -800,21 +789,17 @@ fn build_errors_say_what_to_do() {
     let app = App::named("mistakes-app");
     copy_tree(
         &workspace().join("tests/fixtures/saved/keras_cnn"),
-        &app.dir.path().join("models/cnn"),
+        &app.path("models/cnn"),
     );
-    let toml_path = app.dir.path().join("Cargo.toml");
-    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
     // `transform` for `transforms`: refused, not silently shipped unoptimized.
-    toml.push_str(
+    app.add_to_manifest(
         "\n[package.metadata.graphopt.models.tiny]\npath = \"models/tiny.pb\"\noutputs = [\"probs\"]\ntransform = \"fold_constants\"\n",
     );
-    std::fs::write(&toml_path, toml).unwrap();
-    std::fs::write(app.dir.path().join("build.rs"), MISTAKES_BUILD).unwrap();
-    std::fs::write(app.dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
-    let out = app.build();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let errors = std::fs::read_to_string(app.dir.path().join("errors.txt")).unwrap();
-    let toml = app.dir.path().join("Cargo.toml").display().to_string();
+    app.write("build.rs", MISTAKES_BUILD);
+    app.write("src/main.rs", "fn main() {}\n");
+    app.build_ok();
+    let errors = app.read("errors.txt");
+    let toml = app.path("Cargo.toml").display().to_string();
     let expected = [
         "savedmodel file: Some(graphopt: model 'cnn': models/cnn/saved_model.pb is the graph of a SavedModel; give its directory instead: Model::new(\"cnn\", \"models/cnn\"))".to_string(),
         "output: Some(graphopt: model 'tiny': .outputs([...]) names 'prob', which is not a node of models/tiny.pb; likely outputs: probs)".into(),
@@ -832,15 +817,12 @@ fn build_errors_say_what_to_do() {
     assert_eq!(errors.lines().count(), expected.len(), "{errors}");
 
     // As cargo shows it: the one line, no backtrace.
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").outputs([\"prob\"]).build()?;\n    Ok(())\n}\n",
-    )
-    .unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    );
+    let err = app.build_error();
     assert!(
         err.contains("Error: graphopt: model 'tiny': .outputs([...]) names 'prob', which is not a node of models/tiny.pb; likely outputs: probs\n"),
         "{err}"
@@ -854,8 +836,8 @@ fn build_errors_say_what_to_do() {
 #[test]
 fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
     let app = App::named("report-app");
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write(
+        "build.rs",
         r#"fn main() -> Result<(), graphopt_build::Error> {
     let built = graphopt_build::Model::new("tiny", "models/tiny.pb")
         .inputs(["input"])
@@ -872,11 +854,10 @@ fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
     Ok(())
 }
 "#,
-    )
-    .unwrap();
+    );
     let out = app.cargo(&["build", "-vv"], &app.cache);
     assert!(out.status.success(), "{}", stderr(&out));
-    let built = std::fs::read_to_string(app.dir.path().join("built.txt")).unwrap();
+    let built = app.read("built.txt");
     let fields: Vec<&str> = built.split(' ').collect();
     let [name, cache, source_nodes, source_size, nodes, size, sha, graph_path, manifest_path] =
         fields[..]
@@ -887,9 +868,7 @@ fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
     assert_eq!(source_nodes, "26");
     assert_eq!(
         source_size.parse::<u64>().unwrap(),
-        std::fs::metadata(app.dir.path().join("models/tiny.pb"))
-            .unwrap()
-            .len()
+        std::fs::metadata(app.path("models/tiny.pb")).unwrap().len()
     );
     let bytes = std::fs::read(graph_path).unwrap();
     assert_eq!(size.parse::<usize>().unwrap(), bytes.len());
@@ -920,15 +899,11 @@ fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
         )
     );
     // A plain build prints nothing: warnings are for problems only.
-    std::fs::write(
-        app.dir.path().join("build.rs"),
-        std::fs::read_to_string(app.dir.path().join("build.rs")).unwrap(),
-    )
-    .unwrap();
+    app.write("build.rs", app.read("build.rs"));
     let out = app.cargo(&["build"], &app.cache);
     assert!(out.status.success());
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
-    let built = std::fs::read_to_string(app.dir.path().join("built.txt")).unwrap();
+    let built = app.read("built.txt");
     assert!(built.starts_with("tiny Hit 26 "), "{built}");
 }
 
@@ -952,7 +927,7 @@ fn the_cache_is_pruned_by_age_and_size_but_never_of_entries_in_use() {
     let app = App::named("prune-app");
     let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
     let key = |c: char| c.to_string().repeat(64);
-    assert!(app.build().status.success());
+    app.build_ok();
     let own: Vec<_> = std::fs::read_dir(&app.cache)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -1003,38 +978,27 @@ node { name: "a_b" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT 
 #[test]
 fn colliding_constants_are_an_error_and_typos_get_suggestions() {
     let app = App::named("names-app");
-    std::fs::write(app.dir.path().join("models/pair.pbtxt"), COLLIDING_PBTXT).unwrap();
-    std::fs::write(
-        app.dir.path().join("build.rs"),
+    app.write("models/pair.pbtxt", COLLIDING_PBTXT);
+    app.write(
+        "build.rs",
         "fn main() -> Result<(), graphopt_build::Error> {\n    \
          graphopt_build::Model::new(\"pair\", \"models/pair.pbtxt\").inputs([\"x\"]).outputs([\"a/b\", \"a_b\"]).build()?;\n    \
          graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").inputs([\"input\"]).outputs([\"probs\"]).build()?;\n    Ok(())\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    );
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(pair);\nfn main() {}\n",
-    )
-    .unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "include_model!(pair): outputs 'a/b:0' and 'a_b:0' both become the constant pair::outputs::A_B; \
-             rename one of the nodes in build.rs (the rename_node transform) and declare it by its new name"
-        ),
-        "{}",
-        stderr(&out)
+    );
+    app.build_fails_saying(
+        "include_model!(pair): outputs 'a/b:0' and 'a_b:0' both become the constant pair::outputs::A_B; \
+         rename one of the nodes in build.rs (the rename_node transform) and declare it by its new name",
     );
 
-    std::fs::write(
-        app.dir.path().join("src/main.rs"),
+    app.write(
+        "src/main.rs",
         "graphopt::include_model!(tiny);\nfn main() {\n    let _ = tiny::inputs::INPT;\n}\n",
-    )
-    .unwrap();
-    let out = app.build();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    );
+    let err = app.build_error();
     assert!(
         err.contains("cannot find value `INPT` in module `tiny::inputs`")
             && err.contains("a constant with a similar name exists"),
@@ -1075,21 +1039,17 @@ fn verify_target_and_budget_guard_the_build() {
     let app = App::named("guards-app");
     std::fs::copy(
         workspace().join("tests/fixtures/models/while_rnn.pb"),
-        app.dir.path().join("models/rnn.pb"),
+        app.path("models/rnn.pb"),
     )
     .unwrap();
-    let toml_path = app.dir.path().join("Cargo.toml");
-    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
-    toml.push_str(
+    app.add_to_manifest(
         "\n[package.metadata.graphopt.models.listed]\npath = \"models/tiny.pb\"\ninputs = [\"input\"]\noutputs = [\"probs\"]\n\
          transforms = \"round_weights(num_steps=2)\"\nverify = 1e-5\ntarget = \"opencv\"\nmemory_budget = \"1G\"\n",
     );
-    std::fs::write(&toml_path, toml).unwrap();
-    std::fs::write(app.dir.path().join("build.rs"), GUARDS_BUILD).unwrap();
-    std::fs::write(app.dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
-    let out = app.build();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(app.dir.path().join("guards.txt")).unwrap();
+    app.write("build.rs", GUARDS_BUILD);
+    app.write("src/main.rs", "fn main() {}\n");
+    app.build_ok();
+    let text = app.read("guards.txt");
     eprintln!("{text}");
     let lines: Vec<&str> = text.lines().collect();
     let expect = |case: &str, parts: &[&str]| {
