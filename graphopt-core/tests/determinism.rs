@@ -10,8 +10,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use graphopt_core::io;
-use graphopt_core::transforms::{self, Registry};
-use sha2::{Digest, Sha256};
 
 const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms sort_by_execution_order";
 
@@ -25,30 +23,21 @@ const PIPELINES: &[&str] = &[
     "obfuscate_names",
 ];
 
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn digests() -> BTreeMap<String, String> {
-    let registry = Registry::with_builtins();
     let mut out = BTreeMap::new();
     for name in common::MODELS {
-        let (inputs, outputs) = common::io_names(name);
         for pipeline in PIPELINES {
-            let mut graph = common::load(name);
-            let specs = transforms::parse(pipeline).unwrap();
-            transforms::run(&registry, &mut graph, &specs, &inputs, &outputs)
-                .unwrap_or_else(|e| panic!("{name} `{pipeline}`: {e}"));
+            let graph = common::apply(name, pipeline);
             out.insert(
                 format!("{name} | {pipeline}"),
-                hex(&io::encode_graph(&graph)),
+                common::sha256_hex(&io::encode_graph(&graph)),
             );
             if *pipeline == "@deploy" {
                 let text = graphopt_core::text_format::to_text(&graph).unwrap();
-                out.insert(format!("{name} | {pipeline} | text"), hex(text.as_bytes()));
+                out.insert(
+                    format!("{name} | {pipeline} | text"),
+                    common::sha256_hex(text.as_bytes()),
+                );
             }
         }
     }

@@ -639,17 +639,7 @@ fn legalized_fixtures_match_tensorflow() {
         ),
         ("densenet_block", "@deploy legalize(target=tract)".into()),
     ] {
-        let (inputs, outputs) = common::io_names(model);
-        let mut g = common::load(model);
-        let specs = transforms::parse(&pipeline).unwrap();
-        transforms::run(
-            &Registry::with_builtins(),
-            &mut g,
-            &specs,
-            &inputs,
-            &outputs,
-        )
-        .unwrap_or_else(|e| panic!("{model} `{pipeline}`: {e}"));
+        let g = common::apply(model, &pipeline);
         for op in [
             "Pad",
             "FusedBatchNorm",

@@ -132,6 +132,15 @@ pub fn apply(model: &str, transform_string: &str) -> GraphDef {
     graph
 }
 
+/// Lowercase hex SHA-256 of `bytes`, as the committed records write digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Runs a fixture with graphopt's evaluator on TensorFlow's inputs.
 pub fn run_fixture(model: &str, graph: &GraphDef) -> Vec<graphopt_core::tensor::Tensor> {
     let (inputs, outputs) = io_names(model);
