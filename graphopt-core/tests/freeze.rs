@@ -1,8 +1,10 @@
 //! Checkpoints and freezing against TensorFlow's fixtures (tests/fixtures/generate_saved_models.py).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use graphopt_core::freeze::checkpoint::{Checkpoint, CheckpointError};
+use graphopt_core::proto::GraphDef;
 use graphopt_core::tensor::Data;
 
 fn saved() -> PathBuf {
@@ -101,6 +103,11 @@ fn damaged_checkpoints_fail_clearly() {
         .contains("missing shard"));
 }
 
+/// The SavedModel fixture `name`, frozen with the default options.
+fn freeze_saved(name: &str) -> graphopt_core::freeze::Frozen {
+    graphopt_core::freeze::freeze_saved_model(&saved().join(name), &Default::default()).unwrap()
+}
+
 fn io_tensor(name: &str, file: &str) -> graphopt_core::tensor::Tensor {
     use prost::Message;
     let bytes = std::fs::read(saved().join(format!("{name}.io")).join(file)).unwrap();
@@ -122,6 +129,21 @@ fn max_error(a: &graphopt_core::tensor::Tensor, b: &graphopt_core::tensor::Tenso
         / scale
 }
 
+/// Runs `graph` on the fixture's recorded input (fed to `input`) and checks its `output`
+/// against TensorFlow's recorded one.
+fn assert_computes_tensorflows_output(graph: &GraphDef, fixture: &str, input: &str, output: &str) {
+    let feeds = [(input.to_string(), io_tensor(fixture, "input_0.pb"))]
+        .into_iter()
+        .collect();
+    let out = graphopt_core::eval::evaluate(graph, &feeds, &[output.into()], Default::default())
+        .unwrap_or_else(|e| {
+            let ops: BTreeSet<&str> = graph.node.iter().map(|n| n.op.as_str()).collect();
+            panic!("{fixture}: {e}; ops {ops:?}")
+        });
+    let error = max_error(&out[0], &io_tensor(fixture, "output_0.pb"));
+    assert!(error < 1e-6, "{fixture}: relative error {error}");
+}
+
 #[test]
 fn tf1_graph_and_checkpoint_freeze_to_tensorflows_outputs() {
     let graph = graphopt_core::io::read_graph(saved().join("tf1/graph.pb"))
@@ -137,13 +159,7 @@ fn tf1_graph_and_checkpoint_freeze_to_tensorflows_outputs() {
         "variables left"
     );
     graphopt_core::graph::validate(&frozen).unwrap();
-    let feeds = [("input".to_string(), io_tensor("tf1", "input_0.pb"))]
-        .into_iter()
-        .collect();
-    let out = graphopt_core::eval::evaluate(&frozen, &feeds, &["probs".into()], Default::default())
-        .unwrap();
-    let error = max_error(&out[0], &io_tensor("tf1", "output_0.pb"));
-    assert!(error < 1e-6, "relative error {error}");
+    assert_computes_tensorflows_output(&frozen, "tf1", "input", "probs");
     // Unknown outputs and missing variables are named.
     let error = graphopt_core::freeze::freeze_graph(&graph, &ckpt, &["nope".into()]).unwrap_err();
     assert!(error.to_string().contains("'nope'"), "{error}");
@@ -151,9 +167,7 @@ fn tf1_graph_and_checkpoint_freeze_to_tensorflows_outputs() {
 
 #[test]
 fn keras_savedmodel_freezes_to_tensorflows_outputs() {
-    let frozen =
-        graphopt_core::freeze::freeze_saved_model(&saved().join("keras_cnn"), &Default::default())
-            .unwrap();
+    let frozen = freeze_saved("keras_cnn");
     assert_eq!(frozen.inputs, ["image"]);
     assert_eq!(frozen.outputs, ["output_0"]);
     assert!(
@@ -166,56 +180,21 @@ fn keras_savedmodel_freezes_to_tensorflows_outputs() {
         frozen.graph.node.iter().map(|n| &n.op).collect::<Vec<_>>()
     );
     graphopt_core::graph::validate(&frozen.graph).unwrap();
-    let feeds = [("image".to_string(), io_tensor("keras_cnn", "input_0.pb"))]
-        .into_iter()
-        .collect();
-    let out = graphopt_core::eval::evaluate(
-        &frozen.graph,
-        &feeds,
-        &["output_0".into()],
-        Default::default(),
-    )
-    .unwrap();
-    let error = max_error(&out[0], &io_tensor("keras_cnn", "output_0.pb"));
-    assert!(error < 1e-6, "relative error {error}");
+    assert_computes_tensorflows_output(&frozen.graph, "keras_cnn", "image", "output_0");
 }
 
 #[test]
 fn while_loop_and_embedding_savedmodel_freezes_to_tensorflows_outputs() {
-    let frozen = graphopt_core::freeze::freeze_saved_model(
-        &saved().join("while_embedding"),
-        &Default::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        (frozen.inputs.as_slice(), frozen.outputs.as_slice()),
-        (
-            ["tokens".to_string()].as_slice(),
-            ["logits".to_string()].as_slice()
-        )
-    );
-    let ops: std::collections::BTreeSet<&str> =
-        frozen.graph.node.iter().map(|n| n.op.as_str()).collect();
+    let frozen = freeze_saved("while_embedding");
+    assert_eq!(frozen.inputs, ["tokens"]);
+    assert_eq!(frozen.outputs, ["logits"]);
+    let ops: BTreeSet<&str> = frozen.graph.node.iter().map(|n| n.op.as_str()).collect();
     assert!(
         !ops.iter()
             .any(|o| o.contains("Variable") || o.starts_with("Resource")),
         "{ops:?}"
     );
-    let feeds = [(
-        "tokens".to_string(),
-        io_tensor("while_embedding", "input_0.pb"),
-    )]
-    .into_iter()
-    .collect();
-    let out = graphopt_core::eval::evaluate(
-        &frozen.graph,
-        &feeds,
-        &["logits".into()],
-        Default::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}; ops {ops:?}"));
-    let error = max_error(&out[0], &io_tensor("while_embedding", "output_0.pb"));
-    assert!(error < 1e-6, "relative error {error}");
+    assert_computes_tensorflows_output(&frozen.graph, "while_embedding", "tokens", "logits");
 }
 
 #[test]
@@ -233,17 +212,7 @@ fn partitioned_tf1_variables_freeze_from_their_sliced_checkpoint_entries() {
     assert_eq!(ckpt.read("embedding").unwrap().shape(), [200, 6]);
     let frozen =
         graphopt_core::freeze::freeze_graph(&graph, &ckpt, &["logits".to_string()]).unwrap();
-    let feeds = [(
-        "ids".to_string(),
-        io_tensor("tf1_partitioned", "input_0.pb"),
-    )]
-    .into_iter()
-    .collect();
-    let out =
-        graphopt_core::eval::evaluate(&frozen, &feeds, &["logits".into()], Default::default())
-            .unwrap();
-    let error = max_error(&out[0], &io_tensor("tf1_partitioned", "output_0.pb"));
-    assert!(error < 1e-6, "relative error {error}");
+    assert_computes_tensorflows_output(&frozen, "tf1_partitioned", "ids", "logits");
     // The parts TensorFlow restores are the checkpoint's own slices: rows 67.. of the
     // embedding (a start that needs OrderedCode's two-byte form) equal the whole tensor's.
     let whole = ckpt.read("embedding").unwrap();
@@ -273,33 +242,13 @@ fn partitioned_tf1_variables_freeze_from_their_sliced_checkpoint_entries() {
 
 #[test]
 fn tf1_style_savedmodels_freeze_through_their_saver() {
-    let frozen = graphopt_core::freeze::freeze_saved_model(
-        &saved().join("tf1_saved_model"),
-        &Default::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        (frozen.inputs.as_slice(), frozen.outputs.as_slice()),
-        (
-            ["x".to_string()].as_slice(),
-            ["probabilities".to_string()].as_slice()
-        )
-    );
+    let frozen = freeze_saved("tf1_saved_model");
+    assert_eq!(frozen.inputs, ["x"]);
+    assert_eq!(frozen.outputs, ["probabilities"]);
     assert!(!frozen
         .graph
         .node
         .iter()
         .any(|n| n.op.contains("Var") || n.op == "RestoreV2" || n.op == "ReadVariableOp"));
-    let feeds = [("x".to_string(), io_tensor("tf1_saved_model", "input_0.pb"))]
-        .into_iter()
-        .collect();
-    let out = graphopt_core::eval::evaluate(
-        &frozen.graph,
-        &feeds,
-        &["probabilities".into()],
-        Default::default(),
-    )
-    .unwrap();
-    let error = max_error(&out[0], &io_tensor("tf1_saved_model", "output_0.pb"));
-    assert!(error < 1e-6, "relative error {error}");
+    assert_computes_tensorflows_output(&frozen.graph, "tf1_saved_model", "x", "probabilities");
 }
