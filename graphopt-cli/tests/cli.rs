@@ -504,29 +504,22 @@ fn freeze_turns_savedmodels_and_tf1_checkpoints_into_graphs_tensorflow_agrees_wi
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(std::fs::read(&out).unwrap(), first);
 
-    let text = dir.path().join("tf1.pbtxt");
-    let output = graphopt(&[
-        "freeze",
-        &format!("--in_graph={}", saved("tf1/graph.pb").display()),
-        &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
-        "--outputs=probs",
-        &format!("--out_graph={}", text.display()),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let error = relative_error_against_tensorflow(&text, "tf1", "input", "probs");
-    assert!(error < 1e-6, "relative error {error}");
+    // The TF1 graph `in_graph` with its checkpoint, frozen to `out`.
+    let freeze_tf1 = |in_graph: &str, out: &Path| {
+        let output = graphopt(&[
+            "freeze",
+            &format!("--in_graph={}", saved(in_graph).display()),
+            &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
+            "--outputs=probs",
+            &format!("--out_graph={}", out.display()),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let error = relative_error_against_tensorflow(out, "tf1", "input", "probs");
+        assert!(error < 1e-6, "{in_graph}: relative error {error}");
+    };
+    freeze_tf1("tf1/graph.pb", &dir.path().join("tf1.pbtxt"));
     // The Saver's .meta file (a MetaGraphDef) is accepted in place of the GraphDef.
-    let from_meta = dir.path().join("tf1_meta.pb");
-    let output = graphopt(&[
-        "freeze",
-        &format!("--in_graph={}", saved("tf1/model.ckpt.meta").display()),
-        &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
-        "--outputs=probs",
-        &format!("--out_graph={}", from_meta.display()),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let error = relative_error_against_tensorflow(&from_meta, "tf1", "input", "probs");
-    assert!(error < 1e-6, "relative error {error}");
+    freeze_tf1("tf1/model.ckpt.meta", &dir.path().join("tf1_meta.pb"));
 }
 
 #[test]

@@ -122,40 +122,38 @@ fn constant(name: &str, tensor: TensorProto) -> NodeDef {
     )
 }
 
+/// A Const of `dtype` and shape `dims` whose values `fill` puts in the TensorProto.
+fn typed_const(
+    name: &str,
+    dtype: DataType,
+    dims: &[i64],
+    fill: impl FnOnce(&mut TensorProto),
+) -> NodeDef {
+    let mut tensor = TensorProto {
+        dtype: dtype as i32,
+        tensor_shape: Some(shape(dims)),
+        ..Default::default()
+    };
+    fill(&mut tensor);
+    constant(name, tensor)
+}
+
 fn floats(name: &str, dims: &[i64], values: &[f32]) -> NodeDef {
-    constant(
-        name,
-        TensorProto {
-            dtype: DataType::DtFloat as i32,
-            tensor_shape: Some(shape(dims)),
-            float_val: values.to_vec(),
-            ..Default::default()
-        },
-    )
+    typed_const(name, DataType::DtFloat, dims, |t| {
+        t.float_val = values.to_vec()
+    })
 }
 
 fn int64s(name: &str, dims: &[i64], values: &[i64]) -> NodeDef {
-    constant(
-        name,
-        TensorProto {
-            dtype: DataType::DtInt64 as i32,
-            tensor_shape: Some(shape(dims)),
-            int64_val: values.to_vec(),
-            ..Default::default()
-        },
-    )
+    typed_const(name, DataType::DtInt64, dims, |t| {
+        t.int64_val = values.to_vec()
+    })
 }
 
 fn int32s(name: &str, dims: &[i64], values: &[i32]) -> NodeDef {
-    constant(
-        name,
-        TensorProto {
-            dtype: DataType::DtInt32 as i32,
-            tensor_shape: Some(shape(dims)),
-            int_val: values.to_vec(),
-            ..Default::default()
-        },
-    )
+    typed_const(name, DataType::DtInt32, dims, |t| {
+        t.int_val = values.to_vec()
+    })
 }
 
 fn placeholder(name: &str, t: DataType, dims: &[i64]) -> NodeDef {
@@ -227,6 +225,24 @@ fn model_case(
         special: Vec::new(),
         args,
         expect,
+    }
+}
+
+/// A class-10 case: freezing a one-element variable whose shard holds its 4 bytes, with the
+/// crafted checkpoint `index`; it must fail.
+fn checkpoint_index_case(name: &'static str, about: &'static str, index: Vec<u8>) -> Case {
+    Case {
+        name,
+        class: 10,
+        about,
+        files: vec![
+            ("model.pb", pb(&variable_graph(&[1]))),
+            ("ckpt.index", index),
+            ("ckpt.data-00000-of-00001", vec![0; 4]),
+        ],
+        special: Vec::new(),
+        args: freeze_tf1(),
+        expect: Expect::Error,
     }
 }
 
@@ -809,15 +825,7 @@ pub fn all() -> Vec<Case> {
         "a Split with num_split 2^60 on the untaken branch of a Switch",
         graph(vec![
             floats("x", &[2], &[1.0]),
-            constant(
-                "pred",
-                TensorProto {
-                    dtype: DataType::DtBool as i32,
-                    tensor_shape: Some(shape(&[])),
-                    bool_val: vec![false],
-                    ..Default::default()
-                },
-            ),
+            typed_const("pred", DataType::DtBool, &[], |t| t.bool_val = vec![false]),
             int32s("axis", &[], &[0]),
             node("switch", "Switch", &["x", "pred"], vec![t(f)]),
             node(
@@ -1047,15 +1055,9 @@ pub fn all() -> Vec<Case> {
         5,
         "one string_val with shape [2^24]: each element costs a 32-byte handle",
         graph(vec![
-            constant(
-                "x",
-                TensorProto {
-                    dtype: DataType::DtString as i32,
-                    tensor_shape: Some(shape(&[1 << 24])),
-                    string_val: vec![b"x".to_vec().into()],
-                    ..Default::default()
-                },
-            ),
+            typed_const("x", DataType::DtString, &[1 << 24], |t| {
+                t.string_val = vec![b"x".to_vec().into()]
+            }),
             node("out", "Identity", &["x"], vec![t(DataType::DtString)]),
         ]),
         verify(),
@@ -1345,81 +1347,57 @@ pub fn all() -> Vec<Case> {
         args: freeze_tf1(),
         expect: Expect::Error,
     });
-    cases.push(Case {
-        name: "c10_footer_lengths",
-        class: 10,
-        about: "a checkpoint index whose footer block handle is near 2^64",
-        files: vec![
-            ("model.pb", pb(&variable_graph(&[1]))),
-            ("ckpt.index", {
-                let mut file = block(&[header_entry()], 0);
-                file.extend_from_slice(&footer((0, 0), (u64::MAX - 2, u64::MAX - 2)));
-                file
-            }),
-            ("ckpt.data-00000-of-00001", vec![0; 4]),
-        ],
-        special: Vec::new(),
-        args: freeze_tf1(),
-        expect: Expect::Error,
-    });
-    cases.push(Case {
-        name: "c10_snappy_claims_1gib",
-        class: 10,
-        about: "a checkpoint index block compressed with snappy that claims 1 GiB from 16 bytes",
-        files: vec![
-            ("model.pb", pb(&variable_graph(&[1]))),
-            ("ckpt.index", {
-                let mut contents = Vec::new();
-                varint(&mut contents, 1 << 30);
-                contents.extend_from_slice(&[0u8; 16]);
-                let data = trailer(contents, 1);
-                let size = data.len() as u64 - 5;
-                let mut file = data;
-                file.extend_from_slice(&footer((0, size), (0, size)));
-                file
-            }),
-            ("ckpt.data-00000-of-00001", vec![0; 4]),
-        ],
-        special: Vec::new(),
-        args: freeze_tf1(),
-        expect: Expect::Error,
-    });
-    cases.push(Case {
-        name: "c10_keys_grow_quadratically",
-        class: 10,
-        about: "an index block whose keys each extend the last by 100 bytes (a 500 KB block, 1.25 GB of keys)",
-        files: vec![
-            ("model.pb", pb(&variable_graph(&[1]))),
-            ("ckpt.index", {
-                let mut contents = Vec::new();
-                let mut shared = 0u64;
-                for _ in 0..5_000 {
-                    varint(&mut contents, shared);
-                    varint(&mut contents, 100);
-                    varint(&mut contents, 0);
-                    contents.extend_from_slice(&[b'k'; 100]);
-                    shared += 100;
-                }
-                contents.extend_from_slice(&0u32.to_le_bytes());
-                contents.extend_from_slice(&1u32.to_le_bytes());
-                let data = trailer(contents, 0);
-                let size = data.len() as u64 - 5;
-                let mut handle = Vec::new();
-                varint(&mut handle, 0);
-                varint(&mut handle, size);
-                let index = block(&[(b"k".to_vec(), handle)], 0);
-                let mut file = data;
-                let index_offset = file.len() as u64;
-                file.extend_from_slice(&index);
-                file.extend_from_slice(&footer((0, 0), (index_offset, index.len() as u64 - 5)));
-                file
-            }),
-            ("ckpt.data-00000-of-00001", vec![0; 4]),
-        ],
-        special: Vec::new(),
-        args: freeze_tf1(),
-        expect: Expect::Error,
-    });
+    cases.push(checkpoint_index_case(
+        "c10_footer_lengths",
+        "a checkpoint index whose footer block handle is near 2^64",
+        {
+            let mut file = block(&[header_entry()], 0);
+            file.extend_from_slice(&footer((0, 0), (u64::MAX - 2, u64::MAX - 2)));
+            file
+        },
+    ));
+    cases.push(checkpoint_index_case(
+        "c10_snappy_claims_1gib",
+        "a checkpoint index block compressed with snappy that claims 1 GiB from 16 bytes",
+        {
+            let mut contents = Vec::new();
+            varint(&mut contents, 1 << 30);
+            contents.extend_from_slice(&[0u8; 16]);
+            let data = trailer(contents, 1);
+            let size = data.len() as u64 - 5;
+            let mut file = data;
+            file.extend_from_slice(&footer((0, size), (0, size)));
+            file
+        },
+    ));
+    cases.push(checkpoint_index_case(
+        "c10_keys_grow_quadratically",
+        "an index block whose keys each extend the last by 100 bytes (a 500 KB block, 1.25 GB of keys)",
+        {
+            let mut contents = Vec::new();
+            let mut shared = 0u64;
+            for _ in 0..5_000 {
+                varint(&mut contents, shared);
+                varint(&mut contents, 100);
+                varint(&mut contents, 0);
+                contents.extend_from_slice(&[b'k'; 100]);
+                shared += 100;
+            }
+            contents.extend_from_slice(&0u32.to_le_bytes());
+            contents.extend_from_slice(&1u32.to_le_bytes());
+            let data = trailer(contents, 0);
+            let size = data.len() as u64 - 5;
+            let mut handle = Vec::new();
+            varint(&mut handle, 0);
+            varint(&mut handle, size);
+            let index = block(&[(b"k".to_vec(), handle)], 0);
+            let mut file = data;
+            let index_offset = file.len() as u64;
+            file.extend_from_slice(&index);
+            file.extend_from_slice(&footer((0, 0), (index_offset, index.len() as u64 - 5)));
+            file
+        },
+    ));
 
     // 11: model directories.
     let small_saved_model = saved_model(graph(vec![floats("c", &[], &[1.0])]), "c");
