@@ -7,7 +7,12 @@ what its source shows, and fails when one no longer holds:
 - Minimum(x, Const) -> Maximum(., Const) loads (the ClipByValue fusion);
 - a ConcatV2 axis stored in int_val loads, the same axis in tensor_content does not (4.10.0.84
   crashes with a segmentation fault);
-- an input-less NoOp used as a control input fails in removePhaseSwitches.
+- an input-less NoOp used as a control input fails in removePhaseSwitches;
+- a Conv2D's `dilations` are ignored (a dilated Conv2D loads and computes wrong values);
+- a MirrorPad pads as REFLECT whatever its mode (REFLECT matches, SYMMETRIC does not);
+- SpaceToBatchND -> Conv2D -> BatchToSpaceND is read as one dilated convolution padded on both
+  sides by the paddings before: right when the convolution's SAME padding is symmetric, wrong
+  when it is not (an even dilated kernel).
 
 Each graph is built with TensorFlow and loaded in a child process, so a crash is a result.
 
@@ -87,6 +92,20 @@ def main():
         with tf.control_dependencies([tf.no_op(name="noop")]):
             return tf.nn.relu(t)
 
+    rng = np.random.RandomState(1)
+    filters = lambda *shape: tf.constant((rng.rand(*shape) - 0.5).astype(np.float32))
+    dilated = lambda t: tf.nn.conv2d(t, filters(3, 3, 4, 2), 1, "SAME", dilations=2)
+    mirror = lambda mode: lambda t: raw.MirrorPad(
+        input=t, paddings=[[0, 0], [2, 1], [1, 2], [0, 0]], mode=mode)
+
+    def atrous(rate, kernel):
+        def body(t):
+            w = filters(*kernel, 4, 2)
+            return tf.compat.v1.nn.with_space_to_batch(
+                t, dilation_rate=rate, padding="SAME", filter_shape=kernel,
+                op=lambda x, num_spatial_dims, padding: tf.nn.conv2d(x, w, 1, padding))
+        return body
+
     # Axis 0 (batch) means the same in NHWC and NCHW, so the layouts cannot confuse the test.
     concat = lambda t: raw.ConcatV2(values=[t, t], axis=tf.constant(0, name="axis"))
     clip = lambda t: raw.Maximum(x=raw.Minimum(x=t, y=tf.constant(0.6)), y=tf.constant(0.3))
@@ -95,13 +114,24 @@ def main():
     cases += [("ClipByValue fusion", build(clip), True),
               ("ConcatV2 axis in int_val", build(concat), True),
               ("ConcatV2 axis in tensor_content", build(concat, edit=axis_in_content), False),
-              ("input-less NoOp control input", build(noop), False)]
+              ("input-less NoOp control input", build(noop), False),
+              ("Conv2D with dilations", build(dilated, shape=(1, 7, 8, 4)), False),
+              ("MirrorPad REFLECT", build(mirror("REFLECT"), shape=(1, 5, 6, 4)), True),
+              ("MirrorPad SYMMETRIC", build(mirror("SYMMETRIC"), shape=(1, 5, 6, 4)), False),
+              ("atrous pattern, symmetric SAME", build(atrous([2, 2], [3, 3]), shape=(1, 7, 8, 4)),
+               True),
+              ("atrous pattern, asymmetric SAME", build(atrous([3, 2], [2, 3]), shape=(1, 7, 8, 4)),
+               False)]
     wrong = []
     with tempfile.TemporaryDirectory() as d:
         for name, (graph, x, expected), should_load in cases:
             y, error = opencv(graph, x, pathlib.Path(d))
             ok = y is not None and y.shape == expected.shape and \
                 float(np.max(np.abs(y - expected))) <= 1e-5
+            if y is not None and not ok:
+                error = (f"loads, output shape {list(y.shape)} (TensorFlow {list(expected.shape)})"
+                         if y.shape != expected.shape else
+                         f"loads, differs by {float(np.max(np.abs(y - expected))):.3g}")
             print(f"{name:34} {'loads and matches' if ok else 'fails: ' + error}")
             if ok != should_load:
                 wrong.append(name)

@@ -30,7 +30,15 @@
 //!   importers that ignore a Conv2D's `dilations`);
 //! - [`space_to_batch_paddings_apart`]: `SpaceToBatchND` paddings become a `Pad` before it and
 //!   `BatchToSpaceND` crops a `StridedSlice` after it, both ops then padding and cropping
-//!   nothing.
+//!   nothing;
+//! - [`dilated_convolutions_as_symmetric_atrous`]: a dilated `Conv2D` or
+//!   `DepthwiseConv2dNative` becomes the atrous pattern with its own padding symmetric in the
+//!   `SpaceToBatchND` paddings or in a `Pad` in front, and the crops taking back only the
+//!   rounding (for importers that read the pattern as a dilated convolution padded by the
+//!   paddings before on both sides, ignoring crops: OpenCV);
+//! - [`symmetric_mirror_pads_as_slices`]: a `SYMMETRIC` `MirrorPad` becomes `ConcatV2`s of
+//!   one-index `Slice`s around the tensor (for importers that pad every MirrorPad as
+//!   `REFLECT`: OpenCV).
 
 use std::collections::HashSet;
 
@@ -634,6 +642,179 @@ fn concat_chain(
     Some(out)
 }
 
+/// Every `MirrorPad` in `SYMMETRIC` mode with constant paddings, on a tensor of static shape,
+/// becomes one `ConcatV2` per padded dimension of one-index `Slice`s around the tensor, in
+/// mirrored order: padding `(b, a)` along a dimension of size `n` reads indices `b-1 .. 0`
+/// before the tensor and `n-1 .. n-a` after it, which is what `SYMMETRIC` means (the edge is
+/// repeated; `REFLECT` would skip it). For importers that pad every MirrorPad as `REFLECT`
+/// (OpenCV 4.10). The last concat takes the pad's name. Exact (the same elements, copied).
+/// Returns how many.
+pub fn symmetric_mirror_pads_as_slices(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let uses = Uses::new(graph);
+    let known = shapes::infer_graph(graph);
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut replacements: std::collections::HashMap<usize, Vec<NodeDef>> =
+        std::collections::HashMap::new();
+    let mut parameters = HashSet::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op != "MirrorPad"
+            || attrs::string(node, "mode").as_deref() != Some("SYMMETRIC")
+            || uses.reads_other_outputs(i)
+        {
+            continue;
+        }
+        let inputs = data_inputs(node);
+        let (Some(x), Some(p)) = (inputs.first(), inputs.get(1)) else {
+            continue;
+        };
+        let Some(amounts) = uses
+            .producer(p)
+            .and_then(|k| graph.node.get(k))
+            .and_then(const_value)
+        else {
+            continue;
+        };
+        let Some(flat) = amounts.integers() else {
+            continue;
+        };
+        let Some(dims) = static_shape(&known, x) else {
+            continue;
+        };
+        if amounts.shape() != [dims.len(), 2] {
+            continue;
+        }
+        let Some(paddings) = flat
+            .chunks(2)
+            .zip(dims)
+            .map(|(p, &n)| {
+                let (b, a) = (usize::try_from(p[0]).ok()?, usize::try_from(p[1]).ok()?);
+                (b <= n && a <= n).then_some((b, a))
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        let Some(nodes) = mirror_chain(node, x, dims, &paddings, &mut taken) else {
+            continue;
+        };
+        parameters.insert(crate::graph::node_name(p).to_string());
+        replacements.insert(i, nodes);
+    }
+    let count = replacements.len();
+    if count == 0 {
+        return 0;
+    }
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        match replacements.remove(&i) {
+            Some(nodes) => graph.node.extend(nodes),
+            None => graph.node.push(node),
+        }
+    }
+    remove_unread(graph, parameters, protected);
+    count
+}
+
+/// The nodes replacing `node`, a SYMMETRIC mirror pad of `input` (of shape `dims`) by
+/// `paddings`: per padded dimension, one-index Slices and a ConcatV2 along it.
+fn mirror_chain(
+    node: &NodeDef,
+    input: &str,
+    dims: &[usize],
+    paddings: &[(usize, usize)],
+    taken: &mut HashSet<String>,
+) -> Option<Vec<NodeDef>> {
+    let padded: Vec<usize> = (0..dims.len()).filter(|&d| paddings[d] != (0, 0)).collect();
+    let last = *padded.last()?;
+    let rank = dims.len();
+    let mut out = Vec::new();
+    let mut current = input.to_string();
+    let controls = control_inputs(node);
+    let device = node.device.clone();
+    let t = node.attr.get("T").cloned();
+    let typed = |name: String, op: &str, input: Vec<String>| {
+        let mut n = NodeDef {
+            name,
+            op: op.into(),
+            input,
+            device: device.clone(),
+            ..Default::default()
+        };
+        if let Some(t) = &t {
+            n.attr.insert("T".into(), t.clone());
+        }
+        n
+    };
+    for &d in &padded {
+        let (before, after) = paddings[d];
+        let n = dims[d];
+        // One index of dimension d, every element of the others.
+        let mut size = vec![-1i32; rank];
+        size[d] = 1;
+        let size_name = unique_name(&format!("{}/size_{d}", node.name), taken);
+        out.push(const_node(
+            size_name.clone(),
+            device.clone(),
+            &int32_tensor(&[rank], size)?,
+        ));
+        let indices = (0..before)
+            .rev()
+            .map(Some)
+            .chain([None])
+            .chain((n - after..n).rev().map(Some));
+        let mut inputs = Vec::new();
+        for index in indices {
+            let Some(index) = index else {
+                inputs.push(current.clone());
+                continue;
+            };
+            let mut begin = vec![0i32; rank];
+            begin[d] = i32::try_from(index).ok()?;
+            let begin_name = unique_name(&format!("{}/begin_{d}_{index}", node.name), taken);
+            out.push(const_node(
+                begin_name.clone(),
+                device.clone(),
+                &int32_tensor(&[rank], begin)?,
+            ));
+            let slice_name = unique_name(&format!("{}/slice_{d}_{index}", node.name), taken);
+            let mut slice = typed(
+                slice_name.clone(),
+                "Slice",
+                vec![current.clone(), begin_name, size_name.clone()],
+            );
+            slice
+                .attr
+                .insert("Index".into(), type_attr(DataType::DtInt32 as i32));
+            out.push(slice);
+            inputs.push(slice_name);
+        }
+        let count = i64::try_from(inputs.len()).ok()?;
+        let axis_name = unique_name(&format!("{}/axis_{d}", node.name), taken);
+        let axis = Tensor::from_data(Data::I32(ArrayD::from_elem(
+            IxDyn(&[]),
+            i32::try_from(d).ok()?,
+        )));
+        out.push(const_node(axis_name.clone(), device.clone(), &axis));
+        inputs.push(axis_name);
+        if d == padded[0] {
+            inputs.extend(controls.iter().cloned());
+        }
+        let name = if d == last {
+            node.name.clone()
+        } else {
+            unique_name(&format!("{}/concat_{d}", node.name), taken)
+        };
+        let mut concat = typed(name.clone(), "ConcatV2", inputs);
+        concat.attr.insert("N".into(), attr_i(count));
+        concat
+            .attr
+            .insert("Tidx".into(), type_attr(DataType::DtInt32 as i32));
+        out.push(concat);
+        current = name;
+    }
+    Some(out)
+}
+
 /// Rank of a tensor from shape inference.
 fn static_rank(
     known: &std::collections::HashMap<String, shapes::Shapes>,
@@ -1126,6 +1307,35 @@ pub fn unpacks_as_slices(graph: &mut GraphDef) -> usize {
 /// makes each size a multiple of the dilation, the crops take that back. The convolution keeps
 /// its name. Exact. Returns how many.
 pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
+    dilated_as_atrous(graph, AtrousPadding::InPaddings)
+}
+
+/// Every NHWC `Conv2D` or `DepthwiseConv2dNative` with dilations above 1 (strides 1), SAME,
+/// VALID or EXPLICIT, on an input of known height and width, becomes the atrous pattern in the
+/// form an importer computes right when it reads the pattern as one dilated convolution padded
+/// on both sides by the paddings before and ignores the rest of the paddings and the crops
+/// (OpenCV 4.10, whose Conv2D ignores `dilations`): `[Pad ->] SpaceToBatchND -> conv(undilated,
+/// VALID) -> BatchToSpaceND`. Along an axis where the convolution pads as much before as after,
+/// the paddings carry that padding; where it pads asymmetrically (an even dilated kernel under
+/// SAME, or EXPLICIT), a `Pad` in front adds it and the paddings before are 0. The paddings
+/// after add what makes each size a multiple of the dilation, the crops after take that back.
+/// The convolution keeps its name. Exact. Returns how many.
+pub fn dilated_convolutions_as_symmetric_atrous(graph: &mut GraphDef) -> usize {
+    dilated_as_atrous(graph, AtrousPadding::Symmetric)
+}
+
+/// Where [`dilated_as_atrous`] puts a convolution's own zero padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtrousPadding {
+    /// In the SpaceToBatchND paddings, as TensorFlow's decomposition (Conv2D, SAME or VALID).
+    InPaddings,
+    /// In the paddings when symmetric, else in a Pad in front (Conv2D and
+    /// DepthwiseConv2dNative, SAME, VALID or EXPLICIT).
+    Symmetric,
+}
+
+fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
+    let symmetric = mode == AtrousPadding::Symmetric;
     let known = shapes::infer_graph(graph);
     let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
     let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
@@ -1133,17 +1343,23 @@ pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
     let mut renames: Vec<(usize, String)> = Vec::new();
     for i in 0..graph.node.len() {
         let node = &graph.node[i];
-        if node.op != "Conv2D" {
+        let op_ok = match node.op.as_str() {
+            "Conv2D" => true,
+            "DepthwiseConv2dNative" => symmetric,
+            _ => false,
+        };
+        if !op_ok {
             continue;
         }
         let Ok(spatial) = geometry::Spatial::from_node(node, "strides") else {
             continue;
         };
-        if spatial.nchw
-            || spatial.strides != (1, 1)
-            || spatial.dilations == (1, 1)
-            || !matches!(spatial.padding.as_str(), "SAME" | "VALID")
-        {
+        let padding_ok = match spatial.padding.as_str() {
+            "SAME" | "VALID" => true,
+            "EXPLICIT" => symmetric,
+            _ => false,
+        };
+        if spatial.nchw || spatial.strides != (1, 1) || spatial.dilations == (1, 1) || !padding_ok {
             continue;
         }
         let inputs = data_inputs(node);
@@ -1155,32 +1371,41 @@ pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
         else {
             continue;
         };
-        // Per spatial axis: (pad before, pad after, crop after).
-        let axis = |size: usize, kernel: usize, dilation: usize| -> Option<[i32; 3]> {
+        // Per spatial axis: (pad in front, pad before, pad after, crop after).
+        let axis = |size: usize, kernel: usize, dilation: usize, explicit: (usize, usize)| {
             let window =
-                geometry::window(size, kernel, 1, dilation, &spatial.padding, (0, 0)).ok()?;
+                geometry::window(size, kernel, 1, dilation, &spatial.padding, explicit).ok()?;
             let span = kernel
                 .checked_sub(1)?
                 .checked_mul(dilation)?
                 .checked_add(1)?;
-            let total = if spatial.padding == "SAME" {
-                span - 1
-            } else {
-                0
+            let total = match spatial.padding.as_str() {
+                "SAME" => span - 1,
+                "EXPLICIT" => explicit.0.checked_add(explicit.1)?,
+                _ => 0,
             };
             let before = window.pad_before;
+            let after = total.checked_sub(before)?;
             let padded = size.checked_add(total)?;
             let extra = (dilation - padded % dilation) % dilation;
-            let after = total - before + extra;
-            Some([
-                i32::try_from(before).ok()?,
-                i32::try_from(after).ok()?,
-                i32::try_from(extra).ok()?,
-            ])
+            let int = |v: usize| i32::try_from(v).ok();
+            Some(if symmetric && before != after {
+                [
+                    (int(before)?, int(after)?),
+                    (0, int(extra)?),
+                    (0, int(extra)?),
+                ]
+            } else {
+                [
+                    (0, 0),
+                    (int(before)?, int(after.checked_add(extra)?)?),
+                    (0, int(extra)?),
+                ]
+            })
         };
-        let (Some(ah), Some(aw)) = (
-            axis(h, kh, spatial.dilations.0),
-            axis(w, kw, spatial.dilations.1),
+        let (Some([front_h, pads_h, crops_h]), Some([front_w, pads_w, crops_w])) = (
+            axis(h, kh, spatial.dilations.0, spatial.explicit[0]),
+            axis(w, kw, spatial.dilations.1, spatial.explicit[1]),
         ) else {
             continue;
         };
@@ -1190,13 +1415,18 @@ pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
         ) else {
             continue;
         };
-        let (Some(block), Some(paddings), Some(crops)) = (
+        let (Some(block), Some(paddings), Some(crops), Some(front)) = (
             int32_tensor(&[2], vec![dh, dw]),
-            int32_tensor(&[2, 2], vec![ah[0], ah[1], aw[0], aw[1]]),
-            int32_tensor(&[2, 2], vec![0, ah[2], 0, aw[2]]),
+            int32_tensor(&[2, 2], vec![pads_h.0, pads_h.1, pads_w.0, pads_w.1]),
+            int32_tensor(&[2, 2], vec![crops_h.0, crops_h.1, crops_w.0, crops_w.1]),
+            int32_tensor(
+                &[4, 2],
+                vec![0, 0, front_h.0, front_h.1, front_w.0, front_w.1, 0, 0],
+            ),
         ) else {
             continue;
         };
+        let in_front = front_h != (0, 0) || front_w != (0, 0);
         let name = node.name.clone();
         let device = node.device.clone();
         let t = node.attr.get("T").cloned();
@@ -1218,15 +1448,27 @@ pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
             if let Some(t) = &t {
                 n.attr.insert("T".into(), t.clone());
             }
-            n.attr
-                .insert("Tblock_shape".into(), type_attr(DataType::DtInt32 as i32));
             n
         };
+        let mut new = Vec::new();
+        let mut s2b_input = x.to_string();
+        if in_front {
+            let front_name = unique_name(&format!("{name}/explicit_paddings"), &mut taken);
+            let padded_name = unique_name(&format!("{name}/padded"), &mut taken);
+            let mut pad = typed("Pad", &padded_name, vec![s2b_input, front_name.clone()]);
+            pad.attr
+                .insert("Tpaddings".into(), type_attr(DataType::DtInt32 as i32));
+            new.push(const_node(front_name, device.clone(), &front));
+            new.push(pad);
+            s2b_input = padded_name;
+        }
         let mut s2b = typed(
             "SpaceToBatchND",
             s2b_name,
-            vec![x.to_string(), block_name.clone(), paddings_name.clone()],
+            vec![s2b_input, block_name.clone(), paddings_name.clone()],
         );
+        s2b.attr
+            .insert("Tblock_shape".into(), type_attr(DataType::DtInt32 as i32));
         s2b.attr
             .insert("Tpaddings".into(), type_attr(DataType::DtInt32 as i32));
         let mut conv = graph.node[i].clone();
@@ -1247,23 +1489,29 @@ pub fn dilated_convolutions_as_space_to_batch(graph: &mut GraphDef) -> usize {
                 value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"VALID"))),
             },
         );
+        if spatial.padding == "EXPLICIT" {
+            conv.attr.remove("explicit_paddings");
+        }
         let mut b2s = typed(
             "BatchToSpaceND",
             &name,
             vec![conv_name.clone(), block_name.clone(), crops_name.clone()],
         );
         b2s.attr
+            .insert("Tblock_shape".into(), type_attr(DataType::DtInt32 as i32));
+        b2s.attr
             .insert("Tcrops".into(), type_attr(DataType::DtInt32 as i32));
-        inserts.insert(
-            i,
-            vec![
+        new.splice(
+            0..0,
+            [
                 const_node(block_name.clone(), device.clone(), &block),
                 const_node(paddings_name.clone(), device.clone(), &paddings),
                 const_node(crops_name.clone(), device.clone(), &crops),
-                s2b,
-                conv,
             ],
         );
+        new.push(s2b);
+        new.push(conv);
+        inserts.insert(i, new);
         renames.push((i, name));
         graph.node[i] = b2s;
     }

@@ -147,7 +147,8 @@ pub enum Constraint {
     StaticInputShapes { ops: Vec<String>, why: String },
     /// Nodes should carry `_output_shapes` (advice, not blocking).
     OutputShapes { why: String },
-    /// `attr` of these ops must be one of `allowed` (`default` when absent).
+    /// `attr` of these ops must be one of `allowed` (`default` when absent); a string, integer,
+    /// bool or integer list (`[1, 1, 1, 1]`).
     AttrValues {
         ops: Vec<String>,
         attr: String,
@@ -479,7 +480,7 @@ fn called_functions(node: &NodeDef) -> Vec<String> {
 }
 
 /// The fused patterns graphopt recognizes, by the name profiles use.
-const PATTERNS: &[&str] = &["clip_by_value"];
+const PATTERNS: &[&str] = &["clip_by_value", "atrous_convolution"];
 
 struct Nodes<'a> {
     nodes: &'a [NodeDef],
@@ -672,7 +673,56 @@ fn recognized_patterns<'a>(index: &Nodes<'a>, target: &Target) -> BTreeSet<&'a s
             }
         }
     }
+    if wanted.contains("atrous_convolution") {
+        for node in index.nodes.iter().filter(|n| n.op == "BatchToSpaceND") {
+            if atrous_read_right(index, node).is_some() {
+                names.insert(node.name.as_str());
+            }
+        }
+    }
     names
+}
+
+/// Whether `b2s` ends `SpaceToBatchND -> Conv2D/DepthwiseConv2dNative -> BatchToSpaceND` as
+/// OpenCV's parseConvolution reads it right: one undilated stride-1 VALID convolution between,
+/// fed only by the SpaceToBatchND and read only by `b2s`, both blocks the same Consts, and
+/// what OpenCV computes (the convolution dilated by the block, padded on both sides by the
+/// paddings before, crops ignored) equal to what the ops define: crops before 0, paddings
+/// after minus crops after equal to the paddings before.
+fn atrous_read_right(index: &Nodes<'_>, b2s: &NodeDef) -> Option<()> {
+    let ints = |input: &str| {
+        let p = index.producer(input).filter(|p| p.op == "Const")?;
+        crate::graph::edit::const_value(p)?.integers()
+    };
+    let b2s_inputs = data_inputs(b2s);
+    let conv = index.producer(b2s_inputs.first()?)?;
+    let s2b = index.producer(data_inputs(conv).first()?)?;
+    let single_reader = |n: &NodeDef, reader: &NodeDef| {
+        let at = |m: &NodeDef| index.by_name.get(m.name.as_str()).copied();
+        let (n, reader) = (at(n)?, at(reader)?);
+        index.consumers.get(n).map(|c| c.as_slice() == [reader])
+    };
+    let ones = |name: &str| attrs::ints(conv, name).is_none_or(|v| v.iter().all(|&d| d == 1));
+    if !matches!(conv.op.as_str(), "Conv2D" | "DepthwiseConv2dNative")
+        || s2b.op != "SpaceToBatchND"
+        || attrs::string(conv, "padding").as_deref() != Some("VALID")
+        || !ones("strides")
+        || !ones("dilations")
+        || single_reader(s2b, conv) != Some(true)
+        || single_reader(conv, b2s) != Some(true)
+    {
+        return None;
+    }
+    let s2b_inputs = data_inputs(s2b);
+    let block = ints(s2b_inputs.get(1)?)?;
+    let pads = ints(s2b_inputs.get(2)?)?;
+    let crops = ints(b2s_inputs.get(2)?)?;
+    let read_right = block.len() == 2
+        && ints(b2s_inputs.get(1)?)? == block
+        && pads.len() == 4
+        && crops.len() == 4
+        && (0..2).all(|a| crops[2 * a] == 0 && pads[2 * a + 1] - crops[2 * a + 1] == pads[2 * a]);
+    read_right.then_some(())
 }
 
 /// Problems of one node under one constraint (op-level constraints are handled by
@@ -941,6 +991,7 @@ fn attr_json(node: &NodeDef, name: &str) -> Option<serde_json::Value> {
         )),
         attr_value::Value::I(i) => Some(serde_json::Value::from(*i)),
         attr_value::Value::B(b) => Some(serde_json::Value::Bool(*b)),
+        attr_value::Value::List(l) if !l.i.is_empty() => Some(serde_json::Value::from(l.i.clone())),
         _ => None,
     }
 }

@@ -1,0 +1,469 @@
+//! `legalize(target=opencv)`'s own rewrites, each checked for exactness with graphopt's
+//! evaluator (the graph computes the same values before and after), plus what makes them right
+//! for OpenCV 4.10: its Conv2D ignores `dilations` and its atrous fusion reads
+//! `SpaceToBatchND -> conv -> BatchToSpaceND` as one dilated convolution padded on both sides by
+//! the paddings before, ignoring the crops; its MirrorPad always reflects. On the fixtures real
+//! OpenCV judges (tests/consumers/check_opencv.py), the legalized graph still matches
+//! TensorFlow's outputs and `check --target=opencv` finds nothing blocking.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use graphopt_core::graph::attrs;
+use graphopt_core::graph::edit::{const_node, const_value};
+use graphopt_core::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use graphopt_core::rewrite::legalize::{
+    dilated_convolutions_as_symmetric_atrous, symmetric_mirror_pads_as_slices,
+};
+use graphopt_core::targets;
+use graphopt_core::tensor::{Data, Tensor};
+use graphopt_core::transforms::{self, Registry};
+use ndarray::{ArrayD, IxDyn};
+
+fn floats(name: &str, dims: &[usize], seed: u32) -> NodeDef {
+    let n: usize = dims.iter().product();
+    // A small deterministic generator: values in [-1, 1) with both signs.
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    let t = Tensor::from_data(Data::F32(ArrayD::from_shape_vec(IxDyn(dims), v).unwrap()));
+    const_node(name.into(), String::new(), &t)
+}
+
+fn int32s(name: &str, dims: &[usize], v: &[i32]) -> NodeDef {
+    let t = Tensor::from_data(Data::I32(
+        ArrayD::from_shape_vec(IxDyn(dims), v.to_vec()).unwrap(),
+    ));
+    const_node(name.into(), String::new(), &t)
+}
+
+fn attr(v: attr_value::Value) -> AttrValue {
+    AttrValue { value: Some(v) }
+}
+
+fn s(v: &str) -> attr_value::Value {
+    attr_value::Value::S(bytes::Bytes::from(v.as_bytes().to_vec()))
+}
+
+fn ints(v: &[i64]) -> attr_value::Value {
+    attr_value::Value::List(attr_value::ListValue {
+        i: v.to_vec(),
+        ..Default::default()
+    })
+}
+
+fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, attr_value::Value)]) -> NodeDef {
+    let mut n = NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    n.attr.insert(
+        "T".into(),
+        attr(attr_value::Value::Type(DataType::DtFloat as i32)),
+    );
+    for (k, v) in attrs {
+        n.attr.insert(k.to_string(), attr(v.clone()));
+    }
+    n
+}
+
+fn placeholder(name: &str, dims: &[i64]) -> NodeDef {
+    let mut n = NodeDef {
+        name: name.into(),
+        op: "Placeholder".into(),
+        ..Default::default()
+    };
+    n.attr.insert(
+        "dtype".into(),
+        attr(attr_value::Value::Type(DataType::DtFloat as i32)),
+    );
+    n.attr.insert(
+        "shape".into(),
+        attr(attr_value::Value::Shape(
+            graphopt_core::proto::TensorShapeProto {
+                dim: dims
+                    .iter()
+                    .map(|&size| graphopt_core::proto::tensor_shape_proto::Dim {
+                        size,
+                        name: String::new(),
+                    })
+                    .collect(),
+                unknown_rank: false,
+            },
+        )),
+    );
+    n
+}
+
+fn graph(nodes: Vec<NodeDef>) -> GraphDef {
+    GraphDef {
+        node: nodes,
+        ..Default::default()
+    }
+}
+
+fn input(dims: &[usize], seed: u32) -> Tensor {
+    const_value(&floats("x", dims, seed)).unwrap()
+}
+
+fn evaluate(g: &GraphDef, x: &Tensor, fetches: &[&str]) -> Vec<Tensor> {
+    let feeds = BTreeMap::from([("x".to_string(), x.clone())]);
+    let fetches: Vec<String> = fetches.iter().map(|s| s.to_string()).collect();
+    graphopt_core::eval::evaluate(g, &feeds, &fetches, Default::default()).unwrap()
+}
+
+fn by_name<'a>(g: &'a GraphDef, name: &str) -> &'a NodeDef {
+    g.node.iter().find(|n| n.name == name).unwrap()
+}
+
+fn const_ints(g: &GraphDef, input: &str) -> Vec<i64> {
+    const_value(by_name(g, input)).unwrap().integers().unwrap()
+}
+
+fn opencv_blocking(g: &GraphDef) -> Vec<targets::Problem> {
+    targets::check_target(g, "opencv")
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.blocking)
+        .collect()
+}
+
+/// The blocking problems other than how Consts are stored (which the rewrites tested here
+/// leave to `legalize`'s last step, every Const's values to tensor_content).
+fn opencv_blocking_ops(g: &GraphDef) -> Vec<targets::Problem> {
+    opencv_blocking(g)
+        .into_iter()
+        .filter(|p| p.kind != targets::ProblemKind::ConstEncoding)
+        .collect()
+}
+
+/// What OpenCV 4.10 computes for `SpaceToBatchND(x, block, paddings) -> Conv2D ->
+/// BatchToSpaceND`: one convolution of x dilated by the block, padded on both sides by the
+/// paddings before (tf_importer.cpp's parseConvolution: `pad_h`, `pad_w` from paddings[0] and
+/// paddings[2]), crops ignored; written as a TensorFlow Conv2D with EXPLICIT padding so that
+/// graphopt's evaluator runs it.
+fn as_opencv_reads_it(g: &GraphDef) -> GraphDef {
+    let mut out = g.clone();
+    let s2b = g.node.iter().find(|n| n.op == "SpaceToBatchND").unwrap();
+    let block = const_ints(g, &s2b.input[1]);
+    let pads = const_ints(g, &s2b.input[2]);
+    let conv = g
+        .node
+        .iter()
+        .find(|n| n.input.first() == Some(&s2b.name))
+        .unwrap();
+    let b2s = g
+        .node
+        .iter()
+        .find(|n| n.input.first() == Some(&conv.name))
+        .unwrap();
+    let mut fused = conv.clone();
+    fused.name = b2s.name.clone();
+    fused.input[0] = s2b.input[0].clone();
+    fused
+        .attr
+        .insert("dilations".into(), attr(ints(&[1, block[0], block[1], 1])));
+    fused.attr.insert("padding".into(), attr(s("EXPLICIT")));
+    fused.attr.insert(
+        "explicit_paddings".into(),
+        attr(ints(&[0, 0, pads[0], pads[0], pads[2], pads[2], 0, 0])),
+    );
+    let at = out.node.iter().position(|n| n.name == b2s.name).unwrap();
+    out.node[at] = fused;
+    out
+}
+
+#[test]
+fn dilated_convolutions_become_the_atrous_pattern_opencv_reads_right() {
+    // (op, padding, explicit paddings, input h x w, dilations, kernel h x w): symmetric SAME
+    // (odd dilated kernels), asymmetric SAME (even ones), VALID, EXPLICIT, depthwise.
+    for (op, padding, explicit, h, w, dilations, (kh, kw)) in [
+        // Types for the literals below.
+        (
+            "Conv2D",
+            "VALID",
+            None::<[i64; 8]>,
+            5i64,
+            5i64,
+            [1i64, 2, 1, 1],
+            (1usize, 2usize),
+        ),
+        ("Conv2D", "SAME", None, 12, 11, [1, 2, 2, 1], (3, 3)),
+        ("Conv2D", "SAME", None, 12, 11, [1, 3, 2, 1], (2, 3)),
+        ("Conv2D", "SAME", None, 7, 9, [1, 2, 3, 1], (4, 2)),
+        ("Conv2D", "VALID", None, 11, 9, [1, 2, 3, 1], (3, 3)),
+        (
+            "Conv2D",
+            "EXPLICIT",
+            Some([0, 0, 1, 3, 2, 2, 0, 0]),
+            8,
+            7,
+            [1, 2, 2, 1],
+            (3, 2),
+        ),
+        (
+            "DepthwiseConv2dNative",
+            "SAME",
+            None,
+            9,
+            10,
+            [1, 2, 2, 1],
+            (3, 3),
+        ),
+        (
+            "DepthwiseConv2dNative",
+            "SAME",
+            None,
+            9,
+            10,
+            [1, 3, 3, 1],
+            (2, 2),
+        ),
+    ] {
+        let case = format!("{op} {padding} {h}x{w} {dilations:?} {kh}x{kw}");
+        let mut conv = node(
+            "out",
+            op,
+            &["x", "filter"],
+            &[
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s(padding)),
+                ("data_format", s("NHWC")),
+                ("dilations", ints(&dilations)),
+            ],
+        );
+        if let Some(e) = explicit {
+            conv.attr.insert("explicit_paddings".into(), attr(ints(&e)));
+        }
+        let before = graph(vec![
+            placeholder("x", &[1, h, w, 2]),
+            floats("filter", &[kh, kw, 2, 3], 6),
+            conv,
+        ]);
+        assert!(
+            opencv_blocking(&before)
+                .iter()
+                .any(|p| p.node == "out" && p.why.contains("dilations")),
+            "{case}: a dilated {op} is blocking for OpenCV"
+        );
+        let mut after = before.clone();
+        assert_eq!(
+            dilated_convolutions_as_symmetric_atrous(&mut after),
+            1,
+            "{case}"
+        );
+        graphopt_core::graph::validate(&after).unwrap();
+        for n in after.node.iter().filter(|n| n.op == op) {
+            assert_eq!(
+                attrs::ints(n, "dilations"),
+                Some(vec![1, 1, 1, 1]),
+                "{case}"
+            );
+            assert_eq!(
+                attrs::string(n, "padding").as_deref(),
+                Some("VALID"),
+                "{case}"
+            );
+        }
+        assert_eq!(by_name(&after, "out").op, "BatchToSpaceND", "{case}");
+        let left = opencv_blocking_ops(&after);
+        assert!(left.is_empty(), "{case}: {left:#?}");
+        let x = input(&[1, h as usize, w as usize, 2], 19);
+        let want = evaluate(&before, &x, &["out"]);
+        assert_eq!(want, evaluate(&after, &x, &["out"]), "{case}: not exact");
+        // The asymmetric paddings went into a Pad in front, the symmetric ones stayed.
+        let in_front = after.node.iter().any(|n| n.op == "Pad");
+        let symmetric_same = ((kh - 1) * dilations[1] as usize) % 2 == 0
+            && ((kw - 1) * dilations[2] as usize) % 2 == 0;
+        assert_eq!(
+            in_front,
+            padding == "EXPLICIT" || (padding == "SAME" && !symmetric_same),
+            "{case}"
+        );
+        // OpenCV's reading of the pattern computes the same values (the conv ops OpenCV reads
+        // as a dilated convolution only when they are Conv2D; for DepthwiseConv2dNative its
+        // parse takes the same path).
+        if op == "Conv2D" {
+            let read = as_opencv_reads_it(&after);
+            let got = evaluate(&read, &x, &["out"]);
+            assert_eq!(want[0].shape(), got[0].shape(), "{case}");
+            let (a, b) = (want[0].floats().unwrap(), got[0].floats().unwrap());
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-5, "{case}: OpenCV's reading differs by {worst}");
+        }
+    }
+}
+
+#[test]
+fn undilated_or_unknown_shape_convolutions_are_left() {
+    let conv = |name: &str, dilations: [i64; 4]| {
+        node(
+            name,
+            "Conv2D",
+            &["x", "filter"],
+            &[
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("SAME")),
+                ("dilations", ints(&dilations)),
+            ],
+        )
+    };
+    let mut g = graph(vec![
+        placeholder("x", &[1, -1, 8, 2]),
+        floats("filter", &[3, 3, 2, 3], 6),
+        conv("plain", [1, 1, 1, 1]),
+        conv("unknown_height", [1, 2, 2, 1]),
+    ]);
+    let before = g.clone();
+    assert_eq!(dilated_convolutions_as_symmetric_atrous(&mut g), 0);
+    assert_eq!(g, before);
+    // What stays dilated is what `check` blocks on.
+    let blocking = opencv_blocking(&g);
+    assert_eq!(
+        blocking.iter().map(|p| p.node.as_str()).collect::<Vec<_>>(),
+        ["unknown_height"],
+        "{blocking:#?}"
+    );
+}
+
+fn mirror_pad(name: &str, input: &str, paddings: &str, mode: &str) -> NodeDef {
+    let mut n = node(name, "MirrorPad", &[input, paddings], &[("mode", s(mode))]);
+    n.attr.insert(
+        "Tpaddings".into(),
+        attr(attr_value::Value::Type(DataType::DtInt32 as i32)),
+    );
+    n
+}
+
+#[test]
+fn symmetric_mirror_pads_become_slices_and_concats() {
+    for (dims, pads) in [
+        ([1usize, 6, 7, 3], [0, 0, 2, 1, 1, 2, 0, 0]),
+        ([1, 4, 5, 2], [0, 0, 4, 0, 0, 5, 0, 0]),
+        ([2, 3, 3, 2], [1, 0, 1, 1, 0, 0, 0, 2]),
+    ] {
+        let shape: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        let before = graph(vec![
+            placeholder("x", &shape),
+            int32s("paddings", &[4, 2], &pads),
+            mirror_pad("padded", "x", "paddings", "SYMMETRIC"),
+            node("out", "Relu", &["padded"], &[]),
+        ]);
+        assert!(
+            opencv_blocking(&before)
+                .iter()
+                .any(|p| p.node == "padded" && p.why.contains("SYMMETRIC")),
+            "{pads:?}: a SYMMETRIC MirrorPad is blocking for OpenCV"
+        );
+        let mut after = before.clone();
+        let protected: HashSet<String> = ["out".to_string()].into();
+        assert_eq!(symmetric_mirror_pads_as_slices(&mut after, &protected), 1);
+        graphopt_core::graph::validate(&after).unwrap();
+        assert!(after.node.iter().all(|n| n.op != "MirrorPad"));
+        assert!(after.node.iter().all(|n| n.name != "paddings"));
+        assert_eq!(by_name(&after, "padded").op, "ConcatV2");
+        let left = opencv_blocking_ops(&after);
+        assert!(left.is_empty(), "{pads:?}: {left:#?}");
+        let x = input(&dims, 3);
+        assert_eq!(
+            evaluate(&before, &x, &["out"]),
+            evaluate(&after, &x, &["out"]),
+            "{pads:?}"
+        );
+    }
+}
+
+#[test]
+fn reflect_and_unknown_shape_mirror_pads_are_left() {
+    let mut g = graph(vec![
+        placeholder("x", &[1, 6, 7, 3]),
+        placeholder("y", &[1, -1, 7, 3]),
+        int32s("paddings", &[4, 2], &[0, 0, 2, 1, 1, 2, 0, 0]),
+        mirror_pad("reflect", "x", "paddings", "REFLECT"),
+        mirror_pad("unknown", "y", "paddings", "SYMMETRIC"),
+    ]);
+    let before = g.clone();
+    assert_eq!(symmetric_mirror_pads_as_slices(&mut g, &HashSet::new()), 0);
+    assert_eq!(g, before);
+    let blocking = opencv_blocking(&g);
+    assert_eq!(
+        blocking.iter().map(|p| p.node.as_str()).collect::<Vec<_>>(),
+        ["unknown"],
+        "{blocking:#?}"
+    );
+}
+
+const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) \
+    fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms \
+    sort_by_execution_order";
+
+fn run(model: &str, pipeline: &str) -> GraphDef {
+    let (inputs, outputs) = common::io_names(model);
+    let mut g = common::load(model);
+    let specs = transforms::parse(pipeline).unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut g,
+        &specs,
+        &inputs,
+        &outputs,
+    )
+    .unwrap_or_else(|e| panic!("{model} `{pipeline}`: {e}"));
+    g
+}
+
+/// The two fixtures OpenCV 4.10 loaded but computed wrong before these rewrites: without
+/// legalization `check` names the nodes it computes wrong (b/pad, a SYMMETRIC MirrorPad; the
+/// atrous pattern whose SAME padding is asymmetric; once flattened, the dilated Conv2Ds);
+/// legalized, nothing blocks and the graph still matches TensorFlow.
+#[test]
+fn legalized_fixtures_have_nothing_opencv_computes_wrong() {
+    for (model, unlegalized, wrong) in [
+        ("resize_pad_conv", STANDARD.to_string(), vec!["b/pad"]),
+        (
+            "atrous_conv",
+            STANDARD.to_string(),
+            vec!["BatchToSpaceND_2"],
+        ),
+        (
+            "atrous_conv",
+            format!("{STANDARD} flatten_atrous_conv"),
+            vec!["BatchToSpaceND_2", "BatchToSpaceND"],
+        ),
+    ] {
+        let blocking: Vec<String> = opencv_blocking_ops(&run(model, &unlegalized))
+            .into_iter()
+            .map(|p| p.node)
+            .collect();
+        assert_eq!(blocking, wrong, "{model} `{unlegalized}`");
+        let g = run(model, &format!("{STANDARD} legalize(target=opencv)"));
+        let left = opencv_blocking(&g);
+        assert!(left.is_empty(), "{model}: {left:#?}");
+        for n in &g.node {
+            assert!(
+                !(n.op == "MirrorPad" && attrs::string(n, "mode").as_deref() == Some("SYMMETRIC")),
+                "{model}: {}",
+                n.name
+            );
+            assert!(
+                attrs::ints(n, "dilations").is_none_or(|d| d.iter().all(|&v| v == 1)),
+                "{model}: {}",
+                n.name
+            );
+        }
+        common::assert_matches_tensorflow(model, &g, 1e-5, 1e-6);
+    }
+}
