@@ -545,6 +545,18 @@ pub fn pads_as_concats(graph: &mut GraphDef, protected: &HashSet<String>) -> usi
         );
         replacements.insert(i, nodes);
     }
+    splice(graph, replacements, parameters, protected)
+}
+
+/// Puts each replacement's nodes where the node at its index stood, then removes the
+/// `parameters` (inputs of the replaced nodes) that nothing reads any more. Returns how many
+/// nodes were replaced.
+fn splice(
+    graph: &mut GraphDef,
+    mut replacements: std::collections::HashMap<usize, Vec<NodeDef>>,
+    parameters: HashSet<String>,
+    protected: &HashSet<String>,
+) -> usize {
     let count = replacements.len();
     if count == 0 {
         return 0;
@@ -700,19 +712,7 @@ pub fn symmetric_mirror_pads_as_slices(graph: &mut GraphDef, protected: &HashSet
         parameters.insert(crate::graph::node_name(p).to_string());
         replacements.insert(i, nodes);
     }
-    let count = replacements.len();
-    if count == 0 {
-        return 0;
-    }
-    let old = std::mem::take(&mut graph.node);
-    for (i, node) in old.into_iter().enumerate() {
-        match replacements.remove(&i) {
-            Some(nodes) => graph.node.extend(nodes),
-            None => graph.node.push(node),
-        }
-    }
-    remove_unread(graph, parameters, protected);
-    count
+    splice(graph, replacements, parameters, protected)
 }
 
 /// The nodes replacing `node`, a SYMMETRIC mirror pad of `input` (of shape `dims`) by
