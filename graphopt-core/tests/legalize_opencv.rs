@@ -8,118 +8,18 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use graphopt_core::graph::attrs;
-use graphopt_core::graph::edit::{const_node, const_value};
-use graphopt_core::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use graphopt_core::graph::edit::const_value;
+use graphopt_core::proto::{attr_value, DataType, GraphDef, NodeDef};
 use graphopt_core::rewrite::legalize::{
     dilated_convolutions_as_symmetric_atrous, symmetric_mirror_pads_as_slices,
 };
 use graphopt_core::targets;
-use graphopt_core::tensor::{Data, Tensor};
 use graphopt_core::transforms::{self, Registry};
-use ndarray::{ArrayD, IxDyn};
 
-fn floats(name: &str, dims: &[usize], seed: u32) -> NodeDef {
-    let n: usize = dims.iter().product();
-    // A small deterministic generator: values in [-1, 1) with both signs.
-    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect();
-    let t = Tensor::from_data(Data::F32(ArrayD::from_shape_vec(IxDyn(dims), v).unwrap()));
-    const_node(name.into(), String::new(), &t)
-}
-
-fn int32s(name: &str, dims: &[usize], v: &[i32]) -> NodeDef {
-    let t = Tensor::from_data(Data::I32(
-        ArrayD::from_shape_vec(IxDyn(dims), v.to_vec()).unwrap(),
-    ));
-    const_node(name.into(), String::new(), &t)
-}
-
-fn attr(v: attr_value::Value) -> AttrValue {
-    AttrValue { value: Some(v) }
-}
-
-fn s(v: &str) -> attr_value::Value {
-    attr_value::Value::S(bytes::Bytes::from(v.as_bytes().to_vec()))
-}
-
-fn ints(v: &[i64]) -> attr_value::Value {
-    attr_value::Value::List(attr_value::ListValue {
-        i: v.to_vec(),
-        ..Default::default()
-    })
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, attr_value::Value)]) -> NodeDef {
-    let mut n = NodeDef {
-        name: name.into(),
-        op: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    n.attr.insert(
-        "T".into(),
-        attr(attr_value::Value::Type(DataType::DtFloat as i32)),
-    );
-    for (k, v) in attrs {
-        n.attr.insert(k.to_string(), attr(v.clone()));
-    }
-    n
-}
-
-fn placeholder(name: &str, dims: &[i64]) -> NodeDef {
-    let mut n = NodeDef {
-        name: name.into(),
-        op: "Placeholder".into(),
-        ..Default::default()
-    };
-    n.attr.insert(
-        "dtype".into(),
-        attr(attr_value::Value::Type(DataType::DtFloat as i32)),
-    );
-    n.attr.insert(
-        "shape".into(),
-        attr(attr_value::Value::Shape(
-            graphopt_core::proto::TensorShapeProto {
-                dim: dims
-                    .iter()
-                    .map(|&size| graphopt_core::proto::tensor_shape_proto::Dim {
-                        size,
-                        name: String::new(),
-                    })
-                    .collect(),
-                unknown_rank: false,
-            },
-        )),
-    );
-    n
-}
-
-fn graph(nodes: Vec<NodeDef>) -> GraphDef {
-    GraphDef {
-        node: nodes,
-        ..Default::default()
-    }
-}
-
-fn input(dims: &[usize], seed: u32) -> Tensor {
-    const_value(&floats("x", dims, seed)).unwrap()
-}
-
-fn evaluate(g: &GraphDef, x: &Tensor, fetches: &[&str]) -> Vec<Tensor> {
-    let feeds = BTreeMap::from([("x".to_string(), x.clone())]);
-    let fetches: Vec<String> = fetches.iter().map(|s| s.to_string()).collect();
-    graphopt_core::eval::evaluate(g, &feeds, &fetches, Default::default()).unwrap()
-}
+use common::graphs::*;
 
 fn by_name<'a>(g: &'a GraphDef, name: &str) -> &'a NodeDef {
     g.node.iter().find(|n| n.name == name).unwrap()

@@ -329,9 +329,11 @@ mod synthetic {
     //! unfolded graph, whose kernels the TensorFlow vectors cover in NHWC.
 
     use graphopt_core::graph::edit::const_node;
-    use graphopt_core::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+    use graphopt_core::proto::NodeDef;
     use graphopt_core::tensor::{Data, Tensor};
     use ndarray::{ArrayD, IxDyn};
+
+    pub use crate::common::graphs::{graph, ints, node, placeholder, s};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -351,85 +353,6 @@ mod synthetic {
         }
         let t = Tensor::from_data(Data::F32(ArrayD::from_shape_vec(IxDyn(dims), v).unwrap()));
         const_node(name.into(), String::new(), &t)
-    }
-
-    pub fn node(
-        name: &str,
-        op: &str,
-        inputs: &[&str],
-        attrs: &[(&str, attr_value::Value)],
-    ) -> NodeDef {
-        let mut n = NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        };
-        n.attr.insert(
-            "T".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
-            },
-        );
-        for (k, v) in attrs {
-            n.attr.insert(
-                k.to_string(),
-                AttrValue {
-                    value: Some(v.clone()),
-                },
-            );
-        }
-        n
-    }
-
-    pub fn s(v: &str) -> attr_value::Value {
-        attr_value::Value::S(bytes::Bytes::from(v.as_bytes().to_vec()))
-    }
-
-    pub fn ints(v: &[i64]) -> attr_value::Value {
-        attr_value::Value::List(attr_value::ListValue {
-            i: v.to_vec(),
-            ..Default::default()
-        })
-    }
-
-    pub fn placeholder(name: &str, dims: &[i64]) -> NodeDef {
-        let mut n = NodeDef {
-            name: name.into(),
-            op: "Placeholder".into(),
-            ..Default::default()
-        };
-        n.attr.insert(
-            "dtype".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
-            },
-        );
-        n.attr.insert(
-            "shape".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Shape(
-                    graphopt_core::proto::TensorShapeProto {
-                        dim: dims
-                            .iter()
-                            .map(|&size| graphopt_core::proto::tensor_shape_proto::Dim {
-                                size,
-                                name: String::new(),
-                            })
-                            .collect(),
-                        unknown_rank: false,
-                    },
-                )),
-            },
-        );
-        n
-    }
-
-    pub fn graph(nodes: Vec<NodeDef>) -> GraphDef {
-        GraphDef {
-            node: nodes,
-            ..Default::default()
-        }
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use graphopt_core::io;
 use graphopt_core::proto::GraphDef;
 
+pub mod graphs;
+
 /// Every fixture model the generators write (tests/fixtures/generate.py and
 /// generate_more.py); `every_fixture_is_listed` keeps this list complete.
 pub const MODELS: &[&str] = &[
