@@ -217,7 +217,12 @@ impl Model {
         };
         let values = budget
             .enter(|| {
-                graphopt_core::eval::evaluate(&self.graph, &feeds, &fetches, Default::default())
+                // Results the app reads, not artifacts: the fast matrix product.
+                let options = graphopt_core::eval::Options {
+                    gemm: graphopt_core::eval::Gemm::Fast,
+                    ..Default::default()
+                };
+                graphopt_core::eval::evaluate(&self.graph, &feeds, &fetches, options)
             })
             .map_err(|e| Error::Eval(e.to_string()))?;
         Ok(values.into_iter().map(Tensor).collect())

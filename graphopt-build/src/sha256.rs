@@ -16,6 +16,13 @@ mod imp {
         0x5be0_cd19,
     ];
 
+    /// Compresses one 64-byte block (the callers' chunks are exactly that long).
+    fn compress(state: &mut [u32; 8], block: &[u8]) {
+        if let Ok(block) = <&[u8; 64]>::try_from(block) {
+            sha2_asm::compress256(state, std::slice::from_ref(block));
+        }
+    }
+
     /// A streaming SHA-256.
     pub struct Hasher {
         state: [u32; 8],
@@ -45,15 +52,13 @@ mod imp {
                 if self.pending.len() < 64 {
                     return;
                 }
-                let block: [u8; 64] = self.pending[..].try_into().expect("one block");
-                sha2_asm::compress256(&mut self.state, &[block]);
+                compress(&mut self.state, &self.pending);
                 self.pending.clear();
             }
             let blocks = bytes.chunks_exact(64);
             let rest = blocks.remainder();
             for block in blocks {
-                let block: &[u8; 64] = block.try_into().expect("64 bytes");
-                sha2_asm::compress256(&mut self.state, std::slice::from_ref(block));
+                compress(&mut self.state, block);
             }
             self.pending.extend_from_slice(rest);
         }
@@ -68,8 +73,7 @@ mod imp {
             }
             tail.extend_from_slice(&bits.to_be_bytes());
             for block in tail.chunks_exact(64) {
-                let block: &[u8; 64] = block.try_into().expect("64 bytes");
-                sha2_asm::compress256(&mut self.state, std::slice::from_ref(block));
+                compress(&mut self.state, block);
             }
             let mut digest = [0u8; 32];
             for (out, word) in digest.chunks_exact_mut(4).zip(self.state) {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use graphopt_core::eval::{evaluate, Options};
+use graphopt_core::eval::{evaluate, Gemm, Options};
 use graphopt_core::graph::attrs;
 use graphopt_core::proto::DataType;
 use graphopt_core::tensor::{Data, Tensor};
@@ -118,8 +118,16 @@ fn main() {
 
     let run = || {
         let start = Instant::now();
-        evaluate(&graph, &feeds, &outputs, Options::default())
-            .unwrap_or_else(|e| fail(e.to_string()));
+        evaluate(
+            &graph,
+            &feeds,
+            &outputs,
+            Options {
+                gemm: Gemm::Fast,
+                ..Options::default()
+            },
+        )
+        .unwrap_or_else(|e| fail(e.to_string()));
         start.elapsed().as_secs_f64()
     };
     let warm = run();

@@ -222,7 +222,11 @@ fn compare_in(
     if outputs.is_empty() {
         return Err(VerifyError::NoOutputs);
     }
-    let run_options = Options::default();
+    // Compared, not written: the fast matrix product.
+    let run_options = Options {
+        gemm: eval::Gemm::Fast,
+        ..Options::default()
+    };
     // A graph only gets the feeds it has nodes for (the optimized one may have lost unused inputs).
     let feeds_for = |g: &GraphDef| -> BTreeMap<String, Tensor> {
         let names = graph::GraphIndex::new(g);

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use graphopt_core::eval::{self, kernels, KernelContext, Options};
+use graphopt_core::eval::{self, kernels, Gemm, KernelContext, Options};
 use graphopt_core::io;
 use graphopt_core::proto::{GraphDef, NodeDef};
 use graphopt_core::tensor::{Data, Tensor};
@@ -72,6 +72,7 @@ fn run_kernel(graph: &GraphDef, node: &NodeDef) -> Result<Vec<Tensor>, String> {
     let ctx = KernelContext {
         node,
         limits: options.limits,
+        gemm: options.gemm,
     };
     let inputs: Vec<&Tensor> = values.iter().collect();
     eval::with_limits(options.limits, || kernel(&ctx, &inputs)).map_err(|e| e.to_string())
@@ -131,23 +132,32 @@ fn kernels_match_tensorflow_vectors() {
             continue;
         }
         let fetches: Vec<String> = outputs.iter().map(|j| format!("{node}:{j}")).collect();
-        let result = eval::evaluate(&graph, &BTreeMap::new(), &fetches, Options::default());
-        let values = match result {
-            Ok(v) => v,
-            Err(e) => {
-                failures.push(format!("case {k} ({description}): {e}"));
-                continue;
-            }
-        };
-        for (j, value) in outputs.iter().zip(&values) {
-            let theirs = &expected[format!("case_{k}/expected_{j}").as_str()];
-            compared += 1;
-            let (rtol, atol) = (
-                case["rtol"].as_f64().unwrap(),
-                case["atol"].as_f64().unwrap(),
-            );
-            if let Err(e) = compare(value, theirs, rtol, atol) {
-                failures.push(format!("case {k} ({description}) output {j}: {e}"));
+        // Both matrix products: the portable one folding uses, the fast one verify and the
+        // eval feature use.
+        for gemm in [Gemm::Portable, Gemm::Fast] {
+            let options = Options {
+                gemm,
+                ..Options::default()
+            };
+            let values = match eval::evaluate(&graph, &BTreeMap::new(), &fetches, options) {
+                Ok(v) => v,
+                Err(e) => {
+                    failures.push(format!("case {k} ({description}, {gemm:?}): {e}"));
+                    continue;
+                }
+            };
+            for (j, value) in outputs.iter().zip(&values) {
+                let theirs = &expected[format!("case_{k}/expected_{j}").as_str()];
+                compared += 1;
+                let (rtol, atol) = (
+                    case["rtol"].as_f64().unwrap(),
+                    case["atol"].as_f64().unwrap(),
+                );
+                if let Err(e) = compare(value, theirs, rtol, atol) {
+                    failures.push(format!(
+                        "case {k} ({description}, {gemm:?}) output {j}: {e}"
+                    ));
+                }
             }
         }
     }
@@ -196,5 +206,9 @@ fn kernels_match_tensorflow_vectors() {
         index["op_count"].as_u64().unwrap(),
         "ops in op_vectors.json"
     );
-    assert_eq!(compared, expected.len(), "expected tensors compared");
+    assert_eq!(
+        compared,
+        2 * expected.len(),
+        "expected tensors compared, once per GEMM"
+    );
 }

@@ -1,11 +1,12 @@
 //! Conv2D (im2col + GEMM) and DepthwiseConv2dNative, with SAME/VALID/EXPLICIT padding,
 //! strides, dilations, NHWC and NCHW; plus the window geometry MaxPool/AvgPool share.
 
-use ndarray::{Array2, ArrayD, IxDyn, LinalgScalar};
+use ndarray::{ArrayD, IxDyn, LinalgScalar};
 use num_traits::Float;
 
 use super::alloc;
 use super::cast::{from_f32, to_f32};
+use super::gemm;
 use super::shape_ops::permute;
 use super::{fail, KernelContext, KernelError};
 use crate::analysis::geometry;
@@ -32,6 +33,22 @@ pub fn to_data_format(spatial: &Spatial, y: Tensor) -> Result<Tensor, KernelErro
     } else {
         Ok(y)
     }
+}
+
+/// A contiguous row-major slice of `a`, copied only when `a` is not laid out so already.
+fn row_major<T: Copy>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().copied().collect()),
+    }
+}
+
+/// Whether the window maps each output position to the same input position (a 1-tap window
+/// with stride 1 and no padding).
+fn is_identity(window: &geometry::Window, kernel: usize) -> bool {
+    kernel == 1
+        && window.out == window.input
+        && (0..window.out).all(|o| window.source(o, 0) == Some(o))
 }
 
 fn conv_nhwc<T: LinalgScalar + Float>(
@@ -62,42 +79,50 @@ fn conv_nhwc<T: LinalgScalar + Float>(
     // With outputs, every factor below is bounded by an input's or the output's size.
     let rows = geometry::mul(wh.out, ww.out, "the convolution's rows")?;
     let columns = geometry::element_count(&[kh, kw, c])?;
+    alloc::work(alloc::loops(&[n, rows, columns, out_c]))?;
+    let xs = row_major(x);
+    // HWIO is already the [kh * kw * c, out_c] matrix the patches multiply.
+    let filter = row_major(f);
+    let mut out = vec![T::zero(); outputs];
+    let image = h * w * c;
+    if is_identity(&wh, kh) && is_identity(&ww, kw) {
+        // A pointwise convolution: each image is already the patch matrix.
+        for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
+            let xb = &xs[b * image..(b + 1) * image];
+            gemm::multiply(ctx.gemm, (rows, columns, out_c), xb, &filter, y);
+        }
+        return Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?);
+    }
     checked_elements(&[rows, columns], std::mem::size_of::<T>(), ctx.limits)?;
     alloc::output::<T>(&[rows, columns])?;
-    alloc::work(alloc::loops(&[n, rows, columns, out_c]))?;
-    let filter = f
-        .as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((columns, out_c))?;
-    let mut out = Vec::with_capacity(outputs);
-    for b in 0..n {
-        let mut patches = Array2::<T>::zeros((rows, columns));
-        for oy in 0..wh.out {
-            for ox in 0..ww.out {
-                let row = oy * ww.out + ox;
-                for ky in wh.taps(oy, kh) {
-                    let Some(iy) = wh.source(oy, ky) else {
+    let mut patches = vec![T::zero(); rows * columns];
+    for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
+        let xb = &xs[b * image..(b + 1) * image];
+        for (row, patch) in patches.chunks_exact_mut(columns).enumerate() {
+            let (oy, ox) = (row / ww.out, row % ww.out);
+            // Taps that fall into the padding stay zero.
+            patch.fill(T::zero());
+            for ky in wh.taps(oy, kh) {
+                let Some(iy) = wh.source(oy, ky) else {
+                    continue;
+                };
+                for kx in ww.taps(ox, kw) {
+                    let Some(ix) = ww.source(ox, kx) else {
                         continue;
                     };
-                    for kx in ww.taps(ox, kw) {
-                        let Some(ix) = ww.source(ox, kx) else {
-                            continue;
-                        };
-                        for ci in 0..c {
-                            patches[[row, (ky * kw + kx) * c + ci]] = x[[b, iy, ix, ci]];
-                        }
-                    }
+                    let from = (iy * w + ix) * c;
+                    let to = (ky * kw + kx) * c;
+                    patch[to..to + c].copy_from_slice(&xb[from..from + c]);
                 }
             }
         }
-        out.extend(patches.dot(&filter).iter().copied());
+        gemm::multiply(ctx.gemm, (rows, columns, out_c), &patches, &filter, y);
     }
-    Ok(ArrayD::from_shape_vec(
-        IxDyn(&[n, wh.out, ww.out, out_c]),
-        out,
-    )?)
+    Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?)
 }
 
+/// Each output channel sums its taps in (ky, kx) order from zero, on every path: the inner
+/// loops run along the channels of one pixel, contiguous in NHWC.
 fn depthwise_nhwc<T: LinalgScalar + Float>(
     ctx: &KernelContext<'_>,
     x: &ArrayD<T>,
@@ -114,43 +139,53 @@ fn depthwise_nhwc<T: LinalgScalar + Float>(
     }
     let (kh, kw, mult) = (f.shape()[0], f.shape()[1], f.shape()[3]);
     let (wh, ww) = spatial.windows(h, w, kh, kw)?;
-    let out_dims = [
-        n,
-        wh.out,
-        ww.out,
-        geometry::mul(c, mult, "the depthwise channels")?,
-    ];
+    let channels = geometry::mul(c, mult, "the depthwise channels")?;
+    let out_dims = [n, wh.out, ww.out, channels];
     checked_elements(&out_dims, std::mem::size_of::<T>(), ctx.limits)?;
     let outputs = alloc::output::<T>(&out_dims)?;
-    let mut out = ArrayD::<T>::zeros(IxDyn(&out_dims));
     if outputs == 0 {
-        return Ok(out);
+        return Ok(ArrayD::zeros(IxDyn(&out_dims)));
     }
     alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
-    for b in 0..n {
-        for oy in 0..wh.out {
-            for ox in 0..ww.out {
-                for ci in 0..c {
-                    for m in 0..mult {
-                        let mut acc = T::zero();
-                        for ky in wh.taps(oy, kh) {
-                            let Some(iy) = wh.source(oy, ky) else {
-                                continue;
-                            };
-                            for kx in ww.taps(ox, kw) {
-                                let Some(ix) = ww.source(ox, kx) else {
-                                    continue;
-                                };
-                                acc = acc + x[[b, iy, ix, ci]] * f[[ky, kx, ci, m]];
-                            }
+    let xs = row_major(x);
+    let fs = row_major(f);
+    let mut out = vec![T::zero(); outputs];
+    let image = h * w * c;
+    for (position, pixel) in out.chunks_exact_mut(channels).enumerate() {
+        let b = position / (wh.out * ww.out);
+        let (oy, ox) = (position / ww.out % wh.out, position % ww.out);
+        let xb = &xs[b * image..(b + 1) * image];
+        for ky in wh.taps(oy, kh) {
+            let Some(iy) = wh.source(oy, ky) else {
+                continue;
+            };
+            for kx in ww.taps(ox, kw) {
+                let Some(ix) = ww.source(ox, kx) else {
+                    continue;
+                };
+                let from = (iy * w + ix) * c;
+                let xrow = &xb[from..from + c];
+                let tap = (ky * kw + kx) * channels;
+                let frow = &fs[tap..tap + channels];
+                if mult == 1 {
+                    for ((o, &xv), &fv) in pixel.iter_mut().zip(xrow).zip(frow) {
+                        *o = *o + xv * fv;
+                    }
+                } else {
+                    for ((group, &xv), weights) in pixel
+                        .chunks_exact_mut(mult)
+                        .zip(xrow)
+                        .zip(frow.chunks_exact(mult))
+                    {
+                        for (o, &fv) in group.iter_mut().zip(weights) {
+                            *o = *o + xv * fv;
                         }
-                        out[[b, oy, ox, ci * mult + m]] = acc;
                     }
                 }
             }
         }
     }
-    Ok(out)
+    Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?)
 }
 
 /// Conv2D and DepthwiseConv2dNative.

@@ -43,7 +43,7 @@ fn sum_labels(
             op: "Sum".into(),
             ..Default::default()
         },
-        limits: ctx.limits,
+        ..*ctx
     };
     reduce(&sum_ctx, &x, &int_vector(&axes)?)
 }
@@ -169,7 +169,7 @@ pub fn einsum(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, Ker
         .collect();
     let a = reshaped(&permute(&a, &positions(&la, &order_a))?, &[nb, nm, nk])?;
     let b = reshaped(&permute(&b, &positions(&lb, &order_b))?, &[nb, nk, nn])?;
-    let product = matmul(&a, &b, false, false)?;
+    let product = matmul(ctx.gemm, &a, &b, false, false)?;
 
     let result_labels: Vec<char> = batch
         .iter()

@@ -93,7 +93,7 @@ pub fn fused_conv(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor,
             }
             let resize_ctx = KernelContext {
                 node: &resize_node,
-                limits: ctx.limits,
+                ..*ctx
             };
             let resized = resize_bilinear(&resize_ctx, x, size)?;
             (crate::eval::cast_tensor(&resized, x.dtype())?, *p, *f)

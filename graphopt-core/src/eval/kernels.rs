@@ -260,7 +260,7 @@ single_op_kernels! {
         if a.shape().len() != 2 || b.shape().len() != 2 {
             return fail("MatMul needs 2-D inputs");
         }
-        one(matmul::matmul(a, b, ta, tb))
+        one(matmul::matmul(ctx.gemm, a, b, ta, tb))
     },
     "BatchMatMul" | "BatchMatMulV2" | "BatchMatMulV3" => |ctx, inputs| {
         let [a, b] = take(inputs)?;
@@ -269,9 +269,9 @@ single_op_kernels! {
         // BatchMatMulV3 multiplies in its output type: int8 x int8 -> int32 accumulates in int32.
         match attrs::dtype(ctx.node, "Tout") {
             Some(t) if t != a.dtype() || t != b.dtype() => {
-                one(matmul::matmul(&cast::cast(a, t)?, &cast::cast(b, t)?, ax, ay))
+                one(matmul::matmul(ctx.gemm, &cast::cast(a, t)?, &cast::cast(b, t)?, ax, ay))
             }
-            _ => one(matmul::matmul(a, b, ax, ay)),
+            _ => one(matmul::matmul(ctx.gemm, a, b, ax, ay)),
         }
     },
     "Einsum" => |ctx, inputs| one(einsum::einsum(ctx, inputs)),

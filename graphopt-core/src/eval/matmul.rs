@@ -1,25 +1,40 @@
-//! MatMul and BatchMatMul(V2/V3) on matrixmultiply's GEMM (through ndarray's `dot`).
+//! MatMul and BatchMatMul(V2/V3): floats through [`super::gemm`] (portable or fast, as the
+//! context says), integers through a plain wrapping triple loop.
 
 use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, LinalgScalar};
 
 use super::alloc;
 use super::broadcast::broadcast_shape;
 use super::cast::{from_f32, to_f32};
+use super::gemm::{self, Gemm};
 use super::{fail, KernelError};
 use crate::tensor::{Data, Tensor};
 
 trait MatElem: Clone + 'static {
-    fn matmul(a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Array2<Self>;
+    fn matmul(gemm: Gemm, a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Vec<Self>;
 }
 
 impl<T: LinalgScalar> MatElem for T {
-    fn matmul(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
-        a.dot(&b)
+    fn matmul(gemm: Gemm, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Vec<T> {
+        let ((m, k), n) = (a.dim(), b.ncols());
+        let mut c = vec![T::zero(); m * n];
+        gemm::multiply(gemm, (m, k, n), &row_major(a), &row_major(b), &mut c);
+        c
+    }
+}
+
+/// The elements of `v` in row-major order, copied only where the view is transposed (adj_x,
+/// adj_y).
+fn row_major<T: Copy>(v: ArrayView2<'_, T>) -> std::borrow::Cow<'_, [T]> {
+    match v.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(v.iter().copied().collect()),
     }
 }
 
 /// Batched product of `a` [..., m, k] and `b` [..., k, n] with broadcast batch dimensions.
 fn batched<T: MatElem + Copy>(
+    gemm: Gemm,
     a: &ArrayD<T>,
     b: &ArrayD<T>,
     adj_a: bool,
@@ -83,7 +98,7 @@ fn batched<T: MatElem + Copy>(
         if adj_b {
             y = y.reversed_axes();
         }
-        out.extend(T::matmul(x, y).iter().copied());
+        out.extend(T::matmul(gemm, x, y));
     }
     let mut dims = batch;
     dims.extend([am, bn]);
@@ -104,12 +119,21 @@ where
 }
 
 /// MatMul (rank 2) and BatchMatMul (any rank >= 2): `adj_a`/`adj_b` transpose the last two axes.
-pub fn matmul(a: &Tensor, b: &Tensor, adj_a: bool, adj_b: bool) -> Result<Tensor, KernelError> {
+pub fn matmul(
+    gemm: Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    adj_a: bool,
+    adj_b: bool,
+) -> Result<Tensor, KernelError> {
     let data = match (a.data(), b.data()) {
-        (Data::F32(x), Data::F32(y)) => Data::F32(batched(x, y, adj_a, adj_b)?),
-        (Data::F64(x), Data::F64(y)) => Data::F64(batched(x, y, adj_a, adj_b)?),
+        (Data::F32(x), Data::F32(y)) => Data::F32(batched(gemm, x, y, adj_a, adj_b)?),
+        (Data::F64(x), Data::F64(y)) => Data::F64(batched(gemm, x, y, adj_a, adj_b)?),
         (Data::F16(_), Data::F16(_)) | (Data::BF16(_), Data::BF16(_)) => {
-            return from_f32(&matmul(&to_f32(a)?, &to_f32(b)?, adj_a, adj_b)?, a.dtype());
+            return from_f32(
+                &matmul(gemm, &to_f32(a)?, &to_f32(b)?, adj_a, adj_b)?,
+                a.dtype(),
+            );
         }
         (Data::I32(x), Data::I32(y)) => Data::I32(batched_int(x, y, adj_a, adj_b)?),
         (Data::I64(x), Data::I64(y)) => Data::I64(batched_int(x, y, adj_a, adj_b)?),
@@ -140,13 +164,16 @@ where
     where
         T: Copy + num_traits::WrappingAdd + num_traits::WrappingMul + num_traits::Zero + 'static,
     {
-        fn matmul(a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Array2<Self> {
-            int_matmul(a.mapv(|v| v.0).view(), b.mapv(|v| v.0).view()).mapv(W)
+        fn matmul(_: Gemm, a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Vec<Self> {
+            int_matmul(a.mapv(|v| v.0).view(), b.mapv(|v| v.0).view())
+                .into_iter()
+                .map(W)
+                .collect()
         }
     }
     alloc::output::<T>(a.shape())?;
     alloc::output::<T>(b.shape())?;
-    let out = batched(&a.mapv(W), &b.mapv(W), adj_a, adj_b)?;
+    let out = batched(Gemm::Portable, &a.mapv(W), &b.mapv(W), adj_a, adj_b)?;
     alloc::output::<T>(out.shape())?;
     Ok(out.mapv(|v| v.0))
 }

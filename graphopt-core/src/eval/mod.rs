@@ -32,6 +32,7 @@ mod conv;
 mod einsum;
 mod elementwise;
 mod functional;
+mod gemm;
 mod image;
 pub mod kernels;
 mod matmul;
@@ -43,6 +44,7 @@ mod shape_ops;
 pub use broadcast::{check_output, with_limits};
 pub use cast::cast as cast_tensor;
 pub use elementwise::arithmetic as binary_arithmetic;
+pub use gemm::Gemm;
 mod slicing;
 
 /// A failure while evaluating, naming the node.
@@ -103,10 +105,14 @@ pub fn fail<T>(message: impl Into<String>) -> Result<T, KernelError> {
     Err(KernelError(message.into()))
 }
 
-/// What a kernel sees: the node (for attributes) and the evaluation limits.
+/// What a kernel sees: the node (for attributes), the evaluation limits and the matrix
+/// product to use.
+#[derive(Clone, Copy)]
 pub struct KernelContext<'a> {
     pub node: &'a NodeDef,
     pub limits: Limits,
+    /// The matrix product MatMul and the convolutions use.
+    pub gemm: Gemm,
 }
 
 /// Bounds for one evaluation.
@@ -116,6 +122,8 @@ pub struct Options {
     pub limits: Limits,
     /// A while loop running more iterations than this is an error, not a hang.
     pub max_iterations: u64,
+    /// The matrix product: [`Gemm::Portable`] (the default) wherever results are written.
+    pub gemm: Gemm,
 }
 
 impl Default for Options {
@@ -123,6 +131,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             max_iterations: 1_000_000,
+            gemm: Gemm::Portable,
         }
     }
 }
@@ -519,6 +528,7 @@ impl Executor<'_> {
         let context = KernelContext {
             node,
             limits: self.options.limits,
+            gemm: self.options.gemm,
         };
         let outputs =
             run_kernel(kernel, &context, &tensors).map_err(|e| self.node_error(i, e.0))?;

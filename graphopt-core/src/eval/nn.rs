@@ -81,33 +81,48 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     // Only the taps inside the input are visited: a ksize far beyond the input costs what the
     // input holds.
     alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
-    let mut out = ArrayD::<f64>::zeros(IxDyn(&out_dims));
+    let mut out = vec![if max { f64::NEG_INFINITY } else { 0.0 }; outputs];
     if outputs > 0 {
-        for b in 0..n {
-            for oy in 0..wh.out {
-                for ox in 0..ww.out {
-                    for ch in 0..c {
-                        let mut acc = if max { f64::NEG_INFINITY } else { 0.0 };
-                        let mut taps = 0usize;
-                        for ky in wh.taps(oy, kh) {
-                            let Some(iy) = wh.source(oy, ky) else {
-                                continue;
-                            };
-                            for kx in ww.taps(ox, kw) {
-                                let Some(ix) = ww.source(ox, kx) else {
-                                    continue;
-                                };
-                                let v = a[[b, iy, ix, ch]];
-                                acc = if max { acc.max(v) } else { acc + v };
-                                taps += 1;
-                            }
+        let xs = a.as_standard_layout();
+        let xs = xs.as_slice().unwrap_or_default();
+        let image = h * w * c;
+        // Channels innermost, contiguous in NHWC; each channel takes its taps in (ky, kx)
+        // order.
+        for (position, pixel) in out.chunks_exact_mut(c).enumerate() {
+            let b = position / (wh.out * ww.out);
+            let (oy, ox) = (position / ww.out % wh.out, position % ww.out);
+            let mut taps = 0usize;
+            for ky in wh.taps(oy, kh) {
+                let Some(iy) = wh.source(oy, ky) else {
+                    continue;
+                };
+                for kx in ww.taps(ox, kw) {
+                    let Some(ix) = ww.source(ox, kx) else {
+                        continue;
+                    };
+                    let from = b * image + (iy * w + ix) * c;
+                    let row = &xs[from..from + c];
+                    if max {
+                        for (acc, &v) in pixel.iter_mut().zip(row) {
+                            *acc = acc.max(v);
                         }
-                        out[[b, oy, ox, ch]] = if max { acc } else { acc / taps.max(1) as f64 };
+                    } else {
+                        for (acc, &v) in pixel.iter_mut().zip(row) {
+                            *acc += v;
+                        }
                     }
+                    taps += 1;
+                }
+            }
+            if !max {
+                let taps = taps.max(1) as f64;
+                for acc in pixel.iter_mut() {
+                    *acc /= taps;
                 }
             }
         }
     }
+    let out = ArrayD::from_shape_vec(IxDyn(&out_dims), out)?;
     let y = super::conv::to_data_format(&spatial, Tensor::from_data(Data::F64(out)))?;
     cast(&y, input.dtype())
 }
@@ -136,6 +151,7 @@ fn normalize(
             limits: crate::tensor::Limits {
                 max_bytes: u64::MAX,
             },
+            gemm: super::Gemm::Portable,
         },
         &arithmetic("Add", &f64_of(var)?, &eps)?,
     )?;

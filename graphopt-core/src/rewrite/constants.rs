@@ -137,6 +137,8 @@ impl Folder<'_> {
         let ctx = KernelContext {
             node,
             limits: self.options.limits,
+            // Folded values are written into the graph: the same bytes on every machine.
+            gemm: crate::eval::Gemm::Portable,
         };
         let mut result = None;
         if let Ok(outputs) = crate::eval::run_kernel(kernel, &ctx, inputs) {
@@ -435,7 +437,12 @@ fn materialize(
             continue;
         }
         if node.op == "Const" {
-            new_nodes.push(node);
+            // Its control inputs come from folded nodes (a node waiting on anything else is
+            // not folded), which may be gone now: like the NoOp below, it keeps none.
+            new_nodes.push(NodeDef {
+                input: Vec::new(),
+                ..node
+            });
             continue;
         }
         if outputs.is_empty() {
