@@ -54,3 +54,29 @@ fn add_shapes_of_a_split_into_2_40_parts_is_refused() {
     let shaped = transform(&parse(&few), "add_shapes", &["split"]).unwrap();
     assert!(shaped.node[2].attr.contains_key("_output_shapes"));
 }
+
+/// pipeline: fold_constants kept a folded Const that other constants feed only through a
+/// control input with that input, and dropped the constant it named: the graph it left failed
+/// validation (`has input '^a', but there is no node 'a'`). A folded Const keeps no control
+/// inputs now.
+#[test]
+fn fold_constants_leaves_no_control_input_to_a_dropped_constant() {
+    let graph = parse(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "a" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 1 } } } }
+node { name: "b" op: "Const" input: "^a"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "sum" op: "AddV2" input: "x" input: "b" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    for transforms in ["fold_constants", "@deploy"] {
+        let folded = transform(&graph, transforms, &["sum"]).unwrap();
+        graph::validate(&folded).unwrap();
+        let b = folded.node.iter().find(|n| n.name == "b").unwrap();
+        assert!(b.input.is_empty(), "{transforms}: {:?}", b.input);
+    }
+}
