@@ -80,3 +80,22 @@ node { name: "sum" op: "AddV2" input: "x" input: "b" attr { key: "T" value { typ
         assert!(b.input.is_empty(), "{transforms}: {:?}", b.input);
     }
 }
+
+/// pipeline: a second insert_logging named its Prints like the first one's (`x__print__`), two
+/// nodes of one name. Names already taken get a suffix.
+#[test]
+fn insert_logging_twice_gives_every_print_its_own_name() {
+    let graph = parse(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "z" op: "Relu" input: "y" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    let logged = transform(&graph, "insert_logging insert_logging", &["z"]).unwrap();
+    graph::validate(&logged).unwrap();
+    // Two Prints from the first run (after x and y), four from the second (after x, y and
+    // their Prints, which are read now).
+    let prints = logged.node.iter().filter(|n| n.op == "Print").count();
+    assert_eq!(prints, 6);
+}

@@ -6,7 +6,7 @@
 //! tensors it actually prints (the outputs that are read); TensorFlow lists all the node's
 //! output types, which can disagree with its inputs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
@@ -70,6 +70,9 @@ impl Transform for InsertLogging {
         }
         let mut prints = Vec::new();
         let mut rewire: HashMap<String, String> = HashMap::new();
+        // Names in use: a second insert_logging (or a node named like a Print) must not give
+        // two nodes one name.
+        let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
         for node in &graph.node {
             let wanted = (ops.is_empty() || ops.contains(&node.op))
                 && (prefixes.is_empty()
@@ -81,7 +84,13 @@ impl Transform for InsertLogging {
                 continue;
             }
             let dtype = output_type(node);
-            let name = format!("{}__print__", node.name);
+            let mut name = format!("{}__print__", node.name);
+            let mut suffix = 1;
+            while taken.contains(&name) {
+                name = format!("{}__print__{suffix}", node.name);
+                suffix += 1;
+            }
+            taken.insert(name.clone());
             let mut text = String::new();
             if show_op {
                 text.push_str(&format!(";{};", node.op));
