@@ -99,3 +99,39 @@ node { name: "z" op: "Relu" input: "y" attr { key: "T" value { type: DT_FLOAT } 
     let prints = logged.node.iter().filter(|n| n.op == "Print").count();
     assert_eq!(prints, 6);
 }
+
+/// pipeline: convert_to_nchw gave the Transpose that reads a sunk op's output back the op's
+/// `T`, which a Cast does not have (and a comparison's output is bool whatever its `T`): the
+/// graph failed validation. The Transpose now takes the output's type from the op's OpDef.
+#[test]
+fn convert_to_nchw_types_the_transpose_after_a_cast() {
+    let graph = parse(
+        r#"
+node { name: "x" op: "Placeholder"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 3 } dim { size: 3 } dim { size: 2 } } } } }
+node { name: "w" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT
+    tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 2 } }
+    float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "conv" op: "Conv2D" input: "x" input: "w"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } }
+  attr { key: "padding" value { s: "VALID" } } }
+node { name: "cast" op: "Cast" input: "conv"
+  attr { key: "SrcT" value { type: DT_FLOAT } }
+  attr { key: "DstT" value { type: DT_INT32 } } }
+node { name: "out" op: "Identity" input: "cast" attr { key: "T" value { type: DT_INT32 } } }
+"#,
+    );
+    let converted = transform(&graph, "convert_to_nchw", &["out"]).unwrap();
+    graph::validate(&converted).unwrap();
+    assert!(converted.node.iter().any(|n| n.op == "Transpose"));
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec!["out".into()],
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&graph, &converted, &options).unwrap();
+    assert_eq!(report.worst(), 0.0);
+}

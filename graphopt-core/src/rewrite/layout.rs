@@ -73,6 +73,19 @@ fn convertible(node: &NodeDef, input_rank: Option<usize>) -> bool {
     }
 }
 
+/// The type attribute of `node`'s output 0 as its OpDef gives it (a fixed type, such as a
+/// comparison's bool, or the attribute it names), else its `T`; `None` when the node does not
+/// say (the Transpose that reads the output back would lack its `T`).
+fn output_type(node: &NodeDef) -> Option<AttrValue> {
+    match ops::op_def(&node.op).and_then(|d| d.output_arg.first()) {
+        Some(arg) if arg.r#type != 0 => Some(AttrValue {
+            value: Some(attr_value::Value::Type(arg.r#type)),
+        }),
+        Some(arg) if !arg.type_attr.is_empty() => node.attr.get(&arg.type_attr).cloned(),
+        _ => node.attr.get("T").cloned(),
+    }
+}
+
 /// The two shared permutation constants, created once.
 struct Perms {
     to_nchw: String,
@@ -132,7 +145,11 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     for node in &mut graph.node {
         let first = data_inputs(node).first().map(|s| s.to_string());
         let Some(first) = first else { continue };
-        if protected.contains(&node.name) || !convertible(node, rank_of(&first)) {
+        if protected.contains(&node.name)
+            || !convertible(node, rank_of(&first))
+            || !node.attr.contains_key("T")
+            || output_type(node).is_none()
+        {
             continue;
         }
         let t = node.attr.get("T").cloned();
@@ -166,7 +183,7 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
             .node
             .iter()
             .find(|n| n.name == *name)
-            .and_then(|n| n.attr.get("T").cloned());
+            .and_then(output_type);
         let exit = builder.transpose(&format!("{name}/to_nhwc"), name.clone(), &perms.to_nhwc, t);
         exits.insert(name.clone(), exit);
     }
@@ -263,6 +280,9 @@ fn sink_once(
             }
             continue;
         }
+        if output_type(node).is_none() {
+            continue;
+        }
         let op = node.op.as_str();
         let elementwise_unary = ops::UNARY.contains(&op) || UNARY_AGNOSTIC.contains(&op);
         let rewrite: Option<Vec<(usize, String)>> = if elementwise_unary {
@@ -332,7 +352,7 @@ fn sink_once(
         let Some(rewrite) = rewrite else { continue };
         // The op now computes in NCHW; its readers get it back through a new Transpose.
         let name = graph.node[i].name.clone();
-        let t = graph.node[i].attr.get("T").cloned();
+        let t = output_type(&graph.node[i]);
         let exit = builder.transpose(&format!("{name}/to_nhwc"), name.clone(), &perms.to_nhwc, t);
         for node in &mut graph.node {
             for input in &mut node.input {
