@@ -297,8 +297,11 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        let constant =
-            |data: Data| Value::Tensor(graphopt_core::tensor::Tensor::from_data(data).to_proto());
+        let constant = |data: Data| {
+            Value::Tensor(Box::new(
+                graphopt_core::tensor::Tensor::from_data(data).to_proto(),
+            ))
+        };
         let two = ArrayD::from_shape_vec(IxDyn(&[]), vec![2.0f32]).unwrap();
         let label =
             ArrayD::from_shape_vec(IxDyn(&[]), vec![bytes::Bytes::from_static(b"a")]).unwrap();

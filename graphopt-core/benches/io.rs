@@ -71,7 +71,7 @@ fn synthetic_graph(total_mb: usize) -> GraphDef {
                 (
                     "value".to_string(),
                     AttrValue {
-                        value: Some(attr_value::Value::Tensor(tensor)),
+                        value: Some(attr_value::Value::Tensor(Box::new(tensor))),
                     },
                 ),
             ]
@@ -123,7 +123,11 @@ fn expanding_graphs(target: usize) -> Vec<(&'static str, GraphDef)> {
         node: vec![NodeDef {
             name: "tensors".into(),
             op: "Const".into(),
-            attr: [("list".to_string(), attr(attr_value::Value::List(list)))].into(),
+            attr: [(
+                "list".to_string(),
+                attr(attr_value::Value::List(Box::new(list))),
+            )]
+            .into(),
             ..Default::default()
         }],
         ..Default::default()

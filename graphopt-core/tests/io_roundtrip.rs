@@ -115,7 +115,9 @@ fn text_writer_escapes_and_formats_floats_readably() {
     node.attr.insert(
         "value".into(),
         graphopt_core::proto::AttrValue {
-            value: Some(graphopt_core::proto::attr_value::Value::Tensor(tensor)),
+            value: Some(graphopt_core::proto::attr_value::Value::Tensor(Box::new(
+                tensor,
+            ))),
         },
     );
     graph.node.push(node);

@@ -352,8 +352,10 @@ fn shorthand_constants_spell_their_values_out() {
         };
         n.attr
             .insert("dtype".into(), attr(attr_value::Value::Type(proto.dtype)));
-        n.attr
-            .insert("value".into(), attr(attr_value::Value::Tensor(proto)));
+        n.attr.insert(
+            "value".into(),
+            attr(attr_value::Value::Tensor(Box::new(proto))),
+        );
         n
     };
     let before = graph(vec![

@@ -28,6 +28,11 @@ fn generate() -> (Vec<u8>, String) {
         .btree_map(["."])
         .enable_type_names()
         .bytes(["."])
+        // An AttrValue is as large as its largest variant: unboxed, a whole TensorProto
+        // (about 450 bytes) in every attribute of every node, and every B-tree leaf of an
+        // attribute map about 5 KB. Boxed, the rare tensor and list values pay for themselves.
+        .boxed(".tensorflow.AttrValue.value.tensor")
+        .boxed(".tensorflow.AttrValue.value.list")
         .out_dir(out.path())
         .compile_fds(descriptors)
         .expect("prost-build generates code");

@@ -31,12 +31,12 @@ fn constant(name: &str) -> NodeDef {
     n.attr.insert(
         "value".into(),
         AttrValue {
-            value: Some(attr_value::Value::Tensor(TensorProto {
+            value: Some(attr_value::Value::Tensor(Box::new(TensorProto {
                 dtype: DataType::DtFloat as i32,
                 tensor_shape: Some(Default::default()),
                 float_val: vec![1.0],
                 ..Default::default()
-            })),
+            }))),
         },
     );
     n.attr.insert(

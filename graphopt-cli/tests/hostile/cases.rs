@@ -65,10 +65,10 @@ fn string(s: &str) -> AttrValue {
 }
 
 fn ints(values: &[i64]) -> AttrValue {
-    attr(attr_value::Value::List(attr_value::ListValue {
+    attr(attr_value::Value::List(Box::new(attr_value::ListValue {
         i: values.to_vec(),
         ..Default::default()
-    }))
+    })))
 }
 
 fn func(name: &str) -> AttrValue {
@@ -79,10 +79,10 @@ fn func(name: &str) -> AttrValue {
 }
 
 fn types(values: &[DataType]) -> AttrValue {
-    attr(attr_value::Value::List(attr_value::ListValue {
+    attr(attr_value::Value::List(Box::new(attr_value::ListValue {
         r#type: values.iter().map(|&t| t as i32).collect(),
         ..Default::default()
-    }))
+    })))
 }
 
 fn shape(dims: &[i64]) -> TensorShapeProto {
@@ -117,7 +117,7 @@ fn constant(name: &str, tensor: TensorProto) -> NodeDef {
         &[],
         vec![
             ("dtype", dtype(t)),
-            ("value", attr(attr_value::Value::Tensor(tensor))),
+            ("value", attr(attr_value::Value::Tensor(Box::new(tensor)))),
         ],
     )
 }
@@ -1283,7 +1283,7 @@ pub fn all() -> Vec<Case> {
                 "x",
                 "NoOp",
                 &[],
-                vec![("list", attr(attr_value::Value::List(list)))],
+                vec![("list", attr(attr_value::Value::List(Box::new(list))))],
             )]))
         })],
         special: Vec::new(),

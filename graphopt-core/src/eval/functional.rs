@@ -71,10 +71,10 @@ fn build(library: Option<&FunctionDefLibrary>, name: &str) -> Result<FunctionGra
     }
     let tout: Vec<i32> = signature.output_arg.iter().map(|a| a.r#type).collect();
     let list = |types: Vec<i32>| AttrValue {
-        value: Some(attr_value::Value::List(attr_value::ListValue {
+        value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
             r#type: types,
             ..Default::default()
-        })),
+        }))),
     };
     call.attr.insert("Tin".into(), list(tin));
     call.attr.insert("Tout".into(), list(tout.clone()));

@@ -59,7 +59,7 @@ pub(crate) fn variable_to_const(node: &mut NodeDef, value: TensorProto) {
     node.attr.insert(
         "value".into(),
         AttrValue {
-            value: Some(attr_value::Value::Tensor(value)),
+            value: Some(attr_value::Value::Tensor(Box::new(value))),
         },
     );
 }

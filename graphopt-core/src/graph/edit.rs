@@ -168,7 +168,7 @@ pub fn set_const_proto(node: &mut NodeDef, proto: TensorProto) {
     node.attr.insert(
         "value".into(),
         AttrValue {
-            value: Some(attr_value::Value::Tensor(proto)),
+            value: Some(attr_value::Value::Tensor(Box::new(proto))),
         },
     );
 }

@@ -165,7 +165,7 @@ mod tests {
             })),
         };
         let branches = AttrValue {
-            value: Some(attr_value::Value::List(ListValue {
+            value: Some(attr_value::Value::List(Box::new(ListValue {
                 func: vec![
                     NameAttrList {
                         name: "b0".into(),
@@ -177,7 +177,7 @@ mod tests {
                     },
                 ],
                 ..Default::default()
-            })),
+            }))),
         };
         let mut graph = GraphDef {
             node: vec![

@@ -214,7 +214,7 @@ pub mod attr_value {
     #[derive(Clone, PartialEq, ::prost::Oneof)]
     pub enum Value {
         #[prost(message, tag = "1")]
-        List(ListValue),
+        List(::prost::alloc::boxed::Box<ListValue>),
         #[prost(bytes, tag = "2")]
         S(::prost::bytes::Bytes),
         #[prost(int64, tag = "3")]
@@ -228,7 +228,7 @@ pub mod attr_value {
         #[prost(message, tag = "7")]
         Shape(super::TensorShapeProto),
         #[prost(message, tag = "8")]
-        Tensor(super::TensorProto),
+        Tensor(::prost::alloc::boxed::Box<super::TensorProto>),
         /// Only inside function bodies: the name of a function attribute substituted later.
         #[prost(string, tag = "9")]
         Placeholder(::prost::alloc::string::String),

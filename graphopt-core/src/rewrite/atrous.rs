@@ -44,12 +44,12 @@ fn ints(graph: &GraphDef, uses: &Uses, input: &str) -> Option<Vec<i64>> {
 
 fn int_list(values: &[i64]) -> AttrValue {
     AttrValue {
-        value: Some(attr_value::Value::List(
+        value: Some(attr_value::Value::List(Box::new(
             crate::proto::attr_value::ListValue {
                 i: values.to_vec(),
                 ..Default::default()
             },
-        )),
+        ))),
     }
 }
 

@@ -28,10 +28,10 @@ const UNARY_AGNOSTIC: &[&str] = &["Relu6", "Identity", "Cast", "ClipByValue"];
 
 fn ints_attr(values: &[i64]) -> AttrValue {
     AttrValue {
-        value: Some(attr_value::Value::List(attr_value::ListValue {
+        value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
             i: values.to_vec(),
             ..Default::default()
-        })),
+        }))),
     }
 }
 

@@ -220,7 +220,7 @@ pub fn constants_as_tensor_content(graph: &mut GraphDef) -> usize {
         node.attr.insert(
             "value".into(),
             AttrValue {
-                value: Some(attr_value::Value::Tensor(proto)),
+                value: Some(attr_value::Value::Tensor(Box::new(proto))),
             },
         );
         count += 1;
@@ -1156,7 +1156,7 @@ pub fn constants_with_explicit_values(graph: &mut GraphDef) -> usize {
         node.attr.insert(
             "value".into(),
             AttrValue {
-                value: Some(attr_value::Value::Tensor(proto)),
+                value: Some(attr_value::Value::Tensor(Box::new(proto))),
             },
         );
         count += 1;
@@ -1477,10 +1477,10 @@ fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
         conv.attr.insert(
             "dilations".into(),
             AttrValue {
-                value: Some(attr_value::Value::List(attr_value::ListValue {
+                value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
                     i: vec![1, 1, 1, 1],
                     ..Default::default()
-                })),
+                }))),
             },
         );
         conv.attr.insert(

@@ -113,10 +113,10 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
         node.attr.insert(
             "_output_shapes".into(),
             AttrValue {
-                value: Some(attr_value::Value::List(attr_value::ListValue {
+                value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
                     shape: list,
                     ..Default::default()
-                })),
+                }))),
             },
         );
         count += 1;

@@ -1069,7 +1069,7 @@ mod tests {
             "dtype",
             attr_value::Value::Type(tensor.dtype),
         );
-        with_attr(n, "value", attr_value::Value::Tensor(tensor))
+        with_attr(n, "value", attr_value::Value::Tensor(Box::new(tensor)))
     }
 
     /// An int32 Const with its values in int_val.
@@ -1560,10 +1560,10 @@ mod tests {
             with_attr(
                 n,
                 "_output_shapes",
-                attr_value::Value::List(attr_value::ListValue {
+                attr_value::Value::List(Box::new(attr_value::ListValue {
                     shape: vec![shape(dims)],
                     ..Default::default()
-                }),
+                })),
             )
         };
         let g = graph(vec![

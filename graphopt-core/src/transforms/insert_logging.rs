@@ -122,10 +122,10 @@ impl Transform for InsertLogging {
             set(
                 &mut print,
                 "U",
-                attr_value::Value::List(attr_value::ListValue {
+                attr_value::Value::List(Box::new(attr_value::ListValue {
                     r#type: types,
                     ..Default::default()
-                }),
+                })),
             );
             set(
                 &mut print,

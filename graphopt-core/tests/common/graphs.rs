@@ -51,10 +51,10 @@ pub fn s(v: &str) -> attr_value::Value {
 }
 
 pub fn ints(v: &[i64]) -> attr_value::Value {
-    attr_value::Value::List(attr_value::ListValue {
+    attr_value::Value::List(Box::new(attr_value::ListValue {
         i: v.to_vec(),
         ..Default::default()
-    })
+    }))
 }
 
 pub fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, attr_value::Value)]) -> NodeDef {
