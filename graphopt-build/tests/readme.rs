@@ -127,9 +127,29 @@ fn the_digits_example_says_what_its_build_did_and_classifies_the_held_out_digits
         lines[2],
         "input image:0 Float [-1, 8, 8, 1], output probs:0 Float [-1, 10]"
     );
-    assert!(
-        lines[3].starts_with("accuracy on 360 held-out digits: "),
+    // The embedded, optimized graph classifies exactly as many digits right as TensorFlow did
+    // with the frozen graph (examples/digits/data/tensorflow.json, from train.py).
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("examples/digits/data/tensorflow.json")).unwrap(),
+    )
+    .unwrap();
+    let images = record["test_images"].as_u64().unwrap();
+    let tensorflow = record["frozen_graph_accuracy"].as_f64().unwrap();
+    let correct = (tensorflow * images as f64).round() as u64;
+    assert_eq!(
+        lines[3],
+        format!(
+            "accuracy on {images} held-out digits: {:.2}% ({correct}/{images})",
+            100.0 * correct as f64 / images as f64
+        ),
         "{stdout}"
+    );
+    assert_eq!(
+        lines[4],
+        format!(
+            "TensorFlow's accuracy on the same images: {:.2}%",
+            tensorflow * 100.0
+        )
     );
 }
 
