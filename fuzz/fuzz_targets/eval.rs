@@ -27,12 +27,21 @@ fuzz_target!(|data: &[u8]| {
             .filter_map(|(name, proto)| Some((name.clone(), Tensor::from_proto(proto).ok()?)))
             .collect();
         let _ = analysis::shapes::infer_graph(&generated.graph);
-        let _ = eval::evaluate(
+        let result = eval::evaluate(
             &generated.graph,
             &feeds,
             &generated.outputs,
             eval::Options::default(),
         );
+        if graphopt_fuzz::debug() {
+            let shapes = result.map(|t| t.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>());
+            eprintln!(
+                "{} fed {}/{} -> {shapes:?}",
+                graphopt_fuzz::ops(&generated.graph),
+                feeds.len(),
+                generated.placeholders.len()
+            );
+        }
         if also_verify {
             let options = verify::VerifyOptions {
                 outputs: generated.outputs.clone(),

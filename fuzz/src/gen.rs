@@ -184,6 +184,124 @@ fn ops() -> &'static [&'static str] {
     })
 }
 
+/// OpDefs for the ops the evaluator runs that graphopt's bundled OpDefs lack.
+fn extra_op_defs() -> &'static BTreeMap<&'static str, OpDef> {
+    static DEFS: OnceLock<BTreeMap<&'static str, OpDef>> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        let arg =
+            |name: &str, fixed: Option<DataType>, type_attr: &str, list: &str, n: &str| ArgDef {
+                name: name.into(),
+                r#type: fixed.map_or(0, |t| t as i32),
+                type_attr: type_attr.into(),
+                type_list_attr: list.into(),
+                number_attr: n.into(),
+                ..Default::default()
+            };
+        let attrs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|&(name, kind)| graphopt_core::proto::op_def::AttrDef {
+                    name: name.into(),
+                    r#type: kind.into(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let def = |name: &str, input_arg, output_arg, attr| OpDef {
+            name: name.into(),
+            input_arg,
+            output_arg,
+            attr,
+            ..Default::default()
+        };
+        let int32 = Some(DataType::DtInt32);
+        let while_def = |name| {
+            def(
+                name,
+                vec![arg("input", None, "", "T", "")],
+                vec![arg("output", None, "", "T", "")],
+                attrs(&[
+                    ("T", "list(type)"),
+                    ("cond", "func"),
+                    ("body", "func"),
+                    ("output_shapes", "list(shape)"),
+                    ("parallel_iterations", "int"),
+                ]),
+            )
+        };
+        let if_def = |name| {
+            def(
+                name,
+                vec![
+                    arg("cond", None, "Tcond", "", ""),
+                    arg("input", None, "", "Tin", ""),
+                ],
+                vec![arg("output", None, "", "Tout", "")],
+                attrs(&[
+                    ("Tcond", "type"),
+                    ("Tin", "list(type)"),
+                    ("Tout", "list(type)"),
+                    ("then_branch", "func"),
+                    ("else_branch", "func"),
+                    ("output_shapes", "list(shape)"),
+                ]),
+            )
+        };
+        let stitch = |name| {
+            def(
+                name,
+                vec![
+                    arg("indices", int32, "", "", "N"),
+                    arg("data", None, "T", "", "N"),
+                ],
+                vec![arg("merged", None, "T", "", "")],
+                attrs(&[("N", "int"), ("T", "type")]),
+            )
+        };
+        let mut defs = BTreeMap::new();
+        defs.insert("While", while_def("While"));
+        defs.insert("StatelessWhile", while_def("StatelessWhile"));
+        defs.insert("If", if_def("If"));
+        defs.insert("StatelessIf", if_def("StatelessIf"));
+        defs.insert(
+            "Case",
+            def(
+                "Case",
+                vec![
+                    arg("branch_index", int32, "", "", ""),
+                    arg("input", None, "", "Tin", ""),
+                ],
+                vec![arg("output", None, "", "Tout", "")],
+                attrs(&[
+                    ("Tin", "list(type)"),
+                    ("Tout", "list(type)"),
+                    ("branches", "list(func)"),
+                    ("output_shapes", "list(shape)"),
+                ]),
+            ),
+        );
+        defs.insert(
+            "DynamicPartition",
+            def(
+                "DynamicPartition",
+                vec![
+                    arg("data", None, "T", "", ""),
+                    arg("partitions", int32, "", "", ""),
+                ],
+                vec![arg("outputs", None, "T", "", "num_partitions")],
+                attrs(&[("num_partitions", "int"), ("T", "type")]),
+            ),
+        );
+        defs.insert("DynamicStitch", stitch("DynamicStitch"));
+        defs.insert("ParallelDynamicStitch", stitch("ParallelDynamicStitch"));
+        defs
+    })
+}
+
+/// The OpDef the generator follows for `op`: TensorFlow's as bundled, or one of its own.
+fn definition(op: &str) -> Option<&'static OpDef> {
+    op_def(op).or_else(|| extra_op_defs().get(op))
+}
+
 /// One generated graph and how to drive it.
 #[derive(Debug, Clone)]
 pub struct Generated {
@@ -386,7 +504,7 @@ fn attr(value: attr_value::Value) -> AttrValue {
 }
 
 fn list(value: attr_value::ListValue) -> AttrValue {
-    attr(attr_value::Value::List(value))
+    attr(attr_value::Value::List(Box::new(value)))
 }
 
 fn int_list(u: &mut Unstructured<'_>, name: &str) -> Result<Vec<i64>> {
@@ -483,8 +601,10 @@ fn const_node(u: &mut Unstructured<'_>, name: String, want: Option<DataType>) ->
     };
     node.attr
         .insert("dtype".into(), attr(attr_value::Value::Type(dtype)));
-    node.attr
-        .insert("value".into(), attr(attr_value::Value::Tensor(value)));
+    node.attr.insert(
+        "value".into(),
+        attr(attr_value::Value::Tensor(Box::new(value))),
+    );
     Ok(node)
 }
 
@@ -526,12 +646,12 @@ fn op_node(u: &mut Unstructured<'_>, scope: &Scope<'_>, name: String) -> Result<
         ..Default::default()
     };
     let empty = OpDef::default();
-    let def = op_def(op).unwrap_or(&empty);
+    let def = definition(op).unwrap_or(&empty);
     // Attribute values the inputs decide.
     let mut types: BTreeMap<String, i32> = BTreeMap::new();
     let mut numbers: BTreeMap<String, i64> = BTreeMap::new();
     let mut type_lists: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    if def.input_arg.is_empty() && op_def(op).is_none() {
+    if def.input_arg.is_empty() && definition(op).is_none() {
         for _ in 0..u.int_in_range(0..=3)? {
             node.input.push(pick(u, scope, None)?.reference);
         }
@@ -574,7 +694,7 @@ fn op_node(u: &mut Unstructured<'_>, scope: &Scope<'_>, name: String) -> Result<
             .allowed_values
             .as_ref()
             .and_then(|a| match &a.value {
-                Some(attr_value::Value::List(l)) => Some(l.clone()),
+                Some(attr_value::Value::List(l)) => Some(l.as_ref().clone()),
                 _ => None,
             })
             .unwrap_or_default();
@@ -637,7 +757,7 @@ fn op_node(u: &mut Unstructured<'_>, scope: &Scope<'_>, name: String) -> Result<
                     .collect::<Result<_>>()?,
                 ..Default::default()
             }),
-            "tensor" => attr(V::Tensor(tensor(u, None)?)),
+            "tensor" => attr(V::Tensor(Box::new(tensor(u, None)?))),
             "func" => attr(V::Func(func_name(u, scope)?)),
             "list(func)" => list(ListValue {
                 func: (0..u.int_in_range(1..=3)?)
@@ -649,7 +769,7 @@ fn op_node(u: &mut Unstructured<'_>, scope: &Scope<'_>, name: String) -> Result<
         };
         node.attr.insert(name.to_string(), value);
     }
-    if op_def(op).is_none() {
+    if definition(op).is_none() {
         if let Some(value) = scope.values.first() {
             let t = value.dtype.unwrap_or(DataType::DtFloat) as i32;
             node.attr
@@ -679,7 +799,7 @@ fn outputs_of(node: &NodeDef, in_function: bool) -> Vec<Value> {
         };
         return vec![value(reference, dtype)];
     }
-    let Some(def) = op_def(&node.op) else {
+    let Some(def) = definition(&node.op) else {
         return vec![value(
             if in_function {
                 format!("{}:output:0", node.name)
@@ -812,10 +932,11 @@ pub fn graph(u: &mut Unstructured<'_>) -> Result<Generated> {
         let inputs: Vec<DataType> = (0..u.int_in_range(1..=2)?)
             .map(|_| dtype(u))
             .collect::<Result<_>>()?;
-        let outputs = if u.ratio(3, 4)? {
-            vec![inputs[0]]
-        } else {
-            vec![dtype(u)?]
+        // The input's dtype (a While body), bool (a While condition) or any.
+        let outputs = match u.int_in_range(0..=4)? {
+            0..=2 => vec![inputs[0]],
+            3 => vec![DataType::DtBool],
+            _ => vec![dtype(u)?],
         };
         signatures.push(Signature {
             name: format!("f{i}"),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use graphopt_core::budget::Budget;
 
+pub mod bundle;
 pub mod gen;
 
 /// Memory a target may ask the budget for: over it is a refusal (an `Err`), far below
@@ -33,6 +34,31 @@ pub const GENERATED_WORK: u64 = 1 << 24;
 /// The budget a generated graph runs under.
 pub fn generated_budget() -> Budget {
     Budget::new(GENERATED_MEMORY, GENERATED_WORK)
+}
+
+/// Whether `GRAPHOPT_FUZZ_DEBUG` is set: the targets then print what each input did (to see
+/// how far generated inputs get, e.g. running a corpus with `-runs=0`).
+pub fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("GRAPHOPT_FUZZ_DEBUG").is_some())
+}
+
+/// The ops of `graph`, in order, for debug output (`GRAPHOPT_FUZZ_DEBUG=inputs`: with their
+/// inputs).
+pub fn ops(graph: &graphopt_core::proto::GraphDef) -> String {
+    let inputs = std::env::var("GRAPHOPT_FUZZ_DEBUG").is_ok_and(|v| v == "inputs");
+    let ops: Vec<String> = graph
+        .node
+        .iter()
+        .map(|n| {
+            if inputs {
+                format!("{}={}({})", n.name, n.op, n.input.join(","))
+            } else {
+                n.op.clone()
+            }
+        })
+        .collect();
+    ops.join(" ")
 }
 
 /// Splits `data` into at most `max` files: each but the last is a little-endian u32 length
