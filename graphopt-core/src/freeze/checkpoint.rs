@@ -17,6 +17,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::budget;
+use crate::io::wire::varint;
 use crate::proto::{
     tensor_slice_proto, BundleEntryProto, BundleHeaderProto, DataType, TensorProto,
     TensorSliceProto,
@@ -46,19 +47,6 @@ const FOOTER: usize = 48;
 pub fn masked_crc32c(bytes: &[u8]) -> u32 {
     let crc = crc32c::crc32c(bytes);
     crc.rotate_right(15).wrapping_add(0xa282_ead8)
-}
-
-fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *data.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
 }
 
 /// Key/value pairs of a table, in order.

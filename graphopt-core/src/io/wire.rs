@@ -285,7 +285,9 @@ fn map_slots(entries: u64) -> u64 {
     }
 }
 
-fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+/// The base-128 varint at `data[*pos..]` (protobuf's, also LevelDB's in checkpoint indexes),
+/// advancing `pos`; `None` when it runs past the end or over 10 bytes.
+pub(crate) fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *data.get(*pos)?;
