@@ -135,3 +135,43 @@ node { name: "out" op: "Identity" input: "cast" attr { key: "T" value { type: DT
     let report = graphopt_core::verify::compare(&graph, &converted, &options).unwrap();
     assert_eq!(report.worst(), 0.0);
 }
+
+/// eval: Pack checked its axis against the first input's rank and then inserted the new axis
+/// into every input's dims: an input of lower rank panicked (`insertion index (is 1) should be
+/// <= len (is 0)`), from `verify` and from constant folding alike. Inputs of different shapes
+/// are an error now, as in TensorFlow.
+#[test]
+fn pack_of_inputs_of_different_ranks_is_an_error() {
+    let graph = parse(
+        r#"
+node { name: "a" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 2 } }
+    float_val: 1 float_val: 2 } } } }
+node { name: "b" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 3 } } } }
+node { name: "pack" op: "Pack" input: "a" input: "b"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "N" value { i: 2 } }
+  attr { key: "axis" value { i: 1 } } }
+"#,
+    );
+    let fetches = ["pack".to_string()];
+    let result = budget().enter(|| {
+        graphopt_core::eval::evaluate(
+            &graph,
+            &Default::default(),
+            &fetches,
+            graphopt_core::eval::Options::default(),
+        )
+    });
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("one shape"), "{error}");
+    // Folding leaves the node alone.
+    let folded = transform(&graph, "fold_constants", &["pack"]).unwrap();
+    assert_eq!(
+        folded.node.iter().find(|n| n.name == "pack").unwrap().op,
+        "Pack"
+    );
+}

@@ -292,6 +292,15 @@ pub fn pack(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, Kerne
     let first = inputs
         .first()
         .ok_or_else(|| KernelError("Pack needs inputs".into()))?;
+    // The axis is checked against the first input's rank: a shorter one would be indexed
+    // past its end.
+    if let Some(other) = inputs.iter().find(|t| t.shape() != first.shape()) {
+        return fail(format!(
+            "Pack needs inputs of one shape, got {:?} and {:?}",
+            first.shape(),
+            other.shape()
+        ));
+    }
     let axis = normalize_axis(
         attrs::int(ctx.node, "axis").unwrap_or(0),
         first.shape().len() + 1,
