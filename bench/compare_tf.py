@@ -46,6 +46,9 @@ STANDARD = ("strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) "
 MODELS = {
     "resnet50": ("ResNet50", 224),
     "inception_v3": ("InceptionV3", 299),
+    "mobilenet_v2": ("MobileNetV2", 224),
+    "efficientnet_b0": ("EfficientNetB0", 224),
+    "densenet121": ("DenseNet121", 224),
 }
 
 

@@ -56,7 +56,7 @@ impl Real for f64 {
     }
 }
 
-fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
+pub(super) fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
     Some(match op {
         "Add" | "AddV2" => |x, y| x + y,
         "Sub" => |x, y| x - y,
@@ -290,7 +290,10 @@ pub fn compare(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, KernelError> 
     Ok(Tensor::from_data(Data::Bool(out)))
 }
 
-fn float_unary<T: Real>(op: &str, ctx: &KernelContext<'_>) -> Option<Box<dyn Fn(T) -> T>> {
+pub(super) fn float_unary<T: Real>(
+    op: &str,
+    ctx: &KernelContext<'_>,
+) -> Option<Box<dyn Fn(T) -> T>> {
     let c = T::from_f64;
     let alpha = T::from_f64(f64::from(attrs::float(ctx.node, "alpha").unwrap_or(0.2)));
     Some(match op {

@@ -158,6 +158,7 @@ fn call_once(
         &function.graph,
         library,
         cache,
+        None,
         &feeds,
         &function.results,
         options,

@@ -20,6 +20,9 @@ pub enum Gemm {
     Fast,
 }
 
+/// Below this many rows of `a`, [`Gemm::Fast`] uses the row loop.
+const FEW_ROWS: usize = 4;
+
 /// `c = a · b` for row-major `a` [m, k] and `b` [k, n]; `c` [m, n] is overwritten.
 pub fn multiply<T: LinalgScalar>(
     kind: Gemm,
@@ -31,6 +34,9 @@ pub fn multiply<T: LinalgScalar>(
     debug_assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
     match kind {
         Gemm::Portable => portable(k, n, a, b, c),
+        // A few rows (a dense layer at batch 1): packing all of `b` would cost more than the
+        // product, which the row loop streams through once.
+        Gemm::Fast if m < FEW_ROWS => portable(k, n, a, b, c),
         Gemm::Fast => {
             let (Ok(a), Ok(b), Ok(mut c)) = (
                 ArrayView2::from_shape((m, k), a),

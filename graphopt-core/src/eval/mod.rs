@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::budget::{self, BudgetError, Charge};
 use crate::graph::{attrs, InputRef};
@@ -34,6 +35,7 @@ mod elementwise;
 mod functional;
 mod gemm;
 mod image;
+mod in_place;
 pub mod kernels;
 mod matmul;
 mod nn;
@@ -137,19 +139,83 @@ impl Default for Options {
 }
 
 /// A value the executor keeps, held on the budget until its last reference is dropped.
+/// The tensor is shared with a [`Constants`] cache for a decoded Const.
 #[derive(Debug)]
 struct Held {
-    tensor: Tensor,
+    tensor: Arc<Tensor>,
     _charge: Charge,
 }
 
 impl Held {
     fn new(tensor: Tensor) -> Result<Rc<Held>, BudgetError> {
+        Self::shared(Arc::new(tensor))
+    }
+
+    fn shared(tensor: Arc<Tensor>) -> Result<Rc<Held>, BudgetError> {
         let charge = budget::hold(tensor.memory_bytes())?;
         Ok(Rc::new(Held {
             tensor,
             _charge: charge,
         }))
+    }
+
+    /// The tensor itself when nothing else refers to it (no other consumer, fetch, feed or
+    /// cache), so a kernel may overwrite it.
+    fn take_unique(value: &mut Value) -> Option<Tensor> {
+        let rc = value.take()?;
+        match Rc::try_unwrap(rc) {
+            Ok(held) => match Arc::try_unwrap(held.tensor) {
+                Ok(tensor) => Some(tensor),
+                Err(tensor) => {
+                    *value = Some(Rc::new(Held {
+                        tensor,
+                        _charge: held._charge,
+                    }));
+                    None
+                }
+            },
+            Err(rc) => {
+                *value = Some(rc);
+                None
+            }
+        }
+    }
+
+    fn is_unique(value: &Value) -> bool {
+        value
+            .as_ref()
+            .is_some_and(|rc| Rc::strong_count(rc) == 1 && Arc::strong_count(&rc.tensor) == 1)
+    }
+}
+
+/// Const values decoded once and shared by every later evaluation of the same graph: a
+/// model run many times decodes its weights on the first run only. Entries are keyed by node
+/// index and checked against the node's name, so a cache handed a different graph decodes
+/// afresh rather than returning another graph's values.
+#[derive(Default)]
+pub struct Constants {
+    decoded: Mutex<HashMap<usize, (String, Arc<Tensor>)>>,
+}
+
+impl std::fmt::Debug for Constants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        write!(f, "Constants({} decoded)", decoded.len())
+    }
+}
+
+impl Constants {
+    fn get(&self, i: usize, name: &str) -> Option<Arc<Tensor>> {
+        let decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        decoded
+            .get(&i)
+            .filter(|(cached, _)| cached == name)
+            .map(|(_, tensor)| Arc::clone(tensor))
+    }
+
+    fn insert(&self, i: usize, name: &str, tensor: Arc<Tensor>) {
+        let mut decoded = self.decoded.lock().unwrap_or_else(PoisonError::into_inner);
+        decoded.insert(i, (name.to_string(), tensor));
     }
 }
 
@@ -197,6 +263,8 @@ struct Executor<'g> {
     fetch_nodes: HashSet<usize>,
     /// Library functions as runnable graphs, built once each (shared with nested calls).
     function_cache: &'g mut functional::Cache,
+    /// Decoded Consts kept across evaluations, when the caller keeps them.
+    constants: Option<&'g Constants>,
 }
 
 /// Evaluates `fetches` ("node" or "node:port") with `feeds` (node name -> value for output 0).
@@ -220,6 +288,36 @@ pub fn evaluate(
             graph,
             graph.library.as_ref(),
             &mut cache,
+            None,
+            feeds,
+            fetches,
+            options,
+        )
+    })
+}
+
+/// [`evaluate`] for a graph run many times: its Consts are decoded on the first run into
+/// `constants` and shared by the later ones, and the budget (the current one, or a default
+/// one) counts them on each run as it would count fresh copies.
+pub fn evaluate_cached(
+    graph: &GraphDef,
+    constants: &Constants,
+    feeds: &BTreeMap<String, Tensor>,
+    fetches: &[String],
+    options: Options,
+) -> Result<Vec<Tensor>, EvalError> {
+    let input_bytes = || {
+        use prost::Message as _;
+        let fed: u64 = feeds.values().map(Tensor::memory_bytes).sum();
+        (graph.encoded_len() as u64).saturating_add(fed)
+    };
+    budget::enter_or_default(input_bytes, || {
+        let mut cache = functional::Cache::default();
+        evaluate_in(
+            graph,
+            graph.library.as_ref(),
+            &mut cache,
+            Some(constants),
             feeds,
             fetches,
             options,
@@ -243,6 +341,7 @@ fn evaluate_in(
     graph: &GraphDef,
     library: Option<&FunctionDefLibrary>,
     cache: &mut functional::Cache,
+    constants: Option<&Constants>,
     feeds: &BTreeMap<String, Tensor>,
     fetches: &[String],
     options: Options,
@@ -341,6 +440,7 @@ fn evaluate_in(
         ready: VecDeque::new(),
         fetched: HashMap::new(),
         function_cache: cache,
+        constants,
     };
     executor.run()?;
 
@@ -357,7 +457,7 @@ fn evaluate_in(
                 error("was never computed (its inputs never became available)".into())
             })?;
             match outputs.get(port) {
-                Some(Some(value)) => Ok(value.tensor.clone()),
+                Some(Some(value)) => Ok(Tensor::clone(&value.tensor)),
                 Some(None) => Err(error(format!("output {port} is dead (an untaken branch)"))),
                 // A dead node's outputs are all dead, however many it has.
                 None if outputs.iter().all(Option::is_none) && !outputs.is_empty() => {
@@ -428,9 +528,12 @@ impl Executor<'_> {
         i: usize,
         _frame: usize,
         _iter: u64,
-        inputs: Vec<Value>,
+        mut inputs: Vec<Value>,
     ) -> Result<Vec<Value>, EvalError> {
         let node = &self.graph.node[i];
+        if let Some(outputs) = self.fire_in_place(i, &mut inputs)? {
+            return Ok(outputs);
+        }
         let data: Vec<&Value> = node
             .input
             .iter()
@@ -470,7 +573,7 @@ impl Executor<'_> {
         let tensors: Vec<&Tensor> = data
             .iter()
             .filter_map(|v| v.as_deref())
-            .map(|h| &h.tensor)
+            .map(|h| &*h.tensor)
             .collect();
         match op {
             "Switch" | "RefSwitch" => {
@@ -525,14 +628,72 @@ impl Executor<'_> {
         }
         let kernel = kernels::lookup(op)
             .ok_or_else(|| self.node_error(i, "graphopt's evaluator has no kernel for this op"))?;
-        let context = KernelContext {
+        let context = self.context(node);
+        let cached = self.constants.filter(|_| op == "Const");
+        if let Some(tensor) = cached.and_then(|c| c.get(i, &node.name)) {
+            let held = Held::shared(tensor).map_err(|e| self.budget_error(i, e))?;
+            return Ok(vec![Some(held)]);
+        }
+        let outputs =
+            run_kernel(kernel, &context, &tensors).map_err(|e| self.node_error(i, e.0))?;
+        if let (Some(constants), [tensor]) = (cached, outputs.as_slice()) {
+            let tensor = Arc::new(tensor.clone());
+            constants.insert(i, &node.name, Arc::clone(&tensor));
+            let held = Held::shared(tensor).map_err(|e| self.budget_error(i, e))?;
+            return Ok(vec![Some(held)]);
+        }
+        self.keep(i, outputs)
+    }
+
+    fn context<'n>(&self, node: &'n NodeDef) -> KernelContext<'n> {
+        KernelContext {
             node,
             limits: self.options.limits,
             gemm: self.options.gemm,
-        };
-        let outputs =
-            run_kernel(kernel, &context, &tensors).map_err(|e| self.node_error(i, e.0))?;
-        self.keep(i, outputs)
+        }
+    }
+
+    /// Runs an elementwise node into the buffer of an input that nothing else refers to any
+    /// more (see [`in_place`]); `None` when the node or its inputs do not allow it.
+    fn fire_in_place(
+        &self,
+        i: usize,
+        inputs: &mut [Value],
+    ) -> Result<Option<Vec<Value>>, EvalError> {
+        let node = &self.graph.node[i];
+        if !in_place::supports(&node.op) || inputs.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        let data: Vec<usize> = (0..inputs.len())
+            .filter(|&k| node.input.get(k).is_some_and(|name| !name.starts_with('^')))
+            .collect();
+        let context = self.context(node);
+        for (position, &slot) in data.iter().enumerate() {
+            if !Held::is_unique(&inputs[slot]) {
+                continue;
+            }
+            // The other operands, through handles of their own (the slot is taken below).
+            let rest: Vec<Rc<Held>> = data
+                .iter()
+                .filter(|&&k| k != slot)
+                .filter_map(|&k| inputs[k].clone())
+                .collect();
+            let others: Vec<&Tensor> = rest.iter().map(|h| &*h.tensor).collect();
+            let applies = inputs[slot]
+                .as_deref()
+                .is_some_and(|h| in_place::applies(&context, &h.tensor, position, &others));
+            if !applies {
+                continue;
+            }
+            let Some(mine) = Held::take_unique(&mut inputs[slot]) else {
+                continue;
+            };
+            let output = in_place::run(&context, mine, position, &others)
+                .map_err(|e| self.node_error(i, e.0))?;
+            budget::work(output.len() as u64 + 1).map_err(|e| self.budget_error(i, e))?;
+            return self.keep(i, vec![output]).map(Some);
+        }
+        Ok(None)
     }
 
     /// Holds a node's outputs on the budget.

@@ -356,14 +356,14 @@ pub fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, KernelError> {
         ($($v:ident),*) => {
             match first.data() {
                 $(Data::$v(_) => {
-                    let mut views = Vec::with_capacity(inputs.len());
+                    let mut parts = Vec::with_capacity(inputs.len());
                     for t in inputs {
                         match t.data() {
-                            Data::$v(a) => views.push(a.view()),
+                            Data::$v(a) => parts.push(a),
                             _ => return fail("inputs to concatenate must share a dtype"),
                         }
                     }
-                    Data::$v(ndarray::concatenate(Axis(axis), &views)?)
+                    Data::$v(join_row_major(&parts, axis, &out_dims)?)
                 })*
             }
         };
@@ -371,6 +371,50 @@ pub fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, KernelError> {
     let data =
         join!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, Str, C64, C128);
     Tensor::new(first.dtype(), data).map_err(Into::into)
+}
+
+/// The concatenation in row-major order. (`ndarray::concatenate` lays its result out with
+/// `axis` outermost in memory, so every later reader of a channel concatenation had to copy
+/// it element by element.) The parts' shapes must agree off `axis`; `out_dims` is checked.
+fn join_row_major<T: Clone>(
+    parts: &[&ArrayD<T>],
+    axis: usize,
+    out_dims: &[usize],
+) -> Result<ArrayD<T>, KernelError> {
+    let mut total = 0usize;
+    for part in parts {
+        let shape = part.shape();
+        let agrees = shape.len() == out_dims.len()
+            && shape
+                .iter()
+                .zip(out_dims)
+                .enumerate()
+                .all(|(d, (a, b))| d == axis || a == b);
+        if !agrees {
+            return fail(format!(
+                "cannot concatenate {shape:?} into {out_dims:?} along axis {axis}"
+            ));
+        }
+        total = geometry::add(total, part.len(), "the concatenation")?;
+    }
+    let mut out = Vec::with_capacity(total);
+    if total == 0 {
+        return Ok(ArrayD::from_shape_vec(IxDyn(out_dims), out)?);
+    }
+    // No dim is 0 here, so this product divides the output's element count: no overflow.
+    let outer: usize = out_dims[..axis].iter().product();
+    // Each part is `outer` runs of `part.len() / outer` elements, interleaved part by part.
+    let rows: Vec<_> = parts.iter().map(|p| p.as_standard_layout()).collect();
+    for o in 0..outer {
+        for row in &rows {
+            let Some(all) = row.as_slice() else {
+                return fail("a concatenated part is not contiguous");
+            };
+            let run = all.len() / outer;
+            out.extend_from_slice(&all[o * run..(o + 1) * run]);
+        }
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(out_dims), out)?)
 }
 
 /// ConcatV2 (axis last) and Concat (axis first).

@@ -1,0 +1,174 @@
+//! The evaluator's buffer reuse and Const cache change no result: a chain evaluated with every
+//! intermediate fetched (so no buffer can be reused) gives the same bits as the chain
+//! evaluated for its end only, and a cached run gives the same bits as a fresh one.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::graphs::{floats, graph, input, node, placeholder, s};
+use graphopt_core::eval::{evaluate, evaluate_cached, Constants, Options};
+use graphopt_core::proto::GraphDef;
+use graphopt_core::tensor::{Data, Tensor};
+
+/// Bits of a float tensor, so NaN payloads and signed zeros compare too.
+fn bits(t: &Tensor) -> Vec<u32> {
+    match t.data() {
+        Data::F32(a) => a.iter().map(|v| v.to_bits()).collect(),
+        other => panic!("expected floats, got {other:?}"),
+    }
+}
+
+fn run(g: &GraphDef, x: &Tensor, fetches: &[&str]) -> Vec<Tensor> {
+    let feeds = BTreeMap::from([("x".to_string(), x.clone())]);
+    let fetches: Vec<String> = fetches.iter().map(|s| s.to_string()).collect();
+    evaluate(g, &feeds, &fetches, Options::default()).unwrap()
+}
+
+/// Every elementwise form the executor may run in place: a bias along the last axis, an
+/// operand of the same shape on either side (Sub and RealDiv keep their order), a scalar, a
+/// broadcast that is not along the tail, unary activations, and an NCHW BiasAdd (which must
+/// not take the channels-last shortcut).
+fn chain() -> (GraphDef, Vec<&'static str>) {
+    let nodes = vec![
+        placeholder("x", &[2, 3, 4, 5]),
+        floats("bias", &[5], 1),
+        floats("same", &[2, 3, 4, 5], 2),
+        floats("scalar", &[], 3),
+        floats("middle", &[3, 1, 1], 4),
+        floats("channels", &[3], 5),
+        node("biased", "BiasAdd", &["x", "bias"], &[]),
+        node("relu", "Relu", &["biased"], &[]),
+        node("left", "Sub", &["same", "relu"], &[]),
+        node("right", "RealDiv", &["left", "scalar"], &[]),
+        node("spread", "Mul", &["middle", "right"], &[]),
+        node("tanh", "Tanh", &["spread"], &[]),
+        node("most", "Maximum", &["tanh", "same"], &[]),
+        node(
+            "nchw",
+            "BiasAdd",
+            &["most", "channels"],
+            &[("data_format", s("NCHW"))],
+        ),
+        node("relu6", "Relu6", &["nchw"], &[]),
+        node("square", "SquaredDifference", &["relu6", "x"], &[]),
+    ];
+    let names = nodes
+        .iter()
+        .skip(6)
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>();
+    let names: Vec<&'static str> = names
+        .into_iter()
+        .map(|n| &*Box::leak(n.to_string().into_boxed_str()))
+        .collect();
+    (graph(nodes), names)
+}
+
+#[test]
+fn reused_buffers_give_the_same_bits() {
+    let (g, names) = chain();
+    let mut x = input(&[2, 3, 4, 5], 9);
+    // A NaN and signed zeros travel through the chain as well.
+    if let Data::F32(a) = x.data() {
+        let mut a = a.clone();
+        a[[0, 0, 0, 0]] = f32::NAN;
+        a[[1, 2, 3, 4]] = -0.0;
+        x = Tensor::from_data(Data::F32(a));
+    }
+    let end = *names.last().unwrap();
+    let alone = run(&g, &x, &[end]);
+    let everything = run(&g, &x, &names);
+    assert_eq!(bits(&alone[0]), bits(everything.last().unwrap()));
+    // The fetched intermediates are not overwritten by later nodes: each equals its own
+    // evaluation on its own.
+    for (k, name) in names.iter().enumerate() {
+        let own = run(&g, &x, &[name]);
+        assert_eq!(bits(&own[0]), bits(&everything[k]), "{name}");
+    }
+}
+
+#[test]
+fn a_fed_value_is_never_overwritten() {
+    let (g, _) = chain();
+    let x = input(&[2, 3, 4, 5], 9);
+    let before = bits(&x);
+    let out = run(&g, &x, &["relu", "x"]);
+    assert_eq!(bits(&x), before);
+    assert_eq!(bits(&out[1]), before);
+}
+
+#[test]
+fn cached_constants_give_the_same_bits_and_follow_the_graph() {
+    let (g, names) = chain();
+    let x = input(&[2, 3, 4, 5], 9);
+    let feeds = BTreeMap::from([("x".to_string(), x.clone())]);
+    let fetches: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let fresh = evaluate(&g, &feeds, &fetches, Options::default()).unwrap();
+    let constants = Constants::default();
+    for _ in 0..3 {
+        let cached = evaluate_cached(&g, &constants, &feeds, &fetches, Options::default()).unwrap();
+        for (a, b) in fresh.iter().zip(&cached) {
+            assert_eq!(bits(a), bits(b));
+        }
+    }
+    // The same cache handed another graph, whose Consts have other names at the same
+    // positions, decodes that graph's values instead of returning the first graph's.
+    let mut other = g.clone();
+    for n in &mut other.node {
+        if n.op == "Const" {
+            n.name = format!("{}_other", n.name);
+        }
+    }
+    for n in &mut other.node {
+        for input in &mut n.input {
+            if ["bias", "same", "scalar", "middle", "channels"].contains(&input.as_str()) {
+                *input = format!("{input}_other");
+            }
+        }
+    }
+    if let Some(bias) = other.node.iter_mut().find(|n| n.name == "bias_other") {
+        *bias = floats("bias_other", &[5], 77);
+    }
+    let theirs = evaluate(&other, &feeds, &fetches, Options::default()).unwrap();
+    let cached = evaluate_cached(&other, &constants, &feeds, &fetches, Options::default()).unwrap();
+    for (a, b) in theirs.iter().zip(&cached) {
+        assert_eq!(bits(a), bits(b));
+    }
+    assert_ne!(
+        bits(&theirs[0]),
+        bits(&fresh[0]),
+        "the second graph's bias differs"
+    );
+}
+
+#[test]
+fn a_chain_reuses_one_buffer() {
+    // Six activations on a 1 MiB input: the fed value stays held (the caller's), the first
+    // activation allocates, and every later one writes over its input. Without reuse two
+    // results would be held at once beside the feed.
+    let mut nodes = vec![placeholder("x", &[256, 1024])];
+    let ops = ["Relu", "Tanh", "Sigmoid", "Relu6", "Neg", "Abs"];
+    for (k, op) in ops.iter().enumerate() {
+        let from = if k == 0 {
+            "x".to_string()
+        } else {
+            format!("a{}", k - 1)
+        };
+        nodes.push(node(&format!("a{k}"), op, &[&from], &[]));
+    }
+    let g = graph(nodes);
+    let x = input(&[256, 1024], 3);
+    let budget = graphopt_core::budget::Budget::unlimited();
+    let out = budget.enter(|| run(&g, &x, &["a5"]));
+    let mib = 1u64 << 20;
+    assert!(
+        budget.peak() < 2 * mib + mib / 2,
+        "peak {} bytes: the chain did not reuse its buffer",
+        budget.peak()
+    );
+    assert_eq!(
+        bits(&out[0]),
+        bits(&run(&g, &x, &["a0", "a1", "a2", "a3", "a4", "a5"])[5])
+    );
+}
