@@ -56,17 +56,120 @@ impl Real for f64 {
     }
 }
 
+// The commonest float ops as named functions: the loops in `with_float_binary!` and
+// `with_float_unary!` get them as fn items, which inline and vectorize; a fn pointer or a
+// boxed closure costs an indirect call per element.
+pub(super) fn add<T: Real>(x: T, y: T) -> T {
+    x + y
+}
+pub(super) fn sub<T: Real>(x: T, y: T) -> T {
+    x - y
+}
+pub(super) fn mul<T: Real>(x: T, y: T) -> T {
+    x * y
+}
+pub(super) fn div<T: Real>(x: T, y: T) -> T {
+    x / y
+}
+/// Eigen's max: NaN in the first operand wins, as in TensorFlow.
+pub(super) fn maximum<T: Real>(x: T, y: T) -> T {
+    if x < y {
+        y
+    } else {
+        x
+    }
+}
+/// Eigen's min: NaN in the first operand wins.
+pub(super) fn minimum<T: Real>(x: T, y: T) -> T {
+    if y < x {
+        y
+    } else {
+        x
+    }
+}
+pub(super) fn relu<T: Real>(x: T) -> T {
+    if x > T::zero() || x.is_nan() {
+        x
+    } else {
+        T::zero()
+    }
+}
+pub(super) fn relu6<T: Real>(x: T) -> T {
+    x.max(T::zero()).min(T::from_f64(6.0))
+}
+
+/// `$body` with `$f` bound to the float function of binary op `$op` on `$t` (a fn item for
+/// the common ops); `None` when `$op` is not a float op.
+macro_rules! with_float_binary {
+    ($op:expr, $t:ty, $f:ident => $body:expr) => {{
+        use $crate::eval::elementwise as e;
+        match $op {
+            "Add" | "AddV2" | "BiasAdd" => {
+                let $f = e::add::<$t>;
+                Some($body)
+            }
+            "Sub" => {
+                let $f = e::sub::<$t>;
+                Some($body)
+            }
+            "Mul" => {
+                let $f = e::mul::<$t>;
+                Some($body)
+            }
+            "RealDiv" | "Div" | "TruncateDiv" => {
+                let $f = e::div::<$t>;
+                Some($body)
+            }
+            "Maximum" => {
+                let $f = e::maximum::<$t>;
+                Some($body)
+            }
+            "Minimum" => {
+                let $f = e::minimum::<$t>;
+                Some($body)
+            }
+            other => match e::float_binary::<$t>(other) {
+                Some($f) => Some($body),
+                None => None,
+            },
+        }
+    }};
+}
+pub(super) use with_float_binary;
+
+/// `$body` with `$f` bound to the float function of unary op `$op` (a fn item for the common
+/// activations); `None` when `$op` is not a float op.
+macro_rules! with_float_unary {
+    ($op:expr, $t:ty, $ctx:expr, $f:ident => $body:expr) => {{
+        use $crate::eval::elementwise as e;
+        match $op {
+            "Relu" => {
+                let $f = e::relu::<$t>;
+                Some($body)
+            }
+            "Relu6" => {
+                let $f = e::relu6::<$t>;
+                Some($body)
+            }
+            other => match e::float_unary::<$t>(other, $ctx) {
+                Some($f) => Some($body),
+                None => None,
+            },
+        }
+    }};
+}
+pub(super) use with_float_unary;
+
 pub(super) fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
     Some(match op {
-        "Add" | "AddV2" => |x, y| x + y,
-        "Sub" => |x, y| x - y,
-        "Mul" => |x, y| x * y,
-        "RealDiv" | "Div" | "TruncateDiv" => |x, y| x / y,
+        "Add" | "AddV2" => add,
+        "Sub" => sub,
+        "Mul" => mul,
+        "RealDiv" | "Div" | "TruncateDiv" => div,
         "DivNoNan" => |x, y| if y == T::zero() { T::zero() } else { x / y },
         "MulNoNan" => |x, y| if y == T::zero() { T::zero() } else { x * y },
-        // Eigen's max/min: NaN in the first operand wins, as in TensorFlow.
-        "Maximum" => |x, y| if x < y { y } else { x },
-        "Minimum" => |x, y| if y < x { y } else { x },
+        "Maximum" => maximum,
+        "Minimum" => minimum,
         "Pow" => |x, y| x.powf(y),
         "SquaredDifference" => |x, y| (x - y) * (x - y),
         "FloorDiv" => |x, y| (x / y).floor(),
@@ -80,7 +183,7 @@ pub(super) fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
         },
         "TruncateMod" => |x, y| x % y,
         "Atan2" => |x, y| x.atan2(y),
-        "BiasAdd" => |x, y| x + y,
+        "BiasAdd" => add,
         _ => return None,
     })
 }
@@ -185,9 +288,8 @@ fn int_zip<T: Int>(op: &str, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, 
 }
 
 fn float_zip<T: Real>(op: &str, a: &ArrayD<T>, b: &ArrayD<T>) -> Result<ArrayD<T>, KernelError> {
-    let f = float_binary::<T>(op)
-        .ok_or_else(|| KernelError(format!("{op} is not a float operation")))?;
-    zip2(a, b, |&x, &y| f(x, y))
+    with_float_binary!(op, T, f => zip2(a, b, |&x, &y| f(x, y)))
+        .ok_or_else(|| KernelError(format!("{op} is not a float operation")))?
 }
 
 /// Runs a float computation on float16/bfloat16 by widening to float32.
@@ -310,14 +412,8 @@ pub(super) fn float_unary<T: Real>(
         "Sigmoid" => Box::new(|x: T| T::one() / (T::one() + (-x).exp())),
         "Erf" => Box::new(|x: T| x.erf()),
         "Erfc" => Box::new(|x: T| x.erfc()),
-        "Relu" => Box::new(|x: T| {
-            if x > T::zero() || x.is_nan() {
-                x
-            } else {
-                T::zero()
-            }
-        }),
-        "Relu6" => Box::new(move |x: T| x.max(T::zero()).min(c(6.0))),
+        "Relu" => Box::new(relu),
+        "Relu6" => Box::new(relu6),
         "Elu" => Box::new(|x: T| if x < T::zero() { x.exp_m1() } else { x }),
         "Selu" => Box::new(move |x: T| {
             let scale = c(1.050_700_987_355_480_5);
@@ -409,8 +505,12 @@ pub fn unary(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError>
         };
     }
     let data = match x.data() {
-        Data::F32(a) => Data::F32(a.mapv(float_unary::<f32>(op, ctx).ok_or_else(unsupported)?)),
-        Data::F64(a) => Data::F64(a.mapv(float_unary::<f64>(op, ctx).ok_or_else(unsupported)?)),
+        Data::F32(a) => {
+            Data::F32(with_float_unary!(op, f32, ctx, f => a.mapv(f)).ok_or_else(unsupported)?)
+        }
+        Data::F64(a) => {
+            Data::F64(with_float_unary!(op, f64, ctx, f => a.mapv(f)).ok_or_else(unsupported)?)
+        }
         Data::F16(_) | Data::BF16(_) => return from_f32(&unary(ctx, &to_f32(x)?)?, x.dtype()),
         Data::I8(a) => ints!(a, I8),
         Data::I16(a) => ints!(a, I16),

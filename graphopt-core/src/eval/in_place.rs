@@ -8,7 +8,7 @@
 use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::broadcast::broadcast_shape;
-use super::elementwise::{float_binary, float_unary, Real};
+use super::elementwise::{float_binary, float_unary, with_float_binary, with_float_unary, Real};
 use super::{KernelContext, KernelError};
 use crate::graph::attrs;
 use crate::graph::ops::{ELEMENTWISE_BINARY, UNARY};
@@ -98,49 +98,54 @@ fn compute<T: Real>(
     other: Option<&ArrayD<T>>,
 ) -> Result<ArrayD<T>, KernelError> {
     let op = ctx.node.op.as_str();
-    let unsupported = || KernelError(format!("{op} has no in-place form"));
-    match other {
-        None => {
-            let f = float_unary::<T>(op, ctx).ok_or_else(unsupported)?;
-            target.mapv_inplace(f);
-        }
+    let done = match other {
+        None => with_float_unary!(op, T, ctx, f => target.mapv_inplace(f)),
         Some(other) => {
-            // BiasAdd is Add of the bias along the last axis.
-            let f = float_binary::<T>(if op == "BiasAdd" { "Add" } else { op })
-                .ok_or_else(unsupported)?;
-            if let Some(period) = repeats_along_tail(target.shape(), other.shape()) {
-                if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
-                    // `other` repeats every `period` elements of the target (a bias, a
-                    // same-shaped operand, a scalar): plain slices, which vectorize.
-                    if o.len() == period && period > 0 {
-                        for chunk in t.chunks_exact_mut(period) {
-                            if position == 0 {
-                                chunk.iter_mut().zip(o).for_each(|(t, &o)| *t = f(*t, o));
-                            } else {
-                                chunk.iter_mut().zip(o).for_each(|(t, &o)| *t = f(o, *t));
-                            }
-                        }
-                        return Ok(target);
+            with_float_binary!(op, T, f => combine(&mut target, position, other, f)).transpose()?
+        }
+    };
+    done.ok_or_else(|| KernelError(format!("{op} has no in-place form")))?;
+    Ok(target)
+}
+
+/// `target = f(target, other)` (or `f(other, target)` at position 1), `other` broadcast.
+fn combine<T: Real>(
+    target: &mut ArrayD<T>,
+    position: usize,
+    other: &ArrayD<T>,
+    f: impl Fn(T, T) -> T,
+) -> Result<(), KernelError> {
+    if let Some(period) = repeats_along_tail(target.shape(), other.shape()) {
+        if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
+            // `other` repeats every `period` elements of the target (a bias, a same-shaped
+            // operand, a scalar): plain slices, which vectorize.
+            if o.len() == period && period > 0 {
+                for chunk in t.chunks_exact_mut(period) {
+                    if position == 0 {
+                        chunk.iter_mut().zip(o).for_each(|(t, &o)| *t = f(*t, o));
+                    } else {
+                        chunk.iter_mut().zip(o).for_each(|(t, &o)| *t = f(o, *t));
                     }
                 }
-            }
-            let shape = IxDyn(target.shape());
-            let other = other.broadcast(shape.clone()).ok_or_else(|| {
-                KernelError(format!("cannot broadcast {:?} to {shape:?}", other.shape()))
-            })?;
-            // The operands keep their order: the target is the left one at position 0.
-            if position == 0 {
-                Zip::from(&mut target)
-                    .and(&other)
-                    .for_each(|t, &o| *t = f(*t, o));
-            } else {
-                Zip::from(&mut target)
-                    .and(&other)
-                    .for_each(|t, &o| *t = f(o, *t));
+                return Ok(());
             }
         }
     }
-    Ok(target)
+    let shape = IxDyn(target.shape());
+    let other = other
+        .broadcast(shape.clone())
+        .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {shape:?}", other.shape())))?;
+    // The operands keep their order: the target is the left one at position 0.
+    if position == 0 {
+        Zip::from(target)
+            .and(&other)
+            .for_each(|t, &o| *t = f(*t, o));
+    } else {
+        Zip::from(target)
+            .and(&other)
+            .for_each(|t, &o| *t = f(o, *t));
+    }
+    Ok(())
 }
 
 /// The number of elements after which `other` repeats when broadcast to `target`: its shape
