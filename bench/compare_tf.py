@@ -6,7 +6,7 @@ release binary built:
     cargo build --release -p graphopt-cli
     /tmp/tfvenv/bin/python bench/compare_tf.py --graphopt target/release/graphopt \
         [--models resnet50,inception_v3] [--runs 3] [--work target/tmp/compare_tf] \
-        [--graphopt-dev target/debug/graphopt] [--no-eval] [--json OUT.json]
+        [--graphopt-dev target/debug/graphopt] [--no-eval] [--eval-only] [--json OUT.json]
 
 For each model it generates, on demand and not committed (cached under --work), a Keras 3
 SavedModel (Keras applications, random weights, `model.export`), then measures in this one
@@ -21,8 +21,10 @@ run, each tool in a fresh process of its own so peak RSS is that tool's alone:
   writing files is not counted for GTT). GTT has no `@deploy`; that row is compared with
   GTT's standard pipeline, the nearest thing TensorFlow offers;
 - inference (unless --no-eval): graphopt's evaluator per inference at batch 1 on the
-  standard pipeline's output (`cargo bench -p graphopt-core --bench eval`), against
-  TensorFlow's own `Session.run` per inference on the same graph (default threads).
+  standard pipeline's output (`cargo bench -p graphopt-core --features threads --bench eval`),
+  with its matrix products on one thread and on every core, against TensorFlow's own
+  `Session.run` per inference on the same graph (default threads). --eval-only measures only
+  this (the models: resnet50, inception_v3, mobilenet_v2, efficientnet_b0, densenet121).
 
 Ratios are TF time / graphopt time (above 1: graphopt faster) and graphopt peak RSS / file
 size. Figures are medians over --runs runs.
@@ -164,11 +166,15 @@ def median_measure(command, runs):
             statistics.median(r[2] for r in results), [r[0] for r in results])
 
 
-def eval_bench(graph, inputs, outputs, runs):
-    """graphopt's evaluator per inference (median seconds) through the eval bench."""
-    command = ["cargo", "bench", "-q", "-p", "graphopt-core", "--bench", "eval", "--",
+def eval_bench(graph, inputs, outputs, runs, threads):
+    """graphopt's evaluator per inference (median seconds) through the eval bench, its matrix
+    products on `threads` threads."""
+    command = ["cargo", "bench", "-q", "-p", "graphopt-core", "--features", "threads",
+               "--bench", "eval", "--",
                str(graph), "--inputs", inputs, "--outputs", outputs, "--runs", str(runs)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    env = dict(os.environ, MATMUL_NUM_THREADS=str(threads))
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False,
+                            env=env)
     if result.returncode != 0:
         sys.exit(f"eval bench failed:\n{result.stderr[-4000:]}")
     for line in result.stdout.splitlines():
@@ -188,6 +194,8 @@ def main():
     parser.add_argument("--work", default=str(ROOT / "target/tmp/compare_tf"))
     parser.add_argument("--no-eval", action="store_true", help="skip the inference comparison")
     parser.add_argument("--no-freeze", action="store_true", help="skip the freeze comparison")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="only the inference comparison (no freeze, GTT or transform timing)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -215,7 +223,13 @@ def main():
         figures[name] = model
         print(f"[{name}] {frozen} {file_mib:.1f} MiB, inputs {inputs}, outputs {outputs}", flush=True)
 
-        if not args.no_freeze:
+        standard_out = work / f"{name}.standard.pb"
+        if args.eval_only:
+            if not standard_out.exists():
+                subprocess.run([graphopt, "transform", f"--in_graph={frozen}",
+                                f"--out_graph={standard_out}", f"--inputs={inputs}",
+                                f"--outputs={outputs}", f"--transforms={STANDARD}"], check=True)
+        elif not args.no_freeze:
             out = work / f"{name}.refrozen.pb"
             g_time, g_peak, g_cpu, _ = median_measure(
                 [graphopt, "freeze", f"--saved_model_dir={saved_model}", f"--out_graph={out}"],
@@ -229,14 +243,16 @@ def main():
                          "load+convert_variables_to_constants_v2", tf_time, tf_cpu, tf_peak,
                          file_mib))
 
-        gtt = run_worker("gtt", frozen, inputs, outputs, STANDARD, args.runs)
-        gtt_time = statistics.median(gtt["seconds"])
-        gtt_cpu = statistics.median(gtt["cpu_seconds"])
-        model["gtt"] = gtt
-        standard_out = work / f"{name}.standard.pb"
         binaries = [("release", graphopt)]
         if args.graphopt_dev:
             binaries.append(("dev opt-level 0", str(pathlib.Path(args.graphopt_dev).resolve())))
+        if args.eval_only:
+            binaries = []
+        else:
+            gtt = run_worker("gtt", frozen, inputs, outputs, STANDARD, args.runs)
+            gtt_time = statistics.median(gtt["seconds"])
+            gtt_cpu = statistics.median(gtt["cpu_seconds"])
+            model["gtt"] = gtt
         for label, binary in binaries:
             for pipeline, transforms, out in (("standard", STANDARD, standard_out),
                                               ("@deploy", "@deploy", work / f"{name}.deploy.pb")):
@@ -255,11 +271,14 @@ def main():
         if not args.no_eval:
             tf_run = run_worker("tf_run", standard_out, inputs, outputs, size, max(args.runs, 10))
             tf_time = statistics.median(tf_run["seconds"])
-            ours = eval_bench(standard_out, inputs, outputs, max(args.runs, 3))
-            model["inference"] = {"graphopt": ours, "tf": tf_run}
-            rows.append((name, "inference, batch 1", ours["median_seconds"], float("nan"),
-                         ours["peak_mib"], "TF Session.run", tf_time, float("nan"),
-                         tf_run["peak_mib"], file_mib))
+            model["inference"] = {"tf": tf_run}
+            cores = os.cpu_count() or 1
+            for threads in sorted({1, cores}):
+                ours = eval_bench(standard_out, inputs, outputs, max(args.runs, 3), threads)
+                model["inference"][f"graphopt {threads} threads"] = ours
+                rows.append((name, f"inference, batch 1, {threads} thr", ours["median_seconds"],
+                             float("nan"), ours["peak_mib"], "TF Session.run (default threads)",
+                             tf_time, float("nan"), tf_run["peak_mib"], file_mib))
 
     print()
     print("wall: median wall time; cpu: median user + system CPU time; peak: max RSS; "
