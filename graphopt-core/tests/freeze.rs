@@ -252,3 +252,82 @@ fn tf1_style_savedmodels_freeze_through_their_saver() {
         .any(|n| n.op.contains("Var") || n.op == "RestoreV2" || n.op == "ReadVariableOp"));
     assert_computes_tensorflows_output(&frozen.graph, "tf1_saved_model", "x", "probabilities");
 }
+
+#[test]
+fn captured_constants_freeze_to_their_values() {
+    // Keras' Normalization with a given mean and variance (as in keras.applications'
+    // EfficientNet): the signature captures them as constant tensors, SavedConstant objects in
+    // the SavedObjectGraph, not variables in the checkpoint.
+    let frozen = freeze_saved("keras_normalization");
+    assert_eq!(frozen.inputs, ["pixels"]);
+    assert_eq!(frozen.outputs, ["output_0"]);
+    assert!(
+        !frozen
+            .graph
+            .node
+            .iter()
+            .any(|n| n.op.contains("Variable") || n.op.contains("PartitionedCall")),
+        "{:?}",
+        frozen.graph.node.iter().map(|n| &n.op).collect::<Vec<_>>()
+    );
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    assert_computes_tensorflows_output(&frozen.graph, "keras_normalization", "pixels", "output_0");
+}
+
+#[test]
+fn unsupported_captures_are_named_with_their_function() {
+    use graphopt_core::proto::{saved_object::Kind, SavedModel, SavedResource};
+    use prost::Message;
+    let source = saved().join("keras_normalization");
+    let model = SavedModel::decode(
+        std::fs::read(source.join("saved_model.pb"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    // A copy of the fixture whose captured constants are changed by `edit`, frozen.
+    let freeze_edited = |edit: &dyn Fn(&mut Kind)| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("variables")).unwrap();
+        for file in ["variables.index", "variables.data-00000-of-00001"] {
+            std::fs::copy(
+                source.join("variables").join(file),
+                dir.path().join("variables").join(file),
+            )
+            .unwrap();
+        }
+        let mut model = model.clone();
+        let objects = &mut model.meta_graphs[0]
+            .object_graph_def
+            .as_mut()
+            .unwrap()
+            .nodes;
+        for kind in objects.iter_mut().filter_map(|o| o.kind.as_mut()) {
+            if matches!(kind, Kind::Constant(_)) {
+                edit(kind);
+            }
+        }
+        std::fs::write(dir.path().join("saved_model.pb"), model.encode_to_vec()).unwrap();
+        graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+            .unwrap_err()
+            .to_string()
+    };
+    // A kind freezing does not know: the capture, the function and the kind are named.
+    let error = freeze_edited(&|kind| *kind = Kind::Resource(SavedResource::default()));
+    assert!(
+        error.contains("captured input 'Const_1' of '__inference_signature_wrapper")
+            && error.contains("is a resource"),
+        "{error}"
+    );
+    // A constant whose operation is not a Const.
+    let error = freeze_edited(&|kind| {
+        if let Kind::Constant(constant) = kind {
+            constant.operation = "serving_default_pixels".into();
+        }
+    });
+    assert!(
+        error.contains("captured constant 'Const_1' of '__inference_signature_wrapper")
+            && error.contains("'serving_default_pixels' is a Placeholder, not a Const"),
+        "{error}"
+    );
+}

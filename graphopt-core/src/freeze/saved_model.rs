@@ -15,7 +15,7 @@ use super::FreezeError;
 use crate::graph::inline;
 use crate::graph::{self, InputRef};
 use crate::proto::{
-    attr_value, AttrValue, GraphDef, MetaGraphDef, NodeDef, SavedModel, SignatureDef,
+    attr_value, saved_object, AttrValue, GraphDef, MetaGraphDef, NodeDef, SavedModel, SignatureDef,
     TrackableObjectGraph,
 };
 use crate::rewrite::order::sort_by_execution_order;
@@ -209,10 +209,52 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
                 .cloned()
                 .collect();
             let first_captured = data.len().saturating_sub(bound.len());
-            for (input, &object) in data[first_captured..].iter().zip(&bound) {
-                let handle = graph::node_name(input).to_string();
+            for (position, &object) in (first_captured..data.len()).zip(&bound) {
+                let handle = graph::node_name(&data[position]).to_string();
                 if frozen_handles.contains_key(&handle) {
                     continue;
+                }
+                let kind = object_graph
+                    .zip(usize::try_from(object).ok())
+                    .and_then(|(o, i)| o.nodes.get(i))
+                    .and_then(|n| n.kind.as_ref());
+                match kind {
+                    // Variables (and objects the SavedObjectGraph does not describe) are read
+                    // from the checkpoint below.
+                    Some(saved_object::Kind::Variable(_)) | None => {}
+                    // A captured constant tensor (a Keras Rescaling or Normalization layer's
+                    // mean and variance, say) is frozen to its value, the Const the object
+                    // names, as TensorFlow's loader and convert_variables_to_constants_v2 do.
+                    Some(saved_object::Kind::Constant(constant)) => {
+                        let source = captured_constant(&graph, &index, &constant.operation)
+                            .map_err(|why| {
+                                fail(format!(
+                                    "captured constant '{handle}' of '{}' (object {object}): {why}",
+                                    f.name
+                                ))
+                            })?;
+                        if source != handle {
+                            // The object graph, not the call's input, says which tensor
+                            // TensorFlow binds; follow it.
+                            if let Some(call_input) = graph.node[call]
+                                .input
+                                .iter_mut()
+                                .filter(|i| !i.starts_with('^'))
+                                .nth(position)
+                            {
+                                *call_input = source;
+                            }
+                        }
+                        continue;
+                    }
+                    Some(other) => {
+                        return Err(fail(format!(
+                            "captured input '{handle}' of '{}' is a {} (object {object} of the \
+                             SavedObjectGraph); only variables and constants can be frozen",
+                            f.name,
+                            kind_name(other)
+                        )));
+                    }
                 }
                 let Some(key) = usize::try_from(object).ok().and_then(|o| keys.get(&o)) else {
                     return Err(fail(format!("captured input '{handle}' of '{}' is not a variable in the checkpoint's object graph", f.name)));
@@ -315,6 +357,40 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         outputs: output_names,
         shapes,
     })
+}
+
+/// The Const node a captured SavedConstant names (its `operation`), or why it cannot be used.
+fn captured_constant(
+    graph: &GraphDef,
+    index: &HashMap<String, usize>,
+    operation: &str,
+) -> Result<String, String> {
+    let name = graph::node_name(operation);
+    let &i = index
+        .get(name)
+        .ok_or_else(|| format!("the graph has no node '{name}'"))?;
+    let node = &graph.node[i];
+    if node.op != "Const" {
+        return Err(format!("'{name}' is a {}, not a Const", node.op));
+    }
+    if !node.attr.contains_key("value") {
+        return Err(format!("Const '{name}' has no value"));
+    }
+    Ok(name.to_string())
+}
+
+/// The SavedObject kind's name in saved_object_graph.proto, for messages.
+fn kind_name(kind: &saved_object::Kind) -> &'static str {
+    match kind {
+        saved_object::Kind::UserObject(_) => "user_object",
+        saved_object::Kind::Asset(_) => "asset",
+        saved_object::Kind::Function(_) => "function",
+        saved_object::Kind::Variable(_) => "variable",
+        saved_object::Kind::BareConcreteFunction(_) => "bare_concrete_function",
+        saved_object::Kind::Constant(_) => "constant",
+        saved_object::Kind::Resource(_) => "resource",
+        saved_object::Kind::CapturedTensor(_) => "captured_tensor",
+    }
 }
 
 /// `DIR/variables/variables`.
