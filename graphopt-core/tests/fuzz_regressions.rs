@@ -175,3 +175,208 @@ node { name: "pack" op: "Pack" input: "a" input: "b"
         "Pack"
     );
 }
+
+/// Folds `graph` as fold_constants does (the rewrite layer: no validation around it), with
+/// `outputs` protected.
+fn fold_directly(graph: &GraphDef, outputs: &[&str]) -> GraphDef {
+    use graphopt_core::rewrite::constants::{fold, FoldOptions};
+    let options = FoldOptions {
+        limits: graphopt_core::tensor::Limits {
+            max_bytes: 10 << 20,
+        },
+        exclude_ops: Default::default(),
+        exclude_nodes: Default::default(),
+        inputs: Default::default(),
+        protected: outputs
+            .iter()
+            .map(|s| graph::node_name(s).to_string())
+            .collect(),
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut folded = graph.clone();
+    budget().enter(|| fold(&mut folded, &options)).unwrap();
+    folded
+}
+
+fn op_of<'g>(graph: &'g GraphDef, name: &str) -> &'g str {
+    &graph.node.iter().find(|n| n.name == name).unwrap().op
+}
+
+/// Verifies that `after` computes `outputs` as `before` does.
+fn same_outputs(before: &GraphDef, after: &GraphDef, outputs: &[&str]) {
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(before, after, &options).unwrap();
+    assert_eq!(report.worst(), 0.0);
+}
+
+const UNPACK: &str = r#"
+node { name: "x" op: "Placeholder"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } } } } }
+node { name: "c" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } }
+    float_val: 5 } } } }
+node { name: "u" op: "Unpack" input: "c"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "num" value { i: 2 } }
+  attr { key: "axis" value { i: 0 } } }
+node { name: "out" op: "AddV2" input: "x" input: "u:1" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+/// pipeline (`fold_constants fold_constants`): the Unpack kernel made one output per entry of
+/// the unpacked dimension whatever the node's `num`; an Unpack with `num: 2` of a dimension of
+/// 1 folded into one value, and the folding, finding no value for the `u:1` its reader uses,
+/// dropped the node and left the reader dangling (`has input 'u:1', but there is no node
+/// 'u'`). TensorFlow fails such an Unpack: the kernel does now, so folding leaves it alone; a
+/// kernel whose outputs disagree with the node's count is an error in general, and folding
+/// never folds a node short of a value for an output that is read, nor one fetched through an
+/// output other than 0.
+#[test]
+fn fold_constants_leaves_an_unpack_whose_num_is_not_its_dimension() {
+    let graph = parse(UNPACK);
+    for transforms in ["fold_constants fold_constants", "@deploy"] {
+        let folded = transform(&graph, transforms, &["out"]).unwrap();
+        graph::validate(&folded).unwrap();
+        assert_eq!(op_of(&folded, "u"), "Unpack", "{transforms}");
+    }
+    // The evaluator fails on it as TensorFlow does.
+    let error = budget()
+        .enter(|| {
+            graphopt_core::eval::evaluate(
+                &graph,
+                &Default::default(),
+                &["u".to_string()],
+                graphopt_core::eval::Options::default(),
+            )
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("must equal num"), "{error}");
+
+    // With a dimension of 2, output 1 folds into a Const of its own, read in its place.
+    let two = UNPACK.replace(
+        "dim { size: 1 } dim { size: 1 } }\n    float_val: 5",
+        "dim { size: 2 } dim { size: 1 } }\n    float_val: 5 float_val: 6",
+    );
+    let graph = parse(&two);
+    let folded = transform(&graph, "fold_constants", &["out"]).unwrap();
+    graph::validate(&folded).unwrap();
+    assert!(folded.node.iter().all(|n| n.op != "Unpack"));
+    let out = folded.node.iter().find(|n| n.name == "out").unwrap();
+    assert_eq!(out.input, ["x", "u/folded_1"]);
+    same_outputs(&graph, &folded, &["out"]);
+    // Fetched as `u:1`, it stays: a Const named `u` would have no output 1.
+    for transforms in ["fold_constants", "@deploy"] {
+        let folded = transform(&graph, transforms, &["u:1"]).unwrap();
+        assert_eq!(op_of(&folded, "u"), "Unpack", "{transforms}");
+        same_outputs(&graph, &folded, &["u:1"]);
+    }
+}
+
+const PARTITION: &str = r#"
+node { name: "x" op: "Placeholder"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } } } } }
+node { name: "data" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 2 } }
+    float_val: 1 float_val: 2 } } } }
+node { name: "which" op: "Const"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 2 } }
+    int_val: 1 int_val: 0 } } } }
+node { name: "p" op: "DynamicPartition" input: "data" input: "which"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "num_partitions" value { i: 2 } } }
+node { name: "a" op: "Sub" input: "p:1" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "out" op: "AddV2" input: "a" input: "p" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+/// pipeline (`@deploy(ignore_errors=true)`): a DynamicPartition with `num_partitions: 1` read
+/// at `p:1`. TensorFlow rejects that graph, but graph::validate did not know DynamicPartition's
+/// output count (not in graphopt's op table, no bundled OpDef) and let it through; folding then
+/// made `p` a Const and left `p:1` reading an output a Const does not have. Validation knows
+/// the op now (and takes the output count of every op with a bundled OpDef from it); folding
+/// leaves a node whose readers use outputs it has no value for as it is.
+#[test]
+fn a_dynamic_partition_read_past_its_partitions_is_invalid_and_not_folded() {
+    let one = PARTITION.replace(
+        "i: 2 } } }\nnode { name: \"a\"",
+        "i: 1 } } }\nnode { name: \"a\"",
+    );
+    let graph: GraphDef = text_format::parse(&one).unwrap();
+    let error = graph::validate(&graph).unwrap_err().to_string();
+    assert!(
+        error.contains("'p:1', but 'p' (DynamicPartition) has only 1 output(s)"),
+        "{error}"
+    );
+    // Folding makes it no worse: `p` stays, the graph fails validation as it did.
+    let folded = fold_directly(&graph, &["out"]);
+    assert_eq!(op_of(&folded, "p"), "DynamicPartition");
+    assert_eq!(graph::validate(&folded).unwrap_err().to_string(), error);
+
+    // With two partitions, both outputs fold, each into a Const, `p:1` read as `p/folded_1`.
+    let graph = parse(PARTITION);
+    for transforms in ["fold_constants", "@deploy"] {
+        let folded = transform(&graph, transforms, &["out"]).unwrap();
+        graph::validate(&folded).unwrap();
+        assert!(folded.node.iter().all(|n| n.op != "DynamicPartition"));
+        assert!(folded.node.iter().any(|n| n.name == "p/folded_1"));
+        same_outputs(&graph, &folded, &["out"]);
+    }
+}
+
+/// pipeline (`convert_to_nchw convert_to_nchw convert_to_nchw fold_constants`, the layout
+/// passes changing nothing): the same DynamicPartition of one partition read at `:1`, here
+/// by a BatchToSpaceND whose other inputs read output 0, and DynamicPartitions of zero
+/// partitions read at `:1`. Validation rejects the graph up front, naming the first read past
+/// the outputs; folding leaves every DynamicPartition as it is.
+#[test]
+fn dynamic_partitions_read_past_their_outputs_are_rejected_before_any_transform() {
+    let graph: GraphDef = text_format::parse(
+        r#"
+node { name: "n1" op: "Const"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 1 } } int_val: -1 } } } }
+node { name: "n2" op: "Const"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { } dim { } } } } } }
+node { name: "n4" op: "DynamicPartition" input: "n2" input: "n2"
+  attr { key: "T" value { type: DT_INT32 } }
+  attr { key: "num_partitions" value { i: 1 } } }
+node { name: "n5" op: "BatchToSpaceND" input: "n4" input: "n4" input: "n4"
+  attr { key: "T" value { type: DT_INT32 } }
+  attr { key: "Tblock_shape" value { type: DT_INT32 } }
+  attr { key: "Tcrops" value { type: DT_INT32 } } }
+node { name: "n6" op: "BatchToSpaceND" input: "n4:1" input: "n4:1" input: "n5"
+  attr { key: "T" value { type: DT_INT32 } }
+  attr { key: "Tblock_shape" value { type: DT_INT32 } }
+  attr { key: "Tcrops" value { type: DT_INT32 } } }
+node { name: "n8" op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT
+    tensor_shape { dim { } dim { } dim { } dim { } } } } } }
+node { name: "n9" op: "DynamicPartition" input: "n8" input: "n1"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "num_partitions" value { i: 0 } } }
+node { name: "n10" op: "DynamicPartition" input: "n9:1" input: "n1"
+  attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "num_partitions" value { i: 0 } } }
+"#,
+    )
+    .unwrap();
+    let error = graph::validate(&graph).unwrap_err().to_string();
+    assert!(
+        error.contains("'n4:1', but 'n4' (DynamicPartition) has only 1 output(s)"),
+        "{error}"
+    );
+    let folded = fold_directly(&graph, &["n10:1"]);
+    for name in ["n4", "n9", "n10"] {
+        assert_eq!(op_of(&folded, name), "DynamicPartition", "{name}");
+    }
+    assert_eq!(graph::validate(&folded).unwrap_err().to_string(), error);
+}

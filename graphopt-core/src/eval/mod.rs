@@ -470,7 +470,9 @@ fn evaluate_in(
 }
 
 /// Runs one kernel: its scratch memory is released afterwards, its outputs' memory and
-/// elements are charged, and no output over the per-tensor limit is kept.
+/// elements are charged, and no output over the per-tensor limit is kept. As many outputs as
+/// the node declares (when graphopt knows how many) or an error: a consumer of output `k`
+/// never finds it missing, nor a folded Const standing for an output that does not exist.
 pub fn run_kernel(
     kernel: kernels::Kernel,
     context: &KernelContext<'_>,
@@ -481,6 +483,15 @@ pub fn run_kernel(
     })?;
     let elements: u64 = outputs.iter().map(|t| t.len() as u64).sum();
     budget::work(elements.saturating_add(outputs.len() as u64))?;
+    if let Some(declared) = crate::graph::ops::output_count(context.node) {
+        if outputs.len() != declared {
+            return Err(KernelError(format!(
+                "{} computed {} output(s), but the node has {declared}",
+                context.node.op,
+                outputs.len()
+            )));
+        }
+    }
     Ok(outputs)
 }
 

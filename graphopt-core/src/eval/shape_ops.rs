@@ -321,6 +321,16 @@ pub fn unpack(ctx: &KernelContext<'_>, x: &Tensor) -> KernelResult {
     let rank = x.shape().len();
     let axis = normalize_axis(attrs::int(ctx.node, "axis").unwrap_or(0), rank)?;
     let count = x.shape()[axis];
+    // The node's outputs are `num`: a dimension of another size is an error, as in TensorFlow
+    // (the outputs would not be the ones the graph reads).
+    if let Some(num) = attrs::int(ctx.node, "num") {
+        if usize::try_from(num).ok() != Some(count) {
+            return fail(format!(
+                "input shape axis {axis} must equal num ({num}), got shape {:?}",
+                x.shape()
+            ));
+        }
+    }
     // One output per entry of a dimension that may be huge when the tensor has no elements.
     alloc::items::<Tensor>(count, "Unpack's outputs")?;
     alloc::work(crate::budget::VALUE_OVERHEAD as u128 * count as u128)?;

@@ -1,6 +1,7 @@
 //! What graphopt knows about TensorFlow ops without linking TensorFlow: how many outputs an op
-//! has and which attributes it cannot do without (those with no default in its OpDef).
-//! Unknown ops are passed through unchecked.
+//! has and which attributes it cannot do without (those with no default in its OpDef), from a
+//! table and, for the output count of ops outside it, TensorFlow's bundled OpDefs. Unknown ops
+//! are passed through unchecked.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -129,6 +130,12 @@ static OPS: &[OpInfo] = &[
     op("DepthwiseConv2dNative", 1, CONV),
     op("Dequantize", 1, T),
     op("Div", 1, T),
+    // No bundled OpDef (the evaluator's kernel came after tests/fixtures/dump_op_defs.py ran).
+    op_n(
+        "DynamicPartition",
+        Outputs::IntAttr("num_partitions"),
+        &["num_partitions", "T"],
+    ),
     op("Elu", 1, T),
     op("Enter", 1, &["T", "frame_name"]),
     op("Equal", 1, T),
@@ -237,9 +244,13 @@ fn lookup(op: &str) -> Option<&'static OpInfo> {
         .and_then(|i| OPS.get(i))
 }
 
-/// Number of outputs of `node` if graphopt knows its op and the attributes that decide it.
+/// Number of outputs of `node` if graphopt knows its op and the attributes that decide it: from
+/// the table above, else from the op's bundled OpDef.
 pub fn output_count(node: &NodeDef) -> Option<usize> {
-    match lookup(&node.op)?.outputs {
+    let Some(info) = lookup(&node.op) else {
+        return op_def(&node.op).and_then(|def| op_def_output_count(node, def));
+    };
+    match info.outputs {
         Outputs::Fixed(n) => Some(n),
         Outputs::IntAttr(attr) => match node.attr.get(attr)?.value.as_ref()? {
             attr_value::Value::I(n) => usize::try_from(*n).ok(),
@@ -250,6 +261,35 @@ pub fn output_count(node: &NodeDef) -> Option<usize> {
             _ => None,
         },
     }
+}
+
+/// Number of outputs `def` gives `node`: one per output argument, a list argument's length
+/// from the node's attribute (or the OpDef's default for it).
+fn op_def_output_count(node: &NodeDef, def: &OpDef) -> Option<usize> {
+    let attr = |name: &str| {
+        node.attr.get(name).or_else(|| {
+            def.attr
+                .iter()
+                .find(|a| a.name == name)
+                .and_then(|a| a.default_value.as_ref())
+        })
+    };
+    def.output_arg.iter().try_fold(0usize, |sum, arg| {
+        let count = if !arg.number_attr.is_empty() {
+            match attr(&arg.number_attr)?.value.as_ref()? {
+                attr_value::Value::I(n) => usize::try_from(*n).ok()?,
+                _ => return None,
+            }
+        } else if !arg.type_list_attr.is_empty() {
+            match attr(&arg.type_list_attr)?.value.as_ref()? {
+                attr_value::Value::List(list) => list.r#type.len(),
+                _ => return None,
+            }
+        } else {
+            1
+        };
+        sum.checked_add(count)
+    })
 }
 
 /// The first attribute a known op requires that `node` lacks.
@@ -297,6 +337,7 @@ fn output_args(node: &NodeDef) -> Option<Vec<(&'static str, usize)>> {
         "TopKV2" => vec![("values", 1), ("indices", 1)],
         "Split" | "SplitV" => vec![("output", list_len("num_split"))],
         "Unpack" => vec![("output", list_len("num"))],
+        "DynamicPartition" => vec![("outputs", list_len("num_partitions"))],
         "ShapeN" => vec![("output", list_len("N"))],
         "IdentityN" => vec![("output", list_len("T"))],
         "PartitionedCall" | "StatefulPartitionedCall" => vec![("output", list_len("Tout"))],
@@ -438,5 +479,68 @@ mod tests {
         );
         assert_eq!(output_count(&node), Some(3));
         assert_eq!(missing_required_attr(&node), Some("T"));
+    }
+
+    fn int_attr(n: i64) -> crate::proto::AttrValue {
+        crate::proto::AttrValue {
+            value: Some(attr_value::Value::I(n)),
+        }
+    }
+
+    /// Ops outside the table take their output count from their OpDef; DynamicPartition,
+    /// which has none bundled, from the table.
+    #[test]
+    fn output_counts_of_ops_outside_the_table_follow_their_op_defs() {
+        let node = |op: &str| NodeDef {
+            op: op.into(),
+            ..Default::default()
+        };
+        assert_eq!(output_count(&node("TopKV2")), Some(2));
+        assert_eq!(output_count(&node("Atan")), Some(1));
+        assert_eq!(output_count(&node("NotAnOp")), None);
+        let mut partition = node("DynamicPartition");
+        assert_eq!(output_count(&partition), None);
+        partition.attr.insert("num_partitions".into(), int_attr(1));
+        assert_eq!(output_count(&partition), Some(1));
+        assert_eq!(output_port(&partition, "outputs", 0), Some(0));
+        assert_eq!(output_port(&partition, "outputs", 1), None);
+    }
+
+    /// The table says what TensorFlow's OpDefs say, for every op both describe.
+    #[test]
+    fn table_agrees_with_op_defs() {
+        for info in OPS {
+            let Some(def) = op_def(info.name) else {
+                continue;
+            };
+            let mut node = NodeDef {
+                op: info.name.into(),
+                ..Default::default()
+            };
+            match info.outputs {
+                Outputs::Fixed(_) => {}
+                Outputs::IntAttr(attr) => {
+                    node.attr.insert(attr.into(), int_attr(3));
+                }
+                Outputs::TypeListAttr(attr) => {
+                    let list = attr_value::ListValue {
+                        r#type: vec![1, 1, 1],
+                        ..Default::default()
+                    };
+                    node.attr.insert(
+                        attr.into(),
+                        crate::proto::AttrValue {
+                            value: Some(attr_value::Value::List(Box::new(list))),
+                        },
+                    );
+                }
+            }
+            assert_eq!(
+                output_count(&node),
+                op_def_output_count(&node, def),
+                "{}",
+                info.name
+            );
+        }
     }
 }

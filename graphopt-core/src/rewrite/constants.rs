@@ -7,9 +7,12 @@
 //!   Control flow, Placeholders, variables and graph inputs are never folded.
 //! - No output larger than the byte limit is computed, let alone kept: a Fill asking for
 //!   10^15 elements stays a Fill.
-//! - A node whose kernel fails on its constant inputs is left as it is, as TensorFlow does.
+//! - A node whose kernel fails on its constant inputs is left as it is, as TensorFlow does; so
+//!   is one with fewer values than outputs read (an Unpack whose `num` is not its input's
+//!   dimension fails in TensorFlow; readers of an output past an op's last are kept reading).
 //! - A folded node keeps its name (output 0); other used outputs become `NAME/folded_K`.
-//!   TensorFlow renames folded nodes; keeping names keeps outputs valid.
+//!   TensorFlow renames folded nodes; keeping names keeps outputs valid. A node fetched
+//!   through another output (`split:1`) is not folded, for the same reason.
 //! - Unlike TensorFlow, nodes unreachable from the outputs are not removed here (that is
 //!   stripping's job); constants left without consumers by folding are.
 
@@ -33,6 +36,9 @@ pub struct FoldOptions {
     pub inputs: HashSet<String>,
     /// Nodes that must keep their names (outputs).
     pub protected: HashSet<String>,
+    /// The outputs as given (`node`, `node:K`): a node fetched through an output other than 0
+    /// is not folded (its Const would have output 0 only, and `node:K` would name nothing).
+    pub outputs: Vec<String>,
 }
 
 /// The shape-reading ops that fold from a statically known shape.
@@ -210,6 +216,28 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
         held: Vec::new(),
     };
     let mut shapes_of: Vec<Option<shapes::Shapes>> = vec![None; n];
+    // Per node: how many outputs its readers need (one past the highest port read). A folded
+    // node must have a value for each: a reader of an output it lacks would be left reading a
+    // Const's missing output, or a node folding removed.
+    let mut ports_read = vec![0usize; n];
+    for node in &graph.node {
+        for input in &node.input {
+            let parsed = InputRef::parse(input);
+            if parsed.control {
+                continue;
+            }
+            if let Some(p) = index.index_of(parsed.node) {
+                ports_read[p] = ports_read[p].max(parsed.port as usize + 1);
+            }
+        }
+    }
+    let mut fetched_past_0 = vec![false; n];
+    for output in &options.outputs {
+        let parsed = InputRef::parse(output);
+        if let Some(p) = index.index_of(parsed.node) {
+            fetched_past_0[p] |= parsed.port > 0;
+        }
+    }
 
     for &i in &order {
         let g = folder.graph;
@@ -308,6 +336,14 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
                     shape_value(node, &shapes).map(|v| v.into_iter().map(Known::Decoded).collect());
             }
         }
+        // Outputs the node does not have (a kernel or shape rule that disagrees with the
+        // node's declared outputs, or readers of outputs past them) leave it unfolded, and so
+        // does a fetch of an output other than 0.
+        let folded = folded.filter(|outputs| {
+            !fetched_past_0[i]
+                && outputs.len() >= ports_read[i]
+                && graph::ops::output_count(node).is_none_or(|count| count == outputs.len())
+        });
         if folded.is_none() {
             // The shape rules read integer values only.
             for (slot, k) in known.iter().enumerate() {

@@ -73,6 +73,7 @@ impl Transform for Deploy {
                 .map(|n| graph::node_name(n).to_string())
                 .collect(),
             protected: protected.clone(),
+            outputs: context.outputs.to_vec(),
         };
         // Folding changes nothing when it fails, so no copy of the graph is kept for that.
         if let Err(error) = fold(graph, &folding) {

@@ -64,6 +64,7 @@ impl Transform for FixInputShapes {
             exclude_nodes: HashSet::new(),
             inputs: pairs.iter().map(|(n, _)| n.clone()).collect(),
             protected: context.protected_names(),
+            outputs: context.outputs.to_vec(),
         };
         fold(graph, &options)?;
         Ok(())

@@ -11,7 +11,8 @@
 //!   kept: a Fill asking for 10^15 elements stays a Fill.
 //! - A node whose kernel fails on its constant inputs is left as it is, as TensorFlow does.
 //! - A folded node keeps its name (output 0); other used outputs become `NAME/folded_K`.
-//!   TensorFlow renames folded nodes; keeping names keeps --outputs valid.
+//!   TensorFlow renames folded nodes; keeping names keeps --outputs valid. A node named in
+//!   --outputs through another output (`split:1`) is not folded, for the same reason.
 //! - Unlike TensorFlow, nodes unreachable from --outputs are not removed here (that is
 //!   `strip_unused_nodes`' job); constants left without consumers by folding are.
 
@@ -81,6 +82,7 @@ impl Transform for FoldConstants {
                 .iter()
                 .map(|n| graph::node_name(n).to_string())
                 .collect(),
+            outputs: context.outputs.to_vec(),
         };
         let clear_output_shapes = context.params.bool("clear_output_shapes", true)?;
         fold(graph, &options)?;
