@@ -97,6 +97,12 @@ pub(super) fn relu<T: Real>(x: T) -> T {
 pub(super) fn relu6<T: Real>(x: T) -> T {
     x.max(T::zero()).min(T::from_f64(6.0))
 }
+pub(super) fn sigmoid<T: Real>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp())
+}
+pub(super) fn tanh<T: Real>(x: T) -> T {
+    x.tanh()
+}
 
 /// `$body` with `$f` bound to the float function of binary op `$op` on `$t` (a fn item for
 /// the common ops); `None` when `$op` is not a float op.
@@ -149,6 +155,14 @@ macro_rules! with_float_unary {
             }
             "Relu6" => {
                 let $f = e::relu6::<$t>;
+                Some($body)
+            }
+            "Sigmoid" => {
+                let $f = e::sigmoid::<$t>;
+                Some($body)
+            }
+            "Tanh" => {
+                let $f = e::tanh::<$t>;
                 Some($body)
             }
             other => match e::float_unary::<$t>(other, $ctx) {
@@ -408,8 +422,8 @@ pub(super) fn float_unary<T: Real>(
         "Expm1" => Box::new(|x: T| x.exp_m1()),
         "Log" => Box::new(|x: T| x.ln()),
         "Log1p" => Box::new(|x: T| x.ln_1p()),
-        "Tanh" => Box::new(|x: T| x.tanh()),
-        "Sigmoid" => Box::new(|x: T| T::one() / (T::one() + (-x).exp())),
+        "Tanh" => Box::new(tanh),
+        "Sigmoid" => Box::new(sigmoid),
         "Erf" => Box::new(|x: T| x.erf()),
         "Erfc" => Box::new(|x: T| x.erfc()),
         "Relu" => Box::new(relu),
