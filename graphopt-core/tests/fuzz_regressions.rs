@@ -380,3 +380,45 @@ node { name: "n10" op: "DynamicPartition" input: "n9:1" input: "n1"
     }
     assert_eq!(graph::validate(&folded).unwrap_err().to_string(), error);
 }
+
+/// fuzz/eval: FloorDiv of i32::MIN by -1 tested its remainder with `%`, which panics on that
+/// pair in every profile. It now gives what graphopt's Div gives for it (the quotient wraps
+/// to i32::MIN; FloorMod and TruncateMod give 0), and still rounds toward -inf elsewhere.
+#[test]
+fn floor_division_of_the_minimum_by_minus_one_wraps() {
+    let graph = parse(
+        r#"
+node { name: "x" op: "Const"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 3 } }
+    int_val: -2147483648 int_val: -7 int_val: 7 } } } }
+node { name: "y" op: "Const"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 3 } }
+    int_val: -1 int_val: 2 int_val: -2 } } } }
+node { name: "div" op: "FloorDiv" input: "x" input: "y" attr { key: "T" value { type: DT_INT32 } } }
+node { name: "mod" op: "FloorMod" input: "x" input: "y" attr { key: "T" value { type: DT_INT32 } } }
+node { name: "tmod" op: "TruncateMod" input: "x" input: "y" attr { key: "T" value { type: DT_INT32 } } }
+"#,
+    );
+    let fetches = ["div".to_string(), "mod".to_string(), "tmod".to_string()];
+    let values = budget()
+        .enter(|| {
+            graphopt_core::eval::evaluate(
+                &graph,
+                &Default::default(),
+                &fetches,
+                graphopt_core::eval::Options::default(),
+            )
+        })
+        .unwrap();
+    let ints = |t: &graphopt_core::tensor::Tensor| match t.data() {
+        graphopt_core::tensor::Data::I32(a) => a.iter().copied().collect::<Vec<i32>>(),
+        other => panic!("expected int32, got {other:?}"),
+    };
+    assert_eq!(ints(&values[0]), [i32::MIN, -4, -4]);
+    assert_eq!(ints(&values[1]), [0, 1, -1]);
+    assert_eq!(ints(&values[2]), [0, -1, 1]);
+    // Folding gives the same values instead of a panic.
+    transform(&graph, "fold_constants", &["div", "mod", "tmod"]).unwrap();
+}

@@ -241,7 +241,9 @@ fn int_binary<T: Int>(op: &str, x: T, y: T) -> Result<T, KernelError> {
         "FloorDiv" => {
             div_check(y)?;
             let q = x.checked_div(&y).unwrap_or(x);
-            if (x % y != zero) && ((x < zero) != (y < zero)) {
+            // `%` itself panics on MIN % -1 (whose remainder is 0), in every profile.
+            let exact = x.checked_rem(&y).unwrap_or(zero) == zero;
+            if !exact && ((x < zero) != (y < zero)) {
                 q - T::one()
             } else {
                 q
