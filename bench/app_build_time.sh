@@ -2,7 +2,8 @@
 # Clean build time of a minimal app that embeds a model with graphopt-build and runs it with
 # graphopt's `eval` feature: a fresh crate and a fresh target directory, so every dependency
 # compiles. Usage: bench/app_build_time.sh [GRAPHOPT_CHECKOUT] (default: this checkout).
-# Prints the wall time of `cargo build` (dev profile) and the number of crates compiled.
+# Prints the wall time of `cargo build` (dev profile), the number of crates compiled, and the
+# app's own dependency count and syn majors (`cargo tree -e normal`).
 set -euo pipefail
 repo="$(cd "${1:-$(dirname "$0")/..}" && pwd)"
 work="$(mktemp -d)"
@@ -46,3 +47,6 @@ CARGO_TARGET_DIR="$work/target" cargo build --offline --quiet 2>&1 | tail -3
 end=$(date +%s.%N)
 crates=$(ls "$work/target/debug/deps"/*.rlib "$work/target/debug/deps"/*.so 2>/dev/null | sed 's#.*/lib##; s#-[0-9a-f]*\..*##' | sort -u | wc -l)
 echo "clean build: $(echo "$end - $start" | bc) s, $crates crates ($(cd "$repo" && git rev-parse --short HEAD))"
+# The app's own (normal) dependencies, without the build script's.
+normal=$(cargo tree --offline -e normal --prefix none | sed 's/ (.*//' | sort -u | grep -vc '^minimal-app ')
+echo "normal dependencies: $normal crates; syn majors among them: $(cargo tree --offline -e normal --prefix none | grep -o '^syn v[0-9]*' | sort -u | tr '\n' ' ')"
