@@ -277,23 +277,7 @@ pub fn evaluate(
     fetches: &[String],
     options: Options,
 ) -> Result<Vec<Tensor>, EvalError> {
-    let input_bytes = || {
-        use prost::Message as _;
-        let fed: u64 = feeds.values().map(Tensor::memory_bytes).sum();
-        (graph.encoded_len() as u64).saturating_add(fed)
-    };
-    budget::enter_or_default(input_bytes, || {
-        let mut cache = functional::Cache::default();
-        evaluate_in(
-            graph,
-            graph.library.as_ref(),
-            &mut cache,
-            None,
-            feeds,
-            fetches,
-            options,
-        )
-    })
+    evaluate_top(graph, None, feeds, fetches, options)
 }
 
 /// [`evaluate`] for a graph run many times: its Consts are decoded on the first run into
@@ -302,6 +286,18 @@ pub fn evaluate(
 pub fn evaluate_cached(
     graph: &GraphDef,
     constants: &Constants,
+    feeds: &BTreeMap<String, Tensor>,
+    fetches: &[String],
+    options: Options,
+) -> Result<Vec<Tensor>, EvalError> {
+    evaluate_top(graph, Some(constants), feeds, fetches, options)
+}
+
+/// The outermost graph's evaluation, under the current budget or a default one for the
+/// graph's and the feeds' size.
+fn evaluate_top(
+    graph: &GraphDef,
+    constants: Option<&Constants>,
     feeds: &BTreeMap<String, Tensor>,
     fetches: &[String],
     options: Options,
@@ -317,7 +313,7 @@ pub fn evaluate_cached(
             graph,
             graph.library.as_ref(),
             &mut cache,
-            Some(constants),
+            constants,
             feeds,
             fetches,
             options,
