@@ -638,18 +638,26 @@ impl Executor<'_> {
         let context = self.context(node);
         let cached = self.constants.filter(|_| op == "Const");
         if let Some(tensor) = cached.and_then(|c| c.get(i, &node.name)) {
-            let held = Held::shared(tensor).map_err(|e| self.budget_error(i, e))?;
-            return Ok(vec![Some(held)]);
+            return self.keep_shared(i, tensor).map(|held| vec![held]);
         }
-        let outputs =
+        let mut outputs =
             run_kernel(kernel, &context, &tensors).map_err(|e| self.node_error(i, e.0))?;
-        if let (Some(constants), [tensor]) = (cached, outputs.as_slice()) {
-            let tensor = Arc::new(tensor.clone());
+        if let (Some(constants), 1) = (cached, outputs.len()) {
+            let tensor = Arc::new(outputs.remove(0));
             constants.insert(i, &node.name, Arc::clone(&tensor));
-            let held = Held::shared(tensor).map_err(|e| self.budget_error(i, e))?;
-            return Ok(vec![Some(held)]);
+            return self.keep_shared(i, tensor).map(|held| vec![held]);
         }
         self.keep(i, outputs)
+    }
+
+    /// [`Self::keep`] for one tensor (shared with the Const cache, or new).
+    fn keep_shared(&self, i: usize, tensor: Arc<Tensor>) -> Result<Value, EvalError> {
+        if tensor.memory_bytes() > self.options.limits.max_bytes {
+            return Err(self.node_error(i, "output exceeds the evaluation size limit"));
+        }
+        Held::shared(tensor)
+            .map(Some)
+            .map_err(|e| self.budget_error(i, e))
     }
 
     fn context<'n>(&self, node: &'n NodeDef) -> KernelContext<'n> {
@@ -707,12 +715,7 @@ impl Executor<'_> {
     fn keep(&self, i: usize, outputs: Vec<Tensor>) -> Result<Vec<Value>, EvalError> {
         outputs
             .into_iter()
-            .map(|t| {
-                if t.memory_bytes() > self.options.limits.max_bytes {
-                    return Err(self.node_error(i, "output exceeds the evaluation size limit"));
-                }
-                Held::new(t).map(Some).map_err(|e| self.budget_error(i, e))
-            })
+            .map(|t| self.keep_shared(i, Arc::new(t)))
             .collect()
     }
 
