@@ -118,31 +118,19 @@ pub fn with_checksum(entry: &[u8], shard: &[u8]) -> Vec<u8> {
     decoded.encode_to_vec()
 }
 
-fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *data.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 /// The checksum TensorFlow stores for a string tensor: over the element lengths (as u32 where
 /// they fit), then the CRC of the lengths stored after them, then the bytes.
 fn string_checksum(raw: &[u8], count: u64) -> Option<u32> {
-    let mut pos = 0;
+    let mut rest = raw;
     let mut crc = 0u32;
     for _ in 0..count {
-        let len = read_varint(raw, &mut pos)?;
+        let len = prost::encoding::decode_varint(&mut rest).ok()?;
         crc = match u32::try_from(len) {
             Ok(short) => crc32c::crc32c_append(crc, &short.to_le_bytes()),
             Err(_) => crc32c::crc32c_append(crc, &len.to_le_bytes()),
         };
     }
+    let pos = raw.len() - rest.len();
     crc = crc32c::crc32c_append(crc, raw.get(pos..pos.checked_add(4)?)?);
     crc = crc32c::crc32c_append(crc, raw.get(pos + 4..)?);
     Some(crc.rotate_right(15).wrapping_add(0xa282_ead8))
