@@ -1,6 +1,6 @@
 //! Reading and writing GraphDefs: binary `.pb` and text `.pbtxt`, detected like TensorFlow's
 //! `transform_graph` does (binary first, then text). Weight bytes are not copied on load: the
-//! file is read once into a shared buffer and every `tensor_content` is a slice of it.
+//! file is memory-mapped ([`mapped`]) and every `tensor_content` is a slice of the mapping.
 //!
 //! Reading is bounded: only regular files are read (a FIFO or a device, also behind a symlink,
 //! is refused before it is opened), never past their size; what decoding will take in memory is
@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::proto::GraphDef;
 use crate::text_format;
 
+pub mod mapped;
 pub mod wire;
 
 /// More NodeDefs than this (in the graph and its functions together) are refused at decode.
@@ -218,9 +219,8 @@ pub struct LoadedGraph {
 /// Reads a GraphDef from `path`, binary or text.
 pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let path = path.as_ref();
-    let data = read_regular(path).map_err(|e| Error::io(path, e))?;
+    let data = mapped::map_regular(path).map_err(|e| Error::io(path, e))?;
     let file_size = data.len() as u64;
-    let data = Bytes::from(data);
     let (graph, format) = decode_graph(data.clone(), path)?;
     let mut warnings = Vec::new();
     // prost drops fields it does not know; the estimate counted them on the way.
@@ -371,6 +371,12 @@ fn stream_graph(graph: &GraphDef, out: &mut impl std::io::Write) -> std::io::Res
         buffer.clear();
         prost::encoding::message::encode(1, node, &mut buffer);
         out.write_all(&buffer)?;
+        // Written: the weights' pages of a mapped input need not stay resident.
+        for value in node.attr.values() {
+            if let Some(crate::proto::attr_value::Value::Tensor(tensor)) = &value.value {
+                mapped::release(&tensor.tensor_content);
+            }
+        }
     }
     // The library (field 2) from where it is, not from a copy: a large one costs about as
     // much memory as the nodes.

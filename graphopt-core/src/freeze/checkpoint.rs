@@ -294,7 +294,7 @@ impl Checkpoint {
             match shards.get(&entry.shard_id) {
                 Some(data) => data.clone(),
                 None => {
-                    let data = map_shard(&shard)
+                    let data = crate::io::mapped::map_regular(&shard)
                         .map_err(|e| fail(format!("{}: {e} (missing shard?)", shard.display())))?;
                     shards.insert(entry.shard_id, data.clone());
                     data
@@ -493,29 +493,6 @@ impl Checkpoint {
         let proto = self.read_proto(key)?;
         Tensor::from_proto(&proto).map_err(|e| self.tensor_error(key, e.to_string()))
     }
-}
-
-/// A shard's bytes, memory-mapped: only the pages of the tensors read become resident, and
-/// the frozen graph's constants point into the mapping.
-fn map_shard(path: &Path) -> std::io::Result<Bytes> {
-    // A FIFO would block the open, a device has no end: only regular files are mapped.
-    crate::io::regular_file(path)?;
-    let file = std::fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file; graphopt reads only regular files",
-        ));
-    }
-    if metadata.len() == 0 {
-        return Ok(Bytes::new());
-    }
-    // SAFETY: the mapping is read-only. It is sound as long as no other process truncates or
-    // rewrites the shard while graphopt runs (the same contract TensorFlow's own mmap-based
-    // readers have); changes made before a tensor is read are caught by its CRC32C.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    Ok(Bytes::from_owner(map))
 }
 
 /// Extents as stored: (start, length) with -1 for a whole dimension.
