@@ -330,6 +330,9 @@ impl Checkpoint {
                 shard.display()
             )));
         }
+        // Checked: until something reads the tensor again (writing it out), its pages need
+        // not stay resident.
+        crate::io::mapped::release(&bytes);
         Ok(bytes)
     }
 
