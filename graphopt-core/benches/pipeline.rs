@@ -68,13 +68,13 @@ fn main() {
     let total = Instant::now();
     let start = Instant::now();
     // As `io::read_graph` reads it: mapped, so "read" is the mapping and "decode" the faults.
-    let data = io::mapped::map_regular(std::path::Path::new(&path))
+    let data = io::map_regular(std::path::Path::new(&path))
         .unwrap_or_else(|e| fail(format!("{path}: {e}")));
     let file_mb = data.len() as f64 / 1048576.0;
     step(&format!("map {file_mb:.1} MiB"), start);
     let start = Instant::now();
-    let (mut graph, _) = io::decode_graph(data, std::path::Path::new(&path))
-        .unwrap_or_else(|e| fail(e.to_string()));
+    let (mut graph, _) =
+        io::decode_graph(data, std::path::Path::new(&path)).unwrap_or_else(|e| fail(e.to_string()));
     step(&format!("decode ({} nodes)", graph.node.len()), start);
     let start = Instant::now();
     graph::validate(&graph).unwrap_or_else(|e| fail(e.to_string()));

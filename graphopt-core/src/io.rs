@@ -1,6 +1,6 @@
 //! Reading and writing GraphDefs: binary `.pb` and text `.pbtxt`, detected like TensorFlow's
 //! `transform_graph` does (binary first, then text). Weight bytes are not copied on load: the
-//! file is memory-mapped ([`mapped`]) and every `tensor_content` is a slice of the mapping.
+//! file is memory-mapped ([`map_regular`]) and every `tensor_content` is a slice of the mapping.
 //!
 //! Reading is bounded: only regular files are read (a FIFO or a device, also behind a symlink,
 //! is refused before it is opened), never past their size; what decoding will take in memory is
@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::proto::GraphDef;
 use crate::text_format;
 
-pub mod mapped;
 pub mod wire;
 
 /// More NodeDefs than this (in the graph and its functions together) are refused at decode.
@@ -72,10 +71,8 @@ pub fn regular_file(path: &Path) -> std::io::Result<u64> {
     ))
 }
 
-/// The bytes of the regular file at `path` (symlinks followed and checked), read up to the
-/// size it had when opened: a FIFO, a device or a file that keeps growing is an error, never
-/// a hang or an endless read. The buffer is charged to the current budget.
-pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The regular file at `path` (symlinks followed and checked), opened, and its size.
+fn open_regular(path: &Path) -> std::io::Result<(fs::File, u64)> {
     let expected = regular_file(path)?;
     let file = fs::File::open(path)?;
     // The file opened may not be the one checked (a swap in between): check what is open.
@@ -93,6 +90,28 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
             "the file changed while it was opened",
         ));
     }
+    Ok((file, size))
+}
+
+/// The bytes of the regular file at `path`, memory-mapped ([`crate::pages::map`]; read into
+/// memory without the `mmap` feature): decoding touches only the pages it reads, and weights
+/// sliced from the result stay in the page cache until used. A FIFO, a device or a directory
+/// is an error before anything opens it.
+pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
+    #[cfg(feature = "mmap")]
+    {
+        let (file, _) = open_regular(path)?;
+        crate::pages::map(&file)
+    }
+    #[cfg(not(feature = "mmap"))]
+    read_regular(path).map(Bytes::from)
+}
+
+/// The bytes of the regular file at `path` (symlinks followed and checked), read up to the
+/// size it had when opened: a FIFO, a device or a file that keeps growing is an error, never
+/// a hang or an endless read. The buffer is charged to the current budget.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (file, size) = open_regular(path)?;
     budget::alloc(size).map_err(|e| std::io::Error::other(e.to_string()))?;
     let capacity = usize::try_from(size).map_err(|_| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the file is too large")
@@ -219,7 +238,7 @@ pub struct LoadedGraph {
 /// Reads a GraphDef from `path`, binary or text.
 pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let path = path.as_ref();
-    let data = mapped::map_regular(path).map_err(|e| Error::io(path, e))?;
+    let data = map_regular(path).map_err(|e| Error::io(path, e))?;
     let file_size = data.len() as u64;
     let (graph, format) = decode_graph(data.clone(), path)?;
     let mut warnings = Vec::new();
@@ -374,7 +393,7 @@ fn stream_graph(graph: &GraphDef, out: &mut impl std::io::Write) -> std::io::Res
         // Written: the weights' pages of a mapped input need not stay resident.
         for value in node.attr.values() {
             if let Some(crate::proto::attr_value::Value::Tensor(tensor)) = &value.value {
-                mapped::release(&tensor.tensor_content);
+                crate::pages::release(&tensor.tensor_content);
             }
         }
     }
@@ -454,7 +473,7 @@ pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
 
 fn write_atomically_with(
     path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
+    fill: impl FnOnce(&mut std::io::BufWriter<crate::pages::WriteBehind>) -> std::io::Result<()>,
 ) -> Result<()> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -468,9 +487,10 @@ fn write_atomically_with(
     let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = fs::File::create(&temp)
         .and_then(|file| {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut out =
+                std::io::BufWriter::with_capacity(1 << 20, crate::pages::WriteBehind::new(file));
             fill(&mut out)?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
+            let file = out.into_inner().map_err(|e| e.into_error())?.into_file();
             file.sync_all()
         })
         .and_then(|()| fs::rename(&temp, path));
@@ -522,6 +542,9 @@ mod tests {
         let file = dir.path().join("f");
         fs::write(&file, b"abc").expect("write");
         assert_eq!(read_regular(&file).expect("read"), b"abc");
+        assert_eq!(&map_regular(&file).expect("map")[..], b"abc");
+        let error = map_regular(dir.path()).expect_err("a directory");
+        assert!(error.to_string().contains("directory"), "{error}");
         assert_eq!(input_size(dir.path()), 3);
     }
 }

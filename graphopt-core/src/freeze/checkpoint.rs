@@ -294,7 +294,7 @@ impl Checkpoint {
             match shards.get(&entry.shard_id) {
                 Some(data) => data.clone(),
                 None => {
-                    let data = crate::io::mapped::map_regular(&shard)
+                    let data = crate::io::map_regular(&shard)
                         .map_err(|e| fail(format!("{}: {e} (missing shard?)", shard.display())))?;
                     shards.insert(entry.shard_id, data.clone());
                     data
@@ -332,7 +332,7 @@ impl Checkpoint {
         }
         // Checked: until something reads the tensor again (writing it out), its pages need
         // not stay resident.
-        crate::io::mapped::release(&bytes);
+        crate::pages::release(&bytes);
         Ok(bytes)
     }
 

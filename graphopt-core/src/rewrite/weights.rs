@@ -150,7 +150,7 @@ impl Layer {
             }
         }
         // The old weights are read: a mapped input's pages of them need not stay resident.
-        crate::io::mapped::release(packed);
+        crate::pages::release(packed);
         let mut proto = TensorProto {
             dtype: DataType::DtFloat as i32,
             tensor_shape: Some(shape_proto(&dims)),

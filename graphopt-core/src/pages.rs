@@ -1,4 +1,5 @@
-//! Files read by memory map, and handing their pages back once they have been used.
+//! The pages of files: reading by memory map, handing pages back once they have been used,
+//! and writing pages to disk while more are being written.
 //!
 //! A 100 MB frozen graph read into a buffer costs 100 MB of copying and 100 MB of memory before
 //! decoding starts; mapped, decoding touches only the pages that hold node headers, and the
@@ -7,13 +8,16 @@
 //! in the mapping: [`release`] drops them from this process's resident set, so the peak is the
 //! new weights plus the largest old tensor, not both copies of every one.
 //!
-//! This module holds all of graphopt's `unsafe`: the mapping and the advice on its pages.
-//! Without the `mmap` feature files are read into memory instead and [`release`] does nothing.
+//! Writing a 100 MB graph and then syncing it leaves the disk idle while graphopt encodes and
+//! the CPU idle while the disk writes; [`WriteBehind`] starts the disk on each few megabytes as
+//! soon as they are written, so the final sync waits only for the last of them.
+//!
+//! This module holds all of graphopt's `unsafe`: the mapping, the advice on its pages, the
+//! writeback request. Without the `mmap` feature `io` reads files into memory instead, and
+//! [`release`] and the writeback request do nothing.
 
-use std::path::Path;
-
+#[cfg(feature = "mmap")]
 use bytes::Bytes;
-
 #[cfg(feature = "mmap")]
 use std::sync::{Arc, Mutex, Weak};
 
@@ -33,41 +37,19 @@ impl AsRef<[u8]> for Mapped {
     }
 }
 
-/// The bytes of the regular file at `path`, read into memory (the `mmap` feature is off).
-#[cfg(not(feature = "mmap"))]
-pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
-    super::read_regular(path).map(Bytes::from)
-}
-
-/// The bytes of the regular file at `path`, memory-mapped read-only: only the pages something
-/// reads become resident, and slices of the result (a Const's `tensor_content`) point into the
-/// mapping. A FIFO, a device or a directory is an error before anything opens it.
+/// `file` memory-mapped read-only: only the pages something reads become resident, and slices
+/// of the result (a Const's `tensor_content`) point into the mapping. The caller has checked
+/// that it is a regular file (`io::map_regular`).
 #[cfg(feature = "mmap")]
-pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
-    let expected = super::regular_file(path)?;
-    let file = std::fs::File::open(path)?;
-    // The file opened may not be the one checked (a swap in between): check what is open.
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file; graphopt reads only regular files",
-        ));
-    }
-    if metadata.len() != expected {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the file changed while it was opened",
-        ));
-    }
-    if metadata.len() == 0 {
+pub fn map(file: &std::fs::File) -> std::io::Result<Bytes> {
+    if file.metadata()?.len() == 0 {
         return Ok(Bytes::new());
     }
     // SAFETY: the mapping is read-only and shared. It is sound as long as no other process
     // truncates or rewrites the file while graphopt runs, the contract TensorFlow's own
     // mmap-based readers have. graphopt itself never writes a file it reads: outputs go to a
     // temporary file renamed over the target, which leaves the mapped inode untouched.
-    let map = Arc::new(unsafe { memmap2::Mmap::map(&file)? });
+    let map = Arc::new(unsafe { memmap2::Mmap::map(file)? });
     let mut mappings = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
     mappings.retain(|m| m.strong_count() > 0);
     mappings.push(Arc::downgrade(&map));
@@ -75,7 +57,7 @@ pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
 }
 
 /// Tells the system that the pages wholly inside `bytes` will not be read again soon, if
-/// `bytes` lies in a mapping made by [`map_regular`]: they leave this process's resident set
+/// `bytes` lies in a mapping made by [`map`]: they leave this process's resident set
 /// and stay in the page cache, so a later read faults them back in with the same contents.
 /// Anything else (heap memory, a partial page at either end) is left alone. Only ever a
 /// matter of memory, never of results.
@@ -101,7 +83,7 @@ pub fn release(bytes: &[u8]) {
                 // SAFETY: the range is inside a live read-only shared file mapping (held by
                 // `map` while this runs). MADV_DONTNEED there only unmaps the pages from this
                 // process; the next read refills them from the file, with the same contents as
-                // long as the file is not changed underneath, the contract of `map_regular`.
+                // long as the file is not changed underneath, the contract of `map`.
                 // Advice is a hint: a failure changes nothing.
                 let _ = unsafe {
                     map.unchecked_advise_range(
@@ -118,17 +100,79 @@ pub fn release(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// A file being written that hands each [`WriteBehind::CHUNK`] written to the disk right away
+/// (on Linux; elsewhere a plain file), so that syncing it at the end waits for little.
+pub struct WriteBehind {
+    file: std::fs::File,
+    written: u64,
+    started: u64,
+}
+
+impl WriteBehind {
+    /// How much is written before the disk is asked to start on it.
+    pub const CHUNK: u64 = 8 << 20;
+
+    pub fn new(file: std::fs::File) -> Self {
+        WriteBehind {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    pub fn into_file(self) -> std::fs::File {
+        self.file
+    }
+}
+
+impl std::io::Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written = self.written.saturating_add(n as u64);
+        if self.written - self.started >= Self::CHUNK {
+            start_writeback(&self.file, self.started, self.written - self.started);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Asks the kernel to start writing the given range of `file` to disk, without waiting and
+/// without dropping it from the page cache (a build reads the artifact right back).
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(all(target_os = "linux", feature = "mmap"))]
+    {
+        use std::os::fd::AsRawFd as _;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: a plain system call on a descriptor `file` owns for the whole call; it reads
+        // and writes no memory of this process. It is a request: a failure changes nothing
+        // (the final sync writes what is left).
+        let _ = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+    #[cfg(not(all(target_os = "linux", feature = "mmap")))]
+    let _ = (file, offset, len);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "mmap")]
     #[test]
     fn released_pages_read_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("weights.bin");
         let contents: Vec<u8> = (0..5 * 4096 + 100).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&path, &contents).expect("write");
-        let mapped = map_regular(&path).expect("map");
+        let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
         assert_eq!(&mapped[..], &contents[..]);
         let slice = mapped.slice(10..4 * 4096 + 50);
         release(&slice);
@@ -142,12 +186,19 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_non_regular_files() {
+    fn write_behind_writes_everything() {
+        use std::io::Write as _;
         let dir = tempfile::tempdir().expect("tempdir");
-        let empty = dir.path().join("empty.pb");
-        std::fs::write(&empty, b"").expect("write");
-        assert!(map_regular(&empty).expect("map").is_empty());
-        let error = map_regular(dir.path()).expect_err("a directory");
-        assert!(error.to_string().contains("directory"), "{error}");
+        let path = dir.path().join("out.pb");
+        let mut out = WriteBehind::new(std::fs::File::create(&path).expect("create"));
+        let block: Vec<u8> = (0..1_000_003u32).map(|i| (i % 253) as u8).collect();
+        let mut expected = Vec::new();
+        for _ in 0..20 {
+            out.write_all(&block).expect("write");
+            expected.extend_from_slice(&block);
+        }
+        assert!(out.written > WriteBehind::CHUNK && out.started > 0);
+        out.into_file().sync_all().expect("sync");
+        assert_eq!(std::fs::read(&path).expect("read"), expected);
     }
 }
