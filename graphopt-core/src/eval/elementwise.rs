@@ -12,6 +12,9 @@ use crate::tensor::{Data, Tensor};
 
 /// Floats with the special functions the kernels need.
 pub trait Real: Float + Copy + 'static {
+    /// e^x with the same bits on every machine ([`super::exp`] for float32, the libm crate's
+    /// for float64), where `Float::exp` is the C library's.
+    fn exp_fixed(self) -> Self;
     fn erf(self) -> Self;
     fn erfc(self) -> Self;
     /// libm's acosh and asinh, which take huge inputs to log(2x) where `Float`'s overflow.
@@ -21,6 +24,9 @@ pub trait Real: Float + Copy + 'static {
 }
 
 impl Real for f32 {
+    fn exp_fixed(self) -> Self {
+        super::exp::exp_f32(self)
+    }
     fn erf(self) -> Self {
         libm::erff(self)
     }
@@ -39,6 +45,9 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    fn exp_fixed(self) -> Self {
+        libm::exp(self)
+    }
     fn erf(self) -> Self {
         libm::erf(self)
     }
@@ -98,7 +107,10 @@ pub(super) fn relu6<T: Real>(x: T) -> T {
     x.max(T::zero()).min(T::from_f64(6.0))
 }
 pub(super) fn sigmoid<T: Real>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).exp_fixed())
+}
+pub(super) fn exp<T: Real>(x: T) -> T {
+    x.exp_fixed()
 }
 pub(super) fn tanh<T: Real>(x: T) -> T {
     x.tanh()
@@ -159,6 +171,10 @@ macro_rules! with_float_unary {
             }
             "Sigmoid" => {
                 let $f = e::sigmoid::<$t>;
+                Some($body)
+            }
+            "Exp" => {
+                let $f = e::exp::<$t>;
                 Some($body)
             }
             "Tanh" => {
@@ -420,7 +436,7 @@ pub(super) fn float_unary<T: Real>(
         "Sqrt" => Box::new(|x: T| x.sqrt()),
         "Rsqrt" => Box::new(|x: T| T::one() / x.sqrt()),
         "Square" => Box::new(|x: T| x * x),
-        "Exp" => Box::new(|x: T| x.exp()),
+        "Exp" => Box::new(exp),
         "Expm1" => Box::new(|x: T| x.exp_m1()),
         "Log" => Box::new(|x: T| x.ln()),
         "Log1p" => Box::new(|x: T| x.ln_1p()),
@@ -444,9 +460,9 @@ pub(super) fn float_unary<T: Real>(
         "Softplus" => Box::new(|x: T| {
             // log(1 + e^x), stable for large |x|.
             if x > T::zero() {
-                x + (-x).exp().ln_1p()
+                x + (-x).exp_fixed().ln_1p()
             } else {
-                x.exp().ln_1p()
+                x.exp_fixed().ln_1p()
             }
         }),
         "Softsign" => Box::new(|x: T| x / (T::one() + x.abs())),

@@ -32,6 +32,7 @@ mod cast;
 mod conv;
 mod einsum;
 mod elementwise;
+mod exp;
 mod functional;
 mod gemm;
 mod image;

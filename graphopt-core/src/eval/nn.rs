@@ -240,12 +240,12 @@ pub fn softmax(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelErro
     }
     for mut lane in a.lanes_mut(Axis(last)) {
         let max = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = lane.iter().map(|v| (v - max).exp()).sum();
+        let sum: f64 = lane.iter().map(|v| libm::exp(v - max)).sum();
         lane.mapv_inplace(|v| {
             if log {
-                v - max - sum.ln()
+                v - max - libm::log(sum)
             } else {
-                (v - max).exp() / sum
+                libm::exp(v - max) / sum
             }
         });
     }
