@@ -17,8 +17,8 @@
 //! The evaluator is checked against TensorFlow kernel by kernel. A [`Model`] decodes its
 //! weights on the first run and keeps them (memory about the size of the weights), so later
 //! runs only compute; elementwise nodes write over inputs nothing else reads, and matrix
-//! products use matrixmultiply's packed kernels, on one thread, or on every core with the
-//! `threads` feature (`MATMUL_NUM_THREADS` sets how many). Figures against TensorFlow's own run
+//! products use matrixmultiply's packed kernels, on one thread, or split over every core with
+//! the `threads` feature (`MATMUL_NUM_THREADS` sets how many; the results are bit-identical). Figures against TensorFlow's own run
 //! time are in `docs/benchmarks.md`.
 //!
 //! A run is unbounded by default: the embedded model is the app's own, built and checked at

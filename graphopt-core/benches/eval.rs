@@ -5,7 +5,7 @@
 //! become `--batch`, default 1), runs the graph once to warm up and then `--runs` times (default
 //! 5), and prints each time, the median and the process's peak resident memory, then a
 //! `json: {...}` line for `bench/compare_tf.py`. Consts are decoded on the warm-up run and kept, as
-//! an app's `Model` keeps them. Matrix products use matrixmultiply's threads with
+//! an app's `Model` keeps them. Large matrix products are split over threads with
 //! `--features threads` (MATMUL_NUM_THREADS sets how many), one thread without. Without GRAPH it
 //! says so and exits with status 2.
 
@@ -147,17 +147,8 @@ fn main() {
         println!("run: {:.1} ms", t * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    // The matrix products' threads (matrixmultiply's count: MATMUL_NUM_THREADS, else the
-    // cores); every other kernel runs on the calling thread.
-    let threads = if cfg!(feature = "threads") {
-        std::env::var("MATMUL_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
-    } else {
-        1
-    };
+    // The matrix products' threads; every other kernel runs on the calling thread.
+    let threads = graphopt_core::eval::matmul_threads();
     let median = times[times.len() / 2];
     let peak = peak_rss_mb();
     println!(

@@ -51,7 +51,7 @@ fn is_identity(window: &geometry::Window, kernel: usize) -> bool {
         && (0..window.out).all(|o| window.source(o, 0) == Some(o))
 }
 
-fn conv_nhwc<T: LinalgScalar + Float>(
+fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
     ctx: &KernelContext<'_>,
     x: &ArrayD<T>,
     f: &ArrayD<T>,

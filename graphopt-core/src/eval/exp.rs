@@ -14,7 +14,7 @@ pub fn exp_f32(x: f32) -> f32 {
     const MAX: f32 = 88.722_84;
     const MIN: f32 = -103.972_08;
     // ln 2 in two parts; the first has few significant bits, so n * LN2_HI is exact.
-    const LN2_HI: f32 = 0.693_359_375;
+    const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding 1.5 * 2^23 rounds a float below 2^22 in magnitude to an integer (to nearest, ties
     // to even), which then sits in the low bits of the sum.
@@ -26,7 +26,7 @@ pub fn exp_f32(x: f32) -> f32 {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
     let clamped = x.clamp(MIN, MAX);
     // x = n ln 2 + r, |r| <= ln(2) / 2, n in [-150, 128].

@@ -6,7 +6,10 @@
 //!   that writes an artifact use it.
 //! - [`Gemm::Fast`]: matrixmultiply's blocked, packed kernels, which pick SIMD code for the CPU
 //!   at run time (their sums may differ in the last bits between machines). For `verify` and
-//!   the `eval` feature, whose results are compared, not written.
+//!   the `eval` feature, whose results are compared, not written. With the `threads` feature a
+//!   large product is split over threads by blocks of rows (or of columns, when it has few
+//!   rows, as the late layers of a CNN at batch 1 do); each element is still computed by the
+//!   same kernel over the same inner blocks, so the result is bit-identical to one thread's.
 
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar};
 
@@ -24,7 +27,7 @@ pub enum Gemm {
 const FEW_ROWS: usize = 4;
 
 /// `c = a · b` for row-major `a` [m, k] and `b` [k, n]; `c` [m, n] is overwritten.
-pub fn multiply<T: LinalgScalar>(
+pub fn multiply<T: LinalgScalar + Send + Sync>(
     kind: Gemm,
     (m, k, n): (usize, usize, usize),
     a: &[T],
@@ -38,7 +41,7 @@ pub fn multiply<T: LinalgScalar>(
         // product, which the row loop streams through once.
         Gemm::Fast if m < FEW_ROWS => portable(k, n, a, b, c),
         Gemm::Fast => {
-            let (Ok(a), Ok(b), Ok(mut c)) = (
+            let (Ok(a), Ok(b), Ok(c)) = (
                 ArrayView2::from_shape((m, k), a),
                 ArrayView2::from_shape((k, n), b),
                 ArrayViewMut2::from_shape((m, n), c),
@@ -46,8 +49,104 @@ pub fn multiply<T: LinalgScalar>(
                 // The shapes are the slices' own: cannot happen; fall back to the exact form.
                 return portable(k, n, a, b, c);
             };
-            ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
+            #[cfg(feature = "threads")]
+            threaded::multiply(a, b, c);
+            #[cfg(not(feature = "threads"))]
+            fast(a, b, c);
         }
+    }
+}
+
+/// How many threads a large [`Gemm::Fast`] product is split over: 1 without the `threads`
+/// feature, else `MATMUL_NUM_THREADS` or every core the process may use.
+pub fn threads() -> usize {
+    #[cfg(feature = "threads")]
+    return threaded::count();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
+/// matrixmultiply's product `c = a · b` on this thread.
+fn fast<T: LinalgScalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, mut c: ArrayViewMut2<'_, T>) {
+    ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
+}
+
+#[cfg(feature = "threads")]
+mod threaded {
+    use ndarray::{ArrayView2, ArrayViewMut2, Axis, LinalgScalar};
+
+    /// Below this many multiply-adds a product stays on one thread: starting threads would
+    /// cost more than they save.
+    const MIN_SPLIT_WORK: usize = 1 << 21;
+    /// matrixmultiply packs `a` in blocks of this many rows: a split by rows gives each
+    /// thread at least one.
+    const ROW_BLOCK: usize = 64;
+    /// The narrowest column block worth a thread.
+    const MIN_COLUMNS: usize = 32;
+
+    /// How many threads: `MATMUL_NUM_THREADS`, else every core the process may use.
+    pub fn count() -> usize {
+        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *COUNT.get_or_init(|| {
+            std::env::var("MATMUL_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .clamp(1, 64)
+        })
+    }
+
+    /// `c = a · b`, in blocks of rows of `c` (many rows) or of columns (few rows), one block
+    /// per thread, the last on this one.
+    pub fn multiply<T: LinalgScalar + Send + Sync>(
+        a: ArrayView2<'_, T>,
+        b: ArrayView2<'_, T>,
+        c: ArrayViewMut2<'_, T>,
+    ) {
+        let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+        let threads = count();
+        let work = m.saturating_mul(k).saturating_mul(n);
+        if threads < 2 || work < MIN_SPLIT_WORK {
+            return super::fast(a, b, c);
+        }
+        let by_rows = m >= ROW_BLOCK * threads;
+        let (length, minimum) = if by_rows {
+            (m, ROW_BLOCK)
+        } else {
+            (n, MIN_COLUMNS)
+        };
+        let parts = threads.min(length / minimum);
+        if parts < 2 {
+            return super::fast(a, b, c);
+        }
+        let axis = if by_rows { Axis(0) } else { Axis(1) };
+        std::thread::scope(|scope| {
+            let mut rest_c = c;
+            let mut rest_a = a;
+            let mut rest_b = b;
+            for part in 0..parts {
+                // Even blocks, the remainder spread over the first ones.
+                let size = length / parts + usize::from(part < length % parts);
+                let last = part + 1 == parts;
+                // The sizes add up to `length`: the last block is the rest.
+                let (c_part, c_rest) = rest_c.split_at(axis, size);
+                rest_c = c_rest;
+                let (a_part, b_part) = if by_rows {
+                    let (a_part, a_rest) = rest_a.split_at(Axis(0), c_part.nrows());
+                    rest_a = a_rest;
+                    (a_part, b)
+                } else {
+                    let (b_part, b_rest) = rest_b.split_at(Axis(1), c_part.ncols());
+                    rest_b = b_rest;
+                    (a, b_part)
+                };
+                if last {
+                    super::fast(a_part, b_part, c_part);
+                } else {
+                    scope.spawn(move || super::fast(a_part, b_part, c_part));
+                }
+            }
+        });
     }
 }
 
@@ -94,6 +193,38 @@ mod tests {
         multiply(Gemm::Fast, (m, k, n), &a, &b, &mut fast);
         for (f, e) in fast.iter().zip(&expected) {
             assert!((f - e).abs() <= 1e-5 * e.abs().max(1.0), "{f} vs {e}");
+        }
+    }
+
+    /// Split over threads or not, the fast product gives the same bits: each element is the
+    /// same kernel over the same inner blocks.
+    #[cfg(feature = "threads")]
+    #[test]
+    fn threaded_products_equal_one_threads() {
+        for (m, k, n) in [(3000, 40, 20), (49, 4608, 512), (200, 300, 70)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i % 977) as f32 * 0.37).sin())
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i % 613) as f32 * 0.11).cos())
+                .collect();
+            let mut one = vec![f32::NAN; m * n];
+            fast(
+                ArrayView2::from_shape((m, k), &a[..]).expect("a"),
+                ArrayView2::from_shape((k, n), &b[..]).expect("b"),
+                ArrayViewMut2::from_shape((m, n), &mut one[..]).expect("c"),
+            );
+            let mut split = vec![f32::NAN; m * n];
+            threaded::multiply(
+                ArrayView2::from_shape((m, k), &a[..]).expect("a"),
+                ArrayView2::from_shape((k, n), &b[..]).expect("b"),
+                ArrayViewMut2::from_shape((m, n), &mut split[..]).expect("c"),
+            );
+            let same = one
+                .iter()
+                .zip(&split)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "[{m}, {k}] x [{k}, {n}] differs when split");
         }
     }
 

@@ -14,7 +14,7 @@ trait MatElem: Clone + 'static {
     fn matmul(gemm: Gemm, a: ArrayView2<'_, Self>, b: ArrayView2<'_, Self>) -> Vec<Self>;
 }
 
-impl<T: LinalgScalar> MatElem for T {
+impl<T: LinalgScalar + Send + Sync> MatElem for T {
     fn matmul(gemm: Gemm, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Vec<T> {
         let ((m, k), n) = (a.dim(), b.ncols());
         let mut c = vec![T::zero(); m * n];

@@ -47,7 +47,7 @@ mod shape_ops;
 pub use broadcast::{check_output, with_limits};
 pub use cast::cast as cast_tensor;
 pub use elementwise::arithmetic as binary_arithmetic;
-pub use gemm::Gemm;
+pub use gemm::{threads as matmul_threads, Gemm};
 mod slicing;
 
 /// A failure while evaluating, naming the node.
