@@ -71,7 +71,8 @@ fn fast<T: LinalgScalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, mut c: Arra
     ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
 }
 
-#[cfg(feature = "threads")]
+// Compiled (and tested) with or without the feature; only `multiply` above chooses it.
+#[cfg_attr(not(feature = "threads"), allow(dead_code))]
 mod threaded {
     use ndarray::{ArrayView2, ArrayViewMut2, Axis, LinalgScalar};
 
@@ -96,29 +97,44 @@ mod threaded {
         })
     }
 
-    /// `c = a · b`, in blocks of rows of `c` (many rows) or of columns (few rows), one block
-    /// per thread, the last on this one.
+    /// `c = a · b` over [`count`] threads.
     pub fn multiply<T: LinalgScalar + Send + Sync>(
         a: ArrayView2<'_, T>,
         b: ArrayView2<'_, T>,
         c: ArrayViewMut2<'_, T>,
     ) {
-        let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-        let threads = count();
+        split(a, b, c, count());
+    }
+
+    /// How a product of `(m, k, n)` is split over `threads`: by rows or not (columns), and
+    /// into how many blocks; `None` to keep it on one thread.
+    pub fn blocks((m, k, n): (usize, usize, usize), threads: usize) -> Option<(bool, usize)> {
         let work = m.saturating_mul(k).saturating_mul(n);
         if threads < 2 || work < MIN_SPLIT_WORK {
-            return super::fast(a, b, c);
+            return None;
         }
         let by_rows = m >= ROW_BLOCK * threads;
-        let (length, minimum) = if by_rows {
-            (m, ROW_BLOCK)
+        let parts = if by_rows {
+            threads.min(m / ROW_BLOCK)
         } else {
-            (n, MIN_COLUMNS)
+            threads.min(n / MIN_COLUMNS)
         };
-        let parts = threads.min(length / minimum);
-        if parts < 2 {
+        (parts >= 2).then_some((by_rows, parts))
+    }
+
+    /// `c = a · b`, in blocks of rows of `c` (many rows) or of columns (few rows), one block
+    /// per thread, the last on this one.
+    pub fn split<T: LinalgScalar + Send + Sync>(
+        a: ArrayView2<'_, T>,
+        b: ArrayView2<'_, T>,
+        c: ArrayViewMut2<'_, T>,
+        threads: usize,
+    ) {
+        let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+        let Some((by_rows, parts)) = blocks((m, k, n), threads) else {
             return super::fast(a, b, c);
-        }
+        };
+        let length = if by_rows { m } else { n };
         let axis = if by_rows { Axis(0) } else { Axis(1) };
         std::thread::scope(|scope| {
             let mut rest_c = c;
@@ -198,10 +214,16 @@ mod tests {
 
     /// Split over threads or not, the fast product gives the same bits: each element is the
     /// same kernel over the same inner blocks.
-    #[cfg(feature = "threads")]
     #[test]
     fn threaded_products_equal_one_threads() {
-        for (m, k, n) in [(3000, 40, 20), (49, 4608, 512), (200, 300, 70)] {
+        // By rows; by columns (a late CNN layer at batch 1), in three; by rows, uneven.
+        let cases = [
+            ((3000, 40, 20), 2, Some((true, 2))),
+            ((49, 4608, 512), 3, Some((false, 3))),
+            ((201, 300, 70), 3, Some((true, 3))),
+        ];
+        for ((m, k, n), threads, expected) in cases {
+            assert_eq!(threaded::blocks((m, k, n), threads), expected);
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i % 977) as f32 * 0.37).sin())
                 .collect();
@@ -215,10 +237,11 @@ mod tests {
                 ArrayViewMut2::from_shape((m, n), &mut one[..]).expect("c"),
             );
             let mut split = vec![f32::NAN; m * n];
-            threaded::multiply(
+            threaded::split(
                 ArrayView2::from_shape((m, k), &a[..]).expect("a"),
                 ArrayView2::from_shape((k, n), &b[..]).expect("b"),
                 ArrayViewMut2::from_shape((m, n), &mut split[..]).expect("c"),
+                threads,
             );
             let same = one
                 .iter()
