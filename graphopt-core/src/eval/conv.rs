@@ -100,8 +100,12 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
         let xb = &xs[b * image..(b + 1) * image];
         for (row, patch) in patches.chunks_exact_mut(columns).enumerate() {
             let (oy, ox) = (row / ww.out, row % ww.out);
-            // Taps that fall into the padding stay zero.
-            patch.fill(T::zero());
+            // Taps that fall into the padding are zero. Only rows at the border have any (the
+            // same rows in every image): clearing every row cost DenseNet-121 a tenth of its
+            // time in memset.
+            if wh.taps(oy, kh).len() < kh || ww.taps(ox, kw).len() < kw {
+                patch.fill(T::zero());
+            }
             for ky in wh.taps(oy, kh) {
                 let Some(iy) = wh.source(oy, ky) else {
                     continue;
