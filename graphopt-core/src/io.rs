@@ -238,7 +238,12 @@ pub struct LoadedGraph {
 /// Reads a GraphDef from `path`, binary or text.
 pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let path = path.as_ref();
+    // Windows cannot replace a file while it is mapped, and an output may be written over its
+    // own input: there the graph is read into memory.
+    #[cfg(unix)]
     let data = map_regular(path).map_err(|e| Error::io(path, e))?;
+    #[cfg(not(unix))]
+    let data = Bytes::from(read_regular(path).map_err(|e| Error::io(path, e))?);
     let file_size = data.len() as u64;
     let (graph, format) = decode_graph(data.clone(), path)?;
     let mut warnings = Vec::new();

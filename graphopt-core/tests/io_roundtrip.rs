@@ -231,3 +231,43 @@ fn streamed_file_equals_the_in_memory_encoding() {
     io::write_graph(&path, &graph, GraphFormat::Binary).unwrap();
     assert!(std::fs::read(&path).unwrap() == io::encode_graph(&graph));
 }
+
+/// `transform --in_graph=X --out_graph=X`: the input is memory-mapped while the output is
+/// written over it (by rename), and weights of several pages are released after writing.
+/// Reading the result back gives the graph, and the graph still in memory is unchanged.
+#[test]
+fn a_graph_written_over_its_own_mapped_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.pb");
+    let mut graph = common::load("tf1_conv_bn");
+    let weights: Vec<u8> = (0..64 * 1024u32)
+        .flat_map(|i| (i as f32).to_le_bytes())
+        .collect();
+    graph.node.push(graphopt_core::proto::NodeDef {
+        name: "big".into(),
+        op: "Const".into(),
+        attr: [(
+            "value".to_string(),
+            graphopt_core::proto::AttrValue {
+                value: Some(graphopt_core::proto::attr_value::Value::Tensor(Box::new(
+                    graphopt_core::proto::TensorProto {
+                        dtype: graphopt_core::proto::DataType::DtFloat as i32,
+                        tensor_content: Bytes::from(weights.clone()),
+                        ..Default::default()
+                    },
+                ))),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    });
+    io::write_graph(&path, &graph, GraphFormat::Binary).unwrap();
+    let loaded = io::read_graph(&path).unwrap();
+    assert!(loaded.graph == graph);
+    for _ in 0..2 {
+        io::write_graph(&path, &loaded.graph, GraphFormat::Binary).unwrap();
+        assert!(loaded.graph == graph, "the mapped graph changed");
+        assert!(io::read_graph(&path).unwrap().graph == graph);
+    }
+}
