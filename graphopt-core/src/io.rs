@@ -1,6 +1,6 @@
 //! Reading and writing GraphDefs: binary `.pb` and text `.pbtxt`, detected like TensorFlow's
 //! `transform_graph` does (binary first, then text). Weight bytes are not copied on load: the
-//! file is memory-mapped ([`map_regular`]) and every `tensor_content` is a slice of the mapping.
+//! file is memory-mapped on unix ([`map_regular`]) and every `tensor_content` is a slice of it.
 //!
 //! Reading is bounded: only regular files are read (a FIFO or a device, also behind a symlink,
 //! is refused before it is opened), never past their size; what decoding will take in memory is
