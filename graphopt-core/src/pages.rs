@@ -185,6 +185,41 @@ mod tests {
         assert_eq!(heap, contents);
     }
 
+    /// The mapping's own resident size, from `/proc/self/smaps` (other threads' memory does
+    /// not count there): touched, it holds the file; released, it holds none of it.
+    #[cfg(all(target_os = "linux", feature = "mmap"))]
+    #[test]
+    fn released_pages_leave_the_resident_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("resident.bin");
+        let contents = vec![7u8; 8 << 20];
+        std::fs::write(&path, &contents).expect("write");
+        let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
+        let resident_kib = || {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+            let start = format!("{:x}-", mapped.as_ptr() as usize);
+            let entry = smaps
+                .split_inclusive('\n')
+                .skip_while(|line| !line.starts_with(&start))
+                .skip(1)
+                // Up to the next mapping's header, the one kind of line with an address range.
+                .take_while(|line| !line.contains('-'))
+                .find(|line| line.starts_with("Rss:"))
+                .expect("the mapping's Rss line");
+            entry
+                .split_whitespace()
+                .nth(1)
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .expect("Rss in kB")
+        };
+        let sum: u64 = mapped.iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(sum, 7 * (8 << 20));
+        assert!(resident_kib() >= 7 << 10, "touched: {} KiB", resident_kib());
+        release(&mapped);
+        assert_eq!(resident_kib(), 0, "released");
+        assert_eq!(&mapped[..4], &[7, 7, 7, 7], "read back after release");
+    }
+
     #[test]
     fn write_behind_writes_everything() {
         use std::io::Write as _;

@@ -93,6 +93,10 @@ mod tests {
         assert_eq!(exp_f32(-104.0), 0.0);
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert!(exp_f32(f32::NAN).is_nan());
+        // A NaN with its sign bit set, whose bits are a negative integer (overflow-checked in
+        // the dev profile, which build scripts run in).
+        assert!(exp_f32(-f32::NAN).is_nan());
+        assert!(exp_f32(f32::from_bits(u32::MAX)).is_nan());
         assert!(exp_f32(88.72).is_finite());
         assert!(exp_f32(-103.9) > 0.0);
     }
