@@ -70,7 +70,8 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     if kh == 0 || kw == 0 {
         return fail("ksize must be positive");
     }
-    let x = super::conv::to_nhwc(&spatial, &cast(input, DataType::DtDouble)?)?;
+    let wide = cast(input, DataType::DtDouble)?;
+    let x = super::conv::to_nhwc(&spatial, &wide)?;
     let Data::F64(a) = x.data() else {
         return fail("pooling needs a numeric input");
     };

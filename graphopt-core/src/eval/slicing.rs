@@ -168,15 +168,57 @@ pub fn pad(
     let fill_value = value.unwrap_or(&zero);
     let data = map_data!(x.data(), a => {
         let v = same_typed_scalar(a, fill_value)?;
-        let mut out = ArrayD::from_elem(IxDyn(&out_dims), v);
-        let mut view = out.view_mut();
-        for (axis, &(before, _)) in pads.iter().enumerate() {
-            view.slice_axis_inplace(Axis(axis), ndarray::Slice::from(before..before + a.shape()[axis]));
-        }
-        view.assign(a);
-        out
+        padded(a, &pads, &out_dims, v)?
     });
     Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// `a` surrounded by `pads` of `value`, written once in row-major order: a row of the last
+/// axis is the value, or the value around a row of `a` (no fill of the whole output first).
+fn padded<T: Clone>(
+    a: &ArrayD<T>,
+    pads: &[(usize, usize)],
+    out_dims: &[usize],
+    value: T,
+) -> Result<ArrayD<T>, KernelError> {
+    let Some((&width, leading)) = out_dims.split_last() else {
+        return Ok(a.clone());
+    };
+    let total = alloc::count(out_dims)?;
+    let mut out = Vec::with_capacity(total);
+    if total > 0 {
+        let source = a.as_standard_layout();
+        let elements = source.as_slice().unwrap_or_default();
+        let (before, after) = pads[leading.len()];
+        let row = a.shape()[leading.len()];
+        // The output's index along the leading axes, counted up row by row.
+        let mut index = vec![0usize; leading.len()];
+        for _ in 0..total / width {
+            // The input row at this index, if every leading index is inside the input.
+            let mut inside = Some(0usize);
+            for ((&i, &(pad, _)), &d) in index.iter().zip(pads).zip(a.shape()) {
+                inside = inside
+                    .zip(i.checked_sub(pad).filter(|&i| i < d))
+                    .map(|(r, i)| r * d + i);
+            }
+            match inside {
+                Some(r) => {
+                    out.extend(std::iter::repeat_n(value.clone(), before));
+                    out.extend_from_slice(&elements[r * row..(r + 1) * row]);
+                    out.extend(std::iter::repeat_n(value.clone(), after));
+                }
+                None => out.extend(std::iter::repeat_n(value.clone(), width)),
+            }
+            for (i, &d) in index.iter_mut().zip(leading).rev() {
+                *i += 1;
+                if *i < d {
+                    break;
+                }
+                *i = 0;
+            }
+        }
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(out_dims), out)?)
 }
 
 pub fn mirror_pad(ctx: &KernelContext<'_>, x: &Tensor, p: &Tensor) -> Result<Tensor, KernelError> {
