@@ -437,6 +437,22 @@ pub fn hold(bytes: u64) -> Result<Charge, BudgetError> {
     }
 }
 
+/// Holds `bytes` on the current budget if it has room for them, without recording a refusal:
+/// for memory kept only to be reused, which is dropped instead when there is no room.
+pub fn hold_if_room(bytes: u64) -> Option<Charge> {
+    let Some((budget, scratch)) = with_top(|top| Some((top.budget.clone(), top.scratch))) else {
+        return Some(Charge::none());
+    };
+    let in_use = budget
+        .held()
+        .saturating_add(scratch)
+        .saturating_add(budget.0.reserve);
+    if in_use.saturating_add(bytes) > budget.0.memory {
+        return None;
+    }
+    budget.reserve(bytes).ok()
+}
+
 /// Charges `units` element operations to the current budget.
 pub fn work(units: u64) -> Result<(), BudgetError> {
     match current() {

@@ -47,13 +47,16 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, KernelErr
 }
 
 /// Applies `f` elementwise over `a` and `b` broadcast together.
-pub fn zip2<A, B, C>(
+pub fn zip2<A, B, C: 'static>(
     a: &ArrayD<A>,
     b: &ArrayD<B>,
     f: impl Fn(&A, &B) -> C,
 ) -> Result<ArrayD<C>, KernelError> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
-    check_output(&shape, std::mem::size_of::<C>().max(1))?;
+    let len = check_output(&shape, std::mem::size_of::<C>().max(1))?;
+    if let Some(out) = zip_slices(a, b, &shape, len, &f) {
+        return Ok(ArrayD::from_shape_vec(IxDyn(&shape), out)?);
+    }
     let av = a
         .broadcast(IxDyn(&shape))
         .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {shape:?}", a.shape())))?;
@@ -61,6 +64,50 @@ pub fn zip2<A, B, C>(
         .broadcast(IxDyn(&shape))
         .ok_or_else(|| KernelError(format!("cannot broadcast {:?} to {shape:?}", b.shape())))?;
     Ok(Zip::from(&av).and(&bv).map_collect(f))
+}
+
+/// [`zip2`]'s common cases on plain slices, into a recycled buffer: both operands laid out
+/// row-major, one of them the whole output and the other repeating along its tail (the same
+/// shape, a bias, a scalar). `None` for other layouts and broadcasts.
+fn zip_slices<A, B, C: 'static>(
+    a: &ArrayD<A>,
+    b: &ArrayD<B>,
+    shape: &[usize],
+    len: usize,
+    f: &impl Fn(&A, &B) -> C,
+) -> Option<Vec<C>> {
+    let (x, y) = (a.as_slice()?, b.as_slice()?);
+    let mut out = super::recycle::take(len);
+    if x.len() == len && repeats_along_tail(shape, b.shape()).is_some_and(|p| p == y.len()) {
+        match y {
+            [one] => out.extend(x.iter().map(|v| f(v, one))),
+            _ => {
+                for part in x.chunks_exact(y.len().max(1)) {
+                    out.extend(part.iter().zip(y).map(|(v, w)| f(v, w)));
+                }
+            }
+        }
+    } else if y.len() == len && repeats_along_tail(shape, a.shape()).is_some_and(|p| p == x.len()) {
+        match x {
+            [one] => out.extend(y.iter().map(|w| f(one, w))),
+            _ => {
+                for part in y.chunks_exact(x.len().max(1)) {
+                    out.extend(x.iter().zip(part).map(|(v, w)| f(v, w)));
+                }
+            }
+        }
+    } else {
+        return None;
+    }
+    (out.len() == len).then_some(out)
+}
+
+/// The number of elements after which `other` repeats when broadcast to `target`: its shape
+/// without leading 1s is a suffix of the target's. `None` for other broadcasts.
+pub fn repeats_along_tail(target: &[usize], other: &[usize]) -> Option<usize> {
+    let first = other.iter().position(|&d| d != 1).unwrap_or(other.len());
+    let tail = &other[first..];
+    target.ends_with(tail).then(|| tail.iter().product())
 }
 
 /// Applies `f` elementwise over three arrays broadcast together.

@@ -6,6 +6,7 @@ use num_traits::Float;
 
 use super::broadcast::{zip2, zip3};
 use super::cast::{from_f32, to_f32};
+use super::recycle;
 use super::{fail, KernelContext, KernelError};
 use crate::graph::attrs;
 use crate::tensor::{Data, Tensor};
@@ -537,12 +538,12 @@ pub fn unary(ctx: &KernelContext<'_>, x: &Tensor) -> Result<Tensor, KernelError>
         };
     }
     let data = match x.data() {
-        Data::F32(a) => {
-            Data::F32(with_float_unary!(op, f32, ctx, f => a.mapv(f)).ok_or_else(unsupported)?)
-        }
-        Data::F64(a) => {
-            Data::F64(with_float_unary!(op, f64, ctx, f => a.mapv(f)).ok_or_else(unsupported)?)
-        }
+        Data::F32(a) => Data::F32(
+            with_float_unary!(op, f32, ctx, f => recycle::map(a, f)).ok_or_else(unsupported)?,
+        ),
+        Data::F64(a) => Data::F64(
+            with_float_unary!(op, f64, ctx, f => recycle::map(a, f)).ok_or_else(unsupported)?,
+        ),
         Data::F16(_) | Data::BF16(_) => return from_f32(&unary(ctx, &to_f32(x)?)?, x.dtype()),
         Data::I8(a) => ints!(a, I8),
         Data::I16(a) => ints!(a, I16),

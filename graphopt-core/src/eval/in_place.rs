@@ -7,7 +7,7 @@
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::broadcast::broadcast_shape;
+use super::broadcast::{broadcast_shape, repeats_along_tail};
 use super::elementwise::{float_binary, float_unary, with_float_binary, with_float_unary, Real};
 use super::{KernelContext, KernelError};
 use crate::graph::attrs;
@@ -146,12 +146,4 @@ fn combine<T: Real>(
             .for_each(|t, &o| *t = f(o, *t));
     }
     Ok(())
-}
-
-/// The number of elements after which `other` repeats when broadcast to `target`: its shape
-/// without leading 1s is a suffix of the target's. `None` for other broadcasts.
-fn repeats_along_tail(target: &[usize], other: &[usize]) -> Option<usize> {
-    let first = other.iter().position(|&d| d != 1).unwrap_or(other.len());
-    let tail = &other[first..];
-    target.ends_with(tail).then(|| tail.iter().product())
 }

@@ -9,6 +9,7 @@ use super::alloc;
 use super::broadcast::broadcast_shape;
 use super::cast::{from_f32, to_f32};
 use super::gemm::{self, Gemm};
+use super::recycle;
 use super::{fail, KernelError};
 use crate::tensor::{Data, Tensor};
 
@@ -121,7 +122,7 @@ fn batched<T: MatElem + Copy>(
     let (a_size, b_size, c_size) = (am * ak, bk * bn, am * bn);
     let stored_a = (a.shape()[ra - 2], a.shape()[ra - 1]);
     let stored_b = (b.shape()[rb - 2], b.shape()[rb - 1]);
-    let mut out = vec![<T as MatElem>::zero(); outputs];
+    let mut out = recycle::filled(outputs, <T as MatElem>::zero());
     for (i, c) in out.chunks_exact_mut(c_size).enumerate() {
         let x = matrix(&a_all[i * a_size..(i + 1) * a_size], stored_a, adj_a)?;
         let y = matrix(&b_all[i * b_size..(i + 1) * b_size], stored_b, adj_b)?;

@@ -41,6 +41,7 @@ pub mod kernels;
 mod matmul;
 mod nn;
 mod quantized;
+mod recycle;
 mod reduce;
 mod shape_ops;
 
@@ -163,23 +164,12 @@ impl Held {
     /// The tensor itself when nothing else refers to it (no other consumer, fetch, feed or
     /// cache), so a kernel may overwrite it.
     fn take_unique(value: &mut Value) -> Option<Tensor> {
-        let rc = value.take()?;
-        match Rc::try_unwrap(rc) {
-            Ok(held) => match Arc::try_unwrap(held.tensor) {
-                Ok(tensor) => Some(tensor),
-                Err(tensor) => {
-                    *value = Some(Rc::new(Held {
-                        tensor,
-                        _charge: held._charge,
-                    }));
-                    None
-                }
-            },
-            Err(rc) => {
-                *value = Some(rc);
-                None
-            }
+        if !Self::is_unique(value) {
+            return None;
         }
+        let mut held = Rc::try_unwrap(value.take()?).ok()?;
+        let tensor = std::mem::replace(&mut held.tensor, Arc::clone(&NOTHING));
+        Arc::try_unwrap(tensor).ok()
     }
 
     fn is_unique(value: &Value) -> bool {
@@ -189,13 +179,37 @@ impl Held {
     }
 }
 
+/// What a [`Held`] holds once its tensor has been taken out.
+static NOTHING: std::sync::LazyLock<Arc<Tensor>> = std::sync::LazyLock::new(|| {
+    Arc::new(Tensor::from_data(crate::tensor::Data::F32(
+        ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])),
+    )))
+});
+
+impl Drop for Held {
+    /// A value's last reference gone: its memory goes to the next kernel's output.
+    fn drop(&mut self) {
+        // The value's charge ends before the pool's begins: the memory is counted once.
+        drop(std::mem::replace(&mut self._charge, Charge::none()));
+        let tensor = std::mem::replace(&mut self.tensor, Arc::clone(&NOTHING));
+        if let Ok(tensor) = Arc::try_unwrap(tensor) {
+            recycle::give_tensor(tensor);
+        }
+    }
+}
+
 /// Const values decoded once and shared by every later evaluation of the same graph: a
 /// model run many times decodes its weights on the first run only. Entries are keyed by node
 /// index and checked against the node's name, so a cache handed a different graph decodes
 /// afresh rather than returning another graph's values.
+///
+/// It also keeps the buffers of the values a run frees, for the next run's kernels to write
+/// into (see [`recycle`]): between runs they are the cache's memory, during a run they are
+/// counted on its budget.
 #[derive(Default)]
 pub struct Constants {
     decoded: Mutex<HashMap<usize, (String, Arc<Tensor>)>>,
+    buffers: recycle::Pool,
 }
 
 impl std::fmt::Debug for Constants {
@@ -309,16 +323,18 @@ fn evaluate_top(
         (graph.encoded_len() as u64).saturating_add(fed)
     };
     budget::enter_or_default(input_bytes, || {
-        let mut cache = functional::Cache::default();
-        evaluate_in(
-            graph,
-            graph.library.as_ref(),
-            &mut cache,
-            constants,
-            feeds,
-            fetches,
-            options,
-        )
+        recycle::scope(constants.map(|c| &c.buffers), || {
+            let mut cache = functional::Cache::default();
+            evaluate_in(
+                graph,
+                graph.library.as_ref(),
+                &mut cache,
+                constants,
+                feeds,
+                fetches,
+                options,
+            )
+        })
     })
 }
 

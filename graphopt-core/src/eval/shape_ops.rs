@@ -386,7 +386,7 @@ pub fn concat(inputs: &[&Tensor], axis: usize) -> Result<Tensor, KernelError> {
 /// The concatenation in row-major order. (`ndarray::concatenate` lays its result out with
 /// `axis` outermost in memory, so every later reader of a channel concatenation had to copy
 /// it element by element.) The parts' shapes must agree off `axis`; `out_dims` is checked.
-fn join_row_major<T: Clone>(
+fn join_row_major<T: Clone + 'static>(
     parts: &[&ArrayD<T>],
     axis: usize,
     out_dims: &[usize],
@@ -407,7 +407,7 @@ fn join_row_major<T: Clone>(
         }
         total = geometry::add(total, part.len(), "the concatenation")?;
     }
-    let mut out = Vec::with_capacity(total);
+    let mut out = super::recycle::take(total);
     if total == 0 {
         return Ok(ArrayD::from_shape_vec(IxDyn(out_dims), out)?);
     }

@@ -175,7 +175,7 @@ pub fn pad(
 
 /// `a` surrounded by `pads` of `value`, written once in row-major order: a row of the last
 /// axis is the value, or the value around a row of `a` (no fill of the whole output first).
-fn padded<T: Clone>(
+fn padded<T: Clone + 'static>(
     a: &ArrayD<T>,
     pads: &[(usize, usize)],
     out_dims: &[usize],
@@ -185,7 +185,7 @@ fn padded<T: Clone>(
         return Ok(a.clone());
     };
     let total = alloc::count(out_dims)?;
-    let mut out = Vec::with_capacity(total);
+    let mut out = super::recycle::take(total);
     if total > 0 {
         let source = a.as_standard_layout();
         let elements = source.as_slice().unwrap_or_default();
