@@ -10,7 +10,7 @@ use super::alloc;
 use super::cast::{from_f32, to_f32};
 use super::shape_ops::permute;
 use super::{fail, KernelContext, KernelError};
-use super::{gemm, recycle};
+use super::{gemm, parallel, recycle};
 use crate::analysis::geometry;
 use crate::tensor::{checked_elements, Data, Tensor};
 
@@ -128,7 +128,7 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
 
 /// Each output channel sums its taps in (ky, kx) order from zero, on every path: the inner
 /// loops run along the channels of one pixel, contiguous in NHWC.
-fn depthwise_nhwc<T: LinalgScalar + Float>(
+fn depthwise_nhwc<T: LinalgScalar + Float + Send + Sync>(
     ctx: &KernelContext<'_>,
     x: &ArrayD<T>,
     f: &ArrayD<T>,
@@ -156,41 +156,58 @@ fn depthwise_nhwc<T: LinalgScalar + Float>(
     let fs = row_major(f);
     let mut out = recycle::filled(outputs, T::zero());
     let image = h * w * c;
-    for (position, pixel) in out.chunks_exact_mut(channels).enumerate() {
-        let b = position / (wh.out * ww.out);
-        let (oy, ox) = (position / ww.out % wh.out, position % ww.out);
-        let xb = &xs[b * image..(b + 1) * image];
-        for ky in wh.taps(oy, kh) {
-            let Some(iy) = wh.source(oy, ky) else {
-                continue;
-            };
-            for kx in ww.taps(ox, kw) {
-                let Some(ix) = ww.source(ox, kx) else {
-                    continue;
-                };
-                let from = (iy * w + ix) * c;
-                let xrow = &xb[from..from + c];
-                let tap = (ky * kw + kx) * channels;
-                let frow = &fs[tap..tap + channels];
-                if mult == 1 {
-                    for ((o, &xv), &fv) in pixel.iter_mut().zip(xrow).zip(frow) {
-                        *o = *o + xv * fv;
-                    }
-                } else {
-                    for ((group, &xv), weights) in pixel
-                        .chunks_exact_mut(mult)
-                        .zip(xrow)
-                        .zip(frow.chunks_exact(mult))
-                    {
-                        for (o, &fv) in group.iter_mut().zip(weights) {
-                            *o = *o + xv * fv;
-                        }
+    // The taps of each output column, worked out once rather than per pixel.
+    let column_taps: Vec<_> = (0..ww.out).map(|ox| ww.taps(ox, kw)).collect();
+    let fill_rows = |first: usize, block: &mut [T]| {
+        for (r, out_row) in block.chunks_exact_mut(ww.out * channels).enumerate() {
+            let (b, oy) = ((first + r) / wh.out, (first + r) % wh.out);
+            let xb = &xs[b * image..(b + 1) * image];
+            let row_taps = wh.taps(oy, kh);
+            let pixels = out_row.chunks_exact_mut(channels).zip(&column_taps);
+            for (ox, (pixel, columns)) in pixels.enumerate() {
+                for ky in row_taps.clone() {
+                    let Some(iy) = wh.source(oy, ky) else {
+                        continue;
+                    };
+                    for kx in columns.clone() {
+                        let Some(ix) = ww.source(ox, kx) else {
+                            continue;
+                        };
+                        let from = (iy * w + ix) * c;
+                        let tap = (ky * kw + kx) * channels;
+                        accumulate(pixel, &xb[from..from + c], &fs[tap..tap + channels], mult);
                     }
                 }
             }
         }
+    };
+    let work = outputs.saturating_mul(kh.min(h)).saturating_mul(kw.min(w));
+    match ctx.gemm {
+        // Each row is computed the same way on any thread: the bytes do not depend on the split.
+        gemm::Gemm::Fast => parallel::rows(&mut out, ww.out * channels, work, fill_rows),
+        gemm::Gemm::Portable => fill_rows(0, &mut out),
     }
     Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?)
+}
+
+/// `pixel += x · f` for one tap: `mult` outputs per input channel, each its channel's value
+/// times its own weight.
+fn accumulate<T: LinalgScalar>(pixel: &mut [T], x: &[T], f: &[T], mult: usize) {
+    if mult == 1 {
+        for ((o, &xv), &fv) in pixel.iter_mut().zip(x).zip(f) {
+            *o = *o + xv * fv;
+        }
+    } else {
+        for ((group, &xv), weights) in pixel
+            .chunks_exact_mut(mult)
+            .zip(x)
+            .zip(f.chunks_exact(mult))
+        {
+            for (o, &fv) in group.iter_mut().zip(weights) {
+                *o = *o + xv * fv;
+            }
+        }
+    }
 }
 
 /// Conv2D and DepthwiseConv2dNative.

@@ -7,9 +7,10 @@
 //! - [`Gemm::Fast`]: matrixmultiply's blocked, packed kernels, which pick SIMD code for the CPU
 //!   at run time (their sums may differ in the last bits between machines). For `verify` and
 //!   the `eval` feature, whose results are compared, not written. With the `threads` feature a
-//!   large product is split over threads by blocks of rows (or of columns, when it has few
-//!   rows, as the late layers of a CNN at batch 1 do); each element is still computed by the
-//!   same kernel over the same inner blocks, so the result is bit-identical to one thread's.
+//!   large product is split over [`super::parallel`]'s threads by blocks of rows (or of
+//!   columns, when it has few rows, as the late layers of a CNN at batch 1 do); each element
+//!   is still computed by the same kernel over the same inner blocks, so the result is
+//!   bit-identical to one thread's.
 
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar};
 
@@ -49,21 +50,9 @@ pub fn multiply<T: LinalgScalar + Send + Sync>(
                 // The shapes are the slices' own: cannot happen; fall back to the exact form.
                 return portable(k, n, a, b, c);
             };
-            #[cfg(feature = "threads")]
-            threaded::multiply(a, b, c);
-            #[cfg(not(feature = "threads"))]
-            fast(a, b, c);
+            threaded::split(a, b, c, super::parallel::threads());
         }
     }
-}
-
-/// How many threads a large [`Gemm::Fast`] product is split over: 1 without the `threads`
-/// feature, else `MATMUL_NUM_THREADS` or every core the process may use.
-pub fn threads() -> usize {
-    #[cfg(feature = "threads")]
-    return threaded::count();
-    #[cfg(not(feature = "threads"))]
-    1
 }
 
 /// matrixmultiply's product `c = a · b` on this thread.
@@ -71,8 +60,6 @@ fn fast<T: LinalgScalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, mut c: Arra
     ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
 }
 
-// Compiled (and tested) with or without the feature; only `multiply` above chooses it.
-#[cfg_attr(not(feature = "threads"), allow(dead_code))]
 mod threaded {
     use ndarray::{ArrayView2, ArrayViewMut2, Axis, LinalgScalar};
 
@@ -84,27 +71,6 @@ mod threaded {
     const ROW_BLOCK: usize = 64;
     /// The narrowest column block worth a thread.
     const MIN_COLUMNS: usize = 32;
-
-    /// How many threads: `MATMUL_NUM_THREADS`, else every core the process may use.
-    pub fn count() -> usize {
-        static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *COUNT.get_or_init(|| {
-            std::env::var("MATMUL_NUM_THREADS")
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .clamp(1, 64)
-        })
-    }
-
-    /// `c = a · b` over [`count`] threads.
-    pub fn multiply<T: LinalgScalar + Send + Sync>(
-        a: ArrayView2<'_, T>,
-        b: ArrayView2<'_, T>,
-        c: ArrayViewMut2<'_, T>,
-    ) {
-        split(a, b, c, count());
-    }
 
     /// How a product of `(m, k, n)` is split over `threads`: by rows or not (columns), and
     /// into how many blocks; `None` to keep it on one thread.
@@ -123,7 +89,7 @@ mod threaded {
     }
 
     /// `c = a · b`, in blocks of rows of `c` (many rows) or of columns (few rows), one block
-    /// per thread, the last on this one.
+    /// per thread.
     pub fn split<T: LinalgScalar + Send + Sync>(
         a: ArrayView2<'_, T>,
         b: ArrayView2<'_, T>,
@@ -136,33 +102,28 @@ mod threaded {
         };
         let length = if by_rows { m } else { n };
         let axis = if by_rows { Axis(0) } else { Axis(1) };
-        std::thread::scope(|scope| {
-            let mut rest_c = c;
-            let mut rest_a = a;
-            let mut rest_b = b;
-            for part in 0..parts {
-                // Even blocks, the remainder spread over the first ones.
-                let size = length / parts + usize::from(part < length % parts);
-                let last = part + 1 == parts;
-                // The sizes add up to `length`: the last block is the rest.
-                let (c_part, c_rest) = rest_c.split_at(axis, size);
-                rest_c = c_rest;
-                let (a_part, b_part) = if by_rows {
-                    let (a_part, a_rest) = rest_a.split_at(Axis(0), c_part.nrows());
-                    rest_a = a_rest;
-                    (a_part, b)
-                } else {
-                    let (b_part, b_rest) = rest_b.split_at(Axis(1), c_part.ncols());
-                    rest_b = b_rest;
-                    (a, b_part)
-                };
-                if last {
-                    super::fast(a_part, b_part, c_part);
-                } else {
-                    scope.spawn(move || super::fast(a_part, b_part, c_part));
-                }
-            }
-        });
+        let mut tasks = Vec::with_capacity(parts);
+        let mut rest_c = c;
+        let mut rest_a = a;
+        let mut rest_b = b;
+        for part in 0..parts {
+            // Even blocks, the remainder spread over the first ones; the sizes add up to
+            // `length`.
+            let size = length / parts + usize::from(part < length % parts);
+            let (c_part, c_rest) = rest_c.split_at(axis, size);
+            rest_c = c_rest;
+            let (a_part, b_part) = if by_rows {
+                let (a_part, a_rest) = rest_a.split_at(Axis(0), c_part.nrows());
+                rest_a = a_rest;
+                (a_part, b)
+            } else {
+                let (b_part, b_rest) = rest_b.split_at(Axis(1), c_part.ncols());
+                rest_b = b_rest;
+                (a, b_part)
+            };
+            tasks.push(move || super::fast(a_part, b_part, c_part));
+        }
+        super::super::parallel::each(tasks);
     }
 }
 

@@ -40,6 +40,7 @@ mod in_place;
 pub mod kernels;
 mod matmul;
 mod nn;
+mod parallel;
 mod quantized;
 mod recycle;
 mod reduce;
@@ -48,7 +49,8 @@ mod shape_ops;
 pub use broadcast::{check_output, with_limits};
 pub use cast::cast as cast_tensor;
 pub use elementwise::arithmetic as binary_arithmetic;
-pub use gemm::{threads as matmul_threads, Gemm};
+pub use gemm::Gemm;
+pub use parallel::threads as matmul_threads;
 mod slicing;
 
 /// A failure while evaluating, naming the node.
