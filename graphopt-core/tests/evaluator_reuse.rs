@@ -1,13 +1,15 @@
 //! The evaluator's buffer reuse and Const cache change no result: a chain evaluated with every
 //! intermediate fetched (so no buffer can be reused) gives the same bits as the chain
-//! evaluated for its end only, and a cached run gives the same bits as a fresh one.
+//! evaluated for its end only, and a cached run gives the same bits as a fresh one. Nor do
+//! the fast kernels' threads (the `threads` feature) or the buffers a cached model's runs
+//! recycle.
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::graphs::{floats, graph, input, node, placeholder, s};
-use graphopt_core::eval::{evaluate, evaluate_cached, Constants, Options};
+use common::graphs::{floats, graph, input, ints, node, placeholder, s};
+use graphopt_core::eval::{evaluate, evaluate_cached, Constants, Gemm, Options};
 use graphopt_core::proto::GraphDef;
 use graphopt_core::tensor::{Data, Tensor};
 
@@ -174,4 +176,59 @@ fn a_chain_reuses_one_buffer() {
         bits(&out[0]),
         bits(&run(&g, &x, &["a0", "a1", "a2", "a3", "a4", "a5"])[5])
     );
+}
+
+/// A depthwise convolution (split over threads by rows when the fast kernels have them), its
+/// activation, a pointwise convolution and a padded one: large enough to be split and for
+/// their buffers to be recycled.
+fn convolutions() -> GraphDef {
+    let same = [("strides", ints(&[1, 1, 1, 1])), ("padding", s("SAME"))];
+    graph(vec![
+        placeholder("x", &[1, 48, 48, 32]),
+        floats("depthwise_filter", &[3, 3, 32, 2], 5),
+        floats("pointwise_filter", &[1, 1, 64, 16], 6),
+        floats("spatial_filter", &[3, 3, 16, 8], 7),
+        common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 2, 2, 0, 0]),
+        node(
+            "depthwise",
+            "DepthwiseConv2dNative",
+            &["x", "depthwise_filter"],
+            &same,
+        ),
+        node("relu", "Relu6", &["depthwise"], &[]),
+        node("pointwise", "Conv2D", &["relu", "pointwise_filter"], &same),
+        node("pad", "Pad", &["pointwise", "paddings"], &[]),
+        node(
+            "spatial",
+            "Conv2D",
+            &["pad", "spatial_filter"],
+            &[("strides", ints(&[1, 2, 2, 1])), ("padding", s("VALID"))],
+        ),
+    ])
+}
+
+#[test]
+fn threads_and_recycled_buffers_give_the_same_bits() {
+    let g = convolutions();
+    let feeds = BTreeMap::from([("x".to_string(), input(&[1, 48, 48, 32], 9))]);
+    let fetches = ["depthwise".to_string(), "spatial".to_string()];
+    let fast = Options {
+        gemm: Gemm::Fast,
+        ..Options::default()
+    };
+    let portable = evaluate(&g, &feeds, &fetches, Options::default()).unwrap();
+    let once = evaluate(&g, &feeds, &fetches, fast).unwrap();
+    // The depthwise kernel is the same code for both kinds, whichever thread runs a row.
+    assert_eq!(
+        bits(&once[0]),
+        bits(&portable[0]),
+        "depthwise, fast vs portable"
+    );
+    let constants = Constants::default();
+    for run in 0..3 {
+        let cached = evaluate_cached(&g, &constants, &feeds, &fetches, fast).unwrap();
+        for (a, b) in once.iter().zip(&cached) {
+            assert_eq!(bits(a), bits(b), "run {run} of the cached model");
+        }
+    }
 }
