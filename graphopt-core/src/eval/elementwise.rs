@@ -12,7 +12,7 @@ use crate::graph::attrs;
 use crate::tensor::{Data, Tensor};
 
 /// Floats with the special functions the kernels need.
-pub trait Real: Float + Copy + 'static {
+pub trait Real: Float + Copy + Send + Sync + 'static {
     /// e^x with the same bits on every machine ([`super::exp`] for float32, the libm crate's
     /// for float64), where `Float::exp` is the C library's.
     fn exp_fixed(self) -> Self;
@@ -428,7 +428,7 @@ pub fn compare(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor, KernelError> 
 pub(super) fn float_unary<T: Real>(
     op: &str,
     ctx: &KernelContext<'_>,
-) -> Option<Box<dyn Fn(T) -> T>> {
+) -> Option<Box<dyn Fn(T) -> T + Send + Sync>> {
     let c = T::from_f64;
     let alpha = T::from_f64(f64::from(attrs::float(ctx.node, "alpha").unwrap_or(0.2)));
     Some(match op {

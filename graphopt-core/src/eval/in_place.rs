@@ -9,7 +9,8 @@ use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::broadcast::{broadcast_shape, repeats_along_tail};
 use super::elementwise::{float_binary, float_unary, with_float_binary, with_float_unary, Real};
-use super::{KernelContext, KernelError};
+use super::gemm::Gemm;
+use super::{parallel, KernelContext, KernelError};
 use crate::graph::attrs;
 use crate::graph::ops::{ELEMENTWISE_BINARY, UNARY};
 use crate::tensor::{Data, Tensor};
@@ -99,33 +100,73 @@ fn compute<T: Real>(
 ) -> Result<ArrayD<T>, KernelError> {
     let op = ctx.node.op.as_str();
     let done = match other {
-        None => with_float_unary!(op, T, ctx, f => target.mapv_inplace(f)),
+        None => with_float_unary!(op, T, ctx, f => each_element(ctx, &mut target, f)),
         Some(other) => {
-            with_float_binary!(op, T, f => combine(&mut target, position, other, f)).transpose()?
+            with_float_binary!(op, T, f => combine(ctx, &mut target, position, other, f))
+                .transpose()?
         }
     };
     done.ok_or_else(|| KernelError(format!("{op} has no in-place form")))?;
     Ok(target)
 }
 
+/// `target = f(target)`, split over threads for the fast kernels (the same function of the
+/// same element on any thread).
+fn each_element<T: Real>(
+    ctx: &KernelContext<'_>,
+    target: &mut ArrayD<T>,
+    f: impl Fn(T) -> T + Sync,
+) {
+    match (ctx.gemm, target.as_slice_mut()) {
+        (Gemm::Fast, Some(values)) => {
+            let work = values.len();
+            parallel::rows(values, 1, work, |_, block| {
+                block.iter_mut().for_each(|v| *v = f(*v));
+            });
+        }
+        _ => target.mapv_inplace(f),
+    }
+}
+
 /// `target = f(target, other)` (or `f(other, target)` at position 1), `other` broadcast.
 fn combine<T: Real>(
+    ctx: &KernelContext<'_>,
     target: &mut ArrayD<T>,
     position: usize,
     other: &ArrayD<T>,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) -> Result<(), KernelError> {
     if let Some(period) = repeats_along_tail(target.shape(), other.shape()) {
         if let (Some(t), Some(o)) = (target.as_slice_mut(), other.as_slice()) {
             // `other` repeats every `period` elements of the target (a bias, a same-shaped
-            // operand, a scalar): plain slices, which vectorize.
+            // operand, a scalar): plain slices, which vectorize. The fast kernels split them
+            // over threads, by elements when `other` is the target's size, else by periods.
             if o.len() == period && period > 0 {
-                for chunk in t.chunks_exact_mut(period) {
+                let apply = |t: &mut [T], o: &[T]| {
                     if position == 0 {
-                        chunk.iter_mut().zip(o).for_each(|(t, &o)| *t = f(*t, o));
+                        t.iter_mut().zip(o).for_each(|(t, &o)| *t = f(*t, o));
                     } else {
-                        chunk.iter_mut().zip(o).for_each(|(t, &o)| *t = f(o, *t));
+                        t.iter_mut().zip(o).for_each(|(t, &o)| *t = f(o, *t));
                     }
+                };
+                // Split by elements when `other` is one value or the target's size, else by
+                // whole periods.
+                let whole = period == t.len();
+                let row = if whole { 1 } else { period };
+                let split = matches!(ctx.gemm, Gemm::Fast);
+                let fill = |first: usize, block: &mut [T]| match *o {
+                    [one] if position == 0 => block.iter_mut().for_each(|t| *t = f(*t, one)),
+                    [one] => block.iter_mut().for_each(|t| *t = f(one, *t)),
+                    _ if whole => apply(block, &o[first..first + block.len()]),
+                    _ => block
+                        .chunks_exact_mut(period)
+                        .for_each(|chunk| apply(chunk, o)),
+                };
+                if split {
+                    let work = t.len();
+                    parallel::rows(t, row, work, fill);
+                } else {
+                    fill(0, t);
                 }
                 return Ok(());
             }
