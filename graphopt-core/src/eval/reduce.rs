@@ -49,6 +49,58 @@ fn reduce_array<T: Clone>(
     current
 }
 
+/// The sums of a float32 tensor over one axis or two adjacent ones (a global average pool, a
+/// squeeze-and-excite Mean), in float64 without a float64 copy of the input: each output
+/// adds exactly what [`reduce_array`] adds, in the same order (along the last reduced axis
+/// first, then those sums along the one before), so the bits are the same. `None` for other
+/// axes or layouts.
+fn sum_in_place(a: &ArrayD<f32>, axes: &[usize]) -> Option<ArrayD<f64>> {
+    let values = a.as_slice()?;
+    let (first, last) = match *axes {
+        [axis] => (axis, axis),
+        [p, q] if q == p + 1 => (p, q),
+        _ => return None,
+    };
+    if a.is_empty() {
+        return None;
+    }
+    let shape = a.shape();
+    let outer: usize = shape[..first].iter().product();
+    let inner: usize = shape[last + 1..].iter().product();
+    let (rows, columns) = if first == last {
+        (1, shape[first])
+    } else {
+        (shape[first], shape[last])
+    };
+    let mut out = Vec::with_capacity(outer * inner);
+    let mut total = vec![0f64; inner];
+    let mut partial = vec![0f64; inner];
+    for block in values.chunks_exact(rows * columns * inner) {
+        total.fill(0.0);
+        for row in block.chunks_exact(columns * inner) {
+            partial.fill(0.0);
+            for line in row.chunks_exact(inner) {
+                for (p, &v) in partial.iter_mut().zip(line) {
+                    *p += f64::from(v);
+                }
+            }
+            if rows == 1 {
+                std::mem::swap(&mut total, &mut partial);
+            } else {
+                for (t, &p) in total.iter_mut().zip(&partial) {
+                    *t += p;
+                }
+            }
+        }
+        out.extend_from_slice(&total);
+    }
+    let dims: Vec<usize> = (0..shape.len())
+        .filter(|i| *i < first || *i > last)
+        .map(|i| shape[i])
+        .collect();
+    ArrayD::from_shape_vec(ndarray::IxDyn(&dims), out).ok()
+}
+
 fn kept_dims(shape: &[usize], axes: &[usize]) -> Vec<usize> {
     shape
         .iter()
@@ -71,8 +123,18 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
         .collect();
     alloc::output::<f64>(&out_dims)?;
     alloc::work(x.len() as u128)?;
-    let reduced = match x.data() {
-        Data::Bool(a) => {
+    let in_place = match (x.data(), op) {
+        (Data::F32(a), "Sum" | "Mean") => sum_in_place(a, &axes),
+        _ => None,
+    };
+    let reduced = match (in_place, x.data()) {
+        (Some(mut sums), _) => {
+            if op == "Mean" {
+                sums.mapv_inplace(|v| v / count as f64);
+            }
+            Tensor::from_data(Data::F32(sums.mapv(|v| v as f32)))
+        }
+        (None, Data::Bool(a)) => {
             let out = match op {
                 "All" => reduce_array(a, &axes, true, |p, q| *p && *q),
                 "Any" => reduce_array(a, &axes, false, |p, q| *p || *q),
@@ -80,7 +142,7 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
             };
             Tensor::from_data(Data::Bool(out))
         }
-        Data::F32(_) | Data::F64(_) | Data::F16(_) | Data::BF16(_) => {
+        (None, Data::F32(_) | Data::F64(_) | Data::F16(_) | Data::BF16(_)) => {
             let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
                 return fail("cast failed");
             };
@@ -106,7 +168,7 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
             };
             cast(&Tensor::from_data(Data::F64(out)), x.dtype())?
         }
-        _ => {
+        (None, _) => {
             let Data::I64(a) = cast(x, DataType::DtInt64)?.into_data() else {
                 return fail(format!("{op} is not defined for {:?}", x.dtype()));
             };
@@ -161,4 +223,29 @@ pub fn arg_reduce(
     });
     let dtype = attrs::dtype(ctx.node, "output_type").unwrap_or(DataType::DtInt64);
     cast(&Tensor::from_data(Data::I64(out)), dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The float32 shortcut adds what the general float64 reduction adds, in its order.
+    #[test]
+    fn sums_in_place_have_the_general_reductions_bits() {
+        let dims = [2usize, 5, 7, 3];
+        let values: Vec<f32> = (0..210).map(|i| ((i as f32) * 0.731).sin() * 1e3).collect();
+        let a = ArrayD::from_shape_vec(ndarray::IxDyn(&dims), values).expect("shape");
+        let wide = a.mapv(f64::from);
+        for axes in [&[0usize][..], &[1], &[3], &[1, 2], &[2, 3], &[0, 1]] {
+            let fast = sum_in_place(&a, axes).expect("one axis or two adjacent ones");
+            let general = reduce_array(&wide, axes, 0.0, |p, q| p + q);
+            assert_eq!(fast.shape(), general.shape(), "axes {axes:?}");
+            let same = fast
+                .iter()
+                .zip(&general)
+                .all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "axes {axes:?}");
+        }
+        assert!(sum_in_place(&a, &[0, 2]).is_none(), "axes that are not adjacent");
+    }
 }
