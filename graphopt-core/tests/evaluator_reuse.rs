@@ -232,3 +232,51 @@ fn threads_and_recycled_buffers_give_the_same_bits() {
         }
     }
 }
+
+/// Keras' swish, `x * sigmoid(beta * x)`, in both operand orders, beside chains that must
+/// not be fused: a per-channel "beta", and a swish whose gate is fetched.
+fn swishes() -> GraphDef {
+    graph(vec![
+        placeholder("x", &[1, 24, 24, 40]),
+        floats("beta", &[], 3),
+        floats("per_channel", &[40], 4),
+        node("scale", "Mul", &["beta", "x"], &[]),
+        node("gate", "Sigmoid", &["scale"], &[]),
+        node("swish", "Mul", &["x", "gate"], &[]),
+        node("scale_2", "Mul", &["swish", "beta"], &[]),
+        node("gate_2", "Sigmoid", &["scale_2"], &[]),
+        node("swish_2", "Mul", &["gate_2", "swish"], &[]),
+        node("scale_3", "Mul", &["swish_2", "per_channel"], &[]),
+        node("gate_3", "Sigmoid", &["scale_3"], &[]),
+        node("not_scalar", "Mul", &["swish_2", "gate_3"], &[]),
+        node("scale_4", "Mul", &["not_scalar", "beta"], &[]),
+        node("gate_4", "Sigmoid", &["scale_4"], &[]),
+        node("gate_fetched", "Mul", &["not_scalar", "gate_4"], &[]),
+    ])
+}
+
+#[test]
+fn fused_swishes_give_the_same_bits() {
+    let g = swishes();
+    let feeds = BTreeMap::from([("x".to_string(), input(&[1, 24, 24, 40], 8))]);
+    let fetches = [
+        "swish_2".to_string(),
+        "gate_4".to_string(),
+        "gate_fetched".to_string(),
+    ];
+    let fast = Options {
+        gemm: Gemm::Fast,
+        ..Options::default()
+    };
+    let fused = evaluate(&g, &feeds, &fetches, fast).unwrap();
+    let one_by_one = evaluate(&g, &feeds, &fetches, Options::default()).unwrap();
+    for ((a, b), name) in fused.iter().zip(&one_by_one).zip(&fetches) {
+        assert_eq!(bits(a), bits(b), "{name}");
+    }
+    // And fused in a cached model's repeated runs.
+    let constants = Constants::default();
+    for _ in 0..2 {
+        let cached = evaluate_cached(&g, &constants, &feeds, &fetches, fast).unwrap();
+        assert_eq!(bits(&cached[0]), bits(&one_by_one[0]));
+    }
+}

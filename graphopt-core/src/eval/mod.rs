@@ -34,6 +34,7 @@ mod einsum;
 mod elementwise;
 mod exp;
 mod functional;
+mod fuse;
 mod gemm;
 mod image;
 mod in_place;
@@ -278,6 +279,11 @@ struct Executor<'g> {
     ready: VecDeque<(usize, usize, u64, Vec<Value>)>,
     fetched: HashMap<usize, Vec<Value>>,
     fetch_nodes: HashSet<usize>,
+    /// Swish chains run as one kernel, by their first node (fast evaluations only).
+    swishes: HashMap<usize, fuse::Swish>,
+    /// Nodes whose value a fused kernel has computed: (node, frame, iteration) and the input
+    /// slot they pass on.
+    passing: HashMap<(usize, usize, u64), usize>,
     /// Library functions as runnable graphs, built once each (shared with nested calls).
     function_cache: &'g mut functional::Cache,
     /// Decoded Consts kept across evaluations, when the caller keeps them.
@@ -435,11 +441,18 @@ fn evaluate_in(
         }
     }
 
+    let fetch_nodes: HashSet<usize> = fetch_refs.iter().map(|&(i, _)| i).collect();
+    let swishes = match options.gemm {
+        Gemm::Fast => fuse::swishes(graph, &needed, &consumers, &fetch_nodes),
+        Gemm::Portable => HashMap::new(),
+    };
     let mut executor = Executor {
         graph,
         library,
         options,
-        fetch_nodes: fetch_refs.iter().map(|&(i, _)| i).collect(),
+        fetch_nodes,
+        swishes,
+        passing: HashMap::new(),
         needed,
         feeds: feed_index,
         consumers,
@@ -552,11 +565,17 @@ impl Executor<'_> {
     fn fire(
         &mut self,
         i: usize,
-        _frame: usize,
-        _iter: u64,
+        frame: usize,
+        iter: u64,
         mut inputs: Vec<Value>,
     ) -> Result<Vec<Value>, EvalError> {
         let node = &self.graph.node[i];
+        if let Some(slot) = self.passing.remove(&(i, frame, iter)) {
+            return Ok(vec![inputs.get(slot).cloned().flatten()]);
+        }
+        if let Some(outputs) = self.fire_fused(i, frame, iter, &inputs)? {
+            return Ok(outputs);
+        }
         if let Some(outputs) = self.fire_in_place(i, &mut inputs)? {
             return Ok(outputs);
         }
@@ -685,6 +704,33 @@ impl Executor<'_> {
             limits: self.options.limits,
             gemm: self.options.gemm,
         }
+    }
+
+    /// Runs the chain that starts at node `i` as one kernel (see [`fuse`]), if one does and
+    /// its inputs allow it; the chain's later nodes then pass the value on.
+    fn fire_fused(
+        &mut self,
+        i: usize,
+        frame: usize,
+        iter: u64,
+        inputs: &[Value],
+    ) -> Result<Option<Vec<Value>>, EvalError> {
+        let Some(&chain) = self.swishes.get(&i) else {
+            return Ok(None);
+        };
+        let [Some(a), Some(b)] = inputs else {
+            return Ok(None);
+        };
+        let fused = budget::scratch_scope(|| fuse::swish(&chain, [&*a.tensor, &*b.tensor]))
+            .map_err(|e| self.node_error(i, e.0))?;
+        let Some(output) = fused else {
+            return Ok(None);
+        };
+        budget::work(output.len() as u64 + 1).map_err(|e| self.budget_error(i, e))?;
+        self.passing.insert((chain.gate, frame, iter), 0);
+        self.passing
+            .insert((chain.product, frame, iter), chain.gate_in_product);
+        self.keep(i, vec![output]).map(Some)
     }
 
     /// Runs an elementwise node into the buffer of an input that nothing else refers to any
