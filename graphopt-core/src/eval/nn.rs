@@ -70,12 +70,21 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     if kh == 0 || kw == 0 {
         return fail("ksize must be positive");
     }
-    let wide = cast(input, DataType::DtDouble)?;
-    let x = super::conv::to_nhwc(&spatial, &wide)?;
-    let Data::F64(a) = x.data() else {
-        return fail("pooling needs a numeric input");
+    // float32 is read as it is; other types through a float64 copy. Either way each tap is
+    // widened to float64, so the results are the same.
+    let nhwc = super::conv::to_nhwc(&spatial, input)?;
+    let wide;
+    let (elements, dims): (Elements<'_>, _) = match nhwc.data() {
+        Data::F32(a) => (Elements::F32(a.as_standard_layout()), a.shape().to_vec()),
+        _ => {
+            wide = cast(&nhwc, DataType::DtDouble)?;
+            let Data::F64(a) = wide.data() else {
+                return fail("pooling needs a numeric input");
+            };
+            (Elements::F64(a.as_standard_layout()), a.shape().to_vec())
+        }
     };
-    let (n, h, w, c) = (a.shape()[0], a.shape()[1], a.shape()[2], a.shape()[3]);
+    let (n, h, w, c) = (dims[0], dims[1], dims[2], dims[3]);
     let (wh, ww) = spatial.windows(h, w, kh, kw)?;
     let out_dims = [n, wh.out, ww.out, c];
     let outputs = alloc::output::<f64>(&out_dims)?;
@@ -84,38 +93,76 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
     let mut out = vec![if max { f64::NEG_INFINITY } else { 0.0 }; outputs];
     if outputs > 0 {
-        let xs = a.as_standard_layout();
-        let xs = xs.as_slice().unwrap_or_default();
-        let image = h * w * c;
-        // Channels innermost, contiguous in NHWC; each channel takes its taps in (ky, kx)
-        // order.
+        let window = PoolWindow {
+            wh: &wh,
+            ww: &ww,
+            kh,
+            kw,
+            w,
+            c,
+            image: h * w * c,
+            max,
+        };
+        match &elements {
+            Elements::F32(a) => window.pool(a.as_slice().unwrap_or_default(), &mut out),
+            Elements::F64(a) => window.pool(a.as_slice().unwrap_or_default(), &mut out),
+        }
+    }
+    let out = ArrayD::from_shape_vec(IxDyn(&out_dims), out)?;
+    let y = super::conv::to_data_format(&spatial, Tensor::from_data(Data::F64(out)))?;
+    cast(&y, input.dtype())
+}
+
+/// A pooling input's elements, row-major NHWC.
+enum Elements<'a> {
+    F32(ndarray::CowArray<'a, f32, IxDyn>),
+    F64(ndarray::CowArray<'a, f64, IxDyn>),
+}
+
+/// The windows of one pooling.
+struct PoolWindow<'a> {
+    wh: &'a crate::analysis::geometry::Window,
+    ww: &'a crate::analysis::geometry::Window,
+    kh: usize,
+    kw: usize,
+    w: usize,
+    c: usize,
+    image: usize,
+    max: bool,
+}
+
+impl PoolWindow<'_> {
+    /// Every output pixel's max or mean over its in-bounds taps, in float64: channels
+    /// innermost, contiguous in NHWC; each channel takes its taps in (ky, kx) order.
+    fn pool<T: Copy + Into<f64>>(&self, xs: &[T], out: &mut [f64]) {
+        let (wh, ww, c) = (self.wh, self.ww, self.c);
         for (position, pixel) in out.chunks_exact_mut(c).enumerate() {
             let b = position / (wh.out * ww.out);
             let (oy, ox) = (position / ww.out % wh.out, position % ww.out);
             let mut taps = 0usize;
-            for ky in wh.taps(oy, kh) {
+            for ky in wh.taps(oy, self.kh) {
                 let Some(iy) = wh.source(oy, ky) else {
                     continue;
                 };
-                for kx in ww.taps(ox, kw) {
+                for kx in ww.taps(ox, self.kw) {
                     let Some(ix) = ww.source(ox, kx) else {
                         continue;
                     };
-                    let from = b * image + (iy * w + ix) * c;
+                    let from = b * self.image + (iy * self.w + ix) * c;
                     let row = &xs[from..from + c];
-                    if max {
+                    if self.max {
                         for (acc, &v) in pixel.iter_mut().zip(row) {
-                            *acc = acc.max(v);
+                            *acc = acc.max(v.into());
                         }
                     } else {
                         for (acc, &v) in pixel.iter_mut().zip(row) {
-                            *acc += v;
+                            *acc += v.into();
                         }
                     }
                     taps += 1;
                 }
             }
-            if !max {
+            if !self.max {
                 let taps = taps.max(1) as f64;
                 for acc in pixel.iter_mut() {
                     *acc /= taps;
@@ -123,9 +170,6 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
             }
         }
     }
-    let out = ArrayD::from_shape_vec(IxDyn(&out_dims), out)?;
-    let y = super::conv::to_data_format(&spatial, Tensor::from_data(Data::F64(out)))?;
-    cast(&y, input.dtype())
 }
 
 /// Batch normalization at inference: `(x - mean) * scale / sqrt(var + eps) + offset`.
