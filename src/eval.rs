@@ -15,11 +15,13 @@
 //! ```
 //!
 //! The evaluator is checked against TensorFlow kernel by kernel. A [`Model`] decodes its
-//! weights on the first run and keeps them (memory about the size of the weights), so later
-//! runs only compute; elementwise nodes write over inputs nothing else reads, and matrix
-//! products use matrixmultiply's packed kernels, on one thread, or split over every core with
-//! the `threads` feature (`MATMUL_NUM_THREADS` sets how many; the results are bit-identical). Figures against TensorFlow's own run
-//! time are in `docs/benchmarks.md`.
+//! weights on the first run and keeps them (memory about the size of the weights), and keeps
+//! the buffers its runs free (at most 32 MiB) for the next run's outputs, so later runs only
+//! compute; elementwise nodes write over inputs nothing else reads, Keras' swish runs as one
+//! pass, and matrix products use matrixmultiply's packed kernels. With the `threads` feature,
+//! matrix products, depthwise convolutions and long elementwise runs are split over a pool of
+//! threads, one per core (`MATMUL_NUM_THREADS` sets how many; the results are bit-identical
+//! to one thread's). Figures against TensorFlow's own run time are in `docs/benchmarks.md`.
 //!
 //! A run is unbounded by default: the embedded model is the app's own, built and checked at
 //! compile time. An app that runs graphs it did not build can bound each run with
