@@ -246,6 +246,9 @@ mod tests {
                 .all(|(p, q)| p.to_bits() == q.to_bits());
             assert!(same, "axes {axes:?}");
         }
-        assert!(sum_in_place(&a, &[0, 2]).is_none(), "axes that are not adjacent");
+        assert!(
+            sum_in_place(&a, &[0, 2]).is_none(),
+            "axes that are not adjacent"
+        );
     }
 }
