@@ -188,6 +188,7 @@ fn convolutions() -> GraphDef {
         floats("depthwise_filter", &[3, 3, 32, 2], 5),
         floats("pointwise_filter", &[1, 1, 64, 16], 6),
         floats("spatial_filter", &[3, 3, 16, 8], 7),
+        floats("wide_filter", &[3, 3, 32, 32], 10),
         common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 2, 2, 0, 0]),
         node(
             "depthwise",
@@ -195,6 +196,9 @@ fn convolutions() -> GraphDef {
             &["x", "depthwise_filter"],
             &same,
         ),
+        // Large enough for its product to be split by rows: each thread builds its own rows'
+        // patches.
+        node("wide", "Conv2D", &["x", "wide_filter"], &same),
         node("relu", "Relu6", &["depthwise"], &[]),
         node("pointwise", "Conv2D", &["relu", "pointwise_filter"], &same),
         node("pad", "Pad", &["pointwise", "paddings"], &[]),
@@ -211,7 +215,11 @@ fn convolutions() -> GraphDef {
 fn threads_and_recycled_buffers_give_the_same_bits() {
     let g = convolutions();
     let feeds = BTreeMap::from([("x".to_string(), input(&[1, 48, 48, 32], 9))]);
-    let fetches = ["depthwise".to_string(), "spatial".to_string()];
+    let fetches = [
+        "depthwise".to_string(),
+        "spatial".to_string(),
+        "wide".to_string(),
+    ];
     let fast = Options {
         gemm: Gemm::Fast,
         ..Options::default()
@@ -224,6 +232,21 @@ fn threads_and_recycled_buffers_give_the_same_bits() {
         bits(&portable[0]),
         "depthwise, fast vs portable"
     );
+    // The products differ in their last bits between the kinds, not more.
+    for (k, name) in [(1, "spatial"), (2, "wide")] {
+        let (Data::F32(fast), Data::F32(exact)) = (once[k].data(), portable[k].data()) else {
+            panic!("float outputs");
+        };
+        let worst = fast
+            .iter()
+            .zip(exact)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "{name}: fast differs from portable by {worst}"
+        );
+    }
     let constants = Constants::default();
     for run in 0..3 {
         let cached = evaluate_cached(&g, &constants, &feeds, &fetches, fast).unwrap();

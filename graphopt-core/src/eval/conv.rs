@@ -97,32 +97,49 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
     }
     checked_elements(&[rows, columns], std::mem::size_of::<T>(), ctx.limits)?;
     alloc::output::<T>(&[rows, columns])?;
+    // The output rows from `first` on, of one image: their patch rows, then their product.
     // Each patch row is written once, in order: taps inside the image copied, taps in the
     // padding zero (no clearing pass first: zeroing every row cost DenseNet-121 a tenth of
     // its time in memset).
-    let mut patches = recycle::take(rows * columns);
-    for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
-        let xb = &xs[b * image..(b + 1) * image];
-        patches.clear();
-        for oy in 0..wh.out {
-            for ox in 0..ww.out {
-                for ky in 0..kh {
-                    let iy = wh.source(oy, ky);
-                    for kx in 0..kw {
-                        match (iy, ww.source(ox, kx)) {
-                            (Some(iy), Some(ix)) => {
-                                let from = (iy * w + ix) * c;
-                                patches.extend_from_slice(&xb[from..from + c]);
-                            }
-                            _ => patches.resize(patches.len() + c, T::zero()),
+    let convolve = |xb: &[T], first: usize, y: &mut [T], split: bool| {
+        let count = y.len() / out_c;
+        let mut patches = recycle::take(count * columns);
+        for row in first..first + count {
+            let (oy, ox) = (row / ww.out, row % ww.out);
+            for ky in 0..kh {
+                let iy = wh.source(oy, ky);
+                for kx in 0..kw {
+                    match (iy, ww.source(ox, kx)) {
+                        (Some(iy), Some(ix)) => {
+                            let from = (iy * w + ix) * c;
+                            patches.extend_from_slice(&xb[from..from + c]);
                         }
+                        _ => patches.resize(patches.len() + c, T::zero()),
                     }
                 }
             }
         }
-        gemm::multiply(ctx.gemm, (rows, columns, out_c), &patches, &filter, y);
+        let shape = (count, columns, out_c);
+        if split {
+            gemm::multiply(ctx.gemm, shape, &patches, &filter, y);
+        } else {
+            gemm::multiply_on_this_thread(ctx.gemm, shape, &patches, &filter, y);
+        }
+        recycle::give(patches);
+    };
+    // Where the product would be split by rows anyway, each thread builds its own rows'
+    // patches too, and multiplies them (the same bits: see `gemm`).
+    let by_rows = gemm::splits_by_rows(ctx.gemm, (rows, columns, out_c));
+    for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
+        let xb = &xs[b * image..(b + 1) * image];
+        if by_rows {
+            parallel::rows(y, out_c, usize::MAX, |first, block| {
+                convolve(xb, first, block, false)
+            });
+        } else {
+            convolve(xb, 0, y, true);
+        }
     }
-    recycle::give(patches);
     Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?)
 }
 

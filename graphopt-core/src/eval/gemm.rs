@@ -55,6 +55,38 @@ pub fn multiply<T: LinalgScalar + Send + Sync>(
     }
 }
 
+/// [`multiply`] without splitting over threads: for a caller that has split the work already.
+pub fn multiply_on_this_thread<T: LinalgScalar + Send + Sync>(
+    kind: Gemm,
+    (m, k, n): (usize, usize, usize),
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    if kind == Gemm::Fast && m >= FEW_ROWS {
+        if let (Ok(a), Ok(b), Ok(c)) = (
+            ArrayView2::from_shape((m, k), a),
+            ArrayView2::from_shape((k, n), b),
+            ArrayViewMut2::from_shape((m, n), &mut *c),
+        ) {
+            return fast(a, b, c);
+        }
+    }
+    // The portable product, or a few rows, which `multiply` keeps on this thread.
+    multiply(kind, (m, k, n), a, b, c)
+}
+
+/// Whether [`multiply`] splits a product of `(m, k, n)` by blocks of rows: a caller that
+/// builds `a` row by row can then build and multiply each block on its own thread.
+pub fn splits_by_rows(kind: Gemm, shape: (usize, usize, usize)) -> bool {
+    kind == Gemm::Fast
+        && shape.0 >= FEW_ROWS
+        && matches!(
+            threaded::blocks(shape, super::parallel::threads()),
+            Some((true, _))
+        )
+}
+
 /// matrixmultiply's product `c = a · b` on this thread.
 fn fast<T: LinalgScalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, mut c: ArrayViewMut2<'_, T>) {
     ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut c);
