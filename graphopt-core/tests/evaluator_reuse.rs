@@ -178,6 +178,14 @@ fn a_chain_reuses_one_buffer() {
     );
 }
 
+/// The options of `verify` and the `eval` feature: the fast kernels.
+fn fast() -> Options {
+    Options {
+        gemm: Gemm::Fast,
+        ..Options::default()
+    }
+}
+
 /// A depthwise convolution (split over threads by rows when the fast kernels have them), its
 /// activation, a pointwise convolution and a padded one: large enough to be split and for
 /// their buffers to be recycled.
@@ -220,10 +228,7 @@ fn threads_and_recycled_buffers_give_the_same_bits() {
         "spatial".to_string(),
         "wide".to_string(),
     ];
-    let fast = Options {
-        gemm: Gemm::Fast,
-        ..Options::default()
-    };
+    let fast = fast();
     let portable = evaluate(&g, &feeds, &fetches, Options::default()).unwrap();
     let once = evaluate(&g, &feeds, &fetches, fast).unwrap();
     // The depthwise kernel is the same code for both kinds, whichever thread runs a row.
@@ -287,10 +292,7 @@ fn fused_swishes_give_the_same_bits() {
         "gate_4".to_string(),
         "gate_fetched".to_string(),
     ];
-    let fast = Options {
-        gemm: Gemm::Fast,
-        ..Options::default()
-    };
+    let fast = fast();
     let fused = evaluate(&g, &feeds, &fetches, fast).unwrap();
     let one_by_one = evaluate(&g, &feeds, &fetches, Options::default()).unwrap();
     for ((a, b), name) in fused.iter().zip(&one_by_one).zip(&fetches) {
@@ -302,4 +304,30 @@ fn fused_swishes_give_the_same_bits() {
         let cached = evaluate_cached(&g, &constants, &feeds, &fetches, fast).unwrap();
         assert_eq!(bits(&cached[0]), bits(&one_by_one[0]));
     }
+}
+
+/// Fused, a swish costs one pass over its elements: the chain is charged its output once
+/// (checked, then computed: 2 per element), where its nodes one by one are charged 4.
+#[test]
+fn a_fused_swish_is_one_pass() {
+    let g = graph(vec![
+        placeholder("x", &[1, 24, 24, 40]),
+        floats("beta", &[], 3),
+        node("scale", "Mul", &["beta", "x"], &[]),
+        node("gate", "Sigmoid", &["scale"], &[]),
+        node("swish", "Mul", &["x", "gate"], &[]),
+    ]);
+    let feeds = BTreeMap::from([("x".to_string(), input(&[1, 24, 24, 40], 8))]);
+    let fetches = ["swish".to_string()];
+    let work = |options: Options| {
+        let budget = graphopt_core::budget::Budget::unlimited();
+        budget.enter(|| evaluate(&g, &feeds, &fetches, options).unwrap());
+        budget.spent()
+    };
+    let (fused, one_by_one) = (work(fast()), work(Options::default()));
+    let elements = 24 * 24 * 40;
+    assert!(
+        fused < 3 * elements && one_by_one >= 4 * elements,
+        "work {fused} fused, {one_by_one} node by node, for {elements} elements"
+    );
 }

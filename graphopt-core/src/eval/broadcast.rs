@@ -77,8 +77,17 @@ fn zip_slices<A, B, C: 'static>(
     f: &impl Fn(&A, &B) -> C,
 ) -> Option<Vec<C>> {
     let (x, y) = (a.as_slice()?, b.as_slice()?);
+    // Which operand is the whole output, the other repeating along its tail (decided before
+    // a buffer is taken, so that none is taken for nothing).
+    let repeating = |whole: usize, part: usize, part_shape: &[usize]| {
+        whole == len && repeats_along_tail(shape, part_shape).is_some_and(|p| p == part)
+    };
+    let a_whole = repeating(x.len(), y.len(), b.shape());
+    if !a_whole && !repeating(y.len(), x.len(), a.shape()) {
+        return None;
+    }
     let mut out = super::recycle::take(len);
-    if x.len() == len && repeats_along_tail(shape, b.shape()).is_some_and(|p| p == y.len()) {
+    if a_whole {
         match y {
             [one] => out.extend(x.iter().map(|v| f(v, one))),
             _ => {
@@ -87,7 +96,7 @@ fn zip_slices<A, B, C: 'static>(
                 }
             }
         }
-    } else if y.len() == len && repeats_along_tail(shape, a.shape()).is_some_and(|p| p == x.len()) {
+    } else {
         match x {
             [one] => out.extend(y.iter().map(|w| f(one, w))),
             _ => {
@@ -96,8 +105,6 @@ fn zip_slices<A, B, C: 'static>(
                 }
             }
         }
-    } else {
-        return None;
     }
     (out.len() == len).then_some(out)
 }

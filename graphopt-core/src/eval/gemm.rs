@@ -30,10 +30,33 @@ const FEW_ROWS: usize = 4;
 /// `c = a · b` for row-major `a` [m, k] and `b` [k, n]; `c` [m, n] is overwritten.
 pub fn multiply<T: LinalgScalar + Send + Sync>(
     kind: Gemm,
+    shape: (usize, usize, usize),
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    multiply_over(kind, shape, a, b, c, super::parallel::threads());
+}
+
+/// [`multiply`] without splitting over threads: for a caller that has split the work already.
+pub fn multiply_on_this_thread<T: LinalgScalar + Send + Sync>(
+    kind: Gemm,
+    shape: (usize, usize, usize),
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+) {
+    multiply_over(kind, shape, a, b, c, 1);
+}
+
+/// [`multiply`], a fast product split over at most `threads`.
+fn multiply_over<T: LinalgScalar + Send + Sync>(
+    kind: Gemm,
     (m, k, n): (usize, usize, usize),
     a: &[T],
     b: &[T],
     c: &mut [T],
+    threads: usize,
 ) {
     debug_assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n);
     match kind {
@@ -50,30 +73,9 @@ pub fn multiply<T: LinalgScalar + Send + Sync>(
                 // The shapes are the slices' own: cannot happen; fall back to the exact form.
                 return portable(k, n, a, b, c);
             };
-            threaded::split(a, b, c, super::parallel::threads());
+            threaded::split(a, b, c, threads);
         }
     }
-}
-
-/// [`multiply`] without splitting over threads: for a caller that has split the work already.
-pub fn multiply_on_this_thread<T: LinalgScalar + Send + Sync>(
-    kind: Gemm,
-    (m, k, n): (usize, usize, usize),
-    a: &[T],
-    b: &[T],
-    c: &mut [T],
-) {
-    if kind == Gemm::Fast && m >= FEW_ROWS {
-        if let (Ok(a), Ok(b), Ok(c)) = (
-            ArrayView2::from_shape((m, k), a),
-            ArrayView2::from_shape((k, n), b),
-            ArrayViewMut2::from_shape((m, n), &mut *c),
-        ) {
-            return fast(a, b, c);
-        }
-    }
-    // The portable product, or a few rows, which `multiply` keeps on this thread.
-    multiply(kind, (m, k, n), a, b, c)
 }
 
 /// Whether [`multiply`] splits a product of `(m, k, n)` by blocks of rows: a caller that
