@@ -566,6 +566,84 @@ fn positive_scales_move_through_relu_into_the_next_convolution() {
     }
 }
 
+/// `Mul(x, s) -> AddV2(b) -> Relu -> <layers> -> Conv2D`, positive `s`.
+fn pre_activation_through(layers: Vec<graphopt_core::proto::NodeDef>) -> graphopt_core::proto::GraphDef {
+    use synthetic::*;
+    let last = layers.last().map_or("relu".to_string(), |n| n.name.clone());
+    let mut nodes = vec![
+        placeholder("x", &[1, 6, 6, 4]),
+        constant("s", &[4], 11, true),
+        constant("b", &[4], 12, false),
+        constant("w", &[3, 3, 4, 5], 13, false),
+        common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 2, 0, 0, 0]),
+        node("mul", "Mul", &["x", "s"], &[]),
+        node("add", "AddV2", &["mul", "b"], &[]),
+        node("relu", "Relu", &["add"], &[]),
+    ];
+    nodes.extend(layers);
+    nodes.push(node(
+        "conv",
+        "Conv2D",
+        &[last.as_str(), "w"],
+        &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("SAME"))],
+    ));
+    graph(nodes)
+}
+
+#[test]
+fn positive_scales_move_through_pooling_and_zero_padding() {
+    use synthetic::*;
+    let pool = |name: &str, op: &str, input: &str| {
+        node(
+            name,
+            op,
+            &[input],
+            &[
+                ("ksize", ints(&[1, 2, 2, 1])),
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("VALID")),
+            ],
+        )
+    };
+    let pad = |name: &str, input: &str| {
+        let mut n = node(name, "Pad", &[input, "paddings"], &[]);
+        n.attr.insert(
+            "Tpaddings".into(),
+            common::graphs::attr(common::graphs::dtype(graphopt_core::proto::DataType::DtInt32)),
+        );
+        n
+    };
+    let chains = [
+        ("MaxPool", vec![pool("p", "MaxPool", "relu")]),
+        ("AvgPool", vec![pool("p", "AvgPool", "relu")]),
+        ("Pad", vec![pad("p", "relu")]),
+        (
+            "Pad, MaxPool",
+            vec![pad("p", "relu"), pool("q", "MaxPool", "p")],
+        ),
+    ];
+    for (what, layers) in chains {
+        let graph = pre_activation_through(layers);
+        let mut folded = graph.clone();
+        run_on(&mut folded, "fold_scale_axis", &["conv"]).unwrap();
+        assert_eq!(count(&folded, "Mul"), 0, "{what}: the scale is still a Mul");
+        let options = graphopt_core::verify::VerifyOptions {
+            outputs: vec!["conv".into()],
+            seed: 5,
+            ..Default::default()
+        };
+        let report = graphopt_core::verify::compare(&graph, &folded, &options).unwrap();
+        assert!(report.worst() < 1e-6, "{what}: {report:?}");
+    }
+    // Padding the channels would put unscaled zeros among scaled channels.
+    let mut channel_pad = pre_activation_through(vec![pad("p", "relu")]);
+    channel_pad.node[3] = constant("w", &[3, 3, 5, 5], 13, false);
+    channel_pad.node[4] =
+        common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 1, 1, 0, 1]);
+    run_on(&mut channel_pad, "fold_scale_axis", &["conv"]).unwrap();
+    assert_eq!(count(&channel_pad, "Mul"), 1, "a channel pad let the scale through");
+}
+
 #[test]
 fn negative_scales_and_relu6_stop_the_move() {
     for (act, positive) in [("Relu", false), ("Relu6", true)] {

@@ -232,6 +232,12 @@ fn apply(graph: &mut GraphDef, rewrites: Vec<(usize, Rewrite)>, protected: &Hash
     let mut bypassed = HashSet::new();
     for (i, rewrite) in rewrites {
         let node = &mut graph.node[i];
+        // What the node read before may be unread after (the neutral constant, the inner Neg).
+        bypassed.extend(
+            data_inputs(node)
+                .iter()
+                .map(|input| crate::graph::node_name(input).to_string()),
+        );
         let controls = control_inputs(node);
         let t = node.attr.get("T").cloned();
         match rewrite {
@@ -262,7 +268,7 @@ fn apply(graph: &mut GraphDef, rewrites: Vec<(usize, Rewrite)>, protected: &Hash
         }
         node.input.extend(controls);
     }
-    // The inner nodes of folded chains and the constants they read are now unread.
+    // Bypassed nodes, the inner nodes of folded chains and the constants they read are unread.
     let old = std::mem::take(&mut graph.node);
     for (i, node) in old.into_iter().enumerate() {
         if let Some(c) = new_consts.remove(&i) {

@@ -1,0 +1,330 @@
+//! `simplify_arithmetic` and `remove_leftovers`, one rewrite at a time on small graphs: each
+//! rewrite happens where it is exact, keeps the outputs (bit for bit where nothing is
+//! recomputed), and does not happen where it would change a shape, a sign or a shared value.
+
+mod common;
+
+use common::graphs::{attr, dtype, graph, input, int32s, ints, node, placeholder};
+use graphopt_core::proto::{attr_value, DataType, GraphDef, NodeDef};
+use graphopt_core::tensor::Tensor;
+use graphopt_core::transforms::{self, Registry};
+
+fn run(graph: &GraphDef, transform: &str, outputs: &[&str]) -> GraphDef {
+    let mut out = graph.clone();
+    let specs = transforms::parse(transform).unwrap();
+    let outputs: Vec<String> = outputs.iter().map(|s| s.to_string()).collect();
+    transforms::run(&Registry::with_builtins(), &mut out, &specs, &[], &outputs).unwrap();
+    out
+}
+
+fn ops(graph: &GraphDef) -> Vec<&str> {
+    graph.node.iter().map(|n| n.op.as_str()).collect()
+}
+
+fn count(graph: &GraphDef, op: &str) -> usize {
+    graph.node.iter().filter(|n| n.op == op).count()
+}
+
+fn scalar(name: &str, value: f32) -> NodeDef {
+    let t = Tensor::from_data(graphopt_core::tensor::Data::F32(
+        ndarray::ArrayD::from_elem(ndarray::IxDyn(&[]), value),
+    ));
+    graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+}
+
+fn filled(name: &str, dims: &[usize], value: f32) -> NodeDef {
+    let t = Tensor::from_data(graphopt_core::tensor::Data::F32(
+        ndarray::ArrayD::from_elem(ndarray::IxDyn(dims), value),
+    ));
+    graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+}
+
+/// `x` ([2, 3, 4]), then `nodes`, then `y = Relu(last)` so the rewritten node is not an output.
+fn around(last: &str, nodes: Vec<NodeDef>) -> GraphDef {
+    let mut all = vec![placeholder("x", &[2, 3, 4])];
+    all.extend(nodes);
+    all.push(node("y", "Relu", &[last], &[]));
+    graph(all)
+}
+
+fn outputs(graph: &GraphDef) -> Vec<f64> {
+    let x = input(&[2, 3, 4], 7);
+    common::graphs::evaluate(graph, &x, &["y"])[0]
+        .floats()
+        .unwrap()
+}
+
+/// `transform` leaves none of `gone` and computes the same `y`; exact when `exact`.
+fn removes(graph: &GraphDef, transform: &str, gone: &[&str], exact: bool) -> GraphDef {
+    let after = run(graph, transform, &["y"]);
+    for op in gone {
+        assert_eq!(count(&after, op), 0, "{op} left by {transform}: {:?}", ops(&after));
+    }
+    let (want, got) = (outputs(graph), outputs(&after));
+    if exact {
+        assert_eq!(want, got, "{transform} changed the values");
+    } else {
+        for (w, g) in want.iter().zip(&got) {
+            assert!((w - g).abs() <= 1e-6 * w.abs().max(1.0), "{w} vs {g}");
+        }
+    }
+    after
+}
+
+/// `transform` changes nothing in `graph` (node for node).
+fn keeps(graph: &GraphDef, transform: &str, why: &str) {
+    let after = run(graph, transform, &["y"]);
+    assert_eq!(ops(&after), ops(graph), "{transform}: {why}");
+}
+
+#[test]
+fn neutral_operands_become_the_other_operand() {
+    let cases: &[(&str, &str, f32, bool)] = &[
+        ("AddV2", "x + 0", 0.0, true),
+        ("AddV2", "0 + x", 0.0, false),
+        ("Add", "x + 0", 0.0, true),
+        ("Sub", "x - 0", 0.0, true),
+        ("Mul", "x * 1", 1.0, true),
+        ("Mul", "1 * x", 1.0, false),
+        ("RealDiv", "x / 1", 1.0, true),
+        ("Div", "x / 1", 1.0, true),
+    ];
+    for &(op, what, value, constant_second) in cases {
+        let inputs = if constant_second {
+            ["x", "c"]
+        } else {
+            ["c", "x"]
+        };
+        let g = around(
+            "a",
+            vec![scalar("c", value), node("a", op, &inputs, &[])],
+        );
+        let after = removes(&g, "simplify_arithmetic remove_leftovers", &[op], true);
+        assert_eq!(ops(&after), ["Placeholder", "Relu"], "{what}");
+    }
+    // A zero bias, and the same constant as a whole tensor of x's shape.
+    let bias = around(
+        "b",
+        vec![
+            filled("zero", &[4], 0.0),
+            node("b", "BiasAdd", &["x", "zero"], &[]),
+        ],
+    );
+    removes(&bias, "simplify_arithmetic", &["BiasAdd"], true);
+    let same_shape = around(
+        "m",
+        vec![
+            filled("ones", &[2, 3, 4], 1.0),
+            node("m", "Mul", &["x", "ones"], &[]),
+        ],
+    );
+    removes(&same_shape, "simplify_arithmetic", &["Mul"], true);
+}
+
+#[test]
+fn neutral_operands_that_would_change_the_shape_or_sign_stay() {
+    // x [2,3,4] + zeros [5,2,3,4] broadcasts to a larger shape.
+    let broadcast = around(
+        "a",
+        vec![
+            filled("zeros", &[5, 2, 3, 4], 0.0),
+            node("a", "AddV2", &["x", "zeros"], &[]),
+        ],
+    );
+    keeps(&broadcast, "simplify_arithmetic", "a broadcasting zero widens x");
+    let cases: &[(&str, f32, &str)] = &[
+        ("Sub", 0.0, "0 - x is -x"),
+        ("RealDiv", 1.0, "1 / x is a reciprocal"),
+    ];
+    for &(op, value, why) in cases {
+        let g = around("a", vec![scalar("c", value), node("a", op, &["c", "x"], &[])]);
+        keeps(&g, "simplify_arithmetic", why);
+    }
+    let almost = around("a", vec![scalar("c", 1.0 + 1e-6), node("a", "Mul", &["x", "c"], &[])]);
+    keeps(&almost, "simplify_arithmetic", "a scale near 1 is not 1");
+    // The output itself keeps its op (it is protected).
+    let g = graph(vec![
+        placeholder("x", &[2, 3, 4]),
+        scalar("c", 1.0),
+        node("y", "Mul", &["x", "c"], &[]),
+    ]);
+    keeps(&g, "simplify_arithmetic", "an output keeps its op");
+}
+
+#[test]
+fn double_negation_and_identity_transposes_go() {
+    let neg = around(
+        "n2",
+        vec![node("n1", "Neg", &["x"], &[]), node("n2", "Neg", &["n1"], &[])],
+    );
+    let after = removes(&neg, "simplify_arithmetic remove_leftovers", &["Neg"], true);
+    assert_eq!(ops(&after), ["Placeholder", "Relu"]);
+    // The inner Neg read elsewhere too: -x is still needed, so nothing is gained.
+    let mut shared = neg.clone();
+    shared.node.push(node("z", "Relu", &["n1"], &[]));
+    let after = run(&shared, "simplify_arithmetic", &["y", "z"]);
+    assert_eq!(count(&after, "Neg"), 2, "{:?}", ops(&after));
+
+    let transpose = |perm: &[i32]| {
+        around(
+            "t",
+            vec![
+                int32s("perm", &[3], perm),
+                node("t", "Transpose", &["x", "perm"], &[("Tperm", dtype(DataType::DtInt32))]),
+            ],
+        )
+    };
+    removes(&transpose(&[0, 1, 2]), "simplify_arithmetic", &["Transpose"], true);
+    keeps(&transpose(&[0, 2, 1]), "simplify_arithmetic", "a real permutation");
+}
+
+#[test]
+fn chains_of_constant_operands_fold_into_one() {
+    let chain = |inner: &str, outer: &str| {
+        around(
+            "o",
+            vec![
+                common::graphs::floats("c1", &[4], 3),
+                common::graphs::floats("c2", &[4], 4),
+                node("i", inner, &["x", "c1"], &[]),
+                node("o", outer, &["i", "c2"], &[]),
+            ],
+        )
+    };
+    let after = removes(&chain("Mul", "Mul"), "simplify_arithmetic", &[], false);
+    assert_eq!(count(&after, "Mul"), 1, "{:?}", ops(&after));
+    for (inner, outer) in [("AddV2", "Sub"), ("Sub", "AddV2"), ("Sub", "Sub"), ("Add", "Add")] {
+        let after = removes(&chain(inner, outer), "simplify_arithmetic", &["Sub", "Add"], false);
+        assert_eq!(count(&after, "AddV2"), 1, "{inner} then {outer}: {:?}", ops(&after));
+    }
+    // Mixed families and a shared inner node stay.
+    keeps(&chain("Mul", "AddV2"), "simplify_arithmetic", "x*c1 + c2 is not one op");
+    let mut shared = chain("Mul", "Mul");
+    shared.node.push(node("z", "Relu", &["i"], &[]));
+    let after = run(&shared, "simplify_arithmetic", &["y", "z"]);
+    assert_eq!(count(&after, "Mul"), 2, "the inner product is read elsewhere");
+    // c1 - x: folding would lose the sign of x.
+    let flipped = around(
+        "o",
+        vec![
+            common::graphs::floats("c1", &[4], 3),
+            common::graphs::floats("c2", &[4], 4),
+            node("i", "Sub", &["c1", "x"], &[]),
+            node("o", "AddV2", &["i", "c2"], &[]),
+        ],
+    );
+    keeps(&flipped, "simplify_arithmetic", "c1 - x then + c2");
+}
+
+fn identity_like(op: &str) -> NodeDef {
+    let mut n = node("l", op, &["x"], &[]);
+    if op == "IdentityN" {
+        n.attr.insert(
+            "T".into(),
+            attr(attr_value::Value::List(Box::new(attr_value::ListValue {
+                r#type: vec![DataType::DtFloat as i32],
+                ..Default::default()
+            }))),
+        );
+    }
+    n
+}
+
+#[test]
+fn identity_like_leftovers_go() {
+    for op in ["Identity", "IdentityN", "StopGradient", "Snapshot", "PreventGradient"] {
+        let after = removes(&around("l", vec![identity_like(op)]), "remove_leftovers", &[op], true);
+        assert_eq!(ops(&after), ["Placeholder", "Relu"], "{op}");
+    }
+    let cast = |to: DataType| {
+        node(
+            "l",
+            "Cast",
+            &["x"],
+            &[
+                ("SrcT", dtype(DataType::DtFloat)),
+                ("DstT", dtype(to)),
+                ("Truncate", attr_value::Value::B(false)),
+            ],
+        )
+    };
+    removes(&around("l", vec![cast(DataType::DtFloat)]), "remove_leftovers", &["Cast"], true);
+    let mut to_half = around("l", vec![cast(DataType::DtHalf)]);
+    // y reads a half now.
+    let y = to_half.node.last_mut().unwrap();
+    y.attr.insert("T".into(), attr(dtype(DataType::DtHalf)));
+    let after = run(&to_half, "remove_leftovers", &["y"]);
+    assert_eq!(count(&after, "Cast"), 1, "a real conversion stays");
+}
+
+#[test]
+fn shape_no_ops_go_and_real_reshapes_stay() {
+    let reshape = |dims: &[i32]| {
+        around(
+            "r",
+            vec![
+                int32s("shape", &[dims.len()], dims),
+                node("r", "Reshape", &["x", "shape"], &[("Tshape", dtype(DataType::DtInt32))]),
+            ],
+        )
+    };
+    removes(&reshape(&[2, 3, 4]), "remove_leftovers", &["Reshape"], true);
+    removes(&reshape(&[2, -1, 4]), "remove_leftovers", &["Reshape"], true);
+    keeps(&reshape(&[6, 4]), "remove_leftovers", "a reshape to another shape");
+
+    let expand_then_squeeze = |expand_at: i32, squeeze_at: i64| {
+        around(
+            "s",
+            vec![
+                int32s("axis", &[], &[expand_at]),
+                node("e", "ExpandDims", &["x", "axis"], &[("Tdim", dtype(DataType::DtInt32))]),
+                node("s", "Squeeze", &["e"], &[("squeeze_dims", ints(&[squeeze_at]))]),
+            ],
+        )
+    };
+    removes(&expand_then_squeeze(1, 1), "remove_leftovers", &["ExpandDims", "Squeeze"], true);
+    removes(&expand_then_squeeze(-1, 3), "remove_leftovers", &["ExpandDims", "Squeeze"], true);
+    let mut squeeze_then_expand = graph(vec![
+        placeholder("x", &[2, 1, 4]),
+        node("s", "Squeeze", &["x"], &[("squeeze_dims", ints(&[1]))]),
+        int32s("axis", &[], &[1]),
+        node("e", "ExpandDims", &["s", "axis"], &[("Tdim", dtype(DataType::DtInt32))]),
+        node("y", "Relu", &["e"], &[]),
+    ]);
+    let after = run(&squeeze_then_expand, "remove_leftovers", &["y"]);
+    assert_eq!(ops(&after), ["Placeholder", "Relu"], "squeeze undone by expand");
+    squeeze_then_expand.node[2] = int32s("axis", &[], &[2]);
+    let after = run(&squeeze_then_expand, "remove_leftovers", &["y"]);
+    assert_eq!(count(&after, "Squeeze"), 1, "expanding elsewhere moves the axis");
+
+    let transposes = |second: &[i32]| {
+        around(
+            "t2",
+            vec![
+                int32s("p1", &[3], &[1, 2, 0]),
+                int32s("p2", &[3], second),
+                node("t1", "Transpose", &["x", "p1"], &[("Tperm", dtype(DataType::DtInt32))]),
+                node("t2", "Transpose", &["t1", "p2"], &[("Tperm", dtype(DataType::DtInt32))]),
+            ],
+        )
+    };
+    // [1,2,0] then its inverse [2,0,1] is the identity.
+    removes(&transposes(&[2, 0, 1]), "remove_leftovers", &["Transpose"], true);
+    let after = run(&transposes(&[1, 2, 0]), "remove_leftovers", &["y"]);
+    assert_eq!(count(&after, "Transpose"), 2, "two rotations do not cancel");
+}
+
+#[test]
+fn control_anchors_that_order_nothing_go() {
+    let mut g = around("a", vec![node("a", "Relu", &["x"], &[])]);
+    g.node.push(NodeDef {
+        name: "anchor".into(),
+        op: "NoOp".into(),
+        input: vec!["^a".into()],
+        ..Default::default()
+    });
+    let y = g.node.iter_mut().find(|n| n.name == "y").unwrap();
+    y.input.push("^anchor".into());
+    let after = removes(&g, "remove_leftovers", &["NoOp"], true);
+    assert!(after.node.iter().all(|n| n.input.iter().all(|i| !i.starts_with('^'))));
+}
