@@ -567,7 +567,9 @@ fn positive_scales_move_through_relu_into_the_next_convolution() {
 }
 
 /// `Mul(x, s) -> AddV2(b) -> Relu -> <layers> -> Conv2D`, positive `s`.
-fn pre_activation_through(layers: Vec<graphopt_core::proto::NodeDef>) -> graphopt_core::proto::GraphDef {
+fn pre_activation_through(
+    layers: Vec<graphopt_core::proto::NodeDef>,
+) -> graphopt_core::proto::GraphDef {
     use synthetic::*;
     let last = layers.last().map_or("relu".to_string(), |n| n.name.clone());
     let mut nodes = vec![
@@ -609,7 +611,9 @@ fn positive_scales_move_through_pooling_and_zero_padding() {
         let mut n = node(name, "Pad", &[input, "paddings"], &[]);
         n.attr.insert(
             "Tpaddings".into(),
-            common::graphs::attr(common::graphs::dtype(graphopt_core::proto::DataType::DtInt32)),
+            common::graphs::attr(common::graphs::dtype(
+                graphopt_core::proto::DataType::DtInt32,
+            )),
         );
         n
     };
@@ -638,10 +642,13 @@ fn positive_scales_move_through_pooling_and_zero_padding() {
     // Padding the channels would put unscaled zeros among scaled channels.
     let mut channel_pad = pre_activation_through(vec![pad("p", "relu")]);
     channel_pad.node[3] = constant("w", &[3, 3, 5, 5], 13, false);
-    channel_pad.node[4] =
-        common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 1, 1, 0, 1]);
+    channel_pad.node[4] = common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 1, 1, 0, 1]);
     run_on(&mut channel_pad, "fold_scale_axis", &["conv"]).unwrap();
-    assert_eq!(count(&channel_pad, "Mul"), 1, "a channel pad let the scale through");
+    assert_eq!(
+        count(&channel_pad, "Mul"),
+        1,
+        "a channel pad let the scale through"
+    );
 }
 
 #[test]

@@ -58,7 +58,12 @@ fn outputs(graph: &GraphDef) -> Vec<f64> {
 fn removes(graph: &GraphDef, transform: &str, gone: &[&str], exact: bool) -> GraphDef {
     let after = run(graph, transform, &["y"]);
     for op in gone {
-        assert_eq!(count(&after, op), 0, "{op} left by {transform}: {:?}", ops(&after));
+        assert_eq!(
+            count(&after, op),
+            0,
+            "{op} left by {transform}: {:?}",
+            ops(&after)
+        );
     }
     let (want, got) = (outputs(graph), outputs(&after));
     if exact {
@@ -95,10 +100,7 @@ fn neutral_operands_become_the_other_operand() {
         } else {
             ["c", "x"]
         };
-        let g = around(
-            "a",
-            vec![scalar("c", value), node("a", op, &inputs, &[])],
-        );
+        let g = around("a", vec![scalar("c", value), node("a", op, &inputs, &[])]);
         let after = removes(&g, "simplify_arithmetic remove_leftovers", &[op], true);
         assert_eq!(ops(&after), ["Placeholder", "Relu"], "{what}");
     }
@@ -131,16 +133,26 @@ fn neutral_operands_that_would_change_the_shape_or_sign_stay() {
             node("a", "AddV2", &["x", "zeros"], &[]),
         ],
     );
-    keeps(&broadcast, "simplify_arithmetic", "a broadcasting zero widens x");
+    keeps(
+        &broadcast,
+        "simplify_arithmetic",
+        "a broadcasting zero widens x",
+    );
     let cases: &[(&str, f32, &str)] = &[
         ("Sub", 0.0, "0 - x is -x"),
         ("RealDiv", 1.0, "1 / x is a reciprocal"),
     ];
     for &(op, value, why) in cases {
-        let g = around("a", vec![scalar("c", value), node("a", op, &["c", "x"], &[])]);
+        let g = around(
+            "a",
+            vec![scalar("c", value), node("a", op, &["c", "x"], &[])],
+        );
         keeps(&g, "simplify_arithmetic", why);
     }
-    let almost = around("a", vec![scalar("c", 1.0 + 1e-6), node("a", "Mul", &["x", "c"], &[])]);
+    let almost = around(
+        "a",
+        vec![scalar("c", 1.0 + 1e-6), node("a", "Mul", &["x", "c"], &[])],
+    );
     keeps(&almost, "simplify_arithmetic", "a scale near 1 is not 1");
     // The output itself keeps its op (it is protected).
     let g = graph(vec![
@@ -155,7 +167,10 @@ fn neutral_operands_that_would_change_the_shape_or_sign_stay() {
 fn double_negation_and_identity_transposes_go() {
     let neg = around(
         "n2",
-        vec![node("n1", "Neg", &["x"], &[]), node("n2", "Neg", &["n1"], &[])],
+        vec![
+            node("n1", "Neg", &["x"], &[]),
+            node("n2", "Neg", &["n1"], &[]),
+        ],
     );
     let after = removes(&neg, "simplify_arithmetic remove_leftovers", &["Neg"], true);
     assert_eq!(ops(&after), ["Placeholder", "Relu"]);
@@ -170,12 +185,26 @@ fn double_negation_and_identity_transposes_go() {
             "t",
             vec![
                 int32s("perm", &[3], perm),
-                node("t", "Transpose", &["x", "perm"], &[("Tperm", dtype(DataType::DtInt32))]),
+                node(
+                    "t",
+                    "Transpose",
+                    &["x", "perm"],
+                    &[("Tperm", dtype(DataType::DtInt32))],
+                ),
             ],
         )
     };
-    removes(&transpose(&[0, 1, 2]), "simplify_arithmetic", &["Transpose"], true);
-    keeps(&transpose(&[0, 2, 1]), "simplify_arithmetic", "a real permutation");
+    removes(
+        &transpose(&[0, 1, 2]),
+        "simplify_arithmetic",
+        &["Transpose"],
+        true,
+    );
+    keeps(
+        &transpose(&[0, 2, 1]),
+        "simplify_arithmetic",
+        "a real permutation",
+    );
 }
 
 #[test]
@@ -193,16 +222,39 @@ fn chains_of_constant_operands_fold_into_one() {
     };
     let after = removes(&chain("Mul", "Mul"), "simplify_arithmetic", &[], false);
     assert_eq!(count(&after, "Mul"), 1, "{:?}", ops(&after));
-    for (inner, outer) in [("AddV2", "Sub"), ("Sub", "AddV2"), ("Sub", "Sub"), ("Add", "Add")] {
-        let after = removes(&chain(inner, outer), "simplify_arithmetic", &["Sub", "Add"], false);
-        assert_eq!(count(&after, "AddV2"), 1, "{inner} then {outer}: {:?}", ops(&after));
+    for (inner, outer) in [
+        ("AddV2", "Sub"),
+        ("Sub", "AddV2"),
+        ("Sub", "Sub"),
+        ("Add", "Add"),
+    ] {
+        let after = removes(
+            &chain(inner, outer),
+            "simplify_arithmetic",
+            &["Sub", "Add"],
+            false,
+        );
+        assert_eq!(
+            count(&after, "AddV2"),
+            1,
+            "{inner} then {outer}: {:?}",
+            ops(&after)
+        );
     }
     // Mixed families and a shared inner node stay.
-    keeps(&chain("Mul", "AddV2"), "simplify_arithmetic", "x*c1 + c2 is not one op");
+    keeps(
+        &chain("Mul", "AddV2"),
+        "simplify_arithmetic",
+        "x*c1 + c2 is not one op",
+    );
     let mut shared = chain("Mul", "Mul");
     shared.node.push(node("z", "Relu", &["i"], &[]));
     let after = run(&shared, "simplify_arithmetic", &["y", "z"]);
-    assert_eq!(count(&after, "Mul"), 2, "the inner product is read elsewhere");
+    assert_eq!(
+        count(&after, "Mul"),
+        2,
+        "the inner product is read elsewhere"
+    );
     // c1 - x: folding would lose the sign of x.
     let flipped = around(
         "o",
@@ -232,8 +284,19 @@ fn identity_like(op: &str) -> NodeDef {
 
 #[test]
 fn identity_like_leftovers_go() {
-    for op in ["Identity", "IdentityN", "StopGradient", "Snapshot", "PreventGradient"] {
-        let after = removes(&around("l", vec![identity_like(op)]), "remove_leftovers", &[op], true);
+    for op in [
+        "Identity",
+        "IdentityN",
+        "StopGradient",
+        "Snapshot",
+        "PreventGradient",
+    ] {
+        let after = removes(
+            &around("l", vec![identity_like(op)]),
+            "remove_leftovers",
+            &[op],
+            true,
+        );
         assert_eq!(ops(&after), ["Placeholder", "Relu"], "{op}");
     }
     let cast = |to: DataType| {
@@ -248,7 +311,12 @@ fn identity_like_leftovers_go() {
             ],
         )
     };
-    removes(&around("l", vec![cast(DataType::DtFloat)]), "remove_leftovers", &["Cast"], true);
+    removes(
+        &around("l", vec![cast(DataType::DtFloat)]),
+        "remove_leftovers",
+        &["Cast"],
+        true,
+    );
     let mut to_half = around("l", vec![cast(DataType::DtHalf)]);
     // y reads a half now.
     let y = to_half.node.last_mut().unwrap();
@@ -264,38 +332,85 @@ fn shape_no_ops_go_and_real_reshapes_stay() {
             "r",
             vec![
                 int32s("shape", &[dims.len()], dims),
-                node("r", "Reshape", &["x", "shape"], &[("Tshape", dtype(DataType::DtInt32))]),
+                node(
+                    "r",
+                    "Reshape",
+                    &["x", "shape"],
+                    &[("Tshape", dtype(DataType::DtInt32))],
+                ),
             ],
         )
     };
     removes(&reshape(&[2, 3, 4]), "remove_leftovers", &["Reshape"], true);
-    removes(&reshape(&[2, -1, 4]), "remove_leftovers", &["Reshape"], true);
-    keeps(&reshape(&[6, 4]), "remove_leftovers", "a reshape to another shape");
+    removes(
+        &reshape(&[2, -1, 4]),
+        "remove_leftovers",
+        &["Reshape"],
+        true,
+    );
+    keeps(
+        &reshape(&[6, 4]),
+        "remove_leftovers",
+        "a reshape to another shape",
+    );
 
     let expand_then_squeeze = |expand_at: i32, squeeze_at: i64| {
         around(
             "s",
             vec![
                 int32s("axis", &[], &[expand_at]),
-                node("e", "ExpandDims", &["x", "axis"], &[("Tdim", dtype(DataType::DtInt32))]),
-                node("s", "Squeeze", &["e"], &[("squeeze_dims", ints(&[squeeze_at]))]),
+                node(
+                    "e",
+                    "ExpandDims",
+                    &["x", "axis"],
+                    &[("Tdim", dtype(DataType::DtInt32))],
+                ),
+                node(
+                    "s",
+                    "Squeeze",
+                    &["e"],
+                    &[("squeeze_dims", ints(&[squeeze_at]))],
+                ),
             ],
         )
     };
-    removes(&expand_then_squeeze(1, 1), "remove_leftovers", &["ExpandDims", "Squeeze"], true);
-    removes(&expand_then_squeeze(-1, 3), "remove_leftovers", &["ExpandDims", "Squeeze"], true);
+    removes(
+        &expand_then_squeeze(1, 1),
+        "remove_leftovers",
+        &["ExpandDims", "Squeeze"],
+        true,
+    );
+    removes(
+        &expand_then_squeeze(-1, 3),
+        "remove_leftovers",
+        &["ExpandDims", "Squeeze"],
+        true,
+    );
     let mut squeeze_then_expand = graph(vec![
         placeholder("x", &[2, 1, 4]),
         node("s", "Squeeze", &["x"], &[("squeeze_dims", ints(&[1]))]),
         int32s("axis", &[], &[1]),
-        node("e", "ExpandDims", &["s", "axis"], &[("Tdim", dtype(DataType::DtInt32))]),
+        node(
+            "e",
+            "ExpandDims",
+            &["s", "axis"],
+            &[("Tdim", dtype(DataType::DtInt32))],
+        ),
         node("y", "Relu", &["e"], &[]),
     ]);
     let after = run(&squeeze_then_expand, "remove_leftovers", &["y"]);
-    assert_eq!(ops(&after), ["Placeholder", "Relu"], "squeeze undone by expand");
+    assert_eq!(
+        ops(&after),
+        ["Placeholder", "Relu"],
+        "squeeze undone by expand"
+    );
     squeeze_then_expand.node[2] = int32s("axis", &[], &[2]);
     let after = run(&squeeze_then_expand, "remove_leftovers", &["y"]);
-    assert_eq!(count(&after, "Squeeze"), 1, "expanding elsewhere moves the axis");
+    assert_eq!(
+        count(&after, "Squeeze"),
+        1,
+        "expanding elsewhere moves the axis"
+    );
 
     let transposes = |second: &[i32]| {
         around(
@@ -303,13 +418,28 @@ fn shape_no_ops_go_and_real_reshapes_stay() {
             vec![
                 int32s("p1", &[3], &[1, 2, 0]),
                 int32s("p2", &[3], second),
-                node("t1", "Transpose", &["x", "p1"], &[("Tperm", dtype(DataType::DtInt32))]),
-                node("t2", "Transpose", &["t1", "p2"], &[("Tperm", dtype(DataType::DtInt32))]),
+                node(
+                    "t1",
+                    "Transpose",
+                    &["x", "p1"],
+                    &[("Tperm", dtype(DataType::DtInt32))],
+                ),
+                node(
+                    "t2",
+                    "Transpose",
+                    &["t1", "p2"],
+                    &[("Tperm", dtype(DataType::DtInt32))],
+                ),
             ],
         )
     };
     // [1,2,0] then its inverse [2,0,1] is the identity.
-    removes(&transposes(&[2, 0, 1]), "remove_leftovers", &["Transpose"], true);
+    removes(
+        &transposes(&[2, 0, 1]),
+        "remove_leftovers",
+        &["Transpose"],
+        true,
+    );
     let after = run(&transposes(&[1, 2, 0]), "remove_leftovers", &["y"]);
     assert_eq!(count(&after, "Transpose"), 2, "two rotations do not cancel");
 }
@@ -326,5 +456,8 @@ fn control_anchors_that_order_nothing_go() {
     let y = g.node.iter_mut().find(|n| n.name == "y").unwrap();
     y.input.push("^anchor".into());
     let after = removes(&g, "remove_leftovers", &["NoOp"], true);
-    assert!(after.node.iter().all(|n| n.input.iter().all(|i| !i.starts_with('^'))));
+    assert!(after
+        .node
+        .iter()
+        .all(|n| n.input.iter().all(|i| !i.starts_with('^'))));
 }
