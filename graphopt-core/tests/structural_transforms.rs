@@ -557,3 +557,50 @@ fn every_transform_writes_the_same_bytes_every_time() {
         }
     }
 }
+
+#[test]
+fn attribute_edits_never_lose_a_value_or_a_required_attribute() {
+    let graph = text(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } }
+       attr { key: "_a" value { i: 1 } } attr { key: "_b" value { i: 2 } } }
+"#,
+    );
+    // Both names on one node: TensorFlow keeps one value silently; graphopt refuses.
+    let error = run(
+        &mut graph.clone(),
+        "rename_attribute(old_attribute_name=_a, new_attribute_name=_b)",
+        &[],
+        &["y"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("node 'y' already has an attribute '_b'"),
+        "{error}"
+    );
+    let mut renamed = graph.clone();
+    run(
+        &mut renamed,
+        "rename_attribute(old_attribute_name=_a, new_attribute_name=_c)",
+        &[],
+        &["y"],
+    )
+    .unwrap();
+    let y = node(&renamed, "y");
+    assert!(y.attr.contains_key("_c") && !y.attr.contains_key("_a"));
+    // Relu requires T: removing it leaves a node TensorFlow cannot load.
+    let error = run(
+        &mut graph.clone(),
+        "remove_attribute(attribute_name=T)",
+        &[],
+        &["y"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("remove_attribute") && error.contains("'T'"),
+        "{error}"
+    );
+}
