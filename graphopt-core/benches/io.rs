@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p graphopt-core --bench io [-- SIZE_MB]` (default 400 MB of weights). Prints
 //! wall times and the process's peak resident memory, which shows whether weight bytes are
-//! copied on load (peak close to twice the file size means they are not: file buffer + output).
+//! copied on load: the input is memory-mapped, so a peak well under the file size means the
+//! weights stayed in the page cache until the writer read them.
 //!
 //! `cargo bench -p graphopt-core --bench io -- --per-byte` measures decode memory per file byte
 //! on the shapes that expand most (nodes without weights, attribute maps, lists of messages),

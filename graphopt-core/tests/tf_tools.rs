@@ -1,0 +1,76 @@
+//! The README's "Why": what TensorFlow's own legacy tools do with Keras 3 graphs, as
+//! `tests/fixtures/record_tf_tools.py` recorded it with TF 2.21 (`expected/tf_tools.json`),
+//! against what graphopt does with the same fixtures.
+
+mod common;
+
+fn ops(record: &serde_json::Value, op: &str) -> u64 {
+    record["ops"][op].as_u64().unwrap_or(0)
+}
+
+fn recorded() -> serde_json::Map<String, serde_json::Value> {
+    let path = common::fixtures().join("expected/tf_tools.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fixtures = record.as_object().unwrap().clone();
+    assert_eq!(
+        fixtures.len(),
+        3,
+        "the three Keras 3 fixtures with batch norms"
+    );
+    fixtures
+}
+
+#[test]
+fn optimize_for_inference_changes_nothing_on_keras_3_graphs() {
+    for (name, record) in recorded() {
+        let original = &record["original"];
+        let optimized = &record["optimize_for_inference"];
+        assert_eq!(
+            original, optimized,
+            "{name}: optimize_for_inference changed the graph"
+        );
+        // The record is of the committed fixture.
+        assert_eq!(
+            original["nodes"].as_u64().unwrap(),
+            common::load(&name).node.len() as u64,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn gtt_leaves_keras_3_batch_norms_and_graphopt_folds_them() {
+    for (name, record) in recorded() {
+        // Keras 3 writes each batch norm as Rsqrt, Sub and Muls around the convolution; GTT's
+        // fold_batch_norms leaves one Mul per batch norm after folding the constant part.
+        let batch_norms = ops(&record["original"], "Rsqrt");
+        assert!(batch_norms > 0, "{name}");
+        let left = ops(&record["gtt_standard"], "Mul");
+        assert!(
+            left >= batch_norms,
+            "{name}: GTT left {left} Muls for {batch_norms} batch norms"
+        );
+        let graphopt = common::apply(&name, "@deploy");
+        let muls = graphopt.node.iter().filter(|n| n.op == "Mul").count() as u64;
+        assert!(
+            muls + batch_norms <= left,
+            "{name}: graphopt leaves {muls} Muls, GTT {left}, for {batch_norms} batch norms"
+        );
+    }
+}
+
+#[test]
+fn gtt_output_differs_between_two_runs_and_graphopts_does_not() {
+    for (name, record) in recorded() {
+        let digests = record["gtt_sha256_two_processes"].as_array().unwrap();
+        assert_eq!(digests.len(), 2);
+        assert_ne!(
+            digests[0], digests[1],
+            "{name}: GTT wrote the same bytes twice"
+        );
+        let once = graphopt_core::io::encode_graph(&common::apply(&name, "@deploy"));
+        let again = graphopt_core::io::encode_graph(&common::apply(&name, "@deploy"));
+        assert_eq!(once, again, "{name}");
+    }
+}
