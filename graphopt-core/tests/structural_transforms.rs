@@ -485,6 +485,51 @@ fn fuse_convolutions_fold_resize_and_pad_and_keep_outputs() {
 }
 
 #[test]
+fn fuse_convolutions_leave_batches_other_than_one_alone() {
+    // TensorFlow's fused kernels compute wrong values for every image after the first
+    // (tests/fixtures/generate_ops.py), so only a batch statically 1 is fused.
+    let (inputs, outputs) = common::io_names("resize_pad_conv");
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    for batch in [2, -1] {
+        let mut graph = common::load("resize_pad_conv");
+        let placeholder = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op == "Placeholder")
+            .expect("the fixture's input");
+        let Some(graphopt_core::proto::attr_value::Value::Shape(shape)) = placeholder
+            .attr
+            .get_mut("shape")
+            .and_then(|a| a.value.as_mut())
+        else {
+            panic!("the input has a shape attribute");
+        };
+        shape.dim[0].size = batch;
+        let outcomes = run(
+            &mut graph,
+            "fuse_resize_pad_and_conv fuse_resize_and_conv fuse_pad_and_conv",
+            &inputs,
+            &outputs,
+        )
+        .unwrap();
+        let fused = graph
+            .node
+            .iter()
+            .filter(|n| n.op.starts_with("Fused"))
+            .count();
+        assert_eq!(fused, 0, "batch {batch}: {:?}", names(&graph));
+        assert!(
+            outcomes
+                .iter()
+                .flat_map(|o| &o.warnings)
+                .any(|w| w.contains("the batch is not statically 1")),
+            "batch {batch}: {outcomes:?}"
+        );
+    }
+}
+
+#[test]
 fn backport_tensor_array_v3_rewires_the_flow_output() {
     let mut graph = text(
         r#"
