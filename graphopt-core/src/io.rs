@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::proto::GraphDef;
 use crate::text_format;
 
+mod stream;
 pub mod wire;
 
 /// More NodeDefs than this (in the graph and its functions together) are refused at decode.
@@ -379,48 +380,10 @@ pub fn graph_to_text(graph: &GraphDef) -> Result<String> {
 pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat) -> Result<()> {
     let path = path.as_ref();
     match format {
-        GraphFormat::Binary => write_atomically_with(path, |out| stream_graph(graph, out)),
+        GraphFormat::Binary => write_atomically_with(path, |out| stream::graph(graph, out)),
         GraphFormat::Text => {
             let text = graph_to_text(graph)?;
             write_atomically_with(path, |out| out.write_all(text.as_bytes()))
-        }
-    }
-}
-
-/// Writes the same bytes as [`encode_graph`]: prost emits fields in number order, and `node`
-/// (field 1) comes first, so nodes can go out one at a time followed by everything else.
-fn stream_graph(graph: &GraphDef, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let mut buffer = Vec::new();
-    for node in &graph.node {
-        buffer.clear();
-        prost::encoding::message::encode(1, node, &mut buffer);
-        out.write_all(&buffer)?;
-        // Written: the weights' pages of a mapped input need not stay resident.
-        for value in node.attr.values() {
-            if let Some(crate::proto::attr_value::Value::Tensor(tensor)) = &value.value {
-                crate::pages::release(&tensor.tensor_content);
-            }
-        }
-    }
-    // The library (field 2) from where it is, not from a copy: a large one costs about as
-    // much memory as the nodes.
-    if let Some(library) = &graph.library {
-        buffer.clear();
-        prost::encoding::message::encode(2, library, &mut buffer);
-        out.write_all(&buffer)?;
-    }
-    out.write_all(&graph.clone_without_nodes_or_library().encode_to_vec())
-}
-
-impl GraphDef {
-    /// The graph's version fields and debug info, without its nodes and library.
-    fn clone_without_nodes_or_library(&self) -> GraphDef {
-        GraphDef {
-            node: Vec::new(),
-            library: None,
-            version: self.version,
-            versions: self.versions.clone(),
-            debug_info: self.debug_info.clone(),
         }
     }
 }
@@ -492,8 +455,11 @@ fn write_atomically_with(
     let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = fs::File::create(&temp)
         .and_then(|file| {
-            let mut out =
-                std::io::BufWriter::with_capacity(1 << 20, crate::pages::WriteBehind::new(file));
+            // No larger than what goes out unbuffered, so weights are never copied into it.
+            let mut out = std::io::BufWriter::with_capacity(
+                stream::STREAMED_CONTENT,
+                crate::pages::WriteBehind::new(file),
+            );
             fill(&mut out)?;
             let file = out.into_inner().map_err(|e| e.into_error())?.into_file();
             file.sync_all()

@@ -1,0 +1,250 @@
+//! Binary encoding of a graph written piece by piece: node by node, and a Const's weights
+//! straight from where they lie (the input's mapping or the buffer a fold wrote) rather than
+//! copied into the node's encoding first. The bytes are exactly [`prost::Message::encode`]'s:
+//! prost emits fields in number order and map entries in key order, and this follows both.
+
+use std::io::{self, Write};
+
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, string, WireType};
+use prost::Message;
+
+use crate::proto::attr_value::Value;
+use crate::proto::{AttrValue, GraphDef, NodeDef, TensorProto};
+
+/// Tensor contents at least this large go to the writer on their own; smaller ones are not
+/// worth a separate write. The writer's buffer should be no larger, or it copies them anyway.
+pub const STREAMED_CONTENT: usize = 64 << 10;
+
+/// Writes the same bytes as `graph.encode_to_vec()`. `node` (field 1) comes first, so nodes
+/// go out one at a time, then the library (field 2) and the version fields.
+pub fn graph(graph: &GraphDef, out: &mut impl Write) -> io::Result<()> {
+    let mut buffer = Vec::new();
+    for node_def in &graph.node {
+        node(node_def, &mut buffer, out)?;
+        // Written: the weights' pages of a mapped input need not stay resident.
+        for value in node_def.attr.values() {
+            if let Some(Value::Tensor(tensor)) = &value.value {
+                crate::pages::release(&tensor.tensor_content);
+            }
+        }
+    }
+    // The library from where it is, not from a copy: a large one costs about as much memory
+    // as the nodes.
+    if let Some(library) = &graph.library {
+        buffer.clear();
+        message::encode(2, library, &mut buffer);
+        out.write_all(&buffer)?;
+    }
+    let rest = GraphDef {
+        node: Vec::new(),
+        library: None,
+        version: graph.version,
+        versions: graph.versions.clone(),
+        debug_info: graph.debug_info.clone(),
+    };
+    out.write_all(&rest.encode_to_vec())
+}
+
+/// One node as GraphDef field 1. `buffer` is scratch space kept between nodes.
+fn node(node: &NodeDef, buffer: &mut Vec<u8>, out: &mut impl Write) -> io::Result<()> {
+    buffer.clear();
+    if !node.attr.values().any(|value| streamed(value).is_some()) {
+        message::encode(1, node, buffer);
+        return out.write_all(buffer);
+    }
+    encode_key(1, WireType::LengthDelimited, buffer);
+    encode_varint(node.encoded_len() as u64, buffer);
+    // Fields 1 to 4, skipped when empty as prost does for proto3 scalars.
+    if !node.name.is_empty() {
+        string::encode(1, &node.name, buffer);
+    }
+    if !node.op.is_empty() {
+        string::encode(2, &node.op, buffer);
+    }
+    string::encode_repeated(3, &node.input, buffer);
+    if !node.device.is_empty() {
+        string::encode(4, &node.device, buffer);
+    }
+    // Field 5, one map entry per attribute in key order. An entry leaves out a default key
+    // or value, as prost's map encoding does.
+    let empty = AttrValue::default();
+    for (key, value) in &node.attr {
+        let key_len = if key.is_empty() {
+            0
+        } else {
+            string::encoded_len(1, key)
+        };
+        let value_len = if *value == empty {
+            0
+        } else {
+            message::encoded_len(2, value)
+        };
+        encode_key(5, WireType::LengthDelimited, buffer);
+        encode_varint((key_len + value_len) as u64, buffer);
+        if key_len > 0 {
+            string::encode(1, key, buffer);
+        }
+        match streamed(value) {
+            Some((tensor, head)) => {
+                // AttrValue { tensor (8): TensorProto { fields 1-3, tensor_content (4) } }.
+                encode_key(2, WireType::LengthDelimited, buffer);
+                encode_varint(value.encoded_len() as u64, buffer);
+                encode_key(8, WireType::LengthDelimited, buffer);
+                encode_varint(tensor.encoded_len() as u64, buffer);
+                head.encode_raw(buffer);
+                encode_key(4, WireType::LengthDelimited, buffer);
+                encode_varint(tensor.tensor_content.len() as u64, buffer);
+                out.write_all(buffer)?;
+                buffer.clear();
+                crate::pages::populate(&tensor.tensor_content);
+                out.write_all(&tensor.tensor_content)?;
+            }
+            None if value_len > 0 => message::encode(2, value, buffer),
+            None => {}
+        }
+    }
+    if let Some(info) = &node.experimental_debug_info {
+        message::encode(6, info, buffer);
+    }
+    if let Some(full_type) = &node.experimental_type {
+        message::encode(7, full_type, buffer);
+    }
+    out.write_all(buffer)
+}
+
+/// The tensor of an attribute whose content is written on its own, with its fields before
+/// `tensor_content`: only when the content is large and no field after it is set, so the
+/// content ends the tensor's encoding.
+fn streamed(value: &AttrValue) -> Option<(&TensorProto, TensorProto)> {
+    let Some(Value::Tensor(tensor)) = &value.value else {
+        return None;
+    };
+    let content = tensor.tensor_content.len();
+    if content < STREAMED_CONTENT {
+        return None;
+    }
+    let head = TensorProto {
+        dtype: tensor.dtype,
+        tensor_shape: tensor.tensor_shape.clone(),
+        version_number: tensor.version_number,
+        ..TensorProto::default()
+    };
+    // Lengths add up field by field: equality means every later field is empty.
+    let content_field = 1 + encoded_len_varint(content as u64) + content;
+    (head.encoded_len() + content_field == tensor.encoded_len()).then_some((tensor, head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{tensor_shape_proto, TensorShapeProto};
+
+    fn tensor(content_len: usize, float_val: Vec<f32>) -> AttrValue {
+        AttrValue {
+            value: Some(Value::Tensor(Box::new(TensorProto {
+                dtype: 1,
+                tensor_shape: Some(TensorShapeProto {
+                    dim: vec![tensor_shape_proto::Dim {
+                        size: (content_len / 4) as i64,
+                        name: String::new(),
+                    }],
+                    unknown_rank: false,
+                }),
+                version_number: 3,
+                tensor_content: (0..content_len).map(|i| (i % 251) as u8).collect(),
+                float_val,
+                ..TensorProto::default()
+            }))),
+        }
+    }
+
+    /// Writes that remember how they were split, to tell streamed contents from copied ones.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn streams_like_prost(graph_def: &GraphDef) -> Writes {
+        let mut writes = Writes::default();
+        graph(graph_def, &mut writes).expect("writing to memory");
+        assert_eq!(writes.0.concat(), graph_def.encode_to_vec());
+        writes
+    }
+
+    #[test]
+    fn the_bytes_are_prosts_whatever_the_node_holds() {
+        let large = STREAMED_CONTENT + 12;
+        let mut weights = NodeDef {
+            name: "w".into(),
+            op: "Const".into(),
+            input: vec!["^a".into(), "b:1".into()],
+            device: "/cpu:0".into(),
+            experimental_debug_info: Some(crate::proto::node_def::ExperimentalDebugInfo {
+                original_node_names: vec!["orig".into()],
+                original_func_names: Vec::new(),
+            }),
+            ..NodeDef::default()
+        };
+        weights
+            .attr
+            .insert("value".into(), tensor(large, Vec::new()));
+        weights
+            .attr
+            .insert("a_small".into(), tensor(16, Vec::new()));
+        weights
+            .attr
+            .insert("z_large".into(), tensor(large * 2, Vec::new()));
+        weights.attr.insert("empty".into(), AttrValue::default());
+        weights
+            .attr
+            .insert(String::new(), tensor(large, Vec::new()));
+        // A later field set: the tensor cannot end with its content, so it is not streamed.
+        weights
+            .attr
+            .insert("typed_too".into(), tensor(large, vec![1.0, 2.0]));
+        let plain = NodeDef {
+            name: "plain".into(),
+            op: "Add".into(),
+            ..NodeDef::default()
+        };
+        let graph_def = GraphDef {
+            node: vec![plain, weights, NodeDef::default()],
+            version: 7,
+            ..GraphDef::default()
+        };
+        let writes = streams_like_prost(&graph_def);
+        // The three streamable contents went out as writes of their own, untouched.
+        let streamed = writes.0.iter().filter(|w| w.len() >= large).count();
+        assert_eq!(
+            streamed,
+            3 + 1,
+            "three contents alone, the typed tensor inside its entry"
+        );
+    }
+
+    #[test]
+    fn a_graph_without_large_tensors_is_one_write_per_node() {
+        let graph_def = GraphDef {
+            node: (0..3)
+                .map(|i| NodeDef {
+                    name: format!("n{i}"),
+                    op: "Const".into(),
+                    attr: [("value".to_string(), tensor(64, Vec::new()))].into(),
+                    ..NodeDef::default()
+                })
+                .collect(),
+            version: 1,
+            ..GraphDef::default()
+        };
+        let writes = streams_like_prost(&graph_def);
+        assert_eq!(writes.0.len(), 3 + 1, "three nodes and the version");
+    }
+}
