@@ -71,6 +71,8 @@ impl App {
             root.join("graphopt-build").display().to_string(),
         );
         std::fs::write(dir.path().join("Cargo.toml"), toml).unwrap();
+        // Dependencies as the workspace locked them, not the newest on crates.io today.
+        std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
         std::fs::write(dir.path().join("src/main.rs"), MAIN).unwrap();
         // Shared across runs so the dependencies compile once.
         let target = root.join("target/graphopt-app-test");

@@ -70,6 +70,9 @@ fn readme_app(dir: &Path, package: &str) -> String {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::create_dir_all(dir.join("models")).unwrap();
     std::fs::write(dir.join("Cargo.toml"), toml).unwrap();
+    // The workspace's lock file pins every dependency the app shares with graphopt, so the test
+    // builds what CI's `--locked` checked, not whatever crates.io has newest today.
+    std::fs::copy(workspace().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
     std::fs::write(dir.join("build.rs"), block(&blocks, "// build.rs")).unwrap();
     std::fs::write(dir.join("src/main.rs"), block(&blocks, "// src/main.rs")).unwrap();
     std::fs::copy(
@@ -156,7 +159,7 @@ fn the_digits_example_says_what_its_build_did_and_classifies_the_held_out_digits
 #[test]
 fn the_cli_installs_with_cargo_install_path() {
     let first_screen = &readme()[..readme().find("\n## ").unwrap()];
-    assert!(first_screen.contains("\ncargo install --path graphopt-cli\n"));
+    assert!(first_screen.contains("\ncargo install --locked --path graphopt-cli\n"));
     let root = tempfile::tempdir().unwrap();
     // --debug and the workspace's target directory, so the dev build is reused.
     let out = Command::new(env!("CARGO"))
