@@ -25,6 +25,28 @@ const OPENCV_MUST_MATCH: &[&str] = &[
     "efficientnet_block@deploy",
 ];
 
+/// The fixture names in a stretch of README text, sorted.
+fn fixtures_named(text: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| common::MODELS.contains(word))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The fixtures of a must-match list, without their pipeline variants, sorted.
+fn base_names(cases: &[&'static str]) -> Vec<&'static str> {
+    let mut names: Vec<&str> = cases
+        .iter()
+        .map(|case| case.split('@').next().unwrap())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 fn record(consumer: &str) -> serde_json::Value {
     let path = common::fixtures().join(format!("expected/{consumer}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -62,6 +84,37 @@ fn opencv_judged_todays_graphs() {
         );
     }
     assert_eq!(report["opencv_version"], "4.10.0");
+
+    // What the README says of them: the record's tolerance, the largest relative error, and
+    // the fixtures it names.
+    let readme = common::readme::figures(
+        "OpenCV loads and matches TensorFlow within the record's {} tolerance ({} relative at \
+         most) on",
+    );
+    let (tolerance, at_most): (f64, f64) = (readme[0].parse().unwrap(), readme[1].parse().unwrap());
+    assert_eq!(
+        report["tolerance"].as_f64(),
+        Some(tolerance),
+        "the record's tolerance vs the README's"
+    );
+    for case in OPENCV_MUST_MATCH {
+        let error = cases[*case]["max_rel_error"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{case}: no max_rel_error recorded"));
+        assert!(
+            error <= at_most,
+            "{case}: OpenCV's relative error {error:e} is over the README's {at_most:e}"
+        );
+    }
+    let named = common::readme::between(
+        "OpenCV loads and matches TensorFlow within the record's",
+        ". What legalization changes for OpenCV",
+    );
+    assert_eq!(
+        fixtures_named(&named),
+        base_names(OPENCV_MUST_MATCH),
+        "the fixtures the README says OpenCV matches on"
+    );
 }
 
 /// Fixtures tract-tensorflow 0.23 must load and run within the record's tolerance of
@@ -92,6 +145,9 @@ fn tract_judged_todays_graphs() {
         "`cargo run --release --manifest-path consumers/tract/Cargo.toml`",
     );
     let cases = report["cases"].as_object().unwrap();
+    // The README's figure: every fixture tract matches is within it.
+    let within: f64 =
+        common::readme::figure("tract loads and matches TensorFlow within {} relative on");
     for case in TRACT_MUST_MATCH {
         let judged = &cases[*case];
         assert_eq!(
@@ -102,8 +158,23 @@ fn tract_judged_todays_graphs() {
             judged["matches_tensorflow"], true,
             "{case}: tract's outputs differ from TensorFlow's: {judged}"
         );
-        assert!(judged["max_rel_error"].as_f64().unwrap() <= 1e-4, "{case}");
+        let error = judged["max_rel_error"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{case}: no max_rel_error recorded"));
+        assert!(
+            error <= within,
+            "{case}: tract's relative error {error:e} is over the README's {within:e}"
+        );
     }
+    let named = common::readme::between(
+        "tract loads and matches TensorFlow within",
+        ". What legalization changes for tract",
+    );
+    assert_eq!(
+        fixtures_named(&named),
+        base_names(TRACT_MUST_MATCH),
+        "the fixtures the README says tract matches on"
+    );
     // The fixtures tract cannot run are recorded as failing, with tract's reason: ops it does
     // not register (ResizeBilinear, BatchMatMulV2) and its own while-loop import, whose
     // NextIteration sink fails analysis.
@@ -121,8 +192,10 @@ fn tract_judged_todays_graphs() {
         );
     }
     assert_eq!(report["tolerance"], 1e-4);
-    assert!(report["tract_version"]
-        .as_str()
-        .unwrap()
-        .starts_with("0.23."));
+    let version = common::readme::figures("loads the result in tract-tensorflow {}, runs it");
+    assert_eq!(
+        report["tract_version"].as_str(),
+        Some(version[0].as_str()),
+        "the tract-tensorflow version that judged vs the README's"
+    );
 }

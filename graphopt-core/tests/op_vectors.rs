@@ -1,5 +1,6 @@
 //! Every evaluator kernel against TensorFlow's own results on per-op vectors
-//! (tests/fixtures/generate_ops.py), and every op in the kernel table covered by them.
+//! (tests/fixtures/generate_ops.py), every op in the kernel table covered by them, and the
+//! README's kernel, vector and op counts equal to what is compared here.
 
 mod common;
 
@@ -210,5 +211,28 @@ fn kernels_match_tensorflow_vectors() {
         compared,
         2 * expected.len(),
         "expected tensors compared, once per GEMM"
+    );
+
+    // The README's figures are these counts: the kernel table's size, the vectors compared
+    // and the distinct ops they cover.
+    let readme_kernels: usize = common::readme::figure("Reference evaluator: {} kernels incl.");
+    assert_eq!(
+        readme_kernels,
+        registered.len(),
+        "README's kernel count vs the kernel table"
+    );
+    let readme = common::readme::figures(
+        "every kernel checked against TensorFlow on {} per-op vectors over {} ops, \
+         every registered kernel covered",
+    );
+    assert_eq!(
+        readme[0].parse::<usize>().unwrap(),
+        cases.len(),
+        "README's per-op vector count vs the cases compared"
+    );
+    assert_eq!(
+        readme[1].parse::<usize>().unwrap(),
+        ops.len(),
+        "README's count of ops with vectors vs the distinct ops compared"
     );
 }

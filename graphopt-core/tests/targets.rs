@@ -135,3 +135,140 @@ fn legalized_fixtures_pass_their_targets_check() {
         );
     }
 }
+
+/// The length of the op list `list` of `target`, checked against the count its profile records.
+fn op_list_len(target: &Target, list: &str) -> usize {
+    let found = target
+        .op_lists
+        .iter()
+        .find(|l| l.name == list)
+        .unwrap_or_else(|| panic!("{}: no op list '{list}'", target.name));
+    assert_eq!(
+        found.count,
+        found.ops.len(),
+        "{}/{list}: recorded count",
+        target.name
+    );
+    found.ops.len()
+}
+
+/// The README's targets table: one row per profile, and each version and op-list count in it
+/// is the profile's.
+#[test]
+fn readme_targets_table_matches_the_profiles() {
+    let target = |name: &str| Target::by_name(name).unwrap();
+    let count = |figure: &String| -> usize {
+        figure
+            .parse()
+            .unwrap_or_else(|_| panic!("README: '{figure}' is not a count"))
+    };
+
+    // Exactly the targets there are, each once.
+    let table = common::readme::table_rows("| target | version read | op lists |");
+    let mut rows: Vec<&str> = table
+        .iter()
+        .map(|row| {
+            let cell = row
+                .trim_start_matches('|')
+                .split('|')
+                .next()
+                .unwrap()
+                .trim();
+            cell.trim_matches('`')
+        })
+        .collect();
+    rows.sort_unstable();
+    let mut names: Vec<&str> = targets::all()
+        .unwrap()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(rows, names, "README's targets table vs the profiles");
+
+    let opencv = common::readme::figures(
+        "| `opencv` | OpenCV {} dnn TensorFlow importer | {}-op dispatch table, ops its graph \
+         simplifier removes, {} ops loaded through same-name OpenCV layers |",
+    );
+    assert_eq!(opencv[0], target("opencv").version, "opencv version");
+    assert_eq!(
+        count(&opencv[1]),
+        op_list_len(target("opencv"), "dispatch"),
+        "opencv dispatch table"
+    );
+    assert!(op_list_len(target("opencv"), "removed_before_import") > 0);
+    assert_eq!(
+        count(&opencv[2]),
+        op_list_len(target("opencv"), "layer_registry"),
+        "opencv same-name layers"
+    );
+
+    let tract = common::readme::figures("| `tract` | tract-tensorflow {} | {} registered ops |");
+    assert_eq!(tract[0], target("tract").version, "tract version");
+    assert_eq!(
+        count(&tract[1]),
+        op_list_len(target("tract"), "registered"),
+        "tract registered ops"
+    );
+
+    let tvm = common::readme::figures(
+        "| `tvm` | TVM {}, the last release with the Relay TensorFlow frontend | {}-entry \
+         `_convert_map`, plus what `tensorflow.py` converts itself |",
+    );
+    assert_eq!(tvm[0], target("tvm").version, "tvm version");
+    assert_eq!(
+        count(&tvm[1]),
+        op_list_len(target("tvm"), "convert_map"),
+        "tvm _convert_map"
+    );
+    assert!(op_list_len(target("tvm"), "outside_convert_map") > 0);
+
+    let tensorrt = common::readme::figures(
+        "| `tensorrt` | uff {} (TensorRT's UFF converter) | {} converter functions |",
+    );
+    assert!(
+        target("tensorrt")
+            .version
+            .starts_with(&format!("uff {} ", tensorrt[0])),
+        "tensorrt version: README uff {}, profile {}",
+        tensorrt[0],
+        target("tensorrt").version
+    );
+    assert_eq!(
+        count(&tensorrt[1]),
+        op_list_len(target("tensorrt"), "registered"),
+        "tensorrt converter functions"
+    );
+
+    let ascend = common::readme::figures(
+        "| `ascend` | Ascend ATC's TensorFlow parser (`op_map.cc`) | {} ops, a partial list: other \
+         ops are reported as unverified, not as failures |",
+    );
+    assert!(target("ascend")
+        .sources
+        .iter()
+        .any(|s| s.path.ends_with("/op_map.cc")));
+    assert_eq!(
+        count(&ascend[0]),
+        op_list_len(target("ascend"), "tensorflow_op_map"),
+        "ascend op map"
+    );
+    assert!(!target("ascend").ops_complete, "ascend's list is partial");
+}
+
+/// The README reader takes figures whole, across line breaks, and refuses a sentence that is
+/// not there.
+#[test]
+fn readme_figures_are_read_exactly() {
+    let text = "a 4.10.0 b 62-op c 1.1e-6 relative at most, 0.267x. d 5 e";
+    assert_eq!(
+        common::readme::figures_in(text, "a {} b {}-op c"),
+        ["4.10.0", "62"]
+    );
+    assert_eq!(
+        common::readme::figures_in(text, "c {} relative at\n most, {}x."),
+        ["1.1e-6", "0.267"]
+    );
+    assert!(std::panic::catch_unwind(|| common::readme::figures_in(text, "d {} f")).is_err());
+    assert!(std::panic::catch_unwind(|| common::readme::figures_in(text, "a {}x")).is_err());
+}

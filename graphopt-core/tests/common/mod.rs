@@ -7,6 +7,7 @@ use graphopt_core::io;
 use graphopt_core::proto::GraphDef;
 
 pub mod graphs;
+pub mod readme;
 
 /// Every fixture model the generators write (tests/fixtures/generate.py and
 /// generate_more.py); `every_fixture_is_listed` keeps this list complete.

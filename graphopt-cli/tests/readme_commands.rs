@@ -1,0 +1,331 @@
+//! The commands of the README's first screen, run as the README spells them: the `graphopt
+//! transform` and `graphopt verify` lines are read from its code block (so a changed command is
+//! what runs here), `cargo run -p graphopt-cli --` becomes the binary under test, paths under
+//! `target/` a temporary directory, and they run from the workspace root. They must succeed
+//! and print what the README says they print: `transform` ends with a line saying what it
+//! wrote (path, format, bytes, nodes, functions), and `verify` checks the optimized graph
+//! against the original on seeded inputs, every output within the default tolerance.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn readme() -> String {
+    let path = workspace_root().join("README.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The code blocks of a Markdown text, as their lines.
+fn code_blocks(markdown: &str) -> Vec<Vec<&str>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            match current.take() {
+                Some(block) => blocks.push(block),
+                None => current = Some(Vec::new()),
+            }
+        } else if let Some(block) = current.as_mut() {
+            block.push(line);
+        }
+    }
+    blocks
+}
+
+/// A shell command line split into words as sh does it: white space separates, single quotes
+/// keep everything, double quotes keep all but `\"`, `\\`, `\$` and `` \` ``, a backslash
+/// outside quotes escapes the next character. No expansion (the README's commands use none).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => panic!("unclosed ' in {line}"),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => w.push(c),
+                            Some(c) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => panic!("unclosed \" in {line}"),
+                        },
+                        Some(c) => w.push(c),
+                        None => panic!("unclosed \" in {line}"),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// The graphopt commands of the README's first code block that runs `graphopt transform`, each
+/// as graphopt's arguments: comments dropped, continuation lines joined, and the way the README
+/// starts graphopt (`cargo run -p graphopt-cli --` or an installed `graphopt`) taken off.
+fn readme_commands() -> Vec<Vec<String>> {
+    let text = readme();
+    let block = code_blocks(&text)
+        .into_iter()
+        .find(|block| {
+            block
+                .iter()
+                .any(|line| line.contains("graphopt-cli -- transform"))
+        })
+        .expect("README.md has no code block with `cargo run -p graphopt-cli -- transform`");
+    let joined = block.join("\n").replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let words = shell_words(line);
+            let args = match words.first().map(String::as_str) {
+                Some("cargo") => {
+                    let dash = words
+                        .iter()
+                        .position(|w| w == "--")
+                        .unwrap_or_else(|| panic!("README command without `--`: {line}"));
+                    let cargo = &words[1..dash];
+                    assert!(
+                        cargo.first().is_some_and(|w| w == "run")
+                            && cargo.windows(2).any(|w| {
+                                (w[0] == "-p" || w[0] == "--package") && w[1] == "graphopt-cli"
+                            }),
+                        "README command that does not run graphopt-cli: {line}"
+                    );
+                    &words[dash + 1..]
+                }
+                Some("graphopt") => &words[1..],
+                _ => panic!("README command that does not run graphopt: {line}"),
+            };
+            args.to_vec()
+        })
+        .collect()
+}
+
+/// The README's command with every path under `target/` moved into `dir`: the value of a
+/// `--flag=target/...` or a `target/...` word.
+fn relocate(args: &[String], dir: &Path) -> Vec<String> {
+    let moved = |path: &str| -> Option<String> {
+        path.strip_prefix("target/")
+            .map(|rest| dir.join(rest).display().to_string())
+    };
+    args.iter()
+        .map(|arg| {
+            if let Some((flag, value)) = arg.split_once('=') {
+                if let Some(path) = moved(value) {
+                    return format!("{flag}={path}");
+                }
+            }
+            moved(arg).unwrap_or_else(|| arg.clone())
+        })
+        .collect()
+}
+
+/// The value of `--name=value` or `--name value` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let long = format!("--{name}");
+    args.iter().enumerate().find_map(|(k, arg)| {
+        if let Some(value) = arg.strip_prefix(&format!("{long}=")) {
+            Some(value)
+        } else if *arg == long {
+            args.get(k + 1).map(String::as_str)
+        } else {
+            None
+        }
+    })
+}
+
+fn run(args: &[String]) -> Output {
+    println!("graphopt {}", args.join(" "));
+    Command::new(env!("CARGO_BIN_EXE_graphopt"))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .expect("run graphopt")
+}
+
+fn node_count(path: &Path) -> usize {
+    graphopt_core::io::read_graph(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .graph
+        .node
+        .len()
+}
+
+/// verify's default tolerance, as the README's verify section states it.
+fn readme_default_tolerance() -> f64 {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "Exit 1 if any output is over `--tolerance` (default ";
+    assert_eq!(
+        text.matches(marker).count(),
+        1,
+        "README.md must say \"{marker}...)\" once"
+    );
+    let start = text.find(marker).unwrap() + marker.len();
+    let figure = &text[start..start + text[start..].find(')').unwrap()];
+    figure
+        .parse()
+        .unwrap_or_else(|_| panic!("README.md: verify's default tolerance '{figure}'"))
+}
+
+#[test]
+fn readme_first_screen_commands_run_as_written() {
+    let commands = readme_commands();
+    let verbs: Vec<&str> = commands
+        .iter()
+        .map(|c| c.first().map_or("", String::as_str))
+        .collect();
+    assert_eq!(
+        verbs,
+        ["transform", "verify"],
+        "the README's first-screen commands"
+    );
+    let (transform, verify) = (&commands[0], &commands[1]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = workspace_root();
+
+    // transform: reads a committed fixture, writes under target/ (here: the temporary
+    // directory), and says what it wrote.
+    let in_graph = flag(transform, "in_graph").expect("README transform without --in_graph");
+    assert!(
+        root.join(in_graph).is_file(),
+        "README transform reads {in_graph}, which is not in the repository"
+    );
+    let out_graph = flag(transform, "out_graph").expect("README transform without --out_graph");
+    assert!(
+        out_graph.starts_with("target/"),
+        "README transform writes {out_graph}, outside target/"
+    );
+    let args = relocate(transform, dir.path());
+    let written = PathBuf::from(flag(&args, "out_graph").unwrap());
+    let output = run(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "README command `graphopt {}` failed: {stderr}",
+        transform.join(" ")
+    );
+    let bytes = std::fs::metadata(&written)
+        .unwrap_or_else(|e| panic!("{}: {e}", written.display()))
+        .len();
+    let format = if args.iter().any(|a| a == "--output_as_text")
+        || written
+            .extension()
+            .is_some_and(|e| e == "pbtxt" || e == "txt")
+    {
+        "text"
+    } else {
+        "binary"
+    };
+    let nodes = node_count(&written);
+    let last = stderr.lines().last().unwrap_or("");
+    assert_eq!(
+        last,
+        format!(
+            "graphopt: wrote {} ({format}, {bytes} bytes): {nodes} nodes, 0 functions",
+            written.display()
+        ),
+        "transform's last line: {stderr}"
+    );
+    assert!(
+        nodes < node_count(&root.join(in_graph)),
+        "the README's optimization removed no node"
+    );
+
+    // verify: the original against what transform wrote, on seeded inputs; every output within
+    // the default tolerance.
+    assert_eq!(
+        verify[1..],
+        [in_graph.to_string(), out_graph.to_string()],
+        "README verify must compare transform's input with its output"
+    );
+    let args = relocate(verify, dir.path());
+    let output = run(&args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "README command `graphopt {}` failed: {stdout}{}",
+        verify.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tolerance = readme_default_tolerance();
+    assert!(stdout.starts_with("seed "), "{stdout}");
+    assert!(
+        stdout.contains(&format!("is within the tolerance {tolerance:e}")),
+        "{stdout}"
+    );
+    let outputs: Vec<&str> = flag(transform, "outputs")
+        .expect("README transform without --outputs")
+        .split(',')
+        .collect();
+    for name in &outputs {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "verify prints no row for {name}: {stdout}"
+        );
+    }
+    // The same comparison as JSON: each output's error, within the tolerance.
+    let mut json_args = args.clone();
+    json_args.push("--json".into());
+    let output = run(&json_args);
+    assert!(output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let inputs = flag(transform, "inputs").expect("README transform without --inputs");
+    assert_eq!(
+        report["inputs"],
+        serde_json::json!(inputs.split(',').collect::<Vec<_>>()),
+        "verify seeds the inputs transform was given"
+    );
+    let checked: Vec<&str> = report["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let name = o["name"].as_str().unwrap();
+            let error = o["max_rel_error"].as_f64().unwrap();
+            assert!(error <= tolerance, "{name}: relative error {error:e}");
+            name
+        })
+        .collect();
+    assert_eq!(
+        checked, outputs,
+        "verify checks the outputs transform kept, and only those"
+    );
+}
+
+#[test]
+fn shell_words_split_as_sh_does() {
+    assert_eq!(
+        shell_words(r#"a --t='x y(op=I)' "b \"c\"" d\ e"#),
+        ["a", "--t=x y(op=I)", "b \"c\"", "d e"]
+    );
+}
