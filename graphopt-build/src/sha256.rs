@@ -138,4 +138,23 @@ mod tests {
             }
         }
     }
+
+    /// The README's figures for hashing in a build script: run in the dev profile, as build
+    /// scripts are, with `cargo test -p graphopt-build --lib -- --ignored --nocapture
+    /// hashing_speed`. Prints MB/s; a measurement, not a check.
+    #[test]
+    #[ignore = "a measurement: run it on purpose"]
+    fn hashing_speed_unoptimized() {
+        let data = vec![0x5au8; 64 << 20];
+        let rate = |hash: &dyn Fn(&[u8]) -> [u8; 32]| {
+            let start = std::time::Instant::now();
+            let out = hash(&data);
+            let seconds = start.elapsed().as_secs_f64();
+            (data.len() as f64 / 1e6 / seconds, out)
+        };
+        let (ours, a) = rate(&digest);
+        let (portable, b) = rate(&|bytes| sha2::Sha256::digest(bytes).into());
+        assert_eq!(a, b);
+        println!("graphopt-build's digest: {ours:.0} MB/s; sha2: {portable:.0} MB/s");
+    }
 }
