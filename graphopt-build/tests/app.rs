@@ -330,6 +330,23 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
             && err.contains("not reproducible"),
         "{err}"
     );
+    // GRAPHOPT_UPDATE_LOCK=1, the way out the error names, records the real hash.
+    let out = app.cargo_with(
+        &["build", "--quiet"],
+        &app.cache,
+        &[("GRAPHOPT_UPDATE_LOCK", "1")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let updated = app.read("graphopt.lock");
+    assert!(
+        updated.contains(&sha256(&bytes)) && !updated.contains(&"0".repeat(64)),
+        "{updated}"
+    );
+    app.build_ok();
 
     // A bad transform string fails with one readable line and no backtrace.
     app.set_transforms("remove_device frobnicate", None);
