@@ -1503,6 +1503,24 @@ pub fn all() -> Vec<Case> {
         expect: Expect::Success,
     });
 
+    // 1: an Einsum output label listed twice ('ij->jj') once failed an assertion.
+    cases.push(model_case(
+        "c01_einsum_repeated_output_label",
+        1,
+        "an Einsum whose output repeats a label, run by the evaluator",
+        graph(vec![
+            floats("a", &[2, 2], &[1.0, 2.0, 3.0, 4.0]),
+            node(
+                "y",
+                "Einsum",
+                &["a"],
+                vec![t(f), ("N", int(1)), ("equation", string("ij->jj"))],
+            ),
+        ]),
+        verify(),
+        Expect::Error,
+    ));
+
     // 14: names that break error lines.
     cases.push(model_case(
         "c14_name_with_control_characters",

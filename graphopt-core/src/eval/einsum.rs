@@ -71,6 +71,14 @@ pub fn einsum(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, Ker
     })?;
     let operands: Vec<Vec<char>> = lhs.split(',').map(|s| s.chars().collect()).collect();
     let out: Vec<char> = out.chars().collect();
+    let mut unique_out = out.clone();
+    unique_out.sort_unstable();
+    unique_out.dedup();
+    if unique_out.len() != out.len() {
+        return fail(format!(
+            "einsum '{equation}': an output label appears more than once"
+        ));
+    }
     if operands.len() != inputs.len() || !(1..=2).contains(&inputs.len()) {
         return fail(format!(
             "einsum '{equation}' with {} inputs is not supported",

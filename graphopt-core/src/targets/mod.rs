@@ -953,10 +953,22 @@ fn unreadable_const(tensor: &TensorProto, dtypes: &[i32]) -> Option<String> {
     if !tensor.tensor_content.is_empty() {
         return None;
     }
-    let elements: Option<i64> = tensor
-        .tensor_shape
-        .as_ref()
-        .map(|s| s.dim.iter().map(|d| d.size).product());
+    // Dims come from the file: their product is checked.
+    let elements: Option<i64> = match &tensor.tensor_shape {
+        Some(shape) => match shape
+            .dim
+            .iter()
+            .try_fold(1i64, |count, d| count.checked_mul(d.size))
+        {
+            Some(n) => Some(n),
+            None => {
+                return Some(format!(
+                    "is a {dtype_name} Const whose element count overflows"
+                ))
+            }
+        },
+        None => None,
+    };
     let stored = stored_values(tensor);
     match elements {
         Some(n) if stored == 0 => Some(format!(
@@ -1033,6 +1045,28 @@ mod tests {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_const_whose_dims_overflow_is_reported_not_multiplied() {
+        let huge = tensor_shape_proto::Dim {
+            size: 1 << 32,
+            name: String::new(),
+        };
+        let tensor = TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(TensorShapeProto {
+                dim: vec![huge.clone(), huge],
+                unknown_rank: false,
+            }),
+            float_val: vec![1.0],
+            ..Default::default()
+        };
+        let why = unreadable_const(&tensor, &[DataType::DtFloat as i32]);
+        assert_eq!(
+            why.as_deref(),
+            Some("is a DT_FLOAT Const whose element count overflows")
+        );
     }
 
     fn with_attr(mut node: NodeDef, name: &str, value: attr_value::Value) -> NodeDef {
