@@ -55,6 +55,14 @@ fn positions(labels: &[char], wanted: &[char]) -> Vec<usize> {
         .collect()
 }
 
+/// Some label appears more than once.
+fn repeats(labels: &[char]) -> bool {
+    let mut sorted = labels.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.len() != labels.len()
+}
+
 pub fn einsum(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     let equation = attrs::string(ctx.node, "equation")
         .unwrap_or_default()
@@ -71,10 +79,7 @@ pub fn einsum(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, Ker
     })?;
     let operands: Vec<Vec<char>> = lhs.split(',').map(|s| s.chars().collect()).collect();
     let out: Vec<char> = out.chars().collect();
-    let mut unique_out = out.clone();
-    unique_out.sort_unstable();
-    unique_out.dedup();
-    if unique_out.len() != out.len() {
+    if repeats(&out) {
         return fail(format!(
             "einsum '{equation}': an output label appears more than once"
         ));
@@ -93,10 +98,7 @@ pub fn einsum(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, Ker
                 labels.iter().collect::<String>()
             ));
         }
-        let mut sorted = labels.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != labels.len() {
+        if repeats(labels) {
             return fail(format!(
                 "einsum '{equation}': repeated labels (diagonals) are not supported"
             ));

@@ -48,7 +48,10 @@ pub fn graph(graph: &GraphDef, out: &mut impl Write) -> io::Result<()> {
 /// One node as GraphDef field 1. `buffer` is scratch space kept between nodes.
 fn node(node: &NodeDef, buffer: &mut Vec<u8>, out: &mut impl Write) -> io::Result<()> {
     buffer.clear();
-    if !node.attr.values().any(|value| streamed(value).is_some()) {
+    // Cheap test first; `streamed` decides per attribute below (the manual encoding is exact
+    // either way).
+    let large = |value: &AttrValue| matches!(&value.value, Some(Value::Tensor(t)) if t.tensor_content.len() >= STREAMED_CONTENT);
+    if !node.attr.values().any(large) {
         message::encode(1, node, buffer);
         return out.write_all(buffer);
     }
