@@ -254,11 +254,25 @@ struct Frame {
     started: u64,
 }
 
-#[derive(Default)]
+/// Work charged for running one node or planning one node of a graph, whatever its tensors:
+/// the executor's own bookkeeping (queues, maps, frames) costs about as much as a few hundred
+/// element operations, so a loop of a million cheap iterations is stopped by the work budget
+/// as surely as one heavy iteration.
+const NODE_WORK: u64 = 256;
+
+/// Work charged per node and edge each time a graph is planned for a run (see [`NODE_WORK`]).
+const PLANNING_WORK: u64 = 16;
+
+/// The inputs of one node in one frame and iteration, gathered until it can run. Its slots are
+/// held on the budget: a node of many inputs in a loop whose iterations never complete it
+/// cannot pile them up without bound.
 struct PendingNode {
     inputs: Vec<Option<Value>>,
     arrived: usize,
-    any_dead: bool,
+    /// Control inputs not arrived yet, and whether a live data input has (what Merge waits on).
+    controls_missing: usize,
+    live_data: bool,
+    _charge: Charge,
 }
 
 struct Executor<'g> {
@@ -367,6 +381,13 @@ fn evaluate_in(
     fetches: &[String],
     options: Options,
 ) -> Result<Vec<Tensor>, EvalError> {
+    // Planning visits every node and edge of the graph, on every call of a function too.
+    let edges: u64 = graph.node.iter().map(|n| n.input.len() as u64 + 1).sum();
+    budget::work(edges.saturating_mul(PLANNING_WORK)).map_err(|e| EvalError {
+        node: String::new(),
+        op: String::new(),
+        message: format!("planning a graph of {} nodes: {e}", graph.node.len()),
+    })?;
     let mut by_name = HashMap::with_capacity(graph.node.len());
     for (i, node) in graph.node.iter().enumerate() {
         by_name.entry(node.name.as_str()).or_insert(i);
@@ -554,7 +575,7 @@ impl Executor<'_> {
             }
         }
         while let Some((i, frame, iter, inputs)) = self.ready.pop_front() {
-            budget::work(1).map_err(|e| self.budget_error(i, e))?;
+            budget::work(NODE_WORK).map_err(|e| self.budget_error(i, e))?;
             let outputs = self.fire(i, frame, iter, inputs)?;
             self.emit(i, frame, iter, outputs)?;
         }
@@ -953,37 +974,41 @@ impl Executor<'_> {
             return Ok(());
         }
         let count = self.input_counts[consumer];
-        let is_merge = matches!(self.graph.node[consumer].op.as_str(), "Merge" | "RefMerge");
-        let state = self.pending.entry(key).or_insert_with(|| PendingNode {
-            inputs: vec![None; count],
-            ..Default::default()
-        });
+        let node = &self.graph.node[consumer];
+        let is_merge = matches!(node.op.as_str(), "Merge" | "RefMerge");
+        let state = match self.pending.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let bytes = (count as u64)
+                    .saturating_mul(std::mem::size_of::<Option<Value>>() as u64)
+                    .saturating_add(BOOKKEEPING_BYTES);
+                let charge = budget::hold(bytes)
+                    .and_then(|charge| budget::work(count as u64).map(|()| charge))
+                    .map_err(|e| budget_error(self.graph, consumer, e))?;
+                entry.insert(PendingNode {
+                    inputs: vec![None; count],
+                    arrived: 0,
+                    controls_missing: node.input.iter().filter(|n| n.starts_with('^')).count(),
+                    live_data: false,
+                    _charge: charge,
+                })
+            }
+        };
         if let Some(slot_value) = state.inputs.get_mut(slot) {
+            let control = node.input[slot].starts_with('^');
             if slot_value.is_none() {
                 state.arrived += 1;
-            }
-            if value.is_none() {
-                state.any_dead = true;
-            }
-            *slot_value = Some(value.clone());
-        }
-        let ready = if is_merge {
-            // Fires once its control inputs are in and any data input is live, or once every
-            // input has arrived (all dead).
-            let node = &self.graph.node[consumer];
-            let mut controls_in = true;
-            let mut live_data = false;
-            for (name, v) in node.input.iter().zip(&state.inputs) {
-                if name.starts_with('^') {
-                    controls_in &= v.is_some();
-                } else {
-                    live_data |= matches!(v, Some(Some(_)));
+                if control {
+                    state.controls_missing = state.controls_missing.saturating_sub(1);
                 }
             }
-            (controls_in && live_data) || state.arrived == count
-        } else {
-            state.arrived == count
-        };
+            state.live_data |= !control && value.is_some();
+            *slot_value = Some(value.clone());
+        }
+        // A Merge fires once its control inputs are in and any data input is live, or once
+        // every input has arrived (all dead); any other node once every input has arrived.
+        let ready = state.arrived == count
+            || (is_merge && state.controls_missing == 0 && state.live_data);
         if ready {
             if let Some(state) = self.pending.remove(&key) {
                 let inputs = state.inputs.into_iter().map(Option::flatten).collect();
