@@ -14,6 +14,9 @@ use graphopt_core::proto::{
 };
 use prost::Message;
 
+#[path = "superlinear.rs"]
+mod superlinear;
+
 /// What a case must end in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -508,6 +511,49 @@ fn heavy_while_loop() -> GraphDef {
         node("exit", "Exit", &["switch"], vec![t(i32t)]),
         node("out", "Identity", &["exit"], vec![t(i32t)]),
     ])
+}
+
+/// `Enter` attributes for the frame of [`counter_loop`].
+fn loop_enter(t: DataType, constant: bool) -> Vec<(&'static str, AttrValue)> {
+    vec![
+        self::t(t),
+        ("frame_name", string("counter")),
+        ("is_constant", attr(attr_value::Value::B(constant))),
+    ]
+}
+
+/// The lowered loop `i = 0; while i < iterations: i = f(i) + 1`, where `body` makes the nodes
+/// of `f` from the name of the body's `i` and names `f(i)`.
+fn counter_loop(
+    iterations: i32,
+    body: impl FnOnce(&'static str) -> (Vec<NodeDef>, &'static str),
+) -> GraphDef {
+    let i32t = DataType::DtInt32;
+    let (extra, result) = body("i_body");
+    let mut nodes = vec![
+        int32s("zero", &[], &[0]),
+        int32s("limit", &[], &[iterations]),
+        int32s("step", &[], &[1]),
+        node("i_enter", "Enter", &["zero"], loop_enter(i32t, false)),
+        node("limit_enter", "Enter", &["limit"], loop_enter(i32t, true)),
+        node("step_enter", "Enter", &["step"], loop_enter(i32t, true)),
+        node(
+            "merge",
+            "Merge",
+            &["i_enter", "next"],
+            vec![t(i32t), ("N", int(2))],
+        ),
+        node("less", "Less", &["merge", "limit_enter"], vec![t(i32t)]),
+        node("cond", "LoopCond", &["less"], vec![]),
+        node("switch", "Switch", &["merge", "cond"], vec![t(i32t)]),
+        node("i_body", "Identity", &["switch:1"], vec![t(i32t)]),
+        node("add", "AddV2", &[result, "step_enter"], vec![t(i32t)]),
+        node("next", "NextIteration", &["add"], vec![t(i32t)]),
+        node("exit", "Exit", &["switch"], vec![t(i32t)]),
+    ];
+    nodes.extend(extra);
+    nodes.push(node("out", "Identity", &["exit"], vec![t(i32t)]));
+    graph(nodes)
 }
 
 /// Every case of the corpus.
@@ -1038,6 +1084,93 @@ pub fn all() -> Vec<Case> {
         Expect::Success,
     ));
 
+    // 4: shapes inferred statically cost memory: many outputs, high ranks, long chains.
+    let mut split_graph = vec![
+        placeholder("x", f, &[[1].repeat(100), vec![65536]].concat()),
+        int32s("axis", &[], &[100]),
+    ];
+    let mut split_outputs = Vec::new();
+    for i in 0..64 {
+        split_graph.push(node(
+            &format!("split{i}"),
+            "Split",
+            &["axis", "x"],
+            vec![t(f), ("num_split", int(65536))],
+        ));
+        split_outputs.push(format!("split{i}:65535"));
+    }
+    let refs: Vec<&str> = split_outputs.iter().map(String::as_str).collect();
+    split_graph.push(node("out", "AddN", &refs, vec![t(f), ("N", int(64))]));
+    for (name, transforms) in [
+        ("c04_split_shape_amplifier_fold", "fold_constants"),
+        ("c04_split_shape_amplifier_nchw", "convert_to_nchw"),
+    ] {
+        cases.push(model_case(
+            name,
+            4,
+            "64 Splits of a rank-101 placeholder into 65536 parts each: 4 million inferred shapes",
+            graph(split_graph.clone()),
+            transform(transforms, "out"),
+            Expect::Success,
+        ));
+    }
+    cases.push(model_case(
+        "c04_split_shape_amplifier_add_shapes",
+        4,
+        "add_shapes on 64 Splits into 65536 parts: 4 million unknown shapes, written in budget",
+        graph(split_graph),
+        transform("add_shapes", "out"),
+        Expect::Success,
+    ));
+    let mut rank_graph = vec![
+        placeholder("x", f, &[1]),
+        typed_const("dims", DtInt32, &[65536], |t| {
+            t.tensor_content = [1i32.to_le_bytes(); 65536].concat().into()
+        }),
+        node(
+            "r0",
+            "Reshape",
+            &["x", "dims"],
+            vec![t(f), ("Tshape", dtype(DtInt32))],
+        ),
+    ];
+    for i in 1..2000 {
+        rank_graph.push(node(
+            &format!("r{i}"),
+            "Relu",
+            &[&format!("r{}", i - 1)],
+            vec![t(f)],
+        ));
+    }
+    cases.push(model_case(
+        "c04_rank_amplifier",
+        4,
+        "a Reshape to rank 65536 followed by 2000 Relus (each would store its shape)",
+        graph(rank_graph),
+        transform(
+            "fold_constants remove_leftovers simplify_arithmetic",
+            "r1999",
+        ),
+        Expect::Success,
+    ));
+    let mut chain = vec![placeholder("x", f, &[1; 254])];
+    for i in 0..25_000 {
+        let input = if i == 0 {
+            "x".to_string()
+        } else {
+            format!("n{}", i - 1)
+        };
+        chain.push(node(&format!("n{i}"), "Relu", &[&input], vec![t(f)]));
+    }
+    cases.push(model_case(
+        "c04_high_rank_chain_add_shapes",
+        4,
+        "add_shapes on 25000 Relus of a rank-254 placeholder: 6 million dims to write",
+        graph(chain),
+        transform("add_shapes", "n24999"),
+        Expect::Error,
+    ));
+
     // 5: small TensorProtos that decode into gigabytes.
     cases.push(model_case(
         "c05_float_val_expands",
@@ -1229,6 +1362,131 @@ pub fn all() -> Vec<Case> {
                 ],
             ),
         ]),
+        verify(),
+        Expect::Error,
+    ));
+
+    // 7: the evaluator's own bookkeeping is work too.
+    let mut merge_graph = vec![
+        floats("x", &[], &[1.0]),
+        typed_const("no", DataType::DtBool, &[], |t| t.bool_val = vec![false]),
+        node("s", "Switch", &["x", "no"], vec![t(f)]),
+    ];
+    // The live input arrives last: the Switch delivers to its consumers in input order.
+    let mut merge_inputs = vec!["s:1"; 120_000];
+    merge_inputs.push("s:0");
+    merge_graph.push(node(
+        "out",
+        "Merge",
+        &merge_inputs,
+        vec![t(f), ("N", int(120_001))],
+    ));
+    cases.push(model_case(
+        "c07_merge_of_120k_dead_inputs",
+        7,
+        "a Merge of 120000 dead inputs and one live one, run by the evaluator",
+        graph(merge_graph),
+        verify(),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c07_loop_with_wide_merge",
+        7,
+        "a while loop of 100 iterations whose body has a Merge of 20000 dead inputs",
+        counter_loop(100, |body| {
+            let mut nodes = vec![
+                typed_const("no", DataType::DtBool, &[], |t| t.bool_val = vec![false]),
+                node(
+                    "no_enter",
+                    "Enter",
+                    &["no"],
+                    loop_enter(DataType::DtBool, true),
+                ),
+                node("dead", "Switch", &[body, "no_enter"], vec![t(DtInt32)]),
+            ];
+            let mut inputs = vec!["dead:1"; 20_000];
+            inputs.push("dead:0");
+            nodes.push(node(
+                "wide",
+                "Merge",
+                &inputs,
+                vec![t(DtInt32), ("N", int(20_001))],
+            ));
+            (nodes, "wide")
+        }),
+        verify(),
+        Expect::Success,
+    ));
+    cases.push(model_case(
+        "c07_loop_pending_wide_node",
+        7,
+        "a node of 50000 inputs in a loop of 100000 iterations, one input never arriving",
+        counter_loop(100_000, |body| {
+            let mut nodes = vec![
+                int32s("one", &[], &[1]),
+                node("one_enter", "Enter", &["one"], loop_enter(DtInt32, true)),
+            ];
+            let mut inputs = vec!["one_enter"; 50_000];
+            inputs.push(body);
+            // Read without an Enter: its value lives in the outer frame only.
+            inputs.push("one");
+            nodes.push(node(
+                "wide",
+                "AddN",
+                &inputs,
+                vec![t(DtInt32), ("N", int(50_002))],
+            ));
+            (nodes, body)
+        }),
+        verify(),
+        Expect::Error,
+    ));
+    cases.push(model_case(
+        "c07_counter_loop_1m",
+        7,
+        "a while loop of a million cheap iterations",
+        counter_loop(1_000_000, |body| (Vec::new(), body)),
+        verify(),
+        Expect::Error,
+    ));
+    let mut dead_body = vec![
+        floats("one", &[], &[1.0]),
+        node("next", "AddV2", &["x", "one:output:0"], vec![t(f)]),
+    ];
+    for i in 0..20_000 {
+        dead_body.push(node(&format!("unused{i}"), "NoOp", &[], vec![]));
+    }
+    let functional_while = with_library(
+        graph(vec![
+            floats("x", &[], &[0.0]),
+            node(
+                "out",
+                "While",
+                &["x"],
+                vec![
+                    ("T", types(&[f])),
+                    ("cond", func("cond")),
+                    ("body", func("body")),
+                ],
+            ),
+        ]),
+        vec![
+            function(
+                "cond",
+                vec![
+                    floats("limit", &[], &[1e6]),
+                    node("less", "Less", &["x", "limit:output:0"], vec![t(f)]),
+                ],
+                "less:z:0",
+            ),
+            function("body", dead_body, "next:z:0"),
+        ],
+    );
+    cases.push(model_case(
+        "c07_functional_while_large_body",
+        7,
+        "a functional While of a million iterations whose body holds 20000 unused nodes",
+        functional_while,
         verify(),
         Expect::Error,
     ));
@@ -1536,5 +1794,6 @@ pub fn all() -> Vec<Case> {
         Expect::Error,
     ));
 
+    cases.extend(superlinear::cases());
     cases
 }

@@ -24,9 +24,15 @@ pub struct Input<'a> {
 /// Per output: the shape if fully known.
 pub type Shapes = Vec<Option<Vec<usize>>>;
 
-/// More outputs than this (Split's num_split, Unpack's num) are not inferred: the count comes
-/// from an attribute and would size the result.
-const MAX_OUTPUTS: usize = 1 << 16;
+/// TensorFlow's own limit on a tensor's rank (`TensorShape::MaxDimensions`); a shape of higher
+/// rank is left unknown, so a 65536-element shape Const does not make every later node of a
+/// chain store 65536 dims.
+pub const MAX_RANK: usize = 254;
+
+/// At most this many dims over all outputs of one node (an output counts as at least one): a
+/// Split into 65536 parts of a rank-254 tensor is not worth 17 million dims of memory, and
+/// an output count from an attribute (Split's num_split, Unpack's num) cannot size anything.
+const MAX_NODE_DIMS: usize = 1 << 16;
 
 /// Shape-preserving ops besides the unary and identity families.
 const SAME_AS_FIRST: &[&str] = &[
@@ -48,8 +54,41 @@ const SAME_AS_FIRST: &[&str] = &[
     "LRN",
 ];
 
-/// Output shapes of `node`, or `None` when they cannot be known statically.
+/// Output shapes of `node`, or `None` when they cannot be known statically. Shapes of rank
+/// over [`MAX_RANK`] are unknown, and so are all outputs of a node whose shapes would hold
+/// more than [`MAX_NODE_DIMS`] dims together.
 pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
+    if inputs
+        .iter()
+        .any(|i| i.shape.is_some_and(|s| s.len() > MAX_RANK))
+    {
+        return None;
+    }
+    let mut shapes = infer_outputs(node, inputs)?;
+    for shape in &mut shapes {
+        if shape.as_ref().is_some_and(|s| s.len() > MAX_RANK) {
+            *shape = None;
+        }
+    }
+    (dims_held(&shapes) <= MAX_NODE_DIMS).then_some(shapes)
+}
+
+/// How many dims `shapes` hold, counting each output as at least one.
+fn dims_held(shapes: &Shapes) -> usize {
+    shapes
+        .iter()
+        .map(|s| s.as_ref().map_or(1, |s| s.len().max(1)))
+        .fold(0usize, usize::saturating_add)
+}
+
+/// `count` outputs of the shape `piece`, unless they would hold more than [`MAX_NODE_DIMS`]
+/// dims together (checked before anything is allocated).
+fn repeated(piece: Vec<usize>, count: usize) -> Option<Shapes> {
+    let dims = count.checked_mul(piece.len().max(1))?;
+    (dims <= MAX_NODE_DIMS).then(|| vec![Some(piece); count])
+}
+
+fn infer_outputs(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
     let op = node.op.as_str();
     let shape = |i: usize| inputs.get(i).and_then(|input| input.shape);
     let value = |i: usize| inputs.get(i).and_then(|input| input.value);
@@ -80,11 +119,16 @@ pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
     match op {
         "Select" => one(shape(1)?.to_vec()),
         // Each output is its input (Keras' custom-gradient wrapper, inlined calls).
-        "IdentityN" => Some(
-            (0..inputs.len())
-                .map(|i| shape(i).map(<[usize]>::to_vec))
-                .collect(),
-        ),
+        "IdentityN" => {
+            let dims = (0..inputs.len())
+                .map(|i| shape(i).map_or(1, |s| s.len().max(1)))
+                .fold(0usize, usize::saturating_add);
+            (dims <= MAX_NODE_DIMS).then(|| {
+                (0..inputs.len())
+                    .map(|i| shape(i).map(<[usize]>::to_vec))
+                    .collect()
+            })
+        }
         "Shape" => one(vec![shape(0)?.len()]),
         "ShapeN" => Some(
             (0..inputs.len())
@@ -332,19 +376,19 @@ pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
             let [axis] = ints(0)?[..] else { return None };
             let axis = geometry::axis(axis, x.len()).ok()?;
             let parts = usize::try_from(attrs::int(node, "num_split")?).ok()?;
-            if parts == 0 || parts > MAX_OUTPUTS || x[axis] % parts != 0 {
+            if parts == 0 || x[axis] % parts != 0 {
                 return None;
             }
             let mut piece = x.to_vec();
             piece[axis] = x[axis] / parts;
-            Some(vec![Some(piece); parts])
+            repeated(piece, parts)
         }
         "SplitV" => {
             let x = shape(0)?;
             let sizes = ints(1)?;
             let [axis] = ints(2)?[..] else { return None };
             let axis = geometry::axis(axis, x.len()).ok()?;
-            if sizes.is_empty() || sizes.len() > MAX_OUTPUTS {
+            if sizes.is_empty() || sizes.len().checked_mul(x.len())? > MAX_NODE_DIMS {
                 return None;
             }
             let sizes = dims_with_one_unknown(&sizes, x[axis])?;
@@ -362,13 +406,9 @@ pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
         "Unpack" => {
             let x = shape(0)?;
             let axis = geometry::axis(attrs::int(node, "axis").unwrap_or(0), x.len()).ok()?;
-            let count = x[axis];
-            if count > MAX_OUTPUTS {
-                return None;
-            }
             let mut piece = x.to_vec();
             piece.remove(axis);
-            Some(vec![Some(piece); count])
+            repeated(piece, x[axis])
         }
         "Pack" => {
             let first = shape(0)?;
@@ -571,50 +611,197 @@ fn const_shape_and_value(node: &NodeDef) -> Option<(Vec<usize>, Option<Tensor>)>
     Some((dims, value))
 }
 
+/// The statically known output shapes of a graph's nodes, by node name; the memory they take
+/// is held on the budget for as long as they are kept.
+#[derive(Debug, Default)]
+pub struct StaticShapes {
+    shapes: HashMap<String, Shapes>,
+    _held: Vec<crate::budget::Charge>,
+}
+
+impl StaticShapes {
+    /// The output shapes of node `name`, as far as they are known.
+    pub fn get(&self, name: &str) -> Option<&Shapes> {
+        self.shapes.get(name)
+    }
+
+    /// The shape of `tensor` ("node" or "node:port"), if known.
+    pub fn of(&self, tensor: &str) -> Option<&[usize]> {
+        let parsed = InputRef::parse(tensor);
+        self.shapes
+            .get(parsed.node)?
+            .get(parsed.port as usize)?
+            .as_deref()
+    }
+}
+
+/// Memory one node's entry takes: its name, its shapes and the map's own bookkeeping.
+fn entry_bytes(name: &str, shapes: &Shapes) -> u64 {
+    const ENTRY: usize = 64;
+    let vecs = shapes.len().saturating_add(1) * std::mem::size_of::<Option<Vec<usize>>>();
+    let dims = dims_held(shapes) * std::mem::size_of::<usize>();
+    (ENTRY + name.len() + vecs + dims) as u64
+}
+
 /// Output shapes of every node that can be known statically (Const values and the rules
 /// above, from Placeholder shapes), by node name. Weights are never decoded: Const shapes come
 /// from their protos, and only small integer values are read.
-pub fn infer_graph(graph: &GraphDef) -> HashMap<String, Shapes> {
+///
+/// What is kept is held on the current budget (a default one sized by the graph when none is
+/// entered); when it has no room, the remaining nodes stay unknown and the refusal is recorded
+/// on the budget, where the transform running this reports it.
+pub fn infer_graph(graph: &GraphDef) -> StaticShapes {
+    crate::budget::enter_or_default(
+        || {
+            use prost::Message as _;
+            graph.encoded_len() as u64
+        },
+        || infer_graph_in_budget(graph),
+    )
+}
+
+fn infer_graph_in_budget(graph: &GraphDef) -> StaticShapes {
     let order =
         crate::graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
-    let mut known: HashMap<String, Shapes> = HashMap::new();
+    let mut known = StaticShapes::default();
     let mut values: HashMap<String, Tensor> = HashMap::new();
     for i in order {
         let Some(node) = graph.node.get(i) else {
             continue;
         };
-        if let Some((dims, value)) = const_shape_and_value(node) {
-            known.insert(node.name.clone(), vec![Some(dims)]);
-            if let Some(value) = value {
-                values.insert(node.name.clone(), value);
+        let (shapes, value) = match const_shape_and_value(node) {
+            Some((dims, value)) => (Some(vec![Some(dims)]), value),
+            None => {
+                let inputs: Vec<Input<'_>> = edit::data_inputs(node)
+                    .into_iter()
+                    .map(|input| {
+                        let parsed = InputRef::parse(input);
+                        Input {
+                            shape: known.of(input),
+                            value: (parsed.port == 0)
+                                .then(|| values.get(parsed.node))
+                                .flatten(),
+                        }
+                    })
+                    .collect();
+                (infer(node, &inputs), None)
             }
+        };
+        let Some(shapes) = shapes else {
             continue;
+        };
+        let value_bytes = value.as_ref().map_or(0, Tensor::memory_bytes);
+        match crate::budget::hold(entry_bytes(&node.name, &shapes).saturating_add(value_bytes)) {
+            Ok(charge) => known._held.push(charge),
+            Err(_) => break,
         }
-        let inputs: Vec<(Option<Vec<usize>>, Option<&Tensor>)> = edit::data_inputs(node)
-            .into_iter()
-            .map(|input| {
-                let parsed = InputRef::parse(input);
-                let shape = known
-                    .get(parsed.node)
-                    .and_then(|s| s.get(parsed.port as usize).cloned().flatten());
-                let value = if parsed.port == 0 {
-                    values.get(parsed.node)
-                } else {
-                    None
-                };
-                (shape, value)
-            })
-            .collect();
-        let view: Vec<Input<'_>> = inputs
-            .iter()
-            .map(|(s, v)| Input {
-                shape: s.as_deref(),
-                value: *v,
-            })
-            .collect();
-        if let Some(shapes) = infer(node, &view) {
-            known.insert(node.name.clone(), shapes);
+        if let Some(value) = value {
+            values.insert(node.name.clone(), value);
         }
+        known.shapes.insert(node.name.clone(), shapes);
     }
     known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{attr_value, AttrValue};
+
+    fn node(op: &str, attrs: &[(&str, i64)]) -> NodeDef {
+        NodeDef {
+            name: "n".into(),
+            op: op.into(),
+            attr: attrs
+                .iter()
+                .map(|&(k, v)| {
+                    let value = Some(attr_value::Value::I(v));
+                    (k.to_string(), AttrValue { value })
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn shape(dims: &[usize]) -> Input<'_> {
+        Input {
+            shape: Some(dims),
+            value: None,
+        }
+    }
+
+    #[test]
+    fn ranks_over_tensorflows_limit_stay_unknown() {
+        let relu = node("Relu", &[]);
+        let at_limit = vec![1; MAX_RANK];
+        assert_eq!(
+            infer(&relu, &[shape(&at_limit)]),
+            Some(vec![Some(at_limit.clone())])
+        );
+        let over = vec![1; MAX_RANK + 1];
+        assert_eq!(infer(&relu, &[shape(&over)]), None);
+    }
+
+    #[test]
+    fn many_outputs_are_inferred_only_within_the_dims_limit() {
+        let axis = Tensor::from_data(crate::tensor::Data::I32(ndarray::arr0(0).into_dyn()));
+        let axis = Input {
+            shape: Some(&[]),
+            value: Some(&axis),
+        };
+        let x = [1 << 12, 4];
+        let split = |parts: i64| infer(&node("Split", &[("num_split", parts)]), &[axis, shape(&x)]);
+        let within = split(1 << 12).expect("4096 outputs of rank 2 are inferred");
+        assert_eq!(within.len(), 1 << 12);
+        assert_eq!(within[0], Some(vec![1, 4]));
+        // 2^16 parts of rank 2 hold 2^17 dims, over the limit.
+        let wide = [1 << 16, 2];
+        let over = infer(
+            &node("Split", &[("num_split", 1 << 16)]),
+            &[axis, shape(&wide)],
+        );
+        assert_eq!(over, None);
+        let unpack = |x: &[usize]| infer(&node("Unpack", &[("axis", 0)]), &[shape(x)]);
+        assert_eq!(unpack(&[1 << 16, 1]).map(|s| s.len()), Some(1 << 16));
+        assert_eq!(unpack(&[1 << 16, 2, 1]), None);
+    }
+
+    #[test]
+    fn a_graph_whose_shapes_do_not_fit_the_budget_is_left_partly_unknown() {
+        let mut graph = GraphDef::default();
+        let mut placeholder = node("Placeholder", &[]);
+        placeholder.name = "x".into();
+        placeholder.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Shape(crate::dtype::shape_from_dims(
+                    &[1; 200],
+                ))),
+            },
+        );
+        graph.node.push(placeholder);
+        for i in 0..2000 {
+            let mut relu = node("Relu", &[]);
+            relu.name = format!("r{i}");
+            relu.input = vec![if i == 0 {
+                "x".into()
+            } else {
+                format!("r{}", i - 1)
+            }];
+            graph.node.push(relu);
+        }
+        let roomy = crate::budget::Budget::new(64 << 20, u64::MAX);
+        let all = roomy.enter(|| infer_graph(&graph));
+        assert_eq!(all.of("r1999").map(<[usize]>::len), Some(200));
+        assert!(roomy.failure().is_none());
+        // Each node keeps about 1.7 KiB: 256 KiB holds about 150 of them.
+        let tight = crate::budget::Budget::with_reserve(256 << 10, u64::MAX, 0);
+        let some = tight.enter(|| infer_graph(&graph));
+        assert!(some.of("r10").is_some());
+        assert!(some.of("r1999").is_none());
+        assert!(
+            tight.failure().is_some(),
+            "the refusal is recorded for the transform"
+        );
+    }
 }

@@ -386,20 +386,16 @@ fn is_zero(x: &Tensor) -> bool {
 
 /// The padded tensor's static shape by tensor name, from shape inference.
 fn static_shape<'a>(
-    known: &'a std::collections::HashMap<String, shapes::Shapes>,
+    known: &'a shapes::StaticShapes,
     tensor: &str,
 ) -> Option<&'a [usize]> {
-    let parsed = InputRef::parse(tensor);
-    known
-        .get(parsed.node)?
-        .get(parsed.port as usize)?
-        .as_deref()
+    known.of(tensor)
 }
 
 /// Whether padding a `[n, h, w, c]` input by `pads` and convolving with `consumer` (VALID) is
 /// what `consumer` computes with `SAME` padding on the unpadded input.
 fn same_padding_matches(
-    known: &std::collections::HashMap<String, shapes::Shapes>,
+    known: &shapes::StaticShapes,
     consumer: &NodeDef,
     input: &[usize],
     pads: &[(usize, usize)],
@@ -817,7 +813,7 @@ fn mirror_chain(
 
 /// Rank of a tensor from shape inference.
 fn static_rank(
-    known: &std::collections::HashMap<String, shapes::Shapes>,
+    known: &shapes::StaticShapes,
     tensor: &str,
 ) -> Option<usize> {
     static_shape(known, tensor).map(<[usize]>::len)

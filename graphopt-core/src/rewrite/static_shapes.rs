@@ -8,7 +8,7 @@ use crate::budget;
 use crate::dtype::shape_from_dims;
 use crate::error::Error;
 use crate::graph::{attrs, ops};
-use crate::proto::{attr_value, AttrValue, GraphDef, TensorShapeProto};
+use crate::proto::{attr_value, tensor_shape_proto, AttrValue, GraphDef, TensorShapeProto};
 use crate::rewrite::RewriteError;
 
 /// Sets the `shape` of each named Placeholder to the given dims, which must agree with the
@@ -85,11 +85,21 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
         let Some(outputs) = outputs else {
             continue;
         };
+        let dims: usize = inferred
+            .map(|s| s.iter().flatten().map(Vec::len).sum())
+            .unwrap_or(0);
         budget::alloc_items(
             outputs,
             std::mem::size_of::<TensorShapeProto>(),
             "the output shape list",
         )
+        .and_then(|()| {
+            budget::alloc_items(
+                dims,
+                std::mem::size_of::<tensor_shape_proto::Dim>(),
+                "the output shapes",
+            )
+        })
         .map_err(|source| Error::Budget {
             node: node.name.clone(),
             source,

@@ -15,7 +15,6 @@
 use super::{Transform, TransformContext};
 use crate::analysis::shapes;
 use crate::error::Result;
-use crate::graph;
 use crate::graph::attrs;
 use crate::graph::edit::{const_node, data_inputs};
 use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
@@ -66,7 +65,7 @@ fn fuse(
     kind: Kind,
     g: &GraphDef,
     m: &Match,
-    static_shapes: &std::collections::HashMap<String, shapes::Shapes>,
+    static_shapes: &shapes::StaticShapes,
 ) -> std::result::Result<Vec<NodeDef>, String> {
     let conv = &g.node[m.node];
     if attrs::string(conv, "data_format").is_some_and(|f| f != "NHWC") {
@@ -81,12 +80,9 @@ fn fuse(
     } else {
         before
     };
-    let source_shape = data_inputs(innermost).first().and_then(|input| {
-        let parsed = graph::InputRef::parse(input);
-        static_shapes
-            .get(parsed.node)
-            .and_then(|s| s.get(parsed.port as usize).cloned().flatten())
-    });
+    let source_shape = data_inputs(innermost)
+        .first()
+        .and_then(|input| static_shapes.of(input));
     let batch_one = source_shape.is_some_and(|s| s.first() == Some(&1));
     if !batch_one {
         return Err("the batch is not statically 1, and TensorFlow's fused kernels are wrong for larger batches".into());
