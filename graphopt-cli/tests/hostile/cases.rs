@@ -1392,8 +1392,8 @@ pub fn all() -> Vec<Case> {
     cases.push(model_case(
         "c07_loop_with_wide_merge",
         7,
-        "a while loop of 100 iterations whose body has a Merge of 20000 dead inputs",
-        counter_loop(100, |body| {
+        "a while loop of 50 iterations whose body has a Merge of 20000 dead inputs",
+        counter_loop(50, |body| {
             let mut nodes = vec![
                 typed_const("no", DataType::DtBool, &[], |t| t.bool_val = vec![false]),
                 node(
@@ -1420,16 +1420,17 @@ pub fn all() -> Vec<Case> {
     cases.push(model_case(
         "c07_loop_pending_wide_node",
         7,
-        "a node of 50000 inputs in a loop of 100000 iterations, one input never arriving",
+        "a node in a loop of 100000 iterations whose 50000 inputs from outside the loop never arrive",
         counter_loop(100_000, |body| {
             let mut nodes = vec![
                 int32s("one", &[], &[1]),
                 node("one_enter", "Enter", &["one"], loop_enter(DtInt32, true)),
             ];
-            let mut inputs = vec!["one_enter"; 50_000];
+            // Read without an Enter, "one" lives in the outer frame only: each iteration's
+            // copy of the node waits for it in vain, holding 50000 slots.
+            let mut inputs = vec!["one"; 50_000];
+            inputs.push("one_enter");
             inputs.push(body);
-            // Read without an Enter: its value lives in the outer frame only.
-            inputs.push("one");
             nodes.push(node(
                 "wide",
                 "AddN",

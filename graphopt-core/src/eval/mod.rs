@@ -260,8 +260,9 @@ struct Frame {
 /// as surely as one heavy iteration.
 const NODE_WORK: u64 = 256;
 
-/// Work charged per node and edge each time a graph is planned for a run (see [`NODE_WORK`]).
-const PLANNING_WORK: u64 = 16;
+/// Work charged per node and edge each time a graph is planned for a run, and per value
+/// delivered along an edge (see [`NODE_WORK`]).
+const EDGE_WORK: u64 = 32;
 
 /// The inputs of one node in one frame and iteration, gathered until it can run. Its slots are
 /// held on the budget: a node of many inputs in a loop whose iterations never complete it
@@ -383,7 +384,7 @@ fn evaluate_in(
 ) -> Result<Vec<Tensor>, EvalError> {
     // Planning visits every node and edge of the graph, on every call of a function too.
     let edges: u64 = graph.node.iter().map(|n| n.input.len() as u64 + 1).sum();
-    budget::work(edges.saturating_mul(PLANNING_WORK)).map_err(|e| EvalError {
+    budget::work(edges.saturating_mul(EDGE_WORK)).map_err(|e| EvalError {
         node: String::new(),
         op: String::new(),
         message: format!("planning a graph of {} nodes: {e}", graph.node.len()),
@@ -921,7 +922,8 @@ impl Executor<'_> {
         iter: u64,
         outputs: &[Value],
     ) -> Result<(), EvalError> {
-        budget::work(consumers.len() as u64).map_err(|e| self.budget_error(producer, e))?;
+        budget::work((consumers.len() as u64).saturating_mul(EDGE_WORK))
+            .map_err(|e| self.budget_error(producer, e))?;
         let mut liveness = None;
         for &(consumer, slot, control) in consumers {
             let input = &self.graph.node[consumer].input[slot];
@@ -970,12 +972,12 @@ impl Executor<'_> {
         value: Value,
     ) -> Result<(), EvalError> {
         let key = (consumer, frame, iter);
-        if self.fired_merges.contains(&key) {
+        let node = &self.graph.node[consumer];
+        let is_merge = matches!(node.op.as_str(), "Merge" | "RefMerge");
+        if is_merge && self.fired_merges.contains(&key) {
             return Ok(());
         }
         let count = self.input_counts[consumer];
-        let node = &self.graph.node[consumer];
-        let is_merge = matches!(node.op.as_str(), "Merge" | "RefMerge");
         let state = match self.pending.entry(key) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => {
@@ -1007,8 +1009,8 @@ impl Executor<'_> {
         }
         // A Merge fires once its control inputs are in and any data input is live, or once
         // every input has arrived (all dead); any other node once every input has arrived.
-        let ready = state.arrived == count
-            || (is_merge && state.controls_missing == 0 && state.live_data);
+        let ready =
+            state.arrived == count || (is_merge && state.controls_missing == 0 && state.live_data);
         if ready {
             if let Some(state) = self.pending.remove(&key) {
                 let inputs = state.inputs.into_iter().map(Option::flatten).collect();
