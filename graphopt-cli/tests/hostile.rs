@@ -536,6 +536,16 @@ mod library {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             }
+            Some("check") => {
+                let path = positional(args).into_iter().next().unwrap_or_default();
+                let target = flag(args, "target").unwrap_or_default();
+                let problems = graphopt_core::targets::check_target(&load(&path)?, &target)
+                    .map_err(|e| e.to_string())?;
+                match problems.len() {
+                    0 => Ok(()),
+                    n => Err(format!("{n} node(s) that {target} cannot load")),
+                }
+            }
             other => Err(format!("unknown command {other:?}")),
         }
     }

@@ -192,7 +192,7 @@ pub fn cases() -> Vec<Case> {
     ));
 
     // merge_duplicate_nodes on many identical readers of one input.
-    let n = 25_000;
+    let n = 28_000;
     let mut nodes = vec![placeholder("x", F, &[2])];
     let names: Vec<String> = (0..n).map(|i| name("r", i)).collect();
     for r in &names {
@@ -203,7 +203,7 @@ pub fn cases() -> Vec<Case> {
     cases.push(model_case(
         "c08_merge_identical_relus",
         8,
-        "merge_duplicate_nodes on 25000 identical Relus of one input, all read by one AddN",
+        "merge_duplicate_nodes on 28000 identical Relus of one input, all read by one AddN",
         graph(nodes),
         transform("merge_duplicate_nodes", "out"),
         Expect::Success,
@@ -214,13 +214,13 @@ pub fn cases() -> Vec<Case> {
         floats("x", &[], &[1.0]),
         typed_const("p", DataType::DtBool, &[], |t| t.bool_val = vec![true]),
     ];
-    let (chain, pred) = unary_chain("i", "Identity", "p", 10_000);
+    let (chain, pred) = unary_chain("i", "Identity", "p", 12_500);
     for mut n in chain {
         n.attr.insert("T".into(), dtype(DataType::DtBool));
         nodes.push(n);
     }
     let mut last = "x".to_string();
-    for i in 0..10_000 {
+    for i in 0..12_500 {
         let s = name("s", i);
         nodes.push(node(&s, "Switch", &[&last, &pred], vec![t(F)]));
         last = format!("{s}:1");
@@ -229,7 +229,7 @@ pub fn cases() -> Vec<Case> {
     cases.push(model_case(
         "c08_switch_predicate_identity_chain",
         8,
-        "remove_training_nodes on 10000 Switches whose predicate is a Const behind 10000 Identities",
+        "remove_training_nodes on 12500 Switches whose predicate is a Const behind 12500 Identities",
         graph(nodes),
         transform("remove_training_nodes", "out"),
         Expect::Success,
@@ -240,15 +240,15 @@ pub fn cases() -> Vec<Case> {
         (
             "c08_remove_leftovers_transpose_pairs",
             "remove_leftovers",
-            "remove_leftovers on 9000 pairs of cancelling Transposes",
+            "remove_leftovers on 12000 pairs of cancelling Transposes",
         ),
         (
             "c08_legalize_transpose_pairs",
             "legalize(target=opencv)",
-            "legalize(target=opencv) on 9000 pairs of cancelling Transposes",
+            "legalize(target=opencv) on 12000 pairs of cancelling Transposes",
         ),
     ] {
-        let (g, end) = transpose_pairs(9000);
+        let (g, end) = transpose_pairs(12_000);
         cases.push(model_case(
             case,
             8,

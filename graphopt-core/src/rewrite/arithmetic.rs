@@ -16,11 +16,10 @@ use std::collections::{HashMap, HashSet};
 use crate::analysis::geometry::broadcast_shape;
 use crate::analysis::shapes;
 use crate::eval::binary_arithmetic;
-use crate::graph::edit::{
-    const_node, const_value, control_inputs, data_inputs, remove_unread, unique_name, Uses,
-};
+use crate::graph::edit::{const_node, const_value, control_inputs, data_inputs, unique_name, Uses};
 use crate::graph::InputRef;
 use crate::proto::{GraphDef, NodeDef};
+use crate::rewrite::remove::remove_unread;
 use crate::tensor::Tensor;
 
 /// Every element equals `target` (numeric tensors only).

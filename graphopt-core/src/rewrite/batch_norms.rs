@@ -25,11 +25,14 @@
 //! reader. A multiply is never folded into a layer whose output something else reads, and no
 //! protected node loses its name. Run after constant folding, so the parameters are Consts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 
 use crate::graph;
 use crate::graph::attrs;
-use crate::graph::edit::{const_value, control_inputs, data_inputs, Edits, Uses};
+use crate::graph::edit::{
+    const_node_from_proto, const_value, control_inputs, data_inputs, set_const_proto, Edits, Uses,
+};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
 use crate::rewrite::weights::{floats, per_channel, vector, Layer};
 use crate::tensor::{Limits, Tensor};
@@ -115,12 +118,172 @@ fn bias_values(c: &Tensor, channels: usize, layout: (usize, usize)) -> Option<Ve
     }
 }
 
+/// The [`Edits`] of one folding sweep (here and in [`super::scale_axis`]), for folds that may
+/// share a Const with an earlier fold of the sweep. Such a Const is only read, or copied, while
+/// other folds read it, so it need not be free: a chain of layers sharing their weights or
+/// scale folds in one sweep instead of one sweep per fold (quadratic). A fold that goes ahead
+/// only because of that would have waited for a later sweep, whose read counts no longer hold
+/// the readers given copies since: its copies count them, so it writes the Const in place for
+/// the last reader, and the result is the one of a sweep per fold.
+pub(crate) struct FoldEdits {
+    edits: Edits,
+    /// Data readers of a Const given their own copy in this sweep.
+    copied: HashMap<usize, usize>,
+    /// Touched shared Consts the current fold found free only by the rule above.
+    relaxed: HashSet<usize>,
+    names: UniqueNames,
+}
+
+/// [`crate::graph::edit::unique_name`] for many names from one base (thousands of copies of
+/// one Const would each try every suffix taken before): the search for a base resumes where
+/// it last stopped, which gives the same names as long as the taken names only grow.
+#[derive(Default)]
+pub(crate) struct UniqueNames(HashMap<String, usize>);
+
+impl UniqueNames {
+    /// `base`, or `base_1`, `base_2`, ... whichever is not in `taken`; the result is reserved.
+    pub(crate) fn reserve(&mut self, base: &str, taken: &mut HashSet<String>) -> String {
+        let next = self.0.entry(base.to_string()).or_insert(0);
+        loop {
+            let candidate = match *next {
+                0 => base.to_string(),
+                k => format!("{base}_{k}"),
+            };
+            *next += 1;
+            if taken.insert(candidate.clone()) {
+                return candidate;
+            }
+        }
+    }
+}
+
+impl Deref for FoldEdits {
+    type Target = Edits;
+
+    fn deref(&self) -> &Edits {
+        &self.edits
+    }
+}
+
+impl DerefMut for FoldEdits {
+    fn deref_mut(&mut self) -> &mut Edits {
+        &mut self.edits
+    }
+}
+
+impl FoldEdits {
+    pub(crate) fn new(graph: &GraphDef, protected: &HashSet<String>) -> Self {
+        FoldEdits {
+            edits: Edits::new(graph, protected),
+            copied: HashMap::new(),
+            relaxed: HashSet::new(),
+            names: UniqueNames::default(),
+        }
+    }
+
+    /// Starts looking at the next fold of the sweep.
+    pub(crate) fn begin_fold(&mut self) {
+        self.relaxed.clear();
+    }
+
+    /// Data readers of Const `c` that still read the original.
+    fn readers_left(&self, uses: &Uses, c: usize) -> usize {
+        uses.data_count(c)
+            .saturating_sub(self.copied.get(&c).copied().unwrap_or(0))
+    }
+
+    /// Whether no fold of this sweep has touched `nodes`, Consts other folds also read aside.
+    pub(crate) fn free(&mut self, graph: &GraphDef, uses: &Uses, nodes: &[usize]) -> bool {
+        for &i in nodes {
+            if !self.edits.touched.contains(&i) {
+                continue;
+            }
+            let is_const = graph.node.get(i).is_some_and(|n| n.op == "Const");
+            if !is_const || self.readers_left(uses, i) < 2 {
+                return false;
+            }
+            self.relaxed.insert(i);
+        }
+        true
+    }
+
+    /// Gives input `slot` of `consumer` the value `proto`: in place if `constant` has no
+    /// other data reader (left, see above), else through a new Const inserted before the
+    /// consumer.
+    pub(crate) fn set_input_proto(
+        &mut self,
+        graph: &mut GraphDef,
+        uses: &Uses,
+        consumer: usize,
+        slot: usize,
+        constant: usize,
+        proto: TensorProto,
+    ) {
+        let readers = if self.relaxed.contains(&constant) {
+            self.readers_left(uses, constant)
+        } else {
+            uses.data_count(constant)
+        };
+        if readers == 1 {
+            if let Some(node) = graph.node.get_mut(constant) {
+                set_const_proto(node, proto);
+            }
+            self.edits.touched.insert(constant);
+            return;
+        }
+        let Some(base) = graph
+            .node
+            .get(constant)
+            .map(|n| format!("{}_bn_folded", n.name))
+        else {
+            return;
+        };
+        let device = graph
+            .node
+            .get(consumer)
+            .map(|n| n.device.clone())
+            .unwrap_or_default();
+        let name = self.names.reserve(&base, &mut self.edits.taken);
+        self.edits
+            .inserts
+            .entry(consumer)
+            .or_default()
+            .push(const_node_from_proto(name.clone(), device, proto));
+        if let Some(input) = graph
+            .node
+            .get_mut(consumer)
+            .and_then(|n| n.input.get_mut(slot))
+        {
+            *input = name;
+        }
+        *self.copied.entry(constant).or_insert(0) += 1;
+    }
+
+    /// [`FoldEdits::set_input_proto`] of a decoded value.
+    pub(crate) fn set_input_value(
+        &mut self,
+        graph: &mut GraphDef,
+        uses: &Uses,
+        consumer: usize,
+        slot: usize,
+        constant: usize,
+        value: &Tensor,
+    ) {
+        self.set_input_proto(graph, uses, consumer, slot, constant, value.to_proto());
+    }
+
+    pub(crate) fn finish(self, graph: &mut GraphDef) -> bool {
+        self.edits.finish(graph)
+    }
+}
+
 /// One pass over the graph; true if anything changed.
 fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
     let uses = Uses::new(graph);
-    let mut edits = Edits::new(graph, protected);
+    let mut edits = FoldEdits::new(graph, protected);
     for i in 0..graph.node.len() {
-        if !edits.free(&[i]) {
+        edits.begin_fold();
+        if !edits.free(graph, &uses, &[i]) {
             continue;
         }
         let op = graph.node[i].op.clone();
@@ -192,7 +355,7 @@ fn layer_with_weights(graph: &GraphDef, uses: &Uses, l: usize) -> Option<(usize,
 fn fold_mul(
     graph: &mut GraphDef,
     uses: &Uses,
-    edits: &mut Edits,
+    edits: &mut FoldEdits,
     protected: &HashSet<String>,
     mul: usize,
 ) {
@@ -219,7 +382,7 @@ fn fold_mul(
         };
         if uses.count(l) != 1
             || protected.contains(&graph.node[l].name)
-            || !edits.free(&[x, l, bn, m])
+            || !edits.free(graph, uses, &[x, l, bn, m])
         {
             return;
         }
@@ -253,7 +416,7 @@ fn fold_mul(
     let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
         return;
     };
-    if !edits.free(&[x, w, m]) {
+    if !edits.free(graph, uses, &[x, w, m]) {
         return;
     }
     let Some(scale) = w_value.per_output_channel(layer, &graph.node[x], &m_value) else {
@@ -271,7 +434,7 @@ fn fold_mul(
 fn fold_add(
     graph: &mut GraphDef,
     uses: &Uses,
-    edits: &mut Edits,
+    edits: &mut FoldEdits,
     protected: &HashSet<String>,
     add: usize,
 ) {
@@ -293,7 +456,10 @@ fn fold_add(
 
     if graph.node[x].op == "BiasAdd" {
         // (y + b) + c -> y + (b + c).
-        if uses.count(x) != 1 || protected.contains(&graph.node[x].name) || !edits.free(&[x, c]) {
+        if uses.count(x) != 1
+            || protected.contains(&graph.node[x].name)
+            || !edits.free(graph, uses, &[x, c])
+        {
             return;
         }
         let Some([y, b]) = two_data_inputs(&graph.node[x]) else {
@@ -315,7 +481,7 @@ fn fold_add(
         let Some(new_b) = vector(&merged, b_value.dtype()) else {
             return;
         };
-        if !edits.free(&[bn]) {
+        if !edits.free(graph, uses, &[bn]) {
             return;
         }
         edits.touch(&[add, x, c, bn]);
@@ -340,7 +506,7 @@ fn fold_add(
     let Some(bias) = vector(&values, c_value.dtype()) else {
         return;
     };
-    if !edits.free(&[c]) {
+    if !edits.free(graph, uses, &[c]) {
         return;
     }
     edits.touch(&[add, c]);
@@ -355,15 +521,16 @@ fn fold_add(
 
 fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
     let uses = Uses::new(graph);
-    let mut edits = Edits::new(graph, protected);
+    let mut edits = FoldEdits::new(graph, protected);
     for i in 0..graph.node.len() {
+        edits.begin_fold();
         if matches!(
             graph.node[i].op.as_str(),
             "FusedBatchNorm"
                 | "FusedBatchNormV2"
                 | "FusedBatchNormV3"
                 | "BatchNormWithGlobalNormalization"
-        ) && edits.free(&[i])
+        ) && edits.free(graph, &uses, &[i])
         {
             fold_norm(graph, &uses, &mut edits, protected, i);
         }
@@ -441,7 +608,7 @@ fn norm_parameters(
 fn fold_norm(
     graph: &mut GraphDef,
     uses: &Uses,
-    edits: &mut Edits,
+    edits: &mut FoldEdits,
     protected: &HashSet<String>,
     bn: usize,
 ) {
@@ -504,7 +671,7 @@ fn fold_norm(
     let mut involved = vec![bn, x, w];
     involved.extend(&params);
     involved.extend(between);
-    if !edits.free(&involved) {
+    if !edits.free(graph, uses, &involved) {
         return;
     }
     let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {

@@ -46,28 +46,67 @@ fn same_content(a: &NodeDef, b: &NodeDef) -> bool {
         && a.experimental_type == b.experimental_type
 }
 
-/// Where `name` ends up after the merges recorded in `replace` (chains followed).
-fn resolve<'a>(replace: &'a HashMap<String, String>, name: &'a str) -> &'a str {
-    let mut current = name;
-    // A chain is at most as long as the map; the bound guards against a cycle.
-    for _ in 0..=replace.len() {
-        match replace.get(current) {
-            Some(next) => current = next,
-            None => break,
-        }
-    }
-    current
+/// Where each merged-away node's readers go: the node's group, whose kept node may change
+/// while the pass runs (a protected or earlier duplicate takes over). One lookup per input,
+/// where following a chain of replaced names per input is quadratic (every one of thousands of
+/// identical nodes replacing the last).
+struct Merged {
+    /// Group of each merged-away name.
+    group_of: HashMap<String, usize>,
+    /// Kept node name of each group.
+    kept: Vec<String>,
+    /// Group of each kept node (by index), once something merged into it.
+    node_group: Vec<Option<usize>>,
 }
 
-fn redirect(input: &mut String, replace: &HashMap<String, String>) {
-    let parsed = InputRef::parse(input);
-    let target = resolve(replace, parsed.node);
-    if target != parsed.node {
-        *input = InputRef {
-            node: target,
-            ..parsed
+impl Merged {
+    fn new(nodes: usize) -> Self {
+        Merged {
+            group_of: HashMap::new(),
+            kept: Vec::new(),
+            node_group: vec![None; nodes],
         }
-        .to_string();
+    }
+
+    /// Where `name` ends up after the merges so far.
+    fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.group_of
+            .get(name)
+            .and_then(|&g| self.kept.get(g))
+            .map_or(name, String::as_str)
+    }
+
+    /// `dropped` is merged into `kept`, along with everything merged into `dropped` before.
+    fn merge(&mut self, dropped: usize, kept: usize, names: (&str, &str)) {
+        let (dropped_name, kept_name) = names;
+        // At most one of them has a group: the other was just visited.
+        let group_of = |i: usize| self.node_group.get(i).copied().flatten();
+        let group = match group_of(dropped).or(group_of(kept)) {
+            Some(g) => g,
+            None => {
+                self.kept.push(String::new());
+                self.kept.len() - 1
+            }
+        };
+        if let Some(slot) = self.kept.get_mut(group) {
+            *slot = kept_name.to_string();
+        }
+        self.group_of.insert(dropped_name.to_string(), group);
+        if let Some(g) = self.node_group.get_mut(kept) {
+            *g = Some(group);
+        }
+    }
+
+    fn redirect(&self, input: &mut String) {
+        let parsed = InputRef::parse(input);
+        let target = self.resolve(parsed.node);
+        if target != parsed.node {
+            *input = InputRef {
+                node: target,
+                ..parsed
+            }
+            .to_string();
+        }
     }
 }
 
@@ -77,12 +116,12 @@ pub fn merge_duplicates(
     protected: &HashSet<String>,
 ) -> Result<usize, GraphError> {
     let order = graph::execution_order(graph)?;
-    let mut replace: HashMap<String, String> = HashMap::new();
+    let mut merged = Merged::new(graph.node.len());
     let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut removed = vec![false; graph.node.len()];
     for i in order {
         for input in &mut graph.node[i].input {
-            redirect(input, &replace);
+            merged.redirect(input);
         }
         let node = &graph.node[i];
         if !ops::is_pure(&node.op) {
@@ -107,11 +146,11 @@ pub fn merge_duplicates(
         }
         // A protected name stays; otherwise the node first in the file does.
         if new_protected || (!kept_protected && i < keep) {
-            replace.insert(kept.name.clone(), new.name.clone());
+            merged.merge(keep, i, (&kept.name, &new.name));
             removed[keep] = true;
             candidates[slot] = i;
         } else {
-            replace.insert(new.name.clone(), kept.name.clone());
+            merged.merge(i, keep, (&new.name, &kept.name));
             removed[i] = true;
         }
     }
@@ -126,7 +165,7 @@ pub fn merge_duplicates(
         }
         // Readers visited before a protected swap still name the dropped node.
         for input in &mut node.input {
-            redirect(input, &replace);
+            merged.redirect(input);
         }
         // Two control inputs may now name the same node, or a node also read as data.
         let data: HashSet<String> = node

@@ -15,9 +15,11 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::analysis::shapes;
-use crate::graph::edit::{const_node, const_value, data_inputs, unique_name, Uses};
-use crate::graph::{attrs, ops, InputRef};
+use crate::graph::edit::{const_node, const_value, data_inputs};
+use crate::graph::{attrs, ops, GraphIndex, InputRef};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use crate::rewrite::batch_norms::UniqueNames;
+use crate::rewrite::remove::{mark_unread, remove_unread};
 use crate::tensor::{Data, Tensor};
 
 const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
@@ -94,12 +96,18 @@ struct Perms {
 
 struct Builder {
     taken: HashSet<String>,
+    names: UniqueNames,
     added: Vec<NodeDef>,
 }
 
 impl Builder {
+    /// A free name from `base` (`base_1`, ... when taken), reserved.
+    fn unique_name(&mut self, base: &str) -> String {
+        self.names.reserve(base, &mut self.taken)
+    }
+
     fn transpose(&mut self, base: &str, input: String, perm: &str, t: Option<AttrValue>) -> String {
-        let name = unique_name(base, &mut self.taken);
+        let name = self.unique_name(base);
         let mut node = NodeDef {
             name: name.clone(),
             op: "Transpose".into(),
@@ -135,11 +143,12 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     };
     let mut builder = Builder {
         taken: graph.node.iter().map(|n| n.name.clone()).collect(),
+        names: UniqueNames::default(),
         added: Vec::new(),
     };
     let perms = Perms {
-        to_nchw: unique_name("layout/to_nchw", &mut builder.taken),
-        to_nhwc: unique_name("layout/to_nhwc", &mut builder.taken),
+        to_nchw: builder.unique_name("layout/to_nchw"),
+        to_nhwc: builder.unique_name("layout/to_nhwc"),
     };
     let mut converted: Vec<String> = Vec::new();
     for node in &mut graph.node {
@@ -178,11 +187,11 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     graph.node.append(&mut builder.added);
     // Readers of each converted op's output 0 read it back in NHWC.
     let mut exits: HashMap<String, String> = HashMap::new();
+    let positions = crate::graph::owned_name_index(graph);
     for name in &converted {
-        let t = graph
-            .node
-            .iter()
-            .find(|n| n.name == *name)
+        let t = positions
+            .get(name)
+            .and_then(|&i| graph.node.get(i))
             .and_then(output_type);
         let exit = builder.transpose(&format!("{name}/to_nhwc"), name.clone(), &perms.to_nhwc, t);
         exits.insert(name.clone(), exit);
@@ -209,19 +218,7 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     graph.node.extend(std::mem::take(&mut builder.added));
     // Each step moves one Transpose past one node or cancels a pair; the bound is a guard.
     let steps = graph.node.len().saturating_mul(8);
-    for _ in 0..steps {
-        if !sink_once(graph, protected, &perms, &mut builder) {
-            break;
-        }
-        // Transposes nothing reads any more go at once, so counts stay small.
-        let unread: HashSet<String> = graph
-            .node
-            .iter()
-            .filter(|n| n.op == "Transpose")
-            .map(|n| n.name.clone())
-            .collect();
-        crate::graph::edit::remove_unread(graph, unread, protected);
-    }
+    Sinking::new(graph, protected, &perms, builder).run(steps);
     if !keep_io_layout {
         inputs_take_nchw(graph, &perms);
     }
@@ -231,152 +228,404 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
         .filter(|n| n.op == "Transpose" || n.op == "Const")
         .map(|n| n.name.clone())
         .collect();
-    crate::graph::edit::remove_unread(graph, bypassed, protected);
+    remove_unread(graph, bypassed, protected);
     converted.len()
 }
 
-/// The input of `input`'s producer if it is a Transpose by `perm` (name of the perm Const).
-fn transposed_from<'g>(
-    graph: &'g GraphDef,
-    uses: &Uses,
-    input: &str,
-    perm: &str,
-) -> Option<&'g str> {
-    let parsed = InputRef::parse(input);
-    if parsed.control || parsed.port != 0 {
-        return None;
-    }
-    let node = graph.node.get(uses.producer(input)?)?;
-    let inputs = data_inputs(node);
-    (node.op == "Transpose" && inputs.get(1).map(|p| InputRef::parse(p).node) == Some(perm))
-        .then(|| inputs.first().copied())
-        .flatten()
+/// What one sinking step does to the node it is at.
+enum Step {
+    /// A Transpose into NCHW of a Transpose out of it: its readers read this instead.
+    Cancel(String),
+    /// A global spatial reduction now reads NCHW: new inputs 0 and 1, and no Transpose after.
+    Reduce(String, String),
+    /// The node now computes in NCHW from these data inputs (by data position); its readers
+    /// get its output back through a new Transpose.
+    Sink(Vec<(usize, String)>),
 }
 
-/// One rewrite of the sinking phase; true if anything changed.
-fn sink_once(
-    graph: &mut GraphDef,
-    protected: &HashSet<String>,
-    perms: &Perms,
-    builder: &mut Builder,
-) -> bool {
-    let uses = Uses::new(graph);
-    for i in 0..graph.node.len() {
-        let node = &graph.node[i];
-        if protected.contains(&node.name) {
-            continue;
+/// The sinking phase. Each step is the one at the first node, in graph order, where a step
+/// applies (so the names of new nodes and the order of the result depend on it), as if the
+/// graph were scanned from the top after every step; but only nodes a step changed, or whose
+/// inputs' producers it changed, are looked at again, and readers come from an index, so the
+/// phase is linear in the edges rather than a scan per step. Removed nodes stay in place, marked
+/// `gone`, until the end: positions never shift.
+struct Sinking<'g> {
+    graph: &'g mut GraphDef,
+    protected: &'g HashSet<String>,
+    perms: &'g Perms,
+    builder: Builder,
+    index: HashMap<String, usize>,
+    /// Nodes that read each node (some perhaps no longer: check the inputs).
+    readers: Vec<Vec<usize>>,
+    /// Input entries of present nodes naming each node.
+    reads: Vec<usize>,
+    gone: Vec<bool>,
+    /// Nodes where a step may apply.
+    pending: std::collections::BTreeSet<usize>,
+    /// Nodes whose reads fell to zero in this step (unread Transposes go after it).
+    unread: Vec<usize>,
+}
+
+impl<'g> Sinking<'g> {
+    fn new(
+        graph: &'g mut GraphDef,
+        protected: &'g HashSet<String>,
+        perms: &'g Perms,
+        builder: Builder,
+    ) -> Self {
+        let mut sinking = Sinking {
+            index: crate::graph::owned_name_index(graph),
+            graph,
+            protected,
+            perms,
+            builder,
+            readers: Vec::new(),
+            reads: Vec::new(),
+            gone: Vec::new(),
+            pending: Default::default(),
+            unread: Vec::new(),
+        };
+        let count = sinking.graph.node.len();
+        sinking.readers = vec![Vec::new(); count];
+        sinking.reads = vec![0; count];
+        sinking.gone = vec![false; count];
+        for i in 0..count {
+            sinking.count_reads(i);
+        }
+        sinking.pending = (0..count).collect();
+        sinking
+    }
+
+    /// Records the reads of node `i`'s inputs.
+    fn count_reads(&mut self, i: usize) {
+        let Some(node) = self.graph.node.get(i) else {
+            return;
+        };
+        for input in &node.input {
+            if let Some(&p) = self.index.get(InputRef::parse(input).node) {
+                if let (Some(list), Some(count)) = (self.readers.get_mut(p), self.reads.get_mut(p))
+                {
+                    list.push(i);
+                    *count += 1;
+                }
+            }
+        }
+    }
+
+    /// Steps until none applies or `steps` have been taken, then drops the removed nodes.
+    fn run(mut self, mut steps: usize) {
+        let mut first = true;
+        while steps > 0 {
+            let Some(i) = self.pending.pop_first() else {
+                break;
+            };
+            if self.gone.get(i) != Some(&false) || !self.step(i) {
+                continue;
+            }
+            steps -= 1;
+            // Transposes nothing reads any more go at once, so counts stay small: after the
+            // first step every one, then those this step left unread.
+            let candidates: Vec<usize> = if first {
+                (0..self.graph.node.len()).collect()
+            } else {
+                std::mem::take(&mut self.unread)
+            };
+            first = false;
+            self.unread.clear();
+            self.remove_unread_transposes(candidates);
+        }
+        let gone = self.gone;
+        let mut i = 0;
+        self.graph.node.retain(|_| {
+            i += 1;
+            gone.get(i - 1) != Some(&true)
+        });
+    }
+
+    /// The node feeding `input`, if present.
+    fn producer(&self, input: &str) -> Option<&NodeDef> {
+        let &p = self.index.get(InputRef::parse(input).node)?;
+        (self.gone.get(p) == Some(&false))
+            .then(|| self.graph.node.get(p))
+            .flatten()
+    }
+
+    /// The input of `input`'s producer if it is a Transpose by `perm` (name of the perm Const).
+    fn transposed_from(&self, input: &str, perm: &str) -> Option<String> {
+        let parsed = InputRef::parse(input);
+        if parsed.control || parsed.port != 0 {
+            return None;
+        }
+        let node = self.producer(input)?;
+        let inputs = data_inputs(node);
+        (node.op == "Transpose" && inputs.get(1).map(|p| InputRef::parse(p).node) == Some(perm))
+            .then(|| inputs.first().map(|s| s.to_string()))
+            .flatten()
+    }
+
+    fn const_ints(&self, input: &str) -> Option<Vec<i64>> {
+        const_value(self.producer(input)?)?.integers()
+    }
+
+    /// The step that applies at node `i`, if one does. Only a step that applies adds nodes
+    /// (to the builder) or reserves names.
+    fn plan(&mut self, i: usize) -> Option<Step> {
+        let node = self.graph.node.get(i)?;
+        if self.protected.contains(&node.name) {
+            return None;
         }
         let inputs: Vec<String> = data_inputs(node).iter().map(|s| s.to_string()).collect();
         let back = |k: usize| -> Option<String> {
-            transposed_from(graph, &uses, inputs.get(k)?, &perms.to_nhwc).map(str::to_string)
+            self.transposed_from(inputs.get(k)?, &self.perms.to_nhwc)
         };
         // Transpose(Transpose(x, to_nhwc), to_nchw) is x.
         if node.op == "Transpose" {
             let is_to_nchw =
-                inputs.get(1).map(|p| InputRef::parse(p).node) == Some(perms.to_nchw.as_str());
-            if let (true, Some(x)) = (is_to_nchw, back(0)) {
-                replace_reads(graph, i, &x);
-                return true;
-            }
-            continue;
+                inputs.get(1).map(|p| InputRef::parse(p).node) == Some(self.perms.to_nchw.as_str());
+            return if is_to_nchw {
+                back(0).map(Step::Cancel)
+            } else {
+                None
+            };
         }
-        if output_type(node).is_none() {
-            continue;
-        }
+        output_type(node)?;
         let op = node.op.as_str();
+        let name = node.name.clone();
         let elementwise_unary = ops::UNARY.contains(&op) || UNARY_AGNOSTIC.contains(&op);
-        let rewrite: Option<Vec<(usize, String)>> = if elementwise_unary {
-            back(0).map(|x| vec![(0, x)])
+        let rewrite: Vec<(usize, String)> = if elementwise_unary {
+            vec![(0, back(0)?)]
         } else if ops::ELEMENTWISE_BINARY.contains(&op) && inputs.len() == 2 {
             match (back(0), back(1)) {
-                (Some(a), Some(b)) => Some(vec![(0, a), (1, b)]),
+                (Some(a), Some(b)) => vec![(0, a), (1, b)],
                 (Some(a), None) => {
-                    channel_operand(graph, &uses, &inputs[1], builder).map(|c| vec![(0, a), (1, c)])
+                    let c = self.channel_operand(&inputs[1])?;
+                    vec![(0, a), (1, c)]
                 }
                 (None, Some(b)) => {
-                    channel_operand(graph, &uses, &inputs[0], builder).map(|c| vec![(0, c), (1, b)])
+                    let c = self.channel_operand(&inputs[0])?;
+                    vec![(0, c), (1, b)]
                 }
-                (None, None) => None,
+                (None, None) => return None,
             }
         } else if op == "ConcatV2" && inputs.len() >= 2 {
             let n = inputs.len() - 1;
-            let parts: Option<Vec<String>> = (0..n).map(back).collect();
-            let axis = const_ints(graph, &uses, &inputs[n]);
-            match (parts, axis.as_deref()) {
-                (Some(parts), Some([3] | [-1])) => {
-                    let axis =
-                        builder_const(builder, &format!("{}/axis_nchw", node.name), &[1], true);
-                    let mut r: Vec<(usize, String)> = parts.into_iter().enumerate().collect();
-                    r.push((n, axis));
-                    Some(r)
-                }
-                _ => None,
+            let parts: Vec<String> = (0..n).map(back).collect::<Option<_>>()?;
+            if !matches!(self.const_ints(&inputs[n]).as_deref(), Some([3] | [-1])) {
+                return None;
             }
+            let axis = builder_const(&mut self.builder, &format!("{name}/axis_nchw"), &[1], true);
+            let mut r: Vec<(usize, String)> = parts.into_iter().enumerate().collect();
+            r.push((n, axis));
+            r
         } else if matches!(op, "Mean" | "Sum" | "Max" | "Min") && inputs.len() == 2 {
-            let axes = const_ints(graph, &uses, &inputs[1]);
+            let axes = self.const_ints(&inputs[1])?;
             let keep = attrs::bool(node, "keep_dims").unwrap_or(false);
-            match (back(0), axes) {
-                (Some(x), Some(axes)) if !keep && sorted(&axes) == [1, 2] => {
-                    // A global spatial reduction: [N, C] in both layouts, no Transpose after.
-                    let a =
-                        builder_const(builder, &format!("{}/axes_nchw", node.name), &[2, 3], true);
-                    let node = &mut graph.node[i];
-                    node.input[0] = x;
-                    node.input[1] = a;
-                    graph.node.append(&mut builder.added);
-                    return true;
-                }
-                _ => None,
+            let x = back(0)?;
+            if keep || sorted(&axes) != [1, 2] {
+                return None;
             }
+            // A global spatial reduction: [N, C] in both layouts, no Transpose after.
+            let a = builder_const(
+                &mut self.builder,
+                &format!("{name}/axes_nchw"),
+                &[2, 3],
+                true,
+            );
+            return Some(Step::Reduce(x, a));
         } else if op == "Pad" && inputs.len() == 2 {
-            let pads = const_ints(graph, &uses, &inputs[1]);
-            match (back(0), pads) {
-                (Some(x), Some(p)) if p.len() == 8 => {
-                    let pairs: Vec<[i64; 2]> = p.chunks(2).map(|c| [c[0], c[1]]).collect();
-                    reorder4(&pairs).map(|r| {
-                        let flat: Vec<i64> = r.into_iter().flatten().collect();
-                        let c = builder_const(
-                            builder,
-                            &format!("{}/paddings_nchw", node.name),
-                            &flat,
-                            false,
-                        );
-                        vec![(0, x), (1, c)]
-                    })
-                }
-                _ => None,
+            let pads = self.const_ints(&inputs[1])?;
+            let x = back(0)?;
+            if pads.len() != 8 {
+                return None;
             }
+            let pairs: Vec<[i64; 2]> = pads.chunks(2).map(|c| [c[0], c[1]]).collect();
+            let flat: Vec<i64> = reorder4(&pairs)?.into_iter().flatten().collect();
+            let base = format!("{name}/paddings_nchw");
+            vec![
+                (0, x),
+                (1, builder_const(&mut self.builder, &base, &flat, false)),
+            ]
         } else {
-            None
+            return None;
         };
-        let Some(rewrite) = rewrite else { continue };
-        // The op now computes in NCHW; its readers get it back through a new Transpose.
-        let name = graph.node[i].name.clone();
-        let t = output_type(&graph.node[i]);
-        let exit = builder.transpose(&format!("{name}/to_nhwc"), name.clone(), &perms.to_nhwc, t);
-        for node in &mut graph.node {
-            for input in &mut node.input {
-                let parsed = InputRef::parse(input);
-                if !parsed.control && parsed.port == 0 && parsed.node == name {
-                    *input = exit.clone();
+        Some(Step::Sink(rewrite))
+    }
+
+    /// A constant operand that broadcasts the same against NCHW: a scalar as it is, a
+    /// per-channel vector `[C]` (or `[1, 1, 1, C]`) reshaped to `[1, C, 1, 1]`.
+    fn channel_operand(&mut self, input: &str) -> Option<String> {
+        if InputRef::parse(input).port != 0 {
+            return None;
+        }
+        let producer = self.producer(input)?;
+        let value = const_value(producer)?;
+        let shape = value.shape().to_vec();
+        if value.len() == 1 && shape.len() <= 1 {
+            return Some(input.to_string());
+        }
+        let channels = match shape.as_slice() {
+            [c] => *c,
+            [1, 1, 1, c] => *c,
+            _ => return None,
+        };
+        // The same values in the same order, shaped to broadcast along NCHW's channel axis.
+        let mut proto = value.to_proto();
+        proto.tensor_shape = Some(crate::tensor::shape_proto(&[1, channels, 1, 1]));
+        let reshaped = Tensor::from_proto(&proto).ok()?;
+        let (base, device) = (format!("{}/nchw", producer.name), producer.device.clone());
+        let name = self.builder.unique_name(&base);
+        self.builder
+            .added
+            .push(const_node(name.clone(), device, &reshaped));
+        Some(name)
+    }
+
+    /// Takes the step at node `i` if one applies.
+    fn step(&mut self, i: usize) -> bool {
+        let Some(step) = self.plan(i) else {
+            return false;
+        };
+        if let Step::Sink(_) = step {
+            let Some(node) = self.graph.node.get(i) else {
+                return false;
+            };
+            let (name, t) = (node.name.clone(), output_type(node));
+            let perm = self.perms.to_nhwc.clone();
+            self.builder
+                .transpose(&format!("{name}/to_nhwc"), name, &perm, t);
+        }
+        // New nodes are named before the rewiring reads them, and read after it, so the
+        // new Transpose after the node does not read itself.
+        let added = self.place_built_nodes();
+        match step {
+            Step::Cancel(x) => self.rewire_readers(i, &x),
+            Step::Reduce(x, axes) => {
+                self.set_input(i, 0, x);
+                self.set_input(i, 1, axes);
+            }
+            Step::Sink(rewrite) => {
+                if let Some(exit) = added.clone().last().and_then(|e| self.graph.node.get(e)) {
+                    let exit = exit.name.clone();
+                    self.rewire_readers(i, &exit);
+                }
+                let positions: Vec<usize> = self.graph.node.get(i).map_or(Vec::new(), |n| {
+                    n.input
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, input)| !input.starts_with('^'))
+                        .map(|(position, _)| position)
+                        .collect()
+                });
+                for (k, value) in rewrite {
+                    if let Some(&position) = positions.get(k) {
+                        self.set_input(i, position, value);
+                    }
                 }
             }
         }
-        let node = &mut graph.node[i];
-        let mut k = 0;
-        for input in node.input.iter_mut() {
-            if input.starts_with('^') {
+        for new in added {
+            self.count_reads(new);
+            self.pending.insert(new);
+            self.unread.push(new);
+        }
+        true
+    }
+
+    /// Every data read of node `i`'s output 0 reads `source` instead.
+    fn rewire_readers(&mut self, i: usize, source: &str) {
+        let Some(name) = self.graph.node.get(i).map(|n| n.name.clone()) else {
+            return;
+        };
+        let mut readers = self.readers.get(i).cloned().unwrap_or_default();
+        readers.sort_unstable();
+        readers.dedup();
+        for r in readers {
+            if self.gone.get(r) != Some(&false) {
                 continue;
             }
-            if let Some((_, value)) = rewrite.iter().find(|(slot, _)| *slot == k) {
-                *input = value.clone();
+            let positions: Vec<usize> = self.graph.node.get(r).map_or(Vec::new(), |n| {
+                n.input
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, input)| {
+                        let parsed = InputRef::parse(input);
+                        !parsed.control && parsed.port == 0 && parsed.node == name
+                    })
+                    .map(|(position, _)| position)
+                    .collect()
+            });
+            for position in positions {
+                self.set_input(r, position, source.to_string());
             }
-            k += 1;
         }
-        graph.node.append(&mut builder.added);
-        return true;
     }
-    false
+
+    /// Input `position` of node `r` becomes `value`, with reads, readers and the nodes where a
+    /// step may now apply updated: `r`, and the readers of `r` if it is a Transpose (a step
+    /// looks through Transposes at their input).
+    fn set_input(&mut self, r: usize, position: usize, value: String) {
+        let new_producer = self.index.get(InputRef::parse(&value).node).copied();
+        let Some(input) = self
+            .graph
+            .node
+            .get_mut(r)
+            .and_then(|n| n.input.get_mut(position))
+        else {
+            return;
+        };
+        let old = std::mem::replace(input, value);
+        if let Some(&p) = self.index.get(InputRef::parse(&old).node) {
+            if let Some(count) = self.reads.get_mut(p) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.unread.push(p);
+                }
+            }
+        }
+        if let Some(p) = new_producer {
+            if let (Some(list), Some(count)) = (self.readers.get_mut(p), self.reads.get_mut(p)) {
+                list.push(r);
+                *count += 1;
+            }
+        }
+        self.pending.insert(r);
+        if self.graph.node.get(r).is_some_and(|n| n.op == "Transpose") {
+            self.pending
+                .extend(self.readers.get(r).map_or(&[][..], Vec::as_slice));
+        }
+    }
+
+    /// Moves the builder's new nodes to the end of the graph and into the name index; their
+    /// reads are not counted yet. Returns their positions.
+    fn place_built_nodes(&mut self) -> std::ops::Range<usize> {
+        let start = self.graph.node.len();
+        for node in std::mem::take(&mut self.builder.added) {
+            let i = self.graph.node.len();
+            self.index.entry(node.name.clone()).or_insert(i);
+            self.graph.node.push(node);
+            self.readers.push(Vec::new());
+            self.reads.push(0);
+            self.gone.push(false);
+        }
+        start..self.graph.node.len()
+    }
+
+    /// Removes the unread, unprotected Transposes among `candidates`, then the producers
+    /// (Consts and pure ops) only they read, and so on.
+    fn remove_unread_transposes(&mut self, candidates: Vec<usize>) {
+        let pending = candidates
+            .into_iter()
+            .filter(|&i| self.graph.node.get(i).is_some_and(|n| n.op == "Transpose"))
+            .collect();
+        mark_unread(
+            &self.graph.node,
+            &self.index,
+            &mut self.reads,
+            &mut self.gone,
+            pending,
+            self.protected,
+        );
+    }
 }
 
 fn sorted(values: &[i64]) -> Vec<i64> {
@@ -388,13 +637,9 @@ fn sorted(values: &[i64]) -> Vec<i64> {
     v
 }
 
-fn const_ints(graph: &GraphDef, uses: &Uses, input: &str) -> Option<Vec<i64>> {
-    const_value(graph.node.get(uses.producer(input)?)?)?.integers()
-}
-
 /// A new int32 Const (a vector, or a scalar when `scalar` and one value).
 fn builder_const(builder: &mut Builder, base: &str, values: &[i64], scalar: bool) -> String {
-    let name = unique_name(base, &mut builder.taken);
+    let name = builder.unique_name(base);
     let value = if scalar && values.len() == 1 {
         i32::try_from(values[0])
             .ok()
@@ -410,81 +655,43 @@ fn builder_const(builder: &mut Builder, base: &str, values: &[i64], scalar: bool
     name
 }
 
-/// A constant operand that broadcasts the same against NCHW: a scalar as it is, a per-channel
-/// vector `[C]` (or `[1, 1, 1, C]`) reshaped to `[1, C, 1, 1]`.
-fn channel_operand(
-    graph: &GraphDef,
-    uses: &Uses,
-    input: &str,
-    builder: &mut Builder,
-) -> Option<String> {
-    if InputRef::parse(input).port != 0 {
-        return None;
-    }
-    let producer = graph.node.get(uses.producer(input)?)?;
-    let value = const_value(producer)?;
-    let shape = value.shape().to_vec();
-    if value.len() == 1 && shape.len() <= 1 {
-        return Some(input.to_string());
-    }
-    let channels = match shape.as_slice() {
-        [c] => *c,
-        [1, 1, 1, c] => *c,
-        _ => return None,
-    };
-    // The same values in the same order, shaped to broadcast along NCHW's channel axis.
-    let mut proto = value.to_proto();
-    proto.tensor_shape = Some(crate::tensor::shape_proto(&[1, channels, 1, 1]));
-    let reshaped = Tensor::from_proto(&proto).ok()?;
-    let name = unique_name(&format!("{}/nchw", producer.name), &mut builder.taken);
-    builder
-        .added
-        .push(const_node(name.clone(), producer.device.clone(), &reshaped));
-    Some(name)
-}
-
-/// Every data read of node `i`'s output 0 reads `source` instead.
-fn replace_reads(graph: &mut GraphDef, i: usize, source: &str) {
-    let name = graph.node[i].name.clone();
-    for node in &mut graph.node {
-        for input in &mut node.input {
-            let parsed = InputRef::parse(input);
-            if !parsed.control && parsed.port == 0 && parsed.node == name {
-                *input = source.to_string();
-            }
-        }
-    }
-}
-
 /// 4-D Placeholders read only through `to_nchw` Transposes take the NCHW shape themselves.
 fn inputs_take_nchw(graph: &mut GraphDef, perms: &Perms) {
-    let uses = Uses::new(graph);
-    let mut rewires: Vec<(String, String)> = Vec::new();
+    // Transpose name -> the Placeholder its readers read instead.
+    let mut rewires: HashMap<String, String> = HashMap::new();
     let mut placeholders = Vec::new();
+    let index = GraphIndex::new(graph);
     for (p, node) in graph.node.iter().enumerate() {
         // Inputs are protected by name, not by layout: asking for NCHW inputs is the point.
         if node.op != "Placeholder" {
             continue;
         }
-        let readers: Vec<&NodeDef> = graph
-            .node
-            .iter()
-            .filter(|n| n.input.iter().any(|i| InputRef::parse(i).node == node.name))
-            .collect();
+        let reads = index.consumers(p);
+        // Consumers come in graph order: one node's reads are adjacent.
+        let mut readers: Vec<usize> = reads.iter().map(|c| c.node).collect();
+        readers.dedup();
         let all_transposes = !readers.is_empty()
-            && readers.iter().all(|r| {
-                r.op == "Transpose"
-                    && data_inputs(r).get(1).map(|q| InputRef::parse(q).node)
-                        == Some(perms.to_nchw.as_str())
+            && readers.iter().all(|&r| {
+                graph.node.get(r).is_some_and(|r| {
+                    r.op == "Transpose"
+                        && data_inputs(r).get(1).map(|q| InputRef::parse(q).node)
+                            == Some(perms.to_nchw.as_str())
+                })
             });
         let shape = attrs::shape(node, "shape").filter(|s| !s.unknown_rank && s.dim.len() == 4);
-        if all_transposes && shape.is_some() && uses.count(p) == readers.len() {
-            rewires.extend(readers.iter().map(|r| (r.name.clone(), node.name.clone())));
+        if all_transposes && shape.is_some() && reads.len() == readers.len() {
+            for &r in &readers {
+                if let Some(r) = graph.node.get(r) {
+                    rewires.insert(r.name.clone(), node.name.clone());
+                }
+            }
             placeholders.push(p);
         }
     }
     for p in placeholders {
-        let node = &mut graph.node[p];
+        let Some(node) = graph.node.get_mut(p) else {
+            continue;
+        };
         if let Some(shape) = attrs::shape(node, "shape").cloned() {
             let dims: Vec<i64> = shape.dim.iter().map(|d| d.size).collect();
             if let Some(nchw) = reorder4(&dims) {
@@ -499,9 +706,19 @@ fn inputs_take_nchw(graph: &mut GraphDef, perms: &Perms) {
             }
         }
     }
-    for (transpose, placeholder) in rewires {
-        if let Some(i) = graph.node.iter().position(|n| n.name == transpose) {
-            replace_reads(graph, i, &placeholder);
+    if rewires.is_empty() {
+        return;
+    }
+    // Every data read of those Transposes' output 0 reads the Placeholder.
+    for node in &mut graph.node {
+        for input in &mut node.input {
+            let parsed = InputRef::parse(input);
+            if parsed.control || parsed.port != 0 {
+                continue;
+            }
+            if let Some(placeholder) = rewires.get(parsed.node) {
+                *input = placeholder.clone();
+            }
         }
     }
 }

@@ -15,10 +15,10 @@ use std::collections::HashSet;
 
 use crate::analysis::shapes;
 use crate::graph::attrs;
-use crate::graph::edit::{const_value, control_inputs, data_inputs, remove_unread, Uses};
+use crate::graph::edit::{const_value, control_inputs, data_inputs, Uses};
 use crate::graph::{self, InputRef};
 use crate::proto::{AttrValue, GraphDef, NodeDef};
-use crate::rewrite::remove::remove_nodes;
+use crate::rewrite::remove::{remove_nodes, remove_unread};
 
 /// Ops that pass their (first) input through at inference.
 pub const IDENTITY_LIKE: &[&str] = &[

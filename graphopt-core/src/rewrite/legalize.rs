@@ -385,10 +385,7 @@ fn is_zero(x: &Tensor) -> bool {
 }
 
 /// The padded tensor's static shape by tensor name, from shape inference.
-fn static_shape<'a>(
-    known: &'a shapes::StaticShapes,
-    tensor: &str,
-) -> Option<&'a [usize]> {
+fn static_shape<'a>(known: &'a shapes::StaticShapes, tensor: &str) -> Option<&'a [usize]> {
     known.of(tensor)
 }
 
@@ -812,10 +809,7 @@ fn mirror_chain(
 }
 
 /// Rank of a tensor from shape inference.
-fn static_rank(
-    known: &shapes::StaticShapes,
-    tensor: &str,
-) -> Option<usize> {
+fn static_rank(known: &shapes::StaticShapes, tensor: &str) -> Option<usize> {
     static_shape(known, tensor).map(<[usize]>::len)
 }
 

@@ -235,7 +235,10 @@ pub fn replace(
 ) -> Replaced {
     let matches = find(graph, pattern);
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    // First node of each name: looking names up by scanning is quadratic over many matches.
+    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(graph.node.len());
     for (c, node) in graph.node.iter().enumerate() {
+        positions.entry(node.name.as_str()).or_insert(c);
         for input in &node.input {
             readers
                 .entry(InputRef::parse(input).node)
@@ -278,13 +281,9 @@ pub fn replace(
                     .is_some_and(|r| r.iter().any(|c| !doomed.contains(c)));
             (outside && !provided.contains(name)).then_some(name)
         });
-        let needs_removed = referenced.iter().any(|name| {
-            graph
-                .node
-                .iter()
-                .position(|n| n.name == *name)
-                .is_some_and(|i| removed.contains(&i))
-        });
+        let needs_removed = referenced
+            .iter()
+            .any(|name| positions.get(name).is_some_and(|i| removed.contains(i)));
         if needs_removed {
             continue;
         }

@@ -16,9 +16,10 @@
 use std::collections::HashSet;
 
 use crate::graph::attrs;
-use crate::graph::edit::{const_value, data_inputs, Edits, Uses};
+use crate::graph::edit::{const_value, data_inputs, Uses};
 use crate::graph::InputRef;
 use crate::proto::GraphDef;
+use crate::rewrite::batch_norms::FoldEdits;
 use crate::rewrite::weights::{floats, vector, Layer};
 
 /// Ops through which a positive per-channel scale moves unchanged.
@@ -38,17 +39,63 @@ pub fn fold_scales_forward(graph: &mut GraphDef, protected: &HashSet<String>) ->
     total
 }
 
+/// Who reads each node, for one sweep: the readers when the sweep began, plus those a move
+/// rewired onto the node since. Looking readers up here instead of scanning the graph keeps a
+/// sweep linear. Entries may be stale or repeated; [`Readers::of`] checks them.
+struct Readers(Vec<Vec<usize>>);
+
+impl Readers {
+    fn new(graph: &GraphDef, uses: &Uses) -> Self {
+        let mut readers = vec![Vec::new(); graph.node.len()];
+        for (r, node) in graph.node.iter().enumerate() {
+            for input in &node.input {
+                if let Some(list) = uses.producer(input).and_then(|p| readers.get_mut(p)) {
+                    list.push(r);
+                }
+            }
+        }
+        Readers(readers)
+    }
+
+    /// The nodes now reading node `i` through an input `reads` accepts, in graph order.
+    fn of(&self, graph: &GraphDef, i: usize, reads: impl Fn(&InputRef<'_>) -> bool) -> Vec<usize> {
+        let Some(name) = graph.node.get(i).map(|n| n.name.as_str()) else {
+            return Vec::new();
+        };
+        let mut found: Vec<usize> = self
+            .0
+            .get(i)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .copied()
+            .filter(|&r| {
+                graph.node.get(r).is_some_and(|n| {
+                    n.input.iter().any(|input| {
+                        let parsed = InputRef::parse(input);
+                        parsed.node == name && reads(&parsed)
+                    })
+                })
+            })
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// Node `r` now reads node `p` (if `p` is known).
+    fn add(&mut self, p: Option<usize>, r: usize) {
+        if let Some(list) = p.and_then(|p| self.0.get_mut(p)) {
+            list.push(r);
+        }
+    }
+}
+
 /// The only reader of node `i`'s output 0, if it has exactly one (data) reader.
-fn only_reader(graph: &GraphDef, uses: &Uses, i: usize) -> Option<usize> {
+fn only_reader(graph: &GraphDef, uses: &Uses, readers: &Readers, i: usize) -> Option<usize> {
     if uses.count(i) != 1 || uses.reads_other_outputs(i) {
         return None;
     }
-    let name = &graph.node.get(i)?.name;
-    graph.node.iter().position(|n| {
-        n.input
-            .iter()
-            .any(|input| !input.starts_with('^') && InputRef::parse(input).node == name)
-    })
+    readers.of(graph, i, |r| !r.control).first().copied()
 }
 
 /// The Const operand of a binary node and the other input, if exactly one is constant.
@@ -72,13 +119,15 @@ fn const_operand(graph: &GraphDef, uses: &Uses, node: usize) -> Option<(usize, S
 /// One sweep; the number of multiplies removed.
 fn sweep(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let uses = Uses::new(graph);
-    let mut edits = Edits::new(graph, protected);
+    let mut readers = Readers::new(graph, &uses);
+    let mut edits = FoldEdits::new(graph, protected);
     let mut moved = 0;
     for mul in 0..graph.node.len() {
-        if graph.node[mul].op != "Mul" || !edits.free(&[mul]) {
+        edits.begin_fold();
+        if graph.node[mul].op != "Mul" || !edits.free(graph, &uses, &[mul]) {
             continue;
         }
-        if let Some(done) = try_move(graph, &uses, &mut edits, protected, mul) {
+        if let Some(done) = try_move(graph, &uses, &mut readers, &mut edits, protected, mul) {
             moved += usize::from(done);
         }
     }
@@ -89,7 +138,8 @@ fn sweep(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
 fn try_move(
     graph: &mut GraphDef,
     uses: &Uses,
-    edits: &mut Edits,
+    index: &mut Readers,
+    edits: &mut FoldEdits,
     protected: &HashSet<String>,
     mul: usize,
 ) -> Option<bool> {
@@ -108,7 +158,7 @@ fn try_move(
         return None;
     }
     // Optional shift, then the homogeneous chain.
-    let mut end = only_reader(graph, uses, mul)?;
+    let mut end = only_reader(graph, uses, index, mul)?;
     let mut shift = None;
     if matches!(graph.node[end].op.as_str(), "Add" | "AddV2" | "BiasAdd") {
         let (b_node, _) = const_operand(graph, uses, end)?;
@@ -117,7 +167,7 @@ fn try_move(
             return None;
         }
         shift = Some((end, b_node));
-        end = only_reader(graph, uses, end)?;
+        end = only_reader(graph, uses, index, end)?;
     }
     let mut chain = Vec::new();
     while HOMOGENEOUS.contains(&graph.node[end].op.as_str()) {
@@ -128,7 +178,7 @@ fn try_move(
             return None;
         }
         chain.push(end);
-        match only_reader(graph, uses, end) {
+        match only_reader(graph, uses, index, end) {
             Some(next) => end = next,
             None => break,
         }
@@ -139,14 +189,7 @@ fn try_move(
         .or(shift.as_ref().map(|(a, _)| a))
         .unwrap_or(&mul);
     let last_name = graph.node[last].name.clone();
-    let readers: Vec<usize> = (0..graph.node.len())
-        .filter(|&r| {
-            graph.node[r]
-                .input
-                .iter()
-                .any(|i| InputRef::parse(i).node == last_name)
-        })
-        .collect();
+    let readers = index.of(graph, last, |_| true);
     if readers.is_empty() || protected.contains(&last_name) {
         return None;
     }
@@ -181,7 +224,7 @@ fn try_move(
     involved.extend(shift.map(|(a, b)| [a, b]).into_iter().flatten());
     involved.extend(&chain);
     involved.extend(scaled.iter().flat_map(|(r, w, _)| [*r, *w]));
-    if !edits.free(&involved) {
+    if !edits.free(graph, uses, &involved) {
         return None;
     }
     let new_shift = match shift {
@@ -212,18 +255,19 @@ fn try_move(
     // Every reader of the Mul now reads x (and waits for what the Mul waited for).
     let mul_name = graph.node[mul].name.clone();
     let controls = crate::graph::edit::control_inputs(&graph.node[mul]);
-    for node in &mut graph.node {
-        let mut rewired = false;
+    let x_producer = uses.producer(&x);
+    for r in index.of(graph, mul, |r| !r.control) {
+        let Some(node) = graph.node.get_mut(r) else {
+            continue;
+        };
         for input in &mut node.input {
             let parsed = InputRef::parse(input);
             if !parsed.control && parsed.node == mul_name {
                 *input = x.clone();
-                rewired = true;
             }
         }
-        if rewired {
-            node.input.extend(controls.iter().cloned());
-        }
+        node.input.extend(controls.iter().cloned());
+        index.add(x_producer, r);
     }
     edits.removed.insert(mul);
     Some(true)

@@ -71,31 +71,50 @@ fn remove_asserts(graph: &mut GraphDef) {
     }
 }
 
-/// The constant bool behind `input`, following Identity chains.
+/// The constant bool behind `input`, following Identity chains. `known` keeps the answer for
+/// every node walked: Switches sharing one long chain of Identities walk it once between them
+/// (once each is quadratic).
 fn constant_predicate(
     graph: &GraphDef,
     index: &HashMap<String, usize>,
+    known: &mut HashMap<usize, Option<bool>>,
     input: &str,
 ) -> Option<bool> {
     let mut current = index.get(InputRef::parse(input).node).copied()?;
-    for _ in 0..graph.node.len() {
-        let node = &graph.node[current];
+    let mut path = Vec::new();
+    let value = loop {
+        if let Some(&value) = known.get(&current) {
+            break value;
+        }
+        let Some(node) = graph.node.get(current) else {
+            break None;
+        };
         match node.op.as_str() {
             "Const" => {
-                return match const_value(node)?.data() {
-                    Data::Bool(a) if a.len() == 1 => a.iter().next().copied(),
+                break match const_value(node).as_ref().map(Tensor::data) {
+                    Some(Data::Bool(a)) if a.len() == 1 => a.iter().next().copied(),
                     _ => None,
                 };
             }
             "Identity" => {
-                current = index
-                    .get(InputRef::parse(data_inputs(node).first()?).node)
-                    .copied()?
+                // No answer while on the path: a cycle of Identities has none.
+                known.insert(current, None);
+                path.push(current);
+                let next = data_inputs(node)
+                    .first()
+                    .and_then(|i| index.get(InputRef::parse(i).node).copied());
+                match next {
+                    Some(next) => current = next,
+                    None => break None,
+                }
             }
-            _ => return None,
+            _ => break None,
         }
+    };
+    for i in path {
+        known.insert(i, value);
     }
-    None
+    value
 }
 
 fn resolve_constant_conds(graph: &mut GraphDef, protected: &HashSet<String>) {
@@ -103,12 +122,13 @@ fn resolve_constant_conds(graph: &mut GraphDef, protected: &HashSet<String>) {
     // Which Switch outputs are dead, and what a live output stands for.
     let mut dead_ports: HashSet<(String, u32)> = HashSet::new();
     let mut live_source: HashMap<String, String> = HashMap::new();
+    let mut known = HashMap::new();
     for node in graph.node.iter().filter(|n| n.op == "Switch") {
         let inputs = data_inputs(node);
         let (Some(data), Some(pred)) = (inputs.first(), inputs.get(1)) else {
             continue;
         };
-        let Some(value) = constant_predicate(graph, &index, pred) else {
+        let Some(value) = constant_predicate(graph, &index, &mut known, pred) else {
             continue;
         };
         dead_ports.insert((node.name.clone(), u32::from(!value)));

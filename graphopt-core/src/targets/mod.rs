@@ -14,6 +14,7 @@
 //! rewrites until [`check`] has nothing blocking left; [`Problem::kind`] tells it which rewrite
 //! applies.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
@@ -486,6 +487,19 @@ struct Nodes<'a> {
     nodes: &'a [NodeDef],
     by_name: HashMap<&'a str, usize>,
     consumers: Vec<Vec<usize>>,
+    /// [`Nodes::source`]'s answers per `through` list, by node: every node of a chain of
+    /// through-ops is asked about, and walking the chain for each is quadratic.
+    sources: RefCell<HashMap<Vec<String>, Vec<Resolved>>>,
+}
+
+/// What [`Nodes::source`] knows of a node while resolving.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    Unknown,
+    /// On the path being walked (met again: a cycle of through-ops).
+    Walking,
+    /// The source's index, `None` if the chain reaches an input without a producer.
+    Source(Option<usize>),
 }
 
 impl<'a> Nodes<'a> {
@@ -508,6 +522,7 @@ impl<'a> Nodes<'a> {
             nodes,
             by_name,
             consumers,
+            sources: RefCell::new(HashMap::new()),
         }
     }
 
@@ -517,16 +532,45 @@ impl<'a> Nodes<'a> {
             .and_then(|&i| self.nodes.get(i))
     }
 
-    /// The node feeding `input`, looking through `through` ops (their first data input).
+    /// The node feeding `input`, looking through `through` ops (their first data input). A
+    /// cycle of through-ops (an invalid graph) resolves to the node where the walk met itself.
     fn source(&self, input: &str, through: &[String]) -> Option<&'a NodeDef> {
-        let mut node = self.producer(input)?;
-        let mut steps = 0;
-        while through.contains(&node.op) && steps < self.nodes.len() {
-            let next = data_inputs(node).first().and_then(|i| self.producer(i))?;
-            node = next;
-            steps += 1;
+        let start = *self.by_name.get(InputRef::parse(input).node)?;
+        let mut memo = self.sources.borrow_mut();
+        if !memo.contains_key(through) {
+            memo.insert(through.to_vec(), vec![Resolved::Unknown; self.nodes.len()]);
         }
-        Some(node)
+        let known = memo.get_mut(through)?;
+        let mut path = Vec::new();
+        let mut current = start;
+        let source = loop {
+            let (Some(&state), Some(node)) = (known.get(current), self.nodes.get(current)) else {
+                break None;
+            };
+            match state {
+                Resolved::Source(source) => break source,
+                Resolved::Walking => break Some(current),
+                Resolved::Unknown if !through.contains(&node.op) => break Some(current),
+                Resolved::Unknown => {}
+            }
+            if let Some(state) = known.get_mut(current) {
+                *state = Resolved::Walking;
+            }
+            path.push(current);
+            let next = data_inputs(node)
+                .first()
+                .and_then(|i| self.by_name.get(InputRef::parse(i).node).copied());
+            match next {
+                Some(next) => current = next,
+                None => break None,
+            }
+        };
+        for i in path {
+            if let Some(state) = known.get_mut(i) {
+                *state = Resolved::Source(source);
+            }
+        }
+        source.and_then(|i| self.nodes.get(i))
     }
 }
 
@@ -1493,6 +1537,37 @@ mod tests {
         assert_eq!(
             kinds(&blocking(&g, "tvm")),
             [("m".to_string(), ProblemKind::NonConstInput)]
+        );
+    }
+
+    #[test]
+    fn sources_are_resolved_once_per_chain_and_through_cycles() {
+        // Two Transposes behind one chain of Identities: the second reuses the first's walk.
+        let mut nodes = vec![placeholder("x", &[1, 4]), int_content("p", &[1, 0], &[2])];
+        let mut last = "p".to_string();
+        for i in 0..100 {
+            nodes.push(node(&format!("id{i}"), "Identity", &[&last]));
+            last = format!("id{i}");
+        }
+        nodes.push(node("t1", "Transpose", &["x", &last]));
+        nodes.push(node("t2", "Transpose", &["x", "id50"]));
+        assert!(blocking(&graph(nodes), "tensorrt").is_empty());
+        // A cycle of Identities (an invalid graph) ends the walk where it meets itself.
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("a", "Identity", &["b"]),
+            node("b", "Identity", &["a"]),
+            node("t", "Transpose", &["x", "a"]),
+        ]);
+        let problems = blocking(&g, "tensorrt");
+        assert_eq!(
+            kinds(&problems),
+            [("t".to_string(), ProblemKind::NonConstInput)]
+        );
+        assert!(
+            problems[0].why.contains("comes from Identity"),
+            "{}",
+            problems[0].why
         );
     }
 
