@@ -1780,6 +1780,26 @@ pub fn all() -> Vec<Case> {
         Expect::Error,
     ));
 
+    // 1: legalize for tract turned a Pad of 2^62 into Const blocks of that size (ndarray
+    // panicked on the overflowing shape).
+    cases.push(model_case(
+        "c01_legalize_pad_huge_paddings",
+        1,
+        "legalize(target=tract) on a Pad by 2^62: the pad-value blocks are never built",
+        graph(vec![
+            floats("x", &[2, 2], &[1.0]),
+            int64s("p", &[2, 2], &[1 << 62, 1 << 62, 0, 0]),
+            node(
+                "out",
+                "Pad",
+                &["x", "p"],
+                vec![t(f), ("Tpaddings", dtype(DtInt64))],
+            ),
+        ]),
+        transform("legalize(target=tract)", "out"),
+        Expect::Success,
+    ));
+
     // 14: names that break error lines.
     cases.push(model_case(
         "c14_name_with_control_characters",

@@ -237,7 +237,13 @@ fn dilate_filter(filter: &Tensor, bh: usize, bw: usize) -> Option<Tensor> {
     let [kh, kw, c, m] = a.shape() else {
         return None;
     };
-    let (h, w) = ((kh - 1) * bh + 1, (kw - 1) * bw + 1);
+    // The block sizes come from the model: checked, and the filter asked of the budget.
+    let spread = |k: usize, b: usize| k.checked_sub(1)?.checked_mul(b)?.checked_add(1);
+    let (h, w) = (spread(*kh, bh)?, spread(*kw, bw)?);
+    let count = crate::analysis::geometry::element_count(&[h, w, *c, *m])
+        .ok()
+        .filter(|&n| isize::try_from(n).is_ok())?;
+    crate::budget::alloc_items(count, std::mem::size_of::<f32>(), "the dilated filter").ok()?;
     let mut out = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[h, w, *c, *m]));
     for ((y, x, ci, mi), &v) in a
         .view()

@@ -373,6 +373,15 @@ fn zero(dtype: DataType) -> Option<Tensor> {
 
 /// A tensor of `dims` whose every element is the scalar `value`.
 fn filled(value: &Tensor, dims: &[usize]) -> Option<Tensor> {
+    // Padding amounts come from the model: the block is counted and asked of the budget
+    // before it exists (a pad of 2^62 is no block at all).
+    let count = geometry::element_count(dims)
+        .ok()
+        .filter(|&n| isize::try_from(n).is_ok())?;
+    let per_element = value
+        .memory_bytes()
+        .saturating_sub(crate::budget::VALUE_OVERHEAD);
+    crate::budget::alloc((count as u64).saturating_mul(per_element)).ok()?;
     let data =
         crate::map_data!(value.data(), a => ArrayD::from_elem(IxDyn(dims), a.first().cloned()?));
     Tensor::new(value.dtype(), data).ok()
