@@ -556,6 +556,23 @@ fn counter_loop(
     graph(nodes)
 }
 
+/// `Pad(x, [[2^62, 2^62], [0, 0]])`: the padded size overflows.
+fn huge_pad() -> GraphDef {
+    graph(vec![
+        floats("x", &[2, 2], &[1.0]),
+        int64s("p", &[2, 2], &[1 << 62, 1 << 62, 0, 0]),
+        node(
+            "out",
+            "Pad",
+            &["x", "p"],
+            vec![
+                t(DataType::DtFloat),
+                ("Tpaddings", dtype(DataType::DtInt64)),
+            ],
+        ),
+    ])
+}
+
 /// Every case of the corpus.
 // One push per case keeps each case next to the comment naming its class.
 #[allow(clippy::vec_init_then_push)]
@@ -579,16 +596,7 @@ pub fn all() -> Vec<Case> {
         "c01_pad_huge_paddings",
         1,
         "Pad by 2^62 on each side: the padded size overflows",
-        graph(vec![
-            floats("x", &[2, 2], &[1.0]),
-            int64s("p", &[2, 2], &[1 << 62, 1 << 62, 0, 0]),
-            node(
-                "out",
-                "Pad",
-                &["x", "p"],
-                vec![t(f), ("Tpaddings", dtype(DtInt64))],
-            ),
-        ]),
+        huge_pad(),
         verify(),
         Expect::Error,
     ));
@@ -1786,16 +1794,7 @@ pub fn all() -> Vec<Case> {
         "c01_legalize_pad_huge_paddings",
         1,
         "legalize(target=tract) on a Pad by 2^62: the pad-value blocks are never built",
-        graph(vec![
-            floats("x", &[2, 2], &[1.0]),
-            int64s("p", &[2, 2], &[1 << 62, 1 << 62, 0, 0]),
-            node(
-                "out",
-                "Pad",
-                &["x", "p"],
-                vec![t(f), ("Tpaddings", dtype(DtInt64))],
-            ),
-        ]),
+        huge_pad(),
         transform("legalize(target=tract)", "out"),
         Expect::Success,
     ));
