@@ -573,6 +573,37 @@ fn huge_pad() -> GraphDef {
     ])
 }
 
+/// `While(x0)` with the condition `x < limit` and `body`, a function named "body".
+fn functional_while(x0: f32, limit: f32, body: FunctionDef) -> GraphDef {
+    let f = DataType::DtFloat;
+    with_library(
+        graph(vec![
+            floats("x", &[], &[x0]),
+            node(
+                "out",
+                "While",
+                &["x"],
+                vec![
+                    ("T", types(&[f])),
+                    ("cond", func("cond")),
+                    ("body", func("body")),
+                ],
+            ),
+        ]),
+        vec![
+            function(
+                "cond",
+                vec![
+                    floats("limit", &[], &[limit]),
+                    node("less", "Less", &["x", "limit:output:0"], vec![t(f)]),
+                ],
+                "less:z:0",
+            ),
+            body,
+        ],
+    )
+}
+
 /// Every case of the corpus.
 // One push per case keeps each case next to the comment naming its class.
 #[allow(clippy::vec_init_then_push)]
@@ -1206,11 +1237,13 @@ pub fn all() -> Vec<Case> {
     ));
 
     // 6: recursion.
-    let recursive_while = with_library(
-        graph(vec![
-            floats("x", &[], &[1.0]),
-            node(
-                "out",
+    let recursive_while = functional_while(
+        1.0,
+        10.0,
+        function(
+            "body",
+            vec![node(
+                "again",
                 "While",
                 &["x"],
                 vec![
@@ -1218,32 +1251,9 @@ pub fn all() -> Vec<Case> {
                     ("cond", func("cond")),
                     ("body", func("body")),
                 ],
-            ),
-        ]),
-        vec![
-            function(
-                "cond",
-                vec![
-                    floats("limit", &[], &[10.0]),
-                    node("less", "Less", &["x", "limit:output:0"], vec![t(f)]),
-                ],
-                "less:z:0",
-            ),
-            function(
-                "body",
-                vec![node(
-                    "again",
-                    "While",
-                    &["x"],
-                    vec![
-                        ("T", types(&[f])),
-                        ("cond", func("cond")),
-                        ("body", func("body")),
-                    ],
-                )],
-                "again:output:0",
-            ),
-        ],
+            )],
+            "again:output:0",
+        ),
     );
     cases.push(model_case(
         "c06_while_body_contains_itself",
@@ -1465,32 +1475,7 @@ pub fn all() -> Vec<Case> {
     for i in 0..20_000 {
         dead_body.push(node(&format!("unused{i}"), "NoOp", &[], vec![]));
     }
-    let functional_while = with_library(
-        graph(vec![
-            floats("x", &[], &[0.0]),
-            node(
-                "out",
-                "While",
-                &["x"],
-                vec![
-                    ("T", types(&[f])),
-                    ("cond", func("cond")),
-                    ("body", func("body")),
-                ],
-            ),
-        ]),
-        vec![
-            function(
-                "cond",
-                vec![
-                    floats("limit", &[], &[1e6]),
-                    node("less", "Less", &["x", "limit:output:0"], vec![t(f)]),
-                ],
-                "less:z:0",
-            ),
-            function("body", dead_body, "next:z:0"),
-        ],
-    );
+    let functional_while = functional_while(0.0, 1e6, function("body", dead_body, "next:z:0"));
     cases.push(model_case(
         "c07_functional_while_large_body",
         7,
