@@ -24,7 +24,9 @@
 //! # Cache
 //!
 //! Results are cached under a SHA-256 key of the tool version, a fingerprint of graphopt's
-//! own source code, the name and version of each application transform used, the canonical
+//! own source code, the versions and sources of the crates graphopt-build depends on as the
+//! app's `Cargo.lock` resolved them (a model is not cached without a `Cargo.lock`), the name
+//! and version of each application transform used, the canonical
 //! transform list, the names, the options and every input byte, in `$GRAPHOPT_CACHE_DIR`, else
 //! `graphopt-cache` in the target directory. An unchanged model costs a few file stats: a
 //! file's SHA-256 is reused while its size, times, inode and device are unchanged (a memo in
@@ -63,6 +65,7 @@
 //! table of the package's Cargo.toml.
 
 mod cache;
+mod dependencies;
 mod error;
 mod fingerprint;
 mod index;

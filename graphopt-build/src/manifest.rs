@@ -36,6 +36,10 @@ pub(crate) struct Manifest {
     pub tool_version: String,
     /// Fingerprint of the code that built the artifact (graphopt's own sources).
     pub code_sha256: String,
+    /// Digest of the crates graphopt is built from, as the app's Cargo.lock resolved them;
+    /// empty when no lock file was found (the model is then not cached).
+    #[serde(default)]
+    pub dependencies_sha256: String,
     /// The transform list in canonical form.
     pub transforms: String,
     pub inputs: Vec<TensorManifest>,

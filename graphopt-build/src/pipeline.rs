@@ -14,6 +14,7 @@ use graphopt_core::verify::{self, VerifyOptions};
 use graphopt_core::{graph, io};
 
 use crate::cache::{self, KeyBuilder};
+use crate::dependencies;
 use crate::error::Error;
 use crate::fingerprint::Memo;
 use crate::index;
@@ -213,9 +214,22 @@ impl Model {
             }
         }
         let code = code_fingerprint();
+        // Without the lock file the dependencies are unknown: no cache, rather than a stale one.
+        let (dependencies, no_lock) = match dependencies::digest(&manifest_dir, &out_dir, &mut memo)
+        {
+            Ok(digest) => (digest, None),
+            Err(e) => {
+                println!(
+                    "cargo::warning=graphopt: model '{}': not cached, as the versions of graphopt's dependencies are unknown: {e}",
+                    self.name
+                );
+                (String::new(), Some(e))
+            }
+        };
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
             .part("code", code.as_bytes())
+            .part("dependencies", dependencies.as_bytes())
             .part(
                 "application transforms",
                 custom_versions.join(",").as_bytes(),
@@ -242,7 +256,7 @@ impl Model {
 
         let cache_dir = cache::cache_dir(&out_dir);
         let cached = match cache::lookup(&cache_dir, &key, &mut memo) {
-            _ if unversioned.is_some() => None,
+            _ if unversioned.is_some() || no_lock.is_some() => None,
             Ok(entry) => entry,
             Err(warning) => {
                 println!("cargo::warning=graphopt: model '{}': {warning}", self.name);
@@ -273,9 +287,13 @@ impl Model {
                 manifest.source_size_bytes = source_size;
                 manifest.key = key.clone();
                 manifest.code_sha256 = code;
+                manifest.dependencies_sha256 = dependencies;
                 let stored = if let Some(transform) = &unversioned {
                     // Not cached: the transform cannot say when its output changes.
                     manifest.cache = format!("off (transform '{transform}' has no version)");
+                    None
+                } else if no_lock.is_some() {
+                    manifest.cache = "off (no Cargo.lock: dependency versions unknown)".into();
                     None
                 } else {
                     match cache::store(&cache_dir, &key, &model_bytes, &manifest) {
@@ -299,7 +317,7 @@ impl Model {
                     None => index::place_bytes(&dir, &file_name, &model_bytes),
                 }
                 .map_err(place_error)?;
-                let status = if unversioned.is_some() {
+                let status = if unversioned.is_some() || no_lock.is_some() {
                     CacheStatus::Off
                 } else {
                     CacheStatus::Miss
@@ -453,6 +471,7 @@ impl Model {
             key: String::new(),
             tool_version: TOOL_VERSION.into(),
             code_sha256: String::new(),
+            dependencies_sha256: String::new(),
             transforms: canonical.to_string(),
             inputs: describe(&inputs)?,
             outputs: describe(&outputs)?,

@@ -676,6 +676,72 @@ fn changed_application_transforms_and_changed_code_miss_the_cache() {
     assert!(again == second);
 }
 
+/// The source directory of a package the workspace's Cargo.lock resolved.
+fn locked_package_dir(name: &str) -> PathBuf {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(workspace().join("Cargo.toml"))
+        .exec()
+        .unwrap();
+    let package = metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == name)
+        .unwrap_or_else(|| panic!("{name} is not a dependency of the workspace"));
+    package
+        .manifest_path
+        .parent()
+        .unwrap()
+        .as_std_path()
+        .to_path_buf()
+}
+
+#[test]
+fn a_changed_dependency_of_graphopt_misses_the_cache_and_an_unrelated_one_does_not() {
+    let app = App::named("deps-app");
+    app.build_ok();
+    let (manifest, first) = app.artifacts();
+    assert_eq!(manifest["cache"], "miss");
+    let dependencies = manifest["dependencies_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(dependencies.len(), 64, "{manifest}");
+    let key = manifest["key"].clone();
+
+    // A new dependency of the app alone changes Cargo.lock but not what graphopt is built
+    // from: still a hit (build.rs rewritten so the build script runs again).
+    app.write(
+        "Cargo.toml",
+        app.read("Cargo.toml")
+            .replace("[dependencies]\n", "[dependencies]\nserde_json = \"1\"\n"),
+    );
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    app.build_ok();
+    let (manifest, bytes) = app.artifacts();
+    assert!(app.read("Cargo.lock").contains("\"serde_json\""));
+    assert_eq!(manifest["cache"], "hit");
+    assert_eq!(manifest["key"], key);
+    assert!(bytes == first);
+
+    // One of graphopt-build's own dependencies replaced (here toml, by a patched copy, which
+    // only graphopt-build uses, so little recompiles): a miss under a new key.
+    let patched = app.path("patched-toml");
+    copy_tree(&locked_package_dir("toml"), &patched);
+    app.add_to_manifest(&format!(
+        "\n[patch.crates-io]\ntoml = {{ path = {:?} }}\n",
+        patched.display().to_string()
+    ));
+    app.build_ok();
+    let (manifest, rebuilt) = app.artifacts();
+    assert_eq!(manifest["cache"], "miss");
+    assert_ne!(manifest["key"], key);
+    assert_ne!(
+        manifest["dependencies_sha256"].as_str().unwrap(),
+        dependencies
+    );
+    assert!(rebuilt == first);
+}
+
 /// A graph with an input of unknown rank and a scalar input, each passed through a Relu.
 const SHAPES_PBTXT: &str = r#"
 node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { unknown_rank: true } } } }
