@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use graphopt_core::proto::{GraphDef, NodeDef};
 use graphopt_core::rewrite::pattern::{self, Pattern};
-use graphopt_core::transforms::{self, Registry, Transform, TransformContext};
+use graphopt_core::transforms::{self, Registry};
 
 fn text(t: &str) -> GraphDef {
     graphopt_core::text_format::parse(t).unwrap()
@@ -96,53 +96,67 @@ fn replacement_refuses_to_drop_a_node_read_outside_the_match() {
     assert_eq!(graph.node[4].input, ["r1"]);
 }
 
-/// An application's own transform: collapse chains of Relu, which are idempotent.
+// The README's "Writing your own transform" block, verbatim between the markers (the test
+// below fails when the two differ), wrapped in a function that gives it a graph and returns
+// what it made.
+#[rustfmt::skip]
+fn readme_custom_transform(mut graph: GraphDef, inputs: Vec<String>, outputs: Vec<String>) -> Result<(GraphDef, Registry), Box<dyn std::error::Error>> {
+// README block begins
+use graphopt_core::rewrite::pattern::{self, Pattern};
+use graphopt_core::transforms::{self, Registry, Transform, TransformContext};
+
 struct CollapseRelus;
 
 impl Transform for CollapseRelus {
-    fn name(&self) -> &str {
-        "collapse_relus"
-    }
-
-    fn summary(&self) -> &str {
-        "Relu(Relu(x)) -> Relu(x)"
-    }
-
-    fn apply(
-        &self,
-        graph: &mut GraphDef,
-        context: &TransformContext<'_>,
-    ) -> graphopt_core::Result<()> {
-        let keep: HashSet<String> = context
-            .outputs
-            .iter()
-            .map(|o| graphopt_core::graph::node_name(o).to_string())
-            .collect();
-        let pattern = Pattern::parse("Relu(Relu)").map_err(|e| context.error(e))?;
-        let result = pattern::replace_until_stable(graph, &pattern, &keep, |g, m| {
-            let outer = &g.node[m.node];
-            let inner = &g.node[m.inputs[0].node];
-            Some(vec![NodeDef {
-                input: inner.input.clone(),
-                ..outer.clone()
-            }])
+    fn name(&self) -> &str { "collapse_relus" }
+    fn summary(&self) -> &str { "Relu(Relu(x)) -> Relu(x)" }
+    fn apply(&self, graph: &mut graphopt_core::proto::GraphDef, cx: &TransformContext<'_>) -> graphopt_core::Result<()> {
+        let keep = cx.outputs.iter().map(|o| graphopt_core::graph::node_name(o).to_string()).collect();
+        let relu_of_relu = Pattern::parse("Relu(Relu)").map_err(|e| cx.error(e))?;
+        let done = pattern::replace_until_stable(graph, &relu_of_relu, &keep, |g, m| {
+            let (outer, inner) = (&g.node[m.node], &g.node[m.inputs[0].node]);
+            Some(vec![graphopt_core::proto::NodeDef { input: inner.input.clone(), ..outer.clone() }])
         });
-        for refusal in result.refused {
-            context.warn(refusal);
-        }
+        done.refused.into_iter().for_each(|why| cx.warn(why));
         Ok(())
     }
+}
+
+let mut registry = Registry::with_builtins();
+registry.register(CollapseRelus);
+let specs = transforms::parse("collapse_relus fold_constants sort_by_execution_order")?;
+transforms::run(&registry, &mut graph, &specs, &inputs, &outputs)?;
+// README block ends
+Ok((graph, registry))
+}
+
+#[test]
+fn the_readme_custom_transform_block_is_the_one_tested_here() {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Writing your own transform")
+        .nth(1)
+        .expect("the README has a 'Writing your own transform' section");
+    let block = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the section has a rust block");
+    let here = include_str!("pattern.rs");
+    let tested = here
+        .split("// README block begins\n")
+        .nth(1)
+        .and_then(|b| b.split("// README block ends").next())
+        .unwrap();
+    assert_eq!(block, tested);
 }
 
 #[test]
 fn an_application_transform_runs_by_name_from_a_transform_string() {
     let mut graph = text(CHAIN);
     graph.node.retain(|n| n.name != "side");
-    let mut registry = Registry::with_builtins();
-    registry.register(CollapseRelus);
-    let specs = transforms::parse("collapse_relus sort_by_execution_order").unwrap();
-    let outcomes =
-        transforms::run(&registry, &mut graph, &specs, &["x".into()], &["r3".into()]).unwrap();
+    let (graph, registry) =
+        readme_custom_transform(graph, vec!["x".into()], vec!["r3".into()]).unwrap();
     let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(
         names.iter().filter(|n| n.starts_with('r')).count(),
@@ -154,7 +168,16 @@ fn an_application_transform_runs_by_name_from_a_transform_string() {
         (relu.name.as_str(), relu.input.as_slice()),
         ("r3", ["conv".to_string()].as_slice())
     );
-    assert!(outcomes[0].warnings.is_empty());
+    // A refused replacement (r1 is also read by `side`) reaches the run's warnings.
+    let mut graph = text(CHAIN);
+    let specs = transforms::parse("collapse_relus").unwrap();
+    let outcomes =
+        transforms::run(&registry, &mut graph, &specs, &["x".into()], &["r3".into()]).unwrap();
+    assert!(
+        outcomes[0].warnings.iter().any(|w| w.contains("'r1'")),
+        "{:?}",
+        outcomes[0].warnings
+    );
     assert!(registry
         .check(&transforms::parse("collapse_relus(x=1)").unwrap())
         .is_err());
