@@ -165,6 +165,46 @@ fn tf1_graph_and_checkpoint_freeze_to_tensorflows_outputs() {
     assert!(error.to_string().contains("'nope'"), "{error}");
 }
 
+#[test]
+fn a_sharded_checkpoint_reads_each_variable_from_its_own_data_file() {
+    let dir = saved().join("tf1_sharded");
+    let ckpt = Checkpoint::open(dir.join("model.ckpt")).unwrap();
+    assert_eq!(
+        ckpt.keys().collect::<Vec<_>>(),
+        ["layer0/bias", "layer0/kernel", "layer1/bias", "layer1/kernel"]
+    );
+    // TensorFlow's Saver put each device's variables in a shard of its own.
+    let shards: Vec<i32> = ckpt
+        .keys()
+        .map(|k| ckpt.entry(k).unwrap().shard_id)
+        .collect();
+    assert_eq!(shards, [0, 0, 1, 1]);
+    assert_eq!(ckpt.read("layer1/kernel").unwrap().shape(), [7, 3]);
+    let graph = graphopt_core::io::read_graph(dir.join("graph.pb"))
+        .unwrap()
+        .graph;
+    let frozen = graphopt_core::freeze::freeze_graph(&graph, &ckpt, &["probs".into()]).unwrap();
+    assert!(
+        !frozen.node.iter().any(|n| n.op.starts_with("Variable")),
+        "variables left"
+    );
+    assert_computes_tensorflows_output(&frozen, "tf1_sharded", "input", "probs");
+
+    // Without its second data file, the variables stored there are an error naming the shard;
+    // the first shard's still read.
+    let copy = tempfile::tempdir().unwrap();
+    for file in ["model.ckpt.index", "model.ckpt.data-00000-of-00002"] {
+        std::fs::copy(dir.join(file), copy.path().join(file)).unwrap();
+    }
+    let partial = Checkpoint::open(copy.path().join("model.ckpt")).unwrap();
+    partial.read("layer0/kernel").unwrap();
+    let error = partial.read("layer1/kernel").unwrap_err().to_string();
+    assert!(
+        error.contains("missing shard") && error.contains("layer1/kernel"),
+        "{error}"
+    );
+}
+
 /// Freezes a Keras SavedModel fixture and checks the result: its signature's one input and
 /// output, no variable or call left, valid, and TensorFlow's output computed.
 fn assert_keras_freezes_to_tensorflows_output(name: &str, input: &str) {
