@@ -171,7 +171,12 @@ fn a_sharded_checkpoint_reads_each_variable_from_its_own_data_file() {
     let ckpt = Checkpoint::open(dir.join("model.ckpt")).unwrap();
     assert_eq!(
         ckpt.keys().collect::<Vec<_>>(),
-        ["layer0/bias", "layer0/kernel", "layer1/bias", "layer1/kernel"]
+        [
+            "layer0/bias",
+            "layer0/kernel",
+            "layer1/bias",
+            "layer1/kernel"
+        ]
     );
     // TensorFlow's Saver put each device's variables in a shard of its own.
     let shards: Vec<i32> = ckpt
