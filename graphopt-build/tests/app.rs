@@ -1037,6 +1037,30 @@ fn the_cache_is_pruned_by_age_and_size_but_never_of_entries_in_use() {
     assert!(present('c') && present('e'));
     assert!(app.cache.join(&own[0]).exists());
 
+    // GRAPHOPT_CACHE_MAX_AGE_DAYS=1: an entry unused for two days goes though the cache is far
+    // under its size; one used 20 minutes ago stays. A value that is not a number of days is
+    // an error naming the variable.
+    fake_entry(&app.cache, &key('d'), 10, minutes(2 * 24 * 60));
+    app.set_transforms("remove_device sort_by_execution_order", None);
+    let age = |days: &str| {
+        app.cargo_with(
+            &["build", "--quiet"],
+            &app.cache,
+            &[("GRAPHOPT_CACHE_MAX_AGE_DAYS", days)],
+        )
+    };
+    let out = age("1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!present('d'));
+    assert!(present('c') && present('e'));
+    let out = age("a week");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("GRAPHOPT_CACHE_MAX_AGE_DAYS=a week is not a number of days"),
+        "{}",
+        stderr(&out)
+    );
+
     // A size of 0 empties the cache of everything not in use: the entry used a minute ago
     // stays, though the cache is over the limit.
     app.set_transforms("remove_device sort_by_execution_order", None);
