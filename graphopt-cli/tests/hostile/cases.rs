@@ -574,6 +574,42 @@ fn huge_pad() -> GraphDef {
 }
 
 /// `While(x0)` with the condition `x < limit` and `body`, a function named "body".
+/// `BatchToSpaceND(DepthwiseConv2dNative(SpaceToBatchND(x, block, pads), 3x3 filter), block,
+/// crops)`, every parameter an int64 Const.
+fn atrous_pattern(block: [i64; 2], pads: [i64; 4], crops: [i64; 4]) -> GraphDef {
+    let f = DataType::DtFloat;
+    let i64s = || dtype(DataType::DtInt64);
+    graph(vec![
+        placeholder("x", f, &[1, 4, 4, 1]),
+        int64s("block", &[2], &block),
+        int64s("pads", &[2, 2], &pads),
+        int64s("crops", &[2, 2], &crops),
+        floats("filter", &[3, 3, 1, 1], &[1.0; 9]),
+        node(
+            "s2b",
+            "SpaceToBatchND",
+            &["x", "block", "pads"],
+            vec![t(f), ("Tblock_shape", i64s()), ("Tpaddings", i64s())],
+        ),
+        node(
+            "conv",
+            "DepthwiseConv2dNative",
+            &["s2b", "filter"],
+            vec![
+                t(f),
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", string("VALID")),
+            ],
+        ),
+        node(
+            "out",
+            "BatchToSpaceND",
+            &["conv", "block", "crops"],
+            vec![t(f), ("Tblock_shape", i64s()), ("Tcrops", i64s())],
+        ),
+    ])
+}
+
 fn functional_while(x0: f32, limit: f32, body: FunctionDef) -> GraphDef {
     let f = DataType::DtFloat;
     with_library(
@@ -1783,6 +1819,49 @@ pub fn all() -> Vec<Case> {
         transform("legalize(target=tract)", "out"),
         Expect::Success,
     ));
+
+    // 1 and 2: flatten_atrous_conv on a depthwise atrous pattern computed the dilated
+    // filter's size (and the padding it implies) from the model's block shape and paddings.
+    // The overflowing patterns are left alone; the filter over the budget is refused.
+    for (case, class, about, block, pads, crops, expect) in [
+        (
+            "c01_flatten_atrous_block_overflow",
+            1,
+            "flatten_atrous_conv on a depthwise atrous pattern with block shape 2^62",
+            [1i64 << 62, 1],
+            [0i64; 4],
+            [0i64; 4],
+            Expect::Success,
+        ),
+        (
+            "c01_flatten_atrous_paddings_overflow",
+            1,
+            "flatten_atrous_conv on an atrous pattern padded by 2^63 - 1 and cropped by -1",
+            [2, 2],
+            [i64::MAX; 4],
+            [-1; 4],
+            Expect::Success,
+        ),
+        (
+            "c02_flatten_atrous_dilated_filter",
+            2,
+            "flatten_atrous_conv on a depthwise atrous pattern whose dilated 3x3 filter has \
+             (2^21 + 1)^2 taps",
+            [1 << 20, 1 << 20],
+            [0; 4],
+            [0; 4],
+            Expect::Error,
+        ),
+    ] {
+        cases.push(model_case(
+            case,
+            class,
+            about,
+            atrous_pattern(block, pads, crops),
+            transform("flatten_atrous_conv", "out"),
+            expect,
+        ));
+    }
 
     // 14: names that break error lines.
     cases.push(model_case(

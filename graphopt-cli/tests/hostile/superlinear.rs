@@ -258,5 +258,75 @@ pub fn cases() -> Vec<Case> {
             Expect::Success,
         ));
     }
+
+    // legalize: the norm's parameters were removed by rescanning the graph once per layer of
+    // what they alone read (here a chain of 20000 Relus under a control edge).
+    let mut nodes = vec![placeholder("x", F, &[1, 2, 2, 2])];
+    let (chain, end) = unary_chain("r", "Relu", "x", 20_000);
+    nodes.extend(chain);
+    let mut mean = floats("m", &[2], &[0.0, 0.5]);
+    mean.input.push(format!("^{end}"));
+    nodes.extend([
+        floats("g", &[2], &[1.0, 2.0]),
+        floats("b", &[2], &[0.0, 1.0]),
+        mean,
+        floats("v", &[2], &[1.0, 4.0]),
+        node(
+            "out",
+            "FusedBatchNormV3",
+            &["x", "g", "b", "m", "v"],
+            vec![
+                t(F),
+                ("U", dtype(F)),
+                ("epsilon", attr(attr_value::Value::F(0.001))),
+                ("is_training", attr(attr_value::Value::B(false))),
+                ("data_format", string("NHWC")),
+            ],
+        ),
+    ]);
+    cases.push(model_case(
+        "c08_legalize_unread_chain",
+        8,
+        "legalize(target=tract) on a FusedBatchNormV3 whose mean waits on 20000 Relus that \
+         nothing else reads",
+        graph(nodes),
+        transform("legalize(target=tract)", "out"),
+        Expect::Success,
+    ));
+
+    // fold_scale_axis: finding a Mul's only reader scanned that reader's whole input list.
+    let n = 20_000;
+    let mut nodes = conv_chain_start();
+    let names: Vec<String> = (0..n).map(|i| name("m", i)).collect();
+    for m in &names {
+        nodes.push(node(m, "Mul", &["x", "s"], vec![t(F)]));
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    nodes.push(node("out", "AddN", &refs, vec![t(F), ("N", int(n as i64))]));
+    cases.push(model_case(
+        "c08_fold_scale_axis_wide_reader",
+        8,
+        "fold_scale_axis on 20000 Muls by one per-channel Const, all read by one AddN",
+        graph(nodes),
+        transform("fold_scale_axis", "out"),
+        Expect::Success,
+    ));
+
+    // fold_scale_axis: consecutive Muls before one Conv2D moved one Mul per sweep.
+    let mut nodes = conv_chain_start();
+    let (chain, end) = unary_chain("m", "Mul", "x", 10_000);
+    for mut n in chain {
+        n.input.push("s".into());
+        nodes.push(n);
+    }
+    nodes.push(conv("out", &end, "w"));
+    cases.push(model_case(
+        "c08_fold_scale_axis_mul_run",
+        8,
+        "fold_scale_axis on 10000 consecutive Muls by one per-channel Const before one Conv2D",
+        graph(nodes),
+        transform("fold_scale_axis", "out"),
+        Expect::Success,
+    ));
     cases
 }

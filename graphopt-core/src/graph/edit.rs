@@ -1,5 +1,6 @@
 //! Helpers for transforms that rewrite subgraphs: a name index with use counts built once per
-//! sweep, Const values, unique names, and Const node construction.
+//! sweep, Const values, unique names, Const node construction, and the removal of what a
+//! rewrite left unread.
 
 use std::collections::{HashMap, HashSet};
 
@@ -115,16 +116,62 @@ pub fn control_inputs(node: &NodeDef) -> Vec<String> {
         .collect()
 }
 
-/// `base`, or `base_1`, `base_2`, ... whichever is not taken; the result is reserved.
+/// `base`, or `base_1`, `base_2`, ... whichever is not taken; the result is reserved. Probes
+/// from `base` on every call: for many names from one base use a [`NameReserver`] (or
+/// [`UniqueNames`]), which gives the same names in linear time.
 pub fn unique_name(base: &str, taken: &mut HashSet<String>) -> String {
-    let mut candidate = base.to_string();
-    let mut k = 1;
-    while taken.contains(&candidate) {
-        candidate = format!("{base}_{k}");
-        k += 1;
+    UniqueNames::default().reserve(base, taken)
+}
+
+/// Where the search for a free name from each base resumes: [`unique_name`] for many names
+/// from one base (thousands of copies of one Const would each try every suffix taken before).
+/// It gives the names [`unique_name`] gives as long as it is always used with the same taken
+/// set and that set only grows: every candidate before a base's resume point was taken when
+/// it was tried (or reserved then), so it is still taken, and the first free candidate, the
+/// one [`unique_name`] returns, lies at or after it. Names reserved from other bases (`a_1`
+/// reserved as a base of its own, then `a`) are found taken when reached, as there.
+#[derive(Default)]
+pub struct UniqueNames(HashMap<String, usize>);
+
+impl UniqueNames {
+    /// `base`, or `base_1`, `base_2`, ... whichever is not in `taken`; the result is reserved.
+    pub fn reserve(&mut self, base: &str, taken: &mut HashSet<String>) -> String {
+        let next = self.0.entry(base.to_string()).or_insert(0);
+        loop {
+            let candidate = match *next {
+                0 => base.to_string(),
+                k => format!("{base}_{k}"),
+            };
+            *next += 1;
+            if taken.insert(candidate.clone()) {
+                return candidate;
+            }
+        }
     }
-    taken.insert(candidate.clone());
-    candidate
+}
+
+/// The names of a graph and those reserved since, handing out free ones: [`unique_name`] in
+/// linear time over many calls. Names are only ever added, which keeps its [`UniqueNames`]
+/// memo exact.
+#[derive(Default)]
+pub struct NameReserver {
+    taken: HashSet<String>,
+    next: UniqueNames,
+}
+
+impl NameReserver {
+    /// The names of `graph`'s nodes, taken.
+    pub fn new(graph: &GraphDef) -> Self {
+        NameReserver {
+            taken: graph.node.iter().map(|n| n.name.clone()).collect(),
+            next: UniqueNames::default(),
+        }
+    }
+
+    /// `base`, or `base_1`, `base_2`, ... whichever is free; the result is reserved.
+    pub fn reserve(&mut self, base: &str) -> String {
+        self.next.reserve(base, &mut self.taken)
+    }
 }
 
 /// A Const node holding `value`.
@@ -179,7 +226,7 @@ pub struct Edits {
     pub touched: HashSet<usize>,
     pub removed: HashSet<usize>,
     pub inserts: HashMap<usize, Vec<NodeDef>>,
-    pub taken: HashSet<String>,
+    pub names: NameReserver,
     /// Names that must survive even when nothing reads them.
     pub protected: HashSet<String>,
 }
@@ -187,7 +234,7 @@ pub struct Edits {
 impl Edits {
     pub fn new(graph: &GraphDef, protected: &HashSet<String>) -> Self {
         Edits {
-            taken: graph.node.iter().map(|n| n.name.clone()).collect(),
+            names: NameReserver::new(graph),
             protected: protected.clone(),
             ..Default::default()
         }
@@ -227,23 +274,43 @@ impl Edits {
     ) {
         // Control edges read no value, so only data readers force a copy.
         if uses.data_count(constant) == 1 {
-            if let Some(node) = graph.node.get_mut(constant) {
-                set_const_proto(node, proto);
-            }
-            self.touched.insert(constant);
-            return;
+            self.write_const(graph, constant, proto);
+        } else {
+            self.copy_const(graph, consumer, slot, constant, proto);
         }
-        let base = graph
+    }
+
+    /// Gives Const `constant` the value `proto` in place.
+    pub fn write_const(&mut self, graph: &mut GraphDef, constant: usize, proto: TensorProto) {
+        if let Some(node) = graph.node.get_mut(constant) {
+            set_const_proto(node, proto);
+        }
+        self.touched.insert(constant);
+    }
+
+    /// Points input `slot` of `consumer` at a new Const holding `proto` (`NAME_bn_folded`,
+    /// after Const `constant`), inserted before the consumer; false if `constant` is no node.
+    pub fn copy_const(
+        &mut self,
+        graph: &mut GraphDef,
+        consumer: usize,
+        slot: usize,
+        constant: usize,
+        proto: TensorProto,
+    ) -> bool {
+        let Some(base) = graph
             .node
             .get(constant)
             .map(|n| format!("{}_bn_folded", n.name))
-            .unwrap_or_default();
+        else {
+            return false;
+        };
         let device = graph
             .node
             .get(consumer)
             .map(|n| n.device.clone())
             .unwrap_or_default();
-        let name = unique_name(&base, &mut self.taken);
+        let name = self.names.reserve(&base);
         self.inserts
             .entry(consumer)
             .or_default()
@@ -255,6 +322,7 @@ impl Edits {
         {
             *input = name;
         }
+        true
     }
 
     /// Adds a new Const before `consumer` and returns its name.
@@ -265,7 +333,7 @@ impl Edits {
         base: &str,
         value: &Tensor,
     ) -> String {
-        let name = unique_name(base, &mut self.taken);
+        let name = self.names.reserve(base);
         let device = graph
             .node
             .get(consumer)
@@ -314,40 +382,197 @@ impl Edits {
 }
 
 /// Removes the `candidates` that nothing reads (unprotected Consts and pure ops: a rewrite
-/// bypassed them), then the producers only they read, and so on.
+/// bypassed them), then the producers only they read, and so on. Each removal lowers its
+/// producers' read counts, so every edge is visited a bounded number of times (rescanning the
+/// graph once per removed layer is quadratic on a bypassed chain).
 pub fn remove_unread(
     graph: &mut GraphDef,
-    mut candidates: HashSet<String>,
+    candidates: HashSet<String>,
     protected: &HashSet<String>,
 ) {
-    while !candidates.is_empty() {
-        let read: HashSet<&str> = graph
-            .node
-            .iter()
-            .flat_map(|n| n.input.iter())
-            .map(|i| crate::graph::node_name(i))
-            .collect();
-        let gone: HashMap<String, Vec<String>> = graph
-            .node
-            .iter()
-            .filter(|n| {
-                candidates.contains(&n.name)
-                    && !read.contains(n.name.as_str())
-                    && !protected.contains(&n.name)
-                    && (n.op == "Const" || crate::graph::ops::is_pure(&n.op))
-            })
-            .map(|n| {
-                let inputs = n
-                    .input
-                    .iter()
-                    .map(|i| crate::graph::node_name(i).to_string());
-                (n.name.clone(), inputs.collect())
-            })
-            .collect();
-        if gone.is_empty() {
-            return;
+    if candidates.is_empty() {
+        return;
+    }
+    let index = crate::graph::owned_name_index(graph);
+    // Input entries (data and control) naming each node.
+    let mut reads = vec![0usize; graph.node.len()];
+    for node in &graph.node {
+        for input in &node.input {
+            if let Some(&p) = index.get(crate::graph::node_name(input)) {
+                reads[p] += 1;
+            }
         }
-        graph.node.retain(|n| !gone.contains_key(&n.name));
-        candidates = gone.into_values().flatten().collect();
+    }
+    let mut removed = vec![false; graph.node.len()];
+    let pending = candidates
+        .iter()
+        .filter_map(|name| index.get(name.as_str()).copied())
+        .collect();
+    mark_unread(
+        &graph.node,
+        &index,
+        &mut reads,
+        &mut removed,
+        pending,
+        protected,
+    );
+    let mut i = 0;
+    graph.node.retain(|_| {
+        i += 1;
+        !removed[i - 1]
+    });
+}
+
+/// [`remove_unread`] on the caller's name index, read counts (input entries naming each node)
+/// and removal marks, which it keeps up to date: marks removed each node of `pending` that
+/// nothing reads and that is an unprotected Const or pure op, lowers its producers' counts,
+/// and goes on with the producers it leaves unread.
+pub(crate) fn mark_unread(
+    nodes: &[NodeDef],
+    index: &HashMap<String, usize>,
+    reads: &mut [usize],
+    removed: &mut [bool],
+    mut pending: Vec<usize>,
+    protected: &HashSet<String>,
+) {
+    while let Some(i) = pending.pop() {
+        let Some(node) = nodes.get(i) else {
+            continue;
+        };
+        let removable = !protected.contains(&node.name)
+            && (node.op == "Const" || crate::graph::ops::is_pure(&node.op));
+        if removed.get(i) != Some(&false) || reads.get(i) != Some(&0) || !removable {
+            continue;
+        }
+        removed[i] = true;
+        for input in &node.input {
+            let Some(&p) = index.get(crate::graph::node_name(input)) else {
+                continue;
+            };
+            if let Some(count) = reads.get_mut(p) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    pending.push(p);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The reference [`remove_unread`]: rescans the graph once per removed layer.
+    fn remove_unread_rescanning(
+        graph: &mut GraphDef,
+        mut candidates: HashSet<String>,
+        protected: &HashSet<String>,
+    ) {
+        while !candidates.is_empty() {
+            let read: HashSet<&str> = graph
+                .node
+                .iter()
+                .flat_map(|n| n.input.iter())
+                .map(|i| crate::graph::node_name(i))
+                .collect();
+            let gone: HashMap<String, Vec<String>> = graph
+                .node
+                .iter()
+                .filter(|n| {
+                    candidates.contains(&n.name)
+                        && !read.contains(n.name.as_str())
+                        && !protected.contains(&n.name)
+                        && (n.op == "Const" || crate::graph::ops::is_pure(&n.op))
+                })
+                .map(|n| {
+                    let inputs = n.input.iter().map(|i| crate::graph::node_name(i).into());
+                    (n.name.clone(), inputs.collect())
+                })
+                .collect();
+            if gone.is_empty() {
+                return;
+            }
+            graph.node.retain(|n| !gone.contains_key(&n.name));
+            candidates = gone.into_values().flatten().collect();
+        }
+    }
+
+    #[test]
+    fn remove_unread_removes_what_rescanning_removes() {
+        // A bypassed chain (each node read by the next but one), a producer shared with a
+        // survivor, a protected node, a node reading itself and a stateful op.
+        let mut nodes = vec![node("x", "Placeholder", &[]), node("c", "Const", &[])];
+        for i in 0..50 {
+            let input = if i < 2 {
+                "x".to_string()
+            } else {
+                format!("n{}", i - 2)
+            };
+            nodes.push(node(&format!("n{i}"), "Relu", &[&input, "^c"]));
+        }
+        nodes.extend([
+            node("kept", "Relu", &["c"]),
+            node("self", "Relu", &["self"]),
+            node("random", "RandomUniform", &["c"]),
+            node("guard", "Relu", &["x"]),
+        ]);
+        let graph = GraphDef {
+            node: nodes,
+            ..Default::default()
+        };
+        let candidates: HashSet<String> = ["n49", "n48", "self", "random", "guard", "c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let protected: HashSet<String> = ["kept".to_string(), "guard".to_string()].into();
+        let mut linear = graph.clone();
+        remove_unread(&mut linear, candidates.clone(), &protected);
+        let mut rescanning = graph;
+        remove_unread_rescanning(&mut rescanning, candidates, &protected);
+        assert_eq!(linear, rescanning);
+        let names: Vec<&str> = linear.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["x", "c", "kept", "self", "random", "guard"]);
+    }
+
+    #[test]
+    fn reserved_names_are_those_probing_from_one_gives() {
+        // Bases whose suffixed names collide with each other and with the graph's names.
+        let graph = GraphDef {
+            node: ["a", "a_2", "b_1", "a_1_1"]
+                .iter()
+                .map(|n| node(n, "NoOp", &[]))
+                .collect(),
+            ..Default::default()
+        };
+        let bases = [
+            "a", "a_1", "a", "a", "b", "b", "a_1", "b_1", "b", "a", "c", "c_1", "c", "a_1",
+        ];
+        let mut reserver = NameReserver::new(&graph);
+        let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+        for base in bases {
+            let once = unique_name(base, &mut taken.clone());
+            let probed = {
+                let mut candidate = base.to_string();
+                let mut k = 1;
+                while taken.contains(&candidate) {
+                    candidate = format!("{base}_{k}");
+                    k += 1;
+                }
+                taken.insert(candidate.clone());
+                candidate
+            };
+            assert_eq!(once, probed, "base {base}");
+            assert_eq!(reserver.reserve(base), probed, "base {base}");
+        }
     }
 }

@@ -128,8 +128,16 @@ fn flatten(
     {
         return;
     }
-    // Padding the dilated convolution needs: the SpaceToBatch padding minus what is cropped.
-    let explicit: Vec<i64> = pads.iter().zip(&crops).map(|(p, c)| p - c).collect();
+    // Padding the dilated convolution needs: the SpaceToBatch padding minus what is cropped
+    // (both from the model: checked).
+    let Some(explicit) = pads
+        .iter()
+        .zip(&crops)
+        .map(|(p, c)| p.checked_sub(*c))
+        .collect::<Option<Vec<i64>>>()
+    else {
+        return;
+    };
     if explicit.iter().any(|&p| p < 0) {
         return;
     }
@@ -143,14 +151,21 @@ fn flatten(
     let [kh, kw, ..] = filter_value.shape() else {
         return;
     };
-    let effective = [
-        (*kh as i64 - 1) * block[0] + 1,
-        (*kw as i64 - 1) * block[1] + 1,
-    ];
+    // The dilated filter's extent, `(k - 1) * block`, plus 1; `None` past i64.
+    let extent = |k: usize, b: i64| {
+        i64::try_from(k)
+            .ok()?
+            .checked_sub(1)?
+            .checked_mul(b)?
+            .checked_add(1)
+    };
+    let effective = [extent(*kh, block[0]), extent(*kw, block[1])];
     let same = (0..2).all(|d| {
-        let total = explicit[2 * d] + explicit[2 * d + 1];
+        let total = explicit[2 * d].checked_add(explicit[2 * d + 1]);
         // SAME with stride 1 pads effective - 1 in total, the smaller half first.
-        total == effective[d] - 1 && explicit[2 * d] == total / 2
+        total.is_some_and(|total| {
+            effective[d].is_some_and(|e| total == e - 1) && explicit[2 * d] == total / 2
+        })
     });
     let padding = if explicit.iter().all(|&p| p == 0) {
         "VALID"

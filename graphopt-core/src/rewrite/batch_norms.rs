@@ -30,9 +30,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::graph;
 use crate::graph::attrs;
-use crate::graph::edit::{
-    const_node_from_proto, const_value, control_inputs, data_inputs, set_const_proto, Edits, Uses,
-};
+use crate::graph::edit::{const_value, control_inputs, data_inputs, Edits, Uses};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
 use crate::rewrite::weights::{floats, per_channel, vector, Layer};
 use crate::tensor::{Limits, Tensor};
@@ -131,31 +129,10 @@ pub(crate) struct FoldEdits {
     copied: HashMap<usize, usize>,
     /// Touched shared Consts the current fold found free only by the rule above.
     relaxed: HashSet<usize>,
-    names: UniqueNames,
 }
 
-/// [`crate::graph::edit::unique_name`] for many names from one base (thousands of copies of
-/// one Const would each try every suffix taken before): the search for a base resumes where
-/// it last stopped, which gives the same names as long as the taken names only grow.
-#[derive(Default)]
-pub(crate) struct UniqueNames(HashMap<String, usize>);
-
-impl UniqueNames {
-    /// `base`, or `base_1`, `base_2`, ... whichever is not in `taken`; the result is reserved.
-    pub(crate) fn reserve(&mut self, base: &str, taken: &mut HashSet<String>) -> String {
-        let next = self.0.entry(base.to_string()).or_insert(0);
-        loop {
-            let candidate = match *next {
-                0 => base.to_string(),
-                k => format!("{base}_{k}"),
-            };
-            *next += 1;
-            if taken.insert(candidate.clone()) {
-                return candidate;
-            }
-        }
-    }
-}
+/// The graph layer's per-base name memo, for the rewrites that keep their own taken set.
+pub(crate) use crate::graph::edit::UniqueNames;
 
 impl Deref for FoldEdits {
     type Target = Edits;
@@ -177,7 +154,6 @@ impl FoldEdits {
             edits: Edits::new(graph, protected),
             copied: HashMap::new(),
             relaxed: HashSet::new(),
-            names: UniqueNames::default(),
         }
     }
 
@@ -225,38 +201,13 @@ impl FoldEdits {
             uses.data_count(constant)
         };
         if readers == 1 {
-            if let Some(node) = graph.node.get_mut(constant) {
-                set_const_proto(node, proto);
-            }
-            self.edits.touched.insert(constant);
-            return;
-        }
-        let Some(base) = graph
-            .node
-            .get(constant)
-            .map(|n| format!("{}_bn_folded", n.name))
-        else {
-            return;
-        };
-        let device = graph
-            .node
-            .get(consumer)
-            .map(|n| n.device.clone())
-            .unwrap_or_default();
-        let name = self.names.reserve(&base, &mut self.edits.taken);
-        self.edits
-            .inserts
-            .entry(consumer)
-            .or_default()
-            .push(const_node_from_proto(name.clone(), device, proto));
-        if let Some(input) = graph
-            .node
-            .get_mut(consumer)
-            .and_then(|n| n.input.get_mut(slot))
+            self.edits.write_const(graph, constant, proto);
+        } else if self
+            .edits
+            .copy_const(graph, consumer, slot, constant, proto)
         {
-            *input = name;
+            *self.copied.entry(constant).or_insert(0) += 1;
         }
-        *self.copied.entry(constant).or_insert(0) += 1;
     }
 
     /// [`FoldEdits::set_input_proto`] of a decoded value.

@@ -47,7 +47,7 @@ use ndarray::{ArrayD, IxDyn};
 use crate::analysis::{geometry, shapes};
 use crate::graph::attrs;
 use crate::graph::edit::{
-    const_node, const_value, control_inputs, data_inputs, remove_unread, unique_name, Uses,
+    const_node, const_value, control_inputs, data_inputs, remove_unread, NameReserver, Uses,
 };
 use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
@@ -117,7 +117,7 @@ pub fn decompose_batch_norms(
 ) -> usize {
     let uses = Uses::new(graph);
     let norms = inference_norms(graph, &uses);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut added = Vec::new();
     let mut parameters = HashSet::new();
     let mut count = 0;
@@ -143,9 +143,9 @@ pub fn decompose_batch_norms(
         let name = node.name.clone();
         let device = node.device.clone();
         let controls = control_inputs(node);
-        let scale_name = unique_name(&format!("{name}/scale"), &mut taken);
-        let offset_name = unique_name(&format!("{name}/offset"), &mut taken);
-        let mul_name = unique_name(&format!("{name}/mul"), &mut taken);
+        let scale_name = taken.reserve(&format!("{name}/scale"));
+        let offset_name = taken.reserve(&format!("{name}/offset"));
+        let mul_name = taken.reserve(&format!("{name}/mul"));
         let mut mul = NodeDef {
             name: mul_name.clone(),
             op: "Mul".into(),
@@ -231,7 +231,7 @@ pub fn constants_as_tensor_content(graph: &mut GraphDef) -> usize {
 /// `ResourceGather(table, indices)` with a Const table becomes `GatherV2(table, indices, 0)`.
 pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
     let uses = Uses::new(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut axes = Vec::new();
     let mut count = 0;
     for i in 0..graph.node.len() {
@@ -247,7 +247,7 @@ pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
         if !table_is_const || attrs::int(node, "batch_dims").unwrap_or(0) != 0 {
             continue;
         }
-        let axis_name = unique_name(&format!("{}/axis", node.name), &mut taken);
+        let axis_name = taken.reserve(&format!("{}/axis", node.name));
         let device = node.device.clone();
         let node = &mut graph.node[i];
         let dtype = node.attr.remove("dtype");
@@ -519,7 +519,7 @@ pub fn pads_into_convolutions(graph: &mut GraphDef, protected: &HashSet<String>)
 pub fn pads_as_concats(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut replacements: std::collections::HashMap<usize, Vec<NodeDef>> =
         std::collections::HashMap::new();
     let mut parameters = HashSet::new();
@@ -581,7 +581,7 @@ fn concat_chain(
     node: &NodeDef,
     pad: &ConstantPad,
     dims: &[usize],
-    taken: &mut HashSet<String>,
+    taken: &mut NameReserver,
 ) -> Option<Vec<NodeDef>> {
     let padded: Vec<usize> = (0..dims.len())
         .filter(|&d| pad.paddings[d] != (0, 0))
@@ -603,7 +603,7 @@ fn concat_chain(
             let mut block_dims = shape.clone();
             block_dims[d] = amount;
             let block = filled(&pad.value, &block_dims)?;
-            let name = unique_name(&format!("{}/{side}_{d}", node.name), taken);
+            let name = taken.reserve(&format!("{}/{side}_{d}", node.name));
             out.push(const_node(name.clone(), device.clone(), &block));
             parts.push((side, name));
         }
@@ -617,7 +617,7 @@ fn concat_chain(
         inputs.push(current.clone());
         inputs.extend(parts.iter().filter(|p| p.0 == "after").map(|p| p.1.clone()));
         let n = i64::try_from(inputs.len()).ok()?;
-        let axis_name = unique_name(&format!("{}/axis_{d}", node.name), taken);
+        let axis_name = taken.reserve(&format!("{}/axis_{d}", node.name));
         let axis = i32::try_from(d).ok()?;
         let axis = Tensor::from_data(Data::I32(ArrayD::from_elem(IxDyn(&[]), axis)));
         out.push(const_node(axis_name.clone(), device.clone(), &axis));
@@ -625,7 +625,7 @@ fn concat_chain(
         let name = if d == last {
             node.name.clone()
         } else {
-            unique_name(&format!("{}/concat_{d}", node.name), taken)
+            taken.reserve(&format!("{}/concat_{d}", node.name))
         };
         if d == padded[0] {
             inputs.extend(controls.iter().cloned());
@@ -666,7 +666,7 @@ fn concat_chain(
 pub fn symmetric_mirror_pads_as_slices(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut replacements: std::collections::HashMap<usize, Vec<NodeDef>> =
         std::collections::HashMap::new();
     let mut parameters = HashSet::new();
@@ -724,7 +724,7 @@ fn mirror_chain(
     input: &str,
     dims: &[usize],
     paddings: &[(usize, usize)],
-    taken: &mut HashSet<String>,
+    taken: &mut NameReserver,
 ) -> Option<Vec<NodeDef>> {
     let padded: Vec<usize> = (0..dims.len()).filter(|&d| paddings[d] != (0, 0)).collect();
     let last = *padded.last()?;
@@ -753,7 +753,7 @@ fn mirror_chain(
         // One index of dimension d, every element of the others.
         let mut size = vec![-1i32; rank];
         size[d] = 1;
-        let size_name = unique_name(&format!("{}/size_{d}", node.name), taken);
+        let size_name = taken.reserve(&format!("{}/size_{d}", node.name));
         out.push(const_node(
             size_name.clone(),
             device.clone(),
@@ -772,13 +772,13 @@ fn mirror_chain(
             };
             let mut begin = vec![0i32; rank];
             begin[d] = i32::try_from(index).ok()?;
-            let begin_name = unique_name(&format!("{}/begin_{d}_{index}", node.name), taken);
+            let begin_name = taken.reserve(&format!("{}/begin_{d}_{index}", node.name));
             out.push(const_node(
                 begin_name.clone(),
                 device.clone(),
                 &int32_tensor(&[rank], begin)?,
             ));
-            let slice_name = unique_name(&format!("{}/slice_{d}_{index}", node.name), taken);
+            let slice_name = taken.reserve(&format!("{}/slice_{d}_{index}", node.name));
             let mut slice = typed(
                 slice_name.clone(),
                 "Slice",
@@ -791,7 +791,7 @@ fn mirror_chain(
             inputs.push(slice_name);
         }
         let count = i64::try_from(inputs.len()).ok()?;
-        let axis_name = unique_name(&format!("{}/axis_{d}", node.name), taken);
+        let axis_name = taken.reserve(&format!("{}/axis_{d}", node.name));
         let axis = Tensor::from_data(Data::I32(ArrayD::from_elem(
             IxDyn(&[]),
             i32::try_from(d).ok()?,
@@ -804,7 +804,7 @@ fn mirror_chain(
         let name = if d == last {
             node.name.clone()
         } else {
-            unique_name(&format!("{}/concat_{d}", node.name), taken)
+            taken.reserve(&format!("{}/concat_{d}", node.name))
         };
         let mut concat = typed(name.clone(), "ConcatV2", inputs);
         concat.attr.insert("N".into(), attr_i(count));
@@ -831,7 +831,7 @@ fn set_const_input(
     node: usize,
     slot: usize,
     value: &Tensor,
-    taken: &mut HashSet<String>,
+    taken: &mut NameReserver,
     added: &mut Vec<NodeDef>,
 ) -> Option<()> {
     let input = data_inputs(&graph.node[node]).get(slot)?.to_string();
@@ -840,7 +840,7 @@ fn set_const_input(
         crate::graph::edit::set_const_value(&mut graph.node[producer], value);
         return Some(());
     }
-    let name = unique_name(&format!("{}/{}", graph.node[node].name, "axis"), taken);
+    let name = taken.reserve(&format!("{}/{}", graph.node[node].name, "axis"));
     let device = graph.node[node].device.clone();
     added.push(const_node(name.clone(), device, value));
     let position = graph.node[node]
@@ -860,7 +860,7 @@ fn set_const_input(
 pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut added = Vec::new();
     let mut count = 0;
     for i in 0..graph.node.len() {
@@ -946,7 +946,7 @@ fn attr_i(v: i64) -> AttrValue {
 pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
         std::collections::HashMap::new();
     let mut parameters = HashSet::new();
@@ -1005,9 +1005,9 @@ pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<S
             let Some(full) = int32_tensor(&[rank, 2], full) else {
                 continue;
             };
-            let paddings_name = unique_name(&format!("{name}/explicit_paddings"), &mut taken);
-            let pad_name = unique_name(&format!("{name}/padded"), &mut taken);
-            let zeros_name = unique_name(&format!("{name}/no_paddings"), &mut taken);
+            let paddings_name = taken.reserve(&format!("{name}/explicit_paddings"));
+            let pad_name = taken.reserve(&format!("{name}/padded"));
+            let zeros_name = taken.reserve(&format!("{name}/no_paddings"));
             new.push(const_node(paddings_name.clone(), device.clone(), &full));
             let mut pad = NodeDef {
                 name: pad_name.clone(),
@@ -1062,12 +1062,12 @@ pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<S
             ) else {
                 continue;
             };
-            let uncropped = unique_name(&format!("{name}/uncropped"), &mut taken);
+            let uncropped = taken.reserve(&format!("{name}/uncropped"));
             let names: Vec<String> = ["begin", "end", "strides"]
                 .iter()
-                .map(|k| unique_name(&format!("{name}/{k}"), &mut taken))
+                .map(|k| taken.reserve(&format!("{name}/{k}")))
                 .collect();
-            let zeros_name = unique_name(&format!("{name}/no_crops"), &mut taken);
+            let zeros_name = taken.reserve(&format!("{name}/no_crops"));
             let mut b2s = graph.node[i].clone();
             b2s.name = uncropped.clone();
             b2s.input = vec![
@@ -1168,7 +1168,7 @@ pub fn constants_with_explicit_values(graph: &mut GraphDef) -> usize {
 /// its readers are rewired. Exact (the same elements). Returns how many.
 pub fn unpacks_as_slices(graph: &mut GraphDef) -> usize {
     let known = shapes::infer_graph(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
         std::collections::HashMap::new();
     let mut renames: std::collections::HashMap<String, Vec<String>> =
@@ -1223,11 +1223,11 @@ pub fn unpacks_as_slices(graph: &mut GraphDef) -> usize {
             let out = if k == 0 {
                 name.clone()
             } else {
-                unique_name(&format!("{name}/{k}"), &mut taken)
+                taken.reserve(&format!("{name}/{k}"))
             };
             let consts: Vec<String> = ["begin", "end", "strides"]
                 .iter()
-                .map(|c| unique_name(&format!("{name}/{c}_{k}"), &mut taken))
+                .map(|c| taken.reserve(&format!("{name}/{c}_{k}")))
                 .collect();
             for (c, value) in consts.iter().zip([&begin, &end, &strides]) {
                 new.push(const_node(c.clone(), device.clone(), value));
@@ -1336,7 +1336,7 @@ enum AtrousPadding {
 fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
     let symmetric = mode == AtrousPadding::Symmetric;
     let known = shapes::infer_graph(graph);
-    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut taken = NameReserver::new(graph);
     let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
         std::collections::HashMap::new();
     let mut renames: Vec<(usize, String)> = Vec::new();
@@ -1431,7 +1431,7 @@ fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
         let t = node.attr.get("T").cloned();
         let names: Vec<String> = ["block", "paddings", "crops", "space_to_batch", "conv"]
             .iter()
-            .map(|k| unique_name(&format!("{name}/{k}"), &mut taken))
+            .map(|k| taken.reserve(&format!("{name}/{k}")))
             .collect();
         let [block_name, paddings_name, crops_name, s2b_name, conv_name] = names.as_slice() else {
             continue;
@@ -1452,8 +1452,8 @@ fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
         let mut new = Vec::new();
         let mut s2b_input = x.to_string();
         if in_front {
-            let front_name = unique_name(&format!("{name}/explicit_paddings"), &mut taken);
-            let padded_name = unique_name(&format!("{name}/padded"), &mut taken);
+            let front_name = taken.reserve(&format!("{name}/explicit_paddings"));
+            let padded_name = taken.reserve(&format!("{name}/padded"));
             let mut pad = typed("Pad", &padded_name, vec![s2b_input, front_name.clone()]);
             pad.attr
                 .insert("Tpaddings".into(), type_attr(DataType::DtInt32 as i32));

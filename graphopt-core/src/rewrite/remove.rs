@@ -17,86 +17,12 @@ use std::collections::{HashMap, HashSet};
 
 use crate::graph::edit::{control_inputs, data_inputs, Uses};
 use crate::graph::{self, InputRef};
-use crate::proto::{GraphDef, NodeDef};
+use crate::proto::GraphDef;
 
-/// Removes the `candidates` that nothing reads (unprotected Consts and pure ops: a rewrite
-/// bypassed them), then the producers only they read, and so on: the same nodes as
-/// [`crate::graph::edit::remove_unread`], which rescans the graph once per layer (quadratic on
-/// a bypassed chain). Here each removal lowers its producers' read counts, so every edge is
-/// visited a bounded number of times.
-pub fn remove_unread(
-    graph: &mut GraphDef,
-    candidates: HashSet<String>,
-    protected: &HashSet<String>,
-) {
-    if candidates.is_empty() {
-        return;
-    }
-    let index = graph::owned_name_index(graph);
-    // Input entries (data and control) naming each node.
-    let mut reads = vec![0usize; graph.node.len()];
-    for node in &graph.node {
-        for input in &node.input {
-            if let Some(&p) = index.get(graph::node_name(input)) {
-                reads[p] += 1;
-            }
-        }
-    }
-    let mut removed = vec![false; graph.node.len()];
-    let pending = candidates
-        .iter()
-        .filter_map(|name| index.get(name.as_str()).copied())
-        .collect();
-    mark_unread(
-        &graph.node,
-        &index,
-        &mut reads,
-        &mut removed,
-        pending,
-        protected,
-    );
-    let mut i = 0;
-    graph.node.retain(|_| {
-        i += 1;
-        !removed[i - 1]
-    });
-}
-
-/// [`remove_unread`] on the caller's name index, read counts (input entries naming each node)
-/// and removal marks, which it keeps up to date: marks removed each node of `pending` that
-/// nothing reads and that is an unprotected Const or pure op, lowers its producers' counts,
-/// and goes on with the producers it leaves unread.
-pub(crate) fn mark_unread(
-    nodes: &[NodeDef],
-    index: &HashMap<String, usize>,
-    reads: &mut [usize],
-    removed: &mut [bool],
-    mut pending: Vec<usize>,
-    protected: &HashSet<String>,
-) {
-    while let Some(i) = pending.pop() {
-        let Some(node) = nodes.get(i) else {
-            continue;
-        };
-        let removable = !protected.contains(&node.name)
-            && (node.op == "Const" || crate::graph::ops::is_pure(&node.op));
-        if removed.get(i) != Some(&false) || reads.get(i) != Some(&0) || !removable {
-            continue;
-        }
-        removed[i] = true;
-        for input in &node.input {
-            let Some(&p) = index.get(graph::node_name(input)) else {
-                continue;
-            };
-            if let Some(count) = reads.get_mut(p) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    pending.push(p);
-                }
-            }
-        }
-    }
-}
+// Bypassed-node removal lives in the graph layer (`graph::edit`), re-exported for the rewrites
+// that use it from here.
+pub(crate) use crate::graph::edit::mark_unread;
+pub use crate::graph::edit::remove_unread;
 
 /// Removes nodes whose op is in `ops` and that have at most `max_inputs` data inputs (IdentityN
 /// any number), until none is left that can be removed safely; `protected` nodes stay.
@@ -260,55 +186,4 @@ fn rewire_around(graph: &mut GraphDef, removed: &HashSet<usize>) {
         .filter(|(i, _)| !removed.contains(i))
         .map(|(_, n)| n)
         .collect();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn remove_unread_removes_what_the_rescanning_version_does() {
-        // A bypassed chain (each node read by the next but one), a producer shared with a
-        // survivor, a protected node, a node reading itself and a stateful op.
-        let mut nodes = vec![node("x", "Placeholder", &[]), node("c", "Const", &[])];
-        for i in 0..50 {
-            let input = if i < 2 {
-                "x".to_string()
-            } else {
-                format!("n{}", i - 2)
-            };
-            nodes.push(node(&format!("n{i}"), "Relu", &[&input, "^c"]));
-        }
-        nodes.extend([
-            node("kept", "Relu", &["c"]),
-            node("self", "Relu", &["self"]),
-            node("random", "RandomUniform", &["c"]),
-            node("guard", "Relu", &["x"]),
-        ]);
-        let graph = GraphDef {
-            node: nodes,
-            ..Default::default()
-        };
-        let candidates: HashSet<String> = ["n49", "n48", "self", "random", "guard", "c"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let protected: HashSet<String> = ["kept".to_string(), "guard".to_string()].into();
-        let mut linear = graph.clone();
-        remove_unread(&mut linear, candidates.clone(), &protected);
-        let mut rescanning = graph;
-        crate::graph::edit::remove_unread(&mut rescanning, candidates, &protected);
-        assert_eq!(linear, rescanning);
-        let names: Vec<&str> = linear.node.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(names, ["x", "c", "kept", "self", "random", "guard"]);
-    }
 }

@@ -28,9 +28,15 @@ const HOMOGENEOUS: &[&str] = &["Relu", "LeakyRelu", "MaxPool", "AvgPool", "Pad"]
 /// Moves positive per-channel multiplies forward into the next layers' weights, until nothing
 /// changes; returns how many multiplies were removed.
 pub fn fold_scales_forward(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    fold_in_sweeps(graph, protected, true)
+}
+
+/// [`fold_scales_forward`]; `follow_runs: false` moves one Mul of a run per sweep (the
+/// reference the tests hold the one-sweep moves to).
+fn fold_in_sweeps(graph: &mut GraphDef, protected: &HashSet<String>, follow_runs: bool) -> usize {
     let mut total = 0;
     for _ in 0..graph.node.len().max(1) {
-        let moved = sweep(graph, protected);
+        let moved = sweep(graph, protected, follow_runs);
         if moved == 0 {
             break;
         }
@@ -40,21 +46,24 @@ pub fn fold_scales_forward(graph: &mut GraphDef, protected: &HashSet<String>) ->
 }
 
 /// Who reads each node, for one sweep: the readers when the sweep began, plus those a move
-/// rewired onto the node since. Looking readers up here instead of scanning the graph keeps a
-/// sweep linear. Entries may be stale or repeated; [`Readers::of`] checks them.
-struct Readers(Vec<Vec<usize>>);
+/// rewired onto the node since, each with the position of the input entry that reads it.
+/// Looking readers up here instead of scanning the graph keeps a sweep linear, and checking
+/// the recorded entry instead of the reader's whole input list keeps it linear for a reader of
+/// thousands of nodes (an AddN of 20000 Muls). Entries may be stale or repeated; [`Readers::of`]
+/// checks them, and skips the Muls moved this sweep (`gone`), which still hold their inputs.
+struct Readers(Vec<Vec<(usize, usize)>>, HashSet<usize>);
 
 impl Readers {
     fn new(graph: &GraphDef, uses: &Uses) -> Self {
         let mut readers = vec![Vec::new(); graph.node.len()];
         for (r, node) in graph.node.iter().enumerate() {
-            for input in &node.input {
+            for (k, input) in node.input.iter().enumerate() {
                 if let Some(list) = uses.producer(input).and_then(|p| readers.get_mut(p)) {
-                    list.push(r);
+                    list.push((r, k));
                 }
             }
         }
-        Readers(readers)
+        Readers(readers, HashSet::new())
     }
 
     /// The nodes now reading node `i` through an input `reads` accepts, in graph order.
@@ -67,25 +76,28 @@ impl Readers {
             .get(i)
             .map_or(&[][..], Vec::as_slice)
             .iter()
-            .copied()
-            .filter(|&r| {
-                graph.node.get(r).is_some_and(|n| {
-                    n.input.iter().any(|input| {
-                        let parsed = InputRef::parse(input);
-                        parsed.node == name && reads(&parsed)
-                    })
-                })
+            .filter(|&&(r, k)| {
+                !self.1.contains(&r)
+                    && graph
+                        .node
+                        .get(r)
+                        .and_then(|n| n.input.get(k))
+                        .is_some_and(|input| {
+                            let parsed = InputRef::parse(input);
+                            parsed.node == name && reads(&parsed)
+                        })
             })
+            .map(|&(r, _)| r)
             .collect();
         found.sort_unstable();
         found.dedup();
         found
     }
 
-    /// Node `r` now reads node `p` (if `p` is known).
-    fn add(&mut self, p: Option<usize>, r: usize) {
+    /// Input `k` of node `r` now reads node `p` (if `p` is known).
+    fn add(&mut self, p: Option<usize>, r: usize, k: usize) {
         if let Some(list) = p.and_then(|p| self.0.get_mut(p)) {
-            list.push(r);
+            list.push((r, k));
         }
     }
 }
@@ -117,22 +129,50 @@ fn const_operand(graph: &GraphDef, uses: &Uses, node: usize) -> Option<(usize, S
 }
 
 /// One sweep; the number of multiplies removed.
-fn sweep(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+fn sweep(graph: &mut GraphDef, protected: &HashSet<String>, follow_runs: bool) -> usize {
     let uses = Uses::new(graph);
     let mut readers = Readers::new(graph, &uses);
     let mut edits = FoldEdits::new(graph, protected);
     let mut moved = 0;
-    for mul in 0..graph.node.len() {
-        edits.begin_fold();
-        if graph.node[mul].op != "Mul" || !edits.free(graph, &uses, &[mul]) {
-            continue;
-        }
-        if let Some(done) = try_move(graph, &uses, &mut readers, &mut edits, protected, mul) {
-            moved += usize::from(done);
+    for first in 0..graph.node.len() {
+        let (mut mul, mut reuse) = (first, Vec::new());
+        loop {
+            edits.begin_fold();
+            if graph.node[mul].op != "Mul" || !edits.free(graph, &uses, &[mul]) {
+                break;
+            }
+            let Some(next) = try_move(
+                graph,
+                &uses,
+                &mut readers,
+                &mut edits,
+                protected,
+                mul,
+                &reuse,
+            ) else {
+                break;
+            };
+            moved += 1;
+            // A run of Muls before one layer moves in this sweep, not one Mul per sweep.
+            let Some(next) = next.filter(|_| follow_runs) else {
+                break;
+            };
+            (mul, reuse) = (next.mul, next.reuse.to_vec());
         }
     }
     edits.finish(graph);
     moved
+}
+
+/// The Mul a move read, when the move went into one layer straight after the Mul (no shift,
+/// no activation between, no control inputs) whose weights nothing else reads: the next
+/// sweep would move that Mul into the same layer, the layer's weights then being what this
+/// move wrote in place, and nothing else reading what it touched. So it moves now, allowed
+/// the nodes of `reuse` (the layer, its weights, the scale) touched: the result is the one of
+/// a sweep per Mul, in one sweep.
+struct Next {
+    mul: usize,
+    reuse: [usize; 3],
 }
 
 fn try_move(
@@ -142,7 +182,8 @@ fn try_move(
     edits: &mut FoldEdits,
     protected: &HashSet<String>,
     mul: usize,
-) -> Option<bool> {
+    reuse: &[usize],
+) -> Option<Option<Next>> {
     let (s_node, x) = const_operand(graph, uses, mul)?;
     let s_value = const_value(graph.node.get(s_node)?)?;
     let scale = floats(&s_value)?;
@@ -224,7 +265,12 @@ fn try_move(
     involved.extend(shift.map(|(a, b)| [a, b]).into_iter().flatten());
     involved.extend(&chain);
     involved.extend(scaled.iter().flat_map(|(r, w, _)| [*r, *w]));
-    if !edits.free(graph, uses, &involved) {
+    let fresh: Vec<usize> = involved
+        .iter()
+        .copied()
+        .filter(|i| !reuse.contains(i))
+        .collect();
+    if !edits.free(graph, uses, &fresh) {
         return None;
     }
     let new_shift = match shift {
@@ -260,17 +306,31 @@ fn try_move(
         let Some(node) = graph.node.get_mut(r) else {
             continue;
         };
-        for input in &mut node.input {
+        for (k, input) in node.input.iter_mut().enumerate() {
             let parsed = InputRef::parse(input);
             if !parsed.control && parsed.node == mul_name {
                 *input = x.clone();
+                index.add(x_producer, r, k);
             }
         }
         node.input.extend(controls.iter().cloned());
-        index.add(x_producer, r);
     }
     edits.removed.insert(mul);
-    Some(true)
+    index.1.insert(mul);
+    let next = match scaled.as_slice() {
+        [(r, w, _)] if shift.is_none() && chain.is_empty() && controls.is_empty() => x_producer
+            .filter(|&p| {
+                uses.data_count(*w) == 1
+                    && InputRef::parse(&x).port == 0
+                    && graph.node.get(p).is_some_and(|n| n.op == "Mul")
+            })
+            .map(|p| Next {
+                mul: p,
+                reuse: [*r, *w, s_node],
+            }),
+        _ => None,
+    };
+    Some(next)
 }
 
 /// The per-channel length of `scale` against a layer's input channels (a scalar fits any).
@@ -310,4 +370,135 @@ fn zero_pad_keeps_channels(graph: &GraphDef, uses: &Uses, pad: usize) -> bool {
         return false;
     };
     p.len() >= 2 && p[p.len() - 2..].iter().all(|&v| v == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{attr_value, AttrValue, DataType, NodeDef};
+    use crate::tensor::{Data, Tensor};
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        let mut node = NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let t = AttrValue {
+            value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
+        };
+        node.attr.insert("T".into(), t);
+        node
+    }
+
+    fn floats(name: &str, dims: &[usize], values: &[f32]) -> NodeDef {
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.to_vec());
+        let value = Tensor::from_data(Data::F32(array.expect("shape")));
+        crate::graph::edit::const_node(name.into(), String::new(), &value)
+    }
+
+    fn conv(name: &str, input: &str, weights: &str) -> NodeDef {
+        let mut conv = node(name, "Conv2D", &[input, weights]);
+        let strides = attr_value::ListValue {
+            i: vec![1; 4],
+            ..Default::default()
+        };
+        conv.attr.insert(
+            "strides".into(),
+            AttrValue {
+                value: Some(attr_value::Value::List(Box::new(strides))),
+            },
+        );
+        conv.attr.insert(
+            "padding".into(),
+            AttrValue {
+                value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"VALID"))),
+            },
+        );
+        conv
+    }
+
+    /// Runs of Muls (some with an activation, a shift or control input between, some into
+    /// shared weights) give in one sweep what one Mul per sweep gives.
+    #[test]
+    fn runs_of_muls_fold_as_one_per_sweep_does() {
+        let mut nodes = vec![
+            floats("s", &[2], &[1.5, 2.0]),
+            floats("t", &[2], &[0.5, 3.0]),
+            floats("b", &[2], &[1.0, -1.0]),
+            floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
+            floats("shared", &[1, 1, 2, 2], &[2.0, 0.5, 0.5, 1.0]),
+        ];
+        let mut outputs = Vec::new();
+        for (k, shape) in ["plain", "relu", "shift", "control", "shared", "shared"]
+            .iter()
+            .enumerate()
+        {
+            let x = format!("x{k}");
+            nodes.push(node(&x, "Placeholder", &[]));
+            let mut last = x;
+            for i in 0..6 {
+                let m = format!("m{k}_{i}");
+                let scale = if i % 2 == 0 { "s" } else { "t" };
+                let mut mul = node(&m, "Mul", &[&last, scale]);
+                if *shape == "control" && i == 3 {
+                    mul.input.push("^s".into());
+                }
+                nodes.push(mul);
+                last = m;
+                if (*shape == "relu" || *shape == "shift") && i == 2 {
+                    let (op, inputs) = if *shape == "relu" {
+                        ("Relu", vec![last.as_str()])
+                    } else {
+                        ("BiasAdd", vec![last.as_str(), "b"])
+                    };
+                    let between = format!("between{k}");
+                    nodes.push(node(&between, op, &inputs));
+                    last = between;
+                }
+            }
+            let weights = if *shape == "shared" { "shared" } else { "w" };
+            let c = format!("conv{k}");
+            nodes.push(conv(&c, &last, weights));
+            outputs.push(c);
+        }
+        // The weights `w` are read by several convolutions too.
+        let graph = GraphDef {
+            node: nodes,
+            ..Default::default()
+        };
+        let protected: HashSet<String> = outputs.into_iter().collect();
+        let mut one_sweep = graph.clone();
+        let moved = fold_in_sweeps(&mut one_sweep, &protected, true);
+        let mut per_sweep = graph;
+        assert_eq!(fold_in_sweeps(&mut per_sweep, &protected, false), moved);
+        assert!(moved > 6, "{moved}");
+        assert_eq!(one_sweep, per_sweep);
+
+        // One run into weights nothing else reads.
+        let mut nodes = vec![
+            node("x", "Placeholder", &[]),
+            floats("s", &[2], &[1.5, 2.0]),
+            floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
+        ];
+        let mut last = "x".to_string();
+        for i in 0..50 {
+            let m = format!("m{i}");
+            nodes.push(node(&m, "Mul", &[&last, "s"]));
+            last = m;
+        }
+        nodes.push(conv("conv", &last, "w"));
+        let graph = GraphDef {
+            node: nodes,
+            ..Default::default()
+        };
+        let protected: HashSet<String> = ["conv".to_string()].into();
+        let mut one_sweep = graph.clone();
+        assert_eq!(sweep(&mut one_sweep, &protected, true), 50);
+        let mut per_sweep = graph;
+        assert_eq!(fold_in_sweeps(&mut per_sweep, &protected, false), 50);
+        assert_eq!(one_sweep, per_sweep);
+        assert_eq!(one_sweep.node.len(), 3);
+    }
 }

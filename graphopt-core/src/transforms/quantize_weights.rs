@@ -15,7 +15,7 @@ use ndarray::ArrayD;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::edit::{const_node, unique_name};
+use crate::graph::edit::{const_node, NameReserver};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use crate::rewrite::weights::floats;
 use crate::tensor::{Data, Tensor};
@@ -42,7 +42,7 @@ impl Transform for QuantizeWeights {
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let minimum_size = usize::try_from(context.params.int("minimum_size", 1024)?)
             .map_err(|_| context.error("minimum_size must not be negative"))?;
-        let mut taken = graph.node.iter().map(|n| n.name.clone()).collect();
+        let mut taken = NameReserver::new(graph);
         let old = std::mem::take(&mut graph.node);
         for node in old {
             match quantizable(&node, minimum_size) {
@@ -102,7 +102,7 @@ pub fn quantize(value: f32, min: f32, max: f32) -> u8 {
 fn quantize_node(
     node: NodeDef,
     (values, dims): &(Vec<f32>, Vec<usize>),
-    taken: &mut std::collections::HashSet<String>,
+    taken: &mut NameReserver,
 ) -> Vec<NodeDef> {
     let (min, max) = quantization_range(values);
     let codes: Vec<u8> = values.iter().map(|&v| quantize(v, min, max)).collect();
@@ -113,9 +113,9 @@ fn quantize_node(
         return vec![node];
     };
     let scalar = |v: f32| Tensor::from_data(Data::F32(ndarray::arr0(v).into_dyn()));
-    let const_name = unique_name(&format!("{}_quantized_const", node.name), taken);
-    let min_name = unique_name(&format!("{}_quantized_min", node.name), taken);
-    let max_name = unique_name(&format!("{}_quantized_max", node.name), taken);
+    let const_name = taken.reserve(&format!("{}_quantized_const", node.name));
+    let min_name = taken.reserve(&format!("{}_quantized_min", node.name));
+    let max_name = taken.reserve(&format!("{}_quantized_max", node.name));
     let mut dequantize = NodeDef {
         name: node.name.clone(),
         op: "Dequantize".into(),
