@@ -369,3 +369,97 @@ fn unsupported_captures_are_named_with_their_function() {
         "{error}"
     );
 }
+
+/// A TF1-style SavedModel of `graph` in `dir` (no `variables/`, which TensorFlow's loader
+/// accepts as nothing to restore), whose signature maps the keys of
+/// `inputs` and `outputs` to tensors.
+fn write_saved_model(
+    dir: &std::path::Path,
+    graph: GraphDef,
+    inputs: &[(&str, &str)],
+    outputs: &[(&str, &str)],
+) {
+    use graphopt_core::proto::{
+        meta_graph_def, tensor_info, DataType, MetaGraphDef, SavedModel, SignatureDef, TensorInfo,
+    };
+    use prost::Message;
+    let infos = |list: &[(&str, &str)]| {
+        list.iter()
+            .map(|(key, tensor)| {
+                let info = TensorInfo {
+                    encoding: Some(tensor_info::Encoding::Name(tensor.to_string())),
+                    dtype: DataType::DtFloat as i32,
+                    ..Default::default()
+                };
+                (key.to_string(), info)
+            })
+            .collect()
+    };
+    let signature = SignatureDef {
+        inputs: infos(inputs),
+        outputs: infos(outputs),
+        method_name: "tensorflow/serving/predict".into(),
+        ..Default::default()
+    };
+    let model = SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![MetaGraphDef {
+            meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                tags: vec!["serve".into()],
+                ..Default::default()
+            }),
+            graph_def: Some(graph),
+            signature_def: [("serving_default".to_string(), signature)].into(),
+            ..Default::default()
+        }],
+    };
+    std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn signature_keys_rename_inputs_and_name_outputs_even_an_output_that_is_an_input() {
+    let graph = graphopt_core::text_format::parse(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "sum" op: "AddV2" input: "x" input: "y" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Keys swap the placeholders' names: `y` may take the name `x` once `x` has become `a`.
+    write_saved_model(
+        dir.path(),
+        graph,
+        &[("a", "x:0"), ("x", "y:0")],
+        &[("total", "sum:0"), ("echo", "x:0")],
+    );
+    let frozen =
+        graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default()).unwrap();
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    let inputs_of = |name: &str| {
+        let node = frozen.graph.node.iter().find(|n| n.name == name).unwrap();
+        node.input.clone()
+    };
+    assert_eq!(inputs_of("sum"), ["a", "x"]);
+    // The output reading input `x:0` reads it under its key `a`.
+    assert_eq!(inputs_of("echo"), ["a"]);
+    assert_eq!(inputs_of("total"), ["sum:0"]);
+    let scalar =
+        |v: f32| graphopt_core::tensor::Tensor::from_data(Data::F32(ndarray::arr0(v).into_dyn()));
+    let feeds = [
+        ("a".to_string(), scalar(2.0)),
+        ("x".to_string(), scalar(5.0)),
+    ]
+    .into_iter()
+    .collect();
+    let out = graphopt_core::eval::evaluate(
+        &frozen.graph,
+        &feeds,
+        &["total".into(), "echo".into()],
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(out[0].data(), scalar(7.0).data());
+    assert_eq!(out[1].data(), scalar(2.0).data());
+}

@@ -414,16 +414,22 @@ fn freeze_tf1() -> Vec<String> {
 
 /// A TF1-style SavedModel (no object graph) of `g`, whose signature returns `output`.
 fn saved_model(g: GraphDef, output: &str) -> Vec<u8> {
+    saved_model_with_inputs(g, &[], output)
+}
+
+/// [`saved_model`] whose signature also takes the float `inputs`, `(key, node)` each.
+fn saved_model_with_inputs(g: GraphDef, inputs: &[(String, String)], output: &str) -> Vec<u8> {
+    let tensor = |name: String| TensorInfo {
+        encoding: Some(tensor_info::Encoding::Name(name)),
+        dtype: DataType::DtFloat as i32,
+        ..Default::default()
+    };
     let signature = SignatureDef {
-        outputs: [(
-            "output".to_string(),
-            TensorInfo {
-                encoding: Some(tensor_info::Encoding::Name(format!("{output}:0"))),
-                dtype: DataType::DtFloat as i32,
-                ..Default::default()
-            },
-        )]
-        .into(),
+        inputs: inputs
+            .iter()
+            .map(|(key, node)| (key.clone(), tensor(format!("{node}:0"))))
+            .collect(),
+        outputs: [("output".to_string(), tensor(format!("{output}:0")))].into(),
         method_name: "tensorflow/serving/predict".into(),
         ..Default::default()
     };

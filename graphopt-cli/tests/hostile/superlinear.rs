@@ -328,5 +328,32 @@ pub fn cases() -> Vec<Case> {
         transform("fold_scale_axis", "out"),
         Expect::Success,
     ));
+
+    // freeze: each signature input was renamed by a pass over the whole graph.
+    let n = 10_000;
+    let mut nodes: Vec<NodeDef> = (0..n).map(|i| placeholder(&name("p", i), F, &[])).collect();
+    let refs: Vec<String> = (0..n).map(|i| name("p", i)).collect();
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    nodes.push(node("out", "AddN", &refs, vec![t(F), ("N", int(n as i64))]));
+    let inputs: Vec<(String, String)> = (0..n).map(|i| (name("k", i), name("p", i))).collect();
+    cases.push(Case {
+        name: "c08_freeze_many_signature_inputs",
+        class: 8,
+        about: "freezing a SavedModel whose signature takes 10000 inputs, each renamed to its key",
+        files: vec![
+            (
+                "model/saved_model.pb",
+                saved_model_with_inputs(graph(nodes), &inputs, "out"),
+            ),
+            (
+                "model/variables/variables.index",
+                index_file(&[header_entry()]),
+            ),
+            ("model/variables/variables.data-00000-of-00001", Vec::new()),
+        ],
+        special: Vec::new(),
+        args: freeze_saved_model(),
+        expect: Expect::Success,
+    });
     cases
 }

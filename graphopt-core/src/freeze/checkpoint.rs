@@ -241,6 +241,18 @@ impl Checkpoint {
         })
     }
 
+    /// A checkpoint with no tensors at `prefix`: what TensorFlow restores for a SavedModel
+    /// without a `variables/` directory.
+    pub fn empty(prefix: impl AsRef<Path>) -> Self {
+        Checkpoint {
+            prefix: prefix.as_ref().to_path_buf(),
+            header: BundleHeaderProto::default(),
+            entries: BTreeMap::new(),
+            slice_entries: BTreeMap::new(),
+            shards: Default::default(),
+        }
+    }
+
     /// Tensor names in the checkpoint, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)

@@ -164,7 +164,14 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .graph_def
         .clone()
         .ok_or_else(|| fail("the MetaGraph has no graph"))?;
-    let checkpoint = Checkpoint::open(variables_prefix(dir))?;
+    // Like TensorFlow's loader, a SavedModel without variables restores nothing; a variable
+    // the graph needs is then reported missing by name.
+    let prefix = variables_prefix(dir);
+    let checkpoint = if dir.join("variables").exists() {
+        Checkpoint::open(&prefix)?
+    } else {
+        Checkpoint::empty(&prefix)
+    };
 
     // Replace the variables each signature call captures with their values.
     let outputs: BTreeMap<&String, &str> = sig
@@ -294,21 +301,35 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
     propagate_handles(&mut graph, &mut frozen_handles);
     rewrite_resource_reads(&mut graph, &frozen_handles);
 
-    // Inputs and outputs take the signature's names.
+    // Inputs and outputs take the signature's names: the renames are worked out one after
+    // another on the set of names (a key may take a name an earlier rename freed), then done
+    // in one pass over the graph.
     let mut input_names = Vec::new();
+    // Each current name, with the name its node had before the renames.
+    let mut current: HashMap<String, String> = graph
+        .node
+        .iter()
+        .map(|n| (n.name.clone(), n.name.clone()))
+        .collect();
+    let mut renames = HashMap::new();
     for (key, tensor) in &inputs {
-        let name = graph::node_name(tensor).to_string();
-        if graph.node.iter().any(|n| n.name == **key) && name != **key {
+        let name = graph::node_name(tensor);
+        if current.contains_key(*key) && name != **key {
             return Err(fail(format!(
                 "cannot rename input '{name}' to '{key}': the name is taken"
             )));
         }
-        crate::graph::edit::rename_node(&mut graph, &name, key);
+        if let Some(original) = current.remove(name) {
+            renames.insert(original.clone(), (*key).clone());
+            current.insert((*key).clone(), original);
+        }
         input_names.push((*key).clone());
     }
+    renames.retain(|old, new| old != new);
+    crate::graph::edit::rename_nodes(&mut graph, &renames);
     let mut output_names = Vec::new();
     for (key, tensor) in &outputs {
-        if graph.node.iter().any(|n| n.name == **key) {
+        if current.contains_key(*key) {
             return Err(fail(format!(
                 "cannot name output '{key}': a node of that name exists"
             )));
@@ -317,7 +338,15 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         let mut identity = NodeDef {
             name: (*key).clone(),
             op: "Identity".into(),
-            input: vec![(*tensor).to_string()],
+            // An output that is also an input reads the input under its new name.
+            input: vec![match renames.get(graph::node_name(tensor)) {
+                Some(new) => InputRef {
+                    node: new,
+                    ..InputRef::parse(tensor)
+                }
+                .to_string(),
+                None => (*tensor).to_string(),
+            }],
             ..Default::default()
         };
         identity.attr.insert(
@@ -327,6 +356,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
             },
         );
         graph.node.push(identity);
+        current.insert((*key).clone(), (*key).clone());
         output_names.push((*key).clone());
     }
     let strip = StripOptions {
