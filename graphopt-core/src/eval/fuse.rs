@@ -122,16 +122,8 @@ fn run<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::NodeDef;
 
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
+    use crate::graph::test_nodes::node;
 
     fn consumers(graph: &GraphDef) -> Vec<Vec<(usize, usize, bool)>> {
         let index = |name: &str| graph.node.iter().position(|n| n.name == name);

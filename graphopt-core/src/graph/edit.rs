@@ -473,14 +473,7 @@ pub(crate) fn mark_unread(
 mod tests {
     use super::*;
 
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
+    use crate::graph::test_nodes::node;
 
     /// The reference [`remove_unread`]: rescans the graph once per removed layer.
     fn remove_unread_rescanning(

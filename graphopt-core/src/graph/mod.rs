@@ -12,6 +12,8 @@ pub mod edit;
 pub mod functions;
 pub mod inline;
 pub mod ops;
+#[cfg(test)]
+pub(crate) mod test_nodes;
 
 use crate::proto::{GraphDef, NodeDef};
 

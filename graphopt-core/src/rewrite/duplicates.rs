@@ -187,24 +187,8 @@ pub fn merge_duplicates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{attr_value, AttrValue};
 
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        let mut node = NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        };
-        let type_attr = if op == "Placeholder" { "dtype" } else { "T" };
-        node.attr.insert(
-            type_attr.into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(1)),
-            },
-        );
-        node
-    }
+    use crate::graph::test_nodes::float_node as node;
 
     #[test]
     fn three_identical_with_the_last_protected() {

@@ -375,22 +375,10 @@ fn zero_pad_keeps_channels(graph: &GraphDef, uses: &Uses, pad: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{attr_value, AttrValue, DataType, NodeDef};
+    use crate::proto::{attr_value, AttrValue, NodeDef};
     use crate::tensor::{Data, Tensor};
 
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        let mut node = NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        };
-        let t = AttrValue {
-            value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
-        };
-        node.attr.insert("T".into(), t);
-        node
-    }
+    use crate::graph::test_nodes::float_node as node;
 
     fn floats(name: &str, dims: &[usize], values: &[f32]) -> NodeDef {
         let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.to_vec());

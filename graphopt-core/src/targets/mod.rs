@@ -1082,14 +1082,7 @@ mod tests {
     use crate::proto::{tensor_shape_proto, AttrValue, FunctionDefLibrary, NameAttrList, OpDef};
     use crate::proto::{TensorProto, TensorShapeProto};
 
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
+    use crate::graph::test_nodes::node;
 
     #[test]
     fn a_const_whose_dims_overflow_is_reported_not_multiplied() {
