@@ -226,6 +226,12 @@ impl Model {
                 (String::new(), Some(e))
             }
         };
+        // Why the model is not cached, if it is not.
+        let cache_off = match (&unversioned, &no_lock) {
+            (Some(transform), _) => Some(format!("transform '{transform}' has no version")),
+            (None, Some(e)) => Some(format!("dependency versions unknown: {e}")),
+            (None, None) => None,
+        };
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
             .part("code", code.as_bytes())
@@ -256,7 +262,7 @@ impl Model {
 
         let cache_dir = cache::cache_dir(&out_dir);
         let cached = match cache::lookup(&cache_dir, &key, &mut memo) {
-            _ if unversioned.is_some() || no_lock.is_some() => None,
+            _ if cache_off.is_some() => None,
             Ok(entry) => entry,
             Err(warning) => {
                 println!("cargo::warning=graphopt: model '{}': {warning}", self.name);
@@ -288,12 +294,10 @@ impl Model {
                 manifest.key = key.clone();
                 manifest.code_sha256 = code;
                 manifest.dependencies_sha256 = dependencies;
-                let stored = if let Some(transform) = &unversioned {
-                    // Not cached: the transform cannot say when its output changes.
-                    manifest.cache = format!("off (transform '{transform}' has no version)");
-                    None
-                } else if no_lock.is_some() {
-                    manifest.cache = "off (no Cargo.lock: dependency versions unknown)".into();
+                let stored = if let Some(reason) = &cache_off {
+                    // Not cached: a transform that cannot say when its output changes, or
+                    // dependencies that cannot be told apart.
+                    manifest.cache = format!("off ({reason})");
                     None
                 } else {
                     match cache::store(&cache_dir, &key, &model_bytes, &manifest) {
@@ -317,7 +321,7 @@ impl Model {
                     None => index::place_bytes(&dir, &file_name, &model_bytes),
                 }
                 .map_err(place_error)?;
-                let status = if unversioned.is_some() || no_lock.is_some() {
+                let status = if cache_off.is_some() {
                     CacheStatus::Off
                 } else {
                     CacheStatus::Miss
