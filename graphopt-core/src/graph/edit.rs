@@ -259,7 +259,8 @@ impl Edits {
     }
 
     /// Gives input `slot` of `consumer` the value `value`: in place if `constant` has no other
-    /// reader, else through a new Const inserted before the consumer.
+    /// data reader (control edges read no value), else through a new Const inserted before
+    /// the consumer.
     pub fn set_input_value(
         &mut self,
         graph: &mut GraphDef,
@@ -269,24 +270,10 @@ impl Edits {
         constant: usize,
         value: &Tensor,
     ) {
-        self.set_input_proto(graph, uses, consumer, slot, constant, value.to_proto());
-    }
-
-    /// [`Edits::set_input_value`] with the value already encoded.
-    pub fn set_input_proto(
-        &mut self,
-        graph: &mut GraphDef,
-        uses: &Uses,
-        consumer: usize,
-        slot: usize,
-        constant: usize,
-        proto: TensorProto,
-    ) {
-        // Control edges read no value, so only data readers force a copy.
         if uses.data_count(constant) == 1 {
-            self.write_const(graph, constant, proto);
+            self.write_const(graph, constant, value.to_proto());
         } else {
-            self.copy_const(graph, consumer, slot, constant, proto);
+            self.copy_const(graph, consumer, slot, constant, value.to_proto());
         }
     }
 
