@@ -616,22 +616,24 @@ fn atrous_pattern(block: [i64; 2], pads: [i64; 4], crops: [i64; 4]) -> GraphDef 
     ])
 }
 
+/// A float While of `x` over the functions `cond` and `body`.
+fn while_node(name: &str) -> NodeDef {
+    node(
+        name,
+        "While",
+        &["x"],
+        vec![
+            ("T", types(&[DataType::DtFloat])),
+            ("cond", func("cond")),
+            ("body", func("body")),
+        ],
+    )
+}
+
 fn functional_while(x0: f32, limit: f32, body: FunctionDef) -> GraphDef {
     let f = DataType::DtFloat;
     with_library(
-        graph(vec![
-            floats("x", &[], &[x0]),
-            node(
-                "out",
-                "While",
-                &["x"],
-                vec![
-                    ("T", types(&[f])),
-                    ("cond", func("cond")),
-                    ("body", func("body")),
-                ],
-            ),
-        ]),
+        graph(vec![floats("x", &[], &[x0]), while_node("out")]),
         vec![
             function(
                 "cond",
@@ -1282,20 +1284,7 @@ pub fn all() -> Vec<Case> {
     let recursive_while = functional_while(
         1.0,
         10.0,
-        function(
-            "body",
-            vec![node(
-                "again",
-                "While",
-                &["x"],
-                vec![
-                    ("T", types(&[f])),
-                    ("cond", func("cond")),
-                    ("body", func("body")),
-                ],
-            )],
-            "again:output:0",
-        ),
+        function("body", vec![while_node("again")], "again:output:0"),
     );
     cases.push(model_case(
         "c06_while_body_contains_itself",
