@@ -193,12 +193,25 @@ fn check_estimate(estimate: &wire::Estimate, file_bytes: usize, path: &Path) -> 
 /// a GraphDef: the memory estimate and node count against the budget. `path` names the file in
 /// errors.
 pub fn decode_message<T: Message + prost::Name + Default>(data: Bytes, path: &Path) -> Result<T> {
-    if let Some(estimate) = wire::estimate(&data, &T::full_name()) {
+    decode_partly::<T>(data, path, &T::full_name(), &[])
+}
+
+/// Decodes `data`, an encoded `schema` message (e.g. `tensorflow.SavedModel`), as `T`: a
+/// message declaring some of `schema`'s fields, with the message fields `opaque` names
+/// (message type, field number) declared as `bytes`, left encoded to decode on demand. The
+/// checks of [`decode_message`], on what `T` decodes.
+pub fn decode_partly<T: Message + Default>(
+    data: Bytes,
+    path: &Path,
+    schema: &str,
+    opaque: &[(&str, u32)],
+) -> Result<T> {
+    if let Some(estimate) = wire::estimate_opaque(&data, schema, opaque) {
         check_estimate(&estimate, data.len(), path)?;
     }
     T::decode(data).map_err(|e| Error::Decode {
         path: path.to_path_buf(),
-        what: T::NAME.to_string(),
+        what: schema.rsplit('.').next().unwrap_or(schema).to_string(),
         message: e.to_string(),
     })
 }

@@ -48,7 +48,7 @@ fn digests() -> BTreeMap<String, String> {
 fn pipeline_outputs_have_the_committed_digests() {
     let path = common::fixtures().join("expected/output_sha256.json");
     let ours = digests();
-    if std::env::var_os("GRAPHOPT_BLESS").is_some() {
+    if std::env::var("GRAPHOPT_BLESS").is_ok_and(|v| !v.is_empty() && v != "0") {
         let text = serde_json::to_string_pretty(&ours).unwrap() + "\n";
         std::fs::write(&path, text).unwrap();
     }

@@ -329,6 +329,26 @@ pub fn cases() -> Vec<Case> {
         Expect::Success,
     ));
 
+    // fold_scale_axis: a Mul waits for the Mul after its activation to move first, so a
+    // Mul -> Relu run before one Conv2D moved one Mul per sweep.
+    let mut nodes = conv_chain_start();
+    let mut last = "x".to_string();
+    for i in 0..5_000 {
+        let (m, r) = (name("m", i), name("r", i));
+        nodes.push(node(&m, "Mul", &[&last, "s"], vec![t(F)]));
+        nodes.push(node(&r, "Relu", &[&m], vec![t(F)]));
+        last = r;
+    }
+    nodes.push(conv("out", &last, "w"));
+    cases.push(model_case(
+        "c08_fold_scale_axis_mul_relu_run",
+        8,
+        "fold_scale_axis on 5000 Mul -> Relu pairs by one per-channel Const before one Conv2D",
+        graph(nodes),
+        transform("fold_scale_axis", "out"),
+        Expect::Success,
+    ));
+
     // freeze: each signature input was renamed by a pass over the whole graph.
     let n = 10_000;
     let mut nodes: Vec<NodeDef> = (0..n).map(|i| placeholder(&name("p", i), F, &[])).collect();

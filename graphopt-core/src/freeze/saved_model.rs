@@ -12,11 +12,12 @@ use prost::Message;
 use super::checkpoint::Checkpoint;
 use super::tf1::{freeze_graph, reachable, rewrite_resource_reads, variable_to_const};
 use super::FreezeError;
+use crate::graph::functions::EncodedLibrary;
 use crate::graph::inline;
 use crate::graph::{self, InputRef};
 use crate::proto::{
-    attr_value, saved_object, AttrValue, GraphDef, MetaGraphDef, NodeDef, SavedModel, SignatureDef,
-    TrackableObjectGraph,
+    attr_value, saved_object, AttrValue, FunctionDef, GraphDebugInfo, GraphDef, MetaGraphDef,
+    NodeDef, SavedModel, SavedObjectGraph, SignatureDef, TrackableObjectGraph, VersionDef,
 };
 use crate::rewrite::order::sort_by_execution_order;
 use crate::rewrite::strip::{strip_unused, StripOptions};
@@ -51,6 +52,61 @@ pub struct Frozen {
     pub shapes: BTreeMap<String, Option<Vec<i64>>>,
 }
 
+/// What freezing reads of a SavedModel (declared like `tensorflow.SavedModel` and its parts,
+/// with only the fields used), the function library left encoded: a Keras SavedModel's
+/// library holds its save, restore and training functions besides the few a signature calls,
+/// and decoding them all cost more than the rest of the file.
+#[derive(Clone, PartialEq, Message)]
+struct SavedModelToFreeze {
+    #[prost(message, repeated, tag = "2")]
+    meta_graphs: Vec<MetaGraphToFreeze>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct MetaGraphToFreeze {
+    #[prost(message, optional, tag = "1")]
+    meta_info_def: Option<MetaInfoTags>,
+    #[prost(message, optional, tag = "2")]
+    graph_def: Option<GraphToFreeze>,
+    #[prost(btree_map = "string, message", tag = "5")]
+    signature_def: BTreeMap<String, SignatureDef>,
+    #[prost(message, optional, tag = "7")]
+    object_graph_def: Option<SavedObjectGraph>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct MetaInfoTags {
+    #[prost(string, repeated, tag = "4")]
+    tags: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GraphToFreeze {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeDef>,
+    #[prost(message, optional, tag = "2")]
+    library: Option<EncodedLibrary>,
+    #[prost(int32, tag = "3")]
+    version: i32,
+    #[prost(message, optional, tag = "4")]
+    versions: Option<VersionDef>,
+    #[prost(message, optional, tag = "5")]
+    debug_info: Option<GraphDebugInfo>,
+}
+
+fn read_saved_model_to_freeze(dir: &Path) -> Result<SavedModelToFreeze, FreezeError> {
+    let path = dir.join("saved_model.pb");
+    let bytes =
+        crate::io::read_regular(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    crate::io::decode_partly(
+        bytes.into(),
+        &path,
+        "tensorflow.SavedModel",
+        &[EncodedLibrary::OPAQUE],
+    )
+    .map_err(|e| fail(e.to_string()))
+}
+
 /// The checkpoint key of TF2's object graph; TF1 checkpoints have none.
 const OBJECT_GRAPH_KEY: &str = "_CHECKPOINTABLE_OBJECT_GRAPH";
 
@@ -71,36 +127,34 @@ pub fn meta_graph<'a>(
     model: &'a SavedModel,
     tag_set: &str,
 ) -> Result<&'a MetaGraphDef, FreezeError> {
+    let tags = model
+        .meta_graphs
+        .iter()
+        .map(|m| m.meta_info_def.as_ref().map_or(&[][..], |i| &i.tags[..]));
+    Ok(&model.meta_graphs[tag_set_position(tags, tag_set)?])
+}
+
+/// The position of the tag list that is exactly `tag_set`'s tags, in any order.
+fn tag_set_position<'a>(
+    tag_lists: impl Iterator<Item = &'a [String]> + Clone,
+    tag_set: &str,
+) -> Result<usize, FreezeError> {
     let mut wanted: Vec<&str> = tag_set
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect();
     wanted.sort_unstable();
-    let tags_of = |m: &MetaGraphDef| -> Vec<String> {
-        let mut tags = m
-            .meta_info_def
-            .as_ref()
-            .map(|i| i.tags.clone())
-            .unwrap_or_default();
-        tags.sort();
+    let sorted = |tags: &'a [String]| {
+        let mut tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        tags.sort_unstable();
         tags
     };
-    model
-        .meta_graphs
-        .iter()
-        .find(|m| {
-            tags_of(m)
-                .iter()
-                .map(String::as_str)
-                .eq(wanted.iter().copied())
-        })
+    tag_lists
+        .clone()
+        .position(|tags| sorted(tags) == wanted)
         .ok_or_else(|| {
-            let available: Vec<String> = model
-                .meta_graphs
-                .iter()
-                .map(|m| tags_of(m).join(","))
-                .collect();
+            let available: Vec<String> = tag_lists.map(|t| sorted(t).join(",")).collect();
             fail(format!(
                 "no MetaGraph with tags '{tag_set}'; available: {}",
                 available.join(" | ")
@@ -108,10 +162,12 @@ pub fn meta_graph<'a>(
         })
 }
 
-fn signature<'a>(meta: &'a MetaGraphDef, key: &str) -> Result<&'a SignatureDef, FreezeError> {
-    meta.signature_def.get(key).ok_or_else(|| {
-        let keys: Vec<&str> = meta
-            .signature_def
+fn signature<'a>(
+    signatures: &'a BTreeMap<String, SignatureDef>,
+    key: &str,
+) -> Result<&'a SignatureDef, FreezeError> {
+    signatures.get(key).ok_or_else(|| {
+        let keys: Vec<&str> = signatures
             .keys()
             .map(String::as_str)
             .filter(|k| !k.starts_with("__"))
@@ -157,13 +213,42 @@ fn variable_keys(checkpoint: &Checkpoint) -> Result<HashMap<usize, String>, Free
 
 /// Freezes one signature of the SavedModel in `dir`.
 pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Frozen, FreezeError> {
-    let model = read_saved_model(dir)?;
-    let meta = meta_graph(&model, &options.tag_set)?;
-    let sig = signature(meta, &options.signature)?;
-    let mut graph = meta
+    let mut model = read_saved_model_to_freeze(dir)?;
+    let tags = model
+        .meta_graphs
+        .iter()
+        .map(|m| m.meta_info_def.as_ref().map_or(&[][..], |i| &i.tags[..]));
+    let position = tag_set_position(tags, &options.tag_set)?;
+    // The graph is moved out of the MetaGraph, not copied.
+    let meta = &mut model.meta_graphs[position];
+    let GraphToFreeze {
+        node,
+        library: encoded_library,
+        version,
+        versions,
+        debug_info,
+    } = meta
         .graph_def
-        .clone()
+        .take()
         .ok_or_else(|| fail("the MetaGraph has no graph"))?;
+    let mut graph = GraphDef {
+        node,
+        library: None,
+        version,
+        versions,
+        debug_info,
+    };
+    // The functions a set of nodes reaches, decoded (budgeted like any message) on demand.
+    let encoded_library = encoded_library.unwrap_or_default();
+    let model_path = dir.join("saved_model.pb");
+    let functions_of = |nodes: &[NodeDef]| {
+        encoded_library.decode_reachable(nodes, |bytes| {
+            crate::io::decode_message::<FunctionDef>(bytes, &model_path)
+                .map_err(|e| fail(e.to_string()))
+        })
+    };
+    let meta = &model.meta_graphs[position];
+    let sig = signature(&meta.signature_def, &options.signature)?;
     // Like TensorFlow's loader, a SavedModel without variables restores nothing; a variable
     // the graph needs is then reported missing by name.
     let prefix = variables_prefix(dir);
@@ -283,6 +368,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
     } else {
         // A TF1 SavedModel: plain variables in the graph, restored by its Saver.
         let wanted: Vec<String> = outputs.values().map(|t| t.to_string()).collect();
+        graph.library = functions_of(&graph.node)?;
         graph = freeze_graph(&graph, &checkpoint, &wanted)?;
     }
 
@@ -296,6 +382,9 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .filter(|(_, k)| *k)
         .map(|(n, _)| n)
         .collect();
+    if graph.library.is_none() {
+        graph.library = functions_of(&graph.node)?;
+    }
     inline::inline_all_calls(&mut graph, inline::Limits::default())
         .map_err(|e| fail(e.to_string()))?;
     propagate_handles(&mut graph, &mut frozen_handles);

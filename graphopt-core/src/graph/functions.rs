@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::proto::{attr_value, AttrValue, FunctionDef, GraphDef, NameAttrList, NodeDef};
+use crate::proto::{
+    attr_value, AttrValue, FunctionDef, FunctionDefLibrary, GradientDef, GraphDef, NameAttrList,
+    NodeDef, RegisteredGradient,
+};
 
 /// Pushes every function name `value` mentions.
 fn attr_functions<'a>(value: &'a AttrValue, out: &mut Vec<&'a str>) {
@@ -45,6 +48,61 @@ fn function_name(function: &FunctionDef) -> &str {
     function.signature.as_ref().map_or("", |s| s.name.as_str())
 }
 
+/// Each function's gradient functions, by function name.
+fn gradients_by_function(gradients: &[GradientDef]) -> HashMap<&str, Vec<&str>> {
+    let mut by_function: HashMap<&str, Vec<&str>> = HashMap::new();
+    for gradient in gradients {
+        by_function
+            .entry(gradient.function_name.as_str())
+            .or_default()
+            .push(&gradient.gradient_func);
+    }
+    by_function
+}
+
+/// The names of the library functions `nodes` reach, sorted. `is_function` tells which names
+/// are library functions; `mentions` pushes the function names a reached function mentions
+/// (see [`function_mentions`]), failing if the function cannot be read.
+fn reach<E>(
+    nodes: &[NodeDef],
+    is_function: impl Fn(&str) -> bool,
+    mut mentions: impl FnMut(&str, &mut Vec<String>) -> Result<(), E>,
+) -> Result<BTreeSet<String>, E> {
+    let mut named = Vec::new();
+    node_functions(nodes, &mut named);
+    let mut pending: Vec<String> = named
+        .into_iter()
+        .filter(|name| is_function(name))
+        .map(str::to_string)
+        .collect();
+    let mut reached = BTreeSet::new();
+    let mut found = Vec::new();
+    while let Some(name) = pending.pop() {
+        if reached.contains(&name) {
+            continue;
+        }
+        mentions(&name, &mut found)?;
+        pending.extend(found.drain(..).filter(|f| is_function(f)));
+        reached.insert(name);
+    }
+    Ok(reached)
+}
+
+/// Pushes the function names `function`'s body and attributes mention, and its gradients.
+fn function_mentions(
+    function: &FunctionDef,
+    gradients: &HashMap<&str, Vec<&str>>,
+    out: &mut Vec<String>,
+) {
+    let mut named = Vec::new();
+    node_functions(&function.node_def, &mut named);
+    for value in function.attr.values() {
+        attr_functions(value, &mut named);
+    }
+    named.extend(gradients.get(function_name(function)).into_iter().flatten());
+    out.extend(named.into_iter().map(str::to_string));
+}
+
 /// The names of every library function the main graph can reach, sorted.
 pub fn reachable_functions(graph: &GraphDef) -> BTreeSet<String> {
     let Some(library) = graph.library.as_ref() else {
@@ -55,30 +113,111 @@ pub fn reachable_functions(graph: &GraphDef) -> BTreeSet<String> {
         .iter()
         .map(|f| (function_name(f), f))
         .collect();
-    let mut gradients: HashMap<&str, Vec<&str>> = HashMap::new();
-    for gradient in &library.gradient {
-        gradients
-            .entry(gradient.function_name.as_str())
-            .or_default()
-            .push(&gradient.gradient_func);
+    let gradients = gradients_by_function(&library.gradient);
+    let reached = reach(
+        &graph.node,
+        |name| by_name.contains_key(name),
+        |name, out| {
+            if let Some(function) = by_name.get(name) {
+                function_mentions(function, &gradients, out);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
+    match reached {
+        Ok(reached) => reached,
+        Err(never) => match never {},
     }
-    let mut pending = Vec::new();
-    node_functions(&graph.node, &mut pending);
-    let mut reached = BTreeSet::new();
-    while let Some(name) = pending.pop() {
-        let Some(function) = by_name.get(name) else {
-            continue;
+}
+
+/// A function library left encoded (a SavedModel's holds its save, restore and training
+/// functions besides the few a signature calls): each function is decoded when a graph
+/// reaches it. Declared like `FunctionDefLibrary`, with its functions as `bytes`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EncodedLibrary {
+    /// Encoded FunctionDefs.
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub function: Vec<bytes::Bytes>,
+    #[prost(message, repeated, tag = "2")]
+    pub gradient: Vec<GradientDef>,
+    #[prost(message, repeated, tag = "3")]
+    pub registered_gradients: Vec<RegisteredGradient>,
+}
+
+/// Only the name of a FunctionDef (its signature's), decoded without the body.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FunctionName {
+    #[prost(message, optional, tag = "1")]
+    signature: Option<OpName>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct OpName {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+impl EncodedLibrary {
+    /// The field this type keeps encoded, for [`crate::io::decode_partly`]: the library's
+    /// functions.
+    pub const OPAQUE: (&'static str, u32) = ("tensorflow.FunctionDefLibrary", 1);
+
+    /// The library functions `nodes` can reach, in library order, each decoded by `decode`,
+    /// with the gradient entries between them (what [`prune_library`] would keep of the
+    /// decoded library); `None` when that is nothing. A function whose name cannot be read
+    /// cannot be reached, so it is never decoded.
+    pub fn decode_reachable<E>(
+        &self,
+        nodes: &[NodeDef],
+        mut decode: impl FnMut(bytes::Bytes) -> Result<FunctionDef, E>,
+    ) -> Result<Option<FunctionDefLibrary>, E> {
+        use prost::Message as _;
+        let mut by_name: HashMap<String, usize> = HashMap::new();
+        for (i, encoded) in self.function.iter().enumerate() {
+            if let Ok(FunctionName {
+                signature: Some(OpName { name }),
+            }) = FunctionName::decode(encoded.clone())
+            {
+                by_name.entry(name).or_insert(i);
+            }
+        }
+        let gradients = gradients_by_function(&self.gradient);
+        let mut decoded: Vec<Option<FunctionDef>> = vec![None; self.function.len()];
+        let reached = reach(
+            nodes,
+            |name| by_name.contains_key(name),
+            |name, out| {
+                let Some(&i) = by_name.get(name) else {
+                    return Ok(());
+                };
+                let function = decode(self.function[i].clone())?;
+                function_mentions(&function, &gradients, out);
+                decoded[i] = Some(function);
+                Ok(())
+            },
+        )?;
+        let library = FunctionDefLibrary {
+            function: decoded.into_iter().flatten().collect(),
+            gradient: self
+                .gradient
+                .iter()
+                .filter(|g| {
+                    reached.contains(&g.function_name) && reached.contains(&g.gradient_func)
+                })
+                .cloned()
+                .collect(),
+            registered_gradients: self
+                .registered_gradients
+                .iter()
+                .filter(|g| reached.contains(&g.gradient_func))
+                .cloned()
+                .collect(),
         };
-        if !reached.insert(name.to_string()) {
-            continue;
-        }
-        node_functions(&function.node_def, &mut pending);
-        for value in function.attr.values() {
-            attr_functions(value, &mut pending);
-        }
-        pending.extend(gradients.get(name).into_iter().flatten().copied());
+        let empty = library.function.is_empty()
+            && library.gradient.is_empty()
+            && library.registered_gradients.is_empty();
+        Ok((!empty).then_some(library))
     }
-    reached
 }
 
 /// Removes every library function the main graph cannot reach, with the gradient entries
@@ -223,7 +362,28 @@ mod tests {
             }),
             ..Default::default()
         };
+        // Left encoded, the library decodes to what pruning keeps, decoding nothing else.
+        let full = graph.library.clone().expect("library");
+        let encoded = EncodedLibrary {
+            function: full
+                .function
+                .iter()
+                .map(|f| prost::Message::encode_to_vec(f).into())
+                .collect(),
+            gradient: full.gradient.clone(),
+            registered_gradients: full.registered_gradients.clone(),
+        };
+        let mut decoded_names = Vec::new();
+        let decoded = encoded.decode_reachable(&graph.node, |bytes| {
+            let f: FunctionDef = prost::Message::decode(bytes).map_err(|e| e.to_string())?;
+            decoded_names.push(function_name(&f).to_string());
+            Ok::<_, String>(f)
+        });
+        decoded_names.sort();
+        assert!(!decoded_names.iter().any(|n| n.contains("traced")));
         let removed = prune_library(&mut graph);
+        assert_eq!(decoded, Ok(graph.library.clone()));
+        assert_eq!(decoded_names.len(), 8);
         assert_eq!(
             removed,
             ["__inference__traced_save_12", "__traced_restore", "helper"]
@@ -262,6 +422,12 @@ mod tests {
             }),
             ..Default::default()
         };
+        let encoded = EncodedLibrary {
+            function: vec![prost::Message::encode_to_vec(&function("unused", vec![])).into()],
+            ..Default::default()
+        };
+        let decoded = encoded.decode_reachable(&graph.node, |_| Err("decoded"));
+        assert_eq!(decoded, Ok(None));
         assert_eq!(prune_library(&mut graph), ["unused"]);
         assert_eq!(graph.library, None);
     }

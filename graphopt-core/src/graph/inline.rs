@@ -53,7 +53,7 @@ impl Default for Limits {
 /// The library function a call node calls, if it is a (Stateful)PartitionedCall.
 fn callee<'f>(
     node: &NodeDef,
-    functions: &'f HashMap<String, FunctionDef>,
+    functions: &HashMap<&str, &'f FunctionDef>,
 ) -> Option<&'f FunctionDef> {
     if !matches!(
         node.op.as_str(),
@@ -62,7 +62,7 @@ fn callee<'f>(
         return None;
     }
     match node.attr.get("f").and_then(|a| a.value.as_ref()) {
-        Some(attr_value::Value::Func(f)) => functions.get(&f.name),
+        Some(attr_value::Value::Func(f)) => functions.get(f.name.as_str()).copied(),
         _ => None,
     }
 }
@@ -76,15 +76,20 @@ pub fn inline_all_calls(graph: &mut GraphDef, limits: Limits) -> Result<(), Inli
 }
 
 fn inline_all_calls_in(graph: &mut GraphDef, limits: Limits) -> Result<(), InlineError> {
-    let functions: HashMap<String, FunctionDef> = graph
-        .library
+    // The bodies are read where they are: the nodes and the library are separate fields.
+    let GraphDef {
+        node: nodes,
+        library,
+        ..
+    } = graph;
+    let functions: HashMap<&str, &FunctionDef> = library
         .iter()
         .flat_map(|l| l.function.iter())
-        .filter_map(|f| f.signature.as_ref().map(|s| (s.name.clone(), f.clone())))
+        .filter_map(|f| f.signature.as_ref().map(|s| (s.name.as_str(), f)))
         .collect();
     for _ in 0..limits.max_depth {
         let mut inlined_any = false;
-        let old = std::mem::take(&mut graph.node);
+        let old = std::mem::take(nodes);
         let mut count = old.len();
         for node in old {
             match callee(&node, &functions) {
@@ -111,10 +116,10 @@ fn inline_all_calls_in(graph: &mut GraphDef, limits: Limits) -> Result<(), Inlin
                         call: node.name.clone(),
                         source,
                     })?;
-                    graph.node.extend(body);
+                    nodes.extend(body);
                     inlined_any = true;
                 }
-                None => graph.node.push(node),
+                None => nodes.push(node),
             }
         }
         if !inlined_any {

@@ -35,8 +35,11 @@ pub struct Estimate {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    /// A message of this (fully qualified, dot-less) type.
-    Message(String),
+    /// A message of this type (its position in [`Schema::types`]).
+    Message(usize),
+    /// A message of a type the descriptor set does not hold (a well-formed message never
+    /// uses the field).
+    MissingType,
     String,
     Bytes,
     /// A scalar taking `memory` bytes in memory and `fixed` bytes on the wire (0: a varint).
@@ -55,11 +58,33 @@ struct Field {
 
 #[derive(Debug, Default)]
 struct MessageType {
-    fields: HashMap<u32, Field>,
+    /// Fully qualified, without the leading dot.
+    name: String,
+    /// By field number, sorted.
+    fields: Vec<(u32, Field)>,
     /// (key, value) memory sizes when this is a map's entry type.
     map_entry: Option<(usize, usize)>,
     /// Bytes of the Rust struct.
     size: usize,
+    is_node_def: bool,
+}
+
+impl MessageType {
+    fn field(&self, number: u32) -> Option<&Field> {
+        let i = self
+            .fields
+            .binary_search_by_key(&number, |(n, _)| *n)
+            .ok()?;
+        self.fields.get(i).map(|(_, f)| f)
+    }
+}
+
+/// The messages of `proto/`, resolved once: walking a message looks fields and types up by
+/// number and position, not by name.
+#[derive(Debug, Default)]
+struct Schema {
+    types: Vec<MessageType>,
+    by_name: HashMap<String, usize>,
 }
 
 /// In-memory size of the Rust type for each message of the schema.
@@ -185,60 +210,78 @@ fn scalar(t: Type) -> Kind {
     Kind::Scalar { memory, fixed }
 }
 
-/// The schema, by fully qualified message name without the leading dot.
-fn schema() -> &'static HashMap<String, MessageType> {
-    static SCHEMA: OnceLock<HashMap<String, MessageType>> = OnceLock::new();
+/// The schema of `proto/`'s descriptor set.
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
-            return HashMap::new();
+            return Schema::default();
         };
-        let sizes = rust_sizes();
-        let mut schema = HashMap::new();
+        let mut messages = Vec::new();
         for file in &set.file {
-            let package = file.package();
             for message in &file.message_type {
-                add_message(&mut schema, &sizes, package, message);
+                collect_messages(&mut messages, file.package(), message);
             }
         }
-        // Map entries: key and value sizes in memory.
-        let entry_sizes: Vec<(String, (usize, usize))> = schema
+        let by_name: HashMap<String, usize> = messages
             .iter()
-            .filter(|(_, m)| m.map_entry.is_some())
-            .map(|(name, m)| {
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect();
+        let sizes = rust_sizes();
+        let mut types: Vec<MessageType> = messages
+            .into_iter()
+            .map(|(name, message)| message_type(name, message, &by_name, &sizes))
+            .collect();
+        // Map entries: key and value sizes in memory.
+        let entry_sizes: Vec<Option<(usize, usize)>> = types
+            .iter()
+            .map(|m| {
+                m.map_entry?;
                 let size_of_field = |number: u32| -> usize {
-                    match m.fields.get(&number).map(|f| &f.kind) {
-                        Some(Kind::Message(t)) => schema.get(t).map_or(0, |t| t.size),
+                    match m.field(number).map(|f| &f.kind) {
+                        Some(Kind::Message(t)) => types.get(*t).map_or(0, |t| t.size),
                         Some(Kind::String) => size_of::<String>(),
                         Some(Kind::Bytes) => size_of::<bytes::Bytes>(),
                         Some(Kind::Scalar { memory, .. }) => *memory,
-                        None => 0,
+                        Some(Kind::MissingType) | None => 0,
                     }
                 };
-                (name.clone(), (size_of_field(1), size_of_field(2)))
+                Some((size_of_field(1), size_of_field(2)))
             })
             .collect();
-        for (name, sizes) in entry_sizes {
-            if let Some(m) = schema.get_mut(&name) {
-                m.map_entry = Some(sizes);
-            }
+        for (m, sizes) in types.iter_mut().zip(entry_sizes) {
+            m.map_entry = sizes;
         }
-        schema
+        Schema { types, by_name }
     })
 }
 
-fn add_message(
-    schema: &mut HashMap<String, MessageType>,
-    sizes: &HashMap<String, usize>,
+/// `message` and its nested messages, with their fully qualified names.
+fn collect_messages<'a>(
+    out: &mut Vec<(String, &'a prost_types::DescriptorProto)>,
     scope: &str,
-    message: &prost_types::DescriptorProto,
+    message: &'a prost_types::DescriptorProto,
 ) {
     let name = format!("{scope}.{}", message.name());
-    let mut fields = HashMap::new();
+    for nested in &message.nested_type {
+        collect_messages(out, &name, nested);
+    }
+    out.push((name, message));
+}
+
+fn message_type(
+    name: String,
+    message: &prost_types::DescriptorProto,
+    by_name: &HashMap<String, usize>,
+    sizes: &HashMap<String, usize>,
+) -> MessageType {
+    let mut fields = Vec::new();
     for field in &message.field {
         let kind = match field.r#type() {
-            Type::Message | Type::Group => {
-                Kind::Message(field.type_name().trim_start_matches('.').to_string())
-            }
+            Type::Message | Type::Group => by_name
+                .get(field.type_name().trim_start_matches('.'))
+                .map_or(Kind::MissingType, |&i| Kind::Message(i)),
             Type::String => Kind::String,
             Type::Bytes => Kind::Bytes,
             other => scalar(other),
@@ -246,30 +289,26 @@ fn add_message(
         let Ok(number) = u32::try_from(field.number()) else {
             continue;
         };
-        fields.insert(
-            number,
-            Field {
-                name: field.name().to_string(),
-                kind,
-                repeated: field.label() == Label::Repeated,
-            },
-        );
+        let field = Field {
+            name: field.name().to_string(),
+            kind,
+            repeated: field.label() == Label::Repeated,
+        };
+        fields.push((number, field));
     }
+    fields.sort_by_key(|(n, _)| *n);
+    fields.dedup_by_key(|(n, _)| *n);
     let map_entry = message
         .options
         .as_ref()
         .and_then(|o| o.map_entry)
         .unwrap_or(false);
-    schema.insert(
-        name.clone(),
-        MessageType {
-            fields,
-            map_entry: map_entry.then_some((0, 0)),
-            size: sizes.get(&name).copied().unwrap_or(0),
-        },
-    );
-    for nested in &message.nested_type {
-        add_message(schema, sizes, &name, nested);
+    MessageType {
+        size: sizes.get(&name).copied().unwrap_or(0),
+        is_node_def: name == "tensorflow.NodeDef",
+        name,
+        fields,
+        map_entry: map_entry.then_some((0, 0)),
     }
 }
 
@@ -303,123 +342,157 @@ pub(crate) fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
 /// The estimate for `data`, an encoded `message` (e.g. `tensorflow.GraphDef`); `None` when the
 /// bytes are not a well-formed message of that type (decoding will say why).
 pub fn estimate(data: &[u8], message: &str) -> Option<Estimate> {
+    estimate_opaque(data, message, &[])
+}
+
+/// [`estimate`] for a decoding that keeps the message fields `opaque` names (message type,
+/// field number) encoded, as `bytes` shared with the file buffer: their contents are neither
+/// walked nor counted.
+pub fn estimate_opaque(data: &[u8], message: &str, opaque: &[(&str, u32)]) -> Option<Estimate> {
     let mut out = Estimate::default();
-    let root = schema().get(message)?;
-    out.memory = root.size as u64;
+    let schema = schema();
+    let root = *schema.by_name.get(message)?;
+    out.memory = schema.types.get(root)?.size as u64;
     let short = message.rsplit('.').next().unwrap_or(message);
-    let mut path = vec![short];
-    walk(data, message, &mut path, &mut out)?;
+    let mut walker = Walker {
+        path: vec![short],
+        opaque,
+        out: &mut out,
+    };
+    walker.walk(data, root)?;
     Some(out)
 }
 
-/// Walks one message; `path` holds the field names from the root (for naming unknown fields).
-fn walk(data: &[u8], message: &str, path: &mut Vec<&str>, out: &mut Estimate) -> Option<()> {
-    if path.len() > MAX_DEPTH {
-        return None;
-    }
-    let schema = schema();
-    let ty = schema.get(message)?;
-    if message == "tensorflow.NodeDef" {
-        out.nodes += 1;
-    }
-    // Entries per map field of this message (few map fields per message).
-    let mut map_entries: Vec<(u32, u64)> = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let start = pos;
-        let key = varint(data, &mut pos)?;
-        let number = u32::try_from(key >> 3).ok()?;
-        let wire = key & 7;
-        let field = ty.fields.get(&number);
-        let repeated = field.is_some_and(|f| f.repeated);
-        let slot = |size: usize| if repeated { 2 * size as u64 } else { 0 };
-        match wire {
-            0 => {
-                varint(data, &mut pos)?;
-                if let Some(Field {
-                    kind: Kind::Scalar { memory, .. },
-                    ..
-                }) = field
-                {
-                    out.memory = out.memory.saturating_add(slot(*memory));
+struct Walker<'a, 'o> {
+    /// The field names from the root (for naming unknown fields).
+    path: Vec<&'a str>,
+    opaque: &'o [(&'o str, u32)],
+    out: &'o mut Estimate,
+}
+
+impl<'a> Walker<'a, '_> {
+    /// Walks one message, of the schema's type `message`.
+    fn walk(&mut self, data: &[u8], message: usize) -> Option<()> {
+        if self.path.len() > MAX_DEPTH {
+            return None;
+        }
+        let schema = schema();
+        let ty = schema.types.get(message)?;
+        if ty.is_node_def {
+            self.out.nodes += 1;
+        }
+        // Entries per map field of this message (few map fields per message).
+        let mut map_entries: Vec<(u32, u64)> = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let start = pos;
+            let key = varint(data, &mut pos)?;
+            let number = u32::try_from(key >> 3).ok()?;
+            let wire = key & 7;
+            let field = ty.field(number);
+            let repeated = field.is_some_and(|f| f.repeated);
+            let slot = |size: usize| if repeated { 2 * size as u64 } else { 0 };
+            match wire {
+                0 => {
+                    varint(data, &mut pos)?;
+                    if let Some(Field {
+                        kind: Kind::Scalar { memory, .. },
+                        ..
+                    }) = field
+                    {
+                        self.out.memory = self.out.memory.saturating_add(slot(*memory));
+                    }
                 }
-            }
-            1 => {
-                pos = pos.checked_add(8).filter(|&p| p <= data.len())?;
-                out.memory = out.memory.saturating_add(slot(8));
-            }
-            5 => {
-                pos = pos.checked_add(4).filter(|&p| p <= data.len())?;
-                out.memory = out.memory.saturating_add(slot(4));
-            }
-            2 => {
-                let len = usize::try_from(varint(data, &mut pos)?).ok()?;
-                let end = pos.checked_add(len).filter(|&e| e <= data.len())?;
-                let payload = &data[pos..end];
-                pos = end;
-                let Some(field) = field else {
-                    unknown(out, path.as_slice(), number, end - start);
-                    continue;
-                };
-                let cost: u64 = match &field.kind {
-                    Kind::String => len as u64 + slot(size_of::<String>()),
-                    // Shared with the file buffer: only the handle.
-                    Kind::Bytes => slot(size_of::<bytes::Bytes>()),
-                    Kind::Scalar { memory, fixed } => {
-                        // Packed: one element per varint, or per fixed-size chunk.
-                        let count = if *fixed > 0 {
-                            (len / fixed) as u64
-                        } else {
-                            payload.iter().filter(|&&b| b & 0x80 == 0).count() as u64
-                        };
-                        2 * (*memory as u64) * count
-                    }
-                    Kind::Message(child) => {
-                        let child_ty = schema.get(child)?;
-                        if child_ty.map_entry.is_some() {
-                            match map_entries.iter_mut().find(|(n, _)| *n == number) {
-                                Some((_, count)) => *count += 1,
-                                None => map_entries.push((number, 1)),
+                1 => {
+                    pos = pos.checked_add(8).filter(|&p| p <= data.len())?;
+                    self.out.memory = self.out.memory.saturating_add(slot(8));
+                }
+                5 => {
+                    pos = pos.checked_add(4).filter(|&p| p <= data.len())?;
+                    self.out.memory = self.out.memory.saturating_add(slot(4));
+                }
+                2 => {
+                    let len = usize::try_from(varint(data, &mut pos)?).ok()?;
+                    let end = pos.checked_add(len).filter(|&e| e <= data.len())?;
+                    let payload = &data[pos..end];
+                    pos = end;
+                    let Some(field) = field else {
+                        unknown(self.out, &self.path, number, end - start);
+                        continue;
+                    };
+                    let cost: u64 = match &field.kind {
+                        Kind::String => len as u64 + slot(size_of::<String>()),
+                        // Shared with the file buffer: only the handle.
+                        Kind::Bytes => slot(size_of::<bytes::Bytes>()),
+                        Kind::Scalar { memory, fixed } => {
+                            // Packed: one element per varint, or per fixed-size chunk.
+                            let count = if *fixed > 0 {
+                                (len / fixed) as u64
+                            } else {
+                                payload.iter().filter(|&&b| b & 0x80 == 0).count() as u64
+                            };
+                            2 * (*memory as u64) * count
+                        }
+                        Kind::Message(_)
+                            if self
+                                .opaque
+                                .iter()
+                                .any(|&(m, n)| n == number && m == ty.name) =>
+                        {
+                            slot(size_of::<bytes::Bytes>())
+                        }
+                        Kind::MissingType => return None,
+                        Kind::Message(child) => {
+                            let child_ty = schema.types.get(*child)?;
+                            if child_ty.map_entry.is_some() {
+                                match map_entries.iter_mut().find(|(n, _)| *n == number) {
+                                    Some((_, count)) => *count += 1,
+                                    None => map_entries.push((number, 1)),
+                                }
+                            }
+                            self.path.push(field.name.as_str());
+                            let walked = self.walk(payload, *child);
+                            self.path.pop();
+                            walked?;
+                            match child_ty.map_entry {
+                                Some(_) => 0,
+                                None => (child_ty.size as u64).saturating_mul(if repeated {
+                                    2
+                                } else {
+                                    1
+                                }),
                             }
                         }
-                        path.push(field.name.as_str());
-                        let walked = walk(payload, child, path, out);
-                        path.pop();
-                        walked?;
-                        match child_ty.map_entry {
-                            Some(_) => 0,
-                            None => {
-                                (child_ty.size as u64).saturating_mul(if repeated { 2 } else { 1 })
-                            }
-                        }
-                    }
-                };
-                out.memory = out.memory.saturating_add(cost);
+                    };
+                    self.out.memory = self.out.memory.saturating_add(cost);
+                }
+                _ => return None,
             }
-            _ => return None,
+            if field.is_none() && wire != 2 {
+                unknown(self.out, &self.path, number, pos - start);
+            }
         }
-        if field.is_none() && wire != 2 {
-            unknown(out, path.as_slice(), number, pos - start);
+        for (number, entries) in map_entries {
+            let Some(Field {
+                kind: Kind::Message(entry),
+                ..
+            }) = ty.field(number)
+            else {
+                continue;
+            };
+            let (key, value) = schema
+                .types
+                .get(*entry)
+                .and_then(|e| e.map_entry)
+                .unwrap_or((0, 0));
+            let slots = map_slots(entries);
+            self.out.memory = self
+                .out
+                .memory
+                .saturating_add(slots.saturating_mul((key + value) as u64));
         }
+        Some(())
     }
-    for (number, entries) in map_entries {
-        let Some(Field {
-            kind: Kind::Message(entry),
-            ..
-        }) = ty.fields.get(&number)
-        else {
-            continue;
-        };
-        let (key, value) = schema
-            .get(entry)
-            .and_then(|e| e.map_entry)
-            .unwrap_or((0, 0));
-        let slots = map_slots(entries);
-        out.memory = out
-            .memory
-            .saturating_add(slots.saturating_mul((key + value) as u64));
-    }
-    Some(())
 }
 
 fn unknown(out: &mut Estimate, path: &[&str], number: u32, bytes: usize) {
@@ -437,10 +510,22 @@ mod tests {
     fn every_message_of_the_schema_has_a_size() {
         let sizes = rust_sizes();
         let missing: Vec<&String> = schema()
+            .types
             .iter()
-            .filter(|(name, m)| m.map_entry.is_none() && !sizes.contains_key(*name))
-            .map(|(name, _)| name)
+            .filter(|m| m.map_entry.is_none() && !sizes.contains_key(&m.name))
+            .map(|m| &m.name)
             .collect();
+        let unresolved: Vec<(&String, &String)> = schema()
+            .types
+            .iter()
+            .flat_map(|m| m.fields.iter().map(move |(_, f)| (&m.name, f)))
+            .filter(|(_, f)| matches!(f.kind, Kind::MissingType))
+            .map(|(m, f)| (m, &f.name))
+            .collect();
+        assert!(
+            unresolved.is_empty(),
+            "types not in the schema: {unresolved:?}"
+        );
         assert!(missing.is_empty(), "no size for {missing:?}");
     }
 
@@ -468,5 +553,9 @@ mod tests {
         assert_eq!(e.unknown_bytes, 3);
         assert_eq!(e.first_unknown.as_deref(), Some("GraphDef field 99"));
         assert!(estimate(&[0x0a, 0x05], "tensorflow.GraphDef").is_none());
+        // Functions left encoded are not walked: their nodes are not counted.
+        let opaque = [("tensorflow.FunctionDefLibrary", 1)];
+        let e = estimate_opaque(&bytes, "tensorflow.GraphDef", &opaque).expect("well formed");
+        assert_eq!(e.nodes, 3);
     }
 }

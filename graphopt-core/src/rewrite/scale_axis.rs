@@ -135,21 +135,14 @@ fn sweep(graph: &mut GraphDef, protected: &HashSet<String>, follow_runs: bool) -
     let mut edits = FoldEdits::new(graph, protected);
     let mut moved = 0;
     for first in 0..graph.node.len() {
-        let (mut mul, mut reuse) = (first, Vec::new());
+        let (mut mul, mut run) = (first, None);
         loop {
             edits.begin_fold();
             if graph.node[mul].op != "Mul" || !edits.free(graph, &uses, &[mul]) {
                 break;
             }
-            let Some(next) = try_move(
-                graph,
-                &uses,
-                &mut readers,
-                &mut edits,
-                protected,
-                mul,
-                &reuse,
-            ) else {
+            let Some(next) = try_move(graph, &uses, &mut readers, &mut edits, protected, mul, run)
+            else {
                 break;
             };
             moved += 1;
@@ -157,22 +150,28 @@ fn sweep(graph: &mut GraphDef, protected: &HashSet<String>, follow_runs: bool) -
             let Some(next) = next.filter(|_| follow_runs) else {
                 break;
             };
-            (mul, reuse) = (next.mul, next.reuse.to_vec());
+            mul = next.mul;
+            run = Some(next);
         }
     }
     edits.finish(graph);
     moved
 }
 
-/// The Mul a move read, when the move went into one layer straight after the Mul (no shift,
-/// no activation between, no control inputs) whose weights nothing else reads: the next
-/// sweep would move that Mul into the same layer, the layer's weights then being what this
-/// move wrote in place, and nothing else reading what it touched. So it moves now, allowed
-/// the nodes of `reuse` (the layer, its weights, the scale) touched: the result is the one of
-/// a sweep per Mul, in one sweep.
+/// The Mul before a move, when the move went into one layer whose weights nothing else reads,
+/// with no shift and no control inputs, and that Mul reaches the moved Mul's input through
+/// single-reader activations only (or directly): the next sweep would move that Mul into the
+/// same layer, the layer's weights then being what this move wrote in place, and nothing else
+/// reading what it touched. So it moves now, allowed the nodes this run touched (the layer,
+/// its weights, the scale, the activations on the way): the result is the one of a sweep per
+/// Mul, in one sweep.
 struct Next {
     mul: usize,
+    /// The layer, its weights and the last scale moved into them.
     reuse: [usize; 3],
+    /// The activations between the last moved Mul's input and the layer, the layer's own
+    /// input first: the end of the next Mul's chain, walked once for the whole run.
+    chain_end: Vec<usize>,
 }
 
 fn try_move(
@@ -182,7 +181,7 @@ fn try_move(
     edits: &mut FoldEdits,
     protected: &HashSet<String>,
     mul: usize,
-    reuse: &[usize],
+    run: Option<Next>,
 ) -> Option<Option<Next>> {
     let (s_node, x) = const_operand(graph, uses, mul)?;
     let s_value = const_value(graph.node.get(s_node)?)?;
@@ -210,8 +209,16 @@ fn try_move(
         shift = Some((end, b_node));
         end = only_reader(graph, uses, index, end)?;
     }
+    // The chain's activations; those after `chain` are the run's known end (already checked
+    // and touched), not walked again.
     let mut chain = Vec::new();
+    let known: &[usize] = run.as_ref().map_or(&[], |r| &r.chain_end);
+    let mut reaches_known = false;
     while HOMOGENEOUS.contains(&graph.node[end].op.as_str()) {
+        if known.last() == Some(&end) {
+            reaches_known = true;
+            break;
+        }
         let node = &graph.node[end];
         let nchw = attrs::string(node, "data_format").is_some_and(|f| f == "NCHW");
         if nchw || !private(end) || (node.op == "Pad" && !zero_pad_keeps_channels(graph, uses, end))
@@ -225,8 +232,10 @@ fn try_move(
         }
     }
     // The readers that absorb the scale: the chain's end (or the shift, or the Mul itself).
-    let last = *chain
-        .last()
+    let known = if reaches_known { known } else { &[] };
+    let last = *known
+        .first()
+        .or(chain.last())
         .or(shift.as_ref().map(|(a, _)| a))
         .unwrap_or(&mul);
     let last_name = graph.node[last].name.clone();
@@ -268,7 +277,7 @@ fn try_move(
     let fresh: Vec<usize> = involved
         .iter()
         .copied()
-        .filter(|i| !reuse.contains(i))
+        .filter(|i| !run.as_ref().is_some_and(|r| r.reuse.contains(i)))
         .collect();
     if !edits.free(graph, uses, &fresh) {
         return None;
@@ -317,20 +326,52 @@ fn try_move(
     }
     edits.removed.insert(mul);
     index.1.insert(mul);
-    let next = match scaled.as_slice() {
-        [(r, w, _)] if shift.is_none() && chain.is_empty() && controls.is_empty() => x_producer
-            .filter(|&p| {
-                uses.data_count(*w) == 1
-                    && InputRef::parse(&x).port == 0
-                    && graph.node.get(p).is_some_and(|n| n.op == "Mul")
-            })
-            .map(|p| Next {
-                mul: p,
-                reuse: [*r, *w, s_node],
-            }),
+    let single = match scaled.as_slice() {
+        [(r, w, _)] if shift.is_none() && controls.is_empty() && uses.data_count(*w) == 1 => {
+            Some([*r, *w, s_node])
+        }
         _ => None,
     };
-    Some(next)
+    let Some(reuse) = single else {
+        return Some(None);
+    };
+    let Some(before) = mul_before(graph, uses, &x) else {
+        return Some(None);
+    };
+    // The next chain ends with this one: the activations walked now, then the known end.
+    let mut chain_end = run.map(|r| r.chain_end).filter(|_| reaches_known);
+    let chain_end = match chain_end.as_mut() {
+        Some(end) => {
+            end.extend(chain.iter().rev());
+            std::mem::take(end)
+        }
+        None => chain.into_iter().rev().collect(),
+    };
+    Some(Some(Next {
+        mul: before,
+        reuse,
+        chain_end,
+    }))
+}
+
+/// The Mul whose output reaches `x` directly or through activations each read once, reading
+/// one another's output 0.
+fn mul_before(graph: &GraphDef, uses: &Uses, x: &str) -> Option<usize> {
+    let mut input = x;
+    loop {
+        if InputRef::parse(input).port != 0 {
+            return None;
+        }
+        let p = uses.producer(input)?;
+        let node = graph.node.get(p)?;
+        if node.op == "Mul" {
+            return Some(p);
+        }
+        if !HOMOGENEOUS.contains(&node.op.as_str()) || uses.count(p) != 1 {
+            return None;
+        }
+        input = data_inputs(node).first()?;
+    }
 }
 
 /// The per-channel length of `scale` against a layer's input channels (a scalar fits any).
@@ -488,5 +529,40 @@ mod tests {
         assert_eq!(fold_in_sweeps(&mut per_sweep, &protected, false), 50);
         assert_eq!(one_sweep, per_sweep);
         assert_eq!(one_sweep.node.len(), 3);
+
+        // One run with activations between the Muls, into weights nothing else reads: one
+        // sweep too, walking each activation once.
+        let mut nodes = vec![
+            node("x", "Placeholder", &[]),
+            floats("s", &[2], &[1.5, 2.0]),
+            floats("t", &[2], &[0.5, 3.0]),
+            floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
+        ];
+        let mut last = "x".to_string();
+        for i in 0..40 {
+            let m = format!("m{i}");
+            nodes.push(node(
+                &m,
+                "Mul",
+                &[&last, if i % 3 == 0 { "s" } else { "t" }],
+            ));
+            last = m;
+            for k in 0..i % 3 {
+                let a = format!("a{i}_{k}");
+                nodes.push(node(&a, if k == 0 { "Relu" } else { "MaxPool" }, &[&last]));
+                last = a;
+            }
+        }
+        nodes.push(conv("conv", &last, "w"));
+        let graph = GraphDef {
+            node: nodes,
+            ..Default::default()
+        };
+        let mut one_sweep = graph.clone();
+        assert_eq!(sweep(&mut one_sweep, &protected, true), 40);
+        let mut per_sweep = graph;
+        assert_eq!(fold_in_sweeps(&mut per_sweep, &protected, false), 40);
+        assert_eq!(one_sweep, per_sweep);
+        assert!(one_sweep.node.iter().all(|n| n.op != "Mul"));
     }
 }
