@@ -368,7 +368,6 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
     } else {
         // A TF1 SavedModel: plain variables in the graph, restored by its Saver.
         let wanted: Vec<String> = outputs.values().map(|t| t.to_string()).collect();
-        graph.library = functions_of(&graph.node)?;
         graph = freeze_graph(&graph, &checkpoint, &wanted)?;
     }
 
@@ -382,9 +381,8 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .filter(|(_, k)| *k)
         .map(|(n, _)| n)
         .collect();
-    if graph.library.is_none() {
-        graph.library = functions_of(&graph.node)?;
-    }
+    // Only now, with the graph cut to what the outputs need, are its functions decoded.
+    graph.library = functions_of(&graph.node)?;
     inline::inline_all_calls(&mut graph, inline::Limits::default())
         .map_err(|e| fail(e.to_string()))?;
     propagate_handles(&mut graph, &mut frozen_handles);

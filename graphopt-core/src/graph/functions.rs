@@ -61,11 +61,11 @@ fn gradients_by_function(gradients: &[GradientDef]) -> HashMap<&str, Vec<&str>> 
 }
 
 /// The names of the library functions `nodes` reach, sorted. `is_function` tells which names
-/// are library functions; `mentions` pushes the function names a reached function mentions
+/// are library functions; `mentions` pushes the library functions a reached function mentions
 /// (see [`function_mentions`]), failing if the function cannot be read.
 fn reach<E>(
     nodes: &[NodeDef],
-    is_function: impl Fn(&str) -> bool,
+    is_function: &dyn Fn(&str) -> bool,
     mut mentions: impl FnMut(&str, &mut Vec<String>) -> Result<(), E>,
 ) -> Result<BTreeSet<String>, E> {
     let mut named = Vec::new();
@@ -82,16 +82,18 @@ fn reach<E>(
             continue;
         }
         mentions(&name, &mut found)?;
-        pending.extend(found.drain(..).filter(|f| is_function(f)));
+        pending.append(&mut found);
         reached.insert(name);
     }
     Ok(reached)
 }
 
-/// Pushes the function names `function`'s body and attributes mention, and its gradients.
+/// Pushes the library functions (as `is_function` tells) `function`'s body and attributes
+/// mention, and its gradients; op names that are no function are never copied.
 fn function_mentions(
     function: &FunctionDef,
     gradients: &HashMap<&str, Vec<&str>>,
+    is_function: &dyn Fn(&str) -> bool,
     out: &mut Vec<String>,
 ) {
     let mut named = Vec::new();
@@ -100,7 +102,12 @@ fn function_mentions(
         attr_functions(value, &mut named);
     }
     named.extend(gradients.get(function_name(function)).into_iter().flatten());
-    out.extend(named.into_iter().map(str::to_string));
+    out.extend(
+        named
+            .into_iter()
+            .filter(|name| is_function(name))
+            .map(str::to_string),
+    );
 }
 
 /// The names of every library function the main graph can reach, sorted.
@@ -114,16 +121,13 @@ pub fn reachable_functions(graph: &GraphDef) -> BTreeSet<String> {
         .map(|f| (function_name(f), f))
         .collect();
     let gradients = gradients_by_function(&library.gradient);
-    let reached = reach(
-        &graph.node,
-        |name| by_name.contains_key(name),
-        |name, out| {
-            if let Some(function) = by_name.get(name) {
-                function_mentions(function, &gradients, out);
-            }
-            Ok::<(), std::convert::Infallible>(())
-        },
-    );
+    let is_function = |name: &str| by_name.contains_key(name);
+    let reached = reach(&graph.node, &is_function, |name, out| {
+        if let Some(function) = by_name.get(name) {
+            function_mentions(function, &gradients, &is_function, out);
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
     match reached {
         Ok(reached) => reached,
         Err(never) => match never {},
@@ -183,19 +187,21 @@ impl EncodedLibrary {
         }
         let gradients = gradients_by_function(&self.gradient);
         let mut decoded: Vec<Option<FunctionDef>> = vec![None; self.function.len()];
-        let reached = reach(
-            nodes,
-            |name| by_name.contains_key(name),
-            |name, out| {
-                let Some(&i) = by_name.get(name) else {
-                    return Ok(());
-                };
-                let function = decode(self.function[i].clone())?;
-                function_mentions(&function, &gradients, out);
-                decoded[i] = Some(function);
-                Ok(())
-            },
-        )?;
+        let is_function = |name: &str| by_name.contains_key(name);
+        let reached = reach(nodes, &is_function, |name, out| {
+            let Some((i, encoded)) = by_name
+                .get(name)
+                .and_then(|&i| Some((i, self.function.get(i)?)))
+            else {
+                return Ok(());
+            };
+            let function = decode(encoded.clone())?;
+            function_mentions(&function, &gradients, &is_function, out);
+            if let Some(slot) = decoded.get_mut(i) {
+                *slot = Some(function);
+            }
+            Ok(())
+        })?;
         let library = FunctionDefLibrary {
             function: decoded.into_iter().flatten().collect(),
             gradient: self
