@@ -3,8 +3,6 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use bytes::Bytes;
-
 use crate::graph::attrs;
 use crate::proto::{DataType, NodeDef, TensorProto};
 use crate::tensor::{shape_proto, Data, Limits, Tensor};
@@ -128,26 +126,54 @@ impl Layer {
         if !per_row && scale.len() != row {
             return self.scale_decoded(weights, scale);
         }
-        let mut content = vec![0u8; packed.len()];
+        let mut buffer = crate::pages::ZeroedBuffer::new(packed.len());
+        let content = buffer.as_mut_slice();
         let scale_one = |out: &mut [u8], input: &[u8], s: f64| {
             let v = f32::from_le_bytes([input[0], input[1], input[2], input[3]]);
             out.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
         };
-        let rows = content
-            .chunks_exact_mut(row.max(1) * 4)
-            .zip(packed.chunks_exact(row.max(1) * 4));
-        for (r, (out_row, in_row)) in rows.enumerate() {
-            let values = out_row.chunks_exact_mut(4).zip(in_row.chunks_exact(4));
-            if per_row {
-                let s = scale.get(r).copied().unwrap_or(1.0);
-                for (out, input) in values {
-                    scale_one(out, input, s);
-                }
-            } else {
-                for ((out, input), &s) in values.zip(scale) {
-                    scale_one(out, input, s);
+        let row_bytes = row.max(1) * 4;
+        let scale_rows = |first_row: usize, out: &mut [u8], input: &[u8]| {
+            // A mapped input's pages of the weights in one request rather than a fault each.
+            crate::pages::populate(input);
+            let rows = out
+                .chunks_exact_mut(row_bytes)
+                .zip(input.chunks_exact(row_bytes));
+            for (r, (out_row, in_row)) in rows.enumerate() {
+                let values = out_row.chunks_exact_mut(4).zip(in_row.chunks_exact(4));
+                if per_row {
+                    let s = scale.get(first_row + r).copied().unwrap_or(1.0);
+                    for (out, input) in values {
+                        scale_one(out, input, s);
+                    }
+                } else {
+                    for ((out, input), &s) in values.zip(scale) {
+                        scale_one(out, input, s);
+                    }
                 }
             }
+        };
+        // Large weights in two halves on two threads: each element is computed the same way
+        // whichever thread computes it, so the bytes do not depend on the split.
+        let mid = content.len() / row_bytes / 2;
+        if content.len() < SPLIT_SCALING_FROM || mid == 0 {
+            scale_rows(0, content, packed);
+        } else {
+            let (out_a, out_b) = content.split_at_mut(mid * row_bytes);
+            let (in_a, in_b) = packed.split_at(out_a.len());
+            // The second half, for the helper thread or, if none can be had, for this one.
+            let second = std::sync::Mutex::new(Some((out_b, in_b)));
+            let scale_second = || {
+                let half = second.lock().map(|mut half| half.take()).ok().flatten();
+                if let Some((out, input)) = half {
+                    scale_rows(mid, out, input);
+                }
+            };
+            std::thread::scope(|scope| {
+                let _helper = std::thread::Builder::new().spawn_scoped(scope, scale_second);
+                scale_rows(0, out_a, in_a);
+            });
+            scale_second();
         }
         // The old weights are read: a mapped input's pages of them need not stay resident.
         crate::pages::release(packed);
@@ -161,7 +187,7 @@ impl Layer {
         if content.chunks_exact(4).all(|c| c == first) {
             proto.float_val = vec![f32::from_le_bytes(first)];
         } else {
-            proto.tensor_content = Bytes::from(content);
+            proto.tensor_content = buffer.into_bytes();
         }
         Some(proto)
     }
@@ -171,6 +197,9 @@ impl Layer {
         Some(self.scale(&value, scale)?.to_proto())
     }
 }
+
+/// Weights at least this large are scaled on two threads.
+const SPLIT_SCALING_FROM: usize = 1 << 20;
 
 impl Layer {
     /// Number of input channels given the weights.
@@ -295,6 +324,11 @@ mod tests {
             (Layer::Depthwise, vec![3, 3, 4, 2]),
             (Layer::MatMul { transpose_b: false }, vec![6, 7]),
             (Layer::MatMul { transpose_b: true }, vec![7, 6]),
+            // Large enough to be split over two threads (odd row counts: unequal halves)
+            // and to live in a mapped buffer.
+            (Layer::Conv2D, vec![3, 3, 257, 259]),
+            (Layer::MatMul { transpose_b: true }, vec![301, 1031]),
+            (Layer::Depthwise, vec![5, 5, 1023, 23]),
         ];
         for (layer, dims) in cases {
             for uniform in [false, true] {
