@@ -134,6 +134,7 @@ enum ZeroedStorage {
 
 impl ZeroedBuffer {
     /// Below this, the heap: a huge page needs 2 MiB of aligned room.
+    #[cfg(all(target_os = "linux", feature = "mmap"))]
     const MAPPED_FROM: usize = 2 << 20;
 
     pub fn new(len: usize) -> Self {
