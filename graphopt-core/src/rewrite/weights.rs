@@ -126,8 +126,8 @@ impl Layer {
         if !per_row && scale.len() != row {
             return self.scale_decoded(weights, scale);
         }
-        let mut buffer = crate::pages::ZeroedBuffer::new(packed.len());
-        let content = buffer.as_mut_slice();
+        let mut buffer = crate::pages::zeroed(packed.len());
+        let content = &mut buffer[..];
         let scale_one = |out: &mut [u8], input: &[u8], s: f64| {
             let v = f32::from_le_bytes([input[0], input[1], input[2], input[3]]);
             out.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
@@ -187,7 +187,7 @@ impl Layer {
         if content.chunks_exact(4).all(|c| c == first) {
             proto.float_val = vec![f32::from_le_bytes(first)];
         } else {
-            proto.tensor_content = buffer.into_bytes();
+            proto.tensor_content = buffer.freeze();
         }
         Some(proto)
     }
