@@ -11,7 +11,7 @@ use crate::tensor::Tensor;
 
 /// A snapshot of a graph's names and how often each node is read.
 pub struct Uses {
-    index: HashMap<String, usize>,
+    index: crate::graph::NameMap<String, usize>,
     uses: Vec<usize>,
     /// Data (non-control) reads per node.
     data_uses: Vec<usize>,
@@ -426,7 +426,7 @@ pub fn remove_unread(
 /// and goes on with the producers it leaves unread.
 pub(crate) fn mark_unread(
     nodes: &[NodeDef],
-    index: &HashMap<String, usize>,
+    index: &crate::graph::NameMap<String, usize>,
     reads: &mut [usize],
     removed: &mut [bool],
     mut pending: Vec<usize>,

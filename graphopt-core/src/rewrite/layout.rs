@@ -254,7 +254,7 @@ struct Sinking<'g> {
     protected: &'g HashSet<String>,
     perms: &'g Perms,
     builder: Builder,
-    index: HashMap<String, usize>,
+    index: crate::graph::NameMap<String, usize>,
     /// Nodes that read each node (some perhaps no longer: check the inputs).
     readers: Vec<Vec<usize>>,
     /// Input entries of present nodes naming each node.

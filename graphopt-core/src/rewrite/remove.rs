@@ -13,10 +13,10 @@
 //!   input instead);
 //! - protected nodes are kept.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::graph::edit::{control_inputs, data_inputs, Uses};
-use crate::graph::{self, InputRef};
+use crate::graph::{self, InputRef, NameMap, NameSet};
 use crate::proto::GraphDef;
 
 // Bypassed-node removal lives in the graph layer (`graph::edit`), re-exported for the rewrites
@@ -59,8 +59,8 @@ fn splice_once(
             }
         }
     }
-    let mut removed = HashSet::new();
-    let mut blocked = HashSet::new();
+    let mut removed = NameSet::default();
+    let mut blocked = NameSet::default();
     for (i, node) in graph.node.iter().enumerate() {
         if !ops.contains(node.op.as_str()) || protected.contains(&node.name) || blocked.contains(&i)
         {
@@ -102,12 +102,12 @@ fn splice_once(
 /// its k-th data input, or its first; a control read at each data producer), moves the removed
 /// node's control inputs to its data readers, and drops the removed nodes. Each input list is
 /// rewritten once, so the cost is linear in the edges.
-fn rewire_around(graph: &mut GraphDef, removed: &HashSet<usize>) {
+fn rewire_around(graph: &mut GraphDef, removed: &NameSet<usize>) {
     struct Splice {
         data: Vec<String>,
         controls: Vec<String>,
     }
-    let splices: HashMap<String, Splice> = removed
+    let splices: NameMap<String, Splice> = removed
         .iter()
         .map(|&r| {
             let node = &graph.node[r];
@@ -132,7 +132,7 @@ fn rewire_around(graph: &mut GraphDef, removed: &HashSet<usize>) {
         // Control inputs move in the order their removed nodes are read, so runs agree (the
         // set keeps the membership test constant-time for consumers of thousands of them).
         let mut moved: Vec<&str> = Vec::new();
-        let mut moved_set: HashSet<&str> = HashSet::new();
+        let mut moved_set: NameSet<&str> = NameSet::default();
         for input in &consumer.input {
             let parsed = InputRef::parse(input);
             let Some(splice) = splices.get(parsed.node) else {
@@ -169,9 +169,9 @@ fn rewire_around(graph: &mut GraphDef, removed: &HashSet<usize>) {
                 new_controls.extend(splice.controls.iter().cloned());
             }
         }
-        let data_producers: HashSet<&str> =
+        let data_producers: NameSet<&str> =
             new_inputs.iter().map(|i| graph::node_name(i)).collect();
-        let mut seen = HashSet::new();
+        let mut seen = NameSet::default();
         new_controls.retain(|c| {
             let name = graph::node_name(c);
             !data_producers.contains(name) && seen.insert(name.to_string())

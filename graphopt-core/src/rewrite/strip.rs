@@ -13,7 +13,7 @@
 //!   never a made-up scalar;
 //! - an input whose other outputs (`:1`, ...) are read is refused, since a Placeholder has one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::RewriteError;
 use crate::dtype::shape_from_dims;
@@ -47,7 +47,7 @@ pub fn strip_unused(
     }
     let mut warnings = Vec::new();
     let index = crate::graph::GraphIndex::new(graph);
-    let inputs: HashSet<&str> = options.inputs.iter().map(|n| graph::node_name(n)).collect();
+    let inputs: graph::NameSet<&str> = options.inputs.iter().map(|n| graph::node_name(n)).collect();
     for name in inputs.iter().chain(
         options
             .outputs

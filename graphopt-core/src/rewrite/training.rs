@@ -76,7 +76,7 @@ fn remove_asserts(graph: &mut GraphDef) {
 /// (once each is quadratic).
 fn constant_predicate(
     graph: &GraphDef,
-    index: &HashMap<String, usize>,
+    index: &crate::graph::NameMap<String, usize>,
     known: &mut HashMap<usize, Option<bool>>,
     input: &str,
 ) -> Option<bool> {
