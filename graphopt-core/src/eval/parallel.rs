@@ -3,7 +3,9 @@
 //! without it, one after another on the calling thread. A split never changes a result:
 //! each element is computed by the same code from the same inputs whichever thread runs it,
 //! so results are bit-identical to one thread's. Constant folding and every path that
-//! writes an artifact never split.
+//! writes an artifact never use this pool (batch-norm folding scales large weights on a
+//! scoped second thread of its own, `rewrite::weights`: one multiplication per element
+//! whichever thread does it, no reduction whose order a split could change).
 
 /// How many threads the work is split over: 1 without the `threads` feature, else
 /// `MATMUL_NUM_THREADS` or every core the process may use.

@@ -324,8 +324,8 @@ mod tests {
             (Layer::Depthwise, vec![3, 3, 4, 2]),
             (Layer::MatMul { transpose_b: false }, vec![6, 7]),
             (Layer::MatMul { transpose_b: true }, vec![7, 6]),
-            // Large enough to be split over two threads (odd row counts: unequal halves)
-            // and to live in a mapped buffer.
+            // Large enough to be split over two threads (odd row counts: unequal halves),
+            // in buffers of their own or cut from a shared chunk (`pages::zeroed`).
             (Layer::Conv2D, vec![3, 3, 257, 259]),
             (Layer::MatMul { transpose_b: true }, vec![301, 1031]),
             (Layer::Depthwise, vec![5, 5, 1023, 23]),
