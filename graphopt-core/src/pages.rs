@@ -309,7 +309,8 @@ mod tests {
 
     #[test]
     fn zeroed_buffers_are_zero_and_their_own() {
-        // Every size class: heap, cut from a shared chunk (past a chunk's end too), own.
+        // Every size class: heap, cut from a shared chunk, own; then enough buffers just under
+        // 2 MiB to run past the end of a chunk into the next.
         let sizes = [
             0,
             100,
@@ -319,8 +320,9 @@ mod tests {
             2 << 20,
             ZEROED_CHUNK - 5,
         ];
+        let past_a_chunk = [(2 << 20) - 3; ZEROED_CHUNK / (2 << 20) + 2];
         let mut buffers: Vec<bytes::BytesMut> = Vec::new();
-        for (i, &len) in sizes.iter().chain(&sizes).enumerate() {
+        for (i, &len) in sizes.iter().chain(&sizes).chain(&past_a_chunk).enumerate() {
             let mut buffer = zeroed(len);
             assert_eq!(buffer.len(), len);
             assert!(buffer.iter().all(|&b| b == 0), "{len} bytes zeroed");
