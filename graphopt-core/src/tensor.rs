@@ -28,6 +28,11 @@ pub enum TensorError {
         bytes: u128,
         limit: u64,
     },
+    #[error(
+        "a shape with no elements whose other dimensions multiply to {product} elements cannot \
+         be addressed (over {max} bytes)"
+    )]
+    Unaddressable { product: u128, max: u64 },
     #[error("tensor_content has {actual} bytes, but {expected} are needed for the shape")]
     ContentSize { actual: usize, expected: usize },
     #[error("{count} values given for a shape of {elements} elements")]
@@ -211,20 +216,35 @@ pub fn shape_proto(dims: &[usize]) -> TensorShapeProto {
 }
 
 /// Element count of `dims`, refusing shapes whose bytes exceed `limits`.
+///
+/// A shape with a zero has no elements, but its other dimensions still size strides and index
+/// arithmetic (and ndarray refuses, by panicking, any shape whose non-zero dimensions multiply
+/// past `isize::MAX`): such a shape is refused too, whatever the limit.
 pub fn checked_elements(
     dims: &[usize],
     element_size: usize,
     limits: Limits,
 ) -> Result<usize, TensorError> {
-    let elements = dims
+    const ADDRESSABLE: u64 = isize::MAX as u64;
+    let element_size = element_size.max(1) as u128;
+    let product = dims
         .iter()
+        .filter(|&&d| d != 0)
         .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
-    let bytes = elements.saturating_mul(element_size.max(1) as u128);
-    if bytes > u128::from(limits.max_bytes) {
+    let elements = if dims.contains(&0) { 0 } else { product };
+    if elements == 0 && product.saturating_mul(element_size) > u128::from(ADDRESSABLE) {
+        return Err(TensorError::Unaddressable {
+            product,
+            max: ADDRESSABLE,
+        });
+    }
+    let bytes = elements.saturating_mul(element_size);
+    let limit = limits.max_bytes.min(ADDRESSABLE);
+    if bytes > u128::from(limit) {
         return Err(TensorError::TooLarge {
             elements,
             bytes,
-            limit: limits.max_bytes,
+            limit,
         });
     }
     usize::try_from(elements).map_err(|_| TensorError::TooLarge {

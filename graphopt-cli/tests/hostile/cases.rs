@@ -1130,6 +1130,118 @@ pub fn all() -> Vec<Case> {
         Expect::Error,
     ));
 
+    // 3: an empty tensor or output whose other dims multiply past isize::MAX: no elements,
+    // but ndarray panics on the shape and strides overflow.
+    let explicit_2_40 = || {
+        vec![
+            t(f),
+            ("strides", ints(&[1, 1, 1, 1])),
+            ("padding", string("EXPLICIT")),
+            (
+                "explicit_paddings",
+                ints(&[0, 0, 1 << 40, 1 << 40, 1 << 40, 1 << 40, 0, 0]),
+            ),
+        ]
+    };
+    // `op(x, 1x1 filter)` padded by 2^40, read by `then` where given.
+    let empty_batch = |x: NodeDef, op: &str, then: Option<&str>| -> GraphDef {
+        let conv = if then.is_some() { "conv" } else { "out" };
+        let mut nodes = vec![x, floats("w", &[1, 1, 1, 1], &[1.0])];
+        nodes.push(node(conv, op, &["x", "w"], explicit_2_40()));
+        if let Some(then) = then {
+            nodes.push(node("out", then, &["conv"], vec![t(f)]));
+        }
+        graph(nodes)
+    };
+    for (case, about, g, command, expect) in [
+        (
+            "c03_fill_of_empty_huge",
+            "Fill to [2^62, 2^62, 0]: no elements, but the shape cannot be addressed",
+            graph(vec![
+                int64s("s", &[3], &[1 << 62, 1 << 62, 0]),
+                floats("v", &[], &[1.0]),
+                node(
+                    "out",
+                    "Fill",
+                    &["s", "v"],
+                    vec![t(f), ("index_type", dtype(DtInt64))],
+                ),
+            ]),
+            verify(),
+            Expect::Error,
+        ),
+        (
+            "c03_conv_of_empty_batch_padded",
+            "Conv2D of a [0, 1, 1, 1] batch padded by 2^40 on every side",
+            empty_batch(floats("x", &[0, 1, 1, 1], &[]), "Conv2D", None),
+            transform("fold_constants", "out"),
+            Expect::Success,
+        ),
+        (
+            "c03_conv_of_empty_placeholder_padded",
+            "verify seeds a [0, 1, 1, 1] input to a Conv2D padded by 2^40 on every side",
+            empty_batch(placeholder("x", f, &[0, 1, 1, 1]), "Conv2D", Some("Shape")),
+            verify(),
+            Expect::Error,
+        ),
+        (
+            "c03_depthwise_of_empty_batch_padded",
+            "DepthwiseConv2dNative of a [0, 1, 1, 1] batch padded by 2^40 on every side",
+            empty_batch(
+                floats("x", &[0, 1, 1, 1], &[]),
+                "DepthwiseConv2dNative",
+                None,
+            ),
+            verify(),
+            Expect::Error,
+        ),
+        (
+            "c03_resize_of_empty_batch",
+            "ResizeBilinear of a [0, 1, 1, 2^40] batch to 2^31 - 1 squared",
+            graph(vec![
+                floats("x", &[0, 1, 1, 1 << 40], &[]),
+                int32s("size", &[2], &[i32::MAX, i32::MAX]),
+                node("out", "ResizeBilinear", &["x", "size"], vec![t(f)]),
+            ]),
+            verify(),
+            Expect::Error,
+        ),
+        (
+            "c03_legalize_pad_of_empty_placeholder",
+            "legalize(target=tract) on a Pad by 2^40 of a [0, 1, 1] placeholder",
+            graph(vec![
+                placeholder("x", f, &[0, 1, 1]),
+                int64s("p", &[3, 2], &[0, 0, 1 << 40, 1 << 40, 1 << 40, 1 << 40]),
+                node(
+                    "out",
+                    "Pad",
+                    &["x", "p"],
+                    vec![t(f), ("Tpaddings", dtype(DtInt64))],
+                ),
+            ]),
+            transform("legalize(target=tract)", "out"),
+            Expect::Success,
+        ),
+        (
+            "c03_flatten_atrous_empty_filter",
+            "flatten_atrous_conv on an atrous pattern with block 2^40 and a [3, 3, 0, 2^20] \
+             filter",
+            {
+                let mut g = atrous_pattern([1 << 40, 1 << 40], [0; 4], [0; 4]);
+                for n in &mut g.node {
+                    if n.name == "filter" {
+                        *n = floats("filter", &[3, 3, 0, 1 << 20], &[]);
+                    }
+                }
+                g
+            },
+            transform("flatten_atrous_conv", "out"),
+            Expect::Success,
+        ),
+    ] {
+        cases.push(model_case(case, 3, about, g, command, expect));
+    }
+
     // 4: shape inference on non-constant graphs.
     cases.push(model_case(
         "c04_shape_inference_of_placeholders",

@@ -32,14 +32,20 @@ pub fn sub(a: usize, b: usize, what: &str) -> Result<usize, GeometryError> {
         .ok_or_else(|| GeometryError(format!("{what} is negative ({a} - {b})")))
 }
 
-/// The number of elements of `dims`, checked (a shape with a 0 has none, however large its
-/// other dimensions).
+/// The number of elements of `dims`, checked. A shape with a 0 has none, but its other
+/// dimensions must still multiply within `isize::MAX`: they size strides and index arithmetic
+/// (and ndarray panics on such a shape).
 pub fn element_count(dims: &[usize]) -> Result<usize, GeometryError> {
-    if dims.contains(&0) {
-        return Ok(0);
+    let product = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |acc, &d| mul(acc, d, "the element count"))?;
+    if isize::try_from(product).is_err() {
+        return fail(format!(
+            "the shape's non-zero dimensions multiply to {product}, more than can be addressed"
+        ));
     }
-    dims.iter()
-        .try_fold(1usize, |acc, &d| mul(acc, d, "the element count"))
+    Ok(if dims.contains(&0) { 0 } else { product })
 }
 
 /// A dimension from a value read in a file: non-negative and addressable.
@@ -476,6 +482,15 @@ pub fn strided_slice_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_shapes_must_still_be_addressable() {
+        assert_eq!(element_count(&[3, 0, 5]), Ok(0));
+        assert_eq!(element_count(&[3, 5]), Ok(15));
+        assert!(element_count(&[1 << 40, 0, 1 << 40]).is_err());
+        assert!(element_count(&[usize::MAX, 0]).is_err());
+        assert_eq!(element_count(&[1 << 40, 0]), Ok(0));
+    }
 
     #[test]
     fn explicit_padding_overflow_is_an_error() {
