@@ -207,15 +207,30 @@ impl Memo {
             let bytes = graphopt_core::io::read_regular(path)?;
             (crate::cache::sha256_hex(&bytes), Some(bytes))
         } else {
-            let mut file = std::fs::File::open(path)?;
+            // Read at most one byte past the size stat gave, and nothing when it gave 0: a
+            // file under /proc says "regular, 0 bytes" and then streams without end (or
+            // blocks, as /proc/kmsg does).
+            let limit = if before.size == 0 { 0 } else { before.size + 1 };
+            let mut file = std::fs::File::open(path)?.take(limit);
             let mut hasher = crate::sha256::Hasher::default();
             let mut buffer = vec![0u8; 1 << 20];
+            let mut read = 0u64;
             loop {
                 let n = file.read(&mut buffer)?;
                 if n == 0 {
                     break;
                 }
+                read = read.saturating_add(n as u64);
                 hasher.update(&buffer[..n]);
+            }
+            if read != before.size {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the file changed while it was read ({} bytes expected, {read} read)",
+                        before.size
+                    ),
+                ));
             }
             (crate::cache::hex(&hasher.finalize()), None)
         };
@@ -271,6 +286,23 @@ mod tests {
             .unwrap()
             .set_modified(past)
             .unwrap();
+    }
+
+    /// /proc/self/pagemap is "a regular file of 0 bytes" that reads on for hundreds of GiB.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_proc_file_is_read_no_further_than_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        for keep_bytes in [false, true] {
+            // A fresh memo each time, so that both ways of reading run.
+            let hashed = Memo::load(dir.path().join(format!("memo-{keep_bytes}.json")))
+                .hash_file(Path::new("/proc/self/pagemap"), keep_bytes)
+                .unwrap();
+            assert_eq!(hashed.size, 0);
+            assert_eq!(hashed.sha256, crate::cache::sha256_hex(b""));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

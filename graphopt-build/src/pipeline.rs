@@ -286,8 +286,9 @@ impl Model {
                 let settings = Settings::from_env()
                     .map_err(|e| self.fail(e.to_string()))?
                     .overridden_by(self.budget);
+                // Scaled to what the readers open, not to everything the directory holds.
                 let (model_bytes, mut manifest) = settings
-                    .budget_for(source_size)
+                    .budget_for(graphopt_core::io::input_size(&source))
                     .enter(|| self.optimize(&source, source_kind, &specs, &canonical))?;
                 manifest.source_sha256 = source_sha256;
                 manifest.source_size_bytes = source_size;

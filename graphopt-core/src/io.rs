@@ -118,7 +118,10 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the file is too large")
     })?;
     let mut data = Vec::with_capacity(capacity);
-    file.take(size.saturating_add(1)).read_to_end(&mut data)?;
+    // One byte past the size, to see a file that grew; nothing for a file of size 0, which is
+    // what a /proc file that streams without end (or blocks) reports.
+    let limit = if size == 0 { 0 } else { size.saturating_add(1) };
+    file.take(limit).read_to_end(&mut data)?;
     if data.len() as u64 != size {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -131,34 +134,49 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Bytes of input at `path`: a regular file's size, or the sum over the regular files of a
-/// directory tree (symlinks followed, at most 16 levels and 100000 entries deep; anything else
-/// counts nothing). Budgets scale with it.
+/// Bytes of input at `path` that a command reads, which budgets scale with: a regular file's
+/// size; for a directory, the files a SavedModel or checkpoint reader opens in it and in its
+/// `variables/` (`saved_model.pb`, `saved_model.pbtxt`, checkpoint `*.index` and `*.data-*`
+/// shards), never anything else a directory holds. A file counts the space it occupies on disk
+/// where that is less than its length, so a sparse file claiming 100 GB does not buy a budget
+/// of 800 GB.
 pub fn input_size(path: &Path) -> u64 {
-    fn walk(path: &Path, depth: usize, entries: &mut usize) -> u64 {
-        let Ok(metadata) = fs::metadata(path) else {
-            return 0;
-        };
-        if metadata.is_file() {
-            return metadata.len();
+    fn stored(metadata: &fs::Metadata) -> u64 {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            metadata.len().min(metadata.blocks().saturating_mul(512))
         }
-        if !metadata.is_dir() || depth == 0 {
-            return 0;
-        }
-        let Ok(listing) = fs::read_dir(path) else {
-            return 0;
-        };
-        let mut total = 0u64;
-        for entry in listing.flatten() {
-            *entries += 1;
-            if *entries > 100_000 {
-                break;
-            }
-            total = total.saturating_add(walk(&entry.path(), depth - 1, entries));
-        }
-        total
+        #[cfg(not(unix))]
+        metadata.len()
     }
-    walk(path, 16, &mut 0)
+    let file_size = |path: &Path| match fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => stored(&metadata),
+        _ => 0,
+    };
+    let Ok(metadata) = fs::metadata(path) else {
+        return 0;
+    };
+    if !metadata.is_dir() {
+        return file_size(path);
+    }
+    let is_model_file = |name: &str| {
+        matches!(name, "saved_model.pb" | "saved_model.pbtxt")
+            || name.ends_with(".index")
+            || name.contains(".data-")
+    };
+    let mut total = 0u64;
+    for dir in [path.to_path_buf(), path.join("variables")] {
+        let Ok(listing) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in listing.flatten().take(100_000) {
+            if entry.file_name().to_str().is_some_and(is_model_file) {
+                total = total.saturating_add(file_size(&entry.path()));
+            }
+        }
+    }
+    total
 }
 
 /// Refuses to decode what the estimate says would not fit: more than [`MAX_NODES`] nodes, or
@@ -529,6 +547,34 @@ mod tests {
         assert_eq!(&map_regular(&file).expect("map")[..], b"abc");
         let error = map_regular(dir.path()).expect_err("a directory");
         assert!(error.to_string().contains("directory"), "{error}");
-        assert_eq!(input_size(dir.path()), 3);
+        assert_eq!(input_size(&file), 3);
+    }
+
+    #[test]
+    fn input_size_counts_the_files_a_reader_opens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let variables = dir.path().join("variables");
+        fs::create_dir(&variables).expect("variables");
+        fs::write(dir.path().join("saved_model.pb"), [1u8; 4096]).expect("write");
+        fs::write(variables.join("variables.index"), [1u8; 4096]).expect("write");
+        fs::write(variables.join("variables.data-00000-of-00001"), [1u8; 8192]).expect("write");
+        fs::write(dir.path().join("notes.txt"), [1u8; 4096]).expect("write");
+        fs::create_dir(dir.path().join("assets")).expect("assets");
+        fs::write(dir.path().join("assets/vocab.txt"), [1u8; 4096]).expect("write");
+        assert_eq!(input_size(dir.path()), 16384);
+        // A sparse shard counts the space it occupies, not the length it claims.
+        #[cfg(unix)]
+        let sparse =
+            fs::File::create(variables.join("variables.data-00001-of-00002")).expect("create");
+        #[cfg(unix)]
+        {
+            sparse.set_len(100 << 30).expect("set_len");
+            assert!(
+                input_size(dir.path()) < 1 << 20,
+                "{}",
+                input_size(dir.path())
+            );
+        }
+        assert_eq!(input_size(&dir.path().join("missing")), 0);
     }
 }
