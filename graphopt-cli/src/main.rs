@@ -29,6 +29,12 @@ enum Error {
     Directory { path: PathBuf },
     #[error("{}: is a SavedModel's graph, not a frozen GraphDef; freeze its directory first (graphopt freeze --saved_model_dir={} --out_graph=frozen.pb)", path.display(), dir.display())]
     SavedModelFile { path: PathBuf, dir: PathBuf },
+    #[error("{}: is the saved_model.pb file of a SavedModel, not its directory; give the directory: {usage}", path.display())]
+    SavedModelFileNotDir { path: PathBuf, usage: String },
+    #[error("{}: is a GraphDef file, not a SavedModel directory; {hint}", path.display())]
+    GraphDefNotSavedModel { path: PathBuf, hint: String },
+    #[error("{}: is a file, not a SavedModel directory", path.display())]
+    FileNotSavedModel { path: PathBuf },
     #[error("{}: {flag} names '{name}', which is not a node of the graph; {likely}", path.display())]
     UnknownName {
         path: PathBuf,
@@ -400,6 +406,94 @@ fn graph_file(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Each of `names`, given with `flag` (`--inputs` or `--outputs`), is a node of the graph read
+/// from `path`; else an error listing the graph's likely inputs or outputs, as `summarize`
+/// finds them.
+fn check_names(
+    path: &Path,
+    graph: &graphopt_core::proto::GraphDef,
+    flag: &str,
+    names: &[String],
+) -> Result<(), Error> {
+    let index = graph::GraphIndex::new(graph);
+    let Some(missing) = names
+        .iter()
+        .find(|n| index.node(graph::node_name(n)).is_none())
+    else {
+        return Ok(());
+    };
+    let summary = summary::summarize(graph, None);
+    let likely: Vec<String> = if flag == "--inputs" {
+        summary.inputs.into_iter().map(|t| t.name).collect()
+    } else {
+        summary.outputs.into_iter().map(|t| t.name).collect()
+    };
+    let what = flag.trim_start_matches('-');
+    Err(Error::UnknownName {
+        path: path.to_path_buf(),
+        flag: flag.to_string(),
+        name: missing.clone(),
+        likely: if likely.is_empty() {
+            format!("the graph has no likely {what}")
+        } else {
+            format!("likely {what}: {}", likely.join(", "))
+        },
+    })
+}
+
+/// The command a SavedModel directory was given to, for the way out of a wrong path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SavedModelCommand {
+    Freeze,
+    Inspect,
+}
+
+/// A path a SavedModel can be read from, as far as a file can tell: a SavedModel's own
+/// `saved_model.pb` gets an error giving its directory, a GraphDef file one pointing to the
+/// command that reads it. Directories are left to the SavedModel reader.
+fn saved_model_dir(path: &Path, command: SavedModelCommand) -> Result<(), Error> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let path_buf = path.to_path_buf();
+    if path.file_name().is_some_and(|n| n == "saved_model.pb") {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .display();
+        return Err(Error::SavedModelFileNotDir {
+            path: path_buf,
+            usage: match command {
+                SavedModelCommand::Freeze => format!("--saved_model_dir={dir}"),
+                SavedModelCommand::Inspect => format!("graphopt inspect {dir}"),
+            },
+        });
+    }
+    let Ok(loaded) = io::read_graph(path) else {
+        return Err(Error::FileNotSavedModel { path: path_buf });
+    };
+    let p = path.display();
+    let has_variables = loaded
+        .graph
+        .node
+        .iter()
+        .any(|n| matches!(n.op.as_str(), "VariableV2" | "Variable" | "VarHandleOp"));
+    let hint = match command {
+        SavedModelCommand::Inspect => format!("summarize it instead (graphopt summarize {p})"),
+        SavedModelCommand::Freeze if has_variables => format!(
+            "freeze it with its checkpoint (graphopt freeze --in_graph={p} --checkpoint=PREFIX --outputs=NAMES --out_graph=frozen.pb)"
+        ),
+        SavedModelCommand::Freeze => {
+            format!("it has no variables to freeze (graphopt summarize {p})")
+        }
+    };
+    Err(Error::GraphDefNotSavedModel {
+        path: path_buf,
+        hint,
+    })
+}
+
 fn load_valid(path: &Path) -> Result<io::LoadedGraph, Error> {
     graph_file(path)?;
     let loaded = io::read_graph(path)?;
@@ -416,31 +510,8 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let inputs = split_names(args.inputs.as_deref());
     let outputs = split_names(args.outputs.as_deref());
     let mut loaded = load_valid(&args.in_graph)?;
-    for (flag, names) in [("--inputs", &inputs), ("--outputs", &outputs)] {
-        let index = graph::GraphIndex::new(&loaded.graph);
-        if let Some(missing) = names
-            .iter()
-            .find(|n| index.node(graph::node_name(n)).is_none())
-        {
-            let summary = summary::summarize(&loaded.graph, None);
-            let likely: Vec<String> = if flag == "--inputs" {
-                summary.inputs.into_iter().map(|t| t.name).collect()
-            } else {
-                summary.outputs.into_iter().map(|t| t.name).collect()
-            };
-            let what = flag.trim_start_matches('-');
-            return Err(Error::UnknownName {
-                path: args.in_graph.clone(),
-                flag: flag.to_string(),
-                name: missing.clone(),
-                likely: if likely.is_empty() {
-                    format!("the graph has no likely {what}")
-                } else {
-                    format!("likely {what}: {}", likely.join(", "))
-                },
-            });
-        }
-    }
+    check_names(&args.in_graph, &loaded.graph, "--inputs", &inputs)?;
+    check_names(&args.in_graph, &loaded.graph, "--outputs", &outputs)?;
     let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
     for outcome in &outcomes {
         for warning in &outcome.warnings {
@@ -498,6 +569,13 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
         seed: args.seed,
         unknown_dim: args.unknown_dim,
     };
+    check_names(&args.original, &original.graph, "--inputs", &options.inputs)?;
+    check_names(
+        &args.original,
+        &original.graph,
+        "--outputs",
+        &options.outputs,
+    )?;
     let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)?;
     if args.json {
         let json = serde_json::to_string_pretty(&report)
@@ -558,6 +636,7 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
 fn freeze(args: &FreezeArgs) -> Result<(), Error> {
     let (graph, inputs, outputs) = match (&args.saved_model_dir, &args.in_graph) {
         (Some(dir), _) => {
+            saved_model_dir(dir, SavedModelCommand::Freeze)?;
             let options = freeze::SavedModelOptions {
                 tag_set: args.tag_set.clone(),
                 signature: args.signature_def.clone(),
@@ -577,10 +656,11 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
             } else {
                 load_valid(path)?.graph
             };
+            let outputs = split_names(args.outputs.as_deref());
+            check_names(path, &graph, "--outputs", &outputs)?;
             let prefix = args.checkpoint.clone().unwrap_or_default();
             let checkpoint = freeze::checkpoint::Checkpoint::open(&prefix)
                 .map_err(|e| graphopt_core::Error::Freeze(e.to_string()))?;
-            let outputs = split_names(args.outputs.as_deref());
             let frozen = freeze::freeze_graph(&graph, &checkpoint, &outputs)
                 .map_err(|e| graphopt_core::Error::Freeze(format!("{}: {e}", path.display())))?;
             let inputs = frozen
@@ -608,6 +688,7 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
 }
 
 fn inspect(args: &InspectArgs) -> Result<(), Error> {
+    saved_model_dir(&args.dir, SavedModelCommand::Inspect)?;
     let model = freeze::saved_model::read_saved_model(&args.dir)
         .map_err(|e| graphopt_core::Error::Freeze(e.to_string()))?;
     print!("{}", freeze::saved_model::describe(&model));

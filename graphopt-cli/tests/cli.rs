@@ -559,7 +559,15 @@ fn freeze_errors_name_the_directory_signature_and_checkpoint() {
         "--outputs=nope",
         &out,
     ]);
-    assert_clean_failure(&output, &["graph.pb", "output 'nope'"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "graphopt: error: {}: --outputs names 'nope', which is not a node of the graph; \
+             likely outputs: global_step/read, probs, save/control_dependency\n",
+            saved("tf1/graph.pb").display()
+        )
+    );
     // A truncated saved_model.pb.
     let broken = dir.path().join("broken");
     std::fs::create_dir_all(&broken).unwrap();
@@ -711,13 +719,13 @@ fn targets_lists_every_target_with_version_and_source() {
     let text = String::from_utf8(output.stdout).unwrap();
     for line in [
         "opencv 4.10.0: OpenCV dnn TensorFlow importer",
-        "tract 0.23.5: tract-tensorflow",
+        "tract 0.23.9: tract-tensorflow",
         "tvm 0.19.0: TVM Relay TensorFlow frontend",
         "tensorrt uff 0.6.3",
         "ascend Ascend/parser at fc02ad76",
         "graphopt 0.1.0",
         "source: opencv/opencv @ 4.10.0",
-        "source: sonos/tract @ tag v0.23.5",
+        "source: sonos/tract @ crates.io release 0.23.9",
         "source: apache/tvm @ tag v0.19.0",
         "ops: convert_map 178",
         "ops: dispatch 62",
@@ -789,6 +797,130 @@ fn savedmodel_paths_and_wrong_names_point_the_way() {
             )
         );
     }
+}
+
+#[test]
+fn savedmodel_commands_given_a_file_and_verify_and_freeze_given_wrong_names_point_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let out_arg = format!("--out_graph={}", out.display());
+    let fails_with = |args: &[&str], expected: String| {
+        let output = graphopt(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&output), expected, "{args:?}");
+    };
+
+    // A SavedModel's saved_model.pb in place of its directory.
+    let model = saved("keras_cnn");
+    let graph_file = model.join("saved_model.pb");
+    let (g, d) = (graph_file.display(), model.display());
+    fails_with(
+        &["freeze", &format!("--saved_model_dir={g}"), &out_arg],
+        format!(
+            "graphopt: error: {g}: is the saved_model.pb file of a SavedModel, not its directory; \
+             give the directory: --saved_model_dir={d}\n"
+        ),
+    );
+    fails_with(
+        &["inspect", &g.to_string()],
+        format!(
+            "graphopt: error: {g}: is the saved_model.pb file of a SavedModel, not its directory; \
+             give the directory: graphopt inspect {d}\n"
+        ),
+    );
+
+    // A GraphDef file in place of a SavedModel directory.
+    let frozen = fixture("keras_cnn.pb");
+    let f = frozen.display();
+    fails_with(
+        &["inspect", &f.to_string()],
+        format!(
+            "graphopt: error: {f}: is a GraphDef file, not a SavedModel directory; \
+             summarize it instead (graphopt summarize {f})\n"
+        ),
+    );
+    fails_with(
+        &["freeze", &format!("--saved_model_dir={f}"), &out_arg],
+        format!(
+            "graphopt: error: {f}: is a GraphDef file, not a SavedModel directory; \
+             it has no variables to freeze (graphopt summarize {f})\n"
+        ),
+    );
+    let tf1 = saved("tf1/graph.pb");
+    let t = tf1.display();
+    fails_with(
+        &["freeze", &format!("--saved_model_dir={t}"), &out_arg],
+        format!(
+            "graphopt: error: {t}: is a GraphDef file, not a SavedModel directory; \
+             freeze it with its checkpoint (graphopt freeze --in_graph={t} --checkpoint=PREFIX \
+             --outputs=NAMES --out_graph=frozen.pb)\n"
+        ),
+    );
+    let other = write(dir.path(), "notes.txt", b"not a graph");
+    let o = other.display();
+    fails_with(
+        &["inspect", &o.to_string()],
+        format!("graphopt: error: {o}: is a file, not a SavedModel directory\n"),
+    );
+
+    // verify's and freeze's wrong names list the likely ones, as transform's do.
+    let input = fixture("tf1_conv_bn.pb");
+    let i = input.display().to_string();
+    for (flag, likely) in [
+        ("--outputs=prob", "likely outputs: probs"),
+        ("--inputs=image", "likely inputs: input"),
+    ] {
+        let (name_flag, name) = flag.split_once('=').unwrap();
+        fails_with(
+            &["verify", &i, &i, flag],
+            format!(
+                "graphopt: error: {i}: {name_flag} names '{name}', which is not a node of the graph; {likely}\n"
+            ),
+        );
+    }
+    fails_with(
+        &[
+            "freeze",
+            &format!("--in_graph={t}"),
+            &format!("--checkpoint={}", saved("tf1/model.ckpt").display()),
+            "--outputs=prob",
+            &out_arg,
+        ],
+        format!(
+            "graphopt: error: {t}: --outputs names 'prob', which is not a node of the graph; \
+             likely outputs: global_step/read, probs, save/control_dependency\n"
+        ),
+    );
+    assert!(!out.exists(), "no output may be written on failure");
+}
+
+#[test]
+fn transform_errors_name_the_declared_inputs_not_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pb");
+    let input = fixture("tf1_conv_bn.pb");
+    let output = run_transform(&input, &out, "fix_input_shapes(shape=\"1,16,16,3\")");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "graphopt: error: transform 'fix_input_shapes': give name and shape once per input, \
+         e.g. fix_input_shapes(name=input, shape=\"1,224,224,3\"), or one shape alone for every \
+         declared input\n"
+    );
+    let mut args = transform_args(
+        &input,
+        &out,
+        "strip_unused_nodes(name=relu, type_for_name=float)",
+    );
+    args.extend(["--inputs=input".to_string(), "--outputs=probs".to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = graphopt(&refs);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "graphopt: error: transform 'strip_unused_nodes': name=relu is not one of the declared inputs\n"
+    );
+    assert!(!out.exists());
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub enum VerifyError {
     Original(eval::EvalError),
     #[error("the optimized graph: {0}")]
     Optimized(eval::EvalError),
-    #[error("no outputs to compare; name them with --outputs")]
+    #[error("no outputs to compare; name them (--outputs, or Model::outputs)")]
     NoOutputs,
     #[error("output '{name}': shapes differ, {original:?} in the original and {optimized:?} in the optimized graph")]
     ShapeMismatch {

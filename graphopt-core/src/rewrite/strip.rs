@@ -58,13 +58,15 @@ pub fn strip_unused(
     ) {
         if index.index_of(name).is_none() {
             return Err(RewriteError(format!(
-                "node '{name}' (from --inputs/--outputs) is not in the graph"
+                "node '{name}' (a declared input or output) is not in the graph"
             )));
         }
     }
     for name in options.per_name.keys() {
         if !inputs.contains(name.as_str()) {
-            return Err(RewriteError(format!("name={name} is not one of --inputs")));
+            return Err(RewriteError(format!(
+                "name={name} is not one of the declared inputs"
+            )));
         }
     }
 

@@ -51,7 +51,7 @@ impl Transform for FixInputShapes {
                 .collect::<Result<_>>()?,
             _ => {
                 return Err(context.error(
-                    "give name and shape once per input, e.g. fix_input_shapes(name=input, shape=\"1,224,224,3\"), or one shape with --inputs",
+                    "give name and shape once per input, e.g. fix_input_shapes(name=input, shape=\"1,224,224,3\"), or one shape alone for every declared input",
                 ))
             }
         };

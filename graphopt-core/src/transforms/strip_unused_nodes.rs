@@ -59,7 +59,8 @@ impl Transform for StripUnusedNodes {
         }
 
         if context.outputs.is_empty() {
-            return Err(context.error("needs --outputs to know what to keep"));
+            return Err(context
+                .error("needs the outputs to know what to keep (--outputs, or Model::outputs)"));
         }
         let options = StripOptions {
             inputs: context.inputs.to_vec(),
