@@ -282,11 +282,7 @@ pub fn prune(dir: &Path, limits: Limits) -> Vec<String> {
         if !is_key(&name) {
             continue;
         }
-        let last_use = [modified(&path.join("used")), modified(&path)]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(now);
+        let last_use = last_use(&path).unwrap_or(now);
         entries.push(Entry {
             size: entry_size(&path),
             path,
@@ -302,6 +298,12 @@ pub fn prune(dir: &Path, limits: Limits) -> Vec<String> {
         if idle <= IN_USE || (idle <= limits.max_age && total <= limits.max_size) {
             continue;
         }
+        // A build may have used the entry since the listing: look again just before removing.
+        // (What a build still races past this is caught on its side: an entry that vanishes
+        // between its lookup and its link is a miss, built afresh.)
+        if last_use(&entry.path).is_some_and(|t| age(t) <= IN_USE) {
+            continue;
+        }
         if remove_entry(&entry.path) {
             total = total.saturating_sub(entry.size);
             if let Some(name) = entry.path.file_name() {
@@ -310,6 +312,16 @@ pub fn prune(dir: &Path, limits: Limits) -> Vec<String> {
         }
     }
     removed
+}
+
+/// When a build last used the entry at `path`: its `used` marker's time or the directory's
+/// own, whichever is later.
+fn last_use(path: &Path) -> Option<SystemTime> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    [modified(&path.join("used")), modified(path)]
+        .into_iter()
+        .flatten()
+        .max()
 }
 
 /// Renames the entry out of the way (readers then miss it as a whole), then deletes it.

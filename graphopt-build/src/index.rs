@@ -123,3 +123,19 @@ pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
     println!("cargo::rustc-env={MODELS_VAR}={}", models.join(","));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The build treats a cache entry that vanished between its lookup and its link (pruned
+    /// by a concurrent build) as a miss, which it tells by `NotFound`.
+    #[test]
+    fn linking_a_vanished_entry_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("pruned/model.pb");
+        let error = place_linked(dir.path(), "m.pb", &missing).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+        assert!(!dir.path().join("m.pb").exists());
+    }
+}

@@ -273,11 +273,20 @@ impl Model {
         let graph_path = dir.join(format!("{}.pb", self.name));
         let manifest_path = dir.join(format!("{}.json", self.name));
         let place_error = |e| self.io(&graph_path, e);
-        let (manifest, status) = match cached {
-            Some((entry_model, mut manifest)) => {
+        let hit = match cached {
+            Some((entry_model, manifest)) => {
+                match index::place_linked(&dir, &format!("{}.pb", self.name), &entry_model) {
+                    Ok(()) => Some(manifest),
+                    // Pruned by a concurrent build between the lookup and the link: a miss.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(place_error(e)),
+                }
+            }
+            None => None,
+        };
+        let (manifest, status) = match hit {
+            Some(mut manifest) => {
                 manifest.cache = "hit".into();
-                index::place_linked(&dir, &format!("{}.pb", self.name), &entry_model)
-                    .map_err(place_error)?;
                 (manifest, CacheStatus::Hit)
             }
             None => {
