@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::dtype::{dtype_name, element_count, shape_dims};
-use crate::graph::{self, InputRef};
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto, TensorShapeProto};
+use crate::graph::{self, attrs, InputRef};
+use crate::proto::{GraphDef, NodeDef, TensorProto};
 
 /// How many constants `largest_constants` lists.
 pub const LARGEST_CONSTANTS: usize = 10;
@@ -79,33 +79,6 @@ pub struct Summary {
     pub benchmark_model_args: String,
 }
 
-fn attr<'a>(node: &'a NodeDef, name: &str) -> Option<&'a attr_value::Value> {
-    node.attr
-        .get(name)
-        .and_then(|a: &AttrValue| a.value.as_ref())
-}
-
-fn attr_type(node: &NodeDef, name: &str) -> i32 {
-    match attr(node, name) {
-        Some(attr_value::Value::Type(t)) => *t,
-        _ => 0,
-    }
-}
-
-fn attr_shape<'a>(node: &'a NodeDef, name: &str) -> Option<&'a TensorShapeProto> {
-    match attr(node, name) {
-        Some(attr_value::Value::Shape(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn attr_tensor<'a>(node: &'a NodeDef, name: &str) -> Option<&'a TensorProto> {
-    match attr(node, name) {
-        Some(attr_value::Value::Tensor(t)) => Some(t),
-        _ => None,
-    }
-}
-
 /// Dimensions of a tensor value (a missing shape is a scalar).
 fn tensor_dims(tensor: &TensorProto) -> Vec<i64> {
     tensor
@@ -116,8 +89,8 @@ fn tensor_dims(tensor: &TensorProto) -> Vec<i64> {
 }
 
 fn tensor_decl(node: &NodeDef, type_attr: &str) -> TensorDecl {
-    let shape = attr_shape(node, "shape");
-    let dtype = attr_type(node, type_attr);
+    let shape = attrs::shape(node, "shape");
+    let dtype = attrs::raw_type(node, type_attr).unwrap_or(0);
     TensorDecl {
         name: node.name.clone(),
         op: node.op.clone(),
@@ -176,7 +149,7 @@ pub fn summarize(graph: &GraphDef, file_size: Option<u64>) -> Summary {
                 variables.push(decl);
             }
             "Const" => {
-                if let Some(value) = attr_tensor(node, "value") {
+                if let Some(value) = attrs::tensor(node, "value") {
                     let dims = tensor_dims(value);
                     let elements = element_count(&dims);
                     const_parameters = const_parameters.saturating_add(elements);
@@ -440,7 +413,7 @@ pub fn structure(graph: &GraphDef) -> String {
             node.input.join(", ")
         );
         if node.op == "Const" {
-            if let Some(value) = attr_tensor(node, "value") {
+            if let Some(value) = attrs::tensor(node, "value") {
                 let dims: Vec<String> =
                     tensor_dims(value).iter().map(ToString::to_string).collect();
                 let _ = write!(

@@ -41,6 +41,14 @@ pub fn dtype(node: &NodeDef, name: &str) -> Option<DataType> {
     }
 }
 
+/// A type attribute's enum value as written, reference types (`float_ref`) kept.
+pub fn raw_type(node: &NodeDef, name: &str) -> Option<i32> {
+    match value(node, name)? {
+        attr_value::Value::Type(t) => Some(*t),
+        _ => None,
+    }
+}
+
 pub fn ints(node: &NodeDef, name: &str) -> Option<Vec<i64>> {
     match value(node, name)? {
         attr_value::Value::List(list) => Some(list.i.clone()),
