@@ -136,6 +136,165 @@ fn legalized_fixtures_pass_their_targets_check() {
     }
 }
 
+/// The ops of `graph`, each once.
+fn ops_of(graph: &graphopt_core::proto::GraphDef) -> std::collections::BTreeSet<&str> {
+    graph.node.iter().map(|n| n.op.as_str()).collect()
+}
+
+/// `legalize(target=tensorrt)` alone, on the raw TF1 graph (no folding first: the batch norm's
+/// parameters arrive through Identities, and a CheckNumerics guards the ReLU): the
+/// FusedBatchNormV3 becomes a FusedBatchNorm, the CheckNumerics goes, TensorRT's check passes and
+/// the outputs are still TensorFlow's. The same for tract.
+#[test]
+fn tensorrt_legalize_alone_loads_the_raw_batch_norm_graph() {
+    let raw = common::load("tf1_conv_bn");
+    let blocking_ops = |problems: &[targets::Problem]| -> Vec<String> {
+        problems
+            .iter()
+            .filter(|p| p.blocking)
+            .map(|p| p.op.clone())
+            .collect()
+    };
+    let before = blocking_ops(&targets::check_target(&raw, "tensorrt").unwrap());
+    assert!(
+        before.iter().any(|op| op == "FusedBatchNormV3")
+            && before.iter().any(|op| op == "CheckNumerics"),
+        "{before:?}"
+    );
+    let graph = common::apply("tf1_conv_bn", "legalize(target=tensorrt)");
+    let ops = ops_of(&graph);
+    assert!(
+        ops.contains("FusedBatchNorm")
+            && !ops.contains("FusedBatchNormV3")
+            && !ops.contains("CheckNumerics"),
+        "{ops:?}"
+    );
+    let norm = graph
+        .node
+        .iter()
+        .find(|n| n.op == "FusedBatchNorm")
+        .unwrap();
+    for attr in ["U", "exponential_avg_factor"] {
+        assert!(!norm.attr.contains_key(attr), "{attr} kept: {norm:?}");
+    }
+    let problems = targets::check_target(&graph, "tensorrt").unwrap();
+    assert!(!targets::any_blocking(&problems), "{problems:#?}");
+    common::assert_matches_tensorflow("tf1_conv_bn", &graph, 1e-5, 1e-6);
+    // tract (no FusedBatchNormV3 either) gets the norm as Mul and Add, its parameters read
+    // through the same Identities.
+    let graph = common::apply("tf1_conv_bn", "legalize(target=tract)");
+    let ops = ops_of(&graph);
+    assert!(
+        !ops.iter().any(|op| op.starts_with("FusedBatchNorm")) && !ops.contains("CheckNumerics"),
+        "{ops:?}"
+    );
+    let problems = targets::check_target(&graph, "tract").unwrap();
+    assert!(!targets::any_blocking(&problems), "{problems:#?}");
+    common::assert_matches_tensorflow("tf1_conv_bn", &graph, 1e-5, 1e-6);
+}
+
+/// TVM rejects FusedBatchNormV3's `exponential_avg_factor`: `legalize(target=tvm)` strips it
+/// (it holds its default, and TensorFlow reads it only in training), alone on the raw graph and
+/// after the standard pipeline without batch-norm folding, and TVM's check then passes.
+#[test]
+fn tvm_legalize_strips_the_rejected_attribute() {
+    let raw = common::load("tf1_conv_bn");
+    let rejected = |graph: &graphopt_core::proto::GraphDef| -> Vec<String> {
+        targets::check_target(graph, "tvm")
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.kind == ProblemKind::RejectedAttr)
+            .map(|p| p.node)
+            .collect()
+    };
+    assert_eq!(rejected(&raw), ["bn/FusedBatchNormV3"]);
+    for pipeline in [
+        "legalize(target=tvm)",
+        "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) sort_by_execution_order legalize(target=tvm)",
+    ] {
+        let graph = common::apply("tf1_conv_bn", pipeline);
+        let norm = graph
+            .node
+            .iter()
+            .find(|n| n.op == "FusedBatchNormV3")
+            .unwrap_or_else(|| panic!("{pipeline}: the batch norm is gone"));
+        assert!(!norm.attr.contains_key("exponential_avg_factor"), "{pipeline}");
+        let problems = targets::check_target(&graph, "tvm").unwrap();
+        assert!(
+            !targets::any_blocking(&problems),
+            "{pipeline}: {problems:#?}"
+        );
+        common::assert_matches_tensorflow("tf1_conv_bn", &graph, 1e-5, 1e-6);
+    }
+}
+
+/// A rejected attribute that differs from its default stays (removing it would change the node)
+/// and legalize says so; one holding its default goes.
+#[test]
+fn rejected_attributes_are_stripped_only_where_that_keeps_the_node() {
+    use graphopt_core::proto::{attr_value, AttrValue};
+    use graphopt_core::transforms::{self, Registry};
+    let with_factor = |factor: f32, training: bool| {
+        let mut graph = common::load("tf1_conv_bn");
+        let norm = graph
+            .node
+            .iter_mut()
+            .find(|n| n.op == "FusedBatchNormV3")
+            .unwrap();
+        norm.attr.insert(
+            "exponential_avg_factor".into(),
+            AttrValue {
+                value: Some(attr_value::Value::F(factor)),
+            },
+        );
+        norm.attr.insert(
+            "is_training".into(),
+            AttrValue {
+                value: Some(attr_value::Value::B(training)),
+            },
+        );
+        graph
+    };
+    let legalize = |mut graph: graphopt_core::proto::GraphDef| {
+        let specs = transforms::parse("legalize(target=tvm)").unwrap();
+        let (inputs, outputs) = common::io_names("tf1_conv_bn");
+        let outcomes = transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &outputs,
+        )
+        .unwrap();
+        let kept = graph
+            .node
+            .iter()
+            .any(|n| n.attr.contains_key("exponential_avg_factor"));
+        let warnings: Vec<String> = outcomes.into_iter().flat_map(|o| o.warnings).collect();
+        (kept, warnings)
+    };
+    // Training with a running-average factor: the factor matters, so it stays, with a warning.
+    let (kept, warnings) = legalize(with_factor(0.5, true));
+    assert!(kept);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("bn/FusedBatchNormV3") && w.contains("exponential_avg_factor")),
+        "{warnings:?}"
+    );
+    // The default, in training too: removing it changes nothing.
+    let (kept, warnings) = legalize(with_factor(1.0, true));
+    assert!(
+        !kept
+            && warnings
+                .iter()
+                .all(|w| !w.contains("exponential_avg_factor"))
+    );
+    // In inference TensorFlow never reads it, whatever its value.
+    let (kept, _) = legalize(with_factor(0.5, false));
+    assert!(!kept);
+}
+
 /// The length of the op list `list` of `target`, checked against the count its profile records.
 fn op_list_len(target: &Target, list: &str) -> usize {
     let found = target

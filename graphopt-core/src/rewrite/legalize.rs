@@ -3,13 +3,16 @@
 //!
 //! - [`decompose_batch_norms`]: inference FusedBatchNorm (any version) left after folding
 //!   becomes `x * scale + offset` with per-channel Consts (for importers without the op);
-//! - [`downgrade_batch_norms`]: FusedBatchNormV2/V3 become FusedBatchNorm (V1), dropping the
-//!   attributes V1 lacks (`U`, `exponential_avg_factor`), when only output 0 is read;
+//! - [`downgrade_batch_norms`]: inference FusedBatchNormV2/V3 become FusedBatchNorm (V1),
+//!   whatever feeds their parameters, dropping the attributes V1 lacks (`U`,
+//!   `exponential_avg_factor`), when no reserve space is read;
 //! - [`rename_ops`]: op renames with identical semantics (`AddV2` -> `Add`);
 //! - [`constants_as_tensor_content`]: every fixed-size Const's values in `tensor_content`;
 //! - [`resource_gathers_to_gather_v2`]: `ResourceGather` of a frozen (Const) table becomes
 //!   `GatherV2` with a Const axis 0;
-//! - [`strip_attributes`]: attributes an importer refuses, per op;
+//! - [`strip_attributes`]: attributes an importer refuses, where removing them keeps the
+//!   node's meaning (the OpDef default, or unused at inference);
+//! - [`remove_check_numerics`]: CheckNumerics, an identity at inference, is removed;
 //! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder (the app
 //!   always feeds its inputs; some importers lack the op);
 //! - [`pads_into_convolutions`]: a constant zero `Pad` read only by VALID convolutions whose
@@ -172,21 +175,50 @@ pub fn decompose_batch_norms(
     count
 }
 
-/// FusedBatchNormV2/V3 in inference whose only read output is 0 become FusedBatchNorm (V1).
+/// Outputs every FusedBatchNorm version gives the same meaning: `y`, `batch_mean` and
+/// `batch_variance`. The reserve spaces are the kernel's scratch for the gradient (V3 adds a
+/// sixth), so a graph that reads one keeps its version.
+const SHARED_NORM_OUTPUTS: u32 = 3;
+
+/// The highest output of each node that a data input reads (`None`: none is read).
+fn highest_read_outputs(graph: &GraphDef, uses: &Uses) -> Vec<Option<u32>> {
+    let mut highest = vec![None; graph.node.len()];
+    for input in graph.node.iter().flat_map(|n| &n.input) {
+        let parsed = InputRef::parse(input);
+        if parsed.control {
+            continue;
+        }
+        if let Some(slot) = uses.producer(input).and_then(|p| highest.get_mut(p)) {
+            *slot = Some(slot.map_or(parsed.port, |h: u32| h.max(parsed.port)));
+        }
+    }
+    highest
+}
+
+/// FusedBatchNormV2/V3 in inference (`is_training=false`) become FusedBatchNorm (V1), whatever
+/// feeds their parameters, when V1 has the same meaning: `T` is float (V1's only type), the
+/// data format is a 2-D one (V1 has no NDHWC/NCDHW) and no reserve space is read. `U` (always
+/// float) and `exponential_avg_factor` go: V1 has no `U`, and TF1's V1, which the importers
+/// wanting V1 read, has no `exponential_avg_factor`, which TensorFlow reads only in training.
 pub fn downgrade_batch_norms(graph: &mut GraphDef) -> usize {
     let uses = Uses::new(graph);
-    let norms: Vec<usize> = inference_norms(graph, &uses)
-        .into_iter()
-        .map(|(i, _, _)| i)
-        .filter(|&i| graph.node[i].op != "FusedBatchNorm")
-        .collect();
-    for &i in &norms {
-        let node = &mut graph.node[i];
+    let highest = highest_read_outputs(graph, &uses);
+    let mut count = 0;
+    for (node, highest) in graph.node.iter_mut().zip(highest) {
+        let downgrades = matches!(node.op.as_str(), "FusedBatchNormV2" | "FusedBatchNormV3")
+            && !attrs::bool(node, "is_training").unwrap_or(true)
+            && attrs::dtype(node, "T") == Some(DataType::DtFloat)
+            && attrs::string(node, "data_format").is_none_or(|f| f == "NHWC" || f == "NCHW")
+            && highest.is_none_or(|port| port < SHARED_NORM_OUTPUTS);
+        if !downgrades {
+            continue;
+        }
         node.op = "FusedBatchNorm".into();
         node.attr.remove("U");
         node.attr.remove("exponential_avg_factor");
+        count += 1;
     }
-    norms.len()
+    count
 }
 
 /// Renames ops whose semantics are the same (`AddV2` -> `Add`).
@@ -277,15 +309,54 @@ pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
     count
 }
 
-/// Removes the named attributes from every node of `op`.
-pub fn strip_attributes(graph: &mut GraphDef, op: &str, names: &[&str]) -> usize {
-    let mut count = 0;
-    for node in graph.node.iter_mut().filter(|n| n.op == op) {
-        for name in names {
-            count += usize::from(node.attr.remove(*name).is_some());
+/// What [`strip_attributes`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StrippedAttributes {
+    /// Attributes removed.
+    pub removed: usize,
+    /// `(node, attribute)` pairs left in place, because removing them would change the node.
+    pub kept: Vec<(String, String)>,
+}
+
+/// Removes the attributes `names` from every node of `ops` where that keeps the node's meaning:
+/// the attribute holds its OpDef default (TensorFlow's, bundled with graphopt), or it is the
+/// `exponential_avg_factor` of a FusedBatchNorm in inference (TensorFlow reads it only in
+/// training). The others stay and are returned.
+pub fn strip_attributes(graph: &mut GraphDef, ops: &[&str], names: &[&str]) -> StrippedAttributes {
+    let mut out = StrippedAttributes::default();
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| ops.contains(&n.op.as_str()))
+    {
+        for &name in names {
+            let Some(value) = node.attr.get(name) else {
+                continue;
+            };
+            let default = crate::graph::ops::op_def(&node.op)
+                .and_then(|def| def.attr.iter().find(|a| a.name == name))
+                .and_then(|a| a.default_value.as_ref());
+            let unused_in_inference = name == "exponential_avg_factor"
+                && FUSED_BATCH_NORMS.contains(&node.op.as_str())
+                && attrs::bool(node, "is_training") == Some(false);
+            if default == Some(value) || unused_in_inference {
+                node.attr.remove(name);
+                out.removed += 1;
+            } else {
+                out.kept.push((node.name.clone(), name.to_string()));
+            }
         }
     }
-    count
+    out
+}
+
+/// CheckNumerics nodes are removed, their readers reading their input: at inference a
+/// CheckNumerics passes its input through (it only fails on NaN or Inf). Protected nodes stay.
+pub fn remove_check_numerics(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
+    let before = graph.node.len();
+    let checks: HashSet<&str> = ["CheckNumerics"].into_iter().collect();
+    crate::rewrite::remove::remove_nodes(graph, &checks, 1, protected);
+    before.saturating_sub(graph.node.len())
 }
 
 /// PlaceholderWithDefault becomes a Placeholder of the same dtype and shape; its default input
@@ -1525,4 +1596,156 @@ fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
         }
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(value: attr_value::Value) -> AttrValue {
+        AttrValue { value: Some(value) }
+    }
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// x -> FusedBatchNormV3 (parameters through Identities, as TF1 exports them) -> `reader`
+    /// reading `port`.
+    fn norm_graph(t: DataType, training: bool, port: u32) -> GraphDef {
+        let mut norm = node("bn", "FusedBatchNormV3", &["x", "g", "b", "m", "v"]);
+        for (k, v) in [
+            ("T", type_attr(t as i32)),
+            ("U", type_attr(DataType::DtFloat as i32)),
+            ("exponential_avg_factor", attr(attr_value::Value::F(1.0))),
+            ("is_training", attr(attr_value::Value::B(training))),
+            ("epsilon", attr(attr_value::Value::F(0.001))),
+        ] {
+            norm.attr.insert(k.into(), v);
+        }
+        let mut nodes = vec![node("x", "Placeholder", &[])];
+        for p in ["g", "b", "m", "v"] {
+            nodes.push(node(&format!("{p}_var"), "Const", &[]));
+            nodes.push(node(p, "Identity", &[&format!("{p}_var")]));
+        }
+        nodes.push(norm);
+        let read = if port == 0 {
+            "bn".to_string()
+        } else {
+            format!("bn:{port}")
+        };
+        nodes.push(node("reader", "Identity", &[&read]));
+        GraphDef {
+            node: nodes,
+            ..Default::default()
+        }
+    }
+
+    fn op_of(graph: &GraphDef, name: &str) -> String {
+        graph
+            .node
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap()
+            .op
+            .clone()
+    }
+
+    #[test]
+    fn inference_norms_downgrade_whatever_feeds_their_parameters() {
+        for port in [0, 1, 2] {
+            let mut g = norm_graph(DataType::DtFloat, false, port);
+            assert_eq!(downgrade_batch_norms(&mut g), 1, "port {port}");
+            let bn = g.node.iter().find(|n| n.name == "bn").unwrap();
+            assert_eq!(bn.op, "FusedBatchNorm");
+            assert!(!bn.attr.contains_key("U"));
+            assert!(!bn.attr.contains_key("exponential_avg_factor"));
+            assert!(bn.attr.contains_key("epsilon") && bn.attr.contains_key("T"));
+        }
+    }
+
+    #[test]
+    fn norms_without_a_v1_equivalent_keep_their_version() {
+        let cases = [
+            // A reserve space is read (V3's reserve_space_3 has no V1 counterpart).
+            norm_graph(DataType::DtFloat, false, 5),
+            norm_graph(DataType::DtFloat, false, 3),
+            // V1 is float only.
+            norm_graph(DataType::DtHalf, false, 0),
+            // Training.
+            norm_graph(DataType::DtFloat, true, 0),
+        ];
+        for mut g in cases {
+            assert_eq!(downgrade_batch_norms(&mut g), 0);
+            assert_eq!(op_of(&g, "bn"), "FusedBatchNormV3");
+        }
+        let mut g = norm_graph(DataType::DtFloat, false, 0);
+        let bn = g.node.iter_mut().find(|n| n.name == "bn").unwrap();
+        bn.attr.insert(
+            "data_format".into(),
+            attr(attr_value::Value::S(bytes::Bytes::from_static(b"NDHWC"))),
+        );
+        assert_eq!(downgrade_batch_norms(&mut g), 0);
+    }
+
+    #[test]
+    fn attributes_are_stripped_only_where_that_keeps_the_node() {
+        let ops = ["FusedBatchNormV3"];
+        let names = ["exponential_avg_factor"];
+        // Default value: stripped.
+        let mut g = norm_graph(DataType::DtFloat, true, 0);
+        let done = strip_attributes(&mut g, &ops, &names);
+        assert_eq!((done.removed, done.kept.len()), (1, 0));
+        // Another value in training: kept and reported.
+        let mut g = norm_graph(DataType::DtFloat, true, 0);
+        let bn = g.node.iter_mut().find(|n| n.name == "bn").unwrap();
+        bn.attr.insert(
+            "exponential_avg_factor".into(),
+            attr(attr_value::Value::F(0.5)),
+        );
+        let done = strip_attributes(&mut g, &ops, &names);
+        assert_eq!(done.removed, 0);
+        assert_eq!(
+            done.kept,
+            [("bn".to_string(), "exponential_avg_factor".to_string())]
+        );
+        // The same value in inference: TensorFlow never reads it.
+        let mut g = norm_graph(DataType::DtFloat, false, 0);
+        let bn = g.node.iter_mut().find(|n| n.name == "bn").unwrap();
+        bn.attr.insert(
+            "exponential_avg_factor".into(),
+            attr(attr_value::Value::F(0.5)),
+        );
+        assert_eq!(strip_attributes(&mut g, &ops, &names).removed, 1);
+    }
+
+    #[test]
+    fn check_numerics_pass_their_input_through() {
+        let mut g = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                node("check", "CheckNumerics", &["x"]),
+                node("relu", "Relu", &["check"]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(remove_check_numerics(&mut g, &HashSet::new()), 1);
+        assert_eq!(g.node.len(), 2);
+        assert_eq!(g.node[1].input, ["x"]);
+        // A protected CheckNumerics (an output) stays.
+        let mut g = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                node("check", "CheckNumerics", &["x"]),
+            ],
+            ..Default::default()
+        };
+        let protected: HashSet<String> = ["check".to_string()].into_iter().collect();
+        assert_eq!(remove_check_numerics(&mut g, &protected), 0);
+    }
 }

@@ -3,8 +3,10 @@
 //! fix; `graphopt check --target=NAME` lists those as errors. Run it last, after the
 //! optimization pipeline (`@deploy legalize(target=opencv)`).
 //!
-//! Per target, besides leftover removal (identity-like ops, idle NoOps, control edges that order
-//! nothing), which every target gets:
+//! Per target, besides leftover removal (identity-like ops, CheckNumerics, idle NoOps, control
+//! edges that order nothing) and the stripping of the attributes its profile rejects (where the
+//! attribute holds its default or is unused at inference; the others are reported), which every
+//! target gets:
 //! - `opencv`: TF1 atrous patterns become dilated convolutions, then every dilated convolution
 //!   becomes the atrous pattern in the form OpenCV reads right (its Conv2D ignores `dilations`;
 //!   its fusion of the pattern pads symmetrically by the paddings before and ignores the
@@ -25,7 +27,8 @@
 //!   (tract has no Unpack), and Consts in TensorFlow's
 //!   value shorthands spell their values out (tract reads one value or all of them);
 //! - `tvm`: ResourceGather becomes GatherV2, `_output_shapes` written (fix input shapes first);
-//! - `tensorrt`: AddV2 becomes Add, FusedBatchNormV2/V3 become FusedBatchNorm;
+//! - `tensorrt`: AddV2 becomes Add, inference FusedBatchNormV2/V3 become FusedBatchNorm (after
+//!   leftover removal, whatever feeds their parameters);
 //! - `ascend`, `graphopt`: leftover removal only.
 
 use super::{Transform, TransformContext};
@@ -33,6 +36,7 @@ use crate::error::Result;
 use crate::graph::inline;
 use crate::proto::GraphDef;
 use crate::rewrite::{atrous, leftovers, legalize, static_shapes};
+use crate::targets::{Constraint, Target};
 
 pub struct Legalize;
 
@@ -129,9 +133,6 @@ impl Transform for Legalize {
         if plan.decompose_batch_norms {
             legalize::decompose_batch_norms(graph, "AddV2", &protected);
         }
-        if plan.downgrade_batch_norms {
-            legalize::downgrade_batch_norms(graph);
-        }
         if plan.placeholders_without_defaults {
             legalize::placeholders_without_defaults(graph);
         }
@@ -146,10 +147,20 @@ impl Transform for Legalize {
             legalize::non_negative_axes(graph);
             legalize::unpacks_as_slices(graph);
         }
+        legalize::remove_check_numerics(graph, &protected);
         leftovers::remove_leftovers(graph, &protected);
+        if plan.decompose_batch_norms {
+            // Norms whose parameters were Consts only behind the Identities just removed (an
+            // unfolded TF1 graph); a no-op after the standard pipeline, which folds them all.
+            legalize::decompose_batch_norms(graph, "AddV2", &protected);
+        }
+        if plan.downgrade_batch_norms {
+            legalize::downgrade_batch_norms(graph);
+        }
         if plan.add_v2_to_add {
             legalize::rename_ops(graph, "AddV2", "Add");
         }
+        strip_rejected_attributes(graph, target, context)?;
         if plan.tensor_content {
             legalize::constants_as_tensor_content(graph);
         }
@@ -161,4 +172,27 @@ impl Transform for Legalize {
         }
         Ok(())
     }
+}
+
+/// Strips every attribute the target's profile rejects (its `attrs_absent` constraints) where
+/// that keeps the node's meaning, and warns about the ones left.
+fn strip_rejected_attributes(
+    graph: &mut GraphDef,
+    target: &str,
+    context: &TransformContext<'_>,
+) -> Result<()> {
+    let profile = Target::by_name(target).map_err(|e| context.error(e.to_string()))?;
+    for constraint in &profile.constraints {
+        let Constraint::AttrsAbsent { ops, attrs, .. } = constraint else {
+            continue;
+        };
+        let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+        let names: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        for (node, attr) in legalize::strip_attributes(graph, &ops, &names).kept {
+            context.warn(format!(
+                "{node}: attribute '{attr}', which {target} rejects, kept: it does not hold its OpDef default (and is read here), so removing it could change the node"
+            ));
+        }
+    }
+    Ok(())
 }
