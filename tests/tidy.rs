@@ -3,12 +3,20 @@
 //!
 //! Rules:
 //! - inside graphopt-core, a module uses only the modules listed for it in [`MAY_USE`]
-//!   (every `crate::` and `super::` path counts, not only `use` lines);
-//! - a transform never uses another transform's file;
+//!   (every `crate::` and `super::` path counts, not only `use` lines, and use groups count
+//!   leaf by leaf at any depth);
+//! - a transform never uses another transform's file, never glob-imports the transforms
+//!   module (or the crate root), and outside its tests never names the registry or runner
+//!   ([`REGISTRY_ITEMS`]): composite transforms call the rewrite layer;
 //! - graphopt-macros and the facade with default features never depend on graphopt-core, and
 //!   the facade's normal dependencies compile one major version of syn;
 //! - no `unsafe` outside the memory-mapping module;
-//! - no `unwrap`, `expect`, `panic!`, `todo!`, `unimplemented!`, `unreachable!` in library code.
+//! - no `unwrap`, `expect` (as methods or as `Option::`/`Result::` paths), `panic!`, `todo!`,
+//!   `unimplemented!`, `unreachable!` in library code: the `src` of every workspace member
+//!   but the examples.
+//!
+//! Each rule is a function of text (a source, a manifest, `cargo tree` output) with unit tests
+//! at the end that feed it a breaking input.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -48,11 +56,13 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "proto", "dtype", "tensor", "error", "budget", "pages", "graph", "analysis", "eval",
         ],
     ),
-    // transforms: thin registered wrappers over rewrite
+    // transforms: thin registered wrappers over rewrite; `legalize(target=...)` reads the
+    // target's profile (targets never uses transforms)
     (
         "transforms",
         &[
             "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "rewrite",
+            "targets",
         ],
     ),
     // users of the transforms
@@ -99,27 +109,60 @@ const ERROR_MAY_WRAP: &[&str] = &[
 /// on new weight buffers, starting writeback.
 const UNSAFE_ALLOWED: &[(&str, usize)] = &[("graphopt-core/src/pages.rs", 4)];
 
-/// Library source trees where panicking calls are banned.
-const LIBRARY_SOURCES: &[&str] = &[
-    "src",
-    "graphopt-core/src",
-    "graphopt-build/src",
-    "graphopt-macros/src",
-    "graphopt-cli/src",
-    "graphopt-source-hash/src",
+/// What a transform file may name from `crate::transforms` besides its own file: the interface
+/// every transform implements. Anything else there is another transform's file, the registry
+/// and runner ([`REGISTRY_ITEMS`]), or a new item that must be added here deliberately.
+const TRANSFORM_INTERFACE: &[&str] = &["Transform", "TransformContext", "Params"];
+
+/// The registry, the runner and the transform-string parser. A transform, composite ones
+/// included (`@deploy`, `legalize`), calls the rewrite layer's functions and never runs
+/// transforms by their names, so its library code names none of these. Its `#[cfg(test)]`
+/// code may: a transform's tests drive the registered transform through the runner, which is
+/// the registry calling the transform, not the transform calling the registry.
+const REGISTRY_ITEMS: &[&str] = &[
+    "Registry",
+    "with_builtins",
+    "run",
+    "run_in",
+    "parse",
+    "spec",
+    "canonical",
+    "TransformSpec",
+    "SpecError",
+    "TransformOutcome",
 ];
+
+/// Words that name the registry wherever they stand in a transform's library code (a path
+/// catches `super::parse`; these also catch a name reached some other way).
+const REGISTRY_WORDS: &[&str] = &["Registry", "with_builtins"];
+
+/// Files of `graphopt-core/src/transforms` that are the transform machinery, not transforms:
+/// the transform-string parser. (`mod.rs`, the module itself, holds the registry and runner.)
+const TRANSFORM_MACHINERY: &[&str] = &["spec"];
+
+/// Workspace members that are not library code: the example apps. Every other member's `src`
+/// is scanned, the CLI's included (it is installed by users, and reports errors rather than
+/// panicking like the libraries do).
+///
+/// Build scripts (`build.rs`) are not scanned: they run once on the developer's machine at
+/// compile time, never inside an app, and panicking is how a build script reports a failure
+/// to cargo (`cargo:error` aside), so the panic rule, which protects an app's process, does
+/// not apply to them.
+const NOT_LIBRARY: &[&str] = &["examples/"];
 
 /// Generated code, exempt from the source rules.
 const GENERATED: &[&str] = &["graphopt-core/src/proto/tensorflow.rs"];
 
-const PANICKING: &[&str] = &[
-    ".unwrap()",
-    ".expect(",
-    "panic!",
-    "todo!",
-    "unimplemented!",
-    "unreachable!",
-];
+/// Methods of `Option` and `Result` that panic: banned as method calls (`x.unwrap()`) and as
+/// paths (`.map(Option::unwrap)`). A path through another type (`T::unwrap`, a trait's own
+/// non-panicking function) is allowed.
+const PANICKING_METHODS: &[&str] = &["unwrap", "expect", "unwrap_err", "expect_err"];
+
+/// Macros that panic, all banned in library code, `unreachable!` included: a case the code
+/// believes impossible is returned as an error (or made unrepresentable), so a wrong belief
+/// fails one call instead of the app. `assert!` is not listed: it states an invariant on
+/// purpose.
+const PANICKING_MACROS: &[&str] = &["panic", "todo", "unimplemented", "unreachable"];
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -150,6 +193,72 @@ fn relative(path: &Path) -> String {
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/")
+}
+
+/// The members of the workspace whose root manifest is `manifest`: the `members` of its
+/// `[workspace]` table, and `.` when the root is a package too.
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let mut members = Vec::new();
+    let lines: Vec<&str> = manifest.lines().collect();
+    if lines.iter().any(|l| l.trim() == "[package]") {
+        members.push(".".to_string());
+    }
+    let Some(table) = lines.iter().position(|l| l.trim() == "[workspace]") else {
+        return members;
+    };
+    let rest = lines[table + 1..].join("\n");
+    let section_end = rest
+        .lines()
+        .scan(0usize, |at, l| {
+            let start = *at;
+            *at += l.len() + 1;
+            Some((start, l))
+        })
+        .find(|(_, l)| l.starts_with('['))
+        .map_or(rest.len(), |(start, _)| start);
+    let section = &rest[..section_end];
+    let Some(key) = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .and_then(|l| section.find(l))
+    else {
+        return members;
+    };
+    let Some(open) = section[key..].find('[').map(|p| key + p) else {
+        return members;
+    };
+    let close = section[open..]
+        .find(']')
+        .map_or(section.len(), |p| open + p);
+    let array = &section[open + 1..close];
+    members.extend(
+        array
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|m| m.trim_end_matches('/').to_string()),
+    );
+    members
+}
+
+/// The source trees where panicking calls and `unsafe` are banned: `src` of every workspace
+/// member except [`NOT_LIBRARY`].
+fn library_source_dirs(manifest: &str) -> Vec<String> {
+    workspace_members(manifest)
+        .into_iter()
+        .filter(|m| !NOT_LIBRARY.iter().any(|prefix| m.starts_with(prefix)))
+        .map(|m| {
+            if m == "." {
+                "src".to_string()
+            } else {
+                format!("{m}/src")
+            }
+        })
+        .collect()
+}
+
+fn root_manifest() -> String {
+    std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("the root Cargo.toml")
 }
 
 /// The source with comments, string and char literals blanked out (newlines kept), so that
@@ -241,11 +350,11 @@ fn code_only(source: &str) -> String {
 }
 
 /// The code with every `#[cfg(test)]` item blanked out (a module or function and its braces;
-/// newlines kept, so line numbers stay right).
+/// newlines kept, and byte offsets, so lines and positions stay right).
 fn without_tests(code: &str) -> String {
     let blank = |text: &str| -> String {
-        text.chars()
-            .map(|c| if c == '\n' { '\n' } else { ' ' })
+        text.bytes()
+            .map(|b| if b == b'\n' { '\n' } else { ' ' })
             .collect()
     };
     let mut out = String::with_capacity(code.len());
@@ -262,21 +371,7 @@ fn without_tests(code: &str) -> String {
             rest = &after[open + 1..];
             continue;
         }
-        let mut depth = 0usize;
-        let mut end = after.len();
-        for (k, b) in after.bytes().enumerate().skip(open) {
-            match b {
-                b'{' => depth += 1,
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = k + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let end = matching_brace(after.as_bytes(), open).map_or(after.len(), |close| close + 1);
         out.push_str(&blank(&after[..end]));
         rest = &after[end..];
     }
@@ -288,106 +383,258 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// Every path in `code` that starts with `crate::` or `super::`, resolved to a module path
-/// from the crate root (`module` is the path of the file's own module), with its line. Grouped
-/// imports (`crate::{a, b::c}`) give one path per member.
-fn crate_paths(code: &str, module: &[String]) -> Vec<(usize, Vec<String>)> {
+/// The position of the `}` closing the `{` at `open`.
+fn matching_brace(bytes: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, &b) in bytes.iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+        at += 1;
+    }
+    at
+}
+
+/// The identifier starting at `at` (empty if none).
+fn ident_at(code: &str, at: usize) -> &str {
+    let Some(rest) = code.get(at..) else {
+        return "";
+    };
+    let len = rest.bytes().take_while(|&b| is_ident_byte(b)).count();
+    &rest[..len]
+}
+
+/// Every identifier of `code` with its position.
+fn idents(code: &str) -> Vec<(usize, &str)> {
     let bytes = code.as_bytes();
     let mut found = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let starts_word = i == 0 || !(is_ident_byte(bytes[i - 1]) || bytes[i - 1] == b':');
-        let rest = &code[i..];
-        let (mut base, skip): (Vec<String>, usize) = if starts_word && rest.starts_with("crate::") {
-            (Vec::new(), "crate::".len())
-        } else if starts_word && rest.starts_with("super::") {
-            let mut base = module.to_vec();
-            let mut skip = 0;
-            while code[i + skip..].starts_with("super::") {
-                base.pop();
-                skip += "super::".len();
-            }
-            (base, skip)
+    let mut at = 0;
+    while at < bytes.len() {
+        if is_ident_byte(bytes[at]) {
+            let ident = ident_at(code, at);
+            found.push((at, ident));
+            at += ident.len();
         } else {
-            i += 1;
-            continue;
-        };
-        let line = code[..i].matches('\n').count() + 1;
-        let tail = &code[i + skip..];
-        let mut segments = Vec::new();
-        for segment in tail.split("::") {
-            let ident: String = segment
-                .trim_start()
-                .bytes()
-                .take_while(|&b| is_ident_byte(b))
-                .map(char::from)
-                .collect();
-            if ident.is_empty() {
-                break;
-            }
-            let whole = segment.trim_start().len() == ident.len();
-            segments.push(ident);
-            if !whole {
-                break;
-            }
+            at += 1;
         }
-        if segments.is_empty() && tail.trim_start().starts_with('{') {
-            for member in group_members(tail.trim_start()) {
-                let mut path = base.clone();
-                path.extend(member);
-                found.push((line, path));
-            }
-        } else {
-            base.extend(segments);
-            found.push((line, base));
-        }
-        i += skip;
     }
     found
 }
 
-/// The members of a `{a, b::c, d::{e, f}}` group, each as its path segments (nested groups
-/// contribute their parent's path).
-fn group_members(group: &str) -> Vec<Vec<String>> {
-    let mut depth = 0usize;
-    let mut members = Vec::new();
-    let mut current = String::new();
-    for ch in group.chars() {
-        match ch {
-            '{' => {
-                depth += 1;
-                if depth > 1 {
-                    current.push(ch);
+/// The 1-based line of byte `at`.
+fn line_of(code: &str, at: usize) -> usize {
+    code.as_bytes()[..at.min(code.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The inline modules of `code` (`mod tests { ... }`): the span of each one's braces and its
+/// name, so that `super::` inside one resolves from the inline module, not from the file.
+fn inline_modules(code: &str) -> Vec<(usize, usize, String)> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    for (at, word) in idents(code) {
+        if word != "mod" {
+            continue;
+        }
+        let name_at = skip_whitespace(bytes, at + word.len());
+        let name = ident_at(code, name_at);
+        if name.is_empty() {
+            continue;
+        }
+        let open = skip_whitespace(bytes, name_at + name.len());
+        if bytes.get(open) != Some(&b'{') {
+            continue;
+        }
+        let close = matching_brace(bytes, open).unwrap_or(bytes.len());
+        found.push((open, close, name.to_string()));
+    }
+    found
+}
+
+/// One path into the crate found in the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CratePath {
+    /// The line of the path's last segment.
+    line: usize,
+    /// Where the path starts (its `crate` or `super`).
+    at: usize,
+    /// The module path from the crate root; a glob import ends in `*`.
+    path: Vec<String>,
+    /// Whether the path stands in a `use` declaration (not in an expression, a type or a
+    /// `pub(in ...)` visibility).
+    in_use: bool,
+}
+
+/// Parses the path tree at `*at`: segments separated by `::`, `{...}` groups at any depth
+/// (nested ones too), a `*` glob, `self` in a group, `as` renames. Pushes one full path per
+/// leaf, with the position of its last segment. `after_separator`: the tree follows a `::`, so
+/// that an end with no segment (`crate::x::<T>`, `crate::`) still yields the path so far.
+fn path_tree(
+    code: &str,
+    at: &mut usize,
+    mut prefix: Vec<String>,
+    after_separator: bool,
+    out: &mut Vec<(usize, Vec<String>)>,
+) {
+    let bytes = code.as_bytes();
+    let mut after_separator = after_separator;
+    let mut last = *at;
+    loop {
+        *at = skip_whitespace(bytes, *at);
+        match bytes.get(*at) {
+            Some(b'{') => {
+                *at += 1;
+                loop {
+                    *at = skip_whitespace(bytes, *at);
+                    match bytes.get(*at) {
+                        None => return,
+                        Some(b'}') => {
+                            *at += 1;
+                            return;
+                        }
+                        Some(b',') => *at += 1,
+                        Some(_) => {
+                            let before = *at;
+                            path_tree(code, at, prefix.clone(), false, out);
+                            if *at == before {
+                                return; // not a use tree
+                            }
+                        }
+                    }
                 }
             }
-            '}' => {
-                depth -= 1;
-                if depth == 0 {
-                    members.push(std::mem::take(&mut current));
-                    break;
-                }
-                current.push(ch);
+            Some(b'*') => {
+                prefix.push("*".to_string());
+                out.push((*at, prefix));
+                *at += 1;
+                return;
             }
-            ',' if depth == 1 => members.push(std::mem::take(&mut current)),
-            _ => current.push(ch),
+            _ => {
+                let ident = ident_at(code, *at);
+                if ident.is_empty() {
+                    if after_separator {
+                        out.push((last, prefix));
+                    }
+                    return;
+                }
+                last = *at;
+                *at += ident.len();
+                if ident != "self" {
+                    prefix.push(ident.to_string());
+                }
+                let next = skip_whitespace(bytes, *at);
+                if code[next..].starts_with("::") {
+                    *at = next + 2;
+                    after_separator = true;
+                    continue;
+                }
+                if ident_at(code, next) == "as" {
+                    let alias = skip_whitespace(bytes, next + 2);
+                    *at = alias + ident_at(code, alias).len();
+                }
+                out.push((last, prefix));
+                return;
+            }
         }
     }
-    members
-        .iter()
-        .map(|m| {
-            m.split("::")
-                .map(|s| {
-                    s.trim()
-                        .bytes()
-                        .take_while(|&b| is_ident_byte(b))
-                        .map(char::from)
-                        .collect::<String>()
-                })
-                .take_while(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .filter(|m| !m.is_empty())
-        .collect()
+}
+
+/// Whether the path starting at `at` stands in a `use` declaration: the last word of its
+/// statement before it is `use`.
+fn in_use_declaration(code: &str, at: usize) -> bool {
+    let start = code[..at].rfind([';', '{', '}']).map_or(0, |p| p + 1);
+    code[start..at].split_whitespace().last() == Some("use")
+}
+
+/// Every path in `code` that starts with `crate` or `super`, resolved to a module path from
+/// the crate root (`module` is the path of the file's own module; `super` inside an inline
+/// `mod` counts from it), with its line. Use trees give one path per leaf, groups expanded at
+/// any depth (`crate::a::{b::{c, d}, e}`); `use super as x;` gives the module itself.
+fn crate_paths(code: &str, module: &[String]) -> Vec<CratePath> {
+    let bytes = code.as_bytes();
+    let inline = inline_modules(code);
+    let mut found = Vec::new();
+    for (at, word) in idents(code) {
+        if at > 0 && matches!(bytes[at - 1], b':' | b'#') {
+            continue; // a later segment, or a raw identifier
+        }
+        let mut base = match word {
+            "crate" => Vec::new(),
+            "super" => {
+                let mut base = module.to_vec();
+                base.extend(
+                    inline
+                        .iter()
+                        .filter(|(open, close, _)| *open < at && at < *close)
+                        .map(|(_, _, name)| name.clone()),
+                );
+                base
+            }
+            _ => continue,
+        };
+        let in_use = in_use_declaration(code, at);
+        let mut next = at;
+        let mut separated = false;
+        loop {
+            let word = ident_at(code, next);
+            if word == "super" {
+                base.pop();
+            } else if word != "crate" || next != at {
+                break;
+            }
+            let after = skip_whitespace(bytes, next + word.len());
+            if code[after..].starts_with("::") {
+                next = skip_whitespace(bytes, after + 2);
+                separated = true;
+            } else {
+                next = after;
+                separated = false;
+                break;
+            }
+        }
+        if !separated {
+            // `crate` or `super` alone: a visibility (`pub(crate)`), or `use super as x;`.
+            if in_use {
+                found.push(CratePath {
+                    line: line_of(code, at),
+                    at,
+                    path: base,
+                    in_use,
+                });
+            }
+            continue;
+        }
+        let mut leaves = Vec::new();
+        path_tree(code, &mut next, base.clone(), true, &mut leaves);
+        if leaves.is_empty() {
+            leaves.push((at, base));
+        }
+        for (leaf, path) in leaves {
+            found.push(CratePath {
+                line: line_of(code, leaf),
+                at,
+                path,
+                in_use,
+            });
+        }
+    }
+    found
 }
 
 /// The module path of a file under `src`: `eval/shapes.rs` -> [eval, shapes],
@@ -404,6 +651,56 @@ fn module_of(relative_to_src: &str) -> Vec<String> {
     parts
 }
 
+/// The transform rules for one path of the transform file `this`: it names, of
+/// `crate::transforms`, only its own file and [`TRANSFORM_INTERFACE`]; never another
+/// transform's file, never (outside its tests) the registry, never a glob or the module
+/// itself, which would make other transforms reachable by a name no path here shows.
+fn transform_path_problem(this: &str, found: &CratePath, in_tests: bool) -> Option<String> {
+    let path = &found.path;
+    let shown = format!("crate::{}", path.join("::"));
+    if path.last().is_some_and(|s| s == "*") {
+        let prefix = &path[..path.len() - 1];
+        return (prefix.is_empty() || prefix == ["transforms"]).then(|| {
+            format!(
+                "the transform '{this}' glob-imports {shown}, which makes other transforms \
+                 reachable by bare name"
+            )
+        });
+    }
+    if path.first().is_none_or(|t| t != "transforms") {
+        return None;
+    }
+    let Some(other) = path.get(1) else {
+        return found.in_use.then(|| {
+            format!(
+                "the transform '{this}' imports the transforms module itself ({shown}), which \
+                 reaches other transforms and the registry by relative paths"
+            )
+        });
+    };
+    if other == this || TRANSFORM_INTERFACE.contains(&other.as_str()) {
+        return None;
+    }
+    if REGISTRY_ITEMS.contains(&other.as_str()) {
+        return (!in_tests).then(|| {
+            format!(
+                "the transform '{this}' uses the registry or runner ({shown}): transforms call \
+                 the rewrite layer, never transforms by name"
+            )
+        });
+    }
+    if other.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Some(format!(
+            "the transform '{this}' uses another transform's file: {shown}"
+        ));
+    }
+    Some(format!(
+        "the transform '{this}' uses {shown}, which is not in the transform interface ({}); \
+         extend TRANSFORM_INTERFACE if it is meant to be shared",
+        TRANSFORM_INTERFACE.join(", ")
+    ))
+}
+
 /// Layer violations in one graphopt-core file, as `file:line: message`.
 fn layer_violations(file: &str, relative_to_src: &str, source: &str) -> Vec<String> {
     let module = module_of(relative_to_src);
@@ -417,7 +714,26 @@ fn layer_violations(file: &str, relative_to_src: &str, source: &str) -> Vec<Stri
         )];
     };
     let code = code_only(source);
-    for (line, path) in crate_paths(&code, &module) {
+    let library = without_tests(&code);
+    let in_tests = |at: usize| library.as_bytes()[at] != code.as_bytes()[at];
+    // The transform this file is, if it is one.
+    let this_transform = module
+        .get(1)
+        .filter(|_| own == "transforms")
+        .filter(|this| !TRANSFORM_MACHINERY.contains(&this.as_str()));
+    let mut registry_lines = BTreeSet::new();
+    for found in crate_paths(&code, &module) {
+        let line = found.line;
+        let path = &found.path;
+        if let Some(this) = this_transform {
+            if let Some(problem) = transform_path_problem(this, &found, in_tests(found.at)) {
+                if problem.contains("registry") {
+                    registry_lines.insert(line);
+                }
+                problems.push(format!("{file}:{line}: {problem}"));
+                continue;
+            }
+        }
         let Some(target) = path.first() else {
             continue; // the crate root itself (re-exports of Error, Result)
         };
@@ -429,17 +745,6 @@ fn layer_violations(file: &str, relative_to_src: &str, source: &str) -> Vec<Stri
             continue; // a macro or item of the crate root, e.g. crate::map_data!
         }
         if target == own {
-            if own == "transforms" {
-                if let (Some(this), Some(other)) = (module.get(1), path.get(1)) {
-                    let shared = matches!(other.as_str(), "spec")
-                        || other.chars().next().is_some_and(char::is_uppercase);
-                    if this != other && !shared && this != "spec" {
-                        problems.push(format!(
-                            "{file}:{line}: the transform '{this}' uses another transform's file: {shown}"
-                        ));
-                    }
-                }
-            }
             continue;
         }
         if own == "error" && ERROR_MAY_WRAP.contains(&target.as_str()) {
@@ -462,37 +767,130 @@ fn layer_violations(file: &str, relative_to_src: &str, source: &str) -> Vec<Stri
             ));
         }
     }
-    problems
-}
-
-fn panicking_calls(file: &str, source: &str) -> Vec<String> {
-    let code = without_tests(&code_only(source));
-    let mut problems = Vec::new();
-    for (n, line) in code.lines().enumerate() {
-        for banned in PANICKING {
-            if line.contains(banned) {
-                problems.push(format!("{file}:{}: {banned} in library code", n + 1));
+    if let Some(this) = this_transform {
+        for (at, word) in idents(&library) {
+            if !REGISTRY_WORDS.contains(&word) {
+                continue;
+            }
+            let line = line_of(&library, at);
+            if registry_lines.insert(line) {
+                problems.push(format!(
+                    "{file}:{line}: the transform '{this}' names the registry ({word}): \
+                     transforms call the rewrite layer, never transforms by name"
+                ));
             }
         }
     }
     problems
 }
 
+/// Panicking calls in one library file's code outside `#[cfg(test)]`, as `file:line: ...`.
+fn panicking_calls(file: &str, source: &str) -> Vec<String> {
+    let code = without_tests(&code_only(source));
+    let bytes = code.as_bytes();
+    let mut problems = Vec::new();
+    for (at, word) in idents(&code) {
+        let found = if PANICKING_MACROS.contains(&word) {
+            let bang = skip_whitespace(bytes, at + word.len());
+            let is_call = bytes.get(bang) == Some(&b'!') && bytes.get(bang + 1) != Some(&b'=');
+            is_call.then(|| format!("{word}!"))
+        } else if PANICKING_METHODS.contains(&word) {
+            let before = code[..at].trim_end();
+            if before.ends_with('.') && !before.ends_with("..") {
+                Some(format!(".{word}()"))
+            } else if let Some(qualifier) = before.strip_suffix("::") {
+                let qualifier = strip_turbofish(qualifier.trim_end());
+                let owner = qualifier
+                    .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("");
+                matches!(owner, "Option" | "Result").then(|| format!("{owner}::{word}"))
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(found) = found {
+            problems.push(format!(
+                "{file}:{}: `{found}` in library code",
+                line_of(&code, at)
+            ));
+        }
+    }
+    problems
+}
+
+/// `Option::<T>` -> `Option` (the text before a path's `::`, with its generic arguments).
+fn strip_turbofish(text: &str) -> &str {
+    if !text.ends_with('>') {
+        return text;
+    }
+    let mut depth = 0usize;
+    for (k, b) in text.bytes().enumerate().rev() {
+        match b {
+            b'>' => depth += 1,
+            b'<' => {
+                depth -= 1;
+                if depth == 0 {
+                    return text[..k].trim_end().trim_end_matches("::").trim_end();
+                }
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
 fn unsafe_count(source: &str) -> usize {
     let code = code_only(source);
-    code.match_indices("unsafe")
-        .filter(|(at, _)| {
-            let before = code[..*at].bytes().last();
-            let after = code.as_bytes().get(at + "unsafe".len()).copied();
-            !before.is_some_and(is_ident_byte) && !after.is_some_and(is_ident_byte)
+    idents(&code).iter().filter(|(_, w)| *w == "unsafe").count()
+}
+
+/// The unsafe rule for one library file: as many `unsafe` as [`UNSAFE_ALLOWED`] lists.
+fn unsafe_problem(file: &str, source: &str) -> Option<String> {
+    let count = unsafe_count(source);
+    let allowed = UNSAFE_ALLOWED
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map_or(0, |(_, n)| *n);
+    (count != allowed).then(|| {
+        format!(
+            "{file}: {count} `unsafe`, {allowed} allowed (only the memory-mapping module may use it)"
+        )
+    })
+}
+
+/// The modules `lib.rs` declares against the [`MAY_USE`] table.
+fn module_table_problems(lib: &str) -> Vec<String> {
+    let declared: BTreeSet<String> = code_only(lib)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("pub(crate) mod "))
+                .or_else(|| l.strip_prefix("mod "))?;
+            Some(rest.trim_end_matches(';').trim().to_string())
         })
-        .count()
+        .collect();
+    let listed: BTreeSet<String> = MAY_USE.iter().map(|(m, _)| m.to_string()).collect();
+    let mut problems: Vec<String> = declared
+        .difference(&listed)
+        .map(|m| format!("lib.rs declares '{m}', which has no entry in MAY_USE"))
+        .collect();
+    problems.extend(
+        listed
+            .difference(&declared)
+            .map(|m| format!("MAY_USE lists '{m}', which lib.rs does not declare")),
+    );
+    problems
 }
 
 fn library_files() -> Vec<PathBuf> {
     let root = workspace_root();
     let mut files = Vec::new();
-    for dir in LIBRARY_SOURCES {
+    for dir in library_source_dirs(&root_manifest()) {
         rust_files(&root.join(dir), &mut files);
     }
     files.retain(|f| !GENERATED.contains(&relative(f).as_str()));
@@ -527,21 +925,8 @@ fn graphopt_core_layers() {
 fn every_core_module_has_a_layer() {
     let lib =
         std::fs::read_to_string(workspace_root().join("graphopt-core/src/lib.rs")).expect("lib.rs");
-    let declared: BTreeSet<String> = lib
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let rest = l
-                .strip_prefix("pub mod ")
-                .or_else(|| l.strip_prefix("mod "))?;
-            Some(rest.trim_end_matches(';').to_string())
-        })
-        .collect();
-    let listed: BTreeSet<String> = MAY_USE.iter().map(|(m, _)| m.to_string()).collect();
-    assert_eq!(
-        declared, listed,
-        "lib.rs modules and the MAY_USE table differ"
-    );
+    let problems = module_table_problems(&lib);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
@@ -560,18 +945,42 @@ fn unsafe_only_where_allowed() {
     for file in library_files() {
         let rel = relative(&file);
         let source = std::fs::read_to_string(&file).expect("readable source");
-        let count = unsafe_count(&source);
-        let allowed = UNSAFE_ALLOWED
-            .iter()
-            .find(|(f, _)| *f == rel)
-            .map_or(0, |(_, n)| *n);
-        if count != allowed {
-            problems.push(format!(
-                "{rel}: {count} `unsafe`, {allowed} allowed (only the memory-mapping module may use it)"
-            ));
-        }
+        problems.extend(unsafe_problem(&rel, &source));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_library_member_is_scanned() {
+    let manifest = root_manifest();
+    let dirs = library_source_dirs(&manifest);
+    let root = workspace_root();
+    for member in workspace_members(&manifest) {
+        let has_lib = root.join(&member).join("src/lib.rs").is_file();
+        let example = NOT_LIBRARY.iter().any(|p| member.starts_with(p));
+        let src = if member == "." {
+            "src".to_string()
+        } else {
+            format!("{member}/src")
+        };
+        if has_lib && !example {
+            assert!(
+                dirs.contains(&src),
+                "library member {member} is not scanned"
+            );
+        }
+    }
+    for expected in [
+        "src",
+        "graphopt-core/src",
+        "graphopt-types/src",
+        "graphopt-cli/src",
+    ] {
+        assert!(
+            dirs.iter().any(|d| d == expected),
+            "{expected} missing from {dirs:?}"
+        );
+    }
 }
 
 /// `cargo tree` of one package's normal dependencies (proc-macros included), as crate names
@@ -600,7 +1009,12 @@ fn normal_dependencies(package: &str, features: &[&str]) -> Vec<String> {
         "cargo tree -p {package}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
+    tree_lines(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The lines of `cargo tree --prefix none --format {p}`: `name vX.Y.Z [(path)]`.
+fn tree_lines(output: &str) -> Vec<String> {
+    output
         .lines()
         .map(|l| l.trim().trim_end_matches(" (*)").to_string())
         .filter(|l| !l.is_empty())
@@ -616,68 +1030,153 @@ fn crate_versions<'a>(deps: &'a [String], name: &str) -> BTreeSet<&'a str> {
         .collect()
 }
 
+/// Crates an app with `graphopt/eval` must not compile: the text-format parser and the
+/// checkpoint reader's.
+const HEAVY_FOR_EVAL: &[&str] = &["miette", "logos", "snap", "crc32c", "memmap2", "libc"];
+
+/// The rule for `package` with default features: no graphopt-core.
+fn links_core_problem(package: &str, deps: &[String]) -> Option<String> {
+    (!crate_versions(deps, "graphopt-core").is_empty()).then(|| {
+        format!(
+            "{package} depends on graphopt-core by default:\n{}",
+            deps.join("\n")
+        )
+    })
+}
+
+/// The rule for the facade with `eval`: graphopt-core once, none of [`HEAVY_FOR_EVAL`].
+fn eval_feature_problems(deps: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let cores = crate_versions(deps, "graphopt-core").len();
+    if cores != 1 {
+        problems.push(format!(
+            "graphopt with `eval` compiles graphopt-core {cores} times"
+        ));
+    }
+    for heavy in HEAVY_FOR_EVAL {
+        if !crate_versions(deps, heavy).is_empty() {
+            problems.push(format!("graphopt with `eval` compiles {heavy}"));
+        }
+    }
+    problems
+}
+
+/// The rule for the facade with default features: one syn major.
+fn syn_majors_problem(deps: &[String]) -> Option<String> {
+    let majors: BTreeSet<&str> = crate_versions(deps, "syn")
+        .into_iter()
+        .map(|v| v.trim_start_matches('v').split('.').next().unwrap_or(""))
+        .collect();
+    (majors.len() != 1).then(|| {
+        format!(
+            "an app with graphopt's default features compiles syn {majors:?}:\n{}",
+            deps.join("\n")
+        )
+    })
+}
+
 #[test]
 fn facade_and_macros_never_link_core() {
     for package in ["graphopt", "graphopt-macros"] {
         let deps = normal_dependencies(package, &[]);
-        assert!(
-            crate_versions(&deps, "graphopt-core").is_empty(),
-            "{package} depends on graphopt-core by default:\n{}",
-            deps.join("\n")
-        );
+        if let Some(problem) = links_core_problem(package, &deps) {
+            panic!("{problem}");
+        }
     }
     // The eval feature is the one way in, and it brings neither the text-format parser nor
     // the checkpoint reader.
-    let with_eval = normal_dependencies("graphopt", &["eval"]);
-    assert_eq!(crate_versions(&with_eval, "graphopt-core").len(), 1);
-    for heavy in ["miette", "logos", "snap", "crc32c", "memmap2", "libc"] {
-        assert!(
-            crate_versions(&with_eval, heavy).is_empty(),
-            "graphopt with `eval` compiles {heavy}"
-        );
-    }
+    let problems = eval_feature_problems(&normal_dependencies("graphopt", &["eval"]));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
 fn facade_compiles_one_syn_major() {
-    let deps = normal_dependencies("graphopt", &[]);
-    let majors: BTreeSet<&str> = crate_versions(&deps, "syn")
-        .into_iter()
-        .map(|v| v.trim_start_matches('v').split('.').next().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        majors.len(),
-        1,
-        "an app with graphopt's default features compiles syn {majors:?}:\n{}",
-        deps.join("\n")
-    );
+    if let Some(problem) = syn_majors_problem(&normal_dependencies("graphopt", &[])) {
+        panic!("{problem}");
+    }
 }
 
 // The rule checker's own tests: each rule fires on a breaking source.
 
+/// The layer problems of a source placed at `graphopt-core/src/<at>`.
+fn layers(at: &str, source: &str) -> Vec<String> {
+    layer_violations(at, at, source)
+}
+
 #[test]
 fn checker_sees_inline_paths_and_groups() {
     let source = "fn f() { let x = crate::transforms::parse(\"a\"); }\nuse crate::{graph, summary::dtype_name};\n";
-    let problems = layer_violations("eval/functional.rs", "eval/functional.rs", source);
+    let problems = layers("eval/functional.rs", source);
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains("eval/functional.rs:1: module 'eval' may not use 'transforms'"));
     assert!(problems[1].contains("eval/functional.rs:2: module 'eval' may not use 'summary'"));
 }
 
 #[test]
+fn checker_expands_groups_at_any_depth() {
+    let paths = |source: &str| -> Vec<String> {
+        crate_paths(source, &module_of("transforms/deploy.rs"))
+            .into_iter()
+            .map(|p| format!("{}:{}", p.line, p.path.join("::")))
+            .collect()
+    };
+    assert_eq!(
+        paths("use crate::transforms::{fold_constants::FoldConstants, Transform};"),
+        [
+            "1:transforms::fold_constants::FoldConstants",
+            "1:transforms::Transform"
+        ]
+    );
+    assert_eq!(
+        paths("use crate::{transforms::{fold_constants::F}};"),
+        ["1:transforms::fold_constants::F"]
+    );
+    assert_eq!(
+        paths("use crate::{\n  rewrite::{a, b::{c, d as e}},\n  transforms::{self, *},\n};"),
+        [
+            "2:rewrite::a",
+            "2:rewrite::b::c",
+            "2:rewrite::b::d",
+            "3:transforms",
+            "3:transforms::*"
+        ]
+    );
+    assert_eq!(
+        paths("let x = crate::rewrite::f::<u8>(); pub(crate) fn g() {} pub(in crate::rewrite) fn h() {}"),
+        ["1:rewrite::f", "1:rewrite"]
+    );
+    // Both forms of the audit's finding are reported as a transform importing another.
+    for source in [
+        "use crate::transforms::{fold_constants::FoldConstants, Transform};",
+        "use crate::{transforms::{fold_constants::F}};",
+        "use super::{fold_constants::{self, F}, Transform};",
+    ] {
+        let problems = layers("transforms/deploy.rs", source);
+        assert!(
+            !problems.is_empty()
+                && problems.iter().all(|p| p.contains(
+                    "transforms/deploy.rs:1: the transform 'deploy' uses another transform's file: crate::transforms::fold_constants"
+                )),
+            "{source}: {problems:?}"
+        );
+    }
+}
+
+#[test]
 fn checker_resolves_super() {
     // From eval/mod.rs, super:: is the crate root.
-    let problems = layer_violations("eval/mod.rs", "eval/mod.rs", "use super::freeze::x;");
+    let problems = layers("eval/mod.rs", "use super::freeze::x;");
     assert_eq!(problems.len(), 1, "{problems:?}");
     // From eval/shapes.rs, super:: is eval itself.
-    assert!(layer_violations("eval/shapes.rs", "eval/shapes.rs", "use super::kernels;").is_empty());
+    assert!(layers("eval/shapes.rs", "use super::kernels;").is_empty());
     assert_eq!(
-        layer_violations(
-            "eval/shapes.rs",
-            "eval/shapes.rs",
-            "use super::super::rewrite;"
-        )
-        .len(),
+        layers("eval/shapes.rs", "use super::super::rewrite;").len(),
+        1
+    );
+    // Inside an inline module, super:: counts from that module.
+    assert!(layers("eval/mod.rs", "mod tests { use super::freeze; }").is_empty());
+    assert_eq!(
+        layers("eval/mod.rs", "mod tests { use super::super::freeze; }").len(),
         1
     );
 }
@@ -685,41 +1184,146 @@ fn checker_resolves_super() {
 #[test]
 fn checker_ignores_comments_and_strings() {
     let source = "// crate::transforms::x\n/* crate::freeze */ const S: &str = \"crate::verify\";\nconst R: &str = r#\"crate::summary\"#; const C: char = '\"'; fn g<'a>() {}";
-    assert!(layer_violations("graph/mod.rs", "graph/mod.rs", source).is_empty());
+    assert!(layers("graph/mod.rs", source).is_empty());
 }
 
 #[test]
 fn checker_catches_a_transform_using_another() {
-    let source = "use super::fold_constants::fold;\nuse super::{Transform, TransformContext};\nuse super::spec::TransformSpec;";
-    let problems = layer_violations(
-        "transforms/fold_batch_norms.rs",
-        "transforms/fold_batch_norms.rs",
-        source,
-    );
-    assert_eq!(problems.len(), 1, "{problems:?}");
+    let source = "use super::fold_constants::fold;\nuse super::{Transform, TransformContext, Params};\nfn f() { crate::transforms::strip_unused_nodes::g(); }";
+    let problems = layers("transforms/fold_batch_norms.rs", source);
+    assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(
         problems[0].contains("uses another transform's file: crate::transforms::fold_constants")
+    );
+    assert!(problems[1].contains(":3: the transform 'fold_batch_norms' uses another transform's file: crate::transforms::strip_unused_nodes"));
+    // Also in its tests.
+    let problems = layers(
+        "transforms/deploy.rs",
+        "#[cfg(test)]\nmod tests { use super::super::fold_constants::F; }",
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    // Its own file, from its tests, is fine; so is the machinery among itself.
+    assert!(layers(
+        "transforms/deploy.rs",
+        "mod tests { use super::*; use crate::transforms::deploy::Deploy; }"
+    )
+    .is_empty());
+    assert!(layers("transforms/mod.rs", "use self::deploy::Deploy; mod deploy;").is_empty());
+    // A shared name of mod.rs that is not in the interface must be added on purpose.
+    let problems = layers("transforms/deploy.rs", "use super::Helper;");
+    assert!(
+        problems[0].contains("not in the transform interface"),
+        "{problems:?}"
     );
 }
 
 #[test]
-fn checker_limits_the_crate_error_to_error_types() {
-    assert!(layer_violations("error.rs", "error.rs", "use crate::graph::GraphError;").is_empty());
+fn checker_rejects_globs_and_the_module_itself_in_a_transform() {
+    for source in [
+        "use super::*;",
+        "use crate::transforms::*;",
+        "use super::{Transform, *};",
+        "use crate::*;",
+        "use super::super::*;",
+    ] {
+        let problems = layers("transforms/deploy.rs", source);
+        assert_eq!(problems.len(), 1, "{source}: {problems:?}");
+        assert!(problems[0].contains("glob-imports"), "{problems:?}");
+    }
+    for source in [
+        "use crate::transforms;",
+        "use super::{self, Transform};",
+        "use super as t;",
+    ] {
+        let problems = layers("transforms/deploy.rs", source);
+        assert_eq!(problems.len(), 1, "{source}: {problems:?}");
+        assert!(
+            problems[0].contains("transforms module itself"),
+            "{problems:?}"
+        );
+    }
+    // The transforms module and the machinery may; so may any other module.
+    assert!(layers("transforms/mod.rs", "mod tests { use super::*; }").is_empty());
+    assert!(layers("transforms/spec.rs", "use super::*;").is_empty());
+    assert!(layers("rewrite/constants.rs", "use super::*;").is_empty());
+    assert!(layers(
+        "transforms/deploy.rs",
+        "pub(in crate::transforms) fn f() {}"
+    )
+    .is_empty());
+}
+
+#[test]
+fn checker_catches_a_transform_calling_the_registry() {
+    for source in [
+        "use super::Registry;",
+        "fn f() { let r = crate::transforms::Registry::with_builtins(); }",
+        "use crate::transforms::{parse, run};",
+        "use super::spec::parse;",
+        "fn f() { let s = super::parse(\"fold_constants\"); }",
+        "use super::{TransformSpec, TransformOutcome};",
+        "fn f(r: &R) { let x = R::with_builtins(); }",
+    ] {
+        let problems = layers("transforms/legalize.rs", source);
+        assert!(
+            !problems.is_empty() && problems.iter().all(|p| p.contains("registry")),
+            "{source}: {problems:?}"
+        );
+    }
+    // One report per line.
     assert_eq!(
-        layer_violations("error.rs", "error.rs", "use crate::graph::validate;").len(),
+        layers("transforms/deploy.rs", "use super::Registry;").len(),
+        1
+    );
+    // A transform's tests may drive it through the registry.
+    assert!(layers(
+        "transforms/fold_constants.rs",
+        "#[cfg(test)]\nmod tests {\n    use crate::transforms::{parse, run, Registry};\n    fn t() { Registry::with_builtins(); }\n}"
+    )
+    .is_empty());
+    // The registry's own files.
+    assert!(layers(
+        "transforms/mod.rs",
+        "fn f() { Registry::with_builtins(); spec::parse(\"\"); }"
+    )
+    .is_empty());
+    assert!(layers("transforms/spec.rs", "use super::Registry;").is_empty());
+}
+
+#[test]
+fn checker_limits_the_crate_error_to_error_types() {
+    assert!(layers("error.rs", "use crate::graph::GraphError;").is_empty());
+    assert_eq!(layers("error.rs", "use crate::graph::validate;").len(), 1);
+    assert_eq!(
+        layers("error.rs", "use crate::verify::VerifyError;").len(),
         1
     );
     assert_eq!(
-        layer_violations("error.rs", "error.rs", "use crate::verify::VerifyError;").len(),
+        layers("error.rs", "use crate::graph::{GraphError, validate};").len(),
         1
     );
 }
 
 #[test]
 fn checker_requires_every_module_in_the_table() {
-    let problems = layer_violations("newmod.rs", "newmod.rs", "");
+    let problems = layers("newmod.rs", "");
     assert_eq!(problems.len(), 1);
     assert!(problems[0].contains("no entry"));
+    let lib: String = MAY_USE
+        .iter()
+        .filter(|(m, _)| *m != "pages")
+        .map(|(m, _)| format!("pub mod {m};\n"))
+        .collect();
+    let problems = module_table_problems(&format!("{lib}pub(crate) mod pages;\nmod extra;\n"));
+    assert_eq!(
+        problems,
+        ["lib.rs declares 'extra', which has no entry in MAY_USE"]
+    );
+    let problems = module_table_problems(&lib);
+    assert_eq!(
+        problems,
+        ["MAY_USE lists 'pages', which lib.rs does not declare"]
+    );
 }
 
 #[test]
@@ -729,10 +1333,53 @@ fn checker_finds_panics_outside_tests() {
     assert_eq!(
         problems,
         [
-            "f.rs:1: .unwrap() in library code",
-            "f.rs:4: .expect( in library code"
+            "f.rs:1: `.unwrap()` in library code",
+            "f.rs:4: `.expect()` in library code"
         ]
     );
+}
+
+#[test]
+fn checker_finds_every_panicking_call() {
+    let cases = [
+        ("a\n  .unwrap ()", "`.unwrap()`"),
+        ("a.unwrap_err()", "`.unwrap_err()`"),
+        ("a.expect_err(\"x\")", "`.expect_err()`"),
+        ("v.map(Option::unwrap)", "`Option::unwrap`"),
+        ("v.map(Result::unwrap)", "`Result::unwrap`"),
+        ("v.map(|x| Option::expect(x, \"y\"))", "`Option::expect`"),
+        ("v.map(std::result::Result::expect)", "`Result::expect`"),
+        ("v.map(Option::<u8>::unwrap)", "`Option::unwrap`"),
+        ("panic!(\"x\")", "`panic!`"),
+        ("std::panic!(\"x\")", "`panic!`"),
+        ("todo!()", "`todo!`"),
+        ("unimplemented!()", "`unimplemented!`"),
+        // Policy: unreachable! is banned like the others (see PANICKING_MACROS).
+        ("unreachable!()", "`unreachable!`"),
+        ("unreachable !()", "`unreachable!`"),
+    ];
+    for (code, expected) in cases {
+        let problems = panicking_calls("f.rs", &format!("fn f() {{ {code}; }}"));
+        assert_eq!(problems.len(), 1, "{code}: {problems:?}");
+        assert!(problems[0].contains(expected), "{code}: {problems:?}");
+    }
+    // Not panicking: other methods, another type's `unwrap`, other macros, a word alone.
+    for code in [
+        "a.unwrap_or(1)",
+        "a.unwrap_or_default()",
+        "a.unwrap_or_else(f)",
+        "T::unwrap(data)",
+        "Wrapper::<u8>::expect(x)",
+        "dont_panic!()",
+        "assert!(x)",
+        "let unwrap = 1",
+        "std::panic::catch_unwind(f)",
+        "if panic != 0 {}",
+        "x..unwrap",
+    ] {
+        let problems = panicking_calls("f.rs", &format!("fn f() {{ {code}; }}"));
+        assert!(problems.is_empty(), "{code}: {problems:?}");
+    }
 }
 
 #[test]
@@ -740,5 +1387,60 @@ fn checker_counts_unsafe_tokens_only() {
     assert_eq!(
         unsafe_count("unsafe { x } // unsafe\nlet not_unsafe = 1; \"unsafe\""),
         1
+    );
+    assert!(unsafe_problem("graphopt-core/src/eval/gemm.rs", "unsafe { x }").is_some());
+    assert!(unsafe_problem("graphopt-core/src/eval/gemm.rs", "fn f() {}").is_none());
+    let (pages, allowed) = UNSAFE_ALLOWED[0];
+    assert!(unsafe_problem(pages, &"unsafe {}\n".repeat(allowed)).is_none());
+    assert!(unsafe_problem(pages, &"unsafe {}\n".repeat(allowed + 1)).is_some());
+}
+
+#[test]
+fn checker_reads_the_library_members() {
+    let manifest = "[workspace]\nmembers = [\n    \"lib-a\",\n    \"tools/cli\", \"examples/app\",\n]\nexclude = [\"fuzz\"]\n\n[workspace.dependencies]\nx = \"1\"\n\n[package]\nname = \"root\"\n";
+    assert_eq!(
+        workspace_members(manifest),
+        [".", "lib-a", "tools/cli", "examples/app"]
+    );
+    assert_eq!(
+        library_source_dirs(manifest),
+        ["src", "lib-a/src", "tools/cli/src"]
+    );
+    // A virtual manifest has no root package.
+    assert_eq!(
+        library_source_dirs("[workspace]\nmembers = [\"a\"]\n"),
+        ["a/src"]
+    );
+}
+
+#[test]
+fn checker_reads_cargo_tree() {
+    let output = "graphopt v0.1.0 (/w)\ngraphopt-macros v0.1.0 (/w/graphopt-macros)\nproc-macro2 v1.0.95\nsyn v2.0.104\nserde_derive v1.0.219 (proc-macro)\nsyn v3.0.1\nsyn v2.0.104 (*)\n\n";
+    let deps = tree_lines(output);
+    assert_eq!(deps.len(), 7);
+    let problem = syn_majors_problem(&deps).unwrap_or_default();
+    assert!(problem.contains("{\"2\", \"3\"}"), "{problem}");
+    assert!(syn_majors_problem(&deps[..4]).is_none());
+    assert!(links_core_problem("graphopt", &deps).is_none());
+    let with_core = tree_lines("graphopt v0.1.0 (/w)\ngraphopt-core v0.1.0 (/w/graphopt-core)\n");
+    assert!(links_core_problem("graphopt", &with_core).is_some());
+    assert_eq!(
+        eval_feature_problems(&tree_lines(
+            "graphopt v0.1.0 (/w)\ngraphopt-core v0.1.0 (/w/graphopt-core)\nndarray v0.17.1\n"
+        )),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        eval_feature_problems(&tree_lines(
+            "graphopt v0.1.0 (/w)\ngraphopt-core v0.1.0 (/w/graphopt-core)\nmiette v7.6.0\nmemmap2 v0.9.5\n"
+        )),
+        [
+            "graphopt with `eval` compiles miette",
+            "graphopt with `eval` compiles memmap2"
+        ]
+    );
+    assert_eq!(
+        eval_feature_problems(&tree_lines("graphopt v0.1.0 (/w)\n")),
+        ["graphopt with `eval` compiles graphopt-core 0 times"]
     );
 }
