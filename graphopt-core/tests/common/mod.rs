@@ -183,19 +183,45 @@ pub fn first_not_close(
 }
 
 /// Runs `graph` on the fixture's TensorFlow inputs and checks every output against
-/// TensorFlow's: relative to the output's magnitude (`relative_error`) within `tolerance`, and
-/// element-wise within `tolerance` relative plus `atol` absolute, so small outputs cannot hide
-/// an error behind a large one.
+/// TensorFlow's ([`assert_outputs_match`]).
 pub fn assert_matches_tensorflow(model: &str, graph: &GraphDef, tolerance: f64, atol: f64) {
-    for (k, value) in run_fixture(model, graph).iter().enumerate() {
+    assert_outputs_match(model, model, &run_fixture(model, graph), tolerance, atol);
+}
+
+/// Checks `outputs`, a run of fixture `model`, against TensorFlow's: relative to each output's
+/// magnitude (`relative_error`) within `tolerance`, and element-wise within `tolerance`
+/// relative plus `atol` absolute, so small outputs cannot hide an error behind a large one.
+/// `what` names the run in a failure.
+pub fn assert_outputs_match(
+    what: &str,
+    model: &str,
+    outputs: &[graphopt_core::tensor::Tensor],
+    tolerance: f64,
+    atol: f64,
+) {
+    assert_outputs_match_with(what, model, outputs, tolerance, tolerance, atol);
+}
+
+/// [`assert_outputs_match`] with the two tolerances apart: `tolerance` relative to each
+/// output's magnitude, `rtol` and `atol` element-wise.
+pub fn assert_outputs_match_with(
+    what: &str,
+    model: &str,
+    outputs: &[graphopt_core::tensor::Tensor],
+    tolerance: f64,
+    rtol: f64,
+    atol: f64,
+) {
+    assert_eq!(outputs.len(), io_names(model).1.len(), "{what}: output count");
+    for (k, value) in outputs.iter().enumerate() {
         let theirs = tensor(model, &format!("output_{k}.pb"));
         let (rel, abs) = relative_error(value, &theirs);
         assert!(
             rel <= tolerance,
-            "{model} output {k}: relative error {rel:e} (absolute {abs:e})"
+            "{what} output {k}: relative error {rel:e} (absolute {abs:e})"
         );
-        if let Some((i, ours, tf)) = first_not_close(value, &theirs, tolerance, atol) {
-            panic!("{model} output {k} element {i}: {ours}, TensorFlow {tf} (rtol {tolerance:e}, atol {atol:e})");
+        if let Some((i, ours, tf)) = first_not_close(value, &theirs, rtol, atol) {
+            panic!("{what} output {k} element {i}: {ours}, TensorFlow {tf} (rtol {rtol:e}, atol {atol:e})");
         }
     }
 }
