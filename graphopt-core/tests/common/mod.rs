@@ -212,7 +212,11 @@ pub fn assert_outputs_match_with(
     rtol: f64,
     atol: f64,
 ) {
-    assert_eq!(outputs.len(), io_names(model).1.len(), "{what}: output count");
+    assert_eq!(
+        outputs.len(),
+        io_names(model).1.len(),
+        "{what}: output count"
+    );
     for (k, value) in outputs.iter().enumerate() {
         let theirs = tensor(model, &format!("output_{k}.pb"));
         let (rel, abs) = relative_error(value, &theirs);
