@@ -305,6 +305,39 @@ fn shared_weights_are_copied_not_scaled_twice() {
     assert_matches_tensorflow("bn_patterns", &graph, 1e-5);
 }
 
+/// A convolution read by an Add of a Const and by something else: the Add is not made the
+/// convolution's BiasAdd (nothing folds, and OpenCV fuses a BiasAdd into the convolution for
+/// every reader: DenseNet's stem convolution feeds a batch norm and a concatenation).
+const SHARED_CONV_ADD: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "shape" value { shape { dim { size: 1 } dim { size: 2 } dim { size: 2 } dim { size: 1 } } } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 1 } dim { size: 2 } } float_val: 1.0 float_val: 2.0 } } } }
+node { name: "conv" op: "Conv2D" input: "x" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+       attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "SAME" } } }
+node { name: "c" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 2 } } float_val: 0.5 float_val: -1.0 } } } }
+node { name: "add" op: "AddV2" input: "conv" input: "c" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "other" op: "Relu" input: "conv" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
+#[test]
+fn an_add_after_a_shared_convolution_stays_an_add() {
+    for transforms in ["fold_batch_norms", "@deploy"] {
+        let mut graph = graph_from_text(SHARED_CONV_ADD);
+        run_on(&mut graph, transforms, &["add", "other"]).unwrap();
+        let add = graph.node.iter().find(|n| n.name == "add").unwrap();
+        assert_eq!(add.op, "AddV2", "{transforms}");
+        assert_eq!(add.input[0], "conv", "{transforms}");
+    }
+    // With the add the convolution's one reader, it becomes the convolution's bias.
+    let mut graph = graph_from_text(SHARED_CONV_ADD);
+    graph.node.retain(|n| n.name != "other");
+    run_on(&mut graph, "fold_batch_norms", &["add"]).unwrap();
+    let add = graph.node.iter().find(|n| n.name == "add").unwrap();
+    assert_eq!(add.op, "BiasAdd");
+}
+
 #[test]
 fn flatten_atrous_conv_makes_one_dilated_convolution() {
     let graph = apply("atrous_conv", "fold_constants flatten_atrous_conv");

@@ -443,10 +443,12 @@ fn fold_add(
         edits.removed.insert(x);
         return;
     }
-    if is_bias_add {
+    // layer + c -> BiasAdd(layer, c), the layer's own bias: only where the add is the layer's
+    // one reader. Otherwise nothing is folded, and consumers that fuse a BiasAdd into the
+    // layer before it would add the bias for the other readers too (OpenCV 4.10 does).
+    if is_bias_add || uses.count(x) != 1 {
         return;
     }
-    // layer + c -> BiasAdd(layer, c).
     let Some((_, w_value, layer)) = layer_with_weights(graph, uses, x) else {
         return;
     };

@@ -9,7 +9,8 @@
 //! 5. arithmetic simplification (`x*1`, `x+0`, constant chains, identity transposes);
 //! 6. leftover removal: identity-like ops, CheckNumerics, same-type casts, shape no-ops,
 //!    control edges that order nothing, idle NoOps;
-//! 7. identical nodes merged (constants shared), unread nodes cut, execution order.
+//! 7. identical nodes merged (constants shared);
+//! 8. steps 4-7 again until a round removes no node, then unread nodes cut, execution order.
 //!
 //! Every step keeps results within 1e-5 relative of the input graph.
 
@@ -28,6 +29,9 @@ use crate::tensor::Limits;
 
 pub struct Deploy;
 
+/// The most rounds of the rewrite steps (real graphs settle in two or three).
+const MAX_ROUNDS: usize = 16;
+
 /// Outputs no larger than this are folded into constants.
 const MAX_FOLDED_BYTES: u64 = 10 << 20;
 
@@ -37,7 +41,7 @@ impl Transform for Deploy {
     }
 
     fn summary(&self) -> &str {
-        "the recommended pipeline: strip, fold constants and batch norms, remove leftovers, merge duplicates, sort"
+        "the recommended pipeline: strip, fold constants and batch norms, move scales into the next layer, simplify arithmetic, remove leftovers, merge duplicates, sort"
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
@@ -79,12 +83,23 @@ impl Transform for Deploy {
         if let Err(error) = fold(graph, &folding) {
             context.warn(format!("constant folding skipped: {error}"));
         }
-        batch_norms::fold_batch_norm_ops(graph, &protected);
-        batch_norms::fold_scales_and_shifts(graph, &protected);
-        scale_axis::fold_scales_forward(graph, &protected);
-        arithmetic::simplify_arithmetic(graph, &protected);
-        leftovers::remove_leftovers(graph, &protected);
-        duplicates::merge_duplicates(graph, &protected)?;
+        // Each step can open work for an earlier one (two bias adds merged by the scale fold
+        // let a fused batch norm after them fold; a NoOp removed makes two constants in a loop
+        // frame identical, and then their readers), so the steps repeat until a round removes no node: `@deploy` of its
+        // own output changes nothing. A round that goes on removed a node, so the rounds are
+        // bounded by the graph's size; the cap is a guard.
+        for _ in 0..MAX_ROUNDS {
+            let before = graph.node.len();
+            batch_norms::fold_batch_norm_ops(graph, &protected);
+            batch_norms::fold_scales_and_shifts(graph, &protected);
+            scale_axis::fold_scales_forward(graph, &protected);
+            arithmetic::simplify_arithmetic(graph, &protected);
+            leftovers::remove_leftovers(graph, &protected);
+            duplicates::merge_duplicates(graph, &protected)?;
+            if graph.node.len() >= before {
+                break;
+            }
+        }
         cut(graph)?;
         order::sort_by_execution_order(graph)?;
         Ok(())
