@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Clean build time of a minimal app that embeds a model with graphopt-build and runs it with
-# graphopt's `eval` feature: a fresh crate and a fresh target directory, so every dependency
-# compiles. Usage: bench/app_build_time.sh [GRAPHOPT_CHECKOUT] (default: this checkout).
+# Clean build time of a minimal app that embeds a model with graphopt-build: a fresh crate and
+# a fresh target directory, so every dependency compiles. The app depends on `graphopt` with
+# default features; FEATURES=eval gives it the evaluator (and runs the model).
+# Usage: [FEATURES=eval] bench/app_build_time.sh [GRAPHOPT_CHECKOUT] (default: this checkout).
 # Prints the wall time of `cargo build` (dev profile), the number of crates compiled, and the
 # app's own dependency count and syn majors (`cargo tree -e normal`).
 set -euo pipefail
@@ -10,6 +11,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/app/src" "$work/app/models"
 cp "$repo/examples/digits/models/digits.pb" "$work/app/models/"
+features=""
+if [ -n "${FEATURES:-}" ]; then features="\"$FEATURES\""; fi
 cat > "$work/app/Cargo.toml" <<TOML
 [package]
 name = "minimal-app"
@@ -17,7 +20,7 @@ version = "0.1.0"
 edition = "2021"
 
 [dependencies]
-graphopt = { path = "$repo", features = ["eval"] }
+graphopt = { path = "$repo", features = [$features] }
 
 [build-dependencies]
 graphopt-build = { path = "$repo/graphopt-build" }

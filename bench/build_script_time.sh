@@ -10,6 +10,11 @@
 # [profile.dev.build-override] opt-level = 3 (build scripts and their dependencies optimized).
 # (bench/compare_tf.py writes that Keras Inception-v3 frozen graph, 92 MiB.)
 set -euo pipefail
+if [ $# -lt 3 ]; then
+  echo "usage: bench/build_script_time.sh MODEL.pb INPUT OUTPUT [TRANSFORMS]" >&2
+  echo "  (bench/compare_tf.py writes Keras ResNet-50 and Inception-v3 frozen graphs under target/tmp/compare_tf)" >&2
+  exit 2
+fi
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 model="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 input="$2"

@@ -60,12 +60,8 @@ pub fn parse<T: prost::Message + prost::Name + Default>(_text: &str) -> Result<T
 
 #[cfg(feature = "text")]
 fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseError) -> String {
-    use miette::Diagnostic;
     let message = error.to_string();
-    let offset = error
-        .labels()
-        .and_then(|mut labels| labels.next())
-        .map(|label| label.offset())
+    let offset = error_offset(error)
         .or_else(|| message.contains("end of input").then_some(text.len()));
     match offset {
         Some(offset) => {
@@ -76,6 +72,35 @@ fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseErr
         }
         None => message,
     }
+}
+
+/// Where in the text a parse error points. prost-reflect hands its spans out only through
+/// miette's `Diagnostic` (a dependency with a proc-macro, for one number); its `Debug` form
+/// holds the same span as a field of the error kind, `span: START..END`. Quoted strings there
+/// (the tokens an error names and, when another crate turns miette on, the whole source
+/// text) are skipped, so the first `span: ` outside them is the kind's.
+#[cfg(feature = "text")]
+fn error_offset(error: &prost_reflect::text_format::ParseError) -> Option<usize> {
+    let debug = format!("{error:?}");
+    let mut quoted = false;
+    let mut chars = debug.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            's' if !quoted && debug[at..].starts_with("span: ") => {
+                let digits: String = debug[at + "span: ".len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                return digits.parse().ok();
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Writes `message` in text format, deterministically.
@@ -347,5 +372,25 @@ mod nesting_tests {
             "{error:?}"
         );
         assert!(check_nesting("node { attr { key: \"T\" value { type: DT_FLOAT } } }").is_ok());
+    }
+}
+
+#[cfg(all(test, feature = "text"))]
+mod tests {
+    use super::*;
+    use crate::proto::GraphDef;
+
+    /// A parse error names the line and column it points at (read from prost-reflect's span).
+    #[test]
+    fn parse_errors_name_line_and_column() {
+        let text = "node {\n  name: \"a\"\n  op: ]\n}\n";
+        let error = parse::<GraphDef>(text).unwrap_err().to_string();
+        assert!(error.contains("line 3, column 7: "), "{error}");
+        // A string that quotes the span's own spelling does not confuse it.
+        let text = "node { name: \"span: 1..2\" op: \"x\" }\nnode { ] }";
+        let error = parse::<GraphDef>(text).unwrap_err().to_string();
+        assert!(error.contains("line 2, column 8: "), "{error}");
+        let error = parse::<GraphDef>("node {").unwrap_err().to_string();
+        assert!(error.contains("line 1, column 7: "), "{error}");
     }
 }
