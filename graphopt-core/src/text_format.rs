@@ -61,8 +61,8 @@ pub fn parse<T: prost::Message + prost::Name + Default>(_text: &str) -> Result<T
 #[cfg(feature = "text")]
 fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseError) -> String {
     let message = error.to_string();
-    let offset = error_offset(error)
-        .or_else(|| message.contains("end of input").then_some(text.len()));
+    let offset =
+        error_offset(error).or_else(|| message.contains("end of input").then_some(text.len()));
     match offset {
         Some(offset) => {
             let before = text.get(..offset).unwrap_or(text);
