@@ -5,7 +5,7 @@
 //! Reading is bounded: only regular files are read (a FIFO or a device, also behind a symlink,
 //! is refused before it is opened), never past their size; what decoding will take in memory is
 //! estimated from the encoded bytes first ([`wire`]) and asked of the
-//! [`budget`](crate::budget), together with a node-count limit, so a small file cannot expand
+//! [`budget`], together with a node-count limit, so a small file cannot expand
 //! into gigabytes. Writing is atomic, and leftovers of killed writers are cleaned up.
 
 use std::fs;

@@ -3,7 +3,7 @@
 //! fields, including the shorthand where fewer values than elements repeat the last one).
 //!
 //! Decoding is bounded: a shape whose element count or in-memory size exceeds [`Limits`] (one
-//! tensor) or the command's [`budget`](crate::budget) is an error before anything is
+//! tensor) or the command's [`budget`] is an error before anything is
 //! allocated, so a hostile `TensorProto` cannot exhaust memory.
 
 use bytes::Bytes;

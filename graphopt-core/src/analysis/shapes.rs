@@ -56,7 +56,7 @@ const SAME_AS_FIRST: &[&str] = &[
 
 /// Output shapes of `node`, or `None` when they cannot be known statically. Shapes of rank
 /// over [`MAX_RANK`] are unknown, and so are all outputs of a node whose shapes would hold
-/// more than [`MAX_NODE_DIMS`] dims together.
+/// more than `MAX_NODE_DIMS` dims together.
 pub fn infer(node: &NodeDef, inputs: &[Input<'_>]) -> Option<Shapes> {
     if inputs
         .iter()

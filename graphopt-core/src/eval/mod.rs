@@ -8,7 +8,7 @@
 //! Used for constant folding, for `graphopt verify`, and by the tests that compare graphopt's
 //! results with TensorFlow's.
 //!
-//! Bounded by the current [`budget`](crate::budget) (a default one sized by the graph when the
+//! Bounded by the current [`budget`] (a default one sized by the graph when the
 //! caller entered none): every value the executor keeps is held on it, every kernel asks it
 //! before allocating and charges its work, so a hostile graph ends in an error naming the node,
 //! not in an abort, a hang or a runaway allocation.
@@ -207,7 +207,7 @@ impl Drop for Held {
 /// afresh rather than returning another graph's values.
 ///
 /// It also keeps the buffers of the values a run frees, for the next run's kernels to write
-/// into (see [`recycle`]): between runs they are the cache's memory, during a run they are
+/// into (see the `recycle` module): between runs they are the cache's memory, during a run they are
 /// counted on its budget.
 #[derive(Default)]
 pub struct Constants {

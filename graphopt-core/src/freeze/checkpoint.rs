@@ -5,7 +5,7 @@
 //!
 //! Every offset and length read from the files is checked arithmetic; only regular files are
 //! read (the index up to its size, shards memory-mapped); what a block, a key or a tensor
-//! would allocate is asked of the [`budget`](crate::budget) first, a snappy block's claimed
+//! would allocate is asked of the [`budget`] first, a snappy block's claimed
 //! length is checked against the most snappy can expand, and the stored parts of a
 //! partitioned tensor must not overlap in the shard (aliased parts could otherwise make a
 //! small checkpoint assemble into gigabytes).

@@ -10,7 +10,7 @@
 //!
 //! Bounded: nesting deeper than [`Limits::max_depth`] is an error (a recursive function), and so
 //! is a graph that inlining would grow past [`Limits::max_nodes`] (a function calling itself
-//! twice doubles per level) or past the memory [`budget`](crate::budget): every inlined node
+//! twice doubles per level) or past the memory [`budget`]: every inlined node
 //! is charged before it is added.
 
 use std::collections::HashMap;
