@@ -202,7 +202,13 @@ fn rustdoc_has_no_warnings_with_and_without_features() {
         // What docs.rs builds for the facade, and the crates a custom transform's author reads.
         &["-p", "graphopt", "--all-features"][..],
         &["-p", "graphopt-build", "--no-default-features"][..],
-        &["-p", "graphopt-core", "-p", "graphopt-types", "--all-features"][..],
+        &[
+            "-p",
+            "graphopt-core",
+            "-p",
+            "graphopt-types",
+            "--all-features",
+        ][..],
     ] {
         let out = Command::new(env!("CARGO"))
             .args(["doc", "--no-deps", "--quiet"])
