@@ -35,7 +35,7 @@ pub enum Error {
     },
     /// The model's name cannot name a Rust module.
     #[error(
-        "graphopt: model '{model}': '{model}' is not a valid Rust identifier for a model module; use letters, digits and '_'"
+        "graphopt: model '{model}': '{model}' is not a valid Rust identifier for a model module; use letters, digits and '_', and not a Rust keyword"
     )]
     BadName { model: String },
     /// Two models of one build script share a name.

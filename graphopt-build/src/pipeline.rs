@@ -74,12 +74,23 @@ fn env_path(name: &'static str) -> Result<PathBuf, Error> {
         .ok_or(Error::NotInBuildScript(name))
 }
 
+/// Whether `name` can name the module `include_model!(name)` declares: an ASCII identifier
+/// that is not `_` and not a keyword of any edition (`include_model!(type)` does not parse).
 fn is_identifier(name: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
+        "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
+        "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super",
+        "trait", "true", "try", "type", "unsafe", "use", "where", "while", "abstract", "become",
+        "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield",
+    ];
     let mut chars = name.chars();
     chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name != "_"
+        && !KEYWORDS.contains(&name)
 }
 
 impl Model {
@@ -644,5 +655,22 @@ impl Model {
         let json = serde_json::to_string_pretty(&serde_json::json!({ "models": entries }))
             .map_err(|e| self.fail(e.to_string()))?;
         cache::write_atomically(lock, format!("{json}\n").as_bytes()).map_err(|e| self.io(lock, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_are_identifiers_but_not_keywords() {
+        for good in ["mobilenet", "_private", "model_2", "Types"] {
+            assert!(is_identifier(good), "{good}");
+        }
+        for bad in [
+            "", "_", "2fast", "my-model", "type", "self", "Self", "async", "gen", "é",
+        ] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
     }
 }
