@@ -5,11 +5,9 @@ fn main() -> Result<(), graphopt_build::Error> {
     graphopt_build::Model::new("digits", "models/digits.pb")
         .inputs(["image"])
         .outputs(["probs"])
-        .transforms(
-            "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) \
-             fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms \
-             merge_duplicate_nodes sort_by_execution_order",
-        )
+        // The recommended pipeline: strip, fold constants and batch norms, move scales into
+        // the next layer, simplify, remove leftovers, merge duplicates, sort.
+        .transforms("@deploy")
         .build()?;
     Ok(())
 }

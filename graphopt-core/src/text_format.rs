@@ -375,14 +375,14 @@ mod nesting_tests {
     }
 }
 
-#[cfg(all(test, feature = "text"))]
+#[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::proto::GraphDef;
-
     /// A parse error names the line and column it points at (read from prost-reflect's span).
+    #[cfg(feature = "text")]
     #[test]
     fn parse_errors_name_line_and_column() {
+        use super::parse;
+        use crate::proto::GraphDef;
         let text = "node {\n  name: \"a\"\n  op: ]\n}\n";
         let error = parse::<GraphDef>(text).unwrap_err().to_string();
         assert!(error.contains("line 3, column 7: "), "{error}");
