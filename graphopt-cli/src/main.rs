@@ -1,9 +1,14 @@
 //! The `graphopt` command. Exit codes: 0 success, 1 error (one line on stderr naming the file,
 //! transform and node), 2 usage error.
 //!
+//! Output goes through [`output`]: a reader that stops early (`| head -1`) ends it quietly, and
+//! names from the model are escaped in human-readable output as in error lines ([`one_line`]).
+//!
 //! Every command runs under one memory and work budget (`--memory_budget`, `--work_budget`, or
 //! `GRAPHOPT_MEMORY_BUDGET` / `GRAPHOPT_WORK_BUDGET`; by default scaled to the input's size), so
 //! a hostile model ends in an error line, not in an exhausted machine.
+
+mod output;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +20,7 @@ use graphopt_core::io::{self, GraphFormat};
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::verify::VerifyError;
 use graphopt_core::{freeze, graph, summary, targets};
+use output::{errln, outln};
 
 /// What a command can fail with: graphopt-core's errors, and the CLI's own.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,9 @@ enum Error {
         target: String,
         count: usize,
     },
+    /// Writing to standard output failed (a broken pipe is not an error: see `output`).
+    #[error("writing to standard output: {0}")]
+    Stdout(#[from] std::io::Error),
 }
 
 impl From<graphopt_core::transforms::SpecError> for Error {
@@ -241,7 +250,7 @@ impl OutputArgs {
         io::write_graph(&self.out_graph, graph, format)?;
         let size = std::fs::metadata(&self.out_graph).map_or(0, |m| m.len());
         let functions = graph.library.as_ref().map_or(0, |l| l.function.len());
-        eprintln!(
+        errln!(
             "graphopt: wrote {} ({}, {size} bytes): {} nodes, {functions} functions",
             self.out_graph.display(),
             if format == GraphFormat::Text {
@@ -335,7 +344,7 @@ fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings.overridden_by(flags),
         Err(error) => {
-            eprintln!("graphopt: error: {}", one_line(&error.to_string()));
+            errln!("graphopt: error: {}", one_line(&error.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -350,7 +359,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("graphopt: error: {}", one_line(&error.to_string()));
+            errln!("graphopt: error: {}", one_line(&error.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -360,10 +369,7 @@ fn run(command: Command) -> Result<(), Error> {
     match command {
         Command::Transform(args) => transform(&args),
         Command::Summarize(args) => summarize(&args),
-        Command::Transforms => {
-            list_transforms();
-            Ok(())
-        }
+        Command::Transforms => list_transforms(),
         Command::Verify(args) => verify(&args),
         Command::Freeze(args) => freeze(&args),
         Command::Inspect(args) => inspect(&args),
@@ -515,21 +521,23 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
     for outcome in &outcomes {
         for warning in &outcome.warnings {
-            eprintln!(
+            errln!(
                 "graphopt: warning: {}: {}",
                 outcome.transform,
                 one_line(warning)
             );
         }
         match &outcome.ignored_error {
-            Some(error) => eprintln!(
+            Some(error) => errln!(
                 "graphopt: warning: {} failed and was skipped (ignore_errors=true): {}",
                 outcome.transform,
                 one_line(error)
             ),
-            None => eprintln!(
+            None => errln!(
                 "graphopt: {}: {} -> {} nodes",
-                outcome.transform, outcome.nodes_before, outcome.nodes_after
+                outcome.transform,
+                outcome.nodes_before,
+                outcome.nodes_after
             ),
         }
     }
@@ -548,12 +556,12 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     if args.json {
         let json =
             serde_json::to_string_pretty(&report).map_err(|e| json_error("summary as JSON", e))?;
-        println!("{json}");
+        outln!("{json}")?;
     } else {
-        print!("{}", report.to_text(&path.display().to_string()));
+        output::stdout(&report.to_text(&path.display().to_string()))?;
     }
     if args.print_structure {
-        print!("{}", summary::structure(&loaded.graph));
+        output::stdout(&summary::structure(&loaded.graph))?;
     }
     // Report problems after the summary, as summarize_graph does, and fail.
     graph::validate(&loaded.graph)
@@ -580,26 +588,37 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| json_error("verify report as JSON", e))?;
-        println!("{json}");
+        outln!("{json}")?;
     } else {
-        println!("seed {}, inputs: {}", report.seed, report.inputs.join(", "));
-        println!(
+        outln!(
+            "seed {}, inputs: {}",
+            report.seed,
+            one_line(&report.inputs.join(", "))
+        )?;
+        outln!(
             "{:<40} {:<16} {:>14} {:>14}",
-            "output", "shape", "max abs error", "max rel error"
-        );
+            "output",
+            "shape",
+            "max abs error",
+            "max rel error"
+        )?;
         for o in &report.outputs {
             let shape = format!("{:?}", o.shape);
+            let name = one_line(&o.name);
             match o.exact_match {
-                Some(same) => println!(
+                Some(same) => outln!(
                     "{:<40} {:<16} {:>29}",
-                    o.name,
+                    name,
                     shape,
                     if same { "equal" } else { "DIFFERENT" }
-                ),
-                None => println!(
+                )?,
+                None => outln!(
                     "{:<40} {:<16} {:>14.3e} {:>14.3e}",
-                    o.name, shape, o.max_abs_error, o.max_rel_error
-                ),
+                    name,
+                    shape,
+                    o.max_abs_error,
+                    o.max_rel_error
+                )?,
             }
         }
     }
@@ -622,11 +641,11 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
         }),
         None => {
             if !args.json {
-                println!(
+                outln!(
                     "worst relative error {:.3e} is within the tolerance {:e}",
                     report.worst(),
                     args.tolerance
-                );
+                )?;
             }
             Ok(())
         }
@@ -678,7 +697,7 @@ fn freeze(args: &FreezeArgs) -> Result<(), Error> {
         graphopt_core::Error::invalid_graph(args.output.out_graph.clone(), source)
     })?;
     let constants = graph.node.iter().filter(|n| n.op == "Const").count();
-    eprintln!(
+    errln!(
         "graphopt: frozen: {} nodes ({constants} constants); inputs: {}; outputs: {}",
         graph.node.len(),
         inputs.join(", "),
@@ -691,17 +710,17 @@ fn inspect(args: &InspectArgs) -> Result<(), Error> {
     saved_model_dir(&args.dir, SavedModelCommand::Inspect)?;
     let model = freeze::saved_model::read_saved_model(&args.dir)
         .map_err(|e| graphopt_core::Error::Freeze(e.to_string()))?;
-    print!("{}", freeze::saved_model::describe(&model));
+    output::stdout(&freeze::saved_model::describe(&model))?;
     Ok(())
 }
 
 fn print_warnings(warnings: &[String]) {
     for warning in warnings {
-        eprintln!("graphopt: warning: {}", one_line(warning));
+        errln!("graphopt: warning: {}", one_line(warning));
     }
 }
 
-fn list_transforms() {
+fn list_transforms() -> Result<(), Error> {
     let registry = Registry::with_builtins();
     for t in registry.iter() {
         let defaults = t.param_defaults();
@@ -718,8 +737,9 @@ fn list_transforms() {
             ),
             None => "(any parameters)".into(),
         };
-        println!("{}{params}\n    {}", t.name(), t.summary());
+        outln!("{}{params}\n    {}", t.name(), t.summary())?;
     }
+    Ok(())
 }
 
 fn check(args: &CheckArgs) -> Result<(), Error> {
@@ -739,23 +759,25 @@ fn check(args: &CheckArgs) -> Result<(), Error> {
         });
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| json_error("check report as JSON", e))?;
-        println!("{json}");
+        outln!("{json}")?;
     } else {
+        // One line per problem: node names (and the names in `why`) come from the model.
         for p in &problems {
             let label = match (p.blocking, p.kind) {
                 (true, _) => "",
                 (false, targets::ProblemKind::UnverifiedOp) => "unverified: ",
                 (false, _) => "advice: ",
             };
-            println!("{label}{p}");
+            outln!("{label}{}", one_line(&p.to_string()))?;
         }
         if blocking == 0 {
-            println!(
-                "{path}: {} {} loads all {} nodes",
+            outln!(
+                "{}: {} {} loads all {} nodes",
+                one_line(&path),
                 target.name,
                 target.version,
                 loaded.graph.node.len()
-            );
+            )?;
         }
     }
     if blocking > 0 {
@@ -775,8 +797,8 @@ fn list_targets() -> Result<(), Error> {
             .iter()
             .map(|l| format!("{} {}", l.name, l.count))
             .collect();
-        println!("{} {}: {}", t.name, t.version, t.title);
-        println!(
+        outln!("{} {}: {}", t.name, t.version, t.title)?;
+        outln!(
             "    ops: {}{}; {}",
             lists.join(", "),
             if t.ops_complete {
@@ -789,9 +811,9 @@ fn list_targets() -> Result<(), Error> {
             } else {
                 "profile only (does not install here)"
             }
-        );
+        )?;
         for s in &t.sources {
-            println!("    source: {} @ {}: {}", s.repository, s.revision, s.path);
+            outln!("    source: {} @ {}: {}", s.repository, s.revision, s.path)?;
         }
     }
     Ok(())

@@ -1038,3 +1038,161 @@ fn transforms_lists_parameters_with_their_defaults() {
         assert!(listing.contains(line), "{line:?} not in {listing}");
     }
 }
+
+/// A graph of `count` nodes of an op no target knows, each read from one Placeholder: `check`
+/// prints a line per node and `summarize --print_structure` one per node, far more than a
+/// pipe holds.
+fn many_unknown_ops(dir: &Path, count: usize) -> PathBuf {
+    use graphopt_core::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+    use prost::Message;
+    let mut input = NodeDef {
+        name: "input".into(),
+        op: "Placeholder".into(),
+        ..Default::default()
+    };
+    input.attr.insert(
+        "dtype".into(),
+        AttrValue {
+            value: Some(attr_value::Value::Type(1)),
+        },
+    );
+    let mut node = vec![input];
+    node.extend((0..count).map(|k| NodeDef {
+        name: format!("layer_{k}/unknown_op_with_a_long_name"),
+        op: "FrobnicateSomething".into(),
+        input: vec!["input".into()],
+        ..Default::default()
+    }));
+    let graph = GraphDef {
+        node,
+        ..Default::default()
+    };
+    write(dir, "many.pb", &graph.encode_to_vec())
+}
+
+/// Runs graphopt with stdout a pipe whose reader takes one line and closes it; returns the
+/// line read, the exit code and stderr.
+fn graphopt_read_one_line(args: &[&str]) -> (String, Option<i32>, String) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_graphopt"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run graphopt");
+    let mut line = String::new();
+    {
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        // The reader goes here: the pipe's read end is closed while graphopt still writes.
+    }
+    let output = child.wait_with_output().unwrap();
+    (line, output.status.code(), stderr(&output))
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = many_unknown_ops(dir.path(), 5000);
+    let path = path.to_str().unwrap();
+    // The command's own exit code: check fails on the graph, summarize succeeds.
+    for (args, code) in [
+        (vec!["check", "--target=tract", path], 1),
+        (vec!["check", "--target=opencv", "--json", path], 1),
+        (vec!["summarize", "--print_structure", path], 0),
+        (vec!["summarize", "--json", path], 0),
+    ] {
+        let (line, status, err) = graphopt_read_one_line(&args);
+        assert!(!line.is_empty(), "{args:?}: no first line");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(status, Some(101), "{args:?}: {err}");
+        assert_eq!(status, Some(code), "{args:?}: {err}");
+        // No word about the closed pipe: at most the command's own error line.
+        assert!(!err.to_lowercase().contains("pipe"), "{args:?}: {err}");
+        assert!(err.lines().count() <= 1, "{args:?}: {err}");
+    }
+    // `transforms` lists more than one line too.
+    let (line, status, err) = graphopt_read_one_line(&["transforms"]);
+    assert!(!line.is_empty());
+    assert_eq!(status, Some(0), "{err}");
+}
+
+/// A text-format graph whose names hold a line break and a terminal escape sequence.
+const HOSTILE_NAMES: &str = r#"
+node {
+  name: "in\nput\x1b[2J"
+  op: "Placeholder"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+}
+node {
+  name: "bad\n\x1b[2Jnode"
+  op: "Frob\x1b[31m"
+  input: "in\nput\x1b[2J"
+}
+node {
+  name: "out\x1b[2J"
+  op: "Relu"
+  input: "bad\n\x1b[2Jnode"
+  device: "/cpu\n\x1b[2J"
+  attr { key: "T" value { type: DT_FLOAT } }
+}
+"#;
+
+#[test]
+fn check_and_summarize_escape_names_as_error_lines_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "hostile.pbtxt", HOSTILE_NAMES.as_bytes());
+    let path = path.to_str().unwrap();
+    let no_raw_controls = |what: &str, text: &str| {
+        assert!(!text.contains('\u{1b}'), "{what}: raw ESC in {text:?}");
+    };
+
+    let output = graphopt(&["check", "--target=tract", path]);
+    assert_clean_failure(&output, &["hostile.pbtxt", "cannot load"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    no_raw_controls("check", &text);
+    // One line for the one node tract does not know, named as error lines name it.
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    assert!(
+        text.starts_with(r"bad\n\u{1b}[2Jnode (Frob\u{1b}[31m): "),
+        "{text:?}"
+    );
+
+    let output = graphopt(&["check", "--target=graphopt", path]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    no_raw_controls("check --target=graphopt", &text);
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+
+    let output = graphopt(&["summarize", "--print_structure", path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    no_raw_controls("summarize", &text);
+    for line in [
+        r"Found 1 possible inputs: (name=in\nput\u{1b}[2J, type=float(1), shape=None) ",
+        r"Found 1 possible outputs: (name=out\u{1b}[2J, op=Relu) ",
+        r"1 nodes assigned to device '/cpu\n\u{1b}[2J'",
+        r"Op types used: 1 Frob\u{1b}[31m, 1 Placeholder, 1 Relu",
+        // --print_structure: one line per node.
+        r"in\nput\u{1b}[2J (Placeholder): []",
+        r"bad\n\u{1b}[2Jnode (Frob\u{1b}[31m): [in\nput\u{1b}[2J]",
+        r"out\u{1b}[2J (Relu): [bad\n\u{1b}[2Jnode]",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in {text:?}");
+    }
+    assert!(
+        text.contains(r"--input_layer=in\nput\u{1b}[2J "),
+        "{text:?}"
+    );
+
+    // JSON keeps the names as they are (serde escapes them).
+    let output = graphopt(&["summarize", "--json", path]);
+    no_raw_controls("summarize --json", &String::from_utf8_lossy(&output.stdout));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["inputs"][0]["name"], "in\nput\u{1b}[2J");
+    let output = graphopt(&["check", "--target=tract", "--json", path]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["problems"][0]["node"], "bad\n\u{1b}[2Jnode");
+}

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::dtype::{dtype_name, element_count, shape_dims};
+use crate::error::one_line;
 use crate::graph::{self, attrs, InputRef};
 use crate::proto::{GraphDef, NodeDef, TensorProto};
 
@@ -288,7 +289,10 @@ fn shape_text(decl: &TensorDecl) -> String {
 }
 
 impl Summary {
-    /// The report in summarize_graph's layout, with graphopt's additions at the end.
+    /// The report in summarize_graph's layout, with graphopt's additions at the end. Names
+    /// from the graph (and `graph_path`) are escaped as error lines escape them
+    /// ([`one_line`]): a name holding a line break or a terminal escape sequence cannot break
+    /// a line of the report or drive the terminal.
     pub fn to_text(&self, graph_path: &str) -> String {
         let mut out = String::new();
         let decls = |out: &mut String, what: &str, none: &str, list: &[TensorDecl]| {
@@ -301,8 +305,8 @@ impl Summary {
                 let _ = write!(
                     out,
                     "(name={}, type={}({}), shape={}) ",
-                    d.name,
-                    d.dtype,
+                    one_line(&d.name),
+                    one_line(&d.dtype),
                     d.dtype_enum,
                     shape_text(d)
                 );
@@ -326,7 +330,7 @@ impl Summary {
         } else {
             let _ = write!(out, "Found {} possible outputs: ", self.outputs.len());
             for o in &self.outputs {
-                let _ = write!(out, "(name={}, op={}) ", o.name, o.op);
+                let _ = write!(out, "(name={}, op={}) ", one_line(&o.name), one_line(&o.op));
             }
             out.push('\n');
         }
@@ -340,12 +344,16 @@ impl Summary {
             self.control_edges
         );
         for (device, count) in &self.devices {
-            let _ = writeln!(out, "{count} nodes assigned to device '{device}'");
+            let _ = writeln!(
+                out,
+                "{count} nodes assigned to device '{}'",
+                one_line(device)
+            );
         }
         let ops: Vec<String> = self
             .op_counts
             .iter()
-            .map(|c| format!("{} {}", c.count, c.op))
+            .map(|c| format!("{} {}", c.count, one_line(&c.op)))
             .collect();
         let _ = writeln!(out, "Op types used: {}", ops.join(", "));
         let _ = writeln!(
@@ -354,8 +362,9 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "bazel run tensorflow/tools/benchmark:benchmark_model -- --graph={graph_path} --show_flops {}",
-            self.benchmark_model_args
+            "bazel run tensorflow/tools/benchmark:benchmark_model -- --graph={} --show_flops {}",
+            one_line(graph_path),
+            one_line(&self.benchmark_model_args)
         );
         if let Some(size) = self.file_size {
             let _ = writeln!(out, "File size: {size} bytes ({})", human_bytes(size));
@@ -372,8 +381,8 @@ impl Summary {
                 let _ = writeln!(
                     out,
                     "  {} ({}[{}]): {}",
-                    c.name,
-                    c.dtype,
+                    one_line(&c.name),
+                    one_line(&c.dtype),
                     dims.join(","),
                     human_bytes(c.bytes)
                 );
@@ -400,7 +409,8 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// `--print_structure`: nodes in execution order as `name (op): [inputs]`, with a short
-/// description of each constant's value. Falls back to file order if the graph has a cycle.
+/// description of each constant's value, one line per node (names escaped as in
+/// [`Summary::to_text`]). Falls back to file order if the graph has a cycle.
 pub fn structure(graph: &GraphDef) -> String {
     let order = graph::execution_order(graph).unwrap_or_else(|_| (0..graph.node.len()).collect());
     let mut out = String::new();
@@ -408,9 +418,9 @@ pub fn structure(graph: &GraphDef) -> String {
         let _ = write!(
             out,
             "{} ({}): [{}]",
-            node.name,
-            node.op,
-            node.input.join(", ")
+            one_line(&node.name),
+            one_line(&node.op),
+            one_line(&node.input.join(", "))
         );
         if node.op == "Const" {
             if let Some(value) = attrs::tensor(node, "value") {

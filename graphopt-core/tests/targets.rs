@@ -431,3 +431,225 @@ fn readme_figures_are_read_exactly() {
     assert!(std::panic::catch_unwind(|| common::readme::figures_in(text, "d {} f")).is_err());
     assert!(std::panic::catch_unwind(|| common::readme::figures_in(text, "a {}x")).is_err());
 }
+
+/// The graphs real tract-tensorflow judged (tests/fixtures/expected/tract.json, recorded by
+/// consumers/tract for exactly these bytes): `check --target=tract` passes exactly those tract
+/// loaded (and each of them also ran and matched TensorFlow), and blocks on every other.
+#[test]
+fn tract_check_agrees_with_real_tract_on_every_judged_graph() {
+    let path = common::fixtures().join("expected/tract.json");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let target = Target::by_name("tract").unwrap();
+    let cases = report["cases"].as_object().unwrap();
+    assert!(cases.len() >= 14);
+    let mut refused = 0;
+    for (case, judged) in cases {
+        let name = case.split('@').next().unwrap();
+        let graph = common::apply(name, judged["pipeline"].as_str().unwrap());
+        assert_eq!(
+            common::sha256_hex(&graphopt_core::io::encode_graph(&graph)),
+            judged["sha256"].as_str().unwrap(),
+            "{case}: not the judged graph"
+        );
+        let loaded = judged["loaded"].as_bool().unwrap();
+        if loaded {
+            assert_eq!(judged["matches_tensorflow"], true, "{case}: {judged}");
+        } else {
+            refused += 1;
+        }
+        let problems = targets::check(&graph, target);
+        assert_eq!(
+            !targets::any_blocking(&problems),
+            loaded,
+            "{case}: check disagrees with tract ({}): {problems:#?}",
+            judged["errors"]
+        );
+    }
+    assert!(refused >= 4, "the record has {refused} refused graphs");
+}
+
+/// The blocking problems of `graph` for `target`, as (node, op) pairs.
+fn blocking_nodes(graph: &graphopt_core::proto::GraphDef, target: &str) -> Vec<(String, String)> {
+    targets::check_target(graph, target)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.blocking)
+        .map(|p| (p.node, p.op))
+        .collect()
+}
+
+/// tract cannot run a TF1 while loop: every NextIteration fails its analysis (the record's
+/// "-Sink" error) and the loop gates have no typed form; the raw fixture and the one
+/// legalized for tract both fail its check, naming the loop ops.
+#[test]
+fn tract_refuses_the_while_loop_raw_and_legalized() {
+    const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms sort_by_execution_order";
+    for graph in [
+        common::load("while_rnn"),
+        common::apply("while_rnn", &format!("{STANDARD} legalize(target=tract)")),
+    ] {
+        let problems = targets::check_target(&graph, "tract").unwrap();
+        assert!(targets::any_blocking(&problems));
+        let refused: Vec<(&str, ProblemKind)> = problems
+            .iter()
+            .filter(|p| p.blocking)
+            .map(|p| (p.op.as_str(), p.kind))
+            .collect();
+        for op in ["NextIteration", "Enter", "Exit", "LoopCond"] {
+            assert!(
+                refused.contains(&(op, ProblemKind::RejectedOp)),
+                "{op} not refused: {problems:#?}"
+            );
+        }
+        // The loop's Switches test LoopCond, not a constant; its Merges join no dead branch.
+        assert!(refused.contains(&("Switch", ProblemKind::NonConstInput)));
+        assert!(refused.contains(&("Merge", ProblemKind::FusedOnly)));
+        let sink = problems
+            .iter()
+            .find(|p| p.node == "while/next_iteration/_34")
+            .expect("the NextIteration tract failed on");
+        assert!(
+            sink.why.contains("Wrong number of outputs") && sink.why.contains("model.rs"),
+            "{}",
+            sink.why
+        );
+    }
+}
+
+/// resize_pad_conv has ops tract cannot express: MirrorPad (not registered) and
+/// ResizeBilinear, the half-pixel one included (no Resize op registered); `check` names each
+/// node, raw and after `legalize(target=tract)`, which has no rewrite for them.
+#[test]
+fn tract_names_mirror_pad_and_half_pixel_resize_bilinear() {
+    let raw = common::load("resize_pad_conv");
+    let half_pixel: Vec<&str> = raw
+        .node
+        .iter()
+        .filter(|n| {
+            n.op == "ResizeBilinear"
+                && graphopt_core::graph::attrs::bool(n, "half_pixel_centers") == Some(true)
+        })
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(
+        !half_pixel.is_empty(),
+        "the fixture has a half-pixel resize"
+    );
+    let legalized = common::apply(
+        "resize_pad_conv",
+        "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms sort_by_execution_order legalize(target=tract)",
+    );
+    for graph in [&raw, &legalized] {
+        let refused = blocking_nodes(graph, "tract");
+        for node in graph
+            .node
+            .iter()
+            .filter(|n| n.op == "MirrorPad" || n.op == "ResizeBilinear")
+        {
+            assert!(
+                refused.contains(&(node.name.clone(), node.op.clone())),
+                "{} ({}) not named: {refused:?}",
+                node.name,
+                node.op
+            );
+        }
+        for name in &half_pixel {
+            assert!(
+                refused.iter().any(|(n, _)| n == name),
+                "{name}: {refused:?}"
+            );
+        }
+        assert!(
+            refused.iter().any(|(_, op)| op == "MirrorPad"),
+            "{refused:?}"
+        );
+        let problems = targets::check_target(graph, "tract").unwrap();
+        let resize = problems.iter().find(|p| p.op == "ResizeBilinear").unwrap();
+        assert!(resize.why.contains("not registered"), "{}", resize.why);
+    }
+}
+
+/// `legalize(target=tvm)`: a ResourceGather of a frozen table (TVM's "Graph is not frozen")
+/// becomes GatherV2 on axis 0, TVM's check passes, and the gathered rows are the same.
+#[test]
+fn tvm_legalize_turns_resource_gather_into_gather_v2() {
+    use graphopt_core::proto::{GraphDef, TensorProto};
+    use graphopt_core::transforms::{self, Registry};
+    let text = r#"
+node {
+  name: "table"
+  op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr {
+    key: "value"
+    value {
+      tensor {
+        dtype: DT_FLOAT
+        tensor_shape { dim { size: 3 } dim { size: 2 } }
+        float_val: [1, 2, 3, 4, 5, 6]
+      }
+    }
+  }
+}
+node {
+  name: "ids"
+  op: "Placeholder"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "shape" value { shape { dim { size: 2 } } } }
+}
+node {
+  name: "rows"
+  op: "ResourceGather"
+  input: "table"
+  input: "ids"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "Tindices" value { type: DT_INT32 } }
+}
+"#;
+    let mut graph: GraphDef = graphopt_core::text_format::parse(text).unwrap();
+    let before = blocking_nodes(&graph, "tvm");
+    assert_eq!(before, [("rows".to_string(), "ResourceGather".to_string())]);
+    let specs = transforms::parse("legalize(target=tvm)").unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &["ids".to_string()],
+        &["rows".to_string()],
+    )
+    .unwrap();
+    let rows = graph.node.iter().find(|n| n.name == "rows").unwrap();
+    assert_eq!(rows.op, "GatherV2");
+    assert_eq!(rows.input.len(), 3, "{:?}", rows.input);
+    assert_eq!(rows.input[..2], ["table", "ids"]);
+    let axis = graph.node.iter().find(|n| n.name == rows.input[2]).unwrap();
+    assert_eq!(axis.op, "Const");
+    let axis_value = graphopt_core::graph::edit::const_value(axis).unwrap();
+    assert_eq!(axis_value.integers(), Some(vec![0]));
+    assert!(!graph.node.iter().any(|n| n.op == "ResourceGather"));
+    assert_eq!(blocking_nodes(&graph, "tvm"), []);
+    let ids = TensorProto {
+        dtype: graphopt_core::proto::DataType::DtInt32 as i32,
+        tensor_shape: Some(graphopt_core::proto::TensorShapeProto {
+            dim: vec![graphopt_core::proto::tensor_shape_proto::Dim {
+                size: 2,
+                name: String::new(),
+            }],
+            unknown_rank: false,
+        }),
+        int_val: vec![2, 0],
+        ..Default::default()
+    };
+    let feeds = [(
+        "ids".to_string(),
+        graphopt_core::tensor::Tensor::from_proto(&ids).unwrap(),
+    )]
+    .into_iter()
+    .collect();
+    let out =
+        graphopt_core::eval::evaluate(&graph, &feeds, &["rows".to_string()], Default::default())
+            .unwrap();
+    assert_eq!(out[0].shape(), [2, 2]);
+    assert_eq!(out[0].floats(), Some(vec![5.0, 6.0, 1.0, 2.0]));
+}

@@ -106,8 +106,8 @@ pub enum Constraint {
     RejectedOps { ops: Vec<String>, why: String },
     /// These nodes must have at least one input.
     InputlessNodes { ops: Vec<String>, why: String },
-    /// These ops load only inside a fused pattern the target's importer recognizes; the
-    /// patterns graphopt recognizes too are named in `recognized`.
+    /// These ops load only inside a pattern the target's importer recognizes (and fuses, or
+    /// folds away); the patterns graphopt recognizes too are named in `recognized`.
     FusedOnly {
         ops: Vec<String>,
         #[serde(default)]
@@ -359,7 +359,7 @@ pub enum ProblemKind {
     RejectedOp,
     /// The node has no inputs, and the target needs some.
     InputlessNode,
-    /// The op loads only inside a fused pattern this node is not part of.
+    /// The op loads only inside a pattern (fused or folded away) this node is not part of.
     FusedOnly,
     /// An input must be a Const and is not.
     NonConstInput,
@@ -480,8 +480,8 @@ fn called_functions(node: &NodeDef) -> Vec<String> {
     names
 }
 
-/// The fused patterns graphopt recognizes, by the name profiles use.
-const PATTERNS: &[&str] = &["clip_by_value", "atrous_convolution"];
+/// The patterns graphopt recognizes, by the name profiles use.
+const PATTERNS: &[&str] = &["clip_by_value", "atrous_convolution", "dead_branch_merge"];
 
 struct Nodes<'a> {
     nodes: &'a [NodeDef],
@@ -724,7 +724,94 @@ fn recognized_patterns<'a>(index: &Nodes<'a>, target: &Target) -> BTreeSet<&'a s
             }
         }
     }
+    if wanted.contains("dead_branch_merge") {
+        dead_branch_merges(index, &mut names);
+    }
     names
+}
+
+/// Adds the Merges a Switch with a Const predicate cuts off, as tract's `Switch::incorporate`
+/// (tract-tensorflow's ops/logic.rs) finds them: once analysis knows a Switch's predicate it
+/// wires the Switch's data input through, and walks from the dead output (output 0, taken when
+/// the predicate is false, dies when it is true) along data edges, every output of each node
+/// reached dead in turn, shunting each Merge it reaches to its other input instead of going
+/// on. Predicates are read from Consts (through Identity), scalar DT_BOOL. Linear in the
+/// edges: every node dies once.
+fn dead_branch_merges<'a>(index: &Nodes<'a>, names: &mut BTreeSet<&'a str>) {
+    let through = ["Identity".to_string()];
+    let mut roots = Vec::new();
+    for (i, node) in index.nodes.iter().enumerate() {
+        if node.op != "Switch" {
+            continue;
+        }
+        let predicate = data_inputs(node)
+            .get(1)
+            .and_then(|p| index.source(p, &through))
+            .and_then(const_scalar_bool);
+        if let Some(predicate) = predicate {
+            roots.push((i, u32::from(!predicate)));
+        }
+    }
+    if roots.is_empty() {
+        return;
+    }
+    // Data edges by producer: (output port, consumer).
+    let mut edges: Vec<Vec<(u32, usize)>> = vec![Vec::new(); index.nodes.len()];
+    for (c, node) in index.nodes.iter().enumerate() {
+        for input in data_inputs(node) {
+            let input = InputRef::parse(input);
+            if let Some(list) = index
+                .by_name
+                .get(input.node)
+                .and_then(|&p| edges.get_mut(p))
+            {
+                list.push((input.port, c));
+            }
+        }
+    }
+    let mut dead = vec![false; index.nodes.len()];
+    let mut reached: Vec<usize> = Vec::new();
+    for (switch, port) in roots {
+        let outgoing = edges.get(switch).map_or(&[][..], Vec::as_slice);
+        reached.extend(outgoing.iter().filter(|(p, _)| *p == port).map(|(_, c)| *c));
+        while let Some(c) = reached.pop() {
+            let Some(node) = index.nodes.get(c) else {
+                continue;
+            };
+            if node.op == "Merge" {
+                names.insert(node.name.as_str());
+                continue;
+            }
+            if dead.get(c).copied().unwrap_or(true) {
+                continue;
+            }
+            if let Some(d) = dead.get_mut(c) {
+                *d = true;
+            }
+            let outgoing = edges.get(c).map_or(&[][..], Vec::as_slice);
+            reached.extend(outgoing.iter().map(|(_, consumer)| *consumer));
+        }
+    }
+}
+
+/// The value of a Const holding one DT_BOOL scalar.
+fn const_scalar_bool(node: &NodeDef) -> Option<bool> {
+    if node.op != "Const" {
+        return None;
+    }
+    let tensor = attrs::tensor(node, "value")?;
+    let scalar = tensor
+        .tensor_shape
+        .as_ref()
+        .is_none_or(|s| s.dim.is_empty() && !s.unknown_rank);
+    if tensor.dtype != DataType::DtBool as i32 || !scalar {
+        return None;
+    }
+    match tensor.tensor_content.as_ref() {
+        [] => Some(tensor.bool_val.first().copied().unwrap_or(false)),
+        [byte] => Some(*byte != 0),
+        _ => None,
+    }
 }
 
 /// Whether `b2s` ends `SpaceToBatchND -> Conv2D/DepthwiseConv2dNative -> BatchToSpaceND` as
@@ -1445,6 +1532,100 @@ mod tests {
             node("a", "Add", &["x", "x"]),
         ]);
         assert!(blocking(&g, "tensorrt").is_empty());
+    }
+
+    /// A tf.cond lowered to Switch and Merge: `Merge(Relu(s:0), Sigmoid(s:1))`.
+    fn cond(predicate: NodeDef) -> GraphDef {
+        graph(vec![
+            placeholder("x", &[1, 4]),
+            predicate,
+            node("p_id", "Identity", &["p"]),
+            node("s", "Switch", &["x", "p_id"]),
+            node("f", "Relu", &["s"]),
+            node("t", "Sigmoid", &["s:1"]),
+            node("m", "Merge", &["f", "t"]),
+            node("out", "Relu", &["m"]),
+        ])
+    }
+
+    fn bool_const(name: &str, value: bool) -> NodeDef {
+        constant(
+            name,
+            TensorProto {
+                dtype: DataType::DtBool as i32,
+                tensor_shape: Some(shape(&[])),
+                bool_val: vec![value],
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn tract_takes_a_cond_only_on_a_constant_predicate_and_no_while_loop() {
+        // A constant predicate: tract's Switch::incorporate cuts the dead branch and its Merge.
+        for value in [true, false] {
+            let g = cond(bool_const("p", value));
+            assert!(blocking(&g, "tract").is_empty(), "{value}");
+        }
+        // The dead output is the one the predicate does not take: a Merge reading only the live
+        // branch is not cut.
+        let mut g = cond(bool_const("p", true));
+        if let Some(m) = g.node.iter_mut().find(|n| n.name == "m") {
+            m.input = vec!["t".into(), "t".into()];
+        }
+        assert_eq!(
+            kinds(&blocking(&g, "tract")),
+            [("m".to_string(), ProblemKind::FusedOnly)]
+        );
+        // The dead branch (output 1 for a false predicate) is followed through every output
+        // of what it reaches.
+        let mut g = cond(bool_const("p", false));
+        g.node.push(node("split", "Unpack", &["s:1"]));
+        g.node.push(node("far", "Relu", &["split:1"]));
+        if let Some(m) = g.node.iter_mut().find(|n| n.name == "m") {
+            m.input = vec!["f".into(), "far".into()];
+        }
+        let problems = blocking(&g, "tract");
+        assert!(!problems.iter().any(|p| p.node == "m"), "{problems:?}");
+        // A predicate known only at run time: neither the Switch nor the Merge goes.
+        let mut p = placeholder("p", &[]);
+        p.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtBool as i32)),
+            },
+        );
+        let problems = blocking(&cond(p), "tract");
+        assert_eq!(
+            kinds(&problems),
+            [
+                ("s".to_string(), ProblemKind::NonConstInput),
+                ("m".to_string(), ProblemKind::FusedOnly)
+            ]
+        );
+        assert!(problems[1].why.contains("Switch::incorporate"));
+        // A while loop's ops: NextIteration fails tract's analysis, the loop gates its typing.
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("enter", "Enter", &["x"]),
+            node("merge", "Merge", &["enter", "next"]),
+            node("cond", "LoopCond", &["merge"]),
+            node("switch", "Switch", &["merge", "cond"]),
+            node("body", "Relu", &["switch:1"]),
+            node("next", "NextIteration", &["body"]),
+            node("exit", "Exit", &["switch"]),
+        ]);
+        let problems = blocking(&g, "tract");
+        let rejected: Vec<&str> = problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::RejectedOp)
+            .map(|p| p.op.as_str())
+            .collect();
+        assert_eq!(rejected, ["Enter", "LoopCond", "NextIteration", "Exit"]);
+        let next = problems.iter().find(|p| p.op == "NextIteration").unwrap();
+        assert!(next.why.contains("Op says 1, node says 0"), "{}", next.why);
+        // graphopt's evaluator runs any cond.
+        assert!(blocking(&cond(bool_const("p", true)), GRAPHOPT).is_empty());
     }
 
     #[test]
