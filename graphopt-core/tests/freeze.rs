@@ -463,3 +463,20 @@ node { name: "sum" op: "AddV2" input: "x" input: "y" attr { key: "T" value { typ
     assert_eq!(out[0].data(), scalar(7.0).data());
     assert_eq!(out[1].data(), scalar(2.0).data());
 }
+
+#[test]
+fn inspect_escapes_names_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_saved_model(
+        dir.path(),
+        GraphDef::default(),
+        &[("in\n\u{1b}[2Jput", "x:0")],
+        &[("out", "y\u{1b}[31m:0")],
+    );
+    let model = graphopt_core::freeze::saved_model::read_saved_model(dir.path()).unwrap();
+    let text = graphopt_core::freeze::saved_model::describe(&model);
+    assert!(!text.contains('\u{1b}'), "{text}");
+    assert!(text.contains("in\\n\\u{1b}[2Jput: float"), "{text}");
+    assert!(text.contains("(y\\u{1b}[31m:0)"), "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
+}

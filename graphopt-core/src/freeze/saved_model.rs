@@ -543,8 +543,11 @@ fn propagate_handles(graph: &mut GraphDef, frozen: &mut HashMap<String, i32>) {
 }
 
 /// What `graphopt inspect` prints: each MetaGraph's tags, and each signature's method and
-/// inputs and outputs with dtype, shape (-1 unknown) and the graph tensor they name.
+/// inputs and outputs with dtype, shape (-1 unknown) and the graph tensor they name. Names from
+/// the file are escaped ([`one_line`]): a tag or signature key with a line break or a terminal
+/// escape sequence cannot forge or hide lines.
 pub fn describe(model: &SavedModel) -> String {
+    use crate::error::one_line;
     use std::fmt::Write;
     let mut text = String::new();
     for meta in &model.meta_graphs {
@@ -553,7 +556,7 @@ pub fn describe(model: &SavedModel) -> String {
             .as_ref()
             .map(|i| i.tags.join(","))
             .unwrap_or_default();
-        let _ = writeln!(text, "MetaGraph with tag set '{tags}':");
+        let _ = writeln!(text, "MetaGraph with tag set '{}':", one_line(&tags));
         let functions = meta
             .graph_def
             .as_ref()
@@ -568,8 +571,9 @@ pub fn describe(model: &SavedModel) -> String {
         {
             let _ = writeln!(
                 text,
-                "  signature '{key}' (method {}):",
-                signature.method_name
+                "  signature '{}' (method {}):",
+                one_line(key),
+                one_line(&signature.method_name)
             );
             for (title, tensors) in [
                 ("inputs", &signature.inputs),
@@ -587,9 +591,10 @@ pub fn describe(model: &SavedModel) -> String {
                     };
                     let _ = writeln!(
                         text,
-                        "      {name}: {} {shape} ({})",
+                        "      {}: {} {shape} ({})",
+                        one_line(name),
                         crate::dtype::dtype_name(info.dtype),
-                        tensor_name(info).unwrap_or("composite tensor")
+                        one_line(tensor_name(info).unwrap_or("composite tensor"))
                     );
                 }
             }
