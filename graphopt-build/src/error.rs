@@ -14,6 +14,7 @@ pub enum Error {
     NotInBuildScript(&'static str),
     /// A file could not be read or written.
     #[error("graphopt: model '{model}': {}: {source}", path.display())]
+    #[non_exhaustive]
     Io {
         model: String,
         path: PathBuf,
@@ -22,12 +23,11 @@ pub enum Error {
     /// graphopt-core refused the model: a graph that does not decode or validate, a transform
     /// that failed.
     #[error("graphopt: model '{model}': {source}")]
-    Core {
-        model: String,
-        source: Box<graphopt_core::Error>,
-    },
+    #[non_exhaustive]
+    Core { model: String, source: CoreError },
     /// The transform list does not parse.
     #[error("graphopt: model '{model}': .transforms(\"{transforms}\") does not parse: {message}")]
+    #[non_exhaustive]
     Transforms {
         model: String,
         transforms: String,
@@ -37,15 +37,18 @@ pub enum Error {
     #[error(
         "graphopt: model '{model}': '{model}' is not a valid Rust identifier for a model module; use letters, digits and '_', and not a Rust keyword"
     )]
+    #[non_exhaustive]
     BadName { model: String },
     /// Two models of one build script share a name.
     #[error("graphopt: model '{model}' is built twice by this build script; give each Model::new a name of its own")]
+    #[non_exhaustive]
     Duplicate { model: String },
     /// The path names a SavedModel's `saved_model.pb` rather than its directory.
     #[error(
         "graphopt: model '{model}': {} is the graph of a SavedModel; give its directory instead: Model::new(\"{model}\", \"{}\")",
         path.display(), dir.display()
     )]
+    #[non_exhaustive]
     SavedModelFile {
         model: String,
         path: PathBuf,
@@ -56,6 +59,7 @@ pub enum Error {
         "graphopt: model '{model}': .{list}([...]) names '{name}', which is not a node of {}; {}",
         path.display(), likely_names(likely, list)
     )]
+    #[non_exhaustive]
     UnknownName {
         model: String,
         /// `inputs` or `outputs`.
@@ -70,9 +74,11 @@ pub enum Error {
         "graphopt: model '{model}': no outputs declared; name them with .outputs([...]) ({})",
         likely_names(likely, "outputs")
     )]
+    #[non_exhaustive]
     NoOutputs { model: String, likely: Vec<String> },
     /// Anything else about one model.
     #[error("graphopt: model '{model}': {message}")]
+    #[non_exhaustive]
     Model { model: String, message: String },
     /// The lock file records a different artifact.
     #[error(
@@ -80,6 +86,7 @@ pub enum Error {
          the build is not reproducible (set GRAPHOPT_UPDATE_LOCK=1 to record the new hash)",
         lock.display()
     )]
+    #[non_exhaustive]
     LockMismatch {
         model: String,
         lock: PathBuf,
@@ -92,6 +99,7 @@ pub enum Error {
         "graphopt: model '{model}': output '{output}' of the optimized graph differs from the original's by {error:.2e} (relative to its largest value), over .verify({tolerance:e}); \
          a transform changed what the model computes: `graphopt verify ORIGINAL OPTIMIZED` shows every output, and removing transforms from the list finds which"
     )]
+    #[non_exhaustive]
     Verify {
         model: String,
         output: String,
@@ -105,6 +113,7 @@ pub enum Error {
         "graphopt: model '{model}': target '{target}' cannot load {} node(s) after legalize(target={target}): {}{}; `graphopt check --target={target}` lists them",
         problems.len() + more, problems.join("; "), if *more > 0 { format!("; and {more} more") } else { String::new() }
     )]
+    #[non_exhaustive]
     Target {
         model: String,
         target: String,
@@ -115,6 +124,7 @@ pub enum Error {
     },
     /// `[package.metadata.graphopt]` is malformed.
     #[error("graphopt: [package.metadata.graphopt] in {}: {message}", path.display())]
+    #[non_exhaustive]
     Metadata { path: PathBuf, message: String },
     /// The cache limits in the environment do not parse.
     #[error("graphopt: {0}")]
@@ -132,5 +142,28 @@ fn likely_names(names: &[String], list: &str) -> String {
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// What graphopt-core reported, kept opaque so that graphopt-build's public API does not
+/// carry graphopt-core's error type (and its version) with it: it displays as one line, and
+/// `std::error::Error::source` reaches the cause.
+pub struct CoreError(pub(crate) Box<graphopt_core::Error>);
+
+impl std::fmt::Display for CoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for CoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for CoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
     }
 }

@@ -76,6 +76,6 @@ mod model;
 mod pipeline;
 mod sha256;
 
-pub use error::Error;
+pub use error::{CoreError, Error};
 pub use metadata::build_from_manifest;
 pub use model::{BuiltModel, CacheStatus, Model};

@@ -104,7 +104,7 @@ impl Model {
     fn core(&self, source: graphopt_core::Error) -> Error {
         Error::Core {
             model: self.name.clone(),
-            source: Box::new(source),
+            source: crate::error::CoreError(Box::new(source)),
         }
     }
 

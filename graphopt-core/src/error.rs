@@ -9,8 +9,10 @@ use crate::transforms::spec::SpecError;
 /// Result alias used throughout graphopt-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in graphopt-core. `Display` is one readable line.
+/// Everything that can go wrong in graphopt-core. `Display` is one readable line; new
+/// variants may be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("{}: {source}", path.display())]
     Io {
