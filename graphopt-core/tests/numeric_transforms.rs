@@ -866,3 +866,435 @@ fn nchw_inputs_when_asked() {
     let theirs = common::tensor("keras_cnn", "output_0.pb");
     assert_eq!(common::first_not_close(&ours[0], &theirs, 1e-5, 1e-6), None);
 }
+
+/// Per-channel scales of both signs: only linear steps may take them.
+const MIXED: [f32; 4] = [1.5, -0.5, 2.0, -1.25];
+const POSITIVE: [f32; 4] = [1.5, 0.5, 2.0, 1.25];
+
+/// A float Const of `dims` holding `values`.
+fn values_const(name: &str, dims: &[usize], values: &[f32]) -> graphopt_core::proto::NodeDef {
+    let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F32(
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.to_vec()).unwrap(),
+    ));
+    graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+}
+
+/// `fold_scale_axis` with `outputs`: the folded graph, its outputs checked against graphopt's
+/// evaluation of the unfolded one (unknown dims as 2).
+fn fold_scale_axis_checked(
+    graph: &graphopt_core::proto::GraphDef,
+    outputs: &[&str],
+    what: &str,
+) -> graphopt_core::proto::GraphDef {
+    let mut folded = graph.clone();
+    run_on(&mut folded, "fold_scale_axis", outputs).unwrap();
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        seed: 7,
+        unknown_dim: 2,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(graph, &folded, &options).unwrap();
+    assert!(report.worst() < 1e-6, "{what}: {report:?}");
+    folded
+}
+
+fn conv2d(name: &str, input: &str, weights: &str, padding: &str) -> graphopt_core::proto::NodeDef {
+    synthetic::node(
+        name,
+        "Conv2D",
+        &[input, weights],
+        &[
+            ("strides", synthetic::ints(&[1, 1, 1, 1])),
+            ("padding", synthetic::s(padding)),
+        ],
+    )
+}
+
+fn mean(name: &str, input: &str, axes: &str, keep_dims: bool) -> graphopt_core::proto::NodeDef {
+    use graphopt_core::proto::attr_value::Value;
+    synthetic::node(
+        name,
+        "Mean",
+        &[input, axes],
+        &[
+            ("keep_dims", Value::B(keep_dims)),
+            (
+                "Tidx",
+                common::graphs::dtype(graphopt_core::proto::DataType::DtInt32),
+            ),
+        ],
+    )
+}
+
+/// DenseNet's head: `Mul(x, s) -> AddV2(b) -> [Relu] -> Mean(axes) -> Dense` (MatMul and
+/// BiasAdd without `keep_dims`, a 1x1 Conv2D with it), `x` of `dims`.
+fn pooled_head(
+    dims: &[i64],
+    scale: &[f32],
+    relu: bool,
+    axes: &[i32],
+    keep_dims: bool,
+) -> graphopt_core::proto::GraphDef {
+    use synthetic::*;
+    let c = *dims.last().unwrap() as usize;
+    let mut nodes = vec![
+        placeholder("x", dims),
+        values_const("s", &[scale.len()], scale),
+        constant("b", &[c], 12, false),
+        common::graphs::int32s("axes", &[axes.len()], axes),
+        node("mul", "Mul", &["x", "s"], &[]),
+        node("add", "AddV2", &["mul", "b"], &[]),
+    ];
+    let mut last = "add";
+    if relu {
+        nodes.push(node("relu", "Relu", &["add"], &[]));
+        last = "relu";
+    }
+    nodes.push(mean("gap", last, "axes", keep_dims));
+    if keep_dims {
+        nodes.push(constant("w", &[1, 1, c, 5], 13, false));
+        nodes.push(conv2d("logits", "gap", "w", "VALID"));
+    } else {
+        nodes.push(constant("w", &[c, 3], 13, false));
+        nodes.push(constant("bias", &[3], 14, false));
+        nodes.push(node("dense", "MatMul", &["gap", "w"], &[]));
+        nodes.push(node("logits", "BiasAdd", &["dense", "bias"], &[]));
+    }
+    graph(nodes)
+}
+
+#[test]
+fn scales_move_through_global_average_pooling_into_the_dense_layer() {
+    // Positive scales through ReLU, any sign without it; the channel axis stays the last one
+    // whether the mean keeps its dims or not, written as positive or negative axes.
+    for (scale, relu) in [(POSITIVE, true), (MIXED, false)] {
+        for (axes, keep_dims) in [
+            (&[1, 2][..], false),
+            (&[-3, -2][..], false),
+            (&[2, 1][..], true),
+            (&[0, 1, 2][..], true),
+        ] {
+            let what = format!("relu {relu}, axes {axes:?}, keep_dims {keep_dims}");
+            let graph = pooled_head(&[1, 6, 6, 4], &scale, relu, axes, keep_dims);
+            let folded = fold_scale_axis_checked(&graph, &["logits"], &what);
+            assert_eq!(count(&folded, "Mul"), 0, "{what}: the scale is still a Mul");
+            assert_eq!(count(&folded, "AddV2"), 1, "{what}");
+        }
+    }
+    // Over the batch too (rank 4 down to rank 2 with the batch gone), and an unknown batch.
+    let graph = pooled_head(&[2, 6, 6, 4], &POSITIVE, true, &[0, 1], false);
+    // [2,6,6,4] -> mean over [0,1] -> [6,4]: still channels last.
+    let folded = fold_scale_axis_checked(&graph, &["logits"], "mean over the batch");
+    assert_eq!(count(&folded, "Mul"), 0);
+    let graph = pooled_head(&[-1, 6, 6, 4], &POSITIVE, true, &[1, 2], false);
+    let folded = fold_scale_axis_checked(&graph, &["logits"], "unknown batch");
+    assert_eq!(count(&folded, "Mul"), 0);
+}
+
+#[test]
+fn a_mean_over_the_channels_or_mixed_signs_through_relu_stop_the_move() {
+    // [1,4,6,4] -> mean over [2,3] -> [1,4]: the dense layer's inputs are rows, not channels
+    // (the counts agree, so only the axes tell).
+    let graph = pooled_head(&[1, 4, 6, 4], &POSITIVE, true, &[2, 3], false);
+    let folded = fold_scale_axis_checked(&graph, &["logits"], "channel mean");
+    assert_eq!(
+        count(&folded, "Mul"),
+        1,
+        "a mean over the channels let the scale through"
+    );
+    let graph = pooled_head(&[1, 4, 6, 4], &POSITIVE, true, &[-1, 2], false);
+    let folded = fold_scale_axis_checked(&graph, &["logits"], "channel mean, axis -1");
+    assert_eq!(count(&folded, "Mul"), 1);
+    let graph = pooled_head(&[1, 6, 6, 4], &MIXED, true, &[1, 2], false);
+    let folded = fold_scale_axis_checked(&graph, &["logits"], "mixed signs, relu");
+    assert_eq!(
+        count(&folded, "Mul"),
+        1,
+        "a mixed-sign scale moved through ReLU"
+    );
+}
+
+/// `a = Conv2D(x, wa)` (3 channels) and `Mul(x, s) -> AddV2(b) -> [Relu]` joined by ConcatV2
+/// on `axis` (the scaled part `first` or second), then `after` ops, then a 3x3 Conv2D.
+fn concat_graph(
+    dims: &[i64],
+    scale: &[f32],
+    relu: bool,
+    first: bool,
+    axis: i32,
+    after: &[&str],
+) -> graphopt_core::proto::GraphDef {
+    use synthetic::*;
+    let mut nodes = vec![
+        placeholder("x", dims),
+        values_const("s", &[scale.len()], scale),
+        constant("b", &[4], 12, false),
+        constant("wa", &[1, 1, 4, 3], 15, false),
+        constant("w", &[3, 3, 7, 5], 13, false),
+        common::graphs::int32s("axis", &[], &[axis]),
+        conv2d("a", "x", "wa", "SAME"),
+        node("mul", "Mul", &["x", "s"], &[]),
+        node("add", "AddV2", &["mul", "b"], &[]),
+    ];
+    let mut part = "add";
+    if relu {
+        nodes.push(node("relu", "Relu", &["add"], &[]));
+        part = "relu";
+    }
+    let parts = if first { [part, "a"] } else { ["a", part] };
+    let mut concat = node("concat", "ConcatV2", &[parts[0], parts[1], "axis"], &[]);
+    concat.attr.insert(
+        "N".into(),
+        common::graphs::attr(graphopt_core::proto::attr_value::Value::I(2)),
+    );
+    nodes.push(concat);
+    let mut last = "concat".to_string();
+    for (k, op) in after.iter().enumerate() {
+        let name = format!("after{k}");
+        let attrs: &[(&str, graphopt_core::proto::attr_value::Value)] = if *op == "MaxPool" {
+            &[
+                ("ksize", ints(&[1, 2, 2, 1])),
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("SAME")),
+            ]
+        } else {
+            &[]
+        };
+        nodes.push(node(&name, op, &[&last], attrs));
+        last = name;
+    }
+    nodes.push(conv2d("conv", &last, "w", "SAME"));
+    graph(nodes)
+}
+
+#[test]
+fn a_scale_on_one_part_moves_past_the_concatenation() {
+    // The concatenated scale is the parts' scales end to end, the other part's channels 1.
+    for first in [true, false] {
+        for axis in [3, -1] {
+            for after in [&[][..], &["Relu"][..], &["MaxPool", "Relu"][..]] {
+                let what = format!("first {first}, axis {axis}, then {after:?}");
+                let graph = concat_graph(&[1, 6, 6, 4], &POSITIVE, true, first, axis, after);
+                let folded = fold_scale_axis_checked(&graph, &["conv"], &what);
+                assert_eq!(count(&folded, "Mul"), 0, "{what}: the scale is still a Mul");
+                assert_eq!(count(&folded, "ConcatV2"), 1, "{what}");
+            }
+        }
+    }
+    // A batch the graph leaves unknown: the other part's channels come from its weights.
+    let graph = concat_graph(&[-1, 6, 6, 4], &POSITIVE, true, false, 3, &[]);
+    let folded = fold_scale_axis_checked(&graph, &["conv"], "unknown batch");
+    assert_eq!(count(&folded, "Mul"), 0);
+    // A concatenation is linear: without ReLU any sign moves, and a scalar scale too.
+    let graph = concat_graph(&[1, 6, 6, 4], &MIXED, false, true, 3, &[]);
+    let folded = fold_scale_axis_checked(&graph, &["conv"], "mixed signs, no relu");
+    assert_eq!(count(&folded, "Mul"), 0);
+    let graph = concat_graph(&[1, 6, 6, 4], &[-0.75], false, false, -1, &[]);
+    let folded = fold_scale_axis_checked(&graph, &["conv"], "a negative scalar");
+    assert_eq!(count(&folded, "Mul"), 0);
+    // Both parts scaled (the other part a Mul too): each moves, one per sweep.
+    let mut graph = concat_graph(&[1, 6, 6, 4], &POSITIVE, true, true, 3, &[]);
+    graph.node.push(values_const("t", &[3], &[0.5, 2.0, 3.0]));
+    graph
+        .node
+        .push(synthetic::node("mul_a", "Mul", &["a", "t"], &[]));
+    let concat = graph.node.iter_mut().find(|n| n.name == "concat").unwrap();
+    concat.input[1] = "mul_a".into();
+    let folded = fold_scale_axis_checked(&graph, &["conv"], "both parts");
+    assert_eq!(count(&folded, "Mul"), 0);
+}
+
+#[test]
+fn concatenations_that_cannot_carry_the_scale_stop_it() {
+    // Mixed signs through ReLU, before or after the concatenation.
+    for (relu, after) in [
+        (true, &[][..]),
+        (false, &["Relu"][..]),
+        (false, &["MaxPool"][..]),
+    ] {
+        let what = format!("relu before {relu}, then {after:?}");
+        let graph = concat_graph(&[1, 6, 6, 4], &MIXED, relu, true, 3, after);
+        let folded = fold_scale_axis_checked(&graph, &["conv"], &what);
+        assert_eq!(count(&folded, "Mul"), 1, "{what}: a mixed-sign scale moved");
+    }
+    // The concatenation read by something other than a layer.
+    let mut graph = concat_graph(&[1, 6, 6, 4], &POSITIVE, true, true, 3, &[]);
+    graph
+        .node
+        .push(synthetic::node("other", "Relu", &["concat"], &[]));
+    let folded = fold_scale_axis_checked(&graph, &["conv", "other"], "another reader");
+    assert_eq!(count(&folded, "Mul"), 1);
+    // The scaled part concatenated twice.
+    let mut graph = concat_graph(&[1, 6, 6, 4], &POSITIVE, true, true, 3, &[]);
+    graph.node[4] = synthetic::constant("w", &[3, 3, 8, 5], 13, false);
+    let concat = graph.node.iter_mut().find(|n| n.name == "concat").unwrap();
+    concat.input[1] = "relu".into();
+    let folded = fold_scale_axis_checked(&graph, &["conv"], "the part twice");
+    assert_eq!(count(&folded, "Mul"), 1);
+}
+
+#[test]
+fn any_non_zero_scale_moves_into_a_linear_layer_directly_or_through_linear_steps() {
+    use synthetic::*;
+    let x = || placeholder("x", &[1, 6, 6, 4]);
+    let scale = || values_const("s", &[4], &MIXED);
+    let pool = |name: &str, op: &str, input: &str| {
+        node(
+            name,
+            op,
+            &[input],
+            &[
+                ("ksize", ints(&[1, 2, 2, 1])),
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("SAME")),
+            ],
+        )
+    };
+    let mut pad = node("pad", "Pad", &["avg", "paddings"], &[]);
+    pad.attr.insert(
+        "Tpaddings".into(),
+        common::graphs::attr(common::graphs::dtype(
+            graphopt_core::proto::DataType::DtInt32,
+        )),
+    );
+    let mut transpose_b = node("layer", "MatMul", &["mul", "w"], &[]);
+    transpose_b.attr.insert(
+        "transpose_b".into(),
+        common::graphs::attr(graphopt_core::proto::attr_value::Value::B(true)),
+    );
+    let cases = vec![
+        (
+            "Conv2D",
+            graph(vec![
+                x(),
+                scale(),
+                constant("w", &[3, 3, 4, 5], 13, false),
+                conv2d("layer", "mul", "w", "SAME"),
+                node("mul", "Mul", &["x", "s"], &[]),
+            ]),
+        ),
+        (
+            "DepthwiseConv2dNative",
+            graph(vec![
+                x(),
+                scale(),
+                constant("w", &[3, 3, 4, 2], 13, false),
+                node("mul", "Mul", &["s", "x"], &[]),
+                node(
+                    "layer",
+                    "DepthwiseConv2dNative",
+                    &["mul", "w"],
+                    &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("VALID"))],
+                ),
+            ]),
+        ),
+        (
+            "MatMul",
+            graph(vec![
+                placeholder("x", &[3, 4]),
+                scale(),
+                constant("w", &[4, 3], 13, false),
+                node("mul", "Mul", &["x", "s"], &[]),
+                node("layer", "MatMul", &["mul", "w"], &[]),
+            ]),
+        ),
+        (
+            "MatMul, transpose_b",
+            graph(vec![
+                placeholder("x", &[3, 4]),
+                scale(),
+                constant("w", &[3, 4], 13, false),
+                node("mul", "Mul", &["x", "s"], &[]),
+                transpose_b,
+            ]),
+        ),
+        (
+            "shift, AvgPool, zero Pad",
+            graph(vec![
+                x(),
+                scale(),
+                constant("b", &[4], 12, false),
+                constant("w", &[3, 3, 4, 5], 13, false),
+                common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 2, 0, 0, 0]),
+                node("mul", "Mul", &["x", "s"], &[]),
+                node("add", "AddV2", &["mul", "b"], &[]),
+                pool("avg", "AvgPool", "add"),
+                pad,
+                conv2d("layer", "pad", "w", "VALID"),
+            ]),
+        ),
+    ];
+    for (what, graph) in cases {
+        let folded = fold_scale_axis_checked(&graph, &["layer"], what);
+        assert_eq!(count(&folded, "Mul"), 0, "{what}: the scale is still a Mul");
+    }
+}
+
+#[test]
+fn mixed_or_zero_scales_stop_at_non_linear_steps() {
+    use synthetic::*;
+    let pool = |name: &str, op: &str, input: &str| {
+        node(
+            name,
+            op,
+            &[input],
+            &[
+                ("ksize", ints(&[1, 2, 2, 1])),
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("VALID")),
+            ],
+        )
+    };
+    let chains: Vec<(&str, &[f32], Vec<graphopt_core::proto::NodeDef>)> = vec![
+        ("Relu", &MIXED, vec![node("act", "Relu", &["add"], &[])]),
+        (
+            "LeakyRelu",
+            &MIXED,
+            vec![node("act", "LeakyRelu", &["add"], &[])],
+        ),
+        ("MaxPool", &MIXED, vec![pool("act", "MaxPool", "add")]),
+        (
+            "AvgPool, Relu",
+            &MIXED,
+            vec![
+                pool("avg", "AvgPool", "add"),
+                node("act", "Relu", &["avg"], &[]),
+            ],
+        ),
+        (
+            "negative scalar, Relu",
+            &[-2.0],
+            vec![node("act", "Relu", &["add"], &[])],
+        ),
+        (
+            "a zero channel",
+            &[1.0, 0.0, 2.0, 1.0],
+            vec![pool("act", "AvgPool", "add")],
+        ),
+    ];
+    for (what, scale, layers) in chains {
+        let mut nodes = vec![
+            placeholder("x", &[1, 6, 6, 4]),
+            values_const("s", &[scale.len()], scale),
+            constant("b", &[4], 12, false),
+            constant("w", &[3, 3, 4, 5], 13, false),
+            node("mul", "Mul", &["x", "s"], &[]),
+            node("add", "AddV2", &["mul", "b"], &[]),
+        ];
+        nodes.extend(layers);
+        nodes.push(conv2d("conv", "act", "w", "SAME"));
+        let folded = fold_scale_axis_checked(&graph(nodes), &["conv"], what);
+        assert_eq!(count(&folded, "Mul"), 1, "{what}: the scale moved");
+    }
+    // A zero scale straight into a convolution stays too (it is no per-channel scale to move).
+    let zero = graph(vec![
+        placeholder("x", &[1, 6, 6, 4]),
+        values_const("s", &[4], &[1.0, 0.0, 2.0, 1.0]),
+        constant("w", &[3, 3, 4, 5], 13, false),
+        node("mul", "Mul", &["x", "s"], &[]),
+        conv2d("conv", "mul", "w", "SAME"),
+    ]);
+    let folded = fold_scale_axis_checked(&zero, &["conv"], "zero into conv");
+    assert_eq!(count(&folded, "Mul"), 1);
+}

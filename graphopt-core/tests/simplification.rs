@@ -461,3 +461,249 @@ fn control_anchors_that_order_nothing_go() {
         .iter()
         .all(|n| n.input.iter().all(|i| !i.starts_with('^'))));
 }
+
+/// `node(name, "AddN", inputs)` with its `N`.
+fn add_n(name: &str, inputs: &[&str]) -> NodeDef {
+    node(
+        name,
+        "AddN",
+        inputs,
+        &[("N", attr_value::Value::I(inputs.len() as i64))],
+    )
+}
+
+#[test]
+fn common_factors_are_hoisted_out_of_sums() {
+    use common::graphs::floats;
+    // x*c1 + x*c2 -> x*(c1 + c2): the constant factors summed into one constant.
+    for (op, first, second) in [
+        ("Add", ["x", "c1"], ["x", "c2"]),
+        ("AddV2", ["c1", "x"], ["x", "c2"]),
+        ("AddV2", ["x", "c1"], ["c2", "x"]),
+    ] {
+        let g = around(
+            "s",
+            vec![
+                floats("c1", &[4], 3),
+                floats("c2", &[4], 4),
+                node("m1", "Mul", &first, &[]),
+                node("m2", "Mul", &second, &[]),
+                node("s", op, &["m1", "m2"], &[]),
+            ],
+        );
+        let after = removes(&g, "simplify_arithmetic", &[op], false);
+        assert_eq!(count(&after, "Mul"), 1, "{op}: {:?}", ops(&after));
+        assert_eq!(count(&after, "Const"), 1, "{op}: {:?}", ops(&after));
+    }
+    // An AddN of three, a scalar among the factors of one shape ([] and [] and []).
+    let g = around(
+        "s",
+        vec![
+            scalar("c1", 0.5),
+            scalar("c2", -2.0),
+            scalar("c3", 0.25),
+            node("m1", "Mul", &["x", "c1"], &[]),
+            node("m2", "Mul", &["x", "c2"], &[]),
+            node("m3", "Mul", &["c3", "x"], &[]),
+            add_n("s", &["m1", "m2", "m3"]),
+        ],
+    );
+    let after = removes(&g, "simplify_arithmetic", &["AddN"], false);
+    assert_eq!(ops(&after), ["Placeholder", "Const", "Mul", "Relu"]);
+    // Other factors computed at run time, of one static shape: a new sum of them.
+    let g = around(
+        "s",
+        vec![
+            floats("k", &[4], 5),
+            node("u", "Relu", &["x"], &[]),
+            node("v", "Tanh", &["x"], &[]),
+            node("m1", "Mul", &["u", "k"], &[]),
+            node("m2", "Mul", &["k", "v"], &[]),
+            node("s", "AddV2", &["m1", "m2"], &[]),
+        ],
+    );
+    let after = removes(&g, "simplify_arithmetic", &[], false);
+    assert_eq!(count(&after, "Mul"), 1, "{:?}", ops(&after));
+    assert_eq!(count(&after, "AddV2"), 1, "{:?}", ops(&after));
+    let g = around(
+        "s",
+        vec![
+            node("u", "Relu", &["x"], &[]),
+            node("v", "Tanh", &["x"], &[]),
+            node("w", "Sigmoid", &["x"], &[]),
+            node("m1", "Mul", &["x", "u"], &[]),
+            node("m2", "Mul", &["v", "x"], &[]),
+            node("m3", "Mul", &["x", "w"], &[]),
+            add_n("s", &["m1", "m2", "m3"]),
+        ],
+    );
+    let after = removes(&g, "simplify_arithmetic", &[], false);
+    assert_eq!(count(&after, "Mul"), 1, "{:?}", ops(&after));
+    assert_eq!(count(&after, "AddN"), 1, "{:?}", ops(&after));
+    // a/d + b/d -> (a + b)/d, for both division ops.
+    for op in ["RealDiv", "Div"] {
+        let g = around(
+            "s",
+            vec![
+                floats("d", &[4], 6),
+                node("u", "Relu", &["x"], &[]),
+                node("q1", op, &["x", "d"], &[]),
+                node("q2", op, &["u", "d"], &[]),
+                node("s", "AddV2", &["q1", "q2"], &[]),
+            ],
+        );
+        let after = removes(&g, "simplify_arithmetic", &[], false);
+        assert_eq!(count(&after, op), 1, "{op}: {:?}", ops(&after));
+        let div = after.node.iter().find(|n| n.op == op).unwrap();
+        assert_eq!(div.name, "s", "the sum keeps its name");
+        let g = around(
+            "s",
+            vec![
+                floats("c1", &[4], 3),
+                floats("c2", &[4], 4),
+                node("e", "Exp", &["x"], &[]),
+                node("q1", op, &["c1", "e"], &[]),
+                node("q2", op, &["c2", "e"], &[]),
+                node("s", "Add", &["q1", "q2"], &[]),
+            ],
+        );
+        let after = removes(&g, "simplify_arithmetic", &["Add"], false);
+        assert_eq!(count(&after, op), 1, "{op}: {:?}", ops(&after));
+        assert_eq!(count(&after, "Const"), 1, "{op}: {:?}", ops(&after));
+    }
+    // The terms' control inputs are kept, on the rewritten sum.
+    let mut g = around(
+        "s",
+        vec![
+            floats("c1", &[4], 3),
+            floats("c2", &[4], 4),
+            node("anchor", "Relu", &["x"], &[]),
+            node("m1", "Mul", &["x", "c1", "^anchor"], &[]),
+            node("m2", "Mul", &["x", "c2"], &[]),
+            node("s", "AddV2", &["m1", "m2"], &[]),
+        ],
+    );
+    g.node.push(node("z", "Relu", &["anchor"], &[]));
+    let after = run(&g, "simplify_arithmetic", &["y", "z"]);
+    let s = after.node.iter().find(|n| n.name == "s").unwrap();
+    assert_eq!(s.op, "Mul");
+    assert!(s.input.contains(&"^anchor".to_string()), "{:?}", s.input);
+}
+
+#[test]
+fn common_factors_that_are_shared_unequal_or_not_distributive_stay() {
+    use common::graphs::floats;
+    let sum_of = |first: [&str; 2], second: [&str; 2], op: &str, consts: Vec<NodeDef>| {
+        let mut nodes = consts;
+        nodes.push(node("t1", op, &first, &[]));
+        nodes.push(node("t2", op, &second, &[]));
+        nodes.push(node("s", "AddV2", &["t1", "t2"], &[]));
+        around("s", nodes)
+    };
+    let two = || vec![floats("c1", &[4], 3), floats("c2", &[4], 4)];
+    // A term read elsewhere too: it stays, so nothing is gained.
+    let mut shared = sum_of(["x", "c1"], ["x", "c2"], "Mul", two());
+    shared.node.push(node("z", "Relu", &["t1"], &[]));
+    let after = run(&shared, "simplify_arithmetic", &["y", "z"]);
+    assert_eq!(ops(&after), ops(&shared), "a term with another reader");
+    // Other factors of different static shapes ([4] and [3, 4]).
+    keeps(
+        &sum_of(
+            ["x", "c1"],
+            ["x", "c2"],
+            "Mul",
+            vec![floats("c1", &[4], 3), floats("c2", &[3, 4], 4)],
+        ),
+        "simplify_arithmetic",
+        "other factors of different shapes",
+    );
+    // No common factor, one whose other factors differ in shape, a Mul with a Div, a common
+    // numerator (x/a + x/b is not x/(a + b)).
+    keeps(
+        &sum_of(["x", "c1"], ["c2", "c2"], "Mul", two()),
+        "simplify_arithmetic",
+        "x*c1 + c2*c2: no common factor",
+    );
+    keeps(
+        &sum_of(["x", "c1"], ["c2", "c1"], "Mul", two()),
+        "simplify_arithmetic",
+        "x*c1 + c2*c1: c1 is common, but x and c2 differ in shape",
+    );
+    keeps(
+        &around(
+            "s",
+            vec![
+                floats("c1", &[4], 3),
+                floats("c2", &[4], 4),
+                node("t1", "Mul", &["x", "c1"], &[]),
+                node("t2", "RealDiv", &["c2", "c1"], &[]),
+                node("s", "AddV2", &["t1", "t2"], &[]),
+            ],
+        ),
+        "simplify_arithmetic",
+        "a product and a quotient",
+    );
+    keeps(
+        &sum_of(["x", "c1"], ["x", "c2"], "RealDiv", two()),
+        "simplify_arithmetic",
+        "a common numerator",
+    );
+    // Only sums: a difference, a product or a quotient of two such terms is no aggregation.
+    for op in ["Sub", "Mul", "RealDiv", "BiasAdd"] {
+        let g = around(
+            "s",
+            vec![
+                floats("c1", &[4], 3),
+                floats("c2", &[4], 4),
+                node("t1", "Mul", &["x", "c1"], &[]),
+                node("t2", "Mul", &["x", "c2"], &[]),
+                node("s", op, &["t1", "t2"], &[]),
+            ],
+        );
+        keeps(&g, "simplify_arithmetic", op);
+    }
+    // Both factors common (x*c1 + x*c1): Grappler leaves it, and so does this.
+    keeps(
+        &sum_of(["x", "c1"], ["c1", "x"], "Mul", two()),
+        "simplify_arithmetic",
+        "two common factors",
+    );
+    // An output keeps its op.
+    let g = graph(vec![
+        placeholder("x", &[2, 3, 4]),
+        floats("c1", &[4], 3),
+        floats("c2", &[4], 4),
+        node("t1", "Mul", &["x", "c1"], &[]),
+        node("t2", "Mul", &["x", "c2"], &[]),
+        node("y", "AddV2", &["t1", "t2"], &[]),
+    ]);
+    keeps(&g, "simplify_arithmetic", "an output keeps its op");
+    // Integer division does not distribute: (7 + 7) / 2 = 7, 7/2 + 7/2 = 6.
+    let int = |name: &str, op: &str, inputs: &[&str]| {
+        node(name, op, inputs, &[("T", dtype(DataType::DtInt32))])
+    };
+    let cast = |name: &str, input: &str, from: DataType, to: DataType| {
+        node(
+            name,
+            "Cast",
+            &[input],
+            &[("SrcT", dtype(from)), ("DstT", dtype(to))],
+        )
+    };
+    let g = around(
+        "back",
+        vec![
+            int32s("d", &[], &[2]),
+            int32s("k", &[], &[7]),
+            cast("xi", "x", DataType::DtFloat, DataType::DtInt32),
+            int("n1", "AddV2", &["xi", "k"]),
+            int("n2", "AddV2", &["k", "xi"]),
+            int("q1", "Div", &["n1", "d"]),
+            int("q2", "Div", &["n2", "d"]),
+            int("s", "AddV2", &["q1", "q2"]),
+            cast("back", "s", DataType::DtInt32, DataType::DtFloat),
+        ],
+    );
+    let after = removes(&g, "simplify_arithmetic", &[], true);
+    assert_eq!(count(&after, "Div"), 2, "integer division hoisted");
+}

@@ -7,7 +7,13 @@
 //!   change `x`'s shape by broadcasting);
 //! - `Neg(Neg(x))` becomes `x`;
 //! - chains of constant operands fold together: `(x * c1) * c2` -> `x * (c1 * c2)` and
-//!   `(x ± c1) ± c2` -> `x + (±c1 ± c2)`, when the inner node has no other reader.
+//!   `(x ± c1) ± c2` -> `x + (±c1 ± c2)`, when the inner node has no other reader;
+//! - common factors hoisted out of sums, as Grappler's HoistCommonFactorOutOfAggregation:
+//!   `Add(Mul(x, a), Mul(x, b))` -> `Mul(x, Add(a, b))`, an AddN of such Muls likewise, and
+//!   `Add(Div(a, x), Div(b, x))` -> `Div(Add(a, b), x)` (floating point only: integer
+//!   division does not distribute). Only when every Mul or Div has the sum as its one reader
+//!   and the other factors all have the same static shape (so no broadcast changes the result's
+//!   shape); constant other factors are summed into one constant.
 //!
 //! Nodes become Identities here; leftover removal splices them out.
 
@@ -18,7 +24,7 @@ use crate::analysis::shapes;
 use crate::eval::binary_arithmetic;
 use crate::graph::edit::{const_node, const_value, control_inputs, data_inputs, unique_name, Uses};
 use crate::graph::InputRef;
-use crate::proto::{GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use crate::rewrite::remove::remove_unread;
 use crate::tensor::Tensor;
 
@@ -31,8 +37,25 @@ fn all_equal(t: &Tensor, target: f64) -> bool {
     values.is_some_and(|v| v.iter().all(|&x| x == target))
 }
 
+/// The other factors of a hoisted common factor, summed.
+enum Hoisted {
+    /// All constant: their sum, computed now.
+    Constant(Tensor),
+    /// A new AddV2 (two) or AddN (more) of these.
+    Sum(Vec<String>),
+}
+
 /// What a node becomes.
 enum Rewrite {
+    /// `op` (Mul, or the Divs' op) of the common factor and the hoisted sum of the other
+    /// factors (the sum first for a division).
+    Hoist {
+        op: String,
+        common: String,
+        sum: Hoisted,
+        /// The control inputs of the Muls or Divs, unread afterwards.
+        controls: Vec<String>,
+    },
     /// An Identity of this input.
     Identity(String),
     /// The same op on `x` and a new constant (the folded chain), dropping the inner node.
@@ -98,8 +121,8 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
                 || shape_of(x).is_some_and(|s| broadcast_shape(&s, c.shape()).ok() == Some(s))
         };
         let rewrite = match op {
-            "Add" | "AddV2" | "Sub" | "BiasAdd" | "Mul" | "Div" | "RealDiv" => {
-                operands().and_then(|(x, c, second)| {
+            "Add" | "AddV2" | "Sub" | "BiasAdd" | "Mul" | "Div" | "RealDiv" => operands()
+                .and_then(|(x, c, second)| {
                     let neutral = match op {
                         "Add" | "AddV2" => all_equal(&c, 0.0),
                         "Sub" | "BiasAdd" => second && all_equal(&c, 0.0),
@@ -113,6 +136,37 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
                         claimed.insert(p);
                         r
                     })
+                })
+                // Only sums aggregate: `x*a - x*b` or `(x*a) * (x*b)` are no sums of terms.
+                .or_else(|| {
+                    if !matches!(op, "Add" | "AddV2") {
+                        return None;
+                    }
+                    let terms = Terms {
+                        graph,
+                        uses: &uses,
+                        protected,
+                        claimed: &claimed,
+                        shape_of: &shape_of,
+                        constant: &constant,
+                    };
+                    hoist(&terms, node).map(|(taken, r)| {
+                        claimed.extend(taken);
+                        r
+                    })
+                }),
+            "AddN" => {
+                let terms = Terms {
+                    graph,
+                    uses: &uses,
+                    protected,
+                    claimed: &claimed,
+                    shape_of: &shape_of,
+                    constant: &constant,
+                };
+                hoist(&terms, node).map(|(taken, r)| {
+                    claimed.extend(taken);
+                    r
                 })
             }
             "Transpose" => {
@@ -215,6 +269,156 @@ fn chain(
     ))
 }
 
+/// What [`hoist`] looks at.
+struct Terms<'a> {
+    graph: &'a GraphDef,
+    uses: &'a Uses,
+    protected: &'a HashSet<String>,
+    /// Nodes another rewrite of this round has taken.
+    claimed: &'a HashSet<usize>,
+    shape_of: &'a dyn Fn(&str) -> Option<Vec<usize>>,
+    constant: &'a dyn Fn(&str) -> Option<Tensor>,
+}
+
+/// `input` as `node:port`, so `x` and `x:0` compare equal.
+fn canonical(input: &str) -> String {
+    let parsed = InputRef::parse(input);
+    format!("{}:{}", parsed.node, parsed.port)
+}
+
+/// Grappler's HoistCommonFactorOutOfAggregation on sum `node` (Add, AddV2 or AddN): every term
+/// a Mul (or every term a Div) read only by the sum, all sharing one factor (for Divs, the
+/// denominator), the other factors of one static shape. Returns the terms' indices and the
+/// rewrite of the sum.
+fn hoist(t: &Terms<'_>, node: &NodeDef) -> Option<(Vec<usize>, Rewrite)> {
+    let inputs = data_inputs(node);
+    if inputs.len() < 2 {
+        return None;
+    }
+    let t_attr = node.attr.get("T");
+    let mut terms = Vec::with_capacity(inputs.len());
+    let mut factors: Vec<[&str; 2]> = Vec::with_capacity(inputs.len());
+    let mut term_op: Option<&str> = None;
+    for input in &inputs {
+        let p = t.uses.producer(input)?;
+        let term = t.graph.node.get(p)?;
+        let op = term.op.as_str();
+        if !matches!(op, "Mul" | "RealDiv" | "Div") || term_op.is_some_and(|o| o != op) {
+            return None;
+        }
+        term_op = Some(op);
+        // Read by the sum alone, once: the term goes with the rewrite.
+        if InputRef::parse(input).port != 0
+            || t.uses.count(p) != 1
+            || t.uses.reads_other_outputs(p)
+            || t.protected.contains(&term.name)
+            || t.claimed.contains(&p)
+            || term.attr.get("T") != t_attr
+        {
+            return None;
+        }
+        let [a, b] = data_inputs(term)[..] else {
+            return None;
+        };
+        terms.push(p);
+        factors.push([a, b]);
+    }
+    let op = term_op?;
+    let dividing = op != "Mul";
+    if dividing {
+        // Integer division does not distribute over a sum.
+        let float = matches!(
+            crate::graph::attrs::dtype(node, "T"),
+            Some(DataType::DtFloat | DataType::DtDouble | DataType::DtHalf | DataType::DtBfloat16)
+        );
+        if !float {
+            return None;
+        }
+    }
+    // The common factor: the denominator of every Div, or an operand of every Mul (exactly
+    // one candidate, as in Grappler: `x*a + x*a` has two and is left alone).
+    let candidates: Vec<&str> = if dividing {
+        vec![factors[0][1]]
+    } else {
+        let [a, b] = factors[0];
+        if canonical(a) == canonical(b) {
+            vec![a]
+        } else {
+            vec![a, b]
+        }
+    };
+    let shared: Vec<&str> = candidates
+        .into_iter()
+        .filter(|c| {
+            let c = canonical(c);
+            factors
+                .iter()
+                .all(|[a, b]| canonical(b) == c || (!dividing && canonical(a) == c))
+        })
+        .collect();
+    let [common] = shared[..] else {
+        return None;
+    };
+    let common_key = canonical(common);
+    // The other factor of each term.
+    let others: Vec<&str> = factors
+        .iter()
+        .map(|&[a, b]| {
+            if dividing || canonical(b) == common_key {
+                a
+            } else {
+                b
+            }
+        })
+        .collect();
+    // One static shape for all: then `common op sum` has the shape of every term, and so of
+    // the sum it replaces, whatever the common factor's shape.
+    let values: Vec<Option<Tensor>> = others.iter().map(|o| (t.constant)(o)).collect();
+    let shapes: Vec<Option<Vec<usize>>> = others
+        .iter()
+        .zip(&values)
+        .map(|(o, v)| {
+            v.as_ref()
+                .map(|v| v.shape().to_vec())
+                .or_else(|| (t.shape_of)(o))
+        })
+        .collect();
+    let first = shapes.first()?.as_ref()?;
+    if shapes.iter().any(|s| s.as_ref() != Some(first)) {
+        return None;
+    }
+    let sum = if values.iter().all(Option::is_some) {
+        let mut values = values.into_iter().flatten();
+        let mut total = values.next()?;
+        for v in values {
+            if v.dtype() != total.dtype() {
+                return None;
+            }
+            total = binary_arithmetic("AddV2", &total, &v).ok()?;
+        }
+        Hoisted::Constant(total)
+    } else {
+        Hoisted::Sum(others.iter().map(|o| o.to_string()).collect())
+    };
+    let mut controls: Vec<String> = Vec::new();
+    for &p in &terms {
+        for c in control_inputs(&t.graph.node[p]) {
+            if !controls.contains(&c) {
+                controls.push(c);
+            }
+        }
+    }
+    Some((
+        terms,
+        Rewrite::Hoist {
+            op: op.to_string(),
+            common: common.to_string(),
+            sum,
+            controls,
+        },
+    ))
+}
+
 /// A scalar zero of `t`'s type.
 fn zero_like(t: &Tensor) -> Option<Tensor> {
     binary_arithmetic("Sub", t, t)
@@ -246,6 +450,59 @@ fn apply(graph: &mut GraphDef, rewrites: Vec<(usize, Rewrite)>, protected: &Hash
                 node.attr.clear();
                 if let Some(t) = t {
                     node.attr.insert("T".into(), t);
+                }
+            }
+            Rewrite::Hoist {
+                op,
+                common,
+                sum,
+                controls: term_controls,
+            } => {
+                let name = match sum {
+                    Hoisted::Constant(value) => {
+                        let name =
+                            unique_name(&format!("{}/hoisted_factor", node.name), &mut taken);
+                        new_consts.insert(i, const_node(name.clone(), node.device.clone(), &value));
+                        name
+                    }
+                    Hoisted::Sum(factors) => {
+                        let name = unique_name(&format!("{}/hoisted_sum", node.name), &mut taken);
+                        let mut sum = NodeDef {
+                            name: name.clone(),
+                            op: if factors.len() == 2 { "AddV2" } else { "AddN" }.into(),
+                            device: node.device.clone(),
+                            ..Default::default()
+                        };
+                        if factors.len() != 2 {
+                            sum.attr.insert(
+                                "N".into(),
+                                AttrValue {
+                                    value: Some(attr_value::Value::I(factors.len() as i64)),
+                                },
+                            );
+                        }
+                        if let Some(t) = t.clone() {
+                            sum.attr.insert("T".into(), t);
+                        }
+                        sum.input = factors;
+                        new_consts.insert(i, sum);
+                        name
+                    }
+                };
+                node.input = if op == "Mul" {
+                    vec![common, name]
+                } else {
+                    vec![name, common]
+                };
+                node.op = op;
+                node.attr.clear();
+                if let Some(t) = t {
+                    node.attr.insert("T".into(), t);
+                }
+                for c in term_controls {
+                    if !controls.contains(&c) {
+                        node.input.push(c);
+                    }
                 }
             }
             Rewrite::Chain {

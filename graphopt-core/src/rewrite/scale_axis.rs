@@ -3,18 +3,29 @@
 //! (`BN -> ReLU -> Conv`, DenseNet's pattern) then leaves only an add:
 //!
 //! `layer(act(x * s + b))` = `layer'(act(x + b / s))` with `layer'`'s input channels scaled by
-//! `s`, for every `s > 0` and `act` positively homogeneous: ReLU, LeakyReLU, MaxPool, AvgPool,
-//! a zero Pad, or a chain of them (`act(s * z) = s * act(z)` for `s > 0`). ReLU6 clips at 6 and
-//! does not commute; negative or zero scales stop the move. The layers are Conv2D,
-//! DepthwiseConv2dNative (NHWC) and MatMul with Const weights; every reader of the chain's end
-//! must be one of them, reading it as its data input. Weights another node also reads are
-//! copied, never scaled under it.
+//! `s`. The chain `act` between the multiply (or its shift) and the layers is made of:
+//! - ReLU, LeakyReLU and MaxPool: positively homogeneous (`act(s * z) = s * act(z)` for
+//!   `s > 0`), not linear, so every scale they see must be positive; ReLU6 clips at 6 and does
+//!   not commute at all;
+//! - AvgPool, a zero Pad (channels not padded) and Mean over axes other than the channel axis
+//!   (global average pooling, `keep_dims` true or false: the channel axis stays the last one):
+//!   linear per channel, so any finite non-zero scale moves through them;
+//! - ConcatV2 along the channel axis, per part: the multiply of one part moves past it as the
+//!   concatenated scale, the other parts' channels scaled by 1 (channel counts from static
+//!   shapes, or the weights of the layer producing a part).
+//!
+//! A chain with no ReLU, LeakyReLU or MaxPool (the multiply straight into the layer, or only
+//! linear steps between) moves any finite non-zero scale, negative ones included. The layers
+//! are Conv2D, DepthwiseConv2dNative (NHWC) and MatMul with Const weights; every reader of the
+//! chain's end must be one of them, reading it as its data input. Weights another node also
+//! reads are copied, never scaled under it.
 //!
 //! (The backward direction, a scale after a linear op, is batch-norm folding: see
 //! [`super::batch_norms`].)
 
 use std::collections::HashSet;
 
+use crate::analysis::shapes::{infer_graph, StaticShapes};
 use crate::graph::attrs;
 use crate::graph::edit::{const_value, data_inputs, Uses};
 use crate::graph::InputRef;
@@ -22,10 +33,24 @@ use crate::proto::GraphDef;
 use crate::rewrite::batch_norms::FoldEdits;
 use crate::rewrite::weights::{floats, vector, Layer};
 
-/// Ops through which a positive per-channel scale moves unchanged.
+/// Ops through which a positive per-channel scale moves unchanged, keeping rank and channels.
 const HOMOGENEOUS: &[&str] = &["Relu", "LeakyRelu", "MaxPool", "AvgPool", "Pad"];
 
-/// Moves positive per-channel multiplies forward into the next layers' weights, until nothing
+/// The ops of the chain that are not linear: the scales they see must be positive.
+const NONLINEAR: &[&str] = &["Relu", "LeakyRelu", "MaxPool"];
+
+/// One node of the chain between a multiply and the layers.
+enum Step {
+    /// One of [`HOMOGENEOUS`]: rank and channels kept.
+    Homogeneous,
+    /// Mean over `axes` (as written, possibly negative), none of them the channel axis.
+    Mean { axes: Vec<i64>, keep_dims: bool },
+    /// ConcatV2 along `axis` (as written), which must be the channel axis.
+    Concat { axis: i64 },
+}
+
+/// Moves per-channel multiplies forward into the next layers' weights (positive ones through
+/// ReLU, LeakyReLU and MaxPool, any non-zero ones through linear steps only), until nothing
 /// changes; returns how many multiplies were removed.
 pub fn fold_scales_forward(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     fold_in_sweeps(graph, protected, true)
@@ -133,6 +158,8 @@ fn sweep(graph: &mut GraphDef, protected: &HashSet<String>, follow_runs: bool) -
     let uses = Uses::new(graph);
     let mut readers = Readers::new(graph, &uses);
     let mut edits = FoldEdits::new(graph, protected);
+    // Static shapes, inferred the first time a concatenation needs a part's channel count.
+    let mut shapes = None;
     let mut moved = 0;
     for first in 0..graph.node.len() {
         let (mut mul, mut run) = (first, None);
@@ -141,8 +168,14 @@ fn sweep(graph: &mut GraphDef, protected: &HashSet<String>, follow_runs: bool) -
             if graph.node[mul].op != "Mul" || !edits.free(graph, &uses, &[mul]) {
                 break;
             }
-            let Some(next) = try_move(graph, &uses, &mut readers, &mut edits, protected, mul, run)
-            else {
+            let mut context = Sweep {
+                uses: &uses,
+                index: &mut readers,
+                edits: &mut edits,
+                shapes: &mut shapes,
+                protected,
+            };
+            let Some(next) = try_move(graph, &mut context, mul, run) else {
                 break;
             };
             moved += 1;
@@ -174,19 +207,29 @@ struct Next {
     chain_end: Vec<usize>,
 }
 
+/// What one sweep's moves share.
+struct Sweep<'a> {
+    uses: &'a Uses,
+    index: &'a mut Readers,
+    edits: &'a mut FoldEdits,
+    /// Inferred when first needed (see [`sweep`]).
+    shapes: &'a mut Option<StaticShapes>,
+    protected: &'a HashSet<String>,
+}
+
 fn try_move(
     graph: &mut GraphDef,
-    uses: &Uses,
-    index: &mut Readers,
-    edits: &mut FoldEdits,
-    protected: &HashSet<String>,
+    sweep: &mut Sweep<'_>,
     mul: usize,
     run: Option<Next>,
 ) -> Option<Option<Next>> {
+    let uses = sweep.uses;
+    let protected = sweep.protected;
     let (s_node, x) = const_operand(graph, uses, mul)?;
     let s_value = const_value(graph.node.get(s_node)?)?;
     let scale = floats(&s_value)?;
-    if scale.is_empty() || scale.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
+    // Non-linear steps further on may ask for more (positive scales): see below.
+    if scale.is_empty() || scale.iter().any(|&v| !(v.is_finite() && v != 0.0)) {
         return None;
     }
     // A scale that varies along anything but the last axis is not per channel.
@@ -197,8 +240,8 @@ fn try_move(
     if !private(mul) {
         return None;
     }
-    // Optional shift, then the homogeneous chain.
-    let mut end = only_reader(graph, uses, index, mul)?;
+    // Optional shift, then the chain.
+    let mut end = only_reader(graph, uses, sweep.index, mul)?;
     let mut shift = None;
     if matches!(graph.node[end].op.as_str(), "Add" | "AddV2" | "BiasAdd") {
         let (b_node, _) = const_operand(graph, uses, end)?;
@@ -207,39 +250,57 @@ fn try_move(
             return None;
         }
         shift = Some((end, b_node));
-        end = only_reader(graph, uses, index, end)?;
+        end = only_reader(graph, uses, sweep.index, end)?;
     }
-    // The chain's activations; those after `chain` are the run's known end (already checked
-    // and touched), not walked again.
+    // The chain's steps; those after `chain` are the run's known end (already checked and
+    // touched, activations only), not walked again. `current` is the scale as the tensor at
+    // the chain's present end carries it, per channel (one value: every channel).
     let mut chain = Vec::new();
+    let mut steps = Vec::new();
     let known: &[usize] = run.as_ref().map_or(&[], |r| &r.chain_end);
     let mut reaches_known = false;
-    while HOMOGENEOUS.contains(&graph.node[end].op.as_str()) {
+    let mut current = scale.clone();
+    let mut prev = shift.map_or(mul, |(a, _)| a);
+    loop {
         if known.last() == Some(&end) {
             reaches_known = true;
             break;
         }
-        let node = &graph.node[end];
-        let nchw = attrs::string(node, "data_format").is_some_and(|f| f == "NCHW");
-        if nchw || !private(end) || (node.op == "Pad" && !zero_pad_keeps_channels(graph, uses, end))
-        {
-            return None;
+        let Some(step) = step_of(graph, uses, protected, end, prev) else {
+            break;
+        };
+        if let Step::Concat { .. } = step {
+            if sweep.shapes.is_none() {
+                *sweep.shapes = Some(infer_graph(graph));
+            }
+            current = concatenated(graph, uses, sweep.shapes.as_ref()?, end, prev, &current)?;
         }
         chain.push(end);
-        match only_reader(graph, uses, index, end) {
+        steps.push(step);
+        prev = end;
+        match only_reader(graph, uses, sweep.index, end) {
             Some(next) => end = next,
             None => break,
         }
     }
-    // The readers that absorb the scale: the chain's end (or the shift, or the Mul itself).
     let known = if reaches_known { known } else { &[] };
+    // Only linear steps: any finite non-zero scale moves (checked above). A non-linear one
+    // commutes with positive scales only.
+    let nonlinear = chain
+        .iter()
+        .chain(known)
+        .any(|&i| NONLINEAR.contains(&graph.node[i].op.as_str()));
+    if nonlinear && scale.iter().any(|&v| v <= 0.0) {
+        return None;
+    }
+    // The readers that absorb the scale: the chain's end (or the shift, or the Mul itself).
     let last = *known
         .first()
         .or(chain.last())
         .or(shift.as_ref().map(|(a, _)| a))
         .unwrap_or(&mul);
     let last_name = graph.node[last].name.clone();
-    let readers = index.of(graph, last, |_| true);
+    let readers = sweep.index.of(graph, last, |_| true);
     if readers.is_empty() || protected.contains(&last_name) {
         return None;
     }
@@ -262,12 +323,21 @@ fn try_move(
         if nchw || !reads_as_data {
             return None;
         }
-        let w = uses.producer(inputs.get(1)?)?;
-        let w_value = const_value(graph.node.get(w)?)?;
-        if layer.input_channels(&w_value)? != scale_len(&scale, &w_value, layer)? {
+        // The channel axis is the last one of the layer's data input; the steps' axes are
+        // checked against the ranks that implies.
+        let rank = match layer {
+            Layer::MatMul { .. } => 2,
+            Layer::Conv2D | Layer::Depthwise => 4,
+        };
+        if !steps_keep_the_channel_axis(&steps, rank) {
             return None;
         }
-        let per_channel = expand(&scale, layer.input_channels(&w_value)?)?;
+        let w = uses.producer(inputs.get(1)?)?;
+        let w_value = const_value(graph.node.get(w)?)?;
+        if layer.input_channels(&w_value)? != scale_len(&current, &w_value, layer)? {
+            return None;
+        }
+        let per_channel = expand(&current, layer.input_channels(&w_value)?)?;
         scaled.push((r, w, layer.scale_inputs(&w_value, &per_channel)?));
     }
     let mut involved = vec![mul, s_node];
@@ -279,7 +349,7 @@ fn try_move(
         .copied()
         .filter(|i| !run.as_ref().is_some_and(|r| r.reuse.contains(i)))
         .collect();
-    if !edits.free(graph, uses, &fresh) {
+    if !sweep.edits.free(graph, uses, &fresh) {
         return None;
     }
     let new_shift = match shift {
@@ -297,6 +367,7 @@ fn try_move(
         }
         None => None,
     };
+    let edits = &mut *sweep.edits;
     edits.touch(&involved);
     for (r, w, value) in &scaled {
         edits.set_input_value(graph, uses, *r, 1, *w, value);
@@ -308,6 +379,7 @@ fn try_move(
         edits.set_input_value(graph, uses, add, slot, b_node, &value);
     }
     // Every reader of the Mul now reads x (and waits for what the Mul waited for).
+    let index = &mut *sweep.index;
     let mul_name = graph.node[mul].name.clone();
     let controls = crate::graph::edit::control_inputs(&graph.node[mul]);
     let x_producer = uses.producer(&x);
@@ -326,8 +398,15 @@ fn try_move(
     }
     edits.removed.insert(mul);
     index.1.insert(mul);
+    // Runs follow activations only: a mean or a concatenation ends them.
+    let activations_only = steps.iter().all(|s| matches!(s, Step::Homogeneous));
     let single = match scaled.as_slice() {
-        [(r, w, _)] if shift.is_none() && controls.is_empty() && uses.data_count(*w) == 1 => {
+        [(r, w, _)]
+            if shift.is_none()
+                && controls.is_empty()
+                && activations_only
+                && uses.data_count(*w) == 1 =>
+        {
             Some([*r, *w, s_node])
         }
         _ => None,
@@ -352,6 +431,174 @@ fn try_move(
         reuse,
         chain_end,
     }))
+}
+
+/// Node `i` as a step of the chain, reading the chain's tensor (node `prev`'s output 0) as
+/// the input that carries it: `None` if it is no step a scale moves through (then the chain
+/// ends before it).
+fn step_of(
+    graph: &GraphDef,
+    uses: &Uses,
+    protected: &HashSet<String>,
+    i: usize,
+    prev: usize,
+) -> Option<Step> {
+    let node = graph.node.get(i)?;
+    let prev_name = graph.node.get(prev)?.name.as_str();
+    let nchw = attrs::string(node, "data_format").is_some_and(|f| f == "NCHW");
+    if nchw || protected.contains(&node.name) {
+        return None;
+    }
+    let inputs = data_inputs(node);
+    let reads_prev = |input: &str| {
+        let parsed = InputRef::parse(input);
+        parsed.node == prev_name && parsed.port == 0
+    };
+    let constant = |input: &str| {
+        uses.producer(input)
+            .and_then(|p| graph.node.get(p))
+            .and_then(const_value)
+            .and_then(|v| v.integers())
+    };
+    let op = node.op.as_str();
+    if HOMOGENEOUS.contains(&op) {
+        let fits = inputs.first().is_some_and(|i| reads_prev(i))
+            && (op != "Pad" || zero_pad_keeps_channels(graph, uses, i));
+        return fits.then_some(Step::Homogeneous);
+    }
+    match op {
+        "Mean" => {
+            let [data, axes] = inputs.as_slice() else {
+                return None;
+            };
+            if !reads_prev(data) {
+                return None;
+            }
+            Some(Step::Mean {
+                axes: constant(axes)?,
+                keep_dims: attrs::bool(node, "keep_dims").unwrap_or(false),
+            })
+        }
+        "ConcatV2" => {
+            let (axis, parts) = inputs.split_last()?;
+            let axis = match constant(axis)?.as_slice() {
+                [a] => *a,
+                _ => return None,
+            };
+            // The chain's tensor is exactly one part.
+            (parts.iter().filter(|p| reads_prev(p)).count() == 1).then_some(Step::Concat { axis })
+        }
+        _ => None,
+    }
+}
+
+/// Whether the steps, ending in a layer's data input of rank `rank` whose last axis is the
+/// channel axis, leave the channel axis alone: no Mean reduces it, every ConcatV2 joins along
+/// it. Ranks are followed back from the layer (a Mean without `keep_dims` drops its axes).
+fn steps_keep_the_channel_axis(steps: &[Step], rank: usize) -> bool {
+    let mut rank = rank as i64;
+    for step in steps.iter().rev() {
+        match step {
+            Step::Homogeneous => {}
+            Step::Concat { axis } => {
+                if normalized(*axis, rank) != Some(rank - 1) {
+                    return false;
+                }
+            }
+            Step::Mean { axes, keep_dims } => {
+                let input_rank = if *keep_dims {
+                    rank
+                } else {
+                    rank + axes.len() as i64
+                };
+                let mut seen = HashSet::new();
+                for &a in axes {
+                    match normalized(a, input_rank) {
+                        // Repeated axes would make the input rank other than assumed.
+                        Some(a) if a != input_rank - 1 && seen.insert(a) => {}
+                        _ => return false,
+                    }
+                }
+                rank = input_rank;
+            }
+        }
+    }
+    true
+}
+
+/// Axis `axis` of a rank-`rank` tensor as a non-negative index, if it is one.
+fn normalized(axis: i64, rank: i64) -> Option<i64> {
+    let a = if axis < 0 { axis + rank } else { axis };
+    (0..rank).contains(&a).then_some(a)
+}
+
+/// The per-channel scale after ConcatV2 node `concat`, whose part read from node `prev`
+/// carries `scale` (one value: every channel of the part): the parts' scales laid end to end,
+/// the other parts' channels scaled by 1.
+fn concatenated(
+    graph: &GraphDef,
+    uses: &Uses,
+    shapes: &StaticShapes,
+    concat: usize,
+    prev: usize,
+    scale: &[f64],
+) -> Option<Vec<f64>> {
+    let inputs = data_inputs(graph.node.get(concat)?);
+    let (_, parts) = inputs.split_last()?;
+    let prev_name = graph.node.get(prev)?.name.as_str();
+    let mut counts = Vec::with_capacity(parts.len());
+    let mut total = 0usize;
+    for part in parts {
+        let known = part_channels(graph, uses, shapes, part);
+        let n = if InputRef::parse(part).node == prev_name {
+            match (scale.len(), known) {
+                (1, known) => known?,
+                (n, Some(k)) if k != n => return None,
+                (n, _) => n,
+            }
+        } else {
+            known?
+        };
+        total = total.checked_add(n)?;
+        counts.push((n, InputRef::parse(part).node == prev_name));
+    }
+    crate::budget::alloc_items(total, std::mem::size_of::<f64>(), "per-channel scale").ok()?;
+    let mut full = Vec::with_capacity(total);
+    for (n, scaled) in counts {
+        if scaled {
+            full.extend(expand(scale, n)?);
+        } else {
+            full.extend(std::iter::repeat_n(1.0, n));
+        }
+    }
+    Some(full)
+}
+
+/// The channel count (last dimension) of tensor `input`: from its static shape, else from the
+/// weights of the layer producing it.
+fn part_channels(
+    graph: &GraphDef,
+    uses: &Uses,
+    shapes: &StaticShapes,
+    input: &str,
+) -> Option<usize> {
+    if let Some(dims) = shapes.of(input) {
+        return dims.last().copied();
+    }
+    if InputRef::parse(input).port != 0 {
+        return None;
+    }
+    let node = graph.node.get(uses.producer(input)?)?;
+    let layer = Layer::of(node)?;
+    let w = graph.node.get(uses.producer(data_inputs(node).get(1)?)?)?;
+    if w.op != "Const" {
+        return None;
+    }
+    let (_, dims) = crate::tensor::Tensor::check_proto(
+        attrs::tensor(w, "value")?,
+        crate::tensor::Limits::default(),
+    )?;
+    layer.channels_of_dims(&dims)
 }
 
 /// The Mul whose output reaches `x` directly or through activations each read once, reading
@@ -564,5 +811,59 @@ mod tests {
         assert_eq!(fold_in_sweeps(&mut per_sweep, &protected, false), 40);
         assert_eq!(one_sweep, per_sweep);
         assert!(one_sweep.node.iter().all(|n| n.op != "Mul"));
+    }
+
+    /// Runs mixing negative scales (which move only where no ReLU follows them on the way to
+    /// the layer, once the Muls after them have moved) give in one sweep what one Mul per
+    /// sweep gives; one negative scale before a ReLU stops itself and every Mul before it.
+    #[test]
+    fn runs_with_negative_scales_fold_as_one_per_sweep_does() {
+        const MULS: usize = 18;
+        for blocker in [None, Some(0), Some(4), Some(12), Some(MULS - 1)] {
+            let mut nodes = vec![
+                node("x", "Placeholder", &[]),
+                floats("s", &[2], &[1.5, 2.0]),
+                floats("n", &[2], &[-0.5, 3.0]),
+                floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
+            ];
+            let mut last = "x".to_string();
+            for i in 0..MULS {
+                let m = format!("m{i}");
+                let negative = (i >= MULS / 2 && i % 2 == 0) || blocker == Some(i);
+                nodes.push(node(&m, "Mul", &[&last, if negative { "n" } else { "s" }]));
+                last = m;
+                // Linear steps after any scale; ReLU only after positive ones before the negative
+                // ones, and after a late blocker (an early one has ReLUs of later Muls after it).
+                let mut steps = Vec::new();
+                if i % 3 == 0 {
+                    steps.push("AvgPool");
+                }
+                if (!negative && i < MULS / 2 && i % 4 == 1)
+                    || (blocker == Some(i) && i >= MULS / 2)
+                {
+                    steps.push("Relu");
+                }
+                for (k, op) in steps.into_iter().enumerate() {
+                    let a = format!("a{i}_{k}");
+                    nodes.push(node(&a, op, &[&last]));
+                    last = a;
+                }
+            }
+            nodes.push(conv("conv", &last, "w"));
+            let graph = GraphDef {
+                node: nodes,
+                ..Default::default()
+            };
+            let protected: HashSet<String> = ["conv".to_string()].into();
+            let mut one_sweep = graph.clone();
+            let moved = fold_in_sweeps(&mut one_sweep, &protected, true);
+            let mut per_sweep = graph;
+            assert_eq!(fold_in_sweeps(&mut per_sweep, &protected, false), moved);
+            assert_eq!(one_sweep, per_sweep, "blocker {blocker:?}");
+            let expected = blocker.map_or(MULS, |k| MULS - 1 - k);
+            assert_eq!(moved, expected, "blocker {blocker:?}");
+            let left = one_sweep.node.iter().filter(|n| n.op == "Mul").count();
+            assert_eq!(left, MULS - expected, "blocker {blocker:?}");
+        }
     }
 }

@@ -4,9 +4,11 @@
 //! 1. cut to what --outputs need (when outputs are given), --inputs becoming Placeholders;
 //! 2. training leftovers: learning-phase flags pinned, Asserts dropped, constant conds resolved;
 //! 3. constant folding (skipped, with a warning, if it fails);
-//! 4. batch-norm folding, both the fused ops and Keras 3's decomposed Mul/Add, and positive
-//!    per-channel scales moved forward through activations into the next layer's weights;
-//! 5. arithmetic simplification (`x*1`, `x+0`, constant chains, identity transposes);
+//! 4. batch-norm folding, both the fused ops and Keras 3's decomposed Mul/Add, and
+//!    per-channel scales moved forward into the next layer's weights (through pooling, means,
+//!    zero padding and concatenation; through activations only when positive);
+//! 5. arithmetic simplification (`x*1`, `x+0`, constant chains, identity transposes, common
+//!    factors hoisted out of sums);
 //! 6. leftover removal: identity-like ops, CheckNumerics, same-type casts, shape no-ops,
 //!    control edges that order nothing, idle NoOps;
 //! 7. identical nodes merged (constants shared);
