@@ -137,6 +137,11 @@ fn the_digits_example_says_what_its_build_did_and_classifies_the_held_out_digits
     )
     .unwrap();
     let images = record["test_images"].as_u64().unwrap();
+    // The first screen's "classifies 360 held-out digits" is the record's count.
+    assert!(
+        first_screen.contains(&format!("classifies {images} held-out digits\n")),
+        "the README's digit count is not {images}"
+    );
     let tensorflow = record["frozen_graph_accuracy"].as_f64().unwrap();
     let correct = (tensorflow * images as f64).round() as u64;
     assert_eq!(

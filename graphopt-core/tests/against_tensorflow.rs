@@ -194,6 +194,15 @@ fn structural_transforms_match_the_graph_transform_tool() {
             compared += 1;
         }
     }
+    // The README's figure: "(17 nodes on two fixtures)".
+    let kept: usize = KEPT_CONTROL_ANCHORS.iter().map(|(_, n)| n).sum();
+    let readme = common::readme::figures(
+        "inside a while loop or `tf.cond` branch ({} nodes on two fixtures), where TF's drops them",
+    );
+    assert_eq!(
+        (readme, KEPT_CONTROL_ANCHORS.len()),
+        (vec![kept.to_string()], 2)
+    );
     // Every result TensorFlow's tool recorded is compared, none skipped.
     assert_eq!(
         compared, recorded,
