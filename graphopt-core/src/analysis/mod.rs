@@ -2,8 +2,9 @@
 //!
 //! - [`geometry`]: checked shape arithmetic shared with the kernels (broadcasting, windows,
 //!   strided-slice plans).
-//! - [`shapes`]: static shape inference, one shape function per op, from input shapes and
-//!   whichever inputs are constant. No kernel runs here.
+//! - [`shapes`]: static shape inference, one shape function per op, from input shapes (partly
+//!   known ones too: a rank with unknown dims) and whichever inputs are constant or computed
+//!   shapes. No kernel runs here.
 
 pub mod geometry;
 pub mod shapes;

@@ -72,7 +72,8 @@ pub fn fix_input_shapes(
 }
 
 /// Writes `_output_shapes` on every node whose output count is known: the inferred shape of
-/// each output, unknown rank where inference cannot tell. Returns how many nodes got one.
+/// each output, as far as known (-1 for an unknown dim, unknown rank where inference cannot
+/// tell the rank). Returns how many nodes got one.
 ///
 /// The output count may come from an attribute (Split's `num_split`, Unpack's `num`), so each
 /// list is asked of the budget first: a node claiming 2^40 outputs is an error naming it.
@@ -80,7 +81,7 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
     let known = shapes::infer_graph(graph);
     let mut count = 0;
     for node in &mut graph.node {
-        let inferred = known.get(&node.name);
+        let inferred = known.partial(&node.name);
         let outputs = ops::output_count(node).or_else(|| inferred.map(Vec::len));
         let Some(outputs) = outputs else {
             continue;
@@ -106,11 +107,11 @@ pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
         })?;
         let list: Vec<TensorShapeProto> = (0..outputs)
             .map(
-                |k| match inferred.and_then(|s| s.get(k)).cloned().flatten() {
+                |k| match inferred.and_then(|s| s.get(k)).and_then(Option::as_ref) {
                     Some(dims) => shape_from_dims(
                         &dims
                             .iter()
-                            .map(|&d| i64::try_from(d).unwrap_or(-1))
+                            .map(|d| d.and_then(|d| i64::try_from(d).ok()).unwrap_or(-1))
                             .collect::<Vec<_>>(),
                     ),
                     None => TensorShapeProto {

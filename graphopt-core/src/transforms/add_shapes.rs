@@ -1,6 +1,9 @@
-//! `add_shapes`: writes each node's output shapes, as far as static shape inference knows them,
-//! into its `_output_shapes` attribute (TVM's TensorFlow importer reads it). Run
-//! `fix_input_shapes` first so more shapes are known. See [`crate::rewrite::static_shapes`].
+//! `add_shapes`: writes each node's output shapes, as far as static shape inference knows them
+//! (-1 for an unknown dim, an unknown rank where not even the rank is known), into its
+//! `_output_shapes` attribute (TVM's TensorFlow importer reads it), as TensorFlow's
+//! `as_graph_def(add_shapes=True)` does: on every fixture graphopt knows each rank and dim
+//! TensorFlow knows (graphopt-core/tests/add_shapes.rs). Run `fix_input_shapes` first so more
+//! shapes are known. See [`crate::rewrite::static_shapes`].
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
