@@ -51,7 +51,7 @@ pub struct PartialValue {
 }
 
 impl PartialValue {
-    /// The value of an integer tensor of at most [`MAX_VALUE_ELEMENTS`] elements.
+    /// The value of an integer tensor of at most `MAX_VALUE_ELEMENTS` elements.
     pub fn of_tensor(tensor: &Tensor) -> Option<Self> {
         let count = geometry::element_count(tensor.shape()).ok()?;
         if count > MAX_VALUE_ELEMENTS {

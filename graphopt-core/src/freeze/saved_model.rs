@@ -544,8 +544,8 @@ fn propagate_handles(graph: &mut GraphDef, frozen: &mut HashMap<String, i32>) {
 
 /// What `graphopt inspect` prints: each MetaGraph's tags, and each signature's method and
 /// inputs and outputs with dtype, shape (-1 unknown) and the graph tensor they name. Names from
-/// the file are escaped ([`one_line`]): a tag or signature key with a line break or a terminal
-/// escape sequence cannot forge or hide lines.
+/// the file are escaped ([`one_line`](crate::error::one_line)): a tag or signature key with a
+/// line break or a terminal escape sequence cannot forge or hide lines.
 pub fn describe(model: &SavedModel) -> String {
     use crate::error::one_line;
     use std::fmt::Write;
