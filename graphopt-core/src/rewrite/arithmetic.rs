@@ -121,8 +121,8 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
                 || shape_of(x).is_some_and(|s| broadcast_shape(&s, c.shape()).ok() == Some(s))
         };
         let rewrite = match op {
-            "Add" | "AddV2" | "Sub" | "BiasAdd" | "Mul" | "Div" | "RealDiv" => operands()
-                .and_then(|(x, c, second)| {
+            "Add" | "AddV2" | "Sub" | "BiasAdd" | "Mul" | "Div" | "RealDiv" => {
+                operands().and_then(|(x, c, second)| {
                     let neutral = match op {
                         "Add" | "AddV2" => all_equal(&c, 0.0),
                         "Sub" | "BiasAdd" => second && all_equal(&c, 0.0),
@@ -136,37 +136,6 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
                         claimed.insert(p);
                         r
                     })
-                })
-                // Only sums aggregate: `x*a - x*b` or `(x*a) * (x*b)` are no sums of terms.
-                .or_else(|| {
-                    if !matches!(op, "Add" | "AddV2") {
-                        return None;
-                    }
-                    let terms = Terms {
-                        graph,
-                        uses: &uses,
-                        protected,
-                        claimed: &claimed,
-                        shape_of: &shape_of,
-                        constant: &constant,
-                    };
-                    hoist(&terms, node).map(|(taken, r)| {
-                        claimed.extend(taken);
-                        r
-                    })
-                }),
-            "AddN" => {
-                let terms = Terms {
-                    graph,
-                    uses: &uses,
-                    protected,
-                    claimed: &claimed,
-                    shape_of: &shape_of,
-                    constant: &constant,
-                };
-                hoist(&terms, node).map(|(taken, r)| {
-                    claimed.extend(taken);
-                    r
                 })
             }
             "Transpose" => {
@@ -190,6 +159,24 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
                 .map(Rewrite::Identity),
             _ => None,
         };
+        // A sum of terms sharing a factor, where nothing above applied. Only sums aggregate:
+        // `x*a - x*b` or `(x*a) * (x*b)` are no sums of terms.
+        let rewrite = rewrite.or_else(|| {
+            if !matches!(op, "Add" | "AddV2" | "AddN") {
+                return None;
+            }
+            let terms = Terms {
+                graph,
+                uses: &uses,
+                protected,
+                claimed: &claimed,
+                shape_of: &shape_of,
+                constant: &constant,
+            };
+            let (taken, rewrite) = hoist(&terms, node)?;
+            claimed.extend(taken);
+            Some(rewrite)
+        });
         if let Some(rewrite) = rewrite {
             claimed.insert(i);
             rewrites.push((i, rewrite));
