@@ -1444,3 +1444,14 @@ fn checker_reads_cargo_tree() {
         ["graphopt with `eval` compiles graphopt-core 0 times"]
     );
 }
+
+/// The README counts the `unsafe` blocks `pages` may hold.
+#[test]
+fn readme_counts_the_unsafe_blocks() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let words = ["no", "one", "two", "three", "four", "five", "six"];
+    let (_, allowed) = UNSAFE_ALLOWED[0];
+    let said = format!("no `unsafe` outside `pages` ({} blocks:", words[allowed]);
+    assert!(readme.contains(&said), "README.md should say \"{said}\"");
+}
