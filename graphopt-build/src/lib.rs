@@ -41,10 +41,10 @@
 //!
 //! # Application transforms
 //!
-//! [`Model::transform`] registers a transform written against
-//! [`graphopt_core::transforms::Transform`] (add `graphopt-core` to `[build-dependencies]`).
-//! Its name and [`version`](graphopt_core::transforms::Transform::version) are part of the
-//! cache key; a model that uses one without a version is not cached.
+//! [`Model::transform`] registers a transform written against [`transform::Transform`], which
+//! the [`transform`] module re-exports with the protos it rewrites (no other dependency
+//! needed). Its name and [`version`](transform::Transform::version) are part of the cache key;
+//! a model that uses one without a version is not cached.
 //!
 //! # Guards
 //!
@@ -75,6 +75,7 @@ mod metadata;
 mod model;
 mod pipeline;
 mod sha256;
+pub mod transform;
 
 pub use error::{CoreError, Error};
 pub use metadata::build_from_manifest;

@@ -152,8 +152,7 @@ impl Model {
 
     /// Registers an application transform next to graphopt's built-in ones (replacing one of
     /// the same name), for use by name in [`Model::transforms`]. It implements
-    /// [`graphopt_core::transforms::Transform`]: add `graphopt-core` at graphopt-build's
-    /// version to `[build-dependencies]`.
+    /// [`crate::transform::Transform`] (see the [`transform`](crate::transform) module).
     ///
     /// The cache key holds the name and [`version`](Transform::version) of every application
     /// transform the model uses: change the version whenever the transform's output changes.

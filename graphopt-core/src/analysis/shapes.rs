@@ -1316,10 +1316,7 @@ fn infer_graph_in_budget(graph: &GraphDef) -> StaticShapes {
 /// TensorFlow's importer), while it does wait for both branches of a conditional. Inputs from
 /// outside `nodes` are taken as done; nodes on other cycles come last, in file order.
 fn inference_order(nodes: &[NodeDef]) -> Vec<usize> {
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(nodes.len());
-    for (i, node) in nodes.iter().enumerate() {
-        index.entry(node.name.as_str()).or_insert(i);
-    }
+    let index = crate::graph::name_index(nodes);
     let mut pending = vec![0usize; nodes.len()];
     let mut readers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
     for (i, node) in nodes.iter().enumerate() {

@@ -389,10 +389,7 @@ fn evaluate_in(
         op: String::new(),
         message: format!("planning a graph of {} nodes: {e}", graph.node.len()),
     })?;
-    let mut by_name = HashMap::with_capacity(graph.node.len());
-    for (i, node) in graph.node.iter().enumerate() {
-        by_name.entry(node.name.as_str()).or_insert(i);
-    }
+    let by_name = crate::graph::name_index(&graph.node);
     let lookup_error = |name: &str, what: &str| EvalError {
         node: name.to_string(),
         op: String::new(),

@@ -269,12 +269,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .iter()
         .filter_map(|(k, v)| tensor_name(v).map(|t| (k, t)))
         .collect();
-    let index: HashMap<String, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let index = graph::owned_name_index(&graph);
     let mut frozen_handles: HashMap<String, i32> = HashMap::new();
     if checkpoint.entry(OBJECT_GRAPH_KEY).is_some() {
         let keys = variable_keys(&checkpoint)?;
@@ -294,15 +289,10 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
                 .and_then(|o| o.concrete_functions.get(&f.name))
                 .map(|c| c.bound_inputs.clone())
                 .unwrap_or_default();
-            let data: Vec<String> = node
-                .input
-                .iter()
-                .filter(|i| !i.starts_with('^'))
-                .cloned()
-                .collect();
+            let data = graph::edit::data_inputs(&node);
             let first_captured = data.len().saturating_sub(bound.len());
             for (position, &object) in (first_captured..data.len()).zip(&bound) {
-                let handle = graph::node_name(&data[position]).to_string();
+                let handle = graph::node_name(data[position]).to_string();
                 if frozen_handles.contains_key(&handle) {
                     continue;
                 }
@@ -479,7 +469,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
 /// The Const node a captured SavedConstant names (its `operation`), or why it cannot be used.
 fn captured_constant(
     graph: &GraphDef,
-    index: &HashMap<String, usize>,
+    index: &graph::NameMap<String, usize>,
     operation: &str,
 ) -> Result<String, String> {
     let name = graph::node_name(operation);

@@ -162,7 +162,7 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
         .as_ref()
         .ok_or("function without a signature")?;
     let fname = &signature.name;
-    let data: Vec<&String> = call.input.iter().filter(|i| !i.starts_with('^')).collect();
+    let data = crate::graph::edit::data_inputs(call);
     let controls = crate::graph::edit::control_inputs(call);
     if data.len() != signature.input_arg.len() {
         return Err(format!(
@@ -194,7 +194,7 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
         let dtype = tin.get(k).map(|&t| AttrValue {
             value: Some(attr_value::Value::Type(t)),
         });
-        let mut node = identity(name.clone(), (*input).clone(), dtype);
+        let mut node = identity(name.clone(), input.to_string(), dtype);
         node.device = call.device.clone();
         if !controls.is_empty() {
             node.input.push(format!("^{control_node}"));

@@ -180,6 +180,15 @@ pub fn owned_name_index(graph: &GraphDef) -> NameMap<String, usize> {
     index
 }
 
+/// Node name to index, borrowing the names; duplicate names keep the first node.
+pub fn name_index(nodes: &[NodeDef]) -> NameMap<&str, usize> {
+    let mut index = name_map(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        index.entry(node.name.as_str()).or_insert(i);
+    }
+    index
+}
+
 /// Where a node's output is consumed: consumer node index and the position in its input list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Consumer {
@@ -190,7 +199,7 @@ pub struct Consumer {
 /// Name index and consumer lists over a borrowed GraphDef; built in one pass.
 #[derive(Debug)]
 pub struct GraphIndex<'g> {
-    graph: &'g GraphDef,
+    nodes: &'g [NodeDef],
     by_name: NameMap<&'g str, usize>,
     consumers: Vec<Vec<Consumer>>,
 }
@@ -198,12 +207,14 @@ pub struct GraphIndex<'g> {
 impl<'g> GraphIndex<'g> {
     /// Indexes `graph`. Duplicate names keep the first node; `validate` reports them.
     pub fn new(graph: &'g GraphDef) -> Self {
-        let mut by_name = name_map(graph.node.len());
-        for (i, node) in graph.node.iter().enumerate() {
-            by_name.entry(node.name.as_str()).or_insert(i);
-        }
-        let mut consumers = vec![Vec::new(); graph.node.len()];
-        for (i, node) in graph.node.iter().enumerate() {
+        Self::over(&graph.node)
+    }
+
+    /// Indexes a list of nodes (a function body's, a graph's).
+    pub fn over(nodes: &'g [NodeDef]) -> Self {
+        let by_name = name_index(nodes);
+        let mut consumers = vec![Vec::new(); nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
             for (slot, input) in node.input.iter().enumerate() {
                 if let Some(&producer) = by_name.get(node_name(input)) {
                     if let Some(list) = consumers.get_mut(producer) {
@@ -213,14 +224,15 @@ impl<'g> GraphIndex<'g> {
             }
         }
         GraphIndex {
-            graph,
+            nodes,
             by_name,
             consumers,
         }
     }
 
-    pub fn graph(&self) -> &'g GraphDef {
-        self.graph
+    /// The indexed nodes.
+    pub fn nodes(&self) -> &'g [NodeDef] {
+        self.nodes
     }
 
     /// Index of the node called `name`.
@@ -230,7 +242,7 @@ impl<'g> GraphIndex<'g> {
 
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&'g NodeDef> {
-        self.index_of(name).and_then(|i| self.graph.node.get(i))
+        self.index_of(name).and_then(|i| self.nodes.get(i))
     }
 
     /// Every (node, input slot) that reads from node `index`, control edges included.
@@ -311,11 +323,7 @@ fn is_merge(node: &NodeDef) -> bool {
 /// all its control inputs and at least one data input are done. Errors on dangling inputs and on
 /// cycles that do not pass through a Merge, naming the nodes of one such cycle.
 pub fn execution_order(graph: &GraphDef) -> Result<Vec<usize>, GraphError> {
-    let mut by_name: NameMap<&str, usize> = name_map(graph.node.len());
-    for (i, node) in graph.node.iter().enumerate() {
-        by_name.entry(node.name.as_str()).or_insert(i);
-    }
-    order_with(graph, &by_name)
+    order_with(graph, &name_index(&graph.node))
 }
 
 /// [`execution_order`] with the name map already built (the first node of each name).

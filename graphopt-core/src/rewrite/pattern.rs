@@ -235,10 +235,9 @@ pub fn replace(
 ) -> Replaced {
     let matches = find(graph, pattern);
     let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
-    // First node of each name: looking names up by scanning is quadratic over many matches.
-    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(graph.node.len());
+    // Looking names up by scanning would be quadratic over many matches.
+    let positions = crate::graph::name_index(&graph.node);
     for (c, node) in graph.node.iter().enumerate() {
-        positions.entry(node.name.as_str()).or_insert(c);
         for input in &node.input {
             readers
                 .entry(InputRef::parse(input).node)

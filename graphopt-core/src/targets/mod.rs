@@ -20,8 +20,9 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::graph::edit::data_inputs;
 use crate::graph::ops::CONTROL_FLOW_PRIMITIVES;
-use crate::graph::{attrs, InputRef};
+use crate::graph::{attrs, GraphIndex, InputRef};
 use crate::proto::{attr_value, DataType, FunctionDef, GraphDef, NodeDef, TensorProto};
 
 /// Name of the target that stands for graphopt's own evaluator.
@@ -485,8 +486,7 @@ const PATTERNS: &[&str] = &["clip_by_value", "atrous_convolution", "dead_branch_
 
 struct Nodes<'a> {
     nodes: &'a [NodeDef],
-    by_name: HashMap<&'a str, usize>,
-    consumers: Vec<Vec<usize>>,
+    index: GraphIndex<'a>,
     /// [`Nodes::source`]'s answers per `through` list, by node: every node of a chain of
     /// through-ops is asked about, and walking the chain for each is quadratic.
     sources: RefCell<HashMap<Vec<String>, Vec<Resolved>>>,
@@ -504,38 +504,25 @@ enum Resolved {
 
 impl<'a> Nodes<'a> {
     fn new(nodes: &'a [NodeDef]) -> Self {
-        let mut by_name = HashMap::with_capacity(nodes.len());
-        for (i, n) in nodes.iter().enumerate() {
-            by_name.entry(n.name.as_str()).or_insert(i);
-        }
-        let mut consumers = vec![Vec::new(); nodes.len()];
-        for (i, n) in nodes.iter().enumerate() {
-            for input in &n.input {
-                if let Some(&p) = by_name.get(InputRef::parse(input).node) {
-                    if let Some(list) = consumers.get_mut(p) {
-                        list.push(i);
-                    }
-                }
-            }
-        }
         Nodes {
             nodes,
-            by_name,
-            consumers,
+            index: GraphIndex::over(nodes),
             sources: RefCell::new(HashMap::new()),
         }
     }
 
+    fn position(&self, input: &str) -> Option<usize> {
+        self.index.index_of(InputRef::parse(input).node)
+    }
+
     fn producer(&self, input: &str) -> Option<&'a NodeDef> {
-        self.by_name
-            .get(InputRef::parse(input).node)
-            .and_then(|&i| self.nodes.get(i))
+        self.position(input).and_then(|i| self.nodes.get(i))
     }
 
     /// The node feeding `input`, looking through `through` ops (their first data input). A
     /// cycle of through-ops (an invalid graph) resolves to the node where the walk met itself.
     fn source(&self, input: &str, through: &[String]) -> Option<&'a NodeDef> {
-        let start = *self.by_name.get(InputRef::parse(input).node)?;
+        let start = self.position(input)?;
         let mut memo = self.sources.borrow_mut();
         if !memo.contains_key(through) {
             memo.insert(through.to_vec(), vec![Resolved::Unknown; self.nodes.len()]);
@@ -557,9 +544,7 @@ impl<'a> Nodes<'a> {
                 *state = Resolved::Walking;
             }
             path.push(current);
-            let next = data_inputs(node)
-                .first()
-                .and_then(|i| self.by_name.get(InputRef::parse(i).node).copied());
+            let next = data_inputs(node).first().and_then(|i| self.position(i));
             match next {
                 Some(next) => current = next,
                 None => break None,
@@ -572,15 +557,6 @@ impl<'a> Nodes<'a> {
         }
         source.and_then(|i| self.nodes.get(i))
     }
-}
-
-/// A node's data inputs (control inputs dropped).
-fn data_inputs(node: &NodeDef) -> Vec<&str> {
-    node.input
-        .iter()
-        .filter(|i| !i.starts_with('^'))
-        .map(String::as_str)
-        .collect()
 }
 
 /// The data input at `position` (negative: from the end).
@@ -699,11 +675,10 @@ fn recognized_patterns<'a>(index: &Nodes<'a>, target: &Target) -> BTreeSet<&'a s
             if inputs.len() != 2 || !is_const(inputs.get(1)) {
                 continue;
             }
-            let consumers = index.consumers.get(i).map_or(&[][..], Vec::as_slice);
-            let [maximum] = consumers else {
+            let [maximum] = index.index.consumers(i) else {
                 continue;
             };
-            let Some(max_node) = index.nodes.get(*maximum) else {
+            let Some(max_node) = index.nodes.get(maximum.node) else {
                 continue;
             };
             let max_inputs = data_inputs(max_node);
@@ -761,9 +736,9 @@ fn dead_branch_merges<'a>(index: &Nodes<'a>, names: &mut BTreeSet<&'a str>) {
         for input in data_inputs(node) {
             let input = InputRef::parse(input);
             if let Some(list) = index
-                .by_name
-                .get(input.node)
-                .and_then(|&p| edges.get_mut(p))
+                .index
+                .index_of(input.node)
+                .and_then(|p| edges.get_mut(p))
             {
                 list.push((input.port, c));
             }
@@ -829,9 +804,9 @@ fn atrous_read_right(index: &Nodes<'_>, b2s: &NodeDef) -> Option<()> {
     let conv = index.producer(b2s_inputs.first()?)?;
     let s2b = index.producer(data_inputs(conv).first()?)?;
     let single_reader = |n: &NodeDef, reader: &NodeDef| {
-        let at = |m: &NodeDef| index.by_name.get(m.name.as_str()).copied();
+        let at = |m: &NodeDef| index.index.index_of(&m.name);
         let (n, reader) = (at(n)?, at(reader)?);
-        index.consumers.get(n).map(|c| c.as_slice() == [reader])
+        Some(matches!(index.index.consumers(n), [only] if only.node == reader))
     };
     let ones = |name: &str| attrs::ints(conv, name).is_none_or(|v| v.iter().all(|&d| d == 1));
     if !matches!(conv.op.as_str(), "Conv2D" | "DepthwiseConv2dNative")

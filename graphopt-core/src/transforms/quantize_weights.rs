@@ -15,7 +15,7 @@ use ndarray::ArrayD;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::edit::{const_node, NameReserver};
+use crate::graph::edit::{const_node, control_inputs, NameReserver};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use crate::rewrite::weights::floats;
 use crate::tensor::{Data, Tensor};
@@ -124,9 +124,7 @@ fn quantize_node(
         ..Default::default()
     };
     // A Const's control inputs now order the Dequantize.
-    dequantize
-        .input
-        .extend(node.input.iter().filter(|i| i.starts_with('^')).cloned());
+    dequantize.input.extend(control_inputs(&node));
     dequantize.attr.insert(
         "T".into(),
         AttrValue {
