@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 
-use graphopt_core::budget::Budget;
+use graphopt_core::budget::{Budget, Remedy};
 use graphopt_core::proto::{DataType, GraphDef};
 use graphopt_core::tensor::Data;
 use ndarray::{ArrayD, IxDyn};
@@ -148,6 +148,12 @@ impl Tensor {
     }
 }
 
+/// Where a run past [`Model::with_limits`] points the user.
+const LIMITS: Remedy = Remedy {
+    memory: "the limits given to Model::with_limits",
+    work: "the limits given to Model::with_limits",
+};
+
 /// A decoded graph, ready to run.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -223,7 +229,7 @@ impl Model {
         }
         let fetches: Vec<String> = outputs.iter().map(|o| o.tensor.to_string()).collect();
         let budget = match self.limits {
-            Some((memory, operations)) => Budget::new(memory, operations),
+            Some((memory, operations)) => Budget::set_by(memory, operations, LIMITS),
             None => Budget::unlimited(),
         };
         let values = budget
@@ -425,7 +431,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("memory budget") && error.contains('y'),
+            error.contains("over the memory budget of 64.0 KiB")
+                && error.ends_with("raise the limits given to Model::with_limits)"),
             "{error}"
         );
         let error = model()
@@ -433,7 +440,11 @@ mod tests {
             .run(&[(X, x)], &[Y])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("work budget"), "{error}");
+        assert!(
+            error.contains("over the work budget of 1000")
+                && error.ends_with("raise the limits given to Model::with_limits)"),
+            "{error}"
+        );
     }
 
     #[test]

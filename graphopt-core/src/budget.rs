@@ -57,26 +57,47 @@ pub const VALUE_OVERHEAD: u64 = 128;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BudgetError {
     #[error(
-        "needs {} more memory with {} in use, over the memory budget of {} (for a model you trust, raise {MEMORY_ENV}, --memory_budget or Model::memory_budget)",
-        size(*requested), size(*in_use), size(*limit)
+        "needs {} more memory with {} in use, over the memory budget of {} (for a model you trust, raise {})",
+        size(*requested), size(*in_use), size(*limit), remedy.memory
     )]
     Memory {
         requested: u64,
         in_use: u64,
         limit: u64,
+        remedy: Remedy,
     },
     #[error(
-        "needs {requested} more element operations after {spent}, over the work budget of {limit} (for a model you trust, raise {WORK_ENV}, --work_budget or Model::work_budget)"
+        "needs {requested} more element operations after {spent}, over the work budget of {limit} (for a model you trust, raise {})",
+        remedy.work
     )]
     Work {
         requested: u64,
         spent: u64,
         limit: u64,
+        remedy: Remedy,
     },
     #[error("the size of {0} overflows")]
     Overflow(String),
     #[error("{name}: '{value}' is not a size (expected a number with an optional K, M, G or T suffix, or 'unlimited')")]
     BadSetting { name: String, value: String },
+}
+
+/// What a refusal tells the user to raise: the settings of whoever set the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remedy {
+    /// Where the memory limit is set.
+    pub memory: &'static str,
+    /// Where the work limit is set.
+    pub work: &'static str,
+}
+
+impl Remedy {
+    /// graphopt's own commands: the CLI's flags, graphopt-build's Model options and the
+    /// environment they both read.
+    pub const TOOLS: Remedy = Remedy {
+        memory: "GRAPHOPT_MEMORY_BUDGET, --memory_budget or Model::memory_budget",
+        work: "GRAPHOPT_WORK_BUDGET, --work_budget or Model::work_budget",
+    };
 }
 
 /// A byte count for messages: `512 B`, `3.0 KiB`, `256.0 MiB`.
@@ -199,6 +220,7 @@ struct Inner {
     spent: AtomicU64,
     /// The first refusal since [`Budget::take_failure`] last looked.
     failure: Mutex<Option<BudgetError>>,
+    remedy: Remedy,
 }
 
 /// A memory and work budget, shared by its clones.
@@ -222,6 +244,16 @@ impl Budget {
     /// [`Budget::new`] with `reserve` bytes of `memory` set aside for what requests do not
     /// count.
     pub fn with_reserve(memory: u64, work: u64, reserve: u64) -> Self {
+        Budget::build(memory, work, reserve, Remedy::TOOLS)
+    }
+
+    /// A budget of `memory` bytes and `work` element operations set by an application, whose
+    /// refusals point at `remedy` instead of graphopt's own settings.
+    pub fn set_by(memory: u64, work: u64, remedy: Remedy) -> Self {
+        Budget::build(memory, work, 0, remedy)
+    }
+
+    fn build(memory: u64, work: u64, reserve: u64, remedy: Remedy) -> Self {
         Budget(Arc::new(Inner {
             memory,
             reserve: reserve.min(memory),
@@ -230,6 +262,7 @@ impl Budget {
             peak: AtomicU64::new(0),
             spent: AtomicU64::new(0),
             failure: Mutex::new(None),
+            remedy,
         }))
     }
 
@@ -297,6 +330,7 @@ impl Budget {
                 requested,
                 in_use,
                 limit: self.0.memory,
+                remedy: self.0.remedy,
             }));
         }
         self.0.peak.fetch_max(total, Ordering::Relaxed);
@@ -310,6 +344,7 @@ impl Budget {
                 requested: units,
                 spent,
                 limit: self.0.work,
+                remedy: self.0.remedy,
             }));
         }
         self.0.spent.fetch_add(units, Ordering::Relaxed);

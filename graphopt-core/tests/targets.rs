@@ -400,17 +400,27 @@ fn readme_targets_table_matches_the_profiles() {
     );
 
     let ascend = common::readme::figures(
-        "| `ascend` | Ascend ATC's TensorFlow parser (`op_map.cc`) | {} ops, a partial list: other \
-         ops are reported as unverified, not as failures |",
+        "| `ascend` | Ascend ATC's TensorFlow parser (`op_map.cc`) and canndev's built-in \
+         `tf_plugin` registrations | {} ops in `op_map.cc`, {} TensorFlow op types from \
+         `tf_plugin`, a partial list: other ops are reported as unverified, not as failures |",
     );
     assert!(target("ascend")
         .sources
         .iter()
         .any(|s| s.path.ends_with("/op_map.cc")));
+    assert!(target("ascend")
+        .sources
+        .iter()
+        .any(|s| s.path.starts_with("ops/built-in/framework/tf_plugin/")));
     assert_eq!(
         count(&ascend[0]),
         op_list_len(target("ascend"), "tensorflow_op_map"),
         "ascend op map"
+    );
+    assert_eq!(
+        count(&ascend[1]),
+        op_list_len(target("ascend"), "tf_plugin_origin_op_types"),
+        "ascend tf_plugin op types"
     );
     assert!(!target("ascend").ops_complete, "ascend's list is partial");
 }
