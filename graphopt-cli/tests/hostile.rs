@@ -159,7 +159,16 @@ fn prepare(case: &Case) -> Prepared {
                 std::os::unix::fs::symlink(target, &path).expect("symlink");
             }
             Special::DeadTemporary(name) => {
-                std::fs::write(out.join(name), b"partial").expect("temporary");
+                let path = out.join(name);
+                std::fs::write(&path, b"partial").expect("temporary");
+                // Last written a minute ago: a writer long gone, not one in another PID
+                // namespace still writing.
+                let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(then))
+                    .expect("backdate the temporary");
             }
         }
     }

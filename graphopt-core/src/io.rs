@@ -428,10 +428,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// alive (the id may have been reused); a live writer writes more often than this.
 pub const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
-/// Removes the `.NAME.<pid>.tmp` files a killed writer of `NAME` left in `dir`: those whose
-/// process is gone (where that can be told: Linux) or that nobody wrote to for
-/// [`STALE_TEMPORARY_AGE`]. A live concurrent writer's file is never removed, and neither is
-/// this process's own.
+/// A writer whose process id is not alive here may still be alive elsewhere (another PID
+/// namespace writing to a shared directory): its file is removed only after this long without
+/// a write, which a live writer never comes near.
+pub const FOREIGN_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes the `.NAME.<pid>.<unique>.tmp` (or older `.NAME.<pid>.tmp`) files a killed writer
+/// of `NAME` left in `dir`: those whose process is gone (where that can be told: Linux) and
+/// that nobody wrote to for [`FOREIGN_TEMPORARY_AGE`], and any nobody wrote to for
+/// [`STALE_TEMPORARY_AGE`]. This process's own files are never removed.
 pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
     let prefix = format!(".{file_name}.");
     let Ok(listing) = fs::read_dir(dir) else {
@@ -444,6 +449,7 @@ pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
             .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split('.').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
@@ -458,14 +464,45 @@ pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
         if !metadata.is_file() {
             continue;
         }
-        let idle = metadata
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age >= STALE_TEMPORARY_AGE);
+        let idle_for = |age: std::time::Duration| {
+            metadata
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|idle| idle >= age)
+        };
         let gone = Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists();
-        if gone || idle {
+        if (gone && idle_for(FOREIGN_TEMPORARY_AGE)) || idle_for(STALE_TEMPORARY_AGE) {
             let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Creates a temporary file for `file_name` in `dir` that no other writer shares: threads of
+/// one process, and processes of other PID namespaces with the same id, each get their own
+/// (`create_new` fails rather than open another writer's file).
+fn create_temporary(dir: &Path, file_name: &str) -> std::io::Result<(PathBuf, fs::File)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0;
+    loop {
+        let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = dir.join(format!(
+            ".{file_name}.{}.{clock:x}{unique:x}.tmp",
+            std::process::id()
+        ));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -483,8 +520,11 @@ fn write_atomically_with(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "graph".into());
     remove_stale_temporaries(&dir, &file_name);
-    let temp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = fs::File::create(&temp)
+    let (temp, file) = match create_temporary(&dir, &file_name) {
+        Ok(created) => created,
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let result = Ok(file)
         .and_then(|file| {
             // No larger than what goes out unbuffered, so weights are never copied into it.
             let mut out = std::io::BufWriter::with_capacity(
@@ -517,17 +557,56 @@ mod tests {
             .path()
             .join(format!(".out.pb.{}.tmp", std::process::id()));
         let other = dir.path().join(".other.pb.4294967294.tmp");
-        for f in [&dead, &live, &other] {
+        // A dead id whose file was written just now: perhaps a live writer in another PID
+        // namespace sharing the directory.
+        let recent = dir.path().join(".out.pb.4294967293.5f.tmp");
+        let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for f in [&dead, &live, &other, &recent] {
             fs::write(f, b"partial").expect("write");
+            if f != &recent {
+                let file = fs::File::options().write(true).open(f).expect("open");
+                file.set_modified(a_minute_ago).expect("backdate");
+            }
         }
         write_atomically(&path, b"graph").expect("write");
         assert_eq!(fs::read(&path).expect("read"), b"graph");
         if Path::new("/proc/self").exists() {
             assert!(!dead.exists(), "a dead writer's temporary is removed");
         }
+        assert!(
+            recent.exists(),
+            "a temporary written just now is left alone"
+        );
         assert!(other.exists(), "another file's temporary is left alone");
-        // Our own id is this process: the file was ours, replaced by the rename.
-        let _ = live;
+        assert!(live.exists(), "this process's own files are left alone");
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_never_mix() {
+        // Threads of one process share its id: each still writes a temporary of its own, so
+        // the file is always one writer's whole output.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.pb");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|k| vec![k; 1 << 18]).collect();
+        std::thread::scope(|scope| {
+            for content in &contents {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..4 {
+                        write_atomically(path, content).expect("write");
+                    }
+                });
+            }
+        });
+        let written = fs::read(&path).expect("read");
+        assert!(contents.contains(&written), "a mix of writers' bytes");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != "out.pb")
+            .collect();
+        assert!(left.is_empty(), "temporaries left behind: {left:?}");
     }
 
     #[test]
