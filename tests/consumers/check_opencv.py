@@ -41,6 +41,7 @@ CASES = {
     "efficientnet_block@deploy": '@deploy fix_input_shapes(shape="1,32,32,3") @deploy legalize(target=opencv)',
 }
 TOLERANCE = 1e-4
+OPENCV_RELEASE = "4.10."
 
 DECODE = r"""
 import sys, numpy as np, os
@@ -62,6 +63,11 @@ def main():
     graphopt = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "debug" / "graphopt")
     import cv2
     import numpy as np
+    # The record and its Rust test speak of one OpenCV release: judging with another would
+    # rewrite the record under the wrong version.
+    if not cv2.__version__.startswith(OPENCV_RELEASE):
+        sys.exit(f"check_opencv.py judges with OpenCV {OPENCV_RELEASE}x, found {cv2.__version__}: "
+                 "pip install opencv-python-headless==4.10.0.84")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
