@@ -23,6 +23,9 @@ const OPENCV_MUST_MATCH: &[&str] = &[
     "keras_cnn@deploy",
     "densenet_block@deploy",
     "efficientnet_block@deploy",
+    "keras_cnn@legalize",
+    "bn_patterns@legalize",
+    "densenet_block@legalize",
 ];
 
 /// The fixture names in a stretch of README text, sorted.

@@ -41,6 +41,32 @@ pub struct FoldOptions {
     pub outputs: Vec<String>,
 }
 
+/// The largest value folding makes a Const of, unless told otherwise (`fold_constants`'
+/// `max_constant_size_in_bytes`): larger ones (a Fill or Tile of a big shape) are cheaper to
+/// compute at run time than to ship.
+pub const DEFAULT_MAX_FOLDED_BYTES: u64 = 10 << 20;
+
+impl FoldOptions {
+    /// Folds every constant value up to `max_bytes`, around a graph's `inputs` (never
+    /// constant, even when they are Consts) and `outputs` (kept by name), both as given on the
+    /// command line (`node`, `node:K`).
+    pub fn around(inputs: &[String], outputs: &[String], max_bytes: u64) -> Self {
+        let names = |list: &[String]| -> HashSet<String> {
+            list.iter()
+                .map(|n| graph::node_name(n).to_string())
+                .collect()
+        };
+        FoldOptions {
+            limits: Limits { max_bytes },
+            exclude_ops: HashSet::new(),
+            exclude_nodes: HashSet::new(),
+            inputs: names(inputs),
+            protected: names(outputs),
+            outputs: outputs.to_vec(),
+        }
+    }
+}
+
 /// The shape-reading ops that fold from a statically known shape.
 fn shape_value(node: &NodeDef, shapes: &[Option<&[usize]>]) -> Option<Vec<Rc<Tensor>>> {
     let int_type = crate::graph::attrs::dtype(node, "out_type").unwrap_or(DataType::DtInt32);

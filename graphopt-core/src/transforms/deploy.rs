@@ -20,22 +20,17 @@ use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph;
 use crate::proto::GraphDef;
-use crate::rewrite::constants::{fold, FoldOptions};
+use crate::rewrite::constants::{fold, FoldOptions, DEFAULT_MAX_FOLDED_BYTES};
 use crate::rewrite::strip::{strip_unused, StripOptions};
 use crate::rewrite::{
     arithmetic, batch_norms, duplicates, leftovers, order, remove, scale_axis, training,
 };
-use crate::tensor::Limits;
 
 pub struct Deploy;
 
 /// The most rounds of the rewrite steps (real graphs settle in two or three).
 const MAX_ROUNDS: usize = 16;
-
-/// Outputs no larger than this are folded into constants.
-const MAX_FOLDED_BYTES: u64 = 10 << 20;
 
 impl Transform for Deploy {
     fn name(&self) -> &str {
@@ -67,20 +62,8 @@ impl Transform for Deploy {
         let checks: HashSet<&str> = ["CheckNumerics"].into_iter().collect();
         remove::remove_nodes(graph, &checks, 1, &protected);
 
-        let folding = FoldOptions {
-            limits: Limits {
-                max_bytes: MAX_FOLDED_BYTES,
-            },
-            exclude_ops: HashSet::new(),
-            exclude_nodes: HashSet::new(),
-            inputs: context
-                .inputs
-                .iter()
-                .map(|n| graph::node_name(n).to_string())
-                .collect(),
-            protected: protected.clone(),
-            outputs: context.outputs.to_vec(),
-        };
+        let folding =
+            FoldOptions::around(context.inputs, context.outputs, DEFAULT_MAX_FOLDED_BYTES);
         // Folding changes nothing when it fails, so no copy of the graph is kept for that.
         if let Err(error) = fold(graph, &folding) {
             context.warn(format!("constant folding skipped: {error}"));

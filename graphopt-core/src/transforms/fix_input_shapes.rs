@@ -10,14 +10,11 @@ use super::{Transform, TransformContext};
 use crate::error::Result;
 use crate::graph;
 use crate::proto::GraphDef;
-use crate::rewrite::constants::{fold, FoldOptions};
+use crate::rewrite::constants::{fold, FoldOptions, DEFAULT_MAX_FOLDED_BYTES};
 use crate::rewrite::static_shapes::fix_input_shapes;
 use crate::tensor::Limits;
 
 pub struct FixInputShapes;
-
-/// Outputs no larger than this are folded into constants (fold_constants' default).
-const MAX_FOLDED_BYTES: u64 = 10 << 20;
 
 impl Transform for FixInputShapes {
     fn name(&self) -> &str {
@@ -58,7 +55,7 @@ impl Transform for FixInputShapes {
         fix_input_shapes(graph, &pairs).map_err(|e| context.error(e.to_string()))?;
         let options = FoldOptions {
             limits: Limits {
-                max_bytes: MAX_FOLDED_BYTES,
+                max_bytes: DEFAULT_MAX_FOLDED_BYTES,
             },
             exclude_ops: HashSet::new(),
             exclude_nodes: HashSet::new(),

@@ -18,14 +18,13 @@
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph;
 use crate::proto::GraphDef;
-use crate::rewrite::constants::{fold, FoldOptions};
-use crate::tensor::Limits;
+use crate::rewrite::constants::{fold, FoldOptions, DEFAULT_MAX_FOLDED_BYTES};
 
 pub struct FoldConstants;
 
-const DEFAULT_MAX_BYTES: i64 = 10 << 20;
+/// `max_constant_size_in_bytes`' default, as the transform string spells it.
+const DEFAULT_MAX_BYTES: i64 = DEFAULT_MAX_FOLDED_BYTES as i64;
 
 impl Transform for FoldConstants {
     fn name(&self) -> &str {
@@ -64,7 +63,6 @@ impl Transform for FoldConstants {
         let max_bytes = u64::try_from(max_bytes)
             .map_err(|_| context.error("max_constant_size_in_bytes must not be negative"))?;
         let options = FoldOptions {
-            limits: Limits { max_bytes },
             exclude_ops: context.params.list("exclude_op").iter().cloned().collect(),
             exclude_nodes: context
                 .params
@@ -72,17 +70,7 @@ impl Transform for FoldConstants {
                 .iter()
                 .cloned()
                 .collect(),
-            inputs: context
-                .inputs
-                .iter()
-                .map(|n| graph::node_name(n).to_string())
-                .collect(),
-            protected: context
-                .outputs
-                .iter()
-                .map(|n| graph::node_name(n).to_string())
-                .collect(),
-            outputs: context.outputs.to_vec(),
+            ..FoldOptions::around(context.inputs, context.outputs, max_bytes)
         };
         let clear_output_shapes = context.params.bool("clear_output_shapes", true)?;
         fold(graph, &options)?;

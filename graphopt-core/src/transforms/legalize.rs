@@ -3,7 +3,9 @@
 //! fix; `graphopt check --target=NAME` lists those as errors. Run it last, after the
 //! optimization pipeline (`@deploy legalize(target=opencv)`).
 //!
-//! Per target, besides leftover removal (identity-like ops, CheckNumerics, idle NoOps, control
+//! `opencv`, `tract`, `tvm` and `tensorrt` first get every constant subgraph folded (values up
+//! to 10 MiB), so that ops computed from constants alone, which their importers may lack,
+//! need not load. Per target, besides leftover removal (identity-like ops, CheckNumerics, idle NoOps, control
 //! edges that order nothing) and the stripping of the attributes its profile rejects (where the
 //! attribute holds its default or is unused at inference; the others are reported), which every
 //! target gets:
@@ -35,6 +37,7 @@ use super::{Transform, TransformContext};
 use crate::error::Result;
 use crate::graph::inline;
 use crate::proto::GraphDef;
+use crate::rewrite::constants::{fold, FoldOptions, DEFAULT_MAX_FOLDED_BYTES};
 use crate::rewrite::{atrous, leftovers, legalize, static_shapes};
 use crate::targets::{Constraint, Target};
 
@@ -43,6 +46,7 @@ pub struct Legalize;
 /// What legalization does for one target.
 #[derive(Debug, Clone, Copy, Default)]
 struct Plan {
+    fold_constants: bool,
     flatten_atrous: bool,
     symmetric_atrous: bool,
     symmetric_mirror_pads: bool,
@@ -65,6 +69,7 @@ fn plan(target: &str) -> Option<Plan> {
     let none = Plan::default();
     Some(match target {
         "opencv" => Plan {
+            fold_constants: true,
             flatten_atrous: true,
             symmetric_atrous: true,
             symmetric_mirror_pads: true,
@@ -72,6 +77,7 @@ fn plan(target: &str) -> Option<Plan> {
             ..none
         },
         "tract" => Plan {
+            fold_constants: true,
             decompose_batch_norms: true,
             placeholders_without_defaults: true,
             resource_gathers: true,
@@ -81,11 +87,13 @@ fn plan(target: &str) -> Option<Plan> {
             ..none
         },
         "tvm" => Plan {
+            fold_constants: true,
             resource_gathers: true,
             output_shapes: true,
             ..none
         },
         "tensorrt" => Plan {
+            fold_constants: true,
             add_v2_to_add: true,
             downgrade_batch_norms: true,
             ..none
@@ -117,6 +125,16 @@ impl Transform for Legalize {
             ))
         })?;
         let protected = context.protected_names();
+        if plan.fold_constants {
+            // What is computed from constants alone need not load at all (a batch norm's
+            // Rsqrt of its variance in a graph not folded before); folding fails only on a
+            // graph the later steps would not take either, and then changes nothing.
+            let folding =
+                FoldOptions::around(context.inputs, context.outputs, DEFAULT_MAX_FOLDED_BYTES);
+            if let Err(error) = fold(graph, &folding) {
+                context.warn(format!("constant folding skipped: {error}"));
+            }
+        }
         if plan.inline_calls {
             inline::inline_all_calls(graph, inline::Limits::default())
                 .map_err(|e| context.error(e.to_string()))?;
