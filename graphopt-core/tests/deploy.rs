@@ -63,7 +63,24 @@ fn deploy_keeps_outputs_and_is_no_larger_than_grappler() {
             ours <= theirs,
             "{model}: @deploy {ours} nodes, Grappler {theirs}"
         );
-        report.push(format!("{model}: {ours} (Grappler {theirs})"));
+        // Function bodies, counted apart as the recorder counts them.
+        let our_bodies: usize = graph
+            .library
+            .iter()
+            .flat_map(|l| &l.function)
+            .map(|f| f.node_def.len())
+            .sum();
+        let their_bodies = grappler["fixtures"][model]["grappler"]["function_node_count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{model}: no Grappler function count recorded"))
+            as usize;
+        assert!(
+            our_bodies <= their_bodies,
+            "{model}: @deploy {our_bodies} function body nodes, Grappler {their_bodies}"
+        );
+        report.push(format!(
+            "{model}: {ours} (Grappler {theirs}), function bodies {our_bodies} ({their_bodies})"
+        ));
         assert_eq!(ours, expected_nodes, "{model}: @deploy node count changed");
     }
     println!("{}", report.join("\n"));

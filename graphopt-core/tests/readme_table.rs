@@ -67,3 +67,48 @@ fn readme_node_count_table_is_current() {
         );
     }
 }
+
+#[test]
+fn readme_function_body_counts_are_current() {
+    let grappler: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("expected/grappler.json")).unwrap(),
+    )
+    .unwrap();
+    let figures = common::readme::figures(
+        "function_calls, the one fixture that calls library functions, has {} nodes in its \
+         bodies, Grappler's output {} and `@deploy`'s {} (",
+    );
+    let figures: Vec<usize> = figures.iter().map(|f| f.parse().unwrap()).collect();
+    let bodies = |graph: &graphopt_core::proto::GraphDef| -> usize {
+        graph
+            .library
+            .iter()
+            .flat_map(|l| &l.function)
+            .map(|f| f.node_def.len())
+            .sum()
+    };
+    let recorded = &grappler["fixtures"]["function_calls"];
+    let actual = vec![
+        bodies(&common::load("function_calls")),
+        recorded["grappler"]["function_node_count"]
+            .as_u64()
+            .unwrap() as usize,
+        bodies(&common::apply("function_calls", "@deploy")),
+    ];
+    assert_eq!(
+        figures, actual,
+        "original, Grappler, @deploy function body nodes"
+    );
+    assert_eq!(
+        recorded["original"]["function_node_count"].as_u64(),
+        Some(actual[0] as u64),
+        "the recorder's count of the original's bodies"
+    );
+    // "the one fixture that calls library functions"
+    for name in common::MODELS {
+        let has_library = common::load(name)
+            .library
+            .is_some_and(|l| !l.function.is_empty());
+        assert_eq!(has_library, *name == "function_calls", "{name}");
+    }
+}

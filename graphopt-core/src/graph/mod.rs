@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 pub mod attrs;
+pub mod body;
 pub mod edit;
 pub mod functions;
 pub mod inline;

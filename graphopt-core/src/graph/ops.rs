@@ -266,6 +266,13 @@ pub fn output_count(node: &NodeDef) -> Option<usize> {
 /// Number of outputs `def` gives `node`: one per output argument, a list argument's length
 /// from the node's attribute (or the OpDef's default for it).
 fn op_def_output_count(node: &NodeDef, def: &OpDef) -> Option<usize> {
+    output_arg_counts(node, def)?
+        .into_iter()
+        .try_fold(0usize, |sum, (_, count)| sum.checked_add(count))
+}
+
+/// Each output argument of `def` on `node`, in order: its name and how many tensors it holds.
+fn output_arg_counts<'d>(node: &NodeDef, def: &'d OpDef) -> Option<Vec<(&'d str, usize)>> {
     let attr = |name: &str| {
         node.attr.get(name).or_else(|| {
             def.attr
@@ -274,22 +281,52 @@ fn op_def_output_count(node: &NodeDef, def: &OpDef) -> Option<usize> {
                 .and_then(|a| a.default_value.as_ref())
         })
     };
-    def.output_arg.iter().try_fold(0usize, |sum, arg| {
-        let count = if !arg.number_attr.is_empty() {
-            match attr(&arg.number_attr)?.value.as_ref()? {
-                attr_value::Value::I(n) => usize::try_from(*n).ok()?,
-                _ => return None,
-            }
-        } else if !arg.type_list_attr.is_empty() {
-            match attr(&arg.type_list_attr)?.value.as_ref()? {
-                attr_value::Value::List(list) => list.r#type.len(),
-                _ => return None,
-            }
-        } else {
-            1
-        };
-        sum.checked_add(count)
-    })
+    def.output_arg
+        .iter()
+        .map(|arg| {
+            let count = if !arg.number_attr.is_empty() {
+                match attr(&arg.number_attr)?.value.as_ref()? {
+                    attr_value::Value::I(n) => usize::try_from(*n).ok()?,
+                    _ => return None,
+                }
+            } else if !arg.type_list_attr.is_empty() {
+                match attr(&arg.type_list_attr)?.value.as_ref()? {
+                    attr_value::Value::List(list) => list.r#type.len(),
+                    _ => return None,
+                }
+            } else {
+                1
+            };
+            Some((arg.name.as_str(), count))
+        })
+        .collect()
+}
+
+/// Function-body notation, from the op's bundled OpDef: the flat output port that
+/// `node:arg:index` names, `None` for an op without one or an argument it lacks.
+pub fn port_of_output_arg(node: &NodeDef, arg: &str, index: usize) -> Option<usize> {
+    let mut offset = 0usize;
+    for (name, count) in output_arg_counts(node, op_def(&node.op)?)? {
+        if name == arg {
+            return (index < count).then(|| offset.checked_add(index)).flatten();
+        }
+        offset = offset.checked_add(count)?;
+    }
+    None
+}
+
+/// The inverse of [`port_of_output_arg`]: the output argument and index flat port `port` of
+/// `node` is, from the op's bundled OpDef.
+pub fn output_arg_of_port(node: &NodeDef, port: usize) -> Option<(&'static str, usize)> {
+    let mut offset = 0usize;
+    for (name, count) in output_arg_counts(node, op_def(&node.op)?)? {
+        let end = offset.checked_add(count)?;
+        if port < end {
+            return Some((name, port - offset));
+        }
+        offset = end;
+    }
+    None
 }
 
 /// The first attribute a known op requires that `node` lacks.

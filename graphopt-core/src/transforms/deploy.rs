@@ -12,7 +12,9 @@
 //! 6. leftover removal: identity-like ops, CheckNumerics, same-type casts, shape no-ops,
 //!    control edges that order nothing, idle NoOps;
 //! 7. identical nodes merged (constants shared);
-//! 8. steps 4-7 again until a round removes no node, then unread nodes cut, execution order.
+//! 8. steps 4-7 again until a round removes no node, then unread nodes cut;
+//! 9. the bodies of the library functions the graph calls get steps 3-7 too (their return
+//!    values, arguments and signatures kept), then execution order.
 //!
 //! Every step keeps results within 1e-5 relative of the input graph.
 
@@ -20,6 +22,8 @@ use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
+use crate::graph::body;
+use crate::graph::edit::remove_unread;
 use crate::proto::GraphDef;
 use crate::rewrite::constants::{fold, FoldOptions, DEFAULT_MAX_FOLDED_BYTES};
 use crate::rewrite::strip::{strip_unused, StripOptions};
@@ -73,20 +77,38 @@ impl Transform for Deploy {
         // frame identical, and then their readers), so the steps repeat until a round removes no node: `@deploy` of its
         // own output changes nothing. A round that goes on removed a node, so the rounds are
         // bounded by the graph's size; the cap is a guard.
-        for _ in 0..MAX_ROUNDS {
-            let before = graph.node.len();
-            batch_norms::fold_batch_norm_ops(graph, &protected);
-            batch_norms::fold_scales_and_shifts(graph, &protected);
-            scale_axis::fold_scales_forward(graph, &protected);
-            arithmetic::simplify_arithmetic(graph, &protected);
-            leftovers::remove_leftovers(graph, &protected);
-            duplicates::merge_duplicates(graph, &protected)?;
-            if graph.node.len() >= before {
-                break;
-            }
-        }
+        rounds(graph, &protected)?;
         cut(graph)?;
+        // The bodies of the functions the graph calls, the same way: folded, then the rounds,
+        // then what no return value needs removed.
+        body::rewrite_reachable_bodies(graph, |body| -> Result<()> {
+            let inputs = body.arguments.clone();
+            let folding = FoldOptions::around(&inputs, &body.outputs(), DEFAULT_MAX_FOLDED_BYTES);
+            if fold(&mut body.graph, &folding).is_ok() {
+                rounds(&mut body.graph, &body.protected)?;
+            }
+            let names = body.graph.node.iter().map(|n| n.name.clone()).collect();
+            remove_unread(&mut body.graph, names, &body.protected);
+            Ok(())
+        })?;
         order::sort_by_execution_order(graph)?;
         Ok(())
     }
+}
+
+/// Steps 4-7, repeated until a round removes no node.
+fn rounds(graph: &mut GraphDef, protected: &HashSet<String>) -> Result<()> {
+    for _ in 0..MAX_ROUNDS {
+        let before = graph.node.len();
+        batch_norms::fold_batch_norm_ops(graph, protected);
+        batch_norms::fold_scales_and_shifts(graph, protected);
+        scale_axis::fold_scales_forward(graph, protected);
+        arithmetic::simplify_arithmetic(graph, protected);
+        leftovers::remove_leftovers(graph, protected);
+        duplicates::merge_duplicates(graph, protected)?;
+        if graph.node.len() >= before {
+            break;
+        }
+    }
+    Ok(())
 }
