@@ -10,18 +10,21 @@
 //! survive: when a protected node duplicates another, the protected one is kept; otherwise the
 //! one first in the file is.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::Hasher;
+use std::hash::{BuildHasher, Hasher};
 
 use prost::Message;
 
 use crate::graph::{self, ops, GraphError, InputRef};
-use crate::proto::{GraphDef, NodeDef};
+use crate::proto::{attr_value, GraphDef, NodeDef};
 
-/// A hash of everything but the name (DefaultHasher::new() has fixed keys: same on every run).
+/// A hash of everything but the name. Only equal hashes are compared in full, so the hash
+/// decides nothing but which nodes get compared: any fixed seed gives the same merges. Weights
+/// are most of a graph's bytes and every round of `@deploy` hashes them all: a fast hash, fed
+/// a tensor's content in place rather than re-encoded (SipHash over a copy of ResNet-50's
+/// 100 MB was a third of `@deploy`'s time).
 fn content_hash(node: &NodeDef) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = foldhash::quality::FixedState::with_seed(0x6772_6170_686f_7074).build_hasher();
     hasher.write(node.op.as_bytes());
     hasher.write_u8(0);
     for input in &node.input {
@@ -32,7 +35,15 @@ fn content_hash(node: &NodeDef) -> u64 {
     hasher.write_u8(0);
     for (key, value) in &node.attr {
         hasher.write(key.as_bytes());
-        hasher.write(&value.encode_to_vec());
+        match &value.value {
+            Some(attr_value::Value::Tensor(tensor)) => {
+                let mut header = tensor.clone();
+                let content = std::mem::take(&mut header.tensor_content);
+                hasher.write(&header.encode_to_vec());
+                hasher.write(&content);
+            }
+            _ => hasher.write(&value.encode_to_vec()),
+        }
     }
     hasher.finish()
 }
