@@ -161,9 +161,9 @@ fn prepare(case: &Case) -> Prepared {
             Special::DeadTemporary(name) => {
                 let path = out.join(name);
                 std::fs::write(&path, b"partial").expect("temporary");
-                // Last written a minute ago: a writer long gone, not one in another PID
+                // Last written three minutes ago: a writer long gone, not one in another PID
                 // namespace still writing.
-                let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+                let then = std::time::SystemTime::now() - std::time::Duration::from_secs(180);
                 std::fs::File::options()
                     .write(true)
                     .open(&path)

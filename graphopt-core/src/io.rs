@@ -430,10 +430,10 @@ pub const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_s
 
 /// A writer whose process id is not alive here may still be alive elsewhere (another PID
 /// namespace writing to a shared directory): its file is removed only after this long without
-/// a write, which a live writer never comes near.
-pub const FOREIGN_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+/// a write (a live writer's longest silence is the final sync of a large output).
+pub const FOREIGN_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Removes the `.NAME.<pid>.<unique>.tmp` (or older `.NAME.<pid>.tmp`) files a killed writer
+/// Removes the `.NAME.<pid>.<hex>-<hex>.tmp` (or older `.NAME.<pid>.tmp`) files a killed writer
 /// of `NAME` left in `dir`: those whose process is gone (where that can be told: Linux) and
 /// that nobody wrote to for [`FOREIGN_TEMPORARY_AGE`], and any nobody wrote to for
 /// [`STALE_TEMPORARY_AGE`]. This process's own files are never removed.
@@ -449,8 +449,7 @@ pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
             .and_then(|rest| rest.strip_suffix(".tmp"))
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
+            .and_then(temporary_pid)
         else {
             continue;
         };
@@ -478,6 +477,19 @@ pub fn remove_stale_temporaries(dir: &Path, file_name: &str) {
     }
 }
 
+/// The writer's process id in a temporary's `<pid>` or `<pid>.<hex>-<hex>` (what follows
+/// `.NAME.`); `None` for anything else, such as another file's temporary (`.NAME.5.tmp` of
+/// `NAME.5`'s writer reads `5.<pid>.<hex>-<hex>`, which has a second dot).
+fn temporary_pid(rest: &str) -> Option<u32> {
+    let (pid, unique) = rest.split_once('.').unwrap_or((rest, "0-0"));
+    let (clock, counter) = unique.split_once('-')?;
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(clock) || !hex(counter) || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// Creates a temporary file for `file_name` in `dir` that no other writer shares: threads of
 /// one process, and processes of other PID namespaces with the same id, each get their own
 /// (`create_new` fails rather than open another writer's file).
@@ -490,7 +502,7 @@ fn create_temporary(dir: &Path, file_name: &str) -> std::io::Result<(PathBuf, fs
     loop {
         let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = dir.join(format!(
-            ".{file_name}.{}.{clock:x}{unique:x}.tmp",
+            ".{file_name}.{}.{clock:x}-{unique:x}.tmp",
             std::process::id()
         ));
         match fs::OpenOptions::new()
@@ -559,13 +571,14 @@ mod tests {
         let other = dir.path().join(".other.pb.4294967294.tmp");
         // A dead id whose file was written just now: perhaps a live writer in another PID
         // namespace sharing the directory.
-        let recent = dir.path().join(".out.pb.4294967293.5f.tmp");
-        let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        let recent = dir.path().join(".out.pb.4294967293.5f-0.tmp");
+        // Past FOREIGN_TEMPORARY_AGE, short of STALE_TEMPORARY_AGE.
+        let minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(180);
         for f in [&dead, &live, &other, &recent] {
             fs::write(f, b"partial").expect("write");
             if f != &recent {
                 let file = fs::File::options().write(true).open(f).expect("open");
-                file.set_modified(a_minute_ago).expect("backdate");
+                file.set_modified(minutes_ago).expect("backdate");
             }
         }
         write_atomically(&path, b"graph").expect("write");
@@ -579,6 +592,18 @@ mod tests {
         );
         assert!(other.exists(), "another file's temporary is left alone");
         assert!(live.exists(), "this process's own files are left alone");
+    }
+
+    #[test]
+    fn only_this_files_temporaries_are_recognized() {
+        assert_eq!(temporary_pid("4242"), Some(4242));
+        assert_eq!(temporary_pid("4242.3b9ac9ff-1f"), Some(4242));
+        // Another file's: `.out.5.4242.3b-0.tmp` is a temporary of `out.5`, not of `out`.
+        assert_eq!(temporary_pid("5.4242.3b-0"), None);
+        assert_eq!(temporary_pid("4242.xyz-1"), None);
+        assert_eq!(temporary_pid("4242.3b"), None);
+        assert_eq!(temporary_pid("-1"), None);
+        assert_eq!(temporary_pid(""), None);
     }
 
     #[test]

@@ -546,3 +546,36 @@ fn legalized_fixtures_match_tensorflow() {
         common::assert_matches_tensorflow(model, &g, 1e-5, 1e-6);
     }
 }
+
+#[test]
+fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
+    // `rate` is a PlaceholderWithDefault of a constant: legalize folds constants first, but an
+    // input the app may feed is not a constant; tract gets it as a Placeholder.
+    let g = graph(vec![
+        placeholder("x", &[2]),
+        floats("default", &[], 1),
+        node(
+            "rate",
+            "PlaceholderWithDefault",
+            &["default"],
+            &[
+                ("dtype", dtype(DataType::DtFloat)),
+                ("shape", attr_value::Value::Shape(Default::default())),
+            ],
+        ),
+        node(
+            "y",
+            "Mul",
+            &["x", "rate"],
+            &[("T", dtype(DataType::DtFloat))],
+        ),
+    ]);
+    let after = legalize_for_tract(g, &["y"]);
+    let rate = after
+        .node
+        .iter()
+        .find(|n| n.name == "rate")
+        .expect("rate kept");
+    assert_eq!(rate.op, "Placeholder");
+    assert!(rate.input.is_empty());
+}

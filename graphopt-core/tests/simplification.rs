@@ -707,3 +707,131 @@ fn common_factors_that_are_shared_unequal_or_not_distributive_stay() {
     let after = removes(&g, "simplify_arithmetic", &[], true);
     assert_eq!(count(&after, "Div"), 2, "integer division hoisted");
 }
+
+#[test]
+fn control_edges_that_order_a_variable_read_before_a_write_stay() {
+    // In a function body the variable is a resource argument, not a VarHandleOp: the read
+    // itself is what the write must wait for (tf.function's automatic control dependencies).
+    let mut resource = placeholder("v", &[]);
+    resource
+        .attr
+        .insert("dtype".into(), attr(dtype(DataType::DtResource)));
+    let g = graph(vec![
+        resource,
+        placeholder("x", &[2]),
+        node(
+            "read",
+            "ReadVariableOp",
+            &["v"],
+            &[("dtype", dtype(DataType::DtFloat))],
+        ),
+        node("y", "Neg", &["read"], &[("T", dtype(DataType::DtFloat))]),
+        node(
+            "assign",
+            "AssignVariableOp",
+            &["v", "x", "^read"],
+            &[("dtype", dtype(DataType::DtFloat))],
+        ),
+        // A pure node's control edge still goes.
+        node("w", "Neg", &["x"], &[("T", dtype(DataType::DtFloat))]),
+        node("z", "Neg", &["x", "^w"], &[("T", dtype(DataType::DtFloat))]),
+    ]);
+    let after = run(&g, "remove_leftovers", &["y", "assign", "z", "w"]);
+    let inputs = |name: &str| {
+        after
+            .node
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.input.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(inputs("assign"), ["v", "x", "^read"]);
+    assert_eq!(inputs("z"), ["x"]);
+}
+
+#[test]
+fn deploy_keeps_what_a_function_body_returns_and_its_control_returns() {
+    use graphopt_core::proto::op_def::ArgDef;
+    use graphopt_core::proto::{FunctionDef, FunctionDefLibrary, NameAttrList, OpDef};
+    let float = || dtype(DataType::DtFloat);
+    let arg = |name: &str| ArgDef {
+        name: name.into(),
+        r#type: DataType::DtFloat as i32,
+        ..Default::default()
+    };
+    // y = x * (c + c2), returned through an Identity; `c` is also a control return.
+    let mut body = FunctionDef {
+        signature: Some(OpDef {
+            name: "scale".into(),
+            input_arg: vec![arg("x")],
+            output_arg: vec![arg("y")],
+            ..Default::default()
+        }),
+        node_def: vec![
+            scalar("c", 2.0),
+            scalar("c2", 3.0),
+            node(
+                "s",
+                "AddV2",
+                &["c:output:0", "c2:output:0"],
+                &[("T", float())],
+            ),
+            node("m", "Mul", &["x", "s:z:0"], &[("T", float())]),
+            node("Identity", "Identity", &["m:z:0"], &[("T", float())]),
+        ],
+        ..Default::default()
+    };
+    body.ret.insert("y".into(), "Identity:output:0".into());
+    body.control_ret.insert("k".into(), "c".into());
+    let list = |values: Vec<i32>| {
+        attr_value::Value::List(Box::new(attr_value::ListValue {
+            r#type: values,
+            ..Default::default()
+        }))
+    };
+    let mut g = graph(vec![
+        placeholder("x", &[2]),
+        node(
+            "call",
+            "PartitionedCall",
+            &["x"],
+            &[
+                ("Tin", list(vec![DataType::DtFloat as i32])),
+                ("Tout", list(vec![DataType::DtFloat as i32])),
+                (
+                    "f",
+                    attr_value::Value::Func(NameAttrList {
+                        name: "scale".into(),
+                        ..Default::default()
+                    }),
+                ),
+            ],
+        ),
+    ]);
+    g.library = Some(FunctionDefLibrary {
+        function: vec![body],
+        ..Default::default()
+    });
+    let after = run(&g, "@deploy", &["call"]);
+    let function = &after.library.as_ref().expect("library").function[0];
+    let names: Vec<&str> = function.node_def.iter().map(|n| n.name.as_str()).collect();
+    // s folded into one constant; the Identity skipped; `c` kept for its control return.
+    assert!(names.contains(&"c"), "{names:?}");
+    assert!(
+        !names.contains(&"Identity") && !names.contains(&"c2"),
+        "{names:?}"
+    );
+    assert_eq!(function.ret.get("y").map(String::as_str), Some("m:z:0"));
+    assert_eq!(function.control_ret.get("k").map(String::as_str), Some("c"));
+    let feeds = [(
+        "x".to_string(),
+        Tensor::from_data(graphopt_core::tensor::Data::F32(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2]), vec![1.0, -2.0]).unwrap(),
+        )),
+    )]
+    .into_iter()
+    .collect();
+    let out = graphopt_core::eval::evaluate(&after, &feeds, &["call".into()], Default::default())
+        .unwrap();
+    assert_eq!(out[0].floats().unwrap(), vec![5.0, -10.0]);
+}

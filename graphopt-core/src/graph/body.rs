@@ -143,7 +143,11 @@ impl FunctionBody {
         for (_, value) in &mut self.returns {
             let mut hops = 0;
             while let Some(node) = index.node(InputRef::parse(value).node) {
+                // Only a bare Identity: one placed on a device, or carrying attributes besides
+                // its type, says where the value is returned from.
                 let plain = node.op == "Identity"
+                    && node.device.is_empty()
+                    && node.attr.keys().all(|k| k == "T")
                     && node.input.len() == 1
                     && !node.input[0].starts_with('^')
                     && InputRef::parse(value).port == 0
@@ -163,10 +167,18 @@ impl FunctionBody {
     }
 
     /// `function` with this (rewritten) body, or `None` if a reference cannot be written back
-    /// in function notation (then keep the original).
+    /// in function notation or a control return names a node no longer there (then keep the
+    /// original).
     pub fn into_function(self, function: &FunctionDef) -> Option<FunctionDef> {
         let arg_set: HashSet<&str> = self.arguments.iter().map(String::as_str).collect();
         let index = crate::graph::GraphIndex::new(&self.graph);
+        if function
+            .control_ret
+            .values()
+            .any(|n| index.node(n).is_none())
+        {
+            return None;
+        }
         let to_function = |reference: &str| -> Option<String> {
             if reference.starts_with('^') {
                 return Some(reference.to_string());
@@ -201,16 +213,16 @@ impl FunctionBody {
 }
 
 /// Rewrites the body of every library function the main graph reaches with `rewrite`, which
-/// gets each body and must keep its protected nodes. A body that cannot be translated, or that
-/// the rewrite left invalid or untranslatable, is left as it was; the rewrite's own errors are
-/// returned. Returns the number of body nodes removed.
+/// gets each body and must keep its protected nodes. A body that cannot be translated, is not
+/// a valid graph, or that the rewrite fails on or leaves invalid or untranslatable, is left as
+/// it was. Returns the number of body nodes removed.
 pub fn rewrite_reachable_bodies<E>(
     graph: &mut GraphDef,
     mut rewrite: impl FnMut(&mut FunctionBody) -> Result<(), E>,
-) -> Result<usize, E> {
+) -> usize {
     let reachable = crate::graph::functions::reachable_functions(graph);
     let Some(library) = graph.library.as_mut() else {
-        return Ok(0);
+        return 0;
     };
     let mut removed = 0usize;
     for function in &mut library.function {
@@ -221,8 +233,11 @@ pub fn rewrite_reachable_bodies<E>(
         let Some(mut body) = FunctionBody::of(function) else {
             continue;
         };
-        rewrite(&mut body)?;
-        if crate::graph::validate(&body.graph).is_err() {
+        // The rewrites are written for valid graphs, as the main graph is checked to be.
+        if crate::graph::validate(&body.graph).is_err()
+            || rewrite(&mut body).is_err()
+            || crate::graph::validate(&body.graph).is_err()
+        {
             continue;
         }
         if let Some(rewritten) = body.into_function(function) {
@@ -235,7 +250,7 @@ pub fn rewrite_reachable_bodies<E>(
             *function = rewritten;
         }
     }
-    Ok(removed)
+    removed
 }
 
 #[cfg(test)]
@@ -389,7 +404,7 @@ mod tests {
             }
             Ok(())
         });
-        assert_eq!(removed, Ok(0));
+        assert_eq!(removed, 0);
         assert_eq!(graph.library, before);
     }
 }

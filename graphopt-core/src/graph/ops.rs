@@ -382,9 +382,13 @@ fn output_args(node: &NodeDef) -> Option<Vec<(&'static str, usize)>> {
     })
 }
 
-/// The flat output port of `node` for function-body notation `node:arg:index`. Ops graphopt
-/// does not describe are taken to have a single output argument.
+/// The flat output port of `node` for function-body notation `node:arg:index`: from the op's
+/// bundled OpDef, else from graphopt's own table; ops neither describes (a call of a library
+/// function by name) are taken to have a single output argument.
 pub fn output_port(node: &NodeDef, arg: &str, index: usize) -> Option<usize> {
+    if op_def(&node.op).is_some() {
+        return port_of_output_arg(node, arg, index);
+    }
     let Some(args) = output_args(node) else {
         return Some(index);
     };

@@ -4,7 +4,8 @@
 //! `fold_constants` transform).
 //!
 //! - Only ops graphopt's evaluator has a kernel for are folded; all of them are stateless.
-//!   Control flow, Placeholders, variables and graph inputs are never folded.
+//!   Control flow, Placeholders, variables and graph inputs are never folded; a
+//!   PlaceholderWithDefault that is not a graph input folds to its default, unless excluded.
 //! - No output larger than the byte limit is computed, let alone kept: a Fill asking for
 //!   10^15 elements stays a Fill.
 //! - A node whose kernel fails on its constant inputs is left as it is, as TensorFlow does; so

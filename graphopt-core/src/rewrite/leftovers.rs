@@ -226,6 +226,14 @@ pub fn has_side_effects(op: &str) -> bool {
         || op.starts_with("Apply")
 }
 
+/// Whether running `op` may depend on or change state that a control edge orders: the ops
+/// above, and every op TensorFlow's OpDef marks stateful (a variable read, a stateful call,
+/// a random generator) or graphopt has no OpDef for. In a function body a variable is an
+/// argument, not a VarHandleOp, so the read itself must count.
+fn orders_state(op: &str) -> bool {
+    has_side_effects(op) || crate::graph::ops::op_def(op).is_none_or(|def| def.is_stateful)
+}
+
 /// Drops control edges from nodes that cannot have side effects (nothing stateful among them
 /// or their ancestors), except those that place a source node inside a loop or branch.
 pub fn drop_pure_control_edges(graph: &mut GraphDef) {
@@ -234,7 +242,7 @@ pub fn drop_pure_control_edges(graph: &mut GraphDef) {
     let mut impure = vec![false; graph.node.len()];
     for &i in &order {
         let node = &graph.node[i];
-        impure[i] = has_side_effects(&node.op)
+        impure[i] = orders_state(&node.op)
             || node.input.iter().any(|input| {
                 index
                     .get(InputRef::parse(input).node)

@@ -81,16 +81,18 @@ impl Transform for Deploy {
         cut(graph)?;
         // The bodies of the functions the graph calls, the same way: folded, then the rounds,
         // then what no return value needs removed.
+        // A body a step fails on is left as it was.
         body::rewrite_reachable_bodies(graph, |body| -> Result<()> {
-            let inputs = body.arguments.clone();
-            let folding = FoldOptions::around(&inputs, &body.outputs(), DEFAULT_MAX_FOLDED_BYTES);
-            if fold(&mut body.graph, &folding).is_ok() {
-                rounds(&mut body.graph, &body.protected)?;
-            }
+            let folding = FoldOptions {
+                protected: body.protected.clone(),
+                ..FoldOptions::around(&body.arguments, &body.outputs(), DEFAULT_MAX_FOLDED_BYTES)
+            };
+            fold(&mut body.graph, &folding)?;
+            rounds(&mut body.graph, &body.protected)?;
             let names = body.graph.node.iter().map(|n| n.name.clone()).collect();
             remove_unread(&mut body.graph, names, &body.protected);
             Ok(())
-        })?;
+        });
         order::sort_by_execution_order(graph)?;
         Ok(())
     }

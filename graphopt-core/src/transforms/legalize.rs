@@ -4,8 +4,8 @@
 //! optimization pipeline (`@deploy legalize(target=opencv)`).
 //!
 //! `opencv`, `tract`, `tvm` and `tensorrt` first get every constant subgraph folded (values up
-//! to 10 MiB), so that ops computed from constants alone, which their importers may lack,
-//! need not load. Per target, besides leftover removal (identity-like ops, CheckNumerics, idle NoOps, control
+//! to 10 MiB; after inlining, for tract; PlaceholderWithDefault kept), so that ops computed
+//! from constants alone, which their importers may lack, need not load. Per target, besides leftover removal (identity-like ops, CheckNumerics, idle NoOps, control
 //! edges that order nothing) and the stripping of the attributes its profile rejects (where the
 //! attribute holds its default or is unused at inference; the others are reported), which every
 //! target gets:
@@ -125,19 +125,22 @@ impl Transform for Legalize {
             ))
         })?;
         let protected = context.protected_names();
-        if plan.fold_constants {
-            // What is computed from constants alone need not load at all (a batch norm's
-            // Rsqrt of its variance in a graph not folded before); folding fails only on a
-            // graph the later steps would not take either, and then changes nothing.
-            let folding =
-                FoldOptions::around(context.inputs, context.outputs, DEFAULT_MAX_FOLDED_BYTES);
-            if let Err(error) = fold(graph, &folding) {
-                context.warn(format!("constant folding skipped: {error}"));
-            }
-        }
         if plan.inline_calls {
             inline::inline_all_calls(graph, inline::Limits::default())
                 .map_err(|e| context.error(e.to_string()))?;
+        }
+        if plan.fold_constants {
+            // What is computed from constants alone need not load at all (a batch norm's
+            // Rsqrt of its variance in a graph not folded before, inside inlined calls too).
+            // A PlaceholderWithDefault stays: the app may feed it. Folding that fails changes
+            // nothing; a budget refusal still ends the command, as everywhere.
+            let folding = FoldOptions {
+                exclude_ops: ["PlaceholderWithDefault".to_string()].into(),
+                ..FoldOptions::around(context.inputs, context.outputs, DEFAULT_MAX_FOLDED_BYTES)
+            };
+            if let Err(error) = fold(graph, &folding) {
+                context.warn(format!("constant folding skipped: {error}"));
+            }
         }
         if plan.flatten_atrous {
             atrous::flatten_atrous_convolutions(graph, &protected);
