@@ -2,17 +2,12 @@
 //! after every matching node that something reads, so running the graph logs its values (what
 //! `freeze_requantization_ranges` consumes). With neither `op` nor `prefix`, every node matches.
 //!
-//! Difference from TensorFlow's transform, deliberate: the Print's `U` lists the types of the
-//! tensors it actually prints (the outputs that are read); TensorFlow lists all the node's
-//! output types, which can disagree with its inputs.
-
-use std::collections::{BTreeSet, HashMap, HashSet};
+//! See [`crate::rewrite::logging`] for where it differs from TensorFlow's transform.
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::attrs;
-use crate::graph::InputRef;
-use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use crate::proto::GraphDef;
+use crate::rewrite::logging::{insert_logging, Logging};
 
 pub struct InsertLogging;
 
@@ -56,106 +51,16 @@ impl Transform for InsertLogging {
         let first_n = context.params.int("first_n", -1)?;
         let summarize = context.params.int("summarize", 1024)?;
 
-        let mut read_ports: HashMap<String, BTreeSet<u32>> = HashMap::new();
-        for node in &graph.node {
-            for input in &node.input {
-                let parsed = InputRef::parse(input);
-                if !parsed.control {
-                    read_ports
-                        .entry(parsed.node.to_string())
-                        .or_default()
-                        .insert(parsed.port);
-                }
-            }
-        }
-        let mut prints = Vec::new();
-        let mut rewire: HashMap<String, String> = HashMap::new();
-        // Names in use: a second insert_logging (or a node named like a Print) must not give
-        // two nodes one name.
-        let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
-        for node in &graph.node {
-            let wanted = (ops.is_empty() || ops.contains(&node.op))
-                && (prefixes.is_empty()
-                    || prefixes.iter().any(|p| node.name.starts_with(p.as_str())));
-            let Some(ports) = read_ports.get(&node.name) else {
-                continue;
-            };
-            if !wanted || !ports.contains(&0) {
-                continue;
-            }
-            let dtype = output_type(node);
-            let mut name = format!("{}__print__", node.name);
-            let mut suffix = 1;
-            while taken.contains(&name) {
-                name = format!("{}__print__{suffix}", node.name);
-                suffix += 1;
-            }
-            taken.insert(name.clone());
-            let mut text = String::new();
-            if show_op {
-                text.push_str(&format!(";{};", node.op));
-            }
-            if show_name {
-                text.push_str(&format!(";{};", name));
-            }
-            text.push_str(message);
-            let mut print = NodeDef {
-                name: name.clone(),
-                op: "Print".into(),
-                device: node.device.clone(),
-                ..Default::default()
-            };
-            print.input.push(node.name.clone());
-            let mut types = Vec::new();
-            for &port in ports {
-                print.input.push(if port == 0 {
-                    node.name.clone()
-                } else {
-                    format!("{}:{port}", node.name)
-                });
-                types.push(dtype as i32);
-            }
-            let set = |p: &mut NodeDef, k: &str, v: attr_value::Value| {
-                p.attr.insert(k.into(), AttrValue { value: Some(v) });
-            };
-            set(&mut print, "T", attr_value::Value::Type(dtype as i32));
-            set(
-                &mut print,
-                "U",
-                attr_value::Value::List(Box::new(attr_value::ListValue {
-                    r#type: types,
-                    ..Default::default()
-                })),
-            );
-            set(
-                &mut print,
-                "message",
-                attr_value::Value::S(bytes::Bytes::from(text.into_bytes())),
-            );
-            set(&mut print, "first_n", attr_value::Value::I(first_n));
-            set(&mut print, "summarize", attr_value::Value::I(summarize));
-            rewire.insert(node.name.clone(), name);
-            prints.push(print);
-        }
-        for node in &mut graph.node {
-            for input in &mut node.input {
-                let parsed = InputRef::parse(input);
-                if !parsed.control && parsed.port == 0 {
-                    if let Some(print) = rewire.get(parsed.node) {
-                        *input = print.clone();
-                    }
-                }
-            }
-        }
-        graph.node.extend(prints);
+        let logging = Logging {
+            ops,
+            prefixes,
+            show_op,
+            show_name,
+            message,
+            first_n,
+            summarize,
+        };
+        insert_logging(graph, &logging);
         Ok(())
     }
-}
-
-/// The dtype of output 0, from the attributes TensorFlow ops use for it.
-fn output_type(node: &NodeDef) -> DataType {
-    ["T", "dtype", "DstT", "out_type", "Tout"]
-        .iter()
-        .find_map(|a| attrs::dtype(node, a))
-        .unwrap_or(DataType::DtFloat)
 }
