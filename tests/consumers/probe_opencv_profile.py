@@ -5,6 +5,10 @@ what its source shows, and fails when one no longer holds:
   whose name is also an OpenCV layer type) loads and matches TensorFlow within 1e-5;
 - ops named in the profile's notes as failing (no same-name layer) do not load;
 - Minimum(x, Const) -> Maximum(., Const) loads (the ClipByValue fusion);
+- tf.nn.batch_normalization's arithmetic (Rsqrt included) loads as OpenCV's BatchNormSubgraph
+  when its scale is Mul(Rsqrt, gamma), and fails when it is Mul(gamma, Rsqrt): the matcher
+  accepts both orders but wires the fused node's inputs by pattern position; it fails too when
+  the Rsqrt is also read outside the pattern (the subgraph replay of fused_subgraphs);
 - a ConcatV2 axis stored in int_val loads, the same axis in tensor_content does not (4.10.0.84
   crashes with a segmentation fault);
 - an input-less NoOp used as a control input fails in removePhaseSwitches;
@@ -108,10 +112,24 @@ def main():
 
     # Axis 0 (batch) means the same in NHWC and NCHW, so the layouts cannot confuse the test.
     concat = lambda t: raw.ConcatV2(values=[t, t], axis=tf.constant(0, name="axis"))
+    def batch_norm(swapped=False, shared=False):
+        def body(t):
+            c = lambda v, name: tf.constant(np.full(4, v, np.float32), name=name)
+            rsqrt = raw.Rsqrt(x=raw.AddV2(x=c(1.5, "var"), y=tf.constant(1e-3, name="eps")))
+            gamma = c(2.0, "gamma")
+            scale = raw.Mul(x=gamma, y=rsqrt) if swapped else raw.Mul(x=rsqrt, y=gamma)
+            shift = raw.Sub(x=c(0.1, "beta"), y=raw.Mul(x=c(0.5, "mean"), y=scale))
+            out = raw.AddV2(x=raw.Mul(x=t, y=scale), y=shift)
+            return raw.AddV2(x=out, y=raw.Relu(features=rsqrt)) if shared else out
+        return body
+
     clip = lambda t: raw.Maximum(x=raw.Minimum(x=t, y=tf.constant(0.6)), y=tf.constant(0.3))
     cases = [(op, build(unary(op)), True) for op in registry]
     cases += [(op, build(unary(op)), False) for op in SHOULD_FAIL]
     cases += [("ClipByValue fusion", build(clip), True),
+              ("batch norm, Mul(Rsqrt, gamma)", build(batch_norm()), True),
+              ("batch norm, Mul(gamma, Rsqrt)", build(batch_norm(swapped=True)), False),
+              ("batch norm, Rsqrt read outside", build(batch_norm(shared=True)), False),
               ("ConcatV2 axis in int_val", build(concat), True),
               ("ConcatV2 axis in tensor_content", build(concat, edit=axis_in_content), False),
               ("input-less NoOp control input", build(noop), False),

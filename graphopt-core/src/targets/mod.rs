@@ -20,6 +20,9 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+mod subgraphs;
+pub use subgraphs::{Otherwise, Pattern, PatternNode, Requirement, SubgraphFusion};
+
 use crate::graph::edit::data_inputs;
 use crate::graph::ops::CONTROL_FLOW_PRIMITIVES;
 use crate::graph::{attrs, GraphIndex, InputRef};
@@ -193,6 +196,10 @@ pub struct Target {
     pub unknown_op_why: String,
     #[serde(default)]
     pub constraints: Vec<Constraint>,
+    /// Subgraphs the importer fuses before loading (their nodes are checked as what they
+    /// become).
+    #[serde(default)]
+    pub fused_subgraphs: Option<SubgraphFusion>,
     /// Whether the target converts the bodies of called functions (then they are checked too).
     #[serde(default)]
     pub check_functions: bool,
@@ -244,7 +251,10 @@ impl Target {
             file: file.to_string(),
             message,
         };
-        let target: Target = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let mut target: Target = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if let Some(fusion) = &mut target.fused_subgraphs {
+            fusion.compile().map_err(bad)?;
+        }
         for list in &target.op_lists {
             if list.count != list.ops.len() {
                 return Err(TargetError::CountMismatch {
@@ -325,6 +335,7 @@ impl Target {
             ],
             unknown_op_why: "graphopt's evaluator has no kernel for this op: an app running the graph with the `eval` feature would fail here at run time".into(),
             constraints: Vec::new(),
+            fused_subgraphs: None,
             check_functions: true,
             notes: vec!["The ops inside called functions (While/If/Case bodies, PartitionedCall) are checked too: the evaluator runs them.".into()],
             unverified: Vec::new(),
@@ -482,7 +493,7 @@ fn called_functions(node: &NodeDef) -> Vec<String> {
 }
 
 /// The patterns graphopt recognizes, by the name profiles use.
-const PATTERNS: &[&str] = &["clip_by_value", "atrous_convolution", "dead_branch_merge"];
+const PATTERNS: &[&str] = &["atrous_convolution", "dead_branch_merge"];
 
 struct Nodes<'a> {
     nodes: &'a [NodeDef],
@@ -577,9 +588,29 @@ fn has(ops: &[String], op: &str) -> bool {
 fn check_nodes(nodes: &[NodeDef], target: &Target, scope: Option<Scope<'_>>) -> Vec<Problem> {
     let index = Nodes::new(nodes);
     let recognized = recognized_patterns(&index, target);
+    let mut fusions = target
+        .fused_subgraphs
+        .as_ref()
+        .map(|f| f.apply(nodes))
+        .unwrap_or_default();
     let mut problems = Vec::new();
-    for node in nodes {
+    for (position, original) in nodes.iter().enumerate() {
+        if fusions.is_absorbed(position) {
+            continue;
+        }
+        let fused = fusions.fused.remove(&position);
+        let node = fused.as_ref().map_or(original, |f| &f.node);
+        let fused_as = fused.as_ref().map(|f| {
+            format!(
+                " (as the {} the importer fuses its {} into)",
+                f.node.op, f.pattern
+            )
+        });
         let mut report = |kind: ProblemKind, why: String, blocking: bool| {
+            let why = match &fused_as {
+                Some(fused_as) => format!("{why}{fused_as}"),
+                None => why,
+            };
             let (name, why) = match scope {
                 Some(s) => (
                     format!("{}/{}", s.function, node.name),
@@ -598,7 +629,17 @@ fn check_nodes(nodes: &[NodeDef], target: &Target, scope: Option<Scope<'_>>) -> 
                 blocking,
             });
         };
-        if let Some((kind, why)) = op_problem(node, target, &recognized) {
+        if let Some(why) = fused.as_ref().and_then(|f| f.fails.clone()) {
+            report(ProblemKind::FusedOnly, why, true);
+            continue;
+        }
+        // A fused node is the importer's own construction: only its inputs and attributes
+        // are checked.
+        let op_problem = match fused {
+            Some(_) => None,
+            None => op_problem(node, target, &recognized),
+        };
+        if let Some((kind, why)) = op_problem {
             let blocking = kind != ProblemKind::UnverifiedOp;
             report(kind, why, blocking);
             if blocking {
@@ -660,38 +701,6 @@ fn recognized_patterns<'a>(index: &Nodes<'a>, target: &Target) -> BTreeSet<&'a s
         })
         .map(String::as_str)
         .collect();
-    if wanted.contains("clip_by_value") {
-        // Minimum(x, Const) read only by Maximum(that, Const): OpenCV's ClipByValue fusion.
-        for (i, node) in index.nodes.iter().enumerate() {
-            if node.op != "Minimum" {
-                continue;
-            }
-            let is_const = |input: Option<&&str>| {
-                input
-                    .and_then(|i| index.producer(i))
-                    .is_some_and(|p| p.op == "Const")
-            };
-            let inputs = data_inputs(node);
-            if inputs.len() != 2 || !is_const(inputs.get(1)) {
-                continue;
-            }
-            let [maximum] = index.index.consumers(i) else {
-                continue;
-            };
-            let Some(max_node) = index.nodes.get(maximum.node) else {
-                continue;
-            };
-            let max_inputs = data_inputs(max_node);
-            if max_node.op == "Maximum"
-                && max_inputs.len() == 2
-                && index.producer(max_inputs[0]).map(|p| p.name.as_str()) == Some(&node.name)
-                && is_const(max_inputs.get(1))
-            {
-                names.insert(node.name.as_str());
-                names.insert(max_node.name.as_str());
-            }
-        }
-    }
     if wanted.contains("atrous_convolution") {
         for node in index.nodes.iter().filter(|n| n.op == "BatchToSpaceND") {
             if atrous_read_right(index, node).is_some() {
@@ -1651,6 +1660,133 @@ mod tests {
         assert_eq!(
             kinds(&blocking(&g, "opencv")),
             [("max".to_string(), ProblemKind::FusedOnly)]
+        );
+    }
+
+    /// tf.nn.batch_normalization as Keras writes it, variables frozen: OpenCV's
+    /// BatchNormSubgraph, with `y = x * (rsqrt(var + eps) * gamma) + (beta - mean * that)`.
+    fn keras_batch_norm(epsilon: NodeDef, gamma: NodeDef, extra: Vec<NodeDef>) -> GraphDef {
+        keras_batch_norm_in_order(epsilon, gamma, ["bn/Rsqrt", "gamma_id"], extra)
+    }
+
+    fn keras_batch_norm_in_order(
+        epsilon: NodeDef,
+        gamma: NodeDef,
+        scale_inputs: [&str; 2],
+        extra: Vec<NodeDef>,
+    ) -> GraphDef {
+        let mut nodes = vec![
+            placeholder("x", &[1, 4]),
+            epsilon,
+            float_content("var", &[1.0; 4], &[4]),
+            float_content("mean", &[0.5; 4], &[4]),
+            float_content("beta", &[0.1; 4], &[4]),
+            gamma,
+            node("gamma_id", "Identity", &["gamma"]),
+            node("bn/add", "AddV2", &["var", "eps"]),
+            node("bn/Rsqrt", "Rsqrt", &["bn/add"]),
+            node("bn/mul", "Mul", &scale_inputs),
+            node("bn/mul_1", "Mul", &["x", "bn/mul"]),
+            node("bn/mul_2", "Mul", &["mean", "bn/mul"]),
+            node("bn/sub", "Sub", &["beta", "bn/mul_2"]),
+            node("bn/add_1", "AddV2", &["bn/mul_1", "bn/sub"]),
+        ];
+        nodes.extend(extra);
+        graph(nodes)
+    }
+
+    #[test]
+    fn opencv_fuses_a_keras_batch_norm_and_checks_what_it_becomes() {
+        let eps = || float_val("eps", &[1e-3], &[]);
+        let gamma = || float_content("gamma", &[2.0; 4], &[4]);
+        let g = keras_batch_norm(eps(), gamma(), vec![]);
+        assert!(
+            blocking(&g, "opencv").is_empty(),
+            "{:#?}",
+            blocking(&g, "opencv")
+        );
+        // The Rsqrt read outside the pattern stays in the graph: OpenCV has no layer for it.
+        let g = keras_batch_norm(eps(), gamma(), vec![node("other", "Relu", &["bn/Rsqrt"])]);
+        assert_eq!(
+            kinds(&blocking(&g, "opencv")),
+            [("bn/Rsqrt".to_string(), ProblemKind::FusedOnly)]
+        );
+        // The fused FusedBatchNorm reads gamma only from tensor_content.
+        let g = keras_batch_norm(eps(), float_val("gamma", &[2.0], &[]), vec![]);
+        let problems = blocking(&g, "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("bn/add_1".to_string(), ProblemKind::ConstEncoding)]
+        );
+        assert!(
+            problems[0].why.contains("as the FusedBatchNorm")
+                && problems[0].why.contains("BatchNormSubgraph"),
+            "{}",
+            problems[0].why
+        );
+        // An epsilon of two values fails OpenCV's finalize check.
+        let g = keras_batch_norm(float_content("eps", &[1e-3; 2], &[2]), gamma(), vec![]);
+        let problems = blocking(&g, "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("bn/add_1".to_string(), ProblemKind::FusedOnly)]
+        );
+        assert!(
+            problems[0].why.contains("one float32"),
+            "{}",
+            problems[0].why
+        );
+        // Mul(gamma, Rsqrt) matches too (Mul commutes), but OpenCV wires the fused node's
+        // inputs by pattern position: its gamma becomes the Rsqrt, and the import fails
+        // (tests/consumers/probe_opencv_profile.py: "More than one input is Const op").
+        let g = keras_batch_norm_in_order(eps(), gamma(), ["gamma_id", "bn/Rsqrt"], vec![]);
+        assert_eq!(
+            kinds(&blocking(&g, "opencv")),
+            [
+                ("bn/Rsqrt".to_string(), ProblemKind::FusedOnly),
+                ("bn/add_1".to_string(), ProblemKind::NonConstInput)
+            ]
+        );
+    }
+
+    #[test]
+    fn opencv_fuses_relu6_only_with_a_max_of_six() {
+        let relu6 = |max: f32| {
+            graph(vec![
+                placeholder("x", &[1, 4]),
+                node("relu", "Relu", &["x"]),
+                float_val("six", &[max], &[]),
+                float_val("zero", &[0.0], &[]),
+                node("min", "Minimum", &["relu", "six"]),
+                node("max", "Maximum", &["min", "zero"]),
+            ])
+        };
+        assert!(blocking(&relu6(6.0), "opencv").is_empty());
+        // Not ReLU6, but still Minimum -> Maximum: the later ClipByValue pattern takes it.
+        assert!(blocking(&relu6(5.0), "opencv").is_empty());
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            float_val("hi", &[6.0], &[]),
+            node("min", "Minimum", &["x", "hi"]),
+            node("neg", "Neg", &["min"]),
+        ]);
+        assert_eq!(
+            kinds(&blocking(&g, "opencv")),
+            [
+                ("min".to_string(), ProblemKind::FusedOnly),
+                ("neg".to_string(), ProblemKind::FusedOnly)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subgraph_pattern_naming_no_earlier_node_is_a_bad_profile() {
+        let mut fusion = target("opencv").fused_subgraphs.clone().unwrap();
+        fusion.patterns[0].nodes[6].inputs[0] = "nowhere".into();
+        let error = fusion.compile().unwrap_err();
+        assert!(
+            error.contains("BatchNormSubgraph") && error.contains("'nowhere'"),
+            "{error}"
         );
     }
 
