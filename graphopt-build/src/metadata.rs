@@ -59,8 +59,23 @@ pub fn build_from_manifest() -> Result<Vec<BuiltModel>, Error> {
         .iter()
         .find(|p| p.manifest_path.as_std_path() == toml)
         .ok_or_else(|| metadata_error("package not found by cargo metadata".into()))?;
-    let models = package
-        .metadata
+    models_from_metadata(&toml, &package.metadata)?
+        .into_iter()
+        .map(Model::build)
+        .collect()
+}
+
+/// The models a package's `[package.metadata]` declares (`metadata` as cargo metadata gives
+/// it), each set up as its table says, in name order.
+fn models_from_metadata(
+    toml: &std::path::Path,
+    metadata: &serde_json::Value,
+) -> Result<Vec<Model>, Error> {
+    let metadata_error = |message: String| Error::Metadata {
+        path: toml.to_path_buf(),
+        message,
+    };
+    let models = metadata
         .get("graphopt")
         .and_then(|g| g.get("models"))
         .and_then(|m| m.as_object());
@@ -94,7 +109,7 @@ pub fn build_from_manifest() -> Result<Vec<BuiltModel>, Error> {
             ))),
         }
     };
-    let mut built = Vec::new();
+    let mut declared = Vec::new();
     for (name, table) in models {
         let Some(entries) = table.as_object() else {
             return Err(metadata_error(format!("models.{name} must be a table")));
@@ -153,7 +168,80 @@ pub fn build_from_manifest() -> Result<Vec<BuiltModel>, Error> {
         if let Some(operations) = size("work_budget")? {
             model = model.work_budget(operations);
         }
-        built.push(model.build()?);
+        declared.push(model);
     }
-    Ok(built)
+    Ok(declared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(table: serde_json::Value) -> Result<Vec<Model>, Error> {
+        let metadata = serde_json::json!({ "graphopt": { "models": table } });
+        models_from_metadata(std::path::Path::new("Cargo.toml"), &metadata)
+    }
+
+    #[test]
+    fn every_key_reaches_the_model() {
+        let models = declared(serde_json::json!({
+            "b": { "path": "models/b.pb", "target": "graphopt" },
+            "a": {
+                "path": "models/a", "inputs": ["x"], "outputs": ["y"], "transforms": "@deploy",
+                "signature": "serving_default", "tag_set": "serve", "lock_file": "a.lock",
+                "verify": 1e-5, "target": "opencv", "memory_budget": "1K", "work_budget": 10
+            }
+        }))
+        .unwrap();
+        let [a, b] = models.as_slice() else {
+            panic!("{models:?}")
+        };
+        assert_eq!((a.name.as_str(), b.name.as_str()), ("a", "b"));
+        assert_eq!(a.path, std::path::Path::new("models/a"));
+        assert_eq!(
+            (a.inputs.as_slice(), a.outputs.as_slice()),
+            (&["x".to_string()][..], &["y".to_string()][..])
+        );
+        assert_eq!(a.transforms, "@deploy");
+        assert_eq!(a.signature.as_deref(), Some("serving_default"));
+        assert_eq!(a.tag_set.as_deref(), Some("serve"));
+        assert_eq!(a.lock_file.as_deref(), Some(std::path::Path::new("a.lock")));
+        assert_eq!(a.verify, Some(1e-5));
+        assert_eq!(a.target.as_deref(), Some("opencv"));
+        assert_eq!(
+            format!("{:?}", a.budget),
+            format!(
+                "{:?}",
+                Model::new("a", "a")
+                    .memory_budget(1024)
+                    .work_budget(10)
+                    .budget
+            )
+        );
+        // A target alone: legalize and check, nothing else.
+        assert_eq!(b.target.as_deref(), Some("graphopt"));
+        assert_eq!((b.verify, b.transforms.as_str()), (None, ""));
+    }
+
+    #[test]
+    fn a_misspelled_key_or_a_wrong_type_is_an_error() {
+        let error = declared(serde_json::json!({ "m": { "path": "m.pb", "transform": "x" } }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown key 'transform'") && error.contains("transforms"),
+            "{error}"
+        );
+        let error = declared(serde_json::json!({ "m": { "path": "m.pb", "target": 3 } }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("models.m.target must be a string"),
+            "{error}"
+        );
+        let error = declared(serde_json::json!({ "m": { "target": "opencv" } }))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("models.m.path is required"), "{error}");
+    }
 }

@@ -1117,6 +1117,13 @@ fn colliding_constants_are_an_error_and_typos_get_suggestions() {
     );
 }
 
+/// A graph with an op graphopt's evaluator has no kernel for.
+const SVD_PBTXT: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { dim { size: 2 } dim { size: 2 } } } } }
+node { name: "svd" op: "Svd" input: "x" attr { key: "T" value { type: DT_FLOAT } } attr { key: "compute_uv" value { b: false } } attr { key: "full_matrices" value { b: false } } }
+node { name: "out" op: "Relu" input: "svd" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+
 /// A build script that builds the guarded models in turn and writes each outcome to
 /// guards.txt.
 const GUARDS_BUILD: &str = r#"
@@ -1133,6 +1140,10 @@ fn main() {
             .transforms("@deploy").target("opencv").build().map(|_| ())),
         ("loop", Model::new("rnn", "models/rnn.pb").outputs(["Identity"]).target("opencv").build().map(|_| ())),
         ("unknown target", tiny().target("onnx").build().map(|_| ())),
+        ("evaluator", Model::new("for_eval", "models/tiny.pb").inputs(["input"]).outputs(["probs"])
+            .transforms("@deploy").target("graphopt").build().map(|_| ())),
+        ("no kernel", Model::new("svd", "models/svd.pbtxt").inputs(["x"]).outputs(["out"])
+            .target("graphopt").build().map(|_| ())),
         ("budget", Model::new("starved", "models/tiny.pb").inputs(["input"]).outputs(["probs"])
             .transforms("fold_constants").memory_budget(4096).build().map(|_| ())),
         ("metadata", graphopt_build::build_from_manifest().map(|_| ())),
@@ -1157,6 +1168,7 @@ fn verify_target_and_budget_guard_the_build() {
         "\n[package.metadata.graphopt.models.listed]\npath = \"models/tiny.pb\"\ninputs = [\"input\"]\noutputs = [\"probs\"]\n\
          transforms = \"round_weights(num_steps=2)\"\nverify = 1e-5\ntarget = \"opencv\"\nmemory_budget = \"1G\"\n",
     );
+    app.write("models/svd.pbtxt", SVD_PBTXT);
     app.write("build.rs", GUARDS_BUILD);
     app.write("src/main.rs", "fn main() {}\n");
     app.build_ok();
@@ -1206,6 +1218,16 @@ fn verify_target_and_budget_guard_the_build() {
             "tract",
         ],
     );
+    // The `eval` feature's own evaluator as the target: @deploy's output runs in it, an op
+    // without a kernel fails the build instead of the app at run time.
+    expect("evaluator", &["None"]);
+    expect(
+        "no kernel",
+        &[
+            "graphopt: model 'svd': target 'graphopt' cannot load 1 node(s) after legalize(target=graphopt): ",
+            "svd (Svd): graphopt's evaluator has no kernel for this op",
+        ],
+    );
     expect("budget", &["graphopt: model 'starved': ", "budget"]);
     // The metadata keys reach the same guards.
     expect(
@@ -1215,5 +1237,5 @@ fn verify_target_and_budget_guard_the_build() {
             "over .verify(1e-5)",
         ],
     );
-    assert_eq!(lines.len(), 8, "{text}");
+    assert_eq!(lines.len(), 10, "{text}");
 }
