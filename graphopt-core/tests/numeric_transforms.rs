@@ -821,6 +821,80 @@ fn nchw_conversion_keeps_outputs_and_one_transpose() {
     }
 }
 
+/// A squeeze-excite block's pooling keeps its dims and its dense layers reshape `[N, 1, 1, C]`:
+/// with static shapes the Transposes cancel through both, so the EfficientNet-style block keeps
+/// only its input's.
+#[test]
+fn nchw_conversion_passes_squeeze_excite_reshapes() {
+    let graph = apply(
+        "efficientnet_block",
+        r#"fix_input_shapes(shape="1,32,32,3") @deploy convert_to_nchw @deploy"#,
+    );
+    assert_matches_tensorflow("efficientnet_block", &graph, 1e-5);
+    assert_eq!(count(&graph, "Transpose"), 1);
+}
+
+/// MirrorPad and PadV2 between convolutions pad NCHW's spatial axes instead; no Transpose
+/// stays between them.
+#[test]
+fn nchw_conversion_sinks_through_mirror_pad_and_pad_v2() {
+    use synthetic::*;
+    let paddings = |name: &str| {
+        let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::I32(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[4, 2]), vec![0, 0, 2, 1, 1, 2, 0, 0])
+                .unwrap(),
+        ));
+        graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+    };
+    let conv = |name: &str, input: &str, w: &str| {
+        node(
+            name,
+            "Conv2D",
+            &[input, w],
+            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("VALID"))],
+        )
+    };
+    let g = graph(vec![
+        placeholder("x", &[1, 6, 7, 3]),
+        constant("w1", &[2, 2, 3, 4], 1, false),
+        conv("conv1", "x", "w1"),
+        paddings("p1"),
+        node(
+            "mirror",
+            "MirrorPad",
+            &["conv1", "p1"],
+            &[("mode", s("SYMMETRIC"))],
+        ),
+        constant("w2", &[3, 3, 4, 4], 2, false),
+        conv("conv2", "mirror", "w2"),
+        paddings("p2"),
+        constant("fill", &[], 3, false),
+        node("pad", "PadV2", &["conv2", "p2", "fill"], &[]),
+        constant("w3", &[3, 3, 4, 2], 4, false),
+        conv("conv3", "pad", "w3"),
+        node("out", "Relu", &["conv3"], &[]),
+    ]);
+    let mut converted = g.clone();
+    run_on(&mut converted, "convert_to_nchw", &["out"]).unwrap();
+    assert_eq!(count(&converted, "Transpose"), 2, "one in, one out");
+    for name in ["mirror", "pad"] {
+        let node = converted.node.iter().find(|n| n.name == name).unwrap();
+        let from = converted
+            .node
+            .iter()
+            .find(|n| n.name == node.input[0])
+            .unwrap();
+        assert_eq!(from.op, "Conv2D", "{name} reads the NCHW convolution");
+    }
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec!["out".to_string()],
+        seed: 5,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&g, &converted, &options).unwrap();
+    assert!(report.worst() < 1e-5, "{report:?}");
+}
+
 #[test]
 fn nchw_inputs_when_asked() {
     let graph = apply("keras_cnn", "@deploy convert_to_nchw(keep_io_layout=false)");

@@ -7,7 +7,8 @@
 //! The Transposes then sink through what does not care about layout — unary elementwise ops,
 //! binary ones whose other operand is a scalar, a per-channel constant (reshaped to
 //! `[1, C, 1, 1]`) or another tensor waiting on the same Transpose, channel concatenations,
-//! spatial reductions and paddings — and cancelling pairs disappear, so a CNN keeps one
+//! spatial reductions (kept dims included) and paddings (Pad, PadV2, MirrorPad) — and
+//! cancelling pairs disappear, so a CNN keeps one
 //! Transpose at its input and one where it leaves 4-D. Filters need no change: TensorFlow's
 //! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder read only through
 //! the input Transpose takes NCHW itself. Protected nodes keep their layout.
@@ -141,6 +142,16 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
                 .len(),
         )
     };
+    // Nodes whose output 0 is [N, 1, 1, C] in NHWC: the same elements in the same order as
+    // its NCHW form [N, C, 1, 1], so a Reshape can read either.
+    let unit_spatial: HashMap<String, (Option<usize>, usize)> = graph
+        .node
+        .iter()
+        .filter_map(|n| match known.partial_of(&n.name)? {
+            [n_dim, Some(1), Some(1), Some(c)] => Some((n.name.clone(), (*n_dim, *c))),
+            _ => None,
+        })
+        .collect();
     let mut builder = Builder {
         taken: graph.node.iter().map(|n| n.name.clone()).collect(),
         names: UniqueNames::default(),
@@ -218,7 +229,7 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     graph.node.extend(std::mem::take(&mut builder.added));
     // Each step moves one Transpose past one node or cancels a pair; the bound is a guard.
     let steps = graph.node.len().saturating_mul(8);
-    Sinking::new(graph, protected, &perms, builder).run(steps);
+    Sinking::new(graph, protected, &perms, builder, &unit_spatial).run(steps);
     if !keep_io_layout {
         inputs_take_nchw(graph, &perms);
     }
@@ -238,6 +249,13 @@ enum Step {
     Cancel(String),
     /// A global spatial reduction now reads NCHW: new inputs 0 and 1, and no Transpose after.
     Reduce(String, String),
+    /// A Reshape of an `[N, 1, 1, C]` tensor reads its NCHW form instead (the same elements in
+    /// the same order): new input 0, no Transpose after.
+    Flatten(String),
+    /// A Transpose into NCHW of a Reshape (read by nothing else) that makes `[N, 1, 1, C]`:
+    /// the Reshape makes `[N, C, 1, 1]` instead (node, new shape Const), and the Transpose's
+    /// readers read it.
+    Unflatten(usize, String),
     /// The node now computes in NCHW from these data inputs (by data position); its readers
     /// get its output back through a new Transpose.
     Sink(Vec<(usize, String)>),
@@ -254,6 +272,7 @@ struct Sinking<'g> {
     protected: &'g HashSet<String>,
     perms: &'g Perms,
     builder: Builder,
+    unit_spatial: &'g HashMap<String, (Option<usize>, usize)>,
     index: crate::graph::NameMap<String, usize>,
     /// Nodes that read each node (some perhaps no longer: check the inputs).
     readers: Vec<Vec<usize>>,
@@ -272,6 +291,7 @@ impl<'g> Sinking<'g> {
         protected: &'g HashSet<String>,
         perms: &'g Perms,
         builder: Builder,
+        unit_spatial: &'g HashMap<String, (Option<usize>, usize)>,
     ) -> Self {
         let mut sinking = Sinking {
             index: crate::graph::owned_name_index(graph),
@@ -279,6 +299,7 @@ impl<'g> Sinking<'g> {
             protected,
             perms,
             builder,
+            unit_spatial,
             readers: Vec::new(),
             reads: Vec::new(),
             gone: Vec::new(),
@@ -382,11 +403,19 @@ impl<'g> Sinking<'g> {
         if node.op == "Transpose" {
             let is_to_nchw =
                 inputs.get(1).map(|p| InputRef::parse(p).node) == Some(self.perms.to_nchw.as_str());
-            return if is_to_nchw {
-                back(0).map(Step::Cancel)
-            } else {
-                None
-            };
+            if !is_to_nchw {
+                return None;
+            }
+            if let Some(x) = back(0) {
+                return Some(Step::Cancel(x));
+            }
+            return self.unflatten(inputs.first()?);
+        }
+        if node.op == "Reshape" && inputs.len() == 2 {
+            let x = back(0)?;
+            let source = InputRef::parse(&x);
+            return (source.port == 0 && self.unit_spatial.contains_key(source.node))
+                .then_some(Step::Flatten(x));
         }
         output_type(node)?;
         let op = node.op.as_str();
@@ -417,12 +446,23 @@ impl<'g> Sinking<'g> {
             let mut r: Vec<(usize, String)> = parts.into_iter().enumerate().collect();
             r.push((n, axis));
             r
-        } else if matches!(op, "Mean" | "Sum" | "Max" | "Min") && inputs.len() == 2 {
+        } else if matches!(op, "Mean" | "Sum" | "Max" | "Min" | "Prod") && inputs.len() == 2 {
             let axes = self.const_ints(&inputs[1])?;
             let keep = attrs::bool(node, "keep_dims").unwrap_or(false);
             let x = back(0)?;
-            if keep || sorted(&axes) != [1, 2] {
+            if sorted(&axes) != [1, 2] {
                 return None;
+            }
+            if keep {
+                // [N, 1, 1, C] stays 4-D: the same reduction over NCHW's spatial axes gives
+                // [N, C, 1, 1], and the Transpose sinks on (a squeeze-excite block's pooling).
+                let a = builder_const(
+                    &mut self.builder,
+                    &format!("{name}/axes_nchw"),
+                    &[2, 3],
+                    false,
+                );
+                return Some(Step::Sink(vec![(0, x), (1, a)]));
             }
             // A global spatial reduction: [N, C] in both layouts, no Transpose after.
             let a = builder_const(
@@ -432,7 +472,8 @@ impl<'g> Sinking<'g> {
                 true,
             );
             return Some(Step::Reduce(x, a));
-        } else if op == "Pad" && inputs.len() == 2 {
+        } else if matches!((op, inputs.len()), ("Pad" | "MirrorPad", 2) | ("PadV2", 3)) {
+            // A MirrorPad's mode and a PadV2's scalar fill do not depend on the layout.
             let pads = self.const_ints(&inputs[1])?;
             let x = back(0)?;
             if pads.len() != 8 {
@@ -449,6 +490,28 @@ impl<'g> Sinking<'g> {
             return None;
         };
         Some(Step::Sink(rewrite))
+    }
+
+    /// The step for a Transpose into NCHW of `input` when that is an unprotected Reshape read
+    /// only here whose output is `[N, 1, 1, C]`: the Reshape makes `[N, C, 1, 1]` itself.
+    fn unflatten(&mut self, input: &str) -> Option<Step> {
+        let parsed = InputRef::parse(input);
+        let &p = self.index.get(parsed.node)?;
+        let reshape = self.producer(input)?;
+        if parsed.port != 0
+            || reshape.op != "Reshape"
+            || self.protected.contains(&reshape.name)
+            || self.reads.get(p) != Some(&1)
+            || attrs::dtype(reshape, "Tshape").is_some_and(|t| t != DataType::DtInt32)
+        {
+            return None;
+        }
+        let &(batch, channels) = self.unit_spatial.get(&reshape.name)?;
+        let batch = batch.map_or(Some(-1), |n| i64::try_from(n).ok())?;
+        let channels = i64::try_from(channels).ok()?;
+        let base = format!("{}/shape_nchw", reshape.name);
+        let shape = builder_const(&mut self.builder, &base, &[batch, channels, 1, 1], false);
+        Some(Step::Unflatten(p, shape))
     }
 
     /// A constant operand that broadcasts the same against NCHW: a scalar as it is, a
@@ -502,6 +565,22 @@ impl<'g> Sinking<'g> {
             Step::Reduce(x, axes) => {
                 self.set_input(i, 0, x);
                 self.set_input(i, 1, axes);
+            }
+            Step::Flatten(x) => self.set_input(i, 0, x),
+            Step::Unflatten(reshape, shape) => {
+                if let Some(name) = self.graph.node.get(reshape).map(|n| n.name.clone()) {
+                    if let Some(position) = self.graph.node.get(reshape).and_then(|n| {
+                        n.input
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, input)| !input.starts_with('^'))
+                            .nth(1)
+                            .map(|(position, _)| position)
+                    }) {
+                        self.set_input(reshape, position, shape);
+                    }
+                    self.rewire_readers(i, &name);
+                }
             }
             Step::Sink(rewrite) => {
                 if let Some(exit) = added.clone().last().and_then(|e| self.graph.node.get(e)) {
