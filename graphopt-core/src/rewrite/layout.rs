@@ -7,7 +7,8 @@
 //! The Transposes then sink through what does not care about layout — unary elementwise ops,
 //! binary ones whose other operand is a scalar, a per-channel constant (reshaped to
 //! `[1, C, 1, 1]`) or another tensor waiting on the same Transpose, channel concatenations,
-//! spatial reductions (kept dims included) and paddings (Pad, PadV2, MirrorPad) — and
+//! spatial reductions (kept dims included), paddings (Pad, PadV2, MirrorPad), Reshapes of
+//! `[N, 1, 1, C]` tensors and Shape (read back through a GatherV2 into NHWC order) — and
 //! cancelling pairs disappear, so a CNN keeps one
 //! Transpose at its input and one where it leaves 4-D. Filters need no change: TensorFlow's
 //! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder read only through
@@ -35,6 +36,12 @@ fn ints_attr(values: &[i64]) -> AttrValue {
             i: values.to_vec(),
             ..Default::default()
         }))),
+    }
+}
+
+fn type_attr(dtype: DataType) -> AttrValue {
+    AttrValue {
+        value: Some(attr_value::Value::Type(dtype as i32)),
     }
 }
 
@@ -118,12 +125,8 @@ impl Builder {
         if let Some(t) = t {
             node.attr.insert("T".into(), t);
         }
-        node.attr.insert(
-            "Tperm".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(DataType::DtInt32 as i32)),
-            },
-        );
+        node.attr
+            .insert("Tperm".into(), type_attr(DataType::DtInt32));
         self.added.push(node);
         name
     }
@@ -132,16 +135,8 @@ impl Builder {
 /// Converts the graph to NCHW (see the module docs); returns how many ops changed layout.
 pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout: bool) -> usize {
     let known = shapes::infer_graph(graph);
-    let rank_of = |input: &str| -> Option<usize> {
-        let parsed = InputRef::parse(input);
-        Some(
-            known
-                .get(parsed.node)?
-                .get(parsed.port as usize)?
-                .as_ref()?
-                .len(),
-        )
-    };
+    // The rank is what matters, so a batch left unknown does not stop the conversion.
+    let rank_of = |input: &str| -> Option<usize> { Some(known.partial_of(input)?.len()) };
     // Nodes whose output 0 is [N, 1, 1, C] in NHWC: the same elements in the same order as
     // its NCHW form [N, C, 1, 1], so a Reshape can read either.
     let unit_spatial: HashMap<String, (Option<usize>, usize)> = graph
@@ -256,6 +251,9 @@ enum Step {
     /// the Reshape makes `[N, C, 1, 1]` instead (node, new shape Const), and the Transpose's
     /// readers read it.
     Unflatten(usize, String),
+    /// A Shape now reads the NCHW tensor; its readers get the dims back in NHWC order through a
+    /// new GatherV2 (by the permutation Const and axis Const named).
+    Shape(String, String, String),
     /// The node now computes in NCHW from these data inputs (by data position); its readers
     /// get its output back through a new Transpose.
     Sink(Vec<(usize, String)>),
@@ -411,6 +409,13 @@ impl<'g> Sinking<'g> {
             }
             return self.unflatten(inputs.first()?);
         }
+        if node.op == "Shape" && inputs.len() == 1 {
+            let x = back(0)?;
+            let name = node.name.clone();
+            let perm = builder_const(&mut self.builder, &format!("{name}/perm"), &TO_NHWC, false);
+            let axis = builder_const(&mut self.builder, &format!("{name}/axis"), &[0], true);
+            return Some(Step::Shape(x, perm, axis));
+        }
         if node.op == "Reshape" && inputs.len() == 2 {
             let x = back(0)?;
             let source = InputRef::parse(&x);
@@ -548,6 +553,37 @@ impl<'g> Sinking<'g> {
         let Some(step) = self.plan(i) else {
             return false;
         };
+        if let Step::Shape(_, perm, axis) = &step {
+            let Some(node) = self.graph.node.get(i) else {
+                return false;
+            };
+            let out_type = node
+                .attr
+                .get("out_type")
+                .cloned()
+                .unwrap_or_else(|| type_attr(DataType::DtInt32));
+            let gather = NodeDef {
+                name: self.builder.unique_name(&format!("{}/nhwc", node.name)),
+                op: "GatherV2".into(),
+                input: vec![node.name.clone(), perm.clone(), axis.clone()],
+                device: node.device.clone(),
+                attr: [
+                    ("Tparams".to_string(), out_type),
+                    ("Tindices".to_string(), type_attr(DataType::DtInt32)),
+                    ("Taxis".to_string(), type_attr(DataType::DtInt32)),
+                    (
+                        "batch_dims".to_string(),
+                        AttrValue {
+                            value: Some(attr_value::Value::I(0)),
+                        },
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            };
+            self.builder.added.push(gather);
+        }
         if let Step::Sink(_) = step {
             let Some(node) = self.graph.node.get(i) else {
                 return false;
@@ -567,6 +603,14 @@ impl<'g> Sinking<'g> {
                 self.set_input(i, 1, axes);
             }
             Step::Flatten(x) => self.set_input(i, 0, x),
+            Step::Shape(x, _, _) => {
+                // The GatherV2 is the last node built; the Shape's readers read it.
+                if let Some(gather) = added.clone().last().and_then(|e| self.graph.node.get(e)) {
+                    let gather = gather.name.clone();
+                    self.rewire_readers(i, &gather);
+                }
+                self.set_input(i, 0, x);
+            }
             Step::Unflatten(reshape, shape) => {
                 if let Some(name) = self.graph.node.get(reshape).map(|n| n.name.clone()) {
                     if let Some(position) = self.graph.node.get(reshape).and_then(|n| {
