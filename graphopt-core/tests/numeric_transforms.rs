@@ -821,6 +821,18 @@ fn nchw_conversion_keeps_outputs_and_one_transpose() {
     }
 }
 
+/// Every fixture, its batch fixed or not, computes what TensorFlow does after the conversion
+/// (inputs and outputs keep their layout).
+#[test]
+fn nchw_conversion_keeps_every_fixtures_outputs() {
+    for name in common::MODELS {
+        for pipeline in ["convert_to_nchw", "@deploy convert_to_nchw @deploy"] {
+            let graph = apply(name, pipeline);
+            assert_matches_tensorflow(name, &graph, 1e-5);
+        }
+    }
+}
+
 /// A squeeze-excite block's pooling keeps its dims and its dense layers reshape `[N, 1, 1, C]`
 /// (with the batch unknown, from Shape arithmetic): the Transposes cancel through both, so the
 /// EfficientNet-style block keeps only its input's, batch fixed or not.
