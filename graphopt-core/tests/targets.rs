@@ -114,6 +114,36 @@ fn opencv_check_agrees_with_real_opencv_on_every_judged_graph() {
     assert_eq!(cases.keys().filter(|c| c.ends_with("@raw")).count(), 7);
 }
 
+/// The graphs on the edges of OpenCV's subgraph fusion that real OpenCV 4.10 judged
+/// (tests/consumers/opencv_subgraph_probes.py): a batch norm fused or failing its epsilon
+/// check, a control input after a fusion, ResizeBilinearSubgraphDown's factors. `check`
+/// blocks exactly those OpenCV did not load.
+#[test]
+fn opencv_check_agrees_with_real_opencv_on_the_fusion_probes() {
+    let path = common::fixtures().join("expected/opencv_probes.json");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let probes = report["probes"].as_object().unwrap();
+    assert_eq!(probes.len(), 7, "probes recorded");
+    let target = Target::by_name("opencv").unwrap();
+    for (name, judged) in probes {
+        let file = common::fixtures().join(format!("opencv_probes/{name}.pb"));
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(
+            common::sha256_hex(&bytes),
+            judged["sha256"].as_str().unwrap(),
+            "{name}: not the judged bytes"
+        );
+        let graph = graphopt_core::io::read_graph(&file).unwrap().graph;
+        let problems = targets::check(&graph, target);
+        assert_eq!(
+            !targets::any_blocking(&problems),
+            judged["loaded"].as_bool().unwrap(),
+            "{name}: check disagrees with OpenCV: {problems:#?}"
+        );
+    }
+}
+
 /// A FusedBatchNormV3 graph fails the TensorRT check and passes once legalized for it; tract's
 /// legalized CNN fixtures pass tract's check.
 #[test]

@@ -385,6 +385,9 @@ pub enum ProblemKind {
     AttrValue,
     /// An attribute the target rejects is present.
     RejectedAttr,
+    /// The importer's own preprocessing fails here (a fused subgraph's check, a control input
+    /// it cannot resolve).
+    ImportFails,
 }
 
 /// One node a target cannot load (or, when not blocking, one it may mishandle).
@@ -595,6 +598,19 @@ fn check_nodes(nodes: &[NodeDef], target: &Target, scope: Option<Scope<'_>>) -> 
         .unwrap_or_default();
     let mut problems = Vec::new();
     for (position, original) in nodes.iter().enumerate() {
+        if let Some(why) = fusions.failures.remove(&position) {
+            problems.push(Problem {
+                node: match scope {
+                    Some(s) => format!("{}/{}", s.function, original.name),
+                    None => original.name.clone(),
+                },
+                op: original.op.clone(),
+                why,
+                kind: ProblemKind::ImportFails,
+                blocking: true,
+            });
+            continue;
+        }
         if fusions.is_absorbed(position) {
             continue;
         }
@@ -629,10 +645,6 @@ fn check_nodes(nodes: &[NodeDef], target: &Target, scope: Option<Scope<'_>>) -> 
                 blocking,
             });
         };
-        if let Some(why) = fused.as_ref().and_then(|f| f.fails.clone()) {
-            report(ProblemKind::FusedOnly, why, true);
-            continue;
-        }
         // A fused node is the importer's own construction: only its inputs and attributes
         // are checked.
         let op_problem = match fused {
@@ -1724,17 +1736,49 @@ mod tests {
             "{}",
             problems[0].why
         );
-        // An epsilon of two values fails OpenCV's finalize check.
+        // An epsilon of two values fails OpenCV's finalize check; one stored value passes
+        // whatever the declared shape (OpenCV counts what is stored).
         let g = keras_batch_norm(float_content("eps", &[1e-3; 2], &[2]), gamma(), vec![]);
         let problems = blocking(&g, "opencv");
         assert_eq!(
             kinds(&problems),
-            [("bn/add_1".to_string(), ProblemKind::FusedOnly)]
+            [("bn/add_1".to_string(), ProblemKind::ImportFails)]
         );
         assert!(
             problems[0].why.contains("one float32"),
             "{}",
             problems[0].why
+        );
+        let g = keras_batch_norm(float_val("eps", &[1e-3], &[4]), gamma(), vec![]);
+        assert!(blocking(&g, "opencv").is_empty());
+        // Once anything is fused, a control input left in the graph fails the import; one
+        // from an Identity is a data input by then.
+        let g = keras_batch_norm(
+            eps(),
+            gamma(),
+            vec![
+                node("anchor", "Identity", &["x"]),
+                node("after", "Relu", &["bn/add_1", "^anchor"]),
+                node("other", "Relu", &["bn/add_1", "^x"]),
+            ],
+        );
+        let problems = blocking(&g, "opencv");
+        assert_eq!(
+            kinds(&problems),
+            [("other".to_string(), ProblemKind::ImportFails)]
+        );
+        assert!(
+            problems[0].why.contains("control input"),
+            "{}",
+            problems[0].why
+        );
+        let g = graph(vec![
+            placeholder("x", &[1, 4]),
+            node("other", "Relu", &["x", "^x"]),
+        ]);
+        assert!(
+            blocking(&g, "opencv").is_empty(),
+            "nothing fused, nothing counted"
         );
         // Mul(gamma, Rsqrt) matches too (Mul commutes), but OpenCV wires the fused node's
         // inputs by pattern position: its gamma becomes the Rsqrt, and the import fails

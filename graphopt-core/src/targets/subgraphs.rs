@@ -25,6 +25,13 @@ pub struct SubgraphFusion {
     pub source: String,
     /// Ops the importer removes before matching, their consumers reading the op's first input.
     pub bypassed: Vec<String>,
+    /// The bypassed ops whose removal also turns a control input from them into a data input
+    /// from what they read (OpenCV's RemoveIdentityOps strips the `^`).
+    pub identities: Vec<String>,
+    /// Why, once anything is fused, a control input left in the graph fails the import (OpenCV
+    /// counts readers by input name, and `^name` names no node); absent when it does not.
+    #[serde(default)]
+    pub control_inputs_fail_after_fusion: Option<String>,
     /// Ops renamed before matching (OpenCV: AddV2 is matched as Add).
     #[serde(default)]
     pub renamed: BTreeMap<String, String>,
@@ -71,7 +78,8 @@ pub struct PatternNode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Requirement {
-    /// `node` is a Const holding one float32 (equal to `equals` when given).
+    /// `node` is a Const storing one float32 or float16, its declared shape aside (equal to
+    /// `equals` when given).
     F32Scalar {
         node: String,
         #[serde(default)]
@@ -79,10 +87,22 @@ pub enum Requirement {
         otherwise: Otherwise,
         why: String,
     },
-    /// `node` is a Const holding exactly `count` int32 values.
+    /// `node` is a Const storing exactly `count` int32 values (its declared shape aside).
     I32Values {
         node: String,
         count: u64,
+        otherwise: Otherwise,
+        why: String,
+    },
+    /// `node` is a Const with at least one value in `int_val`.
+    IntVal {
+        node: String,
+        otherwise: Otherwise,
+        why: String,
+    },
+    /// `node` is a DT_DOUBLE Const with at least one value in `double_val`.
+    DoubleVal {
+        node: String,
         otherwise: Otherwise,
         why: String,
     },
@@ -110,8 +130,19 @@ pub enum Otherwise {
 struct Compiled {
     ops: Vec<String>,
     inputs: Vec<Vec<usize>>,
-    fused_inputs: Vec<usize>,
+    fused_inputs: Vec<FusedInput>,
     requires: Vec<(usize, Requirement)>,
+}
+
+/// Where a fused node's input comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FusedInput {
+    /// What the first matched node reading this pattern node reads there (the importer's
+    /// `Subgraph::replace`).
+    Node(usize),
+    /// The root's own data input N as it was when matched (`@root.N` in the profile: an
+    /// importer's finalize step that rewires it so).
+    RootInput(usize),
 }
 
 /// The fused node a matched root becomes.
@@ -122,8 +153,6 @@ pub struct Fused {
     /// The root, rewritten as the importer leaves it: the fused op, its inputs (names of the
     /// graph's nodes), the root's own attributes.
     pub node: NodeDef,
-    /// Why the importer fails on this match, if it does.
-    pub fails: Option<String>,
 }
 
 /// What the fusions do to a list of nodes.
@@ -133,9 +162,14 @@ pub struct Fusions {
     pub absorbed: Vec<bool>,
     /// The roots, by node position.
     pub fused: BTreeMap<usize, Fused>,
+    /// Why the import fails, by the position of the node it fails at: a match whose checks
+    /// fail (whatever later fusions do to the node), or a control input left once anything
+    /// is fused.
+    pub failures: BTreeMap<usize, String>,
 }
 
 impl Fusions {
+    /// Whether the node is gone by the time the importer loads the graph.
     pub fn is_absorbed(&self, position: usize) -> bool {
         self.absorbed.get(position).copied().unwrap_or(false)
     }
@@ -164,12 +198,14 @@ impl SubgraphFusion {
         let mut view = View::new(nodes, self);
         let mut matched_non_roots = Vec::new();
         let mut fused = BTreeMap::new();
+        let mut failures = BTreeMap::new();
+        let mut any = false;
         for (pattern, compiled) in self.patterns.iter().zip(&self.compiled) {
             for root in 0..view.ops.len() {
                 let Some(matched) = view.match_at(root, compiled) else {
                     continue;
                 };
-                let mut fails = None;
+                let mut fails: Option<String> = None;
                 let mut rejected = false;
                 for (node, requirement) in &compiled.requires {
                     let Some(&position) = matched.get(*node) else {
@@ -192,8 +228,20 @@ impl SubgraphFusion {
                 let inputs: Vec<Option<usize>> = compiled
                     .fused_inputs
                     .iter()
-                    .map(|&f| view.input_feeding(compiled, &matched, f))
+                    .map(|&f| match f {
+                        FusedInput::Node(f) => view.input_feeding(compiled, &matched, f),
+                        FusedInput::RootInput(k) => view
+                            .inputs
+                            .get(root_position)
+                            .and_then(|i| i.get(k))
+                            .copied()
+                            .flatten(),
+                    })
                     .collect();
+                if let Some(why) = &fails {
+                    failures.entry(root_position).or_insert_with(|| why.clone());
+                }
+                any = true;
                 if let Some(op) = view.ops.get_mut(root_position) {
                     *op = &pattern.fused_op;
                 }
@@ -223,7 +271,6 @@ impl SubgraphFusion {
                     Fused {
                         pattern: pattern.name.clone(),
                         node,
-                        fails,
                     },
                 );
             }
@@ -234,7 +281,20 @@ impl SubgraphFusion {
                 fused.remove(&position);
             }
         }
-        Fusions { absorbed, fused }
+        if let (true, Some(why)) = (any, &self.control_inputs_fail_after_fusion) {
+            for (position, controls) in view.controls.iter().enumerate() {
+                let present = !view.bypassed.get(position).copied().unwrap_or(true)
+                    && !absorbed.get(position).copied().unwrap_or(true);
+                if *controls && present {
+                    failures.entry(position).or_insert_with(|| why.clone());
+                }
+            }
+        }
+        Fusions {
+            absorbed,
+            fused,
+            failures,
+        }
     }
 }
 
@@ -242,6 +302,8 @@ fn requirement_otherwise(requirement: &Requirement) -> Otherwise {
     match requirement {
         Requirement::F32Scalar { otherwise, .. }
         | Requirement::I32Values { otherwise, .. }
+        | Requirement::IntVal { otherwise, .. }
+        | Requirement::DoubleVal { otherwise, .. }
         | Requirement::AttrString { otherwise, .. } => *otherwise,
     }
 }
@@ -281,10 +343,19 @@ fn compile_pattern(pattern: &Pattern, commutative: &[String]) -> Result<Compiled
             .copied()
             .ok_or_else(|| format!("names no pattern node '{name}'"))
     };
+    let root_inputs = inputs.last().map_or(0, Vec::len);
     let fused_inputs = pattern
         .fused_inputs
         .iter()
-        .map(|n| find(n))
+        .map(|n| match n.strip_prefix("@root.") {
+            Some(k) => k
+                .parse::<usize>()
+                .ok()
+                .filter(|k| *k < root_inputs)
+                .map(FusedInput::RootInput)
+                .ok_or_else(|| format!("'{n}' names no input of the root")),
+            None => find(n).map(FusedInput::Node),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let requires = pattern
         .requires
@@ -292,6 +363,8 @@ fn compile_pattern(pattern: &Pattern, commutative: &[String]) -> Result<Compiled
         .map(|r| {
             let (Requirement::F32Scalar { node, .. }
             | Requirement::I32Values { node, .. }
+            | Requirement::IntVal { node, .. }
+            | Requirement::DoubleVal { node, .. }
             | Requirement::AttrString { node, .. }) = r;
             Ok((find(node)?, r.clone()))
         })
@@ -304,6 +377,15 @@ fn compile_pattern(pattern: &Pattern, commutative: &[String]) -> Result<Compiled
     })
 }
 
+/// How far the walk through a chain of bypassed nodes has got.
+#[derive(Clone, Copy)]
+enum Chain {
+    Unknown,
+    /// On the walk in progress (met again: a cycle, which ends nowhere).
+    Walking,
+    Ends(Option<usize>),
+}
+
 /// The graph as the matcher sees it: bypassed ops gone, ops renamed, each input the position
 /// of the node feeding it (`None`: a control input or one without a producer).
 struct View<'a> {
@@ -311,6 +393,8 @@ struct View<'a> {
     inputs: Vec<Vec<Option<usize>>>,
     /// Whether the importer removed the node before matching.
     bypassed: Vec<bool>,
+    /// Whether the node keeps a control input the importer cannot resolve.
+    controls: Vec<bool>,
     commutative: &'a [String],
 }
 
@@ -327,7 +411,7 @@ impl<'a> View<'a> {
             index.get(InputRef::parse(input).node).copied()
         };
         // Where each bypassed node's chain ends (a cycle of bypassed nodes ends nowhere).
-        let mut resolved: Vec<Option<Option<usize>>> = vec![None; nodes.len()];
+        let mut resolved: Vec<Chain> = vec![Chain::Unknown; nodes.len()];
         let mut resolve = |start: usize| -> Option<usize> {
             let mut path = Vec::new();
             let mut current = Some(start);
@@ -336,24 +420,27 @@ impl<'a> View<'a> {
                 if !bypassed.get(c).copied().unwrap_or(false) {
                     break Some(c);
                 }
-                if let Some(Some(done)) = resolved.get(c) {
-                    break *done;
+                match resolved.get(c) {
+                    Some(Chain::Ends(end)) => break *end,
+                    Some(Chain::Walking) | None => break None,
+                    Some(Chain::Unknown) => {}
                 }
-                if path.contains(&c) || path.len() > nodes.len() {
-                    break None;
+                if let Some(slot) = resolved.get_mut(c) {
+                    *slot = Chain::Walking;
                 }
                 path.push(c);
                 current = first_input(c);
             };
             for p in path {
                 if let Some(slot) = resolved.get_mut(p) {
-                    *slot = Some(end);
+                    *slot = Chain::Ends(end);
                 }
             }
             end
         };
         let mut ops = Vec::with_capacity(nodes.len());
         let mut inputs = Vec::with_capacity(nodes.len());
+        let mut controls = Vec::with_capacity(nodes.len());
         for node in nodes {
             ops.push(
                 fusion
@@ -361,24 +448,34 @@ impl<'a> View<'a> {
                     .get(&node.op)
                     .map_or(node.op.as_str(), String::as_str),
             );
+            let mut has_control = false;
             inputs.push(
                 node.input
                     .iter()
                     .map(|input| {
+                        let producer = index.get(InputRef::parse(input).node).copied();
                         if input.starts_with('^') {
-                            return None;
+                            // A control input from an identity becomes a data input from what
+                            // it reads; any other stays a name that matches no node.
+                            let identity = producer
+                                .and_then(|p| nodes.get(p))
+                                .is_some_and(|p| fusion.identities.contains(&p.op));
+                            if !identity {
+                                has_control = true;
+                                return None;
+                            }
                         }
-                        index
-                            .get(InputRef::parse(input).node)
-                            .and_then(|&p| resolve(p))
+                        producer.and_then(&mut resolve)
                     })
                     .collect(),
             );
+            controls.push(has_control);
         }
         View {
             ops,
             inputs,
             bypassed,
+            controls,
             commutative: &fusion.commutative,
         }
     }
@@ -512,74 +609,62 @@ impl<'a> View<'a> {
 /// Why `requirement` does not hold for `node`, or `None` when it holds.
 fn unmet(requirement: &Requirement, node: Option<&NodeDef>) -> Option<String> {
     let node = node?;
+    let tensor = || attrs::tensor(node, "value").filter(|_| node.op == "Const");
+    let name = &node.name;
     match requirement {
         Requirement::F32Scalar { equals, why, .. } => {
-            let value = const_values(node, DataType::DtFloat, 1)
-                .and_then(|t| f32_at(t, 0))
+            let value = tensor()
+                .and_then(single_float)
                 .filter(|v| equals.is_none_or(|e| *v == e));
-            value
-                .is_none()
-                .then(|| format!("'{}' is not a Const of one float32: {why}", node.name))
+            value.is_none().then(|| match equals {
+                Some(e) => format!("'{name}' is not a Const of one float32 equal to {e}: {why}"),
+                None => format!("'{name}' is not a Const of one float32: {why}"),
+            })
         }
-        Requirement::I32Values { count, why, .. } => const_values(node, DataType::DtInt32, *count)
-            .is_none()
-            .then(|| {
-                format!(
-                    "'{}' is not a Const of {count} int32 values: {why}",
-                    node.name
-                )
-            }),
+        Requirement::I32Values { count, why, .. } => {
+            let stored = tensor()
+                .filter(|t| t.dtype == DataType::DtInt32 as i32)
+                .map(|t| match t.tensor_content.len() {
+                    0 => t.int_val.len() as u64,
+                    bytes => bytes as u64 / 4,
+                });
+            (stored != Some(*count))
+                .then(|| format!("'{name}' is not a Const of {count} int32 values: {why}"))
+        }
+        Requirement::IntVal { why, .. } => tensor()
+            .is_none_or(|t| t.int_val.is_empty())
+            .then(|| format!("'{name}' is not a Const with a value in int_val: {why}")),
+        Requirement::DoubleVal { why, .. } => tensor()
+            .is_none_or(|t| t.dtype != DataType::DtDouble as i32 || t.double_val.is_empty())
+            .then(|| format!("'{name}' is not a float64 Const with a value in double_val: {why}")),
         Requirement::AttrString {
             attr, equals, why, ..
         } => {
             let value = attrs::string(node, attr);
             (value.as_deref() != Some(equals.as_str())).then(|| {
-                format!(
-                    "'{}' has {attr} {}: {why}",
-                    node.name,
-                    value.map_or_else(|| "unset".to_string(), |v| format!("\"{v}\""))
-                )
+                let value = value.map_or_else(|| "unset".to_string(), |v| format!("\"{v}\""));
+                format!("'{name}' has {attr} {value}: {why}")
             })
         }
     }
 }
 
-/// The tensor of a Const of `dtype` whose shape holds exactly `count` elements, all stored.
-fn const_values(node: &NodeDef, dtype: DataType, count: u64) -> Option<&TensorProto> {
-    if node.op != "Const" {
-        return None;
+/// The one value a float32 or float16 tensor stores (in its content or its value list; the
+/// importer reads what is stored, whatever the declared shape says).
+fn single_float(tensor: &TensorProto) -> Option<f32> {
+    let content = tensor.tensor_content.as_ref();
+    if tensor.dtype == DataType::DtFloat as i32 {
+        return match (content, tensor.float_val.as_slice()) {
+            ([], [v]) => Some(*v),
+            (bytes, _) => Some(f32::from_le_bytes(bytes.try_into().ok()?)),
+        };
     }
-    let tensor = attrs::tensor(node, "value")?;
-    if tensor.dtype != dtype as i32 {
-        return None;
+    if tensor.dtype == DataType::DtHalf as i32 {
+        let bits = match (content, tensor.half_val.as_slice()) {
+            ([], [v]) => u16::try_from(*v).ok()?,
+            (bytes, _) => u16::from_le_bytes(bytes.try_into().ok()?),
+        };
+        return Some(half::f16::from_bits(bits).to_f32());
     }
-    let shape = tensor.tensor_shape.as_ref();
-    let elements = match shape {
-        None => 1u64,
-        Some(s) if s.unknown_rank => return None,
-        Some(s) => s.dim.iter().try_fold(1u64, |n, d| {
-            u64::try_from(d.size).ok().and_then(|d| n.checked_mul(d))
-        })?,
-    };
-    if elements != count {
-        return None;
-    }
-    let width: u64 = 4;
-    let stored = if tensor.tensor_content.is_empty() {
-        match dtype {
-            DataType::DtFloat => tensor.float_val.len() as u64,
-            _ => tensor.int_val.len() as u64,
-        }
-    } else {
-        tensor.tensor_content.len() as u64 / width
-    };
-    (stored == count).then_some(tensor)
-}
-
-fn f32_at(tensor: &TensorProto, k: usize) -> Option<f32> {
-    if tensor.tensor_content.is_empty() {
-        return tensor.float_val.get(k).copied();
-    }
-    let bytes = tensor.tensor_content.get(k * 4..k * 4 + 4)?;
-    Some(f32::from_le_bytes(bytes.try_into().ok()?))
+    None
 }
