@@ -846,6 +846,23 @@ fn nchw_conversion_passes_squeeze_excite_reshapes() {
         assert_matches_tensorflow("efficientnet_block", &graph, 1e-5);
         assert_eq!(count(&graph, "Transpose"), 1, "{pipeline}");
     }
+    // The conversion alone leaves nothing unread: the shape arithmetic a Reshape no longer
+    // reads goes with it.
+    let graph = apply("efficientnet_block", "@deploy convert_to_nchw");
+    let read: std::collections::HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter())
+        .map(|i| i.trim_start_matches('^').split(':').next().unwrap())
+        .collect();
+    let (_, outputs) = common::io_names("efficientnet_block");
+    let unread: Vec<&str> = graph
+        .node
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| !read.contains(n) && !outputs.iter().any(|o| o == n))
+        .collect();
+    assert!(unread.is_empty(), "{unread:?}");
 }
 
 /// MirrorPad and PadV2 between convolutions pad NCHW's spatial axes instead; no Transpose
@@ -891,6 +908,17 @@ fn nchw_conversion_sinks_through_mirror_pad_and_pad_v2() {
     let mut converted = g.clone();
     run_on(&mut converted, "convert_to_nchw", &["out"]).unwrap();
     assert_eq!(count(&converted, "Transpose"), 2, "one in, one out");
+    // TensorFlow's paddings are [4, 2], in the type the node declares.
+    for name in ["mirror", "pad"] {
+        let node = converted.node.iter().find(|n| n.name == name).unwrap();
+        let paddings = converted
+            .node
+            .iter()
+            .find(|n| n.name == node.input[1])
+            .unwrap();
+        let value = graphopt_core::graph::edit::const_value(paddings).unwrap();
+        assert_eq!(value.shape(), [4, 2], "{name}");
+    }
     for name in ["mirror", "pad"] {
         let node = converted.node.iter().find(|n| n.name == name).unwrap();
         let from = converted
@@ -903,6 +931,73 @@ fn nchw_conversion_sinks_through_mirror_pad_and_pad_v2() {
     let options = graphopt_core::verify::VerifyOptions {
         outputs: vec!["out".to_string()],
         seed: 5,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&g, &converted, &options).unwrap();
+    assert!(report.worst() < 1e-5, "{report:?}");
+}
+
+/// The Consts the conversion builds are int32: a reduction or padding that declares int64
+/// indices keeps its layout (and its Transposes) rather than get a Const of the wrong type.
+#[test]
+fn nchw_conversion_leaves_int64_indices_alone() {
+    use graphopt_core::proto::attr_value::Value;
+    use synthetic::*;
+    let int64 = || Value::Type(graphopt_core::proto::DataType::DtInt64 as i32);
+    let i64_const = |name: &str, values: &[i64], dims: &[usize]| {
+        let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::I64(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.to_vec()).unwrap(),
+        ));
+        graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+    };
+    let conv = |name: &str, input: &str, w: &str| {
+        node(
+            name,
+            "Conv2D",
+            &[input, w],
+            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("SAME"))],
+        )
+    };
+    let g = graph(vec![
+        placeholder("x", &[1, 6, 7, 3]),
+        constant("w1", &[1, 1, 3, 4], 1, false),
+        conv("conv1", "x", "w1"),
+        i64_const("p", &[0, 0, 1, 1, 1, 1, 0, 0], &[4, 2]),
+        node(
+            "pad",
+            "MirrorPad",
+            &["conv1", "p"],
+            &[("mode", s("REFLECT")), ("Tpaddings", int64())],
+        ),
+        i64_const("axes", &[1, 2], &[2]),
+        node(
+            "mean",
+            "Mean",
+            &["pad", "axes"],
+            &[("keep_dims", Value::B(true)), ("Tidx", int64())],
+        ),
+        constant("w2", &[1, 1, 4, 2], 2, false),
+        conv("out", "mean", "w2"),
+    ]);
+    let mut converted = g.clone();
+    run_on(&mut converted, "convert_to_nchw", &["out"]).unwrap();
+    for (name, index_input) in [("pad", 1), ("mean", 1)] {
+        let node = converted.node.iter().find(|n| n.name == name).unwrap();
+        let index = converted
+            .node
+            .iter()
+            .find(|n| n.name == node.input[index_input])
+            .unwrap();
+        let value = graphopt_core::graph::edit::const_value(index).unwrap();
+        assert_eq!(
+            value.dtype(),
+            graphopt_core::proto::DataType::DtInt64,
+            "{name} reads int64 indices"
+        );
+    }
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec!["out".to_string()],
+        seed: 7,
         ..Default::default()
     };
     let report = graphopt_core::verify::compare(&g, &converted, &options).unwrap();

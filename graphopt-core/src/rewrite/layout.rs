@@ -53,15 +53,14 @@ fn string_attr(value: &'static str) -> AttrValue {
     }
 }
 
-fn i32_vector(values: &[i64]) -> Option<Tensor> {
-    let v: Vec<i32> = values
+/// An int32 tensor of `shape` (`[]`: a scalar); `None` when a value does not fit.
+fn i32_tensor(values: &[i64], shape: &[usize]) -> Option<Tensor> {
+    let values: Vec<i32> = values
         .iter()
         .map(|&x| i32::try_from(x).ok())
         .collect::<Option<_>>()?;
-    let n = v.len();
-    Some(Tensor::from_data(Data::I32(
-        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n]), v).ok()?,
-    )))
+    let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), values).ok()?;
+    Some(Tensor::from_data(Data::I32(array)))
 }
 
 /// `[a, b, c, d]` in NHWC order as NCHW: `[a, d, b, c]`.
@@ -217,14 +216,14 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
         (perms.to_nhwc.clone(), TO_NHWC),
     ];
     for (name, perm) in perm_nodes {
-        if let Some(value) = i32_vector(&perm) {
+        if let Some(value) = i32_tensor(&perm, &[4]) {
             builder.added.push(const_node(name, String::new(), &value));
         }
     }
     graph.node.extend(std::mem::take(&mut builder.added));
     // Each step moves one Transpose past one node or cancels a pair; the bound is a guard.
     let steps = graph.node.len().saturating_mul(8);
-    Sinking::new(graph, protected, &perms, builder, &unit_spatial).run(steps);
+    let dropped = Sinking::new(graph, protected, &perms, builder, &unit_spatial).run(steps);
     if !keep_io_layout {
         inputs_take_nchw(graph, &perms);
     }
@@ -233,6 +232,7 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
         .iter()
         .filter(|n| n.op == "Transpose" || n.op == "Const")
         .map(|n| n.name.clone())
+        .chain(dropped)
         .collect();
     remove_unread(graph, bypassed, protected);
     converted.len()
@@ -281,6 +281,9 @@ struct Sinking<'g> {
     pending: std::collections::BTreeSet<usize>,
     /// Nodes whose reads fell to zero in this step (unread Transposes go after it).
     unread: Vec<usize>,
+    /// Inputs a step stopped reading that are not Transposes (a Reshape's computed shape):
+    /// removed at the end if nothing reads them.
+    dropped: HashSet<String>,
 }
 
 impl<'g> Sinking<'g> {
@@ -303,6 +306,7 @@ impl<'g> Sinking<'g> {
             gone: Vec::new(),
             pending: Default::default(),
             unread: Vec::new(),
+            dropped: HashSet::new(),
         };
         let count = sinking.graph.node.len();
         sinking.readers = vec![Vec::new(); count];
@@ -331,8 +335,9 @@ impl<'g> Sinking<'g> {
         }
     }
 
-    /// Steps until none applies or `steps` have been taken, then drops the removed nodes.
-    fn run(mut self, mut steps: usize) {
+    /// Steps until none applies or `steps` have been taken, then drops the removed nodes;
+    /// returns the inputs steps stopped reading (see `dropped`).
+    fn run(mut self, mut steps: usize) -> HashSet<String> {
         let mut first = true;
         while steps > 0 {
             let Some(i) = self.pending.pop_first() else {
@@ -359,6 +364,7 @@ impl<'g> Sinking<'g> {
             i += 1;
             gone.get(i - 1) != Some(&true)
         });
+        self.dropped
     }
 
     /// The node feeding `input`, if present.
@@ -412,8 +418,8 @@ impl<'g> Sinking<'g> {
         if node.op == "Shape" && inputs.len() == 1 {
             let x = back(0)?;
             let name = node.name.clone();
-            let perm = builder_const(&mut self.builder, &format!("{name}/perm"), &TO_NHWC, false);
-            let axis = builder_const(&mut self.builder, &format!("{name}/axis"), &[0], true);
+            let perm = builder_const(&mut self.builder, &format!("{name}/perm"), &TO_NHWC, &[4])?;
+            let axis = builder_const(&mut self.builder, &format!("{name}/axis"), &[0], &[])?;
             return Some(Step::Shape(x, perm, axis));
         }
         if node.op == "Reshape" && inputs.len() == 2 {
@@ -444,10 +450,12 @@ impl<'g> Sinking<'g> {
         } else if op == "ConcatV2" && inputs.len() >= 2 {
             let n = inputs.len() - 1;
             let parts: Vec<String> = (0..n).map(back).collect::<Option<_>>()?;
-            if !matches!(self.const_ints(&inputs[n]).as_deref(), Some([3] | [-1])) {
+            if !matches!(self.const_ints(&inputs[n]).as_deref(), Some([3] | [-1]))
+                || !int32_indices(node, "Tidx")
+            {
                 return None;
             }
-            let axis = builder_const(&mut self.builder, &format!("{name}/axis_nchw"), &[1], true);
+            let axis = builder_const(&mut self.builder, &format!("{name}/axis_nchw"), &[1], &[])?;
             let mut r: Vec<(usize, String)> = parts.into_iter().enumerate().collect();
             r.push((n, axis));
             r
@@ -455,7 +463,7 @@ impl<'g> Sinking<'g> {
             let axes = self.const_ints(&inputs[1])?;
             let keep = attrs::bool(node, "keep_dims").unwrap_or(false);
             let x = back(0)?;
-            if sorted(&axes) != [1, 2] {
+            if sorted(&axes) != [1, 2] || !int32_indices(node, "Tidx") {
                 return None;
             }
             if keep {
@@ -465,8 +473,8 @@ impl<'g> Sinking<'g> {
                     &mut self.builder,
                     &format!("{name}/axes_nchw"),
                     &[2, 3],
-                    false,
-                );
+                    &[2],
+                )?;
                 return Some(Step::Sink(vec![(0, x), (1, a)]));
             }
             // A global spatial reduction: [N, C] in both layouts, no Transpose after.
@@ -474,23 +482,22 @@ impl<'g> Sinking<'g> {
                 &mut self.builder,
                 &format!("{name}/axes_nchw"),
                 &[2, 3],
-                true,
-            );
+                &[2],
+            )?;
             return Some(Step::Reduce(x, a));
         } else if matches!((op, inputs.len()), ("Pad" | "MirrorPad", 2) | ("PadV2", 3)) {
             // A MirrorPad's mode and a PadV2's scalar fill do not depend on the layout.
             let pads = self.const_ints(&inputs[1])?;
             let x = back(0)?;
-            if pads.len() != 8 {
+            if pads.len() != 8 || !int32_indices(node, "Tpaddings") {
                 return None;
             }
             let pairs: Vec<[i64; 2]> = pads.chunks(2).map(|c| [c[0], c[1]]).collect();
             let flat: Vec<i64> = reorder4(&pairs)?.into_iter().flatten().collect();
             let base = format!("{name}/paddings_nchw");
-            vec![
-                (0, x),
-                (1, builder_const(&mut self.builder, &base, &flat, false)),
-            ]
+            // TensorFlow's paddings are [rank, 2].
+            let paddings = builder_const(&mut self.builder, &base, &flat, &[4, 2])?;
+            vec![(0, x), (1, paddings)]
         } else {
             return None;
         };
@@ -515,7 +522,7 @@ impl<'g> Sinking<'g> {
         let batch = batch.map_or(Some(-1), |n| i64::try_from(n).ok())?;
         let channels = i64::try_from(channels).ok()?;
         let base = format!("{}/shape_nchw", reshape.name);
-        let shape = builder_const(&mut self.builder, &base, &[batch, channels, 1, 1], false);
+        let shape = builder_const(&mut self.builder, &base, &[batch, channels, 1, 1], &[4])?;
         Some(Step::Unflatten(p, shape))
     }
 
@@ -621,6 +628,14 @@ impl<'g> Sinking<'g> {
                             .nth(1)
                             .map(|(position, _)| position)
                     }) {
+                        if let Some(old) = self
+                            .graph
+                            .node
+                            .get(reshape)
+                            .and_then(|n| n.input.get(position))
+                        {
+                            self.dropped.insert(InputRef::parse(old).node.to_string());
+                        }
                         self.set_input(reshape, position, shape);
                     }
                     self.rewire_readers(i, &name);
@@ -760,22 +775,26 @@ fn sorted(values: &[i64]) -> Vec<i64> {
     v
 }
 
-/// A new int32 Const (a vector, or a scalar when `scalar` and one value).
-fn builder_const(builder: &mut Builder, base: &str, values: &[i64], scalar: bool) -> String {
+/// A new int32 Const of `shape` (`[]`: a scalar) holding `values`; `None`, with nothing added,
+/// when a value does not fit in int32.
+fn builder_const(
+    builder: &mut Builder,
+    base: &str,
+    values: &[i64],
+    shape: &[usize],
+) -> Option<String> {
+    let value = i32_tensor(values, shape)?;
     let name = builder.unique_name(base);
-    let value = if scalar && values.len() == 1 {
-        i32::try_from(values[0])
-            .ok()
-            .map(|v| Tensor::from_data(Data::I32(ndarray::arr0(v).into_dyn())))
-    } else {
-        i32_vector(values)
-    };
-    if let Some(value) = value {
-        builder
-            .added
-            .push(const_node(name.clone(), String::new(), &value));
-    }
-    name
+    builder
+        .added
+        .push(const_node(name.clone(), String::new(), &value));
+    Some(name)
+}
+
+/// Whether `node`'s index-type attribute `attr` is int32 or absent (its default): the Consts
+/// this module builds are int32.
+fn int32_indices(node: &NodeDef, attr: &str) -> bool {
+    attrs::dtype(node, attr).is_none_or(|t| t == DataType::DtInt32)
 }
 
 /// 4-D Placeholders read only through `to_nchw` Transposes take the NCHW shape themselves.
