@@ -668,3 +668,121 @@ fn single_float(tensor: &TensorProto) -> Option<f32> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::test_nodes::node;
+    use crate::proto::{attr_value, AttrValue};
+
+    /// A Const that meets `requirement` (or any Const when none applies).
+    fn const_meeting(name: &str, requirement: Option<&Requirement>) -> NodeDef {
+        let mut tensor = TensorProto {
+            dtype: DataType::DtInt32 as i32,
+            int_val: vec![1],
+            ..Default::default()
+        };
+        match requirement {
+            Some(Requirement::F32Scalar { equals, .. }) => {
+                tensor = TensorProto {
+                    dtype: DataType::DtFloat as i32,
+                    float_val: vec![equals.unwrap_or(1e-3)],
+                    ..Default::default()
+                };
+            }
+            Some(Requirement::I32Values { count, .. }) => {
+                tensor.int_val = vec![2; *count as usize];
+            }
+            Some(Requirement::DoubleVal { .. }) => {
+                tensor = TensorProto {
+                    dtype: DataType::DtDouble as i32,
+                    double_val: vec![2.0],
+                    ..Default::default()
+                };
+            }
+            _ => {}
+        }
+        let mut n = node(name, "Const", &[]);
+        n.attr.insert(
+            "value".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Tensor(Box::new(tensor))),
+            },
+        );
+        n
+    }
+
+    /// Each profile pattern, written out as a graph node for node (any-op nodes as
+    /// Placeholders, checks met), is fused at its root and its other nodes are gone: the
+    /// pattern data and the matcher agree, the commutative ops' orders included.
+    #[test]
+    fn every_opencv_pattern_fuses_a_graph_written_as_it() {
+        let Ok(target) = crate::targets::Target::by_name("opencv") else {
+            panic!("the opencv profile loads");
+        };
+        let Some(fusion) = &target.fused_subgraphs else {
+            panic!("the opencv profile has fused subgraphs");
+        };
+        assert_eq!(fusion.patterns.len(), 22);
+        for pattern in &fusion.patterns {
+            let requirement = |name: &str| {
+                pattern.requires.iter().find(|r| match r {
+                    Requirement::F32Scalar { node, .. }
+                    | Requirement::I32Values { node, .. }
+                    | Requirement::IntVal { node, .. }
+                    | Requirement::DoubleVal { node, .. }
+                    | Requirement::AttrString { node, .. } => node == name,
+                })
+            };
+            let nodes: Vec<NodeDef> = pattern
+                .nodes
+                .iter()
+                .map(|p| {
+                    let inputs: Vec<&str> = p.inputs.iter().map(String::as_str).collect();
+                    let mut n = match p.op.as_str() {
+                        "" => node(&p.name, "Placeholder", &[]),
+                        "Const" => const_meeting(&p.name, requirement(&p.name)),
+                        op => node(&p.name, op, &inputs),
+                    };
+                    if let Some(Requirement::AttrString { attr, equals, .. }) = requirement(&p.name)
+                    {
+                        n.attr.insert(
+                            attr.clone(),
+                            AttrValue {
+                                value: Some(attr_value::Value::S(
+                                    equals.clone().into_bytes().into(),
+                                )),
+                            },
+                        );
+                    }
+                    n
+                })
+                .collect();
+            let fusions = fusion.apply(&nodes);
+            let root = nodes.len() - 1;
+            let fused = fusions.fused.get(&root);
+            assert!(
+                fused.is_some_and(|f| f.node.op == pattern.fused_op),
+                "{}: root not fused as {}: {:?}",
+                pattern.name,
+                pattern.fused_op,
+                fused.map(|f| (&f.pattern, &f.node.op))
+            );
+            assert!(
+                fusions.failures.is_empty(),
+                "{}: {:?}",
+                pattern.name,
+                fusions.failures
+            );
+            for (position, p) in pattern.nodes.iter().enumerate().take(root) {
+                let feeds_fused = fused.is_some_and(|f| f.node.input.contains(&p.name));
+                assert!(
+                    fusions.is_absorbed(position) || feeds_fused,
+                    "{}: '{}' neither absorbed nor read by the fused node",
+                    pattern.name,
+                    p.name
+                );
+            }
+        }
+    }
+}
