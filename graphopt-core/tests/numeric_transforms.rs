@@ -363,8 +363,8 @@ mod synthetic {
 
     use graphopt_core::graph::edit::const_node;
     use graphopt_core::proto::NodeDef;
-    use graphopt_core::tensor::{Data, Tensor};
-    use ndarray::{ArrayD, IxDyn};
+    pub use graphopt_core::tensor::{Data, Tensor};
+    pub use ndarray::{ArrayD, IxDyn};
 
     pub use crate::common::graphs::{graph, ints, node, placeholder, s};
 
@@ -376,6 +376,21 @@ mod synthetic {
                     - 1.0
             })
             .collect()
+    }
+
+    /// A Const holding `data` as it is.
+    pub fn exact(name: &str, data: Data) -> NodeDef {
+        const_node(name.into(), String::new(), &Tensor::from_data(data))
+    }
+
+    /// An NHWC Conv2D with unit strides.
+    pub fn conv(name: &str, input: &str, filter: &str, padding: &str) -> NodeDef {
+        node(
+            name,
+            "Conv2D",
+            &[input, filter],
+            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s(padding))],
+        )
     }
 
     pub fn constant(name: &str, dims: &[usize], seed: u32, positive: bool) -> NodeDef {
@@ -871,20 +886,13 @@ fn nchw_conversion_passes_squeeze_excite_reshapes() {
 fn nchw_conversion_sinks_through_mirror_pad_and_pad_v2() {
     use synthetic::*;
     let paddings = |name: &str| {
-        let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::I32(
-            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[4, 2]), vec![0, 0, 2, 1, 1, 2, 0, 0])
-                .unwrap(),
-        ));
-        graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
-    };
-    let conv = |name: &str, input: &str, w: &str| {
-        node(
+        let values = vec![0, 0, 2, 1, 1, 2, 0, 0];
+        exact(
             name,
-            "Conv2D",
-            &[input, w],
-            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("VALID"))],
+            Data::I32(ArrayD::from_shape_vec(IxDyn(&[4, 2]), values).unwrap()),
         )
     };
+    let conv = |name: &str, input: &str, w: &str| conv(name, input, w, "VALID");
     let g = graph(vec![
         placeholder("x", &[1, 6, 7, 3]),
         constant("w1", &[2, 2, 3, 4], 1, false),
@@ -945,19 +953,13 @@ fn nchw_conversion_leaves_int64_indices_alone() {
     use synthetic::*;
     let int64 = || Value::Type(graphopt_core::proto::DataType::DtInt64 as i32);
     let i64_const = |name: &str, values: &[i64], dims: &[usize]| {
-        let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::I64(
-            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values.to_vec()).unwrap(),
-        ));
-        graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
-    };
-    let conv = |name: &str, input: &str, w: &str| {
-        node(
+        let values = values.to_vec();
+        exact(
             name,
-            "Conv2D",
-            &[input, w],
-            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("SAME"))],
+            Data::I64(ArrayD::from_shape_vec(IxDyn(dims), values).unwrap()),
         )
     };
+    let conv = |name: &str, input: &str, w: &str| conv(name, input, w, "SAME");
     let g = graph(vec![
         placeholder("x", &[1, 6, 7, 3]),
         constant("w1", &[1, 1, 3, 4], 1, false),

@@ -466,25 +466,20 @@ impl<'g> Sinking<'g> {
             if sorted(&axes) != [1, 2] || !int32_indices(node, "Tidx") {
                 return None;
             }
-            if keep {
-                // [N, 1, 1, C] stays 4-D: the same reduction over NCHW's spatial axes gives
-                // [N, C, 1, 1], and the Transpose sinks on (a squeeze-excite block's pooling).
-                let a = builder_const(
-                    &mut self.builder,
-                    &format!("{name}/axes_nchw"),
-                    &[2, 3],
-                    &[2],
-                )?;
-                return Some(Step::Sink(vec![(0, x), (1, a)]));
-            }
-            // A global spatial reduction: [N, C] in both layouts, no Transpose after.
             let a = builder_const(
                 &mut self.builder,
                 &format!("{name}/axes_nchw"),
                 &[2, 3],
                 &[2],
             )?;
-            return Some(Step::Reduce(x, a));
+            return Some(if keep {
+                // [N, 1, 1, C] stays 4-D: the same reduction over NCHW's spatial axes gives
+                // [N, C, 1, 1], and the Transpose sinks on (a squeeze-excite block's pooling).
+                Step::Sink(vec![(0, x), (1, a)])
+            } else {
+                // A global spatial reduction: [N, C] in both layouts, no Transpose after.
+                Step::Reduce(x, a)
+            });
         } else if matches!((op, inputs.len()), ("Pad" | "MirrorPad", 2) | ("PadV2", 3)) {
             // A MirrorPad's mode and a PadV2's scalar fill do not depend on the layout.
             let pads = self.const_ints(&inputs[1])?;
