@@ -130,7 +130,6 @@ static OPS: &[OpInfo] = &[
     op("DepthwiseConv2dNative", 1, CONV),
     op("Dequantize", 1, T),
     op("Div", 1, T),
-    // No bundled OpDef (the evaluator's kernel came after tests/fixtures/dump_op_defs.py ran).
     op_n(
         "DynamicPartition",
         Outputs::IntAttr("num_partitions"),
@@ -528,8 +527,8 @@ mod tests {
         }
     }
 
-    /// Ops outside the table take their output count from their OpDef; DynamicPartition,
-    /// which has none bundled, from the table.
+    /// Ops outside the table take their output count from their OpDef; DynamicPartition from
+    /// the table, which `table_agrees_with_op_defs` checks against its OpDef.
     #[test]
     fn output_counts_of_ops_outside_the_table_follow_their_op_defs() {
         let node = |op: &str| NodeDef {
@@ -545,6 +544,27 @@ mod tests {
         assert_eq!(output_count(&partition), Some(1));
         assert_eq!(output_port(&partition, "outputs", 0), Some(0));
         assert_eq!(output_port(&partition, "outputs", 1), None);
+    }
+
+    /// The functional and partitioning ops graphopt handles carry their OpDefs: the stateful
+    /// forms are never merged, the stateless ones may be.
+    #[test]
+    fn functional_ops_have_op_defs_and_statefulness() {
+        for op in [
+            "While",
+            "If",
+            "Case",
+            "DynamicPartition",
+            "DynamicStitch",
+            "ParallelDynamicStitch",
+        ] {
+            assert!(op_def(op).is_some(), "{op}");
+        }
+        for op in ["While", "If", "Case"] {
+            assert!(!is_pure(op), "{op}");
+            assert!(is_pure(&format!("Stateless{op}")), "Stateless{op}");
+        }
+        assert!(is_pure("DynamicStitch"));
     }
 
     /// The table says what TensorFlow's OpDefs say, for every op both describe.
