@@ -184,122 +184,9 @@ fn ops() -> &'static [&'static str] {
     })
 }
 
-/// OpDefs for the ops the evaluator runs that graphopt's bundled OpDefs lack.
-fn extra_op_defs() -> &'static BTreeMap<&'static str, OpDef> {
-    static DEFS: OnceLock<BTreeMap<&'static str, OpDef>> = OnceLock::new();
-    DEFS.get_or_init(|| {
-        let arg =
-            |name: &str, fixed: Option<DataType>, type_attr: &str, list: &str, n: &str| ArgDef {
-                name: name.into(),
-                r#type: fixed.map_or(0, |t| t as i32),
-                type_attr: type_attr.into(),
-                type_list_attr: list.into(),
-                number_attr: n.into(),
-                ..Default::default()
-            };
-        let attrs = |list: &[(&str, &str)]| {
-            list.iter()
-                .map(|&(name, kind)| graphopt_core::proto::op_def::AttrDef {
-                    name: name.into(),
-                    r#type: kind.into(),
-                    ..Default::default()
-                })
-                .collect()
-        };
-        let def = |name: &str, input_arg, output_arg, attr| OpDef {
-            name: name.into(),
-            input_arg,
-            output_arg,
-            attr,
-            ..Default::default()
-        };
-        let int32 = Some(DataType::DtInt32);
-        let while_def = |name| {
-            def(
-                name,
-                vec![arg("input", None, "", "T", "")],
-                vec![arg("output", None, "", "T", "")],
-                attrs(&[
-                    ("T", "list(type)"),
-                    ("cond", "func"),
-                    ("body", "func"),
-                    ("output_shapes", "list(shape)"),
-                    ("parallel_iterations", "int"),
-                ]),
-            )
-        };
-        let if_def = |name| {
-            def(
-                name,
-                vec![
-                    arg("cond", None, "Tcond", "", ""),
-                    arg("input", None, "", "Tin", ""),
-                ],
-                vec![arg("output", None, "", "Tout", "")],
-                attrs(&[
-                    ("Tcond", "type"),
-                    ("Tin", "list(type)"),
-                    ("Tout", "list(type)"),
-                    ("then_branch", "func"),
-                    ("else_branch", "func"),
-                    ("output_shapes", "list(shape)"),
-                ]),
-            )
-        };
-        let stitch = |name| {
-            def(
-                name,
-                vec![
-                    arg("indices", int32, "", "", "N"),
-                    arg("data", None, "T", "", "N"),
-                ],
-                vec![arg("merged", None, "T", "", "")],
-                attrs(&[("N", "int"), ("T", "type")]),
-            )
-        };
-        let mut defs = BTreeMap::new();
-        defs.insert("While", while_def("While"));
-        defs.insert("StatelessWhile", while_def("StatelessWhile"));
-        defs.insert("If", if_def("If"));
-        defs.insert("StatelessIf", if_def("StatelessIf"));
-        defs.insert(
-            "Case",
-            def(
-                "Case",
-                vec![
-                    arg("branch_index", int32, "", "", ""),
-                    arg("input", None, "", "Tin", ""),
-                ],
-                vec![arg("output", None, "", "Tout", "")],
-                attrs(&[
-                    ("Tin", "list(type)"),
-                    ("Tout", "list(type)"),
-                    ("branches", "list(func)"),
-                    ("output_shapes", "list(shape)"),
-                ]),
-            ),
-        );
-        defs.insert(
-            "DynamicPartition",
-            def(
-                "DynamicPartition",
-                vec![
-                    arg("data", None, "T", "", ""),
-                    arg("partitions", int32, "", "", ""),
-                ],
-                vec![arg("outputs", None, "T", "", "num_partitions")],
-                attrs(&[("num_partitions", "int"), ("T", "type")]),
-            ),
-        );
-        defs.insert("DynamicStitch", stitch("DynamicStitch"));
-        defs.insert("ParallelDynamicStitch", stitch("ParallelDynamicStitch"));
-        defs
-    })
-}
-
-/// The OpDef the generator follows for `op`: TensorFlow's as bundled, or one of its own.
+/// The OpDef the generator follows for `op`: TensorFlow's, as graphopt bundles it.
 fn definition(op: &str) -> Option<&'static OpDef> {
-    op_def(op).or_else(|| extra_op_defs().get(op))
+    op_def(op)
 }
 
 /// One generated graph and how to drive it.
@@ -811,20 +698,50 @@ fn outputs_of(node: &NodeDef, in_function: bool) -> Vec<Value> {
     };
     let mut out = Vec::new();
     let mut port = 0;
-    for arg in def.output_arg.iter().take(2) {
+    for arg in def.output_arg.iter() {
         let dtype = arg_dtype(arg, &types);
-        let repeated = !arg.number_attr.is_empty() || !arg.type_list_attr.is_empty();
-        for index in 0..if repeated { 2 } else { 1 } {
-            let reference = match (in_function, port) {
-                (true, _) => format!("{}:{}:{index}", node.name, arg.name),
-                (false, 0) => node.name.clone(),
-                (false, p) => format!("{}:{p}", node.name),
-            };
-            out.push(value(reference, dtype));
+        let count = declared_count(node, arg);
+        // At most two values per argument and three in all: enough to reach later ports
+        // without flooding the scope; the port still advances past every declared output.
+        for index in 0..count {
+            if index < 2 && out.len() < 3 {
+                let reference = match (in_function, port) {
+                    (true, _) => format!("{}:{}:{index}", node.name, arg.name),
+                    (false, 0) => node.name.clone(),
+                    (false, p) => format!("{}:{p}", node.name),
+                };
+                out.push(value(reference, dtype));
+            }
             port += 1;
         }
     }
     out
+}
+
+/// How many outputs `arg` of `node` declares: one, its number attribute, or the length of its
+/// type-list attribute (zero when the attribute is missing or negative, as TensorFlow rejects).
+fn declared_count(node: &NodeDef, arg: &ArgDef) -> usize {
+    if !arg.number_attr.is_empty() {
+        return match node
+            .attr
+            .get(&arg.number_attr)
+            .and_then(|a| a.value.as_ref())
+        {
+            Some(attr_value::Value::I(n)) => usize::try_from(*n).unwrap_or(0).min(64),
+            _ => 0,
+        };
+    }
+    if !arg.type_list_attr.is_empty() {
+        return match node
+            .attr
+            .get(&arg.type_list_attr)
+            .and_then(|a| a.value.as_ref())
+        {
+            Some(attr_value::Value::List(list)) => list.r#type.len(),
+            _ => 0,
+        };
+    }
+    1
 }
 
 fn node(u: &mut Unstructured<'_>, scope: &Scope<'_>, name: String) -> Result<NodeDef> {
@@ -852,6 +769,11 @@ fn nodes(
     nodes: &mut Vec<NodeDef>,
 ) -> Result<()> {
     for i in 0..count {
+        // Past the end of the input every choice is its first option and every attribute is
+        // left out, which only makes invalid nodes.
+        if i > 0 && u.is_empty() {
+            break;
+        }
         let mut node = node(u, scope, format!("{prefix}{i}"))?;
         // A control input now and then; in the main graph, a Merge may also take a later node
         // (a loop's back edge).
