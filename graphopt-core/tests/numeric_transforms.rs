@@ -819,7 +819,9 @@ fn add_shapes_writes_the_shapes_the_evaluator_computes() {
 
 #[test]
 fn nchw_conversion_keeps_outputs_and_one_transpose() {
-    for name in ["keras_cnn", "densenet_block"] {
+    // tf1_conv_bn flattens its convolution into a dense layer: the weights' rows take NCHW
+    // order instead of a Transpose before the Reshape.
+    for name in ["keras_cnn", "densenet_block", "tf1_conv_bn"] {
         let graph = apply(name, "@deploy convert_to_nchw");
         assert_matches_tensorflow(name, &graph, 1e-5);
         // The input's Transpose is all that is left; global pooling leaves 4-D in both layouts.
@@ -878,6 +880,84 @@ fn nchw_conversion_passes_squeeze_excite_reshapes() {
         .filter(|n| !read.contains(n) && !outputs.iter().any(|o| o == n))
         .collect();
     assert!(unread.is_empty(), "{unread:?}");
+}
+
+/// A convolution flattened into dense layers: when only a MatMul reads the flattening, its
+/// weights' rows (columns, with `transpose_b`) take NCHW order and no Transpose is left before
+/// it, the batch unknown, the weights shared with another MatMul or not; a flattening read by
+/// anything else keeps its Transpose.
+#[test]
+fn nchw_conversion_flattens_into_dense_weights() {
+    use graphopt_core::proto::attr_value::Value;
+    use synthetic::*;
+    let flatten_shape = |name: &str, dims: &[i32]| {
+        let values = dims.to_vec();
+        exact(
+            name,
+            Data::I32(ArrayD::from_shape_vec(IxDyn(&[2]), values).unwrap()),
+        )
+    };
+    let build = |shape: &[i32], extra_reader: bool| {
+        let mut nodes = vec![
+            placeholder("x", &[-1, 5, 4, 3]),
+            constant("w", &[3, 3, 3, 6], 1, false),
+            conv("conv", "x", "w", "SAME"),
+            node("relu", "Relu", &["conv"], &[]),
+            flatten_shape("shape", shape),
+            node("flat", "Reshape", &["relu", "shape"], &[]),
+            constant("dense_w", &[7, 120], 2, false),
+            node(
+                "out",
+                "MatMul",
+                &["flat", "dense_w"],
+                &[("transpose_b", Value::B(true))],
+            ),
+            // The same weights read by a second layer, on other inputs.
+            placeholder("y", &[-1, 120]),
+            node(
+                "other",
+                "MatMul",
+                &["y", "dense_w"],
+                &[("transpose_b", Value::B(true))],
+            ),
+        ];
+        if extra_reader {
+            nodes.push(node("flat_out", "Relu", &["flat"], &[]));
+        }
+        graph(nodes)
+    };
+    for (shape, extra_reader, transposes) in [
+        (&[-1, 120][..], false, 1),
+        (&[1, -1][..], false, 1),
+        (&[-1, 120][..], true, 2),
+    ] {
+        let g = build(shape, extra_reader);
+        let mut outputs = vec!["out", "other"];
+        if extra_reader {
+            outputs.push("flat_out");
+        }
+        let mut converted = g.clone();
+        run_on(&mut converted, "convert_to_nchw", &outputs).unwrap();
+        assert_eq!(
+            count(&converted, "Transpose"),
+            transposes,
+            "{shape:?} {extra_reader}"
+        );
+        let options = graphopt_core::verify::VerifyOptions {
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
+            seed: 9,
+            unknown_dim: 1,
+            ..Default::default()
+        };
+        let report = graphopt_core::verify::compare(&g, &converted, &options).unwrap();
+        assert!(
+            report.worst() < 1e-6,
+            "{shape:?} {extra_reader}: {report:?}"
+        );
+        // The shared weights stay as they were for the other layer.
+        let other = converted.node.iter().find(|n| n.name == "other").unwrap();
+        assert_eq!(other.input[1], "dense_w");
+    }
 }
 
 /// MirrorPad and PadV2 between convolutions pad NCHW's spatial axes instead; no Transpose

@@ -9,8 +9,10 @@
 //! `[1, C, 1, 1]`) or another tensor waiting on the same Transpose, channel concatenations,
 //! spatial reductions (kept dims included), paddings (Pad, PadV2, MirrorPad), Reshapes of
 //! `[N, 1, 1, C]` tensors and Shape (read back through a GatherV2 into NHWC order) — and
-//! cancelling pairs disappear, so a CNN keeps one
-//! Transpose at its input and one where it leaves 4-D. Filters need no change: TensorFlow's
+//! cancelling pairs disappear, so a CNN keeps one Transpose at its input and one where it
+//! leaves 4-D. Where it leaves 4-D by a flattening that only a dense layer (a MatMul with
+//! Const weights) reads, the weights' rows take NCHW order instead and no Transpose is left
+//! there either. Convolution filters need no change: TensorFlow's
 //! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder read only through
 //! the input Transpose takes NCHW itself. Protected nodes keep their layout.
 
@@ -95,6 +97,23 @@ fn output_type(node: &NodeDef) -> Option<AttrValue> {
     }
 }
 
+/// A 4-D output's NHWC dims with known height, width and channels.
+#[derive(Debug, Clone, Copy)]
+struct Spatial {
+    batch: Option<usize>,
+    height: usize,
+    width: usize,
+    channels: usize,
+}
+
+impl Spatial {
+    /// `[N, 1, 1, C]`: the same elements in the same order as its NCHW form `[N, C, 1, 1]`,
+    /// so a Reshape can read either.
+    fn is_unit(&self) -> bool {
+        self.height == 1 && self.width == 1
+    }
+}
+
 /// The two shared permutation constants, created once.
 struct Perms {
     to_nchw: String,
@@ -136,13 +155,21 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     let known = shapes::infer_graph(graph);
     // The rank is what matters, so a batch left unknown does not stop the conversion.
     let rank_of = |input: &str| -> Option<usize> { Some(known.partial_of(input)?.len()) };
-    // Nodes whose output 0 is [N, 1, 1, C] in NHWC: the same elements in the same order as
-    // its NCHW form [N, C, 1, 1], so a Reshape can read either.
-    let unit_spatial: HashMap<String, (Option<usize>, usize)> = graph
+    // Nodes whose output 0 is 4-D with known height, width and channels (in NHWC, as the
+    // graph was): what a Reshape of it into 2-D or from `[N, C]` needs.
+    let spatial: HashMap<String, Spatial> = graph
         .node
         .iter()
         .filter_map(|n| match known.partial_of(&n.name)? {
-            [n_dim, Some(1), Some(1), Some(c)] => Some((n.name.clone(), (*n_dim, *c))),
+            [batch, Some(h), Some(w), Some(c)] => {
+                let dims = Spatial {
+                    batch: *batch,
+                    height: *h,
+                    width: *w,
+                    channels: *c,
+                };
+                Some((n.name.clone(), dims))
+            }
             _ => None,
         })
         .collect();
@@ -223,7 +250,7 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     graph.node.extend(std::mem::take(&mut builder.added));
     // Each step moves one Transpose past one node or cancels a pair; the bound is a guard.
     let steps = graph.node.len().saturating_mul(8);
-    let dropped = Sinking::new(graph, protected, &perms, builder, &unit_spatial).run(steps);
+    let dropped = Sinking::new(graph, protected, &perms, builder, &spatial).run(steps);
     if !keep_io_layout {
         inputs_take_nchw(graph, &perms);
     }
@@ -251,6 +278,10 @@ enum Step {
     /// the Reshape makes `[N, C, 1, 1]` instead (node, new shape Const), and the Transpose's
     /// readers read it.
     Unflatten(usize, String),
+    /// A Reshape of a 4-D tensor into `[N, H*W*C]`, read only by a MatMul's first operand
+    /// whose weights are a Const, reads the NCHW tensor instead (new input 0); the MatMul
+    /// (node, input position) reads the weights with their rows in NCHW order (a new Const).
+    FlattenIntoMatMul(String, usize, usize, String),
     /// A Shape now reads the NCHW tensor; its readers get the dims back in NHWC order through a
     /// new GatherV2 (by the permutation Const and axis Const named).
     Shape(String, String, String),
@@ -270,7 +301,7 @@ struct Sinking<'g> {
     protected: &'g HashSet<String>,
     perms: &'g Perms,
     builder: Builder,
-    unit_spatial: &'g HashMap<String, (Option<usize>, usize)>,
+    spatial: &'g HashMap<String, Spatial>,
     index: crate::graph::NameMap<String, usize>,
     /// Nodes that read each node (some perhaps no longer: check the inputs).
     readers: Vec<Vec<usize>>,
@@ -292,7 +323,7 @@ impl<'g> Sinking<'g> {
         protected: &'g HashSet<String>,
         perms: &'g Perms,
         builder: Builder,
-        unit_spatial: &'g HashMap<String, (Option<usize>, usize)>,
+        spatial: &'g HashMap<String, Spatial>,
     ) -> Self {
         let mut sinking = Sinking {
             index: crate::graph::owned_name_index(graph),
@@ -300,7 +331,7 @@ impl<'g> Sinking<'g> {
             protected,
             perms,
             builder,
-            unit_spatial,
+            spatial,
             readers: Vec::new(),
             reads: Vec::new(),
             gone: Vec::new(),
@@ -425,8 +456,11 @@ impl<'g> Sinking<'g> {
         if node.op == "Reshape" && inputs.len() == 2 {
             let x = back(0)?;
             let source = InputRef::parse(&x);
-            return (source.port == 0 && self.unit_spatial.contains_key(source.node))
-                .then_some(Step::Flatten(x));
+            let dims = *self.spatial.get(source.node).filter(|_| source.port == 0)?;
+            if dims.is_unit() {
+                return Some(Step::Flatten(x));
+            }
+            return self.flatten_into_matmul(i, x, dims);
         }
         output_type(node)?;
         let op = node.op.as_str();
@@ -513,12 +547,101 @@ impl<'g> Sinking<'g> {
         {
             return None;
         }
-        let &(batch, channels) = self.unit_spatial.get(&reshape.name)?;
-        let batch = batch.map_or(Some(-1), |n| i64::try_from(n).ok())?;
-        let channels = i64::try_from(channels).ok()?;
+        let dims = *self.spatial.get(&reshape.name).filter(|d| d.is_unit())?;
+        let batch = dims.batch.map_or(Some(-1), |n| i64::try_from(n).ok())?;
+        let channels = i64::try_from(dims.channels).ok()?;
         let base = format!("{}/shape_nchw", reshape.name);
         let shape = builder_const(&mut self.builder, &base, &[batch, channels, 1, 1], &[4])?;
         Some(Step::Unflatten(p, shape))
+    }
+
+    /// The step for Reshape `i` of the NHWC form of `x` (of `dims`) into `[N, H*W*C]` when
+    /// only a MatMul reads it, as its first operand, with Const weights: the Reshape reads `x`
+    /// in NCHW order and the weights' rows (columns, when the MatMul transposes them) are
+    /// reordered to match, so no Transpose is left before a dense layer.
+    fn flatten_into_matmul(&mut self, i: usize, x: String, dims: Spatial) -> Option<Step> {
+        let reshape = self.graph.node.get(i)?;
+        let flat = dims
+            .height
+            .checked_mul(dims.width)?
+            .checked_mul(dims.channels)?;
+        let shape = self.const_ints(data_inputs(reshape).get(1)?)?;
+        let flat_i64 = i64::try_from(flat).ok()?;
+        // Rows of H*W*C, one per batch item, in any spelling (`[-1, HWC]`, `[N, -1]`, ...):
+        // the weights' row count below is H*W*C, so a graph that runs has one row per item.
+        let one_row_per_item =
+            |n: i64, f: i64| (f == flat_i64 && (n == -1 || n > 0)) || (f == -1 && n > 0);
+        if !matches!(shape.as_slice(), [n, f] if one_row_per_item(*n, *f))
+            || !int32_indices(reshape, "Tshape")
+            || self.reads.get(i) != Some(&1)
+        {
+            return None;
+        }
+        let reshape_name = reshape.name.clone();
+        let &matmul = self.readers.get(i)?.iter().find(|&&r| {
+            self.gone.get(r) == Some(&false)
+                && self.graph.node.get(r).is_some_and(|n| n.op == "MatMul")
+        })?;
+        let node = self.graph.node.get(matmul)?;
+        let positions: Vec<usize> = node
+            .input
+            .iter()
+            .enumerate()
+            .filter(|(_, input)| !input.starts_with('^'))
+            .map(|(position, _)| position)
+            .collect();
+        let (&first, &second) = (positions.first()?, positions.get(1)?);
+        let reads_reshape = |k: usize| {
+            node.input.get(k).is_some_and(|input| {
+                let parsed = InputRef::parse(input);
+                parsed.node == reshape_name && parsed.port == 0
+            })
+        };
+        // A protected MatMul may read other weights: its output is the same.
+        if positions.len() != 2
+            || !reads_reshape(first)
+            || reads_reshape(second)
+            || attrs::bool(node, "transpose_a").unwrap_or(false)
+        {
+            return None;
+        }
+        let transpose_b = attrs::bool(node, "transpose_b").unwrap_or(false);
+        let weights_input = node.input.get(second)?.clone();
+        if InputRef::parse(&weights_input).port != 0 {
+            return None;
+        }
+        let producer = self.producer(&weights_input)?;
+        let weights = const_value(producer)?;
+        let row_axis = usize::from(transpose_b);
+        let shape = weights.shape();
+        if shape.len() != 2 || shape.get(row_axis) != Some(&flat) {
+            return None;
+        }
+        // Row `(c, h, w)` of the NCHW flattening holds what row `(h, w, c)` held.
+        let (h, w, c) = (dims.height, dims.width, dims.channels);
+        let mut order = Vec::new();
+        crate::budget::alloc_items(flat, std::mem::size_of::<usize>(), "a row order").ok()?;
+        crate::budget::alloc(u64::try_from(weights.byte_size()).ok()?).ok()?;
+        order.try_reserve_exact(flat).ok()?;
+        for ci in 0..c {
+            for hi in 0..h {
+                for wi in 0..w {
+                    order.push((hi * w + wi) * c + ci);
+                }
+            }
+        }
+        let axis = ndarray::Axis(row_axis);
+        let reordered =
+            Tensor::from_data(crate::map_data!(weights.data(), a => a.select(axis, &order)));
+        let (base, device) = (
+            format!("{}/nchw_rows", producer.name),
+            producer.device.clone(),
+        );
+        let name = self.builder.unique_name(&base);
+        self.builder
+            .added
+            .push(const_node(name.clone(), device, &reordered));
+        Some(Step::FlattenIntoMatMul(x, matmul, second, name))
     }
 
     /// A constant operand that broadcasts the same against NCHW: a scalar as it is, a
@@ -605,6 +728,10 @@ impl<'g> Sinking<'g> {
                 self.set_input(i, 1, axes);
             }
             Step::Flatten(x) => self.set_input(i, 0, x),
+            Step::FlattenIntoMatMul(x, matmul, position, weights) => {
+                self.set_input(i, 0, x);
+                self.set_input(matmul, position, weights);
+            }
             Step::Shape(x, _, _) => {
                 // The GatherV2 is the last node built; the Shape's readers read it.
                 if let Some(gather) = added.clone().last().and_then(|e| self.graph.node.get(e)) {
