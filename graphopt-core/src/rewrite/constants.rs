@@ -123,8 +123,25 @@ enum Known {
     /// reads is decoded, once, and most weights never are (a copy of a Const through an
     /// identity shares it too, when its encoding is the canonical one).
     Encoded(usize),
+    /// The bytes of Const node `.0` (in its canonical encoding) with other dims: what a
+    /// Reshape, ExpandDims or Squeeze of it makes, shared rather than copied.
+    Relabelled(usize, Rc<[usize]>),
     Decoded(Rc<Tensor>),
 }
+
+impl Known {
+    /// The Const whose bytes this value is, if it is one's.
+    fn source(&self) -> Option<usize> {
+        match self {
+            Known::Encoded(c) | Known::Relabelled(c, _) => Some(*c),
+            Known::Decoded(_) => None,
+        }
+    }
+}
+
+/// Ops whose output is their input 0's elements in the same order, under dims their shape
+/// function gives.
+const RELABELLING_OPS: &[&str] = &["Reshape", "ExpandDims", "Squeeze"];
 
 /// Folding state: what is known of every node, and the decoded Consts.
 struct Folder<'g> {
@@ -145,6 +162,25 @@ impl Folder<'_> {
         let c = match known {
             Known::Decoded(t) => return Ok(Some(t.clone())),
             Known::Encoded(c) => *c,
+            Known::Relabelled(c, dims) => {
+                // Decoded from the Const's bytes under the new dims (not cached: a kernel
+                // reading a relabelled weight is rare).
+                let node = &self.graph.node[*c];
+                let Some(mut proto) = crate::graph::attrs::tensor(node, "value").cloned() else {
+                    return Ok(None);
+                };
+                proto.tensor_shape = Some(crate::tensor::shape_proto(dims));
+                let Ok(value) = Tensor::from_proto_with_limits(&proto, self.options.limits) else {
+                    return Ok(None);
+                };
+                let charge =
+                    budget::hold(value.memory_bytes()).map_err(|source| crate::Error::Budget {
+                        node: node.name.clone(),
+                        source,
+                    })?;
+                self.held.push(charge);
+                return Ok(Some(Rc::new(value)));
+            }
         };
         if let Some(done) = &self.decoded[c] {
             return Ok(done.clone());
@@ -199,7 +235,7 @@ impl Folder<'_> {
     fn is_integer(&self, known: &Known) -> bool {
         let dtype = match known {
             Known::Decoded(t) => t.dtype(),
-            Known::Encoded(c) => {
+            Known::Encoded(c) | Known::Relabelled(c, _) => {
                 match crate::graph::attrs::tensor(&self.graph.node[*c], "value")
                     .and_then(|p| DataType::try_from(crate::tensor::base_dtype(p.dtype)).ok())
                 {
@@ -218,6 +254,65 @@ impl Folder<'_> {
                 | DataType::DtComplex128
         )
     }
+}
+
+/// What `node` makes of its input 0 when that is a Const's bytes it only relabels: an identity
+/// passes them on; a Reshape, ExpandDims or Squeeze of a Const in its canonical encoding gives
+/// the same bytes under the dims its shape function computes (from the shape or axis input's
+/// value), so folding a Keras layer's reshaped kernel copies nothing. `None` for anything else.
+fn relabel(
+    folder: &mut Folder<'_>,
+    node: &NodeDef,
+    known: &[Option<Known>],
+    input_shapes: &[Option<Vec<usize>>],
+) -> crate::Result<Option<Known>> {
+    let Some(Some(first)) = known.first() else {
+        return Ok(None);
+    };
+    let Some(c) = first.source() else {
+        return Ok(None);
+    };
+    let canonical = crate::graph::attrs::tensor(&folder.graph.node[c], "value")
+        .is_some_and(Tensor::proto_is_canonical);
+    if !canonical {
+        return Ok(None);
+    }
+    let op = node.op.as_str();
+    if graph::ops::IDENTITIES.contains(&op) && known.len() == 1 {
+        return Ok(Some(first.clone()));
+    }
+    let arity = if op == "Squeeze" { 1 } else { 2 };
+    if !RELABELLING_OPS.contains(&op) || known.len() != arity {
+        return Ok(None);
+    }
+    let Some(Some(dims)) = input_shapes.first() else {
+        return Ok(None);
+    };
+    let mut inputs = vec![Input {
+        shape: Some(dims),
+        value: None,
+    }];
+    let operand = match known.get(1) {
+        Some(Some(k)) => folder.value(k)?,
+        _ => None,
+    };
+    if arity == 2 {
+        let Some(operand) = operand.as_deref() else {
+            return Ok(None);
+        };
+        inputs.push(Input {
+            shape: Some(operand.shape()),
+            value: Some(operand),
+        });
+    }
+    let out = shapes::infer(node, &inputs)
+        .and_then(|mut s| s.drain(..).next())
+        .flatten();
+    let same_count =
+        |out: &[usize]| geometry::element_count(out).ok() == geometry::element_count(dims).ok();
+    Ok(out
+        .filter(|out| same_count(out))
+        .map(|out| Known::Relabelled(c, out.into())))
 }
 
 /// The dims of Const `node`'s value when decoding it is certain to succeed (the budget
@@ -312,19 +407,12 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
                 shapes_of[i] = Some(vec![Some(dims)]);
             } else if known.iter().all(Option::is_some) {
                 if let Some(kernel) = kernels::lookup(&node.op) {
-                    let alias = match known.as_slice() {
-                        [Some(Known::Encoded(c))]
-                            if graph::ops::IDENTITIES.contains(&node.op.as_str()) =>
-                        {
-                            crate::graph::attrs::tensor(&g.node[*c], "value")
-                                .filter(|p| Tensor::proto_is_canonical(p))
-                                .map(|_| *c)
-                        }
-                        _ => None,
-                    };
-                    if let Some(c) = alias {
-                        folded = Some(vec![Known::Encoded(c)]);
-                        shapes_of[i] = shapes_of[c].clone();
+                    if let Some(relabelled) = relabel(&mut folder, node, &known, &input_shapes)? {
+                        shapes_of[i] = Some(vec![Some(match &relabelled {
+                            Known::Relabelled(_, dims) => dims.to_vec(),
+                            _ => input_shapes.first().cloned().flatten().unwrap_or_default(),
+                        })]);
+                        folded = Some(vec![relabelled]);
                     } else {
                         for (slot, k) in known.iter().enumerate() {
                             if let Some(k) = k {
@@ -450,10 +538,7 @@ fn materialize(
         .enumerate()
         .filter(|&(i, _)| graph.node[i].op != "Const")
         .flat_map(|(_, v)| v.iter().flatten())
-        .filter_map(|k| match k {
-            Known::Encoded(c) => Some(*c),
-            Known::Decoded(_) => None,
-        })
+        .filter_map(Known::source)
         .filter_map(|c| {
             Some((
                 c,
@@ -464,11 +549,20 @@ fn materialize(
     // A Const holding `known`, named `name`: the source Const's proto shared when it is
     // canonical (the encoding its decoded value would get), else the value encoded.
     let const_of = |known: &Known, name: String, device: String| -> Option<NodeDef> {
-        let c = match known {
+        let (c, dims) = match known {
             Known::Decoded(t) => return Some(crate::graph::edit::const_node(name, device, t)),
-            Known::Encoded(c) => *c,
+            Known::Encoded(c) => (*c, None),
+            Known::Relabelled(c, dims) => (*c, Some(dims)),
         };
         let proto = sources.get(&c)?;
+        if let Some(dims) = dims {
+            // Relabelled only from a canonical encoding: the same bytes under the new dims.
+            let mut proto = proto.clone();
+            proto.tensor_shape = Some(crate::tensor::shape_proto(dims));
+            return Some(crate::graph::edit::const_node_from_proto(
+                name, device, proto,
+            ));
+        }
         if Tensor::proto_is_canonical(proto) {
             return Some(crate::graph::edit::const_node_from_proto(
                 name,
@@ -553,4 +647,113 @@ fn materialize(
         }
     }
     graph.node = new_nodes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::edit::const_node;
+    use crate::proto::{attr_value, AttrValue};
+
+    fn op(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, attr_value::Value)]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            attr: attrs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        AttrValue {
+                            value: Some(v.clone()),
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ints(name: &str, values: &[i32]) -> NodeDef {
+        let array =
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[values.len()]), values.to_vec());
+        const_node(
+            name.into(),
+            String::new(),
+            &Tensor::from_data(Data::I32(array.unwrap())),
+        )
+    }
+
+    fn placeholder(name: &str) -> NodeDef {
+        op(
+            name,
+            "Placeholder",
+            &[],
+            &[("dtype", attr_value::Value::Type(DataType::DtFloat as i32))],
+        )
+    }
+
+    fn content(graph: &GraphDef, name: &str) -> (Vec<usize>, prost::bytes::Bytes) {
+        let node = graph.node.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(node.op, "Const", "{name}");
+        let proto = crate::graph::attrs::tensor(node, "value").unwrap();
+        let dims = proto
+            .tensor_shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| d.size as usize);
+        (dims.collect(), proto.tensor_content.clone())
+    }
+
+    /// A Reshape, ExpandDims and Squeeze chain of a weight folds to a Const that shares the
+    /// weight's bytes (no copy) under the last op's dims; a kernel that reads the relabelled
+    /// weight (Neg) sees it under those dims too.
+    #[test]
+    fn reshapes_of_a_const_share_its_bytes() {
+        let values: Vec<f32> = (0..24).map(|i| i as f32 - 7.5).collect();
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 3, 4]), values).unwrap();
+        let weight = Tensor::from_data(Data::F32(array));
+        let mut graph = GraphDef {
+            node: vec![
+                const_node("w".into(), String::new(), &weight),
+                ints("shape", &[-1, 4]),
+                op("r", "Reshape", &["w", "shape"], &[]),
+                ints("axis", &[0]),
+                op("e", "ExpandDims", &["r", "axis"], &[]),
+                op("q", "Squeeze", &["e"], &[]),
+                placeholder("x"),
+                op("mm", "MatMul", &["x", "q"], &[]),
+                op("n", "Neg", &["e"], &[]),
+                placeholder("y"),
+                op("add", "AddV2", &["y", "n"], &[]),
+            ],
+            ..Default::default()
+        };
+        let (_, original) = content(&graph, "w");
+        let options = FoldOptions::around(
+            &["x".into(), "y".into()],
+            &["mm".into(), "add".into()],
+            DEFAULT_MAX_FOLDED_BYTES,
+        );
+        fold(&mut graph, &options).unwrap();
+        let (dims, bytes) = content(&graph, "q");
+        assert_eq!(dims, [6, 4]);
+        assert_eq!(
+            bytes.as_ptr(),
+            original.as_ptr(),
+            "the weight's bytes, shared"
+        );
+        let (dims, negated) = content(&graph, "n");
+        assert_eq!(dims, [1, 6, 4]);
+        let negated: Vec<f32> = negated
+            .chunks(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let expected: Vec<f32> = (0..24).map(|i| 7.5 - i as f32).collect();
+        assert_eq!(negated, expected);
+        assert!(graph.node.iter().all(|n| n.name != "r" && n.name != "e"));
+    }
 }
