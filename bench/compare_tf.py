@@ -9,7 +9,8 @@ release binary built:
         [--graphopt-dev target/debug/graphopt] [--no-eval] [--eval-only] [--json OUT.json]
 
 For each model it generates, on demand and not committed (cached under --work), a Keras 3
-SavedModel (Keras applications, random weights, `model.export`), then measures in this one
+SavedModel (Keras applications, or for `bert_base` a BERT encoder of BERT-base's sizes built
+from Keras layers; random weights, `model.export`), then measures in this one
 run, each tool in a fresh process of its own so peak RSS is that tool's alone:
 
 - freeze: graphopt's whole `freeze --saved_model_dir` process (wall time, peak RSS) against
@@ -24,7 +25,8 @@ run, each tool in a fresh process of its own so peak RSS is that tool's alone:
   standard pipeline's output (`cargo bench -p graphopt-core --features threads --bench eval`),
   with its matrix products on one thread and on every core, against TensorFlow's own
   `Session.run` per inference on the same graph (default threads). --eval-only measures only
-  this (the models: resnet50, inception_v3, mobilenet_v2, efficientnet_b0, densenet121).
+  this (the models: resnet50, inception_v3, mobilenet_v2, efficientnet_b0, densenet121; not
+  bert_base).
 
 Ratios are TF time / graphopt time (above 1: graphopt faster) and graphopt peak RSS / file
 size. Figures are medians over --runs runs.
@@ -46,12 +48,43 @@ STANDARD = ("strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) "
             "sort_by_execution_order")
 
 MODELS = {
+    # name: (Keras application or graphopt's own builder, image size for the inference run)
     "resnet50": ("ResNet50", 224),
     "inception_v3": ("InceptionV3", 299),
     "mobilenet_v2": ("MobileNetV2", 224),
     "efficientnet_b0": ("EfficientNetB0", 224),
     "densenet121": ("DenseNet121", 224),
+    # BERT-base's sizes (110M weights, 420 MiB frozen); no inference comparison (not an image).
+    "bert_base": ("bert_base", None),
 }
+
+# BERT-base: vocabulary, sequence length, width, layers, heads, feed-forward width.
+BERT_BASE = (30522, 128, 768, 12, 12, 3072)
+
+
+def bert_encoder(keras, vocab, length, width, layers, heads, ffn):
+    """A BERT encoder in Keras 3 layers: token, segment and position embeddings, post-norm
+    attention blocks with GELU feed-forwards, and the tanh pooler on the first token."""
+    class PositionEmbedding(keras.layers.Layer):
+        def build(self, shape):
+            self.table = self.add_weight(shape=(shape[1], shape[2]), name="table")
+
+        def call(self, x):
+            return x + self.table
+
+    ids = keras.Input((length,), dtype="int32", name="input_ids")
+    segments = keras.Input((length,), dtype="int32", name="segment_ids")
+    x = keras.layers.Add()([keras.layers.Embedding(vocab, width)(ids),
+                            keras.layers.Embedding(2, width)(segments)])
+    x = keras.layers.LayerNormalization(epsilon=1e-12)(PositionEmbedding()(x))
+    for _ in range(layers):
+        attention = keras.layers.MultiHeadAttention(heads, width // heads)(x, x)
+        x = keras.layers.LayerNormalization(epsilon=1e-12)(keras.layers.Add()([x, attention]))
+        hidden = keras.layers.Dense(ffn, activation="gelu")(x)
+        x = keras.layers.LayerNormalization(epsilon=1e-12)(
+            keras.layers.Add()([x, keras.layers.Dense(width)(hidden)]))
+    pooled = keras.layers.Dense(width, activation="tanh")(x[:, 0])
+    return keras.Model([ids, segments], [x, pooled])
 
 
 # --- workers: each runs in a fresh Python process and prints one JSON line -------------------
@@ -70,7 +103,10 @@ def worker_export(name, out):
     _quiet_tf()
     import keras  # noqa: PLC0415
     keras.utils.set_random_seed(0)
-    model = getattr(keras.applications, MODELS[name][0])(weights=None)
+    if name == "bert_base":
+        model = bert_encoder(keras, *BERT_BASE)
+    else:
+        model = getattr(keras.applications, MODELS[name][0])(weights=None)
     model.export(out)
     return {}
 
@@ -268,7 +304,7 @@ def main():
                              "GTT standard, compute only", gtt_time, gtt_cpu, gtt["peak_mib"],
                              file_mib))
 
-        if not args.no_eval:
+        if not args.no_eval and size is not None:
             tf_run = run_worker("tf_run", standard_out, inputs, outputs, size, max(args.runs, 10))
             tf_time = statistics.median(tf_run["seconds"])
             model["inference"] = {"tf": tf_run}
