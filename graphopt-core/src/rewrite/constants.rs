@@ -653,27 +653,7 @@ fn materialize(
 mod tests {
     use super::*;
     use crate::graph::edit::const_node;
-    use crate::proto::{attr_value, AttrValue};
-
-    fn op(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, attr_value::Value)]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            attr: attrs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        AttrValue {
-                            value: Some(v.clone()),
-                        },
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
+    use crate::graph::test_nodes::{float_node, node};
 
     fn ints(name: &str, values: &[i32]) -> NodeDef {
         let array =
@@ -682,15 +662,6 @@ mod tests {
             name.into(),
             String::new(),
             &Tensor::from_data(Data::I32(array.unwrap())),
-        )
-    }
-
-    fn placeholder(name: &str) -> NodeDef {
-        op(
-            name,
-            "Placeholder",
-            &[],
-            &[("dtype", attr_value::Value::Type(DataType::DtFloat as i32))],
         )
     }
 
@@ -720,15 +691,15 @@ mod tests {
             node: vec![
                 const_node("w".into(), String::new(), &weight),
                 ints("shape", &[-1, 4]),
-                op("r", "Reshape", &["w", "shape"], &[]),
+                node("r", "Reshape", &["w", "shape"]),
                 ints("axis", &[0]),
-                op("e", "ExpandDims", &["r", "axis"], &[]),
-                op("q", "Squeeze", &["e"], &[]),
-                placeholder("x"),
-                op("mm", "MatMul", &["x", "q"], &[]),
-                op("n", "Neg", &["e"], &[]),
-                placeholder("y"),
-                op("add", "AddV2", &["y", "n"], &[]),
+                node("e", "ExpandDims", &["r", "axis"]),
+                node("q", "Squeeze", &["e"]),
+                float_node("x", "Placeholder", &[]),
+                float_node("mm", "MatMul", &["x", "q"]),
+                node("n", "Neg", &["e"]),
+                float_node("y", "Placeholder", &[]),
+                float_node("add", "AddV2", &["y", "n"]),
             ],
             ..Default::default()
         };
