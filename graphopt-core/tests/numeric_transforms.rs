@@ -960,6 +960,80 @@ fn nchw_conversion_flattens_into_dense_weights() {
     }
 }
 
+/// Two flattenings into dense layers that share weights share one reordered Const, which keeps
+/// the weights' control input; weights named as a graph input are left alone, Transpose and
+/// all.
+#[test]
+fn nchw_flattening_shares_reordered_weights_and_keeps_inputs() {
+    use synthetic::*;
+    let branch = |p: &str| {
+        vec![
+            placeholder(&format!("{p}x"), &[1, 3, 4, 2]),
+            conv(&format!("{p}conv"), &format!("{p}x"), "w", "SAME"),
+            node(
+                &format!("{p}flat"),
+                "Reshape",
+                &[&format!("{p}conv"), "shape"],
+                &[],
+            ),
+            node(
+                &format!("{p}out"),
+                "MatMul",
+                &[&format!("{p}flat"), "dense_w"],
+                &[],
+            ),
+        ]
+    };
+    let mut nodes = vec![
+        constant("w", &[3, 3, 2, 5], 1, false),
+        exact(
+            "shape",
+            Data::I32(ArrayD::from_shape_vec(IxDyn(&[2]), vec![-1, 60]).unwrap()),
+        ),
+        node("gate", "NoOp", &[], &[]),
+    ];
+    let mut dense = constant("dense_w", &[60, 7], 2, false);
+    dense.input.push("^gate".into());
+    nodes.push(dense);
+    nodes.extend(branch("a/"));
+    nodes.extend(branch("b/"));
+    let g = graph(nodes);
+    let outputs = ["a/out", "b/out"];
+    let mut converted = g.clone();
+    run_on(&mut converted, "convert_to_nchw", &outputs).unwrap();
+    assert_eq!(
+        count(&converted, "Transpose"),
+        2,
+        "one into each convolution"
+    );
+    let reordered: Vec<_> = converted
+        .node
+        .iter()
+        .filter(|n| n.name.starts_with("dense_w"))
+        .collect();
+    assert_eq!(reordered.len(), 1, "{reordered:?}");
+    assert_eq!(reordered[0].input, ["^gate"]);
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: outputs.iter().map(|o| o.to_string()).collect(),
+        seed: 4,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&g, &converted, &options).unwrap();
+    assert!(report.worst() < 1e-6, "{report:?}");
+    // Weights fed as an input keep the MatMuls reading them, through Transposes back to NHWC.
+    let mut converted = g.clone();
+    let registry = graphopt_core::transforms::Registry::with_builtins();
+    let specs = graphopt_core::transforms::parse("convert_to_nchw").unwrap();
+    let inputs = ["a/x".to_string(), "b/x".to_string(), "dense_w".to_string()];
+    let outputs: Vec<String> = outputs.iter().map(|o| o.to_string()).collect();
+    graphopt_core::transforms::run(&registry, &mut converted, &specs, &inputs, &outputs).unwrap();
+    assert_eq!(count(&converted, "Transpose"), 4);
+    for out in ["a/out", "b/out"] {
+        let node = converted.node.iter().find(|n| n.name == out).unwrap();
+        assert_eq!(node.input[1], "dense_w");
+    }
+}
+
 /// MirrorPad and PadV2 between convolutions pad NCHW's spatial axes instead; no Transpose
 /// stays between them.
 #[test]

@@ -51,13 +51,21 @@ const TRIGGER_AND_INPUTS: &[&str] = &[
 ];
 
 /// Whether two nodes of `op` with equal inputs and attributes are interchangeable: the op's
-/// OpDef (bundled from TensorFlow) says it is not stateful, and it is not a control-flow
-/// primitive or a graph input. Ops graphopt has no OpDef for count as stateful.
+/// OpDef (bundled from TensorFlow) says it is not stateful and takes no ref input (AssignAdd
+/// writes its ref variable though TensorFlow does not mark it stateful), it is not a
+/// TensorArray op (their handles carry state) or an in-place update, and it is not a
+/// control-flow primitive or a graph input. Ops graphopt has no OpDef for count as stateful.
 pub fn is_pure(op: &str) -> bool {
     !CONTROL_FLOW_PRIMITIVES.contains(&op)
         && !TRIGGER_AND_INPUTS.contains(&op)
-        && op_def(op).is_some_and(|def| !def.is_stateful)
+        && !op.starts_with("TensorArray")
+        && !IN_PLACE_UPDATES.contains(&op)
+        && op_def(op)
+            .is_some_and(|def| !def.is_stateful && !def.input_arg.iter().any(|arg| arg.is_ref))
 }
+
+/// Ops that write into a regular (non-ref) tensor input.
+const IN_PLACE_UPDATES: &[&str] = &["InplaceUpdate", "InplaceAdd", "InplaceSub"];
 
 /// How an op's output count is determined.
 #[derive(Debug, Clone, Copy)]
@@ -565,6 +573,17 @@ mod tests {
             assert!(is_pure(&format!("Stateless{op}")), "Stateless{op}");
         }
         assert!(is_pure("DynamicStitch"));
+        // Not stateful by their OpDefs, yet they write their ref or handle input.
+        for op in [
+            "AssignAdd",
+            "AssignSub",
+            "Assign",
+            "TensorArrayWriteV2",
+            "TensorArrayCloseV2",
+        ] {
+            assert!(!is_pure(op), "{op}");
+        }
+        assert!(is_pure("Conv2D") && is_pure("Relu"));
     }
 
     /// The table says what TensorFlow's OpDefs say, for every op both describe.

@@ -154,7 +154,13 @@ struct Folder<'g> {
     decoded: Vec<Option<Option<Rc<Tensor>>>>,
     /// The memory of the decoded and computed values, held until folding ends.
     held: Vec<Charge>,
+    /// Relabelled Consts decoded for a kernel, by source Const and dims (decoded once, like
+    /// the Consts themselves).
+    relabelled: HashMap<Relabelling, Option<Rc<Tensor>>>,
 }
+
+/// A Const (by node index) under other dims.
+type Relabelling = (usize, Rc<[usize]>);
 
 impl Folder<'_> {
     /// The decoded value of `known` (decoding a Const on first use, like its kernel would).
@@ -163,23 +169,31 @@ impl Folder<'_> {
             Known::Decoded(t) => return Ok(Some(t.clone())),
             Known::Encoded(c) => *c,
             Known::Relabelled(c, dims) => {
-                // Decoded from the Const's bytes under the new dims (not cached: a kernel
-                // reading a relabelled weight is rare).
+                let key = (*c, dims.clone());
+                if let Some(done) = self.relabelled.get(&key) {
+                    return Ok(done.clone());
+                }
+                // Decoded from the Const's bytes under the new dims, once.
                 let node = &self.graph.node[*c];
                 let Some(mut proto) = crate::graph::attrs::tensor(node, "value").cloned() else {
                     return Ok(None);
                 };
                 proto.tensor_shape = Some(crate::tensor::shape_proto(dims));
-                let Ok(value) = Tensor::from_proto_with_limits(&proto, self.options.limits) else {
-                    return Ok(None);
+                let value = match Tensor::from_proto_with_limits(&proto, self.options.limits) {
+                    Ok(value) => {
+                        let charge = budget::hold(value.memory_bytes()).map_err(|source| {
+                            crate::Error::Budget {
+                                node: node.name.clone(),
+                                source,
+                            }
+                        })?;
+                        self.held.push(charge);
+                        Some(Rc::new(value))
+                    }
+                    Err(_) => None,
                 };
-                let charge =
-                    budget::hold(value.memory_bytes()).map_err(|source| crate::Error::Budget {
-                        node: node.name.clone(),
-                        source,
-                    })?;
-                self.held.push(charge);
-                return Ok(Some(Rc::new(value)));
+                self.relabelled.insert(key, value.clone());
+                return Ok(value);
             }
         };
         if let Some(done) = &self.decoded[c] {
@@ -336,6 +350,7 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
         values: vec![None; n],
         decoded: vec![None; n],
         held: Vec::new(),
+        relabelled: HashMap::new(),
     };
     let mut shapes_of: Vec<Option<shapes::Shapes>> = vec![None; n];
     // Per node: how many outputs its readers need (one past the highest port read). A folded
@@ -408,10 +423,10 @@ fn fold_in(graph: &mut GraphDef, options: &FoldOptions) -> crate::Result<()> {
             } else if known.iter().all(Option::is_some) {
                 if let Some(kernel) = kernels::lookup(&node.op) {
                     if let Some(relabelled) = relabel(&mut folder, node, &known, &input_shapes)? {
-                        shapes_of[i] = Some(vec![Some(match &relabelled {
-                            Known::Relabelled(_, dims) => dims.to_vec(),
-                            _ => input_shapes.first().cloned().flatten().unwrap_or_default(),
-                        })]);
+                        shapes_of[i] = Some(vec![match &relabelled {
+                            Known::Relabelled(_, dims) => Some(dims.to_vec()),
+                            _ => input_shapes.first().cloned().flatten(),
+                        }]);
                         folded = Some(vec![relabelled]);
                     } else {
                         for (slot, k) in known.iter().enumerate() {

@@ -315,6 +315,9 @@ struct Sinking<'g> {
     /// Inputs a step stopped reading that are not Transposes (a Reshape's computed shape):
     /// removed at the end if nothing reads them.
     dropped: HashSet<String>,
+    /// Weights reordered to NCHW rows, by (Const, H, W, C, transpose_b): dense layers that
+    /// share weights share the reordered Const too.
+    reordered: HashMap<(String, usize, usize, usize, bool), String>,
 }
 
 impl<'g> Sinking<'g> {
@@ -338,6 +341,7 @@ impl<'g> Sinking<'g> {
             pending: Default::default(),
             unread: Vec::new(),
             dropped: HashSet::new(),
+            reordered: HashMap::new(),
         };
         let count = sinking.graph.node.len();
         sinking.readers = vec![Vec::new(); count];
@@ -572,7 +576,6 @@ impl<'g> Sinking<'g> {
         let one_row_per_item =
             |n: i64, f: i64| (f == flat_i64 && (n == -1 || n > 0)) || (f == -1 && n > 0);
         if !matches!(shape.as_slice(), [n, f] if one_row_per_item(*n, *f))
-            || !int32_indices(reshape, "Tshape")
             || self.reads.get(i) != Some(&1)
         {
             return None;
@@ -610,37 +613,63 @@ impl<'g> Sinking<'g> {
         if InputRef::parse(&weights_input).port != 0 {
             return None;
         }
-        let producer = self.producer(&weights_input)?;
-        let weights = const_value(producer)?;
-        let row_axis = usize::from(transpose_b);
-        let shape = weights.shape();
-        if shape.len() != 2 || shape.get(row_axis) != Some(&flat) {
+        // A clone shares the weights' bytes.
+        let producer = self.producer(&weights_input)?.clone();
+        // A protected Const (a graph input) must stay what the MatMul reads.
+        if self.protected.contains(&producer.name) || producer.op != "Const" {
             return None;
         }
-        // Row `(c, h, w)` of the NCHW flattening holds what row `(h, w, c)` held.
-        let (h, w, c) = (dims.height, dims.width, dims.channels);
-        let mut order = Vec::new();
-        crate::budget::alloc_items(flat, std::mem::size_of::<usize>(), "a row order").ok()?;
-        crate::budget::alloc(u64::try_from(weights.byte_size()).ok()?).ok()?;
-        order.try_reserve_exact(flat).ok()?;
-        for ci in 0..c {
-            for hi in 0..h {
-                for wi in 0..w {
-                    order.push((hi * w + wi) * c + ci);
-                }
-            }
+        let proto = attrs::tensor(&producer, "value")?;
+        let declared: Vec<i64> = proto
+            .tensor_shape
+            .as_ref()?
+            .dim
+            .iter()
+            .map(|d| d.size)
+            .collect();
+        let row_axis = usize::from(transpose_b);
+        if declared.len() != 2 || declared.get(row_axis) != Some(&flat_i64) {
+            return None;
         }
-        let axis = ndarray::Axis(row_axis);
-        let reordered =
-            Tensor::from_data(crate::map_data!(weights.data(), a => a.select(axis, &order)));
-        let (base, device) = (
-            format!("{}/nchw_rows", producer.name),
-            producer.device.clone(),
-        );
-        let name = self.builder.unique_name(&base);
-        self.builder
-            .added
-            .push(const_node(name.clone(), device, &reordered));
+        let (h, w, c) = (dims.height, dims.width, dims.channels);
+        // With one channel, or no weights at all, both orders are the same.
+        if c == 1 || declared.contains(&0) {
+            return Some(Step::FlattenIntoMatMul(x, matmul, second, weights_input));
+        }
+        let key = (producer.name.clone(), h, w, c, transpose_b);
+        if let Some(name) = self.reordered.get(&key) {
+            return Some(Step::FlattenIntoMatMul(x, matmul, second, name.clone()));
+        }
+        let columns = usize::try_from(*declared.get(1 - row_axis)?).ok()?;
+        let elements = flat.checked_mul(columns)?;
+        let element = crate::tensor::memory_element_size(DataType::try_from(proto.dtype).ok()?);
+        // Row `(c, h, w)` of the NCHW flattening holds what row `(h, w, c)` held: the
+        // weights split into their four axes, the channel axis moved first, and merged again.
+        let (split, axes) = if transpose_b {
+            (vec![columns, h, w, c], [0, 3, 1, 2])
+        } else {
+            (vec![h, w, c, columns], [2, 0, 1, 3])
+        };
+        let reordered = crate::budget::scratch_scope(|| {
+            // Decoded, reordered and encoded: three copies at most at once.
+            crate::budget::alloc_items(elements, element.saturating_mul(3), "reordered weights")
+                .ok()?;
+            crate::budget::work(u64::try_from(elements).ok()?).ok()?;
+            let weights = const_value(&producer)?;
+            let shape = weights.shape().to_vec();
+            let data = crate::map_data!(weights.data(), a => {
+                let split = a.view().into_shape_with_order(ndarray::IxDyn(&split)).ok()?;
+                let moved = split.permuted_axes(ndarray::IxDyn(&axes)).as_standard_layout().into_owned();
+                moved.into_shape_with_order(ndarray::IxDyn(&shape)).ok()?
+            });
+            Some(Tensor::from_data(data))
+        })?;
+        let name = self
+            .builder
+            .unique_name(&format!("{}/nchw_rows", producer.name));
+        let weights = derived_const(&producer, name.clone(), &reordered);
+        self.builder.added.push(weights);
+        self.reordered.insert(key, name.clone());
         Some(Step::FlattenIntoMatMul(x, matmul, second, name))
     }
 
@@ -650,8 +679,12 @@ impl<'g> Sinking<'g> {
         if InputRef::parse(input).port != 0 {
             return None;
         }
-        let producer = self.producer(input)?;
-        let value = const_value(producer)?;
+        // A clone shares the weights' bytes.
+        let producer = self.producer(input)?.clone();
+        if self.protected.contains(&producer.name) {
+            return None;
+        }
+        let value = const_value(&producer)?;
         let shape = value.shape().to_vec();
         if value.len() == 1 && shape.len() <= 1 {
             return Some(input.to_string());
@@ -665,11 +698,9 @@ impl<'g> Sinking<'g> {
         let mut proto = value.to_proto();
         proto.tensor_shape = Some(crate::tensor::shape_proto(&[1, channels, 1, 1]));
         let reshaped = Tensor::from_proto(&proto).ok()?;
-        let (base, device) = (format!("{}/nchw", producer.name), producer.device.clone());
-        let name = self.builder.unique_name(&base);
-        self.builder
-            .added
-            .push(const_node(name.clone(), device, &reshaped));
+        let name = self.builder.unique_name(&format!("{}/nchw", producer.name));
+        let node = derived_const(&producer, name.clone(), &reshaped);
+        self.builder.added.push(node);
         Some(name)
     }
 
@@ -895,6 +926,24 @@ fn sorted(values: &[i64]) -> Vec<i64> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// A Const of `value` named `name` in place of Const `source`: its device, control inputs
+/// (a Const in a loop body waits on the loop's pivot) and attributes other than its value.
+fn derived_const(source: &NodeDef, name: String, value: &Tensor) -> NodeDef {
+    let mut node = const_node(name, source.device.clone(), value);
+    node.input = source
+        .input
+        .iter()
+        .filter(|i| i.starts_with('^'))
+        .cloned()
+        .collect();
+    for (key, attr) in &source.attr {
+        if key != "value" && key != "dtype" {
+            node.attr.insert(key.clone(), attr.clone());
+        }
+    }
+    node
 }
 
 /// A new int32 Const of `shape` (`[]`: a scalar) holding `values`; `None`, with nothing added,
