@@ -237,6 +237,23 @@ mod tests {
         assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(0));
     }
 
+    /// TensorFlow does not mark AssignAdd stateful, but it writes its ref variable: two
+    /// increments are two increments.
+    #[test]
+    fn writes_through_ref_inputs_never_merge() {
+        let mut graph = GraphDef {
+            node: vec![
+                node("v", "VariableV2", &[]),
+                node("d", "Const", &[]),
+                node("a1", "AssignAdd", &["v", "d"]),
+                node("a2", "AssignAdd", &["v", "d"]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(0));
+        assert_eq!(graph.node.len(), 4);
+    }
+
     #[test]
     fn merged_constants_make_their_readers_merge_in_one_pass() {
         let mut graph = GraphDef {
