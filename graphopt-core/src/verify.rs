@@ -144,7 +144,7 @@ fn index_bound(graph: &GraphDef, index: &graph::GraphIndex<'_>, input: usize) ->
                 // non-negative ones reach the Gather through the select's value operands.
                 "SelectV2" | "Select" if consumer.slot > 0 => pending.push(consumer.node),
                 "GatherV2" | "Gather" if consumer.slot == 1 => {
-                    if let Some(rows) = gathered_rows(graph, index, node) {
+                    if let Some(rows) = gathered_rows(index, node) {
                         bound = bound.min(rows.max(1));
                     }
                 }
@@ -155,17 +155,17 @@ fn index_bound(graph: &GraphDef, index: &graph::GraphIndex<'_>, input: usize) ->
     bound
 }
 
+/// How many identities [`gathered_rows`] looks through to find a Gather's Const params.
+const MAX_IDENTITY_CHAIN: usize = 8;
+
 /// How many rows Gather `node` gathers from when its params are a Const, perhaps through
 /// identities (read from the Const's declared shape, not decoded), and its axis is known.
-fn gathered_rows(
-    graph: &GraphDef,
-    index: &graph::GraphIndex<'_>,
-    node: &crate::proto::NodeDef,
-) -> Option<u64> {
+fn gathered_rows(index: &graph::GraphIndex<'_>, node: &crate::proto::NodeDef) -> Option<u64> {
     let data = graph::edit::data_inputs(node);
     let mut params = index.node(graph::node_name(data.first()?))?;
-    // A frozen variable is read through identities; a chain longer than the graph is a cycle.
-    for _ in 0..graph.node.len() {
+    // A frozen variable is read through an identity or two; a longer chain (or a cycle) is
+    // not followed, so a hostile graph cannot make every Gather walk the whole graph.
+    for _ in 0..MAX_IDENTITY_CHAIN {
         if !graph::ops::IDENTITIES.contains(&params.op.as_str()) {
             break;
         }
@@ -176,8 +176,13 @@ fn gathered_rows(
     let rank = i64::try_from(shape.dim.len()).ok()?;
     let axis = match data.get(2) {
         Some(axis) => {
-            let value = graph::edit::const_value(index.node(graph::node_name(axis))?)?;
-            *value.integers()?.first()?
+            // A scalar axis: a Const of any other size is not decoded.
+            let axis = index.node(graph::node_name(axis))?;
+            let declared = attrs::tensor(axis, "value")?.tensor_shape.as_ref()?;
+            if declared.dim.iter().any(|d| d.size != 1) {
+                return None;
+            }
+            *graph::edit::const_value(axis)?.integers()?.first()?
         }
         None => 0,
     };

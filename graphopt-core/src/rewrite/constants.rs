@@ -320,7 +320,7 @@ fn relabel(
         });
     }
     let out = shapes::infer(node, &inputs)
-        .and_then(|mut s| s.drain(..).next())
+        .and_then(|s| s.into_iter().next())
         .flatten();
     let same_count =
         |out: &[usize]| geometry::element_count(out).ok() == geometry::element_count(dims).ok();
