@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+mod common;
+
 use graphopt_core::eval::{evaluate_cached, Constants, Gemm, Options};
 use graphopt_core::graph::attrs;
 use graphopt_core::proto::DataType;
@@ -70,12 +72,12 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_else(|| usage())
             }
-            other if !other.starts_with("--") => graph_path = Some(other.to_string()),
+            other if !other.starts_with("--") => graph_path = Some(common::argument_path(other)),
             _ => usage(),
         }
     }
     let Some(path) = graph_path else { usage() };
-    let loaded = io::read_graph(&path).unwrap_or_else(|e| fail(format!("{path}: {e}")));
+    let loaded = io::read_graph(&path).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
     let graph = loaded.graph;
     let report = summary::summarize(&graph, None);
     if inputs.is_empty() {
@@ -138,7 +140,8 @@ fn main() {
     let warm = run();
     let mut times: Vec<f64> = (0..runs.max(1)).map(|_| run()).collect();
     println!(
-        "{path}: inputs {}, outputs {}, warm-up {:.1} ms",
+        "{}: inputs {}, outputs {}, warm-up {:.1} ms",
+        path.display(),
         inputs.join(","),
         outputs.join(","),
         warm * 1e3

@@ -5,8 +5,10 @@
 //! peak resident memory next to the size of the model's files. Without DIR it says how to
 //! make one and exits with status 2: a benchmark that measured nothing does not pass.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
+
+mod common;
 
 use graphopt_core::freeze::{freeze_saved_model, SavedModelOptions};
 use graphopt_core::{graph, io};
@@ -38,7 +40,7 @@ fn main() {
     let Some(dir) = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with("--"))
-        .map(PathBuf::from)
+        .map(|arg| common::argument_path(&arg))
     else {
         eprintln!(
             "freeze bench: give a SavedModel directory, e.g. run \

@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+mod common;
+
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::{graph, io};
 
@@ -47,7 +49,7 @@ fn main() {
             "--inputs" => inputs = names(args.next()),
             "--outputs" => outputs = names(args.next()),
             "--transforms" => pipeline = args.next().unwrap_or_default(),
-            other if !other.starts_with("--") => path = Some(other.to_string()),
+            other if !other.starts_with("--") => path = Some(common::argument_path(other)),
             other => fail(format!("unknown flag {other}")),
         }
     }
@@ -68,13 +70,11 @@ fn main() {
     let total = Instant::now();
     let start = Instant::now();
     // As `io::read_graph` reads it: mapped, so "read" is the mapping and "decode" the faults.
-    let data = io::map_regular(std::path::Path::new(&path))
-        .unwrap_or_else(|e| fail(format!("{path}: {e}")));
+    let data = io::map_regular(&path).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
     let file_mb = data.len() as f64 / 1048576.0;
     step(&format!("map {file_mb:.1} MiB"), start);
     let start = Instant::now();
-    let (mut graph, _) =
-        io::decode_graph(data, std::path::Path::new(&path)).unwrap_or_else(|e| fail(e.to_string()));
+    let (mut graph, _) = io::decode_graph(data, &path).unwrap_or_else(|e| fail(e.to_string()));
     step(&format!("decode ({} nodes)", graph.node.len()), start);
     let start = Instant::now();
     graph::validate(&graph).unwrap_or_else(|e| fail(e.to_string()));
