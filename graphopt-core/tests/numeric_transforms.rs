@@ -1099,6 +1099,51 @@ fn nchw_conversion_sinks_through_mirror_pad_and_pad_v2() {
     assert!(report.worst() < 1e-5, "{report:?}");
 }
 
+/// Keras 3 exports MaxPool without its `T` (float, the OpDef's default): the pool converts
+/// like any other, so a ResNet-50 keeps one Transpose instead of three and an Inception-v3
+/// one instead of thirteen.
+#[test]
+fn nchw_conversion_converts_a_max_pool_without_its_type() {
+    use synthetic::*;
+    let conv = |name: &str, input: &str, w: &str| conv(name, input, w, "SAME");
+    let mut pool = node(
+        "pool",
+        "MaxPool",
+        &["relu1"],
+        &[
+            ("ksize", ints(&[1, 3, 3, 1])),
+            ("strides", ints(&[1, 2, 2, 1])),
+            ("padding", s("VALID")),
+        ],
+    );
+    pool.attr.remove("T");
+    let g = graph(vec![
+        placeholder("x", &[1, 9, 9, 3]),
+        constant("w1", &[3, 3, 3, 4], 1, false),
+        conv("conv1", "x", "w1"),
+        node("relu1", "Relu", &["conv1"], &[]),
+        pool,
+        constant("w2", &[1, 1, 4, 2], 2, false),
+        conv("conv2", "pool", "w2"),
+        node("out", "Relu", &["conv2"], &[]),
+    ]);
+    let mut converted = g.clone();
+    run_on(&mut converted, "convert_to_nchw", &["out"]).unwrap();
+    assert_eq!(count(&converted, "Transpose"), 2, "one in, one out");
+    let pool = converted.node.iter().find(|n| n.name == "pool").unwrap();
+    assert_eq!(
+        graphopt_core::graph::attrs::string(pool, "data_format").as_deref(),
+        Some("NCHW")
+    );
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec!["out".to_string()],
+        seed: 3,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&g, &converted, &options).unwrap();
+    assert!(report.worst() < 1e-5, "{report:?}");
+}
+
 /// The Consts the conversion builds are int32: a reduction or padding that declares int64
 /// indices keeps its layout (and its Transposes) rather than get a Const of the wrong type.
 #[test]

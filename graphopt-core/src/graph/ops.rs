@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use prost::Message;
 
-use crate::proto::{attr_value, NodeDef, OpDef, OpList};
+use crate::proto::{attr_value, AttrValue, NodeDef, OpDef, OpList};
 
 /// TensorFlow's OpDefs (descriptions dropped) for the ops graphopt knows, written by
 /// tests/fixtures/dump_op_defs.py from TensorFlow 2.21.
@@ -23,6 +23,22 @@ pub fn op_def(op: &str) -> Option<&'static OpDef> {
             .unwrap_or_default()
     })
     .get(op)
+}
+
+/// The default the bundled OpDef of `op` gives its attribute `name`, if any.
+pub fn attr_default(op: &str, name: &str) -> Option<&'static AttrValue> {
+    op_def(op)?
+        .attr
+        .iter()
+        .find(|a| a.name == name)?
+        .default_value
+        .as_ref()
+}
+
+/// `node`'s attribute `name`, or its OpDef's default when the node leaves it out (as
+/// TensorFlow's exporters do for defaults such as MaxPool's `T`).
+pub fn attr_or_default<'a>(node: &'a NodeDef, name: &str) -> Option<&'a AttrValue> {
+    node.attr.get(name).or_else(|| attr_default(&node.op, name))
 }
 
 /// TF1's lowered control-flow primitives, with the Ref forms of those that have one.

@@ -85,14 +85,17 @@ fn convertible(node: &NodeDef, input_rank: Option<usize>) -> bool {
 }
 
 /// The type attribute of `node`'s output 0 as its OpDef gives it (a fixed type, such as a
-/// comparison's bool, or the attribute it names), else its `T`; `None` when the node does not
-/// say (the Transpose that reads the output back would lack its `T`).
+/// comparison's bool, or the attribute it names, the OpDef's default when the node leaves it
+/// out, as Keras 3's MaxPool does its `T`), else its `T`; `None` when neither says (the
+/// Transpose that reads the output back would lack its `T`).
 fn output_type(node: &NodeDef) -> Option<AttrValue> {
     match ops::op_def(&node.op).and_then(|d| d.output_arg.first()) {
         Some(arg) if arg.r#type != 0 => Some(AttrValue {
             value: Some(attr_value::Value::Type(arg.r#type)),
         }),
-        Some(arg) if !arg.type_attr.is_empty() => node.attr.get(&arg.type_attr).cloned(),
+        Some(arg) if !arg.type_attr.is_empty() => {
+            ops::attr_or_default(node, &arg.type_attr).cloned()
+        }
         _ => node.attr.get("T").cloned(),
     }
 }
@@ -188,13 +191,20 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
         let Some(first) = first else { continue };
         if protected.contains(&node.name)
             || !convertible(node, rank_of(&first))
-            || !node.attr.contains_key("T")
             || output_type(node).is_none()
         {
             continue;
         }
-        let t = node.attr.get("T").cloned();
-        let entry = builder.transpose(&format!("{}/to_nchw", node.name), first, &perms.to_nchw, t);
+        // Keras 3 leaves out a MaxPool's `T` (float, its default).
+        let Some(t) = ops::attr_or_default(node, "T").cloned() else {
+            continue;
+        };
+        let entry = builder.transpose(
+            &format!("{}/to_nchw", node.name),
+            first,
+            &perms.to_nchw,
+            Some(t),
+        );
         node.input[0] = entry;
         node.attr.insert("data_format".into(), string_attr("NCHW"));
         for key in ["strides", "ksize", "dilations"] {

@@ -333,9 +333,7 @@ pub fn strip_attributes(graph: &mut GraphDef, ops: &[&str], names: &[&str]) -> S
             let Some(value) = node.attr.get(name) else {
                 continue;
             };
-            let default = crate::graph::ops::op_def(&node.op)
-                .and_then(|def| def.attr.iter().find(|a| a.name == name))
-                .and_then(|a| a.default_value.as_ref());
+            let default = crate::graph::ops::attr_default(&node.op, name);
             let unused_in_inference = name == "exponential_avg_factor"
                 && FUSED_BATCH_NORMS.contains(&node.op.as_str())
                 && attrs::bool(node, "is_training") == Some(false);
