@@ -2,8 +2,9 @@
 //! same op, inputs, device and attributes and points the others' readers at it (the
 //! `merge_duplicate_nodes` transform, and constant sharing in the deployment pipelines).
 //!
-//! Nodes are visited in execution order with their inputs already redirected, so a merge of
-//! two constants makes their readers identical in the same pass: one pass merges everything,
+//! Nodes are visited in execution order with their inputs already pointed at the first-visited
+//! member of each group of duplicates, so a merge of two constants makes their readers
+//! identical in the same pass, whichever member stays: one pass merges everything,
 //! and every node is hashed once, a large weight by its ends only, then whole if its ends
 //! match another's. Equal hashes are confirmed by comparing the nodes in full. Only pure ops
 //! merge (see [`crate::graph::ops::is_pure`]): never two random number generators, variables,
@@ -16,7 +17,7 @@ use std::hash::{BuildHasher, Hasher};
 use prost::Message;
 
 use crate::graph::{self, ops, GraphError, InputRef};
-use crate::proto::{attr_value, GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto};
 
 /// How much of a tensor's content the first, sampled hash reads: the whole content when it is
 /// at most this long, else this much from each end. Trained weights differ within their
@@ -54,9 +55,8 @@ fn content_hash(node: &NodeDef, content: Content) -> (u64, bool) {
         hasher.write(key.as_bytes());
         match &value.value {
             Some(attr_value::Value::Tensor(tensor)) => {
-                let mut header = tensor.clone();
-                let bytes = std::mem::take(&mut header.tensor_content);
-                hasher.write(&header.encode_to_vec());
+                let bytes = &tensor.tensor_content;
+                hasher.write(&tensor_header(tensor));
                 hasher.write_usize(bytes.len());
                 match content {
                     Content::Sampled if bytes.len() > 2 * SAMPLED_CONTENT => {
@@ -64,11 +64,19 @@ fn content_hash(node: &NodeDef, content: Content) -> (u64, bool) {
                         hasher.write(&bytes[..SAMPLED_CONTENT]);
                         hasher.write(&bytes[bytes.len() - SAMPLED_CONTENT..]);
                     }
-                    _ => hasher.write(&bytes),
+                    _ => hasher.write(bytes),
                 }
             }
             _ => hasher.write(&value.encode_to_vec()),
         }
+    }
+    // Compared by `same_content` too: nodes that differ only here must not share a list.
+    for part in [
+        encoded(&node.experimental_debug_info),
+        encoded(&node.experimental_type),
+    ] {
+        hasher.write_u8(u8::from(part.is_some()));
+        hasher.write(part.as_deref().unwrap_or_default());
     }
     (hasher.finish(), sampled)
 }
@@ -134,70 +142,106 @@ impl Candidates {
     }
 }
 
+/// Whether two nodes compute the same thing: equal but for their names, attribute values
+/// compared by their encoding (so a NaN attribute equals itself and `-0.0` differs from
+/// `0.0`, as they would in the graph's file), a tensor's content in place.
 fn same_content(a: &NodeDef, b: &NodeDef) -> bool {
+    let same_value = |x: &AttrValue, y: &AttrValue| match (&x.value, &y.value) {
+        (Some(attr_value::Value::Tensor(x)), Some(attr_value::Value::Tensor(y))) => {
+            x.tensor_content == y.tensor_content && tensor_header(x) == tensor_header(y)
+        }
+        _ => x.encode_to_vec() == y.encode_to_vec(),
+    };
     a.op == b.op
         && a.input == b.input
         && a.device == b.device
-        && a.attr == b.attr
-        && a.experimental_debug_info == b.experimental_debug_info
-        && a.experimental_type == b.experimental_type
+        && a.attr.len() == b.attr.len()
+        && a.attr
+            .iter()
+            .zip(&b.attr)
+            .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
+        && encoded(&a.experimental_debug_info) == encoded(&b.experimental_debug_info)
+        && encoded(&a.experimental_type) == encoded(&b.experimental_type)
 }
 
-/// Where each merged-away node's readers go: the node's group, whose kept node may change
-/// while the pass runs (a protected or earlier duplicate takes over). One lookup per input,
-/// where following a chain of replaced names per input is quadratic (every one of thousands of
-/// identical nodes replacing the last).
+fn encoded<M: Message>(message: &Option<M>) -> Option<Vec<u8>> {
+    message.as_ref().map(Message::encode_to_vec)
+}
+
+/// A tensor's encoding without its `tensor_content`.
+fn tensor_header(tensor: &TensorProto) -> Vec<u8> {
+    let mut header = tensor.clone();
+    header.tensor_content = Default::default();
+    header.encode_to_vec()
+}
+
+/// The groups of identical nodes found so far. While the pass runs, readers are pointed at a
+/// group's representative, the member visited first, which never changes, so that readers of
+/// any member become identical whenever they are visited. Which member stays (a protected one,
+/// else the one first in the file) may change as members are found; readers are pointed at it
+/// once the pass is done. One lookup per input, where following a chain of replaced names per
+/// input is quadratic (every one of thousands of identical nodes replacing the last).
 struct Merged {
-    /// Group of each merged-away name.
+    /// Group of each member's name, the representative's included.
     group_of: HashMap<String, usize>,
-    /// Kept node name of each group.
-    kept: Vec<String>,
-    /// Group of each kept node (by index), once something merged into it.
-    node_group: Vec<Option<usize>>,
+    /// Group of each representative, by node index.
+    group_of_node: Vec<Option<usize>>,
+    representative: Vec<String>,
+    /// The member that stays, by node index and name.
+    kept: Vec<(usize, String)>,
 }
 
 impl Merged {
     fn new(nodes: usize) -> Self {
         Merged {
             group_of: HashMap::new(),
+            group_of_node: vec![None; nodes],
+            representative: Vec::new(),
             kept: Vec::new(),
-            node_group: vec![None; nodes],
         }
     }
 
-    /// Where `name` ends up after the merges so far.
-    fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
-        self.group_of
-            .get(name)
-            .and_then(|&g| self.kept.get(g))
-            .map_or(name, String::as_str)
+    /// The group whose representative is node `index`, made if it has none yet.
+    fn group(&mut self, index: usize, name: &str) -> usize {
+        if let Some(group) = self.group_of_node.get(index).copied().flatten() {
+            return group;
+        }
+        let group = self.representative.len();
+        self.representative.push(name.to_string());
+        self.kept.push((index, name.to_string()));
+        self.group_of.insert(name.to_string(), group);
+        if let Some(slot) = self.group_of_node.get_mut(index) {
+            *slot = Some(group);
+        }
+        group
     }
 
-    /// `dropped` is merged into `kept`, along with everything merged into `dropped` before.
-    fn merge(&mut self, dropped: usize, kept: usize, names: (&str, &str)) {
-        let (dropped_name, kept_name) = names;
-        // At most one of them has a group: the other was just visited.
-        let group_of = |i: usize| self.node_group.get(i).copied().flatten();
-        let group = match group_of(dropped).or(group_of(kept)) {
-            Some(g) => g,
-            None => {
-                self.kept.push(String::new());
-                self.kept.len() - 1
+    fn kept(&self, group: usize) -> Option<&(usize, String)> {
+        self.kept.get(group)
+    }
+
+    /// Node `index`, named `name`, joins `group`; `stays` when it is the member that stays.
+    fn join(&mut self, group: usize, index: usize, name: &str, stays: bool) {
+        self.group_of.insert(name.to_string(), group);
+        if stays {
+            if let Some(slot) = self.kept.get_mut(group) {
+                *slot = (index, name.to_string());
             }
-        };
-        if let Some(slot) = self.kept.get_mut(group) {
-            *slot = kept_name.to_string();
-        }
-        self.group_of.insert(dropped_name.to_string(), group);
-        if let Some(g) = self.node_group.get_mut(kept) {
-            *g = Some(group);
         }
     }
 
-    fn redirect(&self, input: &mut String) {
+    /// Points `input` at its group's representative (`Pass`) or at the member that stays
+    /// (`Done`).
+    fn redirect(&self, input: &mut String, when: Stage) {
         let parsed = InputRef::parse(input);
-        let target = self.resolve(parsed.node);
-        if target != parsed.node {
+        let Some(&group) = self.group_of.get(parsed.node) else {
+            return;
+        };
+        let target = match when {
+            Stage::Pass => self.representative.get(group),
+            Stage::Done => self.kept.get(group).map(|(_, name)| name),
+        };
+        if let Some(target) = target.filter(|t| t.as_str() != parsed.node) {
             *input = InputRef {
                 node: target,
                 ..parsed
@@ -205,6 +249,12 @@ impl Merged {
             .to_string();
         }
     }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Pass,
+    Done,
 }
 
 /// Merges identical pure nodes of `graph`; returns how many nodes were removed.
@@ -218,7 +268,7 @@ pub fn merge_duplicates(
     let mut removed = vec![false; graph.node.len()];
     for i in order {
         for input in &mut graph.node[i].input {
-            merged.redirect(input);
+            merged.redirect(input, Stage::Pass);
         }
         let node = &graph.node[i];
         if !ops::is_pure(&node.op) {
@@ -227,31 +277,32 @@ pub fn merge_duplicates(
         let Some(candidates) = candidates_of.of(&graph.node, i) else {
             continue;
         };
-        let Some(slot) = candidates
+        let Some(&representative) = candidates
             .iter()
-            .position(|&k| same_content(&graph.node[k], node))
+            .find(|&&k| same_content(&graph.node[k], node))
         else {
             candidates.push(i);
             continue;
         };
-        let keep = candidates[slot];
-        let (kept, new) = (&graph.node[keep], &graph.node[i]);
+        let group = merged.group(representative, &graph.node[representative].name);
+        let Some((kept, kept_name)) = merged.kept(group).cloned() else {
+            continue;
+        };
         let (kept_protected, new_protected) = (
-            protected.contains(&kept.name),
-            protected.contains(&new.name),
+            protected.contains(&kept_name),
+            protected.contains(&node.name),
         );
         if kept_protected && new_protected {
             continue;
         }
         // A protected name stays; otherwise the node first in the file does.
-        if new_protected || (!kept_protected && i < keep) {
-            merged.merge(keep, i, (&kept.name, &new.name));
-            removed[keep] = true;
-            candidates[slot] = i;
+        let stays = new_protected || (!kept_protected && i < kept);
+        if stays {
+            removed[kept] = true;
         } else {
-            merged.merge(i, keep, (&new.name, &kept.name));
             removed[i] = true;
         }
+        merged.join(group, i, &node.name, stays);
     }
     let count = removed.iter().filter(|&&r| r).count();
     if count == 0 {
@@ -262,9 +313,8 @@ pub fn merge_duplicates(
         if removed[i] {
             continue;
         }
-        // Readers visited before a protected swap still name the dropped node.
         for input in &mut node.input {
-            merged.redirect(input);
+            merged.redirect(input, Stage::Done);
         }
         // Two control inputs may now name the same node, or a node also read as data.
         let data: HashSet<String> = node
@@ -393,6 +443,71 @@ mod tests {
         let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names.first(), Some(&"w0"));
         assert_eq!(names.last(), Some(&"w1999"));
+    }
+
+    /// The later of two identical Consts is visited first, with its reader, and the earlier
+    /// one stays: the reader visited before the choice must still meet the other reader.
+    #[test]
+    fn readers_visited_before_the_kept_node_changes_still_merge() {
+        let mut graph = GraphDef {
+            node: vec![
+                weights("c1", 64, 3, 1),
+                weights("c2", 64, 3, 1),
+                node("r1", "Neg", &["c1"]),
+                node("r2", "Neg", &["c2"]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(2));
+        let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["c1", "r1"]);
+        assert_eq!(graph.node[1].input, ["c1"]);
+    }
+
+    /// Attribute values are compared as the file holds them: a NaN equals itself, `-0.0` is
+    /// not `0.0`.
+    #[test]
+    fn attributes_compare_by_their_encoding() {
+        let leaky = |name: &str, alpha: f32| {
+            let mut n = node(name, "LeakyRelu", &["x"]);
+            n.attr.insert(
+                "alpha".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::F(alpha)),
+                },
+            );
+            n
+        };
+        let mut graph = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                leaky("nan1", f32::NAN),
+                leaky("nan2", f32::NAN),
+                leaky("zero", 0.0),
+                leaky("negative_zero", -0.0),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(1));
+        let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["x", "nan1", "zero", "negative_zero"]);
+    }
+
+    #[test]
+    fn nodes_that_differ_in_debug_info_stay_apart() {
+        let mut a = weights("a", 4096, 1, 2);
+        let mut b = weights("b", 4096, 1, 2);
+        for (node, original) in [(&mut a, "x"), (&mut b, "y")] {
+            node.experimental_debug_info = Some(crate::proto::node_def::ExperimentalDebugInfo {
+                original_node_names: vec![original.into()],
+                ..Default::default()
+            });
+        }
+        let mut graph = GraphDef {
+            node: vec![a, b],
+            ..Default::default()
+        };
+        assert_eq!(merge_duplicates(&mut graph, &HashSet::new()), Ok(0));
     }
 
     #[test]
