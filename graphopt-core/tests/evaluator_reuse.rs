@@ -252,11 +252,22 @@ fn threads_and_recycled_buffers_give_the_same_bits() {
             "{name}: fast differs from portable by {worst}"
         );
     }
+    // A cached model's runs recycle their buffers, and kernels that overwrite every element
+    // of their output take them with the last run's values in: runs on two inputs in turn
+    // must each give a fresh evaluation's bits, so an element a kernel missed would show.
+    let other = BTreeMap::from([("x".to_string(), input(&[1, 48, 48, 32], 23))]);
+    let other_once = evaluate(&g, &other, &fetches, fast).unwrap();
+    assert_ne!(bits(&other_once[0]), bits(&once[0]), "the inputs differ");
     let constants = Constants::default();
-    for run in 0..3 {
-        let cached = evaluate_cached(&g, &constants, &feeds, &fetches, fast).unwrap();
-        for (a, b) in once.iter().zip(&cached) {
-            assert_eq!(bits(a), bits(b), "run {run} of the cached model");
+    for run in 0..4 {
+        let (feeds, expected) = if run % 2 == 0 {
+            (&feeds, &once)
+        } else {
+            (&other, &other_once)
+        };
+        let cached = evaluate_cached(&g, &constants, feeds, &fetches, fast).unwrap();
+        for ((a, b), name) in expected.iter().zip(&cached).zip(&fetches) {
+            assert_eq!(bits(a), bits(b), "run {run} of the cached model: {name}");
         }
     }
 }
@@ -298,11 +309,19 @@ fn fused_swishes_give_the_same_bits() {
     for ((a, b), name) in fused.iter().zip(&one_by_one).zip(&fetches) {
         assert_eq!(bits(a), bits(b), "{name}");
     }
-    // And fused in a cached model's repeated runs.
+    // And fused in a cached model's repeated runs, on two inputs in turn (its output
+    // buffer comes back holding the other input's values).
+    let other = BTreeMap::from([("x".to_string(), input(&[1, 24, 24, 40], 19))]);
+    let other_one_by_one = evaluate(&g, &other, &fetches, Options::default()).unwrap();
     let constants = Constants::default();
-    for _ in 0..2 {
-        let cached = evaluate_cached(&g, &constants, &feeds, &fetches, fast).unwrap();
-        assert_eq!(bits(&cached[0]), bits(&one_by_one[0]));
+    for run in 0..4 {
+        let (feeds, expected) = if run % 2 == 0 {
+            (&feeds, &one_by_one)
+        } else {
+            (&other, &other_one_by_one)
+        };
+        let cached = evaluate_cached(&g, &constants, feeds, &fetches, fast).unwrap();
+        assert_eq!(bits(&cached[0]), bits(&expected[0]), "run {run}");
     }
 }
 

@@ -85,7 +85,8 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
     let xs = row_major(x);
     // HWIO is already the [kh * kw * c, out_c] matrix the patches multiply.
     let filter = row_major(f);
-    let mut out = recycle::filled(outputs, T::zero());
+    // Every element is written by a product (`gemm` overwrites its output).
+    let mut out = recycle::overwritten(outputs, T::zero());
     let image = h * w * c;
     if is_identity(&wh, kh) && is_identity(&ww, kw) {
         // A pointwise convolution: each image is already the patch matrix.
@@ -171,7 +172,9 @@ fn depthwise_nhwc<T: LinalgScalar + Float + Send + Sync>(
     alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
     let xs = row_major(x);
     let fs = row_major(f);
-    let mut out = recycle::filled(outputs, T::zero());
+    // Each pixel is cleared right before its taps are summed into it, on the thread that
+    // sums them, rather than the whole output in a pass of its own.
+    let mut out = recycle::overwritten(outputs, T::zero());
     let image = h * w * c;
     // The taps of each output column, worked out once rather than per pixel.
     let column_taps: Vec<_> = (0..ww.out).map(|ox| ww.taps(ox, kw)).collect();
@@ -182,6 +185,7 @@ fn depthwise_nhwc<T: LinalgScalar + Float + Send + Sync>(
             let row_taps = wh.taps(oy, kh);
             let pixels = out_row.chunks_exact_mut(channels).zip(&column_taps);
             for (ox, (pixel, columns)) in pixels.enumerate() {
+                pixel.fill(T::zero());
                 for ky in row_taps.clone() {
                     let Some(iy) = wh.source(oy, ky) else {
                         continue;

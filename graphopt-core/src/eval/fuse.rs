@@ -104,7 +104,8 @@ fn run<T: Real>(
     };
     let len = broadcast::check_output(x.shape(), std::mem::size_of::<T>())?;
     let (x_first, x_first_in_product) = (chain.x_in_scale == 0, chain.gate_in_product == 1);
-    let mut out = recycle::filled(len, T::zero());
+    // The loop below writes every element.
+    let mut out = recycle::overwritten(len, T::zero());
     parallel::rows(&mut out, 1, len, |first, block| {
         for (y, &v) in block.iter_mut().zip(&values[first..]) {
             let scaled = if x_first { mul(v, c) } else { mul(c, v) };

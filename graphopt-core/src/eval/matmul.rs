@@ -122,7 +122,8 @@ fn batched<T: MatElem + Copy>(
     let (a_size, b_size, c_size) = (am * ak, bk * bn, am * bn);
     let stored_a = (a.shape()[ra - 2], a.shape()[ra - 1]);
     let stored_b = (b.shape()[rb - 2], b.shape()[rb - 1]);
-    let mut out = recycle::filled(outputs, <T as MatElem>::zero());
+    // Each product overwrites its block of the output.
+    let mut out = recycle::overwritten(outputs, <T as MatElem>::zero());
     for (i, c) in out.chunks_exact_mut(c_size).enumerate() {
         let x = matrix(&a_all[i * a_size..(i + 1) * a_size], stored_a, adj_a)?;
         let y = matrix(&b_all[i * b_size..(i + 1) * b_size], stored_b, adj_b)?;
