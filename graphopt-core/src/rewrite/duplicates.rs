@@ -39,7 +39,8 @@ enum Content {
 /// `@deploy`'s time on ResNet-50); nodes whose sampled hashes agree are hashed whole before
 /// any full comparison, so tensors that agree at their ends but not inside cost one whole
 /// hash each, never a comparison with every other.
-/// The hash, and whether it left any content out (if not, it is the whole hash too).
+///
+/// Returns the hash, and whether it left any content out (if not, it is the whole hash too).
 fn content_hash(node: &NodeDef, content: Content) -> (u64, bool) {
     let mut sampled = false;
     let mut hasher = foldhash::quality::FixedState::with_seed(0x6772_6170_686f_7074).build_hasher();
