@@ -321,7 +321,78 @@ fn fused_swishes_give_the_same_bits() {
             (&other, &other_one_by_one)
         };
         let cached = evaluate_cached(&g, &constants, feeds, &fetches, fast).unwrap();
-        assert_eq!(bits(&cached[0]), bits(&expected[0]), "run {run}");
+        for ((a, b), name) in expected.iter().zip(&cached).zip(&fetches) {
+            assert_eq!(bits(a), bits(b), "run {run} of the cached model: {name}");
+        }
+    }
+}
+
+/// Matrix products of one size (128 KiB, large enough to be recycled, as are the
+/// intermediates they may be handed): a plain one, one reading its left operand transposed, a
+/// batched one broadcasting its right operand, and one with an empty inner dimension (all
+/// zeros, on the fast kernels' many-rows path).
+fn products() -> GraphDef {
+    use graphopt_core::proto::attr_value::Value;
+    graph(vec![
+        placeholder("x", &[256, 128]),
+        floats("weights", &[128, 128], 3),
+        floats("columns", &[256, 256], 4),
+        floats("batched_weights", &[1, 128, 128], 5),
+        floats("empty_weights", &[0, 128], 6),
+        common::graphs::int32s("batches", &[3], &[2, 128, 128]),
+        common::graphs::int32s("begin", &[2], &[0, 0]),
+        common::graphs::int32s("no_columns", &[2], &[256, 0]),
+        node("tanh", "Tanh", &["x"], &[]),
+        node("dense", "MatMul", &["tanh", "weights"], &[]),
+        node("relu", "Relu", &["dense"], &[]),
+        // [256, 128]ᵀ · [256, 256] = [128, 256].
+        node(
+            "transposed",
+            "MatMul",
+            &["relu", "columns"],
+            &[("transpose_a", Value::B(true))],
+        ),
+        node("stacked", "Reshape", &["relu", "batches"], &[]),
+        node(
+            "batched",
+            "BatchMatMulV2",
+            &["stacked", "batched_weights"],
+            &[],
+        ),
+        node("empty", "Slice", &["relu", "begin", "no_columns"], &[]),
+        node("zeros", "MatMul", &["empty", "empty_weights"], &[]),
+    ])
+}
+
+#[test]
+fn recycled_products_give_the_same_bits() {
+    let g = products();
+    let fetches = ["transposed", "batched", "zeros"].map(String::from);
+    let feeds = BTreeMap::from([("x".to_string(), input(&[256, 128], 9))]);
+    let other = BTreeMap::from([("x".to_string(), input(&[256, 128], 31))]);
+    for options in [Options::default(), fast()] {
+        let once = evaluate(&g, &feeds, &fetches, options).unwrap();
+        let other_once = evaluate(&g, &other, &fetches, options).unwrap();
+        assert_ne!(bits(&other_once[1]), bits(&once[1]), "the inputs differ");
+        assert!(bits(&once[2]).iter().all(|&v| v == 0), "an empty sum is +0");
+        // Two inputs in turn: each run's buffers come back holding the other run's values.
+        let constants = Constants::default();
+        for run in 0..4 {
+            let (feeds, expected) = if run % 2 == 0 {
+                (&feeds, &once)
+            } else {
+                (&other, &other_once)
+            };
+            let cached = evaluate_cached(&g, &constants, feeds, &fetches, options).unwrap();
+            for ((a, b), name) in expected.iter().zip(&cached).zip(&fetches) {
+                assert_eq!(
+                    bits(a),
+                    bits(b),
+                    "run {run} of the cached model, {:?}: {name}",
+                    options.gemm
+                );
+            }
+        }
     }
 }
 
