@@ -134,15 +134,15 @@ fn quick(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::measurem
 }
 
 fn io_paths(c: &mut Criterion) {
-    // 48 blocks of 3x3x128x128 weights: about 28 MiB, 530 nodes.
+    // 48 blocks of 3x3x128x128 weights: 27 MiB, 530 nodes.
     let graph = cnn(48, 128, 8);
     let encoded = Bytes::from(io::encode_graph(&graph));
     let path = Path::new("synthetic.pb");
     let mut group = quick(c);
-    group.bench_function("decode 28 MiB CNN", |b| {
+    group.bench_function("decode 27 MiB CNN", |b| {
         b.iter(|| io::decode_graph(black_box(encoded.clone()), path).expect("decodes"))
     });
-    group.bench_function("encode 28 MiB CNN", |b| {
+    group.bench_function("encode 27 MiB CNN", |b| {
         b.iter(|| io::encode_graph(black_box(&graph)))
     });
     group.finish();
