@@ -186,6 +186,37 @@ fn fast() -> Options {
     }
 }
 
+/// A cached model run on two inputs in turn, four times: each run's recycled buffers come
+/// back holding the other input's values, so an element a kernel failed to write would
+/// show. Each run must give `expected`'s bits (the fresh evaluations of `first`, `second`).
+fn alternate(
+    g: &GraphDef,
+    (first, second): (&Feeds, &Feeds),
+    expected: (&[Tensor], &[Tensor]),
+    fetches: &[String],
+    options: Options,
+) {
+    let constants = Constants::default();
+    for run in 0..4 {
+        let (feeds, expected) = if run % 2 == 0 {
+            (first, expected.0)
+        } else {
+            (second, expected.1)
+        };
+        let cached = evaluate_cached(g, &constants, feeds, fetches, options).unwrap();
+        for ((a, b), name) in expected.iter().zip(&cached).zip(fetches) {
+            assert_eq!(
+                bits(a),
+                bits(b),
+                "run {run} of the cached model, {:?}: {name}",
+                options.gemm
+            );
+        }
+    }
+}
+
+type Feeds = BTreeMap<String, Tensor>;
+
 /// A depthwise convolution (split over threads by rows when the fast kernels have them), its
 /// activation, a pointwise convolution and a padded one: large enough to be split and for
 /// their buffers to be recycled.
@@ -258,18 +289,7 @@ fn threads_and_recycled_buffers_give_the_same_bits() {
     let other = BTreeMap::from([("x".to_string(), input(&[1, 48, 48, 32], 23))]);
     let other_once = evaluate(&g, &other, &fetches, fast).unwrap();
     assert_ne!(bits(&other_once[0]), bits(&once[0]), "the inputs differ");
-    let constants = Constants::default();
-    for run in 0..4 {
-        let (feeds, expected) = if run % 2 == 0 {
-            (&feeds, &once)
-        } else {
-            (&other, &other_once)
-        };
-        let cached = evaluate_cached(&g, &constants, feeds, &fetches, fast).unwrap();
-        for ((a, b), name) in expected.iter().zip(&cached).zip(&fetches) {
-            assert_eq!(bits(a), bits(b), "run {run} of the cached model: {name}");
-        }
-    }
+    alternate(&g, (&feeds, &other), (&once, &other_once), &fetches, fast);
 }
 
 /// Keras' swish, `x * sigmoid(beta * x)`, in both operand orders, beside chains that must
@@ -313,18 +333,13 @@ fn fused_swishes_give_the_same_bits() {
     // buffer comes back holding the other input's values).
     let other = BTreeMap::from([("x".to_string(), input(&[1, 24, 24, 40], 19))]);
     let other_one_by_one = evaluate(&g, &other, &fetches, Options::default()).unwrap();
-    let constants = Constants::default();
-    for run in 0..4 {
-        let (feeds, expected) = if run % 2 == 0 {
-            (&feeds, &one_by_one)
-        } else {
-            (&other, &other_one_by_one)
-        };
-        let cached = evaluate_cached(&g, &constants, feeds, &fetches, fast).unwrap();
-        for ((a, b), name) in expected.iter().zip(&cached).zip(&fetches) {
-            assert_eq!(bits(a), bits(b), "run {run} of the cached model: {name}");
-        }
-    }
+    alternate(
+        &g,
+        (&feeds, &other),
+        (&one_by_one, &other_one_by_one),
+        &fetches,
+        fast,
+    );
 }
 
 /// Matrix products of one size (128 KiB, large enough to be recycled, as are the
@@ -375,24 +390,13 @@ fn recycled_products_give_the_same_bits() {
         let other_once = evaluate(&g, &other, &fetches, options).unwrap();
         assert_ne!(bits(&other_once[1]), bits(&once[1]), "the inputs differ");
         assert!(bits(&once[2]).iter().all(|&v| v == 0), "an empty sum is +0");
-        // Two inputs in turn: each run's buffers come back holding the other run's values.
-        let constants = Constants::default();
-        for run in 0..4 {
-            let (feeds, expected) = if run % 2 == 0 {
-                (&feeds, &once)
-            } else {
-                (&other, &other_once)
-            };
-            let cached = evaluate_cached(&g, &constants, feeds, &fetches, options).unwrap();
-            for ((a, b), name) in expected.iter().zip(&cached).zip(&fetches) {
-                assert_eq!(
-                    bits(a),
-                    bits(b),
-                    "run {run} of the cached model, {:?}: {name}",
-                    options.gemm
-                );
-            }
-        }
+        alternate(
+            &g,
+            (&feeds, &other),
+            (&once, &other_once),
+            &fetches,
+            options,
+        );
     }
 }
 
