@@ -65,7 +65,8 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "targets",
         ],
     ),
-    // users of the transforms
+    // beside the transforms, using none: freezing, verifying, the targets' profiles (which
+    // `legalize` reads), summaries
     (
         "freeze",
         &[
