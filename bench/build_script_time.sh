@@ -23,7 +23,10 @@ transforms="${4:-strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/app/src" "$work/app/models"
-cp "$model" "$work/app/models/model.pb"
+# -p keeps the model's modification time: graphopt-build does not memoize the hash of a file
+# modified within 2 s of hashing it (a write in the same clock tick would go unseen), so a
+# fresh copy would be hashed again by the first cached run, which a real model is not.
+cp -p "$model" "$work/app/models/model.pb"
 cat > "$work/app/Cargo.toml" <<TOML
 [package]
 name = "build-script-time"

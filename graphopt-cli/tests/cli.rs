@@ -1196,3 +1196,38 @@ fn check_and_summarize_escape_names_as_error_lines_do() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["problems"][0]["node"], "bad\n\u{1b}[2Jnode");
 }
+
+/// `--memory_budget` and `--work_budget` bound a command: under a tight one it stops with one
+/// line naming the budget and the flag that raises it; a generous one changes nothing.
+#[test]
+fn budget_flags_bound_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("keras_cnn.pb");
+    let out = dir.path().join("out.pb");
+    let pipeline = "fold_constants fold_batch_norms fold_old_batch_norms";
+    let run = |budget: &[&str]| {
+        let mut args = transform_args(&input, &out, pipeline);
+        args.extend(budget.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        graphopt(&args)
+    };
+    assert_clean_failure(
+        &run(&["--work_budget=1000"]),
+        &["over the work budget of 1000", "--work_budget"],
+    );
+    assert_clean_failure(
+        &run(&["--memory_budget", "64K"]),
+        &["over the memory budget of 64.0 KiB", "--memory_budget"],
+    );
+    let generous = run(&["--memory_budget=1G", "--work_budget=unlimited"]);
+    assert!(generous.status.success(), "{}", stderr(&generous));
+    let default = dir.path().join("default.pb");
+    let args = transform_args(&input, &default, pipeline);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(graphopt(&args).status.success());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&default).unwrap(),
+        "a budget changes no output"
+    );
+}

@@ -587,5 +587,18 @@ mod tests {
             work: None,
         };
         assert_eq!(settings.budget_for(1 << 30).memory_limit(), 5);
+        // Work: 2^27 element operations at least, else 256 per input byte.
+        assert_eq!(Budget::for_input(0).work_limit(), 1 << 27);
+        assert_eq!(Budget::for_input(1 << 19).work_limit(), 1 << 27);
+        assert_eq!(Budget::for_input(1 << 20).work_limit(), 1 << 28);
+        assert_eq!(
+            Settings::default().budget_for(1 << 30).work_limit(),
+            1 << 38
+        );
+        let settings = Settings {
+            memory: None,
+            work: Some(7),
+        };
+        assert_eq!(settings.budget_for(1 << 30).work_limit(), 7);
     }
 }
