@@ -39,6 +39,21 @@ fn readme_node_count_table_is_current() {
         &std::fs::read_to_string(common::fixtures().join("expected/grappler.json")).unwrap(),
     )
     .unwrap();
+    assert_eq!(
+        common::readme::between("The standard deployment pipeline `", "`, run by graphopt"),
+        STANDARD,
+        "the README's standard pipeline"
+    );
+    let tolerances: Vec<f64> = common::readme::figures(
+        "every output stays within {} of TensorFlow's relative to the output's largest value, \
+         and within {} relative plus {} absolute element by element",
+    )
+    .iter()
+    .map(|f| f.parse().unwrap())
+    .collect();
+    let [tolerance, rtol, atol] = tolerances[..] else {
+        panic!("three tolerances");
+    };
     let rows = readme_rows();
     let mut listed: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
     listed.sort();
@@ -52,14 +67,23 @@ fn readme_node_count_table_is_current() {
         } else {
             STANDARD.to_string()
         };
+        let (standard, deploy) = (
+            common::apply(name, &standard),
+            common::apply(name, "@deploy"),
+        );
+        for (pipeline, graph) in [("standard", &standard), ("@deploy", &deploy)] {
+            let outputs = common::run_fixture(name, graph);
+            let what = format!("{name}, {pipeline}");
+            common::assert_outputs_match_with(&what, name, &outputs, tolerance, rtol, atol);
+        }
         let actual = vec![
             common::load(name).node.len(),
             expected["gtt_pipeline"]["node_count"].as_u64().unwrap() as usize,
-            common::apply(name, &standard).node.len(),
+            standard.node.len(),
             grappler["fixtures"][name]["grappler"]["node_count"]
                 .as_u64()
                 .unwrap() as usize,
-            common::apply(name, "@deploy").node.len(),
+            deploy.node.len(),
         ];
         assert_eq!(
             numbers, &actual,
