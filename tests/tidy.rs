@@ -1456,3 +1456,22 @@ fn readme_counts_the_unsafe_blocks() {
     let said = format!("no `unsafe` outside `pages` ({} blocks:", words[allowed]);
     assert!(readme.contains(&said), "README.md should say \"{said}\"");
 }
+
+/// The README's toolchain floor is the workspace's `rust-version`, which clippy's
+/// `incompatible_msrv` holds the code to.
+#[test]
+fn readme_states_the_workspace_rust_version() {
+    let manifest = root_manifest();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the workspace's rust-version");
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let stated = format!("(stable, {version} or newer; clippy's `incompatible_msrv` lint");
+    let text = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(&stated) && text.contains(&format!("holds the code to {version}'s")),
+        "README.md should say {stated:?} and that clippy holds the code to {version}"
+    );
+}

@@ -39,6 +39,14 @@ fn readme_node_count_table_is_current() {
         &std::fs::read_to_string(common::fixtures().join("expected/grappler.json")).unwrap(),
     )
     .unwrap();
+    let version = common::readme::figures("and by TensorFlow {}'s Graph Transform Tool");
+    assert_eq!(
+        grappler["tensorflow_version"]
+            .as_str()
+            .map(|v| v.starts_with(&format!("{}.", version[0]))),
+        Some(true),
+        "the TensorFlow that Grappler's record came from vs the README's"
+    );
     assert_eq!(
         common::readme::between("The standard deployment pipeline `", "`, run by graphopt"),
         STANDARD,
