@@ -1475,3 +1475,27 @@ fn readme_states_the_workspace_rust_version() {
         "README.md should say {stated:?} and that clippy holds the code to {version}"
     );
 }
+
+/// The README calls the facade (without `eval`) and graphopt-types `no_std`: each declares it,
+/// and neither brings `std` back in outside its tests. (No `no_std` target is installed here
+/// to build for.)
+#[test]
+fn the_no_std_crates_stay_no_std() {
+    for (file, attribute) in [
+        (
+            "src/lib.rs",
+            "#![cfg_attr(not(feature = \"eval\"), no_std)]",
+        ),
+        ("graphopt-types/src/lib.rs", "#![no_std]"),
+    ] {
+        let source = std::fs::read_to_string(workspace_root().join(file)).expect(file);
+        assert!(
+            source.lines().any(|l| l.trim() == attribute),
+            "{file} no longer declares {attribute}"
+        );
+        assert!(
+            !without_tests(&code_only(&source)).contains("extern crate std"),
+            "{file} brings std back in"
+        );
+    }
+}
