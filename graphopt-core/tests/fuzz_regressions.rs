@@ -422,3 +422,39 @@ node { name: "tmod" op: "TruncateMod" input: "x" input: "y" attr { key: "T" valu
     // Folding gives the same values instead of a panic.
     transform(&graph, "fold_constants", &["div", "mod", "tmod"]).unwrap();
 }
+
+/// A call whose function body holds a nested call without its `f` attribute. The graph only
+/// checks its own nodes' attributes, so it was valid; inlining copied the nested call into it,
+/// and `inline_partitionedcall` left an invalid graph. Inlining now refuses such a body,
+/// naming the function, the node and the attribute.
+const CALL_OF_A_BODY_MISSING_AN_ATTRIBUTE: &str = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "call" op: "StatefulPartitionedCall" input: "x"
+  attr { key: "Tin" value { list { type: DT_FLOAT } } }
+  attr { key: "Tout" value { list { type: DT_FLOAT } } }
+  attr { key: "f" value { func { name: "outer" } } } }
+library {
+  function {
+    signature {
+      name: "outer"
+      input_arg { name: "x0" type: DT_FLOAT }
+      output_arg { name: "y" type: DT_FLOAT }
+    }
+    node_def { name: "nested" op: "StatefulPartitionedCall" input: "x0"
+      attr { key: "Tin" value { list { type: DT_FLOAT } } }
+      attr { key: "Tout" value { list { type: DT_FLOAT } } } }
+    ret { key: "y" value: "x0" }
+  }
+}
+"#;
+
+#[test]
+fn inlining_refuses_a_body_node_missing_a_required_attribute() {
+    let graph = parse(CALL_OF_A_BODY_MISSING_AN_ATTRIBUTE);
+    let error = transform(&graph, "inline_partitionedcall", &["call"]).unwrap_err();
+    assert!(
+        error.contains("node 'nested' (StatefulPartitionedCall) of function 'outer' is missing required attribute 'f'"),
+        "{error}"
+    );
+    assert!(!error.contains("left an invalid graph"), "{error}");
+}

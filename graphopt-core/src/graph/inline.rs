@@ -252,6 +252,14 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
                 "function '{fname}' uses attribute placeholders, which graphopt cannot instantiate"
             ));
         }
+        // The graph checks its own nodes' attributes, not the bodies': a body node without
+        // one would make the graph invalid once inlined.
+        if let Some(attr) = crate::graph::ops::missing_required_attr(node) {
+            return Err(format!(
+                "node '{}' ({}) of function '{fname}' is missing required attribute '{attr}'",
+                node.name, node.op
+            ));
+        }
         let mut inlined = node.clone();
         inlined.name = format!("{prefix}/{}", node.name);
         inlined.input = node
