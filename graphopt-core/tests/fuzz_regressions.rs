@@ -458,3 +458,41 @@ fn inlining_refuses_a_body_node_missing_a_required_attribute() {
     );
     assert!(!error.contains("left an invalid graph"), "{error}");
 }
+
+/// The same for the two other checks the graph makes of its own nodes and not of the bodies:
+/// a body reading an output its producer does not have, and a data input after a control one.
+#[test]
+fn inlining_refuses_body_references_the_graph_would_reject() {
+    let reads_a_missing_output = CALL_OF_A_BODY_MISSING_AN_ATTRIBUTE.replace(
+        r#"ret { key: "y" value: "x0" }"#,
+        r#"node_def { name: "negated" op: "Neg" input: "x0" attr { key: "T" value { type: DT_FLOAT } } }
+    ret { key: "y" value: "negated:3" }"#,
+    );
+    let data_after_control = CALL_OF_A_BODY_MISSING_AN_ATTRIBUTE.replace(
+        r#"ret { key: "y" value: "x0" }"#,
+        r#"node_def { name: "added" op: "AddV2" input: "^x0" input: "x0" input: "x0" attr { key: "T" value { type: DT_FLOAT } } }
+    ret { key: "y" value: "added" }"#,
+    );
+    for (case, expected) in [
+        (
+            &reads_a_missing_output,
+            "'negated:3' in 'outer' names no output",
+        ),
+        (
+            &data_after_control,
+            "node 'added' of function 'outer' lists a data input after a control input",
+        ),
+    ] {
+        // Without the nested call that lacks `f`, so that these checks are the ones that fail.
+        let case = case.replace(
+            r#"    node_def { name: "nested" op: "StatefulPartitionedCall" input: "x0"
+      attr { key: "Tin" value { list { type: DT_FLOAT } } }
+      attr { key: "Tout" value { list { type: DT_FLOAT } } } }
+"#,
+            "",
+        );
+        assert!(!case.contains("nested"), "the nested call was removed");
+        let error = transform(&parse(&case), "inline_partitionedcall", &["call"]).unwrap_err();
+        assert!(error.contains(expected), "{error}");
+    }
+}

@@ -226,9 +226,15 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
                     crate::graph::ops::output_port(node, arg, index)
                         .ok_or_else(|| format!("'{reference}' in '{fname}' names no output"))?
                 }
-                (Some(index), None) => index
-                    .parse()
-                    .map_err(|_| format!("bad reference '{reference}' in '{fname}'"))?,
+                (Some(index), None) => {
+                    let port: usize = index
+                        .parse()
+                        .map_err(|_| format!("bad reference '{reference}' in '{fname}'"))?;
+                    if crate::graph::ops::output_count(node).is_some_and(|count| port >= count) {
+                        return Err(format!("'{reference}' in '{fname}' names no output"));
+                    }
+                    port
+                }
                 _ => 0,
             };
             let name = format!("{prefix}/{head}");
@@ -258,6 +264,13 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
             return Err(format!(
                 "node '{}' ({}) of function '{fname}' is missing required attribute '{attr}'",
                 node.name, node.op
+            ));
+        }
+        let first_control = node.input.iter().position(|i| i.starts_with('^'));
+        if first_control.is_some_and(|at| node.input[at..].iter().any(|i| !i.starts_with('^'))) {
+            return Err(format!(
+                "node '{}' of function '{fname}' lists a data input after a control input",
+                node.name
             ));
         }
         let mut inlined = node.clone();
