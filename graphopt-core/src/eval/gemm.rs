@@ -8,9 +8,9 @@
 //!   at run time: AVX-512 where it has it (a feature graphopt-core turns on; ndarray leaves it
 //!   off), else AVX2 and FMA, so their sums may differ in the last bits between machines. For
 //!   `verify` and the `eval` feature, whose results are compared, not written. With the
-//!   `threads` feature a large product is split over [`super::parallel`]'s threads by blocks of rows (or of
-//!   columns, when it has few rows, as the late layers of a CNN at batch 1 do); each element
-//!   is still computed by the same kernel over the same inner blocks, so the result is
+//!   `threads` feature a large product is split over [`super::parallel`]'s threads by blocks
+//!   of rows (or of columns, when it has few rows, as the late layers of a CNN at batch 1
+//!   do); each element is still computed by the same kernel over the same inner blocks, so the result is
 //!   bit-identical to one thread's.
 
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar};
