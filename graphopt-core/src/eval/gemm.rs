@@ -10,8 +10,8 @@
 //!   `verify` and the `eval` feature, whose results are compared, not written. With the
 //!   `threads` feature a large product is split over [`super::parallel`]'s threads by blocks
 //!   of rows (or of columns, when it has few rows, as the late layers of a CNN at batch 1
-//!   do); each element is still computed by the same kernel over the same inner blocks, so the result is
-//!   bit-identical to one thread's.
+//!   do); each element is still computed by the same kernel over the same inner blocks, so
+//!   the result is bit-identical to one thread's.
 
 use ndarray::{ArrayView2, ArrayViewMut2, LinalgScalar};
 
