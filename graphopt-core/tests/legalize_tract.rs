@@ -504,6 +504,58 @@ fn legalize_for_tract_leaves_no_pad() {
     );
 }
 
+/// What legalize cannot rewrite it reports, node by node as `check` names it, and says how to get
+/// further: a Pad of an input whose batch is unknown cannot become concats.
+#[test]
+fn legalize_reports_what_it_leaves_for_the_target() {
+    let mut g = keras_stride_two(7, 8, [0, 0, 1, 1, 0, 1, 0, 0]);
+    g.node.extend([
+        int32s("more", &[4, 2], &[0, 0, 2, 1, 1, 1, 0, 0]),
+        pad("padded", "out", "more"),
+    ]);
+    let dynamic = |mut g: GraphDef| {
+        let x = g.node.iter_mut().find(|n| n.name == "x").unwrap();
+        *x = placeholder("x", &[-1, 7, 8, 4]);
+        g
+    };
+    let run = |mut g: GraphDef| {
+        let specs = transforms::parse("legalize(target=tract)").unwrap();
+        let outcomes = transforms::run(
+            &Registry::with_builtins(),
+            &mut g,
+            &specs,
+            &["x".to_string()],
+            &["padded".to_string()],
+        )
+        .unwrap();
+        let problems = graphopt_core::targets::check_target(&g, "tract").unwrap();
+        (outcomes[0].warnings.clone(), problems)
+    };
+    let (warnings, problems) = run(dynamic(g.clone()));
+    let left: Vec<_> = problems.iter().filter(|p| p.blocking).collect();
+    assert!(
+        !left.is_empty() && left.iter().any(|p| p.op == "Pad"),
+        "{left:?}"
+    );
+    for problem in &left {
+        assert!(
+            warnings.contains(&format!("left for tract: {problem}")),
+            "{problem} not reported: {warnings:#?}"
+        );
+    }
+    let last = warnings.last().unwrap();
+    assert!(
+        last.starts_with(&format!("{} node(s) that tract ", left.len()))
+            && last.contains("inputs of unknown shape (x)")
+            && last.contains("fix_input_shapes"),
+        "{last}"
+    );
+    // With the batch known, the Pad becomes concats, and nothing is left to report.
+    let (warnings, problems) = run(g);
+    assert!(problems.iter().all(|p| !p.blocking), "{problems:?}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
 /// The pipelines tract judges (consumers/tract) keep TensorFlow's outputs on the fixtures.
 #[test]
 fn legalized_fixtures_match_tensorflow() {

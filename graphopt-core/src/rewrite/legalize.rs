@@ -1194,7 +1194,6 @@ pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<S
 /// (no values at all for zeros, or fewer values than elements with the last one repeated)
 /// gets explicit values: one typed value when every element is the same (zeros included),
 /// else `tensor_content`. Returns how many.
-/// Returns how many.
 pub fn constants_with_explicit_values(graph: &mut GraphDef) -> usize {
     let mut count = 0;
     for node in graph.node.iter_mut().filter(|n| n.op == "Const") {

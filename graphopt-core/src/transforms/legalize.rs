@@ -1,6 +1,7 @@
 //! `legalize(target=NAME)`: rewrites a graph into the forms a deployment target's importer
-//! loads, composed from the shared rewrite layer, and reports (as warnings) what no rewrite can
-//! fix; `graphopt check --target=NAME` lists those as errors. Run it last, after the
+//! loads, composed from the shared rewrite layer, and reports (as warnings, node by node, with
+//! the target's check) what no rewrite can fix; `graphopt check --target=NAME` lists those as
+//! errors. Run it last, after the
 //! optimization pipeline (`@deploy legalize(target=opencv)`).
 //!
 //! `opencv`, `tract`, `tvm` and `tensorrt` first get every constant subgraph folded (values up
@@ -14,7 +15,8 @@
 //!   its fusion of the pattern pads symmetrically by the paddings before and ignores the
 //!   crops), a `SYMMETRIC` MirrorPad becomes slices and concats (OpenCV pads every MirrorPad as
 //!   `REFLECT`), every Const's values move to `tensor_content` (OpenCV reads some Consts only
-//!   there);
+//!   there) but a scalar's, which is spelled out when TensorFlow's shorthand leaves it empty
+//!   (OpenCV reads a ConcatV2 axis as its first `int_val`);
 //! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
 //!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2, and every
 //!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
@@ -35,11 +37,13 @@
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
+use crate::graph::attrs;
 use crate::graph::inline;
 use crate::proto::GraphDef;
+use crate::proto::NodeDef;
 use crate::rewrite::constants::{fold, FoldOptions, DEFAULT_MAX_FOLDED_BYTES};
 use crate::rewrite::{atrous, leftovers, legalize, static_shapes};
-use crate::targets::{Constraint, Target};
+use crate::targets::{self, Constraint, Target};
 
 pub struct Legalize;
 
@@ -74,6 +78,7 @@ fn plan(target: &str) -> Option<Plan> {
             symmetric_atrous: true,
             symmetric_mirror_pads: true,
             tensor_content: true,
+            explicit_values: true,
             ..none
         },
         "tract" => Plan {
@@ -181,7 +186,8 @@ impl Transform for Legalize {
         if plan.add_v2_to_add {
             legalize::rename_ops(graph, "AddV2", "Add");
         }
-        strip_rejected_attributes(graph, target, context)?;
+        let profile = Target::by_name(target).map_err(|e| context.error(e.to_string()))?;
+        strip_rejected_attributes(graph, profile, context);
         if plan.tensor_content {
             legalize::constants_as_tensor_content(graph);
         }
@@ -191,18 +197,60 @@ impl Transform for Legalize {
         if plan.output_shapes {
             static_shapes::add_output_shapes(graph)?;
         }
+        report_what_remains(graph, profile, context);
         Ok(())
     }
+}
+
+/// Warns about every node the target still cannot load once the rewrites are done (what
+/// `graphopt check` would refuse), then says how many and where to go from there.
+fn report_what_remains(graph: &GraphDef, profile: &Target, context: &TransformContext<'_>) {
+    let remaining: Vec<_> = targets::check(graph, profile)
+        .into_iter()
+        .filter(|p| p.blocking)
+        .collect();
+    if remaining.is_empty() {
+        return;
+    }
+    for problem in &remaining {
+        context.warn(format!("left for {}: {problem}", profile.name));
+    }
+    let dynamic = graph
+        .node
+        .iter()
+        .filter(|n| n.op == "Placeholder" && !has_static_shape(n))
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>();
+    let hint = if dynamic.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; inputs of unknown shape ({}) keep shape arithmetic and padding that fix_input_shapes before legalize lets fold",
+            dynamic.join(", ")
+        )
+    };
+    context.warn(format!(
+        "{} node(s) that {} {} cannot load remain, which no rewrite of legalize handles{hint}",
+        remaining.len(),
+        profile.name,
+        profile.version
+    ));
+}
+
+/// Whether a Placeholder declares a shape with every dimension known.
+fn has_static_shape(node: &NodeDef) -> bool {
+    attrs::shape(node, "shape")
+        .is_some_and(|s| !s.unknown_rank && s.dim.iter().all(|d| d.size >= 0))
 }
 
 /// Strips every attribute the target's profile rejects (its `attrs_absent` constraints) where
 /// that keeps the node's meaning, and warns about the ones left.
 fn strip_rejected_attributes(
     graph: &mut GraphDef,
-    target: &str,
+    profile: &Target,
     context: &TransformContext<'_>,
-) -> Result<()> {
-    let profile = Target::by_name(target).map_err(|e| context.error(e.to_string()))?;
+) {
+    let target = &profile.name;
     for constraint in &profile.constraints {
         let Constraint::AttrsAbsent { ops, attrs, .. } = constraint else {
             continue;
@@ -215,5 +263,4 @@ fn strip_rejected_attributes(
             ));
         }
     }
-    Ok(())
 }
