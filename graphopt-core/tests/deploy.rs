@@ -1,7 +1,8 @@
 //! The recommended pipeline `@deploy` on every fixture: TensorFlow's outputs kept, graphs no
 //! larger than Grappler's (its arithmetic, constant-folding, dependency, shape, loop, common
 //! subexpression and pruning optimizers, recorded by tests/fixtures/record_grappler.py), and
-//! none of the leftovers it promises to remove.
+//! none of the leftovers it promises to remove. Grappler's record must be of the committed
+//! fixture bytes (its SHA-256 per fixture).
 
 mod common;
 
@@ -45,6 +46,46 @@ fn every_fixture_is_listed() {
     let mut counted: Vec<&str> = DEPLOY_NODES.iter().map(|(n, _)| *n).collect();
     counted.sort();
     assert_eq!(counted, listed);
+}
+
+#[test]
+fn grappler_record_is_of_the_committed_fixture_bytes() {
+    // Grappler's counts are only an anchor for the graph they were recorded on: a fixture
+    // regenerated (or edited) without rerunning the recorder must fail here, not pass against
+    // a stale count.
+    const RERUN: &str = "rerun /tmp/tfvenv/bin/python tests/fixtures/record_grappler.py";
+    let grappler = grappler();
+    let recorded = grappler["fixtures"]
+        .as_object()
+        .expect("expected/grappler.json: no fixtures");
+    let files = common::fixture_files();
+    let mut stale = Vec::new();
+    for name in &files {
+        let bytes = std::fs::read(common::model_path(name, "pb")).unwrap();
+        let actual = common::sha256_hex(&bytes);
+        match recorded
+            .get(name)
+            .and_then(|r| r["original"]["sha256"].as_str())
+        {
+            Some(want) if want == actual => {}
+            Some(want) => stale.push(format!(
+                "tests/fixtures/models/{name}.pb: SHA-256 {actual}, recorded {want}"
+            )),
+            None => stale.push(format!(
+                "tests/fixtures/models/{name}.pb has no SHA-256 in Grappler's record"
+            )),
+        }
+    }
+    for name in recorded.keys().filter(|n| !files.contains(n)) {
+        stale.push(format!(
+            "Grappler's record has {name}, tests/fixtures/models/{name}.pb does not exist"
+        ));
+    }
+    assert!(
+        stale.is_empty(),
+        "tests/fixtures/expected/grappler.json is stale ({RERUN}):\n{}",
+        stale.join("\n")
+    );
 }
 
 #[test]
