@@ -835,3 +835,117 @@ fn deploy_keeps_what_a_function_body_returns_and_its_control_returns() {
         .unwrap();
     assert_eq!(out[0].floats().unwrap(), vec![5.0, -10.0]);
 }
+
+fn concat(name: &str, parts: &[&str], axis: &str) -> NodeDef {
+    let mut inputs = parts.to_vec();
+    inputs.push(axis);
+    node(
+        name,
+        "ConcatV2",
+        &inputs,
+        &[
+            ("N", attr_value::Value::I(parts.len() as i64)),
+            ("Tidx", dtype(DataType::DtInt32)),
+        ],
+    )
+}
+
+fn axis(name: &str, value: i32) -> NodeDef {
+    int32s(name, &[], &[value])
+}
+
+#[test]
+fn an_activation_on_every_part_of_a_concat_moves_after_it() {
+    // An Inception block's branches, each ending in a Relu, concatenated on the channels.
+    let block = around(
+        "c",
+        vec![
+            node("neg", "Neg", &["x"], &[]),
+            node("r1", "Relu", &["x"], &[]),
+            node("r2", "Relu", &["neg"], &[]),
+            node("r3", "Relu", &["x"], &[]),
+            axis("axis", 2),
+            concat("c", &["r1", "r2", "r3"], "axis"),
+        ],
+    );
+    let after = removes(&block, "simplify_arithmetic", &[], true);
+    assert_eq!(count(&after, "Relu"), 2, "{:?}", ops(&after)); // the hoisted one and `y`
+    let c = after.node.iter().find(|n| n.name == "c").unwrap();
+    assert_eq!(c.op, "Relu");
+    // Not when a part is read elsewhere, differs in op or attributes, or repeats.
+    let mut shared = block.clone();
+    shared.node.push(node("z", "Relu", &["r2"], &[]));
+    let after = run(&shared, "simplify_arithmetic", &["y", "z"]);
+    assert_eq!(count(&after, "ConcatV2"), 1);
+    assert_eq!(count(&after, "Relu"), 5, "{:?}", ops(&after));
+    let mut mixed = block.clone();
+    mixed.node.iter_mut().find(|n| n.name == "r3").unwrap().op = "Relu6".into();
+    keeps(&mixed, "simplify_arithmetic", "a Relu6 among Relus");
+    let leaky = |alpha: f32| {
+        node(
+            "",
+            "LeakyRelu",
+            &["x"],
+            &[("alpha", attr_value::Value::F(alpha))],
+        )
+    };
+    let leaky_block = |second: f32| {
+        let mut a = leaky(0.2);
+        a.name = "l1".into();
+        let mut b = leaky(second);
+        b.name = "l2".into();
+        around("c", vec![a, b, axis("axis", 1), concat("c", &["l1", "l2"], "axis")])
+    };
+    keeps(&leaky_block(0.3), "simplify_arithmetic", "unequal alphas");
+    let after = removes(&leaky_block(0.2), "simplify_arithmetic", &[], true);
+    assert_eq!(count(&after, "LeakyRelu"), 1, "{:?}", ops(&after));
+    let twice = around(
+        "c",
+        vec![
+            node("r1", "Relu", &["x"], &[]),
+            axis("axis", 0),
+            concat("c", &["r1", "r1"], "axis"),
+        ],
+    );
+    keeps(&twice, "simplify_arithmetic", "one Relu read twice");
+}
+
+#[test]
+fn a_concat_read_only_by_a_concat_on_the_same_axis_merges_into_it() {
+    let nested = around(
+        "outer",
+        vec![
+            node("a", "Neg", &["x"], &[]),
+            node("b", "Abs", &["x"], &[]),
+            axis("axis", 1),
+            concat("inner", &["a", "b"], "axis"),
+            concat("outer", &["x", "inner", "a"], "axis"),
+        ],
+    );
+    let after = removes(&nested, "simplify_arithmetic", &[], true);
+    assert_eq!(count(&after, "ConcatV2"), 1, "{:?}", ops(&after));
+    let outer = after.node.iter().find(|n| n.name == "outer").unwrap();
+    assert_eq!(outer.input, ["x", "a", "b", "a", "axis"]);
+    assert_eq!(
+        outer.attr["N"].value,
+        Some(attr_value::Value::I(4)),
+        "the part count follows"
+    );
+    // Another axis, or another reader of the inner concat: both stay.
+    let mut other_axis = nested.clone();
+    other_axis.node.push(axis("axis0", 0));
+    other_axis
+        .node
+        .iter_mut()
+        .find(|n| n.name == "inner")
+        .unwrap()
+        .input[2] = "axis0".into();
+    // [2, 3, 4] and [2, 3, 4] on axis 0, then on axis 1 with [2, 3, 4]: shapes differ, so
+    // only the graph's structure is compared.
+    let after = run(&other_axis, "simplify_arithmetic", &["y"]);
+    assert_eq!(count(&after, "ConcatV2"), 2);
+    let mut shared = nested.clone();
+    shared.node.push(node("z", "Relu", &["inner"], &[]));
+    let after = run(&shared, "simplify_arithmetic", &["y", "z"]);
+    assert_eq!(count(&after, "ConcatV2"), 2);
+}

@@ -15,6 +15,9 @@
 //!   and the other factors all have the same static shape (so no broadcast changes the result's
 //!   shape); constant other factors are summed into one constant.
 //!
+//! - concatenations simplified ([`concat`](crate::rewrite::concat)): nested ones along one axis
+//!   merged, an elementwise unary op on every part moved after the concatenation.
+//!
 //! Nodes become Identities here; leftover removal splices them out.
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +28,7 @@ use crate::eval::binary_arithmetic;
 use crate::graph::edit::{const_node, const_value, control_inputs, data_inputs, unique_name, Uses};
 use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use crate::rewrite::concat;
 use crate::rewrite::remove::remove_unread;
 use crate::tensor::Tensor;
 
@@ -74,7 +78,7 @@ pub fn simplify_arithmetic(graph: &mut GraphDef, protected: &HashSet<String>) ->
     let mut total = 0;
     // Each round rewrites at least one node of a finite graph; the bound is a guard.
     for _ in 0..graph.node.len().max(1) {
-        let rewritten = one_round(graph, protected);
+        let rewritten = one_round(graph, protected) + concat::simplify_concats(graph, protected);
         if rewritten == 0 {
             break;
         }

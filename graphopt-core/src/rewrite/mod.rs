@@ -10,6 +10,7 @@
 pub mod arithmetic;
 pub mod atrous;
 pub mod batch_norms;
+pub mod concat;
 pub mod constants;
 pub mod duplicates;
 pub mod fused_convolutions;
