@@ -4,12 +4,15 @@
 //! Rules:
 //! - inside graphopt-core, a module uses only the modules listed for it in [`MAY_USE`]
 //!   (every `crate::` and `super::` path counts, not only `use` lines, and use groups count
-//!   leaf by leaf at any depth);
+//!   leaf by leaf at any depth; a name the crate root binds, by a `use` in lib.rs or a
+//!   `#[macro_export]` macro, counts as the module it comes from, and lib.rs may not
+//!   glob-import a module, whose names could then not be traced);
 //! - a transform never uses another transform's file, never glob-imports the transforms
 //!   module (or the crate root), and outside its tests never names the registry or runner
 //!   ([`REGISTRY_ITEMS`]): composite transforms call the rewrite layer;
 //! - graphopt-macros and the facade with default features never depend on graphopt-core, and
-//!   the facade's normal dependencies compile one major version of syn;
+//!   the facade's normal dependencies compile one major version of syn; graphopt-build's
+//!   normal dependencies include no miette ([`NOT_FOR_BUILD`]);
 //! - no `unsafe` outside the memory-mapping module;
 //! - no `unwrap`, `expect` (as methods or as `Option::`/`Result::` paths), `panic!`, `todo!`,
 //!   `unimplemented!`, `unreachable!` in library code: the `src` of every workspace member
@@ -18,7 +21,7 @@
 //! Each rule is a function of text (a source, a manifest, `cargo tree` output) with unit tests
 //! at the end that feed it a breaking input.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// graphopt-core's modules, bottom layer first, with the modules each may use. A module may
@@ -56,8 +59,16 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "proto", "dtype", "tensor", "error", "budget", "pages", "graph", "analysis", "eval",
         ],
     ),
-    // transforms: thin registered wrappers over rewrite; `legalize(target=...)` reads the
-    // target's profile (targets never uses transforms)
+    // the targets' profiles and the checker of what each target can load: below the
+    // transforms, which may use it (`legalize(target=...)` reads a profile); it uses none
+    (
+        "targets",
+        &[
+            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval", "rewrite",
+        ],
+    ),
+    // transforms: thin registered wrappers over rewrite, and the targets' profiles that
+    // `legalize(target=...)` reads
     (
         "transforms",
         &[
@@ -65,8 +76,8 @@ const MAY_USE: &[(&str, &[&str])] = &[
             "targets",
         ],
     ),
-    // beside the transforms, using none: freezing, verifying, the targets' profiles (which
-    // `legalize` reads), summaries
+    // above the rewrite layer, using no transform (freezing calls the rewrite layer):
+    // freezing, verifying, summaries
     (
         "freeze",
         &[
@@ -78,12 +89,6 @@ const MAY_USE: &[(&str, &[&str])] = &[
         "verify",
         &[
             "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "summary",
-        ],
-    ),
-    (
-        "targets",
-        &[
-            "proto", "dtype", "tensor", "error", "graph", "analysis", "eval", "rewrite",
         ],
     ),
     (
@@ -482,6 +487,17 @@ struct CratePath {
     in_use: bool,
 }
 
+/// One leaf of a path tree.
+#[derive(Debug)]
+struct Leaf {
+    /// Where its last segment stands.
+    at: usize,
+    /// The full path; a glob ends in `*`.
+    path: Vec<String>,
+    /// The name an `as` binds it to.
+    alias: Option<String>,
+}
+
 /// Parses the path tree at `*at`: segments separated by `::`, `{...}` groups at any depth
 /// (nested ones too), a `*` glob, `self` in a group, `as` renames. Pushes one full path per
 /// leaf, with the position of its last segment. `after_separator`: the tree follows a `::`, so
@@ -491,7 +507,7 @@ fn path_tree(
     at: &mut usize,
     mut prefix: Vec<String>,
     after_separator: bool,
-    out: &mut Vec<(usize, Vec<String>)>,
+    out: &mut Vec<Leaf>,
 ) {
     let bytes = code.as_bytes();
     let mut after_separator = after_separator;
@@ -522,7 +538,11 @@ fn path_tree(
             }
             Some(b'*') => {
                 prefix.push("*".to_string());
-                out.push((*at, prefix));
+                out.push(Leaf {
+                    at: *at,
+                    path: prefix,
+                    alias: None,
+                });
                 *at += 1;
                 return;
             }
@@ -530,7 +550,11 @@ fn path_tree(
                 let ident = ident_at(code, *at);
                 if ident.is_empty() {
                     if after_separator {
-                        out.push((last, prefix));
+                        out.push(Leaf {
+                            at: last,
+                            path: prefix,
+                            alias: None,
+                        });
                     }
                     return;
                 }
@@ -545,11 +569,18 @@ fn path_tree(
                     after_separator = true;
                     continue;
                 }
+                let mut alias = None;
                 if ident_at(code, next) == "as" {
-                    let alias = skip_whitespace(bytes, next + 2);
-                    *at = alias + ident_at(code, alias).len();
+                    let alias_at = skip_whitespace(bytes, next + 2);
+                    let name = ident_at(code, alias_at);
+                    *at = alias_at + name.len();
+                    alias = Some(name.to_string());
                 }
-                out.push((last, prefix));
+                out.push(Leaf {
+                    at: last,
+                    path: prefix,
+                    alias,
+                });
                 return;
             }
         }
@@ -624,13 +655,17 @@ fn crate_paths(code: &str, module: &[String]) -> Vec<CratePath> {
         let mut leaves = Vec::new();
         path_tree(code, &mut next, base.clone(), true, &mut leaves);
         if leaves.is_empty() {
-            leaves.push((at, base));
-        }
-        for (leaf, path) in leaves {
-            found.push(CratePath {
-                line: line_of(code, leaf),
+            leaves.push(Leaf {
                 at,
-                path,
+                path: base,
+                alias: None,
+            });
+        }
+        for leaf in leaves {
+            found.push(CratePath {
+                line: line_of(code, leaf.at),
+                at,
+                path: leaf.path,
                 in_use,
             });
         }
@@ -702,11 +737,160 @@ fn transform_path_problem(this: &str, found: &CratePath, in_tests: bool) -> Opti
     ))
 }
 
-/// Layer violations in one graphopt-core file, as `file:line: message`.
-fn layer_violations(file: &str, relative_to_src: &str, source: &str) -> Vec<String> {
+/// What a name at graphopt-core's crate root stands for beyond the modules `lib.rs` declares:
+/// each name a `use` in lib.rs binds there (`pub use transforms::Registry;` makes
+/// `crate::Registry` the transforms' `Registry`; a private `use` too, which the whole crate
+/// sees) and each `#[macro_export]` macro (`crate::map_data!` is the tensor module's). A path
+/// through the root counts as a path to the module it reaches, so a re-export at the root
+/// cannot carry an upper layer's item down.
+#[derive(Debug, Default)]
+struct RootNames {
+    /// A name at the crate root -> the path from the root it stands for.
+    names: BTreeMap<String, Vec<String>>,
+    /// What lib.rs does that the rules cannot follow: a glob import of a module.
+    problems: Vec<String>,
+}
+
+impl RootNames {
+    /// The names the `use` declarations of `lib` (the source of lib.rs) bind at the crate
+    /// root.
+    fn from_lib(lib: &str) -> Self {
+        let code = code_only(lib);
+        let bytes = code.as_bytes();
+        let mut root = RootNames::default();
+        for (at, word) in idents(&code) {
+            if word != "use" || (at > 0 && bytes[at - 1] == b':') {
+                continue;
+            }
+            let mut next = skip_whitespace(bytes, at + word.len());
+            if code[next..].starts_with("::") {
+                continue; // an extern crate's path
+            }
+            let mut leaves = Vec::new();
+            path_tree(&code, &mut next, Vec::new(), false, &mut leaves);
+            for leaf in leaves {
+                let mut path = leaf.path;
+                if path.first().is_some_and(|s| s == "crate") {
+                    path.remove(0);
+                }
+                if path.last().is_some_and(|s| s == "*") {
+                    let module = &path[..path.len() - 1];
+                    if module.first().is_some_and(|m| is_core_module(m)) {
+                        root.problems.push(format!(
+                            "graphopt-core/src/lib.rs:{}: `use {}` glob-imports a module at the \
+                             crate root: its names could not be traced to their layer; import \
+                             them by name",
+                            line_of(&code, leaf.at),
+                            path.join("::")
+                        ));
+                    }
+                    continue;
+                }
+                let Some(name) = leaf.alias.or_else(|| path.last().cloned()) else {
+                    continue;
+                };
+                if name != "_" && path != [name.clone()] {
+                    root.names.insert(name, path);
+                }
+            }
+        }
+        root
+    }
+
+    /// Adds the `#[macro_export]` macros of the graphopt-core file at `relative_to_src`: they
+    /// stand at the crate root, but belong to the file's module.
+    fn add_exported_macros(&mut self, relative_to_src: &str, source: &str) {
+        let code = code_only(source);
+        let module = module_of(relative_to_src);
+        let mut rest = 0;
+        while let Some(found) = code[rest..].find("#[macro_export]") {
+            let after = rest + found + "#[macro_export]".len();
+            rest = after;
+            let Some(rules) = code[after..].find("macro_rules!") else {
+                break;
+            };
+            let name_at = skip_whitespace(code.as_bytes(), after + rules + "macro_rules!".len());
+            let name = ident_at(&code, name_at);
+            if !name.is_empty() {
+                let mut path = module.clone();
+                path.push(name.to_string());
+                self.names.insert(name.to_string(), path);
+            }
+        }
+    }
+
+    /// `path` (from the crate root) with a first segment the root binds replaced by what it
+    /// stands for, through re-exports of re-exports; `None` when it starts with no such name.
+    fn resolve(&self, path: &[String]) -> Option<Vec<String>> {
+        let mut resolved: Option<Vec<String>> = None;
+        // A bound on the chain: `use a as b; use b as a;` does not resolve.
+        for _ in 0..8 {
+            let current = resolved.as_deref().unwrap_or(path);
+            let first = current.first()?;
+            if is_core_module(first) {
+                break;
+            }
+            let target = self.names.get(first)?;
+            let mut next = target.clone();
+            next.extend_from_slice(&current[1..]);
+            resolved = Some(next);
+        }
+        resolved
+    }
+}
+
+fn is_core_module(name: &str) -> bool {
+    MAY_USE.iter().any(|(m, _)| *m == name)
+}
+
+/// The layer rules for one path (resolved through the crate root) of a file of module `own`:
+/// the transform rules if the file is a transform, the crate error's limit, [`MAY_USE`].
+fn path_problem(
+    own: &str,
+    allowed: &[&str],
+    this_transform: Option<&String>,
+    found: &CratePath,
+    in_tests: bool,
+) -> Option<String> {
+    if let Some(this) = this_transform {
+        if let Some(problem) = transform_path_problem(this, found, in_tests) {
+            return Some(problem);
+        }
+    }
+    let path = &found.path;
+    // Not a module: the crate root itself, or an item of lib.rs (`crate::SOURCE_SHA256`).
+    let target = path.first().filter(|t| is_core_module(t))?;
+    let shown = format!("crate::{}", path.join("::"));
+    if target == own {
+        return None;
+    }
+    if own == "error" && ERROR_MAY_WRAP.contains(&target.as_str()) {
+        return (!path.last().is_some_and(|last| last.ends_with("Error")))
+            .then(|| format!("the crate error may only wrap error types, not {shown}"));
+    }
+    (!allowed.contains(&target.as_str())).then(|| {
+        format!(
+            "module '{own}' may not use '{target}' ({shown}); it may use: {}",
+            if allowed.is_empty() {
+                "nothing".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        )
+    })
+}
+
+/// Layer violations in one graphopt-core file, as `file:line: message`; `root` says what the
+/// names at the crate root stand for.
+fn layer_violations(
+    file: &str,
+    relative_to_src: &str,
+    source: &str,
+    root: &RootNames,
+) -> Vec<String> {
     let module = module_of(relative_to_src);
     let Some(own) = module.first() else {
-        return Vec::new(); // lib.rs declares the modules
+        return Vec::new(); // lib.rs declares the modules; RootNames reads its imports
     };
     let mut problems = Vec::new();
     let Some((_, allowed)) = MAY_USE.iter().find(|(m, _)| m == own) else {
@@ -723,49 +907,26 @@ fn layer_violations(file: &str, relative_to_src: &str, source: &str) -> Vec<Stri
         .filter(|_| own == "transforms")
         .filter(|this| !TRANSFORM_MACHINERY.contains(&this.as_str()));
     let mut registry_lines = BTreeSet::new();
-    for found in crate_paths(&code, &module) {
-        let line = found.line;
-        let path = &found.path;
-        if let Some(this) = this_transform {
-            if let Some(problem) = transform_path_problem(this, &found, in_tests(found.at)) {
-                if problem.contains("registry") {
-                    registry_lines.insert(line);
-                }
-                problems.push(format!("{file}:{line}: {problem}"));
-                continue;
+    for written in crate_paths(&code, &module) {
+        let line = written.line;
+        // A name the crate root binds counts as the item it stands for.
+        let (found, through) = match root.resolve(&written.path) {
+            Some(path) => {
+                let through = format!(
+                    " (crate::{} is crate::{} through lib.rs)",
+                    written.path.join("::"),
+                    path.join("::")
+                );
+                (CratePath { path, ..written }, through)
             }
-        }
-        let Some(target) = path.first() else {
-            continue; // the crate root itself (re-exports of Error, Result)
+            None => (written, String::new()),
         };
-        let shown = format!("crate::{}", path.join("::"));
-        if matches!(target.as_str(), "Error" | "Result") {
-            continue; // the crate-level re-exports of error::{Error, Result}
-        }
-        if !MAY_USE.iter().any(|(m, _)| m == target) {
-            continue; // a macro or item of the crate root, e.g. crate::map_data!
-        }
-        if target == own {
-            continue;
-        }
-        if own == "error" && ERROR_MAY_WRAP.contains(&target.as_str()) {
-            if path.last().is_some_and(|last| last.ends_with("Error")) {
-                continue;
+        let in_tests = in_tests(found.at);
+        if let Some(problem) = path_problem(own, allowed, this_transform, &found, in_tests) {
+            if this_transform.is_some() && problem.contains("registry") {
+                registry_lines.insert(line);
             }
-            problems.push(format!(
-                "{file}:{line}: the crate error may only wrap error types, not {shown}"
-            ));
-            continue;
-        }
-        if !allowed.contains(&target.as_str()) {
-            problems.push(format!(
-                "{file}:{line}: module '{own}' may not use '{target}' ({shown}); it may use: {}",
-                if allowed.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    allowed.join(", ")
-                }
-            ));
+            problems.push(format!("{file}:{line}: {problem}{through}"));
         }
     }
     if let Some(this) = this_transform {
@@ -904,16 +1065,37 @@ fn graphopt_core_layers() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     assert!(files.len() > 20, "graphopt-core sources not found");
-    let mut problems = Vec::new();
-    for file in &files {
-        let rel = relative(file);
-        if GENERATED.contains(&rel.as_str()) {
-            continue;
-        }
-        let source = std::fs::read_to_string(file).expect("readable source");
-        let inner = file.strip_prefix(&src).expect("under src");
-        let inner = inner.to_string_lossy().replace('\\', "/");
-        problems.extend(layer_violations(&rel, &inner, &source));
+    // (relative to the workspace, relative to src, source)
+    let sources: Vec<(String, String, String)> = files
+        .iter()
+        .map(|file| {
+            let inner = file.strip_prefix(&src).expect("under src");
+            (
+                relative(file),
+                inner.to_string_lossy().replace('\\', "/"),
+                std::fs::read_to_string(file).expect("readable source"),
+            )
+        })
+        .filter(|(rel, _, _)| !GENERATED.contains(&rel.as_str()))
+        .collect();
+    let lib = &sources
+        .iter()
+        .find(|(_, inner, _)| inner == "lib.rs")
+        .expect("graphopt-core/src/lib.rs")
+        .2;
+    let mut root = RootNames::from_lib(lib);
+    for (_, inner, source) in &sources {
+        root.add_exported_macros(inner, source);
+    }
+    // The crate's own re-export of its error is read, so the rest are too.
+    assert_eq!(
+        root.names.get("Error").map(|p| p.join("::")).as_deref(),
+        Some("error::Error"),
+        "{root:?}"
+    );
+    let mut problems = root.problems.clone();
+    for (rel, inner, source) in &sources {
+        problems.extend(layer_violations(rel, inner, source, &root));
     }
     assert!(
         problems.is_empty(),
@@ -1045,6 +1227,19 @@ fn links_core_problem(package: &str, deps: &[String]) -> Option<String> {
     })
 }
 
+/// Crates graphopt-build's normal dependencies (what every app's build script compiles) must
+/// not include: the README says graphopt-core dropped miette.
+const NOT_FOR_BUILD: &[&str] = &["miette"];
+
+/// One problem for each crate of `forbidden` that `deps` (of `who`) include.
+fn forbidden_crates(who: &str, deps: &[String], forbidden: &[&str]) -> Vec<String> {
+    forbidden
+        .iter()
+        .filter(|name| !crate_versions(deps, name).is_empty())
+        .map(|name| format!("{who} compiles {name}"))
+        .collect()
+}
+
 /// The rule for the facade with `eval`: graphopt-core once, none of [`HEAVY_FOR_EVAL`].
 fn eval_feature_problems(deps: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
@@ -1054,12 +1249,17 @@ fn eval_feature_problems(deps: &[String]) -> Vec<String> {
             "graphopt with `eval` compiles graphopt-core {cores} times"
         ));
     }
-    for heavy in HEAVY_FOR_EVAL {
-        if !crate_versions(deps, heavy).is_empty() {
-            problems.push(format!("graphopt with `eval` compiles {heavy}"));
-        }
-    }
+    problems.extend(forbidden_crates(
+        "graphopt with `eval`",
+        deps,
+        HEAVY_FOR_EVAL,
+    ));
     problems
+}
+
+/// The rule for graphopt-build with default features: none of [`NOT_FOR_BUILD`].
+fn build_problems(deps: &[String]) -> Vec<String> {
+    forbidden_crates("graphopt-build", deps, NOT_FOR_BUILD)
 }
 
 /// The rule for the facade with default features: one syn major.
@@ -1091,6 +1291,18 @@ fn facade_and_macros_never_link_core() {
 }
 
 #[test]
+fn build_script_side_has_no_miette() {
+    let deps = normal_dependencies("graphopt-build", &[]);
+    assert!(
+        crate_versions(&deps, "graphopt-core").len() == 1,
+        "graphopt-build's tree was not read:\n{}",
+        deps.join("\n")
+    );
+    let problems = build_problems(&deps);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
 fn facade_compiles_one_syn_major() {
     if let Some(problem) = syn_majors_problem(&normal_dependencies("graphopt", &[])) {
         panic!("{problem}");
@@ -1099,9 +1311,21 @@ fn facade_compiles_one_syn_major() {
 
 // The rule checker's own tests: each rule fires on a breaking source.
 
-/// The layer problems of a source placed at `graphopt-core/src/<at>`.
+/// The layer problems of a source placed at `graphopt-core/src/<at>`, with a lib.rs that
+/// re-exports the crate error as graphopt-core's does.
 fn layers(at: &str, source: &str) -> Vec<String> {
-    layer_violations(at, at, source)
+    layers_with_lib(
+        "pub mod error;\npub use error::{Error, Result};\n",
+        at,
+        source,
+    )
+}
+
+/// The layer problems of a source placed at `graphopt-core/src/<at>` beside the lib.rs `lib`.
+fn layers_with_lib(lib: &str, at: &str, source: &str) -> Vec<String> {
+    let root = RootNames::from_lib(lib);
+    assert!(root.problems.is_empty(), "{:?}", root.problems);
+    layer_violations(at, at, source, &root)
 }
 
 #[test]
@@ -1306,6 +1530,116 @@ fn checker_limits_the_crate_error_to_error_types() {
 }
 
 #[test]
+fn checker_follows_re_exports_at_the_crate_root() {
+    let lib = "pub mod eval;\npub mod transforms;\npub mod error;\n\
+               pub use transforms::Registry;\n\
+               pub use crate::transforms::{spec::parse as parse_spec, Transform};\n\
+               use self::summary as s;\n\
+               pub use error::{Error, Result};\n\
+               pub use Registry as Builtins;\n\
+               pub use std::fmt::Write as _;\n";
+    // The audit's case: eval reaching the transforms through `crate::Registry`.
+    let source = "fn f() { let r = crate::Registry::with_builtins(); }";
+    let problems = layers_with_lib(lib, "eval/functional.rs", source);
+    assert_eq!(
+        problems,
+        [
+            "eval/functional.rs:1: module 'eval' may not use 'transforms' \
+          (crate::transforms::Registry::with_builtins); it may use: proto, dtype, tensor, error, \
+          budget, graph, analysis (crate::Registry::with_builtins is \
+          crate::transforms::Registry::with_builtins through lib.rs)"
+        ]
+    );
+    // Without the re-export, `crate::Registry` is no module's: nothing to report.
+    assert!(layers_with_lib("pub mod eval;\n", "eval/functional.rs", source).is_empty());
+    // Renames, groups, `self::`, re-exports of re-exports, and `super::` from a module's root
+    // file.
+    for (at, source, module) in [
+        ("eval/mod.rs", "use crate::parse_spec;", "transforms"),
+        (
+            "eval/mod.rs",
+            "use crate::{Transform, graph};",
+            "transforms",
+        ),
+        ("eval/mod.rs", "use super::Builtins;", "transforms"),
+        (
+            "graph/mod.rs",
+            "fn f() { crate::s::dtype_name(); }",
+            "summary",
+        ),
+        ("budget.rs", "use crate::Result;", "error"),
+    ] {
+        let problems = layers_with_lib(lib, at, source);
+        assert_eq!(problems.len(), 1, "{source}: {problems:?}");
+        assert!(
+            problems[0].contains(&format!("may not use '{module}'"))
+                && problems[0].contains("through lib.rs"),
+            "{source}: {problems:?}"
+        );
+    }
+    // What a module may use stays allowed through the root; so does the crate error.
+    assert!(layers_with_lib(lib, "rewrite/constants.rs", "use crate::{Error, Result};").is_empty());
+    assert!(layers_with_lib(lib, "freeze/mod.rs", "use crate::Result;").is_empty());
+    // A transform reaching the registry or another transform through the root.
+    let problems = layers_with_lib(lib, "transforms/deploy.rs", "use crate::Builtins;");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("registry"), "{problems:?}");
+    let lib = "pub mod transforms;\npub use transforms::fold_constants::fold;\n";
+    let problems = layers_with_lib(lib, "transforms/deploy.rs", "fn f() { crate::fold(); }");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("uses another transform's file: crate::transforms::fold_constants"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn checker_traces_exported_macros_and_rejects_root_globs() {
+    let mut root = RootNames::from_lib("pub mod eval;\npub mod tensor;\n");
+    root.add_exported_macros(
+        "eval/kernels.rs",
+        "#[macro_export]\n#[doc(hidden)]\nmacro_rules! kernel { () => {} }\nmacro_rules! local { () => {} }",
+    );
+    root.add_exported_macros(
+        "tensor.rs",
+        "// #[macro_export] in a comment\n#[macro_export]\nmacro_rules! map_data { () => {} }",
+    );
+    assert_eq!(
+        root.names.keys().collect::<Vec<_>>(),
+        ["kernel", "map_data"],
+        "{root:?}"
+    );
+    let problems = layer_violations(
+        "graph/mod.rs",
+        "graph/mod.rs",
+        "fn f() { crate::kernel!(); }",
+        &root,
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("may not use 'eval' (crate::eval::kernels::kernel)"));
+    assert!(layer_violations(
+        "graph/mod.rs",
+        "graph/mod.rs",
+        "fn f() { crate::map_data!(); }",
+        &root
+    )
+    .is_empty());
+    // A glob at the root hides where its names come from.
+    for lib in [
+        "pub mod transforms;\npub use transforms::*;\n",
+        "pub mod eval;\nuse crate::eval::{kernels::*};\n",
+    ] {
+        let root = RootNames::from_lib(lib);
+        assert_eq!(root.problems.len(), 1, "{lib}: {:?}", root.problems);
+        assert!(root.problems[0].contains("glob-imports a module at the crate root"));
+    }
+    // An extern crate's glob is not graphopt-core's layering.
+    assert!(RootNames::from_lib("use std::fmt::*;\n")
+        .problems
+        .is_empty());
+}
+
+#[test]
 fn checker_requires_every_module_in_the_table() {
     let problems = layers("newmod.rs", "");
     assert_eq!(problems.len(), 1);
@@ -1443,6 +1777,14 @@ fn checker_reads_cargo_tree() {
     assert_eq!(
         eval_feature_problems(&tree_lines("graphopt v0.1.0 (/w)\n")),
         ["graphopt with `eval` compiles graphopt-core 0 times"]
+    );
+    let build = "graphopt-build v0.1.0 (/w/graphopt-build)\ngraphopt-core v0.1.0 (/w/graphopt-core)\nprost-reflect v0.16.2\n";
+    assert!(build_problems(&tree_lines(build)).is_empty());
+    assert_eq!(
+        build_problems(&tree_lines(&format!(
+            "{build}miette v7.6.0\nmiette-derive v7.6.0 (proc-macro)\n"
+        ))),
+        ["graphopt-build compiles miette"]
     );
 }
 

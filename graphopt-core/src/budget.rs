@@ -100,7 +100,8 @@ impl Remedy {
     };
 }
 
-/// A byte count for messages: `512 B`, `3.0 KiB`, `256.0 MiB`.
+/// A byte count for messages and summaries: `512 B`, `3.0 KiB`, `256.0 MiB` (binary units up
+/// to PiB, one decimal); `unlimited` for `u64::MAX`, the budget that sets no limit.
 pub fn size(bytes: u64) -> String {
     if bytes == u64::MAX {
         return "unlimited".into();
@@ -539,6 +540,19 @@ mod tests {
         assert_eq!(parse_size("-1"), None);
         assert_eq!(parse_size("1X"), None);
         assert_eq!(parse_size("99999999999999T"), None);
+    }
+
+    #[test]
+    fn sizes_format() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1024), "1.0 KiB");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(256 << 20), "256.0 MiB");
+        assert_eq!(size((3 << 30) + (1 << 29)), "3.5 GiB");
+        assert_eq!(size(2048 << 40), "2.0 PiB");
+        assert_eq!(size(u64::MAX - 1), "16384.0 PiB");
+        assert_eq!(size(u64::MAX), "unlimited");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::budget;
 use crate::dtype::{dtype_name, element_count, shape_dims};
 use crate::error::one_line;
 use crate::graph::{self, attrs, InputRef};
@@ -367,7 +368,7 @@ impl Summary {
             one_line(&self.benchmark_model_args)
         );
         if let Some(size) = self.file_size {
-            let _ = writeln!(out, "File size: {size} bytes ({})", human_bytes(size));
+            let _ = writeln!(out, "File size: {size} bytes ({})", budget::size(size));
         }
         let _ = writeln!(
             out,
@@ -384,27 +385,11 @@ impl Summary {
                     one_line(&c.name),
                     one_line(&c.dtype),
                     dims.join(","),
-                    human_bytes(c.bytes)
+                    budget::size(c.bytes)
                 );
             }
         }
         out
-    }
-}
-
-/// Bytes with a binary unit, e.g. `1.50 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.2} {}", units.get(unit).copied().unwrap_or("TiB"))
     }
 }
 
@@ -437,4 +422,41 @@ pub fn structure(graph: &GraphDef) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{attr_value, AttrValue, DataType};
+
+    #[test]
+    fn sizes_are_printed_in_binary_units() {
+        let mut weights = crate::graph::test_nodes::node("w", "Const", &[]);
+        weights.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtFloat as i32)),
+            },
+        );
+        weights.attr.insert(
+            "value".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Tensor(Box::new(TensorProto {
+                    dtype: DataType::DtFloat as i32,
+                    tensor_content: vec![0; 1536].into(),
+                    ..Default::default()
+                }))),
+            },
+        );
+        let graph = GraphDef {
+            node: vec![weights],
+            ..Default::default()
+        };
+        let text = summarize(&graph, Some(3 << 20)).to_text("g.pb");
+        assert!(
+            text.contains("File size: 3145728 bytes (3.0 MiB)"),
+            "{text}"
+        );
+        assert!(text.contains("  w (float[]): 1.5 KiB"), "{text}");
+    }
 }

@@ -7,16 +7,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use graphopt_core::io;
 
 const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms sort_by_execution_order";
 
 /// The pipelines whose outputs are pinned: the standard pipeline, `@deploy`, every
-/// registered transform on its own (with parameters where it needs them; `fix_input_shapes`
-/// needs each fixture's shapes, and is pinned through the consumers' records), and each
-/// target's legalize after the standard pipeline.
+/// registered transform on its own (with parameters where it needs them), but those
+/// [`NOT_PINNED_ALONE`] gives a reason for, and each target's legalize after the standard
+/// pipeline. `every_registered_transform_is_pinned_alone` holds this list to the registry.
 const PIPELINES: &[&str] = &[
     STANDARD,
     "@deploy",
@@ -45,6 +45,30 @@ const PIPELINES: &[&str] = &[
     "remove_training_nodes",
     "rename_op(old_op_name=Relu, new_op_name=Relu6)",
     "strip_unused_nodes",
+    "merge_duplicate_nodes",
+    "fuse_pad_and_conv",
+    "fuse_resize_and_conv",
+    "fuse_resize_pad_and_conv",
+    "simplify_arithmetic",
+    "set_device(device=/device:CPU:0)",
+    "remove_attribute(op_name=Placeholder, attribute_name=shape)",
+    "rename_attribute(op_name=Placeholder, old_attribute_name=shape, new_attribute_name=_input_shape)",
+    // Every fixture's input is called `input`.
+    "rename_node(old_node_name=input, new_node_name=image)",
+    "sort_by_execution_order",
+];
+
+/// Registered transforms with no pipeline of their own in [`PIPELINES`], each with the reason.
+const NOT_PINNED_ALONE: &[(&str, &str)] = &[
+    (
+        "fix_input_shapes",
+        "needs each fixture's own input shapes; pinned through the consumers' records \
+         (tests/fixtures/expected/opencv.json, tract.json)",
+    ),
+    (
+        "legalize",
+        "needs a target; pinned for each of TARGETS after the standard pipeline",
+    ),
 ];
 
 /// The targets whose legalize is pinned, each after the standard pipeline.
@@ -144,5 +168,117 @@ fn pipeline_outputs_have_the_committed_digests() {
             .map(|k| k.as_str())
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// What breaks "every registered transform is pinned on its own": a registered transform with
+/// neither a one-transform pipeline in `pipelines` nor a reason in `not_alone`, an empty
+/// reason, a reason for a transform that is pinned alone after all, and a name in either list
+/// that is not registered.
+fn pin_problems(
+    registered: &BTreeSet<String>,
+    pipelines: &[&str],
+    not_alone: &[(&str, &str)],
+) -> Vec<String> {
+    let alone: BTreeSet<String> = pipelines
+        .iter()
+        .filter_map(|pipeline| {
+            let specs = graphopt_core::transforms::parse(pipeline)
+                .unwrap_or_else(|e| panic!("{pipeline}: {e}"));
+            match specs.as_slice() {
+                [spec] => Some(spec.name.clone()),
+                _ => None,
+            }
+        })
+        .collect();
+    let excused: BTreeMap<&str, &str> = not_alone.iter().copied().collect();
+    let mut problems = Vec::new();
+    for name in registered {
+        match (alone.contains(name), excused.get(name.as_str())) {
+            (false, None) => problems.push(format!(
+                "'{name}' is registered but has no pipeline of its own in PIPELINES and no \
+                 reason in NOT_PINNED_ALONE"
+            )),
+            (true, Some(_)) => problems.push(format!(
+                "'{name}' is pinned alone, yet NOT_PINNED_ALONE gives a reason for not pinning it"
+            )),
+            (false, Some(reason)) if reason.trim().is_empty() => {
+                problems.push(format!("'{name}' has an empty reason in NOT_PINNED_ALONE"))
+            }
+            _ => {}
+        }
+    }
+    for name in alone
+        .iter()
+        .map(String::as_str)
+        .chain(excused.keys().copied())
+    {
+        if !registered.contains(name) {
+            problems.push(format!("'{name}' is not a registered transform"));
+        }
+    }
+    problems
+}
+
+fn builtin_names() -> BTreeSet<String> {
+    graphopt_core::transforms::Registry::with_builtins()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect()
+}
+
+#[test]
+fn every_registered_transform_is_pinned_alone() {
+    let registered = builtin_names();
+    assert!(registered.len() > 30, "{registered:?}");
+    let problems = pin_problems(&registered, PIPELINES, NOT_PINNED_ALONE);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_pin_check_fails_on_a_gap() {
+    // A new transform with no pin and no reason.
+    let mut registered = builtin_names();
+    registered.insert("new_transform".into());
+    assert_eq!(
+        pin_problems(&registered, PIPELINES, NOT_PINNED_ALONE),
+        [
+            "'new_transform' is registered but has no pipeline of its own in PIPELINES and no \
+          reason in NOT_PINNED_ALONE"
+        ]
+    );
+    let registered = builtin_names();
+    // A pin dropped: a transform only run together with others is not pinned alone.
+    let without: Vec<&str> = PIPELINES
+        .iter()
+        .copied()
+        .filter(|p| *p != "sort_by_execution_order")
+        .collect();
+    assert_eq!(
+        pin_problems(&registered, &without, NOT_PINNED_ALONE).len(),
+        1
+    );
+    // A reason removed, emptied, or given for a transform that is pinned.
+    assert_eq!(
+        pin_problems(&registered, PIPELINES, &NOT_PINNED_ALONE[1..]).len(),
+        1
+    );
+    assert_eq!(
+        pin_problems(
+            &registered,
+            PIPELINES,
+            &[("fix_input_shapes", " "), NOT_PINNED_ALONE[1]]
+        ),
+        ["'fix_input_shapes' has an empty reason in NOT_PINNED_ALONE"]
+    );
+    let mut extra = NOT_PINNED_ALONE.to_vec();
+    extra.push(("obfuscate_names", "no reason"));
+    assert_eq!(pin_problems(&registered, PIPELINES, &extra).len(), 1);
+    // A pin or reason for a transform that is not registered.
+    let mut stale = PIPELINES.to_vec();
+    stale.push("removed_transform");
+    assert_eq!(
+        pin_problems(&registered, &stale, NOT_PINNED_ALONE),
+        ["'removed_transform' is not a registered transform"]
     );
 }

@@ -393,6 +393,20 @@ mod synthetic {
         )
     }
 
+    /// A 2x2 NHWC pooling (`op` is MaxPool or AvgPool) with unit strides.
+    pub fn pool(name: &str, op: &str, input: &str, padding: &str) -> NodeDef {
+        node(
+            name,
+            op,
+            &[input],
+            &[
+                ("ksize", ints(&[1, 2, 2, 1])),
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s(padding)),
+            ],
+        )
+    }
+
     pub fn constant(name: &str, dims: &[usize], seed: u32, positive: bool) -> NodeDef {
         let n = dims.iter().product();
         let mut v = values(n, seed);
@@ -643,18 +657,6 @@ fn pre_activation_through(
 #[test]
 fn positive_scales_move_through_pooling_and_zero_padding() {
     use synthetic::*;
-    let pool = |name: &str, op: &str, input: &str| {
-        node(
-            name,
-            op,
-            &[input],
-            &[
-                ("ksize", ints(&[1, 2, 2, 1])),
-                ("strides", ints(&[1, 1, 1, 1])),
-                ("padding", s("VALID")),
-            ],
-        )
-    };
     let pad = |name: &str, input: &str| {
         let mut n = node(name, "Pad", &[input, "paddings"], &[]);
         n.attr.insert(
@@ -666,12 +668,12 @@ fn positive_scales_move_through_pooling_and_zero_padding() {
         n
     };
     let chains = [
-        ("MaxPool", vec![pool("p", "MaxPool", "relu")]),
-        ("AvgPool", vec![pool("p", "AvgPool", "relu")]),
+        ("MaxPool", vec![pool("p", "MaxPool", "relu", "VALID")]),
+        ("AvgPool", vec![pool("p", "AvgPool", "relu", "VALID")]),
         ("Pad", vec![pad("p", "relu")]),
         (
             "Pad, MaxPool",
-            vec![pad("p", "relu"), pool("q", "MaxPool", "p")],
+            vec![pad("p", "relu"), pool("q", "MaxPool", "p", "VALID")],
         ),
     ];
     for (what, layers) in chains {
@@ -1436,16 +1438,11 @@ fn concat_graph(
     let mut last = "concat".to_string();
     for (k, op) in after.iter().enumerate() {
         let name = format!("after{k}");
-        let attrs: &[(&str, graphopt_core::proto::attr_value::Value)] = if *op == "MaxPool" {
-            &[
-                ("ksize", ints(&[1, 2, 2, 1])),
-                ("strides", ints(&[1, 1, 1, 1])),
-                ("padding", s("SAME")),
-            ]
+        nodes.push(if *op == "MaxPool" {
+            pool(&name, op, &last, "SAME")
         } else {
-            &[]
-        };
-        nodes.push(node(&name, op, &[&last], attrs));
+            node(&name, op, &[&last], &[])
+        });
         last = name;
     }
     nodes.push(conv2d("conv", &last, "w", "SAME"));
@@ -1523,18 +1520,6 @@ fn any_non_zero_scale_moves_into_a_linear_layer_directly_or_through_linear_steps
     use synthetic::*;
     let x = || placeholder("x", &[1, 6, 6, 4]);
     let scale = || values_const("s", &[4], &MIXED);
-    let pool = |name: &str, op: &str, input: &str| {
-        node(
-            name,
-            op,
-            &[input],
-            &[
-                ("ksize", ints(&[1, 2, 2, 1])),
-                ("strides", ints(&[1, 1, 1, 1])),
-                ("padding", s("SAME")),
-            ],
-        )
-    };
     let mut pad = node("pad", "Pad", &["avg", "paddings"], &[]);
     pad.attr.insert(
         "Tpaddings".into(),
@@ -1603,7 +1588,7 @@ fn any_non_zero_scale_moves_into_a_linear_layer_directly_or_through_linear_steps
                 common::graphs::int32s("paddings", &[4, 2], &[0, 0, 1, 1, 2, 0, 0, 0]),
                 node("mul", "Mul", &["x", "s"], &[]),
                 node("add", "AddV2", &["mul", "b"], &[]),
-                pool("avg", "AvgPool", "add"),
+                pool("avg", "AvgPool", "add", "SAME"),
                 pad,
                 conv2d("layer", "pad", "w", "VALID"),
             ]),
@@ -1618,18 +1603,6 @@ fn any_non_zero_scale_moves_into_a_linear_layer_directly_or_through_linear_steps
 #[test]
 fn mixed_or_zero_scales_stop_at_non_linear_steps() {
     use synthetic::*;
-    let pool = |name: &str, op: &str, input: &str| {
-        node(
-            name,
-            op,
-            &[input],
-            &[
-                ("ksize", ints(&[1, 2, 2, 1])),
-                ("strides", ints(&[1, 1, 1, 1])),
-                ("padding", s("VALID")),
-            ],
-        )
-    };
     let chains: Vec<(&str, &[f32], Vec<graphopt_core::proto::NodeDef>)> = vec![
         ("Relu", &MIXED, vec![node("act", "Relu", &["add"], &[])]),
         (
@@ -1637,12 +1610,16 @@ fn mixed_or_zero_scales_stop_at_non_linear_steps() {
             &MIXED,
             vec![node("act", "LeakyRelu", &["add"], &[])],
         ),
-        ("MaxPool", &MIXED, vec![pool("act", "MaxPool", "add")]),
+        (
+            "MaxPool",
+            &MIXED,
+            vec![pool("act", "MaxPool", "add", "VALID")],
+        ),
         (
             "AvgPool, Relu",
             &MIXED,
             vec![
-                pool("avg", "AvgPool", "add"),
+                pool("avg", "AvgPool", "add", "VALID"),
                 node("act", "Relu", &["avg"], &[]),
             ],
         ),
@@ -1654,7 +1631,7 @@ fn mixed_or_zero_scales_stop_at_non_linear_steps() {
         (
             "a zero channel",
             &[1.0, 0.0, 2.0, 1.0],
-            vec![pool("act", "AvgPool", "add")],
+            vec![pool("act", "AvgPool", "add", "VALID")],
         ),
     ];
     for (what, scale, layers) in chains {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::InputRef;
+use crate::graph::edit::rename_nodes;
 use crate::proto::GraphDef;
 
 pub struct ObfuscateNames;
@@ -54,21 +54,7 @@ impl Transform for ObfuscateNames {
             counter += 1;
             renames.insert(node.name.clone(), candidate);
         }
-        for node in &mut graph.node {
-            if let Some(new) = renames.get(&node.name) {
-                node.name = new.clone();
-            }
-            for input in &mut node.input {
-                let parsed = InputRef::parse(input);
-                if let Some(new) = renames.get(parsed.node) {
-                    *input = InputRef {
-                        node: new,
-                        ..parsed
-                    }
-                    .to_string();
-                }
-            }
-        }
+        rename_nodes(graph, &renames);
         Ok(())
     }
 }
