@@ -110,17 +110,18 @@ pub enum Error {
     /// [`Model::target`](crate::Model::target): the legalized graph still has nodes the
     /// target cannot load.
     #[error(
-        "graphopt: model '{model}': target '{target}' cannot load {} node(s) after legalize(target={target}): {}{}; `graphopt check --target={target}` lists them",
-        problems.len() + more, problems.join("; "), if *more > 0 { format!("; and {more} more") } else { String::new() }
+        "graphopt: model '{model}': target '{target}' cannot load {} node(s) after legalize(target={target}): {}{}; `graphopt check --target={target}` says why for each",
+        problems.len() + others.len(), problems.join("; "),
+        if others.is_empty() { String::new() } else { format!("; and {}", others.join(", ")) }
     )]
     #[non_exhaustive]
     Target {
         model: String,
         target: String,
-        /// The first few, `node (op): why`.
+        /// The first few nodes, `node (op): why` (each node's first problem).
         problems: Vec<String>,
-        /// How many more there are.
-        more: usize,
+        /// The other nodes, `node (op)`.
+        others: Vec<String>,
     },
     /// `[package.metadata.graphopt]` is malformed.
     #[error("graphopt: [package.metadata.graphopt] in {}: {message}", path.display())]
@@ -139,9 +140,11 @@ fn likely_names(names: &[String], list: &str) -> String {
     }
 }
 
+/// As a build script's `main` prints it on failure: one line, whatever the model's names
+/// hold (control characters escaped).
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
+        f.write_str(&graphopt_core::error::one_line(&self.to_string()))
     }
 }
 

@@ -6,11 +6,17 @@
 //!     graphopt_build::Model::new("digits", "models/digits.pb")
 //!         .inputs(["image"])
 //!         .outputs(["probs"])
-//!         .transforms("strip_unused_nodes remove_nodes(op=Identity) fold_constants fold_batch_norms sort_by_execution_order")
+//!         .transforms("@deploy")
 //!         .build()?;
 //!     Ok(())
 //! }
 //! ```
+//!
+//! `@deploy` is graphopt's recommended pipeline for inference: the Graph Transform Tool's
+//! standard steps plus scale folding through activations, leftover removal, arithmetic
+//! simplification and constant sharing (`graphopt transforms` summarizes its steps). Any
+//! `transform_graph` list works too, alone or around it: `"@deploy legalize(target=opencv)"`
+//! or `"strip_unused_nodes fold_constants fold_batch_norms"`.
 //!
 //! and in the crate, `graphopt::include_model!(digits);` embeds the result as a module
 //! `digits` (see the `graphopt` crate).

@@ -55,6 +55,14 @@ pub(crate) struct Manifest {
     pub function_node_count: usize,
     /// Op types in those functions' bodies, apart from the main graph's.
     pub function_ops: std::collections::BTreeMap<String, usize>,
+    /// The consumer given to `Model::target`, if any.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Nodes of the optimized graph (main graph, then the functions it calls) that graphopt's
+    /// own evaluator cannot run, as `node (op): why`. `include_model!` refuses such a model
+    /// when the app has the `eval` feature, unless it was built for another target.
+    #[serde(default)]
+    pub evaluator_cannot_run: Vec<String>,
     /// `hit` when the artifact came from the cache, `miss` when it was built, `off (...)`
     /// when the model is not cached.
     pub cache: String,

@@ -78,7 +78,10 @@ fn models_from_metadata(
     let models = metadata
         .get("graphopt")
         .and_then(|g| g.get("models"))
-        .and_then(|m| m.as_object());
+        .and_then(|m| m.as_object())
+        // An empty table would be a run that declares nothing while an earlier run's
+        // artifacts stay in OUT_DIR: refused like a missing one.
+        .filter(|m| !m.is_empty());
     let Some(models) = models else {
         return Err(metadata_error(
             "no [package.metadata.graphopt.models.NAME] tables".into(),
@@ -243,5 +246,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("models.m.path is required"), "{error}");
+        for empty in [serde_json::json!({}), serde_json::json!([])] {
+            let error = declared(empty).unwrap_err().to_string();
+            assert!(
+                error.contains("no [package.metadata.graphopt.models.NAME] tables"),
+                "{error}"
+            );
+        }
     }
 }

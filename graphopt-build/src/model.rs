@@ -85,8 +85,9 @@ impl Model {
     }
 
     /// The transforms to apply, in order, in the grammar of TensorFlow's `transform_graph`:
-    /// `strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants`.
-    /// None by default: the model is embedded as it is.
+    /// `strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) fold_constants`, where
+    /// `@deploy` stands for graphopt's recommended inference pipeline (`graphopt transforms`
+    /// summarizes its steps). None by default: the model is embedded as it is.
     pub fn transforms(mut self, transforms: impl Into<String>) -> Self {
         self.transforms = transforms.into();
         self

@@ -7,7 +7,6 @@ use std::time::Instant;
 use graphopt_core::budget::{self, Settings};
 use graphopt_core::freeze::{self, SavedModelOptions};
 use graphopt_core::proto::{FunctionDef, GraphDef, NodeDef};
-use graphopt_core::summary::human_bytes;
 use graphopt_core::targets::{self, Target};
 use graphopt_core::transforms::{self, TransformSpec};
 use graphopt_core::verify::{self, VerifyOptions};
@@ -21,6 +20,19 @@ use crate::index;
 use crate::interface::{op_counts, tensor_manifest};
 use crate::manifest::Manifest;
 use crate::model::{BuiltModel, CacheStatus, Model};
+
+/// Prints a `cargo::warning` ([`warning_line`]).
+macro_rules! cargo_warning {
+    ($($message:tt)*) => {
+        println!("{}", warning_line(&format!($($message)*)))
+    };
+}
+
+/// The `cargo::warning` directive for `message`, made one line first: a node name, or an
+/// error quoting one, can then neither end the line nor start a directive of its own.
+fn warning_line(message: &str) -> String {
+    format!("cargo::warning={}", graphopt_core::error::one_line(message))
+}
 
 /// The version that goes into every cache key: a new graphopt never reuses an old artifact.
 const TOOL_VERSION: &str = concat!("graphopt-build ", env!("CARGO_PKG_VERSION"));
@@ -230,8 +242,8 @@ impl Model {
         {
             Ok(digest) => (digest, None),
             Err(e) => {
-                println!(
-                    "cargo::warning=graphopt: model '{}': not cached, as the versions of graphopt's dependencies are unknown: {e}",
+                cargo_warning!(
+                    "graphopt: model '{}': not cached, as the versions of graphopt's dependencies are unknown: {e}",
                     self.name
                 );
                 (String::new(), Some(e))
@@ -276,7 +288,7 @@ impl Model {
             _ if cache_off.is_some() => None,
             Ok(entry) => entry,
             Err(warning) => {
-                println!("cargo::warning=graphopt: model '{}': {warning}", self.name);
+                cargo_warning!("graphopt: model '{}': {warning}", self.name);
                 None
             }
         };
@@ -327,8 +339,8 @@ impl Model {
                             Some(entry_model)
                         }
                         Err(e) => {
-                            println!(
-                                "cargo::warning=graphopt: model '{}': could not write the cache at {}: {e}",
+                            cargo_warning!(
+                                "graphopt: model '{}': could not write the cache at {}: {e}",
                                 self.name,
                                 cache_dir.display()
                             );
@@ -371,9 +383,9 @@ impl Model {
             self.name,
             started.elapsed().as_secs_f64(),
             manifest.source_node_count,
-            human_bytes(manifest.source_size_bytes),
+            budget::size(manifest.source_size_bytes),
             manifest.node_count,
-            human_bytes(manifest.size_bytes),
+            budget::size(manifest.size_bytes),
             graph_path.display()
         );
         Ok(BuiltModel {
@@ -455,15 +467,17 @@ impl Model {
             .map_err(|e| self.core(e))?;
         for outcome in &outcomes {
             for warning in &outcome.warnings {
-                println!(
-                    "cargo::warning=graphopt: model '{}': {}: {warning}",
-                    self.name, outcome.transform
+                cargo_warning!(
+                    "graphopt: model '{}': {}: {warning}",
+                    self.name,
+                    outcome.transform
                 );
             }
             if let Some(error) = &outcome.ignored_error {
-                println!(
-                    "cargo::warning=graphopt: model '{}': {} skipped: {error}",
-                    self.name, outcome.transform
+                cargo_warning!(
+                    "graphopt: model '{}': {} skipped: {error}",
+                    self.name,
+                    outcome.transform
                 );
             }
         }
@@ -476,6 +490,12 @@ impl Model {
         if let Some(target) = &self.target {
             self.check_target(&graph, target)?;
         }
+        let evaluator = Target::by_name("graphopt").map_err(|e| self.fail(e.to_string()))?;
+        let evaluator_cannot_run = targets::check(&graph, evaluator)
+            .into_iter()
+            .filter(|p| p.blocking)
+            .map(|p| p.to_string())
+            .collect();
         let model_bytes = io::encode_graph(&graph);
         let describe = |names: &[String]| -> Result<Vec<_>, Error> {
             names
@@ -510,6 +530,8 @@ impl Model {
                 .collect(),
             function_node_count: function_nodes.len(),
             function_ops: op_counts(function_nodes.into_iter()),
+            target: self.target.clone(),
+            evaluator_cannot_run,
             cache: "miss".into(),
         };
         Ok((model_bytes, manifest))
@@ -561,23 +583,23 @@ impl Model {
 
     /// [`Model::target`]: nothing left that the target cannot load.
     fn check_target(&self, graph: &GraphDef, target: &str) -> Result<(), Error> {
-        /// Problems named in the error; the rest are counted.
-        const SHOWN: usize = 5;
+        /// Problems the error gives the reason for; the others it names.
+        const EXPLAINED: usize = 5;
         let problems = targets::check_target(graph, target)
             .map_err(|e| self.fail(format!(".target(\"{target}\"): {e}")))?;
-        let blocking: Vec<String> = problems
-            .iter()
-            .filter(|p| p.blocking)
-            .map(ToString::to_string)
-            .collect();
-        if blocking.is_empty() {
+        let nodes = targets::blocking_nodes(&problems);
+        if nodes.is_empty() {
             return Ok(());
         }
+        let (explained, named) = nodes.split_at(nodes.len().min(EXPLAINED));
         Err(Error::Target {
             model: self.name.clone(),
             target: target.to_string(),
-            more: blocking.len().saturating_sub(SHOWN),
-            problems: blocking.into_iter().take(SHOWN).collect(),
+            problems: explained.iter().map(ToString::to_string).collect(),
+            others: named
+                .iter()
+                .map(|p| format!("{} ({})", p.node, p.op))
+                .collect(),
         })
     }
 
@@ -672,5 +694,16 @@ mod tests {
         ] {
             assert!(!is_identifier(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_warning_quoting_a_hostile_name_stays_one_directive() {
+        let line =
+            warning_line("left for opencv: svd\ncargo::rustc-env=INJECTED=1 (Svd)\r\u{1b}[2J");
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert_eq!(
+            line,
+            "cargo::warning=left for opencv: svd\\ncargo::rustc-env=INJECTED=1 (Svd)\\r\\u{1b}[2J"
+        );
     }
 }

@@ -966,25 +966,27 @@ fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
     assert_eq!(nodes.parse::<usize>().unwrap(), graph.node.len());
 
     // -vv shows the build script's one line about the model.
-    let human = graphopt_core::summary::human_bytes;
-    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-    let line = all
-        .lines()
-        .find_map(|l| {
-            l.split_once("] graphopt: model 'tiny': ")
-                .map(|(_, rest)| rest)
-        })
-        .unwrap_or_else(|| panic!("{all}"));
-    let (head, tail) = line.split_once(" s: ").unwrap();
-    assert!(head.starts_with("optimized (cache miss) in "), "{line}");
-    assert_eq!(
-        tail,
-        format!(
-            "26 nodes, {} -> {nodes} nodes, {}; {graph_path}",
-            human(source_size.parse().unwrap()),
-            human(bytes.len() as u64)
-        )
+    let human = graphopt_core::budget::size;
+    let report_line = |out: &Output| -> (String, String) {
+        let all = format!("{}{}", stderr(out), String::from_utf8_lossy(&out.stdout));
+        let line = all
+            .lines()
+            .find_map(|l| {
+                l.split_once("] graphopt: model 'tiny': ")
+                    .map(|(_, rest)| rest)
+            })
+            .unwrap_or_else(|| panic!("{all}"));
+        let (head, tail) = line.split_once(" s: ").unwrap();
+        (head.to_string(), tail.to_string())
+    };
+    let (head, tail) = report_line(&out);
+    assert!(head.starts_with("optimized (cache miss) in "), "{head}");
+    let counts = format!(
+        "26 nodes, {} -> {nodes} nodes, {}; {graph_path}",
+        human(source_size.parse().unwrap()),
+        human(bytes.len() as u64)
     );
+    assert_eq!(tail, counts);
     // A plain build prints nothing: warnings are for problems only.
     app.write("build.rs", app.read("build.rs"));
     let out = app.cargo(&["build"], &app.cache);
@@ -992,6 +994,13 @@ fn each_model_reports_one_line_and_the_built_model_says_what_happened() {
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     let built = app.read("built.txt");
     assert!(built.starts_with("tiny Hit 26 "), "{built}");
+    // And a cache hit says so, with the same counts.
+    app.write("build.rs", app.read("build.rs"));
+    let out = app.cargo(&["build", "-vv"], &app.cache);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (head, tail) = report_line(&out);
+    assert!(head.starts_with("taken from the cache in "), "{head}");
+    assert_eq!(tail, counts);
 }
 
 /// A fake cache entry of `size` bytes last used `age` ago.
@@ -1214,7 +1223,8 @@ fn verify_target_and_budget_guard_the_build() {
             "graphopt: model 'rnn': target 'opencv' cannot load ",
             "node(s) after legalize(target=opencv): ",
             "(Enter): a TF1 while loop",
-            "more; `graphopt check --target=opencv` lists them",
+            "(LoopCond), ",
+            "(Exit); `graphopt check --target=opencv` says why for each",
         ],
     );
     expect(
@@ -1245,4 +1255,91 @@ fn verify_target_and_budget_guard_the_build() {
         ],
     );
     assert_eq!(lines.len(), 10, "{text}");
+
+    // The metadata key `target` too: the while loop, declared in Cargo.toml for OpenCV.
+    let manifest = app.read("Cargo.toml");
+    let table = &manifest[manifest
+        .find("[package.metadata.graphopt.models.listed]")
+        .unwrap()..];
+    app.write(
+        "Cargo.toml",
+        manifest.replace(
+            table,
+            "[package.metadata.graphopt.models.listed]\npath = \"models/rnn.pb\"\noutputs = [\"Identity\"]\ntarget = \"opencv\"\n",
+        ),
+    );
+    app.build_ok();
+    let text = app.read("guards.txt");
+    let metadata = text.lines().find(|l| l.starts_with("metadata: ")).unwrap();
+    for part in [
+        "graphopt: model 'listed': target 'opencv' cannot load ",
+        "node(s) after legalize(target=opencv): ",
+        "(Enter): a TF1 while loop",
+    ] {
+        assert!(metadata.contains(part), "{part:?} not in {metadata}");
+    }
+}
+
+/// An app that runs its models with the `eval` feature cannot embed one the evaluator cannot
+/// run: the build fails at include_model!, naming the nodes, not the app at run time.
+#[test]
+fn an_eval_app_cannot_embed_a_model_the_evaluator_cannot_run() {
+    let app = App::named("eval-guard-app");
+    app.write(
+        "Cargo.toml",
+        app.read("Cargo.toml")
+            .replacen("graphopt = {", "graphopt = { features = [\"eval\"],", 1),
+    );
+    app.write("models/svd.pbtxt", SVD_PBTXT);
+    app.write(
+        "models/hostile.pbtxt",
+        SVD_PBTXT.replace("\"svd\"", "\"svd\\ncargo::rustc-env=GRAPHOPT_INJECTED=1\""),
+    );
+    app.write(
+        "build.rs",
+        r#"
+fn main() {
+    graphopt_build::Model::new("svd", "models/svd.pbtxt").inputs(["x"]).outputs(["out"]).build().unwrap();
+    graphopt_build::Model::new("tiny", "models/tiny.pb").inputs(["input"]).outputs(["probs"]).build().unwrap();
+    // Its warnings quote a node name made to look like a cargo directive.
+    graphopt_build::Model::new("hostile", "models/hostile.pbtxt").inputs(["x"]).outputs(["out"])
+        .transforms("legalize(target=opencv)").build().unwrap();
+}
+"#,
+    );
+    app.write(
+        "src/main.rs",
+        "graphopt::include_model!(svd);\nfn main() {}\n",
+    );
+    let err = app.build_error();
+    for part in [
+        "include_model!(svd): graphopt's evaluator, which the `eval` feature runs models with, cannot run 1 node(s) of this model: \
+         svd (Svd): graphopt's evaluator has no kernel for this op",
+        "; change the model or its transforms, or, if graphopt::eval does not run this model, declare the consumer it is for \
+         with .target(\"NAME\") in build.rs",
+    ] {
+        assert!(err.contains(part), "{part:?} not in {err}");
+    }
+    // A model it runs is embedded and runs.
+    app.write(
+        "src/main.rs",
+        r#"
+graphopt::include_model!(tiny);
+fn main() {
+    let graphopt::Shape::Known(dims) = tiny::inputs::INPUT.shape else { panic!("rank") };
+    let dims: Vec<usize> = dims.iter().map(|&d| d.max(1) as usize).collect();
+    let pixels = vec![0.5f32; dims.iter().product()];
+    let model = graphopt::eval::Model::from_bytes(tiny::GRAPH_DEF).unwrap();
+    let outputs = model.run_f32(&[(tiny::inputs::INPUT, &pixels, &dims)], &[tiny::outputs::PROBS]).unwrap();
+    println!("ran {}", outputs[0].0.len());
+    println!("injected {:?}", option_env!("GRAPHOPT_INJECTED"));
+}
+"#,
+    );
+    let ran = app.run();
+    assert!(
+        ran.starts_with("ran ") && !ran.starts_with("ran 0"),
+        "{ran}"
+    );
+    assert!(ran.contains("injected None"), "{ran}");
 }

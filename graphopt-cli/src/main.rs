@@ -746,7 +746,7 @@ fn check(args: &CheckArgs) -> Result<(), Error> {
     let target = targets::Target::by_name(&args.target)?;
     let loaded = load_valid(&args.graph)?;
     let problems = targets::check(&loaded.graph, target);
-    let blocking = problems.iter().filter(|p| p.blocking).count();
+    let blocking = targets::blocking_nodes(&problems).len();
     let path = args.graph.display().to_string();
     if args.json {
         let report = serde_json::json!({

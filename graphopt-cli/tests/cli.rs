@@ -620,6 +620,84 @@ fn check_names_every_node_a_target_cannot_load_and_exits_1() {
     );
 }
 
+/// `@deploy` and `legalize` by name on the command line: the recommended pipeline keeps the
+/// outputs (`verify`), and what legalize leaves for a target it reports node by node, with
+/// the count `check` then gives (nodes, not problems: a node can break two constraints).
+#[test]
+fn deploy_and_legalize_run_from_the_command_line_and_report_what_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixture("keras_cnn.pb");
+    let deployed = dir.path().join("deployed.pb");
+    let mut args = transform_args(&original, &deployed, "@deploy");
+    args.extend(["--inputs=input".into(), "--outputs=Identity".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = graphopt(&refs);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let counts = err
+        .lines()
+        .find_map(|l| l.strip_prefix("graphopt: @deploy: "))
+        .unwrap_or_else(|| panic!("no @deploy line: {err}"));
+    let (before, after) = counts
+        .trim_end_matches(" nodes")
+        .split_once(" -> ")
+        .unwrap();
+    let (before, after): (usize, usize) = (before.parse().unwrap(), after.parse().unwrap());
+    assert!(after < before, "{counts}");
+    let verified = graphopt(&[
+        "verify",
+        original.to_str().unwrap(),
+        deployed.to_str().unwrap(),
+    ]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+
+    // `check` counts nodes: on the raw loop one Pack breaks two constraints.
+    let check = |path: &Path| {
+        let checked = graphopt(&["check", "--target=opencv", path.to_str().unwrap()]);
+        let listed = String::from_utf8(checked.stdout.clone()).unwrap();
+        let nodes: std::collections::BTreeSet<String> = listed
+            .lines()
+            .map(|l| l.split(" (").next().unwrap().to_string())
+            .collect();
+        (checked, listed, nodes.len())
+    };
+    let raw = fixture("while_rnn.pb");
+    let (checked, listed, nodes) = check(&raw);
+    assert!(
+        nodes < listed.lines().count(),
+        "no node with two problems: {listed}"
+    );
+    assert_clean_failure(
+        &checked,
+        &[&format!("while_rnn.pb: {nodes} node(s) that opencv")],
+    );
+
+    let legalized = dir.path().join("rnn.opencv.pb");
+    let mut args = transform_args(&raw, &legalized, "legalize(target=opencv)");
+    args.push("--outputs=Identity".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = graphopt(&refs);
+    let err = stderr(&output);
+    assert!(output.status.success(), "{err}");
+    let (checked, listed, nodes) = check(&legalized);
+    assert_clean_failure(
+        &checked,
+        &[&format!("rnn.opencv.pb: {nodes} node(s) that opencv")],
+    );
+    for problem in listed.lines() {
+        assert!(
+            err.contains(&format!("left for opencv: {problem}")),
+            "{problem} not reported by legalize: {err}"
+        );
+    }
+    assert!(
+        err.contains(&format!(
+            "{nodes} node(s) that opencv 4.10.0 cannot load remain, which no rewrite of legalize handles"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_exits_0_on_a_graph_the_target_loads() {
     use graphopt_core::proto::{attr_value, AttrValue, GraphDef, NodeDef};

@@ -32,6 +32,10 @@ struct Manifest {
     ops: std::collections::BTreeMap<String, usize>,
     functions: usize,
     function_node_count: usize,
+    /// `Model::target`'s consumer, if one was given.
+    target: Option<String>,
+    /// What graphopt's evaluator cannot run, `node (op): why`.
+    evaluator_cannot_run: Vec<String>,
 }
 
 // The manifest is read as JSON values rather than through serde's derive, so the macro crate
@@ -124,6 +128,20 @@ impl Manifest {
             outputs: tensors("outputs")?,
             node_count: count("node_count")?,
             ops,
+            target: match value.get("target") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(text(&value, "target")?),
+            },
+            evaluator_cannot_run: match value.get("evaluator_cannot_run") {
+                None => Vec::new(),
+                Some(list) => list
+                    .as_array()
+                    .ok_or("the manifest's 'evaluator_cannot_run' is not a list")?
+                    .iter()
+                    .map(|p| p.as_str().map(str::to_string))
+                    .collect::<Option<_>>()
+                    .ok_or("the manifest's 'evaluator_cannot_run' holds a non-string")?,
+            },
         })
     }
 }
@@ -234,18 +252,38 @@ pub fn include_model(input: TokenStream) -> TokenStream {
     let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return error("include_model! needs OUT_DIR: build the model with graphopt-build in this package's build.rs".into());
     };
-    match expand(&module, &out_dir, &declared()) {
+    // The facade's `eval` feature turns this one on: the app runs its models with graphopt's
+    // evaluator, so one it cannot run fails the build rather than the app.
+    let runs_in_evaluator = cfg!(feature = "eval");
+    match expand(&module, &out_dir, &declared(), runs_in_evaluator) {
         Ok(tokens) => tokens.into(),
         Err(message) => error(message),
     }
 }
 
+/// Why a model that the app may run with graphopt's evaluator (`runs_in_evaluator`) cannot be
+/// embedded: it has nodes the evaluator cannot run and was not built for another consumer.
+fn evaluator_refusal(name: &str, manifest: &Manifest, runs_in_evaluator: bool) -> Option<String> {
+    let for_another_consumer = manifest.target.as_deref().is_some_and(|t| t != "graphopt");
+    if !runs_in_evaluator || for_another_consumer || manifest.evaluator_cannot_run.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "include_model!({name}): graphopt's evaluator, which the `eval` feature runs models with, cannot run {} node(s) of this model: {}; \
+         change the model or its transforms, or, if graphopt::eval does not run this model, declare the consumer it is for with .target(\"NAME\") in build.rs",
+        manifest.evaluator_cannot_run.len(),
+        manifest.evaluator_cannot_run.join("; ")
+    ))
+}
+
 /// The module for `module`, from the manifest in `out_dir`, if the build script's last run
-/// built it (`known`).
+/// built it (`known`) and, when the app runs models with graphopt's evaluator
+/// (`runs_in_evaluator`), if the evaluator can run it.
 fn expand(
     module: &Ident,
     out_dir: &Path,
     known: &[String],
+    runs_in_evaluator: bool,
 ) -> Result<proc_macro2::TokenStream, String> {
     let name = module.to_string();
     let dir = out_dir.join("graphopt");
@@ -264,6 +302,9 @@ fn expand(
         .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
     let manifest =
         Manifest::from_json(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    if let Some(refusal) = evaluator_refusal(&name, &manifest, runs_in_evaluator) {
+        return Err(refusal);
+    }
     let graph_path = dir.join(format!("{name}.pb"));
     let graph_path = graph_path.to_string_lossy().into_owned();
     let manifest_str = manifest_path.to_string_lossy().into_owned();
@@ -392,14 +433,27 @@ mod tests {
     }"#;
 
     fn expand_digits(known: &[&str]) -> Result<String, String> {
+        expand_manifest(MANIFEST, known, false)
+    }
+
+    fn expand_manifest(
+        manifest: &str,
+        known: &[&str],
+        runs_in_evaluator: bool,
+    ) -> Result<String, String> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let out =
             std::env::temp_dir().join(format!("graphopt-macros-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(out.join("graphopt")).map_err(|e| e.to_string())?;
-        std::fs::write(out.join("graphopt/digits.json"), MANIFEST).map_err(|e| e.to_string())?;
+        std::fs::write(out.join("graphopt/digits.json"), manifest).map_err(|e| e.to_string())?;
         let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
-        let tokens = expand(&Ident::new("digits", Span::call_site()), &out, &known);
+        let tokens = expand(
+            &Ident::new("digits", Span::call_site()),
+            &out,
+            &known,
+            runs_in_evaluator,
+        );
         let _ = std::fs::remove_dir_all(&out);
         tokens.map(|t| t.to_string())
     }
@@ -433,6 +487,50 @@ mod tests {
                 "no model 'digits' was built by this package's build.rs; declared models: none"
                     .into()
             )
+        );
+    }
+
+    #[test]
+    fn a_model_the_evaluator_cannot_run_is_refused_only_where_the_app_runs_it() {
+        let lacking = MANIFEST.replace(
+            r#""cache": "miss""#,
+            r#""cache": "miss", "evaluator_cannot_run": ["svd (Svd): graphopt's evaluator has no kernel for this op"]"#,
+        );
+        let refusal = "include_model!(digits): graphopt's evaluator, which the `eval` feature runs models with, \
+            cannot run 1 node(s) of this model: svd (Svd): graphopt's evaluator has no kernel for this op; \
+            change the model or its transforms, or, if graphopt::eval does not run this model, declare the consumer \
+            it is for with .target(\"NAME\") in build.rs";
+        assert_eq!(
+            expand_manifest(&lacking, &["digits"], true),
+            Err(refusal.into())
+        );
+        // Without the `eval` feature, or for another consumer, the model is embedded.
+        assert!(expand_manifest(&lacking, &["digits"], false).is_ok());
+        let for_opencv = lacking.replace(
+            r#""cache": "miss""#,
+            r#""cache": "miss", "target": "opencv""#,
+        );
+        assert!(expand_manifest(&for_opencv, &["digits"], true).is_ok());
+        let for_graphopt = lacking.replace(
+            r#""cache": "miss""#,
+            r#""cache": "miss", "target": "graphopt""#,
+        );
+        assert_eq!(
+            expand_manifest(&for_graphopt, &["digits"], true),
+            Err(refusal.into())
+        );
+        // Nothing lacking (and manifests written before the list existed): embedded.
+        assert!(expand_manifest(MANIFEST, &["digits"], true).is_ok());
+        let malformed = MANIFEST.replace(
+            r#""cache": "miss""#,
+            r#""cache": "miss", "evaluator_cannot_run": [1]"#,
+        );
+        assert_eq!(
+            expand_manifest(&malformed, &["digits"], true)
+                .unwrap_err()
+                .rsplit(": ")
+                .next(),
+            Some("the manifest's 'evaluator_cannot_run' holds a non-string")
         );
     }
 

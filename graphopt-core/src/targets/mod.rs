@@ -15,7 +15,7 @@
 //! applies.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
@@ -471,6 +471,16 @@ pub fn check(graph: &GraphDef, target: &Target) -> Vec<Problem> {
 /// Whether `problems` contain one the target fails on.
 pub fn any_blocking(problems: &[Problem]) -> bool {
     problems.iter().any(|p| p.blocking)
+}
+
+/// The nodes the target fails on, each once, in the order of their first problem (a node can
+/// break more than one constraint).
+pub fn blocking_nodes(problems: &[Problem]) -> Vec<&Problem> {
+    let mut seen = HashSet::new();
+    problems
+        .iter()
+        .filter(|p| p.blocking && seen.insert(p.node.as_str()))
+        .collect()
 }
 
 /// The function body a node belongs to, for naming.
