@@ -480,3 +480,384 @@ fn inspect_escapes_names_from_the_file() {
     assert!(text.contains("(y\\u{1b}[31m:0)"), "{text}");
     assert_eq!(text.lines().count(), 7, "{text}");
 }
+
+// --- Hostile checkpoints (issue 11, fourth audit): bundles written in code, frozen under a
+// --- small explicit budget.
+
+/// A tensor bundle written the way TensorFlow writes one: an index table of one data block
+/// and one data shard.
+mod bundle {
+    use std::path::Path;
+
+    use graphopt_core::freeze::checkpoint::masked_crc32c;
+    use graphopt_core::proto::{BundleEntryProto, BundleHeaderProto, DataType};
+    use prost::Message;
+
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A table block of `entries` with its trailer (no compression, masked CRC32C).
+    fn block(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            varint(&mut out, 0);
+            varint(&mut out, key.len() as u64);
+            varint(&mut out, value.len() as u64);
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        let mut checked = out.clone();
+        checked.push(0);
+        let crc = masked_crc32c(&checked);
+        out.push(0);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Writes `PREFIX.index` holding the header and `entries` (sorted by key), and `shard` as
+    /// the one data file.
+    pub fn write(prefix: &Path, entries: &[(Vec<u8>, Vec<u8>)], shard: &[u8]) {
+        let header = BundleHeaderProto {
+            num_shards: 1,
+            ..Default::default()
+        };
+        let mut all = vec![(Vec::new(), header.encode_to_vec())];
+        all.extend_from_slice(entries);
+        let data = block(&all);
+        let mut handle = Vec::new();
+        varint(&mut handle, 0);
+        varint(&mut handle, data.len() as u64 - 5);
+        let last = all.last().map(|e| e.0.clone()).unwrap_or_default();
+        let index = block(&[(last, handle)]);
+        let mut file = data;
+        let index_offset = file.len() as u64;
+        file.extend_from_slice(&index);
+        let mut footer = Vec::new();
+        for v in [0, 0, index_offset, index.len() as u64 - 5] {
+            varint(&mut footer, v);
+        }
+        footer.resize(40, 0);
+        footer.extend_from_slice(&0xdb47_7524_8b80_fb57u64.to_le_bytes());
+        file.extend_from_slice(&footer);
+        std::fs::write(format!("{}.index", prefix.display()), file).unwrap();
+        std::fs::write(format!("{}.data-00000-of-00001", prefix.display()), shard).unwrap();
+    }
+
+    /// The entry of a float vector of `floats` elements stored at `offset` of the shard.
+    pub fn float_entry(shard: &[u8], offset: usize, floats: usize) -> Vec<u8> {
+        BundleEntryProto {
+            dtype: DataType::DtFloat as i32,
+            shape: Some(graphopt_core::tensor::shape_proto(&[floats])),
+            offset: offset as i64,
+            size: (floats * 4) as i64,
+            crc32c: masked_crc32c(&shard[offset..offset + floats * 4]),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// The entry of a scalar string tensor holding `value` at `offset` of `shard`, which it
+    /// appends the stored bytes to (length, length checksum, bytes), checksummed as
+    /// TensorFlow does.
+    pub fn string_entry(shard: &mut Vec<u8>, value: &[u8]) -> Vec<u8> {
+        let offset = shard.len();
+        let mut stored = Vec::new();
+        varint(&mut stored, value.len() as u64);
+        let lengths = (value.len() as u32).to_le_bytes();
+        let length_crc = masked_crc32c(&lengths).to_le_bytes();
+        stored.extend_from_slice(&length_crc);
+        stored.extend_from_slice(value);
+        let mut checked = lengths.to_vec();
+        checked.extend_from_slice(&length_crc);
+        checked.extend_from_slice(value);
+        shard.extend_from_slice(&stored);
+        BundleEntryProto {
+            dtype: DataType::DtString as i32,
+            shape: Some(Default::default()),
+            offset: offset as i64,
+            size: stored.len() as i64,
+            crc32c: masked_crc32c(&checked),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+/// A 4 MiB memory budget: room for the small files below and a few frozen copies of a 256 KiB
+/// tensor, not for 32 of them.
+fn small_budget() -> graphopt_core::budget::Budget {
+    graphopt_core::budget::Budget::new(4 << 20, u64::MAX)
+}
+
+/// Floats in the one checkpoint tensor `w` the hostile graphs below all read: 256 KiB.
+const SHARED_FLOATS: usize = 64 << 10;
+
+/// A TF1 graph of `count` VarHandleOps all created with `shared_name: "w"`, each read, the
+/// reads summed by `out`.
+fn shared_name_graph(count: usize) -> GraphDef {
+    let mut text = String::new();
+    let mut reads = String::new();
+    for k in 0..count {
+        text.push_str(&format!(
+            r#"node {{ name: "v{k}" op: "VarHandleOp"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: {SHARED_FLOATS} }} }} }} }}
+  attr {{ key: "shared_name" value {{ s: "w" }} }} }}
+node {{ name: "r{k}" op: "ReadVariableOp" input: "v{k}"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+"#
+        ));
+        reads.push_str(&format!(" input: \"r{k}\""));
+    }
+    text.push_str(&format!(
+        r#"node {{ name: "out" op: "AddN"{reads}
+  attr {{ key: "N" value {{ i: {count} }} }} attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}"#
+    ));
+    graphopt_core::text_format::parse(&text).unwrap()
+}
+
+#[test]
+fn many_variables_sharing_one_checkpoint_tensor_are_charged_each() {
+    // Each VarHandleOp becomes a Const over the same shard bytes (no copy), but the frozen
+    // graph holds and writes every one: 1600 of a 512 KiB tensor made a 723 KB input abort at
+    // 3 GB (text output) or write 2 GB (binary). Before, nothing charged them: freezing 32
+    // here succeeded whatever the budget.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("m");
+    let shard: Vec<u8> = (0..SHARED_FLOATS as u32 * 4).map(|i| i as u8).collect();
+    bundle::write(
+        &prefix,
+        &[(b"w".to_vec(), bundle::float_entry(&shard, 0, SHARED_FLOATS))],
+        &shard,
+    );
+    let freeze = |count: usize| {
+        let graph = shared_name_graph(count);
+        small_budget().enter(|| {
+            let checkpoint = Checkpoint::open(&prefix).unwrap();
+            graphopt_core::freeze::freeze_graph(&graph, &checkpoint, &["out".into()])
+        })
+    };
+    // A few fit: every variable is a Const of the shared tensor.
+    let frozen = freeze(4).unwrap();
+    let consts = frozen.node.iter().filter(|n| n.op == "Const").count();
+    assert_eq!(consts, 4);
+    // 32 x 256 KiB do not: refused naming the variable, the tensor and the checkpoint.
+    let started = std::time::Instant::now();
+    let error = freeze(32).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            graphopt_core::freeze::FreezeError::TooLarge { variable, key, .. }
+                if variable.starts_with('v') && key == "w"
+        ),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("checkpoint {}", prefix.display()))
+            && message.contains("memory budget"),
+        "{message}"
+    );
+    assert!(started.elapsed().as_secs() < 5);
+}
+
+#[test]
+fn many_captures_bound_to_one_checkpoint_tensor_are_charged_each() {
+    // The SavedModel path: a signature call capturing `count` VarHandleOps, each bound to the
+    // same variable object, hence the same checkpoint key.
+    use graphopt_core::proto::{
+        meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
+        SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
+        SignatureDef, TensorInfo, TrackableObjectGraph,
+    };
+    use prost::Message;
+    let write_model = |dir: &std::path::Path, count: usize| {
+        std::fs::create_dir_all(dir.join("variables")).unwrap();
+        let mut shard: Vec<u8> = (0..SHARED_FLOATS as u32 * 4).map(|i| i as u8).collect();
+        let w = bundle::float_entry(&shard, 0, SHARED_FLOATS);
+        let objects = TrackableObjectGraph {
+            nodes: vec![
+                Default::default(),
+                trackable_object_graph::TrackableObject {
+                    attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
+                        name: "VARIABLE_VALUE".into(),
+                        full_name: "w".into(),
+                        checkpoint_key: "w".into(),
+                    }],
+                    ..Default::default()
+                },
+            ],
+        };
+        let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
+        bundle::write(
+            &dir.join("variables/variables"),
+            &[
+                (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
+                (b"w".to_vec(), w),
+            ],
+            &shard,
+        );
+        let mut text = String::new();
+        let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
+        for k in 0..count {
+            text.push_str(&format!(
+                r#"node {{ name: "v{k}" op: "VarHandleOp"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: {SHARED_FLOATS} }} }} }} }} }}
+"#
+            ));
+            inputs.push_str(&format!(" input: \"v{k}\""));
+            args.push_str(&format!(
+                " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
+            ));
+            types.push_str(" type: DT_RESOURCE");
+        }
+        text.push_str(&format!(
+            r#"node {{ name: "call" op: "StatefulPartitionedCall"{inputs}
+  attr {{ key: "Tin" value {{ list {{{types} }} }} }}
+  attr {{ key: "Tout" value {{ list {{ type: DT_FLOAT }} }} }}
+  attr {{ key: "f" value {{ func {{ name: "f" }} }} }} }}
+library {{ function {{
+  signature {{ name: "f"{args} output_arg {{ name: "y" type: DT_FLOAT }} is_stateful: true }}
+  node_def {{ name: "r" op: "ReadVariableOp" input: "h0"
+    attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+  ret {{ key: "y" value: "r:value:0" }} }} }}"#
+        ));
+        let graph = graphopt_core::text_format::parse(&text).unwrap();
+        let signature = SignatureDef {
+            outputs: [(
+                "out".to_string(),
+                TensorInfo {
+                    encoding: Some(tensor_info::Encoding::Name("call:0".into())),
+                    dtype: DataType::DtFloat as i32,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            method_name: "tensorflow/serving/predict".into(),
+            ..Default::default()
+        };
+        let variable = SavedObject {
+            kind: Some(saved_object::Kind::Variable(SavedVariable {
+                dtype: DataType::DtFloat as i32,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let model = SavedModel {
+            saved_model_schema_version: 1,
+            meta_graphs: vec![MetaGraphDef {
+                meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                    tags: vec!["serve".into()],
+                    ..Default::default()
+                }),
+                graph_def: Some(graph),
+                signature_def: [("serving_default".to_string(), signature)].into(),
+                object_graph_def: Some(SavedObjectGraph {
+                    nodes: vec![Default::default(), variable],
+                    concrete_functions: [(
+                        "f".to_string(),
+                        SavedConcreteFunction {
+                            bound_inputs: vec![1; count],
+                            ..Default::default()
+                        },
+                    )]
+                    .into(),
+                }),
+                ..Default::default()
+            }],
+        };
+        std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+    };
+    let freeze = |count: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        write_model(dir.path(), count);
+        small_budget()
+            .enter(|| graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default()))
+    };
+    // Two captures freeze: the call is inlined and reads the Const its first capture became.
+    let frozen = freeze(2).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        frozen.graph.node.iter().any(|n| n.op == "Const"),
+        "{:?}",
+        frozen.graph
+    );
+    assert!(!frozen.graph.node.iter().any(|n| n.op.contains("Var")));
+    // 32 captures of the same 256 KiB are refused, naming the capture and the tensor.
+    let error = freeze(32).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            graphopt_core::freeze::FreezeError::TooLarge { variable, key, .. }
+                if variable.starts_with('v') && key == "w"
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("memory budget"), "{error}");
+}
+
+#[test]
+fn an_index_of_empty_dims_is_charged_at_its_decoded_size() {
+    // A `dim {}` is 2 bytes in the index and a 32-byte struct once decoded (in a vector that
+    // may have twice the capacity); the index's blocks were charged about 1 byte per byte, so
+    // 48 KiB of empty dims (about 1 MiB decoded) opened under a 512 KiB budget. Now the
+    // entry's decoding is charged first, and refused.
+    use graphopt_core::proto::{BundleEntryProto, DataType, TensorShapeProto};
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("m");
+    let write = |dims: usize| {
+        let entry = BundleEntryProto {
+            dtype: DataType::DtFloat as i32,
+            shape: Some(TensorShapeProto {
+                dim: vec![Default::default(); dims],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        bundle::write(&prefix, &[(b"w".to_vec(), entry.encode_to_vec())], &[]);
+    };
+    let budget = || graphopt_core::budget::Budget::new(512 << 10, u64::MAX);
+    // A rank-254 entry (TensorFlow's largest) opens.
+    write(254);
+    budget().enter(|| Checkpoint::open(&prefix)).unwrap();
+    write(24 << 10);
+    let index_size = std::fs::metadata(format!("{}.index", prefix.display()))
+        .unwrap()
+        .len();
+    assert!(index_size < 64 << 10, "{index_size}");
+    let error = budget().enter(|| Checkpoint::open(&prefix)).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, CheckpointError::File { .. })
+            && message.contains(&format!("{}.index", prefix.display()))
+            && message.contains("entry 'w'")
+            && message.contains("memory budget"),
+        "{message}"
+    );
+    // Many small entries add up: their decoded size stays charged while the checkpoint is
+    // open (32 entries of 1024 empty dims, each 2 KiB in the file and 32 KiB decoded).
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..32)
+        .map(|k| {
+            let entry = BundleEntryProto {
+                dtype: DataType::DtFloat as i32,
+                shape: Some(TensorShapeProto {
+                    dim: vec![Default::default(); 1024],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            (format!("w{k:02}").into_bytes(), entry.encode_to_vec())
+        })
+        .collect();
+    bundle::write(&prefix, &entries, &[]);
+    let error = budget().enter(|| Checkpoint::open(&prefix)).unwrap_err();
+    assert!(error.to_string().contains("memory budget"), "{error}");
+}

@@ -4,8 +4,9 @@
 //! verified; snappy-compressed blocks are supported.
 //!
 //! Every offset and length read from the files is checked arithmetic; only regular files are
-//! read (the index up to its size, shards memory-mapped); what a block, a key or a tensor
-//! would allocate is asked of the [`budget`] first, a snappy block's claimed
+//! read (the index up to its size, shards memory-mapped); what a block, a key, a decoded
+//! index entry (its dims, slices and extents at their in-memory size, not their few bytes on
+//! disk) or a tensor would allocate is asked of the [`budget`] first, a snappy block's claimed
 //! length is checked against the most snappy can expand, and the stored parts of a
 //! partitioned tensor must not overlap in the shard (aliased parts could otherwise make a
 //! small checkpoint assemble into gigabytes).
@@ -72,8 +73,10 @@ fn read_table(data: &[u8]) -> Result<Entries, String> {
     };
     let _metaindex = handle(&mut pos).ok_or("bad footer")?;
     let index = handle(&mut pos).ok_or("bad footer")?;
+    let mut handles = Vec::new();
+    block_entries(&read_block(data, index)?, &mut handles)?;
     let mut entries = Vec::new();
-    for (_, value) in block_entries(&read_block(data, index)?)? {
+    for (_, value) in handles {
         let mut p = 0;
         let offset = varint(&value, &mut p)
             .and_then(|v| usize::try_from(v).ok())
@@ -81,7 +84,7 @@ fn read_table(data: &[u8]) -> Result<Entries, String> {
         let size = varint(&value, &mut p)
             .and_then(|v| usize::try_from(v).ok())
             .ok_or("bad block handle")?;
-        entries.extend(block_entries(&read_block(data, (offset, size))?)?);
+        block_entries(&read_block(data, (offset, size))?, &mut entries)?;
     }
     Ok(entries)
 }
@@ -137,7 +140,16 @@ fn read_block(data: &[u8], (offset, size): (usize, usize)) -> Result<Vec<u8>, St
     }
 }
 
-fn block_entries(block: &[u8]) -> Result<Entries, String> {
+/// What one key/value pair of [`Entries`] costs besides its bytes: the pair in a vector whose
+/// capacity may be twice its length, and the two allocations' bookkeeping.
+const ENTRY_OVERHEAD: u64 = 2 * std::mem::size_of::<(Vec<u8>, Vec<u8>)>() as u64 + 2 * ALLOCATION;
+
+/// What the allocator keeps besides an allocation's bytes (its header and rounding), counted
+/// for every small heap allocation the index's entries make.
+const ALLOCATION: u64 = 16;
+
+/// Appends the key/value pairs of `block` to `out`.
+fn block_entries(block: &[u8], out: &mut Entries) -> Result<(), String> {
     if block.len() < 4 {
         return Err("block too short".into());
     }
@@ -150,7 +162,6 @@ fn block_entries(block: &[u8]) -> Result<Entries, String> {
         .ok_or("bad restart count")?;
     let mut pos = 0;
     let mut key: Vec<u8> = Vec::new();
-    let mut out = Vec::new();
     let length = |pos: &mut usize| -> Result<usize, String> {
         varint(block, pos)
             .and_then(|v| usize::try_from(v).ok())
@@ -168,15 +179,83 @@ fn block_entries(block: &[u8]) -> Result<Entries, String> {
         if shared > key.len() || value_end > end {
             return Err("bad entry lengths".into());
         }
-        // Keys share prefixes, so a small block can describe long keys: each copy is charged.
-        let entry_bytes = (shared + unshared + value_len) as u64 + 64;
+        // Keys share prefixes, so a small block can describe long keys: each copy is charged,
+        // and so is the pair's own cost (an empty entry is 3 bytes of the block).
+        let entry_bytes = (shared + unshared + value_len) as u64 + ENTRY_OVERHEAD;
         budget::alloc(entry_bytes).map_err(|e| e.to_string())?;
         key.truncate(shared);
         key.extend_from_slice(&block[pos..key_end]);
         out.push((key.clone(), block[key_end..value_end].to_vec()));
         pos = value_end;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The most memory decoding an index entry can take per byte of its encoding: an empty
+/// `dim {}` or `slices { extent {} }` is 2 to 4 bytes and becomes a 24- to 32-byte struct, in
+/// vectors whose capacity may be twice their length (and at least 4).
+const DECODE_BYTES_PER_BYTE: u64 = 48;
+
+/// Decodes a message of the index: what decoding may allocate is charged while it runs, then
+/// what the decoded message really holds (`cost`) for as long as the command runs. A small
+/// index of empty dims or slices would otherwise decode into 16-40 times its size uncharged.
+fn decode_charged<M: Message + Default>(
+    value: &[u8],
+    cost: impl FnOnce(&M) -> u64,
+) -> Result<M, String> {
+    let bound = (value.len() as u64)
+        .saturating_mul(DECODE_BYTES_PER_BYTE)
+        .saturating_add(std::mem::size_of::<M>() as u64);
+    let message = budget::scratch_scope(|| {
+        budget::alloc(bound).map_err(|e| e.to_string())?;
+        M::decode(value).map_err(|e| e.to_string())
+    })?;
+    budget::alloc(cost(&message)).map_err(|e| e.to_string())?;
+    Ok(message)
+}
+
+/// A vector's heap allocation at its capacity.
+fn vector_cost(capacity: usize, item: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    (capacity as u64)
+        .saturating_mul(item as u64)
+        .saturating_add(ALLOCATION)
+}
+
+/// What a decoded entry keeps under a key of `key_len` bytes: its place in the map (key and
+/// value, in tree nodes that may be half full), the key's bytes, and every vector of dims,
+/// names, slices and extents at its capacity.
+fn entry_cost(entry: &BundleEntryProto, key_len: usize) -> u64 {
+    use crate::proto::{tensor_shape_proto::Dim, tensor_slice_proto::Extent};
+    use std::mem::size_of;
+    let mut cost =
+        2 * (size_of::<String>() + size_of::<BundleEntryProto>()) as u64 + vector_cost(key_len, 1);
+    if let Some(shape) = &entry.shape {
+        cost = cost.saturating_add(vector_cost(shape.dim.capacity(), size_of::<Dim>()));
+        for dim in &shape.dim {
+            cost = cost.saturating_add(vector_cost(dim.name.capacity(), 1));
+        }
+    }
+    cost = cost.saturating_add(vector_cost(
+        entry.slices.capacity(),
+        size_of::<TensorSliceProto>(),
+    ));
+    for slice in &entry.slices {
+        cost = cost.saturating_add(vector_cost(slice.extent.capacity(), size_of::<Extent>()));
+    }
+    cost
+}
+
+/// What a decoded header keeps.
+fn header_cost(header: &BundleHeaderProto) -> u64 {
+    let consumers = header
+        .version
+        .as_ref()
+        .map_or(0, |v| v.bad_consumers.capacity());
+    (std::mem::size_of::<BundleHeaderProto>() as u64)
+        .saturating_add(vector_cost(consumers, std::mem::size_of::<i32>()))
 }
 
 /// An open checkpoint.
@@ -211,14 +290,11 @@ impl Checkpoint {
         let mut slice_entries = BTreeMap::new();
         for (key, value) in read_table(&data).map_err(file_error)? {
             if key.is_empty() {
-                header = Some(
-                    BundleHeaderProto::decode(value.as_slice())
-                        .map_err(|e| file_error(e.to_string()))?,
-                );
+                header = Some(decode_charged(&value, header_cost).map_err(file_error)?);
                 continue;
             }
             let name = String::from_utf8_lossy(&key).into_owned();
-            let entry = BundleEntryProto::decode(value.as_slice())
+            let entry = decode_charged(&value, |entry| entry_cost(entry, key.len()))
                 .map_err(|e| file_error(format!("entry '{name}': {e}")))?;
             if key.first() == Some(&0) {
                 slice_entries.insert(key, entry);
@@ -251,6 +327,11 @@ impl Checkpoint {
             slice_entries: BTreeMap::new(),
             shards: Default::default(),
         }
+    }
+
+    /// The prefix the checkpoint was opened at (`PREFIX.index` is its index).
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
     }
 
     /// Tensor names in the checkpoint, sorted.

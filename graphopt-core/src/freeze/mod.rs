@@ -23,6 +23,14 @@ pub enum FreezeError {
         found: String,
         declared: String,
     },
+    #[error("variable '{variable}' (checkpoint tensor '{key}'): {message}")]
+    TooLarge {
+        variable: String,
+        key: String,
+        /// The checkpoint, the value's size, the frozen constants' total and the budget's
+        /// refusal.
+        message: String,
+    },
     #[error("{0}")]
     SavedModel(String),
 }

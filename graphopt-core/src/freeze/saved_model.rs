@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 use super::checkpoint::Checkpoint;
-use super::tf1::{freeze_graph, reachable, rewrite_resource_reads, variable_to_const};
+use super::tf1::{
+    freeze_graph, reachable, rewrite_resource_reads, variable_to_const, FrozenConstants,
+};
 use super::FreezeError;
 use crate::graph::functions::EncodedLibrary;
 use crate::graph::inline;
@@ -211,8 +213,17 @@ fn variable_keys(checkpoint: &Checkpoint) -> Result<HashMap<usize, String>, Free
         .collect())
 }
 
-/// Freezes one signature of the SavedModel in `dir`.
+/// Freezes one signature of the SavedModel in `dir`. Runs under the budget entered on this
+/// thread, else under a default one for the directory's model files; the frozen Consts are
+/// charged to it whole, even where several captures are bound to one checkpoint tensor.
 pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Frozen, FreezeError> {
+    crate::budget::enter_or_default(
+        || crate::io::input_size(dir),
+        || freeze_saved_model_in(dir, options),
+    )
+}
+
+fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Frozen, FreezeError> {
     let mut model = read_saved_model_to_freeze(dir)?;
     let tags = model
         .meta_graphs
@@ -271,6 +282,7 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
         .collect();
     let index = graph::owned_name_index(&graph);
     let mut frozen_handles: HashMap<String, i32> = HashMap::new();
+    let mut constants = FrozenConstants::default();
     if checkpoint.entry(OBJECT_GRAPH_KEY).is_some() {
         let keys = variable_keys(&checkpoint)?;
         let object_graph = meta.object_graph_def.as_ref();
@@ -351,6 +363,9 @@ pub fn freeze_saved_model(dir: &Path, options: &SavedModelOptions) -> Result<Fro
                         graph.node[h].op
                     )));
                 }
+                // Captures of many calls, or many objects, may name one checkpoint tensor:
+                // each Const is charged whole.
+                constants.charge(&checkpoint, &handle, key, &value)?;
                 frozen_handles.insert(handle, value.dtype);
                 variable_to_const(&mut graph.node[h], value);
             }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::checkpoint::Checkpoint;
 use super::FreezeError;
+use crate::budget;
 use crate::graph::attrs;
 use crate::graph::{self, InputRef};
 use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto};
@@ -43,6 +44,52 @@ pub(crate) fn reachable(graph: &GraphDef, outputs: &[String]) -> Result<Vec<bool
 fn type_attr(dtype: i32) -> AttrValue {
     AttrValue {
         value: Some(attr_value::Value::Type(dtype)),
+    }
+}
+
+/// The bytes of the Consts freezing has made so far, each charged to the [`budget`] as it is
+/// made. A frozen Const holds a slice of the checkpoint's shard, not a copy, so variables that
+/// all read one checkpoint tensor (VarHandleOps sharing a `shared_name`, Assigns from one
+/// restored key, captures bound to one object) would share its bytes in memory; but the
+/// frozen graph holds and writes every Const whole, so each is charged in full: 1600 such
+/// variables of a 512 KiB tensor are 800 MiB of output from under 1 MB of input. (A value
+/// the reader had to copy, a partitioned or string tensor, was charged once more as read.)
+#[derive(Debug, Default)]
+pub(crate) struct FrozenConstants {
+    total: u64,
+}
+
+impl FrozenConstants {
+    /// Charges the Const that `variable` becomes, holding `value` (tensor `key` of
+    /// `checkpoint`); a refusal names the variable, the tensor and the checkpoint.
+    pub(crate) fn charge(
+        &mut self,
+        checkpoint: &Checkpoint,
+        variable: &str,
+        key: &str,
+        value: &TensorProto,
+    ) -> Result<(), FreezeError> {
+        let strings = value.string_val.iter().fold(0u64, |n, s| {
+            n.saturating_add(s.len() as u64)
+                .saturating_add(std::mem::size_of::<bytes::Bytes>() as u64)
+        });
+        let bytes = (value.tensor_content.len() as u64)
+            .saturating_add(strings)
+            .saturating_add(budget::VALUE_OVERHEAD);
+        let total = self.total.saturating_add(bytes);
+        budget::alloc(bytes).map_err(|e| FreezeError::TooLarge {
+            variable: variable.to_string(),
+            key: key.to_string(),
+            message: format!(
+                "its value from checkpoint {} ({}) would bring the frozen graph's constants to \
+                 {}: {e}",
+                checkpoint.prefix().display(),
+                budget::size(bytes),
+                budget::size(total)
+            ),
+        })?;
+        self.total = total;
+        Ok(())
     }
 }
 
@@ -220,8 +267,28 @@ fn default_key(node: &NodeDef, checkpoint: &Checkpoint) -> String {
 }
 
 /// Freezes a TF1 graph: keeps what `outputs` need and replaces each variable with its value
-/// from `checkpoint`.
+/// from `checkpoint`. Runs under the budget entered on this thread, else under a default one
+/// for the graph and the checkpoint's files; the frozen Consts are charged to it whole, even
+/// where several share one checkpoint tensor.
 pub fn freeze_graph(
+    graph: &GraphDef,
+    checkpoint: &Checkpoint,
+    outputs: &[String],
+) -> Result<GraphDef, FreezeError> {
+    let input_bytes = || {
+        use prost::Message;
+        // The checkpoint's files, counted as the CLI counts them: the prefix's directory.
+        let dir = checkpoint
+            .prefix()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        (graph.encoded_len() as u64).saturating_add(crate::io::input_size(dir))
+    };
+    budget::enter_or_default(input_bytes, || freeze_graph_in(graph, checkpoint, outputs))
+}
+
+fn freeze_graph_in(
     graph: &GraphDef,
     checkpoint: &Checkpoint,
     outputs: &[String],
@@ -233,6 +300,7 @@ pub fn freeze_graph(
         ..Default::default()
     };
     let mut handles: HashMap<String, i32> = HashMap::new();
+    let mut constants = FrozenConstants::default();
     let sources = restore_sources(graph);
     for (node, _) in graph.node.iter().zip(&keep).filter(|(_, k)| **k) {
         let mut node = node.clone();
@@ -263,6 +331,7 @@ pub fn freeze_graph(
                     declared: crate::dtype::dtype_name(declared),
                 });
             }
+            constants.charge(checkpoint, &node.name, &key, &value)?;
             if node.op == "VarHandleOp" {
                 handles.insert(node.name.clone(), value.dtype);
             }
