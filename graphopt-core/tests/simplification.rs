@@ -872,6 +872,21 @@ fn an_activation_on_every_part_of_a_concat_moves_after_it() {
     assert_eq!(count(&after, "Relu"), 2, "{:?}", ops(&after)); // the hoisted one and `y`
     let c = after.node.iter().find(|n| n.name == "c").unwrap();
     assert_eq!(c.op, "Relu");
+    // Annotations are no part of what a node computes: parts whose `_output_shapes` differ
+    // are hoisted too, and the hoisted op keeps the concatenation's.
+    let annotated = |mut g: GraphDef| {
+        for (name, dims) in [("r1", 1), ("r2", 2), ("r3", 3), ("c", 6)] {
+            let n = g.node.iter_mut().find(|n| n.name == name).unwrap();
+            n.attr.insert("_output_shapes".into(), attr(ints(&[dims])));
+        }
+        g
+    };
+    let after = removes(&annotated(block.clone()), "simplify_arithmetic", &[], true);
+    let c = after.node.iter().find(|n| n.name == "c").unwrap();
+    assert_eq!(
+        (c.op.as_str(), &c.attr["_output_shapes"]),
+        ("Relu", &attr(ints(&[6])))
+    );
     // Not when a part is read elsewhere, differs in op or attributes, or repeats.
     let mut shared = block.clone();
     shared.node.push(node("z", "Relu", &["r2"], &[]));
@@ -894,7 +909,10 @@ fn an_activation_on_every_part_of_a_concat_moves_after_it() {
         a.name = "l1".into();
         let mut b = leaky(second);
         b.name = "l2".into();
-        around("c", vec![a, b, axis("axis", 1), concat("c", &["l1", "l2"], "axis")])
+        around(
+            "c",
+            vec![a, b, axis("axis", 1), concat("c", &["l1", "l2"], "axis")],
+        )
     };
     keeps(&leaky_block(0.3), "simplify_arithmetic", "unequal alphas");
     let after = removes(&leaky_block(0.2), "simplify_arithmetic", &[], true);

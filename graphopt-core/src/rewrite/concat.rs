@@ -43,14 +43,24 @@ const ELEMENTWISE_UNARY: &[&str] = &[
     "Tanh",
 ];
 
+/// A node's attributes that define what it computes: not annotations such as
+/// `_output_shapes`, which differ between parts of different sizes.
+fn semantic_attrs(node: &NodeDef) -> std::collections::BTreeMap<&str, &AttrValue> {
+    node.attr
+        .iter()
+        .filter(|(key, _)| !key.starts_with('_'))
+        .map(|(key, value)| (key.as_str(), value))
+        .collect()
+}
+
 /// Both rewrites until neither applies; returns how many concatenations changed.
 pub fn simplify_concats(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let mut total = 0;
     // Each pass changes at least one concatenation of a finite graph and never adds one
     // that could change again without removing a node; the bound is a guard.
     for _ in 0..graph.node.len().max(1) {
-        let changed = merge_nested_concats(graph, protected)
-            + hoist_unary_out_of_concats(graph, protected);
+        let changed =
+            merge_nested_concats(graph, protected) + hoist_unary_out_of_concats(graph, protected);
         if changed == 0 {
             break;
         }
@@ -193,7 +203,7 @@ pub fn hoist_unary_out_of_concats(graph: &mut GraphDef, protected: &HashSet<Stri
         let same = |p: &usize| {
             let n = &graph.node[*p];
             n.op == first.op
-                && n.attr == first.attr
+                && semantic_attrs(n) == semantic_attrs(first)
                 && n.device == first.device
                 && data_inputs(n).len() == 1
                 && control_inputs(n).is_empty()
@@ -227,8 +237,18 @@ pub fn hoist_unary_out_of_concats(graph: &mut GraphDef, protected: &HashSet<Stri
         let concat = &mut graph.node[i];
         let controls = control_inputs(concat);
         concat.op = template.op.clone();
-        concat.attr = template.attr.clone();
-        concat.input = std::iter::once(inner.name.clone()).chain(controls).collect();
+        // The op's own attributes from a part; annotations such as `_output_shapes` stay the
+        // concatenation's, whose output this still is.
+        concat.attr.retain(|key, _| key.starts_with('_'));
+        concat.attr.extend(
+            template
+                .attr
+                .into_iter()
+                .filter(|(key, _)| !key.starts_with('_')),
+        );
+        concat.input = std::iter::once(inner.name.clone())
+            .chain(controls)
+            .collect();
         for &p in &producers {
             unread.insert(graph.node[p].name.clone());
         }
