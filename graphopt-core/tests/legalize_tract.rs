@@ -400,7 +400,7 @@ fn shorthand_constants_spell_their_values_out() {
         int32s("listed", &[2], &[4, 5]),
     ]);
     let mut after = before.clone();
-    assert_eq!(constants_with_explicit_values(&mut after), 3);
+    assert_eq!(constants_with_explicit_values(&mut after).unwrap(), 3);
     let proto = |g: &GraphDef, name: &str| {
         graphopt_core::graph::attrs::tensor(
             g.node.iter().find(|n| n.name == name).unwrap(),
@@ -423,7 +423,7 @@ fn shorthand_constants_spell_their_values_out() {
         };
         assert_eq!(value(&before), value(&after), "{}", n.name);
     }
-    assert_eq!(constants_with_explicit_values(&mut after), 0);
+    assert_eq!(constants_with_explicit_values(&mut after).unwrap(), 0);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! by the tensor's size); an empty input or output short-cuts to an empty result, whatever its
 //! dimensions. Index arithmetic is checked.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
 use super::alloc;
 use super::cast::to_i64_vec;
@@ -28,19 +28,82 @@ fn gather_axes(
         return empty_like(x, out_dims);
     }
     let data = map_data!(x.data(), a => {
-        let mut current = a.to_owned();
+        // Each axis that keeps less than all of itself is taken from the previous result
+        // (the input at first), which is never copied as a whole.
+        let mut current: Option<ArrayD<_>> = None;
         for (axis, idx) in indices.iter().enumerate() {
-            let full = idx.len() == current.shape()[axis] && idx.iter().enumerate().all(|(i, &v)| i == v);
+            let source = current.as_ref().unwrap_or(a);
+            let full = idx.len() == source.shape()[axis] && idx.iter().enumerate().all(|(i, &v)| i == v);
             if !full {
-                let mut dims = current.shape().to_vec();
+                let mut dims = source.shape().to_vec();
                 dims[axis] = idx.len();
-                alloc::output_like(&current, &dims)?;
-                current = current.select(Axis(axis), idx);
+                current = Some(take(source, axis..axis + 1, idx, &dims)?);
             }
         }
-        reshaped(&current, out_dims)?
+        match current {
+            Some(taken) => taken.into_shape_with_order(IxDyn(out_dims))?,
+            None => {
+                alloc::output_like(a, out_dims)?;
+                reshaped(a, out_dims)?
+            }
+        }
     });
     Tensor::new(x.dtype(), data).map_err(Into::into)
+}
+
+/// `a` with its axes `axes`, flattened into one in row-major order, replaced by the positions
+/// `indices` along them, as an array of `out_dims` (which must hold as many elements): what
+/// `select` gives, but each picked row (the elements after `axes`) is copied straight into one
+/// output allocated once, asked of the budget first. (ndarray's `select` makes a view of the
+/// whole array per index first: ~100 bytes each, for a 4-byte index.)
+fn take<T: Clone + 'static>(
+    a: &ArrayD<T>,
+    axes: std::ops::Range<usize>,
+    indices: &[usize],
+    out_dims: &[usize],
+) -> Result<ArrayD<T>, KernelError> {
+    let dims = a.shape();
+    let (Some(before), Some(taken), Some(after)) = (
+        dims.get(..axes.start),
+        dims.get(axes.clone()),
+        dims.get(axes.end..),
+    ) else {
+        return fail(format!("axes {axes:?} are outside rank {}", dims.len()));
+    };
+    let (outer, len, inner) = (
+        alloc::count(before)?,
+        alloc::count(taken)?,
+        alloc::count(after)?,
+    );
+    let total = alloc::output_like(a, out_dims)?;
+    let picked = geometry::mul(outer, indices.len(), "a gather's output")?;
+    if geometry::mul(picked, inner, "a gather's output")? != total {
+        return fail(format!(
+            "{} indices into {dims:?} along {axes:?} cannot fill {out_dims:?}",
+            indices.len()
+        ));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
+        return fail(format!("index {bad} is out of range [0, {len})"));
+    }
+    if !a.is_standard_layout() {
+        alloc::output_like(a, dims)?;
+    }
+    let source = a.as_standard_layout();
+    let elements = source
+        .as_slice()
+        .ok_or_else(|| KernelError("the array is not contiguous".into()))?;
+    let mut out = super::recycle::take(total);
+    if total > 0 {
+        // total > 0: every block and row below lies inside `elements` (outer * len * inner
+        // elements, indices below len).
+        for block in elements.chunks_exact(len * inner).take(outer) {
+            for &i in indices {
+                out.extend_from_slice(&block[i * inner..(i + 1) * inner]);
+            }
+        }
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(out_dims), out)?)
 }
 
 /// `count` consecutive indices from `begin`, after asking for the list.
@@ -268,7 +331,9 @@ pub fn gather_v2(
         return fail("GatherV2 with batch_dims is not supported by graphopt's evaluator");
     }
     let limit = geometry::dim_i64(params.shape()[axis])?;
-    let idx = to_i64_vec(indices)?
+    let values = to_i64_vec(indices)?;
+    alloc::items::<usize>(values.len(), "GatherV2's indices")?;
+    let idx = values
         .into_iter()
         .map(|i| {
             // TensorFlow's CPU kernel rejects negative indices too.
@@ -285,10 +350,7 @@ pub fn gather_v2(
     if params.is_empty() || alloc::count(&out_dims)? == 0 {
         return empty_like(params, &out_dims);
     }
-    let data = map_data!(params.data(), a => {
-        alloc::output_like(a, &out_dims)?;
-        reshaped(&a.select(Axis(axis), &idx), &out_dims)?
-    });
+    let data = map_data!(params.data(), a => take(a, axis..axis + 1, &idx, &out_dims)?);
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
 
@@ -329,13 +391,7 @@ pub fn gather_nd(params: &Tensor, indices: &Tensor) -> Result<Tensor, KernelErro
             flat.push(linear);
         }
     }
-    let outer = alloc::count(&dims[..k])?;
-    let mut flat_dims = vec![outer];
-    flat_dims.extend_from_slice(&dims[k..]);
-    let data = map_data!(params.data(), a => {
-        alloc::output_like(a, &out_dims)?;
-        reshaped(&reshaped(a, &flat_dims)?.select(Axis(0), &flat), &out_dims)?
-    });
+    let data = map_data!(params.data(), a => take(a, 0..k, &flat, &out_dims)?);
     Tensor::new(params.dtype(), data).map_err(Into::into)
 }
 
@@ -504,28 +560,39 @@ pub fn dynamic_partition(
     // num_partitions sizes the output list.
     alloc::items::<Tensor>(count, "num_partitions")?;
     alloc::work(crate::budget::VALUE_OVERHEAD as u128 * count as u128)?;
-    let rows = as_rows(data, outer.len())?;
-    let mut chosen = vec![Vec::new(); count];
-    for (row, p) in to_i64_vec(partitions)?.into_iter().enumerate() {
-        let list = usize::try_from(p)
+    // Rows are taken from `data` itself, its first `outer.len()` dimensions as one.
+    let mut row_dims = vec![alloc::count(outer)?];
+    row_dims.extend_from_slice(&data.shape()[outer.len()..]);
+    let values = to_i64_vec(partitions)?;
+    // A count and a row list per partition.
+    alloc::items::<(usize, Vec<usize>)>(count, "num_partitions")?;
+    let mut sizes = vec![0usize; count];
+    for &p in &values {
+        let size = usize::try_from(p)
             .ok()
-            .and_then(|p| chosen.get_mut(p))
+            .and_then(|p| sizes.get_mut(p))
             .ok_or_else(|| KernelError(format!("partition {p} is outside [0, {count})")))?;
-        list.push(row);
+        *size += 1;
+    }
+    // One row list per partition, each of its exact size: a row index each in all.
+    alloc::items::<usize>(values.len(), "DynamicPartition's rows")?;
+    let mut chosen: Vec<Vec<usize>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+    for (row, p) in values.into_iter().enumerate() {
+        // Every partition was checked above.
+        if let Some(list) = usize::try_from(p).ok().and_then(|p| chosen.get_mut(p)) {
+            list.push(row);
+        }
     }
     chosen
         .iter()
         .map(|selected| {
-            let mut dims = rows.shape().to_vec();
+            let mut dims = row_dims.clone();
             dims[0] = selected.len();
-            if rows.is_empty() {
-                return empty_like(&rows, &dims);
+            if data.is_empty() {
+                return empty_like(data, &dims);
             }
-            let data = map_data!(rows.data(), a => {
-                alloc::output_like(a, &dims)?;
-                a.select(Axis(0), selected)
-            });
-            Tensor::new(rows.dtype(), data).map_err(Into::into)
+            let taken = map_data!(data.data(), a => take(a, 0..outer.len(), selected, &dims)?);
+            Tensor::new(data.dtype(), taken).map_err(Into::into)
         })
         .collect()
 }
@@ -595,9 +662,6 @@ pub fn dynamic_stitch(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
     if all.is_empty() {
         return empty_like(&all, &dims);
     }
-    let data = map_data!(all.data(), a => {
-        alloc::output_like(a, &dims)?;
-        a.select(Axis(0), &order)
-    });
+    let data = map_data!(all.data(), a => take(a, 0..1, &order, &dims)?);
     Tensor::new(all.dtype(), data).map_err(Into::into)
 }

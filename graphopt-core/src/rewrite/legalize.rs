@@ -48,14 +48,15 @@ use std::collections::HashSet;
 use ndarray::{ArrayD, IxDyn};
 
 use crate::analysis::{geometry, shapes};
+use crate::budget::BudgetError;
 use crate::graph::attrs;
 use crate::graph::edit::{
     const_node, const_value, control_inputs, data_inputs, remove_unread, NameReserver, Uses,
 };
 use crate::graph::InputRef;
-use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
 use crate::rewrite::weights::{floats, vector};
-use crate::tensor::{Data, Tensor};
+use crate::tensor::{Data, Limits, Tensor, TensorError};
 
 const FUSED_BATCH_NORMS: &[&str] = &["FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"];
 
@@ -233,31 +234,90 @@ pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
 
 /// Every fixed-size Const of rank 1 or more keeps its values in `tensor_content` (graphopt's
 /// writer otherwise stores a uniform tensor as one `*_val`, as TensorFlow allows); scalars keep
-/// their single value, which is how TensorFlow writes them.
-pub fn constants_as_tensor_content(graph: &mut GraphDef) -> usize {
+/// their single value, which is how TensorFlow writes them. TensorFlow's shorthands let a few
+/// bytes stand for any number of values: what is spelled out is asked of the budget
+/// ([`const_reencoded`]), and a refusal is an error naming the Const.
+pub fn constants_as_tensor_content(graph: &mut GraphDef) -> crate::Result<usize> {
     let mut count = 0;
     for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
-        let Some(value) = const_value(node) else {
+        let Some(current) = attrs::tensor(node, "value") else {
             continue;
         };
-        if value.shape().is_empty() || value.is_empty() {
-            continue;
+        if let Some((dtype, dims)) = Tensor::check_proto(current, Limits::default()) {
+            // Scalars and empty tensors keep their form; so does a value already all in
+            // `tensor_content`, which encoding again gives byte for byte (booleans aside,
+            // whose bytes other than 0 and 1 are written as 1), so it is not decoded.
+            let elements = geometry::element_count(&dims).unwrap_or(0);
+            let in_content = !current.tensor_content.is_empty() && dtype != DataType::DtBool;
+            if dims.is_empty() || elements == 0 || in_content {
+                continue;
+            }
         }
-        let proto = value.to_proto_as_content();
+        // Decoding, and encoding through `to_proto` and then as content: two copies of the
+        // value's bytes besides the value.
+        let proto = const_reencoded(node, |value| {
+            if value.shape().is_empty() || value.is_empty() || matches!(value.data(), Data::Str(_))
+            {
+                return Ok(None);
+            }
+            crate::budget::alloc_items(value.byte_size(), 2, "a Const's values")?;
+            Ok(Some(value.to_proto_as_content()))
+        })?;
+        let Some(proto) = proto else {
+            continue;
+        };
         let unchanged = attrs::tensor(node, "value")
             .is_some_and(|current| current.tensor_content == proto.tensor_content);
         if proto.tensor_content.is_empty() || unchanged {
             continue; // strings, or already there
         }
-        node.attr.insert(
-            "value".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Tensor(Box::new(proto))),
-            },
-        );
+        keep_const_value(node, proto)?;
         count += 1;
     }
-    count
+    Ok(count)
+}
+
+/// Const `node`'s value, decoded and made into a new `TensorProto` by `encode` (which asks the
+/// budget for the copies it makes): the decoded value and `encode`'s temporaries are scratch,
+/// released on return; what the graph keeps is charged by [`keep_const_value`]. `None` when
+/// the value does not decode or `encode` gives nothing (the Const is left alone); an error
+/// naming the node when the budget refuses.
+fn const_reencoded(
+    node: &NodeDef,
+    encode: impl FnOnce(&Tensor) -> Result<Option<TensorProto>, BudgetError>,
+) -> crate::Result<Option<TensorProto>> {
+    let refused = |source| crate::Error::Budget {
+        node: node.name.clone(),
+        source,
+    };
+    let Some(proto) = attrs::tensor(node, "value") else {
+        return Ok(None);
+    };
+    crate::budget::scratch_scope(|| {
+        let value = match Tensor::from_proto(proto) {
+            Ok(value) => value,
+            Err(TensorError::Budget(source)) => return Err(refused(source)),
+            Err(_) => return Ok(None),
+        };
+        encode(&value).map_err(refused)
+    })
+}
+
+/// Makes `proto` Const `node`'s value, charging the memory it keeps in the graph to the budget
+/// for the rest of the command.
+fn keep_const_value(node: &mut NodeDef, proto: TensorProto) -> crate::Result<()> {
+    use prost::Message as _;
+    crate::budget::alloc(proto.encoded_len() as u64).map_err(|source| crate::Error::Budget {
+        node: node.name.clone(),
+        source,
+    })?;
+    node.attr.insert(
+        "value".into(),
+        AttrValue {
+            value: Some(attr_value::Value::Tensor(Box::new(proto))),
+        },
+    );
+    Ok(())
 }
 
 /// `ResourceGather(table, indices)` with a Const table becomes `GatherV2(table, indices, 0)`.
@@ -1193,8 +1253,9 @@ pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<S
 /// Every float, double, int32 and int64 Const whose proto relies on TensorFlow's shorthands
 /// (no values at all for zeros, or fewer values than elements with the last one repeated)
 /// gets explicit values: one typed value when every element is the same (zeros included),
-/// else `tensor_content`. Returns how many.
-pub fn constants_with_explicit_values(graph: &mut GraphDef) -> usize {
+/// else `tensor_content`. Returns how many. What is spelled out is asked of the budget
+/// ([`const_reencoded`]); a refusal is an error naming the Const.
+pub fn constants_with_explicit_values(graph: &mut GraphDef) -> crate::Result<usize> {
     let mut count = 0;
     for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
         let Some(proto) = attrs::tensor(node, "value") else {
@@ -1210,25 +1271,28 @@ pub fn constants_with_explicit_values(graph: &mut GraphDef) -> usize {
             Ok(DataType::DtInt64) => proto.int64_val.len(),
             _ => continue,
         };
-        let Some(value) = const_value(node) else {
+        // The element count from the shape, without decoding: these dtypes decode exactly
+        // when the proto checks.
+        let Some((_, dims)) = Tensor::check_proto(proto, Limits::default()) else {
             continue;
         };
-        let n = value.len();
+        let n = geometry::element_count(&dims).unwrap_or(0);
         if n == 0 || given == n || given == 1 {
             continue;
         }
         // Canonical form: one value when all elements are equal (zeros included), else
-        // tensor_content.
-        let proto = value.to_proto();
-        node.attr.insert(
-            "value".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Tensor(Box::new(proto))),
-            },
-        );
+        // tensor_content (one copy of the value's bytes, besides the value).
+        let proto = const_reencoded(node, |value| {
+            crate::budget::alloc(value.byte_size() as u64)?;
+            Ok(Some(value.to_proto()))
+        })?;
+        let Some(proto) = proto else {
+            continue;
+        };
+        keep_const_value(node, proto)?;
         count += 1;
     }
-    count
+    Ok(count)
 }
 
 /// Every `Unpack` of a tensor of known rank becomes one `StridedSlice` per output (index `k`

@@ -32,8 +32,10 @@ pub struct Logging<'a> {
 }
 
 /// Puts a Print after every node `logging` matches whose output 0 something reads; the
-/// readers of output 0 read the Print instead.
-pub fn insert_logging(graph: &mut GraphDef, logging: &Logging<'_>) {
+/// readers of output 0 read the Print instead. Every Print (and its entry in the rewiring) is
+/// asked of the budget as it is made, since it can double the graph: a refusal is an error
+/// naming the node it would log, and leaves the graph unchanged.
+pub fn insert_logging(graph: &mut GraphDef, logging: &Logging<'_>) -> crate::Result<()> {
     let Logging {
         ops,
         prefixes,
@@ -120,6 +122,13 @@ pub fn insert_logging(graph: &mut GraphDef, logging: &Logging<'_>) {
         );
         set(&mut print, "first_n", attr_value::Value::I(first_n));
         set(&mut print, "summarize", attr_value::Value::I(summarize));
+        // The Print, and the rewiring entry (its name and the node's) kept until the end.
+        let rewiring = name.len() + node.name.len() + 2 * std::mem::size_of::<String>();
+        let memory = crate::graph::node_memory(&print).saturating_add(rewiring as u64);
+        crate::budget::alloc(memory).map_err(|source| crate::Error::Budget {
+            node: node.name.clone(),
+            source,
+        })?;
         rewire.insert(node.name.clone(), name);
         prints.push(print);
     }
@@ -134,6 +143,7 @@ pub fn insert_logging(graph: &mut GraphDef, logging: &Logging<'_>) {
         }
     }
     graph.node.extend(prints);
+    Ok(())
 }
 
 /// The dtype of output 0, from the attributes TensorFlow ops use for it.

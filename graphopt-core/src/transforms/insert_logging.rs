@@ -42,6 +42,11 @@ impl Transform for InsertLogging {
         ]
     }
 
+    fn keeps_graph_on_error(&self) -> bool {
+        // Parameters are read, and every Print asked of the budget, before the graph changes.
+        true
+    }
+
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let ops = context.params.list("op");
         let prefixes = context.params.list("prefix");
@@ -60,7 +65,6 @@ impl Transform for InsertLogging {
             first_n,
             summarize,
         };
-        insert_logging(graph, &logging);
-        Ok(())
+        insert_logging(graph, &logging)
     }
 }

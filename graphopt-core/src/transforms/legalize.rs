@@ -189,10 +189,10 @@ impl Transform for Legalize {
         let profile = Target::by_name(target).map_err(|e| context.error(e.to_string()))?;
         strip_rejected_attributes(graph, profile, context);
         if plan.tensor_content {
-            legalize::constants_as_tensor_content(graph);
+            legalize::constants_as_tensor_content(graph)?;
         }
         if plan.explicit_values {
-            legalize::constants_with_explicit_values(graph);
+            legalize::constants_with_explicit_values(graph)?;
         }
         if plan.output_shapes {
             static_shapes::add_output_shapes(graph)?;
@@ -205,14 +205,12 @@ impl Transform for Legalize {
 /// Warns about every node the target still cannot load once the rewrites are done (what
 /// `graphopt check` would refuse), then says how many and where to go from there.
 fn report_what_remains(graph: &GraphDef, profile: &Target, context: &TransformContext<'_>) {
-    let remaining: Vec<_> = targets::check(graph, profile)
-        .into_iter()
-        .filter(|p| p.blocking)
-        .collect();
-    if remaining.is_empty() {
+    let problems = targets::check(graph, profile);
+    let nodes = targets::blocking_nodes(&problems).len();
+    if nodes == 0 {
         return;
     }
-    for problem in &remaining {
+    for problem in problems.iter().filter(|p| p.blocking) {
         context.warn(format!("left for {}: {problem}", profile.name));
     }
     let dynamic = graph
@@ -230,10 +228,8 @@ fn report_what_remains(graph: &GraphDef, profile: &Target, context: &TransformCo
         )
     };
     context.warn(format!(
-        "{} node(s) that {} {} cannot load remain, which no rewrite of legalize handles{hint}",
-        remaining.len(),
-        profile.name,
-        profile.version
+        "{nodes} node(s) that {} {} cannot load remain, which no rewrite of legalize handles{hint}",
+        profile.name, profile.version
     ));
 }
 
