@@ -52,7 +52,8 @@ fn readme(cases: &[Case]) -> String {
          cargo test -p graphopt-cli --test hostile --release\n\
          GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test hostile corpus_is_current   # regenerate\n\
          ```\n\n\
-         FIFOs, symlinks to devices and stale temporaries cannot be committed: the test makes them.\n\n\
+         FIFOs, symlinks to devices, sparse files and stale temporaries cannot be committed: the\n\
+         test makes them.\n\n\
          | case | class | expected | what it does |\n| --- | --- | --- | --- |\n",
     );
     for case in cases {
@@ -157,6 +158,13 @@ fn prepare(case: &Case) -> Prepared {
                 let path = dir.join(path);
                 std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
                 std::os::unix::fs::symlink(target, &path).expect("symlink");
+            }
+            Special::Sparse(path, len) => {
+                let path = dir.join(path);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+                std::fs::File::create(&path)
+                    .and_then(|f| f.set_len(*len))
+                    .expect("sparse file");
             }
             Special::DeadTemporary(name) => {
                 let path = out.join(name);
@@ -499,7 +507,9 @@ mod library {
                 )
                 .map_err(|e| e.to_string())?;
                 let out = PathBuf::from(flag(args, "out_graph").unwrap_or_default());
-                io::write_graph(&out, &graph, io::GraphFormat::Binary).map_err(|e| e.to_string())
+                let as_text = args.iter().any(|a| a == "--output_as_text");
+                io::write_graph(&out, &graph, io::GraphFormat::for_output(&out, as_text))
+                    .map_err(|e| e.to_string())
             }
             Some("summarize") => {
                 let path = positional(args).into_iter().next().unwrap_or_default();

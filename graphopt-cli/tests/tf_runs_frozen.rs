@@ -1,7 +1,8 @@
 //! What TensorFlow did with graphopt's frozen graphs, as `tests/fixtures/check_tf_runs_frozen.py`
 //! recorded it in `tests/fixtures/expected/tf_runs_frozen.json`: each case is frozen again
 //! with the same arguments and must give the bytes TensorFlow ran (else the record is stale:
-//! rerun the script), and the README's sentence about those runs must say what the record
+//! rerun the script), every element TensorFlow computed must be within the record's
+//! atol + rtol * |recorded|, and the README's sentence about those runs must say what the record
 //! says: every case named, each figure at least the recorded error, "exactly" only for errors
 //! of zero.
 
@@ -85,6 +86,30 @@ fn the_record_is_of_todays_frozen_graphs() {
             "{name}: today's frozen graph is not the one TensorFlow ran; rerun \
              tests/fixtures/check_tf_runs_frozen.py in the fixture virtualenv"
         );
+    }
+}
+
+#[test]
+fn tensorflow_matched_every_element() {
+    let record = record();
+    let (rtol, atol) = (record["rtol"].as_f64(), record["atol"].as_f64());
+    assert!(
+        matches!((rtol, atol), (Some(r), Some(a)) if r > 0.0 && r <= 1e-5 && a > 0.0 && a <= r),
+        "the record's element-wise bounds: rtol {rtol:?}, atol {atol:?}"
+    );
+    for (name, case) in record["cases"].as_object().unwrap() {
+        assert_eq!(
+            case["matches_recorded"], true,
+            "{name}: TensorFlow's output of the frozen graph is not within atol + rtol * \
+             |recorded| everywhere: {case}"
+        );
+        assert_eq!(case["mismatched_elements"], 0, "{name}: {case}");
+        let worst = case["worst_element_rel_error"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: no worst element's relative error recorded"));
+        if case["max_rel_error"] == 0.0 {
+            assert_eq!(worst, 0.0, "{name}: exact, yet an element differs");
+        }
     }
 }
 

@@ -3,10 +3,13 @@
 //! file is memory-mapped on unix ([`map_regular`]) and every `tensor_content` is a slice of it.
 //!
 //! Reading is bounded: only regular files are read (a FIFO or a device, also behind a symlink,
-//! is refused before it is opened), never past their size; what decoding will take in memory is
-//! estimated from the encoded bytes first ([`wire`]) and asked of the
-//! [`budget`], together with a node-count limit, so a small file cannot expand
-//! into gigabytes. Writing is atomic, and leftovers of killed writers are cleaned up.
+//! is refused before it is opened), never past their size, and the file's length is asked of
+//! the [`budget`] before it is read or mapped (a sparse file's too, which occupies little on
+//! disk); what decoding will take in memory is estimated from the encoded bytes first
+//! ([`wire`]) and asked of the budget, together with a node-count limit, so a small file
+//! cannot expand into gigabytes. Bytes the estimate cannot size are refused, never decoded
+//! unchecked. Text output is sized and asked of the budget before it is built. Writing is
+//! atomic, and leftovers of killed writers are cleaned up.
 
 use std::fs;
 use std::io::{Read as _, Write as _};
@@ -94,14 +97,49 @@ fn open_regular(path: &Path) -> std::io::Result<(fs::File, u64)> {
     Ok((file, size))
 }
 
+/// The space `metadata`'s file occupies on disk where that is less than its length (a sparse
+/// file), else its length.
+fn stored(metadata: &fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        metadata.len().min(metadata.blocks().saturating_mul(512))
+    }
+    #[cfg(not(unix))]
+    metadata.len()
+}
+
+/// Asks the current budget for the `size` bytes of `file`, about to be read or mapped: its
+/// length, not the space it occupies on disk, since reading it (or decoding it from a mapping)
+/// touches every page. A file longer than the budget allows is refused before a byte is read.
+fn charge_file(file: &fs::File, size: u64) -> std::io::Result<()> {
+    budget::alloc(size).map_err(|e| {
+        let occupied = file.metadata().map_or(size, |m| stored(&m));
+        let sparse = if occupied < size {
+            format!(
+                " but occupies {} on disk (a sparse file?)",
+                budget::size(occupied)
+            )
+        } else {
+            String::new()
+        };
+        std::io::Error::other(format!(
+            "the file is {} long{sparse}; reading it {e}",
+            budget::size(size)
+        ))
+    })
+}
+
 /// The bytes of the regular file at `path`, memory-mapped ([`crate::pages::map`]; read into
 /// memory without the `mmap` feature): decoding touches only the pages it reads, and weights
 /// sliced from the result stay in the page cache until used. A FIFO, a device or a directory
-/// is an error before anything opens it.
+/// is an error before anything opens it; the file's length is charged to the current budget
+/// before it is mapped, like [`read_regular`]'s buffer.
 pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
     #[cfg(feature = "mmap")]
     {
-        let (file, _) = open_regular(path)?;
+        let (file, size) = open_regular(path)?;
+        charge_file(&file, size)?;
         crate::pages::map(&file)
     }
     #[cfg(not(feature = "mmap"))]
@@ -113,7 +151,7 @@ pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
 /// a hang or an endless read. The buffer is charged to the current budget.
 pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     let (file, size) = open_regular(path)?;
-    budget::alloc(size).map_err(|e| std::io::Error::other(e.to_string()))?;
+    charge_file(&file, size)?;
     let capacity = usize::try_from(size).map_err(|_| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "the file is too large")
     })?;
@@ -141,15 +179,6 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 /// where that is less than its length, so a sparse file claiming 100 GB does not buy a budget
 /// of 800 GB.
 pub fn input_size(path: &Path) -> u64 {
-    fn stored(metadata: &fs::Metadata) -> u64 {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt as _;
-            metadata.len().min(metadata.blocks().saturating_mul(512))
-        }
-        #[cfg(not(unix))]
-        metadata.len()
-    }
     let file_size = |path: &Path| match fs::metadata(path) {
         Ok(metadata) if metadata.is_file() => stored(&metadata),
         _ => 0,
@@ -217,21 +246,22 @@ pub fn decode_message<T: Message + prost::Name + Default>(data: Bytes, path: &Pa
 /// Decodes `data`, an encoded `schema` message (e.g. `tensorflow.SavedModel`), as `T`: a
 /// message declaring some of `schema`'s fields, with the message fields `opaque` names
 /// (message type, field number) declared as `bytes`, left encoded to decode on demand. The
-/// checks of [`decode_message`], on what `T` decodes.
+/// checks of [`decode_message`], on what `T` decodes; bytes the estimate cannot size are an
+/// error, never decoded unchecked.
 pub fn decode_partly<T: Message + Default>(
     data: Bytes,
     path: &Path,
     schema: &str,
     opaque: &[(&str, u32)],
 ) -> Result<T> {
-    if let Some(estimate) = wire::estimate_opaque(&data, schema, opaque) {
-        check_estimate(&estimate, data.len(), path)?;
-    }
-    T::decode(data).map_err(|e| Error::Decode {
+    let not_a = |message: String| Error::Decode {
         path: path.to_path_buf(),
         what: schema.rsplit('.').next().unwrap_or(schema).to_string(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let estimate = wire::measure_opaque(&data, schema, opaque).map_err(|e| not_a(e.to_string()))?;
+    check_estimate(&estimate, data.len(), path)?;
+    T::decode(data).map_err(|e| not_a(e.to_string()))
 }
 
 /// On-disk encoding of a GraphDef.
@@ -267,9 +297,14 @@ pub struct LoadedGraph {
     pub warnings: Vec<String>,
 }
 
-/// Reads a GraphDef from `path`, binary or text.
+/// Reads a GraphDef from `path`, binary or text, under the current budget (a default one
+/// for the file's size when none is entered): the file's length, then what decoding it takes.
 pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     let path = path.as_ref();
+    budget::enter_or_default(|| input_size(path), || read_graph_within_budget(path))
+}
+
+fn read_graph_within_budget(path: &Path) -> Result<LoadedGraph> {
     // Windows cannot replace a file while it is mapped, and an output may be written over its
     // own input: there the graph is read into memory.
     #[cfg(unix)]
@@ -277,21 +312,19 @@ pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
     #[cfg(not(unix))]
     let data = Bytes::from(read_regular(path).map_err(|e| Error::io(path, e))?);
     let file_size = data.len() as u64;
-    let (graph, format) = decode_graph(data.clone(), path)?;
+    let (graph, format, estimate) = decode_graph_measured(data, path)?;
     let mut warnings = Vec::new();
     // prost drops fields it does not know; the estimate counted them on the way.
-    if format == GraphFormat::Binary {
-        if let Some(wire::Estimate {
-            unknown_bytes: bytes @ 1..,
-            first_unknown: Some(first),
-            ..
-        }) = wire::estimate(&data, "tensorflow.GraphDef")
-        {
-            warnings.push(format!(
-                "{}: {bytes} byte(s) of fields unknown to graphopt (first: {first}) will not be written back",
-                path.display()
-            ));
-        }
+    if let Some(wire::Estimate {
+        unknown_bytes: bytes @ 1..,
+        first_unknown: Some(first),
+        ..
+    }) = estimate
+    {
+        warnings.push(format!(
+            "{}: {bytes} byte(s) of fields unknown to graphopt (first: {first}) will not be written back",
+            path.display()
+        ));
     }
     Ok(LoadedGraph {
         graph,
@@ -303,21 +336,33 @@ pub fn read_graph(path: impl AsRef<Path>) -> Result<LoadedGraph> {
 
 /// Decodes GraphDef bytes; `path` only names the source in errors.
 pub fn decode_graph(data: Bytes, path: &Path) -> Result<(GraphDef, GraphFormat)> {
+    decode_graph_measured(data, path).map(|(graph, format, _)| (graph, format))
+}
+
+/// [`decode_graph`], with the estimate of a binary graph (what fields it holds that graphopt
+/// does not know).
+fn decode_graph_measured(
+    data: Bytes,
+    path: &Path,
+) -> Result<(GraphDef, GraphFormat, Option<wire::Estimate>)> {
     if data.is_empty() {
         return Err(Error::EmptyFile {
             path: path.to_path_buf(),
         });
     }
-    if let Some(estimate) = wire::estimate(&data, "tensorflow.GraphDef") {
-        check_estimate(&estimate, data.len(), path)?;
-    }
-    let binary_error = match GraphDef::decode(data.clone()) {
-        Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Binary)),
-        Ok(_) => "decoded to a message with no nodes, functions or versions".to_string(),
-        Err(e) if e.to_string().contains("buffer underflow") => {
-            format!("{e} (the file ends in the middle of a field: truncated?)")
+    let binary_error = match wire::measure(&data, "tensorflow.GraphDef") {
+        // Not binary, or not sizable: prost never sees it (it would decode it unchecked).
+        Err(malformed) => malformed.to_string(),
+        Ok(estimate) => {
+            check_estimate(&estimate, data.len(), path)?;
+            match GraphDef::decode(data.clone()) {
+                Ok(graph) if looks_like_graph(&graph) => {
+                    return Ok((graph, GraphFormat::Binary, Some(estimate)))
+                }
+                Ok(_) => "decoded to a message with no nodes, functions or versions".to_string(),
+                Err(e) => e.to_string(),
+            }
         }
-        Err(e) => e.to_string(),
     };
     let text = match std::str::from_utf8(&data) {
         Ok(text) => text,
@@ -330,7 +375,7 @@ pub fn decode_graph(data: Bytes, path: &Path) -> Result<(GraphDef, GraphFormat)>
         }
     };
     let text_error = match text_parse(text, path)? {
-        Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Text)),
+        Ok(graph) if looks_like_graph(&graph) => return Ok((graph, GraphFormat::Text, None)),
         Ok(_) => "parsed to a graph with no nodes, functions or versions".to_string(),
         Err(e) => e.to_string(),
     };
@@ -378,10 +423,14 @@ fn text_parse(
             budget::alloc(graph.encoded_len() as u64).map(|()| graph.encode_to_vec())
         })
         .map_err(|e| refused(e, "the graph in", graph.encoded_len() as u64))?;
-        if let Some(estimate) = wire::estimate(&encoded, "tensorflow.GraphDef") {
-            drop(encoded);
-            check_estimate(&estimate, text.len(), path)?;
-        }
+        let estimate =
+            wire::measure(&encoded, "tensorflow.GraphDef").map_err(|e| Error::Decode {
+                path: path.to_path_buf(),
+                what: "GraphDef".into(),
+                message: format!("its parsed graph re-encodes malformed, {e}"),
+            })?;
+        drop(encoded);
+        check_estimate(&estimate, text.len(), path)?;
     }
     Ok(parsed)
 }
@@ -397,11 +446,48 @@ pub fn encode_graph(graph: &GraphDef) -> Vec<u8> {
     graph.encode_to_vec()
 }
 
-/// Text-format encoding of `graph`, deterministic and readable by TensorFlow.
+/// Text-format encoding of `graph`, deterministic and readable by TensorFlow. What it takes
+/// (the text, and the dynamic message the writer copies the graph into) is sized from the
+/// graph's encoding and asked of the current budget first; the text stays charged to the
+/// caller's scope.
 pub fn graph_to_text(graph: &GraphDef) -> Result<String> {
-    text_format::to_text(graph).map_err(|e| Error::Encode {
+    text_within_budget(graph).map_err(|message| Error::Encode {
         what: "GraphDef as text".into(),
-        message: e.to_string(),
+        message,
+    })
+}
+
+/// [`graph_to_text`], failing with the reason alone.
+fn text_within_budget(graph: &GraphDef) -> std::result::Result<String, String> {
+    let write = || text_format::to_text(graph).map_err(|e| e.to_string());
+    if budget::current().is_none() {
+        return write();
+    }
+    // Sizing reads the graph's encoding, which the writer makes too.
+    let encoded = graph.encoded_len() as u64;
+    let cost = budget::scratch_scope(|| {
+        budget::alloc(encoded).map_err(|e| {
+            format!(
+                "sizing its text needs its {} encoding, which {e}",
+                budget::size(encoded)
+            )
+        })?;
+        wire::measure_text(&graph.encode_to_vec(), "tensorflow.GraphDef")
+            .map_err(|e| format!("it encodes malformed, {e}"))
+    })?;
+    let besides = cost.memory.saturating_add(encoded);
+    let refused = |e: budget::BudgetError| {
+        format!(
+            "the text would take up to {} and writing it {} besides: {e}",
+            budget::size(cost.text),
+            budget::size(besides)
+        )
+    };
+    // A string grown by doubling holds up to twice its length.
+    budget::alloc(cost.text.saturating_mul(2)).map_err(refused)?;
+    budget::scratch_scope(|| {
+        budget::alloc(besides).map_err(refused)?;
+        write()
     })
 }
 
@@ -413,7 +499,10 @@ pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat
     match format {
         GraphFormat::Binary => write_atomically_with(path, |out| stream::graph(graph, out)),
         GraphFormat::Text => {
-            let text = graph_to_text(graph)?;
+            let text = text_within_budget(graph).map_err(|message| Error::TooLarge {
+                path: path.to_path_buf(),
+                detail: format!("cannot write the graph as text: {message}"),
+            })?;
             write_atomically_with(path, |out| out.write_all(text.as_bytes()))
         }
     }

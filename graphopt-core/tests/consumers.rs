@@ -85,8 +85,32 @@ fn opencv_judged_todays_graphs() {
             judged["matches_tensorflow"], true,
             "{case}: OpenCV's outputs differ from TensorFlow's: {judged}"
         );
+        // The verdict is element-wise: no element outside atol + rtol * |TensorFlow's|.
+        assert_eq!(
+            judged["mismatched_elements"], 0,
+            "{case}: elements of OpenCV's output outside atol + rtol * |TensorFlow's|: {judged}"
+        );
+        assert!(
+            judged["worst_element_rel_error"].is_f64(),
+            "{case}: no worst element's relative error recorded: {judged}"
+        );
     }
     assert_eq!(report["opencv_version"], "4.10.0");
+    // The record's `tolerance` is the element-wise criterion's rtol; its atol is a small
+    // absolute floor for elements near zero.
+    assert_eq!(report["rtol"], report["tolerance"]);
+    let atol = report["atol"].as_f64().expect("the record's atol");
+    assert!(atol > 0.0 && atol <= 1e-5, "atol {atol:e}");
+    // Every case that ran was judged element-wise, its verdict agreeing with its count.
+    for (case, judged) in cases {
+        if let Some(mismatched) = judged.get("mismatched_elements") {
+            assert_eq!(
+                judged["matches_tensorflow"],
+                mismatched == 0,
+                "{case}: the verdict is not the element-wise one: {judged}"
+            );
+        }
+    }
 
     // What the README says of them: the record's tolerance, the largest relative error, and
     // the fixtures it names.

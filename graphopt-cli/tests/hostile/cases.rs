@@ -35,6 +35,8 @@ pub enum Special {
     Symlink(&'static str, &'static str),
     /// A leftover temporary of a writer whose process is gone.
     DeadTemporary(&'static str),
+    /// A sparse file at this path of this length, occupying next to nothing on disk.
+    Sparse(&'static str, u64),
 }
 
 pub struct Case {
@@ -1666,6 +1668,52 @@ pub fn all() -> Vec<Case> {
         expect: Expect::Error,
     });
     cases.push(Case {
+        name: "c09_group_before_empty_nodes",
+        class: 9,
+        about: "c09_empty_nodes behind a 4-byte group (which prost skips): the size estimate \
+                gave up on the group and decoding ran without its checks",
+        files: vec![("model.pb", {
+            let mut bytes = Vec::with_capacity(800_004);
+            // Field 99, wire types 3 and 4: an empty group.
+            bytes.extend_from_slice(&[0x9b, 0x06, 0x9c, 0x06]);
+            for _ in 0..400_000 {
+                bytes.extend_from_slice(&[0x0a, 0x00]);
+            }
+            bytes
+        })],
+        special: Vec::new(),
+        args: vec!["summarize".into(), "{dir}/model.pb".into()],
+        expect: Expect::Error,
+    });
+    cases.push(model_case(
+        "c09_text_output_of_a_deep_list",
+        9,
+        "transform (no transforms: a conversion) to .pbtxt of 900000 packed zeros in a list \
+         nested 100 deep: 900 KB written as 185 MB of indented lines, built whole before the \
+         budget was asked",
+        {
+            let mut value = attr(attr_value::Value::List(Box::new(attr_value::ListValue {
+                i: vec![0; 900_000],
+                ..Default::default()
+            })));
+            // Each round nests a NameAttrList, a map entry and an AttrValue.
+            for _ in 0..32 {
+                value = attr(attr_value::Value::Func(NameAttrList {
+                    name: "f".into(),
+                    attr: [("a".to_string(), value)].into_iter().collect(),
+                }));
+            }
+            graph(vec![node("out", "NoOp", &[], vec![("a", value)])])
+        },
+        vec![
+            "transform".into(),
+            "--in_graph={dir}/model.pb".into(),
+            "--out_graph={out}/out.pbtxt".into(),
+            "--transforms=".into(),
+        ],
+        Expect::Error,
+    ));
+    cases.push(Case {
         name: "c09_attribute_list_of_tensors",
         class: 9,
         about: "one attribute listing 400000 empty tensors: 2 bytes each on disk, 416 in memory",
@@ -1860,6 +1908,16 @@ pub fn all() -> Vec<Case> {
         ],
         special: vec![Special::Fifo("ckpt.data-00000-of-00001")],
         args: freeze_tf1(),
+        expect: Expect::Error,
+    });
+    cases.push(Case {
+        name: "c11_sparse_graph",
+        class: 11,
+        about: "the graph is a sparse file of 1 GiB occupying nothing on disk (its length was \
+                neither capped nor charged: read and walked whole)",
+        files: Vec::new(),
+        special: vec![Special::Sparse("model.pb", 1 << 30)],
+        args: vec!["summarize".into(), "{dir}/model.pb".into()],
         expect: Expect::Error,
     });
     cases.push(Case {

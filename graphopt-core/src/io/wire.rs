@@ -6,6 +6,14 @@
 //! nodes (2 bytes each on disk, a few hundred in memory) is one clear error instead of an
 //! exhausted machine. Fields the schema does not know are counted too, which tells the reader
 //! which bytes it will drop without decoding the file a second time.
+//!
+//! Every wire type is handled: groups (wire types 3 and 4, which no TensorFlow message uses)
+//! are skipped to their end tag, nested no deeper than messages may be, and counted as unknown
+//! bytes, as prost skips them. Bytes the walk cannot size are [`Malformed`], which callers
+//! treat as a refusal: nothing is ever decoded without an estimate.
+//!
+//! [`measure_text`] sizes the other direction, writing a message as text format, from its
+//! encoding: the text and the dynamic message that [`crate::text_format::to_text`] builds.
 
 use std::collections::HashMap;
 use std::mem::size_of;
@@ -16,8 +24,28 @@ use prost_types::field_descriptor_proto::{Label, Type};
 
 use crate::proto::*;
 
-/// How deep messages may nest (prost's own decoding limit).
+/// How deep messages (and groups) may nest below the outermost message: prost's own decoding
+/// limit, counted as prost counts it.
 const MAX_DEPTH: usize = 100;
+
+/// Why bytes could not be sized: they are not a well-formed message of the type asked for (or
+/// use something graphopt's schema never does). A refusal, never a reason to decode unchecked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at byte {offset}: {reason}")]
+pub struct Malformed {
+    /// Where the offending field starts, from the start of the outermost message.
+    pub offset: usize,
+    pub reason: String,
+}
+
+impl Malformed {
+    fn at(offset: usize, reason: impl Into<String>) -> Self {
+        Malformed {
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
 
 /// What decoding an encoded message will cost.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,10 +70,12 @@ enum Kind {
     MissingType,
     String,
     Bytes,
-    /// A scalar taking `memory` bytes in memory and `fixed` bytes on the wire (0: a varint).
+    /// A scalar taking `memory` bytes in memory, `fixed` bytes on the wire (0: a varint) and
+    /// at most `text` characters in text format.
     Scalar {
         memory: usize,
         fixed: usize,
+        text: usize,
     },
 }
 
@@ -195,7 +225,17 @@ sizes!(
     TensorSliceProto,
 );
 
-fn scalar(t: Type) -> Kind {
+/// Characters a `float` takes at most in text format: 9 significant digits, a sign, and either
+/// a point and up to 4 zeros (`-0.000123456789`), 15 digits and `.0` below 10^15
+/// (`-999999950000000.0`), or an exponent (`-1.1754944e-38`).
+const FLOAT_TEXT: usize = 18;
+/// Characters a `double` takes at most: 17 significant digits (`-2.2250738585072014e-308`).
+const DOUBLE_TEXT: usize = 24;
+/// Characters any 64-bit integer takes at most (`-9223372036854775808`).
+const INT64_TEXT: usize = 20;
+
+/// `enum_text`: the longest enum value name of the schema (or an unknown value's number).
+fn scalar(t: Type, enum_text: usize) -> Kind {
     let memory = match t {
         Type::Bool => 1,
         Type::Float | Type::Int32 | Type::Uint32 | Type::Enum | Type::Fixed32 => 4,
@@ -207,7 +247,19 @@ fn scalar(t: Type) -> Kind {
         Type::Double | Type::Fixed64 | Type::Sfixed64 => 8,
         _ => 0,
     };
-    Kind::Scalar { memory, fixed }
+    let text = match t {
+        Type::Bool => 5,
+        Type::Float => FLOAT_TEXT,
+        Type::Double => DOUBLE_TEXT,
+        Type::Enum => enum_text,
+        Type::Int32 | Type::Sint32 | Type::Sfixed32 | Type::Uint32 | Type::Fixed32 => 11,
+        _ => INT64_TEXT,
+    };
+    Kind::Scalar {
+        memory,
+        fixed,
+        text,
+    }
 }
 
 /// The schema of `proto/`'s descriptor set.
@@ -229,9 +281,18 @@ fn schema() -> &'static Schema {
             .map(|(i, (name, _))| (name.clone(), i))
             .collect();
         let sizes = rust_sizes();
+        // An enum value is written by name, or by number (an i32) when it has none.
+        let enum_text = set
+            .file
+            .iter()
+            .flat_map(|f| &f.enum_type)
+            .chain(messages.iter().flat_map(|(_, m)| &m.enum_type))
+            .flat_map(|e| &e.value)
+            .map(|v| v.name().len())
+            .fold(11, usize::max);
         let mut types: Vec<MessageType> = messages
             .into_iter()
-            .map(|(name, message)| message_type(name, message, &by_name, &sizes))
+            .map(|(name, message)| message_type(name, message, &by_name, &sizes, enum_text))
             .collect();
         // Map entries: key and value sizes in memory.
         let entry_sizes: Vec<Option<(usize, usize)>> = types
@@ -275,6 +336,7 @@ fn message_type(
     message: &prost_types::DescriptorProto,
     by_name: &HashMap<String, usize>,
     sizes: &HashMap<String, usize>,
+    enum_text: usize,
 ) -> MessageType {
     let mut fields = Vec::new();
     for field in &message.field {
@@ -284,7 +346,7 @@ fn message_type(
                 .map_or(Kind::MissingType, |&i| Kind::Message(i)),
             Type::String => Kind::String,
             Type::Bytes => Kind::Bytes,
-            other => scalar(other),
+            other => scalar(other, enum_text),
         };
         let Ok(number) = u32::try_from(field.number()) else {
             continue;
@@ -339,28 +401,214 @@ pub(crate) fn varint(data: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-/// The estimate for `data`, an encoded `message` (e.g. `tensorflow.GraphDef`); `None` when the
-/// bytes are not a well-formed message of that type (decoding will say why).
-pub fn estimate(data: &[u8], message: &str) -> Option<Estimate> {
-    estimate_opaque(data, message, &[])
+const TRUNCATED: &str = "the data ends in the middle of a field (truncated?)";
+
+/// [`varint`], with why it failed.
+fn varint_or(data: &[u8], pos: &mut usize) -> Result<u64, &'static str> {
+    varint(data, pos).ok_or(if *pos >= data.len() {
+        TRUNCATED
+    } else {
+        "a varint longer than 10 bytes"
+    })
 }
 
-/// [`estimate`] for a decoding that keeps the message fields `opaque` names (message type,
+/// A field's key: its number and wire type, checked as prost checks them.
+fn key(data: &[u8], pos: &mut usize) -> Result<(u32, u64), String> {
+    let key = varint_or(data, pos)?;
+    let number =
+        u32::try_from(key).map_err(|_| "a field key longer than 32 bits".to_string())? >> 3;
+    if number == 0 {
+        return Err("field number 0, which protobuf does not allow".into());
+    }
+    Ok((number, key & 7))
+}
+
+/// A field's value as the wire has it.
+enum Payload<'d> {
+    Varint,
+    /// 4 or 8 bytes.
+    Fixed(usize),
+    /// Length-delimited: the bytes, and where they start in the outermost message.
+    Delimited(&'d [u8], usize),
+    /// A group (wire type 3 up to its end tag), skipped whole.
+    Group,
+}
+
+/// One field read from the wire.
+struct WireField<'d> {
+    number: u32,
+    /// Where its key starts in the slice being walked.
+    start: usize,
+    payload: Payload<'d>,
+}
+
+/// Reads the field at `data[*pos..]`, in a message nested `depth` below the outermost one,
+/// whose byte 0 is byte `base` of the outermost message; advances `pos` past it.
+fn read_field<'d>(
+    data: &'d [u8],
+    base: usize,
+    pos: &mut usize,
+    depth: usize,
+) -> Result<WireField<'d>, Malformed> {
+    let start = *pos;
+    let (number, wire) = key(data, pos).map_err(|r| Malformed::at(base + start, r))?;
+    let payload = read_value(data, base, pos, start, number, wire, depth)?;
+    Ok(WireField {
+        number,
+        start,
+        payload,
+    })
+}
+
+/// The value of the field whose key (`number`, `wire`) started at `data[start..]` and ended at
+/// `*pos`; advances `pos` past it. `depth`: as for [`read_field`].
+fn read_value<'d>(
+    data: &'d [u8],
+    base: usize,
+    pos: &mut usize,
+    start: usize,
+    number: u32,
+    wire: u64,
+    depth: usize,
+) -> Result<Payload<'d>, Malformed> {
+    let at = |reason: &str| Malformed::at(base + start, reason);
+    Ok(match wire {
+        0 => {
+            varint_or(data, pos).map_err(at)?;
+            Payload::Varint
+        }
+        1 | 5 => {
+            let width = if wire == 1 { 8 } else { 4 };
+            *pos = pos
+                .checked_add(width)
+                .filter(|&p| p <= data.len())
+                .ok_or_else(|| at(TRUNCATED))?;
+            Payload::Fixed(width)
+        }
+        2 => {
+            let len = varint_or(data, pos).map_err(at)?;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| pos.checked_add(len))
+                .filter(|&e| e <= data.len())
+                .ok_or_else(|| at(TRUNCATED))?;
+            let payload = &data[*pos..end];
+            let payload_base = base + *pos;
+            *pos = end;
+            Payload::Delimited(payload, payload_base)
+        }
+        3 => {
+            skip_group(data, base, pos, start, number, depth + 1)?;
+            Payload::Group
+        }
+        4 => return Err(at("an end-group tag with no group open")),
+        _ => {
+            return Err(at(&format!(
+                "wire type {wire}, which protobuf does not have"
+            )))
+        }
+    })
+}
+
+/// Skips the group of field `number` that opened at `data[start..]` (its key ends at `*pos`),
+/// `level` below the outermost message, to its end tag. Iterative over the group's fields,
+/// recursive only into groups inside it, so never deeper than [`MAX_DEPTH`].
+fn skip_group(
+    data: &[u8],
+    base: usize,
+    pos: &mut usize,
+    start: usize,
+    number: u32,
+    level: usize,
+) -> Result<(), Malformed> {
+    if level > MAX_DEPTH {
+        return Err(Malformed::at(
+            base + start,
+            format!("messages and groups nested deeper than {MAX_DEPTH}"),
+        ));
+    }
+    loop {
+        if *pos >= data.len() {
+            return Err(Malformed::at(
+                base + start,
+                format!("the group of field {number} never ends (truncated?)"),
+            ));
+        }
+        let inner_start = *pos;
+        let (inner, wire) = key(data, pos).map_err(|r| Malformed::at(base + inner_start, r))?;
+        if wire == 4 {
+            if inner == number {
+                return Ok(());
+            }
+            return Err(Malformed::at(
+                base + inner_start,
+                format!("an end-group tag of field {inner} inside the group of field {number}"),
+            ));
+        }
+        // prost skips every field of a group one level deeper than the group.
+        if level + 1 > MAX_DEPTH {
+            return Err(Malformed::at(
+                base + inner_start,
+                format!("messages and groups nested deeper than {MAX_DEPTH}"),
+            ));
+        }
+        read_value(data, base, pos, inner_start, inner, wire, level)?;
+    }
+}
+
+/// A field of the schema found encoded as a group, which prost refuses to decode into it.
+fn group_of_known_field(base: usize, start: usize, number: u32, field: &Field) -> Malformed {
+    Malformed::at(
+        base + start,
+        format!(
+            "field {number} ('{}') is encoded as a group, which TensorFlow's schema never uses",
+            field.name
+        ),
+    )
+}
+
+/// The estimate for `data`, an encoded `message` (e.g. `tensorflow.GraphDef`); `Err` when the
+/// bytes are not a well-formed message of that type. Decoding must refuse what this refuses:
+/// prost would decode it without limits.
+pub fn measure(data: &[u8], message: &str) -> Result<Estimate, Malformed> {
+    measure_opaque(data, message, &[])
+}
+
+/// [`measure`], or `None` when the bytes are malformed: for reports (such as benchmarks)
+/// only; decoding uses [`measure`], whose error is a refusal.
+pub fn estimate(data: &[u8], message: &str) -> Option<Estimate> {
+    measure(data, message).ok()
+}
+
+/// The root type `message` in the schema.
+fn root(message: &str) -> Result<(usize, &'static MessageType), Malformed> {
+    let schema = schema();
+    schema
+        .by_name
+        .get(message)
+        .and_then(|&i| Some((i, schema.types.get(i)?)))
+        .ok_or_else(|| Malformed::at(0, format!("graphopt's schema has no message {message}")))
+}
+
+/// [`measure`] for a decoding that keeps the message fields `opaque` names (message type,
 /// field number) encoded, as `bytes` shared with the file buffer: their contents are neither
 /// walked nor counted.
-pub fn estimate_opaque(data: &[u8], message: &str, opaque: &[(&str, u32)]) -> Option<Estimate> {
+pub fn measure_opaque(
+    data: &[u8],
+    message: &str,
+    opaque: &[(&str, u32)],
+) -> Result<Estimate, Malformed> {
     let mut out = Estimate::default();
-    let schema = schema();
-    let root = *schema.by_name.get(message)?;
-    out.memory = schema.types.get(root)?.size as u64;
+    let (root, ty) = root(message)?;
+    out.memory = ty.size as u64;
     let short = message.rsplit('.').next().unwrap_or(message);
     let mut walker = Walker {
         path: vec![short],
         opaque,
         out: &mut out,
     };
-    walker.walk(data, root)?;
-    Some(out)
+    walker.walk(data, 0, root, 0)?;
+    Ok(out)
 }
 
 struct Walker<'a, 'o> {
@@ -371,13 +619,26 @@ struct Walker<'a, 'o> {
 }
 
 impl<'a> Walker<'a, '_> {
-    /// Walks one message, of the schema's type `message`.
-    fn walk(&mut self, data: &[u8], message: usize) -> Option<()> {
-        if self.path.len() > MAX_DEPTH {
-            return None;
+    /// Walks one message, of the schema's type `message`, nested `depth` below the root, whose
+    /// byte 0 is byte `base` of the root.
+    fn walk(
+        &mut self,
+        data: &[u8],
+        base: usize,
+        message: usize,
+        depth: usize,
+    ) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed::at(
+                base,
+                format!("messages and groups nested deeper than {MAX_DEPTH}"),
+            ));
         }
         let schema = schema();
-        let ty = schema.types.get(message)?;
+        let ty = schema
+            .types
+            .get(message)
+            .ok_or_else(|| Malformed::at(base, "a message type missing from graphopt's schema"))?;
         if ty.is_node_def {
             self.out.nodes += 1;
         }
@@ -385,53 +646,34 @@ impl<'a> Walker<'a, '_> {
         let mut map_entries: Vec<(u32, u64)> = Vec::new();
         let mut pos = 0;
         while pos < data.len() {
-            let start = pos;
-            let key = varint(data, &mut pos)?;
-            let number = u32::try_from(key >> 3).ok()?;
-            let wire = key & 7;
-            let field = ty.field(number);
-            let repeated = field.is_some_and(|f| f.repeated);
+            let WireField {
+                number,
+                start,
+                payload,
+            } = read_field(data, base, &mut pos, depth)?;
+            let Some(field) = ty.field(number) else {
+                // Dropped by decoding (a group is skipped whole), counted for the warning.
+                unknown(self.out, &self.path, number, pos - start);
+                continue;
+            };
+            let repeated = field.repeated;
             let slot = |size: usize| if repeated { 2 * size as u64 } else { 0 };
-            match wire {
-                0 => {
-                    varint(data, &mut pos)?;
-                    if let Some(Field {
-                        kind: Kind::Scalar { memory, .. },
-                        ..
-                    }) = field
-                    {
-                        self.out.memory = self.out.memory.saturating_add(slot(*memory));
-                    }
-                }
-                1 => {
-                    pos = pos.checked_add(8).filter(|&p| p <= data.len())?;
-                    self.out.memory = self.out.memory.saturating_add(slot(8));
-                }
-                5 => {
-                    pos = pos.checked_add(4).filter(|&p| p <= data.len())?;
-                    self.out.memory = self.out.memory.saturating_add(slot(4));
-                }
-                2 => {
-                    let len = usize::try_from(varint(data, &mut pos)?).ok()?;
-                    let end = pos.checked_add(len).filter(|&e| e <= data.len())?;
-                    let payload = &data[pos..end];
-                    pos = end;
-                    let Some(field) = field else {
-                        unknown(self.out, &self.path, number, end - start);
-                        continue;
-                    };
-                    let cost: u64 = match &field.kind {
+            let cost: u64 = match payload {
+                Payload::Group => return Err(group_of_known_field(base, start, number, field)),
+                Payload::Varint => match field.kind {
+                    Kind::Scalar { memory, .. } => slot(memory),
+                    _ => 0,
+                },
+                Payload::Fixed(width) => slot(width),
+                Payload::Delimited(payload, payload_base) => {
+                    let len = payload.len();
+                    match &field.kind {
                         Kind::String => len as u64 + slot(size_of::<String>()),
                         // Shared with the file buffer: only the handle.
                         Kind::Bytes => slot(size_of::<bytes::Bytes>()),
-                        Kind::Scalar { memory, fixed } => {
+                        Kind::Scalar { memory, fixed, .. } => {
                             // Packed: one element per varint, or per fixed-size chunk.
-                            let count = if *fixed > 0 {
-                                (len / fixed) as u64
-                            } else {
-                                payload.iter().filter(|&&b| b & 0x80 == 0).count() as u64
-                            };
-                            2 * (*memory as u64) * count
+                            2 * (*memory as u64) * packed_count(payload, *fixed)
                         }
                         Kind::Message(_)
                             if self
@@ -441,9 +683,16 @@ impl<'a> Walker<'a, '_> {
                         {
                             slot(size_of::<bytes::Bytes>())
                         }
-                        Kind::MissingType => return None,
+                        Kind::MissingType => {
+                            return Err(Malformed::at(
+                                base + start,
+                                format!("field {number} has a type graphopt's schema lacks"),
+                            ))
+                        }
                         Kind::Message(child) => {
-                            let child_ty = schema.types.get(*child)?;
+                            let child_ty = schema.types.get(*child).ok_or_else(|| {
+                                Malformed::at(base + start, "a type missing from graphopt's schema")
+                            })?;
                             if child_ty.map_entry.is_some() {
                                 match map_entries.iter_mut().find(|(n, _)| *n == number) {
                                     Some((_, count)) => *count += 1,
@@ -451,7 +700,7 @@ impl<'a> Walker<'a, '_> {
                                 }
                             }
                             self.path.push(field.name.as_str());
-                            let walked = self.walk(payload, *child);
+                            let walked = self.walk(payload, payload_base, *child, depth + 1);
                             self.path.pop();
                             walked?;
                             match child_ty.map_entry {
@@ -463,14 +712,10 @@ impl<'a> Walker<'a, '_> {
                                 }),
                             }
                         }
-                    };
-                    self.out.memory = self.out.memory.saturating_add(cost);
+                    }
                 }
-                _ => return None,
-            }
-            if field.is_none() && wire != 2 {
-                unknown(self.out, &self.path, number, pos - start);
-            }
+            };
+            self.out.memory = self.out.memory.saturating_add(cost);
         }
         for (number, entries) in map_entries {
             let Some(Field {
@@ -491,8 +736,164 @@ impl<'a> Walker<'a, '_> {
                 .memory
                 .saturating_add(slots.saturating_mul((key + value) as u64));
         }
-        Some(())
+        Ok(())
     }
+}
+
+/// Elements in a packed repeated scalar field's `payload`: one per varint, or per `fixed`-byte
+/// chunk.
+fn packed_count(payload: &[u8], fixed: usize) -> u64 {
+    match payload.len().checked_div(fixed) {
+        Some(count) => count as u64,
+        None => payload.iter().filter(|&&b| b & 0x80 == 0).count() as u64,
+    }
+}
+
+/// What writing a message in text format costs ([`crate::text_format::to_text`]): an upper
+/// bound on the text's length, and on the memory of the dynamic message (prost-reflect's) that
+/// the writer copies the message into first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextCost {
+    /// Bytes of text.
+    pub text: u64,
+    /// Bytes of the dynamic message: a value per field and per element, a B-tree node per
+    /// message, a hash map per map field, and a copy of every string and bytes field.
+    pub memory: u64,
+}
+
+/// Memory of one value of a dynamic message.
+const DYNAMIC_VALUE: u64 = size_of::<prost_reflect::Value>() as u64;
+/// Memory of one field slot of a dynamic message's B-tree: the field number and the value,
+/// with room for the slot's tag and the node's bookkeeping.
+const DYNAMIC_SLOT: u64 = DYNAMIC_VALUE + 32;
+/// Memory of one entry of a dynamic message's map: key, value and control byte, with the hash
+/// table's spare capacity (below 3x), plus the writer's sorted list of entries.
+const DYNAMIC_MAP_ENTRY: u64 =
+    3 * (size_of::<prost_reflect::MapKey>() as u64 + DYNAMIC_VALUE + 1) + 16;
+
+/// The cost of writing `data`, an encoded `message`, in text format; `Err` when the bytes are
+/// not a well-formed message of that type.
+pub fn measure_text(data: &[u8], message: &str) -> Result<TextCost, Malformed> {
+    let (root, _) = root(message)?;
+    let mut out = TextCost::default();
+    text_walk(data, 0, root, 0, false, &mut out)?;
+    Ok(out)
+}
+
+/// Characters `bytes` take quoted in text format (`text_format`'s escaping: two for `\n`,
+/// `\r`, `\t`, quotes and backslashes, four for other bytes outside printable ASCII).
+fn quoted_len(bytes: &[u8]) -> u64 {
+    2 + bytes
+        .iter()
+        .map(|&b| match b {
+            b'\n' | b'\r' | b'\t' | b'"' | b'\'' | b'\\' => 2u64,
+            0x20..=0x7e => 1,
+            _ => 4,
+        })
+        .sum::<u64>()
+}
+
+/// Adds the cost of writing one message of type `message`, nested `depth` deep (indented by
+/// `2 * depth`), to `out`. A map entry (`entry`) is no message of its own in the dynamic
+/// message: its key and value live in the map's hash table.
+fn text_walk(
+    data: &[u8],
+    base: usize,
+    message: usize,
+    depth: usize,
+    entry: bool,
+    out: &mut TextCost,
+) -> Result<(), Malformed> {
+    if depth > MAX_DEPTH {
+        return Err(Malformed::at(
+            base,
+            format!("messages and groups nested deeper than {MAX_DEPTH}"),
+        ));
+    }
+    let schema = schema();
+    let ty = schema
+        .types
+        .get(message)
+        .ok_or_else(|| Malformed::at(base, "a message type missing from graphopt's schema"))?;
+    let indent = 2 * depth as u64;
+    // Distinct fields present: the B-tree's slots.
+    let mut present: Vec<u32> = Vec::new();
+    let mut text = 0u64;
+    let mut memory = 0u64;
+    let mut pos = 0;
+    while pos < data.len() {
+        let WireField {
+            number,
+            start,
+            payload,
+        } = read_field(data, base, &mut pos, depth)?;
+        let Some(field) = ty.field(number) else {
+            // Kept as an unknown field (a copy), never written.
+            memory = memory.saturating_add((pos - start) as u64 + DYNAMIC_VALUE);
+            continue;
+        };
+        if !present.contains(&number) {
+            present.push(number);
+        }
+        // `name: value\n`, indented.
+        let line = |value: u64| indent + field.name.len() as u64 + 3 + value;
+        let element = if field.repeated { 2 * DYNAMIC_VALUE } else { 0 };
+        let width = |default: usize| match field.kind {
+            Kind::Scalar { text, .. } => text,
+            _ => default,
+        } as u64;
+        let (field_text, field_memory) = match payload {
+            Payload::Group => return Err(group_of_known_field(base, start, number, field)),
+            Payload::Varint => (line(width(INT64_TEXT)), element),
+            Payload::Fixed(8) => (line(width(DOUBLE_TEXT)), element),
+            Payload::Fixed(_) => (line(width(FLOAT_TEXT)), element),
+            Payload::Delimited(payload, payload_base) => match &field.kind {
+                Kind::String | Kind::Bytes => {
+                    (line(quoted_len(payload)), payload.len() as u64 + element)
+                }
+                Kind::Scalar { fixed, text, .. } => {
+                    // Packed: a line and a value per element.
+                    let count = packed_count(payload, *fixed);
+                    (
+                        count.saturating_mul(line(*text as u64)),
+                        count.saturating_mul(2 * DYNAMIC_VALUE),
+                    )
+                }
+                Kind::MissingType => {
+                    return Err(Malformed::at(
+                        base + start,
+                        format!("field {number} has a type graphopt's schema lacks"),
+                    ))
+                }
+                Kind::Message(child) => {
+                    let is_entry = schema
+                        .types
+                        .get(*child)
+                        .is_some_and(|t| t.map_entry.is_some());
+                    // `name {\n` ... `}\n`, indented.
+                    let mut text = 2 * indent + field.name.len() as u64 + 5;
+                    let memory = if is_entry {
+                        // A key or value left out on the wire is written as its default:
+                        // `key: ""`, `value {\n}` and the like, indented one level deeper.
+                        text += 2 * (indent + 2) + 64;
+                        DYNAMIC_MAP_ENTRY
+                    } else {
+                        element
+                    };
+                    text_walk(payload, payload_base, *child, depth + 1, is_entry, out)?;
+                    (text, memory)
+                }
+            },
+        };
+        text = text.saturating_add(field_text);
+        memory = memory.saturating_add(field_memory);
+    }
+    if !entry {
+        memory = memory.saturating_add(map_slots(present.len() as u64) * DYNAMIC_SLOT);
+    }
+    out.text = out.text.saturating_add(text);
+    out.memory = out.memory.saturating_add(memory);
+    Ok(())
 }
 
 fn unknown(out: &mut Estimate, path: &[&str], number: u32, bytes: usize) {
@@ -552,10 +953,246 @@ mod tests {
         let e = estimate(&bytes, "tensorflow.GraphDef").expect("well formed");
         assert_eq!(e.unknown_bytes, 3);
         assert_eq!(e.first_unknown.as_deref(), Some("GraphDef field 99"));
-        assert!(estimate(&[0x0a, 0x05], "tensorflow.GraphDef").is_none());
+        let truncated = measure(&[0x0a, 0x05], "tensorflow.GraphDef").unwrap_err();
+        assert_eq!(truncated.offset, 0);
+        assert!(truncated.reason.contains("truncated"), "{truncated}");
         // Functions left encoded are not walked: their nodes are not counted.
         let opaque = [("tensorflow.FunctionDefLibrary", 1)];
-        let e = estimate_opaque(&bytes, "tensorflow.GraphDef", &opaque).expect("well formed");
+        let e = measure_opaque(&bytes, "tensorflow.GraphDef", &opaque).expect("well formed");
         assert_eq!(e.nodes, 3);
+    }
+
+    /// `count` empty NodeDefs after `prefix`.
+    fn empty_nodes_after(prefix: &[u8], count: usize) -> Vec<u8> {
+        let mut bytes = prefix.to_vec();
+        for _ in 0..count {
+            bytes.extend_from_slice(&[0x0a, 0x00]);
+        }
+        bytes
+    }
+
+    #[test]
+    fn unknown_groups_are_skipped_and_the_rest_still_counted() {
+        // Field 99 as an empty group, then as a group holding a varint, a fixed64, a string
+        // and a nested group of field 7: every field after them is still sized.
+        let prefixes: [&[u8]; 2] = [
+            &[0x9b, 0x06, 0x9c, 0x06],
+            &[
+                0x9b, 0x06, 0x08, 0x01, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1a, 0x02, b'h', b'i', 0x3b,
+                0x3c, 0x9c, 0x06,
+            ],
+        ];
+        for prefix in prefixes {
+            let bytes = empty_nodes_after(prefix, 1000);
+            let e = measure(&bytes, "tensorflow.GraphDef").expect("well formed");
+            assert_eq!(e.nodes, 1000);
+            assert_eq!(e.unknown_bytes, prefix.len() as u64);
+            assert_eq!(e.first_unknown.as_deref(), Some("GraphDef field 99"));
+            // What prost makes of it: the same nodes, the group skipped.
+            let graph = GraphDef::decode(bytes.as_slice()).expect("prost skips the group");
+            assert_eq!(graph.node.len(), 1000);
+        }
+        // Inside a node too.
+        let node = [0x0a, 0x04, 0x9b, 0x06, 0x9c, 0x06];
+        assert_eq!(measure(&node, "tensorflow.GraphDef").unwrap().nodes, 1);
+    }
+
+    #[test]
+    fn malformed_groups_and_keys_are_refused_with_their_offset() {
+        let refused = |bytes: &[u8], offset: usize, words: &str| {
+            let error = measure(bytes, "tensorflow.GraphDef").unwrap_err();
+            assert_eq!(error.offset, offset, "{error}");
+            assert!(error.reason.contains(words), "{error}");
+            // prost refuses all of these too: refusing loses nothing it would decode.
+            assert!(GraphDef::decode(bytes).is_err(), "{error}");
+        };
+        let nodes = empty_nodes_after(&[], 2);
+        // A group never closed, closed by another field's tag, or an end tag alone.
+        refused(
+            &[nodes.as_slice(), &[0x9b, 0x06, 0x08, 0x01]].concat(),
+            4,
+            "never ends",
+        );
+        refused(&[0x9b, 0x06, 0xa4, 0x06], 2, "end-group tag of field 100");
+        refused(
+            &[nodes.as_slice(), &[0x9c, 0x06]].concat(),
+            4,
+            "no group open",
+        );
+        // A known field (node) encoded as a group.
+        refused(&[0x0b, 0x0c], 0, "'node'");
+        // Wire types 6 and 7, field number 0, a key past 32 bits, a varint past 10 bytes.
+        refused(&[0x0e], 0, "wire type 6");
+        refused(&[0x0a, 0x00, 0x0f], 2, "wire type 7");
+        refused(&[0x00, 0x00], 0, "field number 0");
+        refused(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], 0, "32 bits");
+        refused(
+            &[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+            0,
+            "10 bytes",
+        );
+        // Groups nested past prost's limit; 97 levels inside a node are still fine.
+        let nested = |levels: usize| {
+            let mut bytes = Vec::new();
+            bytes.extend(std::iter::repeat_n([0x9b, 0x06], levels).flatten());
+            bytes.extend(std::iter::repeat_n([0x9c, 0x06], levels).flatten());
+            bytes
+        };
+        refused(&nested(101), 200, "nested deeper");
+        // Inside a node, around the limit: refused exactly where prost refuses.
+        for levels in 97..101 {
+            let group = nested(levels);
+            let mut in_node = vec![0x0a];
+            prost::encoding::encode_varint(group.len() as u64, &mut in_node);
+            in_node.extend(group);
+            let decoded = GraphDef::decode(in_node.as_slice()).is_ok();
+            let measured = measure(&in_node, "tensorflow.GraphDef");
+            assert_eq!(decoded, measured.is_ok(), "{levels}: {measured:?}");
+            assert_eq!(decoded, levels < 100, "{levels}");
+        }
+    }
+
+    #[test]
+    fn messages_nest_as_deep_as_prost_decodes() {
+        let int = || AttrValue {
+            value: Some(attr_value::Value::I(1)),
+        };
+        let func = |attr: Vec<(String, AttrValue)>| AttrValue {
+            value: Some(attr_value::Value::Func(NameAttrList {
+                name: "f".into(),
+                attr: attr.into_iter().collect(),
+            })),
+        };
+        // Every depth around prost's limit: each round nests a NameAttrList, a map entry and
+        // an AttrValue (three levels); the tail adds zero to three more.
+        for rounds in 31..34 {
+            for tail in 0..4 {
+                let mut value = match tail {
+                    0 => int(),
+                    1 => func(Vec::new()),
+                    _ => func(vec![("a".into(), int())]),
+                };
+                if tail == 3 {
+                    value = func(vec![("a".into(), value)]);
+                }
+                for _ in 0..rounds {
+                    value = func(vec![("a".into(), value)]);
+                }
+                let graph = GraphDef {
+                    node: vec![NodeDef {
+                        attr: [("a".to_string(), value)].into_iter().collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                let bytes = graph.encode_to_vec();
+                let decoded = GraphDef::decode(bytes.as_slice()).is_ok();
+                let measured = measure(&bytes, "tensorflow.GraphDef");
+                assert_eq!(decoded, measured.is_ok(), "{rounds}+{tail}: {measured:?}");
+            }
+        }
+    }
+
+    /// A graph using every kind of field text format writes: names, strings with every kind
+    /// of escape, packed numbers at their widest, enums, maps with default keys and values.
+    fn varied_graph() -> GraphDef {
+        let tensor = TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(TensorShapeProto {
+                dim: vec![tensor_shape_proto::Dim {
+                    size: i64::MIN,
+                    name: "\n\"\x01\u{7f}\u{e9}".into(),
+                }],
+                unknown_rank: true,
+            }),
+            tensor_content: (0..=255u8).collect::<Vec<u8>>().into(),
+            float_val: vec![
+                -1.1754944e-38,
+                -0.000_123_456_79,
+                -999999950000000.0,
+                f32::MIN,
+                f32::NAN,
+                f32::NEG_INFINITY,
+                0.0,
+                1.0,
+            ],
+            double_val: vec![-2.2250738585072014e-308, -0.00012345678901234567, f64::MIN],
+            int64_val: vec![i64::MIN, -1, 0],
+            uint64_val: vec![u64::MAX],
+            int_val: vec![i32::MIN, -1],
+            bool_val: vec![false, true],
+            ..Default::default()
+        };
+        let attrs: std::collections::BTreeMap<String, AttrValue> = [
+            (String::new(), AttrValue::default()),
+            (
+                "t".to_string(),
+                AttrValue {
+                    value: Some(attr_value::Value::Tensor(Box::new(tensor))),
+                },
+            ),
+            (
+                "list".to_string(),
+                AttrValue {
+                    value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
+                        r#type: vec![DataType::DtVariantRef as i32, 12345],
+                        f: vec![f32::MAX, -0.0],
+                        ..Default::default()
+                    }))),
+                },
+            ),
+        ]
+        .into();
+        let node = NodeDef {
+            name: "\t'\r".into(),
+            op: "Const".into(),
+            input: vec!["a:0".into(), "^b".into()],
+            attr: attrs.into_iter().collect(),
+            ..Default::default()
+        };
+        GraphDef {
+            node: vec![node.clone(), NodeDef::default(), node],
+            versions: Some(VersionDef {
+                producer: -1,
+                bad_consumers: vec![i32::MIN],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_cost_bounds_the_text_written() {
+        let graph = varied_graph();
+        let bytes = graph.encode_to_vec();
+        let cost = measure_text(&bytes, "tensorflow.GraphDef").expect("well formed");
+        let text = crate::text_format::to_text(&graph).expect("writes");
+        assert!(
+            cost.text >= text.len() as u64,
+            "{} estimated, {} written",
+            cost.text,
+            text.len()
+        );
+        // A bound, not a guess: within a small factor of the text.
+        assert!(
+            cost.text <= 4 * text.len() as u64,
+            "{} for {}",
+            cost.text,
+            text.len()
+        );
+        assert!(cost.memory > 0);
+        // Names and escapes: exactly what the writer produces.
+        let graph = GraphDef {
+            node: vec![NodeDef {
+                name: (0..128u8).map(char::from).chain(['\u{e9}']).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = crate::text_format::to_text(&graph).expect("writes");
+        let cost = measure_text(&graph.encode_to_vec(), "tensorflow.GraphDef").unwrap();
+        assert_eq!(cost.text, text.len() as u64, "{text}");
     }
 }

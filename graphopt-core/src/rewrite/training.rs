@@ -173,15 +173,19 @@ fn resolve_constant_conds(graph: &mut GraphDef, protected: &HashSet<String>) {
                     }
                     _ => {}
                 }
-            } else if node.input.iter().any(|input| is_dead_input(input))
-                && !protected.contains(&node.name)
-            {
+            } else if node.input.iter().any(|input| is_dead_input(input)) {
                 dead.insert(node.name.clone());
             }
         }
         if dead.len() == before {
             break;
         }
+    }
+    // A protected node (an output) that only a dead branch computes would be dead at run time
+    // too; removing it would remove the output, keeping it would leave it reading nothing:
+    // such conds stay as they are.
+    if protected.iter().any(|name| dead.contains(name)) {
+        return;
     }
     let old = std::mem::take(&mut graph.node);
     for mut node in old {
