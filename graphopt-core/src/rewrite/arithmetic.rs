@@ -15,7 +15,7 @@
 //!   and the other factors all have the same static shape (so no broadcast changes the result's
 //!   shape); constant other factors are summed into one constant.
 //!
-//! - concatenations simplified ([`concat`](crate::rewrite::concat)): nested ones along one axis
+//! - concatenations simplified ([`concat`](mod@super::concat)): nested ones along one axis
 //!   merged, an elementwise unary op on every part moved after the concatenation.
 //!
 //! Nodes become Identities here; leftover removal splices them out.

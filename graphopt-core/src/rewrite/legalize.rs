@@ -236,7 +236,7 @@ pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
 /// writer otherwise stores a uniform tensor as one `*_val`, as TensorFlow allows); scalars keep
 /// their single value, which is how TensorFlow writes them. TensorFlow's shorthands let a few
 /// bytes stand for any number of values: what is spelled out is asked of the budget
-/// ([`const_reencoded`]), and a refusal is an error naming the Const.
+/// before it is built, and a refusal is an error naming the Const.
 pub fn constants_as_tensor_content(graph: &mut GraphDef) -> crate::Result<usize> {
     let mut count = 0;
     for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
@@ -1254,7 +1254,7 @@ pub fn space_to_batch_paddings_apart(graph: &mut GraphDef, protected: &HashSet<S
 /// (no values at all for zeros, or fewer values than elements with the last one repeated)
 /// gets explicit values: one typed value when every element is the same (zeros included),
 /// else `tensor_content`. Returns how many. What is spelled out is asked of the budget
-/// ([`const_reencoded`]); a refusal is an error naming the Const.
+/// before it is built; a refusal is an error naming the Const.
 pub fn constants_with_explicit_values(graph: &mut GraphDef) -> crate::Result<usize> {
     let mut count = 0;
     for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
