@@ -227,8 +227,11 @@ fn check_estimate(estimate: &wire::Estimate, file_bytes: usize, path: &Path) -> 
     budget::alloc(memory).map_err(|e| Error::TooLarge {
         path: path.to_path_buf(),
         detail: format!(
-            "decoding {} nodes from {} would take about {} ({:.0} bytes per file byte): {e}",
-            estimate.nodes,
+            "decoding {}{} would take about {} ({:.0} bytes per file byte): {e}",
+            match estimate.nodes {
+                0 => String::new(),
+                n => format!("{n} nodes from "),
+            },
             budget::size(file_bytes as u64),
             budget::size(memory),
             memory as f64 / file_bytes.max(1) as f64

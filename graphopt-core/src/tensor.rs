@@ -427,11 +427,17 @@ impl Tensor {
     /// The values of a floating-point tensor as f64 (any shape, flattened), or `None` for
     /// other element types.
     pub fn floats(&self) -> Option<Vec<f64>> {
+        self.float_values().map(Iterator::collect)
+    }
+
+    /// [`Tensor::floats`] without the copy: the values in logical order, widened one at a
+    /// time (for reading a large tensor without allocating eight bytes per element).
+    pub fn float_values(&self) -> Option<Box<dyn Iterator<Item = f64> + '_>> {
         Some(match &self.data {
-            Data::F32(a) => a.iter().map(|&v| f64::from(v)).collect(),
-            Data::F64(a) => a.iter().copied().collect(),
-            Data::F16(a) => a.iter().map(|v| v.to_f64()).collect(),
-            Data::BF16(a) => a.iter().map(|v| v.to_f64()).collect(),
+            Data::F32(a) => Box::new(a.iter().map(|&v| f64::from(v))),
+            Data::F64(a) => Box::new(a.iter().copied()),
+            Data::F16(a) => Box::new(a.iter().map(|v| v.to_f64())),
+            Data::BF16(a) => Box::new(a.iter().map(|v| v.to_f64())),
             _ => return None,
         })
     }

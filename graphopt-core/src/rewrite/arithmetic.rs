@@ -34,11 +34,12 @@ use crate::tensor::Tensor;
 
 /// Every element equals `target` (numeric tensors only).
 fn all_equal(t: &Tensor, target: f64) -> bool {
-    let values = t.floats().or_else(|| {
-        t.integers()
-            .map(|v| v.into_iter().map(|i| i as f64).collect())
-    });
-    values.is_some_and(|v| v.iter().all(|&x| x == target))
+    match t.float_values() {
+        Some(mut values) => values.all(|x| x == target),
+        None => t
+            .integers()
+            .is_some_and(|v| v.into_iter().all(|i| i as f64 == target)),
+    }
 }
 
 /// The other factors of a hoisted common factor, summed.
