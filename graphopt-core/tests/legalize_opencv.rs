@@ -14,7 +14,8 @@ use graphopt_core::graph::attrs;
 use graphopt_core::graph::edit::const_value;
 use graphopt_core::proto::{attr_value, DataType, GraphDef, NodeDef};
 use graphopt_core::rewrite::legalize::{
-    dilated_convolutions_as_symmetric_atrous, symmetric_mirror_pads_as_slices,
+    constants_private_to_packs, dilated_convolutions_as_symmetric_atrous, explicit_data_formats,
+    symmetric_mirror_pads_as_slices,
 };
 use graphopt_core::targets;
 use graphopt_core::transforms::{self, Registry};
@@ -37,12 +38,17 @@ fn opencv_blocking(g: &GraphDef) -> Vec<targets::Problem> {
         .collect()
 }
 
-/// The blocking problems other than how Consts are stored (which the rewrites tested here
-/// leave to `legalize`'s last step, every Const's values to tensor_content).
+/// The blocking problems other than how Consts are stored and what layout the inputs get
+/// (which the rewrites tested here leave to `legalize`'s last steps: every Const's values to
+/// tensor_content, every default `data_format` written out; the small graphs here have no
+/// node with a `data_format`).
 fn opencv_blocking_ops(g: &GraphDef) -> Vec<targets::Problem> {
     opencv_blocking(g)
         .into_iter()
-        .filter(|p| p.kind != targets::ProblemKind::ConstEncoding)
+        .filter(|p| {
+            p.kind != targets::ProblemKind::ConstEncoding
+                && p.kind != targets::ProblemKind::UnknownInputLayout
+        })
         .collect()
 }
 
@@ -298,12 +304,164 @@ fn reflect_and_unknown_shape_mirror_pads_are_left() {
     let before = g.clone();
     assert_eq!(symmetric_mirror_pads_as_slices(&mut g, &HashSet::new()), 0);
     assert_eq!(g, before);
-    let blocking = opencv_blocking(&g);
+    let blocking = opencv_blocking_ops(&g);
     assert_eq!(
         blocking.iter().map(|p| p.node.as_str()).collect::<Vec<_>>(),
         ["unknown"],
         "{blocking:#?}"
     );
+}
+
+fn kinds(g: &GraphDef, kind: targets::ProblemKind) -> Vec<String> {
+    opencv_blocking(g)
+        .into_iter()
+        .filter(|p| p.kind == kind)
+        .map(|p| p.node)
+        .collect()
+}
+
+/// `Pack(Size(x), consts...)` as int32.
+fn pack(name: &str, inputs: &[&str]) -> NodeDef {
+    node(
+        name,
+        "Pack",
+        inputs,
+        &[
+            ("T", dtype(DataType::DtInt32)),
+            ("N", attr_value::Value::I(inputs.len() as i64)),
+            ("axis", attr_value::Value::I(0)),
+        ],
+    )
+}
+
+/// Squeeze-and-excite reshape shapes as `@deploy` leaves them once merge_duplicate_nodes has
+/// shared their Consts: `one` read only by Packs (twice each), `four` by Packs and a Neg.
+fn packs_sharing_constants() -> GraphDef {
+    graph(vec![
+        placeholder("x", &[-1, 4]),
+        node(
+            "batch",
+            "Size",
+            &["x"],
+            &[("out_type", dtype(DataType::DtInt32))],
+        ),
+        int32s("one", &[], &[1]),
+        int32s("four", &[], &[4]),
+        pack("p1", &["batch", "one", "one", "four"]),
+        pack("p2", &["batch", "one", "one", "four"]),
+        node("neg", "Neg", &["four"], &[("T", dtype(DataType::DtInt32))]),
+    ])
+}
+
+#[test]
+fn packs_get_constants_of_their_own_and_check_sees_the_shared_ones() {
+    let before = packs_sharing_constants();
+    assert_eq!(
+        kinds(&before, targets::ProblemKind::SharedConst),
+        ["p1", "p1", "p1", "p2", "p2", "p2"],
+        "every Const input read elsewhere too is named, per input"
+    );
+    let mut after = before.clone();
+    // `one`: p1 keeps it, p2 gets a copy; `four`: each Pack gets a copy, Neg keeps it.
+    assert_eq!(constants_private_to_packs(&mut after).unwrap(), 3);
+    graphopt_core::graph::validate(&after).unwrap();
+    let inputs = |name: &str| by_name(&after, name).input.clone();
+    assert_eq!(inputs("p1"), ["batch", "one", "one", "four/private"]);
+    assert_eq!(
+        inputs("p2"),
+        ["batch", "one/private", "one/private", "four/private_1"]
+    );
+    assert_eq!(inputs("neg"), ["four"]);
+    assert!(kinds(&after, targets::ProblemKind::SharedConst).is_empty());
+    let x = input(&[3, 4], 1);
+    let fetches = ["p1", "p2", "neg"];
+    assert_eq!(
+        evaluate(&before, &x, &fetches),
+        evaluate(&after, &x, &fetches)
+    );
+    // Nothing left to do: the second run copies nothing.
+    let again = after.clone();
+    assert_eq!(constants_private_to_packs(&mut after).unwrap(), 0);
+    assert_eq!(after, again);
+}
+
+/// `x -> Pad -> Conv2D`, the convolution's `data_format` left to its default (as Keras 3's
+/// exports leave it) and no BiasAdd after it to say NHWC.
+fn convolution_without_data_format(input_dims: &[i64], data_format: Option<&str>) -> GraphDef {
+    let mut conv = node(
+        "conv",
+        "Conv2D",
+        &["padded", "w"],
+        &[("strides", ints(&[1, 2, 2, 1])), ("padding", s("VALID"))],
+    );
+    if let Some(format) = data_format {
+        conv.attr.insert("data_format".into(), attr(s(format)));
+    }
+    graph(vec![
+        placeholder("x", input_dims),
+        int32s("paddings", &[4, 2], &[0, 0, 0, 1, 0, 1, 0, 0]),
+        node(
+            "padded",
+            "Pad",
+            &["x", "paddings"],
+            &[("Tpaddings", dtype(DataType::DtInt32))],
+        ),
+        floats("w", &[3, 3, 3, 4], 7),
+        conv,
+    ])
+}
+
+#[test]
+fn default_data_formats_are_written_out_so_opencv_knows_the_input_layout() {
+    let before = convolution_without_data_format(&[1, 8, 8, 3], None);
+    assert_eq!(
+        kinds(&before, targets::ProblemKind::UnknownInputLayout),
+        ["x"]
+    );
+    let mut after = before.clone();
+    assert_eq!(explicit_data_formats(&mut after), 1);
+    assert_eq!(
+        attrs::string(by_name(&after, "conv"), "data_format").as_deref(),
+        Some("NHWC")
+    );
+    assert!(kinds(&after, targets::ProblemKind::UnknownInputLayout).is_empty());
+    let x = input(&[1, 8, 8, 3], 2);
+    assert_eq!(
+        evaluate(&before, &x, &["conv"]),
+        evaluate(&after, &x, &["conv"])
+    );
+    assert_eq!(explicit_data_formats(&mut after), 0);
+
+    // A declared layout, either one, is enough; an input of unknown shape is not permuted at
+    // all, so it needs none.
+    for declared in ["NHWC", "NCHW"] {
+        let g = convolution_without_data_format(&[1, 8, 8, 3], Some(declared));
+        assert!(kinds(&g, targets::ProblemKind::UnknownInputLayout).is_empty());
+    }
+    let dynamic = convolution_without_data_format(&[-1, 8, 8, 3], None);
+    assert!(kinds(&dynamic, targets::ProblemKind::UnknownInputLayout).is_empty());
+}
+
+#[test]
+fn legalize_for_opencv_leaves_no_shared_pack_constant_or_unknown_input_layout() {
+    for (before, outputs) in [
+        (packs_sharing_constants(), ["p1", "p2", "neg"].as_slice()),
+        (
+            convolution_without_data_format(&[1, 8, 8, 3], None),
+            ["conv"].as_slice(),
+        ),
+    ] {
+        let mut g = before.clone();
+        let outputs: Vec<String> = outputs.iter().map(|o| o.to_string()).collect();
+        let specs = transforms::parse("legalize(target=opencv)").unwrap();
+        transforms::run(&Registry::with_builtins(), &mut g, &specs, &[], &outputs).unwrap();
+        for kind in [
+            targets::ProblemKind::SharedConst,
+            targets::ProblemKind::UnknownInputLayout,
+        ] {
+            assert!(kinds(&g, kind).is_empty(), "{kind:?}: {g:#?}");
+        }
+    }
 }
 
 const STANDARD: &str = "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) \

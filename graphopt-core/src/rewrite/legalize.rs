@@ -26,6 +26,10 @@
 //! - [`constants_with_explicit_values`]: a float/double/int32/int64 Const in TensorFlow's
 //!   shorthands (no values meaning zeros, or fewer values than elements, the last repeated)
 //!   spells its values out (for importers that read only one value or all of them);
+//! - [`explicit_data_formats`]: a `data_format` left to its OpDef default is written out (for
+//!   importers that infer layouts from the attribute: OpenCV);
+//! - [`constants_private_to_packs`]: a Const a `Pack` shares with other readers gets a copy
+//!   of its own for that Pack (OpenCV fails at run time on the shared one);
 //! - [`unpacks_as_slices`]: `Unpack` becomes one `StridedSlice` per output, each taking one
 //!   index of the axis and dropping it;
 //! - [`dilated_convolutions_as_space_to_batch`]: a dilated `Conv2D` becomes
@@ -1291,6 +1295,127 @@ pub fn constants_with_explicit_values(graph: &mut GraphDef) -> crate::Result<usi
         };
         keep_const_value(node, proto)?;
         count += 1;
+    }
+    Ok(count)
+}
+
+/// Every node whose op has a `data_format` attribute but leaves it out (its OpDef default,
+/// `NHWC` for the 2-D ops, which Keras 3's exports and graphopt's rewrites omit) gets it
+/// written out. Exact. OpenCV infers the layout of a graph input from the `data_format` of the
+/// nodes after it: when none says it (a Placeholder -> Pad -> Conv2D whose BiasAdd was folded
+/// away), it reads a fixed NHWC input shape as NCHW and refuses the first convolution
+/// ("Number of input channels should be multiple of 3 but got 224"). Returns how many.
+pub fn explicit_data_formats(graph: &mut GraphDef) -> usize {
+    let mut count = 0;
+    for node in &mut graph.node {
+        if node.attr.contains_key("data_format") {
+            continue;
+        }
+        if let Some(default) = crate::graph::ops::attr_default(&node.op, "data_format") {
+            node.attr.insert("data_format".into(), default.clone());
+            count += 1;
+        }
+    }
+    count
+}
+
+/// The largest Const (encoded bytes) [`constants_private_to_packs`] copies: the Pack inputs
+/// that need a copy are a shape's elements, scalars in practice.
+const MAX_PRIVATE_PACK_CONST_BYTES: usize = 1024;
+
+/// Afterwards no `Pack` reads a Const that another node reads too: each Pack reading a shared
+/// Const gets a copy of its own (one per Pack, however many of its inputs name the Const),
+/// except that when only Packs read it, the first of them keeps the original. Observed with
+/// OpenCV 4.10: EfficientNet-B0 after `@deploy`, whose squeeze-and-excite reshapes (`Shape ->
+/// StridedSlice -> Pack -> Reshape`, which OpenCV's simplifier fuses) share their `1` Consts
+/// among their Packs, loads and then fails when it runs (`Duplicate of inferred dim`); with
+/// private copies the same graph runs and matches TensorFlow. Exact. Consts over 1 KiB encoded stay shared. Each copy is asked of
+/// the budget. Returns how many copies.
+pub fn constants_private_to_packs(graph: &mut GraphDef) -> crate::Result<usize> {
+    use prost::Message as _;
+    let uses = Uses::new(graph);
+    // Per node: the first Pack reading it, and whether anything else reads it.
+    let mut first_pack: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut other_readers: HashSet<usize> = HashSet::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        for input in data_inputs(node) {
+            if let Some(p) = uses.producer(input) {
+                if node.op == "Pack" {
+                    first_pack.entry(p).or_insert(i);
+                } else {
+                    other_readers.insert(p);
+                }
+            }
+        }
+    }
+    let mut taken = NameReserver::new(graph);
+    let mut inserts: std::collections::HashMap<usize, Vec<NodeDef>> =
+        std::collections::HashMap::new();
+    let mut count = 0;
+    for pack in 0..graph.node.len() {
+        if graph.node[pack].op != "Pack" {
+            continue;
+        }
+        // How often this Pack reads each producer; (original name, copy name) made for it.
+        let mut reads: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+        for input in data_inputs(&graph.node[pack]) {
+            if let Some(p) = uses.producer(input) {
+                *reads.entry(p).or_default() += 1;
+            }
+        }
+        let mut copies: std::collections::HashMap<String, String> =
+            std::collections::HashMap::new();
+        for k in 0..graph.node[pack].input.len() {
+            let input = &graph.node[pack].input[k];
+            let parsed = InputRef::parse(input);
+            if parsed.control || parsed.port != 0 {
+                continue;
+            }
+            let Some(c) = uses.producer(input) else {
+                continue;
+            };
+            let constant = &graph.node[c];
+            let reads_here = reads.get(&c).copied().unwrap_or(0);
+            let keeps_original = first_pack.get(&c) == Some(&pack) && !other_readers.contains(&c);
+            let shared = uses.data_count(c) > reads_here && !keeps_original;
+            if constant.op != "Const"
+                || !shared
+                || constant.encoded_len() > MAX_PRIVATE_PACK_CONST_BYTES
+            {
+                continue;
+            }
+            let original = constant.name.clone();
+            let copy = match copies.get(&original) {
+                Some(copy) => copy.clone(),
+                None => {
+                    crate::budget::alloc(constant.encoded_len() as u64).map_err(|source| {
+                        crate::Error::Budget {
+                            node: original.clone(),
+                            source,
+                        }
+                    })?;
+                    let mut node = constant.clone();
+                    node.name = taken.reserve(&format!("{original}/private"));
+                    node.input.clear();
+                    let name = node.name.clone();
+                    inserts.entry(pack).or_default().push(node);
+                    copies.insert(original, name.clone());
+                    count += 1;
+                    name
+                }
+            };
+            graph.node[pack].input[k] = copy;
+        }
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let old = std::mem::take(&mut graph.node);
+    for (i, node) in old.into_iter().enumerate() {
+        if let Some(new) = inserts.remove(&i) {
+            graph.node.extend(new);
+        }
+        graph.node.push(node);
     }
     Ok(count)
 }

@@ -170,6 +170,12 @@ pub enum Constraint {
         attrs: Vec<String>,
         why: String,
     },
+    /// A Const read by one of these ops must have no other reader.
+    PrivateConsts { readers: Vec<String>, why: String },
+    /// A graph input (these ops) of a fixed rank-4 shape must get a layout from the
+    /// `data_format` attributes of the nodes after it, inferred as OpenCV's importer infers it
+    /// (see [`inferred_input_layouts`]).
+    InferredInputLayout { ops: Vec<String>, why: String },
 }
 
 fn yes() -> bool {
@@ -388,6 +394,10 @@ pub enum ProblemKind {
     /// The importer's own preprocessing fails here (a fused subgraph's check, a control input
     /// it cannot resolve).
     ImportFails,
+    /// A Const input is shared with other readers, and the target needs it private.
+    SharedConst,
+    /// The target cannot tell the layout of a graph input of fixed shape.
+    UnknownInputLayout,
 }
 
 /// One node a target cannot load (or, when not blocking, one it may mishandle).
@@ -418,6 +428,8 @@ pub fn check_target(graph: &GraphDef, name: &str) -> Result<Vec<Problem>, Target
 /// function bodies when the target converts them.
 pub fn check(graph: &GraphDef, target: &Target) -> Vec<Problem> {
     let mut problems = check_nodes(&graph.node, target, None);
+    problems.extend(shared_const_problems(graph, target));
+    problems.extend(input_layout_problems(graph, target));
     if let Some(problem) = output_shapes_advice(&graph.node, target) {
         problems.push(problem);
     }
@@ -1146,6 +1158,160 @@ fn attr_json(node: &NodeDef, name: &str) -> Option<serde_json::Value> {
 }
 
 /// One advice problem when nodes lack `_output_shapes` and the target asks for them.
+/// The Const inputs that readers under a [`Constraint::PrivateConsts`] share with other nodes.
+/// Checked on the graph as written, before the importer's own fusions (which these Consts
+/// break).
+fn shared_const_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for constraint in &target.constraints {
+        let Constraint::PrivateConsts { readers, why } = constraint else {
+            continue;
+        };
+        let index = GraphIndex::over(&graph.node);
+        for (me, node) in graph.node.iter().enumerate() {
+            if !has(readers, &node.op) {
+                continue;
+            }
+            for (k, input) in data_inputs(node).into_iter().enumerate() {
+                let Some(p) = index
+                    .index_of(InputRef::parse(input).node)
+                    .filter(|&p| graph.node[p].op == "Const")
+                else {
+                    continue;
+                };
+                let shared = index.consumers(p).iter().any(|c| {
+                    let data = graph.node.get(c.node).and_then(|n| n.input.get(c.slot));
+                    c.node != me && data.is_some_and(|i| !i.starts_with('^'))
+                });
+                if shared {
+                    problems.push(Problem {
+                        node: node.name.clone(),
+                        op: node.op.clone(),
+                        why: format!(
+                            "input {k} ('{input}') is a Const other nodes read too: {why}"
+                        ),
+                        kind: ProblemKind::SharedConst,
+                        blocking: true,
+                    });
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// A layout as OpenCV's TensorFlow importer tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Unknown,
+    Nhwc,
+    Nchw,
+    Ndhwc,
+}
+
+/// The layout of every node as OpenCV 4.10's importer infers it before parsing
+/// (tf_importer.cpp's populateNet): walking the nodes in reverse execution order, a node's
+/// `data_format` (else what its readers gave it) passes to each node it reads through a data
+/// input; readers that disagree leave a node `Unknown`. A graph input then gets the layout of
+/// what it flows into: a fixed NHWC input shape is permuted to OpenCV's NCHW only when that
+/// is `Nhwc`. `None` when the graph has no execution order.
+pub fn inferred_input_layouts(graph: &GraphDef) -> Option<HashMap<&str, Layout>> {
+    let declared = |node: &NodeDef| match attrs::string(node, "data_format").as_deref() {
+        Some("NHWC" | "channels_last") => Layout::Nhwc,
+        Some("NCHW" | "channels_first") => Layout::Nchw,
+        Some("NDHWC") => Layout::Ndhwc,
+        _ => Layout::Unknown,
+    };
+    // A known layout met at an entry already holding another makes it Unknown.
+    let merge = |entry: &mut Layout, layout: Layout| {
+        if layout != Layout::Unknown {
+            if *entry == Layout::Unknown {
+                *entry = layout;
+            } else if *entry != layout {
+                *entry = Layout::Unknown;
+            }
+        }
+    };
+    let order = crate::graph::execution_order(graph).ok()?;
+    let mut layouts: HashMap<&str, Layout> = HashMap::new();
+    for &i in order.iter().rev() {
+        let node = graph.node.get(i)?;
+        let mut layout = declared(node);
+        match layouts.get_mut(node.name.as_str()) {
+            Some(entry) if layout == Layout::Unknown => layout = *entry,
+            Some(entry) => {
+                merge(entry, layout);
+                layout = *entry;
+            }
+            None => {
+                layouts.insert(&node.name, layout);
+            }
+        }
+        for input in data_inputs(node) {
+            let name = InputRef::parse(input).node;
+            match layouts.get_mut(name) {
+                Some(entry) => merge(entry, layout),
+                None => {
+                    layouts.insert(name, layout);
+                }
+            }
+        }
+    }
+    Some(layouts)
+}
+
+/// The graph inputs of fixed rank-4 shape whose layout the target infers as neither NHWC nor
+/// NCHW (the [`Constraint::InferredInputLayout`] constraint).
+fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
+    let Some((ops, why)) = target.constraints.iter().find_map(|c| match c {
+        Constraint::InferredInputLayout { ops, why } => Some((ops, why)),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    let fixed_rank_4 = |node: &NodeDef| {
+        attrs::shape(node, "shape").is_some_and(|s| {
+            !s.unknown_rank && s.dim.len() == 4 && s.dim.iter().all(|d| d.size >= 0)
+        })
+    };
+    // An input nothing reads gets no layout, and needs none.
+    let read: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| data_inputs(n))
+        .map(|i| InputRef::parse(i).node)
+        .collect();
+    let inputs: Vec<&NodeDef> = graph
+        .node
+        .iter()
+        .filter(|n| has(ops, &n.op) && fixed_rank_4(n) && read.contains(n.name.as_str()))
+        .collect();
+    if inputs.is_empty() {
+        return Vec::new();
+    }
+    let Some(layouts) = inferred_input_layouts(graph) else {
+        return Vec::new();
+    };
+    inputs
+        .into_iter()
+        .filter(|n| {
+            !matches!(
+                layouts.get(n.name.as_str()),
+                Some(Layout::Nhwc | Layout::Nchw)
+            )
+        })
+        .map(|n| Problem {
+            node: n.name.clone(),
+            op: n.op.clone(),
+            why: format!(
+                "no node it flows into says its layout (a `data_format` attribute), or they disagree: {why}"
+            ),
+            kind: ProblemKind::UnknownInputLayout,
+            blocking: true,
+        })
+        .collect()
+}
+
 fn output_shapes_advice(nodes: &[NodeDef], target: &Target) -> Option<Problem> {
     let why = target.constraints.iter().find_map(|c| match c {
         Constraint::OutputShapes { why } => Some(why),

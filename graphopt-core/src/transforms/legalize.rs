@@ -16,7 +16,10 @@
 //!   crops), a `SYMMETRIC` MirrorPad becomes slices and concats (OpenCV pads every MirrorPad as
 //!   `REFLECT`), every Const's values move to `tensor_content` (OpenCV reads some Consts only
 //!   there) but a scalar's, which is spelled out when TensorFlow's shorthand leaves it empty
-//!   (OpenCV reads a ConcatV2 axis as its first `int_val`);
+//!   (OpenCV reads a ConcatV2 axis as its first `int_val`), and a Const a Pack shares with
+//!   other readers gets a copy of its own (OpenCV fails running the shared one), and
+//!   `data_format` attributes left to their default are written out (OpenCV infers an input's
+//!   layout from them);
 //! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
 //!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2, and every
 //!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
@@ -63,6 +66,8 @@ struct Plan {
     output_shapes: bool,
     pads: bool,
     explicit_values: bool,
+    private_pack_constants: bool,
+    explicit_data_formats: bool,
     inline_calls: bool,
 }
 
@@ -79,6 +84,8 @@ fn plan(target: &str) -> Option<Plan> {
             symmetric_mirror_pads: true,
             tensor_content: true,
             explicit_values: true,
+            private_pack_constants: true,
+            explicit_data_formats: true,
             ..none
         },
         "tract" => Plan {
@@ -193,6 +200,12 @@ impl Transform for Legalize {
         }
         if plan.explicit_values {
             legalize::constants_with_explicit_values(graph)?;
+        }
+        if plan.explicit_data_formats {
+            legalize::explicit_data_formats(graph);
+        }
+        if plan.private_pack_constants {
+            legalize::constants_private_to_packs(graph)?;
         }
         if plan.output_shapes {
             static_shapes::add_output_shapes(graph)?;
