@@ -38,6 +38,20 @@ pub const PROCESSING_BYTES_PER_NODE: u64 = 512;
 /// charged after, by its estimate.
 pub const TEXT_BYTES_PER_BYTE: u64 = 24;
 
+/// How many bytes of binary input one byte of text format counts as for a default budget:
+/// the parser's intermediate message ([`TEXT_BYTES_PER_BYTE`]) plus the graph it becomes, in
+/// [`budget::MEMORY_PER_INPUT_BYTE`] units.
+pub const TEXT_INPUT_WEIGHT: u64 =
+    (TEXT_BYTES_PER_BYTE + budget::MEMORY_PER_INPUT_BYTE) / budget::MEMORY_PER_INPUT_BYTE;
+
+/// Whether `path`'s extension names text format.
+fn is_text_path(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("pbtxt" | "txt" | "prototxt")
+    )
+}
+
 /// The size of the regular file at `path`; anything else (a FIFO would block, a device never
 /// ends, a directory) is an error, checked after following symlinks and before anything opens
 /// the file.
@@ -177,10 +191,19 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 /// `variables/` (`saved_model.pb`, `saved_model.pbtxt`, checkpoint `*.index` and `*.data-*`
 /// shards), never anything else a directory holds. A file counts the space it occupies on disk
 /// where that is less than its length, so a sparse file claiming 100 GB does not buy a budget
-/// of 800 GB.
+/// of 800 GB. A text-format file (`.pbtxt`, `.txt`, `.prototxt`) counts [`TEXT_INPUT_WEIGHT`]
+/// times that: parsing text takes [`TEXT_BYTES_PER_BYTE`] per byte, which the default budget's
+/// share per input byte would not cover.
 pub fn input_size(path: &Path) -> u64 {
     let file_size = |path: &Path| match fs::metadata(path) {
-        Ok(metadata) if metadata.is_file() => stored(&metadata),
+        Ok(metadata) if metadata.is_file() => {
+            let weight = if is_text_path(path) {
+                TEXT_INPUT_WEIGHT
+            } else {
+                1
+            };
+            stored(&metadata).saturating_mul(weight)
+        }
         _ => 0,
     };
     let Ok(metadata) = fs::metadata(path) else {
@@ -278,11 +301,7 @@ pub enum GraphFormat {
 impl GraphFormat {
     /// Text for a `.pbtxt`/`.txt`/`.prototxt` path or when `as_text` is set, binary otherwise.
     pub fn for_output(path: &Path, as_text: bool) -> Self {
-        let text_extension = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("pbtxt" | "txt" | "prototxt")
-        );
-        if as_text || text_extension {
+        if as_text || is_text_path(path) {
             GraphFormat::Text
         } else {
             GraphFormat::Binary
@@ -744,6 +763,11 @@ mod tests {
         let error = map_regular(dir.path()).expect_err("a directory");
         assert!(error.to_string().contains("directory"), "{error}");
         assert_eq!(input_size(&file), 3);
+        // Text format counts what parsing it takes.
+        let text = dir.path().join("g.pbtxt");
+        fs::write(&text, b"node {}\n").expect("write");
+        assert_eq!(input_size(&text), 8 * TEXT_INPUT_WEIGHT);
+        assert_eq!(TEXT_INPUT_WEIGHT, 4);
     }
 
     #[test]

@@ -440,6 +440,17 @@ fn default_data_formats_are_written_out_so_opencv_knows_the_input_layout() {
     }
     let dynamic = convolution_without_data_format(&[-1, 8, 8, 3], None);
     assert!(kinds(&dynamic, targets::ProblemKind::UnknownInputLayout).is_empty());
+    // Read as NCHW, a 6x6x3 input has 6 channels, which filters of 3 input channels accept:
+    // OpenCV loads it (computing on the transposed reading), so the problem is advice.
+    let loads = convolution_without_data_format(&[1, 6, 6, 3], None);
+    assert!(kinds(&loads, targets::ProblemKind::UnknownInputLayout).is_empty());
+    let advice: Vec<targets::Problem> = targets::check_target(&loads, "opencv")
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.kind == targets::ProblemKind::UnknownInputLayout)
+        .collect();
+    assert_eq!(advice.len(), 1, "{advice:#?}");
+    assert!(!advice[0].blocking && advice[0].why.contains("computes on that reading"));
 }
 
 #[test]

@@ -123,6 +123,57 @@ fn neutral_operands_become_the_other_operand() {
     removes(&same_shape, "simplify_arithmetic", &["Mul"], true);
 }
 
+/// [`around`] with `x` declared of `dims` (fed [2, 3, 4] all the same).
+fn around_declared(dims: &[i64], last: &str, nodes: Vec<NodeDef>) -> GraphDef {
+    let mut g = around(last, nodes);
+    g.node[0] = placeholder("x", dims);
+    g
+}
+
+#[test]
+fn neutral_per_channel_constants_go_when_only_the_batch_is_unknown() {
+    // Keras' Normalization with zero mean and unit variance: `(x - zeros) / ones`, both of
+    // shape [1, 1, C], on an input whose batch is unknown.
+    let g = around_declared(
+        &[-1, 3, 4],
+        "d",
+        vec![
+            filled("zeros", &[1, 1, 4], 0.0),
+            filled("ones", &[1, 1, 4], 1.0),
+            node("s", "Sub", &["x", "zeros"], &[]),
+            node("d", "RealDiv", &["s", "ones"], &[]),
+        ],
+    );
+    let after = removes(
+        &g,
+        "simplify_arithmetic remove_leftovers",
+        &["Sub", "RealDiv"],
+        true,
+    );
+    assert_eq!(ops(&after), ["Placeholder", "Relu"]);
+    // Where an unknown dimension meets a constant dimension other than 1, or the constant
+    // has more dimensions, broadcasting could change the shape: kept.
+    for (dims, constant, why) in [
+        (
+            &[-1i64, 3, -1][..],
+            &[1usize, 1, 4][..],
+            "the channel count is unknown",
+        ),
+        (&[-1, 3, 4], &[2, 1, 1], "a batch of 1 would broadcast to 2"),
+        (&[-1, 3, 4], &[1, 1, 1, 4], "the constant adds a dimension"),
+    ] {
+        let g = around_declared(
+            dims,
+            "d",
+            vec![
+                filled("ones", constant, 1.0),
+                node("d", "RealDiv", &["x", "ones"], &[]),
+            ],
+        );
+        keeps(&g, "simplify_arithmetic", why);
+    }
+}
+
 #[test]
 fn neutral_operands_that_would_change_the_shape_or_sign_stay() {
     // x [2,3,4] + zeros [5,2,3,4] broadcasts to a larger shape.

@@ -4,7 +4,8 @@
 //! [`simplify_arithmetic`] applies, until nothing changes:
 //! - neutral elements: `x + 0`, `0 + x`, `x - 0`, `BiasAdd(x, 0)`, `x * 1`, `1 * x`, `x / 1`,
 //!   and a Transpose by the identity permutation become `x` (only when the constant cannot
-//!   change `x`'s shape by broadcasting);
+//!   change `x`'s shape by broadcasting, which a partly known shape can show: a `[1, 1, 1, 3]`
+//!   constant against `[?, 224, 224, 3]`);
 //! - `Neg(Neg(x))` becomes `x`;
 //! - chains of constant operands fold together: `(x * c1) * c2` -> `x * (c1 * c2)` and
 //!   `(x ± c1) ± c2` -> `x + (±c1 ± c2)`, when the inner node has no other reader;
@@ -124,6 +125,9 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
         let keeps_shape = |x: &str, c: &Tensor| {
             c.shape().is_empty()
                 || shape_of(x).is_some_and(|s| broadcast_shape(&s, c.shape()).ok() == Some(s))
+                || known
+                    .partial_of(x)
+                    .is_some_and(|s| broadcast_keeps(s, c.shape()))
         };
         let rewrite = match op {
             "Add" | "AddV2" | "Sub" | "BiasAdd" | "Mul" | "Div" | "RealDiv" => {
@@ -259,6 +263,18 @@ fn chain(
             inner: inner.name.clone(),
         },
     ))
+}
+
+/// Broadcasting a constant of shape `c` against a tensor of partly known shape `x` leaves
+/// `x`'s shape as it is: `c` has no more dimensions, and each of its dimensions (aligned from
+/// the last) is 1 or equals `x`'s, known. (An unknown batch dimension of `x` against a 1 of
+/// `c` stays what it is, so a per-channel constant needs only the channel count known.)
+fn broadcast_keeps(x: &[shapes::Dim], c: &[usize]) -> bool {
+    c.len() <= x.len()
+        && c.iter()
+            .rev()
+            .zip(x.iter().rev())
+            .all(|(&c, &x)| c == 1 || x == Some(c))
 }
 
 /// What [`hoist`] looks at.

@@ -1261,7 +1261,11 @@ pub fn inferred_input_layouts(graph: &GraphDef) -> Option<HashMap<&str, Layout>>
 }
 
 /// The graph inputs of fixed rank-4 shape whose layout the target infers as neither NHWC nor
-/// NCHW (the [`Constraint::InferredInputLayout`] constraint).
+/// NCHW (the [`Constraint::InferredInputLayout`] constraint). OpenCV then takes the declared
+/// `[N, H, W, C]` as `[N, C, H, W]`: blocking when a Conv2D the input reaches first (through
+/// anything but another convolution) has filters whose input channels do not divide `H`, which
+/// its shape check refuses at load; advice otherwise (the graph loads, computing on a
+/// transposed reading of the input).
 fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
     let Some((ops, why)) = target.constraints.iter().find_map(|c| match c {
         Constraint::InferredInputLayout { ops, why } => Some((ops, why)),
@@ -1270,21 +1274,21 @@ fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
         return Vec::new();
     };
     let fixed_rank_4 = |node: &NodeDef| {
-        attrs::shape(node, "shape").is_some_and(|s| {
-            !s.unknown_rank && s.dim.len() == 4 && s.dim.iter().all(|d| d.size >= 0)
-        })
+        let s = attrs::shape(node, "shape")?;
+        let dims: Vec<u64> = s
+            .dim
+            .iter()
+            .filter_map(|d| u64::try_from(d.size).ok())
+            .collect();
+        (!s.unknown_rank && s.dim.len() == 4 && dims.len() == 4).then_some(dims)
     };
-    // An input nothing reads gets no layout, and needs none.
-    let read: HashSet<&str> = graph
+    let index = GraphIndex::over(&graph.node);
+    let inputs: Vec<(usize, Vec<u64>)> = graph
         .node
         .iter()
-        .flat_map(|n| data_inputs(n))
-        .map(|i| InputRef::parse(i).node)
-        .collect();
-    let inputs: Vec<&NodeDef> = graph
-        .node
-        .iter()
-        .filter(|n| has(ops, &n.op) && fixed_rank_4(n) && read.contains(n.name.as_str()))
+        .enumerate()
+        .filter(|(i, n)| has(ops, &n.op) && !index.consumers(*i).is_empty())
+        .filter_map(|(i, n)| Some((i, fixed_rank_4(n)?)))
         .collect();
     if inputs.is_empty() {
         return Vec::new();
@@ -1292,24 +1296,82 @@ fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
     let Some(layouts) = inferred_input_layouts(graph) else {
         return Vec::new();
     };
-    inputs
-        .into_iter()
-        .filter(|n| {
-            !matches!(
-                layouts.get(n.name.as_str()),
-                Some(Layout::Nhwc | Layout::Nchw)
-            )
-        })
-        .map(|n| Problem {
-            node: n.name.clone(),
-            op: n.op.clone(),
+    let mut problems = Vec::new();
+    for (i, dims) in inputs {
+        let node = &graph.node[i];
+        if matches!(
+            layouts.get(node.name.as_str()),
+            Some(Layout::Nhwc | Layout::Nchw)
+        ) {
+            continue;
+        }
+        let refused = first_convolution_channels(graph, &index, i)
+            .into_iter()
+            .find(|&channels| channels == 0 || dims[1] % channels != 0);
+        let (blocking, consequence) = match refused {
+            Some(channels) => (
+                true,
+                format!(
+                    "OpenCV reads its fixed shape {dims:?} as NCHW, {} channels, and the convolution it reaches refuses that (filters of {channels} input channels)",
+                    dims[1]
+                ),
+            ),
+            None => (
+                false,
+                format!("OpenCV reads its fixed shape {dims:?} as NCHW and computes on that reading"),
+            ),
+        };
+        problems.push(Problem {
+            node: node.name.clone(),
+            op: node.op.clone(),
             why: format!(
-                "no node it flows into says its layout (a `data_format` attribute), or they disagree: {why}"
+                "no node it flows into says its layout (a `data_format` attribute), or they disagree: {consequence}: {why}"
             ),
             kind: ProblemKind::UnknownInputLayout,
-            blocking: true,
-        })
-        .collect()
+            blocking,
+        });
+    }
+    problems
+}
+
+/// The input channels of the filters of every Conv2D that node `start` reaches through data
+/// edges before any other convolution (from the filter Const's shape, `[H, W, in, out]`).
+fn first_convolution_channels(graph: &GraphDef, index: &GraphIndex<'_>, start: usize) -> Vec<u64> {
+    let mut seen = vec![false; graph.node.len()];
+    let mut pending = vec![start];
+    let mut channels = Vec::new();
+    while let Some(i) = pending.pop() {
+        for consumer in index.consumers(i) {
+            let Some(node) = graph.node.get(consumer.node) else {
+                continue;
+            };
+            let data = node
+                .input
+                .get(consumer.slot)
+                .is_some_and(|i| !i.starts_with('^'));
+            if !data || seen.get(consumer.node).copied().unwrap_or(true) {
+                continue;
+            }
+            seen[consumer.node] = true;
+            if node.op == "DepthwiseConv2dNative" {
+                // Its filters hold one input channel per group: no count to check.
+                continue;
+            }
+            if node.op == "Conv2D" {
+                let filter = data_inputs(node)
+                    .get(1)
+                    .and_then(|f| index.index_of(InputRef::parse(f).node))
+                    .and_then(|f| attrs::tensor(&graph.node[f], "value"))
+                    .and_then(|t| t.tensor_shape.as_ref())
+                    .and_then(|s| s.dim.get(2))
+                    .and_then(|d| u64::try_from(d.size).ok());
+                channels.extend(filter);
+            } else {
+                pending.push(consumer.node);
+            }
+        }
+    }
+    channels
 }
 
 fn output_shapes_advice(nodes: &[NodeDef], target: &Target) -> Option<Problem> {
@@ -2105,11 +2167,21 @@ mod tests {
                 float_content("beta", &[0.5, 0.5], &[2]),
                 float_content("mean", &[0.0, 0.1], &[2]),
                 float_content("var", &[1.0, 2.0], &[2]),
-                node(
-                    "bn",
-                    "FusedBatchNormV3",
-                    &["x", "gamma", "beta", "mean", "var"],
-                ),
+                {
+                    // Saying NHWC, so that OpenCV knows the fixed input's layout.
+                    let mut bn = node(
+                        "bn",
+                        "FusedBatchNormV3",
+                        &["x", "gamma", "beta", "mean", "var"],
+                    );
+                    bn.attr.insert(
+                        "data_format".into(),
+                        AttrValue {
+                            value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"NHWC"))),
+                        },
+                    );
+                    bn
+                },
             ])
         };
         let problems = blocking(&bn(float_val("gamma", &[1.0, 2.0], &[2])), "opencv");
