@@ -353,13 +353,68 @@ fn packs_sharing_constants() -> GraphDef {
     ])
 }
 
+/// A Const with a control input (as inside a TF1 cond branch) and one of 4 KiB, both shared
+/// by a Pack and a Neg: the copies keep the control input, the large one is copied too, and
+/// `check` finds nothing left.
+#[test]
+fn copies_keep_control_inputs_and_large_constants_are_copied_too() {
+    let mut gated = int32s("gated", &[], &[2]);
+    gated.input.push("^gate".into());
+    let before = graph(vec![
+        placeholder("x", &[-1, 4]),
+        node(
+            "batch",
+            "Size",
+            &["x"],
+            &[("out_type", dtype(DataType::DtInt32))],
+        ),
+        node("gate", "NoOp", &["^x"], &[]),
+        gated,
+        int32s("large", &[1024], &[7; 1024]),
+        pack("p", &["batch", "gated"]),
+        pack("q", &["large", "large"]),
+        node(
+            "neg_gated",
+            "Neg",
+            &["gated"],
+            &[("T", dtype(DataType::DtInt32))],
+        ),
+        node(
+            "neg_large",
+            "Neg",
+            &["large"],
+            &[("T", dtype(DataType::DtInt32))],
+        ),
+    ]);
+    assert_eq!(
+        kinds(&before, targets::ProblemKind::SharedConst),
+        ["p", "q"]
+    );
+    let mut after = before.clone();
+    assert_eq!(constants_private_to_packs(&mut after).unwrap(), 2);
+    graphopt_core::graph::validate(&after).unwrap();
+    assert_eq!(by_name(&after, "gated/private").input, ["^gate"]);
+    assert_eq!(by_name(&after, "p").input, ["batch", "gated/private"]);
+    assert_eq!(
+        by_name(&after, "q").input,
+        ["large/private", "large/private"]
+    );
+    assert!(kinds(&after, targets::ProblemKind::SharedConst).is_empty());
+    let x = input(&[3, 4], 1);
+    let fetches = ["p", "q", "neg_gated", "neg_large"];
+    assert_eq!(
+        evaluate(&before, &x, &fetches),
+        evaluate(&after, &x, &fetches)
+    );
+}
+
 #[test]
 fn packs_get_constants_of_their_own_and_check_sees_the_shared_ones() {
     let before = packs_sharing_constants();
     assert_eq!(
         kinds(&before, targets::ProblemKind::SharedConst),
-        ["p1", "p1", "p1", "p2", "p2", "p2"],
-        "every Const input read elsewhere too is named, per input"
+        ["p1", "p1", "p2", "p2"],
+        "every Const a Pack shares is named once per Pack"
     );
     let mut after = before.clone();
     // `one`: p1 keeps it, p2 gets a copy; `four`: each Pack gets a copy, Neg keeps it.

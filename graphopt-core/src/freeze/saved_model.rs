@@ -204,7 +204,7 @@ fn variable_keys(
     // Measured and charged like any message read from a file: a few bytes can declare
     // millions of empty nodes.
     let source = PathBuf::from(format!(
-        "{}.index entry {OBJECT_GRAPH_KEY}",
+        "{}.data-* (checkpoint entry {OBJECT_GRAPH_KEY})",
         prefix.display()
     ));
     let graph = crate::io::decode_message::<TrackableObjectGraph>(bytes.clone(), &source)

@@ -29,7 +29,7 @@
 //! - [`explicit_data_formats`]: a `data_format` left to its OpDef default is written out (for
 //!   importers that infer layouts from the attribute: OpenCV);
 //! - [`constants_private_to_packs`]: a Const a `Pack` shares with other readers gets a copy
-//!   of its own for that Pack (OpenCV fails at run time on the shared one);
+//!   of its own for that Pack (OpenCV 4.10 failed running EfficientNet-B0 with shared ones);
 //! - [`unpacks_as_slices`]: `Unpack` becomes one `StridedSlice` per output, each taking one
 //!   index of the axis and dropping it;
 //! - [`dilated_convolutions_as_space_to_batch`]: a dilated `Conv2D` becomes
@@ -1319,20 +1319,17 @@ pub fn explicit_data_formats(graph: &mut GraphDef) -> usize {
     count
 }
 
-/// The largest Const (encoded bytes) [`constants_private_to_packs`] copies: the Pack inputs
-/// that need a copy are a shape's elements, scalars in practice.
-const MAX_PRIVATE_PACK_CONST_BYTES: usize = 1024;
-
 /// Afterwards no `Pack` reads a Const that another node reads too: each Pack reading a shared
 /// Const gets a copy of its own (one per Pack, however many of its inputs name the Const),
 /// except that when only Packs read it, the first of them keeps the original. Observed with
 /// OpenCV 4.10: EfficientNet-B0 after `@deploy`, whose squeeze-and-excite reshapes (`Shape ->
 /// StridedSlice -> Pack -> Reshape`, which OpenCV's simplifier fuses) share their `1` Consts
 /// among their Packs, loads and then fails when it runs (`Duplicate of inferred dim`); with
-/// private copies the same graph runs and matches TensorFlow. Exact. Consts over 1 KiB encoded stay shared. Each copy is asked of
-/// the budget. Returns how many copies.
+/// private copies the same graph runs and matches TensorFlow. Exact: a copy keeps the
+/// original's control inputs (a Const inside a TF1 cond branch or loop body has one), so it
+/// runs in the same branch and frame. Each copy is asked of the budget (what it adds in
+/// memory, [`crate::graph::node_memory`]). Returns how many copies.
 pub fn constants_private_to_packs(graph: &mut GraphDef) -> crate::Result<usize> {
-    use prost::Message as _;
     let uses = Uses::new(graph);
     // Per node: the first Pack reading it, and whether anything else reads it.
     let mut first_pack: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
@@ -1378,25 +1375,21 @@ pub fn constants_private_to_packs(graph: &mut GraphDef) -> crate::Result<usize> 
             let reads_here = reads.get(&c).copied().unwrap_or(0);
             let keeps_original = first_pack.get(&c) == Some(&pack) && !other_readers.contains(&c);
             let shared = uses.data_count(c) > reads_here && !keeps_original;
-            if constant.op != "Const"
-                || !shared
-                || constant.encoded_len() > MAX_PRIVATE_PACK_CONST_BYTES
-            {
+            if constant.op != "Const" || !shared {
                 continue;
             }
             let original = constant.name.clone();
             let copy = match copies.get(&original) {
                 Some(copy) => copy.clone(),
                 None => {
-                    crate::budget::alloc(constant.encoded_len() as u64).map_err(|source| {
+                    let mut node = constant.clone();
+                    node.name = taken.reserve(&format!("{original}/private"));
+                    crate::budget::alloc(crate::graph::node_memory(&node)).map_err(|source| {
                         crate::Error::Budget {
                             node: original.clone(),
                             source,
                         }
                     })?;
-                    let mut node = constant.clone();
-                    node.name = taken.reserve(&format!("{original}/private"));
-                    node.input.clear();
                     let name = node.name.clone();
                     inserts.entry(pack).or_default().push(node);
                     copies.insert(original, name.clone());

@@ -1157,7 +1157,6 @@ fn attr_json(node: &NodeDef, name: &str) -> Option<serde_json::Value> {
     }
 }
 
-/// One advice problem when nodes lack `_output_shapes` and the target asks for them.
 /// The Const inputs that readers under a [`Constraint::PrivateConsts`] share with other nodes.
 /// Checked on the graph as written, before the importer's own fusions (which these Consts
 /// break).
@@ -1168,28 +1167,38 @@ fn shared_const_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
             continue;
         };
         let index = GraphIndex::over(&graph.node);
-        for (me, node) in graph.node.iter().enumerate() {
-            if !has(readers, &node.op) {
-                continue;
+        // Data reads of every node, all readers together.
+        let mut data_reads = vec![0usize; graph.node.len()];
+        for node in &graph.node {
+            for input in data_inputs(node) {
+                if let Some(p) = index.index_of(InputRef::parse(input).node) {
+                    data_reads[p] += 1;
+                }
             }
-            for (k, input) in data_inputs(node).into_iter().enumerate() {
+        }
+        for node in graph.node.iter().filter(|n| has(readers, &n.op)) {
+            // This node's reads of each Const, in the order of its first read of each.
+            let mut mine: Vec<(usize, usize, &str)> = Vec::new();
+            let mut slot: HashMap<usize, usize> = HashMap::new();
+            for input in data_inputs(node) {
                 let Some(p) = index
                     .index_of(InputRef::parse(input).node)
                     .filter(|&p| graph.node[p].op == "Const")
                 else {
                     continue;
                 };
-                let shared = index.consumers(p).iter().any(|c| {
-                    let data = graph.node.get(c.node).and_then(|n| n.input.get(c.slot));
-                    c.node != me && data.is_some_and(|i| !i.starts_with('^'))
+                let k = *slot.entry(p).or_insert_with(|| {
+                    mine.push((p, 0, input));
+                    mine.len() - 1
                 });
-                if shared {
+                mine[k].1 += 1;
+            }
+            for (p, reads, input) in mine {
+                if data_reads[p] > reads {
                     problems.push(Problem {
                         node: node.name.clone(),
                         op: node.op.clone(),
-                        why: format!(
-                            "input {k} ('{input}') is a Const other nodes read too: {why}"
-                        ),
+                        why: format!("its input '{input}' is a Const other nodes read too: {why}"),
                         kind: ProblemKind::SharedConst,
                         blocking: true,
                     });
@@ -1262,9 +1271,9 @@ pub fn inferred_input_layouts(graph: &GraphDef) -> Option<HashMap<&str, Layout>>
 
 /// The graph inputs of fixed rank-4 shape whose layout the target infers as neither NHWC nor
 /// NCHW (the [`Constraint::InferredInputLayout`] constraint). OpenCV then takes the declared
-/// `[N, H, W, C]` as `[N, C, H, W]`: blocking when a Conv2D the input reaches first (through
-/// anything but another convolution) has filters whose input channels do not divide `H`, which
-/// its shape check refuses at load; advice otherwise (the graph loads, computing on a
+/// `[N, H, W, C]` as `[N, C, H, W]`: blocking when a Conv2D the input reaches through ops that
+/// keep channels has filters whose input channels do not divide `H`, which its shape check
+/// refuses at load; advice otherwise (the graph loads, computing on a
 /// transposed reading of the input).
 fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
     let Some((ops, why)) = target.constraints.iter().find_map(|c| match c {
@@ -1297,7 +1306,13 @@ fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
         return Vec::new();
     };
     let mut problems = Vec::new();
-    for (i, dims) in inputs {
+    // One visit mark per node, reused: the walks together stay linear in the graph only when
+    // inputs share no path, so they stop after [`LAYOUT_WALKS`] inputs.
+    let mut seen = vec![usize::MAX; graph.node.len()];
+    for (walked, (i, dims)) in inputs.into_iter().enumerate() {
+        if walked >= LAYOUT_WALKS {
+            break;
+        }
         let node = &graph.node[i];
         if matches!(
             layouts.get(node.name.as_str()),
@@ -1305,7 +1320,7 @@ fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
         ) {
             continue;
         }
-        let refused = first_convolution_channels(graph, &index, i)
+        let refused = first_convolution_channels(graph, &index, i, &mut seen)
             .into_iter()
             .find(|&channels| channels == 0 || dims[1] % channels != 0);
         let (blocking, consequence) = match refused {
@@ -1334,10 +1349,59 @@ fn input_layout_problems(graph: &GraphDef, target: &Target) -> Vec<Problem> {
     problems
 }
 
-/// The input channels of the filters of every Conv2D that node `start` reaches through data
-/// edges before any other convolution (from the filter Const's shape, `[H, W, in, out]`).
-fn first_convolution_channels(graph: &GraphDef, index: &GraphIndex<'_>, start: usize) -> Vec<u64> {
-    let mut seen = vec![false; graph.node.len()];
+/// How many graph inputs [`input_layout_problems`] follows to their first convolutions (a
+/// model has a handful; a hostile graph's thousands would each walk the graph).
+const LAYOUT_WALKS: usize = 64;
+
+/// Ops through which a tensor keeps its layout and channel count, elementwise or spatial, that
+/// [`first_convolution_channels`] walks through.
+const KEEP_CHANNELS: &[&str] = &[
+    "Abs",
+    "Add",
+    "AddV2",
+    "AvgPool",
+    "BiasAdd",
+    "Cast",
+    "ClipByValue",
+    "Elu",
+    "Exp",
+    "FusedBatchNorm",
+    "FusedBatchNormV2",
+    "FusedBatchNormV3",
+    "Identity",
+    "LeakyRelu",
+    "MaxPool",
+    "Maximum",
+    "Minimum",
+    "MirrorPad",
+    "Mul",
+    "Neg",
+    "Pad",
+    "PadV2",
+    "RealDiv",
+    "Relu",
+    "Relu6",
+    "ResizeBilinear",
+    "ResizeNearestNeighbor",
+    "Rsqrt",
+    "Selu",
+    "Sigmoid",
+    "Softplus",
+    "Sqrt",
+    "Square",
+    "Sub",
+    "Tanh",
+];
+
+/// The input channels of the filters of every Conv2D that node `start` reaches, as the
+/// convolution's input (slot 0), through data edges and [`KEEP_CHANNELS`] ops only (from the
+/// filter Const's shape, `[H, W, in, out]`). `seen` marks visited nodes with `start`.
+fn first_convolution_channels(
+    graph: &GraphDef,
+    index: &GraphIndex<'_>,
+    start: usize,
+    seen: &mut [usize],
+) -> Vec<u64> {
     let mut pending = vec![start];
     let mut channels = Vec::new();
     while let Some(i) = pending.pop() {
@@ -1349,15 +1413,11 @@ fn first_convolution_channels(graph: &GraphDef, index: &GraphIndex<'_>, start: u
                 .input
                 .get(consumer.slot)
                 .is_some_and(|i| !i.starts_with('^'));
-            if !data || seen.get(consumer.node).copied().unwrap_or(true) {
+            if !data || seen.get(consumer.node).is_none_or(|&s| s == start) {
                 continue;
             }
-            seen[consumer.node] = true;
-            if node.op == "DepthwiseConv2dNative" {
-                // Its filters hold one input channel per group: no count to check.
-                continue;
-            }
-            if node.op == "Conv2D" {
+            seen[consumer.node] = start;
+            if node.op == "Conv2D" && consumer.slot == 0 {
                 let filter = data_inputs(node)
                     .get(1)
                     .and_then(|f| index.index_of(InputRef::parse(f).node))
@@ -1366,7 +1426,7 @@ fn first_convolution_channels(graph: &GraphDef, index: &GraphIndex<'_>, start: u
                     .and_then(|s| s.dim.get(2))
                     .and_then(|d| u64::try_from(d.size).ok());
                 channels.extend(filter);
-            } else {
+            } else if KEEP_CHANNELS.contains(&node.op.as_str()) {
                 pending.push(consumer.node);
             }
         }
@@ -1374,6 +1434,7 @@ fn first_convolution_channels(graph: &GraphDef, index: &GraphIndex<'_>, start: u
     channels
 }
 
+/// One advice problem when nodes lack `_output_shapes` and the target asks for them.
 fn output_shapes_advice(nodes: &[NodeDef], target: &Target) -> Option<Problem> {
     let why = target.constraints.iter().find_map(|c| match c {
         Constraint::OutputShapes { why } => Some(why),
