@@ -1223,7 +1223,10 @@ pub enum Layout {
 /// `data_format` (else what its readers gave it) passes to each node it reads through a data
 /// input; readers that disagree leave a node `Unknown`. A graph input then gets the layout of
 /// what it flows into: a fixed NHWC input shape is permuted to OpenCV's NCHW only when that
-/// is `Nhwc`. `None` when the graph has no execution order.
+/// is `Nhwc`. `None` when the graph has no execution order. An approximation where readers
+/// disagree: OpenCV walks its own order over the graph its simplifier left (Identities removed,
+/// subgraphs fused), and merging three or more layouts depends on the order; an unknown
+/// `data_format` value, which OpenCV refuses, counts as `Unknown` here.
 pub fn inferred_input_layouts(graph: &GraphDef) -> Option<HashMap<&str, Layout>> {
     let declared = |node: &NodeDef| match attrs::string(node, "data_format").as_deref() {
         Some("NHWC" | "channels_last") => Layout::Nhwc,
