@@ -556,6 +556,33 @@ fn skip_group(
     }
 }
 
+/// The schema's type `message`, for a message nested `depth` deep whose byte 0 is byte `base`
+/// of the root; `Err` past [`MAX_DEPTH`].
+fn type_at_depth(
+    base: usize,
+    message: usize,
+    depth: usize,
+) -> Result<&'static MessageType, Malformed> {
+    if depth > MAX_DEPTH {
+        return Err(Malformed::at(
+            base,
+            format!("messages and groups nested deeper than {MAX_DEPTH}"),
+        ));
+    }
+    schema()
+        .types
+        .get(message)
+        .ok_or_else(|| Malformed::at(base, "a message type missing from graphopt's schema"))
+}
+
+/// Field `number`, at byte `start` of a message at `base`, has a type the schema lacks.
+fn missing_type(base: usize, start: usize, number: u32) -> Malformed {
+    Malformed::at(
+        base + start,
+        format!("field {number} has a type graphopt's schema lacks"),
+    )
+}
+
 /// A field of the schema found encoded as a group, which prost refuses to decode into it.
 fn group_of_known_field(base: usize, start: usize, number: u32, field: &Field) -> Malformed {
     Malformed::at(
@@ -628,17 +655,8 @@ impl<'a> Walker<'a, '_> {
         message: usize,
         depth: usize,
     ) -> Result<(), Malformed> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed::at(
-                base,
-                format!("messages and groups nested deeper than {MAX_DEPTH}"),
-            ));
-        }
         let schema = schema();
-        let ty = schema
-            .types
-            .get(message)
-            .ok_or_else(|| Malformed::at(base, "a message type missing from graphopt's schema"))?;
+        let ty = type_at_depth(base, message, depth)?;
         if ty.is_node_def {
             self.out.nodes += 1;
         }
@@ -683,12 +701,7 @@ impl<'a> Walker<'a, '_> {
                         {
                             slot(size_of::<bytes::Bytes>())
                         }
-                        Kind::MissingType => {
-                            return Err(Malformed::at(
-                                base + start,
-                                format!("field {number} has a type graphopt's schema lacks"),
-                            ))
-                        }
+                        Kind::MissingType => return Err(missing_type(base, start, number)),
                         Kind::Message(child) => {
                             let child_ty = schema.types.get(*child).ok_or_else(|| {
                                 Malformed::at(base + start, "a type missing from graphopt's schema")
@@ -804,17 +817,8 @@ fn text_walk(
     entry: bool,
     out: &mut TextCost,
 ) -> Result<(), Malformed> {
-    if depth > MAX_DEPTH {
-        return Err(Malformed::at(
-            base,
-            format!("messages and groups nested deeper than {MAX_DEPTH}"),
-        ));
-    }
     let schema = schema();
-    let ty = schema
-        .types
-        .get(message)
-        .ok_or_else(|| Malformed::at(base, "a message type missing from graphopt's schema"))?;
+    let ty = type_at_depth(base, message, depth)?;
     let indent = 2 * depth as u64;
     // Distinct fields present: the B-tree's slots.
     let mut present: Vec<u32> = Vec::new();
@@ -859,12 +863,7 @@ fn text_walk(
                         count.saturating_mul(2 * DYNAMIC_VALUE),
                     )
                 }
-                Kind::MissingType => {
-                    return Err(Malformed::at(
-                        base + start,
-                        format!("field {number} has a type graphopt's schema lacks"),
-                    ))
-                }
+                Kind::MissingType => return Err(missing_type(base, start, number)),
                 Kind::Message(child) => {
                     let is_entry = schema
                         .types
