@@ -44,6 +44,30 @@ pub const TEXT_BYTES_PER_BYTE: u64 = 24;
 pub const TEXT_INPUT_WEIGHT: u64 =
     (TEXT_BYTES_PER_BYTE + budget::MEMORY_PER_INPUT_BYTE) / budget::MEMORY_PER_INPUT_BYTE;
 
+/// How many leading bytes of a file [`input_size`] reads to tell text format from binary.
+const SNIFF_BYTES: u64 = 4096;
+
+/// Whether `head`, the start of a file, reads as protobuf text format: a field name or a
+/// comment first, and no control character but whitespace. A binary GraphDef's first node
+/// holds its op field's tag (0x12) within its first bytes, so a real binary graph never reads
+/// as text; a crafted one that does gains only the text weight, a bounded larger budget.
+fn reads_as_text(head: &[u8]) -> bool {
+    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    matches!(first, Some(b) if b.is_ascii_alphabetic() || *b == b'#')
+        && head
+            .iter()
+            .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
+/// Whether the regular file at `path` starts as text format ([`reads_as_text`]); unreadable
+/// counts as binary.
+fn starts_as_text(path: &Path) -> bool {
+    let mut head = Vec::new();
+    open_regular(path)
+        .and_then(|(file, _)| file.take(SNIFF_BYTES).read_to_end(&mut head))
+        .is_ok_and(|_| reads_as_text(&head))
+}
+
 /// Whether `path`'s extension names text format.
 fn is_text_path(path: &Path) -> bool {
     matches!(
@@ -191,13 +215,13 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 /// `variables/` (`saved_model.pb`, `saved_model.pbtxt`, checkpoint `*.index` and `*.data-*`
 /// shards), never anything else a directory holds. A file counts the space it occupies on disk
 /// where that is less than its length, so a sparse file claiming 100 GB does not buy a budget
-/// of 800 GB. A text-format file (`.pbtxt`, `.txt`, `.prototxt`) counts [`TEXT_INPUT_WEIGHT`]
-/// times that: parsing text takes [`TEXT_BYTES_PER_BYTE`] per byte, which the default budget's
-/// share per input byte would not cover.
+/// of 800 GB. A text-format file counts [`TEXT_INPUT_WEIGHT`] times that: parsing text takes
+/// [`TEXT_BYTES_PER_BYTE`] per byte, which the default budget's share per input byte would not
+/// cover. Its first [`SNIFF_BYTES`] decide, whatever the file is called.
 pub fn input_size(path: &Path) -> u64 {
     let file_size = |path: &Path| match fs::metadata(path) {
         Ok(metadata) if metadata.is_file() => {
-            let weight = if is_text_path(path) {
+            let weight = if starts_as_text(path) {
                 TEXT_INPUT_WEIGHT
             } else {
                 1
@@ -402,9 +426,7 @@ fn decode_graph_measured(
         Err(e) => e.to_string(),
     };
     // A file that reads as text (a field name first) was meant as text.
-    let meant_as_text = text
-        .trim_start()
-        .starts_with(|c: char| c.is_ascii_alphabetic() || c == '#');
+    let meant_as_text = reads_as_text(text.as_bytes());
     let detail = if meant_as_text {
         format!("as text format: {text_error}")
     } else {
@@ -757,17 +779,34 @@ mod tests {
             assert!(error.to_string().contains("a device"), "{error}");
         }
         let file = dir.path().join("f");
-        fs::write(&file, b"abc").expect("write");
-        assert_eq!(read_regular(&file).expect("read"), b"abc");
-        assert_eq!(&map_regular(&file).expect("map")[..], b"abc");
+        fs::write(&file, b"\x0a\x01x").expect("write");
+        assert_eq!(read_regular(&file).expect("read"), b"\x0a\x01x");
+        assert_eq!(&map_regular(&file).expect("map")[..], b"\x0a\x01x");
         let error = map_regular(dir.path()).expect_err("a directory");
         assert!(error.to_string().contains("directory"), "{error}");
         assert_eq!(input_size(&file), 3);
-        // Text format counts what parsing it takes.
-        let text = dir.path().join("g.pbtxt");
-        fs::write(&text, b"node {}\n").expect("write");
-        assert_eq!(input_size(&text), 8 * TEXT_INPUT_WEIGHT);
+        // Text format counts what parsing it takes, whatever the file is called.
         assert_eq!(TEXT_INPUT_WEIGHT, 4);
+        let text_graph = b"# a graph\nnode { name: \"x\" }\n";
+        for name in ["g.pbtxt", "g.pb", "g"] {
+            let text = dir.path().join(name);
+            fs::write(&text, text_graph).expect("write");
+            let expected = text_graph.len() as u64 * TEXT_INPUT_WEIGHT;
+            assert_eq!(input_size(&text), expected, "{name}");
+        }
+        // Binary under a text name counts as binary.
+        let binary = dir.path().join("binary.pbtxt");
+        let graph = GraphDef {
+            node: vec![crate::proto::NodeDef {
+                name: "x".into(),
+                op: "Const".into(),
+                ..Default::default()
+            }],
+            ..GraphDef::default()
+        };
+        assert!(!reads_as_text(&graph.encode_to_vec()));
+        fs::write(&binary, graph.encode_to_vec()).expect("write");
+        assert_eq!(input_size(&binary), graph.encoded_len() as u64);
     }
 
     #[test]
