@@ -52,10 +52,41 @@ const KNOWN_GAPS: &[(&str, &str)] = &[];
 /// An output shape: `None` for an unknown rank, -1 for an unknown dim.
 type Shape = Option<Vec<i64>>;
 
-fn tensorflow_shapes() -> BTreeMap<String, BTreeMap<String, Vec<Shape>>> {
+/// What `record_output_shapes.py` recorded of one fixture.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recorded {
+    /// The SHA-256 of the fixture's bytes that TensorFlow shaped.
+    sha256: String,
+    nodes: BTreeMap<String, Vec<Shape>>,
+}
+
+fn recorded() -> BTreeMap<String, Recorded> {
     let path = common::fixtures().join("expected/output_shapes.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// TensorFlow's output shapes of every fixture, by node.
+fn tensorflow_shapes() -> BTreeMap<String, BTreeMap<String, Vec<Shape>>> {
+    recorded().into_iter().map(|(k, r)| (k, r.nodes)).collect()
+}
+
+#[test]
+fn tensorflow_shapes_are_of_the_committed_fixture_bytes() {
+    // A fixture regenerated without rerunning the recorder must fail here, not be compared
+    // with the shapes of the graph it replaced.
+    let mut stale = Vec::new();
+    for (name, recorded) in recorded() {
+        let bytes = std::fs::read(common::model_path(&name, "pb")).unwrap();
+        if common::sha256_hex(&bytes) != recorded.sha256 {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{stale:?}: rerun /tmp/tfvenv/bin/python tests/fixtures/record_output_shapes.py"
+    );
 }
 
 /// The `_output_shapes` graphopt wrote on `node`, if any.
