@@ -172,9 +172,25 @@ fn tract_judged_todays_graphs() {
         "`cargo run --release --manifest-path consumers/tract/Cargo.toml`",
     );
     let cases = report["cases"].as_object().unwrap();
-    // The README's figure: every fixture tract matches is within it.
-    let within: f64 =
-        common::readme::figure("tract loads and matches TensorFlow within {} relative on");
+    // The README's figures: the element-wise criterion, and the largest error relative to the
+    // largest output, which every fixture tract matches is within.
+    let figures = common::readme::figures(
+        "tract loads and matches TensorFlow element by element (|tract - TensorFlow| <= {} + {} \
+         |TensorFlow|; at most {} of the largest output) on",
+    );
+    let figure = |k: usize| -> f64 { figures[k].parse().expect("a number") };
+    assert_eq!(
+        report["atol"].as_f64(),
+        Some(figure(0)),
+        "the README's atol"
+    );
+    assert_eq!(
+        report["rtol"].as_f64(),
+        Some(figure(1)),
+        "the README's rtol"
+    );
+    assert_eq!(report["rtol"], report["tolerance"]);
+    let within = figure(2);
     for case in TRACT_MUST_MATCH {
         let judged = &cases[*case];
         assert_eq!(
@@ -192,9 +208,30 @@ fn tract_judged_todays_graphs() {
             error <= within,
             "{case}: tract's relative error {error:e} is over the README's {within:e}"
         );
+        assert_eq!(
+            judged["mismatched_elements"], 0,
+            "{case}: elements of tract's output outside atol + rtol * |TensorFlow's|: {judged}"
+        );
+        assert!(
+            judged["worst_element_rel_error"].is_f64(),
+            "{case}: no worst element's relative error recorded: {judged}"
+        );
+    }
+    // Every case that ran was judged element-wise, its verdict agreeing with its count.
+    for (case, judged) in cases {
+        if judged["ran"] == true && judged.get("error").is_none() {
+            let mismatched = judged
+                .get("mismatched_elements")
+                .unwrap_or_else(|| panic!("{case}: ran but not judged element-wise: {judged}"));
+            assert_eq!(
+                judged["matches_tensorflow"],
+                *mismatched == 0,
+                "{case}: the verdict is not the element-wise one: {judged}"
+            );
+        }
     }
     let named = common::readme::between(
-        "tract loads and matches TensorFlow within",
+        "tract loads and matches TensorFlow element by element",
         ". What legalization changes for tract",
     );
     assert_eq!(

@@ -714,6 +714,46 @@ fn negative_scales_and_relu6_stop_the_move() {
     }
 }
 
+/// Every fixture with its inputs fixed to the shapes of TensorFlow's recorded inputs, alone
+/// and inside the recommended pipeline, computes what TensorFlow does; its inputs are left
+/// with exactly those dims.
+#[test]
+fn fixed_input_shapes_keep_every_fixtures_outputs() {
+    for name in common::MODELS {
+        let (inputs, _) = common::io_names(name);
+        let shapes: Vec<(String, Vec<i64>)> = inputs
+            .iter()
+            .enumerate()
+            .map(|(k, input)| {
+                let recorded = common::tensor(name, &format!("input_{k}.pb"));
+                let dims = recorded.shape().iter().map(|&d| d as i64).collect();
+                (graphopt_core::graph::node_name(input).to_string(), dims)
+            })
+            .collect();
+        let fix = shapes
+            .iter()
+            .map(|(input, dims)| {
+                let dims: Vec<String> = dims.iter().map(i64::to_string).collect();
+                format!(r#"name={input}, shape="{}""#, dims.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        for pipeline in [
+            format!("fix_input_shapes({fix})"),
+            format!("@deploy fix_input_shapes({fix}) @deploy"),
+        ] {
+            let graph = apply(name, &pipeline);
+            assert_matches_tensorflow(name, &graph, 1e-5);
+            for (input, dims) in &shapes {
+                let node = graph.node.iter().find(|n| &n.name == input).unwrap();
+                let shape = graphopt_core::graph::attrs::shape(node, "shape").unwrap();
+                let fixed: Vec<i64> = shape.dim.iter().map(|d| d.size).collect();
+                assert_eq!(&fixed, dims, "{name}: {pipeline}: {input}");
+            }
+        }
+    }
+}
+
 #[test]
 fn fixed_input_shapes_fold_the_shape_arithmetic() {
     // The EfficientNet-style fixture has a batch of -1: its Tensordot shape arithmetic
@@ -1207,50 +1247,150 @@ fn nchw_conversion_leaves_int64_indices_alone() {
     assert!(report.worst() < 1e-5, "{report:?}");
 }
 
+/// The fixtures whose input is a 4-D image, NHWC.
+const IMAGE_FIXTURES: [&str; 7] = [
+    "atrous_conv",
+    "bn_patterns",
+    "densenet_block",
+    "efficientnet_block",
+    "keras_cnn",
+    "resize_pad_conv",
+    "tf1_conv_bn",
+];
+
+/// With `keep_io_layout=false` every image fixture takes its input NCHW (no Transpose left
+/// where it enters), and TensorFlow's NHWC input, transposed as declared, gives TensorFlow's
+/// outputs (all 2-D, so they keep their layout).
 #[test]
 fn nchw_inputs_when_asked() {
-    let graph = apply("keras_cnn", "@deploy convert_to_nchw(keep_io_layout=false)");
-    assert_eq!(count(&graph, "Transpose"), 0);
-    let input = graph.node.iter().find(|n| n.name == "input").unwrap();
-    let dims: Vec<i64> = graphopt_core::graph::attrs::shape(input, "shape")
-        .unwrap()
-        .dim
+    use graphopt_core::tensor::{Data, Tensor};
+    let mut images: Vec<&str> = common::MODELS
         .iter()
-        .map(|d| d.size)
+        .copied()
+        .filter(|name| common::tensor(name, "input_0.pb").shape().len() == 4)
         .collect();
-    assert_eq!(dims, [1, 3, 32, 32]);
-    // TensorFlow's NHWC input, transposed by hand, gives TensorFlow's output.
-    let x = common::tensor("keras_cnn", "input_0.pb");
-    let perm = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::I32(
-        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[4]), vec![0, 3, 1, 2]).unwrap(),
-    ));
-    let mut transpose = graphopt_core::proto::GraphDef::default();
-    transpose
-        .node
-        .push(synthetic::placeholder("x", &[1, 32, 32, 3]));
-    transpose.node.push(graphopt_core::graph::edit::const_node(
-        "p".into(),
-        String::new(),
-        &perm,
-    ));
-    let mut t = synthetic::node("t", "Transpose", &["x", "p"], &[]);
-    t.attr.insert(
-        "Tperm".into(),
-        graphopt_core::proto::AttrValue {
-            value: Some(graphopt_core::proto::attr_value::Value::Type(3)),
-        },
-    );
-    transpose.node.push(t);
-    let feeds = [("x".to_string(), x)].into_iter().collect();
-    let x_nchw =
-        graphopt_core::eval::evaluate(&transpose, &feeds, &["t".into()], Default::default())
+    images.sort_unstable();
+    assert_eq!(images, IMAGE_FIXTURES, "the fixtures with a 4-D input");
+    for name in IMAGE_FIXTURES {
+        for pipeline in [
+            "convert_to_nchw(keep_io_layout=false)",
+            "@deploy convert_to_nchw(keep_io_layout=false) @deploy",
+        ] {
+            let graph = apply(name, pipeline);
+            let nhwc = common::tensor(name, "input_0.pb");
+            let Data::F32(x) = nhwc.data() else {
+                panic!("{name}: a float input")
+            };
+            let [n, h, w, c] = *nhwc.shape() else {
+                panic!("{name}: a 4-D input")
+            };
+            let input = graph.node.iter().find(|n| n.name == "input").unwrap();
+            let dims: Vec<i64> = graphopt_core::graph::attrs::shape(input, "shape")
+                .unwrap()
+                .dim
+                .iter()
+                .map(|d| d.size)
+                .collect();
+            let fixed = |d: usize, declared: i64| if declared < 0 { -1 } else { d as i64 };
+            let declared = common::load(name);
+            let declared = declared.node.iter().find(|n| n.name == "input").unwrap();
+            let declared: Vec<i64> = graphopt_core::graph::attrs::shape(declared, "shape")
+                .unwrap()
+                .dim
+                .iter()
+                .map(|d| d.size)
+                .collect();
+            assert_eq!(
+                dims,
+                [
+                    fixed(n, declared[0]),
+                    fixed(c, declared[3]),
+                    fixed(h, declared[1]),
+                    fixed(w, declared[2])
+                ],
+                "{name}: {pipeline}: the input is NCHW"
+            );
+            // Nothing transposes the NCHW input into NCHW again; readers that stayed NHWC (the
+            // TF1 atrous convolution's SpaceToBatchND, ResizeBilinear) read it transposed back.
+            let perm_of = |transpose: &graphopt_core::proto::NodeDef| -> Vec<i64> {
+                let perm = graph.node.iter().find(|n| n.name == transpose.input[1]);
+                let perm = perm
+                    .and_then(graphopt_core::graph::edit::const_value)
+                    .unwrap();
+                let Data::I32(perm) = perm.data() else {
+                    panic!("an int32 permutation")
+                };
+                perm.iter().map(|&p| i64::from(p)).collect()
+            };
+            for reader in graph
+                .node
+                .iter()
+                .filter(|r| r.input.iter().any(|i| i == "input"))
+            {
+                if reader.op == "Transpose" {
+                    assert_eq!(
+                        perm_of(reader),
+                        [0, 2, 3, 1],
+                        "{name}: {pipeline}: the input is still transposed into NCHW"
+                    );
+                }
+            }
+            let x_nchw = x.view().permuted_axes(vec![0, 3, 1, 2]);
+            let x_nchw = Tensor::from_data(Data::F32(x_nchw.as_standard_layout().into_owned()));
+            let feeds = [("input".to_string(), x_nchw)].into_iter().collect();
+            let (_, outputs) = common::io_names(name);
+            let ours = graphopt_core::eval::evaluate(&graph, &feeds, &outputs, Default::default())
+                .unwrap_or_else(|e| panic!("{name}: {pipeline}: {e}"));
+            common::assert_outputs_match(&format!("{name}: {pipeline}"), name, &ours, 1e-5, 1e-6);
+        }
+    }
+}
+
+/// A 4-D input the conversion never reaches (a mask applied after the convolution) keeps its
+/// layout with `keep_io_layout=false`; the image input takes NCHW.
+#[test]
+fn nchw_inputs_leave_an_unconverted_mask_alone() {
+    use synthetic::*;
+    let mut g = graph(vec![
+        placeholder("image", &[1, 4, 4, 2]),
+        placeholder("mask", &[1, 4, 4, 3]),
+        constant("w", &[1, 1, 2, 3], 1, false),
+        conv("conv", "image", "w", "SAME"),
+        node("out", "Mul", &["conv", "mask"], &[]),
+    ]);
+    let original = g.clone();
+    run_on(&mut g, "convert_to_nchw(keep_io_layout=false)", &["out"]).unwrap();
+    let dims = |name: &str| -> Vec<i64> {
+        let node = g.node.iter().find(|n| n.name == name).unwrap();
+        let shape = graphopt_core::graph::attrs::shape(node, "shape").unwrap();
+        shape.dim.iter().map(|d| d.size).collect()
+    };
+    assert_eq!(dims("image"), [1, 2, 4, 4]);
+    assert_eq!(dims("mask"), [1, 4, 4, 3]);
+    let ramp = |dims: &[usize]| {
+        let n = dims.iter().product::<usize>();
+        let v: Vec<f32> = (0..n).map(|i| i as f32 / n as f32 - 0.5).collect();
+        ArrayD::from_shape_vec(IxDyn(dims), v).unwrap()
+    };
+    let (image, mask) = (ramp(&[1, 4, 4, 2]), ramp(&[1, 4, 4, 3]));
+    let run = |graph: &graphopt_core::proto::GraphDef, image: ArrayD<f32>| {
+        let feeds = [
+            ("image".to_string(), Tensor::from_data(Data::F32(image))),
+            (
+                "mask".to_string(),
+                Tensor::from_data(Data::F32(mask.clone())),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        graphopt_core::eval::evaluate(graph, &feeds, &["out".into()], Default::default())
             .unwrap()
-            .remove(0);
-    let feeds = [("input".to_string(), x_nchw)].into_iter().collect();
-    let (_, outputs) = common::io_names("keras_cnn");
-    let ours = graphopt_core::eval::evaluate(&graph, &feeds, &outputs, Default::default()).unwrap();
-    let theirs = common::tensor("keras_cnn", "output_0.pb");
-    assert_eq!(common::first_not_close(&ours[0], &theirs, 1e-5, 1e-6), None);
+            .remove(0)
+    };
+    let nchw = image.view().permuted_axes(vec![0, 3, 1, 2]);
+    let ours = run(&g, nchw.as_standard_layout().into_owned());
+    let theirs = run(&original, image);
+    assert_eq!(common::first_not_close(&ours, &theirs, 1e-6, 1e-7), None);
 }
 
 /// Per-channel scales of both signs: only linear steps may take them.

@@ -13,8 +13,8 @@
 //! leaves 4-D. Where it leaves 4-D by a flattening that only a dense layer (a MatMul with
 //! Const weights) reads, the weights' rows take NCHW order instead and no Transpose is left
 //! there either. Convolution filters need no change: TensorFlow's
-//! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder read only through
-//! the input Transpose takes NCHW itself. Protected nodes keep their layout.
+//! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder whose data reaches a
+//! converted op takes NCHW itself (readers that stayed NHWC read it through a Transpose back). Protected nodes keep their layout.
 
 use std::collections::{HashMap, HashSet};
 
@@ -262,7 +262,7 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     let steps = graph.node.len().saturating_mul(8);
     let dropped = Sinking::new(graph, protected, &perms, builder, &spatial).run(steps);
     if !keep_io_layout {
-        inputs_take_nchw(graph, &perms);
+        inputs_take_nchw(graph, &perms, &converted);
     }
     let bypassed: HashSet<String> = graph
         .node
@@ -978,70 +978,113 @@ fn int32_indices(node: &NodeDef, attr: &str) -> bool {
     attrs::dtype(node, attr).is_none_or(|t| t == DataType::DtInt32)
 }
 
-/// 4-D Placeholders read only through `to_nchw` Transposes take the NCHW shape themselves.
-fn inputs_take_nchw(graph: &mut GraphDef, perms: &Perms) {
-    // Transpose name -> the Placeholder its readers read instead.
-    let mut rewires: HashMap<String, String> = HashMap::new();
-    let mut placeholders = Vec::new();
-    let index = GraphIndex::new(graph);
-    for (p, node) in graph.node.iter().enumerate() {
-        // Inputs are protected by name, not by layout: asking for NCHW inputs is the point.
-        if node.op != "Placeholder" {
+/// With `keep_io_layout = false`: every 4-D Placeholder whose data reaches a converted op
+/// takes NCHW. Transposes of it into NCHW read it directly instead; any other reader (an op
+/// that stayed NHWC, such as SpaceToBatchND or ResizeBilinear) reads it through one Transpose
+/// back to NHWC. A 4-D input the conversion never reaches (a mask, say) keeps its layout.
+fn inputs_take_nchw(graph: &mut GraphDef, perms: &Perms, converted: &[String]) {
+    let reaching = reaching_converted(graph, converted);
+    let is_entry = |node: &NodeDef| {
+        node.op == "Transpose"
+            && data_inputs(node).get(1).map(|q| InputRef::parse(q).node)
+                == Some(perms.to_nchw.as_str())
+    };
+    let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut names = UniqueNames::default();
+    // Placeholder -> the Transpose back to NHWC that its other readers read.
+    let mut back: HashMap<String, String> = HashMap::new();
+    let mut added = Vec::new();
+    for (p, node) in graph.node.iter_mut().enumerate() {
+        if node.op != "Placeholder" || !reaching.get(p).copied().unwrap_or(false) {
             continue;
         }
-        let reads = index.consumers(p);
-        // Consumers come in graph order: one node's reads are adjacent.
-        let mut readers: Vec<usize> = reads.iter().map(|c| c.node).collect();
-        readers.dedup();
-        let all_transposes = !readers.is_empty()
-            && readers.iter().all(|&r| {
-                graph.node.get(r).is_some_and(|r| {
-                    r.op == "Transpose"
-                        && data_inputs(r).get(1).map(|q| InputRef::parse(q).node)
-                            == Some(perms.to_nchw.as_str())
-                })
-            });
-        let shape = attrs::shape(node, "shape").filter(|s| !s.unknown_rank && s.dim.len() == 4);
-        if all_transposes && shape.is_some() && reads.len() == readers.len() {
-            for &r in &readers {
-                if let Some(r) = graph.node.get(r) {
-                    rewires.insert(r.name.clone(), node.name.clone());
-                }
-            }
-            placeholders.push(p);
-        }
-    }
-    for p in placeholders {
-        let Some(node) = graph.node.get_mut(p) else {
+        let Some(dims) = attrs::shape(node, "shape")
+            .filter(|s| !s.unknown_rank)
+            .map(|s| s.dim.iter().map(|d| d.size).collect::<Vec<i64>>())
+        else {
             continue;
         };
-        if let Some(shape) = attrs::shape(node, "shape").cloned() {
-            let dims: Vec<i64> = shape.dim.iter().map(|d| d.size).collect();
-            if let Some(nchw) = reorder4(&dims) {
-                node.attr.insert(
-                    "shape".into(),
-                    AttrValue {
-                        value: Some(attr_value::Value::Shape(crate::dtype::shape_from_dims(
-                            &nchw,
-                        ))),
-                    },
-                );
-            }
+        let Some(nchw) = reorder4(&dims) else {
+            continue;
+        };
+        node.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Shape(crate::dtype::shape_from_dims(
+                    &nchw,
+                ))),
+            },
+        );
+        let name = names.reserve(&format!("{}/to_nhwc", node.name), &mut taken);
+        let mut transpose = NodeDef {
+            name: name.clone(),
+            op: "Transpose".into(),
+            input: vec![node.name.clone(), perms.to_nhwc.clone()],
+            ..Default::default()
+        };
+        if let Some(t) = node.attr.get("dtype") {
+            transpose.attr.insert("T".into(), t.clone());
         }
+        transpose
+            .attr
+            .insert("Tperm".into(), type_attr(DataType::DtInt32));
+        added.push(transpose);
+        back.insert(node.name.clone(), name);
     }
-    if rewires.is_empty() {
+    if back.is_empty() {
         return;
     }
-    // Every data read of those Transposes' output 0 reads the Placeholder.
+    // Entry Transposes of a converted input are bypassed: their readers read the input.
+    let bypassed: HashMap<String, String> = graph
+        .node
+        .iter()
+        .filter(|n| is_entry(n))
+        .filter_map(|n| {
+            let source = InputRef::parse(data_inputs(n).first()?);
+            (source.port == 0 && back.contains_key(source.node))
+                .then(|| (n.name.clone(), source.node.to_string()))
+        })
+        .collect();
     for node in &mut graph.node {
+        if bypassed.contains_key(&node.name) {
+            continue;
+        }
         for input in &mut node.input {
             let parsed = InputRef::parse(input);
             if parsed.control || parsed.port != 0 {
                 continue;
             }
-            if let Some(placeholder) = rewires.get(parsed.node) {
+            if let Some(placeholder) = bypassed.get(parsed.node) {
                 *input = placeholder.clone();
+            } else if let Some(transpose) = back.get(parsed.node) {
+                *input = transpose.clone();
             }
         }
     }
+    // Unread ones (every reader an entry Transpose) go with the other unread Transposes.
+    graph.node.extend(added);
+}
+
+/// For each node, whether its output reaches a node of `converted` through data edges.
+fn reaching_converted(graph: &GraphDef, converted: &[String]) -> Vec<bool> {
+    let index = GraphIndex::new(graph);
+    let mut reaching = vec![false; graph.node.len()];
+    let mut stack: Vec<usize> = converted
+        .iter()
+        .filter_map(|name| index.index_of(name))
+        .collect();
+    while let Some(n) = stack.pop() {
+        let Some(node) = graph.node.get(n) else {
+            continue;
+        };
+        for input in data_inputs(node) {
+            if let Some(i) = index.index_of(InputRef::parse(input).node) {
+                if let Some(seen @ false) = reaching.get_mut(i) {
+                    *seen = true;
+                    stack.push(i);
+                }
+            }
+        }
+    }
+    reaching
 }
