@@ -15,45 +15,24 @@ fn output_dtype(node: &NodeDef) -> Option<graphopt_core::proto::DataType> {
         .find_map(|a| attrs::dtype(node, a))
 }
 
-/// Static shape of `tensor` with unknown dimensions as -1: the graph is probed with two batch
-/// sizes, and dimensions that follow the batch are unknown.
-fn static_shape(graph: &GraphDef, tensor: &str) -> Option<Vec<i64>> {
-    let parsed = graph::InputRef::parse(tensor);
-    let probe = |batch: i64| -> Option<Vec<usize>> {
-        let mut g = graph.clone();
-        for node in g.node.iter_mut().filter(|n| n.op == "Placeholder") {
-            if let Some(graphopt_core::proto::attr_value::Value::Shape(s)) =
-                node.attr.get_mut("shape").and_then(|a| a.value.as_mut())
-            {
-                for d in &mut s.dim {
-                    if d.size < 0 {
-                        d.size = batch;
-                    }
-                }
-            }
-        }
-        shapes::infer_graph(&g)
-            .get(parsed.node)?
-            .get(parsed.port as usize)?
-            .clone()
-    };
-    let (a, b) = (probe(1)?, probe(2)?);
-    if a.len() != b.len() {
-        return None;
-    }
+/// The shape of `tensor` that shape inference knows, unknown dimensions as -1 (`None` when
+/// not even its rank is known). Unknown input dims stay unknown through every op: a dim is
+/// known only where it does not depend on them.
+fn static_shape(known: &shapes::StaticShapes, tensor: &str) -> Option<Vec<i64>> {
+    let dims = known.partial_of(tensor)?;
     Some(
-        a.iter()
-            .zip(&b)
-            .map(|(&x, &y)| if x == y { x as i64 } else { -1 })
+        dims.iter()
+            .map(|d| d.and_then(|d| i64::try_from(d).ok()).unwrap_or(-1))
             .collect(),
     )
 }
 
 /// The manifest entry of an input or output. Its shape is what the SavedModel signature
-/// declares (`declared`, by node name), refined by shape inference where the signature leaves
-/// a dimension unknown; `None` when neither knows the rank.
+/// declares (`declared`, by node name), refined by shape inference (`known`, of `graph`) where
+/// the signature leaves a dimension unknown; `None` when neither knows the rank.
 pub fn tensor_manifest(
     graph: &GraphDef,
+    known: &shapes::StaticShapes,
     name: &str,
     declared: &BTreeMap<String, Option<Vec<i64>>>,
 ) -> Result<TensorManifest, String> {
@@ -71,7 +50,7 @@ pub fn tensor_manifest(
     let inferred = if node.op == "Placeholder" {
         attrs::shape(node, "shape").and_then(graphopt_core::dtype::shape_dims)
     } else {
-        static_shape(graph, name)
+        static_shape(known, name)
     };
     let declared = if parsed.port == 0 {
         declared.get(parsed.node).cloned().flatten()
@@ -112,7 +91,95 @@ fn merge_shapes(declared: Option<Vec<i64>>, inferred: Option<Vec<i64>>) -> Optio
 
 #[cfg(test)]
 mod tests {
-    use super::merge_shapes;
+    use super::*;
+    use graphopt_core::proto::{attr_value, AttrValue, DataType, TensorProto, TensorShapeProto};
+
+    fn attr(value: attr_value::Value) -> (String, AttrValue) {
+        (String::new(), AttrValue { value: Some(value) })
+    }
+
+    fn node(
+        name: &str,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<(&str, attr_value::Value)>,
+    ) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            attr: attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), attr(v).1))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn shape(dims: &[i64]) -> TensorShapeProto {
+        graphopt_core::dtype::shape_from_dims(dims)
+    }
+
+    #[test]
+    fn unknown_input_dims_stay_unknown_through_a_strided_convolution() {
+        // Probing unknown dims with sizes 1 and 2 would find ceil(1/2) = ceil(2/2) = 1 here.
+        let float = attr_value::Value::Type(DataType::DtFloat as i32);
+        let graph = GraphDef {
+            node: vec![
+                node(
+                    "x",
+                    "Placeholder",
+                    &[],
+                    vec![
+                        ("dtype", float.clone()),
+                        ("shape", attr_value::Value::Shape(shape(&[1, -1, -1, 3]))),
+                    ],
+                ),
+                node(
+                    "w",
+                    "Const",
+                    &[],
+                    vec![
+                        ("dtype", float.clone()),
+                        (
+                            "value",
+                            attr_value::Value::Tensor(Box::new(TensorProto {
+                                dtype: DataType::DtFloat as i32,
+                                tensor_shape: Some(shape(&[3, 3, 3, 8])),
+                                ..Default::default()
+                            })),
+                        ),
+                    ],
+                ),
+                node(
+                    "conv",
+                    "Conv2D",
+                    &["x", "w"],
+                    vec![
+                        ("T", float),
+                        (
+                            "strides",
+                            attr_value::Value::List(Box::new(attr_value::ListValue {
+                                i: vec![1, 2, 2, 1],
+                                ..Default::default()
+                            })),
+                        ),
+                        ("padding", attr_value::Value::S(b"SAME".to_vec().into())),
+                    ],
+                ),
+            ],
+            ..Default::default()
+        };
+        let known = shapes::infer_graph(&graph);
+        let manifest = tensor_manifest(&graph, &known, "conv", &BTreeMap::new()).unwrap();
+        assert_eq!(manifest.shape, Some(vec![1, -1, -1, 8]));
+        let manifest = tensor_manifest(&graph, &known, "x", &BTreeMap::new()).unwrap();
+        assert_eq!(manifest.shape, Some(vec![1, -1, -1, 3]));
+        // A signature's unknown dim stays unknown where inference does not know it either.
+        let declared = [("conv".to_string(), Some(vec![-1, -1, -1, -1]))].into();
+        let manifest = tensor_manifest(&graph, &known, "conv", &declared).unwrap();
+        assert_eq!(manifest.shape, Some(vec![1, -1, -1, 8]));
+    }
 
     #[test]
     fn signature_shapes_are_refined_by_inference() {

@@ -497,10 +497,11 @@ impl Model {
             .map(|p| p.to_string())
             .collect();
         let model_bytes = io::encode_graph(&graph);
+        let known = graphopt_core::analysis::shapes::infer_graph(&graph);
         let describe = |names: &[String]| -> Result<Vec<_>, Error> {
             names
                 .iter()
-                .map(|n| tensor_manifest(&graph, n, &declared_shapes))
+                .map(|n| tensor_manifest(&graph, &known, n, &declared_shapes))
                 .collect::<Result<_, _>>()
                 .map_err(|m| self.fail(m))
         };
