@@ -255,8 +255,19 @@ impl Model {
             (None, Some(e)) => Some(format!("dependency versions unknown: {e}")),
             (None, None) => None,
         };
+        // One budget for the whole optimization: Model's settings, else the environment's,
+        // else defaults scaled to the source. Explicit limits are part of the key: a step that
+        // `ignore_errors=true` skipped for want of memory must not be handed to a build with
+        // more (the defaults follow from the source, which the key holds already).
+        let settings = Settings::from_env()
+            .map_err(|e| self.fail(e.to_string()))?
+            .overridden_by(self.budget);
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
+            .part(
+                "budget",
+                format!("{:?} {:?}", settings.memory, settings.work).as_bytes(),
+            )
             .part("code", code.as_bytes())
             .part("dependencies", dependencies.as_bytes())
             .part(
@@ -313,11 +324,6 @@ impl Model {
                 (manifest, CacheStatus::Hit)
             }
             None => {
-                // One budget for the whole optimization: Model's settings, else the
-                // environment's, else defaults scaled to the source.
-                let settings = Settings::from_env()
-                    .map_err(|e| self.fail(e.to_string()))?
-                    .overridden_by(self.budget);
                 // Scaled to what the readers open, not to everything the directory holds.
                 let (model_bytes, mut manifest) = settings
                     .budget_for(graphopt_core::io::input_size(&source))

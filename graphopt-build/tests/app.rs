@@ -676,6 +676,16 @@ fn changed_application_transforms_and_changed_code_miss_the_cache() {
     let (cache, _, again) = build("two", "Some(\"2\")", &changed);
     assert_eq!(cache, "hit");
     assert!(again == second);
+
+    // An explicit budget is part of the key: what a starved build made (a step skipped by
+    // `ignore_errors=true`) is never handed to a build with another budget.
+    let budget = [("GRAPHOPT_MEMORY_BUDGET", "64MiB")];
+    let (cache, key4, _) = build("two", "Some(\"2\")", &budget);
+    assert_eq!(cache, "miss");
+    assert_ne!(key4, key2);
+    let (cache, key5, _) = build("two", "Some(\"2\")", &[]);
+    assert_eq!(cache, "hit");
+    assert_eq!(key5, key2);
 }
 
 /// The source directory of a package the workspace's Cargo.lock resolved.
