@@ -355,11 +355,14 @@ impl Model {
                     }
                 };
                 let file_name = format!("{}.pb", self.name);
-                match &stored {
-                    Some(entry_model) => index::place_linked(&dir, &file_name, entry_model),
-                    None => index::place_bytes(&dir, &file_name, &model_bytes),
-                }
-                .map_err(place_error)?;
+                // The bytes are at hand: an entry pruned by a concurrent build before it could
+                // be linked (or a link that fails otherwise) is written from them instead.
+                stored
+                    .and_then(|entry_model| {
+                        index::place_linked(&dir, &file_name, &entry_model).ok()
+                    })
+                    .map_or_else(|| index::place_bytes(&dir, &file_name, &model_bytes), Ok)
+                    .map_err(place_error)?;
                 let status = if cache_off.is_some() {
                     CacheStatus::Off
                 } else {
