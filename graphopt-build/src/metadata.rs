@@ -75,6 +75,14 @@ fn models_from_metadata(
         path: toml.to_path_buf(),
         message,
     };
+    // A key beside `models` (a misspelled `model`, say) would be ignored: refused instead.
+    if let Some(graphopt) = metadata.get("graphopt").and_then(|g| g.as_object()) {
+        if let Some(unknown) = graphopt.keys().find(|k| *k != "models") {
+            return Err(metadata_error(format!(
+                "unknown key '{unknown}'; the only key is 'models' ([package.metadata.graphopt.models.NAME] tables)"
+            )));
+        }
+    }
     let models = metadata
         .get("graphopt")
         .and_then(|g| g.get("models"))
@@ -246,6 +254,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("models.m.path is required"), "{error}");
+        let metadata = serde_json::json!({ "graphopt": { "model": { "m": { "path": "m.pb" } } } });
+        let error = models_from_metadata(std::path::Path::new("Cargo.toml"), &metadata)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "graphopt: [package.metadata.graphopt] in Cargo.toml: unknown key 'model'; the only key is 'models' ([package.metadata.graphopt.models.NAME] tables)"
+        );
         for empty in [serde_json::json!({}), serde_json::json!([])] {
             let error = declared(empty).unwrap_err().to_string();
             assert!(

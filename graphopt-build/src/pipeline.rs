@@ -181,11 +181,12 @@ impl Model {
             return Err(Error::SavedModelFile {
                 model: self.name.clone(),
                 path: self.path.clone(),
+                // A bare `saved_model.pb` is in the package's own directory.
                 dir: self
                     .path
                     .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
             });
         }
         // Unchanged files are not read again: their hashes come from the fingerprint memo.

@@ -863,6 +863,7 @@ fn main() {
     let tiny = || Model::new("tiny", "models/tiny.pb").inputs(["input"]).outputs(["probs"]);
     let cases = [
         ("savedmodel file", Model::new("cnn", "models/cnn/saved_model.pb").build().map(|_| ())),
+        ("bare savedmodel file", Model::new("cnn", "saved_model.pb").build().map(|_| ())),
         ("output", tiny().outputs(["prob"]).build().map(|_| ())),
         ("input", tiny().inputs(["image"]).build().map(|_| ())),
         ("no outputs", Model::new("tiny", "models/tiny.pb").build().map(|_| ())),
@@ -892,6 +893,12 @@ fn build_errors_say_what_to_do() {
     app.add_to_manifest(
         "\n[package.metadata.graphopt.models.tiny]\npath = \"models/tiny.pb\"\noutputs = [\"probs\"]\ntransform = \"fold_constants\"\n",
     );
+    // A SavedModel's graph beside Cargo.toml, named bare.
+    std::fs::copy(
+        app.path("models/cnn/saved_model.pb"),
+        app.path("saved_model.pb"),
+    )
+    .unwrap();
     app.write("build.rs", MISTAKES_BUILD);
     app.write("src/main.rs", "fn main() {}\n");
     app.build_ok();
@@ -899,6 +906,7 @@ fn build_errors_say_what_to_do() {
     let toml = app.path("Cargo.toml").display().to_string();
     let expected = [
         "savedmodel file: Some(graphopt: model 'cnn': models/cnn/saved_model.pb is the graph of a SavedModel; give its directory instead: Model::new(\"cnn\", \"models/cnn\"))".to_string(),
+        "bare savedmodel file: Some(graphopt: model 'cnn': saved_model.pb is the graph of a SavedModel; give its directory instead: Model::new(\"cnn\", \".\"))".into(),
         "output: Some(graphopt: model 'tiny': .outputs([...]) names 'prob', which is not a node of models/tiny.pb; likely outputs: probs)".into(),
         "input: Some(graphopt: model 'tiny': .inputs([...]) names 'image', which is not a node of models/tiny.pb; likely inputs: input)".into(),
         "no outputs: Some(graphopt: model 'tiny': no outputs declared; name them with .outputs([...]) (likely outputs: probs))".into(),
