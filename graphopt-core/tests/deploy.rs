@@ -196,17 +196,35 @@ fn deploy_leaves_no_leftovers_and_no_duplicate_constants() {
             };
             assert!(!leftover, "{model}: {} ({}) left", node.name, node.op);
         }
-        // Consts pinned to different loop frames (by their control inputs) are different nodes.
-        let mut constants: Vec<(&str, Vec<u8>)> = Vec::new();
-        for node in graph.node.iter().filter(|n| n.op == "Const") {
-            let value = const_value(node).unwrap().to_proto();
-            let mut key = prost::Message::encode_to_vec(&value);
-            key.extend(node.input.join(",").as_bytes());
-            key.extend(node.device.as_bytes());
-            if let Some((other, _)) = constants.iter().find(|(_, k)| *k == key) {
-                panic!("{model}: Consts {other} and {} are identical", node.name);
+        assert_no_identical_constants(model, &graph.node);
+        // Function bodies (a call kept, or a loop's body) the same: no leftover op, no two
+        // identical Consts within one body.
+        for function in graph.library.iter().flat_map(|l| &l.function) {
+            let name = &function.signature.as_ref().unwrap().name;
+            let scope = format!("{model}: function {name}");
+            for node in &function.node_def {
+                let leftover = matches!(
+                    node.op.as_str(),
+                    "IdentityN" | "StopGradient" | "Snapshot" | "PreventGradient" | "CheckNumerics"
+                );
+                assert!(!leftover, "{scope}: {} ({}) left", node.name, node.op);
             }
-            constants.push((node.name.as_str(), key));
+            assert_no_identical_constants(&scope, &function.node_def);
         }
+    }
+}
+
+/// Consts pinned to different loop frames (by their control inputs) are different nodes.
+fn assert_no_identical_constants(scope: &str, nodes: &[graphopt_core::proto::NodeDef]) {
+    let mut constants: Vec<(&str, Vec<u8>)> = Vec::new();
+    for node in nodes.iter().filter(|n| n.op == "Const") {
+        let value = const_value(node).unwrap().to_proto();
+        let mut key = prost::Message::encode_to_vec(&value);
+        key.extend(node.input.join(",").as_bytes());
+        key.extend(node.device.as_bytes());
+        if let Some((other, _)) = constants.iter().find(|(_, k)| *k == key) {
+            panic!("{scope}: Consts {other} and {} are identical", node.name);
+        }
+        constants.push((node.name.as_str(), key));
     }
 }
