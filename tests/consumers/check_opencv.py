@@ -163,6 +163,10 @@ def main():
         for case, pipeline in CASES.items():
             name = case.split("@")[0]
             inputs, outputs = io_names(name)
+            # The judge feeds input 0 and compares OpenCV's default output with output 0.
+            if len(inputs) != 1 or len(outputs) != 1:
+                raise SystemExit(f"{case}: the judge handles one input and one output, "
+                                 f"not {inputs} -> {outputs}")
             out = tmp / f"{case}.pb"
             subprocess.run([graphopt, "transform", f"--in_graph={FIXTURES / 'models' / (name + '.pb')}",
                             f"--out_graph={out}", f"--inputs={','.join(inputs)}",
