@@ -124,6 +124,14 @@ fn opencv_judged_todays_graphs() {
         Some(tolerance),
         "the record's tolerance vs the README's"
     );
+    let largest = OPENCV_MUST_MATCH
+        .iter()
+        .filter_map(|case| cases[*case]["max_rel_error"].as_f64())
+        .fold(0f64, f64::max);
+    assert!(
+        largest > at_most / 2.0,
+        "the README's {at_most:e} is loose: the largest relative error is {largest:e}"
+    );
     for case in OPENCV_MUST_MATCH {
         let error = cases[*case]["max_rel_error"]
             .as_f64()
@@ -191,6 +199,14 @@ fn tract_judged_todays_graphs() {
     );
     assert_eq!(report["rtol"], report["tolerance"]);
     let within = figure(2);
+    let largest = TRACT_MUST_MATCH
+        .iter()
+        .filter_map(|case| cases[*case]["max_rel_error"].as_f64())
+        .fold(0f64, f64::max);
+    assert!(
+        largest > within / 2.0,
+        "the README's {within:e} is loose: the largest relative error is {largest:e}"
+    );
     for case in TRACT_MUST_MATCH {
         let judged = &cases[*case];
         assert_eq!(
