@@ -415,7 +415,7 @@ fn judge_in_child(case: &str) -> Result<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok());
     let first = lines.next();
-    let last = lines.last();
+    let last = lines.next_back();
     match (status, first, last) {
         (Some(status), _, Some(record)) if status.success() => Ok(record),
         (status, Some(mut record), _) => {
