@@ -77,7 +77,10 @@
 ///   declared models: mnist` (or `none`).
 /// - Two inputs (or two outputs) whose names make the same constant, naming both:
 ///   `include_model!(m): outputs 'a/b:0' and 'a_b:0' both become the constant
-///   m::outputs::A_B; ...`. Rename one of the nodes with the `rename_node` transform.
+///   m::outputs::A_B; ...`. Rename one of the nodes with the `rename_node` transform:
+///   declared inputs and outputs are the source graph's names, and a renamed one follows its
+///   node, so `.outputs(["a/b", "a_b"]).transforms("rename_node(old_node_name=a_b,
+///   new_node_name=a_b_2)")` gives `A_B` and `A_B_2`.
 pub use graphopt_macros::include_model;
 
 #[cfg(feature = "eval")]

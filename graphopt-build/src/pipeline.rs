@@ -475,6 +475,10 @@ impl Model {
         let original = self.verify.map(|_| graph.clone());
         let outcomes = transforms::run(&self.registry, &mut graph, specs, &inputs, &outputs)
             .map_err(|e| self.core(e))?;
+        let renames: Vec<(String, String)> = outcomes
+            .iter()
+            .flat_map(|o| o.renames.iter().cloned())
+            .collect();
         for outcome in &outcomes {
             for warning in &outcome.warnings {
                 cargo_warning!(
@@ -495,8 +499,20 @@ impl Model {
         // that were inlined) are not shipped.
         graph::functions::prune_library(&mut graph);
         if let (Some(tolerance), Some(original)) = (self.verify, &original) {
-            self.check_outputs(original, &graph, &inputs, &outputs, tolerance)?;
+            self.check_outputs(original, &graph, &renames, &inputs, &outputs, tolerance)?;
         }
+        // The artifact's interface: declared names that rename_node renamed follow their nodes.
+        let follow = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .map(|n| transforms::renamed_tensor(n, &renames))
+                .collect()
+        };
+        let (inputs, outputs) = (follow(&inputs), follow(&outputs));
+        let declared_shapes: BTreeMap<String, Option<Vec<i64>>> = declared_shapes
+            .into_iter()
+            .map(|(name, shape)| (transforms::renamed_tensor(&name, &renames), shape))
+            .collect();
         if let Some(target) = &self.target {
             self.check_target(&graph, target)?;
         }
@@ -549,14 +565,32 @@ impl Model {
     }
 
     /// [`Model::verify`]: the optimized graph's outputs within `tolerance` of the original's.
+    /// `optimized` against `original` on seeded inputs (`renames`, what rename_node did, are
+    /// undone on a copy so both graphs answer to the declared names).
     fn check_outputs(
         &self,
         original: &GraphDef,
         optimized: &GraphDef,
+        renames: &[(String, String)],
         inputs: &[String],
         outputs: &[String],
         tolerance: f64,
     ) -> Result<(), Error> {
+        let mut renamed_back;
+        let optimized = if renames.is_empty() {
+            optimized
+        } else {
+            renamed_back = optimized.clone();
+            for (old, new) in renames.iter().rev() {
+                if renamed_back.node.iter().any(|n| n.name == *old) {
+                    return Err(self.fail(format!(
+                        ".verify(...) cannot compare the graphs: '{old}' was renamed to '{new}' and another node now has its name"
+                    )));
+                }
+                graph::edit::rename_node(&mut renamed_back, new, old);
+            }
+            &renamed_back
+        };
         let options = VerifyOptions {
             inputs: inputs.to_vec(),
             outputs: outputs.to_vec(),

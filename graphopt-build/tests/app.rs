@@ -1129,8 +1129,22 @@ fn colliding_constants_are_an_error_and_typos_get_suggestions() {
     );
     app.build_fails_saying(
         "include_model!(pair): outputs 'a/b:0' and 'a_b:0' both become the constant pair::outputs::A_B; \
-         rename one of the nodes in build.rs (the rename_node transform) and declare it by its new name",
+         rename one of the nodes with the rename_node transform in build.rs (keep declaring it by its old name; its constant follows the new one)",
     );
+    // The advice works: the renamed output follows its node, and each gets a constant.
+    app.write(
+        "build.rs",
+        "fn main() -> Result<(), graphopt_build::Error> {\n    \
+         graphopt_build::Model::new(\"pair\", \"models/pair.pbtxt\").inputs([\"x\"]).outputs([\"a/b\", \"a_b\"])\n        \
+         .transforms(\"rename_node(old_node_name=a_b, new_node_name=a_b_2) strip_unused_nodes\").verify(1e-6).build()?;\n    \
+         graphopt_build::Model::new(\"tiny\", \"models/tiny.pb\").inputs([\"input\"]).outputs([\"probs\"]).build()?;\n    Ok(())\n}\n",
+    );
+    app.write(
+        "src/main.rs",
+        "graphopt::include_model!(pair);\nfn main() {\n    \
+         println!(\"{} {}\", pair::outputs::A_B.tensor, pair::outputs::A_B_2.tensor);\n}\n",
+    );
+    assert_eq!(app.run(), "a/b:0 a_b_2:0\n");
 
     app.write(
         "src/main.rs",

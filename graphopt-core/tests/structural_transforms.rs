@@ -657,3 +657,34 @@ node { name: "y" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } 
         "{error}"
     );
 }
+
+/// A declared output that rename_node renames is followed: the transforms after it keep the
+/// node under its new name, and the outcome says what was renamed.
+#[test]
+fn declared_outputs_follow_rename_node() {
+    let mut graph = text(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "shape" value { shape { dim { size: 2 } } } } }
+node { name: "a/b" op: "Relu" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "a_b" op: "Neg" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    let outcomes = run(
+        &mut graph,
+        "rename_node(old_node_name=a_b, new_node_name=a_b_2) strip_unused_nodes",
+        &["x"],
+        &["a/b", "a_b:0"],
+    )
+    .unwrap();
+    assert_eq!(names(&graph), ["x", "a/b", "a_b_2"]);
+    assert_eq!(
+        outcomes[0].renames,
+        [("a_b".to_string(), "a_b_2".to_string())]
+    );
+    assert!(outcomes[1].renames.is_empty());
+    let renames = &outcomes[0].renames;
+    assert_eq!(transforms::renamed_tensor("a_b:0", renames), "a_b_2:0");
+    assert_eq!(transforms::renamed_tensor("a_b", renames), "a_b_2");
+    assert_eq!(transforms::renamed_tensor("^a_b", renames), "^a_b_2");
+    assert_eq!(transforms::renamed_tensor("a/b:1", renames), "a/b:1");
+}

@@ -214,7 +214,7 @@ fn const_names(tensors: &[Tensor], module: &str, list: &str) -> Result<Vec<Strin
         if let Some(first) = seen.insert(name.clone(), &tensor.tensor) {
             return Err(format!(
                 "include_model!({module}): {list} '{first}' and '{}' both become the constant {module}::{list}::{name}; \
-                 rename one of the nodes in build.rs (the rename_node transform) and declare it by its new name",
+                 rename one of the nodes with the rename_node transform in build.rs (keep declaring it by its old name; its constant follows the new one)",
                 tensor.tensor
             ));
         }

@@ -84,7 +84,9 @@ pub trait Transform: Send + Sync {
 }
 
 /// What a transform sees besides the graph: the declared inputs/outputs and its parameters.
+/// Made by the runner only; fields may be added.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct TransformContext<'a> {
     /// The transform's name, for error messages.
     pub transform: &'a str,
@@ -95,6 +97,8 @@ pub struct TransformContext<'a> {
     pub params: Params<'a>,
     /// Where [`TransformContext::warn`] collects messages for the run's outcome.
     pub warnings: &'a std::cell::RefCell<Vec<String>>,
+    /// Where [`TransformContext::renamed`] records renamed nodes, in order.
+    pub renames: &'a std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl TransformContext<'_> {
@@ -116,6 +120,35 @@ impl TransformContext<'_> {
     /// Records something the user should know that does not stop the transform.
     pub fn warn(&self, message: impl Into<String>) {
         self.warnings.borrow_mut().push(message.into());
+    }
+
+    /// Records that node `old` is now called `new`: a declared input or output of that name
+    /// follows it, for the transforms after this one and in the run's outcome.
+    pub fn renamed(&self, old: &str, new: &str) {
+        self.renames
+            .borrow_mut()
+            .push((old.to_string(), new.to_string()));
+    }
+}
+
+/// `tensor` ("node", "node:N" or "^node") with its node renamed as `renames` say, in order.
+pub fn renamed_tensor(tensor: &str, renames: &[(String, String)]) -> String {
+    let parsed = graph::InputRef::parse(tensor);
+    let mut node = parsed.node.to_string();
+    for (old, new) in renames {
+        if node == *old {
+            node.clone_from(new);
+        }
+    }
+    if node == parsed.node {
+        tensor.to_string()
+    } else if parsed.control {
+        format!("^{node}")
+    } else if tensor.len() > parsed.node.len() {
+        // The port was written out: keep writing it.
+        format!("{node}:{}", parsed.port)
+    } else {
+        node
     }
 }
 
@@ -410,6 +443,8 @@ pub struct TransformOutcome {
     pub ignored_error: Option<String>,
     /// What the transform had to say without failing.
     pub warnings: Vec<String>,
+    /// Nodes it renamed (old, new), in order; declared inputs and outputs followed them.
+    pub renames: Vec<(String, String)>,
 }
 
 /// Applies `specs` to `graph` in order, validating the graph after each. A transform that fails
@@ -440,6 +475,8 @@ fn run_in(
 ) -> Result<Vec<TransformOutcome>> {
     registry.check(specs)?;
     let mut outcomes = Vec::with_capacity(specs.len());
+    // Declared names, following the nodes a transform renames.
+    let (mut inputs, mut outputs) = (inputs.to_vec(), outputs.to_vec());
     for spec in specs {
         let Some(transform) = registry.get(&spec.name) else {
             continue; // `check` has ruled this out.
@@ -451,12 +488,14 @@ fn run_in(
             .and_then(|v| parse_bool(v))
             .unwrap_or(false);
         let warnings = std::cell::RefCell::new(Vec::new());
+        let renames = std::cell::RefCell::new(Vec::new());
         let context = TransformContext {
             transform: &spec.name,
-            inputs,
-            outputs,
+            inputs: &inputs,
+            outputs: &outputs,
             params: Params::new(&spec.name, &spec.params),
             warnings: &warnings,
+            renames: &renames,
         };
         let nodes_before = graph.node.len();
         // Only a run that may have to be undone pays for a copy (weights are shared, not
@@ -493,12 +532,21 @@ fn run_in(
             (Err(error), None) if ignore_errors && untouched => Some(error.to_string()),
             (Err(error), None) => return Err(error),
         };
+        // An undone transform renamed nothing.
+        let renames = match ignored_error {
+            Some(_) => Vec::new(),
+            None => renames.into_inner(),
+        };
+        for name in inputs.iter_mut().chain(outputs.iter_mut()) {
+            *name = renamed_tensor(name, &renames);
+        }
         outcomes.push(TransformOutcome {
             transform: spec.to_string(),
             nodes_before,
             nodes_after: graph.node.len(),
             ignored_error,
             warnings: warnings.into_inner(),
+            renames,
         });
     }
     Ok(outcomes)
@@ -554,6 +602,7 @@ mod tests {
                     ..Params::new(name, &values)
                 },
                 warnings: &warnings,
+                renames: &std::cell::RefCell::new(Vec::new()),
             };
             if let Err(e) = transform.apply(&mut graph, &context) {
                 mismatches.push(format!("{name} failed: {e}"));

@@ -36,6 +36,7 @@ impl Transform for RenameNode {
             return Err(context.error(format!("there is no node called '{old}'")));
         }
         crate::graph::edit::rename_node(graph, old, new);
+        context.renamed(old, new);
         Ok(())
     }
 }
