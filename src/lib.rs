@@ -89,8 +89,10 @@ pub mod eval;
 
 pub use graphopt_types::DType;
 
-/// One input or output tensor of an embedded model.
+/// One input or output tensor of an embedded model. Made by [`include_model!`]; fields may
+/// be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct TensorSpec {
     /// Node name, e.g. `input`.
     pub name: &'static str,
@@ -103,6 +105,23 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// What [`include_model!`]'s generated constants are made with (a struct literal cannot
+    /// name a `#[non_exhaustive]` struct outside this crate). Not part of the API.
+    #[doc(hidden)]
+    pub const fn __new(
+        name: &'static str,
+        tensor: &'static str,
+        dtype: DType,
+        shape: Shape,
+    ) -> Self {
+        TensorSpec {
+            name,
+            tensor,
+            dtype,
+            shape,
+        }
+    }
+
     /// Number of elements, if the rank and every dimension are known.
     pub fn element_count(&self) -> Option<usize> {
         self.shape.element_count()

@@ -241,7 +241,7 @@ fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
         None => quote!(::graphopt::Shape::Unknown),
     };
     Ok(quote! {
-        ::graphopt::TensorSpec { name: #name, tensor: #tensor, dtype: ::graphopt::DType::#variant, shape: #shape }
+        ::graphopt::TensorSpec::__new(#name, #tensor, ::graphopt::DType::#variant, #shape)
     })
 }
 
