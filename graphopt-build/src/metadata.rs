@@ -235,6 +235,24 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_key() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap()
+        .replace('\n', " ");
+        let start = "under `[package.metadata.graphopt.models.NAME]` with ";
+        let at = readme.find(start).expect("the README's list of keys") + start.len();
+        let list = &readme[at..];
+        let list = &list[..list.find("; a misspelled key").expect("the list's end")];
+        let mut listed: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+        listed.sort_unstable();
+        let mut known = KEYS.to_vec();
+        known.sort_unstable();
+        assert_eq!(listed, known);
+    }
+
+    #[test]
     fn a_misspelled_key_or_a_wrong_type_is_an_error() {
         let error = declared(serde_json::json!({ "m": { "path": "m.pb", "transform": "x" } }))
             .unwrap_err()

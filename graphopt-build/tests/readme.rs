@@ -121,9 +121,36 @@ fn the_digits_example_says_what_its_build_did_and_classifies_the_held_out_digits
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(
-        lines[0].starts_with("optimized at build time: ")
-            && lines[0].contains(" embedded (sha256 "),
+    // What it says of its build is what @deploy makes of the bundled model, byte for byte.
+    let source_path = workspace().join("examples/digits/models/digits.pb");
+    let source = graphopt_core::io::read_graph(&source_path).unwrap().graph;
+    let mut optimized = source.clone();
+    let specs = graphopt_core::transforms::parse("@deploy").unwrap();
+    graphopt_core::transforms::run(
+        &graphopt_core::transforms::Registry::with_builtins(),
+        &mut optimized,
+        &specs,
+        &["image".into()],
+        &["probs".into()],
+    )
+    .unwrap();
+    let bytes = graphopt_core::io::encode_graph(&optimized);
+    let sha256: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        lines[0],
+        format!(
+            "optimized at build time: {} nodes, {} bytes -> {} nodes, {} bytes, embedded (sha256 {sha256})",
+            source.node.len(),
+            std::fs::metadata(&source_path).unwrap().len(),
+            optimized.node.len(),
+            bytes.len()
+        ),
         "{stdout}"
     );
     assert_eq!(
