@@ -556,6 +556,8 @@ fn a_renamed_or_removed_model_is_no_longer_embeddable() {
     );
     assert!(!out_dir.join("graphopt/tiny.pb").exists());
     assert!(!out_dir.join("graphopt/tiny.json").exists());
+    // Moved out of the macro's reach, until the next run.
+    assert!(out_dir.join("graphopt/.previous/tiny.pb").exists());
     assert!(out_dir.join("graphopt/small.pb").exists());
     let index = std::fs::read_to_string(out_dir.join("graphopt/index.json")).unwrap();
     assert!(
@@ -583,6 +585,8 @@ fn a_renamed_or_removed_model_is_no_longer_embeddable() {
     app.build_fails_saying(
         "graphopt: model 'tiny' is built twice by this build script; give each Model::new a name of its own",
     );
+    // That run emptied what the rename had set aside.
+    assert!(!out_dir.join("graphopt/.previous/tiny.pb").exists());
 }
 
 /// A build script with an application transform `mark` that tags the output node with MARK.
