@@ -620,6 +620,62 @@ fn check_names_every_node_a_target_cannot_load_and_exits_1() {
     );
 }
 
+/// Every graph real OpenCV loaded and matched TensorFlow on (tests/fixtures/expected/opencv.json,
+/// made by the pipeline the record names, or the fixture itself) passes `graphopt check
+/// --target=opencv`: exit 0.
+#[test]
+fn check_exits_0_on_every_graph_opencv_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/expected");
+    let record = read(expected.join("opencv.json"));
+    let mut checked = 0;
+    for (case, judged) in record["cases"].as_object().unwrap() {
+        let pipeline = judged["pipeline"].as_str().unwrap();
+        if judged["matches_tensorflow"] != true {
+            continue;
+        }
+        let name = case.split('@').next().unwrap();
+        if pipeline.is_empty() {
+            // The fixture as TensorFlow wrote it.
+            let fixture = fixture(&format!("{name}.pb"));
+            let output = graphopt(&["check", "--target=opencv", fixture.to_str().unwrap()]);
+            assert!(output.status.success(), "{case}: {}", stderr(&output));
+            checked += 1;
+            continue;
+        }
+        let spec = read(expected.join(format!("{name}.json")));
+        let names = |key: &str| -> String {
+            let list: Vec<&str> = spec[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap())
+                .collect();
+            list.join(",")
+        };
+        let out = dir.path().join(format!("{case}.pb"));
+        let mut args = transform_args(&fixture(&format!("{name}.pb")), &out, pipeline);
+        args.push(format!("--inputs={}", names("inputs")));
+        args.push(format!("--outputs={}", names("outputs")));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = graphopt(&refs);
+        assert!(output.status.success(), "{case}: {}", stderr(&output));
+        let output = graphopt(&["check", "--target=opencv", out.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{case}: exit {:?}: {}{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 15, "the graphs OpenCV matched");
+}
+
 /// `@deploy` and `legalize` by name on the command line: the recommended pipeline keeps the
 /// outputs (`verify`), and what legalize leaves for a target it reports node by node, with
 /// the count `check` then gives (nodes, not problems: a node can break two constraints).
