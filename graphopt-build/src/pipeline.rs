@@ -742,6 +742,42 @@ mod tests {
     }
 
     #[test]
+    fn a_target_error_gives_the_first_five_reasons_and_names_the_rest() {
+        let node = |name: &str, op: &str, input: &[&str]| NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: input.iter().map(|i| i.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut graph = GraphDef::default();
+        graph.node.push(node("x", "Placeholder", &[]));
+        for k in 0..7 {
+            graph.node.push(node(&format!("svd{k}"), "Svd", &["x"]));
+        }
+        let model = Model::new("m", "m.pb");
+        match model.check_target(&graph, "opencv") {
+            Err(Error::Target {
+                problems, others, ..
+            }) => {
+                assert_eq!(problems.len(), 5, "{problems:?}");
+                assert!(
+                    problems.iter().all(|p| p.contains("(Svd): ")),
+                    "{problems:?}"
+                );
+                assert_eq!(others, ["svd5 (Svd)", "svd6 (Svd)"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // What the README promises.
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap()
+        .replace("\n  ", " ");
+        assert!(readme.contains("naming every one (the first five with the reason"));
+    }
+
+    #[test]
     fn a_warning_quoting_a_hostile_name_stays_one_directive() {
         let line =
             warning_line("left for opencv: svd\ncargo::rustc-env=INJECTED=1 (Svd)\r\u{1b}[2J");
