@@ -20,7 +20,12 @@ fn recorded() -> Vec<(String, serde_json::Value)> {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(name, _)| *name != "fused_kernels_batch_2")
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "fused_kernels_batch_2" | "tensorflow_version"
+            )
+        })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     assert_eq!(
@@ -29,6 +34,27 @@ fn recorded() -> Vec<(String, serde_json::Value)> {
         "the three Keras 3 fixtures with batch norms"
     );
     fixtures
+}
+
+/// The README's "measured with TF 2.21 on three Keras 3 fixtures" is the record's.
+#[test]
+fn the_readme_names_the_recorded_tensorflow_and_fixture_count() {
+    let version = record()["tensorflow_version"]
+        .as_str()
+        .expect("the record's tensorflow_version")
+        .to_string();
+    let words = ["no", "one", "two", "three", "four", "five", "six"];
+    let count = words[recorded().len()];
+    let minor: Vec<&str> = version.split('.').take(2).collect();
+    let sentence = format!(
+        "measured with TF {} on {count} Keras 3 fixtures",
+        minor.join(".")
+    );
+    let readme = std::fs::read_to_string(common::fixtures().join("../../README.md")).unwrap();
+    assert!(
+        readme.replace('\n', " ").contains(&sentence),
+        "README.md does not say \"{sentence}\""
+    );
 }
 
 #[test]
