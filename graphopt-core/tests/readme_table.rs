@@ -62,6 +62,25 @@ fn readme_node_count_table_is_current() {
     let [tolerance, rtol, atol] = tolerances[..] else {
         panic!("three tolerances");
     };
+    // The Grappler optimizers the README names are the ones the record ran.
+    let named = common::readme::between("TensorFlow's Grappler (its ", " optimizers;");
+    let mut named: Vec<String> = named
+        .replace(" and ", ", ")
+        .split(", ")
+        .map(|o| match o.trim() {
+            "common-subgraph" => "common_subgraph_elimination".to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    named.sort();
+    let mut ran: Vec<String> = grappler["rewriter_config"]["optimizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap().to_string())
+        .collect();
+    ran.sort();
+    assert_eq!(named, ran, "the Grappler optimizers the README names");
     let rows = readme_rows();
     let mut listed: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
     listed.sort();
@@ -84,6 +103,34 @@ fn readme_node_count_table_is_current() {
             let what = format!("{name}, {pipeline}");
             common::assert_outputs_match_with(&what, name, &outputs, tolerance, rtol, atol);
         }
+        // GTT ran the standard pipeline (without graphopt's remove_training_nodes on
+        // training_leftovers, as the table says), told each fixture's placeholder shape: the
+        // record says what it was given.
+        let placeholder = common::load(name);
+        let placeholder = placeholder
+            .node
+            .iter()
+            .find(|n| n.op == "Placeholder")
+            .unwrap_or_else(|| panic!("{name}: no Placeholder"));
+        let dims: Vec<String> = graphopt_core::graph::attrs::shape(placeholder, "shape")
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| d.size.to_string())
+            .collect();
+        let told = STANDARD.replacen(
+            "strip_unused_nodes",
+            &format!(
+                r#"strip_unused_nodes(type=float, shape="{}")"#,
+                dims.join(",")
+            ),
+            1,
+        );
+        assert_eq!(
+            expected["gtt_pipeline"]["transforms"].as_str(),
+            Some(told.as_str()),
+            "{name}: what GTT was given"
+        );
         let actual = vec![
             common::load(name).node.len(),
             expected["gtt_pipeline"]["node_count"].as_u64().unwrap() as usize,
