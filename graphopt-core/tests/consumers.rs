@@ -50,6 +50,28 @@ fn base_names(cases: &[&'static str]) -> Vec<&'static str> {
     names
 }
 
+/// The fixtures a must-match list judges with a pipeline variant (`case@suffix`), sorted.
+fn variant_names(cases: &[&'static str], suffix: &str) -> Vec<&'static str> {
+    let mut names: Vec<&str> = cases
+        .iter()
+        .filter_map(|case| case.strip_suffix(suffix))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// The text of `paragraph` between `start` and the next `end`.
+fn inside<'a>(paragraph: &'a str, start: &str, end: &str) -> &'a str {
+    let from = paragraph
+        .find(start)
+        .unwrap_or_else(|| panic!("README.md: no \"{start}\" in {paragraph}"))
+        + start.len();
+    let to = paragraph[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("README.md: no \"{end}\" after \"{start}\""));
+    &paragraph[from..from + to]
+}
+
 fn record(consumer: &str) -> serde_json::Value {
     let path = common::fixtures().join(format!("expected/{consumer}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -149,6 +171,21 @@ fn opencv_judged_todays_graphs() {
         fixtures_named(&named),
         base_names(OPENCV_MUST_MATCH),
         "the fixtures the README says OpenCV matches on"
+    );
+    // The fixtures it names for `@deploy` and for legalize alone are the judged ones.
+    let paragraph = common::readme::between(
+        "### Consumers: OpenCV 4.10 judges",
+        "What legalization changes for OpenCV",
+    );
+    assert_eq!(
+        fixtures_named(inside(&paragraph, "(and, on ", "`@deploy` too)")),
+        variant_names(OPENCV_MUST_MATCH, "@deploy"),
+        "the fixtures the README says OpenCV matches with @deploy"
+    );
+    assert_eq!(
+        fixtures_named(inside(&paragraph, "alone too, on", ", since")),
+        variant_names(OPENCV_MUST_MATCH, "@legalize"),
+        "the fixtures the README says OpenCV matches with legalize alone"
     );
 }
 
@@ -255,6 +292,31 @@ fn tract_judged_todays_graphs() {
         base_names(TRACT_MUST_MATCH),
         "the fixtures the README says tract matches on"
     );
+    let paragraph = common::readme::between(
+        "### Consumers: tract-tensorflow judges",
+        "What legalization changes for tract",
+    );
+    // Those with `@deploy` as well as the standard pipeline, and those with `@deploy` alone
+    // ("NAME (`@deploy`)").
+    let mut deployed = fixtures_named(inside(&paragraph, "(and, on ", "`@deploy` too)"));
+    deployed.extend(
+        common::MODELS
+            .iter()
+            .filter(|name| paragraph.contains(&format!("{name} (`@deploy`)"))),
+    );
+    deployed.sort_unstable();
+    assert_eq!(
+        deployed,
+        variant_names(TRACT_MUST_MATCH, "@deploy"),
+        "the fixtures the README says tract matches with @deploy"
+    );
+    // A fixture judged with `@deploy` alone has no standard-pipeline case.
+    for name in common::MODELS
+        .iter()
+        .filter(|name| paragraph.contains(&format!("{name} (`@deploy`)")))
+    {
+        assert!(!TRACT_MUST_MATCH.contains(name), "{name}");
+    }
     // The fixtures tract cannot run are recorded as failing, with tract's reason: ops it does
     // not register (ResizeBilinear, BatchMatMulV2) and its own while-loop import, whose
     // NextIteration sink fails analysis.
