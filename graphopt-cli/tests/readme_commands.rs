@@ -329,3 +329,81 @@ fn shell_words_split_as_sh_does() {
         ["a", "--t=x y(op=I)", "b \"c\"", "d e"]
     );
 }
+
+/// The README's "Command line" block: every command it lists exists, every flag it shows is
+/// one that command takes (`COMMAND --help` lists it), and every default it shows in brackets
+/// (`[--tag_set=serve]`, `[--tolerance 1e-5]`) is the one `--help` gives.
+#[test]
+fn the_command_line_block_matches_each_commands_help() {
+    let readme = readme();
+    let section = &readme[readme.find("## Command line").expect("the section")..];
+    let block = code_blocks(section)
+        .into_iter()
+        .next()
+        .expect("the usage block");
+    let mut flags_checked = 0;
+    let mut defaults_checked = 0;
+    for line in block {
+        let Some(rest) = line.strip_prefix("graphopt ") else {
+            panic!("not a command: {line}");
+        };
+        let command = rest.split_whitespace().next().unwrap();
+        let help = run(&[command.to_string(), "--help".to_string()]);
+        assert!(help.status.success(), "{command} --help");
+        let help = String::from_utf8(help.stdout).unwrap();
+        // Each `--flag` of the line (up to the description after a wide gap).
+        let usage = rest.split("   ").next().unwrap();
+        for word in usage.split(['[', ']', ' ', '\'']) {
+            let Some(flag) = word.strip_prefix("--") else {
+                continue;
+            };
+            let name = flag.split('=').next().unwrap();
+            assert!(
+                help.contains(&format!("--{name} ")) || help.contains(&format!("--{name}\n")),
+                "{command}: --{name} is not in its --help:\n{help}"
+            );
+            flags_checked += 1;
+        }
+        // Bracketed defaults: `[--name=value]` or `[--name value]` with a literal value.
+        for bracket in usage.split('[').skip(1) {
+            let inside = bracket.split(']').next().unwrap();
+            let Some(flag) = inside.strip_prefix("--") else {
+                continue;
+            };
+            let Some((name, value)) = flag.split_once(['=', ' ']) else {
+                continue;
+            };
+            // Placeholders (`a`, `N`, `a,b`) are not defaults.
+            if value.chars().all(|c| c.is_ascii_uppercase())
+                || (value.len() == 1 && value.chars().all(|c| c.is_ascii_alphabetic()))
+                || value.contains(',')
+            {
+                continue;
+            }
+            let help_line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("--{name} ")))
+                .unwrap_or_else(|| panic!("{command}: no --{name} line"));
+            let default = help_line
+                .split("[default: ")
+                .nth(1)
+                .and_then(|d| d.split(']').next())
+                .unwrap_or_else(|| panic!("{command}: --{name} shows no default"));
+            let same = default == value
+                || matches!(
+                    (default.parse::<f64>(), value.parse::<f64>()),
+                    (Ok(a), Ok(b)) if a == b
+                );
+            assert!(
+                same,
+                "{command}: --{name}: README {value}, --help {default}"
+            );
+            defaults_checked += 1;
+        }
+    }
+    assert!(flags_checked >= 20, "{flags_checked} flags");
+    assert_eq!(
+        defaults_checked, 4,
+        "--tag_set, --signature_def, --tolerance, --unknown_dim"
+    );
+}
