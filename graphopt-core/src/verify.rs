@@ -390,6 +390,47 @@ fn compare_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's "uniform in [-1, 1) for floats, integers in [0, 4)": the values seeded
+    /// fill those ranges and stay in them.
+    #[test]
+    fn seeded_inputs_are_in_the_ranges_the_readme_gives() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+        assert!(
+            readme
+                .contains("(uniform in [-1, 1) for floats, integers in [0, 4) for integer inputs"),
+            "README.md no longer gives the seeded ranges"
+        );
+        assert_eq!(DEFAULT_INT_BOUND, 4);
+        let mut rng = SplitMix(7);
+        let floats: Vec<f64> = (0..100_000).map(|_| rng.unit()).collect();
+        assert!(floats.iter().all(|v| (-1.0..1.0).contains(v)));
+        let (low, high) = floats
+            .iter()
+            .fold((1f64, -1f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        assert!(low < -0.999 && high > 0.999, "{low} {high}");
+        let ints = seeded_values(
+            DataType::DtInt32,
+            &[1000],
+            1000,
+            DEFAULT_INT_BOUND,
+            &mut rng,
+        )
+        .unwrap();
+        let Data::I32(ints) = ints.data() else {
+            panic!("int32")
+        };
+        let mut seen: Vec<i32> = ints.iter().copied().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, [0, 1, 2, 3]);
+    }
     use crate::graph::edit::const_node;
     use crate::graph::test_nodes::node;
     use crate::proto::{attr_value, AttrValue};
