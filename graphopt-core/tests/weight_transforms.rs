@@ -40,8 +40,10 @@ fn gzip_size(graph: &GraphDef) -> usize {
 
 #[test]
 fn quantized_codes_are_bit_exact_with_tensorflow() {
-    let mut compared = 0;
+    let (mut compared, mut degenerate, mut dequantized) = (0, 0, 0);
     for name in common::MODELS {
+        let original = common::load(name);
+        let originals = consts(&original);
         let ours = apply(name, "quantize_weights(minimum_size=16)");
         let theirs = tensorflow_result(name, "quantize_weights");
         let ours_ops: Vec<(&str, &str)> = ours
@@ -65,9 +67,20 @@ fn quantized_codes_are_bit_exact_with_tensorflow() {
             let their_max = &their_consts[format!("{base}_quantized_max").as_str()];
             let their_max = weights::floats(their_max).unwrap()[0];
             let our_codes = &our_consts[format!("{base}_quantized_const").as_str()];
-            if their_max <= f64::from(f32::MIN_POSITIVE) {
-                // TensorFlow's FLT_MIN maximum: its range is degenerate and dequantizes to NaN;
-                // ours must dequantize to finite values.
+            dequantized += 1;
+            // TensorFlow's range is degenerate (an FLT_MIN maximum, which dequantizes to NaN)
+            // exactly where the original tensor is all zeros.
+            let all_zero = weights::floats(&originals[base.as_str()])
+                .unwrap()
+                .iter()
+                .all(|&v| v == 0.0);
+            assert_eq!(
+                their_max <= f64::from(f32::MIN_POSITIVE),
+                all_zero,
+                "{name}: {base}: TensorFlow's range {their_max:e}, all zeros: {all_zero}"
+            );
+            if all_zero {
+                degenerate += 1;
                 continue;
             }
             for suffix in ["_quantized_const", "_quantized_min", "_quantized_max"] {
@@ -84,6 +97,11 @@ fn quantized_codes_are_bit_exact_with_tensorflow() {
     }
     // Every tensor TensorFlow quantized over all fixtures, less its degenerate FLT_MIN ranges.
     assert_eq!(compared, 119, "quantized tensors compared");
+    assert_eq!(compared + degenerate, dequantized);
+    assert!(
+        degenerate > 0,
+        "no all-zero tensor to show TensorFlow's NaN on"
+    );
 }
 
 #[test]
