@@ -46,6 +46,16 @@ fn quantized_codes_are_bit_exact_with_tensorflow() {
         let originals = consts(&original);
         let ours = apply(name, "quantize_weights(minimum_size=16)");
         let theirs = tensorflow_result(name, "quantize_weights");
+        // The README's "like every GTT transform, drops the graph's `versions`", on the other
+        // GTT output the generator commits (round_weights' is checked below).
+        assert!(
+            original.versions.is_some() && theirs.versions.is_none(),
+            "{name}: TensorFlow's quantize_weights kept `versions`"
+        );
+        assert_eq!(
+            ours.versions, original.versions,
+            "{name}: graphopt keeps `versions`"
+        );
         let ours_ops: Vec<(&str, &str)> = ours
             .node
             .iter()
