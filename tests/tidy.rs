@@ -1169,23 +1169,26 @@ fn every_library_member_is_scanned() {
 /// `cargo tree` of one package's normal dependencies (proc-macros included), as crate names
 /// with versions.
 fn normal_dependencies(package: &str, features: &[&str]) -> Vec<String> {
+    let features = features.join(",");
+    let extra: Vec<&str> = if features.is_empty() {
+        Vec::new()
+    } else {
+        vec!["--features", &features]
+    };
+    dependencies(package, &["-e", "normal"], &extra)
+}
+
+/// `cargo tree -p package` with the edge kinds `edges` and `extra` arguments, as crate
+/// names with versions.
+fn dependencies(package: &str, edges: &[&str], extra: &[&str]) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .args([
-            "tree",
-            "--offline",
-            "--locked",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .args(["--format", "{p}", "-p", package]);
-    if !features.is_empty() {
-        command.args(["--features", &features.join(",")]);
-    }
+        .args(["tree", "--offline", "--locked", "--prefix", "none"])
+        .args(edges)
+        .args(["--format", "{p}", "-p", package])
+        .args(extra);
     let output = command.output().expect("cargo tree runs");
     assert!(
         output.status.success(),
@@ -1300,6 +1303,62 @@ fn build_script_side_has_no_miette() {
     );
     let problems = build_problems(&deps);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The syn majors among `deps`.
+fn syn_majors(deps: &[String]) -> BTreeSet<String> {
+    crate_versions(deps, "syn")
+        .into_iter()
+        .map(|v| {
+            v.trim_start_matches('v')
+                .split('.')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The README's "What an app compiles": the dependency counts with default features and with
+/// `eval`, the syn majors of each side, and logos left out by `default-features = false`.
+#[test]
+fn what_an_app_compiles_is_what_the_readme_says() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let distinct = |deps: &[String]| deps.iter().collect::<BTreeSet<_>>().len();
+    let default = normal_dependencies("graphopt", &[]);
+    let eval = normal_dependencies("graphopt", &["eval"]);
+    let (n_default, n_eval) = (distinct(&default), distinct(&eval));
+    for said in [
+        format!("with `eval` ({n_eval} normal dependencies)"),
+        format!("with default features ({n_default})"),
+    ] {
+        assert!(readme.contains(&said), "README.md does not say \"{said}\"");
+    }
+    let two_three: BTreeSet<String> = ["2".to_string(), "3".to_string()].into();
+    assert_eq!(syn_majors(&eval), two_three, "syn majors with eval");
+    let build = dependencies("graphopt-build", &["-e", "normal,build"], &[]);
+    assert_eq!(
+        syn_majors(&build),
+        two_three,
+        "syn majors of the build-script side"
+    );
+    assert!(
+        !crate_versions(&build, "logos").is_empty(),
+        "logos with .pbtxt support"
+    );
+    let lean = dependencies(
+        "graphopt-build",
+        &["-e", "normal,build"],
+        &["--no-default-features"],
+    );
+    assert!(
+        crate_versions(&lean, "logos").is_empty(),
+        "graphopt-build without default features compiles logos"
+    );
 }
 
 #[test]
