@@ -57,6 +57,9 @@ pub enum Error {
     Eval(String),
 }
 
+/// TensorFlow's `half` and `bfloat16` elements, as the `half` crate defines them.
+pub use half::{bf16, f16};
+
 /// A float output: its values, flat and row-major, and its shape.
 pub type FloatOutput = (Vec<f32>, Vec<usize>);
 
@@ -67,8 +70,8 @@ mod private {
     }
 }
 
-/// An element type a [`Tensor`] can hold: `f32`, `f64`, `i8`, `i16`, `i32`, `i64`, `u8`,
-/// `u16`, `u32`, `u64`, `bool`.
+/// An element type a [`Tensor`] can hold: `f32`, `f64`, [`f16`](struct@f16), [`bf16`], `i8`, `i16`, `i32`,
+/// `i64`, `u8`, `u16`, `u32`, `u64`, `bool`.
 pub trait Element: Copy + private::Sealed {
     /// The TensorFlow type of such elements.
     const DTYPE: DType;
@@ -96,6 +99,8 @@ macro_rules! elements {
 elements! {
     f32 => F32, Float;
     f64 => F64, Double;
+    f16 => F16, Half;
+    bf16 => BF16, BFloat16;
     i8 => I8, Int8;
     i16 => I16, Int16;
     i32 => I32, Int32;
@@ -414,6 +419,19 @@ mod tests {
         assert_eq!(y[0].shape(), &[1, 2]);
         assert_eq!(y[0].to_vec::<f32>(), Some(vec![1.0, -2.0]));
         assert_eq!(y[0].to_vec::<i32>(), None);
+    }
+
+    #[test]
+    fn half_precision_tensors_keep_their_type() {
+        let halves = [f16::from_f32(1.5), f16::from_f32(-2.0)];
+        let t = Tensor::new(&halves, &[2]).unwrap();
+        assert_eq!(t.dtype(), DType::Half);
+        assert_eq!(t.to_vec::<f16>(), Some(halves.to_vec()));
+        assert_eq!(t.to_vec::<f32>(), None);
+        let brains = [bf16::from_f32(0.25)];
+        let t = Tensor::new(&brains, &[1, 1]).unwrap();
+        assert_eq!(t.dtype(), DType::BFloat16);
+        assert_eq!(t.to_vec::<bf16>(), Some(brains.to_vec()));
     }
 
     #[test]
