@@ -38,6 +38,8 @@ CASES = {
     "atrous_conv": f"{STANDARD} legalize(target=opencv)",
     "densenet_block": f"{STANDARD} legalize(target=opencv)",
     "efficientnet_block": f'fix_input_shapes(shape="1,32,32,3") {STANDARD} legalize(target=opencv)',
+    # The same without fixing the batch: legalize says to fix it, `check` blocks, and OpenCV?
+    "efficientnet_block@nofix": f"{STANDARD} legalize(target=opencv)",
     "keras_cnn@deploy": "@deploy legalize(target=opencv)",
     "densenet_block@deploy": "@deploy legalize(target=opencv)",
     "efficientnet_block@deploy": '@deploy fix_input_shapes(shape="1,32,32,3") @deploy legalize(target=opencv)',
