@@ -591,3 +591,39 @@ fn legalized_fixtures_have_nothing_opencv_computes_wrong() {
         common::assert_matches_tensorflow(model, &g, 1e-5, 1e-6);
     }
 }
+
+/// The EfficientNet-style block with its batch left unknown (OpenCV does not load the result:
+/// the record's `efficientnet_block@nofix`): legalize says what remains and that fixing the
+/// input's shape first lets it fold.
+#[test]
+fn legalize_says_to_fix_an_unknown_input_shape_first() {
+    let mut graph = common::load("efficientnet_block");
+    let (inputs, outputs) = common::io_names("efficientnet_block");
+    let specs = transforms::parse(
+        "strip_unused_nodes remove_nodes(op=Identity, op=CheckNumerics) \
+         fold_constants(ignore_errors=true) fold_batch_norms fold_old_batch_norms \
+         sort_by_execution_order legalize(target=opencv)",
+    )
+    .unwrap();
+    let outcomes = transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &inputs,
+        &outputs,
+    )
+    .unwrap();
+    let warnings = &outcomes.last().unwrap().warnings;
+    // One line per node left, then the summary with the way out.
+    assert_eq!(warnings.len(), 11, "{warnings:#?}");
+    assert!(warnings[..10]
+        .iter()
+        .all(|w| w.starts_with("left for opencv: functional_1/se_")));
+    assert_eq!(
+        &warnings[10..],
+        ["10 node(s) that opencv 4.10.0 cannot load remain, which no rewrite of legalize handles; \
+          inputs of unknown shape (input) keep shape arithmetic and padding that fix_input_shapes \
+          before legalize lets fold"]
+    );
+    assert_eq!(opencv_blocking(&graph).len(), 10);
+}
