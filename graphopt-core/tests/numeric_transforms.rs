@@ -1284,22 +1284,14 @@ fn nchw_inputs_when_asked() {
             let [n, h, w, c] = *nhwc.shape() else {
                 panic!("{name}: a 4-D input")
             };
-            let input = graph.node.iter().find(|n| n.name == "input").unwrap();
-            let dims: Vec<i64> = graphopt_core::graph::attrs::shape(input, "shape")
-                .unwrap()
-                .dim
-                .iter()
-                .map(|d| d.size)
-                .collect();
+            let input_dims = |g: &graphopt_core::proto::GraphDef| -> Vec<i64> {
+                let input = g.node.iter().find(|n| n.name == "input").unwrap();
+                let shape = graphopt_core::graph::attrs::shape(input, "shape").unwrap();
+                shape.dim.iter().map(|d| d.size).collect()
+            };
+            let dims = input_dims(&graph);
             let fixed = |d: usize, declared: i64| if declared < 0 { -1 } else { d as i64 };
-            let declared = common::load(name);
-            let declared = declared.node.iter().find(|n| n.name == "input").unwrap();
-            let declared: Vec<i64> = graphopt_core::graph::attrs::shape(declared, "shape")
-                .unwrap()
-                .dim
-                .iter()
-                .map(|d| d.size)
-                .collect();
+            let declared = input_dims(&common::load(name));
             assert_eq!(
                 dims,
                 [
