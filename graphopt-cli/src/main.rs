@@ -29,6 +29,15 @@ enum Error {
     Core(#[from] graphopt_core::Error),
     #[error("verify: {0}")]
     Verify(#[from] VerifyError),
+    /// A transform failed on the graph of this file.
+    #[error("{}: {source}", path.display())]
+    TransformIn {
+        path: PathBuf,
+        source: graphopt_core::Error,
+    },
+    /// One of the two graphs (or its inputs) failed: named by its file.
+    #[error("verify: {}: {message}", path.display())]
+    VerifyIn { path: PathBuf, message: String },
     #[error("{}: is a SavedModel directory, not a graph file; freeze it first (graphopt freeze --saved_model_dir={} --out_graph=frozen.pb) or list its signatures (graphopt inspect {})", path.display(), path.display(), path.display())]
     SavedModelDir { path: PathBuf },
     #[error("{}: is a directory, not a graph file", path.display())]
@@ -518,7 +527,11 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let mut loaded = load_valid(&args.in_graph)?;
     check_names(&args.in_graph, &loaded.graph, "--inputs", &inputs)?;
     check_names(&args.in_graph, &loaded.graph, "--outputs", &outputs)?;
-    let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)?;
+    let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)
+        .map_err(|source| Error::TransformIn {
+            path: args.in_graph.clone(),
+            source,
+        })?;
     for outcome in &outcomes {
         for warning in &outcome.warnings {
             errln!(
@@ -584,7 +597,24 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
         "--outputs",
         &options.outputs,
     )?;
-    let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)?;
+    let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)
+        .map_err(|e| {
+            let path = match &e {
+                VerifyError::Original(_) | VerifyError::Input { .. } | VerifyError::BadInput(_) => {
+                    &args.original
+                }
+                VerifyError::Optimized(_) => &args.optimized,
+                _ => return Error::Verify(e),
+            };
+            let message = match e {
+                VerifyError::Original(inner) | VerifyError::Optimized(inner) => inner.to_string(),
+                other => other.to_string(),
+            };
+            Error::VerifyIn {
+                path: path.clone(),
+                message,
+            }
+        })?;
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| json_error("verify report as JSON", e))?;

@@ -1035,11 +1035,15 @@ fn transform_errors_name_the_declared_inputs_not_a_flag() {
     let input = fixture("tf1_conv_bn.pb");
     let output = run_transform(&input, &out, "fix_input_shapes(shape=\"1,16,16,3\")");
     assert_eq!(output.status.code(), Some(1));
+    // The file, the transform, what is wrong.
     assert_eq!(
         stderr(&output),
-        "graphopt: error: transform 'fix_input_shapes': give name and shape once per input, \
-         e.g. fix_input_shapes(name=input, shape=\"1,224,224,3\"), or one shape alone for every \
-         declared input\n"
+        format!(
+            "graphopt: error: {}: transform 'fix_input_shapes': give name and shape once per \
+             input, e.g. fix_input_shapes(name=input, shape=\"1,224,224,3\"), or one shape alone \
+             for every declared input\n",
+            input.display()
+        )
     );
     let mut args = transform_args(
         &input,
@@ -1052,7 +1056,11 @@ fn transform_errors_name_the_declared_inputs_not_a_flag() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         stderr(&output),
-        "graphopt: error: transform 'strip_unused_nodes': name=relu is not one of the declared inputs\n"
+        format!(
+            "graphopt: error: {}: transform 'strip_unused_nodes': name=relu is not one of the \
+             declared inputs\n",
+            input.display()
+        )
     );
     assert!(!out.exists());
 }

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! `GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test hostile corpus_is_current` rewrites
-//! the committed corpus from the generator.
+//! the committed corpus from the generator; `GRAPHOPT_BLESS=1 ... cli_on_every_case` rewrites
+//! `graphopt-cli/tests/hostile/errors.txt`, the one line each error case prints.
 
 #[path = "hostile/cases.rs"]
 mod cases;
@@ -53,7 +54,9 @@ fn readme(cases: &[Case]) -> String {
          GRAPHOPT_BLESS=1 cargo test -p graphopt-cli --test hostile corpus_is_current   # regenerate\n\
          ```\n\n\
          FIFOs, symlinks to devices, sparse files and stale temporaries cannot be committed: the\n\
-         test makes them.\n\n\
+         test makes them. `graphopt-cli/tests/hostile/errors.txt` holds the one line each error case\n\
+         prints (its temporary
+         directories written `{dir}` and `{out}`): the file, transform and node it names.\n\n\
          | case | class | expected | what it does |\n| --- | --- | --- | --- |\n",
     );
     for case in cases {
@@ -318,6 +321,8 @@ fn post_checks(case: &Case, prepared: &Prepared) -> Result<(), String> {
 fn cli_on_every_case() {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_graphopt"));
     let mut failures = Vec::new();
+    // Each error case's line, its temporary directories written `{dir}` and `{out}`.
+    let mut error_lines = Vec::new();
     for case in cases::all() {
         let prepared = prepare(&case);
         let args = arguments(&case, &prepared);
@@ -330,6 +335,11 @@ fn cli_on_every_case() {
                 if lines.len() != 1 || !lines[0].starts_with("graphopt: error: ") {
                     problems.push(format!("stderr is not one error line: {:?}", run.stderr));
                 }
+                let line = lines.first().copied().unwrap_or_default();
+                let line = line
+                    .replace(&prepared.dir.display().to_string(), "{dir}")
+                    .replace(&prepared.out.display().to_string(), "{out}");
+                error_lines.push(format!("{}\t{line}", case.name));
             }
             (Expect::Success, Some(0)) => {
                 if let Err(e) = post_checks(&case, &prepared) {
@@ -359,6 +369,23 @@ fn cli_on_every_case() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    // What each error says (the file, transform and node it names) is the committed line.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/errors.txt");
+    let text = error_lines.join("\n") + "\n";
+    if std::env::var("GRAPHOPT_BLESS").is_ok_and(|v| !v.is_empty() && v != "0") {
+        std::fs::write(&path, &text).expect("write errors.txt");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let changed: Vec<String> = error_lines
+        .iter()
+        .filter(|line| !committed.lines().any(|c| c == line.as_str()))
+        .cloned()
+        .collect();
+    assert!(
+        changed.is_empty() && committed.lines().count() == error_lines.len(),
+        "error lines differ from graphopt-cli/tests/hostile/errors.txt (GRAPHOPT_BLESS=1 rewrites it):\n{}",
+        changed.join("\n")
+    );
 }
 
 #[test]

@@ -78,6 +78,12 @@ pub enum BudgetError {
     },
     #[error("the size of {0} overflows")]
     Overflow(String),
+    /// A refusal recorded while code ran [`at`] a node: names it.
+    #[error("{at}: {source}")]
+    At {
+        at: String,
+        source: Box<BudgetError>,
+    },
     #[error("{name}: '{value}' is not a size (expected a number with an optional K, M, G or T suffix, or 'unlimited')")]
     BadSetting { name: String, value: String },
 }
@@ -315,7 +321,13 @@ impl Budget {
 
     fn refuse(&self, error: BudgetError) -> BudgetError {
         if let Ok(mut failure) = self.0.failure.lock() {
-            failure.get_or_insert_with(|| error.clone());
+            failure.get_or_insert_with(|| match LABELS.with(|l| l.borrow().last().cloned()) {
+                Some(at) => BudgetError::At {
+                    at,
+                    source: Box::new(error.clone()),
+                },
+                None => error.clone(),
+            });
         }
         error
     }
@@ -413,6 +425,27 @@ struct Entered {
 
 thread_local! {
     static STACK: RefCell<Vec<Entered>> = const { RefCell::new(Vec::new()) };
+    /// What the code running on this thread works on ([`at`]), innermost last.
+    static LABELS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Unlabel;
+
+impl Drop for Unlabel {
+    fn drop(&mut self) {
+        LABELS.with(|l| {
+            l.borrow_mut().pop();
+        });
+    }
+}
+
+/// Runs `f` with every refusal it leads to recorded as [`BudgetError::At`] `label` (such as
+/// "node 'bn' (FusedBatchNormV3)"): for rewrites that skip what the budget refuses, so that
+/// the transform's error names the node. The error returned to `f` is left as it is.
+pub fn at<T>(label: impl Into<String>, f: impl FnOnce() -> T) -> T {
+    LABELS.with(|l| l.borrow_mut().push(label.into()));
+    let _unlabel = Unlabel;
+    f()
 }
 
 struct Leave;
@@ -573,6 +606,21 @@ mod tests {
         });
         assert_eq!(budget.held(), 0);
         assert!(budget.peak() >= 900);
+    }
+
+    #[test]
+    fn a_refusal_at_a_node_is_recorded_naming_it() {
+        let budget = Budget::new(1000, 1000);
+        budget.enter(|| {
+            let returned = at("node 'x' (Mul)", || alloc(2000)).unwrap_err();
+            // What the rewrite sees is the plain refusal; what is recorded names the node.
+            assert!(returned.to_string().starts_with("needs "), "{returned}");
+            let recorded = take_failure().unwrap().to_string();
+            assert!(recorded.starts_with("node 'x' (Mul): needs "), "{recorded}");
+            // Outside the label, nothing is added.
+            assert!(alloc(2000).is_err());
+            assert!(take_failure().unwrap().to_string().starts_with("needs "));
+        });
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 /// where that is less than its length, so a sparse file claiming 100 GB does not buy a budget
 /// of 800 GB. A text-format file counts [`TEXT_INPUT_WEIGHT`] times that: parsing text takes
 /// [`TEXT_BYTES_PER_BYTE`] per byte, which the default budget's share per input byte would not
-/// cover. Its first [`SNIFF_BYTES`] decide, whatever the file is called.
+/// cover. Its first 4 KiB decide, whatever the file is called.
 pub fn input_size(path: &Path) -> u64 {
     let file_size = |path: &Path| match fs::metadata(path) {
         Ok(metadata) if metadata.is_file() => {

@@ -491,7 +491,7 @@ pub fn split_v(x: &Tensor, sizes: &Tensor, axis: &Tensor) -> KernelResult {
     let mut resolved = Vec::with_capacity(sizes.len());
     for &s in &sizes {
         let s = usize::try_from(s).unwrap_or(0);
-        known = geometry::add(known, s, "the split sizes")?;
+        known = geometry::add(known, s, "the sum of the split sizes")?;
         resolved.push(s);
     }
     if let Some(&k) = unknown.first() {

@@ -125,6 +125,11 @@ pub fn node_memory(node: &NodeDef) -> u64 {
     (size_of::<NodeDef>() + strings + inputs + values + map) as u64
 }
 
+/// How errors name a node: `node 'NAME' (OP)`.
+pub fn node_label(node: &NodeDef) -> String {
+    format!("node '{}' ({})", node.name, node.op)
+}
+
 /// Node name of an input or tensor string: strips `^` and a numeric `:N`.
 pub fn node_name(input: &str) -> &str {
     InputRef::parse(input).node

@@ -26,7 +26,8 @@ pub fn flatten_atrous_convolutions(graph: &mut GraphDef, protected: &HashSet<Str
     let mut edits = Edits::new(graph, protected);
     for i in 0..graph.node.len() {
         if graph.node[i].op == "BatchToSpaceND" && edits.free(&[i]) {
-            flatten(graph, &uses, &mut edits, protected, i);
+            let at = crate::graph::node_label(&graph.node[i]);
+            crate::budget::at(at, || flatten(graph, &uses, &mut edits, protected, i));
         }
     }
     edits.finish(graph);

@@ -238,9 +238,12 @@ fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
             continue;
         }
         let op = graph.node[i].op.clone();
+        let at = || crate::graph::node_label(&graph.node[i]);
         match op.as_str() {
-            "Mul" => fold_mul(graph, &uses, &mut edits, protected, i),
-            "Add" | "AddV2" | "Sub" | "BiasAdd" => fold_add(graph, &uses, &mut edits, protected, i),
+            "Mul" => crate::budget::at(at(), || fold_mul(graph, &uses, &mut edits, protected, i)),
+            "Add" | "AddV2" | "Sub" | "BiasAdd" => {
+                crate::budget::at(at(), || fold_add(graph, &uses, &mut edits, protected, i))
+            }
             _ => {}
         }
     }
@@ -485,7 +488,8 @@ fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
                 | "BatchNormWithGlobalNormalization"
         ) && edits.free(graph, &uses, &[i])
         {
-            fold_norm(graph, &uses, &mut edits, protected, i);
+            let at = crate::graph::node_label(&graph.node[i]);
+            crate::budget::at(at, || fold_norm(graph, &uses, &mut edits, protected, i));
         }
     }
     edits.finish(graph)
