@@ -133,6 +133,12 @@ fn the_readme_says_what_tensorflow_did() {
             "{name}: TensorFlow's error {:e} is over the README's {figure:e}",
             error(name)
         );
+        // And not loose: the figure is the error rounded up, not a bound far above it.
+        assert!(
+            error(name) > figure / 2.0,
+            "{name}: the README's {figure:e} is loose for an error of {:e}",
+            error(name)
+        );
     }
     let exact = readme
         .rsplit_once(';')
