@@ -1,8 +1,9 @@
 //! `convert_to_nchw(keep_io_layout=true)`: runs convolutions, pooling, bias adds and batch
 //! norms channels-first, with the Transposes between them sunk and cancelled, so a CNN keeps
 //! one at its input and one where it leaves 4-D (none before a dense layer that reads a
-//! flattening: its weights' rows are reordered instead); `keep_io_layout=false` makes 4-D
-//! inputs NCHW too. See [`crate::rewrite::layout`].
+//! flattening: its weights' rows are reordered instead); `keep_io_layout=false` makes every
+//! 4-D input that reaches a converted op NCHW too (ops that stay NHWC read it transposed back).
+//! See [`crate::rewrite::layout`].
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
