@@ -92,6 +92,13 @@ fn opencv_check_agrees_with_real_opencv_on_every_judged_graph() {
     // arithmetic with a hint to fix the input shape, OpenCV does not load it, and `check` says
     // so (below).
     assert_eq!(cases["efficientnet_block@nofix"]["loaded"], false);
+    // The README quotes OpenCV's message.
+    let error = cases["efficientnet_block@nofix"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("Tensor's data type is not supported"),
+        "{error}"
+    );
+    assert!(common::readme::text().contains("(\"Tensor's data type is not supported\")"));
     let mut raw_loaded = Vec::new();
     for (case, judged) in cases {
         let name = case.split('@').next().unwrap();

@@ -537,8 +537,10 @@ fn run_in(
             Some(_) => Vec::new(),
             None => renames.into_inner(),
         };
-        for name in inputs.iter_mut().chain(outputs.iter_mut()) {
-            *name = renamed_tensor(name, &renames);
+        if !renames.is_empty() {
+            for name in inputs.iter_mut().chain(outputs.iter_mut()) {
+                *name = renamed_tensor(name, &renames);
+            }
         }
         outcomes.push(TransformOutcome {
             transform: spec.to_string(),
