@@ -25,20 +25,38 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// A listing of every file under `dir` (sorted relative paths, sizes and sha256s), so a
 /// directory source is keyed by its whole content. Files are hashed as streams, or their hash
-/// taken from `memo` when they are unchanged; symlinked directories are not followed, so a link
-/// cycle cannot make the walk endless. Also returns the total size of the files.
+/// taken from `memo` when they are unchanged. Symlinks are followed as the freezer follows
+/// them (a `variables` link to a checkpoint elsewhere is keyed by that checkpoint), each
+/// directory once, so a link cycle cannot make the walk endless; a dangling link is skipped
+/// (nothing can read it: an editor's lock link). Also returns the total size of the files.
 pub fn directory_digest(
     dir: &Path,
     memo: &mut Memo,
 ) -> Result<(Vec<u8>, u64), (PathBuf, std::io::Error)> {
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
+    let mut visited = std::collections::HashSet::new();
     while let Some(relative) = pending.pop() {
         let path = dir.join(&relative);
-        let entries = std::fs::read_dir(&path).map_err(|e| (path.clone(), e))?;
+        let real = std::fs::canonicalize(&path).map_err(|e| (path.clone(), e))?;
+        if !visited.insert(real) {
+            continue;
+        }
+        let mut entries = std::fs::read_dir(&path)
+            .and_then(|listing| listing.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| (path.clone(), e))?;
+        // In name order, so a directory reachable twice is listed under the same path on
+        // every file system.
+        entries.sort_by_key(|entry| entry.file_name());
         for entry in entries {
-            let entry = entry.map_err(|e| (path.clone(), e))?;
-            let kind = entry.file_type().map_err(|e| (entry.path(), e))?;
+            let mut kind = entry.file_type().map_err(|e| (entry.path(), e))?;
+            if kind.is_symlink() {
+                match std::fs::metadata(entry.path()) {
+                    Ok(target) => kind = target.file_type(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err((entry.path(), e)),
+                }
+            }
             let child = relative.join(entry.file_name());
             if kind.is_dir() {
                 pending.push(child);
@@ -79,6 +97,17 @@ impl KeyBuilder {
             self.0.update(piece);
         }
         self
+    }
+
+    /// A part made of several strings, each length-prefixed: `["a", "b"]` and `["a,b"]`
+    /// differ.
+    pub fn list(&mut self, label: &str, items: &[String]) -> &mut Self {
+        let mut bytes = Vec::new();
+        for item in items {
+            bytes.extend_from_slice(&(item.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(item.as_bytes());
+        }
+        self.part(label, &bytes)
     }
 
     pub fn finish(self) -> String {
@@ -341,6 +370,51 @@ fn remove_entry(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn digest(dir: &Path) -> Vec<u8> {
+        let mut memo = Memo::load(dir.join("no-memo.json"));
+        directory_digest(dir, &mut memo)
+            .map_err(|(path, e)| format!("{}: {e}", path.display()))
+            .expect("digest")
+            .0
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_digest_follows_links_once_and_skips_dangling_ones() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let model = root.path().join("model");
+        let checkpoint = root.path().join("checkpoint");
+        std::fs::create_dir_all(&model).expect("mkdir");
+        std::fs::create_dir_all(&checkpoint).expect("mkdir");
+        std::fs::write(model.join("saved_model.pb"), b"graph").expect("write");
+        std::fs::write(checkpoint.join("variables.index"), b"v1").expect("write");
+        symlink(&checkpoint, model.join("variables")).expect("link");
+        // A cycle and a dangling link: neither stops the walk or changes the listing.
+        symlink(&model, checkpoint.join("back")).expect("link");
+        let before = digest(&model);
+        let text = String::from_utf8(before.clone()).expect("utf-8");
+        assert!(text.contains("variables/variables.index 2 "), "{text}");
+        symlink(root.path().join("nowhere"), model.join(".#lock")).expect("link");
+        assert_eq!(digest(&model), before, "a dangling link is not keyed");
+        // The checkpoint behind the link is keyed: retraining it changes the digest.
+        std::fs::write(checkpoint.join("variables.index"), b"v2").expect("write");
+        assert_ne!(digest(&model), before);
+    }
+
+    #[test]
+    fn list_parts_keep_their_items_apart() {
+        let key = |items: &[&str]| {
+            let items: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            let mut key = KeyBuilder::default();
+            key.list("inputs", &items);
+            key.finish()
+        };
+        assert_ne!(key(&["a", "b"]), key(&["a,b"]));
+        assert_ne!(key(&["ab"]), key(&["a", "b"]));
+        assert_eq!(key(&["a", "b"]), key(&["a", "b"]));
+    }
 
     #[test]
     fn the_default_limits_are_one_gib_and_thirty_days() {

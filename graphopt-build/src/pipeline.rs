@@ -233,7 +233,10 @@ impl Model {
                 continue;
             }
             match self.registry.get(&spec.name).and_then(|t| t.version()) {
-                Some(version) => custom_versions.push(format!("{}={version}", spec.name)),
+                Some(version) => {
+                    custom_versions.push(spec.name.clone());
+                    custom_versions.push(version.to_string());
+                }
                 None => unversioned = Some(spec.name.clone()),
             }
         }
@@ -257,28 +260,28 @@ impl Model {
             (None, None) => None,
         };
         // One budget for the whole optimization: Model's settings, else the environment's,
-        // else defaults scaled to the source. Explicit limits are part of the key: a step that
-        // `ignore_errors=true` skipped for want of memory must not be handed to a build with
-        // more (the defaults follow from the source, which the key holds already).
-        let settings = Settings::from_env()
+        // else defaults scaled to what the readers open (not to everything the directory
+        // holds). The limits in force are part of the key: a step that `ignore_errors=true`
+        // skipped for want of memory must not be handed to a build with more. The defaults
+        // follow from the blocks the source occupies, which identical bytes need not share (a
+        // sparse copy), so the key holds the limits themselves.
+        let budget = Settings::from_env()
             .map_err(|e| self.fail(e.to_string()))?
-            .overridden_by(self.budget);
+            .overridden_by(self.budget)
+            .budget_for(graphopt_core::io::input_size(&source));
         let mut key = KeyBuilder::default();
         key.part("tool", TOOL_VERSION.as_bytes())
             .part(
                 "budget",
-                format!("{:?} {:?}", settings.memory, settings.work).as_bytes(),
+                format!("{} {}", budget.memory_limit(), budget.work_limit()).as_bytes(),
             )
             .part("code", code.as_bytes())
             .part("dependencies", dependencies.as_bytes())
-            .part(
-                "application transforms",
-                custom_versions.join(",").as_bytes(),
-            )
+            .list("application transforms", &custom_versions)
             .part("name", self.name.as_bytes())
             .part("transforms", canonical.as_bytes())
-            .part("inputs", self.inputs.join(",").as_bytes())
-            .part("outputs", self.outputs.join(",").as_bytes())
+            .list("inputs", &self.inputs)
+            .list("outputs", &self.outputs)
             .part(
                 "signature",
                 self.signature.as_deref().unwrap_or("").as_bytes(),
@@ -296,13 +299,13 @@ impl Model {
         let key = key.finish();
 
         let cache_dir = cache::cache_dir(&out_dir);
-        let cached = match cache::lookup(&cache_dir, &key, &mut memo) {
-            _ if cache_off.is_some() => None,
-            Ok(entry) => entry,
-            Err(warning) => {
+        let cached = if cache_off.is_some() {
+            None
+        } else {
+            cache::lookup(&cache_dir, &key, &mut memo).unwrap_or_else(|warning| {
                 cargo_warning!("graphopt: model '{}': {warning}", self.name);
                 None
-            }
+            })
         };
         std::fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
         let graph_path = dir.join(format!("{}.pb", self.name));
@@ -325,10 +328,21 @@ impl Model {
                 (manifest, CacheStatus::Hit)
             }
             None => {
-                // Scaled to what the readers open, not to everything the directory holds.
-                let (model_bytes, mut manifest) = settings
-                    .budget_for(graphopt_core::io::input_size(&source))
-                    .enter(|| self.optimize(&source, source_kind, &specs, &canonical))?;
+                let listing = match &source_kind {
+                    Source::SavedModel(listing) => Some(listing.clone()),
+                    Source::Graph { .. } => None,
+                };
+                let (model_bytes, mut manifest) =
+                    budget.enter(|| self.optimize(&source, source_kind, &specs, &canonical))?;
+                // Freezing read the directory again after it was keyed: an export that was
+                // still being written must not be cached under the key of what it was before.
+                if let Some(listing) = listing {
+                    let (now, _) = cache::directory_digest(&source, &mut memo)
+                        .map_err(|(path, e)| self.io(&path, e))?;
+                    if now != listing {
+                        return Err(self.changed_while_built());
+                    }
+                }
                 manifest.source_sha256 = source_sha256;
                 manifest.source_size_bytes = source_size;
                 manifest.key = key.clone();
@@ -429,10 +443,7 @@ impl Model {
                         // Known to the memo, read now that the cache missed.
                         let bytes = io::read_regular(source).map_err(|e| self.io(&display, e))?;
                         if cache::sha256_hex(&bytes) != sha256 {
-                            return Err(self.fail(format!(
-                                "{} changed while it was being built; build again",
-                                display.display()
-                            )));
+                            return Err(self.changed_while_built());
                         }
                         bytes
                     }
@@ -686,6 +697,13 @@ impl Model {
         Ok(())
     }
 
+    fn changed_while_built(&self) -> Error {
+        self.fail(format!(
+            "{} changed while it was being built; build again",
+            self.path.display()
+        ))
+    }
+
     fn check_lock(&self, lock: &Path, manifest: &Manifest) -> Result<(), Error> {
         println!("cargo::rerun-if-changed={}", lock.display());
         let mut entries: BTreeMap<String, BTreeMap<String, String>> =
@@ -696,7 +714,10 @@ impl Model {
                     .ok_or_else(|| {
                         self.fail(format!("{} is not a graphopt lock file", lock.display()))
                     })?,
-                Err(_) => BTreeMap::new(),
+                // Only a lock file that is not there yet starts empty: one that cannot be read
+                // must not switch the check off (and lose the other models' records).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+                Err(e) => return Err(self.io(lock, e)),
             };
         let update = std::env::var_os("GRAPHOPT_UPDATE_LOCK").is_some_and(|v| v == "1");
         if let Some(recorded) = entries.get(&self.name) {

@@ -353,6 +353,18 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
         "{updated}"
     );
     app.build_ok();
+    // A lock file that cannot be read is an error, never a check switched off.
+    app.write("graphopt.lock", [0xff, 0xfe, b'{']);
+    app.set_transforms(
+        "remove_device sort_by_execution_order",
+        Some("graphopt.lock"),
+    );
+    let err = app.build_error();
+    assert!(
+        err.contains("graphopt.lock") && err.contains("valid UTF-8"),
+        "{err}"
+    );
+    app.write("graphopt.lock", &updated);
 
     // A bad transform string fails with one readable line and no backtrace.
     app.set_transforms("remove_device frobnicate", None);
@@ -690,6 +702,14 @@ fn changed_application_transforms_and_changed_code_miss_the_cache() {
     let (cache, key5, _) = build("two", "Some(\"2\")", &[]);
     assert_eq!(cache, "hit");
     assert_eq!(key5, key2);
+    // The key holds the limits in force, however they were set: the default (this small
+    // model's, the minimum) spelled out is the same key. (The default follows the blocks the
+    // source occupies, which identical bytes in a sparse copy need not share.)
+    let minimum = graphopt_core::budget::MIN_MEMORY.to_string();
+    let spelled_out = [("GRAPHOPT_MEMORY_BUDGET", minimum.as_str())];
+    let (cache, key6, _) = build("two", "Some(\"2\")", &spelled_out);
+    assert_eq!(cache, "hit");
+    assert_eq!(key6, key2);
 }
 
 /// The source directory of a package the workspace's Cargo.lock resolved.
