@@ -634,10 +634,14 @@ impl Tensor {
             };
         }
         match &self.data {
-            Data::F32(a) => bytes_of!(a.iter(), |v: &f32| v.to_le_bytes()),
-            Data::F64(a) => bytes_of!(a.iter(), |v: &f64| v.to_le_bytes()),
-            Data::F16(a) => bytes_of!(a.iter(), |v: &f16| v.to_bits().to_le_bytes()),
-            Data::BF16(a) => bytes_of!(a.iter(), |v: &bf16| v.to_bits().to_le_bytes()),
+            Data::F32(a) => bytes_of!(a.iter(), |v: &f32| canonical_nan_f32(*v).to_le_bytes()),
+            Data::F64(a) => bytes_of!(a.iter(), |v: &f64| canonical_nan_f64(*v).to_le_bytes()),
+            Data::F16(a) => bytes_of!(a.iter(), |v: &f16| canonical_nan_f16(*v)
+                .to_bits()
+                .to_le_bytes()),
+            Data::BF16(a) => bytes_of!(a.iter(), |v: &bf16| canonical_nan_bf16(*v)
+                .to_bits()
+                .to_le_bytes()),
             Data::I8(a) => bytes_of!(a.iter(), |v: &i8| v.to_le_bytes()),
             Data::I16(a) => bytes_of!(a.iter(), |v: &i16| v.to_le_bytes()),
             Data::I32(a) => bytes_of!(a.iter(), |v: &i32| v.to_le_bytes()),
@@ -648,8 +652,10 @@ impl Tensor {
             Data::U64(a) => bytes_of!(a.iter(), |v: &u64| v.to_le_bytes()),
             Data::Bool(a) => bytes_of!(a.iter(), |v: &bool| [u8::from(*v)]),
             // Real part, then imaginary part.
-            Data::C64(a) => bytes_of!(a.iter().flatten(), |v: &f32| v.to_le_bytes()),
-            Data::C128(a) => bytes_of!(a.iter().flatten(), |v: &f64| v.to_le_bytes()),
+            Data::C64(a) => bytes_of!(a.iter().flatten(), |v: &f32| canonical_nan_f32(*v)
+                .to_le_bytes()),
+            Data::C128(a) => bytes_of!(a.iter().flatten(), |v: &f64| canonical_nan_f64(*v)
+                .to_le_bytes()),
             Data::Str(_) => return proto,
         }
         let dims = proto.tensor_shape.take();
@@ -694,8 +700,12 @@ impl Tensor {
             }};
         }
         match &self.data {
-            Data::F32(a) => encode!(a, float_val, |v| v, |v: &f32| v.to_le_bytes()),
-            Data::F64(a) => encode!(a, double_val, |v| v, |v: &f64| v.to_le_bytes()),
+            Data::F32(a) => encode!(a, float_val, canonical_nan_f32, |v: &f32| {
+                canonical_nan_f32(*v).to_le_bytes()
+            }),
+            Data::F64(a) => encode!(a, double_val, canonical_nan_f64, |v: &f64| {
+                canonical_nan_f64(*v).to_le_bytes()
+            }),
             Data::I32(a) => encode!(a, int_val, |v| v, |v: &i32| v.to_le_bytes()),
             Data::I16(a) => encode!(a, int_val, i32::from, |v: &i16| v.to_le_bytes()),
             Data::I8(a) => encode!(a, int_val, i32::from, |v: &i8| v.to_le_bytes()),
@@ -704,22 +714,60 @@ impl Tensor {
             Data::I64(a) => encode!(a, int64_val, |v| v, |v: &i64| v.to_le_bytes()),
             Data::U32(a) => encode!(a, uint32_val, |v| v, |v: &u32| v.to_le_bytes()),
             Data::U64(a) => encode!(a, uint64_val, |v| v, |v: &u64| v.to_le_bytes()),
-            Data::F16(a) => encode!(a, half_val, |v: f16| i32::from(v.to_bits()), |v: &f16| v
-                .to_bits()
-                .to_le_bytes()),
-            Data::BF16(a) => encode!(a, half_val, |v: bf16| i32::from(v.to_bits()), |v: &bf16| v
-                .to_bits()
-                .to_le_bytes()),
+            Data::F16(a) => encode!(
+                a,
+                half_val,
+                |v: f16| i32::from(canonical_nan_f16(v).to_bits()),
+                |v: &f16| canonical_nan_f16(*v).to_bits().to_le_bytes()
+            ),
+            Data::BF16(a) => encode!(
+                a,
+                half_val,
+                |v: bf16| i32::from(canonical_nan_bf16(v).to_bits()),
+                |v: &bf16| canonical_nan_bf16(*v).to_bits().to_le_bytes()
+            ),
             Data::Bool(a) => encode!(a, bool_val, |v| v, |v: &bool| [u8::from(*v)]),
             Data::C64(a) => {
-                proto.scomplex_val = a.iter().flat_map(|c| *c).collect();
+                proto.scomplex_val = a.iter().flatten().copied().map(canonical_nan_f32).collect();
             }
             Data::C128(a) => {
-                proto.dcomplex_val = a.iter().flat_map(|c| *c).collect();
+                proto.dcomplex_val = a.iter().flatten().copied().map(canonical_nan_f64).collect();
             }
             Data::Str(a) => proto.string_val = a.iter().cloned().collect(),
         }
         proto
+    }
+}
+
+// A NaN's bits depend on the machine that made it: 0.0 / 0.0 is 0xffc00000 on x86 and
+// 0x7fc00000 on ARM. Values written out (a folded Const) carry one NaN, the positive quiet
+// one, so an artifact is the same on every machine; no kernel reads a NaN's payload.
+fn canonical_nan_f32(v: f32) -> f32 {
+    if v.is_nan() {
+        f32::from_bits(0x7fc0_0000)
+    } else {
+        v
+    }
+}
+fn canonical_nan_f64(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::from_bits(0x7ff8_0000_0000_0000)
+    } else {
+        v
+    }
+}
+fn canonical_nan_f16(v: f16) -> f16 {
+    if v.is_nan() {
+        f16::from_bits(0x7e00)
+    } else {
+        v
+    }
+}
+fn canonical_nan_bf16(v: bf16) -> bf16 {
+    if v.is_nan() {
+        bf16::from_bits(0x7fc0)
+    } else {
+        v
     }
 }
 

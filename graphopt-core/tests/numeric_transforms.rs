@@ -1791,3 +1791,62 @@ fn mixed_or_zero_scales_stop_at_non_linear_steps() {
     let folded = fold_scale_axis_checked(&zero, &["conv"], "zero into conv");
     assert_eq!(count(&folded, "Mul"), 1);
 }
+
+/// Folded values are the same bits on every machine: transcendental functions are the libm
+/// crate's, not the C library's, which differ by system and version (on the inputs below
+/// this machine's glibc gives 0x3e2df04a, 0xc0d1b1c9, 0x3c380067 and 0x2ea0a859, one ulp
+/// from these), and a NaN is written as the positive quiet NaN whichever sign the CPU gave it
+/// (x86 makes 0/0 0xffc00000, ARM 0x7fc00000).
+#[test]
+fn folded_values_do_not_depend_on_the_machine() {
+    let scalar = |name: &str, value: f32| {
+        format!(
+            r#"node {{ name: "{name}" op: "Const" attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+                attr {{ key: "value" value {{ tensor {{ dtype: DT_FLOAT tensor_shape {{}} float_val: {value:?} }} }} }} }}
+            "#
+        )
+    };
+    let node = |name: &str, op: &str, inputs: &[&str]| {
+        let inputs: String = inputs.iter().map(|i| format!(r#"input: "{i}" "#)).collect();
+        format!(
+            r#"node {{ name: "{name}" op: "{op}" {inputs} attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+            "#
+        )
+    };
+    let text = [
+        scalar("a", 0.171_524_5),
+        scalar("b", 0.001_425_9),
+        scalar("c", 0.011_230_8),
+        scalar("d", 8.82e-5),
+        scalar("e", 2.5),
+        scalar("zero", 0.0),
+        node("tanh", "Tanh", &["a"]),
+        node("log", "Log", &["b"]),
+        node("sin", "Sin", &["c"]),
+        node("pow", "Pow", &["d", "e"]),
+        node("nan", "RealDiv", &["zero", "zero"]),
+    ]
+    .concat();
+    let mut graph = graph_from_text(&text);
+    run_on(
+        &mut graph,
+        "fold_constants",
+        &["tanh", "log", "sin", "pow", "nan"],
+    )
+    .unwrap();
+    let bits = |name: &str| {
+        let node = graph.node.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(node.op, "Const", "{name} folded");
+        let value = graphopt_core::graph::attrs::tensor(node, "value").unwrap();
+        let tensor = graphopt_core::tensor::Tensor::from_proto(value).unwrap();
+        match tensor.data() {
+            graphopt_core::tensor::Data::F32(values) => values.iter().next().unwrap().to_bits(),
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    assert_eq!(bits("tanh"), 0x3e2d_f049);
+    assert_eq!(bits("log"), 0xc0d1_b1c8);
+    assert_eq!(bits("sin"), 0x3c38_0066);
+    assert_eq!(bits("pow"), 0x2ea0_a85a);
+    assert_eq!(bits("nan"), 0x7fc0_0000);
+}

@@ -22,6 +22,34 @@ pub trait Real: Float + Copy + Send + Sync + 'static {
     fn acosh(self) -> Self;
     fn asinh(self) -> Self;
     fn from_f64(v: f64) -> Self;
+    // The C library's transcendental functions differ between systems by an ulp here and
+    // there (glibc's tanhf, musl's, macOS's), which would make a folded constant, and so an
+    // artifact, differ by machine. These are the libm crate's, the same bits everywhere; they
+    // shadow `Float`'s, so a generic call that forgets them does not compile.
+    fn tanh(self) -> Self;
+    fn exp_m1(self) -> Self;
+    fn ln(self) -> Self;
+    fn ln_1p(self) -> Self;
+    fn powf(self, y: Self) -> Self;
+    fn atan2(self, x: Self) -> Self;
+    fn sin(self) -> Self;
+    fn cos(self) -> Self;
+    fn tan(self) -> Self;
+    fn asin(self) -> Self;
+    fn acos(self) -> Self;
+    fn atan(self) -> Self;
+    fn sinh(self) -> Self;
+    fn cosh(self) -> Self;
+    fn atanh(self) -> Self;
+}
+
+/// `Real`'s libm-backed functions for one float type: `$name => $libm` pairs.
+macro_rules! fixed_functions {
+    ($($name:ident => $libm:path),* $(,)?) => {
+        $(fn $name(self) -> Self {
+            $libm(self)
+        })*
+    };
 }
 
 impl Real for f32 {
@@ -43,6 +71,18 @@ impl Real for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+    fixed_functions!(
+        tanh => libm::tanhf, exp_m1 => libm::expm1f, ln => libm::logf, ln_1p => libm::log1pf,
+        sin => libm::sinf, cos => libm::cosf, tan => libm::tanf, asin => libm::asinf,
+        acos => libm::acosf, atan => libm::atanf, sinh => libm::sinhf, cosh => libm::coshf,
+        atanh => libm::atanhf,
+    );
+    fn powf(self, y: Self) -> Self {
+        libm::powf(self, y)
+    }
+    fn atan2(self, x: Self) -> Self {
+        libm::atan2f(self, x)
+    }
 }
 
 impl Real for f64 {
@@ -63,6 +103,18 @@ impl Real for f64 {
     }
     fn from_f64(v: f64) -> Self {
         v
+    }
+    fixed_functions!(
+        tanh => libm::tanh, exp_m1 => libm::expm1, ln => libm::log, ln_1p => libm::log1p,
+        sin => libm::sin, cos => libm::cos, tan => libm::tan, asin => libm::asin,
+        acos => libm::acos, atan => libm::atan, sinh => libm::sinh, cosh => libm::cosh,
+        atanh => libm::atanh,
+    );
+    fn powf(self, y: Self) -> Self {
+        libm::pow(self, y)
+    }
+    fn atan2(self, x: Self) -> Self {
+        libm::atan2(self, x)
     }
 }
 
@@ -114,7 +166,7 @@ pub(super) fn exp<T: Real>(x: T) -> T {
     x.exp_fixed()
 }
 pub(super) fn tanh<T: Real>(x: T) -> T {
-    x.tanh()
+    Real::tanh(x)
 }
 
 /// `$body` with `$f` bound to the float function of binary op `$op` on `$t` (a fn item for
@@ -201,7 +253,7 @@ pub(super) fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
         "MulNoNan" => |x, y| if y == T::zero() { T::zero() } else { x * y },
         "Maximum" => maximum,
         "Minimum" => minimum,
-        "Pow" => |x, y| x.powf(y),
+        "Pow" => |x, y| Real::powf(x, y),
         "SquaredDifference" => |x, y| (x - y) * (x - y),
         "FloorDiv" => |x, y| (x / y).floor(),
         "FloorMod" => |x, y| {
@@ -213,7 +265,7 @@ pub(super) fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
             }
         },
         "TruncateMod" => |x, y| x % y,
-        "Atan2" => |x, y| x.atan2(y),
+        "Atan2" => |x, y| Real::atan2(x, y),
         "BiasAdd" => add,
         _ => return None,
     })
@@ -438,21 +490,21 @@ pub(super) fn float_unary<T: Real>(
         "Rsqrt" => Box::new(|x: T| T::one() / x.sqrt()),
         "Square" => Box::new(|x: T| x * x),
         "Exp" => Box::new(exp),
-        "Expm1" => Box::new(|x: T| x.exp_m1()),
-        "Log" => Box::new(|x: T| x.ln()),
-        "Log1p" => Box::new(|x: T| x.ln_1p()),
+        "Expm1" => Box::new(|x: T| Real::exp_m1(x)),
+        "Log" => Box::new(|x: T| Real::ln(x)),
+        "Log1p" => Box::new(|x: T| Real::ln_1p(x)),
         "Tanh" => Box::new(tanh),
         "Sigmoid" => Box::new(sigmoid),
         "Erf" => Box::new(|x: T| x.erf()),
         "Erfc" => Box::new(|x: T| x.erfc()),
         "Relu" => Box::new(relu),
         "Relu6" => Box::new(relu6),
-        "Elu" => Box::new(|x: T| if x < T::zero() { x.exp_m1() } else { x }),
+        "Elu" => Box::new(|x: T| if x < T::zero() { Real::exp_m1(x) } else { x }),
         "Selu" => Box::new(move |x: T| {
             let scale = c(1.050_700_987_355_480_5);
             let alpha = c(1.673_263_242_354_377_3);
             if x < T::zero() {
-                scale * alpha * x.exp_m1()
+                scale * alpha * Real::exp_m1(x)
             } else {
                 scale * x
             }
@@ -461,9 +513,9 @@ pub(super) fn float_unary<T: Real>(
         "Softplus" => Box::new(|x: T| {
             // log(1 + e^x), stable for large |x|.
             if x > T::zero() {
-                x + (-x).exp_fixed().ln_1p()
+                x + Real::ln_1p((-x).exp_fixed())
             } else {
-                x.exp_fixed().ln_1p()
+                Real::ln_1p(x.exp_fixed())
             }
         }),
         "Softsign" => Box::new(|x: T| x / (T::one() + x.abs())),
@@ -488,17 +540,17 @@ pub(super) fn float_unary<T: Real>(
                 x
             }
         }),
-        "Sin" => Box::new(|x: T| x.sin()),
-        "Cos" => Box::new(|x: T| x.cos()),
-        "Tan" => Box::new(|x: T| x.tan()),
-        "Asin" => Box::new(|x: T| x.asin()),
-        "Acos" => Box::new(|x: T| x.acos()),
-        "Atan" => Box::new(|x: T| x.atan()),
-        "Sinh" => Box::new(|x: T| x.sinh()),
-        "Cosh" => Box::new(|x: T| x.cosh()),
+        "Sin" => Box::new(|x: T| Real::sin(x)),
+        "Cos" => Box::new(|x: T| Real::cos(x)),
+        "Tan" => Box::new(|x: T| Real::tan(x)),
+        "Asin" => Box::new(|x: T| Real::asin(x)),
+        "Acos" => Box::new(|x: T| Real::acos(x)),
+        "Atan" => Box::new(|x: T| Real::atan(x)),
+        "Sinh" => Box::new(|x: T| Real::sinh(x)),
+        "Cosh" => Box::new(|x: T| Real::cosh(x)),
         "Asinh" => Box::new(|x: T| Real::asinh(x)),
         "Acosh" => Box::new(|x: T| Real::acosh(x)),
-        "Atanh" => Box::new(|x: T| x.atanh()),
+        "Atanh" => Box::new(|x: T| Real::atanh(x)),
         _ => return None,
     })
 }
