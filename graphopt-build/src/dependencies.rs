@@ -7,8 +7,8 @@
 //! lists them), and nothing else: updating a crate graphopt does not use keeps the cache.
 //! Graphopt's own crates are path or git packages whose code the source fingerprint covers.
 //!
-//! The lock file is the first `Cargo.lock` in the package's directory or above it, where cargo
-//! writes it (the workspace root). Its digest is memoized in `$OUT_DIR` by the lock file's
+//! The lock file is the one at the package's workspace root, found by cargo's rules
+//! ([`find_lock_file`]). Its digest is memoized in `$OUT_DIR` by the lock file's
 //! SHA-256, which the fingerprint memo gives without reading an unchanged file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,8 +25,13 @@ const ROOT: &str = "graphopt-build";
 /// Why the dependencies could not be identified. The build goes on without the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("no Cargo.lock in {} or any directory above it", dir.display())]
+    #[error("no Cargo.lock at the workspace root {}", dir.display())]
     NotFound { dir: PathBuf },
+    #[error(
+        "{} is a package cargo fetched (crates.io, git or vendored): the app's Cargo.lock is not known from there",
+        dir.display()
+    )]
+    Fetched { dir: PathBuf },
     #[error("{}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -64,14 +69,83 @@ struct Package {
     dependencies: Vec<String>,
 }
 
-/// The first `Cargo.lock` in `dir` or a directory above it.
+/// The lock file cargo resolves the package in `dir` with: the one at its workspace's root,
+/// found as cargo finds that root (the `package.workspace` path if the manifest gives one,
+/// else the nearest directory at or above the package whose `Cargo.toml` has a `[workspace]`
+/// table that does not exclude it, else the package's own directory). A `Cargo.lock` on the
+/// way that is not at the root (a member's stray one) is not the one cargo uses.
+///
+/// A package cargo fetched (from crates.io or git, or vendored) may carry its own
+/// `Cargo.lock`, but the app that depends on it resolved the versions: from there the app's
+/// lock file cannot be known, and none is taken.
 pub fn find_lock_file(dir: &Path) -> Result<PathBuf, LockError> {
-    dir.ancestors()
-        .map(|d| d.join("Cargo.lock"))
-        .find(|lock| lock.is_file())
-        .ok_or_else(|| LockError::NotFound {
+    if fetched(dir) {
+        return Err(LockError::Fetched {
             dir: dir.to_path_buf(),
-        })
+        });
+    }
+    let root = workspace_root(dir);
+    let lock = root.join("Cargo.lock");
+    if lock.is_file() {
+        Ok(lock)
+    } else {
+        Err(LockError::NotFound { dir: root })
+    }
+}
+
+/// Whether `dir` holds a package cargo unpacked or checked out itself: registry and git
+/// sources carry a `.cargo-ok` marker, vendored ones a `.cargo-checksum.json`.
+fn fetched(dir: &Path) -> bool {
+    dir.join(".cargo-ok").is_file() || dir.join(".cargo-checksum.json").is_file()
+}
+
+/// The `Cargo.toml` in `dir` as a table, if there is one that parses (a manifest is small: a
+/// larger file is not read).
+fn manifest(dir: &Path) -> Option<toml::Table> {
+    const LARGEST: u64 = 1 << 20;
+    let path = dir.join("Cargo.toml");
+    if std::fs::metadata(&path).ok()?.len() > LARGEST {
+        return None;
+    }
+    toml::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// The root of the workspace the package in `dir` belongs to, by cargo's rules.
+fn workspace_root(dir: &Path) -> PathBuf {
+    let own = manifest(dir);
+    if let Some(own) = &own {
+        if own.contains_key("workspace") {
+            return dir.to_path_buf();
+        }
+        let explicit = own
+            .get("package")
+            .and_then(|p| p.get("workspace"))
+            .and_then(|w| w.as_str());
+        if let Some(explicit) = explicit {
+            return dir.join(explicit);
+        }
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let Some(table) = manifest(ancestor) else {
+            continue;
+        };
+        let Some(workspace) = table.get("workspace") else {
+            continue;
+        };
+        let excluded = workspace
+            .get("exclude")
+            .and_then(|e| e.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .any(|e| dir.starts_with(ancestor.join(e)));
+        return if excluded {
+            dir.to_path_buf()
+        } else {
+            ancestor.to_path_buf()
+        };
+    }
+    dir.to_path_buf()
 }
 
 /// The digest of `graphopt-build`'s dependency closure in the Cargo.lock text `text` (read
@@ -332,6 +406,51 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_file_is_the_workspace_roots_as_cargo_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |relative: &str, text: &str| {
+            let path = root.join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"app\"]\nexclude = [\"solo\"]\n",
+        );
+        write("Cargo.lock", "");
+        // A member's own stray lock file is not the one cargo uses.
+        write("app/Cargo.toml", "[package]\nname = \"app\"\n");
+        write("app/Cargo.lock", "");
+        assert_eq!(
+            find_lock_file(&root.join("app")).unwrap(),
+            root.join("Cargo.lock")
+        );
+        // An excluded package is a workspace of its own.
+        write("solo/Cargo.toml", "[package]\nname = \"solo\"\n");
+        write("solo/Cargo.lock", "");
+        assert_eq!(
+            find_lock_file(&root.join("solo")).unwrap(),
+            root.join("solo/Cargo.lock")
+        );
+        // `package.workspace` names the root.
+        write(
+            "elsewhere/pkg/Cargo.toml",
+            "[package]\nname = \"pkg\"\nworkspace = \"../..\"\n",
+        );
+        assert_eq!(
+            find_lock_file(&root.join("elsewhere/pkg")).unwrap(),
+            root.join("elsewhere/pkg/../..").join("Cargo.lock")
+        );
+        // A package cargo fetched: its own lock file is not the app's, and no other is taken.
+        write("fetched/Cargo.toml", "[package]\nname = \"fetched\"\n");
+        write("fetched/Cargo.lock", "");
+        write("fetched/.cargo-ok", "");
+        let err = find_lock_file(&root.join("fetched")).unwrap_err();
+        assert!(matches!(err, LockError::Fetched { .. }), "{err}");
+    }
+
+    #[test]
     fn the_digest_is_memoized_by_the_lock_files_content() {
         let dir = tempfile::tempdir().unwrap();
         let app_dir = dir.path().join("app");
@@ -340,6 +459,11 @@ mod tests {
         std::fs::create_dir_all(&out).unwrap();
         let memo_path = out.join("memo.json");
         // (The temporary directory is not inside a cargo project.)
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"app\"]\n",
+        )
+        .unwrap();
         let err = digest(&app_dir, &out, &mut Memo::load(memo_path.clone())).unwrap_err();
         assert!(matches!(err, LockError::NotFound { .. }), "{err}");
         // The lock file is found above the package, at the workspace root.
