@@ -4,7 +4,7 @@
 //! [`attrs`] (typed NodeDef attributes), [`edit`] (use counts, Const values, renaming, batched
 //! edits), [`ops`] (op knowledge from TensorFlow's OpDefs) and [`inline`] (function inlining).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 
 pub mod attrs;
@@ -16,7 +16,7 @@ pub mod ops;
 #[cfg(test)]
 pub(crate) mod test_nodes;
 
-use crate::proto::{GraphDef, NodeDef};
+use crate::proto::{AttrValue, GraphDef, NodeDef};
 
 /// A map keyed by node names, the lookups every pass makes many thousands of: hashed with
 /// foldhash (seeded per process, as std's maps are) rather than SipHash, which was a sixth of
@@ -509,6 +509,103 @@ pub fn inside_control_flow(graph: &GraphDef) -> HashSet<String> {
         }
     }
     framed
+}
+
+/// Whether `graph` has a TF1 while loop (an Enter node): only then can a node's frame be
+/// wrong.
+pub fn has_loop_frames(graph: &GraphDef) -> bool {
+    graph
+        .node
+        .iter()
+        .any(|n| matches!(n.op.as_str(), "Enter" | "RefEnter"))
+}
+
+/// Gives each Const that a rewrite added (a name not in `existed`) and that has no inputs the
+/// frame of the node reading it: a control input from another input of its first reader that
+/// runs inside control flow. TensorFlow places a Const without inputs in the outermost frame,
+/// so one read inside a while loop's body (a folded chain constant, a folded bias) would make
+/// the graph fail with inputs "from different frames"; the Consts it replaced carried such an
+/// anchor (`^while/Identity`). A control edge cannot name a Switch's output port, so where a
+/// Switch output is the reader's only framed input the anchor is an Identity of that output
+/// (`SWITCH/anchor_PORT`, added once), as TensorFlow's own anchors are.
+pub fn anchor_new_constants(graph: &mut GraphDef, existed: &HashSet<String>) {
+    let framed = inside_control_flow(graph);
+    let index = GraphIndex::new(graph);
+    let mut anchors: Vec<(usize, String)> = Vec::new();
+    // Identities to add, by (Switch, port): their names and dtypes.
+    let mut switch_anchors: BTreeMap<(String, String), (String, Option<AttrValue>)> =
+        BTreeMap::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op != "Const" || !node.input.is_empty() || existed.contains(&node.name) {
+            continue;
+        }
+        let Some(reader) = index.consumers(i).iter().map(|c| c.node).min() else {
+            continue;
+        };
+        let Some(reader) = graph.node.get(reader) else {
+            continue;
+        };
+        if !framed.contains(&reader.name) {
+            continue;
+        }
+        let framed_inputs = || {
+            reader.input.iter().filter_map(|input| {
+                let parsed = InputRef::parse(input);
+                let source = index.node(parsed.node)?;
+                let usable = source.name != node.name
+                    && framed.contains(&source.name)
+                    && !(source.op == "Const" && source.input.is_empty());
+                usable.then_some((source, input))
+            })
+        };
+        let is_switch = |n: &NodeDef| matches!(n.op.as_str(), "Switch" | "RefSwitch");
+        if let Some((source, _)) = framed_inputs().find(|(source, _)| !is_switch(source)) {
+            anchors.push((i, format!("^{}", source.name)));
+        } else if let Some((switch, input)) =
+            framed_inputs().find(|(s, i)| is_switch(s) && !InputRef::parse(i).control)
+        {
+            let port = InputRef::parse(input).port.to_string();
+            let key = (switch.name.clone(), port.clone());
+            let name = match switch_anchors.get(&key) {
+                Some((name, _)) => name.clone(),
+                None => {
+                    let base = format!("{}/anchor_{port}", switch.name);
+                    let mut name = base.clone();
+                    let mut n = 0u64;
+                    while index.index_of(&name).is_some() || taken.contains(&name) {
+                        n += 1;
+                        name = format!("{base}_{n}");
+                    }
+                    taken.insert(name.clone());
+                    switch_anchors.insert(key, (name.clone(), switch.attr.get("T").cloned()));
+                    name
+                }
+            };
+            anchors.push((i, format!("^{name}")));
+        }
+    }
+    for (i, anchor) in anchors {
+        if let Some(node) = graph.node.get_mut(i) {
+            node.input.push(anchor);
+        }
+    }
+    for ((switch, port), (name, dtype)) in switch_anchors {
+        let mut identity = NodeDef {
+            name,
+            op: "Identity".into(),
+            input: vec![if port == "0" {
+                switch
+            } else {
+                format!("{switch}:{port}")
+            }],
+            ..NodeDef::default()
+        };
+        if let Some(dtype) = dtype {
+            identity.attr.insert("T".into(), dtype);
+        }
+        graph.node.push(identity);
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Adding a transform is one file in this folder plus one line in [`Registry::with_builtins`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -502,8 +502,16 @@ fn run_in(
         // copied); a transform that fails without changing anything needs none.
         let keeps_graph = transform.keeps_graph_on_error();
         let backup = (ignore_errors && !keeps_graph).then(|| graph.clone());
+        // In a graph with while loops, the Consts a transform adds are given their readers'
+        // frame afterwards; only such a graph pays for the list of names.
+        let existed: Option<HashSet<String>> = graph::has_loop_frames(graph)
+            .then(|| graph.node.iter().map(|n| n.name.clone()).collect());
         let _ = crate::budget::take_failure();
-        let applied = transform.apply(graph, &context);
+        let applied = transform.apply(graph, &context).map(|()| {
+            if let Some(existed) = &existed {
+                graph::anchor_new_constants(graph, existed);
+            }
+        });
         let untouched = keeps_graph && applied.is_err();
         let result = applied
             .and_then(|()| match crate::budget::take_failure() {
