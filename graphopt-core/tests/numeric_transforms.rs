@@ -701,6 +701,126 @@ fn positive_scales_move_through_pooling_and_zero_padding() {
     );
 }
 
+/// A float Const of `dims` holding `values`, as protobuf text.
+fn float_const_text(name: &str, dims: &[usize], values: &[f32]) -> String {
+    let dims: String = dims
+        .iter()
+        .map(|d| format!("dim {{ size: {d} }} "))
+        .collect();
+    let values: String = values
+        .iter()
+        .map(|v| format!("float_val: {v:?} "))
+        .collect();
+    format!(
+        r#"node {{ name: "{name}" op: "Const" attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+            attr {{ key: "value" value {{ tensor {{ dtype: DT_FLOAT tensor_shape {{ {dims} }} {values} }} }} }} }}
+        "#
+    )
+}
+
+/// What graphopt's verify makes of `original` against `folded` on seeded inputs.
+fn assert_same_results(
+    original: &graphopt_core::proto::GraphDef,
+    folded: &graphopt_core::proto::GraphDef,
+    output: &str,
+    what: &str,
+) {
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec![output.into()],
+        seed: 5,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(original, folded, &options)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(report.worst() < 1e-5, "{what}: {report:?}");
+}
+
+#[test]
+fn adds_that_are_not_per_channel_biases_are_not_folded_as_biases() {
+    let header = r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+        attr { key: "shape" value { shape { dim { size: 1 } dim { size: 2 } dim { size: 2 } dim { size: 2 } } } } }
+    "#;
+    let float = r#"attr { key: "T" value { type: DT_FLOAT } }"#;
+    // Conv2D + an Add varying along the height ([2, 1, 1] against NHWC) + a batch norm.
+    let between = [
+        header.to_string(),
+        float_const_text("w", &[1, 1, 2, 2], &[0.5, -1.0, 2.0, 0.25]),
+        format!(
+            r#"node {{ name: "conv" op: "Conv2D" input: "x" input: "w" {float}
+                attr {{ key: "strides" value {{ list {{ i: 1 i: 1 i: 1 i: 1 }} }} }}
+                attr {{ key: "padding" value {{ s: "SAME" }} }} }}
+            "#
+        ),
+        float_const_text("c", &[2, 1, 1], &[3.0, -7.0]),
+        format!(r#"node {{ name: "add" op: "AddV2" input: "conv" input: "c" {float} }}"#),
+        float_const_text("gamma", &[2], &[1.5, 0.5]),
+        float_const_text("beta", &[2], &[0.1, -0.2]),
+        float_const_text("mean", &[2], &[0.3, 0.4]),
+        float_const_text("var", &[2], &[2.0, 0.5]),
+        format!(
+            r#"node {{ name: "bn" op: "FusedBatchNormV3" input: "add" input: "gamma" input: "beta"
+                input: "mean" input: "var" {float} attr {{ key: "U" value {{ type: DT_FLOAT }} }}
+                attr {{ key: "epsilon" value {{ f: 0.001 }} }}
+                attr {{ key: "is_training" value {{ b: false }} }} }}
+            "#
+        ),
+    ]
+    .concat();
+    let original = graph_from_text(&between);
+    let mut folded = original.clone();
+    run_on(&mut folded, "fold_old_batch_norms", &["bn"]).unwrap();
+    assert_same_results(
+        &original,
+        &folded,
+        "bn",
+        "an Add along the height before a norm",
+    );
+
+    // BiasAdd + an Add of higher rank: the sum is rank 5.
+    let higher = [
+        header.to_string(),
+        float_const_text("b", &[2], &[0.5, -0.5]),
+        format!(r#"node {{ name: "biased" op: "BiasAdd" input: "x" input: "b" {float} }}"#),
+        float_const_text("c", &[1, 1, 1, 1, 2], &[1.0, 2.0]),
+        format!(r#"node {{ name: "add" op: "AddV2" input: "biased" input: "c" {float} }}"#),
+    ]
+    .concat();
+    let original = graph_from_text(&higher);
+    let mut folded = original.clone();
+    run_on(&mut folded, "fold_batch_norms", &["add"]).unwrap();
+    assert_same_results(
+        &original,
+        &folded,
+        "add",
+        "an Add of higher rank after a BiasAdd",
+    );
+}
+
+#[test]
+fn a_multiply_that_widens_its_input_stays() {
+    use synthetic::*;
+    // A one-channel image times four per-channel factors (a grayscale image normalized with
+    // RGB statistics) is four channels only after the multiply.
+    let mut one_channel = pre_activation("Relu", true);
+    one_channel.node[0] = placeholder("x", &[1, 6, 6, 1]);
+    // A scale of higher rank than the input makes the product rank 5.
+    let mut higher_rank = pre_activation("Relu", true);
+    higher_rank.node[0] = placeholder("x", &[6, 6, 4]);
+    higher_rank.node[1] = constant("s", &[1, 1, 1, 4], 11, true);
+    // A shift that widens, after a scale that does not.
+    let mut wide_shift = pre_activation("Relu", true);
+    wide_shift.node[0] = placeholder("x", &[1, 6, 6, 1]);
+    wide_shift.node[1] = constant("s", &[1], 11, true);
+    for (what, mut graph) in [
+        ("one channel", one_channel),
+        ("higher rank", higher_rank),
+        ("widening shift", wide_shift),
+    ] {
+        run_on(&mut graph, "fold_scale_axis", &["conv"]).unwrap();
+        assert_eq!(count(&graph, "Mul"), 1, "{what}: the multiply moved");
+    }
+}
+
 #[test]
 fn negative_scales_and_relu6_stop_the_move() {
     for (act, positive) in [("Relu", false), ("Relu6", true)] {

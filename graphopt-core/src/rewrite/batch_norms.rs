@@ -105,11 +105,21 @@ fn bias_layout(node: &NodeDef) -> (usize, usize) {
     }
 }
 
-/// Per-channel values of `c` for a BiasAdd-like output; NHWC accepts any trailing layout.
-fn bias_values(c: &Tensor, channels: usize, layout: (usize, usize)) -> Option<Vec<f64>> {
+/// Per-channel values of `c` for a BiasAdd-like output of rank `output_rank` (when known);
+/// NHWC accepts any trailing layout that does not make the sum's rank higher than the
+/// output's (a `c` of rank 2 or more needs the output's rank known).
+fn bias_values(
+    c: &Tensor,
+    channels: usize,
+    layout: (usize, usize),
+    output_rank: Option<usize>,
+) -> Option<Vec<f64>> {
     match layout {
         (0, _) => {
             let rank = c.shape().len().max(1);
+            if rank > 1 && output_rank.is_none_or(|r| r < rank) {
+                return None;
+            }
             per_channel(c, channels, rank - 1, rank)
         }
         (rank, axis) => per_channel(c, channels, axis, rank),
@@ -428,7 +438,11 @@ fn fold_add(
         if is_bias_add && bias_layout(&graph.node[add]) != layout {
             return;
         }
-        let Some(extra) = bias_values(&c_value, bias.len(), layout) else {
+        // The output's rank, where the BiasAdd's input comes from a layer.
+        let output_rank = uses
+            .producer(&y)
+            .and_then(|l| Some(Layer::of(&graph.node[l])?.output_layout(&graph.node[l]).0));
+        let Some(extra) = bias_values(&c_value, bias.len(), layout, output_rank) else {
             return;
         };
         let merged: Vec<f64> = bias.iter().zip(&extra).map(|(b, e)| b + sign * e).collect();
@@ -593,13 +607,37 @@ fn fold_norm(
         let (Some(l), Some(bp)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
-        let Some(bias) = const_value(&graph.node[bp]).and_then(|v| floats(&v)) else {
+        let Some(bias_value) = const_value(&graph.node[bp]) else {
+            return;
+        };
+        let Some(bias) = floats(&bias_value) else {
             return;
         };
         if uses.count(x) != 1
             || protected.contains(&graph.node[x].name)
             || bias.len() != offset.len()
         {
+            return;
+        }
+        // Per channel along the norm's channel axis, at the layer output's rank: an Add of
+        // another shape (varying along height, or of higher rank) is no bias.
+        let Some(layer) = Layer::of(&graph.node[l]) else {
+            return;
+        };
+        let (rank, axis) = layer.output_layout(&graph.node[l]);
+        let norm_nchw = attrs::string(&graph.node[bn], "data_format").is_some_and(|f| f == "NCHW");
+        let norm_axis = if norm_nchw { 1 } else { rank - 1 };
+        let bias_axis = match graph.node[x].op.as_str() {
+            "BiasAdd" if bias_layout(&graph.node[x]).0 == 4 => 1,
+            "BiasAdd" => rank - 1,
+            _ => {
+                if per_channel(&bias_value, bias.len(), axis, rank).is_none() {
+                    return;
+                }
+                axis
+            }
+        };
+        if bias_axis != axis || norm_axis != axis {
             return;
         }
         for (o, (b, s)) in offset.iter_mut().zip(bias.iter().zip(&scale)) {

@@ -240,11 +240,29 @@ fn try_move(
     if !private(mul) {
         return None;
     }
+    // Once the scale is in the weights the layer reads `x` itself: the multiply must not have
+    // widened it (a one-channel image times per-RGB factors, a scale of higher rank).
+    if sweep.shapes.is_none() {
+        *sweep.shapes = Some(infer_graph(graph));
+    }
+    let x_dims = sweep.shapes.as_ref()?.partial_of(&x)?.to_vec();
+    if !fits_without_broadcast(&x_dims, s_value.shape()) {
+        return None;
+    }
     // Optional shift, then the chain.
     let mut end = only_reader(graph, uses, sweep.index, mul)?;
     let mut shift = None;
     if matches!(graph.node[end].op.as_str(), "Add" | "AddV2" | "BiasAdd") {
         let (b_node, _) = const_operand(graph, uses, end)?;
+        let b_dims = crate::tensor::Tensor::check_proto(
+            attrs::tensor(graph.node.get(b_node)?, "value")?,
+            crate::tensor::Limits::default(),
+        )?
+        .1;
+        if b_dims.iter().rev().skip(1).any(|&d| d != 1) || !fits_without_broadcast(&x_dims, &b_dims)
+        {
+            return None;
+        }
         let nchw = attrs::string(&graph.node[end], "data_format").is_some_and(|f| f == "NCHW");
         if nchw || !private(end) {
             return None;
@@ -660,6 +678,14 @@ fn zero_pad_keeps_channels(graph: &GraphDef, uses: &Uses, pad: usize) -> bool {
     p.len() >= 2 && p[p.len() - 2..].iter().all(|&v| v == 0)
 }
 
+/// Whether a per-channel constant of `dims` (all 1 but the last) combines with a tensor of
+/// `x_dims` without widening it: no higher rank, and as many channels as the tensor is known
+/// to have, or one.
+fn fits_without_broadcast(x_dims: &[crate::analysis::shapes::Dim], dims: &[usize]) -> bool {
+    let channels = dims.last().copied().unwrap_or(1);
+    dims.len() <= x_dims.len() && (channels == 1 || x_dims.last() == Some(&Some(channels)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,25 +700,45 @@ mod tests {
         crate::graph::edit::const_node(name.into(), String::new(), &value)
     }
 
-    fn conv(name: &str, input: &str, weights: &str) -> NodeDef {
-        let mut conv = node(name, "Conv2D", &[input, weights]);
-        let strides = attr_value::ListValue {
-            i: vec![1; 4],
-            ..Default::default()
-        };
-        conv.attr.insert(
-            "strides".into(),
+    /// A placeholder of a [1, 4, 4, 2] image (the scales below have two channels).
+    fn image(name: &str) -> NodeDef {
+        let mut placeholder = node(name, "Placeholder", &[]);
+        placeholder.attr.insert(
+            "shape".into(),
             AttrValue {
-                value: Some(attr_value::Value::List(Box::new(strides))),
+                value: Some(attr_value::Value::Shape(crate::tensor::shape_proto(&[
+                    1, 4, 4, 2,
+                ]))),
             },
         );
-        conv.attr.insert(
+        placeholder
+    }
+
+    /// `op` on `inputs` with unit strides and VALID padding (and a 1x1 window for pooling),
+    /// so shape inference knows its output.
+    fn windowed(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        let mut windowed = node(name, op, inputs);
+        let ones = || AttrValue {
+            value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
+                i: vec![1; 4],
+                ..Default::default()
+            }))),
+        };
+        windowed.attr.insert("strides".into(), ones());
+        if op.ends_with("Pool") {
+            windowed.attr.insert("ksize".into(), ones());
+        }
+        windowed.attr.insert(
             "padding".into(),
             AttrValue {
                 value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"VALID"))),
             },
         );
-        conv
+        windowed
+    }
+
+    fn conv(name: &str, input: &str, weights: &str) -> NodeDef {
+        windowed(name, "Conv2D", &[input, weights])
     }
 
     /// Runs of Muls (some with an activation, a shift or control input between, some into
@@ -712,7 +758,7 @@ mod tests {
             .enumerate()
         {
             let x = format!("x{k}");
-            nodes.push(node(&x, "Placeholder", &[]));
+            nodes.push(image(&x));
             let mut last = x;
             for i in 0..6 {
                 let m = format!("m{k}_{i}");
@@ -754,7 +800,7 @@ mod tests {
 
         // One run into weights nothing else reads.
         let mut nodes = vec![
-            node("x", "Placeholder", &[]),
+            image("x"),
             floats("s", &[2], &[1.5, 2.0]),
             floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
         ];
@@ -780,7 +826,7 @@ mod tests {
         // One run with activations between the Muls, into weights nothing else reads: one
         // sweep too, walking each activation once.
         let mut nodes = vec![
-            node("x", "Placeholder", &[]),
+            image("x"),
             floats("s", &[2], &[1.5, 2.0]),
             floats("t", &[2], &[0.5, 3.0]),
             floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
@@ -796,7 +842,7 @@ mod tests {
             last = m;
             for k in 0..i % 3 {
                 let a = format!("a{i}_{k}");
-                nodes.push(node(&a, if k == 0 { "Relu" } else { "MaxPool" }, &[&last]));
+                nodes.push(windowed(&a, if k == 0 { "Relu" } else { "MaxPool" }, &[&last]));
                 last = a;
             }
         }
@@ -821,7 +867,7 @@ mod tests {
         const MULS: usize = 18;
         for blocker in [None, Some(0), Some(4), Some(12), Some(MULS - 1)] {
             let mut nodes = vec![
-                node("x", "Placeholder", &[]),
+                image("x"),
                 floats("s", &[2], &[1.5, 2.0]),
                 floats("n", &[2], &[-0.5, 3.0]),
                 floats("w", &[1, 1, 2, 2], &[1.0, 0.5, 0.25, 1.0]),
@@ -845,7 +891,7 @@ mod tests {
                 }
                 for (k, op) in steps.into_iter().enumerate() {
                     let a = format!("a{i}_{k}");
-                    nodes.push(node(&a, op, &[&last]));
+                    nodes.push(windowed(&a, op, &[&last]));
                     last = a;
                 }
             }
