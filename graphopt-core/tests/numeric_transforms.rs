@@ -1970,3 +1970,72 @@ fn folded_values_do_not_depend_on_the_machine() {
     assert_eq!(bits("pow"), 0x2ea0_a85a);
     assert_eq!(bits("nan"), 0x7fc0_0000);
 }
+
+/// A node named in --inputs holds what is fed: a Const there is no constant to fold or scale
+/// with, and a fed node is never merged with the node it duplicates (its readers would get
+/// the fed value, or the duplicate's readers would).
+#[test]
+fn fed_nodes_are_neither_constants_nor_duplicates() {
+    let float = r#"attr { key: "T" value { type: DT_FLOAT } }"#;
+    let header = r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+        attr { key: "shape" value { shape { dim { size: 1 } dim { size: 2 } dim { size: 2 } dim { size: 2 } } } } }
+    "#;
+    let run = |text: &str, transform: &str, inputs: &[&str], output: &str| {
+        let mut graph = graph_from_text(text);
+        let specs = transforms::parse(transform).unwrap();
+        let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &[output.to_string()],
+        )
+        .unwrap();
+        graph
+    };
+    // x * one, `one` fed.
+    let times_one = [
+        header.to_string(),
+        float_const_text("one", &[], &[1.0]),
+        format!(r#"node {{ name: "m" op: "Mul" input: "x" input: "one" {float} }}"#),
+        format!(r#"node {{ name: "y" op: "Relu" input: "m" {float} }}"#),
+    ]
+    .concat();
+    let graph = run(&times_one, "simplify_arithmetic", &["x"], "y");
+    assert_eq!(count(&graph, "Mul"), 0, "x * one, nothing fed, is x");
+    let graph = run(&times_one, "simplify_arithmetic", &["x", "one"], "y");
+    assert_eq!(count(&graph, "Mul"), 1, "x * one folded with `one` fed");
+    // A scale into a convolution, the scale fed.
+    let scaled = [
+        header.to_string(),
+        float_const_text("s", &[2], &[2.0, 3.0]),
+        float_const_text("w", &[1, 1, 2, 2], &[0.5, -1.0, 2.0, 0.25]),
+        format!(r#"node {{ name: "m" op: "Mul" input: "x" input: "s" {float} }}"#),
+        format!(
+            r#"node {{ name: "y" op: "Conv2D" input: "m" input: "w" {float}
+                attr {{ key: "strides" value {{ list {{ i: 1 i: 1 i: 1 i: 1 }} }} }}
+                attr {{ key: "padding" value {{ s: "SAME" }} }} }}"#
+        ),
+    ]
+    .concat();
+    let graph = run(&scaled, "fold_scale_axis", &["x", "s"], "y");
+    assert_eq!(
+        count(&graph, "Mul"),
+        1,
+        "the fed scale moved into the weights"
+    );
+    let graph = run(&scaled, "fold_scale_axis", &["x", "w"], "y");
+    assert_eq!(count(&graph, "Mul"), 1, "a scale moved into fed weights");
+    // a = Identity(x), fed; b = Identity(x): y = a + b must keep reading both.
+    let duplicates = [
+        header.to_string(),
+        format!(r#"node {{ name: "a" op: "Identity" input: "x" {float} }}"#),
+        format!(r#"node {{ name: "b" op: "Identity" input: "x" {float} }}"#),
+        format!(r#"node {{ name: "y" op: "AddV2" input: "a" input: "b" {float} }}"#),
+    ]
+    .concat();
+    let graph = run(&duplicates, "merge_duplicate_nodes", &["a"], "y");
+    let y = graph.node.iter().find(|n| n.name == "y").unwrap();
+    assert_eq!(y.input, ["a", "b"], "merged into the fed node");
+}

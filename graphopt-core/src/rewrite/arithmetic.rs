@@ -96,11 +96,17 @@ fn one_round(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
         known.get(parsed.node)?.get(parsed.port as usize)?.clone()
     };
     let uses = Uses::new(graph);
+    // A Const named in --inputs or --outputs is not taken as constant: an input's value is
+    // whatever is fed.
     let constant = |input: &str| -> Option<Tensor> {
         if InputRef::parse(input).port != 0 {
             return None;
         }
-        const_value(graph.node.get(uses.producer(input)?)?)
+        let node = graph.node.get(uses.producer(input)?)?;
+        if protected.contains(&node.name) {
+            return None;
+        }
+        const_value(node)
     };
     let mut rewrites: Vec<(usize, Rewrite)> = Vec::new();
     let mut claimed: HashSet<usize> = HashSet::new();

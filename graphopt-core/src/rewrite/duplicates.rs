@@ -263,6 +263,17 @@ pub fn merge_duplicates(
     graph: &mut GraphDef,
     protected: &HashSet<String>,
 ) -> Result<usize, GraphError> {
+    merge_duplicates_except(graph, protected, &HashSet::new())
+}
+
+/// [`merge_duplicates`], leaving the nodes named in `fed` out entirely: a node the caller
+/// feeds (a declared input) holds what is fed, not what it computes, so it neither takes
+/// another node's readers nor gives its own to another.
+pub fn merge_duplicates_except(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    fed: &HashSet<String>,
+) -> Result<usize, GraphError> {
     let order = graph::execution_order(graph)?;
     let mut merged = Merged::new(graph.node.len());
     let mut candidates_of = Candidates::new(graph.node.len());
@@ -272,7 +283,7 @@ pub fn merge_duplicates(
             merged.redirect(input, Stage::Pass);
         }
         let node = &graph.node[i];
-        if !ops::is_pure(&node.op) {
+        if !ops::is_pure(&node.op) || fed.contains(&node.name) {
             continue;
         }
         let Some(candidates) = candidates_of.of(&graph.node, i) else {

@@ -226,6 +226,11 @@ fn try_move(
     let uses = sweep.uses;
     let protected = sweep.protected;
     let (s_node, x) = const_operand(graph, uses, mul)?;
+    // A Const named in --inputs holds what is fed: never a scale, shift or weights to fold.
+    let fed = |i: usize| protected.contains(&graph.node[i].name);
+    if fed(s_node) {
+        return None;
+    }
     let s_value = const_value(graph.node.get(s_node)?)?;
     let scale = floats(&s_value)?;
     // Non-linear steps further on may ask for more (positive scales): see below.
@@ -254,6 +259,9 @@ fn try_move(
     let mut shift = None;
     if matches!(graph.node[end].op.as_str(), "Add" | "AddV2" | "BiasAdd") {
         let (b_node, _) = const_operand(graph, uses, end)?;
+        if fed(b_node) {
+            return None;
+        }
         let b_dims = crate::tensor::Tensor::check_proto(
             attrs::tensor(graph.node.get(b_node)?, "value")?,
             crate::tensor::Limits::default(),
@@ -351,6 +359,9 @@ fn try_move(
             return None;
         }
         let w = uses.producer(inputs.get(1)?)?;
+        if fed(w) {
+            return None;
+        }
         let w_value = const_value(graph.node.get(w)?)?;
         if layer.input_channels(&w_value)? != scale_len(&current, &w_value, layer)? {
             return None;
@@ -842,7 +853,11 @@ mod tests {
             last = m;
             for k in 0..i % 3 {
                 let a = format!("a{i}_{k}");
-                nodes.push(windowed(&a, if k == 0 { "Relu" } else { "MaxPool" }, &[&last]));
+                nodes.push(windowed(
+                    &a,
+                    if k == 0 { "Relu" } else { "MaxPool" },
+                    &[&last],
+                ));
                 last = a;
             }
         }

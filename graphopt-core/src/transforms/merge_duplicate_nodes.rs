@@ -5,12 +5,12 @@
 //! Differences from TensorFlow's transform, both deliberate: nodes are compared in full, not by
 //! a hash alone; and only ops TensorFlow's OpDefs mark stateless merge (no control-flow
 //! primitives or inputs), so two random-number or variable nodes are never fused into one.
-//! Names in --inputs/--outputs survive. See [`crate::rewrite::duplicates`].
+//! Names in --inputs/--outputs survive; a node named in --inputs is fed, so it is never merged. See [`crate::rewrite::duplicates`].
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
 use crate::proto::GraphDef;
-use crate::rewrite::duplicates::merge_duplicates;
+use crate::rewrite::duplicates::merge_duplicates_except;
 
 pub struct MergeDuplicateNodes;
 
@@ -25,7 +25,7 @@ impl Transform for MergeDuplicateNodes {
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let protected = context.protected_names();
-        merge_duplicates(graph, &protected)?;
+        merge_duplicates_except(graph, &protected, &context.input_names())?;
         Ok(())
     }
 }

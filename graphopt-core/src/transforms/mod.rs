@@ -117,6 +117,15 @@ impl TransformContext<'_> {
             .collect()
     }
 
+    /// Node names of --inputs: nodes whose value is fed, not computed (a Const named there
+    /// is not constant).
+    pub fn input_names(&self) -> std::collections::HashSet<String> {
+        self.inputs
+            .iter()
+            .map(|n| graph::node_name(n).to_string())
+            .collect()
+    }
+
     /// Records something the user should know that does not stop the transform.
     pub fn warn(&self, message: impl Into<String>) {
         self.warnings.borrow_mut().push(message.into());
