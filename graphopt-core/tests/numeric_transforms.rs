@@ -2039,3 +2039,82 @@ fn fed_nodes_are_neither_constants_nor_duplicates() {
     let y = graph.node.iter().find(|n| n.name == "y").unwrap();
     assert_eq!(y.input, ["a", "b"], "merged into the fed node");
 }
+
+/// simplify_arithmetic keeps what the nodes it bypasses waited for: the control inputs of an
+/// inner Neg, of a chain's inner node and constants, and of a neutral constant move onto the
+/// rewritten node.
+#[test]
+fn bypassed_nodes_pass_their_control_inputs_on() {
+    let float = r#"attr { key: "T" value { type: DT_FLOAT } }"#;
+    let header = r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+        attr { key: "shape" value { shape { dim { size: 3 } } } } }
+    node { name: "check" op: "NoOp" }
+    "#;
+    let cases = [
+        (
+            "Neg(Neg(x))",
+            vec![
+                format!(r#"node {{ name: "inner" op: "Neg" input: "x" input: "^check" {float} }}"#),
+                format!(r#"node {{ name: "outer" op: "Neg" input: "inner" {float} }}"#),
+            ],
+        ),
+        (
+            "(x * 2) * 3",
+            vec![
+                float_const_text("two", &[], &[2.0]),
+                float_const_text("three", &[], &[3.0]),
+                format!(
+                    r#"node {{ name: "inner" op: "Mul" input: "x" input: "two" input: "^check" {float} }}"#
+                ),
+                format!(
+                    r#"node {{ name: "outer" op: "Mul" input: "inner" input: "three" {float} }}"#
+                ),
+            ],
+        ),
+        (
+            "x * 1, the 1 waiting",
+            vec![
+                float_const_text("one", &[], &[1.0])
+                    .replace(r#"op: "Const""#, r#"op: "Const" input: "^check""#),
+                format!(r#"node {{ name: "outer" op: "Mul" input: "x" input: "one" {float} }}"#),
+            ],
+        ),
+    ];
+    for (what, nodes) in cases {
+        let text = [
+            vec![header.to_string()],
+            nodes,
+            vec![format!(
+                r#"node {{ name: "y" op: "Relu" input: "outer" {float} }}"#
+            )],
+        ]
+        .concat()
+        .concat();
+        let mut graph = graph_from_text(&text);
+        run_on(&mut graph, "simplify_arithmetic", &["y"]).unwrap();
+        // `check` is still an ancestor of y.
+        let mut pending = vec!["y".to_string()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = pending.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let node = graph.node.iter().find(|n| n.name == name).unwrap();
+            pending.extend(
+                node.input
+                    .iter()
+                    .map(|i| graphopt_core::graph::node_name(i).to_string()),
+            );
+        }
+        assert!(
+            seen.contains("check"),
+            "{what}: y no longer waits for check"
+        );
+        let simplified = if what.starts_with("x * 1") {
+            count(&graph, "Mul") == 0
+        } else {
+            !seen.contains("inner")
+        };
+        assert!(simplified, "{what}: nothing was simplified");
+    }
+}
