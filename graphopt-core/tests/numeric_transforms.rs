@@ -2118,3 +2118,38 @@ fn bypassed_nodes_pass_their_control_inputs_on() {
         assert!(simplified, "{what}: nothing was simplified");
     }
 }
+
+/// Without declared outputs the graph's ends are its outputs: leftover removal and `@deploy`
+/// keep the final Identity a reader fetches by name.
+#[test]
+fn without_outputs_the_ends_of_the_graph_stay() {
+    let float = r#"attr { key: "T" value { type: DT_FLOAT } }"#;
+    let text = [
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+            attr { key: "shape" value { shape { dim { size: 3 } } } } }"#
+            .to_string(),
+        format!(r#"node {{ name: "r" op: "Relu" input: "x" {float} }}"#),
+        format!(r#"node {{ name: "y" op: "Identity" input: "r" {float} }}"#),
+    ]
+    .concat();
+    for transform in ["remove_leftovers", "@deploy"] {
+        let mut graph = graph_from_text(&text);
+        let specs = transforms::parse(transform).unwrap();
+        transforms::run(&Registry::with_builtins(), &mut graph, &specs, &[], &[]).unwrap();
+        assert!(
+            graph.node.iter().any(|n| n.name == "y"),
+            "{transform} removed the graph's end"
+        );
+        // Declared, another output lets the Identity go.
+        let mut graph = graph_from_text(&text);
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &[],
+            &["r".into()],
+        )
+        .unwrap();
+        assert!(!graph.node.iter().any(|n| n.name == "y"), "{transform}");
+    }
+}

@@ -46,7 +46,7 @@ impl Transform for Deploy {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        let protected = context.protected_names();
+        let protected = context.protected_names_or_ends(graph);
         let strip = StripOptions {
             inputs: context.inputs.to_vec(),
             outputs: context.outputs.to_vec(),

@@ -117,6 +117,29 @@ impl TransformContext<'_> {
             .collect()
     }
 
+    /// [`Self::protected_names`], and when no outputs are declared the graph's ends (nodes
+    /// nothing reads), which are then its outputs: a transform that removes unread nodes must
+    /// not take the final node for a leftover.
+    pub fn protected_names_or_ends(&self, graph: &GraphDef) -> std::collections::HashSet<String> {
+        let mut protected = self.protected_names();
+        if self.outputs.is_empty() {
+            let read: std::collections::HashSet<&str> = graph
+                .node
+                .iter()
+                .flat_map(|n| n.input.iter())
+                .map(|input| graph::node_name(input))
+                .collect();
+            protected.extend(
+                graph
+                    .node
+                    .iter()
+                    .filter(|n| !read.contains(n.name.as_str()))
+                    .map(|n| n.name.clone()),
+            );
+        }
+        protected
+    }
+
     /// Node names of --inputs: nodes whose value is fed, not computed (a Const named there
     /// is not constant).
     pub fn input_names(&self) -> std::collections::HashSet<String> {

@@ -19,7 +19,7 @@ impl Transform for RemoveLeftovers {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        remove_leftovers(graph, &context.protected_names());
+        remove_leftovers(graph, &context.protected_names_or_ends(graph));
         Ok(())
     }
 }
