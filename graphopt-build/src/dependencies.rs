@@ -1,4 +1,4 @@
-//! The crates graphopt's code is built from, as the app's `Cargo.lock` resolved them: part of
+//! The crates graphopt's code is built from, as the workspace's `Cargo.lock` resolved them: part of
 //! every cache key, so an artifact made with one version of a dependency (say `libm`, whose
 //! functions fold constants) is never handed back after `cargo update` changed it.
 //!
