@@ -2040,15 +2040,18 @@ fn fed_nodes_are_neither_constants_nor_duplicates() {
     assert_eq!(y.input, ["a", "b"], "merged into the fed node");
 }
 
-/// simplify_arithmetic keeps what the nodes it bypasses waited for: the control inputs of an
-/// inner Neg, of a chain's inner node and constants, and of a neutral constant move onto the
-/// rewritten node.
+/// simplify_arithmetic and leftover removal keep what the nodes they bypass waited for: the
+/// control inputs of an inner Neg, of a chain's inner node and constants, of a neutral
+/// constant and of the inner node of a cancelling Transpose pair move onto the rewritten node.
 #[test]
 fn bypassed_nodes_pass_their_control_inputs_on() {
     let float = r#"attr { key: "T" value { type: DT_FLOAT } }"#;
     let header = r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
         attr { key: "shape" value { shape { dim { size: 3 } } } } }
-    node { name: "check" op: "NoOp" }
+    node { name: "ok" op: "Const" attr { key: "dtype" value { type: DT_BOOL } }
+        attr { key: "value" value { tensor { dtype: DT_BOOL tensor_shape {} bool_val: true } } } }
+    node { name: "check" op: "Assert" input: "ok" input: "x"
+        attr { key: "T" value { list { type: DT_FLOAT } } } attr { key: "summarize" value { i: 3 } } }
     "#;
     let cases = [
         (
@@ -2080,7 +2083,30 @@ fn bypassed_nodes_pass_their_control_inputs_on() {
             ],
         ),
     ];
-    for (what, nodes) in cases {
+    let perm = r#"node { name: "perm" op: "Const" attr { key: "dtype" value { type: DT_INT32 } }
+        attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape { dim { size: 1 } } int_val: 0 } } } }
+    "#;
+    let transpose = |name: &str, input: &str, extra: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "Transpose" input: "{input}" input: "perm" {extra} {float}
+                attr {{ key: "Tperm" value {{ type: DT_INT32 }} }} }}
+            "#
+        )
+    };
+    let transposes = vec![
+        perm.to_string(),
+        transpose("inner", "x", r#"input: "^check""#),
+        transpose("outer", "inner", ""),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(what, nodes)| (what, "simplify_arithmetic", nodes))
+        .chain([(
+            "a cancelling Transpose pair",
+            "remove_leftovers",
+            transposes,
+        )]);
+    for (what, transform, nodes) in cases {
         let text = [
             vec![header.to_string()],
             nodes,
@@ -2091,7 +2117,7 @@ fn bypassed_nodes_pass_their_control_inputs_on() {
         .concat()
         .concat();
         let mut graph = graph_from_text(&text);
-        run_on(&mut graph, "simplify_arithmetic", &["y"]).unwrap();
+        run_on(&mut graph, transform, &["y"]).unwrap();
         // `check` is still an ancestor of y.
         let mut pending = vec!["y".to_string()];
         let mut seen = std::collections::HashSet::new();

@@ -184,6 +184,46 @@ impl NameReserver {
     }
 }
 
+/// The control inputs of what node `node` reads, and of what those read, other than through
+/// `kept`: a rewrite that makes the node read `kept` directly, bypassing the rest (a neutral
+/// constant, an inner Neg, a cancelling Transpose, a chain's inner node and constants), keeps
+/// the node waiting for what it waited for through them. Adding them can make no cycle: each
+/// already ran before the node. In order, without repeats or the node's own.
+pub fn bypassed_controls(
+    graph: &GraphDef,
+    by_name: &crate::graph::NameMap<String, usize>,
+    node: usize,
+    kept: &str,
+) -> Vec<String> {
+    let Some(this) = graph.node.get(node) else {
+        return Vec::new();
+    };
+    let reads = |n: &NodeDef| -> Vec<usize> {
+        data_inputs(n)
+            .into_iter()
+            .filter(|input| *input != kept)
+            .filter_map(|input| by_name.get(crate::graph::node_name(input)).copied())
+            .collect()
+    };
+    let mut bypassed = reads(this);
+    let second: Vec<usize> = bypassed
+        .iter()
+        .filter_map(|&p| graph.node.get(p))
+        .flat_map(reads)
+        .collect();
+    bypassed.extend(second);
+    let own = control_inputs(this);
+    let mut controls: Vec<String> = Vec::new();
+    for p in bypassed {
+        for control in graph.node.get(p).map(control_inputs).unwrap_or_default() {
+            if !own.contains(&control) && !controls.contains(&control) {
+                controls.push(control);
+            }
+        }
+    }
+    controls
+}
+
 /// A Const node holding `value`.
 pub fn const_node(name: String, device: String, value: &Tensor) -> NodeDef {
     let mut node = NodeDef {

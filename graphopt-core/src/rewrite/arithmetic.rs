@@ -37,7 +37,9 @@ use std::collections::{HashMap, HashSet};
 use crate::analysis::geometry::broadcast_shape;
 use crate::analysis::shapes;
 use crate::eval::binary_arithmetic;
-use crate::graph::edit::{const_node, const_value, control_inputs, data_inputs, unique_name, Uses};
+use crate::graph::edit::{
+    bypassed_controls, const_node, const_value, control_inputs, data_inputs, unique_name, Uses,
+};
 use crate::graph::InputRef;
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use crate::rewrite::concat;
@@ -458,42 +460,16 @@ fn apply(graph: &mut GraphDef, rewrites: Vec<(usize, Rewrite)>, protected: &Hash
     let mut taken: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
     let mut new_consts: HashMap<usize, NodeDef> = HashMap::new();
     let mut bypassed = HashSet::new();
-    let by_name: HashMap<String, usize> = graph
-        .node
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
-        .collect();
+    let by_name = crate::graph::owned_name_index(graph);
     for (i, rewrite) in rewrites {
-        // The control inputs of what the node read and may stop reading (the neutral
-        // constant, the inner Neg, a chain's inner node and its constant): the node depended
-        // on them through those nodes, and keeps depending on them once they are gone.
-        // (Not those of the input kept, which the node still reads; a hoist keeps its terms'
-        // own.)
-        let mut inherited: Vec<String> = Vec::new();
-        let (kept, inner) = match &rewrite {
-            Rewrite::Identity(x) => (Some(x.as_str()), None),
-            Rewrite::Chain { x, inner, .. } => (Some(x.as_str()), by_name.get(inner).copied()),
-            Rewrite::Hoist { .. } => (None, None),
+        // What the node waited for through what it stops reading, it keeps waiting for (a
+        // hoist keeps its terms' own).
+        let inherited = match &rewrite {
+            Rewrite::Identity(kept) | Rewrite::Chain { x: kept, .. } => {
+                bypassed_controls(graph, &by_name, i, kept)
+            }
+            Rewrite::Hoist { .. } => Vec::new(),
         };
-        let mut read: Vec<usize> = Vec::new();
-        if let Some(kept) = kept {
-            for reader in std::iter::once(i).chain(inner) {
-                read.extend(
-                    data_inputs(&graph.node[reader])
-                        .iter()
-                        .filter(|input| **input != kept)
-                        .filter_map(|input| by_name.get(crate::graph::node_name(input)).copied()),
-                );
-            }
-        }
-        for p in read {
-            for control in control_inputs(&graph.node[p]) {
-                if !inherited.contains(&control) {
-                    inherited.push(control);
-                }
-            }
-        }
         let node = &mut graph.node[i];
         // What the node read before may be unread after (the neutral constant, the inner Neg).
         bypassed.extend(
@@ -582,12 +558,8 @@ fn apply(graph: &mut GraphDef, rewrites: Vec<(usize, Rewrite)>, protected: &Hash
                 }
             }
         }
-        node.input.extend(controls.iter().cloned());
-        for control in inherited {
-            if !controls.contains(&control) {
-                node.input.push(control);
-            }
-        }
+        node.input.extend(controls);
+        node.input.extend(inherited);
     }
     // Bypassed nodes, the inner nodes of folded chains and the constants they read are unread.
     let old = std::mem::take(&mut graph.node);

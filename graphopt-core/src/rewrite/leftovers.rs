@@ -15,7 +15,7 @@ use std::collections::HashSet;
 
 use crate::analysis::shapes;
 use crate::graph::attrs;
-use crate::graph::edit::{const_value, control_inputs, data_inputs, Uses};
+use crate::graph::edit::{bypassed_controls, const_value, control_inputs, data_inputs, Uses};
 use crate::graph::{self, InputRef};
 use crate::proto::{AttrValue, GraphDef, NodeDef};
 use crate::rewrite::remove::{remove_nodes, remove_unread};
@@ -166,7 +166,10 @@ fn identities_for_shape_no_ops(
     }
     let count = rewrites.len();
     let mut bypassed = HashSet::new();
+    let by_name = graph::owned_name_index(graph);
     for (i, source) in rewrites {
+        // An inner Transpose or Squeeze waited for: the node keeps waiting for it.
+        let inherited = bypassed_controls(graph, &by_name, i, &source);
         let node = &mut graph.node[i];
         bypassed.extend(
             data_inputs(node)
@@ -175,6 +178,7 @@ fn identities_for_shape_no_ops(
         );
         let t = node.attr.get("T").cloned();
         become_identity(node, source, t);
+        node.input.extend(inherited);
     }
     (count, bypassed)
 }
