@@ -2040,9 +2040,10 @@ fn fed_nodes_are_neither_constants_nor_duplicates() {
     assert_eq!(y.input, ["a", "b"], "merged into the fed node");
 }
 
-/// simplify_arithmetic and leftover removal keep what the nodes they bypass waited for: the
-/// control inputs of an inner Neg, of a chain's inner node and constants, of a neutral
-/// constant and of the inner node of a cancelling Transpose pair move onto the rewritten node.
+/// Rewrites keep what the nodes they bypass waited for: the control inputs of an inner Neg, of
+/// a chain's inner node and constants, of a neutral constant, of the inner node of a
+/// cancelling Transpose pair, of a batch-norm Mul folded into the weights and of a scale moved
+/// into them reach the rewritten node or the readers of the value.
 #[test]
 fn bypassed_nodes_pass_their_control_inputs_on() {
     let float = r#"attr { key: "T" value { type: DT_FLOAT } }"#;
@@ -2098,14 +2099,53 @@ fn bypassed_nodes_pass_their_control_inputs_on() {
         transpose("inner", "x", r#"input: "^check""#),
         transpose("outer", "inner", ""),
     ];
+    let image = r#"node { name: "x4" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+        attr { key: "shape" value { shape { dim { size: 1 } dim { size: 2 } dim { size: 2 } dim { size: 2 } } } } }
+    "#;
+    let conv = |name: &str, input: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "Conv2D" input: "{input}" input: "w" {float}
+                attr {{ key: "strides" value {{ list {{ i: 1 i: 1 i: 1 i: 1 }} }} }}
+                attr {{ key: "padding" value {{ s: "SAME" }} }} }}
+            "#
+        )
+    };
+    let weights = float_const_text("w", &[1, 1, 2, 2], &[0.5, -1.0, 2.0, 0.25]);
+    // Conv2D * m, the Mul waiting: folded into the weights, the Mul's readers keep waiting.
+    let batch_norm = vec![
+        image.to_string(),
+        weights.clone(),
+        float_const_text("m", &[2], &[1.5, 0.5]),
+        conv("conv", "x4"),
+        format!(
+            r#"node {{ name: "outer" op: "Mul" input: "conv" input: "m" input: "^check" {float} }}"#
+        ),
+    ];
+    // x4 * s into a Conv2D, the scale Const waiting: moved into the weights.
+    let scale = vec![
+        image.to_string(),
+        weights,
+        float_const_text("s", &[2], &[1.5, 0.5])
+            .replace(r#"op: "Const""#, r#"op: "Const" input: "^check""#),
+        format!(r#"node {{ name: "scaled" op: "Mul" input: "x4" input: "s" {float} }}"#),
+        conv("outer", "scaled"),
+    ];
     let cases = cases
         .into_iter()
         .map(|(what, nodes)| (what, "simplify_arithmetic", nodes))
-        .chain([(
-            "a cancelling Transpose pair",
-            "remove_leftovers",
-            transposes,
-        )]);
+        .chain([
+            (
+                "a cancelling Transpose pair",
+                "remove_leftovers",
+                transposes,
+            ),
+            (
+                "a batch-norm scale after Conv2D",
+                "fold_batch_norms",
+                batch_norm,
+            ),
+            ("a scale before Conv2D", "fold_scale_axis", scale),
+        ]);
     for (what, transform, nodes) in cases {
         let text = [
             vec![header.to_string()],
@@ -2136,7 +2176,7 @@ fn bypassed_nodes_pass_their_control_inputs_on() {
             seen.contains("check"),
             "{what}: y no longer waits for check"
         );
-        let simplified = if what.starts_with("x * 1") {
+        let simplified = if what.starts_with("x * 1") || what.contains("Conv2D") {
             count(&graph, "Mul") == 0
         } else {
             !seen.contains("inner")

@@ -72,6 +72,21 @@ fn become_bias_add(
     );
 }
 
+/// The control inputs of `nodes`, in order, without repeats.
+fn dropped_controls(graph: &GraphDef, nodes: &[usize]) -> Vec<String> {
+    let mut controls: Vec<String> = Vec::new();
+    for control in nodes
+        .iter()
+        .filter_map(|&i| graph.node.get(i))
+        .flat_map(control_inputs)
+    {
+        if !controls.contains(&control) {
+            controls.push(control);
+        }
+    }
+    controls
+}
+
 /// Position of the one Const among two data inputs, with the other input's producer.
 fn split_operands(
     graph: &GraphDef,
@@ -139,6 +154,9 @@ pub(crate) struct FoldEdits {
     copied: HashMap<usize, usize>,
     /// Touched shared Consts the current fold found free only by the rule above.
     relaxed: HashSet<usize>,
+    /// Control inputs of the nodes folds dropped, for the readers of a name: what read the
+    /// dropped node keeps waiting for what it waited for.
+    readers_wait: Vec<(String, Vec<String>)>,
 }
 
 /// The graph layer's per-base name memo, for the rewrites that keep their own taken set.
@@ -164,6 +182,34 @@ impl FoldEdits {
             edits: Edits::new(graph, protected),
             copied: HashMap::new(),
             relaxed: HashSet::new(),
+            readers_wait: Vec::new(),
+        }
+    }
+
+    /// Makes the readers of `name` (at the end of the sweep) wait for what `dropped` waited
+    /// for: a fold that removes them, or takes their value into another node, keeps the
+    /// order they imposed. A reader of the name read the dropped nodes' value, so it already
+    /// ran after those control inputs: no cycle can come of it.
+    pub(crate) fn readers_keep_waiting(&mut self, graph: &GraphDef, name: &str, dropped: &[usize]) {
+        let mut controls = dropped_controls(graph, dropped);
+        // A dropped node that would itself have been given control inputs at the end (a run
+        // of folded Muls) passes them on.
+        for input in dropped
+            .iter()
+            .filter_map(|&i| graph.node.get(i))
+            .flat_map(|n| data_inputs(n))
+        {
+            let source = graph::node_name(input);
+            for (_, pending) in self.readers_wait.iter().filter(|(n, _)| n == source) {
+                for control in pending {
+                    if !controls.contains(control) {
+                        controls.push(control.clone());
+                    }
+                }
+            }
+        }
+        if !controls.is_empty() {
+            self.readers_wait.push((name.to_string(), controls));
         }
     }
 
@@ -234,6 +280,27 @@ impl FoldEdits {
     }
 
     pub(crate) fn finish(self, graph: &mut GraphDef) -> bool {
+        if !self.readers_wait.is_empty() {
+            let waits: HashMap<&str, &Vec<String>> = self
+                .readers_wait
+                .iter()
+                .map(|(name, controls)| (name.as_str(), controls))
+                .collect();
+            for node in &mut graph.node {
+                let mut added: Vec<String> = Vec::new();
+                for input in &node.input {
+                    let parsed = graph::InputRef::parse(input);
+                    if let Some(controls) = waits.get(parsed.node).filter(|_| !parsed.control) {
+                        added.extend(controls.iter().cloned());
+                    }
+                }
+                for control in added {
+                    if !node.input.contains(&control) {
+                        node.input.push(control);
+                    }
+                }
+            }
+        }
         self.edits.finish(graph)
     }
 }
@@ -370,9 +437,11 @@ fn fold_mul(
             return;
         };
         edits.touch(&[mul, x, l, w, bn, m]);
+        let mul_name = graph.node[mul].name.clone();
+        edits.readers_keep_waiting(graph, &mul_name, &[mul, m]);
         edits.set_input_proto(graph, uses, l, 1, w, new_w);
         edits.set_input_value(graph, uses, x, 1, bn, &new_b);
-        graph.node[x].name = graph.node[mul].name.clone();
+        graph.node[x].name = mul_name;
         edits.removed.insert(mul);
         return;
     }
@@ -390,8 +459,10 @@ fn fold_mul(
         return;
     };
     edits.touch(&[mul, x, w, m]);
+    let mul_name = graph.node[mul].name.clone();
+    edits.readers_keep_waiting(graph, &mul_name, &[mul, m]);
     edits.set_input_proto(graph, uses, x, 1, w, new_w);
-    graph.node[x].name = graph.node[mul].name.clone();
+    graph.node[x].name = mul_name;
     edits.removed.insert(mul);
 }
 
@@ -456,7 +527,9 @@ fn fold_add(
         let base = format!("{}/bias", graph.node[add].name);
         let bias_name = edits.new_const(graph, add, &base, &new_b);
         let data_format = graph.node[x].attr.get("data_format").cloned();
+        let waited = dropped_controls(graph, &[x, c, bn]);
         become_bias_add(&mut graph.node[add], y, bias_name, data_format);
+        keep_waiting(&mut graph.node[add], waited);
         edits.removed.insert(x);
         return;
     }
@@ -486,7 +559,9 @@ fn fold_add(
         Layer::MatMul { .. } => None,
         _ => graph.node[x].attr.get("data_format").cloned(),
     };
+    let waited = dropped_controls(graph, &[c]);
     become_bias_add(&mut graph.node[add], x_input, bias_name, data_format);
+    keep_waiting(&mut graph.node[add], waited);
 }
 
 fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
@@ -599,6 +674,7 @@ fn fold_norm(
         return;
     };
     let mut between = None;
+    let mut between_bias = None;
     // An optional BiasAdd/Add of a Const between the layer and the norm.
     if matches!(graph.node[x].op.as_str(), "BiasAdd" | "Add" | "AddV2") {
         let Some([y, b]) = two_data_inputs(&graph.node[x]) else {
@@ -644,6 +720,7 @@ fn fold_norm(
             *o += b * s;
         }
         between = Some(x);
+        between_bias = Some(bp);
         x = l;
     }
     let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
@@ -684,13 +761,28 @@ fn fold_norm(
     let data_format = AttrValue {
         value: Some(attr_value::Value::S(bytes::Bytes::from_static(format))),
     };
+    let mut dropped = params.clone();
+    dropped.extend(between);
+    dropped.extend(between_bias);
+    let waited = dropped_controls(graph, &dropped);
     become_bias_add(
         &mut graph.node[bn],
         layer_output,
         bias_name,
         Some(data_format),
     );
+    keep_waiting(&mut graph.node[bn], waited);
     if let Some(b) = between {
         edits.removed.insert(b);
+    }
+}
+
+/// Adds `controls` to `node`'s inputs, those it has not already: what the node read through
+/// the nodes a fold dropped, it keeps waiting for.
+fn keep_waiting(node: &mut NodeDef, controls: Vec<String>) {
+    for control in controls {
+        if !node.input.contains(&control) {
+            node.input.push(control);
+        }
     }
 }
