@@ -213,12 +213,22 @@ pub fn bypassed_controls(
         .collect();
     bypassed.extend(second);
     let own = control_inputs(this);
+    let mut controls = controls_of(graph, &bypassed);
+    controls.retain(|control| !own.contains(control));
+    controls
+}
+
+/// The control inputs of `nodes`, in order, without repeats: what a rewrite that drops them
+/// must make their readers (or the node taking their place) wait for.
+pub fn controls_of(graph: &GraphDef, nodes: &[usize]) -> Vec<String> {
     let mut controls: Vec<String> = Vec::new();
-    for p in bypassed {
-        for control in graph.node.get(p).map(control_inputs).unwrap_or_default() {
-            if !own.contains(&control) && !controls.contains(&control) {
-                controls.push(control);
-            }
+    for control in nodes
+        .iter()
+        .filter_map(|&i| graph.node.get(i))
+        .flat_map(control_inputs)
+    {
+        if !controls.contains(&control) {
+            controls.push(control);
         }
     }
     controls

@@ -533,9 +533,9 @@ pub fn anchor_new_constants(graph: &mut GraphDef, existed: &HashSet<String>) {
     let index = GraphIndex::new(graph);
     let mut anchors: Vec<(usize, String)> = Vec::new();
     // Identities to add, by (Switch, port): their names and dtypes.
-    let mut switch_anchors: BTreeMap<(String, String), (String, Option<AttrValue>)> =
-        BTreeMap::new();
-    let mut taken: HashSet<String> = HashSet::new();
+    let mut switch_anchors: BTreeMap<(String, u32), (String, Option<AttrValue>)> = BTreeMap::new();
+    // Every name, once a Switch anchor needs one (rarely).
+    let mut taken: Option<HashSet<String>> = None;
     for (i, node) in graph.node.iter().enumerate() {
         if node.op != "Const" || !node.input.is_empty() || existed.contains(&node.name) {
             continue;
@@ -565,19 +565,14 @@ pub fn anchor_new_constants(graph: &mut GraphDef, existed: &HashSet<String>) {
         } else if let Some((switch, input)) =
             framed_inputs().find(|(s, i)| is_switch(s) && !InputRef::parse(i).control)
         {
-            let port = InputRef::parse(input).port.to_string();
-            let key = (switch.name.clone(), port.clone());
+            let port = InputRef::parse(input).port;
+            let key = (switch.name.clone(), port);
             let name = match switch_anchors.get(&key) {
                 Some((name, _)) => name.clone(),
                 None => {
-                    let base = format!("{}/anchor_{port}", switch.name);
-                    let mut name = base.clone();
-                    let mut n = 0u64;
-                    while index.index_of(&name).is_some() || taken.contains(&name) {
-                        n += 1;
-                        name = format!("{base}_{n}");
-                    }
-                    taken.insert(name.clone());
+                    let taken = taken
+                        .get_or_insert_with(|| graph.node.iter().map(|n| n.name.clone()).collect());
+                    let name = edit::unique_name(&format!("{}/anchor_{port}", switch.name), taken);
                     switch_anchors.insert(key, (name.clone(), switch.attr.get("T").cloned()));
                     name
                 }
@@ -594,7 +589,7 @@ pub fn anchor_new_constants(graph: &mut GraphDef, existed: &HashSet<String>) {
         let mut identity = NodeDef {
             name,
             op: "Identity".into(),
-            input: vec![if port == "0" {
+            input: vec![if port == 0 {
                 switch
             } else {
                 format!("{switch}:{port}")

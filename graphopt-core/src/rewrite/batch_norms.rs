@@ -30,7 +30,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::graph;
 use crate::graph::attrs;
-use crate::graph::edit::{const_value, control_inputs, data_inputs, Edits, Uses};
+use crate::graph::edit::{const_value, control_inputs, controls_of, data_inputs, Edits, Uses};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
 use crate::rewrite::weights::{floats, per_channel, vector, Layer};
 use crate::tensor::{Limits, Tensor};
@@ -70,21 +70,6 @@ fn become_bias_add(
             value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"NHWC"))),
         }),
     );
-}
-
-/// The control inputs of `nodes`, in order, without repeats.
-fn dropped_controls(graph: &GraphDef, nodes: &[usize]) -> Vec<String> {
-    let mut controls: Vec<String> = Vec::new();
-    for control in nodes
-        .iter()
-        .filter_map(|&i| graph.node.get(i))
-        .flat_map(control_inputs)
-    {
-        if !controls.contains(&control) {
-            controls.push(control);
-        }
-    }
-    controls
 }
 
 /// Position of the one Const among two data inputs, with the other input's producer.
@@ -191,7 +176,7 @@ impl FoldEdits {
     /// order they imposed. A reader of the name read the dropped nodes' value, so it already
     /// ran after those control inputs: no cycle can come of it.
     pub(crate) fn readers_keep_waiting(&mut self, graph: &GraphDef, name: &str, dropped: &[usize]) {
-        let mut controls = dropped_controls(graph, dropped);
+        let mut controls = controls_of(graph, dropped);
         // A dropped node that would itself have been given control inputs at the end (a run
         // of folded Muls) passes them on.
         for input in dropped
@@ -527,7 +512,7 @@ fn fold_add(
         let base = format!("{}/bias", graph.node[add].name);
         let bias_name = edits.new_const(graph, add, &base, &new_b);
         let data_format = graph.node[x].attr.get("data_format").cloned();
-        let waited = dropped_controls(graph, &[x, c, bn]);
+        let waited = controls_of(graph, &[x, c, bn]);
         become_bias_add(&mut graph.node[add], y, bias_name, data_format);
         keep_waiting(&mut graph.node[add], waited);
         edits.removed.insert(x);
@@ -559,7 +544,7 @@ fn fold_add(
         Layer::MatMul { .. } => None,
         _ => graph.node[x].attr.get("data_format").cloned(),
     };
-    let waited = dropped_controls(graph, &[c]);
+    let waited = controls_of(graph, &[c]);
     become_bias_add(&mut graph.node[add], x_input, bias_name, data_format);
     keep_waiting(&mut graph.node[add], waited);
 }
@@ -764,7 +749,7 @@ fn fold_norm(
     let mut dropped = params.clone();
     dropped.extend(between);
     dropped.extend(between_bias);
-    let waited = dropped_controls(graph, &dropped);
+    let waited = controls_of(graph, &dropped);
     become_bias_add(
         &mut graph.node[bn],
         layer_output,

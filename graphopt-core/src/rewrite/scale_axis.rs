@@ -411,12 +411,7 @@ fn try_move(
     let index = &mut *sweep.index;
     let mul_name = graph.node[mul].name.clone();
     // What the scale Const waited for too: its value is in the weights now.
-    let mut controls = crate::graph::edit::control_inputs(&graph.node[mul]);
-    for control in crate::graph::edit::control_inputs(&graph.node[s_node]) {
-        if !controls.contains(&control) {
-            controls.push(control);
-        }
-    }
+    let controls = crate::graph::edit::controls_of(graph, &[mul, s_node]);
     let x_producer = uses.producer(&x);
     for r in index.of(graph, mul, |r| !r.control) {
         let Some(node) = graph.node.get_mut(r) else {

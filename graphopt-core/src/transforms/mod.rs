@@ -120,10 +120,10 @@ impl TransformContext<'_> {
     /// [`Self::protected_names`], and when no outputs are declared the graph's ends (nodes
     /// nothing reads), which are then its outputs: a transform that removes unread nodes must
     /// not take the final node for a leftover.
-    pub fn protected_names_or_ends(&self, graph: &GraphDef) -> std::collections::HashSet<String> {
+    pub fn protected_names_or_ends(&self, graph: &GraphDef) -> HashSet<String> {
         let mut protected = self.protected_names();
         if self.outputs.is_empty() {
-            let read: std::collections::HashSet<&str> = graph
+            let read: HashSet<&str> = graph
                 .node
                 .iter()
                 .flat_map(|n| n.input.iter())
@@ -142,7 +142,7 @@ impl TransformContext<'_> {
 
     /// Node names of --inputs: nodes whose value is fed, not computed (a Const named there
     /// is not constant).
-    pub fn input_names(&self) -> std::collections::HashSet<String> {
+    pub fn input_names(&self) -> HashSet<String> {
         self.inputs
             .iter()
             .map(|n| graph::node_name(n).to_string())
