@@ -776,6 +776,50 @@ fn a_changed_dependency_of_graphopt_misses_the_cache_and_an_unrelated_one_does_n
         dependencies
     );
     assert!(rebuilt == first);
+
+    // Cargo reruns the build script when the model changes, by modification time: the script
+    // asks it to watch the model file.
+    let outputs: Vec<String> = walk_files(&app.target)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "output"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter(|text| text.contains("graphopt"))
+        .collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|text| text.contains("cargo::rerun-if-changed=") && text.contains("tiny.pb")),
+        "{outputs:?}"
+    );
+
+    // A package cargo fetched (its `.cargo-ok` marker) has no lock file of the app's to key:
+    // built, not cached.
+    app.write(".cargo-ok", "");
+    app.set_transforms("remove_device", None);
+    app.build_ok();
+    let (manifest, _) = app.artifacts();
+    let cache = manifest["cache"].as_str().unwrap();
+    assert!(
+        cache.starts_with("off (dependency versions unknown:") && cache.contains("cargo fetched"),
+        "{cache}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 /// A graph with an input of unknown rank and a scalar input, each passed through a Relu.
