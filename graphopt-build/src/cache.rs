@@ -119,21 +119,56 @@ impl KeyBuilder {
     }
 }
 
-/// The cache folder: `$GRAPHOPT_CACHE_DIR`, else `graphopt-cache` in the target directory
-/// (found above OUT_DIR, which cargo puts at `<target>/<profile>/build/<pkg>/out`).
-pub fn cache_dir(out_dir: &Path) -> PathBuf {
-    if let Some(dir) = std::env::var_os("GRAPHOPT_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+/// The cache folder: `$GRAPHOPT_CACHE_DIR` (a relative one taken from `workspace_root`, so
+/// every package of a workspace shares it, wherever cargo runs their build scripts), else
+/// `graphopt-cache` in the target directory.
+pub fn cache_dir(out_dir: &Path, workspace_root: &Path) -> PathBuf {
+    cache_dir_from(
+        out_dir,
+        workspace_root,
+        std::env::var_os("GRAPHOPT_CACHE_DIR"),
+        std::env::var_os("CARGO_TARGET_DIR"),
+    )
+}
+
+/// [`cache_dir`] given the two variables' values.
+fn cache_dir_from(
+    out_dir: &Path,
+    workspace_root: &Path,
+    cache_var: Option<std::ffi::OsString>,
+    target_var: Option<std::ffi::OsString>,
+) -> PathBuf {
+    if let Some(dir) = cache_var.filter(|d| !d.is_empty()) {
+        return workspace_root.join(dir);
     }
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("graphopt-cache");
+    target_dir(out_dir, target_var).join("graphopt-cache")
+}
+
+/// The target directory the build writes to. cargo puts OUT_DIR at
+/// `<target>/[<triple>/]<profile>/build/<pkg>-<hash>/out` and runs build scripts in their
+/// package's directory, so `$CARGO_TARGET_DIR` is used as given only when absolute; a relative
+/// one (relative to where cargo was started, which a build script cannot know) is the ancestor
+/// of OUT_DIR that ends with it. Otherwise the fourth ancestor of OUT_DIR.
+fn target_dir(out_dir: &Path, target_var: Option<std::ffi::OsString>) -> PathBuf {
+    if let Some(var) = target_var.filter(|d| !d.is_empty()) {
+        let var = PathBuf::from(var);
+        if var.is_absolute() {
+            return var;
+        }
+        let plain = var
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if plain {
+            if let Some(found) = out_dir.ancestors().find(|a| a.ends_with(&var)) {
+                return found.to_path_buf();
+            }
+        }
     }
     // out -> <pkg>-<hash> -> build -> <profile> -> <target>
     out_dir
         .ancestors()
         .nth(4)
-        .map(|target| target.join("graphopt-cache"))
-        .unwrap_or_else(|| out_dir.join("graphopt-cache"))
+        .map_or_else(|| out_dir.to_path_buf(), Path::to_path_buf)
 }
 
 /// A cache entry, if present and intact: the path of its model bytes and its manifest. An
@@ -414,6 +449,42 @@ mod tests {
         assert_ne!(key(&["a", "b"]), key(&["a,b"]));
         assert_ne!(key(&["ab"]), key(&["a", "b"]));
         assert_eq!(key(&["a", "b"]), key(&["a", "b"]));
+    }
+
+    #[test]
+    fn the_cache_dir_is_one_per_workspace_wherever_a_build_script_runs() {
+        let root = Path::new("/ws");
+        let out = Path::new("/ws/tgt/debug/build/app-0123/out");
+        let dir = |cache: Option<&str>, target: Option<&str>| {
+            cache_dir_from(out, root, cache.map(Into::into), target.map(Into::into))
+        };
+        // A relative GRAPHOPT_CACHE_DIR is the workspace's, an absolute one as given.
+        assert_eq!(dir(Some("cache"), None), Path::new("/ws/cache"));
+        assert_eq!(dir(Some("/c"), Some("/t")), Path::new("/c"));
+        // Unset or empty: the target directory found above OUT_DIR.
+        assert_eq!(dir(None, None), Path::new("/ws/tgt/graphopt-cache"));
+        assert_eq!(dir(Some(""), Some("")), Path::new("/ws/tgt/graphopt-cache"));
+        // An absolute CARGO_TARGET_DIR as given; a relative one is where OUT_DIR lies, never
+        // a directory of that name inside the package.
+        assert_eq!(dir(None, Some("/t")), Path::new("/t/graphopt-cache"));
+        assert_eq!(dir(None, Some("tgt")), Path::new("/ws/tgt/graphopt-cache"));
+        assert_eq!(
+            dir(None, Some("ws/tgt")),
+            Path::new("/ws/tgt/graphopt-cache")
+        );
+        // One that OUT_DIR does not end in (`..`, or a build-dir elsewhere): from OUT_DIR.
+        assert_eq!(
+            dir(None, Some("../tgt")),
+            Path::new("/ws/tgt/graphopt-cache")
+        );
+        assert_eq!(
+            dir(None, Some("other")),
+            Path::new("/ws/tgt/graphopt-cache")
+        );
+        // With a target triple, OUT_DIR is one level deeper; the named directory still wins.
+        let triple = Path::new("/ws/tgt/x86_64-unknown-linux-gnu/debug/build/app-0123/out");
+        let found = cache_dir_from(triple, root, None, Some("tgt".into()));
+        assert_eq!(found, Path::new("/ws/tgt/graphopt-cache"));
     }
 
     #[test]

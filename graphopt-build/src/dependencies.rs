@@ -111,7 +111,7 @@ fn manifest(dir: &Path) -> Option<toml::Table> {
 }
 
 /// The root of the workspace the package in `dir` belongs to, by cargo's rules.
-fn workspace_root(dir: &Path) -> PathBuf {
+pub fn workspace_root(dir: &Path) -> PathBuf {
     let own = manifest(dir);
     if let Some(own) = &own {
         if own.contains_key("workspace") {

@@ -33,7 +33,8 @@
 //! own source code, the versions and sources of the crates graphopt-build depends on as the
 //! workspace's `Cargo.lock` resolved them (a model is not cached without one, nor in a package
 //! cargo fetched), the name and version of each application transform used, the canonical
-//! transform list, the names, the options, the memory and work budgets and every input byte, in `$GRAPHOPT_CACHE_DIR`, else
+//! transform list, the names, the options, the memory and work budgets and every input byte, in
+//! `$GRAPHOPT_CACHE_DIR` (a relative path is taken from the workspace root), else
 //! `graphopt-cache` in the target directory. An unchanged model costs a few file stats: a
 //! file's SHA-256 is reused while its size, times, inode and device are unchanged (a memo in
 //! `$OUT_DIR/graphopt-fingerprints.json`), cache entries are verified when first used and

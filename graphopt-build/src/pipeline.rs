@@ -298,7 +298,10 @@ impl Model {
             .part("source", source_kind.key_content());
         let key = key.finish();
 
-        let cache_dir = cache::cache_dir(&out_dir);
+        let cache_dir = cache::cache_dir(
+            &out_dir,
+            &crate::dependencies::workspace_root(&manifest_dir),
+        );
         let cached = if cache_off.is_some() {
             None
         } else {

@@ -1443,3 +1443,58 @@ fn main() {
     );
     assert!(ran.contains("injected None"), "{ran}");
 }
+
+#[test]
+fn relative_cache_and_target_dirs_are_the_workspaces_not_the_packages() {
+    // A workspace whose member builds a model: cargo runs the member's build script in the
+    // member's directory, while relative paths in the environment are the workspace's.
+    let app = App::named("member-app");
+    let root = app.dir.path();
+    let member = root.join("member");
+    std::fs::create_dir(&member).unwrap();
+    for moved in ["build.rs", "src", "models"] {
+        std::fs::rename(root.join(moved), member.join(moved)).unwrap();
+    }
+    let manifest = app.read("Cargo.toml").replace("[workspace]\n", "");
+    std::fs::write(member.join("Cargo.toml"), manifest).unwrap();
+    app.write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"member\"]\nresolver = \"2\"\n",
+    );
+    // The shared target directory, spelled relative to the workspace root where cargo runs.
+    let up = "../".repeat(root.components().count() - 1);
+    let target = format!(
+        "{up}{}",
+        app.target.display().to_string().trim_start_matches('/')
+    );
+    let build = |cache: Option<&str>| {
+        let mut command = Command::new(env!("CARGO"));
+        command
+            .args(["build", "--quiet", "-p", &app.package])
+            .current_dir(root)
+            .env("CARGO_TARGET_DIR", &target)
+            .envs(LEAN_BUILD)
+            .env_remove("GRAPHOPT_CACHE_DIR")
+            .env_remove("GRAPHOPT_UPDATE_LOCK")
+            .env_remove("GRAPHOPT_BUILD_TEST_FINGERPRINT");
+        if let Some(cache) = cache {
+            command.env("GRAPHOPT_CACHE_DIR", cache);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    build(Some("shared-cache"));
+    let entries = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert_eq!(
+        entries(&root.join("shared-cache")),
+        1,
+        "one entry at the root"
+    );
+    assert!(!member.join("shared-cache").exists());
+    // Without GRAPHOPT_CACHE_DIR the cache is in the target directory cargo used, not in a
+    // directory of that relative name under the member.
+    build(None);
+    assert!(app.target.join("graphopt-cache").is_dir());
+    assert!(!member.join(&target).exists());
+    assert!(!member.join("graphopt-cache").exists());
+}
