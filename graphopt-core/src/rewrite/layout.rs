@@ -155,6 +155,15 @@ impl Builder {
 
 /// Converts the graph to NCHW (see the module docs); returns how many ops changed layout.
 pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout: bool) -> usize {
+    // The Transposes share two permutation Consts (and sinking adds Consts each read by one
+    // node); a Const without inputs runs in the outermost frame, so one read inside a while
+    // loop fails the graph ("inputs from different frames"). With loops, what runs inside
+    // control flow keeps its layout, as if protected.
+    let mut protected = protected.clone();
+    if crate::graph::has_loop_frames(graph) {
+        protected.extend(crate::graph::inside_control_flow(graph));
+    }
+    let protected = &protected;
     let known = shapes::infer_graph(graph);
     // The rank is what matters, so a batch left unknown does not stop the conversion.
     let rank_of = |input: &str| -> Option<usize> { Some(known.partial_of(input)?.len()) };
