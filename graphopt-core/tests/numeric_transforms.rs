@@ -2219,3 +2219,42 @@ fn without_outputs_the_ends_of_the_graph_stay() {
         assert!(!graph.node.iter().any(|n| n.name == "y"), "{transform}");
     }
 }
+
+/// A ClipByValue whose bounds have the tensor's shape clips each element by its own bound,
+/// in NHWC order: the Transpose cannot sink through it (it did, and each element was clipped
+/// by another's bound: TensorFlow 2.21 ran the CLI's output of such a graph 1.25 away from
+/// the original). With scalar bounds it still sinks.
+#[test]
+fn nchw_conversion_keeps_per_element_clip_bounds_in_their_layout() {
+    use synthetic::*;
+    let conv = |name: &str, input: &str, w: &str| conv(name, input, w, "VALID");
+    let clipped = |bound_dims: &[usize]| {
+        graph(vec![
+            placeholder("x", &[1, 2, 2, 2]),
+            constant("w1", &[1, 1, 2, 2], 1, false),
+            conv("conv1", "x", "w1"),
+            constant("low", bound_dims, 2, false),
+            constant("high", &[], 3, true),
+            node("clip", "ClipByValue", &["conv1", "low", "high"], &[]),
+            constant("w2", &[1, 1, 2, 2], 4, false),
+            conv("conv2", "clip", "w2"),
+            node("out", "Relu", &["conv2"], &[]),
+        ])
+    };
+    // graphopt's evaluator has no ClipByValue kernel: what the clip reads is checked.
+    for (bound_dims, transposes, reads) in
+        [(&[1, 2, 2, 2][..], 4, "Transpose"), (&[][..], 2, "Conv2D")]
+    {
+        let mut converted = clipped(bound_dims);
+        run_on(&mut converted, "convert_to_nchw", &["out"]).unwrap();
+        assert_eq!(count(&converted, "Transpose"), transposes, "{bound_dims:?}");
+        let clip = converted.node.iter().find(|n| n.name == "clip").unwrap();
+        let from = converted
+            .node
+            .iter()
+            .find(|n| n.name == clip.input[0])
+            .unwrap();
+        assert_eq!(from.op, reads, "{bound_dims:?}");
+        assert_eq!(clip.input[1], "low", "{bound_dims:?}");
+    }
+}

@@ -29,7 +29,8 @@ use crate::tensor::{Data, Tensor};
 const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
 const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
 
-/// Ops that compute elementwise on one tensor, so a Transpose commutes with them.
+/// Ops that compute elementwise on one tensor, so a Transpose commutes with them (a
+/// ClipByValue only when its bounds are scalars: bounds of the tensor's shape are NHWC too).
 const UNARY_AGNOSTIC: &[&str] = &["Relu6", "Identity", "Cast", "ClipByValue"];
 
 fn ints_attr(values: &[i64]) -> AttrValue {
@@ -185,6 +186,20 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
             _ => None,
         })
         .collect();
+    // ClipByValues whose bounds are known scalars; the others may hold a bound per element.
+    let scalar_clips: HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op == "ClipByValue")
+        .filter(|n| {
+            let inputs = data_inputs(n);
+            inputs.len() == 3
+                && inputs[1..]
+                    .iter()
+                    .all(|b| known.partial_of(b).is_some_and(|s| s.is_empty()))
+        })
+        .map(|n| n.name.clone())
+        .collect();
     let mut builder = Builder {
         taken: graph.node.iter().map(|n| n.name.clone()).collect(),
         names: UniqueNames::default(),
@@ -269,7 +284,8 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     graph.node.extend(std::mem::take(&mut builder.added));
     // Each step moves one Transpose past one node or cancels a pair; the bound is a guard.
     let steps = graph.node.len().saturating_mul(8);
-    let dropped = Sinking::new(graph, protected, &perms, builder, &spatial).run(steps);
+    let dropped =
+        Sinking::new(graph, protected, &perms, builder, &spatial, &scalar_clips).run(steps);
     if !keep_io_layout {
         inputs_take_nchw(graph, &perms, &converted);
     }
@@ -321,6 +337,8 @@ struct Sinking<'g> {
     perms: &'g Perms,
     builder: Builder,
     spatial: &'g HashMap<String, Spatial>,
+    /// The ClipByValues whose bounds are scalars (the only ones a Transpose sinks through).
+    scalar_clips: &'g HashSet<String>,
     index: crate::graph::NameMap<String, usize>,
     /// Nodes that read each node (some perhaps no longer: check the inputs).
     readers: Vec<Vec<usize>>,
@@ -346,6 +364,7 @@ impl<'g> Sinking<'g> {
         perms: &'g Perms,
         builder: Builder,
         spatial: &'g HashMap<String, Spatial>,
+        scalar_clips: &'g HashSet<String>,
     ) -> Self {
         let mut sinking = Sinking {
             index: crate::graph::owned_name_index(graph),
@@ -354,6 +373,7 @@ impl<'g> Sinking<'g> {
             perms,
             builder,
             spatial,
+            scalar_clips,
             readers: Vec::new(),
             reads: Vec::new(),
             gone: Vec::new(),
@@ -488,7 +508,9 @@ impl<'g> Sinking<'g> {
         output_type(node)?;
         let op = node.op.as_str();
         let name = node.name.clone();
-        let elementwise_unary = ops::UNARY.contains(&op) || UNARY_AGNOSTIC.contains(&op);
+        let scalar_bounds = op != "ClipByValue" || self.scalar_clips.contains(&node.name);
+        let elementwise_unary =
+            (ops::UNARY.contains(&op) || UNARY_AGNOSTIC.contains(&op)) && scalar_bounds;
         let rewrite: Vec<(usize, String)> = if elementwise_unary {
             vec![(0, back(0)?)]
         } else if ops::ELEMENTWISE_BINARY.contains(&op) && inputs.len() == 2 {
