@@ -935,6 +935,39 @@ fn fixing_input_shapes_refuses_what_contradicts_the_graph() {
     }
 }
 
+/// A PlaceholderWithDefault's shape must fit its default: TensorFlow 2.21 refused to import
+/// the graph fix_input_shapes made of `[?, 3]` defaulting to a `[2, 3]` Const when given
+/// `5,3` ("Dimension 0 in both shapes must be equal, but are 2 and 5").
+#[test]
+fn fixing_input_shapes_keeps_a_default_that_fits() {
+    let text = r#"
+node { name: "d" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "value" value { tensor { dtype: DT_FLOAT
+              tensor_shape { dim { size: 2 } dim { size: 3 } } float_val: 1 } } } }
+node { name: "x" op: "PlaceholderWithDefault" input: "d"
+       attr { key: "dtype" value { type: DT_FLOAT } }
+       attr { key: "shape" value { shape { dim { size: -1 } dim { size: 3 } } } } }
+node { name: "y" op: "Identity" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+    let mut graph = graph_from_text(text);
+    let error = run_on(
+        &mut graph,
+        r#"fix_input_shapes(name=x, shape="5,3")"#,
+        &["y"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("'x' defaults to a tensor of shape [2, 3]"),
+        "{error}"
+    );
+    for fits in ["2,3", "-1,3"] {
+        let mut graph = graph_from_text(text);
+        let spec = format!(r#"fix_input_shapes(name=x, shape="{fits}")"#);
+        run_on(&mut graph, &spec, &["y"]).unwrap();
+    }
+}
+
 #[test]
 fn add_shapes_writes_the_shapes_the_evaluator_computes() {
     let graph = apply("keras_cnn", "@deploy add_shapes");

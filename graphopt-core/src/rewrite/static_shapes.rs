@@ -13,12 +13,32 @@ use crate::rewrite::RewriteError;
 
 /// Sets the `shape` of each named Placeholder to the given dims, which must agree with the
 /// dims it already knows (a `-1` in the graph takes the given size; a `-1` given keeps the
-/// dimension unknown).
+/// dimension unknown) and, for a PlaceholderWithDefault, with its default's (TensorFlow
+/// refuses to import one whose default does not fit its shape).
 pub fn fix_input_shapes(
     graph: &mut GraphDef,
     shapes: &[(String, Vec<i64>)],
 ) -> Result<(), RewriteError> {
-    for (name, dims) in shapes {
+    let defaults = graph
+        .node
+        .iter()
+        .any(|n| n.op == "PlaceholderWithDefault")
+        .then(|| shapes::infer_graph(graph));
+    let mut default_shapes = Vec::new();
+    for (name, _) in shapes {
+        let default = graph
+            .node
+            .iter()
+            .find(|n| n.name == *name && n.op == "PlaceholderWithDefault")
+            .and_then(|n| {
+                crate::graph::edit::data_inputs(n)
+                    .first()
+                    .map(|d| d.to_string())
+            })
+            .and_then(|d| defaults.as_ref()?.partial_of(&d).map(<[_]>::to_vec));
+        default_shapes.push(default);
+    }
+    for ((name, dims), default) in shapes.iter().zip(default_shapes) {
         let node = graph
             .node
             .iter_mut()
@@ -61,6 +81,22 @@ pub fn fix_input_shapes(
             }
             _ => dims.clone(),
         };
+        if let Some(default) = default {
+            let fits = default.len() == fixed.len()
+                && default.iter().zip(&fixed).all(|(d, &f)| match d {
+                    Some(d) => f == -1 || i64::try_from(*d).is_ok_and(|d| d == f),
+                    None => true,
+                });
+            if !fits {
+                let shown: Vec<i64> = default
+                    .iter()
+                    .map(|d| d.and_then(|d| i64::try_from(d).ok()).unwrap_or(-1))
+                    .collect();
+                return Err(RewriteError(format!(
+                    "'{name}' defaults to a tensor of shape {shown:?}; it cannot take the shape {fixed:?}"
+                )));
+            }
+        }
         node.attr.insert(
             "shape".into(),
             AttrValue {
