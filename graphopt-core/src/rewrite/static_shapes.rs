@@ -114,12 +114,37 @@ pub fn fix_input_shapes(
 /// The output count may come from an attribute (Split's `num_split`, Unpack's `num`), so each
 /// list is asked of the budget first: a node claiming 2^40 outputs is an error naming it.
 pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
+    write_output_shapes(graph, false)
+}
+
+/// Rewrites the `_output_shapes` of the nodes that have one with the shapes inferred now: a
+/// rewrite that changes what nodes output (a layout conversion) leaves them stale, and
+/// TensorFlow refuses to import a graph whose `_output_shapes` contradict it. Returns how many
+/// nodes were rewritten.
+pub fn refresh_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
+    if !graph
+        .node
+        .iter()
+        .any(|n| n.attr.contains_key("_output_shapes"))
+    {
+        return Ok(0);
+    }
+    write_output_shapes(graph, true)
+}
+
+/// [`add_output_shapes`], on every node or (`existing`) on those that have the attribute.
+fn write_output_shapes(graph: &mut GraphDef, existing: bool) -> Result<usize, Error> {
     let known = shapes::infer_graph(graph);
     let mut count = 0;
     for node in &mut graph.node {
+        if existing && !node.attr.contains_key("_output_shapes") {
+            continue;
+        }
         let inferred = known.partial(&node.name);
         let outputs = ops::output_count(node).or_else(|| inferred.map(Vec::len));
         let Some(outputs) = outputs else {
+            // Nothing to say: a stale list goes.
+            node.attr.remove("_output_shapes");
             continue;
         };
         let dims: usize = inferred

@@ -9,6 +9,7 @@ use super::{Transform, TransformContext};
 use crate::error::Result;
 use crate::proto::GraphDef;
 use crate::rewrite::layout::to_nchw;
+use crate::rewrite::static_shapes::refresh_output_shapes;
 
 pub struct ConvertToNchw;
 
@@ -31,7 +32,10 @@ impl Transform for ConvertToNchw {
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let keep = context.params.bool("keep_io_layout", true)?;
-        to_nchw(graph, &context.protected_names(), keep);
+        if to_nchw(graph, &context.protected_names(), keep) > 0 {
+            // Converted nodes output NCHW now: `_output_shapes` (from add_shapes) would say NHWC.
+            refresh_output_shapes(graph)?;
+        }
         Ok(())
     }
 }

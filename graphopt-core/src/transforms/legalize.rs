@@ -209,6 +209,11 @@ impl Transform for Legalize {
         }
         if plan.output_shapes {
             static_shapes::add_output_shapes(graph)?;
+        } else {
+            // The rewrites change what some nodes output (a dilated convolution now reads a
+            // SpaceToBatchND): `_output_shapes` written before would contradict the graph,
+            // which TensorFlow refuses to import.
+            static_shapes::refresh_output_shapes(graph)?;
         }
         report_what_remains(graph, profile, context);
         Ok(())
