@@ -14,7 +14,9 @@
 //! Const weights) reads, the weights' rows take NCHW order instead and no Transpose is left
 //! there either. Convolution filters need no change: TensorFlow's
 //! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder whose data reaches a
-//! converted op takes NCHW itself (readers that stayed NHWC read it through a Transpose back). Protected nodes keep their layout.
+//! converted op takes NCHW itself (readers that stayed NHWC read it through a Transpose back). Protected nodes keep their layout, and so, in a graph with TF1 while loops, do
+//! the nodes inside control flow (the Consts the Transposes read would sit in the outermost
+//! frame). A ClipByValue passes a Transpose only with scalar bounds.
 
 use std::collections::{HashMap, HashSet};
 

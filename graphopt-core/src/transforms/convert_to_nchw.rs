@@ -3,6 +3,7 @@
 //! one at its input and one where it leaves 4-D (none before a dense layer that reads a
 //! flattening: its weights' rows are reordered instead); `keep_io_layout=false` makes every
 //! 4-D input that reaches a converted op NCHW too (ops that stay NHWC read it transposed back).
+//! `_output_shapes` (from `add_shapes`) are rewritten afterwards, where there are any.
 //! See [`crate::rewrite::layout`].
 
 use super::{Transform, TransformContext};

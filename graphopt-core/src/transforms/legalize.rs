@@ -37,6 +37,9 @@
 //! - `tensorrt`: AddV2 becomes Add, inference FusedBatchNormV2/V3 become FusedBatchNorm (after
 //!   leftover removal, whatever feeds their parameters);
 //! - `ascend`, `graphopt`: leftover removal only.
+//!
+//! For every target but `tvm` (which gets them all written), `_output_shapes` already in the
+//! graph are rewritten with the shapes inferred after the rewrites.
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
