@@ -142,3 +142,37 @@ fn constants_added_in_a_loop_body_keep_its_frame() {
         assert_close(&run(&graph, &x), &tensorflow, &case);
     }
 }
+
+/// convert_to_nchw shares its permutation Consts among all the Transposes it adds: a
+/// convolution inside a loop body read one of the outermost frame, and TensorFlow refused the
+/// graph ("has inputs from different frames", checked with TF 2.21 on the CLI's output). The
+/// convolution before the loop is still converted; the body keeps its layout.
+#[test]
+fn nchw_conversion_leaves_loop_bodies_in_their_frame() {
+    let mut graph = load("conv");
+    let (x, tensorflow) = expected("conv");
+    assert_close(&run(&graph, &x), &tensorflow, "conv: the original");
+    let specs = transforms::parse("convert_to_nchw").unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &["x".to_string()],
+        &["y".to_string()],
+    )
+    .unwrap();
+    let framed = graphopt_core::graph::inside_control_flow(&graph);
+    let formats: Vec<(bool, bool)> = graph
+        .node
+        .iter()
+        .filter(|n| n.op == "Conv2D")
+        .map(|n| {
+            let nchw =
+                graphopt_core::graph::attrs::string(n, "data_format").is_some_and(|f| f == "NCHW");
+            (framed.contains(&n.name), nchw)
+        })
+        .collect();
+    assert!(formats.contains(&(false, true)), "{formats:?}");
+    assert_body_constants_anchored(&graph, "conv / convert_to_nchw");
+    assert_close(&run(&graph, &x), &tensorflow, "conv / convert_to_nchw");
+}

@@ -1167,7 +1167,11 @@ fn value_of(node: &NodeDef, inputs: &[Known<'_>], output: Option<&[Dim]>) -> Opt
                         }
                     })
             };
-            Some(PartialValue::scalar(result))
+            // An int32 result past i32 wraps in TensorFlow: not a size to be trusted.
+            let int32 = attrs::dtype(node, "T").is_some_and(|t| t == DataType::DtInt32);
+            Some(PartialValue::scalar(
+                result.filter(|&r| !int32 || i32::try_from(r).is_ok()),
+            ))
         }
         // The same elements in the output's shape (infer_value checks the count).
         "Reshape" | "ExpandDims" | "Squeeze" => Some(PartialValue {
@@ -1716,6 +1720,44 @@ mod tests {
             &[partial(&[U, Some(3)]), valued(&b), valued(&e), valued(&st)],
         );
         assert_eq!(out, Some(vec![Some(vec![Some(3)])]));
+    }
+
+    /// TensorFlow's int32 Prod of [65536, 65537] wraps to 65536 (a Fill of it made [65536],
+    /// TF 2.21); its true product is not the value the graph computes.
+    #[test]
+    fn an_int32_product_past_i32_is_unknown() {
+        let mut prod = node("Prod", &[]);
+        prod.attr.insert(
+            "T".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtInt32 as i32)),
+            },
+        );
+        let axes = vector(&[Some(0)]);
+        let value_of = |prod: &NodeDef, elements: &[Option<i64>]| {
+            let x = vector(elements);
+            let inputs = [
+                Known {
+                    shape: Some(&[Some(2)]),
+                    value: Some(&x),
+                },
+                valued(&axes),
+            ];
+            infer_value(prod, &inputs, Some(&[]))
+        };
+        assert_eq!(
+            value_of(&prod, &[Some(65536), Some(65537)]),
+            Some(PartialValue::scalar(None))
+        );
+        assert_eq!(
+            value_of(&prod, &[Some(32768), Some(65535)]),
+            Some(PartialValue::scalar(Some(32768 * 65535)))
+        );
+        prod.attr.remove("T");
+        assert_eq!(
+            value_of(&prod, &[Some(65536), Some(65537)]),
+            Some(PartialValue::scalar(Some(65536 * 65537)))
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! Const weights) reads, the weights' rows take NCHW order instead and no Transpose is left
 //! there either. Convolution filters need no change: TensorFlow's
 //! are HWIO in both layouts. With `keep_io_layout = false` a 4-D Placeholder whose data reaches a
-//! converted op takes NCHW itself (readers that stayed NHWC read it through a Transpose back). Protected nodes keep their layout.
+//! converted op takes NCHW itself (readers that stayed NHWC read it through a Transpose back). Protected nodes keep their layout, and so, in a graph with TF1 while loops, do
+//! the nodes inside control flow (the Consts the Transposes read would sit in the outermost
+//! frame). A ClipByValue passes a Transpose only with scalar bounds.
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,7 +31,8 @@ use crate::tensor::{Data, Tensor};
 const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
 const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
 
-/// Ops that compute elementwise on one tensor, so a Transpose commutes with them.
+/// Ops that compute elementwise on one tensor, so a Transpose commutes with them (a
+/// ClipByValue only when its bounds are scalars: bounds of the tensor's shape are NHWC too).
 const UNARY_AGNOSTIC: &[&str] = &["Relu6", "Identity", "Cast", "ClipByValue"];
 
 fn ints_attr(values: &[i64]) -> AttrValue {
@@ -155,6 +158,15 @@ impl Builder {
 
 /// Converts the graph to NCHW (see the module docs); returns how many ops changed layout.
 pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout: bool) -> usize {
+    // The Transposes share two permutation Consts (and sinking adds Consts each read by one
+    // node); a Const without inputs runs in the outermost frame, so one read inside a while
+    // loop fails the graph ("inputs from different frames"). With loops, what runs inside
+    // control flow keeps its layout, as if protected.
+    let mut protected = protected.clone();
+    if crate::graph::has_loop_frames(graph) {
+        protected.extend(crate::graph::inside_control_flow(graph));
+    }
+    let protected = &protected;
     let known = shapes::infer_graph(graph);
     // The rank is what matters, so a batch left unknown does not stop the conversion.
     let rank_of = |input: &str| -> Option<usize> { Some(known.partial_of(input)?.len()) };
@@ -175,6 +187,20 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
             }
             _ => None,
         })
+        .collect();
+    // ClipByValues whose bounds are known scalars; the others may hold a bound per element.
+    let scalar_clips: HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op == "ClipByValue")
+        .filter(|n| {
+            let inputs = data_inputs(n);
+            inputs.len() == 3
+                && inputs[1..]
+                    .iter()
+                    .all(|b| known.partial_of(b).is_some_and(|s| s.is_empty()))
+        })
+        .map(|n| n.name.clone())
         .collect();
     let mut builder = Builder {
         taken: graph.node.iter().map(|n| n.name.clone()).collect(),
@@ -260,7 +286,8 @@ pub fn to_nchw(graph: &mut GraphDef, protected: &HashSet<String>, keep_io_layout
     graph.node.extend(std::mem::take(&mut builder.added));
     // Each step moves one Transpose past one node or cancels a pair; the bound is a guard.
     let steps = graph.node.len().saturating_mul(8);
-    let dropped = Sinking::new(graph, protected, &perms, builder, &spatial).run(steps);
+    let dropped =
+        Sinking::new(graph, protected, &perms, builder, &spatial, &scalar_clips).run(steps);
     if !keep_io_layout {
         inputs_take_nchw(graph, &perms, &converted);
     }
@@ -312,6 +339,8 @@ struct Sinking<'g> {
     perms: &'g Perms,
     builder: Builder,
     spatial: &'g HashMap<String, Spatial>,
+    /// The ClipByValues whose bounds are scalars (the only ones a Transpose sinks through).
+    scalar_clips: &'g HashSet<String>,
     index: crate::graph::NameMap<String, usize>,
     /// Nodes that read each node (some perhaps no longer: check the inputs).
     readers: Vec<Vec<usize>>,
@@ -337,6 +366,7 @@ impl<'g> Sinking<'g> {
         perms: &'g Perms,
         builder: Builder,
         spatial: &'g HashMap<String, Spatial>,
+        scalar_clips: &'g HashSet<String>,
     ) -> Self {
         let mut sinking = Sinking {
             index: crate::graph::owned_name_index(graph),
@@ -345,6 +375,7 @@ impl<'g> Sinking<'g> {
             perms,
             builder,
             spatial,
+            scalar_clips,
             readers: Vec::new(),
             reads: Vec::new(),
             gone: Vec::new(),
@@ -479,7 +510,9 @@ impl<'g> Sinking<'g> {
         output_type(node)?;
         let op = node.op.as_str();
         let name = node.name.clone();
-        let elementwise_unary = ops::UNARY.contains(&op) || UNARY_AGNOSTIC.contains(&op);
+        let scalar_bounds = op != "ClipByValue" || self.scalar_clips.contains(&node.name);
+        let elementwise_unary =
+            (ops::UNARY.contains(&op) || UNARY_AGNOSTIC.contains(&op)) && scalar_bounds;
         let rewrite: Vec<(usize, String)> = if elementwise_unary {
             vec![(0, back(0)?)]
         } else if ops::ELEMENTWISE_BINARY.contains(&op) && inputs.len() == 2 {

@@ -226,14 +226,40 @@ pub fn downgrade_batch_norms(graph: &mut GraphDef) -> usize {
     count
 }
 
-/// Renames ops whose semantics are the same (`AddV2` -> `Add`).
+/// Renames ops whose semantics are the same (`AddV2` -> `Add`), where the node's types are
+/// ones `to` takes (TensorFlow's `Add` has no uint16, uint32 or uint64, which `AddV2` has).
 pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
     let mut count = 0;
-    for node in graph.node.iter_mut().filter(|n| n.op == from) {
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == from && types_allowed(n, to))
+    {
         node.op = to.into();
         count += 1;
     }
     count
+}
+
+/// Whether every type attribute of `node` is one that op `to`'s OpDef allows (an attribute
+/// or OpDef graphopt does not carry restricts nothing).
+fn types_allowed(node: &NodeDef, to: &str) -> bool {
+    let Some(def) = crate::graph::ops::op_def(to) else {
+        return true;
+    };
+    def.attr.iter().all(|a| {
+        let allowed = a.allowed_values.as_ref().and_then(|v| match &v.value {
+            Some(attr_value::Value::List(list)) if !list.r#type.is_empty() => Some(&list.r#type),
+            _ => None,
+        });
+        match (
+            allowed,
+            node.attr.get(&a.name).and_then(|v| v.value.as_ref()),
+        ) {
+            (Some(allowed), Some(attr_value::Value::Type(t))) => allowed.contains(t),
+            _ => true,
+        }
+    })
 }
 
 /// Every fixed-size Const of rank 1 or more keeps its values in `tensor_content` (graphopt's
@@ -1792,6 +1818,28 @@ mod tests {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
+    }
+
+    /// TensorFlow's Add has no uint16, uint32 or uint64 (AddV2 has): an AddV2 of uint32 stays,
+    /// as `Add` TensorFlow refuses it (uint32 is not in the list of allowed values, TF 2.21).
+    #[test]
+    fn add_v2_becomes_add_only_for_types_add_takes() {
+        let mut graph = GraphDef::default();
+        for (name, t) in [
+            ("f", DataType::DtFloat),
+            ("u8", DataType::DtUint8),
+            ("u16", DataType::DtUint16),
+            ("u32", DataType::DtUint32),
+            ("u64", DataType::DtUint64),
+        ] {
+            let mut add = node(name, "AddV2", &["a", "b"]);
+            add.attr
+                .insert("T".into(), attr(attr_value::Value::Type(t as i32)));
+            graph.node.push(add);
+        }
+        assert_eq!(rename_ops(&mut graph, "AddV2", "Add"), 2);
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op.as_str()).collect();
+        assert_eq!(ops, ["Add", "Add", "AddV2", "AddV2", "AddV2"]);
     }
 
     /// x -> FusedBatchNormV3 (parameters through Identities, as TF1 exports them) -> `reader`

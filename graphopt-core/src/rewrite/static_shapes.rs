@@ -13,12 +13,32 @@ use crate::rewrite::RewriteError;
 
 /// Sets the `shape` of each named Placeholder to the given dims, which must agree with the
 /// dims it already knows (a `-1` in the graph takes the given size; a `-1` given keeps the
-/// dimension unknown).
+/// dimension unknown) and, for a PlaceholderWithDefault, with its default's (TensorFlow
+/// refuses to import one whose default does not fit its shape).
 pub fn fix_input_shapes(
     graph: &mut GraphDef,
     shapes: &[(String, Vec<i64>)],
 ) -> Result<(), RewriteError> {
-    for (name, dims) in shapes {
+    let defaults = graph
+        .node
+        .iter()
+        .any(|n| n.op == "PlaceholderWithDefault")
+        .then(|| shapes::infer_graph(graph));
+    let mut default_shapes = Vec::new();
+    for (name, _) in shapes {
+        let default = graph
+            .node
+            .iter()
+            .find(|n| n.name == *name && n.op == "PlaceholderWithDefault")
+            .and_then(|n| {
+                crate::graph::edit::data_inputs(n)
+                    .first()
+                    .map(|d| d.to_string())
+            })
+            .and_then(|d| defaults.as_ref()?.partial_of(&d).map(<[_]>::to_vec));
+        default_shapes.push(default);
+    }
+    for ((name, dims), default) in shapes.iter().zip(default_shapes) {
         let node = graph
             .node
             .iter_mut()
@@ -61,6 +81,22 @@ pub fn fix_input_shapes(
             }
             _ => dims.clone(),
         };
+        if let Some(default) = default {
+            let fits = default.len() == fixed.len()
+                && default.iter().zip(&fixed).all(|(d, &f)| match d {
+                    Some(d) => f == -1 || i64::try_from(*d).is_ok_and(|d| d == f),
+                    None => true,
+                });
+            if !fits {
+                let shown: Vec<i64> = default
+                    .iter()
+                    .map(|d| d.and_then(|d| i64::try_from(d).ok()).unwrap_or(-1))
+                    .collect();
+                return Err(RewriteError(format!(
+                    "'{name}' defaults to a tensor of shape {shown:?}; it cannot take the shape {fixed:?}"
+                )));
+            }
+        }
         node.attr.insert(
             "shape".into(),
             AttrValue {
@@ -78,12 +114,37 @@ pub fn fix_input_shapes(
 /// The output count may come from an attribute (Split's `num_split`, Unpack's `num`), so each
 /// list is asked of the budget first: a node claiming 2^40 outputs is an error naming it.
 pub fn add_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
+    write_output_shapes(graph, false)
+}
+
+/// Rewrites the `_output_shapes` of the nodes that have one with the shapes inferred now: a
+/// rewrite that changes what nodes output (a layout conversion) leaves them stale, and
+/// TensorFlow refuses to import a graph whose `_output_shapes` contradict it. Returns how many
+/// nodes were rewritten.
+pub fn refresh_output_shapes(graph: &mut GraphDef) -> Result<usize, Error> {
+    if !graph
+        .node
+        .iter()
+        .any(|n| n.attr.contains_key("_output_shapes"))
+    {
+        return Ok(0);
+    }
+    write_output_shapes(graph, true)
+}
+
+/// [`add_output_shapes`], on every node or (`existing`) on those that have the attribute.
+fn write_output_shapes(graph: &mut GraphDef, existing: bool) -> Result<usize, Error> {
     let known = shapes::infer_graph(graph);
     let mut count = 0;
     for node in &mut graph.node {
+        if existing && !node.attr.contains_key("_output_shapes") {
+            continue;
+        }
         let inferred = known.partial(&node.name);
         let outputs = ops::output_count(node).or_else(|| inferred.map(Vec::len));
         let Some(outputs) = outputs else {
+            // Nothing to say: a stale list goes.
+            node.attr.remove("_output_shapes");
             continue;
         };
         let dims: usize = inferred

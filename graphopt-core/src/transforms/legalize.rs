@@ -37,6 +37,9 @@
 //! - `tensorrt`: AddV2 becomes Add, inference FusedBatchNormV2/V3 become FusedBatchNorm (after
 //!   leftover removal, whatever feeds their parameters);
 //! - `ascend`, `graphopt`: leftover removal only.
+//!
+//! For every target but `tvm` (which gets them all written), `_output_shapes` already in the
+//! graph are rewritten with the shapes inferred after the rewrites.
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
@@ -209,6 +212,11 @@ impl Transform for Legalize {
         }
         if plan.output_shapes {
             static_shapes::add_output_shapes(graph)?;
+        } else {
+            // The rewrites change what some nodes output (a dilated convolution now reads a
+            // SpaceToBatchND): `_output_shapes` written before would contradict the graph,
+            // which TensorFlow refuses to import.
+            static_shapes::refresh_output_shapes(graph)?;
         }
         report_what_remains(graph, profile, context);
         Ok(())
