@@ -9,6 +9,7 @@ use super::cast::{from_f32, to_f32};
 use super::recycle;
 use super::{fail, KernelContext, KernelError};
 use crate::graph::attrs;
+use crate::proto::DataType;
 use crate::tensor::{Data, Tensor};
 
 /// Floats with the special functions the kernels need.
@@ -529,14 +530,25 @@ pub(super) fn float_unary<T: Real>(
             }
         }),
         "LeakyRelu" => Box::new(move |x: T| if x > T::zero() { x } else { x * alpha }),
-        "Softplus" => Box::new(|x: T| {
-            // log(1 + e^x), stable for large |x|.
-            if x > T::zero() {
-                x + Real::ln_1p((-x).exp_fixed())
-            } else {
-                Real::ln_1p(x.exp_fixed())
-            }
-        }),
+        "Softplus" => {
+            // TensorFlow's: x above -threshold, e^x below threshold, log(1 + e^x) between,
+            // where threshold = log(epsilon) + 2 of the type computed in: float32's for
+            // float16 (as TF 2.21 measures), bfloat16's own (log(2^-7) + 2 in bfloat16) for
+            // bfloat16, which computes here in float32.
+            let threshold = match attrs::dtype(ctx.node, "T") {
+                Some(DataType::DtBfloat16) => c(-2.843_75),
+                _ => Real::ln(T::epsilon()) + c(2.0),
+            };
+            Box::new(move |x: T| {
+                if x > -threshold {
+                    x
+                } else if x < threshold {
+                    x.exp_fixed()
+                } else {
+                    Real::ln_1p(x.exp_fixed())
+                }
+            })
+        }
         "Softsign" => Box::new(|x: T| x / (T::one() + x.abs())),
         "Reciprocal" | "Inv" => Box::new(|x: T| T::one() / x),
         "Floor" => Box::new(|x: T| x.floor()),
@@ -735,6 +747,43 @@ mod tests {
     fn sign_of_negative_zero_is_positive_zero() {
         let out = unary_f32("Sign", &[-0.0, 0.0, f32::NAN, -3.0]);
         assert_eq!(bits(&out), bits(&[0.0, 0.0, f32::NAN, -1.0]));
+    }
+
+    /// TensorFlow 2.21's Softplus thresholds: x itself above -(log(eps) + 2) (float32:
+    /// 13.94; bfloat16: 2.84), e^x below log(eps) + 2, log(1 + e^x) between.
+    #[test]
+    fn softplus_uses_tensorflows_thresholds() {
+        // float32: 14 is returned as it is (log(1 + e^14) rounds one ulp above 14).
+        let out = unary_f32("Softplus", &[14.0, 20.0, 13.9, -20.0]);
+        assert_eq!(out[..2], [14.0, 20.0]);
+        assert_eq!(out[2], 13.900_001);
+        assert_eq!(out[3], (-20f32).exp_fixed());
+        // bfloat16 (computed in float32 under a node of T=bfloat16): 3 stays 3 (was 3.046875).
+        let mut node = NodeDef {
+            op: "Softplus".into(),
+            ..Default::default()
+        };
+        node.attr.insert(
+            "T".into(),
+            crate::proto::AttrValue {
+                value: Some(crate::proto::attr_value::Value::Type(
+                    DataType::DtBfloat16 as i32,
+                )),
+            },
+        );
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        let x = Tensor::from_data(Data::BF16(
+            ndarray::arr1(&[3.0f32, 2.796_875, -1.0].map(half::bf16::from_f32)).into_dyn(),
+        ));
+        let Data::BF16(y) = unary(&ctx, &x).expect("Softplus").into_data() else {
+            panic!("not bfloat16")
+        };
+        let y: Vec<f32> = y.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(y, [3.0, 2.859_375, 0.3125]);
     }
 
     /// TensorFlow: Acosh(x) = NaN for every x < 1 (libm's acoshf gave -5.44 for -88.8).
