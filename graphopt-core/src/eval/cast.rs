@@ -67,14 +67,11 @@ pub fn cast(x: &Tensor, to: DataType) -> Result<Tensor, KernelError> {
     let data = match to {
         D::DtFloat => Data::F32(to_prim!(f32)),
         D::DtDouble => Data::F64(to_prim!(f64)),
-        D::DtHalf => Data::F16(match source {
-            Data::F64(a) => a.mapv(f16::from_f64),
-            _ => to_prim!(f32).mapv(f16::from_f32),
-        }),
-        D::DtBfloat16 => Data::BF16(match source {
-            Data::F64(a) => a.mapv(bf16::from_f64),
-            _ => to_prim!(f32).mapv(bf16::from_f32),
-        }),
+        // Every source, float64 included, is rounded to float32 first, as TensorFlow's
+        // (Eigen's) half and bfloat16 conversions do: float64 1 + 2^-11 + 2^-30 is 1.0 in
+        // float16, not the correctly rounded 1 + 2^-10.
+        D::DtHalf => Data::F16(to_prim!(f32).mapv(f16::from_f32)),
+        D::DtBfloat16 => Data::BF16(to_prim!(f32).mapv(bf16::from_f32)),
         D::DtInt8 | D::DtQint8 => Data::I8(to_prim!(i8)),
         D::DtInt16 | D::DtQint16 => Data::I16(to_prim!(i16)),
         D::DtInt32 | D::DtQint32 => Data::I32(to_prim!(i32)),
@@ -116,4 +113,37 @@ pub fn to_i64_vec(x: &Tensor) -> Result<Vec<i64>, KernelError> {
     super::alloc::items::<i64>(x.len(), "a list of values")?;
     x.integers()
         .ok_or_else(|| KernelError(format!("expected an integer tensor, got {:?}", x.dtype())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TensorFlow 2.21 casts float64 to float16 and bfloat16 through float32 (round to
+    /// nearest even twice). The half crate's from_f64 differs by machine: float16 through
+    /// float32 with F16C, correctly rounded on aarch64 with FP16, else (and bfloat16 always)
+    /// with the low 32 bits of the mantissa dropped first.
+    #[test]
+    fn float64_to_half_types_rounds_through_float32() {
+        let p = |e: i32| 2f64.powi(e);
+        let x = Tensor::from_data(Data::F64(
+            ndarray::arr1(&[
+                1.0 + p(-11) + p(-22),
+                1.0 + p(-8) + p(-22),
+                1.0 + p(-11) + p(-30),
+                1.0 + p(-8) + p(-30),
+            ])
+            .into_dyn(),
+        ));
+        let Data::F16(half) = cast(&x, DataType::DtHalf).expect("cast").into_data() else {
+            panic!("not float16")
+        };
+        let half: Vec<f64> = half.iter().map(|v| v.to_f64()).collect();
+        assert_eq!(half, [1.0 + p(-10), 1.0 + p(-8), 1.0, 1.0 + p(-8)]);
+        let Data::BF16(b) = cast(&x, DataType::DtBfloat16).expect("cast").into_data() else {
+            panic!("not bfloat16")
+        };
+        let b: Vec<f64> = b.iter().map(|v| v.to_f64()).collect();
+        assert_eq!(b, [1.0, 1.0 + p(-7), 1.0, 1.0]);
+    }
 }

@@ -9,6 +9,7 @@ use super::cast::{from_f32, to_f32};
 use super::recycle;
 use super::{fail, KernelContext, KernelError};
 use crate::graph::attrs;
+use crate::proto::DataType;
 use crate::tensor::{Data, Tensor};
 
 /// Floats with the special functions the kernels need.
@@ -63,7 +64,12 @@ impl Real for f32 {
         libm::erfcf(self)
     }
     fn acosh(self) -> Self {
-        libm::acoshf(self)
+        // libm's acoshf answers a number, not NaN, for x <= -2.
+        if self < 1.0 {
+            f32::NAN
+        } else {
+            libm::acoshf(self)
+        }
     }
     fn asinh(self) -> Self {
         libm::asinhf(self)
@@ -96,7 +102,11 @@ impl Real for f64 {
         libm::erfc(self)
     }
     fn acosh(self) -> Self {
-        libm::acosh(self)
+        if self < 1.0 {
+            f64::NAN
+        } else {
+            libm::acosh(self)
+        }
     }
     fn asinh(self) -> Self {
         libm::asinh(self)
@@ -133,17 +143,17 @@ pub(super) fn mul<T: Real>(x: T, y: T) -> T {
 pub(super) fn div<T: Real>(x: T, y: T) -> T {
     x / y
 }
-/// Eigen's max: NaN in the first operand wins, as in TensorFlow.
+/// TensorFlow's Maximum: NaN in either operand gives NaN.
 pub(super) fn maximum<T: Real>(x: T, y: T) -> T {
-    if x < y {
+    if y.is_nan() || x < y {
         y
     } else {
         x
     }
 }
-/// Eigen's min: NaN in the first operand wins.
+/// TensorFlow's Minimum: NaN in either operand gives NaN.
 pub(super) fn minimum<T: Real>(x: T, y: T) -> T {
-    if y < x {
+    if y.is_nan() || y < x {
         y
     } else {
         x
@@ -157,7 +167,15 @@ pub(super) fn relu<T: Real>(x: T) -> T {
     }
 }
 pub(super) fn relu6<T: Real>(x: T) -> T {
-    x.max(T::zero()).min(T::from_f64(6.0))
+    // NaN stays NaN, as in TensorFlow (`Float::max` would turn it into 0).
+    let six = T::from_f64(6.0);
+    if x < T::zero() {
+        T::zero()
+    } else if x > six {
+        six
+    } else {
+        x
+    }
 }
 pub(super) fn sigmoid<T: Real>(x: T) -> T {
     T::one() / (T::one() + (-x).exp_fixed())
@@ -187,7 +205,7 @@ macro_rules! with_float_binary {
                 let $f = e::mul::<$t>;
                 Some($body)
             }
-            "RealDiv" | "Div" | "TruncateDiv" => {
+            "RealDiv" | "Div" => {
                 let $f = e::div::<$t>;
                 Some($body)
             }
@@ -248,7 +266,9 @@ pub(super) fn float_binary<T: Real>(op: &str) -> Option<fn(T, T) -> T> {
         "Add" | "AddV2" => add,
         "Sub" => sub,
         "Mul" => mul,
-        "RealDiv" | "Div" | "TruncateDiv" => div,
+        "RealDiv" | "Div" => div,
+        // TensorFlow's TruncateDiv rounds the quotient towards zero for floats too.
+        "TruncateDiv" => |x, y| (x / y).trunc(),
         "DivNoNan" => |x, y| if y == T::zero() { T::zero() } else { x / y },
         "MulNoNan" => |x, y| if y == T::zero() { T::zero() } else { x * y },
         "Maximum" => maximum,
@@ -510,14 +530,25 @@ pub(super) fn float_unary<T: Real>(
             }
         }),
         "LeakyRelu" => Box::new(move |x: T| if x > T::zero() { x } else { x * alpha }),
-        "Softplus" => Box::new(|x: T| {
-            // log(1 + e^x), stable for large |x|.
-            if x > T::zero() {
-                x + Real::ln_1p((-x).exp_fixed())
-            } else {
-                Real::ln_1p(x.exp_fixed())
-            }
-        }),
+        "Softplus" => {
+            // TensorFlow's: x above -threshold, e^x below threshold, log(1 + e^x) between,
+            // where threshold = log(epsilon) + 2 of the type computed in: float32's for
+            // float16 (as TF 2.21 measures), bfloat16's own (log(2^-7) + 2 in bfloat16) for
+            // bfloat16, which computes here in float32.
+            let threshold = match attrs::dtype(ctx.node, "T") {
+                Some(DataType::DtBfloat16) => c(-2.843_75),
+                _ => Real::ln(T::epsilon()) + c(2.0),
+            };
+            Box::new(move |x: T| {
+                if x > -threshold {
+                    x
+                } else if x < threshold {
+                    x.exp_fixed()
+                } else {
+                    Real::ln_1p(x.exp_fixed())
+                }
+            })
+        }
         "Softsign" => Box::new(|x: T| x / (T::one() + x.abs())),
         "Reciprocal" | "Inv" => Box::new(|x: T| T::one() / x),
         "Floor" => Box::new(|x: T| x.floor()),
@@ -536,8 +567,11 @@ pub(super) fn float_unary<T: Real>(
                 T::one()
             } else if x < T::zero() {
                 -T::one()
-            } else {
+            } else if x.is_nan() {
                 x
+            } else {
+                // TensorFlow's sign of -0.0 is +0.0.
+                T::zero()
             }
         }),
         "Sin" => Box::new(|x: T| Real::sin(x)),
@@ -636,4 +670,127 @@ pub fn select(v2: bool, cond: &Tensor, t: &Tensor, e: &Tensor) -> Result<Tensor,
     let data =
         pick!(F32, F64, F16, BF16, I8, I16, I32, I64, U8, U16, U32, U64, Bool, Str, C64, C128);
     Tensor::new(t.dtype(), data).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Gemm, Limits};
+    use crate::proto::NodeDef;
+
+    fn f32s(values: &[f32]) -> Tensor {
+        Tensor::from_data(Data::F32(ndarray::arr1(values).into_dyn()))
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        match t.data() {
+            Data::F32(a) => a.iter().copied().collect(),
+            other => panic!("not float32: {other:?}"),
+        }
+    }
+
+    fn unary_f32(op: &str, x: &[f32]) -> Vec<f32> {
+        let node = NodeDef {
+            op: op.into(),
+            ..Default::default()
+        };
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        values(&unary(&ctx, &f32s(x)).expect("unary"))
+    }
+
+    /// Bits, so that NaN equals NaN and -0.0 differs from 0.0.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter()
+            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+            .collect()
+    }
+
+    /// TensorFlow 2.21: Maximum/Minimum give NaN when either operand is NaN.
+    #[test]
+    fn maximum_and_minimum_propagate_nan_from_either_operand() {
+        let x = f32s(&[f32::NAN, 1.0, 2.0, f32::NAN]);
+        let y = f32s(&[1.0, f32::NAN, 1.0, f32::NAN]);
+        for (op, expected) in [
+            ("Maximum", [f32::NAN, f32::NAN, 2.0, f32::NAN]),
+            ("Minimum", [f32::NAN, f32::NAN, 1.0, f32::NAN]),
+        ] {
+            let out = arithmetic(op, &x, &y).expect("float op");
+            assert_eq!(bits(&values(&out)), bits(&expected), "{op}");
+        }
+    }
+
+    /// TensorFlow's float TruncateDiv: TruncateDiv(7., 2.) = 3., TruncateDiv(-7., 2.) = -3.
+    #[test]
+    fn float_truncate_div_rounds_towards_zero() {
+        let out = arithmetic(
+            "TruncateDiv",
+            &f32s(&[7.0, -7.0, 1.0, 1.0]),
+            &f32s(&[2.0, 2.0, 3.0, 0.0]),
+        )
+        .expect("float op");
+        assert_eq!(values(&out), [3.0, -3.0, 0.0, f32::INFINITY]);
+    }
+
+    /// TensorFlow: Relu6(NaN) = NaN.
+    #[test]
+    fn relu6_keeps_nan() {
+        let out = unary_f32("Relu6", &[f32::NAN, -1.0, 7.0, 2.5]);
+        assert_eq!(bits(&out), bits(&[f32::NAN, 0.0, 6.0, 2.5]));
+    }
+
+    /// TensorFlow: Sign(-0.0) = +0.0, Sign(NaN) = NaN.
+    #[test]
+    fn sign_of_negative_zero_is_positive_zero() {
+        let out = unary_f32("Sign", &[-0.0, 0.0, f32::NAN, -3.0]);
+        assert_eq!(bits(&out), bits(&[0.0, 0.0, f32::NAN, -1.0]));
+    }
+
+    /// TensorFlow 2.21's Softplus thresholds: x itself above -(log(eps) + 2) (float32:
+    /// 13.94; bfloat16: 2.84), e^x below log(eps) + 2, log(1 + e^x) between.
+    #[test]
+    fn softplus_uses_tensorflows_thresholds() {
+        // float32: 14 is returned as it is (log(1 + e^14) rounds one ulp above 14).
+        let out = unary_f32("Softplus", &[14.0, 20.0, 13.9, -20.0]);
+        assert_eq!(out[..2], [14.0, 20.0]);
+        assert_eq!(out[2], 13.900_001);
+        assert_eq!(out[3], (-20f32).exp_fixed());
+        // bfloat16 (computed in float32 under a node of T=bfloat16): 3 stays 3 (was 3.046875).
+        let mut node = NodeDef {
+            op: "Softplus".into(),
+            ..Default::default()
+        };
+        node.attr.insert(
+            "T".into(),
+            crate::proto::AttrValue {
+                value: Some(crate::proto::attr_value::Value::Type(
+                    DataType::DtBfloat16 as i32,
+                )),
+            },
+        );
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        let x = Tensor::from_data(Data::BF16(
+            ndarray::arr1(&[3.0f32, 2.796_875, -1.0].map(half::bf16::from_f32)).into_dyn(),
+        ));
+        let Data::BF16(y) = unary(&ctx, &x).expect("Softplus").into_data() else {
+            panic!("not bfloat16")
+        };
+        let y: Vec<f32> = y.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(y, [3.0, 2.859_375, 0.3125]);
+    }
+
+    /// TensorFlow: Acosh(x) = NaN for every x < 1 (libm's acoshf gave -5.44 for -88.8).
+    #[test]
+    fn acosh_below_one_is_nan() {
+        let out = unary_f32("Acosh", &[-88.8, -2.0, -4000.0, 0.5, 1.0]);
+        assert!(out[..4].iter().all(|v| v.is_nan()), "{out:?}");
+        assert_eq!(out[4], 0.0);
+    }
 }

@@ -172,13 +172,25 @@ fn call_once(
     })
 }
 
+/// TensorFlow's truth of a condition (If, While): a scalar is its value (a number is true
+/// when nonzero, a string when non-empty); any other tensor is true when it has elements,
+/// whatever they are.
 fn truth(t: &Tensor) -> Result<bool, String> {
+    if !t.shape().is_empty() {
+        return Ok(!t.is_empty());
+    }
     if let Some(b) = kernels::scalar_bool(t) {
         return Ok(b);
     }
+    if let Data::Str(a) = t.data() {
+        return Ok(a.iter().any(|s| !s.is_empty()));
+    }
     match crate::eval::cast_tensor(t, crate::proto::DataType::DtBool).map(Tensor::into_data) {
         Ok(Data::Bool(a)) if a.len() == 1 => Ok(a.iter().any(|v| *v)),
-        _ => Err("a condition must be a scalar".into()),
+        _ => Err(format!(
+            "a condition of type {:?} has no truth value",
+            t.dtype()
+        )),
     }
 }
 
@@ -244,6 +256,54 @@ pub fn run(
                 .unwrap_or(branches.len().saturating_sub(1));
             let f = branches.get(chosen).ok_or("Case without branches")?;
             call(graph, f, args, options, cache)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(data: Data) -> Tensor {
+        Tensor::from_data(data)
+    }
+
+    /// TensorFlow 2.21's If: a non-scalar condition is true when it has elements, so [False]
+    /// and [0] take the then branch (graphopt took the else branch); strings are true when
+    /// non-empty.
+    #[test]
+    fn conditions_are_true_as_in_tensorflow() {
+        let cases = [
+            (tensor(Data::Bool(ndarray::arr1(&[false]).into_dyn())), true),
+            (tensor(Data::I32(ndarray::arr1(&[0]).into_dyn())), true),
+            (
+                tensor(Data::F32(ndarray::arr2(&[[0.0f32]]).into_dyn())),
+                true,
+            ),
+            (
+                tensor(Data::Bool(ndarray::ArrayD::from_elem(
+                    ndarray::IxDyn(&[0]),
+                    true,
+                ))),
+                false,
+            ),
+            (tensor(Data::F32(ndarray::arr0(0.0f32).into_dyn())), false),
+            (tensor(Data::F32(ndarray::arr0(f32::NAN).into_dyn())), true),
+            (tensor(Data::I64(ndarray::arr0(-3i64).into_dyn())), true),
+            (tensor(Data::Bool(ndarray::arr0(false).into_dyn())), false),
+            (
+                tensor(Data::Str(ndarray::arr0(bytes::Bytes::new()).into_dyn())),
+                false,
+            ),
+            (
+                tensor(Data::Str(
+                    ndarray::arr0(bytes::Bytes::from_static(b"a")).into_dyn(),
+                )),
+                true,
+            ),
+        ];
+        for (t, expected) in cases {
+            assert_eq!(truth(&t), Ok(expected), "{:?}", t.data());
         }
     }
 }

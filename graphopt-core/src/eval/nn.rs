@@ -91,7 +91,10 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     // Only the taps inside the input are visited: a ksize far beyond the input costs what the
     // input holds.
     alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
-    let mut out = vec![if max { f64::NEG_INFINITY } else { 0.0 }; outputs];
+    // TensorFlow's MaxPool starts every window at the type's lowest value and skips NaN, so
+    // a window of only -inf and NaN gives the lowest value, not -inf.
+    let start = if max { lowest(input.dtype()) } else { 0.0 };
+    let mut out = vec![start; outputs];
     if outputs > 0 {
         let window = PoolWindow {
             wh: &wh,
@@ -111,6 +114,21 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     let out = ArrayD::from_shape_vec(IxDyn(&out_dims), out)?;
     let y = super::conv::to_data_format(&spatial, Tensor::from_data(Data::F64(out)))?;
     cast(&y, input.dtype())
+}
+
+/// The lowest finite value of `dtype`, as float64 (exact for every type).
+fn lowest(dtype: DataType) -> f64 {
+    match dtype {
+        DataType::DtFloat => f64::from(f32::MIN),
+        DataType::DtDouble => f64::MIN,
+        DataType::DtHalf => f64::from(half::f16::MIN),
+        DataType::DtBfloat16 => f64::from(half::bf16::MIN),
+        DataType::DtInt8 | DataType::DtQint8 => f64::from(i8::MIN),
+        DataType::DtInt16 => f64::from(i16::MIN),
+        DataType::DtInt32 => f64::from(i32::MIN),
+        DataType::DtInt64 => i64::MIN as f64,
+        _ => f64::NEG_INFINITY,
+    }
 }
 
 /// A pooling input's elements, row-major NHWC.
@@ -303,4 +321,60 @@ pub fn add_n(inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
         .ok_or_else(|| KernelError("AddN needs inputs".into()))?;
     rest.iter()
         .try_fold((*first).clone(), |acc, t| arithmetic("Add", &acc, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Gemm, Limits};
+    use crate::proto::{attr_value, AttrValue, NodeDef};
+
+    fn max_pool_2x2(x: Tensor) -> Tensor {
+        let mut node = NodeDef {
+            op: "MaxPool".into(),
+            ..Default::default()
+        };
+        let list = |i: Vec<i64>| AttrValue {
+            value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
+                i,
+                ..Default::default()
+            }))),
+        };
+        node.attr.insert("ksize".into(), list(vec![1, 2, 2, 1]));
+        node.attr.insert("strides".into(), list(vec![1, 2, 2, 1]));
+        node.attr.insert(
+            "padding".into(),
+            AttrValue {
+                value: Some(attr_value::Value::S("VALID".into())),
+            },
+        );
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        pool(&ctx, &x).expect("MaxPool")
+    }
+
+    /// TensorFlow 2.21: a window of only -inf and NaN pools to the type's lowest value
+    /// (graphopt gave -inf).
+    #[test]
+    fn max_pool_of_only_minus_infinity_and_nan_is_the_lowest_value() {
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        let x = ndarray::Array::from_shape_vec(
+            (1, 2, 4, 1),
+            vec![-inf, nan, -inf, -inf, nan, -inf, -inf, 2.0],
+        )
+        .expect("shape")
+        .into_dyn();
+        let Data::F32(y) = max_pool_2x2(Tensor::from_data(Data::F32(x))).into_data() else {
+            panic!("not float32")
+        };
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [f32::MIN, 2.0]);
+        let x = ndarray::Array::from_elem((1, 2, 2, 1), f64::NEG_INFINITY).into_dyn();
+        let Data::F64(y) = max_pool_2x2(Tensor::from_data(Data::F64(x))).into_data() else {
+            panic!("not float64")
+        };
+        assert_eq!(y.iter().copied().collect::<Vec<_>>(), [f64::MIN]);
+    }
 }

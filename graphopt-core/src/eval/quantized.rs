@@ -67,5 +67,50 @@ pub fn dequantize(
             ))
         }
     };
-    Ok(Tensor::from_data(Data::F32(out)))
+    let out = Tensor::from_data(Data::F32(out));
+    // The output type: float (the default) or bfloat16, which TensorFlow rounds from float.
+    match attrs::dtype(ctx.node, "dtype") {
+        None | Some(DataType::DtFloat) => Ok(out),
+        Some(DataType::DtBfloat16) => super::cast::from_f32(&out, DataType::DtBfloat16),
+        Some(other) => fail(format!("Dequantize to {other:?} is not supported")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Gemm, Limits};
+    use crate::proto::{attr_value, AttrValue, NodeDef};
+
+    /// TensorFlow: Dequantize with dtype=bfloat16 gives bfloat16, its float result rounded
+    /// (graphopt gave float32 whatever the attribute).
+    #[test]
+    fn dequantize_honours_a_bfloat16_dtype() {
+        let mut node = NodeDef {
+            op: "Dequantize".into(),
+            ..Default::default()
+        };
+        node.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtBfloat16 as i32)),
+            },
+        );
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        let codes = ndarray::arr1(&[0u8, 17, 255]).into_dyn();
+        let q = Tensor::new(DataType::DtQuint8, Data::U8(codes)).expect("quint8");
+        let scalar = |v: f32| Tensor::from_data(Data::F32(ndarray::arr0(v).into_dyn()));
+        let out = dequantize(&ctx, &q, &scalar(-1.3), &scalar(2.7)).expect("dequantize");
+        assert_eq!(out.dtype(), DataType::DtBfloat16);
+        let Data::BF16(values) = out.data() else {
+            panic!("not bfloat16")
+        };
+        // TensorFlow 2.21's values for these codes.
+        let values: Vec<f32> = values.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(values, [-1.296875, -1.03125, 2.703125]);
+    }
 }

@@ -127,6 +127,7 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
         (Data::F32(a), "Sum" | "Mean") => sum_in_place(a, &axes),
         _ => None,
     };
+    let extreme = matches!(op, "Max" | "Min");
     let reduced = match (in_place, x.data()) {
         (Some(mut sums), _) => {
             if op == "Mean" {
@@ -168,6 +169,16 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
             };
             cast(&Tensor::from_data(Data::F64(out)), x.dtype())?
         }
+        // Max and Min compare in the input's own type: through int64, uint64 values above
+        // 2^63 wrap, and an empty reduction's identity (int64's extremes) would be truncated.
+        (None, Data::I8(a)) if extreme => int_extreme(x, a, &axes, op, Data::I8)?,
+        (None, Data::I16(a)) if extreme => int_extreme(x, a, &axes, op, Data::I16)?,
+        (None, Data::I32(a)) if extreme => int_extreme(x, a, &axes, op, Data::I32)?,
+        (None, Data::I64(a)) if extreme => int_extreme(x, a, &axes, op, Data::I64)?,
+        (None, Data::U8(a)) if extreme => int_extreme(x, a, &axes, op, Data::U8)?,
+        (None, Data::U16(a)) if extreme => int_extreme(x, a, &axes, op, Data::U16)?,
+        (None, Data::U32(a)) if extreme => int_extreme(x, a, &axes, op, Data::U32)?,
+        (None, Data::U64(a)) if extreme => int_extreme(x, a, &axes, op, Data::U64)?,
         (None, _) => {
             let Data::I64(a) = cast(x, DataType::DtInt64)?.into_data() else {
                 return fail(format!("{op} is not defined for {:?}", x.dtype()));
@@ -179,8 +190,6 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
                     reduce_array(&a, &axes, 0, |p, q| p.wrapping_add(*q)).mapv(|v| v / n)
                 }
                 "Prod" => reduce_array(&a, &axes, 1, |p, q| p.wrapping_mul(*q)),
-                "Max" => reduce_array(&a, &axes, i64::MIN, |p, q| *p.max(q)),
-                "Min" => reduce_array(&a, &axes, i64::MAX, |p, q| *p.min(q)),
                 _ => return fail(format!("{op} is not defined for integers")),
             };
             cast(&Tensor::from_data(Data::I64(out)), x.dtype())?
@@ -192,6 +201,23 @@ pub fn reduce(ctx: &KernelContext<'_>, x: &Tensor, axis: &Tensor) -> Result<Tens
         return Tensor::new(reduced.dtype(), data).map_err(Into::into);
     }
     Ok(reduced)
+}
+
+/// Max or Min of an integer array in its own type; an empty reduction gives the type's
+/// lowest (Max) or highest (Min) value, as in TensorFlow.
+fn int_extreme<T: Ord + Copy + num_traits::Bounded>(
+    x: &Tensor,
+    a: &ArrayD<T>,
+    axes: &[usize],
+    op: &str,
+    wrap: fn(ArrayD<T>) -> Data,
+) -> Result<Tensor, KernelError> {
+    let out = if op == "Max" {
+        reduce_array(a, axes, T::min_value(), |p, q| *p.max(q))
+    } else {
+        reduce_array(a, axes, T::max_value(), |p, q| *p.min(q))
+    };
+    Tensor::new(x.dtype(), wrap(out)).map_err(Into::into)
 }
 
 /// ArgMax / ArgMin along one axis; ties pick the first index.
@@ -208,19 +234,58 @@ pub fn arg_reduce(
     let mut out_dims = x.shape().to_vec();
     out_dims.remove(axis);
     alloc::output::<i64>(&out_dims)?;
-    let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
-        return fail("ArgMax/ArgMin need a numeric input");
-    };
-    let out = a.map_axis(Axis(axis), |lane| {
-        let mut best = 0usize;
-        for (i, &v) in lane.iter().enumerate() {
-            let current = lane[best];
-            if (max && v > current) || (!max && v < current) {
-                best = i;
-            }
+    let out = match x.data() {
+        Data::F32(_) | Data::F64(_) | Data::F16(_) | Data::BF16(_) => {
+            // float64 holds every value of these exactly. As TensorFlow's (Eigen's) reducer:
+            // the running best starts at index 0 with the value -inf (ArgMax) or +inf
+            // (ArgMin) and moves only to a strictly better value, so NaN is never picked
+            // after index 0 and an all-NaN lane gives 0.
+            let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
+                return fail("ArgMax/ArgMin need a numeric input");
+            };
+            let start = if max {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            };
+            a.map_axis(Axis(axis), |lane| {
+                let (mut best, mut value) = (0usize, start);
+                for (i, &v) in lane.iter().enumerate() {
+                    if (max && v > value) || (!max && v < value) {
+                        (best, value) = (i, v);
+                    }
+                }
+                best as i64
+            })
         }
-        best as i64
-    });
+        _ => {
+            // Integers (and bool) compared exactly: through float64, int64 values above 2^53
+            // would tie.
+            alloc::items::<i128>(x.len(), "an exact copy for ArgMax/ArgMin")?;
+            let values: ArrayD<i128> = match x.data() {
+                Data::Bool(a) => a.mapv(i128::from),
+                Data::I8(a) => a.mapv(i128::from),
+                Data::I16(a) => a.mapv(i128::from),
+                Data::I32(a) => a.mapv(i128::from),
+                Data::I64(a) => a.mapv(i128::from),
+                Data::U8(a) => a.mapv(i128::from),
+                Data::U16(a) => a.mapv(i128::from),
+                Data::U32(a) => a.mapv(i128::from),
+                Data::U64(a) => a.mapv(i128::from),
+                _ => return fail("ArgMax/ArgMin need a numeric input"),
+            };
+            values.map_axis(Axis(axis), |lane| {
+                let mut best = 0usize;
+                for (i, &v) in lane.iter().enumerate() {
+                    let current = lane[best];
+                    if (max && v > current) || (!max && v < current) {
+                        best = i;
+                    }
+                }
+                best as i64
+            })
+        }
+    };
     let dtype = attrs::dtype(ctx.node, "output_type").unwrap_or(DataType::DtInt64);
     cast(&Tensor::from_data(Data::I64(out)), dtype)
 }
@@ -228,6 +293,90 @@ pub fn arg_reduce(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::{Gemm, Limits};
+    use crate::proto::NodeDef;
+
+    fn run(op: &str, x: Data, axis: i32) -> Tensor {
+        let node = NodeDef {
+            op: op.into(),
+            ..Default::default()
+        };
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        let x = Tensor::from_data(x);
+        let axis = Tensor::from_data(Data::I32(ndarray::arr0(axis).into_dyn()));
+        let out = if op.starts_with("Arg") {
+            arg_reduce(&ctx, &x, &axis)
+        } else {
+            reduce(&ctx, &x, &axis)
+        };
+        out.expect("reduction")
+    }
+
+    fn empty<T>() -> ArrayD<T> {
+        ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 0]), Vec::new()).expect("shape")
+    }
+
+    /// TensorFlow 2.21: Max/Min over nothing give the type's lowest/highest value
+    /// (int32 Max was 0, Min -1: int64's extremes truncated).
+    #[test]
+    fn empty_integer_max_and_min_are_the_types_extremes() {
+        let max = run("Max", Data::I32(empty()), 1);
+        assert_eq!(max.integers(), Some(vec![i64::from(i32::MIN); 2]));
+        let min = run("Min", Data::I32(empty()), 1);
+        assert_eq!(min.integers(), Some(vec![i64::from(i32::MAX); 2]));
+        let min = run("Min", Data::I8(empty()), 1);
+        assert_eq!(min.integers(), Some(vec![127; 2]));
+        let Data::U64(min) = run("Min", Data::U64(empty()), 1).into_data() else {
+            panic!("not uint64")
+        };
+        assert_eq!(min.iter().copied().collect::<Vec<_>>(), [u64::MAX; 2]);
+    }
+
+    /// uint64 values above 2^63 (Max of [2^63, 1] was 1).
+    #[test]
+    fn uint64_max_and_min_compare_unsigned() {
+        let x = || Data::U64(ndarray::arr1(&[1u64 << 63, 1, u64::MAX - 1]).into_dyn());
+        let value = |t: Tensor| match t.into_data() {
+            Data::U64(a) => a.iter().copied().collect::<Vec<_>>(),
+            _ => panic!("not uint64"),
+        };
+        assert_eq!(value(run("Max", x(), 0)), [u64::MAX - 1]);
+        assert_eq!(value(run("Min", x(), 0)), [1]);
+    }
+
+    /// TensorFlow 2.21's ArgMax/ArgMin around NaN, and int64 beyond 2^53.
+    #[test]
+    fn arg_reductions_match_tensorflow_on_nan_and_large_integers() {
+        let nan = f32::NAN;
+        let inf = f32::INFINITY;
+        let cases: &[(&str, &[f32], i64)] = &[
+            ("ArgMax", &[nan, 1.0, 3.0], 2),
+            ("ArgMin", &[nan, 1.0, 3.0], 1),
+            ("ArgMax", &[nan, -inf], 0),
+            ("ArgMin", &[nan, -inf], 1),
+            ("ArgMax", &[nan, inf], 1),
+            ("ArgMin", &[nan, inf], 0),
+            ("ArgMax", &[1.0, nan, 1.0], 0),
+            ("ArgMax", &[nan, nan, 1.0], 2),
+            ("ArgMax", &[nan, nan], 0),
+        ];
+        for &(op, values, expected) in cases {
+            let x = Data::F32(ndarray::arr1(values).into_dyn());
+            assert_eq!(
+                run(op, x, 0).integers(),
+                Some(vec![expected]),
+                "{op} {values:?}"
+            );
+        }
+        let big = Data::I64(ndarray::arr1(&[1i64 << 53, (1 << 53) + 1]).into_dyn());
+        assert_eq!(run("ArgMax", big, 0).integers(), Some(vec![1]));
+        let big = Data::U64(ndarray::arr1(&[u64::MAX - 1, u64::MAX]).into_dyn());
+        assert_eq!(run("ArgMax", big, 0).integers(), Some(vec![1]));
+    }
 
     /// The float32 shortcut adds what the general float64 reduction adds, in its order.
     #[test]

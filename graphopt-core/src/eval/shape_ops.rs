@@ -253,6 +253,20 @@ pub fn range(
     limit: &Tensor,
     delta: &Tensor,
 ) -> Result<Tensor, KernelError> {
+    let dtype = attrs::dtype(ctx.node, "Tidx").unwrap_or(start.dtype());
+    use DataType as D;
+    let integer = [
+        D::DtInt8,
+        D::DtInt16,
+        D::DtInt32,
+        D::DtInt64,
+        D::DtUint8,
+        D::DtUint16,
+        D::DtUint32,
+    ];
+    if integer.contains(&start.dtype()) {
+        return int_range(ctx, start, limit, delta, dtype);
+    }
     let get = |t: &Tensor| -> Result<f64, KernelError> {
         match super::cast::to_f64_vec(t)?.as_slice() {
             [v] => Ok(*v),
@@ -266,26 +280,50 @@ pub fn range(
     if d == 0.0 || (d > 0.0 && s > l) || (d < 0.0 && s < l) {
         return fail(format!("invalid range start={s} limit={l} delta={d}"));
     }
-    let is_int = matches!(start.dtype(), DataType::DtInt32 | DataType::DtInt64);
-    let count: u128 = if is_int {
-        // Integer ranges count with integer ceil division, as TensorFlow does; i128 keeps
-        // the span of any two int64 values exact.
-        let (s, l, d) = (s as i64 as i128, l as i64 as i128, d as i64 as i128);
-        if d == 0 {
-            return fail("delta must not be zero");
-        }
-        ((l - s).abs() + d.abs() - 1).unsigned_abs() / d.unsigned_abs()
-    } else {
-        ((l - s) / d).abs().ceil() as u128
-    };
+    let count = ((l - s) / d).abs().ceil() as u128;
     let count = usize::try_from(count)
         .map_err(|_| KernelError(format!("a range of {count} elements is too large")))?;
     checked_elements(&[count], 8, ctx.limits)?;
     alloc::output::<f64>(&[count])?;
     let values: Vec<f64> = (0..count).map(|i| s + i as f64 * d).collect();
     let t = Tensor::from_data(Data::F64(ArrayD::from_shape_vec(IxDyn(&[count]), values)?));
-    let dtype = attrs::dtype(ctx.node, "Tidx").unwrap_or(start.dtype());
     cast(&t, dtype)
+}
+
+/// An integer Range, counted and stepped in exact integers (through float64, int64 values
+/// above 2^53 would round: Range(2^62, 2^62 + 5, 2) was empty).
+fn int_range(
+    ctx: &KernelContext<'_>,
+    start: &Tensor,
+    limit: &Tensor,
+    delta: &Tensor,
+    dtype: DataType,
+) -> Result<Tensor, KernelError> {
+    let get = |t: &Tensor| -> Result<i128, KernelError> {
+        match to_i64_vec(t)?.as_slice() {
+            [v] => Ok(i128::from(*v)),
+            _ => fail("range arguments must be scalars"),
+        }
+    };
+    let (s, l, d) = (get(start)?, get(limit)?, get(delta)?);
+    if d == 0 || (d > 0 && s > l) || (d < 0 && s < l) {
+        return fail(format!("invalid range start={s} limit={l} delta={d}"));
+    }
+    // Integer ceil division, as TensorFlow counts; i128 keeps the span of any two int64
+    // values exact.
+    let count = ((l - s).abs() + d.abs() - 1).unsigned_abs() / d.unsigned_abs();
+    let count = usize::try_from(count)
+        .map_err(|_| KernelError(format!("a range of {count} elements is too large")))?;
+    checked_elements(&[count], 8, ctx.limits)?;
+    alloc::output::<i64>(&[count])?;
+    // Every value lies between start and limit, so it fits in int64.
+    let values = (0..count)
+        .map(|i| {
+            i64::try_from(s + i as i128 * d)
+                .map_err(|_| KernelError("a range value does not fit in int64".into()))
+        })
+        .collect::<Result<Vec<i64>, _>>()?;
+    int_tensor(values, &[count], dtype)
 }
 
 pub fn pack(ctx: &KernelContext<'_>, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
@@ -609,4 +647,40 @@ pub fn same_typed_scalar<T: Clone + 'static>(
             None => fail("operands must share a dtype"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Gemm, Limits};
+    use crate::proto::NodeDef;
+
+    fn int64_range(start: i64, limit: i64, delta: i64) -> Result<Tensor, KernelError> {
+        let node = NodeDef {
+            op: "Range".into(),
+            ..Default::default()
+        };
+        let ctx = KernelContext {
+            node: &node,
+            limits: Limits::default(),
+            gemm: Gemm::Portable,
+        };
+        let scalar = |v: i64| Tensor::from_data(Data::I64(ndarray::arr0(v).into_dyn()));
+        range(&ctx, &scalar(start), &scalar(limit), &scalar(delta))
+    }
+
+    /// TensorFlow: Range(2^62, 2^62 + 5, 2) = [2^62, 2^62 + 2, 2^62 + 4] (was empty: the
+    /// bounds went through float64).
+    #[test]
+    fn int64_ranges_beyond_2_53_are_exact() {
+        let big = 1i64 << 62;
+        let out = int64_range(big, big + 5, 2).expect("range");
+        assert_eq!(out.integers(), Some(vec![big, big + 2, big + 4]));
+        let out = int64_range(big + 3, big - 4, -3).expect("range");
+        assert_eq!(out.integers(), Some(vec![big + 3, big, big - 3]));
+        // start > limit with a positive delta, which float64 could not tell apart.
+        assert!(int64_range(big + 1, big, 1).is_err());
+        let out = int64_range(3, 18, 4).expect("range");
+        assert_eq!(out.integers(), Some(vec![3, 7, 11, 15]));
+    }
 }
