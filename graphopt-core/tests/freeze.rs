@@ -861,3 +861,95 @@ fn an_index_of_empty_dims_is_charged_at_its_decoded_size() {
     let error = budget().enter(|| Checkpoint::open(&prefix)).unwrap_err();
     assert!(error.to_string().contains("memory budget"), "{error}");
 }
+
+/// Two float vectors `a` = [1, 2] and `b` = [10, 20] in one checkpoint at `prefix`.
+fn write_two_vectors(prefix: &std::path::Path) {
+    let shard: Vec<u8> = [1f32, 2., 10., 20.]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    bundle::write(
+        prefix,
+        &[
+            (b"a".to_vec(), bundle::float_entry(&shard, 0, 2)),
+            (b"b".to_vec(), bundle::float_entry(&shard, 8, 2)),
+        ],
+        &shard,
+    );
+}
+
+/// The float values of the Const `name` in `graph`.
+fn const_floats(graph: &GraphDef, name: &str) -> Vec<f32> {
+    let node = graph
+        .node
+        .iter()
+        .find(|n| n.name == name && n.op == "Const")
+        .unwrap_or_else(|| panic!("no Const '{name}'"));
+    let Some(graphopt_core::proto::attr_value::Value::Tensor(t)) =
+        node.attr["value"].value.as_ref()
+    else {
+        panic!("'{name}' has no value")
+    };
+    let tensor = graphopt_core::tensor::Tensor::from_proto(t).unwrap();
+    let Data::F32(values) = tensor.data() else {
+        panic!("'{name}' is not float")
+    };
+    values.iter().copied().collect()
+}
+
+#[test]
+fn resource_variables_take_the_key_their_saver_restores_them_from() {
+    // tf.compat.v1.train.Saver({"b": a, "a": b}) over resource variables: each
+    // AssignVariableOp reads the RestoreV2 output through an Identity (the copy to the
+    // variable's device). TensorFlow restores `a` from key "b"; graphopt used to miss the
+    // Identity and take the key named like the variable, freezing `a` to b's value.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ckpt");
+    write_two_vectors(&prefix);
+    let variable = |name: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "VarHandleOp"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: 2 }} }} }} }}
+  attr {{ key: "shared_name" value {{ s: "{name}" }} }} }}
+node {{ name: "read_{name}" op: "ReadVariableOp" input: "{name}"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+"#
+        )
+    };
+    let text = format!(
+        r#"{}{}
+node {{ name: "save/Const" op: "Const" attr {{ key: "dtype" value {{ type: DT_STRING }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_STRING tensor_shape {{}} string_val: "model" }} }} }} }}
+node {{ name: "save/names" op: "Const" attr {{ key: "dtype" value {{ type: DT_STRING }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_STRING tensor_shape {{ dim {{ size: 2 }} }}
+    string_val: "a" string_val: "b" }} }} }} }}
+node {{ name: "save/slices" op: "Const" attr {{ key: "dtype" value {{ type: DT_STRING }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_STRING tensor_shape {{ dim {{ size: 2 }} }}
+    string_val: "" string_val: "" }} }} }} }}
+node {{ name: "save/RestoreV2" op: "RestoreV2"
+  input: "save/Const" input: "save/names" input: "save/slices"
+  attr {{ key: "dtypes" value {{ list {{ type: DT_FLOAT type: DT_FLOAT }} }} }} }}
+node {{ name: "save/Identity" op: "Identity" input: "save/RestoreV2"
+  attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "save/AssignVariableOp" op: "AssignVariableOp" input: "b" input: "save/Identity"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "save/Identity_1" op: "Identity" input: "save/RestoreV2:1"
+  attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "save/AssignVariableOp_1" op: "AssignVariableOp" input: "a" input: "save/Identity_1"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+"#,
+        variable("a"),
+        variable("b")
+    );
+    let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let checkpoint = Checkpoint::open(&prefix).unwrap();
+    let frozen = graphopt_core::freeze::freeze_graph(
+        &graph,
+        &checkpoint,
+        &["read_a".into(), "read_b".into()],
+    )
+    .unwrap();
+    assert_eq!(const_floats(&frozen, "a"), [10., 20.]);
+    assert_eq!(const_floats(&frozen, "b"), [1., 2.]);
+}

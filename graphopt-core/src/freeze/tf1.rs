@@ -179,7 +179,8 @@ pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> 
 
 /// Where a Saver restores each variable from: its checkpoint key and, for a part of a
 /// partitioned variable, the part's extents. Read from the graph's RestoreV2 nodes (their
-/// `tensor_names` and `shape_and_slices` Consts) and the Assigns that consume them.
+/// `tensor_names` and `shape_and_slices` Consts) and the Assigns that consume them, directly
+/// or through Identities.
 fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>)> {
     let index = graph::GraphIndex::new(graph);
     let strings = |input: Option<&String>| -> Option<Vec<String>> {
@@ -222,7 +223,20 @@ fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>
         let (Some(variable), Some(value)) = (assign.input.first(), assign.input.get(1)) else {
             continue;
         };
-        let value = InputRef::parse(value);
+        let mut value = InputRef::parse(value);
+        // A resource variable's restore copies the tensor to the variable's device with an
+        // Identity first; a chain of them is followed, at most once per node.
+        for _ in 0..graph.node.len() {
+            match index.node(value.node) {
+                Some(node) if node.op == "Identity" && value.port == 0 => {
+                    let Some(input) = node.input.first().filter(|i| !i.starts_with('^')) else {
+                        break;
+                    };
+                    value = InputRef::parse(input);
+                }
+                _ => break,
+            }
+        }
         let Some(source) = restores
             .get(value.node)
             .and_then(|tensors| tensors.get(usize::try_from(value.port).ok()?))
