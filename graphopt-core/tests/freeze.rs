@@ -668,113 +668,127 @@ fn many_variables_sharing_one_checkpoint_tensor_are_charged_each() {
     assert!(started.elapsed().as_secs() < 5);
 }
 
-#[test]
-fn many_captures_bound_to_one_checkpoint_tensor_are_charged_each() {
-    // The SavedModel path: a signature call capturing `count` VarHandleOps, each bound to the
-    // same variable object, hence the same checkpoint key.
+/// A SavedModel in `dir` whose signature calls a function capturing `count` VarHandleOps
+/// (with `variable_attrs`), all bound to one variable object, checkpoint key `w`: a float
+/// vector of [`SHARED_FLOATS`].
+fn write_capture_model(dir: &std::path::Path, count: usize, variable_attrs: &str) {
     use graphopt_core::proto::{
         meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
         SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
         SignatureDef, TensorInfo, TrackableObjectGraph,
     };
     use prost::Message;
-    let write_model = |dir: &std::path::Path, count: usize| {
-        std::fs::create_dir_all(dir.join("variables")).unwrap();
-        let mut shard: Vec<u8> = (0..SHARED_FLOATS as u32 * 4).map(|i| i as u8).collect();
-        let w = bundle::float_entry(&shard, 0, SHARED_FLOATS);
-        let objects = TrackableObjectGraph {
-            nodes: vec![
-                Default::default(),
-                trackable_object_graph::TrackableObject {
-                    attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
-                        name: "VARIABLE_VALUE".into(),
-                        full_name: "w".into(),
-                        checkpoint_key: "w".into(),
-                    }],
-                    ..Default::default()
-                },
-            ],
-        };
-        let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
-        bundle::write(
-            &dir.join("variables/variables"),
-            &[
-                (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
-                (b"w".to_vec(), w),
-            ],
-            &shard,
-        );
-        let mut text = String::new();
-        let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
-        for k in 0..count {
-            text.push_str(&format!(
-                r#"node {{ name: "v{k}" op: "VarHandleOp"
-  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
-  attr {{ key: "shape" value {{ shape {{ dim {{ size: {SHARED_FLOATS} }} }} }} }} }}
-"#
-            ));
-            inputs.push_str(&format!(" input: \"v{k}\""));
-            args.push_str(&format!(
-                " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
-            ));
-            types.push_str(" type: DT_RESOURCE");
-        }
+    std::fs::create_dir_all(dir.join("variables")).unwrap();
+    let mut shard: Vec<u8> = (0..SHARED_FLOATS as u32 * 4).map(|i| i as u8).collect();
+    let w = bundle::float_entry(&shard, 0, SHARED_FLOATS);
+    let objects = TrackableObjectGraph {
+        nodes: vec![
+            Default::default(),
+            trackable_object_graph::TrackableObject {
+                attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
+                    name: "VARIABLE_VALUE".into(),
+                    full_name: "w".into(),
+                    checkpoint_key: "w".into(),
+                }],
+                ..Default::default()
+            },
+        ],
+    };
+    let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
+    bundle::write(
+        &dir.join("variables/variables"),
+        &[
+            (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
+            (b"w".to_vec(), w),
+        ],
+        &shard,
+    );
+    let mut text = String::new();
+    let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
+    for k in 0..count {
         text.push_str(&format!(
-            r#"node {{ name: "call" op: "StatefulPartitionedCall"{inputs}
+            r#"node {{ name: "v{k}" op: "VarHandleOp"
+  {variable_attrs} }}
+"#
+        ));
+        inputs.push_str(&format!(" input: \"v{k}\""));
+        args.push_str(&format!(
+            " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
+        ));
+        types.push_str(" type: DT_RESOURCE");
+    }
+    text.push_str(&format!(
+        r#"node {{ name: "call" op: "StatefulPartitionedCall"{inputs}
   attr {{ key: "Tin" value {{ list {{{types} }} }} }}
   attr {{ key: "Tout" value {{ list {{ type: DT_FLOAT }} }} }}
   attr {{ key: "f" value {{ func {{ name: "f" }} }} }} }}
 library {{ function {{
   signature {{ name: "f"{args} output_arg {{ name: "y" type: DT_FLOAT }} is_stateful: true }}
   node_def {{ name: "r" op: "ReadVariableOp" input: "h0"
-    attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
   ret {{ key: "y" value: "r:value:0" }} }} }}"#
-        ));
-        let graph = graphopt_core::text_format::parse(&text).unwrap();
-        let signature = SignatureDef {
-            outputs: [(
-                "out".to_string(),
-                TensorInfo {
-                    encoding: Some(tensor_info::Encoding::Name("call:0".into())),
-                    dtype: DataType::DtFloat as i32,
-                    ..Default::default()
-                },
-            )]
-            .into(),
-            method_name: "tensorflow/serving/predict".into(),
-            ..Default::default()
-        };
-        let variable = SavedObject {
-            kind: Some(saved_object::Kind::Variable(SavedVariable {
+    ));
+    let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let signature = SignatureDef {
+        outputs: [(
+            "out".to_string(),
+            TensorInfo {
+                encoding: Some(tensor_info::Encoding::Name("call:0".into())),
                 dtype: DataType::DtFloat as i32,
                 ..Default::default()
-            })),
+            },
+        )]
+        .into(),
+        method_name: "tensorflow/serving/predict".into(),
+        ..Default::default()
+    };
+    let variable = SavedObject {
+        kind: Some(saved_object::Kind::Variable(SavedVariable {
+            dtype: DataType::DtFloat as i32,
             ..Default::default()
-        };
-        let model = SavedModel {
-            saved_model_schema_version: 1,
-            meta_graphs: vec![MetaGraphDef {
-                meta_info_def: Some(meta_graph_def::MetaInfoDef {
-                    tags: vec!["serve".into()],
-                    ..Default::default()
-                }),
-                graph_def: Some(graph),
-                signature_def: [("serving_default".to_string(), signature)].into(),
-                object_graph_def: Some(SavedObjectGraph {
-                    nodes: vec![Default::default(), variable],
-                    concrete_functions: [(
-                        "f".to_string(),
-                        SavedConcreteFunction {
-                            bound_inputs: vec![1; count],
-                            ..Default::default()
-                        },
-                    )]
-                    .into(),
-                }),
+        })),
+        ..Default::default()
+    };
+    let model = SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![MetaGraphDef {
+            meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                tags: vec!["serve".into()],
                 ..Default::default()
-            }],
-        };
-        std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+            }),
+            graph_def: Some(graph),
+            signature_def: [("serving_default".to_string(), signature)].into(),
+            object_graph_def: Some(SavedObjectGraph {
+                nodes: vec![Default::default(), variable],
+                concrete_functions: [(
+                    "f".to_string(),
+                    SavedConcreteFunction {
+                        bound_inputs: vec![1; count],
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+            }),
+            ..Default::default()
+        }],
+    };
+    std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+}
+
+/// The dtype and shape attributes of a float vector variable of `size` elements.
+fn float_vector_attrs(size: i64) -> String {
+    format!(
+        r#"attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: {size} }} }} }} }}"#
+    )
+}
+
+#[test]
+fn many_captures_bound_to_one_checkpoint_tensor_are_charged_each() {
+    // The SavedModel path: a signature call capturing `count` VarHandleOps, each bound to the
+    // same variable object, hence the same checkpoint key.
+    let write_model = |dir: &std::path::Path, count: usize| {
+        write_capture_model(dir, count, &float_vector_attrs(SHARED_FLOATS as i64))
     };
     let freeze = |count: usize| {
         let dir = tempfile::tempdir().unwrap();
@@ -952,4 +966,66 @@ node {{ name: "save/AssignVariableOp_1" op: "AssignVariableOp" input: "a" input:
     .unwrap();
     assert_eq!(const_floats(&frozen, "a"), [10., 20.]);
     assert_eq!(const_floats(&frozen, "b"), [1., 2.]);
+}
+
+#[test]
+fn a_checkpoint_value_of_another_shape_than_the_variable_is_refused() {
+    // TensorFlow's restore refuses it (Assign validates the shape); graphopt used to freeze
+    // the variable to a Const of the checkpoint's shape, a graph that no longer computes.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ckpt");
+    write_two_vectors(&prefix);
+    let graph = |shape: &str| {
+        graphopt_core::text_format::parse(&format!(
+            r#"node {{ name: "a" op: "VariableV2"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ {shape} }} }} }} }}
+node {{ name: "y" op: "Identity" input: "a" attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}"#
+        ))
+        .unwrap()
+    };
+    let checkpoint = Checkpoint::open(&prefix).unwrap();
+    let freeze = |shape: &str| {
+        graphopt_core::freeze::freeze_graph(&graph(shape), &checkpoint, &["y".into()])
+    };
+    // Same shape, an unknown dimension, an unknown rank: frozen.
+    for shape in ["dim { size: 2 }", "dim { size: -1 }", "unknown_rank: true"] {
+        let frozen = freeze(shape).unwrap_or_else(|e| panic!("{shape}: {e}"));
+        assert_eq!(const_floats(&frozen, "a"), [1., 2.]);
+    }
+    for shape in ["dim { size: 1 } dim { size: 2 }", "dim { size: 3 }", ""] {
+        let Err(error) = freeze(shape) else {
+            panic!("{shape}: frozen")
+        };
+        assert!(
+            matches!(&error, graphopt_core::freeze::FreezeError::Mismatch { variable, .. } if variable == "a"),
+            "{shape}: {error}"
+        );
+        assert!(error.to_string().contains("[2]"), "{shape}: {error}");
+    }
+}
+
+#[test]
+fn a_captured_variable_of_another_dtype_or_shape_than_its_checkpoint_value_is_refused() {
+    // The checkpoint's `w` is a float vector of SHARED_FLOATS; the captured VarHandleOp
+    // declares something else. TensorFlow's restore refuses both; graphopt used to freeze
+    // the handle to the checkpoint's value whatever the graph declared.
+    let freeze = |attrs: String| {
+        let dir = tempfile::tempdir().unwrap();
+        write_capture_model(dir.path(), 1, &attrs);
+        graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+    };
+    freeze(float_vector_attrs(SHARED_FLOATS as i64)).unwrap_or_else(|e| panic!("{e}"));
+    freeze(float_vector_attrs(-1)).unwrap_or_else(|e| panic!("{e}"));
+    let wrong_dtype = r#"attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "shape" value { shape { unknown_rank: true } } }"#;
+    for attrs in [float_vector_attrs(3), wrong_dtype.to_string()] {
+        let Err(error) = freeze(attrs.clone()) else {
+            panic!("{attrs}: frozen")
+        };
+        assert!(
+            matches!(&error, graphopt_core::freeze::FreezeError::Mismatch { variable, .. } if variable == "v0"),
+            "{attrs}: {error}"
+        );
+    }
 }

@@ -11,7 +11,8 @@ use prost::Message;
 
 use super::checkpoint::Checkpoint;
 use super::tf1::{
-    freeze_graph, reachable, rewrite_resource_reads, variable_to_const, FrozenConstants,
+    check_declared, freeze_graph, reachable, rewrite_resource_reads, variable_to_const,
+    FrozenConstants,
 };
 use super::FreezeError;
 use crate::graph::functions::EncodedLibrary;
@@ -374,6 +375,7 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
                 }
                 // Captures of many calls, or many objects, may name one checkpoint tensor:
                 // each Const is charged whole.
+                check_declared(&graph.node[h], key, &value)?;
                 constants.charge(&checkpoint, &handle, key, &value)?;
                 frozen_handles.insert(handle, value.dtype);
                 variable_to_const(&mut graph.node[h], value);

@@ -93,6 +93,45 @@ impl FrozenConstants {
     }
 }
 
+/// Refuses a checkpoint value (tensor `key`) that the variable `node` cannot hold, as
+/// TensorFlow's restore (Assign, AssignVariableOp) refuses it: another dtype, or a shape its
+/// declared `shape` does not match (an unknown rank or dimension matches anything; a legacy
+/// `Variable`'s scalar shape means unknown).
+pub(crate) fn check_declared(
+    node: &NodeDef,
+    key: &str,
+    value: &TensorProto,
+) -> Result<(), FreezeError> {
+    let found: Vec<i64> = value
+        .tensor_shape
+        .as_ref()
+        .map_or_else(Vec::new, |s| s.dim.iter().map(|d| d.size).collect());
+    let declared_dtype = attrs::dtype(node, "dtype").map(|d| base_dtype(d as i32));
+    let declared_shape = attrs::shape(node, "shape")
+        .and_then(crate::dtype::shape_dims)
+        .filter(|dims| !(node.op == "Variable" && dims.is_empty()));
+    let dtype_fits = declared_dtype.is_none_or(|d| d == value.dtype);
+    let shape_fits = declared_shape.as_ref().is_none_or(|dims| {
+        dims.len() == found.len() && dims.iter().zip(&found).all(|(&d, &f)| d < 0 || d == f)
+    });
+    if dtype_fits && shape_fits {
+        return Ok(());
+    }
+    let describe = |dtype: i32, dims: Option<&[i64]>| match dims {
+        Some(dims) => format!("{} {dims:?}", crate::dtype::dtype_name(dtype)),
+        None => format!("{} of any shape", crate::dtype::dtype_name(dtype)),
+    };
+    Err(FreezeError::Mismatch {
+        variable: node.name.clone(),
+        key: key.to_string(),
+        found: describe(value.dtype, Some(&found)),
+        declared: describe(
+            declared_dtype.unwrap_or(value.dtype),
+            declared_shape.as_deref(),
+        ),
+    })
+}
+
 /// Turns the variable node `node` into a Const holding `value`.
 pub(crate) fn variable_to_const(node: &mut NodeDef, value: TensorProto) {
     let device = std::mem::take(&mut node.device);
@@ -337,14 +376,7 @@ fn freeze_graph_in(
             } else {
                 checkpoint.read_slice(&key, &extents)?
             };
-            let declared = attrs::dtype(&node, "dtype").map(|d| base_dtype(d as i32));
-            if let Some(declared) = declared.filter(|&d| d != value.dtype) {
-                return Err(FreezeError::Mismatch {
-                    variable: node.name.clone(),
-                    found: crate::dtype::dtype_name(value.dtype),
-                    declared: crate::dtype::dtype_name(declared),
-                });
-            }
+            check_declared(&node, &key, &value)?;
             constants.charge(checkpoint, &node.name, &key, &value)?;
             if node.op == "VarHandleOp" {
                 handles.insert(node.name.clone(), value.dtype);
