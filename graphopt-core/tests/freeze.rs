@@ -1006,6 +1006,24 @@ node {{ name: "y" op: "Identity" input: "a" attr {{ key: "T" value {{ type: DT_F
 }
 
 #[test]
+fn a_tf1_savedmodel_without_variables_freezes() {
+    // TensorFlow's Builder leaves an empty variables/ directory when the graph has no
+    // variables, and its loader restores nothing when variables.index is missing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("variables")).unwrap();
+    let graph = graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Identity" input: "x" attr { key: "T" value { type: DT_FLOAT } } }"#,
+    )
+    .unwrap();
+    write_saved_model(dir.path(), graph, &[("x", "x:0")], &[("out", "y:0")]);
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frozen.inputs, ["x"]);
+    assert_eq!(frozen.outputs, ["out"]);
+}
+
+#[test]
 fn a_captured_variable_of_another_dtype_or_shape_than_its_checkpoint_value_is_refused() {
     // The checkpoint's `w` is a float vector of SHARED_FLOATS; the captured VarHandleOp
     // declares something else. TensorFlow's restore refuses both; graphopt used to freeze

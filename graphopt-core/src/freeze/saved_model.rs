@@ -270,10 +270,12 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
     };
     let meta = &model.meta_graphs[position];
     let sig = signature(&meta.signature_def, &options.signature)?;
-    // Like TensorFlow's loader, a SavedModel without variables restores nothing; a variable
-    // the graph needs is then reported missing by name.
+    // Like TensorFlow's loader, a SavedModel without a variables index (TF1's Builder leaves
+    // an empty variables/ for a graph without variables) restores nothing; a variable the
+    // graph needs is then reported missing by name.
     let prefix = variables_prefix(dir);
-    let checkpoint = if dir.join("variables").exists() {
+    let index = PathBuf::from(format!("{}.index", prefix.display()));
+    let checkpoint = if index.symlink_metadata().is_ok() {
         Checkpoint::open(&prefix)?
     } else {
         Checkpoint::empty(&prefix)
