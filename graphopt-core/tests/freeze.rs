@@ -1047,3 +1047,42 @@ fn a_captured_variable_of_another_dtype_or_shape_than_its_checkpoint_value_is_re
         );
     }
 }
+
+#[test]
+fn an_output_whose_key_is_its_nodes_name_is_that_node() {
+    // tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y}) with `y` named "y":
+    // the output already bears its key's name. graphopt refused it ("cannot name output 'y':
+    // a node of that name exists").
+    let dir = tempfile::tempdir().unwrap();
+    let graph = graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "two" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "y" op: "Mul" input: "x" input: "two" attr { key: "T" value { type: DT_FLOAT } } }"#,
+    )
+    .unwrap();
+    write_saved_model(dir.path(), graph, &[("x", "x:0")], &[("y", "y:0")]);
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frozen.inputs, ["x"]);
+    assert_eq!(frozen.outputs, ["y"]);
+    let y = frozen.graph.node.iter().find(|n| n.name == "y").unwrap();
+    assert_eq!(y.op, "Mul");
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    // A key naming another output of its node is still refused: the node holds the name.
+    let dir = tempfile::tempdir().unwrap();
+    let graph = graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "IdentityN" input: "x" input: "x"
+  attr { key: "T" value { list { type: DT_FLOAT type: DT_FLOAT } } } }"#,
+    )
+    .unwrap();
+    write_saved_model(dir.path(), graph, &[("x", "x:0")], &[("y", "y:1")]);
+    let error = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("'y'")),
+        "{error:?}"
+    );
+}

@@ -434,6 +434,17 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
     crate::graph::edit::rename_nodes(&mut graph, &renames);
     let mut output_names = Vec::new();
     for (key, tensor) in &outputs {
+        // A tensor that is its node's first output, the node bearing the key's name (a TF1
+        // `y` under the key `y`), is the output as it is.
+        let source = InputRef::parse(tensor);
+        if source.node == key.as_str()
+            && source.port == 0
+            && !source.control
+            && current.get(*key).is_some_and(|original| original == *key)
+        {
+            output_names.push((*key).clone());
+            continue;
+        }
         if current.contains_key(*key) {
             return Err(fail(format!(
                 "cannot name output '{key}': a node of that name exists"
