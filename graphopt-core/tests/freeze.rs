@@ -1086,3 +1086,88 @@ node { name: "y" op: "IdentityN" input: "x" input: "x"
         "{error:?}"
     );
 }
+
+/// A graph of Placeholders `x` and `u` and `y = x * 2`.
+fn two_placeholder_graph() -> GraphDef {
+    graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "u" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "two" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "y" op: "Mul" input: "x" input: "two" attr { key: "T" value { type: DT_FLOAT } } }"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_signature_input_the_outputs_do_not_need_stays_a_placeholder() {
+    // predict_signature_def({"in": x, "unused": u}, {"out": y}): TensorFlow's frozen
+    // signature keeps every input. graphopt pruned `u` and then failed ("node 'unused' (a
+    // declared input or output) is not in the graph").
+    let dir = tempfile::tempdir().unwrap();
+    write_saved_model(
+        dir.path(),
+        two_placeholder_graph(),
+        &[("in", "x:0"), ("unused", "u:0")],
+        &[("out", "y:0")],
+    );
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frozen.inputs, ["in", "unused"]);
+    let unused = frozen.graph.node.iter().find(|n| n.name == "unused");
+    assert_eq!(unused.map(|n| n.op.as_str()), Some("Placeholder"));
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    let mut names: Vec<&str> = frozen.graph.node.iter().map(|n| n.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["in", "out", "two", "unused", "y"]);
+}
+
+#[test]
+fn a_signature_tensor_that_cannot_be_frozen_is_named() {
+    let freeze = |inputs: &[(&str, &str)], outputs: &[(&str, &str)], composite: bool| {
+        use graphopt_core::proto::{tensor_info, SavedModel};
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        write_saved_model(dir.path(), two_placeholder_graph(), inputs, outputs);
+        if composite {
+            let path = dir.path().join("saved_model.pb");
+            let mut model = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+            let signature = model.meta_graphs[0]
+                .signature_def
+                .get_mut("serving_default")
+                .unwrap();
+            for info in signature.outputs.values_mut() {
+                info.encoding = Some(tensor_info::Encoding::CooSparse(tensor_info::CooSparse {
+                    values_tensor_name: "y:0".into(),
+                    ..Default::default()
+                }));
+            }
+            std::fs::write(&path, model.encode_to_vec()).unwrap();
+        }
+        match graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default()) {
+            Ok(_) => panic!("{inputs:?} {outputs:?}: frozen"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // An input naming no node: was "cannot rename input 'nope' to 'x': the name is taken".
+    let error = freeze(&[("x", "nope:0")], &[("out", "y:0")], false);
+    assert!(
+        error.contains("input 'x'") && error.contains("'nope:0'") && !error.contains("taken"),
+        "{error}"
+    );
+    // A sparse output: was "needs outputs to know what to keep" (and a sparse output beside
+    // others was dropped silently).
+    let error = freeze(&[("in", "x:0")], &[("out", "y:0")], true);
+    assert!(
+        error.contains("output 'out'") && error.contains("sparse"),
+        "{error}"
+    );
+    // A key that cannot name a node: was about node 'a', or an invalid output graph.
+    for key in ["a:1", "", "^a"] {
+        let error = freeze(&[("in", "x:0")], &[(key, "y:0")], false);
+        assert!(
+            error.contains(&format!("output '{key}'")) && error.contains("node name"),
+            "{key}: {error}"
+        );
+    }
+}
