@@ -1233,3 +1233,119 @@ fn parts_of_a_partitioned_tensor_cannot_share_bytes_around_an_empty_part() {
         .to_string();
     assert!(error.contains("overlap"), "{error}");
 }
+
+#[test]
+fn a_call_named_by_many_signature_outputs_is_bound_once() {
+    // A signature of `keys` outputs all naming `call:0`, a call of `captures` inputs all
+    // bound to one variable. Each output key re-read the call's bindings: keys x captures
+    // steps (10^8 here, minutes in the dev profile) for a 200 KB file, which no budget saw.
+    use graphopt_core::proto::{
+        meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
+        SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
+        SignatureDef, TensorInfo, TrackableObjectGraph,
+    };
+    use prost::Message;
+    let (captures, keys) = (20_000usize, 5_000usize);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("variables")).unwrap();
+    let mut shard: Vec<u8> = [1f32, 2.].iter().flat_map(|f| f.to_le_bytes()).collect();
+    let w = bundle::float_entry(&shard, 0, 2);
+    let objects = TrackableObjectGraph {
+        nodes: vec![
+            Default::default(),
+            trackable_object_graph::TrackableObject {
+                attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
+                    name: "VARIABLE_VALUE".into(),
+                    full_name: "w".into(),
+                    checkpoint_key: "w".into(),
+                }],
+                ..Default::default()
+            },
+        ],
+    };
+    let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
+    bundle::write(
+        &dir.path().join("variables/variables"),
+        &[
+            (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
+            (b"w".to_vec(), w),
+        ],
+        &shard,
+    );
+    let mut text = format!(
+        r#"node {{ name: "v" op: "VarHandleOp" {} }}
+node {{ name: "call" op: "StatefulPartitionedCall""#,
+        float_vector_attrs(2)
+    );
+    let mut args = String::new();
+    let mut types = String::new();
+    for k in 0..captures {
+        text.push_str(" input: \"v\"");
+        args.push_str(&format!(
+            " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
+        ));
+        types.push_str(" type: DT_RESOURCE");
+    }
+    text.push_str(&format!(
+        r#"
+  attr {{ key: "Tin" value {{ list {{{types} }} }} }}
+  attr {{ key: "Tout" value {{ list {{ type: DT_FLOAT }} }} }}
+  attr {{ key: "f" value {{ func {{ name: "f" }} }} }} }}
+library {{ function {{
+  signature {{ name: "f"{args} output_arg {{ name: "y" type: DT_FLOAT }} is_stateful: true }}
+  node_def {{ name: "r" op: "ReadVariableOp" input: "h0"
+    attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+  ret {{ key: "y" value: "r:value:0" }} }} }}"#
+    ));
+    let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let output = TensorInfo {
+        encoding: Some(tensor_info::Encoding::Name("call:0".into())),
+        dtype: DataType::DtFloat as i32,
+        ..Default::default()
+    };
+    let signature = SignatureDef {
+        outputs: (0..keys)
+            .map(|k| (format!("out{k}"), output.clone()))
+            .collect(),
+        method_name: "tensorflow/serving/predict".into(),
+        ..Default::default()
+    };
+    let variable = SavedObject {
+        kind: Some(saved_object::Kind::Variable(SavedVariable {
+            dtype: DataType::DtFloat as i32,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let model = SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![MetaGraphDef {
+            meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                tags: vec!["serve".into()],
+                ..Default::default()
+            }),
+            graph_def: Some(graph),
+            signature_def: [("serving_default".to_string(), signature)].into(),
+            object_graph_def: Some(SavedObjectGraph {
+                nodes: vec![Default::default(), variable],
+                concrete_functions: [(
+                    "f".to_string(),
+                    SavedConcreteFunction {
+                        bound_inputs: vec![1; captures],
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+            }),
+            ..Default::default()
+        }],
+    };
+    std::fs::write(dir.path().join("saved_model.pb"), model.encode_to_vec()).unwrap();
+    let started = std::time::Instant::now();
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let elapsed = started.elapsed();
+    assert_eq!(frozen.outputs.len(), keys);
+    assert_eq!(const_floats(&frozen.graph, "v"), [1., 2.]);
+    assert!(elapsed.as_secs() < 15, "{elapsed:?}");
+}

@@ -326,7 +326,9 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
     if checkpoint.entry(OBJECT_GRAPH_KEY).is_some() {
         let keys = variable_keys(&checkpoint, &prefix)?;
         let object_graph = meta.object_graph_def.as_ref();
-        let calls: Vec<usize> = outputs
+        // Each call once, however many outputs it gives: binding its captures reads all its
+        // inputs.
+        let calls: std::collections::BTreeSet<usize> = outputs
             .values()
             .filter_map(|t| index.get(graph::node_name(t)).copied())
             .collect();
