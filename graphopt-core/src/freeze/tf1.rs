@@ -216,43 +216,25 @@ pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> 
         .ok_or_else(|| FreezeError::SavedModel("the MetaGraphDef holds no graph".into()))
 }
 
+/// Identities followed from an Assign back to the RestoreV2 it restores from: TensorFlow's
+/// Saver puts one there for a resource variable.
+const RESTORE_IDENTITIES: usize = 4;
+
+/// A variable's checkpoint key and, for a part of a partitioned variable, the part's extents.
+type RestoreSource = (String, Vec<(i64, i64)>);
+
 /// Where a Saver restores each variable from: its checkpoint key and, for a part of a
-/// partitioned variable, the part's extents. Read from the graph's RestoreV2 nodes (their
-/// `tensor_names` and `shape_and_slices` Consts) and the Assigns that consume them, directly
-/// or through Identities.
-fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>)> {
+/// partitioned variable, the part's extents. Read, for each Assign, from the RestoreV2 it
+/// consumes, directly or through an Identity, and that node's `tensor_names` and
+/// `shape_and_slices` Consts: only the strings at the Assign's port, so that many RestoreV2
+/// nodes sharing one long list cost nothing each. The strings read are charged as work, the
+/// keys kept as memory.
+fn restore_sources(graph: &GraphDef) -> Result<HashMap<String, RestoreSource>, FreezeError> {
     let index = graph::GraphIndex::new(graph);
-    let strings = |input: Option<&String>| -> Option<Vec<String>> {
+    let strings = |input: Option<&String>| -> Option<&[bytes::Bytes]> {
         let node = index.node(graph::node_name(input?))?;
-        let tensor = attrs::tensor(node, "value")?;
-        Some(
-            tensor
-                .string_val
-                .iter()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect(),
-        )
+        Some(&attrs::tensor(node, "value")?.string_val)
     };
-    let mut restores = HashMap::new();
-    for node in graph.node.iter().filter(|n| n.op == "RestoreV2") {
-        let (Some(names), Some(specs)) = (strings(node.input.get(1)), strings(node.input.get(2)))
-        else {
-            continue;
-        };
-        // A single string stands for every tensor (TF's fill shorthand).
-        let spec_of = |i: usize| specs.get(i).or(specs.first().filter(|_| specs.len() == 1));
-        let parsed: Vec<(String, Vec<(i64, i64)>)> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let extents = spec_of(i)
-                    .and_then(|s| parse_slice_spec(s))
-                    .unwrap_or_default();
-                (name.clone(), extents)
-            })
-            .collect();
-        restores.insert(node.name.as_str(), parsed);
-    }
     let mut sources = HashMap::new();
     for assign in graph
         .node
@@ -263,9 +245,7 @@ fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>
             continue;
         };
         let mut value = InputRef::parse(value);
-        // A resource variable's restore copies the tensor to the variable's device with an
-        // Identity first; a chain of them is followed, at most once per node.
-        for _ in 0..graph.node.len() {
+        for _ in 0..RESTORE_IDENTITIES {
             match index.node(value.node) {
                 Some(node) if node.op == "Identity" && value.port == 0 => {
                     let Some(input) = node.input.first().filter(|i| !i.starts_with('^')) else {
@@ -276,15 +256,44 @@ fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>
                 _ => break,
             }
         }
-        let Some(source) = restores
-            .get(value.node)
-            .and_then(|tensors| tensors.get(usize::try_from(value.port).ok()?))
+        let Some(restore) = index.node(value.node).filter(|n| n.op == "RestoreV2") else {
+            continue;
+        };
+        let (Some(names), Some(specs)) =
+            (strings(restore.input.get(1)), strings(restore.input.get(2)))
         else {
             continue;
         };
-        sources.insert(graph::node_name(variable).to_string(), source.clone());
+        let Some((port, name)) = usize::try_from(value.port)
+            .ok()
+            .and_then(|p| Some((p, names.get(p)?)))
+        else {
+            continue;
+        };
+        // A single string stands for every tensor (TF's fill shorthand).
+        let spec = specs
+            .get(port)
+            .or(specs.first().filter(|_| specs.len() == 1));
+        let cost = (name.len() as u64)
+            .saturating_add(spec.map_or(0, |s| s.len() as u64))
+            .saturating_add(budget::VALUE_OVERHEAD);
+        budget::work(cost)
+            .and_then(|()| budget::alloc(cost))
+            .map_err(|e| {
+                FreezeError::SavedModel(format!(
+                    "restoring '{}' ({}): {e}",
+                    assign.name, restore.name
+                ))
+            })?;
+        let extents = spec
+            .and_then(|s| parse_slice_spec(&String::from_utf8_lossy(s)))
+            .unwrap_or_default();
+        sources.insert(
+            graph::node_name(variable).to_string(),
+            (String::from_utf8_lossy(name).into_owned(), extents),
+        );
     }
-    sources
+    Ok(sources)
 }
 
 /// `shape_and_slices` of a Saver: "" for a whole tensor, else the full shape's dimensions and
@@ -354,7 +363,7 @@ fn freeze_graph_in(
     };
     let mut handles: HashMap<String, i32> = HashMap::new();
     let mut constants = FrozenConstants::default();
-    let sources = restore_sources(graph);
+    let sources = restore_sources(graph)?;
     for (node, _) in graph.node.iter().zip(&keep).filter(|(_, k)| **k) {
         let mut node = node.clone();
         if VARIABLE_OPS.contains(&node.op.as_str()) {
