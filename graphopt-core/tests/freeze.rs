@@ -668,113 +668,127 @@ fn many_variables_sharing_one_checkpoint_tensor_are_charged_each() {
     assert!(started.elapsed().as_secs() < 5);
 }
 
-#[test]
-fn many_captures_bound_to_one_checkpoint_tensor_are_charged_each() {
-    // The SavedModel path: a signature call capturing `count` VarHandleOps, each bound to the
-    // same variable object, hence the same checkpoint key.
+/// A SavedModel in `dir` whose signature calls a function capturing `count` VarHandleOps
+/// (with `variable_attrs`), all bound to one variable object, checkpoint key `w`: a float
+/// vector of [`SHARED_FLOATS`].
+fn write_capture_model(dir: &std::path::Path, count: usize, variable_attrs: &str) {
     use graphopt_core::proto::{
         meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
         SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
         SignatureDef, TensorInfo, TrackableObjectGraph,
     };
     use prost::Message;
-    let write_model = |dir: &std::path::Path, count: usize| {
-        std::fs::create_dir_all(dir.join("variables")).unwrap();
-        let mut shard: Vec<u8> = (0..SHARED_FLOATS as u32 * 4).map(|i| i as u8).collect();
-        let w = bundle::float_entry(&shard, 0, SHARED_FLOATS);
-        let objects = TrackableObjectGraph {
-            nodes: vec![
-                Default::default(),
-                trackable_object_graph::TrackableObject {
-                    attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
-                        name: "VARIABLE_VALUE".into(),
-                        full_name: "w".into(),
-                        checkpoint_key: "w".into(),
-                    }],
-                    ..Default::default()
-                },
-            ],
-        };
-        let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
-        bundle::write(
-            &dir.join("variables/variables"),
-            &[
-                (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
-                (b"w".to_vec(), w),
-            ],
-            &shard,
-        );
-        let mut text = String::new();
-        let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
-        for k in 0..count {
-            text.push_str(&format!(
-                r#"node {{ name: "v{k}" op: "VarHandleOp"
-  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
-  attr {{ key: "shape" value {{ shape {{ dim {{ size: {SHARED_FLOATS} }} }} }} }} }}
-"#
-            ));
-            inputs.push_str(&format!(" input: \"v{k}\""));
-            args.push_str(&format!(
-                " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
-            ));
-            types.push_str(" type: DT_RESOURCE");
-        }
+    std::fs::create_dir_all(dir.join("variables")).unwrap();
+    let mut shard: Vec<u8> = (0..SHARED_FLOATS as u32 * 4).map(|i| i as u8).collect();
+    let w = bundle::float_entry(&shard, 0, SHARED_FLOATS);
+    let objects = TrackableObjectGraph {
+        nodes: vec![
+            Default::default(),
+            trackable_object_graph::TrackableObject {
+                attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
+                    name: "VARIABLE_VALUE".into(),
+                    full_name: "w".into(),
+                    checkpoint_key: "w".into(),
+                }],
+                ..Default::default()
+            },
+        ],
+    };
+    let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
+    bundle::write(
+        &dir.join("variables/variables"),
+        &[
+            (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
+            (b"w".to_vec(), w),
+        ],
+        &shard,
+    );
+    let mut text = String::new();
+    let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
+    for k in 0..count {
         text.push_str(&format!(
-            r#"node {{ name: "call" op: "StatefulPartitionedCall"{inputs}
+            r#"node {{ name: "v{k}" op: "VarHandleOp"
+  {variable_attrs} }}
+"#
+        ));
+        inputs.push_str(&format!(" input: \"v{k}\""));
+        args.push_str(&format!(
+            " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
+        ));
+        types.push_str(" type: DT_RESOURCE");
+    }
+    text.push_str(&format!(
+        r#"node {{ name: "call" op: "StatefulPartitionedCall"{inputs}
   attr {{ key: "Tin" value {{ list {{{types} }} }} }}
   attr {{ key: "Tout" value {{ list {{ type: DT_FLOAT }} }} }}
   attr {{ key: "f" value {{ func {{ name: "f" }} }} }} }}
 library {{ function {{
   signature {{ name: "f"{args} output_arg {{ name: "y" type: DT_FLOAT }} is_stateful: true }}
   node_def {{ name: "r" op: "ReadVariableOp" input: "h0"
-    attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
   ret {{ key: "y" value: "r:value:0" }} }} }}"#
-        ));
-        let graph = graphopt_core::text_format::parse(&text).unwrap();
-        let signature = SignatureDef {
-            outputs: [(
-                "out".to_string(),
-                TensorInfo {
-                    encoding: Some(tensor_info::Encoding::Name("call:0".into())),
-                    dtype: DataType::DtFloat as i32,
-                    ..Default::default()
-                },
-            )]
-            .into(),
-            method_name: "tensorflow/serving/predict".into(),
-            ..Default::default()
-        };
-        let variable = SavedObject {
-            kind: Some(saved_object::Kind::Variable(SavedVariable {
+    ));
+    let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let signature = SignatureDef {
+        outputs: [(
+            "out".to_string(),
+            TensorInfo {
+                encoding: Some(tensor_info::Encoding::Name("call:0".into())),
                 dtype: DataType::DtFloat as i32,
                 ..Default::default()
-            })),
+            },
+        )]
+        .into(),
+        method_name: "tensorflow/serving/predict".into(),
+        ..Default::default()
+    };
+    let variable = SavedObject {
+        kind: Some(saved_object::Kind::Variable(SavedVariable {
+            dtype: DataType::DtFloat as i32,
             ..Default::default()
-        };
-        let model = SavedModel {
-            saved_model_schema_version: 1,
-            meta_graphs: vec![MetaGraphDef {
-                meta_info_def: Some(meta_graph_def::MetaInfoDef {
-                    tags: vec!["serve".into()],
-                    ..Default::default()
-                }),
-                graph_def: Some(graph),
-                signature_def: [("serving_default".to_string(), signature)].into(),
-                object_graph_def: Some(SavedObjectGraph {
-                    nodes: vec![Default::default(), variable],
-                    concrete_functions: [(
-                        "f".to_string(),
-                        SavedConcreteFunction {
-                            bound_inputs: vec![1; count],
-                            ..Default::default()
-                        },
-                    )]
-                    .into(),
-                }),
+        })),
+        ..Default::default()
+    };
+    let model = SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![MetaGraphDef {
+            meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                tags: vec!["serve".into()],
                 ..Default::default()
-            }],
-        };
-        std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+            }),
+            graph_def: Some(graph),
+            signature_def: [("serving_default".to_string(), signature)].into(),
+            object_graph_def: Some(SavedObjectGraph {
+                nodes: vec![Default::default(), variable],
+                concrete_functions: [(
+                    "f".to_string(),
+                    SavedConcreteFunction {
+                        bound_inputs: vec![1; count],
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+            }),
+            ..Default::default()
+        }],
+    };
+    std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+}
+
+/// The dtype and shape attributes of a float vector variable of `size` elements.
+fn float_vector_attrs(size: i64) -> String {
+    format!(
+        r#"attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: {size} }} }} }} }}"#
+    )
+}
+
+#[test]
+fn many_captures_bound_to_one_checkpoint_tensor_are_charged_each() {
+    // The SavedModel path: a signature call capturing `count` VarHandleOps, each bound to the
+    // same variable object, hence the same checkpoint key.
+    let write_model = |dir: &std::path::Path, count: usize| {
+        write_capture_model(dir, count, &float_vector_attrs(SHARED_FLOATS as i64))
     };
     let freeze = |count: usize| {
         let dir = tempfile::tempdir().unwrap();
@@ -860,4 +874,478 @@ fn an_index_of_empty_dims_is_charged_at_its_decoded_size() {
     bundle::write(&prefix, &entries, &[]);
     let error = budget().enter(|| Checkpoint::open(&prefix)).unwrap_err();
     assert!(error.to_string().contains("memory budget"), "{error}");
+}
+
+/// Two float vectors `a` = [1, 2] and `b` = [10, 20] in one checkpoint at `prefix`.
+fn write_two_vectors(prefix: &std::path::Path) {
+    let shard: Vec<u8> = [1f32, 2., 10., 20.]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    bundle::write(
+        prefix,
+        &[
+            (b"a".to_vec(), bundle::float_entry(&shard, 0, 2)),
+            (b"b".to_vec(), bundle::float_entry(&shard, 8, 2)),
+        ],
+        &shard,
+    );
+}
+
+/// The float values of the Const `name` in `graph`.
+fn const_floats(graph: &GraphDef, name: &str) -> Vec<f32> {
+    let node = graph
+        .node
+        .iter()
+        .find(|n| n.name == name && n.op == "Const")
+        .unwrap_or_else(|| panic!("no Const '{name}'"));
+    let Some(graphopt_core::proto::attr_value::Value::Tensor(t)) =
+        node.attr["value"].value.as_ref()
+    else {
+        panic!("'{name}' has no value")
+    };
+    let tensor = graphopt_core::tensor::Tensor::from_proto(t).unwrap();
+    let Data::F32(values) = tensor.data() else {
+        panic!("'{name}' is not float")
+    };
+    values.iter().copied().collect()
+}
+
+#[test]
+fn resource_variables_take_the_key_their_saver_restores_them_from() {
+    // tf.compat.v1.train.Saver({"b": a, "a": b}) over resource variables: each
+    // AssignVariableOp reads the RestoreV2 output through an Identity (the copy to the
+    // variable's device). TensorFlow restores `a` from key "b"; graphopt used to miss the
+    // Identity and take the key named like the variable, freezing `a` to b's value.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ckpt");
+    write_two_vectors(&prefix);
+    let variable = |name: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "VarHandleOp"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: 2 }} }} }} }}
+  attr {{ key: "shared_name" value {{ s: "{name}" }} }} }}
+node {{ name: "read_{name}" op: "ReadVariableOp" input: "{name}"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+"#
+        )
+    };
+    let text = format!(
+        r#"{}{}
+node {{ name: "save/Const" op: "Const" attr {{ key: "dtype" value {{ type: DT_STRING }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_STRING tensor_shape {{}} string_val: "model" }} }} }} }}
+node {{ name: "save/names" op: "Const" attr {{ key: "dtype" value {{ type: DT_STRING }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_STRING tensor_shape {{ dim {{ size: 2 }} }}
+    string_val: "a" string_val: "b" }} }} }} }}
+node {{ name: "save/slices" op: "Const" attr {{ key: "dtype" value {{ type: DT_STRING }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_STRING tensor_shape {{ dim {{ size: 2 }} }}
+    string_val: "" string_val: "" }} }} }} }}
+node {{ name: "save/RestoreV2" op: "RestoreV2"
+  input: "save/Const" input: "save/names" input: "save/slices"
+  attr {{ key: "dtypes" value {{ list {{ type: DT_FLOAT type: DT_FLOAT }} }} }} }}
+node {{ name: "save/Identity" op: "Identity" input: "save/RestoreV2"
+  attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "save/AssignVariableOp" op: "AssignVariableOp" input: "b" input: "save/Identity"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "save/Identity_1" op: "Identity" input: "save/RestoreV2:1"
+  attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "save/AssignVariableOp_1" op: "AssignVariableOp" input: "a" input: "save/Identity_1"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+"#,
+        variable("a"),
+        variable("b")
+    );
+    let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let checkpoint = Checkpoint::open(&prefix).unwrap();
+    let frozen = graphopt_core::freeze::freeze_graph(
+        &graph,
+        &checkpoint,
+        &["read_a".into(), "read_b".into()],
+    )
+    .unwrap();
+    assert_eq!(const_floats(&frozen, "a"), [10., 20.]);
+    assert_eq!(const_floats(&frozen, "b"), [1., 2.]);
+}
+
+#[test]
+fn a_checkpoint_value_of_another_shape_than_the_variable_is_refused() {
+    // TensorFlow's restore refuses it (Assign validates the shape); graphopt used to freeze
+    // the variable to a Const of the checkpoint's shape, a graph that no longer computes.
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ckpt");
+    write_two_vectors(&prefix);
+    let graph = |shape: &str| {
+        graphopt_core::text_format::parse(&format!(
+            r#"node {{ name: "a" op: "VariableV2"
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ {shape} }} }} }} }}
+node {{ name: "y" op: "Identity" input: "a" attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}"#
+        ))
+        .unwrap()
+    };
+    let checkpoint = Checkpoint::open(&prefix).unwrap();
+    let freeze = |shape: &str| {
+        graphopt_core::freeze::freeze_graph(&graph(shape), &checkpoint, &["y".into()])
+    };
+    // Same shape, an unknown dimension, an unknown rank: frozen.
+    for shape in ["dim { size: 2 }", "dim { size: -1 }", "unknown_rank: true"] {
+        let frozen = freeze(shape).unwrap_or_else(|e| panic!("{shape}: {e}"));
+        assert_eq!(const_floats(&frozen, "a"), [1., 2.]);
+    }
+    for shape in ["dim { size: 1 } dim { size: 2 }", "dim { size: 3 }", ""] {
+        let Err(error) = freeze(shape) else {
+            panic!("{shape}: frozen")
+        };
+        assert!(
+            matches!(&error, graphopt_core::freeze::FreezeError::Mismatch { variable, .. } if variable == "a"),
+            "{shape}: {error}"
+        );
+        assert!(error.to_string().contains("[2]"), "{shape}: {error}");
+    }
+}
+
+#[test]
+fn a_tf1_savedmodel_without_variables_freezes() {
+    // TensorFlow's Builder leaves an empty variables/ directory when the graph has no
+    // variables, and its loader restores nothing when variables.index is missing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("variables")).unwrap();
+    let graph = graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "Identity" input: "x" attr { key: "T" value { type: DT_FLOAT } } }"#,
+    )
+    .unwrap();
+    write_saved_model(dir.path(), graph, &[("x", "x:0")], &[("out", "y:0")]);
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frozen.inputs, ["x"]);
+    assert_eq!(frozen.outputs, ["out"]);
+}
+
+#[test]
+fn a_captured_variable_of_another_dtype_or_shape_than_its_checkpoint_value_is_refused() {
+    // The checkpoint's `w` is a float vector of SHARED_FLOATS; the captured VarHandleOp
+    // declares something else. TensorFlow's restore refuses both; graphopt used to freeze
+    // the handle to the checkpoint's value whatever the graph declared.
+    let freeze = |attrs: String| {
+        let dir = tempfile::tempdir().unwrap();
+        write_capture_model(dir.path(), 1, &attrs);
+        graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+    };
+    freeze(float_vector_attrs(SHARED_FLOATS as i64)).unwrap_or_else(|e| panic!("{e}"));
+    freeze(float_vector_attrs(-1)).unwrap_or_else(|e| panic!("{e}"));
+    let wrong_dtype = r#"attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "shape" value { shape { unknown_rank: true } } }"#;
+    for attrs in [float_vector_attrs(3), wrong_dtype.to_string()] {
+        let Err(error) = freeze(attrs.clone()) else {
+            panic!("{attrs}: frozen")
+        };
+        assert!(
+            matches!(&error, graphopt_core::freeze::FreezeError::Mismatch { variable, .. } if variable == "v0"),
+            "{attrs}: {error}"
+        );
+    }
+}
+
+#[test]
+fn an_output_whose_key_is_its_nodes_name_is_that_node() {
+    // tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y}) with `y` named "y":
+    // the output already bears its key's name. graphopt refused it ("cannot name output 'y':
+    // a node of that name exists").
+    let dir = tempfile::tempdir().unwrap();
+    let graph = graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "two" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "y" op: "Mul" input: "x" input: "two" attr { key: "T" value { type: DT_FLOAT } } }"#,
+    )
+    .unwrap();
+    write_saved_model(dir.path(), graph, &[("x", "x:0")], &[("y", "y:0")]);
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frozen.inputs, ["x"]);
+    assert_eq!(frozen.outputs, ["y"]);
+    let y = frozen.graph.node.iter().find(|n| n.name == "y").unwrap();
+    assert_eq!(y.op, "Mul");
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    // A key naming another output of its node is still refused: the node holds the name.
+    let dir = tempfile::tempdir().unwrap();
+    let graph = graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "y" op: "IdentityN" input: "x" input: "x"
+  attr { key: "T" value { list { type: DT_FLOAT type: DT_FLOAT } } } }"#,
+    )
+    .unwrap();
+    write_saved_model(dir.path(), graph, &[("x", "x:0")], &[("y", "y:1")]);
+    let error = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("'y'")),
+        "{error:?}"
+    );
+}
+
+/// A graph of Placeholders `x` and `u` and `y = x * 2`.
+fn two_placeholder_graph() -> GraphDef {
+    graphopt_core::text_format::parse(
+        r#"node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "u" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "two" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 2 } } } }
+node { name: "y" op: "Mul" input: "x" input: "two" attr { key: "T" value { type: DT_FLOAT } } }"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_signature_input_the_outputs_do_not_need_stays_a_placeholder() {
+    // predict_signature_def({"in": x, "unused": u}, {"out": y}): TensorFlow's frozen
+    // signature keeps every input. graphopt pruned `u` and then failed ("node 'unused' (a
+    // declared input or output) is not in the graph").
+    let dir = tempfile::tempdir().unwrap();
+    write_saved_model(
+        dir.path(),
+        two_placeholder_graph(),
+        &[("in", "x:0"), ("unused", "u:0")],
+        &[("out", "y:0")],
+    );
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frozen.inputs, ["in", "unused"]);
+    let unused = frozen.graph.node.iter().find(|n| n.name == "unused");
+    assert_eq!(unused.map(|n| n.op.as_str()), Some("Placeholder"));
+    graphopt_core::graph::validate(&frozen.graph).unwrap();
+    let mut names: Vec<&str> = frozen.graph.node.iter().map(|n| n.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["in", "out", "two", "unused", "y"]);
+}
+
+#[test]
+fn a_signature_tensor_that_cannot_be_frozen_is_named() {
+    let freeze = |inputs: &[(&str, &str)], outputs: &[(&str, &str)], composite: bool| {
+        use graphopt_core::proto::{tensor_info, SavedModel};
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        write_saved_model(dir.path(), two_placeholder_graph(), inputs, outputs);
+        if composite {
+            let path = dir.path().join("saved_model.pb");
+            let mut model = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+            let signature = model.meta_graphs[0]
+                .signature_def
+                .get_mut("serving_default")
+                .unwrap();
+            for info in signature.outputs.values_mut() {
+                info.encoding = Some(tensor_info::Encoding::CooSparse(tensor_info::CooSparse {
+                    values_tensor_name: "y:0".into(),
+                    ..Default::default()
+                }));
+            }
+            std::fs::write(&path, model.encode_to_vec()).unwrap();
+        }
+        match graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default()) {
+            Ok(_) => panic!("{inputs:?} {outputs:?}: frozen"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // An input naming no node: was "cannot rename input 'nope' to 'x': the name is taken".
+    let error = freeze(&[("x", "nope:0")], &[("out", "y:0")], false);
+    assert!(
+        error.contains("input 'x'") && error.contains("'nope:0'") && !error.contains("taken"),
+        "{error}"
+    );
+    // A sparse output: was "needs outputs to know what to keep" (and a sparse output beside
+    // others was dropped silently).
+    let error = freeze(&[("in", "x:0")], &[("out", "y:0")], true);
+    assert!(
+        error.contains("output 'out'") && error.contains("sparse"),
+        "{error}"
+    );
+    // A key that cannot name a node: was about node 'a', or an invalid output graph.
+    for key in ["a:1", "", "^a"] {
+        let error = freeze(&[("in", "x:0")], &[(key, "y:0")], false);
+        assert!(
+            error.contains(&format!("output '{key}'")) && error.contains("node name"),
+            "{key}: {error}"
+        );
+    }
+}
+
+#[test]
+fn parts_of_a_partitioned_tensor_cannot_share_bytes_around_an_empty_part() {
+    // `v` [8] of parts rows 0..4 at shard offset 0 and rows 4..8 at offset 4: the second
+    // overlaps the first by 12 bytes, aliasing that the reader refuses (a small checkpoint of
+    // such parts would assemble into many times its size). An empty part (rows 4..4) at
+    // offset 1 sorted between them hid the overlap from the check of neighbouring parts.
+    use graphopt_core::freeze::checkpoint::{masked_crc32c, slice_key};
+    use graphopt_core::proto::{
+        tensor_slice_proto::{extent::HasLength, Extent},
+        BundleEntryProto, DataType, TensorSliceProto,
+    };
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ckpt");
+    let shard: Vec<u8> = (0..40u8).collect();
+    let part = |start: i64, length: i64, offset: usize| {
+        let bytes = &shard[offset..offset + length as usize * 4];
+        let entry = BundleEntryProto {
+            dtype: DataType::DtFloat as i32,
+            shape: Some(graphopt_core::tensor::shape_proto(&[length as usize])),
+            offset: offset as i64,
+            size: bytes.len() as i64,
+            crc32c: masked_crc32c(bytes),
+            ..Default::default()
+        };
+        let slice = TensorSliceProto {
+            extent: vec![Extent {
+                start,
+                has_length: Some(HasLength::Length(length)),
+            }],
+        };
+        (
+            (slice_key("v", &[(start, length)]), entry.encode_to_vec()),
+            slice,
+        )
+    };
+    let read = |parts: &[(i64, i64, usize)]| {
+        let (mut entries, slices): (Vec<_>, Vec<_>) =
+            parts.iter().map(|&(s, l, o)| part(s, l, o)).unzip();
+        entries.push((
+            b"v".to_vec(),
+            BundleEntryProto {
+                dtype: DataType::DtFloat as i32,
+                shape: Some(graphopt_core::tensor::shape_proto(&[8])),
+                slices,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ));
+        entries.sort();
+        bundle::write(&prefix, &entries, &shard);
+        Checkpoint::open(&prefix).unwrap().read_proto("v")
+    };
+    // Disjoint parts assemble.
+    let whole = read(&[(0, 4, 0), (4, 4, 16)]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&whole.tensor_content[..], &shard[..32]);
+    let error = read(&[(0, 4, 0), (4, 0, 1), (4, 4, 4)])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("overlap"), "{error}");
+}
+
+#[test]
+fn a_call_named_by_many_signature_outputs_is_bound_once() {
+    // A signature of `keys` outputs all naming `call:0`, a call of `captures` inputs all
+    // bound to one variable. Each output key re-read the call's bindings: keys x captures
+    // steps (10^8 here, minutes in the dev profile) for a 200 KB file, which no budget saw.
+    use graphopt_core::proto::{
+        meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
+        SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
+        SignatureDef, TensorInfo, TrackableObjectGraph,
+    };
+    use prost::Message;
+    let (captures, keys) = (20_000usize, 5_000usize);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("variables")).unwrap();
+    let mut shard: Vec<u8> = [1f32, 2.].iter().flat_map(|f| f.to_le_bytes()).collect();
+    let w = bundle::float_entry(&shard, 0, 2);
+    let objects = TrackableObjectGraph {
+        nodes: vec![
+            Default::default(),
+            trackable_object_graph::TrackableObject {
+                attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
+                    name: "VARIABLE_VALUE".into(),
+                    full_name: "w".into(),
+                    checkpoint_key: "w".into(),
+                }],
+                ..Default::default()
+            },
+        ],
+    };
+    let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
+    bundle::write(
+        &dir.path().join("variables/variables"),
+        &[
+            (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
+            (b"w".to_vec(), w),
+        ],
+        &shard,
+    );
+    let mut text = format!(
+        r#"node {{ name: "v" op: "VarHandleOp" {} }}
+node {{ name: "call" op: "StatefulPartitionedCall""#,
+        float_vector_attrs(2)
+    );
+    let mut args = String::new();
+    let mut types = String::new();
+    for k in 0..captures {
+        text.push_str(" input: \"v\"");
+        args.push_str(&format!(
+            " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
+        ));
+        types.push_str(" type: DT_RESOURCE");
+    }
+    text.push_str(&format!(
+        r#"
+  attr {{ key: "Tin" value {{ list {{{types} }} }} }}
+  attr {{ key: "Tout" value {{ list {{ type: DT_FLOAT }} }} }}
+  attr {{ key: "f" value {{ func {{ name: "f" }} }} }} }}
+library {{ function {{
+  signature {{ name: "f"{args} output_arg {{ name: "y" type: DT_FLOAT }} is_stateful: true }}
+  node_def {{ name: "r" op: "ReadVariableOp" input: "h0"
+    attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
+  ret {{ key: "y" value: "r:value:0" }} }} }}"#
+    ));
+    let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let output = TensorInfo {
+        encoding: Some(tensor_info::Encoding::Name("call:0".into())),
+        dtype: DataType::DtFloat as i32,
+        ..Default::default()
+    };
+    let signature = SignatureDef {
+        outputs: (0..keys)
+            .map(|k| (format!("out{k}"), output.clone()))
+            .collect(),
+        method_name: "tensorflow/serving/predict".into(),
+        ..Default::default()
+    };
+    let variable = SavedObject {
+        kind: Some(saved_object::Kind::Variable(SavedVariable {
+            dtype: DataType::DtFloat as i32,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let model = SavedModel {
+        saved_model_schema_version: 1,
+        meta_graphs: vec![MetaGraphDef {
+            meta_info_def: Some(meta_graph_def::MetaInfoDef {
+                tags: vec!["serve".into()],
+                ..Default::default()
+            }),
+            graph_def: Some(graph),
+            signature_def: [("serving_default".to_string(), signature)].into(),
+            object_graph_def: Some(SavedObjectGraph {
+                nodes: vec![Default::default(), variable],
+                concrete_functions: [(
+                    "f".to_string(),
+                    SavedConcreteFunction {
+                        bound_inputs: vec![1; captures],
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+            }),
+            ..Default::default()
+        }],
+    };
+    std::fs::write(dir.path().join("saved_model.pb"), model.encode_to_vec()).unwrap();
+    let started = std::time::Instant::now();
+    let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let elapsed = started.elapsed();
+    assert_eq!(frozen.outputs.len(), keys);
+    assert_eq!(const_floats(&frozen.graph, "v"), [1., 2.]);
+    assert!(elapsed.as_secs() < 15, "{elapsed:?}");
 }

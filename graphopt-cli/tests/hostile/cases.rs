@@ -1817,6 +1817,63 @@ pub fn all() -> Vec<Case> {
         expect: Expect::Error,
     });
     cases.push(Case {
+        name: "c10_restores_share_one_name_list",
+        class: 10,
+        about: "5000 RestoreV2 nodes sharing one list of 50000 tensor names: each was expanded \
+                into its own list, 2.5e8 entries",
+        files: vec![
+            ("model.pb", {
+                let strings = |name: &str, values: Vec<&str>| {
+                    constant(
+                        name,
+                        TensorProto {
+                            dtype: DataType::DtString as i32,
+                            tensor_shape: Some(shape(&[values.len() as i64])),
+                            string_val: values
+                                .into_iter()
+                                .map(|v| v.as_bytes().to_vec().into())
+                                .collect(),
+                            ..Default::default()
+                        },
+                    )
+                };
+                let mut g = variable_graph(&[1]);
+                g.node.push(strings("prefix", vec!["ckpt"]));
+                g.node.push(strings("names", vec!["v"; 50_000]));
+                g.node.push(strings("specs", vec![""]));
+                for r in 0..5_000 {
+                    g.node.push(node(
+                        &format!("r{r}"),
+                        "RestoreV2",
+                        &["prefix", "names", "specs"],
+                        vec![("dtypes", types(&[DataType::DtFloat]))],
+                    ));
+                }
+                g.node.push(node(
+                    "assign",
+                    "Assign",
+                    &["v", "r4999"],
+                    vec![t(DataType::DtFloat)],
+                ));
+                pb(&g)
+            }),
+            ("ckpt.index", {
+                let entry = BundleEntryProto {
+                    dtype: DataType::DtFloat as i32,
+                    shape: Some(shape(&[1])),
+                    size: 4,
+                    crc32c: masked_crc32c(&[0, 0, 128, 63]),
+                    ..Default::default()
+                };
+                index_file(&[header_entry(), (b"v".to_vec(), entry.encode_to_vec())])
+            }),
+            ("ckpt.data-00000-of-00001", vec![0, 0, 128, 63]),
+        ],
+        special: Vec::new(),
+        args: freeze_tf1(),
+        expect: Expect::Success,
+    });
+    cases.push(Case {
         name: "c10_object_graph_of_empty_nodes",
         class: 10,
         about: "a SavedModel checkpoint whose object graph is 2 million empty nodes in 4 MB \

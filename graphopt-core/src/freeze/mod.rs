@@ -17,9 +17,13 @@ pub enum FreezeError {
     NoOutput(String),
     #[error("variable '{variable}' has no value in the checkpoint (looked for '{key}')")]
     NoValue { variable: String, key: String },
-    #[error("variable '{variable}': the checkpoint holds {found}, the graph declares {declared}")]
+    #[error(
+        "variable '{variable}' (checkpoint tensor '{key}'): the checkpoint holds {found}, the \
+         graph declares {declared}"
+    )]
     Mismatch {
         variable: String,
+        key: String,
         found: String,
         declared: String,
     },

@@ -11,7 +11,8 @@ use prost::Message;
 
 use super::checkpoint::Checkpoint;
 use super::tf1::{
-    freeze_graph, reachable, rewrite_resource_reads, variable_to_const, FrozenConstants,
+    check_declared, freeze_graph, reachable, rewrite_resource_reads, variable_to_const,
+    FrozenConstants,
 };
 use super::FreezeError;
 use crate::graph::functions::EncodedLibrary;
@@ -181,6 +182,42 @@ fn signature<'a>(
     })
 }
 
+/// The tensor each of a signature's `inputs` or `outputs` (`what`) names, by key; an error
+/// for one that is not a plain tensor (a sparse or composite one) or whose key cannot name a
+/// node (the frozen graph's inputs and outputs are named after the keys).
+fn plain_tensors<'a>(
+    signature: &str,
+    what: &str,
+    tensors: &'a BTreeMap<String, crate::proto::TensorInfo>,
+) -> Result<BTreeMap<&'a String, &'a str>, FreezeError> {
+    use crate::proto::tensor_info::Encoding;
+    tensors
+        .iter()
+        .map(|(key, info)| {
+            let kind = match &info.encoding {
+                Some(Encoding::Name(name)) => return Ok((key, name.as_str())),
+                Some(Encoding::CooSparse(_)) => "a sparse tensor",
+                Some(Encoding::CompositeTensor(_)) => "a composite tensor",
+                None => "no tensor",
+            };
+            Err(fail(format!(
+                "signature '{signature}' {what} '{key}' is {kind}; only plain tensors can be \
+                 frozen"
+            )))
+        })
+        .map(|entry| {
+            let (key, tensor) = entry?;
+            if key.is_empty() || InputRef::parse(key).node != key.as_str() {
+                return Err(fail(format!(
+                    "signature '{signature}' {what} '{key}': the key is not a node name, which \
+                     the frozen {what} would take"
+                )));
+            }
+            Ok((key, tensor))
+        })
+        .collect()
+}
+
 fn tensor_name(info: &crate::proto::TensorInfo) -> Option<&str> {
     match info.encoding.as_ref()? {
         crate::proto::tensor_info::Encoding::Name(name) => Some(name),
@@ -269,33 +306,29 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
     };
     let meta = &model.meta_graphs[position];
     let sig = signature(&meta.signature_def, &options.signature)?;
-    // Like TensorFlow's loader, a SavedModel without variables restores nothing; a variable
-    // the graph needs is then reported missing by name.
+    // Like TensorFlow's loader, a SavedModel without a variables index (TF1's Builder leaves
+    // an empty variables/ for a graph without variables) restores nothing; a variable the
+    // graph needs is then reported missing by name.
     let prefix = variables_prefix(dir);
-    let checkpoint = if dir.join("variables").exists() {
+    let index = PathBuf::from(format!("{}.index", prefix.display()));
+    let checkpoint = if index.symlink_metadata().is_ok() {
         Checkpoint::open(&prefix)?
     } else {
         Checkpoint::empty(&prefix)
     };
 
     // Replace the variables each signature call captures with their values.
-    let outputs: BTreeMap<&String, &str> = sig
-        .outputs
-        .iter()
-        .filter_map(|(k, v)| tensor_name(v).map(|t| (k, t)))
-        .collect();
-    let inputs: BTreeMap<&String, &str> = sig
-        .inputs
-        .iter()
-        .filter_map(|(k, v)| tensor_name(v).map(|t| (k, t)))
-        .collect();
+    let outputs = plain_tensors(&options.signature, "output", &sig.outputs)?;
+    let inputs = plain_tensors(&options.signature, "input", &sig.inputs)?;
     let index = graph::owned_name_index(&graph);
     let mut frozen_handles: HashMap<String, i32> = HashMap::new();
     let mut constants = FrozenConstants::default();
     if checkpoint.entry(OBJECT_GRAPH_KEY).is_some() {
         let keys = variable_keys(&checkpoint, &prefix)?;
         let object_graph = meta.object_graph_def.as_ref();
-        let calls: Vec<usize> = outputs
+        // Each call once, however many outputs it gives: binding its captures reads all its
+        // inputs.
+        let calls: std::collections::BTreeSet<usize> = outputs
             .values()
             .filter_map(|t| index.get(graph::node_name(t)).copied())
             .collect();
@@ -374,6 +407,7 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
                 }
                 // Captures of many calls, or many objects, may name one checkpoint tensor:
                 // each Const is charged whole.
+                check_declared(&graph.node[h], key, &value)?;
                 constants.charge(&checkpoint, &handle, key, &value)?;
                 frozen_handles.insert(handle, value.dtype);
                 variable_to_const(&mut graph.node[h], value);
@@ -413,16 +447,37 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
         .map(|n| (n.name.clone(), n.name.clone()))
         .collect();
     let mut renames = HashMap::new();
+    // The input key of each node an input names.
+    let mut input_nodes: HashMap<&str, &String> = HashMap::new();
     for (key, tensor) in &inputs {
         let name = graph::node_name(tensor);
+        if !index.contains_key(name) {
+            return Err(fail(format!(
+                "signature '{}' input '{key}' names '{tensor}', which is not a node of the \
+                 graph",
+                options.signature
+            )));
+        }
+        if let Some(other) = input_nodes.insert(name, key) {
+            return Err(fail(format!(
+                "signature '{}' inputs '{other}' and '{key}' both name node '{name}'",
+                options.signature
+            )));
+        }
         if current.contains_key(*key) && name != **key {
             return Err(fail(format!(
                 "cannot rename input '{name}' to '{key}': the name is taken"
             )));
         }
-        if let Some(original) = current.remove(name) {
-            renames.insert(original.clone(), (*key).clone());
-            current.insert((*key).clone(), original);
+        match current.remove(name) {
+            Some(original) => {
+                renames.insert(original.clone(), (*key).clone());
+                current.insert((*key).clone(), original);
+            }
+            // Pruned above: the outputs do not need it.
+            None => {
+                current.insert((*key).clone(), (*key).clone());
+            }
         }
         input_names.push((*key).clone());
     }
@@ -430,6 +485,17 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
     crate::graph::edit::rename_nodes(&mut graph, &renames);
     let mut output_names = Vec::new();
     for (key, tensor) in &outputs {
+        // A tensor that is its node's first output, the node bearing the key's name (a TF1
+        // `y` under the key `y`), is the output as it is.
+        let source = InputRef::parse(tensor);
+        if source.node == key.as_str()
+            && source.port == 0
+            && !source.control
+            && current.get(*key).is_some_and(|original| original == *key)
+        {
+            output_names.push((*key).clone());
+            continue;
+        }
         if current.contains_key(*key) {
             return Err(fail(format!(
                 "cannot name output '{key}': a node of that name exists"
@@ -460,12 +526,45 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
         current.insert((*key).clone(), (*key).clone());
         output_names.push((*key).clone());
     }
+    let present = graph::owned_name_index(&graph);
     let strip = StripOptions {
-        inputs: input_names.clone(),
+        inputs: input_names
+            .iter()
+            .filter(|name| present.contains_key(name.as_str()))
+            .cloned()
+            .collect(),
         outputs: output_names.clone(),
         ..Default::default()
     };
     strip_unused(&mut graph, &strip).map_err(|e| fail(e.to_string()))?;
+    // Inputs the outputs do not need, pruned above or by the strip, are Placeholders again:
+    // TensorFlow's frozen signature keeps every input.
+    let present = graph::owned_name_index(&graph);
+    for (key, info) in &sig.inputs {
+        if present.contains_key(key.as_str()) {
+            continue;
+        }
+        let mut placeholder = NodeDef {
+            name: key.clone(),
+            op: "Placeholder".into(),
+            ..Default::default()
+        };
+        placeholder.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(info.dtype)),
+            },
+        );
+        if let Some(shape) = &info.tensor_shape {
+            placeholder.attr.insert(
+                "shape".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::Shape(shape.clone())),
+                },
+            );
+        }
+        graph.node.push(placeholder);
+    }
     sort_by_execution_order(&mut graph).map_err(|e| fail(e.to_string()))?;
     // Functional control flow (While, If, Case) keeps calling library functions; the rest of
     // the library (the SavedModel's save and restore functions, the inlined calls) goes.

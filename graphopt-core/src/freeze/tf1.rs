@@ -93,6 +93,45 @@ impl FrozenConstants {
     }
 }
 
+/// Refuses a checkpoint value (tensor `key`) that the variable `node` cannot hold, as
+/// TensorFlow's restore (Assign, AssignVariableOp) refuses it: another dtype, or a shape its
+/// declared `shape` does not match (an unknown rank or dimension matches anything; a legacy
+/// `Variable`'s scalar shape means unknown).
+pub(crate) fn check_declared(
+    node: &NodeDef,
+    key: &str,
+    value: &TensorProto,
+) -> Result<(), FreezeError> {
+    let found: Vec<i64> = value
+        .tensor_shape
+        .as_ref()
+        .map_or_else(Vec::new, |s| s.dim.iter().map(|d| d.size).collect());
+    let declared_dtype = attrs::dtype(node, "dtype").map(|d| base_dtype(d as i32));
+    let declared_shape = attrs::shape(node, "shape")
+        .and_then(crate::dtype::shape_dims)
+        .filter(|dims| !(node.op == "Variable" && dims.is_empty()));
+    let dtype_fits = declared_dtype.is_none_or(|d| d == value.dtype);
+    let shape_fits = declared_shape.as_ref().is_none_or(|dims| {
+        dims.len() == found.len() && dims.iter().zip(&found).all(|(&d, &f)| d < 0 || d == f)
+    });
+    if dtype_fits && shape_fits {
+        return Ok(());
+    }
+    let describe = |dtype: i32, dims: Option<&[i64]>| match dims {
+        Some(dims) => format!("{} {dims:?}", crate::dtype::dtype_name(dtype)),
+        None => format!("{} of any shape", crate::dtype::dtype_name(dtype)),
+    };
+    Err(FreezeError::Mismatch {
+        variable: node.name.clone(),
+        key: key.to_string(),
+        found: describe(value.dtype, Some(&found)),
+        declared: describe(
+            declared_dtype.unwrap_or(value.dtype),
+            declared_shape.as_deref(),
+        ),
+    })
+}
+
 /// Turns the variable node `node` into a Const holding `value`.
 pub(crate) fn variable_to_const(node: &mut NodeDef, value: TensorProto) {
     let device = std::mem::take(&mut node.device);
@@ -177,42 +216,25 @@ pub fn read_meta_graph(path: &std::path::Path) -> Result<GraphDef, FreezeError> 
         .ok_or_else(|| FreezeError::SavedModel("the MetaGraphDef holds no graph".into()))
 }
 
+/// Identities followed from an Assign back to the RestoreV2 it restores from: TensorFlow's
+/// Saver puts one there for a resource variable.
+const RESTORE_IDENTITIES: usize = 4;
+
+/// A variable's checkpoint key and, for a part of a partitioned variable, the part's extents.
+type RestoreSource = (String, Vec<(i64, i64)>);
+
 /// Where a Saver restores each variable from: its checkpoint key and, for a part of a
-/// partitioned variable, the part's extents. Read from the graph's RestoreV2 nodes (their
-/// `tensor_names` and `shape_and_slices` Consts) and the Assigns that consume them.
-fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>)> {
+/// partitioned variable, the part's extents. Read, for each Assign, from the RestoreV2 it
+/// consumes, directly or through an Identity, and that node's `tensor_names` and
+/// `shape_and_slices` Consts: only the strings at the Assign's port, so that many RestoreV2
+/// nodes sharing one long list cost nothing each. The strings read are charged as work, the
+/// keys kept as memory.
+fn restore_sources(graph: &GraphDef) -> Result<HashMap<String, RestoreSource>, FreezeError> {
     let index = graph::GraphIndex::new(graph);
-    let strings = |input: Option<&String>| -> Option<Vec<String>> {
+    let strings = |input: Option<&String>| -> Option<&[bytes::Bytes]> {
         let node = index.node(graph::node_name(input?))?;
-        let tensor = attrs::tensor(node, "value")?;
-        Some(
-            tensor
-                .string_val
-                .iter()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .collect(),
-        )
+        Some(&attrs::tensor(node, "value")?.string_val)
     };
-    let mut restores = HashMap::new();
-    for node in graph.node.iter().filter(|n| n.op == "RestoreV2") {
-        let (Some(names), Some(specs)) = (strings(node.input.get(1)), strings(node.input.get(2)))
-        else {
-            continue;
-        };
-        // A single string stands for every tensor (TF's fill shorthand).
-        let spec_of = |i: usize| specs.get(i).or(specs.first().filter(|_| specs.len() == 1));
-        let parsed: Vec<(String, Vec<(i64, i64)>)> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let extents = spec_of(i)
-                    .and_then(|s| parse_slice_spec(s))
-                    .unwrap_or_default();
-                (name.clone(), extents)
-            })
-            .collect();
-        restores.insert(node.name.as_str(), parsed);
-    }
     let mut sources = HashMap::new();
     for assign in graph
         .node
@@ -222,16 +244,56 @@ fn restore_sources(graph: &GraphDef) -> HashMap<String, (String, Vec<(i64, i64)>
         let (Some(variable), Some(value)) = (assign.input.first(), assign.input.get(1)) else {
             continue;
         };
-        let value = InputRef::parse(value);
-        let Some(source) = restores
-            .get(value.node)
-            .and_then(|tensors| tensors.get(usize::try_from(value.port).ok()?))
+        let mut value = InputRef::parse(value);
+        for _ in 0..RESTORE_IDENTITIES {
+            match index.node(value.node) {
+                Some(node) if node.op == "Identity" && value.port == 0 => {
+                    let Some(input) = node.input.first().filter(|i| !i.starts_with('^')) else {
+                        break;
+                    };
+                    value = InputRef::parse(input);
+                }
+                _ => break,
+            }
+        }
+        let Some(restore) = index.node(value.node).filter(|n| n.op == "RestoreV2") else {
+            continue;
+        };
+        let (Some(names), Some(specs)) =
+            (strings(restore.input.get(1)), strings(restore.input.get(2)))
         else {
             continue;
         };
-        sources.insert(graph::node_name(variable).to_string(), source.clone());
+        let Some((port, name)) = usize::try_from(value.port)
+            .ok()
+            .and_then(|p| Some((p, names.get(p)?)))
+        else {
+            continue;
+        };
+        // A single string stands for every tensor (TF's fill shorthand).
+        let spec = specs
+            .get(port)
+            .or(specs.first().filter(|_| specs.len() == 1));
+        let cost = (name.len() as u64)
+            .saturating_add(spec.map_or(0, |s| s.len() as u64))
+            .saturating_add(budget::VALUE_OVERHEAD);
+        budget::work(cost)
+            .and_then(|()| budget::alloc(cost))
+            .map_err(|e| {
+                FreezeError::SavedModel(format!(
+                    "restoring '{}' ({}): {e}",
+                    assign.name, restore.name
+                ))
+            })?;
+        let extents = spec
+            .and_then(|s| parse_slice_spec(&String::from_utf8_lossy(s)))
+            .unwrap_or_default();
+        sources.insert(
+            graph::node_name(variable).to_string(),
+            (String::from_utf8_lossy(name).into_owned(), extents),
+        );
     }
-    sources
+    Ok(sources)
 }
 
 /// `shape_and_slices` of a Saver: "" for a whole tensor, else the full shape's dimensions and
@@ -301,7 +363,7 @@ fn freeze_graph_in(
     };
     let mut handles: HashMap<String, i32> = HashMap::new();
     let mut constants = FrozenConstants::default();
-    let sources = restore_sources(graph);
+    let sources = restore_sources(graph)?;
     for (node, _) in graph.node.iter().zip(&keep).filter(|(_, k)| **k) {
         let mut node = node.clone();
         if VARIABLE_OPS.contains(&node.op.as_str()) {
@@ -323,14 +385,7 @@ fn freeze_graph_in(
             } else {
                 checkpoint.read_slice(&key, &extents)?
             };
-            let declared = attrs::dtype(&node, "dtype").map(|d| base_dtype(d as i32));
-            if let Some(declared) = declared.filter(|&d| d != value.dtype) {
-                return Err(FreezeError::Mismatch {
-                    variable: node.name.clone(),
-                    found: crate::dtype::dtype_name(value.dtype),
-                    declared: crate::dtype::dtype_name(declared),
-                });
-            }
+            check_declared(&node, &key, &value)?;
             constants.charge(checkpoint, &node.name, &key, &value)?;
             if node.op == "VarHandleOp" {
                 handles.insert(node.name.clone(), value.dtype);
