@@ -1,7 +1,7 @@
 //! Checkpoints and freezing against TensorFlow's fixtures (tests/fixtures/generate_saved_models.py).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use graphopt_core::freeze::checkpoint::{Checkpoint, CheckpointError};
 use graphopt_core::proto::GraphDef;
@@ -1234,20 +1234,17 @@ fn parts_of_a_partitioned_tensor_cannot_share_bytes_around_an_empty_part() {
     assert!(error.contains("overlap"), "{error}");
 }
 
-#[test]
-fn a_call_named_by_many_signature_outputs_is_bound_once() {
-    // A signature of `keys` outputs all naming `call:0`, a call of `captures` inputs all
-    // bound to one variable. Each output key re-read the call's bindings: keys x captures
-    // steps (10^8 here, minutes in the dev profile) for a 200 KB file, which no budget saw.
+/// A SavedModel in `dir` whose signature has `keys` outputs all naming `call:0`, a call of
+/// `inputs` inputs all reading one variable, whose concrete function records `bound`
+/// captured inputs, each that variable.
+fn saved_model_with_one_call(dir: &Path, inputs: usize, bound: usize, keys: usize) {
     use graphopt_core::proto::{
         meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
         SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
         SignatureDef, TensorInfo, TrackableObjectGraph,
     };
     use prost::Message;
-    let (captures, keys) = (20_000usize, 5_000usize);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("variables")).unwrap();
+    std::fs::create_dir_all(dir.join("variables")).unwrap();
     let mut shard: Vec<u8> = [1f32, 2.].iter().flat_map(|f| f.to_le_bytes()).collect();
     let w = bundle::float_entry(&shard, 0, 2);
     let objects = TrackableObjectGraph {
@@ -1265,7 +1262,7 @@ fn a_call_named_by_many_signature_outputs_is_bound_once() {
     };
     let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
     bundle::write(
-        &dir.path().join("variables/variables"),
+        &dir.join("variables/variables"),
         &[
             (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
             (b"w".to_vec(), w),
@@ -1279,7 +1276,7 @@ node {{ name: "call" op: "StatefulPartitionedCall""#,
     );
     let mut args = String::new();
     let mut types = String::new();
-    for k in 0..captures {
+    for k in 0..inputs {
         text.push_str(" input: \"v\"");
         args.push_str(&format!(
             " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
@@ -1331,7 +1328,7 @@ library {{ function {{
                 concrete_functions: [(
                     "f".to_string(),
                     SavedConcreteFunction {
-                        bound_inputs: vec![1; captures],
+                        bound_inputs: vec![1; bound],
                         ..Default::default()
                     },
                 )]
@@ -1340,7 +1337,16 @@ library {{ function {{
             ..Default::default()
         }],
     };
-    std::fs::write(dir.path().join("saved_model.pb"), model.encode_to_vec()).unwrap();
+    std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn a_call_named_by_many_signature_outputs_is_bound_once() {
+    // Each output key re-read the call's bindings: keys x captures steps (10^8 here, minutes
+    // in the dev profile) for a 200 KB file, which no budget saw.
+    let (captures, keys) = (20_000usize, 5_000usize);
+    let dir = tempfile::tempdir().unwrap();
+    saved_model_with_one_call(dir.path(), captures, captures, keys);
     let started = std::time::Instant::now();
     let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1348,4 +1354,20 @@ library {{ function {{
     assert_eq!(frozen.outputs.len(), keys);
     assert_eq!(const_floats(&frozen.graph, "v"), [1., 2.]);
     assert!(elapsed.as_secs() < 15, "{elapsed:?}");
+}
+
+#[test]
+fn a_call_with_fewer_inputs_than_recorded_captures_is_refused() {
+    // Captures are a call's last inputs: with more recorded than the call has, the inputs
+    // would be matched to the wrong objects.
+    let dir = tempfile::tempdir().unwrap();
+    saved_model_with_one_call(dir.path(), 2, 3, 1);
+    let error = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
+        .expect_err("more captures than inputs");
+    assert!(
+        error.to_string().contains(
+            "the call 'call' of 'f' has 2 inputs, but its function records 3 captured ones"
+        ),
+        "{error}"
+    );
 }

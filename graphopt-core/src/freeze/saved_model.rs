@@ -344,7 +344,16 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
                 .map(|c| c.bound_inputs.clone())
                 .unwrap_or_default();
             let data = graph::edit::data_inputs(&node);
-            let first_captured = data.len().saturating_sub(bound.len());
+            // Captures are the call's last inputs; more of them than inputs cannot be matched.
+            let Some(first_captured) = data.len().checked_sub(bound.len()) else {
+                return Err(fail(format!(
+                    "the call '{}' of '{}' has {} inputs, but its function records {} captured ones",
+                    node.name,
+                    f.name,
+                    data.len(),
+                    bound.len()
+                )));
+            };
             for (position, &object) in (first_captured..data.len()).zip(&bound) {
                 let handle = graph::node_name(data[position]).to_string();
                 if frozen_handles.contains_key(&handle) {
