@@ -356,6 +356,18 @@ fn flatten_atrous_conv_makes_one_dilated_convolution() {
     );
 }
 
+#[test]
+fn flatten_atrous_conv_rewrites_the_output_shapes_it_changes() {
+    // The convolution that becomes dilated outputs the whole image now, not the blocks:
+    // TensorFlow refuses a graph whose `_output_shapes` say otherwise.
+    let graph = apply(
+        "atrous_conv",
+        "fold_constants add_shapes flatten_atrous_conv",
+    );
+    assert_eq!(count(&graph, "SpaceToBatchND"), 0);
+    assert_output_shapes_hold("atrous_conv", &graph, false);
+}
+
 mod synthetic {
     //! Forms TensorFlow's CPU build cannot run (NCHW convolutions, the deprecated
     //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the
@@ -971,7 +983,7 @@ node { name: "y" op: "Identity" input: "x" attr { key: "T" value { type: DT_FLOA
 #[test]
 fn add_shapes_writes_the_shapes_the_evaluator_computes() {
     let graph = apply("keras_cnn", "@deploy add_shapes");
-    assert_output_shapes_hold(&graph, true);
+    assert_output_shapes_hold("keras_cnn", &graph, true);
 }
 
 /// convert_to_nchw after add_shapes left the converted nodes' `_output_shapes` in NHWC, and
@@ -989,7 +1001,7 @@ fn nchw_conversion_rewrites_the_output_shapes_it_changes() {
         })
         .count();
     assert!(converted > 0);
-    assert_output_shapes_hold(&graph, false);
+    assert_output_shapes_hold("keras_cnn", &graph, false);
 }
 
 /// legalize turns a dilated convolution into SpaceToBatchND -> Conv2D -> BatchToSpaceND
@@ -1047,17 +1059,21 @@ fn legalize_rewrites_the_output_shapes_it_changes() {
     }
 }
 
-/// Every known `_output_shapes` of `graph` (keras_cnn) is what the evaluator computes; with
-/// `everywhere`, every node has one.
-fn assert_output_shapes_hold(graph: &graphopt_core::proto::GraphDef, everywhere: bool) {
-    let (inputs, _) = common::io_names("keras_cnn");
+/// Every known `_output_shapes` of `graph` (made from `fixture`) is what the evaluator
+/// computes on the fixture's inputs; with `everywhere`, every node has one.
+fn assert_output_shapes_hold(
+    fixture: &str,
+    graph: &graphopt_core::proto::GraphDef,
+    everywhere: bool,
+) {
+    let (inputs, _) = common::io_names(fixture);
     let feeds = inputs
         .iter()
         .enumerate()
         .map(|(k, name)| {
             (
                 name.clone(),
-                common::tensor("keras_cnn", &format!("input_{k}.pb")),
+                common::tensor(fixture, &format!("input_{k}.pb")),
             )
         })
         .collect();
