@@ -1,7 +1,7 @@
 //! Checkpoints and freezing against TensorFlow's fixtures (tests/fixtures/generate_saved_models.py).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use graphopt_core::freeze::checkpoint::{Checkpoint, CheckpointError};
 use graphopt_core::proto::GraphDef;
@@ -668,10 +668,35 @@ fn many_variables_sharing_one_checkpoint_tensor_are_charged_each() {
     assert!(started.elapsed().as_secs() < 5);
 }
 
-/// A SavedModel in `dir` whose signature calls a function capturing `count` VarHandleOps
-/// (with `variable_attrs`), all bound to one variable object, checkpoint key `w`: a float
-/// vector of [`SHARED_FLOATS`].
-fn write_capture_model(dir: &std::path::Path, count: usize, variable_attrs: &str) {
+/// A SavedModel whose signature calls one function `f`, capturing variables.
+struct CallModel<'a> {
+    /// Distinct VarHandleOps `v0`, `v1`, ..., each with `variable_attrs`.
+    handles: usize,
+    /// The call's inputs, reading the handles in turn.
+    inputs: usize,
+    /// How many captured inputs the concrete function records, each bound to the one
+    /// variable object, checkpoint key `w`: a float vector of [`SHARED_FLOATS`].
+    bound: usize,
+    /// Signature outputs `out0`, `out1`, ..., each naming `call:0`.
+    keys: usize,
+    variable_attrs: &'a str,
+}
+
+impl CallModel<'_> {
+    /// `count` handles, each one input and one capture, and one output.
+    fn captures(count: usize, variable_attrs: &str) -> CallModel<'_> {
+        CallModel {
+            handles: count,
+            inputs: count,
+            bound: count,
+            keys: 1,
+            variable_attrs,
+        }
+    }
+}
+
+/// Writes `model` as a SavedModel in `dir`.
+fn write_capture_model(dir: &std::path::Path, model: &CallModel<'_>) {
     use graphopt_core::proto::{
         meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
         SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
@@ -703,15 +728,18 @@ fn write_capture_model(dir: &std::path::Path, count: usize, variable_attrs: &str
         ],
         &shard,
     );
+    let variable_attrs = model.variable_attrs;
     let mut text = String::new();
-    let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
-    for k in 0..count {
+    for k in 0..model.handles {
         text.push_str(&format!(
             r#"node {{ name: "v{k}" op: "VarHandleOp"
   {variable_attrs} }}
 "#
         ));
-        inputs.push_str(&format!(" input: \"v{k}\""));
+    }
+    let (mut inputs, mut args, mut types) = (String::new(), String::new(), String::new());
+    for k in 0..model.inputs {
+        inputs.push_str(&format!(" input: \"v{}\"", k % model.handles.max(1)));
         args.push_str(&format!(
             " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
         ));
@@ -729,16 +757,15 @@ attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
   ret {{ key: "y" value: "r:value:0" }} }} }}"#
     ));
     let graph = graphopt_core::text_format::parse(&text).unwrap();
+    let output = TensorInfo {
+        encoding: Some(tensor_info::Encoding::Name("call:0".into())),
+        dtype: DataType::DtFloat as i32,
+        ..Default::default()
+    };
     let signature = SignatureDef {
-        outputs: [(
-            "out".to_string(),
-            TensorInfo {
-                encoding: Some(tensor_info::Encoding::Name("call:0".into())),
-                dtype: DataType::DtFloat as i32,
-                ..Default::default()
-            },
-        )]
-        .into(),
+        outputs: (0..model.keys)
+            .map(|k| (format!("out{k}"), output.clone()))
+            .collect(),
         method_name: "tensorflow/serving/predict".into(),
         ..Default::default()
     };
@@ -749,7 +776,7 @@ attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
         })),
         ..Default::default()
     };
-    let model = SavedModel {
+    let saved = SavedModel {
         saved_model_schema_version: 1,
         meta_graphs: vec![MetaGraphDef {
             meta_info_def: Some(meta_graph_def::MetaInfoDef {
@@ -763,7 +790,7 @@ attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
                 concrete_functions: [(
                     "f".to_string(),
                     SavedConcreteFunction {
-                        bound_inputs: vec![1; count],
+                        bound_inputs: vec![1; model.bound],
                         ..Default::default()
                     },
                 )]
@@ -772,7 +799,7 @@ attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
             ..Default::default()
         }],
     };
-    std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
+    std::fs::write(dir.join("saved_model.pb"), saved.encode_to_vec()).unwrap();
 }
 
 /// The dtype and shape attributes of a float vector variable of `size` elements.
@@ -788,7 +815,10 @@ fn many_captures_bound_to_one_checkpoint_tensor_are_charged_each() {
     // The SavedModel path: a signature call capturing `count` VarHandleOps, each bound to the
     // same variable object, hence the same checkpoint key.
     let write_model = |dir: &std::path::Path, count: usize| {
-        write_capture_model(dir, count, &float_vector_attrs(SHARED_FLOATS as i64))
+        write_capture_model(
+            dir,
+            &CallModel::captures(count, &float_vector_attrs(SHARED_FLOATS as i64)),
+        )
     };
     let freeze = |count: usize| {
         let dir = tempfile::tempdir().unwrap();
@@ -1030,7 +1060,7 @@ fn a_captured_variable_of_another_dtype_or_shape_than_its_checkpoint_value_is_re
     // the handle to the checkpoint's value whatever the graph declared.
     let freeze = |attrs: String| {
         let dir = tempfile::tempdir().unwrap();
-        write_capture_model(dir.path(), 1, &attrs);
+        write_capture_model(dir.path(), &CallModel::captures(1, &attrs));
         graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
     };
     freeze(float_vector_attrs(SHARED_FLOATS as i64)).unwrap_or_else(|e| panic!("{e}"));
@@ -1234,125 +1264,27 @@ fn parts_of_a_partitioned_tensor_cannot_share_bytes_around_an_empty_part() {
     assert!(error.contains("overlap"), "{error}");
 }
 
-/// A SavedModel in `dir` whose signature has `keys` outputs all naming `call:0`, a call of
-/// `inputs` inputs all reading one variable, whose concrete function records `bound`
-/// captured inputs, each that variable.
-fn saved_model_with_one_call(dir: &Path, inputs: usize, bound: usize, keys: usize) {
-    use graphopt_core::proto::{
-        meta_graph_def, saved_object, tensor_info, trackable_object_graph, DataType, MetaGraphDef,
-        SavedConcreteFunction, SavedModel, SavedObject, SavedObjectGraph, SavedVariable,
-        SignatureDef, TensorInfo, TrackableObjectGraph,
-    };
-    use prost::Message;
-    std::fs::create_dir_all(dir.join("variables")).unwrap();
-    let mut shard: Vec<u8> = [1f32, 2.].iter().flat_map(|f| f.to_le_bytes()).collect();
-    let w = bundle::float_entry(&shard, 0, 2);
-    let objects = TrackableObjectGraph {
-        nodes: vec![
-            Default::default(),
-            trackable_object_graph::TrackableObject {
-                attributes: vec![trackable_object_graph::trackable_object::SerializedTensor {
-                    name: "VARIABLE_VALUE".into(),
-                    full_name: "w".into(),
-                    checkpoint_key: "w".into(),
-                }],
-                ..Default::default()
-            },
-        ],
-    };
-    let object_graph = bundle::string_entry(&mut shard, &objects.encode_to_vec());
-    bundle::write(
-        &dir.join("variables/variables"),
-        &[
-            (b"_CHECKPOINTABLE_OBJECT_GRAPH".to_vec(), object_graph),
-            (b"w".to_vec(), w),
-        ],
-        &shard,
-    );
-    let mut text = format!(
-        r#"node {{ name: "v" op: "VarHandleOp" {} }}
-node {{ name: "call" op: "StatefulPartitionedCall""#,
-        float_vector_attrs(2)
-    );
-    let mut args = String::new();
-    let mut types = String::new();
-    for k in 0..inputs {
-        text.push_str(" input: \"v\"");
-        args.push_str(&format!(
-            " input_arg {{ name: \"h{k}\" type: DT_RESOURCE }}"
-        ));
-        types.push_str(" type: DT_RESOURCE");
-    }
-    text.push_str(&format!(
-        r#"
-  attr {{ key: "Tin" value {{ list {{{types} }} }} }}
-  attr {{ key: "Tout" value {{ list {{ type: DT_FLOAT }} }} }}
-  attr {{ key: "f" value {{ func {{ name: "f" }} }} }} }}
-library {{ function {{
-  signature {{ name: "f"{args} output_arg {{ name: "y" type: DT_FLOAT }} is_stateful: true }}
-  node_def {{ name: "r" op: "ReadVariableOp" input: "h0"
-    attr {{ key: "dtype" value {{ type: DT_FLOAT }} }} }}
-  ret {{ key: "y" value: "r:value:0" }} }} }}"#
-    ));
-    let graph = graphopt_core::text_format::parse(&text).unwrap();
-    let output = TensorInfo {
-        encoding: Some(tensor_info::Encoding::Name("call:0".into())),
-        dtype: DataType::DtFloat as i32,
-        ..Default::default()
-    };
-    let signature = SignatureDef {
-        outputs: (0..keys)
-            .map(|k| (format!("out{k}"), output.clone()))
-            .collect(),
-        method_name: "tensorflow/serving/predict".into(),
-        ..Default::default()
-    };
-    let variable = SavedObject {
-        kind: Some(saved_object::Kind::Variable(SavedVariable {
-            dtype: DataType::DtFloat as i32,
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    let model = SavedModel {
-        saved_model_schema_version: 1,
-        meta_graphs: vec![MetaGraphDef {
-            meta_info_def: Some(meta_graph_def::MetaInfoDef {
-                tags: vec!["serve".into()],
-                ..Default::default()
-            }),
-            graph_def: Some(graph),
-            signature_def: [("serving_default".to_string(), signature)].into(),
-            object_graph_def: Some(SavedObjectGraph {
-                nodes: vec![Default::default(), variable],
-                concrete_functions: [(
-                    "f".to_string(),
-                    SavedConcreteFunction {
-                        bound_inputs: vec![1; bound],
-                        ..Default::default()
-                    },
-                )]
-                .into(),
-            }),
-            ..Default::default()
-        }],
-    };
-    std::fs::write(dir.join("saved_model.pb"), model.encode_to_vec()).unwrap();
-}
-
 #[test]
 fn a_call_named_by_many_signature_outputs_is_bound_once() {
     // Each output key re-read the call's bindings: keys x captures steps (10^8 here, minutes
     // in the dev profile) for a 200 KB file, which no budget saw.
     let (captures, keys) = (20_000usize, 5_000usize);
     let dir = tempfile::tempdir().unwrap();
-    saved_model_with_one_call(dir.path(), captures, captures, keys);
+    let attrs = float_vector_attrs(SHARED_FLOATS as i64);
+    let model = CallModel {
+        handles: 1,
+        inputs: captures,
+        bound: captures,
+        keys,
+        variable_attrs: &attrs,
+    };
+    write_capture_model(dir.path(), &model);
     let started = std::time::Instant::now();
     let frozen = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let elapsed = started.elapsed();
     assert_eq!(frozen.outputs.len(), keys);
-    assert_eq!(const_floats(&frozen.graph, "v"), [1., 2.]);
+    assert_eq!(const_floats(&frozen.graph, "v0").len(), SHARED_FLOATS);
     assert!(elapsed.as_secs() < 15, "{elapsed:?}");
 }
 
@@ -1361,7 +1293,12 @@ fn a_call_with_fewer_inputs_than_recorded_captures_is_refused() {
     // Captures are a call's last inputs: with more recorded than the call has, the inputs
     // would be matched to the wrong objects.
     let dir = tempfile::tempdir().unwrap();
-    saved_model_with_one_call(dir.path(), 2, 3, 1);
+    let attrs = float_vector_attrs(SHARED_FLOATS as i64);
+    let model = CallModel {
+        bound: 3,
+        ..CallModel::captures(2, &attrs)
+    };
+    write_capture_model(dir.path(), &model);
     let error = graphopt_core::freeze::freeze_saved_model(dir.path(), &Default::default())
         .expect_err("more captures than inputs");
     assert!(
