@@ -236,10 +236,9 @@ pub fn arg_reduce(
     alloc::output::<i64>(&out_dims)?;
     let out = match x.data() {
         Data::F32(_) | Data::F64(_) | Data::F16(_) | Data::BF16(_) => {
-            // float64 holds every value of these exactly. As TensorFlow's (Eigen's) reducer:
-            // the running best starts at index 0 with the value -inf (ArgMax) or +inf
-            // (ArgMin) and moves only to a strictly better value, so NaN is never picked
-            // after index 0 and an all-NaN lane gives 0.
+            // float64 holds every value of these exactly. As TensorFlow's (Eigen's) reducer,
+            // the running best starts at -inf (ArgMax) or +inf (ArgMin), so NaN is never
+            // picked after index 0 and an all-NaN lane gives 0.
             let Data::F64(a) = cast(x, DataType::DtDouble)?.into_data() else {
                 return fail("ArgMax/ArgMin need a numeric input");
             };
@@ -248,46 +247,46 @@ pub fn arg_reduce(
             } else {
                 f64::INFINITY
             };
-            a.map_axis(Axis(axis), |lane| {
-                let (mut best, mut value) = (0usize, start);
-                for (i, &v) in lane.iter().enumerate() {
-                    if (max && v > value) || (!max && v < value) {
-                        (best, value) = (i, v);
-                    }
-                }
-                best as i64
-            })
+            arg_best(&a, axis, max, Some(start))
         }
-        _ => {
-            // Integers (and bool) compared exactly: through float64, int64 values above 2^53
-            // would tie.
-            alloc::items::<i128>(x.len(), "an exact copy for ArgMax/ArgMin")?;
-            let values: ArrayD<i128> = match x.data() {
-                Data::Bool(a) => a.mapv(i128::from),
-                Data::I8(a) => a.mapv(i128::from),
-                Data::I16(a) => a.mapv(i128::from),
-                Data::I32(a) => a.mapv(i128::from),
-                Data::I64(a) => a.mapv(i128::from),
-                Data::U8(a) => a.mapv(i128::from),
-                Data::U16(a) => a.mapv(i128::from),
-                Data::U32(a) => a.mapv(i128::from),
-                Data::U64(a) => a.mapv(i128::from),
-                _ => return fail("ArgMax/ArgMin need a numeric input"),
-            };
-            values.map_axis(Axis(axis), |lane| {
-                let mut best = 0usize;
-                for (i, &v) in lane.iter().enumerate() {
-                    let current = lane[best];
-                    if (max && v > current) || (!max && v < current) {
-                        best = i;
-                    }
-                }
-                best as i64
-            })
-        }
+        // Integers (and bool) compared exactly, in their own type: through float64, int64
+        // values above 2^53 would tie.
+        Data::Bool(a) => arg_best(a, axis, max, None),
+        Data::I8(a) => arg_best(a, axis, max, None),
+        Data::I16(a) => arg_best(a, axis, max, None),
+        Data::I32(a) => arg_best(a, axis, max, None),
+        Data::I64(a) => arg_best(a, axis, max, None),
+        Data::U8(a) => arg_best(a, axis, max, None),
+        Data::U16(a) => arg_best(a, axis, max, None),
+        Data::U32(a) => arg_best(a, axis, max, None),
+        Data::U64(a) => arg_best(a, axis, max, None),
+        _ => return fail("ArgMax/ArgMin need a numeric input"),
     };
     let dtype = attrs::dtype(ctx.node, "output_type").unwrap_or(DataType::DtInt64);
     cast(&Tensor::from_data(Data::I64(out)), dtype)
+}
+
+/// The index of each lane's best value along `axis`: the running best starts at index 0 with
+/// the value `start` (the lane's first value if `None`) and moves only to a strictly greater
+/// (`max`) or smaller value, so ties pick the first index.
+fn arg_best<T: PartialOrd + Copy>(
+    a: &ArrayD<T>,
+    axis: usize,
+    max: bool,
+    start: Option<T>,
+) -> ArrayD<i64> {
+    a.map_axis(Axis(axis), |lane| {
+        let Some(&first) = lane.first() else {
+            return 0;
+        };
+        let (mut best, mut value) = (0usize, start.unwrap_or(first));
+        for (i, &v) in lane.iter().enumerate() {
+            if (max && v > value) || (!max && v < value) {
+                (best, value) = (i, v);
+            }
+        }
+        best as i64
+    })
 }
 
 #[cfg(test)]
