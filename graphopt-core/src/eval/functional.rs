@@ -53,18 +53,11 @@ fn build(library: Option<&FunctionDefLibrary>, name: &str) -> Result<FunctionGra
     let mut tin = Vec::new();
     for (k, arg) in signature.input_arg.iter().enumerate() {
         let placeholder = format!("arg_{k}");
-        let mut p = NodeDef {
-            name: placeholder.clone(),
-            op: "Placeholder".into(),
-            ..Default::default()
-        };
-        p.attr.insert(
-            "dtype".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(arg.r#type)),
-            },
-        );
-        graph.node.push(p);
+        graph.node.push(crate::graph::edit::placeholder(
+            placeholder.clone(),
+            arg.r#type,
+            None,
+        ));
         call.input.push(placeholder.clone());
         args.push(placeholder);
         tin.push(arg.r#type);

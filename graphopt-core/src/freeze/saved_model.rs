@@ -553,26 +553,11 @@ fn freeze_saved_model_in(dir: &Path, options: &SavedModelOptions) -> Result<Froz
         if present.contains_key(key.as_str()) {
             continue;
         }
-        let mut placeholder = NodeDef {
-            name: key.clone(),
-            op: "Placeholder".into(),
-            ..Default::default()
-        };
-        placeholder.attr.insert(
-            "dtype".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(info.dtype)),
-            },
-        );
-        if let Some(shape) = &info.tensor_shape {
-            placeholder.attr.insert(
-                "shape".into(),
-                AttrValue {
-                    value: Some(attr_value::Value::Shape(shape.clone())),
-                },
-            );
-        }
-        graph.node.push(placeholder);
+        graph.node.push(crate::graph::edit::placeholder(
+            key.clone(),
+            info.dtype,
+            info.tensor_shape.clone(),
+        ));
     }
     sort_by_execution_order(&mut graph).map_err(|e| fail(e.to_string()))?;
     // Functional control flow (While, If, Case) keeps calling library functions; the rest of

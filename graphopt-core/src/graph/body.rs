@@ -43,18 +43,9 @@ impl FunctionBody {
             {
                 return None;
             }
-            let mut placeholder = NodeDef {
-                name: arg.name.clone(),
-                op: "Placeholder".into(),
-                ..Default::default()
-            };
-            placeholder.attr.insert(
-                "dtype".into(),
-                AttrValue {
-                    value: Some(attr_value::Value::Type(arg.r#type)),
-                },
-            );
-            graph.node.push(placeholder);
+            graph
+                .node
+                .push(super::edit::placeholder(arg.name.clone(), arg.r#type, None));
             arguments.push(arg.name.clone());
         }
         let arg_set: HashSet<&str> = arguments.iter().map(String::as_str).collect();

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::graph::attrs;
 use crate::graph::InputRef;
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto};
+use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef, TensorProto, TensorShapeProto};
 use crate::tensor::Tensor;
 
 /// A snapshot of a graph's names and how often each node is read.
@@ -256,6 +256,30 @@ pub fn const_node_from_proto(name: String, device: String, proto: TensorProto) -
         ..Default::default()
     };
     set_const_proto(&mut node, proto);
+    node
+}
+
+/// A Placeholder of `dtype` (a `DataType` number, as in protos), with `shape` if given.
+pub fn placeholder(name: String, dtype: i32, shape: Option<TensorShapeProto>) -> NodeDef {
+    let mut node = NodeDef {
+        name,
+        op: "Placeholder".into(),
+        ..Default::default()
+    };
+    node.attr.insert(
+        "dtype".into(),
+        AttrValue {
+            value: Some(attr_value::Value::Type(dtype)),
+        },
+    );
+    if let Some(shape) = shape {
+        node.attr.insert(
+            "shape".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Shape(shape)),
+            },
+        );
+    }
     node
 }
 
