@@ -37,7 +37,19 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("tensor", &["proto", "dtype", "budget"]),
     ("text_format", &["proto"]),
     ("error", &["proto"]),
-    ("io", &["proto", "text_format", "error", "budget", "pages"]),
+    // weights computed as they are written (batch-norm folding's scaled weights)
+    ("late_weights", &["proto", "pages"]),
+    (
+        "io",
+        &[
+            "proto",
+            "text_format",
+            "error",
+            "budget",
+            "pages",
+            "late_weights",
+        ],
+    ),
     // graph: the model, attributes, edits, op knowledge, functions and inlining
     ("graph", &["proto", "dtype", "tensor", "error", "budget"]),
     // analysis
@@ -56,7 +68,16 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "rewrite",
         &[
-            "proto", "dtype", "tensor", "error", "budget", "pages", "graph", "analysis", "eval",
+            "proto",
+            "dtype",
+            "tensor",
+            "error",
+            "budget",
+            "pages",
+            "late_weights",
+            "graph",
+            "analysis",
+            "eval",
         ],
     ),
     // the targets' profiles and the checker of what each target can load: below the
@@ -72,7 +93,16 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "transforms",
         &[
-            "proto", "dtype", "tensor", "error", "budget", "graph", "analysis", "eval", "rewrite",
+            "proto",
+            "dtype",
+            "tensor",
+            "error",
+            "budget",
+            "late_weights",
+            "graph",
+            "analysis",
+            "eval",
+            "rewrite",
             "targets",
         ],
     ),

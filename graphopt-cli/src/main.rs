@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use graphopt_core::budget::{self, Settings};
 use graphopt_core::error::one_line;
 use graphopt_core::io::{self, GraphFormat};
+use graphopt_core::late_weights::Deferred;
 use graphopt_core::transforms::{self, Registry};
 use graphopt_core::verify::VerifyError;
 use graphopt_core::{freeze, graph, summary, targets};
@@ -255,19 +256,38 @@ struct OutputArgs {
 
 impl OutputArgs {
     fn write(&self, graph: &graphopt_core::proto::GraphDef) -> Result<(), Error> {
-        let format = GraphFormat::for_output(&self.out_graph, self.output_as_text);
-        io::write_graph(&self.out_graph, graph, format)?;
-        let size = std::fs::metadata(&self.out_graph).map_or(0, |m| m.len());
         let functions = graph.library.as_ref().map_or(0, |l| l.function.len());
+        self.write_with(graph.node.len(), functions, |path, format| {
+            io::write_graph(path, graph, format)
+        })
+    }
+
+    /// [`OutputArgs::write`] of a graph whose late weights are computed as they are written.
+    fn write_deferred(&self, deferred: &Deferred) -> Result<(), Error> {
+        self.write_with(
+            deferred.node_count(),
+            deferred.function_count(),
+            |path, format| io::write_deferred(path, deferred, format),
+        )
+    }
+
+    fn write_with(
+        &self,
+        nodes: usize,
+        functions: usize,
+        write: impl FnOnce(&Path, GraphFormat) -> graphopt_core::Result<()>,
+    ) -> Result<(), Error> {
+        let format = GraphFormat::for_output(&self.out_graph, self.output_as_text);
+        write(&self.out_graph, format)?;
+        let size = std::fs::metadata(&self.out_graph).map_or(0, |m| m.len());
         errln!(
-            "graphopt: wrote {} ({}, {size} bytes): {} nodes, {functions} functions",
+            "graphopt: wrote {} ({}, {size} bytes): {nodes} nodes, {functions} functions",
             self.out_graph.display(),
             if format == GraphFormat::Text {
                 "text"
             } else {
                 "binary"
             },
-            graph.node.len()
         );
         Ok(())
     }
@@ -524,14 +544,16 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     registry.check(&specs)?;
     let inputs = split_names(args.inputs.as_deref());
     let outputs = split_names(args.outputs.as_deref());
-    let mut loaded = load_valid(&args.in_graph)?;
+    let loaded = load_valid(&args.in_graph)?;
     check_names(&args.in_graph, &loaded.graph, "--inputs", &inputs)?;
     check_names(&args.in_graph, &loaded.graph, "--outputs", &outputs)?;
-    let outcomes = transforms::run(&registry, &mut loaded.graph, &specs, &inputs, &outputs)
-        .map_err(|source| Error::TransformIn {
-            path: args.in_graph.clone(),
-            source,
-        })?;
+    let (optimized, outcomes) =
+        transforms::run_deferred(&registry, loaded.graph, &specs, &inputs, &outputs).map_err(
+            |source| Error::TransformIn {
+                path: args.in_graph.clone(),
+                source,
+            },
+        )?;
     for outcome in &outcomes {
         for warning in &outcome.warnings {
             errln!(
@@ -554,7 +576,7 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
             ),
         }
     }
-    args.output.write(&loaded.graph)
+    args.output.write_deferred(&optimized)
 }
 
 fn summarize(args: &SummarizeArgs) -> Result<(), Error> {

@@ -20,6 +20,7 @@ use prost::Message;
 
 use crate::budget;
 use crate::error::{Error, Result};
+use crate::late_weights::Deferred;
 use crate::proto::GraphDef;
 use crate::text_format;
 
@@ -549,6 +550,24 @@ pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat
             })?;
             write_atomically_with(path, |out| out.write_all(text.as_bytes()))
         }
+    }
+}
+
+/// [`write_graph`] of a graph that may hold late weights: binary output computes each as it
+/// is written (see [`crate::late_weights`]); text output computes them all first. The bytes
+/// are those of writing `deferred.into_graph()`.
+pub fn write_deferred(
+    path: impl AsRef<Path>,
+    deferred: &Deferred,
+    format: GraphFormat,
+) -> Result<()> {
+    let (graph, late) = deferred.parts();
+    match format {
+        GraphFormat::Binary => write_atomically_with(path.as_ref(), |out| {
+            stream::graph_with_late(graph, late, out)
+        }),
+        GraphFormat::Text if late.is_empty() => write_graph(path, graph, format),
+        GraphFormat::Text => write_graph(path, &deferred.clone().into_graph(), format),
     }
 }
 

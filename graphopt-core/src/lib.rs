@@ -26,6 +26,7 @@ pub mod eval;
 pub mod freeze;
 pub mod graph;
 pub mod io;
+pub mod late_weights;
 pub mod pages;
 pub mod proto;
 pub mod rewrite;

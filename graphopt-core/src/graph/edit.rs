@@ -360,7 +360,8 @@ impl Edits {
     }
 
     /// Points input `slot` of `consumer` at a new Const holding `proto` (`NAME_bn_folded`,
-    /// after Const `constant`), inserted before the consumer; false if `constant` is no node.
+    /// after Const `constant`), inserted before the consumer: its name, or `None` if
+    /// `constant` is no node.
     pub fn copy_const(
         &mut self,
         graph: &mut GraphDef,
@@ -368,14 +369,11 @@ impl Edits {
         slot: usize,
         constant: usize,
         proto: TensorProto,
-    ) -> bool {
-        let Some(base) = graph
+    ) -> Option<String> {
+        let base = graph
             .node
             .get(constant)
-            .map(|n| format!("{}_bn_folded", n.name))
-        else {
-            return false;
-        };
+            .map(|n| format!("{}_bn_folded", n.name))?;
         let device = graph
             .node
             .get(consumer)
@@ -391,9 +389,9 @@ impl Edits {
             .get_mut(consumer)
             .and_then(|n| n.input.get_mut(slot))
         {
-            *input = name;
+            input.clone_from(&name);
         }
-        true
+        Some(name)
     }
 
     /// Adds a new Const before `consumer` and returns its name.

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, string, WireType};
 use prost::Message;
 
+use crate::late_weights::{LateWeights, ScaledWeight};
 use crate::proto::attr_value::Value;
 use crate::proto::{AttrValue, GraphDef, NodeDef, TensorProto};
 
@@ -18,9 +19,37 @@ pub const STREAMED_CONTENT: usize = 64 << 10;
 /// Writes the same bytes as `graph.encode_to_vec()`. `node` (field 1) comes first, so nodes
 /// go out one at a time, then the library (field 2) and the version fields.
 pub fn graph(graph: &GraphDef, out: &mut impl Write) -> io::Result<()> {
+    graph_with_late(graph, &LateWeights::default(), out)
+}
+
+/// [`graph`] of a graph whose late weights are `late`: the bytes of the graph with every one
+/// computed, each computed a chunk at a time as it is written.
+pub fn graph_with_late(
+    graph: &GraphDef,
+    late: &LateWeights,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let mut buffer = Vec::new();
+    let mut scratch = Vec::new();
     for node_def in &graph.node {
-        node(node_def, &mut buffer, out)?;
+        match late.of(node_def) {
+            None => node(node_def, None, &mut buffer, out)?,
+            Some(weight) if streamed(value_attr(node_def)).is_some() => {
+                node(node_def, Some((weight, &mut scratch)), &mut buffer, out)?;
+            }
+            // Not written on its own (small, or a field after the content): computed first.
+            Some(weight) => {
+                let mut computed = node_def.clone();
+                if let Some(Value::Tensor(tensor)) = computed
+                    .attr
+                    .get_mut("value")
+                    .and_then(|v| v.value.as_mut())
+                {
+                    tensor.tensor_content = weight.compute();
+                }
+                node(&computed, None, &mut buffer, out)?;
+            }
+        }
         // Written: the weights' pages of a mapped input need not stay resident.
         for value in node_def.attr.values() {
             if let Some(Value::Tensor(tensor)) = &value.value {
@@ -45,8 +74,20 @@ pub fn graph(graph: &GraphDef, out: &mut impl Write) -> io::Result<()> {
     out.write_all(&rest.encode_to_vec())
 }
 
-/// One node as GraphDef field 1. `buffer` is scratch space kept between nodes.
-fn node(node: &NodeDef, buffer: &mut Vec<u8>, out: &mut impl Write) -> io::Result<()> {
+fn value_attr(node: &NodeDef) -> &AttrValue {
+    static EMPTY: AttrValue = AttrValue { value: None };
+    node.attr.get("value").unwrap_or(&EMPTY)
+}
+
+/// One node as GraphDef field 1. `buffer` is scratch space kept between nodes. `late`: the
+/// late weight the node's `value` holds (its content is computed as it is written, through
+/// the scratch buffer), when that value is streamed.
+fn node(
+    node: &NodeDef,
+    mut late: Option<(&ScaledWeight, &mut Vec<u8>)>,
+    buffer: &mut Vec<u8>,
+    out: &mut impl Write,
+) -> io::Result<()> {
     buffer.clear();
     // Cheap test first; `streamed` decides per attribute below (the manual encoding is exact
     // either way).
@@ -99,8 +140,13 @@ fn node(node: &NodeDef, buffer: &mut Vec<u8>, out: &mut impl Write) -> io::Resul
                 encode_varint(tensor.tensor_content.len() as u64, buffer);
                 out.write_all(buffer)?;
                 buffer.clear();
-                crate::pages::populate(&tensor.tensor_content);
-                out.write_all(&tensor.tensor_content)?;
+                match late.as_mut().filter(|_| key == "value") {
+                    Some((weight, scratch)) => weight.write_to(out, scratch)?,
+                    None => {
+                        crate::pages::populate(&tensor.tensor_content);
+                        out.write_all(&tensor.tensor_content)?;
+                    }
+                }
             }
             None if value_len > 0 => message::encode(2, value, buffer),
             None => {}

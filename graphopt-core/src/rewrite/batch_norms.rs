@@ -31,20 +31,47 @@ use std::ops::{Deref, DerefMut};
 use crate::graph;
 use crate::graph::attrs;
 use crate::graph::edit::{const_value, control_inputs, controls_of, data_inputs, Edits, Uses};
+use crate::late_weights::LateWeights;
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
-use crate::rewrite::weights::{floats, per_channel, vector, Layer};
+use crate::rewrite::weights::{floats, per_channel, vector, Layer, Scaled};
 use crate::tensor::{Limits, Tensor};
 
 /// Folds per-channel Mul/Add/Sub/BiasAdd after layers into their weights and one BiasAdd,
 /// until nothing changes; `protected` nodes keep their names.
 pub fn fold_scales_and_shifts(graph: &mut GraphDef, protected: &HashSet<String>) {
-    while sweep_scales(graph, protected) {}
+    let mut late = LateWeights::default();
+    fold_scales_and_shifts_deferred(graph, protected, &mut late);
+    late.compute_all(graph);
+}
+
+/// [`fold_scales_and_shifts`], leaving large scaled weights late in `late` (see
+/// [`crate::late_weights`]), and scaling those already late there once more.
+pub fn fold_scales_and_shifts_deferred(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    late: &mut LateWeights,
+) {
+    while sweep_scales(graph, protected, late) {}
+    late.forget_missing(graph);
 }
 
 /// Folds FusedBatchNorm(V2/V3) and BatchNormWithGlobalNormalization after layers into their
 /// weights and a BiasAdd, until nothing changes; `protected` nodes keep their names.
 pub fn fold_batch_norm_ops(graph: &mut GraphDef, protected: &HashSet<String>) {
-    while sweep_norms(graph, protected) {}
+    let mut late = LateWeights::default();
+    fold_batch_norm_ops_deferred(graph, protected, &mut late);
+    late.compute_all(graph);
+}
+
+/// [`fold_batch_norm_ops`], leaving large scaled weights late in `late`, as
+/// [`fold_scales_and_shifts_deferred`] does.
+pub fn fold_batch_norm_ops_deferred(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    late: &mut LateWeights,
+) {
+    while sweep_norms(graph, protected, late) {}
+    late.forget_missing(graph);
 }
 
 /// Turns `node` into `BiasAdd(input, bias)` with the given data format (NHWC when `None`),
@@ -142,6 +169,8 @@ pub(crate) struct FoldEdits {
     /// Control inputs of the nodes folds dropped, for the readers of a name: what read the
     /// dropped node keeps waiting for what it waited for.
     readers_wait: Vec<(String, Vec<String>)>,
+    /// The late weights of the graph: those given to the sweep, and those its folds leave.
+    late: LateWeights,
 }
 
 /// The graph layer's per-base name memo, for the rewrites that keep their own taken set.
@@ -168,6 +197,62 @@ impl FoldEdits {
             copied: HashMap::new(),
             relaxed: HashSet::new(),
             readers_wait: Vec::new(),
+            late: LateWeights::default(),
+        }
+    }
+
+    /// [`FoldEdits::new`] for a graph whose late weights are `late` (taken; handed back by
+    /// [`FoldEdits::finish_deferred`]).
+    fn with_late(graph: &GraphDef, protected: &HashSet<String>, late: &mut LateWeights) -> Self {
+        let mut edits = FoldEdits::new(graph, protected);
+        edits.late = std::mem::take(late);
+        edits
+    }
+
+    /// The value of Const `i`; `None` for a late weight, whose content is not its value yet.
+    fn value(&self, graph: &GraphDef, i: usize) -> Option<Tensor> {
+        let node = graph.node.get(i)?;
+        match self.late.of(node) {
+            Some(_) => None,
+            None => const_value(node),
+        }
+    }
+
+    /// Weights `proto` of Const `w` scaled per output channel of `layer`, late where large.
+    fn scale_weights(
+        &self,
+        graph: &GraphDef,
+        w: usize,
+        layer: Layer,
+        proto: &TensorProto,
+        scale: &[f64],
+    ) -> Option<Scaled> {
+        let prior = graph.node.get(w).and_then(|node| self.late.of(node));
+        layer.scale_deferred(proto, prior, scale)
+    }
+
+    /// [`FoldEdits::set_input_proto`] of scaled weights, recording a late one under the name
+    /// of the Const that ends up holding it.
+    fn set_input_scaled(
+        &mut self,
+        graph: &mut GraphDef,
+        uses: &Uses,
+        consumer: usize,
+        slot: usize,
+        constant: usize,
+        scaled: Scaled,
+    ) {
+        match scaled {
+            Scaled::Now(proto) => {
+                self.set_input_proto(graph, uses, consumer, slot, constant, proto);
+            }
+            Scaled::Late(proto, weight) => {
+                if let Some(holder) =
+                    self.set_input_proto(graph, uses, consumer, slot, constant, proto)
+                {
+                    self.late.insert(holder, weight);
+                }
+            }
         }
     }
 
@@ -226,7 +311,7 @@ impl FoldEdits {
 
     /// Gives input `slot` of `consumer` the value `proto`: in place if `constant` has no
     /// other data reader (left, see above), else through a new Const inserted before the
-    /// consumer.
+    /// consumer. The name of the Const that holds it, if any.
     pub(crate) fn set_input_proto(
         &mut self,
         graph: &mut GraphDef,
@@ -235,7 +320,7 @@ impl FoldEdits {
         slot: usize,
         constant: usize,
         proto: TensorProto,
-    ) {
+    ) -> Option<String> {
         let readers = if self.relaxed.contains(&constant) {
             self.readers_left(uses, constant)
         } else {
@@ -243,12 +328,15 @@ impl FoldEdits {
         };
         if readers == 1 {
             self.edits.write_const(graph, constant, proto);
-        } else if self
+            return graph.node.get(constant).map(|n| n.name.clone());
+        }
+        let copy = self
             .edits
-            .copy_const(graph, consumer, slot, constant, proto)
-        {
+            .copy_const(graph, consumer, slot, constant, proto);
+        if copy.is_some() {
             *self.copied.entry(constant).or_insert(0) += 1;
         }
+        copy
     }
 
     /// [`FoldEdits::set_input_proto`] of a decoded value.
@@ -262,6 +350,12 @@ impl FoldEdits {
         value: &Tensor,
     ) {
         self.set_input_proto(graph, uses, consumer, slot, constant, value.to_proto());
+    }
+
+    /// [`FoldEdits::finish`], handing the late weights back to `late`.
+    fn finish_deferred(mut self, graph: &mut GraphDef, late: &mut LateWeights) -> bool {
+        *late = std::mem::take(&mut self.late);
+        self.finish(graph)
     }
 
     pub(crate) fn finish(self, graph: &mut GraphDef) -> bool {
@@ -291,9 +385,9 @@ impl FoldEdits {
 }
 
 /// One pass over the graph; true if anything changed.
-fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
+fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>, late: &mut LateWeights) -> bool {
     let uses = Uses::new(graph);
-    let mut edits = FoldEdits::new(graph, protected);
+    let mut edits = FoldEdits::with_late(graph, protected, late);
     for i in 0..graph.node.len() {
         edits.begin_fold();
         if !edits.free(graph, &uses, &[i]) {
@@ -309,7 +403,7 @@ fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
             _ => {}
         }
     }
-    edits.finish(graph)
+    edits.finish_deferred(graph, late)
 }
 
 /// A layer's Const weights, read from their encoding without decoding them: only a fold
@@ -378,7 +472,7 @@ fn fold_mul(
     let Some((x, m, _)) = split_operands(graph, uses, &graph.node[mul], false) else {
         return;
     };
-    let Some(m_value) = const_value(&graph.node[m]) else {
+    let Some(m_value) = edits.value(graph, m) else {
         return;
     };
     if uses.count(x) != 1 || protected.contains(&graph.node[x].name) || uses.reads_other_outputs(x)
@@ -393,7 +487,7 @@ fn fold_mul(
         let (Some(l), Some(bn)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
-        let Some(b_value) = const_value(&graph.node[bn]) else {
+        let Some(b_value) = edits.value(graph, bn) else {
             return;
         };
         if uses.count(l) != 1
@@ -414,7 +508,7 @@ fn fold_mul(
         if bias.len() != scale.len() {
             return;
         }
-        let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
+        let Some(new_w) = edits.scale_weights(graph, w, layer, &w_value.proto, &scale) else {
             return;
         };
         let scaled_bias: Vec<f64> = bias.iter().zip(&scale).map(|(b, s)| b * s).collect();
@@ -424,7 +518,7 @@ fn fold_mul(
         edits.touch(&[mul, x, l, w, bn, m]);
         let mul_name = graph.node[mul].name.clone();
         edits.readers_keep_waiting(graph, &mul_name, &[mul, m]);
-        edits.set_input_proto(graph, uses, l, 1, w, new_w);
+        edits.set_input_scaled(graph, uses, l, 1, w, new_w);
         edits.set_input_value(graph, uses, x, 1, bn, &new_b);
         graph.node[x].name = mul_name;
         edits.removed.insert(mul);
@@ -440,13 +534,13 @@ fn fold_mul(
     let Some(scale) = w_value.per_output_channel(layer, &graph.node[x], &m_value) else {
         return;
     };
-    let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
+    let Some(new_w) = edits.scale_weights(graph, w, layer, &w_value.proto, &scale) else {
         return;
     };
     edits.touch(&[mul, x, w, m]);
     let mul_name = graph.node[mul].name.clone();
     edits.readers_keep_waiting(graph, &mul_name, &[mul, m]);
-    edits.set_input_proto(graph, uses, x, 1, w, new_w);
+    edits.set_input_scaled(graph, uses, x, 1, w, new_w);
     graph.node[x].name = mul_name;
     edits.removed.insert(mul);
 }
@@ -465,7 +559,7 @@ fn fold_add(
     else {
         return;
     };
-    let Some(c_value) = const_value(&graph.node[c]) else {
+    let Some(c_value) = edits.value(graph, c) else {
         return;
     };
     let sign = if op == "Sub" { -1.0 } else { 1.0 };
@@ -486,7 +580,7 @@ fn fold_add(
             return;
         };
         let Some(bn) = uses.producer(&b) else { return };
-        let Some(b_value) = const_value(&graph.node[bn]) else {
+        let Some(b_value) = edits.value(graph, bn) else {
             return;
         };
         let Some(bias) = floats(&b_value) else { return };
@@ -549,9 +643,9 @@ fn fold_add(
     keep_waiting(&mut graph.node[add], waited);
 }
 
-fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
+fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>, late: &mut LateWeights) -> bool {
     let uses = Uses::new(graph);
-    let mut edits = FoldEdits::new(graph, protected);
+    let mut edits = FoldEdits::with_late(graph, protected, late);
     for i in 0..graph.node.len() {
         edits.begin_fold();
         if matches!(
@@ -566,13 +660,14 @@ fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
             crate::budget::at(at, || fold_norm(graph, &uses, &mut edits, protected, i));
         }
     }
-    edits.finish(graph)
+    edits.finish_deferred(graph, late)
 }
 
 /// Per-channel (scale, offset) of a batch norm node, from its Const parameters.
 fn norm_parameters(
     graph: &GraphDef,
     uses: &Uses,
+    edits: &FoldEdits,
     bn: usize,
 ) -> Option<(Vec<f64>, Vec<f64>, Vec<usize>)> {
     let node = &graph.node[bn];
@@ -584,7 +679,7 @@ fn norm_parameters(
         .collect::<Option<_>>()?;
     let values: Vec<Vec<f64>> = producers
         .iter()
-        .map(|&p| floats(&const_value(graph.node.get(p)?)?))
+        .map(|&p| floats(&edits.value(graph, p)?))
         .collect::<Option<_>>()?;
     let (gamma, beta, mean, var, epsilon) = if node.op == "BatchNormWithGlobalNormalization" {
         let [mean, var, beta, gamma] = values.as_slice() else {
@@ -646,7 +741,7 @@ fn fold_norm(
     if uses.reads_other_outputs(bn) {
         return;
     }
-    let Some((scale, mut offset, params)) = norm_parameters(graph, uses, bn) else {
+    let Some((scale, mut offset, params)) = norm_parameters(graph, uses, edits, bn) else {
         return;
     };
     let Some(x_input) = data_inputs(&graph.node[bn]).first().map(|s| s.to_string()) else {
@@ -668,7 +763,7 @@ fn fold_norm(
         let (Some(l), Some(bp)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
-        let Some(bias_value) = const_value(&graph.node[bp]) else {
+        let Some(bias_value) = edits.value(graph, bp) else {
             return;
         };
         let Some(bias) = floats(&bias_value) else {
@@ -731,14 +826,14 @@ fn fold_norm(
     if !edits.free(graph, uses, &involved) {
         return;
     }
-    let Some(new_w) = layer.scale_proto(&w_value.proto, &scale) else {
+    let Some(new_w) = edits.scale_weights(graph, w, layer, &w_value.proto, &scale) else {
         return;
     };
     let Some(bias) = vector(&offset, w_value.dtype) else {
         return;
     };
     edits.touch(&involved);
-    edits.set_input_proto(graph, uses, x, 1, w, new_w);
+    edits.set_input_scaled(graph, uses, x, 1, w, new_w);
     let base = format!("{}/bias", graph.node[bn].name);
     let bias_name = edits.new_const(graph, bn, &base, &bias);
     let layer_output = graph.node[x].name.clone();

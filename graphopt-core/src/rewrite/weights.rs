@@ -4,8 +4,19 @@
 use ndarray::{ArrayD, IxDyn};
 
 use crate::graph::attrs;
+use crate::late_weights::{ScaledWeight, Step, LATE_FROM};
 use crate::proto::{DataType, NodeDef, TensorProto};
 use crate::tensor::{shape_proto, Data, Limits, Tensor};
+
+/// What scaling a Const's weights gave.
+#[derive(Debug, Clone)]
+pub enum Scaled {
+    /// The scaled value.
+    Now(TensorProto),
+    /// A late weight: the value as the Const holds it meanwhile (the unscaled source), and
+    /// how to compute it.
+    Late(TensorProto, ScaledWeight),
+}
 
 /// A layer whose output channels can absorb a per-channel scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,13 +115,37 @@ impl Layer {
     /// `scale(decoded).to_proto()`, computed straight from and into little-endian bytes for
     /// float32 `tensor_content` (the weights of every real model), with no decoded copy.
     pub fn scale_proto(self, weights: &TensorProto, scale: &[f64]) -> Option<TensorProto> {
+        Some(match self.scale_deferred(weights, None, scale)? {
+            Scaled::Now(proto) => proto,
+            Scaled::Late(mut proto, weight) => {
+                proto.tensor_content = weight.compute();
+                proto
+            }
+        })
+    }
+
+    /// [`Layer::scale_proto`], leaving a large float32 result late: the proto then holds the
+    /// unscaled source and the [`ScaledWeight`] says how to compute it (see
+    /// [`crate::late_weights`]). `prior` is the late weight `weights` holds, if any: its
+    /// content is that weight's source, and the result scales it once more.
+    pub fn scale_deferred(
+        self,
+        weights: &TensorProto,
+        prior: Option<&ScaledWeight>,
+        scale: &[f64],
+    ) -> Option<Scaled> {
+        // Decoding reads the content as it is, which for a late weight is not its value.
+        let decoded = || match prior {
+            None => self.scale_decoded(weights, scale).map(Scaled::Now),
+            Some(_) => None,
+        };
         let Some((DataType::DtFloat, dims)) = Tensor::check_proto(weights, Limits::default())
         else {
-            return self.scale_decoded(weights, scale);
+            return decoded();
         };
         let packed = &weights.tensor_content;
         if weights.dtype != DataType::DtFloat as i32 || packed.is_empty() {
-            return self.scale_decoded(weights, scale);
+            return decoded();
         }
         if self.channels_of_dims(&dims)? != scale.len() {
             return None;
@@ -119,77 +154,42 @@ impl Layer {
         // MatMul with transpose_b, where each row is one channel.
         let (row, per_row) = match (self, dims.as_slice()) {
             (Layer::MatMul { transpose_b: true }, [_, cols]) => (*cols, true),
-            (Layer::Depthwise, [_, _, c, m]) => (c * m, false),
+            (Layer::Depthwise, [_, _, c, m]) => (c.checked_mul(*m)?, false),
             (_, [.., last]) => (*last, false),
-            _ => return self.scale_decoded(weights, scale),
+            _ => return decoded(),
         };
-        if !per_row && scale.len() != row {
-            return self.scale_decoded(weights, scale);
-        }
-        let mut buffer = crate::pages::zeroed(packed.len());
-        let content = &mut buffer[..];
-        let scale_one = |out: &mut [u8], input: &[u8], s: f64| {
-            let v = f32::from_le_bytes([input[0], input[1], input[2], input[3]]);
-            out.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
+        let Some(step) = Step::new(row, per_row, scale) else {
+            return decoded();
         };
-        let row_bytes = row.max(1) * 4;
-        let scale_rows = |first_row: usize, out: &mut [u8], input: &[u8]| {
-            // A mapped input's pages of the weights in one request rather than a fault each.
-            crate::pages::populate(input);
-            let rows = out
-                .chunks_exact_mut(row_bytes)
-                .zip(input.chunks_exact(row_bytes));
-            for (r, (out_row, in_row)) in rows.enumerate() {
-                let values = out_row.chunks_exact_mut(4).zip(in_row.chunks_exact(4));
-                if per_row {
-                    let s = scale.get(first_row + r).copied().unwrap_or(1.0);
-                    for (out, input) in values {
-                        scale_one(out, input, s);
-                    }
-                } else {
-                    for ((out, input), &s) in values.zip(scale) {
-                        scale_one(out, input, s);
-                    }
-                }
-            }
+        let weight = match prior {
+            Some(prior) => prior.then(step),
+            None => ScaledWeight::new(packed.clone(), step)?,
         };
-        // Large weights in two halves on two threads: each element is computed the same way
-        // whichever thread computes it, so the bytes do not depend on the split.
-        let mid = content.len() / row_bytes / 2;
-        if content.len() < SPLIT_SCALING_FROM || mid == 0 {
-            scale_rows(0, content, packed);
-        } else {
-            let (out_a, out_b) = content.split_at_mut(mid * row_bytes);
-            let (in_a, in_b) = packed.split_at(out_a.len());
-            // The second half, for the helper thread or, if none can be had, for this one.
-            let second = std::sync::Mutex::new(Some((out_b, in_b)));
-            let scale_second = || {
-                let half = second.lock().map(|mut half| half.take()).ok().flatten();
-                if let Some((out, input)) = half {
-                    scale_rows(mid, out, input);
-                }
-            };
-            std::thread::scope(|scope| {
-                let _helper = std::thread::Builder::new().spawn_scoped(scope, scale_second);
-                scale_rows(0, out_a, in_a);
-            });
-            scale_second();
-        }
-        // The old weights are read: a mapped input's pages of them need not stay resident.
-        crate::pages::release(packed);
-        let mut proto = TensorProto {
+        let head = TensorProto {
             dtype: DataType::DtFloat as i32,
             tensor_shape: Some(shape_proto(&dims)),
             ..Default::default()
         };
         // As `Tensor::to_proto`: one value when every element is the same.
-        let first = [content[0], content[1], content[2], content[3]];
-        if content.chunks_exact(4).all(|c| c == first) {
-            proto.float_val = vec![f32::from_le_bytes(first)];
-        } else {
-            proto.tensor_content = buffer.freeze();
+        if let Some(value) = weight.uniform() {
+            return Some(Scaled::Now(TensorProto {
+                float_val: vec![f32::from_le_bytes(value)],
+                ..head
+            }));
         }
-        Some(proto)
+        if weight.len() < LATE_FROM {
+            return Some(Scaled::Now(TensorProto {
+                tensor_content: weight.compute(),
+                ..head
+            }));
+        }
+        Some(Scaled::Late(
+            TensorProto {
+                tensor_content: weight.source().clone(),
+                ..head
+            },
+            weight,
+        ))
     }
 
     fn scale_decoded(self, weights: &TensorProto, scale: &[f64]) -> Option<TensorProto> {
@@ -197,9 +197,6 @@ impl Layer {
         Some(self.scale(&value, scale)?.to_proto())
     }
 }
-
-/// Weights at least this large are scaled on two threads.
-const SPLIT_SCALING_FROM: usize = 1 << 20;
 
 impl Layer {
     /// Number of input channels given the weights.

@@ -19,7 +19,16 @@ impl Transform for FoldBatchNorms {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        batch_norms::fold_scales_and_shifts(graph, &context.protected_names());
+        batch_norms::fold_scales_and_shifts_deferred(
+            graph,
+            &context.protected_names(),
+            &mut context.late_weights.borrow_mut(),
+        );
         Ok(())
+    }
+
+    /// It scales weights through the late-weight table (large ones stay late).
+    fn accepts_late_weights(&self) -> bool {
+        true
     }
 }

@@ -20,7 +20,16 @@ impl Transform for FoldOldBatchNorms {
     }
 
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
-        batch_norms::fold_batch_norm_ops(graph, &context.protected_names());
+        batch_norms::fold_batch_norm_ops_deferred(
+            graph,
+            &context.protected_names(),
+            &mut context.late_weights.borrow_mut(),
+        );
         Ok(())
+    }
+
+    /// It scales weights through the late-weight table (large ones stay late).
+    fn accepts_late_weights(&self) -> bool {
+        true
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph;
+use crate::late_weights::{Deferred, LateWeights};
 use crate::proto::{DataType, GraphDef};
 
 pub mod spec;
@@ -81,6 +82,14 @@ pub trait Transform: Send + Sync {
     fn keeps_graph_on_error(&self) -> bool {
         false
     }
+    /// Whether `apply` may be given a graph that holds late weights (Consts whose content is
+    /// their unscaled source until written, see [`crate::late_weights`]): only a transform
+    /// that reads no Const's value and renames or copies no Const, or one that reads them
+    /// through [`TransformContext::late_weights`], says yes. The runner computes every late
+    /// weight before any other transform.
+    fn accepts_late_weights(&self) -> bool {
+        false
+    }
 }
 
 /// What a transform sees besides the graph: the declared inputs/outputs and its parameters.
@@ -99,6 +108,9 @@ pub struct TransformContext<'a> {
     pub warnings: &'a std::cell::RefCell<Vec<String>>,
     /// Where [`TransformContext::renamed`] records renamed nodes, in order.
     pub renames: &'a std::cell::RefCell<Vec<(String, String)>>,
+    /// The graph's late weights; empty unless the transform accepts them
+    /// ([`Transform::accepts_late_weights`]).
+    pub late_weights: &'a std::cell::RefCell<LateWeights>,
 }
 
 impl TransformContext<'_> {
@@ -493,9 +505,43 @@ pub fn run(
     inputs: &[String],
     outputs: &[String],
 ) -> Result<Vec<TransformOutcome>> {
+    let late = std::cell::RefCell::new(LateWeights::default());
+    let outcomes = run_budgeted(registry, graph, specs, inputs, outputs, &late);
+    // Whatever happened, the caller gets a graph of final values.
+    late.into_inner().compute_all(graph);
+    outcomes
+}
+
+/// [`run`] for a graph about to be written: the weights batch-norm folding scales (when no
+/// later transform reads them) are computed only as the binary writer writes them
+/// (`io::write_deferred`), into one reused buffer instead of new memory for each. The bytes
+/// written are those of [`run`]'s graph.
+pub fn run_deferred(
+    registry: &Registry,
+    mut graph: GraphDef,
+    specs: &[TransformSpec],
+    inputs: &[String],
+    outputs: &[String],
+) -> Result<(Deferred, Vec<TransformOutcome>)> {
+    let late = std::cell::RefCell::new(LateWeights::default());
+    let outcomes = run_budgeted(registry, &mut graph, specs, inputs, outputs, &late)?;
+    Ok((Deferred::new(graph, late.into_inner()), outcomes))
+}
+
+fn run_budgeted(
+    registry: &Registry,
+    graph: &mut GraphDef,
+    specs: &[TransformSpec],
+    inputs: &[String],
+    outputs: &[String],
+    late: &std::cell::RefCell<LateWeights>,
+) -> Result<Vec<TransformOutcome>> {
     use prost::Message as _;
     let size = graph.encoded_len() as u64;
-    crate::budget::enter_or_default(|| size, || run_in(registry, graph, specs, inputs, outputs))
+    crate::budget::enter_or_default(
+        || size,
+        || run_in(registry, graph, specs, inputs, outputs, late),
+    )
 }
 
 fn run_in(
@@ -504,6 +550,7 @@ fn run_in(
     specs: &[TransformSpec],
     inputs: &[String],
     outputs: &[String],
+    late: &std::cell::RefCell<LateWeights>,
 ) -> Result<Vec<TransformOutcome>> {
     registry.check(specs)?;
     let mut outcomes = Vec::with_capacity(specs.len());
@@ -528,12 +575,20 @@ fn run_in(
             params: Params::new(&spec.name, &spec.params),
             warnings: &warnings,
             renames: &renames,
+            late_weights: late,
         };
+        // Only a transform that knows of late weights may see them.
+        if !transform.accepts_late_weights() {
+            late.borrow_mut().compute_all(graph);
+        }
         let nodes_before = graph.node.len();
         // Only a run that may have to be undone pays for a copy (weights are shared, not
         // copied); a transform that fails without changing anything needs none.
         let keeps_graph = transform.keeps_graph_on_error();
         let backup = (ignore_errors && !keeps_graph).then(|| graph.clone());
+        // The late weights go back with the graph (an undone fold's entries would name
+        // Consts that no longer hold their source).
+        let late_backup = ignore_errors.then(|| late.borrow().clone());
         // In a graph with while loops, the Consts a transform adds are given their readers'
         // frame afterwards; only such a graph pays for the list of names.
         let existed: Option<HashSet<String>> = graph::has_loop_frames(graph)
@@ -572,6 +627,9 @@ fn run_in(
             (Err(error), None) if ignore_errors && untouched => Some(error.to_string()),
             (Err(error), None) => return Err(error),
         };
+        if let (Some(_), Some(late_backup)) = (&ignored_error, late_backup) {
+            *late.borrow_mut() = late_backup;
+        }
         // An undone transform renamed nothing.
         let renames = match ignored_error {
             Some(_) => Vec::new(),
@@ -645,6 +703,7 @@ mod tests {
                 },
                 warnings: &warnings,
                 renames: &std::cell::RefCell::new(Vec::new()),
+                late_weights: &std::cell::RefCell::new(LateWeights::default()),
             };
             if let Err(e) = transform.apply(&mut graph, &context) {
                 mismatches.push(format!("{name} failed: {e}"));

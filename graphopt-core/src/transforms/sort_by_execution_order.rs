@@ -22,4 +22,9 @@ impl Transform for SortByExecutionOrder {
         sort_by_execution_order(graph)?;
         Ok(())
     }
+
+    /// It only reorders nodes: no value is read, no Const renamed or copied.
+    fn accepts_late_weights(&self) -> bool {
+        true
+    }
 }

@@ -1,0 +1,610 @@
+//! Weights whose bytes are computed as they are written.
+//!
+//! Batch-norm folding scales nearly every weight of a CNN (94 MB of ResNet-50's 98 MB). Scaled
+//! into new buffers, those weights cost fresh memory, which the kernel must zero before the
+//! scaling overwrites it (a fifth of a whole `transform` run in `perf`), and then a copy into
+//! the page cache when written. A late weight instead stays, until it is written, the Const of
+//! its *unscaled* source bytes plus an entry here saying how to scale them; the binary writer
+//! computes it into one small reused buffer as it writes it.
+//!
+//! Meanwhile the Const holds the wrong bytes, so the rule is strict: only code that knows
+//! this table may see such a graph. The transform runner computes every late weight before
+//! any transform that does not accept them (all but the batch-norm folds and reordering), at
+//! the end of `transforms::run`, and whenever a [`Deferred`] graph is taken; only the binary
+//! writer reads a [`Deferred`] as it is.
+//!
+//! Every byte is the one eager scaling gives: each step multiplies in `f64` and rounds to
+//! `f32`, in the order the folds applied them, exactly as scaling the bytes twice would.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::proto::attr_value::Value;
+use crate::proto::{GraphDef, NodeDef, TensorProto};
+
+/// Contents smaller than this are scaled at once: the writer streams only large contents on
+/// their own, and a small buffer costs next to nothing.
+pub const LATE_FROM: usize = 64 << 10;
+
+/// One multiplication of float32 weights laid out as rows: element `i` is multiplied by
+/// `scale[i / row]` when `per_row` (the rows are the channels: MatMul with `transpose_b`), else
+/// by `scale[i % row]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    row: usize,
+    per_row: bool,
+    scale: Arc<[f64]>,
+}
+
+impl Step {
+    /// A step over rows of `row` elements; `None` unless `scale` fits that layout (one value
+    /// per column, or any number of rows when `per_row`).
+    pub fn new(row: usize, per_row: bool, scale: &[f64]) -> Option<Self> {
+        if row == 0 || !per_row && scale.len() != row {
+            return None;
+        }
+        Some(Step {
+            row,
+            per_row,
+            scale: scale.into(),
+        })
+    }
+
+    /// Calls `scale_run` for each run of elements from `first` on (`count` of them) that
+    /// share a row, with the run's byte range (from the first element) and its scales: one
+    /// for the whole run, or one per element. A row at a time, so no element pays for a
+    /// division.
+    fn runs(&self, first: usize, count: usize, mut scale_run: impl FnMut(Range<usize>, Scales)) {
+        let (mut row, mut column) = (first / self.row, first % self.row);
+        let mut done = 0;
+        while done < count {
+            let run = (self.row - column).min(count - done);
+            let bytes = done * 4..(done + run) * 4;
+            if self.per_row {
+                scale_run(
+                    bytes,
+                    Scales::One(self.scale.get(row).copied().unwrap_or(1.0)),
+                );
+            } else {
+                // `new` made the scale one value per column.
+                let scales = self.scale.get(column..column + run).unwrap_or_default();
+                scale_run(bytes, Scales::Each(scales));
+            }
+            done += run;
+            row += 1;
+            column = 0;
+        }
+    }
+
+    /// `input`'s float32 values, the elements from `first` on, scaled into `out`.
+    fn apply_from(&self, first: usize, input: &[u8], out: &mut [u8]) {
+        self.runs(first, out.len().min(input.len()) / 4, |bytes, scales| {
+            let values = out[bytes.clone()]
+                .chunks_exact_mut(4)
+                .zip(input[bytes].chunks_exact(4));
+            match scales {
+                Scales::One(s) => values.for_each(|(out, input)| scale_one(out, input, s)),
+                Scales::Each(each) => values
+                    .zip(each)
+                    .for_each(|((out, input), &s)| scale_one(out, input, s)),
+            }
+        });
+    }
+
+    /// [`Step::apply_from`] in place.
+    fn apply(&self, first: usize, values: &mut [u8]) {
+        self.runs(first, values.len() / 4, |bytes, scales| {
+            let values = values[bytes].chunks_exact_mut(4);
+            match scales {
+                Scales::One(s) => values.for_each(|value| scale_in_place(value, s)),
+                Scales::Each(each) => values
+                    .zip(each)
+                    .for_each(|(value, &s)| scale_in_place(value, s)),
+            }
+        });
+    }
+}
+
+/// The scales of one run of elements.
+enum Scales<'a> {
+    One(f64),
+    Each(&'a [f64]),
+}
+
+/// One little-endian float32 of `input` multiplied in `f64`, rounded back, into `out`.
+fn scale_one(out: &mut [u8], input: &[u8], s: f64) {
+    let v = f32::from_le_bytes([input[0], input[1], input[2], input[3]]);
+    out.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
+}
+
+/// [`scale_one`] in place.
+fn scale_in_place(value: &mut [u8], s: f64) {
+    let v = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+    value.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
+}
+
+/// A float32 weight to be computed: its source bytes (little-endian, as `tensor_content`) and
+/// the steps that scale them, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledWeight {
+    source: Bytes,
+    steps: Vec<Step>,
+}
+
+/// Scaled weights at least this large are computed on two threads.
+const SPLIT_FROM: usize = 1 << 20;
+
+/// Elements computed at a time when scanning or writing.
+const CHUNK_BYTES: usize = 256 << 10;
+
+impl ScaledWeight {
+    /// `source` (float32 contents) scaled by `step`; `None` if it is not whole float32 values.
+    pub fn new(source: Bytes, step: Step) -> Option<Self> {
+        (source.len() % 4 == 0).then(|| ScaledWeight {
+            source,
+            steps: vec![step],
+        })
+    }
+
+    /// This weight scaled once more, by `step`.
+    pub fn then(&self, step: Step) -> Self {
+        let mut steps = self.steps.clone();
+        steps.push(step);
+        ScaledWeight {
+            source: self.source.clone(),
+            steps,
+        }
+    }
+
+    /// The unscaled bytes the late Const holds until it is computed.
+    pub fn source(&self) -> &Bytes {
+        &self.source
+    }
+
+    /// Length in bytes, the source's.
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    /// Whether there are no bytes at all.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+
+    /// Computes the bytes from byte `offset` on into `out` (`offset` and `out.len()` multiples
+    /// of 4, within the weight).
+    pub fn compute_at(&self, offset: usize, out: &mut [u8]) {
+        let end = offset.saturating_add(out.len()).min(self.source.len());
+        let Some(source) = self.source.get(offset..end) else {
+            return;
+        };
+        let out = &mut out[..source.len()];
+        let Some((first, rest)) = self.steps.split_first() else {
+            out.copy_from_slice(source);
+            return;
+        };
+        first.apply_from(offset / 4, source, out);
+        for step in rest {
+            step.apply(offset / 4, out);
+        }
+    }
+
+    /// The one value every element has, as bytes, if they are all the same (compared as
+    /// bytes, as `Tensor::to_proto` does). Stops at the first difference: for real weights
+    /// that is within the first chunk.
+    pub fn uniform(&self) -> Option<[u8; 4]> {
+        let mut chunk = vec![0u8; CHUNK_BYTES.min(self.source.len())];
+        let mut first = None;
+        for offset in (0..self.source.len()).step_by(CHUNK_BYTES) {
+            let len = CHUNK_BYTES.min(self.source.len() - offset);
+            let out = &mut chunk[..len];
+            self.compute_at(offset, out);
+            for value in out.chunks_exact(4) {
+                let value = [value[0], value[1], value[2], value[3]];
+                match first {
+                    None => first = Some(value),
+                    Some(f) if f != value => return None,
+                    Some(_) => {}
+                }
+            }
+        }
+        first
+    }
+
+    /// All the bytes, computed into new memory (two threads for large weights: every element
+    /// is computed the same way whichever thread does it).
+    pub fn compute(&self) -> Bytes {
+        let mut buffer = crate::pages::zeroed(self.source.len());
+        let content = &mut buffer[..];
+        // A mapped source's pages in one request rather than a fault each.
+        crate::pages::populate(&self.source);
+        let mid = content.len() / 8 * 4;
+        if content.len() < SPLIT_FROM || mid == 0 {
+            self.compute_at(0, content);
+        } else {
+            let (first, second) = content.split_at_mut(mid);
+            // The second half, for the helper thread or, if none can be had, for this one.
+            let pending = std::sync::Mutex::new(Some(second));
+            let compute_second = || {
+                let half = pending.lock().map(|mut half| half.take()).ok().flatten();
+                if let Some(out) = half {
+                    self.compute_at(mid, out);
+                }
+            };
+            std::thread::scope(|scope| {
+                let _helper = std::thread::Builder::new().spawn_scoped(scope, compute_second);
+                self.compute_at(0, first);
+            });
+            compute_second();
+        }
+        // The source is read: a mapped input's pages of it need not stay resident.
+        crate::pages::release(&self.source);
+        buffer.freeze()
+    }
+
+    /// Writes the bytes to `out` through `scratch`, a chunk at a time. A large weight's
+    /// chunks are computed on a second thread while this one writes the one before.
+    pub fn write_to(
+        &self,
+        out: &mut impl std::io::Write,
+        scratch: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        crate::pages::populate(&self.source);
+        let chunks = (0..self.source.len()).step_by(CHUNK_BYTES);
+        let chunk_len = |offset: usize| CHUNK_BYTES.min(self.source.len() - offset);
+        if self.source.len() >= SPLIT_FROM {
+            if let Some(written) = self.write_computed_aside(out) {
+                return written;
+            }
+        }
+        scratch.resize(CHUNK_BYTES, 0);
+        for offset in chunks {
+            let chunk = &mut scratch[..chunk_len(offset)];
+            self.compute_at(offset, chunk);
+            out.write_all(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// [`ScaledWeight::write_to`] with each chunk computed on a helper thread, two buffers
+    /// passed back and forth; `None` if no thread could be had (nothing written then).
+    fn write_computed_aside(&self, out: &mut impl std::io::Write) -> Option<std::io::Result<()>> {
+        use std::sync::mpsc::sync_channel;
+        let (computed, to_write) = sync_channel::<Vec<u8>>(1);
+        let (recycle, to_fill) = sync_channel::<Vec<u8>>(2);
+        for _ in 0..2 {
+            recycle.send(vec![0; CHUNK_BYTES]).ok()?;
+        }
+        std::thread::scope(|scope| {
+            let compute = move || {
+                for offset in (0..self.source.len()).step_by(CHUNK_BYTES) {
+                    // Either side gone: the writer failed and stopped.
+                    let Ok(mut buffer) = to_fill.recv() else {
+                        return;
+                    };
+                    buffer.resize(CHUNK_BYTES.min(self.source.len() - offset), 0);
+                    self.compute_at(offset, &mut buffer);
+                    if computed.send(buffer).is_err() {
+                        return;
+                    }
+                }
+            };
+            // Owned here, so that a failed write drops both ends the helper may wait on before
+            // the scope waits for the helper.
+            let (to_write, recycle) = (to_write, recycle);
+            std::thread::Builder::new()
+                .spawn_scoped(scope, compute)
+                .ok()?;
+            // Every chunk arrives in order; the helper ends after the last.
+            let written = to_write.iter().try_for_each(|buffer| {
+                out.write_all(&buffer)?;
+                // The helper may have finished: a buffer it no longer needs is dropped.
+                let _ = recycle.send(buffer);
+                Ok(())
+            });
+            Some(written)
+        })
+    }
+}
+
+/// The late weights of one graph, by the name of the Const that holds each.
+#[derive(Debug, Clone, Default)]
+pub struct LateWeights {
+    by_name: BTreeMap<String, ScaledWeight>,
+}
+
+impl LateWeights {
+    /// Whether no weight is late.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// How many weights are late.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Makes Const `name`, which holds `weight.source()` as its `value`'s content, late.
+    pub fn insert(&mut self, name: String, weight: ScaledWeight) {
+        self.by_name.insert(name, weight);
+    }
+
+    /// The late weight `node` holds: an entry for its name whose source is the very bytes
+    /// (same memory, same length) its `value` holds. Anything else, a node renamed or given
+    /// other contents since, is not late.
+    pub fn of(&self, node: &NodeDef) -> Option<&ScaledWeight> {
+        if self.by_name.is_empty() || node.op != "Const" {
+            return None;
+        }
+        let weight = self.by_name.get(&node.name)?;
+        let content = &value_tensor(node)?.tensor_content;
+        (content.as_ptr() == weight.source.as_ptr() && content.len() == weight.source.len())
+            .then_some(weight)
+    }
+
+    /// Drops the entries of Consts no longer in `graph` (a fold removed them), so that no
+    /// later node of the same name can be taken for one.
+    pub fn forget_missing(&mut self, graph: &GraphDef) {
+        if self.by_name.is_empty() {
+            return;
+        }
+        let live: HashSet<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+        self.by_name.retain(|name, _| live.contains(name.as_str()));
+    }
+
+    /// Computes every late weight into its Const; afterwards none is late.
+    pub fn compute_all(&mut self, graph: &mut GraphDef) {
+        if self.by_name.is_empty() {
+            return;
+        }
+        for node in &mut graph.node {
+            let Some(weight) = self.of(node) else {
+                continue;
+            };
+            let computed = weight.compute();
+            if let Some(tensor) = value_tensor_mut(node) {
+                tensor.tensor_content = computed;
+            }
+        }
+        self.by_name.clear();
+    }
+}
+
+fn value_tensor(node: &NodeDef) -> Option<&TensorProto> {
+    match node.attr.get("value")?.value.as_ref()? {
+        Value::Tensor(tensor) => Some(tensor),
+        _ => None,
+    }
+}
+
+fn value_tensor_mut(node: &mut NodeDef) -> Option<&mut TensorProto> {
+    match node.attr.get_mut("value")?.value.as_mut()? {
+        Value::Tensor(tensor) => Some(tensor),
+        _ => None,
+    }
+}
+
+/// A graph that may hold late weights, with their table: what `transforms::run_deferred`
+/// gives. The graph can be taken only computed ([`Deferred::into_graph`]); the binary writer
+/// (`io::write_deferred`) reads it as it is and computes each late weight as it writes it.
+#[derive(Debug, Clone, Default)]
+pub struct Deferred {
+    graph: GraphDef,
+    late: LateWeights,
+}
+
+impl Deferred {
+    /// `graph` with its late weights `late`.
+    pub fn new(graph: GraphDef, late: LateWeights) -> Self {
+        Deferred { graph, late }
+    }
+
+    /// The graph with every weight computed.
+    pub fn into_graph(mut self) -> GraphDef {
+        self.late.compute_all(&mut self.graph);
+        self.graph
+    }
+
+    /// Nodes of the main graph.
+    pub fn node_count(&self) -> usize {
+        self.graph.node.len()
+    }
+
+    /// Functions in the graph's library.
+    pub fn function_count(&self) -> usize {
+        self.graph.library.as_ref().map_or(0, |l| l.function.len())
+    }
+
+    /// How many weights are still late.
+    pub fn late_count(&self) -> usize {
+        self.late.len()
+    }
+
+    /// The graph as it is and its table, for the writer only.
+    pub(crate) fn parts(&self) -> (&GraphDef, &LateWeights) {
+        (&self.graph, &self.late)
+    }
+}
+
+impl From<GraphDef> for Deferred {
+    fn from(graph: GraphDef) -> Self {
+        Deferred::new(graph, LateWeights::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{attr_value, AttrValue, DataType};
+
+    fn floats(values: &[f32]) -> Bytes {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn as_floats(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    fn const_node(name: &str, content: Bytes) -> NodeDef {
+        let tensor = TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_content: content,
+            ..TensorProto::default()
+        };
+        NodeDef {
+            name: name.into(),
+            op: "Const".into(),
+            attr: [(
+                "value".to_string(),
+                AttrValue {
+                    value: Some(attr_value::Value::Tensor(Box::new(tensor))),
+                },
+            )]
+            .into(),
+            ..NodeDef::default()
+        }
+    }
+
+    #[test]
+    fn steps_round_to_f32_after_each_and_follow_the_layout() {
+        let source = floats(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let columns = Step::new(3, false, &[0.1, 10.0, -1.0]).unwrap();
+        let rows = Step::new(3, true, &[1.0 / 3.0, 7.0]).unwrap();
+        let weight = ScaledWeight::new(source.clone(), columns)
+            .unwrap()
+            .then(rows);
+        let expected: Vec<f32> = as_floats(&source)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let once = (f64::from(v) * [0.1, 10.0, -1.0][i % 3]) as f32;
+                (f64::from(once) * [1.0 / 3.0, 7.0][i / 3]) as f32
+            })
+            .collect();
+        assert_eq!(as_floats(&weight.compute()), expected);
+        // Any chunk computed on its own gives the same bytes as the whole.
+        let mut tail = vec![0u8; 12];
+        weight.compute_at(12, &mut tail);
+        assert_eq!(as_floats(&tail), expected[3..]);
+        assert_eq!(weight.uniform(), None);
+    }
+
+    #[test]
+    fn large_weights_split_over_threads_give_the_same_bytes() {
+        let values: Vec<f32> = (0..(SPLIT_FROM / 4 * 3 + 7))
+            .map(|i| i as f32 * 0.37)
+            .collect();
+        let scale: Vec<f64> = (0..values.len()).map(|i| 1.0 + i as f64 * 1e-3).collect();
+        let weight =
+            ScaledWeight::new(floats(&values), Step::new(1, true, &scale).unwrap()).unwrap();
+        let expected: Vec<f32> = values
+            .iter()
+            .zip(&scale)
+            .map(|(&v, &s)| (f64::from(v) * s) as f32)
+            .collect();
+        assert_eq!(as_floats(&weight.compute()), expected);
+        let mut written = Vec::new();
+        weight.write_to(&mut written, &mut Vec::new()).unwrap();
+        assert_eq!(as_floats(&written), expected);
+    }
+
+    /// A writer that fails once it has taken `room` bytes.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl std::io::Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::other("no space left"));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_stops_the_helper() {
+        let values: Vec<f32> = (0..SPLIT_FROM).map(|i| i as f32).collect();
+        let weight = ScaledWeight::new(
+            floats(&values),
+            Step::new(1, true, &vec![0.5; values.len()]).unwrap(),
+        )
+        .unwrap();
+        for room in [0, 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 5] {
+            let error = weight
+                .write_to(&mut FullDisk { room }, &mut Vec::new())
+                .unwrap_err();
+            assert_eq!(error.to_string(), "no space left");
+        }
+    }
+
+    #[test]
+    fn uniform_means_every_computed_byte_alike() {
+        let zeroing = Step::new(2, false, &[0.0, 0.0]).unwrap();
+        let weight = ScaledWeight::new(floats(&[1.0, -2.0, 3.0, 4.0]), zeroing).unwrap();
+        // 0 * -2 is -0: the bytes differ, so the weight is not uniform.
+        assert_eq!(weight.uniform(), None);
+        let halving = Step::new(2, false, &[0.5, 0.5]).unwrap();
+        let weight = ScaledWeight::new(floats(&[4.0, 4.0, 4.0, 4.0]), halving).unwrap();
+        assert_eq!(weight.uniform(), Some(2.0f32.to_le_bytes()));
+    }
+
+    #[test]
+    fn a_node_is_late_only_while_it_holds_the_very_source() {
+        let source = floats(&[1.0, 2.0]);
+        let weight =
+            ScaledWeight::new(source.clone(), Step::new(2, false, &[2.0, 3.0]).unwrap()).unwrap();
+        let mut late = LateWeights::default();
+        late.insert("w".into(), weight);
+        let holder = const_node("w", source.clone());
+        assert!(late.of(&holder).is_some());
+        // Equal bytes elsewhere, or the same bytes under another name, are not late.
+        assert!(late.of(&const_node("w", floats(&[1.0, 2.0]))).is_none());
+        assert!(late.of(&const_node("v", source.clone())).is_none());
+        let mut graph = GraphDef {
+            node: vec![holder, const_node("v", source)],
+            ..GraphDef::default()
+        };
+        late.compute_all(&mut graph);
+        assert!(late.is_empty());
+        let content = |n: &NodeDef| as_floats(&value_tensor(n).unwrap().tensor_content);
+        assert_eq!(content(&graph.node[0]), [2.0, 6.0]);
+        assert_eq!(
+            content(&graph.node[1]),
+            [1.0, 2.0],
+            "another reader's weights"
+        );
+    }
+
+    #[test]
+    fn entries_of_removed_consts_are_forgotten() {
+        let source = floats(&[1.0]);
+        let mut late = LateWeights::default();
+        let step = Step::new(1, false, &[2.0]).unwrap();
+        late.insert("gone".into(), ScaledWeight::new(source, step).unwrap());
+        late.forget_missing(&GraphDef::default());
+        assert!(late.is_empty());
+    }
+
+    #[test]
+    fn steps_refuse_layouts_their_scale_does_not_fit() {
+        assert!(Step::new(0, true, &[1.0]).is_none());
+        assert!(Step::new(3, false, &[1.0, 2.0]).is_none());
+        assert!(ScaledWeight::new(
+            Bytes::from_static(&[0; 6]),
+            Step::new(1, true, &[1.0]).unwrap()
+        )
+        .is_none());
+    }
+}

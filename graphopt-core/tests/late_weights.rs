@@ -1,0 +1,291 @@
+//! Late weights (batch-norm folding's scaled weights, computed as they are written): the bytes
+//! written are those of computing every weight at once, and no transform that does not accept
+//! them ever sees a Const holding its unscaled source.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::graphs::{attr, dtype, floats, graph, ints, node, placeholder, s};
+use graphopt_core::graph::edit::const_node;
+use graphopt_core::io::{self, GraphFormat};
+use graphopt_core::late_weights::{ScaledWeight, Step};
+use graphopt_core::proto::{attr_value, DataType, GraphDef, NodeDef};
+use graphopt_core::tensor::{Data, Tensor};
+use graphopt_core::transforms::{self, Registry, Transform, TransformContext};
+use ndarray::{ArrayD, IxDyn};
+
+fn conv(name: &str, input: &str, weights: &str) -> NodeDef {
+    node(
+        name,
+        "Conv2D",
+        &[input, weights],
+        &[
+            ("strides", ints(&[1, 1, 1, 1])),
+            ("padding", s("SAME")),
+            ("data_format", s("NHWC")),
+        ],
+    )
+}
+
+fn mul(name: &str, a: &str, b: &str) -> NodeDef {
+    node(name, "Mul", &[a, b], &[])
+}
+
+/// Conv weights [3, 3, 64, 64] whose channel `c` is `2^(c % 4)` everywhere, with the scale
+/// that makes every element 1: not uniform before scaling, uniform after.
+fn becoming_uniform() -> (NodeDef, NodeDef) {
+    let values: Vec<f32> = (0..3 * 3 * 64 * 64)
+        .map(|i| (1 << (i % 64 % 4)) as f32)
+        .collect();
+    let scale: Vec<f32> = (0..64).map(|c| 1.0 / (1 << (c % 4)) as f32).collect();
+    let tensor = |dims: &[usize], v: Vec<f32>| {
+        Tensor::from_data(Data::F32(ArrayD::from_shape_vec(IxDyn(dims), v).unwrap()))
+    };
+    (
+        const_node(
+            "w_uniform".into(),
+            String::new(),
+            &tensor(&[3, 3, 64, 64], values),
+        ),
+        const_node("m_uniform".into(), String::new(), &tensor(&[64], scale)),
+    )
+}
+
+/// Every way a weight gets scaled: twice over two sweeps, shared by two layers (copies),
+/// depthwise, MatMul with transpose_b (a scale per row), small (computed at once), scaled to
+/// one value, and a Mul fold followed by a FusedBatchNormV3 fold of the same weights.
+fn folding_graph() -> GraphDef {
+    let (w_uniform, m_uniform) = becoming_uniform();
+    let mut bn = node(
+        "bn3",
+        "FusedBatchNormV3",
+        &["mul3", "gamma", "beta", "mean", "variance"],
+        &[
+            ("epsilon", attr_value::Value::F(1e-3)),
+            ("is_training", attr_value::Value::B(false)),
+            ("data_format", s("NHWC")),
+        ],
+    );
+    bn.attr.insert("U".into(), attr(dtype(DataType::DtFloat)));
+    let mut matmul = node("mm", "MatMul", &["v", "wm"], &[]);
+    matmul
+        .attr
+        .insert("transpose_b".into(), attr(attr_value::Value::B(true)));
+    graph(vec![
+        placeholder("x", &[1, 8, 8, 64]),
+        floats("w1", &[3, 3, 64, 64], 1),
+        conv("conv1", "x", "w1"),
+        floats("m1", &[64], 2),
+        mul("mul1", "conv1", "m1"),
+        floats("m1b", &[64], 3),
+        mul("mul1b", "mul1", "m1b"),
+        floats("w2", &[3, 3, 64, 64], 4),
+        conv("conv2a", "mul1b", "w2"),
+        conv("conv2b", "mul1b", "w2"),
+        floats("m2a", &[64], 5),
+        floats("m2b", &[64], 6),
+        mul("mul2a", "conv2a", "m2a"),
+        mul("mul2b", "conv2b", "m2b"),
+        floats("wd", &[5, 5, 64, 16], 7),
+        node(
+            "dw",
+            "DepthwiseConv2dNative",
+            &["mul1b", "wd"],
+            &[("strides", ints(&[1, 1, 1, 1])), ("padding", s("SAME"))],
+        ),
+        floats("md", &[1024], 8),
+        mul("muld", "dw", "md"),
+        floats("ws", &[3, 3, 64, 8], 9),
+        conv("convs", "mul1b", "ws"),
+        floats("ms", &[8], 10),
+        mul("muls", "convs", "ms"),
+        placeholder("v", &[1, 512]),
+        floats("wm", &[256, 512], 11),
+        matmul,
+        floats("mm_scale", &[256], 12),
+        mul("mulm", "mm", "mm_scale"),
+        w_uniform,
+        conv("convu", "mul1b", "w_uniform"),
+        m_uniform,
+        mul("mulu", "convu", "m_uniform"),
+        floats("w3", &[3, 3, 64, 64], 13),
+        conv("conv3", "mul1b", "w3"),
+        floats("m3", &[64], 14),
+        mul("mul3", "conv3", "m3"),
+        floats("gamma", &[64], 15),
+        floats("beta", &[64], 16),
+        floats("mean", &[64], 17),
+        // Positive variances.
+        const_node(
+            "variance".into(),
+            String::new(),
+            &Tensor::from_data(Data::F32(
+                ArrayD::from_shape_vec(IxDyn(&[64]), (1..=64).map(|i| i as f32 / 8.0).collect())
+                    .unwrap(),
+            )),
+        ),
+        bn,
+    ])
+}
+
+const OUTPUTS: &[&str] = &["mul2a", "mul2b", "muld", "muls", "mulm", "mulu", "bn3"];
+
+const FOLDS: &str = "fold_batch_norms fold_old_batch_norms sort_by_execution_order";
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn eager(pipeline: &str, registry: &Registry) -> GraphDef {
+    let mut g = folding_graph();
+    let specs = transforms::parse(pipeline).unwrap();
+    transforms::run(
+        registry,
+        &mut g,
+        &specs,
+        &names(&["x", "v"]),
+        &names(OUTPUTS),
+    )
+    .unwrap();
+    g
+}
+
+fn deferred(pipeline: &str, registry: &Registry) -> graphopt_core::late_weights::Deferred {
+    let specs = transforms::parse(pipeline).unwrap();
+    let (optimized, _) = transforms::run_deferred(
+        registry,
+        folding_graph(),
+        &specs,
+        &names(&["x", "v"]),
+        &names(OUTPUTS),
+    )
+    .unwrap();
+    optimized
+}
+
+fn written(
+    optimized: &graphopt_core::late_weights::Deferred,
+    file: &str,
+    format: GraphFormat,
+) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(file);
+    io::write_deferred(&path, optimized, format).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+#[test]
+fn written_late_weights_are_the_bytes_of_computing_them_at_once() {
+    let registry = Registry::with_builtins();
+    let expected = eager(FOLDS, &registry);
+    let optimized = deferred(FOLDS, &registry);
+    // w1 (scaled twice), w2's two copies, wd, wm and w3 (Mul, then the batch norm) are late;
+    // ws is too small and w_uniform becomes one value.
+    assert_eq!(optimized.late_count(), 6);
+    assert_eq!(
+        written(&optimized, "late.pb", GraphFormat::Binary),
+        io::encode_graph(&expected)
+    );
+    assert_eq!(
+        written(&optimized, "late.pbtxt", GraphFormat::Text),
+        io::graph_to_text(&expected).unwrap().into_bytes()
+    );
+    assert_eq!(optimized.into_graph(), expected);
+    // The folds did fold: every Mul and the batch norm are gone.
+    assert!(expected
+        .node
+        .iter()
+        .all(|n| n.op != "Mul" && n.op != "FusedBatchNormV3"));
+}
+
+/// (name, encoding) of Consts.
+type Encodings = Vec<(String, Vec<u8>)>;
+
+/// Each Const of `graph`, encoded.
+fn const_encodings(graph: &GraphDef) -> Encodings {
+    graph
+        .node
+        .iter()
+        .filter(|n| n.op == "Const")
+        .map(|n| {
+            let alone = GraphDef {
+                node: vec![n.clone()],
+                ..GraphDef::default()
+            };
+            (n.name.clone(), io::encode_graph(&alone))
+        })
+        .collect()
+}
+
+/// Records every Const it sees; it does not accept late weights.
+struct SeesConsts(Arc<Mutex<Encodings>>);
+
+impl Transform for SeesConsts {
+    fn name(&self) -> &str {
+        "sees_consts"
+    }
+    fn summary(&self) -> &str {
+        "records Const values"
+    }
+    fn apply(
+        &self,
+        graph: &mut GraphDef,
+        _context: &TransformContext<'_>,
+    ) -> graphopt_core::Result<()> {
+        *self.0.lock().unwrap() = const_encodings(graph);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_transform_that_does_not_accept_late_weights_sees_them_computed() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut registry = Registry::with_builtins();
+    registry.register(SeesConsts(seen.clone()));
+    let expected = const_encodings(&eager(FOLDS, &registry));
+    let optimized = deferred(&format!("{FOLDS} sees_consts"), &registry);
+    assert_eq!(optimized.late_count(), 0, "computed before sees_consts ran");
+    assert_eq!(*seen.lock().unwrap(), expected);
+}
+
+/// Accepts late weights, makes `w1` late, and fails.
+struct FailsAfterMakingLate;
+
+impl Transform for FailsAfterMakingLate {
+    fn name(&self) -> &str {
+        "fails_after_making_late"
+    }
+    fn summary(&self) -> &str {
+        "makes a weight late, then fails"
+    }
+    fn apply(
+        &self,
+        graph: &mut GraphDef,
+        context: &TransformContext<'_>,
+    ) -> graphopt_core::Result<()> {
+        let w1 = graph.node.iter().find(|n| n.name == "w1").unwrap();
+        let Some(attr_value::Value::Tensor(tensor)) = &w1.attr["value"].value else {
+            panic!("w1 is a Const");
+        };
+        let step = Step::new(64, false, &[2.0; 64]).unwrap();
+        let weight = ScaledWeight::new(tensor.tensor_content.clone(), step).unwrap();
+        context
+            .late_weights
+            .borrow_mut()
+            .insert("w1".into(), weight);
+        Err(context.error("failing on purpose"))
+    }
+    fn accepts_late_weights(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_undone_transform_leaves_no_late_weight_behind() {
+    let mut registry = Registry::with_builtins();
+    registry.register(FailsAfterMakingLate);
+    let undone = eager("fails_after_making_late(ignore_errors=true)", &registry);
+    assert_eq!(undone, folding_graph());
+    let optimized = deferred("fails_after_making_late(ignore_errors=true)", &registry);
+    assert_eq!(optimized.late_count(), 0);
+}
