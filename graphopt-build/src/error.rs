@@ -43,6 +43,13 @@ pub enum Error {
     #[error("graphopt: model '{model}' is built twice by this build script; give each Model::new a name of its own")]
     #[non_exhaustive]
     Duplicate { model: String },
+    /// Two models of one build script have names that differ only in case, so their files
+    /// would be one on a case-insensitive file system.
+    #[error(
+        "graphopt: model '{model}': its name differs from model '{other}' only in case, so on a case-insensitive file system (macOS, Windows) both would write one NAME.pb; give Model::new a name that differs by more than case"
+    )]
+    #[non_exhaustive]
+    SameFiles { model: String, other: String },
     /// The path names a SavedModel's `saved_model.pb` rather than its directory.
     #[error(
         "graphopt: model '{model}': {} is the graph of a SavedModel; give its directory instead: Model::new(\"{model}\", \"{}\")",

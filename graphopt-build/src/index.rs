@@ -22,12 +22,17 @@ pub const MODELS_VAR: &str = "GRAPHOPT_MODELS";
 static RUN: Mutex<Option<Vec<String>>> = Mutex::new(None);
 
 /// Starts the run on its first call in this process (removing every earlier artifact from
-/// `dir`), and refuses a name declared twice in one run.
+/// `dir`), and refuses a name declared twice in one run, or one that differs from an earlier
+/// name only in case: on a case-insensitive file system (macOS's and Windows' defaults) both
+/// would write the same `NAME.pb`, and one module would embed the other's graph.
 pub fn begin(dir: &Path, name: &str) -> Result<(), BeginError> {
     let mut run = RUN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match run.as_ref() {
         Some(models) if models.iter().any(|m| m == name) => Err(BeginError::Duplicate),
-        Some(_) => Ok(()),
+        Some(models) => match models.iter().find(|m| m.eq_ignore_ascii_case(name)) {
+            Some(other) => Err(BeginError::SameFiles(other.clone())),
+            None => Ok(()),
+        },
         None => {
             set_aside(dir).map_err(BeginError::Io)?;
             *run = Some(Vec::new());
@@ -40,6 +45,8 @@ pub fn begin(dir: &Path, name: &str) -> Result<(), BeginError> {
 #[derive(Debug)]
 pub enum BeginError {
     Duplicate,
+    /// The earlier model whose file names differ from this one's only in case.
+    SameFiles(String),
     Io(std::io::Error),
 }
 
@@ -127,6 +134,23 @@ pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Digits` after `digits` would overwrite its artifacts where case is not told apart.
+    #[test]
+    fn names_that_differ_only_in_case_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        begin(dir.path(), "digits").unwrap();
+        record(dir.path(), "digits").unwrap();
+        match begin(dir.path(), "Digits") {
+            Err(BeginError::SameFiles(other)) => assert_eq!(other, "digits"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            begin(dir.path(), "digits"),
+            Err(BeginError::Duplicate)
+        ));
+        begin(dir.path(), "digits_2").unwrap();
+    }
 
     /// The build treats a cache entry that vanished between its lookup and its link (pruned
     /// by a concurrent build) as a miss, which it tells by `NotFound`.

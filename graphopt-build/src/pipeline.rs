@@ -158,6 +158,10 @@ impl Model {
             index::BeginError::Duplicate => Error::Duplicate {
                 model: self.name.clone(),
             },
+            index::BeginError::SameFiles(other) => Error::SameFiles {
+                model: self.name.clone(),
+                other,
+            },
             index::BeginError::Io(source) => self.io(&dir, source),
         })?;
         let source = if self.path.is_absolute() {
