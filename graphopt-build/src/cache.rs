@@ -193,11 +193,21 @@ pub fn lookup(
             ))
         }
     };
-    match memo.has_sha256(&model, &manifest.sha256) {
+    // A manifest is trusted only for its own entry: one copied or moved under another key
+    // (or edited) would hand back another model's artifact, or typed constants that do not
+    // describe its bytes (include_model! sizes GRAPH_DEF by `size_bytes`).
+    if manifest.key != key {
+        return Err(format!(
+            "cache entry {} holds the manifest of entry {}; rebuilding",
+            entry.display(),
+            manifest.key
+        ));
+    }
+    match memo.has_sha256(&model, &manifest.sha256, manifest.size_bytes) {
         Ok(true) => {}
         Ok(false) => {
             return Err(format!(
-                "cache entry {} does not match its recorded hash; rebuilding",
+                "cache entry {} does not match its recorded hash and size; rebuilding",
                 entry.display()
             ))
         }
@@ -436,6 +446,64 @@ mod tests {
         // The checkpoint behind the link is keyed: retraining it changes the digest.
         std::fs::write(checkpoint.join("variables.index"), b"v2").expect("write");
         assert_ne!(digest(&model), before);
+    }
+
+    fn manifest(key: &str, bytes: &[u8]) -> Manifest {
+        Manifest {
+            name: "m".into(),
+            sha256: sha256_hex(bytes),
+            size_bytes: bytes.len() as u64,
+            source_sha256: String::new(),
+            source_size_bytes: 0,
+            source_node_count: 0,
+            key: key.into(),
+            tool_version: String::new(),
+            code_sha256: String::new(),
+            dependencies_sha256: String::new(),
+            transforms: String::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            node_count: 0,
+            ops: Default::default(),
+            functions: Vec::new(),
+            function_node_count: 0,
+            function_ops: Default::default(),
+            target: None,
+            evaluator_cannot_run: Vec::new(),
+            cache: "miss".into(),
+        }
+    }
+
+    /// An entry is used only under its own key and with the size its manifest gives.
+    #[test]
+    fn an_entry_moved_under_another_key_or_with_a_lying_size_is_not_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        store(&cache, &a, b"graph", &manifest(&a, b"graph")).expect("store");
+        assert!(matches!(lookup(&cache, &a, &mut memo), Ok(Some(_))));
+        // The whole entry copied under another key: its bytes match its manifest, but it is
+        // the artifact of another model.
+        std::fs::create_dir_all(cache.join(&b)).expect("mkdir");
+        for file in ["model.pb", "manifest.json"] {
+            std::fs::copy(cache.join(&a).join(file), cache.join(&b).join(file)).expect("copy");
+        }
+        let warning = lookup(&cache, &b, &mut memo).expect_err("another key's manifest");
+        assert!(warning.contains("holds the manifest of entry"), "{warning}");
+        // A manifest whose size is not its bytes' would make include_model! mis-size them.
+        let mut lying = manifest(&a, b"graph");
+        lying.size_bytes = 6;
+        std::fs::write(
+            cache.join(&a).join("manifest.json"),
+            serde_json::to_string(&lying).expect("json"),
+        )
+        .expect("write");
+        let warning = lookup(&cache, &a, &mut memo).expect_err("a lying size");
+        assert!(
+            warning.contains("does not match its recorded hash"),
+            "{warning}"
+        );
     }
 
     #[test]
