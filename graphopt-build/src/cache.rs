@@ -36,9 +36,19 @@ pub fn directory_digest(
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
     let mut visited = std::collections::HashSet::new();
+    let root = std::fs::canonicalize(dir).map_err(|e| (dir.to_path_buf(), e))?;
     while let Some(relative) = pending.pop() {
         let path = dir.join(&relative);
         let real = std::fs::canonicalize(&path).map_err(|e| (path.clone(), e))?;
+        // A link up to a directory holding the model (`up -> ..`, `home -> ~`) would key,
+        // and hash, that whole tree: the package's target directory, the home directory.
+        if real != root && root.starts_with(&real) {
+            let message = format!(
+                "links to {}, a directory that holds the model; every file under the model's directory is hashed, so link to what the model needs (its variables directory) instead",
+                real.display()
+            );
+            return Err((path, std::io::Error::other(message)));
+        }
         if !visited.insert(real) {
             continue;
         }
@@ -503,6 +513,27 @@ mod tests {
         assert!(
             warning.contains("does not match its recorded hash"),
             "{warning}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_up_to_a_directory_holding_the_model_is_refused() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let model = root.path().join("package/models/cnn");
+        std::fs::create_dir_all(&model).expect("mkdir");
+        std::fs::write(model.join("saved_model.pb"), b"graph").expect("write");
+        std::fs::write(root.path().join("package/big.bin"), b"not the model").expect("write");
+        symlink(root.path().join("package"), model.join("up")).expect("link");
+        let mut memo = Memo::load(root.path().join("memo.json"));
+        let (path, error) = directory_digest(&model, &mut memo).expect_err("refused");
+        assert_eq!(path, model.join("up"));
+        assert!(
+            error
+                .to_string()
+                .contains("a directory that holds the model"),
+            "{error}"
         );
     }
 
