@@ -23,6 +23,39 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The most a file graphopt reads whole besides the model may hold (a manifest, a memo, a
+/// lock file: kilobytes, megabytes for the largest models).
+pub const SMALL_FILE: u64 = 64 << 20;
+
+/// The bytes of the regular file at `path` if it holds at most `limit`: the small files a
+/// build reads whole go through this, so one replaced by a FIFO, a device, a link to one or a
+/// huge file is an error, never a hang or an allocation without end.
+pub fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let size = graphopt_core::io::regular_file(path)?;
+    if size > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} long, where at most {} is expected",
+                graphopt_core::budget::size(size),
+                graphopt_core::budget::size(limit)
+            ),
+        ));
+    }
+    // Read no further than the size checked, should the file grow meanwhile.
+    graphopt_core::io::read_regular(path)
+}
+
+/// [`read_small`] as UTF-8 text.
+pub fn read_small_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_small(path, limit)?).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not valid UTF-8 text ({e})"),
+        )
+    })
+}
+
 /// A listing of every file under `dir` (sorted relative paths, sizes and sha256s), so a
 /// directory source is keyed by its whole content. Files are hashed as streams, or their hash
 /// taken from `memo` when they are unchanged. Symlinks are followed as the freezer follows
@@ -191,8 +224,15 @@ pub fn lookup(
 ) -> Result<Option<(PathBuf, Manifest)>, String> {
     let entry = dir.join(key);
     let model = entry.join("model.pb");
-    let Ok(text) = std::fs::read_to_string(entry.join("manifest.json")) else {
-        return Ok(None);
+    let text = match read_small_text(&entry.join("manifest.json"), SMALL_FILE) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cache entry {} has an unreadable manifest ({e}); rebuilding",
+                entry.display()
+            ))
+        }
     };
     let manifest: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
@@ -459,29 +499,7 @@ mod tests {
     }
 
     fn manifest(key: &str, bytes: &[u8]) -> Manifest {
-        Manifest {
-            name: "m".into(),
-            sha256: sha256_hex(bytes),
-            size_bytes: bytes.len() as u64,
-            source_sha256: String::new(),
-            source_size_bytes: 0,
-            source_node_count: 0,
-            key: key.into(),
-            tool_version: String::new(),
-            code_sha256: String::new(),
-            dependencies_sha256: String::new(),
-            transforms: String::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            node_count: 0,
-            ops: Default::default(),
-            functions: Vec::new(),
-            function_node_count: 0,
-            function_ops: Default::default(),
-            target: None,
-            evaluator_cannot_run: Vec::new(),
-            cache: "miss".into(),
-        }
+        Manifest::of_bytes("m", key, bytes)
     }
 
     /// An entry is used only under its own key and with the size its manifest gives.
@@ -535,6 +553,38 @@ mod tests {
                 .contains("a directory that holds the model"),
             "{error}"
         );
+    }
+
+    /// A manifest replaced by a link to a device, a FIFO or a huge sparse file: a warning, not
+    /// a read without end (before: /dev/zero was read until memory ran out).
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_manifest_that_is_no_small_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let key = "c".repeat(64);
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        store(&cache, &key, b"graph", &manifest(&key, b"graph")).expect("store");
+        let path = cache.join(&key).join("manifest.json");
+        let fifo = dir.path().join("fifo");
+        let made_fifo = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        let sparse = dir.path().join("sparse");
+        std::fs::File::create(&sparse)
+            .and_then(|f| f.set_len(1 << 40))
+            .expect("sparse file");
+        let mut targets = vec![PathBuf::from("/dev/zero"), sparse];
+        if made_fifo {
+            targets.push(fifo);
+        }
+        for target in targets {
+            std::fs::remove_file(&path).expect("remove");
+            std::os::unix::fs::symlink(&target, &path).expect("link");
+            let warning = lookup(&cache, &key, &mut memo).expect_err("refused");
+            assert!(warning.contains("has an unreadable manifest"), "{warning}");
+        }
     }
 
     #[test]

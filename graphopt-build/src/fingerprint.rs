@@ -131,7 +131,7 @@ pub struct Hashed {
 impl Memo {
     /// The memo stored at `file`; an empty one when it is missing or unreadable.
     pub fn load(file: PathBuf) -> Memo {
-        let entries = std::fs::read(&file)
+        let entries = crate::cache::read_small(&file, crate::cache::SMALL_FILE)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Vec<(PathBuf, Entry)>>(&bytes).ok())
             .map(|list| list.into_iter().collect())

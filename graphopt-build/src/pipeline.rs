@@ -714,7 +714,7 @@ impl Model {
     fn check_lock(&self, lock: &Path, manifest: &Manifest) -> Result<(), Error> {
         println!("cargo::rerun-if-changed={}", lock.display());
         let mut entries: BTreeMap<String, BTreeMap<String, String>> =
-            match std::fs::read_to_string(lock) {
+            match cache::read_small_text(lock, cache::SMALL_FILE) {
                 Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| serde_json::from_value(v.get("models")?.clone()).ok())
@@ -803,6 +803,24 @@ mod tests {
         .unwrap()
         .replace("\n  ", " ");
         assert!(readme.contains("naming every one (the first five with the reason"));
+    }
+
+    /// A lock file that is a device is an error naming it, not a read without end.
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_that_is_a_device_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = dir.path().join("graphopt.lock");
+        std::os::unix::fs::symlink("/dev/zero", &lock).expect("link");
+        let manifest = Manifest::of_bytes("m", "", b"graph");
+        let error = Model::new("m", "m.pb")
+            .check_lock(&lock, &manifest)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.starts_with("graphopt: model 'm': ") && error.contains("graphopt.lock: a device"),
+            "{error}"
+        );
     }
 
     #[test]
