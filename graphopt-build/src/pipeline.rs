@@ -105,6 +105,33 @@ fn is_identifier(name: &str) -> bool {
         && !KEYWORDS.contains(&name)
 }
 
+/// The directories holding the symlinks on the way to the model at `path` (relative to
+/// `base` unless absolute), for cargo to watch as well. cargo follows links when it checks
+/// whether a path changed, and takes only its modification time: a link retargeted to an
+/// older file (`current.pb -> v1.pb` after `v2.pb`, a rollback) changes neither, so the
+/// build script did not run and the old artifact stayed. Retargeting a link changes the
+/// directory holding it. A directory holding `out_dir` is left out: it changes in every build,
+/// so cargo would run the build script every time.
+fn link_directories(base: &Path, path: &Path, out_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut prefix = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        base.to_path_buf()
+    };
+    for component in path.components() {
+        prefix.push(component);
+        let is_link = std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(parent) = prefix.parent().filter(|_| is_link) else {
+            continue;
+        };
+        if !out_dir.starts_with(parent) && !dirs.iter().any(|d| d == parent) {
+            dirs.push(parent.to_path_buf());
+        }
+    }
+    dirs
+}
+
 impl Model {
     fn fail(&self, message: impl Into<String>) -> Error {
         Error::Model {
@@ -170,6 +197,9 @@ impl Model {
             manifest_dir.join(&self.path)
         };
         println!("cargo::rerun-if-changed={}", source.display());
+        for dir in link_directories(&manifest_dir, &self.path, &out_dir) {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
         for var in [
             budget::MEMORY_ENV,
             budget::WORK_ENV,
@@ -803,6 +833,36 @@ mod tests {
         .unwrap()
         .replace("\n  ", " ");
         assert!(readme.contains("naming every one (the first five with the reason"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_directories_of_links_on_the_way_to_a_model_are_watched() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let package = root.path().join("package");
+        let out_dir = package.join("target/debug/build/app-1/out");
+        std::fs::create_dir_all(package.join("versions")).expect("mkdir");
+        std::fs::create_dir_all(&out_dir).expect("mkdir");
+        std::fs::write(package.join("versions/v1.pb"), b"v1").expect("write");
+        symlink(package.join("versions"), package.join("models")).expect("link");
+        symlink("v1.pb", package.join("versions/current.pb")).expect("link");
+        // `models` is a link in the package directory, which holds OUT_DIR: not watched;
+        // `models/current.pb` is one in `versions`, reached through `models`.
+        let watched = link_directories(&package, Path::new("models/current.pb"), &out_dir);
+        assert_eq!(watched, [package.join("models")]);
+        let absolute = package.join("versions/current.pb");
+        assert_eq!(
+            link_directories(&package, &absolute, &out_dir),
+            [package.join("versions")]
+        );
+        assert!(link_directories(&package, Path::new("versions/v1.pb"), &out_dir).is_empty());
+        // With the target directory elsewhere, the package directory is watched too.
+        let elsewhere = root.path().join("target/debug/build/app-1/out");
+        assert_eq!(
+            link_directories(&package, Path::new("models/current.pb"), &elsewhere),
+            [package.clone(), package.join("models")]
+        );
     }
 
     /// A lock file that is a device is an error naming it, not a read without end.
