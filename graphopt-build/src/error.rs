@@ -20,6 +20,18 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The model's path names nothing.
+    #[error(
+        "graphopt: model '{model}': {} does not exist (looked for {}: a relative path is taken from the package's directory); give Model::new the path of a GraphDef file or a SavedModel directory",
+        path.display(), resolved.display()
+    )]
+    #[non_exhaustive]
+    Missing {
+        model: String,
+        path: PathBuf,
+        /// Where it was looked for.
+        resolved: PathBuf,
+    },
     /// graphopt-core refused the model: a graph that does not decode or validate, a transform
     /// that failed.
     #[error("graphopt: model '{model}': {source}")]

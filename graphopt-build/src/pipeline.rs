@@ -234,7 +234,7 @@ impl Model {
         } else {
             let hashed = memo
                 .hash_file(&source, true)
-                .map_err(|e| self.io(&self.path, e))?;
+                .map_err(|e| self.source_error(&source, e))?;
             let source = Source::Graph {
                 sha256: hashed.sha256,
                 bytes: hashed.bytes,
@@ -734,6 +734,20 @@ impl Model {
         Ok(())
     }
 
+    /// The source at `resolved` could not be read: a missing one is told where it was looked
+    /// for, since a relative path is taken from the package's directory, not the workspace's.
+    fn source_error(&self, resolved: &Path, source: std::io::Error) -> Error {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::Missing {
+                model: self.name.clone(),
+                path: self.path.clone(),
+                resolved: resolved.to_path_buf(),
+            }
+        } else {
+            self.io(&self.path, source)
+        }
+    }
+
     fn changed_while_built(&self) -> Error {
         self.fail(format!(
             "{} changed while it was being built; build again",
@@ -863,6 +877,19 @@ mod tests {
             link_directories(&package, Path::new("models/current.pb"), &elsewhere),
             [package.clone(), package.join("models")]
         );
+    }
+
+    #[test]
+    fn a_missing_model_says_where_it_was_looked_for() {
+        let model = Model::new("gone", "models/gone.pb");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            model.source_error(Path::new("/app/models/gone.pb"), missing).to_string(),
+            "graphopt: model 'gone': models/gone.pb does not exist (looked for /app/models/gone.pb: a relative path is taken from the package's directory); give Model::new the path of a GraphDef file or a SavedModel directory"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let error = model.source_error(Path::new("/app/models/gone.pb"), denied);
+        assert!(matches!(error, Error::Io { .. }), "{error}");
     }
 
     /// A lock file that is a device is an error naming it, not a read without end.
