@@ -372,7 +372,8 @@ fn entry_size(dir: &Path) -> u64 {
             files
                 .filter_map(|f| f.ok()?.metadata().ok())
                 .map(|m| m.len())
-                .sum()
+                // Sparse files may claim up to 8 EiB each: a sum would overflow.
+                .fold(0, u64::saturating_add)
         })
         .unwrap_or(0)
 }
@@ -415,7 +416,7 @@ pub fn prune(dir: &Path, limits: Limits) -> Vec<String> {
     }
     // Oldest first.
     entries.sort_by_key(|e| e.last_use);
-    let mut total: u64 = entries.iter().map(|e| e.size).sum();
+    let mut total = entries.iter().fold(0u64, |t, e| t.saturating_add(e.size));
     let mut removed = Vec::new();
     for entry in &entries {
         let idle = age(entry.last_use);
@@ -585,6 +586,29 @@ mod tests {
             let warning = lookup(&cache, &key, &mut memo).expect_err("refused");
             assert!(warning.contains("has an unreadable manifest"), "{warning}");
         }
+    }
+
+    /// Files claiming 8 EiB each (sparse, where the file system allows it: tmpfs, XFS,
+    /// Btrfs) overflowed the sizes' sum: a panic in the build script's dev profile.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pruning_a_cache_of_huge_sparse_files_does_not_overflow() {
+        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        for key in ["d", "e"] {
+            let entry = dir.path().join(key.repeat(64));
+            std::fs::create_dir_all(&entry).expect("mkdir");
+            for name in ["model.pb", "manifest.json", "used"] {
+                let huge = std::fs::File::create(entry.join(name))
+                    .and_then(|f| f.set_len(i64::MAX as u64));
+                if huge.is_err() {
+                    return;
+                }
+            }
+        }
+        // Both are in use (just written), so nothing is removed; what matters is no panic.
+        assert!(prune(dir.path(), Limits::DEFAULT).is_empty());
     }
 
     #[test]
