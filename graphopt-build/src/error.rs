@@ -32,6 +32,13 @@ pub enum Error {
         /// Where it was looked for.
         resolved: PathBuf,
     },
+    /// The model's path is a directory that is no SavedModel.
+    #[error(
+        "graphopt: model '{model}': {} is a directory without a saved_model.pb, so not a SavedModel; give Model::new a GraphDef file or a SavedModel directory",
+        path.display()
+    )]
+    #[non_exhaustive]
+    NotSavedModel { model: String, path: PathBuf },
     /// graphopt-core refused the model: a graph that does not decode or validate, a transform
     /// that failed.
     #[error("graphopt: model '{model}': {source}")]

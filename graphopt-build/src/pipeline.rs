@@ -228,6 +228,7 @@ impl Model {
         // A SavedModel directory is keyed by every file in it, so a retrained checkpoint
         // invalidates the cache even when saved_model.pb is unchanged.
         let (source_kind, source_size) = if source.is_dir() {
+            self.check_saved_model_dir(&source)?;
             let (digest, size) = cache::directory_digest(&source, &mut memo)
                 .map_err(|(path, e)| self.io(&path, e))?;
             (Source::SavedModel(digest), size)
@@ -734,6 +735,19 @@ impl Model {
         Ok(())
     }
 
+    /// A directory source is a SavedModel: it holds `saved_model.pb`, checked before every
+    /// file under it is hashed for the key (`Model::new("m", ".")` hashed the whole package,
+    /// its target directory included, and only then failed to freeze it).
+    fn check_saved_model_dir(&self, dir: &Path) -> Result<(), Error> {
+        if dir.join("saved_model.pb").is_file() {
+            return Ok(());
+        }
+        Err(Error::NotSavedModel {
+            model: self.name.clone(),
+            path: self.path.clone(),
+        })
+    }
+
     /// The source at `resolved` could not be read: a missing one is told where it was looked
     /// for, since a relative path is taken from the package's directory, not the workspace's.
     fn source_error(&self, resolved: &Path, source: std::io::Error) -> Error {
@@ -877,6 +891,22 @@ mod tests {
             link_directories(&package, Path::new("models/current.pb"), &elsewhere),
             [package.clone(), package.join("models")]
         );
+    }
+
+    #[test]
+    fn a_directory_without_saved_model_pb_is_refused_before_it_is_hashed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = Model::new("pkg", ".");
+        let error = model
+            .check_saved_model_dir(dir.path())
+            .expect_err("no saved_model.pb")
+            .to_string();
+        assert_eq!(
+            error,
+            "graphopt: model 'pkg': . is a directory without a saved_model.pb, so not a SavedModel; give Model::new a GraphDef file or a SavedModel directory"
+        );
+        std::fs::write(dir.path().join("saved_model.pb"), b"").expect("write");
+        assert!(model.check_saved_model_dir(dir.path()).is_ok());
     }
 
     #[test]
