@@ -571,7 +571,7 @@ fn a_renamed_or_removed_model_is_no_longer_embeddable() {
     // Moved out of the macro's reach, until the next run.
     assert!(out_dir.join("graphopt/.previous/tiny.pb").exists());
     assert!(out_dir.join("graphopt/small.pb").exists());
-    let index = std::fs::read_to_string(out_dir.join("graphopt/index.json")).unwrap();
+    let index = std::fs::read_to_string(out_dir.join("graphopt/models-index.json")).unwrap();
     assert!(
         index.contains("\"small\"") && !index.contains("tiny"),
         "{index}"
