@@ -111,8 +111,9 @@ fn is_identifier(name: &str) -> bool {
 /// older file (`current.pb -> v1.pb` after `v2.pb`, a rollback) changes neither, so the
 /// build script did not run and the old artifact stayed. Retargeting a link changes the
 /// directory holding it. A directory holding `out_dir` is left out: it changes in every build,
-/// so cargo would run the build script every time.
-fn link_directories(base: &Path, path: &Path, out_dir: &Path) -> Vec<PathBuf> {
+/// so cargo would run the build script every time; so is one outside the workspace `within`
+/// (a home directory), which cargo would scan whole on every build.
+fn link_directories(base: &Path, path: &Path, out_dir: &Path, within: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let mut prefix = if path.is_absolute() {
         PathBuf::new()
@@ -125,7 +126,8 @@ fn link_directories(base: &Path, path: &Path, out_dir: &Path) -> Vec<PathBuf> {
         let Some(parent) = prefix.parent().filter(|_| is_link) else {
             continue;
         };
-        if !out_dir.starts_with(parent) && !dirs.iter().any(|d| d == parent) {
+        let watchable = parent.starts_with(within) && !out_dir.starts_with(parent);
+        if watchable && !dirs.iter().any(|d| d == parent) {
             dirs.push(parent.to_path_buf());
         }
     }
@@ -197,7 +199,8 @@ impl Model {
             manifest_dir.join(&self.path)
         };
         println!("cargo::rerun-if-changed={}", source.display());
-        for dir in link_directories(&manifest_dir, &self.path, &out_dir) {
+        let workspace = crate::dependencies::workspace_root(&manifest_dir);
+        for dir in link_directories(&manifest_dir, &self.path, &out_dir, &workspace) {
             println!("cargo::rerun-if-changed={}", dir.display());
         }
         for var in [
@@ -333,10 +336,7 @@ impl Model {
             .part("source", source_kind.key_content());
         let key = key.finish();
 
-        let cache_dir = cache::cache_dir(
-            &out_dir,
-            &crate::dependencies::workspace_root(&manifest_dir),
-        );
+        let cache_dir = cache::cache_dir(&out_dir, &workspace);
         let cached = if cache_off.is_some() {
             None
         } else {
@@ -877,19 +877,36 @@ mod tests {
         symlink("v1.pb", package.join("versions/current.pb")).expect("link");
         // `models` is a link in the package directory, which holds OUT_DIR: not watched;
         // `models/current.pb` is one in `versions`, reached through `models`.
-        let watched = link_directories(&package, Path::new("models/current.pb"), &out_dir);
+        let watched = link_directories(
+            &package,
+            Path::new("models/current.pb"),
+            &out_dir,
+            root.path(),
+        );
         assert_eq!(watched, [package.join("models")]);
         let absolute = package.join("versions/current.pb");
         assert_eq!(
-            link_directories(&package, &absolute, &out_dir),
+            link_directories(&package, &absolute, &out_dir, root.path()),
             [package.join("versions")]
         );
-        assert!(link_directories(&package, Path::new("versions/v1.pb"), &out_dir).is_empty());
+        assert!(
+            link_directories(&package, Path::new("versions/v1.pb"), &out_dir, root.path())
+                .is_empty()
+        );
         // With the target directory elsewhere, the package directory is watched too.
         let elsewhere = root.path().join("target/debug/build/app-1/out");
         assert_eq!(
-            link_directories(&package, Path::new("models/current.pb"), &elsewhere),
+            link_directories(
+                &package,
+                Path::new("models/current.pb"),
+                &elsewhere,
+                root.path()
+            ),
             [package.clone(), package.join("models")]
+        );
+        // Outside the workspace, nothing is watched: cargo would scan it whole every build.
+        assert!(
+            link_directories(&package, &absolute, &out_dir, &package.join("models")).is_empty()
         );
     }
 
