@@ -23,6 +23,39 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The most a file graphopt reads whole besides the model may hold (a manifest, a memo, a
+/// lock file: kilobytes, megabytes for the largest models).
+pub const SMALL_FILE: u64 = 64 << 20;
+
+/// The bytes of the regular file at `path` if it holds at most `limit`: the small files a
+/// build reads whole go through this, so one replaced by a FIFO, a device, a link to one or a
+/// huge file is an error, never a hang or an allocation without end.
+pub fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let size = graphopt_core::io::regular_file(path)?;
+    if size > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} long, where at most {} is expected",
+                graphopt_core::budget::size(size),
+                graphopt_core::budget::size(limit)
+            ),
+        ));
+    }
+    // Read no further than the size checked, should the file grow meanwhile.
+    graphopt_core::io::read_regular(path)
+}
+
+/// [`read_small`] as UTF-8 text.
+pub fn read_small_text(path: &Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_small(path, limit)?).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not valid UTF-8 text ({e})"),
+        )
+    })
+}
+
 /// A listing of every file under `dir` (sorted relative paths, sizes and sha256s), so a
 /// directory source is keyed by its whole content. Files are hashed as streams, or their hash
 /// taken from `memo` when they are unchanged. Symlinks are followed as the freezer follows
@@ -36,9 +69,19 @@ pub fn directory_digest(
     let mut files = Vec::new();
     let mut pending = vec![PathBuf::new()];
     let mut visited = std::collections::HashSet::new();
+    let root = std::fs::canonicalize(dir).map_err(|e| (dir.to_path_buf(), e))?;
     while let Some(relative) = pending.pop() {
         let path = dir.join(&relative);
         let real = std::fs::canonicalize(&path).map_err(|e| (path.clone(), e))?;
+        // A link up to a directory holding the model (`up -> ..`, `home -> ~`) would key,
+        // and hash, that whole tree: the package's target directory, the home directory.
+        if real != root && root.starts_with(&real) {
+            let message = format!(
+                "links to {}, a directory that holds the model; every file under the model's directory is hashed, so link to what the model needs (its variables directory) instead",
+                real.display()
+            );
+            return Err((path, std::io::Error::other(message)));
+        }
         if !visited.insert(real) {
             continue;
         }
@@ -181,8 +224,15 @@ pub fn lookup(
 ) -> Result<Option<(PathBuf, Manifest)>, String> {
     let entry = dir.join(key);
     let model = entry.join("model.pb");
-    let Ok(text) = std::fs::read_to_string(entry.join("manifest.json")) else {
-        return Ok(None);
+    let text = match read_small_text(&entry.join("manifest.json"), SMALL_FILE) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cache entry {} has an unreadable manifest ({e}); rebuilding",
+                entry.display()
+            ))
+        }
     };
     let manifest: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
@@ -193,11 +243,21 @@ pub fn lookup(
             ))
         }
     };
-    match memo.has_sha256(&model, &manifest.sha256) {
+    // A manifest is trusted only for its own entry: one copied or moved under another key
+    // (or edited) would hand back another model's artifact, or typed constants that do not
+    // describe its bytes (include_model! sizes GRAPH_DEF by `size_bytes`).
+    if manifest.key != key {
+        return Err(format!(
+            "cache entry {} holds the manifest of entry {}; rebuilding",
+            entry.display(),
+            manifest.key
+        ));
+    }
+    match memo.has_sha256(&model, &manifest.sha256, manifest.size_bytes) {
         Ok(true) => {}
         Ok(false) => {
             return Err(format!(
-                "cache entry {} does not match its recorded hash; rebuilding",
+                "cache entry {} does not match its recorded hash and size; rebuilding",
                 entry.display()
             ))
         }
@@ -312,7 +372,8 @@ fn entry_size(dir: &Path) -> u64 {
             files
                 .filter_map(|f| f.ok()?.metadata().ok())
                 .map(|m| m.len())
-                .sum()
+                // Sparse files may claim up to 8 EiB each: a sum would overflow.
+                .fold(0, u64::saturating_add)
         })
         .unwrap_or(0)
 }
@@ -355,7 +416,7 @@ pub fn prune(dir: &Path, limits: Limits) -> Vec<String> {
     }
     // Oldest first.
     entries.sort_by_key(|e| e.last_use);
-    let mut total: u64 = entries.iter().map(|e| e.size).sum();
+    let mut total = entries.iter().fold(0u64, |t, e| t.saturating_add(e.size));
     let mut removed = Vec::new();
     for entry in &entries {
         let idle = age(entry.last_use);
@@ -436,6 +497,118 @@ mod tests {
         // The checkpoint behind the link is keyed: retraining it changes the digest.
         std::fs::write(checkpoint.join("variables.index"), b"v2").expect("write");
         assert_ne!(digest(&model), before);
+    }
+
+    fn manifest(key: &str, bytes: &[u8]) -> Manifest {
+        Manifest::of_bytes("m", key, bytes)
+    }
+
+    /// An entry is used only under its own key and with the size its manifest gives.
+    #[test]
+    fn an_entry_moved_under_another_key_or_with_a_lying_size_is_not_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        store(&cache, &a, b"graph", &manifest(&a, b"graph")).expect("store");
+        assert!(matches!(lookup(&cache, &a, &mut memo), Ok(Some(_))));
+        // The whole entry copied under another key: its bytes match its manifest, but it is
+        // the artifact of another model.
+        std::fs::create_dir_all(cache.join(&b)).expect("mkdir");
+        for file in ["model.pb", "manifest.json"] {
+            std::fs::copy(cache.join(&a).join(file), cache.join(&b).join(file)).expect("copy");
+        }
+        let warning = lookup(&cache, &b, &mut memo).expect_err("another key's manifest");
+        assert!(warning.contains("holds the manifest of entry"), "{warning}");
+        // A manifest whose size is not its bytes' would make include_model! mis-size them.
+        let mut lying = manifest(&a, b"graph");
+        lying.size_bytes = 6;
+        std::fs::write(
+            cache.join(&a).join("manifest.json"),
+            serde_json::to_string(&lying).expect("json"),
+        )
+        .expect("write");
+        let warning = lookup(&cache, &a, &mut memo).expect_err("a lying size");
+        assert!(
+            warning.contains("does not match its recorded hash"),
+            "{warning}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_up_to_a_directory_holding_the_model_is_refused() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let model = root.path().join("package/models/cnn");
+        std::fs::create_dir_all(&model).expect("mkdir");
+        std::fs::write(model.join("saved_model.pb"), b"graph").expect("write");
+        std::fs::write(root.path().join("package/big.bin"), b"not the model").expect("write");
+        symlink(root.path().join("package"), model.join("up")).expect("link");
+        let mut memo = Memo::load(root.path().join("memo.json"));
+        let (path, error) = directory_digest(&model, &mut memo).expect_err("refused");
+        assert_eq!(path, model.join("up"));
+        assert!(
+            error
+                .to_string()
+                .contains("a directory that holds the model"),
+            "{error}"
+        );
+    }
+
+    /// A manifest replaced by a link to a device, a FIFO or a huge sparse file: a warning, not
+    /// a read without end (before: /dev/zero was read until memory ran out).
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_manifest_that_is_no_small_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let key = "c".repeat(64);
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        store(&cache, &key, b"graph", &manifest(&key, b"graph")).expect("store");
+        let path = cache.join(&key).join("manifest.json");
+        let fifo = dir.path().join("fifo");
+        let made_fifo = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .is_ok_and(|s| s.success());
+        let sparse = dir.path().join("sparse");
+        std::fs::File::create(&sparse)
+            .and_then(|f| f.set_len(1 << 40))
+            .expect("sparse file");
+        let mut targets = vec![PathBuf::from("/dev/zero"), sparse];
+        if made_fifo {
+            targets.push(fifo);
+        }
+        for target in targets {
+            std::fs::remove_file(&path).expect("remove");
+            std::os::unix::fs::symlink(&target, &path).expect("link");
+            let warning = lookup(&cache, &key, &mut memo).expect_err("refused");
+            assert!(warning.contains("has an unreadable manifest"), "{warning}");
+        }
+    }
+
+    /// Files claiming 8 EiB each (sparse, where the file system allows it: tmpfs, XFS,
+    /// Btrfs) overflowed the sizes' sum: a panic in the build script's dev profile.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pruning_a_cache_of_huge_sparse_files_does_not_overflow() {
+        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        for key in ["d", "e"] {
+            let entry = dir.path().join(key.repeat(64));
+            std::fs::create_dir_all(&entry).expect("mkdir");
+            for name in ["model.pb", "manifest.json", "used"] {
+                let huge = std::fs::File::create(entry.join(name))
+                    .and_then(|f| f.set_len(i64::MAX as u64));
+                if huge.is_err() {
+                    return;
+                }
+            }
+        }
+        // Both are in use (just written), so nothing is removed; what matters is no panic.
+        assert!(prune(dir.path(), Limits::DEFAULT).is_empty());
     }
 
     #[test]

@@ -103,11 +103,8 @@ fn fetched(dir: &Path) -> bool {
 /// larger file is not read).
 fn manifest(dir: &Path) -> Option<toml::Table> {
     const LARGEST: u64 = 1 << 20;
-    let path = dir.join("Cargo.toml");
-    if std::fs::metadata(&path).ok()?.len() > LARGEST {
-        return None;
-    }
-    toml::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    let text = crate::cache::read_small_text(&dir.join("Cargo.toml"), LARGEST).ok()?;
+    toml::from_str(&text).ok()
 }
 
 /// The root of the workspace the package in `dir` belongs to, by cargo's rules.
@@ -249,7 +246,7 @@ pub fn digest(manifest_dir: &Path, out_dir: &Path, memo: &mut Memo) -> Result<St
     };
     let hashed = memo.hash_file(&path, true).map_err(read_error)?;
     let memo_file = out_dir.join("graphopt-dependencies.json");
-    let remembered = std::fs::read(&memo_file)
+    let remembered = crate::cache::read_small(&memo_file, crate::cache::SMALL_FILE)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Memoized>(&bytes).ok())
         .filter(|m| m.lock_sha256 == hashed.sha256);

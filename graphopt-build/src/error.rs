@@ -20,6 +20,25 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The model's path names nothing.
+    #[error(
+        "graphopt: model '{model}': {} does not exist (looked for {}: a relative path is taken from the package's directory); give Model::new the path of a GraphDef file or a SavedModel directory",
+        path.display(), resolved.display()
+    )]
+    #[non_exhaustive]
+    Missing {
+        model: String,
+        path: PathBuf,
+        /// Where it was looked for.
+        resolved: PathBuf,
+    },
+    /// The model's path is a directory that is no SavedModel.
+    #[error(
+        "graphopt: model '{model}': {} is a directory without a saved_model.pb, so not a SavedModel; give Model::new a GraphDef file or a SavedModel directory",
+        path.display()
+    )]
+    #[non_exhaustive]
+    NotSavedModel { model: String, path: PathBuf },
     /// graphopt-core refused the model: a graph that does not decode or validate, a transform
     /// that failed.
     #[error("graphopt: model '{model}': {source}")]
@@ -43,6 +62,13 @@ pub enum Error {
     #[error("graphopt: model '{model}' is built twice by this build script; give each Model::new a name of its own")]
     #[non_exhaustive]
     Duplicate { model: String },
+    /// Two models of one build script have names that differ only in case, so their files
+    /// would be one on a case-insensitive file system.
+    #[error(
+        "graphopt: model '{model}': its name differs from model '{other}' only in case, so on a case-insensitive file system (macOS, Windows) both would write one NAME.pb; give Model::new a name that differs by more than case"
+    )]
+    #[non_exhaustive]
+    SameFiles { model: String, other: String },
     /// The path names a SavedModel's `saved_model.pb` rather than its directory.
     #[error(
         "graphopt: model '{model}': {} is the graph of a SavedModel; give its directory instead: Model::new(\"{model}\", \"{}\")",

@@ -131,7 +131,7 @@ pub struct Hashed {
 impl Memo {
     /// The memo stored at `file`; an empty one when it is missing or unreadable.
     pub fn load(file: PathBuf) -> Memo {
-        let entries = std::fs::read(&file)
+        let entries = crate::cache::read_small(&file, crate::cache::SMALL_FILE)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Vec<(PathBuf, Entry)>>(&bytes).ok())
             .map(|list| list.into_iter().collect())
@@ -266,10 +266,12 @@ impl Memo {
         }
     }
 
-    /// Whether the cache entry's file at `path` has the SHA-256 `expected`: from the memo when
-    /// the file is unchanged since it was last found so, otherwise by hashing it.
-    pub fn has_sha256(&mut self, path: &Path, expected: &str) -> std::io::Result<bool> {
-        Ok(self.hash(path, false, Scope::CacheEntry)?.sha256 == expected)
+    /// Whether the cache entry's file at `path` has the SHA-256 `expected` and `size` bytes:
+    /// from the memo when the file is unchanged since it was last found so, otherwise by
+    /// hashing it.
+    pub fn has_sha256(&mut self, path: &Path, expected: &str, size: u64) -> std::io::Result<bool> {
+        let hashed = self.hash(path, false, Scope::CacheEntry)?;
+        Ok(hashed.sha256 == expected && hashed.size == size)
     }
 }
 
@@ -349,10 +351,11 @@ mod tests {
         age(&file);
         let expected = crate::cache::sha256_hex(b"artifact");
         let mut memo = Memo::load(dir.path().join("memo.json"));
-        assert!(memo.has_sha256(&file, &expected).unwrap());
+        assert!(memo.has_sha256(&file, &expected, 8).unwrap());
+        assert!(!memo.has_sha256(&file, &expected, 9).unwrap());
         std::fs::write(&file, b"corrupt!").unwrap();
         age(&file);
-        assert!(!memo.has_sha256(&file, &expected).unwrap());
+        assert!(!memo.has_sha256(&file, &expected, 8).unwrap());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! into `.previous/` (cargo keeps OUT_DIR across runs, so it holds every artifact ever written
 //! there); each model then takes its unchanged artifacts back from there, untouched, so their
 //! modification times stay and nothing downstream sees a new file. Each model built then
-//! adds its name to the run's list, rewrites `$OUT_DIR/graphopt/index.json` and passes the list
+//! adds its name to the run's list, rewrites `$OUT_DIR/graphopt/models-index.json` and passes the list
 //! to the package's compilation as `cargo::rustc-env=GRAPHOPT_MODELS=a,b`: cargo keeps the last
 //! value, which names every model of the run. The macro trusts that variable alone, so a build
 //! script that builds no model at all leaves nothing embeddable either.
@@ -15,6 +15,10 @@ use std::sync::Mutex;
 
 use crate::fingerprint::Stamp;
 
+/// The run's list of models. Its name holds a `-`, which no model name can: a model called
+/// `index` wrote its manifest to `index.json`, which this list then overwrote.
+pub const INDEX_FILE: &str = "models-index.json";
+
 /// The variable `include_model!` reads; keep in sync with graphopt-macros.
 pub const MODELS_VAR: &str = "GRAPHOPT_MODELS";
 
@@ -22,12 +26,17 @@ pub const MODELS_VAR: &str = "GRAPHOPT_MODELS";
 static RUN: Mutex<Option<Vec<String>>> = Mutex::new(None);
 
 /// Starts the run on its first call in this process (removing every earlier artifact from
-/// `dir`), and refuses a name declared twice in one run.
+/// `dir`), and refuses a name declared twice in one run, or one that differs from an earlier
+/// name only in case: on a case-insensitive file system (macOS's and Windows' defaults) both
+/// would write the same `NAME.pb`, and one module would embed the other's graph.
 pub fn begin(dir: &Path, name: &str) -> Result<(), BeginError> {
     let mut run = RUN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match run.as_ref() {
         Some(models) if models.iter().any(|m| m == name) => Err(BeginError::Duplicate),
-        Some(_) => Ok(()),
+        Some(models) => match models.iter().find(|m| m.eq_ignore_ascii_case(name)) {
+            Some(other) => Err(BeginError::SameFiles(other.clone())),
+            None => Ok(()),
+        },
         None => {
             set_aside(dir).map_err(BeginError::Io)?;
             *run = Some(Vec::new());
@@ -40,6 +49,8 @@ pub fn begin(dir: &Path, name: &str) -> Result<(), BeginError> {
 #[derive(Debug)]
 pub enum BeginError {
     Duplicate,
+    /// The earlier model whose file names differ from this one's only in case.
+    SameFiles(String),
     Io(std::io::Error),
 }
 
@@ -110,7 +121,7 @@ pub fn place_bytes(dir: &Path, file_name: &str, bytes: &[u8]) -> std::io::Result
     crate::cache::write_atomically(&dest, bytes)
 }
 
-/// Adds `name` to the run, rewrites `dir/index.json` and tells cargo the run's models.
+/// Adds `name` to the run, rewrites `dir/`[`INDEX_FILE`] and tells cargo the run's models.
 pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
     let mut run = RUN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let models = run.get_or_insert_with(Vec::new);
@@ -119,7 +130,7 @@ pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
     }
     let json = serde_json::to_string_pretty(&serde_json::json!({ "models": models }))
         .map_err(std::io::Error::other)?;
-    crate::cache::write_atomically(&dir.join("index.json"), format!("{json}\n").as_bytes())?;
+    crate::cache::write_atomically(&dir.join(INDEX_FILE), format!("{json}\n").as_bytes())?;
     println!("cargo::rustc-env={MODELS_VAR}={}", models.join(","));
     Ok(())
 }
@@ -127,6 +138,33 @@ pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model may be called `index`: its manifest and the run's list are two files.
+    #[test]
+    fn the_run_index_never_overwrites_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        place_bytes(dir.path(), "index.json", b"{\"sha256\": \"ab\"}").unwrap();
+        record(dir.path(), "index").unwrap();
+        let manifest = std::fs::read(dir.path().join("index.json")).unwrap();
+        assert_eq!(manifest, b"{\"sha256\": \"ab\"}");
+    }
+
+    /// `Digits` after `digits` would overwrite its artifacts where case is not told apart.
+    #[test]
+    fn names_that_differ_only_in_case_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        begin(dir.path(), "digits").unwrap();
+        record(dir.path(), "digits").unwrap();
+        match begin(dir.path(), "Digits") {
+            Err(BeginError::SameFiles(other)) => assert_eq!(other, "digits"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            begin(dir.path(), "digits"),
+            Err(BeginError::Duplicate)
+        ));
+        begin(dir.path(), "digits_2").unwrap();
+    }
 
     /// The build treats a cache entry that vanished between its lookup and its link (pruned
     /// by a concurrent build) as a miss, which it tells by `NotFound`.

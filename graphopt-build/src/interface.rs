@@ -4,12 +4,44 @@
 use std::collections::BTreeMap;
 
 use graphopt_core::analysis::shapes;
-use graphopt_core::graph::{self, attrs};
-use graphopt_core::proto::{GraphDef, NodeDef};
+use graphopt_core::graph::{self, attrs, ops};
+use graphopt_core::proto::{attr_value, DataType, GraphDef, NodeDef};
 
 use crate::manifest::TensorManifest;
 
-fn output_dtype(node: &NodeDef) -> Option<graphopt_core::proto::DataType> {
+/// The dtype of output `port` of `node`: what its op's OpDef says of that output (a fixed
+/// type, or the attribute it takes its type from, defaults included), else, for an op
+/// graphopt does not know, the first of the attributes ops commonly type outputs with. The
+/// first attribute alone called ArgMax's int64 output and Equal's bool one float (`T`, their
+/// inputs' type), so the typed constants described another tensor.
+fn output_dtype(node: &NodeDef, port: u32) -> Option<DataType> {
+    let from_op_def = || {
+        let (name, index) = ops::output_arg_of_port(node, usize::try_from(port).ok()?)?;
+        let arg = ops::op_def(&node.op)?
+            .output_arg
+            .iter()
+            .find(|a| a.name == name)?;
+        let raw = if arg.r#type != 0 {
+            arg.r#type
+        } else if !arg.type_attr.is_empty() {
+            match ops::attr_or_default(node, &arg.type_attr)?.value.as_ref()? {
+                attr_value::Value::Type(t) => *t,
+                _ => return None,
+            }
+        } else {
+            match ops::attr_or_default(node, &arg.type_list_attr)?
+                .value
+                .as_ref()?
+            {
+                attr_value::Value::List(list) => *list.r#type.get(index)?,
+                _ => return None,
+            }
+        };
+        DataType::try_from(graphopt_core::tensor::base_dtype(raw)).ok()
+    };
+    if ops::op_def(&node.op).is_some() {
+        return from_op_def();
+    }
     ["dtype", "T", "DstT", "out_type", "Tout"]
         .iter()
         .find_map(|a| attrs::dtype(node, a))
@@ -44,7 +76,7 @@ pub fn tensor_manifest(
         .ok_or_else(|| {
             format!("'{name}' is not in the optimized graph (did a transform remove or rename it?)")
         })?;
-    let dtype = output_dtype(node)
+    let dtype = output_dtype(node, parsed.port)
         .map(|d| graphopt_core::dtype::dtype_name(d as i32))
         .unwrap_or_else(|| "unknown".into());
     let inferred = if node.op == "Placeholder" {
@@ -92,7 +124,7 @@ fn merge_shapes(declared: Option<Vec<i64>>, inferred: Option<Vec<i64>>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use graphopt_core::proto::{attr_value, AttrValue, DataType, TensorProto, TensorShapeProto};
+    use graphopt_core::proto::{AttrValue, TensorProto, TensorShapeProto};
 
     fn attr(value: attr_value::Value) -> (String, AttrValue) {
         (String::new(), AttrValue { value: Some(value) })
@@ -179,6 +211,55 @@ mod tests {
         let declared = [("conv".to_string(), Some(vec![-1, -1, -1, -1]))].into();
         let manifest = tensor_manifest(&graph, &known, "conv", &declared).unwrap();
         assert_eq!(manifest.shape, Some(vec![1, -1, -1, 8]));
+    }
+
+    /// Outputs typed otherwise than their inputs: an index, a comparison, a shape, a
+    /// multi-output op's second output, a cast.
+    #[test]
+    fn output_dtypes_come_from_the_op_def() {
+        let float = || attr_value::Value::Type(DataType::DtFloat as i32);
+        let int32 = attr_value::Value::Type(DataType::DtInt32 as i32);
+        let graph = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[], vec![("dtype", float())]),
+                node("k", "Const", &[], vec![("dtype", int32.clone())]),
+                node(
+                    "argmax",
+                    "ArgMax",
+                    &["x", "k"],
+                    vec![("T", float()), ("Tidx", int32)],
+                ),
+                node("equal", "Equal", &["x", "x"], vec![("T", float())]),
+                node("shape", "Shape", &["x"], vec![("T", float())]),
+                node("top", "TopKV2", &["x", "k"], vec![("T", float())]),
+                node(
+                    "cast",
+                    "Cast",
+                    &["x"],
+                    vec![
+                        ("SrcT", float()),
+                        ("DstT", attr_value::Value::Type(DataType::DtHalf as i32)),
+                    ],
+                ),
+                node("custom", "MyOp", &["x"], vec![("T", float())]),
+            ],
+            ..Default::default()
+        };
+        let known = shapes::infer_graph(&graph);
+        let dtype = |name: &str| {
+            tensor_manifest(&graph, &known, name, &BTreeMap::new())
+                .unwrap()
+                .dtype
+        };
+        assert_eq!(dtype("argmax"), "int64");
+        assert_eq!(dtype("equal"), "bool");
+        assert_eq!(dtype("shape"), "int32");
+        assert_eq!(dtype("top:0"), "float");
+        assert_eq!(dtype("top:1"), "int32");
+        assert_eq!(dtype("cast"), "half");
+        assert_eq!(dtype("x"), "float");
+        // An op graphopt does not know: its type attributes.
+        assert_eq!(dtype("custom"), "float");
     }
 
     #[test]

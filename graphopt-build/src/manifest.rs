@@ -67,3 +67,34 @@ pub(crate) struct Manifest {
     /// when the model is not cached.
     pub cache: String,
 }
+
+#[cfg(test)]
+impl Manifest {
+    /// The manifest of the artifact `bytes` of model `name` under cache key `key`, with an
+    /// empty interface, for tests.
+    pub(crate) fn of_bytes(name: &str, key: &str, bytes: &[u8]) -> Manifest {
+        Manifest {
+            name: name.into(),
+            sha256: crate::cache::sha256_hex(bytes),
+            size_bytes: bytes.len() as u64,
+            source_sha256: String::new(),
+            source_size_bytes: 0,
+            source_node_count: 0,
+            key: key.into(),
+            tool_version: String::new(),
+            code_sha256: String::new(),
+            dependencies_sha256: String::new(),
+            transforms: String::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            node_count: 0,
+            ops: Default::default(),
+            functions: Vec::new(),
+            function_node_count: 0,
+            function_ops: Default::default(),
+            target: None,
+            evaluator_cannot_run: Vec::new(),
+            cache: "miss".into(),
+        }
+    }
+}

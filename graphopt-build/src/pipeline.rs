@@ -105,6 +105,35 @@ fn is_identifier(name: &str) -> bool {
         && !KEYWORDS.contains(&name)
 }
 
+/// The directories holding the symlinks on the way to the model at `path` (relative to
+/// `base` unless absolute), for cargo to watch as well. cargo follows links when it checks
+/// whether a path changed, and takes only its modification time: a link retargeted to an
+/// older file (`current.pb -> v1.pb` after `v2.pb`, a rollback) changes neither, so the
+/// build script did not run and the old artifact stayed. Retargeting a link changes the
+/// directory holding it. A directory holding `out_dir` is left out: it changes in every build,
+/// so cargo would run the build script every time; so is one outside the workspace `within`
+/// (a home directory), which cargo would scan whole on every build.
+fn link_directories(base: &Path, path: &Path, out_dir: &Path, within: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut prefix = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        base.to_path_buf()
+    };
+    for component in path.components() {
+        prefix.push(component);
+        let is_link = std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(parent) = prefix.parent().filter(|_| is_link) else {
+            continue;
+        };
+        let watchable = parent.starts_with(within) && !out_dir.starts_with(parent);
+        if watchable && !dirs.iter().any(|d| d == parent) {
+            dirs.push(parent.to_path_buf());
+        }
+    }
+    dirs
+}
+
 impl Model {
     fn fail(&self, message: impl Into<String>) -> Error {
         Error::Model {
@@ -158,6 +187,10 @@ impl Model {
             index::BeginError::Duplicate => Error::Duplicate {
                 model: self.name.clone(),
             },
+            index::BeginError::SameFiles(other) => Error::SameFiles {
+                model: self.name.clone(),
+                other,
+            },
             index::BeginError::Io(source) => self.io(&dir, source),
         })?;
         let source = if self.path.is_absolute() {
@@ -166,6 +199,10 @@ impl Model {
             manifest_dir.join(&self.path)
         };
         println!("cargo::rerun-if-changed={}", source.display());
+        let workspace = crate::dependencies::workspace_root(&manifest_dir);
+        for dir in link_directories(&manifest_dir, &self.path, &out_dir, &workspace) {
+            println!("cargo::rerun-if-changed={}", dir.display());
+        }
         for var in [
             budget::MEMORY_ENV,
             budget::WORK_ENV,
@@ -194,13 +231,14 @@ impl Model {
         // A SavedModel directory is keyed by every file in it, so a retrained checkpoint
         // invalidates the cache even when saved_model.pb is unchanged.
         let (source_kind, source_size) = if source.is_dir() {
+            self.check_saved_model_dir(&source)?;
             let (digest, size) = cache::directory_digest(&source, &mut memo)
                 .map_err(|(path, e)| self.io(&path, e))?;
             (Source::SavedModel(digest), size)
         } else {
             let hashed = memo
                 .hash_file(&source, true)
-                .map_err(|e| self.io(&self.path, e))?;
+                .map_err(|e| self.source_error(&source, e))?;
             let source = Source::Graph {
                 sha256: hashed.sha256,
                 bytes: hashed.bytes,
@@ -298,10 +336,7 @@ impl Model {
             .part("source", source_kind.key_content());
         let key = key.finish();
 
-        let cache_dir = cache::cache_dir(
-            &out_dir,
-            &crate::dependencies::workspace_root(&manifest_dir),
-        );
+        let cache_dir = cache::cache_dir(&out_dir, &workspace);
         let cached = if cache_off.is_some() {
             None
         } else {
@@ -700,6 +735,33 @@ impl Model {
         Ok(())
     }
 
+    /// A directory source is a SavedModel: it holds `saved_model.pb`, checked before every
+    /// file under it is hashed for the key (`Model::new("m", ".")` hashed the whole package,
+    /// its target directory included, and only then failed to freeze it).
+    fn check_saved_model_dir(&self, dir: &Path) -> Result<(), Error> {
+        if dir.join("saved_model.pb").is_file() {
+            return Ok(());
+        }
+        Err(Error::NotSavedModel {
+            model: self.name.clone(),
+            path: self.path.clone(),
+        })
+    }
+
+    /// The source at `resolved` could not be read: a missing one is told where it was looked
+    /// for, since a relative path is taken from the package's directory, not the workspace's.
+    fn source_error(&self, resolved: &Path, source: std::io::Error) -> Error {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::Missing {
+                model: self.name.clone(),
+                path: self.path.clone(),
+                resolved: resolved.to_path_buf(),
+            }
+        } else {
+            self.io(&self.path, source)
+        }
+    }
+
     fn changed_while_built(&self) -> Error {
         self.fail(format!(
             "{} changed while it was being built; build again",
@@ -710,7 +772,7 @@ impl Model {
     fn check_lock(&self, lock: &Path, manifest: &Manifest) -> Result<(), Error> {
         println!("cargo::rerun-if-changed={}", lock.display());
         let mut entries: BTreeMap<String, BTreeMap<String, String>> =
-            match std::fs::read_to_string(lock) {
+            match cache::read_small_text(lock, cache::SMALL_FILE) {
                 Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| serde_json::from_value(v.get("models")?.clone()).ok())
@@ -799,6 +861,100 @@ mod tests {
         .unwrap()
         .replace("\n  ", " ");
         assert!(readme.contains("naming every one (the first five with the reason"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_directories_of_links_on_the_way_to_a_model_are_watched() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let package = root.path().join("package");
+        let out_dir = package.join("target/debug/build/app-1/out");
+        std::fs::create_dir_all(package.join("versions")).expect("mkdir");
+        std::fs::create_dir_all(&out_dir).expect("mkdir");
+        std::fs::write(package.join("versions/v1.pb"), b"v1").expect("write");
+        symlink(package.join("versions"), package.join("models")).expect("link");
+        symlink("v1.pb", package.join("versions/current.pb")).expect("link");
+        // `models` is a link in the package directory, which holds OUT_DIR: not watched;
+        // `models/current.pb` is one in `versions`, reached through `models`.
+        let watched = link_directories(
+            &package,
+            Path::new("models/current.pb"),
+            &out_dir,
+            root.path(),
+        );
+        assert_eq!(watched, [package.join("models")]);
+        let absolute = package.join("versions/current.pb");
+        assert_eq!(
+            link_directories(&package, &absolute, &out_dir, root.path()),
+            [package.join("versions")]
+        );
+        assert!(
+            link_directories(&package, Path::new("versions/v1.pb"), &out_dir, root.path())
+                .is_empty()
+        );
+        // With the target directory elsewhere, the package directory is watched too.
+        let elsewhere = root.path().join("target/debug/build/app-1/out");
+        assert_eq!(
+            link_directories(
+                &package,
+                Path::new("models/current.pb"),
+                &elsewhere,
+                root.path()
+            ),
+            [package.clone(), package.join("models")]
+        );
+        // Outside the workspace, nothing is watched: cargo would scan it whole every build.
+        assert!(
+            link_directories(&package, &absolute, &out_dir, &package.join("models")).is_empty()
+        );
+    }
+
+    #[test]
+    fn a_directory_without_saved_model_pb_is_refused_before_it_is_hashed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = Model::new("pkg", ".");
+        let error = model
+            .check_saved_model_dir(dir.path())
+            .expect_err("no saved_model.pb")
+            .to_string();
+        assert_eq!(
+            error,
+            "graphopt: model 'pkg': . is a directory without a saved_model.pb, so not a SavedModel; give Model::new a GraphDef file or a SavedModel directory"
+        );
+        std::fs::write(dir.path().join("saved_model.pb"), b"").expect("write");
+        assert!(model.check_saved_model_dir(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn a_missing_model_says_where_it_was_looked_for() {
+        let model = Model::new("gone", "models/gone.pb");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            model.source_error(Path::new("/app/models/gone.pb"), missing).to_string(),
+            "graphopt: model 'gone': models/gone.pb does not exist (looked for /app/models/gone.pb: a relative path is taken from the package's directory); give Model::new the path of a GraphDef file or a SavedModel directory"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let error = model.source_error(Path::new("/app/models/gone.pb"), denied);
+        assert!(matches!(error, Error::Io { .. }), "{error}");
+    }
+
+    /// A lock file that is a device is an error naming it, not a read without end.
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_that_is_a_device_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = dir.path().join("graphopt.lock");
+        std::os::unix::fs::symlink("/dev/zero", &lock).expect("link");
+        let manifest = Manifest::of_bytes("m", "", b"graph");
+        let error = Model::new("m", "m.pb")
+            .check_lock(&lock, &manifest)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.starts_with("graphopt: model 'm': ") && error.contains("graphopt.lock: a device"),
+            "{error}"
+        );
     }
 
     #[test]

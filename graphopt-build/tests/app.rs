@@ -284,7 +284,7 @@ fn a_fresh_app_builds_embeds_and_caches_its_model() {
     let out = app.cargo(&["build"], &app.cache);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("does not match its recorded hash; rebuilding"),
+        stderr(&out).contains("does not match its recorded hash"),
         "{}",
         stderr(&out)
     );
@@ -571,7 +571,7 @@ fn a_renamed_or_removed_model_is_no_longer_embeddable() {
     // Moved out of the macro's reach, until the next run.
     assert!(out_dir.join("graphopt/.previous/tiny.pb").exists());
     assert!(out_dir.join("graphopt/small.pb").exists());
-    let index = std::fs::read_to_string(out_dir.join("graphopt/index.json")).unwrap();
+    let index = std::fs::read_to_string(out_dir.join("graphopt/models-index.json")).unwrap();
     assert!(
         index.contains("\"small\"") && !index.contains("tiny"),
         "{index}"
@@ -980,7 +980,7 @@ fn build_errors_say_what_to_do() {
         "no outputs: Some(graphopt: model 'tiny': no outputs declared; name them with .outputs([...]) (likely outputs: probs))".into(),
         "transforms: Some(graphopt: model 'tiny': .transforms(\"fold_constants(\") does not parse: column 16: the parameter list of 'fold_constants' is not closed with ')' (at `end of string`))".into(),
         "name: Some(graphopt: model 'my-model': 'my-model' is not a valid Rust identifier for a model module; use letters, digits and '_', and not a Rust keyword)".into(),
-        "missing: Some(graphopt: model 'gone': models/gone.pb: No such file or directory (os error 2))".into(),
+        format!("missing: Some(graphopt: model 'gone': models/gone.pb does not exist (looked for {}: a relative path is taken from the package's directory); give Model::new the path of a GraphDef file or a SavedModel directory)", app.path("models/gone.pb").display()),
         format!("metadata: Some(graphopt: [package.metadata.graphopt] in {toml}: models.tiny has an unknown key 'transform'; known keys: path, inputs, outputs, transforms, signature, tag_set, lock_file, verify, target, memory_budget, work_budget)"),
         "limits: Some(graphopt: GRAPHOPT_CACHE_MAX_SIZE=lots is not a size like 500M, 2G or 1048576)".into(),
     ];

@@ -305,8 +305,23 @@ fn expand(
     if let Some(refusal) = evaluator_refusal(&name, &manifest, runs_in_evaluator) {
         return Err(refusal);
     }
-    let graph_path = dir.join(format!("{name}.pb"));
-    let graph_path = graph_path.to_string_lossy().into_owned();
+    let graph_file = dir.join(format!("{name}.pb"));
+    // GRAPH_DEF's type has the manifest's length: a graph of another length (truncated, or
+    // its cache entry, which it is a hard link to, replaced in place) would be a type error
+    // about array lengths rather than one naming the file.
+    let actual = std::fs::metadata(&graph_file)
+        .map_err(|e| format!("{}: {e}", graph_file.display()))?
+        .len();
+    if actual != manifest.size_bytes {
+        return Err(format!(
+            "include_model!({name}): {} holds {actual} bytes where its manifest records {}: the artifact changed after graphopt-build wrote it; touch build.rs so that the build script runs again and rebuilds it",
+            graph_file.display(),
+            manifest.size_bytes
+        ));
+    }
+    let size = usize::try_from(manifest.size_bytes)
+        .map_err(|_| format!("include_model!({name}): the model is too large to embed"))?;
+    let graph_path = graph_file.to_string_lossy().into_owned();
     let manifest_str = manifest_path.to_string_lossy().into_owned();
     let specs = |list: &[Tensor]| list.iter().map(spec).collect::<Result<Vec<_>, _>>();
     let (inputs, outputs) = (specs(&manifest.inputs)?, specs(&manifest.outputs)?);
@@ -375,11 +390,7 @@ fn expand(
         listing(&manifest.inputs, &input_names, "inputs"),
         listing(&manifest.outputs, &output_names, "outputs"),
     );
-    let (sha, transforms, size) = (
-        &manifest.sha256,
-        &manifest.transforms,
-        manifest.size_bytes as usize,
-    );
+    let (sha, transforms) = (&manifest.sha256, &manifest.transforms);
     let (nodes, source_nodes, source_size) = (
         manifest.node_count,
         manifest.source_node_count,
@@ -447,6 +458,8 @@ mod tests {
             std::env::temp_dir().join(format!("graphopt-macros-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(out.join("graphopt")).map_err(|e| e.to_string())?;
         std::fs::write(out.join("graphopt/digits.json"), manifest).map_err(|e| e.to_string())?;
+        // The size MANIFEST records.
+        std::fs::write(out.join("graphopt/digits.pb"), [0u8; 2048]).map_err(|e| e.to_string())?;
         let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
         let tokens = expand(
             &Ident::new("digits", Span::call_site()),
@@ -531,6 +544,24 @@ mod tests {
                 .rsplit(": ")
                 .next(),
             Some("the manifest's 'evaluator_cannot_run' holds a non-string")
+        );
+    }
+
+    #[test]
+    fn a_graph_of_another_size_than_its_manifest_records_is_an_error_naming_it() {
+        let error = expand_manifest(
+            &MANIFEST.replace(r#""size_bytes": 2048"#, r#""size_bytes": 2049"#),
+            &["digits"],
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("include_model!(digits): ")
+                && error.contains("digits.pb holds 2048 bytes where its manifest records 2049")
+                && error.ends_with(
+                    "touch build.rs so that the build script runs again and rebuilds it"
+                ),
+            "{error}"
         );
     }
 
