@@ -39,9 +39,7 @@ use crate::tensor::{Limits, Tensor};
 /// Folds per-channel Mul/Add/Sub/BiasAdd after layers into their weights and one BiasAdd,
 /// until nothing changes; `protected` nodes keep their names.
 pub fn fold_scales_and_shifts(graph: &mut GraphDef, protected: &HashSet<String>) {
-    let mut late = LateWeights::default();
-    fold_scales_and_shifts_deferred(graph, protected, &mut late);
-    late.compute_all(graph);
+    computed_at_once(graph, protected, fold_scales_and_shifts_deferred);
 }
 
 /// [`fold_scales_and_shifts`], leaving large scaled weights late in `late` (see
@@ -51,16 +49,13 @@ pub fn fold_scales_and_shifts_deferred(
     protected: &HashSet<String>,
     late: &mut LateWeights,
 ) {
-    while sweep_scales(graph, protected, late) {}
-    late.forget_missing(graph);
+    until_unchanged(graph, protected, late, sweep_scales);
 }
 
 /// Folds FusedBatchNorm(V2/V3) and BatchNormWithGlobalNormalization after layers into their
 /// weights and a BiasAdd, until nothing changes; `protected` nodes keep their names.
 pub fn fold_batch_norm_ops(graph: &mut GraphDef, protected: &HashSet<String>) {
-    let mut late = LateWeights::default();
-    fold_batch_norm_ops_deferred(graph, protected, &mut late);
-    late.compute_all(graph);
+    computed_at_once(graph, protected, fold_batch_norm_ops_deferred);
 }
 
 /// [`fold_batch_norm_ops`], leaving large scaled weights late in `late`, as
@@ -70,7 +65,27 @@ pub fn fold_batch_norm_ops_deferred(
     protected: &HashSet<String>,
     late: &mut LateWeights,
 ) {
-    while sweep_norms(graph, protected, late) {}
+    until_unchanged(graph, protected, late, sweep_norms);
+}
+
+/// The signature of a deferred fold and of one sweep of it (true if anything changed).
+type Fold<T> = fn(&mut GraphDef, &HashSet<String>, &mut LateWeights) -> T;
+
+/// `fold` with every weight it leaves late computed before returning.
+fn computed_at_once(graph: &mut GraphDef, protected: &HashSet<String>, fold: Fold<()>) {
+    let mut late = LateWeights::default();
+    fold(graph, protected, &mut late);
+    late.compute_all(graph);
+}
+
+/// `sweep` until it changes nothing; then `late` forgets the Consts the sweeps removed.
+fn until_unchanged(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    late: &mut LateWeights,
+    sweep: Fold<bool>,
+) {
+    while sweep(graph, protected, late) {}
     late.forget_missing(graph);
 }
 
