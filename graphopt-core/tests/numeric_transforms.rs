@@ -368,6 +368,41 @@ fn flatten_atrous_conv_rewrites_the_output_shapes_it_changes() {
     assert_output_shapes_hold("atrous_conv", &graph, false);
 }
 
+#[test]
+fn constants_written_in_place_keep_their_output_shapes_true() {
+    // fold_scale_axis divides a scalar shift by a per-channel scale in place: the Const
+    // becomes [2], and TensorFlow 2.21 refused the graph while its `_output_shapes` said [].
+    let mut graph = graph_from_text(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 4 } dim { size: 4 } dim { size: 2 } } } } }
+node { name: "s" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 2 } } float_val: 2 float_val: 4 } } } }
+node { name: "m" op: "Mul" input: "x" input: "s" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "b" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { } float_val: 1 } } }
+  attr { key: "_output_shapes" value { list { shape { } } } } }
+node { name: "a" op: "AddV2" input: "m" input: "b" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "r" op: "Relu" input: "a" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 1 } } float_val: 1 float_val: 2 } } } }
+node { name: "y" op: "Conv2D" input: "r" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "VALID" } } }
+"#,
+    );
+    run_on(&mut graph, "fold_scale_axis", &["y"]).unwrap();
+    assert_eq!(count(&graph, "Mul"), 0);
+    let b = graph.node.iter().find(|n| n.name == "b").unwrap();
+    let value = graphopt_core::graph::attrs::tensor(b, "value").unwrap();
+    let Some(graphopt_core::proto::attr_value::Value::List(list)) =
+        b.attr.get("_output_shapes").and_then(|a| a.value.as_ref())
+    else {
+        panic!("b lost its _output_shapes");
+    };
+    assert_eq!(list.shape, [value.tensor_shape.clone().unwrap()]);
+    assert_eq!(list.shape[0].dim.len(), 1);
+}
+
 mod synthetic {
     //! Forms TensorFlow's CPU build cannot run (NCHW convolutions, the deprecated
     //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the
