@@ -494,6 +494,41 @@ fn fold_and_compare(graph: graphopt_core::proto::GraphDef, output: &str, removed
 }
 
 #[test]
+fn a_mul_after_a_bias_add_of_another_data_format_stays() {
+    // An NCHW BiasAdd after an NHWC convolution adds b[h] (H = C = 4 here); the Mul scales
+    // channel c. Folding made the bias b[h] * m[h] (TensorFlow 2.21, Grappler off: rows
+    // 1, 20, 300, 4000 where the original has 1, 2, 3, 4 times 10^h).
+    let graph = graph_from_text(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 4 } dim { size: 4 } dim { size: 2 } } } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 4 } }
+    float_val: 1 float_val: 2 float_val: 3 float_val: 4 float_val: 5 float_val: 6 float_val: 7 float_val: 8 } } } }
+node { name: "c" op: "Conv2D" input: "x" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "VALID" } } }
+node { name: "b" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 10 float_val: 100 float_val: 1000 } } } }
+node { name: "ba" op: "BiasAdd" input: "c" input: "b" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "data_format" value { s: "NCHW" } } }
+node { name: "m" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "y" op: "Mul" input: "ba" input: "m" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    let mut folded = graph.clone();
+    run_on(&mut folded, "fold_batch_norms", &["y"]).unwrap();
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec!["y".to_string()],
+        seed: 3,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&graph, &folded, &options).unwrap();
+    assert!(report.worst() < 1e-5, "{report:?}");
+    assert_eq!(count(&folded, "Mul"), 1);
+}
+
+#[test]
 fn nchw_fused_batch_norm_after_conv_folds() {
     use graphopt_core::proto::attr_value;
     use synthetic::*;

@@ -105,6 +105,16 @@ fn bias_layout(node: &NodeDef) -> (usize, usize) {
     }
 }
 
+/// The axis a BiasAdd node adds its bias along, on an input of rank `rank`: 1 for NCHW, else
+/// the last.
+fn bias_add_axis(node: &NodeDef, rank: usize) -> usize {
+    if bias_layout(node).0 == 4 {
+        1
+    } else {
+        rank.saturating_sub(1)
+    }
+}
+
 /// Per-channel values of `c` for a BiasAdd-like output of rank `output_rank` (when known);
 /// NHWC accepts any trailing layout that does not make the sum's rank higher than the
 /// output's (a `c` of rank 2 or more needs the output's rank known).
@@ -405,6 +415,12 @@ fn fold_mul(
         let Some((w, w_value, layer)) = layer_with_weights(graph, uses, l) else {
             return;
         };
+        // The bias must run along the layer's channels, as the scale does: a BiasAdd of
+        // another data format adds it along another axis (b[h] * m[c] is no b' per channel).
+        let (rank, axis) = layer.output_layout(&graph.node[l]);
+        if bias_add_axis(&graph.node[x], rank) != axis {
+            return;
+        }
         let (Some(scale), Some(bias)) = (
             w_value.per_output_channel(layer, &graph.node[l], &m_value),
             floats(&b_value),
@@ -689,8 +705,7 @@ fn fold_norm(
         let norm_nchw = attrs::string(&graph.node[bn], "data_format").is_some_and(|f| f == "NCHW");
         let norm_axis = if norm_nchw { 1 } else { rank - 1 };
         let bias_axis = match graph.node[x].op.as_str() {
-            "BiasAdd" if bias_layout(&graph.node[x]).0 == 4 => 1,
-            "BiasAdd" => rank - 1,
+            "BiasAdd" => bias_add_axis(&graph.node[x], rank),
             _ => {
                 if per_channel(&bias_value, bias.len(), axis, rank).is_none() {
                     return;
