@@ -529,6 +529,55 @@ node { name: "y" op: "Mul" input: "ba" input: "m" attr { key: "T" value { type: 
 }
 
 #[test]
+fn constants_named_as_inputs_are_never_folded_into_weights() {
+    // `mv` fed with ones: TensorFlow 2.21 gave [6, 8, 10, 12] for the graph, [6, 16, 30, 48]
+    // for what fold_batch_norms made of it (the default of `mv` folded into `w`).
+    let text = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 4 } dim { size: 4 } dim { size: 2 } } } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 4 } }
+    float_val: 1 float_val: 2 float_val: 3 float_val: 4 float_val: 5 float_val: 6 float_val: 7 float_val: 8 } } } }
+node { name: "c" op: "Conv2D" input: "x" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "VALID" } } }
+node { name: "b" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "ba" op: "BiasAdd" input: "c" input: "b" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "mv" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "y" op: "Mul" input: "ba" input: "mv" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+    let specs = transforms::parse("fold_batch_norms").unwrap();
+    for fed in ["none", "mv", "w", "b"] {
+        let mut graph = graph_from_text(text);
+        let original = graph.clone();
+        let inputs = ["x".to_string(), fed.to_string()];
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &["y".to_string()],
+        )
+        .unwrap();
+        assert_eq!(
+            count(&graph, "Mul"),
+            usize::from(fed != "none"),
+            "fed {fed}"
+        );
+        let value = |g: &graphopt_core::proto::GraphDef, name: &str| {
+            g.node
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| n.attr.get("value").cloned())
+        };
+        if fed != "none" {
+            assert_eq!(value(&graph, fed), value(&original, fed), "fed {fed}");
+        }
+    }
+}
+
+#[test]
 fn nchw_fused_batch_norm_after_conv_folds() {
     use graphopt_core::proto::attr_value;
     use synthetic::*;

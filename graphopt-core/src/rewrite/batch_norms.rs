@@ -20,7 +20,8 @@
 //! - a norm whose other outputs (batch mean, variance) are read is left alone.
 //!
 //! Both: `layer` is Conv2D, DepthwiseConv2dNative or MatMul with Const weights; scales and
-//! shifts are Consts that vary only along the output channels (or are scalars). Weights that
+//! shifts are Consts that vary only along the output channels (or are scalars); none of them is
+//! named in --inputs (a fed Const holds what is fed) or --outputs. Weights that
 //! another node also reads are copied (`NAME_bn_folded`) rather than scaled under the other
 //! reader. A multiply is never folded into a layer whose output something else reads, and no
 //! protected node loses its name. Run after constant folding, so the parameters are Consts.
@@ -70,6 +71,17 @@ fn become_bias_add(
             value: Some(attr_value::Value::S(bytes::Bytes::from_static(b"NHWC"))),
         }),
     );
+}
+
+/// The value of Const node `i`, unless `protected` names it: a Const named in --inputs holds
+/// what is fed and one named in --outputs must keep its value, so neither is folded away nor
+/// written in place.
+fn folded_value(graph: &GraphDef, protected: &HashSet<String>, i: usize) -> Option<Tensor> {
+    let node = graph.node.get(i)?;
+    if protected.contains(&node.name) {
+        return None;
+    }
+    const_value(node)
 }
 
 /// Position of the one Const among two data inputs, with the other input's producer.
@@ -353,13 +365,18 @@ fn two_data_inputs(node: &NodeDef) -> Option<[String; 2]> {
 }
 
 /// Layer node `l` with its float Const weights: (weights node, weights, layer kind).
-fn layer_with_weights(graph: &GraphDef, uses: &Uses, l: usize) -> Option<(usize, Weights, Layer)> {
+fn layer_with_weights(
+    graph: &GraphDef,
+    uses: &Uses,
+    protected: &HashSet<String>,
+    l: usize,
+) -> Option<(usize, Weights, Layer)> {
     let node = graph.node.get(l)?;
     let layer = Layer::of(node)?;
     let w_input = data_inputs(node).get(1).copied()?;
     let w = uses.producer(w_input)?;
     let w_node = graph.node.get(w)?;
-    if w_node.op != "Const" {
+    if w_node.op != "Const" || protected.contains(&w_node.name) {
         return None;
     }
     let proto = attrs::tensor(w_node, "value")?;
@@ -388,7 +405,7 @@ fn fold_mul(
     let Some((x, m, _)) = split_operands(graph, uses, &graph.node[mul], false) else {
         return;
     };
-    let Some(m_value) = const_value(&graph.node[m]) else {
+    let Some(m_value) = folded_value(graph, protected, m) else {
         return;
     };
     if uses.count(x) != 1 || protected.contains(&graph.node[x].name) || uses.reads_other_outputs(x)
@@ -403,7 +420,7 @@ fn fold_mul(
         let (Some(l), Some(bn)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
-        let Some(b_value) = const_value(&graph.node[bn]) else {
+        let Some(b_value) = folded_value(graph, protected, bn) else {
             return;
         };
         if uses.count(l) != 1
@@ -412,7 +429,7 @@ fn fold_mul(
         {
             return;
         }
-        let Some((w, w_value, layer)) = layer_with_weights(graph, uses, l) else {
+        let Some((w, w_value, layer)) = layer_with_weights(graph, uses, protected, l) else {
             return;
         };
         // The bias must run along the layer's channels, as the scale does: a BiasAdd of
@@ -447,7 +464,7 @@ fn fold_mul(
         return;
     }
     // Mul(layer, m).
-    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, protected, x) else {
         return;
     };
     if !edits.free(graph, uses, &[x, w, m]) {
@@ -481,7 +498,7 @@ fn fold_add(
     else {
         return;
     };
-    let Some(c_value) = const_value(&graph.node[c]) else {
+    let Some(c_value) = folded_value(graph, protected, c) else {
         return;
     };
     let sign = if op == "Sub" { -1.0 } else { 1.0 };
@@ -502,7 +519,7 @@ fn fold_add(
             return;
         };
         let Some(bn) = uses.producer(&b) else { return };
-        let Some(b_value) = const_value(&graph.node[bn]) else {
+        let Some(b_value) = folded_value(graph, protected, bn) else {
             return;
         };
         let Some(bias) = floats(&b_value) else { return };
@@ -540,7 +557,7 @@ fn fold_add(
     if is_bias_add || uses.count(x) != 1 {
         return;
     }
-    let Some((_, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+    let Some((_, w_value, layer)) = layer_with_weights(graph, uses, protected, x) else {
         return;
     };
     let Some(values) = w_value.per_output_channel(layer, &graph.node[x], &c_value) else {
@@ -589,6 +606,7 @@ fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>) -> bool {
 fn norm_parameters(
     graph: &GraphDef,
     uses: &Uses,
+    protected: &HashSet<String>,
     bn: usize,
 ) -> Option<(Vec<f64>, Vec<f64>, Vec<usize>)> {
     let node = &graph.node[bn];
@@ -600,7 +618,7 @@ fn norm_parameters(
         .collect::<Option<_>>()?;
     let values: Vec<Vec<f64>> = producers
         .iter()
-        .map(|&p| floats(&const_value(graph.node.get(p)?)?))
+        .map(|&p| floats(&folded_value(graph, protected, p)?))
         .collect::<Option<_>>()?;
     let (gamma, beta, mean, var, epsilon) = if node.op == "BatchNormWithGlobalNormalization" {
         let [mean, var, beta, gamma] = values.as_slice() else {
@@ -662,7 +680,7 @@ fn fold_norm(
     if uses.reads_other_outputs(bn) {
         return;
     }
-    let Some((scale, mut offset, params)) = norm_parameters(graph, uses, bn) else {
+    let Some((scale, mut offset, params)) = norm_parameters(graph, uses, protected, bn) else {
         return;
     };
     let Some(x_input) = data_inputs(&graph.node[bn]).first().map(|s| s.to_string()) else {
@@ -684,7 +702,7 @@ fn fold_norm(
         let (Some(l), Some(bp)) = (uses.producer(&y), uses.producer(&b)) else {
             return;
         };
-        let Some(bias_value) = const_value(&graph.node[bp]) else {
+        let Some(bias_value) = folded_value(graph, protected, bp) else {
             return;
         };
         let Some(bias) = floats(&bias_value) else {
@@ -723,7 +741,7 @@ fn fold_norm(
         between_bias = Some(bp);
         x = l;
     }
-    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, protected, x) else {
         return;
     };
     let layer_node = &graph.node[x];
