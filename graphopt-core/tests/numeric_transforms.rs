@@ -403,6 +403,42 @@ node { name: "y" op: "Conv2D" input: "r" input: "w" attr { key: "T" value { type
     assert_eq!(list.shape[0].dim.len(), 1);
 }
 
+#[test]
+fn scales_that_would_overflow_a_half_shift_stay() {
+    // Relu(x * [1e-3, 1] + [100, 1]) in half: moving the scale divides the shift to 1e5, past
+    // half's largest 65504; TensorFlow 2.21 then gave infinities where the graph gives 214.8.
+    let half = |name: &str, values: &[f32], dims: &[usize]| {
+        let values: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values).unwrap();
+        let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F16(array));
+        graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+    };
+    use synthetic::{conv, graph, node};
+    let mut x = synthetic::placeholder("x", &[1, 4, 4, 2]);
+    let f16 = || graphopt_core::proto::AttrValue {
+        value: Some(graphopt_core::proto::attr_value::Value::Type(
+            graphopt_core::proto::DataType::DtHalf as i32,
+        )),
+    };
+    x.attr.insert("dtype".into(), f16());
+    let mut nodes = vec![
+        x,
+        half("s", &[1e-3, 1.0], &[2]),
+        half("b", &[100.0, 1.0], &[2]),
+        half("w", &[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]),
+        node("m", "Mul", &["x", "s"], &[]),
+        node("a", "AddV2", &["m", "b"], &[]),
+        node("r", "Relu", &["a"], &[]),
+        conv("y", "r", "w", "VALID"),
+    ];
+    for n in nodes.iter_mut().filter(|n| n.attr.contains_key("T")) {
+        n.attr.insert("T".into(), f16());
+    }
+    let mut folded = graph(nodes);
+    run_on(&mut folded, "fold_scale_axis", &["y"]).unwrap();
+    assert_eq!(count(&folded, "Mul"), 1);
+}
+
 mod synthetic {
     //! Forms TensorFlow's CPU build cannot run (NCHW convolutions, the deprecated
     //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the
