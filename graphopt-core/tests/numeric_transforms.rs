@@ -439,6 +439,44 @@ fn scales_that_would_overflow_a_half_shift_stay() {
     assert_eq!(count(&folded, "Mul"), 1);
 }
 
+#[test]
+fn batch_norms_whose_fold_would_overflow_half_stay() {
+    // A half convolution near the norm's mean of 100, scaled by 1000 in float32 inside the
+    // norm: folded, the bias `-mean * scale` is -1e5, past half's 65504, and TensorFlow 2.21
+    // gave NaN where the graph gives numbers up to 3062.
+    let f32s = |name: &str, values: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "Const" attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_FLOAT tensor_shape {{ dim {{ size: 2 }} }} {values} }} }} }} }}"#
+        )
+    };
+    let text = format!(
+        r#"
+node {{ name: "x" op: "Placeholder" attr {{ key: "dtype" value {{ type: DT_HALF }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: 1 }} dim {{ size: 4 }} dim {{ size: 4 }} dim {{ size: 2 }} }} }} }} }}
+node {{ name: "w" op: "Const" attr {{ key: "dtype" value {{ type: DT_HALF }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_HALF tensor_shape {{ dim {{ size: 1 }} dim {{ size: 1 }} dim {{ size: 2 }} dim {{ size: 2 }} }}
+    half_val: 15360 half_val: 16384 half_val: 16896 half_val: 17408 }} }} }} }}
+node {{ name: "c" op: "Conv2D" input: "x" input: "w" attr {{ key: "T" value {{ type: DT_HALF }} }}
+  attr {{ key: "strides" value {{ list {{ i: 1 i: 1 i: 1 i: 1 }} }} }} attr {{ key: "padding" value {{ s: "VALID" }} }} }}
+{}
+{}
+{}
+{}
+node {{ name: "y" op: "FusedBatchNormV3" input: "c" input: "scale" input: "offset" input: "mean" input: "variance"
+  attr {{ key: "T" value {{ type: DT_HALF }} }} attr {{ key: "U" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "epsilon" value {{ f: 0 }} }} attr {{ key: "is_training" value {{ b: false }} }} }}
+"#,
+        f32s("scale", "float_val: 1000 float_val: 1"),
+        f32s("offset", "float_val: 0 float_val: 0"),
+        f32s("mean", "float_val: 100 float_val: 0"),
+        f32s("variance", "float_val: 1 float_val: 1"),
+    );
+    let mut graph = graph_from_text(&text);
+    run_on(&mut graph, "fold_old_batch_norms", &["y"]).unwrap();
+    assert_eq!(count(&graph, "FusedBatchNormV3"), 1);
+}
+
 mod synthetic {
     //! Forms TensorFlow's CPU build cannot run (NCHW convolutions, the deprecated
     //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the

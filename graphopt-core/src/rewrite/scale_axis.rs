@@ -16,7 +16,7 @@
 //!
 //! A chain with no ReLU, LeakyReLU or MaxPool (the multiply straight into the layer, or only
 //! linear steps between) moves any finite non-zero scale, negative ones included, unless the
-//! scaled weights or the divided shift would overflow their type. The layers
+//! scaled weights or the divided shift would overflow their type ([`super::weights`]). The layers
 //! are Conv2D, DepthwiseConv2dNative (NHWC) and MatMul with Const weights; every reader of the
 //! chain's end must be one of them, reading it as its data input. Weights another node also
 //! reads are copied, never scaled under it.
@@ -368,11 +368,7 @@ fn try_move(
             return None;
         }
         let per_channel = expand(&current, layer.input_channels(&w_value)?)?;
-        let scaled_w = layer.scale_inputs(&w_value, &per_channel)?;
-        if overflowed(&w_value, &scaled_w) {
-            return None;
-        }
-        scaled.push((r, w, scaled_w));
+        scaled.push((r, w, layer.scale_inputs(&w_value, &per_channel)?));
     }
     let mut involved = vec![mul, s_node];
     involved.extend(shift.map(|(a, b)| [a, b]).into_iter().flatten());
@@ -396,9 +392,6 @@ fn try_move(
             let mut value = vector(&divided, b_value.dtype())?;
             if b_value.shape().len() > 1 {
                 value = reshape_like(&value, b_value.shape())?;
-            }
-            if overflowed(&b_value, &value) {
-                return None;
             }
             Some((add, b_node, value))
         }
@@ -657,17 +650,6 @@ fn mul_before(graph: &GraphDef, uses: &Uses, x: &str) -> Option<usize> {
         }
         input = data_inputs(node).first()?;
     }
-}
-
-/// Whether `new` holds more infinities or NaNs than `old`: values moved in a narrow type can
-/// overflow (a half shift of 100 divided by a scale of 1e-3 is 1e5, past half's 65504, and
-/// the layer then outputs infinities where TensorFlow gave numbers).
-fn overflowed(old: &crate::tensor::Tensor, new: &crate::tensor::Tensor) -> bool {
-    let non_finite = |t: &crate::tensor::Tensor| {
-        t.float_values()
-            .map_or(0, |values| values.filter(|v| !v.is_finite()).count())
-    };
-    non_finite(new) > non_finite(old)
 }
 
 /// The per-channel length of `scale` against a layer's input channels (a scalar fits any).
