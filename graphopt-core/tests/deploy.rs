@@ -228,3 +228,40 @@ fn assert_no_identical_constants(scope: &str, nodes: &[graphopt_core::proto::Nod
         constants.push((node.name.as_str(), key));
     }
 }
+
+/// A Const named in --inputs holds what is fed: with no --outputs (nothing cut, so it stays a
+/// Const), `@deploy` merged an identical Const into it, and TensorFlow 2.21 fed with
+/// `a = [10, 20]` computed `x * a + a` = [20, 40] where the graph says `x * b + a` = [11, 22].
+#[test]
+fn deploy_never_merges_a_constant_into_a_fed_input() {
+    let constant = |name: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "Const" attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_FLOAT tensor_shape {{ dim {{ size: 2 }} }} float_val: 1 float_val: 2 }} }} }} }}"#
+        )
+    };
+    let text = format!(
+        r#"{}
+{}
+node {{ name: "x" op: "Placeholder" attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: 2 }} }} }} }} }}
+node {{ name: "m" op: "Mul" input: "x" input: "b" attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+node {{ name: "y" op: "AddV2" input: "m" input: "a" attr {{ key: "T" value {{ type: DT_FLOAT }} }} }}
+"#,
+        constant("a"),
+        constant("b")
+    );
+    let mut graph = graphopt_core::text_format::parse(&text).unwrap();
+    let specs = graphopt_core::transforms::parse("@deploy").unwrap();
+    let inputs = ["a".to_string(), "x".to_string()];
+    graphopt_core::transforms::run(
+        &graphopt_core::transforms::Registry::with_builtins(),
+        &mut graph,
+        &specs,
+        &inputs,
+        &[],
+    )
+    .unwrap();
+    let mul = graph.node.iter().find(|n| n.name == "m").unwrap();
+    assert_eq!(mul.input, ["x", "b"], "{graph:?}");
+}

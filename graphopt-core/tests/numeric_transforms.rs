@@ -368,6 +368,115 @@ fn flatten_atrous_conv_rewrites_the_output_shapes_it_changes() {
     assert_output_shapes_hold("atrous_conv", &graph, false);
 }
 
+#[test]
+fn constants_written_in_place_keep_their_output_shapes_true() {
+    // fold_scale_axis divides a scalar shift by a per-channel scale in place: the Const
+    // becomes [2], and TensorFlow 2.21 refused the graph while its `_output_shapes` said [].
+    let mut graph = graph_from_text(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 4 } dim { size: 4 } dim { size: 2 } } } } }
+node { name: "s" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 2 } } float_val: 2 float_val: 4 } } } }
+node { name: "m" op: "Mul" input: "x" input: "s" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "b" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { } float_val: 1 } } }
+  attr { key: "_output_shapes" value { list { shape { } } } } }
+node { name: "a" op: "AddV2" input: "m" input: "b" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "r" op: "Relu" input: "a" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 1 } } float_val: 1 float_val: 2 } } } }
+node { name: "y" op: "Conv2D" input: "r" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "VALID" } } }
+"#,
+    );
+    run_on(&mut graph, "fold_scale_axis", &["y"]).unwrap();
+    assert_eq!(count(&graph, "Mul"), 0);
+    let b = graph.node.iter().find(|n| n.name == "b").unwrap();
+    let value = graphopt_core::graph::attrs::tensor(b, "value").unwrap();
+    let Some(graphopt_core::proto::attr_value::Value::List(list)) =
+        b.attr.get("_output_shapes").and_then(|a| a.value.as_ref())
+    else {
+        panic!("b lost its _output_shapes");
+    };
+    assert_eq!(list.shape, [value.tensor_shape.clone().unwrap()]);
+    assert_eq!(list.shape[0].dim.len(), 1);
+}
+
+#[test]
+fn scales_that_would_overflow_a_half_shift_stay() {
+    // Relu(x * [1e-3, 1] + [100, 1]) in half: moving the scale divides the shift to 1e5, past
+    // half's largest 65504; TensorFlow 2.21 then gave infinities where the graph gives 214.8.
+    let half = |name: &str, values: &[f32], dims: &[usize]| {
+        let values: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), values).unwrap();
+        let t = graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F16(array));
+        graphopt_core::graph::edit::const_node(name.into(), String::new(), &t)
+    };
+    use synthetic::{conv, graph, node};
+    let mut x = synthetic::placeholder("x", &[1, 4, 4, 2]);
+    let f16 = || graphopt_core::proto::AttrValue {
+        value: Some(graphopt_core::proto::attr_value::Value::Type(
+            graphopt_core::proto::DataType::DtHalf as i32,
+        )),
+    };
+    x.attr.insert("dtype".into(), f16());
+    let mut nodes = vec![
+        x,
+        half("s", &[1e-3, 1.0], &[2]),
+        half("b", &[100.0, 1.0], &[2]),
+        half("w", &[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]),
+        node("m", "Mul", &["x", "s"], &[]),
+        node("a", "AddV2", &["m", "b"], &[]),
+        node("r", "Relu", &["a"], &[]),
+        conv("y", "r", "w", "VALID"),
+    ];
+    for n in nodes.iter_mut().filter(|n| n.attr.contains_key("T")) {
+        n.attr.insert("T".into(), f16());
+    }
+    let mut folded = graph(nodes);
+    run_on(&mut folded, "fold_scale_axis", &["y"]).unwrap();
+    assert_eq!(count(&folded, "Mul"), 1);
+}
+
+#[test]
+fn batch_norms_whose_fold_would_overflow_half_stay() {
+    // A half convolution near the norm's mean of 100, scaled by 1000 in float32 inside the
+    // norm: folded, the bias `-mean * scale` is -1e5, past half's 65504, and TensorFlow 2.21
+    // gave NaN where the graph gives numbers up to 3062.
+    let f32s = |name: &str, values: &str| {
+        format!(
+            r#"node {{ name: "{name}" op: "Const" attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_FLOAT tensor_shape {{ dim {{ size: 2 }} }} {values} }} }} }} }}"#
+        )
+    };
+    let text = format!(
+        r#"
+node {{ name: "x" op: "Placeholder" attr {{ key: "dtype" value {{ type: DT_HALF }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: 1 }} dim {{ size: 4 }} dim {{ size: 4 }} dim {{ size: 2 }} }} }} }} }}
+node {{ name: "w" op: "Const" attr {{ key: "dtype" value {{ type: DT_HALF }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: DT_HALF tensor_shape {{ dim {{ size: 1 }} dim {{ size: 1 }} dim {{ size: 2 }} dim {{ size: 2 }} }}
+    half_val: 15360 half_val: 16384 half_val: 16896 half_val: 17408 }} }} }} }}
+node {{ name: "c" op: "Conv2D" input: "x" input: "w" attr {{ key: "T" value {{ type: DT_HALF }} }}
+  attr {{ key: "strides" value {{ list {{ i: 1 i: 1 i: 1 i: 1 }} }} }} attr {{ key: "padding" value {{ s: "VALID" }} }} }}
+{}
+{}
+{}
+{}
+node {{ name: "y" op: "FusedBatchNormV3" input: "c" input: "scale" input: "offset" input: "mean" input: "variance"
+  attr {{ key: "T" value {{ type: DT_HALF }} }} attr {{ key: "U" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "epsilon" value {{ f: 0 }} }} attr {{ key: "is_training" value {{ b: false }} }} }}
+"#,
+        f32s("scale", "float_val: 1000 float_val: 1"),
+        f32s("offset", "float_val: 0 float_val: 0"),
+        f32s("mean", "float_val: 100 float_val: 0"),
+        f32s("variance", "float_val: 1 float_val: 1"),
+    );
+    let mut graph = graph_from_text(&text);
+    run_on(&mut graph, "fold_old_batch_norms", &["y"]).unwrap();
+    assert_eq!(count(&graph, "FusedBatchNormV3"), 1);
+}
+
 mod synthetic {
     //! Forms TensorFlow's CPU build cannot run (NCHW convolutions, the deprecated
     //! BatchNormWithGlobalNormalization): checked against graphopt's own evaluation of the
@@ -456,6 +565,90 @@ fn fold_and_compare(graph: graphopt_core::proto::GraphDef, output: &str, removed
     };
     let report = graphopt_core::verify::compare(&graph, &folded, &options).unwrap();
     assert!(report.worst() < 1e-5, "{report:?}");
+}
+
+#[test]
+fn a_mul_after_a_bias_add_of_another_data_format_stays() {
+    // An NCHW BiasAdd after an NHWC convolution adds b[h] (H = C = 4 here); the Mul scales
+    // channel c. Folding made the bias b[h] * m[h] (TensorFlow 2.21, Grappler off: rows
+    // 1, 20, 300, 4000 where the original has 1, 2, 3, 4 times 10^h).
+    let graph = graph_from_text(
+        r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 4 } dim { size: 4 } dim { size: 2 } } } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 4 } }
+    float_val: 1 float_val: 2 float_val: 3 float_val: 4 float_val: 5 float_val: 6 float_val: 7 float_val: 8 } } } }
+node { name: "c" op: "Conv2D" input: "x" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "VALID" } } }
+node { name: "b" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 10 float_val: 100 float_val: 1000 } } } }
+node { name: "ba" op: "BiasAdd" input: "c" input: "b" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "data_format" value { s: "NCHW" } } }
+node { name: "m" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "y" op: "Mul" input: "ba" input: "m" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    let mut folded = graph.clone();
+    run_on(&mut folded, "fold_batch_norms", &["y"]).unwrap();
+    let options = graphopt_core::verify::VerifyOptions {
+        outputs: vec!["y".to_string()],
+        seed: 3,
+        ..Default::default()
+    };
+    let report = graphopt_core::verify::compare(&graph, &folded, &options).unwrap();
+    assert!(report.worst() < 1e-5, "{report:?}");
+    assert_eq!(count(&folded, "Mul"), 1);
+}
+
+#[test]
+fn constants_named_as_inputs_are_never_folded_into_weights() {
+    // `mv` fed with ones: TensorFlow 2.21 gave [6, 8, 10, 12] for the graph, [6, 16, 30, 48]
+    // for what fold_batch_norms made of it (the default of `mv` folded into `w`).
+    let text = r#"
+node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "shape" value { shape { dim { size: 1 } dim { size: 4 } dim { size: 4 } dim { size: 2 } } } } }
+node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 1 } dim { size: 1 } dim { size: 2 } dim { size: 4 } }
+    float_val: 1 float_val: 2 float_val: 3 float_val: 4 float_val: 5 float_val: 6 float_val: 7 float_val: 8 } } } }
+node { name: "c" op: "Conv2D" input: "x" input: "w" attr { key: "T" value { type: DT_FLOAT } }
+  attr { key: "strides" value { list { i: 1 i: 1 i: 1 i: 1 } } } attr { key: "padding" value { s: "VALID" } } }
+node { name: "b" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "ba" op: "BiasAdd" input: "c" input: "b" attr { key: "T" value { type: DT_FLOAT } } }
+node { name: "mv" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+  attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 4 } } float_val: 1 float_val: 2 float_val: 3 float_val: 4 } } } }
+node { name: "y" op: "Mul" input: "ba" input: "mv" attr { key: "T" value { type: DT_FLOAT } } }
+"#;
+    let specs = transforms::parse("fold_batch_norms").unwrap();
+    for fed in ["none", "mv", "w", "b"] {
+        let mut graph = graph_from_text(text);
+        let original = graph.clone();
+        let inputs = ["x".to_string(), fed.to_string()];
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut graph,
+            &specs,
+            &inputs,
+            &["y".to_string()],
+        )
+        .unwrap();
+        assert_eq!(
+            count(&graph, "Mul"),
+            usize::from(fed != "none"),
+            "fed {fed}"
+        );
+        let value = |g: &graphopt_core::proto::GraphDef, name: &str| {
+            g.node
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| n.attr.get("value").cloned())
+        };
+        if fed != "none" {
+            assert_eq!(value(&graph, fed), value(&original, fed), "fed {fed}");
+        }
+    }
 }
 
 #[test]

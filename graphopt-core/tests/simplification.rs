@@ -495,6 +495,68 @@ fn shape_no_ops_go_and_real_reshapes_stay() {
     assert_eq!(count(&after, "Transpose"), 2, "two rotations do not cancel");
 }
 
+/// A Const named in --inputs holds what is fed: a Transpose pair or nested concatenation is
+/// judged by its permutations or axes only where they are not fed.
+#[test]
+fn fed_permutations_and_axes_are_no_constants() {
+    let run_fed = |g: &GraphDef, transform: &str, fed: &str| {
+        let mut out = g.clone();
+        let specs = transforms::parse(transform).unwrap();
+        let inputs = ["x".to_string(), fed.to_string()];
+        transforms::run(
+            &Registry::with_builtins(),
+            &mut out,
+            &specs,
+            &inputs,
+            &["y".into()],
+        )
+        .unwrap();
+        out
+    };
+    let tperm = || [("Tperm", dtype(DataType::DtInt32))];
+    let transposes = around(
+        "t2",
+        vec![
+            int32s("p1", &[3], &[1, 2, 0]),
+            int32s("p2", &[3], &[2, 0, 1]),
+            node("t1", "Transpose", &["x", "p1"], &tperm()),
+            node("t2", "Transpose", &["t1", "p2"], &tperm()),
+        ],
+    );
+    for fed in ["p1", "p2"] {
+        let after = run_fed(&transposes, "remove_leftovers", fed);
+        assert_eq!(count(&after, "Transpose"), 2, "{fed} fed");
+    }
+    let concat = |name: &str, inputs: &[&str]| {
+        node(
+            name,
+            "ConcatV2",
+            inputs,
+            &[
+                ("N", attr_value::Value::I(2)),
+                ("Tidx", dtype(DataType::DtInt32)),
+            ],
+        )
+    };
+    let nested = around(
+        "outer",
+        vec![
+            int32s("a1", &[], &[0]),
+            int32s("a2", &[], &[0]),
+            concat("inner", &["x", "x", "a1"]),
+            concat("outer", &["inner", "x", "a2"]),
+        ],
+    );
+    assert_eq!(
+        count(&run(&nested, "simplify_arithmetic", &["y"]), "ConcatV2"),
+        1
+    );
+    for fed in ["a1", "a2"] {
+        let after = run_fed(&nested, "simplify_arithmetic", fed);
+        assert_eq!(count(&after, "ConcatV2"), 2, "{fed} fed");
+    }
+}
+
 #[test]
 fn control_anchors_that_order_nothing_go() {
     let mut g = around("a", vec![node("a", "Relu", &["x"], &[])]);

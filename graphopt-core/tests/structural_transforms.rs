@@ -537,6 +537,68 @@ fn fuse_convolutions_leave_batches_other_than_one_alone() {
     }
 }
 
+/// A MirrorPad before a Conv2D of a batch of 1, with int32 or int64 paddings, the Conv2D's
+/// type and padding (and explicit paddings) as given.
+fn pad_conv(t: &str, paddings: &str, padding: &str) -> GraphDef {
+    let values = "0 0 1 1 1 1 0 0"
+        .split(' ')
+        .map(|v| {
+            format!(
+                "{}_val: {v}",
+                if paddings == "DT_INT64" {
+                    "int64"
+                } else {
+                    "int"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let explicit = if padding == "EXPLICIT" {
+        r#"attr { key: "explicit_paddings" value { list { i: 0 i: 0 i: 1 i: 1 i: 0 i: 0 i: 0 i: 0 } } }"#
+    } else {
+        ""
+    };
+    text(&format!(
+        r#"
+node {{ name: "x" op: "Placeholder" attr {{ key: "dtype" value {{ type: {t} }} }}
+  attr {{ key: "shape" value {{ shape {{ dim {{ size: 1 }} dim {{ size: 5 }} dim {{ size: 5 }} dim {{ size: 2 }} }} }} }} }}
+node {{ name: "p" op: "Const" attr {{ key: "dtype" value {{ type: {paddings} }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: {paddings} tensor_shape {{ dim {{ size: 4 }} dim {{ size: 2 }} }} {values} }} }} }} }}
+node {{ name: "mp" op: "MirrorPad" input: "x" input: "p" attr {{ key: "T" value {{ type: {t} }} }}
+  attr {{ key: "Tpaddings" value {{ type: {paddings} }} }} attr {{ key: "mode" value {{ s: "REFLECT" }} }} }}
+node {{ name: "w" op: "Const" attr {{ key: "dtype" value {{ type: {t} }} }}
+  attr {{ key: "value" value {{ tensor {{ dtype: {t} tensor_shape {{ dim {{ size: 1 }} dim {{ size: 1 }} dim {{ size: 2 }} dim {{ size: 1 }} }} {v}_val: 1 {v}_val: 2 }} }} }} }}
+node {{ name: "y" op: "Conv2D" input: "mp" input: "w" attr {{ key: "T" value {{ type: {t} }} }}
+  attr {{ key: "strides" value {{ list {{ i: 1 i: 1 i: 1 i: 1 }} }} }} attr {{ key: "padding" value {{ s: "{padding}" }} }} {explicit} }}
+"#,
+        v = if t == "DT_INT32" { "int" } else { "float" },
+    ))
+}
+
+#[test]
+fn fuse_pad_and_conv_leaves_what_the_fused_op_cannot_take() {
+    // TensorFlow 2.21 refuses FusedPadConv2D reading int64 paddings ("expected int32"), with
+    // padding EXPLICIT ("not in the list of allowed values") or of type int32.
+    let cases = [
+        ("DT_FLOAT", "DT_INT32", "VALID", true),
+        ("DT_FLOAT", "DT_INT64", "VALID", false),
+        ("DT_FLOAT", "DT_INT32", "EXPLICIT", false),
+        ("DT_INT32", "DT_INT32", "VALID", false),
+    ];
+    for (t, paddings, padding, fuses) in cases {
+        let mut graph = pad_conv(t, paddings, padding);
+        let outcomes = run(&mut graph, "fuse_pad_and_conv", &["x"], &["y"]).unwrap();
+        let fused = node(&graph, "y").op == "FusedPadConv2D";
+        assert_eq!(fused, fuses, "{t} {paddings} {padding}: {graph:?}");
+        let warned = outcomes
+            .iter()
+            .flat_map(|o| &o.warnings)
+            .any(|w| w.contains("'y' not fused"));
+        assert_eq!(warned, !fuses, "{t} {paddings} {padding}: {outcomes:?}");
+    }
+}
+
 #[test]
 fn backport_tensor_array_v3_rewires_the_flow_output() {
     let mut graph = text(

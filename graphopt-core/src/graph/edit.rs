@@ -288,8 +288,17 @@ pub fn set_const_value(node: &mut NodeDef, value: &Tensor) {
     set_const_proto(node, value.to_proto());
 }
 
-/// Replaces the value of Const node `node` with `proto` (and its dtype with `proto.dtype`).
+/// Replaces the value of Const node `node` with `proto` (and its dtype with `proto.dtype`,
+/// and the shape its `_output_shapes` says, if it has them, with `proto`'s: a fold may write
+/// a value of another shape, a scalar shift made per channel, and TensorFlow refuses a graph
+/// whose `_output_shapes` disagree with it).
 pub fn set_const_proto(node: &mut NodeDef, proto: TensorProto) {
+    if let Some(shapes) = node.attr.get_mut("_output_shapes") {
+        shapes.value = Some(attr_value::Value::List(Box::new(attr_value::ListValue {
+            shape: vec![proto.tensor_shape.clone().unwrap_or_default()],
+            ..Default::default()
+        })));
+    }
     node.attr.insert(
         "dtype".into(),
         AttrValue {

@@ -41,6 +41,33 @@ pub fn attr_or_default<'a>(node: &'a NodeDef, name: &str) -> Option<&'a AttrValu
     node.attr.get(name).or_else(|| attr_default(&node.op, name))
 }
 
+/// Whether every type and string attribute of `node` is one that op `to`'s OpDef allows (an
+/// attribute or OpDef graphopt does not carry restricts nothing): a rewrite that gives a node
+/// another op, or copies attributes onto one, checks that TensorFlow will take them.
+pub fn values_allowed(node: &NodeDef, to: &str) -> bool {
+    let Some(def) = op_def(to) else {
+        return true;
+    };
+    def.attr.iter().all(|a| {
+        let allowed = a.allowed_values.as_ref().and_then(|v| match &v.value {
+            Some(attr_value::Value::List(list)) => Some(list),
+            _ => None,
+        });
+        match (
+            allowed,
+            node.attr.get(&a.name).and_then(|v| v.value.as_ref()),
+        ) {
+            (Some(allowed), Some(attr_value::Value::Type(t))) if !allowed.r#type.is_empty() => {
+                allowed.r#type.contains(t)
+            }
+            (Some(allowed), Some(attr_value::Value::S(s))) if !allowed.s.is_empty() => {
+                allowed.s.contains(s)
+            }
+            _ => true,
+        }
+    })
+}
+
 /// TF1's lowered control-flow primitives, with the Ref forms of those that have one.
 pub const CONTROL_FLOW_PRIMITIVES: &[&str] = &[
     "Switch",

@@ -20,7 +20,8 @@
 //! - a norm whose other outputs (batch mean, variance) are read is left alone.
 //!
 //! Both: `layer` is Conv2D, DepthwiseConv2dNative or MatMul with Const weights; scales and
-//! shifts are Consts that vary only along the output channels (or are scalars). Weights that
+//! shifts are Consts that vary only along the output channels (or are scalars); none of them is
+//! named in --inputs (a fed Const holds what is fed) or --outputs. Weights that
 //! another node also reads are copied (`NAME_bn_folded`) rather than scaled under the other
 //! reader. A multiply is never folded into a layer whose output something else reads, and no
 //! protected node loses its name. Run after constant folding, so the parameters are Consts.
@@ -147,6 +148,16 @@ fn bias_layout(node: &NodeDef) -> (usize, usize) {
     }
 }
 
+/// The axis a BiasAdd node adds its bias along, on an input of rank `rank`: 1 for NCHW, else
+/// the last.
+fn bias_add_axis(node: &NodeDef, rank: usize) -> usize {
+    if bias_layout(node).0 == 4 {
+        1
+    } else {
+        rank.saturating_sub(1)
+    }
+}
+
 /// Per-channel values of `c` for a BiasAdd-like output of rank `output_rank` (when known);
 /// NHWC accepts any trailing layout that does not make the sum's rank higher than the
 /// output's (a `c` of rank 2 or more needs the output's rank known).
@@ -224,13 +235,16 @@ impl FoldEdits {
         edits
     }
 
-    /// The value of Const `i`; `None` for a late weight, whose content is not its value yet.
+    /// The value of Const `i` for a fold to take in; `None` for a late weight, whose content
+    /// is not its value yet, and for a protected Const: one named in --inputs holds what is
+    /// fed, one named in --outputs must keep its value, so neither is folded away nor written
+    /// in place.
     fn value(&self, graph: &GraphDef, i: usize) -> Option<Tensor> {
         let node = graph.node.get(i)?;
-        match self.late.of(node) {
-            Some(_) => None,
-            None => const_value(node),
+        if self.late.of(node).is_some() || self.edits.protected.contains(&node.name) {
+            return None;
         }
+        const_value(node)
     }
 
     /// Weights `proto` of Const `w` scaled per output channel of `layer`, late where large.
@@ -452,13 +466,18 @@ fn two_data_inputs(node: &NodeDef) -> Option<[String; 2]> {
 }
 
 /// Layer node `l` with its float Const weights: (weights node, weights, layer kind).
-fn layer_with_weights(graph: &GraphDef, uses: &Uses, l: usize) -> Option<(usize, Weights, Layer)> {
+fn layer_with_weights(
+    graph: &GraphDef,
+    uses: &Uses,
+    protected: &HashSet<String>,
+    l: usize,
+) -> Option<(usize, Weights, Layer)> {
     let node = graph.node.get(l)?;
     let layer = Layer::of(node)?;
     let w_input = data_inputs(node).get(1).copied()?;
     let w = uses.producer(w_input)?;
     let w_node = graph.node.get(w)?;
-    if w_node.op != "Const" {
+    if w_node.op != "Const" || protected.contains(&w_node.name) {
         return None;
     }
     let proto = attrs::tensor(w_node, "value")?;
@@ -511,9 +530,15 @@ fn fold_mul(
         {
             return;
         }
-        let Some((w, w_value, layer)) = layer_with_weights(graph, uses, l) else {
+        let Some((w, w_value, layer)) = layer_with_weights(graph, uses, protected, l) else {
             return;
         };
+        // The bias must run along the layer's channels, as the scale does: a BiasAdd of
+        // another data format adds it along another axis (b[h] * m[c] is no b' per channel).
+        let (rank, axis) = layer.output_layout(&graph.node[l]);
+        if bias_add_axis(&graph.node[x], rank) != axis {
+            return;
+        }
         let (Some(scale), Some(bias)) = (
             w_value.per_output_channel(layer, &graph.node[l], &m_value),
             floats(&b_value),
@@ -540,7 +565,7 @@ fn fold_mul(
         return;
     }
     // Mul(layer, m).
-    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, protected, x) else {
         return;
     };
     if !edits.free(graph, uses, &[x, w, m]) {
@@ -633,7 +658,7 @@ fn fold_add(
     if is_bias_add || uses.count(x) != 1 {
         return;
     }
-    let Some((_, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+    let Some((_, w_value, layer)) = layer_with_weights(graph, uses, protected, x) else {
         return;
     };
     let Some(values) = w_value.per_output_channel(layer, &graph.node[x], &c_value) else {
@@ -799,8 +824,7 @@ fn fold_norm(
         let norm_nchw = attrs::string(&graph.node[bn], "data_format").is_some_and(|f| f == "NCHW");
         let norm_axis = if norm_nchw { 1 } else { rank - 1 };
         let bias_axis = match graph.node[x].op.as_str() {
-            "BiasAdd" if bias_layout(&graph.node[x]).0 == 4 => 1,
-            "BiasAdd" => rank - 1,
+            "BiasAdd" => bias_add_axis(&graph.node[x], rank),
             _ => {
                 if per_channel(&bias_value, bias.len(), axis, rank).is_none() {
                     return;
@@ -818,7 +842,7 @@ fn fold_norm(
         between_bias = Some(bp);
         x = l;
     }
-    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, x) else {
+    let Some((w, w_value, layer)) = layer_with_weights(graph, uses, protected, x) else {
         return;
     };
     let layer_node = &graph.node[x];

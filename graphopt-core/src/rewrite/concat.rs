@@ -69,13 +69,23 @@ pub fn simplify_concats(graph: &mut GraphDef, protected: &HashSet<String>) -> us
     total
 }
 
-/// The constant axis of a `ConcatV2` (its last data input), if it is one.
-fn constant_axis(graph: &GraphDef, uses: &Uses, node: &NodeDef) -> Option<i64> {
+/// The constant axis of a `ConcatV2` (its last data input), if it is one: a Const `protected`
+/// names may be a fed input, whose value is whatever is fed.
+fn constant_axis(
+    graph: &GraphDef,
+    uses: &Uses,
+    protected: &HashSet<String>,
+    node: &NodeDef,
+) -> Option<i64> {
     let axis = *data_inputs(node).last()?;
     if InputRef::parse(axis).port != 0 {
         return None;
     }
-    let value = const_value(graph.node.get(uses.producer(axis)?)?)?;
+    let producer = graph.node.get(uses.producer(axis)?)?;
+    if protected.contains(&producer.name) {
+        return None;
+    }
+    let value = const_value(producer)?;
     match value.integers()?.as_slice() {
         [axis] => Some(*axis),
         _ => None,
@@ -111,7 +121,7 @@ pub fn merge_nested_concats(graph: &mut GraphDef, protected: &HashSet<String>) -
         if node.op != "ConcatV2" || absorbed.contains(&i) {
             continue;
         }
-        let Some(axis) = constant_axis(graph, &uses, node) else {
+        let Some(axis) = constant_axis(graph, &uses, protected, node) else {
             continue;
         };
         let inputs = data_inputs(node);
@@ -131,7 +141,7 @@ pub fn merge_nested_concats(graph: &mut GraphDef, protected: &HashSet<String>) -
                     && read_once(graph, &uses, protected, p)
                     && control_inputs(n).is_empty()
                     && n.attr.get("T") == node.attr.get("T")
-                    && constant_axis(graph, &uses, n) == Some(axis)
+                    && constant_axis(graph, &uses, protected, n) == Some(axis)
             });
             match inner {
                 Some(p) => {

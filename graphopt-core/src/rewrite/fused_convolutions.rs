@@ -10,14 +10,17 @@
 //! - a ResizeBilinear with `half_pixel_centers=true`, a dilated or NCHW convolution is left
 //!   alone, since the fused ops cannot express them (TensorFlow's transform drops those
 //!   attributes);
-//! - a MirrorPad or ResizeBilinear that something else also reads stays (pattern API rule).
+//! - a MirrorPad or ResizeBilinear that something else also reads stays (pattern API rule);
+//! - so does a match whose values the fused op's OpDef does not take (TensorFlow refuses the
+//!   graph): a convolution with EXPLICIT padding or of a type the fused op lacks (int32), or
+//!   int64 paddings (the fused ops read int32 ones).
 
 use std::collections::HashSet;
 
 use crate::analysis::shapes;
 use crate::graph::attrs;
 use crate::graph::edit::{const_node, data_inputs};
-use crate::proto::{attr_value, AttrValue, GraphDef, NodeDef};
+use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef};
 use crate::rewrite::pattern::{self, Match, Pattern};
 use crate::rewrite::RewriteError;
 use crate::tensor::{Data, Tensor};
@@ -108,6 +111,7 @@ fn fuse(
         Fusion::Pad => {
             let pad = before;
             fused.op = "FusedPadConv2D".into();
+            int32_paddings(pad)?;
             fused.input = vec![
                 data_inputs(pad)[0].to_string(),
                 data_inputs(pad)[1].to_string(),
@@ -129,6 +133,7 @@ fn fuse(
             fused.op = "FusedResizeAndPadConv2D".into();
             let paddings = match pad {
                 Some(p) => {
+                    int32_paddings(p)?;
                     copy(p, &mut fused, "mode", "mode");
                     data_inputs(p)[1].to_string()
                 }
@@ -159,6 +164,20 @@ fn fuse(
             copy(resize, &mut fused, "align_corners", "resize_align_corners");
         }
     }
+    if !crate::graph::ops::values_allowed(&fused, &fused.op) {
+        return Err(format!(
+            "{} does not take the convolution's type or padding",
+            fused.op
+        ));
+    }
     extra.push(fused);
     Ok(extra)
+}
+
+/// The fused ops read their paddings as int32; a MirrorPad may have int64 ones.
+fn int32_paddings(pad: &NodeDef) -> std::result::Result<(), String> {
+    match attrs::dtype(pad, "Tpaddings") {
+        None | Some(DataType::DtInt32) => Ok(()),
+        Some(_) => Err("the paddings are not int32, which the fused op reads".into()),
+    }
 }

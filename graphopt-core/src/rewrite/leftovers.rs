@@ -86,9 +86,18 @@ fn identities_for_same_type_casts(graph: &mut GraphDef, protected: &HashSet<Stri
     count
 }
 
-/// The int values of the Const feeding `input`, if it is one.
-fn const_ints(graph: &GraphDef, uses: &Uses, input: &str) -> Option<Vec<i64>> {
+/// The int values of the Const feeding `input`, if it is one and `protected` does not name it
+/// (a Const named in --inputs holds what is fed).
+fn const_ints(
+    graph: &GraphDef,
+    uses: &Uses,
+    protected: &HashSet<String>,
+    input: &str,
+) -> Option<Vec<i64>> {
     let producer = graph.node.get(uses.producer(input)?)?;
+    if protected.contains(&producer.name) {
+        return None;
+    }
     const_value(producer)?.integers()
 }
 
@@ -146,9 +155,9 @@ fn identities_for_shape_no_ops(
                 {
                     return None;
                 }
-                let outer_perm = const_ints(graph, &uses, inputs.get(1)?)?;
+                let outer_perm = const_ints(graph, &uses, protected, inputs.get(1)?)?;
                 let inner_inputs = data_inputs(inner);
-                let inner_perm = const_ints(graph, &uses, inner_inputs.get(1)?)?;
+                let inner_perm = const_ints(graph, &uses, protected, inner_inputs.get(1)?)?;
                 let cancels = outer_perm.len() == inner_perm.len()
                     && outer_perm.iter().enumerate().all(|(k, &o)| {
                         usize::try_from(o)

@@ -233,33 +233,12 @@ pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
     for node in graph
         .node
         .iter_mut()
-        .filter(|n| n.op == from && types_allowed(n, to))
+        .filter(|n| n.op == from && crate::graph::ops::values_allowed(n, to))
     {
         node.op = to.into();
         count += 1;
     }
     count
-}
-
-/// Whether every type attribute of `node` is one that op `to`'s OpDef allows (an attribute
-/// or OpDef graphopt does not carry restricts nothing).
-fn types_allowed(node: &NodeDef, to: &str) -> bool {
-    let Some(def) = crate::graph::ops::op_def(to) else {
-        return true;
-    };
-    def.attr.iter().all(|a| {
-        let allowed = a.allowed_values.as_ref().and_then(|v| match &v.value {
-            Some(attr_value::Value::List(list)) if !list.r#type.is_empty() => Some(&list.r#type),
-            _ => None,
-        });
-        match (
-            allowed,
-            node.attr.get(&a.name).and_then(|v| v.value.as_ref()),
-        ) {
-            (Some(allowed), Some(attr_value::Value::Type(t))) => allowed.contains(t),
-            _ => true,
-        }
-    })
 }
 
 /// Every fixed-size Const of rank 1 or more keeps its values in `tensor_content` (graphopt's

@@ -15,7 +15,8 @@
 //!   shapes, or the weights of the layer producing a part).
 //!
 //! A chain with no ReLU, LeakyReLU or MaxPool (the multiply straight into the layer, or only
-//! linear steps between) moves any finite non-zero scale, negative ones included. The layers
+//! linear steps between) moves any finite non-zero scale, negative ones included, unless the
+//! scaled weights or the divided shift would overflow their type ([`super::weights`]). The layers
 //! are Conv2D, DepthwiseConv2dNative (NHWC) and MatMul with Const weights; every reader of the
 //! chain's end must be one of them, reading it as its data input. Weights another node also
 //! reads are copied, never scaled under it.

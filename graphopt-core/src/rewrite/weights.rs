@@ -78,12 +78,14 @@ impl Layer {
         }
     }
 
-    /// Weights with every output channel `c` multiplied by `scale[c]`, in the weights' dtype.
+    /// Weights with every output channel `c` multiplied by `scale[c]`, in the weights' dtype;
+    /// `None` if that overflows the dtype (see [`overflows`]).
     pub fn scale(self, weights: &Tensor, scale: &[f64]) -> Option<Tensor> {
         let channel = self.output_channel_fn(weights.shape(), scale.len())?;
-        map_floats(weights, |i, v| {
+        let scaled = map_floats(weights, |i, v| {
             v * scale.get(channel(i)).copied().unwrap_or(1.0)
-        })
+        })?;
+        (!overflows(weights, &scaled)).then_some(scaled)
     }
 
     /// The output channel of each flat weight index, for weights of `shape` with `channels`
@@ -225,10 +227,23 @@ impl Layer {
                 _ => 0,
             }
         };
-        map_floats(weights, |i, v| {
+        let scaled = map_floats(weights, |i, v| {
             v * scale.get(channel(i)).copied().unwrap_or(1.0)
-        })
+        })?;
+        (!overflows(weights, &scaled)).then_some(scaled)
     }
+}
+
+/// Whether `new` holds more infinities or NaNs than `old`: values folded in a narrow type can
+/// overflow it (a half shift of 100 divided by a scale of 1e-3 is 1e5, past half's 65504; a
+/// half batch norm's offset `beta - mean * scale` likewise), and the layer then outputs
+/// infinities or NaN where TensorFlow, computing the norm in float32, gave numbers.
+pub fn overflows(old: &Tensor, new: &Tensor) -> bool {
+    let non_finite = |t: &Tensor| {
+        t.float_values()
+            .map_or(0, |values| values.filter(|v| !v.is_finite()).count())
+    };
+    non_finite(new) > non_finite(old)
 }
 
 /// Applies `f(flat index, value)` to every element of a float tensor, keeping its dtype.
@@ -286,12 +301,13 @@ pub fn per_channel(value: &Tensor, channels: usize, axis: usize, rank: usize) ->
     (values.len() == channels).then_some(values)
 }
 
-/// A 1-D tensor of `dtype` holding `values`.
+/// A 1-D tensor of `dtype` holding `values`; `None` if a value overflows `dtype`.
 pub fn vector(values: &[f64], dtype: DataType) -> Option<Tensor> {
     let wide = Tensor::from_data(Data::F64(
         ArrayD::from_shape_vec(IxDyn(&[values.len()]), values.to_vec()).ok()?,
     ));
-    crate::eval::cast_tensor(&wide, dtype).ok()
+    let narrow = crate::eval::cast_tensor(&wide, dtype).ok()?;
+    (!overflows(&wide, &narrow)).then_some(narrow)
 }
 
 #[cfg(test)]

@@ -77,7 +77,10 @@ impl Transform for Deploy {
         // frame identical, and then their readers), so the steps repeat until a round removes no node: `@deploy` of its
         // own output changes nothing. A round that goes on removed a node, so the rounds are
         // bounded by the graph's size; the cap is a guard.
-        rounds(graph, &protected)?;
+        // A Const named in --inputs holds what is fed: merging an identical Const into it (or
+        // it into one) would hand the fed value to the other's readers.
+        let fed = context.input_names();
+        rounds(graph, &protected, &fed)?;
         cut(graph)?;
         // The bodies of the functions the graph calls, the same way: folded, then the rounds,
         // then what no return value needs removed.
@@ -88,7 +91,8 @@ impl Transform for Deploy {
                 ..FoldOptions::around(&body.arguments, &body.outputs(), DEFAULT_MAX_FOLDED_BYTES)
             };
             fold(&mut body.graph, &folding)?;
-            rounds(&mut body.graph, &body.protected)?;
+            let fed = body.arguments.iter().cloned().collect();
+            rounds(&mut body.graph, &body.protected, &fed)?;
             let names = body.graph.node.iter().map(|n| n.name.clone()).collect();
             remove_unread(&mut body.graph, names, &body.protected);
             Ok(())
@@ -99,7 +103,8 @@ impl Transform for Deploy {
 }
 
 /// Steps 4-7, repeated until a round removes no node.
-fn rounds(graph: &mut GraphDef, protected: &HashSet<String>) -> Result<()> {
+/// `fed` nodes hold what the caller feeds; they never merge.
+fn rounds(graph: &mut GraphDef, protected: &HashSet<String>, fed: &HashSet<String>) -> Result<()> {
     for _ in 0..MAX_ROUNDS {
         let before = graph.node.len();
         batch_norms::fold_batch_norm_ops(graph, protected);
@@ -107,7 +112,7 @@ fn rounds(graph: &mut GraphDef, protected: &HashSet<String>) -> Result<()> {
         scale_axis::fold_scales_forward(graph, protected);
         arithmetic::simplify_arithmetic(graph, protected);
         leftovers::remove_leftovers(graph, protected);
-        duplicates::merge_duplicates(graph, protected)?;
+        duplicates::merge_duplicates_except(graph, protected, fed)?;
         if graph.node.len() >= before {
             break;
         }
