@@ -688,3 +688,67 @@ node { name: "a_b" op: "Neg" input: "x" attr { key: "T" value { type: DT_FLOAT }
     assert_eq!(transforms::renamed_tensor("^a_b", renames), "^a_b_2");
     assert_eq!(transforms::renamed_tensor("a/b:1", renames), "a/b:1");
 }
+
+/// The `loc:@NODE` colocations of a node's `_class`: TensorFlow's importer refuses a graph
+/// where one names a node it lacks ("expects to be colocated with unknown node"), which
+/// renaming or removing the node it names used to leave (TensorFlow's own transforms too).
+fn colocations(graph: &GraphDef, name: &str) -> Vec<String> {
+    use graphopt_core::proto::attr_value::Value;
+    match node(graph, name)
+        .attr
+        .get("_class")
+        .and_then(|a| a.value.as_ref())
+    {
+        Some(Value::List(l)) => {
+            l.s.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn colocations_follow_renamed_nodes_and_go_with_removed_ones() {
+    let colocated = text(
+        r#"
+        node { name: "input" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+        node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+               attr { key: "value" value { tensor { dtype: DT_FLOAT float_val: 2 } } } }
+        node { name: "wread" op: "Identity" input: "w"
+               attr { key: "T" value { type: DT_FLOAT } }
+               attr { key: "_class" value { list { s: "loc:@w" } } } }
+        node { name: "out" op: "AddV2" input: "input" input: "wread"
+               attr { key: "T" value { type: DT_FLOAT } }
+               attr { key: "_class" value { list { s: "loc:@w" s: "loc:@input" } } } }
+        "#,
+    );
+    let mut graph = colocated.clone();
+    run(
+        &mut graph,
+        "rename_node(old_node_name=w, new_node_name=weights)",
+        &["input"],
+        &["out"],
+    )
+    .unwrap();
+    assert_eq!(colocations(&graph, "wread"), ["loc:@weights"]);
+    assert_eq!(colocations(&graph, "out"), ["loc:@weights", "loc:@input"]);
+
+    let mut graph = colocated.clone();
+    run(&mut graph, "obfuscate_names", &["input"], &["out"]).unwrap();
+    let w = graph
+        .node
+        .iter()
+        .find(|n| n.op == "Const")
+        .map(|n| n.name.clone())
+        .unwrap();
+    assert_eq!(
+        colocations(&graph, "out"),
+        [format!("loc:@{w}"), "loc:@input".into()]
+    );
+
+    // Folding removes `w` and `wread`: `out` keeps only the colocation that still names a node.
+    let mut graph = colocated;
+    run(&mut graph, "fold_constants", &["input"], &["out"]).unwrap();
+    assert_eq!(colocations(&graph, "out"), ["loc:@input"]);
+}
