@@ -752,3 +752,24 @@ fn colocations_follow_renamed_nodes_and_go_with_removed_ones() {
     run(&mut graph, "fold_constants", &["input"], &["out"]).unwrap();
     assert_eq!(colocations(&graph, "out"), ["loc:@input"]);
 }
+
+/// rename_node refuses a new name TensorFlow's importer would refuse the graph for ("Node name
+/// contains invalid characters", checked with TensorFlow 2.21), naming it, and leaves the graph.
+#[test]
+fn rename_node_refuses_names_tensorflow_refuses() {
+    let original = common::load("tf1_conv_bn");
+    for bad in ["a b", "_x", "-a", "a>_b", "probs:1", "^p", "é", ""] {
+        let mut graph = original.clone();
+        let spec = format!("rename_node(old_node_name=probs, new_node_name=\"{bad}\")");
+        let error = run(&mut graph, &spec, &["input"], &["probs"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a valid node name"), "{bad:?}: {error}");
+    }
+    for good in ["a>b", "a-b/c.d_e", ".x", "0"] {
+        let mut graph = original.clone();
+        let spec = format!("rename_node(old_node_name=probs, new_node_name=\"{good}\")");
+        run(&mut graph, &spec, &["input"], &["probs"]).unwrap();
+        assert!(names(&graph).contains(&good));
+    }
+}
