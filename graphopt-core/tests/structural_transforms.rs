@@ -773,3 +773,44 @@ fn rename_node_refuses_names_tensorflow_refuses() {
         assert!(names(&graph).contains(&good));
     }
 }
+
+/// A cut input becomes a Placeholder of the type its readers get, which is not always its `T`:
+/// Equal's output is bool, Shape's its `out_type`, Cast's its `DstT`. With the `T` (float),
+/// TensorFlow 2.21 refused the graph ("Input 0 of node out was passed float from eq:0
+/// incompatible with expected bool"); TensorFlow's own transform makes the same float.
+#[test]
+fn strip_unused_nodes_gives_a_cut_input_the_type_it_outputs() {
+    let mut graph = text(
+        r#"
+        node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+        node { name: "eq" op: "Equal" input: "x" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+        node { name: "shp" op: "Shape" input: "x" attr { key: "T" value { type: DT_FLOAT } }
+               attr { key: "out_type" value { type: DT_INT64 } } }
+        node { name: "cast" op: "Cast" input: "x" attr { key: "SrcT" value { type: DT_FLOAT } }
+               attr { key: "DstT" value { type: DT_HALF } } }
+        node { name: "out" op: "LogicalNot" input: "eq" }
+        node { name: "out2" op: "Identity" input: "shp" attr { key: "T" value { type: DT_INT64 } } }
+        node { name: "out3" op: "Identity" input: "cast" attr { key: "T" value { type: DT_HALF } } }
+        "#,
+    );
+    run(
+        &mut graph,
+        "strip_unused_nodes",
+        &["eq", "shp", "cast"],
+        &["out", "out2", "out3"],
+    )
+    .unwrap();
+    use graphopt_core::proto::DataType;
+    for (name, dtype) in [
+        ("eq", DataType::DtBool),
+        ("shp", DataType::DtInt64),
+        ("cast", DataType::DtHalf),
+    ] {
+        assert_eq!(node(&graph, name).op, "Placeholder");
+        assert_eq!(
+            attrs::dtype(node(&graph, name), "dtype"),
+            Some(dtype),
+            "{name}"
+        );
+    }
+}

@@ -8,9 +8,9 @@
 //!   conflicting `type`/`shape` is reported as a warning instead of silently applied;
 //! - per-name types and shapes always apply to their input, with a warning where they
 //!   contradict an existing Placeholder;
-//! - a replaced non-Placeholder input keeps its own dtype (attribute `T` or `dtype`) and
-//!   `_output_shapes` shape when no type or shape is given, and otherwise gets unknown rank,
-//!   never a made-up scalar;
+//! - a replaced non-Placeholder input keeps the dtype of its output 0 (from its OpDef, else its
+//!   attribute `dtype` or `T`) and its `_output_shapes` shape when no type or shape is given,
+//!   and otherwise gets unknown rank, never a made-up scalar;
 //! - an input whose other outputs (`:1`, ...) are read is refused, since a Placeholder has one.
 
 use std::collections::{HashMap, VecDeque};
@@ -196,8 +196,16 @@ fn placeholder_for(
         device: node.device.clone(),
         ..Default::default()
     };
-    let existing_type = attrs::dtype(&node, "dtype").or_else(|| attrs::dtype(&node, "T"));
-    let existing_shape = if matches!(node.op.as_str(), "Placeholder" | "PlaceholderWithDefault") {
+    let is_placeholder = node.op == "Placeholder" || node.op == "PlaceholderWithDefault";
+    // What the node outputs, which its readers expect: not always its `T` (Equal's is bool).
+    let existing_type = if is_placeholder {
+        attrs::dtype(&node, "dtype")
+    } else {
+        crate::graph::ops::output_type(&node, 0)
+    }
+    .or_else(|| attrs::dtype(&node, "dtype"))
+    .or_else(|| attrs::dtype(&node, "T"));
+    let existing_shape = if is_placeholder {
         attrs::shape(&node, "shape").cloned()
     } else {
         match node
@@ -209,8 +217,6 @@ fn placeholder_for(
             _ => None,
         }
     };
-    let is_placeholder = node.op == "Placeholder" || node.op == "PlaceholderWithDefault";
-
     let dtype = match (named_type, existing_type, default_type) {
         (Some(t), Some(e), _) if t != e && is_placeholder => {
             warnings.push(format!(
