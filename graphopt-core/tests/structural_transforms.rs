@@ -560,6 +560,33 @@ node { name: "read" op: "TensorArrayReadV3" input: "ta" input: "index" input: "t
     assert_eq!(node(&graph, "ta/replacement_flow_node").op, "Const");
 }
 
+/// The flow's Const takes a free name when the graph already has `NODE/replacement_flow_node`
+/// (it had been added beside it, and the graph refused as naming a node twice).
+#[test]
+fn backport_tensor_array_v3_names_the_flow_const_apart_from_existing_nodes() {
+    let mut graph = text(
+        r#"
+node { name: "size" op: "Const" attr { key: "dtype" value { type: DT_INT32 } } attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 3 } } } }
+node { name: "ta" op: "TensorArrayV3" input: "size" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "ta/replacement_flow_node" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 7 } } } }
+node { name: "size_out" op: "TensorArraySizeV3" input: "ta" input: "ta:1" }
+node { name: "other" op: "Identity" input: "ta/replacement_flow_node" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    run(
+        &mut graph,
+        "backport_tensor_array_v3",
+        &[],
+        &["size_out", "other"],
+    )
+    .unwrap();
+    assert_eq!(
+        node(&graph, "size_out").input,
+        ["ta", "ta/replacement_flow_node_1"]
+    );
+    assert_eq!(node(&graph, "other").input, ["ta/replacement_flow_node"]);
+}
+
 #[test]
 fn strip_unused_nodes_cuts_a_queue_input_pipeline_at_the_inputs() {
     let mut graph = text(
