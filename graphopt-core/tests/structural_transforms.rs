@@ -820,6 +820,7 @@ fn strip_unused_nodes_gives_a_cut_input_the_type_it_outputs() {
         node { name: "out3" op: "Identity" input: "cast" attr { key: "T" value { type: DT_HALF } } }
         "#,
     );
+    let original = graph.clone();
     run(
         &mut graph,
         "strip_unused_nodes",
@@ -828,11 +829,12 @@ fn strip_unused_nodes_gives_a_cut_input_the_type_it_outputs() {
     )
     .unwrap();
     use graphopt_core::proto::DataType;
-    for (name, dtype) in [
+    let expected = [
         ("eq", DataType::DtBool),
         ("shp", DataType::DtInt64),
         ("cast", DataType::DtHalf),
-    ] {
+    ];
+    for (name, dtype) in expected {
         assert_eq!(node(&graph, name).op, "Placeholder");
         assert_eq!(
             attrs::dtype(node(&graph, name), "dtype"),
@@ -840,4 +842,21 @@ fn strip_unused_nodes_gives_a_cut_input_the_type_it_outputs() {
             "{name}"
         );
     }
+    // A global type= (for inputs of unknown type) does not override a known one: it warns.
+    let mut graph = original;
+    let outcomes = run(
+        &mut graph,
+        "strip_unused_nodes(type=float)",
+        &["eq", "shp", "cast"],
+        &["out", "out2", "out3"],
+    )
+    .unwrap();
+    for (name, dtype) in expected {
+        assert_eq!(
+            attrs::dtype(node(&graph, name), "dtype"),
+            Some(dtype),
+            "{name}"
+        );
+    }
+    assert_eq!(outcomes[0].warnings.len(), 3, "{:?}", outcomes[0].warnings);
 }
