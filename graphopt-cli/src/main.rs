@@ -43,6 +43,9 @@ enum Error {
     SavedModelDir { path: PathBuf },
     #[error("{}: is a directory, not a graph file", path.display())]
     Directory { path: PathBuf },
+    /// `--out_graph` cannot be written: said before any work is done.
+    #[error("{}: cannot write the output graph there: {why}", path.display())]
+    Unwritable { path: PathBuf, why: &'static str },
     #[error("{}: is a SavedModel's graph, not a frozen GraphDef; freeze its directory first (graphopt freeze --saved_model_dir={} --out_graph=frozen.pb)", path.display(), dir.display())]
     SavedModelFile { path: PathBuf, dir: PathBuf },
     #[error("{}: is the saved_model.pb file of a SavedModel, not its directory; give the directory: {usage}", path.display())]
@@ -255,6 +258,25 @@ struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// Refuses an output path that cannot be written before the command reads or computes
+    /// anything (a transform or freeze of a large model takes minutes to fail at the end
+    /// otherwise). The write itself still reports what this cannot foresee.
+    fn check_writable(&self) -> Result<(), Error> {
+        let path = &self.out_graph;
+        let unwritable = |why| Error::Unwritable {
+            path: path.clone(),
+            why,
+        };
+        if path.is_dir() {
+            return Err(unwritable("it is a directory"));
+        }
+        match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) if !dir.exists() => Err(unwritable("its directory does not exist")),
+            Some(dir) if !dir.is_dir() => Err(unwritable("its parent is not a directory")),
+            _ => Ok(()),
+        }
+    }
+
     fn write(&self, graph: &graphopt_core::proto::GraphDef) -> Result<(), Error> {
         let functions = graph.library.as_ref().map_or(0, |l| l.function.len());
         self.write_with(graph.node.len(), functions, |path, format| {
@@ -542,6 +564,7 @@ fn transform(args: &TransformArgs) -> Result<(), Error> {
     let specs = transforms::parse(&args.transforms)?;
     let registry = Registry::with_builtins();
     registry.check(&specs)?;
+    args.output.check_writable()?;
     let inputs = split_names(args.inputs.as_deref());
     let outputs = split_names(args.outputs.as_deref());
     let loaded = load_valid(&args.in_graph)?;
@@ -705,6 +728,7 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
 }
 
 fn freeze(args: &FreezeArgs) -> Result<(), Error> {
+    args.output.check_writable()?;
     let (graph, inputs, outputs) = match (&args.saved_model_dir, &args.in_graph) {
         (Some(dir), _) => {
             saved_model_dir(dir, SavedModelCommand::Freeze)?;

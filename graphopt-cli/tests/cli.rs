@@ -1373,3 +1373,39 @@ fn budget_flags_bound_a_command() {
         "a budget changes no output"
     );
 }
+
+/// An output path that cannot be written is refused in one line before any transform runs
+/// (it had failed only after all the work, below the transforms' progress lines), and an
+/// upper-case `.PBTXT` is written as text like `.pbtxt`.
+#[test]
+fn unwritable_outputs_fail_before_any_work_and_pbtxt_is_text_in_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("tf1_conv_bn.pb");
+    assert_clean_failure(
+        &run_transform(&input, dir.path(), "remove_device"),
+        &["cannot write the output graph", "is a directory"],
+    );
+    let missing = dir.path().join("no/such/dir/out.pb");
+    assert_clean_failure(
+        &run_transform(&input, &missing, "remove_device"),
+        &["no/such/dir/out.pb", "its directory does not exist"],
+    );
+    let file = write(dir.path(), "file", b"x");
+    assert_clean_failure(
+        &run_transform(&input, &file.join("out.pb"), "remove_device"),
+        &["its parent is not a directory"],
+    );
+    let frozen = graphopt(&[
+        "freeze",
+        &format!("--saved_model_dir={}", dir.path().display()),
+        &format!("--out_graph={}", missing.display()),
+    ]);
+    assert_clean_failure(&frozen, &["its directory does not exist"]);
+
+    let text = dir.path().join("OUT.PBTXT");
+    let output = run_transform(&input, &text, "remove_device");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(std::fs::read_to_string(&text)
+        .unwrap()
+        .starts_with("node {"));
+}

@@ -71,10 +71,12 @@ fn starts_as_text(path: &Path) -> bool {
 
 /// Whether `path`'s extension names text format.
 fn is_text_path(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("pbtxt" | "txt" | "prototxt")
-    )
+    // `MODEL.PBTXT` is as much text as `model.pbtxt`.
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["pbtxt", "txt", "prototxt"]
+            .iter()
+            .any(|t| e.eq_ignore_ascii_case(t))
+    })
 }
 
 /// The size of the regular file at `path`; anything else (a FIFO would block, a device never

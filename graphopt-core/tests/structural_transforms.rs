@@ -622,6 +622,33 @@ node { name: "read" op: "TensorArrayReadV3" input: "ta" input: "index" input: "t
     assert_eq!(node(&graph, "ta/replacement_flow_node").op, "Const");
 }
 
+/// The flow's Const takes a free name when the graph already has `NODE/replacement_flow_node`
+/// (it had been added beside it, and the graph refused as naming a node twice).
+#[test]
+fn backport_tensor_array_v3_names_the_flow_const_apart_from_existing_nodes() {
+    let mut graph = text(
+        r#"
+node { name: "size" op: "Const" attr { key: "dtype" value { type: DT_INT32 } } attr { key: "value" value { tensor { dtype: DT_INT32 tensor_shape {} int_val: 3 } } } }
+node { name: "ta" op: "TensorArrayV3" input: "size" attr { key: "dtype" value { type: DT_FLOAT } } }
+node { name: "ta/replacement_flow_node" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } } attr { key: "value" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 7 } } } }
+node { name: "size_out" op: "TensorArraySizeV3" input: "ta" input: "ta:1" }
+node { name: "other" op: "Identity" input: "ta/replacement_flow_node" attr { key: "T" value { type: DT_FLOAT } } }
+"#,
+    );
+    run(
+        &mut graph,
+        "backport_tensor_array_v3",
+        &[],
+        &["size_out", "other"],
+    )
+    .unwrap();
+    assert_eq!(
+        node(&graph, "size_out").input,
+        ["ta", "ta/replacement_flow_node_1"]
+    );
+    assert_eq!(node(&graph, "other").input, ["ta/replacement_flow_node"]);
+}
+
 #[test]
 fn strip_unused_nodes_cuts_a_queue_input_pipeline_at_the_inputs() {
     let mut graph = text(
@@ -749,4 +776,149 @@ node { name: "a_b" op: "Neg" input: "x" attr { key: "T" value { type: DT_FLOAT }
     assert_eq!(transforms::renamed_tensor("a_b", renames), "a_b_2");
     assert_eq!(transforms::renamed_tensor("^a_b", renames), "^a_b_2");
     assert_eq!(transforms::renamed_tensor("a/b:1", renames), "a/b:1");
+}
+
+/// The `loc:@NODE` colocations of a node's `_class`: TensorFlow's importer refuses a graph
+/// where one names a node it lacks ("expects to be colocated with unknown node"), which
+/// renaming or removing the node it names used to leave (TensorFlow's own transforms too).
+fn colocations(graph: &GraphDef, name: &str) -> Vec<String> {
+    use graphopt_core::proto::attr_value::Value;
+    match node(graph, name)
+        .attr
+        .get("_class")
+        .and_then(|a| a.value.as_ref())
+    {
+        Some(Value::List(l)) => {
+            l.s.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn colocations_follow_renamed_nodes_and_go_with_removed_ones() {
+    let colocated = text(
+        r#"
+        node { name: "input" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+        node { name: "w" op: "Const" attr { key: "dtype" value { type: DT_FLOAT } }
+               attr { key: "value" value { tensor { dtype: DT_FLOAT float_val: 2 } } } }
+        node { name: "wread" op: "Identity" input: "w"
+               attr { key: "T" value { type: DT_FLOAT } }
+               attr { key: "_class" value { list { s: "loc:@w" } } } }
+        node { name: "out" op: "AddV2" input: "input" input: "wread"
+               attr { key: "T" value { type: DT_FLOAT } }
+               attr { key: "_class" value { list { s: "loc:@w" s: "loc:@input" } } } }
+        "#,
+    );
+    let mut graph = colocated.clone();
+    run(
+        &mut graph,
+        "rename_node(old_node_name=w, new_node_name=weights)",
+        &["input"],
+        &["out"],
+    )
+    .unwrap();
+    assert_eq!(colocations(&graph, "wread"), ["loc:@weights"]);
+    assert_eq!(colocations(&graph, "out"), ["loc:@weights", "loc:@input"]);
+
+    let mut graph = colocated.clone();
+    run(&mut graph, "obfuscate_names", &["input"], &["out"]).unwrap();
+    let w = graph
+        .node
+        .iter()
+        .find(|n| n.op == "Const")
+        .map(|n| n.name.clone())
+        .unwrap();
+    assert_eq!(
+        colocations(&graph, "out"),
+        [format!("loc:@{w}"), "loc:@input".into()]
+    );
+
+    // Folding removes `w` and `wread`: `out` keeps only the colocation that still names a node.
+    let mut graph = colocated;
+    run(&mut graph, "fold_constants", &["input"], &["out"]).unwrap();
+    assert_eq!(colocations(&graph, "out"), ["loc:@input"]);
+}
+
+/// rename_node refuses a new name TensorFlow's importer would refuse the graph for ("Node name
+/// contains invalid characters", checked with TensorFlow 2.21), naming it, and leaves the graph.
+#[test]
+fn rename_node_refuses_names_tensorflow_refuses() {
+    let original = common::load("tf1_conv_bn");
+    for bad in ["a b", "_x", "-a", "a>_b", "probs:1", "^p", "é", ""] {
+        let mut graph = original.clone();
+        let spec = format!("rename_node(old_node_name=probs, new_node_name=\"{bad}\")");
+        let error = run(&mut graph, &spec, &["input"], &["probs"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a valid node name"), "{bad:?}: {error}");
+    }
+    for good in ["a>b", "a-b/c.d_e", ".x", "0"] {
+        let mut graph = original.clone();
+        let spec = format!("rename_node(old_node_name=probs, new_node_name=\"{good}\")");
+        run(&mut graph, &spec, &["input"], &["probs"]).unwrap();
+        assert!(names(&graph).contains(&good));
+    }
+}
+
+/// A cut input becomes a Placeholder of the type its readers get, which is not always its `T`:
+/// Equal's output is bool, Shape's its `out_type`, Cast's its `DstT`. With the `T` (float),
+/// TensorFlow 2.21 refused the graph ("Input 0 of node out was passed float from eq:0
+/// incompatible with expected bool"); TensorFlow's own transform makes the same float.
+#[test]
+fn strip_unused_nodes_gives_a_cut_input_the_type_it_outputs() {
+    let mut graph = text(
+        r#"
+        node { name: "x" op: "Placeholder" attr { key: "dtype" value { type: DT_FLOAT } } }
+        node { name: "eq" op: "Equal" input: "x" input: "x" attr { key: "T" value { type: DT_FLOAT } } }
+        node { name: "shp" op: "Shape" input: "x" attr { key: "T" value { type: DT_FLOAT } }
+               attr { key: "out_type" value { type: DT_INT64 } } }
+        node { name: "cast" op: "Cast" input: "x" attr { key: "SrcT" value { type: DT_FLOAT } }
+               attr { key: "DstT" value { type: DT_HALF } } }
+        node { name: "out" op: "LogicalNot" input: "eq" }
+        node { name: "out2" op: "Identity" input: "shp" attr { key: "T" value { type: DT_INT64 } } }
+        node { name: "out3" op: "Identity" input: "cast" attr { key: "T" value { type: DT_HALF } } }
+        "#,
+    );
+    let original = graph.clone();
+    run(
+        &mut graph,
+        "strip_unused_nodes",
+        &["eq", "shp", "cast"],
+        &["out", "out2", "out3"],
+    )
+    .unwrap();
+    use graphopt_core::proto::DataType;
+    let expected = [
+        ("eq", DataType::DtBool),
+        ("shp", DataType::DtInt64),
+        ("cast", DataType::DtHalf),
+    ];
+    for (name, dtype) in expected {
+        assert_eq!(node(&graph, name).op, "Placeholder");
+        assert_eq!(
+            attrs::dtype(node(&graph, name), "dtype"),
+            Some(dtype),
+            "{name}"
+        );
+    }
+    // A global type= (for inputs of unknown type) does not override a known one: it warns.
+    let mut graph = original;
+    let outcomes = run(
+        &mut graph,
+        "strip_unused_nodes(type=float)",
+        &["eq", "shp", "cast"],
+        &["out", "out2", "out3"],
+    )
+    .unwrap();
+    for (name, dtype) in expected {
+        assert_eq!(
+            attrs::dtype(node(&graph, name), "dtype"),
+            Some(dtype),
+            "{name}"
+        );
+    }
+    assert_eq!(outcomes[0].warnings.len(), 3, "{:?}", outcomes[0].warnings);
 }

@@ -87,6 +87,13 @@ pub fn rename_nodes(graph: &mut GraphDef, renames: &HashMap<String, String>) {
         if let Some(new) = renames.get(&node.name) {
             node.name = new.clone();
         }
+        // TensorFlow's importer refuses a `loc:@` naming a node it does not have.
+        for entry in colocations_mut(node) {
+            let renamed = colocated_node(entry).and_then(|name| renames.get(name));
+            if let Some(new) = renamed {
+                *entry = [COLOCATION_PREFIX, new.as_bytes()].concat().into();
+            }
+        }
         for input in &mut node.input {
             let parsed = InputRef::parse(input);
             if let Some(new) = renames.get(parsed.node) {
@@ -98,6 +105,60 @@ pub fn rename_nodes(graph: &mut GraphDef, renames: &HashMap<String, String>) {
             }
         }
     }
+}
+
+/// The attribute holding a node's colocation constraints, a list of `loc:@NODE` strings.
+const COLOCATION_ATTR: &str = "_class";
+const COLOCATION_PREFIX: &[u8] = b"loc:@";
+
+/// The entries of `node`'s colocation list (none if it has no list).
+fn colocations_mut(node: &mut NodeDef) -> impl Iterator<Item = &mut bytes::Bytes> {
+    let list = match node
+        .attr
+        .get_mut(COLOCATION_ATTR)
+        .and_then(|a| a.value.as_mut())
+    {
+        Some(attr_value::Value::List(list)) => Some(list),
+        _ => None,
+    };
+    list.into_iter().flat_map(|l| l.s.iter_mut())
+}
+
+/// The node a colocation entry (`loc:@NODE`) names.
+fn colocated_node(entry: &[u8]) -> Option<&str> {
+    std::str::from_utf8(entry.strip_prefix(COLOCATION_PREFIX)?).ok()
+}
+
+/// Drops the `loc:@NODE` colocation entries naming nodes the graph no longer has (and a
+/// colocation list left empty), which TensorFlow's importer refuses ("expects to be colocated
+/// with unknown node"); a transform that removes a node cannot know who was colocated with it.
+/// Returns how many entries were dropped.
+pub fn drop_dangling_colocations(graph: &mut GraphDef) -> usize {
+    // Most graphs have no colocations: they pay for no name set.
+    let colocated = |n: &NodeDef| n.attr.contains_key(COLOCATION_ATTR);
+    if !graph.node.iter().any(colocated) {
+        return 0;
+    }
+    let names: HashSet<String> = graph.node.iter().map(|n| n.name.clone()).collect();
+    let mut dropped = 0;
+    for node in graph.node.iter_mut().filter(|n| colocated(n)) {
+        let Some(attr_value::Value::List(list)) = node
+            .attr
+            .get_mut(COLOCATION_ATTR)
+            .and_then(|a| a.value.as_mut())
+        else {
+            continue;
+        };
+        let before = list.s.len();
+        list.s
+            .retain(|entry| colocated_node(entry).is_none_or(|name| names.contains(name)));
+        let now = list.s.len();
+        dropped += before - now;
+        if now == 0 && before > 0 {
+            node.attr.remove(COLOCATION_ATTR);
+        }
+    }
+    dropped
 }
 
 /// The value of a Const node.

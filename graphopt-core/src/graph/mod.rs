@@ -135,6 +135,19 @@ pub fn node_name(input: &str) -> &str {
     InputRef::parse(input).node
 }
 
+/// Whether TensorFlow's importer takes `name` as a node name: pieces separated by `>`, each a
+/// letter, digit or `.` followed by letters, digits and `_ - . /` (`IsValidNodeName` in
+/// graph_constructor.cc; it refuses the whole graph otherwise).
+pub fn is_valid_node_name(name: &str) -> bool {
+    name.split('>').all(|piece| {
+        let mut chars = piece.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+    })
+}
+
 /// Canonical tensor name `node:N` for an input or tensor string.
 pub fn tensor_name(input: &str) -> String {
     let r = InputRef::parse(input);

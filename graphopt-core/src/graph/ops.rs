@@ -379,6 +379,32 @@ pub fn output_arg_of_port(node: &NodeDef, port: usize) -> Option<(&'static str, 
     None
 }
 
+/// The dtype of output `port` of `node`, from its op's bundled OpDef: the argument's fixed
+/// type, or the type attribute it names (the node's, else the OpDef's default). `None` for an
+/// op graphopt has no definition of. An op's output need not have the type of its `T`
+/// (Equal's is bool, Shape's is `out_type`).
+pub fn output_type(node: &NodeDef, port: usize) -> Option<crate::proto::DataType> {
+    let (name, index) = output_arg_of_port(node, port)?;
+    let arg = op_def(&node.op)?
+        .output_arg
+        .iter()
+        .find(|a| a.name == name)?;
+    let raw = if arg.r#type != 0 {
+        arg.r#type
+    } else if !arg.type_attr.is_empty() {
+        match attr_or_default(node, &arg.type_attr)?.value.as_ref()? {
+            attr_value::Value::Type(t) => *t,
+            _ => return None,
+        }
+    } else {
+        match attr_or_default(node, &arg.type_list_attr)?.value.as_ref()? {
+            attr_value::Value::List(list) => *list.r#type.get(index)?,
+            _ => return None,
+        }
+    };
+    crate::proto::DataType::try_from(raw).ok()
+}
+
 /// The first attribute a known op requires that `node` lacks.
 pub fn missing_required_attr(node: &NodeDef) -> Option<&'static str> {
     lookup(&node.op)?

@@ -8,9 +8,10 @@
 //!   conflicting `type`/`shape` is reported as a warning instead of silently applied;
 //! - per-name types and shapes always apply to their input, with a warning where they
 //!   contradict an existing Placeholder;
-//! - a replaced non-Placeholder input keeps its own dtype (attribute `T` or `dtype`) and
-//!   `_output_shapes` shape when no type or shape is given, and otherwise gets unknown rank,
-//!   never a made-up scalar;
+//! - a replaced non-Placeholder input keeps the dtype of its output 0 (from its OpDef, which
+//!   a global `type` does not override but warns about; else its attribute `dtype` or `T`) and
+//!   its `_output_shapes` shape when no type or shape is given, and otherwise gets unknown
+//!   rank, never a made-up scalar;
 //! - an input whose other outputs (`:1`, ...) are read is refused, since a Placeholder has one.
 
 use std::collections::{HashMap, VecDeque};
@@ -196,8 +197,18 @@ fn placeholder_for(
         device: node.device.clone(),
         ..Default::default()
     };
-    let existing_type = attrs::dtype(&node, "dtype").or_else(|| attrs::dtype(&node, "T"));
-    let existing_shape = if matches!(node.op.as_str(), "Placeholder" | "PlaceholderWithDefault") {
+    let is_placeholder = node.op == "Placeholder" || node.op == "PlaceholderWithDefault";
+    // What the node outputs, which its readers expect: not always its `T` (Equal's is bool).
+    // The type its readers expect, when certain: a Placeholder's, or what the OpDef says.
+    let known_type = if is_placeholder {
+        attrs::dtype(&node, "dtype")
+    } else {
+        crate::graph::ops::output_type(&node, 0)
+    };
+    let existing_type = known_type
+        .or_else(|| attrs::dtype(&node, "dtype"))
+        .or_else(|| attrs::dtype(&node, "T"));
+    let existing_shape = if is_placeholder {
         attrs::shape(&node, "shape").cloned()
     } else {
         match node
@@ -209,8 +220,6 @@ fn placeholder_for(
             _ => None,
         }
     };
-    let is_placeholder = node.op == "Placeholder" || node.op == "PlaceholderWithDefault";
-
     let dtype = match (named_type, existing_type, default_type) {
         (Some(t), Some(e), _) if t != e && is_placeholder => {
             warnings.push(format!(
@@ -219,7 +228,9 @@ fn placeholder_for(
             t
         }
         (Some(t), _, _) => t,
-        (None, Some(e), Some(d)) if d != e && is_placeholder => {
+        // A global type= is for inputs of unknown type: another one would make a graph its
+        // readers refuse (a uint8 DecodeJpeg cut with type=float).
+        (None, Some(e), Some(d)) if d != e && known_type.is_some() => {
             warnings.push(format!(
                 "input '{name}' keeps its type {e:?}; type={d:?} disagrees"
             ));

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
-use crate::graph::edit::const_node;
+use crate::graph::edit::{const_node, NameReserver};
 use crate::graph::InputRef;
 use crate::proto::GraphDef;
 use crate::tensor::{Data, Tensor};
@@ -40,16 +40,24 @@ impl Transform for BackportTensorArrayV3 {
         let renames: HashMap<&str, &str> = RENAMES.iter().copied().collect();
         let mut flow_sources = HashMap::new();
         let mut flows = Vec::new();
-        for node in &mut graph.node {
-            let Some(v2) = renames.get(node.op.as_str()) else {
+        // The graph may have a node of that name already (made only where a flow is needed).
+        let mut names: Option<NameReserver> = None;
+        for i in 0..graph.node.len() {
+            let Some(v2) = renames.get(graph.node[i].op.as_str()) else {
                 continue;
             };
-            if matches!(node.op.as_str(), "TensorArrayV3" | "TensorArrayGradV3") {
-                let name = format!("{}/replacement_flow_node", node.name);
+            if matches!(
+                graph.node[i].op.as_str(),
+                "TensorArrayV3" | "TensorArrayGradV3"
+            ) {
+                let names = names.get_or_insert_with(|| NameReserver::new(graph));
+                let node = &graph.node[i];
+                let name = names.reserve(&format!("{}/replacement_flow_node", node.name));
                 flow_sources.insert(node.name.clone(), name.clone());
                 let one = Tensor::from_data(Data::F32(ndarray::arr0(1.0f32).into_dyn()));
                 flows.push(const_node(name, node.device.clone(), &one));
             }
+            let node = &mut graph.node[i];
             node.op = (*v2).to_string();
             node.attr.remove("identical_element_shapes");
         }

@@ -598,6 +598,8 @@ fn run_in(
             if let Some(existed) = &existed {
                 graph::anchor_new_constants(graph, existed);
             }
+            // A node the transform removed may be one others were colocated with.
+            graph::edit::drop_dangling_colocations(graph);
         });
         let untouched = keeps_graph && applied.is_err();
         let result = applied

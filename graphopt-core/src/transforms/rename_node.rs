@@ -23,8 +23,11 @@ impl Transform for RenameNode {
     fn apply(&self, graph: &mut GraphDef, context: &TransformContext<'_>) -> Result<()> {
         let old = context.params.required("old_node_name")?;
         let new = context.params.required("new_node_name")?;
-        if new.is_empty() || new.starts_with('^') {
-            return Err(context.error(format!("'{new}' is not a valid node name")));
+        // A port, a `^`, a space or a leading `_` would leave a graph TensorFlow refuses.
+        if !crate::graph::is_valid_node_name(new) {
+            return Err(context.error(format!(
+                "'{new}' is not a valid node name (letters, digits and '.' first, then also '_', '-', '/'; '>' between pieces)"
+            )));
         }
         if old == new {
             return Ok(());
