@@ -79,22 +79,7 @@ impl Step {
         }
     }
 
-    /// `input`'s float32 values, the elements from `first` on, scaled into `out`.
-    fn apply_from(&self, first: usize, input: &[u8], out: &mut [u8]) {
-        self.runs(first, out.len().min(input.len()) / 4, |bytes, scales| {
-            let values = out[bytes.clone()]
-                .chunks_exact_mut(4)
-                .zip(input[bytes].chunks_exact(4));
-            match scales {
-                Scales::One(s) => values.for_each(|(out, input)| scale_one(out, input, s)),
-                Scales::Each(each) => values
-                    .zip(each)
-                    .for_each(|((out, input), &s)| scale_one(out, input, s)),
-            }
-        });
-    }
-
-    /// [`Step::apply_from`] in place.
+    /// Scales the float32 values of `values`, the elements from `first` on, in place.
     fn apply(&self, first: usize, values: &mut [u8]) {
         self.runs(first, values.len() / 4, |bytes, scales| {
             let values = values[bytes].chunks_exact_mut(4);
@@ -114,13 +99,7 @@ enum Scales<'a> {
     Each(&'a [f64]),
 }
 
-/// One little-endian float32 of `input` multiplied in `f64`, rounded back, into `out`.
-fn scale_one(out: &mut [u8], input: &[u8], s: f64) {
-    let v = f32::from_le_bytes([input[0], input[1], input[2], input[3]]);
-    out.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
-}
-
-/// [`scale_one`] in place.
+/// One little-endian float32 multiplied in `f64` and rounded back, in place.
 fn scale_in_place(value: &mut [u8], s: f64) {
     let v = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
     value.copy_from_slice(&((f64::from(v) * s) as f32).to_le_bytes());
@@ -182,12 +161,9 @@ impl ScaledWeight {
             return;
         };
         let out = &mut out[..source.len()];
-        let Some((first, rest)) = self.steps.split_first() else {
-            out.copy_from_slice(source);
-            return;
-        };
-        first.apply_from(offset / 4, source, out);
-        for step in rest {
+        // Read around the input's mapping, then scaled where the bytes are (in cache).
+        crate::pages::copy_out(source, out);
+        for step in &self.steps {
             step.apply(offset / 4, out);
         }
     }
@@ -219,8 +195,6 @@ impl ScaledWeight {
     pub fn compute(&self) -> Bytes {
         let mut buffer = crate::pages::zeroed(self.source.len());
         let content = &mut buffer[..];
-        // A mapped source's pages in one request rather than a fault each.
-        crate::pages::populate(&self.source);
         let mid = content.len() / 8 * 4;
         if content.len() < SPLIT_FROM || mid == 0 {
             self.compute_at(0, content);
@@ -240,8 +214,6 @@ impl ScaledWeight {
             });
             compute_second();
         }
-        // The source is read: a mapped input's pages of it need not stay resident.
-        crate::pages::release(&self.source);
         buffer.freeze()
     }
 
@@ -252,7 +224,6 @@ impl ScaledWeight {
         out: &mut impl std::io::Write,
         scratch: &mut Vec<u8>,
     ) -> std::io::Result<()> {
-        crate::pages::populate(&self.source);
         let chunks = (0..self.source.len()).step_by(CHUNK_BYTES);
         let chunk_len = |offset: usize| CHUNK_BYTES.min(self.source.len() - offset);
         if self.source.len() >= SPLIT_FROM {

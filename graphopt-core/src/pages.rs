@@ -27,16 +27,32 @@ use std::sync::{Arc, Mutex, Weak};
 /// Every live mapping made here, so that [`release`] only ever advises pages of a read-only
 /// file mapping (never heap memory, which would be zeroed).
 #[cfg(feature = "mmap")]
-static MAPPINGS: Mutex<Vec<Weak<memmap2::Mmap>>> = Mutex::new(Vec::new());
+static MAPPINGS: Mutex<Vec<Weak<MappedFile>>> = Mutex::new(Vec::new());
+
+/// A mapping and the file it maps, for reads that go around the mapping ([`copy_out`]).
+#[cfg(feature = "mmap")]
+struct MappedFile {
+    map: memmap2::Mmap,
+    file: std::fs::File,
+}
+
+#[cfg(feature = "mmap")]
+impl std::ops::Deref for MappedFile {
+    type Target = memmap2::Mmap;
+
+    fn deref(&self) -> &memmap2::Mmap {
+        &self.map
+    }
+}
 
 /// What the `Bytes` of a mapped file own: one reference to the mapping.
 #[cfg(feature = "mmap")]
-struct Mapped(Arc<memmap2::Mmap>);
+struct Mapped(Arc<MappedFile>);
 
 #[cfg(feature = "mmap")]
 impl AsRef<[u8]> for Mapped {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.0.map
     }
 }
 
@@ -52,7 +68,11 @@ pub fn map(file: &std::fs::File) -> std::io::Result<Bytes> {
     // truncates or rewrites the file while graphopt runs, the contract TensorFlow's own
     // mmap-based readers have. graphopt itself never writes a file it reads: outputs go to a
     // temporary file renamed over the target, which leaves the mapped inode untouched.
-    let map = Arc::new(unsafe { memmap2::Mmap::map(file)? });
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    let map = Arc::new(MappedFile {
+        map,
+        file: file.try_clone()?,
+    });
     let mut mappings = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
     mappings.retain(|m| m.strong_count() > 0);
     mappings.push(Arc::downgrade(&map));
@@ -106,9 +126,29 @@ pub fn populate(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Copies `bytes` into `out` (as long as `bytes`). A slice of a mapping made by [`map`] is
+/// read from its file instead (`pread`), so its pages are never mapped into this process: no
+/// fault to map each in, no unmapping after. The file holds what the mapping shows (the
+/// contract of [`map`]); should the read fail, the mapping is copied after all.
+pub fn copy_out(bytes: &[u8], out: &mut [u8]) {
+    let len = bytes.len().min(out.len());
+    let (bytes, out) = (&bytes[..len], &mut out[..len]);
+    #[cfg(all(unix, feature = "mmap"))]
+    if let Some((mapped, offset)) = mapping_of(bytes) {
+        use std::os::unix::fs::FileExt;
+        let read = u64::try_from(offset)
+            .ok()
+            .and_then(|at| mapped.file.read_exact_at(out, at).ok());
+        if read.is_some() {
+            return;
+        }
+    }
+    out.copy_from_slice(bytes);
+}
+
 /// The live mapping made by [`map`] that holds all of `bytes`, and where in it they start.
 #[cfg(all(unix, feature = "mmap"))]
-fn mapping_of(bytes: &[u8]) -> Option<(Arc<memmap2::Mmap>, usize)> {
+fn mapping_of(bytes: &[u8]) -> Option<(Arc<MappedFile>, usize)> {
     let start = bytes.as_ptr() as usize;
     let end = start.checked_add(bytes.len())?;
     let mappings = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
@@ -286,6 +326,51 @@ mod tests {
         assert_eq!(heap, contents);
     }
 
+    /// The resident size of the mapping starting at `mapped`, from `/proc/self/smaps` (other
+    /// threads' memory does not count there).
+    #[cfg(all(target_os = "linux", feature = "mmap"))]
+    fn resident_kib_of(mapped: &[u8]) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let start = format!("{:x}-", mapped.as_ptr() as usize);
+        let entry = smaps
+            .split_inclusive('\n')
+            .skip_while(|line| !line.starts_with(&start))
+            .skip(1)
+            // Up to the next mapping's header, the one kind of line with an address range.
+            .take_while(|line| !line.contains('-'))
+            .find(|line| line.starts_with("Rss:"))
+            .expect("the mapping's Rss line");
+        entry
+            .split_whitespace()
+            .nth(1)
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .expect("Rss in kB")
+    }
+
+    /// Copied out of a mapping, bytes are read from the file: the same bytes, and none of the
+    /// mapping's pages become resident.
+    #[cfg(all(target_os = "linux", feature = "mmap"))]
+    #[test]
+    fn copies_out_of_a_mapping_read_the_file_not_the_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weights.bin");
+        let contents: Vec<u8> = (0..(2 << 20) + 100).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &contents).expect("write");
+        let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
+        let mut out = vec![0u8; (1 << 20) + 3];
+        copy_out(&mapped[101..101 + out.len()], &mut out);
+        assert_eq!(out, contents[101..101 + out.len()]);
+        assert_eq!(
+            resident_kib_of(&mapped),
+            0,
+            "no page of the mapping was touched"
+        );
+        // Heap memory is copied.
+        let mut small = [0u8; 5];
+        copy_out(&contents[3..8], &mut small);
+        assert_eq!(small, contents[3..8]);
+    }
+
     /// The mapping's own resident size, from `/proc/self/smaps` (other threads' memory does
     /// not count there): touched, it holds the file; released, it holds none of it.
     #[cfg(all(target_os = "linux", feature = "mmap"))]
@@ -296,23 +381,7 @@ mod tests {
         let contents = vec![7u8; 8 << 20];
         std::fs::write(&path, &contents).expect("write");
         let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
-        let resident_kib = || {
-            let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
-            let start = format!("{:x}-", mapped.as_ptr() as usize);
-            let entry = smaps
-                .split_inclusive('\n')
-                .skip_while(|line| !line.starts_with(&start))
-                .skip(1)
-                // Up to the next mapping's header, the one kind of line with an address range.
-                .take_while(|line| !line.contains('-'))
-                .find(|line| line.starts_with("Rss:"))
-                .expect("the mapping's Rss line");
-            entry
-                .split_whitespace()
-                .nth(1)
-                .and_then(|kib| kib.parse::<u64>().ok())
-                .expect("Rss in kB")
-        };
+        let resident_kib = || resident_kib_of(&mapped);
         let sum: u64 = mapped.iter().map(|&b| u64::from(b)).sum();
         assert_eq!(sum, 7 * (8 << 20));
         assert!(resident_kib() >= 7 << 10, "touched: {} KiB", resident_kib());
