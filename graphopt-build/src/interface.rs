@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use graphopt_core::analysis::shapes;
 use graphopt_core::graph::{self, attrs, ops};
-use graphopt_core::proto::{attr_value, DataType, GraphDef, NodeDef};
+use graphopt_core::proto::{DataType, GraphDef, NodeDef};
 
 use crate::manifest::TensorManifest;
 
@@ -15,32 +15,10 @@ use crate::manifest::TensorManifest;
 /// first attribute alone called ArgMax's int64 output and Equal's bool one float (`T`, their
 /// inputs' type), so the typed constants described another tensor.
 fn output_dtype(node: &NodeDef, port: u32) -> Option<DataType> {
-    let from_op_def = || {
-        let (name, index) = ops::output_arg_of_port(node, usize::try_from(port).ok()?)?;
-        let arg = ops::op_def(&node.op)?
-            .output_arg
-            .iter()
-            .find(|a| a.name == name)?;
-        let raw = if arg.r#type != 0 {
-            arg.r#type
-        } else if !arg.type_attr.is_empty() {
-            match ops::attr_or_default(node, &arg.type_attr)?.value.as_ref()? {
-                attr_value::Value::Type(t) => *t,
-                _ => return None,
-            }
-        } else {
-            match ops::attr_or_default(node, &arg.type_list_attr)?
-                .value
-                .as_ref()?
-            {
-                attr_value::Value::List(list) => *list.r#type.get(index)?,
-                _ => return None,
-            }
-        };
-        DataType::try_from(graphopt_core::tensor::base_dtype(raw)).ok()
-    };
     if ops::op_def(&node.op).is_some() {
-        return from_op_def();
+        // A reference type (a TF1 variable's) is its value's type.
+        let raw = ops::output_type(node, usize::try_from(port).ok()?)? as i32;
+        return DataType::try_from(graphopt_core::tensor::base_dtype(raw)).ok();
     }
     ["dtype", "T", "DstT", "out_type", "Tout"]
         .iter()
@@ -124,7 +102,7 @@ fn merge_shapes(declared: Option<Vec<i64>>, inferred: Option<Vec<i64>>) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use graphopt_core::proto::{AttrValue, TensorProto, TensorShapeProto};
+    use graphopt_core::proto::{attr_value, AttrValue, TensorProto, TensorShapeProto};
 
     fn attr(value: attr_value::Value) -> (String, AttrValue) {
         (String::new(), AttrValue { value: Some(value) })

@@ -12,6 +12,10 @@
 //! the CPU idle while the disk writes; [`WriteBehind`] starts the disk on each few megabytes as
 //! soon as they are written, so the final sync waits only for the last of them.
 //!
+//! Bytes read once and then replaced (the source of a weight computed as it is written) are
+//! better read from the file than through the mapping: [`copy_out`] does so, so their pages are
+//! never mapped into the process at all.
+//!
 //! New weights a rewrite computes go into [`zeroed`] memory that the kernel may back with
 //! 2 MiB pages, so writing them costs a fault per 2 MiB rather than per 4 KiB.
 //!
