@@ -17,7 +17,6 @@
 //! `f32`, in the order the folds applied them, exactly as scaling the bytes twice would.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -53,50 +52,29 @@ impl Step {
         })
     }
 
-    /// Calls `scale_run` for each run of elements from `first` on (`count` of them) that
-    /// share a row, with the run's byte range (from the first element) and its scales: one
-    /// for the whole run, or one per element. A row at a time, so no element pays for a
-    /// division.
-    fn runs(&self, first: usize, count: usize, mut scale_run: impl FnMut(Range<usize>, Scales)) {
+    /// Scales the float32 values of `values`, the elements from `first` on, in place: a run
+    /// of one row at a time, so no element pays for a division.
+    fn apply(&self, first: usize, values: &mut [u8]) {
         let (mut row, mut column) = (first / self.row, first % self.row);
-        let mut done = 0;
-        while done < count {
-            let run = (self.row - column).min(count - done);
-            let bytes = done * 4..(done + run) * 4;
+        let mut rest = values;
+        while rest.len() >= 4 {
+            let run = (self.row - column).min(rest.len() / 4);
+            let (now, later) = rest.split_at_mut(run * 4);
+            let now = now.chunks_exact_mut(4);
             if self.per_row {
-                scale_run(
-                    bytes,
-                    Scales::One(self.scale.get(row).copied().unwrap_or(1.0)),
-                );
+                let s = self.scale.get(row).copied().unwrap_or(1.0);
+                now.for_each(|value| scale_in_place(value, s));
             } else {
                 // `new` made the scale one value per column.
                 let scales = self.scale.get(column..column + run).unwrap_or_default();
-                scale_run(bytes, Scales::Each(scales));
+                now.zip(scales)
+                    .for_each(|(value, &s)| scale_in_place(value, s));
             }
-            done += run;
+            rest = later;
             row += 1;
             column = 0;
         }
     }
-
-    /// Scales the float32 values of `values`, the elements from `first` on, in place.
-    fn apply(&self, first: usize, values: &mut [u8]) {
-        self.runs(first, values.len() / 4, |bytes, scales| {
-            let values = values[bytes].chunks_exact_mut(4);
-            match scales {
-                Scales::One(s) => values.for_each(|value| scale_in_place(value, s)),
-                Scales::Each(each) => values
-                    .zip(each)
-                    .for_each(|(value, &s)| scale_in_place(value, s)),
-            }
-        });
-    }
-}
-
-/// The scales of one run of elements.
-enum Scales<'a> {
-    One(f64),
-    Each(&'a [f64]),
 }
 
 /// One little-endian float32 multiplied in `f64` and rounded back, in place.
