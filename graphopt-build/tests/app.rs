@@ -1393,7 +1393,7 @@ fn an_eval_app_cannot_embed_a_model_the_evaluator_cannot_run() {
     app.write("models/svd.pbtxt", SVD_PBTXT);
     app.write(
         "models/hostile.pbtxt",
-        SVD_PBTXT.replace("\"svd\"", "\"svd\\ncargo::rustc-env=GRAPHOPT_INJECTED=1\""),
+        SVD_PBTXT.replace("\"Svd\"", "\"Svd\\ncargo::rustc-env=GRAPHOPT_INJECTED=1\""),
     );
     app.write(
         "build.rs",
@@ -1401,7 +1401,8 @@ fn an_eval_app_cannot_embed_a_model_the_evaluator_cannot_run() {
 fn main() {
     graphopt_build::Model::new("svd", "models/svd.pbtxt").inputs(["x"]).outputs(["out"]).build().unwrap();
     graphopt_build::Model::new("tiny", "models/tiny.pb").inputs(["input"]).outputs(["probs"]).build().unwrap();
-    // Its warnings quote a node name made to look like a cargo directive.
+    // Its warnings quote an op name made to look like a cargo directive (node names cannot
+    // hold a line break: the graph would be refused).
     graphopt_build::Model::new("hostile", "models/hostile.pbtxt").inputs(["x"]).outputs(["out"])
         .transforms("legalize(target=opencv)").build().unwrap();
 }

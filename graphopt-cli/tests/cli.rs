@@ -1291,25 +1291,25 @@ fn check_and_summarize_escape_names_as_error_lines_do() {
     let no_raw_controls = |what: &str, text: &str| {
         assert!(!text.contains('\u{1b}'), "{what}: raw ESC in {text:?}");
     };
+    // TensorFlow's importer refuses these node names, and so does every command, naming the
+    // first one escaped.
+    let refused = [
+        "hostile.pbtxt",
+        r"node 'in\nput\u{1b}[2J' has a name TensorFlow refuses",
+    ];
+    for args in [
+        &["check", "--target=tract", path][..],
+        &["check", "--target=tract", "--json", path],
+        &["check", "--target=graphopt", path],
+    ] {
+        let output = graphopt(args);
+        assert_clean_failure(&output, &refused);
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
 
-    let output = graphopt(&["check", "--target=tract", path]);
-    assert_clean_failure(&output, &["hostile.pbtxt", "cannot load"]);
-    let text = String::from_utf8(output.stdout).unwrap();
-    no_raw_controls("check", &text);
-    // One line for the one node tract does not know, named as error lines name it.
-    assert_eq!(text.lines().count(), 1, "{text:?}");
-    assert!(
-        text.starts_with(r"bad\n\u{1b}[2Jnode (Frob\u{1b}[31m): "),
-        "{text:?}"
-    );
-
-    let output = graphopt(&["check", "--target=graphopt", path]);
-    let text = String::from_utf8(output.stdout).unwrap();
-    no_raw_controls("check --target=graphopt", &text);
-    assert_eq!(text.lines().count(), 1, "{text:?}");
-
+    // summarize reports after the summary, as summarize_graph does.
     let output = graphopt(&["summarize", "--print_structure", path]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert_clean_failure(&output, &refused);
     let text = String::from_utf8(output.stdout).unwrap();
     no_raw_controls("summarize", &text);
     for line in [
@@ -1334,9 +1334,28 @@ fn check_and_summarize_escape_names_as_error_lines_do() {
     no_raw_controls("summarize --json", &String::from_utf8_lossy(&output.stdout));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["inputs"][0]["name"], "in\nput\u{1b}[2J");
+
+    // Names TensorFlow takes, an op and a device that are hostile: check reports the op.
+    let ops = HOSTILE_NAMES
+        .replace(r"in\nput\x1b[2J", "in_put")
+        .replace(r"bad\n\x1b[2Jnode", "bad_node")
+        .replace(r"out\x1b[2J", "out");
+    let path = write(dir.path(), "hostile_ops.pbtxt", ops.as_bytes());
+    let path = path.to_str().unwrap();
+    let output = graphopt(&["check", "--target=tract", path]);
+    assert_clean_failure(&output, &["hostile_ops.pbtxt", "cannot load"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    no_raw_controls("check", &text);
+    // One line for the one node tract does not know, its op escaped as error lines do.
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+    assert!(text.starts_with(r"bad_node (Frob\u{1b}[31m): "), "{text:?}");
+    let output = graphopt(&["check", "--target=graphopt", path]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    no_raw_controls("check --target=graphopt", &text);
+    assert_eq!(text.lines().count(), 1, "{text:?}");
     let output = graphopt(&["check", "--target=tract", "--json", path]);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["problems"][0]["node"], "bad\n\u{1b}[2Jnode");
+    assert_eq!(json["problems"][0]["op"], "Frob\u{1b}[31m");
 }
 
 /// `--memory_budget` and `--work_budget` bound a command: under a tight one it stops with one

@@ -159,6 +159,13 @@ pub fn tensor_name(input: &str) -> String {
 pub enum GraphError {
     #[error("node #{index} has an empty name")]
     EmptyName { index: usize },
+    #[error(
+        "node '{name}' has a name TensorFlow refuses: names start with a letter, digit or '.' \
+         and go on with letters, digits and '_', '.', '-', '/', '>'"
+    )]
+    InvalidName { name: String },
+    #[error("node '{name}' does not name an op")]
+    EmptyOp { name: String },
     #[error("node '{name}' is defined more than once")]
     DuplicateName { name: String },
     #[error("node '{node}' has input '{input}', but there is no node '{missing}'")]
@@ -270,9 +277,9 @@ impl<'g> GraphIndex<'g> {
     }
 }
 
-/// Checks what every later step relies on: unique non-empty names, inputs that exist, control
-/// inputs after data inputs, ports within a known op's output count, required attributes of
-/// known ops, and no cycles other than while loops.
+/// Checks what every later step relies on: unique names TensorFlow accepts, an op on every
+/// node, inputs that exist, control inputs after data inputs, ports within a known op's output
+/// count, required attributes of known ops, and no cycles other than while loops.
 pub fn validate(graph: &GraphDef) -> Result<(), GraphError> {
     // One name map serves the duplicate check, the input check and the sort: this runs after
     // every transform.
@@ -280,6 +287,16 @@ pub fn validate(graph: &GraphDef) -> Result<(), GraphError> {
     for (index, node) in graph.node.iter().enumerate() {
         if node.name.is_empty() {
             return Err(GraphError::EmptyName { index });
+        }
+        if !is_valid_node_name(&node.name) {
+            return Err(GraphError::InvalidName {
+                name: node.name.clone(),
+            });
+        }
+        if node.op.is_empty() {
+            return Err(GraphError::EmptyOp {
+                name: node.name.clone(),
+            });
         }
         if by_name.insert(node.name.as_str(), index).is_some() {
             return Err(GraphError::DuplicateName {
@@ -656,5 +673,50 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(InputRef::parse(input), expected, "{input:?}");
         }
+    }
+
+    /// The importer's verdicts, from TensorFlow 2.21's `import_graph_def` on one Const per name.
+    #[test]
+    fn node_names_follow_tensorflows_importer() {
+        let accepted = [
+            "a", "A.b", ".a", "1a", "a-b", "a/b", "a//b", "a/", "a>b", "a_", "a.b",
+        ];
+        let refused = ["_a", "-a", "/a", "a:b", "a^b", "a b", "a$b", "\u{e9}", ""];
+        for name in accepted {
+            assert!(
+                is_valid_node_name(name),
+                "{name:?} is accepted by TensorFlow"
+            );
+        }
+        for name in refused {
+            assert!(
+                !is_valid_node_name(name),
+                "{name:?} is refused by TensorFlow"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_refuses_names_and_ops_tensorflow_refuses() {
+        let node = |name: &str, op: &str| NodeDef {
+            name: name.into(),
+            op: op.into(),
+            ..NodeDef::default()
+        };
+        let graph = |nodes| GraphDef {
+            node: nodes,
+            ..GraphDef::default()
+        };
+        assert!(validate(&graph(vec![node("a", "NoOp")])).is_ok());
+        let err = validate(&graph(vec![node("a", "NoOp"), node("b:1", "NoOp")]));
+        assert!(
+            matches!(&err, Err(GraphError::InvalidName { name }) if name == "b:1"),
+            "{err:?}"
+        );
+        let err = validate(&graph(vec![node("a", "")]));
+        assert!(
+            matches!(&err, Err(GraphError::EmptyOp { name }) if name == "a"),
+            "{err:?}"
+        );
     }
 }
