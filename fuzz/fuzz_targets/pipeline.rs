@@ -10,8 +10,8 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use graphopt_core::transforms::{self, Registry};
 use graphopt_core::proto::GraphDef;
+use graphopt_core::transforms::{self, Registry};
 use graphopt_core::{graph, io, Error};
 use graphopt_fuzz::gen;
 use libfuzzer_sys::fuzz_target;
@@ -94,7 +94,9 @@ fuzz_target!(|data: &[u8]| {
     // still holds must not starve it.
     if let Some((original, specs, inputs, outputs, skipped, written)) = compare {
         graphopt_fuzz::generated_budget().enter(|| {
-            deferred_writes_the_same(original, &specs, &inputs, &outputs, &skipped, &written, &text)
+            deferred_writes_the_same(
+                original, &specs, &inputs, &outputs, &skipped, &written, &text,
+            )
         });
     }
 });
