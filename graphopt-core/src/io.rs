@@ -181,7 +181,7 @@ pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
     {
         let (file, size) = open_regular(path)?;
         charge_file(&file, size)?;
-        crate::pages::map(&file)
+        crate::pages::map(&file, path)
     }
     #[cfg(not(feature = "mmap"))]
     read_regular(path).map(Bytes::from)
@@ -546,6 +546,17 @@ pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat
     match format {
         GraphFormat::Binary => write_atomically_with(path, |out| stream::graph(graph, out)),
         GraphFormat::Text => {
+            // Text is built from the graph's bytes in one go: an input that shrank since it
+            // was mapped is an error before, not a fault during (see `pages::check_backed`).
+            graph
+                .node
+                .iter()
+                .try_for_each(stream::check_backed)
+                .and_then(|()| {
+                    let functions = graph.library.iter().flat_map(|l| &l.function);
+                    functions.into_iter().try_for_each(stream::function_backed)
+                })
+                .map_err(|e| Error::io(path, e))?;
             let text = text_within_budget(graph).map_err(|message| Error::TooLarge {
                 path: path.to_path_buf(),
                 detail: format!("cannot write the graph as text: {message}"),
@@ -569,7 +580,10 @@ pub fn write_deferred(
             stream::graph_with_late(graph, late, out)
         }),
         GraphFormat::Text if late.is_empty() => write_graph(path, graph, format),
-        GraphFormat::Text => write_graph(path, &deferred.clone().into_graph(), format),
+        GraphFormat::Text => {
+            let computed = deferred.clone().into_graph()?;
+            write_graph(path, &computed, format)
+        }
     }
 }
 

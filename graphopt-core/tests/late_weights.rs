@@ -190,7 +190,7 @@ fn written_late_weights_are_the_bytes_of_computing_them_at_once() {
         written(&optimized, "late.pbtxt", GraphFormat::Text),
         io::graph_to_text(&expected).unwrap().into_bytes()
     );
-    assert_eq!(optimized.into_graph(), expected);
+    assert_eq!(optimized.into_graph().unwrap(), expected);
     // The folds did fold: every Mul and the batch norm are gone.
     assert!(expected
         .node
@@ -288,4 +288,107 @@ fn an_undone_transform_leaves_no_late_weight_behind() {
     assert_eq!(undone, folding_graph());
     let optimized = deferred("fails_after_making_late(ignore_errors=true)", &registry);
     assert_eq!(optimized.late_count(), 0);
+}
+
+/// `folding_graph` written to `file` and read back from it (memory-mapped: the late weights'
+/// sources are slices of the mapping, read again with pread when written).
+fn deferred_from_file(file: &str) -> (std::path::PathBuf, graphopt_core::late_weights::Deferred) {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(file);
+    std::fs::write(&path, io::encode_graph(&folding_graph())).unwrap();
+    let loaded = io::read_graph(&path).unwrap();
+    let specs = transforms::parse(FOLDS).unwrap();
+    let (optimized, _) = transforms::run_deferred(
+        &Registry::with_builtins(),
+        loaded.graph,
+        &specs,
+        &names(&["x", "v"]),
+        &names(OUTPUTS),
+    )
+    .unwrap();
+    assert!(optimized.late_count() > 0);
+    (path, optimized)
+}
+
+/// The input cut to its first `keep` bytes.
+fn truncate(path: &std::path::Path, keep: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(keep))
+        .unwrap();
+}
+
+/// The input truncated after it was read and folded, before the output is written: the late
+/// weights' sources, read again from the file, are gone. Reading them through the mapping
+/// instead (what `copy_out` did when its read failed) killed the process with SIGBUS; it is an
+/// error naming the input, and no output is left behind.
+#[cfg(unix)]
+#[test]
+fn an_input_truncated_before_its_late_weights_are_written_is_an_error() {
+    for (format, file) in [
+        (GraphFormat::Binary, "cut.pb"),
+        (GraphFormat::Text, "cut.pbtxt"),
+    ] {
+        let (input, optimized) = deferred_from_file(&format!("truncated_input_{file}"));
+        truncate(&input, 4096);
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(file);
+        let _ = std::fs::remove_file(&out);
+        let error = io::write_deferred(&out, &optimized, format).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(&*input.to_string_lossy()), "{message}");
+        assert!(message.contains("now 4096 bytes"), "{message}");
+        assert!(!out.exists(), "no output written");
+        // Nor a temporary left.
+        let dir = out.parent().unwrap();
+        let prefix = format!(".{file}.");
+        let left = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        assert!(!left, "a temporary of {file} was left");
+        // Computing them for the caller is the same error.
+        let error = optimized.into_graph().unwrap_err();
+        assert!(error.to_string().contains("now 4096 bytes"), "{error}");
+    }
+}
+
+/// A transform that does not accept late weights after the folds: they are computed before it
+/// runs, which reads them from the input again; truncated meanwhile, that is the run's error.
+#[cfg(unix)]
+#[test]
+fn late_weights_unreadable_before_a_later_transform_fail_the_run() {
+    /// Truncates the input when it runs: it accepts late weights, so they stay late.
+    struct Truncates(std::path::PathBuf);
+    impl Transform for Truncates {
+        fn name(&self) -> &str {
+            "truncates"
+        }
+        fn summary(&self) -> &str {
+            "truncates the input file"
+        }
+        fn apply(&self, _: &mut GraphDef, _: &TransformContext<'_>) -> graphopt_core::Result<()> {
+            truncate(&self.0, 4096);
+            Ok(())
+        }
+        fn accepts_late_weights(&self) -> bool {
+            true
+        }
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("truncated_midway.pb");
+    std::fs::write(&path, io::encode_graph(&folding_graph())).unwrap();
+    let mut registry = Registry::with_builtins();
+    registry.register(Truncates(path.clone()));
+    let specs = transforms::parse(&format!("{FOLDS} truncates strip_unused_nodes")).unwrap();
+    let loaded = io::read_graph(&path).unwrap();
+    let error = transforms::run_deferred(
+        &registry,
+        loaded.graph,
+        &specs,
+        &names(&["x", "v"]),
+        &names(OUTPUTS),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("strip_unused_nodes"), "{message}");
+    assert!(message.contains("now 4096 bytes"), "{message}");
 }
