@@ -392,3 +392,122 @@ fn late_weights_unreadable_before_a_later_transform_fail_the_run() {
     assert!(message.contains("strip_unused_nodes"), "{message}");
     assert!(message.contains("now 4096 bytes"), "{message}");
 }
+
+/// `folding_graph` with more ways for weights to be held or scaled: half and double weights
+/// (scaled decoded, never late), float32 weights as packed `float_val`, weights shared by
+/// three layers, and a convolution whose weights a Mul, a FusedBatchNormV3 and another Mul
+/// each scale (three steps over three transforms).
+fn more_folding() -> (GraphDef, Vec<&'static str>) {
+    let mut g = folding_graph();
+    let cast = |name: &str, seed: u32, dims: &[usize], dtype: DataType| {
+        let value = graphopt_core::graph::edit::const_value(&floats(name, dims, seed)).unwrap();
+        let cast = graphopt_core::eval::cast_tensor(&value, dtype).unwrap();
+        const_node(name.into(), String::new(), &cast)
+    };
+    let mut packed = floats("wp", &[3, 3, 64, 64], 21);
+    if let Some(attr_value::Value::Tensor(t)) =
+        packed.attr.get_mut("value").and_then(|v| v.value.as_mut())
+    {
+        t.float_val = t
+            .tensor_content
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        t.tensor_content = Default::default();
+    }
+    let mut bn = node(
+        "bn5",
+        "FusedBatchNormV3",
+        &["mul5", "gamma", "beta", "mean", "variance"],
+        &[
+            ("epsilon", attr_value::Value::F(1e-3)),
+            ("is_training", attr_value::Value::B(false)),
+            ("data_format", s("NHWC")),
+        ],
+    );
+    bn.attr.insert("U".into(), attr(dtype(DataType::DtFloat)));
+    g.node.extend([
+        cast("wh", 22, &[3, 3, 64, 64], DataType::DtHalf),
+        conv("convh", "mul1b", "wh"),
+        cast("mh", 23, &[64], DataType::DtHalf),
+        mul("mulh", "convh", "mh"),
+        cast("wdd", 24, &[3, 3, 64, 64], DataType::DtDouble),
+        conv("convdd", "mul1b", "wdd"),
+        cast("mdd", 25, &[64], DataType::DtDouble),
+        mul("muldd", "convdd", "mdd"),
+        packed,
+        conv("convp", "mul1b", "wp"),
+        floats("mp", &[64], 26),
+        mul("mulp", "convp", "mp"),
+        floats("w4", &[3, 3, 64, 64], 27),
+        conv("conv4a", "mul1b", "w4"),
+        conv("conv4b", "mul1b", "w4"),
+        conv("conv4c", "mul1b", "w4"),
+        floats("m4a", &[64], 28),
+        floats("m4b", &[64], 29),
+        floats("m4c", &[64], 30),
+        mul("mul4a", "conv4a", "m4a"),
+        mul("mul4b", "conv4b", "m4b"),
+        mul("mul4c", "conv4c", "m4c"),
+        floats("w5", &[3, 3, 64, 64], 31),
+        conv("conv5", "mul1b", "w5"),
+        floats("m5", &[64], 32),
+        mul("mul5", "conv5", "m5"),
+        bn,
+        floats("m5b", &[64], 33),
+        mul("mul5b", "bn5", "m5b"),
+    ]);
+    let mut outputs = OUTPUTS.to_vec();
+    outputs.extend(["mulh", "muldd", "mulp", "mul4a", "mul4b", "mul4c", "mul5b"]);
+    (g, outputs)
+}
+
+/// Pipelines mixing the folds with transforms that do not accept late weights (which see them
+/// computed), renames and an undone transform: written binary or text, the deferred path's
+/// bytes are those of `transforms::run` and `io::encode_graph` / `io::graph_to_text`.
+#[test]
+fn every_pipeline_writes_the_bytes_of_the_in_memory_path() {
+    let registry = Registry::with_builtins();
+    let pipelines = [
+        "fold_batch_norms fold_old_batch_norms fold_batch_norms",
+        "fold_batch_norms strip_unused_nodes fold_old_batch_norms fold_batch_norms",
+        "fold_old_batch_norms merge_duplicate_nodes fold_batch_norms sort_by_execution_order",
+        "fold_batch_norms obfuscate_names",
+        "fold_batch_norms fold_constants(ignore_errors=true) fold_old_batch_norms",
+        "fold_batch_norms round_weights(num_steps=16) fold_old_batch_norms fold_batch_norms",
+    ];
+    let (graph, outputs) = more_folding();
+    let outputs = names(&outputs);
+    let mut late_seen = 0;
+    for pipeline in pipelines {
+        let specs = transforms::parse(pipeline).unwrap();
+        let mut expected = graph.clone();
+        transforms::run(
+            &registry,
+            &mut expected,
+            &specs,
+            &names(&["x", "v"]),
+            &outputs,
+        )
+        .unwrap();
+        let (optimized, _) = transforms::run_deferred(
+            &registry,
+            graph.clone(),
+            &specs,
+            &names(&["x", "v"]),
+            &outputs,
+        )
+        .unwrap();
+        late_seen += optimized.late_count();
+        assert!(
+            written(&optimized, "more.pb", GraphFormat::Binary) == io::encode_graph(&expected),
+            "{pipeline}: binary"
+        );
+        assert!(
+            written(&optimized, "more.pbtxt", GraphFormat::Text)
+                == io::graph_to_text(&expected).unwrap().into_bytes(),
+            "{pipeline}: text"
+        );
+    }
+    assert!(late_seen > 0, "some pipeline left weights late");
+}
