@@ -16,6 +16,11 @@
 //! better read from the file than through the mapping: [`copy_out`] does so, so their pages are
 //! never mapped into the process at all.
 //!
+//! A mapped file that shrinks under graphopt would make any read past its new end a SIGBUS:
+//! [`copy_out`] never falls back to the mapping when its read fails, and the writers ask
+//! [`check_backed`] before they read mapped bytes, so an input truncated while graphopt ran is
+//! an error naming it.
+//!
 //! New weights a rewrite computes go into [`zeroed`] memory that the kernel may back with
 //! 2 MiB pages, so writing them costs a fault per 2 MiB rather than per 4 KiB.
 //!
