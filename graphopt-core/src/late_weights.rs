@@ -78,6 +78,12 @@ impl Step {
         })
     }
 
+    /// Whether the step lays out `elements` values exactly: whole rows, and one scale per row
+    /// when `per_row` (a row without its scale would silently be left as it is).
+    fn fits(&self, elements: usize) -> bool {
+        elements % self.row == 0 && (!self.per_row || elements / self.row == self.scale.len())
+    }
+
     /// Scales the float32 values of `values`, the elements from `first` on, in place: a run
     /// of one row at a time, so no element pays for a division.
     fn apply(&self, first: usize, values: &mut [u8]) {
@@ -124,22 +130,27 @@ const SPLIT_FROM: usize = 1 << 20;
 const CHUNK_BYTES: usize = 256 << 10;
 
 impl ScaledWeight {
-    /// `source` (float32 contents) scaled by `step`; `None` if it is not whole float32 values.
+    /// `source` (float32 contents) scaled by `step`; `None` if it is not whole float32 values
+    /// or not whole rows of the step (with one scale per row when the step has them).
     pub fn new(source: Bytes, step: Step) -> Option<Self> {
-        (source.len() % 4 == 0).then(|| ScaledWeight {
+        (source.len() % 4 == 0 && step.fits(source.len() / 4)).then(|| ScaledWeight {
             source,
             steps: vec![step],
         })
     }
 
-    /// This weight scaled once more, by `step`.
-    pub fn then(&self, step: Step) -> Self {
+    /// This weight scaled once more, by `step`; `None` if `step` does not fit it (as for
+    /// [`ScaledWeight::new`]).
+    pub fn then(&self, step: Step) -> Option<Self> {
+        if !step.fits(self.source.len() / 4) {
+            return None;
+        }
         let mut steps = self.steps.clone();
         steps.push(step);
-        ScaledWeight {
+        Some(ScaledWeight {
             source: self.source.clone(),
             steps,
-        }
+        })
     }
 
     /// The unscaled bytes the late Const holds until it is computed.
@@ -501,7 +512,8 @@ mod tests {
         let rows = Step::new(3, true, &[1.0 / 3.0, 7.0]).unwrap();
         let weight = ScaledWeight::new(source.clone(), columns)
             .unwrap()
-            .then(rows);
+            .then(rows)
+            .unwrap();
         let expected: Vec<f32> = as_floats(&source)
             .iter()
             .enumerate()
@@ -665,5 +677,15 @@ mod tests {
             Step::new(1, true, &[1.0]).unwrap()
         )
         .is_none());
+        // Rows without a scale, or a part of a row, would be left unscaled: refused.
+        let six = floats(&[1.0; 6]);
+        let one_scale_two_rows = Step::new(3, true, &[2.0]).unwrap();
+        assert!(ScaledWeight::new(six.clone(), one_scale_two_rows.clone()).is_none());
+        let rows_of_four = Step::new(4, false, &[2.0; 4]).unwrap();
+        assert!(ScaledWeight::new(six.clone(), rows_of_four.clone()).is_none());
+        let fits = ScaledWeight::new(six, Step::new(3, false, &[2.0; 3]).unwrap()).unwrap();
+        assert!(fits.then(one_scale_two_rows).is_none());
+        assert!(fits.then(rows_of_four).is_none());
+        assert!(fits.then(Step::new(2, true, &[1.0; 3]).unwrap()).is_some());
     }
 }

@@ -178,10 +178,10 @@ impl Layer {
         };
         let weight = match prior {
             Some(prior) => prior.then(step),
-            None => match ScaledWeight::new(packed.clone(), step) {
-                Some(weight) => weight,
-                None => return Ok(None),
-            },
+            None => ScaledWeight::new(packed.clone(), step),
+        };
+        let Some(weight) = weight else {
+            return Ok(None);
         };
         let head = TensorProto {
             dtype: DataType::DtFloat as i32,
