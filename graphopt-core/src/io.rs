@@ -548,10 +548,7 @@ pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat
         GraphFormat::Text => {
             // Text is built from the graph's bytes in one go: an input that shrank since it
             // was mapped is an error before, not a fault during (see `pages::check_backed`).
-            graph
-                .node
-                .iter()
-                .try_for_each(stream::check_backed)
+            stream::check_backed(graph.node.iter())
                 .and_then(|()| {
                     let functions = graph.library.iter().flat_map(|l| &l.function);
                     functions.into_iter().try_for_each(stream::function_backed)

@@ -31,10 +31,14 @@ pub fn graph_with_late(
 ) -> io::Result<()> {
     let mut buffer = Vec::new();
     let mut scratch = Vec::new();
-    for node_def in &graph.node {
-        // Before anything reads its mapped bytes: an input that shrank since is an error here,
-        // where reading them would fault (SIGBUS).
-        check_backed(node_def)?;
+    for (i, node_def) in graph.node.iter().enumerate() {
+        // Before anything reads their mapped bytes: an input that shrank since is an error
+        // here, where reading them would fault (SIGBUS). A batch of nodes at a time, so a
+        // graph of many small nodes pays one `fstat` per batch, not per node.
+        if i % CHECKED_TOGETHER == 0 {
+            let batch = graph.node.get(i..).unwrap_or_default();
+            check_backed(batch.iter().take(CHECKED_TOGETHER))?;
+        }
         match late.of(node_def) {
             None => node(node_def, None, &mut buffer, out)?,
             Some(weight) if streamed(value_attr(node_def)).is_some() => {
@@ -80,14 +84,31 @@ pub fn graph_with_late(
     out.write_all(&rest.encode_to_vec())
 }
 
-/// An error if bytes `node` holds (tensor contents, strings) lie in a mapped input that no
+/// Nodes the writer checks with one look at the input's length.
+const CHECKED_TOGETHER: usize = 256;
+
+/// An error if bytes `nodes` hold (tensor contents, strings) lie in a mapped input that no
 /// longer holds them (see [`crate::pages::check_backed`]): they are checked before they are
-/// read, so that a truncated input is an error rather than a fault.
-pub fn check_backed(node: &NodeDef) -> io::Result<()> {
+/// read, so that a truncated input is an error rather than a fault. The error names the first
+/// node whose bytes are gone.
+pub fn check_backed<'a>(nodes: impl Iterator<Item = &'a NodeDef> + Clone) -> io::Result<()> {
     let mut slices = Vec::new();
-    node.attr.values().for_each(|v| attr_slices(v, &mut slices));
-    crate::pages::check_backed(slices)
-        .map_err(|e| io::Error::new(e.kind(), format!("node '{}': {e}", node.name)))
+    for node in nodes.clone() {
+        node.attr.values().for_each(|v| attr_slices(v, &mut slices));
+    }
+    let Err(error) = crate::pages::check_backed(slices) else {
+        return Ok(());
+    };
+    // Which node: its own bytes alone fail the check.
+    let culprit = nodes.into_iter().find(|node| {
+        let mut own = Vec::new();
+        node.attr.values().for_each(|v| attr_slices(v, &mut own));
+        crate::pages::check_backed(own).is_err()
+    });
+    Err(match culprit {
+        Some(node) => io::Error::new(error.kind(), format!("node '{}': {error}", node.name)),
+        None => error,
+    })
 }
 
 /// [`check_backed`] of every node and attribute of a library function.
@@ -106,7 +127,7 @@ pub fn function_backed(function: &FunctionDef) -> io::Result<()> {
         .chain(attrs)
         .for_each(|v| attr_slices(v, &mut slices));
     crate::pages::check_backed(slices)
-        .and_then(|()| function.node_def.iter().try_for_each(check_backed))
+        .and_then(|()| check_backed(function.node_def.iter()))
         .map_err(|e| {
             let name = function.signature.as_ref().map_or("", |s| s.name.as_str());
             io::Error::new(e.kind(), format!("function '{name}': {e}"))
