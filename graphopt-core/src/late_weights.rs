@@ -15,6 +15,11 @@
 //!
 //! Every byte is the one eager scaling gives: each step multiplies in `f64` and rounds to
 //! `f32`, in the order the folds applied them, exactly as scaling the bytes twice would.
+//!
+//! A source is read again from the input file when its weight is computed
+//! ([`crate::pages::copy_out`]); should the file have shrunk since, that is an error
+//! ([`LateWeightError`], naming the Const and the file) from every computation here, on
+//! whichever thread, never a read of the mapping past the file's end.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
