@@ -138,6 +138,7 @@ const ERROR_MAY_WRAP: &[&str] = &[
     "tensor",
     "text_format",
     "budget",
+    "late_weights",
 ];
 
 /// Files allowed to contain `unsafe`, with how many times: mapping a file read-only, advising

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::budget::BudgetError;
 use crate::graph::GraphError;
+use crate::late_weights::LateWeightError;
 use crate::transforms::spec::SpecError;
 
 /// Result alias used throughout graphopt-core.
@@ -60,6 +61,9 @@ pub enum Error {
     Freeze(String),
     #[error("cannot encode {what}: {message}")]
     Encode { what: String, message: String },
+    /// A late weight (see [`crate::late_weights`]) could not be computed.
+    #[error("{0}")]
+    LateWeight(#[from] LateWeightError),
     /// The command's memory or work budget refused what a node needed.
     #[error("node '{node}': {source}")]
     Budget { node: String, source: BudgetError },

@@ -181,7 +181,7 @@ pub fn map_regular(path: &Path) -> std::io::Result<Bytes> {
     {
         let (file, size) = open_regular(path)?;
         charge_file(&file, size)?;
-        crate::pages::map(&file)
+        crate::pages::map(&file, path)
     }
     #[cfg(not(feature = "mmap"))]
     read_regular(path).map(Bytes::from)
@@ -546,6 +546,14 @@ pub fn write_graph(path: impl AsRef<Path>, graph: &GraphDef, format: GraphFormat
     match format {
         GraphFormat::Binary => write_atomically_with(path, |out| stream::graph(graph, out)),
         GraphFormat::Text => {
+            // Text is built from the graph's bytes in one go: an input that shrank since it
+            // was mapped is an error before, not a fault during (see `pages::check_backed`).
+            stream::check_backed(graph.node.iter())
+                .and_then(|()| {
+                    let functions = graph.library.iter().flat_map(|l| &l.function);
+                    functions.into_iter().try_for_each(stream::function_backed)
+                })
+                .map_err(|e| Error::io(path, e))?;
             let text = text_within_budget(graph).map_err(|message| Error::TooLarge {
                 path: path.to_path_buf(),
                 detail: format!("cannot write the graph as text: {message}"),
@@ -569,7 +577,10 @@ pub fn write_deferred(
             stream::graph_with_late(graph, late, out)
         }),
         GraphFormat::Text if late.is_empty() => write_graph(path, graph, format),
-        GraphFormat::Text => write_graph(path, &deferred.clone().into_graph(), format),
+        GraphFormat::Text => {
+            let computed = deferred.clone().into_graph()?;
+            write_graph(path, &computed, format)
+        }
     }
 }
 
@@ -673,10 +684,66 @@ fn create_temporary(dir: &Path, file_name: &str) -> std::io::Result<(PathBuf, fs
     }
 }
 
+/// What an existing output path names, as far as writing it goes.
+enum Destination {
+    /// Nothing, or a regular file (or a symlink to one): a new file is renamed over it.
+    Replaced,
+    /// A character device (`/dev/null`, `/dev/full`, a terminal) or a FIFO (`/dev/stdout`
+    /// into a pipe): written straight into, as any tool writes it. Renamed over, it would be
+    /// replaced by a regular file: run as root, `--out_graph=/dev/null` replaced the system's
+    /// /dev/null with the graph.
+    Device,
+}
+
+/// How `path` is written; an error for a block device or socket (writing into a disk
+/// overwrites it, renaming over one destroys it).
+fn destination(path: &Path) -> std::io::Result<Destination> {
+    let Ok(metadata) = fs::metadata(path) else {
+        return Ok(Destination::Replaced);
+    };
+    let kind = metadata.file_type();
+    if kind.is_file() || kind.is_dir() {
+        // A directory fails at the rename, with the system's message.
+        return Ok(Destination::Replaced);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if kind.is_char_device() || kind.is_fifo() {
+            return Ok(Destination::Device);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "it is a block device or socket, not a file to write a graph to",
+    ))
+}
+
 fn write_atomically_with(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<crate::pages::WriteBehind>) -> std::io::Result<()>,
 ) -> Result<()> {
+    let buffered = |file| {
+        // No larger than what goes out unbuffered, so weights are never copied into it.
+        std::io::BufWriter::with_capacity(
+            stream::STREAMED_CONTENT,
+            crate::pages::WriteBehind::new(file),
+        )
+    };
+    match destination(path).map_err(|e| Error::io(path, e))? {
+        Destination::Replaced => {}
+        Destination::Device => {
+            let written = fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|file| {
+                    let mut out = buffered(file);
+                    fill(&mut out)?;
+                    out.flush()
+                });
+            return written.map_err(|e| Error::io(path, e));
+        }
+    }
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -690,28 +757,103 @@ fn write_atomically_with(
         Ok(created) => created,
         Err(e) => return Err(Error::io(path, e)),
     };
+    // Removes the temporary should `fill` panic (a defect, but not one to leave a file for).
+    let mut guard = RemoveOnDrop(Some(&temp));
     let result = Ok(file)
         .and_then(|file| {
-            // No larger than what goes out unbuffered, so weights are never copied into it.
-            let mut out = std::io::BufWriter::with_capacity(
-                stream::STREAMED_CONTENT,
-                crate::pages::WriteBehind::new(file),
-            );
+            let mut out = buffered(file);
             fill(&mut out)?;
             let file = out.into_inner().map_err(|e| e.into_error())?.into_file();
             file.sync_all()
         })
         .and_then(|()| fs::rename(&temp, path));
     if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
         return Err(Error::io(path, e));
     }
+    guard.0 = None;
     Ok(())
+}
+
+/// Removes the file at its path when dropped, unless the path was taken out.
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Outputs that are no regular file: a character device or FIFO is written into and
+    /// stays what it was (renamed over, a root user's `/dev/null` became a regular file
+    /// holding the graph; `/dev/full` a file instead of "no space left"); a block device is
+    /// refused, untouched. The devices are made in a temporary directory (as root; skipped
+    /// otherwise).
+    #[cfg(unix)]
+    #[test]
+    fn devices_are_written_into_and_fifos_refused_never_replaced() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let made = |name: &str, kind: &str, numbers: &[&str]| {
+            let path = dir.path().join(name);
+            let made = std::process::Command::new("mknod")
+                .arg(&path)
+                .arg(kind)
+                .args(numbers)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            made.then_some(path)
+        };
+        if let (Some(null), Some(full)) = (
+            made("null", "c", &["1", "3"]),
+            made("full", "c", &["1", "7"]),
+        ) {
+            write_atomically(&null, b"graph").expect("written into /dev/null");
+            let error = write_atomically(&full, b"graph").expect_err("/dev/full is full");
+            assert!(error.to_string().contains("full"), "{error}");
+            for device in [&null, &full] {
+                let kind = fs::metadata(device).expect("still there").file_type();
+                assert!(
+                    kind.is_char_device(),
+                    "{} is still a device",
+                    device.display()
+                );
+            }
+        }
+        if let Some(block) = made("block", "b", &["7", "250"]) {
+            let error = write_atomically(&block, b"graph").expect_err("a disk is refused");
+            assert!(error.to_string().contains("block device"), "{error}");
+            let kind = fs::metadata(&block).expect("still there").file_type();
+            assert!(kind.is_block_device());
+        }
+        let fifo = made("fifo", "p", &[]).expect("mkfifo");
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).expect("read the FIFO"))
+        };
+        write_atomically(&fifo, b"graph").expect("written into the FIFO");
+        assert_eq!(reader.join().expect("reader"), b"graph");
+        assert!(fs::metadata(&fifo)
+            .expect("still there")
+            .file_type()
+            .is_fifo());
+        // Nothing left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.to_string_lossy().starts_with('.')),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn stale_temporaries_of_dead_writers_go() {

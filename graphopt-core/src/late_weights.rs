@@ -15,8 +15,14 @@
 //!
 //! Every byte is the one eager scaling gives: each step multiplies in `f64` and rounds to
 //! `f32`, in the order the folds applied them, exactly as scaling the bytes twice would.
+//!
+//! A source is read again from the input file when its weight is computed
+//! ([`crate::pages::copy_out`]); should the file have shrunk since, that is an error
+//! ([`LateWeightError`], naming the Const and the file) from every computation here, on
+//! whichever thread, never a read of the mapping past the file's end.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,6 +33,31 @@ use crate::proto::{GraphDef, NodeDef, TensorProto};
 /// Contents smaller than this are scaled at once: the writer streams only large contents on
 /// their own, and a small buffer costs next to nothing.
 pub const LATE_FROM: usize = 64 << 10;
+
+/// A late weight that could not be computed: its source could not be read again (the input
+/// file shrank or became unreadable since it was read), or the thread computing it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("Const '{node}': cannot compute its scaled weights: {source}")]
+pub struct LateWeightError {
+    /// The Const that holds the weight.
+    pub node: String,
+    pub source: io::Error,
+}
+
+impl LateWeightError {
+    /// `source`, met computing the late weight of Const `node`.
+    pub fn new(node: impl Into<String>, source: io::Error) -> Self {
+        LateWeightError {
+            node: node.into(),
+            source,
+        }
+    }
+
+    /// As an `io::Error` of the same kind, for writers.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(self.source.kind(), self)
+    }
+}
 
 /// One multiplication of float32 weights laid out as rows: element `i` is multiplied by
 /// `scale[i / row]` when `per_row` (the rows are the channels: MatMul with `transpose_b`), else
@@ -50,6 +81,12 @@ impl Step {
             per_row,
             scale: scale.into(),
         })
+    }
+
+    /// Whether the step lays out `elements` values exactly: whole rows, and one scale per row
+    /// when `per_row` (a row without its scale would silently be left as it is).
+    fn fits(&self, elements: usize) -> bool {
+        elements % self.row == 0 && (!self.per_row || elements / self.row == self.scale.len())
     }
 
     /// Scales the float32 values of `values`, the elements from `first` on, in place: a run
@@ -98,22 +135,27 @@ const SPLIT_FROM: usize = 1 << 20;
 const CHUNK_BYTES: usize = 256 << 10;
 
 impl ScaledWeight {
-    /// `source` (float32 contents) scaled by `step`; `None` if it is not whole float32 values.
+    /// `source` (float32 contents) scaled by `step`; `None` if it is not whole float32 values
+    /// or not whole rows of the step (with one scale per row when the step has them).
     pub fn new(source: Bytes, step: Step) -> Option<Self> {
-        (source.len() % 4 == 0).then(|| ScaledWeight {
+        (source.len() % 4 == 0 && step.fits(source.len() / 4)).then(|| ScaledWeight {
             source,
             steps: vec![step],
         })
     }
 
-    /// This weight scaled once more, by `step`.
-    pub fn then(&self, step: Step) -> Self {
+    /// This weight scaled once more, by `step`; `None` if `step` does not fit it (as for
+    /// [`ScaledWeight::new`]).
+    pub fn then(&self, step: Step) -> Option<Self> {
+        if !step.fits(self.source.len() / 4) {
+            return None;
+        }
         let mut steps = self.steps.clone();
         steps.push(step);
-        ScaledWeight {
+        Some(ScaledWeight {
             source: self.source.clone(),
             steps,
-        }
+        })
     }
 
     /// The unscaled bytes the late Const holds until it is computed.
@@ -132,95 +174,122 @@ impl ScaledWeight {
     }
 
     /// Computes the bytes from byte `offset` on into `out` (`offset` and `out.len()` multiples
-    /// of 4, within the weight).
-    pub fn compute_at(&self, offset: usize, out: &mut [u8]) {
-        let end = offset.saturating_add(out.len()).min(self.source.len());
+    /// of 4, within the weight). An error if the source cannot be read (an input file that
+    /// shrank since it was mapped: see [`crate::pages::copy_out`]).
+    pub fn compute_at(&self, offset: usize, out: &mut [u8]) -> io::Result<()> {
+        let end = offset.saturating_add(out.len());
         let Some(source) = self.source.get(offset..end) else {
-            return;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "bytes {offset}..{end} asked of a weight of {} bytes",
+                    self.source.len()
+                ),
+            ));
         };
-        let out = &mut out[..source.len()];
         // Read around the input's mapping, then scaled where the bytes are (in cache).
-        crate::pages::copy_out(source, out);
+        crate::pages::copy_out(source, out)?;
         for step in &self.steps {
             step.apply(offset / 4, out);
         }
+        Ok(())
     }
 
     /// The one value every element has, as bytes, if they are all the same (compared as
     /// bytes, as `Tensor::to_proto` does). Stops at the first difference: for real weights
     /// that is within the first chunk.
-    pub fn uniform(&self) -> Option<[u8; 4]> {
+    pub fn uniform(&self) -> io::Result<Option<[u8; 4]>> {
         let mut chunk = vec![0u8; CHUNK_BYTES.min(self.source.len())];
         let mut first = None;
         for offset in (0..self.source.len()).step_by(CHUNK_BYTES) {
             let len = CHUNK_BYTES.min(self.source.len() - offset);
             let out = &mut chunk[..len];
-            self.compute_at(offset, out);
+            self.compute_at(offset, out)?;
             for value in out.chunks_exact(4) {
                 let value = [value[0], value[1], value[2], value[3]];
                 match first {
                     None => first = Some(value),
-                    Some(f) if f != value => return None,
+                    Some(f) if f != value => return Ok(None),
                     Some(_) => {}
                 }
             }
         }
-        first
+        Ok(first)
     }
 
     /// All the bytes, computed into new memory (two threads for large weights: every element
     /// is computed the same way whichever thread does it).
-    pub fn compute(&self) -> Bytes {
+    pub fn compute(&self) -> io::Result<Bytes> {
         let mut buffer = crate::pages::zeroed(self.source.len());
         let content = &mut buffer[..];
         let mid = content.len() / 8 * 4;
         if content.len() < SPLIT_FROM || mid == 0 {
-            self.compute_at(0, content);
+            self.compute_at(0, content)?;
         } else {
             let (first, second) = content.split_at_mut(mid);
             // The second half, for the helper thread or, if none can be had, for this one.
             let pending = std::sync::Mutex::new(Some(second));
             let compute_second = || {
-                let half = pending.lock().map(|mut half| half.take()).ok().flatten();
-                if let Some(out) = half {
-                    self.compute_at(mid, out);
+                let half = pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match half {
+                    Some(out) => self.compute_at(mid, out),
+                    None => Ok(()),
                 }
             };
             std::thread::scope(|scope| {
-                let _helper = std::thread::Builder::new().spawn_scoped(scope, compute_second);
-                self.compute_at(0, first);
-            });
-            compute_second();
+                let helper = std::thread::Builder::new()
+                    .spawn_scoped(scope, compute_second)
+                    .ok();
+                let first = self.compute_at(0, first);
+                // Joined here, so that a panic there is an error rather than this thread's.
+                let second = helper.map_or(Ok(()), |helper| {
+                    helper.join().unwrap_or_else(|_| Err(helper_panicked()))
+                });
+                first.and(second)
+            })?;
+            compute_second()?;
         }
-        buffer.freeze()
+        Ok(buffer.freeze())
     }
 
     /// Writes the bytes to `out` through `scratch`, a chunk at a time. A large weight's
-    /// chunks are computed on a second thread while this one writes the one before.
+    /// chunks are computed on a second thread while this one writes the one before. An error
+    /// computing them is a [`LateWeightError`] naming `node`, the Const that holds the weight.
     pub fn write_to(
         &self,
+        node: &str,
         out: &mut impl std::io::Write,
         scratch: &mut Vec<u8>,
     ) -> std::io::Result<()> {
+        let compute_at = |offset: usize, chunk: &mut [u8]| {
+            self.compute_at(offset, chunk)
+                .map_err(|e| LateWeightError::new(node, e).into_io())
+        };
         let chunks = (0..self.source.len()).step_by(CHUNK_BYTES);
         let chunk_len = |offset: usize| CHUNK_BYTES.min(self.source.len() - offset);
         if self.source.len() >= SPLIT_FROM {
-            if let Some(written) = self.write_computed_aside(out) {
+            if let Some(written) = self.write_computed_aside(out, &compute_at) {
                 return written;
             }
         }
         scratch.resize(CHUNK_BYTES, 0);
         for offset in chunks {
             let chunk = &mut scratch[..chunk_len(offset)];
-            self.compute_at(offset, chunk);
+            compute_at(offset, chunk)?;
             out.write_all(chunk)?;
         }
         Ok(())
     }
 
     /// [`ScaledWeight::write_to`] with each chunk computed on a helper thread, two buffers
-    /// passed back and forth; `None` if no thread could be had (nothing written then).
-    fn write_computed_aside(&self, out: &mut impl std::io::Write) -> Option<std::io::Result<()>> {
+    /// passed back and forth; `None` if no thread could be had (nothing written then). The
+    /// helper's error (or panic) is the result's, and so is a helper that stopped early: every
+    /// byte is written or the result is an error.
+    fn write_computed_aside(
+        &self,
+        out: &mut impl std::io::Write,
+        compute_at: &(impl Fn(usize, &mut [u8]) -> io::Result<()> + Sync),
+    ) -> Option<std::io::Result<()>> {
         use std::sync::mpsc::sync_channel;
         let (computed, to_write) = sync_channel::<Vec<u8>>(1);
         let (recycle, to_fill) = sync_channel::<Vec<u8>>(2);
@@ -228,35 +297,52 @@ impl ScaledWeight {
             recycle.send(vec![0; CHUNK_BYTES]).ok()?;
         }
         std::thread::scope(|scope| {
-            let compute = move || {
+            let compute = move || -> io::Result<()> {
                 for offset in (0..self.source.len()).step_by(CHUNK_BYTES) {
                     // Either side gone: the writer failed and stopped.
                     let Ok(mut buffer) = to_fill.recv() else {
-                        return;
+                        return Ok(());
                     };
                     buffer.resize(CHUNK_BYTES.min(self.source.len() - offset), 0);
-                    self.compute_at(offset, &mut buffer);
+                    // An error drops `computed`: the writer stops after the chunks before.
+                    compute_at(offset, &mut buffer)?;
                     if computed.send(buffer).is_err() {
-                        return;
+                        return Ok(());
                     }
                 }
+                Ok(())
             };
-            // Owned here, so that a failed write drops both ends the helper may wait on before
-            // the scope waits for the helper.
-            let (to_write, recycle) = (to_write, recycle);
-            std::thread::Builder::new()
+            let helper = std::thread::Builder::new()
                 .spawn_scoped(scope, compute)
                 .ok()?;
             // Every chunk arrives in order; the helper ends after the last.
+            let mut total = 0usize;
             let written = to_write.iter().try_for_each(|buffer| {
                 out.write_all(&buffer)?;
+                total = total.saturating_add(buffer.len());
                 // The helper may have finished: a buffer it no longer needs is dropped.
                 let _ = recycle.send(buffer);
                 Ok(())
             });
-            Some(written)
+            // Both ends the helper may wait on go before it is joined: a failed write stops it.
+            drop((to_write, recycle));
+            let computed = helper.join().unwrap_or_else(|_| Err(helper_panicked()));
+            Some(written.and(computed).and_then(|()| {
+                if total == self.source.len() {
+                    Ok(())
+                } else {
+                    Err(io::Error::other(format!(
+                        "{total} of the weight's {} bytes were computed",
+                        self.source.len()
+                    )))
+                }
+            }))
         })
     }
+}
+
+fn helper_panicked() -> io::Error {
+    io::Error::other("the thread computing the weights panicked")
 }
 
 /// The late weights of one graph, by the name of the Const that holds each.
@@ -304,21 +390,25 @@ impl LateWeights {
         self.by_name.retain(|name, _| live.contains(name.as_str()));
     }
 
-    /// Computes every late weight into its Const; afterwards none is late.
-    pub fn compute_all(&mut self, graph: &mut GraphDef) {
+    /// Computes every late weight into its Const; afterwards none is late. On an error the
+    /// weights computed so far hold their values, the others are still late.
+    pub fn compute_all(&mut self, graph: &mut GraphDef) -> Result<(), LateWeightError> {
         if self.by_name.is_empty() {
-            return;
+            return Ok(());
         }
         for node in &mut graph.node {
             let Some(weight) = self.of(node) else {
                 continue;
             };
-            let computed = weight.compute();
+            let computed = weight
+                .compute()
+                .map_err(|e| LateWeightError::new(&node.name, e))?;
             if let Some(tensor) = value_tensor_mut(node) {
                 tensor.tensor_content = computed;
             }
         }
         self.by_name.clear();
+        Ok(())
     }
 }
 
@@ -352,9 +442,9 @@ impl Deferred {
     }
 
     /// The graph with every weight computed.
-    pub fn into_graph(mut self) -> GraphDef {
-        self.late.compute_all(&mut self.graph);
-        self.graph
+    pub fn into_graph(mut self) -> Result<GraphDef, LateWeightError> {
+        self.late.compute_all(&mut self.graph)?;
+        Ok(self.graph)
     }
 
     /// Nodes of the main graph.
@@ -427,7 +517,8 @@ mod tests {
         let rows = Step::new(3, true, &[1.0 / 3.0, 7.0]).unwrap();
         let weight = ScaledWeight::new(source.clone(), columns)
             .unwrap()
-            .then(rows);
+            .then(rows)
+            .unwrap();
         let expected: Vec<f32> = as_floats(&source)
             .iter()
             .enumerate()
@@ -436,12 +527,12 @@ mod tests {
                 (f64::from(once) * [1.0 / 3.0, 7.0][i / 3]) as f32
             })
             .collect();
-        assert_eq!(as_floats(&weight.compute()), expected);
+        assert_eq!(as_floats(&weight.compute().unwrap()), expected);
         // Any chunk computed on its own gives the same bytes as the whole.
         let mut tail = vec![0u8; 12];
-        weight.compute_at(12, &mut tail);
+        weight.compute_at(12, &mut tail).unwrap();
         assert_eq!(as_floats(&tail), expected[3..]);
-        assert_eq!(weight.uniform(), None);
+        assert_eq!(weight.uniform().unwrap(), None);
     }
 
     #[test]
@@ -457,9 +548,9 @@ mod tests {
             .zip(&scale)
             .map(|(&v, &s)| (f64::from(v) * s) as f32)
             .collect();
-        assert_eq!(as_floats(&weight.compute()), expected);
+        assert_eq!(as_floats(&weight.compute().unwrap()), expected);
         let mut written = Vec::new();
-        weight.write_to(&mut written, &mut Vec::new()).unwrap();
+        weight.write_to("w", &mut written, &mut Vec::new()).unwrap();
         assert_eq!(as_floats(&written), expected);
     }
 
@@ -492,10 +583,46 @@ mod tests {
         .unwrap();
         for room in [0, 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 5] {
             let error = weight
-                .write_to(&mut FullDisk { room }, &mut Vec::new())
+                .write_to("w", &mut FullDisk { room }, &mut Vec::new())
                 .unwrap_err();
             assert_eq!(error.to_string(), "no space left");
         }
+    }
+
+    /// A large weight whose source, in a mapped input, is gone from the file when it is
+    /// written: the helper thread's read fails, and that is the write's error, naming the
+    /// Const and the file, after the chunks before it; no byte of the mapping past the file's
+    /// end is read (SIGBUS), and every thread ends.
+    #[cfg(all(unix, feature = "mmap"))]
+    #[test]
+    fn a_source_gone_from_its_file_is_an_error_on_either_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.bin");
+        let values: Vec<f32> = (0..SPLIT_FROM).map(|i| i as f32).collect();
+        std::fs::write(&path, floats(&values)).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mapped = crate::pages::map(&file, &path).unwrap();
+        let weight = ScaledWeight::new(
+            mapped.clone(),
+            Step::new(1, true, &vec![0.5; values.len()]).unwrap(),
+        )
+        .unwrap();
+        // Cut within the third chunk: two chunks are written before the error.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len((2 * CHUNK_BYTES + 100) as u64))
+            .unwrap();
+        let mut written = Vec::new();
+        let error = weight
+            .write_to("conv/w", &mut written, &mut Vec::new())
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("Const 'conv/w'"), "{message}");
+        assert!(message.contains("weights.bin"), "{message}");
+        assert_eq!(written.len(), 2 * CHUNK_BYTES);
+        let error = weight.compute().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
     }
 
     #[test]
@@ -503,10 +630,10 @@ mod tests {
         let zeroing = Step::new(2, false, &[0.0, 0.0]).unwrap();
         let weight = ScaledWeight::new(floats(&[1.0, -2.0, 3.0, 4.0]), zeroing).unwrap();
         // 0 * -2 is -0: the bytes differ, so the weight is not uniform.
-        assert_eq!(weight.uniform(), None);
+        assert_eq!(weight.uniform().unwrap(), None);
         let halving = Step::new(2, false, &[0.5, 0.5]).unwrap();
         let weight = ScaledWeight::new(floats(&[4.0, 4.0, 4.0, 4.0]), halving).unwrap();
-        assert_eq!(weight.uniform(), Some(2.0f32.to_le_bytes()));
+        assert_eq!(weight.uniform().unwrap(), Some(2.0f32.to_le_bytes()));
     }
 
     #[test]
@@ -525,7 +652,7 @@ mod tests {
             node: vec![holder, const_node("v", source)],
             ..GraphDef::default()
         };
-        late.compute_all(&mut graph);
+        late.compute_all(&mut graph).unwrap();
         assert!(late.is_empty());
         let content = |n: &NodeDef| as_floats(&value_tensor(n).unwrap().tensor_content);
         assert_eq!(content(&graph.node[0]), [2.0, 6.0]);
@@ -555,5 +682,15 @@ mod tests {
             Step::new(1, true, &[1.0]).unwrap()
         )
         .is_none());
+        // Rows without a scale, or a part of a row, would be left unscaled: refused.
+        let six = floats(&[1.0; 6]);
+        let one_scale_two_rows = Step::new(3, true, &[2.0]).unwrap();
+        assert!(ScaledWeight::new(six.clone(), one_scale_two_rows.clone()).is_none());
+        let rows_of_four = Step::new(4, false, &[2.0; 4]).unwrap();
+        assert!(ScaledWeight::new(six.clone(), rows_of_four.clone()).is_none());
+        let fits = ScaledWeight::new(six, Step::new(3, false, &[2.0; 3]).unwrap()).unwrap();
+        assert!(fits.then(one_scale_two_rows).is_none());
+        assert!(fits.then(rows_of_four).is_none());
+        assert!(fits.then(Step::new(2, true, &[1.0; 3]).unwrap()).is_some());
     }
 }

@@ -16,6 +16,11 @@
 //! better read from the file than through the mapping: [`copy_out`] does so, so their pages are
 //! never mapped into the process at all.
 //!
+//! A mapped file that shrinks under graphopt would make any read past its new end a SIGBUS:
+//! [`copy_out`] never falls back to the mapping when its read fails, and the writers ask
+//! [`check_backed`] before they read mapped bytes, so an input truncated while graphopt ran is
+//! an error naming it.
+//!
 //! New weights a rewrite computes go into [`zeroed`] memory that the kernel may back with
 //! 2 MiB pages, so writing them costs a fault per 2 MiB rather than per 4 KiB.
 //!
@@ -33,11 +38,14 @@ use std::sync::{Arc, Mutex, Weak};
 #[cfg(feature = "mmap")]
 static MAPPINGS: Mutex<Vec<Weak<MappedFile>>> = Mutex::new(Vec::new());
 
-/// A mapping and the file it maps, for reads that go around the mapping ([`copy_out`]).
+/// A mapping and the file it maps, for reads that go around the mapping ([`copy_out`]) and
+/// for checking that the file still holds what the mapping shows ([`check_backed`]).
 #[cfg(feature = "mmap")]
 struct MappedFile {
     map: memmap2::Mmap,
     file: std::fs::File,
+    /// The file's path, for errors.
+    path: std::path::PathBuf,
 }
 
 #[cfg(feature = "mmap")]
@@ -62,9 +70,9 @@ impl AsRef<[u8]> for Mapped {
 
 /// `file` memory-mapped read-only: only the pages something reads become resident, and slices
 /// of the result (a Const's `tensor_content`) point into the mapping. The caller has checked
-/// that it is a regular file (`io::map_regular`).
+/// that it is a regular file (`io::map_regular`); `path` is its path, for errors.
 #[cfg(feature = "mmap")]
-pub fn map(file: &std::fs::File) -> std::io::Result<Bytes> {
+pub fn map(file: &std::fs::File, path: &std::path::Path) -> std::io::Result<Bytes> {
     if file.metadata()?.len() == 0 {
         return Ok(Bytes::new());
     }
@@ -76,6 +84,7 @@ pub fn map(file: &std::fs::File) -> std::io::Result<Bytes> {
     let map = Arc::new(MappedFile {
         map,
         file: file.try_clone()?,
+        path: path.to_path_buf(),
     });
     let mut mappings = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
     mappings.retain(|m| m.strong_count() > 0);
@@ -132,22 +141,108 @@ pub fn populate(bytes: &[u8]) {
 
 /// Copies `bytes` into `out` (as long as `bytes`). A slice of a mapping made by [`map`] is
 /// read from its file instead (`pread`), so its pages are never mapped into this process: no
-/// fault to map each in, no unmapping after. The file holds what the mapping shows (the
-/// contract of [`map`]); should the read fail, the mapping is copied after all.
-pub fn copy_out(bytes: &[u8], out: &mut [u8]) {
+/// fault to map each in, no unmapping after.
+///
+/// A read that fails is an error naming the file, never a copy from the mapping after all: the
+/// likeliest failure is a file that shrank since it was mapped, and touching a mapped page past
+/// the file's end kills the process with SIGBUS.
+pub fn copy_out(bytes: &[u8], out: &mut [u8]) -> std::io::Result<()> {
     let len = bytes.len().min(out.len());
     let (bytes, out) = (&bytes[..len], &mut out[..len]);
     #[cfg(all(unix, feature = "mmap"))]
     if let Some((mapped, offset)) = mapping_of(bytes) {
         use std::os::unix::fs::FileExt;
-        let read = u64::try_from(offset)
-            .ok()
-            .and_then(|at| mapped.file.read_exact_at(out, at).ok());
-        if read.is_some() {
-            return;
-        }
+        let at = u64::try_from(offset).map_err(std::io::Error::other)?;
+        return mapped.file.read_exact_at(out, at).map_err(|e| {
+            match shrunk(&mapped, offset, len) {
+                Some(error) => error,
+                None => std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{}: reading bytes {offset}..{} of the input again: {e}",
+                        mapped.path.display(),
+                        offset.saturating_add(len)
+                    ),
+                ),
+            }
+        });
     }
     out.copy_from_slice(bytes);
+    Ok(())
+}
+
+/// An error if any of `slices` lies in a mapping made by [`map`] whose file no longer reaches
+/// its end: reading it (a copy, or a `write` from it) would then fault past the file's end,
+/// which kills the process with SIGBUS. Writers call it before they read mapped bytes, so that
+/// an input truncated after it was read is an error naming it. One look at the mappings and
+/// one `fstat` per mapping the slices lie in. The file could still shrink between this check
+/// and the read; only another process truncating the input does that (the contract of
+/// [`map`]).
+pub fn check_backed<'a>(slices: impl IntoIterator<Item = &'a [u8]>) -> std::io::Result<()> {
+    #[cfg(all(unix, feature = "mmap"))]
+    {
+        let live: Vec<Arc<MappedFile>> = {
+            let mappings = MAPPINGS.lock().unwrap_or_else(|e| e.into_inner());
+            mappings.iter().filter_map(Weak::upgrade).collect()
+        };
+        if live.is_empty() {
+            return Ok(());
+        }
+        // The furthest byte needed of each mapping.
+        let mut ends = vec![0usize; live.len()];
+        for bytes in slices {
+            let start = bytes.as_ptr() as usize;
+            let Some(end) = start.checked_add(bytes.len()).filter(|_| !bytes.is_empty()) else {
+                continue;
+            };
+            let within = live.iter().position(|map| {
+                let base = map.as_ptr() as usize;
+                start >= base && end <= base.saturating_add(map.len())
+            });
+            if let Some(i) = within {
+                let base = live[i].as_ptr() as usize;
+                ends[i] = ends[i].max(end - base);
+            }
+        }
+        for (map, &end) in live.iter().zip(&ends) {
+            if let Some(error) = (end > 0).then(|| shrunk(map, 0, end)).flatten() {
+                return Err(error);
+            }
+        }
+    }
+    #[cfg(not(all(unix, feature = "mmap")))]
+    let _ = slices;
+    Ok(())
+}
+
+/// The error for bytes `offset..offset + len` of `mapped` if its file is now shorter than
+/// their end (or cannot be asked its length).
+#[cfg(all(unix, feature = "mmap"))]
+fn shrunk(mapped: &MappedFile, offset: usize, len: usize) -> Option<std::io::Error> {
+    let end = u64::try_from(offset.saturating_add(len)).unwrap_or(u64::MAX);
+    let now = match mapped.file.metadata() {
+        Ok(metadata) => metadata.len(),
+        Err(e) => {
+            return Some(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: cannot tell its length again: {e}",
+                    mapped.path.display()
+                ),
+            ))
+        }
+    };
+    (now < end).then(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "{}: the input file changed while graphopt used it: it is now {now} bytes \
+                 long, was {}, and held bytes up to {end} still needed for the output",
+                mapped.path.display(),
+                mapped.map.len()
+            ),
+        )
+    })
 }
 
 /// The live mapping made by [`map`] that holds all of `bytes`, and where in it they start.
@@ -317,7 +412,7 @@ mod tests {
         let path = dir.path().join("weights.bin");
         let contents: Vec<u8> = (0..5 * 4096 + 100).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&path, &contents).expect("write");
-        let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
+        let mapped = map(&std::fs::File::open(&path).expect("open"), &path).expect("map");
         assert_eq!(&mapped[..], &contents[..]);
         let slice = mapped.slice(10..4 * 4096 + 50);
         release(&slice);
@@ -360,9 +455,9 @@ mod tests {
         let path = dir.path().join("weights.bin");
         let contents: Vec<u8> = (0..(2 << 20) + 100).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&path, &contents).expect("write");
-        let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
+        let mapped = map(&std::fs::File::open(&path).expect("open"), &path).expect("map");
         let mut out = vec![0u8; (1 << 20) + 3];
-        copy_out(&mapped[101..101 + out.len()], &mut out);
+        copy_out(&mapped[101..101 + out.len()], &mut out).expect("copy");
         assert_eq!(out, contents[101..101 + out.len()]);
         assert_eq!(
             resident_kib_of(&mapped),
@@ -371,8 +466,39 @@ mod tests {
         );
         // Heap memory is copied.
         let mut small = [0u8; 5];
-        copy_out(&contents[3..8], &mut small);
+        copy_out(&contents[3..8], &mut small).expect("copy");
         assert_eq!(small, contents[3..8]);
+    }
+
+    /// Bytes of a mapped file that shrank since it was mapped are an error naming the file,
+    /// from both the read around the mapping and the check writers make: never a read of the
+    /// mapping past the file's end (SIGBUS).
+    #[cfg(all(unix, feature = "mmap"))]
+    #[test]
+    fn bytes_of_a_file_that_shrank_are_an_error_not_a_fault() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shrinks.bin");
+        std::fs::write(&path, vec![3u8; 64 << 10]).expect("write");
+        let mapped = map(&std::fs::File::open(&path).expect("open"), &path).expect("map");
+        let tail = mapped.slice(40 << 10..);
+        check_backed([&tail[..]]).expect("whole");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(8 << 10))
+            .expect("truncate");
+        let mut out = vec![0u8; tail.len()];
+        let error = copy_out(&tail, &mut out).expect_err("read past the end");
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(error.to_string().contains("shrinks.bin"), "{error}");
+        assert!(error.to_string().contains("now 8192 bytes"), "{error}");
+        let error = check_backed([&mapped[..4], &tail[..]]).expect_err("past the end");
+        assert!(error.to_string().contains("shrinks.bin"), "{error}");
+        // What the file still holds reads as before.
+        check_backed([&mapped[..4096], &[1u8, 2][..]]).expect("within");
+        let mut head = [0u8; 16];
+        copy_out(&mapped[100..116], &mut head).expect("within");
+        assert_eq!(head, [3; 16]);
     }
 
     /// The mapping's own resident size, from `/proc/self/smaps` (other threads' memory does
@@ -384,7 +510,7 @@ mod tests {
         let path = dir.path().join("resident.bin");
         let contents = vec![7u8; 8 << 20];
         std::fs::write(&path, &contents).expect("write");
-        let mapped = map(&std::fs::File::open(&path).expect("open")).expect("map");
+        let mapped = map(&std::fs::File::open(&path).expect("open"), &path).expect("map");
         let resident_kib = || resident_kib_of(&mapped);
         let sum: u64 = mapped.iter().map(|&b| u64::from(b)).sum();
         assert_eq!(sum, 7 * (8 << 20));

@@ -8,9 +8,9 @@ use std::io::{self, Write};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, message, string, WireType};
 use prost::Message;
 
-use crate::late_weights::{LateWeights, ScaledWeight};
+use crate::late_weights::{LateWeightError, LateWeights, ScaledWeight};
 use crate::proto::attr_value::Value;
-use crate::proto::{AttrValue, GraphDef, NodeDef, TensorProto};
+use crate::proto::{AttrValue, FunctionDef, GraphDef, NodeDef, TensorProto};
 
 /// Tensor contents at least this large go to the writer on their own; smaller ones are not
 /// worth a separate write. The writer's buffer should be no larger, or it copies them anyway.
@@ -31,7 +31,14 @@ pub fn graph_with_late(
 ) -> io::Result<()> {
     let mut buffer = Vec::new();
     let mut scratch = Vec::new();
-    for node_def in &graph.node {
+    for (i, node_def) in graph.node.iter().enumerate() {
+        // Before anything reads their mapped bytes: an input that shrank since is an error
+        // here, where reading them would fault (SIGBUS). A batch of nodes at a time, so a
+        // graph of many small nodes pays one `fstat` per batch, not per node.
+        if i % CHECKED_TOGETHER == 0 {
+            let batch = graph.node.get(i..).unwrap_or_default();
+            check_backed(batch.iter().take(CHECKED_TOGETHER))?;
+        }
         match late.of(node_def) {
             None => node(node_def, None, &mut buffer, out)?,
             Some(weight) if streamed(value_attr(node_def)).is_some() => {
@@ -45,7 +52,9 @@ pub fn graph_with_late(
                     .get_mut("value")
                     .and_then(|v| v.value.as_mut())
                 {
-                    tensor.tensor_content = weight.compute();
+                    tensor.tensor_content = weight
+                        .compute()
+                        .map_err(|e| LateWeightError::new(&node_def.name, e).into_io())?;
                 }
                 node(&computed, None, &mut buffer, out)?;
             }
@@ -60,6 +69,7 @@ pub fn graph_with_late(
     // The library from where it is, not from a copy: a large one costs about as much memory
     // as the nodes.
     if let Some(library) = &graph.library {
+        library.function.iter().try_for_each(function_backed)?;
         buffer.clear();
         message::encode(2, library, &mut buffer);
         out.write_all(&buffer)?;
@@ -72,6 +82,86 @@ pub fn graph_with_late(
         debug_info: graph.debug_info.clone(),
     };
     out.write_all(&rest.encode_to_vec())
+}
+
+/// Nodes the writer checks with one look at the input's length.
+const CHECKED_TOGETHER: usize = 256;
+
+/// An error if bytes `nodes` hold (tensor contents, strings) lie in a mapped input that no
+/// longer holds them (see [`crate::pages::check_backed`]): they are checked before they are
+/// read, so that a truncated input is an error rather than a fault. The error names the first
+/// node whose bytes are gone.
+pub fn check_backed<'a>(nodes: impl Iterator<Item = &'a NodeDef> + Clone) -> io::Result<()> {
+    let mut slices = Vec::new();
+    for node in nodes.clone() {
+        node.attr.values().for_each(|v| attr_slices(v, &mut slices));
+    }
+    let Err(error) = crate::pages::check_backed(slices) else {
+        return Ok(());
+    };
+    // Which node: its own bytes alone fail the check.
+    let culprit = nodes.into_iter().find(|node| {
+        let mut own = Vec::new();
+        node.attr.values().for_each(|v| attr_slices(v, &mut own));
+        crate::pages::check_backed(own).is_err()
+    });
+    Err(match culprit {
+        Some(node) => io::Error::new(error.kind(), format!("node '{}': {error}", node.name)),
+        None => error,
+    })
+}
+
+/// [`check_backed`] of every node and attribute of a library function.
+pub fn function_backed(function: &FunctionDef) -> io::Result<()> {
+    let mut slices = Vec::new();
+    let defaults = function
+        .signature
+        .iter()
+        .flat_map(|s| &s.attr)
+        .flat_map(|a| a.default_value.iter().chain(&a.allowed_values));
+    let attrs = function
+        .attr
+        .values()
+        .chain(function.arg_attr.values().flat_map(|a| a.attr.values()));
+    defaults
+        .chain(attrs)
+        .for_each(|v| attr_slices(v, &mut slices));
+    crate::pages::check_backed(slices)
+        .and_then(|()| check_backed(function.node_def.iter()))
+        .map_err(|e| {
+            let name = function.signature.as_ref().map_or("", |s| s.name.as_str());
+            io::Error::new(e.kind(), format!("function '{name}': {e}"))
+        })
+}
+
+/// The byte fields of an attribute value (strings, tensor contents), into `slices`.
+fn attr_slices<'a>(value: &'a AttrValue, slices: &mut Vec<&'a [u8]>) {
+    match &value.value {
+        Some(Value::S(s)) => slices.push(s),
+        Some(Value::Tensor(tensor)) => tensor_slices(tensor, slices),
+        Some(Value::List(list)) => {
+            slices.extend(list.s.iter().map(|s| &s[..]));
+            list.tensor.iter().for_each(|t| tensor_slices(t, slices));
+            for func in &list.func {
+                func.attr.values().for_each(|v| attr_slices(v, slices));
+            }
+        }
+        Some(Value::Func(func)) => func.attr.values().for_each(|v| attr_slices(v, slices)),
+        _ => {}
+    }
+}
+
+fn tensor_slices<'a>(tensor: &'a TensorProto, slices: &mut Vec<&'a [u8]>) {
+    slices.push(&tensor.tensor_content);
+    slices.push(&tensor.float8_val);
+    slices.extend(tensor.string_val.iter().map(|s| &s[..]));
+    for variant in &tensor.variant_val {
+        slices.push(&variant.metadata);
+        variant
+            .tensors
+            .iter()
+            .for_each(|t| tensor_slices(t, slices));
+    }
 }
 
 fn value_attr(node: &NodeDef) -> &AttrValue {
@@ -141,7 +231,7 @@ fn node(
                 out.write_all(buffer)?;
                 buffer.clear();
                 match late.as_mut().filter(|_| key == "value") {
-                    Some((weight, scratch)) => weight.write_to(out, scratch)?,
+                    Some((weight, scratch)) => weight.write_to(&node.name, out, scratch)?,
                     None => {
                         crate::pages::populate(&tensor.tensor_content);
                         out.write_all(&tensor.tensor_content)?;

@@ -32,15 +32,19 @@ use std::ops::{Deref, DerefMut};
 use crate::graph;
 use crate::graph::attrs;
 use crate::graph::edit::{const_value, control_inputs, controls_of, data_inputs, Edits, Uses};
-use crate::late_weights::LateWeights;
+use crate::late_weights::{LateWeightError, LateWeights};
 use crate::proto::{attr_value, AttrValue, DataType, GraphDef, NodeDef, TensorProto};
 use crate::rewrite::weights::{floats, per_channel, vector, Layer, Scaled};
 use crate::tensor::{Limits, Tensor};
 
 /// Folds per-channel Mul/Add/Sub/BiasAdd after layers into their weights and one BiasAdd,
-/// until nothing changes; `protected` nodes keep their names.
-pub fn fold_scales_and_shifts(graph: &mut GraphDef, protected: &HashSet<String>) {
-    computed_at_once(graph, protected, fold_scales_and_shifts_deferred);
+/// until nothing changes; `protected` nodes keep their names. An error only if weights in a
+/// mapped input can no longer be read (see [`crate::pages::copy_out`]).
+pub fn fold_scales_and_shifts(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+) -> Result<(), LateWeightError> {
+    computed_at_once(graph, protected, fold_scales_and_shifts_deferred)
 }
 
 /// [`fold_scales_and_shifts`], leaving large scaled weights late in `late` (see
@@ -49,14 +53,18 @@ pub fn fold_scales_and_shifts_deferred(
     graph: &mut GraphDef,
     protected: &HashSet<String>,
     late: &mut LateWeights,
-) {
-    until_unchanged(graph, protected, late, sweep_scales);
+) -> Result<(), LateWeightError> {
+    until_unchanged(graph, protected, late, sweep_scales)
 }
 
 /// Folds FusedBatchNorm(V2/V3) and BatchNormWithGlobalNormalization after layers into their
-/// weights and a BiasAdd, until nothing changes; `protected` nodes keep their names.
-pub fn fold_batch_norm_ops(graph: &mut GraphDef, protected: &HashSet<String>) {
-    computed_at_once(graph, protected, fold_batch_norm_ops_deferred);
+/// weights and a BiasAdd, until nothing changes; `protected` nodes keep their names. An error
+/// as for [`fold_scales_and_shifts`].
+pub fn fold_batch_norm_ops(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+) -> Result<(), LateWeightError> {
+    computed_at_once(graph, protected, fold_batch_norm_ops_deferred)
 }
 
 /// [`fold_batch_norm_ops`], leaving large scaled weights late in `late`, as
@@ -65,18 +73,22 @@ pub fn fold_batch_norm_ops_deferred(
     graph: &mut GraphDef,
     protected: &HashSet<String>,
     late: &mut LateWeights,
-) {
-    until_unchanged(graph, protected, late, sweep_norms);
+) -> Result<(), LateWeightError> {
+    until_unchanged(graph, protected, late, sweep_norms)
 }
 
 /// The signature of a deferred fold and of one sweep of it (true if anything changed).
-type Fold<T> = fn(&mut GraphDef, &HashSet<String>, &mut LateWeights) -> T;
+type Fold<T> = fn(&mut GraphDef, &HashSet<String>, &mut LateWeights) -> Result<T, LateWeightError>;
 
 /// `fold` with every weight it leaves late computed before returning.
-fn computed_at_once(graph: &mut GraphDef, protected: &HashSet<String>, fold: Fold<()>) {
+fn computed_at_once(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    fold: Fold<()>,
+) -> Result<(), LateWeightError> {
     let mut late = LateWeights::default();
-    fold(graph, protected, &mut late);
-    late.compute_all(graph);
+    fold(graph, protected, &mut late)?;
+    late.compute_all(graph)
 }
 
 /// `sweep` until it changes nothing; then `late` forgets the Consts the sweeps removed.
@@ -85,9 +97,15 @@ fn until_unchanged(
     protected: &HashSet<String>,
     late: &mut LateWeights,
     sweep: Fold<bool>,
-) {
-    while sweep(graph, protected, late) {}
+) -> Result<(), LateWeightError> {
+    let swept = loop {
+        match sweep(graph, protected, late) {
+            Ok(true) => continue,
+            done => break done,
+        }
+    };
     late.forget_missing(graph);
+    swept.map(|_| ())
 }
 
 /// Turns `node` into `BiasAdd(input, bias)` with the given data format (NHWC when `None`),
@@ -197,6 +215,8 @@ pub(crate) struct FoldEdits {
     readers_wait: Vec<(String, Vec<String>)>,
     /// The late weights of the graph: those given to the sweep, and those its folds leave.
     late: LateWeights,
+    /// The first weights of the sweep that could not be read (their fold was not made).
+    unreadable: Option<LateWeightError>,
 }
 
 /// The graph layer's per-base name memo, for the rewrites that keep their own taken set.
@@ -224,6 +244,7 @@ impl FoldEdits {
             relaxed: HashSet::new(),
             readers_wait: Vec::new(),
             late: LateWeights::default(),
+            unreadable: None,
         }
     }
 
@@ -248,16 +269,25 @@ impl FoldEdits {
     }
 
     /// Weights `proto` of Const `w` scaled per output channel of `layer`, late where large.
+    /// Weights that cannot be read are not scaled, and the sweep ends in their error.
     fn scale_weights(
-        &self,
+        &mut self,
         graph: &GraphDef,
         w: usize,
         layer: Layer,
         proto: &TensorProto,
         scale: &[f64],
     ) -> Option<Scaled> {
-        let prior = graph.node.get(w).and_then(|node| self.late.of(node));
-        layer.scale_deferred(proto, prior, scale)
+        let node = graph.node.get(w)?;
+        let prior = self.late.of(node);
+        match layer.scale_deferred(proto, prior, scale) {
+            Ok(scaled) => scaled,
+            Err(error) => {
+                self.unreadable
+                    .get_or_insert_with(|| LateWeightError::new(&node.name, error));
+                None
+            }
+        }
     }
 
     /// [`FoldEdits::set_input_proto`] of scaled weights, recording a late one under the name
@@ -381,10 +411,20 @@ impl FoldEdits {
         self.set_input_proto(graph, uses, consumer, slot, constant, value.to_proto());
     }
 
-    /// [`FoldEdits::finish`], handing the late weights back to `late`.
-    fn finish_deferred(mut self, graph: &mut GraphDef, late: &mut LateWeights) -> bool {
+    /// [`FoldEdits::finish`], handing the late weights back to `late`; the error of weights
+    /// that could not be read, if any.
+    fn finish_deferred(
+        mut self,
+        graph: &mut GraphDef,
+        late: &mut LateWeights,
+    ) -> Result<bool, LateWeightError> {
         *late = std::mem::take(&mut self.late);
-        self.finish(graph)
+        let unreadable = self.unreadable.take();
+        let changed = self.finish(graph);
+        match unreadable {
+            Some(error) => Err(error),
+            None => Ok(changed),
+        }
     }
 
     pub(crate) fn finish(self, graph: &mut GraphDef) -> bool {
@@ -414,7 +454,11 @@ impl FoldEdits {
 }
 
 /// One pass over the graph; true if anything changed.
-fn sweep_scales(graph: &mut GraphDef, protected: &HashSet<String>, late: &mut LateWeights) -> bool {
+fn sweep_scales(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    late: &mut LateWeights,
+) -> Result<bool, LateWeightError> {
     let uses = Uses::new(graph);
     let mut edits = FoldEdits::with_late(graph, protected, late);
     for i in 0..graph.node.len() {
@@ -683,7 +727,11 @@ fn fold_add(
     keep_waiting(&mut graph.node[add], waited);
 }
 
-fn sweep_norms(graph: &mut GraphDef, protected: &HashSet<String>, late: &mut LateWeights) -> bool {
+fn sweep_norms(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    late: &mut LateWeights,
+) -> Result<bool, LateWeightError> {
     let uses = Uses::new(graph);
     let mut edits = FoldEdits::with_late(graph, protected, late);
     for i in 0..graph.node.len() {

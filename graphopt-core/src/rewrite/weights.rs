@@ -116,12 +116,18 @@ impl Layer {
     /// [`Layer::scale`] on an encoded Const value, giving the encoded result: exactly
     /// `scale(decoded).to_proto()`, computed straight from and into little-endian bytes for
     /// float32 `tensor_content` (the weights of every real model), with no decoded copy.
-    pub fn scale_proto(self, weights: &TensorProto, scale: &[f64]) -> Option<TensorProto> {
-        Some(match self.scale_deferred(weights, None, scale)? {
-            Scaled::Now(proto) => proto,
-            Scaled::Late(mut proto, weight) => {
-                proto.tensor_content = weight.compute();
-                proto
+    /// An error if the weights lie in a mapped input that can no longer be read.
+    pub fn scale_proto(
+        self,
+        weights: &TensorProto,
+        scale: &[f64],
+    ) -> std::io::Result<Option<TensorProto>> {
+        Ok(match self.scale_deferred(weights, None, scale)? {
+            None => None,
+            Some(Scaled::Now(proto)) => Some(proto),
+            Some(Scaled::Late(mut proto, weight)) => {
+                proto.tensor_content = weight.compute()?;
+                Some(proto)
             }
         })
     }
@@ -129,17 +135,21 @@ impl Layer {
     /// [`Layer::scale_proto`], leaving a large float32 result late: the proto then holds the
     /// unscaled source and the [`ScaledWeight`] says how to compute it (see
     /// [`crate::late_weights`]). `prior` is the late weight `weights` holds, if any: its
-    /// content is that weight's source, and the result scales it once more.
+    /// content is that weight's source, and the result scales it once more. `Ok(None)` if the
+    /// weights cannot be scaled so; an error if their bytes cannot be read (a mapped input
+    /// that shrank, see [`crate::pages::copy_out`]).
     pub fn scale_deferred(
         self,
         weights: &TensorProto,
         prior: Option<&ScaledWeight>,
         scale: &[f64],
-    ) -> Option<Scaled> {
+    ) -> std::io::Result<Option<Scaled>> {
         // Decoding reads the content as it is, which for a late weight is not its value.
-        let decoded = || match prior {
-            None => self.scale_decoded(weights, scale).map(Scaled::Now),
-            Some(_) => None,
+        let decoded = || {
+            Ok(match prior {
+                None => self.scale_decoded(weights, scale).map(Scaled::Now),
+                Some(_) => None,
+            })
         };
         let Some((DataType::DtFloat, dims)) = Tensor::check_proto(weights, Limits::default())
         else {
@@ -149,14 +159,17 @@ impl Layer {
         if weights.dtype != DataType::DtFloat as i32 || packed.is_empty() {
             return decoded();
         }
-        if self.channels_of_dims(&dims)? != scale.len() {
-            return None;
+        if self.channels_of_dims(&dims) != Some(scale.len()) {
+            return Ok(None);
         }
         // Output channels run along the rows of the flat weights (cyclically), except for
         // MatMul with transpose_b, where each row is one channel.
         let (row, per_row) = match (self, dims.as_slice()) {
             (Layer::MatMul { transpose_b: true }, [_, cols]) => (*cols, true),
-            (Layer::Depthwise, [_, _, c, m]) => (c.checked_mul(*m)?, false),
+            (Layer::Depthwise, [_, _, c, m]) => match c.checked_mul(*m) {
+                Some(row) => (row, false),
+                None => return Ok(None),
+            },
             (_, [.., last]) => (*last, false),
             _ => return decoded(),
         };
@@ -165,7 +178,10 @@ impl Layer {
         };
         let weight = match prior {
             Some(prior) => prior.then(step),
-            None => ScaledWeight::new(packed.clone(), step)?,
+            None => ScaledWeight::new(packed.clone(), step),
+        };
+        let Some(weight) = weight else {
+            return Ok(None);
         };
         let head = TensorProto {
             dtype: DataType::DtFloat as i32,
@@ -173,25 +189,25 @@ impl Layer {
             ..Default::default()
         };
         // As `Tensor::to_proto`: one value when every element is the same.
-        if let Some(value) = weight.uniform() {
-            return Some(Scaled::Now(TensorProto {
+        if let Some(value) = weight.uniform()? {
+            return Ok(Some(Scaled::Now(TensorProto {
                 float_val: vec![f32::from_le_bytes(value)],
                 ..head
-            }));
+            })));
         }
         if weight.len() < LATE_FROM {
-            return Some(Scaled::Now(TensorProto {
-                tensor_content: weight.compute(),
+            return Ok(Some(Scaled::Now(TensorProto {
+                tensor_content: weight.compute()?,
                 ..head
-            }));
+            })));
         }
-        Some(Scaled::Late(
+        Ok(Some(Scaled::Late(
             TensorProto {
                 tensor_content: weight.source().clone(),
                 ..head
             },
             weight,
-        ))
+        )))
     }
 
     fn scale_decoded(self, weights: &TensorProto, scale: &[f64]) -> Option<TensorProto> {
@@ -353,13 +369,13 @@ mod tests {
                     let expected = layer.scale(&w, scale).map(|t| t.to_proto());
                     let packed = w.to_proto_as_content();
                     assert_eq!(
-                        layer.scale_proto(&packed, scale),
+                        layer.scale_proto(&packed, scale).unwrap(),
                         expected,
                         "{layer:?} {dims:?}"
                     );
-                    assert_eq!(layer.scale_proto(&w.to_proto(), scale), expected);
+                    assert_eq!(layer.scale_proto(&w.to_proto(), scale).unwrap(), expected);
                 }
-                assert_eq!(layer.scale_proto(&w.to_proto(), &[1.0]), None);
+                assert_eq!(layer.scale_proto(&w.to_proto(), &[1.0]).unwrap(), None);
             }
         }
     }

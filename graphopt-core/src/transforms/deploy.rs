@@ -107,8 +107,8 @@ impl Transform for Deploy {
 fn rounds(graph: &mut GraphDef, protected: &HashSet<String>, fed: &HashSet<String>) -> Result<()> {
     for _ in 0..MAX_ROUNDS {
         let before = graph.node.len();
-        batch_norms::fold_batch_norm_ops(graph, protected);
-        batch_norms::fold_scales_and_shifts(graph, protected);
+        batch_norms::fold_batch_norm_ops(graph, protected)?;
+        batch_norms::fold_scales_and_shifts(graph, protected)?;
         scale_axis::fold_scales_forward(graph, protected);
         arithmetic::simplify_arithmetic(graph, protected);
         leftovers::remove_leftovers(graph, protected);

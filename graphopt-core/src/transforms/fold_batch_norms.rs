@@ -23,8 +23,8 @@ impl Transform for FoldBatchNorms {
             graph,
             &context.protected_names(),
             &mut context.late_weights.borrow_mut(),
-        );
-        Ok(())
+        )
+        .map_err(|error| context.error(error.to_string()))
     }
 
     /// It scales weights through the late-weight table (large ones stay late).

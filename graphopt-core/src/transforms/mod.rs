@@ -507,9 +507,12 @@ pub fn run(
 ) -> Result<Vec<TransformOutcome>> {
     let late = std::cell::RefCell::new(LateWeights::default());
     let outcomes = run_budgeted(registry, graph, specs, inputs, outputs, &late);
-    // Whatever happened, the caller gets a graph of final values.
-    late.into_inner().compute_all(graph);
-    outcomes
+    // Whatever happened, the caller gets a graph of final values (or, should a weight's
+    // source be unreadable by now, an error).
+    let computed = late.into_inner().compute_all(graph);
+    let outcomes = outcomes?;
+    computed?;
+    Ok(outcomes)
 }
 
 /// [`run`] for a graph about to be written: the weights batch-norm folding scales (when no
@@ -579,7 +582,12 @@ fn run_in(
         };
         // Only a transform that knows of late weights may see them.
         if !transform.accepts_late_weights() {
-            late.borrow_mut().compute_all(graph);
+            late.borrow_mut().compute_all(graph).map_err(|error| {
+                Error::transform(
+                    &spec.name,
+                    format!("computing the weights earlier folds scaled, before it ran: {error}"),
+                )
+            })?;
         }
         let nodes_before = graph.node.len();
         // Only a run that may have to be undone pays for a copy (weights are shared, not
