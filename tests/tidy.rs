@@ -1930,3 +1930,141 @@ fn the_no_std_crates_stay_no_std() {
         );
     }
 }
+
+/// The README's sentence on graphopt-core's layers, white space normalized: from `data (` to
+/// `use no transform.`.
+fn readme_layer_sentence(readme: &str) -> String {
+    let text = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = text
+        .find("form layers, each using only those below it")
+        .and_then(|at| text[at..].find("data (").map(|data| at + data))
+        .expect("README.md: the layer sentence (\"form layers, ... data (\")");
+    let end = text[start..]
+        .find("use no transform.")
+        .expect("README.md: the layer sentence's end (\"use no transform.\")");
+    text[start..start + end].to_string()
+}
+
+/// The words between backticks in `text`, in order.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// Problems with the README's layer sentence against [`MAY_USE`]: every module of the table
+/// named, each layer using only its own and lower layers' modules (the data layer's modules
+/// among themselves), and `freeze`, `summary`, `verify` using what the sentence says they
+/// are on and no transform.
+fn layer_sentence_problems(sentence: &str, may_use: &[(&str, &[&str])]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let uses = |module: &str| -> Option<&[&str]> {
+        may_use.iter().find(|(m, _)| *m == module).map(|(_, u)| *u)
+    };
+    let (chain, tail) = match sentence.split_once(". `") {
+        Some((chain, tail)) => (chain, format!("`{tail}")),
+        None => (sentence, String::new()),
+    };
+    // Each layer of the chain: the data layer's parenthesized modules, then one module each.
+    let mut layers: Vec<Vec<&str>> = Vec::new();
+    for (k, segment) in chain.split(" < ").enumerate() {
+        let names = backticked(segment);
+        let layer: Vec<&str> = if k == 0 {
+            names
+        } else {
+            names.into_iter().take(1).collect()
+        };
+        if layer.is_empty() {
+            problems.push(format!("layer {k} names no module: {segment}"));
+        }
+        layers.push(layer);
+    }
+    let layer_of = |module: &str| layers.iter().position(|l| l.contains(&module));
+    for (k, layer) in layers.iter().enumerate() {
+        for module in layer {
+            let Some(used) = uses(module) else {
+                problems.push(format!("`{module}` is not a module of MAY_USE"));
+                continue;
+            };
+            for u in used {
+                match layer_of(u) {
+                    Some(at) if at <= k => {}
+                    Some(at) => problems.push(format!(
+                        "`{module}` (layer {k}) uses `{u}` (layer {at}), above it"
+                    )),
+                    None => problems.push(format!(
+                        "`{module}` (layer {k}) uses `{u}`, which is in no layer of the sentence"
+                    )),
+                }
+            }
+        }
+    }
+    // `freeze` (on `rewrite`), `summary` (on `analysis`) and `verify` (on `eval` and `summary`)
+    let mut named: Vec<&str> = layers.iter().flatten().copied().collect();
+    for part in tail.split("), ").flat_map(|p| p.split(") and ")) {
+        let words = backticked(part);
+        let Some((module, on)) = words.split_first() else {
+            continue;
+        };
+        named.push(module);
+        let Some(used) = uses(module) else {
+            problems.push(format!("`{module}` is not a module of MAY_USE"));
+            continue;
+        };
+        for o in on {
+            if !used.contains(o) {
+                problems.push(format!(
+                    "`{module}` is said to be on `{o}`, which it may not use"
+                ));
+            }
+        }
+        if used.contains(&"transforms") {
+            problems.push(format!("`{module}` is said to use no transform"));
+        }
+    }
+    for (module, _) in may_use {
+        if !named.contains(module) {
+            problems.push(format!("the README's layers do not name `{module}`"));
+        }
+    }
+    problems
+}
+
+/// The README's layer sentence is MAY_USE's: every module named, in an order MAY_USE keeps.
+#[test]
+fn readme_layers_are_the_may_use_table() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let problems = layer_sentence_problems(&readme_layer_sentence(&readme), MAY_USE);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_layer_sentence_check_fires() {
+    let table: &[(&str, &[&str])] = &[
+        ("proto", &[]),
+        ("io", &["proto"]),
+        ("graph", &["proto"]),
+        ("rewrite", &["graph"]),
+        ("transforms", &["rewrite"]),
+        ("freeze", &["rewrite"]),
+    ];
+    let good = "data (`proto`, `io`) < `graph` (model) < `rewrite` < `transforms` (thin). \
+                `freeze` (on `rewrite`)";
+    assert!(layer_sentence_problems(good, table).is_empty());
+    // A module left out, layers in the wrong order, a wrong "on".
+    let missing = "data (`proto`) < `graph` < `rewrite` < `transforms`. `freeze` (on `rewrite`)";
+    assert_eq!(
+        layer_sentence_problems(missing, table),
+        ["the README's layers do not name `io`"]
+    );
+    let swapped =
+        "data (`proto`, `io`) < `rewrite` < `graph` < `transforms`. `freeze` (on `rewrite`)";
+    assert_eq!(
+        layer_sentence_problems(swapped, table),
+        ["`rewrite` (layer 1) uses `graph` (layer 2), above it"]
+    );
+    let wrong_on =
+        "data (`proto`, `io`) < `graph` < `rewrite` < `transforms`. `freeze` (on `graph`)";
+    assert_eq!(
+        layer_sentence_problems(wrong_on, table),
+        ["`freeze` is said to be on `graph`, which it may not use"]
+    );
+}
