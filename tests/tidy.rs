@@ -2068,3 +2068,110 @@ fn the_layer_sentence_check_fires() {
         ["`freeze` is said to be on `graph`, which it may not use"]
     );
 }
+
+/// The entries of the README's Layout block: (path, description), the path as the block's
+/// first word of a line, a description line (indented) joined to the entry above it.
+fn readme_layout_entries(readme: &str) -> Vec<(String, String)> {
+    let section = &readme[readme.find("\n## Layout").expect("README.md: ## Layout")..];
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("README.md: the Layout code block");
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        if line.starts_with(' ') {
+            if let Some((_, description)) = entries.last_mut() {
+                description.push(' ');
+                description.push_str(line.trim());
+            }
+            continue;
+        }
+        let (path, description) = line.split_once(' ').unwrap_or((line, ""));
+        entries.push((path.to_string(), description.trim().to_string()));
+    }
+    entries
+}
+
+/// Problems with the Layout block against the files `exists` finds and the repository's
+/// top-level directories `top`: each path the block lists exists, each top-level directory
+/// is listed (`src/` is the facade's, which the `Cargo.toml` line names), and each file or
+/// directory a description names (`tidy.rs`, `fixtures/`, `bench/app_build_time.sh`)
+/// exists, inside its entry or from the root.
+fn layout_problems(
+    entries: &[(String, String)],
+    top: &[String],
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (path, description) in entries {
+        if !exists(path) {
+            problems.push(format!("Layout lists {path}, which does not exist"));
+        }
+        for word in description.split([' ', '(', ')', ',', ';', ':']) {
+            let word = word.trim_matches(|c: char| c == '`' || c == '.');
+            let named = word.ends_with('/')
+                || [".rs", ".md", ".sh", ".toml"]
+                    .iter()
+                    .any(|ext| word.ends_with(ext) && word.len() > ext.len());
+            if named && !exists(&format!("{path}{word}")) && !exists(word) {
+                problems.push(format!(
+                    "Layout's {path} names {word}, which does not exist"
+                ));
+            }
+        }
+    }
+    for dir in top {
+        let listed = entries.iter().any(|(path, _)| {
+            path.trim_end_matches('/') == dir || path.starts_with(&format!("{dir}/"))
+        });
+        if !listed && dir != "src" {
+            problems.push(format!("Layout does not list {dir}/"));
+        }
+    }
+    problems
+}
+
+/// The README's Layout block lists what the repository holds.
+#[test]
+fn readme_layout_is_the_repository() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let entries = readme_layout_entries(&readme);
+    assert!(entries.len() >= 10, "{entries:?}");
+    let top: Vec<String> = std::fs::read_dir(&root)
+        .expect("the workspace root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        // Hidden directories, and what builds make (git ignores `target/`).
+        .filter(|name| !name.starts_with('.') && name != "target")
+        .collect();
+    let problems = layout_problems(&entries, &top, &|p: &str| root.join(p).exists());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_layout_check_fires() {
+    let entries = vec![
+        ("docs/".to_string(), "benchmarks.md, gone.md".to_string()),
+        ("tests/".to_string(), "tidy.rs, fixtures/".to_string()),
+        ("old/".to_string(), String::new()),
+    ];
+    let files = [
+        "docs/",
+        "docs/benchmarks.md",
+        "tests/",
+        "tests/tidy.rs",
+        "tests/fixtures/",
+    ];
+    let exists = |p: &str| files.contains(&p);
+    let top = ["docs".to_string(), "tests".to_string(), "bench".to_string()];
+    assert_eq!(
+        layout_problems(&entries, &top, &exists),
+        [
+            "Layout's docs/ names gone.md, which does not exist",
+            "Layout lists old/, which does not exist",
+            "Layout does not list bench/",
+        ]
+    );
+}
