@@ -407,3 +407,79 @@ fn the_command_line_block_matches_each_commands_help() {
         "--tag_set, --signature_def, --tolerance, --unknown_dim"
     );
 }
+
+/// The help line of `--name` in `help`.
+fn help_line<'a>(help: &'a str, name: &str) -> Option<&'a str> {
+    help.lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with(&format!("--{name} ")))
+}
+
+/// The README's "Every command also takes `--memory_budget` and `--work_budget` ... (defaults
+/// in `graphopt COMMAND --help`)": each command of the usage block lists both with a default,
+/// and that default is the one the README's build-integration guard states, "max(256 MiB, 8x
+/// the model's size) and max(2^27, 256x its size)".
+#[test]
+fn every_command_takes_the_budgets_with_the_readme_defaults() {
+    let readme = readme();
+    let text = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "Every command also takes `--memory_budget` and `--work_budget`: the memory it may \
+             hold and the element operations it may do on a model (defaults in `graphopt COMMAND --help`)."
+        ),
+        "README.md no longer says every command takes the budgets"
+    );
+    // "max(256 MiB, 8x the model's size) and max(2^27, 256x its size)"
+    let marker = "else max(";
+    let at = text.find(marker).expect("README.md: the budgets' defaults") + marker.len();
+    let stated = &text[at..at + text[at..].find(" element operations").unwrap()];
+    let numbers: Vec<u64> = stated
+        .split(|c: char| !c.is_ascii_digit() && c != '^')
+        .filter(|w| !w.is_empty())
+        .map(|w| match w.split_once('^') {
+            Some((base, exp)) => base.parse::<u64>().unwrap().pow(exp.parse().unwrap()),
+            None => w.parse().unwrap(),
+        })
+        .collect();
+    assert!(
+        stated.starts_with("256 MiB, 8x") && stated.contains("max(2^27, 256x"),
+        "the README's budget defaults: {stated}"
+    );
+    let [memory_mib, memory_factor, work_min, work_factor] = numbers[..] else {
+        panic!("the README's budget defaults: {stated}");
+    };
+    let section = &readme[readme.find("## Command line").expect("the section")..];
+    let block = code_blocks(section)
+        .into_iter()
+        .next()
+        .expect("the usage block");
+    let mut commands: Vec<&str> = block
+        .iter()
+        .filter_map(|l| l.strip_prefix("graphopt ")?.split_whitespace().next())
+        .collect();
+    commands.dedup();
+    assert!(commands.len() >= 8, "{commands:?}");
+    for command in commands {
+        let help = run(&[command.to_string(), "--help".to_string()]);
+        assert!(help.status.success(), "{command} --help");
+        let help = String::from_utf8(help.stdout).unwrap();
+        let memory = help_line(&help, "memory_budget")
+            .unwrap_or_else(|| panic!("{command} --help has no --memory_budget:\n{help}"));
+        assert!(
+            memory.contains(&format!(
+                "[default: $GRAPHOPT_MEMORY_BUDGET, else max({memory_mib}M, {memory_factor} x the input's size)]"
+            )),
+            "{command}: {memory}"
+        );
+        let work = help_line(&help, "work_budget")
+            .unwrap_or_else(|| panic!("{command} --help has no --work_budget:\n{help}"));
+        assert!(
+            work.contains(&format!(
+                "[default: $GRAPHOPT_WORK_BUDGET, else max({}M, {work_factor} x the input's size)]",
+                work_min >> 20
+            )),
+            "{command}: {work}"
+        );
+    }
+}
