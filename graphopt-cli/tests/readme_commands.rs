@@ -483,3 +483,75 @@ fn every_command_takes_the_budgets_with_the_readme_defaults() {
         );
     }
 }
+
+/// The README's "An op's name is not checked against TensorFlow's op list: `rename_op` may name
+/// a custom op the consumer has registered (and will equally accept a typo); `graphopt check
+/// --target=...` reports every op the target does not load": renaming Relu to an op no one
+/// knows passes validation, and `check` names each renamed node with its op and exits 1.
+#[test]
+fn rename_op_accepts_a_custom_op_and_check_reports_it() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "An op's name is not checked against TensorFlow's op list: `rename_op` may name a \
+             custom op the consumer has registered (and will equally accept a typo); `graphopt \
+             check --target=...` reports every op the target does not load."
+        ),
+        "README.md no longer says rename_op may name a custom op"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = "tests/fixtures/models/keras_cnn.pb";
+    let out = dir.path().join("custom.pb");
+    let output = run(&[
+        "transform".into(),
+        format!("--in_graph={input}"),
+        format!("--out_graph={}", out.display()),
+        "--inputs=input".into(),
+        "--outputs=Identity".into(),
+        "--transforms=rename_op(old_op_name=Relu, new_op_name=MyCustomRelu)".into(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let original = graphopt_core::io::read_graph(workspace_root().join(input))
+        .unwrap()
+        .graph;
+    let relus: Vec<&str> = original
+        .node
+        .iter()
+        .filter(|n| n.op == "Relu")
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(!relus.is_empty(), "the fixture has no Relu to rename");
+    let renamed = graphopt_core::io::read_graph(&out).unwrap().graph;
+    for name in &relus {
+        let node = renamed.node.iter().find(|n| n.name == *name).unwrap();
+        assert_eq!(node.op, "MyCustomRelu", "{name}");
+    }
+    for target in ["opencv", "tract"] {
+        let output = run(&[
+            "check".into(),
+            format!("--target={target}"),
+            "--json".into(),
+            out.display().to_string(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{target}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let mut reported: Vec<&str> = report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["op"] == "MyCustomRelu")
+            .map(|p| p["node"].as_str().unwrap())
+            .collect();
+        reported.sort_unstable();
+        let mut expected = relus.clone();
+        expected.sort_unstable();
+        assert_eq!(
+            reported, expected,
+            "{target}: the renamed nodes check reports"
+        );
+    }
+}
