@@ -555,3 +555,46 @@ fn rename_op_accepts_a_custom_op_and_check_reports_it() {
         );
     }
 }
+
+/// The README's "Output is text format for a `.pbtxt`/`.txt` path or with `--output_as_text`":
+/// `transform`'s last line says which format it wrote, and the file reads back as that format.
+#[test]
+fn output_is_text_for_pbtxt_and_txt_paths_or_with_output_as_text() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "Output is text format for a `.pbtxt`/`.txt` path or with `--output_as_text`"
+        ),
+        "README.md no longer says when output is text"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, as_text, format) in [
+        ("g.pb", false, "binary"),
+        ("g.pbtxt", false, "text"),
+        ("g.txt", false, "text"),
+        ("h.pb", true, "text"),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "transform".to_string(),
+            "--in_graph=tests/fixtures/models/keras_cnn.pb".into(),
+            format!("--out_graph={}", out.display()),
+            "--outputs=Identity".into(),
+            "--transforms=sort_by_execution_order".into(),
+        ];
+        if as_text {
+            args.push("--output_as_text".into());
+        }
+        let output = run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with(&format!("graphopt: wrote {} ({format}, ", out.display())),
+            "{name}: {last}"
+        );
+        // A text GraphDef starts with a field name; a binary one with a field tag byte.
+        let first = std::fs::read(&out).unwrap()[0];
+        assert_eq!(first.is_ascii_alphabetic(), format == "text", "{name}");
+    }
+}
