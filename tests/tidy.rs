@@ -2175,3 +2175,237 @@ fn the_layout_check_fires() {
         ]
     );
 }
+
+/// `text` without its fenced code blocks (the first screen's and the usage block's commands
+/// are run by graphopt-cli's readme_commands test) and with white space normalized.
+fn prose_of(markdown: &str) -> String {
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    prose.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The repository paths `prose` names: words that start with one of `top` (top-level
+/// directories) and a slash, up to the first character a path here does not use, without a
+/// trailing `.`. `src/` is left out: the README's `src/main.rs` is the app's, not this
+/// repository's.
+fn named_paths<'a>(prose: &'a str, top: &[String]) -> Vec<&'a str> {
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./*-".contains(c);
+    let mut paths = Vec::new();
+    for (at, _) in prose.char_indices() {
+        if at > 0 && prose[..at].chars().next_back().is_some_and(is_path_char) {
+            continue;
+        }
+        let rest = &prose[at..];
+        let Some(dir) = top
+            .iter()
+            .filter(|d| d.as_str() != "src")
+            .find(|d| rest.starts_with(&format!("{d}/")))
+        else {
+            continue;
+        };
+        let len = rest.find(|c: char| !is_path_char(c)).unwrap_or(rest.len());
+        let path = rest[..len].trim_end_matches('.');
+        if path.len() > dir.len() + 1 || path.ends_with('/') {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// The directory of workspace package `name`: the root for `graphopt`, else the member
+/// directory (or `examples/NAME`) whose manifest names it.
+fn package_dir(name: &str, read: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let declares = |dir: &str| {
+        let manifest = if dir.is_empty() {
+            "Cargo.toml".to_string()
+        } else {
+            format!("{dir}/Cargo.toml")
+        };
+        read(&manifest).is_some_and(|m| m.contains(&format!("name = \"{name}\"")))
+    };
+    [String::new(), name.to_string(), format!("examples/{name}")]
+        .into_iter()
+        .find(|dir| declares(dir))
+}
+
+/// Problems with what the README's prose names: each repository path exists (a `*` pattern:
+/// its directory), each backticked `cargo` command's package, `--bench`, `--test`,
+/// `--manifest-path` and `--lib` test name exist, and each flag given to a `bench/*.py` or
+/// `tests/**/*.py` script is one the script defines.
+fn readme_reference_problems(
+    prose: &str,
+    top: &[String],
+    read: &dyn Fn(&str) -> Option<String>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for path in named_paths(prose, top) {
+        let checked = match path.find('*') {
+            Some(star) => &path[..path[..star].rfind('/').map_or(0, |s| s + 1)],
+            None => path,
+        };
+        if !exists(checked) {
+            problems.push(format!("the README names {path}, which does not exist"));
+        }
+    }
+    let spans: Vec<&str> = prose.split('`').skip(1).step_by(2).collect();
+    for span in spans {
+        let words: Vec<&str> = span
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
+            .collect();
+        if words.first() == Some(&"cargo") {
+            let value = |flag: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == flag)
+                    .and_then(|k| words.get(k + 1))
+                    .copied()
+            };
+            let package = value("-p").or_else(|| value("--package"));
+            let dir = match package {
+                Some(name) => match package_dir(name, read) {
+                    Some(dir) => dir,
+                    None => {
+                        problems.push(format!("`{span}`: no workspace package {name}"));
+                        continue;
+                    }
+                },
+                None => String::new(),
+            };
+            let inside = |rest: &str| {
+                if dir.is_empty() {
+                    rest.to_string()
+                } else {
+                    format!("{dir}/{rest}")
+                }
+            };
+            if let Some(bench) = value("--bench") {
+                if !exists(&inside(&format!("benches/{bench}.rs"))) {
+                    problems.push(format!("`{span}`: no bench {bench}"));
+                }
+            }
+            if let Some(test) = value("--test") {
+                if !exists(&inside(&format!("tests/{test}.rs"))) {
+                    problems.push(format!("`{span}`: no test target {test}"));
+                }
+            }
+            if let Some(path) = value("--manifest-path") {
+                if !exists(path) {
+                    problems.push(format!("`{span}`: no {path}"));
+                }
+            }
+            // `--lib -- [flags] NAME`: a test function of the library.
+            if words.contains(&"--lib") {
+                let after = words
+                    .iter()
+                    .position(|w| *w == "--")
+                    .map_or(&[][..], |k| &words[k + 1..]);
+                if let Some(name) = after.iter().rev().find(|w| !w.starts_with('-')) {
+                    let lib = read(&inside("src/lib.rs")).unwrap_or_default();
+                    let modules: Vec<String> = lib
+                        .lines()
+                        .filter_map(|l| {
+                            l.trim()
+                                .strip_prefix("mod ")
+                                .or_else(|| l.trim().strip_prefix("pub mod "))
+                        })
+                        .map(|m| inside(&format!("src/{}.rs", m.trim_end_matches(';'))))
+                        .collect();
+                    let found = modules
+                        .iter()
+                        .chain([&inside("src/lib.rs")])
+                        .any(|file| read(file).is_some_and(|s| s.contains(&format!("fn {name}("))));
+                    if !found {
+                        problems.push(format!("`{span}`: no test function {name} in {dir}/src"));
+                    }
+                }
+            }
+        }
+        // A script and the flags given to it.
+        for (k, word) in words.iter().enumerate() {
+            if !(word.ends_with(".py")
+                && (word.starts_with("bench/") || word.starts_with("tests/")))
+            {
+                continue;
+            }
+            let Some(script) = read(word) else {
+                problems.push(format!("`{span}`: no script {word}"));
+                continue;
+            };
+            for flag in words[k + 1..].iter().take_while(|w| w.starts_with("--")) {
+                let name = flag.split('=').next().unwrap_or(flag);
+                if !script.contains(&format!("\"{name}\"")) {
+                    problems.push(format!("`{span}`: {word} defines no {name}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Every file, directory, cargo target and script flag the README's prose names exists.
+#[test]
+fn readme_references_exist() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let top: Vec<String> = std::fs::read_dir(&root)
+        .expect("the workspace root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.') && name != "target")
+        .collect();
+    let prose = prose_of(&readme);
+    let paths = named_paths(&prose, &top);
+    assert!(paths.len() >= 30, "{paths:?}");
+    let problems = readme_reference_problems(
+        &prose,
+        &top,
+        &|p: &str| std::fs::read_to_string(root.join(p)).ok(),
+        &|p: &str| root.join(p).exists(),
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_reference_check_fires() {
+    let files: BTreeMap<&str, &str> = [
+        ("Cargo.toml", "name = \"graphopt\""),
+        ("core/Cargo.toml", "name = \"core\""),
+        ("core/benches/io.rs", ""),
+        ("core/src/lib.rs", "mod hash;\n"),
+        ("core/src/hash.rs", "fn speed() {}"),
+        ("bench/run.py", "add_argument(\"--models\")"),
+        ("docs/a.md", ""),
+    ]
+    .into();
+    let read = |p: &str| files.get(p).map(|s| s.to_string());
+    let exists = |p: &str| files.contains_key(p) || files.keys().any(|f| f.starts_with(p));
+    let top = ["bench".to_string(), "docs".to_string(), "core".to_string()];
+    let good = "see docs/a.md. `cargo bench -p core --bench io` and `cargo test -p core --lib -- --ignored speed` \
+                and `bench/run.py --models x`, core/benches/*.rs";
+    assert!(readme_reference_problems(good, &top, &read, &exists).is_empty());
+    let bad =
+        "see docs/b.md. `cargo bench -p core --bench eval` `cargo test -p core --lib -- slow` \
+               `cargo run -p nothing` `bench/run.py --runs 3` `cargo test --test tidy`";
+    assert_eq!(
+        readme_reference_problems(bad, &top, &read, &exists),
+        [
+            "the README names docs/b.md, which does not exist",
+            "`cargo bench -p core --bench eval`: no bench eval",
+            "`cargo test -p core --lib -- slow`: no test function slow in core/src",
+            "`cargo run -p nothing`: no workspace package nothing",
+            "`bench/run.py --runs 3`: bench/run.py defines no --runs",
+            "`cargo test --test tidy`: no test target tidy",
+        ]
+    );
+}
