@@ -2409,3 +2409,61 @@ fn the_reference_check_fires() {
         ]
     );
 }
+
+/// The README's statements about which crate does a job, held to the manifests: matrix
+/// products take matrixmultiply's AVX-512 kernels (its `avx512` feature), a build script hashes
+/// with sha2-asm's compression function on x86_64, and folding computes transcendental
+/// functions with the `libm` crate.
+#[test]
+fn readme_dependency_statements_hold() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let manifest = |path: &str| {
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let dependency_line = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.trim_start().starts_with(&format!("{name} "))
+                    || l.trim_start().starts_with(&format!("{name}."))
+            })
+            .map(str::to_string)
+    };
+    for (said, path, crate_name, needle) in [
+        (
+            "Matrix products now take matrixmultiply's AVX-512 kernels on a CPU that has them",
+            "Cargo.toml",
+            "matrixmultiply",
+            "\"avx512\"",
+        ),
+        (
+            "hashing uses sha2-asm's compression function on x86_64",
+            "graphopt-build/Cargo.toml",
+            "sha2-asm",
+            "",
+        ),
+        (
+            "folding computes transcendental functions with the `libm` crate",
+            "graphopt-core/Cargo.toml",
+            "libm",
+            "",
+        ),
+    ] {
+        assert!(readme.contains(said), "README.md no longer says \"{said}\"");
+        let text = manifest(path);
+        let line = dependency_line(&text, crate_name)
+            .unwrap_or_else(|| panic!("{path} does not depend on {crate_name}: \"{said}\""));
+        assert!(line.contains(needle), "{path}: {line} (\"{said}\")");
+    }
+    // sha2-asm only where it builds: x86_64.
+    let build = manifest("graphopt-build/Cargo.toml");
+    let section = build
+        .split("\n[")
+        .find(|s| s.lines().any(|l| l.trim_start().starts_with("sha2-asm ")))
+        .unwrap_or("");
+    assert!(
+        section.starts_with("target.") && section.contains("target_arch = \"x86_64\""),
+        "graphopt-build's sha2-asm is not an x86_64 dependency: {section}"
+    );
+}
