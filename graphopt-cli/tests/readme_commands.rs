@@ -598,3 +598,32 @@ fn output_is_text_for_pbtxt_and_txt_paths_or_with_output_as_text() {
         assert_eq!(first.is_ascii_alphabetic(), format == "text", "{name}");
     }
 }
+
+/// The README's "the writer ... starts the disk on every 8 MB as it goes" is the writer's step
+/// (`pages::WriteBehind::CHUNK`; its unit test checks that writing past one starts the disk).
+#[test]
+fn the_writers_writeback_step_is_the_readmes() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "starts the disk on every ";
+    assert_eq!(
+        text.matches(marker).count(),
+        1,
+        "README.md must say \"{marker}N MB\" once"
+    );
+    let at = text.find(marker).unwrap() + marker.len();
+    let figure: u64 = text[at..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("a figure after \"starts the disk on every\"");
+    assert_eq!(
+        text[at..].split_whitespace().nth(1),
+        Some("MB"),
+        "the README's writeback step is in MB"
+    );
+    assert_eq!(
+        figure << 20,
+        graphopt_core::pages::WriteBehind::CHUNK,
+        "the README's writeback step vs the writer's"
+    );
+}
