@@ -627,3 +627,74 @@ fn the_writers_writeback_step_is_the_readmes() {
         "the README's writeback step vs the writer's"
     );
 }
+
+/// The targets `graphopt targets` lists: (name, whether its profile says it installs here).
+fn listed_targets() -> Vec<(String, bool)> {
+    let output = run(&["targets".to_string()]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut targets: Vec<(String, bool)> = Vec::new();
+    for line in stdout.lines() {
+        if !line.starts_with(' ') {
+            let name = line.split_whitespace().next().unwrap_or("").to_string();
+            targets.push((name, false));
+        } else if line.trim_start().starts_with("ops:")
+            && line.trim_end().ends_with("; installs here")
+        {
+            targets.last_mut().expect("an ops line under a target").1 = true;
+        }
+    }
+    targets
+}
+
+/// The README's `.target("opencv")` (or `tract`, `tvm`, `tensorrt`, `ascend`, `graphopt`) names
+/// every target `graphopt targets` lists, and "OpenCV and tract install here; TVM, TensorRT and
+/// Ascend do not" is what their profiles say.
+#[test]
+fn the_readmes_targets_are_the_ones_graphopt_lists() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "- `.target(\"";
+    assert_eq!(text.matches(marker).count(), 1, "README.md: {marker}");
+    let at = text.find(marker).unwrap() + marker.len();
+    let end = at
+        + text[at..]
+            .find(") appends")
+            .expect("README.md: `) appends`");
+    let mut named: Vec<String> = text[at..end]
+        .split(['"', '`'])
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !w.is_empty() && *w != "or")
+        .map(str::to_string)
+        .collect();
+    named.sort();
+    let targets = listed_targets();
+    let mut listed: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+    listed.sort();
+    assert_eq!(
+        named, listed,
+        "the README's .target(...) list vs `graphopt targets`"
+    );
+
+    let sentence = "OpenCV and tract install here; TVM, TensorRT and Ascend do not, so their \
+                    profiles are read from their sources only.";
+    assert!(
+        text.contains(sentence),
+        "README.md no longer says \"{sentence}\""
+    );
+    let installs = |name: &str| {
+        targets
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no target {name}"))
+            .1
+    };
+    for name in ["opencv", "tract"] {
+        assert!(installs(name), "{name}: the README says it installs here");
+    }
+    for name in ["tvm", "tensorrt", "ascend"] {
+        assert!(
+            !installs(name),
+            "{name}: the README says it does not install here"
+        );
+    }
+}
