@@ -258,6 +258,35 @@ fn readme_first_screen_commands_run_as_written() {
         nodes < node_count(&root.join(in_graph)),
         "the README's optimization removed no node"
     );
+    // "the standard pipeline": the one the node-count table defines, and the count its row
+    // for this fixture gives under "graphopt, standard".
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "The standard deployment pipeline `";
+    let at = text
+        .find(marker)
+        .expect("README.md: \"The standard deployment pipeline `\"")
+        + marker.len();
+    let standard = &text[at..at + text[at..].find('`').unwrap()];
+    assert_eq!(
+        flag(transform, "transforms"),
+        Some(standard),
+        "the first screen's pipeline vs the README's standard pipeline"
+    );
+    let fixture = Path::new(in_graph)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap();
+    let row = readme()
+        .lines()
+        .find(|l| l.starts_with(&format!("| {fixture} ")))
+        .unwrap_or_else(|| panic!("README.md: no node-count row for {fixture}"))
+        .to_string();
+    let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+    assert_eq!(
+        cells.get(3).and_then(|c| c.parse::<usize>().ok()),
+        Some(nodes),
+        "the first screen's transform vs the table's \"graphopt, standard\" for {fixture}: {row}"
+    );
 
     // verify: the original against what transform wrote, on seeded inputs; every output within
     // the default tolerance.
