@@ -1931,3 +1931,540 @@ fn the_no_std_crates_stay_no_std() {
         );
     }
 }
+
+/// The README's sentence on graphopt-core's layers, white space normalized: from `data (` to
+/// `use no transform.`.
+fn readme_layer_sentence(readme: &str) -> String {
+    let text = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = text
+        .find("form layers, each using only those below it")
+        .and_then(|at| text[at..].find("data (").map(|data| at + data))
+        .expect("README.md: the layer sentence (\"form layers, ... data (\")");
+    let end = text[start..]
+        .find("use no transform.")
+        .expect("README.md: the layer sentence's end (\"use no transform.\")");
+    text[start..start + end].to_string()
+}
+
+/// The words between backticks in `text`, in order.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// Problems with the README's layer sentence against [`MAY_USE`]: every module of the table
+/// named, each layer using only its own and lower layers' modules (the data layer's modules
+/// among themselves), and `freeze`, `summary`, `verify` using what the sentence says they
+/// are on and no transform.
+fn layer_sentence_problems(sentence: &str, may_use: &[(&str, &[&str])]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let uses = |module: &str| -> Option<&[&str]> {
+        may_use.iter().find(|(m, _)| *m == module).map(|(_, u)| *u)
+    };
+    let (chain, tail) = match sentence.split_once(". `") {
+        Some((chain, tail)) => (chain, format!("`{tail}")),
+        None => (sentence, String::new()),
+    };
+    // Each layer of the chain: the data layer's parenthesized modules, then one module each.
+    let mut layers: Vec<Vec<&str>> = Vec::new();
+    for (k, segment) in chain.split(" < ").enumerate() {
+        let names = backticked(segment);
+        let layer: Vec<&str> = if k == 0 {
+            names
+        } else {
+            names.into_iter().take(1).collect()
+        };
+        if layer.is_empty() {
+            problems.push(format!("layer {k} names no module: {segment}"));
+        }
+        layers.push(layer);
+    }
+    let layer_of = |module: &str| layers.iter().position(|l| l.contains(&module));
+    for (k, layer) in layers.iter().enumerate() {
+        for module in layer {
+            let Some(used) = uses(module) else {
+                problems.push(format!("`{module}` is not a module of MAY_USE"));
+                continue;
+            };
+            for u in used {
+                match layer_of(u) {
+                    Some(at) if at <= k => {}
+                    Some(at) => problems.push(format!(
+                        "`{module}` (layer {k}) uses `{u}` (layer {at}), above it"
+                    )),
+                    None => problems.push(format!(
+                        "`{module}` (layer {k}) uses `{u}`, which is in no layer of the sentence"
+                    )),
+                }
+            }
+        }
+    }
+    // `freeze` (on `rewrite`), `summary` (on `analysis`) and `verify` (on `eval` and `summary`)
+    let mut named: Vec<&str> = layers.iter().flatten().copied().collect();
+    for part in tail.split("), ").flat_map(|p| p.split(") and ")) {
+        let words = backticked(part);
+        let Some((module, on)) = words.split_first() else {
+            continue;
+        };
+        named.push(module);
+        let Some(used) = uses(module) else {
+            problems.push(format!("`{module}` is not a module of MAY_USE"));
+            continue;
+        };
+        for o in on {
+            if !used.contains(o) {
+                problems.push(format!(
+                    "`{module}` is said to be on `{o}`, which it may not use"
+                ));
+            }
+        }
+        if used.contains(&"transforms") {
+            problems.push(format!("`{module}` is said to use no transform"));
+        }
+    }
+    for (module, _) in may_use {
+        if !named.contains(module) {
+            problems.push(format!("the README's layers do not name `{module}`"));
+        }
+    }
+    problems
+}
+
+/// The README's layer sentence is MAY_USE's: every module named, in an order MAY_USE keeps.
+#[test]
+fn readme_layers_are_the_may_use_table() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let problems = layer_sentence_problems(&readme_layer_sentence(&readme), MAY_USE);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_layer_sentence_check_fires() {
+    let table: &[(&str, &[&str])] = &[
+        ("proto", &[]),
+        ("io", &["proto"]),
+        ("graph", &["proto"]),
+        ("rewrite", &["graph"]),
+        ("transforms", &["rewrite"]),
+        ("freeze", &["rewrite"]),
+    ];
+    let good = "data (`proto`, `io`) < `graph` (model) < `rewrite` < `transforms` (thin). \
+                `freeze` (on `rewrite`)";
+    assert!(layer_sentence_problems(good, table).is_empty());
+    // A module left out, layers in the wrong order, a wrong "on".
+    let missing = "data (`proto`) < `graph` < `rewrite` < `transforms`. `freeze` (on `rewrite`)";
+    assert_eq!(
+        layer_sentence_problems(missing, table),
+        ["the README's layers do not name `io`"]
+    );
+    let swapped =
+        "data (`proto`, `io`) < `rewrite` < `graph` < `transforms`. `freeze` (on `rewrite`)";
+    assert_eq!(
+        layer_sentence_problems(swapped, table),
+        ["`rewrite` (layer 1) uses `graph` (layer 2), above it"]
+    );
+    let wrong_on =
+        "data (`proto`, `io`) < `graph` < `rewrite` < `transforms`. `freeze` (on `graph`)";
+    assert_eq!(
+        layer_sentence_problems(wrong_on, table),
+        ["`freeze` is said to be on `graph`, which it may not use"]
+    );
+}
+
+/// The entries of the README's Layout block: (path, description), the path as the block's
+/// first word of a line, a description line (indented) joined to the entry above it.
+fn readme_layout_entries(readme: &str) -> Vec<(String, String)> {
+    let section = &readme[readme.find("\n## Layout").expect("README.md: ## Layout")..];
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("README.md: the Layout code block");
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        if line.starts_with(' ') {
+            if let Some((_, description)) = entries.last_mut() {
+                description.push(' ');
+                description.push_str(line.trim());
+            }
+            continue;
+        }
+        let (path, description) = line.split_once(' ').unwrap_or((line, ""));
+        entries.push((path.to_string(), description.trim().to_string()));
+    }
+    entries
+}
+
+/// Problems with the Layout block against the files `exists` finds and the repository's
+/// top-level directories `top`: each path the block lists exists, each top-level directory
+/// is listed (`src/` is the facade's, which the `Cargo.toml` line names), and each file or
+/// directory a description names (`tidy.rs`, `fixtures/`, `bench/app_build_time.sh`)
+/// exists, inside its entry or from the root.
+fn layout_problems(
+    entries: &[(String, String)],
+    top: &[String],
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (path, description) in entries {
+        if !exists(path) {
+            problems.push(format!("Layout lists {path}, which does not exist"));
+        }
+        for word in description.split([' ', '(', ')', ',', ';', ':']) {
+            let word = word.trim_matches(|c: char| c == '`' || c == '.');
+            let named = word.ends_with('/')
+                || [".rs", ".md", ".sh", ".toml"]
+                    .iter()
+                    .any(|ext| word.ends_with(ext) && word.len() > ext.len());
+            if named && !exists(&format!("{path}{word}")) && !exists(word) {
+                problems.push(format!(
+                    "Layout's {path} names {word}, which does not exist"
+                ));
+            }
+        }
+    }
+    for dir in top {
+        let listed = entries.iter().any(|(path, _)| {
+            path.trim_end_matches('/') == dir || path.starts_with(&format!("{dir}/"))
+        });
+        if !listed && dir != "src" {
+            problems.push(format!("Layout does not list {dir}/"));
+        }
+    }
+    problems
+}
+
+/// The README's Layout block lists what the repository holds.
+#[test]
+fn readme_layout_is_the_repository() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let entries = readme_layout_entries(&readme);
+    assert!(entries.len() >= 10, "{entries:?}");
+    let top: Vec<String> = std::fs::read_dir(&root)
+        .expect("the workspace root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        // Hidden directories, and what builds make (git ignores `target/`).
+        .filter(|name| !name.starts_with('.') && name != "target")
+        .collect();
+    let problems = layout_problems(&entries, &top, &|p: &str| root.join(p).exists());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_layout_check_fires() {
+    let entries = vec![
+        ("docs/".to_string(), "benchmarks.md, gone.md".to_string()),
+        ("tests/".to_string(), "tidy.rs, fixtures/".to_string()),
+        ("old/".to_string(), String::new()),
+    ];
+    let files = [
+        "docs/",
+        "docs/benchmarks.md",
+        "tests/",
+        "tests/tidy.rs",
+        "tests/fixtures/",
+    ];
+    let exists = |p: &str| files.contains(&p);
+    let top = ["docs".to_string(), "tests".to_string(), "bench".to_string()];
+    assert_eq!(
+        layout_problems(&entries, &top, &exists),
+        [
+            "Layout's docs/ names gone.md, which does not exist",
+            "Layout lists old/, which does not exist",
+            "Layout does not list bench/",
+        ]
+    );
+}
+
+/// `text` without its fenced code blocks (the first screen's and the usage block's commands
+/// are run by graphopt-cli's readme_commands test) and with white space normalized.
+fn prose_of(markdown: &str) -> String {
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    prose.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The repository paths `prose` names: words that start with one of `top` (top-level
+/// directories) and a slash, up to the first character a path here does not use, without a
+/// trailing `.`. `src/` is left out: the README's `src/main.rs` is the app's, not this
+/// repository's.
+fn named_paths<'a>(prose: &'a str, top: &[String]) -> Vec<&'a str> {
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./*-".contains(c);
+    let mut paths = Vec::new();
+    for (at, _) in prose.char_indices() {
+        if at > 0 && prose[..at].chars().next_back().is_some_and(is_path_char) {
+            continue;
+        }
+        let rest = &prose[at..];
+        let Some(dir) = top
+            .iter()
+            .filter(|d| d.as_str() != "src")
+            .find(|d| rest.starts_with(&format!("{d}/")))
+        else {
+            continue;
+        };
+        let len = rest.find(|c: char| !is_path_char(c)).unwrap_or(rest.len());
+        let path = rest[..len].trim_end_matches('.');
+        if path.len() > dir.len() + 1 || path.ends_with('/') {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// The directory of workspace package `name`: the root for `graphopt`, else the member
+/// directory (or `examples/NAME`) whose manifest names it.
+fn package_dir(name: &str, read: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let declares = |dir: &str| {
+        let manifest = if dir.is_empty() {
+            "Cargo.toml".to_string()
+        } else {
+            format!("{dir}/Cargo.toml")
+        };
+        read(&manifest).is_some_and(|m| m.contains(&format!("name = \"{name}\"")))
+    };
+    [String::new(), name.to_string(), format!("examples/{name}")]
+        .into_iter()
+        .find(|dir| declares(dir))
+}
+
+/// Problems with what the README's prose names: each repository path exists (a `*` pattern:
+/// its directory), each backticked `cargo` command's package, `--bench`, `--test`,
+/// `--manifest-path` and `--lib` test name exist, and each flag given to a `bench/*.py` or
+/// `tests/**/*.py` script is one the script defines.
+fn readme_reference_problems(
+    prose: &str,
+    top: &[String],
+    read: &dyn Fn(&str) -> Option<String>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for path in named_paths(prose, top) {
+        let checked = match path.find('*') {
+            Some(star) => &path[..path[..star].rfind('/').map_or(0, |s| s + 1)],
+            None => path,
+        };
+        if !exists(checked) {
+            problems.push(format!("the README names {path}, which does not exist"));
+        }
+    }
+    let spans: Vec<&str> = prose.split('`').skip(1).step_by(2).collect();
+    for span in spans {
+        let words: Vec<&str> = span
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '[' || c == ']'))
+            .collect();
+        if words.first() == Some(&"cargo") {
+            let value = |flag: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == flag)
+                    .and_then(|k| words.get(k + 1))
+                    .copied()
+            };
+            let package = value("-p").or_else(|| value("--package"));
+            let dir = match package {
+                Some(name) => match package_dir(name, read) {
+                    Some(dir) => dir,
+                    None => {
+                        problems.push(format!("`{span}`: no workspace package {name}"));
+                        continue;
+                    }
+                },
+                None => String::new(),
+            };
+            let inside = |rest: &str| {
+                if dir.is_empty() {
+                    rest.to_string()
+                } else {
+                    format!("{dir}/{rest}")
+                }
+            };
+            if let Some(bench) = value("--bench") {
+                if !exists(&inside(&format!("benches/{bench}.rs"))) {
+                    problems.push(format!("`{span}`: no bench {bench}"));
+                }
+            }
+            if let Some(test) = value("--test") {
+                if !exists(&inside(&format!("tests/{test}.rs"))) {
+                    problems.push(format!("`{span}`: no test target {test}"));
+                }
+            }
+            if let Some(path) = value("--manifest-path") {
+                if !exists(path) {
+                    problems.push(format!("`{span}`: no {path}"));
+                }
+            }
+            // `--lib -- [flags] NAME`: a test function of the library.
+            if words.contains(&"--lib") {
+                let after = words
+                    .iter()
+                    .position(|w| *w == "--")
+                    .map_or(&[][..], |k| &words[k + 1..]);
+                if let Some(name) = after.iter().rev().find(|w| !w.starts_with('-')) {
+                    let lib = read(&inside("src/lib.rs")).unwrap_or_default();
+                    let modules: Vec<String> = lib
+                        .lines()
+                        .filter_map(|l| {
+                            l.trim()
+                                .strip_prefix("mod ")
+                                .or_else(|| l.trim().strip_prefix("pub mod "))
+                        })
+                        .map(|m| inside(&format!("src/{}.rs", m.trim_end_matches(';'))))
+                        .collect();
+                    let found = modules
+                        .iter()
+                        .chain([&inside("src/lib.rs")])
+                        .any(|file| read(file).is_some_and(|s| s.contains(&format!("fn {name}("))));
+                    if !found {
+                        problems.push(format!("`{span}`: no test function {name} in {dir}/src"));
+                    }
+                }
+            }
+        }
+        // A script and the flags given to it.
+        for (k, word) in words.iter().enumerate() {
+            if !(word.ends_with(".py")
+                && (word.starts_with("bench/") || word.starts_with("tests/")))
+            {
+                continue;
+            }
+            let Some(script) = read(word) else {
+                problems.push(format!("`{span}`: no script {word}"));
+                continue;
+            };
+            for flag in words[k + 1..].iter().take_while(|w| w.starts_with("--")) {
+                let name = flag.split('=').next().unwrap_or(flag);
+                if !script.contains(&format!("\"{name}\"")) {
+                    problems.push(format!("`{span}`: {word} defines no {name}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Every file, directory, cargo target and script flag the README's prose names exists.
+#[test]
+fn readme_references_exist() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let top: Vec<String> = std::fs::read_dir(&root)
+        .expect("the workspace root")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.') && name != "target")
+        .collect();
+    let prose = prose_of(&readme);
+    let paths = named_paths(&prose, &top);
+    assert!(paths.len() >= 30, "{paths:?}");
+    let problems = readme_reference_problems(
+        &prose,
+        &top,
+        &|p: &str| std::fs::read_to_string(root.join(p)).ok(),
+        &|p: &str| root.join(p).exists(),
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_reference_check_fires() {
+    let files: BTreeMap<&str, &str> = [
+        ("Cargo.toml", "name = \"graphopt\""),
+        ("core/Cargo.toml", "name = \"core\""),
+        ("core/benches/io.rs", ""),
+        ("core/src/lib.rs", "mod hash;\n"),
+        ("core/src/hash.rs", "fn speed() {}"),
+        ("bench/run.py", "add_argument(\"--models\")"),
+        ("docs/a.md", ""),
+    ]
+    .into();
+    let read = |p: &str| files.get(p).map(|s| s.to_string());
+    let exists = |p: &str| files.contains_key(p) || files.keys().any(|f| f.starts_with(p));
+    let top = ["bench".to_string(), "docs".to_string(), "core".to_string()];
+    let good = "see docs/a.md. `cargo bench -p core --bench io` and `cargo test -p core --lib -- --ignored speed` \
+                and `bench/run.py --models x`, core/benches/*.rs";
+    assert!(readme_reference_problems(good, &top, &read, &exists).is_empty());
+    let bad =
+        "see docs/b.md. `cargo bench -p core --bench eval` `cargo test -p core --lib -- slow` \
+               `cargo run -p nothing` `bench/run.py --runs 3` `cargo test --test tidy`";
+    assert_eq!(
+        readme_reference_problems(bad, &top, &read, &exists),
+        [
+            "the README names docs/b.md, which does not exist",
+            "`cargo bench -p core --bench eval`: no bench eval",
+            "`cargo test -p core --lib -- slow`: no test function slow in core/src",
+            "`cargo run -p nothing`: no workspace package nothing",
+            "`bench/run.py --runs 3`: bench/run.py defines no --runs",
+            "`cargo test --test tidy`: no test target tidy",
+        ]
+    );
+}
+
+/// The README's statements about which crate does a job, held to the manifests: matrix
+/// products take matrixmultiply's AVX-512 kernels (its `avx512` feature), a build script hashes
+/// with sha2-asm's compression function on x86_64, and folding computes transcendental
+/// functions with the `libm` crate.
+#[test]
+fn readme_dependency_statements_hold() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let manifest = |path: &str| {
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let dependency_line = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.trim_start().starts_with(&format!("{name} "))
+                    || l.trim_start().starts_with(&format!("{name}."))
+            })
+            .map(str::to_string)
+    };
+    for (said, path, crate_name, needle) in [
+        (
+            "Matrix products now take matrixmultiply's AVX-512 kernels on a CPU that has them",
+            "Cargo.toml",
+            "matrixmultiply",
+            "\"avx512\"",
+        ),
+        (
+            "hashing uses sha2-asm's compression function on x86_64",
+            "graphopt-build/Cargo.toml",
+            "sha2-asm",
+            "",
+        ),
+        (
+            "folding computes transcendental functions with the `libm` crate",
+            "graphopt-core/Cargo.toml",
+            "libm",
+            "",
+        ),
+    ] {
+        assert!(readme.contains(said), "README.md no longer says \"{said}\"");
+        let text = manifest(path);
+        let line = dependency_line(&text, crate_name)
+            .unwrap_or_else(|| panic!("{path} does not depend on {crate_name}: \"{said}\""));
+        assert!(line.contains(needle), "{path}: {line} (\"{said}\")");
+    }
+    // sha2-asm only where it builds: x86_64.
+    let build = manifest("graphopt-build/Cargo.toml");
+    let section = build
+        .split("\n[")
+        .find(|s| s.lines().any(|l| l.trim_start().starts_with("sha2-asm ")))
+        .unwrap_or("");
+    assert!(
+        section.starts_with("target.") && section.contains("target_arch = \"x86_64\""),
+        "graphopt-build's sha2-asm is not an x86_64 dependency: {section}"
+    );
+}

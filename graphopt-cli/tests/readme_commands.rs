@@ -258,6 +258,35 @@ fn readme_first_screen_commands_run_as_written() {
         nodes < node_count(&root.join(in_graph)),
         "the README's optimization removed no node"
     );
+    // "the standard pipeline": the one the node-count table defines, and the count its row
+    // for this fixture gives under "graphopt, standard".
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "The standard deployment pipeline `";
+    let at = text
+        .find(marker)
+        .expect("README.md: \"The standard deployment pipeline `\"")
+        + marker.len();
+    let standard = &text[at..at + text[at..].find('`').unwrap()];
+    assert_eq!(
+        flag(transform, "transforms"),
+        Some(standard),
+        "the first screen's pipeline vs the README's standard pipeline"
+    );
+    let fixture = Path::new(in_graph)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap();
+    let row = readme()
+        .lines()
+        .find(|l| l.starts_with(&format!("| {fixture} ")))
+        .unwrap_or_else(|| panic!("README.md: no node-count row for {fixture}"))
+        .to_string();
+    let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+    assert_eq!(
+        cells.get(3).and_then(|c| c.parse::<usize>().ok()),
+        Some(nodes),
+        "the first screen's transform vs the table's \"graphopt, standard\" for {fixture}: {row}"
+    );
 
     // verify: the original against what transform wrote, on seeded inputs; every output within
     // the default tolerance.
@@ -406,4 +435,295 @@ fn the_command_line_block_matches_each_commands_help() {
         defaults_checked, 4,
         "--tag_set, --signature_def, --tolerance, --unknown_dim"
     );
+}
+
+/// The help line of `--name` in `help`.
+fn help_line<'a>(help: &'a str, name: &str) -> Option<&'a str> {
+    help.lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with(&format!("--{name} ")))
+}
+
+/// The README's "Every command also takes `--memory_budget` and `--work_budget` ... (defaults
+/// in `graphopt COMMAND --help`)": each command of the usage block lists both with a default,
+/// and that default is the one the README's build-integration guard states, "max(256 MiB, 8x
+/// the model's size) and max(2^27, 256x its size)".
+#[test]
+fn every_command_takes_the_budgets_with_the_readme_defaults() {
+    let readme = readme();
+    let text = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "Every command also takes `--memory_budget` and `--work_budget`: the memory it may \
+             hold and the element operations it may do on a model (defaults in `graphopt COMMAND --help`)."
+        ),
+        "README.md no longer says every command takes the budgets"
+    );
+    // "max(256 MiB, 8x the model's size) and max(2^27, 256x its size)"
+    let marker = "else max(";
+    let at = text.find(marker).expect("README.md: the budgets' defaults") + marker.len();
+    let stated = &text[at..at + text[at..].find(" element operations").unwrap()];
+    let numbers: Vec<u64> = stated
+        .split(|c: char| !c.is_ascii_digit() && c != '^')
+        .filter(|w| !w.is_empty())
+        .map(|w| match w.split_once('^') {
+            Some((base, exp)) => base.parse::<u64>().unwrap().pow(exp.parse().unwrap()),
+            None => w.parse().unwrap(),
+        })
+        .collect();
+    assert!(
+        stated.starts_with("256 MiB, 8x") && stated.contains("max(2^27, 256x"),
+        "the README's budget defaults: {stated}"
+    );
+    let [memory_mib, memory_factor, work_min, work_factor] = numbers[..] else {
+        panic!("the README's budget defaults: {stated}");
+    };
+    let section = &readme[readme.find("## Command line").expect("the section")..];
+    let block = code_blocks(section)
+        .into_iter()
+        .next()
+        .expect("the usage block");
+    let mut commands: Vec<&str> = block
+        .iter()
+        .filter_map(|l| l.strip_prefix("graphopt ")?.split_whitespace().next())
+        .collect();
+    commands.dedup();
+    assert!(commands.len() >= 8, "{commands:?}");
+    for command in commands {
+        let help = run(&[command.to_string(), "--help".to_string()]);
+        assert!(help.status.success(), "{command} --help");
+        let help = String::from_utf8(help.stdout).unwrap();
+        let memory = help_line(&help, "memory_budget")
+            .unwrap_or_else(|| panic!("{command} --help has no --memory_budget:\n{help}"));
+        assert!(
+            memory.contains(&format!(
+                "[default: $GRAPHOPT_MEMORY_BUDGET, else max({memory_mib}M, {memory_factor} x the input's size)]"
+            )),
+            "{command}: {memory}"
+        );
+        let work = help_line(&help, "work_budget")
+            .unwrap_or_else(|| panic!("{command} --help has no --work_budget:\n{help}"));
+        assert!(
+            work.contains(&format!(
+                "[default: $GRAPHOPT_WORK_BUDGET, else max({}M, {work_factor} x the input's size)]",
+                work_min >> 20
+            )),
+            "{command}: {work}"
+        );
+    }
+}
+
+/// The README's "An op's name is not checked against TensorFlow's op list: `rename_op` may name
+/// a custom op the consumer has registered (and will equally accept a typo); `graphopt check
+/// --target=...` reports every op the target does not load": renaming Relu to an op no one
+/// knows passes validation, and `check` names each renamed node with its op and exits 1.
+#[test]
+fn rename_op_accepts_a_custom_op_and_check_reports_it() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "An op's name is not checked against TensorFlow's op list: `rename_op` may name a \
+             custom op the consumer has registered (and will equally accept a typo); `graphopt \
+             check --target=...` reports every op the target does not load."
+        ),
+        "README.md no longer says rename_op may name a custom op"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = "tests/fixtures/models/keras_cnn.pb";
+    let out = dir.path().join("custom.pb");
+    let output = run(&[
+        "transform".into(),
+        format!("--in_graph={input}"),
+        format!("--out_graph={}", out.display()),
+        "--inputs=input".into(),
+        "--outputs=Identity".into(),
+        "--transforms=rename_op(old_op_name=Relu, new_op_name=MyCustomRelu)".into(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let original = graphopt_core::io::read_graph(workspace_root().join(input))
+        .unwrap()
+        .graph;
+    let relus: Vec<&str> = original
+        .node
+        .iter()
+        .filter(|n| n.op == "Relu")
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(!relus.is_empty(), "the fixture has no Relu to rename");
+    let renamed = graphopt_core::io::read_graph(&out).unwrap().graph;
+    for name in &relus {
+        let node = renamed.node.iter().find(|n| n.name == *name).unwrap();
+        assert_eq!(node.op, "MyCustomRelu", "{name}");
+    }
+    for target in ["opencv", "tract"] {
+        let output = run(&[
+            "check".into(),
+            format!("--target={target}"),
+            "--json".into(),
+            out.display().to_string(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{target}");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let mut reported: Vec<&str> = report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["op"] == "MyCustomRelu")
+            .map(|p| p["node"].as_str().unwrap())
+            .collect();
+        reported.sort_unstable();
+        let mut expected = relus.clone();
+        expected.sort_unstable();
+        assert_eq!(
+            reported, expected,
+            "{target}: the renamed nodes check reports"
+        );
+    }
+}
+
+/// The README's "Output is text format for a `.pbtxt`/`.txt` path or with `--output_as_text`":
+/// `transform`'s last line says which format it wrote, and the file reads back as that format.
+#[test]
+fn output_is_text_for_pbtxt_and_txt_paths_or_with_output_as_text() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "Output is text format for a `.pbtxt`/`.txt` path or with `--output_as_text`"
+        ),
+        "README.md no longer says when output is text"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, as_text, format) in [
+        ("g.pb", false, "binary"),
+        ("g.pbtxt", false, "text"),
+        ("g.txt", false, "text"),
+        ("h.pb", true, "text"),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "transform".to_string(),
+            "--in_graph=tests/fixtures/models/keras_cnn.pb".into(),
+            format!("--out_graph={}", out.display()),
+            "--outputs=Identity".into(),
+            "--transforms=sort_by_execution_order".into(),
+        ];
+        if as_text {
+            args.push("--output_as_text".into());
+        }
+        let output = run(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with(&format!("graphopt: wrote {} ({format}, ", out.display())),
+            "{name}: {last}"
+        );
+        // A text GraphDef starts with a field name; a binary one with a field tag byte.
+        let first = std::fs::read(&out).unwrap()[0];
+        assert_eq!(first.is_ascii_alphabetic(), format == "text", "{name}");
+    }
+}
+
+/// The README's "the writer ... starts the disk on every 8 MB as it goes" is the writer's step
+/// (`pages::WriteBehind::CHUNK`; its unit test checks that writing past one starts the disk).
+#[test]
+fn the_writers_writeback_step_is_the_readmes() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "starts the disk on every ";
+    assert_eq!(
+        text.matches(marker).count(),
+        1,
+        "README.md must say \"{marker}N MB\" once"
+    );
+    let at = text.find(marker).unwrap() + marker.len();
+    let figure: u64 = text[at..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("a figure after \"starts the disk on every\"");
+    assert_eq!(
+        text[at..].split_whitespace().nth(1),
+        Some("MB"),
+        "the README's writeback step is in MB"
+    );
+    assert_eq!(
+        figure << 20,
+        graphopt_core::pages::WriteBehind::CHUNK,
+        "the README's writeback step vs the writer's"
+    );
+}
+
+/// The targets `graphopt targets` lists: (name, whether its profile says it installs here).
+fn listed_targets() -> Vec<(String, bool)> {
+    let output = run(&["targets".to_string()]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut targets: Vec<(String, bool)> = Vec::new();
+    for line in stdout.lines() {
+        if !line.starts_with(' ') {
+            let name = line.split_whitespace().next().unwrap_or("").to_string();
+            targets.push((name, false));
+        } else if line.trim_start().starts_with("ops:")
+            && line.trim_end().ends_with("; installs here")
+        {
+            targets.last_mut().expect("an ops line under a target").1 = true;
+        }
+    }
+    targets
+}
+
+/// The README's `.target("opencv")` (or `tract`, `tvm`, `tensorrt`, `ascend`, `graphopt`) names
+/// every target `graphopt targets` lists, and "OpenCV and tract install here; TVM, TensorRT and
+/// Ascend do not" is what their profiles say.
+#[test]
+fn the_readmes_targets_are_the_ones_graphopt_lists() {
+    let text = readme().split_whitespace().collect::<Vec<_>>().join(" ");
+    let marker = "- `.target(\"";
+    assert_eq!(text.matches(marker).count(), 1, "README.md: {marker}");
+    let at = text.find(marker).unwrap() + marker.len();
+    let end = at
+        + text[at..]
+            .find(") appends")
+            .expect("README.md: `) appends`");
+    let mut named: Vec<String> = text[at..end]
+        .split(['"', '`'])
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !w.is_empty() && *w != "or")
+        .map(str::to_string)
+        .collect();
+    named.sort();
+    let targets = listed_targets();
+    let mut listed: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+    listed.sort();
+    assert_eq!(
+        named, listed,
+        "the README's .target(...) list vs `graphopt targets`"
+    );
+
+    let sentence = "OpenCV and tract install here; TVM, TensorRT and Ascend do not, so their \
+                    profiles are read from their sources only.";
+    assert!(
+        text.contains(sentence),
+        "README.md no longer says \"{sentence}\""
+    );
+    let installs = |name: &str| {
+        targets
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no target {name}"))
+            .1
+    };
+    for name in ["opencv", "tract"] {
+        assert!(installs(name), "{name}: the README says it installs here");
+    }
+    for name in ["tvm", "tensorrt", "ascend"] {
+        assert!(
+            !installs(name),
+            "{name}: the README says it does not install here"
+        );
+    }
 }

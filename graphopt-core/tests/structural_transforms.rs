@@ -289,32 +289,35 @@ fn strip_unused_nodes_reports_bad_names_and_ports() {
     );
 }
 
+/// The transform strings run on every fixture by
+/// [`structural_transforms_keep_every_fixtures_outputs`].
+const CHECKED_ON_EVERY_FIXTURE: &[&str] = &[
+    "remove_nodes(op=Identity, op=CheckNumerics, op=StopGradient, op=Snapshot)",
+    "strip_unused_nodes",
+    "merge_duplicate_nodes",
+    "obfuscate_names",
+    "remove_control_dependencies",
+    "remove_device",
+    "sort_by_execution_order",
+    "fold_constants merge_duplicate_nodes obfuscate_names",
+    "backport_concatv2",
+    "insert_logging(op=Conv2D, op=MatMul, show_name=true, message=\"value:\")",
+    "insert_logging(prefix=functional)",
+    "add_default_attributes",
+    "set_device(device=\"/device:CPU:0\")",
+    "fuse_resize_pad_and_conv fuse_resize_and_conv fuse_pad_and_conv",
+    "remove_training_nodes",
+    "inline_partitionedcall",
+    "backport_tensor_array_v3",
+];
+
 #[test]
 fn structural_transforms_keep_every_fixtures_outputs() {
-    let transforms_to_check = [
-        "remove_nodes(op=Identity, op=CheckNumerics, op=StopGradient, op=Snapshot)",
-        "strip_unused_nodes",
-        "merge_duplicate_nodes",
-        "obfuscate_names",
-        "remove_control_dependencies",
-        "remove_device",
-        "sort_by_execution_order",
-        "fold_constants merge_duplicate_nodes obfuscate_names",
-        "backport_concatv2",
-        "insert_logging(op=Conv2D, op=MatMul, show_name=true, message=\"value:\")",
-        "insert_logging(prefix=functional)",
-        "add_default_attributes",
-        "set_device(device=\"/device:CPU:0\")",
-        "fuse_resize_pad_and_conv fuse_resize_and_conv fuse_pad_and_conv",
-        "remove_training_nodes",
-        "inline_partitionedcall",
-        "backport_tensor_array_v3",
-    ];
     for name in common::MODELS {
         let (inputs, outputs) = common::io_names(name);
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-        for transform_string in transforms_to_check {
+        for transform_string in CHECKED_ON_EVERY_FIXTURE {
             let mut graph = common::load(name);
             let before = graph.node.len();
             run(&mut graph, transform_string, &inputs, &outputs)
@@ -921,4 +924,39 @@ fn strip_unused_nodes_gives_a_cut_input_the_type_it_outputs() {
         );
     }
     assert_eq!(outcomes[0].warnings.len(), 3, "{:?}", outcomes[0].warnings);
+}
+
+/// The README's status row "`strip_unused_nodes` (...), `remove_nodes` (...), ... | done; each
+/// checked on every fixture": every transform it names is run on every fixture above.
+#[test]
+fn the_readmes_every_fixture_row_is_the_checked_list() {
+    let rows = common::readme::table_rows("| feature | status |");
+    let row = rows
+        .iter()
+        .find(|r| r.starts_with("| `strip_unused_nodes` "))
+        .expect("README.md: the status row that starts with `strip_unused_nodes`");
+    let (feature, status) = row.trim_matches('|').rsplit_once('|').expect("two cells");
+    assert!(
+        status.contains("each checked on every fixture"),
+        "the row no longer says each is checked on every fixture: {status}"
+    );
+    let registry = Registry::with_builtins();
+    let named: Vec<&str> = feature
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| registry.get(w).is_some())
+        .collect();
+    assert!(named.len() >= 10, "{named:?}");
+    let checked: Vec<String> = CHECKED_ON_EVERY_FIXTURE
+        .iter()
+        .flat_map(|s| transforms::parse(s).unwrap())
+        .map(|spec| spec.name)
+        .collect();
+    for name in named {
+        assert!(
+            checked.iter().any(|c| c == name),
+            "the README says {name} is checked on every fixture; it is not in CHECKED_ON_EVERY_FIXTURE"
+        );
+    }
 }
