@@ -329,7 +329,10 @@ fn keep_const_value(node: &mut NodeDef, proto: TensorProto) -> crate::Result<()>
     Ok(())
 }
 
-/// `ResourceGather(table, indices)` with a Const table becomes `GatherV2(table, indices, 0)`.
+/// `ResourceGather(table, indices)` with a Const table becomes `GatherV2(table, indices, 0)`;
+/// the axis goes after the two data inputs, before any control input. A ResourceGather with
+/// other than two data inputs (a malformed graph, which validation does not catch: it checks
+/// no op's arity) is left for the target's check to report.
 pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
     let uses = Uses::new(graph);
     let mut taken = NameReserver::new(graph);
@@ -345,9 +348,16 @@ pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
             .first()
             .and_then(|t| uses.producer(t))
             .is_some_and(|p| graph.node[p].op == "Const");
-        if !table_is_const || attrs::int(node, "batch_dims").unwrap_or(0) != 0 {
+        if inputs.len() != 2 || !table_is_const || attrs::int(node, "batch_dims").unwrap_or(0) != 0
+        {
             continue;
         }
+        // Control inputs follow the data inputs (validation holds that).
+        let axis_slot = node
+            .input
+            .iter()
+            .position(|i| i.starts_with('^'))
+            .unwrap_or(node.input.len());
         let axis_name = taken.reserve(&format!("{}/axis", node.name));
         let device = node.device.clone();
         let node = &mut graph.node[i];
@@ -355,7 +365,7 @@ pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
         let tindices = node.attr.remove("Tindices");
         node.attr.clear();
         node.op = "GatherV2".into();
-        node.input.insert(2, axis_name.clone());
+        node.input.insert(axis_slot, axis_name.clone());
         if let Some(d) = dtype {
             node.attr.insert("Tparams".into(), d);
         }
