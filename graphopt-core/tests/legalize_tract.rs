@@ -602,8 +602,9 @@ fn legalized_fixtures_match_tensorflow() {
 #[test]
 fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
     // `rate` is a PlaceholderWithDefault of a constant: legalize folds constants first, but an
-    // input the app may feed is not a constant; tract gets it as a Placeholder.
-    let g = graph(vec![
+    // input the app may feed (declared in --inputs) is not a constant; tract gets it as a
+    // Placeholder. (Left out of --inputs, it keeps its default: see the next test.)
+    let mut g = graph(vec![
         placeholder("x", &[2]),
         floats("default", &[], 1),
         node(
@@ -622,7 +623,16 @@ fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
             &[("T", dtype(DataType::DtFloat))],
         ),
     ]);
-    let after = legalize_for_tract(g, &["y"]);
+    let specs = transforms::parse("legalize(target=tract)").unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut g,
+        &specs,
+        &["x".to_string(), "rate".to_string()],
+        &["y".to_string()],
+    )
+    .unwrap();
+    let after = g;
     let rate = after
         .node
         .iter()
@@ -630,4 +640,70 @@ fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
         .expect("rate kept");
     assert_eq!(rate.op, "Placeholder");
     assert!(rate.input.is_empty());
+}
+
+/// A PlaceholderWithDefault that --inputs leave out is never fed: legalize made it a
+/// Placeholder all the same, so the graph asked for a value it had never needed (graphopt
+/// verify: "is an input of the graph and was not fed"; tract would want it fed too). It now
+/// keeps its default; a declared one becomes a Placeholder, keeping its control inputs.
+#[test]
+fn a_placeholder_with_default_left_out_of_the_inputs_keeps_its_default() {
+    let mut scale_node = node("scale", "PlaceholderWithDefault", &["two", "^gate"], &[]);
+    scale_node.attr.remove("T");
+    scale_node
+        .attr
+        .insert("dtype".into(), attr(dtype(DataType::DtFloat)));
+    scale_node.attr.insert(
+        "shape".into(),
+        attr(attr_value::Value::Shape(Default::default())),
+    );
+    let before = graph(vec![
+        placeholder("x", &[1, 4]),
+        node("gate", "NoOp", &["^x"], &[]),
+        {
+            let mut two = floats("two", &[], 0);
+            graphopt_core::graph::edit::set_const_value(
+                &mut two,
+                &graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F32(
+                    ndarray::arr0(2.0f32).into_dyn(),
+                )),
+            );
+            two
+        },
+        scale_node,
+        node("out", "Mul", &["x", "scale"], &[]),
+    ]);
+    let x = input(&[1, 4], 3);
+    let want = evaluate(&before, &x, &["out"]);
+
+    let legal = legalize_for_tract(before.clone(), &["out"]);
+    assert!(
+        !legal
+            .node
+            .iter()
+            .any(|n| n.name == "scale" && n.op == "Placeholder"),
+        "{:?}",
+        ops(&legal)
+    );
+    assert!(!ops(&legal).contains(&"PlaceholderWithDefault"));
+    assert_eq!(want, evaluate(&legal, &x, &["out"]));
+
+    // Declared as an input: a Placeholder the app feeds, its control input kept.
+    let specs = transforms::parse("legalize(target=tract)").unwrap();
+    let mut fed = before.clone();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut fed,
+        &specs,
+        &["x".to_string(), "scale".to_string()],
+        &["out".to_string()],
+    )
+    .unwrap();
+    let scale = fed.node.iter().find(|n| n.name == "scale").unwrap();
+    assert_eq!(scale.op, "Placeholder");
+    assert!(
+        scale.input.iter().all(|i| i.starts_with('^')),
+        "{:?}",
+        scale.input
+    );
 }

@@ -13,8 +13,8 @@
 //! - [`strip_attributes`]: attributes an importer refuses, where removing them keeps the
 //!   node's meaning (the OpDef default, or unused at inference);
 //! - [`remove_check_numerics`]: CheckNumerics, an identity at inference, is removed;
-//! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder (the app
-//!   always feeds its inputs; some importers lack the op);
+//! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder where the
+//!   app may feed it, else an Identity of its default (some importers lack the op);
 //! - [`pads_into_convolutions`]: a constant zero `Pad` read only by VALID convolutions whose
 //!   `SAME` padding would add exactly those zeros disappears, the convolutions becoming `SAME`
 //!   (Keras' `ZeroPadding2D` before a strided convolution, as in MobileNet and EfficientNet);
@@ -436,17 +436,30 @@ pub fn remove_check_numerics(graph: &mut GraphDef, protected: &HashSet<String>) 
     before.saturating_sub(graph.node.len())
 }
 
-/// PlaceholderWithDefault becomes a Placeholder of the same dtype and shape; its default input
-/// is dropped (and with it, anything only the default read, once unused nodes are stripped).
-pub fn placeholders_without_defaults(graph: &mut GraphDef) -> usize {
+/// PlaceholderWithDefault becomes a Placeholder of the same dtype and shape where the app may
+/// feed it: `fed` names it, or is `None` (the inputs are not declared). Its default input is
+/// dropped (and with it, anything only the default read, once unused nodes are stripped); its
+/// control inputs stay. One that declared inputs leave out always holds its default, which a
+/// Placeholder would lose (the consumer would then ask the app for a value): it becomes an
+/// Identity of its default, which leftover removal then takes out. Returns how many.
+pub fn placeholders_without_defaults(graph: &mut GraphDef, fed: Option<&HashSet<String>>) -> usize {
     let mut count = 0;
     for node in graph
         .node
         .iter_mut()
         .filter(|n| n.op == "PlaceholderWithDefault")
     {
-        node.op = "Placeholder".into();
-        node.input.clear();
+        if fed.is_some_and(|fed| !fed.contains(&node.name)) {
+            let Some(dtype) = node.attr.remove("dtype") else {
+                continue;
+            };
+            node.op = "Identity".into();
+            node.attr.remove("shape");
+            node.attr.insert("T".into(), dtype);
+        } else {
+            node.op = "Placeholder".into();
+            node.input.retain(|i| i.starts_with('^'));
+        }
         count += 1;
     }
     count

@@ -21,7 +21,8 @@
 //!   `data_format` attributes left to their default are written out (OpenCV infers an input's
 //!   layout from them);
 //! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
-//!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2, and every
+//!   PlaceholderWithDefault becomes Placeholder (an Identity of its default when --inputs leave
+//!   it out: it is never fed), ResourceGather becomes GatherV2, and every
 //!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
 //!   into the convolutions after it as `SAME` padding where that is the same zeros, else into
 //!   `ConcatV2`s with constant blocks (which needs the input's static shape: fix input shapes
@@ -40,6 +41,8 @@
 //!
 //! For every target but `tvm` (which gets them all written), `_output_shapes` already in the
 //! graph are rewritten with the shapes inferred after the rewrites.
+
+use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
@@ -170,7 +173,15 @@ impl Transform for Legalize {
             legalize::decompose_batch_norms(graph, "AddV2", &protected);
         }
         if plan.placeholders_without_defaults {
-            legalize::placeholders_without_defaults(graph);
+            // Declared inputs say which ones the app feeds; the others keep their default.
+            let fed: Option<HashSet<String>> = (!context.inputs.is_empty()).then(|| {
+                context
+                    .inputs
+                    .iter()
+                    .map(|n| crate::graph::node_name(n).to_string())
+                    .collect()
+            });
+            legalize::placeholders_without_defaults(graph, fed.as_ref());
         }
         if plan.resource_gathers {
             legalize::resource_gathers_to_gather_v2(graph);
