@@ -7,7 +7,10 @@
 //!   whatever feeds their parameters, dropping the attributes V1 lacks (`U`,
 //!   `exponential_avg_factor`), when no reserve space is read;
 //! - [`rename_ops`]: op renames with identical semantics (`AddV2` -> `Add`);
-//! - [`constants_as_tensor_content`]: every fixed-size Const's values in `tensor_content`;
+//! - [`constants_as_tensor_content`]: every fixed-size Const's values in `tensor_content`
+//!   (but the ones [`constants_in_int_val`] writes: [`consts_read_at`] finds them);
+//! - [`constants_in_int_val`]: int32 Consts an importer reads from `int_val` get every value
+//!   there;
 //! - [`resource_gathers_to_gather_v2`]: `ResourceGather` of a frozen (Const) table becomes
 //!   `GatherV2` with a Const axis 0;
 //! - [`strip_attributes`]: attributes an importer refuses, where removing them keeps the
@@ -243,12 +246,20 @@ pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
 
 /// Every fixed-size Const of rank 1 or more keeps its values in `tensor_content` (graphopt's
 /// writer otherwise stores a uniform tensor as one `*_val`, as TensorFlow allows); scalars keep
-/// their single value, which is how TensorFlow writes them. TensorFlow's shorthands let a few
-/// bytes stand for any number of values: what is spelled out is asked of the budget
-/// before it is built, and a refusal is an error naming the Const.
-pub fn constants_as_tensor_content(graph: &mut GraphDef) -> crate::Result<usize> {
+/// their single value, which is how TensorFlow writes them. The Consts named in `keep` (ones
+/// the importer reads from `int_val`, see [`constants_in_int_val`]) are left alone.
+/// TensorFlow's shorthands let a few bytes stand for any number of values: what is spelled
+/// out is asked of the budget before it is built, and a refusal is an error naming the Const.
+pub fn constants_as_tensor_content(
+    graph: &mut GraphDef,
+    keep: &HashSet<String>,
+) -> crate::Result<usize> {
     let mut count = 0;
-    for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "Const" && !keep.contains(&n.name))
+    {
         let Some(current) = attrs::tensor(node, "value") else {
             continue;
         };
@@ -279,6 +290,121 @@ pub fn constants_as_tensor_content(graph: &mut GraphDef) -> crate::Result<usize>
             .is_some_and(|current| current.tensor_content == proto.tensor_content);
         if proto.tensor_content.is_empty() || unchanged {
             continue; // strings, or already there
+        }
+        keep_const_value(node, proto)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The Consts that the data inputs at `positions` (per op; negative positions count from the
+/// last data input) read, looking through the `through` ops (their first data input), by name.
+pub fn consts_read_at(
+    graph: &GraphDef,
+    positions: &std::collections::BTreeMap<String, Vec<i64>>,
+    through: &[String],
+) -> HashSet<String> {
+    /// Where the chain from a node ends: a Const's index, or `None`.
+    #[derive(Clone, Copy)]
+    enum End {
+        Unknown,
+        /// On the chain being walked (met again: a cycle).
+        Walking,
+        Known(Option<usize>),
+    }
+    let uses = Uses::new(graph);
+    let mut ends = vec![End::Unknown; graph.node.len()];
+    let mut found = HashSet::new();
+    for node in &graph.node {
+        let Some(slots) = positions.get(&node.op) else {
+            continue;
+        };
+        let inputs = data_inputs(node);
+        for &slot in slots {
+            let index = if slot < 0 {
+                inputs.len().checked_sub(slot.unsigned_abs() as usize)
+            } else {
+                usize::try_from(slot).ok()
+            };
+            let Some(start) = index
+                .and_then(|k| inputs.get(k))
+                .and_then(|i| uses.producer(i))
+            else {
+                continue;
+            };
+            // The chain from `start` through `through` ops; what each node on it leads to is
+            // kept, so chains shared by many readers are walked once.
+            let mut path = Vec::new();
+            let mut current = Some(start);
+            let end = loop {
+                let Some(c) = current else { break None };
+                match ends.get(c).copied() {
+                    Some(End::Known(end)) => break end,
+                    Some(End::Walking) | None => break None,
+                    Some(End::Unknown) => {}
+                }
+                let Some(producer) = graph.node.get(c) else {
+                    break None;
+                };
+                if producer.op == "Const" {
+                    break Some(c);
+                }
+                if !through.contains(&producer.op) {
+                    break None;
+                }
+                if let Some(e) = ends.get_mut(c) {
+                    *e = End::Walking;
+                }
+                path.push(c);
+                current = data_inputs(producer).first().and_then(|i| uses.producer(i));
+            };
+            for c in path {
+                if let Some(e) = ends.get_mut(c) {
+                    *e = End::Known(end);
+                }
+            }
+            if let Some(constant) = end.and_then(|c| graph.node.get(c)) {
+                found.insert(constant.name.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Every int32 Const named in `names` keeps its values in `int_val`, every element written
+/// out (for importers that read such a Const as `int_val().Get(0)`: OpenCV's axes and split
+/// dimensions, whatever their rank). Exact. Returns how many changed.
+pub fn constants_in_int_val(graph: &mut GraphDef, names: &HashSet<String>) -> crate::Result<usize> {
+    let mut count = 0;
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "Const" && names.contains(&n.name))
+    {
+        let Some(current) = attrs::tensor(node, "value") else {
+            continue;
+        };
+        if current.dtype != DataType::DtInt32 as i32 {
+            continue;
+        }
+        let proto = const_reencoded(node, |value| {
+            let Data::I32(array) = value.data() else {
+                return Ok(None);
+            };
+            if array.is_empty() {
+                return Ok(None);
+            }
+            crate::budget::alloc(value.byte_size() as u64)?;
+            let mut proto = value.to_proto();
+            proto.tensor_content = Default::default();
+            proto.int_val = array.iter().copied().collect();
+            Ok(Some(proto))
+        })?;
+        let Some(proto) = proto else {
+            continue;
+        };
+        if attrs::tensor(node, "value") == Some(&proto) {
+            continue;
         }
         keep_const_value(node, proto)?;
         count += 1;

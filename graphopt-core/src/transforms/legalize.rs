@@ -15,7 +15,8 @@
 //!   its fusion of the pattern pads symmetrically by the paddings before and ignores the
 //!   crops), a `SYMMETRIC` MirrorPad becomes slices and concats (OpenCV pads every MirrorPad as
 //!   `REFLECT`), every Const's values move to `tensor_content` (OpenCV reads some Consts only
-//!   there) but a scalar's, which is spelled out when TensorFlow's shorthand leaves it empty
+//!   there) but a scalar's and those OpenCV reads from `int_val` (axes; their int32 values all
+//!   go there), which is spelled out when TensorFlow's shorthand leaves it empty
 //!   (OpenCV reads a ConcatV2 axis as its first `int_val`), and a Const a Pack shares with
 //!   other readers gets a copy of its own (OpenCV fails running the shared one), and
 //!   `data_format` attributes left to their default are written out (OpenCV infers an input's
@@ -210,7 +211,11 @@ impl Transform for Legalize {
         let profile = Target::by_name(target).map_err(|e| context.error(e.to_string()))?;
         strip_rejected_attributes(graph, profile, context);
         if plan.tensor_content {
-            legalize::constants_as_tensor_content(graph)?;
+            // What the target reads from `int_val` stays there (an ExpandDims axis of shape
+            // [1] moved to tensor_content made a loadable graph unloadable), and gets it.
+            let int_val = consts_read_from_int_val(graph, profile);
+            legalize::constants_as_tensor_content(graph, &int_val)?;
+            legalize::constants_in_int_val(graph, &int_val)?;
         }
         if plan.explicit_values {
             legalize::constants_with_explicit_values(graph)?;
@@ -263,6 +268,20 @@ fn report_what_remains(graph: &GraphDef, profile: &Target, context: &TransformCo
         "{nodes} node(s) that {} {} cannot load remain, which no rewrite of legalize handles{hint}",
         profile.name, profile.version
     ));
+}
+
+/// The Consts the profile's `const_int_val` constraints say the target reads from `int_val`.
+fn consts_read_from_int_val(graph: &GraphDef, profile: &Target) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for constraint in &profile.constraints {
+        if let Constraint::ConstIntVal {
+            inputs, through, ..
+        } = constraint
+        {
+            names.extend(legalize::consts_read_at(graph, inputs, through));
+        }
+    }
+    names
 }
 
 /// Whether a Placeholder declares a shape with every dimension known.
