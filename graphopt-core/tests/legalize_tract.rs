@@ -707,3 +707,20 @@ fn a_placeholder_with_default_left_out_of_the_inputs_keeps_its_default() {
         scale.input
     );
 }
+
+/// A Pad folded into the convolutions after it took its control inputs with it: the
+/// convolutions no longer waited for what the Pad waited for. Its readers now get them (as
+/// the concat rewrite gives them to its first concat).
+#[test]
+fn a_pad_folded_into_convolutions_leaves_its_control_inputs_to_them() {
+    let mut g = keras_stride_two(8, 8, [0, 0, 0, 1, 0, 1, 0, 0]);
+    g.node.insert(1, node("gate", "NoOp", &["^x"], &[]));
+    let pad_node = g.node.iter_mut().find(|n| n.name == "pad").unwrap();
+    pad_node.input.push("^gate".into());
+    assert_eq!(pads_into_convolutions(&mut g, &protected(&["out"])), 1);
+    for name in ["dw", "conv"] {
+        let n = g.node.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(n.input, ["x", n.input[1].as_str(), "^gate"], "{name}");
+    }
+    graphopt_core::graph::validate(&g).unwrap();
+}

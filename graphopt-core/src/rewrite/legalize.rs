@@ -728,8 +728,9 @@ fn same_padding_matches(
 
 /// A zero `Pad` (or `PadV2` of zero) of an NHWC tensor whose every reader is a VALID
 /// `Conv2D`/`DepthwiseConv2dNative` for which `SAME` padding adds exactly these zeros is
-/// removed; its readers read the unpadded tensor with `padding = "SAME"`. Exact: `SAME` is
-/// defined as that zero padding. Needs the input's static shape. Returns how many.
+/// removed; its readers read the unpadded tensor with `padding = "SAME"`, and get its control
+/// inputs. Exact: `SAME` is defined as that zero padding. Needs the input's static shape.
+/// Returns how many.
 pub fn pads_into_convolutions(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
@@ -773,10 +774,17 @@ pub fn pads_into_convolutions(graph: &mut GraphDef, protected: &HashSet<String>)
     let mut parameters = HashSet::new();
     let mut removed = HashSet::new();
     for (i, input, consumers) in &folds {
+        // What the Pad waited for, its readers now wait for.
+        let controls = control_inputs(&graph.node[*i]);
         for &c in consumers {
             let consumer = &mut graph.node[c];
             if let Some(first) = consumer.input.first_mut() {
                 *first = input.clone();
+            }
+            for control in &controls {
+                if !consumer.input.contains(control) {
+                    consumer.input.push(control.clone());
+                }
             }
             consumer.attr.insert(
                 "padding".into(),
