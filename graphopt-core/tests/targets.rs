@@ -787,3 +787,39 @@ node {{
     assert_eq!(rows.input[3], "^first");
     graphopt_core::graph::validate(&graph).unwrap();
 }
+
+/// Legalizing a legalized graph gives the same nodes: on training_leftovers every target's
+/// second run removed one more Identity (a TF1 cond's `control_dependency`, kept for its
+/// control input until the control-edge pass dropped that input). Their order may differ: on
+/// atrous_conv, OpenCV's second run flattens the atrous pattern with a Pad in front and
+/// rebuilds it with that Pad before the pattern's Consts rather than after (OpenCV judged the
+/// first order; see docs/robustness.md).
+#[test]
+fn legalize_is_a_fixed_point_on_every_fixture() {
+    use graphopt_core::transforms::{self, Registry};
+    use prost::Message as _;
+    let registry = Registry::with_builtins();
+    for model in common::fixture_files() {
+        for target in ["opencv", "tract", "tvm", "tensorrt", "ascend", "graphopt"] {
+            let specs = transforms::parse(&format!("legalize(target={target})")).unwrap();
+            let mut once = common::load(&model);
+            if transforms::run(&registry, &mut once, &specs, &[], &[]).is_err() {
+                continue;
+            }
+            let mut twice = once.clone();
+            transforms::run(&registry, &mut twice, &specs, &[], &[])
+                .unwrap_or_else(|e| panic!("{model} {target}: second run: {e}"));
+            let nodes = |g: &graphopt_core::proto::GraphDef| {
+                let mut nodes: Vec<Vec<u8>> = g.node.iter().map(|n| n.encode_to_vec()).collect();
+                nodes.sort();
+                nodes
+            };
+            assert!(
+                nodes(&once) == nodes(&twice) && once.library == twice.library,
+                "{model} {target}: {} nodes after one run, {} after two",
+                once.node.len(),
+                twice.node.len()
+            );
+        }
+    }
+}

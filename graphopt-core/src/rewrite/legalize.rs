@@ -1901,7 +1901,15 @@ fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
             },
         );
         if spatial.padding == "EXPLICIT" {
-            conv.attr.remove("explicit_paddings");
+            // Emptied rather than removed: a second legalization meets the convolution it
+            // flattens back as EXPLICIT, and gives the same node as the first (which keeps a
+            // SAME convolution's empty list).
+            conv.attr.insert(
+                "explicit_paddings".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::List(Box::default())),
+                },
+            );
         }
         let mut b2s = typed(
             "BatchToSpaceND",
