@@ -204,7 +204,10 @@ fn negative_concat_and_pack_axes_count_from_the_front() {
         pack,
     ]);
     let mut after = before.clone();
-    assert_eq!(non_negative_axes(&mut after), 3);
+    assert_eq!(
+        non_negative_axes(&mut after, &protected(&[]), &protected(&[])),
+        3
+    );
     for n in &after.node {
         if n.op == "ConcatV2" {
             let axis = after
@@ -225,7 +228,10 @@ fn negative_concat_and_pack_axes_count_from_the_front() {
         evaluate(&after, &x, &["c2", "pack"])
     );
     // Already non-negative, or of unknown rank: unchanged.
-    assert_eq!(non_negative_axes(&mut after), 0);
+    assert_eq!(
+        non_negative_axes(&mut after, &protected(&[]), &protected(&[])),
+        0
+    );
 }
 
 #[test]
@@ -723,4 +729,55 @@ fn a_pad_folded_into_convolutions_leaves_its_control_inputs_to_them() {
         assert_eq!(n.input, ["x", n.input[1].as_str(), "^gate"], "{name}");
     }
     graphopt_core::graph::validate(&g).unwrap();
+}
+
+/// legalize(target=tract) wrote a negative ConcatV2 axis Const in place when only the concat
+/// read it, even when the Const was a declared output (`graphopt verify`: output 'axis'
+/// DIFFERENT) or a fed input. A declared output now keeps its value (the concat gets a new
+/// Const) and a fed one is no constant axis at all.
+#[test]
+fn axes_named_as_outputs_or_inputs_are_not_rewritten_in_place() {
+    let concat = || {
+        let mut c = node("c", "ConcatV2", &["x", "x", "axis"], &[]);
+        c.attr.insert("N".into(), attr(attr_value::Value::I(2)));
+        c.attr.insert("Tidx".into(), attr(dtype(DataType::DtInt32)));
+        c
+    };
+    let before = graph(vec![
+        placeholder("x", &[1, 4]),
+        int32s("axis", &[], &[-1]),
+        concat(),
+    ]);
+    let axis_of = |g: &GraphDef| {
+        let a = g.node.iter().find(|n| n.name == "axis").unwrap();
+        graphopt_core::graph::edit::const_value(a)
+            .unwrap()
+            .integers()
+            .unwrap()
+    };
+    // A declared output: its value stays, the concat reads a new Const of the fixed axis.
+    let mut out = before.clone();
+    assert_eq!(
+        non_negative_axes(&mut out, &protected(&["c", "axis"]), &protected(&["x"])),
+        1
+    );
+    assert_eq!(axis_of(&out), [-1]);
+    let c = out.node.iter().find(|n| n.name == "c").unwrap();
+    assert_ne!(c.input[2], "axis");
+    let x = input(&[1, 4], 2);
+    assert_eq!(
+        evaluate(&before, &x, &["c", "axis"]),
+        evaluate(&out, &x, &["c", "axis"])
+    );
+    // A fed input: left as it is.
+    let mut fed = before.clone();
+    assert_eq!(
+        non_negative_axes(
+            &mut fed,
+            &protected(&["c", "axis", "x"]),
+            &protected(&["x", "axis"])
+        ),
+        0
+    );
+    assert_eq!(fed, before);
 }

@@ -1118,11 +1118,13 @@ fn static_rank(known: &shapes::StaticShapes, tensor: &str) -> Option<usize> {
 }
 
 /// A scalar int32 Const value or a new one: `node`'s data input `slot` (a Const) gets `value`,
-/// in place when nothing else reads the Const, else through a new Const. `added` collects new
-/// nodes.
+/// in place when nothing else reads the Const and `protected` does not name it (a declared
+/// output keeps its value), else through a new Const. `added` collects new nodes.
+#[allow(clippy::too_many_arguments)]
 fn set_const_input(
     graph: &mut GraphDef,
     uses: &Uses,
+    protected: &HashSet<String>,
     node: usize,
     slot: usize,
     value: &Tensor,
@@ -1131,7 +1133,10 @@ fn set_const_input(
 ) -> Option<()> {
     let input = data_inputs(&graph.node[node]).get(slot)?.to_string();
     let producer = uses.producer(&input)?;
-    if uses.count(producer) == 1 && InputRef::parse(&input).port == 0 {
+    if uses.count(producer) == 1
+        && InputRef::parse(&input).port == 0
+        && !protected.contains(&graph.node[producer].name)
+    {
         crate::graph::edit::set_const_value(&mut graph.node[producer], value);
         return Some(());
     }
@@ -1151,8 +1156,14 @@ fn set_const_input(
 
 /// A negative `ConcatV2` axis (its last input, a Const) or `Pack` axis (attribute `axis`)
 /// becomes `axis + rank` (for Pack, the output's rank), which means the same; needs the
-/// inputs' rank from shape inference. Returns how many nodes changed.
-pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
+/// inputs' rank from shape inference. An axis Const named in `fed` is left (it holds what is
+/// fed); one named in `protected` (a declared output) is not written in place. Returns how
+/// many nodes changed.
+pub fn non_negative_axes(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    fed: &HashSet<String>,
+) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
     let mut taken = NameReserver::new(graph);
@@ -1167,9 +1178,11 @@ pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
         match node.op.as_str() {
             "ConcatV2" => {
                 let slot = inputs.len() - 1;
+                // A fed Const holds what the app feeds: no constant axis.
                 let axis = uses
                     .producer(inputs[slot])
                     .and_then(|p| graph.node.get(p))
+                    .filter(|p| !fed.contains(&p.name))
                     .and_then(const_value);
                 let Some(axis) = axis.filter(|a| a.shape().is_empty()) else {
                     continue;
@@ -1191,8 +1204,10 @@ pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
                     },
                 };
                 let fixed = Tensor::from_data(fixed);
-                if set_const_input(graph, &uses, i, slot, &fixed, &mut taken, &mut added).is_some()
-                {
+                let set = set_const_input(
+                    graph, &uses, protected, i, slot, &fixed, &mut taken, &mut added,
+                );
+                if set.is_some() {
                     count += 1;
                 }
             }

@@ -192,7 +192,12 @@ impl Transform for Legalize {
             legalize::space_to_batch_paddings_apart(graph, &protected);
             legalize::pads_into_convolutions(graph, &protected);
             legalize::pads_as_concats(graph, &protected);
-            legalize::non_negative_axes(graph);
+            let fed: HashSet<String> = context
+                .inputs
+                .iter()
+                .map(|n| crate::graph::node_name(n).to_string())
+                .collect();
+            legalize::non_negative_axes(graph, &protected, &fed);
             legalize::unpacks_as_slices(graph);
         }
         legalize::remove_check_numerics(graph, &protected);
