@@ -781,3 +781,57 @@ fn axes_named_as_outputs_or_inputs_are_not_rewritten_in_place() {
     );
     assert_eq!(fed, before);
 }
+
+/// A Const named in --inputs holds what the app feeds, but legalize's rewrites read it as a
+/// constant: tract's batch-norm decomposition folded a fed gamma's default into the scale
+/// (`graphopt verify` feeding gamma: relative error 1.3). The fed Const now stands as a
+/// Placeholder while the rewrites run: the norm is left for the check to report, the Const
+/// comes back unchanged, and the graph computes what the original does for any fed value.
+#[test]
+fn a_const_named_as_an_input_is_no_constant_to_legalize() {
+    let bn = node(
+        "bn",
+        "FusedBatchNormV3",
+        &["x", "gamma", "beta", "mean", "var"],
+        &[
+            ("U", dtype(DataType::DtFloat)),
+            ("is_training", attr_value::Value::B(false)),
+            ("data_format", s("NHWC")),
+            ("epsilon", attr_value::Value::F(0.001)),
+        ],
+    );
+    let before = graph(vec![
+        placeholder("x", &[1, 2, 2, 3]),
+        floats("gamma", &[3], 1),
+        floats("beta", &[3], 2),
+        floats("mean", &[3], 3),
+        graphopt_core::graph::edit::const_node(
+            "var".into(),
+            String::new(),
+            &graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F32(
+                ndarray::arr1(&[0.5f32, 1.0, 2.0]).into_dyn(),
+            )),
+        ),
+        bn,
+    ]);
+    let specs = transforms::parse("legalize(target=tract)").unwrap();
+    let mut after = before.clone();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut after,
+        &specs,
+        &["x".to_string(), "gamma".to_string()],
+        &["bn".to_string()],
+    )
+    .unwrap();
+    let find = |g: &GraphDef, name: &str| g.node.iter().find(|n| n.name == name).cloned();
+    assert_eq!(find(&after, "gamma"), find(&before, "gamma"));
+    let feeds = std::collections::BTreeMap::from([
+        ("x".to_string(), input(&[1, 2, 2, 3], 5)),
+        ("gamma".to_string(), input(&[3], 6)),
+    ]);
+    let run = |g: &GraphDef| {
+        graphopt_core::eval::evaluate(g, &feeds, &["bn".to_string()], Default::default()).unwrap()
+    };
+    assert_eq!(run(&before), run(&after));
+}

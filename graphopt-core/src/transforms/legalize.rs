@@ -41,7 +41,9 @@
 //! - `ascend`, `graphopt`: leftover removal only.
 //!
 //! For every target but `tvm` (which gets them all written), `_output_shapes` already in the
-//! graph are rewritten with the shapes inferred after the rewrites.
+//! graph are rewritten with the shapes inferred after the rewrites. A Const named in --inputs
+//! (fed by the app) stands as a Placeholder while the rewrites run, so that none takes its
+//! value for a constant.
 
 use std::collections::HashSet;
 
@@ -144,6 +146,10 @@ impl Transform for Legalize {
             ))
         })?;
         let protected = context.protected_names();
+        // A Const named in --inputs holds what the app feeds: no rewrite may take its value
+        // for a constant (fold it into weights or paddings, copy it, rewrite it). It stands as
+        // a Placeholder of its type and shape while they run, and is put back at the end.
+        let fed_consts = fed_consts_as_placeholders(graph, context.inputs);
         if plan.inline_calls {
             inline::inline_all_calls(graph, inline::Limits::default())
                 .map_err(|e| context.error(e.to_string()))?;
@@ -239,8 +245,50 @@ impl Transform for Legalize {
             // which TensorFlow refuses to import.
             static_shapes::refresh_output_shapes(graph)?;
         }
+        restore_fed_consts(graph, fed_consts);
         report_what_remains(graph, profile, context);
         Ok(())
+    }
+}
+
+/// Turns every Const named in `inputs` into a Placeholder of its dtype and shape (keeping its
+/// device and control inputs) and returns the Consts, for [`restore_fed_consts`].
+fn fed_consts_as_placeholders(graph: &mut GraphDef, inputs: &[String]) -> Vec<NodeDef> {
+    let fed: HashSet<&str> = inputs.iter().map(|n| crate::graph::node_name(n)).collect();
+    let mut saved = Vec::new();
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "Const" && fed.contains(n.name.as_str()))
+    {
+        let value = attrs::tensor(node, "value");
+        let dtype = value.map_or_else(
+            || attrs::dtype(node, "dtype").map_or(0, |d| d as i32),
+            |v| v.dtype,
+        );
+        let shape = value.and_then(|v| v.tensor_shape.clone());
+        let mut stand_in = crate::graph::edit::placeholder(node.name.clone(), dtype, shape);
+        stand_in.device = node.device.clone();
+        stand_in.input = node.input.clone();
+        saved.push(std::mem::replace(node, stand_in));
+    }
+    saved
+}
+
+/// Puts back the Consts [`fed_consts_as_placeholders`] stood in for, where their stand-ins are
+/// now (they are protected: no rewrite removes or renames them).
+fn restore_fed_consts(graph: &mut GraphDef, saved: Vec<NodeDef>) {
+    if saved.is_empty() {
+        return;
+    }
+    let mut saved: std::collections::HashMap<String, NodeDef> =
+        saved.into_iter().map(|n| (n.name.clone(), n)).collect();
+    for node in &mut graph.node {
+        if node.op == "Placeholder" {
+            if let Some(original) = saved.remove(&node.name) {
+                *node = original;
+            }
+        }
     }
 }
 
