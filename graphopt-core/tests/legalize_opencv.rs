@@ -627,3 +627,66 @@ fn legalize_says_to_fix_an_unknown_input_shape_first() {
     );
     assert_eq!(opencv_blocking(&graph).len(), 10);
 }
+
+/// OpenCV reads an ExpandDims, Split, Concat or ConcatV2 axis as `int_val().Get(0)`. An
+/// ExpandDims axis of shape [1] in `int_val` loaded; legalize moved it to tensor_content (as
+/// every Const of rank 1 or more), and its own check then refused the graph. A scalar axis
+/// stored in tensor_content was refused and left so. Both now end with every value in int_val.
+#[test]
+fn axes_opencv_reads_from_int_val_keep_their_values_there() {
+    let mut scalar_in_content = int32s("concat_axis", &[], &[1]);
+    if let Some(attr_value::Value::Tensor(t)) = scalar_in_content
+        .attr
+        .get_mut("value")
+        .and_then(|v| v.value.as_mut())
+    {
+        t.int_val.clear();
+        t.tensor_content = 1i32.to_le_bytes().to_vec().into();
+    }
+    let mut expand = node("e", "ExpandDims", &["x", "expand_axis"], &[]);
+    expand
+        .attr
+        .insert("Tdim".into(), attr(dtype(DataType::DtInt32)));
+    let mut concat = node("out", "ConcatV2", &["e", "e", "concat_axis"], &[]);
+    concat
+        .attr
+        .insert("N".into(), attr(attr_value::Value::I(2)));
+    concat
+        .attr
+        .insert("Tidx".into(), attr(dtype(DataType::DtInt32)));
+    let before = graph(vec![
+        placeholder("x", &[1, 4]),
+        int32s("expand_axis", &[1], &[1]),
+        scalar_in_content,
+        expand,
+        concat,
+    ]);
+    let blocking_nodes = |g: &GraphDef| {
+        opencv_blocking(g)
+            .into_iter()
+            .map(|p| p.node)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(blocking_nodes(&before), ["out"]);
+    let specs = transforms::parse("legalize(target=opencv)").unwrap();
+    let mut after = before.clone();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut after,
+        &specs,
+        &["x".to_string()],
+        &["out".to_string()],
+    )
+    .unwrap();
+    assert_eq!(blocking_nodes(&after), Vec::<String>::new());
+    for (name, want) in [("expand_axis", vec![1]), ("concat_axis", vec![1])] {
+        let value = attrs::tensor(by_name(&after, name), "value").unwrap();
+        assert!(value.tensor_content.is_empty(), "{name}");
+        assert_eq!(value.int_val, want, "{name}");
+    }
+    let x = input(&[1, 4], 5);
+    assert_eq!(
+        evaluate(&before, &x, &["out"]),
+        evaluate(&after, &x, &["out"])
+    );
+}

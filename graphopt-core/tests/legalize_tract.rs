@@ -204,7 +204,10 @@ fn negative_concat_and_pack_axes_count_from_the_front() {
         pack,
     ]);
     let mut after = before.clone();
-    assert_eq!(non_negative_axes(&mut after), 3);
+    assert_eq!(
+        non_negative_axes(&mut after, &protected(&[]), &protected(&[])),
+        3
+    );
     for n in &after.node {
         if n.op == "ConcatV2" {
             let axis = after
@@ -225,7 +228,10 @@ fn negative_concat_and_pack_axes_count_from_the_front() {
         evaluate(&after, &x, &["c2", "pack"])
     );
     // Already non-negative, or of unknown rank: unchanged.
-    assert_eq!(non_negative_axes(&mut after), 0);
+    assert_eq!(
+        non_negative_axes(&mut after, &protected(&[]), &protected(&[])),
+        0
+    );
 }
 
 #[test]
@@ -602,8 +608,9 @@ fn legalized_fixtures_match_tensorflow() {
 #[test]
 fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
     // `rate` is a PlaceholderWithDefault of a constant: legalize folds constants first, but an
-    // input the app may feed is not a constant; tract gets it as a Placeholder.
-    let g = graph(vec![
+    // input the app may feed (declared in --inputs) is not a constant; tract gets it as a
+    // Placeholder. (Left out of --inputs, it keeps its default: see the next test.)
+    let mut g = graph(vec![
         placeholder("x", &[2]),
         floats("default", &[], 1),
         node(
@@ -622,7 +629,16 @@ fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
             &[("T", dtype(DataType::DtFloat))],
         ),
     ]);
-    let after = legalize_for_tract(g, &["y"]);
+    let specs = transforms::parse("legalize(target=tract)").unwrap();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut g,
+        &specs,
+        &["x".to_string(), "rate".to_string()],
+        &["y".to_string()],
+    )
+    .unwrap();
+    let after = g;
     let rate = after
         .node
         .iter()
@@ -630,4 +646,192 @@ fn an_input_with_a_default_stays_an_input_when_legalize_folds_constants() {
         .expect("rate kept");
     assert_eq!(rate.op, "Placeholder");
     assert!(rate.input.is_empty());
+}
+
+/// A PlaceholderWithDefault that --inputs leave out is never fed: legalize made it a
+/// Placeholder all the same, so the graph asked for a value it had never needed (graphopt
+/// verify: "is an input of the graph and was not fed"; tract would want it fed too). It now
+/// keeps its default; a declared one becomes a Placeholder, keeping its control inputs.
+#[test]
+fn a_placeholder_with_default_left_out_of_the_inputs_keeps_its_default() {
+    let mut scale_node = node("scale", "PlaceholderWithDefault", &["two", "^gate"], &[]);
+    scale_node.attr.remove("T");
+    scale_node
+        .attr
+        .insert("dtype".into(), attr(dtype(DataType::DtFloat)));
+    scale_node.attr.insert(
+        "shape".into(),
+        attr(attr_value::Value::Shape(Default::default())),
+    );
+    let before = graph(vec![
+        placeholder("x", &[1, 4]),
+        node("gate", "NoOp", &["^x"], &[]),
+        {
+            let mut two = floats("two", &[], 0);
+            graphopt_core::graph::edit::set_const_value(
+                &mut two,
+                &graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F32(
+                    ndarray::arr0(2.0f32).into_dyn(),
+                )),
+            );
+            two
+        },
+        scale_node,
+        node("out", "Mul", &["x", "scale"], &[]),
+    ]);
+    let x = input(&[1, 4], 3);
+    let want = evaluate(&before, &x, &["out"]);
+
+    let legal = legalize_for_tract(before.clone(), &["out"]);
+    assert!(
+        !legal
+            .node
+            .iter()
+            .any(|n| n.name == "scale" && n.op == "Placeholder"),
+        "{:?}",
+        ops(&legal)
+    );
+    assert!(!ops(&legal).contains(&"PlaceholderWithDefault"));
+    assert_eq!(want, evaluate(&legal, &x, &["out"]));
+
+    // Declared as an input: a Placeholder the app feeds, its control input kept.
+    let specs = transforms::parse("legalize(target=tract)").unwrap();
+    let mut fed = before.clone();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut fed,
+        &specs,
+        &["x".to_string(), "scale".to_string()],
+        &["out".to_string()],
+    )
+    .unwrap();
+    let scale = fed.node.iter().find(|n| n.name == "scale").unwrap();
+    assert_eq!(scale.op, "Placeholder");
+    assert!(
+        scale.input.iter().all(|i| i.starts_with('^')),
+        "{:?}",
+        scale.input
+    );
+}
+
+/// A Pad folded into the convolutions after it took its control inputs with it: the
+/// convolutions no longer waited for what the Pad waited for. Its readers now get them (as
+/// the concat rewrite gives them to its first concat).
+#[test]
+fn a_pad_folded_into_convolutions_leaves_its_control_inputs_to_them() {
+    let mut g = keras_stride_two(8, 8, [0, 0, 0, 1, 0, 1, 0, 0]);
+    g.node.insert(1, node("gate", "NoOp", &["^x"], &[]));
+    let pad_node = g.node.iter_mut().find(|n| n.name == "pad").unwrap();
+    pad_node.input.push("^gate".into());
+    assert_eq!(pads_into_convolutions(&mut g, &protected(&["out"])), 1);
+    for name in ["dw", "conv"] {
+        let n = g.node.iter().find(|n| n.name == name).unwrap();
+        assert_eq!(n.input, ["x", n.input[1].as_str(), "^gate"], "{name}");
+    }
+    graphopt_core::graph::validate(&g).unwrap();
+}
+
+/// legalize(target=tract) wrote a negative ConcatV2 axis Const in place when only the concat
+/// read it, even when the Const was a declared output (`graphopt verify`: output 'axis'
+/// DIFFERENT) or a fed input. A declared output now keeps its value (the concat gets a new
+/// Const) and a fed one is no constant axis at all.
+#[test]
+fn axes_named_as_outputs_or_inputs_are_not_rewritten_in_place() {
+    let concat = || {
+        let mut c = node("c", "ConcatV2", &["x", "x", "axis"], &[]);
+        c.attr.insert("N".into(), attr(attr_value::Value::I(2)));
+        c.attr.insert("Tidx".into(), attr(dtype(DataType::DtInt32)));
+        c
+    };
+    let before = graph(vec![
+        placeholder("x", &[1, 4]),
+        int32s("axis", &[], &[-1]),
+        concat(),
+    ]);
+    let axis_of = |g: &GraphDef| {
+        let a = g.node.iter().find(|n| n.name == "axis").unwrap();
+        graphopt_core::graph::edit::const_value(a)
+            .unwrap()
+            .integers()
+            .unwrap()
+    };
+    // A declared output: its value stays, the concat reads a new Const of the fixed axis.
+    let mut out = before.clone();
+    assert_eq!(
+        non_negative_axes(&mut out, &protected(&["c", "axis"]), &protected(&["x"])),
+        1
+    );
+    assert_eq!(axis_of(&out), [-1]);
+    let c = out.node.iter().find(|n| n.name == "c").unwrap();
+    assert_ne!(c.input[2], "axis");
+    let x = input(&[1, 4], 2);
+    assert_eq!(
+        evaluate(&before, &x, &["c", "axis"]),
+        evaluate(&out, &x, &["c", "axis"])
+    );
+    // A fed input: left as it is.
+    let mut fed = before.clone();
+    assert_eq!(
+        non_negative_axes(
+            &mut fed,
+            &protected(&["c", "axis", "x"]),
+            &protected(&["x", "axis"])
+        ),
+        0
+    );
+    assert_eq!(fed, before);
+}
+
+/// A Const named in --inputs holds what the app feeds, but legalize's rewrites read it as a
+/// constant: tract's batch-norm decomposition folded a fed gamma's default into the scale
+/// (`graphopt verify` feeding gamma: relative error 1.3). The fed Const now stands as a
+/// Placeholder while the rewrites run: the norm is left for the check to report, the Const
+/// comes back unchanged, and the graph computes what the original does for any fed value.
+#[test]
+fn a_const_named_as_an_input_is_no_constant_to_legalize() {
+    let bn = node(
+        "bn",
+        "FusedBatchNormV3",
+        &["x", "gamma", "beta", "mean", "var"],
+        &[
+            ("U", dtype(DataType::DtFloat)),
+            ("is_training", attr_value::Value::B(false)),
+            ("data_format", s("NHWC")),
+            ("epsilon", attr_value::Value::F(0.001)),
+        ],
+    );
+    let before = graph(vec![
+        placeholder("x", &[1, 2, 2, 3]),
+        floats("gamma", &[3], 1),
+        floats("beta", &[3], 2),
+        floats("mean", &[3], 3),
+        graphopt_core::graph::edit::const_node(
+            "var".into(),
+            String::new(),
+            &graphopt_core::tensor::Tensor::from_data(graphopt_core::tensor::Data::F32(
+                ndarray::arr1(&[0.5f32, 1.0, 2.0]).into_dyn(),
+            )),
+        ),
+        bn,
+    ]);
+    let specs = transforms::parse("legalize(target=tract)").unwrap();
+    let mut after = before.clone();
+    transforms::run(
+        &Registry::with_builtins(),
+        &mut after,
+        &specs,
+        &["x".to_string(), "gamma".to_string()],
+        &["bn".to_string()],
+    )
+    .unwrap();
+    let find = |g: &GraphDef, name: &str| g.node.iter().find(|n| n.name == name).cloned();
+    assert_eq!(find(&after, "gamma"), find(&before, "gamma"));
+    let feeds = std::collections::BTreeMap::from([
+        ("x".to_string(), input(&[1, 2, 2, 3], 5)),
+        ("gamma".to_string(), input(&[3], 6)),
+    ]);
+    let run = |g: &GraphDef| {
+        graphopt_core::eval::evaluate(g, &feeds, &["bn".to_string()], Default::default()).unwrap()
+    };
+    assert_eq!(run(&before), run(&after));
 }

@@ -723,3 +723,103 @@ node {
     assert_eq!(out[0].shape(), [2, 2]);
     assert_eq!(out[0].floats(), Some(vec![5.0, 6.0, 1.0, 2.0]));
 }
+
+/// A ResourceGather of a Const table with one data input (validation checks no op's arity)
+/// panicked legalize (the axis was inserted at position 2 of one input); with a control input
+/// after its two data inputs, the axis must go before the control input.
+#[test]
+fn legalize_rewrites_resource_gathers_of_any_input_list_without_panicking() {
+    use graphopt_core::proto::GraphDef;
+    use graphopt_core::transforms::{self, Registry};
+    let table = r#"
+node {
+  name: "table"
+  op: "Const"
+  attr { key: "dtype" value { type: DT_FLOAT } }
+  attr {
+    key: "value"
+    value { tensor { dtype: DT_FLOAT tensor_shape { dim { size: 3 } } float_val: [1, 2, 3] } }
+  }
+}
+node {
+  name: "ids"
+  op: "Placeholder"
+  attr { key: "dtype" value { type: DT_INT32 } }
+  attr { key: "shape" value { shape { dim { size: 2 } } } }
+}
+node { name: "first" op: "Relu" input: "ids" attr { key: "T" value { type: DT_INT32 } } }
+"#;
+    let gather = |inputs: &str| {
+        format!(
+            r#"{table}
+node {{
+  name: "rows"
+  op: "ResourceGather"
+  {inputs}
+  attr {{ key: "dtype" value {{ type: DT_FLOAT }} }}
+  attr {{ key: "Tindices" value {{ type: DT_INT32 }} }}
+}}"#
+        )
+    };
+    for target in ["tvm", "tract"] {
+        let specs = transforms::parse(&format!("legalize(target={target})")).unwrap();
+        // One data input: left as it is, and the target's check still names it.
+        let mut graph: GraphDef =
+            graphopt_core::text_format::parse(&gather(r#"input: "table""#)).unwrap();
+        transforms::run(&Registry::with_builtins(), &mut graph, &specs, &[], &[]).unwrap();
+        let rows = graph.node.iter().find(|n| n.name == "rows").unwrap();
+        assert_eq!(rows.op, "ResourceGather", "{target}");
+        assert_eq!(rows.input, ["table"], "{target}");
+    }
+    // A control input after the data inputs: the axis goes between them.
+    let mut graph: GraphDef = graphopt_core::text_format::parse(&gather(
+        r#"input: "table" input: "ids" input: "^first""#,
+    ))
+    .unwrap();
+    assert_eq!(
+        graphopt_core::rewrite::legalize::resource_gathers_to_gather_v2(&mut graph),
+        1
+    );
+    let rows = graph.node.iter().find(|n| n.name == "rows").unwrap();
+    assert_eq!(rows.op, "GatherV2");
+    assert_eq!(rows.input.len(), 4, "{:?}", rows.input);
+    assert_eq!(rows.input[..2], ["table", "ids"]);
+    assert_eq!(rows.input[3], "^first");
+    graphopt_core::graph::validate(&graph).unwrap();
+}
+
+/// Legalizing a legalized graph gives the same nodes: on training_leftovers every target's
+/// second run removed one more Identity (a TF1 cond's `control_dependency`, kept for its
+/// control input until the control-edge pass dropped that input). Their order may differ: on
+/// atrous_conv, OpenCV's second run flattens the atrous pattern with a Pad in front and
+/// rebuilds it with that Pad before the pattern's Consts rather than after (OpenCV judged the
+/// first order; see docs/robustness.md).
+#[test]
+fn legalize_is_a_fixed_point_on_every_fixture() {
+    use graphopt_core::transforms::{self, Registry};
+    use prost::Message as _;
+    let registry = Registry::with_builtins();
+    for model in common::fixture_files() {
+        for target in ["opencv", "tract", "tvm", "tensorrt", "ascend", "graphopt"] {
+            let specs = transforms::parse(&format!("legalize(target={target})")).unwrap();
+            let mut once = common::load(&model);
+            if transforms::run(&registry, &mut once, &specs, &[], &[]).is_err() {
+                continue;
+            }
+            let mut twice = once.clone();
+            transforms::run(&registry, &mut twice, &specs, &[], &[])
+                .unwrap_or_else(|e| panic!("{model} {target}: second run: {e}"));
+            let nodes = |g: &graphopt_core::proto::GraphDef| {
+                let mut nodes: Vec<Vec<u8>> = g.node.iter().map(|n| n.encode_to_vec()).collect();
+                nodes.sort();
+                nodes
+            };
+            assert!(
+                nodes(&once) == nodes(&twice) && once.library == twice.library,
+                "{model} {target}: {} nodes after one run, {} after two",
+                once.node.len(),
+                twice.node.len()
+            );
+        }
+    }
+}

@@ -323,7 +323,13 @@ fn expand(
         .map_err(|_| format!("include_model!({name}): the model is too large to embed"))?;
     let graph_path = graph_file.to_string_lossy().into_owned();
     let manifest_str = manifest_path.to_string_lossy().into_owned();
-    let specs = |list: &[Tensor]| list.iter().map(spec).collect::<Result<Vec<_>, _>>();
+    // A dtype the facade lacks names the model and its manifest, as the other errors do.
+    let specs = |list: &[Tensor]| {
+        list.iter()
+            .map(spec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("include_model!({name}): {}: {e}", manifest_path.display()))
+    };
     let (inputs, outputs) = (specs(&manifest.inputs)?, specs(&manifest.outputs)?);
     let input_names = const_names(&manifest.inputs, &name, "inputs")?;
     let output_names = const_names(&manifest.outputs, &name, "outputs")?;
@@ -563,6 +569,136 @@ mod tests {
                 ),
             "{error}"
         );
+    }
+
+    /// `MANIFEST` with its outputs replaced by tensors of these node names (port 0).
+    fn with_outputs(names: &[&str]) -> String {
+        let outputs: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let n = serde_json::Value::from(*n);
+                let t = serde_json::Value::from(format!("{}:0", n.as_str().unwrap_or("")));
+                format!(r#"{{"name": {n}, "tensor": {t}, "dtype": "float", "shape": [1]}}"#)
+            })
+            .collect();
+        let start = MANIFEST.find(r#""outputs": ["#).unwrap();
+        let end = MANIFEST.find(r#""node_count""#).unwrap();
+        format!(
+            "{}\"outputs\": [{}],\n        {}",
+            &MANIFEST[..start],
+            outputs.join(", "),
+            &MANIFEST[end..]
+        )
+    }
+
+    #[test]
+    fn names_alike_but_for_case_punctuation_or_script_are_an_error_naming_both() {
+        for (a, b, constant) in [
+            ("input", "INPUT", "INPUT"),
+            ("a/b", "a_b", "A_B"),
+            ("a.b", "a-b", "A_B"),
+            ("inputA", "input_a", "INPUT_A"),
+            ("0x", "t_0x", "T_0X"),
+            ("é", "ü", "T_"),
+            ("split:1", "split_1", "SPLIT_1"),
+        ] {
+            let error = expand_manifest(&with_outputs(&[a, b]), &["digits"], false).unwrap_err();
+            assert!(
+                error.contains(&format!("outputs '{a}:0' and '{b}:0' both become the constant digits::outputs::{constant}")),
+                "{a} {b}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_node_name_makes_a_rust_identifier() {
+        let long = "a".repeat(10_000);
+        for (name, constant) in [
+            ("", "T_"),
+            ("_", "T_"),
+            ("type", "TYPE"),
+            ("self", "SELF"),
+            ("Self", "SELF"),
+            ("crate", "CRATE"),
+            ("r#fn", "R_FN"),
+            ("9", "T_9"),
+            ("名前", "T_"),
+            ("x名", "X"),
+            (long.as_str(), long.to_ascii_uppercase().as_str()),
+        ] {
+            assert_eq!(const_name(name), constant, "{name}");
+            assert!(syn::parse_str::<Ident>(&const_name(name)).is_ok(), "{name}");
+        }
+        let code =
+            expand_manifest(&with_outputs(&["type", "名前", &long]), &["digits"], false).unwrap();
+        assert!(code.contains("pub const TYPE"), "{code}");
+    }
+
+    #[test]
+    fn malformed_manifests_are_errors_naming_what_is_wrong() {
+        let cases: Vec<(String, &str)> = vec![
+            ("not json".into(), "expected ident"),
+            ("[1, 2]".into(), "the manifest has no 'ops'"),
+            ("{}".into(), "the manifest has no 'ops'"),
+            (
+                MANIFEST.replace(r#""sha256": "ab12""#, r#""sha256": 12"#),
+                "'sha256' is not a string",
+            ),
+            (
+                MANIFEST.replace(r#""size_bytes": 2048"#, r#""size_bytes": -1"#),
+                "'size_bytes' is not a number",
+            ),
+            (
+                MANIFEST.replace(r#""shape": [-1, 8, 8, 1]"#, r#""shape": "[-1]""#),
+                "a tensor's 'shape' is not a list",
+            ),
+            (
+                MANIFEST.replace(r#""shape": [-1, 8, 8, 1]"#, r#""shape": [1.5]"#),
+                "a shape dimension is not an integer",
+            ),
+            (
+                MANIFEST.replace(
+                    r#""shape": [-1, 8, 8, 1]"#,
+                    r#""shape": [18446744073709551615]"#,
+                ),
+                "a shape dimension is not an integer",
+            ),
+            (
+                MANIFEST.replace(
+                    r#""dtype": "float", "shape": [-1"#,
+                    r#""dtype": "float8_e4m3fn", "shape": [-1"#,
+                ),
+                "digits.json: tensor 'image' has dtype 'float8_e4m3fn', which graphopt::DType lacks",
+            ),
+            (
+                MANIFEST.replace(r#""dtype": "float", "shape": [-1"#, r#""shape": [-1"#),
+                "the manifest has no 'dtype'",
+            ),
+            (
+                MANIFEST.replace(r#""ops": {"Conv2D": 2, "Relu": 2}"#, r#""ops": [1]"#),
+                "'ops' is not an object",
+            ),
+            (
+                MANIFEST.replace(r#""inputs": [{"#, r#""inputs": 3, "x": [{"#),
+                "'inputs' is not a list",
+            ),
+            ("{\"sha256\": ".repeat(200), "recursion limit"),
+        ];
+        for (manifest, wanted) in cases {
+            let error = expand_manifest(&manifest, &["digits"], false).unwrap_err();
+            assert!(error.contains(wanted), "{wanted}: {error}");
+        }
+    }
+
+    #[test]
+    fn unknown_ranks_and_dims_are_spelled_as_the_facade_reads_them() {
+        let manifest = MANIFEST.replace(r#""shape": [-1, 8, 8, 1]"#, r#""shape": [-1, -1]"#);
+        let code = expand_manifest(&manifest, &["digits"], false).unwrap();
+        assert!(
+            code.contains(":: graphopt :: Shape :: Known (& [- 1i64 , - 1i64])"),
+            "{code}"
+        );
+        assert!(code.contains(":: graphopt :: Shape :: Unknown"), "{code}");
     }
 
     #[test]

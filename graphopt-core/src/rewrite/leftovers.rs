@@ -46,14 +46,34 @@ pub fn remove_leftovers(graph: &mut GraphDef, protected: &HashSet<String>) -> Le
     no_ops_found += shape_no_ops;
     remove_unread(graph, bypassed, protected);
     let ops: HashSet<&str> = IDENTITY_LIKE.iter().copied().collect();
-    remove_nodes(graph, &ops, 1, protected);
-    drop_pure_control_edges(graph);
-    remove_idle_no_ops(graph, protected);
+    // Dropping control edges frees identities that were kept for theirs (one with a control
+    // input that feeds a Merge: a TF1 cond's `control_dependency`), which a second run then
+    // removed: the rounds go on until one changes nothing, so that the result is a fixed
+    // point. Each round removes nodes or inputs; the rounds are capped all the same.
+    let size = |graph: &GraphDef| {
+        (
+            graph.node.len(),
+            graph.node.iter().map(|n| n.input.len()).sum::<usize>(),
+        )
+    };
+    for _ in 0..LEFTOVER_ROUNDS {
+        let before = size(graph);
+        remove_nodes(graph, &ops, 1, protected);
+        drop_pure_control_edges(graph);
+        remove_idle_no_ops(graph, protected);
+        if size(graph) == before {
+            break;
+        }
+    }
     LeftoverCounts {
         no_ops_found,
         nodes_removed: before.saturating_sub(graph.node.len()),
     }
 }
+
+/// At most this many rounds of identity removal and control-edge dropping in
+/// [`remove_leftovers`] (a TF1 graph needs two; each is linear in the graph).
+const LEFTOVER_ROUNDS: usize = 8;
 
 /// Turns `node` into an Identity of `input` of type `t`, keeping its control inputs.
 fn become_identity(node: &mut NodeDef, input: String, t: Option<AttrValue>) {

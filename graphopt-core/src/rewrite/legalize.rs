@@ -7,14 +7,17 @@
 //!   whatever feeds their parameters, dropping the attributes V1 lacks (`U`,
 //!   `exponential_avg_factor`), when no reserve space is read;
 //! - [`rename_ops`]: op renames with identical semantics (`AddV2` -> `Add`);
-//! - [`constants_as_tensor_content`]: every fixed-size Const's values in `tensor_content`;
+//! - [`constants_as_tensor_content`]: every fixed-size Const's values in `tensor_content`
+//!   (but the ones [`constants_in_int_val`] writes: [`consts_read_at`] finds them);
+//! - [`constants_in_int_val`]: int32 Consts an importer reads from `int_val` get every value
+//!   there;
 //! - [`resource_gathers_to_gather_v2`]: `ResourceGather` of a frozen (Const) table becomes
 //!   `GatherV2` with a Const axis 0;
 //! - [`strip_attributes`]: attributes an importer refuses, where removing them keeps the
 //!   node's meaning (the OpDef default, or unused at inference);
 //! - [`remove_check_numerics`]: CheckNumerics, an identity at inference, is removed;
-//! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder (the app
-//!   always feeds its inputs; some importers lack the op);
+//! - [`placeholders_without_defaults`]: PlaceholderWithDefault becomes a Placeholder where the
+//!   app may feed it, else an Identity of its default (some importers lack the op);
 //! - [`pads_into_convolutions`]: a constant zero `Pad` read only by VALID convolutions whose
 //!   `SAME` padding would add exactly those zeros disappears, the convolutions becoming `SAME`
 //!   (Keras' `ZeroPadding2D` before a strided convolution, as in MobileNet and EfficientNet);
@@ -243,12 +246,20 @@ pub fn rename_ops(graph: &mut GraphDef, from: &str, to: &str) -> usize {
 
 /// Every fixed-size Const of rank 1 or more keeps its values in `tensor_content` (graphopt's
 /// writer otherwise stores a uniform tensor as one `*_val`, as TensorFlow allows); scalars keep
-/// their single value, which is how TensorFlow writes them. TensorFlow's shorthands let a few
-/// bytes stand for any number of values: what is spelled out is asked of the budget
-/// before it is built, and a refusal is an error naming the Const.
-pub fn constants_as_tensor_content(graph: &mut GraphDef) -> crate::Result<usize> {
+/// their single value, which is how TensorFlow writes them. The Consts named in `keep` (ones
+/// the importer reads from `int_val`, see [`constants_in_int_val`]) are left alone.
+/// TensorFlow's shorthands let a few bytes stand for any number of values: what is spelled
+/// out is asked of the budget before it is built, and a refusal is an error naming the Const.
+pub fn constants_as_tensor_content(
+    graph: &mut GraphDef,
+    keep: &HashSet<String>,
+) -> crate::Result<usize> {
     let mut count = 0;
-    for node in graph.node.iter_mut().filter(|n| n.op == "Const") {
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "Const" && !keep.contains(&n.name))
+    {
         let Some(current) = attrs::tensor(node, "value") else {
             continue;
         };
@@ -279,6 +290,121 @@ pub fn constants_as_tensor_content(graph: &mut GraphDef) -> crate::Result<usize>
             .is_some_and(|current| current.tensor_content == proto.tensor_content);
         if proto.tensor_content.is_empty() || unchanged {
             continue; // strings, or already there
+        }
+        keep_const_value(node, proto)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The Consts that the data inputs at `positions` (per op; negative positions count from the
+/// last data input) read, looking through the `through` ops (their first data input), by name.
+pub fn consts_read_at(
+    graph: &GraphDef,
+    positions: &std::collections::BTreeMap<String, Vec<i64>>,
+    through: &[String],
+) -> HashSet<String> {
+    /// Where the chain from a node ends: a Const's index, or `None`.
+    #[derive(Clone, Copy)]
+    enum End {
+        Unknown,
+        /// On the chain being walked (met again: a cycle).
+        Walking,
+        Known(Option<usize>),
+    }
+    let uses = Uses::new(graph);
+    let mut ends = vec![End::Unknown; graph.node.len()];
+    let mut found = HashSet::new();
+    for node in &graph.node {
+        let Some(slots) = positions.get(&node.op) else {
+            continue;
+        };
+        let inputs = data_inputs(node);
+        for &slot in slots {
+            let index = if slot < 0 {
+                inputs.len().checked_sub(slot.unsigned_abs() as usize)
+            } else {
+                usize::try_from(slot).ok()
+            };
+            let Some(start) = index
+                .and_then(|k| inputs.get(k))
+                .and_then(|i| uses.producer(i))
+            else {
+                continue;
+            };
+            // The chain from `start` through `through` ops; what each node on it leads to is
+            // kept, so chains shared by many readers are walked once.
+            let mut path = Vec::new();
+            let mut current = Some(start);
+            let end = loop {
+                let Some(c) = current else { break None };
+                match ends.get(c).copied() {
+                    Some(End::Known(end)) => break end,
+                    Some(End::Walking) | None => break None,
+                    Some(End::Unknown) => {}
+                }
+                let Some(producer) = graph.node.get(c) else {
+                    break None;
+                };
+                if producer.op == "Const" {
+                    break Some(c);
+                }
+                if !through.contains(&producer.op) {
+                    break None;
+                }
+                if let Some(e) = ends.get_mut(c) {
+                    *e = End::Walking;
+                }
+                path.push(c);
+                current = data_inputs(producer).first().and_then(|i| uses.producer(i));
+            };
+            for c in path {
+                if let Some(e) = ends.get_mut(c) {
+                    *e = End::Known(end);
+                }
+            }
+            if let Some(constant) = end.and_then(|c| graph.node.get(c)) {
+                found.insert(constant.name.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Every int32 Const named in `names` keeps its values in `int_val`, every element written
+/// out (for importers that read such a Const as `int_val().Get(0)`: OpenCV's axes and split
+/// dimensions, whatever their rank). Exact. Returns how many changed.
+pub fn constants_in_int_val(graph: &mut GraphDef, names: &HashSet<String>) -> crate::Result<usize> {
+    let mut count = 0;
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "Const" && names.contains(&n.name))
+    {
+        let Some(current) = attrs::tensor(node, "value") else {
+            continue;
+        };
+        if current.dtype != DataType::DtInt32 as i32 {
+            continue;
+        }
+        let proto = const_reencoded(node, |value| {
+            let Data::I32(array) = value.data() else {
+                return Ok(None);
+            };
+            if array.is_empty() {
+                return Ok(None);
+            }
+            crate::budget::alloc(value.byte_size() as u64)?;
+            let mut proto = value.to_proto();
+            proto.tensor_content = Default::default();
+            proto.int_val = array.iter().copied().collect();
+            Ok(Some(proto))
+        })?;
+        let Some(proto) = proto else {
+            continue;
+        };
+        if attrs::tensor(node, "value") == Some(&proto) {
+            continue;
         }
         keep_const_value(node, proto)?;
         count += 1;
@@ -329,7 +455,10 @@ fn keep_const_value(node: &mut NodeDef, proto: TensorProto) -> crate::Result<()>
     Ok(())
 }
 
-/// `ResourceGather(table, indices)` with a Const table becomes `GatherV2(table, indices, 0)`.
+/// `ResourceGather(table, indices)` with a Const table becomes `GatherV2(table, indices, 0)`;
+/// the axis goes after the two data inputs, before any control input. A ResourceGather with
+/// other than two data inputs (a malformed graph, which validation does not catch: it checks
+/// no op's arity) is left for the target's check to report.
 pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
     let uses = Uses::new(graph);
     let mut taken = NameReserver::new(graph);
@@ -345,9 +474,16 @@ pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
             .first()
             .and_then(|t| uses.producer(t))
             .is_some_and(|p| graph.node[p].op == "Const");
-        if !table_is_const || attrs::int(node, "batch_dims").unwrap_or(0) != 0 {
+        if inputs.len() != 2 || !table_is_const || attrs::int(node, "batch_dims").unwrap_or(0) != 0
+        {
             continue;
         }
+        // Control inputs follow the data inputs (validation holds that).
+        let axis_slot = node
+            .input
+            .iter()
+            .position(|i| i.starts_with('^'))
+            .unwrap_or(node.input.len());
         let axis_name = taken.reserve(&format!("{}/axis", node.name));
         let device = node.device.clone();
         let node = &mut graph.node[i];
@@ -355,7 +491,7 @@ pub fn resource_gathers_to_gather_v2(graph: &mut GraphDef) -> usize {
         let tindices = node.attr.remove("Tindices");
         node.attr.clear();
         node.op = "GatherV2".into();
-        node.input.insert(2, axis_name.clone());
+        node.input.insert(axis_slot, axis_name.clone());
         if let Some(d) = dtype {
             node.attr.insert("Tparams".into(), d);
         }
@@ -426,17 +562,30 @@ pub fn remove_check_numerics(graph: &mut GraphDef, protected: &HashSet<String>) 
     before.saturating_sub(graph.node.len())
 }
 
-/// PlaceholderWithDefault becomes a Placeholder of the same dtype and shape; its default input
-/// is dropped (and with it, anything only the default read, once unused nodes are stripped).
-pub fn placeholders_without_defaults(graph: &mut GraphDef) -> usize {
+/// PlaceholderWithDefault becomes a Placeholder of the same dtype and shape where the app may
+/// feed it: `fed` names it, or is `None` (the inputs are not declared). Its default input is
+/// dropped (and with it, anything only the default read, once unused nodes are stripped); its
+/// control inputs stay. One that declared inputs leave out always holds its default, which a
+/// Placeholder would lose (the consumer would then ask the app for a value): it becomes an
+/// Identity of its default, which leftover removal then takes out. Returns how many.
+pub fn placeholders_without_defaults(graph: &mut GraphDef, fed: Option<&HashSet<String>>) -> usize {
     let mut count = 0;
     for node in graph
         .node
         .iter_mut()
         .filter(|n| n.op == "PlaceholderWithDefault")
     {
-        node.op = "Placeholder".into();
-        node.input.clear();
+        if fed.is_some_and(|fed| !fed.contains(&node.name)) {
+            let Some(dtype) = node.attr.remove("dtype") else {
+                continue;
+            };
+            node.op = "Identity".into();
+            node.attr.remove("shape");
+            node.attr.insert("T".into(), dtype);
+        } else {
+            node.op = "Placeholder".into();
+            node.input.retain(|i| i.starts_with('^'));
+        }
         count += 1;
     }
     count
@@ -579,8 +728,9 @@ fn same_padding_matches(
 
 /// A zero `Pad` (or `PadV2` of zero) of an NHWC tensor whose every reader is a VALID
 /// `Conv2D`/`DepthwiseConv2dNative` for which `SAME` padding adds exactly these zeros is
-/// removed; its readers read the unpadded tensor with `padding = "SAME"`. Exact: `SAME` is
-/// defined as that zero padding. Needs the input's static shape. Returns how many.
+/// removed; its readers read the unpadded tensor with `padding = "SAME"`, and get its control
+/// inputs. Exact: `SAME` is defined as that zero padding. Needs the input's static shape.
+/// Returns how many.
 pub fn pads_into_convolutions(graph: &mut GraphDef, protected: &HashSet<String>) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
@@ -624,10 +774,17 @@ pub fn pads_into_convolutions(graph: &mut GraphDef, protected: &HashSet<String>)
     let mut parameters = HashSet::new();
     let mut removed = HashSet::new();
     for (i, input, consumers) in &folds {
+        // What the Pad waited for, its readers now wait for.
+        let controls = control_inputs(&graph.node[*i]);
         for &c in consumers {
             let consumer = &mut graph.node[c];
             if let Some(first) = consumer.input.first_mut() {
                 *first = input.clone();
+            }
+            for control in &controls {
+                if !consumer.input.contains(control) {
+                    consumer.input.push(control.clone());
+                }
             }
             consumer.attr.insert(
                 "padding".into(),
@@ -961,11 +1118,13 @@ fn static_rank(known: &shapes::StaticShapes, tensor: &str) -> Option<usize> {
 }
 
 /// A scalar int32 Const value or a new one: `node`'s data input `slot` (a Const) gets `value`,
-/// in place when nothing else reads the Const, else through a new Const. `added` collects new
-/// nodes.
+/// in place when nothing else reads the Const and `protected` does not name it (a declared
+/// output keeps its value), else through a new Const. `added` collects new nodes.
+#[allow(clippy::too_many_arguments)]
 fn set_const_input(
     graph: &mut GraphDef,
     uses: &Uses,
+    protected: &HashSet<String>,
     node: usize,
     slot: usize,
     value: &Tensor,
@@ -974,7 +1133,10 @@ fn set_const_input(
 ) -> Option<()> {
     let input = data_inputs(&graph.node[node]).get(slot)?.to_string();
     let producer = uses.producer(&input)?;
-    if uses.count(producer) == 1 && InputRef::parse(&input).port == 0 {
+    if uses.count(producer) == 1
+        && InputRef::parse(&input).port == 0
+        && !protected.contains(&graph.node[producer].name)
+    {
         crate::graph::edit::set_const_value(&mut graph.node[producer], value);
         return Some(());
     }
@@ -994,8 +1156,14 @@ fn set_const_input(
 
 /// A negative `ConcatV2` axis (its last input, a Const) or `Pack` axis (attribute `axis`)
 /// becomes `axis + rank` (for Pack, the output's rank), which means the same; needs the
-/// inputs' rank from shape inference. Returns how many nodes changed.
-pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
+/// inputs' rank from shape inference. An axis Const named in `fed` is left (it holds what is
+/// fed); one named in `protected` (a declared output) is not written in place. Returns how
+/// many nodes changed.
+pub fn non_negative_axes(
+    graph: &mut GraphDef,
+    protected: &HashSet<String>,
+    fed: &HashSet<String>,
+) -> usize {
     let uses = Uses::new(graph);
     let known = shapes::infer_graph(graph);
     let mut taken = NameReserver::new(graph);
@@ -1010,9 +1178,11 @@ pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
         match node.op.as_str() {
             "ConcatV2" => {
                 let slot = inputs.len() - 1;
+                // A fed Const holds what the app feeds: no constant axis.
                 let axis = uses
                     .producer(inputs[slot])
                     .and_then(|p| graph.node.get(p))
+                    .filter(|p| !fed.contains(&p.name))
                     .and_then(const_value);
                 let Some(axis) = axis.filter(|a| a.shape().is_empty()) else {
                     continue;
@@ -1034,8 +1204,10 @@ pub fn non_negative_axes(graph: &mut GraphDef) -> usize {
                     },
                 };
                 let fixed = Tensor::from_data(fixed);
-                if set_const_input(graph, &uses, i, slot, &fixed, &mut taken, &mut added).is_some()
-                {
+                let set = set_const_input(
+                    graph, &uses, protected, i, slot, &fixed, &mut taken, &mut added,
+                );
+                if set.is_some() {
                     count += 1;
                 }
             }
@@ -1744,7 +1916,15 @@ fn dilated_as_atrous(graph: &mut GraphDef, mode: AtrousPadding) -> usize {
             },
         );
         if spatial.padding == "EXPLICIT" {
-            conv.attr.remove("explicit_paddings");
+            // Emptied rather than removed: a second legalization meets the convolution it
+            // flattens back as EXPLICIT, and gives the same node as the first (which keeps a
+            // SAME convolution's empty list).
+            conv.attr.insert(
+                "explicit_paddings".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::List(Box::default())),
+                },
+            );
         }
         let mut b2s = typed(
             "BatchToSpaceND",

@@ -15,13 +15,15 @@
 //!   its fusion of the pattern pads symmetrically by the paddings before and ignores the
 //!   crops), a `SYMMETRIC` MirrorPad becomes slices and concats (OpenCV pads every MirrorPad as
 //!   `REFLECT`), every Const's values move to `tensor_content` (OpenCV reads some Consts only
-//!   there) but a scalar's, which is spelled out when TensorFlow's shorthand leaves it empty
+//!   there) but a scalar's and those OpenCV reads from `int_val` (axes; their int32 values all
+//!   go there), which is spelled out when TensorFlow's shorthand leaves it empty
 //!   (OpenCV reads a ConcatV2 axis as its first `int_val`), and a Const a Pack shares with
 //!   other readers gets a copy of its own (OpenCV fails running the shared one), and
 //!   `data_format` attributes left to their default are written out (OpenCV infers an input's
 //!   layout from them);
 //! - `tract`: fused batch norms become Mul and Add (tract has no FusedBatchNormV3),
-//!   PlaceholderWithDefault becomes Placeholder, ResourceGather becomes GatherV2, and every
+//!   PlaceholderWithDefault becomes Placeholder (an Identity of its default when --inputs leave
+//!   it out: it is never fed), ResourceGather becomes GatherV2, and every
 //!   constant `Pad` goes (tract-tensorflow 0.23's Pad only runs when its input is constant):
 //!   into the convolutions after it as `SAME` padding where that is the same zeros, else into
 //!   `ConcatV2`s with constant blocks (which needs the input's static shape: fix input shapes
@@ -39,7 +41,11 @@
 //! - `ascend`, `graphopt`: leftover removal only.
 //!
 //! For every target but `tvm` (which gets them all written), `_output_shapes` already in the
-//! graph are rewritten with the shapes inferred after the rewrites.
+//! graph are rewritten with the shapes inferred after the rewrites. A Const named in --inputs
+//! (fed by the app) stands as a Placeholder while the rewrites run, so that none takes its
+//! value for a constant.
+
+use std::collections::HashSet;
 
 use super::{Transform, TransformContext};
 use crate::error::Result;
@@ -140,6 +146,10 @@ impl Transform for Legalize {
             ))
         })?;
         let protected = context.protected_names();
+        // A Const named in --inputs holds what the app feeds: no rewrite may take its value
+        // for a constant (fold it into weights or paddings, copy it, rewrite it). It stands as
+        // a Placeholder of its type and shape while they run, and is put back at the end.
+        let fed_consts = fed_consts_as_placeholders(graph, context.inputs);
         if plan.inline_calls {
             inline::inline_all_calls(graph, inline::Limits::default())
                 .map_err(|e| context.error(e.to_string()))?;
@@ -170,7 +180,15 @@ impl Transform for Legalize {
             legalize::decompose_batch_norms(graph, "AddV2", &protected);
         }
         if plan.placeholders_without_defaults {
-            legalize::placeholders_without_defaults(graph);
+            // Declared inputs say which ones the app feeds; the others keep their default.
+            let fed: Option<HashSet<String>> = (!context.inputs.is_empty()).then(|| {
+                context
+                    .inputs
+                    .iter()
+                    .map(|n| crate::graph::node_name(n).to_string())
+                    .collect()
+            });
+            legalize::placeholders_without_defaults(graph, fed.as_ref());
         }
         if plan.resource_gathers {
             legalize::resource_gathers_to_gather_v2(graph);
@@ -180,7 +198,12 @@ impl Transform for Legalize {
             legalize::space_to_batch_paddings_apart(graph, &protected);
             legalize::pads_into_convolutions(graph, &protected);
             legalize::pads_as_concats(graph, &protected);
-            legalize::non_negative_axes(graph);
+            let fed: HashSet<String> = context
+                .inputs
+                .iter()
+                .map(|n| crate::graph::node_name(n).to_string())
+                .collect();
+            legalize::non_negative_axes(graph, &protected, &fed);
             legalize::unpacks_as_slices(graph);
         }
         legalize::remove_check_numerics(graph, &protected);
@@ -199,7 +222,11 @@ impl Transform for Legalize {
         let profile = Target::by_name(target).map_err(|e| context.error(e.to_string()))?;
         strip_rejected_attributes(graph, profile, context);
         if plan.tensor_content {
-            legalize::constants_as_tensor_content(graph)?;
+            // What the target reads from `int_val` stays there (an ExpandDims axis of shape
+            // [1] moved to tensor_content made a loadable graph unloadable), and gets it.
+            let int_val = consts_read_from_int_val(graph, profile);
+            legalize::constants_as_tensor_content(graph, &int_val)?;
+            legalize::constants_in_int_val(graph, &int_val)?;
         }
         if plan.explicit_values {
             legalize::constants_with_explicit_values(graph)?;
@@ -218,8 +245,50 @@ impl Transform for Legalize {
             // which TensorFlow refuses to import.
             static_shapes::refresh_output_shapes(graph)?;
         }
+        restore_fed_consts(graph, fed_consts);
         report_what_remains(graph, profile, context);
         Ok(())
+    }
+}
+
+/// Turns every Const named in `inputs` into a Placeholder of its dtype and shape (keeping its
+/// device and control inputs) and returns the Consts, for [`restore_fed_consts`].
+fn fed_consts_as_placeholders(graph: &mut GraphDef, inputs: &[String]) -> Vec<NodeDef> {
+    let fed: HashSet<&str> = inputs.iter().map(|n| crate::graph::node_name(n)).collect();
+    let mut saved = Vec::new();
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op == "Const" && fed.contains(n.name.as_str()))
+    {
+        let value = attrs::tensor(node, "value");
+        let dtype = value.map_or_else(
+            || attrs::dtype(node, "dtype").map_or(0, |d| d as i32),
+            |v| v.dtype,
+        );
+        let shape = value.and_then(|v| v.tensor_shape.clone());
+        let mut stand_in = crate::graph::edit::placeholder(node.name.clone(), dtype, shape);
+        stand_in.device = node.device.clone();
+        stand_in.input = node.input.clone();
+        saved.push(std::mem::replace(node, stand_in));
+    }
+    saved
+}
+
+/// Puts back the Consts [`fed_consts_as_placeholders`] stood in for, where their stand-ins are
+/// now (they are protected: no rewrite removes or renames them).
+fn restore_fed_consts(graph: &mut GraphDef, saved: Vec<NodeDef>) {
+    if saved.is_empty() {
+        return;
+    }
+    let mut saved: std::collections::HashMap<String, NodeDef> =
+        saved.into_iter().map(|n| (n.name.clone(), n)).collect();
+    for node in &mut graph.node {
+        if node.op == "Placeholder" {
+            if let Some(original) = saved.remove(&node.name) {
+                *node = original;
+            }
+        }
     }
 }
 
@@ -252,6 +321,20 @@ fn report_what_remains(graph: &GraphDef, profile: &Target, context: &TransformCo
         "{nodes} node(s) that {} {} cannot load remain, which no rewrite of legalize handles{hint}",
         profile.name, profile.version
     ));
+}
+
+/// The Consts the profile's `const_int_val` constraints say the target reads from `int_val`.
+fn consts_read_from_int_val(graph: &GraphDef, profile: &Target) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for constraint in &profile.constraints {
+        if let Constraint::ConstIntVal {
+            inputs, through, ..
+        } = constraint
+        {
+            names.extend(legalize::consts_read_at(graph, inputs, through));
+        }
+    }
+    names
 }
 
 /// Whether a Placeholder declares a shape with every dimension known.
