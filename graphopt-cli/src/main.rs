@@ -340,7 +340,7 @@ struct VerifyArgs {
     #[arg(long, value_name = "NAMES")]
     outputs: Option<String>,
     /// Largest acceptable error relative to the output's magnitude.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
     tolerance: f64,
     /// Size used for dimensions the inputs leave unknown.
     #[arg(long = "unknown_dim", default_value_t = 1)]
@@ -626,6 +626,16 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
         .map_err(|source| graphopt_core::Error::invalid_graph(path.clone(), source).into())
 }
 
+/// `--tolerance`: a number, zero or more (infinity accepts any finite difference). NaN would
+/// be exceeded by no error and a negative tolerance by every one, so both are usage errors.
+fn parse_tolerance(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value >= 0.0 => Ok(value),
+        Ok(value) => Err(format!("must be zero or more, not {value}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn verify(args: &VerifyArgs) -> Result<(), Error> {
     let original = load_valid(&args.original)?;
     let optimized = load_valid(&args.optimized)?;
@@ -697,10 +707,9 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
             }
         }
     }
-    let worst = report
-        .outputs
-        .iter()
-        .find(|o| o.exact_match == Some(false) || o.max_rel_error > args.tolerance);
+    let worst = report.outputs.iter().find(|o| {
+        o.exact_match == Some(false) || o.max_rel_error > args.tolerance || o.max_rel_error.is_nan()
+    });
     match worst {
         Some(o) => Err(Error::OverTolerance {
             original: args.original.display().to_string(),

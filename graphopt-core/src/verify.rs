@@ -353,22 +353,9 @@ fn compare_in(
         let (max_abs_error, max_rel_error, exact_match) = match (a.float_values(), b.float_values())
         {
             (Some(x), Some(y)) => {
-                let scale = x.fold(0f64, |m, v| m.max(v.abs()));
-                let mut abs = 0f64;
-                for (p, q) in a.float_values().into_iter().flatten().zip(y) {
-                    let d = if p.is_nan() && q.is_nan() {
-                        0.0
-                    } else {
-                        (p - q).abs()
-                    };
-                    abs = abs.max(if d.is_nan() { f64::INFINITY } else { d });
-                }
-                let rel = if abs == 0.0 {
-                    0.0
-                } else {
-                    abs / scale.max(f64::MIN_POSITIVE)
-                };
-                (abs, rel, None)
+                let (max_abs_error, max_rel_error) =
+                    float_errors(x, a.float_values().into_iter().flatten().zip(y));
+                (max_abs_error, max_rel_error, None)
             }
             _ => (0.0, 0.0, Some(a == b)),
         };
@@ -387,9 +374,64 @@ fn compare_in(
     })
 }
 
+/// The largest absolute difference over `pairs` (original, optimized) and that relative to the
+/// largest finite magnitude in `original`. A value that is not finite must be matched exactly
+/// (NaN by NaN, an infinity by the same infinity), or the error is infinite: an infinity in
+/// the original scales nothing, so it neither hides the differences elsewhere nor turns the
+/// relative error into NaN (which no tolerance is exceeded by).
+fn float_errors(
+    original: impl Iterator<Item = f64>,
+    pairs: impl Iterator<Item = (f64, f64)>,
+) -> (f64, f64) {
+    let scale = original
+        .filter(|v| v.is_finite())
+        .fold(0f64, |m, v| m.max(v.abs()));
+    let mut abs = 0f64;
+    for (p, q) in pairs {
+        let d = if p == q || (p.is_nan() && q.is_nan()) {
+            0.0
+        } else if p.is_finite() && q.is_finite() {
+            (p - q).abs()
+        } else {
+            f64::INFINITY
+        };
+        abs = abs.max(d);
+    }
+    let rel = if abs == 0.0 {
+        0.0
+    } else if abs.is_infinite() {
+        f64::INFINITY
+    } else {
+        abs / scale.max(f64::MIN_POSITIVE)
+    };
+    (abs, rel)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Infinities compare as values: the same one in both is no error, any other value
+    /// against one is an infinite error, and one in the original hides nothing else.
+    #[test]
+    fn infinities_and_nans_compare_exactly_and_hide_no_error() {
+        let errors = |a: &[f64], b: &[f64]| {
+            float_errors(a.iter().copied(), a.iter().copied().zip(b.iter().copied()))
+        };
+        let inf = f64::INFINITY;
+        assert_eq!(errors(&[inf, 1.0], &[inf, 1.0]), (0.0, 0.0));
+        assert_eq!(errors(&[-inf, f64::NAN], &[-inf, f64::NAN]), (0.0, 0.0));
+        assert_eq!(errors(&[inf, 1.0], &[inf, 2.0]), (1.0, 1.0));
+        assert_eq!(errors(&[inf, 1.0], &[5.0, 1.0]), (inf, inf));
+        assert_eq!(errors(&[inf, 1.0], &[-inf, 1.0]), (inf, inf));
+        assert_eq!(errors(&[1.0, 1.0], &[f64::NAN, 1.0]), (inf, inf));
+        assert_eq!(errors(&[f64::NAN, 1.0], &[1.0, 1.0]), (inf, inf));
+        assert_eq!(errors(&[0.0, 0.0], &[0.0, 0.0]), (0.0, 0.0));
+        let (abs, rel) = errors(&[f64::MAX, 0.0], &[-f64::MAX, 0.0]);
+        assert!(abs.is_infinite() && rel.is_infinite());
+        let (_, rel) = errors(&[0.0], &[1e-300]);
+        assert!(rel > 1.0);
+    }
 
     /// The README's "uniform in [-1, 1) for floats, integers in [0, 4)": the values seeded
     /// fill those ranges and stay in them.
