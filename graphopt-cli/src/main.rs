@@ -655,10 +655,13 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
     let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)
         .map_err(|e| {
             let path = match &e {
-                VerifyError::Original(_) | VerifyError::Input { .. } | VerifyError::BadInput(_) => {
-                    &args.original
-                }
-                VerifyError::Optimized(_) => &args.optimized,
+                VerifyError::Original(_)
+                | VerifyError::Input { .. }
+                | VerifyError::Unseedable { .. }
+                | VerifyError::BadInput(_) => &args.original,
+                VerifyError::Optimized(_)
+                | VerifyError::ShapeMismatch { .. }
+                | VerifyError::DtypeMismatch { .. } => &args.optimized,
                 _ => return Error::Verify(e),
             };
             let message = match e {

@@ -70,6 +70,8 @@ pub enum VerifyError {
     BadInput(String),
     #[error("input '{name}': {message}")]
     Input { name: String, message: String },
+    #[error("input '{name}': verify cannot generate values of type {dtype}")]
+    Unseedable { name: String, dtype: String },
     #[error("the original graph: {0}")]
     Original(eval::EvalError),
     #[error("the optimized graph: {0}")]
@@ -82,7 +84,7 @@ pub enum VerifyError {
         original: Vec<usize>,
         optimized: Vec<usize>,
     },
-    #[error("output '{name}': dtypes differ, {original:?} in the original and {optimized:?} in the optimized graph")]
+    #[error("output '{name}': dtypes differ, {} in the original and {} in the optimized graph", crate::dtype::dtype_name(*.original as i32), crate::dtype::dtype_name(*.optimized as i32))]
     DtypeMismatch {
         name: String,
         original: DataType,
@@ -228,7 +230,9 @@ fn seeded_values(
         | DataType::DtUint8
         | DataType::DtInt8
         | DataType::DtInt16
-        | DataType::DtUint16 => {
+        | DataType::DtUint16
+        | DataType::DtUint32
+        | DataType::DtUint64 => {
             let bound = int_bound.max(1);
             let values: Vec<f64> = (0..n).map(|_| (rng.next() % bound) as f64).collect();
             let wide = Tensor::from_data(Data::F64(ArrayD::from_shape_vec(shape, values).ok()?));
@@ -299,7 +303,10 @@ fn compare_in(
                 name: name.clone(),
                 message,
             })?
-            .ok_or_else(|| VerifyError::BadInput(name.clone()))?;
+            .ok_or_else(|| VerifyError::Unseedable {
+                name: name.clone(),
+                dtype: crate::dtype::dtype_name(dtype as i32),
+            })?;
         feeds.insert(name.clone(), value);
     }
     let outputs: Vec<String> = if options.outputs.is_empty() {
@@ -431,6 +438,36 @@ mod tests {
         assert!(abs.is_infinite() && rel.is_infinite());
         let (_, rel) = errors(&[0.0], &[1e-300]);
         assert!(rel > 1.0);
+    }
+
+    /// Every type is seeded or refused as one verify cannot seed, naming it; unsigned
+    /// inputs get integers, not floats of [-1, 1) cast to all zeros.
+    #[test]
+    fn inputs_of_types_that_cannot_be_seeded_are_refused_by_type() {
+        let mut rng = SplitMix(3);
+        let unsigned = seeded_values(DataType::DtUint32, &[64], 64, DEFAULT_INT_BOUND, &mut rng)
+            .unwrap()
+            .integers()
+            .unwrap();
+        assert!(unsigned.iter().any(|&v| v > 0), "{unsigned:?}");
+        let mut graph = GraphDef::default();
+        let mut x = node("x", "Placeholder", &[]);
+        x.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtString as i32)),
+            },
+        );
+        graph.node.push(x);
+        graph.node.push(typed(
+            node("out", "Identity", &["x"]),
+            &[("T", DataType::DtString)],
+        ));
+        let error = compare(&graph, &graph, &VerifyOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input 'x': verify cannot generate values of type string"
+        );
     }
 
     /// The README's "uniform in [-1, 1) for floats, integers in [0, 4)": the values seeded
