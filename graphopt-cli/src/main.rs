@@ -610,6 +610,11 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     graph_file(path)?;
     let loaded = io::read_graph(path)?;
     print_warnings(&loaded.warnings);
+    let memory = summary::report_memory(&loaded.graph, args.print_structure);
+    budget::alloc(memory).map_err(|e| graphopt_core::Error::TooLarge {
+        path: path.clone(),
+        detail: format!("its summary would take about {}: {e}", budget::size(memory)),
+    })?;
     let report = summary::summarize(&loaded.graph, Some(loaded.file_size));
     if args.json {
         let json =

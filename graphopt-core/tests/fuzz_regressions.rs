@@ -1155,3 +1155,73 @@ fn text_nested_to_the_limit_parses_on_a_small_stack() {
     let error = result.unwrap_err();
     assert!(error.contains("nested more than 100 deep"), "{error}");
 }
+
+/// `summary::report_memory` bounds what a summary and its reports (text, JSON, the structure
+/// listing) hold at once, for names of control characters (escaped at up to six times their
+/// size) and shapes of many dimensions. Summaries were built uncharged: a 50 MB graph of
+/// such names took `summarize --print_structure` to 894 MB, `--json` to 1.3 GB.
+#[test]
+fn summaries_are_bounded_by_their_report_memory() {
+    use graphopt_core::proto::{attr_value, AttrValue, NodeDef, TensorShapeProto};
+    use graphopt_core::summary;
+    let shape = |dims: usize| AttrValue {
+        value: Some(attr_value::Value::Shape(TensorShapeProto {
+            dim: vec![Default::default(); dims],
+            ..Default::default()
+        })),
+    };
+    let graphs = [
+        // Long names of control characters, nothing consumed: all outputs.
+        GraphDef {
+            node: (0..200)
+                .map(|i| NodeDef {
+                    name: format!("{}{i}", "\u{1}".repeat(5000)),
+                    op: "NoOp".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+        // A chain reading names of line separators.
+        GraphDef {
+            node: (0..200)
+                .map(|i| NodeDef {
+                    name: format!("{}{i}", "\u{2028}".repeat(2000)),
+                    op: "Identity".into(),
+                    input: vec![format!("{}{}", "\u{2028}".repeat(2000), i + 1); 3],
+                    device: "\u{7}".repeat(100),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+        // A placeholder of 400000 dimensions.
+        GraphDef {
+            node: vec![NodeDef {
+                name: "x".into(),
+                op: "Placeholder".into(),
+                attr: [("shape".to_string(), shape(400_000))]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    ];
+    for (i, graph) in graphs.iter().enumerate() {
+        for structure in [false, true] {
+            let bound = summary::report_memory(graph, structure);
+            let ((), peak) = heap::peak(|| {
+                let report = summary::summarize(graph, Some(1));
+                let text = report.to_text("g.pb");
+                let listing = structure.then(|| summary::structure(graph));
+                let json = serde_json::to_string_pretty(&report).unwrap();
+                drop((report, text, listing, json));
+            });
+            assert!(
+                peak as u64 <= bound,
+                "graph {i}, structure {structure}: {peak} bytes of heap, bound {bound}"
+            );
+        }
+    }
+}
