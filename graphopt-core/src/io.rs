@@ -34,9 +34,11 @@ pub const MAX_NODES: u64 = 1 << 21;
 /// consumer lists, execution order, validation), charged with the decoded size.
 pub const PROCESSING_BYTES_PER_NODE: u64 = 512;
 
-/// Memory per byte of text format that the parser's intermediate message takes (prost-reflect
-/// builds a dynamic message before the typed one), charged before parsing; the typed graph is
-/// charged after, by its estimate.
+/// Memory per byte of text format that a default budget sets aside for the parser's
+/// intermediate message (prost-reflect builds a dynamic message before the typed one). What a
+/// parse is charged is counted on the text itself ([`text_format::TextScan::parse_memory`]:
+/// 3 to 10 bytes per byte on TensorFlow's own text, more for list syntax); the typed graph is
+/// charged by the estimate of its encoding before it is decoded.
 pub const TEXT_BYTES_PER_BYTE: u64 = 24;
 
 /// How many bytes of binary input one byte of text format counts as for a default budget:
