@@ -88,9 +88,16 @@ pub fn parse_to_encoding(_full_name: &str, _text: &str) -> Result<Vec<u8>, TextF
     ))
 }
 
+/// Longest parse error message kept: the parser quotes the token it found whole, and a token
+/// can be a string literal as long as the file.
+#[cfg(feature = "text")]
+const MAX_ERROR_CHARS: usize = 200;
+
 #[cfg(feature = "text")]
 fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseError) -> String {
-    let message = error.to_string();
+    let mut message = Bounded::default();
+    let _ = write!(message, "{error}");
+    let message = message.finish();
     let offset =
         error_offset(error).or_else(|| message.contains("end of input").then_some(text.len()));
     match offset {
@@ -104,33 +111,99 @@ fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseErr
     }
 }
 
+/// A writer keeping the first [`MAX_ERROR_CHARS`] characters written and counting the rest.
+#[cfg(feature = "text")]
+#[derive(Default)]
+struct Bounded {
+    kept: String,
+    chars: usize,
+    dropped: usize,
+}
+
+#[cfg(feature = "text")]
+impl Bounded {
+    fn finish(mut self) -> String {
+        if self.dropped > 0 {
+            let _ = write!(self.kept, "... ({} more characters)", self.dropped);
+        }
+        self.kept
+    }
+}
+
+#[cfg(feature = "text")]
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            if self.chars < MAX_ERROR_CHARS {
+                self.kept.push(c);
+                self.chars += 1;
+            } else {
+                self.dropped += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where in the text a parse error points. prost-reflect hands its spans out only through
 /// miette's `Diagnostic` (a dependency with a proc-macro, for one number); its `Debug` form
 /// holds the same span as a field of the error kind, `span: START..END`. Quoted strings there
 /// (the tokens an error names and, when another crate turns miette on, the whole source
-/// text) are skipped, so the first `span: ` outside them is the kind's.
+/// text) are skipped, so the first `span: ` outside them is the kind's. The `Debug` form is
+/// scanned as it is written, never held: a quoted token can be as long as the file.
 #[cfg(feature = "text")]
 fn error_offset(error: &prost_reflect::text_format::ParseError) -> Option<usize> {
-    let debug = format!("{error:?}");
-    let mut quoted = false;
-    let mut chars = debug.char_indices();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                chars.next();
+    let mut finder = SpanFinder::default();
+    // The finder stops the formatting with an error once it has the number.
+    let _ = write!(finder, "{error:?}");
+    finder.digits.parse().ok()
+}
+
+/// Finds the digits after the first `span: ` outside quotes in what is written to it.
+#[cfg(feature = "text")]
+#[derive(Default)]
+struct SpanFinder {
+    quoted: bool,
+    escaped: bool,
+    /// How much of `span: ` the last characters outside quotes matched.
+    matched: usize,
+    digits: String,
+}
+
+#[cfg(feature = "text")]
+impl std::fmt::Write for SpanFinder {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        const PATTERN: &[u8] = b"span: ";
+        for c in s.chars() {
+            if self.matched == PATTERN.len() {
+                if c.is_ascii_digit() {
+                    self.digits.push(c);
+                    continue;
+                }
+                return Err(std::fmt::Error);
             }
-            '"' => quoted = !quoted,
-            's' if !quoted && debug[at..].starts_with("span: ") => {
-                let digits: String = debug[at + "span: ".len()..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                return digits.parse().ok();
+            if self.escaped {
+                self.escaped = false;
+            } else if self.quoted {
+                match c {
+                    '\\' => self.escaped = true,
+                    '"' => self.quoted = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                self.quoted = true;
+                self.matched = 0;
+            } else if PATTERN
+                .get(self.matched)
+                .is_some_and(|&p| char::from(p) == c)
+            {
+                self.matched += 1;
+            } else {
+                self.matched = usize::from(c == 's');
             }
-            _ => {}
         }
+        Ok(())
     }
-    None
 }
 
 /// Writes `message` in text format, deterministically.
@@ -501,5 +574,15 @@ mod tests {
         assert!(error.contains("line 2, column 8: "), "{error}");
         let error = parse::<GraphDef>("node {").unwrap_err().to_string();
         assert!(error.contains("line 1, column 7: "), "{error}");
+        // A token as long as the file is quoted in part: the message had been four times the
+        // length of a string literal of control characters.
+        let text = format!("node {{ name: 'a' }}\n'{}' x", "\u{1}".repeat(100_000));
+        let error = parse::<GraphDef>(&text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("line 2, column 1: expected a field name"),
+            "{error}"
+        );
+        assert!(error.len() < 300, "{} characters", error.len());
+        assert!(error.ends_with("more characters)"), "{error}");
     }
 }
