@@ -340,7 +340,7 @@ struct VerifyArgs {
     #[arg(long, value_name = "NAMES")]
     outputs: Option<String>,
     /// Largest acceptable error relative to the output's magnitude.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, value_parser = parse_tolerance)]
     tolerance: f64,
     /// Size used for dimensions the inputs leave unknown.
     #[arg(long = "unknown_dim", default_value_t = 1)]
@@ -610,6 +610,11 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     graph_file(path)?;
     let loaded = io::read_graph(path)?;
     print_warnings(&loaded.warnings);
+    let memory = summary::report_memory(&loaded.graph, args.print_structure);
+    budget::alloc(memory).map_err(|e| graphopt_core::Error::TooLarge {
+        path: path.clone(),
+        detail: format!("its summary would take about {}: {e}", budget::size(memory)),
+    })?;
     let report = summary::summarize(&loaded.graph, Some(loaded.file_size));
     if args.json {
         let json =
@@ -624,6 +629,16 @@ fn summarize(args: &SummarizeArgs) -> Result<(), Error> {
     // Report problems after the summary, as summarize_graph does, and fail.
     graph::validate(&loaded.graph)
         .map_err(|source| graphopt_core::Error::invalid_graph(path.clone(), source).into())
+}
+
+/// `--tolerance`: a number, zero or more (infinity accepts any finite difference). NaN would
+/// be exceeded by no error and a negative tolerance by every one, so both are usage errors.
+fn parse_tolerance(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value >= 0.0 => Ok(value),
+        Ok(value) => Err(format!("must be zero or more, not {value}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn verify(args: &VerifyArgs) -> Result<(), Error> {
@@ -645,10 +660,13 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
     let report = graphopt_core::verify::compare(&original.graph, &optimized.graph, &options)
         .map_err(|e| {
             let path = match &e {
-                VerifyError::Original(_) | VerifyError::Input { .. } | VerifyError::BadInput(_) => {
-                    &args.original
-                }
-                VerifyError::Optimized(_) => &args.optimized,
+                VerifyError::Original(_)
+                | VerifyError::Input { .. }
+                | VerifyError::Unseedable { .. }
+                | VerifyError::BadInput(_) => &args.original,
+                VerifyError::Optimized(_)
+                | VerifyError::ShapeMismatch { .. }
+                | VerifyError::DtypeMismatch { .. } => &args.optimized,
                 _ => return Error::Verify(e),
             };
             let message = match e {
@@ -697,10 +715,9 @@ fn verify(args: &VerifyArgs) -> Result<(), Error> {
             }
         }
     }
-    let worst = report
-        .outputs
-        .iter()
-        .find(|o| o.exact_match == Some(false) || o.max_rel_error > args.tolerance);
+    let worst = report.outputs.iter().find(|o| {
+        o.exact_match == Some(false) || o.max_rel_error > args.tolerance || o.max_rel_error.is_nan()
+    });
     match worst {
         Some(o) => Err(Error::OverTolerance {
             original: args.original.display().to_string(),

@@ -1428,3 +1428,51 @@ fn unwritable_outputs_fail_before_any_work_and_pbtxt_is_text_in_any_case() {
         .unwrap()
         .starts_with("node {"));
 }
+
+/// `--tolerance` NaN passed every comparison and a negative one failed every one: both are
+/// usage errors. An infinity in the original output had scaled every difference to zero or
+/// NaN, so `[inf, 1]` against `[5, 1]` or `[inf, 2]` was within any tolerance, while the same
+/// infinity on both sides was an infinite error.
+#[test]
+fn verify_refuses_meaningless_tolerances_and_compares_infinities_as_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let constant = |name: &str, values: &str| {
+        let text = format!(
+            "node {{ name: \"out\" op: \"Const\" attr {{ key: \"dtype\" value {{ type: DT_FLOAT }} }} \
+             attr {{ key: \"value\" value {{ tensor {{ dtype: DT_FLOAT tensor_shape {{ dim {{ size: 2 }} }} \
+             float_val: [{values}] }} }} }} }}\n"
+        );
+        write(dir.path(), name, text.as_bytes())
+    };
+    let original = constant("a.pbtxt", "inf, 1");
+    let verify = |other: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--outputs=out",
+            original.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        graphopt(&args)
+    };
+    for tolerance in ["--tolerance=nan", "--tolerance=-1", "--tolerance=abc"] {
+        let output = verify(&original, &[tolerance]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{tolerance}: {}",
+            stderr(&output)
+        );
+    }
+    let output = verify(&original, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for (name, values) in [
+        ("b.pbtxt", "5, 1"),
+        ("c.pbtxt", "inf, 2"),
+        ("d.pbtxt", "-inf, 1"),
+    ] {
+        let other = constant(name, values);
+        let output = verify(&other, &["--tolerance=0.5"]);
+        assert_clean_failure(&output, &[name, "output 'out'", "over the tolerance"]);
+    }
+}

@@ -16,7 +16,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use prost::Message;
+use prost::{Message, Name as _};
 
 use crate::budget;
 use crate::error::{Error, Result};
@@ -34,9 +34,11 @@ pub const MAX_NODES: u64 = 1 << 21;
 /// consumer lists, execution order, validation), charged with the decoded size.
 pub const PROCESSING_BYTES_PER_NODE: u64 = 512;
 
-/// Memory per byte of text format that the parser's intermediate message takes (prost-reflect
-/// builds a dynamic message before the typed one), charged before parsing; the typed graph is
-/// charged after, by its estimate.
+/// Memory per byte of text format that a default budget sets aside for the parser's
+/// intermediate message (prost-reflect builds a dynamic message before the typed one). What a
+/// parse is charged is counted on the text itself ([`text_format::TextScan::parse_memory`]:
+/// 3 to 10 bytes per byte on TensorFlow's own text, more for list syntax); the typed graph is
+/// charged by the estimate of its encoding before it is decoded.
 pub const TEXT_BYTES_PER_BYTE: u64 = 24;
 
 /// How many bytes of binary input one byte of text format counts as for a default budget:
@@ -441,16 +443,19 @@ fn decode_graph_measured(
     })
 }
 
-/// Parses text format after asking the budget for its parsing memory; the outer `Result` is a
-/// refusal, the inner one the parser's verdict.
+/// Parses text format after asking the budget for its parsing memory, then decodes the
+/// graph it describes as a binary one is: its encoding is measured and the estimate checked
+/// before anything is decoded. The outer `Result` is a refusal, the inner one the parser's
+/// verdict.
 fn text_parse(
     text: &str,
     path: &Path,
 ) -> Result<std::result::Result<GraphDef, text_format::TextFormatError>> {
-    if let Err(e) = text_format::check_nesting(text) {
-        return Ok(Err(e));
-    }
-    let memory = (text.len() as u64).saturating_mul(TEXT_BYTES_PER_BYTE);
+    let scan = match text_format::scan(text) {
+        Ok(scan) => scan,
+        Err(e) => return Ok(Err(e)),
+    };
+    let memory = scan.parse_memory();
     let refused = |e: budget::BudgetError, what: &str, memory: u64| Error::TooLarge {
         path: path.to_path_buf(),
         detail: format!(
@@ -459,27 +464,26 @@ fn text_parse(
             budget::size(memory)
         ),
     };
-    // The parser's intermediate message is gone once it returns; the graph stays.
-    let parsed = budget::scratch_scope(|| {
+    // The parser's intermediate message is gone once it returns; its encoding stays until
+    // the graph is decoded from it.
+    let encoded = budget::scratch_scope(|| {
         budget::alloc(memory).map_err(|e| refused(e, "parsing", memory))?;
-        Ok::<_, Error>(text_format::parse::<GraphDef>(text))
+        Ok::<_, Error>(text_format::parse_to_encoding(&GraphDef::full_name(), text))
     })?;
-    if let Ok(graph) = &parsed {
-        // The typed graph, sized like a binary one (its encoding is smaller than the text).
-        let encoded = budget::scratch_scope(|| {
-            budget::alloc(graph.encoded_len() as u64).map(|()| graph.encode_to_vec())
-        })
-        .map_err(|e| refused(e, "the graph in", graph.encoded_len() as u64))?;
-        let estimate =
-            wire::measure(&encoded, "tensorflow.GraphDef").map_err(|e| Error::Decode {
-                path: path.to_path_buf(),
-                what: "GraphDef".into(),
-                message: format!("its parsed graph re-encodes malformed, {e}"),
-            })?;
-        drop(encoded);
-        check_estimate(&estimate, text.len(), path)?;
-    }
-    Ok(parsed)
+    let encoded = match encoded {
+        Ok(encoded) => encoded,
+        Err(e) => return Ok(Err(e)),
+    };
+    let length = encoded.len() as u64;
+    let _held = budget::hold(length).map_err(|e| refused(e, "the encoding of", length))?;
+    let estimate = wire::measure(&encoded, "tensorflow.GraphDef").map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        what: "GraphDef".into(),
+        message: format!("its parsed graph encodes malformed, {e}"),
+    })?;
+    check_estimate(&estimate, text.len(), path)?;
+    Ok(GraphDef::decode(Bytes::from(encoded))
+        .map_err(|e| text_format::TextFormatError::Convert(e.to_string())))
 }
 
 /// prost skips fields it does not know, so arbitrary bytes can "decode" to an empty message;

@@ -393,6 +393,68 @@ impl Summary {
     }
 }
 
+/// An upper bound on the memory a summary of `graph` takes with its reports: the
+/// [`Summary`] (names, ops, the benchmark arguments), its text or JSON, and, with `structure`,
+/// the [`structure`] listing, every string counted as its escaped form (a control character
+/// is written as an escape sequence up to six times its size) as many times as the reports
+/// hold it at once. Names are all a graph file can hold, so a file of long names of control
+/// characters made reports of 15 to 25 times its size (a 50 MB graph: 894 MB, and 1.3 GB as
+/// JSON, over its 400 MB budget); callers ask the budget for this first.
+pub fn report_memory(graph: &GraphDef, structure: bool) -> u64 {
+    fn escaped(text: &str) -> u64 {
+        let special = text
+            .chars()
+            .filter(|&c| c.is_control() || !c.is_ascii() || c == '"' || c == '\\')
+            .count();
+        (text.len() as u64).saturating_add(6u64.saturating_mul(special as u64))
+    }
+    let library_nodes = graph
+        .library
+        .iter()
+        .flat_map(|lib| lib.function.iter())
+        .flat_map(|f| f.node_def.iter());
+    let mut total = 0u64;
+    for node in graph.node.iter() {
+        let inputs = node
+            .input
+            .iter()
+            .fold(0u64, |sum, input| sum.saturating_add(escaped(input) + 2));
+        // The summary and the benchmark arguments hold a name raw, the report and JSON
+        // escaped twice (the possible outputs and the arguments) and once more while the
+        // arguments are escaped; the listing adds the name, op and inputs once more each.
+        let mut node_cost = escaped(&node.name)
+            .saturating_mul(6)
+            .saturating_add(escaped(&node.op).saturating_mul(3))
+            .saturating_add(escaped(&node.device).saturating_mul(2))
+            .saturating_add(192);
+        // Declared shapes: each dimension a number in the summary, a string while the report
+        // joins them, a line of the JSON.
+        let shape_dims = match node.op.as_str() {
+            "Placeholder" | "Variable" | "VariableV2" | "VarHandleOp" => {
+                attrs::shape(node, "shape").map_or(0, |s| s.dim.len() as u64)
+            }
+            "Const" => attrs::tensor(node, "value")
+                .and_then(|t| t.tensor_shape.as_ref())
+                .map_or(0, |s| s.dim.len() as u64),
+            _ => 0,
+        };
+        node_cost =
+            node_cost.saturating_add(shape_dims.saturating_mul(if structure { 192 } else { 128 }));
+        if structure {
+            node_cost = node_cost
+                .saturating_add(escaped(&node.name))
+                .saturating_add(escaped(&node.op))
+                .saturating_add(inputs.saturating_mul(3));
+        }
+        total = total.saturating_add(node_cost);
+    }
+    // Function bodies only count their ops.
+    for node in library_nodes {
+        total = total.saturating_add(escaped(&node.op).saturating_add(64));
+    }
+    total
+}
+
 /// `--print_structure`: nodes in execution order as `name (op): [inputs]`, with a short
 /// description of each constant's value, one line per node (names escaped as in
 /// [`Summary::to_text`]). Falls back to file order if the graph has a cycle.

@@ -38,29 +38,66 @@ fn descriptor(full_name: &str) -> Result<MessageDescriptor, TextFormatError> {
         .ok_or_else(|| TextFormatError::Convert(format!("no descriptor for {full_name}")))
 }
 
-/// Parses `text` as the text format of message type `T` (e.g. a GraphDef).
-#[cfg(feature = "text")]
+/// Parses `text` as the text format of message type `T` (e.g. a GraphDef). Nothing here is
+/// budgeted: callers reading files go through [`scan`] and [`parse_to_encoding`] (as
+/// `io::decode_graph` does) to size the parse and check the encoding before decoding it.
 pub fn parse<T: prost::Message + prost::Name + Default>(text: &str) -> Result<T, TextFormatError> {
-    check_nesting(text)?;
-    let desc = descriptor(&T::full_name())?;
-    let dynamic = DynamicMessage::parse_text_format(desc, text)
-        .map_err(|e| TextFormatError::Parse(describe_parse_error(text, &e)))?;
-    dynamic
-        .transcode_to::<T>()
-        .map_err(|e| TextFormatError::Convert(e.to_string()))
+    let encoded = parse_to_encoding(&T::full_name(), text)?;
+    T::decode(encoded.as_slice()).map_err(|e| TextFormatError::Convert(e.to_string()))
+}
+
+/// The stack the parser runs on: prost-reflect's parser recurses a few frames per level of
+/// nesting, about 25 KiB a level unoptimized, so [`MAX_NESTING`] levels need some 2.5 MiB,
+/// more than a test thread (2 MiB) or a caller deep in its own stack may have left.
+#[cfg(feature = "text")]
+const PARSE_STACK: usize = 32 << 20;
+
+/// Parses `text` as the text format of message `full_name` (e.g. `tensorflow.GraphDef`) and
+/// returns its binary encoding, refusing nesting deeper than [`MAX_NESTING`] first. The
+/// parser's intermediate message is built, encoded and dropped on a thread of its own with
+/// [`PARSE_STACK`] of stack, so the depth it reaches never depends on the caller's stack. It
+/// takes up to [`TextScan::parse_memory`] while it runs.
+#[cfg(feature = "text")]
+pub fn parse_to_encoding(full_name: &str, text: &str) -> Result<Vec<u8>, TextFormatError> {
+    scan(text)?;
+    let desc = descriptor(full_name)?;
+    let run = move || {
+        DynamicMessage::parse_text_format(desc, text)
+            .map(|message| prost::Message::encode_to_vec(&message))
+            .map_err(|e| TextFormatError::Parse(describe_parse_error(text, &e)))
+    };
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("graphopt-text-format".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, run)
+            .map_err(|e| TextFormatError::Convert(format!("cannot start the parser: {e}")))?;
+        parser.join().unwrap_or_else(|_| {
+            Err(TextFormatError::Convert(
+                "the text-format parser failed".into(),
+            ))
+        })
+    })
 }
 
 /// Without the `text` feature, text format cannot be read.
 #[cfg(not(feature = "text"))]
-pub fn parse<T: prost::Message + prost::Name + Default>(_text: &str) -> Result<T, TextFormatError> {
+pub fn parse_to_encoding(_full_name: &str, _text: &str) -> Result<Vec<u8>, TextFormatError> {
     Err(TextFormatError::Parse(
         "reading text format needs graphopt-core's `text` feature".into(),
     ))
 }
 
+/// Longest parse error message kept: the parser quotes the token it found whole, and a token
+/// can be a string literal as long as the file.
+#[cfg(feature = "text")]
+const MAX_ERROR_CHARS: usize = 200;
+
 #[cfg(feature = "text")]
 fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseError) -> String {
-    let message = error.to_string();
+    let mut message = Bounded::default();
+    let _ = write!(message, "{error}");
+    let message = message.finish();
     let offset =
         error_offset(error).or_else(|| message.contains("end of input").then_some(text.len()));
     match offset {
@@ -74,33 +111,99 @@ fn describe_parse_error(text: &str, error: &prost_reflect::text_format::ParseErr
     }
 }
 
+/// A writer keeping the first [`MAX_ERROR_CHARS`] characters written and counting the rest.
+#[cfg(feature = "text")]
+#[derive(Default)]
+struct Bounded {
+    kept: String,
+    chars: usize,
+    dropped: usize,
+}
+
+#[cfg(feature = "text")]
+impl Bounded {
+    fn finish(mut self) -> String {
+        if self.dropped > 0 {
+            let _ = write!(self.kept, "... ({} more characters)", self.dropped);
+        }
+        self.kept
+    }
+}
+
+#[cfg(feature = "text")]
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            if self.chars < MAX_ERROR_CHARS {
+                self.kept.push(c);
+                self.chars += 1;
+            } else {
+                self.dropped += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where in the text a parse error points. prost-reflect hands its spans out only through
 /// miette's `Diagnostic` (a dependency with a proc-macro, for one number); its `Debug` form
 /// holds the same span as a field of the error kind, `span: START..END`. Quoted strings there
 /// (the tokens an error names and, when another crate turns miette on, the whole source
-/// text) are skipped, so the first `span: ` outside them is the kind's.
+/// text) are skipped, so the first `span: ` outside them is the kind's. The `Debug` form is
+/// scanned as it is written, never held: a quoted token can be as long as the file.
 #[cfg(feature = "text")]
 fn error_offset(error: &prost_reflect::text_format::ParseError) -> Option<usize> {
-    let debug = format!("{error:?}");
-    let mut quoted = false;
-    let mut chars = debug.char_indices();
-    while let Some((at, c)) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                chars.next();
+    let mut finder = SpanFinder::default();
+    // The finder stops the formatting with an error once it has the number.
+    let _ = write!(finder, "{error:?}");
+    finder.digits.parse().ok()
+}
+
+/// Finds the digits after the first `span: ` outside quotes in what is written to it.
+#[cfg(feature = "text")]
+#[derive(Default)]
+struct SpanFinder {
+    quoted: bool,
+    escaped: bool,
+    /// How much of `span: ` the last characters outside quotes matched.
+    matched: usize,
+    digits: String,
+}
+
+#[cfg(feature = "text")]
+impl std::fmt::Write for SpanFinder {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        const PATTERN: &[u8] = b"span: ";
+        for c in s.chars() {
+            if self.matched == PATTERN.len() {
+                if c.is_ascii_digit() {
+                    self.digits.push(c);
+                    continue;
+                }
+                return Err(std::fmt::Error);
             }
-            '"' => quoted = !quoted,
-            's' if !quoted && debug[at..].starts_with("span: ") => {
-                let digits: String = debug[at + "span: ".len()..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect();
-                return digits.parse().ok();
+            if self.escaped {
+                self.escaped = false;
+            } else if self.quoted {
+                match c {
+                    '\\' => self.escaped = true,
+                    '"' => self.quoted = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                self.quoted = true;
+                self.matched = 0;
+            } else if PATTERN
+                .get(self.matched)
+                .is_some_and(|&p| char::from(p) == c)
+            {
+                self.matched += 1;
+            } else {
+                self.matched = usize::from(c == 's');
             }
-            _ => {}
         }
+        Ok(())
     }
-    None
 }
 
 /// Writes `message` in text format, deterministically.
@@ -299,37 +402,96 @@ fn walk_unknown(
 /// level (binary decoding has the same limit).
 pub const MAX_NESTING: usize = 100;
 
+/// What a pass over a text-format document finds before it is parsed: how deep its message
+/// blocks nest and how much the parser's intermediate message can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextScan {
+    /// Deepest nesting of `{}`/`<>` blocks.
+    pub deepest: usize,
+    /// Message blocks opened (`{` or `<`).
+    pub messages: u64,
+    /// Message blocks closed straight after they opened (`{}`): no field map is allocated.
+    pub empty_messages: u64,
+    /// Field values and list items started (`:`, `,`, `[`): an upper bound on the scalar
+    /// values the parser makes.
+    pub values: u64,
+    /// Length of the text.
+    pub len: u64,
+}
+
+impl TextScan {
+    /// An upper bound on the heap prost-reflect's parser holds at once for this document:
+    /// every value a slot of a list that may have doubled (or of a field map's node), every
+    /// message a value and a node of its field map (eleven slots, allocated at its first
+    /// field), and the bytes of strings, which the text holds at most once each, twice over
+    /// for their allocations and the encoding made of the message.
+    pub fn parse_memory(&self) -> u64 {
+        let slot = (std::mem::size_of::<Value>() + 16) as u64;
+        let node = 16 + 11 * slot;
+        self.values
+            .saturating_mul(2 * slot)
+            .saturating_add(self.messages.saturating_mul(2 * slot))
+            .saturating_add(
+                (self.messages.saturating_sub(self.empty_messages)).saturating_mul(node),
+            )
+            .saturating_add(self.len.saturating_mul(3))
+    }
+}
+
+/// Scans `text` without parsing it: refuses `{}`/`<>` message blocks nested deeper than
+/// [`MAX_NESTING`] (the parser recurses once per level) and counts what the parser will
+/// build ([`TextScan`]).
+pub fn scan(text: &str) -> Result<TextScan, TextFormatError> {
+    scan_within(text, MAX_NESTING).map_err(|offset| {
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        TextFormatError::Parse(format!(
+            "line {line}: messages are nested more than {MAX_NESTING} deep"
+        ))
+    })
+}
+
 /// Refuses text whose `{}`/`<>` message blocks nest deeper than [`MAX_NESTING`], before any
 /// parser sees it.
 pub fn check_nesting(text: &str) -> Result<(), TextFormatError> {
-    match nesting_depth(text, MAX_NESTING) {
-        Ok(_) => Ok(()),
-        Err(offset) => {
-            let before = text.get(..offset).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            Err(TextFormatError::Parse(format!(
-                "line {line}: messages are nested more than {MAX_NESTING} deep"
-            )))
-        }
-    }
+    scan(text).map(|_| ())
 }
 
 /// The deepest nesting of `{}`/`<>` message blocks in `text`, outside strings and comments, or
 /// the byte offset where it first exceeds `limit`.
+#[cfg(test)]
 fn nesting_depth(text: &str, limit: usize) -> Result<usize, usize> {
+    scan_within(text, limit).map(|scan| scan.deepest)
+}
+
+/// [`scan`] with the nesting limit given: the scan, or the byte offset where the nesting
+/// first exceeds `limit`. Strings and comments are skipped as the parser's lexer skips them.
+fn scan_within(text: &str, limit: usize) -> Result<TextScan, usize> {
     let bytes = text.as_bytes();
-    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
-    while i < bytes.len() {
-        match bytes[i] {
+    let (mut depth, mut i) = (0usize, 0usize);
+    // The last byte outside whitespace, strings and comments.
+    let mut last = 0u8;
+    let mut found = TextScan {
+        deepest: 0,
+        messages: 0,
+        empty_messages: 0,
+        values: 0,
+        len: text.len() as u64,
+    };
+    while let Some(&byte) = bytes.get(i) {
+        match byte {
             b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
+                while bytes.get(i).is_some_and(|&b| b != b'\n') {
                     i += 1;
                 }
             }
             quote @ (b'"' | b'\'') => {
                 i += 1;
-                while i < bytes.len() && bytes[i] != quote && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                while let Some(&b) = bytes.get(i) {
+                    if b == quote || b == b'\n' {
+                        break;
+                    }
+                    i += if b == b'\\' { 2 } else { 1 };
                 }
             }
             b'{' | b'<' => {
@@ -337,14 +499,24 @@ fn nesting_depth(text: &str, limit: usize) -> Result<usize, usize> {
                 if depth > limit {
                     return Err(i);
                 }
-                deepest = deepest.max(depth);
+                found.deepest = found.deepest.max(depth);
+                found.messages += 1;
             }
-            b'}' | b'>' => depth = depth.saturating_sub(1),
+            b'}' | b'>' => {
+                depth = depth.saturating_sub(1);
+                if matches!(last, b'{' | b'<') {
+                    found.empty_messages += 1;
+                }
+            }
+            b':' | b',' | b'[' => found.values += 1,
             _ => {}
+        }
+        if !byte.is_ascii_whitespace() && byte != b'#' {
+            last = byte;
         }
         i += 1;
     }
-    Ok(deepest)
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -357,6 +529,16 @@ mod nesting_tests {
         assert_eq!(nesting_depth("s: \"{{{{\" # {{{{\n", 1), Ok(0));
         assert_eq!(nesting_depth("s: '\\'{' t { }", 10), Ok(1));
         assert_eq!(nesting_depth(&"a {".repeat(5), 3), Err(11));
+    }
+
+    #[test]
+    fn the_scan_counts_values_and_messages_outside_strings_and_comments() {
+        let scan = scan("a: [1, 2] b { } # c: { ,\nd < e: 's:{,' > f { # {\n }").unwrap();
+        assert_eq!((scan.messages, scan.empty_messages, scan.values), (3, 2, 4));
+        // An empty message allocates no field map.
+        let empty = scan_within("n {}", 10).unwrap();
+        let full = scan_within("n {a:1}", 10).unwrap();
+        assert!(full.parse_memory() > empty.parse_memory() + 11 * 16);
     }
 
     #[test]
@@ -392,5 +574,15 @@ mod tests {
         assert!(error.contains("line 2, column 8: "), "{error}");
         let error = parse::<GraphDef>("node {").unwrap_err().to_string();
         assert!(error.contains("line 1, column 7: "), "{error}");
+        // A token as long as the file is quoted in part: the message had been four times the
+        // length of a string literal of control characters.
+        let text = format!("node {{ name: 'a' }}\n'{}' x", "\u{1}".repeat(100_000));
+        let error = parse::<GraphDef>(&text).unwrap_err().to_string();
+        assert!(
+            error.starts_with("line 2, column 1: expected a field name"),
+            "{error}"
+        );
+        assert!(error.len() < 300, "{} characters", error.len());
+        assert!(error.ends_with("more characters)"), "{error}");
     }
 }

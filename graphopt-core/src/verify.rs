@@ -70,6 +70,8 @@ pub enum VerifyError {
     BadInput(String),
     #[error("input '{name}': {message}")]
     Input { name: String, message: String },
+    #[error("input '{name}': verify cannot generate values of type {dtype}")]
+    Unseedable { name: String, dtype: String },
     #[error("the original graph: {0}")]
     Original(eval::EvalError),
     #[error("the optimized graph: {0}")]
@@ -82,7 +84,7 @@ pub enum VerifyError {
         original: Vec<usize>,
         optimized: Vec<usize>,
     },
-    #[error("output '{name}': dtypes differ, {original:?} in the original and {optimized:?} in the optimized graph")]
+    #[error("output '{name}': dtypes differ, {} in the original and {} in the optimized graph", crate::dtype::dtype_name(*.original as i32), crate::dtype::dtype_name(*.optimized as i32))]
     DtypeMismatch {
         name: String,
         original: DataType,
@@ -228,7 +230,9 @@ fn seeded_values(
         | DataType::DtUint8
         | DataType::DtInt8
         | DataType::DtInt16
-        | DataType::DtUint16 => {
+        | DataType::DtUint16
+        | DataType::DtUint32
+        | DataType::DtUint64 => {
             let bound = int_bound.max(1);
             let values: Vec<f64> = (0..n).map(|_| (rng.next() % bound) as f64).collect();
             let wide = Tensor::from_data(Data::F64(ArrayD::from_shape_vec(shape, values).ok()?));
@@ -299,7 +303,10 @@ fn compare_in(
                 name: name.clone(),
                 message,
             })?
-            .ok_or_else(|| VerifyError::BadInput(name.clone()))?;
+            .ok_or_else(|| VerifyError::Unseedable {
+                name: name.clone(),
+                dtype: crate::dtype::dtype_name(dtype as i32),
+            })?;
         feeds.insert(name.clone(), value);
     }
     let outputs: Vec<String> = if options.outputs.is_empty() {
@@ -353,22 +360,9 @@ fn compare_in(
         let (max_abs_error, max_rel_error, exact_match) = match (a.float_values(), b.float_values())
         {
             (Some(x), Some(y)) => {
-                let scale = x.fold(0f64, |m, v| m.max(v.abs()));
-                let mut abs = 0f64;
-                for (p, q) in a.float_values().into_iter().flatten().zip(y) {
-                    let d = if p.is_nan() && q.is_nan() {
-                        0.0
-                    } else {
-                        (p - q).abs()
-                    };
-                    abs = abs.max(if d.is_nan() { f64::INFINITY } else { d });
-                }
-                let rel = if abs == 0.0 {
-                    0.0
-                } else {
-                    abs / scale.max(f64::MIN_POSITIVE)
-                };
-                (abs, rel, None)
+                let (max_abs_error, max_rel_error) =
+                    float_errors(x, a.float_values().into_iter().flatten().zip(y));
+                (max_abs_error, max_rel_error, None)
             }
             _ => (0.0, 0.0, Some(a == b)),
         };
@@ -387,9 +381,94 @@ fn compare_in(
     })
 }
 
+/// The largest absolute difference over `pairs` (original, optimized) and that relative to the
+/// largest finite magnitude in `original`. A value that is not finite must be matched exactly
+/// (NaN by NaN, an infinity by the same infinity), or the error is infinite: an infinity in
+/// the original scales nothing, so it neither hides the differences elsewhere nor turns the
+/// relative error into NaN (which no tolerance is exceeded by).
+fn float_errors(
+    original: impl Iterator<Item = f64>,
+    pairs: impl Iterator<Item = (f64, f64)>,
+) -> (f64, f64) {
+    let scale = original
+        .filter(|v| v.is_finite())
+        .fold(0f64, |m, v| m.max(v.abs()));
+    let mut abs = 0f64;
+    for (p, q) in pairs {
+        let d = if p == q || (p.is_nan() && q.is_nan()) {
+            0.0
+        } else if p.is_finite() && q.is_finite() {
+            (p - q).abs()
+        } else {
+            f64::INFINITY
+        };
+        abs = abs.max(d);
+    }
+    let rel = if abs == 0.0 {
+        0.0
+    } else if abs.is_infinite() {
+        f64::INFINITY
+    } else {
+        abs / scale.max(f64::MIN_POSITIVE)
+    };
+    (abs, rel)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Infinities compare as values: the same one in both is no error, any other value
+    /// against one is an infinite error, and one in the original hides nothing else.
+    #[test]
+    fn infinities_and_nans_compare_exactly_and_hide_no_error() {
+        let errors = |a: &[f64], b: &[f64]| {
+            float_errors(a.iter().copied(), a.iter().copied().zip(b.iter().copied()))
+        };
+        let inf = f64::INFINITY;
+        assert_eq!(errors(&[inf, 1.0], &[inf, 1.0]), (0.0, 0.0));
+        assert_eq!(errors(&[-inf, f64::NAN], &[-inf, f64::NAN]), (0.0, 0.0));
+        assert_eq!(errors(&[inf, 1.0], &[inf, 2.0]), (1.0, 1.0));
+        assert_eq!(errors(&[inf, 1.0], &[5.0, 1.0]), (inf, inf));
+        assert_eq!(errors(&[inf, 1.0], &[-inf, 1.0]), (inf, inf));
+        assert_eq!(errors(&[1.0, 1.0], &[f64::NAN, 1.0]), (inf, inf));
+        assert_eq!(errors(&[f64::NAN, 1.0], &[1.0, 1.0]), (inf, inf));
+        assert_eq!(errors(&[0.0, 0.0], &[0.0, 0.0]), (0.0, 0.0));
+        let (abs, rel) = errors(&[f64::MAX, 0.0], &[-f64::MAX, 0.0]);
+        assert!(abs.is_infinite() && rel.is_infinite());
+        let (_, rel) = errors(&[0.0], &[1e-300]);
+        assert!(rel > 1.0);
+    }
+
+    /// Every type is seeded or refused as one verify cannot seed, naming it; unsigned
+    /// inputs get integers, not floats of [-1, 1) cast to all zeros.
+    #[test]
+    fn inputs_of_types_that_cannot_be_seeded_are_refused_by_type() {
+        let mut rng = SplitMix(3);
+        let unsigned = seeded_values(DataType::DtUint32, &[64], 64, DEFAULT_INT_BOUND, &mut rng)
+            .unwrap()
+            .integers()
+            .unwrap();
+        assert!(unsigned.iter().any(|&v| v > 0), "{unsigned:?}");
+        let mut graph = GraphDef::default();
+        let mut x = node("x", "Placeholder", &[]);
+        x.attr.insert(
+            "dtype".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(DataType::DtString as i32)),
+            },
+        );
+        graph.node.push(x);
+        graph.node.push(typed(
+            node("out", "Identity", &["x"]),
+            &[("T", DataType::DtString)],
+        ));
+        let error = compare(&graph, &graph, &VerifyOptions::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input 'x': verify cannot generate values of type string"
+        );
+    }
 
     /// The README's "uniform in [-1, 1) for floats, integers in [0, 4)": the values seeded
     /// fill those ranges and stay in them.

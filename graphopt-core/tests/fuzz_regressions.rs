@@ -1056,3 +1056,172 @@ node { name: "out" op: "Neg" input: "dead" attr { key: "T" value { type: DT_FLOA
     graph::validate(&after).unwrap();
     assert!(after.node.iter().any(|n| n.name == "dead"));
 }
+
+/// Decodes `text` as a graph file under an unlimited budget: the result, the most heap the
+/// thread held at once and the most the budget was charged.
+fn decode_text_measured(text: &str) -> (Result<GraphDef, String>, usize, u64) {
+    let budget = Budget::new(u64::MAX / 4, u64::MAX / 4);
+    let data = bytes::Bytes::from(text.as_bytes().to_vec());
+    let (result, peak) = heap::peak(|| {
+        budget.enter(|| graphopt_core::io::decode_graph(data, std::path::Path::new("t.pbtxt")))
+    });
+    let result = result.map(|(graph, _)| graph).map_err(|e| e.to_string());
+    (result, peak, budget.peak())
+}
+
+/// Text format is charged what parsing it takes, whatever its shape: list syntax of empty
+/// messages, one-field messages, numbers, strings, maps. Parsing had been charged 24 bytes
+/// per byte, and the graph only checked once decoded: `args: [{i:0},...]` (a FullTypeDef's
+/// arguments) took 135 bytes per byte, `node: [{},...]` 118.
+#[test]
+fn text_parsing_is_charged_what_it_takes() {
+    let n = 100_000;
+    let list = |item: &str| vec![item; n].join(",");
+    let cases = [
+        ("empty nodes", "node{}".repeat(n)),
+        ("a list of empty nodes", format!("node:[{}]", list("{}"))),
+        (
+            "a list of floats",
+            format!(
+                "node{{attr{{key:'v' value{{tensor{{float_val:[{}]}}}}}}}}",
+                list("0")
+            ),
+        ),
+        (
+            "ints",
+            format!(
+                "node{{attr{{key:'v' value{{tensor{{{}}}}}}}}}",
+                "int_val:0 ".repeat(n)
+            ),
+        ),
+        (
+            "one-field messages",
+            format!("node{{experimental_type{{args:[{}]}}}}", list("{i:0}")),
+        ),
+        (
+            "a list of strings",
+            format!(
+                "node{{attr{{key:'v' value{{list{{s:[{}]}}}}}}}}",
+                list("'a'")
+            ),
+        ),
+        (
+            "attributes",
+            format!(
+                "node{{{}}}",
+                (0..n / 4)
+                    .map(|i| format!("attr{{key:'{i}'value{{}}}}"))
+                    .collect::<String>()
+            ),
+        ),
+        (
+            "dims",
+            format!(
+                "node{{attr{{key:'v' value{{shape{{dim:[{}]}}}}}}}}",
+                list("{size:1}")
+            ),
+        ),
+        ("inputs", format!("node{{input:[{}]}}", list("'x'"))),
+    ];
+    for (what, text) in cases {
+        let (result, peak, charged) = decode_text_measured(&text);
+        assert!(result.is_ok(), "{what}: {result:?}");
+        assert!(
+            peak as u64 <= charged,
+            "{what}: {peak} bytes of heap ({:.1} per byte of text), {charged} charged",
+            peak as f64 / text.len() as f64
+        );
+    }
+}
+
+/// Messages nested to the limit parse on a test thread's 2 MiB stack in the unoptimized
+/// build (prost-reflect's parser takes about 25 KiB a level there: 90 levels overflowed),
+/// and one level more is refused before parsing.
+#[test]
+fn text_nested_to_the_limit_parses_on_a_small_stack() {
+    let nested = |levels: usize| {
+        format!(
+            "node{{name:'a' op:'NoOp' experimental_type{{{}{}}}}}",
+            "args{".repeat(levels),
+            "}".repeat(levels)
+        )
+    };
+    let deepest = text_format::MAX_NESTING - 2;
+    let (result, _, _) = decode_text_measured(&nested(deepest));
+    let graph = result.unwrap();
+    let (again, _, _) = decode_text_measured(&graphopt_core::io::graph_to_text(&graph).unwrap());
+    assert_eq!(again.unwrap(), graph);
+    let (result, _, _) = decode_text_measured(&nested(deepest + 1));
+    let error = result.unwrap_err();
+    assert!(error.contains("nested more than 100 deep"), "{error}");
+}
+
+/// `summary::report_memory` bounds what a summary and its reports (text, JSON, the structure
+/// listing) hold at once, for names of control characters (escaped at up to six times their
+/// size) and shapes of many dimensions. Summaries were built uncharged: a 50 MB graph of
+/// such names took `summarize --print_structure` to 894 MB, `--json` to 1.3 GB.
+#[test]
+fn summaries_are_bounded_by_their_report_memory() {
+    use graphopt_core::proto::{attr_value, AttrValue, NodeDef, TensorShapeProto};
+    use graphopt_core::summary;
+    let shape = |dims: usize| AttrValue {
+        value: Some(attr_value::Value::Shape(TensorShapeProto {
+            dim: vec![Default::default(); dims],
+            ..Default::default()
+        })),
+    };
+    let graphs = [
+        // Long names of control characters, nothing consumed: all outputs.
+        GraphDef {
+            node: (0..200)
+                .map(|i| NodeDef {
+                    name: format!("{}{i}", "\u{1}".repeat(5000)),
+                    op: "NoOp".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+        // A chain reading names of line separators.
+        GraphDef {
+            node: (0..200)
+                .map(|i| NodeDef {
+                    name: format!("{}{i}", "\u{2028}".repeat(2000)),
+                    op: "Identity".into(),
+                    input: vec![format!("{}{}", "\u{2028}".repeat(2000), i + 1); 3],
+                    device: "\u{7}".repeat(100),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+        // A placeholder of 400000 dimensions.
+        GraphDef {
+            node: vec![NodeDef {
+                name: "x".into(),
+                op: "Placeholder".into(),
+                attr: [("shape".to_string(), shape(400_000))]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    ];
+    for (i, graph) in graphs.iter().enumerate() {
+        for structure in [false, true] {
+            let bound = summary::report_memory(graph, structure);
+            let ((), peak) = heap::peak(|| {
+                let report = summary::summarize(graph, Some(1));
+                let text = report.to_text("g.pb");
+                let listing = structure.then(|| summary::structure(graph));
+                let json = serde_json::to_string_pretty(&report).unwrap();
+                drop((report, text, listing, json));
+            });
+            assert!(
+                peak as u64 <= bound,
+                "graph {i}, structure {structure}: {peak} bytes of heap, bound {bound}"
+            );
+        }
+    }
+}
