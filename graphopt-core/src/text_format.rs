@@ -55,7 +55,7 @@ const PARSE_STACK: usize = 32 << 20;
 /// Parses `text` as the text format of message `full_name` (e.g. `tensorflow.GraphDef`) and
 /// returns its binary encoding, refusing nesting deeper than [`MAX_NESTING`] first. The
 /// parser's intermediate message is built, encoded and dropped on a thread of its own with
-/// [`PARSE_STACK`] of stack, so the depth it reaches never depends on the caller's stack. It
+/// 32 MiB of stack, so the depth it reaches never depends on the caller's stack. It
 /// takes up to [`TextScan::parse_memory`] while it runs.
 #[cfg(feature = "text")]
 pub fn parse_to_encoding(full_name: &str, text: &str) -> Result<Vec<u8>, TextFormatError> {
