@@ -276,6 +276,28 @@ fn evaluator_refusal(name: &str, manifest: &Manifest, runs_in_evaluator: bool) -
     ))
 }
 
+/// The most a manifest may hold. graphopt-build writes a few KiB (names, shapes and op counts);
+/// a file past this is no manifest of its, and is not read into the compiler.
+const MANIFEST_LIMIT: u64 = 16 << 20;
+
+/// The manifest at `path`, read only if it is within [`MANIFEST_LIMIT`].
+fn read_manifest(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(MANIFEST_LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > MANIFEST_LIMIT {
+        return Err(format!(
+            "{}: longer than the {} MiB a graphopt-build manifest can be; touch build.rs so that the build script writes it again",
+            path.display(),
+            MANIFEST_LIMIT >> 20
+        ));
+    }
+    Ok(text)
+}
+
 /// The module for `module`, from the manifest in `out_dir`, if the build script's last run
 /// built it (`known`) and, when the app runs models with graphopt's evaluator
 /// (`runs_in_evaluator`), if the evaluator can run it.
@@ -285,7 +307,8 @@ fn expand(
     known: &[String],
     runs_in_evaluator: bool,
 ) -> Result<proc_macro2::TokenStream, String> {
-    let name = module.to_string();
+    // `include_model!(r#digits)` names the model `digits`.
+    let name = syn::ext::IdentExt::unraw(module).to_string();
     let dir = out_dir.join("graphopt");
     let manifest_path = dir.join(format!("{name}.json"));
     if !known.contains(&name) {
@@ -298,8 +321,7 @@ fn expand(
             "no model '{name}' was built by this package's build.rs; declared models: {known}"
         ));
     }
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+    let text = read_manifest(&manifest_path)?;
     let manifest =
         Manifest::from_json(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
     if let Some(refusal) = evaluator_refusal(&name, &manifest, runs_in_evaluator) {
@@ -458,6 +480,20 @@ mod tests {
         known: &[&str],
         runs_in_evaluator: bool,
     ) -> Result<String, String> {
+        expand_as(
+            &Ident::new("digits", Span::call_site()),
+            manifest,
+            known,
+            runs_in_evaluator,
+        )
+    }
+
+    fn expand_as(
+        module: &Ident,
+        manifest: &str,
+        known: &[&str],
+        runs_in_evaluator: bool,
+    ) -> Result<String, String> {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let out =
@@ -467,12 +503,7 @@ mod tests {
         // The size MANIFEST records.
         std::fs::write(out.join("graphopt/digits.pb"), [0u8; 2048]).map_err(|e| e.to_string())?;
         let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
-        let tokens = expand(
-            &Ident::new("digits", Span::call_site()),
-            &out,
-            &known,
-            runs_in_evaluator,
-        );
+        let tokens = expand(module, &out, &known, runs_in_evaluator);
         let _ = std::fs::remove_dir_all(&out);
         tokens.map(|t| t.to_string())
     }
@@ -492,6 +523,31 @@ mod tests {
         ] {
             assert!(code.contains(wanted), "{wanted}\nnot in\n{code}");
         }
+    }
+
+    #[test]
+    fn a_raw_identifier_names_its_model() {
+        let raw = syn::parse_str::<Ident>("r#digits").unwrap();
+        let tokens = expand_as(&raw, MANIFEST, &["digits"], false).unwrap();
+        assert!(tokens.contains("pub mod r#digits"), "{tokens}");
+    }
+
+    #[test]
+    fn a_manifest_past_its_limit_is_not_read() {
+        let huge = format!(
+            "{}{}",
+            MANIFEST,
+            " ".repeat(usize::try_from(MANIFEST_LIMIT).unwrap())
+        );
+        let err = expand_manifest(&huge, &["digits"], false).unwrap_err();
+        assert!(err.contains("longer than the 16 MiB"), "{err}");
+        // At the limit it is read (and parses: JSON allows the trailing white space).
+        let at_limit = format!(
+            "{}{}",
+            MANIFEST,
+            " ".repeat(usize::try_from(MANIFEST_LIMIT).unwrap() - MANIFEST.len())
+        );
+        assert!(expand_manifest(&at_limit, &["digits"], false).is_ok());
     }
 
     #[test]
