@@ -301,9 +301,15 @@ impl OutputArgs {
     ) -> Result<(), Error> {
         let format = GraphFormat::for_output(&self.out_graph, self.output_as_text);
         write(&self.out_graph, format)?;
-        let size = std::fs::metadata(&self.out_graph).map_or(0, |m| m.len());
+        // The file a link led to is the one written (`/dev/stdout` redirected to a file); a
+        // device or pipe has no size to tell.
+        let written = std::fs::canonicalize(&self.out_graph)
+            .and_then(std::fs::metadata)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map_or_else(String::new, |m| format!(", {} bytes", m.len()));
         errln!(
-            "graphopt: wrote {} ({}, {size} bytes): {nodes} nodes, {functions} functions",
+            "graphopt: wrote {} ({}{written}): {nodes} nodes, {functions} functions",
             self.out_graph.display(),
             if format == GraphFormat::Text {
                 "text"

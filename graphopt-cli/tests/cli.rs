@@ -1084,6 +1084,36 @@ fn transform_says_what_it_wrote_and_freeze_keeps_only_called_functions() {
         "{}",
         stderr(&output)
     );
+    // A link is written through (the link stays, its file gets the graph and its size is
+    // told); a device has no size to tell.
+    let link = dir.path().join("link.pb");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    std::fs::write(&out, b"old").unwrap();
+    let output = run_transform(&fixture("tf1_conv_bn.pb"), &link, "remove_device");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    assert!(
+        stderr(&output).contains(&format!("(binary, {} bytes)", bytes.len())),
+        "{}",
+        stderr(&output)
+    );
+    let output = run_transform(
+        &fixture("tf1_conv_bn.pb"),
+        Path::new("/dev/null"),
+        "remove_device",
+    );
+    assert!(
+        stderr(&output).ends_with(&format!(
+            "graphopt: wrote /dev/null (binary): {} nodes, 0 functions\n",
+            graph.node.len()
+        )),
+        "{}",
+        stderr(&output)
+    );
 
     // The while loop's body and condition stay; the SavedModel's save/restore functions and
     // the inlined signature function go.

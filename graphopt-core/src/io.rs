@@ -734,7 +734,11 @@ fn write_atomically_with(
             crate::pages::WriteBehind::new(file),
         )
     };
-    match destination(path).map_err(|e| Error::io(path, e))? {
+    // Errors name the path as given; the writing goes to what it names.
+    let shown = path;
+    let resolved = through_symlink(path);
+    let path = resolved.as_deref().unwrap_or(path);
+    match destination(path).map_err(|e| Error::io(shown, e))? {
         Destination::Replaced => {}
         Destination::Device => {
             let written = fs::OpenOptions::new()
@@ -745,7 +749,7 @@ fn write_atomically_with(
                     fill(&mut out)?;
                     out.flush()
                 });
-            return written.map_err(|e| Error::io(path, e));
+            return written.map_err(|e| Error::io(shown, e));
         }
     }
     let dir = match path.parent() {
@@ -759,7 +763,7 @@ fn write_atomically_with(
     remove_stale_temporaries(&dir, &file_name);
     let (temp, file) = match create_temporary(&dir, &file_name) {
         Ok(created) => created,
-        Err(e) => return Err(Error::io(path, e)),
+        Err(e) => return Err(Error::io(shown, e)),
     };
     // Removes the temporary should `fill` panic (a defect, but not one to leave a file for).
     let mut guard = RemoveOnDrop(Some(&temp));
@@ -772,10 +776,20 @@ fn write_atomically_with(
         })
         .and_then(|()| fs::rename(&temp, path));
     if let Err(e) = result {
-        return Err(Error::io(path, e));
+        return Err(Error::io(shown, e));
     }
     guard.0 = None;
     Ok(())
+}
+
+/// The file a symlink at `path` leads to, which is what gets replaced: the link stays, as
+/// TensorFlow's own writers follow it. Renamed over, the link itself became a regular file;
+/// `/dev/stdout` with the output redirected to a file is such a link, and run as root that
+/// replaced the system's own. None for anything but a link to something that exists (a
+/// dangling link is replaced).
+fn through_symlink(path: &Path) -> Option<PathBuf> {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    is_link.then(|| fs::canonicalize(path).ok()).flatten()
 }
 
 /// Removes the file at its path when dropped, unless the path was taken out.
@@ -857,6 +871,41 @@ mod tests {
             !names.iter().any(|n| n.to_string_lossy().starts_with('.')),
             "{names:?}"
         );
+    }
+
+    /// An output that is a symlink is written through: the file it leads to gets the graph,
+    /// the link stays a link (renamed over, it became a regular file). A dangling link is
+    /// replaced.
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_written_through() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let versions = dir.path().join("versions");
+        fs::create_dir(&versions).expect("mkdir");
+        let target = versions.join("v3.pb");
+        fs::write(&target, b"old").expect("write");
+        let link = dir.path().join("model.pb");
+        std::os::unix::fs::symlink("versions/v3.pb", &link).expect("symlink");
+        write_atomically(&link, b"graph").expect("written");
+        let kind = fs::symlink_metadata(&link).expect("link").file_type();
+        assert!(kind.is_symlink(), "the link stays a link");
+        assert_eq!(fs::read(&target).expect("target"), b"graph");
+        // Nothing left beside either.
+        for d in [dir.path(), versions.as_path()] {
+            let names: Vec<_> = fs::read_dir(d)
+                .expect("list")
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert!(
+                !names.iter().any(|n| n.to_string_lossy().starts_with('.')),
+                "{names:?}"
+            );
+        }
+        let dangling = dir.path().join("dangling.pb");
+        std::os::unix::fs::symlink("nowhere/x.pb", &dangling).expect("symlink");
+        write_atomically(&dangling, b"graph").expect("written");
+        assert_eq!(fs::read(&dangling).expect("replaced"), b"graph");
     }
 
     #[test]
