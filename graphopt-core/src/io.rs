@@ -861,8 +861,12 @@ mod tests {
             .expect("still there")
             .file_type()
             .is_fifo());
-        // Nothing left behind.
-        let names: Vec<_> = fs::read_dir(dir.path())
+        assert_no_temporaries(dir.path());
+    }
+
+    /// No temporary output file (they start with '.') is left in `dir`.
+    fn assert_no_temporaries(dir: &Path) {
+        let names: Vec<_> = fs::read_dir(dir)
             .expect("list")
             .flatten()
             .map(|e| e.file_name())
@@ -891,17 +895,8 @@ mod tests {
         assert!(kind.is_symlink(), "the link stays a link");
         assert_eq!(fs::read(&target).expect("target"), b"graph");
         // Nothing left beside either.
-        for d in [dir.path(), versions.as_path()] {
-            let names: Vec<_> = fs::read_dir(d)
-                .expect("list")
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
-            assert!(
-                !names.iter().any(|n| n.to_string_lossy().starts_with('.')),
-                "{names:?}"
-            );
-        }
+        assert_no_temporaries(dir.path());
+        assert_no_temporaries(&versions);
         let dangling = dir.path().join("dangling.pb");
         std::os::unix::fs::symlink("nowhere/x.pb", &dangling).expect("symlink");
         write_atomically(&dangling, b"graph").expect("written");
