@@ -197,14 +197,22 @@ impl ScaledWeight {
 
     /// The one value every element has, as bytes, if they are all the same (compared as
     /// bytes, as `Tensor::to_proto` does). Stops at the first difference: for real weights
-    /// that is within the first chunk.
+    /// that is within the first few elements, so the first read is one page and each next
+    /// one twice the last, up to a chunk (a whole first chunk per weight was 13 MB of reading
+    /// and scaling on ResNet-50, 3% of its standard pipeline).
     pub fn uniform(&self) -> io::Result<Option<[u8; 4]>> {
-        let mut chunk = vec![0u8; CHUNK_BYTES.min(self.source.len())];
+        const FIRST_READ: usize = 4 << 10;
+        let mut chunk = Vec::new();
         let mut first = None;
-        for offset in (0..self.source.len()).step_by(CHUNK_BYTES) {
-            let len = CHUNK_BYTES.min(self.source.len() - offset);
-            let out = &mut chunk[..len];
+        let mut offset = 0;
+        let mut window = FIRST_READ;
+        while offset < self.source.len() {
+            let len = window.min(self.source.len() - offset);
+            chunk.resize(len, 0);
+            let out = &mut chunk[..];
             self.compute_at(offset, out)?;
+            offset += len;
+            window = (window * 2).min(CHUNK_BYTES);
             for value in out.chunks_exact(4) {
                 let value = [value[0], value[1], value[2], value[3]];
                 match first {
@@ -634,6 +642,24 @@ mod tests {
         let halving = Step::new(2, false, &[0.5, 0.5]).unwrap();
         let weight = ScaledWeight::new(floats(&[4.0, 4.0, 4.0, 4.0]), halving).unwrap();
         assert_eq!(weight.uniform().unwrap(), Some(2.0f32.to_le_bytes()));
+    }
+
+    /// The growing reads cover every element: a weight of several chunks alike but for one
+    /// element at the start of a later read, or at the very end, is not uniform.
+    #[test]
+    fn uniform_reads_every_element_of_a_large_weight() {
+        let elements = (3 * CHUNK_BYTES + 16) / 4;
+        let doubling = || Step::new(2, false, &[2.0, 2.0]).unwrap();
+        let alike = vec![1.5f32; elements];
+        let weight = ScaledWeight::new(floats(&alike), doubling()).unwrap();
+        assert_eq!(weight.uniform().unwrap(), Some(3.0f32.to_le_bytes()));
+        // Element offsets where a read starts (4 KiB, 4+8 KiB, ...), one past, and the last.
+        for odd in [1024, 3072, 3073, CHUNK_BYTES / 4, elements - 1] {
+            let mut values = alike.clone();
+            values[odd] = 1.25;
+            let weight = ScaledWeight::new(floats(&values), doubling()).unwrap();
+            assert_eq!(weight.uniform().unwrap(), None, "element {odd}");
+        }
     }
 
     #[test]
