@@ -260,33 +260,34 @@ impl ScaledWeight {
         Ok(buffer.freeze())
     }
 
-    /// Writes the bytes to `out` through `scratch`, a chunk at a time. A large weight's
+    /// Writes the bytes to `out` through `buffers`, a chunk at a time. A large weight's
     /// chunks are computed on a second thread while this one writes the one before. An error
     /// computing them is a [`LateWeightError`] naming `node`, the Const that holds the weight.
     pub fn write_to(
         &self,
         node: &str,
         out: &mut impl std::io::Write,
-        scratch: &mut Vec<u8>,
+        buffers: &mut ChunkBuffers,
     ) -> std::io::Result<()> {
         let compute_at = |offset: usize, chunk: &mut [u8]| {
             self.compute_at(offset, chunk)
                 .map_err(|e| LateWeightError::new(node, e).into_io())
         };
-        let chunks = (0..self.source.len()).step_by(CHUNK_BYTES);
+        let mut chunks = (0..self.source.len()).step_by(CHUNK_BYTES);
         let chunk_len = |offset: usize| CHUNK_BYTES.min(self.source.len() - offset);
         if self.source.len() >= SPLIT_FROM {
-            if let Some(written) = self.write_computed_aside(out, &compute_at) {
+            if let Some(written) = self.write_computed_aside(out, &compute_at, buffers) {
                 return written;
             }
         }
-        scratch.resize(CHUNK_BYTES, 0);
-        for offset in chunks {
+        let mut scratch = buffers.take();
+        let written = chunks.try_for_each(|offset| {
             let chunk = &mut scratch[..chunk_len(offset)];
             compute_at(offset, chunk)?;
-            out.write_all(chunk)?;
-        }
-        Ok(())
+            out.write_all(chunk)
+        });
+        buffers.give_back(scratch);
+        written
     }
 
     /// [`ScaledWeight::write_to`] with each chunk computed on a helper thread, two buffers
@@ -297,28 +298,32 @@ impl ScaledWeight {
         &self,
         out: &mut impl std::io::Write,
         compute_at: &(impl Fn(usize, &mut [u8]) -> io::Result<()> + Sync),
+        buffers: &mut ChunkBuffers,
     ) -> Option<std::io::Result<()>> {
         use std::sync::mpsc::sync_channel;
         let (computed, to_write) = sync_channel::<Vec<u8>>(1);
         let (recycle, to_fill) = sync_channel::<Vec<u8>>(2);
         for _ in 0..2 {
-            recycle.send(vec![0; CHUNK_BYTES]).ok()?;
+            recycle.send(buffers.take()).ok()?;
         }
         std::thread::scope(|scope| {
-            let compute = move || -> io::Result<()> {
+            // The helper hands its end of the recycling channel back, buffers and all.
+            let compute = move || -> (io::Result<()>, std::sync::mpsc::Receiver<Vec<u8>>) {
                 for offset in (0..self.source.len()).step_by(CHUNK_BYTES) {
                     // Either side gone: the writer failed and stopped.
                     let Ok(mut buffer) = to_fill.recv() else {
-                        return Ok(());
+                        return (Ok(()), to_fill);
                     };
                     buffer.resize(CHUNK_BYTES.min(self.source.len() - offset), 0);
                     // An error drops `computed`: the writer stops after the chunks before.
-                    compute_at(offset, &mut buffer)?;
+                    if let Err(e) = compute_at(offset, &mut buffer) {
+                        return (Err(e), to_fill);
+                    }
                     if computed.send(buffer).is_err() {
-                        return Ok(());
+                        return (Ok(()), to_fill);
                     }
                 }
-                Ok(())
+                (Ok(()), to_fill)
             };
             let helper = std::thread::Builder::new()
                 .spawn_scoped(scope, compute)
@@ -334,7 +339,13 @@ impl ScaledWeight {
             });
             // Both ends the helper may wait on go before it is joined: a failed write stops it.
             drop((to_write, recycle));
-            let computed = helper.join().unwrap_or_else(|_| Err(helper_panicked()));
+            let computed = match helper.join() {
+                Ok((computed, to_fill)) => {
+                    to_fill.try_iter().for_each(|buffer| buffers.give_back(buffer));
+                    computed
+                }
+                Err(_) => Err(helper_panicked()),
+            };
             Some(written.and(computed).and_then(|()| {
                 if total == self.source.len() {
                     Ok(())
@@ -346,6 +357,29 @@ impl ScaledWeight {
                 }
             }))
         })
+    }
+}
+
+/// Chunk buffers kept from one weight to the next while a graph is written: a fresh pair per
+/// weight was memory the kernel had to map and zero again each time.
+#[derive(Debug, Default)]
+pub struct ChunkBuffers {
+    spare: Vec<Vec<u8>>,
+}
+
+impl ChunkBuffers {
+    /// A buffer of [`CHUNK_BYTES`]: a kept one, else a new one.
+    fn take(&mut self) -> Vec<u8> {
+        let mut buffer = self.spare.pop().unwrap_or_default();
+        buffer.resize(CHUNK_BYTES, 0);
+        buffer
+    }
+
+    /// Keeps `buffer` for later; two are all a weight uses at once.
+    fn give_back(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < 2 {
+            self.spare.push(buffer);
+        }
     }
 }
 
@@ -558,7 +592,7 @@ mod tests {
             .collect();
         assert_eq!(as_floats(&weight.compute().unwrap()), expected);
         let mut written = Vec::new();
-        weight.write_to("w", &mut written, &mut Vec::new()).unwrap();
+        weight.write_to("w", &mut written, &mut ChunkBuffers::default()).unwrap();
         assert_eq!(as_floats(&written), expected);
     }
 
@@ -591,7 +625,7 @@ mod tests {
         .unwrap();
         for room in [0, 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 5] {
             let error = weight
-                .write_to("w", &mut FullDisk { room }, &mut Vec::new())
+                .write_to("w", &mut FullDisk { room }, &mut ChunkBuffers::default())
                 .unwrap_err();
             assert_eq!(error.to_string(), "no space left");
         }
@@ -623,7 +657,7 @@ mod tests {
             .unwrap();
         let mut written = Vec::new();
         let error = weight
-            .write_to("conv/w", &mut written, &mut Vec::new())
+            .write_to("conv/w", &mut written, &mut ChunkBuffers::default())
             .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("Const 'conv/w'"), "{message}");

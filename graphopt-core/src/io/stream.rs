@@ -30,7 +30,7 @@ pub fn graph_with_late(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let mut buffer = Vec::new();
-    let mut scratch = Vec::new();
+    let mut scratch = crate::late_weights::ChunkBuffers::default();
     for (i, node_def) in graph.node.iter().enumerate() {
         // Before anything reads their mapped bytes: an input that shrank since is an error
         // here, where reading them would fault (SIGBUS). A batch of nodes at a time, so a
@@ -174,7 +174,7 @@ fn value_attr(node: &NodeDef) -> &AttrValue {
 /// the scratch buffer), when that value is streamed.
 fn node(
     node: &NodeDef,
-    mut late: Option<(&ScaledWeight, &mut Vec<u8>)>,
+    mut late: Option<(&ScaledWeight, &mut crate::late_weights::ChunkBuffers)>,
     buffer: &mut Vec<u8>,
     out: &mut impl Write,
 ) -> io::Result<()> {
