@@ -204,7 +204,8 @@ impl Model {
 
     /// Runs the graph: each input tensor must have the spec's dtype and fit its shape (same
     /// rank, equal where the spec knows a dimension). Returns the requested outputs, in
-    /// order.
+    /// order. An input given twice is an error, as is one that is not its node's first
+    /// output (`split:1`): the evaluator feeds nodes, not their other outputs.
     pub fn run(
         &self,
         inputs: &[(TensorSpec, Tensor)],
@@ -229,6 +230,17 @@ impl Model {
                     tensor.shape(),
                     spec.shape
                 )));
+            }
+            // The evaluator feeds a node by its name: its first output.
+            let port = spec.tensor.rsplit_once(':').map(|(_, p)| p);
+            if let Some(port) = port.and_then(|p| p.parse::<u64>().ok()).filter(|&p| p != 0) {
+                return Err(input(format!(
+                    "'{}' is the node's output {port}, and graphopt's evaluator feeds only a node's first output",
+                    spec.tensor
+                )));
+            }
+            if feeds.contains_key(spec.name) {
+                return Err(input("given twice".into()));
             }
             feeds.insert(spec.name.to_string(), tensor.0.clone());
         }
@@ -301,10 +313,10 @@ mod tests {
     use super::*;
     use crate::Shape;
 
-    /// y = x * 2 with x: float [-1, 2], and a string constant `label`.
-    fn model() -> Model {
-        use graphopt_core::proto::{attr_value::Value, AttrValue, NodeDef};
-        let node = |name: &str, op: &str, input: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
+    use graphopt_core::proto::{attr_value::Value, AttrValue, NodeDef};
+
+    fn node(name: &str, op: &str, input: &[&str], attrs: Vec<(&str, Value)>) -> NodeDef {
+        NodeDef {
             name: name.into(),
             op: op.into(),
             input: input.iter().map(|i| i.to_string()).collect(),
@@ -313,7 +325,19 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
                 .collect(),
             ..Default::default()
+        }
+    }
+
+    fn model_of(node: Vec<NodeDef>) -> Model {
+        let graph = GraphDef {
+            node,
+            ..Default::default()
         };
+        Model::from_vec(graphopt_core::io::encode_graph(&graph)).unwrap()
+    }
+
+    /// y = x * 2 with x: float [-1, 2], and a string constant `label`.
+    fn model() -> Model {
         let float = DataType::DtFloat as i32;
         let x_shape = graphopt_core::proto::TensorShapeProto {
             dim: [-1, 2]
@@ -502,5 +526,57 @@ mod tests {
             error(model().run_f32(&[], &[LABEL]).unwrap_err()),
             "output 'label:0': string values do not convert to f32"
         );
+    }
+
+    #[test]
+    fn an_input_given_twice_or_fed_past_its_first_output_is_refused() {
+        // An input given twice was the last value, silently.
+        let error = model()
+            .run_f32(
+                &[(X, &[1.0, 2.0], &[1, 2]), (X, &[3.0, 4.0], &[1, 2])],
+                &[Y],
+            )
+            .unwrap_err();
+        assert_eq!(error.to_string(), "input 'x': given twice");
+        // u = Unpack(x): feeding `u:1` fed the node's first output, and the run failed
+        // naming what the model lacks ("has no output 1") rather than what the app asked.
+        let float = Value::Type(DataType::DtFloat as i32);
+        let unpacked = model_of(vec![
+            node("x", "Placeholder", &[], vec![("dtype", float.clone())]),
+            node(
+                "u",
+                "Unpack",
+                &["x"],
+                vec![
+                    ("T", float.clone()),
+                    ("num", Value::I(2)),
+                    ("axis", Value::I(0)),
+                ],
+            ),
+            node("b", "Neg", &["u:1"], vec![("T", float)]),
+        ]);
+        let spec = |name, tensor| TensorSpec {
+            name,
+            tensor,
+            dtype: DType::Float,
+            shape: Shape::Unknown,
+        };
+        let error = unpacked
+            .run_f32(&[(spec("u", "u:1"), &[5.0], &[])], &[spec("b", "b:0")])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input 'u': 'u:1' is the node's output 1, and graphopt's evaluator feeds only a node's first output"
+        );
+        // Its first output, spelled either way, and the node's whole input are fed.
+        let x = spec("x", "x:0");
+        let out = unpacked
+            .run_f32(&[(x, &[1.0, 2.0], &[2])], &[spec("b", "b:0")])
+            .unwrap();
+        assert_eq!(out, vec![(vec![-2.0], vec![])]);
+        let x = spec("x", "x");
+        assert!(unpacked
+            .run_f32(&[(x, &[1.0, 2.0], &[2])], &[spec("b", "b")])
+            .is_ok());
     }
 }
