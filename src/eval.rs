@@ -24,8 +24,11 @@
 //! to one thread's). Figures against TensorFlow's own run time are in `docs/benchmarks.md`.
 //!
 //! A run is unbounded by default: the embedded model is the app's own, built and checked at
-//! compile time. An app that runs graphs it did not build can bound each run with
-//! [`Model::with_limits`]; past a limit the run is an [`Error::Eval`] naming the node.
+//! compile time, so no memory or work budget, no cap on one tensor's size and none on a while
+//! loop's iterations (an infinite loop runs forever, as in TensorFlow; a tensor too large for
+//! the address space is still an error). An app that runs graphs it did not build, or feeds
+//! dimensions from outside, can bound each run with [`Model::with_limits`]; past a limit the
+//! run is an [`Error::Eval`] naming the node.
 
 use std::collections::BTreeMap;
 
@@ -195,8 +198,9 @@ impl Model {
 
     /// Bounds each run to `memory_bytes` held at once and `operations` element operations
     /// (a multiply-add, a copied element, a loop iteration): a run past either is an
-    /// [`Error::Eval`] naming the node, not an exhausted machine. For graphs from elsewhere;
-    /// the embedded model is unbounded by default.
+    /// [`Error::Eval`] naming the node, not an exhausted machine. A bounded run also caps
+    /// one tensor at 4 GiB and a while loop at a million iterations. For graphs from
+    /// elsewhere; the embedded model is unbounded by default.
     pub fn with_limits(mut self, memory_bytes: u64, operations: u64) -> Self {
         self.limits = Some((memory_bytes, operations));
         self
@@ -251,21 +255,37 @@ impl Model {
         };
         let values = budget
             .enter(|| {
-                // Results the app reads, not artifacts: the fast matrix product.
-                let options = graphopt_core::eval::Options {
-                    gemm: graphopt_core::eval::Gemm::Fast,
-                    ..Default::default()
-                };
                 graphopt_core::eval::evaluate_cached(
                     &self.graph,
                     &self.constants,
                     &feeds,
                     &fetches,
-                    options,
+                    self.options(),
                 )
             })
             .map_err(|e| Error::Eval(e.to_string()))?;
         Ok(values.into_iter().map(Tensor).collect())
+    }
+
+    /// The evaluator's options for a run: unbounded, no cap on one tensor's size or a loop's
+    /// iterations either; with limits, the evaluator's default caps as well.
+    fn options(&self) -> graphopt_core::eval::Options {
+        let bounded = graphopt_core::eval::Options::default();
+        let (limits, max_iterations) = match self.limits {
+            Some(_) => (bounded.limits, bounded.max_iterations),
+            None => (
+                graphopt_core::tensor::Limits {
+                    max_bytes: u64::MAX,
+                },
+                u64::MAX,
+            ),
+        };
+        // Results the app reads, not artifacts: the fast matrix product.
+        graphopt_core::eval::Options {
+            limits,
+            max_iterations,
+            gemm: graphopt_core::eval::Gemm::Fast,
+        }
     }
 
     /// Runs the graph on f32 inputs, each a flat row-major buffer with its dimensions (every
@@ -578,5 +598,21 @@ mod tests {
         assert!(unpacked
             .run_f32(&[(x, &[1.0, 2.0], &[2])], &[spec("b", "b")])
             .is_ok());
+    }
+
+    #[test]
+    fn an_unbounded_run_has_no_tensor_size_or_loop_iteration_cap() {
+        // The evaluator's defaults capped a run the docs call unbounded: one tensor at 4 GiB
+        // and a while loop at a million iterations (an RNN over a long sequence), neither
+        // liftable by the app.
+        let options = model().options();
+        assert_eq!(options.limits.max_bytes, u64::MAX);
+        assert_eq!(options.max_iterations, u64::MAX);
+        assert_eq!(options.gemm, graphopt_core::eval::Gemm::Fast);
+        // A bounded run keeps the caps, beside the budget it was given.
+        let defaults = graphopt_core::eval::Options::default();
+        let bounded = model().with_limits(1 << 30, 1 << 40).options();
+        assert_eq!(bounded.limits, defaults.limits);
+        assert_eq!(bounded.max_iterations, defaults.max_iterations);
     }
 }
