@@ -1,17 +1,29 @@
 //! Running an embedded graph with graphopt's reference evaluator (feature `eval`).
 //!
-//! ```ignore
-//! graphopt::include_model!(digits);
+//! ```
+//! # mod digits {
+//! #     // What `graphopt::include_model!(digits)` generates, in short, for the digits example's model.
+//! #     use graphopt::{DType, Shape, TensorSpec};
+//! #     pub static GRAPH_DEF: &[u8] = include_bytes!("../examples/digits/models/digits.pb");
+//! #     pub mod inputs { use super::*; pub const IMAGE: TensorSpec = TensorSpec::__new("image", "image:0", DType::Float, Shape::Known(&[-1, 8, 8, 1])); }
+//! #     pub mod outputs { use super::*; pub const PROBS: TensorSpec = TensorSpec::__new("probs", "probs:0", DType::Float, Shape::Known(&[-1, 10])); }
+//! # }
+//! # fn main() -> Result<(), graphopt::eval::Error> {
+//! // At the crate root: graphopt::include_model!(digits);
 //! use graphopt::eval::{Model, Tensor};
 //!
 //! let model = Model::from_bytes(digits::GRAPH_DEF)?;       // borrows the embedded bytes
+//! let pixels = vec![0.5f32; 64];
 //! // f32 in, f32 out:
 //! let outputs = model.run_f32(&[(digits::inputs::IMAGE, &pixels, &[1, 8, 8, 1])], &[digits::outputs::PROBS])?;
 //! let (probs, shape) = &outputs[0];
-//! // Any element type:
-//! let tokens = Tensor::new(&[3i32, 1, 4, 1, 5], &[1, 5])?;
-//! let logits = model.run(&[(rnn::inputs::TOKENS, tokens)], &[rnn::outputs::LOGITS])?;
-//! let values: Vec<f32> = logits[0].to_vec()?;
+//! assert_eq!(shape, &[1, 10]);
+//! // Any element type (`Tensor::new(&[3i32, 1, 4], &[1, 3])` for int32 tokens, say):
+//! let image = Tensor::new(&pixels, &[1, 8, 8, 1])?;
+//! let typed = model.run(&[(digits::inputs::IMAGE, image)], &[digits::outputs::PROBS])?;
+//! let values: Option<Vec<f32>> = typed[0].to_vec();        // None if the elements are not f32
+//! assert_eq!(values.as_ref(), Some(probs));
+//! # Ok(()) }
 //! ```
 //!
 //! The evaluator is checked against TensorFlow kernel by kernel. A [`Model`] decodes its

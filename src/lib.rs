@@ -2,7 +2,8 @@
 //!
 //! A `build.rs` declares a model and a transform list with `graphopt-build`; graphopt
 //! optimizes, hashes and caches it, and [`include_model!`] embeds the result with typed
-//! constants for its inputs and outputs:
+//! constants for its inputs and outputs (not compiled here: the macro needs the artifacts
+//! an app's build script writes; `examples/digits` is an app that does this):
 //!
 //! ```ignore
 //! graphopt::include_model!(digits);
@@ -28,7 +29,7 @@
 ///
 /// `graphopt::include_model!(digits);` reads `$OUT_DIR/graphopt/digits.json`, which
 /// `graphopt_build::Model::new("digits", ...).build()` wrote in `build.rs`, and expands to a
-/// module `digits`:
+/// module `digits` (a sketch of its items, not compilable code):
 ///
 /// ```ignore
 /// pub mod digits {
