@@ -61,6 +61,9 @@ pub enum Error {
     /// A flat buffer does not have as many values as its dimensions need.
     #[error("{count} values do not fill {dims:?}")]
     Fill { count: usize, dims: Vec<usize> },
+    /// Dimensions whose sizes other than zero multiply past the address space.
+    #[error("dimensions {dims:?} are too large to address")]
+    TooLarge { dims: Vec<usize> },
     /// An input does not fit the model's input.
     #[error("input '{name}': {message}")]
     Input { name: String, message: String },
@@ -146,7 +149,12 @@ impl Tensor {
         if needed != values.len() {
             return Err(fill());
         }
-        let array = ArrayD::from_shape_vec(IxDyn(dims), values.to_vec()).map_err(|_| fill())?;
+        // The values fill the dims; what ndarray can still refuse is dims whose nonzero
+        // sizes multiply past the address space (with a zero among them).
+        let array =
+            ArrayD::from_shape_vec(IxDyn(dims), values.to_vec()).map_err(|_| Error::TooLarge {
+                dims: dims.to_vec(),
+            })?;
         Ok(Tensor(graphopt_core::tensor::Tensor::from_data(T::wrap(
             array,
         ))))
@@ -626,5 +634,26 @@ mod tests {
         let bounded = model().with_limits(1 << 30, 1 << 40).options();
         assert_eq!(bounded.limits, defaults.limits);
         assert_eq!(bounded.max_iterations, defaults.max_iterations);
+    }
+
+    #[test]
+    fn dims_past_the_address_space_are_named_as_such() {
+        // No elements, but dims whose other sizes multiply past isize::MAX: ndarray cannot
+        // make the array. The error said that no values did not fill them, which they do.
+        let error = Tensor::new::<f32>(&[], &[2, 1 << 62, 0]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "dimensions [2, 4611686018427387904, 0] are too large to address"
+        );
+        let error = model()
+            .run_f32(&[(X, &[], &[1 << 62, 2, 0])], &[Y])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input 'x': dimensions [4611686018427387904, 2, 0] are too large to address"
+        );
+        // Within it, an empty tensor is made.
+        let empty = Tensor::new::<f32>(&[], &[1 << 40, 0]).unwrap();
+        assert_eq!(empty.shape(), &[1 << 40, 0]);
     }
 }
