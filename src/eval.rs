@@ -36,11 +36,12 @@
 //! to one thread's). Figures against TensorFlow's own run time are in `docs/benchmarks.md`.
 //!
 //! A run is unbounded by default: the embedded model is the app's own, built and checked at
-//! compile time, so no memory or work budget, no cap on one tensor's size and none on a while
-//! loop's iterations (an infinite loop runs forever, as in TensorFlow; a tensor too large for
-//! the address space is still an error). An app that runs graphs it did not build, or feeds
-//! dimensions from outside, can bound each run with [`Model::with_limits`]; past a limit the
-//! run is an [`Error::Eval`] naming the node.
+//! compile time, so no memory or work budget and no cap on a while loop's iterations (an
+//! infinite loop runs forever, as in TensorFlow). One guard stays: a single tensor over 4 GiB
+//! is an [`Error::Eval`] naming the node, not an allocation whose failure would abort the
+//! process. An app that runs graphs it did not build, or feeds dimensions from outside, can
+//! bound each run with [`Model::with_limits`]; past a limit the run is an [`Error::Eval`]
+//! naming the node.
 
 use std::collections::BTreeMap;
 
@@ -218,9 +219,9 @@ impl Model {
 
     /// Bounds each run to `memory_bytes` held at once and `operations` element operations
     /// (a multiply-add, a copied element, a loop iteration): a run past either is an
-    /// [`Error::Eval`] naming the node, not an exhausted machine. A bounded run also caps
-    /// one tensor at 4 GiB and a while loop at a million iterations. For graphs from
-    /// elsewhere; the embedded model is unbounded by default.
+    /// [`Error::Eval`] naming the node, not an exhausted machine. A bounded run also caps a
+    /// while loop at a million iterations. For graphs from elsewhere; the embedded model is
+    /// unbounded by default.
     pub fn with_limits(mut self, memory_bytes: u64, operations: u64) -> Self {
         self.limits = Some((memory_bytes, operations));
         self
@@ -287,24 +288,21 @@ impl Model {
         Ok(values.into_iter().map(Tensor).collect())
     }
 
-    /// The evaluator's options for a run: unbounded, no cap on one tensor's size or a loop's
-    /// iterations either; with limits, the evaluator's default caps as well.
+    /// The evaluator's options for a run: unbounded, no cap on a loop's iterations; with
+    /// limits, the evaluator's default cap as well. One tensor stays capped at 4 GiB either
+    /// way: past it an allocation is refused with an error rather than tried (a failed
+    /// allocation aborts the process).
     fn options(&self) -> graphopt_core::eval::Options {
         let bounded = graphopt_core::eval::Options::default();
-        let (limits, max_iterations) = match self.limits {
-            Some(_) => (bounded.limits, bounded.max_iterations),
-            None => (
-                graphopt_core::tensor::Limits {
-                    max_bytes: u64::MAX,
-                },
-                u64::MAX,
-            ),
+        let max_iterations = match self.limits {
+            Some(_) => bounded.max_iterations,
+            None => u64::MAX,
         };
         // Results the app reads, not artifacts: the fast matrix product.
         graphopt_core::eval::Options {
-            limits,
             max_iterations,
             gemm: graphopt_core::eval::Gemm::Fast,
+            ..bounded
         }
     }
 
@@ -621,19 +619,42 @@ mod tests {
     }
 
     #[test]
-    fn an_unbounded_run_has_no_tensor_size_or_loop_iteration_cap() {
-        // The evaluator's defaults capped a run the docs call unbounded: one tensor at 4 GiB
-        // and a while loop at a million iterations (an RNN over a long sequence), neither
-        // liftable by the app.
+    fn an_unbounded_run_has_no_loop_iteration_cap_but_refuses_one_huge_tensor() {
+        // The evaluator's default capped a while loop at a million iterations (an RNN over a
+        // long sequence) in a run the docs call unbounded, and the app could not lift it.
+        let defaults = graphopt_core::eval::Options::default();
         let options = model().options();
-        assert_eq!(options.limits.max_bytes, u64::MAX);
         assert_eq!(options.max_iterations, u64::MAX);
         assert_eq!(options.gemm, graphopt_core::eval::Gemm::Fast);
-        // A bounded run keeps the caps, beside the budget it was given.
-        let defaults = graphopt_core::eval::Options::default();
+        // A bounded run keeps the cap, beside the budget it was given.
         let bounded = model().with_limits(1 << 30, 1 << 40).options();
-        assert_eq!(bounded.limits, defaults.limits);
         assert_eq!(bounded.max_iterations, defaults.max_iterations);
+        // One tensor's cap stays: a product of [2^20, 0] and [0, 2^20] (4 TiB of zeros) is an
+        // error, not an allocation that aborts the process.
+        assert_eq!(options.limits, defaults.limits);
+        let float = Value::Type(DataType::DtFloat as i32);
+        let product = model_of(vec![
+            node("a", "Placeholder", &[], vec![("dtype", float.clone())]),
+            node("b", "Placeholder", &[], vec![("dtype", float.clone())]),
+            node("c", "MatMul", &["a", "b"], vec![("T", float)]),
+        ]);
+        let spec = |name, tensor| TensorSpec {
+            name,
+            tensor,
+            dtype: DType::Float,
+            shape: Shape::Unknown,
+        };
+        let error = product
+            .run_f32(
+                &[
+                    (spec("a", "a:0"), &[], &[1 << 20, 0]),
+                    (spec("b", "b:0"), &[], &[0, 1 << 20]),
+                ],
+                &[spec("c", "c:0")],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("node 'c' (MatMul): "), "{error}");
     }
 
     #[test]
