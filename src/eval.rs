@@ -202,7 +202,7 @@ impl Model {
     }
 
     /// Decodes GraphDef bytes the model takes over (read from a file, say), without copying
-    /// the weights again.
+    /// the weights again. Its inputs and outputs are named with [`TensorSpec::new`].
     pub fn from_vec(bytes: Vec<u8>) -> Result<Self, Error> {
         Self::decode(bytes::Bytes::from(bytes))
     }
@@ -676,5 +676,19 @@ mod tests {
         // Within it, an empty tensor is made.
         let empty = Tensor::new::<f32>(&[], &[1 << 40, 0]).unwrap();
         assert_eq!(empty.shape(), &[1 << 40, 0]);
+    }
+
+    #[test]
+    fn a_graph_read_at_run_time_is_run_with_specs_the_app_makes() {
+        // from_vec and with_limits are for graphs from elsewhere, but a TensorSpec could only
+        // be made by include_model! (or the hidden constructor it calls).
+        const INPUT: TensorSpec = TensorSpec::new("x:0", DType::Float, Shape::Known(&[-1, 2]));
+        let output = TensorSpec::new("y", DType::Float, Shape::Unknown);
+        assert_eq!((INPUT.name, INPUT.tensor, output.name), ("x", "x:0", "y"));
+        let out = model()
+            .with_limits(1 << 20, 1 << 20)
+            .run_f32(&[(INPUT, &[1.0, 2.0], &[1, 2])], &[output])
+            .unwrap();
+        assert_eq!(out, vec![(vec![2.0, 4.0], vec![1, 2])]);
     }
 }

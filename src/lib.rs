@@ -90,8 +90,8 @@ pub mod eval;
 
 pub use graphopt_types::DType;
 
-/// One input or output tensor of an embedded model. Made by [`include_model!`]; fields may
-/// be added.
+/// One input or output tensor of an embedded model. Made by [`include_model!`] (or, for a
+/// graph read at run time, [`TensorSpec::new`]); fields may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct TensorSpec {
@@ -106,6 +106,39 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// The spec of tensor `node:port` (or `node`, its first output) of a graph that
+    /// [`include_model!`] did not embed, such as one an app reads at run time; its `name` is
+    /// the part before the last `:`.
+    ///
+    /// ```
+    /// use graphopt::{DType, Shape, TensorSpec};
+    /// const IMAGE: TensorSpec = TensorSpec::new("input:0", DType::Float, Shape::Known(&[-1, 32, 32, 3]));
+    /// assert_eq!((IMAGE.name, IMAGE.tensor), ("input", "input:0"));
+    /// ```
+    pub const fn new(tensor: &'static str, dtype: DType, shape: Shape) -> Self {
+        let bytes = tensor.as_bytes();
+        let mut end = bytes.len();
+        let mut i = bytes.len();
+        while i > 0 {
+            i -= 1;
+            if bytes[i] == b':' {
+                end = i;
+                break;
+            }
+        }
+        // Split at an ASCII ':', so both parts are UTF-8.
+        let name = match core::str::from_utf8(bytes.split_at(end).0) {
+            Ok(name) => name,
+            Err(_) => tensor,
+        };
+        TensorSpec {
+            name,
+            tensor,
+            dtype,
+            shape,
+        }
+    }
+
     /// What [`include_model!`]'s generated constants are made with (a struct literal cannot
     /// name a `#[non_exhaustive]` struct outside this crate). Not part of the API.
     #[doc(hidden)]
