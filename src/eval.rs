@@ -184,13 +184,27 @@ const LIMITS: Remedy = Remedy {
 };
 
 /// A decoded graph, ready to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Model {
     graph: GraphDef,
     /// Memory bytes and element operations one run may take; `None`: unbounded.
     limits: Option<(u64, u64)>,
     /// The weights, decoded on the first run and shared by later runs (and by clones).
     constants: std::sync::Arc<graphopt_core::eval::Constants>,
+}
+
+/// A summary: the graph's size, the limits and the decoded weights, not the weights'
+/// values.
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let functions = self.graph.library.as_ref().map_or(0, |l| l.function.len());
+        f.debug_struct("Model")
+            .field("nodes", &self.graph.node.len())
+            .field("functions", &functions)
+            .field("limits", &self.limits)
+            .field("constants", &self.constants)
+            .finish()
+    }
 }
 
 impl Model {
@@ -690,5 +704,22 @@ mod tests {
             .run_f32(&[(INPUT, &[1.0, 2.0], &[1, 2])], &[output])
             .unwrap();
         assert_eq!(out, vec![(vec![2.0, 4.0], vec![1, 2])]);
+    }
+
+    #[test]
+    fn a_model_debug_prints_a_summary_not_its_weights() {
+        // Debug was derived: every node and weight, 973,676 characters for this 343 KB graph
+        // (hundreds of MB for a real CNN in an app's `{:?}` of a struct holding its model).
+        static GRAPH: &[u8] = include_bytes!("../tests/fixtures/models/dense_mlp.pb");
+        let model = Model::from_bytes(GRAPH).unwrap();
+        assert_eq!(
+            format!("{model:?}"),
+            "Model { nodes: 23, functions: 0, limits: None, constants: Constants(0 decoded) }"
+        );
+        let limited = format!("{:?}", model.with_limits(1 << 20, 1000));
+        assert!(
+            limited.contains("limits: Some((1048576, 1000))"),
+            "{limited}"
+        );
     }
 }
