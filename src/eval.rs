@@ -57,7 +57,7 @@ use crate::{DType, TensorSpec};
 #[non_exhaustive]
 pub enum Error {
     /// The bytes are not a GraphDef graphopt can read.
-    #[error("the embedded graph does not decode: {0}")]
+    #[error("the graph does not decode: {0}")]
     Decode(String),
     /// A flat buffer does not have as many values as its dimensions need.
     #[error("{count} values do not fill {dims:?}")]
@@ -212,17 +212,18 @@ impl Model {
     /// first run decodes the weights into tensors that every later run (and every clone of the
     /// model) shares.
     pub fn from_bytes(bytes: &'static [u8]) -> Result<Self, Error> {
-        Self::decode(bytes::Bytes::from_static(bytes))
+        Self::decode(bytes::Bytes::from_static(bytes), "Model::from_bytes")
     }
 
     /// Decodes GraphDef bytes the model takes over (read from a file, say), without copying
     /// the weights again. Its inputs and outputs are named with [`TensorSpec::new`].
     pub fn from_vec(bytes: Vec<u8>) -> Result<Self, Error> {
-        Self::decode(bytes::Bytes::from(bytes))
+        Self::decode(bytes::Bytes::from(bytes), "Model::from_vec")
     }
 
-    fn decode(bytes: bytes::Bytes) -> Result<Self, Error> {
-        let (graph, _) = graphopt_core::io::decode_graph(bytes, "GRAPH_DEF".as_ref())
+    /// The graph in `bytes`; errors name `source`, the constructor given them.
+    fn decode(bytes: bytes::Bytes, source: &str) -> Result<Self, Error> {
+        let (graph, _) = graphopt_core::io::decode_graph(bytes, source.as_ref())
             .map_err(|e| Error::Decode(e.to_string()))?;
         Ok(Model {
             graph,
@@ -720,6 +721,21 @@ mod tests {
         assert!(
             limited.contains("limits: Some((1048576, 1000))"),
             "{limited}"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_no_graph_are_an_error_naming_the_constructor() {
+        // It said "the embedded graph does not decode: GRAPH_DEF: ..." for bytes from a file.
+        let error = |e: Result<Model, Error>| e.map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            error(Model::from_vec(vec![0xff; 10])),
+            "the graph does not decode: Model::from_vec: not a GraphDef: as binary protobuf: at byte 0: \
+             the data ends in the middle of a field (truncated?)"
+        );
+        assert_eq!(
+            error(Model::from_bytes(&[])),
+            "the graph does not decode: Model::from_bytes: the file is empty; expected a GraphDef in binary or text format"
         );
     }
 }
