@@ -82,7 +82,19 @@
 ///   declared inputs and outputs are the source graph's names, and a renamed one follows its
 ///   node, so `.outputs(["a/b", "a_b"]).transforms("rename_node(old_node_name=a_b,
 ///   new_node_name=a_b_2)")` gives `A_B` and `A_B_2`.
-pub use graphopt_macros::include_model;
+///
+/// The generated code names this crate by `$crate`, so it also compiles in an app that
+/// renames the dependency (`go = { package = "graphopt", ... }`, then `go::include_model!`).
+#[macro_export]
+macro_rules! include_model {
+    ($($model:tt)*) => {
+        $crate::__include_model!($crate; $($model)*);
+    };
+}
+
+/// The proc-macro behind [`include_model!`], which passes it the path of this crate.
+#[doc(hidden)]
+pub use graphopt_macros::include_model as __include_model;
 
 #[cfg(feature = "eval")]
 #[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
