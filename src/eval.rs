@@ -1,17 +1,29 @@
 //! Running an embedded graph with graphopt's reference evaluator (feature `eval`).
 //!
-//! ```ignore
-//! graphopt::include_model!(digits);
+//! ```
+//! # mod digits {
+//! #     // What `graphopt::include_model!(digits)` generates, in short, for the digits example's model.
+//! #     use graphopt::{DType, Shape, TensorSpec};
+//! #     pub static GRAPH_DEF: &[u8] = include_bytes!("../examples/digits/models/digits.pb");
+//! #     pub mod inputs { use super::*; pub const IMAGE: TensorSpec = TensorSpec::__new("image", "image:0", DType::Float, Shape::Known(&[-1, 8, 8, 1])); }
+//! #     pub mod outputs { use super::*; pub const PROBS: TensorSpec = TensorSpec::__new("probs", "probs:0", DType::Float, Shape::Known(&[-1, 10])); }
+//! # }
+//! # fn main() -> Result<(), graphopt::eval::Error> {
+//! // At the crate root: graphopt::include_model!(digits);
 //! use graphopt::eval::{Model, Tensor};
 //!
 //! let model = Model::from_bytes(digits::GRAPH_DEF)?;       // borrows the embedded bytes
+//! let pixels = vec![0.5f32; 64];
 //! // f32 in, f32 out:
 //! let outputs = model.run_f32(&[(digits::inputs::IMAGE, &pixels, &[1, 8, 8, 1])], &[digits::outputs::PROBS])?;
 //! let (probs, shape) = &outputs[0];
-//! // Any element type:
-//! let tokens = Tensor::new(&[3i32, 1, 4, 1, 5], &[1, 5])?;
-//! let logits = model.run(&[(rnn::inputs::TOKENS, tokens)], &[rnn::outputs::LOGITS])?;
-//! let values: Vec<f32> = logits[0].to_vec()?;
+//! assert_eq!(shape, &[1, 10]);
+//! // Any element type (`Tensor::new(&[3i32, 1, 4], &[1, 3])` for int32 tokens, say):
+//! let image = Tensor::new(&pixels, &[1, 8, 8, 1])?;
+//! let typed = model.run(&[(digits::inputs::IMAGE, image)], &[digits::outputs::PROBS])?;
+//! let values: Option<Vec<f32>> = typed[0].to_vec();        // None if the elements are not f32
+//! assert_eq!(values.as_ref(), Some(probs));
+//! # Ok(()) }
 //! ```
 //!
 //! The evaluator is checked against TensorFlow kernel by kernel. A [`Model`] decodes its
@@ -24,8 +36,12 @@
 //! to one thread's). Figures against TensorFlow's own run time are in `docs/benchmarks.md`.
 //!
 //! A run is unbounded by default: the embedded model is the app's own, built and checked at
-//! compile time. An app that runs graphs it did not build can bound each run with
-//! [`Model::with_limits`]; past a limit the run is an [`Error::Eval`] naming the node.
+//! compile time, so no memory or work budget and no cap on a while loop's iterations (an
+//! infinite loop runs forever, as in TensorFlow). One guard stays: a single tensor over 4 GiB
+//! is an [`Error::Eval`] naming the node, not an allocation whose failure would abort the
+//! process. An app that runs graphs it did not build, or feeds dimensions from outside, can
+//! bound each run with [`Model::with_limits`]; past a limit the run is an [`Error::Eval`]
+//! naming the node.
 
 use std::collections::BTreeMap;
 
@@ -41,11 +57,14 @@ use crate::{DType, TensorSpec};
 #[non_exhaustive]
 pub enum Error {
     /// The bytes are not a GraphDef graphopt can read.
-    #[error("the embedded graph does not decode: {0}")]
+    #[error("the graph does not decode: {0}")]
     Decode(String),
     /// A flat buffer does not have as many values as its dimensions need.
     #[error("{count} values do not fill {dims:?}")]
     Fill { count: usize, dims: Vec<usize> },
+    /// Dimensions whose sizes other than zero multiply past the address space.
+    #[error("dimensions {dims:?} are too large to address")]
+    TooLarge { dims: Vec<usize> },
     /// An input does not fit the model's input.
     #[error("input '{name}': {message}")]
     Input { name: String, message: String },
@@ -131,7 +150,12 @@ impl Tensor {
         if needed != values.len() {
             return Err(fill());
         }
-        let array = ArrayD::from_shape_vec(IxDyn(dims), values.to_vec()).map_err(|_| fill())?;
+        // The values fill the dims; what ndarray can still refuse is dims whose nonzero
+        // sizes multiply past the address space (with a zero among them).
+        let array =
+            ArrayD::from_shape_vec(IxDyn(dims), values.to_vec()).map_err(|_| Error::TooLarge {
+                dims: dims.to_vec(),
+            })?;
         Ok(Tensor(graphopt_core::tensor::Tensor::from_data(T::wrap(
             array,
         ))))
@@ -160,7 +184,7 @@ const LIMITS: Remedy = Remedy {
 };
 
 /// A decoded graph, ready to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Model {
     graph: GraphDef,
     /// Memory bytes and element operations one run may take; `None`: unbounded.
@@ -169,22 +193,37 @@ pub struct Model {
     constants: std::sync::Arc<graphopt_core::eval::Constants>,
 }
 
+/// A summary: the graph's size, the limits and the decoded weights, not the weights'
+/// values.
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let functions = self.graph.library.as_ref().map_or(0, |l| l.function.len());
+        f.debug_struct("Model")
+            .field("nodes", &self.graph.node.len())
+            .field("functions", &functions)
+            .field("limits", &self.limits)
+            .field("constants", &self.constants)
+            .finish()
+    }
+}
+
 impl Model {
     /// Decodes GraphDef bytes such as a module's `GRAPH_DEF`. The graph borrows them; the
     /// first run decodes the weights into tensors that every later run (and every clone of the
     /// model) shares.
     pub fn from_bytes(bytes: &'static [u8]) -> Result<Self, Error> {
-        Self::decode(bytes::Bytes::from_static(bytes))
+        Self::decode(bytes::Bytes::from_static(bytes), "Model::from_bytes")
     }
 
     /// Decodes GraphDef bytes the model takes over (read from a file, say), without copying
-    /// the weights again.
+    /// the weights again. Its inputs and outputs are named with [`TensorSpec::new`].
     pub fn from_vec(bytes: Vec<u8>) -> Result<Self, Error> {
-        Self::decode(bytes::Bytes::from(bytes))
+        Self::decode(bytes::Bytes::from(bytes), "Model::from_vec")
     }
 
-    fn decode(bytes: bytes::Bytes) -> Result<Self, Error> {
-        let (graph, _) = graphopt_core::io::decode_graph(bytes, "GRAPH_DEF".as_ref())
+    /// The graph in `bytes`; errors name `source`, the constructor given them.
+    fn decode(bytes: bytes::Bytes, source: &str) -> Result<Self, Error> {
+        let (graph, _) = graphopt_core::io::decode_graph(bytes, source.as_ref())
             .map_err(|e| Error::Decode(e.to_string()))?;
         Ok(Model {
             graph,
@@ -195,8 +234,9 @@ impl Model {
 
     /// Bounds each run to `memory_bytes` held at once and `operations` element operations
     /// (a multiply-add, a copied element, a loop iteration): a run past either is an
-    /// [`Error::Eval`] naming the node, not an exhausted machine. For graphs from elsewhere;
-    /// the embedded model is unbounded by default.
+    /// [`Error::Eval`] naming the node, not an exhausted machine. A bounded run also caps a
+    /// while loop at a million iterations. For graphs from elsewhere; the embedded model is
+    /// unbounded by default.
     pub fn with_limits(mut self, memory_bytes: u64, operations: u64) -> Self {
         self.limits = Some((memory_bytes, operations));
         self
@@ -204,7 +244,8 @@ impl Model {
 
     /// Runs the graph: each input tensor must have the spec's dtype and fit its shape (same
     /// rank, equal where the spec knows a dimension). Returns the requested outputs, in
-    /// order.
+    /// order. An input given twice is an error, as is one that is not its node's first
+    /// output (`split:1`): the evaluator feeds nodes, not their other outputs.
     pub fn run(
         &self,
         inputs: &[(TensorSpec, Tensor)],
@@ -230,6 +271,17 @@ impl Model {
                     spec.shape
                 )));
             }
+            // The evaluator feeds a node by its name: its first output.
+            let port = spec.tensor.rsplit_once(':').map(|(_, p)| p);
+            if let Some(port) = port.and_then(|p| p.parse::<u64>().ok()).filter(|&p| p != 0) {
+                return Err(input(format!(
+                    "'{}' is the node's output {port}, and graphopt's evaluator feeds only a node's first output",
+                    spec.tensor
+                )));
+            }
+            if feeds.contains_key(spec.name) {
+                return Err(input("given twice".into()));
+            }
             feeds.insert(spec.name.to_string(), tensor.0.clone());
         }
         let fetches: Vec<String> = outputs.iter().map(|o| o.tensor.to_string()).collect();
@@ -239,21 +291,34 @@ impl Model {
         };
         let values = budget
             .enter(|| {
-                // Results the app reads, not artifacts: the fast matrix product.
-                let options = graphopt_core::eval::Options {
-                    gemm: graphopt_core::eval::Gemm::Fast,
-                    ..Default::default()
-                };
                 graphopt_core::eval::evaluate_cached(
                     &self.graph,
                     &self.constants,
                     &feeds,
                     &fetches,
-                    options,
+                    self.options(),
                 )
             })
             .map_err(|e| Error::Eval(e.to_string()))?;
         Ok(values.into_iter().map(Tensor).collect())
+    }
+
+    /// The evaluator's options for a run: unbounded, no cap on a loop's iterations; with
+    /// limits, the evaluator's default cap as well. One tensor stays capped at 4 GiB either
+    /// way: past it an allocation is refused with an error rather than tried (a failed
+    /// allocation aborts the process).
+    fn options(&self) -> graphopt_core::eval::Options {
+        let bounded = graphopt_core::eval::Options::default();
+        let max_iterations = match self.limits {
+            Some(_) => bounded.max_iterations,
+            None => u64::MAX,
+        };
+        // Results the app reads, not artifacts: the fast matrix product.
+        graphopt_core::eval::Options {
+            max_iterations,
+            gemm: graphopt_core::eval::Gemm::Fast,
+            ..bounded
+        }
     }
 
     /// Runs the graph on f32 inputs, each a flat row-major buffer with its dimensions (every
@@ -301,10 +366,10 @@ mod tests {
     use super::*;
     use crate::Shape;
 
-    /// y = x * 2 with x: float [-1, 2], and a string constant `label`.
-    fn model() -> Model {
-        use graphopt_core::proto::{attr_value::Value, AttrValue, NodeDef};
-        let node = |name: &str, op: &str, input: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
+    use graphopt_core::proto::{attr_value::Value, AttrValue, NodeDef};
+
+    fn node(name: &str, op: &str, input: &[&str], attrs: Vec<(&str, Value)>) -> NodeDef {
+        NodeDef {
             name: name.into(),
             op: op.into(),
             input: input.iter().map(|i| i.to_string()).collect(),
@@ -313,7 +378,19 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
                 .collect(),
             ..Default::default()
+        }
+    }
+
+    fn model_of(node: Vec<NodeDef>) -> Model {
+        let graph = GraphDef {
+            node,
+            ..Default::default()
         };
+        Model::from_vec(graphopt_core::io::encode_graph(&graph)).unwrap()
+    }
+
+    /// y = x * 2 with x: float [-1, 2], and a string constant `label`.
+    fn model() -> Model {
         let float = DataType::DtFloat as i32;
         let x_shape = graphopt_core::proto::TensorShapeProto {
             dim: [-1, 2]
@@ -501,6 +578,164 @@ mod tests {
         assert_eq!(
             error(model().run_f32(&[], &[LABEL]).unwrap_err()),
             "output 'label:0': string values do not convert to f32"
+        );
+    }
+
+    #[test]
+    fn an_input_given_twice_or_fed_past_its_first_output_is_refused() {
+        // An input given twice was the last value, silently.
+        let error = model()
+            .run_f32(
+                &[(X, &[1.0, 2.0], &[1, 2]), (X, &[3.0, 4.0], &[1, 2])],
+                &[Y],
+            )
+            .unwrap_err();
+        assert_eq!(error.to_string(), "input 'x': given twice");
+        // u = Unpack(x): feeding `u:1` fed the node's first output, and the run failed
+        // naming what the model lacks ("has no output 1") rather than what the app asked.
+        let float = Value::Type(DataType::DtFloat as i32);
+        let unpacked = model_of(vec![
+            node("x", "Placeholder", &[], vec![("dtype", float.clone())]),
+            node(
+                "u",
+                "Unpack",
+                &["x"],
+                vec![
+                    ("T", float.clone()),
+                    ("num", Value::I(2)),
+                    ("axis", Value::I(0)),
+                ],
+            ),
+            node("b", "Neg", &["u:1"], vec![("T", float)]),
+        ]);
+        let spec = |name, tensor| TensorSpec {
+            name,
+            tensor,
+            dtype: DType::Float,
+            shape: Shape::Unknown,
+        };
+        let error = unpacked
+            .run_f32(&[(spec("u", "u:1"), &[5.0], &[])], &[spec("b", "b:0")])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input 'u': 'u:1' is the node's output 1, and graphopt's evaluator feeds only a node's first output"
+        );
+        // Its first output, spelled either way, and the node's whole input are fed.
+        let x = spec("x", "x:0");
+        let out = unpacked
+            .run_f32(&[(x, &[1.0, 2.0], &[2])], &[spec("b", "b:0")])
+            .unwrap();
+        assert_eq!(out, vec![(vec![-2.0], vec![])]);
+        let x = spec("x", "x");
+        assert!(unpacked
+            .run_f32(&[(x, &[1.0, 2.0], &[2])], &[spec("b", "b")])
+            .is_ok());
+    }
+
+    #[test]
+    fn an_unbounded_run_has_no_loop_iteration_cap_but_refuses_one_huge_tensor() {
+        // The evaluator's default capped a while loop at a million iterations (an RNN over a
+        // long sequence) in a run the docs call unbounded, and the app could not lift it.
+        let defaults = graphopt_core::eval::Options::default();
+        let options = model().options();
+        assert_eq!(options.max_iterations, u64::MAX);
+        assert_eq!(options.gemm, graphopt_core::eval::Gemm::Fast);
+        // A bounded run keeps the cap, beside the budget it was given.
+        let bounded = model().with_limits(1 << 30, 1 << 40).options();
+        assert_eq!(bounded.max_iterations, defaults.max_iterations);
+        // One tensor's cap stays: a product of [2^20, 0] and [0, 2^20] (4 TiB of zeros) is an
+        // error, not an allocation that aborts the process.
+        assert_eq!(options.limits, defaults.limits);
+        let float = Value::Type(DataType::DtFloat as i32);
+        let product = model_of(vec![
+            node("a", "Placeholder", &[], vec![("dtype", float.clone())]),
+            node("b", "Placeholder", &[], vec![("dtype", float.clone())]),
+            node("c", "MatMul", &["a", "b"], vec![("T", float)]),
+        ]);
+        let spec = |name, tensor| TensorSpec {
+            name,
+            tensor,
+            dtype: DType::Float,
+            shape: Shape::Unknown,
+        };
+        let error = product
+            .run_f32(
+                &[
+                    (spec("a", "a:0"), &[], &[1 << 20, 0]),
+                    (spec("b", "b:0"), &[], &[0, 1 << 20]),
+                ],
+                &[spec("c", "c:0")],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("node 'c' (MatMul): "), "{error}");
+    }
+
+    #[test]
+    fn dims_past_the_address_space_are_named_as_such() {
+        // No elements, but dims whose other sizes multiply past isize::MAX: ndarray cannot
+        // make the array. The error said that no values did not fill them, which they do.
+        let error = Tensor::new::<f32>(&[], &[2, 1 << 62, 0]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "dimensions [2, 4611686018427387904, 0] are too large to address"
+        );
+        let error = model()
+            .run_f32(&[(X, &[], &[1 << 62, 2, 0])], &[Y])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "input 'x': dimensions [4611686018427387904, 2, 0] are too large to address"
+        );
+        // Within it, an empty tensor is made.
+        let empty = Tensor::new::<f32>(&[], &[1 << 40, 0]).unwrap();
+        assert_eq!(empty.shape(), &[1 << 40, 0]);
+    }
+
+    #[test]
+    fn a_graph_read_at_run_time_is_run_with_specs_the_app_makes() {
+        // from_vec and with_limits are for graphs from elsewhere, but a TensorSpec could only
+        // be made by include_model! (or the hidden constructor it calls).
+        const INPUT: TensorSpec = TensorSpec::new("x:0", DType::Float, Shape::Known(&[-1, 2]));
+        let output = TensorSpec::new("y", DType::Float, Shape::Unknown);
+        assert_eq!((INPUT.name, INPUT.tensor, output.name), ("x", "x:0", "y"));
+        let out = model()
+            .with_limits(1 << 20, 1 << 20)
+            .run_f32(&[(INPUT, &[1.0, 2.0], &[1, 2])], &[output])
+            .unwrap();
+        assert_eq!(out, vec![(vec![2.0, 4.0], vec![1, 2])]);
+    }
+
+    #[test]
+    fn a_model_debug_prints_a_summary_not_its_weights() {
+        // Debug was derived: every node and weight, 973,676 characters for this 343 KB graph
+        // (hundreds of MB for a real CNN in an app's `{:?}` of a struct holding its model).
+        static GRAPH: &[u8] = include_bytes!("../tests/fixtures/models/dense_mlp.pb");
+        let model = Model::from_bytes(GRAPH).unwrap();
+        assert_eq!(
+            format!("{model:?}"),
+            "Model { nodes: 23, functions: 0, limits: None, constants: Constants(0 decoded) }"
+        );
+        let limited = format!("{:?}", model.with_limits(1 << 20, 1000));
+        assert!(
+            limited.contains("limits: Some((1048576, 1000))"),
+            "{limited}"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_no_graph_are_an_error_naming_the_constructor() {
+        // It said "the embedded graph does not decode: GRAPH_DEF: ..." for bytes from a file.
+        let error = |e: Result<Model, Error>| e.map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            error(Model::from_vec(vec![0xff; 10])),
+            "the graph does not decode: Model::from_vec: not a GraphDef: as binary protobuf: at byte 0: \
+             the data ends in the middle of a field (truncated?)"
+        );
+        assert_eq!(
+            error(Model::from_bytes(&[])),
+            "the graph does not decode: Model::from_bytes: the file is empty; expected a GraphDef in binary or text format"
         );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A `build.rs` declares a model and a transform list with `graphopt-build`; graphopt
 //! optimizes, hashes and caches it, and [`include_model!`] embeds the result with typed
-//! constants for its inputs and outputs:
+//! constants for its inputs and outputs (not compiled here: the macro needs the artifacts
+//! an app's build script writes; `examples/digits` is an app that does this):
 //!
 //! ```ignore
 //! graphopt::include_model!(digits);
@@ -28,7 +29,7 @@
 ///
 /// `graphopt::include_model!(digits);` reads `$OUT_DIR/graphopt/digits.json`, which
 /// `graphopt_build::Model::new("digits", ...).build()` wrote in `build.rs`, and expands to a
-/// module `digits`:
+/// module `digits` (a sketch of its items, not compilable code):
 ///
 /// ```ignore
 /// pub mod digits {
@@ -81,7 +82,19 @@
 ///   declared inputs and outputs are the source graph's names, and a renamed one follows its
 ///   node, so `.outputs(["a/b", "a_b"]).transforms("rename_node(old_node_name=a_b,
 ///   new_node_name=a_b_2)")` gives `A_B` and `A_B_2`.
-pub use graphopt_macros::include_model;
+///
+/// The generated code names this crate by `$crate`, so it also compiles in an app that
+/// renames the dependency (`go = { package = "graphopt", ... }`, then `go::include_model!`).
+#[macro_export]
+macro_rules! include_model {
+    ($($model:tt)*) => {
+        $crate::__include_model!($crate; $($model)*);
+    };
+}
+
+/// The proc-macro behind [`include_model!`], which passes it the path of this crate.
+#[doc(hidden)]
+pub use graphopt_macros::include_model as __include_model;
 
 #[cfg(feature = "eval")]
 #[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
@@ -89,8 +102,8 @@ pub mod eval;
 
 pub use graphopt_types::DType;
 
-/// One input or output tensor of an embedded model. Made by [`include_model!`]; fields may
-/// be added.
+/// One input or output tensor of an embedded model. Made by [`include_model!`] (or, for a
+/// graph read at run time, [`TensorSpec::new`]); fields may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct TensorSpec {
@@ -105,6 +118,39 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// The spec of tensor `node:port` (or `node`, its first output) of a graph that
+    /// [`include_model!`] did not embed, such as one an app reads at run time; its `name` is
+    /// the part before the last `:`.
+    ///
+    /// ```
+    /// use graphopt::{DType, Shape, TensorSpec};
+    /// const IMAGE: TensorSpec = TensorSpec::new("input:0", DType::Float, Shape::Known(&[-1, 32, 32, 3]));
+    /// assert_eq!((IMAGE.name, IMAGE.tensor), ("input", "input:0"));
+    /// ```
+    pub const fn new(tensor: &'static str, dtype: DType, shape: Shape) -> Self {
+        let bytes = tensor.as_bytes();
+        let mut end = bytes.len();
+        let mut i = bytes.len();
+        while i > 0 {
+            i -= 1;
+            if bytes[i] == b':' {
+                end = i;
+                break;
+            }
+        }
+        // Split at an ASCII ':', so both parts are UTF-8.
+        let name = match core::str::from_utf8(bytes.split_at(end).0) {
+            Ok(name) => name,
+            Err(_) => tensor,
+        };
+        TensorSpec {
+            name,
+            tensor,
+            dtype,
+            shape,
+        }
+    }
+
     /// What [`include_model!`]'s generated constants are made with (a struct literal cannot
     /// name a `#[non_exhaustive]` struct outside this crate). Not part of the API.
     #[doc(hidden)]

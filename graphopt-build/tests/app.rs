@@ -1499,3 +1499,24 @@ fn relative_cache_and_target_dirs_are_the_workspaces_not_the_packages() {
     assert!(!member.join(&target).exists());
     assert!(!member.join("graphopt-cache").exists());
 }
+
+#[test]
+fn an_app_that_renames_the_graphopt_dependency_embeds_its_model() {
+    // The generated code named `::graphopt`: with `go = { package = "graphopt" }` the app
+    // failed to compile ("cannot find `graphopt` in the crate root").
+    let app = App::named("renamed-dep-app");
+    let toml = app
+        .read("Cargo.toml")
+        .replace("\ngraphopt = {", "\ngo = { package = \"graphopt\",");
+    assert!(toml.contains("go = { package"), "{toml}");
+    app.write("Cargo.toml", toml);
+    app.write(
+        "src/main.rs",
+        MAIN.replace("graphopt::include_model!", "go::include_model!"),
+    );
+    let stdout = app.run();
+    assert!(
+        stdout.contains("input input:0 Float [1, 16, 16, 3]"),
+        "{stdout}"
+    );
+}

@@ -1,5 +1,5 @@
 //! graphopt-macros: the proc-macro behind `graphopt::include_model!`, which documents it.
-//! Apps depend on the `graphopt` crate, which re-exports it.
+//! Apps depend on the `graphopt` crate, whose `include_model!` calls it with its own path.
 //!
 //! It reads only the artifact manifest `$OUT_DIR/graphopt/NAME.json` that graphopt-build
 //! wrote, and the list of models the build script's last run built (`GRAPHOPT_MODELS`); it
@@ -227,7 +227,7 @@ fn dtype_variant(dtype: &str) -> Option<&'static str> {
     graphopt_types::DType::from_name(dtype).map(graphopt_types::DType::variant_name)
 }
 
-fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
+fn spec(t: &Tensor, krate: &proc_macro2::TokenStream) -> Result<proc_macro2::TokenStream, String> {
     let (name, tensor) = (&t.name, &t.tensor);
     let variant = dtype_variant(&t.dtype).ok_or_else(|| {
         format!(
@@ -237,17 +237,38 @@ fn spec(t: &Tensor) -> Result<proc_macro2::TokenStream, String> {
     })?;
     let variant = Ident::new(variant, Span::call_site());
     let shape = match &t.shape {
-        Some(dims) => quote!(::graphopt::Shape::Known(&[#(#dims),*])),
-        None => quote!(::graphopt::Shape::Unknown),
+        Some(dims) => quote!(#krate::Shape::Known(&[#(#dims),*])),
+        None => quote!(#krate::Shape::Unknown),
     };
     Ok(quote! {
-        ::graphopt::TensorSpec::__new(#name, #tensor, ::graphopt::DType::#variant, #shape)
+        #krate::TensorSpec::__new(#name, #tensor, #krate::DType::#variant, #shape)
     })
+}
+
+/// The path of the facade crate the generated code names, and the rest of the input: the
+/// facade's `include_model!` passes `$crate ; NAME`, so that an app that renames its
+/// `graphopt` dependency still gets code that resolves; `NAME` alone names `::graphopt`.
+fn split_crate(
+    input: proc_macro2::TokenStream,
+) -> (proc_macro2::TokenStream, proc_macro2::TokenStream) {
+    let tokens: Vec<proc_macro2::TokenTree> = input.into_iter().collect();
+    let semicolon = tokens
+        .iter()
+        .position(|t| matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == ';'));
+    match semicolon {
+        Some(i) => (
+            tokens[..i].iter().cloned().collect(),
+            tokens[i + 1..].iter().cloned().collect(),
+        ),
+        None => (quote!(::graphopt), tokens.into_iter().collect()),
+    }
 }
 
 // Documented where apps see it: `graphopt::include_model!`.
 #[proc_macro]
 pub fn include_model(input: TokenStream) -> TokenStream {
+    let (krate, input) = split_crate(input.into());
+    let input = TokenStream::from(input);
     let module = parse_macro_input!(input as Ident);
     let Some(out_dir) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
         return error("include_model! needs OUT_DIR: build the model with graphopt-build in this package's build.rs".into());
@@ -255,7 +276,7 @@ pub fn include_model(input: TokenStream) -> TokenStream {
     // The facade's `eval` feature turns this one on: the app runs its models with graphopt's
     // evaluator, so one it cannot run fails the build rather than the app.
     let runs_in_evaluator = cfg!(feature = "eval");
-    match expand(&module, &out_dir, &declared(), runs_in_evaluator) {
+    match expand(&module, &krate, &out_dir, &declared(), runs_in_evaluator) {
         Ok(tokens) => tokens.into(),
         Err(message) => error(message),
     }
@@ -303,6 +324,7 @@ fn read_manifest(path: &Path) -> Result<String, String> {
 /// (`runs_in_evaluator`), if the evaluator can run it.
 fn expand(
     module: &Ident,
+    krate: &proc_macro2::TokenStream,
     out_dir: &Path,
     known: &[String],
     runs_in_evaluator: bool,
@@ -348,7 +370,7 @@ fn expand(
     // A dtype the facade lacks names the model and its manifest, as the other errors do.
     let specs = |list: &[Tensor]| {
         list.iter()
-            .map(spec)
+            .map(|t| spec(t, krate))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("include_model!({name}): {}: {e}", manifest_path.display()))
     };
@@ -369,7 +391,7 @@ fn expand(
                         t.dtype,
                         t.shape_text()
                     );
-                    quote! { #[doc = #doc] pub const #ident: ::graphopt::TensorSpec = #s; }
+                    quote! { #[doc = #doc] pub const #ident: #krate::TensorSpec = #s; }
                 })
                 .collect::<Vec<_>>()
         };
@@ -445,9 +467,9 @@ fn expand(
             /// Size of the source model: its file, or every file of its SavedModel directory.
             pub const SOURCE_SIZE_BYTES: u64 = #source_size;
             /// Every input, in declaration order.
-            pub const INPUTS: &[::graphopt::TensorSpec] = &[#(#inputs),*];
+            pub const INPUTS: &[#krate::TensorSpec] = &[#(#inputs),*];
             /// Every output, in declaration order.
-            pub const OUTPUTS: &[::graphopt::TensorSpec] = &[#(#outputs),*];
+            pub const OUTPUTS: &[#krate::TensorSpec] = &[#(#outputs),*];
             /// One constant per input.
             pub mod inputs { #(#input_consts)* }
             /// One constant per output.
@@ -503,7 +525,7 @@ mod tests {
         // The size MANIFEST records.
         std::fs::write(out.join("graphopt/digits.pb"), [0u8; 2048]).map_err(|e| e.to_string())?;
         let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
-        let tokens = expand(module, &out, &known, runs_in_evaluator);
+        let tokens = expand(module, &quote!(::graphopt), &out, &known, runs_in_evaluator);
         let _ = std::fs::remove_dir_all(&out);
         tokens.map(|t| t.to_string())
     }
@@ -520,6 +542,40 @@ mod tests {
             "pub const SOURCE_NODE_COUNT : usize = 52usize",
             "pub const SOURCE_SIZE_BYTES : u64 = 4096u64",
             ":: graphopt :: Shape :: Unknown",
+        ] {
+            assert!(code.contains(wanted), "{wanted}\nnot in\n{code}");
+        }
+    }
+
+    #[test]
+    fn the_code_names_the_facade_by_the_path_it_is_given() {
+        // The facade's include_model! passes `$crate ;`: generated code named `::graphopt`,
+        // which an app that renamed the dependency (`go = { package = "graphopt" }`) lacks.
+        let (krate, rest) = split_crate(syn::parse_str("go ; digits").unwrap());
+        assert_eq!(
+            (krate.to_string(), rest.to_string()),
+            ("go".into(), "digits".into())
+        );
+        let (krate, rest) = split_crate(syn::parse_str("digits").unwrap());
+        assert_eq!(
+            (krate.to_string(), rest.to_string()),
+            (":: graphopt".into(), "digits".into())
+        );
+        let out =
+            std::env::temp_dir().join(format!("graphopt-macros-krate-{}", std::process::id()));
+        std::fs::create_dir_all(out.join("graphopt")).unwrap();
+        std::fs::write(out.join("graphopt/digits.json"), MANIFEST).unwrap();
+        std::fs::write(out.join("graphopt/digits.pb"), [0u8; 2048]).unwrap();
+        let module = Ident::new("digits", Span::call_site());
+        let code = expand(&module, &quote!(go), &out, &["digits".into()], false)
+            .unwrap()
+            .to_string();
+        let _ = std::fs::remove_dir_all(&out);
+        assert!(!code.contains("graphopt ::"), "{code}");
+        for wanted in [
+            "pub const INPUTS : & [go :: TensorSpec]",
+            "go :: TensorSpec :: __new (\"image\" , \"image:0\" , go :: DType :: Float , go :: Shape :: Known",
+            "go :: Shape :: Unknown",
         ] {
             assert!(code.contains(wanted), "{wanted}\nnot in\n{code}");
         }
