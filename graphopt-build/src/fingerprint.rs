@@ -6,7 +6,10 @@
 //! builds never write one memo. Losing it only costs a rehash.
 //!
 //! Like git's index, a file modified within [`RACY`] of being hashed is not memoized: a write
-//! in the same clock tick as the hash would leave its fingerprint unchanged.
+//! in the same clock tick as the hash would leave its fingerprint unchanged. Nor is a model
+//! file whose change time is that recent (its modification time set back by `cp -p`,
+//! `touch -d` or an unpacked archive): a same-size rewrite with the time set back again
+//! would differ only in a change time that the same clock tick leaves equal.
 //!
 //! Cache entries are checked without their change time: graphopt hard-links them into
 //! OUT_DIR and renames those links, which changes the change time of the entry's file too;
@@ -69,12 +72,22 @@ impl Stamp {
         }
     }
 
-    /// Whether the file was modified within [`RACY`] of `now`.
-    fn is_racy(&self, now: SystemTime) -> bool {
+    /// Whether the file changed within [`RACY`] of `now`: its modification time, and for
+    /// [`Scope::Input`] its change time too. A file whose modification time was set back
+    /// (`touch -d`, `cp -p`, an unpacked archive, Nix's fixed times) is told from its next
+    /// version of the same size only by the change time, which a rewrite in the same clock
+    /// tick leaves equal: that fingerprint is no more trustworthy than a fresh modification
+    /// time. (A time in the future, from clock skew, is racy too.)
+    fn is_racy(&self, now: SystemTime, scope: Scope) -> bool {
         let now_ns = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        now_ns - self.modified_ns < RACY.as_nanos() as i128
+        let latest = match scope {
+            Scope::Input => self.modified_ns.max(self.changed_ns),
+            // Entries' change times are not compared (linking changes them).
+            Scope::CacheEntry => self.modified_ns,
+        };
+        now_ns.saturating_sub(latest) < RACY.as_nanos() as i128
     }
 
     /// Whether `self` matches `other`, the change time compared only for [`Scope::Input`].
@@ -117,6 +130,10 @@ pub struct Memo {
     file: Option<PathBuf>,
     entries: BTreeMap<PathBuf, Entry>,
     changed: bool,
+    /// How far the memo's clock runs ahead of the system's: zero, except in tests that
+    /// stand for a hash taken long after the file changed.
+    #[cfg(test)]
+    ahead: Duration,
 }
 
 /// A file's SHA-256 and size.
@@ -140,6 +157,20 @@ impl Memo {
             file: Some(file),
             entries,
             changed: false,
+            #[cfg(test)]
+            ahead: Duration::ZERO,
+        }
+    }
+
+    /// The time raciness is judged against.
+    fn now(&self) -> SystemTime {
+        #[cfg(test)]
+        {
+            SystemTime::now() + self.ahead
+        }
+        #[cfg(not(test))]
+        {
+            SystemTime::now()
         }
     }
 
@@ -157,8 +188,8 @@ impl Memo {
         }
     }
 
-    fn remember(&mut self, path: &Path, stamp: Stamp, sha256: &str) {
-        if stamp.is_racy(SystemTime::now()) {
+    fn remember(&mut self, path: &Path, stamp: Stamp, sha256: &str, scope: Scope) {
+        if stamp.is_racy(self.now(), scope) {
             self.forget(path);
             return;
         }
@@ -237,7 +268,7 @@ impl Memo {
         // A file that changed while it was read is hashed again next time.
         let after = std::fs::metadata(path).ok().and_then(|m| Stamp::of(&m));
         if after == Some(before) {
-            self.remember(path, before, &sha256);
+            self.remember(path, before, &sha256, scope);
         } else {
             self.forget(path);
         }
@@ -315,12 +346,15 @@ mod tests {
         age(&file);
         let memo_path = dir.path().join("memo.json");
         let mut memo = Memo::load(memo_path.clone());
+        // Hashed a minute after `age` set the time back (its change time is now).
+        memo.ahead = Duration::from_secs(60);
         let first = memo.hash_file(&file, true).unwrap();
         assert_eq!(first.sha256, crate::cache::sha256_hex(b"first"));
         assert!(first.bytes.is_some(), "read the first time");
         memo.save();
 
         let mut memo = Memo::load(memo_path.clone());
+        memo.ahead = Duration::from_secs(60);
         let again = memo.hash_file(&file, true).unwrap();
         assert_eq!(again.sha256, first.sha256);
         assert!(again.bytes.is_none(), "taken from the memo");
@@ -341,6 +375,30 @@ mod tests {
         memo.hash_file(&file, false).unwrap();
         let again = memo.hash_file(&file, true).unwrap();
         assert!(again.bytes.is_some(), "a racy file is read every time");
+    }
+
+    /// A file whose modification time was set back just now (`cp -p`, `touch -d`, an
+    /// unpacked archive) is told from a same-size rewrite with the same time only by its change
+    /// time, which a rewrite within the same clock tick keeps: it is not memoized either.
+    /// (Before: memoized, so such a rewrite kept the old hash and the old artifact.)
+    #[test]
+    fn a_file_whose_time_was_set_back_just_now_is_not_memoized() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"first").unwrap();
+        age(&file);
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        memo.hash_file(&file, false).unwrap();
+        let again = memo.hash_file(&file, true).unwrap();
+        assert!(
+            again.bytes.is_some(),
+            "a file changed just now is read again"
+        );
+        assert!(memo.entries.is_empty(), "{:?}", memo.entries);
+        // A cache entry's change time is not compared, and so does not make it racy.
+        memo.has_sha256(&file, &crate::cache::sha256_hex(b"first"), 5)
+            .unwrap();
+        assert!(memo.entries.contains_key(&file));
     }
 
     #[test]
