@@ -182,7 +182,7 @@ impl Memo {
         }
         let list: Vec<(&PathBuf, &Entry)> = self.entries.iter().collect();
         if let Ok(json) = serde_json::to_vec(&list) {
-            if crate::cache::write_atomically(file, &json).is_ok() {
+            if crate::cache::replace_atomically(file, &json).is_ok() {
                 self.changed = false;
             }
         }

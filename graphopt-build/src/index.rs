@@ -104,7 +104,7 @@ pub fn place_linked(dir: &Path, file_name: &str, from: &Path) -> std::io::Result
         return Ok(());
     }
     let bytes = std::fs::read(from)?;
-    crate::cache::write_atomically(&dest, &bytes)
+    crate::cache::replace_atomically(&dest, &bytes)
 }
 
 /// Writes `bytes` at `dir/file_name`, or takes back the previous run's file when it holds
@@ -118,7 +118,7 @@ pub fn place_bytes(dir: &Path, file_name: &str, bytes: &[u8]) -> std::io::Result
     if same {
         return std::fs::rename(&earlier, &dest);
     }
-    crate::cache::write_atomically(&dest, bytes)
+    crate::cache::replace_atomically(&dest, bytes)
 }
 
 /// Adds `name` to the run, rewrites `dir/`[`INDEX_FILE`] and tells cargo the run's models.
@@ -130,7 +130,7 @@ pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
     }
     let json = serde_json::to_string_pretty(&serde_json::json!({ "models": models }))
         .map_err(std::io::Error::other)?;
-    crate::cache::write_atomically(&dir.join(INDEX_FILE), format!("{json}\n").as_bytes())?;
+    crate::cache::replace_atomically(&dir.join(INDEX_FILE), format!("{json}\n").as_bytes())?;
     println!("cargo::rustc-env={MODELS_VAR}={}", models.join(","));
     Ok(())
 }
