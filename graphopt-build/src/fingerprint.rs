@@ -109,6 +109,14 @@ impl Stamp {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Runs after a file was read to hash it, before its stamp is taken again: the tests'
+    /// way to change the file in the middle of a read.
+    static WHILE_READING: std::cell::RefCell<Option<Box<dyn FnMut(&Path)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What a file is to the memo, which decides what its stamp must keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
@@ -265,12 +273,27 @@ impl Memo {
             }
             (crate::cache::hex(&hasher.finalize()), None)
         };
-        // A file that changed while it was read is hashed again next time.
+        #[cfg(test)]
+        WHILE_READING.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook(path);
+            }
+        });
         let after = std::fs::metadata(path).ok().and_then(|m| Stamp::of(&m));
         if after == Some(before) {
             self.remember(path, before, &sha256, scope);
         } else {
             self.forget(path);
+            // A model rewritten in place while it was read (same size: the read's own check
+            // sees no other change) gave bytes of no version that ever existed, half old and
+            // half new weights: an artifact built from them would be cached under their hash.
+            // A cache entry is only ever replaced by a rename, which leaves the read whole.
+            if scope == Scope::Input {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the file changed while it was read; build again",
+                ));
+            }
         }
         let size = bytes.as_ref().map_or(before.size, |b| b.len() as u64);
         Ok(Hashed {
@@ -414,6 +437,41 @@ mod tests {
         std::fs::write(&file, b"corrupt!").unwrap();
         age(&file);
         assert!(!memo.has_sha256(&file, &expected, 8).unwrap());
+    }
+
+    /// A model rewritten in place, at the same size, while it was read (a training job
+    /// saving over it during `cargo build`): before, the torn bytes were hashed, optimized and
+    /// cached, and the build succeeded with weights of no version that ever existed.
+    #[test]
+    fn a_model_rewritten_while_it_is_read_is_an_error() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"old weights").unwrap();
+        age(&file);
+        let rewrite = file.clone();
+        WHILE_READING.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move |_: &Path| {
+                let mut out = std::fs::File::options().write(true).open(&rewrite).unwrap();
+                out.write_all(b"new").unwrap();
+            }))
+        });
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        for keep_bytes in [true, false] {
+            let error = memo.hash_file(&file, keep_bytes).unwrap_err();
+            assert!(
+                error.to_string().contains("changed while it was read"),
+                "{error}"
+            );
+        }
+        // A cache entry's file is replaced by a rename, never written in place: its read is
+        // whole, and a change is only a miss.
+        assert!(!memo.has_sha256(&file, "", 11).unwrap());
+        WHILE_READING.with(|hook| *hook.borrow_mut() = None);
+        assert_eq!(
+            memo.hash_file(&file, true).unwrap().sha256,
+            crate::cache::sha256_hex(b"new weights")
+        );
     }
 
     #[test]
