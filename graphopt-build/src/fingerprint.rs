@@ -109,11 +109,15 @@ impl Stamp {
     }
 }
 
+/// What [`WHILE_READING`] runs.
+#[cfg(test)]
+type ReadHook = Box<dyn FnMut(&Path)>;
+
 #[cfg(test)]
 thread_local! {
     /// Runs after a file was read to hash it, before its stamp is taken again: the tests'
     /// way to change the file in the middle of a read.
-    static WHILE_READING: std::cell::RefCell<Option<Box<dyn FnMut(&Path)>>> =
+    static WHILE_READING: std::cell::RefCell<Option<ReadHook>> =
         const { std::cell::RefCell::new(None) };
 }
 
