@@ -25,7 +25,9 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/app/src" "$work/app/models"
 # -p keeps the model's modification time: graphopt-build does not memoize the hash of a file
 # modified within 2 s of hashing it (a write in the same clock tick would go unseen), so a
-# fresh copy would be hashed again by the first cached run, which a real model is not.
+# fresh copy would be hashed again by the first cached run, which a real model is not. (Its
+# change time, which counts too, is new; the cold run starts after graphopt-build compiles,
+# long past 2 s.)
 cp -p "$model" "$work/app/models/model.pb"
 cat > "$work/app/Cargo.toml" <<TOML
 [package]

@@ -271,6 +271,11 @@ pub fn lookup(
 /// older to pruning, and in-use protection also looks at the directory's own time).
 fn touch(entry: &Path) {
     let marker = entry.join("used");
+    // Opening a FIFO (or a link to one) to write blocks until a reader comes: anything but a
+    // regular file is replaced.
+    if std::fs::symlink_metadata(&marker).is_ok_and(|m| !m.is_file()) {
+        let _ = std::fs::remove_file(&marker);
+    }
     let _ = std::fs::File::create(&marker).and_then(|f| f.set_modified(SystemTime::now()));
 }
 
@@ -281,16 +286,31 @@ pub fn store(dir: &Path, key: &str, bytes: &[u8], manifest: &Manifest) -> std::i
     std::fs::create_dir_all(&entry)?;
     let json = serde_json::to_string_pretty(manifest).map_err(std::io::Error::other)?;
     let model = entry.join("model.pb");
-    write_atomically(&model, bytes)?;
-    write_atomically(&entry.join("manifest.json"), json.as_bytes())?;
+    replace_atomically(&model, bytes)?;
+    replace_atomically(&entry.join("manifest.json"), json.as_bytes())?;
     touch(&entry);
     Ok(model)
 }
 
-/// Temporary sibling file, then rename: readers see the old file or the whole new one.
+/// Temporary sibling file, then rename: readers see the old file or the whole new one. A
+/// symlink at `path` is written through, a FIFO or character device written into (as the CLI
+/// writes its outputs): only for a file the user names (the lock file).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     graphopt_core::io::write_atomically(path, bytes)
         .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// [`write_atomically`] for the files graphopt owns (cache entries, OUT_DIR's artifacts,
+/// memos and index): whatever else is at `path` is replaced, never followed or written into.
+/// A symlink there (a damaged or planted cache entry) would have been written through to a
+/// file outside the cache, a link to a FIFO blocked the build for ever, one to `/dev/null`
+/// swallowed the entry, which then stayed damaged.
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.is_file() && !metadata.is_dir() => std::fs::remove_file(path)?,
+        _ => {}
+    }
+    write_atomically(path, bytes)
 }
 
 /// How long after its last use an entry counts as in use by a build and is never removed.
@@ -586,6 +606,51 @@ mod tests {
             let warning = lookup(&cache, &key, &mut memo).expect_err("refused");
             assert!(warning.contains("has an unreadable manifest"), "{warning}");
         }
+    }
+
+    /// A damaged entry whose files are links (to a file outside the cache, to a FIFO) is
+    /// rebuilt as regular files: before, the store wrote through the link, replacing the file
+    /// outside, and blocked for ever opening the FIFO (shown in a scratch app: `cargo build`
+    /// hung until killed). The FIFO has a reader here, so the old code fails the test rather
+    /// than hanging it. (`O_NONBLOCK` is 0o4000 on these architectures.)
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    #[test]
+    fn a_store_replaces_links_and_fifos_in_an_entry_and_writes_through_none() {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let key = "f".repeat(64);
+        let entry = cache.join(&key);
+        std::fs::create_dir_all(&entry).expect("mkdir");
+        let outside = dir.path().join("outside.pb");
+        std::fs::write(&outside, b"not the cache's").expect("write");
+        std::os::unix::fs::symlink(&outside, entry.join("model.pb")).expect("link");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo failed");
+        std::os::unix::fs::symlink(&fifo, entry.join("manifest.json")).expect("link");
+        std::os::unix::fs::symlink(&fifo, entry.join("used")).expect("link");
+        const O_NONBLOCK: i32 = 0o4000;
+        let _reader = std::fs::File::options()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(&fifo)
+            .expect("open the FIFO");
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        assert!(lookup(&cache, &key, &mut memo).is_err(), "a damaged entry");
+        store(&cache, &key, b"graph", &manifest(&key, b"graph")).expect("store");
+        assert_eq!(std::fs::read(&outside).expect("read"), b"not the cache's");
+        for file in ["model.pb", "manifest.json", "used"] {
+            let kind = std::fs::symlink_metadata(entry.join(file)).expect("stat");
+            assert!(kind.is_file(), "{file} is {kind:?}");
+        }
+        assert!(matches!(lookup(&cache, &key, &mut memo), Ok(Some(_))));
     }
 
     /// Files claiming 8 EiB each (sparse, where the file system allows it: tmpfs, XFS,

@@ -271,7 +271,7 @@ pub fn digest(manifest_dir: &Path, out_dir: &Path, memo: &mut Memo) -> Result<St
     };
     // Best effort: a lost memo only costs a parse.
     if let Ok(json) = serde_json::to_vec(&memoized) {
-        crate::cache::write_atomically(&memo_file, &json).ok();
+        crate::cache::replace_atomically(&memo_file, &json).ok();
     }
     Ok(digest)
 }

@@ -6,7 +6,10 @@
 //! builds never write one memo. Losing it only costs a rehash.
 //!
 //! Like git's index, a file modified within [`RACY`] of being hashed is not memoized: a write
-//! in the same clock tick as the hash would leave its fingerprint unchanged.
+//! in the same clock tick as the hash would leave its fingerprint unchanged. Nor is a model
+//! file whose change time is that recent (its modification time set back by `cp -p`,
+//! `touch -d` or an unpacked archive): a same-size rewrite with the time set back again
+//! would differ only in a change time that the same clock tick leaves equal.
 //!
 //! Cache entries are checked without their change time: graphopt hard-links them into
 //! OUT_DIR and renames those links, which changes the change time of the entry's file too;
@@ -69,12 +72,22 @@ impl Stamp {
         }
     }
 
-    /// Whether the file was modified within [`RACY`] of `now`.
-    fn is_racy(&self, now: SystemTime) -> bool {
+    /// Whether the file changed within [`RACY`] of `now`: its modification time, and for
+    /// [`Scope::Input`] its change time too. A file whose modification time was set back
+    /// (`touch -d`, `cp -p`, an unpacked archive, Nix's fixed times) is told from its next
+    /// version of the same size only by the change time, which a rewrite in the same clock
+    /// tick leaves equal: that fingerprint is no more trustworthy than a fresh modification
+    /// time. (A time in the future, from clock skew, is racy too.)
+    fn is_racy(&self, now: SystemTime, scope: Scope) -> bool {
         let now_ns = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        now_ns - self.modified_ns < RACY.as_nanos() as i128
+        let latest = match scope {
+            Scope::Input => self.modified_ns.max(self.changed_ns),
+            // Entries' change times are not compared (linking changes them).
+            Scope::CacheEntry => self.modified_ns,
+        };
+        now_ns.saturating_sub(latest) < RACY.as_nanos() as i128
     }
 
     /// Whether `self` matches `other`, the change time compared only for [`Scope::Input`].
@@ -94,6 +107,18 @@ impl Stamp {
     pub fn same_file(&self, other: &Stamp) -> bool {
         cfg!(unix) && self.inode == other.inode && self.device == other.device
     }
+}
+
+/// What [`WHILE_READING`] runs.
+#[cfg(test)]
+type ReadHook = Box<dyn FnMut(&Path)>;
+
+#[cfg(test)]
+thread_local! {
+    /// Runs after a file was read to hash it, before its stamp is taken again: the tests'
+    /// way to change the file in the middle of a read.
+    static WHILE_READING: std::cell::RefCell<Option<ReadHook>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// What a file is to the memo, which decides what its stamp must keep.
@@ -117,6 +142,10 @@ pub struct Memo {
     file: Option<PathBuf>,
     entries: BTreeMap<PathBuf, Entry>,
     changed: bool,
+    /// How far the memo's clock runs ahead of the system's: zero, except in tests that
+    /// stand for a hash taken long after the file changed.
+    #[cfg(test)]
+    ahead: Duration,
 }
 
 /// A file's SHA-256 and size.
@@ -140,6 +169,20 @@ impl Memo {
             file: Some(file),
             entries,
             changed: false,
+            #[cfg(test)]
+            ahead: Duration::ZERO,
+        }
+    }
+
+    /// The time raciness is judged against.
+    fn now(&self) -> SystemTime {
+        #[cfg(test)]
+        {
+            SystemTime::now() + self.ahead
+        }
+        #[cfg(not(test))]
+        {
+            SystemTime::now()
         }
     }
 
@@ -151,14 +194,14 @@ impl Memo {
         }
         let list: Vec<(&PathBuf, &Entry)> = self.entries.iter().collect();
         if let Ok(json) = serde_json::to_vec(&list) {
-            if crate::cache::write_atomically(file, &json).is_ok() {
+            if crate::cache::replace_atomically(file, &json).is_ok() {
                 self.changed = false;
             }
         }
     }
 
-    fn remember(&mut self, path: &Path, stamp: Stamp, sha256: &str) {
-        if stamp.is_racy(SystemTime::now()) {
+    fn remember(&mut self, path: &Path, stamp: Stamp, sha256: &str, scope: Scope) {
+        if stamp.is_racy(self.now(), scope) {
             self.forget(path);
             return;
         }
@@ -234,12 +277,27 @@ impl Memo {
             }
             (crate::cache::hex(&hasher.finalize()), None)
         };
-        // A file that changed while it was read is hashed again next time.
+        #[cfg(test)]
+        WHILE_READING.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook(path);
+            }
+        });
         let after = std::fs::metadata(path).ok().and_then(|m| Stamp::of(&m));
         if after == Some(before) {
-            self.remember(path, before, &sha256);
+            self.remember(path, before, &sha256, scope);
         } else {
             self.forget(path);
+            // A model rewritten in place while it was read (same size: the read's own check
+            // sees no other change) gave bytes of no version that ever existed, half old and
+            // half new weights: an artifact built from them would be cached under their hash.
+            // A cache entry is only ever replaced by a rename, which leaves the read whole.
+            if scope == Scope::Input {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the file changed while it was read; build again",
+                ));
+            }
         }
         let size = bytes.as_ref().map_or(before.size, |b| b.len() as u64);
         Ok(Hashed {
@@ -315,12 +373,15 @@ mod tests {
         age(&file);
         let memo_path = dir.path().join("memo.json");
         let mut memo = Memo::load(memo_path.clone());
+        // Hashed a minute after `age` set the time back (its change time is now).
+        memo.ahead = Duration::from_secs(60);
         let first = memo.hash_file(&file, true).unwrap();
         assert_eq!(first.sha256, crate::cache::sha256_hex(b"first"));
         assert!(first.bytes.is_some(), "read the first time");
         memo.save();
 
         let mut memo = Memo::load(memo_path.clone());
+        memo.ahead = Duration::from_secs(60);
         let again = memo.hash_file(&file, true).unwrap();
         assert_eq!(again.sha256, first.sha256);
         assert!(again.bytes.is_none(), "taken from the memo");
@@ -343,6 +404,30 @@ mod tests {
         assert!(again.bytes.is_some(), "a racy file is read every time");
     }
 
+    /// A file whose modification time was set back just now (`cp -p`, `touch -d`, an
+    /// unpacked archive) is told from a same-size rewrite with the same time only by its change
+    /// time, which a rewrite within the same clock tick keeps: it is not memoized either.
+    /// (Before: memoized, so such a rewrite kept the old hash and the old artifact.)
+    #[test]
+    fn a_file_whose_time_was_set_back_just_now_is_not_memoized() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"first").unwrap();
+        age(&file);
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        memo.hash_file(&file, false).unwrap();
+        let again = memo.hash_file(&file, true).unwrap();
+        assert!(
+            again.bytes.is_some(),
+            "a file changed just now is read again"
+        );
+        assert!(memo.entries.is_empty(), "{:?}", memo.entries);
+        // A cache entry's change time is not compared, and so does not make it racy.
+        memo.has_sha256(&file, &crate::cache::sha256_hex(b"first"), 5)
+            .unwrap();
+        assert!(memo.entries.contains_key(&file));
+    }
+
     #[test]
     fn a_corrupted_cache_entry_is_caught_after_its_stamp_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -356,6 +441,41 @@ mod tests {
         std::fs::write(&file, b"corrupt!").unwrap();
         age(&file);
         assert!(!memo.has_sha256(&file, &expected, 8).unwrap());
+    }
+
+    /// A model rewritten in place, at the same size, while it was read (a training job
+    /// saving over it during `cargo build`): before, the torn bytes were hashed, optimized and
+    /// cached, and the build succeeded with weights of no version that ever existed.
+    #[test]
+    fn a_model_rewritten_while_it_is_read_is_an_error() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.pb");
+        std::fs::write(&file, b"old weights").unwrap();
+        age(&file);
+        let rewrite = file.clone();
+        WHILE_READING.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move |_: &Path| {
+                let mut out = std::fs::File::options().write(true).open(&rewrite).unwrap();
+                out.write_all(b"new").unwrap();
+            }))
+        });
+        let mut memo = Memo::load(dir.path().join("memo.json"));
+        for keep_bytes in [true, false] {
+            let error = memo.hash_file(&file, keep_bytes).unwrap_err();
+            assert!(
+                error.to_string().contains("changed while it was read"),
+                "{error}"
+            );
+        }
+        // A cache entry's file is replaced by a rename, never written in place: its read is
+        // whole, and a change is only a miss.
+        assert!(!memo.has_sha256(&file, "", 11).unwrap());
+        WHILE_READING.with(|hook| *hook.borrow_mut() = None);
+        assert_eq!(
+            memo.hash_file(&file, true).unwrap().sha256,
+            crate::cache::sha256_hex(b"new weights")
+        );
     }
 
     #[test]

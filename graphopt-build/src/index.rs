@@ -100,11 +100,29 @@ pub fn place_linked(dir: &Path, file_name: &str, from: &Path) -> std::io::Result
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    if std::fs::hard_link(from, &dest).is_ok() {
+    if link(from, &dest).is_ok() {
         return Ok(());
     }
+    // A copy (the cache on another file system): the previous run's copy is taken back when
+    // it holds the same bytes, so an unchanged artifact is not rewritten (a new modification
+    // time every run) there either.
     let bytes = std::fs::read(from)?;
-    crate::cache::write_atomically(&dest, &bytes)
+    place_bytes(dir, file_name, &bytes)
+}
+
+/// `std::fs::hard_link`; in tests, failing as across file systems when [`NO_LINKS`] is set.
+fn link(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if NO_LINKS.with(std::cell::Cell::get) {
+        return Err(std::io::Error::other("cross-device link (test)"));
+    }
+    std::fs::hard_link(from, to)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Hard links fail, as between file systems.
+    static NO_LINKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Writes `bytes` at `dir/file_name`, or takes back the previous run's file when it holds
@@ -118,7 +136,7 @@ pub fn place_bytes(dir: &Path, file_name: &str, bytes: &[u8]) -> std::io::Result
     if same {
         return std::fs::rename(&earlier, &dest);
     }
-    crate::cache::write_atomically(&dest, bytes)
+    crate::cache::replace_atomically(&dest, bytes)
 }
 
 /// Adds `name` to the run, rewrites `dir/`[`INDEX_FILE`] and tells cargo the run's models.
@@ -130,7 +148,7 @@ pub fn record(dir: &Path, name: &str) -> std::io::Result<()> {
     }
     let json = serde_json::to_string_pretty(&serde_json::json!({ "models": models }))
         .map_err(std::io::Error::other)?;
-    crate::cache::write_atomically(&dir.join(INDEX_FILE), format!("{json}\n").as_bytes())?;
+    crate::cache::replace_atomically(&dir.join(INDEX_FILE), format!("{json}\n").as_bytes())?;
     println!("cargo::rustc-env={MODELS_VAR}={}", models.join(","));
     Ok(())
 }
@@ -164,6 +182,40 @@ mod tests {
             Err(BeginError::Duplicate)
         ));
         begin(dir.path(), "digits_2").unwrap();
+    }
+
+    /// With the cache on another file system the artifact is a copy; an unchanged one is
+    /// the previous run's file, untouched (before: written anew every run, so a new time).
+    #[test]
+    fn an_unchanged_copy_of_an_entry_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("graphopt");
+        std::fs::create_dir_all(&out).unwrap();
+        let entry = dir.path().join("model.pb");
+        std::fs::write(&entry, b"graph").unwrap();
+        NO_LINKS.with(|no| no.set(true));
+        place_linked(&out, "m.pb", &entry).unwrap();
+        let stamp = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Stamp::of(&m));
+        let first = stamp(&out.join("m.pb")).unwrap();
+        assert!(!first.same_file(&stamp(&entry).unwrap()), "a copy");
+        let first_modified = std::fs::metadata(out.join("m.pb"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        // The next run sets the copy aside and places the model again.
+        set_aside(&out).unwrap();
+        place_linked(&out, "m.pb", &entry).unwrap();
+        let again = stamp(&out.join("m.pb")).unwrap();
+        let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        assert!(again.same_file(&first), "the previous copy, not a new one");
+        assert_eq!(modified(&out.join("m.pb")), first_modified);
+        // A changed entry is copied anew.
+        set_aside(&out).unwrap();
+        std::fs::remove_file(&entry).unwrap();
+        std::fs::write(&entry, b"other").unwrap();
+        place_linked(&out, "m.pb", &entry).unwrap();
+        assert_eq!(std::fs::read(out.join("m.pb")).unwrap(), b"other");
+        NO_LINKS.with(|no| no.set(false));
     }
 
     /// The build treats a cache entry that vanished between its lookup and its link (pruned

@@ -134,6 +134,17 @@ fn link_directories(base: &Path, path: &Path, out_dir: &Path, within: &Path) -> 
     dirs
 }
 
+/// What a model's cache key holds besides the model's own declarations.
+struct KeyInputs<'a> {
+    /// The memory and work limits in force.
+    budget: &'a str,
+    code: &'a str,
+    dependencies: &'a str,
+    custom_versions: &'a [String],
+    canonical: &'a str,
+    source: &'a Source,
+}
+
 impl Model {
     fn fail(&self, message: impl Into<String>) -> Error {
         Error::Model {
@@ -155,6 +166,50 @@ impl Model {
             path: path.to_path_buf(),
             source,
         }
+    }
+
+    /// The tag set and signature a SavedModel is frozen with: the declared ones, else the
+    /// defaults.
+    fn saved_model_options(&self) -> SavedModelOptions {
+        let defaults = SavedModelOptions::default();
+        SavedModelOptions {
+            tag_set: self.tag_set.clone().unwrap_or(defaults.tag_set),
+            signature: self.signature.clone().unwrap_or(defaults.signature),
+        }
+    }
+
+    /// The cache key: everything that decides the artifact's bytes and manifest.
+    fn cache_key(&self, inputs: &KeyInputs<'_>) -> String {
+        let options = match inputs.source {
+            Source::SavedModel(_) => self.saved_model_options(),
+            Source::Graph { .. } => SavedModelOptions {
+                tag_set: String::new(),
+                signature: String::new(),
+            },
+        };
+        let mut key = KeyBuilder::default();
+        key.part("tool", TOOL_VERSION.as_bytes())
+            .part("budget", inputs.budget.as_bytes())
+            .part("code", inputs.code.as_bytes())
+            .part("dependencies", inputs.dependencies.as_bytes())
+            .list("application transforms", inputs.custom_versions)
+            .part("name", self.name.as_bytes())
+            .part("transforms", inputs.canonical.as_bytes())
+            .list("inputs", &self.inputs)
+            .list("outputs", &self.outputs)
+            // The options the freezer uses, however spelled; a GraphDef reads none.
+            .part("signature", options.signature.as_bytes())
+            .part("tag_set", options.tag_set.as_bytes())
+            .part(
+                "verify",
+                self.verify
+                    .map(|t| format!("{t:e}"))
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )
+            .part("target", self.target.as_deref().unwrap_or("").as_bytes())
+            .part("source", inputs.source.key_content());
+        key.finish()
     }
 
     /// Optimizes the model, or takes it from the cache, and writes `$OUT_DIR/graphopt/NAME.pb`
@@ -307,34 +362,15 @@ impl Model {
             .map_err(|e| self.fail(e.to_string()))?
             .overridden_by(self.budget)
             .budget_for(graphopt_core::io::input_size(&source));
-        let mut key = KeyBuilder::default();
-        key.part("tool", TOOL_VERSION.as_bytes())
-            .part(
-                "budget",
-                format!("{} {}", budget.memory_limit(), budget.work_limit()).as_bytes(),
-            )
-            .part("code", code.as_bytes())
-            .part("dependencies", dependencies.as_bytes())
-            .list("application transforms", &custom_versions)
-            .part("name", self.name.as_bytes())
-            .part("transforms", canonical.as_bytes())
-            .list("inputs", &self.inputs)
-            .list("outputs", &self.outputs)
-            .part(
-                "signature",
-                self.signature.as_deref().unwrap_or("").as_bytes(),
-            )
-            .part("tag_set", self.tag_set.as_deref().unwrap_or("").as_bytes())
-            .part(
-                "verify",
-                self.verify
-                    .map(|t| format!("{t:e}"))
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )
-            .part("target", self.target.as_deref().unwrap_or("").as_bytes())
-            .part("source", source_kind.key_content());
-        let key = key.finish();
+        let limits_in_force = format!("{} {}", budget.memory_limit(), budget.work_limit());
+        let key = self.cache_key(&KeyInputs {
+            budget: &limits_in_force,
+            code: &code,
+            dependencies: &dependencies,
+            custom_versions: &custom_versions,
+            canonical: &canonical,
+            source: &source_kind,
+        });
 
         let cache_dir = cache::cache_dir(&out_dir, &workspace);
         let cached = if cache_off.is_some() {
@@ -496,11 +532,7 @@ impl Model {
                 )
             }
             Source::SavedModel(_) => {
-                let defaults = SavedModelOptions::default();
-                let options = SavedModelOptions {
-                    tag_set: self.tag_set.clone().unwrap_or(defaults.tag_set),
-                    signature: self.signature.clone().unwrap_or(defaults.signature),
-                };
+                let options = self.saved_model_options();
                 let frozen = freeze::freeze_saved_model(source, &options).map_err(|e| {
                     self.fail(format!("freezing SavedModel {}: {e}", display.display()))
                 })?;
@@ -908,6 +940,40 @@ mod tests {
         assert!(
             link_directories(&package, &absolute, &out_dir, &package.join("models")).is_empty()
         );
+    }
+
+    /// The SavedModel options in force are keyed, not how they were spelled: `.tag_set("serve")`
+    /// and `.signature("serving_default")` are the defaults, and a GraphDef reads neither.
+    /// (Before: each spelling had a key of its own, so identical builds missed.)
+    #[test]
+    fn the_key_holds_the_saved_model_options_in_force_not_their_spelling() {
+        let graph = Source::Graph {
+            sha256: "ab".into(),
+            bytes: None,
+        };
+        let saved_model = Source::SavedModel(b"saved_model.pb 5 ab\n".to_vec());
+        let key = |model: &Model, source: &Source| {
+            model.cache_key(&KeyInputs {
+                budget: "1 2",
+                code: "c",
+                dependencies: "d",
+                custom_versions: &[],
+                canonical: "",
+                source,
+            })
+        };
+        let plain = Model::new("m", "m");
+        let spelled = Model::new("m", "m")
+            .tag_set("serve")
+            .signature("serving_default");
+        let other = Model::new("m", "m").signature("classify");
+        for source in [&graph, &saved_model] {
+            assert_eq!(key(&plain, source), key(&spelled, source));
+        }
+        assert_eq!(key(&plain, &graph), key(&other, &graph));
+        assert_ne!(key(&plain, &saved_model), key(&other, &saved_model));
+        let tags = Model::new("m", "m").tag_set("serve,gpu");
+        assert_ne!(key(&plain, &saved_model), key(&tags, &saved_model));
     }
 
     #[test]
