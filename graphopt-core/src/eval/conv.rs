@@ -96,23 +96,6 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
         }
         return Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?);
     }
-    if filter.iter().any(|v| !v.is_finite()) {
-        // Taps in the padding must add nothing: zero-filled patch columns would multiply an
-        // inf or NaN weight into NaN there.
-        let (window, shape) = ((&wh, &ww), (kh, kw, c, out_c));
-        let work = rows.saturating_mul(columns).saturating_mul(out_c);
-        for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
-            let xb = &xs[b * image..(b + 1) * image];
-            let fill = |first: usize, block: &mut [T]| {
-                direct(xb, &filter, window, shape, w, first, block);
-            };
-            match ctx.gemm {
-                gemm::Gemm::Fast => parallel::rows(y, out_c, work, fill),
-                gemm::Gemm::Portable => fill(0, y),
-            }
-        }
-        return Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?);
-    }
     checked_elements(&[rows, columns], std::mem::size_of::<T>(), ctx.limits)?;
     alloc::output::<T>(&[rows, columns])?;
     // The output rows from `first` on, of one image: their patch rows, then their product.
@@ -158,13 +141,44 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
             convolve(xb, 0, y, true);
         }
     }
+    // A tap in the padding must add nothing, but its zero patch column times an inf or NaN
+    // weight made NaN: where the filter has one and the output a NaN, the rows are summed
+    // again over the taps inside the image. The cheaper of the two scans goes first (a late
+    // layer's filter is far larger than its output); VALID has no taps in the padding.
+    if spatial.padding != "VALID" && padding_may_be_nan(&filter, &out) {
+        alloc::work(alloc::loops(&[n, rows, columns, out_c]))?;
+        let (window, shape) = ((&wh, &ww), (kh, kw, c, out_c));
+        let work = rows.saturating_mul(columns).saturating_mul(out_c);
+        for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
+            let xb = &xs[b * image..(b + 1) * image];
+            let fill = |first: usize, block: &mut [T]| {
+                direct(xb, &filter, window, shape, w, first, block);
+            };
+            match ctx.gemm {
+                gemm::Gemm::Fast => parallel::rows(y, out_c, work, fill),
+                gemm::Gemm::Portable => fill(0, y),
+            }
+        }
+    }
     Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?)
+}
+
+/// Whether `filter` holds an inf or NaN and `out` a NaN (each scanned whole, without an early
+/// exit, which vectorizes; the smaller first).
+fn padding_may_be_nan<T: Float>(filter: &[T], out: &[T]) -> bool {
+    let non_finite = || filter.iter().fold(false, |any, v| any | !v.is_finite());
+    let nan = || out.iter().fold(false, |any, v| any | v.is_nan());
+    if filter.len() <= out.len() {
+        non_finite() && nan()
+    } else {
+        nan() && non_finite()
+    }
 }
 
 /// The output rows from `first` on, of one image `xb`, as sums over the taps inside the
 /// image only, in the order of the patch columns (ky, kx, input channel): for a filter
-/// holding inf or NaN, whose product with a padding zero would be NaN. TensorFlow 2.21's
-/// default (oneDNN) Conv2D skips the padding so, as the depthwise kernel and the poolings do.
+/// holding inf or NaN, whose product with a padding zero is NaN. TensorFlow 2.21's default
+/// (oneDNN) Conv2D skips the padding so, as the depthwise kernel and the poolings do.
 fn direct<T: LinalgScalar>(
     xb: &[T],
     filter: &[T],
