@@ -168,11 +168,12 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
 fn padding_may_be_nan<T: Float>(filter: &[T], out: &[T]) -> bool {
     let non_finite = || filter.iter().fold(false, |any, v| any | !v.is_finite());
     let nan = || out.iter().fold(false, |any, v| any | v.is_nan());
-    if filter.len() <= out.len() {
-        non_finite() && nan()
+    let (first, second): (&dyn Fn() -> bool, &dyn Fn() -> bool) = if filter.len() <= out.len() {
+        (&non_finite, &nan)
     } else {
-        nan() && non_finite()
-    }
+        (&nan, &non_finite)
+    };
+    first() && second()
 }
 
 /// The output rows from `first` on, of one image `xb`, as sums over the taps inside the
