@@ -141,7 +141,75 @@ fn conv_nhwc<T: LinalgScalar + Float + Send + Sync>(
             convolve(xb, 0, y, true);
         }
     }
+    // A tap in the padding must add nothing, but its zero patch column times an inf or NaN
+    // weight made NaN: where the filter has one and the output a NaN, the rows are summed
+    // again over the taps inside the image. The cheaper of the two scans goes first (a late
+    // layer's filter is far larger than its output); VALID has no taps in the padding.
+    if spatial.padding != "VALID" && padding_may_be_nan(&filter, &out) {
+        alloc::work(alloc::loops(&[n, rows, columns, out_c]))?;
+        let (window, shape) = ((&wh, &ww), (kh, kw, c, out_c));
+        let work = rows.saturating_mul(columns).saturating_mul(out_c);
+        for (b, y) in out.chunks_exact_mut(rows * out_c).enumerate() {
+            let xb = &xs[b * image..(b + 1) * image];
+            let fill = |first: usize, block: &mut [T]| {
+                direct(xb, &filter, window, shape, w, first, block);
+            };
+            match ctx.gemm {
+                gemm::Gemm::Fast => parallel::rows(y, out_c, work, fill),
+                gemm::Gemm::Portable => fill(0, y),
+            }
+        }
+    }
     Ok(ArrayD::from_shape_vec(IxDyn(&out_dims), out)?)
+}
+
+/// Whether `filter` holds an inf or NaN and `out` a NaN (each scanned whole, without an early
+/// exit, which vectorizes; the smaller first).
+fn padding_may_be_nan<T: Float>(filter: &[T], out: &[T]) -> bool {
+    let non_finite = || filter.iter().fold(false, |any, v| any | !v.is_finite());
+    let nan = || out.iter().fold(false, |any, v| any | v.is_nan());
+    let (first, second): (&dyn Fn() -> bool, &dyn Fn() -> bool) = if filter.len() <= out.len() {
+        (&non_finite, &nan)
+    } else {
+        (&nan, &non_finite)
+    };
+    first() && second()
+}
+
+/// The output rows from `first` on, of one image `xb`, as sums over the taps inside the
+/// image only, in the order of the patch columns (ky, kx, input channel): for a filter
+/// holding inf or NaN, whose product with a padding zero is NaN. TensorFlow 2.21's default
+/// (oneDNN) Conv2D skips the padding so, as the depthwise kernel and the poolings do.
+fn direct<T: LinalgScalar>(
+    xb: &[T],
+    filter: &[T],
+    (wh, ww): (&geometry::Window, &geometry::Window),
+    (kh, kw, c, out_c): (usize, usize, usize, usize),
+    w: usize,
+    first: usize,
+    y: &mut [T],
+) {
+    for (r, pixel) in y.chunks_exact_mut(out_c).enumerate() {
+        let (oy, ox) = ((first + r) / ww.out, (first + r) % ww.out);
+        pixel.fill(T::zero());
+        for ky in wh.taps(oy, kh) {
+            let Some(iy) = wh.source(oy, ky) else {
+                continue;
+            };
+            for kx in ww.taps(ox, kw) {
+                let Some(ix) = ww.source(ox, kx) else {
+                    continue;
+                };
+                let from = (iy * w + ix) * c;
+                let taps = &filter[(ky * kw + kx) * c * out_c..][..c * out_c];
+                for (&xv, weights) in xb[from..from + c].iter().zip(taps.chunks_exact(out_c)) {
+                    for (o, &fv) in pixel.iter_mut().zip(weights) {
+                        *o = *o + xv * fv;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Each output channel sums its taps in (ky, kx) order from zero, on every path: the inner

@@ -9,6 +9,7 @@ use super::conv::Spatial;
 use super::elementwise::arithmetic;
 use super::shape_ops::reshape;
 use super::{fail, KernelContext, KernelError, KernelResult};
+use crate::analysis::geometry::Window;
 use crate::graph::attrs;
 use crate::proto::DataType;
 use crate::tensor::{Data, Tensor};
@@ -70,9 +71,20 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     if kh == 0 || kw == 0 {
         return fail("ksize must be positive");
     }
+    let nhwc = super::conv::to_nhwc(&spatial, input)?;
+    // int64 past 2^53 has no float64 of its own: its maximum is taken as int64.
+    if let (true, Data::I64(a)) = (max, nhwc.data()) {
+        let a = a.as_standard_layout();
+        let (window, out_dims) = pool_geometry(&spatial, a.shape(), (kh, kw), true)?;
+        let mut out = vec![i64::MIN; alloc::count(&out_dims)?];
+        if let Some(window) = window {
+            window.max_i64(a.as_slice().unwrap_or_default(), &mut out);
+        }
+        let out = ArrayD::from_shape_vec(IxDyn(&out_dims), out)?;
+        return super::conv::to_data_format(&spatial, Tensor::from_data(Data::I64(out)));
+    }
     // float32 is read as it is; other types through a float64 copy. Either way each tap is
     // widened to float64, so the results are the same.
-    let nhwc = super::conv::to_nhwc(&spatial, input)?;
     let wide;
     let (elements, dims): (Elements<'_>, _) = match nhwc.data() {
         Data::F32(a) => (Elements::F32(a.as_standard_layout()), a.shape().to_vec()),
@@ -84,28 +96,12 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
             (Elements::F64(a.as_standard_layout()), a.shape().to_vec())
         }
     };
-    let (n, h, w, c) = (dims[0], dims[1], dims[2], dims[3]);
-    let (wh, ww) = spatial.windows(h, w, kh, kw)?;
-    let out_dims = [n, wh.out, ww.out, c];
-    let outputs = alloc::output::<f64>(&out_dims)?;
-    // Only the taps inside the input are visited: a ksize far beyond the input costs what the
-    // input holds.
-    alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
+    let (window, out_dims) = pool_geometry(&spatial, &dims, (kh, kw), max)?;
     // TensorFlow's MaxPool starts every window at the type's lowest value and skips NaN, so
     // a window of only -inf and NaN gives the lowest value, not -inf.
     let start = if max { lowest(input.dtype()) } else { 0.0 };
-    let mut out = vec![start; outputs];
-    if outputs > 0 {
-        let window = PoolWindow {
-            wh: &wh,
-            ww: &ww,
-            kh,
-            kw,
-            w,
-            c,
-            image: h * w * c,
-            max,
-        };
+    let mut out = vec![start; alloc::count(&out_dims)?];
+    if let Some(window) = window {
         match &elements {
             Elements::F32(a) => window.pool(a.as_slice().unwrap_or_default(), &mut out),
             Elements::F64(a) => window.pool(a.as_slice().unwrap_or_default(), &mut out),
@@ -114,6 +110,38 @@ pub fn pool(ctx: &KernelContext<'_>, input: &Tensor) -> Result<Tensor, KernelErr
     let out = ArrayD::from_shape_vec(IxDyn(&out_dims), out)?;
     let y = super::conv::to_data_format(&spatial, Tensor::from_data(Data::F64(out)))?;
     cast(&y, input.dtype())
+}
+
+/// The windows of a pooling of NHWC `dims`, its output's dimensions, asked for and charged
+/// as float64 elements (the widest a pooling keeps), and the walk over them (`None` when
+/// the output is empty).
+fn pool_geometry(
+    spatial: &Spatial,
+    dims: &[usize],
+    (kh, kw): (usize, usize),
+    max: bool,
+) -> Result<(Option<PoolWindow>, [usize; 4]), KernelError> {
+    let [n, h, w, c] = *dims else {
+        return fail(format!("expected a 4-D input, got {dims:?}"));
+    };
+    let (wh, ww) = spatial.windows(h, w, kh, kw)?;
+    let out_dims = [n, wh.out, ww.out, c];
+    let outputs = alloc::output::<f64>(&out_dims)?;
+    // Only the taps inside the input are visited: a ksize far beyond the input costs what the
+    // input holds.
+    alloc::work(alloc::loops(&[outputs, kh.min(h), kw.min(w)]))?;
+    // With outputs, h * w * c is bounded by the input's size.
+    let window = (outputs > 0).then(|| PoolWindow {
+        wh,
+        ww,
+        kh,
+        kw,
+        w,
+        c,
+        image: h * w * c,
+        max,
+    });
+    Ok((window, out_dims))
 }
 
 /// The lowest finite value of `dtype`, as float64 (exact for every type).
@@ -138,9 +166,9 @@ enum Elements<'a> {
 }
 
 /// The windows of one pooling.
-struct PoolWindow<'a> {
-    wh: &'a crate::analysis::geometry::Window,
-    ww: &'a crate::analysis::geometry::Window,
+struct PoolWindow {
+    wh: Window,
+    ww: Window,
     kh: usize,
     kw: usize,
     w: usize,
@@ -149,11 +177,16 @@ struct PoolWindow<'a> {
     max: bool,
 }
 
-impl PoolWindow<'_> {
-    /// Every output pixel's max or mean over its in-bounds taps, in float64: channels
-    /// innermost, contiguous in NHWC; each channel takes its taps in (ky, kx) order.
-    fn pool<T: Copy + Into<f64>>(&self, xs: &[T], out: &mut [f64]) {
-        let (wh, ww, c) = (self.wh, self.ww, self.c);
+impl PoolWindow {
+    /// `visit(pixel, first)` for every output pixel's in-bounds taps in (ky, kx) order,
+    /// `first` the tap's first channel in `xs`; then `done(pixel, taps)`.
+    fn each_tap<A>(
+        &self,
+        out: &mut [A],
+        mut visit: impl FnMut(&mut [A], usize),
+        mut done: impl FnMut(&mut [A], usize),
+    ) {
+        let (wh, ww, c) = (&self.wh, &self.ww, self.c);
         for (position, pixel) in out.chunks_exact_mut(c).enumerate() {
             let b = position / (wh.out * ww.out);
             let (oy, ox) = (position / ww.out % wh.out, position % ww.out);
@@ -166,27 +199,50 @@ impl PoolWindow<'_> {
                     let Some(ix) = ww.source(ox, kx) else {
                         continue;
                     };
-                    let from = b * self.image + (iy * self.w + ix) * c;
-                    let row = &xs[from..from + c];
-                    if self.max {
-                        for (acc, &v) in pixel.iter_mut().zip(row) {
-                            *acc = acc.max(v.into());
-                        }
-                    } else {
-                        for (acc, &v) in pixel.iter_mut().zip(row) {
-                            *acc += v.into();
-                        }
-                    }
+                    visit(pixel, b * self.image + (iy * self.w + ix) * c);
                     taps += 1;
                 }
             }
+            done(pixel, taps);
+        }
+    }
+
+    /// MaxPool of int64, exact: each channel's largest tap.
+    fn max_i64(&self, xs: &[i64], out: &mut [i64]) {
+        let c = self.c;
+        let visit = |pixel: &mut [i64], from: usize| {
+            for (acc, &v) in pixel.iter_mut().zip(&xs[from..from + c]) {
+                *acc = (*acc).max(v);
+            }
+        };
+        self.each_tap(out, visit, |_, _| {});
+    }
+
+    /// Every output pixel's max or mean over its in-bounds taps, in float64: channels
+    /// innermost, contiguous in NHWC; each channel takes its taps in (ky, kx) order.
+    fn pool<T: Copy + Into<f64>>(&self, xs: &[T], out: &mut [f64]) {
+        let c = self.c;
+        let visit = |pixel: &mut [f64], from: usize| {
+            let row = &xs[from..from + c];
+            if self.max {
+                for (acc, &v) in pixel.iter_mut().zip(row) {
+                    *acc = acc.max(v.into());
+                }
+            } else {
+                for (acc, &v) in pixel.iter_mut().zip(row) {
+                    *acc += v.into();
+                }
+            }
+        };
+        let done = |pixel: &mut [f64], taps: usize| {
             if !self.max {
                 let taps = taps.max(1) as f64;
                 for acc in pixel.iter_mut() {
                     *acc /= taps;
                 }
             }
-        }
+        };
+        self.each_tap(out, visit, done);
     }
 }
 
@@ -376,5 +432,25 @@ mod tests {
             panic!("not float64")
         };
         assert_eq!(y.iter().copied().collect::<Vec<_>>(), [f64::MIN]);
+    }
+
+    /// TensorFlow 2.21 (`tf.raw_ops.MaxPool`, int64, 2x2 VALID): 2^53 + 1 is the maximum of
+    /// [2^53 + 1, 2^53, 3, 5]; graphopt pooled through float64 and gave 2^53. Beside it, a
+    /// window holding int64's lowest value and one past 2^62.
+    #[test]
+    fn max_pool_of_int64_is_exact() {
+        let x = ndarray::Array::from_shape_vec(
+            (1, 2, 4, 1),
+            vec![(1 << 53) + 1, 1 << 53, i64::MIN, (1 << 62) + 1, 3, 5, -1, 7],
+        )
+        .expect("shape")
+        .into_dyn();
+        let Data::I64(y) = max_pool_2x2(Tensor::from_data(Data::I64(x))).into_data() else {
+            panic!("not int64")
+        };
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            [9_007_199_254_740_993, 4_611_686_018_427_387_905]
+        );
     }
 }
