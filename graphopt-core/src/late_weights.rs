@@ -341,7 +341,9 @@ impl ScaledWeight {
             drop((to_write, recycle));
             let computed = match helper.join() {
                 Ok((computed, to_fill)) => {
-                    to_fill.try_iter().for_each(|buffer| buffers.give_back(buffer));
+                    to_fill
+                        .try_iter()
+                        .for_each(|buffer| buffers.give_back(buffer));
                     computed
                 }
                 Err(_) => Err(helper_panicked()),
@@ -592,7 +594,9 @@ mod tests {
             .collect();
         assert_eq!(as_floats(&weight.compute().unwrap()), expected);
         let mut written = Vec::new();
-        weight.write_to("w", &mut written, &mut ChunkBuffers::default()).unwrap();
+        weight
+            .write_to("w", &mut written, &mut ChunkBuffers::default())
+            .unwrap();
         assert_eq!(as_floats(&written), expected);
     }
 
