@@ -129,6 +129,39 @@ fn inline_all_calls_in(graph: &mut GraphDef, limits: Limits) -> Result<(), Inlin
     Err(InlineError::TooDeep(limits.max_depth))
 }
 
+/// The types of a call's arguments (`attr` "Tin") or results ("Tout"): the call's list, else
+/// the types `args` declare. The Identities and the IdentityN that stand for them need one
+/// type each: a list of another length, or an argument of no fixed type with no list, is an
+/// error (a node without its `T` would be an invalid graph).
+fn argument_types(
+    call: &NodeDef,
+    attr: &str,
+    args: &[crate::proto::op_def::ArgDef],
+    fname: &str,
+) -> Result<Vec<i32>, String> {
+    match call.attr.get(attr).and_then(|a| a.value.as_ref()) {
+        Some(attr_value::Value::List(list)) if list.r#type.len() == args.len() => {
+            Ok(list.r#type.clone())
+        }
+        Some(attr_value::Value::List(list)) => Err(format!(
+            "'{}' lists {} types in {attr} for the {} arguments of '{fname}'",
+            call.name,
+            list.r#type.len(),
+            args.len()
+        )),
+        _ => args
+            .iter()
+            .map(|arg| match arg.r#type {
+                0 => Err(format!(
+                    "'{}' has no {attr}, and '{}' of '{fname}' has no fixed type",
+                    call.name, arg.name
+                )),
+                dtype => Ok(dtype),
+            })
+            .collect(),
+    }
+}
+
 fn identity(name: String, input: String, dtype: Option<AttrValue>) -> NodeDef {
     let mut node = NodeDef {
         name,
@@ -172,10 +205,8 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
             signature.input_arg.len()
         ));
     }
-    let tin = match call.attr.get("Tin").and_then(|a| a.value.as_ref()) {
-        Some(attr_value::Value::List(l)) => l.r#type.clone(),
-        _ => Vec::new(),
-    };
+    let tin = argument_types(call, "Tin", &signature.input_arg, fname)?;
+    let tout = argument_types(call, "Tout", &signature.output_arg, fname)?;
     let mut out = Vec::new();
     let control_node = format!("{prefix}/input_control_node");
     if !controls.is_empty() {
@@ -306,9 +337,92 @@ fn body_of_call(call: &NodeDef, function: &FunctionDef) -> Result<Vec<NodeDef>, 
     for target in function.control_ret.values() {
         results.input.push(format!("^{prefix}/{target}"));
     }
-    if let Some(tout) = call.attr.get("Tout") {
-        results.attr.insert("T".into(), tout.clone());
-    }
+    results.attr.insert(
+        "T".into(),
+        AttrValue {
+            value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
+                r#type: tout,
+                ..Default::default()
+            }))),
+        },
+    );
     out.push(results);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::test_nodes::{float_node, node};
+    use crate::proto::op_def::ArgDef;
+    use crate::proto::{DataType, OpDef};
+
+    /// `f(x0: float) -> y0: float`, the identity of its argument.
+    fn function() -> FunctionDef {
+        let arg = |name: &str| ArgDef {
+            name: name.into(),
+            r#type: DataType::DtFloat as i32,
+            ..Default::default()
+        };
+        FunctionDef {
+            signature: Some(OpDef {
+                name: "f".into(),
+                input_arg: vec![arg("x0")],
+                output_arg: vec![arg("y0")],
+                ..Default::default()
+            }),
+            node_def: vec![float_node("b0", "Identity", &["x0"])],
+            ret: [("y0".to_string(), "b0:output:0".to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    fn types(list: &[DataType]) -> AttrValue {
+        AttrValue {
+            value: Some(attr_value::Value::List(Box::new(attr_value::ListValue {
+                r#type: list.iter().map(|&t| t as i32).collect(),
+                ..Default::default()
+            }))),
+        }
+    }
+
+    fn type_of(node: &NodeDef) -> Option<&attr_value::Value> {
+        node.attr.get("T").and_then(|t| t.value.as_ref())
+    }
+
+    /// A call whose `Tin` lists no type for its one argument left an Identity without `T`,
+    /// an invalid graph (found by the pipeline fuzz target): an error now. Without `Tin` or
+    /// `Tout`, the signature's own types are the Identities'.
+    #[test]
+    fn argument_types_come_from_the_call_or_the_signature_and_must_fit() {
+        let mut call = node("c", "StatefulPartitionedCall", &["x"]);
+        call.attr.insert("Tin".into(), types(&[]));
+        call.attr.insert("Tout".into(), types(&[DataType::DtFloat]));
+        let error = inline_call(&call, &function()).unwrap_err().to_string();
+        assert!(
+            error.contains("'c' lists 0 types in Tin for the 1 arguments of 'f'"),
+            "{error}"
+        );
+        call.attr.remove("Tin");
+        call.attr.remove("Tout");
+        let nodes = inline_call(&call, &function()).unwrap();
+        let input = nodes.iter().find(|n| n.name == "c/input/x0").unwrap();
+        assert_eq!(
+            type_of(input),
+            Some(&attr_value::Value::Type(DataType::DtFloat as i32))
+        );
+        let results = nodes.iter().find(|n| n.op == "IdentityN").unwrap();
+        assert_eq!(type_of(results), types(&[DataType::DtFloat]).value.as_ref());
+        // An argument of no fixed type (a type attribute) and no list: nothing to go by.
+        let mut generic = function();
+        if let Some(signature) = generic.signature.as_mut() {
+            signature.output_arg[0].r#type = 0;
+            signature.output_arg[0].type_attr = "T".into();
+        }
+        let error = inline_call(&call, &generic).unwrap_err().to_string();
+        assert!(
+            error.contains("'c' has no Tout, and 'y0' of 'f' has no fixed type"),
+            "{error}"
+        );
+    }
 }
