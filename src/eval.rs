@@ -465,6 +465,16 @@ mod tests {
         shape: Shape::Known(&[]),
     };
 
+    /// A float32 tensor of unknown shape.
+    fn float_spec(name: &'static str, tensor: &'static str) -> TensorSpec {
+        TensorSpec {
+            name,
+            tensor,
+            dtype: DType::Float,
+            shape: Shape::Unknown,
+        }
+    }
+
     #[test]
     fn embedded_bytes_are_borrowed_not_copied() {
         static GRAPH: &[u8] = include_bytes!("../tests/fixtures/models/tf1_conv_bn.pb");
@@ -608,12 +618,7 @@ mod tests {
             ),
             node("b", "Neg", &["u:1"], vec![("T", float)]),
         ]);
-        let spec = |name, tensor| TensorSpec {
-            name,
-            tensor,
-            dtype: DType::Float,
-            shape: Shape::Unknown,
-        };
+        let spec = float_spec;
         let error = unpacked
             .run_f32(&[(spec("u", "u:1"), &[5.0], &[])], &[spec("b", "b:0")])
             .unwrap_err();
@@ -653,12 +658,7 @@ mod tests {
             node("b", "Placeholder", &[], vec![("dtype", float.clone())]),
             node("c", "MatMul", &["a", "b"], vec![("T", float)]),
         ]);
-        let spec = |name, tensor| TensorSpec {
-            name,
-            tensor,
-            dtype: DType::Float,
-            shape: Shape::Unknown,
-        };
+        let spec = float_spec;
         let error = product
             .run_f32(
                 &[

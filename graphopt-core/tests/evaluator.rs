@@ -30,7 +30,7 @@ fn values(name: &str, dims: &[usize], values: &[f32]) -> graphopt_core::proto::N
 #[test]
 fn padding_taps_of_a_non_finite_filter_add_nothing() {
     use common::graphs::{graph, ints, node, s};
-    use graphopt_core::eval::{evaluate, Gemm, Options};
+    use graphopt_core::eval::Gemm;
     let (inf, nan) = (f32::INFINITY, f32::NAN);
     let mut corner = vec![1.0; 9];
     corner[0] = inf;
@@ -76,14 +76,7 @@ fn padding_taps_of_a_non_finite_filter_add_nothing() {
             node("conv", "Conv2D", &["x", "w"], &attrs),
         ]);
         for gemm in [Gemm::Portable, Gemm::Fast] {
-            let options = Options {
-                gemm,
-                ..Options::default()
-            };
-            let out = evaluate(&g, &Default::default(), &["conv".into()], options).unwrap();
-            let graphopt_core::tensor::Data::F32(y) = out[0].data() else {
-                panic!("float32 out");
-            };
+            let y = conv_output(&g, gemm);
             let same = y
                 .iter()
                 .zip(&expected)
@@ -108,15 +101,24 @@ fn padding_taps_of_a_non_finite_filter_add_nothing() {
         ),
     ]);
     let bits = |gemm| {
-        let options = Options {
-            gemm,
-            ..Options::default()
-        };
-        let out = evaluate(&g, &Default::default(), &["conv".into()], options).unwrap();
-        let graphopt_core::tensor::Data::F32(y) = out[0].data() else {
-            panic!("float32 out");
-        };
-        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        conv_output(&g, gemm)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
     };
     assert_eq!(bits(Gemm::Fast), bits(Gemm::Portable));
+}
+
+/// The float32 output of node `conv` of `g`, run with the kernels of `gemm`.
+fn conv_output(g: &graphopt_core::proto::GraphDef, gemm: graphopt_core::eval::Gemm) -> Vec<f32> {
+    use graphopt_core::eval::{evaluate, Options};
+    let options = Options {
+        gemm,
+        ..Options::default()
+    };
+    let out = evaluate(g, &Default::default(), &["conv".into()], options).unwrap();
+    let graphopt_core::tensor::Data::F32(y) = out[0].data() else {
+        panic!("float32 out");
+    };
+    y.iter().copied().collect()
 }
